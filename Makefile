@@ -1,0 +1,48 @@
+# The two set-up commands (README): `make run` and `make test`. Both work on a fresh
+# Debian 12 machine as root; they install what is missing and nothing else.
+BUILD_DIR ?= build/release
+JOBS ?= $(shell nproc)
+PYTEST ?= /usr/bin/python3 -m pytest
+
+.PHONY: run test build deps deps-test unit integration sanitize format tidy clean
+
+run: deps build
+	@scripts/ensure-env.sh
+	exec $(BUILD_DIR)/chatd serve
+
+test: deps-test build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+	CHATD_BIN=$(abspath $(BUILD_DIR))/chatd $(PYTEST) -q tests/integration
+
+deps:
+	@scripts/install-deps.sh run
+
+deps-test:
+	@scripts/install-deps.sh test
+
+# Configures once; later runs only rebuild what changed.
+build:
+	@test -f $(BUILD_DIR)/build.ninja || cmake -S . -B $(BUILD_DIR) -G Ninja -DCMAKE_BUILD_TYPE=Release
+	@cmake --build $(BUILD_DIR) -j $(JOBS)
+
+unit: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
+
+integration: build
+	CHATD_BIN=$(abspath $(BUILD_DIR))/chatd $(PYTEST) -q tests/integration
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+sanitize: deps-test
+	@test -f build/asan/build.ninja || cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHATD_SANITIZE=ON
+	@cmake --build build/asan -j $(JOBS)
+	cd build/asan && ctest --output-on-failure -j $(JOBS)
+	CHATD_BIN=$(abspath build/asan)/chatd $(PYTEST) -q tests/integration
+
+format:
+	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
+
+tidy: build
+	clang-tidy -p $(BUILD_DIR) --quiet $$(git ls-files 'src/*.cpp')
+
+clean:
+	rm -rf build

@@ -1,0 +1,136 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/use_future.hpp>
+#include <termios.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <iostream>
+
+#include "app/commands.hpp"
+#include "app/open_store.hpp"
+#include "auth/credential_rules.hpp"
+#include "auth/password_hasher.hpp"
+#include "common/unicode.hpp"
+
+namespace chat::app {
+namespace {
+
+std::optional<std::string> from_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0') return std::nullopt;
+  return std::string(v);
+}
+
+std::string prompt(const char* label, bool secret) {
+  std::fprintf(stderr, "%s", label);
+  std::fflush(stderr);
+  termios old{};
+  const bool tty = secret && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
+  if (tty) {
+    termios quiet = old;
+    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
+    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
+  }
+  std::string line;
+  if (!std::getline(std::cin, line)) {
+    if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    throw std::runtime_error("no input");
+  }
+  if (tty) {
+    tcsetattr(STDIN_FILENO, TCSANOW, &old);
+    std::fprintf(stderr, "\n");
+  }
+  return line;
+}
+
+void print_problems(const char* field, const std::vector<std::string>& problems) {
+  for (const auto& p : problems) std::fprintf(stderr, "Error (%s): %s\n", field, p.c_str());
+}
+
+}  // namespace
+
+int create_superuser(const config::Settings& s, SuperuserOptions o) {
+  // Django's names for non-interactive use.
+  if (!o.username) o.username = from_env("DJANGO_SUPERUSER_USERNAME");
+  if (!o.email) o.email = from_env("DJANGO_SUPERUSER_EMAIL");
+  if (!o.password) o.password = from_env("DJANGO_SUPERUSER_PASSWORD");
+
+  auto store = open_store(s);
+  store->migrate();
+
+  auto run = [&](auto awaitable) {
+    boost::asio::io_context io;
+    auto fut = boost::asio::co_spawn(io, std::move(awaitable), boost::asio::use_future);
+    io.run();
+    return fut.get();
+  };
+
+  try {
+    for (;;) {
+      if (!o.username) {
+        if (o.no_input) throw std::runtime_error("--username is required with --noinput");
+        o.username = std::string(unicode::trim(prompt("Username: ", false)));
+      }
+      auto problems = unicode::is_valid_utf8(*o.username) ? auth::username_problems(*o.username)
+                                                          : std::vector<std::string>{"Not valid UTF-8."};
+      if (problems.empty() && run(store->users().find_by_username_key(auth::username_key(*o.username)))) {
+        problems.emplace_back("That username is already taken.");
+      }
+      if (problems.empty()) break;
+      print_problems("username", problems);
+      if (o.no_input) return 1;
+      o.username.reset();
+    }
+    for (;;) {
+      if (!o.email) {
+        if (o.no_input) throw std::runtime_error("--email is required with --noinput");
+        o.email = std::string(unicode::trim(prompt("Email address: ", false)));
+      }
+      auto problems = auth::email_problems(*o.email);
+      if (problems.empty()) break;
+      print_problems("email", problems);
+      if (o.no_input) return 1;
+      o.email.reset();
+    }
+    for (;;) {
+      if (!o.password) {
+        if (o.no_input) throw std::runtime_error("--password is required with --noinput");
+        std::string first = prompt("Password: ", true);
+        if (prompt("Password (again): ", true) != first) {
+          std::fprintf(stderr, "Error: Your passwords didn't match.\n");
+          continue;
+        }
+        o.password = first;
+      }
+      auto problems = auth::password_problems(*o.password, *o.username);
+      if (problems.empty()) break;
+      print_problems("password", problems);
+      if (o.no_input) return 1;
+      o.password.reset();
+    }
+  } catch (const std::runtime_error& e) {
+    std::fprintf(stderr, "Error: %s\n", e.what());
+    return 1;
+  }
+
+  auth::PasswordHasher hasher(1);
+  store::NewUser user;
+  user.username = *o.username;
+  user.username_key = auth::username_key(*o.username);
+  user.email = *o.email;
+  user.password_hash = hasher.hash_now(*o.password);
+  user.is_staff = true;
+  user.is_superuser = true;
+  user.date_joined = now_micros();
+  auto created = run(store->users().create(std::move(user)));
+  if (!created) {
+    std::fprintf(stderr, "Error: That username is already taken.\n");
+    return 1;
+  }
+  std::printf("Superuser created successfully.\n");
+  return 0;
+}
+
+}  // namespace chat::app

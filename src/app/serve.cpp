@@ -1,0 +1,106 @@
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <spdlog/spdlog.h>
+
+#include <thread>
+
+#include "app/commands.hpp"
+#include "app/open_store.hpp"
+#include "auth/auth_service.hpp"
+#include "auth/jwt_codec.hpp"
+#include "auth/password_hasher.hpp"
+#include "auth/rate_limiter.hpp"
+#include "http/app.hpp"
+#include "http/handlers/routes.hpp"
+#include "http/router.hpp"
+#include "http/server.hpp"
+#include "users/online_users.hpp"
+#include "users/user_service.hpp"
+
+namespace chat::app {
+namespace {
+
+namespace asio = boost::asio;
+
+auth::AuthSettings auth_settings(const config::Settings& s) {
+  auth::AuthSettings a;
+  a.access_lifetime = s.access_token_lifetime;
+  a.refresh_lifetime = s.refresh_token_lifetime;
+  a.rotate_refresh_tokens = s.rotate_refresh_tokens;
+  a.login_failures_per_user = s.login_failures_per_user;
+  a.login_failures_per_address = s.login_failures_per_address;
+  a.login_failure_window = s.login_failure_window;
+  a.register_count = s.register_rate.count;
+  a.register_window = s.register_rate.seconds;
+  return a;
+}
+
+// Expired refresh tokens are of no use to anyone: drop them hourly.
+asio::awaitable<void> prune_tokens(store::Store& store) {
+  asio::steady_timer timer(co_await asio::this_coro::executor);
+  for (;;) {
+    try {
+      const auto n = co_await store.refresh_tokens().prune_expired(now_seconds());
+      if (n > 0) spdlog::info("pruned {} expired refresh tokens", n);
+    } catch (const std::exception& e) {
+      spdlog::warn("pruning refresh tokens failed: {}", e.what());
+    }
+    timer.expires_after(std::chrono::hours(1));
+    co_await timer.async_wait(asio::use_awaitable);
+  }
+}
+
+}  // namespace
+
+int serve(const config::Settings& s) {
+  auto store = open_store(s);
+  for (const auto& m : store->migrate()) spdlog::info("applied migration {:04d}_{}", m.version, m.name);
+
+  asio::io_context io(s.threads);
+  auth::PasswordHasher hasher(s.hasher_threads);
+  auto limiter = auth::make_memory_rate_limiter();
+  const auth::JwtCodec jwt(s.secret_key);
+  auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
+  users::NobodyOnline online;
+  users::UserService users(*store, auth, hasher);
+
+  http::Router router;
+  http::Services services{auth, users, online, *store};
+  http::add_all_routes(router, services);
+  const http::HttpApp app(router, s.allowed_hosts);
+
+  http::ServerOptions options;
+  options.bind = s.bind;
+  options.port = static_cast<unsigned short>(s.port);
+  options.max_body_bytes = s.max_body_bytes;
+  options.request_timeout_seconds = s.request_timeout_seconds;
+  options.keepalive_timeout_seconds = s.keepalive_timeout_seconds;
+  options.trusted_proxies = s.trusted_proxies;
+  http::Server server(io, options, app);
+  server.start();
+  spdlog::info("chatd {} serving on {}:{} with {} ({} threads, DEBUG={})", CHATD_VERSION, s.bind,
+               server.port(), store->describe(), s.threads, s.debug ? 1 : 0);
+
+  asio::co_spawn(io, prune_tokens(*store), asio::detached);
+
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](const boost::system::error_code& ec, int sig) {
+    if (ec) return;
+    spdlog::info("signal {}: stopping", sig);
+    server.stop();
+    io.stop();
+  });
+
+  std::vector<std::thread> threads;
+  for (int i = 1; i < s.threads; ++i) threads.emplace_back([&io] { io.run(); });
+  io.run();
+  for (auto& t : threads) t.join();
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace chat::app

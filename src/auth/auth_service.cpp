@@ -1,0 +1,200 @@
+#include "auth/auth_service.hpp"
+
+#include "auth/credential_rules.hpp"
+#include "auth/password_hasher.hpp"
+#include "auth/rate_limiter.hpp"
+
+namespace chat::auth {
+namespace {
+
+constexpr const char* kNoActiveAccount = "No active account found with the given credentials";
+
+// SimpleJWT's messages for a token it refuses.
+Error invalid_token(TokenProblem problem) {
+  return Error::unauthenticated(problem == TokenProblem::wrong_type ? "Token has wrong type"
+                                                                    : "Token is invalid or expired",
+                                "token_not_valid");
+}
+
+Error blacklisted() { return Error::unauthenticated("Token is blacklisted", "token_not_valid"); }
+
+std::string login_user_key(const std::string& username_key, const std::string& address) {
+  return "login:user:" + username_key + "|" + address;
+}
+std::string login_address_key(const std::string& address) { return "login:addr:" + address; }
+
+}  // namespace
+
+AuthService::AuthService(store::Store& store, PasswordHasher& hasher, RateLimiter& limiter,
+                         const JwtCodec& jwt, AuthSettings settings)
+    : store_(store), hasher_(hasher), limiter_(limiter), jwt_(jwt), settings_(settings) {}
+
+std::string AuthService::issue_access(std::int64_t user_id, std::int64_t now) const {
+  return jwt_.encode({TokenType::access, user_id, now, now + settings_.access_lifetime,
+                      JwtCodec::new_jti()});
+}
+
+boost::asio::awaitable<TokenPair> AuthService::issue_tokens(std::int64_t user_id) {
+  const std::int64_t now = now_seconds();
+  TokenClaims refresh{TokenType::refresh, user_id, now, now + settings_.refresh_lifetime,
+                      JwtCodec::new_jti()};
+  store::RefreshTokenRecord row{refresh.jti, user_id, now, refresh.expires_at};
+  co_await store_.refresh_tokens().record(std::move(row));
+  co_return TokenPair{issue_access(user_id, now), jwt_.encode(refresh)};
+}
+
+boost::asio::awaitable<Result<Registration>> AuthService::register_user(
+    RegistrationInput in, std::string client_address) {
+  if (settings_.register_count > 0) {
+    const std::string key = "register:" + client_address;
+    const auto wait = co_await limiter_.wait_seconds(key, settings_.register_count,
+                                                     settings_.register_window, now_micros());
+    if (wait > 0) co_return Error::throttled(static_cast<int>(wait));
+    co_await limiter_.add(key, settings_.register_window, now_micros());
+  }
+
+  FieldErrors errors = std::move(in.errors);
+  if (in.username) {
+    for (auto& p : username_problems(*in.username)) errors.add("username", std::move(p));
+  }
+  if (in.email) {
+    for (auto& p : email_problems(*in.email)) errors.add("email", std::move(p));
+  }
+  if (in.password) {
+    for (auto& p : password_problems(*in.password, in.username.value_or(""))) {
+      errors.add("password", std::move(p));
+    }
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+
+  // Cheap check first so a taken name does not cost a hash; the unique index decides.
+  const std::string key = username_key(*in.username);
+  const Error taken = Error::field("username", "A user with that username already exists.");
+  if (co_await store_.users().find_by_username_key(key)) co_return taken;
+
+  store::NewUser user;
+  user.username = *in.username;
+  user.username_key = key;
+  user.email = *in.email;
+  user.password_hash = co_await hasher_.hash(*in.password);
+  user.date_joined = now_micros();
+  auto created = co_await store_.users().create(std::move(user));
+  if (!created) co_return taken;
+  auto tokens = co_await issue_tokens(created->id);
+  co_return Registration{std::move(*created), std::move(tokens)};
+}
+
+boost::asio::awaitable<std::int64_t> AuthService::login_wait(const std::string& key,
+                                                             const std::string& address) {
+  const Micros now = now_micros();
+  const auto by_user = co_await limiter_.wait_seconds(login_user_key(key, address),
+                                                      settings_.login_failures_per_user,
+                                                      settings_.login_failure_window, now);
+  const auto by_address = co_await limiter_.wait_seconds(login_address_key(address),
+                                                         settings_.login_failures_per_address,
+                                                         settings_.login_failure_window, now);
+  co_return std::max(by_user, by_address);
+}
+
+boost::asio::awaitable<void> AuthService::login_failed(const std::string& key,
+                                                       const std::string& address) {
+  const Micros now = now_micros();
+  co_await limiter_.add(login_user_key(key, address), settings_.login_failure_window, now);
+  co_await limiter_.add(login_address_key(address), settings_.login_failure_window, now);
+}
+
+boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string username,
+                                                             std::string password,
+                                                             std::string client_address) {
+  const std::string key = username_key(username);
+  if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+    co_return Error::throttled(static_cast<int>(wait));
+  }
+  auto user = co_await store_.users().find_by_username_key(key);
+  // An unknown name costs a hash too, so timing does not tell which names exist.
+  std::string hash = user ? user->password_hash : hasher_.decoy_hash();
+  const bool password_ok = co_await hasher_.verify(std::move(hash), std::move(password));
+  if (!user || !password_ok || !user->is_active) {
+    co_await login_failed(key, client_address);
+    co_return Error::unauthenticated(kNoActiveAccount);
+  }
+  co_return co_await issue_tokens(user->id);
+}
+
+boost::asio::awaitable<Result<TokenClaims>> AuthService::active_refresh_claims(
+    const std::string& token) {
+  auto decoded = jwt_.decode(token, TokenType::refresh, now_seconds());
+  if (!decoded.claims) co_return invalid_token(decoded.problem);
+  if (co_await store_.refresh_tokens().state(decoded.claims->jti) != store::TokenState::active) {
+    co_return blacklisted();
+  }
+  co_return std::move(*decoded.claims);
+}
+
+boost::asio::awaitable<Result<RefreshedTokens>> AuthService::refresh(std::string refresh_token) {
+  auto claims = co_await active_refresh_claims(refresh_token);
+  if (!claims) co_return std::move(claims).error();
+  auto user = co_await store_.users().find_by_id(claims->user_id);
+  if (!user || !user->is_active) {
+    co_return Error::unauthenticated("No active account found for the given token.");
+  }
+  const std::int64_t now = now_seconds();
+  RefreshedTokens out{issue_access(user->id, now), std::nullopt};
+  if (settings_.rotate_refresh_tokens) {
+    TokenClaims next{TokenType::refresh, user->id, now, now + settings_.refresh_lifetime,
+                     JwtCodec::new_jti()};
+    // Revoking the old token and recording the new one is one transaction: of two
+    // concurrent uses of one refresh token, only one gets a successor.
+    store::RefreshTokenRecord row{next.jti, user->id, now, next.expires_at};
+    if (!co_await store_.refresh_tokens().rotate(claims->jti, std::move(row), now_micros())) {
+      co_return blacklisted();
+    }
+    out.refresh = jwt_.encode(next);
+  }
+  co_return out;
+}
+
+boost::asio::awaitable<Result<Ok>> AuthService::logout(std::string refresh_token) {
+  auto decoded = jwt_.decode(refresh_token, TokenType::refresh, now_seconds());
+  if (!decoded.claims) co_return invalid_token(decoded.problem);
+  if (co_await store_.refresh_tokens().revoke(decoded.claims->jti, now_micros()) !=
+      store::TokenState::active) {
+    co_return blacklisted();
+  }
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<store::UserRecord>> AuthService::authenticate(
+    std::string access_token) {
+  auto decoded = jwt_.decode(access_token, TokenType::access, now_seconds());
+  if (!decoded.claims) {
+    Error e = Error::unauthenticated("Given token not valid for any token type", "token_not_valid");
+    e.token_message = invalid_token(decoded.problem).detail;
+    co_return e;
+  }
+  auto user = co_await store_.users().find_by_id(decoded.claims->user_id);
+  if (!user) co_return Error::unauthenticated("User not found", "user_not_found");
+  if (!user->is_active) co_return Error::unauthenticated("User is inactive", "user_inactive");
+  co_return std::move(*user);
+}
+
+boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::UserRecord& user,
+                                                                 std::string password,
+                                                                 std::string client_address,
+                                                                 const char* field_name) {
+  const std::string key = username_key(user.username);
+  if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+    co_return Error::throttled(static_cast<int>(wait));
+  }
+  if (!co_await hasher_.verify(user.password_hash, std::move(password))) {
+    co_await login_failed(key, client_address);
+    co_return Error::field(field_name, "Wrong password.");
+  }
+  co_return Ok{};
+}
+
+boost::asio::awaitable<void> AuthService::revoke_sessions(std::int64_t user_id) {
+  co_await store_.refresh_tokens().revoke_all_for_user(user_id, now_micros());
+}
+
+}  // namespace chat::auth

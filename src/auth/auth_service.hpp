@@ -1,0 +1,96 @@
+// Registration, login, token refresh, logout and bearer-token authentication: the rules of
+// API.md's Authentication section, shared by every transport.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+
+#include "auth/jwt_codec.hpp"
+#include "common/result.hpp"
+#include "store/store.hpp"
+
+namespace chat::auth {
+
+class PasswordHasher;
+class RateLimiter;
+
+struct AuthSettings {
+  std::int64_t access_lifetime = 300;
+  std::int64_t refresh_lifetime = 86400;
+  bool rotate_refresh_tokens = false;
+  int login_failures_per_user = 10;
+  int login_failures_per_address = 100;
+  std::int64_t login_failure_window = 900;
+  int register_count = 0;  // 0: registration not throttled
+  std::int64_t register_window = 0;
+};
+
+struct TokenPair {
+  std::string access;
+  std::string refresh;
+};
+
+struct Registration {
+  store::UserRecord user;
+  TokenPair tokens;
+};
+
+struct RefreshedTokens {
+  std::string access;
+  std::optional<std::string> refresh;  // set when rotation is on
+};
+
+// Input as the transport parsed it. A field that was missing or of the wrong type is
+// nullopt, with the reason already in `errors`; the rules below add their own messages.
+struct RegistrationInput {
+  std::optional<std::string> username;
+  std::optional<std::string> email;
+  std::optional<std::string> password;
+  FieldErrors errors;
+};
+
+class AuthService {
+ public:
+  AuthService(store::Store& store, PasswordHasher& hasher, RateLimiter& limiter,
+              const JwtCodec& jwt, AuthSettings settings);
+
+  boost::asio::awaitable<Result<Registration>> register_user(RegistrationInput input,
+                                                             std::string client_address);
+  boost::asio::awaitable<Result<TokenPair>> login(std::string username, std::string password,
+                                                  std::string client_address);
+  boost::asio::awaitable<Result<RefreshedTokens>> refresh(std::string refresh_token);
+  boost::asio::awaitable<Result<Ok>> logout(std::string refresh_token);
+
+  // The active user an access token belongs to.
+  boost::asio::awaitable<Result<store::UserRecord>> authenticate(std::string access_token);
+
+  // Checks `password` for `user` with the same throttling as login, so a stolen access
+  // token cannot be used to guess the password through PATCH /users/me/.
+  boost::asio::awaitable<Result<Ok>> confirm_password(const store::UserRecord& user,
+                                                      std::string password,
+                                                      std::string client_address,
+                                                      const char* field_name);
+
+  // After a password change or deactivation: every refresh token of the user stops working.
+  boost::asio::awaitable<void> revoke_sessions(std::int64_t user_id);
+
+  [[nodiscard]] const AuthSettings& settings() const { return settings_; }
+
+ private:
+  boost::asio::awaitable<TokenPair> issue_tokens(std::int64_t user_id);
+  [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now) const;
+  boost::asio::awaitable<std::int64_t> login_wait(const std::string& key,
+                                                  const std::string& address);
+  boost::asio::awaitable<void> login_failed(const std::string& key, const std::string& address);
+  boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);
+
+  store::Store& store_;
+  PasswordHasher& hasher_;
+  RateLimiter& limiter_;
+  const JwtCodec& jwt_;
+  AuthSettings settings_;
+};
+
+}  // namespace chat::auth

@@ -1,0 +1,116 @@
+#include "auth/credential_rules.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+#include "common/unicode.hpp"
+
+namespace chat::auth {
+namespace {
+
+bool is_atext(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+         std::string_view("!#$%&'*+/=?^_`{|}~-").find(c) != std::string_view::npos;
+}
+
+bool valid_local_part(std::string_view local) {
+  if (local.empty() || local.size() > 64) return false;
+  if (local.front() == '"' && local.back() == '"' && local.size() >= 2) {
+    for (std::size_t i = 1; i + 1 < local.size(); ++i) {
+      const auto c = static_cast<unsigned char>(local[i]);
+      if (c < 0x20 || c == 0x7F) return false;
+    }
+    return true;
+  }
+  // dot-atom: atext runs separated by single dots
+  if (local.front() == '.' || local.back() == '.') return false;
+  for (std::size_t i = 0; i < local.size(); ++i) {
+    if (local[i] == '.') {
+      if (local[i + 1] == '.') return false;
+    } else if (!is_atext(local[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Labels of letters, digits and inner hyphens (Unicode letters allowed, as IDNA domains),
+// at least two labels, and a top-level label that is not all digits.
+bool valid_domain(std::string_view domain) {
+  if (domain.empty() || domain.size() > 253) return false;
+  if (domain.front() == '[' && domain.back() == ']') {  // address literal
+    return domain.size() > 2 &&
+           std::all_of(domain.begin() + 1, domain.end() - 1, [](char c) {
+             return std::isxdigit(static_cast<unsigned char>(c)) != 0 || c == '.' || c == ':';
+           });
+  }
+  std::vector<std::string_view> labels;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = domain.find('.', start);
+    labels.push_back(domain.substr(start, dot == std::string_view::npos ? dot : dot - start));
+    if (dot == std::string_view::npos) break;
+    start = dot + 1;
+  }
+  if (labels.size() < 2) return false;
+  for (auto label : labels) {
+    if (label.empty() || label.size() > 63 || label.front() == '-' || label.back() == '-') {
+      return false;
+    }
+    auto cps = unicode::decode(label);
+    if (!cps) return false;
+    for (char32_t cp : *cps) {
+      if (cp != '-' && !unicode::is_alnum(cp)) return false;
+    }
+  }
+  const auto tld = labels.back();
+  return tld.size() >= 2 &&
+         !std::all_of(tld.begin(), tld.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+}  // namespace
+
+std::string username_key(std::string_view username) { return unicode::to_lower(username); }
+
+std::vector<std::string> username_problems(std::string_view username) {
+  std::vector<std::string> problems;
+  auto cps = unicode::decode(username);
+  bool valid = cps.has_value() && !cps->empty();
+  if (valid) {
+    valid = std::all_of(cps->begin(), cps->end(), [](char32_t cp) {
+      return unicode::is_alnum(cp) || cp == '_' || cp == '@' || cp == '.' || cp == '+' || cp == '-';
+    });
+  }
+  if (!valid) {
+    problems.emplace_back(
+        "Enter a valid username. This value may contain only letters, numbers, and @/./+/-/_ "
+        "characters.");
+  }
+  return problems;
+}
+
+std::vector<std::string> email_problems(std::string_view email) {
+  const auto at = email.rfind('@');
+  const bool valid = email.size() <= 254 && at != std::string_view::npos &&
+                     valid_local_part(email.substr(0, at)) && valid_domain(email.substr(at + 1));
+  if (valid) return {};
+  return {"Enter a valid email address."};
+}
+
+std::vector<std::string> password_problems(std::string_view password, std::string_view username) {
+  std::vector<std::string> problems;
+  if (unicode::length(password) < 8) {
+    problems.emplace_back("This password is too short. It must contain at least 8 characters.");
+  }
+  if (!password.empty() && std::all_of(password.begin(), password.end(), [](char c) {
+        return std::isdigit(static_cast<unsigned char>(c)) != 0;
+      })) {
+    problems.emplace_back("This password is entirely numeric.");
+  }
+  if (!username.empty() && unicode::to_lower(password) == unicode::to_lower(username)) {
+    problems.emplace_back("The password is too similar to the username.");
+  }
+  return problems;
+}
+
+}  // namespace chat::auth

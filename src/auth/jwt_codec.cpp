@@ -1,0 +1,158 @@
+#include "auth/jwt_codec.hpp"
+
+#include <jwt.h>
+#include <sodium.h>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <memory>
+#include <stdexcept>
+
+namespace chat::auth {
+namespace {
+
+struct JwtDeleter {
+  void operator()(jwt_t* j) const { jwt_free(j); }
+};
+using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
+
+std::optional<std::string> base64url_decode(std::string_view in) {
+  std::string out(in.size(), '\0');
+  std::size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
+                        in.size(), nullptr, &len, &end,
+                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
+      end != in.data() + in.size()) {
+    return std::nullopt;
+  }
+  out.resize(len);
+  return out;
+}
+
+// The header must be a JSON object whose alg is exactly HS256.
+TokenProblem check_header(std::string_view token) {
+  const auto dot = token.find('.');
+  if (dot == std::string_view::npos) return TokenProblem::malformed;
+  auto header = base64url_decode(token.substr(0, dot));
+  if (!header) return TokenProblem::malformed;
+  boost::system::error_code ec;
+  auto value = boost::json::parse(*header, ec);
+  if (ec || !value.is_object()) return TokenProblem::malformed;
+  const auto* alg = value.as_object().if_contains("alg");
+  if (alg == nullptr || !alg->is_string() || alg->as_string() != "HS256") {
+    return TokenProblem::bad_algorithm;
+  }
+  return TokenProblem::none;
+}
+
+// An integer claim; SimpleJWT versions differ on whether user_id is a number or a string.
+std::optional<std::int64_t> int_claim(jwt_t* jwt, const char* name, bool allow_string) {
+  errno = 0;
+  const long v = jwt_get_grant_int(jwt, name);
+  if (errno == 0) return v;
+  if (!allow_string) return std::nullopt;
+  const char* s = jwt_get_grant(jwt, name);
+  if (s == nullptr) return std::nullopt;
+  std::int64_t parsed = 0;
+  std::string_view sv(s);
+  auto [p, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), parsed);
+  if (ec != std::errc{} || p != sv.data() + sv.size()) return std::nullopt;
+  return parsed;
+}
+
+}  // namespace
+
+const char* token_type_name(TokenType t) { return t == TokenType::access ? "access" : "refresh"; }
+
+std::string JwtCodec::new_jti() {
+  unsigned char bytes[16];
+  randombytes_buf(bytes, sizeof bytes);
+  char hex[33];
+  sodium_bin2hex(hex, sizeof hex, bytes, sizeof bytes);
+  return hex;
+}
+
+std::string JwtCodec::encode(const TokenClaims& c) const {
+  jwt_t* raw = nullptr;
+  if (jwt_new(&raw) != 0) throw std::bad_alloc();
+  JwtPtr jwt(raw);
+  jwt_add_grant(raw, "token_type", token_type_name(c.type));
+  jwt_add_grant_int(raw, "exp", static_cast<long>(c.expires_at));
+  jwt_add_grant_int(raw, "iat", static_cast<long>(c.issued_at));
+  jwt_add_grant(raw, "jti", c.jti.c_str());
+  jwt_add_grant_int(raw, "user_id", static_cast<long>(c.user_id));
+  if (jwt_set_alg(raw, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(key_.data()),
+                  static_cast<int>(key_.size())) != 0) {
+    throw std::runtime_error("jwt_set_alg failed");
+  }
+  char* encoded = jwt_encode_str(raw);
+  if (encoded == nullptr) throw std::runtime_error("jwt_encode_str failed");
+  std::string out(encoded);
+  std::free(encoded);  // NOLINT: libjwt allocates with malloc
+  return out;
+}
+
+DecodedToken JwtCodec::decode(std::string_view token, TokenType expected,
+                              std::int64_t now_seconds) const {
+  DecodedToken result;
+  // A JWT is three base64url parts; anything else (or something huge) is not worth parsing.
+  if (token.size() > 4096 || std::count(token.begin(), token.end(), '.') != 2) {
+    result.problem = TokenProblem::malformed;
+    return result;
+  }
+  if (auto p = check_header(token); p != TokenProblem::none) {
+    result.problem = p;
+    return result;
+  }
+  const std::string copy(token);
+  jwt_t* raw = nullptr;
+  if (jwt_decode(&raw, copy.c_str(), reinterpret_cast<const unsigned char*>(key_.data()),
+                 static_cast<int>(key_.size())) != 0 ||
+      raw == nullptr) {
+    result.problem = TokenProblem::bad_signature;
+    return result;
+  }
+  JwtPtr jwt(raw);
+  if (jwt_get_alg(raw) != JWT_ALG_HS256) {
+    result.problem = TokenProblem::bad_algorithm;
+    return result;
+  }
+  TokenClaims c;
+  const char* type = jwt_get_grant(raw, "token_type");
+  const char* jti = jwt_get_grant(raw, "jti");
+  auto user_id = int_claim(raw, "user_id", true);
+  auto exp = int_claim(raw, "exp", false);
+  auto iat = int_claim(raw, "iat", false);
+  if (type == nullptr || jti == nullptr || !user_id || !exp || *user_id <= 0) {
+    result.problem = TokenProblem::malformed;
+    return result;
+  }
+  if (*exp <= now_seconds) {
+    result.problem = TokenProblem::expired;
+    return result;
+  }
+  const std::string_view type_sv(type);
+  if (type_sv != "access" && type_sv != "refresh") {
+    result.problem = TokenProblem::malformed;
+    return result;
+  }
+  c.type = type_sv == "access" ? TokenType::access : TokenType::refresh;
+  if (c.type != expected) {
+    result.problem = TokenProblem::wrong_type;
+    return result;
+  }
+  c.user_id = *user_id;
+  c.expires_at = *exp;
+  c.issued_at = iat.value_or(0);
+  c.jti = jti;
+  result.claims = std::move(c);
+  return result;
+}
+
+}  // namespace chat::auth

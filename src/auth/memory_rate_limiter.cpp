@@ -1,0 +1,90 @@
+#include <algorithm>
+#include <deque>
+#include <vector>
+#include <mutex>
+#include <unordered_map>
+
+#include "auth/rate_limiter.hpp"
+
+namespace chat::auth {
+namespace {
+
+class MemoryRateLimiter final : public RateLimiter {
+ public:
+  explicit MemoryRateLimiter(std::size_t max_keys) : max_keys_(max_keys) {}
+
+  boost::asio::awaitable<std::int64_t> wait_seconds(std::string key, int limit,
+                                                    std::int64_t window_seconds,
+                                                    Micros now) override {
+    co_return wait_now(key, limit, window_seconds * 1'000'000, now);
+  }
+
+  boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
+                                   Micros now) override {
+    add_now(std::move(key), window_seconds * 1'000'000, now);
+    co_return;
+  }
+
+ private:
+  struct Window {
+    std::deque<Micros> events;  // oldest first
+    Micros window = 0;
+  };
+
+  static void expire(Window& w, Micros now) {
+    while (!w.events.empty() && w.events.front() <= now - w.window) w.events.pop_front();
+  }
+
+  std::int64_t wait_now(const std::string& key, int limit, Micros window, Micros now) {
+    std::lock_guard lock(mutex_);
+    auto it = windows_.find(key);
+    if (it == windows_.end()) return 0;
+    it->second.window = window;
+    expire(it->second, now);
+    const auto& events = it->second.events;
+    if (static_cast<int>(events.size()) < limit) return 0;
+    // Blocked until enough of the oldest events leave the window.
+    const Micros frees_at = events[events.size() - static_cast<std::size_t>(limit)] + window;
+    return (frees_at - now + 999'999) / 1'000'000;
+  }
+
+  void add_now(std::string key, Micros window, Micros now) {
+    std::lock_guard lock(mutex_);
+    if (windows_.size() >= max_keys_ && !windows_.contains(key)) sweep(now);
+    auto& w = windows_[std::move(key)];
+    w.window = window;
+    expire(w, now);
+    w.events.push_back(now);
+    // A key never needs more events than any limit could ask for.
+    if (w.events.size() > 100'000) w.events.pop_front();
+  }
+
+  // Drops expired keys; when all are live, drops the half whose newest event is oldest.
+  void sweep(Micros now) {
+    for (auto it = windows_.begin(); it != windows_.end();) {
+      expire(it->second, now);
+      it = it->second.events.empty() ? windows_.erase(it) : std::next(it);
+    }
+    if (windows_.size() < max_keys_) return;
+    std::vector<Micros> newest;
+    newest.reserve(windows_.size());
+    for (auto& [k, w] : windows_) newest.push_back(w.events.back());
+    std::nth_element(newest.begin(), newest.begin() + static_cast<std::ptrdiff_t>(newest.size() / 2), newest.end());
+    const Micros cutoff = newest[newest.size() / 2];
+    for (auto it = windows_.begin(); it != windows_.end();) {
+      it = it->second.events.back() <= cutoff ? windows_.erase(it) : std::next(it);
+    }
+  }
+
+  std::mutex mutex_;
+  std::unordered_map<std::string, Window> windows_;
+  std::size_t max_keys_;
+};
+
+}  // namespace
+
+std::unique_ptr<RateLimiter> make_memory_rate_limiter(std::size_t max_keys) {
+  return std::make_unique<MemoryRateLimiter>(max_keys);
+}
+
+}  // namespace chat::auth

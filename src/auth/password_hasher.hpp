@@ -1,0 +1,45 @@
+// Argon2id password hashes (libsodium), computed on a small pool of threads of their own:
+// a hash costs tens of milliseconds and 19 MiB on purpose, and must never hold up an
+// I/O thread serving other requests.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <memory>
+#include <string>
+
+namespace chat::auth {
+
+struct HashCost {
+  // OWASP's minimum for Argon2id: 19 MiB of memory, 2 passes, 1 lane.
+  unsigned long long ops = 2;
+  std::size_t memory_bytes = 19ULL * 1024 * 1024;
+};
+
+class PasswordHasher {
+ public:
+  PasswordHasher(int threads, HashCost cost = {});
+  ~PasswordHasher();
+  PasswordHasher(const PasswordHasher&) = delete;
+  PasswordHasher& operator=(const PasswordHasher&) = delete;
+
+  // Runs on the hasher threads; the caller resumes on its own executor.
+  boost::asio::awaitable<std::string> hash(std::string password);
+  boost::asio::awaitable<bool> verify(std::string encoded_hash, std::string password);
+
+  // Blocking forms, for commands and tests.
+  [[nodiscard]] std::string hash_now(const std::string& password) const;
+  [[nodiscard]] static bool verify_now(const std::string& encoded_hash, const std::string& password);
+
+  // A hash of a random password, to spend the same time on unknown usernames as on known
+  // ones (a login must not reveal which usernames exist by answering faster).
+  [[nodiscard]] const std::string& decoy_hash() const { return decoy_; }
+
+ private:
+  struct Pool;
+  std::unique_ptr<Pool> pool_;
+  HashCost cost_;
+  std::string decoy_;
+};
+
+}  // namespace chat::auth

@@ -1,0 +1,32 @@
+// Sliding-window event counters keyed by string ("login:addr:10.0.0.1"). The in-process
+// implementation serves one node; a shared one (Redis) lets several nodes count together.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "common/time.hpp"
+
+namespace chat::auth {
+
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+
+  // Seconds until `key` drops below `limit` events in the last `window_seconds`, or 0
+  // when it is below already.
+  virtual boost::asio::awaitable<std::int64_t> wait_seconds(std::string key, int limit,
+                                                            std::int64_t window_seconds,
+                                                            Micros now) = 0;
+  // Counts one event for `key`.
+  virtual boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
+                                           Micros now) = 0;
+};
+
+// Thread-safe; memory is bounded by `max_keys` (the stalest keys are dropped first).
+std::unique_ptr<RateLimiter> make_memory_rate_limiter(std::size_t max_keys = 200'000);
+
+}  // namespace chat::auth

@@ -1,0 +1,17 @@
+// Wall-clock time as the API shows it: microseconds since the Unix epoch, printed as
+// ISO-8601 UTC with a trailing Z (2024-01-01T12:00:00.123456Z), like DRF.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace chat {
+
+using Micros = std::int64_t;  // microseconds since 1970-01-01T00:00:00Z
+
+Micros now_micros();
+std::int64_t now_seconds();
+std::string format_iso8601(Micros t);
+
+}  // namespace chat

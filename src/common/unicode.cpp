@@ -1,0 +1,150 @@
+#include "common/unicode.hpp"
+
+#include <clocale>
+#include <cwctype>
+#include <locale.h>
+
+namespace chat::unicode {
+namespace {
+
+// glibc's C.UTF-8 locale carries the full Unicode case and class tables. It is opened once
+// and only read afterwards, so the *_l functions are safe from every thread.
+locale_t utf8_locale() {
+  static const locale_t loc = [] {
+    locale_t l = newlocale(LC_CTYPE_MASK, "C.UTF-8", static_cast<locale_t>(nullptr));
+    return l != static_cast<locale_t>(nullptr) ? l : newlocale(LC_CTYPE_MASK, "C", nullptr);
+  }();
+  return loc;
+}
+
+// Decodes one code point at s[i]; returns its byte length, or 0 when invalid.
+std::size_t decode_one(std::string_view s, std::size_t i, char32_t& out) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  if (b0 < 0x80) {
+    out = b0;
+    return 1;
+  }
+  std::size_t len = 0;
+  char32_t cp = 0;
+  char32_t min = 0;
+  if ((b0 & 0xE0) == 0xC0) {
+    len = 2, cp = b0 & 0x1F, min = 0x80;
+  } else if ((b0 & 0xF0) == 0xE0) {
+    len = 3, cp = b0 & 0x0F, min = 0x800;
+  } else if ((b0 & 0xF8) == 0xF0) {
+    len = 4, cp = b0 & 0x07, min = 0x10000;
+  } else {
+    return 0;
+  }
+  if (i + len > s.size()) return 0;
+  for (std::size_t k = 1; k < len; ++k) {
+    const auto b = static_cast<unsigned char>(s[i + k]);
+    if ((b & 0xC0) != 0x80) return 0;
+    cp = (cp << 6) | (b & 0x3F);
+  }
+  if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  out = cp;
+  return len;
+}
+
+}  // namespace
+
+std::optional<std::vector<char32_t>> decode(std::string_view utf8) {
+  std::vector<char32_t> out;
+  out.reserve(utf8.size());
+  for (std::size_t i = 0; i < utf8.size();) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(utf8, i, cp);
+    if (n == 0) return std::nullopt;
+    out.push_back(cp);
+    i += n;
+  }
+  return out;
+}
+
+bool is_valid_utf8(std::string_view utf8) {
+  for (std::size_t i = 0; i < utf8.size();) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(utf8, i, cp);
+    if (n == 0) return false;
+    i += n;
+  }
+  return true;
+}
+
+void append_utf8(std::string& out, char32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+std::string encode(const std::vector<char32_t>& code_points) {
+  std::string out;
+  out.reserve(code_points.size());
+  for (char32_t cp : code_points) append_utf8(out, cp);
+  return out;
+}
+
+std::size_t length(std::string_view utf8) {
+  std::size_t n = 0;
+  for (char c : utf8) {
+    if ((static_cast<unsigned char>(c) & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+std::string to_lower(std::string_view utf8) {
+  std::string out;
+  out.reserve(utf8.size());
+  for (std::size_t i = 0; i < utf8.size();) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(utf8, i, cp);
+    if (n == 0) {  // not reached for validated input; keep the byte rather than lose it
+      out += utf8[i++];
+      continue;
+    }
+    append_utf8(out, static_cast<char32_t>(towlower_l(static_cast<wint_t>(cp), utf8_locale())));
+    i += n;
+  }
+  return out;
+}
+
+bool is_alnum(char32_t cp) { return iswalnum_l(static_cast<wint_t>(cp), utf8_locale()) != 0; }
+
+bool is_space(char32_t cp) { return iswspace_l(static_cast<wint_t>(cp), utf8_locale()) != 0; }
+
+std::string_view trim(std::string_view utf8) {
+  auto cps = decode(utf8);
+  if (!cps) return utf8;
+  std::size_t begin_bytes = 0;
+  std::size_t first = 0;
+  while (first < cps->size() && is_space((*cps)[first])) {
+    std::string tmp;
+    append_utf8(tmp, (*cps)[first]);
+    begin_bytes += tmp.size();
+    ++first;
+  }
+  std::size_t end_bytes = utf8.size();
+  std::size_t last = cps->size();
+  while (last > first && is_space((*cps)[last - 1])) {
+    std::string tmp;
+    append_utf8(tmp, (*cps)[last - 1]);
+    end_bytes -= tmp.size();
+    --last;
+  }
+  return utf8.substr(begin_bytes, end_bytes - begin_bytes);
+}
+
+}  // namespace chat::unicode

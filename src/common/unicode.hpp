@@ -1,0 +1,32 @@
+// The little Unicode the server needs without a full ICU: UTF-8 decoding and validation,
+// character counts as Python counts them, and the case folding and letter classes of
+// glibc's C.UTF-8 tables (so "Аня" and "аня" are the same username).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace chat::unicode {
+
+// Code points of a UTF-8 string, or nullopt when it is not valid UTF-8 (overlongs,
+// surrogates and values past U+10FFFF are invalid).
+std::optional<std::vector<char32_t>> decode(std::string_view utf8);
+bool is_valid_utf8(std::string_view utf8);
+std::string encode(const std::vector<char32_t>& code_points);
+void append_utf8(std::string& out, char32_t cp);
+
+// Number of code points (the length Python's len() gives). Input must be valid UTF-8.
+std::size_t length(std::string_view utf8);
+
+// Lower-cased copy, code point by code point. Input must be valid UTF-8.
+std::string to_lower(std::string_view utf8);
+
+bool is_alnum(char32_t cp);
+bool is_space(char32_t cp);
+
+// Python's str.strip(): removes Unicode whitespace at both ends.
+std::string_view trim(std::string_view utf8);
+
+}  // namespace chat::unicode

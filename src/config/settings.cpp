@@ -1,0 +1,276 @@
+#include "config/settings.hpp"
+
+#include <sodium.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <fstream>
+#include <optional>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "config/dotenv.hpp"
+
+extern char** environ;  // NOLINT: POSIX
+
+namespace chat::config {
+namespace {
+
+std::optional<std::int64_t> parse_duration(const std::string& v) {
+  std::int64_t n = 0;
+  auto [p, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+  if (ec != std::errc{}) return std::nullopt;
+  std::string unit(p, v.data() + v.size());
+  std::int64_t mult = 0;
+  if (unit.empty() || unit == "s") {
+    mult = 1;
+  } else if (unit == "m") {
+    mult = 60;
+  } else if (unit == "h") {
+    mult = 3600;
+  } else if (unit == "d") {
+    mult = 86400;
+  } else {
+    return std::nullopt;
+  }
+  return n * mult;
+}
+
+// Reads settings one by one and records a message naming each variable that is wrong.
+class Reader {
+ public:
+  Reader(const Environment& env, LoadResult& out) : env_(env), out_(out) {}
+
+  const std::string* raw(const std::string& name) const {
+    auto it = env_.find(name);
+    return it == env_.end() ? nullptr : &it->second;
+  }
+
+  void string(const std::string& name, std::string& target) const {
+    if (const auto* v = raw(name)) target = *v;
+  }
+
+  void boolean(const std::string& name, bool& target) {
+    const auto* v = raw(name);
+    if (v == nullptr || v->empty()) return;
+    std::string s = lower(*v);
+    if (s == "1" || s == "true" || s == "yes" || s == "on") {
+      target = true;
+    } else if (s == "0" || s == "false" || s == "no" || s == "off") {
+      target = false;
+    } else {
+      fail(name, "expected 1/0, true/false, yes/no or on/off", *v);
+    }
+  }
+
+  template <class Int>
+  void integer(const std::string& name, Int& target, long long min, long long max) {
+    const auto* v = raw(name);
+    if (v == nullptr || v->empty()) return;
+    long long parsed = 0;
+    auto [p, ec] = std::from_chars(v->data(), v->data() + v->size(), parsed);
+    if (ec != std::errc{} || p != v->data() + v->size() || parsed < min || parsed > max) {
+      fail(name, "expected an integer from " + std::to_string(min) + " to " + std::to_string(max),
+           *v);
+      return;
+    }
+    target = static_cast<Int>(parsed);
+  }
+
+  // Seconds, or a number with s/m/h/d: "300", "5m", "1d".
+  void duration(const std::string& name, std::int64_t& target, std::int64_t min,
+                std::int64_t max) {
+    const auto* v = raw(name);
+    if (v == nullptr || v->empty()) return;
+    auto parsed = parse_duration(*v);
+    if (!parsed || *parsed < min || *parsed > max) {
+      fail(name,
+           "expected a duration in seconds, or with a unit s/m/h/d (e.g. 300, 5m, 1d), from " +
+               std::to_string(min) + "s to " + std::to_string(max) + "s",
+           *v);
+      return;
+    }
+    target = *parsed;
+  }
+
+  // DRF's throttle rate syntax: "20/hour", "5/min", "100/day"; "" or "off" disables.
+  void rate(const std::string& name, ThrottleRate& target) {
+    const auto* v = raw(name);
+    if (v == nullptr || v->empty() || lower(*v) == "off" || *v == "0") return;
+    const auto slash = v->find('/');
+    int count = 0;
+    if (slash != std::string::npos) {
+      auto [p, ec] = std::from_chars(v->data(), v->data() + slash, count);
+      if (ec == std::errc{} && p == v->data() + slash && count > 0) {
+        const std::string period = lower(v->substr(slash + 1));
+        std::int64_t seconds = 0;
+        if (!period.empty()) {
+          switch (period[0]) {
+            case 's': seconds = 1; break;
+            case 'm': seconds = 60; break;
+            case 'h': seconds = 3600; break;
+            case 'd': seconds = 86400; break;
+            default: break;
+          }
+        }
+        if (seconds > 0) {
+          target = {count, seconds};
+          return;
+        }
+      }
+    }
+    fail(name, "expected a rate like 20/hour, 5/minute or 100/day, or off", *v);
+  }
+
+  void list(const std::string& name, std::vector<std::string>& target) const {
+    const auto* v = raw(name);
+    if (v == nullptr) return;
+    target.clear();
+    std::stringstream ss(*v);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+      item.erase(0, item.find_first_not_of(" \t"));
+      item.erase(item.find_last_not_of(" \t") + 1);
+      if (!item.empty()) target.push_back(item);
+    }
+  }
+
+  void fail(const std::string& name, const std::string& why, const std::string& value) {
+    std::string shown = value.size() > 40 ? value.substr(0, 40) + "..." : value;
+    // Secrets are never echoed back.
+    if (name.find("SECRET") != std::string::npos || name.find("PASSWORD") != std::string::npos) {
+      shown = "<hidden>";
+    }
+    out_.errors.push_back(name + ": " + why + " (got '" + shown + "')");
+  }
+
+  static std::string lower(std::string s) {
+    std::transform(s.begin(), s.end(), s.begin(),
+                   [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return s;
+  }
+
+
+ private:
+  const Environment& env_;
+  LoadResult& out_;
+};
+
+std::string random_key() {
+  static const char alphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!@#%^&*(-_=+)";
+  std::string key;
+  for (int i = 0; i < 64; ++i) key += alphabet[randombytes_uniform(sizeof alphabet - 1)];
+  return key;
+}
+
+}  // namespace
+
+bool is_strong_secret_key(const std::string& key) {
+  std::set<char> distinct(key.begin(), key.end());
+  return key.size() >= 50 && distinct.size() >= 5 && key.rfind("django-insecure-", 0) != 0;
+}
+
+Environment read_environment(const std::string& dotenv_path, std::vector<std::string>& errors) {
+  Environment env;
+  std::ifstream in(dotenv_path, std::ios::binary);
+  if (in) {
+    std::stringstream buf;
+    buf << in.rdbuf();
+    auto parsed = parse_dotenv(buf.str());
+    for (auto& e : parsed.errors) errors.push_back(dotenv_path + ": " + e);
+    env = std::move(parsed.values);
+  }
+  for (char** e = environ; e != nullptr && *e != nullptr; ++e) {
+    std::string_view entry(*e);
+    auto eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    env[std::string(entry.substr(0, eq))] = std::string(entry.substr(eq + 1));
+  }
+  return env;
+}
+
+LoadResult load_settings(const Environment& env, bool for_serving) {
+  LoadResult out;
+  Settings& s = out.settings;
+  Reader r(env, out);
+
+  r.boolean("DEBUG", s.debug);
+  r.string("SECRET_KEY", s.secret_key);
+  s.allowed_hosts = {"localhost", "127.0.0.1", "[::1]"};
+  r.list("ALLOWED_HOSTS", s.allowed_hosts);
+  r.list("TRUSTED_PROXIES", s.trusted_proxies);
+
+  r.string("BIND", s.bind);
+  r.integer("PORT", s.port, 1, 65535);
+  r.integer("THREADS", s.threads, 0, 256);
+  r.integer("MAX_BODY_BYTES", s.max_body_bytes, 1024, 64LL * 1024 * 1024);
+  r.integer("REQUEST_TIMEOUT", s.request_timeout_seconds, 1, 3600);
+  r.integer("KEEPALIVE_TIMEOUT", s.keepalive_timeout_seconds, 1, 3600);
+
+  r.string("DB_HOST", s.db.host);
+  r.integer("DB_PORT", s.db.port, 1, 65535);
+  r.string("DB_NAME", s.db.name);
+  r.string("DB_USER", s.db.user);
+  r.string("DB_PASSWORD", s.db.password);
+  r.string("SQLITE_PATH", s.db.sqlite_path);
+  if (s.db.sqlite_path.empty()) r.fail("SQLITE_PATH", "may not be empty", "");
+  r.string("SQLITE_SYNCHRONOUS", s.db.sqlite_synchronous);
+  s.db.sqlite_synchronous = Reader::lower(s.db.sqlite_synchronous);
+  if (s.db.sqlite_synchronous != "normal" && s.db.sqlite_synchronous != "full") {
+    r.fail("SQLITE_SYNCHRONOUS", "expected NORMAL or FULL", s.db.sqlite_synchronous);
+  }
+  r.integer("DB_READ_CONNECTIONS", s.db.read_connections, 1, 64);
+  r.string("REDIS_HOST", s.redis.host);
+  r.integer("REDIS_PORT", s.redis.port, 1, 65535);
+
+  r.duration("ACCESS_TOKEN_LIFETIME", s.access_token_lifetime, 1, 365LL * 86400);
+  r.duration("REFRESH_TOKEN_LIFETIME", s.refresh_token_lifetime, 1, 3650LL * 86400);
+  r.boolean("ROTATE_REFRESH_TOKENS", s.rotate_refresh_tokens);
+
+  r.integer("LOGIN_FAILURES_PER_USER", s.login_failures_per_user, 1, 1'000'000);
+  r.integer("LOGIN_FAILURES_PER_ADDRESS", s.login_failures_per_address, 1, 1'000'000);
+  r.duration("LOGIN_FAILURE_WINDOW", s.login_failure_window, 1, 30LL * 86400);
+  r.rate("REGISTER_THROTTLE_RATE", s.register_rate);
+
+  r.integer("HASHER_THREADS", s.hasher_threads, 1, 64);
+  r.string("LOG_LEVEL", s.log_level);
+  s.log_level = Reader::lower(s.log_level);
+  static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+  if (!levels.contains(s.log_level)) {
+    r.fail("LOG_LEVEL", "expected trace, debug, info, warn, error or off", s.log_level);
+  }
+  r.string("LOG_FORMAT", s.log_format);
+  s.log_format = Reader::lower(s.log_format);
+  if (s.log_format != "text" && s.log_format != "json") {
+    r.fail("LOG_FORMAT", "expected text or json", s.log_format);
+  }
+
+  if (s.threads == 0) s.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+
+  if (!for_serving) return out;
+  if (s.secret_key.empty()) {
+    if (s.debug) {
+      s.secret_key = random_key();
+      s.secret_key_generated = true;
+      out.warnings.push_back(
+          "SECRET_KEY is not set: using a random key, so tokens stop working at restart");
+    } else {
+      out.errors.push_back(
+          "SECRET_KEY: must be set when DEBUG is off (50+ characters, 5+ different ones)");
+    }
+  } else if (!is_strong_secret_key(s.secret_key)) {
+    if (s.debug) {
+      out.warnings.push_back("SECRET_KEY is weak; it is accepted only because DEBUG is on");
+    } else {
+      out.errors.push_back(
+          "SECRET_KEY: too weak for DEBUG off: use 50+ characters with 5+ different ones, not "
+          "starting with 'django-insecure-'");
+    }
+  }
+  return out;
+}
+
+}  // namespace chat::config

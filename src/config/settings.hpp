@@ -1,0 +1,87 @@
+// Every setting chatd reads, with the original project's names where it had them
+// (DEBUG, SECRET_KEY, ALLOWED_HOSTS, DB_*, REDIS_*) and SimpleJWT's defaults.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace chat::config {
+
+struct DatabaseSettings {
+  // Empty host: the embedded SQLite store in `sqlite_path`.
+  std::string host;
+  int port = 5432;
+  std::string name = "chat";
+  std::string user = "chat";
+  std::string password;
+  std::string sqlite_path = "db.sqlite3";
+  std::string sqlite_synchronous = "NORMAL";  // NORMAL or FULL (see README, durability)
+  int read_connections = 4;
+};
+
+struct RedisSettings {
+  std::string host;  // empty: the in-process broker
+  int port = 6379;
+};
+
+struct ThrottleRate {
+  int count = 0;             // 0: not throttled
+  std::int64_t seconds = 0;  // window
+};
+
+struct Settings {
+  bool debug = false;
+  std::string secret_key;
+  bool secret_key_generated = false;  // DEBUG without SECRET_KEY: a random per-process key
+  std::vector<std::string> allowed_hosts;
+  std::vector<std::string> trusted_proxies;  // peers whose X-Forwarded-For is believed
+
+  std::string bind = "0.0.0.0";
+  int port = 8000;
+  int threads = 0;  // 0: one per core
+  std::size_t max_body_bytes = 1024 * 1024;
+  int request_timeout_seconds = 30;
+  int keepalive_timeout_seconds = 75;
+
+  DatabaseSettings db;
+  RedisSettings redis;
+
+  std::int64_t access_token_lifetime = 300;      // seconds, SimpleJWT: 5 minutes
+  std::int64_t refresh_token_lifetime = 86400;   // seconds, SimpleJWT: 1 day
+  bool rotate_refresh_tokens = false;            // SimpleJWT: off
+
+  int login_failures_per_user = 10;       // per username and address
+  int login_failures_per_address = 100;   // per address
+  std::int64_t login_failure_window = 900;  // seconds
+  ThrottleRate register_rate;             // off unless REGISTER_THROTTLE_RATE is set
+
+  int hasher_threads = 2;
+  std::string log_level = "info";
+  std::string log_format = "text";
+};
+
+// The variables a process sees: the .env file's values overlaid by the real environment
+// (a variable set in the environment wins, as with python-dotenv and Docker Compose).
+using Environment = std::map<std::string, std::string>;
+
+struct LoadResult {
+  Settings settings;
+  std::vector<std::string> errors;    // "PORT: ..." one per bad value; start-up must stop
+  std::vector<std::string> warnings;  // printed, start-up goes on
+};
+
+// Reads the .env file at `dotenv_path` (a missing file is not an error) and the process
+// environment.
+Environment read_environment(const std::string& dotenv_path, std::vector<std::string>& errors);
+
+// `for_serving`: the SECRET_KEY rules apply (commands that issue no tokens skip them).
+LoadResult load_settings(const Environment& env, bool for_serving = true);
+
+// Django's own test of a strong key (check W009): 50+ characters, 5+ distinct, and not
+// the "django-insecure-" placeholder.
+bool is_strong_secret_key(const std::string& key);
+
+}  // namespace chat::config

@@ -1,0 +1,66 @@
+#include "http/app.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include "http/drf.hpp"
+#include "http/host_check.hpp"
+#include "store/store.hpp"
+
+namespace chat::http {
+namespace {
+
+std::string allow_header(const std::vector<Method>& methods) {
+  std::string out;
+  bool get = false;
+  for (Method m : methods) {
+    if (!out.empty()) out += ", ";
+    out += method_name(m);
+    get = get || m == Method::get;
+  }
+  if (get) out += ", HEAD";
+  return out + ", OPTIONS";
+}
+
+// Probes from load balancers and orchestrators often name the node by address.
+bool exempt_from_host_check(std::string_view path) {
+  return path == "/healthz" || path == "/readyz" || path == "/healthz/" || path == "/readyz/";
+}
+
+}  // namespace
+
+boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& route) const {
+  if (!exempt_from_host_check(req.path) && !host_allowed(req.header("host"), allowed_hosts_)) {
+    std::string host(req.header("host").substr(0, 100));
+    co_return error_response(Error::bad_request("Invalid HTTP_HOST header: '" + host +
+                                                "'. You may need to add it to ALLOWED_HOSTS."));
+  }
+  auto match = router_.match(req.method, req.path);
+  route = match.pattern;
+  if (!match.path_found) co_return error_response(Error::not_found());
+  if (match.handler == nullptr) {
+    const std::string allow = allow_header(match.allowed);
+    Response r;
+    if (req.method == Method::options) {
+      r = json_response(200, boost::json::object{{"name", match.pattern},
+                                                 {"renders", boost::json::array{"application/json"}},
+                                                 {"parses", boost::json::array{"application/json",
+                                                                               "application/x-www-form-urlencoded"}}});
+    } else {
+      r = json_response(405, boost::json::object{
+                                 {"detail", "Method \"" + req.method_text + "\" not allowed."}});
+    }
+    r.headers.emplace_back("Allow", allow);
+    co_return r;
+  }
+  try {
+    co_return co_await (*match.handler)(req, match.params);
+  } catch (const store::Unavailable& e) {
+    spdlog::error("database unavailable during {} {}: {}", req.method_text, route, e.what());
+    co_return error_response(Error::unavailable());
+  } catch (const std::exception& e) {
+    spdlog::error("unhandled error during {} {}: {}", req.method_text, route, e.what());
+    co_return json_response(500, boost::json::object{{"detail", "A server error occurred."}});
+  }
+}
+
+}  // namespace chat::http

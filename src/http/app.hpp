@@ -1,0 +1,29 @@
+// What happens to a parsed request before and after its handler: the Host check, routing
+// (404, 405, OPTIONS), and turning an outage or a bug into a 503 or 500 instead of a
+// dropped connection.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <string>
+#include <vector>
+
+#include "http/message.hpp"
+#include "http/router.hpp"
+
+namespace chat::http {
+
+class HttpApp {
+ public:
+  HttpApp(const Router& router, std::vector<std::string> allowed_hosts)
+      : router_(router), allowed_hosts_(std::move(allowed_hosts)) {}
+
+  // Never throws; `route` is set to the matched pattern (for logs).
+  boost::asio::awaitable<Response> handle(Request& req, std::string& route) const;
+
+ private:
+  const Router& router_;
+  std::vector<std::string> allowed_hosts_;
+};
+
+}  // namespace chat::http

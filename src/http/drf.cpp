@@ -1,0 +1,199 @@
+#include "http/drf.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse_query.hpp>
+
+#include <charconv>
+#include <cmath>
+
+#include "common/unicode.hpp"
+
+namespace chat::http {
+namespace {
+
+namespace json = boost::json;
+
+// Python's name for the type of a JSON value, as DRF's messages show it.
+const char* python_type(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::array: return "list";
+    case json::kind::string: return "str";
+    case json::kind::int64:
+    case json::kind::uint64: return "int";
+    case json::kind::double_: return "float";
+    case json::kind::bool_: return "bool";
+    case json::kind::null: return "NoneType";
+    case json::kind::object: return "dict";
+  }
+  return "object";
+}
+
+std::string_view media_type(std::string_view content_type) {
+  auto semi = content_type.find(';');
+  auto t = content_type.substr(0, semi);
+  while (!t.empty() && t.back() == ' ') t.remove_suffix(1);
+  return t;
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+         });
+}
+
+Result<json::object> parse_form(const std::string& body) {
+  auto params = boost::urls::parse_query(body);
+  if (!params) return Error::bad_request("Form parse error - malformed body");
+  json::object out;
+  for (auto p : *params) {
+    std::string key(p.key);
+    std::string value(p.value);
+    if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) {
+      return Error::bad_request("Form parse error - body is not valid UTF-8");
+    }
+    out[key] = value;  // the last value wins, like QueryDict's [] access
+  }
+  return out;
+}
+
+std::string python_float(double d) {
+  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) {
+    return std::to_string(static_cast<long long>(d)) + ".0";
+  }
+  return json::serialize(json::value(d));
+}
+
+}  // namespace
+
+Result<json::object> parse_body(const Request& req) {
+  const auto type = media_type(req.header("content-type"));
+  if (req.body.empty() && (type.empty() || iequals(type, "application/json") ||
+                           iequals(type, "application/x-www-form-urlencoded"))) {
+    return json::object{};
+  }
+  if (iequals(type, "application/x-www-form-urlencoded")) {
+    // `curl -d '{...}'` sends JSON labelled as a form; read it as the JSON it is.
+    if (req.body.front() != '{') return parse_form(req.body);
+  } else if (!type.empty() && !iequals(type, "application/json")) {
+    Error e = Error::bad_request("Unsupported media type \"" + std::string(type) + "\" in request.");
+    e.code = "unsupported_media_type";
+    return e;
+  }
+  json::parse_options opts;
+  opts.max_depth = 64;
+  boost::system::error_code ec;
+  json::value v = json::parse(req.body, ec, {}, opts);
+  if (ec) return Error::bad_request("JSON parse error - " + ec.message());
+  if (!v.is_object()) {
+    return Error::field("non_field_errors", std::string("Invalid data. Expected a dictionary, but got ") +
+                                                python_type(v) + ".");
+  }
+  return std::move(v.as_object());
+}
+
+std::optional<std::string> FieldReader::string(const char* name, CharFieldOptions o) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (o.required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  std::string s;
+  switch (v->kind()) {
+    case json::kind::string: s = std::string(v->get_string()); break;
+    case json::kind::int64: s = std::to_string(v->get_int64()); break;
+    case json::kind::uint64: s = std::to_string(v->get_uint64()); break;
+    case json::kind::double_: s = python_float(v->get_double()); break;
+    case json::kind::null: errors_.add(name, "This field may not be null."); return std::nullopt;
+    default: errors_.add(name, "Not a valid string."); return std::nullopt;
+  }
+  if (s.find('\0') != std::string::npos) {
+    errors_.add(name, "Null characters are not allowed.");
+    return std::nullopt;
+  }
+  if (o.trim) s = std::string(unicode::trim(s));
+  if (s.empty() && !o.allow_blank) {
+    errors_.add(name, "This field may not be blank.");
+    return std::nullopt;
+  }
+  if (o.max_length > 0 && unicode::length(s) > o.max_length) {
+    errors_.add(name, "Ensure this field has no more than " + std::to_string(o.max_length) + " characters.");
+    return std::nullopt;
+  }
+  return s;
+}
+
+std::optional<std::int64_t> FieldReader::integer(const char* name, bool required) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_uint64()) {
+    errors_.add(name, "A valid integer is required.");
+    return std::nullopt;
+  }
+  if (v->is_double()) {
+    const double d = v->get_double();
+    if (d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<std::int64_t>(d);
+  }
+  if (v->is_string()) {
+    auto s = unicode::trim(v->get_string());
+    std::int64_t out = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (!s.empty() && ec == std::errc{} && p == s.data() + s.size()) return out;
+  }
+  if (v->is_null()) {
+    errors_.add(name, "This field may not be null.");
+    return std::nullopt;
+  }
+  errors_.add(name, "A valid integer is required.");
+  return std::nullopt;
+}
+
+std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
+                       std::int64_t min, std::int64_t max) {
+  const std::string* s = req.query_param(name);
+  if (s == nullptr) return fallback;
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (s->empty() || ec != std::errc{} || p != s->data() + s->size() || v < min) return fallback;
+  return std::min(v, max);
+}
+
+std::string to_json(const json::value& v) { return json::serialize(v); }
+
+Response json_response(int status, const json::value& v) { return Response::json(status, to_json(v)); }
+
+Response error_response(const Error& e) {
+  json::object body;
+  int status = 400;
+  switch (e.kind) {
+    case ErrorKind::validation:
+      for (const auto& [field, messages] : e.fields.items()) {
+        json::array arr;
+        for (const auto& m : messages) arr.emplace_back(m);
+        body[field] = std::move(arr);
+      }
+      return json_response(400, body);
+    case ErrorKind::bad_request: status = e.code == "unsupported_media_type" ? 415 : 400; break;
+    case ErrorKind::unauthenticated: status = 401; break;
+    case ErrorKind::forbidden: status = 403; break;
+    case ErrorKind::not_found: status = 404; break;
+    case ErrorKind::throttled: status = 429; break;
+    case ErrorKind::unavailable: status = 503; break;
+  }
+  body["detail"] = e.detail;
+  if (!e.code.empty() && status != 415) body["code"] = e.code;
+  if (!e.token_message.empty()) {
+    body["messages"] = json::array{json::object{
+        {"token_class", "AccessToken"}, {"token_type", "access"}, {"message", e.token_message}}};
+  }
+  Response r = json_response(status, body);
+  if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"api\"");
+  if (status == 429) r.headers.emplace_back("Retry-After", std::to_string(e.retry_after));
+  return r;
+}
+
+}  // namespace chat::http

@@ -1,0 +1,51 @@
+// Django REST Framework's wire conventions, in one place: how request bodies are parsed,
+// how a serializer field accepts or refuses a value (with DRF's messages), and how an
+// Error becomes a response ({"detail": ...} or {"field": [...]}).
+#pragma once
+
+#include <boost/json/object.hpp>
+#include <boost/json/value.hpp>
+
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+#include "http/message.hpp"
+
+namespace chat::http {
+
+// The body as a JSON object: application/json, application/x-www-form-urlencoded, or an
+// empty body. Errors are DRF's: a parse error, 415, or "Expected a dictionary".
+Result<boost::json::object> parse_body(const Request& req);
+
+struct CharFieldOptions {
+  bool required = true;
+  bool allow_blank = false;
+  bool trim = true;         // DRF's trim_whitespace
+  std::size_t max_length = 0;  // in characters; 0 = no limit
+};
+
+// Reads fields of a parsed body the way DRF serializer fields do, collecting messages.
+class FieldReader {
+ public:
+  FieldReader(const boost::json::object& body, FieldErrors& errors) : body_(body), errors_(errors) {}
+
+  // DRF CharField: strings, and numbers written as text; nullopt when missing or refused.
+  std::optional<std::string> string(const char* name, CharFieldOptions options = {});
+  // DRF IntegerField.
+  std::optional<std::int64_t> integer(const char* name, bool required = true);
+
+ private:
+  const boost::json::object& body_;
+  FieldErrors& errors_;
+};
+
+// Query parameter as a non-negative integer (DRF's pagination: a bad value means default).
+std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
+                       std::int64_t min, std::int64_t max);
+
+std::string to_json(const boost::json::value& v);
+Response json_response(int status, const boost::json::value& v);
+Response error_response(const Error& e);
+
+}  // namespace chat::http

@@ -1,0 +1,32 @@
+#include "http/drf.hpp"
+#include "http/handlers/routes.hpp"
+#include "http/router.hpp"
+#include "store/store.hpp"
+
+namespace chat::http {
+namespace {
+
+using boost::asio::awaitable;
+
+awaitable<Response> healthz() { co_return json_response(200, boost::json::object{{"status", "ok"}}); }
+
+awaitable<Response> readyz(Services& s) {
+  const bool db = co_await s.store.ping();
+  co_return json_response(db ? 200 : 503, boost::json::object{{"status", db ? "ok" : "unavailable"},
+                                                              {"database", db ? "ok" : "unavailable"}});
+}
+
+}  // namespace
+
+void add_health_routes(Router& r, Services& s) {
+  r.add(Method::get, "/healthz", [](Request&, const RouteParams&) { return healthz(); });
+  r.add(Method::get, "/readyz", [&s](Request&, const RouteParams&) { return readyz(s); });
+}
+
+void add_all_routes(Router& r, Services& s) {
+  add_auth_routes(r, s);
+  add_user_routes(r, s);
+  add_health_routes(r, s);
+}
+
+}  // namespace chat::http

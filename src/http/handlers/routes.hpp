@@ -1,0 +1,34 @@
+// The REST endpoints, grouped as API.md groups them. Each add_* registers its routes; the
+// handlers only parse, call a service, and serialise.
+#pragma once
+
+namespace chat::auth {
+class AuthService;
+}
+namespace chat::users {
+class UserService;
+class OnlineUsers;
+}  // namespace chat::users
+namespace chat::store {
+class Store;
+}
+
+namespace chat::http {
+
+class Router;
+
+struct Services {
+  auth::AuthService& auth;
+  users::UserService& users;
+  users::OnlineUsers& online;
+  store::Store& store;
+};
+
+void add_auth_routes(Router& router, Services& services);
+void add_user_routes(Router& router, Services& services);
+void add_health_routes(Router& router, Services& services);
+
+// All of the above.
+void add_all_routes(Router& router, Services& services);
+
+}  // namespace chat::http

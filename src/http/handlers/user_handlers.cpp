@@ -1,0 +1,91 @@
+#include <boost/url/url.hpp>
+
+#include "auth/auth_service.hpp"
+#include "http/drf.hpp"
+#include "http/handlers/bearer.hpp"
+#include "http/handlers/routes.hpp"
+#include "http/handlers/user_json.hpp"
+#include "http/router.hpp"
+#include "users/user_service.hpp"
+
+namespace chat::http {
+namespace {
+
+namespace json = boost::json;
+using boost::asio::awaitable;
+
+awaitable<Response> get_me(Services& s, Request& req) {
+  auto me = co_await authenticate(s.auth, req);
+  if (!me) co_return error_response(me.error());
+  co_return json_response(200, own_user_json(*me, s.online));
+}
+
+awaitable<Response> update_me(Services& s, Request& req) {
+  auto me = co_await authenticate(s.auth, req);
+  if (!me) co_return error_response(me.error());
+  auto body = parse_body(req);
+  if (!body) co_return error_response(body.error());
+  users::ProfileChanges in;
+  FieldReader f(*body, in.errors);
+  in.email = f.string("email", {.required = false, .max_length = 254});
+  in.password = f.string("password", {.required = false, .trim = false, .max_length = 4096});
+  in.current_password = f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
+  auto updated = co_await s.users.update_profile(*me, std::move(in), req.client_address);
+  if (!updated) co_return error_response(updated.error());
+  co_return json_response(200, own_user_json(*updated, s.online));
+}
+
+// DRF's LimitOffsetPagination links: the same URL with another offset, or null.
+json::value page_link(const Request& req, const std::string& search, int limit, std::int64_t offset) {
+  boost::urls::url url;
+  url.set_scheme("http");
+  url.set_encoded_authority(req.header("host"));
+  url.set_path(req.path);
+  if (!search.empty()) url.params().append({"search", search});
+  url.params().append({"limit", std::to_string(limit)});
+  if (offset > 0) url.params().append({"offset", std::to_string(offset)});
+  return json::value(url.buffer());
+}
+
+awaitable<Response> list_users(Services& s, Request& req) {
+  auto me = co_await authenticate(s.auth, req);
+  if (!me) co_return error_response(me.error());
+  users::UserListQuery q;
+  if (const auto* search = req.query_param("search")) q.search = *search;
+  q.limit = static_cast<int>(query_int(req, "limit", users::UserService::kDefaultPageSize, 1,
+                                       users::UserService::kMaxPageSize));
+  q.offset = query_int(req, "offset", 0, 0, INT64_MAX / 2);
+  auto page = co_await s.users.list(q);
+  if (!page) co_return error_response(page.error());
+  json::array results;
+  for (const auto& u : page->users) results.push_back(public_user_json(u, s.online));
+  json::value next = nullptr;
+  json::value previous = nullptr;
+  if (q.offset + q.limit < page->count) next = page_link(req, q.search, q.limit, q.offset + q.limit);
+  if (q.offset > 0) previous = page_link(req, q.search, q.limit, std::max<std::int64_t>(0, q.offset - q.limit));
+  co_return json_response(200, json::object{{"count", page->count},
+                                            {"next", next},
+                                            {"previous", previous},
+                                            {"results", std::move(results)}});
+}
+
+awaitable<Response> get_user(Services& s, Request& req, std::int64_t id) {
+  auto me = co_await authenticate(s.auth, req);
+  if (!me) co_return error_response(me.error());
+  auto user = co_await s.users.get(id);
+  if (!user) co_return error_response(user.error());
+  co_return json_response(200, public_user_json(*user, s.online));
+}
+
+}  // namespace
+
+void add_user_routes(Router& r, Services& s) {
+  r.add(Method::get, "/api/users/", [&s](Request& req, const RouteParams&) { return list_users(s, req); });
+  r.add(Method::get, "/api/users/me/", [&s](Request& req, const RouteParams&) { return get_me(s, req); });
+  r.add(Method::patch, "/api/users/me/", [&s](Request& req, const RouteParams&) { return update_me(s, req); });
+  r.add(Method::put, "/api/users/me/", [&s](Request& req, const RouteParams&) { return update_me(s, req); });
+  r.add(Method::get, "/api/users/{id}/",
+        [&s](Request& req, const RouteParams& p) { return get_user(s, req, p.ids[0]); });
+}
+
+}  // namespace chat::http

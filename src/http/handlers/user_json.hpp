@@ -1,0 +1,17 @@
+// How a user is shown: in full to themselves, and without e-mail to everyone else.
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include "store/user_store.hpp"
+
+namespace chat::users {
+class OnlineUsers;
+}
+
+namespace chat::http {
+
+boost::json::object own_user_json(const store::UserRecord& u, const users::OnlineUsers& online);
+boost::json::object public_user_json(const store::UserRecord& u, const users::OnlineUsers& online);
+
+}  // namespace chat::http

@@ -1,0 +1,45 @@
+// The request and response as handlers see them: plain data, no Beast types, so handler
+// files compile without the HTTP parser's headers.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace chat::http {
+
+enum class Method { get, head, post, put, patch, del, options, other };
+
+Method parse_method(std::string_view name);
+const char* method_name(Method m);
+
+struct Request {
+  Method method = Method::get;
+  std::string method_text;  // as sent, for "Method \"X\" not allowed."
+  std::string path;         // percent-decoded, without the query
+  std::vector<std::pair<std::string, std::string>> query;    // decoded, in order
+  std::vector<std::pair<std::string, std::string>> headers;  // names lower-case
+  std::string body;
+  std::string client_address;  // after trusted-proxy resolution
+  std::string request_id;
+
+  // First header with this lower-case name, or empty.
+  [[nodiscard]] std::string_view header(std::string_view name) const;
+  // First query parameter with this name.
+  [[nodiscard]] const std::string* query_param(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static Response json(int status, std::string body);
+  static Response empty(int status);
+};
+
+}  // namespace chat::http

@@ -1,0 +1,249 @@
+#include "http/server.hpp"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <boost/beast/http/write.hpp>
+#include <boost/url/parse.hpp>
+#include <spdlog/spdlog.h>
+
+#include <atomic>
+#include <chrono>
+
+#include "common/unicode.hpp"
+#include "http/app.hpp"
+#include "http/drf.hpp"
+
+namespace chat::http {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+
+std::string next_request_id() {
+  static std::atomic<std::uint64_t> counter{0};
+  static const std::uint64_t boot = static_cast<std::uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch().count());
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08llx-%llu", static_cast<unsigned long long>(boot & 0xffffffffULL),
+                static_cast<unsigned long long>(++counter));
+  return buf;
+}
+
+// Splits the target into a decoded path and decoded query pairs; false when the target is
+// not a valid origin-form URL or decodes to invalid UTF-8.
+bool parse_target(std::string_view target, Request& req) {
+  auto url = boost::urls::parse_origin_form(target);
+  if (!url) return false;
+  req.path = url->path();
+  if (!unicode::is_valid_utf8(req.path)) return false;
+  for (auto p : url->params()) {
+    std::string key = p.key;
+    std::string value = p.value;
+    if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) return false;
+    req.query.emplace_back(std::move(key), std::move(value));
+  }
+  return true;
+}
+
+// With a trusted proxy in front, the client is the last address it appended.
+std::string client_address(const std::string& peer, std::string_view forwarded_for,
+                           const std::vector<std::string>& trusted) {
+  if (forwarded_for.empty() || std::find(trusted.begin(), trusted.end(), peer) == trusted.end()) {
+    return peer;
+  }
+  auto comma = forwarded_for.rfind(',');
+  auto last = comma == std::string_view::npos ? forwarded_for : forwarded_for.substr(comma + 1);
+  while (!last.empty() && last.front() == ' ') last.remove_prefix(1);
+  while (!last.empty() && last.back() == ' ') last.remove_suffix(1);
+  return last.empty() ? peer : std::string(last);
+}
+
+bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, bool keep_alive,
+                                             bool head, const std::string& request_id) {
+  bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), version};
+  res.set(bhttp::field::server, "chatd");
+  if (!r.content_type.empty()) res.set(bhttp::field::content_type, r.content_type);
+  res.set("X-Request-Id", request_id);
+  for (auto& [name, value] : r.headers) res.set(name, value);
+  res.keep_alive(keep_alive);
+  const auto length = r.body.size();
+  if (!head) res.body() = std::move(r.body);
+  res.content_length(length);
+  return res;
+}
+
+}  // namespace
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+  Impl(asio::io_context& io, ServerOptions o, const HttpApp& a)
+      : io(io), options(std::move(o)), app(a), acceptor(io) {}
+
+  asio::io_context& io;
+  ServerOptions options;
+  const HttpApp& app;
+  tcp::acceptor acceptor;
+
+  asio::awaitable<void> accept_loop() {
+    auto self = shared_from_this();
+    for (;;) {
+      auto [ec, socket] = co_await acceptor.async_accept(asio::make_strand(io), use_tuple);
+      if (ec == asio::error::operation_aborted || !acceptor.is_open()) co_return;
+      if (ec) {
+        // EMFILE and friends: back off briefly instead of spinning.
+        spdlog::warn("accept failed: {}", ec.message());
+        asio::steady_timer t(io, std::chrono::milliseconds(50));
+        co_await t.async_wait(use_tuple);
+        continue;
+      }
+      auto executor = socket.get_executor();
+      asio::co_spawn(executor, session(std::move(socket)), asio::detached);
+    }
+  }
+
+  // Answers an error the parser found and tells the caller to close the connection.
+  asio::awaitable<void> reply_and_close(beast::tcp_stream& stream, int status, const char* detail) {
+    Response r = json_response(status, boost::json::object{{"detail", detail}});
+    auto res = to_beast(std::move(r), 11, false, false, next_request_id());
+    co_await bhttp::async_write(stream, res, use_tuple);
+  }
+
+  asio::awaitable<void> session(tcp::socket socket) {
+    auto self = shared_from_this();
+    beast::error_code ec;
+    const auto endpoint = socket.remote_endpoint(ec);
+    const std::string peer = ec ? std::string("unknown") : endpoint.address().to_string();
+    beast::tcp_stream stream(std::move(socket));
+    beast::flat_buffer buffer;
+    for (;;) {
+      bhttp::request_parser<bhttp::string_body> parser;
+      parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
+      parser.body_limit(options.max_body_bytes);
+
+      stream.expires_after(std::chrono::seconds(buffer.size() > 0 ? options.request_timeout_seconds
+                                                                  : options.keepalive_timeout_seconds));
+      auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+      if (rec) {
+        if (rec == bhttp::error::header_limit) {
+          co_await reply_and_close(stream, 431, "Request header fields too large.");
+        } else if (rec != bhttp::error::end_of_stream && rec != beast::error::timeout &&
+                   rec != asio::error::connection_reset && rec != asio::error::eof &&
+                   rec != asio::error::operation_aborted && buffer.size() > 0) {
+          co_await reply_and_close(stream, 400, "Malformed request.");
+        }
+        break;
+      }
+      const auto& header = parser.get();
+      if (auto len = parser.content_length(); len && *len > options.max_body_bytes) {
+        co_await reply_and_close(stream, 413, "Request body too large.");
+        break;
+      }
+      if (beast::iequals(header[bhttp::field::expect], "100-continue")) {
+        bhttp::response<bhttp::empty_body> cont{bhttp::status::continue_, header.version()};
+        co_await bhttp::async_write(stream, cont, use_tuple);
+      }
+      stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
+      if (!parser.is_done()) {
+        auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
+        if (bec == bhttp::error::body_limit) {
+          co_await reply_and_close(stream, 413, "Request body too large.");
+          break;
+        }
+        if (bec) {
+          if (bec != beast::error::timeout && bec != asio::error::eof &&
+              bec != asio::error::connection_reset && bec != bhttp::error::partial_message) {
+            co_await reply_and_close(stream, 400, "Malformed request.");
+          }
+          break;
+        }
+      }
+      stream.expires_never();
+
+      const auto started = std::chrono::steady_clock::now();
+      auto& msg = parser.get();
+      Request req;
+      req.request_id = next_request_id();
+      req.method_text = std::string(msg.method_string());
+      req.method = parse_method(req.method_text);
+      for (const auto& field : msg) {
+        std::string name(field.name_string());
+        std::transform(name.begin(), name.end(), name.begin(),
+                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+        req.headers.emplace_back(std::move(name), std::string(field.value()));
+      }
+      req.client_address = client_address(peer, msg["X-Forwarded-For"], options.trusted_proxies);
+      req.body = std::move(msg.body());
+      const bool keep_alive = msg.keep_alive();
+      const unsigned version = msg.version();
+
+      Response response;
+      std::string route;
+      if (!parse_target(msg.target(), req)) {
+        response = error_response(Error::bad_request("Malformed request target."));
+      } else {
+        response = co_await app.handle(req, route);
+      }
+      const int status = response.status;
+      const auto bytes = response.body.size();
+      auto res = to_beast(std::move(response), version, keep_alive, req.method == Method::head,
+                          req.request_id);
+      stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
+      auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
+      const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
+                              std::chrono::steady_clock::now() - started).count();
+      // The query string is never logged: it may carry a token.
+      spdlog::info("{} {} {} {} {}B {}us id={}", req.client_address, req.method_text, req.path,
+                   status, bytes, micros, req.request_id);
+      if (wec || !keep_alive || res.need_eof()) break;
+    }
+    beast::error_code ignored;
+    stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+  }
+};
+
+Server::Server(asio::io_context& io, ServerOptions options, const HttpApp& app)
+    : impl_(std::make_shared<Impl>(io, std::move(options), app)) {}
+
+Server::~Server() = default;
+
+void Server::start() {
+  auto& a = impl_->acceptor;
+  beast::error_code ec;
+  const auto address = asio::ip::make_address(impl_->options.bind, ec);
+  if (ec) throw std::runtime_error("BIND: '" + impl_->options.bind + "' is not an IP address");
+  tcp::endpoint ep(address, impl_->options.port);
+  a.open(ep.protocol());
+  a.set_option(asio::socket_base::reuse_address(true));
+  a.bind(ep, ec);
+  if (ec) {
+    throw std::runtime_error("cannot listen on " + impl_->options.bind + ":" +
+                             std::to_string(impl_->options.port) + ": " + ec.message());
+  }
+  a.listen(asio::socket_base::max_listen_connections);
+  asio::co_spawn(impl_->io, impl_->accept_loop(), asio::detached);
+}
+
+void Server::stop() {
+  beast::error_code ec;
+  impl_->acceptor.close(ec);
+}
+
+unsigned short Server::port() const {
+  beast::error_code ec;
+  return impl_->acceptor.local_endpoint(ec).port();
+}
+
+}  // namespace chat::http

@@ -1,0 +1,88 @@
+#include "store/sqlite/token_store.hpp"
+
+#include "store/sqlite/database.hpp"
+
+namespace chat::store::sqlite {
+namespace {
+
+constexpr const char* kInsertToken =
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds) "
+    "VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = ?1";
+constexpr const char* kRevokeToken =
+    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at IS NULL";
+constexpr const char* kRevokeUserTokens =
+    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
+constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < ?1";
+
+TokenState token_state(Connection& conn, const std::string& jti) {
+  auto stmt = conn.prepare(kTokenState);
+  stmt.bind(1, jti);
+  if (!stmt.step()) return TokenState::unknown;
+  return stmt.is_null(0) ? TokenState::active : TokenState::revoked;
+}
+
+void insert_token(Connection& conn, const RefreshTokenRecord& t) {
+  conn.prepare(kInsertToken).bind(1, t.jti).bind(2, t.user_id).bind(3, t.issued_at).bind(4, t.expires_at).exec();
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> SqliteRefreshTokenStore::record(RefreshTokenRecord token) {
+  auto query = [t = std::move(token)](Connection& conn) {
+    Transaction tx(conn);
+    insert_token(conn, t);
+    tx.commit();
+  };
+  co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::state(std::string jti) {
+  auto query = [jti = std::move(jti)](Connection& conn) { return token_state(conn, jti); };
+  co_return co_await db_.read(std::move(query));
+}
+
+boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::revoke(std::string jti, Micros now) {
+  auto query = [jti = std::move(jti), now](Connection& conn) {
+    Transaction tx(conn);
+    const TokenState before = token_state(conn, jti);
+    if (before == TokenState::active) conn.prepare(kRevokeToken).bind(1, jti).bind(2, now).exec();
+    tx.commit();
+    return before;
+  };
+  co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti,
+                                                             RefreshTokenRecord next, Micros now) {
+  auto query = [old = std::move(old_jti), next = std::move(next), now](Connection& conn) {
+    Transaction tx(conn);
+    if (conn.prepare(kRevokeToken).bind(1, old).bind(2, now).exec() != 1) return false;
+    insert_token(conn, next);
+    tx.commit();
+    return true;
+  };
+  co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<void> SqliteRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
+                                                                          Micros now) {
+  auto query = [user_id, now](Connection& conn) {
+    Transaction tx(conn);
+    conn.prepare(kRevokeUserTokens).bind(1, user_id).bind(2, now).exec();
+    tx.commit();
+  };
+  co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<std::int64_t> SqliteRefreshTokenStore::prune_expired(std::int64_t now_seconds) {
+  auto query = [now_seconds](Connection& conn) {
+    Transaction tx(conn);
+    const int n = conn.prepare(kPruneTokens).bind(1, now_seconds).exec();
+    tx.commit();
+    return static_cast<std::int64_t>(n);
+  };
+  co_return co_await db_.write(std::move(query));
+}
+
+}  // namespace chat::store::sqlite

@@ -1,0 +1,135 @@
+#include "store/sqlite/user_store.hpp"
+
+#include "store/sqlite/database.hpp"
+
+namespace chat::store::sqlite {
+namespace {
+
+#define USER_COLUMNS \
+  "id, username, email, password_hash, is_active, is_staff, is_superuser, date_joined, last_seen"
+
+constexpr const char* kUserById = "SELECT " USER_COLUMNS " FROM users WHERE id = ?1";
+constexpr const char* kUserByKey = "SELECT " USER_COLUMNS " FROM users WHERE username_key = ?1";
+constexpr const char* kInsertUser =
+    "INSERT INTO users(username, username_key, email, password_hash, is_staff, is_superuser, "
+    "date_joined) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+// COALESCE keeps a column when its parameter is NULL, so one statement serves every PATCH.
+constexpr const char* kUpdateUser =
+    "UPDATE users SET email = COALESCE(?2, email), password_hash = COALESCE(?3, password_hash), "
+    "is_active = COALESCE(?4, is_active), is_staff = COALESCE(?5, is_staff), "
+    "is_superuser = COALESCE(?6, is_superuser) WHERE id = ?1";
+// Prefix search is a range scan on the unique username_key index: [prefix, prefix + U+10FFFF).
+constexpr const char* kCountActive =
+    "SELECT count(*) FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 AND "
+    "username_key < ?2))";
+constexpr const char* kListActive =
+    "SELECT " USER_COLUMNS " FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 "
+    "AND username_key < ?2)) ORDER BY id LIMIT ?3 OFFSET ?4";
+
+#undef USER_COLUMNS
+
+UserRecord read_user(const Statement& s) {
+  UserRecord u;
+  u.id = s.int64(0);
+  u.username = s.text(1);
+  u.email = s.text(2);
+  u.password_hash = s.text(3);
+  u.is_active = s.int64(4) != 0;
+  u.is_staff = s.int64(5) != 0;
+  u.is_superuser = s.int64(6) != 0;
+  u.date_joined = s.int64(7);
+  u.last_seen = s.optional_int64(8);
+  return u;
+}
+
+std::optional<UserRecord> one_user(Statement stmt) {
+  if (!stmt.step()) return std::nullopt;
+  return read_user(stmt);
+}
+
+std::optional<UserRecord> user_by_id(Connection& conn, std::int64_t id) {
+  auto stmt = conn.prepare(kUserById);
+  stmt.bind(1, id);
+  if (!stmt.step()) return std::nullopt;
+  return read_user(stmt);
+}
+
+}  // namespace
+
+boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::find_by_id(std::int64_t id) {
+  auto query = [id](Connection& conn) { return user_by_id(conn, id); };
+  co_return co_await db_.read(std::move(query));
+}
+
+boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::find_by_username_key(
+    std::string username_key) {
+  auto query = [key = std::move(username_key)](Connection& conn) {
+    auto stmt = conn.prepare(kUserByKey);
+    stmt.bind(1, key);
+    if (!stmt.step()) return std::optional<UserRecord>();
+    return std::optional<UserRecord>(read_user(stmt));
+  };
+  co_return co_await db_.read(std::move(query));
+}
+
+boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::create(NewUser user) {
+  auto query = [user = std::move(user)](Connection& conn) {
+    Transaction tx(conn);
+    try {
+      conn.prepare(kInsertUser)
+          .bind(1, user.username)
+          .bind(2, user.username_key)
+          .bind(3, user.email)
+          .bind(4, user.password_hash)
+          .bind(5, user.is_staff)
+          .bind(6, user.is_superuser)
+          .bind(7, user.date_joined)
+          .exec();
+    } catch (const ConstraintViolation&) {
+      return std::optional<UserRecord>();
+    }
+    auto created = user_by_id(conn, conn.last_insert_rowid());
+    tx.commit();
+    return created;
+  };
+  co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::int64_t id,
+                                                                          UserChanges changes) {
+  auto query = [id, c = std::move(changes)](Connection& conn) {
+    Transaction tx(conn);
+    conn.prepare(kUpdateUser)
+        .bind(1, id)
+        .bind(2, c.email)
+        .bind(3, c.password_hash)
+        .bind(4, c.is_active)
+        .bind(5, c.is_staff)
+        .bind(6, c.is_superuser)
+        .exec();
+    auto updated = user_by_id(conn, id);
+    tx.commit();
+    return updated;
+  };
+  co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<UserPage> SqliteUserStore::list_active(std::string key_prefix, int limit,
+                                                              std::int64_t offset) {
+  auto query = [prefix = std::move(key_prefix), limit, offset](Connection& conn) {
+    const std::string upper = prefix + "\xF4\x8F\xBF\xBF";
+    UserPage page;
+    {
+      auto count = conn.prepare(kCountActive);
+      count.bind(1, prefix).bind(2, upper);
+      if (count.step()) page.count = count.int64(0);
+    }
+    auto stmt = conn.prepare(kListActive);
+    stmt.bind(1, prefix).bind(2, upper).bind(3, limit).bind(4, offset);
+    while (stmt.step()) page.users.push_back(read_user(stmt));
+    return page;
+  };
+  co_return co_await db_.read(std::move(query));
+}
+
+}  // namespace chat::store::sqlite

@@ -1,0 +1,26 @@
+#pragma once
+
+#include "store/user_store.hpp"
+
+namespace chat::store::sqlite {
+
+class Database;
+
+class SqliteUserStore final : public UserStore {
+ public:
+  explicit SqliteUserStore(Database& db) : db_(db) {}
+
+  boost::asio::awaitable<std::optional<UserRecord>> find_by_id(std::int64_t id) override;
+  boost::asio::awaitable<std::optional<UserRecord>> find_by_username_key(
+      std::string username_key) override;
+  boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) override;
+  boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
+                                                           UserChanges changes) override;
+  boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
+                                               std::int64_t offset) override;
+
+ private:
+  Database& db_;
+};
+
+}  // namespace chat::store::sqlite

@@ -1,0 +1,45 @@
+// Issued refresh tokens, so that logout, rotation and password changes can revoke them
+// durably (SimpleJWT's outstanding/blacklisted tokens). One row per issued refresh token.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "common/time.hpp"
+
+namespace chat::store {
+
+struct RefreshTokenRecord {
+  std::string jti;
+  std::int64_t user_id = 0;
+  std::int64_t issued_at = 0;   // seconds
+  std::int64_t expires_at = 0;  // seconds
+};
+
+enum class TokenState { active, revoked, unknown };
+
+class RefreshTokenStore {
+ public:
+  virtual ~RefreshTokenStore() = default;
+
+  virtual boost::asio::awaitable<void> record(RefreshTokenRecord token) = 0;
+  virtual boost::asio::awaitable<TokenState> state(std::string jti) = 0;
+
+  // Marks the token revoked; returns its state before the call. Atomic: of two concurrent
+  // calls for one token, one sees `active`.
+  virtual boost::asio::awaitable<TokenState> revoke(std::string jti, Micros now) = 0;
+
+  // Rotation in one transaction: revokes `old_jti` if it is active and records the new
+  // token. Returns false (and records nothing) when the old token was not active.
+  virtual boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
+                                              Micros now) = 0;
+
+  virtual boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) = 0;
+
+  // Deletes tokens that expired before `now_seconds`; returns how many.
+  virtual boost::asio::awaitable<std::int64_t> prune_expired(std::int64_t now_seconds) = 0;
+};
+
+}  // namespace chat::store

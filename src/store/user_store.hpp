@@ -1,0 +1,73 @@
+// Persistent users. Implementations: store/sqlite (now) and store/postgres (scale-out).
+// Every method may be called from any I/O thread concurrently; each completes on the
+// caller's executor. An unreachable database throws store::Unavailable.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+
+namespace chat::store {
+
+struct UserRecord {
+  std::int64_t id = 0;
+  std::string username;  // as the user typed it
+  std::string email;
+  std::string password_hash;  // libsodium's Argon2id string
+  bool is_active = true;
+  bool is_staff = false;
+  bool is_superuser = false;
+  Micros date_joined = 0;
+  std::optional<Micros> last_seen;
+};
+
+struct NewUser {
+  std::string username;
+  std::string username_key;  // case-folded username; unique
+  std::string email;
+  std::string password_hash;
+  bool is_staff = false;
+  bool is_superuser = false;
+  Micros date_joined = 0;
+};
+
+struct UserPage {
+  std::int64_t count = 0;  // all matches, not just this page
+  std::vector<UserRecord> users;
+};
+
+struct UserChanges {
+  std::optional<std::string> email;
+  std::optional<std::string> password_hash;
+  std::optional<bool> is_active;
+  std::optional<bool> is_staff;
+  std::optional<bool> is_superuser;
+};
+
+class UserStore {
+ public:
+  virtual ~UserStore() = default;
+
+  virtual boost::asio::awaitable<std::optional<UserRecord>> find_by_id(std::int64_t id) = 0;
+  virtual boost::asio::awaitable<std::optional<UserRecord>> find_by_username_key(
+      std::string username_key) = 0;
+
+  // Inserts the user; nullopt when `username_key` is taken (the unique index decides, so
+  // two concurrent registrations of one name cannot both succeed).
+  virtual boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) = 0;
+
+  // Applies the set fields; returns the updated user, or nullopt when there is no such user.
+  virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
+                                                                   UserChanges changes) = 0;
+
+  // Active users whose username_key starts with `key_prefix` (empty: all), by id.
+  virtual boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
+                                                       std::int64_t offset) = 0;
+};
+
+}  // namespace chat::store

@@ -1,0 +1,53 @@
+#include "users/user_service.hpp"
+
+#include "auth/auth_service.hpp"
+#include "auth/credential_rules.hpp"
+#include "auth/password_hasher.hpp"
+
+namespace chat::users {
+
+UserService::UserService(store::Store& store, auth::AuthService& auth,
+                         auth::PasswordHasher& hasher)
+    : store_(store), auth_(auth), hasher_(hasher) {}
+
+boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
+    const store::UserRecord& me, ProfileChanges in, std::string client_address) {
+  FieldErrors errors = std::move(in.errors);
+  if (in.email) {
+    for (auto& p : auth::email_problems(*in.email)) errors.add("email", std::move(p));
+  }
+  if (in.password) {
+    for (auto& p : auth::password_problems(*in.password, me.username)) errors.add("password", std::move(p));
+  }
+  const bool changes_something = in.email.has_value() || in.password.has_value();
+  if (changes_something && !in.current_password && !errors.has("current_password")) {
+    errors.add("current_password", "This field is required.");
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  if (!changes_something) co_return me;
+
+  auto confirmed =
+      co_await auth_.confirm_password(me, *in.current_password, client_address, "current_password");
+  if (!confirmed) co_return std::move(confirmed).error();
+
+  store::UserChanges changes;
+  changes.email = std::move(in.email);
+  if (in.password) changes.password_hash = co_await hasher_.hash(*in.password);
+  auto updated = co_await store_.users().update(me.id, std::move(changes));
+  if (!updated) co_return Error::not_found();
+  // A new password ends every other session: their refresh tokens stop working.
+  if (in.password) co_await auth_.revoke_sessions(me.id);
+  co_return std::move(*updated);
+}
+
+boost::asio::awaitable<Result<store::UserPage>> UserService::list(UserListQuery q) {
+  co_return co_await store_.users().list_active(auth::username_key(q.search), q.limit, q.offset);
+}
+
+boost::asio::awaitable<Result<store::UserRecord>> UserService::get(std::int64_t id) {
+  auto user = co_await store_.users().find_by_id(id);
+  if (!user || !user->is_active) co_return Error::not_found("No User matches the given query.");
+  co_return std::move(*user);
+}
+
+}  // namespace chat::users

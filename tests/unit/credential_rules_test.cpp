@@ -1,0 +1,47 @@
+#include <gtest/gtest.h>
+
+#include "auth/credential_rules.hpp"
+
+using namespace chat::auth;
+
+TEST(CredentialRules, Usernames) {
+  EXPECT_TRUE(username_problems("ann").empty());
+  EXPECT_TRUE(username_problems("a.b+c@d-e_f").empty());
+  EXPECT_TRUE(username_problems("Ёжик").empty());
+  EXPECT_TRUE(username_problems("١٢٣").empty());  // Arabic-Indic digits are digits
+  EXPECT_FALSE(username_problems("").empty());
+  EXPECT_FALSE(username_problems("with space").empty());
+  EXPECT_FALSE(username_problems("emoji😀").empty());
+  EXPECT_FALSE(username_problems("a/b").empty());
+  EXPECT_FALSE(username_problems("\xff").empty());
+}
+
+TEST(CredentialRules, UsernameKeyFoldsCase) {
+  EXPECT_EQ(username_key("Ann"), username_key("aNN"));
+  EXPECT_EQ(username_key("АНЯ"), username_key("аня"));
+  EXPECT_NE(username_key("ann"), username_key("anne"));
+}
+
+TEST(CredentialRules, Emails) {
+  for (const char* good : {"a@example.com", "first.last+tag@sub.example.co.uk", "x@пример.рф",
+                           "\"quoted local\"@example.com", "a@[127.0.0.1]", "o'brien@example.ie"}) {
+    EXPECT_TRUE(email_problems(good).empty()) << good;
+  }
+  for (const char* bad : {"", "plain", "@example.com", "a@", "a@@example.com", "a..b@example.com",
+                          ".a@example.com", "a@localhost", "a@example.c", "a@-example.com",
+                          "a@example..com", "a@example.123", "a b@example.com"}) {
+    EXPECT_FALSE(email_problems(bad).empty()) << bad;
+  }
+  EXPECT_FALSE(email_problems(std::string(250, 'a') + "@example.com").empty());
+}
+
+TEST(CredentialRules, Passwords) {
+  EXPECT_TRUE(password_problems("correct horse", "ann").empty());
+  EXPECT_EQ(password_problems("short", "ann").size(), 1U);
+  EXPECT_EQ(password_problems("12345678", "ann"),
+            std::vector<std::string>{"This password is entirely numeric."});
+  EXPECT_EQ(password_problems("123", "ann").size(), 2U);
+  EXPECT_EQ(password_problems("AnnaKarenina", "annakarenina"),
+            std::vector<std::string>{"The password is too similar to the username."});
+  EXPECT_TRUE(password_problems("пароль12", "ann").empty());  // 8 characters, 14 bytes
+}

@@ -1,0 +1,95 @@
+#include <gtest/gtest.h>
+#include <sodium.h>
+
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "auth/jwt_codec.hpp"
+
+using namespace chat::auth;
+
+namespace {
+
+const std::string kKey = "unit-test-secret-key-with-enough-characters-0123456789";
+constexpr std::int64_t kNow = 1'700'000'000;
+
+TokenClaims claims(TokenType t = TokenType::access) {
+  return {t, 42, kNow, kNow + 300, JwtCodec::new_jti()};
+}
+
+std::string b64(const std::string& s) {
+  std::string out(sodium_base64_ENCODED_LEN(s.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()), s.size(),
+                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+}  // namespace
+
+TEST(JwtCodec, RoundTrips) {
+  JwtCodec codec(kKey);
+  auto c = claims();
+  auto token = codec.encode(c);
+  auto d = codec.decode(token, TokenType::access, kNow + 1);
+  ASSERT_EQ(d.problem, TokenProblem::none);
+  EXPECT_EQ(d.claims->user_id, 42);
+  EXPECT_EQ(d.claims->jti, c.jti);
+  EXPECT_EQ(d.claims->expires_at, kNow + 300);
+  EXPECT_EQ(d.claims->issued_at, kNow);
+}
+
+TEST(JwtCodec, JtisAreRandomHex) {
+  auto a = JwtCodec::new_jti();
+  EXPECT_EQ(a.size(), 32U);
+  EXPECT_NE(a, JwtCodec::new_jti());
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos);
+}
+
+TEST(JwtCodec, RefusesExpiredWrongTypeAndWrongKey) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  EXPECT_EQ(codec.decode(token, TokenType::access, kNow + 300).problem, TokenProblem::expired);
+  EXPECT_EQ(codec.decode(token, TokenType::refresh, kNow).problem, TokenProblem::wrong_type);
+  EXPECT_EQ(JwtCodec("another key").decode(token, TokenType::access, kNow).problem,
+            TokenProblem::bad_signature);
+}
+
+TEST(JwtCodec, PinsTheAlgorithm) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  const auto dot = token.find('.');
+  const std::string rest = token.substr(dot);
+  for (const char* header : {R"({"alg":"none","typ":"JWT"})", R"({"alg":"HS512","typ":"JWT"})",
+                             R"({"alg":"RS256","typ":"JWT"})", R"({"typ":"JWT"})", R"({"alg":"hs256"})"}) {
+    EXPECT_EQ(codec.decode(b64(header) + rest, TokenType::access, kNow).problem,
+              TokenProblem::bad_algorithm)
+        << header;
+  }
+  // alg "none" with the signature stripped.
+  const auto payload_end = token.rfind('.');
+  EXPECT_NE(codec.decode(b64(R"({"alg":"none"})") + token.substr(dot, payload_end - dot + 1),
+                         TokenType::access, kNow)
+                .problem,
+            TokenProblem::none);
+}
+
+TEST(JwtCodec, RefusesMalformedInput) {
+  JwtCodec codec(kKey);
+  for (const std::string& bad : std::vector<std::string>{"", "abc", "a.b", "a.b.c.d", "...", "\xff.\xfe.\xfd",
+                                std::string(5000, 'a') + ".b.c"}) {
+    EXPECT_NE(codec.decode(bad, TokenType::access, kNow).problem, TokenProblem::none) << bad;
+  }
+}
+
+TEST(JwtCodec, TamperedPayloadFailsSignature) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  const auto first = token.find('.');
+  const auto second = token.rfind('.');
+  auto forged = token.substr(0, first + 1) +
+                b64(R"({"token_type":"access","exp":1800000000,"iat":1700000000,"jti":"x","user_id":1})") +
+                token.substr(second);
+  EXPECT_EQ(codec.decode(forged, TokenType::access, kNow).problem, TokenProblem::bad_signature);
+}

@@ -1,0 +1,33 @@
+#include <gtest/gtest.h>
+
+#include "common/unicode.hpp"
+
+using namespace chat;
+
+TEST(Unicode, DecodesAndRejectsInvalidUtf8) {
+  auto cps = unicode::decode("aЖ😀");
+  ASSERT_TRUE(cps);
+  EXPECT_EQ(*cps, (std::vector<char32_t>{U'a', U'Ж', U'😀'}));
+  EXPECT_FALSE(unicode::decode("\xff"));
+  EXPECT_FALSE(unicode::decode("\xc0\xaf"));          // overlong '/'
+  EXPECT_FALSE(unicode::decode("\xed\xa0\x80"));      // surrogate
+  EXPECT_FALSE(unicode::decode("\xf4\x90\x80\x80"));  // past U+10FFFF
+  EXPECT_FALSE(unicode::decode("\xe2\x82"));          // truncated
+  EXPECT_EQ(unicode::encode(*cps), "aЖ😀");
+}
+
+TEST(Unicode, LengthCountsCodePoints) {
+  EXPECT_EQ(unicode::length("пароль12"), 8U);
+  EXPECT_EQ(unicode::length(""), 0U);
+}
+
+TEST(Unicode, LowerCasesBeyondAscii) {
+  EXPECT_EQ(unicode::to_lower("AnnЁЖИКΣ"), "annёжикσ");
+  EXPECT_EQ(unicode::to_lower("already"), "already");
+}
+
+TEST(Unicode, TrimsUnicodeWhitespace) {
+  EXPECT_EQ(unicode::trim("  x y \t\n"), "x y");
+  EXPECT_EQ(unicode::trim("\u3000name\u2003"), "name");
+  EXPECT_EQ(unicode::trim("   "), "");
+}
