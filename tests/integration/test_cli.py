@@ -1,0 +1,165 @@
+"""The chatd command line: help, configuration errors by name, migrations, superusers."""
+import os
+import sqlite3
+import subprocess
+import tempfile
+
+from conftest import CHATD, SECRET_KEY, Client, Server, unique_name
+
+
+def chatd(*args, env=None, cwd=None, input=None, timeout=30):
+    base = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+    base.update(env or {})
+    return subprocess.run([CHATD, *args], env=base, cwd=cwd or tempfile.mkdtemp(), input=input,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_help_lists_the_commands():
+    r = chatd("--help")
+    assert r.returncode == 0
+    for command in ("serve", "migrate", "createsuperuser"):
+        assert command in r.stdout
+    assert chatd("--version").stdout.strip()
+    assert chatd("no-such-command").returncode != 0
+
+
+def test_bad_values_are_reported_by_name():
+    r = chatd("serve", env={"SECRET_KEY": SECRET_KEY, "PORT": "eighty", "DEBUG": "sometimes",
+                            "DB_PORT": "99999", "ACCESS_TOKEN_LIFETIME": "soon"})
+    assert r.returncode == 2
+    for name in ("PORT:", "DEBUG:", "DB_PORT:", "ACCESS_TOKEN_LIFETIME:"):
+        assert name in r.stderr, r.stderr
+
+
+def test_debug_off_refuses_weak_or_missing_secret_key():
+    for env in ({}, {"SECRET_KEY": "your-secret-key"}, {"DEBUG": "0", "SECRET_KEY": "short"}):
+        r = chatd("serve", env=env)
+        assert r.returncode == 2, r.stderr
+        assert "SECRET_KEY" in r.stderr
+        assert "short" not in r.stderr and "your-secret-key" not in r.stderr  # never echoed
+
+
+def test_debug_on_accepts_a_weak_key_with_a_warning():
+    s = Server(DEBUG="1", SECRET_KEY="your-secret-key").start()
+    try:
+        assert Client(s).register()["access"]
+        assert "SECRET_KEY is weak" in s.read_log()
+    finally:
+        s.stop()
+
+
+def test_settings_come_from_dotenv_and_the_environment_wins():
+    workdir = tempfile.mkdtemp()
+    with open(os.path.join(workdir, ".env"), "w") as f:
+        f.write(f"SECRET_KEY={SECRET_KEY}\nACCESS_TOKEN_LIFETIME=42\nPORT=not-a-port\n")
+    # From .env alone, the bad PORT is reported...
+    r = chatd("serve", cwd=workdir)
+    assert r.returncode == 2 and "PORT:" in r.stderr
+    # ...and the environment overrides it; the other values still come from .env.
+    s = Server(workdir=workdir)
+    del s.env["SECRET_KEY"]
+    s.start()
+    try:
+        from conftest import jwt_parts
+        _, claims = jwt_parts(Client(s).register()["access"])
+        assert claims["exp"] - claims["iat"] == 42
+    finally:
+        s.stop()
+
+
+def test_a_bad_dotenv_line_is_reported():
+    workdir = tempfile.mkdtemp()
+    with open(os.path.join(workdir, ".env"), "w") as f:
+        f.write("this is not a setting\n")
+    r = chatd("migrate", cwd=workdir)
+    assert r.returncode == 2
+    assert "line 1" in r.stderr
+
+
+def test_migrate_is_idempotent_and_listed():
+    workdir = tempfile.mkdtemp()
+    env = {"SQLITE_PATH": os.path.join(workdir, "db.sqlite3")}
+    first = chatd("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "Applying 0001_" in first.stdout
+    second = chatd("migrate", env=env)
+    assert second.returncode == 0
+    assert "No migrations to apply" in second.stdout
+    listed = chatd("migrate", "--list", env=env)
+    assert "[X] 0001_" in listed.stdout
+    with sqlite3.connect(env["SQLITE_PATH"]) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
+
+
+def test_db_host_without_postgres_support_is_a_clear_error():
+    r = chatd("migrate", env={"DB_HOST": "db"})
+    assert r.returncode == 1
+    assert "DB_HOST" in r.stderr
+
+
+def superuser_env(workdir):
+    return {"SQLITE_PATH": os.path.join(workdir, "db.sqlite3"), "SECRET_KEY": SECRET_KEY}
+
+
+def assert_superuser(db_path, username):
+    with sqlite3.connect(db_path) as db:
+        row = db.execute("SELECT is_staff, is_superuser, is_active, password_hash FROM users "
+                         "WHERE username = ?", (username,)).fetchone()
+    assert row is not None
+    assert row[:3] == (1, 1, 1)
+    assert row[3].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+
+
+def test_createsuperuser_from_flags_and_login():
+    workdir = tempfile.mkdtemp()
+    env = superuser_env(workdir)
+    name = unique_name("admin")
+    r = chatd("createsuperuser", "--username", name, "--email", "admin@example.com",
+              "--password", "admin-pass-1", "--noinput", env=env)
+    assert r.returncode == 0, r.stderr
+    assert "Superuser created successfully." in r.stdout
+    assert_superuser(env["SQLITE_PATH"], name)
+    again = chatd("createsuperuser", "--username", name.upper(), "--email", "a@example.com",
+                  "--password", "admin-pass-1", "--noinput", env=env)
+    assert again.returncode == 1
+    assert "already taken" in again.stderr
+    s = Server(workdir=workdir).start()
+    try:
+        Client(s).login(name, "admin-pass-1")
+    finally:
+        s.stop()
+
+
+def test_createsuperuser_from_django_variables():
+    workdir = tempfile.mkdtemp()
+    env = superuser_env(workdir)
+    name = unique_name("envadmin")
+    env.update({"DJANGO_SUPERUSER_USERNAME": name, "DJANGO_SUPERUSER_EMAIL": "e@example.com",
+                "DJANGO_SUPERUSER_PASSWORD": "env-pass-12"})
+    r = chatd("createsuperuser", "--noinput", env=env)
+    assert r.returncode == 0, r.stderr
+    assert_superuser(env["SQLITE_PATH"], name)
+
+
+def test_createsuperuser_prompts_and_validates():
+    workdir = tempfile.mkdtemp()
+    env = superuser_env(workdir)
+    name = unique_name("prompted")
+    # A bad username, then a good one; a bad e-mail, then a good one; mismatched passwords,
+    # then a numeric one, then a good one.
+    answers = "\n".join(["bad name", name, "not-an-email", "p@example.com", "first-pass1",
+                         "other-pass1", "12345678", "12345678", "good-pass-1", "good-pass-1"]) + "\n"
+    r = chatd("createsuperuser", env=env, input=answers)
+    assert r.returncode == 0, r.stderr
+    assert "Enter a valid username" in r.stderr
+    assert "Enter a valid email address." in r.stderr
+    assert "didn't match" in r.stderr
+    assert "entirely numeric" in r.stderr
+    assert_superuser(env["SQLITE_PATH"], name)
+
+
+def test_createsuperuser_noinput_requires_values():
+    r = chatd("createsuperuser", "--noinput", env=superuser_env(tempfile.mkdtemp()))
+    assert r.returncode == 1
+    assert "--username" in r.stderr
