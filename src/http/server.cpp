@@ -139,6 +139,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (rec) {
         if (rec == bhttp::error::header_limit) {
           co_await reply_and_close(stream, 431, "Request header fields too large.");
+        } else if (rec == bhttp::error::body_limit) {
+          // Beast refuses a declared Content-Length over the limit while reading the header.
+          co_await reply_and_close(stream, 413, "Request body too large.");
         } else if (rec != bhttp::error::end_of_stream && rec != beast::error::timeout &&
                    rec != asio::error::connection_reset && rec != asio::error::eof &&
                    rec != asio::error::operation_aborted && buffer.size() > 0) {

@@ -1,0 +1,394 @@
+"""HTTP behaviour: trailing slashes, keep-alive, size limits, routing errors in DRF's shape,
+request parsing (JSON, forms, bad bytes), the Host check, service endpoints, and garbage
+on the socket. No input may produce a 5xx."""
+import http.client
+import json
+import socket
+
+import pytest
+import requests
+
+from conftest import Client, unique_name
+
+
+def ok(r):
+    """Every response of these tests must be below 500."""
+    status = getattr(r, "status_code", None) or getattr(r, "status", None)
+    assert status is not None and status < 500, (status, getattr(r, "text", ""))
+    return r
+
+
+def raw_exchange(server, data: bytes, timeout=5.0):
+    """Sends raw bytes and reads until the server closes or stops talking."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=timeout) as s:
+        s.sendall(data)
+        chunks = []
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                head, sep, rest = b"".join(chunks).partition(b"\r\n\r\n")
+                if sep and b"content-length:" in head.lower():
+                    length = int([line.split(b":", 1)[1] for line in head.split(b"\r\n")
+                                  if line.lower().startswith(b"content-length:")][0])
+                    if len(rest) >= length:
+                        break
+        except (socket.timeout, ConnectionResetError):
+            pass
+        return b"".join(chunks)
+
+
+def parse_raw(response: bytes):
+    head, _, body = response.partition(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ")[1])
+    headers = {}
+    for line in lines[1:]:
+        k, _, v = line.partition(b":")
+        headers[k.strip().lower().decode()] = v.strip().decode()
+    return status, headers, body
+
+
+def chunked(body: bytes, size=1000):
+    out = b""
+    for i in range(0, len(body), size):
+        piece = body[i:i + size]
+        out += f"{len(piece):x}\r\n".encode() + piece + b"\r\n"
+    return out + b"0\r\n\r\n"
+
+
+def register_body(name=None):
+    name = name or unique_name()
+    return {"username": name, "email": f"{name}@example.com", "password": "pa55word!"}
+
+
+# --- trailing slashes and keep-alive ---------------------------------------------------
+
+def test_trailing_slash_is_optional(client):
+    name = unique_name()
+    r = ok(client.post("/api/auth/register", json=register_body(name), allow_redirects=False))
+    assert r.status_code == 201, r.text
+    r = ok(client.post("/api/auth/login", json={"username": name, "password": "pa55word!"},
+                       allow_redirects=False))
+    assert r.status_code == 200, r.text
+    token = r.json()["access"]
+    with_slash = ok(client.get("/api/users/me/", token=token, allow_redirects=False))
+    without = ok(client.get("/api/users/me", token=token, allow_redirects=False))
+    assert with_slash.status_code == without.status_code == 200
+    assert without.json() == with_slash.json()
+    user_id = without.json()["id"]
+    r = ok(client.get(f"/api/users/{user_id}", token=token, allow_redirects=False))
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == user_id
+    r = ok(client.get("/api/users", token=token, params={"search": name}, allow_redirects=False))
+    assert r.status_code == 200, r.text
+    assert [u["id"] for u in r.json()["results"]] == [user_id]
+
+
+def test_keep_alive_reuses_the_connection(server):
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+        assert (r.getheader("Connection") or "").lower() != "close"
+        sock = conn.sock
+        assert sock is not None
+        body = json.dumps(register_body())
+        conn.request("POST", "/api/auth/register/", body=body,
+                     headers={"Content-Type": "application/json"})
+        r = conn.getresponse()
+        data = json.loads(r.read())
+        assert r.status == 201, data
+        assert (r.getheader("Connection") or "").lower() != "close"
+        assert conn.sock is sock
+        conn.request("GET", "/api/users/me/", headers={"Authorization": f"Bearer {data['access']}"})
+        r = conn.getresponse()
+        me = json.loads(r.read())
+        assert r.status == 200, me
+        assert me["id"] == data["user"]["id"]
+        assert conn.sock is sock
+        # An error answer keeps the connection too.
+        conn.request("GET", "/api/no-such-thing/")
+        r = conn.getresponse()
+        assert r.status == 404
+        r.read()
+        conn.request("GET", "/healthz")
+        r = conn.getresponse()
+        r.read()
+        assert r.status == 200
+        assert conn.sock is sock
+    finally:
+        conn.close()
+
+
+# --- request size ----------------------------------------------------------------------
+
+def test_body_size_limit(make_server):
+    s = make_server(MAX_BODY_BYTES=2048)
+    c = Client(s)
+    # Under the limit works, unknown fields are ignored.
+    small = {**register_body(), "padding": "x" * 1000}
+    assert len(json.dumps(small)) < 2048
+    r = ok(c.post("/api/auth/register/", json=small))
+    assert r.status_code == 201, r.text
+    big = {**register_body(), "padding": "x" * 10240}
+    try:
+        r = ok(c.post("/api/auth/register/", json=big))
+    except requests.ConnectionError as e:
+        pytest.fail(f"connection closed without a 413 answer: {e}")
+    assert r.status_code == 413, r.text
+    assert list(r.json()) == ["detail"]
+    assert isinstance(r.json()["detail"], str) and r.json()["detail"]
+    assert s.proc.poll() is None
+
+
+def test_declared_length_over_limit_is_refused_before_the_body(make_server):
+    s = make_server(MAX_BODY_BYTES=2048)
+    request = (f"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+               "Content-Type: application/json\r\nContent-Length: 10240\r\n"
+               "Expect: 100-continue\r\n\r\n").encode()
+    raw = raw_exchange(s, request, timeout=3)
+    assert raw, "no answer"
+    status, headers, body = parse_raw(raw)
+    assert status == 413, raw[:300]
+    assert list(json.loads(body)) == ["detail"]
+
+
+def test_chunked_body_size_limit(make_server):
+    s = make_server(MAX_BODY_BYTES=2048)
+    big = json.dumps({**register_body(), "padding": "x" * 10240}).encode()
+    request = (f"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+               "Connection: close\r\n\r\n").encode() + chunked(big)
+    status, headers, body = parse_raw(raw_exchange(s, request))
+    assert status == 413, body
+    assert list(json.loads(body)) == ["detail"]
+    # A chunked body under the limit is read and answered normally.
+    name = unique_name()
+    small = json.dumps(register_body(name)).encode()
+    request = (f"POST /api/auth/register/ HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+               "Connection: close\r\n\r\n").encode() + chunked(small, size=7)
+    status, headers, body = parse_raw(raw_exchange(s, request))
+    assert status == 201, body
+    assert json.loads(body)["user"]["username"] == name
+
+
+# --- routing errors --------------------------------------------------------------------
+
+def test_unknown_route_is_a_json_404(client):
+    for path in ("/api/nope/", "/nope", "/api/users/me/extra/", "/api/auth/"):
+        r = ok(client.get(path))
+        assert r.status_code == 404, (path, r.text)
+        assert r.json() == {"detail": "Not found."}, path
+        assert r.headers["Content-Type"].startswith("application/json")
+
+
+@pytest.mark.parametrize("method,path", [
+    ("DELETE", "/api/auth/login/"),
+    ("GET", "/api/auth/register/"),
+    ("PUT", "/api/auth/refresh/"),
+    ("GET", "/api/auth/logout/"),
+])
+def test_wrong_method_is_405_with_allow(client, method, path):
+    r = ok(client.request(method, path))
+    assert r.status_code == 405, r.text
+    assert r.json() == {"detail": f'Method "{method}" not allowed.'}
+    allowed = [m.strip() for m in r.headers["Allow"].split(",")]
+    assert "POST" in allowed
+    assert method not in allowed
+
+
+def test_options_answers_with_allow(client):
+    r = ok(client.request("OPTIONS", "/api/auth/login/"))
+    assert r.status_code == 200, r.text
+    allowed = [m.strip() for m in r.headers["Allow"].split(",")]
+    assert "POST" in allowed and "OPTIONS" in allowed
+    assert "GET" not in allowed
+
+
+# --- request parsing -------------------------------------------------------------------
+
+def post_raw(client, path, data, content_type="application/json"):
+    return ok(client.post(path, data=data, headers={"Content-Type": content_type}))
+
+
+def test_malformed_json(client):
+    for data in (b'{"username": ', b"{'username': 'x'}", b"nonsense", b'{"a": 1,}', b'{"a": 1} x'):
+        r = post_raw(client, "/api/auth/login/", data)
+        assert r.status_code == 400, (data, r.text)
+        assert list(r.json()) == ["detail"]
+        assert r.json()["detail"].startswith("JSON parse error"), (data, r.text)
+
+
+def test_non_object_json(client):
+    r = post_raw(client, "/api/auth/login/", b'["username", "password"]')
+    assert r.status_code == 400, r.text
+    assert r.json() == {"non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
+    r = post_raw(client, "/api/auth/register/", b'"text"')
+    assert r.status_code == 400, r.text
+    assert r.json() == {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}
+
+
+def test_invalid_utf8_body(client):
+    r = post_raw(client, "/api/auth/login/", b'{"username": "\xff\xfe", "password": "x"}')
+    assert r.status_code == 400, r.text
+    assert r.json()["detail"].startswith("JSON parse error"), r.text
+
+
+def test_unsupported_content_type(client):
+    r = post_raw(client, "/api/auth/login/", b"username=a&password=b", "text/plain")
+    assert r.status_code == 415, r.text
+    assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+
+
+def test_deeply_nested_json(client):
+    for data in (b"[" * 10000, b"[" * 10000 + b"]" * 10000, b'{"a":' * 10000 + b"1" + b"}" * 10000):
+        r = post_raw(client, "/api/auth/login/", data)
+        assert r.status_code == 400, (data[:20], r.text)
+        assert list(r.json()) in (["detail"], ["non_field_errors"]), r.text
+    assert ok(client.get("/healthz")).status_code == 200
+
+
+def test_form_encoded_login(client):
+    user = client.register()
+    r = ok(client.post("/api/auth/login/",
+                       data={"username": user["user"]["username"], "password": user["password"]}))
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"access", "refresh"}
+    r = ok(client.post("/api/auth/login/",
+                       data={"username": user["user"]["username"], "password": "wrong-password"}))
+    assert r.status_code == 401, r.text
+
+
+def test_json_sent_with_curls_default_form_type_is_read_as_json(client):
+    user = client.register()
+    data = json.dumps({"username": user["user"]["username"], "password": user["password"]})
+    r = post_raw(client, "/api/auth/login/", data.encode(), "application/x-www-form-urlencoded")
+    assert r.status_code == 200, r.text
+    assert set(r.json()) == {"access", "refresh"}
+
+
+@pytest.mark.parametrize("value,message", [
+    (["a", "b"], "Not a valid string."),
+    ({"a": 1}, "Not a valid string."),
+    (True, "Not a valid string."),
+    (None, "This field may not be null."),
+])
+def test_register_rejects_wrong_json_types(client, value, message):
+    r = ok(client.post("/api/auth/register/",
+                       json={"username": value, "email": "t@example.com", "password": "pa55word!"}))
+    assert r.status_code == 400, r.text
+    assert r.json() == {"username": [message]}
+
+
+def test_register_reports_missing_fields(client):
+    r = ok(client.post("/api/auth/register/", json={"username": unique_name()}))
+    assert r.status_code == 400, r.text
+    assert r.json() == {"email": ["This field is required."], "password": ["This field is required."]}
+    r = ok(client.post("/api/auth/register/", json={"password": "pa55word!"}))
+    assert r.status_code == 400, r.text
+    assert r.json() == {"username": ["This field is required."], "email": ["This field is required."]}
+
+
+def test_register_accepts_numbers_as_strings(client):
+    number = int(unique_name("")[:10], 16) % 10**12 + 10**12
+    r = ok(client.post("/api/auth/register/",
+                       json={"username": number, "email": "n@example.com", "password": "pa55word!"}))
+    assert r.status_code == 201, r.text
+    assert r.json()["user"]["username"] == str(number)
+    r = ok(client.post("/api/auth/register/",
+                       json={"username": unique_name(), "email": "n@example.com", "password": 12345678}))
+    assert r.status_code == 400, r.text
+    assert r.json() == {"password": ["This password is entirely numeric."]}
+
+
+# --- Host header -----------------------------------------------------------------------
+
+def test_host_header_is_checked(client, server):
+    r = ok(client.get("/api/users/me/", headers={"Host": "evil.example"}))
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["detail"]
+    r = ok(client.post("/api/auth/login/", json={"username": "a", "password": "b"},
+                       headers={"Host": "evil.example:8000"}))
+    assert r.status_code == 400, r.text
+    assert list(r.json()) == ["detail"]
+    for host in ("localhost:1234", "127.0.0.1", "localhost", f"127.0.0.1:{server.port}"):
+        r = ok(client.get("/api/users/me/", headers={"Host": host}))
+        assert r.status_code == 401, (host, r.text)
+        assert r.json() == {"detail": "Authentication credentials were not provided."}
+    r = ok(client.get("/healthz", headers={"Host": "evil.example"}))
+    assert r.status_code == 200
+
+
+# --- service endpoints -----------------------------------------------------------------
+
+def test_health_and_readiness(client):
+    r = ok(client.get("/healthz"))
+    assert r.status_code == 200
+    r = ok(client.get("/readyz"))
+    assert r.status_code == 200, r.text
+    assert r.json()["status"] == "ok"
+    r = ok(client.request("HEAD", "/healthz"))
+    assert r.status_code == 200
+    assert r.content == b""
+
+
+def test_head_sends_no_body_on_the_wire(server):
+    raw = raw_exchange(server, f"HEAD /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                               "Connection: close\r\n\r\n".encode())
+    status, headers, body = parse_raw(raw)
+    assert status == 200
+    assert body == b""
+
+
+# --- garbage on the socket -------------------------------------------------------------
+
+@pytest.mark.parametrize("garbage", [
+    b"HELLO\r\n\r\n",
+    b"GET\r\n\r\n",
+    b"\x00\x01\x02\xff\r\n\r\n",
+    b"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: -5\r\n\r\n",
+    b"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: abc\r\n\r\n",
+    b"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+])
+def test_garbage_gets_400_or_a_closed_connection(server, garbage):
+    raw = raw_exchange(server, garbage)
+    if raw:
+        assert raw.startswith(b"HTTP/1."), raw[:200]
+        status = int(raw.split(b" ")[1])
+        assert 400 <= status < 500, raw[:200]
+    c = Client(server)
+    assert ok(c.get("/healthz")).status_code == 200
+
+
+def test_oversized_header_is_431(server):
+    request = (f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+               f"X-Big: {'a' * (17 * 1024)}\r\n\r\n").encode()
+    raw = raw_exchange(server, request)
+    status, headers, body = parse_raw(raw)
+    assert status == 431, raw[:300]
+    # Many small headers adding up past the limit count too.
+    many = "".join(f"X-H{i}: {'b' * 100}\r\n" for i in range(200))
+    raw = raw_exchange(server, f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n{many}\r\n".encode())
+    status, headers, body = parse_raw(raw)
+    assert status == 431, raw[:300]
+    assert ok(Client(server).get("/healthz")).status_code == 200
+
+
+def test_invalid_percent_encoding(client):
+    user = client.register()
+    token = user["access"]
+    for path in ("/api/users/?search=%FF", "/api/users/?search=%C3%28", "/api/users/%FF/",
+                 "/api/users/me/%FF", "/api/%ZZ/"):
+        r = ok(client.get(path, token=token))
+        assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+    # A lone "%" is not an escape: Django reads it literally.
+    r = ok(client.get("/api/users/?search=%", token=token))
+    assert r.status_code == 200, r.text
+    assert r.json() == {"count": 0, "next": None, "previous": None, "results": []}
+    assert ok(client.get("/healthz")).status_code == 200
