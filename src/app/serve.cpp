@@ -14,6 +14,8 @@
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "chat/chat_service.hpp"
+#include "chat/message_service.hpp"
 #include "http/app.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
@@ -39,15 +41,18 @@ auth::AuthSettings auth_settings(const config::Settings& s) {
   return a;
 }
 
-// Expired refresh tokens are of no use to anyone: drop them hourly.
-asio::awaitable<void> prune_tokens(store::Store& store) {
+// Expired refresh tokens are of no use to anyone, and events past the retention window
+// are answered with resync_required anyway: drop both hourly.
+asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_seconds) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
     try {
       const auto n = co_await store.refresh_tokens().prune_expired(now_seconds());
       if (n > 0) spdlog::info("pruned {} expired refresh tokens", n);
+      const auto e = co_await store.chats().prune_events(now_micros() - event_retention_seconds * 1'000'000);
+      if (e > 0) spdlog::info("pruned {} events older than the retention window", e);
     } catch (const std::exception& e) {
-      spdlog::warn("pruning refresh tokens failed: {}", e.what());
+      spdlog::warn("pruning failed: {}", e.what());
     }
     timer.expires_after(std::chrono::hours(1));
     co_await timer.async_wait(asio::use_awaitable);
@@ -67,9 +72,11 @@ int serve(const config::Settings& s) {
   auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
   users::NobodyOnline online;
   users::UserService users(*store, auth, hasher);
+  chats::ChatService chat_service(*store);
+  chats::MessageService message_service(*store, chat_service);
 
   http::Router router;
-  http::Services services{auth, users, online, *store};
+  http::Services services{auth, users, online, chat_service, message_service, *store};
   http::add_all_routes(router, services);
   const http::HttpApp app(router, s.allowed_hosts);
 
@@ -85,7 +92,7 @@ int serve(const config::Settings& s) {
   spdlog::info("chatd {} serving on {}:{} with {} ({} threads, DEBUG={})", CHATD_VERSION, s.bind,
                server.port(), store->describe(), s.threads, s.debug ? 1 : 0);
 
-  asio::co_spawn(io, prune_tokens(*store), asio::detached);
+  asio::co_spawn(io, prune(*store, s.event_retention), asio::detached);
 
   asio::signal_set signals(io, SIGINT, SIGTERM);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {

@@ -235,6 +235,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.duration("LOGIN_FAILURE_WINDOW", s.login_failure_window, 1, 30LL * 86400);
   r.rate("REGISTER_THROTTLE_RATE", s.register_rate);
 
+  r.duration("EVENT_RETENTION", s.event_retention, 60, 3650LL * 86400);
   r.integer("HASHER_THREADS", s.hasher_threads, 1, 64);
   r.string("LOG_LEVEL", s.log_level);
   s.log_level = Reader::lower(s.log_level);

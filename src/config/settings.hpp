@@ -58,6 +58,8 @@ struct Settings {
   std::int64_t login_failure_window = 900;  // seconds
   ThrottleRate register_rate;             // off unless REGISTER_THROTTLE_RATE is set
 
+  std::int64_t event_retention = 7 * 86400;  // seconds of event log kept for resume
+
   int hasher_threads = 2;
   std::string log_level = "info";
   std::string log_format = "text";

@@ -104,7 +104,9 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
     case json::kind::int64: s = std::to_string(v->get_int64()); break;
     case json::kind::uint64: s = std::to_string(v->get_uint64()); break;
     case json::kind::double_: s = python_float(v->get_double()); break;
-    case json::kind::null: errors_.add(name, "This field may not be null."); return std::nullopt;
+    case json::kind::null:
+      if (!o.allow_null) errors_.add(name, "This field may not be null.");
+      return std::nullopt;
     default: errors_.add(name, "Not a valid string."); return std::nullopt;
   }
   if (s.find('\0') != std::string::npos) {
@@ -150,6 +152,52 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
   }
   errors_.add(name, "A valid integer is required.");
   return std::nullopt;
+}
+
+std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, bool required) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  if (!v->is_array()) {
+    errors_.add(name, std::string("Expected a list of items but got type \"") + python_type(*v) + "\".");
+    return std::nullopt;
+  }
+  std::vector<std::int64_t> out;
+  for (const auto& item : v->get_array()) {
+    if (item.is_int64() && item.get_int64() > 0) {
+      out.push_back(item.get_int64());
+    } else if (item.is_int64() || item.is_uint64()) {
+      errors_.add(name, "Invalid pk \"" + json::serialize(item) + "\" - object does not exist.");
+      return std::nullopt;
+    } else {
+      errors_.add(name, std::string("Incorrect type. Expected pk value, received ") + python_type(item) + ".");
+      return std::nullopt;
+    }
+  }
+  return out;
+}
+
+std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
+                                          std::int64_t min, std::int64_t max) {
+  const std::string* s = req.query_param(name);
+  if (s == nullptr) return std::nullopt;
+  std::int64_t v = 0;
+  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
+  if (s->empty() || ec != std::errc{} || p != s->data() + s->size()) {
+    errors.add(name, "A valid integer is required.");
+    return std::nullopt;
+  }
+  if (v < min) {
+    errors.add(name, "Ensure this value is greater than or equal to " + std::to_string(min) + ".");
+    return std::nullopt;
+  }
+  if (v > max) {
+    errors.add(name, "Ensure this value is less than or equal to " + std::to_string(max) + ".");
+    return std::nullopt;
+  }
+  return v;
 }
 
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,

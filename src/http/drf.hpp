@@ -6,7 +6,9 @@
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
+#include <cstdint>
 #include <optional>
+#include <vector>
 #include <string>
 
 #include "common/result.hpp"
@@ -23,6 +25,7 @@ struct CharFieldOptions {
   bool allow_blank = false;
   bool trim = true;         // DRF's trim_whitespace
   std::size_t max_length = 0;  // in characters; 0 = no limit
+  bool allow_null = false;     // null reads as absent
 };
 
 // Reads fields of a parsed body the way DRF serializer fields do, collecting messages.
@@ -34,11 +37,18 @@ class FieldReader {
   std::optional<std::string> string(const char* name, CharFieldOptions options = {});
   // DRF IntegerField.
   std::optional<std::int64_t> integer(const char* name, bool required = true);
+  // DRF PrimaryKeyRelatedField(many=True): a list of ids.
+  std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
 
  private:
   const boost::json::object& body_;
   FieldErrors& errors_;
 };
+
+// An integer query parameter as DRF filters read it: nullopt when absent; a bad value is
+// added to `errors`.
+std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
+                                          std::int64_t min = 1, std::int64_t max = INT64_MAX);
 
 // Query parameter as a non-negative integer (DRF's pagination: a bad value means default).
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,

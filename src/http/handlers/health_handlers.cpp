@@ -26,6 +26,8 @@ void add_health_routes(Router& r, Services& s) {
 void add_all_routes(Router& r, Services& s) {
   add_auth_routes(r, s);
   add_user_routes(r, s);
+  add_chat_routes(r, s);
+  add_message_routes(r, s);
   add_health_routes(r, s);
 }
 

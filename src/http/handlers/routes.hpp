@@ -12,6 +12,10 @@ class OnlineUsers;
 namespace chat::store {
 class Store;
 }
+namespace chat::chats {
+class ChatService;
+class MessageService;
+}  // namespace chat::chats
 
 namespace chat::http {
 
@@ -21,11 +25,15 @@ struct Services {
   auth::AuthService& auth;
   users::UserService& users;
   users::OnlineUsers& online;
+  chats::ChatService& chats;
+  chats::MessageService& messages;
   store::Store& store;
 };
 
 void add_auth_routes(Router& router, Services& services);
 void add_user_routes(Router& router, Services& services);
+void add_chat_routes(Router& router, Services& services);
+void add_message_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
 
 // All of the above.

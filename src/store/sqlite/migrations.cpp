@@ -31,8 +31,96 @@ CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
 CREATE INDEX refresh_tokens_expiry ON refresh_tokens(expires_at_seconds);
 )sql";
 
+// Chats and messages. Read state is a pair of watermarks per member; unread counts come
+// from message ordinals (a message's position in its chat), so counting costs index
+// lookups, not a scan. The event log has one row per change, visible to the chat's members
+// from the moment they joined (joined_seq), or to one user when user_id is set.
+constexpr const char* k0002_chats = R"sql(
+CREATE TABLE chats (
+  id               INTEGER PRIMARY KEY AUTOINCREMENT,
+  type             TEXT    NOT NULL CHECK (type IN ('private', 'group')),
+  name             TEXT    NOT NULL DEFAULT '',
+  private_key      TEXT    UNIQUE,  -- "smaller_id:larger_id" for private chats
+  created_at       INTEGER NOT NULL,
+  last_message_id  INTEGER NOT NULL DEFAULT 0,
+  message_count    INTEGER NOT NULL DEFAULT 0,
+  last_activity_at INTEGER NOT NULL
+);
+
+CREATE TABLE chat_members (
+  chat_id                   INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  user_id                   INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  role                      TEXT    NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+  joined_at                 INTEGER NOT NULL,
+  joined_seq                INTEGER NOT NULL DEFAULT 0,
+  last_read_message_id      INTEGER NOT NULL DEFAULT 0,
+  last_delivered_message_id INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (chat_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX chat_members_user ON chat_members(user_id, chat_id);
+CREATE INDEX chat_members_read ON chat_members(chat_id, last_read_message_id);
+CREATE INDEX chat_members_delivered ON chat_members(chat_id, last_delivered_message_id);
+
+CREATE TABLE messages (
+  id             INTEGER PRIMARY KEY AUTOINCREMENT,
+  chat_id        INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  sender_id      INTEGER REFERENCES users(id) ON DELETE SET NULL,
+  text           TEXT    NOT NULL,
+  created_at     INTEGER NOT NULL,
+  edited_at      INTEGER,
+  is_deleted     INTEGER NOT NULL DEFAULT 0,
+  forwarded_from INTEGER,
+  client_id      TEXT,
+  ordinal        INTEGER NOT NULL  -- 1, 2, 3... within the chat
+);
+CREATE INDEX messages_chat ON messages(chat_id, id);
+-- Idempotent send: one message per sender, chat and client_id, for ever.
+CREATE UNIQUE INDEX messages_client_id ON messages(chat_id, sender_id, client_id)
+  WHERE client_id IS NOT NULL;
+CREATE INDEX messages_deleted ON messages(chat_id, id) WHERE is_deleted = 1;
+
+CREATE TABLE hidden_messages (
+  user_id    INTEGER NOT NULL,
+  chat_id    INTEGER NOT NULL,
+  message_id INTEGER NOT NULL,
+  PRIMARY KEY (user_id, chat_id, message_id)
+) WITHOUT ROWID;
+
+CREATE TABLE pins (
+  id         INTEGER PRIMARY KEY AUTOINCREMENT,
+  chat_id    INTEGER NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  message_id INTEGER NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  pinned_by  INTEGER NOT NULL,
+  pinned_at  INTEGER NOT NULL,
+  UNIQUE (chat_id, message_id)
+);
+
+-- Full-text index of message text; rowid = messages.id. unicode61 folds case for every
+-- script and strips diacritics, so "привет" finds "Привет".
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+
+CREATE TABLE events (
+  seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+  chat_id    INTEGER NOT NULL,
+  user_id    INTEGER,
+  type       TEXT    NOT NULL,
+  payload    TEXT    NOT NULL,
+  created_at INTEGER NOT NULL
+);
+CREATE INDEX events_chat ON events(chat_id, seq);
+CREATE INDEX events_user ON events(user_id, seq) WHERE user_id IS NOT NULL;
+CREATE INDEX events_time ON events(created_at);
+
+CREATE TABLE event_log_state (
+  id             INTEGER PRIMARY KEY CHECK (id = 1),
+  pruned_through INTEGER NOT NULL
+);
+INSERT INTO event_log_state(id, pruned_through) VALUES (1, 0);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
+    {2, "chats_messages_events", k0002_chats},
 };
 
 }  // namespace

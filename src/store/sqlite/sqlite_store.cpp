@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "store/sqlite/chat_store.hpp"
 #include "store/sqlite/database.hpp"
 #include "store/sqlite/migrations.hpp"
 #include "store/sqlite/token_store.hpp"
@@ -31,10 +32,11 @@ std::set<int> applied_versions(Connection& conn) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const config::DatabaseSettings& s)
-      : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections), users_(db_), tokens_(db_) {}
+      : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections), users_(db_), tokens_(db_), chats_(db_) {}
 
   UserStore& users() override { return users_; }
   RefreshTokenStore& refresh_tokens() override { return tokens_; }
+  ChatStore& chats() override { return chats_; }
 
   std::vector<MigrationStatus> migrate() override {
     return db_.write_blocking([](Connection& conn) {
@@ -78,6 +80,7 @@ class SqliteStore final : public Store {
   Database db_;
   SqliteUserStore users_;
   SqliteRefreshTokenStore tokens_;
+  SqliteChatStore chats_;
 };
 
 }  // namespace

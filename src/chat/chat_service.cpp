@@ -1,0 +1,268 @@
+#include "chat/chat_service.hpp"
+
+#include <algorithm>
+
+#include "chat/permissions.hpp"
+#include "chat/wire.hpp"
+#include "common/unicode.hpp"
+
+namespace chat::chats {
+namespace {
+
+using namespace store;
+
+constexpr std::size_t kMaxChatName = 255;
+constexpr std::size_t kMaxGroupMembers = 10'000;
+
+Error not_a_member() { return Error::not_found("No Chat matches the given query."); }
+
+std::optional<std::string> chat_name_problem(const std::string& name) {
+  if (name.empty()) return "This field may not be blank.";
+  if (unicode::length(name) > kMaxChatName) return "Ensure this field has no more than 255 characters.";
+  return std::nullopt;
+}
+
+}  // namespace
+
+boost::asio::awaitable<Result<std::pair<ChatRecord, MemberRecord>>> ChatService::membership(
+    std::int64_t me, std::int64_t chat_id) {
+  auto member = co_await store_.chats().find_member(chat_id, me);
+  if (!member) co_return not_a_member();
+  auto chat = co_await store_.chats().find_chat(chat_id);
+  if (!chat) co_return not_a_member();
+  co_return std::make_pair(std::move(*chat), std::move(*member));
+}
+
+boost::asio::awaitable<Result<std::vector<ChatSummary>>> ChatService::list(std::int64_t me) {
+  co_return co_await store_.chats().summaries(me);
+}
+
+boost::asio::awaitable<Result<ChatSummary>> ChatService::get(std::int64_t me, std::int64_t chat_id) {
+  auto summary = co_await store_.chats().summary(chat_id, me);
+  if (!summary) co_return not_a_member();
+  co_return std::move(*summary);
+}
+
+boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t me, CreateChatInput in) {
+  FieldErrors errors = std::move(in.errors);
+  const bool is_private = in.type && *in.type == "private";
+  if (in.type && !is_private && *in.type != "group") {
+    errors.add("type", "\"" + *in.type + "\" is not a valid choice.");
+  }
+  std::vector<std::int64_t> ids;
+  if (in.member_ids) {
+    for (auto id : *in.member_ids) {
+      if (id != me && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+    }
+  }
+  if (in.type && *in.type == "group") {
+    if (!in.name && !errors.has("name")) errors.add("name", "This field is required.");
+    if (in.name) {
+      if (auto p = chat_name_problem(*in.name)) errors.add("name", *p);
+    }
+    if (ids.size() + 1 > kMaxGroupMembers) errors.add("member_ids", "Too many members.");
+  }
+  if (is_private && in.member_ids && !errors.has("member_ids") &&
+      (in.member_ids->size() != 1 || ids.size() != 1)) {
+    errors.add("member_ids", "A private chat needs exactly one other member.");
+  }
+  if (is_private && !in.member_ids && !errors.has("member_ids")) errors.add("member_ids", "This field is required.");
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+
+  // Every member must be an active user; DRF names the first unknown primary key.
+  std::vector<MemberRecord> members;
+  auto creator = co_await store_.users().find_by_id(me);
+  if (!creator) co_return Error::unauthenticated("User not found", "user_not_found");
+  members.push_back({me, creator->username, is_private ? Role::member : Role::owner, 0, 0, 0});
+  for (auto id : ids) {
+    auto user = co_await store_.users().find_by_id(id);
+    if (!user || !user->is_active) {
+      co_return Error::field("member_ids", "Invalid pk \"" + std::to_string(id) + "\" - object does not exist.");
+    }
+    members.push_back({id, user->username, Role::member, 0, 0, 0});
+  }
+
+  NewChat chat;
+  chat.type = is_private ? ChatType::private_chat : ChatType::group;
+  chat.name = is_private ? std::string() : *in.name;
+  chat.now = now_micros();
+  for (const auto& m : members) chat.members.emplace_back(m.user_id, m.role);
+
+  ChatSummary shape;
+  shape.chat.type = chat.type;
+  shape.chat.name = chat.name;
+  shape.chat.created_at = chat.now;
+  shape.members = members;
+  auto events = [shape](const CreatedChat& created) mutable {
+    shape.chat.id = created.chat_id;
+    return std::vector<NewEvent>{to_event(created.chat_id, chat_event("chat_created", created.chat_id, &shape))};
+  };
+  auto created = co_await store_.chats().create_chat(std::move(chat), std::move(events));
+  auto summary = co_await store_.chats().summary(created.chat_id, me);
+  if (!summary) co_return not_a_member();  // deleted in between
+  co_return CreatedChatView{std::move(*summary), created.created};
+}
+
+boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me, std::int64_t chat_id,
+                                                               std::optional<std::string> name,
+                                                               FieldErrors errors) {
+  auto summary = co_await store_.chats().summary(chat_id, me);
+  if (!summary) co_return not_a_member();
+  const auto& mine = *std::find_if(summary->members.begin(), summary->members.end(),
+                                   [&](const MemberRecord& m) { return m.user_id == me; });
+  if (!allowed(Action::rename_chat, {summary->chat.type, mine.role})) co_return Error::forbidden();
+  if (!name && !errors.has("name")) errors.add("name", "This field is required.");
+  if (name) {
+    if (auto p = chat_name_problem(*name)) errors.add("name", *p);
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+
+  ChatSummary shape = *summary;
+  auto events = [shape](const ChatRecord& chat) mutable {
+    shape.chat = chat;
+    return std::vector<NewEvent>{to_event(chat.id, chat_event("chat_updated", chat.id, &shape))};
+  };
+  if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events))) co_return not_a_member();
+  co_return co_await get(me, chat_id);
+}
+
+boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int64_t chat_id) {
+  auto m = co_await membership(me, chat_id);
+  if (!m) co_return std::move(m).error();
+  if (!allowed(Action::delete_chat, {m->first.type, m->second.role})) co_return Error::forbidden();
+  auto events = [chat_id](const std::vector<MemberRecord>& members) {
+    // The chat is gone after this transaction, so each former member gets their own copy.
+    std::vector<NewEvent> out;
+    for (const auto& member : members) {
+      out.push_back(to_event(chat_id, chat_event("chat_deleted", chat_id, nullptr), member.user_id));
+    }
+    return out;
+  };
+  co_await store_.chats().delete_chat(chat_id, std::move(events));
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_t me, std::int64_t chat_id,
+                                                                     MemberInput in) {
+  auto summary = co_await store_.chats().summary(chat_id, me);
+  if (!summary) co_return not_a_member();
+  const auto mine = *std::find_if(summary->members.begin(), summary->members.end(),
+                                  [&](const MemberRecord& m) { return m.user_id == me; });
+  const Actor actor{summary->chat.type, mine.role};
+  if (!allowed(Action::add_member, actor)) co_return Error::forbidden();
+
+  FieldErrors errors = std::move(in.errors);
+  Role role = Role::member;
+  if (in.role) {
+    auto parsed = parse_role(*in.role);
+    if (!parsed || *parsed == Role::owner) {
+      errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
+    } else {
+      role = *parsed;
+    }
+  }
+  if (!in.user_id && !errors.has("user_id")) errors.add("user_id", "This field is required.");
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  if (role == Role::admin && !allowed(Action::add_admin, actor)) co_return Error::forbidden();
+
+  auto user = co_await store_.users().find_by_id(*in.user_id);
+  if (!user || !user->is_active) {
+    co_return Error::field("user_id", "Invalid pk \"" + std::to_string(*in.user_id) + "\" - object does not exist.");
+  }
+  ChatSummary shape = *summary;
+  shape.members.push_back({user->id, user->username, role, now_micros(), 0, 0});
+  auto events = [shape](const MemberChange& c) {
+    return std::vector<NewEvent>{
+        to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role)),
+        // The new member learns of the chat itself.
+        to_event(c.chat_id, chat_event("chat_created", c.chat_id, &shape), c.user_id)};
+  };
+  auto change = co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));
+  if (!change) co_return Error::field("user_id", "This user is already a member of the chat.");
+  auto member = co_await store_.chats().find_member(chat_id, user->id);
+  if (!member) co_return not_a_member();
+  co_return std::move(*member);
+}
+
+boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64_t me, std::int64_t chat_id,
+                                                                      std::int64_t user_id, MemberInput in) {
+  auto m = co_await membership(me, chat_id);
+  if (!m) co_return std::move(m).error();
+  if (!allowed(Action::change_role, {m->first.type, m->second.role})) co_return Error::forbidden();
+  FieldErrors errors = std::move(in.errors);
+  std::optional<Role> role;
+  if (in.role) {
+    role = parse_role(*in.role);
+    if (!role || *role == Role::owner) errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
+  } else if (!errors.has("role")) {
+    errors.add("role", "This field is required.");
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  auto target = co_await store_.chats().find_member(chat_id, user_id);
+  if (!target) co_return Error::not_found();
+  if (target->role == Role::owner) co_return Error::bad_request("The owner's role cannot be changed.");
+  auto events = [](const MemberChange& c) {
+    return std::vector<NewEvent>{to_event(c.chat_id, member_event("member_updated", c.chat_id, c.user_id, c.role))};
+  };
+  if (target->role != *role) {
+    if (!co_await store_.chats().set_role(chat_id, user_id, *role, std::move(events))) co_return Error::not_found();
+  }
+  auto member = co_await store_.chats().find_member(chat_id, user_id);
+  if (!member) co_return Error::not_found();
+  co_return std::move(*member);
+}
+
+boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, std::int64_t chat_id,
+                                                              std::int64_t user_id) {
+  auto m = co_await membership(me, chat_id);
+  if (!m) co_return std::move(m).error();
+  const auto& [chat, mine] = *m;
+  if (chat.type == ChatType::private_chat) {
+    co_return Error::forbidden("A private chat has no members to remove; delete the chat instead.");
+  }
+  auto members = co_await store_.chats().members(chat_id);
+  auto target = std::find_if(members.begin(), members.end(), [&](auto& x) { return x.user_id == user_id; });
+  if (target == members.end()) co_return Error::not_found();
+  const bool leaving = user_id == me;
+  if (!leaving && !allowed(Action::remove_member, {chat.type, mine.role}, target->role)) {
+    co_return Error::forbidden();
+  }
+  if (members.size() == 1) {  // the last member leaves: the group goes with them
+    co_return co_await remove(me, chat_id);
+  }
+  // The owner leaving hands the chat to the oldest admin, else the oldest member.
+  std::optional<std::int64_t> successor;
+  if (target->role == Role::owner) {
+    for (Role wanted : {Role::admin, Role::member}) {
+      for (const auto& x : members) {
+        if (!successor && x.user_id != user_id && x.role == wanted) successor = x.user_id;
+      }
+    }
+  }
+  auto events = [](const MemberChange& c) {
+    std::vector<NewEvent> out{to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role)),
+                              to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role),
+                                       c.user_id)};
+    if (c.promoted_user_id) {
+      out.push_back(to_event(c.chat_id, member_event("member_updated", c.chat_id, *c.promoted_user_id, Role::owner)));
+    }
+    return out;
+  };
+  if (!co_await store_.chats().remove_member(chat_id, user_id, successor, std::move(events))) {
+    co_return Error::not_found();
+  }
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(std::int64_t me, std::int64_t chat_id,
+                                                                    std::int64_t value) {
+  auto m = co_await membership(me, chat_id);
+  if (!m) co_return std::move(m).error();
+  auto events = [](const WatermarkChange& c) {
+    return std::vector<NewEvent>{to_event(c.chat_id, read_event(c.chat_id, c.user_id, c.value))};
+  };
+  co_await store_.chats().mark_read(chat_id, me, value, std::move(events));
+  co_return co_await store_.chats().unread_count(chat_id, me);
+}
+
+}  // namespace chat::chats

@@ -1,0 +1,66 @@
+// Chats and their members (API.md "Chats"): create, list, rename, delete, membership and
+// read state. Permissions come from chat/permissions; every change is logged as events in
+// the same transaction (chat/wire shapes them).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "store/store.hpp"
+
+namespace chat::chats {
+
+struct CreateChatInput {
+  std::optional<std::string> type;
+  std::optional<std::string> name;
+  std::optional<std::vector<std::int64_t>> member_ids;
+  FieldErrors errors;  // from parsing
+};
+
+struct CreatedChatView {
+  store::ChatSummary chat;
+  bool created = false;
+};
+
+struct MemberInput {
+  std::optional<std::int64_t> user_id;
+  std::optional<std::string> role;
+  FieldErrors errors;
+};
+
+class ChatService {
+ public:
+  explicit ChatService(store::Store& store) : store_(store) {}
+
+  boost::asio::awaitable<Result<std::vector<store::ChatSummary>>> list(std::int64_t me);
+  boost::asio::awaitable<Result<store::ChatSummary>> get(std::int64_t me, std::int64_t chat_id);
+  boost::asio::awaitable<Result<CreatedChatView>> create(std::int64_t me, CreateChatInput in);
+  boost::asio::awaitable<Result<store::ChatSummary>> rename(std::int64_t me, std::int64_t chat_id,
+                                                           std::optional<std::string> name,
+                                                           FieldErrors errors);
+  boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t chat_id);
+
+  boost::asio::awaitable<Result<store::MemberRecord>> add_member(std::int64_t me, std::int64_t chat_id,
+                                                                 MemberInput in);
+  boost::asio::awaitable<Result<store::MemberRecord>> change_role(std::int64_t me, std::int64_t chat_id,
+                                                                  std::int64_t user_id, MemberInput in);
+  boost::asio::awaitable<Result<Ok>> remove_member(std::int64_t me, std::int64_t chat_id,
+                                                   std::int64_t user_id);
+
+  // Moves the caller's read watermark (never down); returns their unread count.
+  boost::asio::awaitable<Result<std::int64_t>> mark_read(std::int64_t me, std::int64_t chat_id,
+                                                         std::int64_t last_read_message_id);
+
+  // The caller's membership, or 404 (a chat you are not in does not exist for you).
+  boost::asio::awaitable<Result<std::pair<store::ChatRecord, store::MemberRecord>>> membership(
+      std::int64_t me, std::int64_t chat_id);
+
+ private:
+  store::Store& store_;
+};
+
+}  // namespace chat::chats

@@ -1,0 +1,225 @@
+#include "chat/message_service.hpp"
+
+#include <algorithm>
+#include <map>
+
+#include "chat/chat_service.hpp"
+#include "chat/permissions.hpp"
+#include "chat/search_query.hpp"
+#include "chat/wire.hpp"
+#include "common/unicode.hpp"
+
+namespace chat::chats {
+namespace {
+
+using namespace store;
+
+Error no_message() { return Error::not_found("No Message matches the given query."); }
+
+}  // namespace
+
+Result<std::string> clean_message_text(const std::optional<std::string>& text, const char* field) {
+  if (!text) return Error::field(field, "This field is required.");
+  std::string trimmed(unicode::trim(*text));
+  if (trimmed.empty()) return Error::field(field, "This field may not be blank.");
+  if (unicode::length(trimmed) > kMaxMessageLength) {
+    return Error::field(field, "Ensure this field has no more than 4096 characters.");
+  }
+  return trimmed;
+}
+
+boost::asio::awaitable<Result<std::pair<MessageRecord, ChatRecord>>> MessageService::visible_message(
+    std::int64_t me, std::int64_t message_id) {
+  auto message = co_await store_.chats().find_message(message_id);
+  if (!message) co_return no_message();
+  auto m = co_await chats_.membership(me, message->chat_id);
+  if (!m) co_return no_message();
+  // A message hidden for the caller is gone for them.
+  auto page = co_await store_.chats().history(message->chat_id, me, message->id + 1, std::nullopt, 1);
+  if (page.messages.empty() || page.messages.front().id != message->id) co_return no_message();
+  co_return std::make_pair(std::move(*message), std::move(m->first));
+}
+
+boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t me, HistoryQuery q) {
+  auto m = co_await chats_.membership(me, q.chat_id);
+  if (!m) co_return std::move(m).error();
+  auto page = co_await store_.chats().history(q.chat_id, me, q.before, q.after, q.limit);
+  std::int64_t newest = 0;
+  for (const auto& msg : page.messages) newest = std::max(newest, msg.id);
+  if (newest > m->second.last_delivered_message_id) {
+    auto events = [](const WatermarkChange& c) {
+      return std::vector<NewEvent>{to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
+    };
+    co_await store_.chats().mark_delivered(q.chat_id, me, newest, std::move(events));
+  }
+  auto marks = co_await store_.chats().watermarks(q.chat_id);
+  MessagePage out{std::move(page.messages), std::move(marks), page.has_more};
+  co_return out;
+}
+
+boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t me, NewMessage m) {
+  auto events = [](const SentMessage& sent) {
+    return std::vector<NewEvent>{to_event(sent.message.chat_id, message_event(sent.message))};
+  };
+  const std::int64_t chat_id = m.chat_id;
+  auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
+  if (!sent) co_return Error::not_found("No Chat matches the given query.");
+  auto marks = co_await store_.chats().watermarks(chat_id);
+  MessageView view{std::move(sent->message), std::move(marks), sent->created};
+  co_return view;
+}
+
+boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me, SendInput in) {
+  FieldErrors errors = std::move(in.errors);
+  if (!in.chat_id && !errors.has("chat")) errors.add("chat", "This field is required.");
+  std::string text;
+  if (!errors.has("text")) {
+    auto cleaned = clean_message_text(in.text);
+    if (cleaned) {
+      text = std::move(*cleaned);
+    } else {
+      for (auto& [f, msgs] : cleaned.error().fields.items()) {
+        for (auto& msg : msgs) errors.add(f, msg);
+      }
+    }
+  }
+  if (in.client_id) {
+    if (in.client_id->empty()) errors.add("client_id", "This field may not be blank.");
+    if (unicode::length(*in.client_id) > kMaxClientIdLength) {
+      errors.add("client_id", "Ensure this field has no more than 64 characters.");
+    }
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  auto m = co_await chats_.membership(me, *in.chat_id);
+  if (!m) co_return std::move(m).error();
+  NewMessage message{*in.chat_id, me, std::move(text), std::move(in.client_id), std::nullopt, now_micros()};
+  co_return co_await store_message(me, std::move(message));
+}
+
+boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me, std::int64_t message_id,
+                                                                 std::optional<std::string> text,
+                                                                 FieldErrors errors) {
+  auto found = co_await visible_message(me, message_id);
+  if (!found) co_return std::move(found).error();
+  auto& [message, chat] = *found;
+  if (!allowed(Action::edit_message, {chat.type, Role::member, message.sender_id == me})) {
+    co_return Error::forbidden();
+  }
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  auto cleaned = clean_message_text(text);
+  if (!cleaned) co_return std::move(cleaned).error();
+  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be edited.");
+  auto events = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{to_event(m.chat_id, edit_event(m))};
+  };
+  auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(), std::move(events));
+  if (!edited) co_return Error::bad_request("A deleted message cannot be edited.");
+  auto marks = co_await store_.chats().watermarks(chat.id);
+  MessageView view{std::move(*edited), std::move(marks), true};
+  co_return view;
+}
+
+boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::int64_t message_id, bool for_me) {
+  auto found = co_await visible_message(me, message_id);
+  if (!found) co_return std::move(found).error();
+  auto& [message, chat] = *found;
+  if (for_me) {
+    auto events = [me](const MessageRecord& m) {
+      return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, true), me)};
+    };
+    co_await store_.chats().hide_message(me, message, std::move(events));
+    co_return Ok{};
+  }
+  auto member = co_await store_.chats().find_member(chat.id, me);
+  if (!member) co_return no_message();
+  if (!allowed(Action::delete_for_everyone, {chat.type, member->role, message.sender_id == me})) {
+    co_return Error::forbidden();
+  }
+  auto events = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, false))};
+  };
+  co_await store_.chats().delete_message(message_id, std::move(events));  // already deleted: no-op
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me, std::int64_t message_id,
+                                                                    std::int64_t target_chat_id) {
+  auto found = co_await visible_message(me, message_id);
+  if (!found) co_return std::move(found).error();
+  const auto& message = found->first;
+  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be forwarded.");
+  auto target = co_await chats_.membership(me, target_chat_id);
+  if (!target) co_return std::move(target).error();
+  // A forward of a forward points at the first original.
+  NewMessage copy{target_chat_id, me, message.text, std::nullopt,
+                  message.forwarded_from.value_or(message.id), now_micros()};
+  co_return co_await store_message(me, std::move(copy));
+}
+
+boost::asio::awaitable<Result<std::vector<SearchHit>>> MessageService::search(std::int64_t me, std::string query,
+                                                                              std::optional<std::int64_t> chat_id,
+                                                                              int limit) {
+  auto terms = search_terms(query);
+  if (terms.empty()) co_return Error::field("q", "Enter at least one word to search for.");
+  if (chat_id) {
+    auto m = co_await chats_.membership(me, *chat_id);
+    if (!m) co_return std::move(m).error();
+  }
+  auto found = co_await store_.chats().search(me, std::move(terms), chat_id, limit);
+  std::map<std::int64_t, Watermarks> marks;
+  std::vector<SearchHit> hits;
+  for (auto& message : found) {
+    auto it = marks.find(message.chat_id);
+    if (it == marks.end()) {
+      auto chat_marks = co_await store_.chats().watermarks(message.chat_id);
+      it = marks.emplace(message.chat_id, std::move(chat_marks)).first;
+    }
+    hits.push_back({std::move(message), it->second});
+  }
+  co_return hits;
+}
+
+boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::int64_t me, std::int64_t chat_id) {
+  auto m = co_await chats_.membership(me, chat_id);
+  if (!m) co_return std::move(m).error();
+  auto marks = co_await store_.chats().watermarks(chat_id);
+  std::vector<PinView> out;
+  auto pins = co_await store_.chats().pins(chat_id);
+  for (auto& pin : pins) {
+    auto message = co_await store_.chats().find_message(pin.message_id);
+    if (message) out.push_back({pin, std::move(*message), marks, true});
+  }
+  co_return out;
+}
+
+boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me, std::int64_t message_id) {
+  auto found = co_await visible_message(me, message_id);
+  if (!found) co_return std::move(found).error();
+  auto& [message, chat] = *found;
+  auto member = co_await store_.chats().find_member(chat.id, me);
+  if (!member) co_return no_message();
+  if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
+  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be pinned.");
+  auto events = [](const PinRecord& p) { return std::vector<NewEvent>{to_event(p.chat_id, pin_event(p))}; };
+  auto [pin, created] = co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
+  auto marks = co_await store_.chats().watermarks(chat.id);
+  PinView view{pin, std::move(message), std::move(marks), created};
+  co_return view;
+}
+
+boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::int64_t pin_id) {
+  auto pin = co_await store_.chats().find_pin(pin_id);
+  if (!pin) co_return Error::not_found();
+  auto m = co_await chats_.membership(me, pin->chat_id);
+  if (!m) co_return Error::not_found();
+  if (!allowed(Action::pin, {m->first.type, m->second.role})) co_return Error::forbidden();
+  auto events = [](const PinRecord& p) { return std::vector<NewEvent>{to_event(p.chat_id, unpin_event(p))}; };
+  co_await store_.chats().unpin(pin_id, std::move(events));
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since, int limit) {
+  co_return co_await store_.chats().replay(me, since, limit);
+}
+
+}  // namespace chat::chats

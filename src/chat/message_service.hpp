@@ -1,0 +1,95 @@
+// Messages, pins, search and the event log replay (API.md "Messages", "Pinned messages",
+// and GET /api/events/). Every rule is checked here, for REST and WebSocket alike.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "store/store.hpp"
+
+namespace chat::chats {
+
+class ChatService;
+
+constexpr std::size_t kMaxMessageLength = 4096;
+constexpr std::size_t kMaxClientIdLength = 64;
+
+struct MessageView {
+  store::MessageRecord message;
+  store::Watermarks watermarks;  // of the message's chat, for its status
+  bool created = true;           // false: an idempotent retry returned the first message
+};
+
+struct MessagePage {
+  std::vector<store::MessageRecord> messages;
+  store::Watermarks watermarks;
+  bool has_more = false;
+};
+
+struct SearchHit {
+  store::MessageRecord message;
+  store::Watermarks watermarks;
+};
+
+struct PinView {
+  store::PinRecord pin;
+  store::MessageRecord message;
+  store::Watermarks watermarks;
+  bool created = true;
+};
+
+struct SendInput {
+  std::optional<std::int64_t> chat_id;
+  std::optional<std::string> text;
+  std::optional<std::string> client_id;
+  FieldErrors errors;
+};
+
+struct HistoryQuery {
+  std::int64_t chat_id = 0;
+  std::optional<std::int64_t> before;
+  std::optional<std::int64_t> after;
+  int limit = 50;
+};
+
+class MessageService {
+ public:
+  MessageService(store::Store& store, ChatService& chats) : store_(store), chats_(chats) {}
+
+  // Reading a page counts as delivery of what it shows (the delivered watermark moves).
+  boost::asio::awaitable<Result<MessagePage>> history(std::int64_t me, HistoryQuery q);
+  boost::asio::awaitable<Result<MessageView>> send(std::int64_t me, SendInput in);
+  boost::asio::awaitable<Result<MessageView>> edit(std::int64_t me, std::int64_t message_id,
+                                                   std::optional<std::string> text, FieldErrors errors);
+  boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t message_id, bool for_me);
+  boost::asio::awaitable<Result<MessageView>> forward(std::int64_t me, std::int64_t message_id,
+                                                      std::int64_t target_chat_id);
+  boost::asio::awaitable<Result<std::vector<SearchHit>>> search(std::int64_t me, std::string query,
+                                                                std::optional<std::int64_t> chat_id,
+                                                                int limit);
+
+  boost::asio::awaitable<Result<std::vector<PinView>>> pins(std::int64_t me, std::int64_t chat_id);
+  boost::asio::awaitable<Result<PinView>> pin(std::int64_t me, std::int64_t message_id);
+  boost::asio::awaitable<Result<Ok>> unpin(std::int64_t me, std::int64_t pin_id);
+
+  boost::asio::awaitable<Result<store::Replay>> events(std::int64_t me, std::int64_t since, int limit);
+
+ private:
+  // The message and the caller's membership of its chat; 404 for outsiders and for
+  // messages the caller has hidden.
+  boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>> visible_message(
+      std::int64_t me, std::int64_t message_id);
+  boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
+
+  store::Store& store_;
+  ChatService& chats_;
+};
+
+// Trims and checks message text (1-4096 characters after trimming).
+Result<std::string> clean_message_text(const std::optional<std::string>& text, const char* field = "text");
+
+}  // namespace chat::chats

@@ -1,0 +1,179 @@
+#include "chat/wire.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+
+namespace chat::chats {
+namespace json = boost::json;
+using namespace store;
+
+namespace {
+
+json::value optional_time(const std::optional<Micros>& t) {
+  if (!t) return nullptr;
+  return json::value(format_iso8601(*t));
+}
+
+// The lowest watermark among members other than `sender`, or nullopt when there are none.
+std::optional<std::int64_t> others_lowest(const std::vector<Watermarks::Entry>& lowest,
+                                          std::int64_t sender) {
+  for (const auto& e : lowest) {
+    if (e.user_id != sender) return e.value;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Watermarks watermarks_of(const std::vector<MemberRecord>& members) {
+  Watermarks w;
+  auto pick = [&](auto field) {
+    std::vector<Watermarks::Entry> all;
+    for (const auto& m : members) all.push_back({m.user_id, m.*field});
+    std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.value < b.value; });
+    if (all.size() > 2) all.resize(2);
+    return all;
+  };
+  w.lowest_read = pick(&MemberRecord::last_read_message_id);
+  w.lowest_delivered = pick(&MemberRecord::last_delivered_message_id);
+  return w;
+}
+
+const char* message_status(const MessageRecord& m, const Watermarks& w) {
+  const auto read = others_lowest(w.lowest_read, m.sender_id);
+  if (!read || *read >= m.id) return "read";  // nobody else to wait for, or all have read
+  const auto delivered = others_lowest(w.lowest_delivered, m.sender_id);
+  if (delivered && *delivered >= m.id) return "delivered";
+  return "sent";
+}
+
+json::object message_json(const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
+  json::object o;
+  o["id"] = m.id;
+  o["chat"] = m.chat_id;
+  o["sender_id"] = m.sender_id == 0 ? json::value(nullptr) : json::value(m.sender_id);
+  o["sender"] = m.sender_username;
+  o["text"] = m.text;
+  o["created_at"] = format_iso8601(m.created_at);
+  o["edited_at"] = optional_time(m.edited_at);
+  o["is_edited"] = m.edited_at.has_value();
+  o["is_deleted"] = m.is_deleted;
+  o["forwarded_from"] = m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr);
+  o["client_id"] = (m.client_id && m.sender_id == viewer) ? json::value(*m.client_id) : json::value(nullptr);
+  o["status"] = message_status(m, w);
+  return o;
+}
+
+namespace {
+
+// API.md's chat object; the per-member fields only when a viewer is given.
+json::object chat_object(const ChatSummary& s, std::optional<std::int64_t> viewer) {
+  json::object o;
+  o["id"] = s.chat.id;
+  o["type"] = chat_type_name(s.chat.type);
+  o["name"] = s.chat.name;
+  json::array members;
+  for (const auto& m : s.members) {
+    members.push_back(json::object{{"id", m.user_id}, {"username", m.username}, {"role", role_name(m.role)}});
+  }
+  o["members"] = std::move(members);
+  o["created_at"] = format_iso8601(s.chat.created_at);
+  if (viewer) {
+    const auto w = watermarks_of(s.members);
+    o["last_message"] = s.last_message ? json::value(message_json(*s.last_message, *viewer, w)) : json::value(nullptr);
+    o["unread_count"] = s.unread_count;
+    o["last_read_message_id"] = s.last_read_message_id;
+  }
+  json::array pins;
+  for (auto id : s.pinned_message_ids) pins.push_back(id);
+  o["pinned_message_ids"] = std::move(pins);
+  return o;
+}
+
+}  // namespace
+
+json::object shared_chat_json(const ChatSummary& s) { return chat_object(s, std::nullopt); }
+
+json::object chat_json(const ChatSummary& s, std::int64_t viewer) { return chat_object(s, viewer); }
+
+json::object pin_json(const PinRecord& p, const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
+  return {{"id", p.id},
+          {"chat", p.chat_id},
+          {"message", message_json(m, viewer, w)},
+          {"pinned_by", p.pinned_by},
+          {"pinned_at", format_iso8601(p.pinned_at)}};
+}
+
+json::object message_event(const MessageRecord& m) {
+  return {{"type", "message"},
+          {"message_id", m.id},
+          {"chat_id", m.chat_id},
+          {"text", m.text},
+          {"sender", m.sender_username},
+          {"sender_id", m.sender_id},
+          {"created_at", format_iso8601(m.created_at)},
+          {"forwarded_from", m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr)},
+          {"client_id", m.client_id ? json::value(*m.client_id) : json::value(nullptr)}};
+}
+
+json::object edit_event(const MessageRecord& m) {
+  return {{"type", "edit"},
+          {"chat_id", m.chat_id},
+          {"message_id", m.id},
+          {"text", m.text},
+          {"edited_at", optional_time(m.edited_at)}};
+}
+
+json::object delete_event(const MessageRecord& m, bool for_me) {
+  json::object o{{"type", "delete"}, {"chat_id", m.chat_id}, {"message_id", m.id}};
+  if (for_me) o["for_me"] = true;
+  return o;
+}
+
+json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value) {
+  return {{"type", "read"}, {"chat_id", chat_id}, {"user_id", user_id}, {"last_read_message_id", value}};
+}
+
+json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value) {
+  return {{"type", "delivered"},
+          {"chat_id", chat_id},
+          {"user_id", user_id},
+          {"last_delivered_message_id", value}};
+}
+
+json::object pin_event(const PinRecord& p) {
+  return {{"type", "pin"}, {"chat_id", p.chat_id}, {"message_id", p.message_id}, {"pinned_by", p.pinned_by}};
+}
+
+json::object unpin_event(const PinRecord& p) {
+  return {{"type", "unpin"}, {"chat_id", p.chat_id}, {"message_id", p.message_id}};
+}
+
+json::object chat_event(const char* type, std::int64_t chat_id, const ChatSummary* chat) {
+  json::object o{{"type", type}, {"chat_id", chat_id}};
+  if (chat != nullptr) o["chat"] = shared_chat_json(*chat);
+  return o;
+}
+
+json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id, Role role) {
+  return {{"type", type}, {"chat_id", chat_id}, {"user_id", user_id}, {"role", role_name(role)}};
+}
+
+NewEvent to_event(std::int64_t chat_id, const json::object& payload, std::optional<std::int64_t> only_user) {
+  return {chat_id, only_user, std::string(payload.at("type").as_string()), json::serialize(payload)};
+}
+
+json::object event_for_viewer(const EventRecord& e, std::int64_t viewer) {
+  json::value v = json::parse(e.payload);
+  json::object& o = v.as_object();
+  if (e.type == "message") {
+    const auto* sender = o.if_contains("sender_id");
+    if (sender == nullptr || !sender->is_int64() || sender->get_int64() != viewer) o["client_id"] = nullptr;
+  }
+  o["seq"] = e.seq;
+  return std::move(o);
+}
+
+}  // namespace chat::chats

@@ -1,0 +1,52 @@
+// The API's JSON shapes of chats, messages, pins and events (API.md), shared by REST
+// answers, the event log and sockets so each shape is written once.
+#pragma once
+
+#include <boost/json/object.hpp>
+
+#include <cstdint>
+#include <string>
+
+#include "store/chat_records.hpp"
+
+namespace chat::chats {
+
+// The two lowest watermarks of a member list (see store::Watermarks).
+store::Watermarks watermarks_of(const std::vector<store::MemberRecord>& members);
+
+// sent / delivered / read: the least advanced of the *other* members decides.
+const char* message_status(const store::MessageRecord& m, const store::Watermarks& w);
+
+// `viewer` sees client_id only on their own messages.
+boost::json::object message_json(const store::MessageRecord& m, std::int64_t viewer,
+                                 const store::Watermarks& w);
+
+// The chat as its member `viewer` sees it (unread count, read watermark).
+boost::json::object chat_json(const store::ChatSummary& s, std::int64_t viewer);
+// The same without the per-member fields, as events carry it to every member.
+boost::json::object shared_chat_json(const store::ChatSummary& s);
+
+boost::json::object pin_json(const store::PinRecord& p, const store::MessageRecord& m,
+                             std::int64_t viewer, const store::Watermarks& w);
+
+// Server events (API.md "Server → client"), as stored in the event log.
+boost::json::object message_event(const store::MessageRecord& m);
+boost::json::object edit_event(const store::MessageRecord& m);
+boost::json::object delete_event(const store::MessageRecord& m, bool for_me);
+boost::json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value);
+boost::json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value);
+boost::json::object pin_event(const store::PinRecord& p);
+boost::json::object unpin_event(const store::PinRecord& p);
+boost::json::object chat_event(const char* type, std::int64_t chat_id,
+                               const store::ChatSummary* chat);
+boost::json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id,
+                                 store::Role role);
+
+store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payload,
+                         std::optional<std::int64_t> only_user = std::nullopt);
+
+// A logged event as `viewer` receives it: with its seq, and client_id blanked on other
+// people's messages.
+boost::json::object event_for_viewer(const store::EventRecord& e, std::int64_t viewer);
+
+}  // namespace chat::chats

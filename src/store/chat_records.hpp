@@ -1,0 +1,98 @@
+// The rows of chats, members, messages, pins and events as the services see them.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/time.hpp"
+
+namespace chat::store {
+
+enum class ChatType { private_chat, group };
+enum class Role { owner, admin, member };
+
+const char* chat_type_name(ChatType t);
+const char* role_name(Role r);
+std::optional<Role> parse_role(std::string_view s);
+
+struct ChatRecord {
+  std::int64_t id = 0;
+  ChatType type = ChatType::group;
+  std::string name;
+  Micros created_at = 0;
+  std::int64_t last_message_id = 0;
+  Micros last_activity_at = 0;
+};
+
+struct MemberRecord {
+  std::int64_t user_id = 0;
+  std::string username;
+  Role role = Role::member;
+  Micros joined_at = 0;
+  std::int64_t last_read_message_id = 0;
+  std::int64_t last_delivered_message_id = 0;
+};
+
+struct MessageRecord {
+  std::int64_t id = 0;
+  std::int64_t chat_id = 0;
+  std::int64_t sender_id = 0;  // 0 when the sender's account was deleted
+  std::string sender_username;
+  std::string text;
+  Micros created_at = 0;
+  std::optional<Micros> edited_at;
+  bool is_deleted = false;
+  std::optional<std::int64_t> forwarded_from;
+  std::optional<std::string> client_id;
+};
+
+struct PinRecord {
+  std::int64_t id = 0;
+  std::int64_t chat_id = 0;
+  std::int64_t message_id = 0;
+  std::int64_t pinned_by = 0;
+  Micros pinned_at = 0;
+};
+
+// One entry of the event log. `user_id` set: only that user sees it (delete for me, or a
+// member told of their own removal); unset: every member of the chat at replay time.
+struct NewEvent {
+  std::int64_t chat_id = 0;
+  std::optional<std::int64_t> user_id;
+  std::string type;
+  std::string payload;  // the event's JSON, as sockets carry it (without seq)
+};
+
+struct EventRecord {
+  std::int64_t seq = 0;
+  std::int64_t chat_id = 0;
+  std::optional<std::int64_t> user_id;
+  std::string type;
+  std::string payload;
+  Micros created_at = 0;
+};
+
+// A member's own view of a chat: what GET /api/chats/ shows besides the chat row.
+struct ChatSummary {
+  ChatRecord chat;
+  std::vector<MemberRecord> members;
+  std::optional<MessageRecord> last_message;  // newest not hidden for the viewer
+  std::int64_t unread_count = 0;
+  std::int64_t last_read_message_id = 0;
+  std::vector<std::int64_t> pinned_message_ids;
+};
+
+// The lowest read and delivered watermarks among a chat's members, two of each, so the
+// status of any sender's message (the minimum over the *other* members) needs no more.
+struct Watermarks {
+  struct Entry {
+    std::int64_t user_id = 0;
+    std::int64_t value = 0;
+  };
+  std::vector<Entry> lowest_read;       // at most two, ascending
+  std::vector<Entry> lowest_delivered;  // at most two, ascending
+};
+
+}  // namespace chat::store

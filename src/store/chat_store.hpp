@@ -1,0 +1,162 @@
+// Chats, members, messages, pins and the event log. Every write is one transaction that
+// also appends the events describing it: the caller passes a function that turns the
+// committed rows into events, and the store runs it inside the transaction, so a change
+// and its events commit together or not at all. Thread-safe; methods complete on the
+// caller's executor; an unreachable database throws store::Unavailable.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "store/chat_records.hpp"
+
+namespace chat::store {
+
+template <class T>
+using EventsFor = std::function<std::vector<NewEvent>(const T&)>;
+
+struct NewChat {
+  ChatType type = ChatType::group;
+  std::string name;
+  std::vector<std::pair<std::int64_t, Role>> members;  // the creator included
+  Micros now = 0;
+};
+
+struct CreatedChat {
+  std::int64_t chat_id = 0;
+  bool created = false;  // false: the private chat of this pair already existed
+  std::vector<std::int64_t> member_ids;
+};
+
+struct NewMessage {
+  std::int64_t chat_id = 0;
+  std::int64_t sender_id = 0;
+  std::string text;
+  std::optional<std::string> client_id;
+  std::optional<std::int64_t> forwarded_from;
+  Micros now = 0;
+};
+
+struct SentMessage {
+  MessageRecord message;
+  bool created = false;  // false: an earlier message with this client_id was returned
+};
+
+struct MemberChange {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  Role role = Role::member;
+  std::optional<std::int64_t> promoted_user_id;  // a new owner, when the owner left
+};
+
+struct WatermarkChange {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  std::int64_t value = 0;    // after the call (never lowered)
+  bool changed = false;
+};
+
+struct HistoryPage {
+  std::vector<MessageRecord> messages;  // in the order asked for
+  bool has_more = false;
+};
+
+struct Replay {
+  std::vector<EventRecord> events;
+  bool has_more = false;
+  bool resync_required = false;  // `since` is older than the log keeps
+  std::int64_t last_seq = 0;     // the newest seq the reader may move to
+};
+
+class ChatStore {
+ public:
+  virtual ~ChatStore() = default;
+
+  // --- reads ---------------------------------------------------------------------------
+  virtual boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) = 0;
+  virtual boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
+                                                                          std::int64_t user_id) = 0;
+  virtual boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) = 0;
+  virtual boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) = 0;
+  virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
+                                                                     std::int64_t viewer_id) = 0;
+  virtual boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,
+                                                            std::int64_t viewer_id) = 0;
+  virtual boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) = 0;
+
+  // Messages not hidden for the viewer. Without `after`: newest first, older than
+  // `before` when given. With `after`: oldest first, newer than `after`.
+  virtual boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
+                                                      std::optional<std::int64_t> before,
+                                                      std::optional<std::int64_t> after,
+                                                      int limit) = 0;
+  virtual boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) = 0;
+  // Full-text search in the viewer's chats; `match` is an FTS expression built by the
+  // service (see chat/search_query.hpp). Newest first; never deleted or hidden messages.
+  virtual boost::asio::awaitable<std::vector<MessageRecord>> search(
+      std::int64_t viewer_id, std::vector<std::string> terms, std::optional<std::int64_t> chat_id,
+      int limit) = 0;
+
+  virtual boost::asio::awaitable<std::vector<PinRecord>> pins(std::int64_t chat_id) = 0;
+  virtual boost::asio::awaitable<std::optional<PinRecord>> find_pin(std::int64_t pin_id) = 0;
+
+  // Events visible to the user after `since`, oldest first.
+  virtual boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since,
+                                                int limit) = 0;
+
+  // --- writes --------------------------------------------------------------------------
+  virtual boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
+                                                          EventsFor<CreatedChat> events) = 0;
+  virtual boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
+      std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) = 0;
+  // Deletes the chat with its members, messages and pins; the events (one per former
+  // member, the chat being gone) are written first.
+  virtual boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
+                                                   EventsFor<std::vector<MemberRecord>> events) = 0;
+
+  // nullopt when the user is already a member (or the chat is gone).
+  virtual boost::asio::awaitable<std::optional<MemberChange>> add_member(
+      std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+      EventsFor<MemberChange> events) = 0;
+  virtual boost::asio::awaitable<std::optional<MemberChange>> set_role(
+      std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) = 0;
+  // Removes the member; `promote` (if set) becomes owner in the same transaction.
+  virtual boost::asio::awaitable<std::optional<MemberChange>> remove_member(
+      std::int64_t chat_id, std::int64_t user_id, std::optional<std::int64_t> promote,
+      EventsFor<MemberChange> events) = 0;
+
+  // Stores the message (or returns the earlier one with the same sender, chat and
+  // client_id), moves the chat's activity and the sender's watermarks to it.
+  virtual boost::asio::awaitable<std::optional<SentMessage>> send_message(
+      NewMessage message, EventsFor<SentMessage> events) = 0;
+  virtual boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
+      std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) = 0;
+  virtual boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
+      std::int64_t id, EventsFor<MessageRecord> events) = 0;
+  virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
+                                                    EventsFor<MessageRecord> events) = 0;
+
+  // Moves a watermark up to `value` (clamped to the chat's newest message).
+  virtual boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
+                                                            std::int64_t value,
+                                                            EventsFor<WatermarkChange> events) = 0;
+  virtual boost::asio::awaitable<WatermarkChange> mark_delivered(
+      std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+      EventsFor<WatermarkChange> events) = 0;
+
+  // The pin of this message, created when new (`second` true).
+  virtual boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
+                                                                 std::int64_t message_id,
+                                                                 std::int64_t user_id, Micros now,
+                                                                 EventsFor<PinRecord> events) = 0;
+  virtual boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) = 0;
+
+  // Drops events older than `before`; replays from before the cut answer resync_required.
+  virtual boost::asio::awaitable<std::int64_t> prune_events(Micros before) = 0;
+};
+
+}  // namespace chat::store

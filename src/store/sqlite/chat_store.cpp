@@ -1,0 +1,722 @@
+#include "store/sqlite/chat_store.hpp"
+
+#include <algorithm>
+
+#include "store/sqlite/database.hpp"
+
+namespace chat::store::sqlite {
+namespace {
+
+// ---- SQL -------------------------------------------------------------------------------
+
+constexpr const char* kChatById =
+    "SELECT id, type, name, created_at, last_message_id, last_activity_at FROM chats WHERE id = ?1";
+constexpr const char* kMember =
+    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
+    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
+    "WHERE m.chat_id = ?1 AND m.user_id = ?2";
+// Members in the order they joined (the oldest first), which is also succession order.
+constexpr const char* kMembers =
+    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
+    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
+    "WHERE m.chat_id = ?1 ORDER BY m.joined_at, m.user_id";
+constexpr const char* kMyChatsByActivity =
+    "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ?1 "
+    "ORDER BY c.last_activity_at DESC, c.id DESC";
+
+#define MESSAGE_COLUMNS                                                                    \
+  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
+  "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
+#define NOT_HIDDEN(viewer)                                                                   \
+  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer                    \
+  " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
+
+constexpr const char* kMessageById =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = ?1";
+constexpr const char* kLastVisibleMessage =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = ?1 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT 1";
+constexpr const char* kHistoryNewestFirst =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = ?1 AND m.id < ?3 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
+constexpr const char* kHistoryOldestFirst =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = ?1 AND m.id > ?3 AND m.id < ?4 AND " NOT_HIDDEN("?2") " ORDER BY m.id LIMIT ?5";
+constexpr const char* kSearch =
+    "SELECT " MESSAGE_COLUMNS " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+    "LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
+    "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
+    "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
+constexpr const char* kMessageByClientId =
+    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = ?1 AND m.sender_id = ?2 AND m.client_id = ?3";
+
+// unread = messages after the watermark (by ordinal), less the deleted ones and the ones
+// hidden for the member. The member's own messages are never after their watermark:
+// sending moves it. Each part is an index lookup or a range over deleted/hidden rows only.
+constexpr const char* kUnread =
+    "SELECT c.message_count"
+    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
+    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
+    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted = 1 AND "
+    "   d.id > m.last_read_message_id)"
+    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
+    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
+    "   x.is_deleted = 0)"
+    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = ?1 AND m.user_id = ?2";
+constexpr const char* kLowestRead =
+    "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = ?1 "
+    "ORDER BY last_read_message_id LIMIT 2";
+constexpr const char* kLowestDelivered =
+    "SELECT user_id, last_delivered_message_id FROM chat_members WHERE chat_id = ?1 "
+    "ORDER BY last_delivered_message_id LIMIT 2";
+
+constexpr const char* kPinsOfChat =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = ?1 ORDER BY id";
+constexpr const char* kPinById =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE id = ?1";
+constexpr const char* kPinByMessage =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = ?1 AND "
+    "message_id = ?2";
+constexpr const char* kInsertPin =
+    "INSERT OR IGNORE INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES (?1, ?2, ?3, ?4)";
+constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = ?1";
+
+constexpr const char* kReplay =
+    "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
+    "WHERE e.seq > ?2 AND (e.user_id = ?1 OR (e.user_id IS NULL AND EXISTS (SELECT 1 FROM "
+    "chat_members m WHERE m.chat_id = e.chat_id AND m.user_id = ?1 AND m.joined_seq < e.seq))) "
+    "ORDER BY e.seq LIMIT ?3";
+constexpr const char* kMaxSeq = "SELECT COALESCE(max(seq), 0) FROM events";
+constexpr const char* kPrunedThrough = "SELECT pruned_through FROM event_log_state WHERE id = 1";
+constexpr const char* kInsertEvent =
+    "INSERT INTO events(chat_id, user_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+constexpr const char* kPruneEventsUpTo =
+    "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
+constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= ?1";
+constexpr const char* kSetPrunedThrough =
+    "UPDATE event_log_state SET pruned_through = max(pruned_through, ?1) WHERE id = 1";
+
+constexpr const char* kFindPrivate = "SELECT id FROM chats WHERE private_key = ?1";
+constexpr const char* kInsertChat =
+    "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES (?1, ?2, ?3, ?4, ?4)";
+constexpr const char* kInsertMember =
+    "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
+    "last_delivered_message_id) SELECT ?1, ?2, ?3, ?4, (SELECT COALESCE(max(seq), 0) FROM events), "
+    "c.last_message_id, c.last_message_id FROM chats c WHERE c.id = ?1";
+constexpr const char* kRenameChat = "UPDATE chats SET name = ?2 WHERE id = ?1";
+constexpr const char* kDeleteChatFts =
+    "DELETE FROM messages_fts WHERE rowid IN (SELECT id FROM messages WHERE chat_id = ?1)";
+constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = ?1";
+constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
+constexpr const char* kSetRole = "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kRemoveMember = "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kRemoveMemberHidden =
+    "DELETE FROM hidden_messages WHERE chat_id = ?1 AND user_id = ?2";
+
+constexpr const char* kBumpChat =
+    "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2 WHERE id = ?1 "
+    "RETURNING message_count";
+constexpr const char* kInsertMessage =
+    "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, ordinal) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+constexpr const char* kSetLastMessage = "UPDATE chats SET last_message_id = ?2 WHERE id = ?1";
+constexpr const char* kSenderWatermarks =
+    "UPDATE chat_members SET last_read_message_id = max(last_read_message_id, ?3), "
+    "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kInsertFts = "INSERT INTO messages_fts(rowid, text) VALUES (?1, ?2)";
+constexpr const char* kDeleteFts = "DELETE FROM messages_fts WHERE rowid = ?1";
+constexpr const char* kEditMessage =
+    "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1 AND is_deleted = 0";
+constexpr const char* kDeleteMessage =
+    "UPDATE messages SET text = '', is_deleted = 1 WHERE id = ?1 AND is_deleted = 0";
+constexpr const char* kHideMessage =
+    "INSERT OR IGNORE INTO hidden_messages(user_id, chat_id, message_id) VALUES (?1, ?2, ?3)";
+
+// The newest message of the chat at or below a value: watermarks only ever name messages.
+constexpr const char* kClampToMessage =
+    "SELECT COALESCE(max(id), 0) FROM messages WHERE chat_id = ?1 AND id <= ?2";
+constexpr const char* kRaiseRead =
+    "UPDATE chat_members SET last_read_message_id = ?3, "
+    "last_delivered_message_id = max(last_delivered_message_id, ?3) "
+    "WHERE chat_id = ?1 AND user_id = ?2 AND last_read_message_id < ?3";
+constexpr const char* kRaiseDelivered =
+    "UPDATE chat_members SET last_delivered_message_id = ?3 "
+    "WHERE chat_id = ?1 AND user_id = ?2 AND last_delivered_message_id < ?3";
+constexpr const char* kReadWatermark =
+    "SELECT last_read_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kDeliveredWatermark =
+    "SELECT last_delivered_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+
+#undef MESSAGE_COLUMNS
+#undef NOT_HIDDEN
+
+// ---- row readers -------------------------------------------------------------------------
+
+ChatRecord read_chat(const Statement& s) {
+  ChatRecord c;
+  c.id = s.int64(0);
+  c.type = s.text(1) == "private" ? ChatType::private_chat : ChatType::group;
+  c.name = s.text(2);
+  c.created_at = s.int64(3);
+  c.last_message_id = s.int64(4);
+  c.last_activity_at = s.int64(5);
+  return c;
+}
+
+MemberRecord read_member(const Statement& s) {
+  MemberRecord m;
+  m.user_id = s.int64(0);
+  m.username = s.text(1);
+  m.role = parse_role(s.text(2)).value_or(Role::member);
+  m.joined_at = s.int64(3);
+  m.last_read_message_id = s.int64(4);
+  m.last_delivered_message_id = s.int64(5);
+  return m;
+}
+
+MessageRecord read_message(const Statement& s) {
+  MessageRecord m;
+  m.id = s.int64(0);
+  m.chat_id = s.int64(1);
+  m.sender_id = s.int64(2);
+  m.sender_username = s.text(3);
+  m.text = s.text(4);
+  m.created_at = s.int64(5);
+  m.edited_at = s.optional_int64(6);
+  m.is_deleted = s.int64(7) != 0;
+  m.forwarded_from = s.optional_int64(8);
+  if (!s.is_null(9)) m.client_id = s.text(9);
+  return m;
+}
+
+PinRecord read_pin(const Statement& s) {
+  return {s.int64(0), s.int64(1), s.int64(2), s.int64(3), s.int64(4)};
+}
+
+template <class T, class Reader>
+std::optional<T> one(Statement stmt, Reader reader) {
+  if (!stmt.step()) return std::nullopt;
+  return reader(stmt);
+}
+
+std::optional<ChatRecord> chat_by_id(Connection& c, std::int64_t id) {
+  auto s = c.prepare(kChatById);
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_chat(s);
+}
+
+std::optional<MemberRecord> member_of(Connection& c, std::int64_t chat_id, std::int64_t user_id) {
+  auto s = c.prepare(kMember);
+  s.bind(1, chat_id).bind(2, user_id);
+  if (!s.step()) return std::nullopt;
+  return read_member(s);
+}
+
+std::vector<MemberRecord> members_of(Connection& c, std::int64_t chat_id) {
+  std::vector<MemberRecord> out;
+  auto s = c.prepare(kMembers);
+  s.bind(1, chat_id);
+  while (s.step()) out.push_back(read_member(s));
+  return out;
+}
+
+std::optional<MessageRecord> message_by_id(Connection& c, std::int64_t id) {
+  auto s = c.prepare(kMessageById);
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return read_message(s);
+}
+
+std::int64_t scalar(Statement s) {
+  return s.step() ? s.int64(0) : 0;
+}
+
+std::int64_t unread_of(Connection& c, std::int64_t chat_id, std::int64_t user_id) {
+  auto s = c.prepare(kUnread);
+  s.bind(1, chat_id).bind(2, user_id);
+  return s.step() ? std::max<std::int64_t>(0, s.int64(0)) : 0;
+}
+
+std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
+  auto chat = chat_by_id(c, chat_id);
+  if (!chat) return std::nullopt;
+  ChatSummary out;
+  out.chat = std::move(*chat);
+  out.members = members_of(c, chat_id);
+  auto me = std::find_if(out.members.begin(), out.members.end(),
+                         [&](const MemberRecord& m) { return m.user_id == viewer; });
+  if (me == out.members.end()) return std::nullopt;
+  out.last_read_message_id = me->last_read_message_id;
+  {
+    auto s = c.prepare(kLastVisibleMessage);
+    s.bind(1, chat_id).bind(2, viewer);
+    if (s.step()) out.last_message = read_message(s);
+  }
+  out.unread_count = unread_of(c, chat_id, viewer);
+  auto s = c.prepare(kPinsOfChat);
+  s.bind(1, chat_id);
+  while (s.step()) out.pinned_message_ids.push_back(s.int64(2));
+  return out;
+}
+
+void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
+  for (const auto& e : events) {
+    c.prepare(kInsertEvent).bind(1, e.chat_id).bind(2, e.user_id).bind(3, e.type).bind(4, e.payload).bind(5, now).exec();
+  }
+}
+
+WatermarkChange raise_watermark(Connection& c, const char* raise_sql, const char* read_sql,
+                                std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+                                const EventsFor<WatermarkChange>& events) {
+  Transaction tx(c);
+  WatermarkChange change{chat_id, user_id, 0, false};
+  auto clamp = c.prepare(kClampToMessage);
+  clamp.bind(1, chat_id).bind(2, value);
+  const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
+  change.changed = c.prepare(raise_sql).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() == 1;
+  auto current = c.prepare(read_sql);
+  current.bind(1, chat_id).bind(2, user_id);
+  change.value = current.step() ? current.int64(0) : 0;
+  if (change.changed) append_events(c, events(change), now_micros());
+  tx.commit();
+  return change;
+}
+
+}  // namespace
+
+// ---- reads -------------------------------------------------------------------------------
+
+boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::find_chat(std::int64_t chat_id) {
+  auto q = [chat_id](Connection& c) { return chat_by_id(c, chat_id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MemberRecord>> SqliteChatStore::find_member(std::int64_t chat_id,
+                                                                                 std::int64_t user_id) {
+  auto q = [chat_id, user_id](Connection& c) { return member_of(c, chat_id, user_id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<MemberRecord>> SqliteChatStore::members(std::int64_t chat_id) {
+  auto q = [chat_id](Connection& c) { return members_of(c, chat_id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<ChatSummary>> SqliteChatStore::summaries(std::int64_t viewer) {
+  auto q = [viewer](Connection& c) {
+    std::vector<std::int64_t> ids;
+    {
+      auto s = c.prepare(kMyChatsByActivity);
+      s.bind(1, viewer);
+      while (s.step()) ids.push_back(s.int64(0));
+    }
+    std::vector<ChatSummary> out;
+    for (auto id : ids) {
+      if (auto summary = summary_of(c, id, viewer)) out.push_back(std::move(*summary));
+    }
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<ChatSummary>> SqliteChatStore::summary(std::int64_t chat_id,
+                                                                            std::int64_t viewer) {
+  auto q = [chat_id, viewer](Connection& c) { return summary_of(c, chat_id, viewer); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::int64_t> SqliteChatStore::unread_count(std::int64_t chat_id,
+                                                                   std::int64_t viewer) {
+  auto q = [chat_id, viewer](Connection& c) { return unread_of(c, chat_id, viewer); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<Watermarks> SqliteChatStore::watermarks(std::int64_t chat_id) {
+  auto q = [chat_id](Connection& c) {
+    Watermarks w;
+    auto read = c.prepare(kLowestRead);
+    read.bind(1, chat_id);
+    while (read.step()) w.lowest_read.push_back({read.int64(0), read.int64(1)});
+    auto delivered = c.prepare(kLowestDelivered);
+    delivered.bind(1, chat_id);
+    while (delivered.step()) w.lowest_delivered.push_back({delivered.int64(0), delivered.int64(1)});
+    return w;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_id, std::int64_t viewer,
+                                                             std::optional<std::int64_t> before,
+                                                             std::optional<std::int64_t> after,
+                                                             int limit) {
+  auto q = [=](Connection& c) {
+    HistoryPage page;
+    const std::int64_t upper = before.value_or(INT64_MAX);
+    auto s = after ? c.prepare(kHistoryOldestFirst) : c.prepare(kHistoryNewestFirst);
+    if (after) {
+      s.bind(1, chat_id).bind(2, viewer).bind(3, *after).bind(4, upper).bind(5, limit + 1);
+    } else {
+      s.bind(1, chat_id).bind(2, viewer).bind(3, upper).bind(4, limit + 1);
+    }
+    while (s.step()) page.messages.push_back(read_message(s));
+    if (static_cast<int>(page.messages.size()) > limit) {
+      page.has_more = true;
+      page.messages.pop_back();
+    }
+    return page;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_message(std::int64_t id) {
+  auto q = [id](Connection& c) { return message_by_id(c, id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
+    std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id, int limit) {
+  // Every term must match, as a whole word or a prefix: "term1"* AND "term2"*. Terms are
+  // letters and digits only (chat/search_query), so quoting cannot be escaped.
+  std::string match;
+  for (const auto& t : terms) {
+    if (!match.empty()) match += " AND ";
+    match += "\"" + t + "\"*";
+  }
+  auto q = [match = std::move(match), viewer, chat_id, limit](Connection& c) {
+    std::vector<MessageRecord> out;
+    auto s = c.prepare(kSearch);
+    s.bind(1, match).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);
+    while (s.step()) out.push_back(read_message(s));
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<PinRecord>> SqliteChatStore::pins(std::int64_t chat_id) {
+  auto q = [chat_id](Connection& c) {
+    std::vector<PinRecord> out;
+    auto s = c.prepare(kPinsOfChat);
+    s.bind(1, chat_id);
+    while (s.step()) out.push_back(read_pin(s));
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<PinRecord>> SqliteChatStore::find_pin(std::int64_t pin_id) {
+  auto q = [pin_id](Connection& c) {
+    auto s = c.prepare(kPinById);
+    s.bind(1, pin_id);
+    return s.step() ? std::optional<PinRecord>(read_pin(s)) : std::nullopt;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std::int64_t since, int limit) {
+  auto q = [=](Connection& c) {
+    Replay r;
+    // One read transaction, so the newest seq and the rows agree. SQLite has one writer,
+    // so seq order is commit order and no event can later appear below a seq read here.
+    c.exec_script("BEGIN");
+    try {
+      const std::int64_t pruned = scalar(c.prepare(kPrunedThrough));
+      const std::int64_t newest = scalar(c.prepare(kMaxSeq));
+      if (since < pruned) {
+        r.resync_required = true;
+        r.last_seq = newest;
+      } else {
+        auto s = c.prepare(kReplay);
+        s.bind(1, user_id).bind(2, since).bind(3, limit + 1);
+        while (s.step()) {
+          EventRecord e;
+          e.seq = s.int64(0);
+          e.chat_id = s.int64(1);
+          e.user_id = s.optional_int64(2);
+          e.type = s.text(3);
+          e.payload = s.text(4);
+          e.created_at = s.int64(5);
+          r.events.push_back(std::move(e));
+        }
+        if (static_cast<int>(r.events.size()) > limit) {
+          r.has_more = true;
+          r.events.pop_back();
+        }
+        r.last_seq = r.has_more ? r.events.back().seq : std::max(since, newest);
+      }
+    } catch (...) {
+      c.exec_script("ROLLBACK");
+      throw;
+    }
+    c.exec_script("COMMIT");
+    return r;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+// ---- writes ------------------------------------------------------------------------------
+
+boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat, EventsFor<CreatedChat> events) {
+  auto q = [chat = std::move(chat), events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    CreatedChat out;
+    std::optional<std::string> private_key;
+    if (chat.type == ChatType::private_chat && chat.members.size() == 2) {
+      const auto a = std::min(chat.members[0].first, chat.members[1].first);
+      const auto b = std::max(chat.members[0].first, chat.members[1].first);
+      private_key = std::to_string(a) + ":" + std::to_string(b);
+      auto existing = c.prepare(kFindPrivate);
+      existing.bind(1, *private_key);
+      if (existing.step()) {
+        out.chat_id = existing.int64(0);
+        out.created = false;
+        return out;  // nothing written: the transaction rolls back
+      }
+    }
+    c.prepare(kInsertChat).bind(1, chat_type_name(chat.type)).bind(2, chat.name).bind(3, private_key).bind(4, chat.now).exec();
+    out.chat_id = c.last_insert_rowid();
+    out.created = true;
+    for (const auto& [user_id, role] : chat.members) {
+      c.prepare(kInsertMember).bind(1, out.chat_id).bind(2, user_id).bind(3, role_name(role)).bind(4, chat.now).exec();
+      out.member_ids.push_back(user_id);
+    }
+    append_events(c, events(out), chat.now);
+    tx.commit();
+    return out;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(std::int64_t chat_id,
+                                                                               std::string name,
+                                                                               EventsFor<ChatRecord> events) {
+  auto q = [chat_id, name = std::move(name), events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (c.prepare(kRenameChat).bind(1, chat_id).bind(2, name).exec() != 1) return std::optional<ChatRecord>();
+    auto chat = chat_by_id(c, chat_id);
+    append_events(c, events(*chat), now_micros());
+    tx.commit();
+    return chat;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<bool> SqliteChatStore::delete_chat(std::int64_t chat_id,
+                                                          EventsFor<std::vector<MemberRecord>> events) {
+  auto q = [chat_id, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    auto members = members_of(c, chat_id);
+    if (!chat_by_id(c, chat_id)) return false;
+    append_events(c, events(members), now_micros());
+    c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
+    c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
+    c.prepare(kDeleteChat).bind(1, chat_id).exec();
+    tx.commit();
+    return true;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
+    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now, EventsFor<MemberChange> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (member_of(c, chat_id, user_id)) return std::optional<MemberChange>();
+    if (c.prepare(kInsertMember).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).bind(4, now).exec() != 1) {
+      return std::optional<MemberChange>();
+    }
+    MemberChange change{chat_id, user_id, role, std::nullopt};
+    append_events(c, events(change), now);
+    tx.commit();
+    return std::optional<MemberChange>(change);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(std::int64_t chat_id,
+                                                                              std::int64_t user_id, Role role,
+                                                                              EventsFor<MemberChange> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (c.prepare(kSetRole).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).exec() != 1) {
+      return std::optional<MemberChange>();
+    }
+    MemberChange change{chat_id, user_id, role, std::nullopt};
+    append_events(c, events(change), now_micros());
+    tx.commit();
+    return std::optional<MemberChange>(change);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::remove_member(
+    std::int64_t chat_id, std::int64_t user_id, std::optional<std::int64_t> promote,
+    EventsFor<MemberChange> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    auto member = member_of(c, chat_id, user_id);
+    if (!member) return std::optional<MemberChange>();
+    c.prepare(kRemoveMember).bind(1, chat_id).bind(2, user_id).exec();
+    c.prepare(kRemoveMemberHidden).bind(1, chat_id).bind(2, user_id).exec();
+    if (promote) c.prepare(kSetRole).bind(1, chat_id).bind(2, *promote).bind(3, role_name(Role::owner)).exec();
+    MemberChange change{chat_id, user_id, member->role, promote};
+    append_events(c, events(change), now_micros());
+    tx.commit();
+    return std::optional<MemberChange>(change);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(NewMessage m,
+                                                                                 EventsFor<SentMessage> events) {
+  auto q = [m = std::move(m), events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (!member_of(c, m.chat_id, m.sender_id)) return std::optional<SentMessage>();
+    if (m.client_id) {
+      auto s = c.prepare(kMessageByClientId);
+      s.bind(1, m.chat_id).bind(2, m.sender_id).bind(3, *m.client_id);
+      if (s.step()) return std::optional<SentMessage>(SentMessage{read_message(s), false});
+    }
+    auto bump = c.prepare(kBumpChat);
+    bump.bind(1, m.chat_id).bind(2, m.now);
+    if (!bump.step()) return std::optional<SentMessage>();
+    const std::int64_t ordinal = bump.int64(0);
+    bump.exec();  // finish the statement before the next one
+    c.prepare(kInsertMessage)
+        .bind(1, m.chat_id)
+        .bind(2, m.sender_id)
+        .bind(3, m.text)
+        .bind(4, m.now)
+        .bind(5, m.forwarded_from)
+        .bind(6, m.client_id)
+        .bind(7, ordinal)
+        .exec();
+    const std::int64_t id = c.last_insert_rowid();
+    c.prepare(kSetLastMessage).bind(1, m.chat_id).bind(2, id).exec();
+    c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
+    c.prepare(kInsertFts).bind(1, id).bind(2, m.text).exec();
+    SentMessage sent{*message_by_id(c, id), true};
+    append_events(c, events(sent), m.now);
+    tx.commit();
+    return std::optional<SentMessage>(std::move(sent));
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_message(
+    std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
+  auto q = [id, text = std::move(text), now, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (c.prepare(kEditMessage).bind(1, id).bind(2, text).bind(3, now).exec() != 1) {
+      return std::optional<MessageRecord>();
+    }
+    c.prepare(kDeleteFts).bind(1, id).exec();
+    c.prepare(kInsertFts).bind(1, id).bind(2, text).exec();
+    auto message = message_by_id(c, id);
+    append_events(c, events(*message), now);
+    tx.commit();
+    return message;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_message(
+    std::int64_t id, EventsFor<MessageRecord> events) {
+  auto q = [id, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    if (c.prepare(kDeleteMessage).bind(1, id).exec() != 1) return std::optional<MessageRecord>();
+    c.prepare(kDeleteFts).bind(1, id).exec();
+    auto message = message_by_id(c, id);
+    append_events(c, events(*message), now_micros());
+    tx.commit();
+    return message;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id, const MessageRecord& message,
+                                                           EventsFor<MessageRecord> events) {
+  auto q = [user_id, message, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    const bool hidden =
+        c.prepare(kHideMessage).bind(1, user_id).bind(2, message.chat_id).bind(3, message.id).exec() == 1;
+    if (hidden) append_events(c, events(message), now_micros());
+    tx.commit();
+    return hidden;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,
+                                                                   std::int64_t value,
+                                                                   EventsFor<WatermarkChange> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    return raise_watermark(c, kRaiseRead, kReadWatermark, chat_id, user_id, value, events);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(std::int64_t chat_id,
+                                                                        std::int64_t user_id,
+                                                                        std::int64_t value,
+                                                                        EventsFor<WatermarkChange> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    return raise_watermark(c, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id, value, events);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(std::int64_t chat_id,
+                                                                        std::int64_t message_id,
+                                                                        std::int64_t user_id, Micros now,
+                                                                        EventsFor<PinRecord> events) {
+  auto q = [=, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    const bool created =
+        c.prepare(kInsertPin).bind(1, chat_id).bind(2, message_id).bind(3, user_id).bind(4, now).exec() == 1;
+    auto s = c.prepare(kPinByMessage);
+    s.bind(1, chat_id).bind(2, message_id);
+    s.step();
+    PinRecord pin = read_pin(s);
+    if (created) append_events(c, events(pin), now);
+    tx.commit();
+    return std::make_pair(pin, created);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecord> events) {
+  auto q = [pin_id, events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    auto s = c.prepare(kPinById);
+    s.bind(1, pin_id);
+    if (!s.step()) return false;
+    const PinRecord pin = read_pin(s);
+    c.prepare(kDeletePin).bind(1, pin_id).exec();
+    append_events(c, events(pin), now_micros());
+    tx.commit();
+    return true;
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before) {
+  auto q = [before](Connection& c) {
+    Transaction tx(c);
+    auto upto = c.prepare(kPruneEventsUpTo);
+    upto.bind(1, before);
+    const std::int64_t through = upto.step() ? upto.int64(0) : 0;
+    int n = 0;
+    if (through > 0) {
+      n = c.prepare(kDeleteEventsUpTo).bind(1, through).exec();
+      c.prepare(kSetPrunedThrough).bind(1, through).exec();
+    }
+    tx.commit();
+    return static_cast<std::int64_t>(n);
+  };
+  co_return co_await db_.write(std::move(q));
+}
+
+}  // namespace chat::store::sqlite
