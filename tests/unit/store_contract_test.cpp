@@ -7,6 +7,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include <filesystem>
+#include <algorithm>
 #include <functional>
 
 #include "config/settings.hpp"
@@ -152,6 +153,75 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_EQ(run(tokens.prune_expired(205)), 2);  // t1 and t2 expired at 200
   EXPECT_EQ(run(tokens.state("t1")), TokenState::unknown);
   EXPECT_EQ(run(tokens.state("t3")), TokenState::revoked);
+}
+
+namespace {
+std::vector<NewEvent> one_event(std::int64_t chat_id, const char* type) {
+  return {NewEvent{chat_id, std::nullopt, type, std::string("{\"type\":\"") + type + "\"}"}};
+}
+}  // namespace
+
+TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
+  auto created = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  ASSERT_TRUE(created.created);
+  const auto id = created.chat_id;
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 5; ++i) {
+    auto sent = run(chats.send_message({id, ann.id, "m" + std::to_string(i), "c" + std::to_string(i), std::nullopt, 20 + i}, on_send));
+    ASSERT_TRUE(sent && sent->created);
+    ids.push_back(sent->message.id);
+  }
+  EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
+  auto retry = run(chats.send_message({id, ann.id, "other text", "c2", std::nullopt, 99}, on_send));
+  ASSERT_TRUE(retry);
+  EXPECT_FALSE(retry->created);
+  EXPECT_EQ(retry->message.id, ids[2]);
+  EXPECT_EQ(retry->message.text, "m2");
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 5);
+  EXPECT_EQ(run(chats.unread_count(id, ann.id)), 0);  // one's own messages never count
+
+  auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
+  EventsFor<MessageRecord> none = no_events;
+  ASSERT_TRUE(run(chats.delete_message(ids[4], none)));
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 4);
+  auto m3 = run(chats.find_message(ids[3]));
+  EXPECT_TRUE(run(chats.hide_message(bob.id, *m3, none)));
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 3);
+  EXPECT_EQ(run(chats.unread_count(id, ann.id)), 0);
+  EventsFor<WatermarkChange> none_w = no_events;
+  auto read = run(chats.mark_read(id, bob.id, ids[1], none_w));
+  EXPECT_TRUE(read.changed);
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 1);
+  EXPECT_FALSE(run(chats.mark_read(id, bob.id, ids[0], none_w)).changed);  // never lowered
+  auto page = run(chats.history(id, bob.id, std::nullopt, std::nullopt, 10));
+  EXPECT_EQ(page.messages.size(), 4U);  // the hidden one is gone for bob
+  auto found = run(chats.search(bob.id, {"m1"}, std::nullopt, 10));
+  ASSERT_EQ(found.size(), 1U);
+  EXPECT_EQ(found[0].id, ids[1]);
+  EXPECT_TRUE(run(chats.search(bob.id, {"m4"}, std::nullopt, 10)).empty());  // deleted
+}
+
+TEST_P(StoreContract, ReplayAndPruning) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10};
+  auto created = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  auto again = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  EXPECT_FALSE(again.created);
+  EXPECT_EQ(again.chat_id, created.chat_id);
+  auto replay = run(chats.replay(bob.id, 0, 10));
+  ASSERT_EQ(replay.events.size(), 1U);  // the second create wrote nothing
+  EXPECT_EQ(replay.events[0].type, "chat_created");
+  EXPECT_FALSE(replay.resync_required);
+  EXPECT_EQ(run(chats.prune_events(now_micros() + 1'000'000)), 1);
+  EXPECT_TRUE(run(chats.replay(bob.id, 0, 10)).resync_required);
+  EXPECT_FALSE(run(chats.replay(bob.id, replay.last_seq, 10)).resync_required);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::ValuesIn(backends()),

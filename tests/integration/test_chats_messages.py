@@ -1,0 +1,429 @@
+"""Chats, messages, pins, search, receipts and the event log over REST (API.md)."""
+import sqlite3
+import time
+
+import pytest
+
+from conftest import Client, unique_name
+
+
+@pytest.fixture(scope="module")
+def people(server):
+    c = Client(server)
+    return {name: c.register(unique_name(name)) for name in ("ann", "bob", "cat", "dan")}
+
+
+def uid(p):
+    return p["user"]["id"]
+
+
+def new_group(c, owner, *members, name="team"):
+    r = c.post("/api/chats/", token=owner["access"],
+               json={"type": "group", "name": name, "member_ids": [uid(m) for m in members]})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def send(c, who, chat_id, text, **extra):
+    r = c.post("/api/messages/", token=who["access"], json={"chat": chat_id, "text": text, **extra})
+    assert r.status_code in (200, 201), r.text
+    return r.json()
+
+
+def history(c, who, chat_id, **params):
+    q = "&".join(f"{k}={v}" for k, v in params.items())
+    r = c.get(f"/api/messages/?chat={chat_id}&{q}", token=who["access"])
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def chat_of(c, who, chat_id):
+    r = c.get(f"/api/chats/{chat_id}/", token=who["access"])
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+# ---- chats ----------------------------------------------------------------------------
+
+def test_private_chat_is_unique_per_pair(client):
+    a, b = client.register(), client.register()
+    r = client.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [uid(b)]})
+    assert r.status_code == 201
+    chat = r.json()
+    assert chat["type"] == "private" and chat["name"] == ""
+    assert sorted(m["id"] for m in chat["members"]) == sorted([uid(a), uid(b)])
+    assert {m["role"] for m in chat["members"]} == {"member"}
+    assert chat["last_message"] is None and chat["unread_count"] == 0
+    assert chat["last_read_message_id"] == 0 and chat["pinned_message_ids"] == []
+    again = client.post("/api/chats/", token=b["access"], json={"type": "private", "member_ids": [uid(a)]})
+    assert again.status_code == 200
+    assert again.json()["id"] == chat["id"]
+
+
+def test_chat_validation(client, people):
+    ann = people["ann"]
+    cases = [
+        ({}, {"type"}),
+        ({"type": "channel", "member_ids": []}, {"type"}),
+        ({"type": "private"}, {"member_ids"}),
+        ({"type": "private", "member_ids": [uid(ann)]}, {"member_ids"}),  # yourself
+        ({"type": "private", "member_ids": [uid(people["bob"]), uid(people["cat"])]}, {"member_ids"}),
+        ({"type": "private", "member_ids": [999999]}, {"member_ids"}),
+        ({"type": "group", "member_ids": []}, {"name"}),
+        ({"type": "group", "name": "", "member_ids": []}, {"name"}),
+        ({"type": "group", "name": "x" * 256, "member_ids": []}, {"name"}),
+        ({"type": "group", "name": "ok", "member_ids": "1,2"}, {"member_ids"}),
+        ({"type": "group", "name": "ok", "member_ids": ["a"]}, {"member_ids"}),
+    ]
+    for body, fields in cases:
+        r = client.post("/api/chats/", token=ann["access"], json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert set(r.json()) == fields, (body, r.text)
+
+
+def test_group_roles_rename_and_members(client, people):
+    ann, bob, cat, dan = (people[n] for n in ("ann", "bob", "cat", "dan"))
+    g = new_group(client, ann, bob)
+    roles = {m["id"]: m["role"] for m in g["members"]}
+    assert roles == {uid(ann): "owner", uid(bob): "member"}
+    r = client.patch(f"/api/chats/{g['id']}/", token=ann["access"], json={"name": "renamed"})
+    assert r.status_code == 200 and r.json()["name"] == "renamed"
+    r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(cat), "role": "admin"})
+    assert r.status_code == 201
+    assert r.json() == {"id": uid(cat), "username": cat["user"]["username"], "role": "admin"}
+    r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(cat)})
+    assert r.status_code == 400
+    r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(dan), "role": "owner"})
+    assert r.status_code == 400 and "role" in r.json()
+    r = client.patch(f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"], json={"role": "admin"})
+    assert r.status_code == 200 and r.json()["role"] == "admin"
+    r = client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"])
+    assert r.status_code == 204
+    assert client.get(f"/api/chats/{g['id']}/", token=bob["access"]).status_code == 404
+    members = {m["id"] for m in chat_of(client, ann, g["id"])["members"]}
+    assert members == {uid(ann), uid(cat)}
+
+
+def test_owner_leaving_hands_over_and_last_member_deletes(client, people):
+    ann, bob, cat = people["ann"], people["bob"], people["cat"]
+    g = new_group(client, ann, bob, cat)
+    client.patch(f"/api/chats/{g['id']}/members/{uid(cat)}/", token=ann["access"], json={"role": "admin"})
+    assert client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(ann)}/", token=ann["access"]).status_code == 204
+    roles = {m["id"]: m["role"] for m in chat_of(client, bob, g["id"])["members"]}
+    assert roles == {uid(bob): "member", uid(cat): "owner"}  # the admin, though bob is older
+    client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(cat)}/", token=cat["access"])
+    assert {m["id"]: m["role"] for m in chat_of(client, bob, g["id"])["members"]} == {uid(bob): "owner"}
+    assert client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(bob)}/", token=bob["access"]).status_code == 204
+    assert client.get(f"/api/chats/{g['id']}/", token=bob["access"]).status_code == 404
+
+
+def test_chat_list_order_last_message_unread_and_pins(client):
+    a, b = client.register(), client.register()
+    g1 = new_group(client, a, b, name="first")
+    g2 = new_group(client, a, b, name="second")
+    m1 = send(client, a, g1["id"], "older activity")
+    m2 = send(client, a, g2["id"], "newer activity")
+    listed = client.get("/api/chats/", token=b["access"]).json()
+    ids = [c["id"] for c in listed]
+    assert ids.index(g2["id"]) < ids.index(g1["id"])
+    send(client, b, g1["id"], "bump")  # now g1 is the most recent
+    listed = client.get("/api/chats/", token=b["access"]).json()
+    assert listed[0]["id"] == g1["id"]
+    assert listed[0]["last_message"]["text"] == "bump"
+    second = next(c for c in listed if c["id"] == g2["id"])
+    assert second["unread_count"] == 1 and second["last_message"]["id"] == m2["id"]
+    assert second["last_message"]["client_id"] is None
+    # b's own message moved b's watermark past a's older one.
+    first = next(c for c in listed if c["id"] == g1["id"])
+    assert first["unread_count"] == 0 and first["last_read_message_id"] > m1["id"]
+    client.post("/api/pinned/", token=a["access"], json={"message_id": m2["id"]})
+    assert chat_of(client, b, g2["id"])["pinned_message_ids"] == [m2["id"]]
+
+
+def test_delete_chat(client, people):
+    ann, bob = people["ann"], people["bob"]
+    g = new_group(client, ann, bob)
+    assert client.request("DELETE", f"/api/chats/{g['id']}/", token=bob["access"]).status_code == 403
+    assert client.request("DELETE", f"/api/chats/{g['id']}/", token=ann["access"]).status_code == 204
+    assert client.get(f"/api/chats/{g['id']}/", token=ann["access"]).status_code == 404
+    assert g["id"] not in [c["id"] for c in client.get("/api/chats/", token=bob["access"]).json()]
+
+
+def test_join_starts_with_nothing_unread(client):
+    a, b, c = client.register(), client.register(), client.register()
+    g = new_group(client, a, b)
+    for i in range(3):
+        last = send(client, a, g["id"], f"before c joined {i}")
+    client.post(f"/api/chats/{g['id']}/members/", token=a["access"], json={"user_id": uid(c)})
+    view = chat_of(client, c, g["id"])
+    assert view["unread_count"] == 0 and view["last_read_message_id"] == last["id"]
+    assert chat_of(client, b, g["id"])["unread_count"] == 3
+
+
+# ---- messages ---------------------------------------------------------------------------
+
+def test_message_shape_trimming_and_limits(client, people):
+    ann, bob = people["ann"], people["bob"]
+    g = new_group(client, ann, bob)
+    m = send(client, ann, g["id"], "  hello  ")
+    assert set(m) == {"id", "chat", "sender_id", "sender", "text", "created_at", "edited_at", "is_edited",
+                      "is_deleted", "forwarded_from", "client_id", "status"}
+    assert m["text"] == "hello" and m["chat"] == g["id"] and m["sender_id"] == uid(ann)
+    assert m["sender"] == ann["user"]["username"] and m["status"] == "sent"
+    assert m["created_at"].endswith("Z") and m["edited_at"] is None and not m["is_edited"]
+    assert send(client, ann, g["id"], "я" * 4096)["text"] == "я" * 4096
+    for text, msg in (("   ", "This field may not be blank."), ("x" * 4097, "Ensure this field has no more than 4096 characters.")):
+        r = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": text})
+        assert (r.status_code, r.json()) == (400, {"text": [msg]})
+    r = client.post("/api/messages/", token=ann["access"], json={})
+    assert r.status_code == 400 and set(r.json()) == {"chat", "text"}
+    r = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": "x", "client_id": "c" * 65})
+    assert r.status_code == 400 and set(r.json()) == {"client_id"}
+
+
+def test_idempotent_send_survives_time_and_restart(make_server):
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    g = new_group(c, a, b)
+    first = c.post("/api/messages/", token=a["access"], json={"chat": g["id"], "text": "once", "client_id": "k-1"})
+    assert first.status_code == 201 and first.json()["client_id"] == "k-1"
+    s.restart()
+    retry = c.post("/api/messages/", token=a["access"], json={"chat": g["id"], "text": "once", "client_id": "k-1"})
+    assert retry.status_code == 200 and retry.json()["id"] == first.json()["id"]
+    # The same client_id from another sender is another message.
+    other = c.post("/api/messages/", token=b["access"], json={"chat": g["id"], "text": "mine", "client_id": "k-1"})
+    assert other.status_code == 201
+    assert len(history(c, a, g["id"])["results"]) == 2
+
+
+def test_history_pagination(client, people):
+    ann, bob = people["ann"], people["bob"]
+    g = new_group(client, ann, bob)
+    sent = [send(client, ann, g["id"], f"m{i}")["id"] for i in range(7)]
+    page = history(client, bob, g["id"], limit=3)
+    assert [m["id"] for m in page["results"]] == sent[:-4:-1] and page["has_more"]
+    page2 = history(client, bob, g["id"], limit=3, before=page["results"][-1]["id"])
+    assert [m["id"] for m in page2["results"]] == sent[3:0:-1] and page2["has_more"]
+    page3 = history(client, bob, g["id"], limit=3, before=page2["results"][-1]["id"])
+    assert [m["id"] for m in page3["results"]] == [sent[0]] and not page3["has_more"]
+    after = history(client, bob, g["id"], after=sent[2], limit=2)
+    assert [m["id"] for m in after["results"]] == sent[3:5] and after["has_more"]
+    after2 = history(client, bob, g["id"], after=sent[4])
+    assert [m["id"] for m in after2["results"]] == sent[5:] and not after2["has_more"]
+    assert len(history(client, bob, g["id"])["results"]) == 7  # default limit 50
+    for bad in ("limit=0", "limit=201", "limit=x", "before=x"):
+        r = client.get(f"/api/messages/?chat={g['id']}&{bad}", token=bob["access"])
+        assert r.status_code == 400, bad
+    assert client.get("/api/messages/", token=bob["access"]).json() == {"chat": ["This field is required."]}
+
+
+def test_status_moves_from_sent_to_delivered_to_read(client):
+    a, b, c = client.register(), client.register(), client.register()
+    g = new_group(client, a, b, c)
+    m = send(client, a, g["id"], "ticks")
+    assert m["status"] == "sent"
+    history(client, b, g["id"])
+    assert history(client, a, g["id"])["results"][0]["status"] == "sent"  # c has not fetched
+    history(client, c, g["id"])
+    assert history(client, a, g["id"])["results"][0]["status"] == "delivered"
+    client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": m["id"]})
+    assert history(client, a, g["id"])["results"][0]["status"] == "delivered"
+    r = client.post(f"/api/chats/{g['id']}/read/", token=c["access"], json={"last_read_message_id": m["id"]})
+    assert r.json() == {"unread_count": 0}
+    assert history(client, a, g["id"])["results"][0]["status"] == "read"
+
+
+def test_read_watermark_never_goes_down(client):
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    ids = [send(client, a, g["id"], f"n{i}")["id"] for i in range(4)]
+    r = client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": ids[2]})
+    assert r.json() == {"unread_count": 1}
+    r = client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": ids[0]})
+    assert r.json() == {"unread_count": 1}
+    assert chat_of(client, b, g["id"])["last_read_message_id"] == ids[2]
+    r = client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": 10**12})
+    assert r.json() == {"unread_count": 0}
+    assert chat_of(client, b, g["id"])["last_read_message_id"] == ids[3]  # clamped to the newest
+    r = client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={})
+    assert r.status_code == 400
+
+
+def test_edit_delete_and_delete_for_me(client):
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    m = send(client, a, g["id"], "first draft")
+    r = client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": " final "})
+    assert r.status_code == 200
+    edited = r.json()
+    assert edited["text"] == "final" and edited["is_edited"] and edited["edited_at"].endswith("Z")
+    assert client.request("PUT", f"/api/messages/{m['id']}/", token=a["access"], json={"text": ""}).status_code == 400
+    keep = send(client, a, g["id"], "keep me")
+    assert chat_of(client, b, g["id"])["unread_count"] == 2
+    assert client.request("DELETE", f"/api/messages/{m['id']}/", token=a["access"]).status_code == 204
+    gone = next(x for x in history(client, b, g["id"])["results"] if x["id"] == m["id"])
+    assert gone["is_deleted"] and gone["text"] == ""
+    assert chat_of(client, b, g["id"])["unread_count"] == 1
+    assert client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": "again"}).status_code == 400
+    assert client.request("DELETE", f"/api/messages/{keep['id']}/?for=me", token=b["access"]).status_code == 204
+    assert chat_of(client, b, g["id"])["unread_count"] == 0
+    assert keep["id"] not in [x["id"] for x in history(client, b, g["id"])["results"]]
+    assert keep["id"] in [x["id"] for x in history(client, a, g["id"])["results"]]
+    assert chat_of(client, b, g["id"])["last_message"]["id"] == m["id"]
+    assert client.request("DELETE", f"/api/messages/{keep['id']}/?for=me", token=b["access"]).status_code == 404
+
+
+def test_forward(client):
+    a, b, c = client.register(), client.register(), client.register()
+    g1 = new_group(client, a, b)
+    g2 = new_group(client, a, c)
+    original = send(client, b, g1["id"], "worth sharing")
+    r = client.post(f"/api/messages/{original['id']}/forward/", token=a["access"], json={"target_chat_id": g2["id"]})
+    assert r.status_code == 201
+    fwd = r.json()
+    assert fwd["chat"] == g2["id"] and fwd["forwarded_from"] == original["id"]
+    assert fwd["text"] == "worth sharing" and fwd["sender_id"] == uid(a)
+    g3 = new_group(client, c, a)
+    r = client.post(f"/api/messages/{fwd['id']}/forward/", token=c["access"], json={"target_chat_id": g3["id"]})
+    assert r.json()["forwarded_from"] == original["id"]  # the first original
+    # Not a member of the source or of the target: 404.
+    assert client.post(f"/api/messages/{original['id']}/forward/", token=c["access"],
+                       json={"target_chat_id": g3["id"]}).status_code == 404
+    assert client.post(f"/api/messages/{original['id']}/forward/", token=b["access"],
+                       json={"target_chat_id": g2["id"]}).status_code == 404
+
+
+# ---- search --------------------------------------------------------------------------------
+
+def test_search(client):
+    a, b, outsider = client.register(), client.register(), client.register()
+    g = new_group(client, a, b)
+    other = new_group(client, outsider, name="private-world")
+    tag = unique_name("z")
+    m1 = send(client, a, g["id"], f"Привет, мир! {tag}")
+    m2 = send(client, b, g["id"], f"привет всем и ПРИВЕТСТВИЕ {tag}")
+    m3 = send(client, a, g["id"], f"Hello world {tag}")
+    m4 = send(client, a, g["id"], f"Crème brûlée {tag}")
+    send(client, outsider, other["id"], f"привет from elsewhere {tag}")
+
+    def search(who, q, **extra):
+        params = "&".join([f"q={q}"] + [f"{k}={v}" for k, v in extra.items()])
+        r = client.get(f"/api/messages/search/?{params}", token=who["access"])
+        assert r.status_code == 200, r.text
+        return [x["id"] for x in r.json()["results"]]
+
+    assert search(b, f"привет {tag}") == [m2["id"], m1["id"]]  # newest first, only my chats
+    assert search(b, f"ПРИВ {tag}") == [m2["id"], m1["id"]]    # prefixes, any case
+    assert search(b, f"приветствие {tag}") == [m2["id"]]        # all words must match
+    assert search(b, f"ривет {tag}") == []                      # not a prefix: no match
+    assert search(b, f"WORLD {tag}") == [m3["id"]]
+    assert search(b, f"creme brulee {tag}") == [m4["id"]]       # diacritics folded
+    assert search(b, f"привет {tag}", chat=g["id"]) == [m2["id"], m1["id"]]
+    assert client.get(f"/api/messages/search/?q=x&chat={other['id']}", token=b["access"]).status_code == 404
+    client.request("DELETE", f"/api/messages/{m1['id']}/", token=a["access"])
+    client.request("DELETE", f"/api/messages/{m2['id']}/?for=me", token=b["access"])
+    assert search(b, f"привет {tag}") == []
+    assert search(a, f"привет {tag}") == [m2["id"]]
+    for bad in ("", "q=", "q=%20%2C"):
+        r = client.get(f"/api/messages/search/?{bad}", token=b["access"])
+        assert r.status_code == 400, bad
+
+
+def test_search_uses_the_full_text_index(make_server):
+    s = make_server()
+    Client(s).register()
+    with sqlite3.connect(s.db_path) as db:
+        plan = " ".join(row[-1] for row in db.execute(
+            "EXPLAIN QUERY PLAN SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+            "WHERE messages_fts MATCH '\"x\"*' ORDER BY m.id DESC"))
+    assert "VIRTUAL TABLE INDEX" in plan, plan
+
+
+# ---- pins ------------------------------------------------------------------------------------
+
+def test_pins(client):
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    m = send(client, b, g["id"], "pin me")
+    r = client.post("/api/pinned/", token=a["access"], json={"message_id": m["id"]})
+    assert r.status_code == 201
+    pin = r.json()
+    assert set(pin) == {"id", "chat", "message", "pinned_by", "pinned_at"}
+    assert pin["chat"] == g["id"] and pin["message"]["id"] == m["id"] and pin["pinned_by"] == uid(a)
+    again = client.post("/api/pinned/", token=a["access"], json={"message_id": m["id"]})
+    assert again.status_code == 200 and again.json()["id"] == pin["id"]
+    listed = client.get(f"/api/pinned/?chat={g['id']}", token=b["access"]).json()
+    assert [p["id"] for p in listed] == [pin["id"]]
+    assert client.request("DELETE", f"/api/pinned/{pin['id']}/", token=b["access"]).status_code == 403
+    assert client.request("DELETE", f"/api/pinned/{pin['id']}/", token=a["access"]).status_code == 204
+    assert client.get(f"/api/pinned/?chat={g['id']}", token=b["access"]).json() == []
+    assert client.request("DELETE", f"/api/pinned/{pin['id']}/", token=a["access"]).status_code == 404
+
+
+# ---- events ------------------------------------------------------------------------------------
+
+def test_event_log_replay(client):
+    a, b, c = client.register(), client.register(), client.register()
+    start = client.get("/api/events/", token=b["access"]).json()
+    assert start["resync_required"] is False and start["results"] == []
+    since = start["seq"]
+    g = new_group(client, a, b)
+    m = send(client, a, g["id"], "logged", client_id="a-1")
+    client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": "logged twice"})
+    client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": m["id"]})
+    client.post("/api/pinned/", token=a["access"], json={"message_id": m["id"]})
+    client.post(f"/api/chats/{g['id']}/members/", token=a["access"], json={"user_id": uid(c)})
+    client.request("DELETE", f"/api/messages/{m['id']}/?for=me", token=b["access"])
+    client.request("DELETE", f"/api/messages/{m['id']}/", token=a["access"])
+    feed = client.get(f"/api/events/?since={since}", token=b["access"]).json()
+    types = [e["type"] for e in feed["results"]]
+    assert types == ["chat_created", "message", "edit", "read", "pin", "member_added", "delete", "delete"], types
+    assert feed["results"][-2]["for_me"] is True and "for_me" not in feed["results"][-1]
+    seqs = [e["seq"] for e in feed["results"]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and feed["seq"] == seqs[-1]
+    msg = feed["results"][1]
+    assert msg["client_id"] is None and msg["message_id"] == m["id"] and msg["chat_id"] == g["id"]
+    mine = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
+    assert next(e for e in mine if e["type"] == "message")["client_id"] == "a-1"
+    assert not any(e.get("for_me") for e in mine)  # b's hiding reached b alone
+    assert {"type": "delete", "chat_id": g["id"], "message_id": m["id"], "for_me": True}.items() <= \
+        feed["results"][-2].items()
+    # The newcomer sees the chat from their joining on, not its earlier history.
+    newcomer = [e["type"] for e in client.get(f"/api/events/?since={since}", token=c["access"]).json()["results"]]
+    assert newcomer == ["member_added", "chat_created", "delete"], newcomer
+    # Paging with limit and has_more covers the same events.
+    page = client.get(f"/api/events/?since={since}&limit=3", token=b["access"]).json()
+    assert page["has_more"] and [e["seq"] for e in page["results"]] == seqs[:3] and page["seq"] == seqs[2]
+    rest = client.get(f"/api/events/?since={page['seq']}", token=b["access"]).json()
+    assert [e["seq"] for e in rest["results"]] == seqs[3:] and not rest["has_more"]
+    assert client.get(f"/api/events/?since={seqs[-1] + 1000}", token=b["access"]).json()["results"] == []
+
+
+def test_removed_member_and_deleted_chat_events(client):
+    a, b = client.register(), client.register()
+    since = client.get("/api/events/", token=b["access"]).json()["seq"]
+    g = new_group(client, a, b)
+    client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(b)}/", token=a["access"])
+    send(client, a, g["id"], "after b left")
+    g2 = new_group(client, a, b)
+    client.request("DELETE", f"/api/chats/{g2['id']}/", token=a["access"])
+    types = [(e["type"], e["chat_id"]) for e in client.get(f"/api/events/?since={since}", token=b["access"]).json()["results"]]
+    # A chat one has left, or that is gone, replays as the one event that ends it for them;
+    # nothing that happened there afterwards is shown.
+    assert types == [("member_removed", g["id"]), ("chat_deleted", g2["id"])], types
+
+
+def test_resync_required_past_retention(make_server):
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    g = new_group(c, a, b)
+    send(c, a, g["id"], "old news")
+    with sqlite3.connect(s.db_path) as db:  # as the hourly pruning job leaves it
+        top = db.execute("SELECT max(seq) FROM events").fetchone()[0]
+        db.execute("DELETE FROM events WHERE seq <= ?", (top,))
+        db.execute("UPDATE event_log_state SET pruned_through = ?", (top,))
+    r = c.get("/api/events/?since=0", token=b["access"]).json()
+    assert r["resync_required"] is True and r["results"] == []
+    assert c.get(f"/api/events/?since={top}", token=b["access"]).json()["resync_required"] is False
