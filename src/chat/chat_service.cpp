@@ -33,6 +33,10 @@ boost::asio::awaitable<Result<std::pair<ChatRecord, MemberRecord>>> ChatService:
   co_return std::make_pair(std::move(*chat), std::move(*member));
 }
 
+boost::asio::awaitable<bool> ChatService::exists(std::int64_t chat_id) {
+  co_return (co_await store_.chats().find_chat(chat_id)).has_value();
+}
+
 boost::asio::awaitable<Result<std::vector<ChatSummary>>> ChatService::list(std::int64_t me) {
   co_return co_await store_.chats().summaries(me);
 }
@@ -227,19 +231,23 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   if (!leaving && !allowed(Action::remove_member, {chat.type, mine.role}, target->role)) {
     co_return Error::forbidden();
   }
-  if (members.size() == 1) {  // the last member leaves: the group goes with them
-    co_return co_await remove(me, chat_id);
-  }
-  // The owner leaving hands the chat to the oldest admin, else the oldest member.
-  std::optional<std::int64_t> successor;
-  if (target->role == Role::owner) {
-    for (Role wanted : {Role::admin, Role::member}) {
-      for (const auto& x : members) {
-        if (!successor && x.user_id != user_id && x.role == wanted) successor = x.user_id;
+  // Succession is decided inside the removal's transaction, so members leaving at the same
+  // moment cannot leave a group without an owner, or an empty group behind.
+  auto choose_owner = [](const MemberRecord& leaving, const std::vector<MemberRecord>& remaining) {
+    std::optional<std::int64_t> successor;
+    if (leaving.role != Role::owner) return successor;
+    for (Role wanted : {Role::admin, Role::member}) {  // the oldest admin, else the oldest member
+      for (const auto& x : remaining) {
+        if (!successor && x.role == wanted) successor = x.user_id;
       }
     }
-  }
-  auto events = [](const MemberChange& c) {
+    return successor;
+  };
+  auto events = [](const Departure& d) {
+    const auto& c = d.change;
+    if (d.chat_deleted) {
+      return std::vector<NewEvent>{to_event(c.chat_id, chat_event("chat_deleted", c.chat_id, nullptr), c.user_id)};
+    }
     std::vector<NewEvent> out{to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role)),
                               to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role),
                                        c.user_id)};
@@ -248,7 +256,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
     }
     return out;
   };
-  if (!co_await store_.chats().remove_member(chat_id, user_id, successor, std::move(events))) {
+  if (!co_await store_.chats().remove_member(chat_id, user_id, std::move(choose_owner), std::move(events))) {
     co_return Error::not_found();
   }
   co_return Ok{};

@@ -55,6 +55,8 @@ class ChatService {
   boost::asio::awaitable<Result<std::int64_t>> mark_read(std::int64_t me, std::int64_t chat_id,
                                                          std::int64_t last_read_message_id);
 
+  boost::asio::awaitable<bool> exists(std::int64_t chat_id);
+
   // The caller's membership, or 404 (a chat you are not in does not exist for you).
   boost::asio::awaitable<Result<std::pair<store::ChatRecord, store::MemberRecord>>> membership(
       std::int64_t me, std::int64_t chat_id);

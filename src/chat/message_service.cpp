@@ -218,6 +218,16 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::i
   co_return Ok{};
 }
 
+boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me, std::int64_t message_id) {
+  auto found = co_await visible_message(me, message_id);
+  if (!found) co_return std::move(found).error();
+  auto pins = co_await store_.chats().pins(found->second.id);
+  for (const auto& p : pins) {
+    if (p.message_id == message_id) co_return co_await unpin(me, p.id);
+  }
+  co_return Error::not_found("This message is not pinned.");
+}
+
 boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since, int limit) {
   co_return co_await store_.chats().replay(me, since, limit);
 }

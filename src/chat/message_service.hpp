@@ -75,6 +75,8 @@ class MessageService {
   boost::asio::awaitable<Result<std::vector<PinView>>> pins(std::int64_t me, std::int64_t chat_id);
   boost::asio::awaitable<Result<PinView>> pin(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<Ok>> unpin(std::int64_t me, std::int64_t pin_id);
+  // Unpins by message (the socket event names the message, not the pin).
+  boost::asio::awaitable<Result<Ok>> unpin_message(std::int64_t me, std::int64_t message_id);
 
   boost::asio::awaitable<Result<store::Replay>> events(std::int64_t me, std::int64_t since, int limit);
 

@@ -19,6 +19,10 @@ namespace chat::store {
 template <class T>
 using EventsFor = std::function<std::vector<NewEvent>(const T&)>;
 
+// Told of the events of each transaction right after it commits, in commit order, with
+// their seq. Runs on the store's own thread: it must hand the events on and return.
+using CommitListener = std::function<void(const std::vector<EventRecord>&)>;
+
 struct NewChat {
   ChatType type = ChatType::group;
   std::string name;
@@ -53,6 +57,16 @@ struct MemberChange {
   std::optional<std::int64_t> promoted_user_id;  // a new owner, when the owner left
 };
 
+// Who takes over when a member leaves: given the leaving member and those who remain
+// (oldest first), the new owner, if any. Run inside the removal's transaction.
+using ChooseOwner = std::function<std::optional<std::int64_t>(const MemberRecord& leaving,
+                                                              const std::vector<MemberRecord>& remaining)>;
+
+struct Departure {
+  MemberChange change;
+  bool chat_deleted = false;  // the last member left: the chat is gone
+};
+
 struct WatermarkChange {
   std::int64_t chat_id = 0;
   std::int64_t user_id = 0;
@@ -76,11 +90,15 @@ class ChatStore {
  public:
   virtual ~ChatStore() = default;
 
+  // Set once, before any write.
+  virtual void set_commit_listener(CommitListener listener) = 0;
+
   // --- reads ---------------------------------------------------------------------------
   virtual boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) = 0;
   virtual boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
                                                                           std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) = 0;
+  virtual boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) = 0;
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
@@ -124,10 +142,12 @@ class ChatStore {
       EventsFor<MemberChange> events) = 0;
   virtual boost::asio::awaitable<std::optional<MemberChange>> set_role(
       std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) = 0;
-  // Removes the member; `promote` (if set) becomes owner in the same transaction.
-  virtual boost::asio::awaitable<std::optional<MemberChange>> remove_member(
-      std::int64_t chat_id, std::int64_t user_id, std::optional<std::int64_t> promote,
-      EventsFor<MemberChange> events) = 0;
+  // Removes the member in one transaction with what follows from it: `choose_owner`
+  // names a new owner, and when nobody remains the chat is deleted.
+  virtual boost::asio::awaitable<std::optional<Departure>> remove_member(std::int64_t chat_id,
+                                                                         std::int64_t user_id,
+                                                                         ChooseOwner choose_owner,
+                                                                         EventsFor<Departure> events) = 0;
 
   // Stores the message (or returns the earlier one with the same sender, chat and
   // client_id), moves the chat's activity and the sender's watermarks to it.

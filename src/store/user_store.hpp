@@ -65,6 +65,8 @@ class UserStore {
   virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                                    UserChanges changes) = 0;
 
+  virtual boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) = 0;
+
   // Active users whose username_key starts with `key_prefix` (empty: all), by id.
   virtual boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
                                                        std::int64_t offset) = 0;

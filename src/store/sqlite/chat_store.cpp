@@ -1,6 +1,7 @@
 #include "store/sqlite/chat_store.hpp"
 
 #include <algorithm>
+#include <utility>
 
 #include "store/sqlite/database.hpp"
 
@@ -20,6 +21,7 @@ constexpr const char* kMembers =
     "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
     "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
     "WHERE m.chat_id = ?1 ORDER BY m.joined_at, m.user_id";
+constexpr const char* kChatIdsOfUser = "SELECT chat_id FROM chat_members WHERE user_id = ?1";
 constexpr const char* kMyChatsByActivity =
     "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ?1 "
     "ORDER BY c.last_activity_at DESC, c.id DESC";
@@ -262,9 +264,17 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
   return out;
 }
 
+// The events the current write transaction has logged. Only the writer thread writes, so
+// a thread-local list is the transaction's own.
+std::vector<EventRecord>& pending_events() {
+  thread_local std::vector<EventRecord> pending;
+  return pending;
+}
+
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
   for (const auto& e : events) {
     c.prepare(kInsertEvent).bind(1, e.chat_id).bind(2, e.user_id).bind(3, e.type).bind(4, e.payload).bind(5, now).exec();
+    pending_events().push_back({c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now});
   }
 }
 
@@ -287,6 +297,18 @@ WatermarkChange raise_watermark(Connection& c, const char* raise_sql, const char
 
 }  // namespace
 
+template <class F>
+auto SqliteChatStore::write(F f) {
+  auto publishing = [this, f = std::move(f)](Connection& c) mutable {
+    pending_events().clear();  // a rolled-back transaction may have left some
+    auto result = f(c);
+    auto committed = std::exchange(pending_events(), {});
+    if (!committed.empty() && listener_) listener_(committed);
+    return result;
+  };
+  return db_.write(std::move(publishing));
+}
+
 // ---- reads -------------------------------------------------------------------------------
 
 boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::find_chat(std::int64_t chat_id) {
@@ -302,6 +324,17 @@ boost::asio::awaitable<std::optional<MemberRecord>> SqliteChatStore::find_member
 
 boost::asio::awaitable<std::vector<MemberRecord>> SqliteChatStore::members(std::int64_t chat_id) {
   auto q = [chat_id](Connection& c) { return members_of(c, chat_id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<std::int64_t>> SqliteChatStore::chat_ids_of(std::int64_t user_id) {
+  auto q = [user_id](Connection& c) {
+    std::vector<std::int64_t> ids;
+    auto s = c.prepare(kChatIdsOfUser);
+    s.bind(1, user_id);
+    while (s.step()) ids.push_back(s.int64(0));
+    return ids;
+  };
   co_return co_await db_.read(std::move(q));
 }
 
@@ -486,7 +519,7 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat, E
     tx.commit();
     return out;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(std::int64_t chat_id,
@@ -500,7 +533,7 @@ boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(s
     tx.commit();
     return chat;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<bool> SqliteChatStore::delete_chat(std::int64_t chat_id,
@@ -516,7 +549,7 @@ boost::asio::awaitable<bool> SqliteChatStore::delete_chat(std::int64_t chat_id,
     tx.commit();
     return true;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
@@ -532,7 +565,7 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
     tx.commit();
     return std::optional<MemberChange>(change);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(std::int64_t chat_id,
@@ -548,25 +581,39 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(st
     tx.commit();
     return std::optional<MemberChange>(change);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::remove_member(
-    std::int64_t chat_id, std::int64_t user_id, std::optional<std::int64_t> promote,
-    EventsFor<MemberChange> events) {
-  auto q = [=, events = std::move(events)](Connection& c) {
+boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(std::int64_t chat_id,
+                                                                               std::int64_t user_id,
+                                                                               ChooseOwner choose_owner,
+                                                                               EventsFor<Departure> events) {
+  auto q = [=, choose_owner = std::move(choose_owner), events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    auto member = member_of(c, chat_id, user_id);
-    if (!member) return std::optional<MemberChange>();
-    c.prepare(kRemoveMember).bind(1, chat_id).bind(2, user_id).exec();
-    c.prepare(kRemoveMemberHidden).bind(1, chat_id).bind(2, user_id).exec();
-    if (promote) c.prepare(kSetRole).bind(1, chat_id).bind(2, *promote).bind(3, role_name(Role::owner)).exec();
-    MemberChange change{chat_id, user_id, member->role, promote};
-    append_events(c, events(change), now_micros());
+    auto members = members_of(c, chat_id);
+    auto leaving = std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
+    if (leaving == members.end()) return std::optional<Departure>();
+    const MemberRecord gone = *leaving;
+    members.erase(leaving);
+    Departure d{{chat_id, user_id, gone.role, std::nullopt}, members.empty()};
+    if (d.chat_deleted) {
+      append_events(c, events(d), now_micros());
+      c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
+      c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
+      c.prepare(kDeleteChat).bind(1, chat_id).exec();
+    } else {
+      c.prepare(kRemoveMember).bind(1, chat_id).bind(2, user_id).exec();
+      c.prepare(kRemoveMemberHidden).bind(1, chat_id).bind(2, user_id).exec();
+      d.change.promoted_user_id = choose_owner(gone, members);
+      if (d.change.promoted_user_id) {
+        c.prepare(kSetRole).bind(1, chat_id).bind(2, *d.change.promoted_user_id).bind(3, role_name(Role::owner)).exec();
+      }
+      append_events(c, events(d), now_micros());
+    }
     tx.commit();
-    return std::optional<MemberChange>(change);
+    return std::optional<Departure>(d);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(NewMessage m,
@@ -602,7 +649,7 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     tx.commit();
     return std::optional<SentMessage>(std::move(sent));
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_message(
@@ -619,7 +666,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
     tx.commit();
     return message;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_message(
@@ -633,7 +680,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
     tx.commit();
     return message;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id, const MessageRecord& message,
@@ -646,7 +693,7 @@ boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
     tx.commit();
     return hidden;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,
@@ -655,7 +702,7 @@ boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(std::int64_t 
   auto q = [=, events = std::move(events)](Connection& c) {
     return raise_watermark(c, kRaiseRead, kReadWatermark, chat_id, user_id, value, events);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(std::int64_t chat_id,
@@ -665,7 +712,7 @@ boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(std::int
   auto q = [=, events = std::move(events)](Connection& c) {
     return raise_watermark(c, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id, value, events);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(std::int64_t chat_id,
@@ -684,7 +731,7 @@ boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(std::int
     tx.commit();
     return std::make_pair(pin, created);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecord> events) {
@@ -699,7 +746,7 @@ boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id, EventsF
     tx.commit();
     return true;
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before) {
@@ -716,7 +763,7 @@ boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before
     tx.commit();
     return static_cast<std::int64_t>(n);
   };
-  co_return co_await db_.write(std::move(q));
+  co_return co_await write(std::move(q));
 }
 
 }  // namespace chat::store::sqlite

@@ -10,10 +10,13 @@ class SqliteChatStore final : public ChatStore {
  public:
   explicit SqliteChatStore(Database& db) : db_(db) {}
 
+  void set_commit_listener(CommitListener listener) override { listener_ = std::move(listener); }
+
   boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) override;
   boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
                                                                   std::int64_t user_id) override;
   boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) override;
+  boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) override;
   boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) override;
   boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                              std::int64_t viewer_id) override;
@@ -44,9 +47,9 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<std::optional<MemberChange>> set_role(std::int64_t chat_id,
                                                                std::int64_t user_id, Role role,
                                                                EventsFor<MemberChange> events) override;
-  boost::asio::awaitable<std::optional<MemberChange>> remove_member(
-      std::int64_t chat_id, std::int64_t user_id, std::optional<std::int64_t> promote,
-      EventsFor<MemberChange> events) override;
+  boost::asio::awaitable<std::optional<Departure>> remove_member(std::int64_t chat_id, std::int64_t user_id,
+                                                                 ChooseOwner choose_owner,
+                                                                 EventsFor<Departure> events) override;
   boost::asio::awaitable<std::optional<SentMessage>> send_message(NewMessage message,
                                                                   EventsFor<SentMessage> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
@@ -68,7 +71,12 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
 
  private:
+  // Runs a write on the writer thread and then tells the listener what it logged.
+  template <class F>
+  auto write(F f);
+
   Database& db_;
+  CommitListener listener_;
 };
 
 }  // namespace chat::store::sqlite

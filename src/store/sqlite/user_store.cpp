@@ -26,6 +26,8 @@ constexpr const char* kListActive =
     "SELECT " USER_COLUMNS " FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 "
     "AND username_key < ?2)) ORDER BY id LIMIT ?3 OFFSET ?4";
 
+constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = ?2 WHERE id = ?1";
+
 #undef USER_COLUMNS
 
 UserRecord read_user(const Statement& s) {
@@ -40,11 +42,6 @@ UserRecord read_user(const Statement& s) {
   u.date_joined = s.int64(7);
   u.last_seen = s.optional_int64(8);
   return u;
-}
-
-std::optional<UserRecord> one_user(Statement stmt) {
-  if (!stmt.step()) return std::nullopt;
-  return read_user(stmt);
 }
 
 std::optional<UserRecord> user_by_id(Connection& conn, std::int64_t id) {
@@ -112,6 +109,15 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::i
     return updated;
   };
   co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<void> SqliteUserStore::set_last_seen(std::int64_t id, Micros when) {
+  auto query = [id, when](Connection& conn) {
+    Transaction tx(conn);
+    conn.prepare(kSetLastSeen).bind(1, id).bind(2, when).exec();
+    tx.commit();
+  };
+  co_await db_.write(std::move(query));
 }
 
 boost::asio::awaitable<UserPage> SqliteUserStore::list_active(std::string key_prefix, int limit,
