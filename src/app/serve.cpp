@@ -20,7 +20,14 @@
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
-#include "users/online_users.hpp"
+#include "realtime/broker.hpp"
+#include "realtime/client_events.hpp"
+#include "realtime/delivery_tracker.hpp"
+#include "realtime/hub.hpp"
+#include "realtime/presence.hpp"
+#include "realtime/typing.hpp"
+#include "ws/gate.hpp"
+#include "ws/realtime_context.hpp"
 #include "users/user_service.hpp"
 
 namespace chat::app {
@@ -70,13 +77,43 @@ int serve(const config::Settings& s) {
   auto limiter = auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);
   auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
-  users::NobodyOnline online;
   users::UserService users(*store, auth, hasher);
   chats::ChatService chat_service(*store);
   chats::MessageService message_service(*store, chat_service);
 
+  // Real time: committed events go store -> broker -> hub -> sockets, in commit order.
+  auto broker = realtime::make_in_process_broker();
+  realtime::Presence presence(*store, *broker);
+  realtime::DeliveryTracker delivery(*store);
+  auto recount = [&io, &store](std::int64_t chat, std::int64_t user, std::function<void(std::int64_t)> done) {
+    asio::co_spawn(
+        io,
+        [&store, chat, user, done = std::move(done)]() -> asio::awaitable<void> {
+          done(co_await store->chats().unread_count(chat, user));
+        },
+        asio::detached);
+  };
+  auto delivered = [&delivery](std::int64_t user, std::int64_t chat, std::int64_t message) {
+    delivery.note(user, chat, message);
+  };
+  realtime::Hub hub(recount, delivered, static_cast<std::size_t>(s.ws_max_sockets_per_user));
+  broker->set_handler(&hub);
+  store->chats().set_commit_listener([&broker](const std::vector<store::EventRecord>& events) {
+    for (const auto& e : events) broker->publish_logged(e);
+  });
+  realtime::Typing typing(*broker, io.get_executor());
+  realtime::ClientEvents client_events(chat_service, message_service, typing, *store);
+  ws::Gate gate(auth, chat_service, s.allowed_origins);
+  ws::SocketLimits limits;
+  limits.max_frame_bytes = s.ws_max_frame_bytes;
+  limits.events_per_second = s.ws_events_per_second;
+  limits.burst = s.ws_event_burst;
+  limits.max_queued_frames = static_cast<std::size_t>(s.ws_max_queued_frames);
+  limits.idle_timeout = std::chrono::seconds(s.ws_idle_timeout);
+  ws::RealtimeContext realtime_context{gate, hub, presence, client_events, *store, limits};
+
   http::Router router;
-  http::Services services{auth, users, online, chat_service, message_service, *store};
+  http::Services services{auth, users, presence, chat_service, message_service, *store};
   http::add_all_routes(router, services);
   const http::HttpApp app(router, s.allowed_hosts);
 
@@ -87,19 +124,35 @@ int serve(const config::Settings& s) {
   options.request_timeout_seconds = s.request_timeout_seconds;
   options.keepalive_timeout_seconds = s.keepalive_timeout_seconds;
   options.trusted_proxies = s.trusted_proxies;
-  http::Server server(io, options, app);
+  http::Server server(io, options, app, &realtime_context);
   server.start();
   spdlog::info("chatd {} serving on {}:{} with {} ({} threads, DEBUG={})", CHATD_VERSION, s.bind,
                server.port(), store->describe(), s.threads, s.debug ? 1 : 0);
 
   asio::co_spawn(io, prune(*store, s.event_retention), asio::detached);
+  asio::co_spawn(io, delivery.run(std::chrono::milliseconds(200)), asio::detached);
 
+  // SIGTERM: stop accepting, close every socket with 1001, give commits in flight and
+  // closing handshakes a moment, then stop.
   asio::signal_set signals(io, SIGINT, SIGTERM);
+  asio::steady_timer grace(io);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
     if (ec) return;
     spdlog::info("signal {}: stopping", sig);
     server.stop();
-    io.stop();
+    hub.close_all(1001, "server shutting down");
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(s.shutdown_grace_seconds);
+          while (hub.session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+            grace.expires_after(std::chrono::milliseconds(20));
+            co_await grace.async_wait(asio::use_awaitable);
+          }
+          co_await delivery.flush();
+          io.stop();
+        },
+        asio::detached);
   });
 
   std::vector<std::thread> threads;

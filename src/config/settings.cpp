@@ -236,6 +236,14 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.rate("REGISTER_THROTTLE_RATE", s.register_rate);
 
   r.duration("EVENT_RETENTION", s.event_retention, 60, 3650LL * 86400);
+  r.list("ALLOWED_ORIGINS", s.allowed_origins);
+  r.integer("WS_MAX_FRAME_BYTES", s.ws_max_frame_bytes, 128, 16LL * 1024 * 1024);
+  r.integer("WS_EVENTS_PER_SECOND", s.ws_events_per_second, 1, 100'000);
+  r.integer("WS_EVENT_BURST", s.ws_event_burst, 1, 1'000'000);
+  r.integer("WS_MAX_SOCKETS_PER_USER", s.ws_max_sockets_per_user, 1, 10'000);
+  r.integer("WS_MAX_QUEUED_FRAMES", s.ws_max_queued_frames, 16, 10'000'000);
+  r.duration("WS_IDLE_TIMEOUT", s.ws_idle_timeout, 2, 86400);
+  r.integer("SHUTDOWN_GRACE", s.shutdown_grace_seconds, 0, 60);
   r.integer("HASHER_THREADS", s.hasher_threads, 1, 64);
   r.string("LOG_LEVEL", s.log_level);
   s.log_level = Reader::lower(s.log_level);

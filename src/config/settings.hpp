@@ -60,6 +60,15 @@ struct Settings {
 
   std::int64_t event_retention = 7 * 86400;  // seconds of event log kept for resume
 
+  std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
+  std::size_t ws_max_frame_bytes = 64 * 1024;
+  int ws_events_per_second = 30;
+  int ws_event_burst = 60;
+  int ws_max_sockets_per_user = 16;
+  int ws_max_queued_frames = 4096;
+  std::int64_t ws_idle_timeout = 60;  // seconds
+  int shutdown_grace_seconds = 8;
+
   int hasher_threads = 2;
   std::string log_level = "info";
   std::string log_format = "text";

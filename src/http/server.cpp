@@ -14,6 +14,7 @@
 #include <boost/beast/http/read.hpp>
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
+#include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
 #include <spdlog/spdlog.h>
 
@@ -23,6 +24,8 @@
 #include "common/unicode.hpp"
 #include "http/app.hpp"
 #include "http/drf.hpp"
+#include "ws/gate.hpp"
+#include "ws/ws_session.hpp"
 
 namespace chat::http {
 namespace {
@@ -89,12 +92,13 @@ bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, boo
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
-  Impl(asio::io_context& io, ServerOptions o, const HttpApp& a)
-      : io(io), options(std::move(o)), app(a), acceptor(io) {}
+  Impl(asio::io_context& io, ServerOptions o, const HttpApp& a, ws::RealtimeContext* rt)
+      : io(io), options(std::move(o)), app(a), realtime(rt), acceptor(io) {}
 
   asio::io_context& io;
   ServerOptions options;
   const HttpApp& app;
+  ws::RealtimeContext* realtime;
   tcp::acceptor acceptor;
 
   asio::awaitable<void> accept_loop() {
@@ -194,7 +198,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
       Response response;
       std::string route;
-      if (!parse_target(msg.target(), req)) {
+      const bool target_ok = parse_target(msg.target(), req);
+      if (target_ok && realtime != nullptr && ws::Gate::is_socket_path(req.path) &&
+          beast::websocket::is_upgrade(msg)) {
+        // Refusals are answered before the upgrade, as plain HTTP.
+        auto admission = co_await realtime->gate.admit(req);
+        if (admission) {
+          spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
+          co_await ws::run_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
+          co_return;
+        }
+        response = error_response(admission.error());
+      } else if (!target_ok) {
         response = error_response(Error::bad_request("Malformed request target."));
       } else {
         response = co_await app.handle(req, route);
@@ -217,8 +232,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 };
 
-Server::Server(asio::io_context& io, ServerOptions options, const HttpApp& app)
-    : impl_(std::make_shared<Impl>(io, std::move(options), app)) {}
+Server::Server(asio::io_context& io, ServerOptions options, const HttpApp& app, ws::RealtimeContext* realtime)
+    : impl_(std::make_shared<Impl>(io, std::move(options), app, realtime)) {}
 
 Server::~Server() = default;
 

@@ -10,6 +10,10 @@ namespace boost::asio {
 class io_context;
 }
 
+namespace chat::ws {
+struct RealtimeContext;
+}
+
 namespace chat::http {
 
 class HttpApp;
@@ -26,7 +30,9 @@ struct ServerOptions {
 
 class Server {
  public:
-  Server(boost::asio::io_context& io, ServerOptions options, const HttpApp& app);
+  // `realtime` may be null: then WebSocket paths answer 404.
+  Server(boost::asio::io_context& io, ServerOptions options, const HttpApp& app,
+         ws::RealtimeContext* realtime = nullptr);
   ~Server();
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;

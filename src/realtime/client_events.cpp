@@ -1,0 +1,199 @@
+#include "realtime/client_events.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+
+#include "chat/chat_service.hpp"
+#include "chat/message_service.hpp"
+#include "chat/wire.hpp"
+#include "common/unicode.hpp"
+#include "realtime/typing.hpp"
+#include "store/store.hpp"
+
+namespace chat::realtime {
+namespace {
+
+namespace json = boost::json;
+
+const char* error_code(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::validation: return "validation";
+    case ErrorKind::bad_request: return "bad_request";
+    case ErrorKind::unauthenticated: return "unauthenticated";
+    case ErrorKind::forbidden: return "forbidden";
+    case ErrorKind::not_found: return "not_found";
+    case ErrorKind::throttled: return "throttled";
+    case ErrorKind::unavailable: return "unavailable";
+  }
+  return "error";
+}
+
+std::string error_frame(const Error& e, std::string_view request_type) {
+  std::string detail = e.detail;
+  if (e.kind == ErrorKind::validation) {
+    for (const auto& [field, messages] : e.fields.items()) {
+      for (const auto& m : messages) {
+        if (!detail.empty()) detail += "; ";
+        detail += field + ": " + m;
+      }
+    }
+  }
+  json::object o{{"type", "error"}, {"code", error_code(e.kind)}, {"detail", detail}};
+  o["request_type"] = request_type.empty() ? json::value(nullptr) : json::value(request_type);
+  return json::serialize(o);
+}
+
+// Field readers with the REST door's messages.
+struct Fields {
+  const json::object& o;
+  FieldErrors errors;
+
+  std::optional<std::int64_t> id(const char* name, bool required = true) {
+    const auto* v = o.if_contains(name);
+    if (v == nullptr || v->is_null()) {
+      if (required) errors.add(name, "This field is required.");
+      return std::nullopt;
+    }
+    if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
+    errors.add(name, "A valid integer is required.");
+    return std::nullopt;
+  }
+  std::optional<std::string> text(const char* name, bool required = true) {
+    const auto* v = o.if_contains(name);
+    if (v == nullptr || v->is_null()) {
+      if (required) errors.add(name, "This field is required.");
+      return std::nullopt;
+    }
+    if (!v->is_string()) {
+      errors.add(name, "Not a valid string.");
+      return std::nullopt;
+    }
+    return std::string(v->get_string());
+  }
+  std::optional<bool> flag(const char* name, bool required) {
+    const auto* v = o.if_contains(name);
+    if (v == nullptr || v->is_null()) {
+      if (required) errors.add(name, "This field is required.");
+      return std::nullopt;
+    }
+    if (v->is_bool()) return v->get_bool();
+    errors.add(name, "Must be a valid boolean.");
+    return std::nullopt;
+  }
+};
+
+}  // namespace
+
+boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const ClientContext& ctx,
+                                                                      std::string_view text) {
+  json::parse_options opts;
+  opts.max_depth = 32;
+  boost::system::error_code ec;
+  json::value parsed = json::parse(text, ec, {}, opts);
+  if (ec || !parsed.is_object()) {
+    co_return std::vector<std::string>{error_frame(Error::bad_request("Not a JSON object."), "")};
+  }
+  const json::object& o = parsed.as_object();
+  const auto* type_value = o.if_contains("type");
+  if (type_value == nullptr || !type_value->is_string()) {
+    co_return std::vector<std::string>{error_frame(Error::field("type", "This field is required."), "")};
+  }
+  const std::string type(type_value->get_string());
+  auto fail = [&](const Error& e) { return std::vector<std::string>{error_frame(e, type)}; };
+
+  if (type == "ping") co_return std::vector<std::string>{R"({"type":"pong"})"};
+
+  static const std::vector<std::string> known{"message", "typing", "read", "forward", "edit", "delete", "pin", "unpin"};
+  if (std::find(known.begin(), known.end(), type) == known.end()) {
+    co_return fail(Error::bad_request("Unknown event type \"" + type.substr(0, 64) + "\"."));
+  }
+
+  Fields f{o, {}};
+  // On the user socket every chat event names its chat; a chat socket has one.
+  std::int64_t chat_id = ctx.chat_id;
+  if (chat_id == 0) {
+    auto named = f.id("chat_id");
+    if (!named) co_return fail(Error::validation(std::move(f.errors)));
+    chat_id = *named;
+  } else if (o.contains("chat_id")) {
+    auto named = f.id("chat_id");
+    if (named && *named != chat_id) co_return fail(Error::bad_request("This socket belongs to another chat."));
+  }
+  const std::int64_t me = ctx.user.id;
+
+  // The message an event acts on must belong to the event's chat.
+  auto message_in_chat = [&](std::int64_t id) -> boost::asio::awaitable<bool> {
+    auto m = co_await store_.chats().find_message(id);
+    co_return m && m->chat_id == chat_id;
+  };
+  const Error no_message = Error::not_found("No Message matches the given query.");
+
+  if (type == "message") {
+    chats::SendInput in;
+    in.chat_id = chat_id;
+    in.text = f.text("text", false);
+    in.client_id = f.text("client_id", false);
+    in.errors = std::move(f.errors);
+    auto sent = co_await messages_.send(me, std::move(in));
+    if (!sent) co_return fail(sent.error());
+    // A retry commits nothing new, so nothing is broadcast: acknowledge it here.
+    if (!sent->created) co_return std::vector<std::string>{json::serialize(chats::message_event(sent->message))};
+    co_return std::vector<std::string>{};
+  }
+  if (type == "typing") {
+    auto is_typing = f.flag("is_typing", true);
+    if (!is_typing) co_return fail(Error::validation(std::move(f.errors)));
+    auto m = co_await chats_.membership(me, chat_id);
+    if (!m) co_return fail(m.error());
+    typing_.update(chat_id, me, ctx.user.username, *is_typing);
+    co_return std::vector<std::string>{};
+  }
+  if (type == "read") {
+    auto value = f.id("last_read_message_id");
+    if (!value) co_return fail(Error::validation(std::move(f.errors)));
+    auto unread = co_await chats_.mark_read(me, chat_id, *value);
+    if (!unread) co_return fail(unread.error());
+    co_return std::vector<std::string>{};
+  }
+  auto message_id = f.id("message_id");
+  if (type == "forward") {
+    auto target = f.id("target_chat_id");
+    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
+    auto sent = co_await messages_.forward(me, *message_id, *target);
+    if (!sent) co_return fail(sent.error());
+    co_return std::vector<std::string>{};
+  }
+  if (type == "edit") {
+    auto new_text = f.text("text");
+    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
+    FieldErrors none;
+    auto edited = co_await messages_.edit(me, *message_id, std::move(new_text), std::move(none));
+    if (!edited) co_return fail(edited.error());
+    co_return std::vector<std::string>{};
+  }
+  if (type == "delete") {
+    auto for_me = f.flag("for_me", false);
+    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
+    auto done = co_await messages_.remove(me, *message_id, for_me.value_or(false));
+    if (!done) co_return fail(done.error());
+    co_return std::vector<std::string>{};
+  }
+  // pin / unpin
+  if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+  if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
+  if (type == "pin") {
+    auto pinned = co_await messages_.pin(me, *message_id);
+    if (!pinned) co_return fail(pinned.error());
+  } else {
+    auto done = co_await messages_.unpin_message(me, *message_id);
+    if (!done) co_return fail(done.error());
+  }
+  co_return std::vector<std::string>{};
+}
+
+}  // namespace chat::realtime

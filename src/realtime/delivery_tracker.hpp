@@ -1,0 +1,35 @@
+// Moves members' delivered watermarks when message events reach their sockets, coalesced:
+// notes are gathered and written every `interval`, one watermark write per member and
+// chat however many messages arrived meanwhile.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <mutex>
+
+namespace chat::store {
+class Store;
+}
+
+namespace chat::realtime {
+
+class DeliveryTracker {
+ public:
+  explicit DeliveryTracker(store::Store& store) : store_(store) {}
+
+  // Thread-safe, cheap: called for every message queued on a socket.
+  void note(std::int64_t user_id, std::int64_t chat_id, std::int64_t message_id);
+  // Writes what has been noted; run forever by the server.
+  boost::asio::awaitable<void> run(std::chrono::milliseconds interval);
+  boost::asio::awaitable<void> flush();
+
+ private:
+  store::Store& store_;
+  std::mutex mutex_;
+  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> pending_;  // (chat, user) -> id
+};
+
+}  // namespace chat::realtime

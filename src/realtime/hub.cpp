@@ -1,0 +1,251 @@
+#include "realtime/hub.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <algorithm>
+
+namespace chat::realtime {
+namespace {
+
+Frame make_frame(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+
+// `{...}` + seq, without re-serialising the payload.
+std::string with_seq(const std::string& payload, std::int64_t seq) {
+  std::string out = payload;
+  out.pop_back();
+  out += ",\"seq\":" + std::to_string(seq) + "}";
+  return out;
+}
+
+void erase_from(std::vector<const Session*>& v, const Session* s) { std::erase(v, s); }
+
+std::int64_t field(const boost::json::object& o, const char* name) {
+  const auto* v = o.if_contains(name);
+  return (v != nullptr && v->is_int64()) ? v->get_int64() : 0;
+}
+
+}  // namespace
+
+Hub::Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user)
+    : recount_(std::move(recount)), delivered_(std::move(delivered)), max_sockets_per_user_(max_sockets_per_user) {}
+
+std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
+                                    const std::unordered_map<std::int64_t, UnreadState>& chats) {
+  std::vector<SessionPtr> evicted;
+  std::lock_guard lock(mutex_);
+  const Session* key = session.get();
+  Entry& e = sessions_[key];
+  e.session = session;
+  e.order = ++next_order_;
+  if (session->is_user_socket()) e.unread = chats;
+  for (const auto& [chat_id, state] : chats) by_chat_[chat_id].push_back(key);
+  auto& mine = by_user_[session->user_id()];
+  mine.push_back(key);
+  while (mine.size() > max_sockets_per_user_) {
+    auto oldest = std::min_element(mine.begin(), mine.end(), [&](const Session* a, const Session* b) {
+      return sessions_[a].order < sessions_[b].order;
+    });
+    evicted.push_back(sessions_[*oldest].session);
+    mine.erase(oldest);  // detach() later removes the rest
+  }
+  return evicted;
+}
+
+void Hub::detach(const Session* s) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(s);
+  if (it == sessions_.end()) return;
+  for (auto& [chat_id, list] : by_chat_) erase_from(list, s);
+  std::erase_if(by_chat_, [](const auto& kv) { return kv.second.empty(); });
+  if (auto u = by_user_.find(it->second.session->user_id()); u != by_user_.end()) {
+    erase_from(u->second, s);
+    if (u->second.empty()) by_user_.erase(u);
+  }
+  sessions_.erase(it);
+}
+
+std::size_t Hub::sessions_of(std::int64_t user_id) const {
+  std::lock_guard lock(mutex_);
+  auto it = by_user_.find(user_id);
+  return it == by_user_.end() ? 0 : it->second.size();
+}
+
+std::size_t Hub::session_count() const {
+  std::lock_guard lock(mutex_);
+  return sessions_.size();
+}
+
+void Hub::close_all(int code, const std::string& reason) {
+  std::vector<SessionPtr> all;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [key, e] : sessions_) all.push_back(e.session);
+  }
+  for (auto& s : all) s->close(code, reason);
+}
+
+void Hub::subscribe(const Session* s, std::int64_t chat_id) {
+  auto& list = by_chat_[chat_id];
+  if (std::find(list.begin(), list.end(), s) == list.end()) list.push_back(s);
+}
+
+// Called with the lock held.
+void Hub::unsubscribe(std::int64_t user_id, std::int64_t chat_id, bool close_chat_sockets) {
+  auto u = by_user_.find(user_id);
+  if (u == by_user_.end()) return;
+  auto c = by_chat_.find(chat_id);
+  for (const Session* s : u->second) {
+    if (c != by_chat_.end()) erase_from(c->second, s);
+    auto& e = sessions_[s];
+    e.unread.erase(chat_id);
+    if (close_chat_sockets && s->chat_id() == chat_id) {
+      e.session->close(1000, "no longer a member of this chat");
+    }
+  }
+}
+
+void Hub::send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count) {
+  s->deliver(make_frame("{\"type\":\"unread\",\"chat_id\":" + std::to_string(chat_id) +
+                        ",\"unread_count\":" + std::to_string(count) + "}"));
+}
+
+void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id) {
+  std::weak_ptr<Session> weak = s;
+  recount_(chat_id, s->user_id(), [this, weak, chat_id](std::int64_t count) {
+    auto session = weak.lock();
+    if (!session) return;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = sessions_.find(session.get());
+      if (it == sessions_.end()) return;
+      auto st = it->second.unread.find(chat_id);
+      if (st == it->second.unread.end() || st->second.unread == count) return;
+      st->second.unread = count;
+    }
+    send_unread(session, chat_id, count);
+  });
+}
+
+void Hub::on_logged(const store::EventRecord& event) {
+  boost::json::value parsed = boost::json::parse(event.payload);
+  const auto& o = parsed.as_object();
+  const std::string& type = event.type;
+  const std::int64_t chat_id = event.chat_id;
+  const std::int64_t subject = field(o, "user_id");  // member events, read, delivered
+  const std::int64_t sender = type == "message" ? field(o, "sender_id") : 0;
+  const std::int64_t message_id = field(o, "message_id");
+
+  // Variants, each serialised once: chat sockets carry no seq; user sockets do; only the
+  // sender's own sockets see the message's client_id.
+  const Frame chat_frame = make_frame(event.payload);
+  const Frame user_frame = make_frame(with_seq(event.payload, event.seq));
+  Frame chat_frame_others = chat_frame;
+  Frame user_frame_others = user_frame;
+  if (type == "message") {
+    if (const auto* cid = o.if_contains("client_id"); cid != nullptr && !cid->is_null()) {
+      boost::json::value other = parsed;
+      other.as_object()["client_id"] = nullptr;
+      const std::string plain = boost::json::serialize(other);
+      chat_frame_others = make_frame(plain);
+      user_frame_others = make_frame(with_seq(plain, event.seq));
+    }
+  }
+
+  struct Target {
+    SessionPtr session;
+    bool count_unread = false;
+  };
+  std::vector<Target> targets;
+  std::vector<std::pair<SessionPtr, std::int64_t>> unread_now;  // (session, count) to send
+  std::vector<SessionPtr> recount;
+  {
+    std::lock_guard lock(mutex_);
+    if (event.user_id) {
+      // Meant for one user: their user sockets (and a removed member's chat sockets).
+      auto u = by_user_.find(*event.user_id);
+      if (u != by_user_.end()) {
+        for (const Session* s : u->second) {
+          auto& e = sessions_[s];
+          if (s->is_user_socket()) {
+            targets.push_back({e.session});
+            if (type == "chat_created") {
+              subscribe(s, chat_id);
+              e.unread[chat_id] = {};
+              recount.push_back(e.session);
+            } else if (type == "delete") {  // hidden for them
+              recount.push_back(e.session);
+            }
+          } else if (s->chat_id() == chat_id && (type == "member_removed" || type == "chat_deleted")) {
+            targets.push_back({e.session});
+          }
+        }
+      }
+      if (type == "member_removed" || type == "chat_deleted") unsubscribe(*event.user_id, chat_id, true);
+    } else {
+      // A member who was removed stops hearing the chat before the news goes out: they get
+      // their own copy of member_removed.
+      if (type == "member_removed") unsubscribe(subject, chat_id, false);
+      if (type == "member_added") {
+        if (auto u = by_user_.find(subject); u != by_user_.end()) {
+          for (const Session* s : u->second) {
+            if (s->is_user_socket()) subscribe(s, chat_id);
+          }
+        }
+      }
+      if (auto c = by_chat_.find(chat_id); c != by_chat_.end()) {
+        for (const Session* s : c->second) {
+          auto& e = sessions_[s];
+          targets.push_back({e.session});
+          if (!s->is_user_socket()) continue;
+          auto st = e.unread.find(chat_id);
+          if (st == e.unread.end()) continue;
+          const std::int64_t me = s->user_id();
+          if (type == "message" && sender != me && message_id > st->second.last_read) {
+            unread_now.emplace_back(e.session, ++st->second.unread);
+          } else if (type == "message" && sender == me) {
+            st->second.last_read = std::max(st->second.last_read, message_id);
+          } else if (type == "read" && subject == me) {
+            st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));
+            recount.push_back(e.session);
+          } else if (type == "delete" && message_id > st->second.last_read) {
+            recount.push_back(e.session);
+          }
+        }
+      }
+    }
+  }
+  for (const auto& t : targets) {
+    const bool own = sender != 0 && t.session->user_id() == sender;
+    if (t.session->is_user_socket()) {
+      t.session->deliver(own ? user_frame : user_frame_others, event.seq);
+    } else {
+      t.session->deliver(own ? chat_frame : chat_frame_others, event.seq);
+    }
+    if (type == "message" && !own) delivered_(t.session->user_id(), chat_id, message_id);
+  }
+  for (const auto& [s, count] : unread_now) send_unread(s, chat_id, count);
+  for (const auto& s : recount) recount_for(s, chat_id);
+}
+
+void Hub::on_ephemeral(const Ephemeral& event) {
+  const Frame frame = make_frame(event.payload);
+  std::vector<SessionPtr> targets;
+  {
+    std::lock_guard lock(mutex_);
+    std::vector<const Session*> seen;
+    for (auto chat_id : event.chat_ids) {
+      auto c = by_chat_.find(chat_id);
+      if (c == by_chat_.end()) continue;
+      for (const Session* s : c->second) {
+        if (s->user_id() == event.exclude_user_id) continue;
+        if (std::find(seen.begin(), seen.end(), s) != seen.end()) continue;
+        seen.push_back(s);
+        targets.push_back(sessions_[s].session);
+      }
+    }
+  }
+  for (const auto& s : targets) s->deliver(frame);
+}
+
+}  // namespace chat::realtime

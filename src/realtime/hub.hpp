@@ -1,0 +1,77 @@
+// Maps chats and users to this node's live sessions and fans events out to them
+// (Tinode's hub, Beast chat-multi's shared_state). A broadcast is serialised once per
+// variant (with or without seq, with or without the sender's client_id) and the same
+// bytes are queued on every recipient; recipients are copied under the lock and written
+// to outside it. Thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "realtime/broker.hpp"
+#include "realtime/session.hpp"
+
+namespace chat::store {
+class ChatStore;
+}
+
+namespace chat::realtime {
+
+// Unread state of one chat for one user socket, kept up to date from the events it gets.
+struct UnreadState {
+  std::int64_t last_read = 0;
+  std::int64_t unread = 0;
+};
+
+class Hub final : public BrokerHandler {
+ public:
+  // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
+  // `done` with it, asynchronously. `delivered(user, chat, message)` is told whenever a
+  // message event is queued on one of the user's sockets.
+  using Recount = std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
+  using Delivered = std::function<void(std::int64_t, std::int64_t, std::int64_t)>;
+
+  Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
+
+  // Registers a session for these chats (a user socket: all of the user's chats, with their
+  // unread state). Returns the user's oldest sessions past the per-user limit: the caller
+  // closes them.
+  std::vector<SessionPtr> attach(const SessionPtr& session,
+                                 const std::unordered_map<std::int64_t, UnreadState>& chats);
+  void detach(const Session* session);
+  // Number of sessions of the user on this node.
+  [[nodiscard]] std::size_t sessions_of(std::int64_t user_id) const;
+  [[nodiscard]] std::size_t session_count() const;
+  // Closes every session (shutdown).
+  void close_all(int code, const std::string& reason);
+
+  void on_logged(const store::EventRecord& event) override;
+  void on_ephemeral(const Ephemeral& event) override;
+
+ private:
+  struct Entry {
+    SessionPtr session;
+    std::unordered_map<std::int64_t, UnreadState> unread;  // user sockets only
+    std::uint64_t order = 0;                              // attach order, for the limit
+  };
+
+  void subscribe(const Session* s, std::int64_t chat_id);
+  void unsubscribe(std::int64_t user_id, std::int64_t chat_id, bool close_chat_sockets);
+  void send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count);
+  void recount_for(const SessionPtr& s, std::int64_t chat_id);
+
+  Recount recount_;
+  Delivered delivered_;
+  std::size_t max_sockets_per_user_;
+  mutable std::mutex mutex_;
+  std::uint64_t next_order_ = 0;
+  std::unordered_map<const Session*, Entry> sessions_;
+  std::unordered_map<std::int64_t, std::vector<const Session*>> by_chat_;
+  std::unordered_map<std::int64_t, std::vector<const Session*>> by_user_;
+};
+
+}  // namespace chat::realtime

@@ -1,0 +1,56 @@
+#include "realtime/presence.hpp"
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+#include "realtime/broker.hpp"
+#include "store/store.hpp"
+
+namespace chat::realtime {
+
+bool Presence::is_online(std::int64_t user_id) const {
+  std::lock_guard lock(mutex_);
+  auto it = sockets_.find(user_id);
+  return it != sockets_.end() && it->second > 0;
+}
+
+boost::asio::awaitable<void> Presence::connected(std::int64_t user_id) {
+  bool first = false;
+  {
+    std::lock_guard lock(mutex_);
+    first = ++sockets_[user_id] == 1;
+  }
+  if (first) co_await announce(user_id, true, std::nullopt);
+}
+
+boost::asio::awaitable<void> Presence::disconnected(std::int64_t user_id) {
+  bool last = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sockets_.find(user_id);
+    if (it == sockets_.end()) co_return;
+    last = --it->second == 0;
+    if (last) sockets_.erase(it);
+  }
+  if (!last) co_return;
+  const Micros now = now_micros();
+  co_await store_.users().set_last_seen(user_id, now);
+  co_await announce(user_id, false, now);
+}
+
+boost::asio::awaitable<void> Presence::announce(std::int64_t user_id, bool online,
+                                                std::optional<Micros> last_seen) {
+  Ephemeral e;
+  e.chat_ids = co_await store_.chats().chat_ids_of(user_id);
+  e.exclude_user_id = user_id;
+  if (!last_seen) {
+    auto user = co_await store_.users().find_by_id(user_id);
+    if (user) last_seen = user->last_seen;
+  }
+  boost::json::object o{{"type", "user_status"}, {"user_id", user_id}, {"is_online", online}};
+  o["last_seen"] = last_seen ? boost::json::value(format_iso8601(*last_seen)) : boost::json::value(nullptr);
+  e.payload = boost::json::serialize(o);
+  broker_.publish_ephemeral(e);
+}
+
+}  // namespace chat::realtime

@@ -1,0 +1,32 @@
+// What the Hub needs of a live socket, whatever carries it. A session owns its socket and
+// nothing else; the hub holds sessions by shared pointer while they are attached.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace chat::realtime {
+
+using Frame = std::shared_ptr<const std::string>;
+
+class Session {
+ public:
+  virtual ~Session() = default;
+
+  // Queues a text frame; never blocks. A logged event's `seq` (0 for others) lets a
+  // resuming session drop what its replay already sent. A full queue closes the session
+  // as a slow reader.
+  virtual void deliver(const Frame& frame, std::int64_t seq = 0) = 0;
+  // Sends a close frame with this code after what is queued, then ends the session.
+  virtual void close(int code, const std::string& reason) = 0;
+
+  [[nodiscard]] virtual std::int64_t user_id() const = 0;
+  // The chat of a /ws/chat/{id}/ socket; 0 for a user socket (/ws/).
+  [[nodiscard]] virtual std::int64_t chat_id() const = 0;
+  [[nodiscard]] bool is_user_socket() const { return chat_id() == 0; }
+};
+
+using SessionPtr = std::shared_ptr<Session>;
+
+}  // namespace chat::realtime

@@ -1,0 +1,100 @@
+#include "ws/gate.hpp"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+
+#include "auth/auth_service.hpp"
+#include "chat/chat_service.hpp"
+
+namespace chat::ws {
+namespace {
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return out;
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  return s;
+}
+
+// 0 for /ws/, the chat id for /ws/chat/{id}/, nullopt for anything else.
+std::optional<std::int64_t> socket_chat(std::string_view path) {
+  if (path.ends_with('/')) path.remove_suffix(1);
+  if (path == "/ws") return 0;
+  constexpr std::string_view prefix = "/ws/chat/";
+  if (!path.starts_with(prefix)) return std::nullopt;
+  auto id = path.substr(prefix.size());
+  std::int64_t value = 0;
+  auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), value);
+  if (id.empty() || ec != std::errc{} || p != id.data() + id.size() || value <= 0) return std::nullopt;
+  return value;
+}
+
+}  // namespace
+
+bool Gate::is_socket_path(std::string_view path) { return socket_chat(path).has_value(); }
+
+bool Gate::origin_allowed(std::string_view origin, std::string_view host) const {
+  if (origin.empty()) return true;  // not a browser: the Origin check guards browsers
+  const std::string o = lower(origin);
+  for (const auto& allowed : allowed_origins_) {
+    if (allowed == "*" || lower(allowed) == o) return true;
+  }
+  // By default only the server's own pages may connect: the origin's host is the Host.
+  const auto scheme_end = o.find("://");
+  return allowed_origins_.empty() && scheme_end != std::string::npos &&
+         o.substr(scheme_end + 3) == lower(host);
+}
+
+boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) const {
+  Admission a;
+  const auto chat = socket_chat(req.path);
+  if (!chat) co_return Error::not_found();
+  a.chat_id = *chat;
+
+  // The token: query, then header, then the subprotocol pair "access_token, <token>".
+  std::string token;
+  if (const auto* q = req.query_param("token")) {
+    token = *q;
+  } else if (auto h = req.header("authorization"); h.starts_with("Bearer ")) {
+    token = std::string(trim(h.substr(7)));
+  } else if (auto p = req.header("sec-websocket-protocol"); !p.empty()) {
+    auto comma = p.find(',');
+    if (comma != std::string_view::npos && trim(p.substr(0, comma)) == "access_token") {
+      token = std::string(trim(p.substr(comma + 1)));
+      a.subprotocol = "access_token";
+    }
+  }
+  if (token.empty()) co_return Error::unauthenticated("Authentication credentials were not provided.");
+  auto user = co_await auth_.authenticate(token);
+  if (!user) co_return std::move(user).error();
+  a.user = std::move(*user);
+
+  if (!origin_allowed(req.header("origin"), req.header("host"))) {
+    co_return Error::forbidden("Origin not allowed.");
+  }
+  if (const auto* since = req.query_param("since")) {
+    std::int64_t v = 0;
+    auto [p, ec] = std::from_chars(since->data(), since->data() + since->size(), v);
+    if (since->empty() || ec != std::errc{} || p != since->data() + since->size() || v < 0) {
+      co_return Error::field("since", "A valid integer is required.");
+    }
+    a.since = v;
+  }
+  if (a.chat_id != 0) {
+    auto m = co_await chats_.membership(a.user.id, a.chat_id);
+    if (!m) {
+      // API.md: a missing chat is 404 and a chat one is not in 403, for the handshake.
+      if (!co_await chats_.exists(a.chat_id)) co_return Error::not_found();
+      co_return Error::forbidden("You are not a member of this chat.");
+    }
+  }
+  co_return a;
+}
+
+}  // namespace chat::ws

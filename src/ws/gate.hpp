@@ -1,0 +1,49 @@
+// Who may open a socket, decided before the upgrade (API.md "WebSocket"): the token from
+// ?token=, Authorization: Bearer, or the `access_token` subprotocol; the Origin against
+// ALLOWED_ORIGINS (so a page on another site cannot use a user's token); the chat and
+// membership for /ws/chat/{id}/. Refusals are plain HTTP answers: 401, 403, 404.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "http/message.hpp"
+#include "store/user_store.hpp"
+
+namespace chat::auth {
+class AuthService;
+}
+namespace chat::chats {
+class ChatService;
+}
+
+namespace chat::ws {
+
+struct Admission {
+  store::UserRecord user;
+  std::int64_t chat_id = 0;            // 0: the user socket /ws/
+  std::optional<std::int64_t> since;   // resume cursor (user socket)
+  std::string subprotocol;             // echoed when the token came as a subprotocol
+};
+
+class Gate {
+ public:
+  Gate(auth::AuthService& auth, chats::ChatService& chats, std::vector<std::string> allowed_origins)
+      : auth_(auth), chats_(chats), allowed_origins_(std::move(allowed_origins)) {}
+
+  // True for /ws/ and /ws/chat/{id}/ (with or without the trailing slash).
+  [[nodiscard]] static bool is_socket_path(std::string_view path);
+  boost::asio::awaitable<Result<Admission>> admit(const http::Request& req) const;
+  [[nodiscard]] bool origin_allowed(std::string_view origin, std::string_view host) const;
+
+ private:
+  auth::AuthService& auth_;
+  chats::ChatService& chats_;
+  std::vector<std::string> allowed_origins_;
+};
+
+}  // namespace chat::ws

@@ -1,0 +1,37 @@
+// Everything a WebSocket session needs, handed to the HTTP server by `serve`.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+
+namespace chat::store {
+class Store;
+}
+namespace chat::realtime {
+class Hub;
+class Presence;
+class ClientEvents;
+}  // namespace chat::realtime
+
+namespace chat::ws {
+
+class Gate;
+
+struct SocketLimits {
+  std::size_t max_frame_bytes = 64 * 1024;  // larger: close 1009
+  double events_per_second = 30;            // sustained...
+  double burst = 60;                        // ...with bursts; past that: close 1008
+  std::size_t max_queued_frames = 4096;     // a reader this far behind is closed as slow
+  std::chrono::seconds idle_timeout{60};    // pings at half of it; silence past it closes
+};
+
+struct RealtimeContext {
+  Gate& gate;
+  realtime::Hub& hub;
+  realtime::Presence& presence;
+  realtime::ClientEvents& events;
+  store::Store& store;
+  SocketLimits limits;
+};
+
+}  // namespace chat::ws

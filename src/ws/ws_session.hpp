@@ -1,0 +1,20 @@
+// A WebSocket connection after its upgrade was admitted. Private to the transport: it
+// includes Beast, and only http/server.cpp includes it.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+
+#include "ws/gate.hpp"
+#include "ws/realtime_context.hpp"
+
+namespace chat::ws {
+
+// Accepts the upgrade and runs the session until it closes.
+boost::asio::awaitable<void> run_socket(boost::beast::tcp_stream stream,
+                                        boost::beast::http::request<boost::beast::http::string_body> request,
+                                        Admission admission, RealtimeContext& context);
+
+}  // namespace chat::ws
