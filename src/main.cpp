@@ -1,6 +1,6 @@
 // chatd: the chat server and its management commands, in the manner of Django's manage.py.
-#include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+#include <CLI/CLI.hpp>
 
 #include <cstdio>
 
@@ -28,7 +28,8 @@ bool load(const std::string& env_file, bool for_serving, chat::config::Settings&
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App cli{"chatd: a chat server speaking the REST and WebSocket API of the Django chat backend"};
+  CLI::App cli{
+      "chatd: a chat server speaking the REST and WebSocket API of the Django chat backend"};
   cli.set_version_flag("--version", CHATD_VERSION);
   std::string env_file = ".env";
   cli.add_option("--env-file", env_file, "File of KEY=VALUE settings read before the environment")
@@ -39,12 +40,14 @@ int main(int argc, char** argv) {
   auto* migrate = cli.add_subcommand("migrate", "Apply database migrations");
   bool list_only = false;
   migrate->add_flag("--list", list_only, "Show migrations and whether they are applied");
-  auto* superuser = cli.add_subcommand("createsuperuser", "Create a staff user with all permissions");
+  auto* superuser =
+      cli.add_subcommand("createsuperuser", "Create a staff user with all permissions");
   chat::app::SuperuserOptions su;
   superuser->add_option("--username", su.username, "Username (or DJANGO_SUPERUSER_USERNAME)");
   superuser->add_option("--email", su.email, "E-mail address (or DJANGO_SUPERUSER_EMAIL)");
   superuser->add_option("--password", su.password, "Password (or DJANGO_SUPERUSER_PASSWORD)");
-  superuser->add_flag("--noinput,--no-input", su.no_input, "Never prompt; fail when a value is missing");
+  superuser->add_flag("--noinput,--no-input", su.no_input,
+                      "Never prompt; fail when a value is missing");
 
   CLI11_PARSE(cli, argc, argv);
 

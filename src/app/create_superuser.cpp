@@ -1,8 +1,8 @@
+#include <termios.h>
+#include <unistd.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
-#include <termios.h>
-#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -73,9 +73,11 @@ int create_superuser(const config::Settings& s, SuperuserOptions o) {
         if (o.no_input) throw std::runtime_error("--username is required with --noinput");
         o.username = std::string(unicode::trim(prompt("Username: ", false)));
       }
-      auto problems = unicode::is_valid_utf8(*o.username) ? auth::username_problems(*o.username)
-                                                          : std::vector<std::string>{"Not valid UTF-8."};
-      if (problems.empty() && run(store->users().find_by_username_key(auth::username_key(*o.username)))) {
+      auto problems = unicode::is_valid_utf8(*o.username)
+                          ? auth::username_problems(*o.username)
+                          : std::vector<std::string>{"Not valid UTF-8."};
+      if (problems.empty() &&
+          run(store->users().find_by_username_key(auth::username_key(*o.username)))) {
         problems.emplace_back("That username is already taken.");
       }
       if (problems.empty()) break;

@@ -16,7 +16,8 @@ int migrate(const config::Settings& s, bool list_only) {
   std::printf("Operations to perform: apply all migrations (%s)\n", store->describe().c_str());
   const auto applied = store->migrate();
   if (applied.empty()) std::printf("  No migrations to apply.\n");
-  for (const auto& m : applied) std::printf("  Applying %04d_%s... OK\n", m.version, m.name.c_str());
+  for (const auto& m : applied)
+    std::printf("  Applying %04d_%s... OK\n", m.version, m.name.c_str());
   return 0;
 }
 

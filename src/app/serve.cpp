@@ -1,10 +1,10 @@
+#include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
 
 #include <thread>
 
@@ -26,9 +26,9 @@
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
 #include "realtime/typing.hpp"
+#include "users/user_service.hpp"
 #include "ws/gate.hpp"
 #include "ws/realtime_context.hpp"
-#include "users/user_service.hpp"
 
 namespace chat::app {
 namespace {
@@ -56,7 +56,8 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
     try {
       const auto n = co_await store.refresh_tokens().prune_expired(now_seconds());
       if (n > 0) spdlog::info("pruned {} expired refresh tokens", n);
-      const auto e = co_await store.chats().prune_events(now_micros() - event_retention_seconds * 1'000'000);
+      const auto e =
+          co_await store.chats().prune_events(now_micros() - event_retention_seconds * 1'000'000);
       if (e > 0) spdlog::info("pruned {} events older than the retention window", e);
     } catch (const std::exception& e) {
       spdlog::warn("pruning failed: {}", e.what());
@@ -70,7 +71,8 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
 
 int serve(const config::Settings& s) {
   auto store = open_store(s);
-  for (const auto& m : store->migrate()) spdlog::info("applied migration {:04d}_{}", m.version, m.name);
+  for (const auto& m : store->migrate())
+    spdlog::info("applied migration {:04d}_{}", m.version, m.name);
 
   asio::io_context io(s.threads);
   auth::PasswordHasher hasher(s.hasher_threads);
@@ -85,7 +87,8 @@ int serve(const config::Settings& s) {
   auto broker = realtime::make_in_process_broker();
   realtime::Presence presence(*store, *broker);
   realtime::DeliveryTracker delivery(*store);
-  auto recount = [&io, &store](std::int64_t chat, std::int64_t user, std::function<void(std::int64_t)> done) {
+  auto recount = [&io, &store](std::int64_t chat, std::int64_t user,
+                               std::function<void(std::int64_t)> done) {
     asio::co_spawn(
         io,
         [&store, chat, user, done = std::move(done)]() -> asio::awaitable<void> {
@@ -144,7 +147,8 @@ int serve(const config::Settings& s) {
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
-          const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(s.shutdown_grace_seconds);
+          const auto deadline =
+              std::chrono::steady_clock::now() + std::chrono::seconds(s.shutdown_grace_seconds);
           while (hub.session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
             grace.expires_after(std::chrono::milliseconds(20));
             co_await grace.async_wait(asio::use_awaitable);

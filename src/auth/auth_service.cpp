@@ -11,17 +11,21 @@ constexpr const char* kNoActiveAccount = "No active account found with the given
 
 // SimpleJWT's messages for a token it refuses.
 Error invalid_token(TokenProblem problem) {
-  return Error::unauthenticated(problem == TokenProblem::wrong_type ? "Token has wrong type"
-                                                                    : "Token is invalid or expired",
-                                "token_not_valid");
+  return Error::unauthenticated(
+      problem == TokenProblem::wrong_type ? "Token has wrong type" : "Token is invalid or expired",
+      "token_not_valid");
 }
 
-Error blacklisted() { return Error::unauthenticated("Token is blacklisted", "token_not_valid"); }
+Error blacklisted() {
+  return Error::unauthenticated("Token is blacklisted", "token_not_valid");
+}
 
 std::string login_user_key(const std::string& username_key, const std::string& address) {
   return "login:user:" + username_key + "|" + address;
 }
-std::string login_address_key(const std::string& address) { return "login:addr:" + address; }
+std::string login_address_key(const std::string& address) {
+  return "login:addr:" + address;
+}
 
 }  // namespace
 
@@ -30,8 +34,8 @@ AuthService::AuthService(store::Store& store, PasswordHasher& hasher, RateLimite
     : store_(store), hasher_(hasher), limiter_(limiter), jwt_(jwt), settings_(settings) {}
 
 std::string AuthService::issue_access(std::int64_t user_id, std::int64_t now) const {
-  return jwt_.encode({TokenType::access, user_id, now, now + settings_.access_lifetime,
-                      JwtCodec::new_jti()});
+  return jwt_.encode(
+      {TokenType::access, user_id, now, now + settings_.access_lifetime, JwtCodec::new_jti()});
 }
 
 boost::asio::awaitable<TokenPair> AuthService::issue_tokens(std::int64_t user_id) {

@@ -39,8 +39,7 @@ bool valid_local_part(std::string_view local) {
 bool valid_domain(std::string_view domain) {
   if (domain.empty() || domain.size() > 253) return false;
   if (domain.front() == '[' && domain.back() == ']') {  // address literal
-    return domain.size() > 2 &&
-           std::all_of(domain.begin() + 1, domain.end() - 1, [](char c) {
+    return domain.size() > 2 && std::all_of(domain.begin() + 1, domain.end() - 1, [](char c) {
              return std::isxdigit(static_cast<unsigned char>(c)) != 0 || c == '.' || c == ':';
            });
   }
@@ -64,13 +63,16 @@ bool valid_domain(std::string_view domain) {
     }
   }
   const auto tld = labels.back();
-  return tld.size() >= 2 &&
-         !std::all_of(tld.begin(), tld.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+  return tld.size() >= 2 && !std::all_of(tld.begin(), tld.end(), [](char c) {
+           return std::isdigit(static_cast<unsigned char>(c));
+         });
 }
 
 }  // namespace
 
-std::string username_key(std::string_view username) { return unicode::to_lower(username); }
+std::string username_key(std::string_view username) {
+  return unicode::to_lower(username);
+}
 
 std::vector<std::string> username_problems(std::string_view username) {
   std::vector<std::string> problems;

@@ -68,7 +68,9 @@ std::optional<std::int64_t> int_claim(jwt_t* jwt, const char* name, bool allow_s
 
 }  // namespace
 
-const char* token_type_name(TokenType t) { return t == TokenType::access ? "access" : "refresh"; }
+const char* token_type_name(TokenType t) {
+  return t == TokenType::access ? "access" : "refresh";
+}
 
 std::string JwtCodec::new_jti() {
   unsigned char bytes[16];

@@ -27,7 +27,7 @@ enum class TokenProblem {
   bad_algorithm,  // header alg is not HS256 ("none", RS256, ...)
   bad_signature,
   expired,
-  wrong_type,     // a refresh token where an access token is needed, or the reverse
+  wrong_type,  // a refresh token where an access token is needed, or the reverse
 };
 
 struct DecodedToken {

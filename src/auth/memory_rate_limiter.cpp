@@ -1,8 +1,8 @@
 #include <algorithm>
 #include <deque>
-#include <vector>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include "auth/rate_limiter.hpp"
 
@@ -69,7 +69,8 @@ class MemoryRateLimiter final : public RateLimiter {
     std::vector<Micros> newest;
     newest.reserve(windows_.size());
     for (auto& [k, w] : windows_) newest.push_back(w.events.back());
-    std::nth_element(newest.begin(), newest.begin() + static_cast<std::ptrdiff_t>(newest.size() / 2), newest.end());
+    std::nth_element(newest.begin(),
+                     newest.begin() + static_cast<std::ptrdiff_t>(newest.size() / 2), newest.end());
     const Micros cutoff = newest[newest.size() / 2];
     for (auto it = windows_.begin(); it != windows_.end();) {
       it = it->second.events.back() <= cutoff ? windows_.erase(it) : std::next(it);

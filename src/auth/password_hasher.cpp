@@ -25,7 +25,9 @@ PasswordHasher::PasswordHasher(int threads, HashCost cost)
   decoy_ = hash_now(hex);
 }
 
-PasswordHasher::~PasswordHasher() { pool_->pool.join(); }
+PasswordHasher::~PasswordHasher() {
+  pool_->pool.join();
+}
 
 std::string PasswordHasher::hash_now(const std::string& password) const {
   char out[crypto_pwhash_STRBYTES];

@@ -29,7 +29,8 @@ class PasswordHasher {
 
   // Blocking forms, for commands and tests.
   [[nodiscard]] std::string hash_now(const std::string& password) const;
-  [[nodiscard]] static bool verify_now(const std::string& encoded_hash, const std::string& password);
+  [[nodiscard]] static bool verify_now(const std::string& encoded_hash,
+                                       const std::string& password);
 
   // A hash of a random password, to spend the same time on unknown usernames as on known
   // ones (a login must not reveal which usernames exist by answering faster).

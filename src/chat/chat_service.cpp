@@ -14,11 +14,14 @@ using namespace store;
 constexpr std::size_t kMaxChatName = 255;
 constexpr std::size_t kMaxGroupMembers = 10'000;
 
-Error not_a_member() { return Error::not_found("No Chat matches the given query."); }
+Error not_a_member() {
+  return Error::not_found("No Chat matches the given query.");
+}
 
 std::optional<std::string> chat_name_problem(const std::string& name) {
   if (name.empty()) return "This field may not be blank.";
-  if (unicode::length(name) > kMaxChatName) return "Ensure this field has no more than 255 characters.";
+  if (unicode::length(name) > kMaxChatName)
+    return "Ensure this field has no more than 255 characters.";
   return std::nullopt;
 }
 
@@ -41,13 +44,15 @@ boost::asio::awaitable<Result<std::vector<ChatSummary>>> ChatService::list(std::
   co_return co_await store_.chats().summaries(me);
 }
 
-boost::asio::awaitable<Result<ChatSummary>> ChatService::get(std::int64_t me, std::int64_t chat_id) {
+boost::asio::awaitable<Result<ChatSummary>> ChatService::get(std::int64_t me,
+                                                             std::int64_t chat_id) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
   co_return std::move(*summary);
 }
 
-boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t me, CreateChatInput in) {
+boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t me,
+                                                                    CreateChatInput in) {
   FieldErrors errors = std::move(in.errors);
   const bool is_private = in.type && *in.type == "private";
   if (in.type && !is_private && *in.type != "group") {
@@ -70,7 +75,8 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
       (in.member_ids->size() != 1 || ids.size() != 1)) {
     errors.add("member_ids", "A private chat needs exactly one other member.");
   }
-  if (is_private && !in.member_ids && !errors.has("member_ids")) errors.add("member_ids", "This field is required.");
+  if (is_private && !in.member_ids && !errors.has("member_ids"))
+    errors.add("member_ids", "This field is required.");
   if (!errors.empty()) co_return Error::validation(std::move(errors));
 
   // Every member must be an active user; DRF names the first unknown primary key.
@@ -81,7 +87,8 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   for (auto id : ids) {
     auto user = co_await store_.users().find_by_id(id);
     if (!user || !user->is_active) {
-      co_return Error::field("member_ids", "Invalid pk \"" + std::to_string(id) + "\" - object does not exist.");
+      co_return Error::field("member_ids",
+                             "Invalid pk \"" + std::to_string(id) + "\" - object does not exist.");
     }
     members.push_back({id, user->username, Role::member, 0, 0, 0});
   }
@@ -99,7 +106,8 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   shape.members = members;
   auto events = [shape](const CreatedChat& created) mutable {
     shape.chat.id = created.chat_id;
-    return std::vector<NewEvent>{to_event(created.chat_id, chat_event("chat_created", created.chat_id, &shape))};
+    return std::vector<NewEvent>{
+        to_event(created.chat_id, chat_event("chat_created", created.chat_id, &shape))};
   };
   auto created = co_await store_.chats().create_chat(std::move(chat), std::move(events));
   auto summary = co_await store_.chats().summary(created.chat_id, me);
@@ -107,9 +115,10 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   co_return CreatedChatView{std::move(*summary), created.created};
 }
 
-boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me, std::int64_t chat_id,
-                                                               std::optional<std::string> name,
-                                                               FieldErrors errors) {
+boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
+                                                                std::int64_t chat_id,
+                                                                std::optional<std::string> name,
+                                                                FieldErrors errors) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
   const auto& mine = *std::find_if(summary->members.begin(), summary->members.end(),
@@ -126,7 +135,8 @@ boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
     shape.chat = chat;
     return std::vector<NewEvent>{to_event(chat.id, chat_event("chat_updated", chat.id, &shape))};
   };
-  if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events))) co_return not_a_member();
+  if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events)))
+    co_return not_a_member();
   co_return co_await get(me, chat_id);
 }
 
@@ -138,7 +148,8 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int
     // The chat is gone after this transaction, so each former member gets their own copy.
     std::vector<NewEvent> out;
     for (const auto& member : members) {
-      out.push_back(to_event(chat_id, chat_event("chat_deleted", chat_id, nullptr), member.user_id));
+      out.push_back(
+          to_event(chat_id, chat_event("chat_deleted", chat_id, nullptr), member.user_id));
     }
     return out;
   };
@@ -146,7 +157,8 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_t me, std::int64_t chat_id,
+boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_t me,
+                                                                     std::int64_t chat_id,
                                                                      MemberInput in) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
@@ -171,7 +183,8 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
 
   auto user = co_await store_.users().find_by_id(*in.user_id);
   if (!user || !user->is_active) {
-    co_return Error::field("user_id", "Invalid pk \"" + std::to_string(*in.user_id) + "\" - object does not exist.");
+    co_return Error::field(
+        "user_id", "Invalid pk \"" + std::to_string(*in.user_id) + "\" - object does not exist.");
   }
   ChatSummary shape = *summary;
   shape.members.push_back({user->id, user->username, role, now_micros(), 0, 0});
@@ -181,15 +194,18 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
         // The new member learns of the chat itself.
         to_event(c.chat_id, chat_event("chat_created", c.chat_id, &shape), c.user_id)};
   };
-  auto change = co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));
+  auto change =
+      co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));
   if (!change) co_return Error::field("user_id", "This user is already a member of the chat.");
   auto member = co_await store_.chats().find_member(chat_id, user->id);
   if (!member) co_return not_a_member();
   co_return std::move(*member);
 }
 
-boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64_t me, std::int64_t chat_id,
-                                                                      std::int64_t user_id, MemberInput in) {
+boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64_t me,
+                                                                      std::int64_t chat_id,
+                                                                      std::int64_t user_id,
+                                                                      MemberInput in) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   if (!allowed(Action::change_role, {m->first.type, m->second.role})) co_return Error::forbidden();
@@ -197,19 +213,23 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
   std::optional<Role> role;
   if (in.role) {
     role = parse_role(*in.role);
-    if (!role || *role == Role::owner) errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
+    if (!role || *role == Role::owner)
+      errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
   } else if (!errors.has("role")) {
     errors.add("role", "This field is required.");
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   auto target = co_await store_.chats().find_member(chat_id, user_id);
   if (!target) co_return Error::not_found();
-  if (target->role == Role::owner) co_return Error::bad_request("The owner's role cannot be changed.");
+  if (target->role == Role::owner)
+    co_return Error::bad_request("The owner's role cannot be changed.");
   auto events = [](const MemberChange& c) {
-    return std::vector<NewEvent>{to_event(c.chat_id, member_event("member_updated", c.chat_id, c.user_id, c.role))};
+    return std::vector<NewEvent>{
+        to_event(c.chat_id, member_event("member_updated", c.chat_id, c.user_id, c.role))};
   };
   if (target->role != *role) {
-    if (!co_await store_.chats().set_role(chat_id, user_id, *role, std::move(events))) co_return Error::not_found();
+    if (!co_await store_.chats().set_role(chat_id, user_id, *role, std::move(events)))
+      co_return Error::not_found();
   }
   auto member = co_await store_.chats().find_member(chat_id, user_id);
   if (!member) co_return Error::not_found();
@@ -225,7 +245,8 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
     co_return Error::forbidden("A private chat has no members to remove; delete the chat instead.");
   }
   auto members = co_await store_.chats().members(chat_id);
-  auto target = std::find_if(members.begin(), members.end(), [&](auto& x) { return x.user_id == user_id; });
+  auto target =
+      std::find_if(members.begin(), members.end(), [&](auto& x) { return x.user_id == user_id; });
   if (target == members.end()) co_return Error::not_found();
   const bool leaving = user_id == me;
   if (!leaving && !allowed(Action::remove_member, {chat.type, mine.role}, target->role)) {
@@ -246,23 +267,28 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   auto events = [](const Departure& d) {
     const auto& c = d.change;
     if (d.chat_deleted) {
-      return std::vector<NewEvent>{to_event(c.chat_id, chat_event("chat_deleted", c.chat_id, nullptr), c.user_id)};
+      return std::vector<NewEvent>{
+          to_event(c.chat_id, chat_event("chat_deleted", c.chat_id, nullptr), c.user_id)};
     }
-    std::vector<NewEvent> out{to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role)),
-                              to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role),
-                                       c.user_id)};
+    std::vector<NewEvent> out{
+        to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role)),
+        to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role),
+                 c.user_id)};
     if (c.promoted_user_id) {
-      out.push_back(to_event(c.chat_id, member_event("member_updated", c.chat_id, *c.promoted_user_id, Role::owner)));
+      out.push_back(to_event(
+          c.chat_id, member_event("member_updated", c.chat_id, *c.promoted_user_id, Role::owner)));
     }
     return out;
   };
-  if (!co_await store_.chats().remove_member(chat_id, user_id, std::move(choose_owner), std::move(events))) {
+  if (!co_await store_.chats().remove_member(chat_id, user_id, std::move(choose_owner),
+                                             std::move(events))) {
     co_return Error::not_found();
   }
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(std::int64_t me, std::int64_t chat_id,
+boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(std::int64_t me,
+                                                                    std::int64_t chat_id,
                                                                     std::int64_t value) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();

@@ -40,14 +40,17 @@ class ChatService {
   boost::asio::awaitable<Result<store::ChatSummary>> get(std::int64_t me, std::int64_t chat_id);
   boost::asio::awaitable<Result<CreatedChatView>> create(std::int64_t me, CreateChatInput in);
   boost::asio::awaitable<Result<store::ChatSummary>> rename(std::int64_t me, std::int64_t chat_id,
-                                                           std::optional<std::string> name,
-                                                           FieldErrors errors);
+                                                            std::optional<std::string> name,
+                                                            FieldErrors errors);
   boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t chat_id);
 
-  boost::asio::awaitable<Result<store::MemberRecord>> add_member(std::int64_t me, std::int64_t chat_id,
+  boost::asio::awaitable<Result<store::MemberRecord>> add_member(std::int64_t me,
+                                                                 std::int64_t chat_id,
                                                                  MemberInput in);
-  boost::asio::awaitable<Result<store::MemberRecord>> change_role(std::int64_t me, std::int64_t chat_id,
-                                                                  std::int64_t user_id, MemberInput in);
+  boost::asio::awaitable<Result<store::MemberRecord>> change_role(std::int64_t me,
+                                                                  std::int64_t chat_id,
+                                                                  std::int64_t user_id,
+                                                                  MemberInput in);
   boost::asio::awaitable<Result<Ok>> remove_member(std::int64_t me, std::int64_t chat_id,
                                                    std::int64_t user_id);
 

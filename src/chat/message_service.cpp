@@ -14,7 +14,9 @@ namespace {
 
 using namespace store;
 
-Error no_message() { return Error::not_found("No Message matches the given query."); }
+Error no_message() {
+  return Error::not_found("No Message matches the given query.");
+}
 
 }  // namespace
 
@@ -28,19 +30,21 @@ Result<std::string> clean_message_text(const std::optional<std::string>& text, c
   return trimmed;
 }
 
-boost::asio::awaitable<Result<std::pair<MessageRecord, ChatRecord>>> MessageService::visible_message(
-    std::int64_t me, std::int64_t message_id) {
+boost::asio::awaitable<Result<std::pair<MessageRecord, ChatRecord>>>
+MessageService::visible_message(std::int64_t me, std::int64_t message_id) {
   auto message = co_await store_.chats().find_message(message_id);
   if (!message) co_return no_message();
   auto m = co_await chats_.membership(me, message->chat_id);
   if (!m) co_return no_message();
   // A message hidden for the caller is gone for them.
-  auto page = co_await store_.chats().history(message->chat_id, me, message->id + 1, std::nullopt, 1);
+  auto page =
+      co_await store_.chats().history(message->chat_id, me, message->id + 1, std::nullopt, 1);
   if (page.messages.empty() || page.messages.front().id != message->id) co_return no_message();
   co_return std::make_pair(std::move(*message), std::move(m->first));
 }
 
-boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t me, HistoryQuery q) {
+boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t me,
+                                                                    HistoryQuery q) {
   auto m = co_await chats_.membership(me, q.chat_id);
   if (!m) co_return std::move(m).error();
   auto page = co_await store_.chats().history(q.chat_id, me, q.before, q.after, q.limit);
@@ -48,7 +52,8 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   for (const auto& msg : page.messages) newest = std::max(newest, msg.id);
   if (newest > m->second.last_delivered_message_id) {
     auto events = [](const WatermarkChange& c) {
-      return std::vector<NewEvent>{to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
+      return std::vector<NewEvent>{
+          to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
     };
     co_await store_.chats().mark_delivered(q.chat_id, me, newest, std::move(events));
   }
@@ -57,7 +62,8 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   co_return out;
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t me, NewMessage m) {
+boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t me,
+                                                                          NewMessage m) {
   auto events = [](const SentMessage& sent) {
     return std::vector<NewEvent>{to_event(sent.message.chat_id, message_event(sent.message))};
   };
@@ -92,11 +98,13 @@ boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   auto m = co_await chats_.membership(me, *in.chat_id);
   if (!m) co_return std::move(m).error();
-  NewMessage message{*in.chat_id, me, std::move(text), std::move(in.client_id), std::nullopt, now_micros()};
+  NewMessage message{*in.chat_id,  me,          std::move(text), std::move(in.client_id),
+                     std::nullopt, now_micros()};
   co_return co_await store_message(me, std::move(message));
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me, std::int64_t message_id,
+boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me,
+                                                                 std::int64_t message_id,
                                                                  std::optional<std::string> text,
                                                                  FieldErrors errors) {
   auto found = co_await visible_message(me, message_id);
@@ -112,14 +120,16 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   auto events = [](const MessageRecord& m) {
     return std::vector<NewEvent>{to_event(m.chat_id, edit_event(m))};
   };
-  auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(), std::move(events));
+  auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
+                                                     std::move(events));
   if (!edited) co_return Error::bad_request("A deleted message cannot be edited.");
   auto marks = co_await store_.chats().watermarks(chat.id);
   MessageView view{std::move(*edited), std::move(marks), true};
   co_return view;
 }
 
-boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::int64_t message_id, bool for_me) {
+boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::int64_t message_id,
+                                                          bool for_me) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -142,7 +152,8 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me, std::int64_t message_id,
+boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me,
+                                                                    std::int64_t message_id,
                                                                     std::int64_t target_chat_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
@@ -151,14 +162,14 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t
   auto target = co_await chats_.membership(me, target_chat_id);
   if (!target) co_return std::move(target).error();
   // A forward of a forward points at the first original.
-  NewMessage copy{target_chat_id, me, message.text, std::nullopt,
-                  message.forwarded_from.value_or(message.id), now_micros()};
+  NewMessage copy{
+      target_chat_id, me, message.text, std::nullopt, message.forwarded_from.value_or(message.id),
+      now_micros()};
   co_return co_await store_message(me, std::move(copy));
 }
 
-boost::asio::awaitable<Result<std::vector<SearchHit>>> MessageService::search(std::int64_t me, std::string query,
-                                                                              std::optional<std::int64_t> chat_id,
-                                                                              int limit) {
+boost::asio::awaitable<Result<std::vector<SearchHit>>> MessageService::search(
+    std::int64_t me, std::string query, std::optional<std::int64_t> chat_id, int limit) {
   auto terms = search_terms(query);
   if (terms.empty()) co_return Error::field("q", "Enter at least one word to search for.");
   if (chat_id) {
@@ -179,7 +190,8 @@ boost::asio::awaitable<Result<std::vector<SearchHit>>> MessageService::search(st
   co_return hits;
 }
 
-boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::int64_t me, std::int64_t chat_id) {
+boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::int64_t me,
+                                                                          std::int64_t chat_id) {
   auto m = co_await chats_.membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   auto marks = co_await store_.chats().watermarks(chat_id);
@@ -192,7 +204,8 @@ boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::i
   co_return out;
 }
 
-boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me, std::int64_t message_id) {
+boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
+                                                            std::int64_t message_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -200,8 +213,11 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me, std
   if (!member) co_return no_message();
   if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be pinned.");
-  auto events = [](const PinRecord& p) { return std::vector<NewEvent>{to_event(p.chat_id, pin_event(p))}; };
-  auto [pin, created] = co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
+  auto events = [](const PinRecord& p) {
+    return std::vector<NewEvent>{to_event(p.chat_id, pin_event(p))};
+  };
+  auto [pin, created] =
+      co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
   auto marks = co_await store_.chats().watermarks(chat.id);
   PinView view{pin, std::move(message), std::move(marks), created};
   co_return view;
@@ -213,12 +229,15 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::i
   auto m = co_await chats_.membership(me, pin->chat_id);
   if (!m) co_return Error::not_found();
   if (!allowed(Action::pin, {m->first.type, m->second.role})) co_return Error::forbidden();
-  auto events = [](const PinRecord& p) { return std::vector<NewEvent>{to_event(p.chat_id, unpin_event(p))}; };
+  auto events = [](const PinRecord& p) {
+    return std::vector<NewEvent>{to_event(p.chat_id, unpin_event(p))};
+  };
   co_await store_.chats().unpin(pin_id, std::move(events));
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me, std::int64_t message_id) {
+boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me,
+                                                                 std::int64_t message_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto pins = co_await store_.chats().pins(found->second.id);
@@ -228,7 +247,8 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me
   co_return Error::not_found("This message is not pinned.");
 }
 
-boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since, int limit) {
+boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since,
+                                                              int limit) {
   co_return co_await store_.chats().replay(me, since, limit);
 }
 

@@ -64,7 +64,8 @@ class MessageService {
   boost::asio::awaitable<Result<MessagePage>> history(std::int64_t me, HistoryQuery q);
   boost::asio::awaitable<Result<MessageView>> send(std::int64_t me, SendInput in);
   boost::asio::awaitable<Result<MessageView>> edit(std::int64_t me, std::int64_t message_id,
-                                                   std::optional<std::string> text, FieldErrors errors);
+                                                   std::optional<std::string> text,
+                                                   FieldErrors errors);
   boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t message_id, bool for_me);
   boost::asio::awaitable<Result<MessageView>> forward(std::int64_t me, std::int64_t message_id,
                                                       std::int64_t target_chat_id);
@@ -78,13 +79,14 @@ class MessageService {
   // Unpins by message (the socket event names the message, not the pin).
   boost::asio::awaitable<Result<Ok>> unpin_message(std::int64_t me, std::int64_t message_id);
 
-  boost::asio::awaitable<Result<store::Replay>> events(std::int64_t me, std::int64_t since, int limit);
+  boost::asio::awaitable<Result<store::Replay>> events(std::int64_t me, std::int64_t since,
+                                                       int limit);
 
  private:
   // The message and the caller's membership of its chat; 404 for outsiders and for
   // messages the caller has hidden.
-  boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>> visible_message(
-      std::int64_t me, std::int64_t message_id);
+  boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
+  visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
 
   store::Store& store_;
@@ -92,6 +94,7 @@ class MessageService {
 };
 
 // Trims and checks message text (1-4096 characters after trimming).
-Result<std::string> clean_message_text(const std::optional<std::string>& text, const char* field = "text");
+Result<std::string> clean_message_text(const std::optional<std::string>& text,
+                                       const char* field = "text");
 
 }  // namespace chat::chats

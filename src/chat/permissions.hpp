@@ -7,15 +7,15 @@
 namespace chat::chats {
 
 enum class Action {
-  edit_message,        // sender only
-  delete_for_everyone, // sender, or a group's owner/admin
-  pin,                 // private: any member; group: owner/admin (unpin alike)
-  rename_chat,         // group owner/admin
-  delete_chat,         // group: owner; private: either member
-  add_member,          // group owner/admin
-  add_admin,           // group owner
-  change_role,         // group owner
-  remove_member,       // group owner/admin (an admin not the owner or another admin)
+  edit_message,         // sender only
+  delete_for_everyone,  // sender, or a group's owner/admin
+  pin,                  // private: any member; group: owner/admin (unpin alike)
+  rename_chat,          // group owner/admin
+  delete_chat,          // group: owner; private: either member
+  add_member,           // group owner/admin
+  add_admin,            // group owner
+  change_role,          // group owner
+  remove_member,        // group owner/admin (an admin not the owner or another admin)
 };
 
 struct Actor {

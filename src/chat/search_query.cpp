@@ -15,7 +15,8 @@ std::vector<std::string> search_terms(std::string_view query) {
     if (word.empty()) return;
     if (word.size() > kMaxTermLength) word.resize(kMaxTermLength);
     std::string term = unicode::to_lower(unicode::encode(word));
-    if (std::find(terms.begin(), terms.end(), term) == terms.end() && terms.size() < kMaxSearchTerms) {
+    if (std::find(terms.begin(), terms.end(), term) == terms.end() &&
+        terms.size() < kMaxSearchTerms) {
       terms.push_back(std::move(term));
     }
     word.clear();

@@ -61,7 +61,8 @@ json::object message_json(const MessageRecord& m, std::int64_t viewer, const Wat
   o["is_edited"] = m.edited_at.has_value();
   o["is_deleted"] = m.is_deleted;
   o["forwarded_from"] = m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr);
-  o["client_id"] = (m.client_id && m.sender_id == viewer) ? json::value(*m.client_id) : json::value(nullptr);
+  o["client_id"] =
+      (m.client_id && m.sender_id == viewer) ? json::value(*m.client_id) : json::value(nullptr);
   o["status"] = message_status(m, w);
   return o;
 }
@@ -76,13 +77,15 @@ json::object chat_object(const ChatSummary& s, std::optional<std::int64_t> viewe
   o["name"] = s.chat.name;
   json::array members;
   for (const auto& m : s.members) {
-    members.push_back(json::object{{"id", m.user_id}, {"username", m.username}, {"role", role_name(m.role)}});
+    members.push_back(
+        json::object{{"id", m.user_id}, {"username", m.username}, {"role", role_name(m.role)}});
   }
   o["members"] = std::move(members);
   o["created_at"] = format_iso8601(s.chat.created_at);
   if (viewer) {
     const auto w = watermarks_of(s.members);
-    o["last_message"] = s.last_message ? json::value(message_json(*s.last_message, *viewer, w)) : json::value(nullptr);
+    o["last_message"] = s.last_message ? json::value(message_json(*s.last_message, *viewer, w))
+                                       : json::value(nullptr);
     o["unread_count"] = s.unread_count;
     o["last_read_message_id"] = s.last_read_message_id;
   }
@@ -94,11 +97,16 @@ json::object chat_object(const ChatSummary& s, std::optional<std::int64_t> viewe
 
 }  // namespace
 
-json::object shared_chat_json(const ChatSummary& s) { return chat_object(s, std::nullopt); }
+json::object shared_chat_json(const ChatSummary& s) {
+  return chat_object(s, std::nullopt);
+}
 
-json::object chat_json(const ChatSummary& s, std::int64_t viewer) { return chat_object(s, viewer); }
+json::object chat_json(const ChatSummary& s, std::int64_t viewer) {
+  return chat_object(s, viewer);
+}
 
-json::object pin_json(const PinRecord& p, const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
+json::object pin_json(const PinRecord& p, const MessageRecord& m, std::int64_t viewer,
+                      const Watermarks& w) {
   return {{"id", p.id},
           {"chat", p.chat_id},
           {"message", message_json(m, viewer, w)},
@@ -107,15 +115,16 @@ json::object pin_json(const PinRecord& p, const MessageRecord& m, std::int64_t v
 }
 
 json::object message_event(const MessageRecord& m) {
-  return {{"type", "message"},
-          {"message_id", m.id},
-          {"chat_id", m.chat_id},
-          {"text", m.text},
-          {"sender", m.sender_username},
-          {"sender_id", m.sender_id},
-          {"created_at", format_iso8601(m.created_at)},
-          {"forwarded_from", m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr)},
-          {"client_id", m.client_id ? json::value(*m.client_id) : json::value(nullptr)}};
+  return {
+      {"type", "message"},
+      {"message_id", m.id},
+      {"chat_id", m.chat_id},
+      {"text", m.text},
+      {"sender", m.sender_username},
+      {"sender_id", m.sender_id},
+      {"created_at", format_iso8601(m.created_at)},
+      {"forwarded_from", m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr)},
+      {"client_id", m.client_id ? json::value(*m.client_id) : json::value(nullptr)}};
 }
 
 json::object edit_event(const MessageRecord& m) {
@@ -133,7 +142,10 @@ json::object delete_event(const MessageRecord& m, bool for_me) {
 }
 
 json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value) {
-  return {{"type", "read"}, {"chat_id", chat_id}, {"user_id", user_id}, {"last_read_message_id", value}};
+  return {{"type", "read"},
+          {"chat_id", chat_id},
+          {"user_id", user_id},
+          {"last_read_message_id", value}};
 }
 
 json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value) {
@@ -144,7 +156,10 @@ json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::in
 }
 
 json::object pin_event(const PinRecord& p) {
-  return {{"type", "pin"}, {"chat_id", p.chat_id}, {"message_id", p.message_id}, {"pinned_by", p.pinned_by}};
+  return {{"type", "pin"},
+          {"chat_id", p.chat_id},
+          {"message_id", p.message_id},
+          {"pinned_by", p.pinned_by}};
 }
 
 json::object unpin_event(const PinRecord& p) {
@@ -161,8 +176,10 @@ json::object member_event(const char* type, std::int64_t chat_id, std::int64_t u
   return {{"type", type}, {"chat_id", chat_id}, {"user_id", user_id}, {"role", role_name(role)}};
 }
 
-NewEvent to_event(std::int64_t chat_id, const json::object& payload, std::optional<std::int64_t> only_user) {
-  return {chat_id, only_user, std::string(payload.at("type").as_string()), json::serialize(payload)};
+NewEvent to_event(std::int64_t chat_id, const json::object& payload,
+                  std::optional<std::int64_t> only_user) {
+  return {chat_id, only_user, std::string(payload.at("type").as_string()),
+          json::serialize(payload)};
 }
 
 json::object event_for_viewer(const EventRecord& e, std::int64_t viewer) {
@@ -170,7 +187,8 @@ json::object event_for_viewer(const EventRecord& e, std::int64_t viewer) {
   json::object& o = v.as_object();
   if (e.type == "message") {
     const auto* sender = o.if_contains("sender_id");
-    if (sender == nullptr || !sender->is_int64() || sender->get_int64() != viewer) o["client_id"] = nullptr;
+    if (sender == nullptr || !sender->is_int64() || sender->get_int64() != viewer)
+      o["client_id"] = nullptr;
   }
   o["seq"] = e.seq;
   return std::move(o);

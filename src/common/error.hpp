@@ -9,13 +9,13 @@
 namespace chat {
 
 enum class ErrorKind {
-  validation,        // 400, {"field": ["message", ...]}
-  bad_request,       // 400, {"detail": "..."}
-  unauthenticated,   // 401
-  forbidden,         // 403
-  not_found,         // 404
-  throttled,         // 429, with Retry-After
-  unavailable,       // 503: a backing service does not answer
+  validation,       // 400, {"field": ["message", ...]}
+  bad_request,      // 400, {"detail": "..."}
+  unauthenticated,  // 401
+  forbidden,        // 403
+  not_found,        // 404
+  throttled,        // 429, with Retry-After
+  unavailable,      // 503: a backing service does not answer
 };
 
 // Validation messages per field, in the order the fields were checked, as DRF reports them.

@@ -3,8 +3,8 @@
 // exception. Include only from .cpp files: it brings in Asio.
 #pragma once
 
-#include <boost/asio/async_result.hpp>
 #include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -26,7 +26,8 @@ auto offload(Executor target, F f) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr)>(
         [target](auto handler, F fn) {
           auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-          asio::post(target, [handler = std::move(handler), fn = std::move(fn), work = std::move(work)]() mutable {
+          asio::post(target, [handler = std::move(handler), fn = std::move(fn),
+                              work = std::move(work)]() mutable {
             std::exception_ptr error;
             try {
               fn();
@@ -34,7 +35,8 @@ auto offload(Executor target, F f) {
               error = std::current_exception();
             }
             auto ex = asio::get_associated_executor(handler);
-            asio::dispatch(ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
+            asio::dispatch(
+                ex, [handler = std::move(handler), error]() mutable { std::move(handler)(error); });
           });
         },
         asio::use_awaitable, std::move(f));
@@ -42,7 +44,8 @@ auto offload(Executor target, F f) {
     return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, R)>(
         [target](auto handler, F fn) {
           auto work = asio::make_work_guard(asio::get_associated_executor(handler));
-          asio::post(target, [handler = std::move(handler), fn = std::move(fn), work = std::move(work)]() mutable {
+          asio::post(target, [handler = std::move(handler), fn = std::move(fn),
+                              work = std::move(work)]() mutable {
             std::exception_ptr error;
             std::optional<R> result;
             try {
@@ -51,9 +54,10 @@ auto offload(Executor target, F f) {
               error = std::current_exception();
             }
             auto ex = asio::get_associated_executor(handler);
-            asio::dispatch(ex, [handler = std::move(handler), error, result = std::move(result)]() mutable {
-              std::move(handler)(error, result ? std::move(*result) : R{});
-            });
+            asio::dispatch(
+                ex, [handler = std::move(handler), error, result = std::move(result)]() mutable {
+                  std::move(handler)(error, result ? std::move(*result) : R{});
+                });
           });
         },
         asio::use_awaitable, std::move(f));

@@ -10,7 +10,9 @@ Micros now_micros() {
   return duration_cast<microseconds>(system_clock::now().time_since_epoch()).count();
 }
 
-std::int64_t now_seconds() { return now_micros() / 1'000'000; }
+std::int64_t now_seconds() {
+  return now_micros() / 1'000'000;
+}
 
 std::string format_iso8601(Micros t) {
   std::time_t seconds = static_cast<std::time_t>(t / 1'000'000);

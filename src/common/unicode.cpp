@@ -1,8 +1,8 @@
 #include "common/unicode.hpp"
 
+#include <locale.h>
 #include <clocale>
 #include <cwctype>
-#include <locale.h>
 
 namespace chat::unicode {
 namespace {
@@ -121,9 +121,13 @@ std::string to_lower(std::string_view utf8) {
   return out;
 }
 
-bool is_alnum(char32_t cp) { return iswalnum_l(static_cast<wint_t>(cp), utf8_locale()) != 0; }
+bool is_alnum(char32_t cp) {
+  return iswalnum_l(static_cast<wint_t>(cp), utf8_locale()) != 0;
+}
 
-bool is_space(char32_t cp) { return iswspace_l(static_cast<wint_t>(cp), utf8_locale()) != 0; }
+bool is_space(char32_t cp) {
+  return iswspace_l(static_cast<wint_t>(cp), utf8_locale()) != 0;
+}
 
 std::string_view trim(std::string_view utf8) {
   auto cps = decode(utf8);

@@ -7,7 +7,8 @@ namespace {
 
 std::string_view trim_ascii(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r'))
+    s.remove_suffix(1);
   return s;
 }
 
@@ -29,10 +30,18 @@ bool read_quoted(std::string_view text, std::size_t& pos, std::string& out) {
     if (quote == '"' && c == '\\' && pos < text.size()) {
       char e = text[pos++];
       switch (e) {
-        case 'n': out += '\n'; break;
-        case 't': out += '\t'; break;
-        case 'r': out += '\r'; break;
-        default: out += e; break;
+        case 'n':
+          out += '\n';
+          break;
+        case 't':
+          out += '\t';
+          break;
+        case 'r':
+          out += '\r';
+          break;
+        default:
+          out += e;
+          break;
       }
       continue;
     }

@@ -80,8 +80,7 @@ class Reader {
   }
 
   // Seconds, or a number with s/m/h/d: "300", "5m", "1d".
-  void duration(const std::string& name, std::int64_t& target, std::int64_t min,
-                std::int64_t max) {
+  void duration(const std::string& name, std::int64_t& target, std::int64_t min, std::int64_t max) {
     const auto* v = raw(name);
     if (v == nullptr || v->empty()) return;
     auto parsed = parse_duration(*v);
@@ -108,11 +107,20 @@ class Reader {
         std::int64_t seconds = 0;
         if (!period.empty()) {
           switch (period[0]) {
-            case 's': seconds = 1; break;
-            case 'm': seconds = 60; break;
-            case 'h': seconds = 3600; break;
-            case 'd': seconds = 86400; break;
-            default: break;
+            case 's':
+              seconds = 1;
+              break;
+            case 'm':
+              seconds = 60;
+              break;
+            case 'h':
+              seconds = 3600;
+              break;
+            case 'd':
+              seconds = 86400;
+              break;
+            default:
+              break;
           }
         }
         if (seconds > 0) {
@@ -151,7 +159,6 @@ class Reader {
                    [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     return s;
   }
-
 
  private:
   const Environment& env_;
@@ -257,7 +264,8 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
     r.fail("LOG_FORMAT", "expected text or json", s.log_format);
   }
 
-  if (s.threads == 0) s.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  if (s.threads == 0)
+    s.threads = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
 
   if (!for_serving) return out;
   if (s.secret_key.empty()) {

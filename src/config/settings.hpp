@@ -49,14 +49,14 @@ struct Settings {
   DatabaseSettings db;
   RedisSettings redis;
 
-  std::int64_t access_token_lifetime = 300;      // seconds, SimpleJWT: 5 minutes
-  std::int64_t refresh_token_lifetime = 86400;   // seconds, SimpleJWT: 1 day
-  bool rotate_refresh_tokens = false;            // SimpleJWT: off
+  std::int64_t access_token_lifetime = 300;     // seconds, SimpleJWT: 5 minutes
+  std::int64_t refresh_token_lifetime = 86400;  // seconds, SimpleJWT: 1 day
+  bool rotate_refresh_tokens = false;           // SimpleJWT: off
 
-  int login_failures_per_user = 10;       // per username and address
-  int login_failures_per_address = 100;   // per address
+  int login_failures_per_user = 10;         // per username and address
+  int login_failures_per_address = 100;     // per address
   std::int64_t login_failure_window = 900;  // seconds
-  ThrottleRate register_rate;             // off unless REGISTER_THROTTLE_RATE is set
+  ThrottleRate register_rate;               // off unless REGISTER_THROTTLE_RATE is set
 
   std::int64_t event_retention = 7 * 86400;  // seconds of event log kept for resume
 

@@ -17,14 +17,21 @@ namespace json = boost::json;
 // Python's name for the type of a JSON value, as DRF's messages show it.
 const char* python_type(const json::value& v) {
   switch (v.kind()) {
-    case json::kind::array: return "list";
-    case json::kind::string: return "str";
+    case json::kind::array:
+      return "list";
+    case json::kind::string:
+      return "str";
     case json::kind::int64:
-    case json::kind::uint64: return "int";
-    case json::kind::double_: return "float";
-    case json::kind::bool_: return "bool";
-    case json::kind::null: return "NoneType";
-    case json::kind::object: return "dict";
+    case json::kind::uint64:
+      return "int";
+    case json::kind::double_:
+      return "float";
+    case json::kind::bool_:
+      return "bool";
+    case json::kind::null:
+      return "NoneType";
+    case json::kind::object:
+      return "dict";
   }
   return "object";
 }
@@ -38,7 +45,8 @@ std::string_view media_type(std::string_view content_type) {
 
 bool iequals(std::string_view a, std::string_view b) {
   return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
          });
 }
 
@@ -76,7 +84,8 @@ Result<json::object> parse_body(const Request& req) {
     // `curl -d '{...}'` sends JSON labelled as a form; read it as the JSON it is.
     if (req.body.front() != '{') return parse_form(req.body);
   } else if (!type.empty() && !iequals(type, "application/json")) {
-    Error e = Error::bad_request("Unsupported media type \"" + std::string(type) + "\" in request.");
+    Error e =
+        Error::bad_request("Unsupported media type \"" + std::string(type) + "\" in request.");
     e.code = "unsupported_media_type";
     return e;
   }
@@ -86,8 +95,9 @@ Result<json::object> parse_body(const Request& req) {
   json::value v = json::parse(req.body, ec, {}, opts);
   if (ec) return Error::bad_request("JSON parse error - " + ec.message());
   if (!v.is_object()) {
-    return Error::field("non_field_errors", std::string("Invalid data. Expected a dictionary, but got ") +
-                                                python_type(v) + ".");
+    return Error::field(
+        "non_field_errors",
+        std::string("Invalid data. Expected a dictionary, but got ") + python_type(v) + ".");
   }
   return std::move(v.as_object());
 }
@@ -100,14 +110,24 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
   }
   std::string s;
   switch (v->kind()) {
-    case json::kind::string: s = std::string(v->get_string()); break;
-    case json::kind::int64: s = std::to_string(v->get_int64()); break;
-    case json::kind::uint64: s = std::to_string(v->get_uint64()); break;
-    case json::kind::double_: s = python_float(v->get_double()); break;
+    case json::kind::string:
+      s = std::string(v->get_string());
+      break;
+    case json::kind::int64:
+      s = std::to_string(v->get_int64());
+      break;
+    case json::kind::uint64:
+      s = std::to_string(v->get_uint64());
+      break;
+    case json::kind::double_:
+      s = python_float(v->get_double());
+      break;
     case json::kind::null:
       if (!o.allow_null) errors_.add(name, "This field may not be null.");
       return std::nullopt;
-    default: errors_.add(name, "Not a valid string."); return std::nullopt;
+    default:
+      errors_.add(name, "Not a valid string.");
+      return std::nullopt;
   }
   if (s.find('\0') != std::string::npos) {
     errors_.add(name, "Null characters are not allowed.");
@@ -119,7 +139,8 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
     return std::nullopt;
   }
   if (o.max_length > 0 && unicode::length(s) > o.max_length) {
-    errors_.add(name, "Ensure this field has no more than " + std::to_string(o.max_length) + " characters.");
+    errors_.add(name, "Ensure this field has no more than " + std::to_string(o.max_length) +
+                          " characters.");
     return std::nullopt;
   }
   return s;
@@ -161,7 +182,8 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
     return std::nullopt;
   }
   if (!v->is_array()) {
-    errors_.add(name, std::string("Expected a list of items but got type \"") + python_type(*v) + "\".");
+    errors_.add(name,
+                std::string("Expected a list of items but got type \"") + python_type(*v) + "\".");
     return std::nullopt;
   }
   std::vector<std::int64_t> out;
@@ -172,7 +194,8 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
       errors_.add(name, "Invalid pk \"" + json::serialize(item) + "\" - object does not exist.");
       return std::nullopt;
     } else {
-      errors_.add(name, std::string("Incorrect type. Expected pk value, received ") + python_type(item) + ".");
+      errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
+                            python_type(item) + ".");
       return std::nullopt;
     }
   }
@@ -210,9 +233,13 @@ std::int64_t query_int(const Request& req, const char* name, std::int64_t fallba
   return std::min(v, max);
 }
 
-std::string to_json(const json::value& v) { return json::serialize(v); }
+std::string to_json(const json::value& v) {
+  return json::serialize(v);
+}
 
-Response json_response(int status, const json::value& v) { return Response::json(status, to_json(v)); }
+Response json_response(int status, const json::value& v) {
+  return Response::json(status, to_json(v));
+}
 
 Response error_response(const Error& e) {
   json::object body;
@@ -225,12 +252,24 @@ Response error_response(const Error& e) {
         body[field] = std::move(arr);
       }
       return json_response(400, body);
-    case ErrorKind::bad_request: status = e.code == "unsupported_media_type" ? 415 : 400; break;
-    case ErrorKind::unauthenticated: status = 401; break;
-    case ErrorKind::forbidden: status = 403; break;
-    case ErrorKind::not_found: status = 404; break;
-    case ErrorKind::throttled: status = 429; break;
-    case ErrorKind::unavailable: status = 503; break;
+    case ErrorKind::bad_request:
+      status = e.code == "unsupported_media_type" ? 415 : 400;
+      break;
+    case ErrorKind::unauthenticated:
+      status = 401;
+      break;
+    case ErrorKind::forbidden:
+      status = 403;
+      break;
+    case ErrorKind::not_found:
+      status = 404;
+      break;
+    case ErrorKind::throttled:
+      status = 429;
+      break;
+    case ErrorKind::unavailable:
+      status = 503;
+      break;
   }
   body["detail"] = e.detail;
   if (!e.code.empty() && status != 415) body["code"] = e.code;

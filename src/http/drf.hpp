@@ -8,8 +8,8 @@
 
 #include <cstdint>
 #include <optional>
-#include <vector>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "http/message.hpp"
@@ -23,7 +23,7 @@ Result<boost::json::object> parse_body(const Request& req);
 struct CharFieldOptions {
   bool required = true;
   bool allow_blank = false;
-  bool trim = true;         // DRF's trim_whitespace
+  bool trim = true;            // DRF's trim_whitespace
   std::size_t max_length = 0;  // in characters; 0 = no limit
   bool allow_null = false;     // null reads as absent
 };
@@ -31,7 +31,8 @@ struct CharFieldOptions {
 // Reads fields of a parsed body the way DRF serializer fields do, collecting messages.
 class FieldReader {
  public:
-  FieldReader(const boost::json::object& body, FieldErrors& errors) : body_(body), errors_(errors) {}
+  FieldReader(const boost::json::object& body, FieldErrors& errors)
+      : body_(body), errors_(errors) {}
 
   // DRF CharField: strings, and numbers written as text; nullopt when missing or refused.
   std::optional<std::string> string(const char* name, CharFieldOptions options = {});

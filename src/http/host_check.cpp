@@ -16,8 +16,9 @@ std::optional<std::string> host_without_port(std::string_view h) {
     if (close == std::string_view::npos) return std::nullopt;
     port = name.substr(close + 1);
     name = name.substr(0, close + 1);
-    if (!std::all_of(name.begin() + 1, name.end() - 1,
-                     [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; })) {
+    if (!std::all_of(name.begin() + 1, name.end() - 1, [](char c) {
+          return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.';
+        })) {
       return std::nullopt;
     }
   } else {

@@ -19,7 +19,8 @@ std::vector<std::string_view> split_path(std::string_view path) {
 }
 
 bool parse_id(std::string_view s, std::int64_t& out) {
-  if (s.empty() || s.size() > 19 || !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+  if (s.empty() || s.size() > 19 ||
+      !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return false;
   }
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);

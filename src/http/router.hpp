@@ -25,9 +25,9 @@ class Router {
   struct Match {
     const Handler* handler = nullptr;  // null: no route for this method
     RouteParams params;
-    bool path_found = false;            // some method matches this path
-    std::vector<Method> allowed;        // methods this path answers (for 405 and OPTIONS)
-    std::string pattern;                // for logs and metrics
+    bool path_found = false;      // some method matches this path
+    std::vector<Method> allowed;  // methods this path answers (for 405 and OPTIONS)
+    std::string pattern;          // for logs and metrics
   };
 
   void add(Method method, std::string pattern, Handler handler);

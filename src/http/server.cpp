@@ -1,5 +1,6 @@
 #include "http/server.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -16,7 +17,6 @@
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
 #include <boost/url/parse.hpp>
-#include <spdlog/spdlog.h>
 
 #include <atomic>
 #include <chrono>
@@ -38,10 +38,11 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
 std::string next_request_id() {
   static std::atomic<std::uint64_t> counter{0};
-  static const std::uint64_t boot = static_cast<std::uint64_t>(
-      std::chrono::system_clock::now().time_since_epoch().count());
+  static const std::uint64_t boot =
+      static_cast<std::uint64_t>(std::chrono::system_clock::now().time_since_epoch().count());
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%08llx-%llu", static_cast<unsigned long long>(boot & 0xffffffffULL),
+  std::snprintf(buf, sizeof buf, "%08llx-%llu",
+                static_cast<unsigned long long>(boot & 0xffffffffULL),
                 static_cast<unsigned long long>(++counter));
   return buf;
 }
@@ -137,8 +138,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser.body_limit(options.max_body_bytes);
 
-      stream.expires_after(std::chrono::seconds(buffer.size() > 0 ? options.request_timeout_seconds
-                                                                  : options.keepalive_timeout_seconds));
+      stream.expires_after(std::chrono::seconds(
+          buffer.size() > 0 ? options.request_timeout_seconds : options.keepalive_timeout_seconds));
       auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
       if (rec) {
         if (rec == bhttp::error::header_limit) {
@@ -205,7 +206,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         auto admission = co_await realtime->gate.admit(req);
         if (admission) {
           spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
-          co_await ws::run_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
+          co_await ws::run_socket(std::move(stream), std::move(msg), std::move(*admission),
+                                  *realtime);
           co_return;
         }
         response = error_response(admission.error());
@@ -221,7 +223,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
       const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - started).count();
+                              std::chrono::steady_clock::now() - started)
+                              .count();
       // The query string is never logged: it may carry a token.
       spdlog::info("{} {} {} {} {}B {}us id={}", req.client_address, req.method_text, req.path,
                    status, bytes, micros, req.request_id);
@@ -232,7 +235,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   }
 };
 
-Server::Server(asio::io_context& io, ServerOptions options, const HttpApp& app, ws::RealtimeContext* realtime)
+Server::Server(asio::io_context& io, ServerOptions options, const HttpApp& app,
+               ws::RealtimeContext* realtime)
     : impl_(std::make_shared<Impl>(io, std::move(options), app, realtime)) {}
 
 Server::~Server() = default;

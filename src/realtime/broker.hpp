@@ -15,9 +15,9 @@ namespace chat::realtime {
 
 // An event that is not logged: typing and user_status.
 struct Ephemeral {
-  std::vector<std::int64_t> chat_ids;     // sent to the members of these chats...
-  std::int64_t exclude_user_id = 0;       // ...except this user's own sockets
-  std::string payload;                    // the event's JSON
+  std::vector<std::int64_t> chat_ids;  // sent to the members of these chats...
+  std::int64_t exclude_user_id = 0;    // ...except this user's own sockets
+  std::string payload;                 // the event's JSON
 };
 
 class BrokerHandler {

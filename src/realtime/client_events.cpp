@@ -19,13 +19,20 @@ namespace json = boost::json;
 
 const char* error_code(ErrorKind k) {
   switch (k) {
-    case ErrorKind::validation: return "validation";
-    case ErrorKind::bad_request: return "bad_request";
-    case ErrorKind::unauthenticated: return "unauthenticated";
-    case ErrorKind::forbidden: return "forbidden";
-    case ErrorKind::not_found: return "not_found";
-    case ErrorKind::throttled: return "throttled";
-    case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::validation:
+      return "validation";
+    case ErrorKind::bad_request:
+      return "bad_request";
+    case ErrorKind::unauthenticated:
+      return "unauthenticated";
+    case ErrorKind::forbidden:
+      return "forbidden";
+    case ErrorKind::not_found:
+      return "not_found";
+    case ErrorKind::throttled:
+      return "throttled";
+    case ErrorKind::unavailable:
+      return "unavailable";
   }
   return "error";
 }
@@ -98,14 +105,16 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
   const json::object& o = parsed.as_object();
   const auto* type_value = o.if_contains("type");
   if (type_value == nullptr || !type_value->is_string()) {
-    co_return std::vector<std::string>{error_frame(Error::field("type", "This field is required."), "")};
+    co_return std::vector<std::string>{
+        error_frame(Error::field("type", "This field is required."), "")};
   }
   const std::string type(type_value->get_string());
   auto fail = [&](const Error& e) { return std::vector<std::string>{error_frame(e, type)}; };
 
   if (type == "ping") co_return std::vector<std::string>{R"({"type":"pong"})"};
 
-  static const std::vector<std::string> known{"message", "typing", "read", "forward", "edit", "delete", "pin", "unpin"};
+  static const std::vector<std::string> known{"message", "typing", "read", "forward",
+                                              "edit",    "delete", "pin",  "unpin"};
   if (std::find(known.begin(), known.end(), type) == known.end()) {
     co_return fail(Error::bad_request("Unknown event type \"" + type.substr(0, 64) + "\"."));
   }
@@ -119,7 +128,8 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
     chat_id = *named;
   } else if (o.contains("chat_id")) {
     auto named = f.id("chat_id");
-    if (named && *named != chat_id) co_return fail(Error::bad_request("This socket belongs to another chat."));
+    if (named && *named != chat_id)
+      co_return fail(Error::bad_request("This socket belongs to another chat."));
   }
   const std::int64_t me = ctx.user.id;
 
@@ -139,7 +149,8 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
     auto sent = co_await messages_.send(me, std::move(in));
     if (!sent) co_return fail(sent.error());
     // A retry commits nothing new, so nothing is broadcast: acknowledge it here.
-    if (!sent->created) co_return std::vector<std::string>{json::serialize(chats::message_event(sent->message))};
+    if (!sent->created)
+      co_return std::vector<std::string>{json::serialize(chats::message_event(sent->message))};
     co_return std::vector<std::string>{};
   }
   if (type == "typing") {

@@ -30,12 +30,14 @@ struct ClientContext {
 
 class ClientEvents {
  public:
-  ClientEvents(chats::ChatService& chats, chats::MessageService& messages, Typing& typing, store::Store& store)
+  ClientEvents(chats::ChatService& chats, chats::MessageService& messages, Typing& typing,
+               store::Store& store)
       : chats_(chats), messages_(messages), typing_(typing), store_(store) {}
 
   // Frames for the sending socket alone (errors, pong, the acknowledgement of a retried
   // message). Never throws for bad input.
-  boost::asio::awaitable<std::vector<std::string>> handle(const ClientContext& ctx, std::string_view text);
+  boost::asio::awaitable<std::vector<std::string>> handle(const ClientContext& ctx,
+                                                          std::string_view text);
 
  private:
   chats::ChatService& chats_;

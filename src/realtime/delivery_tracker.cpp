@@ -1,9 +1,12 @@
 #include "realtime/delivery_tracker.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <vector>
 
 #include "chat/wire.hpp"
 #include "store/store.hpp"
@@ -22,11 +25,28 @@ boost::asio::awaitable<void> DeliveryTracker::flush() {
     std::lock_guard lock(mutex_);
     batch.swap(pending_);
   }
-  for (const auto& [key, message_id] : batch) {
-    auto events = [](const store::WatermarkChange& c) {
-      return std::vector<store::NewEvent>{chats::to_event(c.chat_id, chats::delivered_event(c.chat_id, c.user_id, c.value))};
+  // One transaction per chat for all its members noted since the last flush.
+  std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::int64_t>>> by_chat;
+  for (const auto& [key, message_id] : batch)
+    by_chat[key.first].emplace_back(key.second, message_id);
+  for (auto& [chat_id, values] : by_chat) {
+    auto events = [](const store::DeliveredBatch& b) {
+      std::vector<store::NewEvent> out;
+      if (b.member_count <= kEachMemberUpTo) {
+        for (const auto& c : b.changes) {
+          out.push_back(
+              chats::to_event(c.chat_id, chats::delivered_event(c.chat_id, c.user_id, c.value)));
+        }
+      } else if (b.lowest_after > b.lowest_before) {
+        const auto& last =
+            *std::min_element(b.changes.begin(), b.changes.end(),
+                              [](const auto& x, const auto& y) { return x.value < y.value; });
+        out.push_back(chats::to_event(b.chat_id,
+                                      chats::delivered_event(b.chat_id, last.user_id, last.value)));
+      }
+      return out;
     };
-    co_await store_.chats().mark_delivered(key.first, key.second, message_id, std::move(events));
+    co_await store_.chats().mark_delivered_many(chat_id, std::move(values), std::move(events));
   }
 }
 

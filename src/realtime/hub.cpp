@@ -8,7 +8,9 @@
 namespace chat::realtime {
 namespace {
 
-Frame make_frame(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+Frame make_frame(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
 
 // `{...}` + seq, without re-serialising the payload.
 std::string with_seq(const std::string& payload, std::int64_t seq) {
@@ -18,7 +20,9 @@ std::string with_seq(const std::string& payload, std::int64_t seq) {
   return out;
 }
 
-void erase_from(std::vector<const Session*>& v, const Session* s) { std::erase(v, s); }
+void erase_from(std::vector<const Session*>& v, const Session* s) {
+  std::erase(v, s);
+}
 
 std::int64_t field(const boost::json::object& o, const char* name) {
   const auto* v = o.if_contains(name);
@@ -28,7 +32,9 @@ std::int64_t field(const boost::json::object& o, const char* name) {
 }  // namespace
 
 Hub::Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user)
-    : recount_(std::move(recount)), delivered_(std::move(delivered)), max_sockets_per_user_(max_sockets_per_user) {}
+    : recount_(std::move(recount)),
+      delivered_(std::move(delivered)),
+      max_sockets_per_user_(max_sockets_per_user) {}
 
 std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
                                     const std::unordered_map<std::int64_t, UnreadState>& chats) {
@@ -43,9 +49,10 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
   auto& mine = by_user_[session->user_id()];
   mine.push_back(key);
   while (mine.size() > max_sockets_per_user_) {
-    auto oldest = std::min_element(mine.begin(), mine.end(), [&](const Session* a, const Session* b) {
-      return sessions_[a].order < sessions_[b].order;
-    });
+    auto oldest =
+        std::min_element(mine.begin(), mine.end(), [&](const Session* a, const Session* b) {
+          return sessions_[a].order < sessions_[b].order;
+        });
     evicted.push_back(sessions_[*oldest].session);
     mine.erase(oldest);  // detach() later removes the rest
   }
@@ -176,12 +183,14 @@ void Hub::on_logged(const store::EventRecord& event) {
             } else if (type == "delete") {  // hidden for them
               recount.push_back(e.session);
             }
-          } else if (s->chat_id() == chat_id && (type == "member_removed" || type == "chat_deleted")) {
+          } else if (s->chat_id() == chat_id &&
+                     (type == "member_removed" || type == "chat_deleted")) {
             targets.push_back({e.session});
           }
         }
       }
-      if (type == "member_removed" || type == "chat_deleted") unsubscribe(*event.user_id, chat_id, true);
+      if (type == "member_removed" || type == "chat_deleted")
+        unsubscribe(*event.user_id, chat_id, true);
     } else {
       // A member who was removed stops hearing the chat before the news goes out: they get
       // their own copy of member_removed.

@@ -32,7 +32,8 @@ class Hub final : public BrokerHandler {
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
   // `done` with it, asynchronously. `delivered(user, chat, message)` is told whenever a
   // message event is queued on one of the user's sockets.
-  using Recount = std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
+  using Recount =
+      std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
   using Delivered = std::function<void(std::int64_t, std::int64_t, std::int64_t)>;
 
   Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
@@ -56,7 +57,7 @@ class Hub final : public BrokerHandler {
   struct Entry {
     SessionPtr session;
     std::unordered_map<std::int64_t, UnreadState> unread;  // user sockets only
-    std::uint64_t order = 0;                              // attach order, for the limit
+    std::uint64_t order = 0;                               // attach order, for the limit
   };
 
   void subscribe(const Session* s, std::int64_t chat_id);

@@ -19,6 +19,8 @@ class InProcessBroker final : public Broker {
 
 }  // namespace
 
-std::unique_ptr<Broker> make_in_process_broker() { return std::make_unique<InProcessBroker>(); }
+std::unique_ptr<Broker> make_in_process_broker() {
+  return std::make_unique<InProcessBroker>();
+}
 
 }  // namespace chat::realtime

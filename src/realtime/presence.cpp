@@ -48,7 +48,8 @@ boost::asio::awaitable<void> Presence::announce(std::int64_t user_id, bool onlin
     if (user) last_seen = user->last_seen;
   }
   boost::json::object o{{"type", "user_status"}, {"user_id", user_id}, {"is_online", online}};
-  o["last_seen"] = last_seen ? boost::json::value(format_iso8601(*last_seen)) : boost::json::value(nullptr);
+  o["last_seen"] =
+      last_seen ? boost::json::value(format_iso8601(*last_seen)) : boost::json::value(nullptr);
   e.payload = boost::json::serialize(o);
   broker_.publish_ephemeral(e);
 }

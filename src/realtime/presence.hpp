@@ -29,7 +29,8 @@ class Presence final : public users::OnlineUsers {
   [[nodiscard]] bool is_online(std::int64_t user_id) const override;
 
  private:
-  boost::asio::awaitable<void> announce(std::int64_t user_id, bool online, std::optional<Micros> last_seen);
+  boost::asio::awaitable<void> announce(std::int64_t user_id, bool online,
+                                        std::optional<Micros> last_seen);
 
   store::Store& store_;
   Broker& broker_;

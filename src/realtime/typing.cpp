@@ -22,16 +22,21 @@ Typing::~Typing() {
   for (auto& [key, state] : states_) state->expiry.cancel();
 }
 
-void Typing::publish(std::int64_t chat_id, std::int64_t user_id, const std::string& username, bool is_typing) {
+void Typing::publish(std::int64_t chat_id, std::int64_t user_id, const std::string& username,
+                     bool is_typing) {
   Ephemeral e;
   e.chat_ids = {chat_id};
   e.exclude_user_id = user_id;
-  e.payload = boost::json::serialize(boost::json::object{
-      {"type", "typing"}, {"chat_id", chat_id}, {"user_id", user_id}, {"username", username}, {"is_typing", is_typing}});
+  e.payload = boost::json::serialize(boost::json::object{{"type", "typing"},
+                                                         {"chat_id", chat_id},
+                                                         {"user_id", user_id},
+                                                         {"username", username},
+                                                         {"is_typing", is_typing}});
   broker_.publish_ephemeral(e);
 }
 
-void Typing::update(std::int64_t chat_id, std::int64_t user_id, const std::string& username, bool is_typing) {
+void Typing::update(std::int64_t chat_id, std::int64_t user_id, const std::string& username,
+                    bool is_typing) {
   const auto key = std::make_pair(chat_id, user_id);
   const auto now = std::chrono::steady_clock::now();
   bool send = false;
@@ -50,16 +55,19 @@ void Typing::update(std::int64_t chat_id, std::int64_t user_id, const std::strin
       if (send) state->last_sent = now;
       const auto generation = ++state->generation;
       state->expiry.expires_after(std::chrono::seconds(kExpirySeconds));
-      state->expiry.async_wait([this, key, state, generation, username](const boost::system::error_code& ec) {
-        if (ec) return;
-        {
-          std::lock_guard lock(mutex_);
-          auto current = states_.find(key);
-          if (current == states_.end() || current->second != state || state->generation != generation) return;
-          states_.erase(current);
-        }
-        publish(key.first, key.second, username, false);
-      });
+      state->expiry.async_wait(
+          [this, key, state, generation, username](const boost::system::error_code& ec) {
+            if (ec) return;
+            {
+              std::lock_guard lock(mutex_);
+              auto current = states_.find(key);
+              if (current == states_.end() || current->second != state ||
+                  state->generation != generation)
+                return;
+              states_.erase(current);
+            }
+            publish(key.first, key.second, username, false);
+          });
     }
   }
   if (send) publish(chat_id, user_id, username, is_typing);

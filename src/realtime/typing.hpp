@@ -20,15 +20,18 @@ class Typing {
   static constexpr int kExpirySeconds = 5;
   static constexpr int kRefreshMillis = 1000;
 
-  Typing(Broker& broker, boost::asio::any_io_executor executor) : broker_(broker), executor_(std::move(executor)) {}
+  Typing(Broker& broker, boost::asio::any_io_executor executor)
+      : broker_(broker), executor_(std::move(executor)) {}
   ~Typing();
 
   // The caller has checked membership.
-  void update(std::int64_t chat_id, std::int64_t user_id, const std::string& username, bool is_typing);
+  void update(std::int64_t chat_id, std::int64_t user_id, const std::string& username,
+              bool is_typing);
 
  private:
   struct State;
-  void publish(std::int64_t chat_id, std::int64_t user_id, const std::string& username, bool is_typing);
+  void publish(std::int64_t chat_id, std::int64_t user_id, const std::string& username,
+               bool is_typing);
 
   Broker& broker_;
   boost::asio::any_io_executor executor_;

@@ -2,13 +2,18 @@
 
 namespace chat::store {
 
-const char* chat_type_name(ChatType t) { return t == ChatType::private_chat ? "private" : "group"; }
+const char* chat_type_name(ChatType t) {
+  return t == ChatType::private_chat ? "private" : "group";
+}
 
 const char* role_name(Role r) {
   switch (r) {
-    case Role::owner: return "owner";
-    case Role::admin: return "admin";
-    case Role::member: return "member";
+    case Role::owner:
+      return "owner";
+    case Role::admin:
+      return "admin";
+    case Role::member:
+      return "member";
   }
   return "member";
 }

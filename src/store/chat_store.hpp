@@ -59,8 +59,8 @@ struct MemberChange {
 
 // Who takes over when a member leaves: given the leaving member and those who remain
 // (oldest first), the new owner, if any. Run inside the removal's transaction.
-using ChooseOwner = std::function<std::optional<std::int64_t>(const MemberRecord& leaving,
-                                                              const std::vector<MemberRecord>& remaining)>;
+using ChooseOwner = std::function<std::optional<std::int64_t>(
+    const MemberRecord& leaving, const std::vector<MemberRecord>& remaining)>;
 
 struct Departure {
   MemberChange change;
@@ -70,8 +70,17 @@ struct Departure {
 struct WatermarkChange {
   std::int64_t chat_id = 0;
   std::int64_t user_id = 0;
-  std::int64_t value = 0;    // after the call (never lowered)
+  std::int64_t value = 0;  // after the call (never lowered)
   bool changed = false;
+};
+
+// Delivered watermarks of several members of one chat, moved in one transaction.
+struct DeliveredBatch {
+  std::int64_t chat_id = 0;
+  std::vector<WatermarkChange> changes;  // only the members whose watermark moved
+  std::int64_t member_count = 0;
+  std::int64_t lowest_before = 0;  // the chat's lowest delivered watermark
+  std::int64_t lowest_after = 0;
 };
 
 struct HistoryPage {
@@ -144,10 +153,9 @@ class ChatStore {
       std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) = 0;
   // Removes the member in one transaction with what follows from it: `choose_owner`
   // names a new owner, and when nobody remains the chat is deleted.
-  virtual boost::asio::awaitable<std::optional<Departure>> remove_member(std::int64_t chat_id,
-                                                                         std::int64_t user_id,
-                                                                         ChooseOwner choose_owner,
-                                                                         EventsFor<Departure> events) = 0;
+  virtual boost::asio::awaitable<std::optional<Departure>> remove_member(
+      std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
+      EventsFor<Departure> events) = 0;
 
   // Stores the message (or returns the earlier one with the same sender, chat and
   // client_id), moves the chat's activity and the sender's watermarks to it.
@@ -157,16 +165,23 @@ class ChatStore {
       std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) = 0;
   virtual boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
       std::int64_t id, EventsFor<MessageRecord> events) = 0;
-  virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
+  virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id,
+                                                    const MessageRecord& message,
                                                     EventsFor<MessageRecord> events) = 0;
 
   // Moves a watermark up to `value` (clamped to the chat's newest message).
-  virtual boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
+  virtual boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id,
+                                                            std::int64_t user_id,
                                                             std::int64_t value,
                                                             EventsFor<WatermarkChange> events) = 0;
   virtual boost::asio::awaitable<WatermarkChange> mark_delivered(
       std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
       EventsFor<WatermarkChange> events) = 0;
+
+  // Moves several members' delivered watermarks up (each clamped like mark_delivered).
+  virtual boost::asio::awaitable<DeliveredBatch> mark_delivered_many(
+      std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
+      EventsFor<DeliveredBatch> events) = 0;
 
   // The pin of this message, created when new (`second` true).
   virtual boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,

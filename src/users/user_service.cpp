@@ -6,8 +6,7 @@
 
 namespace chat::users {
 
-UserService::UserService(store::Store& store, auth::AuthService& auth,
-                         auth::PasswordHasher& hasher)
+UserService::UserService(store::Store& store, auth::AuthService& auth, auth::PasswordHasher& hasher)
     : store_(store), auth_(auth), hasher_(hasher) {}
 
 boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
@@ -17,7 +16,8 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
     for (auto& p : auth::email_problems(*in.email)) errors.add("email", std::move(p));
   }
   if (in.password) {
-    for (auto& p : auth::password_problems(*in.password, me.username)) errors.add("password", std::move(p));
+    for (auto& p : auth::password_problems(*in.password, me.username))
+      errors.add("password", std::move(p));
   }
   const bool changes_something = in.email.has_value() || in.password.has_value();
   if (changes_something && !in.current_password && !errors.has("current_password")) {

@@ -12,7 +12,8 @@ namespace {
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  std::transform(out.begin(), out.end(), out.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(out.begin(), out.end(), out.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return out;
 }
 
@@ -31,13 +32,16 @@ std::optional<std::int64_t> socket_chat(std::string_view path) {
   auto id = path.substr(prefix.size());
   std::int64_t value = 0;
   auto [p, ec] = std::from_chars(id.data(), id.data() + id.size(), value);
-  if (id.empty() || ec != std::errc{} || p != id.data() + id.size() || value <= 0) return std::nullopt;
+  if (id.empty() || ec != std::errc{} || p != id.data() + id.size() || value <= 0)
+    return std::nullopt;
   return value;
 }
 
 }  // namespace
 
-bool Gate::is_socket_path(std::string_view path) { return socket_chat(path).has_value(); }
+bool Gate::is_socket_path(std::string_view path) {
+  return socket_chat(path).has_value();
+}
 
 bool Gate::origin_allowed(std::string_view origin, std::string_view host) const {
   if (origin.empty()) return true;  // not a browser: the Origin check guards browsers
@@ -70,7 +74,8 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
       a.subprotocol = "access_token";
     }
   }
-  if (token.empty()) co_return Error::unauthenticated("Authentication credentials were not provided.");
+  if (token.empty())
+    co_return Error::unauthenticated("Authentication credentials were not provided.");
   auto user = co_await auth_.authenticate(token);
   if (!user) co_return std::move(user).error();
   a.user = std::move(*user);

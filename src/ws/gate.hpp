@@ -25,9 +25,9 @@ namespace chat::ws {
 
 struct Admission {
   store::UserRecord user;
-  std::int64_t chat_id = 0;            // 0: the user socket /ws/
-  std::optional<std::int64_t> since;   // resume cursor (user socket)
-  std::string subprotocol;             // echoed when the token came as a subprotocol
+  std::int64_t chat_id = 0;           // 0: the user socket /ws/
+  std::optional<std::int64_t> since;  // resume cursor (user socket)
+  std::string subprotocol;            // echoed when the token came as a subprotocol
 };
 
 class Gate {

@@ -1,5 +1,6 @@
 #include "ws/ws_session.hpp"
 
+#include <spdlog/spdlog.h>
 #include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -9,7 +10,6 @@
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
-#include <spdlog/spdlog.h>
 
 #include <deque>
 #include <mutex>
@@ -28,7 +28,9 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 
-realtime::Frame frame_of(std::string s) { return std::make_shared<const std::string>(std::move(s)); }
+realtime::Frame frame_of(std::string s) {
+  return std::make_shared<const std::string>(std::move(s));
+}
 
 class Socket final : public realtime::Session, public std::enable_shared_from_this<Socket> {
  public:
@@ -61,7 +63,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
     auto self = shared_from_this();
     beast::get_lowest_layer(ws_).expires_never();
-    websocket::stream_base::timeout timeouts{std::chrono::seconds(10), context_.limits.idle_timeout, true};
+    websocket::stream_base::timeout timeouts{std::chrono::seconds(10), context_.limits.idle_timeout,
+                                             true};
     ws_.set_option(timeouts);
     ws_.read_message_max(context_.limits.max_frame_bytes);
     const std::string subprotocol = admission_.subprotocol;
@@ -74,7 +77,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     ws_.text(true);
 
     const std::int64_t user = user_id();
-    spdlog::info("ws open user={} chat={} resume={}", user, chat_id(), admission_.since ? "yes" : "no");
+    spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
+                 admission_.since ? "yes" : "no");
     std::unordered_map<std::int64_t, realtime::UnreadState> chats;
     if (is_user_socket()) {
       auto summaries = co_await context_.store.chats().summaries(user);
@@ -85,7 +89,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       chats[chat_id()] = {};
     }
     if (admission_.since) buffering_ = true;  // live events wait until the replay is sent
-    for (const auto& evicted : context_.hub.attach(self, chats)) evicted->close(1008, "too many sockets");
+    for (const auto& evicted : context_.hub.attach(self, chats))
+      evicted->close(1008, "too many sockets");
     co_await context_.presence.connected(user);
     if (admission_.since) co_await replay(*admission_.since);
 
@@ -137,7 +142,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     for (;;) {
       auto [ec, n] = co_await ws_.async_read(buffer, use_tuple);
       if (ec) {
-        if (ec == websocket::error::message_too_big) spdlog::info("ws user={} frame too big", user_id());
+        if (ec == websocket::error::message_too_big)
+          spdlog::info("ws user={} frame too big", user_id());
         break;
       }
       const std::string text = beast::buffers_to_string(buffer.data());
@@ -147,7 +153,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       // is abusive and is closed with 1008.
       const auto now = std::chrono::steady_clock::now();
       tokens = std::min(context_.limits.burst,
-                        tokens + std::chrono::duration<double>(now - last).count() * context_.limits.events_per_second);
+                        tokens + std::chrono::duration<double>(now - last).count() *
+                                     context_.limits.events_per_second);
       last = now;
       if (tokens < 1) {
         close(1008, "rate limit exceeded");
@@ -156,7 +163,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       }
       tokens -= 1;
       if (!ws_.got_text()) {
-        enqueue(frame_of(R"({"type":"error","code":"bad_request","detail":"Send text frames.","request_type":null})"));
+        enqueue(frame_of(
+            R"({"type":"error","code":"bad_request","detail":"Send text frames.","request_type":null})"));
         continue;
       }
       try {
@@ -164,7 +172,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
         for (auto& reply : replies) enqueue(frame_of(std::move(reply)));
       } catch (const std::exception& e) {
         spdlog::error("ws event failed for user {}: {}", user_id(), e.what());
-        enqueue(frame_of(R"({"type":"error","code":"unavailable","detail":"Service temporarily unavailable.","request_type":null})"));
+        enqueue(frame_of(
+            R"({"type":"error","code":"unavailable","detail":"Service temporarily unavailable.","request_type":null})"));
       }
     }
   }
@@ -180,7 +189,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       // A slow reader must not hold memory or anyone else: it is cut off.
       closed_ = true;
       queue_.clear();
-      spdlog::warn("ws user={} too slow: {} frames queued, closing", user_id(), context_.limits.max_queued_frames);
+      spdlog::warn("ws user={} too slow: {} frames queued, closing", user_id(),
+                   context_.limits.max_queued_frames);
       asio::post(ws_.get_executor(), [self = shared_from_this()] {
         beast::error_code ignored;
         beast::get_lowest_layer(self->ws_).socket().close(ignored);
@@ -245,8 +255,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   std::mutex mutex_;
   std::deque<realtime::Frame> queue_;
   bool writing_ = false;
-  bool closed_ = false;      // nothing more is queued
-  int close_code_ = 0;       // a close frame to send once the queue is drained
+  bool closed_ = false;  // nothing more is queued
+  int close_code_ = 0;   // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
   bool buffering_ = false;
@@ -256,7 +266,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
 
 }  // namespace
 
-asio::awaitable<void> run_socket(beast::tcp_stream stream, beast::http::request<beast::http::string_body> request,
+asio::awaitable<void> run_socket(beast::tcp_stream stream,
+                                 beast::http::request<beast::http::string_body> request,
                                  Admission admission, RealtimeContext& context) {
   auto socket = std::make_shared<Socket>(std::move(stream), std::move(admission), context);
   co_await socket->run(std::move(request));

@@ -13,8 +13,9 @@
 namespace chat::ws {
 
 // Accepts the upgrade and runs the session until it closes.
-boost::asio::awaitable<void> run_socket(boost::beast::tcp_stream stream,
-                                        boost::beast::http::request<boost::beast::http::string_body> request,
-                                        Admission admission, RealtimeContext& context);
+boost::asio::awaitable<void> run_socket(
+    boost::beast::tcp_stream stream,
+    boost::beast::http::request<boost::beast::http::string_body> request, Admission admission,
+    RealtimeContext& context);
 
 }  // namespace chat::ws

@@ -23,7 +23,8 @@ TEST(Permissions, GroupRoles) {
   const Actor owner{ChatType::group, Role::owner};
   const Actor admin{ChatType::group, Role::admin};
   const Actor member{ChatType::group, Role::member};
-  for (Action a : {Action::pin, Action::rename_chat, Action::add_member, Action::delete_for_everyone}) {
+  for (Action a :
+       {Action::pin, Action::rename_chat, Action::add_member, Action::delete_for_everyone}) {
     EXPECT_TRUE(allowed(a, owner));
     EXPECT_TRUE(allowed(a, admin));
     EXPECT_FALSE(allowed(a, member));
@@ -70,7 +71,8 @@ TEST(MessageStatus, TheLeastAdvancedOtherMemberDecides) {
   members[2].last_read_message_id = 9;
   EXPECT_STREQ(message_status(m, watermarks_of(members)), "sent");
   // The sender's own watermarks never count, even when they are the lowest.
-  std::vector<store::MemberRecord> pair{{1, "a", Role::member, 0, 0, 0}, {2, "b", Role::member, 0, 10, 10}};
+  std::vector<store::MemberRecord> pair{{1, "a", Role::member, 0, 0, 0},
+                                        {2, "b", Role::member, 0, 10, 10}};
   EXPECT_STREQ(message_status(m, watermarks_of(pair)), "read");
   // Alone in a group: nobody else to wait for.
   EXPECT_STREQ(message_status(m, watermarks_of({pair[0]})), "read");

@@ -7,7 +7,9 @@ using namespace chat::config;
 
 namespace {
 const std::string kStrongKey(60, 'k');
-std::string strong_key() { return kStrongKey + "abcdefg"; }
+std::string strong_key() {
+  return kStrongKey + "abcdefg";
+}
 }  // namespace
 
 TEST(Dotenv, ParsesTheOriginalProjectsFile) {

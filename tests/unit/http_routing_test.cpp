@@ -7,7 +7,9 @@ using namespace chat::http;
 
 namespace {
 Handler noop() {
-  return [](Request&, const RouteParams&) -> boost::asio::awaitable<Response> { co_return Response{}; };
+  return [](Request&, const RouteParams&) -> boost::asio::awaitable<Response> {
+    co_return Response{};
+  };
 }
 }  // namespace
 

@@ -19,9 +19,10 @@ TokenClaims claims(TokenType t = TokenType::access) {
 }
 
 std::string b64(const std::string& s) {
-  std::string out(sodium_base64_ENCODED_LEN(s.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING), '\0');
-  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()), s.size(),
-                    sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+  std::string out(sodium_base64_ENCODED_LEN(s.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING),
+                  '\0');
+  sodium_bin2base64(out.data(), out.size(), reinterpret_cast<const unsigned char*>(s.data()),
+                    s.size(), sodium_base64_VARIANT_URLSAFE_NO_PADDING);
   out.resize(std::strlen(out.c_str()));
   return out;
 }
@@ -61,24 +62,26 @@ TEST(JwtCodec, PinsTheAlgorithm) {
   auto token = codec.encode(claims());
   const auto dot = token.find('.');
   const std::string rest = token.substr(dot);
-  for (const char* header : {R"({"alg":"none","typ":"JWT"})", R"({"alg":"HS512","typ":"JWT"})",
-                             R"({"alg":"RS256","typ":"JWT"})", R"({"typ":"JWT"})", R"({"alg":"hs256"})"}) {
+  for (const char* header :
+       {R"({"alg":"none","typ":"JWT"})", R"({"alg":"HS512","typ":"JWT"})",
+        R"({"alg":"RS256","typ":"JWT"})", R"({"typ":"JWT"})", R"({"alg":"hs256"})"}) {
     EXPECT_EQ(codec.decode(b64(header) + rest, TokenType::access, kNow).problem,
               TokenProblem::bad_algorithm)
         << header;
   }
   // alg "none" with the signature stripped.
   const auto payload_end = token.rfind('.');
-  EXPECT_NE(codec.decode(b64(R"({"alg":"none"})") + token.substr(dot, payload_end - dot + 1),
-                         TokenType::access, kNow)
+  EXPECT_NE(codec
+                .decode(b64(R"({"alg":"none"})") + token.substr(dot, payload_end - dot + 1),
+                        TokenType::access, kNow)
                 .problem,
             TokenProblem::none);
 }
 
 TEST(JwtCodec, RefusesMalformedInput) {
   JwtCodec codec(kKey);
-  for (const std::string& bad : std::vector<std::string>{"", "abc", "a.b", "a.b.c.d", "...", "\xff.\xfe.\xfd",
-                                std::string(5000, 'a') + ".b.c"}) {
+  for (const std::string& bad : std::vector<std::string>{
+           "", "abc", "a.b", "a.b.c.d", "...", "\xff.\xfe.\xfd", std::string(5000, 'a') + ".b.c"}) {
     EXPECT_NE(codec.decode(bad, TokenType::access, kNow).problem, TokenProblem::none) << bad;
   }
 }
@@ -88,8 +91,9 @@ TEST(JwtCodec, TamperedPayloadFailsSignature) {
   auto token = codec.encode(claims());
   const auto first = token.find('.');
   const auto second = token.rfind('.');
-  auto forged = token.substr(0, first + 1) +
-                b64(R"({"token_type":"access","exp":1800000000,"iat":1700000000,"jti":"x","user_id":1})") +
-                token.substr(second);
+  auto forged =
+      token.substr(0, first + 1) +
+      b64(R"({"token_type":"access","exp":1800000000,"iat":1700000000,"jti":"x","user_id":1})") +
+      token.substr(second);
   EXPECT_EQ(codec.decode(forged, TokenType::access, kNow).problem, TokenProblem::bad_signature);
 }

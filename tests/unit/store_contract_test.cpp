@@ -6,8 +6,8 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
-#include <filesystem>
 #include <algorithm>
+#include <filesystem>
 #include <functional>
 
 #include "config/settings.hpp"
@@ -31,7 +31,9 @@ struct Backend {
   std::function<std::unique_ptr<Store>(const std::string& scratch)> open;
 };
 
-void PrintTo(const Backend& b, std::ostream* os) { *os << b.name; }
+void PrintTo(const Backend& b, std::ostream* os) {
+  *os << b.name;
+}
 
 std::vector<Backend> backends() {
   return {{"sqlite", [](const std::string& scratch) {
@@ -166,13 +168,16 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   auto bob = make_user("bob");
   auto& chats = store_->chats();
   NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
-  auto created = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
   ASSERT_TRUE(created.created);
   const auto id = created.chat_id;
   auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
   std::vector<std::int64_t> ids;
   for (int i = 0; i < 5; ++i) {
-    auto sent = run(chats.send_message({id, ann.id, "m" + std::to_string(i), "c" + std::to_string(i), std::nullopt, 20 + i}, on_send));
+    auto sent = run(chats.send_message(
+        {id, ann.id, "m" + std::to_string(i), "c" + std::to_string(i), std::nullopt, 20 + i},
+        on_send));
     ASSERT_TRUE(sent && sent->created);
     ids.push_back(sent->message.id);
   }
@@ -211,8 +216,10 @@ TEST_P(StoreContract, ReplayAndPruning) {
   auto bob = make_user("bob");
   auto& chats = store_->chats();
   NewChat chat{ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10};
-  auto created = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
-  auto again = run(chats.create_chat(chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  auto again = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
   EXPECT_FALSE(again.created);
   EXPECT_EQ(again.chat_id, created.chat_id);
   auto replay = run(chats.replay(bob.id, 0, 10));

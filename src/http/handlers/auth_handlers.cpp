@@ -10,8 +10,8 @@ namespace json = boost::json;
 using boost::asio::awaitable;
 
 // Passwords keep their spaces: they are compared exactly.
-constexpr CharFieldOptions kPassword{.required = true, .allow_blank = false, .trim = false,
-                                     .max_length = 4096};
+constexpr CharFieldOptions kPassword{
+    .required = true, .allow_blank = false, .trim = false, .max_length = 4096};
 
 awaitable<Response> register_user(Services& s, Request& req) {
   auto body = parse_body(req);
@@ -39,9 +39,11 @@ awaitable<Response> login(Services& s, Request& req) {
   auto username = f.string("username");
   auto password = f.string("password", kPassword);
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto result = co_await s.auth.login(std::move(*username), std::move(*password), req.client_address);
+  auto result =
+      co_await s.auth.login(std::move(*username), std::move(*password), req.client_address);
   if (!result) co_return error_response(result.error());
-  co_return json_response(200, json::object{{"access", result->access}, {"refresh", result->refresh}});
+  co_return json_response(200,
+                          json::object{{"access", result->access}, {"refresh", result->refresh}});
 }
 
 // The refresh token field of refresh and logout; SimpleJWT does not trim it.
@@ -80,10 +82,14 @@ awaitable<Response> logout(Services& s, Request& req) {
 }  // namespace
 
 void add_auth_routes(Router& r, Services& s) {
-  r.add(Method::post, "/api/auth/register/", [&s](Request& req, const RouteParams&) { return register_user(s, req); });
-  r.add(Method::post, "/api/auth/login/", [&s](Request& req, const RouteParams&) { return login(s, req); });
-  r.add(Method::post, "/api/auth/refresh/", [&s](Request& req, const RouteParams&) { return refresh(s, req); });
-  r.add(Method::post, "/api/auth/logout/", [&s](Request& req, const RouteParams&) { return logout(s, req); });
+  r.add(Method::post, "/api/auth/register/",
+        [&s](Request& req, const RouteParams&) { return register_user(s, req); });
+  r.add(Method::post, "/api/auth/login/",
+        [&s](Request& req, const RouteParams&) { return login(s, req); });
+  r.add(Method::post, "/api/auth/refresh/",
+        [&s](Request& req, const RouteParams&) { return refresh(s, req); });
+  r.add(Method::post, "/api/auth/logout/",
+        [&s](Request& req, const RouteParams&) { return logout(s, req); });
 }
 
 }  // namespace chat::http

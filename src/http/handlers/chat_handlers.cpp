@@ -94,7 +94,8 @@ awaitable<Response> change_role(Services& s, Request& req, std::int64_t id, std:
   co_return json_response(200, member_json(*member));
 }
 
-awaitable<Response> remove_member(Services& s, Request& req, std::int64_t id, std::int64_t user_id) {
+awaitable<Response> remove_member(Services& s, Request& req, std::int64_t id,
+                                  std::int64_t user_id) {
   auto me = co_await authenticate(s.auth, req);
   if (!me) co_return error_response(me.error());
   auto done = co_await s.chats.remove_member(me->id, id, user_id);
@@ -109,7 +110,8 @@ awaitable<Response> mark_read(Services& s, Request& req, std::int64_t id) {
   if (!body) co_return error_response(body.error());
   FieldErrors errors;
   auto value = FieldReader(*body, errors).integer("last_read_message_id");
-  if (value && *value < 0) errors.add("last_read_message_id", "Ensure this value is greater than or equal to 0.");
+  if (value && *value < 0)
+    errors.add("last_read_message_id", "Ensure this value is greater than or equal to 0.");
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   auto unread = co_await s.chats.mark_read(me->id, id, *value);
   if (!unread) co_return error_response(unread.error());
@@ -119,20 +121,29 @@ awaitable<Response> mark_read(Services& s, Request& req, std::int64_t id) {
 }  // namespace
 
 void add_chat_routes(Router& r, Services& s) {
-  r.add(Method::get, "/api/chats/", [&s](Request& req, const RouteParams&) { return list_chats(s, req); });
-  r.add(Method::post, "/api/chats/", [&s](Request& req, const RouteParams&) { return create_chat(s, req); });
-  r.add(Method::get, "/api/chats/{id}/", [&s](Request& req, const RouteParams& p) { return get_chat(s, req, p.ids[0]); });
+  r.add(Method::get, "/api/chats/",
+        [&s](Request& req, const RouteParams&) { return list_chats(s, req); });
+  r.add(Method::post, "/api/chats/",
+        [&s](Request& req, const RouteParams&) { return create_chat(s, req); });
+  r.add(Method::get, "/api/chats/{id}/",
+        [&s](Request& req, const RouteParams& p) { return get_chat(s, req, p.ids[0]); });
   for (Method m : {Method::put, Method::patch}) {
-    r.add(m, "/api/chats/{id}/", [&s](Request& req, const RouteParams& p) { return rename_chat(s, req, p.ids[0]); });
+    r.add(m, "/api/chats/{id}/",
+          [&s](Request& req, const RouteParams& p) { return rename_chat(s, req, p.ids[0]); });
   }
-  r.add(Method::del, "/api/chats/{id}/", [&s](Request& req, const RouteParams& p) { return delete_chat(s, req, p.ids[0]); });
+  r.add(Method::del, "/api/chats/{id}/",
+        [&s](Request& req, const RouteParams& p) { return delete_chat(s, req, p.ids[0]); });
   r.add(Method::post, "/api/chats/{id}/members/",
         [&s](Request& req, const RouteParams& p) { return add_member(s, req, p.ids[0]); });
-  r.add(Method::patch, "/api/chats/{id}/members/{user_id}/",
-        [&s](Request& req, const RouteParams& p) { return change_role(s, req, p.ids[0], p.ids[1]); });
+  r.add(
+      Method::patch, "/api/chats/{id}/members/{user_id}/",
+      [&s](Request& req, const RouteParams& p) { return change_role(s, req, p.ids[0], p.ids[1]); });
   r.add(Method::del, "/api/chats/{id}/members/{user_id}/",
-        [&s](Request& req, const RouteParams& p) { return remove_member(s, req, p.ids[0], p.ids[1]); });
-  r.add(Method::post, "/api/chats/{id}/read/", [&s](Request& req, const RouteParams& p) { return mark_read(s, req, p.ids[0]); });
+        [&s](Request& req, const RouteParams& p) {
+          return remove_member(s, req, p.ids[0], p.ids[1]);
+        });
+  r.add(Method::post, "/api/chats/{id}/read/",
+        [&s](Request& req, const RouteParams& p) { return mark_read(s, req, p.ids[0]); });
 }
 
 }  // namespace chat::http

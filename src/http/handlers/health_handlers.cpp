@@ -8,12 +8,15 @@ namespace {
 
 using boost::asio::awaitable;
 
-awaitable<Response> healthz() { co_return json_response(200, boost::json::object{{"status", "ok"}}); }
+awaitable<Response> healthz() {
+  co_return json_response(200, boost::json::object{{"status", "ok"}});
+}
 
 awaitable<Response> readyz(Services& s) {
   const bool db = co_await s.store.ping();
-  co_return json_response(db ? 200 : 503, boost::json::object{{"status", db ? "ok" : "unavailable"},
-                                                              {"database", db ? "ok" : "unavailable"}});
+  co_return json_response(db ? 200 : 503,
+                          boost::json::object{{"status", db ? "ok" : "unavailable"},
+                                              {"database", db ? "ok" : "unavailable"}});
 }
 
 }  // namespace

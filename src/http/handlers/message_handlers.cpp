@@ -23,14 +23,17 @@ awaitable<Response> history(Services& s, Request& req) {
   chats::HistoryQuery q;
   q.before = query_integer(req, "before", errors, 0);
   q.after = query_integer(req, "after", errors, 0);
-  q.limit = static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
+  q.limit =
+      static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   q.chat_id = *chat;
   auto page = co_await s.messages.history(me->id, q);
   if (!page) co_return error_response(page.error());
   json::array results;
-  for (const auto& m : page->messages) results.push_back(chats::message_json(m, me->id, page->watermarks));
-  co_return json_response(200, json::object{{"results", std::move(results)}, {"has_more", page->has_more}});
+  for (const auto& m : page->messages)
+    results.push_back(chats::message_json(m, me->id, page->watermarks));
+  co_return json_response(
+      200, json::object{{"results", std::move(results)}, {"has_more", page->has_more}});
 }
 
 awaitable<Response> send(Services& s, Request& req) {
@@ -42,10 +45,12 @@ awaitable<Response> send(Services& s, Request& req) {
   FieldReader f(*body, in.errors);
   in.chat_id = f.integer("chat", false);
   in.text = f.string("text", {.required = false, .allow_blank = true, .trim = false});
-  in.client_id = f.string("client_id", {.required = false, .allow_blank = true, .trim = false, .allow_null = true});
+  in.client_id = f.string(
+      "client_id", {.required = false, .allow_blank = true, .trim = false, .allow_null = true});
   auto sent = co_await s.messages.send(me->id, std::move(in));
   if (!sent) co_return error_response(sent.error());
-  co_return json_response(sent->created ? 201 : 200, chats::message_json(sent->message, me->id, sent->watermarks));
+  co_return json_response(sent->created ? 201 : 200,
+                          chats::message_json(sent->message, me->id, sent->watermarks));
 }
 
 awaitable<Response> edit(Services& s, Request& req, std::int64_t id) {
@@ -54,7 +59,8 @@ awaitable<Response> edit(Services& s, Request& req, std::int64_t id) {
   auto body = parse_body(req);
   if (!body) co_return error_response(body.error());
   FieldErrors errors;
-  auto text = FieldReader(*body, errors).string("text", {.required = false, .allow_blank = true, .trim = false});
+  auto text = FieldReader(*body, errors)
+                  .string("text", {.required = false, .allow_blank = true, .trim = false});
   auto edited = co_await s.messages.edit(me->id, id, std::move(text), std::move(errors));
   if (!edited) co_return error_response(edited.error());
   co_return json_response(200, chats::message_json(edited->message, me->id, edited->watermarks));
@@ -92,12 +98,14 @@ awaitable<Response> search(Services& s, Request& req) {
   const std::string* q = req.query_param("q");
   if (q == nullptr) errors.add("q", "This field is required.");
   auto chat = query_integer(req, "chat", errors);
-  const int limit = static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
+  const int limit =
+      static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   auto hits = co_await s.messages.search(me->id, *q, chat, limit);
   if (!hits) co_return error_response(hits.error());
   json::array results;
-  for (const auto& h : *hits) results.push_back(chats::message_json(h.message, me->id, h.watermarks));
+  for (const auto& h : *hits)
+    results.push_back(chats::message_json(h.message, me->id, h.watermarks));
   co_return json_response(200, json::object{{"results", std::move(results)}});
 }
 
@@ -111,7 +119,8 @@ awaitable<Response> list_pins(Services& s, Request& req) {
   auto pins = co_await s.messages.pins(me->id, *chat);
   if (!pins) co_return error_response(pins.error());
   json::array out;
-  for (const auto& p : *pins) out.push_back(chats::pin_json(p.pin, p.message, me->id, p.watermarks));
+  for (const auto& p : *pins)
+    out.push_back(chats::pin_json(p.pin, p.message, me->id, p.watermarks));
   co_return json_response(200, out);
 }
 
@@ -125,8 +134,8 @@ awaitable<Response> pin(Services& s, Request& req) {
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   auto pinned = co_await s.messages.pin(me->id, *message_id);
   if (!pinned) co_return error_response(pinned.error());
-  co_return json_response(pinned->created ? 201 : 200,
-                          chats::pin_json(pinned->pin, pinned->message, me->id, pinned->watermarks));
+  co_return json_response(pinned->created ? 201 : 200, chats::pin_json(pinned->pin, pinned->message,
+                                                                       me->id, pinned->watermarks));
 }
 
 awaitable<Response> unpin(Services& s, Request& req, std::int64_t id) {
@@ -157,19 +166,28 @@ awaitable<Response> events(Services& s, Request& req) {
 }  // namespace
 
 void add_message_routes(Router& r, Services& s) {
-  r.add(Method::get, "/api/messages/", [&s](Request& req, const RouteParams&) { return history(s, req); });
-  r.add(Method::post, "/api/messages/", [&s](Request& req, const RouteParams&) { return send(s, req); });
-  r.add(Method::get, "/api/messages/search/", [&s](Request& req, const RouteParams&) { return search(s, req); });
+  r.add(Method::get, "/api/messages/",
+        [&s](Request& req, const RouteParams&) { return history(s, req); });
+  r.add(Method::post, "/api/messages/",
+        [&s](Request& req, const RouteParams&) { return send(s, req); });
+  r.add(Method::get, "/api/messages/search/",
+        [&s](Request& req, const RouteParams&) { return search(s, req); });
   for (Method m : {Method::put, Method::patch}) {
-    r.add(m, "/api/messages/{id}/", [&s](Request& req, const RouteParams& p) { return edit(s, req, p.ids[0]); });
+    r.add(m, "/api/messages/{id}/",
+          [&s](Request& req, const RouteParams& p) { return edit(s, req, p.ids[0]); });
   }
-  r.add(Method::del, "/api/messages/{id}/", [&s](Request& req, const RouteParams& p) { return remove(s, req, p.ids[0]); });
+  r.add(Method::del, "/api/messages/{id}/",
+        [&s](Request& req, const RouteParams& p) { return remove(s, req, p.ids[0]); });
   r.add(Method::post, "/api/messages/{id}/forward/",
         [&s](Request& req, const RouteParams& p) { return forward(s, req, p.ids[0]); });
-  r.add(Method::get, "/api/pinned/", [&s](Request& req, const RouteParams&) { return list_pins(s, req); });
-  r.add(Method::post, "/api/pinned/", [&s](Request& req, const RouteParams&) { return pin(s, req); });
-  r.add(Method::del, "/api/pinned/{id}/", [&s](Request& req, const RouteParams& p) { return unpin(s, req, p.ids[0]); });
-  r.add(Method::get, "/api/events/", [&s](Request& req, const RouteParams&) { return events(s, req); });
+  r.add(Method::get, "/api/pinned/",
+        [&s](Request& req, const RouteParams&) { return list_pins(s, req); });
+  r.add(Method::post, "/api/pinned/",
+        [&s](Request& req, const RouteParams&) { return pin(s, req); });
+  r.add(Method::del, "/api/pinned/{id}/",
+        [&s](Request& req, const RouteParams& p) { return unpin(s, req, p.ids[0]); });
+  r.add(Method::get, "/api/events/",
+        [&s](Request& req, const RouteParams&) { return events(s, req); });
 }
 
 }  // namespace chat::http

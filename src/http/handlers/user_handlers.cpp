@@ -29,14 +29,16 @@ awaitable<Response> update_me(Services& s, Request& req) {
   FieldReader f(*body, in.errors);
   in.email = f.string("email", {.required = false, .max_length = 254});
   in.password = f.string("password", {.required = false, .trim = false, .max_length = 4096});
-  in.current_password = f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
+  in.current_password =
+      f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
   auto updated = co_await s.users.update_profile(*me, std::move(in), req.client_address);
   if (!updated) co_return error_response(updated.error());
   co_return json_response(200, own_user_json(*updated, s.online));
 }
 
 // DRF's LimitOffsetPagination links: the same URL with another offset, or null.
-json::value page_link(const Request& req, const std::string& search, int limit, std::int64_t offset) {
+json::value page_link(const Request& req, const std::string& search, int limit,
+                      std::int64_t offset) {
   boost::urls::url url;
   url.set_scheme("http");
   url.set_encoded_authority(req.header("host"));
@@ -61,8 +63,10 @@ awaitable<Response> list_users(Services& s, Request& req) {
   for (const auto& u : page->users) results.push_back(public_user_json(u, s.online));
   json::value next = nullptr;
   json::value previous = nullptr;
-  if (q.offset + q.limit < page->count) next = page_link(req, q.search, q.limit, q.offset + q.limit);
-  if (q.offset > 0) previous = page_link(req, q.search, q.limit, std::max<std::int64_t>(0, q.offset - q.limit));
+  if (q.offset + q.limit < page->count)
+    next = page_link(req, q.search, q.limit, q.offset + q.limit);
+  if (q.offset > 0)
+    previous = page_link(req, q.search, q.limit, std::max<std::int64_t>(0, q.offset - q.limit));
   co_return json_response(200, json::object{{"count", page->count},
                                             {"next", next},
                                             {"previous", previous},
@@ -80,10 +84,14 @@ awaitable<Response> get_user(Services& s, Request& req, std::int64_t id) {
 }  // namespace
 
 void add_user_routes(Router& r, Services& s) {
-  r.add(Method::get, "/api/users/", [&s](Request& req, const RouteParams&) { return list_users(s, req); });
-  r.add(Method::get, "/api/users/me/", [&s](Request& req, const RouteParams&) { return get_me(s, req); });
-  r.add(Method::patch, "/api/users/me/", [&s](Request& req, const RouteParams&) { return update_me(s, req); });
-  r.add(Method::put, "/api/users/me/", [&s](Request& req, const RouteParams&) { return update_me(s, req); });
+  r.add(Method::get, "/api/users/",
+        [&s](Request& req, const RouteParams&) { return list_users(s, req); });
+  r.add(Method::get, "/api/users/me/",
+        [&s](Request& req, const RouteParams&) { return get_me(s, req); });
+  r.add(Method::patch, "/api/users/me/",
+        [&s](Request& req, const RouteParams&) { return update_me(s, req); });
+  r.add(Method::put, "/api/users/me/",
+        [&s](Request& req, const RouteParams&) { return update_me(s, req); });
   r.add(Method::get, "/api/users/{id}/",
         [&s](Request& req, const RouteParams& p) { return get_user(s, req, p.ids[0]); });
 }

@@ -26,32 +26,39 @@ constexpr const char* kMyChatsByActivity =
     "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ?1 "
     "ORDER BY c.last_activity_at DESC, c.id DESC";
 
-#define MESSAGE_COLUMNS                                                                    \
+#define MESSAGE_COLUMNS                                                                         \
   "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
   "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
-#define NOT_HIDDEN(viewer)                                                                   \
-  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer                    \
+#define NOT_HIDDEN(viewer)                                                \
+  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer \
   " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
 
 constexpr const char* kMessageById =
-    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = ?1";
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = ?1";
 constexpr const char* kLastVisibleMessage =
-    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT 1";
 constexpr const char* kHistoryNewestFirst =
-    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.id < ?3 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
 constexpr const char* kHistoryOldestFirst =
-    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE m.chat_id = ?1 AND m.id > ?3 AND m.id < ?4 AND " NOT_HIDDEN("?2") " ORDER BY m.id LIMIT ?5";
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = ?1 AND m.id > ?3 AND m.id < ?4 AND " NOT_HIDDEN(
+        "?2") " ORDER BY m.id LIMIT ?5";
 constexpr const char* kSearch =
-    "SELECT " MESSAGE_COLUMNS " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
     "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
 constexpr const char* kMessageByClientId =
-    "SELECT " MESSAGE_COLUMNS " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.sender_id = ?2 AND m.client_id = ?3";
 
 // unread = messages after the watermark (by ordinal), less the deleted ones and the ones
@@ -102,7 +109,8 @@ constexpr const char* kSetPrunedThrough =
 
 constexpr const char* kFindPrivate = "SELECT id FROM chats WHERE private_key = ?1";
 constexpr const char* kInsertChat =
-    "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES (?1, ?2, ?3, ?4, ?4)";
+    "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES (?1, ?2, ?3, "
+    "?4, ?4)";
 constexpr const char* kInsertMember =
     "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
     "last_delivered_message_id) SELECT ?1, ?2, ?3, ?4, (SELECT COALESCE(max(seq), 0) FROM events), "
@@ -112,8 +120,10 @@ constexpr const char* kDeleteChatFts =
     "DELETE FROM messages_fts WHERE rowid IN (SELECT id FROM messages WHERE chat_id = ?1)";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = ?1";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
-constexpr const char* kSetRole = "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
-constexpr const char* kRemoveMember = "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kSetRole =
+    "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kRemoveMember =
+    "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
 constexpr const char* kRemoveMemberHidden =
     "DELETE FROM hidden_messages WHERE chat_id = ?1 AND user_id = ?2";
 
@@ -121,12 +131,14 @@ constexpr const char* kBumpChat =
     "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2 WHERE id = ?1 "
     "RETURNING message_count";
 constexpr const char* kInsertMessage =
-    "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, ordinal) "
+    "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
+    "ordinal) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 constexpr const char* kSetLastMessage = "UPDATE chats SET last_message_id = ?2 WHERE id = ?1";
 constexpr const char* kSenderWatermarks =
     "UPDATE chat_members SET last_read_message_id = max(last_read_message_id, ?3), "
-    "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id = ?2";
+    "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id "
+    "= ?2";
 constexpr const char* kInsertFts = "INSERT INTO messages_fts(rowid, text) VALUES (?1, ?2)";
 constexpr const char* kDeleteFts = "DELETE FROM messages_fts WHERE rowid = ?1";
 constexpr const char* kEditMessage =
@@ -150,6 +162,10 @@ constexpr const char* kReadWatermark =
     "SELECT last_read_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
 constexpr const char* kDeliveredWatermark =
     "SELECT last_delivered_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+
+constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE chat_id = ?1";
+constexpr const char* kLowestDeliveredValue =
+    "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = ?1";
 
 #undef MESSAGE_COLUMNS
 #undef NOT_HIDDEN
@@ -232,8 +248,11 @@ std::optional<MessageRecord> message_by_id(Connection& c, std::int64_t id) {
   return read_message(s);
 }
 
-std::int64_t scalar(Statement s) {
+std::int64_t scalar(Statement& s) {
   return s.step() ? s.int64(0) : 0;
+}
+std::int64_t scalar(Statement&& s) {
+  return scalar(s);
 }
 
 std::int64_t unread_of(Connection& c, std::int64_t chat_id, std::int64_t user_id) {
@@ -273,8 +292,15 @@ std::vector<EventRecord>& pending_events() {
 
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
   for (const auto& e : events) {
-    c.prepare(kInsertEvent).bind(1, e.chat_id).bind(2, e.user_id).bind(3, e.type).bind(4, e.payload).bind(5, now).exec();
-    pending_events().push_back({c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now});
+    c.prepare(kInsertEvent)
+        .bind(1, e.chat_id)
+        .bind(2, e.user_id)
+        .bind(3, e.type)
+        .bind(4, e.payload)
+        .bind(5, now)
+        .exec();
+    pending_events().push_back(
+        {c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now});
   }
 }
 
@@ -286,7 +312,8 @@ WatermarkChange raise_watermark(Connection& c, const char* raise_sql, const char
   auto clamp = c.prepare(kClampToMessage);
   clamp.bind(1, chat_id).bind(2, value);
   const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
-  change.changed = c.prepare(raise_sql).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() == 1;
+  change.changed =
+      c.prepare(raise_sql).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() == 1;
   auto current = c.prepare(read_sql);
   current.bind(1, chat_id).bind(2, user_id);
   change.value = current.step() ? current.int64(0) : 0;
@@ -316,8 +343,8 @@ boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::find_chat(std
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<MemberRecord>> SqliteChatStore::find_member(std::int64_t chat_id,
-                                                                                 std::int64_t user_id) {
+boost::asio::awaitable<std::optional<MemberRecord>> SqliteChatStore::find_member(
+    std::int64_t chat_id, std::int64_t user_id) {
   auto q = [chat_id, user_id](Connection& c) { return member_of(c, chat_id, user_id); };
   co_return co_await db_.read(std::move(q));
 }
@@ -327,7 +354,8 @@ boost::asio::awaitable<std::vector<MemberRecord>> SqliteChatStore::members(std::
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<std::vector<std::int64_t>> SqliteChatStore::chat_ids_of(std::int64_t user_id) {
+boost::asio::awaitable<std::vector<std::int64_t>> SqliteChatStore::chat_ids_of(
+    std::int64_t user_id) {
   auto q = [user_id](Connection& c) {
     std::vector<std::int64_t> ids;
     auto s = c.prepare(kChatIdsOfUser);
@@ -381,7 +409,8 @@ boost::asio::awaitable<Watermarks> SqliteChatStore::watermarks(std::int64_t chat
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_id, std::int64_t viewer,
+boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_id,
+                                                             std::int64_t viewer,
                                                              std::optional<std::int64_t> before,
                                                              std::optional<std::int64_t> after,
                                                              int limit) {
@@ -404,13 +433,15 @@ boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_i
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_message(std::int64_t id) {
+boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_message(
+    std::int64_t id) {
   auto q = [id](Connection& c) { return message_by_id(c, id); };
   co_return co_await db_.read(std::move(q));
 }
 
 boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
-    std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id, int limit) {
+    std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id,
+    int limit) {
   // Every term must match, as a whole word or a prefix: "term1"* AND "term2"*. Terms are
   // letters and digits only (chat/search_query), so quoting cannot be escaped.
   std::string match;
@@ -448,7 +479,8 @@ boost::asio::awaitable<std::optional<PinRecord>> SqliteChatStore::find_pin(std::
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std::int64_t since, int limit) {
+boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std::int64_t since,
+                                                       int limit) {
   auto q = [=](Connection& c) {
     Replay r;
     // One read transaction, so the newest seq and the rows agree. SQLite has one writer,
@@ -491,7 +523,8 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
 
 // ---- writes ------------------------------------------------------------------------------
 
-boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat, EventsFor<CreatedChat> events) {
+boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat,
+                                                                 EventsFor<CreatedChat> events) {
   auto q = [chat = std::move(chat), events = std::move(events)](Connection& c) {
     Transaction tx(c);
     CreatedChat out;
@@ -508,11 +541,21 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat, E
         return out;  // nothing written: the transaction rolls back
       }
     }
-    c.prepare(kInsertChat).bind(1, chat_type_name(chat.type)).bind(2, chat.name).bind(3, private_key).bind(4, chat.now).exec();
+    c.prepare(kInsertChat)
+        .bind(1, chat_type_name(chat.type))
+        .bind(2, chat.name)
+        .bind(3, private_key)
+        .bind(4, chat.now)
+        .exec();
     out.chat_id = c.last_insert_rowid();
     out.created = true;
     for (const auto& [user_id, role] : chat.members) {
-      c.prepare(kInsertMember).bind(1, out.chat_id).bind(2, user_id).bind(3, role_name(role)).bind(4, chat.now).exec();
+      c.prepare(kInsertMember)
+          .bind(1, out.chat_id)
+          .bind(2, user_id)
+          .bind(3, role_name(role))
+          .bind(4, chat.now)
+          .exec();
       out.member_ids.push_back(user_id);
     }
     append_events(c, events(out), chat.now);
@@ -522,12 +565,12 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat, E
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(std::int64_t chat_id,
-                                                                               std::string name,
-                                                                               EventsFor<ChatRecord> events) {
+boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(
+    std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) {
   auto q = [chat_id, name = std::move(name), events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kRenameChat).bind(1, chat_id).bind(2, name).exec() != 1) return std::optional<ChatRecord>();
+    if (c.prepare(kRenameChat).bind(1, chat_id).bind(2, name).exec() != 1)
+      return std::optional<ChatRecord>();
     auto chat = chat_by_id(c, chat_id);
     append_events(c, events(*chat), now_micros());
     tx.commit();
@@ -536,8 +579,8 @@ boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(s
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<bool> SqliteChatStore::delete_chat(std::int64_t chat_id,
-                                                          EventsFor<std::vector<MemberRecord>> events) {
+boost::asio::awaitable<bool> SqliteChatStore::delete_chat(
+    std::int64_t chat_id, EventsFor<std::vector<MemberRecord>> events) {
   auto q = [chat_id, events = std::move(events)](Connection& c) {
     Transaction tx(c);
     auto members = members_of(c, chat_id);
@@ -553,11 +596,17 @@ boost::asio::awaitable<bool> SqliteChatStore::delete_chat(std::int64_t chat_id,
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
-    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now, EventsFor<MemberChange> events) {
+    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+    EventsFor<MemberChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     Transaction tx(c);
     if (member_of(c, chat_id, user_id)) return std::optional<MemberChange>();
-    if (c.prepare(kInsertMember).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).bind(4, now).exec() != 1) {
+    if (c.prepare(kInsertMember)
+            .bind(1, chat_id)
+            .bind(2, user_id)
+            .bind(3, role_name(role))
+            .bind(4, now)
+            .exec() != 1) {
       return std::optional<MemberChange>();
     }
     MemberChange change{chat_id, user_id, role, std::nullopt};
@@ -568,12 +617,12 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(std::int64_t chat_id,
-                                                                              std::int64_t user_id, Role role,
-                                                                              EventsFor<MemberChange> events) {
+boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(
+    std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kSetRole).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).exec() != 1) {
+    if (c.prepare(kSetRole).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).exec() !=
+        1) {
       return std::optional<MemberChange>();
     }
     MemberChange change{chat_id, user_id, role, std::nullopt};
@@ -584,14 +633,14 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(st
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(std::int64_t chat_id,
-                                                                               std::int64_t user_id,
-                                                                               ChooseOwner choose_owner,
-                                                                               EventsFor<Departure> events) {
+boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
+    std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
+    EventsFor<Departure> events) {
   auto q = [=, choose_owner = std::move(choose_owner), events = std::move(events)](Connection& c) {
     Transaction tx(c);
     auto members = members_of(c, chat_id);
-    auto leaving = std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
+    auto leaving =
+        std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
     if (leaving == members.end()) return std::optional<Departure>();
     const MemberRecord gone = *leaving;
     members.erase(leaving);
@@ -606,7 +655,11 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
       c.prepare(kRemoveMemberHidden).bind(1, chat_id).bind(2, user_id).exec();
       d.change.promoted_user_id = choose_owner(gone, members);
       if (d.change.promoted_user_id) {
-        c.prepare(kSetRole).bind(1, chat_id).bind(2, *d.change.promoted_user_id).bind(3, role_name(Role::owner)).exec();
+        c.prepare(kSetRole)
+            .bind(1, chat_id)
+            .bind(2, *d.change.promoted_user_id)
+            .bind(3, role_name(Role::owner))
+            .exec();
       }
       append_events(c, events(d), now_micros());
     }
@@ -616,8 +669,8 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(NewMessage m,
-                                                                                 EventsFor<SentMessage> events) {
+boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(
+    NewMessage m, EventsFor<SentMessage> events) {
   auto q = [m = std::move(m), events = std::move(events)](Connection& c) {
     Transaction tx(c);
     if (!member_of(c, m.chat_id, m.sender_id)) return std::optional<SentMessage>();
@@ -683,12 +736,16 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id, const MessageRecord& message,
+boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
+                                                           const MessageRecord& message,
                                                            EventsFor<MessageRecord> events) {
   auto q = [user_id, message, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    const bool hidden =
-        c.prepare(kHideMessage).bind(1, user_id).bind(2, message.chat_id).bind(3, message.id).exec() == 1;
+    const bool hidden = c.prepare(kHideMessage)
+                            .bind(1, user_id)
+                            .bind(2, message.chat_id)
+                            .bind(3, message.id)
+                            .exec() == 1;
     if (hidden) append_events(c, events(message), now_micros());
     tx.commit();
     return hidden;
@@ -696,33 +753,62 @@ boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,
-                                                                   std::int64_t value,
-                                                                   EventsFor<WatermarkChange> events) {
+boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(
+    std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+    EventsFor<WatermarkChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     return raise_watermark(c, kRaiseRead, kReadWatermark, chat_id, user_id, value, events);
   };
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(std::int64_t chat_id,
-                                                                        std::int64_t user_id,
-                                                                        std::int64_t value,
-                                                                        EventsFor<WatermarkChange> events) {
+boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(
+    std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+    EventsFor<WatermarkChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
-    return raise_watermark(c, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id, value, events);
+    return raise_watermark(c, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id, value,
+                           events);
   };
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(std::int64_t chat_id,
-                                                                        std::int64_t message_id,
-                                                                        std::int64_t user_id, Micros now,
-                                                                        EventsFor<PinRecord> events) {
+boost::asio::awaitable<DeliveredBatch> SqliteChatStore::mark_delivered_many(
+    std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
+    EventsFor<DeliveredBatch> events) {
+  auto q = [chat_id, values = std::move(user_values), events = std::move(events)](Connection& c) {
+    Transaction tx(c);
+    DeliveredBatch b;
+    b.chat_id = chat_id;
+    b.member_count = scalar(c.prepare(kMemberCount).bind(1, chat_id));
+    b.lowest_before = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
+    for (const auto& [user_id, value] : values) {
+      auto clamp = c.prepare(kClampToMessage);
+      clamp.bind(1, chat_id).bind(2, value);
+      const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
+      if (c.prepare(kRaiseDelivered).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() ==
+          1) {
+        b.changes.push_back({chat_id, user_id, target, true});
+      }
+    }
+    b.lowest_after = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
+    if (!b.changes.empty()) append_events(c, events(b), now_micros());
+    tx.commit();
+    return b;
+  };
+  co_return co_await write(std::move(q));
+}
+
+boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(
+    std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
+    EventsFor<PinRecord> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    const bool created =
-        c.prepare(kInsertPin).bind(1, chat_id).bind(2, message_id).bind(3, user_id).bind(4, now).exec() == 1;
+    const bool created = c.prepare(kInsertPin)
+                             .bind(1, chat_id)
+                             .bind(2, message_id)
+                             .bind(3, user_id)
+                             .bind(4, now)
+                             .exec() == 1;
     auto s = c.prepare(kPinByMessage);
     s.bind(1, chat_id).bind(2, message_id);
     s.step();
@@ -734,7 +820,8 @@ boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(std::int
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecord> events) {
+boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id,
+                                                    EventsFor<PinRecord> events) {
   auto q = [pin_id, events = std::move(events)](Connection& c) {
     Transaction tx(c);
     auto s = c.prepare(kPinById);

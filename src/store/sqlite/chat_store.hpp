@@ -25,7 +25,8 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;
   boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
                                               std::optional<std::int64_t> before,
-                                              std::optional<std::int64_t> after, int limit) override;
+                                              std::optional<std::int64_t> after,
+                                              int limit) override;
   boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
   boost::asio::awaitable<std::vector<MessageRecord>> search(std::int64_t viewer_id,
                                                             std::vector<std::string> terms,
@@ -33,25 +34,26 @@ class SqliteChatStore final : public ChatStore {
                                                             int limit) override;
   boost::asio::awaitable<std::vector<PinRecord>> pins(std::int64_t chat_id) override;
   boost::asio::awaitable<std::optional<PinRecord>> find_pin(std::int64_t pin_id) override;
-  boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since, int limit) override;
+  boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since,
+                                        int limit) override;
 
-  boost::asio::awaitable<CreatedChat> create_chat(NewChat chat, EventsFor<CreatedChat> events) override;
-  boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(std::int64_t chat_id, std::string name,
-                                                                EventsFor<ChatRecord> events) override;
+  boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
+                                                  EventsFor<CreatedChat> events) override;
+  boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
+      std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) override;
   boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
                                            EventsFor<std::vector<MemberRecord>> events) override;
-  boost::asio::awaitable<std::optional<MemberChange>> add_member(std::int64_t chat_id,
-                                                                 std::int64_t user_id, Role role,
-                                                                 Micros now,
-                                                                 EventsFor<MemberChange> events) override;
-  boost::asio::awaitable<std::optional<MemberChange>> set_role(std::int64_t chat_id,
-                                                               std::int64_t user_id, Role role,
-                                                               EventsFor<MemberChange> events) override;
-  boost::asio::awaitable<std::optional<Departure>> remove_member(std::int64_t chat_id, std::int64_t user_id,
-                                                                 ChooseOwner choose_owner,
-                                                                 EventsFor<Departure> events) override;
-  boost::asio::awaitable<std::optional<SentMessage>> send_message(NewMessage message,
-                                                                  EventsFor<SentMessage> events) override;
+  boost::asio::awaitable<std::optional<MemberChange>> add_member(
+      std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+      EventsFor<MemberChange> events) override;
+  boost::asio::awaitable<std::optional<MemberChange>> set_role(
+      std::int64_t chat_id, std::int64_t user_id, Role role,
+      EventsFor<MemberChange> events) override;
+  boost::asio::awaitable<std::optional<Departure>> remove_member(
+      std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
+      EventsFor<Departure> events) override;
+  boost::asio::awaitable<std::optional<SentMessage>> send_message(
+      NewMessage message, EventsFor<SentMessage> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
       std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
@@ -61,10 +63,14 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
                                                     std::int64_t value,
                                                     EventsFor<WatermarkChange> events) override;
-  boost::asio::awaitable<WatermarkChange> mark_delivered(std::int64_t chat_id, std::int64_t user_id,
-                                                         std::int64_t value,
-                                                         EventsFor<WatermarkChange> events) override;
-  boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id, std::int64_t message_id,
+  boost::asio::awaitable<WatermarkChange> mark_delivered(
+      std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+      EventsFor<WatermarkChange> events) override;
+  boost::asio::awaitable<DeliveredBatch> mark_delivered_many(
+      std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
+      EventsFor<DeliveredBatch> events) override;
+  boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
+                                                         std::int64_t message_id,
                                                          std::int64_t user_id, Micros now,
                                                          EventsFor<PinRecord> events) override;
   boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) override;

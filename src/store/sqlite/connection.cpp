@@ -53,14 +53,18 @@ int Statement::exec() {
   return sqlite3_changes(db_);
 }
 
-std::int64_t Statement::int64(int col) const { return sqlite3_column_int64(stmt_, col); }
+std::int64_t Statement::int64(int col) const {
+  return sqlite3_column_int64(stmt_, col);
+}
 
 std::string Statement::text(int col) const {
   const auto* p = reinterpret_cast<const char*>(sqlite3_column_text(stmt_, col));
   return p == nullptr ? std::string() : std::string(p, sqlite3_column_bytes(stmt_, col));
 }
 
-bool Statement::is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
+bool Statement::is_null(int col) const {
+  return sqlite3_column_type(stmt_, col) == SQLITE_NULL;
+}
 
 std::optional<std::int64_t> Statement::optional_int64(int col) const {
   if (is_null(col)) return std::nullopt;
@@ -68,11 +72,12 @@ std::optional<std::int64_t> Statement::optional_int64(int col) const {
 }
 
 Connection::Connection(const std::string& path, bool read_only, const std::string& synchronous) {
-  const int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
-                    SQLITE_OPEN_NOMUTEX;
+  const int flags =
+      (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
+      SQLITE_OPEN_NOMUTEX;
   if (int rc = sqlite3_open_v2(path.c_str(), &db_, flags, nullptr); rc != SQLITE_OK) {
-    std::string msg = "cannot open SQLite database '" + path + "': " +
-                      (db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
+    std::string msg = "cannot open SQLite database '" + path +
+                      "': " + (db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc));
     sqlite3_close(db_);
     db_ = nullptr;
     throw Unavailable(msg);
@@ -113,9 +118,13 @@ void Connection::exec_script(const std::string& sql) {
   }
 }
 
-std::int64_t Connection::last_insert_rowid() const { return sqlite3_last_insert_rowid(db_); }
+std::int64_t Connection::last_insert_rowid() const {
+  return sqlite3_last_insert_rowid(db_);
+}
 
-Transaction::Transaction(Connection& conn) : conn_(conn) { conn_.exec_script("BEGIN IMMEDIATE"); }
+Transaction::Transaction(Connection& conn) : conn_(conn) {
+  conn_.exec_script("BEGIN IMMEDIATE");
+}
 
 Transaction::~Transaction() {
   if (!done_) sqlite3_exec(conn_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);

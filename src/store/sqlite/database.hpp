@@ -5,10 +5,10 @@
 // Private to store/sqlite: it is the only place that includes Asio's thread pool.
 #pragma once
 
-#include "common/offload.hpp"
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
+#include "common/offload.hpp"
 
 #include <future>
 #include <memory>
@@ -31,9 +31,8 @@ class Database {
   // Runs f(Connection&) on the writer thread; the caller resumes on its own executor.
   template <class F>
   auto write(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
-    return offload(writer_pool_.get_executor(), [this, f = std::move(f)]() mutable {
-      return f(*writer_);
-    });
+    return offload(writer_pool_.get_executor(),
+                   [this, f = std::move(f)]() mutable { return f(*writer_); });
   }
 
   // Runs f(Connection&) on a reader thread with a read-only connection.

@@ -125,6 +125,8 @@ constexpr Migration kMigrations[] = {
 
 }  // namespace
 
-std::span<const Migration> migrations() { return kMigrations; }
+std::span<const Migration> migrations() {
+  return kMigrations;
+}
 
 }  // namespace chat::store::sqlite

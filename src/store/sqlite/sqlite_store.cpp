@@ -32,7 +32,10 @@ std::set<int> applied_versions(Connection& conn) {
 class SqliteStore final : public Store {
  public:
   explicit SqliteStore(const config::DatabaseSettings& s)
-      : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections), users_(db_), tokens_(db_), chats_(db_) {}
+      : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections),
+        users_(db_),
+        tokens_(db_),
+        chats_(db_) {}
 
   UserStore& users() override { return users_; }
   RefreshTokenStore& refresh_tokens() override { return tokens_; }
@@ -48,7 +51,11 @@ class SqliteStore final : public Store {
         Transaction tx(conn);
         if (applied_versions(conn).contains(m.version)) continue;
         conn.exec_script(m.sql);
-        conn.prepare(kRecordMigration).bind(1, m.version).bind(2, m.name).bind(3, now_micros()).exec();
+        conn.prepare(kRecordMigration)
+            .bind(1, m.version)
+            .bind(2, m.name)
+            .bind(3, now_micros())
+            .exec();
         tx.commit();
         applied.push_back({m.version, m.name, true});
       }
@@ -61,7 +68,8 @@ class SqliteStore final : public Store {
       conn.exec_script(kCreateMigrationsTable);
       const auto done = applied_versions(conn);
       std::vector<MigrationStatus> out;
-      for (const Migration& m : migrations()) out.push_back({m.version, m.name, done.contains(m.version)});
+      for (const Migration& m : migrations())
+        out.push_back({m.version, m.name, done.contains(m.version)});
       return out;
     });
   }

@@ -23,7 +23,12 @@ TokenState token_state(Connection& conn, const std::string& jti) {
 }
 
 void insert_token(Connection& conn, const RefreshTokenRecord& t) {
-  conn.prepare(kInsertToken).bind(1, t.jti).bind(2, t.user_id).bind(3, t.issued_at).bind(4, t.expires_at).exec();
+  conn.prepare(kInsertToken)
+      .bind(1, t.jti)
+      .bind(2, t.user_id)
+      .bind(3, t.issued_at)
+      .bind(4, t.expires_at)
+      .exec();
 }
 
 }  // namespace
@@ -75,7 +80,8 @@ boost::asio::awaitable<void> SqliteRefreshTokenStore::revoke_all_for_user(std::i
   co_await db_.write(std::move(query));
 }
 
-boost::asio::awaitable<std::int64_t> SqliteRefreshTokenStore::prune_expired(std::int64_t now_seconds) {
+boost::asio::awaitable<std::int64_t> SqliteRefreshTokenStore::prune_expired(
+    std::int64_t now_seconds) {
   auto query = [now_seconds](Connection& conn) {
     Transaction tx(conn);
     const int n = conn.prepare(kPruneTokens).bind(1, now_seconds).exec();

@@ -23,7 +23,8 @@ constexpr const char* kCountActive =
     "SELECT count(*) FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 AND "
     "username_key < ?2))";
 constexpr const char* kListActive =
-    "SELECT " USER_COLUMNS " FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 "
+    "SELECT " USER_COLUMNS
+    " FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 "
     "AND username_key < ?2)) ORDER BY id LIMIT ?3 OFFSET ?4";
 
 constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = ?2 WHERE id = ?1";
