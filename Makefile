@@ -4,7 +4,7 @@ BUILD_DIR ?= build/release
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: run test build deps deps-test unit integration sanitize format tidy clean
+.PHONY: run test build deps deps-test unit integration sanitize sanitize-thread format tidy clean
 
 run: deps build
 	@scripts/ensure-env.sh
@@ -37,6 +37,13 @@ sanitize: deps-test
 	@cmake --build build/asan -j $(JOBS)
 	cd build/asan && ctest --output-on-failure -j $(JOBS)
 	CHATD_BIN=$(abspath build/asan)/chatd $(PYTEST) -q tests/integration
+
+# The integration suite against a ThreadSanitizer build (the hub, sessions and store threads).
+sanitize-thread: deps-test
+	@test -f build/tsan/build.ninja || cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHATD_TSAN=ON -DCHATD_TESTS=OFF
+	@cmake --build build/tsan -j $(JOBS)
+	CHATD_BIN=$(abspath build/tsan)/chatd $(PYTEST) -q tests/integration
+	@! grep -l "ThreadSanitizer" /tmp/chatd-test-*/chatd-*.log 2>/dev/null
 
 format:
 	clang-format -i $$(git ls-files '*.cpp' '*.hpp')
