@@ -162,6 +162,8 @@ def sign_jwt(header: dict, payload: dict, key: str = SECRET_KEY, alg="sha256") -
 def assert_no_server_errors(server):
     log = server.read_log()
     assert "unhandled error" not in log, log[-4000:]
+    # Sanitizer builds (make sanitize, make sanitize-thread) report into the same log.
+    assert "Sanitizer" not in log and "runtime error:" not in log, log[-8000:]
     assert " 500 " not in log, log[-4000:]
 
 
