@@ -98,18 +98,18 @@ void Hub::subscribe(const Session* s, std::int64_t chat_id) {
 }
 
 // Called with the lock held.
-void Hub::unsubscribe(std::int64_t user_id, std::int64_t chat_id, bool close_chat_sockets) {
+std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat_id) {
+  std::vector<SessionPtr> chat_sockets;
   auto u = by_user_.find(user_id);
-  if (u == by_user_.end()) return;
+  if (u == by_user_.end()) return chat_sockets;
   auto c = by_chat_.find(chat_id);
   for (const Session* s : u->second) {
     if (c != by_chat_.end()) erase_from(c->second, s);
     auto& e = sessions_[s];
     e.unread.erase(chat_id);
-    if (close_chat_sockets && s->chat_id() == chat_id) {
-      e.session->close(1000, "no longer a member of this chat");
-    }
+    if (s->chat_id() == chat_id) chat_sockets.push_back(e.session);
   }
+  return chat_sockets;
 }
 
 void Hub::send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count) {
@@ -166,6 +166,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   std::vector<Target> targets;
   std::vector<std::pair<SessionPtr, std::int64_t>> unread_now;  // (session, count) to send
   std::vector<SessionPtr> recount;
+  std::vector<SessionPtr> to_close;  // after they have been told why
   {
     std::lock_guard lock(mutex_);
     if (event.user_id) {
@@ -189,12 +190,26 @@ void Hub::on_logged(const store::EventRecord& event) {
           }
         }
       }
-      if (type == "member_removed" || type == "chat_deleted")
-        unsubscribe(*event.user_id, chat_id, true);
+      if (type == "member_removed" || type == "chat_deleted") {
+        to_close = unsubscribe(*event.user_id, chat_id);
+      }
     } else {
       // A member who was removed stops hearing the chat before the news goes out: they get
       // their own copy of member_removed.
-      if (type == "member_removed") unsubscribe(subject, chat_id, false);
+      if (type == "member_removed") unsubscribe(subject, chat_id);
+      // A new chat: its members' user sockets start hearing it.
+      if (type == "chat_created") {
+        for (const auto& m : o.at("chat").at("members").as_array()) {
+          const std::int64_t member = field(m.as_object(), "id");
+          if (auto u = by_user_.find(member); u != by_user_.end()) {
+            for (const Session* s : u->second) {
+              if (!s->is_user_socket()) continue;
+              subscribe(s, chat_id);
+              sessions_[s].unread.try_emplace(chat_id);
+            }
+          }
+        }
+      }
       if (type == "member_added") {
         if (auto u = by_user_.find(subject); u != by_user_.end()) {
           for (const Session* s : u->second) {
@@ -235,6 +250,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   }
   for (const auto& [s, count] : unread_now) send_unread(s, chat_id, count);
   for (const auto& s : recount) recount_for(s, chat_id);
+  for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
 }
 
 void Hub::on_ephemeral(const Ephemeral& event) {

@@ -61,7 +61,8 @@ class Hub final : public BrokerHandler {
   };
 
   void subscribe(const Session* s, std::int64_t chat_id);
-  void unsubscribe(std::int64_t user_id, std::int64_t chat_id, bool close_chat_sockets);
+  // Returns the user's sockets of that chat (/ws/chat/{id}/), which must close.
+  std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id);
   void send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count);
   void recount_for(const SessionPtr& s, std::int64_t chat_id);
 

@@ -89,6 +89,8 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
     if (since->empty() || ec != std::errc{} || p != since->data() + since->size() || v < 0) {
       co_return Error::field("since", "A valid integer is required.");
     }
+    if (a.chat_id != 0)
+      co_return Error::field("since", "Resuming is for the user socket /ws/ only.");
     a.since = v;
   }
   if (a.chat_id != 0) {

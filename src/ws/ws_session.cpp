@@ -5,14 +5,17 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 #include "chat/wire.hpp"
 #include "realtime/client_events.hpp"
@@ -72,27 +75,34 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       res.set(beast::http::field::server, "chatd");
       if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
     }));
-    auto [ec] = co_await ws_.async_accept(request, use_tuple);
-    if (ec) co_return;
-    ws_.text(true);
-
+    // Registered before the upgrade completes, with live events held aside, so nothing
+    // committed between the handshake and the first read is missed.
     const std::int64_t user = user_id();
-    spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
-                 admission_.since ? "yes" : "no");
     std::unordered_map<std::int64_t, realtime::UnreadState> chats;
     if (is_user_socket()) {
       auto summaries = co_await context_.store.chats().summaries(user);
-      for (const auto& s : summaries) {
-        chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
-      }
+      for (const auto& s : summaries) chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
     } else {
       chats[chat_id()] = {};
     }
-    if (admission_.since) buffering_ = true;  // live events wait until the replay is sent
+    buffering_ = true;
     for (const auto& evicted : context_.hub.attach(self, chats))
       evicted->close(1008, "too many sockets");
+    auto [ec] = co_await ws_.async_accept(request, use_tuple);
+    if (ec) {
+      context_.hub.detach(this);
+      co_return;
+    }
+    ws_.text(true);
+    {
+      std::lock_guard lock(mutex_);
+      accepted_ = true;  // writes may start now
+      if (!queue_.empty() || close_code_ != 0) start_writer_locked();
+    }
+    spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
+                 admission_.since ? "yes" : "no");
     co_await context_.presence.connected(user);
-    if (admission_.since) co_await replay(*admission_.since);
+    co_await replay(admission_.since);
 
     co_await read_loop();
 
@@ -107,30 +117,55 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
 
  private:
   // Sends the log after `since`, then `synced`, then whatever arrived live meanwhile that
-  // the replay did not already carry: no gap and no duplicate at the seam.
-  asio::awaitable<void> replay(std::int64_t since) {
-    std::int64_t cursor = since;
-    for (;;) {
-      auto page = co_await context_.store.chats().replay(user_id(), cursor, 500);
-      if (page.resync_required) {
-        enqueue(frame_of(R"({"type":"resync_required"})"));
-        cursor = page.last_seq;
-        break;
+  // the replay did not already carry: no gap and no duplicate at the seam. Without
+  // `since`, only releases what arrived during the handshake.
+  asio::awaitable<void> replay(std::optional<std::int64_t> since) {
+    std::int64_t cursor = 0;
+    if (since) {
+      cursor = *since;
+      // Pages no bigger than half the send queue, each sent once the queue has room: a
+      // long replay is not a slow reader.
+      const int page_size =
+          static_cast<int>(std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, 500));
+      asio::steady_timer pause(ws_.get_executor());
+      for (;;) {
+        while (queued() > context_.limits.max_queued_frames / 2) {
+          pause.expires_after(std::chrono::milliseconds(5));
+          co_await pause.async_wait(use_tuple);
+          if (is_closed()) co_return;
+        }
+        auto page = co_await context_.store.chats().replay(user_id(), cursor, page_size);
+        if (page.resync_required) {
+          enqueue(frame_of(R"({"type":"resync_required"})"));
+          cursor = page.last_seq;
+          break;
+        }
+        for (const auto& e : page.events) {
+          enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
+        }
+        cursor = std::max(cursor, page.last_seq);
+        if (!page.has_more) break;
       }
-      for (const auto& e : page.events) {
-        enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
-      }
-      cursor = std::max(cursor, page.last_seq);
-      if (!page.has_more) break;
     }
     std::lock_guard lock(mutex_);
-    enqueue_locked(frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+    if (since)
+      enqueue_locked(frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
     replayed_through_ = cursor;
     buffering_ = false;
     for (auto& [seq, frame] : buffered_) {
       if (seq == 0 || seq > cursor) enqueue_locked(frame);
     }
     buffered_.clear();
+  }
+
+  std::size_t queued() {
+    std::lock_guard lock(mutex_);
+    return queue_.size();
+  }
+
+  bool is_closed() {
+    std::lock_guard lock(mutex_);
+    return closed_;
   }
 
   asio::awaitable<void> read_loop() {
@@ -202,7 +237,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   }
 
   void start_writer_locked() {
-    if (writing_) return;
+    if (writing_ || !accepted_) return;
     writing_ = true;
     // Posted, not dispatched: co_spawn may start the loop inline, and it takes the lock
     // this caller holds.
@@ -255,8 +290,9 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   std::mutex mutex_;
   std::deque<realtime::Frame> queue_;
   bool writing_ = false;
-  bool closed_ = false;  // nothing more is queued
-  int close_code_ = 0;   // a close frame to send once the queue is drained
+  bool accepted_ = false;  // the handshake is done
+  bool closed_ = false;    // nothing more is queued
+  int close_code_ = 0;     // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
   bool buffering_ = false;

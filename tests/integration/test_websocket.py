@@ -1,0 +1,1443 @@
+"""The WebSocket API (API.md "WebSocket", "Resume without loss", "Limits") against a real
+chatd, with real WebSocket clients (python3-websockets, asyncio API).
+
+Every test runs its coroutine with asyncio.run; every wait is bounded by a timeout. A
+socket is "synced" after connecting by a ping/pong round trip: the server starts reading
+client frames only once the socket is registered with the hub (and presence and any
+replay are done), so a pong proves that live events reach it from then on."""
+import asyncio
+import base64
+import json
+import os
+import re
+import signal
+import socket
+import sqlite3
+import struct
+import threading
+import time
+import uuid
+
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatusCode
+
+from conftest import Client, jwt_parts, sign_jwt
+
+ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+MESSAGE_KEYS = {"type", "message_id", "chat_id", "text", "sender", "sender_id", "created_at",
+                "forwarded_from", "client_id"}
+ERROR_KEYS = {"type", "code", "detail", "request_type"}
+# Logged event types (they carry `seq` on the user socket).
+LOGGED = {"message", "edit", "delete", "read", "delivered", "pin", "unpin", "chat_created",
+          "chat_updated", "chat_deleted", "member_added", "member_removed", "member_updated"}
+
+
+# ---- helpers ------------------------------------------------------------------------------
+
+def uid(p):
+    return p["user"]["id"]
+
+
+def uname(p):
+    return p["user"]["username"]
+
+
+def private_chat(c, a, b):
+    r = c.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [uid(b)]})
+    assert r.status_code in (200, 201), r.text
+    return r.json()["id"]
+
+
+def group_chat(c, owner, *members, name="team"):
+    r = c.post("/api/chats/", token=owner["access"],
+               json={"type": "group", "name": name, "member_ids": [uid(m) for m in members]})
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def rest_send(c, who, chat_id, text, expect=201, **extra):
+    r = c.post("/api/messages/", token=who["access"], json={"chat": chat_id, "text": text, **extra})
+    assert r.status_code == expect, r.text
+    return r.json()
+
+
+def history(c, who, chat_id):
+    r = c.get(f"/api/messages/?chat={chat_id}&limit=200", token=who["access"])
+    assert r.status_code == 200, r.text
+    return {m["id"]: m for m in r.json()["results"]}
+
+
+def is_(type_, **fields):
+    """A predicate: a frame of this type whose fields have these values."""
+    def pred(f):
+        return f.get("type") == type_ and all(f.get(k, object()) == v for k, v in fields.items())
+    pred.__name__ = f"{type_}{fields}"
+    return pred
+
+
+def without_seq(f):
+    return {k: v for k, v in f.items() if k != "seq"}
+
+
+def logged(frames):
+    return [f for f in frames if f.get("type") in LOGGED]
+
+
+def key(f):
+    """(type, message id, for_me) of a frame, for comparing event sequences."""
+    return (f.get("type"), f.get("message_id", f.get("last_read_message_id")), f.get("for_me", False))
+
+
+class WS:
+    """A connected socket. `seen` holds every frame received, in order; `until` consumes
+    the first matching frame (looking first at frames received earlier but not consumed)."""
+
+    def __init__(self, conn, name):
+        self.conn = conn
+        self.name = name
+        self.seen = []
+        self.buffer = []
+
+    async def send(self, obj):
+        await self.conn.send(obj if isinstance(obj, (str, bytes)) else json.dumps(obj))
+
+    async def _read(self, timeout):
+        raw = await asyncio.wait_for(self.conn.recv(), timeout)
+        assert isinstance(raw, str), f"{self.name}: binary frame {raw!r}"
+        frame = json.loads(raw)
+        assert isinstance(frame, dict), f"{self.name}: not an object: {raw}"
+        self.seen.append(frame)
+        return frame
+
+    async def until(self, pred, timeout=5.0):
+        for i, f in enumerate(self.buffer):
+            if pred(f):
+                del self.buffer[i]
+                return f
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            try:
+                if left <= 0:
+                    raise asyncio.TimeoutError
+                f = await self._read(left)
+            except asyncio.TimeoutError:
+                raise AssertionError(f"{self.name}: no {getattr(pred, '__name__', 'frame')} within "
+                                     f"{timeout}s; last frames seen: {self.seen[-12:]}") from None
+            except ConnectionClosed as e:
+                raise AssertionError(f"{self.name}: closed ({e}) while waiting for "
+                                     f"{getattr(pred, '__name__', 'frame')}; seen: {self.seen[-12:]}") from None
+            if pred(f):
+                return f
+            self.buffer.append(f)
+
+    async def peek(self, pred, timeout=5.0):
+        """Like `until`, but leaves the frame to be consumed later."""
+        f = await self.until(pred, timeout)
+        self.buffer.insert(0, f)
+        return f
+
+    async def next(self, timeout=5.0):
+        """The next frame not consumed yet."""
+        return await self.until(lambda f: True, timeout)
+
+    async def take(self, pred, count, timeout=10.0):
+        return [await self.until(pred, timeout) for _ in range(count)]
+
+    async def drain(self, duration):
+        """Reads whatever arrives for `duration` seconds (kept unconsumed)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + duration
+        while (left := deadline - loop.time()) > 0:
+            try:
+                self.buffer.append(await self._read(left))
+            except (asyncio.TimeoutError, ConnectionClosed):
+                return
+
+    async def ping(self, timeout=5.0):
+        await self.send({"type": "ping"})
+        f = await self.until(is_("pong"), timeout)
+        assert f == {"type": "pong"}, f
+
+    async def closed(self, timeout=5.0):
+        """Reads until the server closes the socket; returns the close code."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                raise AssertionError(f"{self.name}: still open after {timeout}s; seen: {self.seen[-12:]}")
+            try:
+                raw = await asyncio.wait_for(self.conn.recv(), left)
+            except asyncio.TimeoutError:
+                continue
+            except ConnectionClosed:
+                return self.conn.close_code
+            if isinstance(raw, str):
+                self.seen.append(json.loads(raw))
+
+    async def close(self):
+        try:
+            await asyncio.wait_for(self.conn.close(), 5)
+        except (asyncio.TimeoutError, ConnectionClosed):
+            pass
+
+
+def ws_url(server, path, **query):
+    url = f"ws://127.0.0.1:{server.port}{path}"
+    if query:
+        url += "?" + "&".join(f"{k}={v}" for k, v in query.items())
+    return url
+
+
+async def connect(server, token=None, path="/ws/", sync=True, name=None, headers=None,
+                  subprotocols=None, origin=None, **query):
+    if token is not None:
+        query = {"token": token, **query}
+    conn = await websockets.connect(ws_url(server, path, **query), extra_headers=headers,
+                                    subprotocols=subprotocols, origin=origin, ping_interval=None,
+                                    open_timeout=10, close_timeout=3, max_size=2 ** 22)
+    ws = WS(conn, name or path)
+    if sync:
+        await ws.ping()
+    return ws
+
+
+async def user_ws(server, who, **kw):
+    return await connect(server, who["access"], "/ws/", name=f"{uname(who)}/ws", **kw)
+
+
+async def chat_ws(server, who, chat_id, **kw):
+    return await connect(server, who["access"], f"/ws/chat/{chat_id}/", name=f"{uname(who)}/chat{chat_id}", **kw)
+
+
+async def refused(server, path, token=None, **kw):
+    """The HTTP status of a refused handshake."""
+    with pytest.raises(InvalidStatusCode) as e:
+        ws = await connect(server, token, path, sync=False, **kw)
+        await ws.close()
+    return e.value.status_code
+
+
+def run(coro, timeout=60):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+def check_message(f, *, user_socket, message_id, chat_id, text, sender, client_id, forwarded_from=None):
+    assert set(f) == MESSAGE_KEYS | ({"seq"} if user_socket else set()), f
+    assert f["type"] == "message" and f["message_id"] == message_id and f["chat_id"] == chat_id, f
+    assert f["text"] == text and f["sender"] == uname(sender) and f["sender_id"] == uid(sender), f
+    assert ISO.match(f["created_at"]), f
+    assert f["forwarded_from"] == forwarded_from and f["client_id"] == client_id, f
+    if user_socket:
+        assert isinstance(f["seq"], int) and f["seq"] > 0, f
+
+
+def check_seq_order(ws, skip=()):
+    """Logged events on a user socket carry strictly increasing seqs; others carry none.
+    `skip`: frames (by identity) not to check, e.g. a retry's acknowledgement."""
+    seqs = []
+    for f in ws.seen:
+        if any(f is x for x in skip):
+            continue
+        if f["type"] in LOGGED:
+            assert isinstance(f.get("seq"), int), (ws.name, f)
+            seqs.append(f["seq"])
+        elif f["type"] != "synced":
+            assert "seq" not in f, (ws.name, f)
+    assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs), (ws.name, seqs)
+
+
+def check_no_seq(ws):
+    for f in ws.seen:
+        assert "seq" not in f, (ws.name, f)
+
+
+# ---- 1. handshake ----------------------------------------------------------------------------
+
+def test_handshake_token_in_query_header_and_subprotocol(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    tok = a["access"]
+
+    async def main():
+        opened = []
+        # ?token= (the original's way), on both socket kinds.
+        opened.append(await connect(server, tok, "/ws/"))
+        opened.append(await connect(server, tok, f"/ws/chat/{chat}/"))
+        # Authorization: Bearer.
+        for path in ("/ws/", f"/ws/chat/{chat}/"):
+            ws = await connect(server, path=path, headers={"Authorization": f"Bearer {tok}"})
+            opened.append(ws)
+        # Subprotocol pair; the response selects "access_token".
+        for path in ("/ws/", f"/ws/chat/{chat}/"):
+            ws = await connect(server, path=path, subprotocols=["access_token", tok])
+            assert ws.conn.subprotocol == "access_token"
+            opened.append(ws)
+        # Paths without the trailing slash.
+        opened.append(await connect(server, tok, "/ws"))
+        opened.append(await connect(server, tok, f"/ws/chat/{chat}"))
+        # A same-origin Origin (host:port equal to the Host header).
+        opened.append(await connect(server, tok, "/ws/", origin=f"http://127.0.0.1:{server.port}"))
+        opened.append(await connect(server, tok, f"/ws/chat/{chat}/", origin=f"http://127.0.0.1:{server.port}"))
+        # Every one of them is live: a message from b reaches all.
+        m = rest_send(client, b, chat, "to all sockets")
+        for ws in opened:
+            f = await ws.until(is_("message", message_id=m["id"]))
+            assert f["chat_id"] == chat and f["client_id"] is None
+        for ws in opened:
+            await ws.close()
+
+    run(main())
+
+
+def test_handshake_refusals(server, client):
+    a, b, outsider = client.register(), client.register(), client.register()
+    chat = private_chat(client, a, b)
+    header, payload = jwt_parts(a["access"])
+    # Signed with the server's key: only `exp` makes it invalid.
+    expired = sign_jwt(header, {**payload, "exp": int(time.time()) - 60, "iat": int(time.time()) - 400})
+    forged = sign_jwt(header, payload, key="some-other-key-" + "q" * 60)
+    garbage = "garbage." + uuid.uuid4().hex + ".sig" + uuid.uuid4().hex
+
+    async def main():
+        for path in ("/ws/", f"/ws/chat/{chat}/"):
+            assert await refused(server, path) == 401, path
+            for bad in (garbage, expired, forged, a["refresh"]):
+                assert await refused(server, path, bad) == 401, (path, bad)
+            assert await refused(server, path, headers={"Authorization": f"Bearer {garbage}"}) == 401
+            assert await refused(server, path, headers={"Authorization": f"Bearer {expired}"}) == 401
+            assert await refused(server, path, subprotocols=["access_token", garbage]) == 401
+            assert await refused(server, path, subprotocols=["access_token", a["refresh"]]) == 401
+            # A foreign Origin while the Host is 127.0.0.1:port.
+            assert await refused(server, path, a["access"], origin="http://evil.example") == 403
+            assert await refused(server, path, a["access"],
+                                 origin=f"http://127.0.0.1:{server.port}.evil.example") == 403
+        # No such chat, and a chat one is not in.
+        assert await refused(server, "/ws/chat/987654321/", a["access"]) == 404
+        assert await refused(server, f"/ws/chat/{chat}/", outsider["access"]) == 403
+        assert await refused(server, f"/ws/chat/{chat}", outsider["access"]) == 403
+        # A bad `since`.
+        assert await refused(server, "/ws/", a["access"], since="abc") == 400
+
+    run(main())
+    log = server.read_log()
+    for tok in (a["access"], a["refresh"], b["access"], outsider["access"], expired, forged, garbage):
+        assert tok not in log
+        assert tok.split(".")[-1] not in log  # not even the signature
+
+
+def test_allowed_origins_setting(make_server):
+    s = make_server(ALLOWED_ORIGINS="http://app.example")
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    async def main():
+        ws1 = await connect(s, a["access"], "/ws/", origin="http://app.example")
+        ws2 = await connect(s, a["access"], f"/ws/chat/{chat}/", origin="http://app.example")
+        assert await refused(s, "/ws/", a["access"], origin="http://evil.example") == 403
+        assert await refused(s, f"/ws/chat/{chat}/", a["access"], origin="http://evil.example") == 403
+        # No Origin at all (not a browser) is still allowed.
+        ws3 = await connect(s, a["access"], "/ws/")
+        for ws in (ws1, ws2, ws3):
+            await ws.close()
+
+    run(main())
+    assert a["access"] not in s.read_log()
+
+
+# ---- 2. client events --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kind", ["user", "chat"])
+def test_client_events(server, client, kind):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    group = group_chat(client, a, b, name="fwd-target")
+
+    async def main():
+        a_user = await user_ws(server, a)
+        a_chat = await chat_ws(server, a, chat)
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, chat)
+        everyone = [a_user, a_chat, b_user, b_chat]
+        act = a_user if kind == "user" else a_chat
+
+        def ev(**fields):
+            return {**fields, "chat_id": chat} if kind == "user" else fields
+
+        # message: the sender's copies carry client_id, the others null.
+        cid = "cid-" + uuid.uuid4().hex
+        await act.send(ev(type="message", text="hello over ws", client_id=cid))
+        first = await a_user.peek(is_("message", client_id=cid))
+        m1 = first["message_id"]
+        for ws in everyone:
+            f = await ws.until(is_("message", message_id=m1))
+            own = ws in (a_user, a_chat)
+            check_message(f, user_socket=ws in (a_user, b_user), message_id=m1, chat_id=chat,
+                          text="hello over ws", sender=a, client_id=cid if own else None)
+        # A retry with the same client_id: acknowledged to the sending socket alone, no seq.
+        await act.send(ev(type="message", text="hello over ws", client_id=cid))
+        ack = await act.until(is_("message", message_id=m1))
+        check_message(ack, user_socket=False, message_id=m1, chat_id=chat, text="hello over ws",
+                      sender=a, client_id=cid)
+        await act.send(ev(type="message", text="second", client_id=cid + "-2"))
+        m2 = (await act.peek(is_("message", text="second")))["message_id"]
+        assert m2 > m1
+        for ws in everyone:
+            await ws.until(is_("message", message_id=m2))
+        # A message from b, then a read by a (the read goes to every member's sockets).
+        m3 = rest_send(client, b, chat, "from b")["id"]
+        for ws in everyone:
+            await ws.until(is_("message", message_id=m3))
+        await act.send(ev(type="read", last_read_message_id=m3))
+        for ws in everyone:
+            f = await ws.until(is_("read", user_id=uid(a)))
+            assert without_seq(f) == {"type": "read", "chat_id": chat, "user_id": uid(a),
+                                      "last_read_message_id": m3}, (ws.name, f)
+        # forward m1 into the group.
+        await act.send(ev(type="forward", message_id=m1, target_chat_id=group))
+        for ws in (a_user, b_user):
+            f = await ws.until(is_("message", chat_id=group))
+            check_message(f, user_socket=True, message_id=f["message_id"], chat_id=group,
+                          text="hello over ws", sender=a, client_id=None, forwarded_from=m1)
+        # edit
+        await act.send(ev(type="edit", message_id=m1, text="edited text"))
+        for ws in everyone:
+            f = await ws.until(is_("edit", message_id=m1))
+            assert set(f) == {"type", "chat_id", "message_id", "text", "edited_at"} | (
+                {"seq"} if ws in (a_user, b_user) else set()), f
+            assert f["chat_id"] == chat and f["text"] == "edited text" and ISO.match(f["edited_at"]), f
+        # pin / unpin
+        await act.send(ev(type="pin", message_id=m1))
+        for ws in everyone:
+            f = await ws.until(is_("pin", message_id=m1))
+            assert without_seq(f) == {"type": "pin", "chat_id": chat, "message_id": m1, "pinned_by": uid(a)}, f
+        await act.send(ev(type="unpin", message_id=m1))
+        for ws in everyone:
+            f = await ws.until(is_("unpin", message_id=m1))
+            assert without_seq(f) == {"type": "unpin", "chat_id": chat, "message_id": m1}, f
+        # delete for_me (b's message, hidden for a only): only a's user socket hears it.
+        await act.send(ev(type="delete", message_id=m3, for_me=True))
+        f = await a_user.until(is_("delete", message_id=m3))
+        assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m3, "for_me": True}, f
+        assert isinstance(f["seq"], int)
+        # delete for everyone.
+        await act.send(ev(type="delete", message_id=m2))
+        for ws in everyone:
+            f = await ws.until(is_("delete", message_id=m2))
+            assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m2}, f
+        # ping -> pong
+        await act.ping()
+        for ws in everyone:
+            await ws.drain(0.3)
+
+        # Each socket saw exactly its events, in commit order.
+        common = [("message", m1, False), ("message", m2, False), ("message", m3, False), ("read", m3, False)]
+        tail = [("edit", m1, False), ("pin", m1, False), ("unpin", m1, False)]
+
+        def seq_of(ws):
+            return [k for k in map(key, logged(ws.seen)) if k[0] != "delivered"]
+
+        fwd = [k for k in map(key, logged(a_user.seen)) if k[0] == "message" and k[1] not in (m1, m2, m3)]
+        assert len(fwd) == 1
+        for ws in everyone:
+            got = seq_of(ws)
+            if ws is act:  # the retry acknowledgement
+                assert got.count(("message", m1, False)) == 2, (ws.name, got)
+                got.remove(("message", m1, False))
+            expected = list(common)
+            if ws.name.endswith("/ws"):
+                expected += fwd
+            expected += tail
+            if ws is a_user:
+                expected.append(("delete", m3, True))
+            expected.append(("delete", m2, False))
+            assert got == expected, (ws.name, got, expected)
+        for ws in (a_user, b_user):
+            check_seq_order(ws, skip=[ack])
+            assert not [f for f in ws.seen if f["type"] == "error"], ws.seen
+        for ws in (a_chat, b_chat):
+            check_no_seq(ws)
+            assert not [f for f in ws.seen if f["type"] == "error"], ws.seen
+        for ws in everyone:
+            await ws.close()
+
+    run(main())
+
+
+def test_typing(server, client):
+    a, b = client.register(), client.register()
+    chat1 = private_chat(client, a, b)
+    chat2 = group_chat(client, a, b, name="typing")
+
+    async def main():
+        a_user = await user_ws(server, a)
+        a_chat2 = await chat_ws(server, a, chat2)
+        b_user = await user_ws(server, b)
+        b_chat1 = await chat_ws(server, b, chat1)
+        b_chat2 = await chat_ws(server, b, chat2)
+        loop = asyncio.get_running_loop()
+
+        # On the user socket for chat1, twice within a second (the refresh is not re-sent);
+        # on the chat socket of chat2 once.
+        await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": True})
+        await a_chat2.send({"type": "typing", "is_typing": True})
+        await asyncio.sleep(0.3)
+        await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": True})
+        t_last1 = loop.time()
+        t_last2 = t_last1 - 0.3
+        want1 = {"type": "typing", "chat_id": chat1, "user_id": uid(a), "username": uname(a), "is_typing": True}
+        want2 = dict(want1, chat_id=chat2)
+        assert await b_user.until(is_("typing", chat_id=chat1, is_typing=True)) == want1
+        assert await b_chat1.until(is_("typing", is_typing=True)) == want1
+        assert await b_user.until(is_("typing", chat_id=chat2, is_typing=True)) == want2
+        assert await b_chat2.until(is_("typing", is_typing=True)) == want2
+        # Expiry: is_typing false after ~5 s without a refresh.
+        f = await b_chat2.until(is_("typing", is_typing=False), timeout=8)
+        assert f == dict(want2, is_typing=False)
+        assert 4.3 <= loop.time() - t_last2 <= 6.5, loop.time() - t_last2
+        f = await b_chat1.until(is_("typing", is_typing=False), timeout=8)
+        assert f == dict(want1, is_typing=False)
+        assert 4.3 <= loop.time() - t_last1 <= 6.5, loop.time() - t_last1
+        await b_user.until(is_("typing", chat_id=chat1, is_typing=False), timeout=3)
+        await b_user.until(is_("typing", chat_id=chat2, is_typing=False), timeout=3)
+        # An explicit stop is sent at once.
+        await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": True})
+        await b_chat1.until(is_("typing", is_typing=True))
+        await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": False})
+        f = await b_chat1.until(is_("typing", is_typing=False), timeout=1.5)
+        assert f == dict(want1, is_typing=False)
+        for ws in (a_user, a_chat2, b_user, b_chat1, b_chat2):
+            await ws.drain(0.3)
+        # Never to the sender; the refresh within a second was not re-sent.
+        for ws in (a_user, a_chat2):
+            assert not [f for f in ws.seen if f["type"] == "typing"], (ws.name, ws.seen)
+        typing1 = [f["is_typing"] for f in b_chat1.seen if f["type"] == "typing"]
+        assert typing1 == [True, False, True, False], typing1
+        typing_user = [(f["chat_id"], f["is_typing"]) for f in b_user.seen if f["type"] == "typing"]
+        assert sorted(typing_user[:4]) == sorted([(chat1, True), (chat2, True), (chat1, False), (chat2, False)])
+        assert typing_user[4:] == [(chat1, True), (chat1, False)], typing_user
+        for ws in (b_user, b_chat1):  # typing is not logged: no seq
+            assert all("seq" not in f for f in ws.seen if f["type"] == "typing")
+        for ws in (a_user, a_chat2, b_user, b_chat1, b_chat2):
+            await ws.close()
+
+    run(main())
+
+
+@pytest.mark.parametrize("kind", ["user", "chat"])
+def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, kind):
+    a, b, c = client.register(), client.register(), client.register()
+    chat = private_chat(client, a, b)
+    foreign = private_chat(client, b, c)
+    group = group_chat(client, b, a, name="roles")  # a is a plain member here
+    b_msg = rest_send(client, b, chat, "b's message")["id"]
+    g_msg = rest_send(client, b, group, "group message")["id"]
+
+    async def main():
+        act = await (user_ws(server, a) if kind == "user" else chat_ws(server, a, chat))
+        b_user = await user_ws(server, b)
+
+        def ev(**fields):
+            return {**fields, "chat_id": chat} if kind == "user" else fields
+
+        cases = [
+            ("not json", "bad_request", None, None),
+            ("[1, 2]", "bad_request", None, None),
+            (ev(type="bogus"), "bad_request", "bogus", None),
+            ({"text": "no type"}, "validation", None, "type"),
+            (ev(type="message"), "validation", "message", "text"),
+            (ev(type="message", text="   "), "validation", "message", "text"),
+            (ev(type="message", text=123), "validation", "message", "text"),
+            (ev(type="edit", message_id="abc", text="x"), "validation", "edit", "message_id"),
+            (ev(type="typing", is_typing="yes"), "validation", "typing", "is_typing"),
+            (ev(type="read", last_read_message_id=-5), "validation", "read", "last_read_message_id"),
+            (ev(type="forward", message_id=b_msg), "validation", "forward", "target_chat_id"),
+            (ev(type="delete"), "validation", "delete", "message_id"),
+            (ev(type="pin", message_id=987654321), "not_found", "pin", None),
+            # Not allowed: editing or deleting someone else's message.
+            (ev(type="edit", message_id=b_msg, text="mine now"), "forbidden", "edit", None),
+            (ev(type="delete", message_id=b_msg), "forbidden", "delete", None),
+            # A message of another chat.
+            (ev(type="edit", message_id=g_msg, text="x"), "not_found", "edit", None),
+            # Forwarding into a chat one is not in.
+            (ev(type="forward", message_id=b_msg, target_chat_id=foreign), "not_found", "forward", None),
+        ]
+        if kind == "user":
+            cases += [
+                # A chat one is not in.
+                ({"type": "message", "chat_id": foreign, "text": "let me in"}, "not_found", "message", None),
+                ({"type": "typing", "chat_id": foreign, "is_typing": True}, "not_found", "typing", None),
+                # No chat_id on the user socket.
+                ({"type": "message", "text": "which chat?"}, "validation", "message", "chat_id"),
+                ({"type": "read", "last_read_message_id": b_msg}, "validation", "read", "chat_id"),
+                # A plain member may not pin in a group.
+                ({"type": "pin", "chat_id": group, "message_id": g_msg}, "forbidden", "pin", None),
+            ]
+        else:
+            cases += [
+                # A message naming another chat than the socket's.
+                ({"type": "message", "chat_id": foreign, "text": "let me in"}, "bad_request", "message", None),
+            ]
+        def reply(f):  # skip what the server pushes on its own (user_status, ...)
+            return f["type"] in ("error", "pong")
+
+        for sent, code, request_type, field in cases:
+            await act.send(sent)
+            f = await act.until(reply)
+            assert set(f) == ERROR_KEYS, (sent, f)
+            assert f["type"] == "error" and f["code"] == code and f["request_type"] == request_type, (sent, f)
+            assert isinstance(f["detail"], str) and f["detail"], (sent, f)
+            if field:
+                assert field in f["detail"], (sent, f)
+            # Still open and in order: the next answer is the pong.
+            await act.send({"type": "ping"})
+            assert await act.until(reply) == {"type": "pong"}, sent
+        # A binary frame.
+        await act.send(b"\x00\x01binary")
+        f = await act.until(reply)
+        assert set(f) == ERROR_KEYS and f["code"] == "bad_request" and f["request_type"] is None, f
+        await act.ping()
+        # Nothing was broadcast by any of it.
+        await b_user.drain(0.5)
+        assert not [f for f in b_user.seen if f["type"] in ("message", "edit", "delete", "pin", "typing")], b_user.seen
+        assert history(client, b, chat)[b_msg]["text"] == "b's message"
+        await act.close()
+        await b_user.close()
+
+    run(main())
+
+
+def test_removed_member_gets_member_removed_and_chat_socket_closes(server, client):
+    a, b = client.register(), client.register()
+    group = group_chat(client, a, b, name="leaving")
+
+    async def main():
+        a_user = await user_ws(server, a)
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, group)
+        r = client.request("DELETE", f"/api/chats/{group}/members/{uid(b)}/", token=a["access"])
+        assert r.status_code == 204, r.text
+        want = {"type": "member_removed", "chat_id": group, "user_id": uid(b), "role": "member"}
+        f = await b_user.until(is_("member_removed"))
+        assert without_seq(f) == want and isinstance(f["seq"], int), f
+        f = await a_user.until(is_("member_removed"))
+        assert without_seq(f) == want and isinstance(f["seq"], int), f
+        assert await b_chat.closed() == 1000
+        await b_user.drain(0.3)
+        assert [without_seq(x) for x in b_user.seen if x["type"] == "member_removed"] == [want], b_user.seen
+        assert [x for x in b_chat.seen if x["type"] == "member_removed"] == [want], b_chat.seen
+        # b no longer hears the group.
+        m = rest_send(client, a, group, "after b left")["id"]
+        await a_user.until(is_("message", message_id=m))
+        await b_user.drain(0.5)
+        assert not [x for x in b_user.seen if x.get("chat_id") == group and x["type"] == "message"], b_user.seen
+        for ws in (a_user, b_user):
+            await ws.close()
+
+    run(main())
+
+
+def test_chat_created_reaches_connected_members(server, client):
+    a, b = client.register(), client.register()
+
+    async def main():
+        a_user, b_user = await user_ws(server, a), await user_ws(server, b)
+        # A group created while its members are connected.
+        r = client.post("/api/chats/", token=a["access"],
+                        json={"type": "group", "name": "live", "member_ids": [uid(b)]})
+        assert r.status_code == 201, r.text
+        group = r.json()["id"]
+        m1 = rest_send(client, a, group, "first in the new chat")["id"]
+        for ws in (a_user, b_user):
+            f = await ws.until(is_("chat_created", chat_id=group))
+            assert set(f) == {"type", "chat_id", "chat", "seq"}, f
+            assert f["chat"]["id"] == group and f["chat"]["name"] == "live" and f["chat"]["type"] == "group", f
+            assert sorted(m["id"] for m in f["chat"]["members"]) == sorted([uid(a), uid(b)]), f
+        # ...and the new chat is live on their user sockets at once.
+        for ws in (a_user, b_user):
+            f = await ws.until(is_("message", message_id=m1))
+            assert f["chat_id"] == group
+        assert await b_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
+                                                                    "unread_count": 1}
+        for ws in (a_user, b_user):
+            check_seq_order(ws)
+            await ws.close()
+
+    run(main())
+
+
+def test_membership_and_chat_changes_reach_sockets(server, client):
+    a, b, c = client.register(), client.register(), client.register()
+    group = group_chat(client, a, b, name="members")
+
+    async def main():
+        a_user, b_user, c_user = await user_ws(server, a), await user_ws(server, b), await user_ws(server, c)
+        b_chat = await chat_ws(server, b, group)
+        # A member added while connected: member_added to everyone, chat_created to them.
+        r = client.post(f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(c)})
+        assert r.status_code == 201, r.text
+        want = {"type": "member_added", "chat_id": group, "user_id": uid(c), "role": "member"}
+        for ws in (a_user, b_user, c_user, b_chat):
+            f = await ws.until(is_("member_added", chat_id=group))
+            assert without_seq(f) == want, (ws.name, f)
+        f = await c_user.until(is_("chat_created", chat_id=group))
+        assert set(f) == {"type", "chat_id", "chat", "seq"}, f
+        assert sorted(m["id"] for m in f["chat"]["members"]) == sorted([uid(a), uid(b), uid(c)]), f
+        # The new member now hears the chat, with unread counts.
+        m2 = rest_send(client, b, group, "welcome")["id"]
+        await c_user.until(is_("message", message_id=m2))
+        assert await c_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
+                                                                    "unread_count": 1}
+        assert await a_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
+                                                                    "unread_count": 1}
+        # A role change: member_updated.
+        r = client.patch(f"/api/chats/{group}/members/{uid(c)}/", token=a["access"], json={"role": "admin"})
+        assert r.status_code == 200, r.text
+        for ws in (a_user, b_user, c_user, b_chat):
+            f = await ws.until(is_("member_updated", chat_id=group))
+            assert without_seq(f) == {"type": "member_updated", "chat_id": group, "user_id": uid(c),
+                                      "role": "admin"}, (ws.name, f)
+        # Renamed: chat_updated with the chat object.
+        r = client.patch(f"/api/chats/{group}/", token=a["access"], json={"name": "renamed"})
+        assert r.status_code == 200, r.text
+        for ws in (a_user, b_user, c_user, b_chat):
+            f = await ws.until(is_("chat_updated", chat_id=group))
+            assert f["chat"]["name"] == "renamed" and f["chat"]["id"] == group, f
+        for ws in (a_user, b_user, c_user):
+            check_seq_order(ws)
+        check_no_seq(b_chat)
+        # Deleted: chat_deleted (chat_id, no chat object) to every member; a chat socket of
+        # the deleted chat gets it too and is then closed.
+        r = client.request("DELETE", f"/api/chats/{group}/", token=a["access"])
+        assert r.status_code == 204, r.text
+        for ws in (a_user, b_user, c_user):
+            f = await ws.until(is_("chat_deleted", chat_id=group))
+            assert without_seq(f) == {"type": "chat_deleted", "chat_id": group} and isinstance(f["seq"], int), f
+        assert await b_chat.closed() == 1000
+        assert [x for x in b_chat.seen if x["type"] == "chat_deleted"] == [
+            {"type": "chat_deleted", "chat_id": group}], b_chat.seen
+        for ws in (a_user, b_user, c_user):
+            await ws.close()
+
+    run(main())
+
+
+# ---- 3. REST actions reach sockets; per-chat order --------------------------------------------
+
+def test_rest_actions_reach_sockets(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    group = group_chat(client, a, b, name="rest-fwd")
+
+    async def main():
+        a_user = await user_ws(server, a)
+        a_chat = await chat_ws(server, a, chat)
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, chat)
+        everyone = [a_user, a_chat, b_user, b_chat]
+
+        cid = "rest-" + uuid.uuid4().hex
+        m1 = rest_send(client, a, chat, "over rest", client_id=cid)
+        for ws in everyone:
+            f = await ws.until(is_("message", message_id=m1["id"]))
+            check_message(f, user_socket=ws in (a_user, b_user), message_id=m1["id"], chat_id=chat,
+                          text="over rest", sender=a, client_id=cid if ws in (a_user, a_chat) else None)
+            assert f["created_at"] == m1["created_at"], f
+        # The idempotent retry over REST commits nothing and broadcasts nothing.
+        again = rest_send(client, a, chat, "over rest", expect=200, client_id=cid)
+        assert again["id"] == m1["id"]
+        m2 = rest_send(client, b, chat, "b over rest")
+        for ws in everyone:
+            await ws.until(is_("message", message_id=m2["id"]))
+
+        r = client.patch(f"/api/messages/{m1['id']}/", token=a["access"], json={"text": "patched"})
+        assert r.status_code == 200, r.text
+        for ws in everyone:
+            f = await ws.until(is_("edit", message_id=m1["id"]))
+            assert without_seq(f) == {"type": "edit", "chat_id": chat, "message_id": m1["id"],
+                                      "text": "patched", "edited_at": r.json()["edited_at"]}, f
+        r = client.post("/api/pinned/", token=a["access"], json={"message_id": m1["id"]})
+        assert r.status_code == 201, r.text
+        pin_id = r.json()["id"]
+        for ws in everyone:
+            f = await ws.until(is_("pin", message_id=m1["id"]))
+            assert without_seq(f) == {"type": "pin", "chat_id": chat, "message_id": m1["id"], "pinned_by": uid(a)}, f
+        r = client.request("DELETE", f"/api/pinned/{pin_id}/", token=b["access"])
+        assert r.status_code == 204, r.text
+        for ws in everyone:
+            f = await ws.until(is_("unpin", message_id=m1["id"]))
+            assert without_seq(f) == {"type": "unpin", "chat_id": chat, "message_id": m1["id"]}, f
+        r = client.post(f"/api/chats/{chat}/read/", token=a["access"], json={"last_read_message_id": m2["id"]})
+        assert r.status_code == 200 and r.json() == {"unread_count": 0}, r.text
+        for ws in everyone:
+            f = await ws.until(is_("read", user_id=uid(a)))
+            assert without_seq(f) == {"type": "read", "chat_id": chat, "user_id": uid(a),
+                                      "last_read_message_id": m2["id"]}, f
+        r = client.post(f"/api/messages/{m1['id']}/forward/", token=b["access"], json={"target_chat_id": group})
+        assert r.status_code == 201, r.text
+        fwd = r.json()["id"]
+        for ws in (a_user, b_user):
+            f = await ws.until(is_("message", message_id=fwd))
+            check_message(f, user_socket=True, message_id=fwd, chat_id=group, text="patched", sender=b,
+                          client_id=None, forwarded_from=m1["id"])
+        r = client.request("DELETE", f"/api/messages/{m1['id']}/?for=me", token=b["access"])
+        assert r.status_code == 204, r.text
+        f = await b_user.until(is_("delete", message_id=m1["id"]))
+        assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m1["id"], "for_me": True}, f
+        r = client.request("DELETE", f"/api/messages/{m2['id']}/", token=b["access"])
+        assert r.status_code == 204, r.text
+        for ws in everyone:
+            f = await ws.until(is_("delete", message_id=m2["id"]))
+            assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m2["id"]}, f
+        for ws in everyone:
+            await ws.drain(0.3)
+        # for_me reached b's user socket only.
+        for ws in (a_user, a_chat, b_chat):
+            assert not [f for f in ws.seen if f.get("for_me")], (ws.name, ws.seen)
+        # Exactly one copy of m1 everywhere (the REST retry broadcast nothing).
+        for ws in everyone:
+            assert len([f for f in ws.seen if is_("message", message_id=m1["id"])(f)]) == 1, ws.seen
+        for ws in (a_user, b_user):
+            check_seq_order(ws)
+        for ws in (a_chat, b_chat):
+            check_no_seq(ws)
+            assert not [f for f in ws.seen if f.get("chat_id") == group], (ws.name, ws.seen)
+        for ws in everyone:
+            await ws.close()
+
+    run(main())
+
+
+def test_per_chat_order_with_two_senders(server, client):
+    a, b, c = client.register(), client.register(), client.register()
+    group = group_chat(client, a, b, c, name="order")
+    per_sender = 30
+
+    def blast(who, tag):
+        me = Client(server)
+        return [rest_send(me, who, group, f"{tag} {i}")["id"] for i in range(per_sender)]
+
+    async def main():
+        sockets = [await user_ws(server, a), await chat_ws(server, a, group),
+                   await user_ws(server, b), await chat_ws(server, b, group),
+                   await user_ws(server, c), await chat_ws(server, c, group)]
+        sent_a, sent_b = await asyncio.gather(asyncio.to_thread(blast, a, "a"), asyncio.to_thread(blast, b, "b"))
+        all_ids = sorted(sent_a + sent_b)
+        assert len(set(all_ids)) == 2 * per_sender
+        for ws in sockets:
+            frames = await ws.take(is_("message"), 2 * per_sender, timeout=10)
+            ids = [f["message_id"] for f in frames]
+            assert ids == all_ids, (ws.name, ids)
+        for ws in sockets:
+            await ws.drain(0.3)
+            assert len([f for f in ws.seen if f["type"] == "message"]) == 2 * per_sender
+            await ws.close()
+
+    run(main())
+
+
+# ---- 4. presence -------------------------------------------------------------------------------
+
+def test_presence(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    def public(who):
+        r = client.get(f"/api/users/{uid(who)}/", token=b["access"])
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def main():
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, chat)
+        assert public(a)["is_online"] is False
+        a1 = await user_ws(server, a)
+        f = await b_user.until(is_("user_status", user_id=uid(a)))
+        assert set(f) == {"type", "user_id", "is_online", "last_seen"} and f["is_online"] is True, f
+        g = await b_chat.until(is_("user_status", user_id=uid(a)))
+        assert g == f, (f, g)
+        assert public(a)["is_online"] is True
+        # A second socket: no new user_status.
+        a2 = await chat_ws(server, a, chat)
+        await a2.drain(0.2)
+        await a1.close()  # one of two closes: still online, no user_status
+        await b_user.drain(0.7)
+        statuses = [x for x in b_user.seen if x["type"] == "user_status" and x["user_id"] == uid(a)]
+        assert statuses == [f], statuses
+        assert public(a)["is_online"] is True
+        # The last one closes: offline with a last_seen.
+        await a2.close()
+        f = await b_user.until(is_("user_status", user_id=uid(a), is_online=False))
+        assert set(f) == {"type", "user_id", "is_online", "last_seen"}, f
+        assert isinstance(f["last_seen"], str) and ISO.match(f["last_seen"]), f
+        g = await b_chat.until(is_("user_status", user_id=uid(a), is_online=False))
+        assert g == f
+        p = public(a)
+        assert p["is_online"] is False and p["last_seen"] == f["last_seen"], (p, f)
+        # A's own sockets never got A's status; b's user socket got exactly on, off.
+        statuses = [x["is_online"] for x in b_user.seen if x["type"] == "user_status" and x["user_id"] == uid(a)]
+        assert statuses == [True, False], statuses
+        assert not [x for x in a1.seen + a2.seen if x["type"] == "user_status" and x["user_id"] == uid(a)]
+        await b_user.close()
+        await b_chat.close()
+
+    run(main())
+
+
+# ---- 5. several sockets of one user -------------------------------------------------------------
+
+def test_two_sockets_of_one_user(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        a1 = await user_ws(server, a)
+        a2 = await user_ws(server, a)
+        b1 = await user_ws(server, b)
+        cid = "two-" + uuid.uuid4().hex
+        await a1.send({"type": "message", "chat_id": chat, "text": "from socket 1", "client_id": cid})
+        f1 = await a1.until(is_("message", client_id=cid))
+        f2 = await a2.until(is_("message", message_id=f1["message_id"]))
+        fb = await b1.until(is_("message", message_id=f1["message_id"]))
+        assert f2 == f1 and f2["client_id"] == cid, (f1, f2)
+        assert fb["client_id"] is None and without_seq(fb) == dict(without_seq(f1), client_id=None)
+        cid2 = "two-rest-" + uuid.uuid4().hex
+        m = rest_send(client, a, chat, "from rest", client_id=cid2)
+        for ws in (a1, a2):
+            f = await ws.until(is_("message", message_id=m["id"]))
+            assert f["client_id"] == cid2, f
+        assert (await b1.until(is_("message", message_id=m["id"])))["client_id"] is None
+        # b's message reaches both of a's sockets.
+        mb = rest_send(client, b, chat, "to both")["id"]
+        await a1.until(is_("message", message_id=mb))
+        await a2.until(is_("message", message_id=mb))
+        for ws in (a1, a2, b1):
+            await ws.close()
+
+    run(main())
+
+
+def test_socket_limit_per_user_closes_the_oldest(make_server):
+    s = make_server(WS_MAX_SOCKETS_PER_USER=2)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    async def main():
+        s1 = await user_ws(s, a)
+        s2 = await chat_ws(s, a, chat)
+        s3 = await user_ws(s, a)
+        assert await s1.closed() == 1008
+        await s2.ping()
+        await s3.ping()
+        m = rest_send(c, b, chat, "still here")["id"]
+        await s2.until(is_("message", message_id=m))
+        await s3.until(is_("message", message_id=m))
+        # Another user is not affected by a's limit.
+        b1, b2 = await user_ws(s, b), await user_ws(s, b)
+        await b1.ping()
+        await b2.ping()
+        for ws in (s2, s3, b1, b2):
+            await ws.close()
+
+    run(main())
+
+
+# ---- 6. delivered, read status and unread --------------------------------------------------------
+
+def test_delivered_read_and_unread(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        a_user = await user_ws(server, a)
+        a_chat = await chat_ws(server, a, chat)
+        m1 = rest_send(client, a, chat, "while b is away")["id"]
+        await a_user.until(is_("message", message_id=m1))
+        assert history(client, a, chat)[m1]["status"] == "sent"
+
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, chat)
+        m2 = rest_send(client, a, chat, "b is here")["id"]
+        await b_user.until(is_("message", message_id=m2))
+        f = await b_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 2}, f
+        want = {"type": "delivered", "chat_id": chat, "user_id": uid(b), "last_delivered_message_id": m2}
+        f = await a_user.until(is_("delivered", user_id=uid(b)), timeout=3)
+        assert without_seq(f) == want and isinstance(f["seq"], int), f
+        f = await a_chat.until(is_("delivered", user_id=uid(b)), timeout=3)
+        assert f == want, f
+        f = await b_user.until(is_("delivered", user_id=uid(b)), timeout=3)
+        assert without_seq(f) == want, f
+        h = history(client, a, chat)
+        assert (h[m1]["status"], h[m2]["status"]) == ("delivered", "delivered"), h
+        # b reads over the socket: read to everyone, unread 0 for b.
+        await b_chat.send({"type": "read", "last_read_message_id": m2})
+        want_read = {"type": "read", "chat_id": chat, "user_id": uid(b), "last_read_message_id": m2}
+        f = await a_user.until(is_("read", user_id=uid(b)))
+        assert without_seq(f) == want_read, f
+        f = await b_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
+        h = history(client, a, chat)
+        assert (h[m1]["status"], h[m2]["status"]) == ("read", "read"), h
+        # A message from b raises no unread for b, but does for a.
+        m3 = rest_send(client, b, chat, "reply")["id"]
+        f = await a_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 1}, f
+        # a reads over REST: a's unread drops to 0.
+        r = client.post(f"/api/chats/{chat}/read/", token=a["access"], json={"last_read_message_id": m3})
+        assert r.status_code == 200 and r.json() == {"unread_count": 0}, r.text
+        f = await a_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
+        for ws in (a_user, a_chat, b_user, b_chat):
+            await ws.drain(0.4)
+        # unread is for the user socket only, and a's own messages never raised a's count.
+        for ws in (a_chat, b_chat):
+            assert not [x for x in ws.seen if x["type"] == "unread"], (ws.name, ws.seen)
+        assert [x["unread_count"] for x in a_user.seen if x["type"] == "unread"] == [1, 0], a_user.seen
+        assert [x["unread_count"] for x in b_user.seen if x["type"] == "unread"] == [2, 0], b_user.seen
+        # Deletions change the count too: for everyone (by the sender) and for_me (by b).
+        m4 = rest_send(client, a, chat, "to be deleted")["id"]
+        m5 = rest_send(client, a, chat, "to be hidden")["id"]
+        for n in (1, 2):
+            assert await b_user.until(is_("unread", chat_id=chat)) == {"type": "unread", "chat_id": chat,
+                                                                       "unread_count": n}
+        r = client.request("DELETE", f"/api/messages/{m4}/", token=a["access"])
+        assert r.status_code == 204, r.text
+        f = await b_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 1}, f
+        await b_user.send({"type": "delete", "chat_id": chat, "message_id": m5, "for_me": True})
+        f = await b_user.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
+        r = client.get(f"/api/chats/{chat}/", token=b["access"])
+        assert r.json()["unread_count"] == 0, r.text
+        for ws in (a_user, a_chat, b_user, b_chat):
+            await ws.close()
+
+    run(main())
+
+
+# ---- 7. resume ---------------------------------------------------------------------------------
+
+def max_seq(ws):
+    return max((f["seq"] for f in ws.seen if isinstance(f.get("seq"), int)), default=0)
+
+
+def test_resume_replays_exactly_the_missed_events(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        b1 = await user_ws(server, b)
+        first = [rest_send(client, a, chat, f"before {i}")["id"] for i in range(3)]
+        for m in first:
+            await b1.until(is_("message", message_id=m))
+        await b1.until(is_("delivered", user_id=uid(b), last_delivered_message_id=first[-1]), timeout=3)
+        await b1.drain(0.4)
+        since = max_seq(b1)
+        await b1.close()
+        await asyncio.sleep(0.3)
+
+        # Missed while away: a's messages, b's own message (with its client_id), an edit, a pin.
+        missed = [rest_send(client, a, chat, f"missed {i}")["id"] for i in range(4)]
+        bcid = "resume-" + uuid.uuid4().hex
+        mine = rest_send(client, b, chat, "b from another device", client_id=bcid)["id"]
+        edit = client.patch(f"/api/messages/{missed[0]}/", token=a["access"], json={"text": "missed 0 edited"})
+        assert edit.status_code == 200
+        r = client.post("/api/pinned/", token=a["access"], json={"message_id": missed[1]})
+        assert r.status_code == 201
+
+        b2 = await user_ws(server, b, sync=False, since=since)
+        replay = []
+        while True:
+            f = await b2.next()
+            if f["type"] == "synced":
+                synced = f
+                break
+            replay.append(f)
+        assert set(synced) == {"type", "seq"}, synced
+        assert [key(f) for f in replay] == (
+            [("message", m, False) for m in missed] + [("message", mine, False), ("edit", missed[0], False),
+                                                        ("pin", missed[1], False)]), replay
+        seqs = [f["seq"] for f in replay]
+        assert seqs == sorted(set(seqs)) and seqs[0] > since and synced["seq"] >= seqs[-1], (since, seqs, synced)
+        for f in replay[:4]:
+            check_message(f, user_socket=True, message_id=f["message_id"], chat_id=chat, sender=a,
+                          text=f["text"], client_id=None)
+            assert f["text"] == f"missed {missed.index(f['message_id'])}"  # as sent (edit comes later)
+        check_message(replay[4], user_socket=True, message_id=mine, chat_id=chat, sender=b,
+                      text="b from another device", client_id=bcid)
+        assert without_seq(replay[5]) == {"type": "edit", "chat_id": chat, "message_id": missed[0],
+                                          "text": "missed 0 edited", "edited_at": edit.json()["edited_at"]}
+        assert without_seq(replay[6]) == {"type": "pin", "chat_id": chat, "message_id": missed[1],
+                                          "pinned_by": uid(a)}
+        # The same replay over HTTP.
+        h = client.get(f"/api/events/?since={since}", token=b["access"]).json()
+        assert [e["seq"] for e in h["results"]] == seqs, h
+        # Then live events.
+        live = rest_send(client, a, chat, "live")["id"]
+        f = await b2.until(is_("message", message_id=live))
+        assert f["seq"] > synced["seq"], (f, synced)
+        await b2.until(is_("delivered", user_id=uid(b), last_delivered_message_id=live), timeout=3)
+        await b2.drain(0.4)
+        check_seq_order(b2)
+        assert len([x for x in b2.seen if x["type"] == "synced"]) == 1
+        await b2.close()
+
+    run(main())
+
+
+def test_resume_with_messages_sent_during_the_replay(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    total = 30
+    sent = []
+    started = threading.Event()
+
+    def blast():
+        me = Client(server)
+        for i in range(total):
+            sent.append(rest_send(me, a, chat, f"concurrent {i}")["id"])
+            if i == 9:
+                started.set()
+            time.sleep(0.01)
+
+    async def main():
+        b1 = await user_ws(server, b)
+        m0 = rest_send(client, a, chat, "warm-up")["id"]
+        await b1.until(is_("message", message_id=m0))
+        await b1.until(is_("delivered", user_id=uid(b), last_delivered_message_id=m0), timeout=3)
+        await b1.drain(0.3)
+        since = max_seq(b1)
+        await b1.close()
+        await asyncio.sleep(0.3)
+
+        worker = asyncio.create_task(asyncio.to_thread(blast))
+        await asyncio.to_thread(started.wait, 10)
+        b2 = await user_ws(server, b, sync=False, since=since)
+        await b2.until(is_("synced"), timeout=10)
+        await worker
+        assert len(sent) == total
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while {f["message_id"] for f in b2.seen if f["type"] == "message"} < set(sent) and loop.time() < deadline:
+            await b2.drain(0.2)
+        await b2.drain(0.5)
+        got = [f["message_id"] for f in b2.seen if f["type"] == "message"]
+        assert got == sorted(sent), (got, sent)  # each exactly once, in order
+        types = [f["type"] for f in b2.seen]
+        assert types.count("synced") == 1, types
+        cut = types.index("synced")
+        synced_seq = b2.seen[cut]["seq"]
+        assert all(f["seq"] <= synced_seq for f in b2.seen[:cut] if "seq" in f), b2.seen
+        assert all(f["seq"] > synced_seq for f in b2.seen[cut + 1:] if "seq" in f), (synced_seq, b2.seen)
+        check_seq_order(b2)
+        # None missing: every logged event up to the newest one seen.
+        seen_seqs = [f["seq"] for f in b2.seen if f["type"] in LOGGED]
+        h = client.get(f"/api/events/?since={since}&limit=1000", token=b["access"]).json()
+        expected = [e["seq"] for e in h["results"] if e["seq"] <= max(seen_seqs)]
+        assert seen_seqs == expected, (seen_seqs, expected)
+        await b2.close()
+
+    run(main())
+
+
+def test_since_on_a_chat_socket_does_not_leak_other_chats(server, client):
+    """Resume is a user-socket feature; a per-chat socket carries no seq and only its chat.
+    A `since` there may be refused (400) or ignored, or replay that chat alone without seq."""
+    a, b, d = client.register(), client.register(), client.register()
+    mine = private_chat(client, a, b)
+    other = private_chat(client, a, d)
+    rest_send(client, a, mine, "in this chat")
+    rest_send(client, a, other, "in another chat")
+
+    async def main():
+        try:
+            ws = await chat_ws(server, a, mine, sync=False, since=0)
+        except InvalidStatusCode as e:
+            assert e.status_code == 400
+            return
+        await ws.ping()
+        await ws.drain(0.5)
+        leaked = [f for f in ws.seen if "chat_id" in f and f["chat_id"] != mine]
+        assert not leaked, leaked
+        assert not [f for f in ws.seen if "seq" in f and f["type"] != "synced"], ws.seen
+        await ws.close()
+
+    run(main())
+
+
+def test_resume_at_or_past_the_newest_just_syncs(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    rest_send(client, a, chat, "something")
+    time.sleep(0.3)
+
+    async def main():
+        newest = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+        ws = await user_ws(server, b, sync=False, since=newest)
+        assert await ws.next() == {"type": "synced", "seq": newest}
+        await ws.ping()
+        await ws.close()
+        ws = await user_ws(server, b, sync=False, since=newest + 1000000)
+        f = await ws.next()
+        assert f["type"] == "synced" and set(f) == {"type", "seq"}, f
+        await ws.ping()
+        assert [x["type"] for x in ws.seen] == ["synced", "pong"], ws.seen
+        await ws.close()
+
+    run(main())
+
+
+def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
+    """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES must
+    still get the whole replay: otherwise it is cut off on every reconnect and never resumes."""
+    s = make_server(WS_MAX_QUEUED_FRAMES=32)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+    since = c.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+    ids = [rest_send(c, a, chat, f"missed {i}")["id"] for i in range(60)]
+
+    async def main():
+        ws = await user_ws(s, b, sync=False, since=since)
+        got = []
+        while True:
+            try:
+                f = await ws.next(timeout=5)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; close code {ws.conn.close_code}; {len(got)} messages replayed") from None
+            if f["type"] == "synced":
+                break
+            got.append(f)
+        assert [f["message_id"] for f in got if f["type"] == "message"] == ids
+        await ws.ping()
+        await ws.close()
+
+    run(main())
+
+
+def test_resume_from_a_pruned_log_requires_resync(make_server):
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+    for i in range(3):
+        rest_send(c, a, chat, f"old {i}")
+    db = sqlite3.connect(s.db_path, timeout=10)
+    with db:
+        top = db.execute("SELECT max(seq) FROM events").fetchone()[0]
+        assert top and top > 0
+        db.execute("DELETE FROM events")
+        db.execute("UPDATE event_log_state SET pruned_through = ?", (top,))
+    db.close()
+
+    async def main():
+        ws = await user_ws(s, b, sync=False, since=0)
+        assert await ws.next() == {"type": "resync_required"}
+        await ws.drain(0.3)
+        assert not [f for f in ws.seen if f["type"] == "message"], ws.seen
+        await ws.close()
+        ws = await user_ws(s, b, sync=False, since=top - 1)
+        assert await ws.next() == {"type": "resync_required"}
+        await ws.close()
+        # Exactly at the cut: nothing is missing, so no resync.
+        ws = await user_ws(s, b, sync=False, since=top)
+        f = await ws.next()
+        assert f["type"] == "synced", f
+        await ws.close()
+
+    run(main())
+
+
+# ---- 8. limits and shutdown --------------------------------------------------------------------
+
+def test_frame_size_and_rate_limits(make_server):
+    s = make_server(WS_MAX_FRAME_BYTES=1024, WS_EVENTS_PER_SECOND=2, WS_EVENT_BURST=5)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    async def main():
+        # A frame just under the limit is fine; one over it closes with 1009.
+        ws = await user_ws(s, a, sync=False)
+        await ws.send(json.dumps({"type": "ping", "pad": "x" * 900}))
+        assert await ws.next() == {"type": "pong"}
+        await ws.send(json.dumps({"type": "message", "chat_id": chat, "text": "y" * 2000}))
+        assert await ws.closed() == 1009
+        assert history(c, a, chat) == {}
+        # Flooding past burst 5: close 1008 after five answers.
+        ws = await chat_ws(s, a, chat, sync=False)
+        for _ in range(20):
+            await ws.send({"type": "ping"})
+        assert await ws.closed() == 1008
+        pongs = [f for f in ws.seen if f["type"] == "pong"]
+        assert len(pongs) == 5, ws.seen
+        # Other sockets of the same user are not affected.
+        ws = await user_ws(s, a, sync=False)
+        await ws.ping()
+        await ws.close()
+
+    run(main())
+
+
+def read_raw_frames(data):
+    """Server-to-client messages (unmasked frames, fragments joined) in `data`:
+    [(opcode, payload)]; an incomplete last message is left out."""
+    out, i = [], 0
+    current_op, parts = None, []
+    while i + 2 <= len(data):
+        fin, op, n = data[i] & 0x80, data[i] & 0x0F, data[i + 1] & 0x7F
+        i += 2
+        if n == 126:
+            if i + 2 > len(data):
+                break
+            n = struct.unpack(">H", data[i:i + 2])[0]
+            i += 2
+        elif n == 127:
+            if i + 8 > len(data):
+                break
+            n = struct.unpack(">Q", data[i:i + 8])[0]
+            i += 8
+        if i + n > len(data):
+            break
+        payload = data[i:i + n]
+        i += n
+        if op >= 8:  # control frames are never fragmented
+            out.append((op, payload))
+            continue
+        if op != 0:
+            current_op, parts = op, []
+        parts.append(payload)
+        if fin:
+            out.append((current_op, b"".join(parts)))
+    return out
+
+
+def raw_handshake(server, token, rcvbuf=4096):
+    """A WebSocket client that does the handshake and then reads nothing: a tiny receive
+    buffer, so the server's queue for it grows."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    s.settimeout(10)
+    s.connect(("127.0.0.1", server.port))
+    req = (f"GET /ws/?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+           f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+           "Sec-WebSocket-Version: 13\r\n\r\n")
+    s.sendall(req.encode())
+    head = b""
+    while not head.endswith(b"\r\n\r\n"):
+        ch = s.recv(1)
+        assert ch, head
+        head += ch
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return s
+
+
+def read_to_eof(s, timeout):
+    data = b""
+    deadline = time.time() + timeout
+    s.settimeout(0.5)
+    while time.time() < deadline:
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+    return data, False
+
+
+def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server):
+    s = make_server(WS_MAX_QUEUED_FRAMES=32)
+    c = Client(s)
+    a, b, slow = c.register(), c.register(), c.register()
+    group = group_chat(c, a, b, slow, name="slow")
+    text = "\U0001F600" * 4000  # 16 KB a frame
+    limit = 400
+
+    async def main():
+        b_user = await user_ws(s, b)
+        raw = await asyncio.to_thread(raw_handshake, s, slow["access"])
+        await b_user.until(is_("user_status", user_id=uid(slow), is_online=True))
+        sent = []
+        stop = threading.Event()
+
+        def blast():
+            me = Client(s)
+            while len(sent) < limit and not stop.is_set():
+                sent.append(rest_send(me, a, group, text)["id"])
+
+        worker = asyncio.create_task(asyncio.to_thread(blast))
+        try:
+            # The slow reader is cut off: presence sees its last socket go.
+            await b_user.until(is_("user_status", user_id=uid(slow), is_online=False), timeout=40)
+        finally:
+            stop.set()
+            await worker
+        # The other member got every message, in order.
+        got = [f["message_id"] for f in await b_user.take(is_("message", chat_id=group), len(sent), timeout=15)]
+        assert got == sent
+        # The slow socket's TCP connection was closed after far fewer frames.
+        data, eof = await asyncio.to_thread(read_to_eof, raw, 10)
+        raw.close()
+        assert eof, "the slow reader's connection is still open"
+        frames = read_raw_frames(data)
+        received = [json.loads(p) for op, p in frames if op == 1]
+        assert len([f for f in received if f["type"] == "message"]) < len(sent), len(received)
+        await b_user.close()
+
+    run(main(), timeout=80)
+    assert "too slow" in s.read_log()
+
+
+def test_idle_timeout(make_server):
+    s = make_server(WS_IDLE_TIMEOUT=2)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    private_chat(c, a, b)
+
+    async def main():
+        # websockets answers the server's keep-alive pings: the socket stays open.
+        alive = await user_ws(s, a)
+        silent = await asyncio.to_thread(raw_handshake, s, b["access"], 65536)
+        t0 = time.time()
+        # A client that answers nothing (not even pings) is dropped after the idle timeout.
+        data, eof = await asyncio.to_thread(read_to_eof, silent, 8)
+        silent.close()
+        assert eof, "a silent client was not dropped"
+        assert 1.5 <= time.time() - t0 <= 6, time.time() - t0
+        assert 9 in [op for op, _ in read_raw_frames(data)], data  # it was pinged first
+        await alive.until(is_("user_status", user_id=uid(b), is_online=False), timeout=3)
+        await alive.drain(max(0.0, 3.5 - (time.time() - t0)))
+        await alive.ping()
+        await alive.close()
+
+    run(main())
+
+
+def test_sigterm_closes_sockets_with_1001(make_server):
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    async def main():
+        sockets = [await user_ws(s, a), await chat_ws(s, a, chat), await user_ws(s, b)]
+        t0 = time.time()
+        s.proc.send_signal(signal.SIGTERM)
+        for ws in sockets:
+            assert await ws.closed(timeout=10) == 1001, ws.name
+        await asyncio.to_thread(s.proc.wait, 10)
+        assert time.time() - t0 < 10
+        assert s.proc.returncode == 0, s.read_log()[-2000:]
+
+    run(main())
