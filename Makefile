@@ -10,9 +10,9 @@ run: deps build
 	@scripts/ensure-env.sh
 	exec $(BUILD_DIR)/chatd serve
 
+# Starts PostgreSQL and Redis on loopback for the tests, runs ctest and pytest, stops them.
 test: deps-test build
-	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS)
-	CHATD_BIN=$(abspath $(BUILD_DIR))/chatd $(PYTEST) -q tests/integration
+	scripts/run-tests.sh $(BUILD_DIR)
 
 deps:
 	@scripts/install-deps.sh run
@@ -35,8 +35,7 @@ integration: build
 sanitize: deps-test
 	@test -f build/asan/build.ninja || cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHATD_SANITIZE=ON
 	@cmake --build build/asan -j $(JOBS)
-	cd build/asan && ctest --output-on-failure -j $(JOBS)
-	CHATD_BIN=$(abspath build/asan)/chatd $(PYTEST) -q tests/integration
+	scripts/run-tests.sh build/asan
 
 # The integration suite against a ThreadSanitizer build (the hub, sessions and store threads).
 sanitize-thread: deps-test

@@ -1,0 +1,211 @@
+#include "store/postgres/pg_connection.hpp"
+
+#include <libpq-fe.h>
+
+#include <boost/asio/posix/stream_descriptor.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <charconv>
+
+#include "store/store.hpp"
+
+namespace chat::store::postgres {
+namespace {
+
+namespace asio = boost::asio;
+
+std::string connection_error(pg_conn* conn) {
+  std::string msg = conn != nullptr ? PQerrorMessage(conn) : "out of memory";
+  while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+  return "postgres: " + msg;
+}
+
+}  // namespace
+
+// The libpq socket, watched by Asio. libpq owns the descriptor: it is released, never
+// closed, here.
+struct PgConnection::Socket {
+  Socket(const asio::any_io_executor& ex, int fd) : descriptor(ex, fd) {}
+  ~Socket() { descriptor.release(); }
+  asio::posix::stream_descriptor descriptor;
+};
+
+PgResult& PgResult::operator=(PgResult&& o) noexcept {
+  if (this != &o) {
+    if (r_ != nullptr) PQclear(r_);
+    r_ = o.r_;
+    o.r_ = nullptr;
+  }
+  return *this;
+}
+
+PgResult::~PgResult() {
+  if (r_ != nullptr) PQclear(r_);
+}
+
+int PgResult::rows() const {
+  return r_ == nullptr ? 0 : PQntuples(r_);
+}
+bool PgResult::is_null(int row, int col) const {
+  return PQgetisnull(r_, row, col) != 0;
+}
+std::string_view PgResult::text(int row, int col) const {
+  return {PQgetvalue(r_, row, col), static_cast<std::size_t>(PQgetlength(r_, row, col))};
+}
+std::int64_t PgResult::int64(int row, int col) const {
+  auto s = text(row, col);
+  std::int64_t v = 0;
+  std::from_chars(s.data(), s.data() + s.size(), v);
+  return v;
+}
+bool PgResult::boolean(int row, int col) const {
+  return text(row, col) == "t";
+}
+std::int64_t PgResult::affected() const {
+  const char* n = PQcmdTuples(r_);
+  std::int64_t v = 0;
+  std::from_chars(n, n + std::char_traits<char>::length(n), v);
+  return v;
+}
+
+PgConnection::PgConnection(pg_conn* conn, std::unique_ptr<Socket> socket)
+    : conn_(conn), socket_(std::move(socket)) {}
+
+PgConnection::~PgConnection() {
+  socket_.reset();  // release the descriptor before libpq closes it
+  PQfinish(conn_);
+}
+
+bool PgConnection::healthy() const {
+  return PQstatus(conn_) == CONNECTION_OK;
+}
+
+asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_io_executor ex,
+                                                                     std::string conninfo) {
+  pg_conn* conn = PQconnectStart(conninfo.c_str());
+  if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
+    std::string msg = connection_error(conn);
+    PQfinish(conn);
+    throw Unavailable(msg);
+  }
+  std::unique_ptr<Socket> socket;
+  int fd = -1;
+  // PQconnectPoll says which way to wait; the descriptor can change between attempts
+  // (one per address), so it is re-read each round.
+  for (PostgresPollingStatusType state = PGRES_POLLING_WRITING;;) {
+    if (PQsocket(conn) != fd) {
+      socket.reset();
+      fd = PQsocket(conn);
+      if (fd >= 0) socket = std::make_unique<Socket>(ex, fd);
+    }
+    if (state == PGRES_POLLING_OK) break;
+    if (state == PGRES_POLLING_FAILED || !socket) {
+      std::string msg = connection_error(conn);
+      socket.reset();
+      PQfinish(conn);
+      throw Unavailable(msg);
+    }
+    boost::system::error_code ec;
+    co_await socket->descriptor.async_wait(state == PGRES_POLLING_READING
+                                               ? asio::posix::stream_descriptor::wait_read
+                                               : asio::posix::stream_descriptor::wait_write,
+                                           asio::redirect_error(asio::use_awaitable, ec));
+    state = PQconnectPoll(conn);
+  }
+  PQsetnonblocking(conn, 1);
+  co_return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(socket)));
+}
+
+asio::awaitable<void> PgConnection::flush() {
+  for (;;) {
+    const int r = PQflush(conn_);
+    if (r == 0) co_return;
+    if (r < 0) throw Unavailable(connection_error(conn_));
+    boost::system::error_code ec;
+    co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_write,
+                                            asio::redirect_error(asio::use_awaitable, ec));
+    if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
+  }
+}
+
+// Waits for the results of the query sent; keeps the last one, or throws the first error.
+asio::awaitable<PgResult> PgConnection::collect() {
+  PgResult last;
+  std::optional<PgError> failure;
+  for (;;) {
+    while (PQisBusy(conn_) != 0) {
+      boost::system::error_code ec;
+      co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                                              asio::redirect_error(asio::use_awaitable, ec));
+      if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
+    }
+    pg_result* r = PQgetResult(conn_);
+    if (r == nullptr) break;
+    const auto status = PQresultStatus(r);
+    if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ||
+        status == PGRES_BAD_RESPONSE) {
+      if (!failure) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        std::string msg = PQresultErrorMessage(r);
+        while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+        failure.emplace("postgres: " + msg, state != nullptr ? state : "");
+      }
+      PQclear(r);
+    } else {
+      last = PgResult(r);
+    }
+  }
+  if (!healthy()) throw Unavailable(connection_error(conn_));
+  if (failure) throw *failure;
+  co_return last;
+}
+
+namespace {
+
+struct Encoded {
+  std::vector<const char*> values;
+  explicit Encoded(const PgParams& params) {
+    values.reserve(params.size());
+    for (const auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  }
+};
+
+}  // namespace
+
+asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) {
+  Encoded enc(params);
+  if (PQsendQueryParams(conn_, sql, static_cast<int>(enc.values.size()), nullptr, enc.values.data(),
+                        nullptr, nullptr, 0) == 0) {
+    throw Unavailable(connection_error(conn_));
+  }
+  co_await flush();
+  co_return co_await collect();
+}
+
+asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams params) {
+  auto it = statements_.find(sql);
+  if (it == statements_.end()) {
+    std::string name = "s" + std::to_string(statements_.size() + 1);
+    if (PQsendPrepare(conn_, name.c_str(), sql, 0, nullptr) == 0)
+      throw Unavailable(connection_error(conn_));
+    co_await flush();
+    co_await collect();
+    it = statements_.emplace(sql, std::move(name)).first;
+  }
+  Encoded enc(params);
+  if (PQsendQueryPrepared(conn_, it->second.c_str(), static_cast<int>(enc.values.size()),
+                          enc.values.data(), nullptr, nullptr, 0) == 0) {
+    throw Unavailable(connection_error(conn_));
+  }
+  co_await flush();
+  co_return co_await collect();
+}
+
+asio::awaitable<void> PgConnection::script(const std::string& sql) {
+  if (PQsendQuery(conn_, sql.c_str()) == 0) throw Unavailable(connection_error(conn_));
+  co_await flush();
+  co_await collect();
+}
+
+}  // namespace chat::store::postgres

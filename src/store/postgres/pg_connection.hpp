@@ -1,0 +1,91 @@
+// One PostgreSQL connection driven by libpq in nonblocking mode on the Asio loop: the
+// coroutine waits on the connection's socket instead of blocking a thread (no thread per
+// query). Statements named by a static SQL string are prepared once per connection.
+// A connection is used by one coroutine at a time (the pool hands it out).
+#pragma once
+
+#include <boost/asio/any_io_executor.hpp>
+#include <boost/asio/awaitable.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+struct pg_conn;
+struct pg_result;
+
+namespace chat::store::postgres {
+
+// A query failed on the server (constraint, syntax...): `sqlstate` says which.
+class PgError : public std::runtime_error {
+ public:
+  PgError(const std::string& message, std::string sqlstate)
+      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+  [[nodiscard]] const std::string& sqlstate() const { return sqlstate_; }
+  [[nodiscard]] bool unique_violation() const { return sqlstate_ == "23505"; }
+
+ private:
+  std::string sqlstate_;
+};
+
+// Parameters are sent as text, like psql would; nullopt is NULL.
+using PgParams = std::vector<std::optional<std::string>>;
+
+class PgResult {
+ public:
+  explicit PgResult(pg_result* r = nullptr) : r_(r) {}
+  PgResult(PgResult&& o) noexcept : r_(o.r_) { o.r_ = nullptr; }
+  PgResult& operator=(PgResult&& o) noexcept;
+  PgResult(const PgResult&) = delete;
+  PgResult& operator=(const PgResult&) = delete;
+  ~PgResult();
+
+  [[nodiscard]] int rows() const;
+  [[nodiscard]] bool is_null(int row, int col) const;
+  [[nodiscard]] std::string_view text(int row, int col) const;
+  [[nodiscard]] std::int64_t int64(int row, int col) const;
+  [[nodiscard]] bool boolean(int row, int col) const;
+  [[nodiscard]] std::int64_t affected() const;  // rows changed by INSERT/UPDATE/DELETE
+
+ private:
+  pg_result* r_;
+};
+
+class PgConnection {
+ public:
+  // Connects without blocking; throws store::Unavailable when the server cannot be reached.
+  static boost::asio::awaitable<std::unique_ptr<PgConnection>> connect(
+      boost::asio::any_io_executor executor, std::string conninfo);
+  ~PgConnection();
+  PgConnection(const PgConnection&) = delete;
+  PgConnection& operator=(const PgConnection&) = delete;
+
+  // Runs `sql` (one statement, $1.. parameters). Throws PgError for a server-side error and
+  // store::Unavailable when the connection is lost.
+  boost::asio::awaitable<PgResult> query(const char* sql, PgParams params = {});
+  // As query(), through a statement prepared once per connection; `sql` must have static
+  // storage (it is the cache key).
+  boost::asio::awaitable<PgResult> prepared(const char* sql, PgParams params = {});
+  // Runs several statements without parameters (migrations).
+  boost::asio::awaitable<void> script(const std::string& sql);
+
+  // False once the connection is broken; the pool then drops it.
+  [[nodiscard]] bool healthy() const;
+
+ private:
+  struct Socket;
+  PgConnection(pg_conn* conn, std::unique_ptr<Socket> socket);
+  boost::asio::awaitable<void> flush();
+  boost::asio::awaitable<PgResult> collect();
+
+  pg_conn* conn_;
+  std::unique_ptr<Socket> socket_;
+  std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
+};
+
+}  // namespace chat::store::postgres
