@@ -37,9 +37,7 @@ MessageService::visible_message(std::int64_t me, std::int64_t message_id) {
   auto m = co_await chats_.membership(me, message->chat_id);
   if (!m) co_return no_message();
   // A message hidden for the caller is gone for them.
-  auto page =
-      co_await store_.chats().history(message->chat_id, me, message->id + 1, std::nullopt, 1);
-  if (page.messages.empty() || page.messages.front().id != message->id) co_return no_message();
+  if (co_await store_.chats().is_hidden(me, message->chat_id, message->id)) co_return no_message();
   co_return std::make_pair(std::move(*message), std::move(m->first));
 }
 

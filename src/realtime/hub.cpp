@@ -72,12 +72,6 @@ void Hub::detach(const Session* s) {
   sessions_.erase(it);
 }
 
-std::size_t Hub::sessions_of(std::int64_t user_id) const {
-  std::lock_guard lock(mutex_);
-  auto it = by_user_.find(user_id);
-  return it == by_user_.end() ? 0 : it->second.size();
-}
-
 std::size_t Hub::session_count() const {
   std::lock_guard lock(mutex_);
   return sessions_.size();

@@ -44,8 +44,6 @@ class Hub final : public BrokerHandler {
   std::vector<SessionPtr> attach(const SessionPtr& session,
                                  const std::unordered_map<std::int64_t, UnreadState>& chats);
   void detach(const Session* session);
-  // Number of sessions of the user on this node.
-  [[nodiscard]] std::size_t sessions_of(std::int64_t user_id) const;
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
   void close_all(int code, const std::string& reason);

@@ -122,6 +122,9 @@ class ChatStore {
                                                       std::optional<std::int64_t> after,
                                                       int limit) = 0;
   virtual boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) = 0;
+  // True when the user deleted the message for themself (?for=me).
+  virtual boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
+                                                 std::int64_t message_id) = 0;
   // Full-text search in the viewer's chats; `match` is an FTS expression built by the
   // service (see chat/search_query.hpp). Newest first; never deleted or hidden messages.
   virtual boost::asio::awaitable<std::vector<MessageRecord>> search(

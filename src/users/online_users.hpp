@@ -1,5 +1,5 @@
 // Who is online right now, as far as the REST answers need it (`is_online`). The real-time
-// layer keeps it up to date from live sockets; until a user opens one they are offline.
+// layer (realtime/presence) keeps it up to date from live sockets.
 #pragma once
 
 #include <cstdint>
@@ -11,12 +11,6 @@ class OnlineUsers {
   virtual ~OnlineUsers() = default;
   // Thread-safe; called from any I/O thread.
   [[nodiscard]] virtual bool is_online(std::int64_t user_id) const = 0;
-};
-
-// No sockets yet: nobody is online.
-class NobodyOnline final : public OnlineUsers {
- public:
-  [[nodiscard]] bool is_online(std::int64_t) const override { return false; }
 };
 
 }  // namespace chat::users

@@ -145,6 +145,8 @@ constexpr const char* kEditMessage =
     "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kDeleteMessage =
     "UPDATE messages SET text = '', is_deleted = 1 WHERE id = ?1 AND is_deleted = 0";
+constexpr const char* kIsHidden =
+    "SELECT 1 FROM hidden_messages WHERE user_id = ?1 AND chat_id = ?2 AND message_id = ?3";
 constexpr const char* kHideMessage =
     "INSERT OR IGNORE INTO hidden_messages(user_id, chat_id, message_id) VALUES (?1, ?2, ?3)";
 
@@ -436,6 +438,14 @@ boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_i
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_message(
     std::int64_t id) {
   auto q = [id](Connection& c) { return message_by_id(c, id); };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<bool> SqliteChatStore::is_hidden(std::int64_t user_id, std::int64_t chat_id,
+                                                        std::int64_t message_id) {
+  auto q = [=](Connection& c) {
+    return c.prepare(kIsHidden).bind(1, user_id).bind(2, chat_id).bind(3, message_id).step();
+  };
   co_return co_await db_.read(std::move(q));
 }
 

@@ -28,6 +28,8 @@ class SqliteChatStore final : public ChatStore {
                                               std::optional<std::int64_t> after,
                                               int limit) override;
   boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
+  boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
+                                         std::int64_t message_id) override;
   boost::asio::awaitable<std::vector<MessageRecord>> search(std::int64_t viewer_id,
                                                             std::vector<std::string> terms,
                                                             std::optional<std::int64_t> chat_id,
