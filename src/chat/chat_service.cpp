@@ -147,6 +147,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int
   auto events = [chat_id](const std::vector<MemberRecord>& members) {
     // The chat is gone after this transaction, so each former member gets their own copy.
     std::vector<NewEvent> out;
+    out.reserve(members.size());
     for (const auto& member : members) {
       out.push_back(
           to_event(chat_id, chat_event("chat_deleted", chat_id, nullptr), member.user_id));

@@ -22,7 +22,6 @@ bool allowed(Action action, const Actor& a, Role target_role) {
     case Action::add_member:
       return manager;
     case Action::add_admin:
-      return group && a.role == Role::owner;
     case Action::change_role:
       return group && a.role == Role::owner;
     case Action::remove_member:

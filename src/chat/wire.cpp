@@ -31,6 +31,7 @@ Watermarks watermarks_of(const std::vector<MemberRecord>& members) {
   Watermarks w;
   auto pick = [&](auto field) {
     std::vector<Watermarks::Entry> all;
+    all.reserve(members.size());
     for (const auto& m : members) all.push_back({m.user_id, m.*field});
     std::sort(all.begin(), all.end(), [](auto& a, auto& b) { return a.value < b.value; });
     if (all.size() > 2) all.resize(2);

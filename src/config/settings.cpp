@@ -187,7 +187,7 @@ Environment read_environment(const std::string& dotenv_path, std::vector<std::st
     std::stringstream buf;
     buf << in.rdbuf();
     auto parsed = parse_dotenv(buf.str());
-    for (auto& e : parsed.errors) errors.push_back(dotenv_path + ": " + e);
+    for (auto& e : parsed.errors) errors.push_back(dotenv_path + ": " + std::move(e));
     env = std::move(parsed.values);
   }
   for (char** e = environ; e != nullptr && *e != nullptr; ++e) {

@@ -42,7 +42,7 @@ struct Settings {
   std::string bind = "0.0.0.0";
   int port = 8000;
   int threads = 0;  // 0: one per core
-  std::size_t max_body_bytes = 1024 * 1024;
+  std::size_t max_body_bytes = std::size_t{1024} * 1024;
   int request_timeout_seconds = 30;
   int keepalive_timeout_seconds = 75;
 
@@ -58,10 +58,10 @@ struct Settings {
   std::int64_t login_failure_window = 900;  // seconds
   ThrottleRate register_rate;               // off unless REGISTER_THROTTLE_RATE is set
 
-  std::int64_t event_retention = 7 * 86400;  // seconds of event log kept for resume
+  std::int64_t event_retention = std::int64_t{7} * 86400;  // seconds of event log kept for resume
 
   std::vector<std::string> allowed_origins;  // empty: same origin only; "*": any
-  std::size_t ws_max_frame_bytes = 64 * 1024;
+  std::size_t ws_max_frame_bytes = std::size_t{64} * 1024;
   int ws_events_per_second = 30;
   int ws_event_burst = 60;
   int ws_max_sockets_per_user = 16;

@@ -30,8 +30,8 @@ bool parse_id(std::string_view s, std::int64_t& out) {
 }  // namespace
 
 void Router::add(Method method, std::string pattern, Handler handler) {
-  Route r{method, pattern, {}, std::move(handler)};
-  for (auto seg : split_path(pattern)) {
+  Route r{method, std::move(pattern), {}, std::move(handler)};
+  for (auto seg : split_path(r.pattern)) {
     r.segments.emplace_back(seg.front() == '{' ? "{}" : std::string(seg));
   }
   routes_.push_back(std::move(r));

@@ -21,8 +21,8 @@ class HttpApp;
 struct ServerOptions {
   std::string bind = "0.0.0.0";
   unsigned short port = 8000;
-  std::size_t max_body_bytes = 1024 * 1024;
-  std::size_t max_header_bytes = 16 * 1024;
+  std::size_t max_body_bytes = std::size_t{1024} * 1024;
+  std::size_t max_header_bytes = std::size_t{16} * 1024;
   int request_timeout_seconds = 30;    // to read one request once it has started
   int keepalive_timeout_seconds = 75;  // idle time between requests
   std::vector<std::string> trusted_proxies;

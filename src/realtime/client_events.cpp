@@ -43,7 +43,7 @@ std::string error_frame(const Error& e, std::string_view request_type) {
     for (const auto& [field, messages] : e.fields.items()) {
       for (const auto& m : messages) {
         if (!detail.empty()) detail += "; ";
-        detail += field + ": " + m;
+        detail.append(field).append(": ").append(m);
       }
     }
   }
