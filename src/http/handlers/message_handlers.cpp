@@ -1,7 +1,7 @@
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
 #include "http/drf.hpp"
-#include "http/handlers/bearer.hpp"
+#include "http/handlers/authed.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
 
@@ -14,9 +14,8 @@ using boost::asio::awaitable;
 constexpr std::int64_t kDefaultLimit = 50;
 constexpr std::int64_t kMaxLimit = 200;
 
-awaitable<Response> history(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> history(Services& s, Request& req, const RouteParams& /*params*/,
+                            const store::UserRecord& me) {
   FieldErrors errors;
   auto chat = query_integer(req, "chat", errors);
   if (!chat && !errors.has("chat")) errors.add("chat", "This field is required.");
@@ -27,73 +26,65 @@ awaitable<Response> history(Services& s, Request& req) {
       static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   q.chat_id = *chat;
-  auto page = co_await s.messages.history(me->id, q);
+  auto page = co_await s.messages.history(me.id, q);
   if (!page) co_return error_response(page.error());
   json::array results;
   for (const auto& m : page->messages)
-    results.push_back(chats::message_json(m, me->id, page->watermarks));
+    results.push_back(chats::message_json(m, me.id, page->watermarks));
   co_return json_response(
       200, json::object{{"results", std::move(results)}, {"has_more", page->has_more}});
 }
 
-awaitable<Response> send(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto body = parse_body(req);
-  if (!body) co_return error_response(body.error());
+awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*params*/,
+                         const store::UserRecord& me, const json::object& body) {
   chats::SendInput in;
-  FieldReader f(*body, in.errors);
+  FieldReader f(body, in.errors);
   in.chat_id = f.integer("chat", false);
   in.text = f.string("text", {.required = false, .allow_blank = true, .trim = false});
   in.client_id = f.string(
       "client_id", {.required = false, .allow_blank = true, .trim = false, .allow_null = true});
-  auto sent = co_await s.messages.send(me->id, std::move(in));
+  auto sent = co_await s.messages.send(me.id, std::move(in));
   if (!sent) co_return error_response(sent.error());
   co_return json_response(sent->created ? 201 : 200,
-                          chats::message_json(sent->message, me->id, sent->watermarks));
+                          chats::message_json(sent->message, me.id, sent->watermarks));
 }
 
-awaitable<Response> edit(Services& s, Request& req, std::int64_t id) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto body = parse_body(req);
-  if (!body) co_return error_response(body.error());
+awaitable<Response> edit(Services& s, Request& /*req*/, const RouteParams& p,
+                         const store::UserRecord& me, const json::object& body) {
+  const std::int64_t id = p.ids[0];
   FieldErrors errors;
-  auto text = FieldReader(*body, errors)
+  auto text = FieldReader(body, errors)
                   .string("text", {.required = false, .allow_blank = true, .trim = false});
-  auto edited = co_await s.messages.edit(me->id, id, std::move(text), std::move(errors));
+  auto edited = co_await s.messages.edit(me.id, id, std::move(text), std::move(errors));
   if (!edited) co_return error_response(edited.error());
-  co_return json_response(200, chats::message_json(edited->message, me->id, edited->watermarks));
+  co_return json_response(200, chats::message_json(edited->message, me.id, edited->watermarks));
 }
 
-awaitable<Response> remove(Services& s, Request& req, std::int64_t id) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> remove(Services& s, Request& req, const RouteParams& p,
+                           const store::UserRecord& me) {
+  const std::int64_t id = p.ids[0];
   const std::string* scope = req.query_param("for");
   if (scope != nullptr && *scope != "me" && *scope != "everyone") {
     co_return error_response(Error::field("for", "\"" + *scope + "\" is not a valid choice."));
   }
-  auto done = co_await s.messages.remove(me->id, id, scope != nullptr && *scope == "me");
+  auto done = co_await s.messages.remove(me.id, id, scope != nullptr && *scope == "me");
   if (!done) co_return error_response(done.error());
   co_return Response::empty(204);
 }
 
-awaitable<Response> forward(Services& s, Request& req, std::int64_t id) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto body = parse_body(req);
-  if (!body) co_return error_response(body.error());
+awaitable<Response> forward(Services& s, Request& /*req*/, const RouteParams& p,
+                            const store::UserRecord& me, const json::object& body) {
+  const std::int64_t id = p.ids[0];
   FieldErrors errors;
-  auto target = FieldReader(*body, errors).integer("target_chat_id");
+  auto target = FieldReader(body, errors).integer("target_chat_id");
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto sent = co_await s.messages.forward(me->id, id, *target);
+  auto sent = co_await s.messages.forward(me.id, id, *target);
   if (!sent) co_return error_response(sent.error());
-  co_return json_response(201, chats::message_json(sent->message, me->id, sent->watermarks));
+  co_return json_response(201, chats::message_json(sent->message, me.id, sent->watermarks));
 }
 
-awaitable<Response> search(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> search(Services& s, Request& req, const RouteParams& /*params*/,
+                           const store::UserRecord& me) {
   FieldErrors errors;
   const std::string* q = req.query_param("q");
   if (q == nullptr) errors.add("q", "This field is required.");
@@ -101,62 +92,56 @@ awaitable<Response> search(Services& s, Request& req) {
   const int limit =
       static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto hits = co_await s.messages.search(me->id, *q, chat, limit);
+  auto hits = co_await s.messages.search(me.id, *q, chat, limit);
   if (!hits) co_return error_response(hits.error());
   json::array results;
   for (const auto& h : *hits)
-    results.push_back(chats::message_json(h.message, me->id, h.watermarks));
+    results.push_back(chats::message_json(h.message, me.id, h.watermarks));
   co_return json_response(200, json::object{{"results", std::move(results)}});
 }
 
-awaitable<Response> list_pins(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> list_pins(Services& s, Request& req, const RouteParams& /*params*/,
+                              const store::UserRecord& me) {
   FieldErrors errors;
   auto chat = query_integer(req, "chat", errors);
   if (!chat && !errors.has("chat")) errors.add("chat", "This field is required.");
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto pins = co_await s.messages.pins(me->id, *chat);
+  auto pins = co_await s.messages.pins(me.id, *chat);
   if (!pins) co_return error_response(pins.error());
   json::array out;
-  for (const auto& p : *pins)
-    out.push_back(chats::pin_json(p.pin, p.message, me->id, p.watermarks));
+  for (const auto& p : *pins) out.push_back(chats::pin_json(p.pin, p.message, me.id, p.watermarks));
   co_return json_response(200, out);
 }
 
-awaitable<Response> pin(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto body = parse_body(req);
-  if (!body) co_return error_response(body.error());
+awaitable<Response> pin(Services& s, Request& /*req*/, const RouteParams& /*params*/,
+                        const store::UserRecord& me, const json::object& body) {
   FieldErrors errors;
-  auto message_id = FieldReader(*body, errors).integer("message_id");
+  auto message_id = FieldReader(body, errors).integer("message_id");
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto pinned = co_await s.messages.pin(me->id, *message_id);
+  auto pinned = co_await s.messages.pin(me.id, *message_id);
   if (!pinned) co_return error_response(pinned.error());
-  co_return json_response(pinned->created ? 201 : 200, chats::pin_json(pinned->pin, pinned->message,
-                                                                       me->id, pinned->watermarks));
+  co_return json_response(pinned->created ? 201 : 200,
+                          chats::pin_json(pinned->pin, pinned->message, me.id, pinned->watermarks));
 }
 
-awaitable<Response> unpin(Services& s, Request& req, std::int64_t id) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto done = co_await s.messages.unpin(me->id, id);
+awaitable<Response> unpin(Services& s, Request& /*req*/, const RouteParams& p,
+                          const store::UserRecord& me) {
+  const std::int64_t id = p.ids[0];
+  auto done = co_await s.messages.unpin(me.id, id);
   if (!done) co_return error_response(done.error());
   co_return Response::empty(204);
 }
 
-awaitable<Response> events(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> events(Services& s, Request& req, const RouteParams& /*params*/,
+                           const store::UserRecord& me) {
   FieldErrors errors;
   const auto since = query_integer(req, "since", errors, 0).value_or(0);
   const int limit = static_cast<int>(query_integer(req, "limit", errors, 1, 1000).value_or(500));
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto replay = co_await s.messages.events(me->id, since, limit);
+  auto replay = co_await s.messages.events(me.id, since, limit);
   if (!replay) co_return error_response(replay.error());
   json::array results;
-  for (const auto& e : replay->events) results.push_back(chats::event_for_viewer(e, me->id));
+  for (const auto& e : replay->events) results.push_back(chats::event_for_viewer(e, me.id));
   co_return json_response(200, json::object{{"results", std::move(results)},
                                             {"seq", replay->last_seq},
                                             {"resync_required", replay->resync_required},
@@ -166,28 +151,17 @@ awaitable<Response> events(Services& s, Request& req) {
 }  // namespace
 
 void add_message_routes(Router& r, Services& s) {
-  r.add(Method::get, "/api/messages/",
-        [&s](Request& req, const RouteParams&) { return history(s, req); });
-  r.add(Method::post, "/api/messages/",
-        [&s](Request& req, const RouteParams&) { return send(s, req); });
-  r.add(Method::get, "/api/messages/search/",
-        [&s](Request& req, const RouteParams&) { return search(s, req); });
-  for (Method m : {Method::put, Method::patch}) {
-    r.add(m, "/api/messages/{id}/",
-          [&s](Request& req, const RouteParams& p) { return edit(s, req, p.ids[0]); });
-  }
-  r.add(Method::del, "/api/messages/{id}/",
-        [&s](Request& req, const RouteParams& p) { return remove(s, req, p.ids[0]); });
-  r.add(Method::post, "/api/messages/{id}/forward/",
-        [&s](Request& req, const RouteParams& p) { return forward(s, req, p.ids[0]); });
-  r.add(Method::get, "/api/pinned/",
-        [&s](Request& req, const RouteParams&) { return list_pins(s, req); });
-  r.add(Method::post, "/api/pinned/",
-        [&s](Request& req, const RouteParams&) { return pin(s, req); });
-  r.add(Method::del, "/api/pinned/{id}/",
-        [&s](Request& req, const RouteParams& p) { return unpin(s, req, p.ids[0]); });
-  r.add(Method::get, "/api/events/",
-        [&s](Request& req, const RouteParams&) { return events(s, req); });
+  r.add(Method::get, "/api/messages/", authed(s, history));
+  r.add(Method::post, "/api/messages/", authed_body(s, send));
+  r.add(Method::get, "/api/messages/search/", authed(s, search));
+  r.add(Method::put, "/api/messages/{id}/", authed_body(s, edit));
+  r.add(Method::patch, "/api/messages/{id}/", authed_body(s, edit));
+  r.add(Method::del, "/api/messages/{id}/", authed(s, remove));
+  r.add(Method::post, "/api/messages/{id}/forward/", authed_body(s, forward));
+  r.add(Method::get, "/api/pinned/", authed(s, list_pins));
+  r.add(Method::post, "/api/pinned/", authed_body(s, pin));
+  r.add(Method::del, "/api/pinned/{id}/", authed(s, unpin));
+  r.add(Method::get, "/api/events/", authed(s, events));
 }
 
 }  // namespace chat::http

@@ -2,7 +2,7 @@
 
 #include "auth/auth_service.hpp"
 #include "http/drf.hpp"
-#include "http/handlers/bearer.hpp"
+#include "http/handlers/authed.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/handlers/user_json.hpp"
 #include "http/router.hpp"
@@ -14,24 +14,20 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-awaitable<Response> get_me(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  co_return json_response(200, own_user_json(*me, s.online));
+awaitable<Response> get_me(Services& s, Request& /*req*/, const RouteParams& /*params*/,
+                           const store::UserRecord& me) {
+  co_return json_response(200, own_user_json(me, s.online));
 }
 
-awaitable<Response> update_me(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
-  auto body = parse_body(req);
-  if (!body) co_return error_response(body.error());
+awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*params*/,
+                              const store::UserRecord& me, const json::object& body) {
   users::ProfileChanges in;
-  FieldReader f(*body, in.errors);
+  FieldReader f(body, in.errors);
   in.email = f.string("email", {.required = false, .max_length = 254});
   in.password = f.string("password", {.required = false, .trim = false, .max_length = 4096});
   in.current_password =
       f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
-  auto updated = co_await s.users.update_profile(*me, std::move(in), req.client_address);
+  auto updated = co_await s.users.update_profile(me, std::move(in), req.client_address);
   if (!updated) co_return error_response(updated.error());
   co_return json_response(200, own_user_json(*updated, s.online));
 }
@@ -49,9 +45,8 @@ json::value page_link(const Request& req, const std::string& search, int limit,
   return json::value(url.buffer());
 }
 
-awaitable<Response> list_users(Services& s, Request& req) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*params*/,
+                               const store::UserRecord& /*me*/) {
   users::UserListQuery q;
   if (const auto* search = req.query_param("search")) q.search = *search;
   q.limit = static_cast<int>(query_int(req, "limit", users::UserService::kDefaultPageSize, 1,
@@ -73,9 +68,9 @@ awaitable<Response> list_users(Services& s, Request& req) {
                                             {"results", std::move(results)}});
 }
 
-awaitable<Response> get_user(Services& s, Request& req, std::int64_t id) {
-  auto me = co_await authenticate(s.auth, req);
-  if (!me) co_return error_response(me.error());
+awaitable<Response> get_user(Services& s, Request& /*req*/, const RouteParams& p,
+                             const store::UserRecord& /*me*/) {
+  const std::int64_t id = p.ids[0];
   auto user = co_await s.users.get(id);
   if (!user) co_return error_response(user.error());
   co_return json_response(200, public_user_json(*user, s.online));
@@ -84,16 +79,11 @@ awaitable<Response> get_user(Services& s, Request& req, std::int64_t id) {
 }  // namespace
 
 void add_user_routes(Router& r, Services& s) {
-  r.add(Method::get, "/api/users/",
-        [&s](Request& req, const RouteParams&) { return list_users(s, req); });
-  r.add(Method::get, "/api/users/me/",
-        [&s](Request& req, const RouteParams&) { return get_me(s, req); });
-  r.add(Method::patch, "/api/users/me/",
-        [&s](Request& req, const RouteParams&) { return update_me(s, req); });
-  r.add(Method::put, "/api/users/me/",
-        [&s](Request& req, const RouteParams&) { return update_me(s, req); });
-  r.add(Method::get, "/api/users/{id}/",
-        [&s](Request& req, const RouteParams& p) { return get_user(s, req, p.ids[0]); });
+  r.add(Method::get, "/api/users/", authed(s, list_users));
+  r.add(Method::get, "/api/users/me/", authed(s, get_me));
+  r.add(Method::patch, "/api/users/me/", authed_body(s, update_me));
+  r.add(Method::put, "/api/users/me/", authed_body(s, update_me));
+  r.add(Method::get, "/api/users/{id}/", authed(s, get_user));
 }
 
 }  // namespace chat::http
