@@ -70,11 +70,14 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
 }  // namespace
 
 int serve(const config::Settings& s) {
-  auto store = open_store(s);
-  for (const auto& m : store->migrate())
-    spdlog::info("applied migration {:04d}_{}", m.version, m.name);
-
+  // The I/O context outlives the store: the store's threads finish their last operations
+  // (posting completions into it) before it is destroyed.
   asio::io_context io(s.threads);
+  auto store = open_store(s);
+  for (const auto& m : store->migrate()) {
+    spdlog::info("applied migration {:04d}_{}", m.version, m.name);
+  }
+
   auth::PasswordHasher hasher(s.hasher_threads);
   auto limiter = auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);
