@@ -8,9 +8,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <unistd.h>
+#include <algorithm>
 #include <atomic>
 #include <cstdlib>
 
+#include "store/postgres/pg_migrations.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/store.hpp"
 
@@ -123,4 +126,90 @@ TEST(PgPool, BoundsConnectionsAndQueuesWaiters) {
   EXPECT_EQ(done, 12);
   EXPECT_EQ(peak, 3);
   EXPECT_EQ(pool->open_connections(), 3U);
+}
+
+namespace {
+
+// A schema of its own per test, so migrations start from nothing.
+std::string fresh_schema() {
+  static int n = 0;
+  return "t" + std::to_string(::getpid()) + "_" + std::to_string(++n);
+}
+
+asio::awaitable<std::unique_ptr<PgConnection>> connect_in(asio::any_io_executor ex,
+                                                          const std::string& schema) {
+  auto conn = co_await PgConnection::connect(ex, conninfo());
+  co_await conn->script("CREATE SCHEMA IF NOT EXISTS " + schema + "; SET search_path TO " + schema);
+  co_return conn;
+}
+
+}  // namespace
+
+TEST(PgMigrations, ApplyOnceEvenFromTwoNodesAtOnce) {
+  REQUIRE_POSTGRES();
+  const std::string schema = fresh_schema();
+  asio::io_context io;
+  std::vector<std::size_t> applied_counts;
+  std::vector<std::string> tables;
+  std::int64_t rows = 0;
+  std::size_t second_run = 99;
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        auto a = co_await connect_in(io.get_executor(), schema);
+        auto b = co_await connect_in(io.get_executor(), schema);
+        // Two "nodes" migrate concurrently; the advisory lock makes them take turns. Both run
+        // as their own coroutines, and this one waits for both.
+        std::vector<MigrationStatus> ra;
+        std::vector<MigrationStatus> rb;
+        int finished = 0;
+        std::exception_ptr error;
+        auto done = [&](std::exception_ptr e) {
+          if (e) error = e;
+          ++finished;
+        };
+        asio::co_spawn(
+            io, [&]() -> asio::awaitable<void> { ra = co_await migrate(*a); }, done);
+        asio::co_spawn(
+            io, [&]() -> asio::awaitable<void> { rb = co_await migrate(*b); }, done);
+        asio::steady_timer wait(io);
+        while (finished < 2) {
+          wait.expires_after(std::chrono::milliseconds(5));
+          co_await wait.async_wait(asio::use_awaitable);
+        }
+        if (error) std::rethrow_exception(error);
+        applied_counts = {ra.size(), rb.size()};
+        auto count = co_await a->query("SELECT count(*) FROM schema_migrations");
+        rows = count.int64(0, 0);
+        auto listed = co_await a->query(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = "
+            "current_schema() "
+            "ORDER BY table_name");
+        for (int i = 0; i < listed.rows(); ++i) tables.emplace_back(listed.text(i, 0));
+        second_run = (co_await migrate(*a)).size();
+        // Full-text search over messages works in Cyrillic with prefixes.
+        co_await a->script(
+            "INSERT INTO users(username, username_key, password_hash, date_joined) VALUES "
+            "('u','u','h',1);"
+            "INSERT INTO chats(type, created_at, last_activity_at) VALUES ('group', 1, 1);"
+            "INSERT INTO messages(chat_id, sender_id, text, created_at, ordinal) "
+            "VALUES (1, 1, 'Привет, мир!', 1, 1)");
+        auto found = co_await a->query(
+            "SELECT count(*) FROM messages WHERE search @@ to_tsquery('simple', 'прив:*')");
+        tables.push_back("found=" + std::to_string(found.int64(0, 0)));
+        co_await a->script("DROP SCHEMA " + schema + " CASCADE");
+      },
+      [](std::exception_ptr e) {
+        if (e) std::rethrow_exception(e);
+      });
+  io.run();
+  const std::size_t total = pg_migrations().size();
+  EXPECT_EQ(applied_counts[0] + applied_counts[1], total);  // each migration exactly once
+  EXPECT_EQ(rows, static_cast<std::int64_t>(total));
+  EXPECT_EQ(second_run, 0U);
+  for (const char* t : {"chat_members", "chats", "event_log_state", "events", "hidden_messages",
+                        "messages", "pins", "refresh_tokens", "schema_migrations", "users"}) {
+    EXPECT_NE(std::find(tables.begin(), tables.end(), t), tables.end()) << t;
+  }
+  EXPECT_NE(std::find(tables.begin(), tables.end(), "found=1"), tables.end());
 }

@@ -1,0 +1,175 @@
+#include "store/postgres/pg_migrations.hpp"
+
+#include "store/postgres/pg_connection.hpp"
+
+namespace chat::store::postgres {
+namespace {
+
+// Times are microseconds (or seconds, where the name says so) since the Unix epoch, as in
+// the SQLite schema, so both stores share their record types unchanged.
+constexpr const char* k0001_users = R"sql(
+CREATE TABLE users (
+  id            BIGSERIAL PRIMARY KEY,
+  username      TEXT    NOT NULL,
+  username_key  TEXT    NOT NULL,
+  email         TEXT    NOT NULL DEFAULT '',
+  password_hash TEXT    NOT NULL,
+  is_active     BOOLEAN NOT NULL DEFAULT TRUE,
+  is_staff      BOOLEAN NOT NULL DEFAULT FALSE,
+  is_superuser  BOOLEAN NOT NULL DEFAULT FALSE,
+  date_joined   BIGINT  NOT NULL,
+  last_seen     BIGINT
+);
+CREATE UNIQUE INDEX users_username_key ON users(username_key);
+
+CREATE TABLE refresh_tokens (
+  jti                TEXT   PRIMARY KEY,
+  user_id            BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  issued_at_seconds  BIGINT NOT NULL,
+  expires_at_seconds BIGINT NOT NULL,
+  revoked_at         BIGINT
+);
+CREATE INDEX refresh_tokens_user ON refresh_tokens(user_id);
+CREATE INDEX refresh_tokens_expiry ON refresh_tokens(expires_at_seconds);
+)sql";
+
+// Chats and messages, as in the SQLite schema. Search is PostgreSQL's own full-text search:
+// a generated tsvector with the 'simple' configuration (lower-cased words of any script, no
+// stemming, so prefix queries find what the user typed) under a GIN index.
+constexpr const char* k0002_chats = R"sql(
+CREATE TABLE chats (
+  id               BIGSERIAL PRIMARY KEY,
+  type             TEXT   NOT NULL CHECK (type IN ('private', 'group')),
+  name             TEXT   NOT NULL DEFAULT '',
+  private_key      TEXT   UNIQUE,
+  created_at       BIGINT NOT NULL,
+  last_message_id  BIGINT NOT NULL DEFAULT 0,
+  message_count    BIGINT NOT NULL DEFAULT 0,
+  last_activity_at BIGINT NOT NULL
+);
+
+CREATE TABLE chat_members (
+  chat_id                   BIGINT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  user_id                   BIGINT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+  role                      TEXT   NOT NULL CHECK (role IN ('owner', 'admin', 'member')),
+  joined_at                 BIGINT NOT NULL,
+  joined_seq                BIGINT NOT NULL DEFAULT 0,
+  last_read_message_id      BIGINT NOT NULL DEFAULT 0,
+  last_delivered_message_id BIGINT NOT NULL DEFAULT 0,
+  PRIMARY KEY (chat_id, user_id)
+);
+CREATE INDEX chat_members_user ON chat_members(user_id, chat_id);
+CREATE INDEX chat_members_read ON chat_members(chat_id, last_read_message_id);
+CREATE INDEX chat_members_delivered ON chat_members(chat_id, last_delivered_message_id);
+
+CREATE TABLE messages (
+  id             BIGSERIAL PRIMARY KEY,
+  chat_id        BIGINT  NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  sender_id      BIGINT  REFERENCES users(id) ON DELETE SET NULL,
+  text           TEXT    NOT NULL,
+  created_at     BIGINT  NOT NULL,
+  edited_at      BIGINT,
+  is_deleted     BOOLEAN NOT NULL DEFAULT FALSE,
+  forwarded_from BIGINT,
+  client_id      TEXT,
+  ordinal        BIGINT  NOT NULL,
+  search         tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+);
+CREATE INDEX messages_chat ON messages(chat_id, id);
+CREATE UNIQUE INDEX messages_client_id ON messages(chat_id, sender_id, client_id)
+  WHERE client_id IS NOT NULL;
+CREATE INDEX messages_deleted ON messages(chat_id, id) WHERE is_deleted;
+CREATE INDEX messages_search ON messages USING GIN (search);
+
+CREATE TABLE hidden_messages (
+  user_id    BIGINT NOT NULL,
+  chat_id    BIGINT NOT NULL,
+  message_id BIGINT NOT NULL,
+  PRIMARY KEY (user_id, chat_id, message_id)
+);
+
+CREATE TABLE pins (
+  id         BIGSERIAL PRIMARY KEY,
+  chat_id    BIGINT NOT NULL REFERENCES chats(id) ON DELETE CASCADE,
+  message_id BIGINT NOT NULL REFERENCES messages(id) ON DELETE CASCADE,
+  pinned_by  BIGINT NOT NULL,
+  pinned_at  BIGINT NOT NULL,
+  UNIQUE (chat_id, message_id)
+);
+
+-- seq is taken under a transaction-scoped lock by the writer, so seq order is commit order
+-- and a reader never passes an event that commits later with a lower seq.
+CREATE TABLE events (
+  seq        BIGSERIAL PRIMARY KEY,
+  chat_id    BIGINT NOT NULL,
+  user_id    BIGINT,
+  type       TEXT   NOT NULL,
+  payload    TEXT   NOT NULL,
+  created_at BIGINT NOT NULL
+);
+CREATE INDEX events_chat ON events(chat_id, seq);
+CREATE INDEX events_user ON events(user_id, seq) WHERE user_id IS NOT NULL;
+CREATE INDEX events_time ON events(created_at);
+
+CREATE TABLE event_log_state (
+  id             INT    PRIMARY KEY CHECK (id = 1),
+  pruned_through BIGINT NOT NULL
+);
+INSERT INTO event_log_state(id, pruned_through) VALUES (1, 0);
+)sql";
+
+constexpr PgMigration kMigrations[] = {
+    {1, "users_and_refresh_tokens", k0001_users},
+    {2, "chats_messages_events", k0002_chats},
+};
+
+// Any number of chatd processes may migrate at once; they queue on this lock.
+constexpr const char* kLock = "SELECT pg_advisory_lock(7316001)";
+constexpr const char* kUnlock = "SELECT pg_advisory_unlock(7316001)";
+constexpr const char* kCreateTable =
+    "CREATE TABLE IF NOT EXISTS schema_migrations (version INT PRIMARY KEY, name TEXT NOT NULL, "
+    "applied_at BIGINT NOT NULL)";
+constexpr const char* kApplied = "SELECT 1 FROM schema_migrations WHERE version = $1";
+constexpr const char* kRecord =
+    "INSERT INTO schema_migrations(version, name, applied_at) VALUES ($1, $2, $3)";
+
+}  // namespace
+
+std::span<const PgMigration> pg_migrations() {
+  return kMigrations;
+}
+
+boost::asio::awaitable<std::vector<MigrationStatus>> migrate(PgConnection& conn) {
+  std::vector<MigrationStatus> applied;
+  co_await conn.query(kLock);
+  std::exception_ptr failure;
+  try {
+    co_await conn.query(kCreateTable);
+    for (const PgMigration& m : pg_migrations()) {
+      PgParams version{std::to_string(m.version)};
+      auto done = co_await conn.query(kApplied, std::move(version));
+      if (done.rows() > 0) continue;
+      const std::string script = "BEGIN;\n" + std::string(m.sql);
+      co_await conn.script(script);
+      PgParams row{std::to_string(m.version), std::string(m.name), std::to_string(now_micros())};
+      co_await conn.query(kRecord, std::move(row));
+      co_await conn.query("COMMIT");
+      applied.push_back({m.version, m.name, true});
+    }
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    // A failed migration rolls back whole. (If the connection itself is gone, so are the
+    // transaction and the session's lock.)
+    if (conn.healthy()) {
+      co_await conn.query("ROLLBACK");
+      co_await conn.query(kUnlock);
+    }
+    std::rethrow_exception(failure);
+  }
+  co_await conn.query(kUnlock);
+  co_return applied;
+}
+
+}  // namespace chat::store::postgres
