@@ -153,11 +153,7 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
   }
 
-  struct Target {
-    SessionPtr session;
-    bool count_unread = false;
-  };
-  std::vector<Target> targets;
+  std::vector<SessionPtr> targets;
   std::vector<std::pair<SessionPtr, std::int64_t>> unread_now;  // (session, count) to send
   std::vector<SessionPtr> recount;
   std::vector<SessionPtr> to_close;  // after they have been told why
@@ -170,7 +166,7 @@ void Hub::on_logged(const store::EventRecord& event) {
         for (const Session* s : u->second) {
           auto& e = sessions_[s];
           if (s->is_user_socket()) {
-            targets.push_back({e.session});
+            targets.push_back(e.session);
             if (type == "chat_created") {
               subscribe(s, chat_id);
               e.unread[chat_id] = {};
@@ -180,7 +176,7 @@ void Hub::on_logged(const store::EventRecord& event) {
             }
           } else if (s->chat_id() == chat_id &&
                      (type == "member_removed" || type == "chat_deleted")) {
-            targets.push_back({e.session});
+            targets.push_back(e.session);
           }
         }
       }
@@ -214,7 +210,7 @@ void Hub::on_logged(const store::EventRecord& event) {
       if (auto c = by_chat_.find(chat_id); c != by_chat_.end()) {
         for (const Session* s : c->second) {
           auto& e = sessions_[s];
-          targets.push_back({e.session});
+          targets.push_back(e.session);
           if (!s->is_user_socket()) continue;
           auto st = e.unread.find(chat_id);
           if (st == e.unread.end()) continue;
@@ -234,13 +230,13 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
   }
   for (const auto& t : targets) {
-    const bool own = sender != 0 && t.session->user_id() == sender;
-    if (t.session->is_user_socket()) {
-      t.session->deliver(own ? user_frame : user_frame_others, event.seq);
+    const bool own = sender != 0 && t->user_id() == sender;
+    if (t->is_user_socket()) {
+      t->deliver(own ? user_frame : user_frame_others, event.seq);
     } else {
-      t.session->deliver(own ? chat_frame : chat_frame_others, event.seq);
+      t->deliver(own ? chat_frame : chat_frame_others, event.seq);
     }
-    if (type == "message" && !own) delivered_(t.session->user_id(), chat_id, message_id);
+    if (type == "message" && !own) delivered_(t->user_id(), chat_id, message_id);
   }
   for (const auto& [s, count] : unread_now) send_unread(s, chat_id, count);
   for (const auto& s : recount) recount_for(s, chat_id);
