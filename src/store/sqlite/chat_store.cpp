@@ -215,24 +215,16 @@ PinRecord read_pin(const Statement& s) {
   return {s.int64(0), s.int64(1), s.int64(2), s.int64(3), s.int64(4)};
 }
 
-template <class T, class Reader>
-std::optional<T> one(Statement stmt, Reader reader) {
-  if (!stmt.step()) return std::nullopt;
-  return reader(stmt);
-}
-
 std::optional<ChatRecord> chat_by_id(Connection& c, std::int64_t id) {
   auto s = c.prepare(kChatById);
   s.bind(1, id);
-  if (!s.step()) return std::nullopt;
-  return read_chat(s);
+  return first_row(s, read_chat);
 }
 
 std::optional<MemberRecord> member_of(Connection& c, std::int64_t chat_id, std::int64_t user_id) {
   auto s = c.prepare(kMember);
   s.bind(1, chat_id).bind(2, user_id);
-  if (!s.step()) return std::nullopt;
-  return read_member(s);
+  return first_row(s, read_member);
 }
 
 std::vector<MemberRecord> members_of(Connection& c, std::int64_t chat_id) {
@@ -246,8 +238,7 @@ std::vector<MemberRecord> members_of(Connection& c, std::int64_t chat_id) {
 std::optional<MessageRecord> message_by_id(Connection& c, std::int64_t id) {
   auto s = c.prepare(kMessageById);
   s.bind(1, id);
-  if (!s.step()) return std::nullopt;
-  return read_message(s);
+  return first_row(s, read_message);
 }
 
 std::int64_t scalar(Statement& s) {
@@ -484,7 +475,7 @@ boost::asio::awaitable<std::optional<PinRecord>> SqliteChatStore::find_pin(std::
   auto q = [pin_id](Connection& c) {
     auto s = c.prepare(kPinById);
     s.bind(1, pin_id);
-    return s.step() ? std::optional<PinRecord>(read_pin(s)) : std::nullopt;
+    return first_row(s, read_pin);
   };
   co_return co_await db_.read(std::move(q));
 }

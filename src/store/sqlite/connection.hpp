@@ -73,6 +73,13 @@ class Connection {
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
+// The first row of a bound statement as `reader` reads it, or nullopt when there is none.
+template <class Reader>
+auto first_row(Statement& s, Reader reader) -> std::optional<decltype(reader(s))> {
+  if (!s.step()) return std::nullopt;
+  return reader(s);
+}
+
 // BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed without commit().
 class Transaction {
  public:

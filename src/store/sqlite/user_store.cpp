@@ -48,8 +48,7 @@ UserRecord read_user(const Statement& s) {
 std::optional<UserRecord> user_by_id(Connection& conn, std::int64_t id) {
   auto stmt = conn.prepare(kUserById);
   stmt.bind(1, id);
-  if (!stmt.step()) return std::nullopt;
-  return read_user(stmt);
+  return first_row(stmt, read_user);
 }
 
 }  // namespace
@@ -64,8 +63,7 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::find_by_usern
   auto query = [key = std::move(username_key)](Connection& conn) {
     auto stmt = conn.prepare(kUserByKey);
     stmt.bind(1, key);
-    if (!stmt.step()) return std::optional<UserRecord>();
-    return std::optional<UserRecord>(read_user(stmt));
+    return first_row(stmt, read_user);
   };
   co_return co_await db_.read(std::move(query));
 }
