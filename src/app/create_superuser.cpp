@@ -57,11 +57,13 @@ int create_superuser(const config::Settings& s, SuperuserOptions o) {
   if (!o.email) o.email = from_env("DJANGO_SUPERUSER_EMAIL");
   if (!o.password) o.password = from_env("DJANGO_SUPERUSER_PASSWORD");
 
-  auto store = open_store(s);
+  // One I/O context for the command: a PostgreSQL store's connections live on it.
+  boost::asio::io_context io;
+  auto store = open_store(s, io.get_executor());
   store->migrate();
 
   auto run = [&](auto awaitable) {
-    boost::asio::io_context io;
+    io.restart();
     auto fut = boost::asio::co_spawn(io, std::move(awaitable), boost::asio::use_future);
     io.run();
     return fut.get();

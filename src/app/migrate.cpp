@@ -1,3 +1,5 @@
+#include <boost/asio/io_context.hpp>
+
 #include <cstdio>
 
 #include "app/commands.hpp"
@@ -6,7 +8,8 @@
 namespace chat::app {
 
 int migrate(const config::Settings& s, bool list_only) {
-  auto store = open_store(s);
+  boost::asio::io_context io;
+  auto store = open_store(s, io.get_executor());
   if (list_only) {
     for (const auto& m : store->migration_status()) {
       std::printf(" [%c] %04d_%s\n", m.applied ? 'X' : ' ', m.version, m.name.c_str());

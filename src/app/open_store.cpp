@@ -1,16 +1,14 @@
 #include "app/open_store.hpp"
 
-#include <stdexcept>
-
+#include "store/postgres/pg_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 namespace chat::app {
 
-std::unique_ptr<store::Store> open_store(const config::Settings& settings) {
+std::unique_ptr<store::Store> open_store(const config::Settings& settings,
+                                         boost::asio::any_io_executor executor) {
   if (!settings.db.host.empty()) {
-    throw std::runtime_error(
-        "DB_HOST is set, but this build of chatd has no PostgreSQL store yet; unset DB_HOST to "
-        "use the embedded SQLite database");
+    return store::postgres::open_store(settings.db, std::move(executor));
   }
   return store::sqlite::open_store(settings.db);
 }

@@ -73,7 +73,7 @@ int serve(const config::Settings& s) {
   // The I/O context outlives the store: the store's threads finish their last operations
   // (posting completions into it) before it is destroyed.
   asio::io_context io(s.threads);
-  auto store = open_store(s);
+  auto store = open_store(s, io.get_executor());
   for (const auto& m : store->migrate()) {
     spdlog::info("applied migration {:04d}_{}", m.version, m.name);
   }

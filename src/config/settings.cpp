@@ -230,8 +230,20 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
     r.fail("SQLITE_SYNCHRONOUS", "expected NORMAL or FULL", s.db.sqlite_synchronous);
   }
   r.integer("DB_READ_CONNECTIONS", s.db.read_connections, 1, 64);
+  r.integer("DB_POOL_SIZE", s.db.pool_size, 1, 1000);
+  r.string("DB_SYNCHRONOUS_COMMIT", s.db.synchronous_commit);
+  s.db.synchronous_commit = Reader::lower(s.db.synchronous_commit);
+  if (s.db.synchronous_commit != "on" && s.db.synchronous_commit != "off" &&
+      s.db.synchronous_commit != "local" && s.db.synchronous_commit != "remote_write" &&
+      s.db.synchronous_commit != "remote_apply") {
+    r.fail("DB_SYNCHRONOUS_COMMIT", "expected on, off, local, remote_write or remote_apply",
+           s.db.synchronous_commit);
+  }
   r.string("REDIS_HOST", s.redis.host);
   r.integer("REDIS_PORT", s.redis.port, 1, 65535);
+  r.string("REDIS_PREFIX", s.redis.prefix);
+  r.integer("PRESENCE_TTL", s.presence.ttl_seconds, 2, 86400);
+  r.integer("PRESENCE_GRACE", s.presence.grace_seconds, 0, 3600);
 
   r.duration("ACCESS_TOKEN_LIFETIME", s.access_token_lifetime, 1, 365LL * 86400);
   r.duration("REFRESH_TOKEN_LIFETIME", s.refresh_token_lifetime, 1, 3650LL * 86400);

@@ -20,11 +20,19 @@ struct DatabaseSettings {
   std::string sqlite_path = "db.sqlite3";
   std::string sqlite_synchronous = "NORMAL";  // NORMAL or FULL (see README, durability)
   int read_connections = 4;
+  int pool_size = 16;                     // PostgreSQL connections per node
+  std::string synchronous_commit = "on";  // PostgreSQL's, per connection (README, durability)
 };
 
 struct RedisSettings {
   std::string host;  // empty: the in-process broker
   int port = 6379;
+  std::string prefix = "chat:";  // of every key and channel, so deployments can share a server
+};
+
+struct PresenceSettings {
+  int ttl_seconds = 60;   // a dead node's users are shown offline after this long at most
+  int grace_seconds = 5;  // between a user's last socket closing and "offline" going out
 };
 
 struct ThrottleRate {
@@ -48,6 +56,7 @@ struct Settings {
 
   DatabaseSettings db;
   RedisSettings redis;
+  PresenceSettings presence;
 
   std::int64_t access_token_lifetime = 300;     // seconds, SimpleJWT: 5 minutes
   std::int64_t refresh_token_lifetime = 86400;  // seconds, SimpleJWT: 1 day

@@ -23,6 +23,11 @@ using EventsFor = std::function<std::vector<NewEvent>(const T&)>;
 // their seq. Runs on the store's own thread: it must hand the events on and return.
 using CommitListener = std::function<void(const std::vector<EventRecord>&)>;
 
+// Awaited after the listener was told of a transaction's events and before the next
+// transaction's events may commit (PostgreSQL: several nodes write), so that the broker
+// has handed them on in commit order. Completes without throwing.
+using PublishBarrier = std::function<boost::asio::awaitable<void>()>;
+
 struct NewChat {
   ChatType type = ChatType::group;
   std::string name;
@@ -101,6 +106,8 @@ class ChatStore {
 
   // Set once, before any write.
   virtual void set_commit_listener(CommitListener listener) = 0;
+  // Set once, before any write. A store with a single writer needs none and ignores it.
+  virtual void set_publish_barrier(PublishBarrier /*barrier*/) {}
 
   // --- reads ---------------------------------------------------------------------------
   virtual boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) = 0;
@@ -137,6 +144,14 @@ class ChatStore {
   // Events visible to the user after `since`, oldest first.
   virtual boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since,
                                                 int limit) = 0;
+  // What a node's live fan-out may have missed (a broker outage, a subscription that was
+  // just made): events after `after_seq` of these chats, of the chats these users are
+  // members of, and those meant for these users; oldest first.
+  virtual boost::asio::awaitable<std::vector<EventRecord>> events_since(
+      std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
+      std::int64_t after_seq, int limit) = 0;
+  // The seq of the newest committed event (0 when none).
+  virtual boost::asio::awaitable<std::int64_t> newest_seq() = 0;
 
   // --- writes --------------------------------------------------------------------------
   virtual boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,

@@ -11,7 +11,7 @@ constexpr const char* k0001_users = R"sql(
 CREATE TABLE users (
   id            BIGSERIAL PRIMARY KEY,
   username      TEXT    NOT NULL,
-  username_key  TEXT    NOT NULL,
+  username_key  TEXT    COLLATE "C" NOT NULL,  -- byte order: prefix search is a range scan
   email         TEXT    NOT NULL DEFAULT '',
   password_hash TEXT    NOT NULL,
   is_active     BOOLEAN NOT NULL DEFAULT TRUE,
@@ -34,8 +34,9 @@ CREATE INDEX refresh_tokens_expiry ON refresh_tokens(expires_at_seconds);
 )sql";
 
 // Chats and messages, as in the SQLite schema. Search is PostgreSQL's own full-text search:
-// a generated tsvector with the 'simple' configuration (lower-cased words of any script, no
-// stemming, so prefix queries find what the user typed) under a GIN index.
+// a tsvector with the 'simple' configuration (no stemming, so prefix queries find what the
+// user typed) under a GIN index. The store fills it with the message's words as the server
+// cuts and lower-cases them, so search does not depend on the database's locale.
 constexpr const char* k0002_chats = R"sql(
 CREATE TABLE chats (
   id               BIGSERIAL PRIMARY KEY,
@@ -73,7 +74,7 @@ CREATE TABLE messages (
   forwarded_from BIGINT,
   client_id      TEXT,
   ordinal        BIGINT  NOT NULL,
-  search         tsvector GENERATED ALWAYS AS (to_tsvector('simple', text)) STORED
+  search         tsvector NOT NULL DEFAULT ''::tsvector
 );
 CREATE INDEX messages_chat ON messages(chat_id, id);
 CREATE UNIQUE INDEX messages_client_id ON messages(chat_id, sender_id, client_id)
@@ -97,10 +98,11 @@ CREATE TABLE pins (
   UNIQUE (chat_id, message_id)
 );
 
--- seq is taken under a transaction-scoped lock by the writer, so seq order is commit order
--- and a reader never passes an event that commits later with a lower seq.
+-- seq comes from event_log_state.last_seq, taken under the event-log lock, so seqs are
+-- gapless and in commit order: a reader never passes an event that commits later with a
+-- lower seq.
 CREATE TABLE events (
-  seq        BIGSERIAL PRIMARY KEY,
+  seq        BIGINT PRIMARY KEY,
   chat_id    BIGINT NOT NULL,
   user_id    BIGINT,
   type       TEXT   NOT NULL,
@@ -113,7 +115,8 @@ CREATE INDEX events_time ON events(created_at);
 
 CREATE TABLE event_log_state (
   id             INT    PRIMARY KEY CHECK (id = 1),
-  pruned_through BIGINT NOT NULL
+  pruned_through BIGINT NOT NULL,
+  last_seq       BIGINT NOT NULL DEFAULT 0
 );
 INSERT INTO event_log_state(id, pruned_through) VALUES (1, 0);
 )sql";

@@ -97,6 +97,11 @@ constexpr const char* kReplay =
     "WHERE e.seq > ?2 AND (e.user_id = ?1 OR (e.user_id IS NULL AND EXISTS (SELECT 1 FROM "
     "chat_members m WHERE m.chat_id = e.chat_id AND m.user_id = ?1 AND m.joined_seq < e.seq))) "
     "ORDER BY e.seq LIMIT ?3";
+constexpr const char* kEventsSince =
+    "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
+    "WHERE e.seq > ?1 AND (e.chat_id IN (SELECT value FROM json_each(?2)) OR e.user_id IN "
+    "(SELECT value FROM json_each(?3)) OR e.chat_id IN (SELECT chat_id FROM chat_members WHERE "
+    "user_id IN (SELECT value FROM json_each(?3)))) ORDER BY e.seq LIMIT ?4";
 constexpr const char* kMaxSeq = "SELECT COALESCE(max(seq), 0) FROM events";
 constexpr const char* kPrunedThrough = "SELECT pruned_through FROM event_log_state WHERE id = 1";
 constexpr const char* kInsertEvent =
@@ -209,6 +214,26 @@ MessageRecord read_message(const Statement& s) {
   m.forwarded_from = s.optional_int64(8);
   if (!s.is_null(9)) m.client_id = s.text(9);
   return m;
+}
+
+EventRecord read_event(const Statement& s) {
+  EventRecord e;
+  e.seq = s.int64(0);
+  e.chat_id = s.int64(1);
+  e.user_id = s.optional_int64(2);
+  e.type = s.text(3);
+  e.payload = s.text(4);
+  e.created_at = s.int64(5);
+  return e;
+}
+
+std::string json_array(const std::vector<std::int64_t>& ids) {
+  std::string out = "[";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(ids[i]);
+  }
+  return out + "]";
 }
 
 PinRecord read_pin(const Statement& s) {
@@ -496,16 +521,7 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
       } else {
         auto s = c.prepare(kReplay);
         s.bind(1, user_id).bind(2, since).bind(3, limit + 1);
-        while (s.step()) {
-          EventRecord e;
-          e.seq = s.int64(0);
-          e.chat_id = s.int64(1);
-          e.user_id = s.optional_int64(2);
-          e.type = s.text(3);
-          e.payload = s.text(4);
-          e.created_at = s.int64(5);
-          r.events.push_back(std::move(e));
-        }
+        while (s.step()) r.events.push_back(read_event(s));
         if (static_cast<int>(r.events.size()) > limit) {
           r.has_more = true;
           r.events.pop_back();
@@ -519,6 +535,25 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
     c.exec_script("COMMIT");
     return r;
   };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
+    std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids, std::int64_t after_seq,
+    int limit) {
+  auto q = [chats = json_array(chat_ids), users = json_array(user_ids), after_seq,
+            limit](Connection& c) {
+    std::vector<EventRecord> out;
+    auto s = c.prepare(kEventsSince);
+    s.bind(1, after_seq).bind(2, chats).bind(3, users).bind(4, limit);
+    while (s.step()) out.push_back(read_event(s));
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<std::int64_t> SqliteChatStore::newest_seq() {
+  auto q = [](Connection& c) { return scalar(c.prepare(kMaxSeq)); };
   co_return co_await db_.read(std::move(q));
 }
 

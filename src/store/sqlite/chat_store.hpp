@@ -38,6 +38,11 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<std::optional<PinRecord>> find_pin(std::int64_t pin_id) override;
   boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since,
                                         int limit) override;
+  boost::asio::awaitable<std::vector<EventRecord>> events_since(std::vector<std::int64_t> chat_ids,
+                                                                std::vector<std::int64_t> user_ids,
+                                                                std::int64_t after_seq,
+                                                                int limit) override;
+  boost::asio::awaitable<std::int64_t> newest_seq() override;
 
   boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
                                                   EventsFor<CreatedChat> events) override;

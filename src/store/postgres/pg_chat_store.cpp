@@ -1,0 +1,997 @@
+#include "store/postgres/pg_chat_store.hpp"
+
+#include <algorithm>
+#include <exception>
+#include <utility>
+
+#include "common/unicode.hpp"
+#include "store/postgres/pg_database.hpp"
+#include "store/postgres/pg_pool.hpp"
+#include "store/store.hpp"
+
+namespace chat::store::postgres {
+
+// What one write transaction logged, and whether it holds the event-log lock.
+struct TxLog {
+  std::vector<EventRecord> events;
+  bool locked = false;
+};
+
+namespace {
+
+namespace asio = boost::asio;
+
+// ---- SQL -------------------------------------------------------------------------------
+
+constexpr const char* kChatById =
+    "SELECT id, type, name, created_at, last_message_id, last_activity_at FROM chats WHERE id = $1";
+// Locks the chat row: writes to one chat's messages take turns, so message ids increase in
+// commit order within a chat.
+constexpr const char* kLockChat = "SELECT id FROM chats WHERE id = $1 FOR UPDATE";
+constexpr const char* kMember =
+    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
+    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
+    "WHERE m.chat_id = $1 AND m.user_id = $2";
+// Members in the order they joined (the oldest first), which is also succession order.
+constexpr const char* kMembers =
+    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
+    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
+    "WHERE m.chat_id = $1 ORDER BY m.joined_at, m.user_id";
+constexpr const char* kChatIdsOfUser = "SELECT chat_id FROM chat_members WHERE user_id = $1";
+constexpr const char* kMyChatsByActivity =
+    "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = $1 "
+    "ORDER BY c.last_activity_at DESC, c.id DESC";
+
+#define MESSAGE_COLUMNS                                                                         \
+  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
+  "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
+#define NOT_HIDDEN(viewer)                                                \
+  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer \
+  " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
+
+constexpr const char* kMessageById =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = $1";
+constexpr const char* kLastVisibleMessage =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT 1";
+constexpr const char* kHistoryNewestFirst =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND m.id < $3 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT $4";
+constexpr const char* kHistoryOldestFirst =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND m.id > $3 AND m.id < $4 AND " NOT_HIDDEN(
+        "$2") " ORDER BY m.id LIMIT $5";
+// PostgreSQL's own full-text search: every term as a prefix ("term:*"), under the GIN index.
+constexpr const char* kSearch =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.search @@ to_tsquery('simple', $1) AND NOT m.is_deleted "
+    "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = $2) "
+    "AND ($3::bigint = 0 OR m.chat_id = $3::bigint) AND " NOT_HIDDEN(
+        "$2") " ORDER BY m.id DESC LIMIT $4";
+constexpr const char* kMessageByClientId =
+    "SELECT " MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND m.sender_id = $2 AND m.client_id = $3";
+
+// unread = messages after the watermark (by ordinal), less the deleted ones and the ones
+// hidden for the member (as in the SQLite store).
+constexpr const char* kUnread =
+    "SELECT c.message_count"
+    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
+    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
+    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted AND "
+    "   d.id > m.last_read_message_id)"
+    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
+    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
+    "   NOT x.is_deleted)"
+    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2";
+constexpr const char* kLowestRead =
+    "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = $1 "
+    "ORDER BY last_read_message_id LIMIT 2";
+constexpr const char* kLowestDelivered =
+    "SELECT user_id, last_delivered_message_id FROM chat_members WHERE chat_id = $1 "
+    "ORDER BY last_delivered_message_id LIMIT 2";
+
+constexpr const char* kPinsOfChat =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = $1 ORDER BY id";
+constexpr const char* kPinById =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE id = $1";
+constexpr const char* kPinByMessage =
+    "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = $1 AND "
+    "message_id = $2";
+constexpr const char* kInsertPin =
+    "INSERT INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES ($1, $2, $3, $4) "
+    "ON CONFLICT DO NOTHING";
+constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
+
+#define EVENT_COLUMNS "e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at"
+constexpr const char* kReplay =
+    "SELECT " EVENT_COLUMNS
+    " FROM events e WHERE e.seq > $2 AND (e.user_id = $1 OR (e.user_id IS NULL AND EXISTS "
+    "(SELECT 1 FROM chat_members m WHERE m.chat_id = e.chat_id AND m.user_id = $1 AND "
+    "m.joined_seq < e.seq))) ORDER BY e.seq LIMIT $3";
+constexpr const char* kEventsSince =
+    "SELECT " EVENT_COLUMNS
+    " FROM events e WHERE e.seq > $1 AND (e.chat_id = ANY($2::bigint[]) OR "
+    "e.user_id = ANY($3::bigint[]) OR e.chat_id IN (SELECT chat_id FROM chat_members WHERE "
+    "user_id = ANY($3::bigint[]))) ORDER BY e.seq LIMIT $4";
+#undef EVENT_COLUMNS
+constexpr const char* kLogState =
+    "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
+// The event log's lock, held from taking seqs until the broker has the events (see write()).
+constexpr const char* kLockLog = "SELECT pg_advisory_lock(7316002)";
+constexpr const char* kUnlockLog = "SELECT pg_advisory_unlock(7316002)";
+constexpr const char* kTakeSeqs =
+    "UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq";
+constexpr const char* kInsertEvent =
+    "INSERT INTO events(seq, chat_id, user_id, type, payload, created_at) "
+    "VALUES ($1, $2, $3, $4, $5, $6)";
+constexpr const char* kPruneEventsUpTo =
+    "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
+constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= $1";
+constexpr const char* kSetPrunedThrough =
+    "UPDATE event_log_state SET pruned_through = GREATEST(pruned_through, $1) WHERE id = 1";
+
+constexpr const char* kFindPrivate = "SELECT id FROM chats WHERE private_key = $1";
+// A pair's second concurrent creation waits on the unique private_key, then finds nothing
+// inserted and reads the first one's chat.
+constexpr const char* kInsertChat =
+    "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES ($1, $2, $3, "
+    "$4, $4) ON CONFLICT DO NOTHING RETURNING id";
+constexpr const char* kInsertMember =
+    "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
+    "last_delivered_message_id) SELECT $1::bigint, $2::bigint, $3::text, $4::bigint, (SELECT "
+    "last_seq "
+    "FROM event_log_state "
+    "WHERE id = 1), c.last_message_id, c.last_message_id FROM chats c WHERE c.id = $1 "
+    "ON CONFLICT DO NOTHING";
+constexpr const char* kRenameChat = "UPDATE chats SET name = $2 WHERE id = $1";
+constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = $1";
+constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
+constexpr const char* kSetRole =
+    "UPDATE chat_members SET role = $3 WHERE chat_id = $1 AND user_id = $2";
+constexpr const char* kRemoveMember =
+    "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2";
+constexpr const char* kRemoveMemberHidden =
+    "DELETE FROM hidden_messages WHERE chat_id = $1 AND user_id = $2";
+
+constexpr const char* kBumpChat =
+    "UPDATE chats SET message_count = message_count + 1, last_activity_at = $2 WHERE id = $1 "
+    "RETURNING message_count";
+constexpr const char* kInsertMessage =
+    "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
+    "ordinal, search) VALUES ($1, $2, $3, $4, $5, $6, $7, to_tsvector('simple', $8)) RETURNING id";
+constexpr const char* kSetLastMessage = "UPDATE chats SET last_message_id = $2 WHERE id = $1";
+constexpr const char* kSenderWatermarks =
+    "UPDATE chat_members SET last_read_message_id = GREATEST(last_read_message_id, $3), "
+    "last_delivered_message_id = GREATEST(last_delivered_message_id, $3) WHERE chat_id = $1 AND "
+    "user_id = $2";
+constexpr const char* kEditMessage =
+    "UPDATE messages SET text = $2, edited_at = $3, search = to_tsvector('simple', $4) "
+    "WHERE id = $1 AND NOT is_deleted";
+constexpr const char* kDeleteMessage =
+    "UPDATE messages SET text = '', is_deleted = TRUE, search = ''::tsvector "
+    "WHERE id = $1 AND NOT is_deleted";
+constexpr const char* kIsHidden =
+    "SELECT 1 FROM hidden_messages WHERE user_id = $1 AND chat_id = $2 AND message_id = $3";
+constexpr const char* kHideMessage =
+    "INSERT INTO hidden_messages(user_id, chat_id, message_id) VALUES ($1, $2, $3) "
+    "ON CONFLICT DO NOTHING";
+
+// The newest message of the chat at or below a value: watermarks only ever name messages.
+constexpr const char* kClampToMessage =
+    "SELECT COALESCE(max(id), 0) FROM messages WHERE chat_id = $1 AND id <= $2";
+constexpr const char* kRaiseRead =
+    "UPDATE chat_members SET last_read_message_id = $3, "
+    "last_delivered_message_id = GREATEST(last_delivered_message_id, $3) "
+    "WHERE chat_id = $1 AND user_id = $2 AND last_read_message_id < $3";
+constexpr const char* kRaiseDelivered =
+    "UPDATE chat_members SET last_delivered_message_id = $3 "
+    "WHERE chat_id = $1 AND user_id = $2 AND last_delivered_message_id < $3";
+constexpr const char* kReadWatermark =
+    "SELECT last_read_message_id FROM chat_members WHERE chat_id = $1 AND user_id = $2";
+constexpr const char* kDeliveredWatermark =
+    "SELECT last_delivered_message_id FROM chat_members WHERE chat_id = $1 AND user_id = $2";
+constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE chat_id = $1";
+constexpr const char* kLowestDeliveredValue =
+    "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = $1";
+
+#undef MESSAGE_COLUMNS
+#undef NOT_HIDDEN
+
+// ---- row readers -------------------------------------------------------------------------
+
+ChatRecord read_chat(const PgResult& r, int i) {
+  ChatRecord c;
+  c.id = r.int64(i, 0);
+  c.type = r.text(i, 1) == "private" ? ChatType::private_chat : ChatType::group;
+  c.name = r.text(i, 2);
+  c.created_at = r.int64(i, 3);
+  c.last_message_id = r.int64(i, 4);
+  c.last_activity_at = r.int64(i, 5);
+  return c;
+}
+
+MemberRecord read_member(const PgResult& r, int i) {
+  MemberRecord m;
+  m.user_id = r.int64(i, 0);
+  m.username = r.text(i, 1);
+  m.role = parse_role(r.text(i, 2)).value_or(Role::member);
+  m.joined_at = r.int64(i, 3);
+  m.last_read_message_id = r.int64(i, 4);
+  m.last_delivered_message_id = r.int64(i, 5);
+  return m;
+}
+
+MessageRecord read_message(const PgResult& r, int i) {
+  MessageRecord m;
+  m.id = r.int64(i, 0);
+  m.chat_id = r.int64(i, 1);
+  m.sender_id = r.int64(i, 2);
+  m.sender_username = r.text(i, 3);
+  m.text = r.text(i, 4);
+  m.created_at = r.int64(i, 5);
+  m.edited_at = optional_int64(r, i, 6);
+  m.is_deleted = r.boolean(i, 7);
+  m.forwarded_from = optional_int64(r, i, 8);
+  if (!r.is_null(i, 9)) m.client_id = std::string(r.text(i, 9));
+  return m;
+}
+
+PinRecord read_pin(const PgResult& r, int i) {
+  return {r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.int64(i, 3), r.int64(i, 4)};
+}
+
+EventRecord read_event(const PgResult& r, int i) {
+  EventRecord e;
+  e.seq = r.int64(i, 0);
+  e.chat_id = r.int64(i, 1);
+  e.user_id = optional_int64(r, i, 2);
+  e.type = r.text(i, 3);
+  e.payload = r.text(i, 4);
+  e.created_at = r.int64(i, 5);
+  return e;
+}
+
+template <class T, class Read>
+std::vector<T> all_rows(const PgResult& r, Read read) {
+  std::vector<T> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(read(r, i));
+  return out;
+}
+
+template <class Read>
+auto first_row(const PgResult& r, Read read) -> std::optional<decltype(read(r, 0))> {
+  if (r.rows() == 0) return std::nullopt;
+  return read(r, 0);
+}
+
+std::int64_t scalar(const PgResult& r) {
+  return r.rows() > 0 && !r.is_null(0, 0) ? r.int64(0, 0) : 0;
+}
+
+// The words of a message as the search index holds them: runs of letters and digits,
+// lower-cased by the server's own Unicode tables (chat/search_query cuts the user's query
+// the same way), so matching does not depend on the database's locale.
+std::string search_words(std::string_view text) {
+  std::string out;
+  auto cps = unicode::decode(text);
+  if (!cps) return out;
+  std::string word;
+  auto flush = [&] {
+    if (word.empty()) return;
+    if (!out.empty()) out += ' ';
+    out += unicode::to_lower(word);
+    word.clear();
+  };
+  for (char32_t cp : *cps) {
+    if (unicode::is_alnum(cp)) {
+      unicode::append_utf8(word, cp);
+    } else {
+      flush();
+    }
+  }
+  flush();
+  return out;
+}
+
+std::string int_array(const std::vector<std::int64_t>& ids) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(ids[i]);
+  }
+  return out + "}";
+}
+
+// ---- reusable steps (inside a transaction or on their own) -----------------------------
+
+asio::awaitable<std::optional<ChatRecord>> chat_by_id(PgConnection& c, std::int64_t id) {
+  auto params = pg_params(id);
+  auto r = co_await c.prepared(kChatById, std::move(params));
+  co_return first_row(r, read_chat);
+}
+
+asio::awaitable<std::optional<MemberRecord>> member_of(PgConnection& c, std::int64_t chat_id,
+                                                       std::int64_t user_id) {
+  auto params = pg_params(chat_id, user_id);
+  auto r = co_await c.prepared(kMember, std::move(params));
+  co_return first_row(r, read_member);
+}
+
+asio::awaitable<std::vector<MemberRecord>> members_of(PgConnection& c, std::int64_t chat_id) {
+  auto params = pg_params(chat_id);
+  auto r = co_await c.prepared(kMembers, std::move(params));
+  co_return all_rows<MemberRecord>(r, read_member);
+}
+
+asio::awaitable<std::optional<MessageRecord>> message_by_id(PgConnection& c, std::int64_t id) {
+  auto params = pg_params(id);
+  auto r = co_await c.prepared(kMessageById, std::move(params));
+  co_return first_row(r, read_message);
+}
+
+asio::awaitable<std::int64_t> unread_of(PgConnection& c, std::int64_t chat_id,
+                                        std::int64_t user_id) {
+  auto params = pg_params(chat_id, user_id);
+  auto r = co_await c.prepared(kUnread, std::move(params));
+  co_return std::max<std::int64_t>(0, scalar(r));
+}
+
+asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int64_t chat_id,
+                                                       std::int64_t viewer) {
+  auto chat = co_await chat_by_id(c, chat_id);
+  if (!chat) co_return std::nullopt;
+  ChatSummary out;
+  out.chat = std::move(*chat);
+  out.members = co_await members_of(c, chat_id);
+  auto me = std::find_if(out.members.begin(), out.members.end(),
+                         [&](const MemberRecord& m) { return m.user_id == viewer; });
+  if (me == out.members.end()) co_return std::nullopt;
+  out.last_read_message_id = me->last_read_message_id;
+  auto last_params = pg_params(chat_id, viewer);
+  auto last = co_await c.prepared(kLastVisibleMessage, std::move(last_params));
+  out.last_message = first_row(last, read_message);
+  out.unread_count = co_await unread_of(c, chat_id, viewer);
+  auto pin_params = pg_params(chat_id);
+  auto pins = co_await c.prepared(kPinsOfChat, std::move(pin_params));
+  for (int i = 0; i < pins.rows(); ++i) out.pinned_message_ids.push_back(pins.int64(i, 2));
+  co_return out;
+}
+
+// Appends the events under the event-log lock: seqs are taken from one counter, so they
+// are gapless and in commit order (the lock is held until the events have been handed to
+// the broker, see write()). The lock is taken last of all the locks a write takes, so it
+// cannot be part of a deadlock.
+asio::awaitable<void> append_events(PgConnection& c, TxLog& log,
+                                    const std::vector<NewEvent>& events, Micros now) {
+  if (events.empty()) co_return;
+  if (!log.locked) {
+    co_await c.query(kLockLog);
+    log.locked = true;
+  }
+  auto take = pg_params(static_cast<std::int64_t>(events.size()));
+  auto taken = co_await c.prepared(kTakeSeqs, std::move(take));
+  std::int64_t seq = scalar(taken) - static_cast<std::int64_t>(events.size());
+  for (const auto& e : events) {
+    ++seq;
+    auto params = pg_params(seq, e.chat_id, e.user_id, e.type, e.payload, now);
+    co_await c.prepared(kInsertEvent, std::move(params));
+    log.events.push_back({seq, e.chat_id, e.user_id, e.type, e.payload, now});
+  }
+}
+
+asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t chat_id,
+                                               std::int64_t value) {
+  auto params = pg_params(chat_id, value);
+  auto r = co_await c.prepared(kClampToMessage, std::move(params));
+  co_return scalar(r);
+}
+
+asio::awaitable<WatermarkChange> raise_watermark(PgConnection& c, TxLog& log, const char* raise_sql,
+                                                 const char* read_sql, std::int64_t chat_id,
+                                                 std::int64_t user_id, std::int64_t value,
+                                                 const EventsFor<WatermarkChange>& events) {
+  WatermarkChange change{chat_id, user_id, 0, false};
+  const std::int64_t target = co_await clamp_to_message(c, chat_id, value);
+  auto raise = pg_params(chat_id, user_id, target);
+  auto raised = co_await c.prepared(raise_sql, std::move(raise));
+  change.changed = raised.affected() == 1;
+  auto read = pg_params(chat_id, user_id);
+  auto current = co_await c.prepared(read_sql, std::move(read));
+  change.value = scalar(current);
+  if (change.changed) co_await append_events(c, log, events(change), now_micros());
+  co_return change;
+}
+
+asio::awaitable<void> delete_chat_rows(PgConnection& c, std::int64_t chat_id) {
+  auto hidden = pg_params(chat_id);
+  co_await c.prepared(kDeleteChatHidden, std::move(hidden));
+  auto chat = pg_params(chat_id);
+  co_await c.prepared(kDeleteChat, std::move(chat));
+}
+
+}  // namespace
+
+// ---- the write path ------------------------------------------------------------------------
+
+// BEGIN, the body, COMMIT; then, still holding the event-log lock, the listener hears the
+// committed events and the barrier waits until the broker has passed them on. Only then may
+// the next transaction take seqs: every node hears events in commit order, so a reader's
+// `since` cursor never passes an event it has not been sent.
+asio::awaitable<void> PgChatStore::write(WriteBody body) {
+  for (int attempt = 1;; ++attempt) {
+    auto lease = co_await db_.pool().acquire();
+    TxLog log;
+    std::exception_ptr failure;
+    bool retry = false;
+    bool committed = false;
+    try {
+      co_await lease->query("BEGIN");
+      co_await body(*lease, log);
+      co_await lease->query("COMMIT");
+      committed = true;
+    } catch (const PgError& e) {
+      retry = is_retryable(e) && attempt < 4;
+      failure =
+          is_unavailability(e)
+              ? std::make_exception_ptr(Unavailable("postgres: the database is not available"))
+              : std::current_exception();
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    if (!committed && lease->healthy()) {
+      try {
+        co_await lease->query("ROLLBACK");
+      } catch (const std::exception&) {
+        // A broken connection is dropped by the pool; the server rolled back already.
+      }
+    }
+    if (committed && !log.events.empty()) {
+      if (listener_) listener_(log.events);
+      if (barrier_) co_await barrier_();
+    }
+    if (log.locked && lease->healthy()) {
+      try {
+        co_await lease->query(kUnlockLog);
+      } catch (const std::exception&) {
+        // Losing the connection releases the lock too.
+      }
+    }
+    if (committed) co_return;
+    if (!retry) std::rethrow_exception(failure);
+  }
+}
+
+// ---- reads -------------------------------------------------------------------------------
+
+asio::awaitable<std::optional<ChatRecord>> PgChatStore::find_chat(std::int64_t chat_id) {
+  auto params = pg_params(chat_id);
+  auto r = co_await db_.query(kChatById, std::move(params));
+  co_return first_row(r, read_chat);
+}
+
+asio::awaitable<std::optional<MemberRecord>> PgChatStore::find_member(std::int64_t chat_id,
+                                                                      std::int64_t user_id) {
+  auto params = pg_params(chat_id, user_id);
+  auto r = co_await db_.query(kMember, std::move(params));
+  co_return first_row(r, read_member);
+}
+
+asio::awaitable<std::vector<MemberRecord>> PgChatStore::members(std::int64_t chat_id) {
+  auto params = pg_params(chat_id);
+  auto r = co_await db_.query(kMembers, std::move(params));
+  co_return all_rows<MemberRecord>(r, read_member);
+}
+
+asio::awaitable<std::vector<std::int64_t>> PgChatStore::chat_ids_of(std::int64_t user_id) {
+  auto params = pg_params(user_id);
+  auto r = co_await db_.query(kChatIdsOfUser, std::move(params));
+  co_return all_rows<std::int64_t>(r, [](const PgResult& x, int i) { return x.int64(i, 0); });
+}
+
+asio::awaitable<std::vector<ChatSummary>> PgChatStore::summaries(std::int64_t viewer) {
+  std::vector<ChatSummary> out;
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    out.clear();
+    auto params = pg_params(viewer);
+    auto ids = co_await c.prepared(kMyChatsByActivity, std::move(params));
+    for (int i = 0; i < ids.rows(); ++i) {
+      auto summary = co_await summary_of(c, ids.int64(i, 0), viewer);
+      if (summary) out.push_back(std::move(*summary));
+    }
+  };
+  // One snapshot for the whole list, so counts and last messages agree with each other.
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  co_return out;
+}
+
+asio::awaitable<std::optional<ChatSummary>> PgChatStore::summary(std::int64_t chat_id,
+                                                                 std::int64_t viewer) {
+  std::optional<ChatSummary> out;
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    out = co_await summary_of(c, chat_id, viewer);
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  co_return out;
+}
+
+asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, std::int64_t viewer) {
+  auto params = pg_params(chat_id, viewer);
+  auto r = co_await db_.query(kUnread, std::move(params));
+  co_return std::max<std::int64_t>(0, scalar(r));
+}
+
+asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
+  Watermarks w;
+  auto read_params = pg_params(chat_id);
+  auto read = co_await db_.query(kLowestRead, std::move(read_params));
+  for (int i = 0; i < read.rows(); ++i)
+    w.lowest_read.push_back({read.int64(i, 0), read.int64(i, 1)});
+  auto delivered_params = pg_params(chat_id);
+  auto delivered = co_await db_.query(kLowestDelivered, std::move(delivered_params));
+  for (int i = 0; i < delivered.rows(); ++i)
+    w.lowest_delivered.push_back({delivered.int64(i, 0), delivered.int64(i, 1)});
+  co_return w;
+}
+
+asio::awaitable<HistoryPage> PgChatStore::history(std::int64_t chat_id, std::int64_t viewer,
+                                                  std::optional<std::int64_t> before,
+                                                  std::optional<std::int64_t> after, int limit) {
+  HistoryPage page;
+  const std::int64_t upper = before.value_or(INT64_MAX);
+  PgResult r;
+  if (after) {
+    auto params = pg_params(chat_id, viewer, *after, upper, limit + 1);
+    r = co_await db_.query(kHistoryOldestFirst, std::move(params));
+  } else {
+    auto params = pg_params(chat_id, viewer, upper, limit + 1);
+    r = co_await db_.query(kHistoryNewestFirst, std::move(params));
+  }
+  page.messages = all_rows<MessageRecord>(r, read_message);
+  if (static_cast<int>(page.messages.size()) > limit) {
+    page.has_more = true;
+    page.messages.pop_back();
+  }
+  co_return page;
+}
+
+asio::awaitable<std::optional<MessageRecord>> PgChatStore::find_message(std::int64_t id) {
+  auto params = pg_params(id);
+  auto r = co_await db_.query(kMessageById, std::move(params));
+  co_return first_row(r, read_message);
+}
+
+asio::awaitable<bool> PgChatStore::is_hidden(std::int64_t user_id, std::int64_t chat_id,
+                                             std::int64_t message_id) {
+  auto params = pg_params(user_id, chat_id, message_id);
+  auto r = co_await db_.query(kIsHidden, std::move(params));
+  co_return r.rows() > 0;
+}
+
+asio::awaitable<std::vector<MessageRecord>> PgChatStore::search(std::int64_t viewer,
+                                                                std::vector<std::string> terms,
+                                                                std::optional<std::int64_t> chat_id,
+                                                                int limit) {
+  // Every term must match as a word or a prefix: term1:* & term2:*. Terms are letters and
+  // digits only (chat/search_query), so they cannot carry tsquery operators.
+  std::string query;
+  for (const auto& t : terms) {
+    if (!query.empty()) query += " & ";
+    query += t + ":*";
+  }
+  auto params = pg_params(std::move(query), viewer, chat_id.value_or(0), limit);
+  auto r = co_await db_.query(kSearch, std::move(params));
+  co_return all_rows<MessageRecord>(r, read_message);
+}
+
+asio::awaitable<std::vector<PinRecord>> PgChatStore::pins(std::int64_t chat_id) {
+  auto params = pg_params(chat_id);
+  auto r = co_await db_.query(kPinsOfChat, std::move(params));
+  co_return all_rows<PinRecord>(r, read_pin);
+}
+
+asio::awaitable<std::optional<PinRecord>> PgChatStore::find_pin(std::int64_t pin_id) {
+  auto params = pg_params(pin_id);
+  auto r = co_await db_.query(kPinById, std::move(params));
+  co_return first_row(r, read_pin);
+}
+
+asio::awaitable<Replay> PgChatStore::replay(std::int64_t user_id, std::int64_t since, int limit) {
+  Replay out;
+  // One snapshot: the newest seq and the rows agree. Seqs are taken in commit order under
+  // the event-log lock, so no event can later appear below a seq this snapshot shows.
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    out = Replay{};
+    auto state = co_await c.prepared(kLogState);
+    const std::int64_t pruned = state.rows() > 0 ? state.int64(0, 0) : 0;
+    const std::int64_t newest = state.rows() > 0 ? state.int64(0, 1) : 0;
+    if (since < pruned) {
+      out.resync_required = true;
+      out.last_seq = newest;
+      co_return;
+    }
+    auto params = pg_params(user_id, since, limit + 1);
+    auto rows = co_await c.prepared(kReplay, std::move(params));
+    out.events = all_rows<EventRecord>(rows, read_event);
+    if (static_cast<int>(out.events.size()) > limit) {
+      out.has_more = true;
+      out.events.pop_back();
+    }
+    out.last_seq = out.has_more ? out.events.back().seq : std::max(since, newest);
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  co_return out;
+}
+
+asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
+    std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids, std::int64_t after_seq,
+    int limit) {
+  auto params = pg_params(after_seq, int_array(chat_ids), int_array(user_ids), limit);
+  auto r = co_await db_.query(kEventsSince, std::move(params));
+  co_return all_rows<EventRecord>(r, read_event);
+}
+
+asio::awaitable<std::int64_t> PgChatStore::newest_seq() {
+  auto r = co_await db_.query(kLogState);
+  co_return r.rows() > 0 ? r.int64(0, 1) : 0;
+}
+
+// ---- writes ------------------------------------------------------------------------------
+
+asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<CreatedChat> events) {
+  CreatedChat out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out = CreatedChat{};
+    std::optional<std::string> private_key;
+    if (chat.type == ChatType::private_chat && chat.members.size() == 2) {
+      const auto a = std::min(chat.members[0].first, chat.members[1].first);
+      const auto b = std::max(chat.members[0].first, chat.members[1].first);
+      private_key = std::to_string(a) + ":" + std::to_string(b);
+    }
+    auto insert = pg_params(chat_type_name(chat.type), chat.name, private_key, chat.now);
+    auto inserted = co_await c.prepared(kInsertChat, std::move(insert));
+    if (inserted.rows() == 0) {
+      // The pair has a chat already (perhaps created a moment ago by a concurrent call).
+      auto find = pg_params(*private_key);
+      auto existing = co_await c.prepared(kFindPrivate, std::move(find));
+      out.chat_id = scalar(existing);
+      out.created = false;
+      co_return;
+    }
+    out.chat_id = inserted.int64(0, 0);
+    out.created = true;
+    for (const auto& [user_id, role] : chat.members) {
+      auto member = pg_params(out.chat_id, user_id, role_name(role), chat.now);
+      co_await c.prepared(kInsertMember, std::move(member));
+      out.member_ids.push_back(user_id);
+    }
+    co_await append_events(c, log, events(out), chat.now);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t chat_id,
+                                                                    std::string name,
+                                                                    EventsFor<ChatRecord> events) {
+  std::optional<ChatRecord> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto params = pg_params(chat_id, name);
+    auto renamed = co_await c.prepared(kRenameChat, std::move(params));
+    if (renamed.affected() != 1) co_return;
+    out = co_await chat_by_id(c, chat_id);
+    co_await append_events(c, log, events(*out), now_micros());
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<bool> PgChatStore::delete_chat(std::int64_t chat_id,
+                                               EventsFor<std::vector<MemberRecord>> events) {
+  bool deleted = false;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    deleted = false;
+    auto lock = pg_params(chat_id);
+    auto locked = co_await c.prepared(kLockChat, std::move(lock));
+    if (locked.rows() == 0) co_return;
+    auto members = co_await members_of(c, chat_id);
+    co_await append_events(c, log, events(members), now_micros());
+    co_await delete_chat_rows(c, chat_id);
+    deleted = true;
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return deleted;
+}
+
+asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
+    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+    EventsFor<MemberChange> events) {
+  std::optional<MemberChange> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto params = pg_params(chat_id, user_id, role_name(role), now);
+    auto inserted = co_await c.prepared(kInsertMember, std::move(params));
+    if (inserted.affected() != 1) co_return;  // a member already, or no such chat
+    out = MemberChange{chat_id, user_id, role, std::nullopt};
+    co_await append_events(c, log, events(*out), now);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(std::int64_t chat_id,
+                                                                   std::int64_t user_id, Role role,
+                                                                   EventsFor<MemberChange> events) {
+  std::optional<MemberChange> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto params = pg_params(chat_id, user_id, role_name(role));
+    auto updated = co_await c.prepared(kSetRole, std::move(params));
+    if (updated.affected() != 1) co_return;
+    out = MemberChange{chat_id, user_id, role, std::nullopt};
+    co_await append_events(c, log, events(*out), now_micros());
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_t chat_id,
+                                                                     std::int64_t user_id,
+                                                                     ChooseOwner choose_owner,
+                                                                     EventsFor<Departure> events) {
+  std::optional<Departure> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    // The chat row lock makes departures of one chat take turns: two members leaving at
+    // once cannot both see the other one remaining.
+    auto lock = pg_params(chat_id);
+    auto locked = co_await c.prepared(kLockChat, std::move(lock));
+    if (locked.rows() == 0) co_return;
+    auto members = co_await members_of(c, chat_id);
+    auto leaving =
+        std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
+    if (leaving == members.end()) co_return;
+    const MemberRecord gone = *leaving;
+    members.erase(leaving);
+    Departure d{{chat_id, user_id, gone.role, std::nullopt}, members.empty()};
+    if (d.chat_deleted) {
+      co_await append_events(c, log, events(d), now_micros());
+      co_await delete_chat_rows(c, chat_id);
+    } else {
+      auto remove = pg_params(chat_id, user_id);
+      co_await c.prepared(kRemoveMember, std::move(remove));
+      auto unhide = pg_params(chat_id, user_id);
+      co_await c.prepared(kRemoveMemberHidden, std::move(unhide));
+      d.change.promoted_user_id = choose_owner(gone, members);
+      if (d.change.promoted_user_id) {
+        auto promote = pg_params(chat_id, *d.change.promoted_user_id, role_name(Role::owner));
+        co_await c.prepared(kSetRole, std::move(promote));
+      }
+      co_await append_events(c, log, events(d), now_micros());
+    }
+    out = d;
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
+    NewMessage m, EventsFor<SentMessage> events) {
+  std::optional<SentMessage> out;
+  const std::string words = search_words(m.text);
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    // The chat row first: sends to one chat take turns from here to COMMIT, so ids follow
+    // commit order and a retried client_id finds the first send committed.
+    auto lock = pg_params(m.chat_id);
+    auto locked = co_await c.prepared(kLockChat, std::move(lock));
+    if (locked.rows() == 0) co_return;
+    auto member = co_await member_of(c, m.chat_id, m.sender_id);
+    if (!member) co_return;
+    if (m.client_id) {
+      auto find = pg_params(m.chat_id, m.sender_id, *m.client_id);
+      auto earlier = co_await c.prepared(kMessageByClientId, std::move(find));
+      if (earlier.rows() > 0) {
+        out = SentMessage{read_message(earlier, 0), false};
+        co_return;
+      }
+    }
+    auto bump = pg_params(m.chat_id, m.now);
+    auto bumped = co_await c.prepared(kBumpChat, std::move(bump));
+    const std::int64_t ordinal = scalar(bumped);
+    auto insert = pg_params(m.chat_id, m.sender_id, m.text, m.now, m.forwarded_from, m.client_id,
+                            ordinal, words);
+    auto inserted = co_await c.prepared(kInsertMessage, std::move(insert));
+    const std::int64_t id = scalar(inserted);
+    auto last = pg_params(m.chat_id, id);
+    co_await c.prepared(kSetLastMessage, std::move(last));
+    auto marks = pg_params(m.chat_id, m.sender_id, id);
+    co_await c.prepared(kSenderWatermarks, std::move(marks));
+    auto stored = co_await message_by_id(c, id);
+    out = SentMessage{*stored, true};
+    co_await append_events(c, log, events(*out), m.now);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
+    std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
+  std::optional<MessageRecord> out;
+  const std::string words = search_words(text);
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto params = pg_params(id, text, now, words);
+    auto edited = co_await c.prepared(kEditMessage, std::move(params));
+    if (edited.affected() != 1) co_return;
+    out = co_await message_by_id(c, id);
+    co_await append_events(c, log, events(*out), now);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
+    std::int64_t id, EventsFor<MessageRecord> events) {
+  std::optional<MessageRecord> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto params = pg_params(id);
+    auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
+    if (deleted.affected() != 1) co_return;
+    out = co_await message_by_id(c, id);
+    co_await append_events(c, log, events(*out), now_micros());
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const MessageRecord& message,
+                                                EventsFor<MessageRecord> events) {
+  bool hidden = false;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    auto params = pg_params(user_id, message.chat_id, message.id);
+    auto inserted = co_await c.prepared(kHideMessage, std::move(params));
+    hidden = inserted.affected() == 1;
+    if (hidden) co_await append_events(c, log, events(message), now_micros());
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return hidden;
+}
+
+asio::awaitable<WatermarkChange> PgChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,
+                                                        std::int64_t value,
+                                                        EventsFor<WatermarkChange> events) {
+  WatermarkChange out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out = co_await raise_watermark(c, log, kRaiseRead, kReadWatermark, chat_id, user_id, value,
+                                   events);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<WatermarkChange> PgChatStore::mark_delivered(std::int64_t chat_id,
+                                                             std::int64_t user_id,
+                                                             std::int64_t value,
+                                                             EventsFor<WatermarkChange> events) {
+  WatermarkChange out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out = co_await raise_watermark(c, log, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id,
+                                   value, events);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<DeliveredBatch> PgChatStore::mark_delivered_many(
+    std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> values,
+    EventsFor<DeliveredBatch> events) {
+  DeliveredBatch out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out = DeliveredBatch{};
+    out.chat_id = chat_id;
+    auto count_params = pg_params(chat_id);
+    auto count = co_await c.prepared(kMemberCount, std::move(count_params));
+    out.member_count = scalar(count);
+    auto before_params = pg_params(chat_id);
+    auto before = co_await c.prepared(kLowestDeliveredValue, std::move(before_params));
+    out.lowest_before = scalar(before);
+    for (const auto& [user_id, value] : values) {
+      const std::int64_t target = co_await clamp_to_message(c, chat_id, value);
+      auto raise = pg_params(chat_id, user_id, target);
+      auto raised = co_await c.prepared(kRaiseDelivered, std::move(raise));
+      if (raised.affected() == 1) out.changes.push_back({chat_id, user_id, target, true});
+    }
+    auto after_params = pg_params(chat_id);
+    auto after = co_await c.prepared(kLowestDeliveredValue, std::move(after_params));
+    out.lowest_after = scalar(after);
+    if (!out.changes.empty()) co_await append_events(c, log, events(out), now_micros());
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<std::pair<PinRecord, bool>> PgChatStore::pin(std::int64_t chat_id,
+                                                             std::int64_t message_id,
+                                                             std::int64_t user_id, Micros now,
+                                                             EventsFor<PinRecord> events) {
+  std::pair<PinRecord, bool> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    auto insert = pg_params(chat_id, message_id, user_id, now);
+    auto inserted = co_await c.prepared(kInsertPin, std::move(insert));
+    const bool created = inserted.affected() == 1;
+    auto find = pg_params(chat_id, message_id);
+    auto found = co_await c.prepared(kPinByMessage, std::move(find));
+    out = {found.rows() > 0 ? read_pin(found, 0) : PinRecord{}, created};
+    if (created) co_await append_events(c, log, events(out.first), now);
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return out;
+}
+
+asio::awaitable<bool> PgChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecord> events) {
+  bool removed = false;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    removed = false;
+    auto find = pg_params(pin_id);
+    auto found = co_await c.prepared(kPinById, std::move(find));
+    if (found.rows() == 0) co_return;
+    const PinRecord pin = read_pin(found, 0);
+    auto del = pg_params(pin_id);
+    auto deleted = co_await c.prepared(kDeletePin, std::move(del));
+    if (deleted.affected() != 1) co_return;  // a concurrent unpin won
+    co_await append_events(c, log, events(pin), now_micros());
+    removed = true;
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return removed;
+}
+
+asio::awaitable<std::int64_t> PgChatStore::prune_events(Micros before) {
+  std::int64_t pruned = 0;
+  auto body = [&](PgConnection& c, TxLog&) -> asio::awaitable<void> {
+    auto upto_params = pg_params(before);
+    auto upto = co_await c.prepared(kPruneEventsUpTo, std::move(upto_params));
+    const std::int64_t through = scalar(upto);
+    pruned = 0;
+    if (through > 0) {
+      auto del = pg_params(through);
+      auto deleted = co_await c.prepared(kDeleteEventsUpTo, std::move(del));
+      pruned = deleted.affected();
+      auto mark = pg_params(through);
+      co_await c.prepared(kSetPrunedThrough, std::move(mark));
+    }
+  };
+  WriteBody fn = body;
+  co_await write(std::move(fn));
+  co_return pruned;
+}
+
+}  // namespace chat::store::postgres

@@ -1,0 +1,102 @@
+#pragma once
+
+#include <functional>
+
+#include "store/chat_store.hpp"
+
+namespace chat::store::postgres {
+
+class PgDatabase;
+struct TxLog;
+class PgConnection;
+
+class PgChatStore final : public ChatStore {
+ public:
+  explicit PgChatStore(PgDatabase& db) : db_(db) {}
+
+  void set_commit_listener(CommitListener listener) override { listener_ = std::move(listener); }
+  void set_publish_barrier(PublishBarrier barrier) override { barrier_ = std::move(barrier); }
+
+  boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) override;
+  boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
+                                                                  std::int64_t user_id) override;
+  boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) override;
+  boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) override;
+  boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) override;
+  boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
+                                                             std::int64_t viewer_id) override;
+  boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,
+                                                    std::int64_t viewer_id) override;
+  boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;
+  boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
+                                              std::optional<std::int64_t> before,
+                                              std::optional<std::int64_t> after,
+                                              int limit) override;
+  boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
+  boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
+                                         std::int64_t message_id) override;
+  boost::asio::awaitable<std::vector<MessageRecord>> search(std::int64_t viewer_id,
+                                                            std::vector<std::string> terms,
+                                                            std::optional<std::int64_t> chat_id,
+                                                            int limit) override;
+  boost::asio::awaitable<std::vector<PinRecord>> pins(std::int64_t chat_id) override;
+  boost::asio::awaitable<std::optional<PinRecord>> find_pin(std::int64_t pin_id) override;
+  boost::asio::awaitable<Replay> replay(std::int64_t user_id, std::int64_t since,
+                                        int limit) override;
+  boost::asio::awaitable<std::vector<EventRecord>> events_since(std::vector<std::int64_t> chat_ids,
+                                                                std::vector<std::int64_t> user_ids,
+                                                                std::int64_t after_seq,
+                                                                int limit) override;
+  boost::asio::awaitable<std::int64_t> newest_seq() override;
+
+  boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
+                                                  EventsFor<CreatedChat> events) override;
+  boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
+      std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) override;
+  boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
+                                           EventsFor<std::vector<MemberRecord>> events) override;
+  boost::asio::awaitable<std::optional<MemberChange>> add_member(
+      std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+      EventsFor<MemberChange> events) override;
+  boost::asio::awaitable<std::optional<MemberChange>> set_role(
+      std::int64_t chat_id, std::int64_t user_id, Role role,
+      EventsFor<MemberChange> events) override;
+  boost::asio::awaitable<std::optional<Departure>> remove_member(
+      std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
+      EventsFor<Departure> events) override;
+  boost::asio::awaitable<std::optional<SentMessage>> send_message(
+      NewMessage message, EventsFor<SentMessage> events) override;
+  boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
+      std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) override;
+  boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
+      std::int64_t id, EventsFor<MessageRecord> events) override;
+  boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
+                                            EventsFor<MessageRecord> events) override;
+  boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
+                                                    std::int64_t value,
+                                                    EventsFor<WatermarkChange> events) override;
+  boost::asio::awaitable<WatermarkChange> mark_delivered(
+      std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
+      EventsFor<WatermarkChange> events) override;
+  boost::asio::awaitable<DeliveredBatch> mark_delivered_many(
+      std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
+      EventsFor<DeliveredBatch> events) override;
+  boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
+                                                         std::int64_t message_id,
+                                                         std::int64_t user_id, Micros now,
+                                                         EventsFor<PinRecord> events) override;
+  boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) override;
+  boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
+
+ private:
+  using WriteBody = std::function<boost::asio::awaitable<void>(PgConnection&, TxLog&)>;
+  // Runs a write transaction; after it commits, tells the listener what it logged and
+  // waits for the barrier while still holding the event-log lock (see the .cpp).
+  boost::asio::awaitable<void> write(WriteBody body);
+
+  PgDatabase& db_;
+  CommitListener listener_;
+  PublishBarrier barrier_;
+};
+
+}  // namespace chat::store::postgres

@@ -1,0 +1,80 @@
+// The PostgreSQL side of a store call: borrow a pooled connection, run one statement or a
+// transaction on it, give it back. Transactions that lose a deadlock or a serialization
+// race are run again; a lost server becomes store::Unavailable (503), never a crash.
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "store/postgres/pg_connection.hpp"
+
+namespace chat::store::postgres {
+
+class PgPool;
+
+// Parameters as libpq's text format.
+inline std::optional<std::string> pg_param(std::int64_t v) {
+  return std::to_string(v);
+}
+inline std::optional<std::string> pg_param(int v) {
+  return std::to_string(v);
+}
+inline std::optional<std::string> pg_param(bool v) {
+  return std::string(v ? "t" : "f");
+}
+inline std::optional<std::string> pg_param(std::string v) {
+  return v;
+}
+inline std::optional<std::string> pg_param(const char* v) {
+  return std::string(v);
+}
+inline std::optional<std::string> pg_param(std::optional<std::int64_t> v) {
+  return v ? std::optional<std::string>(std::to_string(*v)) : std::nullopt;
+}
+inline std::optional<std::string> pg_param(std::optional<bool> v) {
+  return v ? pg_param(*v) : std::nullopt;
+}
+inline std::optional<std::string> pg_param(std::optional<std::string> v) {
+  return v;
+}
+
+template <class... A>
+PgParams pg_params(A&&... args) {
+  PgParams p;
+  p.reserve(sizeof...(A));
+  (p.push_back(pg_param(std::forward<A>(args))), ...);
+  return p;
+}
+
+std::optional<std::int64_t> optional_int64(const PgResult& r, int row, int col);
+
+class PgDatabase {
+ public:
+  explicit PgDatabase(std::shared_ptr<PgPool> pool) : pool_(std::move(pool)) {}
+
+  // One prepared statement in its own implicit transaction.
+  boost::asio::awaitable<PgResult> query(const char* sql, PgParams params = {});
+
+  // Runs `body` between BEGIN (or `begin`) and COMMIT on one connection; rolls back when it
+  // throws. Retried up to three times on deadlock or serialization failure, so `body`
+  // must start from scratch each time (reset what it fills in).
+  using Body = std::function<boost::asio::awaitable<void>(PgConnection&)>;
+  boost::asio::awaitable<void> transaction(Body body, const char* begin = "BEGIN");
+
+  [[nodiscard]] PgPool& pool() { return *pool_; }
+
+ private:
+  std::shared_ptr<PgPool> pool_;
+};
+
+// True for errors that mean "the server is not there right now" rather than a bad query:
+// connection failures, shutdown in progress, too many connections.
+bool is_unavailability(const PgError& e);
+// Deadlock or serialization failure: the transaction may simply be run again.
+bool is_retryable(const PgError& e);
+
+}  // namespace chat::store::postgres

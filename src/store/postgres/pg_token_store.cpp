@@ -1,0 +1,79 @@
+#include "store/postgres/pg_token_store.hpp"
+
+#include "store/postgres/pg_database.hpp"
+
+namespace chat::store::postgres {
+namespace {
+
+constexpr const char* kInsertToken =
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds) "
+    "VALUES ($1, $2, $3, $4)";
+constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = $1";
+// The state before the call, in one statement: the row lock of the UPDATE makes two
+// concurrent revocations see `active` once.
+constexpr const char* kRevokeToken =
+    "WITH before AS (SELECT jti, revoked_at FROM refresh_tokens WHERE jti = $1 FOR UPDATE), "
+    "changed AS (UPDATE refresh_tokens t SET revoked_at = $2 FROM before b "
+    "WHERE t.jti = b.jti AND b.revoked_at IS NULL RETURNING t.jti) "
+    "SELECT (SELECT count(*) FROM before), (SELECT count(*) FROM changed)";
+constexpr const char* kRevokeIfActive =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
+constexpr const char* kRevokeUserTokens =
+    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < $1";
+
+PgParams token_params(const RefreshTokenRecord& t) {
+  return pg_params(t.jti, t.user_id, t.issued_at, t.expires_at);
+}
+
+}  // namespace
+
+boost::asio::awaitable<void> PgRefreshTokenStore::record(RefreshTokenRecord token) {
+  auto params = token_params(token);
+  co_await db_.query(kInsertToken, std::move(params));
+}
+
+boost::asio::awaitable<TokenState> PgRefreshTokenStore::state(std::string jti) {
+  auto params = pg_params(std::move(jti));
+  auto r = co_await db_.query(kTokenState, std::move(params));
+  if (r.rows() == 0) co_return TokenState::unknown;
+  co_return r.is_null(0, 0) ? TokenState::active : TokenState::revoked;
+}
+
+boost::asio::awaitable<TokenState> PgRefreshTokenStore::revoke(std::string jti, Micros now) {
+  auto params = pg_params(std::move(jti), now);
+  auto r = co_await db_.query(kRevokeToken, std::move(params));
+  if (r.int64(0, 0) == 0) co_return TokenState::unknown;
+  co_return r.int64(0, 1) == 1 ? TokenState::active : TokenState::revoked;
+}
+
+boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
+                                                         RefreshTokenRecord next, Micros now) {
+  bool rotated = false;
+  auto body = [&](PgConnection& c) -> boost::asio::awaitable<void> {
+    rotated = false;
+    auto revoke = pg_params(old_jti, now);
+    auto revoked = co_await c.prepared(kRevokeIfActive, std::move(revoke));
+    if (revoked.affected() != 1) co_return;
+    auto insert = token_params(next);
+    co_await c.prepared(kInsertToken, std::move(insert));
+    rotated = true;
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn));
+  co_return rotated;
+}
+
+boost::asio::awaitable<void> PgRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
+                                                                      Micros now) {
+  auto params = pg_params(user_id, now);
+  co_await db_.query(kRevokeUserTokens, std::move(params));
+}
+
+boost::asio::awaitable<std::int64_t> PgRefreshTokenStore::prune_expired(std::int64_t now_seconds) {
+  auto params = pg_params(now_seconds);
+  auto r = co_await db_.query(kPruneTokens, std::move(params));
+  co_return r.affected();
+}
+
+}  // namespace chat::store::postgres

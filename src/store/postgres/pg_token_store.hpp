@@ -1,0 +1,25 @@
+#pragma once
+
+#include "store/token_store.hpp"
+
+namespace chat::store::postgres {
+
+class PgDatabase;
+
+class PgRefreshTokenStore final : public RefreshTokenStore {
+ public:
+  explicit PgRefreshTokenStore(PgDatabase& db) : db_(db) {}
+
+  boost::asio::awaitable<void> record(RefreshTokenRecord token) override;
+  boost::asio::awaitable<TokenState> state(std::string jti) override;
+  boost::asio::awaitable<TokenState> revoke(std::string jti, Micros now) override;
+  boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
+                                      Micros now) override;
+  boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) override;
+  boost::asio::awaitable<std::int64_t> prune_expired(std::int64_t now_seconds) override;
+
+ private:
+  PgDatabase& db_;
+};
+
+}  // namespace chat::store::postgres

@@ -1,0 +1,27 @@
+#pragma once
+
+#include "store/user_store.hpp"
+
+namespace chat::store::postgres {
+
+class PgDatabase;
+
+class PgUserStore final : public UserStore {
+ public:
+  explicit PgUserStore(PgDatabase& db) : db_(db) {}
+
+  boost::asio::awaitable<std::optional<UserRecord>> find_by_id(std::int64_t id) override;
+  boost::asio::awaitable<std::optional<UserRecord>> find_by_username_key(
+      std::string username_key) override;
+  boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) override;
+  boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
+                                                           UserChanges changes) override;
+  boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) override;
+  boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
+                                               std::int64_t offset) override;
+
+ private:
+  PgDatabase& db_;
+};
+
+}  // namespace chat::store::postgres
