@@ -1,16 +1,26 @@
-// The Store contract, run against every backend the build has (SQLite now; the PostgreSQL
-// store joins the same suite). Each test gets a fresh database.
+// The Store contract, run against both backends: SQLite, and PostgreSQL when CHATD_TEST_PG
+// names a server (`make test` starts one). Each test gets a fresh database.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <boost/asio/detached.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <functional>
+#include <mutex>
+#include <set>
 
 #include "config/settings.hpp"
+#include "store/postgres/pg_connection.hpp"
+#include "store/postgres/pg_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
 
 using namespace chat;
@@ -19,8 +29,8 @@ using namespace chat::store;
 namespace {
 
 template <class T>
-T run(boost::asio::awaitable<T> a) {
-  boost::asio::io_context io;
+T run_on(boost::asio::io_context& io, boost::asio::awaitable<T> a) {
+  io.restart();
   auto f = boost::asio::co_spawn(io, std::move(a), boost::asio::use_future);
   io.run();
   return f.get();
@@ -28,20 +38,62 @@ T run(boost::asio::awaitable<T> a) {
 
 struct Backend {
   std::string name;
-  std::function<std::unique_ptr<Store>(const std::string& scratch)> open;
+  // Opens a fresh store whose scratch space is `scratch` (a folder, or a database name).
+  std::function<std::unique_ptr<Store>(const std::string& scratch,
+                                       boost::asio::any_io_executor executor)>
+      open;
+  std::function<void(const std::string& scratch)> drop;
 };
+
+// Runs one statement on the test server's `chat` database (to create and drop databases).
+void pg_admin(const std::string& sql) {
+  boost::asio::io_context io;
+  auto task = [&]() -> boost::asio::awaitable<void> {
+    auto conn =
+        co_await postgres::PgConnection::connect(io.get_executor(), std::getenv("CHATD_TEST_PG"));
+    co_await conn->script(sql);
+  };
+  run_on(io, task());
+}
+
+std::string db_name(const std::string& scratch) {
+  std::string suffix = std::filesystem::path(scratch).filename().string().substr(12);
+  std::replace(suffix.begin(), suffix.end(), '-', '_');
+  return "contract_" + suffix;
+}
 
 void PrintTo(const Backend& b, std::ostream* os) {
   *os << b.name;
 }
 
 std::vector<Backend> backends() {
-  return {{"sqlite", [](const std::string& scratch) {
-             config::DatabaseSettings s;
-             s.sqlite_path = scratch + "/db.sqlite3";
-             s.read_connections = 2;
-             return sqlite::open_store(s);
-           }}};
+  std::vector<Backend> out;
+  out.push_back({"sqlite",
+                 [](const std::string& scratch, boost::asio::any_io_executor) {
+                   config::DatabaseSettings s;
+                   s.sqlite_path = scratch + "/db.sqlite3";
+                   s.read_connections = 2;
+                   return sqlite::open_store(s);
+                 },
+                 [](const std::string&) {}});
+  if (std::getenv("CHATD_TEST_PG_PORT") != nullptr) {
+    out.push_back({"postgres",
+                   [](const std::string& scratch, boost::asio::any_io_executor ex) {
+                     pg_admin("CREATE DATABASE " + db_name(scratch));
+                     config::DatabaseSettings s;
+                     s.host = "127.0.0.1";
+                     s.port = std::atoi(std::getenv("CHATD_TEST_PG_PORT"));
+                     s.name = db_name(scratch);
+                     s.user = "chat";
+                     s.password = "chat";
+                     s.pool_size = 4;
+                     return postgres::open_store(s, std::move(ex));
+                   },
+                   [](const std::string& scratch) {
+                     pg_admin("DROP DATABASE IF EXISTS " + db_name(scratch) + " WITH (FORCE)");
+                   }});
+  }
+  return out;
 }
 
 class StoreContract : public ::testing::TestWithParam<Backend> {
@@ -50,12 +102,18 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     scratch_ = std::filesystem::temp_directory_path() /
                ("chatd-store-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     std::filesystem::create_directories(scratch_);
-    store_ = GetParam().open(scratch_.string());
+    store_ = GetParam().open(scratch_.string(), io_.get_executor());
     store_->migrate();
   }
   void TearDown() override {
     store_.reset();
+    GetParam().drop(scratch_.string());
     std::filesystem::remove_all(scratch_);
+  }
+
+  template <class T>
+  T run(boost::asio::awaitable<T> a) {
+    return run_on(io_, std::move(a));
   }
 
   UserRecord make_user(const std::string& name) {
@@ -66,6 +124,7 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
   }
 
   static inline int counter_ = 0;
+  boost::asio::io_context io_;
   std::filesystem::path scratch_;
   std::unique_ptr<Store> store_;
 };
@@ -229,6 +288,136 @@ TEST_P(StoreContract, ReplayAndPruning) {
   EXPECT_EQ(run(chats.prune_events(now_micros() + 1'000'000)), 1);
   EXPECT_TRUE(run(chats.replay(bob.id, 0, 10)).resync_required);
   EXPECT_FALSE(run(chats.replay(bob.id, replay.last_seq, 10)).resync_required);
+}
+
+TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  std::vector<std::int64_t> ids;
+  for (const char* text :
+       {"Привет, МИР! Как дела?", "Hello World, how are you", "ёлка и Ёж", "mixed Привет world"}) {
+    auto sent = run(chats.send_message(
+        {created.chat_id, ann.id, text, std::nullopt, std::nullopt, 20}, on_send));
+    ids.push_back(sent->message.id);
+  }
+  auto ids_of = [](const std::vector<MessageRecord>& found) {
+    std::vector<std::int64_t> out;
+    for (const auto& m : found) out.push_back(m.id);
+    return out;
+  };
+  // Terms come lower-cased from chat/search_query; the text's case must not matter.
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"мир"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[0]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"прив"}, std::nullopt, 10))),
+            (std::vector<std::int64_t>{ids[3], ids[0]}));  // prefix, newest first
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"world", "прив"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[3]});  // every term must match
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ёж"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[2]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"hel"}, created.chat_id, 10))),
+            std::vector<std::int64_t>{ids[1]});
+  EXPECT_TRUE(run(chats.search(ann.id, {"orld"}, std::nullopt, 10)).empty());  // not infix
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.edit_message(ids[1], "Goodbye moon", 30, none)));
+  EXPECT_TRUE(run(chats.search(ann.id, {"hello"}, std::nullopt, 10)).empty());
+  EXPECT_EQ(run(chats.search(ann.id, {"moon"}, std::nullopt, 10)).size(), 1U);
+  auto bob = make_user("bob");
+  EXPECT_TRUE(run(chats.search(bob.id, {"moon"}, std::nullopt, 10)).empty());  // not his chat
+}
+
+// Many sends at once, several with the same client_id: one message per client_id, ids in
+// the order the events were committed, seqs handed to the listener gapless and in order.
+TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  std::mutex mutex;
+  std::vector<EventRecord> heard;
+  chats.set_commit_listener([&](const std::vector<EventRecord>& events) {
+    std::lock_guard lock(mutex);
+    heard.insert(heard.end(), events.begin(), events.end());
+  });
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  constexpr int kSends = 40;
+  std::vector<std::optional<SentMessage>> results(kSends);
+  // Parameters, unlike a lambda's captures, live in the coroutine frame.
+  auto send_one = [](ChatStore& store, NewMessage m, std::optional<SentMessage>& slot,
+                     std::atomic<int>& done) -> boost::asio::awaitable<void> {
+    EventsFor<SentMessage> events = [](const SentMessage& s) {
+      return std::vector<NewEvent>{NewEvent{s.message.chat_id, std::nullopt, "message",
+                                            "{\"id\":" + std::to_string(s.message.id) + "}"}};
+    };
+    slot = co_await store.send_message(std::move(m), std::move(events));
+    ++done;
+  };
+  std::atomic<int> done = 0;
+  auto task = [&]() -> boost::asio::awaitable<void> {
+    auto ex = co_await boost::asio::this_coro::executor;
+    for (int i = 0; i < kSends; ++i) {
+      NewMessage m{created.chat_id,
+                   i % 2 == 0 ? ann.id : bob.id,
+                   "text " + std::to_string(i),
+                   "cid-" + std::to_string(i % 10),
+                   std::nullopt,
+                   100 + i};
+      boost::asio::co_spawn(ex, send_one(chats, std::move(m), results[i], done),
+                            boost::asio::detached);
+    }
+    boost::asio::steady_timer t(ex);
+    while (done < kSends) {
+      t.expires_after(std::chrono::milliseconds(5));
+      co_await t.async_wait(boost::asio::use_awaitable);
+    }
+  };
+  run(task());
+  std::set<std::int64_t> distinct;
+  for (int i = 0; i < kSends; ++i) {
+    ASSERT_TRUE(results[i]) << i;
+    distinct.insert(results[i]->message.id);
+    // The same sender and client_id always get the same message.
+    EXPECT_EQ(results[i]->message.id, results[i % 10]->message.id) << i;
+  }
+  EXPECT_EQ(distinct.size(), 10U);  // one per (sender, client_id)
+  std::lock_guard lock(mutex);
+  ASSERT_EQ(heard.size(), 11U);  // chat_created + one per stored message
+  std::vector<std::int64_t> message_ids;
+  for (std::size_t i = 1; i < heard.size(); ++i) {
+    EXPECT_GT(heard[i].seq, heard[i - 1].seq);
+    message_ids.push_back(std::stoll(heard[i].payload.substr(6)));
+  }
+  EXPECT_TRUE(std::is_sorted(message_ids.begin(), message_ids.end()));
+  auto replay = run(chats.replay(bob.id, 0, 100));
+  EXPECT_EQ(replay.events.size(), 11U);
+  EXPECT_EQ(run(chats.newest_seq()), heard.back().seq);
+}
+
+TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto& chats = store_->chats();
+  auto make = [&](std::int64_t a, std::int64_t b) {
+    NewChat chat{ChatType::private_chat, "", {{a, Role::member}, {b, Role::member}}, 10};
+    return run(chats.create_chat(
+        chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  };
+  const auto start = run(chats.newest_seq());
+  auto ab = make(ann.id, bob.id);
+  auto bc = make(bob.id, cat.id);
+  auto by_chat = run(chats.events_since({ab.chat_id}, {}, start, 10));
+  ASSERT_EQ(by_chat.size(), 1U);
+  EXPECT_EQ(by_chat[0].chat_id, ab.chat_id);
+  auto by_user = run(chats.events_since({}, {cat.id}, start, 10));  // cat's chats
+  ASSERT_EQ(by_user.size(), 1U);
+  EXPECT_EQ(by_user[0].chat_id, bc.chat_id);
+  EXPECT_EQ(run(chats.events_since({ab.chat_id}, {cat.id}, start, 10)).size(), 2U);
+  EXPECT_TRUE(run(chats.events_since({ab.chat_id, bc.chat_id}, {}, by_user[0].seq, 10)).empty());
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::ValuesIn(backends()),
