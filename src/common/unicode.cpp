@@ -151,4 +151,39 @@ std::string_view trim(std::string_view utf8) {
   return utf8.substr(begin_bytes, end_bytes - begin_bytes);
 }
 
+// Base letters of U+00C0..U+017F, one character each; '.' keeps the letter (Æ, Ø, ß, Œ...:
+// not a letter with an accent).
+constexpr std::string_view kLatinBase =
+    "AAAAAA.CEEEEIIII.NOOOOO..UUUUY..aaaaaa.ceeeeiiii.nooooo..uuuuy.y"
+    "AaAaAaCcCcCcCcDdDdEeEeEeEeEeGgGgGgGgHhHhIiIiIiIiIi..JjKk.LlLlLlL"
+    "lLlNnNnNnn..OoOoOo..RrRrRrSsSsSsSsTtTtTtUuUuUuUuUuUuWwYyYZzZzZz.";
+
+char32_t without_diacritic(char32_t cp) {
+  if (cp >= 0xC0 && cp < 0xC0 + kLatinBase.size()) {
+    const char base = kLatinBase[cp - 0xC0];
+    return base == '.' ? cp : static_cast<char32_t>(base);
+  }
+  switch (cp) {
+    case 0x0401:
+      return 0x0415;  // Ё -> Е
+    case 0x0451:
+      return 0x0435;  // ё -> е
+    case 0x0419:
+      return 0x0418;  // Й -> И
+    case 0x0439:
+      return 0x0438;  // й -> и
+    default:
+      return cp;
+  }
+}
+
+std::string without_diacritics(std::string_view utf8) {
+  auto cps = decode(utf8);
+  if (!cps) return std::string(utf8);
+  std::string out;
+  out.reserve(utf8.size());
+  for (char32_t cp : *cps) append_utf8(out, without_diacritic(cp));
+  return out;
+}
+
 }  // namespace chat::unicode

@@ -26,6 +26,11 @@ std::string to_lower(std::string_view utf8);
 bool is_alnum(char32_t cp);
 bool is_space(char32_t cp);
 
+// The letter without its accent, as SQLite's unicode61 tokenizer folds it for search: Latin
+// letters of U+00C0..U+017F ("é" -> "e"), and Cyrillic "ё"/"й" -> "е"/"и". Others unchanged.
+char32_t without_diacritic(char32_t cp);
+std::string without_diacritics(std::string_view utf8);
+
 // Python's str.strip(): removes Unicode whitespace at both ends.
 std::string_view trim(std::string_view utf8);
 

@@ -31,3 +31,10 @@ TEST(Unicode, TrimsUnicodeWhitespace) {
   EXPECT_EQ(unicode::trim("\u3000name\u2003"), "name");
   EXPECT_EQ(unicode::trim("   "), "");
 }
+
+TEST(Unicode, DiacriticsAreFoldedLikeTheSearchIndex) {
+  EXPECT_EQ(unicode::without_diacritics("Crème brûlée"), "Creme brulee");
+  EXPECT_EQ(unicode::without_diacritics("Łódź, Škoda, Ærø"), "Lodz, Skoda, Ærø");
+  EXPECT_EQ(unicode::without_diacritics("ёлка й Ёж"), "елка и Еж");
+  EXPECT_EQ(unicode::without_diacritics("Привет, world"), "Привет, world");
+}

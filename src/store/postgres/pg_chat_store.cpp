@@ -278,7 +278,8 @@ std::int64_t scalar(const PgResult& r) {
 
 // The words of a message as the search index holds them: runs of letters and digits,
 // lower-cased by the server's own Unicode tables (chat/search_query cuts the user's query
-// the same way), so matching does not depend on the database's locale.
+// the same way) and without accents ("crème" -> "creme"), like SQLite's unicode61, so
+// matching does not depend on the database's locale.
 std::string search_words(std::string_view text) {
   std::string out;
   auto cps = unicode::decode(text);
@@ -287,7 +288,7 @@ std::string search_words(std::string_view text) {
   auto flush = [&] {
     if (word.empty()) return;
     if (!out.empty()) out += ' ';
-    out += unicode::to_lower(word);
+    out += unicode::without_diacritics(unicode::to_lower(word));
     word.clear();
   };
   for (char32_t cp : *cps) {
@@ -586,7 +587,7 @@ asio::awaitable<std::vector<MessageRecord>> PgChatStore::search(std::int64_t vie
   std::string query;
   for (const auto& t : terms) {
     if (!query.empty()) query += " & ";
-    query += t + ":*";
+    query += unicode::without_diacritics(t) + ":*";
   }
   auto params = pg_params(std::move(query), viewer, chat_id.value_or(0), limit);
   auto r = co_await db_.query(kSearch, std::move(params));
