@@ -12,7 +12,7 @@ build_packages=(
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-pytest python3-requests python3-websockets
-  sqlite3 postgresql redis-server
+  sqlite3 postgresql redis-server nginx
 )
 
 packages=("${build_packages[@]}")

@@ -1,12 +1,25 @@
 """Fixtures that start a real chatd process on a free loopback port and talk to it over
-real sockets. Every server gets its own temporary SQLite file."""
+real sockets.
+
+The same tests run on both storage configurations, chosen by CHATD_TEST_BACKEND (or the
+--backend option):
+  sqlite    (default) every server gets its own temporary SQLite file and the in-process
+            broker;
+  postgres  every server (or group of nodes, see `Cluster`) gets a fresh PostgreSQL
+            database and a Redis key prefix of its own, on the services that
+            scripts/test-services.sh starts (CHATD_TEST_PG_PORT, CHATD_TEST_REDIS_PORT).
+Tests marked `sqlite_only` are about the SQLite file itself; tests marked
+`postgres_only` (several nodes, nginx) need PostgreSQL and Redis."""
 import base64
+import csv
 import hashlib
 import hmac
+import io
 import json
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import tempfile
 import time
@@ -18,6 +31,42 @@ import requests
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 CHATD = os.path.abspath(os.environ.get("CHATD_BIN", os.path.join(ROOT, "build", "release", "chatd")))
 SECRET_KEY = "test-secret-key-" + "x1y2z3" * 10  # 76 characters, strong enough for DEBUG=0
+BACKENDS = ("sqlite", "postgres")
+# Replaced by --backend in pytest_configure; read at run time as conftest.BACKEND.
+BACKEND = os.environ.get("CHATD_TEST_BACKEND", "sqlite")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--backend", choices=BACKENDS, default=None,
+                     help="storage configuration of the chatd under test "
+                          "(default: $CHATD_TEST_BACKEND, else sqlite)")
+
+
+def pytest_configure(config):
+    global BACKEND
+    BACKEND = config.getoption("--backend") or os.environ.get("CHATD_TEST_BACKEND") or "sqlite"
+    if BACKEND not in BACKENDS:
+        raise pytest.UsageError(f"CHATD_TEST_BACKEND must be one of {BACKENDS}, not {BACKEND!r}")
+    if BACKEND == "postgres":
+        missing = [v for v in ("CHATD_TEST_PG_PORT", "CHATD_TEST_REDIS_PORT") if not os.environ.get(v)]
+        if missing:
+            raise pytest.UsageError(
+                f"CHATD_TEST_BACKEND=postgres needs {', '.join(missing)}: start the services with "
+                "scripts/test-services.sh start DIR and source DIR/services.env")
+    config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself; skipped on PostgreSQL")
+    config.addinivalue_line("markers", "postgres_only: needs PostgreSQL and Redis (several nodes)")
+
+
+def pytest_report_header(config):
+    return f"chatd: {CHATD}, backend: {BACKEND}"
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if BACKEND == "postgres" and item.get_closest_marker("sqlite_only"):
+            item.add_marker(pytest.mark.skip(reason="SQLite only (CHATD_TEST_BACKEND=postgres)"))
+        if BACKEND != "postgres" and item.get_closest_marker("postgres_only"):
+            item.add_marker(pytest.mark.skip(reason="needs CHATD_TEST_BACKEND=postgres"))
 
 
 def free_port():
@@ -26,25 +75,146 @@ def free_port():
         return s.getsockname()[1]
 
 
-class Server:
-    """A chatd process. `env` overrides the defaults below."""
+# ---- databases ------------------------------------------------------------------------------
 
-    def __init__(self, workdir=None, **env):
+def _conninfo():
+    """The CHATD_TEST_PG libpq key=value string as a dict (defaults: the role `chat`)."""
+    info = {"host": "127.0.0.1", "user": "chat", "password": "chat"}
+    for part in os.environ.get("CHATD_TEST_PG", "").split():
+        k, _, v = part.partition("=")
+        info[k] = v
+    if os.environ.get("CHATD_TEST_PG_PORT"):
+        info["port"] = os.environ["CHATD_TEST_PG_PORT"]
+    return info
+
+
+def psql(sql, dbname="postgres", timeout=60, check=True):
+    """Runs SQL statements (a string or a list, each its own transaction) with psql as the
+    test role; returns the rows of the last one (CSV-decoded strings, NULL as "\\N")."""
+    info = _conninfo()
+    cmd = ["psql", "-X", "-q", "--csv", "-t", "-P", "null=\\N", "-v", "ON_ERROR_STOP=1",
+           "-h", info["host"], "-p", str(info["port"]), "-U", info["user"], "-d", dbname]
+    for statement in ([sql] if isinstance(sql, str) else sql):
+        cmd += ["-c", statement]
+    env = dict(os.environ, PGPASSWORD=info["password"], PGCONNECT_TIMEOUT="10")
+    r = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and r.returncode != 0:
+        raise RuntimeError(f"psql failed ({r.returncode}): {r.stderr.strip()}\n{sql}")
+    return list(csv.reader(io.StringIO(r.stdout))) if r.returncode == 0 else None
+
+
+def _sql_literal(v):
+    if v is None:
+        return "NULL"
+    if isinstance(v, bool):
+        return "TRUE" if v else "FALSE"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    return "'" + str(v).replace("'", "''") + "'"
+
+
+def _pg_value(v):
+    if v == "\\N":
+        return None
+    if v == "t":
+        return True
+    if v == "f":
+        return False
+    try:
+        return int(v)
+    except ValueError:
+        return v
+
+
+_created_databases = []
+
+
+class Database:
+    """The database of one chatd deployment: an SQLite file in `workdir`, or (postgres
+    backend) a fresh PostgreSQL database. `env` is what chatd needs to find it. `query` and
+    `execute` take SQL both engines understand, with `?` placeholders; PostgreSQL rows come
+    back with integers as int and booleans as bool, like SQLite's (where True == 1)."""
+
+    def __init__(self, workdir=None, backend=None):
+        self.backend = backend or BACKEND
+        if self.backend == "postgres":
+            info = _conninfo()
+            self.name = "t_" + uuid.uuid4().hex[:20]
+            psql(f'CREATE DATABASE "{self.name}" OWNER "{info["user"]}"')
+            _created_databases.append(self.name)
+            self.env = {"DB_HOST": info["host"], "DB_PORT": str(info["port"]), "DB_NAME": self.name,
+                        "DB_USER": info["user"], "DB_PASSWORD": info["password"]}
+        else:
+            workdir = workdir or tempfile.mkdtemp(prefix="chatd-test-")
+            self.path = os.path.join(workdir, "db.sqlite3")
+            self.env = {"SQLITE_PATH": self.path}
+
+    def query(self, sql, *params):
+        if self.backend == "postgres":
+            parts = sql.split("?")
+            assert len(parts) == len(params) + 1, (sql, params)
+            text = parts[0] + "".join(_sql_literal(p) + rest for p, rest in zip(params, parts[1:]))
+            return [tuple(_pg_value(v) for v in row) for row in psql(text, self.name)]
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            with db:
+                db.execute("PRAGMA foreign_keys=ON")
+                return db.execute(sql, params).fetchall()
+        finally:
+            db.close()
+
+    def execute(self, sql, *params):
+        self.query(sql, *params)
+
+    def scalar(self, sql, *params):
+        rows = self.query(sql, *params)
+        assert len(rows) == 1 and len(rows[0]) == 1, rows
+        return rows[0][0]
+
+
+def drop_test_databases():
+    names, _created_databases[:] = list(_created_databases), []
+    if names:
+        psql([f'DROP DATABASE IF EXISTS "{n}" WITH (FORCE)' for n in names], check=False)
+
+
+def redis_env(prefix=None):
+    """chatd's Redis settings for one deployment (postgres backend), with a key prefix of
+    its own: pub/sub channels are shared by everything on the Redis server."""
+    return {"REDIS_HOST": "127.0.0.1", "REDIS_PORT": os.environ["CHATD_TEST_REDIS_PORT"],
+            "REDIS_PREFIX": prefix or f"t{uuid.uuid4().hex[:12]}:"}
+
+
+# ---- chatd processes ---------------------------------------------------------------------------
+
+class Server:
+    """A chatd process. `env` overrides the defaults below. `database` (a Database) and a
+    REDIS_PREFIX in `env` are given by `Cluster` to nodes that share them; otherwise a server
+    gets a database (and, on PostgreSQL, a Redis prefix) of its own."""
+
+    def __init__(self, workdir=None, database=None, **env):
         self.workdir = workdir or tempfile.mkdtemp(prefix="chatd-test-")
         self.port = free_port()
+        self.db = database or Database(self.workdir)
         self.env = {
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "DEBUG": "0",
             "SECRET_KEY": SECRET_KEY,
             "BIND": "127.0.0.1",
             "PORT": str(self.port),
-            "SQLITE_PATH": os.path.join(self.workdir, "db.sqlite3"),
             "ALLOWED_HOSTS": "localhost,127.0.0.1",
             "THREADS": "2",
             "LOG_LEVEL": "info",
+            # Seconds between a user's last socket closing and the offline announcement;
+            # short, so presence tests need not wait long on either backend.
+            "PRESENCE_GRACE": "1",
+            **self.db.env,
         }
+        if self.db.backend == "postgres":
+            self.env.update(redis_env())
         self.env.update({k: str(v) for k, v in env.items()})
         self.proc = None
+        self.log = None
         self.log_path = os.path.join(self.workdir, f"chatd-{self.port}.log")
 
     @property
@@ -53,23 +223,42 @@ class Server:
 
     @property
     def db_path(self):
+        assert self.db.backend == "sqlite", "db_path is the SQLite file; use server.db otherwise"
         return self.env["SQLITE_PATH"]
 
-    def start(self):
+    @property
+    def redis_prefix(self):
+        return self.env.get("REDIS_PREFIX")
+
+    def spawn(self):
+        """Starts the process without waiting for it (see `wait_ready`)."""
+        if self.log:
+            self.log.close()
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([CHATD, "serve"], env=self.env, cwd=self.workdir,
                                      stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.time() + 20
+        return self
+
+    def wait_ready(self, timeout=30):
+        """Until /healthz answers 200 and, with PostgreSQL and Redis, /readyz too (the node
+        has its database and its broker, so it hears what the other nodes publish)."""
+        paths = ["/healthz"] + (["/readyz"] if "REDIS_HOST" in self.env else [])
+        deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"chatd exited with {self.proc.returncode}: {self.read_log()}")
+                raise RuntimeError(f"chatd exited with {self.proc.returncode}: {self.read_log()[-4000:]}")
             try:
-                if requests.get(self.url + "/healthz", timeout=1).status_code == 200:
+                while paths and requests.get(self.url + paths[0], timeout=1).status_code == 200:
+                    paths.pop(0)
+                if not paths:
                     return self
             except requests.RequestException:
                 pass
             time.sleep(0.05)
-        raise RuntimeError("chatd did not become healthy: " + self.read_log())
+        raise RuntimeError(f"chatd did not become ready ({paths[0]}): " + self.read_log()[-4000:])
+
+    def start(self):
+        return self.spawn().wait_ready()
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -79,9 +268,17 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.proc:
+        if self.log:
             self.log.close()
+            self.log = None
         return self.proc.returncode if self.proc else None
+
+    def kill(self):
+        """SIGKILL: the node dies without closing anything (a crashed machine)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        return self.stop()
 
     def restart(self):
         self.stop()
@@ -93,6 +290,39 @@ class Server:
                 return f.read().decode("utf-8", "replace")
         except OSError:
             return ""
+
+
+class Cluster:
+    """Several chatd nodes on their own ports sharing one database and one Redis prefix:
+    one deployment behind a load balancer. `env` goes to every node."""
+
+    def __init__(self, nodes=3, database=None, **env):
+        assert BACKEND == "postgres", "several nodes need PostgreSQL and Redis"
+        self.db = database or Database()
+        env.setdefault("REDIS_PREFIX", f"t{uuid.uuid4().hex[:12]}:")
+        self.env = env
+        self.nodes = [Server(database=self.db, **env) for _ in range(nodes)]
+
+    def __getitem__(self, i):
+        return self.nodes[i]
+
+    def __iter__(self):
+        return iter(self.nodes)
+
+    def __len__(self):
+        return len(self.nodes)
+
+    def start(self):
+        # All at once: their migrations run concurrently, which chatd must cope with.
+        for n in self.nodes:
+            n.spawn()
+        for n in self.nodes:
+            n.wait_ready()
+        return self
+
+    def stop(self):
+        for n in self.nodes:
+            n.stop()
 
 
 class Client:
@@ -167,6 +397,14 @@ def assert_no_server_errors(server):
     assert " 500 " not in log, log[-4000:]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_databases():
+    """Drops the PostgreSQL databases the tests created, once every server has stopped."""
+    yield
+    if BACKEND == "postgres":
+        drop_test_databases()
+
+
 @pytest.fixture(scope="session")
 def server():
     s = Server().start()
@@ -194,3 +432,21 @@ def make_server():
     for s in started:
         s.stop()
         assert_no_server_errors(s)
+
+
+@pytest.fixture
+def make_cluster():
+    """Starts groups of nodes (`Cluster`) sharing a database; stops them after the test."""
+    started = []
+
+    def make(nodes=3, **env):
+        c = Cluster(nodes, **env)
+        started.append(c)
+        return c.start()
+
+    yield make
+    for c in started:
+        c.stop()
+    for c in started:
+        for s in c:
+            assert_no_server_errors(s)

@@ -1,6 +1,5 @@
 """Authentication exactly as API.md: register, login, refresh, logout, JWT claims, and
 forged tokens refused."""
-import sqlite3
 import time
 
 import pytest
@@ -196,8 +195,7 @@ def test_inactive_user_cannot_log_in_or_refresh(make_server):
     s = make_server()
     c = Client(s)
     user = c.register()
-    with sqlite3.connect(s.db_path) as db:
-        db.execute("UPDATE users SET is_active = 0 WHERE id = ?", (user["user"]["id"],))
+    s.db.execute("UPDATE users SET is_active = FALSE WHERE id = ?", user["user"]["id"])
     r = c.post("/api/auth/login/", json={"username": user["user"]["username"], "password": user["password"]})
     assert r.status_code == 401
     assert r.json() == {"detail": "No active account found with the given credentials"}
@@ -333,9 +331,7 @@ def test_token_of_a_deleted_user(make_server):
     s = make_server()
     c = Client(s)
     user = c.register()
-    with sqlite3.connect(s.db_path) as db:
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("DELETE FROM users WHERE id = ?", (user["user"]["id"],))
+    s.db.execute("DELETE FROM users WHERE id = ?", user["user"]["id"])
     r = c.get("/api/users/me/", token=user["access"])
     assert (r.status_code, r.json()) == (401, {"detail": "User not found", "code": "user_not_found"})
 

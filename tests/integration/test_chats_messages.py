@@ -330,6 +330,7 @@ def test_search(client):
         assert r.status_code == 400, bad
 
 
+@pytest.mark.sqlite_only
 def test_search_uses_the_full_text_index(make_server):
     s = make_server()
     Client(s).register()
@@ -420,10 +421,10 @@ def test_resync_required_past_retention(make_server):
     a, b = c.register(), c.register()
     g = new_group(c, a, b)
     send(c, a, g["id"], "old news")
-    with sqlite3.connect(s.db_path) as db:  # as the hourly pruning job leaves it
-        top = db.execute("SELECT max(seq) FROM events").fetchone()[0]
-        db.execute("DELETE FROM events WHERE seq <= ?", (top,))
-        db.execute("UPDATE event_log_state SET pruned_through = ?", (top,))
+    # As the hourly pruning job leaves it.
+    top = s.db.scalar("SELECT max(seq) FROM events")
+    s.db.execute("DELETE FROM events WHERE seq <= ?", top)
+    s.db.execute("UPDATE event_log_state SET pruned_through = ?", top)
     r = c.get("/api/events/?since=0", token=b["access"]).json()
     assert r["resync_required"] is True and r["results"] == []
     assert c.get(f"/api/events/?since={top}", token=b["access"]).json()["resync_required"] is False

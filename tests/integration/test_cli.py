@@ -1,10 +1,10 @@
-"""The chatd command line: help, configuration errors by name, migrations, superusers."""
+"""The chatd command line: help, configuration errors by name, migrations, superusers.
+Commands that use the database run against the backend under test (conftest.Database)."""
 import os
-import sqlite3
 import subprocess
 import tempfile
 
-from conftest import CHATD, SECRET_KEY, Client, Server, unique_name
+from conftest import CHATD, SECRET_KEY, Client, Database, Server, free_port, unique_name
 
 
 def chatd(*args, env=None, cwd=None, input=None, timeout=30):
@@ -77,8 +77,8 @@ def test_a_bad_dotenv_line_is_reported():
 
 
 def test_migrate_is_idempotent_and_listed():
-    workdir = tempfile.mkdtemp()
-    env = {"SQLITE_PATH": os.path.join(workdir, "db.sqlite3")}
+    db = Database(tempfile.mkdtemp())
+    env = db.env
     first = chatd("migrate", env=env)
     assert first.returncode == 0, first.stderr
     assert "Applying 0001_" in first.stdout
@@ -87,44 +87,50 @@ def test_migrate_is_idempotent_and_listed():
     assert "No migrations to apply" in second.stdout
     listed = chatd("migrate", "--list", env=env)
     assert "[X] 0001_" in listed.stdout
-    with sqlite3.connect(env["SQLITE_PATH"]) as db:
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert db.execute("SELECT count(*) FROM schema_migrations").fetchone()[0] >= 1
+    assert " [ ] " not in listed.stdout, listed.stdout
+    assert db.scalar("SELECT count(*) FROM schema_migrations") >= 1
+    if db.backend == "sqlite":
+        assert db.query("PRAGMA journal_mode")[0][0] == "wal"
 
 
-def test_db_host_without_postgres_support_is_a_clear_error():
-    r = chatd("migrate", env={"DB_HOST": "db"})
-    assert r.returncode == 1
-    assert "DB_HOST" in r.stderr
+def test_unreachable_database_is_a_clear_error():
+    # Nothing listens on that port: the command fails with a readable message that says
+    # which setting or address is at fault, and does not crash.
+    port = free_port()
+    r = chatd("migrate", env={"DB_HOST": "127.0.0.1", "DB_PORT": str(port), "DB_NAME": "chat",
+                              "DB_USER": "chat", "DB_PASSWORD": "chat"}, timeout=90)
+    assert r.returncode == 1, (r.returncode, r.stderr)
+    assert "DB_HOST" in r.stderr or str(port) in r.stderr, r.stderr
 
 
-def superuser_env(workdir):
-    return {"SQLITE_PATH": os.path.join(workdir, "db.sqlite3"), "SECRET_KEY": SECRET_KEY}
+def superuser_env(db):
+    return {**db.env, "SECRET_KEY": SECRET_KEY}
 
 
-def assert_superuser(db_path, username):
-    with sqlite3.connect(db_path) as db:
-        row = db.execute("SELECT is_staff, is_superuser, is_active, password_hash FROM users "
-                         "WHERE username = ?", (username,)).fetchone()
-    assert row is not None
+def assert_superuser(db, username):
+    rows = db.query("SELECT is_staff, is_superuser, is_active, password_hash FROM users "
+                    "WHERE username = ?", username)
+    assert len(rows) == 1, rows
+    row = rows[0]
     assert row[:3] == (1, 1, 1)
     assert row[3].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
 
 
 def test_createsuperuser_from_flags_and_login():
     workdir = tempfile.mkdtemp()
-    env = superuser_env(workdir)
+    db = Database(workdir)
+    env = superuser_env(db)
     name = unique_name("admin")
     r = chatd("createsuperuser", "--username", name, "--email", "admin@example.com",
               "--password", "admin-pass-1", "--noinput", env=env)
     assert r.returncode == 0, r.stderr
     assert "Superuser created successfully." in r.stdout
-    assert_superuser(env["SQLITE_PATH"], name)
+    assert_superuser(db, name)
     again = chatd("createsuperuser", "--username", name.upper(), "--email", "a@example.com",
                   "--password", "admin-pass-1", "--noinput", env=env)
     assert again.returncode == 1
     assert "already taken" in again.stderr
-    s = Server(workdir=workdir).start()
+    s = Server(workdir=workdir, database=db).start()
     try:
         Client(s).login(name, "admin-pass-1")
     finally:
@@ -132,19 +138,19 @@ def test_createsuperuser_from_flags_and_login():
 
 
 def test_createsuperuser_from_django_variables():
-    workdir = tempfile.mkdtemp()
-    env = superuser_env(workdir)
+    db = Database(tempfile.mkdtemp())
+    env = superuser_env(db)
     name = unique_name("envadmin")
     env.update({"DJANGO_SUPERUSER_USERNAME": name, "DJANGO_SUPERUSER_EMAIL": "e@example.com",
                 "DJANGO_SUPERUSER_PASSWORD": "env-pass-12"})
     r = chatd("createsuperuser", "--noinput", env=env)
     assert r.returncode == 0, r.stderr
-    assert_superuser(env["SQLITE_PATH"], name)
+    assert_superuser(db, name)
 
 
 def test_createsuperuser_prompts_and_validates():
-    workdir = tempfile.mkdtemp()
-    env = superuser_env(workdir)
+    db = Database(tempfile.mkdtemp())
+    env = superuser_env(db)
     name = unique_name("prompted")
     # A bad username, then a good one; a bad e-mail, then a good one; mismatched passwords,
     # then a numeric one, then a good one.
@@ -156,10 +162,10 @@ def test_createsuperuser_prompts_and_validates():
     assert "Enter a valid email address." in r.stderr
     assert "didn't match" in r.stderr
     assert "entirely numeric" in r.stderr
-    assert_superuser(env["SQLITE_PATH"], name)
+    assert_superuser(db, name)
 
 
 def test_createsuperuser_noinput_requires_values():
-    r = chatd("createsuperuser", "--noinput", env=superuser_env(tempfile.mkdtemp()))
+    r = chatd("createsuperuser", "--noinput", env=superuser_env(Database(tempfile.mkdtemp())))
     assert r.returncode == 1
     assert "--username" in r.stderr

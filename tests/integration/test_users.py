@@ -3,7 +3,6 @@ email/password with the current password), public user search with limit/offset 
 public user detail, and deactivated users."""
 import datetime
 import re
-import sqlite3
 import uuid
 
 import requests
@@ -25,8 +24,7 @@ def hexpart():
 
 
 def deactivate(server, user_id):
-    with sqlite3.connect(server.db_path) as db:
-        db.execute("UPDATE users SET is_active = 0 WHERE id = ?", (user_id,))
+    server.db.execute("UPDATE users SET is_active = FALSE WHERE id = ?", user_id)
 
 
 # --- GET /api/users/me/ ----------------------------------------------------------------

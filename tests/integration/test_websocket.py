@@ -12,7 +12,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import struct
 import threading
 import time
@@ -1228,13 +1227,10 @@ def test_resume_from_a_pruned_log_requires_resync(make_server):
     chat = private_chat(c, a, b)
     for i in range(3):
         rest_send(c, a, chat, f"old {i}")
-    db = sqlite3.connect(s.db_path, timeout=10)
-    with db:
-        top = db.execute("SELECT max(seq) FROM events").fetchone()[0]
-        assert top and top > 0
-        db.execute("DELETE FROM events")
-        db.execute("UPDATE event_log_state SET pruned_through = ?", (top,))
-    db.close()
+    top = s.db.scalar("SELECT max(seq) FROM events")
+    assert top and top > 0
+    s.db.execute("DELETE FROM events")
+    s.db.execute("UPDATE event_log_state SET pruned_through = ?", top)
 
     async def main():
         ws = await user_ws(s, b, sync=False, since=0)

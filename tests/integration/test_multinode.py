@@ -1,0 +1,621 @@
+"""Several chatd nodes as one server (PostgreSQL + Redis only): three processes on their own
+ports share one database and one Redis prefix. Clients on different nodes chat; presence
+and typing cross nodes; a node dies (SIGKILL) and its clients resume on another; Redis
+and PostgreSQL go away and come back while chatd keeps running.
+
+Every wait is bounded. Frames are read with the helpers of test_websocket (a socket is
+"synced" by a ping/pong round trip once connected)."""
+import asyncio
+import os
+import random
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import Client, free_port
+from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
+                            max_seq, private_chat, rest_send, run, uid, user_ws)
+
+pytestmark = pytest.mark.postgres_only
+
+
+# ---- helpers ----------------------------------------------------------------------------------
+
+def wait_for(what, predicate, timeout=15.0, interval=0.1):
+    """Polls `predicate` until it returns something true; returns that value."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        try:
+            last = predicate()
+        except requests.RequestException as e:
+            last = e
+        else:
+            if last:
+                return last
+        time.sleep(interval)
+    raise AssertionError(f"{what}: not within {timeout}s (last: {last!r})")
+
+
+def is_online(client, viewer, who):
+    r = client.get(f"/api/users/{uid(who)}/", token=viewer["access"])
+    assert r.status_code == 200, r.text
+    return r.json()["is_online"]
+
+
+def history_ids(client, who, chat_id):
+    """Every message id of the chat, oldest first (REST, newest first, paged by `before`)."""
+    ids, before = [], None
+    while True:
+        q = f"/api/messages/?chat={chat_id}&limit=200" + (f"&before={before}" if before else "")
+        r = client.get(q, token=who["access"])
+        assert r.status_code == 200, r.text
+        page = r.json()
+        ids += [m["id"] for m in page["results"]]
+        if not page["has_more"] or not page["results"]:
+            return sorted(ids)
+        before = page["results"][-1]["id"]
+
+
+def messages_in(frames, chat_id):
+    return [f for f in frames if f.get("type") == "message" and f.get("chat_id") == chat_id]
+
+
+async def collect_messages(ws, counts, timeout=60.0):
+    """Reads `ws` until it has received counts[chat_id] message frames for each chat;
+    returns {chat_id: [frame, ...]} in arrival order."""
+    got = {c: [] for c in counts}
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+
+    def wanted(f):
+        return f.get("type") == "message" and f.get("chat_id") in counts \
+            and len(got[f["chat_id"]]) < counts[f["chat_id"]]
+    wanted.__name__ = f"messages {counts}"
+    while any(len(got[c]) < n for c, n in counts.items()):
+        left = deadline - loop.time()
+        if left <= 0:
+            raise AssertionError(f"{ws.name}: got {({c: len(v) for c, v in got.items()})} of {counts} "
+                                 f"messages within {timeout}s")
+        f = await ws.until(wanted, timeout=left)
+        got[f["chat_id"]].append(f)
+    return got
+
+
+async def no_more_messages(ws, duration=0.5):
+    """After everything expected arrived: no further (duplicate) message frames."""
+    await ws.drain(duration)
+    extra = [f for f in ws.buffer if f.get("type") == "message"]
+    assert not extra, (ws.name, extra)
+
+
+async def saw(ws, pred, timeout=10.0):
+    """Waits for a frame matching `pred` unless the socket already received one (consumed
+    or not)."""
+    if not any(pred(f) for f in ws.seen):
+        await ws.until(pred, timeout=timeout)
+
+
+def message_ids_seen(ws, chat_id):
+    return [f["message_id"] for f in messages_in(ws.seen, chat_id)]
+
+
+async def wait_seen(ws, chat_id, ids, timeout=30.0):
+    """Reads `ws` until every id in `ids` arrived as a message of `chat_id`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not set(ids) <= set(message_ids_seen(ws, chat_id)):
+        left = deadline - loop.time()
+        missing = sorted(set(ids) - set(message_ids_seen(ws, chat_id)))
+        if left <= 0:
+            raise AssertionError(f"{ws.name}: messages {missing} not received within {timeout}s")
+        await ws.until(lambda f: f.get("type") == "message", timeout=left)
+
+
+async def rest(fn, *args, **kw):
+    """A blocking REST helper, run off the event loop so sockets keep being read."""
+    return await asyncio.to_thread(fn, *args, **kw)
+
+
+def chat_events(ws, chat_id, reader_id=None, read_id=None):
+    """(type, message id) of the edit/delete/pin/unpin frames of one chat in arrival order,
+    plus the `read` frames of `reader_id` up to `read_id`."""
+    out = []
+    for f in ws.seen:
+        if f.get("chat_id") != chat_id:
+            continue
+        if f["type"] in ("edit", "delete", "pin", "unpin"):
+            out.append((f["type"], f["message_id"]))
+        elif f["type"] == "read" and f["user_id"] == reader_id and f["last_read_message_id"] == read_id:
+            out.append(("read", read_id))
+    return out
+
+
+# ---- (a) chatting across nodes ----------------------------------------------------------------
+
+SENDERS = 3
+PER_SENDER = 30
+PRIVATE_PER_SENDER = 10
+
+
+def test_private_and_group_chat_across_nodes_in_commit_order(make_cluster):
+    cluster = make_cluster(3)
+    api = [Client(n) for n in cluster]
+    # Registered and chats created through different nodes.
+    u = [api[i].register() for i in range(SENDERS)]
+    g = group_chat(api[0], u[0], u[1], u[2], name="across-nodes")
+    p = private_chat(api[1], u[1], u[0])
+
+    async def main():
+        # u[i]: user socket on node i, group chat socket on node i+1. The private chat:
+        # u0's chat socket on node 2, u1's on node 0.
+        users = [await user_ws(cluster[i], u[i]) for i in range(SENDERS)]
+        g_chat = [await chat_ws(cluster[(i + 1) % 3], u[i], g) for i in range(SENDERS)]
+        p_chat = [await chat_ws(cluster[2], u[0], p), await chat_ws(cluster[0], u[1], p)]
+
+        # Concurrent senders on every node: each u[i] sends PER_SENDER group messages on its
+        # user socket (node i); meanwhile u0 and u1 send private messages over REST through
+        # nodes 2 and 0.
+        async def ws_sender(i):
+            for k in range(PER_SENDER):
+                await users[i].send({"type": "message", "chat_id": g, "text": f"g {i}-{k}",
+                                     "client_id": f"g{i}-{k}"})
+                await asyncio.sleep(random.uniform(0, 0.03))
+
+        async def rest_sender(who, node):
+            for k in range(PRIVATE_PER_SENDER):
+                await rest(rest_send, api[node], u[who], p, f"p {who}-{k}", client_id=f"p{who}-{k}")
+                await asyncio.sleep(random.uniform(0, 0.02))
+
+        n_g, n_p = SENDERS * PER_SENDER, 2 * PRIVATE_PER_SENDER
+        expect = {id(users[0]): {g: n_g, p: n_p}, id(users[1]): {g: n_g, p: n_p}, id(users[2]): {g: n_g}}
+        for ws in g_chat:
+            expect[id(ws)] = {g: n_g}
+        for ws in p_chat:
+            expect[id(ws)] = {p: n_p}
+        sockets = users + g_chat + p_chat
+        results = await asyncio.gather(
+            *(collect_messages(ws, expect[id(ws)], timeout=60) for ws in sockets),
+            *(ws_sender(i) for i in range(SENDERS)), rest_sender(0, 2), rest_sender(1, 0))
+        received = dict(zip(map(id, sockets), results[:len(sockets)]))
+
+        # Every socket got every message of its chats exactly once, in commit (id) order,
+        # with the sender's client_id only on the sender's own sockets (on any node).
+        all_ids = {g: history_ids(api[2], u[2], g), p: history_ids(api[2], u[0], p)}
+        assert len(all_ids[g]) == n_g and len(all_ids[p]) == n_p, {c: len(v) for c, v in all_ids.items()}
+        owner = {id(ws): i for i, ws in enumerate(users)}
+        owner.update({id(ws): i for i, ws in enumerate(g_chat)})
+        owner.update({id(p_chat[0]): 0, id(p_chat[1]): 1})
+        for ws in sockets:
+            for chat_id, frames in received[id(ws)].items():
+                ids = [f["message_id"] for f in frames]
+                assert ids == all_ids[chat_id], (ws.name, chat_id, ids)
+                for f in frames:
+                    who = int(f["text"].split()[1].split("-")[0])
+                    assert f["sender_id"] == uid(u[who]), (ws.name, f)
+                    mine = who == owner[id(ws)]
+                    want_cid = f["text"].replace(" ", "", 1) if mine else None
+                    assert f["client_id"] == want_cid, (ws.name, f)
+            await no_more_messages(ws)
+        for ws in users:
+            check_seq_order(ws)
+
+        # Then edits, deletes, reads and pins, each committed before the next, done through
+        # different nodes and socket kinds: every member's socket sees them in that order.
+        gm = {i: [f["message_id"] for f in received[id(users[i])][g] if f["sender_id"] == uid(u[i])]
+              for i in range(SENDERS)}
+        await users[1].send({"type": "edit", "chat_id": g, "message_id": gm[1][0], "text": "g edited"})
+        f = await users[1].until(is_("edit", chat_id=g, message_id=gm[1][0]), timeout=10)
+        assert f["text"] == "g edited"
+        r = api[0].request("DELETE", f"/api/messages/{gm[2][0]}/", token=u[2]["access"])
+        assert r.status_code == 204, r.text
+        await users[0].send({"type": "pin", "chat_id": g, "message_id": gm[2][1]})
+        await users[0].until(is_("pin", chat_id=g, message_id=gm[2][1]), timeout=10)
+        last = rest_send(api[1], u[0], g, "read up to here")["id"]
+        await users[2].until(is_("message", message_id=last), timeout=10)
+        await users[2].send({"type": "read", "chat_id": g, "last_read_message_id": last})
+        await users[2].until(is_("read", chat_id=g, user_id=uid(u[2]), last_read_message_id=last), timeout=10)
+        r = api[1].request("DELETE", f"/api/pinned/{pin_id(api[1], u[0], g, gm[2][1])}/", token=u[0]["access"])
+        assert r.status_code == 204, r.text
+        want_g = [("edit", gm[1][0]), ("delete", gm[2][0]), ("pin", gm[2][1]), ("read", last),
+                  ("unpin", gm[2][1])]
+
+        pm = {i: [f["message_id"] for f in received[id(users[i])][p] if f["sender_id"] == uid(u[i])]
+              for i in (0, 1)}
+        r = api[2].patch(f"/api/messages/{pm[0][0]}/", token=u[0]["access"], json={"text": "p edited"})
+        assert r.status_code == 200, r.text
+        await p_chat[1].send({"type": "delete", "message_id": pm[1][0]})
+        await p_chat[1].until(is_("delete", chat_id=p, message_id=pm[1][0]), timeout=10)
+        r = api[1].post("/api/pinned/", token=u[1]["access"], json={"message_id": pm[0][1]})
+        assert r.status_code == 201, r.text
+        await users[0].send({"type": "unpin", "chat_id": p, "message_id": pm[0][1]})
+        await users[0].until(is_("unpin", chat_id=p, message_id=pm[0][1]), timeout=10)
+        want_p = [("edit", pm[0][0]), ("delete", pm[1][0]), ("pin", pm[0][1]), ("unpin", pm[0][1])]
+
+        members_g = users + g_chat
+        members_p = users[:2] + p_chat
+        for ws in members_g:
+            await saw(ws, is_("unpin", chat_id=g, message_id=gm[2][1]))
+            await saw(ws, is_("read", chat_id=g, user_id=uid(u[2]), last_read_message_id=last))
+        for ws in members_p:
+            await saw(ws, is_("unpin", chat_id=p, message_id=pm[0][1]))
+        for ws in sockets:
+            await ws.drain(0.5)
+        for ws in members_g:
+            assert chat_events(ws, g, uid(u[2]), last) == want_g, (ws.name, ws.seen[-30:])
+            edit = next(f for f in ws.seen if f["type"] == "edit" and f["message_id"] == gm[1][0])
+            assert edit["text"] == "g edited" and edit["chat_id"] == g, edit
+            pin = next(f for f in ws.seen if f["type"] == "pin" and f["message_id"] == gm[2][1])
+            assert pin["pinned_by"] == uid(u[0]), pin
+        for ws in members_p:
+            assert chat_events(ws, p) == want_p, (ws.name, ws.seen[-30:])
+        for ws in users:
+            check_seq_order(ws)
+        for ws in sockets:
+            await ws.close()
+
+    run(main(), timeout=150)
+
+
+def pin_id(client, who, chat_id, message_id):
+    r = client.get(f"/api/pinned/?chat={chat_id}", token=who["access"])
+    assert r.status_code == 200, r.text
+    pins = [x["id"] for x in r.json() if x["message"]["id"] == message_id]
+    assert len(pins) == 1, r.json()
+    return pins[0]
+
+
+# ---- (b) presence and typing across nodes -------------------------------------------------------
+
+def test_presence_and_typing_cross_nodes(make_cluster):
+    cluster = make_cluster(3, PRESENCE_GRACE=1)
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[1].register()
+    chat = private_chat(api[0], a, b)
+
+    def statuses(ws):
+        return [f["is_online"] for f in ws.seen if f["type"] == "user_status" and f["user_id"] == uid(a)]
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b_user = await user_ws(cluster[0], b)
+        b_chat = await chat_ws(cluster[1], b, chat)
+        assert is_online(api[2], b, a) is False
+        # a comes online on node 1: b hears it on nodes 0 and 1, node 2 answers it over REST.
+        a1 = await user_ws(cluster[1], a)
+        f = await b_user.until(is_("user_status", user_id=uid(a), is_online=True), timeout=10)
+        assert set(f) == {"type", "user_id", "is_online", "last_seen"}, f
+        await b_chat.until(is_("user_status", user_id=uid(a), is_online=True), timeout=10)
+        wait_for("a online on node 2", lambda: is_online(api[2], b, a) is True, timeout=5)
+
+        # a's socket moves from node 1 to node 2 within the grace: no offline, no second online.
+        await a1.close()
+        a2 = await user_ws(cluster[2], a)
+        await b_user.drain(3)  # well past PRESENCE_GRACE
+        await b_chat.drain(0.1)
+        assert statuses(b_user) == [True], b_user.seen
+        assert statuses(b_chat) == [True], b_chat.seen
+        assert is_online(api[0], b, a) is True
+
+        # Typing on node 2 reaches b on nodes 0 and 1, and expires after ~5 s by itself.
+        await a2.send({"type": "typing", "chat_id": chat, "is_typing": True})
+        t_typed = loop.time()
+        want = {"type": "typing", "chat_id": chat, "user_id": uid(a), "username": a["user"]["username"],
+                "is_typing": True}
+        assert await b_user.until(is_("typing", chat_id=chat, is_typing=True), timeout=5) == want
+        assert await b_chat.until(is_("typing", is_typing=True), timeout=5) == want
+        f = await b_chat.until(is_("typing", is_typing=False), timeout=9)
+        assert f == dict(want, is_typing=False), f
+        assert 4.3 <= loop.time() - t_typed <= 7.5, loop.time() - t_typed
+        f = await b_user.until(is_("typing", chat_id=chat, is_typing=False), timeout=3)
+        assert f == dict(want, is_typing=False), f
+        # An explicit stop crosses nodes at once.
+        await a2.send({"type": "typing", "chat_id": chat, "is_typing": True})
+        await b_chat.until(is_("typing", is_typing=True), timeout=5)
+        await a2.send({"type": "typing", "chat_id": chat, "is_typing": False})
+        await b_chat.until(is_("typing", is_typing=False), timeout=2)
+
+        # The last socket closes: offline reaches both of b's nodes after the grace.
+        t_closed = loop.time()
+        await a2.close()
+        f = await b_user.until(is_("user_status", user_id=uid(a), is_online=False), timeout=10)
+        assert loop.time() - t_closed >= 0.5, "offline before PRESENCE_GRACE"
+        assert isinstance(f["last_seen"], str), f
+        g = await b_chat.until(is_("user_status", user_id=uid(a), is_online=False), timeout=5)
+        assert g == f, (f, g)
+        wait_for("a offline on node 2", lambda: is_online(api[2], b, a) is False, timeout=5)
+        await b_user.drain(0.3)
+        assert statuses(b_user) == [True, False], b_user.seen
+        # The typer never got its own typing or status.
+        for ws in (a1, a2):
+            assert not [x for x in ws.seen if x["type"] in ("typing", "user_status") and x.get("user_id") == uid(a)]
+        await b_user.close()
+        await b_chat.close()
+
+    run(main(), timeout=90)
+
+
+# ---- (c) a node dies ----------------------------------------------------------------------------
+
+PRESENCE_TTL = 3
+
+
+def test_killed_node_clients_resume_on_another_without_loss(make_cluster):
+    cluster = make_cluster(3, PRESENCE_TTL=PRESENCE_TTL, PRESENCE_GRACE=1)
+    api = [Client(n) for n in cluster]
+    a, b, c, d = (api[i % 3].register() for i in range(4))
+    g = group_chat(api[0], b, a, c, d, name="survivors")
+    p = private_chat(api[1], a, b)
+
+    async def main():
+        # a and d are only on node 2, which dies; c is on nodes 1 and 2; b on node 0.
+        a_ws = await user_ws(cluster[2], a)
+        d_ws = await user_ws(cluster[2], d)
+        c2 = await user_ws(cluster[2], c)
+        c1 = await user_ws(cluster[1], c)
+        b_ws = await user_ws(cluster[0], b)
+        for who in (a, c, d):
+            wait_for("online", lambda: is_online(api[0], b, who) is True, timeout=5)
+        # Nodes keep their users' presence alive past PRESENCE_TTL while they run.
+        await asyncio.sleep(PRESENCE_TTL + 1)
+        assert is_online(api[0], b, d) is True
+
+        # Senders on the surviving nodes keep going while node 2 is killed.
+        sent = []
+
+        async def rest_sender():
+            for k in range(25):
+                chat_id = g if k % 2 else p
+                sent.append((await rest(rest_send, api[0], b, chat_id, f"b {k}"))["id"])
+                await asyncio.sleep(0.03)
+
+        async def ws_sender():
+            for k in range(25):
+                cid = f"c-{k}-{uuid.uuid4().hex[:6]}"
+                await c1.send({"type": "message", "chat_id": g, "text": f"c {k}", "client_id": cid})
+                sent.append((await c1.until(is_("message", client_id=cid), timeout=10))["message_id"])
+                await asyncio.sleep(0.03)
+
+        senders = asyncio.gather(rest_sender(), ws_sender())
+        # a reads until it has some of them, then its node dies under it.
+        for _ in range(8):
+            await a_ws.until(is_("message"), timeout=10)
+        cluster[2].kill()
+        t_kill = time.time()
+        await a_ws.closed(timeout=10)  # keeps reading whatever was still on the way
+        for ws in (d_ws, c2):
+            await ws.closed(timeout=10)
+        before = [f["message_id"] for f in a_ws.seen if f["type"] == "message"]
+        since = max_seq(a_ws)
+        assert before and since > 0
+        await asyncio.wait_for(senders, 60)
+
+        # a reconnects to node 0 from the last seq it saw: the replay holds exactly the
+        # messages it missed, in order, then `synced`, then live messages.
+        a_back = await connect(cluster[0], a["access"], "/ws/", sync=False, since=since, name="a/ws@node0")
+        replay = []
+        while (f := await a_back.next(timeout=15))["type"] != "synced":
+            replay.append(f)
+        missed = [f["message_id"] for f in replay if f["type"] == "message"]
+        assert not set(missed) & set(before), (before, missed)
+        assert len(set(missed)) == len(missed), missed
+        for chat_id in (g, p):
+            in_chat = [f["message_id"] for f in replay if f["type"] == "message" and f["chat_id"] == chat_id]
+            assert in_chat == sorted(in_chat), (chat_id, in_chat)
+        everything = set(history_ids(api[1], a, g)) | set(history_ids(api[1], a, p))
+        assert set(before) | set(missed) == everything == set(sent), (
+            sorted(everything - set(before) - set(missed)), sorted(set(sent) ^ everything))
+        live = rest_send(api[1], b, p, "live after resume")["id"]
+        f = await a_back.until(is_("message", message_id=live), timeout=10)
+        assert f["seq"] > since
+        await a_back.drain(0.3)
+        check_seq_order(a_back)
+
+        # d was only on the dead node: offline once PRESENCE_TTL has passed. c still has a
+        # socket on node 1 and a came back on node 0: both stay online.
+        await rest(wait_for, "d offline after PRESENCE_TTL", lambda: is_online(api[0], b, d) is False,
+                   timeout=PRESENCE_TTL + 15, interval=0.25)
+        assert time.time() - t_kill <= PRESENCE_TTL + 15
+        assert is_online(api[1], b, c) is True
+        assert is_online(api[1], b, a) is True
+        # The survivors' sockets never dropped.
+        for ws in (b_ws, c1, a_back):
+            await ws.ping()
+            await ws.close()
+
+    run(main(), timeout=150)
+
+
+# ---- (d) Redis restarts -----------------------------------------------------------------------
+
+class RedisServer:
+    """A redis-server of this test's own, on a free loopback port, killed and started again
+    on the same port without disturbing the shared one."""
+
+    def __init__(self):
+        self.port = free_port()
+        self.dir = tempfile.mkdtemp(prefix="chatd-redis-")
+        self.proc = None
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
+             "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        wait_for("redis-server answers PING", self.ping, timeout=15, interval=0.05)
+        return self
+
+    def ping(self):
+        assert self.proc.poll() is None, "redis-server exited"
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                s.sendall(b"PING\r\n")
+                return s.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def own_redis():
+    r = RedisServer().start()
+    yield r
+    r.kill()
+
+
+def ready(node):
+    return requests.get(node.url + "/readyz", timeout=3).status_code
+
+
+def test_redis_restart_mid_conversation(own_redis, make_cluster):  # nodes stop before Redis
+    cluster = make_cluster(3, REDIS_PORT=own_redis.port)
+    api = [Client(n) for n in cluster]
+    a, b, c = api[2].register(), api[0].register(), api[1].register()
+    g = group_chat(api[2], a, b, c, name="redis-restart")
+
+    async def main():
+        # Receivers stay connected on nodes 0 and 1; a sends through node 2.
+        receivers = [await user_ws(cluster[0], b), await user_ws(cluster[1], c),
+                     await chat_ws(cluster[0], c, g)]
+        sent = [rest_send(api[2], a, g, f"before {k}")["id"] for k in range(3)]
+        for ws in receivers:
+            for m in sent:
+                await ws.until(is_("message", message_id=m), timeout=10)
+
+        own_redis.kill()
+        # Messages are still stored and acknowledged while Redis is down.
+        for k in range(5):
+            sent.append((await rest(rest_send, api[2], a, g, f"during {k}"))["id"])
+            await asyncio.sleep(0.1)
+        # Readiness reports the missing broker meanwhile.
+        await rest(wait_for, "node 2 not ready without Redis", lambda: ready(cluster[2]) == 503, 10)
+
+        own_redis.start()
+        for node in cluster:
+            await rest(wait_for, f"node {node.port} ready again", lambda: ready(node) == 200, 30)
+        for k in range(5):
+            sent.append((await rest(rest_send, api[2], a, g, f"after {k}"))["id"])
+        # A socket message across nodes once more.
+        cid = "after-ws-" + uuid.uuid4().hex
+        await receivers[0].send({"type": "message", "chat_id": g, "text": "after ws", "client_id": cid})
+        sent.append((await receivers[0].until(is_("message", client_id=cid), timeout=15))["message_id"])
+
+        # Every receiver (never disconnected, chatd never restarted) got every message once,
+        # in commit order.
+        for ws in receivers:
+            await wait_seen(ws, g, sent, timeout=30)
+        for ws in receivers:
+            await ws.drain(0.5)
+            assert message_ids_seen(ws, g) == sorted(sent), (ws.name, message_ids_seen(ws, g), sent)
+            await ws.ping()
+        for ws in receivers[:2]:
+            check_seq_order(ws)
+        for ws in receivers:
+            await ws.close()
+
+    run(main(), timeout=120)
+
+
+# ---- (e) PostgreSQL goes away and comes back ----------------------------------------------------
+
+PG_BIN = os.environ.get("CHATD_TEST_PG_BIN")
+PG_DATA = os.environ.get("CHATD_TEST_PG_DATA")
+PG_LOG = os.environ.get("CHATD_TEST_PG_LOG")
+
+
+def pg_ctl(*args, check=True):
+    cmd = [os.path.join(PG_BIN, "pg_ctl"), "-D", PG_DATA, *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--", *cmd]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if check:
+        assert r.returncode == 0, (cmd, r.stdout, r.stderr)
+    return r
+
+
+def pg_running():
+    return pg_ctl("status", check=False).returncode == 0
+
+
+def ensure_pg_running():
+    if not pg_running():
+        log = ["-l", PG_LOG] if PG_LOG else []
+        pg_ctl("start", "-w", "-t", "60", *log)
+
+
+def status_and_body(client, method, path, who, **kw):
+    r = client.request(method, path, token=who["access"], timeout=15, **kw)
+    return r.status_code, (r.json() if r.content else None)
+
+
+def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
+    if not (PG_BIN and PG_DATA):
+        pytest.skip("CHATD_TEST_PG_BIN and CHATD_TEST_PG_DATA name the test cluster (scripts/test-services.sh)")
+    cluster = make_cluster(2)
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[1].register()
+    p = private_chat(api[0], a, b)
+
+    async def main():
+        a_ws = await user_ws(cluster[0], a)
+        b_ws = await user_ws(cluster[1], b)
+        first = rest_send(api[0], a, p, "before the outage")["id"]
+        await b_ws.until(is_("message", message_id=first), timeout=10)
+
+        try:
+            await rest(pg_ctl, "stop", "-m", "fast", "-w", "-t", "60")
+            # REST: 503 with a DRF body (never 500) on both nodes; liveness stays 200.
+            for i, node in enumerate(cluster):
+                await rest(wait_for, f"node {i} answers 503",
+                           lambda: status_and_body(api[i], "GET", "/api/chats/", a)[0] == 503, 20)
+                for method, path, body in (("GET", "/api/chats/", None),
+                                           ("POST", "/api/messages/", {"chat": p, "text": "lost"}),
+                                           ("GET", f"/api/users/{uid(b)}/", None)):
+                    status, answer = await rest(status_and_body, api[i], method, path, a, json=body)
+                    assert status == 503 and isinstance(answer, dict) and isinstance(answer.get("detail"), str), \
+                        (i, method, path, status, answer)
+                r = await rest(api[i].post, "/api/auth/login/",
+                               json={"username": a["user"]["username"], "password": a["password"]})
+                assert r.status_code == 503 and "detail" in r.json(), r.text
+                assert await rest(ready, node) == 503
+                assert (await rest(requests.get, node.url + "/healthz", timeout=3)).status_code == 200
+            # WebSocket: an `error` event for the message, and the socket stays open.
+            await a_ws.send({"type": "message", "chat_id": p, "text": "not now", "client_id": "outage-1"})
+            f = await a_ws.until(is_("error", request_type="message"), timeout=20)
+            assert set(f) >= ERROR_KEYS, f
+            await a_ws.ping()
+            await b_ws.ping()
+        finally:
+            await rest(ensure_pg_running)
+
+        # chatd recovers by itself: REST, readiness, and messages across nodes on the same sockets.
+        for i, node in enumerate(cluster):
+            await rest(wait_for, f"node {i} answers 200 again",
+                       lambda: status_and_body(api[i], "GET", "/api/chats/", a)[0] == 200, 30)
+            await rest(wait_for, f"node {i} ready again", lambda: ready(node) == 200, 30)
+        cid = "after-" + uuid.uuid4().hex
+        await a_ws.send({"type": "message", "chat_id": p, "text": "after the outage", "client_id": cid})
+        ack = await a_ws.until(is_("message", client_id=cid), timeout=15)
+        f = await b_ws.until(is_("message", message_id=ack["message_id"]), timeout=10)
+        assert f["text"] == "after the outage" and f["client_id"] is None, f
+        back = (await rest(rest_send, api[1], b, p, "and back"))["id"]
+        await a_ws.until(is_("message", message_id=back), timeout=10)
+        # Nothing refused during the outage was stored.
+        assert history_ids(api[1], b, p) == [first, ack["message_id"], back]
+        for ws in (a_ws, b_ws):
+            await ws.close()
+
+    try:
+        run(main(), timeout=240)
+    finally:
+        ensure_pg_running()
