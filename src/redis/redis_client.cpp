@@ -155,7 +155,7 @@ class RedisClient::Impl final : public detail::Link {
       op->complete(unavailable("connection closing"), {});
       return;
     }
-    op.release();  // hiredis owns it until on_reply
+    static_cast<void>(op.release());  // hiredis owns it until on_reply
   }
 
   void send_now(const std::vector<std::string>& args) {
@@ -172,6 +172,8 @@ class RedisClient::Impl final : public detail::Link {
   std::function<void(bool)> on_state_;
 };
 
+// By value, as the interface takes executors (like Asio).
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 std::shared_ptr<RedisClient> RedisClient::create(asio::any_io_executor executor, std::string host,
                                                  int port) {
   auto impl = std::make_shared<Impl>(executor, std::move(host), port);

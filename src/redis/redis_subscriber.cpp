@@ -40,26 +40,24 @@ class RedisSubscriber::Impl final : public detail::Link {
     for (const auto& c : channels) {
       if (++refs_[c] == 1) added.push_back(c);
     }
-    asio::post(strand(), [self, added = std::move(added), channels = std::move(channels),
-                          done = std::move(done)]() mutable {
-      self->add(std::move(added), channels, std::move(done));
-    });
+    asio::post(strand(),
+               [self, added = std::move(added), channels = std::move(channels),
+                done = std::move(done)]() mutable { self->add(added, channels, std::move(done)); });
   }
 
   void unsubscribe(std::vector<std::string> channels) {
     auto self = std::static_pointer_cast<Impl>(shared_from_this());
     std::lock_guard lock(mutex_);
-    std::vector<std::string> removed;
-    for (const auto& c : channels) {
+    // Keeps, in place, only the channels whose count reaches zero: all the strand needs.
+    std::erase_if(channels, [this](const std::string& c) {
       auto it = refs_.find(c);
-      if (it == refs_.end()) continue;
-      if (--it->second == 0) {
-        refs_.erase(it);
-        removed.push_back(c);
-      }
-    }
-    if (removed.empty()) return;
-    asio::post(strand(), [self, removed = std::move(removed)]() mutable { self->remove(removed); });
+      if (it == refs_.end() || --it->second > 0) return true;
+      refs_.erase(it);
+      return false;
+    });
+    if (channels.empty()) return;
+    asio::post(strand(),
+               [self, removed = std::move(channels)]() mutable { self->remove(removed); });
   }
 
   std::size_t channel_count() const {
@@ -73,7 +71,7 @@ class RedisSubscriber::Impl final : public detail::Link {
     std::function<void()> done;
   };
 
-  void add(std::vector<std::string> added, const std::vector<std::string>& wanted,
+  void add(const std::vector<std::string>& added, const std::vector<std::string>& wanted,
            std::function<void()> done) {
     for (const auto& c : added) held_.insert(c);
     if (!added.empty()) send_subscribe(added);
@@ -213,6 +211,8 @@ class RedisSubscriber::Impl final : public detail::Link {
   bool ready_ = false;
 };
 
+// By value, as the interface takes executors (like Asio).
+// NOLINTNEXTLINE(performance-unnecessary-value-param)
 std::shared_ptr<RedisSubscriber> RedisSubscriber::create(asio::any_io_executor executor,
                                                          std::string host, int port,
                                                          OnMessage on_message) {
