@@ -38,10 +38,13 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   // once when not connected (commands are not queued while disconnected) or when the
   // connection drops before the reply; throws ReplyError for an error reply (errors nested
   // in an array reply stay elements of type error). Completes on the caller's executor.
+  // Throws std::invalid_argument for an empty command, or for one that would switch the
+  // connection into pub/sub or monitor mode (SUBSCRIBE and kin, MONITOR): replies would no
+  // longer match commands, and RedisSubscriber is there for that.
   boost::asio::awaitable<Reply> command(std::vector<std::string> args);
 
   // Fire and forget (e.g. PUBLISH): the reply is ignored; silently dropped when not
-  // connected.
+  // connected (and, like command(), when empty or a pub/sub or monitor command).
   void send(std::vector<std::string> args);
 
   // Called on the strand after every successful (re)connect with true, and with false after
