@@ -25,7 +25,9 @@
 #include "realtime/delivery_tracker.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
+#include "realtime/redis_broker.hpp"
 #include "realtime/typing.hpp"
+#include "redis/redis_client.hpp"
 #include "users/user_service.hpp"
 #include "ws/gate.hpp"
 #include "ws/realtime_context.hpp"
@@ -86,9 +88,28 @@ int serve(const config::Settings& s) {
   chats::ChatService chat_service(*store);
   chats::MessageService message_service(*store, chat_service);
 
-  // Real time: committed events go store -> broker -> hub -> sockets, in commit order.
-  auto broker = realtime::make_in_process_broker();
-  realtime::Presence presence(*store, *broker);
+  // Real time: committed events go store -> broker -> hub -> sockets, in commit order. With
+  // REDIS_HOST the broker and presence are shared by every node through Redis.
+  std::shared_ptr<redis::RedisClient> redis_client;
+  std::unique_ptr<realtime::Broker> broker;
+  if (!s.redis.host.empty()) {
+    redis_client = redis::RedisClient::create(io.get_executor(), s.redis.host, s.redis.port);
+    redis_client->start();
+    realtime::RedisBrokerOptions options{s.redis.host, s.redis.port, s.redis.prefix};
+    broker = realtime::make_redis_broker(io.get_executor(), redis_client, options, store->chats());
+  } else {
+    broker = realtime::make_in_process_broker();
+  }
+  realtime::PresenceAnnouncer announcer(*store, *broker);
+  const std::chrono::milliseconds presence_grace = std::chrono::seconds(s.presence.grace_seconds);
+  std::unique_ptr<realtime::Presence> presence;
+  if (redis_client) {
+    realtime::RedisPresenceOptions options{
+        s.redis.prefix, std::chrono::seconds(s.presence.ttl_seconds), presence_grace};
+    presence = realtime::make_redis_presence(io.get_executor(), announcer, redis_client, options);
+  } else {
+    presence = realtime::make_local_presence(io.get_executor(), announcer, presence_grace);
+  }
   realtime::DeliveryTracker delivery(*store);
   auto recount = [&io, &store](std::int64_t chat, std::int64_t user,
                                std::function<void(std::int64_t)> done) {
@@ -102,11 +123,13 @@ int serve(const config::Settings& s) {
   auto delivered = [&delivery](std::int64_t user, std::int64_t chat, std::int64_t message) {
     delivery.note(user, chat, message);
   };
-  realtime::Hub hub(recount, delivered, static_cast<std::size_t>(s.ws_max_sockets_per_user));
+  realtime::Hub hub(*broker, recount, delivered,
+                    static_cast<std::size_t>(s.ws_max_sockets_per_user));
   broker->set_handler(&hub);
   store->chats().set_commit_listener([&broker](const std::vector<store::EventRecord>& events) {
     for (const auto& e : events) broker->publish_logged(e);
   });
+  store->chats().set_publish_barrier([&broker]() { return broker->flush(); });
   realtime::Typing typing(*broker, io.get_executor());
   realtime::ClientEvents client_events(chat_service, message_service, typing, *store);
   ws::Gate gate(auth, chat_service, s.allowed_origins);
@@ -116,10 +139,12 @@ int serve(const config::Settings& s) {
   limits.burst = s.ws_event_burst;
   limits.max_queued_frames = static_cast<std::size_t>(s.ws_max_queued_frames);
   limits.idle_timeout = std::chrono::seconds(s.ws_idle_timeout);
-  ws::RealtimeContext realtime_context{gate, hub, presence, client_events, *store, limits};
+  ws::RealtimeContext realtime_context{gate, hub, *presence, client_events, *store, limits};
 
   http::Router router;
-  http::Services services{auth, users, presence, chat_service, message_service, *store};
+  http::Services services{auth, users, *presence, chat_service, message_service, *store, [&broker] {
+                            return broker->healthy();
+                          }};
   http::add_all_routes(router, services);
   const http::HttpApp app(router, s.allowed_hosts);
 

@@ -1,9 +1,12 @@
 // Carries events between the nodes of a deployment. The broker never knows about
 // sockets: what arrives is handed to a BrokerHandler (the Hub), as in Centrifuge.
-// Implementations: in-process (one node, here) and Redis pub/sub (several nodes).
+// Implementations: in-process (one node) and Redis pub/sub (several nodes).
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -23,7 +26,7 @@ struct Ephemeral {
 class BrokerHandler {
  public:
   virtual ~BrokerHandler() = default;
-  // Called in publish order for logged events of one chat; may be called from any thread.
+  // Logged events, in commit order within a chat, each once; one call at a time.
   virtual void on_logged(const store::EventRecord& event) = 0;
   virtual void on_ephemeral(const Ephemeral& event) = 0;
 };
@@ -33,10 +36,28 @@ class Broker {
   virtual ~Broker() = default;
   // Set once before publishing.
   virtual void set_handler(BrokerHandler* handler) = 0;
-  // At-most-once delivery to every node's handler; logged events keep their order per
-  // chat. Non-blocking.
+
+  // Hands a committed event to every node that is subscribed to its chat (and, for
+  // chat_created, to the nodes of the users who join). Called in commit order. Non-blocking.
   virtual void publish_logged(const store::EventRecord& event) = 0;
+  // At-most-once, to the nodes subscribed to any of its chats. Non-blocking.
   virtual void publish_ephemeral(const Ephemeral& event) = 0;
+  // Completes once everything published so far has been handed on (the store's
+  // PublishBarrier); never throws, and gives up after a short timeout.
+  virtual boost::asio::awaitable<void> flush() = 0;
+
+  // This node's interest in chats and users, counted: the Hub subscribes when a chat or a
+  // user gets its first local session and unsubscribes after the last one. `ready` runs once
+  // every event committed after `from_seq` (when given; otherwise after the call) reaches
+  // the handler. Thread-safe; `ready` may run on any thread, possibly before the call
+  // returns.
+  virtual void subscribe(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
+                         std::optional<std::int64_t> from_seq, std::function<void()> ready) = 0;
+  virtual void unsubscribe(std::vector<std::int64_t> chat_ids,
+                           std::vector<std::int64_t> user_ids) = 0;
+
+  // False while the broker cannot carry events (Redis down): /readyz says so.
+  [[nodiscard]] virtual bool healthy() const = 0;
 };
 
 // One node: publishing is calling the handler.

@@ -109,16 +109,27 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
         error_frame(Error::field("type", "This field is required."), "")};
   }
   const std::string type(type_value->get_string());
-  auto fail = [&](const Error& e) { return std::vector<std::string>{error_frame(e, type)}; };
-
   if (type == "ping") co_return std::vector<std::string>{R"({"type":"pong"})"};
 
   static const std::vector<std::string> known{"message", "typing", "read", "forward",
                                               "edit",    "delete", "pin",  "unpin"};
   if (std::find(known.begin(), known.end(), type) == known.end()) {
-    co_return fail(Error::bad_request("Unknown event type \"" + type.substr(0, 64) + "\"."));
+    co_return std::vector<std::string>{error_frame(
+        Error::bad_request("Unknown event type \"" + type.substr(0, 64) + "\"."), type)};
   }
+  bool unavailable = false;
+  try {
+    co_return co_await handle_event(ctx, o, type);
+  } catch (const store::Unavailable&) {
+    unavailable = true;  // answered below: no co_await in a handler
+  }
+  (void)unavailable;
+  co_return std::vector<std::string>{error_frame(Error::unavailable(), type)};
+}
 
+boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
+    const ClientContext& ctx, const json::object& o, const std::string& type) {
+  auto fail = [&](const Error& e) { return std::vector<std::string>{error_frame(e, type)}; };
   Fields f{o, {}};
   // On the user socket every chat event names its chat; a chat socket has one.
   std::int64_t chat_id = ctx.chat_id;

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
+#include <boost/json/object.hpp>
 
 #include <string>
 #include <string_view>
@@ -35,11 +36,15 @@ class ClientEvents {
       : chats_(chats), messages_(messages), typing_(typing), store_(store) {}
 
   // Frames for the sending socket alone (errors, pong, the acknowledgement of a retried
-  // message). Never throws for bad input.
+  // message). Never throws for bad input; a database outage is an `unavailable` error.
   boost::asio::awaitable<std::vector<std::string>> handle(const ClientContext& ctx,
                                                           std::string_view text);
 
  private:
+  boost::asio::awaitable<std::vector<std::string>> handle_event(const ClientContext& ctx,
+                                                                const boost::json::object& o,
+                                                                const std::string& type);
+
   chats::ChatService& chats_;
   chats::MessageService& messages_;
   Typing& typing_;

@@ -31,45 +31,76 @@ std::int64_t field(const boost::json::object& o, const char* name) {
 
 }  // namespace
 
-Hub::Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user)
-    : recount_(std::move(recount)),
+Hub::Hub(Broker& broker, Recount recount, Delivered delivered, std::size_t max_sockets_per_user)
+    : broker_(broker),
+      recount_(std::move(recount)),
       delivered_(std::move(delivered)),
       max_sockets_per_user_(max_sockets_per_user) {}
 
 std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
-                                    const std::unordered_map<std::int64_t, UnreadState>& chats) {
+                                    const std::unordered_map<std::int64_t, UnreadState>& chats,
+                                    std::function<void()> ready) {
   std::vector<SessionPtr> evicted;
-  std::lock_guard lock(mutex_);
-  const Session* key = session.get();
-  Entry& e = sessions_[key];
-  e.session = session;
-  e.order = ++next_order_;
-  if (session->is_user_socket()) e.unread = chats;
-  for (const auto& [chat_id, state] : chats) by_chat_[chat_id].push_back(key);
-  auto& mine = by_user_[session->user_id()];
-  mine.push_back(key);
-  while (mine.size() > max_sockets_per_user_) {
-    auto oldest =
-        std::min_element(mine.begin(), mine.end(), [&](const Session* a, const Session* b) {
-          return sessions_[a].order < sessions_[b].order;
-        });
-    evicted.push_back(sessions_[*oldest].session);
-    mine.erase(oldest);  // detach() later removes the rest
+  Interest interest;
+  {
+    std::lock_guard lock(mutex_);
+    const Session* key = session.get();
+    Entry& e = sessions_[key];
+    e.session = session;
+    e.order = ++next_order_;
+    if (session->is_user_socket()) e.unread = chats;
+    for (const auto& [chat_id, state] : chats) subscribe(key, chat_id, interest);
+    auto& mine = by_user_[session->user_id()];
+    if (mine.empty()) interest.users_on.push_back(session->user_id());
+    mine.push_back(key);
+    while (mine.size() > max_sockets_per_user_) {
+      auto oldest =
+          std::min_element(mine.begin(), mine.end(), [&](const Session* a, const Session* b) {
+            return sessions_[a].order < sessions_[b].order;
+          });
+      evicted.push_back(sessions_[*oldest].session);
+      mine.erase(oldest);  // detach() later removes the rest
+    }
   }
+  apply(interest, std::nullopt, std::move(ready));
   return evicted;
 }
 
 void Hub::detach(const Session* s) {
-  std::lock_guard lock(mutex_);
-  auto it = sessions_.find(s);
-  if (it == sessions_.end()) return;
-  for (auto& [chat_id, list] : by_chat_) erase_from(list, s);
-  std::erase_if(by_chat_, [](const auto& kv) { return kv.second.empty(); });
-  if (auto u = by_user_.find(it->second.session->user_id()); u != by_user_.end()) {
-    erase_from(u->second, s);
-    if (u->second.empty()) by_user_.erase(u);
+  Interest interest;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(s);
+    if (it == sessions_.end()) return;
+    for (auto& [chat_id, list] : by_chat_) {
+      erase_from(list, s);
+      if (list.empty()) interest.chats_off.push_back(chat_id);
+    }
+    std::erase_if(by_chat_, [](const auto& kv) { return kv.second.empty(); });
+    const std::int64_t user = it->second.session->user_id();
+    if (auto u = by_user_.find(user); u != by_user_.end()) {
+      erase_from(u->second, s);
+      if (u->second.empty()) {
+        by_user_.erase(u);
+        interest.users_off.push_back(user);
+      }
+    }
+    sessions_.erase(it);
   }
-  sessions_.erase(it);
+  apply(interest, std::nullopt, nullptr);
+}
+
+void Hub::apply(Interest& interest, std::optional<std::int64_t> from_seq,
+                std::function<void()> ready) {
+  if (!interest.chats_off.empty() || !interest.users_off.empty()) {
+    broker_.unsubscribe(std::move(interest.chats_off), std::move(interest.users_off));
+  }
+  if (!interest.chats_on.empty() || !interest.users_on.empty()) {
+    broker_.subscribe(std::move(interest.chats_on), std::move(interest.users_on), from_seq,
+                      std::move(ready));
+  } else if (ready) {
+    ready();
+  }
 }
 
 std::size_t Hub::session_count() const {
@@ -86,13 +117,16 @@ void Hub::close_all(int code, const std::string& reason) {
   for (auto& s : all) s->close(code, reason);
 }
 
-void Hub::subscribe(const Session* s, std::int64_t chat_id) {
+// Called with the lock held.
+void Hub::subscribe(const Session* s, std::int64_t chat_id, Interest& interest) {
   auto& list = by_chat_[chat_id];
+  if (list.empty()) interest.chats_on.push_back(chat_id);
   if (std::find(list.begin(), list.end(), s) == list.end()) list.push_back(s);
 }
 
 // Called with the lock held.
-std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat_id) {
+std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat_id,
+                                         Interest& interest) {
   std::vector<SessionPtr> chat_sockets;
   auto u = by_user_.find(user_id);
   if (u == by_user_.end()) return chat_sockets;
@@ -102,6 +136,10 @@ std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat
     auto& e = sessions_[s];
     e.unread.erase(chat_id);
     if (s->chat_id() == chat_id) chat_sockets.push_back(e.session);
+  }
+  if (c != by_chat_.end() && c->second.empty()) {
+    by_chat_.erase(c);
+    interest.chats_off.push_back(chat_id);
   }
   return chat_sockets;
 }
@@ -157,6 +195,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   std::vector<std::pair<SessionPtr, std::int64_t>> unread_now;  // (session, count) to send
   std::vector<SessionPtr> recount;
   std::vector<SessionPtr> to_close;  // after they have been told why
+  Interest interest;
   {
     std::lock_guard lock(mutex_);
     if (event.user_id) {
@@ -168,7 +207,7 @@ void Hub::on_logged(const store::EventRecord& event) {
           if (s->is_user_socket()) {
             targets.push_back(e.session);
             if (type == "chat_created") {
-              subscribe(s, chat_id);
+              subscribe(s, chat_id, interest);
               e.unread[chat_id] = {};
               recount.push_back(e.session);
             } else if (type == "delete") {  // hidden for them
@@ -181,12 +220,12 @@ void Hub::on_logged(const store::EventRecord& event) {
         }
       }
       if (type == "member_removed" || type == "chat_deleted") {
-        to_close = unsubscribe(*event.user_id, chat_id);
+        to_close = unsubscribe(*event.user_id, chat_id, interest);
       }
     } else {
       // A member who was removed stops hearing the chat before the news goes out: they get
       // their own copy of member_removed.
-      if (type == "member_removed") unsubscribe(subject, chat_id);
+      if (type == "member_removed") unsubscribe(subject, chat_id, interest);
       // A new chat: its members' user sockets start hearing it.
       if (type == "chat_created") {
         for (const auto& m : o.at("chat").at("members").as_array()) {
@@ -194,7 +233,7 @@ void Hub::on_logged(const store::EventRecord& event) {
           if (auto u = by_user_.find(member); u != by_user_.end()) {
             for (const Session* s : u->second) {
               if (!s->is_user_socket()) continue;
-              subscribe(s, chat_id);
+              subscribe(s, chat_id, interest);
               sessions_[s].unread.try_emplace(chat_id);
             }
           }
@@ -203,7 +242,7 @@ void Hub::on_logged(const store::EventRecord& event) {
       if (type == "member_added") {
         if (auto u = by_user_.find(subject); u != by_user_.end()) {
           for (const Session* s : u->second) {
-            if (s->is_user_socket()) subscribe(s, chat_id);
+            if (s->is_user_socket()) subscribe(s, chat_id, interest);
           }
         }
       }
@@ -241,6 +280,8 @@ void Hub::on_logged(const store::EventRecord& event) {
   for (const auto& [s, count] : unread_now) send_unread(s, chat_id, count);
   for (const auto& s : recount) recount_for(s, chat_id);
   for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
+  // A chat new to this node is heard from this event on.
+  apply(interest, event.seq, nullptr);
 }
 
 void Hub::on_ephemeral(const Ephemeral& event) {

@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -36,13 +37,15 @@ class Hub final : public BrokerHandler {
       std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
   using Delivered = std::function<void(std::int64_t, std::int64_t, std::int64_t)>;
 
-  Hub(Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
+  Hub(Broker& broker, Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
 
   // Registers a session for these chats (a user socket: all of the user's chats, with their
-  // unread state). Returns the user's oldest sessions past the per-user limit: the caller
-  // closes them.
+  // unread state), subscribing this node to what it did not hear yet; `ready` runs once the
+  // broker delivers their events (see Broker::subscribe). Returns the user's oldest sessions
+  // past the per-user limit: the caller closes them.
   std::vector<SessionPtr> attach(const SessionPtr& session,
-                                 const std::unordered_map<std::int64_t, UnreadState>& chats);
+                                 const std::unordered_map<std::int64_t, UnreadState>& chats,
+                                 std::function<void()> ready);
   void detach(const Session* session);
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
@@ -58,12 +61,21 @@ class Hub final : public BrokerHandler {
     std::uint64_t order = 0;                               // attach order, for the limit
   };
 
-  void subscribe(const Session* s, std::int64_t chat_id);
+  // Chats and users that got their first local session or lost their last one: the broker
+  // subscriptions to change once the lock is released.
+  struct Interest {
+    std::vector<std::int64_t> chats_on, chats_off, users_on, users_off;
+  };
+
+  void subscribe(const Session* s, std::int64_t chat_id, Interest& interest);
   // Returns the user's sockets of that chat (/ws/chat/{id}/), which must close.
-  std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id);
+  std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id,
+                                      Interest& interest);
+  void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
   void send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count);
   void recount_for(const SessionPtr& s, std::int64_t chat_id);
 
+  Broker& broker_;
   Recount recount_;
   Delivered delivered_;
   std::size_t max_sockets_per_user_;

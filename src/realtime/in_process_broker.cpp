@@ -3,6 +3,8 @@
 namespace chat::realtime {
 namespace {
 
+// One node: the store calls publish in commit order, so calling the handler right away
+// keeps that order, and there is nothing to subscribe to.
 class InProcessBroker final : public Broker {
  public:
   void set_handler(BrokerHandler* handler) override { handler_ = handler; }
@@ -12,6 +14,14 @@ class InProcessBroker final : public Broker {
   void publish_ephemeral(const Ephemeral& event) override {
     if (handler_ != nullptr) handler_->on_ephemeral(event);
   }
+  boost::asio::awaitable<void> flush() override { co_return; }
+  void subscribe(std::vector<std::int64_t> /*chat_ids*/, std::vector<std::int64_t> /*user_ids*/,
+                 std::optional<std::int64_t> /*from_seq*/, std::function<void()> ready) override {
+    if (ready) ready();
+  }
+  void unsubscribe(std::vector<std::int64_t> /*chat_ids*/,
+                   std::vector<std::int64_t> /*user_ids*/) override {}
+  [[nodiscard]] bool healthy() const override { return true; }
 
  private:
   BrokerHandler* handler_ = nullptr;

@@ -8,38 +8,14 @@
 
 namespace chat::realtime {
 
-bool Presence::is_online(std::int64_t user_id) const {
-  std::lock_guard lock(mutex_);
-  auto it = sockets_.find(user_id);
-  return it != sockets_.end() && it->second > 0;
-}
-
-boost::asio::awaitable<void> Presence::connected(std::int64_t user_id) {
-  bool first = false;
-  {
-    std::lock_guard lock(mutex_);
-    first = ++sockets_[user_id] == 1;
-  }
-  if (first) co_await announce(user_id, true, std::nullopt);
-}
-
-boost::asio::awaitable<void> Presence::disconnected(std::int64_t user_id) {
-  bool last = false;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = sockets_.find(user_id);
-    if (it == sockets_.end()) co_return;
-    last = --it->second == 0;
-    if (last) sockets_.erase(it);
-  }
-  if (!last) co_return;
+boost::asio::awaitable<void> PresenceAnnouncer::went_offline(std::int64_t user_id) {
   const Micros now = now_micros();
   co_await store_.users().set_last_seen(user_id, now);
   co_await announce(user_id, false, now);
 }
 
-boost::asio::awaitable<void> Presence::announce(std::int64_t user_id, bool online,
-                                                std::optional<Micros> last_seen) {
+boost::asio::awaitable<void> PresenceAnnouncer::announce(std::int64_t user_id, bool online,
+                                                         std::optional<Micros> last_seen) {
   Ephemeral e;
   e.chat_ids = co_await store_.chats().chat_ids_of(user_id);
   e.exclude_user_id = user_id;

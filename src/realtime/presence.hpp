@@ -1,13 +1,18 @@
-// Who is online on this node: a user is online while one of their sockets is open. The
-// first socket and the last one are announced as user_status to the members of the
-// user's chats. (Across nodes, presence is shared through Redis in the scale-out build.)
+// Who is online: a user is online while one of their sockets is open on any node. The first
+// socket and the last one are announced as user_status to the members of the user's chats;
+// the last one only after a grace period, so a socket that moves to another node (or a
+// page reload) does not flash "offline". Implementations: one node (in memory) and Redis
+// (several nodes, with a TTL so a dead node's users do not stay online).
 #pragma once
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
-#include <mutex>
+#include <chrono>
+#include <cstdint>
+#include <memory>
 #include <optional>
-#include <unordered_map>
+#include <string>
 
 #include "common/time.hpp"
 #include "users/online_users.hpp"
@@ -15,27 +20,50 @@
 namespace chat::store {
 class Store;
 }
+namespace chat::redis {
+class RedisClient;
+}
 
 namespace chat::realtime {
 
 class Broker;
 
-class Presence final : public users::OnlineUsers {
+class Presence : public users::OnlineUsers {
  public:
-  Presence(store::Store& store, Broker& broker) : store_(store), broker_(broker) {}
+  // A socket of the user opened / closed on this node. Thread-safe.
+  virtual boost::asio::awaitable<void> connected(std::int64_t user_id) = 0;
+  virtual boost::asio::awaitable<void> disconnected(std::int64_t user_id) = 0;
+};
 
-  boost::asio::awaitable<void> connected(std::int64_t user_id);
-  boost::asio::awaitable<void> disconnected(std::int64_t user_id);
-  [[nodiscard]] bool is_online(std::int64_t user_id) const override;
-
- private:
+// Sends user_status for a user to the members of their chats.
+class PresenceAnnouncer {
+ public:
+  PresenceAnnouncer(store::Store& store, Broker& broker) : store_(store), broker_(broker) {}
+  // `last_seen` unset: read from the store (an online user shows their previous one).
   boost::asio::awaitable<void> announce(std::int64_t user_id, bool online,
                                         std::optional<Micros> last_seen);
+  // Going offline: records last_seen, then announces it.
+  boost::asio::awaitable<void> went_offline(std::int64_t user_id);
 
+ private:
   store::Store& store_;
   Broker& broker_;
-  mutable std::mutex mutex_;
-  std::unordered_map<std::int64_t, int> sockets_;
 };
+
+std::unique_ptr<Presence> make_local_presence(boost::asio::any_io_executor executor,
+                                              PresenceAnnouncer& announcer,
+                                              std::chrono::milliseconds grace);
+
+struct RedisPresenceOptions {
+  std::string prefix = "chat:";
+  std::chrono::milliseconds ttl{60'000};
+  std::chrono::milliseconds grace{5'000};
+};
+
+// Starts refreshing this node's users and sweeping dead nodes' users at once.
+std::unique_ptr<Presence> make_redis_presence(boost::asio::any_io_executor executor,
+                                              PresenceAnnouncer& announcer,
+                                              std::shared_ptr<redis::RedisClient> client,
+                                              RedisPresenceOptions options);
 
 }  // namespace chat::realtime

@@ -1,16 +1,20 @@
 // Who is online right now, as far as the REST answers need it (`is_online`). The real-time
-// layer (realtime/presence) keeps it up to date from live sockets.
+// layer (realtime/presence) keeps it up to date from live sockets, on every node.
 #pragma once
 
+#include <boost/asio/awaitable.hpp>
+
 #include <cstdint>
+#include <vector>
 
 namespace chat::users {
 
 class OnlineUsers {
  public:
   virtual ~OnlineUsers() = default;
-  // Thread-safe; called from any I/O thread.
-  [[nodiscard]] virtual bool is_online(std::int64_t user_id) const = 0;
+  // One answer per id, in order. Thread-safe; completes on the caller's executor. When
+  // presence cannot be read (Redis away), everyone is reported offline rather than failing.
+  virtual boost::asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> user_ids) = 0;
 };
 
 }  // namespace chat::users

@@ -30,6 +30,7 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
+constexpr auto kSubscribeWait = std::chrono::seconds(3);
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
@@ -86,8 +87,15 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       chats[chat_id()] = {};
     }
     buffering_ = true;
-    for (const auto& evicted : context_.hub.attach(self, chats))
+    // Waits (briefly: the log replay covers a slow broker) until this node hears the chats,
+    // so a resume cannot fall between the replay and the live events.
+    auto subscribed = std::make_shared<asio::steady_timer>(ws_.get_executor(), kSubscribeWait);
+    auto on_ready = [subscribed] {
+      asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
+    };
+    for (const auto& evicted : context_.hub.attach(self, chats, on_ready))
       evicted->close(1008, "too many sockets");
+    co_await subscribed->async_wait(use_tuple);
     auto [ec] = co_await ws_.async_accept(request, use_tuple);
     if (ec) {
       context_.hub.detach(this);

@@ -14,9 +14,12 @@ awaitable<Response> healthz() {
 
 awaitable<Response> readyz(Services& s) {
   const bool db = co_await s.store.ping();
-  co_return json_response(db ? 200 : 503,
-                          boost::json::object{{"status", db ? "ok" : "unavailable"},
-                                              {"database", db ? "ok" : "unavailable"}});
+  const bool broker = !s.broker_ready || s.broker_ready();
+  const bool ok = db && broker;
+  co_return json_response(ok ? 200 : 503,
+                          boost::json::object{{"status", ok ? "ok" : "unavailable"},
+                                              {"database", db ? "ok" : "unavailable"},
+                                              {"broker", broker ? "ok" : "unavailable"}});
 }
 
 }  // namespace

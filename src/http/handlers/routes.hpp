@@ -2,6 +2,8 @@
 // handlers only parse, call a service, and serialise.
 #pragma once
 
+#include <functional>
+
 namespace chat::auth {
 class AuthService;
 }
@@ -28,6 +30,8 @@ struct Services {
   chats::ChatService& chats;
   chats::MessageService& messages;
   store::Store& store;
+  // True while the broker carries events (always, on one node); /readyz reports it.
+  std::function<bool()> broker_ready;
 };
 
 void add_auth_routes(Router& router, Services& services);

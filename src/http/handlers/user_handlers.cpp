@@ -6,6 +6,7 @@
 #include "http/handlers/routes.hpp"
 #include "http/handlers/user_json.hpp"
 #include "http/router.hpp"
+#include "users/online_users.hpp"
 #include "users/user_service.hpp"
 
 namespace chat::http {
@@ -14,9 +15,16 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
+awaitable<bool> is_online(Services& s, std::int64_t user_id) {
+  std::vector<std::int64_t> ids{user_id};
+  auto online = co_await s.online.online(std::move(ids));
+  co_return !online.empty() && online[0];
+}
+
 awaitable<Response> get_me(Services& s, Request& /*req*/, const RouteParams& /*params*/,
                            const store::UserRecord& me) {
-  co_return json_response(200, own_user_json(me, s.online));
+  const bool online = co_await is_online(s, me.id);
+  co_return json_response(200, own_user_json(me, online));
 }
 
 awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*params*/,
@@ -29,7 +37,8 @@ awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*pa
       f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
   auto updated = co_await s.users.update_profile(me, std::move(in), req.client_address);
   if (!updated) co_return error_response(updated.error());
-  co_return json_response(200, own_user_json(*updated, s.online));
+  const bool online = co_await is_online(s, updated->id);
+  co_return json_response(200, own_user_json(*updated, online));
 }
 
 // DRF's LimitOffsetPagination links: the same URL with another offset, or null.
@@ -54,8 +63,13 @@ awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*p
   q.offset = query_int(req, "offset", 0, 0, INT64_MAX / 2);
   auto page = co_await s.users.list(q);
   if (!page) co_return error_response(page.error());
+  std::vector<std::int64_t> ids;
+  for (const auto& u : page->users) ids.push_back(u.id);
+  auto online = co_await s.online.online(std::move(ids));
   json::array results;
-  for (const auto& u : page->users) results.push_back(public_user_json(u, s.online));
+  for (std::size_t i = 0; i < page->users.size(); ++i) {
+    results.push_back(public_user_json(page->users[i], i < online.size() && online[i]));
+  }
   json::value next = nullptr;
   json::value previous = nullptr;
   if (q.offset + q.limit < page->count)
@@ -73,7 +87,8 @@ awaitable<Response> get_user(Services& s, Request& /*req*/, const RouteParams& p
   const std::int64_t id = p.ids[0];
   auto user = co_await s.users.get(id);
   if (!user) co_return error_response(user.error());
-  co_return json_response(200, public_user_json(*user, s.online));
+  const bool online = co_await is_online(s, user->id);
+  co_return json_response(200, public_user_json(*user, online));
 }
 
 }  // namespace

@@ -1,7 +1,5 @@
 #include "http/handlers/user_json.hpp"
 
-#include "users/online_users.hpp"
-
 namespace chat::http {
 namespace {
 
@@ -12,18 +10,18 @@ boost::json::value optional_time(const std::optional<Micros>& t) {
 
 }  // namespace
 
-boost::json::object public_user_json(const store::UserRecord& u, const users::OnlineUsers& online) {
+boost::json::object public_user_json(const store::UserRecord& u, bool online) {
   return {{"id", u.id},
           {"username", u.username},
-          {"is_online", online.is_online(u.id)},
+          {"is_online", online},
           {"last_seen", optional_time(u.last_seen)}};
 }
 
-boost::json::object own_user_json(const store::UserRecord& u, const users::OnlineUsers& online) {
+boost::json::object own_user_json(const store::UserRecord& u, bool online) {
   return {{"id", u.id},
           {"username", u.username},
           {"email", u.email},
-          {"is_online", online.is_online(u.id)},
+          {"is_online", online},
           {"last_seen", optional_time(u.last_seen)},
           {"date_joined", format_iso8601(u.date_joined)}};
 }

@@ -5,13 +5,9 @@
 
 #include "store/user_store.hpp"
 
-namespace chat::users {
-class OnlineUsers;
-}
-
 namespace chat::http {
 
-boost::json::object own_user_json(const store::UserRecord& u, const users::OnlineUsers& online);
-boost::json::object public_user_json(const store::UserRecord& u, const users::OnlineUsers& online);
+boost::json::object own_user_json(const store::UserRecord& u, bool online);
+boost::json::object public_user_json(const store::UserRecord& u, bool online);
 
 }  // namespace chat::http

@@ -1,6 +1,7 @@
 #include "store/postgres/pg_connection.hpp"
 
 #include <libpq-fe.h>
+#include <spdlog/spdlog.h>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
@@ -19,6 +20,13 @@ std::string connection_error(pg_conn* conn) {
   std::string msg = conn != nullptr ? PQerrorMessage(conn) : "out of memory";
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
   return "postgres: " + msg;
+}
+
+// Server notices (and a restart's farewell) go to the log, not to stderr.
+void log_notice(void* /*arg*/, const char* message) {
+  std::string text = message;
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  spdlog::debug("postgres: {}", text);
 }
 
 }  // namespace
@@ -81,6 +89,17 @@ bool PgConnection::healthy() const {
   return PQstatus(conn_) == CONNECTION_OK;
 }
 
+bool PgConnection::still_alive() {
+  if (!healthy()) return false;
+  // An idle connection has nothing to say: what a restart leaves is its farewell message,
+  // which libpq takes as a notice, and then the end of the stream, which only the next
+  // read reports.
+  for (int i = 0; i < 2; ++i) {
+    if (PQconsumeInput(conn_) == 0) return false;
+  }
+  return healthy();
+}
+
 asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_io_executor ex,
                                                                      std::string conninfo) {
   pg_conn* conn = PQconnectStart(conninfo.c_str());
@@ -114,6 +133,7 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
     state = PQconnectPoll(conn);
   }
   PQsetnonblocking(conn, 1);
+  PQsetNoticeProcessor(conn, log_notice, nullptr);
   co_return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(socket)));
 }
 

@@ -76,6 +76,9 @@ class PgConnection {
 
   // False once the connection is broken; the pool then drops it.
   [[nodiscard]] bool healthy() const;
+  // Reads whatever the server sent while the connection sat idle (a restart's goodbye), so
+  // a connection the server closed is known broken before a query is sent on it.
+  bool still_alive();
 
  private:
   struct Socket;

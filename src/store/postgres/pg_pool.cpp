@@ -73,7 +73,7 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
     while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
       idle_.pop_back();
-      if (conn->healthy()) co_return Lease(self, std::move(conn));
+      if (conn->still_alive()) co_return Lease(self, std::move(conn));
       --open_;
     }
     if (open_ < max_) {

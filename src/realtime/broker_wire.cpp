@@ -1,0 +1,90 @@
+#include "realtime/broker_wire.hpp"
+
+#include <charconv>
+
+namespace chat::realtime {
+namespace {
+
+// Reads a decimal integer followed by `end`; advances `s` past both.
+bool take_int(std::string_view& s, std::int64_t& out, char end) {
+  const auto* first = s.data();
+  const auto* last = s.data() + s.size();
+  auto [p, ec] = std::from_chars(first, last, out);
+  if (ec != std::errc() || p == last || *p != end) return false;
+  s.remove_prefix(static_cast<std::size_t>(p - first) + 1);
+  return true;
+}
+
+bool take_word(std::string_view& s, std::string_view& out, char end) {
+  const auto pos = s.find(end);
+  if (pos == std::string_view::npos) return false;
+  out = s.substr(0, pos);
+  s.remove_prefix(pos + 1);
+  return true;
+}
+
+}  // namespace
+
+std::string encode_logged(const store::EventRecord& e) {
+  std::string out = "L" + std::to_string(e.seq) + " " + std::to_string(e.chat_id) + " " +
+                    std::to_string(e.user_id.value_or(0)) + " " + std::to_string(e.created_at) +
+                    " " + e.type + "\n";
+  out += e.payload;
+  return out;
+}
+
+std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
+  std::string out = "E" + origin + " " + std::to_string(e.exclude_user_id) + " ";
+  for (std::size_t i = 0; i < e.chat_ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(e.chat_ids[i]);
+  }
+  out += "\n";
+  out += e.payload;
+  return out;
+}
+
+std::optional<std::variant<store::EventRecord, WireEphemeral>> decode_broker_message(
+    std::string_view s) {
+  if (s.empty()) return std::nullopt;
+  const char kind = s.front();
+  s.remove_prefix(1);
+  if (kind == 'L') {
+    store::EventRecord e;
+    std::int64_t user = 0;
+    std::string_view type;
+    if (!take_int(s, e.seq, ' ') || !take_int(s, e.chat_id, ' ') || !take_int(s, user, ' ') ||
+        !take_int(s, e.created_at, ' ') || !take_word(s, type, '\n') || type.empty() || s.empty()) {
+      return std::nullopt;
+    }
+    if (user != 0) e.user_id = user;
+    e.type = type;
+    e.payload = s;
+    return e;
+  }
+  if (kind == 'E') {
+    WireEphemeral w;
+    std::string_view origin;
+    std::string_view chats;
+    if (!take_word(s, origin, ' ') || !take_int(s, w.event.exclude_user_id, ' ') ||
+        !take_word(s, chats, '\n') || s.empty()) {
+      return std::nullopt;
+    }
+    w.origin = origin;
+    while (!chats.empty()) {
+      std::int64_t id = 0;
+      const auto comma = chats.find(',');
+      std::string_view part = chats.substr(0, comma);
+      auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
+      if (ec != std::errc() || p != part.data() + part.size()) return std::nullopt;
+      w.event.chat_ids.push_back(id);
+      if (comma == std::string_view::npos) break;
+      chats.remove_prefix(comma + 1);
+    }
+    w.event.payload = s;
+    return w;
+  }
+  return std::nullopt;
+}
+
+}  // namespace chat::realtime

@@ -1,0 +1,28 @@
+// How events travel between nodes: one Redis message each, a short text header line and
+// the event's JSON as the socket carries it, so a node forwards it without re-serialising.
+//   L<seq> <chat_id> <user_id or 0> <created_at> <type>\n<payload>
+//   E<origin> <exclude_user_id> <chat_id>,<chat_id>...\n<payload>
+#pragma once
+
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "realtime/broker.hpp"
+
+namespace chat::realtime {
+
+struct WireEphemeral {
+  std::string origin;  // "<node>:<counter>": the same event reaches a node on several channels
+  Ephemeral event;
+};
+
+std::string encode_logged(const store::EventRecord& event);
+std::string encode_ephemeral(const std::string& origin, const Ephemeral& event);
+
+// nullopt for anything malformed (it is dropped, never trusted).
+std::optional<std::variant<store::EventRecord, WireEphemeral>> decode_broker_message(
+    std::string_view message);
+
+}  // namespace chat::realtime

@@ -1,0 +1,86 @@
+// Presence of a single node: socket counts in memory.
+#include <spdlog/spdlog.h>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <mutex>
+#include <unordered_map>
+
+#include "realtime/presence.hpp"
+
+namespace chat::realtime {
+namespace {
+
+namespace asio = boost::asio;
+
+class LocalPresence final : public Presence {
+ public:
+  LocalPresence(PresenceAnnouncer& announcer, std::chrono::milliseconds grace)
+      : announcer_(announcer), grace_(grace) {}
+
+  asio::awaitable<void> connected(std::int64_t user_id) override {
+    bool announce = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto& u = users_[user_id];
+      // Back within the grace period: they never looked offline, so nothing to say.
+      announce = ++u.sockets == 1 && !u.leaving;
+      u.leaving = false;
+    }
+    if (announce) co_await announcer_.announce(user_id, true, std::nullopt);
+  }
+
+  asio::awaitable<void> disconnected(std::int64_t user_id) override {
+    std::uint64_t ticket = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = users_.find(user_id);
+      if (it == users_.end() || --it->second.sockets > 0) co_return;
+      it->second.leaving = true;
+      ticket = ++it->second.ticket;
+    }
+    if (grace_.count() > 0) {
+      asio::steady_timer timer(co_await asio::this_coro::executor, grace_);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    {
+      std::lock_guard lock(mutex_);
+      auto it = users_.find(user_id);
+      if (it == users_.end() || it->second.ticket != ticket || !it->second.leaving) co_return;
+      users_.erase(it);
+    }
+    co_await announcer_.went_offline(user_id);
+  }
+
+  asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
+    std::vector<bool> out;
+    std::lock_guard lock(mutex_);
+    for (auto id : ids) out.push_back(users_.contains(id));  // leaving users still count
+    co_return out;
+  }
+
+ private:
+  struct User {
+    int sockets = 0;
+    bool leaving = false;      // the last socket closed; the grace period runs
+    std::uint64_t ticket = 0;  // which grace period may announce
+  };
+
+  PresenceAnnouncer& announcer_;
+  std::chrono::milliseconds grace_;
+  std::mutex mutex_;
+  std::unordered_map<std::int64_t, User> users_;
+};
+
+}  // namespace
+
+std::unique_ptr<Presence> make_local_presence(asio::any_io_executor /*executor*/,
+                                              PresenceAnnouncer& announcer,
+                                              std::chrono::milliseconds grace) {
+  return std::make_unique<LocalPresence>(announcer, grace);
+}
+
+}  // namespace chat::realtime

@@ -1,0 +1,288 @@
+// Presence across nodes, in Redis (Centrifuge's presence_redis). For each user a sorted set
+// holds the nodes that have a socket of theirs, scored by when that entry expires; each node
+// refreshes its entries every third of the TTL, so a node that dies stops counting within
+// the TTL. A "state" key remembers that the user was announced online: whoever sets it
+// announces "online", whoever deletes it announces "offline", so each happens once however
+// many nodes race. A global sorted set of deadlines lets any node find a dead node's users.
+#include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <mutex>
+#include <random>
+#include <unordered_map>
+
+#include "realtime/presence.hpp"
+#include "redis/redis_client.hpp"
+
+namespace chat::realtime {
+namespace {
+
+namespace asio = boost::asio;
+
+// KEYS: entries, state, deadlines. ARGV: node, user, ttl ms.
+// Adds (or extends) this node's entry; returns 1 when the user was not announced online.
+constexpr const char* kConnect = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expiry = now + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3])
+if first then return 1 end
+redis.call('PEXPIRE', KEYS[2], ARGV[3])
+return 0
+)lua";
+
+// KEYS: entries, state, deadlines. ARGV: node, user, linger ms.
+// The node's last socket of the user closed: its entry stays live for the grace period only.
+constexpr const char* kLinger = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expiry = now + tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], expiry, ARGV[1])
+redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
+return 1
+)lua";
+
+// KEYS: entries, state, deadlines. ARGV: node, user.
+// Drops the node's entry if it has expired, and any other expired one; returns 1 when that
+// left nobody and this call is the one to announce "offline".
+constexpr const char* kRelease = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, node in ipairs(expired) do
+  redis.call('ZREM', KEYS[1], node)
+  redis.call('ZREM', KEYS[3], ARGV[2] .. ':' .. node)
+end
+if redis.call('ZCARD', KEYS[1]) == 0 then
+  if redis.call('DEL', KEYS[2]) == 1 then return 1 end
+end
+return 0
+)lua";
+
+// KEYS: deadlines. ARGV: prefix, max.
+// Finds entries past their deadline (a dead node's, or a lingering one nobody released) and
+// releases them; returns the users now to be announced offline.
+constexpr const char* kSweep = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
+local gone = {}
+for _, member in ipairs(due) do
+  redis.call('ZREM', KEYS[1], member)
+  local sep = string.find(member, ':', 1, true)
+  local user = string.sub(member, 1, sep - 1)
+  local node = string.sub(member, sep + 1)
+  local entries = ARGV[1] .. 'p:' .. user
+  local score = redis.call('ZSCORE', entries, node)
+  if score and tonumber(score) <= now then redis.call('ZREM', entries, node) end
+  if redis.call('ZCOUNT', entries, '(' .. now, '+inf') == 0 then
+    redis.call('DEL', entries)
+    if redis.call('DEL', ARGV[1] .. 'ps:' .. user) == 1 then table.insert(gone, user) end
+  end
+end
+return gone
+)lua";
+
+// KEYS: the entries of each user asked about. Returns, per user, how many live nodes.
+constexpr const char* kCount = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local out = {}
+for i, key in ipairs(KEYS) do out[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf') end
+return out
+)lua";
+
+class RedisPresence final : public Presence, public std::enable_shared_from_this<RedisPresence> {
+ public:
+  RedisPresence(PresenceAnnouncer& announcer, std::shared_ptr<redis::RedisClient> client,
+                RedisPresenceOptions options)
+      : announcer_(announcer), client_(std::move(client)), options_(std::move(options)) {
+    std::random_device rd;
+    node_ = std::to_string(rd()) + std::to_string(rd());
+  }
+
+  void start(asio::any_io_executor executor) {
+    asio::co_spawn(executor, keep_alive(), asio::detached);
+  }
+
+  void stop() {
+    std::lock_guard lock(mutex_);
+    stopped_ = true;
+  }
+
+  asio::awaitable<void> connected(std::int64_t user_id) override {
+    {
+      std::lock_guard lock(mutex_);
+      auto& u = users_[user_id];
+      ++u.ticket;  // a grace period running for this user ends without a word
+      if (++u.sockets > 1) co_return;
+    }
+    auto first = co_await script(kConnect, user_id, options_.ttl.count());
+    if (first == 1) co_await announcer_.announce(user_id, true, std::nullopt);
+  }
+
+  asio::awaitable<void> disconnected(std::int64_t user_id) override {
+    std::uint64_t ticket = 0;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = users_.find(user_id);
+      if (it == users_.end() || --it->second.sockets > 0) co_return;
+      ticket = ++it->second.ticket;
+    }
+    co_await script(kLinger, user_id, options_.grace.count());
+    // A little past the linger, so the entry has expired when it is released.
+    asio::steady_timer timer(co_await asio::this_coro::executor,
+                             options_.grace + std::chrono::milliseconds(50));
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    {
+      std::lock_guard lock(mutex_);
+      auto it = users_.find(user_id);
+      if (it == users_.end() || it->second.ticket != ticket || it->second.sockets > 0) co_return;
+      users_.erase(it);
+    }
+    if (co_await script(kRelease, user_id, 0) == 1) co_await announcer_.went_offline(user_id);
+  }
+
+  asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
+    std::vector<bool> out(ids.size(), false);
+    if (ids.empty()) co_return out;
+    std::vector<std::string> command{"EVAL", kCount, std::to_string(ids.size())};
+    for (auto id : ids) command.push_back(entries_key(id));
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      for (std::size_t i = 0; i < ids.size() && i < reply.elements.size(); ++i) {
+        out[i] = reply.elements[i].integer > 0;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("presence: reading from Redis failed: {}", e.what());
+    }
+    co_return out;
+  }
+
+ private:
+  struct User {
+    int sockets = 0;
+    std::uint64_t ticket = 0;
+  };
+
+  std::string entries_key(std::int64_t user) const {
+    return options_.prefix + "p:" + std::to_string(user);
+  }
+  std::string state_key(std::int64_t user) const {
+    return options_.prefix + "ps:" + std::to_string(user);
+  }
+  std::string deadlines_key() const { return options_.prefix + "pd"; }
+
+  // Runs one of the per-user scripts; 0 when Redis cannot be reached (presence is
+  // best-effort: the TTL repairs it).
+  asio::awaitable<long long> script(const char* lua, std::int64_t user, long long ms) {
+    std::vector<std::string> command{"EVAL",
+                                     lua,
+                                     "3",
+                                     entries_key(user),
+                                     state_key(user),
+                                     deadlines_key(),
+                                     node_,
+                                     std::to_string(user),
+                                     std::to_string(ms)};
+    long long result = 0;
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      result = reply.integer;
+    } catch (const std::exception& e) {
+      spdlog::warn("presence: Redis call failed: {}", e.what());
+    }
+    co_return result;
+  }
+
+  // Every third of the TTL: extends this node's entries, then releases the users of nodes
+  // that stopped extending theirs.
+  asio::awaitable<void> keep_alive() {
+    auto self = shared_from_this();
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      timer.expires_after(options_.ttl / 3);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      std::vector<std::int64_t> mine;
+      {
+        std::lock_guard lock(mutex_);
+        if (stopped_) co_return;
+        for (const auto& [id, u] : users_) {
+          if (u.sockets > 0) mine.push_back(id);
+        }
+      }
+      for (auto id : mine) co_await script(kConnect, id, options_.ttl.count());
+      co_await sweep();
+    }
+  }
+
+  asio::awaitable<void> sweep() {
+    std::vector<std::string> command{"EVAL", kSweep, "1", deadlines_key(), options_.prefix, "100"};
+    std::vector<std::int64_t> gone;
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      for (const auto& e : reply.elements) gone.push_back(std::stoll(e.str));
+    } catch (const std::exception& e) {
+      spdlog::warn("presence: sweeping Redis failed: {}", e.what());
+    }
+    for (auto user : gone) {
+      try {
+        co_await announcer_.went_offline(user);
+      } catch (const std::exception& e) {
+        spdlog::warn("presence: announcing user {} offline failed: {}", user, e.what());
+      }
+    }
+  }
+
+  PresenceAnnouncer& announcer_;
+  std::shared_ptr<redis::RedisClient> client_;
+  RedisPresenceOptions options_;
+  std::string node_;
+  std::mutex mutex_;
+  bool stopped_ = false;
+  std::unordered_map<std::int64_t, User> users_;
+};
+
+// The presence lives as long as its keep-alive loop may run; the handle stops the loop.
+class RedisPresenceHandle final : public Presence {
+ public:
+  explicit RedisPresenceHandle(std::shared_ptr<RedisPresence> p) : p_(std::move(p)) {}
+  ~RedisPresenceHandle() override { p_->stop(); }
+  RedisPresenceHandle(const RedisPresenceHandle&) = delete;
+  RedisPresenceHandle& operator=(const RedisPresenceHandle&) = delete;
+  asio::awaitable<void> connected(std::int64_t user_id) override {
+    co_await p_->connected(user_id);
+  }
+  asio::awaitable<void> disconnected(std::int64_t user_id) override {
+    co_await p_->disconnected(user_id);
+  }
+  asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
+    co_return co_await p_->online(std::move(ids));
+  }
+
+ private:
+  std::shared_ptr<RedisPresence> p_;
+};
+
+}  // namespace
+
+std::unique_ptr<Presence> make_redis_presence(asio::any_io_executor executor,
+                                              PresenceAnnouncer& announcer,
+                                              std::shared_ptr<redis::RedisClient> client,
+                                              RedisPresenceOptions options) {
+  auto p = std::make_shared<RedisPresence>(announcer, std::move(client), std::move(options));
+  p->start(std::move(executor));
+  return std::make_unique<RedisPresenceHandle>(std::move(p));
+}
+
+}  // namespace chat::realtime

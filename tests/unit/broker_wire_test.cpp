@@ -1,0 +1,46 @@
+// The format events travel in between nodes: what is encoded decodes to the same event, and
+// anything malformed is refused rather than trusted.
+#include <gtest/gtest.h>
+
+#include "realtime/broker_wire.hpp"
+
+using namespace chat;
+using namespace chat::realtime;
+
+TEST(BrokerWire, LoggedEventsRoundTrip) {
+  store::EventRecord e{42, 7, 3, "delete", R"({"type":"delete","chat_id":7,"message_id":9})", 99};
+  auto decoded = decode_broker_message(encode_logged(e));
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<store::EventRecord>(*decoded);
+  EXPECT_EQ(back.seq, 42);
+  EXPECT_EQ(back.chat_id, 7);
+  EXPECT_EQ(back.user_id, 3);
+  EXPECT_EQ(back.type, "delete");
+  EXPECT_EQ(back.payload, e.payload);
+  EXPECT_EQ(back.created_at, 99);
+  e.user_id.reset();
+  e.payload = "{\"text\":\"line\\nbreak \xD0\x9F\"}";
+  auto again = decode_broker_message(encode_logged(e));
+  ASSERT_TRUE(again);
+  EXPECT_FALSE(std::get<store::EventRecord>(*again).user_id);
+  EXPECT_EQ(std::get<store::EventRecord>(*again).payload, e.payload);
+}
+
+TEST(BrokerWire, EphemeralEventsRoundTrip) {
+  Ephemeral e{{1, 22, 333}, 5, R"({"type":"typing"})"};
+  auto decoded = decode_broker_message(encode_ephemeral("node:1", e));
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<WireEphemeral>(*decoded);
+  EXPECT_EQ(back.origin, "node:1");
+  EXPECT_EQ(back.event.chat_ids, (std::vector<std::int64_t>{1, 22, 333}));
+  EXPECT_EQ(back.event.exclude_user_id, 5);
+  EXPECT_EQ(back.event.payload, e.payload);
+}
+
+TEST(BrokerWire, MalformedMessagesAreRefused) {
+  for (const char* bad :
+       {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}", "L1 2 3\n{}",
+        "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n"}) {
+    EXPECT_FALSE(decode_broker_message(bad)) << bad;
+  }
+}
