@@ -80,21 +80,25 @@ int serve(const config::Settings& s) {
     spdlog::info("applied migration {:04d}_{}", m.version, m.name);
   }
 
+  // With REDIS_HOST, login throttling, the broker and presence are shared by every node.
+  std::shared_ptr<redis::RedisClient> redis_client;
+  if (!s.redis.host.empty()) {
+    redis_client = redis::RedisClient::create(io.get_executor(), s.redis.host, s.redis.port);
+    redis_client->start();
+  }
+
   auth::PasswordHasher hasher(s.hasher_threads);
-  auto limiter = auth::make_memory_rate_limiter();
+  auto limiter = redis_client ? auth::make_redis_rate_limiter(redis_client, s.redis.prefix)
+                              : auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);
   auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
   users::UserService users(*store, auth, hasher);
   chats::ChatService chat_service(*store);
   chats::MessageService message_service(*store, chat_service);
 
-  // Real time: committed events go store -> broker -> hub -> sockets, in commit order. With
-  // REDIS_HOST the broker and presence are shared by every node through Redis.
-  std::shared_ptr<redis::RedisClient> redis_client;
+  // Real time: committed events go store -> broker -> hub -> sockets, in commit order.
   std::unique_ptr<realtime::Broker> broker;
-  if (!s.redis.host.empty()) {
-    redis_client = redis::RedisClient::create(io.get_executor(), s.redis.host, s.redis.port);
-    redis_client->start();
+  if (redis_client) {
     realtime::RedisBrokerOptions options{s.redis.host, s.redis.port, s.redis.prefix};
     broker = realtime::make_redis_broker(io.get_executor(), redis_client, options, store->chats());
   } else {

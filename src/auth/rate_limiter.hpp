@@ -10,6 +10,10 @@
 
 #include "common/time.hpp"
 
+namespace chat::redis {
+class RedisClient;
+}
+
 namespace chat::auth {
 
 class RateLimiter {
@@ -28,5 +32,11 @@ class RateLimiter {
 
 // Thread-safe; memory is bounded by `max_keys` (the stalest keys are dropped first).
 std::unique_ptr<RateLimiter> make_memory_rate_limiter(std::size_t max_keys = 200'000);
+
+// Shared by every node through Redis (one sorted set of event times per key, expiring with
+// its window). While Redis cannot be reached, this node counts on its own rather than
+// refusing every login.
+std::unique_ptr<RateLimiter> make_redis_rate_limiter(std::shared_ptr<redis::RedisClient> client,
+                                                     std::string prefix);
 
 }  // namespace chat::auth

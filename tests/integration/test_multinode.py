@@ -619,3 +619,28 @@ def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
         run(main(), timeout=240)
     finally:
         ensure_pg_running()
+
+
+# ---- login throttling is counted by all nodes together ------------------------------------------
+
+def test_login_failures_are_counted_across_nodes(make_cluster):
+    cluster = make_cluster(3, LOGIN_FAILURES_PER_USER=3, LOGIN_FAILURES_PER_ADDRESS=50,
+                           LOGIN_FAILURE_WINDOW="10m", TRUSTED_PROXIES="127.0.0.1")
+    api = [Client(n) for n in cluster]
+    user = api[0].register()
+    name, password = user["user"]["username"], user["password"]
+
+    def login(node, pw, address):
+        return api[node].post("/api/auth/login/", json={"username": name, "password": pw},
+                              headers={"X-Forwarded-For": address})
+
+    # One failure on each node: three in all, the limit for this account and address.
+    for node in range(3):
+        assert login(node, "wrong-guess", "203.0.113.9").status_code == 401
+    for node in range(3):
+        r = login(node, "wrong-guess", "203.0.113.9")
+        assert r.status_code == 429, (node, r.text)
+        assert 0 < int(r.headers["Retry-After"]) <= 600
+    # The right password from another address still works on every node.
+    for node in range(3):
+        assert login(node, password, "198.51.100.3").status_code == 200
