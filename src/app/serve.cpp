@@ -175,13 +175,15 @@ int serve(const config::Settings& s) {
     if (ec) return;
     spdlog::info("signal {}: stopping", sig);
     server.stop();
+    presence->shutting_down();
     hub.close_all(1001, "server shutting down");
     asio::co_spawn(
         io,
         [&]() -> asio::awaitable<void> {
           const auto deadline =
               std::chrono::steady_clock::now() + std::chrono::seconds(s.shutdown_grace_seconds);
-          while (hub.session_count() > 0 && std::chrono::steady_clock::now() < deadline) {
+          while ((hub.session_count() > 0 || realtime_context.sessions_running > 0) &&
+                 std::chrono::steady_clock::now() < deadline) {
             grace.expires_after(std::chrono::milliseconds(20));
             co_await grace.async_wait(asio::use_awaitable);
           }

@@ -47,17 +47,23 @@ std::string next_request_id() {
   return buf;
 }
 
+// Text that can be stored and compared: valid UTF-8 without NUL (which PostgreSQL cannot
+// hold in text and would otherwise cut a value short).
+bool acceptable_text(const std::string& s) {
+  return unicode::is_valid_utf8(s) && s.find('\0') == std::string::npos;
+}
+
 // Splits the target into a decoded path and decoded query pairs; false when the target is
-// not a valid origin-form URL or decodes to invalid UTF-8.
+// not a valid origin-form URL or decodes to invalid UTF-8 or NUL.
 bool parse_target(std::string_view target, Request& req) {
   auto url = boost::urls::parse_origin_form(target);
   if (!url) return false;
   req.path = url->path();
-  if (!unicode::is_valid_utf8(req.path)) return false;
+  if (!acceptable_text(req.path)) return false;
   for (auto p : url->params()) {
     std::string key = p.key;
     std::string value = p.value;
-    if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) return false;
+    if (!acceptable_text(key) || !acceptable_text(value)) return false;
     req.query.emplace_back(std::move(key), std::move(value));
   }
   return true;

@@ -77,7 +77,12 @@ struct Fields {
       errors.add(name, "Not a valid string.");
       return std::nullopt;
     }
-    return std::string(v->get_string());
+    std::string s(v->get_string());
+    if (s.find('\0') != std::string::npos) {
+      errors.add(name, "Null characters are not allowed.");
+      return std::nullopt;
+    }
+    return s;
   }
   std::optional<bool> flag(const char* name, bool required) {
     const auto* v = o.if_contains(name);

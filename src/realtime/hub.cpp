@@ -39,6 +39,7 @@ Hub::Hub(Broker& broker, Recount recount, Delivered delivered, std::size_t max_s
 
 std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
                                     const std::unordered_map<std::int64_t, UnreadState>& chats,
+                                    std::optional<std::int64_t> from_seq,
                                     std::function<void()> ready) {
   std::vector<SessionPtr> evicted;
   Interest interest;
@@ -62,7 +63,7 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
       mine.erase(oldest);  // detach() later removes the rest
     }
   }
-  apply(interest, std::nullopt, std::move(ready));
+  apply(interest, from_seq, std::move(ready));
   return evicted;
 }
 

@@ -40,12 +40,13 @@ class Hub final : public BrokerHandler {
   Hub(Broker& broker, Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
 
   // Registers a session for these chats (a user socket: all of the user's chats, with their
-  // unread state), subscribing this node to what it did not hear yet; `ready` runs once the
-  // broker delivers their events (see Broker::subscribe). Returns the user's oldest sessions
-  // past the per-user limit: the caller closes them.
+  // unread state, read after the event log stood at `from_seq`), subscribing this node to
+  // what it did not hear yet; `ready` runs once the broker delivers their events from
+  // `from_seq` on (see Broker::subscribe). Returns the user's oldest sessions past the
+  // per-user limit: the caller closes them.
   std::vector<SessionPtr> attach(const SessionPtr& session,
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
-                                 std::function<void()> ready);
+                                 std::optional<std::int64_t> from_seq, std::function<void()> ready);
   void detach(const Session* session);
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).

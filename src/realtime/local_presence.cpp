@@ -32,10 +32,16 @@ class LocalPresence final : public Presence {
     if (announce) co_await announcer_.announce(user_id, true, std::nullopt);
   }
 
+  void shutting_down() override {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
     std::uint64_t ticket = 0;
     {
       std::lock_guard lock(mutex_);
+      if (stopping_) co_return;
       auto it = users_.find(user_id);
       if (it == users_.end() || --it->second.sockets > 0) co_return;
       it->second.leaving = true;
@@ -72,6 +78,7 @@ class LocalPresence final : public Presence {
   PresenceAnnouncer& announcer_;
   std::chrono::milliseconds grace_;
   std::mutex mutex_;
+  bool stopping_ = false;
   std::unordered_map<std::int64_t, User> users_;
 };
 

@@ -33,6 +33,10 @@ class Presence : public users::OnlineUsers {
   // A socket of the user opened / closed on this node. Thread-safe.
   virtual boost::asio::awaitable<void> connected(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<void> disconnected(std::int64_t user_id) = 0;
+  // The node is stopping: sockets closing now are not the users leaving (they reconnect,
+  // perhaps to another node), so no grace period is waited for and no offline announced
+  // from here. Thread-safe.
+  virtual void shutting_down() = 0;
 };
 
 // Sends user_status for a user to the members of their chats.

@@ -11,7 +11,9 @@
 #include <boost/json/parse.hpp>
 
 #include <atomic>
+#include <charconv>
 #include <deque>
+#include <mutex>
 #include <random>
 #include <unordered_map>
 #include <unordered_set>
@@ -48,6 +50,11 @@ class RecentSet {
     return true;
   }
   [[nodiscard]] bool contains(const Key& key) const { return set_.contains(key); }
+  // The oldest key still remembered (what was shown before it is forgotten).
+  [[nodiscard]] std::optional<Key> oldest() const {
+    if (order_.empty()) return std::nullopt;
+    return order_.front();
+  }
 
  private:
   std::size_t capacity_;
@@ -82,6 +89,7 @@ class RedisBroker final : public Broker {
   RedisBroker(asio::any_io_executor executor, std::shared_ptr<redis::RedisClient> client,
               RedisBrokerOptions options, store::ChatStore& log)
       : strand_(asio::make_strand(executor)),
+        flush_strand_(asio::make_strand(executor)),
         client_(std::move(client)),
         prefix_(std::move(options.prefix)),
         log_(log) {
@@ -89,21 +97,31 @@ class RedisBroker final : public Broker {
     node_ = std::to_string(rd()) + std::to_string(rd());
     subscriber_ = redis::RedisSubscriber::create(
         executor, options.host, options.port,
-        [this](const std::string& /*channel*/, const std::string& message) {
-          asio::post(strand_, [this, message] { on_message(message); });
+        [this](const std::string& channel, const std::string& message) {
+          asio::post(strand_, [this, channel, message] { on_message(channel, message); });
         });
     subscriber_->on_state(
         [this](bool ready) { asio::post(strand_, [this, ready] { on_subscriber_state(ready); }); });
     subscriber_->start();
+    // Every node hears resync requests for as long as it runs.
+    subscriber_->subscribe({resync_channel()}, nullptr);
+    asio::co_spawn(flush_strand_, watch_unsure(), asio::detached);
   }
 
-  ~RedisBroker() override { subscriber_->stop(); }
+  ~RedisBroker() override {
+    stopped_ = true;
+    subscriber_->stop();
+  }
   RedisBroker(const RedisBroker&) = delete;
   RedisBroker& operator=(const RedisBroker&) = delete;
 
   void set_handler(BrokerHandler* handler) override { handler_ = handler; }
 
   void publish_logged(const store::EventRecord& event) override {
+    {
+      std::lock_guard lock(unsure_mutex_);
+      if (first_unflushed_ == 0) first_unflushed_ = event.seq;
+    }
     const std::string message = encode_logged(event);
     client_->send({"PUBLISH", chat_channel(event.chat_id), message});
     // Meant for one user, or a chat new to its members: their nodes may not hear the chat.
@@ -125,9 +143,10 @@ class RedisBroker final : public Broker {
   }
 
   // Replies come in order, so a PING answered means every PUBLISH before it was handled.
-  // Runs on the strand, where the timer lives.
+  // When Redis does not answer in time, the events since the last answered PING may be
+  // lost for the other nodes: they are asked to read them from the log (watch_unsure).
   asio::awaitable<void> flush() override {
-    co_await asio::co_spawn(strand_, flush_on_strand(), asio::use_awaitable);
+    co_await asio::co_spawn(flush_strand_, flush_on_strand(), asio::use_awaitable);
   }
 
   void subscribe(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
@@ -164,56 +183,117 @@ class RedisBroker final : public Broker {
   // What the node knows of a chat it hears.
   struct ChatState {
     int refs = 0;
+    std::uint64_t gen = 0;       // a chat heard again after a pause is a new generation
+    bool starting = true;        // the starting point is not known yet
     bool live = false;           // false: catching up; live events wait in `held`
     std::int64_t delivered = 0;  // the newest seq of this chat handed to the hub
     std::vector<store::EventRecord> held;
   };
+  using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
   std::string chat_channel(std::int64_t id) const { return prefix_ + "c:" + std::to_string(id); }
   std::string user_channel(std::int64_t id) const { return prefix_ + "u:" + std::to_string(id); }
+  std::string resync_channel() const { return prefix_ + "resync"; }
 
-  // ---- everything below runs on strand_ ----
+  // ---- publishing side, on flush_strand_ ----
 
-  // Ends `wait` when Redis answers a PING (or cannot). Parameters, not lambda captures, so
-  // they live in the coroutine frame after the flush gave up waiting.
   struct FlushWait {
     explicit FlushWait(const asio::any_io_executor& ex) : timer(ex) {}
     asio::steady_timer timer;
     bool done = false;
+    bool answered = false;
   };
+  // Parameters, not lambda captures, so they live in the coroutine frame after the flush
+  // gave up waiting.
   static asio::awaitable<void> ping(std::shared_ptr<redis::RedisClient> client,
                                     std::shared_ptr<FlushWait> wait) {
     try {
       std::vector<std::string> command{"PING"};
       co_await client->command(std::move(command));
+      wait->answered = true;
     } catch (const std::exception&) {
-      // Redis is away: nothing to wait for; the nodes catch up from the log later.
+      // Redis is away: nothing to wait for.
     }
     wait->done = true;
     wait->timer.cancel();
   }
 
   asio::awaitable<void> flush_on_strand() {
-    auto wait = std::make_shared<FlushWait>(strand_);
+    std::int64_t covered = 0;
+    {
+      std::lock_guard lock(unsure_mutex_);
+      covered = std::exchange(first_unflushed_, 0);
+    }
+    auto wait = std::make_shared<FlushWait>(flush_strand_);
     wait->timer.expires_after(kFlushTimeout);
-    asio::co_spawn(strand_, ping(client_, wait), asio::detached);
-    if (wait->done) co_return;  // the spawn may have run it through already
-    boost::system::error_code ec;
-    co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    asio::co_spawn(flush_strand_, ping(client_, wait), asio::detached);
+    if (!wait->done) {
+      boost::system::error_code ec;
+      co_await wait->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!wait->answered && covered != 0) {
+      std::lock_guard lock(unsure_mutex_);
+      unsure_from_ = unsure_from_ == 0 ? covered : std::min(unsure_from_, covered);
+    }
   }
 
-  void on_message(const std::string& message) {
+  // Once Redis answers again, tells every node to read the log from the first event that
+  // may not have reached them.
+  asio::awaitable<void> watch_unsure() {
+    asio::steady_timer timer(flush_strand_);
+    while (!stopped_) {
+      timer.expires_after(std::chrono::milliseconds(500));
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      std::int64_t from = 0;
+      {
+        std::lock_guard lock(unsure_mutex_);
+        from = unsure_from_;
+      }
+      if (from == 0 || !client_->connected()) continue;
+      bool sent = false;
+      try {
+        std::vector<std::string> command{"PUBLISH", resync_channel(), std::to_string(from)};
+        co_await client_->command(std::move(command));
+        sent = true;
+      } catch (const std::exception&) {
+        // Next round.
+      }
+      if (!sent) continue;
+      spdlog::warn(
+          "redis broker: events from seq {} may have missed other nodes; asked them "
+          "to read the log",
+          from);
+      std::lock_guard lock(unsure_mutex_);
+      if (unsure_from_ == from) unsure_from_ = 0;
+    }
+  }
+
+  // ---- receiving side: everything below runs on strand_ ----
+
+  void on_message(const std::string& channel, const std::string& message) {
+    if (channel == resync_channel()) {
+      std::int64_t from = 0;
+      auto [p, ec] = std::from_chars(message.data(), message.data() + message.size(), from);
+      if (ec == std::errc() && from > 0) resync(from - 1);
+      return;
+    }
     auto decoded = decode_broker_message(message);
     if (!decoded) {
-      spdlog::warn("redis broker: dropped a malformed message");
+      spdlog::warn("redis broker: dropped a malformed message on {}", channel);
       return;
     }
     if (auto* e = std::get_if<store::EventRecord>(&*decoded)) {
+      max_heard_ = std::max(max_heard_, e->seq);
       receive_live(std::move(*e));
     } else {
       auto& w = std::get<WireEphemeral>(*decoded);
       if (recent_ephemerals_.insert(w.origin) && handler_ != nullptr) {
-        handler_->on_ephemeral(w.event);
+        try {
+          handler_->on_ephemeral(w.event);
+        } catch (const std::exception& ex) {
+          spdlog::warn("redis broker: dropped an ephemeral event: {}", ex.what());
+        }
       }
     }
   }
@@ -225,59 +305,90 @@ class RedisBroker final : public Broker {
       it->second.held.push_back(std::move(e));
       return;
     }
+    // A chat this node does not hear (an event meant for a local user): while a catch-up
+    // of users runs it waits, so it cannot overtake older events of that catch-up.
+    if (it == chats_.end() && users_catching_up_ > 0) {
+      held_untracked_.push_back(std::move(e));
+      return;
+    }
     deliver(e);
   }
 
   void deliver(const store::EventRecord& e) {
     if (!recent_.insert(e.seq)) return;
-    max_delivered_ = std::max(max_delivered_, e.seq);
     if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
       it->second.delivered = std::max(it->second.delivered, e.seq);
     }
-    if (handler_ != nullptr) handler_->on_logged(e);
+    if (handler_ == nullptr) return;
+    try {
+      handler_->on_logged(e);
+    } catch (const std::exception& ex) {
+      spdlog::warn("redis broker: dropped event {}: {}", e.seq, ex.what());
+    }
   }
 
   void start_hearing(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
                      std::optional<std::int64_t> from_seq, std::function<void()> ready) {
-    std::vector<std::int64_t> fresh;
+    std::vector<ChatRef> fresh;
+    std::vector<std::int64_t> fresh_users;
     std::vector<std::string> channels;
     for (auto id : chat_ids) {
       auto& st = chats_[id];
       if (st.refs++ > 0) continue;
+      st.gen = ++next_gen_;
+      st.starting = !from_seq.has_value();
       st.delivered = from_seq.value_or(0);
-      fresh.push_back(id);
+      fresh.emplace_back(id, st.gen);
       channels.push_back(chat_channel(id));
     }
     for (auto id : user_ids) {
-      if (users_[id]++ == 0) channels.push_back(user_channel(id));
+      if (users_[id]++ == 0) {
+        fresh_users.push_back(id);
+        channels.push_back(user_channel(id));
+      }
     }
     if (channels.empty()) {
       if (ready) ready();
       return;
     }
-    asio::co_spawn(strand_, hear(std::move(fresh), std::move(channels), from_seq, std::move(ready)),
+    asio::co_spawn(strand_,
+                   hear(std::move(fresh), std::move(fresh_users), std::move(channels), from_seq,
+                        std::move(ready)),
                    asio::detached);
   }
 
-  // Subscribes, then reads what the log has for the fresh chats since the starting point,
-  // then lets live events through: no gap between the log and the channel.
-  asio::awaitable<void> hear(std::vector<std::int64_t> fresh, std::vector<std::string> channels,
+  // Subscribes, then reads what the log has for the fresh chats (and the fresh users'
+  // chats) since the starting point, then lets live events through: no gap between the log
+  // and the channel.
+  asio::awaitable<void> hear(std::vector<ChatRef> fresh, std::vector<std::int64_t> users,
+                             std::vector<std::string> channels,
                              std::optional<std::int64_t> from_seq, std::function<void()> ready) {
-    if (!from_seq && !fresh.empty()) {
-      std::int64_t start = max_delivered_;
-      try {
-        start = co_await log_.newest_seq();
-      } catch (const std::exception& e) {
-        spdlog::warn("redis broker: reading the event log failed: {}", e.what());
+    std::int64_t start = from_seq.value_or(0);
+    if (!from_seq) {
+      asio::steady_timer pause(strand_);
+      for (int attempt = 0;; ++attempt) {
+        bool known = false;
+        try {
+          start = co_await log_.newest_seq();
+          known = true;
+        } catch (const std::exception& e) {
+          if (attempt == 0)
+            spdlog::warn("redis broker: reading the event log failed: {}", e.what());
+        }
+        if (known || stopped_) break;
+        pause.expires_after(std::chrono::milliseconds(200));
+        boost::system::error_code ec;
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
-      for (auto id : fresh) {
-        if (auto it = chats_.find(id); it != chats_.end() && !it->second.live)
-          it->second.delivered = std::max(it->second.delivered, start);
+      for (const auto& [id, gen] : fresh) {
+        auto it = chats_.find(id);
+        if (it == chats_.end() || it->second.gen != gen) continue;
+        it->second.delivered = std::max(it->second.delivered, start);
+        it->second.starting = false;
       }
     }
     co_await subscribed(std::move(channels));
-    std::vector<std::int64_t> no_users;
-    co_await catch_up(std::move(fresh), std::move(no_users), 0);
+    co_await catch_up(std::move(fresh), std::move(users), start, false);
     if (ready) ready();
   }
 
@@ -291,46 +402,67 @@ class RedisBroker final : public Broker {
   }
 
   // Delivers what the log holds after each chat's `delivered` (and, for `users`, events of
-  // chats they belong to after `users_after`), then releases the held live events. Retries
-  // while the database is away.
-  asio::awaitable<void> catch_up(std::vector<std::int64_t> chat_ids,
-                                 std::vector<std::int64_t> users, std::int64_t users_after) {
+  // chats they belong to after `users_after`), then releases the held live events. With
+  // `fill_gaps`, anything not delivered recently is delivered, even below `delivered`
+  // (a resync: an event may have been lost while later ones arrived). Retries while the
+  // database is away. A chat is marked live only if neither it nor the subscription
+  // connection changed meanwhile; otherwise the newer catch-up owns it.
+  asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
+                                 std::int64_t users_after, bool fill_gaps) {
+    const std::uint64_t epoch = epoch_;
+    if (!users.empty()) ++users_catching_up_;
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
-    for (auto id : chat_ids) {
-      if (auto it = chats_.find(id); it != chats_.end())
-        after = std::min(after, it->second.delivered);
+    std::vector<std::int64_t> ids;
+    for (const auto& [id, gen] : chats) {
+      auto it = chats_.find(id);
+      if (it == chats_.end() || it->second.gen != gen) continue;
+      ids.push_back(id);
+      after = std::min(after, fill_gaps ? users_after : it->second.delivered);
     }
     if (after != INT64_MAX) {
       asio::steady_timer pause(strand_);
-      for (int failures = 0;;) {
+      for (int failures = 0; !stopped_ && epoch == epoch_;) {
         std::vector<store::EventRecord> page;
         bool failed = false;
         try {
-          page = co_await log_.events_since(chat_ids, users, after, kCatchUpPage);
+          page = co_await log_.events_since(ids, users, after, kCatchUpPage);
         } catch (const std::exception& e) {
-          spdlog::warn("redis broker: catching up from the event log failed: {}", e.what());
+          if (failures == 0)
+            spdlog::warn("redis broker: catching up from the event log failed: {}", e.what());
           failed = true;
         }
         if (failed) {
-          if (++failures > 60) break;  // give up on this round; the next reconnect retries
-          pause.expires_after(std::chrono::milliseconds(500));
+          ++failures;
+          pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
           boost::system::error_code ec;
           co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
           continue;
         }
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
+          // Filling gaps, an event the dedupe set no longer remembers counts as delivered
+          // when its chat has gone past it.
+          const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
           const bool wanted =
-              it != chats_.end() ? e.seq > it->second.delivered : e.seq > users_after;
-          if (wanted) deliver(e);
+              fill_gaps ? (remembered || it == chats_.end() || e.seq > it->second.delivered)
+              : it != chats_.end() ? e.seq > it->second.delivered
+                                   : e.seq > users_after;
+          if (wanted) deliver(e);  // deliver() drops what was delivered recently
         }
         if (static_cast<int>(page.size()) < kCatchUpPage) break;
         after = page.back().seq;
       }
     }
-    for (auto id : chat_ids) {
+    if (!users.empty() && --users_catching_up_ == 0) {
+      auto held = std::exchange(held_untracked_, {});
+      std::sort(held.begin(), held.end(),
+                [](const auto& a, const auto& b) { return a.seq < b.seq; });
+      for (const auto& e : held) receive_live(e);
+    }
+    if (epoch != epoch_ || !ready_) co_return;  // the connection was lost meanwhile
+    for (const auto& [id, gen] : chats) {
       auto it = chats_.find(id);
-      if (it == chats_.end() || it->second.live) continue;
+      if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
       it->second.live = true;
       auto held = std::exchange(it->second.held, {});
       std::sort(held.begin(), held.end(),
@@ -341,34 +473,49 @@ class RedisBroker final : public Broker {
     }
   }
 
+  // Another node could not be sure its events reached Redis: read them from the log.
+  void resync(std::int64_t after) {
+    std::vector<ChatRef> chats;
+    for (const auto& [id, st] : chats_) {
+      if (!st.starting) chats.emplace_back(id, st.gen);
+    }
+    std::vector<std::int64_t> users;
+    for (const auto& [id, n] : users_) users.push_back(id);
+    asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), after, true),
+                   asio::detached);
+  }
+
   void on_subscriber_state(bool ready) {
     if (!ready) {
       ready_ = false;
+      ++epoch_;
       spdlog::warn("redis broker: lost the subscription connection; will catch up from the log");
       // Events arrive in commit order, so a chat that was live missed nothing before the
-      // newest event this node heard.
+      // newest event this connection brought.
       for (auto& [id, st] : chats_) {
-        if (st.live) st.delivered = std::max(st.delivered, max_delivered_);
+        if (st.live) st.delivered = std::max(st.delivered, max_heard_);
         st.live = false;
       }
-      lost_at_ = max_delivered_;
+      lost_at_ = max_heard_;
       return;
     }
-    const bool was_lost = lost_at_.has_value();
     ready_ = true;
-    if (!was_lost) return;  // the first connection: nothing was missed
+    if (!lost_at_) return;  // the first connection: nothing was missed
     spdlog::info("redis broker: subscribed again; catching up from the event log");
-    std::vector<std::int64_t> chat_ids;
-    for (const auto& [id, st] : chats_) chat_ids.push_back(id);
+    std::vector<ChatRef> chats;
+    for (const auto& [id, st] : chats_) {
+      if (!st.starting) chats.emplace_back(id, st.gen);  // a starting chat catches up itself
+    }
     std::vector<std::int64_t> users;
     for (const auto& [id, n] : users_) users.push_back(id);
     const std::int64_t users_after = *lost_at_;
     lost_at_.reset();
-    asio::co_spawn(strand_, catch_up(std::move(chat_ids), std::move(users), users_after),
+    asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), users_after, false),
                    asio::detached);
   }
 
   asio::strand<asio::any_io_executor> strand_;
+  asio::strand<asio::any_io_executor> flush_strand_;  // writes never wait behind fan-out
   std::shared_ptr<redis::RedisClient> client_;
   std::shared_ptr<redis::RedisSubscriber> subscriber_;
   std::string prefix_;
@@ -377,12 +524,21 @@ class RedisBroker final : public Broker {
   std::string node_;
   std::atomic<std::uint64_t> ephemeral_counter_ = 0;
   std::atomic<bool> ready_ = false;
+  std::atomic<bool> stopped_ = false;
+
+  std::mutex unsure_mutex_;
+  std::int64_t first_unflushed_ = 0;  // the first seq published since the last flush
+  std::int64_t unsure_from_ = 0;      // the first seq that may not have reached Redis
 
   std::unordered_map<std::int64_t, ChatState> chats_;
   std::unordered_map<std::int64_t, int> users_;
+  std::uint64_t next_gen_ = 0;
+  std::uint64_t epoch_ = 0;  // counts lost subscription connections
+  int users_catching_up_ = 0;
+  std::vector<store::EventRecord> held_untracked_;
   RecentSet<std::int64_t> recent_{kRecentSeqs};
   RecentSet<std::string> recent_ephemerals_{kRecentEphemerals};
-  std::int64_t max_delivered_ = 0;
+  std::int64_t max_heard_ = 0;  // the newest seq the subscription connection brought
   std::optional<std::int64_t> lost_at_;
 };
 

@@ -24,18 +24,22 @@ namespace {
 
 namespace asio = boost::asio;
 
-// KEYS: entries, state, deadlines. ARGV: node, user, ttl ms.
+constexpr std::size_t kSweepBatch = 500;
+
+// KEYS: entries, state, deadlines. ARGV: node, user, ttl ms, state ttl ms.
 // Adds (or extends) this node's entry; returns 1 when the user was not announced online.
+// The state key outlives the entries (state ttl > ttl), so the node that finds them expired
+// still finds the state to clear and announces "offline".
 constexpr const char* kConnect = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local expiry = now + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
-local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3])
+local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4])
 if first then return 1 end
-redis.call('PEXPIRE', KEYS[2], ARGV[3])
+redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 0
 )lua";
 
@@ -69,12 +73,12 @@ return 0
 
 // KEYS: deadlines. ARGV: prefix, max.
 // Finds entries past their deadline (a dead node's, or a lingering one nobody released) and
-// releases them; returns the users now to be announced offline.
+// releases them; returns how many were due, then the users now to be announced offline.
 constexpr const char* kSweep = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-local gone = {}
+local gone = {#due}
 for _, member in ipairs(due) do
   redis.call('ZREM', KEYS[1], member)
   local sep = string.find(member, ':', 1, true)
@@ -129,15 +133,36 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     if (first == 1) co_await announcer_.announce(user_id, true, std::nullopt);
   }
 
+  void shutting_down() override {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
     std::uint64_t ticket = 0;
+    bool stopping = false;
     {
       std::lock_guard lock(mutex_);
       auto it = users_.find(user_id);
       if (it == users_.end() || --it->second.sockets > 0) co_return;
       ticket = ++it->second.ticket;
+      stopping = stopping_;
     }
     co_await script(kLinger, user_id, options_.grace.count());
+    // A socket that opened while the linger was on its way: its entry must be live again.
+    bool reconnected = false;
+    {
+      std::lock_guard lock(mutex_);
+      auto it = users_.find(user_id);
+      reconnected = it != users_.end() && it->second.sockets > 0;
+    }
+    if (reconnected) {
+      co_await script(kConnect, user_id, options_.ttl.count());
+      co_return;
+    }
+    // Stopping: the users reconnect elsewhere; if they do not, another node's sweep
+    // announces them offline once the linger has expired.
+    if (stopping) co_return;
     // A little past the linger, so the entry has expired when it is released.
     asio::steady_timer timer(co_await asio::this_coro::executor,
                              options_.grace + std::chrono::milliseconds(50));
@@ -185,6 +210,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   // Runs one of the per-user scripts; 0 when Redis cannot be reached (presence is
   // best-effort: the TTL repairs it).
   asio::awaitable<long long> script(const char* lua, std::int64_t user, long long ms) {
+    const auto state_ttl = 2 * options_.ttl + options_.grace;
     std::vector<std::string> command{"EVAL",
                                      lua,
                                      "3",
@@ -193,7 +219,8 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
                                      deadlines_key(),
                                      node_,
                                      std::to_string(user),
-                                     std::to_string(ms)};
+                                     std::to_string(ms),
+                                     std::to_string(state_ttl.count())};
     long long result = 0;
     try {
       auto reply = co_await client_->command(std::move(command));
@@ -221,17 +248,36 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
           if (u.sockets > 0) mine.push_back(id);
         }
       }
-      for (auto id : mine) co_await script(kConnect, id, options_.ttl.count());
-      co_await sweep();
+      for (auto id : mine) {
+        // 1: the user's state was gone (a Redis restart, a long outage): say it again.
+        if (co_await script(kConnect, id, options_.ttl.count()) == 1) {
+          co_await announce_online(id);
+        }
+      }
+      while (co_await sweep() == kSweepBatch) {
+      }
     }
   }
 
-  asio::awaitable<void> sweep() {
-    std::vector<std::string> command{"EVAL", kSweep, "1", deadlines_key(), options_.prefix, "100"};
+  asio::awaitable<void> announce_online(std::int64_t user) {
+    try {
+      co_await announcer_.announce(user, true, std::nullopt);
+    } catch (const std::exception& e) {
+      spdlog::warn("presence: announcing user {} online failed: {}", user, e.what());
+    }
+  }
+
+  // Releases up to kSweepBatch due entries; returns how many users it found due.
+  asio::awaitable<std::size_t> sweep() {
+    std::vector<std::string> command{"EVAL",          kSweep,          "1",
+                                     deadlines_key(), options_.prefix, std::to_string(kSweepBatch)};
+    std::size_t due = 0;
     std::vector<std::int64_t> gone;
     try {
       auto reply = co_await client_->command(std::move(command));
-      for (const auto& e : reply.elements) gone.push_back(std::stoll(e.str));
+      due = static_cast<std::size_t>(reply.elements.empty() ? 0 : reply.elements[0].integer);
+      for (std::size_t i = 1; i < reply.elements.size(); ++i)
+        gone.push_back(std::stoll(reply.elements[i].str));
     } catch (const std::exception& e) {
       spdlog::warn("presence: sweeping Redis failed: {}", e.what());
     }
@@ -242,6 +288,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
         spdlog::warn("presence: announcing user {} offline failed: {}", user, e.what());
       }
     }
+    co_return due;
   }
 
   PresenceAnnouncer& announcer_;
@@ -250,6 +297,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   std::string node_;
   std::mutex mutex_;
   bool stopped_ = false;
+  bool stopping_ = false;
   std::unordered_map<std::int64_t, User> users_;
 };
 
@@ -269,6 +317,7 @@ class RedisPresenceHandle final : public Presence {
   asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
     co_return co_await p_->online(std::move(ids));
   }
+  void shutting_down() override { p_->shutting_down(); }
 
  private:
   std::shared_ptr<RedisPresence> p_;

@@ -1,6 +1,7 @@
 // Everything a WebSocket session needs, handed to the HTTP server by `serve`.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 
@@ -32,6 +33,8 @@ struct RealtimeContext {
   realtime::ClientEvents& events;
   store::Store& store;
   SocketLimits limits;
+  // Sessions whose coroutine has not finished (shutdown waits for them).
+  std::atomic<int> sessions_running{0};
 };
 
 }  // namespace chat::ws

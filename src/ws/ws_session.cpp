@@ -9,10 +9,12 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core/buffers_to_string.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -66,6 +68,14 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
 
   asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
     auto self = shared_from_this();
+    // Counted until the coroutine ends, so shutdown can wait for the last goodbye.
+    struct Running {
+      std::atomic<int>& n;
+      explicit Running(std::atomic<int>& c) : n(c) { ++n; }
+      ~Running() { --n; }
+      Running(const Running&) = delete;
+      Running& operator=(const Running&) = delete;
+    } running(context_.sessions_running);
     beast::get_lowest_layer(ws_).expires_never();
     websocket::stream_base::timeout timeouts{std::chrono::seconds(10), context_.limits.idle_timeout,
                                              true};
@@ -79,12 +89,25 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.
     const std::int64_t user = user_id();
+    // Where the event log stands before the chats are read: the broker delivers everything
+    // after it, so a chat created meanwhile is not missed.
     std::unordered_map<std::int64_t, realtime::UnreadState> chats;
-    if (is_user_socket()) {
-      auto summaries = co_await context_.store.chats().summaries(user);
-      for (const auto& s : summaries) chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
-    } else {
-      chats[chat_id()] = {};
+    std::optional<std::int64_t> from_seq;
+    bool unavailable = false;
+    try {
+      from_seq = co_await context_.store.chats().newest_seq();
+      if (is_user_socket()) {
+        auto summaries = co_await context_.store.chats().summaries(user);
+        for (const auto& s : summaries) chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
+      } else {
+        chats[chat_id()] = {};
+      }
+    } catch (const store::Unavailable&) {
+      unavailable = true;  // answered below: no co_await in a handler
+    }
+    if (unavailable) {
+      co_await refuse_unavailable(request);
+      co_return;
     }
     buffering_ = true;
     // Waits (briefly: the log replay covers a slow broker) until this node hears the chats,
@@ -93,7 +116,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     auto on_ready = [subscribed] {
       asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
     };
-    for (const auto& evicted : context_.hub.attach(self, chats, on_ready))
+    for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready))
       evicted->close(1008, "too many sockets");
     co_await subscribed->async_wait(use_tuple);
     auto [ec] = co_await ws_.async_accept(request, use_tuple);
@@ -109,17 +132,29 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     }
     spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
                  admission_.since ? "yes" : "no");
-    co_await context_.presence.connected(user);
-    co_await replay(admission_.since);
-
-    co_await read_loop();
+    // Whatever ends the session (the client, or the database failing under the presence
+    // announcement or the replay), it leaves the hub and presence behind it.
+    bool failed = false;
+    try {
+      co_await context_.presence.connected(user);
+      co_await replay(admission_.since);
+      co_await read_loop();
+    } catch (const std::exception& e) {
+      failed = true;
+      spdlog::warn("ws user={} chat={} ended by an error: {}", user, chat_id(), e.what());
+    }
+    if (failed) close(1013, "try again later");
 
     context_.hub.detach(this);
     {
       std::lock_guard lock(mutex_);
       closed_ = true;
     }
-    co_await context_.presence.disconnected(user);
+    try {
+      co_await context_.presence.disconnected(user);
+    } catch (const std::exception& e) {
+      spdlog::warn("ws user={} presence not updated: {}", user, e.what());
+    }
     spdlog::info("ws closed user={} chat={}", user, chat_id());
   }
 
@@ -164,6 +199,20 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       if (seq == 0 || seq > cursor) enqueue_locked(frame);
     }
     buffered_.clear();
+  }
+
+  // The database is away before the socket is open: a plain 503, as REST would answer.
+  asio::awaitable<void> refuse_unavailable(
+      const beast::http::request<beast::http::string_body>& req) {
+    beast::http::response<beast::http::string_body> res{beast::http::status::service_unavailable,
+                                                        req.version()};
+    res.set(beast::http::field::content_type, "application/json");
+    res.set(beast::http::field::server, "chatd");
+    res.body() = R"({"detail":"Service temporarily unavailable."})";
+    res.prepare_payload();
+    res.keep_alive(false);
+    co_await beast::http::async_write(ws_.next_layer(), res, use_tuple);
+    spdlog::warn("ws user={} refused: database unavailable", user_id());
   }
 
   std::size_t queued() {

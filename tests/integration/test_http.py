@@ -392,3 +392,35 @@ def test_invalid_percent_encoding(client):
     assert r.status_code == 200, r.text
     assert r.json() == {"count": 0, "next": None, "previous": None, "results": []}
     assert ok(client.get("/healthz")).status_code == 200
+
+
+def test_nul_characters_are_refused_everywhere(client, server):
+    """NUL cannot be stored as text (PostgreSQL refuses it, C strings cut at it): every door
+    answers 400 / an error event instead of storing a cut-short value."""
+    import asyncio
+    from test_websocket import is_, private_chat, run, user_ws
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    r = client.post("/api/messages/", token=a["access"],
+                    json={"chat": chat, "text": "before\u0000after"})
+    assert r.status_code == 400 and r.json() == {"text": ["Null characters are not allowed."]}, r.text
+    r = client.post("/api/messages/", token=a["access"],
+                    json={"chat": chat, "text": "ok", "client_id": "\u0000x"})
+    assert r.status_code == 400 and "client_id" in r.json(), r.text
+    r = client.get("/api/users/?search=a%00b", token=a["access"])
+    assert r.status_code == 400, r.text
+    r = client.get("/api/messages/search/?q=x%00", token=a["access"])
+    assert r.status_code == 400, r.text
+
+    async def ws():
+        s = await user_ws(server, a)
+        await s.send({"type": "message", "chat_id": chat, "text": "cut\u0000here"})
+        f = await s.until(is_("error", request_type="message"), timeout=10)
+        assert "Null characters" in f["detail"], f
+        await s.send({"type": "ping"})
+        await s.until(is_("pong"), timeout=10)  # the socket stays open
+        await s.close()
+
+    run(ws())
+    history = client.get(f"/api/messages/?chat={chat}", token=a["access"]).json()["results"]
+    assert history == [], history  # nothing cut short was stored

@@ -4,6 +4,8 @@
 #include <exception>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "common/unicode.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_pool.hpp"
@@ -125,6 +127,7 @@ constexpr const char* kLogState =
     "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
 // The event log's lock, held from taking seqs until the broker has the events (see write()).
 constexpr const char* kLockLog = "SELECT pg_advisory_lock(7316002)";
+constexpr const char* kLockTimeout = "SET LOCAL lock_timeout = '10s'";
 constexpr const char* kUnlockLog = "SELECT pg_advisory_unlock(7316002)";
 constexpr const char* kTakeSeqs =
     "UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq";
@@ -374,6 +377,9 @@ asio::awaitable<void> append_events(PgConnection& c, TxLog& log,
                                     const std::vector<NewEvent>& events, Micros now) {
   if (events.empty()) co_return;
   if (!log.locked) {
+    // A node that died holding the lock is cut off by the server's keepalive; until then
+    // writers give up after the timeout (503) instead of queueing for ever.
+    co_await c.query(kLockTimeout);
     co_await c.query(kLockLog);
     log.locked = true;
   }
@@ -455,7 +461,12 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
       }
     }
     if (committed && !log.events.empty()) {
-      if (listener_) listener_(log.events);
+      // Whatever happens here, the lock below is released.
+      try {
+        if (listener_) listener_(log.events);
+      } catch (const std::exception& e) {
+        spdlog::error("commit listener failed: {}", e.what());
+      }
       if (barrier_) co_await barrier_();
     }
     if (log.locked && lease->healthy()) {
@@ -709,8 +720,10 @@ asio::awaitable<bool> PgChatStore::delete_chat(std::int64_t chat_id,
     auto locked = co_await c.prepared(kLockChat, std::move(lock));
     if (locked.rows() == 0) co_return;
     auto members = co_await members_of(c, chat_id);
-    co_await append_events(c, log, events(members), now_micros());
+    // Rows first: the event-log lock must be the last lock taken (see append_events).
     co_await delete_chat_rows(c, chat_id);
+    auto logged = events(members);
+    co_await append_events(c, log, logged, now_micros());
     deleted = true;
   };
   WriteBody fn = body;
@@ -772,8 +785,9 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
     members.erase(leaving);
     Departure d{{chat_id, user_id, gone.role, std::nullopt}, members.empty()};
     if (d.chat_deleted) {
-      co_await append_events(c, log, events(d), now_micros());
       co_await delete_chat_rows(c, chat_id);
+      auto logged = events(d);
+      co_await append_events(c, log, logged, now_micros());
     } else {
       auto remove = pg_params(chat_id, user_id);
       co_await c.prepared(kRemoveMember, std::move(remove));
@@ -912,6 +926,9 @@ asio::awaitable<DeliveredBatch> PgChatStore::mark_delivered_many(
     std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> values,
     EventsFor<DeliveredBatch> events) {
   DeliveredBatch out;
+  // Rows in one order (by user) on every node, so two batches cannot deadlock.
+  auto sorted = std::move(values);
+  std::sort(sorted.begin(), sorted.end());
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out = DeliveredBatch{};
     out.chat_id = chat_id;
@@ -921,7 +938,7 @@ asio::awaitable<DeliveredBatch> PgChatStore::mark_delivered_many(
     auto before_params = pg_params(chat_id);
     auto before = co_await c.prepared(kLowestDeliveredValue, std::move(before_params));
     out.lowest_before = scalar(before);
-    for (const auto& [user_id, value] : values) {
+    for (const auto& [user_id, value] : sorted) {
       const std::int64_t target = co_await clamp_to_message(c, chat_id, value);
       auto raise = pg_params(chat_id, user_id, target);
       auto raised = co_await c.prepared(kRaiseDelivered, std::move(raise));

@@ -16,7 +16,9 @@ std::optional<std::int64_t> optional_int64(const PgResult& r, int row, int col) 
 
 bool is_unavailability(const PgError& e) {
   const auto& s = e.sqlstate();
-  return s.starts_with("08") || s.starts_with("57P") || s.starts_with("53") || s == "25006";
+  // 55P03: a lock timeout (the event-log lock held by a node that stopped answering).
+  return s.starts_with("08") || s.starts_with("57P") || s.starts_with("53") || s == "25006" ||
+         s == "55P03";
 }
 
 bool is_retryable(const PgError& e) {

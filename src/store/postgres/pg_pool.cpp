@@ -1,10 +1,12 @@
 #include "store/postgres/pg_pool.hpp"
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/redirect_error.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
+
+#include <functional>
 
 #include "store/store.hpp"
 
@@ -12,13 +14,14 @@ namespace chat::store::postgres {
 
 namespace asio = boost::asio;
 
-// A coroutine waiting for a connection: its timer is cancelled when one is handed over.
+// A coroutine waiting for a connection. give_back() fills it in under the pool's mutex and
+// resumes the coroutine through its stored completion handler: no timer shared between
+// threads, and no wake-up lost if the connection comes back before the coroutine sleeps.
 struct PgPool::Waiter {
-  explicit Waiter(const asio::any_io_executor& ex)
-      : timer(ex, asio::steady_timer::time_point::max()) {}
-  asio::steady_timer timer;
   std::unique_ptr<PgConnection> handed;
-  bool may_open = false;  // a slot freed up: open a new connection
+  bool may_open = false;       // a slot freed up: open a new connection
+  bool signalled = false;      // handed or may_open is set
+  std::function<void()> wake;  // set while the coroutine sleeps; resumes it on its executor
 };
 
 std::shared_ptr<PgPool> PgPool::create(asio::any_io_executor executor, std::string conninfo,
@@ -39,9 +42,10 @@ PgPool::Lease::~Lease() {
 }
 
 void PgPool::give_back(std::unique_ptr<PgConnection> conn) {
-  std::shared_ptr<Waiter> waiter;
+  std::function<void()> wake;
   {
     std::lock_guard lock(mutex_);
+    std::shared_ptr<Waiter> waiter;
     if (!waiters_.empty()) {
       waiter = waiters_.front();
       waiters_.pop_front();
@@ -59,13 +63,14 @@ void PgPool::give_back(std::unique_ptr<PgConnection> conn) {
     } else {
       waiter->handed = std::move(conn);
     }
+    waiter->signalled = true;
+    wake = std::move(waiter->wake);
   }
-  asio::post(waiter->timer.get_executor(), [waiter] { waiter->timer.cancel(); });
+  if (wake) wake();
 }
 
 asio::awaitable<PgPool::Lease> PgPool::acquire() {
   auto self = shared_from_this();
-  auto ex = co_await asio::this_coro::executor;
   bool open_new = false;
   std::shared_ptr<Waiter> waiter;
   {
@@ -80,13 +85,27 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
       ++open_;
       open_new = true;
     } else {
-      waiter = std::make_shared<Waiter>(ex);
+      waiter = std::make_shared<Waiter>();
       waiters_.push_back(waiter);
     }
   }
   if (waiter) {
-    boost::system::error_code ec;
-    co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    auto sleep = [this, waiter](auto handler) {
+      // Posted, never run inline: the pool's mutex may be held by the caller of wake().
+      auto ex = asio::get_associated_executor(handler);
+      auto h = std::make_shared<decltype(handler)>(std::move(handler));
+      std::function<void()> wake = [ex, h] { asio::post(ex, [h] { std::move (*h)(); }); };
+      std::unique_lock lock(mutex_);
+      if (waiter->signalled) {
+        lock.unlock();
+        wake();
+        return;
+      }
+      waiter->wake = std::move(wake);
+    };
+    co_await asio::async_initiate<const asio::use_awaitable_t<>&, void()>(std::move(sleep),
+                                                                          asio::use_awaitable);
+    std::lock_guard lock(mutex_);
     if (waiter->handed) co_return Lease(self, std::move(waiter->handed));
     open_new = waiter->may_open;
   }

@@ -115,7 +115,9 @@ class PgStore final : public Store {
 std::string conninfo(const config::DatabaseSettings& s) {
   std::string out = "host=" + quoted(s.host) + " port=" + std::to_string(s.port) +
                     " dbname=" + quoted(s.name) + " user=" + quoted(s.user) +
-                    " connect_timeout=5 application_name=chatd";
+                    " connect_timeout=5 application_name=chatd"
+                    // A server that vanished (power, network) is noticed in ~1 minute.
+                    " keepalives=1 keepalives_idle=30 keepalives_interval=10 keepalives_count=3";
   if (!s.password.empty()) out += " password=" + quoted(s.password);
   // Durability of a commit is the server's synchronous_commit, set per connection here
   // (README: durability).
