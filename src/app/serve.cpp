@@ -134,6 +134,8 @@ int serve(const config::Settings& s) {
     for (const auto& e : events) broker->publish_logged(e);
   });
   store->chats().set_publish_barrier([&broker]() { return broker->flush(); });
+  store->chats().set_uncertain_commit_listener(
+      [&broker](std::int64_t first_seq) { broker->resync_from(first_seq); });
   realtime::Typing typing(*broker, io.get_executor());
   realtime::ClientEvents client_events(chat_service, message_service, typing, *store);
   ws::Gate gate(auth, chat_service, s.allowed_origins);

@@ -56,6 +56,10 @@ class Broker {
   virtual void unsubscribe(std::vector<std::int64_t> chat_ids,
                            std::vector<std::int64_t> user_ids) = 0;
 
+  // Events from `first_seq` on may be committed without the other nodes having heard them
+  // (a COMMIT that got no answer): have every node read them from the log.
+  virtual void resync_from(std::int64_t first_seq) = 0;
+
   // False while the broker cannot carry events (Redis down): /readyz says so.
   [[nodiscard]] virtual bool healthy() const = 0;
 };

@@ -21,6 +21,8 @@ class InProcessBroker final : public Broker {
   }
   void unsubscribe(std::vector<std::int64_t> /*chat_ids*/,
                    std::vector<std::int64_t> /*user_ids*/) override {}
+  // One node: its sockets resume from the log; there is no other node to tell.
+  void resync_from(std::int64_t /*first_seq*/) override {}
   [[nodiscard]] bool healthy() const override { return true; }
 
  private:

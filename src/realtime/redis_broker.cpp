@@ -177,6 +177,11 @@ class RedisBroker final : public Broker {
     });
   }
 
+  void resync_from(std::int64_t first_seq) override {
+    std::lock_guard lock(unsure_mutex_);
+    unsure_from_ = unsure_from_ == 0 ? first_seq : std::min(unsure_from_, first_seq);
+  }
+
   [[nodiscard]] bool healthy() const override { return client_->connected() && ready_; }
 
  private:

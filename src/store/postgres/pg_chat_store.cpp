@@ -439,9 +439,11 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
     std::exception_ptr failure;
     bool retry = false;
     bool committed = false;
+    bool commit_sent = false;
     try {
       co_await lease->query("BEGIN");
       co_await body(*lease, log);
+      commit_sent = true;
       co_await lease->query("COMMIT");
       committed = true;
     } catch (const PgError& e) {
@@ -459,6 +461,9 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
       } catch (const std::exception&) {
         // A broken connection is dropped by the pool; the server rolled back already.
       }
+    }
+    if (!committed && commit_sent && !lease->healthy() && !log.events.empty() && uncertain_) {
+      uncertain_(log.events.front().seq);
     }
     if (committed && !log.events.empty()) {
       // Whatever happens here, the lock below is released.

@@ -16,6 +16,9 @@ class PgChatStore final : public ChatStore {
 
   void set_commit_listener(CommitListener listener) override { listener_ = std::move(listener); }
   void set_publish_barrier(PublishBarrier barrier) override { barrier_ = std::move(barrier); }
+  void set_uncertain_commit_listener(std::function<void(std::int64_t)> listener) override {
+    uncertain_ = std::move(listener);
+  }
 
   boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) override;
   boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
@@ -97,6 +100,7 @@ class PgChatStore final : public ChatStore {
   PgDatabase& db_;
   CommitListener listener_;
   PublishBarrier barrier_;
+  std::function<void(std::int64_t)> uncertain_;
 };
 
 }  // namespace chat::store::postgres
