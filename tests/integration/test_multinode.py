@@ -424,6 +424,14 @@ def test_killed_node_clients_resume_on_another_without_loss(make_cluster):
         assert time.time() - t_kill <= PRESENCE_TTL + 15
         assert is_online(api[1], b, c) is True
         assert is_online(api[1], b, a) is True
+        # The members of d's chats are told by a surviving node's sweep, exactly once; c,
+        # who kept a socket on node 1 all along, was never shown offline.
+        await saw(b_ws, is_("user_status", user_id=uid(d), is_online=False), timeout=15)
+        await b_ws.drain(0.5)
+        offline = [f for f in b_ws.seen if f["type"] == "user_status" and not f["is_online"]]
+        d_offline = [f for f in offline if f["user_id"] == uid(d)]
+        assert len(d_offline) == 1 and d_offline[0]["last_seen"] is not None, offline
+        assert not [f for f in offline if f["user_id"] == uid(c)], offline
         # The survivors' sockets never dropped.
         for ws in (b_ws, c1, a_back):
             await ws.ping()
