@@ -112,7 +112,7 @@ int serve(const config::Settings& s) {
         s.redis.prefix, std::chrono::seconds(s.presence.ttl_seconds), presence_grace};
     presence = realtime::make_redis_presence(io.get_executor(), announcer, redis_client, options);
   } else {
-    presence = realtime::make_local_presence(io.get_executor(), announcer, presence_grace);
+    presence = realtime::make_local_presence(announcer, presence_grace);
   }
   realtime::DeliveryTracker delivery(*store);
   auto recount = [&io, &store](std::int64_t chat, std::int64_t user,

@@ -63,6 +63,7 @@ class LocalPresence final : public Presence {
 
   asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
     std::vector<bool> out;
+    out.reserve(ids.size());
     std::lock_guard lock(mutex_);
     for (auto id : ids) out.push_back(users_.contains(id));  // leaving users still count
     co_return out;
@@ -84,8 +85,7 @@ class LocalPresence final : public Presence {
 
 }  // namespace
 
-std::unique_ptr<Presence> make_local_presence(asio::any_io_executor /*executor*/,
-                                              PresenceAnnouncer& announcer,
+std::unique_ptr<Presence> make_local_presence(PresenceAnnouncer& announcer,
                                               std::chrono::milliseconds grace) {
   return std::make_unique<LocalPresence>(announcer, grace);
 }

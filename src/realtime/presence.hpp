@@ -54,8 +54,7 @@ class PresenceAnnouncer {
   Broker& broker_;
 };
 
-std::unique_ptr<Presence> make_local_presence(boost::asio::any_io_executor executor,
-                                              PresenceAnnouncer& announcer,
+std::unique_ptr<Presence> make_local_presence(PresenceAnnouncer& announcer,
                                               std::chrono::milliseconds grace);
 
 struct RedisPresenceOptions {

@@ -86,7 +86,7 @@ std::vector<std::int64_t> created_for(const store::EventRecord& e) {
 
 class RedisBroker final : public Broker {
  public:
-  RedisBroker(asio::any_io_executor executor, std::shared_ptr<redis::RedisClient> client,
+  RedisBroker(const asio::any_io_executor& executor, std::shared_ptr<redis::RedisClient> client,
               RedisBrokerOptions options, store::ChatStore& log)
       : strand_(asio::make_strand(executor)),
         flush_strand_(asio::make_strand(executor)),
@@ -332,7 +332,8 @@ class RedisBroker final : public Broker {
     }
   }
 
-  void start_hearing(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
+  void start_hearing(const std::vector<std::int64_t>& chat_ids,
+                     const std::vector<std::int64_t>& user_ids,
                      std::optional<std::int64_t> from_seq, std::function<void()> ready) {
     std::vector<ChatRef> fresh;
     std::vector<std::int64_t> fresh_users;

@@ -113,7 +113,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     node_ = std::to_string(rd()) + std::to_string(rd());
   }
 
-  void start(asio::any_io_executor executor) {
+  void start(const asio::any_io_executor& executor) {
     asio::co_spawn(executor, keep_alive(), asio::detached);
   }
 
