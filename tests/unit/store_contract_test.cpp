@@ -76,7 +76,9 @@ std::vector<Backend> backends() {
                    return sqlite::open_store(s);
                  },
                  [](const std::string&) {}});
-  if (std::getenv("CHATD_TEST_PG_PORT") != nullptr) {
+  // Always listed (ctest discovers the tests at build time, without the server); skipped
+  // at run time when no server is named.
+  {
     out.push_back({"postgres",
                    [](const std::string& scratch, boost::asio::any_io_executor ex) {
                      pg_admin("CREATE DATABASE " + db_name(scratch));
@@ -99,6 +101,9 @@ std::vector<Backend> backends() {
 class StoreContract : public ::testing::TestWithParam<Backend> {
  protected:
   void SetUp() override {
+    if (GetParam().name == "postgres" && std::getenv("CHATD_TEST_PG_PORT") == nullptr) {
+      GTEST_SKIP() << "no PostgreSQL server (CHATD_TEST_PG_PORT); `make test` starts one";
+    }
     scratch_ = std::filesystem::temp_directory_path() /
                ("chatd-store-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
     std::filesystem::create_directories(scratch_);
@@ -106,6 +111,7 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     store_->migrate();
   }
   void TearDown() override {
+    if (!store_) return;  // skipped
     store_.reset();
     GetParam().drop(scratch_.string());
     std::filesystem::remove_all(scratch_);
