@@ -16,9 +16,11 @@ test: deps-test build
 
 deps:
 	@scripts/install-deps.sh run
+	@scripts/install-web.sh run
 
 deps-test:
 	@scripts/install-deps.sh test
+	@scripts/install-web.sh test
 
 # Configures once; later runs only rebuild what changed.
 build:

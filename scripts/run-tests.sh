@@ -17,6 +17,8 @@ trap '"$root/scripts/test-services.sh" stop "$services"' EXIT
 # shellcheck source=/dev/null
 source "$services/services.env"
 (cd "$build_dir" && ctest --output-on-failure -j "$(nproc)")
+# The API documents with a real OpenAPI/AsyncAPI linter.
+"$root/tests/lint_openapi.sh"
 export CHATD_BIN
 CHATD_BIN="$(cd "$build_dir" && pwd)/chatd"
 status=0

@@ -6,6 +6,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <filesystem>
 #include <thread>
 
 #include "app/commands.hpp"
@@ -20,6 +21,7 @@
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
 #include "http/server.hpp"
+#include "http/static_files.hpp"
 #include "realtime/broker.hpp"
 #include "realtime/client_events.hpp"
 #include "realtime/delivery_tracker.hpp"
@@ -67,6 +69,13 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
     timer.expires_after(std::chrono::hours(1));
     co_await timer.async_wait(asio::use_awaitable);
   }
+}
+
+// Where the running binary lives, to find the web pages of its source tree.
+std::string executable_folder() {
+  std::error_code ec;
+  auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
+  return ec ? std::string(".") : exe.parent_path().string();
 }
 
 }  // namespace
@@ -152,7 +161,14 @@ int serve(const config::Settings& s) {
                             return broker->healthy();
                           }};
   http::add_all_routes(router, services);
-  const http::HttpApp app(router, s.allowed_hosts);
+  // The admin panel and Swagger UI, from the source tree (or WEB_ROOT).
+  const std::string web_root =
+      http::first_existing_folder({s.web_root, executable_folder() + "/../../web",
+                                   executable_folder() + "/../share/chatd/web", "web"});
+  http::StaticFiles static_files;
+  http::mount_web_pages(static_files, web_root);
+  spdlog::info("web pages from {} ({} files)", web_root, static_files.file_count());
+  const http::HttpApp app(router, s.allowed_hosts, &static_files);
 
   http::ServerOptions options;
   options.bind = s.bind;

@@ -217,6 +217,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.integer("REQUEST_TIMEOUT", s.request_timeout_seconds, 1, 3600);
   r.integer("KEEPALIVE_TIMEOUT", s.keepalive_timeout_seconds, 1, 3600);
 
+  r.string("WEB_ROOT", s.web_root);
   r.string("DB_HOST", s.db.host);
   r.integer("DB_PORT", s.db.port, 1, 65535);
   r.string("DB_NAME", s.db.name);

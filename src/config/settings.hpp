@@ -54,6 +54,10 @@ struct Settings {
   int request_timeout_seconds = 30;
   int keepalive_timeout_seconds = 75;
 
+  // Folder of the web pages (admin/, docs/); empty: found beside the executable or in the
+  // working folder. Swagger UI's files come from node_modules/swagger-ui-dist beside it.
+  std::string web_root;
+
   DatabaseSettings db;
   RedisSettings redis;
   PresenceSettings presence;

@@ -4,6 +4,7 @@
 
 #include "http/drf.hpp"
 #include "http/host_check.hpp"
+#include "http/static_files.hpp"
 #include "store/store.hpp"
 
 namespace chat::http {
@@ -33,6 +34,12 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
     std::string host(req.header("host").substr(0, 100));
     co_return error_response(Error::bad_request("Invalid HTTP_HOST header: '" + host +
                                                 "'. You may need to add it to ALLOWED_HOSTS."));
+  }
+  if (static_files_ != nullptr) {
+    if (auto file = static_files_->serve(req)) {
+      route = "static";
+      co_return std::move(*file);
+    }
   }
   auto match = router_.match(req.method, req.path);
   route = match.pattern;

@@ -13,10 +13,13 @@
 
 namespace chat::http {
 
+class StaticFiles;
+
 class HttpApp {
  public:
-  HttpApp(const Router& router, std::vector<std::string> allowed_hosts)
-      : router_(router), allowed_hosts_(std::move(allowed_hosts)) {}
+  HttpApp(const Router& router, std::vector<std::string> allowed_hosts,
+          const StaticFiles* static_files = nullptr)
+      : router_(router), allowed_hosts_(std::move(allowed_hosts)), static_files_(static_files) {}
 
   // Never throws; `route` is set to the matched pattern (for logs).
   boost::asio::awaitable<Response> handle(Request& req, std::string& route) const;
@@ -24,6 +27,7 @@ class HttpApp {
  private:
   const Router& router_;
   std::vector<std::string> allowed_hosts_;
+  const StaticFiles* static_files_;
 };
 
 }  // namespace chat::http

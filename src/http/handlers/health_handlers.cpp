@@ -35,6 +35,7 @@ void add_all_routes(Router& r, Services& s) {
   add_chat_routes(r, s);
   add_message_routes(r, s);
   add_health_routes(r, s);
+  add_doc_routes(r, s);
 }
 
 }  // namespace chat::http

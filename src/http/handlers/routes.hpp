@@ -39,6 +39,7 @@ void add_user_routes(Router& router, Services& services);
 void add_chat_routes(Router& router, Services& services);
 void add_message_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
+void add_doc_routes(Router& router, Services& services);
 
 // All of the above.
 void add_all_routes(Router& router, Services& services);
