@@ -107,9 +107,11 @@ class ChatStore {
   // Set once, before any write.
   virtual void set_commit_listener(CommitListener listener) = 0;
   // Set once, before any write. A store with a single writer needs none and ignores it.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink, moved from by overrides
   virtual void set_publish_barrier(PublishBarrier /*barrier*/) {}
   // Told the first seq of a transaction whose COMMIT got no answer (the connection broke):
   // its events may be committed without anyone having been told. Set once, before any write.
+  // NOLINTNEXTLINE(performance-unnecessary-value-param): a sink, moved from by overrides
   virtual void set_uncertain_commit_listener(std::function<void(std::int64_t)> /*listener*/) {}
 
   // --- reads ---------------------------------------------------------------------------
