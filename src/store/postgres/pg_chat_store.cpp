@@ -436,33 +436,11 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
   for (int attempt = 1;; ++attempt) {
     auto lease = co_await db_.pool().acquire();
     TxLog log;
-    std::exception_ptr failure;
-    bool retry = false;
-    bool committed = false;
-    bool commit_sent = false;
-    try {
-      co_await lease->query("BEGIN");
-      co_await body(*lease, log);
-      commit_sent = true;
-      co_await lease->query("COMMIT");
-      committed = true;
-    } catch (const PgError& e) {
-      retry = is_retryable(e) && attempt < 4;
-      failure =
-          is_unavailability(e)
-              ? std::make_exception_ptr(Unavailable("postgres: the database is not available"))
-              : std::current_exception();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (!committed && lease->healthy()) {
-      try {
-        co_await lease->query("ROLLBACK");
-      } catch (const std::exception&) {
-        // A broken connection is dropped by the pool; the server rolled back already.
-      }
-    }
-    if (!committed && commit_sent && !lease->healthy() && !log.events.empty() && uncertain_) {
+    PgDatabase::Body with_log = [&body, &log](PgConnection& c) { return body(c, log); };
+    auto result = co_await attempt_transaction(*lease, "BEGIN", with_log);
+    const bool committed = result.committed;
+    if (!committed && result.commit_sent && !lease->healthy() && !log.events.empty() &&
+        uncertain_) {
       uncertain_(log.events.front().seq);
     }
     if (committed && !log.events.empty()) {
@@ -482,7 +460,7 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
       }
     }
     if (committed) co_return;
-    if (!retry) std::rethrow_exception(failure);
+    if (!result.retryable || attempt >= 4) std::rethrow_exception(result.failure);
   }
 }
 

@@ -27,44 +27,49 @@ bool is_retryable(const PgError& e) {
 
 asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
   auto lease = co_await pool_->acquire();
-  std::exception_ptr failure;
   try {
     co_return co_await lease->prepared(sql, std::move(params));
   } catch (const PgError& e) {
     if (!is_unavailability(e)) throw;
-    failure = std::current_exception();
   }
-  (void)failure;
   throw Unavailable("postgres: the database is not available");
+}
+
+asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn, const char* begin,
+                                                        const PgDatabase::Body& body) {
+  TransactionAttempt out;
+  try {
+    co_await conn.query(begin);
+    co_await body(conn);
+    out.commit_sent = true;
+    co_await conn.query("COMMIT");
+    out.committed = true;
+    co_return out;
+  } catch (const PgError& e) {
+    out.retryable = is_retryable(e);
+    out.failure =
+        is_unavailability(e)
+            ? std::make_exception_ptr(Unavailable("postgres: the database is not available"))
+            : std::current_exception();
+  } catch (...) {
+    out.failure = std::current_exception();
+  }
+  if (conn.healthy()) {
+    try {
+      co_await conn.query("ROLLBACK");
+    } catch (const std::exception&) {
+      // The pool drops a broken connection; the server rolled back already.
+    }
+  }
+  co_return out;
 }
 
 asio::awaitable<void> PgDatabase::transaction(Body body, const char* begin) {
   for (int attempt = 1;; ++attempt) {
     auto lease = co_await pool_->acquire();
-    std::exception_ptr failure;
-    bool retry = false;
-    try {
-      co_await lease->query(begin);
-      co_await body(*lease);
-      co_await lease->query("COMMIT");
-      co_return;
-    } catch (const PgError& e) {
-      retry = is_retryable(e) && attempt < 4;
-      failure =
-          is_unavailability(e)
-              ? std::make_exception_ptr(Unavailable("postgres: the database is not available"))
-              : std::current_exception();
-    } catch (...) {
-      failure = std::current_exception();
-    }
-    if (lease->healthy()) {
-      try {
-        co_await lease->query("ROLLBACK");
-      } catch (const std::exception&) {
-        // The connection is dropped by the pool when it is broken; nothing else to undo.
-      }
-    }
-    if (!retry) std::rethrow_exception(failure);
+    auto result = co_await attempt_transaction(*lease, begin, body);
+    if (result.committed) co_return;
+    if (!result.retryable || attempt >= 4) std::rethrow_exception(result.failure);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <exception>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -70,6 +71,18 @@ class PgDatabase {
  private:
   std::shared_ptr<PgPool> pool_;
 };
+
+// One try of a transaction: BEGIN (or `begin`), the body, COMMIT; rolled back when it
+// failed. The caller decides about running it again.
+struct TransactionAttempt {
+  bool committed = false;
+  bool commit_sent = false;  // a failure after this may have committed (no answer came)
+  bool retryable = false;    // deadlock or serialization failure
+  std::exception_ptr failure;
+};
+boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
+                                                               const char* begin,
+                                                               const PgDatabase::Body& body);
 
 // True for errors that mean "the server is not there right now" rather than a bad query:
 // connection failures, shutdown in progress, too many connections.
