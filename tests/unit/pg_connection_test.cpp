@@ -91,6 +91,42 @@ TEST(PgConnection, ServerErrorsCarryTheirSqlState) {
   EXPECT_EQ(states, (std::vector<std::string>{"23505", "42601", "1", "healthy"}));
 }
 
+constexpr const char* kPipeInsert = "INSERT INTO p VALUES ($1) RETURNING k * 10";
+constexpr const char* kPipeCount = "SELECT count(*) FROM p";
+
+// Several statements in one round trip. Up to its sync point a pipeline is one implicit
+// transaction: an error rolls back what ran before it and skips the rest, and the
+// connection is usable again in normal mode.
+TEST(PgConnection, PipelinesIndependentStatements) {
+  REQUIRE_POSTGRES();
+  auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+    auto conn = co_await PgConnection::connect(ex, conninfo());
+    std::vector<std::string> seen;
+    co_await conn->script("CREATE TEMP TABLE p (k int PRIMARY KEY)");
+    std::vector<PgStatement> batch;
+    batch.push_back({kPipeInsert, {std::string("1")}});
+    batch.push_back({kPipeInsert, {std::string("2")}});
+    batch.push_back({kPipeCount, {}});
+    auto results = co_await conn->pipeline(std::move(batch));
+    for (const auto& r : results) seen.push_back(std::string(r.text(0, 0)));
+    std::vector<PgStatement> failing;
+    failing.push_back({kPipeInsert, {std::string("3")}});
+    failing.push_back({kPipeInsert, {std::string("1")}});  // duplicate key
+    failing.push_back({kPipeInsert, {std::string("4")}});
+    try {
+      co_await conn->pipeline(std::move(failing));
+    } catch (const PgError& e) {
+      seen.push_back(e.sqlstate());
+    }
+    seen.push_back(conn->healthy() ? "healthy" : "broken");
+    // Neither 3 (rolled back) nor 4 (skipped) is there.
+    auto count = co_await conn->query(kPipeCount);
+    seen.push_back(std::string(count.text(0, 0)));
+    co_return seen;
+  });
+  EXPECT_EQ(out, (std::vector<std::string>{"10", "20", "2", "23505", "healthy", "2"}));
+}
+
 TEST(PgConnection, UnreachableServerIsUnavailable) {
   EXPECT_THROW(run([](asio::any_io_executor ex) -> asio::awaitable<int> {
                  auto conn =

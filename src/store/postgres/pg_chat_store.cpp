@@ -818,12 +818,13 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
                             ordinal, words);
     auto inserted = co_await c.prepared(kInsertMessage, std::move(insert));
     const std::int64_t id = scalar(inserted);
-    auto last = pg_params(m.chat_id, id);
-    co_await c.prepared(kSetLastMessage, std::move(last));
-    auto marks = pg_params(m.chat_id, m.sender_id, id);
-    co_await c.prepared(kSenderWatermarks, std::move(marks));
-    auto stored = co_await message_by_id(c, id);
-    out = SentMessage{*stored, true};
+    // Three independent statements, one round trip (libpq's pipeline mode).
+    std::vector<PgStatement> follow_up;
+    follow_up.push_back({kSetLastMessage, pg_params(m.chat_id, id)});
+    follow_up.push_back({kSenderWatermarks, pg_params(m.chat_id, m.sender_id, id)});
+    follow_up.push_back({kMessageById, pg_params(id)});
+    auto results = co_await c.pipeline(std::move(follow_up));
+    out = SentMessage{read_message(results[2], 0), true};
     co_await append_events(c, log, events(*out), m.now);
   };
   WriteBody fn = body;

@@ -86,7 +86,8 @@ PgConnection::~PgConnection() {
 }
 
 bool PgConnection::healthy() const {
-  return PQstatus(conn_) == CONNECTION_OK;
+  // A connection left in pipeline mode by a failure is not reused either.
+  return PQstatus(conn_) == CONNECTION_OK && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
 }
 
 bool PgConnection::still_alive() {
@@ -203,7 +204,8 @@ asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) 
   co_return co_await collect();
 }
 
-asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams params) {
+// The name of `sql`'s prepared statement on this connection, preparing it the first time.
+asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     std::string name = "s" + std::to_string(statements_.size() + 1);
@@ -213,13 +215,67 @@ asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams param
     co_await collect();
     it = statements_.emplace(sql, std::move(name)).first;
   }
+  co_return &it->second;
+}
+
+asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams params) {
+  const std::string* name = co_await prepare(sql);
   Encoded enc(params);
-  if (PQsendQueryPrepared(conn_, it->second.c_str(), static_cast<int>(enc.values.size()),
+  if (PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(enc.values.size()),
                           enc.values.data(), nullptr, nullptr, 0) == 0) {
     throw Unavailable(connection_error(conn_));
   }
   co_await flush();
   co_return co_await collect();
+}
+
+// The next result once it has arrived (null between the statements of a pipeline).
+asio::awaitable<pg_result*> PgConnection::next_result() {
+  while (PQisBusy(conn_) != 0) {
+    boost::system::error_code ec;
+    co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
+                                            asio::redirect_error(asio::use_awaitable, ec));
+    if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
+  }
+  co_return PQgetResult(conn_);
+}
+
+asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStatement> statements) {
+  std::vector<const std::string*> names;
+  for (const auto& s : statements) names.push_back(co_await prepare(s.sql));
+  if (PQenterPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    Encoded enc(statements[i].params);
+    if (PQsendQueryPrepared(conn_, names[i]->c_str(), static_cast<int>(enc.values.size()),
+                            enc.values.data(), nullptr, nullptr, 0) == 0) {
+      throw Unavailable(connection_error(conn_));  // the pool drops the broken connection
+    }
+  }
+  if (PQpipelineSync(conn_) == 0) throw Unavailable(connection_error(conn_));
+  co_await flush();
+  std::vector<PgResult> results(statements.size());
+  std::optional<PgError> failure;
+  for (std::size_t i = 0; i < statements.size(); ++i) {
+    // Each statement's results end with a null.
+    while (pg_result* r = co_await next_result()) {
+      const auto status = PQresultStatus(r);
+      if (status == PGRES_FATAL_ERROR && !failure) {
+        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+        std::string msg = PQresultErrorMessage(r);
+        while (!msg.empty() && msg.back() == '\n') msg.pop_back();
+        failure.emplace("postgres: " + msg, state != nullptr ? state : "");
+      }
+      results[i] = PgResult(r);
+    }
+  }
+  // Then the sync point, after which the connection leaves pipeline mode clean.
+  pg_result* sync = co_await next_result();
+  const bool synced = sync != nullptr && PQresultStatus(sync) == PGRES_PIPELINE_SYNC;
+  PQclear(sync);
+  if (!synced || PQexitPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
+  if (!healthy()) throw Unavailable(connection_error(conn_));
+  if (failure) throw *failure;
+  co_return results;
 }
 
 asio::awaitable<void> PgConnection::script(const std::string& sql) {

@@ -56,6 +56,12 @@ class PgResult {
   pg_result* r_;
 };
 
+// One statement of a pipeline: `sql` with static storage (prepared once per connection).
+struct PgStatement {
+  const char* sql;
+  PgParams params;
+};
+
 class PgConnection {
  public:
   // Connects without blocking; throws store::Unavailable when the server cannot be reached.
@@ -71,6 +77,10 @@ class PgConnection {
   // As query(), through a statement prepared once per connection; `sql` must have static
   // storage (it is the cache key).
   boost::asio::awaitable<PgResult> prepared(const char* sql, PgParams params = {});
+  // Sends several independent statements at once in libpq's pipeline mode and waits once:
+  // one round trip instead of one per statement. One result per statement, in order.
+  // A failing statement throws its PgError after the rest were skipped by the server.
+  boost::asio::awaitable<std::vector<PgResult>> pipeline(std::vector<PgStatement> statements);
   // Runs several statements without parameters (migrations).
   boost::asio::awaitable<void> script(const std::string& sql);
 
@@ -85,6 +95,8 @@ class PgConnection {
   PgConnection(pg_conn* conn, std::unique_ptr<Socket> socket);
   boost::asio::awaitable<void> flush();
   boost::asio::awaitable<PgResult> collect();
+  boost::asio::awaitable<pg_result*> next_result();
+  boost::asio::awaitable<const std::string*> prepare(const char* sql);
 
   pg_conn* conn_;
   std::unique_ptr<Socket> socket_;
