@@ -186,4 +186,21 @@ std::string without_diacritics(std::string_view utf8) {
   return out;
 }
 
+std::vector<std::vector<char32_t>> words(std::string_view utf8) {
+  std::vector<std::vector<char32_t>> out;
+  auto cps = decode(utf8);
+  if (!cps) return out;
+  std::vector<char32_t> word;
+  for (char32_t cp : *cps) {
+    if (is_alnum(cp)) {
+      word.push_back(cp);
+    } else if (!word.empty()) {
+      out.push_back(std::move(word));
+      word.clear();
+    }
+  }
+  if (!word.empty()) out.push_back(std::move(word));
+  return out;
+}
+
 }  // namespace chat::unicode

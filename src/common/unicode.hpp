@@ -24,6 +24,9 @@ std::size_t length(std::string_view utf8);
 std::string to_lower(std::string_view utf8);
 
 bool is_alnum(char32_t cp);
+// The words of a text as search sees them: runs of letters and digits, as written.
+// Input must be valid UTF-8 (otherwise: none).
+std::vector<std::vector<char32_t>> words(std::string_view utf8);
 bool is_space(char32_t cp);
 
 // The letter without its accent, as SQLite's unicode61 tokenizer folds it for search: Latin

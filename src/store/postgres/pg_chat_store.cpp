@@ -285,23 +285,10 @@ std::int64_t scalar(const PgResult& r) {
 // matching does not depend on the database's locale.
 std::string search_words(std::string_view text) {
   std::string out;
-  auto cps = unicode::decode(text);
-  if (!cps) return out;
-  std::string word;
-  auto flush = [&] {
-    if (word.empty()) return;
+  for (const auto& word : unicode::words(text)) {
     if (!out.empty()) out += ' ';
-    out += unicode::without_diacritics(unicode::to_lower(word));
-    word.clear();
-  };
-  for (char32_t cp : *cps) {
-    if (unicode::is_alnum(cp)) {
-      unicode::append_utf8(word, cp);
-    } else {
-      flush();
-    }
+    out += unicode::without_diacritics(unicode::to_lower(unicode::encode(word)));
   }
-  flush();
   return out;
 }
 
