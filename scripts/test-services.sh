@@ -25,7 +25,7 @@ start)
   pg_port=$(free_port)
   redis_port=$(free_port)
   install -d -o postgres -g postgres -m 700 "$dir/pg"
-  runuser -u postgres -- "$pg_bin/initdb" -D "$dir/pg/data" -A trust -U postgres --no-sync >"$dir/pg/initdb.log"
+  runuser -u postgres -- "$pg_bin/initdb" -D "$dir/pg/data" -A trust -U postgres -E UTF8 --locale=C.UTF-8 --no-sync >"$dir/pg/initdb.log"
   # Durability is not under test here: fsync off makes the suite fast. Several chatd nodes
   # and a test database per server need more connections than the default 100.
   cat >>"$dir/pg/data/postgresql.conf" <<CONF

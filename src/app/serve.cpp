@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <thread>
 
+#include "admin/admin_service.hpp"
 #include "app/commands.hpp"
 #include "app/open_store.hpp"
 #include "auth/auth_service.hpp"
@@ -157,9 +158,15 @@ int serve(const config::Settings& s) {
   ws::RealtimeContext realtime_context{gate, hub, *presence, client_events, *store, limits};
 
   http::Router router;
-  http::Services services{auth, users, *presence, chat_service, message_service, *store, [&broker] {
-                            return broker->healthy();
-                          }};
+  // Deactivated accounts lose their sockets on every node (4003, as a revoked session).
+  admin::AdminService admin_service(
+      *store, auth, *presence, message_service, [&broker](std::int64_t user_id) {
+        broker->publish_session_end({user_id, 4003, "account deactivated"});
+      });
+  http::Services services{
+      auth, users, *presence, chat_service, message_service, *store, admin_service, [&broker] {
+        return broker->healthy();
+      }};
   http::add_all_routes(router, services);
   // The admin panel and Swagger UI, from the source tree (or WEB_ROOT).
   const std::string web_root =

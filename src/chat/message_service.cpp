@@ -143,11 +143,22 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::
   if (!allowed(Action::delete_for_everyone, {chat.type, member->role, message.sender_id == me})) {
     co_return Error::forbidden();
   }
+  co_await delete_for_everyone(message_id);
+  co_return Ok{};
+}
+
+boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t message_id) {
+  auto message = co_await store_.chats().find_message(message_id);
+  if (!message) co_return no_message();
+  co_await delete_for_everyone(message_id);
+  co_return Ok{};
+}
+
+boost::asio::awaitable<void> MessageService::delete_for_everyone(std::int64_t message_id) {
   auto events = [](const MessageRecord& m) {
     return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, false))};
   };
   co_await store_.chats().delete_message(message_id, std::move(events));  // already deleted: no-op
-  co_return Ok{};
 }
 
 boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me,

@@ -67,6 +67,9 @@ class MessageService {
                                                    std::optional<std::string> text,
                                                    FieldErrors errors);
   boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t message_id, bool for_me);
+  // Deletes for everyone whoever sent it; the caller (admin::AdminService) checked that a
+  // staff user asks. Members hear it as the sender's own delete.
+  boost::asio::awaitable<Result<Ok>> remove_as_staff(std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> forward(std::int64_t me, std::int64_t message_id,
                                                       std::int64_t target_chat_id);
   boost::asio::awaitable<Result<std::vector<SearchHit>>> search(std::int64_t me, std::string query,
@@ -88,6 +91,7 @@ class MessageService {
   boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
   visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
+  boost::asio::awaitable<void> delete_for_everyone(std::int64_t message_id);
 
   store::Store& store_;
   ChatService& chats_;

@@ -68,6 +68,10 @@ json::object message_json(const MessageRecord& m, std::int64_t viewer, const Wat
   return o;
 }
 
+json::object member_json(const MemberRecord& m) {
+  return {{"id", m.user_id}, {"username", m.username}, {"role", role_name(m.role)}};
+}
+
 namespace {
 
 // API.md's chat object; the per-member fields only when a viewer is given.
@@ -77,10 +81,7 @@ json::object chat_object(const ChatSummary& s, std::optional<std::int64_t> viewe
   o["type"] = chat_type_name(s.chat.type);
   o["name"] = s.chat.name;
   json::array members;
-  for (const auto& m : s.members) {
-    members.push_back(
-        json::object{{"id", m.user_id}, {"username", m.username}, {"role", role_name(m.role)}});
-  }
+  for (const auto& m : s.members) members.push_back(member_json(m));
   o["members"] = std::move(members);
   o["created_at"] = format_iso8601(s.chat.created_at);
   if (viewer) {

@@ -21,6 +21,9 @@ const char* message_status(const store::MessageRecord& m, const store::Watermark
 boost::json::object message_json(const store::MessageRecord& m, std::int64_t viewer,
                                  const store::Watermarks& w);
 
+// {"id", "username", "role"}, as chats list their members.
+boost::json::object member_json(const store::MemberRecord& m);
+
 // The chat as its member `viewer` sees it (unread count, read watermark).
 boost::json::object chat_json(const store::ChatSummary& s, std::int64_t viewer);
 // The same without the per-member fields, as events carry it to every member.

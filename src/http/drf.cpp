@@ -3,7 +3,10 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse_query.hpp>
+#include <boost/url/url.hpp>
 
+#include <algorithm>
+#include <array>
 #include <charconv>
 #include <cmath>
 
@@ -146,6 +149,32 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
   return s;
 }
 
+std::optional<bool> FieldReader::boolean(const char* name, bool required) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  if (v->is_bool()) return v->get_bool();
+  if (v->is_int64() && (v->get_int64() == 0 || v->get_int64() == 1)) return v->get_int64() == 1;
+  if (v->is_string()) {
+    // DRF's TRUE_VALUES and FALSE_VALUES.
+    static constexpr std::array<std::string_view, 7> kTrue{"true", "True", "TRUE", "1",
+                                                           "yes",  "on",   "y"};
+    static constexpr std::array<std::string_view, 7> kFalse{"false", "False", "FALSE", "0",
+                                                            "no",    "off",   "n"};
+    const std::string_view s = v->get_string();
+    if (std::find(kTrue.begin(), kTrue.end(), s) != kTrue.end()) return true;
+    if (std::find(kFalse.begin(), kFalse.end(), s) != kFalse.end()) return false;
+  }
+  if (v->is_null()) {
+    errors_.add(name, "This field may not be null.");
+    return std::nullopt;
+  }
+  errors_.add(name, "Must be a valid boolean.");
+  return std::nullopt;
+}
+
 std::optional<std::int64_t> FieldReader::integer(const char* name, bool required) {
   const json::value* v = body_.if_contains(name);
   if (v == nullptr) {
@@ -281,6 +310,35 @@ Response error_response(const Error& e) {
   if (status == 401) r.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"api\"");
   if (status == 429) r.headers.emplace_back("Retry-After", std::to_string(e.retry_after));
   return r;
+}
+
+namespace {
+
+json::value page_link(const Request& req, const PageRequest& page, std::int64_t offset) {
+  boost::urls::url url;
+  url.set_scheme("http");
+  url.set_encoded_authority(req.header("host"));
+  url.set_path(req.path);
+  if (!page.search.empty()) url.params().append({"search", page.search});
+  url.params().append({"limit", std::to_string(page.limit)});
+  if (offset > 0) url.params().append({"offset", std::to_string(offset)});
+  return json::value(url.buffer());
+}
+
+}  // namespace
+
+json::object limit_offset_page(const Request& req, const PageRequest& page, std::int64_t count,
+                               json::array results) {
+  json::value next = nullptr;
+  json::value previous = nullptr;
+  if (page.offset + page.limit < count) next = page_link(req, page, page.offset + page.limit);
+  if (page.offset > 0) {
+    previous = page_link(req, page, std::max<std::int64_t>(0, page.offset - page.limit));
+  }
+  return json::object{{"count", count},
+                      {"next", std::move(next)},
+                      {"previous", std::move(previous)},
+                      {"results", std::move(results)}};
 }
 
 }  // namespace chat::http

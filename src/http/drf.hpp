@@ -3,6 +3,7 @@
 // Error becomes a response ({"detail": ...} or {"field": [...]}).
 #pragma once
 
+#include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
 #include <boost/json/value.hpp>
 
@@ -38,6 +39,8 @@ class FieldReader {
   std::optional<std::string> string(const char* name, CharFieldOptions options = {});
   // DRF IntegerField.
   std::optional<std::int64_t> integer(const char* name, bool required = true);
+  // DRF BooleanField: true/false, 1/0 and their usual spellings as text.
+  std::optional<bool> boolean(const char* name, bool required = true);
   // DRF PrimaryKeyRelatedField(many=True): a list of ids.
   std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
 
@@ -54,6 +57,16 @@ std::optional<std::int64_t> query_integer(const Request& req, const char* name, 
 // Query parameter as a non-negative integer (DRF's pagination: a bad value means default).
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
                        std::int64_t min, std::int64_t max);
+
+// DRF's LimitOffsetPagination: {"count", "next", "previous", "results"}, the links being
+// this URL with another offset (or null).
+struct PageRequest {
+  std::string search;  // kept in the links when not empty
+  int limit = 50;
+  std::int64_t offset = 0;
+};
+boost::json::object limit_offset_page(const Request& req, const PageRequest& page,
+                                      std::int64_t count, boost::json::array results);
 
 std::string to_json(const boost::json::value& v);
 Response json_response(int status, const boost::json::value& v);

@@ -23,12 +23,21 @@ struct Ephemeral {
   std::string payload;                 // the event's JSON
 };
 
+// Every session of a user, on every node, is to close with this code: the account was
+// deactivated. Idempotent, so hearing it twice does no harm.
+struct SessionEnd {
+  std::int64_t user_id = 0;
+  int code = 0;
+  std::string reason;
+};
+
 class BrokerHandler {
  public:
   virtual ~BrokerHandler() = default;
   // Logged events, in commit order within a chat, each once; one call at a time.
   virtual void on_logged(const store::EventRecord& event) = 0;
   virtual void on_ephemeral(const Ephemeral& event) = 0;
+  virtual void on_session_end(const SessionEnd& end) = 0;
 };
 
 class Broker {
@@ -42,6 +51,9 @@ class Broker {
   virtual void publish_logged(const store::EventRecord& event) = 0;
   // At-most-once, to the nodes subscribed to any of its chats. Non-blocking.
   virtual void publish_ephemeral(const Ephemeral& event) = 0;
+  // To every node with a session of the user (those subscribed to the user). At most once,
+  // like ephemerals; a socket that opens meanwhile checks the account itself. Non-blocking.
+  virtual void publish_session_end(const SessionEnd& end) = 0;
   // Completes once everything published so far has been handed on (the store's
   // PublishBarrier); never throws, and gives up after a short timeout.
   virtual boost::asio::awaitable<void> flush() = 0;

@@ -44,8 +44,17 @@ std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
   return out;
 }
 
-std::optional<std::variant<store::EventRecord, WireEphemeral>> decode_broker_message(
-    std::string_view s) {
+std::string encode_session_end(const SessionEnd& end) {
+  std::string out = "K";
+  out += std::to_string(end.user_id);
+  out += ' ';
+  out += std::to_string(end.code);
+  out += '\n';
+  out += end.reason;
+  return out;
+}
+
+std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
   if (s.empty()) return std::nullopt;
   const char kind = s.front();
   s.remove_prefix(1);
@@ -83,6 +92,17 @@ std::optional<std::variant<store::EventRecord, WireEphemeral>> decode_broker_mes
     }
     w.event.payload = s;
     return w;
+  }
+  if (kind == 'K') {
+    SessionEnd end;
+    std::int64_t code = 0;
+    if (!take_int(s, end.user_id, ' ') || !take_int(s, code, '\n') || end.user_id <= 0 ||
+        code < 1000 || code > 4999) {
+      return std::nullopt;
+    }
+    end.code = static_cast<int>(code);
+    end.reason = s;
+    return end;
   }
   return std::nullopt;
 }

@@ -2,6 +2,7 @@
 // the event's JSON as the socket carries it, so a node forwards it without re-serialising.
 //   L<seq> <chat_id> <user_id or 0> <created_at> <type>\n<payload>
 //   E<origin> <exclude_user_id> <chat_id>,<chat_id>...\n<payload>
+//   K<user_id> <close code>\n<reason>
 #pragma once
 
 #include <optional>
@@ -20,9 +21,10 @@ struct WireEphemeral {
 
 std::string encode_logged(const store::EventRecord& event);
 std::string encode_ephemeral(const std::string& origin, const Ephemeral& event);
+std::string encode_session_end(const SessionEnd& end);
 
 // nullopt for anything malformed (it is dropped, never trusted).
-std::optional<std::variant<store::EventRecord, WireEphemeral>> decode_broker_message(
-    std::string_view message);
+using BrokerMessage = std::variant<store::EventRecord, WireEphemeral, SessionEnd>;
+std::optional<BrokerMessage> decode_broker_message(std::string_view message);
 
 }  // namespace chat::realtime

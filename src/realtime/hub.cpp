@@ -305,4 +305,16 @@ void Hub::on_ephemeral(const Ephemeral& event) {
   for (const auto& s : targets) s->deliver(frame);
 }
 
+void Hub::on_session_end(const SessionEnd& end) {
+  std::vector<SessionPtr> targets;
+  {
+    std::lock_guard lock(mutex_);
+    if (auto u = by_user_.find(end.user_id); u != by_user_.end()) {
+      for (const Session* s : u->second) targets.push_back(sessions_[s].session);
+    }
+  }
+  // Closing detaches them (the session calls detach() as it ends).
+  for (const auto& s : targets) s->close(end.code, end.reason);
+}
+
 }  // namespace chat::realtime

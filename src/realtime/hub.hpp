@@ -54,6 +54,8 @@ class Hub final : public BrokerHandler {
 
   void on_logged(const store::EventRecord& event) override;
   void on_ephemeral(const Ephemeral& event) override;
+  // Closes every local session of the user (sockets of one chat included).
+  void on_session_end(const SessionEnd& end) override;
 
  private:
   struct Entry {

@@ -14,6 +14,9 @@ class InProcessBroker final : public Broker {
   void publish_ephemeral(const Ephemeral& event) override {
     if (handler_ != nullptr) handler_->on_ephemeral(event);
   }
+  void publish_session_end(const SessionEnd& end) override {
+    if (handler_ != nullptr) handler_->on_session_end(end);
+  }
   boost::asio::awaitable<void> flush() override { co_return; }
   void subscribe(std::vector<std::int64_t> /*chat_ids*/, std::vector<std::int64_t> /*user_ids*/,
                  std::optional<std::int64_t> /*from_seq*/, std::function<void()> ready) override {

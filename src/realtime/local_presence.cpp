@@ -61,6 +61,14 @@ class LocalPresence final : public Presence {
     co_await announcer_.went_offline(user_id);
   }
 
+  asio::awaitable<users::OnlineCounts> counts() override {
+    users::OnlineCounts n;
+    std::lock_guard lock(mutex_);
+    n.users = static_cast<std::int64_t>(users_.size());
+    for (const auto& [id, u] : users_) n.sockets += u.sockets;
+    co_return n;
+  }
+
   asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
     std::vector<bool> out;
     out.reserve(ids.size());

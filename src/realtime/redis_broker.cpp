@@ -142,6 +142,10 @@ class RedisBroker final : public Broker {
     }
   }
 
+  void publish_session_end(const SessionEnd& end) override {
+    client_->send({"PUBLISH", user_channel(end.user_id), encode_session_end(end)});
+  }
+
   // Replies come in order, so a PING answered means every PUBLISH before it was handled.
   // When Redis does not answer in time, the events since the last answered PING may be
   // lost for the other nodes: they are asked to read them from the log (watch_unsure).
@@ -291,6 +295,8 @@ class RedisBroker final : public Broker {
     if (auto* e = std::get_if<store::EventRecord>(&*decoded)) {
       max_heard_ = std::max(max_heard_, e->seq);
       receive_live(std::move(*e));
+    } else if (auto* end = std::get_if<SessionEnd>(&*decoded)) {
+      if (handler_ != nullptr) handler_->on_session_end(*end);
     } else {
       auto& w = std::get<WireEphemeral>(*decoded);
       if (recent_ephemerals_.insert(w.origin) && handler_ != nullptr) {

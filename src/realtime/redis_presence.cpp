@@ -4,6 +4,8 @@
 // the TTL. A "state" key remembers that the user was announced online: whoever sets it
 // announces "online", whoever deletes it announces "offline", so each happens once however
 // many nodes race. A global sorted set of deadlines lets any node find a dead node's users.
+// For the admin pages' counts, a sorted set of the users announced online (scored by when
+// their state expires) and each node's socket count (with an expiry of its own).
 #include <spdlog/spdlog.h>
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
@@ -26,7 +28,7 @@ namespace asio = boost::asio;
 
 constexpr std::size_t kSweepBatch = 500;
 
-// KEYS: entries, state, deadlines. ARGV: node, user, ttl ms, state ttl ms.
+// KEYS: entries, state, deadlines, online users. ARGV: node, user, ttl ms, state ttl ms.
 // Adds (or extends) this node's entry; returns 1 when the user was not announced online.
 // The state key outlives the entries (state ttl > ttl), so the node that finds them expired
 // still finds the state to clear and announces "offline".
@@ -37,13 +39,14 @@ local expiry = now + tonumber(ARGV[3])
 redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
+redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[2])
 local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4])
 if first then return 1 end
 redis.call('PEXPIRE', KEYS[2], ARGV[4])
 return 0
 )lua";
 
-// KEYS: entries, state, deadlines. ARGV: node, user, linger ms.
+// KEYS: entries, state, deadlines, online users. ARGV: node, user, linger ms.
 // The node's last socket of the user closed: its entry stays live for the grace period only.
 constexpr const char* kLinger = R"lua(
 local t = redis.call('TIME')
@@ -54,7 +57,7 @@ redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
 return 1
 )lua";
 
-// KEYS: entries, state, deadlines. ARGV: node, user.
+// KEYS: entries, state, deadlines, online users. ARGV: node, user.
 // Drops the node's entry if it has expired, and any other expired one; returns 1 when that
 // left nobody and this call is the one to announce "offline".
 constexpr const char* kRelease = R"lua(
@@ -66,7 +69,10 @@ for _, node in ipairs(expired) do
   redis.call('ZREM', KEYS[3], ARGV[2] .. ':' .. node)
 end
 if redis.call('ZCARD', KEYS[1]) == 0 then
-  if redis.call('DEL', KEYS[2]) == 1 then return 1 end
+  if redis.call('DEL', KEYS[2]) == 1 then
+    redis.call('ZREM', KEYS[4], ARGV[2])
+    return 1
+  end
 end
 return 0
 )lua";
@@ -90,8 +96,10 @@ for _, member in ipairs(due) do
   if redis.call('ZCOUNT', entries, '(' .. now, '+inf') == 0 then
     redis.call('DEL', entries)
     if redis.call('DEL', ARGV[1] .. 'ps:' .. user) == 1 then table.insert(gone, user) end
+    redis.call('ZREM', ARGV[1] .. 'po', user)
   end
 end
+redis.call('ZREMRANGEBYSCORE', ARGV[1] .. 'po', '-inf', now)
 return gone
 )lua";
 
@@ -102,6 +110,36 @@ local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local out = {}
 for i, key in ipairs(KEYS) do out[i] = redis.call('ZCOUNT', key, '(' .. now, '+inf') end
 return out
+)lua";
+
+// KEYS: socket counts (hash), their expiries. ARGV: node, value, ttl ms, "add" or "set".
+// Moves (or sets) this node's socket count and keeps it alive for the TTL.
+constexpr const char* kSockets = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+if ARGV[4] == 'add' then
+  redis.call('HINCRBY', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+return 1
+)lua";
+
+// KEYS: online users, socket counts, their expiries. Forgets the counts of nodes that
+// stopped refreshing them; returns {online users, sockets}.
+constexpr const char* kTotals = R"lua(
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local users = redis.call('ZCOUNT', KEYS[1], '(' .. now, '+inf')
+for _, node in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now)) do
+  redis.call('HDEL', KEYS[2], node)
+  redis.call('ZREM', KEYS[3], node)
+end
+local sockets = 0
+local counts = redis.call('HVALS', KEYS[2])
+for _, n in ipairs(counts) do sockets = sockets + tonumber(n) end
+return {users, sockets}
 )lua";
 
 class RedisPresence final : public Presence, public std::enable_shared_from_this<RedisPresence> {
@@ -127,6 +165,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       std::lock_guard lock(mutex_);
       auto& u = users_[user_id];
       ++u.ticket;  // a grace period running for this user ends without a word
+      report_sockets(1, "add");
       if (++u.sockets > 1) co_return;
     }
     auto first = co_await script(kConnect, user_id, options_.ttl.count());
@@ -144,7 +183,9 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     {
       std::lock_guard lock(mutex_);
       auto it = users_.find(user_id);
-      if (it == users_.end() || --it->second.sockets > 0) co_return;
+      if (it == users_.end()) co_return;
+      report_sockets(-1, "add");
+      if (--it->second.sockets > 0) co_return;
       ticket = ++it->second.ticket;
       stopping = stopping_;
     }
@@ -177,6 +218,22 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     if (co_await script(kRelease, user_id, 0) == 1) co_await announcer_.went_offline(user_id);
   }
 
+  asio::awaitable<users::OnlineCounts> counts() override {
+    users::OnlineCounts n;
+    std::vector<std::string> command{
+        "EVAL", kTotals, "3", online_key(), socket_counts_key(), socket_expiries_key()};
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      if (reply.elements.size() == 2) {
+        n.users = reply.elements[0].integer;
+        n.sockets = reply.elements[1].integer;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("presence: reading counts from Redis failed: {}", e.what());
+    }
+    co_return n;
+  }
+
   asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
     std::vector<bool> out(ids.size(), false);
     if (ids.empty()) co_return out;
@@ -206,6 +263,17 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     return options_.prefix + "ps:" + std::to_string(user);
   }
   std::string deadlines_key() const { return options_.prefix + "pd"; }
+  std::string online_key() const { return options_.prefix + "po"; }
+  std::string socket_counts_key() const { return options_.prefix + "pn"; }
+  std::string socket_expiries_key() const { return options_.prefix + "pne"; }
+
+  // This node's socket count in Redis, moved by `value` ("add") or set to it ("set");
+  // fire and forget, called under mutex_ so the moves reach Redis in order. The
+  // keep-alive sets the true count again, which repairs what a Redis outage lost.
+  void report_sockets(std::int64_t value, const char* mode) {
+    client_->send({"EVAL", kSockets, "2", socket_counts_key(), socket_expiries_key(), node_,
+                   std::to_string(value), std::to_string(options_.ttl.count()), mode});
+  }
 
   // Runs one of the per-user scripts; 0 when Redis cannot be reached (presence is
   // best-effort: the TTL repairs it).
@@ -213,10 +281,11 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     const auto state_ttl = 2 * options_.ttl + options_.grace;
     std::vector<std::string> command{"EVAL",
                                      lua,
-                                     "3",
+                                     "4",
                                      entries_key(user),
                                      state_key(user),
                                      deadlines_key(),
+                                     online_key(),
                                      node_,
                                      std::to_string(user),
                                      std::to_string(ms),
@@ -244,9 +313,12 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       {
         std::lock_guard lock(mutex_);
         if (stopped_) co_return;
+        std::int64_t sockets = 0;
         for (const auto& [id, u] : users_) {
           if (u.sockets > 0) mine.push_back(id);
+          sockets += u.sockets;
         }
+        report_sockets(sockets, "set");
       }
       for (auto id : mine) {
         // 1: the user's state was gone (a Redis restart, a long outage): say it again.
@@ -317,6 +389,7 @@ class RedisPresenceHandle final : public Presence {
   asio::awaitable<std::vector<bool>> online(std::vector<std::int64_t> ids) override {
     co_return co_await p_->online(std::move(ids));
   }
+  asio::awaitable<users::OnlineCounts> counts() override { co_return co_await p_->counts(); }
   void shutting_down() override { p_->shutting_down(); }
 
  private:

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "store/admin_store.hpp"
 #include "store/chat_store.hpp"
 #include "store/token_store.hpp"
 #include "store/user_store.hpp"
@@ -34,6 +35,7 @@ class Store {
   virtual UserStore& users() = 0;
   virtual RefreshTokenStore& refresh_tokens() = 0;
   virtual ChatStore& chats() = 0;
+  virtual AdminStore& admin() = 0;
 
   // Applies pending migrations in order, each in its own transaction; safe to repeat and
   // to run from several processes at once. Returns the versions it applied. Blocking: for

@@ -41,6 +41,11 @@ struct UserPage {
   std::vector<UserRecord> users;
 };
 
+struct UserFilter {
+  std::string key_prefix;  // username_key starts with it (empty: any)
+  bool active_only = true;
+};
+
 struct UserChanges {
   std::optional<std::string> email;
   std::optional<std::string> password_hash;
@@ -67,9 +72,9 @@ class UserStore {
 
   virtual boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) = 0;
 
-  // Active users whose username_key starts with `key_prefix` (empty: all), by id.
-  virtual boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
-                                                       std::int64_t offset) = 0;
+  // The users `filter` lets through, by id.
+  virtual boost::asio::awaitable<UserPage> list(UserFilter filter, int limit,
+                                                std::int64_t offset) = 0;
 };
 
 }  // namespace chat::store

@@ -106,7 +106,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       unavailable = true;  // answered below: no co_await in a handler
     }
     if (unavailable) {
-      co_await refuse_unavailable(request);
+      co_await refuse(request, beast::http::status::service_unavailable,
+                      R"({"detail":"Service temporarily unavailable."})", "database unavailable");
       co_return;
     }
     buffering_ = true;
@@ -119,6 +120,14 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready))
       evicted->close(1008, "too many sockets");
     co_await subscribed->async_wait(use_tuple);
+    // An account deactivated after the gate admitted it: its "end the sessions" message may
+    // have gone out before this node listened for the user, so look again now that it does.
+    if (!co_await still_active(user)) {
+      context_.hub.detach(this);
+      co_await refuse(request, beast::http::status::unauthorized,
+                      R"({"detail":"User is inactive","code":"user_inactive"})", "user inactive");
+      co_return;
+    }
     auto [ec] = co_await ws_.async_accept(request, use_tuple);
     if (ec) {
       context_.hub.detach(this);
@@ -201,18 +210,28 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     buffered_.clear();
   }
 
-  // The database is away before the socket is open: a plain 503, as REST would answer.
-  asio::awaitable<void> refuse_unavailable(
-      const beast::http::request<beast::http::string_body>& req) {
-    beast::http::response<beast::http::string_body> res{beast::http::status::service_unavailable,
-                                                        req.version()};
+  // Refused before the socket is open: a plain HTTP answer, as REST would give.
+  asio::awaitable<void> refuse(const beast::http::request<beast::http::string_body>& req,
+                               beast::http::status status, const char* body, const char* why) {
+    beast::http::response<beast::http::string_body> res{status, req.version()};
     res.set(beast::http::field::content_type, "application/json");
     res.set(beast::http::field::server, "chatd");
-    res.body() = R"({"detail":"Service temporarily unavailable."})";
+    res.body() = body;
     res.prepare_payload();
     res.keep_alive(false);
     co_await beast::http::async_write(ws_.next_layer(), res, use_tuple);
-    spdlog::warn("ws user={} refused: database unavailable", user_id());
+    spdlog::warn("ws user={} refused: {}", user_id(), why);
+  }
+
+  // False when the account is gone or inactive; true when the database cannot tell (the
+  // session goes on, as it would have without the check).
+  asio::awaitable<bool> still_active(std::int64_t user) {
+    try {
+      auto account = co_await context_.store.users().find_by_id(user);
+      co_return account && account->is_active;
+    } catch (const store::Unavailable&) {
+      co_return true;
+    }
   }
 
   std::size_t queued() {

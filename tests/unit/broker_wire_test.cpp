@@ -37,10 +37,20 @@ TEST(BrokerWire, EphemeralEventsRoundTrip) {
   EXPECT_EQ(back.event.payload, e.payload);
 }
 
+TEST(BrokerWire, SessionEndsRoundTrip) {
+  SessionEnd end{77, 4003, "account deactivated"};
+  auto decoded = decode_broker_message(encode_session_end(end));
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<SessionEnd>(*decoded);
+  EXPECT_EQ(back.user_id, 77);
+  EXPECT_EQ(back.code, 4003);
+  EXPECT_EQ(back.reason, "account deactivated");
+}
+
 TEST(BrokerWire, MalformedMessagesAreRefused) {
-  for (const char* bad :
-       {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}", "L1 2 3\n{}",
-        "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n"}) {
+  for (const char* bad : {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}",
+                          "L1 2 3\n{}", "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n",
+                          "K0 4003\nx", "Kx 4003\nx", "K7 99\nx", "K7 4003"}) {
     EXPECT_FALSE(decode_broker_message(bad)) << bad;
   }
 }

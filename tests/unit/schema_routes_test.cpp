@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <set>
 
+#include "admin/admin_service.hpp"
 #include "auth/auth_service.hpp"
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
@@ -51,7 +52,8 @@ std::set<std::string> server_routes() {
   auto broker = realtime::make_in_process_broker();
   realtime::PresenceAnnouncer announcer(*store, *broker);
   auto presence = realtime::make_local_presence(announcer, std::chrono::milliseconds(0));
-  http::Services services{auth, users, *presence, chat_service, messages, *store, nullptr};
+  admin::AdminService admin(*store, auth, *presence, messages, nullptr);
+  http::Services services{auth, users, *presence, chat_service, messages, *store, admin, nullptr};
   http::Router router;
   http::add_all_routes(router, services);
   std::set<std::string> out;

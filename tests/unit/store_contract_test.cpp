@@ -183,20 +183,25 @@ TEST_P(StoreContract, UpdatesOnlyTheGivenFields) {
 TEST_P(StoreContract, ListsActiveUsersByPrefixWithPaging) {
   for (const char* n : {"alice", "alex", "bob", "alfred"}) make_user(n);
   auto bob = run(store_->users().find_by_username_key("bob"));
-  auto all = run(store_->users().list_active("", 10, 0));
+  auto all = run(store_->users().list({""}, 10, 0));
   EXPECT_EQ(all.count, 4);
   ASSERT_EQ(all.users.size(), 4U);
   EXPECT_LT(all.users[0].id, all.users[1].id);
-  auto al = run(store_->users().list_active("al", 2, 0));
+  auto al = run(store_->users().list({"al"}, 2, 0));
   EXPECT_EQ(al.count, 3);
   ASSERT_EQ(al.users.size(), 2U);
-  auto al2 = run(store_->users().list_active("al", 2, 2));
+  auto al2 = run(store_->users().list({"al"}, 2, 2));
   ASSERT_EQ(al2.users.size(), 1U);
   EXPECT_EQ(al2.users[0].username, "alfred");
   UserChanges off;
   off.is_active = false;
   run(store_->users().update(bob->id, off));
-  EXPECT_EQ(run(store_->users().list_active("", 10, 0)).count, 3);
+  EXPECT_EQ(run(store_->users().list({""}, 10, 0)).count, 3);
+  // Staff see everyone, the inactive included.
+  auto everyone = run(store_->users().list({"", false}, 10, 0));
+  EXPECT_EQ(everyone.count, 4);
+  ASSERT_EQ(everyone.users.size(), 4U);
+  EXPECT_EQ(run(store_->users().list({"b", false}, 10, 0)).users.at(0).is_active, false);
 }
 
 TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
@@ -424,6 +429,77 @@ TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {
   EXPECT_EQ(by_user[0].chat_id, bc.chat_id);
   EXPECT_EQ(run(chats.events_since({ab.chat_id}, {cat.id}, start, 10)).size(), 2U);
   EXPECT_TRUE(run(chats.events_since({ab.chat_id, bc.chat_id}, {}, by_user[0].seq, 10)).empty());
+}
+
+// What staff read: every chat with its sizes, any chat's messages with the deleted ones,
+// and site-wide counts.
+TEST_P(StoreContract, AdminReadsSeeEveryChatAndMessage) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  auto& admin = store_->admin();
+  auto make_chat = [&](const char* name, std::vector<std::pair<std::int64_t, Role>> members) {
+    NewChat chat{ChatType::group, name, std::move(members), 10};
+    return run(chats.create_chat(
+                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
+        .chat_id;
+  };
+  const auto team = make_chat("Команда Alpha", {{ann.id, Role::owner}, {bob.id, Role::member}});
+  const auto solo = make_chat("solo", {{bob.id, Role::owner}});
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  std::vector<std::int64_t> ids;
+  for (const char* text : {"первое слово", "second word", "third one"}) {
+    auto sent = run(chats.send_message(
+        {team, ann.id, text, std::nullopt, std::nullopt, now_micros()}, on_send));
+    ids.push_back(sent->message.id);
+  }
+  auto solo_msg = run(chats.send_message(
+      {solo, bob.id, "alone", std::nullopt, std::nullopt, now_micros()}, on_send));
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.delete_message(ids[1], none)));
+
+  auto all = run(admin.chats("", 10, 0));
+  EXPECT_EQ(all.count, 2);
+  ASSERT_EQ(all.chats.size(), 2U);
+  EXPECT_EQ(all.chats[0].chat.id, solo);  // newest first
+  EXPECT_EQ(all.chats[1].member_count, 2);
+  EXPECT_EQ(all.chats[1].message_count, 3);  // the deleted one counts
+  // Case folded in every script: the caller passes the search lower-cased.
+  auto found = run(admin.chats("команда", 10, 0));
+  ASSERT_EQ(found.chats.size(), 1U);
+  EXPECT_EQ(found.chats[0].chat.id, team);
+  EXPECT_EQ(run(admin.chats("alpha", 10, 0)).count, 1);
+  EXPECT_EQ(run(admin.chats("beta", 10, 0)).count, 0);
+  EXPECT_EQ(run(admin.chats("", 1, 1)).chats.at(0).chat.id, team);
+  EXPECT_EQ(run(admin.chat(solo))->message_count, 1);
+  EXPECT_FALSE(run(admin.chat(solo + 100)));
+
+  MessageFilter in_team;
+  in_team.chat_id = team;
+  in_team.limit = 2;
+  auto page = run(admin.messages(in_team));
+  ASSERT_EQ(page.messages.size(), 2U);
+  EXPECT_TRUE(page.has_more);
+  EXPECT_EQ(page.messages[0].id, ids[2]);
+  EXPECT_TRUE(page.messages[1].is_deleted);  // shown to staff, marked
+  in_team.before = page.messages[1].id;
+  auto older = run(admin.messages(in_team));
+  ASSERT_EQ(older.messages.size(), 1U);
+  EXPECT_FALSE(older.has_more);
+  EXPECT_EQ(older.messages[0].id, ids[0]);
+  MessageFilter everywhere;
+  EXPECT_EQ(run(admin.messages(everywhere)).messages.at(0).id, solo_msg->message.id);
+  everywhere.terms = {"слов"};
+  auto hits = run(admin.messages(everywhere));
+  ASSERT_EQ(hits.messages.size(), 1U);  // the deleted "second word" lost its text
+  EXPECT_EQ(hits.messages[0].id, ids[0]);
+
+  auto counts = run(admin.counts(now_micros() - 60'000'000));
+  EXPECT_EQ(counts.users, 2);
+  EXPECT_EQ(counts.chats, 2);
+  EXPECT_EQ(counts.messages, 4);
+  EXPECT_EQ(counts.messages_since, 4);
+  EXPECT_EQ(run(admin.counts(now_micros() + 60'000'000)).messages_since, 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::ValuesIn(backends()),

@@ -36,6 +36,7 @@ void add_all_routes(Router& r, Services& s) {
   add_message_routes(r, s);
   add_health_routes(r, s);
   add_doc_routes(r, s);
+  add_admin_routes(r, s);
 }
 
 }  // namespace chat::http

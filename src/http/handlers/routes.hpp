@@ -14,6 +14,9 @@ class OnlineUsers;
 namespace chat::store {
 class Store;
 }
+namespace chat::admin {
+class AdminService;
+}
 namespace chat::chats {
 class ChatService;
 class MessageService;
@@ -30,6 +33,7 @@ struct Services {
   chats::ChatService& chats;
   chats::MessageService& messages;
   store::Store& store;
+  admin::AdminService& admin;
   // True while the broker carries events (always, on one node); /readyz reports it.
   std::function<bool()> broker_ready;
 };
@@ -40,6 +44,7 @@ void add_chat_routes(Router& router, Services& services);
 void add_message_routes(Router& router, Services& services);
 void add_health_routes(Router& router, Services& services);
 void add_doc_routes(Router& router, Services& services);
+void add_admin_routes(Router& router, Services& services);
 
 // All of the above.
 void add_all_routes(Router& router, Services& services);

@@ -1,5 +1,3 @@
-#include <boost/url/url.hpp>
-
 #include "auth/auth_service.hpp"
 #include "http/drf.hpp"
 #include "http/handlers/authed.hpp"
@@ -41,19 +39,6 @@ awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*pa
   co_return json_response(200, own_user_json(*updated, online));
 }
 
-// DRF's LimitOffsetPagination links: the same URL with another offset, or null.
-json::value page_link(const Request& req, const std::string& search, int limit,
-                      std::int64_t offset) {
-  boost::urls::url url;
-  url.set_scheme("http");
-  url.set_encoded_authority(req.header("host"));
-  url.set_path(req.path);
-  if (!search.empty()) url.params().append({"search", search});
-  url.params().append({"limit", std::to_string(limit)});
-  if (offset > 0) url.params().append({"offset", std::to_string(offset)});
-  return json::value(url.buffer());
-}
-
 awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*params*/,
                                const store::UserRecord& /*me*/) {
   users::UserListQuery q;
@@ -70,16 +55,8 @@ awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*p
   for (std::size_t i = 0; i < page->users.size(); ++i) {
     results.push_back(public_user_json(page->users[i], i < online.size() && online[i]));
   }
-  json::value next = nullptr;
-  json::value previous = nullptr;
-  if (q.offset + q.limit < page->count)
-    next = page_link(req, q.search, q.limit, q.offset + q.limit);
-  if (q.offset > 0)
-    previous = page_link(req, q.search, q.limit, std::max<std::int64_t>(0, q.offset - q.limit));
-  co_return json_response(200, json::object{{"count", page->count},
-                                            {"next", next},
-                                            {"previous", previous},
-                                            {"results", std::move(results)}});
+  co_return json_response(
+      200, limit_offset_page(req, {q.search, q.limit, q.offset}, page->count, std::move(results)));
 }
 
 awaitable<Response> get_user(Services& s, Request& /*req*/, const RouteParams& p,

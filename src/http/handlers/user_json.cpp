@@ -26,4 +26,16 @@ boost::json::object own_user_json(const store::UserRecord& u, bool online) {
           {"date_joined", format_iso8601(u.date_joined)}};
 }
 
+boost::json::object admin_user_json(const store::UserRecord& u, bool online) {
+  return {{"id", u.id},
+          {"username", u.username},
+          {"email", u.email},
+          {"is_active", u.is_active},
+          {"is_staff", u.is_staff},
+          {"is_superuser", u.is_superuser},
+          {"is_online", online},
+          {"last_seen", optional_time(u.last_seen)},
+          {"date_joined", format_iso8601(u.date_joined)}};
+}
+
 }  // namespace chat::http

@@ -9,5 +9,7 @@ namespace chat::http {
 
 boost::json::object own_user_json(const store::UserRecord& u, bool online);
 boost::json::object public_user_json(const store::UserRecord& u, bool online);
+// Everything but the password hash, for staff.
+boost::json::object admin_user_json(const store::UserRecord& u, bool online);
 
 }  // namespace chat::http

@@ -9,6 +9,8 @@
 #include "common/unicode.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_pool.hpp"
+#include "store/postgres/pg_rows.hpp"
+#include "store/sql_columns.hpp"
 #include "store/store.hpp"
 
 namespace chat::store::postgres {
@@ -25,58 +27,52 @@ namespace asio = boost::asio;
 
 // ---- SQL -------------------------------------------------------------------------------
 
-constexpr const char* kChatById =
-    "SELECT id, type, name, created_at, last_message_id, last_activity_at FROM chats WHERE id = $1";
+constexpr const char* kChatById = "SELECT " CHAT_SQL_CHAT_COLUMNS " FROM chats c WHERE c.id = $1";
 // Locks the chat row: writes to one chat's messages take turns, so message ids increase in
 // commit order within a chat.
 constexpr const char* kLockChat = "SELECT id FROM chats WHERE id = $1 FOR UPDATE";
-constexpr const char* kMember =
-    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
-    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.chat_id = $1 AND m.user_id = $2";
+constexpr const char* kMember = "SELECT " CHAT_SQL_MEMBER_COLUMNS
+                                " FROM chat_members m JOIN users u ON u.id = m.user_id "
+                                "WHERE m.chat_id = $1 AND m.user_id = $2";
 // Members in the order they joined (the oldest first), which is also succession order.
-constexpr const char* kMembers =
-    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
-    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.chat_id = $1 ORDER BY m.joined_at, m.user_id";
+constexpr const char* kMembers = "SELECT " CHAT_SQL_MEMBER_COLUMNS
+                                 " FROM chat_members m JOIN users u ON u.id = m.user_id "
+                                 "WHERE m.chat_id = $1 ORDER BY m.joined_at, m.user_id";
 constexpr const char* kChatIdsOfUser = "SELECT chat_id FROM chat_members WHERE user_id = $1";
 constexpr const char* kMyChatsByActivity =
     "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = $1 "
     "ORDER BY c.last_activity_at DESC, c.id DESC";
 
-#define MESSAGE_COLUMNS                                                                         \
-  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
-  "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
 #define NOT_HIDDEN(viewer)                                                \
   "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer \
   " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
 
 constexpr const char* kMessageById =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = $1";
 constexpr const char* kLastVisibleMessage =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT 1";
 constexpr const char* kHistoryNewestFirst =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 AND m.id < $3 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT $4";
 constexpr const char* kHistoryOldestFirst =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 AND m.id > $3 AND m.id < $4 AND " NOT_HIDDEN(
         "$2") " ORDER BY m.id LIMIT $5";
 // PostgreSQL's own full-text search: every term as a prefix ("term:*"), under the GIN index.
 constexpr const char* kSearch =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.search @@ to_tsquery('simple', $1) AND NOT m.is_deleted "
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = $2) "
     "AND ($3::bigint = 0 OR m.chat_id = $3::bigint) AND " NOT_HIDDEN(
         "$2") " ORDER BY m.id DESC LIMIT $4";
 constexpr const char* kMessageByClientId =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 AND m.sender_id = $2 AND m.client_id = $3";
 
@@ -204,47 +200,9 @@ constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE ch
 constexpr const char* kLowestDeliveredValue =
     "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = $1";
 
-#undef MESSAGE_COLUMNS
 #undef NOT_HIDDEN
 
 // ---- row readers -------------------------------------------------------------------------
-
-ChatRecord read_chat(const PgResult& r, int i) {
-  ChatRecord c;
-  c.id = r.int64(i, 0);
-  c.type = r.text(i, 1) == "private" ? ChatType::private_chat : ChatType::group;
-  c.name = r.text(i, 2);
-  c.created_at = r.int64(i, 3);
-  c.last_message_id = r.int64(i, 4);
-  c.last_activity_at = r.int64(i, 5);
-  return c;
-}
-
-MemberRecord read_member(const PgResult& r, int i) {
-  MemberRecord m;
-  m.user_id = r.int64(i, 0);
-  m.username = r.text(i, 1);
-  m.role = parse_role(r.text(i, 2)).value_or(Role::member);
-  m.joined_at = r.int64(i, 3);
-  m.last_read_message_id = r.int64(i, 4);
-  m.last_delivered_message_id = r.int64(i, 5);
-  return m;
-}
-
-MessageRecord read_message(const PgResult& r, int i) {
-  MessageRecord m;
-  m.id = r.int64(i, 0);
-  m.chat_id = r.int64(i, 1);
-  m.sender_id = r.int64(i, 2);
-  m.sender_username = r.text(i, 3);
-  m.text = r.text(i, 4);
-  m.created_at = r.int64(i, 5);
-  m.edited_at = optional_int64(r, i, 6);
-  m.is_deleted = r.boolean(i, 7);
-  m.forwarded_from = optional_int64(r, i, 8);
-  if (!r.is_null(i, 9)) m.client_id = std::string(r.text(i, 9));
-  return m;
-}
 
 PinRecord read_pin(const PgResult& r, int i) {
   return {r.int64(i, 0), r.int64(i, 1), r.int64(i, 2), r.int64(i, 3), r.int64(i, 4)};
@@ -259,20 +217,6 @@ EventRecord read_event(const PgResult& r, int i) {
   e.payload = r.text(i, 4);
   e.created_at = r.int64(i, 5);
   return e;
-}
-
-template <class T, class Read>
-std::vector<T> all_rows(const PgResult& r, Read read) {
-  std::vector<T> out;
-  out.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) out.push_back(read(r, i));
-  return out;
-}
-
-template <class Read>
-auto first_row(const PgResult& r, Read read) -> std::optional<decltype(read(r, 0))> {
-  if (r.rows() == 0) return std::nullopt;
-  return read(r, 0);
 }
 
 std::int64_t scalar(const PgResult& r) {
@@ -563,14 +507,7 @@ asio::awaitable<std::vector<MessageRecord>> PgChatStore::search(std::int64_t vie
                                                                 std::vector<std::string> terms,
                                                                 std::optional<std::int64_t> chat_id,
                                                                 int limit) {
-  // Every term must match as a word or a prefix: term1:* & term2:*. Terms are letters and
-  // digits only (chat/search_query), so they cannot carry tsquery operators.
-  std::string query;
-  for (const auto& t : terms) {
-    if (!query.empty()) query += " & ";
-    query += unicode::without_diacritics(t) + ":*";
-  }
-  auto params = pg_params(std::move(query), viewer, chat_id.value_or(0), limit);
+  auto params = pg_params(tsquery_prefixes(terms), viewer, chat_id.value_or(0), limit);
   auto r = co_await db_.query(kSearch, std::move(params));
   co_return all_rows<MessageRecord>(r, read_message);
 }

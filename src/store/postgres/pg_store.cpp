@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <functional>
 
+#include "store/postgres/pg_admin_store.hpp"
 #include "store/postgres/pg_chat_store.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_migrations.hpp"
@@ -52,11 +53,13 @@ class PgStore final : public Store {
         db_(PgPool::create(std::move(executor), conninfo_, static_cast<std::size_t>(s.pool_size))),
         users_(db_),
         tokens_(db_),
-        chats_(db_) {}
+        chats_(db_),
+        admin_(db_) {}
 
   UserStore& users() override { return users_; }
   RefreshTokenStore& refresh_tokens() override { return tokens_; }
   ChatStore& chats() override { return chats_; }
+  AdminStore& admin() override { return admin_; }
 
   std::vector<MigrationStatus> migrate() override {
     const std::string info = conninfo_;
@@ -108,6 +111,7 @@ class PgStore final : public Store {
   PgUserStore users_;
   PgRefreshTokenStore tokens_;
   PgChatStore chats_;
+  PgAdminStore admin_;
 };
 
 }  // namespace

@@ -1,51 +1,35 @@
 #include "store/postgres/pg_user_store.hpp"
 
 #include "store/postgres/pg_database.hpp"
+#include "store/postgres/pg_rows.hpp"
+#include "store/sql_columns.hpp"
 
 namespace chat::store::postgres {
 namespace {
 
-#define USER_COLUMNS \
-  "id, username, email, password_hash, is_active, is_staff, is_superuser, date_joined, last_seen"
-
-constexpr const char* kUserById = "SELECT " USER_COLUMNS " FROM users WHERE id = $1";
-constexpr const char* kUserByKey = "SELECT " USER_COLUMNS " FROM users WHERE username_key = $1";
+constexpr const char* kUserById = "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE id = $1";
+constexpr const char* kUserByKey =
+    "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE username_key = $1";
 // ON CONFLICT DO NOTHING: a taken name returns no row instead of aborting with an error.
 constexpr const char* kInsertUser =
     "INSERT INTO users(username, username_key, email, password_hash, is_staff, is_superuser, "
     "date_joined) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING "
-    "RETURNING " USER_COLUMNS;
+    "RETURNING " CHAT_SQL_USER_COLUMNS;
 // COALESCE keeps a column when its parameter is NULL, so one statement serves every PATCH.
 constexpr const char* kUpdateUser =
     "UPDATE users SET email = COALESCE($2, email), password_hash = COALESCE($3, password_hash), "
     "is_active = COALESCE($4, is_active), is_staff = COALESCE($5, is_staff), "
-    "is_superuser = COALESCE($6, is_superuser) WHERE id = $1 RETURNING " USER_COLUMNS;
+    "is_superuser = COALESCE($6, is_superuser) WHERE id = $1 RETURNING " CHAT_SQL_USER_COLUMNS;
 // Prefix search is a range scan on the username_key index (byte order, COLLATE "C"):
 // [prefix, prefix + U+10FFFF), whatever the database's locale.
-constexpr const char* kCountActive =
-    "SELECT count(*) FROM users WHERE is_active AND ($1 = '' OR (username_key >= $1 "
-    "AND username_key < $2))";
-constexpr const char* kListActive =
-    "SELECT " USER_COLUMNS
-    " FROM users WHERE is_active AND ($1 = '' OR (username_key >= $1 "
+constexpr const char* kCountUsers =
+    "SELECT count(*) FROM users WHERE (NOT $3::boolean OR is_active) AND ($1 = '' OR "
+    "(username_key >= $1 AND username_key < $2))";
+constexpr const char* kListUsers =
+    "SELECT " CHAT_SQL_USER_COLUMNS
+    " FROM users WHERE (NOT $5::boolean OR is_active) AND ($1 = '' OR (username_key >= $1 "
     "AND username_key < $2)) ORDER BY id LIMIT $3 OFFSET $4";
 constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = $2 WHERE id = $1";
-
-#undef USER_COLUMNS
-
-UserRecord read_user(const PgResult& r, int row) {
-  UserRecord u;
-  u.id = r.int64(row, 0);
-  u.username = r.text(row, 1);
-  u.email = r.text(row, 2);
-  u.password_hash = r.text(row, 3);
-  u.is_active = r.boolean(row, 4);
-  u.is_staff = r.boolean(row, 5);
-  u.is_superuser = r.boolean(row, 6);
-  u.date_joined = r.int64(row, 7);
-  u.last_seen = optional_int64(r, row, 8);
-  return u;
-}
 
 std::optional<UserRecord> first_user(const PgResult& r) {
   if (r.rows() == 0) return std::nullopt;
@@ -86,15 +70,16 @@ boost::asio::awaitable<void> PgUserStore::set_last_seen(std::int64_t id, Micros 
   co_await db_.query(kSetLastSeen, std::move(params));
 }
 
-boost::asio::awaitable<UserPage> PgUserStore::list_active(std::string prefix, int limit,
-                                                          std::int64_t offset) {
-  std::string upper = prefix + "\xF4\x8F\xBF\xBF";
+boost::asio::awaitable<UserPage> PgUserStore::list(UserFilter filter, int limit,
+                                                   std::int64_t offset) {
+  std::string upper = filter.key_prefix + "\xF4\x8F\xBF\xBF";
   UserPage page;
-  auto count_params = pg_params(prefix, upper);
-  auto count = co_await db_.query(kCountActive, std::move(count_params));
+  auto count_params = pg_params(filter.key_prefix, upper, filter.active_only);
+  auto count = co_await db_.query(kCountUsers, std::move(count_params));
   page.count = count.rows() > 0 ? count.int64(0, 0) : 0;
-  auto params = pg_params(std::move(prefix), std::move(upper), limit, offset);
-  auto rows = co_await db_.query(kListActive, std::move(params));
+  auto params =
+      pg_params(std::move(filter.key_prefix), std::move(upper), limit, offset, filter.active_only);
+  auto rows = co_await db_.query(kListUsers, std::move(params));
   for (int i = 0; i < rows.rows(); ++i) page.users.push_back(read_user(rows, i));
   co_return page;
 }

@@ -3,61 +3,57 @@
 #include <algorithm>
 #include <utility>
 
+#include "store/sql_columns.hpp"
 #include "store/sqlite/database.hpp"
+#include "store/sqlite/rows.hpp"
 
 namespace chat::store::sqlite {
 namespace {
 
 // ---- SQL -------------------------------------------------------------------------------
 
-constexpr const char* kChatById =
-    "SELECT id, type, name, created_at, last_message_id, last_activity_at FROM chats WHERE id = ?1";
-constexpr const char* kMember =
-    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
-    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.chat_id = ?1 AND m.user_id = ?2";
+constexpr const char* kChatById = "SELECT " CHAT_SQL_CHAT_COLUMNS " FROM chats c WHERE c.id = ?1";
+constexpr const char* kMember = "SELECT " CHAT_SQL_MEMBER_COLUMNS
+                                " FROM chat_members m JOIN users u ON u.id = m.user_id "
+                                "WHERE m.chat_id = ?1 AND m.user_id = ?2";
 // Members in the order they joined (the oldest first), which is also succession order.
-constexpr const char* kMembers =
-    "SELECT m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, "
-    "m.last_delivered_message_id FROM chat_members m JOIN users u ON u.id = m.user_id "
-    "WHERE m.chat_id = ?1 ORDER BY m.joined_at, m.user_id";
+constexpr const char* kMembers = "SELECT " CHAT_SQL_MEMBER_COLUMNS
+                                 " FROM chat_members m JOIN users u ON u.id = m.user_id "
+                                 "WHERE m.chat_id = ?1 ORDER BY m.joined_at, m.user_id";
 constexpr const char* kChatIdsOfUser = "SELECT chat_id FROM chat_members WHERE user_id = ?1";
 constexpr const char* kMyChatsByActivity =
     "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ?1 "
     "ORDER BY c.last_activity_at DESC, c.id DESC";
 
-#define MESSAGE_COLUMNS                                                                         \
-  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
-  "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
 #define NOT_HIDDEN(viewer)                                                \
   "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer \
   " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
 
 constexpr const char* kMessageById =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = ?1";
 constexpr const char* kLastVisibleMessage =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT 1";
 constexpr const char* kHistoryNewestFirst =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.id < ?3 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
 constexpr const char* kHistoryOldestFirst =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.id > ?3 AND m.id < ?4 AND " NOT_HIDDEN(
         "?2") " ORDER BY m.id LIMIT ?5";
 constexpr const char* kSearch =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
     "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
 constexpr const char* kMessageByClientId =
-    "SELECT " MESSAGE_COLUMNS
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.sender_id = ?2 AND m.client_id = ?3";
 
@@ -174,47 +170,9 @@ constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE ch
 constexpr const char* kLowestDeliveredValue =
     "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = ?1";
 
-#undef MESSAGE_COLUMNS
 #undef NOT_HIDDEN
 
 // ---- row readers -------------------------------------------------------------------------
-
-ChatRecord read_chat(const Statement& s) {
-  ChatRecord c;
-  c.id = s.int64(0);
-  c.type = s.text(1) == "private" ? ChatType::private_chat : ChatType::group;
-  c.name = s.text(2);
-  c.created_at = s.int64(3);
-  c.last_message_id = s.int64(4);
-  c.last_activity_at = s.int64(5);
-  return c;
-}
-
-MemberRecord read_member(const Statement& s) {
-  MemberRecord m;
-  m.user_id = s.int64(0);
-  m.username = s.text(1);
-  m.role = parse_role(s.text(2)).value_or(Role::member);
-  m.joined_at = s.int64(3);
-  m.last_read_message_id = s.int64(4);
-  m.last_delivered_message_id = s.int64(5);
-  return m;
-}
-
-MessageRecord read_message(const Statement& s) {
-  MessageRecord m;
-  m.id = s.int64(0);
-  m.chat_id = s.int64(1);
-  m.sender_id = s.int64(2);
-  m.sender_username = s.text(3);
-  m.text = s.text(4);
-  m.created_at = s.int64(5);
-  m.edited_at = s.optional_int64(6);
-  m.is_deleted = s.int64(7) != 0;
-  m.forwarded_from = s.optional_int64(8);
-  if (!s.is_null(9)) m.client_id = s.text(9);
-  return m;
-}
 
 EventRecord read_event(const Statement& s) {
   EventRecord e;
@@ -468,14 +426,7 @@ boost::asio::awaitable<bool> SqliteChatStore::is_hidden(std::int64_t user_id, st
 boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
     std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id,
     int limit) {
-  // Every term must match, as a whole word or a prefix: "term1"* AND "term2"*. Terms are
-  // letters and digits only (chat/search_query), so quoting cannot be escaped.
-  std::string match;
-  for (const auto& t : terms) {
-    if (!match.empty()) match += " AND ";
-    match += "\"" + t + "\"*";
-  }
-  auto q = [match = std::move(match), viewer, chat_id, limit](Connection& c) {
+  auto q = [match = fts_match(terms), viewer, chat_id, limit](Connection& c) {
     std::vector<MessageRecord> out;
     auto s = c.prepare(kSearch);
     s.bind(1, match).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);

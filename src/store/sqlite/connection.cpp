@@ -2,6 +2,7 @@
 
 #include <sqlite3.h>
 
+#include "common/unicode.hpp"
 #include "store/store.hpp"
 
 namespace chat::store::sqlite {
@@ -12,6 +13,20 @@ namespace {
   std::string msg = std::string("sqlite ") + what + ": " +
                     (db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc));
   throw Unavailable(msg);
+}
+
+// unicode_lower(text): the text lower-cased in every script (SQLite's lower() folds ASCII
+// only); NULL stays NULL.
+void unicode_lower(sqlite3_context* ctx, int /*argc*/, sqlite3_value** argv) {
+  const auto* text = sqlite3_value_text(argv[0]);
+  if (text == nullptr) {
+    sqlite3_result_null(ctx);
+    return;
+  }
+  const std::string_view in(reinterpret_cast<const char*>(text),
+                            static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
+  const std::string out = unicode::to_lower(in);
+  sqlite3_result_text(ctx, out.data(), static_cast<int>(out.size()), SQLITE_TRANSIENT);
 }
 
 }  // namespace
@@ -86,6 +101,9 @@ Connection::Connection(const std::string& path, bool read_only, const std::strin
   // the writer. synchronous=NORMAL in WAL mode loses at most the last transactions on a
   // power cut, never consistency; FULL makes every commit durable (README, durability).
   sqlite3_busy_timeout(db_, 5000);
+  sqlite3_create_function_v2(db_, "unicode_lower", 1,
+                             SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
+                             unicode_lower, nullptr, nullptr, nullptr);
   std::string pragmas = "PRAGMA foreign_keys=ON; PRAGMA synchronous=" + synchronous + ";";
   if (!read_only) pragmas = "PRAGMA journal_mode=WAL; " + pragmas;
   exec_script(pragmas);

@@ -2,6 +2,7 @@
 
 #include <set>
 
+#include "store/sqlite/admin_store.hpp"
 #include "store/sqlite/chat_store.hpp"
 #include "store/sqlite/database.hpp"
 #include "store/sqlite/migrations.hpp"
@@ -35,11 +36,13 @@ class SqliteStore final : public Store {
       : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections),
         users_(db_),
         tokens_(db_),
-        chats_(db_) {}
+        chats_(db_),
+        admin_(db_) {}
 
   UserStore& users() override { return users_; }
   RefreshTokenStore& refresh_tokens() override { return tokens_; }
   ChatStore& chats() override { return chats_; }
+  AdminStore& admin() override { return admin_; }
 
   std::vector<MigrationStatus> migrate() override {
     return db_.write_blocking([](Connection& conn) {
@@ -89,6 +92,7 @@ class SqliteStore final : public Store {
   SqliteUserStore users_;
   SqliteRefreshTokenStore tokens_;
   SqliteChatStore chats_;
+  SqliteAdminStore admin_;
 };
 
 }  // namespace

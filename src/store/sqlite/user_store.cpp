@@ -1,15 +1,15 @@
 #include "store/sqlite/user_store.hpp"
 
+#include "store/sql_columns.hpp"
 #include "store/sqlite/database.hpp"
+#include "store/sqlite/rows.hpp"
 
 namespace chat::store::sqlite {
 namespace {
 
-#define USER_COLUMNS \
-  "id, username, email, password_hash, is_active, is_staff, is_superuser, date_joined, last_seen"
-
-constexpr const char* kUserById = "SELECT " USER_COLUMNS " FROM users WHERE id = ?1";
-constexpr const char* kUserByKey = "SELECT " USER_COLUMNS " FROM users WHERE username_key = ?1";
+constexpr const char* kUserById = "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE id = ?1";
+constexpr const char* kUserByKey =
+    "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE username_key = ?1";
 constexpr const char* kInsertUser =
     "INSERT INTO users(username, username_key, email, password_hash, is_staff, is_superuser, "
     "date_joined) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
@@ -19,31 +19,15 @@ constexpr const char* kUpdateUser =
     "is_active = COALESCE(?4, is_active), is_staff = COALESCE(?5, is_staff), "
     "is_superuser = COALESCE(?6, is_superuser) WHERE id = ?1";
 // Prefix search is a range scan on the unique username_key index: [prefix, prefix + U+10FFFF).
-constexpr const char* kCountActive =
-    "SELECT count(*) FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 AND "
-    "username_key < ?2))";
-constexpr const char* kListActive =
-    "SELECT " USER_COLUMNS
-    " FROM users WHERE is_active = 1 AND (?1 = '' OR (username_key >= ?1 "
+constexpr const char* kCountUsers =
+    "SELECT count(*) FROM users WHERE (?3 = 0 OR is_active = 1) AND (?1 = '' OR "
+    "(username_key >= ?1 AND username_key < ?2))";
+constexpr const char* kListUsers =
+    "SELECT " CHAT_SQL_USER_COLUMNS
+    " FROM users WHERE (?5 = 0 OR is_active = 1) AND (?1 = '' OR (username_key >= ?1 "
     "AND username_key < ?2)) ORDER BY id LIMIT ?3 OFFSET ?4";
 
 constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = ?2 WHERE id = ?1";
-
-#undef USER_COLUMNS
-
-UserRecord read_user(const Statement& s) {
-  UserRecord u;
-  u.id = s.int64(0);
-  u.username = s.text(1);
-  u.email = s.text(2);
-  u.password_hash = s.text(3);
-  u.is_active = s.int64(4) != 0;
-  u.is_staff = s.int64(5) != 0;
-  u.is_superuser = s.int64(6) != 0;
-  u.date_joined = s.int64(7);
-  u.last_seen = s.optional_int64(8);
-  return u;
-}
 
 std::optional<UserRecord> user_by_id(Connection& conn, std::int64_t id) {
   auto stmt = conn.prepare(kUserById);
@@ -119,18 +103,19 @@ boost::asio::awaitable<void> SqliteUserStore::set_last_seen(std::int64_t id, Mic
   co_await db_.write(std::move(query));
 }
 
-boost::asio::awaitable<UserPage> SqliteUserStore::list_active(std::string key_prefix, int limit,
-                                                              std::int64_t offset) {
-  auto query = [prefix = std::move(key_prefix), limit, offset](Connection& conn) {
+boost::asio::awaitable<UserPage> SqliteUserStore::list(UserFilter filter, int limit,
+                                                       std::int64_t offset) {
+  auto query = [f = std::move(filter), limit, offset](Connection& conn) {
+    const std::string& prefix = f.key_prefix;
     const std::string upper = prefix + "\xF4\x8F\xBF\xBF";
     UserPage page;
     {
-      auto count = conn.prepare(kCountActive);
-      count.bind(1, prefix).bind(2, upper);
+      auto count = conn.prepare(kCountUsers);
+      count.bind(1, prefix).bind(2, upper).bind(3, f.active_only);
       if (count.step()) page.count = count.int64(0);
     }
-    auto stmt = conn.prepare(kListActive);
-    stmt.bind(1, prefix).bind(2, upper).bind(3, limit).bind(4, offset);
+    auto stmt = conn.prepare(kListUsers);
+    stmt.bind(1, prefix).bind(2, upper).bind(3, limit).bind(4, offset).bind(5, f.active_only);
     while (stmt.step()) page.users.push_back(read_user(stmt));
     return page;
   };

@@ -17,8 +17,7 @@ class SqliteUserStore final : public UserStore {
   boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                            UserChanges changes) override;
   boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) override;
-  boost::asio::awaitable<UserPage> list_active(std::string key_prefix, int limit,
-                                               std::int64_t offset) override;
+  boost::asio::awaitable<UserPage> list(UserFilter filter, int limit, std::int64_t offset) override;
 
  private:
   Database& db_;

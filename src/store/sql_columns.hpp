@@ -1,0 +1,18 @@
+// Column lists that the SQLite and PostgreSQL stores both select, in the order their row
+// readers (sqlite/rows, postgres/pg_rows) read them. The SQL is the same in both dialects.
+#pragma once
+
+#define CHAT_SQL_USER_COLUMNS \
+  "id, username, email, password_hash, is_active, is_staff, is_superuser, date_joined, last_seen"
+
+#define CHAT_SQL_CHAT_COLUMNS \
+  "c.id, c.type, c.name, c.created_at, c.last_message_id, c.last_activity_at"
+
+#define CHAT_SQL_MEMBER_COLUMNS                                          \
+  "m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, " \
+  "m.last_delivered_message_id"
+
+// With `m` the messages table and `u` its sender (LEFT JOIN users u ON u.id = m.sender_id).
+#define CHAT_SQL_MESSAGE_COLUMNS                                                                \
+  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
+  "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
