@@ -41,7 +41,8 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
 }
 
 boost::asio::awaitable<Result<store::UserPage>> UserService::list(UserListQuery q) {
-  co_return co_await store_.users().list({auth::username_key(q.search)}, q.limit, q.offset);
+  store::UserFilter filter{auth::username_key(q.search)};
+  co_return co_await store_.users().list(std::move(filter), q.limit, q.offset);
 }
 
 boost::asio::awaitable<Result<store::UserRecord>> UserService::get(std::int64_t id) {
