@@ -115,6 +115,7 @@ awaitable<Result<ChatDetail>> AdminService::chat(const store::UserRecord& me, st
 
 awaitable<Result<MessagePage>> AdminService::messages(const store::UserRecord& me, MessageQuery q) {
   if (auto ok = require_staff(me); !ok) co_return std::move(ok).error();
+  if (!q.errors.empty()) co_return Error::validation(std::move(q.errors));
   store::MessageFilter filter;
   filter.chat_id = q.chat_id;
   filter.before = q.before;

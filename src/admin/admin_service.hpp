@@ -65,6 +65,7 @@ struct MessageQuery {
   std::string q;  // words or prefixes; empty: every message
   std::optional<std::int64_t> before;
   int limit = 50;
+  FieldErrors errors;  // from parsing: reported only to staff
 };
 
 struct MessagePage {
