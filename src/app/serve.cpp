@@ -97,7 +97,9 @@ int serve(const config::Settings& s) {
     redis_client->start();
   }
 
-  auth::PasswordHasher hasher(s.hasher_threads);
+  const auth::HashCost hash_cost{static_cast<unsigned long long>(s.password_hash_ops),
+                                 static_cast<std::size_t>(s.password_hash_memory_kib) * 1024};
+  auth::PasswordHasher hasher(s.hasher_threads, hash_cost);
   auto limiter = redis_client ? auth::make_redis_rate_limiter(redis_client, s.redis.prefix)
                               : auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);

@@ -265,6 +265,8 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.duration("WS_IDLE_TIMEOUT", s.ws_idle_timeout, 2, 86400);
   r.integer("SHUTDOWN_GRACE", s.shutdown_grace_seconds, 0, 60);
   r.integer("HASHER_THREADS", s.hasher_threads, 1, 64);
+  r.integer("PASSWORD_HASH_MEMORY_KIB", s.password_hash_memory_kib, 8, 4LL * 1024 * 1024);
+  r.integer("PASSWORD_HASH_OPS", s.password_hash_ops, 1, 100);
   r.string("LOG_LEVEL", s.log_level);
   s.log_level = Reader::lower(s.log_level);
   static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};

@@ -83,6 +83,10 @@ struct Settings {
   int shutdown_grace_seconds = 8;
 
   int hasher_threads = 2;
+  // Argon2id cost of new hashes (verification reads the cost from each hash). Lower only
+  // for load tests that register thousands of users.
+  std::int64_t password_hash_memory_kib = 19 * 1024;
+  std::int64_t password_hash_ops = 2;
   std::string log_level = "info";
   std::string log_format = "text";
 };
