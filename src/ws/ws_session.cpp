@@ -15,15 +15,18 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
 
 #include "chat/wire.hpp"
+#include "common/unicode.hpp"
 #include "realtime/client_events.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
 #include "store/store.hpp"
+#include "ws/frame_codec.hpp"
 
 namespace chat::ws {
 namespace {
@@ -33,6 +36,11 @@ namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSubscribeWait = std::chrono::seconds(3);
+// How long a closing socket waits for the peer's close frame before dropping the connection.
+constexpr auto kCloseWait = std::chrono::seconds(5);
+// At most this many frames go into one write (one writev), well under IOV_MAX.
+constexpr std::size_t kMaxBatch = 400;
+constexpr std::size_t kReadChunk = 16 * 1024;
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
@@ -77,10 +85,11 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       Running& operator=(const Running&) = delete;
     } running(context_.sessions_running);
     beast::get_lowest_layer(ws_).expires_never();
-    websocket::stream_base::timeout timeouts{std::chrono::seconds(10), context_.limits.idle_timeout,
-                                             true};
+    // Beast does the upgrade only (with a handshake timeout); after it, this class frames,
+    // pings and times out the socket itself (frame_codec), so Beast must not write.
+    websocket::stream_base::timeout timeouts{std::chrono::seconds(10),
+                                             websocket::stream_base::none(), false};
     ws_.set_option(timeouts);
-    ws_.read_message_max(context_.limits.max_frame_bytes);
     const std::string subprotocol = admission_.subprotocol;
     ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
       res.set(beast::http::field::server, "chatd");
@@ -133,12 +142,14 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       context_.hub.detach(this);
       co_return;
     }
-    ws_.text(true);
+    heard();
     {
       std::lock_guard lock(mutex_);
       accepted_ = true;  // writes may start now
       if (!queue_.empty() || close_code_ != 0) start_writer_locked();
     }
+    idle_timer_ = std::make_unique<asio::steady_timer>(ws_.get_executor());
+    asio::co_spawn(ws_.get_executor(), watch_idle(), asio::detached);
     spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
                  admission_.since ? "yes" : "no");
     // Whatever ends the session (the client, or the database failing under the presence
@@ -153,6 +164,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       spdlog::warn("ws user={} chat={} ended by an error: {}", user, chat_id(), e.what());
     }
     if (failed) close(1013, "try again later");
+    idle_timer_->cancel();
 
     context_.hub.detach(this);
     {
@@ -163,6 +175,10 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       co_await context_.presence.disconnected(user);
     } catch (const std::exception& e) {
       spdlog::warn("ws user={} presence not updated: {}", user, e.what());
+    }
+    {
+      std::lock_guard lock(mutex_);
+      ended_ = true;
     }
     spdlog::info("ws closed user={} chat={}", user, chat_id());
   }
@@ -244,49 +260,213 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     return closed_;
   }
 
-  asio::awaitable<void> read_loop() {
-    beast::flat_buffer buffer;
-    realtime::ClientContext ctx{admission_.user, chat_id()};
-    double tokens = context_.limits.burst;
-    auto last = std::chrono::steady_clock::now();
+  // Token bucket: 30 events a second, bursts of 60 (settings).
+  struct Limiter {
+    double tokens;
+    std::chrono::steady_clock::time_point last;
     bool ignoring = false;
+  };
+
+  // Reads frames until the connection ends: messages go to the services, pings get pongs,
+  // and a close frame ends the session (answered, unless it answers ours).
+  asio::awaitable<void> read_loop() {
+    auto& stream = ws_.next_layer();
+    std::string in(kReadChunk, '\0');
+    std::size_t used = 0;
+    std::string message;
+    bool in_message = false;
+    bool text_message = true;
+    Limiter limiter{context_.limits.burst, std::chrono::steady_clock::now()};
+    // After a protocol error the rest of the bytes cannot be trusted: they are read and
+    // dropped until the peer goes, so the close frame is not lost to a reset.
+    bool failed = false;
     for (;;) {
-      auto [ec, n] = co_await ws_.async_read(buffer, use_tuple);
-      if (ec) {
-        if (ec == websocket::error::message_too_big)
-          spdlog::info("ws user={} frame too big", user_id());
-        break;
+      std::size_t pos = 0;
+      while (!failed) {
+        auto parsed =
+            parse_client_frame(in.data() + pos, used - pos, context_.limits.max_frame_bytes);
+        if (parsed.close_code != 0) {
+          fail(parsed.close_code, parsed.close_code == 1009 ? "message too big" : "protocol error");
+          failed = true;
+          break;
+        }
+        if (!parsed.frame) break;
+        const ClientFrame frame = *parsed.frame;
+        pos += frame.size;
+        switch (frame.opcode) {
+          case Opcode::ping:
+            send_control(server_frame(Opcode::pong, frame.payload));
+            continue;
+          case Opcode::pong:
+            continue;
+          case Opcode::close:
+            if (peer_closed(close_code_of(frame.payload))) co_return;
+            continue;
+          case Opcode::text:
+          case Opcode::binary:
+            if (in_message) {
+              fail(1002, "protocol error");
+              failed = true;
+              continue;
+            }
+            in_message = true;
+            text_message = frame.opcode == Opcode::text;
+            message.assign(frame.payload);
+            break;
+          case Opcode::continuation:
+            if (!in_message) {
+              fail(1002, "protocol error");
+              failed = true;
+              continue;
+            }
+            message.append(frame.payload);
+            break;
+        }
+        if (message.size() > context_.limits.max_frame_bytes) {
+          fail(1009, "message too big");
+          failed = true;
+          continue;
+        }
+        if (!frame.fin) continue;
+        in_message = false;
+        if (text_message && !unicode::is_valid_utf8(message)) {
+          fail(1007, "invalid UTF-8");
+          failed = true;
+          continue;
+        }
+        co_await on_message(message, text_message, limiter);
       }
-      const std::string text = beast::buffers_to_string(buffer.data());
-      buffer.consume(buffer.size());
-      if (ignoring) continue;
-      // Token bucket: 30 events a second, bursts of 60 (settings); past that, the socket
-      // is abusive and is closed with 1008.
-      const auto now = std::chrono::steady_clock::now();
-      tokens = std::min(context_.limits.burst,
-                        tokens + std::chrono::duration<double>(now - last).count() *
-                                     context_.limits.events_per_second);
-      last = now;
-      if (tokens < 1) {
-        close(1008, "rate limit exceeded");
-        ignoring = true;
-        continue;
+      if (failed) {
+        used = 0;
+      } else if (pos > 0) {
+        std::memmove(in.data(), in.data() + pos, used - pos);
+        used -= pos;
       }
-      tokens -= 1;
-      if (!ws_.got_text()) {
-        enqueue(frame_of(
-            R"({"type":"error","code":"bad_request","detail":"Send text frames.","request_type":null})"));
-        continue;
-      }
-      try {
-        auto replies = co_await context_.events.handle(ctx, text);
-        for (auto& reply : replies) enqueue(frame_of(std::move(reply)));
-      } catch (const std::exception& e) {
-        spdlog::error("ws event failed for user {}: {}", user_id(), e.what());
-        enqueue(frame_of(
-            R"({"type":"error","code":"unavailable","detail":"Service temporarily unavailable.","request_type":null})"));
-      }
+      // A frame larger than the buffer: room for the whole of it (it is within the limit).
+      if (used == in.size()) in.resize(in.size() * 2);
+      auto [ec, n] = co_await stream.async_read_some(
+          asio::buffer(in.data() + used, in.size() - used), use_tuple);
+      if (ec) co_return;
+      heard();
+      used += n;
     }
+  }
+
+  asio::awaitable<void> on_message(const std::string& text, bool is_text, Limiter& limiter) {
+    if (limiter.ignoring) co_return;
+    // Past the rate limit the socket is abusive and is closed with 1008.
+    const auto now = std::chrono::steady_clock::now();
+    limiter.tokens =
+        std::min(context_.limits.burst,
+                 limiter.tokens + std::chrono::duration<double>(now - limiter.last).count() *
+                                      context_.limits.events_per_second);
+    limiter.last = now;
+    if (limiter.tokens < 1) {
+      close(1008, "rate limit exceeded");
+      limiter.ignoring = true;
+      co_return;
+    }
+    limiter.tokens -= 1;
+    if (!is_text) {
+      enqueue(frame_of(
+          R"({"type":"error","code":"bad_request","detail":"Send text frames.","request_type":null})"));
+      co_return;
+    }
+    realtime::ClientContext ctx{admission_.user, chat_id()};
+    try {
+      auto replies = co_await context_.events.handle(ctx, text);
+      for (auto& reply : replies) enqueue(frame_of(std::move(reply)));
+    } catch (const std::exception& e) {
+      spdlog::error("ws event failed for user {}: {}", user_id(), e.what());
+      enqueue(frame_of(
+          R"({"type":"error","code":"unavailable","detail":"Service temporarily unavailable.","request_type":null})"));
+    }
+  }
+
+  // The peer sent its close frame. True when the session is over: it answered ours, or
+  // ours (the same code) goes out now and ends the connection once written.
+  bool peer_closed(int code) {
+    std::lock_guard lock(mutex_);
+    peer_closed_ = true;
+    if (close_sent_) {
+      if (close_timer_) close_timer_->cancel();  // both on the strand
+      drop_connection();
+      return true;
+    }
+    if (!closed_ || close_code_ == 0) {
+      closed_ = true;
+      queue_.clear();
+      close_code_ = code == 0 ? 1002 : (code == 1005 ? 1000 : code);
+      close_reason_.clear();
+    }
+    start_writer_locked();
+    return true;
+  }
+
+  // A protocol error, an invalid message or one too big: the close frame goes out at once
+  // (before anything queued) and the connection ends after it.
+  void fail(int code, const char* why) {
+    spdlog::info("ws user={} {}: closing with {}", user_id(), why, code);
+    std::lock_guard lock(mutex_);
+    queue_.clear();
+    if (!closed_ || close_code_ == 0) {
+      closed_ = true;
+      close_code_ = code;
+      close_reason_ = why;
+    }
+    start_writer_locked();
+  }
+
+  void send_control(std::string frame) {
+    std::lock_guard lock(mutex_);
+    if (close_sent_) return;
+    control_ += frame;
+    start_writer_locked();
+  }
+
+  void heard() {
+    last_heard_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
+                      std::memory_order_relaxed);
+  }
+
+  // Beast's keepalive, done here: a ping after half the idle timeout without a byte from
+  // the peer, and the connection dropped after the whole of it.
+  asio::awaitable<void> watch_idle() {
+    auto self = shared_from_this();
+    const auto idle = context_.limits.idle_timeout;
+    for (;;) {
+      idle_timer_->expires_after(idle / 2);
+      auto [ec] = co_await idle_timer_->async_wait(use_tuple);
+      if (ec || is_ended()) co_return;
+      const auto silent =
+          std::chrono::steady_clock::now().time_since_epoch() -
+          std::chrono::steady_clock::duration(last_heard_.load(std::memory_order_relaxed));
+      if (silent >= idle) {
+        spdlog::info("ws user={} idle for {} s: dropping", user_id(),
+                     std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+        queue_.clear();
+        drop_connection();
+        co_return;
+      }
+      if (silent >= idle / 2) send_control(server_frame(Opcode::ping, ""));
+    }
+  }
+
+  // Ends the TCP connection (under mutex_ or on the strand; posted, so it runs on the strand).
+  void drop_connection() {
+    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+      beast::error_code ignored;
+      auto& socket = beast::get_lowest_layer(self->ws_).socket();
+      socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+      socket.close(ignored);
+    });
+  }
+
+  bool is_ended() {
+    std::lock_guard lock(mutex_);
+    return ended_;
   }
 
   void enqueue(const realtime::Frame& frame) {
@@ -302,10 +482,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       queue_.clear();
       spdlog::warn("ws user={} too slow: {} frames queued, closing", user_id(),
                    context_.limits.max_queued_frames);
-      asio::post(ws_.get_executor(), [self = shared_from_this()] {
-        beast::error_code ignored;
-        beast::get_lowest_layer(self->ws_).socket().close(ignored);
-      });
+      drop_connection();
       return;
     }
     queue_.push_back(frame);
@@ -322,40 +499,71 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     });
   }
 
-  // One write in flight; the rest wait in the queue.
+  // One write in flight; everything queued meanwhile goes out in the next one, as one
+  // writev of each frame's header and its shared payload (serialised once per broadcast).
   asio::awaitable<void> write_loop() {
     auto self = shared_from_this();
+    auto& stream = ws_.next_layer();
+    std::vector<realtime::Frame> batch;
+    std::string headers;
+    std::string control;
+    std::vector<asio::const_buffer> buffers;
     for (;;) {
-      realtime::Frame next;
-      int code = 0;
-      std::string reason;
+      batch.clear();
+      control.clear();
+      bool closing = false;
+      bool peer_gone = false;
       {
         std::lock_guard lock(mutex_);
-        if (queue_.empty()) {
+        control.swap(control_);
+        while (!queue_.empty() && batch.size() < kMaxBatch) {
+          batch.push_back(std::move(queue_.front()));
+          queue_.pop_front();
+        }
+        if (batch.empty() && control.empty()) {
           if (!closed_ || close_code_ == 0 || close_sent_) {
             writing_ = false;
             co_return;
           }
           close_sent_ = true;
-          code = close_code_;
-          reason = close_reason_;
-        } else {
-          next = queue_.front();
-          queue_.pop_front();
+          closing = true;
+          peer_gone = peer_closed_;
+          control = server_frame(Opcode::close, close_payload(close_code_, close_reason_));
         }
       }
-      if (next) {
-        auto [ec, n] = co_await ws_.async_write(asio::buffer(*next), use_tuple);
-        if (ec) {
+      headers.resize(batch.size() * kMaxHeader);
+      buffers.clear();
+      buffers.emplace_back(control.data(), control.size());
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        char* h = headers.data() + i * kMaxHeader;
+        const std::size_t n = server_header(Opcode::text, batch[i]->size(), h);
+        buffers.emplace_back(h, n);
+        buffers.emplace_back(batch[i]->data(), batch[i]->size());
+      }
+      auto [ec, n] = co_await asio::async_write(stream, buffers, use_tuple);
+      if (ec) {
+        std::lock_guard lock(mutex_);
+        closed_ = true;
+        queue_.clear();
+        writing_ = false;
+        co_return;
+      }
+      if (closing) {
+        // Our close frame is out, and nothing follows it: a FIN tells the peer so (and
+        // ends its wait for the server to close first). Answering theirs ends the
+        // connection; otherwise the peer has a moment to answer before it is dropped.
+        beast::error_code ignored;
+        stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+        if (peer_gone) {
           std::lock_guard lock(mutex_);
-          closed_ = true;
-          queue_.clear();
-          writing_ = false;
-          co_return;
+          drop_connection();
+        } else {
+          // Cancelled when their close frame arrives (peer_closed).
+          close_timer_ = std::make_unique<asio::steady_timer>(stream.get_executor(), kCloseWait);
+          co_await close_timer_->async_wait(use_tuple);
+          std::lock_guard lock(mutex_);
+          drop_connection();
         }
-      } else {
-        websocket::close_reason cr(static_cast<websocket::close_code>(code), reason);
-        co_await ws_.async_close(cr, use_tuple);
       }
     }
   }
@@ -371,6 +579,12 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   int close_code_ = 0;     // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
+  bool peer_closed_ = false;  // the peer's close frame arrived
+  bool ended_ = false;        // run() is over
+  std::string control_;       // framed pings, pongs (sent before queued frames)
+  std::atomic<std::int64_t> last_heard_{0};
+  std::unique_ptr<asio::steady_timer> idle_timer_;
+  std::unique_ptr<asio::steady_timer> close_timer_;
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;
