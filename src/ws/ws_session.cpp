@@ -40,7 +40,8 @@ constexpr auto kSubscribeWait = std::chrono::seconds(3);
 constexpr auto kCloseWait = std::chrono::seconds(5);
 // At most this many frames go into one write (one writev), well under IOV_MAX.
 constexpr std::size_t kMaxBatch = 400;
-constexpr std::size_t kReadChunk = 16 * 1024;
+// A socket's read buffer starts small (idle sockets are most sockets) and grows to fit.
+constexpr std::size_t kReadChunk = 512;
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
@@ -49,7 +50,7 @@ realtime::Frame frame_of(std::string s) {
 class Socket final : public realtime::Session, public std::enable_shared_from_this<Socket> {
  public:
   Socket(beast::tcp_stream stream, Admission admission, RealtimeContext& context)
-      : ws_(std::move(stream)), admission_(std::move(admission)), context_(context) {}
+      : stream_(std::move(stream)), admission_(std::move(admission)), context_(context) {}
 
   std::int64_t user_id() const override { return admission_.user.id; }
   std::int64_t chat_id() const override { return admission_.chat_id; }
@@ -84,17 +85,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       Running(const Running&) = delete;
       Running& operator=(const Running&) = delete;
     } running(context_.sessions_running);
-    beast::get_lowest_layer(ws_).expires_never();
-    // Beast does the upgrade only (with a handshake timeout); after it, this class frames,
-    // pings and times out the socket itself (frame_codec), so Beast must not write.
-    websocket::stream_base::timeout timeouts{std::chrono::seconds(10),
-                                             websocket::stream_base::none(), false};
-    ws_.set_option(timeouts);
-    const std::string subprotocol = admission_.subprotocol;
-    ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
-      res.set(beast::http::field::server, "chatd");
-      if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
-    }));
+    stream_.expires_never();
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.
     const std::int64_t user = user_id();
@@ -122,7 +113,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     buffering_ = true;
     // Waits (briefly: the log replay covers a slow broker) until this node hears the chats,
     // so a resume cannot fall between the replay and the live events.
-    auto subscribed = std::make_shared<asio::steady_timer>(ws_.get_executor(), kSubscribeWait);
+    auto subscribed = std::make_shared<asio::steady_timer>(stream_.get_executor(), kSubscribeWait);
     auto on_ready = [subscribed] {
       asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
     };
@@ -137,19 +128,20 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
                       R"({"detail":"User is inactive","code":"user_inactive"})", "user inactive");
       co_return;
     }
-    auto [ec] = co_await ws_.async_accept(request, use_tuple);
+    auto [ec] = co_await upgrade(request);
     if (ec) {
       context_.hub.detach(this);
       co_return;
     }
+    request = {};  // the session outlives the request: its fields go now
     heard();
     {
       std::lock_guard lock(mutex_);
       accepted_ = true;  // writes may start now
       if (!queue_.empty() || close_code_ != 0) start_writer_locked();
     }
-    idle_timer_ = std::make_unique<asio::steady_timer>(ws_.get_executor());
-    asio::co_spawn(ws_.get_executor(), watch_idle(), asio::detached);
+    idle_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
+    asio::co_spawn(stream_.get_executor(), watch_idle(), asio::detached);
     spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
                  admission_.since ? "yes" : "no");
     // Whatever ends the session (the client, or the database failing under the presence
@@ -195,7 +187,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       // long replay is not a slow reader.
       const int page_size =
           static_cast<int>(std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, 500));
-      asio::steady_timer pause(ws_.get_executor());
+      asio::steady_timer pause(stream_.get_executor());
       for (;;) {
         while (queued() > context_.limits.max_queued_frames / 2) {
           pause.expires_after(std::chrono::milliseconds(5));
@@ -226,6 +218,23 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     buffered_.clear();
   }
 
+  // Beast does the upgrade only (with a handshake timeout), on a stream that borrows the
+  // socket and is gone once it is done: after it, this class frames, pings and times out
+  // the socket itself (frame_codec), and a socket carries no Beast buffers while it idles.
+  asio::awaitable<std::tuple<beast::error_code>> upgrade(
+      const beast::http::request<beast::http::string_body>& request) {
+    websocket::stream<beast::tcp_stream&> ws(stream_);
+    websocket::stream_base::timeout timeouts{std::chrono::seconds(10),
+                                             websocket::stream_base::none(), false};
+    ws.set_option(timeouts);
+    const std::string subprotocol = admission_.subprotocol;
+    ws.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+      res.set(beast::http::field::server, "chatd");
+      if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
+    }));
+    co_return co_await ws.async_accept(request, use_tuple);
+  }
+
   // Refused before the socket is open: a plain HTTP answer, as REST would give.
   asio::awaitable<void> refuse(const beast::http::request<beast::http::string_body>& req,
                                beast::http::status status, const char* body, const char* why) {
@@ -235,7 +244,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     res.body() = body;
     res.prepare_payload();
     res.keep_alive(false);
-    co_await beast::http::async_write(ws_.next_layer(), res, use_tuple);
+    co_await beast::http::async_write(stream_, res, use_tuple);
     spdlog::warn("ws user={} refused: {}", user_id(), why);
   }
 
@@ -270,7 +279,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   // Reads frames until the connection ends: messages go to the services, pings get pongs,
   // and a close frame ends the session (answered, unless it answers ours).
   asio::awaitable<void> read_loop() {
-    auto& stream = ws_.next_layer();
+    auto& stream = stream_;
     std::string in(kReadChunk, '\0');
     std::size_t used = 0;
     std::string message;
@@ -433,15 +442,16 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   // the peer, and the connection dropped after the whole of it.
   asio::awaitable<void> watch_idle() {
     auto self = shared_from_this();
-    const auto idle = context_.limits.idle_timeout;
+    using Clock = std::chrono::steady_clock;
+    const auto idle = std::chrono::duration_cast<Clock::duration>(context_.limits.idle_timeout);
+    Clock::duration pinged_for{-1};  // the silence that was already pinged
     for (;;) {
-      idle_timer_->expires_after(idle / 2);
-      auto [ec] = co_await idle_timer_->async_wait(use_tuple);
-      if (ec || is_ended()) co_return;
-      const auto silent =
-          std::chrono::steady_clock::now().time_since_epoch() -
-          std::chrono::steady_clock::duration(last_heard_.load(std::memory_order_relaxed));
-      if (silent >= idle) {
+      // Deadlines from the last byte heard, re-read after every wake-up: activity moves them.
+      const Clock::duration last{last_heard_.load(std::memory_order_relaxed)};
+      const Clock::time_point heard_at{last};
+      const auto now = Clock::now();
+      Clock::time_point wake = heard_at + idle / 2;
+      if (now >= heard_at + idle) {
         spdlog::info("ws user={} idle for {} s: dropping", user_id(),
                      std::chrono::duration_cast<std::chrono::seconds>(idle).count());
         std::lock_guard lock(mutex_);
@@ -450,15 +460,24 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
         drop_connection();
         co_return;
       }
-      if (silent >= idle / 2) send_control(server_frame(Opcode::ping, ""));
+      if (now >= wake) {
+        if (pinged_for != last) {
+          pinged_for = last;
+          send_control(server_frame(Opcode::ping, ""));
+        }
+        wake = heard_at + idle;
+      }
+      idle_timer_->expires_at(wake);
+      auto [ec] = co_await idle_timer_->async_wait(use_tuple);
+      if (ec || is_ended()) co_return;
     }
   }
 
   // Ends the TCP connection (under mutex_ or on the strand; posted, so it runs on the strand).
   void drop_connection() {
-    asio::post(ws_.get_executor(), [self = shared_from_this()] {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
       beast::error_code ignored;
-      auto& socket = beast::get_lowest_layer(self->ws_).socket();
+      auto& socket = self->stream_.socket();
       socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
       socket.close(ignored);
     });
@@ -494,8 +513,8 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     writing_ = true;
     // Posted, not dispatched: co_spawn may start the loop inline, and it takes the lock
     // this caller holds.
-    asio::post(ws_.get_executor(), [self = shared_from_this()] {
-      asio::co_spawn(self->ws_.get_executor(), self->write_loop(), asio::detached);
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      asio::co_spawn(self->stream_.get_executor(), self->write_loop(), asio::detached);
     });
   }
 
@@ -503,7 +522,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   // writev of each frame's header and its shared payload (serialised once per broadcast).
   asio::awaitable<void> write_loop() {
     auto self = shared_from_this();
-    auto& stream = ws_.next_layer();
+    auto& stream = stream_;
     std::vector<realtime::Frame> batch;
     std::string headers;
     std::string control;
@@ -568,7 +587,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     }
   }
 
-  websocket::stream<beast::tcp_stream> ws_;
+  beast::tcp_stream stream_;
   Admission admission_;
   RealtimeContext& context_;
   std::mutex mutex_;
