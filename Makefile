@@ -4,7 +4,7 @@ BUILD_DIR ?= build/release
 JOBS ?= $(shell nproc)
 PYTEST ?= /usr/bin/python3 -m pytest
 
-.PHONY: run test build deps deps-test unit integration sanitize sanitize-thread format tidy clean
+.PHONY: run test build deps deps-test unit integration bench sanitize sanitize-thread format tidy clean
 
 run: deps build
 	@scripts/ensure-env.sh
@@ -32,6 +32,12 @@ unit: build
 
 integration: build
 	CHATD_BIN=$(abspath $(BUILD_DIR))/chatd $(PYTEST) -q tests/integration
+
+# Benchmarks (README, "Performance"): chatd pinned to core 0, chatbench to core 1, on
+# loopback; PostgreSQL and Redis started for the PostgreSQL scenario. Results in
+# bench/results/ (JSON per scenario, latency.svg), the table on stdout.
+bench: deps-test build
+	bench/run.sh $(BUILD_DIR)
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 sanitize: deps-test

@@ -1,0 +1,124 @@
+#!/usr/bin/env python3
+"""Prints the table of bench/results/*.json (median of the measured runs, with their
+spread) against the targets, and draws the latency distributions as an SVG chart."""
+import json
+import math
+import os
+import statistics
+import sys
+
+results = sys.argv[1] if len(sys.argv) > 1 else os.path.join(os.path.dirname(__file__), "results")
+
+
+def load(name):
+    path = os.path.join(results, name + ".json")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def spread(values, fmt="{:,.0f}"):
+    if not values:
+        return "-"
+    med = statistics.median(values)
+    return f"{fmt.format(med)} ({fmt.format(min(values))}-{fmt.format(max(values))})"
+
+
+def runs(doc, key):
+    return [r[key] for r in doc.get("runs", [])]
+
+
+def lat(doc, q):
+    return [r["latency"][q] for r in doc.get("runs", [])]
+
+
+rows = []
+fan = load("fanout-max")
+if fan:
+    rows.append(("Fan-out, 1,000 members, as fast as it goes", "deliveries/s",
+                 spread(runs(fan, "deliveries_per_second")), ">= 1,000,000"))
+    rows.append(("  per server core-second", "deliveries",
+                 spread(runs(fan, "deliveries_per_server_core_second")), ""))
+    rows.append(("  send -> last member, p50 / p99", "ms",
+                 f"{spread(lat(fan, 'p50_ms'), '{:.1f}')} / {spread(lat(fan, 'p99_ms'), '{:.1f}')}", ""))
+    rows.append(("  every delivery checked", "", "ok" if fan["check"]["ok"] else f"FAILED {fan['check']}", "ok"))
+for paced in (load("fanout-paced-100k"), load("fanout-paced")):
+    if not paced:
+        continue
+    target = paced["target_deliveries_per_second"]
+    goal = target == 500000
+    rows.append((f"Fan-out paced at {target:,.0f}/s", "deliveries/s",
+                 spread(runs(paced, "deliveries_per_second")), "500,000" if goal else ""))
+    rows.append(("  send -> last member, p50", "ms", spread(lat(paced, "p50_ms"), "{:.1f}"), "<= 10" if goal else ""))
+    rows.append(("  send -> last member, p99", "ms", spread(lat(paced, "p99_ms"), "{:.1f}"), "<= 25" if goal else ""))
+    rows.append(("  all delivered within the run (+30 s)", "", "yes" if all(r["complete"] for r in paced["runs"]) else "no", "yes"))
+    rows.append(("  every delivery checked", "", "ok" if paced["check"]["ok"] else f"FAILED {paced['check']}", "ok"))
+for name, label, target in (("ingest-sqlite", "Ingest, SQLite", ">= 30,000"),
+                            ("ingest-postgres", "Ingest, PostgreSQL", ">= 15,000")):
+    doc = load(name)
+    if doc:
+        rows.append((f"{label}, {doc['senders']:,} senders", "messages/s",
+                     spread(runs(doc, "messages_per_second")), target))
+        rows.append(("  commit (send -> acknowledgement) p99", "ms", spread(lat(doc, "p99_ms"), "{:.1f}"), "<= 10"))
+        rows.append(("  per server core-second", "messages",
+                     spread(runs(doc, "messages_per_server_core_second")), ""))
+idle = load("idle")
+if idle:
+    rows.append((f"Idle sockets ({idle['sockets']:,}, two chats each)", "KiB RSS/socket",
+                 f"{idle['server_rss_kib_per_socket']:.2f}", "<= 6"))
+    rows.append(("  CPU while idle (keepalive)", "cores", f"{idle['server_cores_while_idle']:.4f}", "<= 0.05"))
+    rows.append(("  for 1,000,000 sockets", "GiB / cores",
+                 f"{idle['projected_rss_gib_for_1m_sockets']:.1f} / {idle['projected_cores_for_1m_sockets']:.2f}", ""))
+    rows.append(("  handshakes while opening", "per second", f"{idle['handshakes_per_second']:,.0f}", ""))
+
+width = [max(len(r[i]) for r in rows + [("Scenario", "Unit", "Measured: median (min-max)", "Target")]) for i in range(4)]
+header = ("Scenario", "Unit", "Measured: median (min-max)", "Target")
+print("  ".join(h.ljust(w) for h, w in zip(header, width)))
+print("  ".join("-" * w for w in width))
+for r in rows:
+    print("  ".join(c.ljust(w) for c, w in zip(r, width)))
+
+# Latency: the share of messages at or under each latency, one line per scenario.
+series = []
+for name in ("fanout-max", "fanout-paced-100k", "fanout-paced", "ingest-sqlite", "ingest-postgres"):
+    doc = load(name)
+    if doc and doc.get("latency_buckets_ns"):
+        total = sum(c for _, c in doc["latency_buckets_ns"])
+        acc, points = 0, []
+        for edge, count in doc["latency_buckets_ns"]:
+            acc += count
+            points.append((max(edge, 1) / 1e6, acc / total))
+        series.append((name, points))
+if series:
+    W, H, L, B = 720, 420, 60, 40
+    xs = [p[0] for _, pts in series for p in pts]
+    lo, hi = math.log10(max(min(xs), 1e-3)), math.log10(max(xs))
+    hi = max(hi, lo + 1)
+    def X(ms):
+        return L + (math.log10(max(ms, 1e-3)) - lo) / (hi - lo) * (W - L - 20)
+    def Y(f):
+        return H - B - f * (H - B - 20)
+    colours = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
+           f'<rect width="{W}" height="{H}" fill="white"/>',
+           f'<text x="{W/2}" y="14" text-anchor="middle">Latency distribution (share of messages at or under; log scale)</text>',
+           f'<line x1="{L}" y1="{H-B}" x2="{W-20}" y2="{H-B}" stroke="black"/>',
+           f'<line x1="{L}" y1="20" x2="{L}" y2="{H-B}" stroke="black"/>']
+    for d in range(math.floor(lo), math.ceil(hi) + 1):
+        x = X(10 ** d)
+        if L <= x <= W - 20:
+            out.append(f'<line x1="{x:.1f}" y1="{H-B}" x2="{x:.1f}" y2="20" stroke="#ddd"/>')
+            out.append(f'<text x="{x:.1f}" y="{H-B+16}" text-anchor="middle">{10**d:g} ms</text>')
+    for f in (0, 0.5, 0.9, 0.99, 1):
+        out.append(f'<text x="{L-6}" y="{Y(f)+4:.1f}" text-anchor="end">{f:g}</text>')
+        out.append(f'<line x1="{L}" y1="{Y(f):.1f}" x2="{W-20}" y2="{Y(f):.1f}" stroke="#eee"/>')
+    for i, (name, pts) in enumerate(series):
+        path = " ".join(f"{'M' if j == 0 else 'L'}{X(x):.1f},{Y(y):.1f}" for j, (x, y) in enumerate(pts))
+        c = colours[i % len(colours)]
+        out.append(f'<path d="{path}" fill="none" stroke="{c}" stroke-width="2"/>')
+        out.append(f'<text x="{L+10}" y="{40+16*i}" fill="{c}">{name}</text>')
+    out.append("</svg>")
+    with open(os.path.join(results, "latency.svg"), "w") as f:
+        f.write("\n".join(out) + "\n")
+    print(f"\nchart: {os.path.join(results, 'latency.svg')}")

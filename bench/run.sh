@@ -1,0 +1,127 @@
+#!/usr/bin/env bash
+# `make bench`: chatbench's scenarios against a fresh chatd, the server pinned to core 0
+# and chatbench to core 1 (taskset), on loopback only. Writes bench/results/<name>.json,
+# prints a table, and draws the latency distributions (bench/results/latency.svg).
+#   bench/run.sh BUILD_DIR [SCENARIO...]     scenarios: fanout ingest ingest-pg idle
+set -euo pipefail
+build=$(cd "${1:?build folder}" && pwd)
+shift || true
+root=$(cd "$(dirname "$0")/.." && pwd)
+results="$root/bench/results"
+mkdir -p "$results"
+work=$(mktemp -d /tmp/chatd-bench.XXXXXX)
+server_pid=""
+services=""
+
+cleanup() {
+  stop_server
+  if [ -n "$services" ]; then "$root/scripts/test-services.sh" stop "$services" || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+# Sockets need file descriptors on both sides (this machine allows 20,000 per process).
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+ulimit -n 20000 2>/dev/null || true
+fds=$(ulimit -n)
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+# start_server NAME [VAR=value ...]: a fresh chatd on core 0 with one I/O thread.
+start_server() {
+  local name=$1
+  shift
+  port=$(free_port)
+  mkdir -p "$work/$name"
+  (
+    cd "$work/$name"
+    env SECRET_KEY="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
+      BIND=127.0.0.1 PORT="$port" THREADS=1 LOG_LEVEL=warn \
+      PASSWORD_HASH_MEMORY_KIB=8 PASSWORD_HASH_OPS=1 ACCESS_TOKEN_LIFETIME=3600 \
+      WS_EVENTS_PER_SECOND=100000 WS_EVENT_BURST=1000000 WS_MAX_QUEUED_FRAMES=1000000 \
+      WS_MAX_SOCKETS_PER_USER=10000 "$@" \
+      taskset -c 0 "$build/chatd" serve >"$work/$name/chatd.log" 2>&1 &
+    echo $! >"$work/$name/pid"
+  )
+  server_pid=$(cat "$work/$name/pid")
+  for _ in $(seq 1 100); do
+    if python3 -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:$port/healthz', timeout=1)" 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  echo "chatd did not start:" >&2
+  cat "$work/$name/chatd.log" >&2
+  exit 1
+}
+
+stop_server() {
+  if [ -n "$server_pid" ]; then
+    kill "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+    server_pid=""
+  fi
+}
+
+# bench NAME SCENARIO [chatbench options...]
+bench() {
+  local name=$1
+  shift
+  echo "== $name"
+  timeout 900 taskset -c 1 "$build/chatbench" "$@" --port "$port" --server-pid "$server_pid" \
+    --sources 8 --out "$results/$name.json" >/dev/null
+}
+
+scenarios=${*:-fanout ingest ingest-pg idle}
+for s in $scenarios; do
+  case $s in
+    fanout)
+      start_server fanout
+      bench fanout-max fanout --members 1000 --senders 10 --rate 0 --window 2 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      # Open loop: at a rate the server keeps up with, and at the target's 500,000/s.
+      start_server fanout-paced-100k
+      bench fanout-paced-100k fanout --members 1000 --senders 10 --rate 100000 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      start_server fanout-paced
+      bench fanout-paced fanout --members 1000 --senders 10 --rate 500000 --warmup 0 --seconds 3 --runs 1
+      stop_server
+      ;;
+    ingest)
+      start_server ingest
+      bench ingest-sqlite ingest --senders 1000 --rate 0 --window 1 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      ;;
+    ingest-pg)
+      services=$(mktemp -d /tmp/chatd-bench-services.XXXXXX)
+      "$root/scripts/test-services.sh" start "$services" >/dev/null
+      # shellcheck source=/dev/null
+      source "$services/services.env"
+      runuser -u postgres -- "$CHATD_TEST_PG_BIN/psql" -h 127.0.0.1 -p "$CHATD_TEST_PG_PORT" -U postgres \
+        -qc "CREATE DATABASE bench OWNER chat" >/dev/null
+      # The test cluster runs with fsync off; a benchmark of commits must not.
+      runuser -u postgres -- "$CHATD_TEST_PG_BIN/psql" -h 127.0.0.1 -p "$CHATD_TEST_PG_PORT" -U postgres \
+        -qc "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
+      start_server ingest-pg DB_HOST=127.0.0.1 DB_PORT="$CHATD_TEST_PG_PORT" DB_NAME=bench DB_USER=chat \
+        DB_PASSWORD=chat REDIS_HOST=127.0.0.1 REDIS_PORT="$CHATD_TEST_REDIS_PORT" REDIS_PREFIX=bench:
+      bench ingest-postgres ingest --senders 1000 --rate 0 --window 1 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      "$root/scripts/test-services.sh" stop "$services" >/dev/null
+      services=""
+      ;;
+    idle)
+      # Both processes need a descriptor per socket, plus some to spare.
+      sockets=$(( fds - 500 < 19000 ? fds - 500 : 19000 ))
+      start_server idle WS_IDLE_TIMEOUT=20
+      bench idle idle --sockets "$sockets" --idle-seconds 20 --setup-connections 32
+      stop_server
+      ;;
+    *)
+      echo "unknown scenario: $s" >&2
+      exit 2
+      ;;
+  esac
+done
+python3 "$root/bench/report.py" "$results"
