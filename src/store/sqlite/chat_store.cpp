@@ -306,7 +306,10 @@ auto SqliteChatStore::write(F f) {
     pending_events().clear();  // a rolled-back transaction may have left some
     auto result = f(c);
     auto committed = std::exchange(pending_events(), {});
-    if (!committed.empty() && listener_) listener_(committed);
+    // Told once the group this write belongs to has committed, in commit order.
+    if (!committed.empty() && listener_) {
+      db_.after_commit([this, events = std::move(committed)] { listener_(events); });
+    }
     return result;
   };
   return db_.write(std::move(publishing));

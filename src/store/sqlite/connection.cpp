@@ -140,16 +140,18 @@ std::int64_t Connection::last_insert_rowid() const {
   return sqlite3_last_insert_rowid(db_);
 }
 
-Transaction::Transaction(Connection& conn) : conn_(conn) {
-  conn_.exec_script("BEGIN IMMEDIATE");
+Transaction::Transaction(Connection& conn) : conn_(conn), savepoint_(conn.in_group()) {
+  conn_.exec_script(savepoint_ ? "SAVEPOINT tx" : "BEGIN IMMEDIATE");
 }
 
 Transaction::~Transaction() {
-  if (!done_) sqlite3_exec(conn_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  if (done_) return;
+  const char* undo = savepoint_ ? "ROLLBACK TO tx; RELEASE tx" : "ROLLBACK";
+  sqlite3_exec(conn_.handle(), undo, nullptr, nullptr, nullptr);
 }
 
 void Transaction::commit() {
-  conn_.exec_script("COMMIT");
+  conn_.exec_script(savepoint_ ? "RELEASE tx" : "COMMIT");
   done_ = true;
 }
 

@@ -68,8 +68,13 @@ class Connection {
 
   sqlite3* handle() { return db_; }
 
+  // Inside a group transaction (Database's group commit), a Transaction is a savepoint.
+  void set_in_group(bool on) { in_group_ = on; }
+  [[nodiscard]] bool in_group() const { return in_group_; }
+
  private:
   sqlite3* db_ = nullptr;
+  bool in_group_ = false;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
@@ -80,7 +85,8 @@ auto first_row(Statement& s, Reader reader) -> std::optional<decltype(reader(s))
   return reader(s);
 }
 
-// BEGIN IMMEDIATE ... COMMIT; rolls back when destroyed without commit().
+// BEGIN IMMEDIATE ... COMMIT, or inside a group transaction SAVEPOINT ... RELEASE; rolls
+// back (to the savepoint) when destroyed without commit().
 class Transaction {
  public:
   explicit Transaction(Connection& conn);
@@ -91,6 +97,7 @@ class Transaction {
 
  private:
   Connection& conn_;
+  bool savepoint_ = false;
   bool done_ = false;
 };
 

@@ -1,6 +1,11 @@
 #include "store/sqlite/database.hpp"
 
+#include "store/store.hpp"
+
+#include <sqlite3.h>
+
 #include <future>
+#include <utility>
 
 namespace chat::store::sqlite {
 
@@ -17,6 +22,64 @@ Database::Database(const std::string& path, const std::string& synchronous, int 
 Database::~Database() {
   writer_pool_.join();
   reader_pool_.join();
+}
+
+namespace {
+constexpr int kMaxGroup = 256;
+}
+
+void Database::begin_group() {
+  if (writer_->in_group()) return;
+  writer_->exec_script("BEGIN IMMEDIATE");
+  writer_->set_in_group(true);
+}
+
+void Database::finish_write() {
+  ++group_size_;
+  // SQLite rolls a whole transaction back on some errors (disk full, I/O): the group is
+  // lost, and every write in it so far is told so now.
+  if (writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) != 0) {
+    writer_->set_in_group(false);
+    group_size_ = 0;
+    hooks_.clear();
+    auto lost = std::make_exception_ptr(Unavailable("sqlite: the transaction was rolled back"));
+    for (auto& d : std::exchange(deferred_, {})) d->complete(lost);
+    pending_writes_.fetch_sub(1);
+    return;
+  }
+  // Another write is queued (or about to be): it joins this group, unless the group is full.
+  if (pending_writes_.fetch_sub(1) > 1 && group_size_ < kMaxGroup) return;
+  commit_group();
+}
+
+void Database::commit_group() {
+  std::exception_ptr failed;
+  if (writer_->in_group()) {
+    try {
+      writer_->exec_script("COMMIT");
+      ++groups_committed_;
+    } catch (...) {
+      failed = std::current_exception();
+      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    writer_->set_in_group(false);
+  }
+  group_size_ = 0;
+  auto hooks = std::exchange(hooks_, {});
+  auto deferred = std::exchange(deferred_, {});
+  // A group that did not commit committed none of its writes: each caller hears so.
+  if (!failed) {
+    for (auto& hook : hooks) hook();
+  }
+  for (auto& d : deferred) d->complete(failed);
+}
+
+void Database::after_commit(std::function<void()> hook) {
+  if (writer_->in_group()) {
+    hooks_.push_back(std::move(hook));
+  } else {
+    hook();
+  }
 }
 
 Database::Lease::Lease(Database& d) : db(d) {

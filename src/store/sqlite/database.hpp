@@ -2,17 +2,31 @@
 // allows one writer at a time; queuing writes here instead of contending on the file
 // lock keeps commits fast and ordered), and a pool of read-only connections for readers
 // in WAL mode. Coroutines hop to these threads and back, so no I/O thread ever blocks.
+//
+// Group commit: writes that queue up while the writer is busy run in one transaction, each
+// in a savepoint of its own (a failing one undoes only itself), and one COMMIT ends the
+// group once the queue is empty (or 256 writes in). Every write's caller resumes only
+// after that COMMIT, and after-commit hooks (the event listener) run right after it, in
+// order: nothing is acknowledged or published before it is committed.
 // Private to store/sqlite: it is the only place that includes Asio's thread pool.
 #pragma once
 
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include "common/offload.hpp"
 
+#include <atomic>
+#include <exception>
+#include <functional>
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -21,6 +35,16 @@
 
 namespace chat::store::sqlite {
 
+// The completion signature of a write returning R.
+template <class R>
+struct CompletionOf {
+  using type = void(std::exception_ptr, R);
+};
+template <>
+struct CompletionOf<void> {
+  using type = void(std::exception_ptr);
+};
+
 class Database {
  public:
   Database(const std::string& path, const std::string& synchronous, int readers);
@@ -28,12 +52,28 @@ class Database {
   Database& operator=(const Database&) = delete;
   ~Database();
 
-  // Runs f(Connection&) on the writer thread; the caller resumes on its own executor.
+  // Runs f(Connection&) on the writer thread, inside the current group transaction; the
+  // caller resumes on its own executor once the group has committed.
   template <class F>
   auto write(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
-    return offload(writer_pool_.get_executor(),
-                   [this, f = std::move(f)]() mutable { return f(*writer_); });
+    using R = std::invoke_result_t<F, Connection&>;
+    namespace asio = boost::asio;
+    using Signature = typename CompletionOf<R>::type;
+    return asio::async_initiate<const asio::use_awaitable_t<>&, Signature>(
+        [this](auto handler, F fn) {
+          pending_writes_.fetch_add(1);
+          auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+          asio::post(writer_pool_, [this, handler = std::move(handler), fn = std::move(fn),
+                                    work = std::move(work)]() mutable {
+            run_grouped(std::move(fn), std::move(handler), std::move(work));
+          });
+        },
+        asio::use_awaitable, std::move(f));
   }
+
+  // Runs `hook` once the current write's group has committed (right away outside one).
+  // Writer thread only.
+  void after_commit(std::function<void()> hook);
 
   // Runs f(Connection&) on a reader thread with a read-only connection.
   template <class F>
@@ -44,17 +84,74 @@ class Database {
     });
   }
 
-  // Blocking: for start-up and commands, never from an I/O thread.
+  // Blocking: for start-up and commands, never from an I/O thread. Not grouped.
   template <class F>
   auto write_blocking(F f) -> std::invoke_result_t<F, Connection&> {
-    auto task = [this, f = std::move(f)]() mutable { return f(*writer_); };
+    auto task = [this, f = std::move(f)]() mutable {
+      commit_group();
+      return f(*writer_);
+    };
     return boost::asio::post(writer_pool_, std::packaged_task<decltype(task())()>(std::move(task)))
         .get();
   }
 
   [[nodiscard]] const std::string& path() const { return path_; }
+  // Group transactions committed so far (each holds one or more writes).
+  [[nodiscard]] std::uint64_t groups_committed() const { return groups_committed_.load(); }
 
  private:
+  // A write's completion, held until its group commits.
+  struct Deferred {
+    virtual ~Deferred() = default;
+    virtual void complete(std::exception_ptr commit_error) = 0;
+  };
+
+  template <class F, class Handler, class Work>
+  void run_grouped(F fn, Handler handler, Work work) {
+    using R = std::invoke_result_t<F&, Connection&>;
+    namespace asio = boost::asio;
+    std::exception_ptr error;
+    std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
+    try {
+      begin_group();
+      if constexpr (std::is_void_v<R>) {
+        fn(*writer_);
+        result.emplace(true);
+      } else {
+        result.emplace(fn(*writer_));
+      }
+    } catch (...) {
+      error = std::current_exception();
+    }
+    struct Completion final : Deferred {
+      Handler handler;
+      Work work;
+      std::exception_ptr error;
+      decltype(result) value;
+      Completion(Handler h, Work w, std::exception_ptr e, decltype(result) v)
+          : handler(std::move(h)), work(std::move(w)), error(std::move(e)), value(std::move(v)) {}
+      void complete(std::exception_ptr commit_error) override {
+        auto ex = asio::get_associated_executor(handler);
+        auto e = commit_error ? commit_error : error;
+        asio::dispatch(ex, [h = std::move(handler), e, v = std::move(value)]() mutable {
+          if constexpr (std::is_void_v<R>) {
+            std::move(h)(e);
+          } else {
+            std::move(h)(e, v && !e ? std::move(*v) : R{});
+          }
+        });
+      }
+    };
+    deferred_.push_back(std::make_unique<Completion>(std::move(handler), std::move(work),
+                                                     std::move(error), std::move(result)));
+    finish_write();
+  }
+
+  void begin_group();
+  // Commits the group when no write is waiting (or the group is full).
+  void finish_write();
+  void commit_group();
+
   struct Lease {
     explicit Lease(Database& db);
     ~Lease();
@@ -69,6 +166,12 @@ class Database {
   std::unique_ptr<Connection> writer_;
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;
+  // Writer thread only, but for pending_writes_.
+  std::atomic<int> pending_writes_{0};
+  std::atomic<std::uint64_t> groups_committed_{0};
+  int group_size_ = 0;
+  std::vector<std::unique_ptr<Deferred>> deferred_;
+  std::vector<std::function<void()>> hooks_;
   boost::asio::thread_pool writer_pool_{1};
   boost::asio::thread_pool reader_pool_;
 };
