@@ -4,12 +4,18 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <iterator>
 
 namespace chat::realtime {
 namespace {
 
 Frame make_frame(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
+}
+
+Frame unread_frame(std::int64_t chat_id, std::int64_t count) {
+  return make_frame("{\"type\":\"unread\",\"chat_id\":" + std::to_string(chat_id) +
+                    ",\"unread_count\":" + std::to_string(count) + "}");
 }
 
 // `{...}` + seq, without re-serialising the payload.
@@ -146,8 +152,7 @@ std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat
 }
 
 void Hub::send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count) {
-  s->deliver(make_frame("{\"type\":\"unread\",\"chat_id\":" + std::to_string(chat_id) +
-                        ",\"unread_count\":" + std::to_string(count) + "}"));
+  s->deliver(unread_frame(chat_id, count));
 }
 
 void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id) {
@@ -278,7 +283,18 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
     if (type == "message" && !own) delivered_(t->user_id(), chat_id, message_id);
   }
-  for (const auto& [s, count] : unread_now) send_unread(s, chat_id, count);
+  // Members mostly share a count (everyone had read up to the same message): one frame
+  // per distinct count, not one per member.
+  std::vector<std::pair<std::int64_t, Frame>> unread_frames;
+  for (const auto& [s, count] : unread_now) {
+    auto it = std::find_if(unread_frames.begin(), unread_frames.end(),
+                           [count = count](const auto& f) { return f.first == count; });
+    if (it == unread_frames.end()) {
+      unread_frames.emplace_back(count, unread_frame(chat_id, count));
+      it = std::prev(unread_frames.end());
+    }
+    s->deliver(it->second);
+  }
   for (const auto& s : recount) recount_for(s, chat_id);
   for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
   // A chat new to this node is heard from this event on.

@@ -511,80 +511,91 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   void start_writer_locked() {
     if (writing_ || !accepted_) return;
     writing_ = true;
-    // Posted, not dispatched: co_spawn may start the loop inline, and it takes the lock
-    // this caller holds.
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      asio::co_spawn(self->stream_.get_executor(), self->write_loop(), asio::detached);
-    });
+    // Posted: the write starts on the socket's strand, outside the lock this caller holds.
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->write_next(); });
   }
 
   // One write in flight; everything queued meanwhile goes out in the next one, as one
   // writev of each frame's header and its shared payload (serialised once per broadcast).
-  asio::awaitable<void> write_loop() {
-    auto self = shared_from_this();
-    auto& stream = stream_;
-    std::vector<realtime::Frame> batch;
-    std::string headers;
-    std::string control;
-    std::vector<asio::const_buffer> buffers;
-    for (;;) {
-      batch.clear();
-      control.clear();
-      bool closing = false;
-      bool peer_gone = false;
-      {
-        std::lock_guard lock(mutex_);
-        control.swap(control_);
-        while (!queue_.empty() && batch.size() < kMaxBatch) {
-          batch.push_back(std::move(queue_.front()));
-          queue_.pop_front();
-        }
-        if (batch.empty() && control.empty()) {
-          if (!closed_ || close_code_ == 0 || close_sent_) {
-            writing_ = false;
-            co_return;
-          }
-          close_sent_ = true;
-          closing = true;
-          peer_gone = peer_closed_;
-          control = server_frame(Opcode::close, close_payload(close_code_, close_reason_));
-        }
+  // Plain completion handlers rather than a coroutine: a broadcast starts a write on every
+  // recipient's socket, so a write must cost as little as it can. On the strand.
+  void write_next() {
+    bool closing = false;
+    bool peer_gone = false;
+    {
+      std::lock_guard lock(mutex_);
+      out_control_.clear();
+      out_control_.swap(control_);
+      while (!queue_.empty() && out_frames_.size() < kMaxBatch) {
+        out_frames_.push_back(std::move(queue_.front()));
+        queue_.pop_front();
       }
-      headers.resize(batch.size() * kMaxHeader);
-      buffers.clear();
-      buffers.emplace_back(control.data(), control.size());
-      for (std::size_t i = 0; i < batch.size(); ++i) {
-        char* h = headers.data() + i * kMaxHeader;
-        const std::size_t n = server_header(Opcode::text, batch[i]->size(), h);
-        buffers.emplace_back(h, n);
-        buffers.emplace_back(batch[i]->data(), batch[i]->size());
-      }
-      auto [ec, n] = co_await asio::async_write(stream, buffers, use_tuple);
-      if (ec) {
-        std::lock_guard lock(mutex_);
-        closed_ = true;
-        queue_.clear();
-        writing_ = false;
-        co_return;
-      }
-      if (closing) {
-        // Our close frame is out, and nothing follows it: a FIN tells the peer so (and
-        // ends its wait for the server to close first). Answering theirs ends the
-        // connection; otherwise the peer has a moment to answer before it is dropped.
-        beast::error_code ignored;
-        stream.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-        if (peer_gone) {
-          std::lock_guard lock(mutex_);
-          drop_connection();
-        } else {
-          // Cancelled when their close frame arrives (peer_closed).
-          close_timer_ = std::make_unique<asio::steady_timer>(stream.get_executor(), kCloseWait);
-          co_await close_timer_->async_wait(use_tuple);
-          std::lock_guard lock(mutex_);
-          drop_connection();
+      if (out_frames_.empty() && out_control_.empty()) {
+        if (!closed_ || close_code_ == 0 || close_sent_) {
+          writing_ = false;
+          return;
         }
+        close_sent_ = true;
+        closing = true;
+        peer_gone = peer_closed_;
+        out_control_ = server_frame(Opcode::close, close_payload(close_code_, close_reason_));
       }
     }
+    out_headers_.resize(out_frames_.size() * kMaxHeader);
+    out_buffers_.clear();
+    out_buffers_.emplace_back(out_control_.data(), out_control_.size());
+    for (std::size_t i = 0; i < out_frames_.size(); ++i) {
+      char* h = out_headers_.data() + i * kMaxHeader;
+      const std::size_t n = server_header(Opcode::text, out_frames_[i]->size(), h);
+      out_buffers_.emplace_back(h, n);
+      out_buffers_.emplace_back(out_frames_[i]->data(), out_frames_[i]->size());
+    }
+    asio::async_write(
+        stream_, out_buffers_,
+        [self = shared_from_this(), closing, peer_gone](beast::error_code ec, std::size_t) {
+          self->written(ec, closing, peer_gone);
+        });
+  }
+
+  void written(beast::error_code ec, bool closing, bool peer_gone) {
+    out_frames_.clear();  // the payloads may go
+    if (out_frames_.capacity() > 64) release_write_buffers();
+    if (ec) {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      queue_.clear();
+      writing_ = false;
+      return;
+    }
+    if (closing) {
+      // Our close frame is out, and nothing follows it: a FIN tells the peer so (and
+      // ends its wait for the server to close first). Answering theirs ends the
+      // connection; otherwise the peer has a moment to answer before it is dropped.
+      beast::error_code ignored;
+      stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+      if (!peer_gone) {
+        // Cancelled when their close frame arrives (peer_closed).
+        close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor(), kCloseWait);
+        close_timer_->async_wait([self = shared_from_this()](beast::error_code) {
+          {
+            std::lock_guard lock(self->mutex_);
+            self->drop_connection();
+          }
+          self->write_next();
+        });
+        return;
+      }
+      std::lock_guard lock(mutex_);
+      drop_connection();
+    }
+    write_next();
+  }
+
+  // After a burst: an idle socket keeps no large write buffers.
+  void release_write_buffers() {
+    out_frames_ = {};
+    out_buffers_ = {};
+    out_headers_ = {};
   }
 
   beast::tcp_stream stream_;
@@ -604,6 +615,11 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   std::atomic<std::int64_t> last_heard_{0};
   std::unique_ptr<asio::steady_timer> idle_timer_;
   std::unique_ptr<asio::steady_timer> close_timer_;
+  // The write in flight (strand only).
+  std::vector<realtime::Frame> out_frames_;
+  std::string out_headers_;
+  std::string out_control_;
+  std::vector<asio::const_buffer> out_buffers_;
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;
