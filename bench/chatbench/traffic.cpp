@@ -89,22 +89,25 @@ void Traffic::receive(int socket, std::string_view payload, Clock::time_point at
   if (*id <= last_id_[s]) ++out_of_order_;
   last_id_[s] = *id;
   ++received_[s];
-  Pending& p = pending_[static_cast<std::size_t>(*idx)];
-  Phase& phase = phases_[static_cast<std::size_t>(p.phase)];
+  // By value: a windowed sender's next send below may grow pending_.
+  const auto slot = static_cast<std::size_t>(*idx);
+  const int route = pending_[slot].route;
+  const int phase_index = pending_[slot].phase;
+  Phase& phase = phases_[static_cast<std::size_t>(phase_index)];
   ++phase.deliveries;
-  const Route& r = routes_[static_cast<std::size_t>(p.route)];
-  if (socket == r.sender) {
-    // The sender's own copy is its acknowledgement: a windowed sender sends the next one.
-    --in_flight_[static_cast<std::size_t>(p.route)];
-    if (o_.rate <= 0 && phases_.back().sending && p.phase + 1 == static_cast<int>(phases_.size())) {
-      send(p.route, Clock::now());
-    }
-  }
-  if (--p.remaining == 0) {
+  if (--pending_[slot].remaining == 0) {
     phase.latency.record(
-        std::chrono::duration_cast<std::chrono::nanoseconds>(at - p.intended).count());
+        std::chrono::duration_cast<std::chrono::nanoseconds>(at - pending_[slot].intended).count());
     phase.last_receipt = at;
     if (++phase.completed == phase.sent && !phase.sending && phase_done_) phase_done_->cancel();
+  }
+  if (socket == routes_[static_cast<std::size_t>(route)].sender) {
+    // The sender's own copy is its acknowledgement: a windowed sender sends the next one.
+    --in_flight_[static_cast<std::size_t>(route)];
+    if (o_.rate <= 0 && phases_.back().sending &&
+        phase_index + 1 == static_cast<int>(phases_.size())) {
+      send(route, Clock::now());
+    }
   }
 }
 
