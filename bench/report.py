@@ -52,8 +52,16 @@ for paced in (load("fanout-paced-100k"), load("fanout-paced")):
                  spread(runs(paced, "deliveries_per_second")), "500,000" if goal else ""))
     rows.append(("  send -> last member, p50", "ms", spread(lat(paced, "p50_ms"), "{:.1f}"), "<= 10" if goal else ""))
     rows.append(("  send -> last member, p99", "ms", spread(lat(paced, "p99_ms"), "{:.1f}"), "<= 25" if goal else ""))
-    rows.append(("  all delivered within the run (+30 s)", "", "yes" if all(r["complete"] for r in paced["runs"]) else "no", "yes"))
-    rows.append(("  every delivery checked", "", "ok" if paced["check"]["ok"] else f"FAILED {paced['check']}", "ok"))
+    kept_up = all(r["complete"] for r in paced["runs"])
+    rows.append(("  all delivered within the run (+30 s)", "", "yes" if kept_up else "no: the server fell behind", "yes"))
+    check = paced["check"]
+    if check["ok"]:
+        verdict = "ok"
+    elif not kept_up and check["out_of_order"] == 0 and check["unrecognised"] == 0:
+        verdict = "in order; still in flight when measured"
+    else:
+        verdict = f"FAILED {check}"
+    rows.append(("  every delivery checked", "", verdict, "ok"))
 for name, label, target in (("ingest-sqlite", "Ingest, SQLite", ">= 30,000"),
                             ("ingest-postgres", "Ingest, PostgreSQL", ">= 15,000")):
     doc = load(name)
@@ -67,7 +75,7 @@ idle = load("idle")
 if idle:
     rows.append((f"Idle sockets ({idle['sockets']:,}, two chats each)", "KiB RSS/socket",
                  f"{idle['server_rss_kib_per_socket']:.2f}", "<= 6"))
-    rows.append(("  CPU while idle (keepalive)", "cores", f"{idle['server_cores_while_idle']:.4f}", "<= 0.05"))
+    rows.append((f"  CPU while idle ({idle['idle_seconds']:.0f} s, pings every 10 s)", "cores", f"{idle['server_cores_while_idle']:.4f}", "<= 0.05"))
     rows.append(("  for 1,000,000 sockets", "GiB / cores",
                  f"{idle['projected_rss_gib_for_1m_sockets']:.1f} / {idle['projected_cores_for_1m_sockets']:.2f}", ""))
     rows.append(("  handshakes while opening", "per second", f"{idle['handshakes_per_second']:,.0f}", ""))
