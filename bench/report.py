@@ -71,6 +71,13 @@ for name, label, target in (("ingest-sqlite", "Ingest, SQLite", ">= 30,000"),
         rows.append(("  commit (send -> acknowledgement) p99", "ms", spread(lat(doc, "p99_ms"), "{:.1f}"), "<= 10"))
         rows.append(("  per server core-second", "messages",
                      spread(runs(doc, "messages_per_server_core_second")), ""))
+hist = load("history")
+if hist:
+    rows.append((f"History pages of {hist['page_size']} over {hist['messages_in_chat']:,} messages", "requests/s",
+                 spread(runs(hist, "requests_per_second")), ">= 20,000"))
+    rows.append(("  request latency p99", "ms", spread(lat(hist, "p99_ms"), "{:.1f}"), "<= 10"))
+    bad = sum(r["bad_pages"] for r in hist["runs"])
+    rows.append(("  every page checked", "", "ok" if bad == 0 else f"{bad} bad pages", "ok"))
 idle = load("idle")
 if idle:
     rows.append((f"Idle sockets ({idle['sockets']:,}, two chats each)", "KiB RSS/socket",
@@ -89,7 +96,7 @@ for r in rows:
 
 # Latency: the share of messages at or under each latency, one line per scenario.
 series = []
-for name in ("fanout-max", "fanout-paced-100k", "fanout-paced", "ingest-sqlite", "ingest-postgres"):
+for name in ("fanout-max", "fanout-paced-100k", "fanout-paced", "ingest-sqlite", "ingest-postgres", "history"):
     doc = load(name)
     if doc and doc.get("latency_buckets_ns"):
         total = sum(c for _, c in doc["latency_buckets_ns"])
@@ -107,7 +114,7 @@ if series:
         return L + (math.log10(max(ms, 1e-3)) - lo) / (hi - lo) * (W - L - 20)
     def Y(f):
         return H - B - f * (H - B - 20)
-    colours = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd"]
+    colours = ["#1f77b4", "#ff7f0e", "#d62728", "#2ca02c", "#9467bd", "#8c564b"]
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">',
            f'<rect width="{W}" height="{H}" fill="white"/>',
            f'<text x="{W/2}" y="14" text-anchor="middle">Latency distribution (share of messages at or under; log scale)</text>',

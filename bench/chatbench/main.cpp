@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   Options o;
   std::string scenario;
   std::string out;
-  app.add_option("scenario", scenario, "fanout | ingest | idle")->required();
+  app.add_option("scenario", scenario, "fanout | ingest | idle | history")->required();
   app.add_option("--host", o.target.host, "server address (loopback)");
   app.add_option("--port", o.target.port, "server port");
   app.add_option("--sources", o.target.sources, "connect from 127.0.0.1..127.0.0.N");
@@ -52,6 +52,9 @@ int main(int argc, char** argv) {
   app.add_option("--window", o.window, "messages in flight per sender in a closed loop");
   app.add_option("--sockets", o.sockets, "idle: sockets");
   app.add_option("--idle-seconds", o.idle_seconds);
+  app.add_option("--history-messages", o.history_messages, "history: messages in the chat");
+  app.add_option("--page-size", o.page_size);
+  app.add_option("--http-connections", o.http_connections);
   app.add_option("--out", out, "write the report here as well");
   CLI11_PARSE(app, argc, argv);
   if (o.prefix.empty()) {
@@ -64,6 +67,7 @@ int main(int argc, char** argv) {
     if (scenario == "fanout") co_return co_await run_fanout(o);
     if (scenario == "ingest") co_return co_await run_ingest(o);
     if (scenario == "idle") co_return co_await run_idle(o);
+    if (scenario == "history") co_return co_await run_history(o);
     throw std::invalid_argument("unknown scenario: " + scenario);
   };
   auto result = boost::asio::co_spawn(io, run(), boost::asio::use_future);
@@ -74,6 +78,12 @@ int main(int argc, char** argv) {
     const std::string text = boost::json::serialize(report);
     std::cout << text << "\n";
     if (!out.empty()) std::ofstream(out) << text << "\n";
+    // The report is written either way; a failed delivery check is a failed run.
+    if (const auto* check = report.if_contains("check");
+        check != nullptr && !check->as_object().at("ok").as_bool()) {
+      std::cerr << "chatbench " << scenario << ": the delivery check failed\n";
+      return 3;
+    }
   } catch (const std::exception& e) {
     std::cerr << "chatbench " << scenario << ": " << e.what() << "\n";
     return 1;

@@ -22,9 +22,12 @@ double seconds_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double>(b - a).count();
 }
 
-// Reads a socket until it closes; the traffic object outlives every reader.
-asio::awaitable<void> read_socket(std::shared_ptr<WsClient> ws, OnText on_text) {
-  co_await ws->read(std::move(on_text));
+// Reads a socket until it closes, then reports the close code; the traffic object
+// outlives every reader.
+asio::awaitable<void> read_socket(std::shared_ptr<WsClient> ws, OnText on_text,
+                                  std::function<void(int)> on_close) {
+  const int code = co_await ws->read(std::move(on_text));
+  on_close(code);
 }
 
 }  // namespace
@@ -52,7 +55,9 @@ asio::awaitable<void> Traffic::open_sockets() {
     OnText on_text = [this, i](std::string_view payload, Clock::time_point at) {
       receive(i, payload, at);
     };
-    asio::co_spawn(executor, read_socket(ws, std::move(on_text)), asio::detached);
+    std::function<void(int)> on_close = [this](int code) { socket_closed(code); };
+    asio::co_spawn(executor, read_socket(ws, std::move(on_text), std::move(on_close)),
+                   asio::detached);
   };
   co_await for_each_parallel(o_.target, static_cast<int>(users_.size()), o_.setup_connections,
                              open_one);
@@ -109,6 +114,14 @@ void Traffic::receive(int socket, std::string_view payload, Clock::time_point at
       send(route, Clock::now());
     }
   }
+}
+
+// A traffic socket closed by the server: what was in flight to it will never arrive, so
+// a phase waiting for it ends now instead of at its time limit.
+void Traffic::socket_closed(int code) {
+  ++closed_sockets_;
+  close_codes_.push_back(code);
+  if (phase_done_) phase_done_->cancel();
 }
 
 asio::awaitable<void> Traffic::pace(int route_index, double rate, Clock::time_point until) {
@@ -205,10 +218,15 @@ asio::awaitable<Report> Traffic::measure(const std::vector<Route>& routes, doubl
   for (std::size_t s = 0; s < users_.size(); ++s) {
     if (received_[s] != all_expected_ + own_expected_[s]) ++wrong_counts;
   }
-  report["check"] = json::object{{"sockets_with_wrong_count", wrong_counts},
-                                 {"out_of_order", out_of_order_},
-                                 {"unrecognised", unknown_},
-                                 {"ok", wrong_counts == 0 && out_of_order_ == 0 && unknown_ == 0}};
+  json::array codes;
+  for (int c : close_codes_) codes.push_back(c);
+  report["check"] = json::object{
+      {"sockets_with_wrong_count", wrong_counts},
+      {"out_of_order", out_of_order_},
+      {"unrecognised", unknown_},
+      {"sockets_closed_by_server", closed_sockets_},
+      {"close_codes", std::move(codes)},
+      {"ok", wrong_counts == 0 && out_of_order_ == 0 && unknown_ == 0 && closed_sockets_ == 0}};
   co_return report;
 }
 

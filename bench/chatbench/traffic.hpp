@@ -51,6 +51,7 @@ class Traffic {
   };
 
   void receive(int socket, std::string_view payload, Clock::time_point at);
+  void socket_closed(int code);
   void send(int route_index, Clock::time_point intended);
   asio::awaitable<void> pace(int route_index, double rate, Clock::time_point until);
   asio::awaitable<Report> run_phase(const std::vector<Route>& routes, double route_rate,
@@ -66,6 +67,8 @@ class Traffic {
   std::uint64_t all_expected_ = 0;
   std::uint64_t out_of_order_ = 0;
   std::uint64_t unknown_ = 0;
+  std::uint64_t closed_sockets_ = 0;
+  std::vector<int> close_codes_;
   std::vector<Route> routes_;
   std::vector<int> in_flight_;
   std::vector<Pending> pending_;

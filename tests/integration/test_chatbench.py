@@ -1,0 +1,139 @@
+"""chatbench, the load generator (bench/chatbench), against a real chatd: its three
+scenarios run end to end in miniature and report numbers that add up, and its delivery
+check fails when the server drops messages. Keeps `make bench` from rotting between runs.
+
+chatbench is the `chatbench` binary next to CHATD_BIN; without it these tests skip."""
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import conftest
+from conftest import Server, assert_no_server_errors
+
+CHATBENCH = os.path.join(os.path.dirname(conftest.CHATD), "chatbench")
+TIMEOUT = 120  # seconds per chatbench run
+
+# What bench/run.sh gives the server: cheap password hashing (users are registered by the
+# dozen), tokens that outlive the run, and no per-socket rate limit in the way.
+BENCH_SETTINGS = dict(PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1, ACCESS_TOKEN_LIFETIME=3600,
+                      WS_EVENTS_PER_SECOND=100000, WS_EVENT_BURST=1000000)
+# A rate limit every windowed sender breaks at once: the server closes it with 1008.
+FLOOD_SETTINGS = dict(BENCH_SETTINGS, WS_EVENTS_PER_SECOND=1, WS_EVENT_BURST=2)
+FLOOD_ARGS = ["fanout", "--members", "20", "--rate", "0", "--window", "4",
+              "--warmup", "0", "--seconds", "1", "--runs", "1"]
+
+
+def require_chatbench():
+    if not os.path.isfile(CHATBENCH) or not os.access(CHATBENCH, os.X_OK):
+        pytest.skip(f"chatbench is not built next to chatd ({CHATBENCH} does not exist; "
+                    "configure with -DCHATD_BENCH=ON)")
+
+
+def command(server, out, args):
+    return [CHATBENCH, *args, "--port", str(server.port), "--server-pid", str(server.proc.pid),
+            "--out", str(out)]
+
+
+def finish(proc, args, started):
+    """Waits for a chatbench process (at most TIMEOUT seconds from `started`); returns
+    (exit code, stdout, stderr)."""
+    try:
+        stdout, stderr = proc.communicate(timeout=max(1.0, started + TIMEOUT - time.monotonic()))
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        pytest.fail(f"chatbench {' '.join(args)} hung: no report after {TIMEOUT} s\n"
+                    f"stdout: {stdout[-2000:]}\nstderr: {stderr[-2000:]}")
+    return proc.returncode, stdout, stderr
+
+
+def chatbench(server, tmp_path, *args):
+    """Runs one scenario to the end and returns its report (the --out file, which must be
+    what it printed as well)."""
+    out = tmp_path / "report.json"
+    started = time.monotonic()
+    proc = subprocess.Popen(command(server, out, args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    code, stdout, stderr = finish(proc, args, started)
+    assert code == 0, f"chatbench {' '.join(args)} exited with {code}: {stderr[-4000:]}"
+    report = json.loads(out.read_text())
+    assert json.loads(stdout) == report
+    return report
+
+
+@pytest.fixture(scope="module", autouse=True)
+def flood_run(tmp_path_factory):
+    """The flooding run of the last test, started before the others: chatbench waits its
+    fixed 30 s for messages that never arrive, and this way the wait overlaps them."""
+    require_chatbench()
+    server = Server(**FLOOD_SETTINGS).start()
+    out = tmp_path_factory.mktemp("chatbench-flood") / "report.json"
+    started = time.monotonic()
+    proc = subprocess.Popen(command(server, out, FLOOD_ARGS), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    run = {"proc": proc, "out": out, "started": started}
+    yield run
+    if proc.poll() is None:  # the test that waits for it did not run
+        proc.kill()
+        proc.communicate()
+    server.stop()
+    assert_no_server_errors(server)
+
+
+def check_traffic(report, scenario, runs, recipients):
+    assert report["scenario"] == scenario
+    assert report["check"]["ok"] is True, report["check"]
+    assert report["check"]["sockets_with_wrong_count"] == 0
+    assert report["check"]["out_of_order"] == 0
+    assert report["check"]["unrecognised"] == 0
+    assert report["warmup"]["complete"] is True, report["warmup"]
+    assert len(report["runs"]) == runs
+    for run in report["runs"]:
+        assert run["complete"] is True, run
+        assert run["messages"] > 0, run
+        assert run["deliveries"] == run["messages"] * recipients, run
+        latency = run["latency"]
+        assert latency["count"] == run["messages"], run
+        assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"], latency
+        assert run["server_cpu_seconds"] > 0, run
+
+
+def test_fanout_closed_loop(make_server, tmp_path):
+    server = make_server(**BENCH_SETTINGS)
+    report = chatbench(server, tmp_path, "fanout", "--members", "20", "--senders", "2",
+                       "--rate", "0", "--window", "2", "--warmup", "0.5", "--seconds", "1",
+                       "--runs", "2")
+    check_traffic(report, "fanout", runs=2, recipients=20)
+    assert report["members"] == 20 and report["senders"] == 2
+
+
+def test_ingest_paced(make_server, tmp_path):
+    server = make_server(**BENCH_SETTINGS)
+    report = chatbench(server, tmp_path, "ingest", "--senders", "20", "--rate", "2000",
+                       "--warmup", "0.5", "--seconds", "1", "--runs", "1")
+    check_traffic(report, "ingest", runs=1, recipients=1)
+    assert report["senders"] == 20
+
+
+def test_idle_sockets(make_server, tmp_path):
+    server = make_server(**BENCH_SETTINGS)
+    report = chatbench(server, tmp_path, "idle", "--sockets", "30", "--idle-seconds", "2")
+    assert report["scenario"] == "idle"
+    assert report["sockets"] == 30
+    assert report["sockets_closed_by_server"] == 0
+    assert report["server_rss_kib_per_socket"] > 0, report
+
+
+def test_fanout_check_fails_when_senders_are_cut_off(flood_run):
+    """With a rate limit every sender breaks, the server closes the senders' sockets (1008)
+    and most messages never reach everyone: chatbench must not report success."""
+    code, stdout, stderr = finish(flood_run["proc"], FLOOD_ARGS, flood_run["started"])
+    assert code >= 0, f"chatbench died of signal {-code}: {stderr[-4000:]}"
+    if code != 0:
+        return  # a failure exit is an honest answer
+    report = json.loads(flood_run["out"].read_text())
+    assert json.loads(stdout) == report
+    assert report["check"]["ok"] is not True, report["check"]
