@@ -16,3 +16,9 @@
 #define CHAT_SQL_MESSAGE_COLUMNS                                                                \
   "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
   "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
+
+// A chat (`c`) with its member and message counts, as staff list chats.
+#define CHAT_SQL_OVERVIEW_COLUMNS                                  \
+  CHAT_SQL_CHAT_COLUMNS                                            \
+  ", (SELECT count(*) FROM chat_members x WHERE x.chat_id = c.id)" \
+  ", (SELECT count(*) FROM messages x WHERE x.chat_id = c.id)"

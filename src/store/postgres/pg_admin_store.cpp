@@ -7,18 +7,13 @@
 namespace chat::store::postgres {
 namespace {
 
-#define CHAT_OVERVIEW_COLUMNS                                      \
-  CHAT_SQL_CHAT_COLUMNS                                            \
-  ", (SELECT count(*) FROM chat_members x WHERE x.chat_id = c.id)" \
-  ", (SELECT count(*) FROM messages x WHERE x.chat_id = c.id)"
-
 // lower() folds by the database's LC_CTYPE (any UTF-8 locale folds Cyrillic too).
 constexpr const char* kCountChats =
     "SELECT count(*) FROM chats c WHERE $1 = '' OR strpos(lower(c.name), $1) > 0";
-constexpr const char* kListChats = "SELECT " CHAT_OVERVIEW_COLUMNS
+constexpr const char* kListChats = "SELECT " CHAT_SQL_OVERVIEW_COLUMNS
                                    " FROM chats c WHERE $1 = '' OR strpos(lower(c.name), $1) > 0 "
                                    "ORDER BY c.id DESC LIMIT $2 OFFSET $3";
-constexpr const char* kChat = "SELECT " CHAT_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = $1";
+constexpr const char* kChat = "SELECT " CHAT_SQL_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = $1";
 
 // $1 = 0: any chat. The primary key (or messages_chat) gives the order without sorting.
 constexpr const char* kMessages =
@@ -37,8 +32,6 @@ constexpr const char* kCounts =
     "SELECT (SELECT count(*) FROM users), (SELECT count(*) FROM chats), "
     "(SELECT count(*) FROM messages), "
     "(SELECT count(*) FROM events WHERE created_at >= $1 AND type = 'message')";
-
-#undef CHAT_OVERVIEW_COLUMNS
 
 ChatOverview read_overview(const PgResult& r, int i) {
   ChatOverview o;

@@ -7,20 +7,15 @@
 namespace chat::store::sqlite {
 namespace {
 
-#define CHAT_OVERVIEW_COLUMNS                                      \
-  CHAT_SQL_CHAT_COLUMNS                                            \
-  ", (SELECT count(*) FROM chat_members x WHERE x.chat_id = c.id)" \
-  ", (SELECT count(*) FROM messages x WHERE x.chat_id = c.id)"
-
 // unicode_lower() is registered on every connection (connection.cpp): SQLite's own lower()
 // folds ASCII only, and chat names are often Cyrillic.
 constexpr const char* kCountChats =
     "SELECT count(*) FROM chats c WHERE ?1 = '' OR instr(unicode_lower(c.name), ?1) > 0";
 constexpr const char* kListChats =
-    "SELECT " CHAT_OVERVIEW_COLUMNS
+    "SELECT " CHAT_SQL_OVERVIEW_COLUMNS
     " FROM chats c WHERE ?1 = '' OR instr(unicode_lower(c.name), ?1) > 0 "
     "ORDER BY c.id DESC LIMIT ?2 OFFSET ?3";
-constexpr const char* kChat = "SELECT " CHAT_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = ?1";
+constexpr const char* kChat = "SELECT " CHAT_SQL_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = ?1";
 
 // ?1 = 0: any chat. The primary key (or messages_chat) gives the order without sorting.
 constexpr const char* kMessages =
@@ -41,8 +36,6 @@ constexpr const char* kCountMessages = "SELECT count(*) FROM messages";
 // makes this a range scan over the last minute of the log.
 constexpr const char* kCountSentSince =
     "SELECT count(*) FROM events WHERE created_at >= ?1 AND type = 'message'";
-
-#undef CHAT_OVERVIEW_COLUMNS
 
 ChatOverview read_overview(const Statement& s) {
   ChatOverview o;
