@@ -60,7 +60,7 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   co_return out;
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t me,
+boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
                                                                           NewMessage m) {
   auto events = [](const SentMessage& sent) {
     return std::vector<NewEvent>{to_event(sent.message.chat_id, message_event(sent.message))};

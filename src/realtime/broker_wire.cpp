@@ -26,15 +26,28 @@ bool take_word(std::string_view& s, std::string_view& out, char end) {
 }  // namespace
 
 std::string encode_logged(const store::EventRecord& e) {
-  std::string out = "L" + std::to_string(e.seq) + " " + std::to_string(e.chat_id) + " " +
-                    std::to_string(e.user_id.value_or(0)) + " " + std::to_string(e.created_at) +
-                    " " + e.type + "\n";
+  // Appended piece by piece: g++ 12 warns falsely (-Wrestrict) about "L" + std::string.
+  std::string out = "L";
+  out += std::to_string(e.seq);
+  out += ' ';
+  out += std::to_string(e.chat_id);
+  out += ' ';
+  out += std::to_string(e.user_id.value_or(0));
+  out += ' ';
+  out += std::to_string(e.created_at);
+  out += ' ';
+  out += e.type;
+  out += '\n';
   out += e.payload;
   return out;
 }
 
 std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
-  std::string out = "E" + origin + " " + std::to_string(e.exclude_user_id) + " ";
+  std::string out = "E";
+  out += origin;
+  out += ' ';
+  out += std::to_string(e.exclude_user_id);
+  out += ' ';
   for (std::size_t i = 0; i < e.chat_ids.size(); ++i) {
     if (i > 0) out += ',';
     out += std::to_string(e.chat_ids[i]);
