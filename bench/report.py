@@ -87,6 +87,17 @@ if idle:
                  f"{idle['projected_rss_gib_for_1m_sockets']:.1f} / {idle['projected_cores_for_1m_sockets']:.2f}", ""))
     rows.append(("  handshakes while opening", "per second", f"{idle['handshakes_per_second']:,.0f}", ""))
 
+rc = load("reconnect")
+if rc:
+    rows.append((f"Reconnect storm: {rc['sockets']:,} clients within {rc['storm_seconds']:g} s, since=", "handshakes/s",
+                 f"{rc['handshakes_per_second']:,.0f}", ">= 5,000"))
+    rows.append(("  last replay complete after", "s", f"{rc['seconds_to_last_synced']:.1f}", ""))
+    ck = rc["check"]
+    verdict = "ok" if ck["ok"] else (
+        f"FAILED: {ck.get('failed_connects', 0):,} connects failed, {ck['not_synced']:,} not "
+        f"replayed, {ck['clients_with_wrong_replay']:,} wrong, {ck['duplicates']:,} twice")
+    rows.append(("  every replay checked (missed messages, once each)", "", verdict, "ok"))
+
 width = [max(len(r[i]) for r in rows + [("Scenario", "Unit", "Measured: median (min-max)", "Target")]) for i in range(4)]
 header = ("Scenario", "Unit", "Measured: median (min-max)", "Target")
 print("  ".join(h.ljust(w) for h, w in zip(header, width)))

@@ -2,7 +2,8 @@
 # `make bench`: chatbench's scenarios against a fresh chatd, the server pinned to core 0
 # and chatbench to core 1 (taskset), on loopback only. Writes bench/results/<name>.json,
 # prints a table, and draws the latency distributions (bench/results/latency.svg).
-#   bench/run.sh BUILD_DIR [SCENARIO...]     scenarios: fanout ingest ingest-pg history idle
+#   bench/run.sh BUILD_DIR [SCENARIO...]
+#     scenarios: fanout ingest ingest-pg history idle reconnect
 set -euo pipefail
 build=$(cd "${1:?build folder}" && pwd)
 shift || true
@@ -80,7 +81,7 @@ bench() {
   fi
 }
 
-scenarios=${*:-fanout ingest ingest-pg history idle}
+scenarios=${*:-fanout ingest ingest-pg history idle reconnect}
 for s in $scenarios; do
   case $s in
     fanout)
@@ -121,6 +122,12 @@ for s in $scenarios; do
       # A chat of a million messages, filled through the API first (a few minutes).
       start_server history
       bench history history --history-messages 1000000 --http-connections 32 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      ;;
+    reconnect)
+      sockets=$(( fds - 500 < 19000 ? fds - 500 : 19000 ))
+      start_server reconnect
+      bench reconnect reconnect --sockets "$sockets" --storm-seconds 5 --setup-connections 32
       stop_server
       ;;
     idle)

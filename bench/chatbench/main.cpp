@@ -35,7 +35,7 @@ int main(int argc, char** argv) {
   Options o;
   std::string scenario;
   std::string out;
-  app.add_option("scenario", scenario, "fanout | ingest | idle | history")->required();
+  app.add_option("scenario", scenario, "fanout | ingest | idle | history | reconnect")->required();
   app.add_option("--host", o.target.host, "server address (loopback)");
   app.add_option("--port", o.target.port, "server port");
   app.add_option("--sources", o.target.sources, "connect from 127.0.0.1..127.0.0.N");
@@ -52,6 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--window", o.window, "messages in flight per sender in a closed loop");
   app.add_option("--sockets", o.sockets, "idle: sockets");
   app.add_option("--idle-seconds", o.idle_seconds);
+  app.add_option("--storm-seconds", o.storm_seconds, "reconnect: everyone back within this");
   app.add_option("--history-messages", o.history_messages, "history: messages in the chat");
   app.add_option("--page-size", o.page_size);
   app.add_option("--http-connections", o.http_connections);
@@ -68,6 +69,7 @@ int main(int argc, char** argv) {
     if (scenario == "ingest") co_return co_await run_ingest(o);
     if (scenario == "idle") co_return co_await run_idle(o);
     if (scenario == "history") co_return co_await run_history(o);
+    if (scenario == "reconnect") co_return co_await run_reconnect(o);
     throw std::invalid_argument("unknown scenario: " + scenario);
   };
   auto result = boost::asio::co_spawn(io, run(), boost::asio::use_future);

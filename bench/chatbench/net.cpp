@@ -167,6 +167,9 @@ asio::awaitable<int> WsClient::read(OnText on_text) {
                    static_cast<std::uint8_t>(frame->payload[1]);
           }
           close();
+          // The server closes its side after its close frame; so does this client.
+          boost::system::error_code ignored;
+          socket_.close(ignored);
           co_return code;
         }
         default:

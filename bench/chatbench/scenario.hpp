@@ -30,6 +30,7 @@ struct Options {
   // idle / reconnect
   int sockets = 1000;
   double idle_seconds = 20;
+  double storm_seconds = 5;
   // history
   long long history_messages = 1'000'000;
   int page_size = 50;
