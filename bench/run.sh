@@ -58,10 +58,19 @@ start_server() {
   exit 1
 }
 
+# SIGTERM, then up to 15 s for the graceful shutdown (chatd is not this shell's child, so
+# `wait` cannot be used); a server still running after that is reported and killed.
 stop_server() {
   if [ -n "$server_pid" ]; then
     kill "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do
+      kill -0 "$server_pid" 2>/dev/null || break
+      sleep 0.1
+    done
+    if kill -0 "$server_pid" 2>/dev/null; then
+      echo "chatd (pid $server_pid) did not stop within 15 s of SIGTERM; killed" >&2
+      kill -9 "$server_pid" 2>/dev/null || true
+    fi
     server_pid=""
   fi
 }
