@@ -4,15 +4,11 @@ refused at once, sockets closed with 4003 on every node); granting and revoking 
 chats with their counters and members; messages of any chat; deleting a message for
 everyone; and the counters of /api/admin/stats/.
 
-Every response body is validated against the schema the API document gives for that
-operation and status. The admin operations come from api/openapi.json when it has them,
-else from api/admin-endpoints.pending.json (whose $refs point into openapi.json's
-components), so the checks hold before and after the pending file is merged.
+Every response body is validated against the schema api/openapi.json gives for that
+operation and status (test_openapi's checks).
 
 Staff users are made by `chatd createsuperuser`, run against the server's own database."""
 import asyncio
-import json
-import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,13 +17,12 @@ import jsonschema
 import pytest
 import requests
 
-from conftest import ROOT, Client, unique_name
-from test_openapi import create_superuser, inline_refs, pointer
+from conftest import Client, unique_name
+from test_openapi import SPEC as DOC
+from test_openapi import assert_matches, create_superuser, inline_refs, response_definition
 from test_websocket import (chat_ws, group_chat, is_, private_chat, refused, rest_send, run, uid,
                             uname, user_ws, without_seq)
 
-OPENAPI_PATH = os.path.join(ROOT, "api", "openapi.json")
-PENDING_PATH = os.path.join(ROOT, "api", "admin-endpoints.pending.json")
 ADMIN_OPERATIONS = [
     ("GET", "/api/admin/users/"),
     ("GET", "/api/admin/users/{id}/"),
@@ -54,59 +49,6 @@ NOT_BOOLEAN = ["Must be a valid boolean."]
 STAFF_PASSWORD = "staff-pass-12"
 BOGUS = 987_654_321_987  # an id that never exists
 CLOSE_DEACTIVATED = 4003
-
-
-# ---- the document ---------------------------------------------------------------------------
-
-def load_document():
-    """api/openapi.json, completed with the admin paths and components of the pending file
-    wherever openapi.json does not have them (yet)."""
-    with open(OPENAPI_PATH, encoding="utf-8") as f:
-        doc = json.load(f)
-    if os.path.exists(PENDING_PATH):
-        with open(PENDING_PATH, encoding="utf-8") as f:
-            pending = json.load(f)
-        for path, item in pending.get("paths", {}).items():
-            doc["paths"].setdefault(path, item)
-        for kind, entries in pending.get("components", {}).items():
-            target = doc.setdefault("components", {}).setdefault(kind, {})
-            for name, value in entries.items():
-                target.setdefault(name, value)
-    return doc
-
-
-DOC = load_document()
-
-
-def response_definition(method, template, status):
-    item = DOC["paths"].get(template)
-    assert item is not None, f"{template} is in neither api/openapi.json nor the pending admin file"
-    op = item.get(method.lower())
-    assert op is not None, f"{method} {template} is not documented"
-    responses = op["responses"]
-    assert str(status) in responses, (
-        f"{method} {template} answered {status}, which the document does not list "
-        f"(documented: {sorted(responses)})")
-    r = responses[str(status)]
-    return pointer(DOC, r["$ref"]) if "$ref" in r else r
-
-
-def assert_matches(method, template, status, body):
-    """The body (parsed JSON, None when empty) matches what the document gives for
-    `method template` answering `status`."""
-    definition = response_definition(method, template, status)
-    content = definition.get("content")
-    if not content:
-        assert body is None, f"{method} {template} {status} documents no body, got {body!r}"
-        return
-    assert "application/json" in content, f"{method} {template} {status}: not JSON"
-    schema = inline_refs(content["application/json"]["schema"], DOC)
-    errors = sorted(jsonschema.Draft202012Validator(schema).iter_errors(body),
-                    key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = [f"- at {list(e.absolute_path)}: {e.message[:300]}" for e in errors[:10]]
-        pytest.fail(f"{method} {template} {status}: the body does not match the schema\n"
-                    + "\n".join(lines) + f"\nbody: {json.dumps(body)[:2000]}")
 
 
 def call(c, method, template, expect, token=None, ids=None, query=None, **kw):
