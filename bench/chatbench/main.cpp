@@ -12,6 +12,7 @@
 #include <iostream>
 #include <random>
 
+#include "relay.hpp"
 #include "scenario.hpp"
 
 namespace chatbench {
@@ -35,7 +36,8 @@ int main(int argc, char** argv) {
   Options o;
   std::string scenario;
   std::string out;
-  app.add_option("scenario", scenario, "fanout | ingest | idle | history | reconnect")->required();
+  app.add_option("scenario", scenario, "fanout | ingest | idle | history | reconnect | relay")
+      ->required();
   app.add_option("--host", o.target.host, "server address (loopback)");
   app.add_option("--port", o.target.port, "server port");
   app.add_option("--sources", o.target.sources, "connect from 127.0.0.1..127.0.0.N");
@@ -50,6 +52,7 @@ int main(int argc, char** argv) {
   app.add_option("--text-bytes", o.text_bytes);
   app.add_option("--rate", o.rate, "fanout: deliveries/s, ingest: messages/s; 0 = closed loop");
   app.add_option("--window", o.window, "messages in flight per sender in a closed loop");
+  app.add_flag("--relay", o.relay, "fanout: the server is `chatbench relay`, not a chat server");
   app.add_option("--sockets", o.sockets, "idle: sockets");
   app.add_option("--idle-seconds", o.idle_seconds);
   app.add_option("--storm-seconds", o.storm_seconds, "reconnect: everyone back within this");
@@ -58,6 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--http-connections", o.http_connections);
   app.add_option("--out", out, "write the report here as well");
   CLI11_PARSE(app, argc, argv);
+  // `chatbench relay --port P`: serve the bare relay instead of measuring.
+  if (scenario == "relay") return run_relay(o.target.host, o.target.port);
   if (o.prefix.empty()) {
     std::random_device rd;
     o.prefix = "b" + std::to_string(rd() % 1'000'000) + "_";

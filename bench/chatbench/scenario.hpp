@@ -25,8 +25,9 @@ struct Options {
   int members = 1000;
   int senders = 10;
   int text_bytes = 200;
-  double rate = 0;  // fanout: deliveries/s; ingest: messages/s; 0 = as fast as it goes
-  int window = 4;   // messages in flight per sender when not paced
+  double rate = 0;     // fanout: deliveries/s; ingest: messages/s; 0 = as fast as it goes
+  int window = 4;      // messages in flight per sender when not paced
+  bool relay = false;  // fanout against chatbench's bare relay: no users, no chat
   // idle / reconnect
   int sockets = 1000;
   double idle_seconds = 20;

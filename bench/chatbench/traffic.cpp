@@ -48,7 +48,8 @@ asio::awaitable<void> Traffic::open_sockets() {
   auto open_one = [&](HttpConnection& /*unused*/, int i) -> asio::awaitable<void> {
     auto socket = co_await connect(o_.target, static_cast<std::uint64_t>(i));
     auto ws = std::make_shared<WsClient>(std::move(socket));
-    const std::string path = "/ws/?token=" + users_[static_cast<std::size_t>(i)].access;
+    const std::string path =
+        o_.relay ? "/relay" : "/ws/?token=" + users_[static_cast<std::size_t>(i)].access;
     const int status = co_await ws->handshake(path, o_.target.host_header());
     if (status != 101) throw std::runtime_error("socket handshake: HTTP " + std::to_string(status));
     sockets_[static_cast<std::size_t>(i)] = ws;
