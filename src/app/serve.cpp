@@ -2,6 +2,7 @@
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -136,10 +137,12 @@ int serve(const config::Settings& s) {
         },
         asio::detached);
   };
-  auto delivered = [&delivery](std::int64_t user, std::int64_t chat, std::int64_t message) {
-    delivery.note(user, chat, message);
+  auto delivered = [&delivery](std::int64_t chat, std::int64_t message,
+                               const std::vector<std::int64_t>& users) {
+    delivery.note(chat, message, users);
   };
-  realtime::Hub hub(*broker, recount, delivered,
+  auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
+  realtime::Hub hub(*broker, recount, delivered, post,
                     static_cast<std::size_t>(s.ws_max_sockets_per_user));
   broker->set_handler(&hub);
   store->chats().set_commit_listener([&broker](const std::vector<store::EventRecord>& events) {

@@ -6,6 +6,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
+#include <map>
 #include <vector>
 
 #include "chat/wire.hpp"
@@ -13,22 +14,29 @@
 
 namespace chat::realtime {
 
-void DeliveryTracker::note(std::int64_t user_id, std::int64_t chat_id, std::int64_t message_id) {
+void DeliveryTracker::note(std::int64_t chat_id, std::int64_t message_id,
+                           const std::vector<std::int64_t>& users) {
   std::lock_guard lock(mutex_);
-  auto& v = pending_[{chat_id, user_id}];
-  v = std::max(v, message_id);
+  auto& chat = pending_[chat_id];
+  for (const std::int64_t user : users) {
+    auto& v = chat[user];
+    v = std::max(v, message_id);
+  }
 }
 
 boost::asio::awaitable<void> DeliveryTracker::flush() {
-  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> batch;
+  std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> batch;
   {
     std::lock_guard lock(mutex_);
     batch.swap(pending_);
   }
   // One transaction per chat for all its members noted since the last flush.
   std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::int64_t>>> by_chat;
-  for (const auto& [key, message_id] : batch)
-    by_chat[key.first].emplace_back(key.second, message_id);
+  for (const auto& [chat_id, users] : batch) {
+    auto& values = by_chat[chat_id];
+    values.assign(users.begin(), users.end());
+    std::sort(values.begin(), values.end());
+  }
   for (auto& [chat_id, values] : by_chat) {
     auto events = [](const store::DeliveredBatch& b) {
       std::vector<store::NewEvent> out;

@@ -7,8 +7,9 @@
 
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <mutex>
+#include <unordered_map>
+#include <vector>
 
 namespace chat::store {
 class Store;
@@ -25,8 +26,8 @@ class DeliveryTracker {
 
   explicit DeliveryTracker(store::Store& store) : store_(store) {}
 
-  // Thread-safe, cheap: called for every message queued on a socket.
-  void note(std::int64_t user_id, std::int64_t chat_id, std::int64_t message_id);
+  // Thread-safe, cheap: called for every message queued on sockets, with their users.
+  void note(std::int64_t chat_id, std::int64_t message_id, const std::vector<std::int64_t>& users);
   // Writes what has been noted; run forever by the server.
   boost::asio::awaitable<void> run(std::chrono::milliseconds interval);
   boost::asio::awaitable<void> flush();
@@ -34,7 +35,8 @@ class DeliveryTracker {
  private:
   store::Store& store_;
   std::mutex mutex_;
-  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> pending_;  // (chat, user) -> id
+  // chat -> user -> the newest message id queued to them
+  std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> pending_;
 };
 
 }  // namespace chat::realtime

@@ -1,8 +1,10 @@
 // Maps chats and users to this node's live sessions and fans events out to them
 // (Tinode's hub, Beast chat-multi's shared_state). A broadcast is serialised once per
 // variant (with or without seq, with or without the sender's client_id) and the same
-// bytes are queued on every recipient; recipients are copied under the lock and written
-// to outside it. Thread-safe.
+// bytes are queued on every recipient. Queuing is cheap and done under the hub's lock;
+// the writes are not: every session a broadcast touched is written once, later, by a
+// flush job on an I/O thread, so events that arrive while those jobs wait share each
+// socket's write. Thread-safe.
 #pragma once
 
 #include <cstdint>
@@ -31,13 +33,17 @@ struct UnreadState {
 class Hub final : public BrokerHandler {
  public:
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
-  // `done` with it, asynchronously. `delivered(user, chat, message)` is told whenever a
-  // message event is queued on one of the user's sockets.
+  // `done` with it, asynchronously. `delivered(chat, message, users)` is told whenever a
+  // message event is queued on sockets of these users. `post(job)` runs a job on an I/O
+  // thread (the flushes).
   using Recount =
       std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
-  using Delivered = std::function<void(std::int64_t, std::int64_t, std::int64_t)>;
+  using Delivered =
+      std::function<void(std::int64_t, std::int64_t, const std::vector<std::int64_t>&)>;
+  using Post = std::function<void(std::function<void()>)>;
 
-  Hub(Broker& broker, Recount recount, Delivered delivered, std::size_t max_sockets_per_user);
+  Hub(Broker& broker, Recount recount, Delivered delivered, Post post,
+      std::size_t max_sockets_per_user);
 
   // Registers a session for these chats (a user socket: all of the user's chats, with their
   // unread state, read after the event log stood at `from_seq`), subscribing this node to
@@ -61,6 +67,7 @@ class Hub final : public BrokerHandler {
   struct Entry {
     SessionPtr session;
     std::unordered_map<std::int64_t, UnreadState> unread;  // user sockets only
+    std::vector<std::int64_t> chats;                       // the chats it hears
     std::uint64_t order = 0;                               // attach order, for the limit
   };
 
@@ -70,23 +77,32 @@ class Hub final : public BrokerHandler {
     std::vector<std::int64_t> chats_on, chats_off, users_on, users_off;
   };
 
-  void subscribe(const Session* s, std::int64_t chat_id, Interest& interest);
+  void subscribe(Entry& e, std::int64_t chat_id, Interest& interest);
   // Returns the user's sockets of that chat (/ws/chat/{id}/), which must close.
   std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id,
                                       Interest& interest);
   void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
-  void send_unread(const SessionPtr& s, std::int64_t chat_id, std::int64_t count);
   void recount_for(const SessionPtr& s, std::int64_t chat_id);
+  // Under the lock: queues a frame on a session and remembers it for the next flush job.
+  void queue_locked(Entry& e, const Frame& frame, std::int64_t seq);
+  // Under the lock: makes sure a flush job will run for what was queued.
+  void schedule_flush_locked();
+  void flush_dirty();
 
   Broker& broker_;
   Recount recount_;
   Delivered delivered_;
+  Post post_;
   std::size_t max_sockets_per_user_;
   mutable std::mutex mutex_;
   std::uint64_t next_order_ = 0;
+  // Entries are nodes of sessions_ (their addresses never move); the lists point at them.
   std::unordered_map<const Session*, Entry> sessions_;
-  std::unordered_map<std::int64_t, std::vector<const Session*>> by_chat_;
-  std::unordered_map<std::int64_t, std::vector<const Session*>> by_user_;
+  std::unordered_map<std::int64_t, std::vector<Entry*>> by_chat_;
+  std::unordered_map<std::int64_t, std::vector<Entry*>> by_user_;
+  // Sessions with queued frames that the next flush job writes.
+  std::vector<SessionPtr> dirty_;
+  bool flush_posted_ = false;
 };
 
 }  // namespace chat::realtime

@@ -14,10 +14,16 @@ class Session {
  public:
   virtual ~Session() = default;
 
-  // Queues a text frame; never blocks. A logged event's `seq` (0 for others) lets a
-  // resuming session drop what its replay already sent. A full queue closes the session
-  // as a slow reader.
+  // Queues a text frame and sees that it is written; never blocks. A logged event's `seq`
+  // (0 for others) lets a resuming session drop what its replay already sent. A full queue
+  // closes the session as a slow reader.
   virtual void deliver(const Frame& frame, std::int64_t seq = 0) = 0;
+  // Queues a frame as deliver() does but leaves the write to the caller, so a broadcast
+  // writes each recipient once however many frames it queued: true when the caller must
+  // call flush() (once), false when a write is already due. Never blocks; any thread.
+  virtual bool queue(const Frame& frame, std::int64_t seq) = 0;
+  // Writes what is queued without blocking (the rest waits for room). Any thread.
+  virtual void flush() = 0;
   // Sends a close frame with this code after what is queued, then ends the session.
   virtual void close(int code, const std::string& reason) = 0;
 

@@ -16,9 +16,13 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <deque>
 #include <mutex>
 #include <optional>
+
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <cerrno>
 
 #include "chat/wire.hpp"
 #include "common/unicode.hpp"
@@ -38,8 +42,9 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSubscribeWait = std::chrono::seconds(3);
 // How long a closing socket waits for the peer's close frame before dropping the connection.
 constexpr auto kCloseWait = std::chrono::seconds(5);
-// At most this many frames go into one write (one writev), well under IOV_MAX.
-constexpr std::size_t kMaxBatch = 400;
+// At most this many frames go into one write (one writev of a header and a payload each,
+// with the backlog and control frames: under IOV_MAX).
+constexpr std::size_t kMaxBatch = 500;
 // A socket's read buffer starts small (idle sockets are most sockets) and grows to fit.
 constexpr std::size_t kReadChunk = 512;
 
@@ -56,14 +61,24 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   std::int64_t chat_id() const override { return admission_.chat_id; }
 
   void deliver(const realtime::Frame& frame, std::int64_t seq) override {
+    if (queue(frame, seq)) schedule_flush();
+  }
+
+  bool queue(const realtime::Frame& frame, std::int64_t seq) override {
     std::lock_guard lock(mutex_);
-    if (closed_) return;
+    if (closed_) return false;
     if (buffering_) {
       buffered_.emplace_back(seq, frame);
-      return;
+      return false;
     }
-    if (seq != 0 && seq <= replayed_through_) return;  // the replay already sent it
-    enqueue_locked(frame);
+    if (seq != 0 && seq <= replayed_through_) return false;  // the replay already sent it
+    return enqueue_locked(frame);
+  }
+
+  void flush() override {
+    std::lock_guard lock(mutex_);
+    flush_due_ = false;
+    write_locked();
   }
 
   void close(int code, const std::string& reason) override {
@@ -72,7 +87,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     closed_ = true;
     close_code_ = code;
     close_reason_ = reason;
-    start_writer_locked();
+    kick_locked();
   }
 
   asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
@@ -138,7 +153,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     {
       std::lock_guard lock(mutex_);
       accepted_ = true;  // writes may start now
-      if (!queue_.empty() || close_code_ != 0) start_writer_locked();
+      if (!queue_empty() || close_code_ != 0) kick_locked();
     }
     idle_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
     asio::co_spawn(stream_.get_executor(), watch_idle(), asio::detached);
@@ -208,14 +223,18 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       }
     }
     std::lock_guard lock(mutex_);
-    if (since)
-      enqueue_locked(frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+    bool kick = false;
+    if (since) {
+      kick |=
+          enqueue_locked(frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+    }
     replayed_through_ = cursor;
     buffering_ = false;
     for (auto& [seq, frame] : buffered_) {
-      if (seq == 0 || seq > cursor) enqueue_locked(frame);
+      if (seq == 0 || seq > cursor) kick |= enqueue_locked(frame);
     }
-    buffered_.clear();
+    buffered_ = {};
+    if (kick) schedule_flush();
   }
 
   // Beast does the upgrade only (with a handshake timeout), on a stream that borrows the
@@ -261,7 +280,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
 
   std::size_t queued() {
     std::lock_guard lock(mutex_);
-    return queue_.size();
+    return queue_size();
   }
 
   bool is_closed() {
@@ -398,17 +417,21 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     std::lock_guard lock(mutex_);
     peer_closed_ = true;
     if (close_sent_) {
-      if (close_timer_) close_timer_->cancel();  // both on the strand
-      drop_connection();
+      // Ours is out: the exchange is complete. (Still being written: the connection ends
+      // once it is, as peer_closed_ now says.)
+      if (close_done_) {
+        if (close_timer_) close_timer_->cancel();
+        drop_connection();
+      }
       return true;
     }
     if (!closed_ || close_code_ == 0) {
       closed_ = true;
-      queue_.clear();
+      clear_queue();
       close_code_ = code == 0 ? 1002 : (code == 1005 ? 1000 : code);
       close_reason_.clear();
     }
-    start_writer_locked();
+    kick_locked();
     return true;
   }
 
@@ -417,20 +440,20 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   void fail(int code, const char* why) {
     spdlog::info("ws user={} {}: closing with {}", user_id(), why, code);
     std::lock_guard lock(mutex_);
-    queue_.clear();
+    clear_queue();
     if (!closed_ || close_code_ == 0) {
       closed_ = true;
       close_code_ = code;
       close_reason_ = why;
     }
-    start_writer_locked();
+    kick_locked();
   }
 
   void send_control(std::string frame) {
     std::lock_guard lock(mutex_);
     if (close_sent_) return;
     control_ += frame;
-    start_writer_locked();
+    kick_locked();
   }
 
   void heard() {
@@ -456,7 +479,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
                      std::chrono::duration_cast<std::chrono::seconds>(idle).count());
         std::lock_guard lock(mutex_);
         closed_ = true;
-        queue_.clear();
+        clear_queue();
         drop_connection();
         co_return;
       }
@@ -473,9 +496,12 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     }
   }
 
-  // Ends the TCP connection (under mutex_ or on the strand; posted, so it runs on the strand).
+  // Ends the TCP connection. Posted, so it runs on the strand (where the reads are
+  // started), and under mutex_, so no write is in the middle of using the descriptor.
   void drop_connection() {
     asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      std::lock_guard lock(self->mutex_);
+      self->dropped_ = true;
       beast::error_code ignored;
       auto& socket = self->stream_.socket();
       socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
@@ -488,138 +514,210 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     return ended_;
   }
 
-  void enqueue(const realtime::Frame& frame) {
-    std::lock_guard lock(mutex_);
-    enqueue_locked(frame);
+  [[nodiscard]] bool queue_empty() const { return queue_head_ == queue_.size(); }
+  [[nodiscard]] std::size_t queue_size() const { return queue_.size() - queue_head_; }
+  void clear_queue() {
+    queue_.clear();
+    queue_head_ = 0;
+  }
+  // The first `n` queued frames are written: their payloads may go.
+  void pop_frames(std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) queue_[queue_head_ + i].reset();
+    queue_head_ += n;
+    if (queue_empty()) {
+      // After a burst an idle socket keeps no large queue.
+      if (queue_.capacity() > 64) {
+        queue_ = {};
+      } else {
+        queue_.clear();
+      }
+      queue_head_ = 0;
+    }
   }
 
-  void enqueue_locked(const realtime::Frame& frame) {
-    if (closed_) return;
-    if (queue_.size() >= context_.limits.max_queued_frames) {
+  void enqueue(const realtime::Frame& frame) {
+    bool kick = false;
+    {
+      std::lock_guard lock(mutex_);
+      kick = enqueue_locked(frame);
+    }
+    if (kick) schedule_flush();
+  }
+
+  // True when the caller must see to a flush (schedule_flush, or the hub's batch).
+  bool enqueue_locked(const realtime::Frame& frame) {
+    if (closed_) return false;
+    if (queue_size() >= context_.limits.max_queued_frames) {
       // A slow reader must not hold memory or anyone else: it is cut off.
       closed_ = true;
-      queue_.clear();
+      clear_queue();
       spdlog::warn("ws user={} too slow: {} frames queued, closing", user_id(),
                    context_.limits.max_queued_frames);
       drop_connection();
-      return;
+      return false;
     }
     queue_.push_back(frame);
-    start_writer_locked();
+    return claim_flush_locked();
   }
 
-  void start_writer_locked() {
-    if (writing_ || !accepted_) return;
-    writing_ = true;
-    // Posted: the write starts on the socket's strand, outside the lock this caller holds.
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->write_next(); });
+  // True when nobody is due to write yet: the caller takes it on.
+  bool claim_flush_locked() {
+    if (flush_due_ || waiting_room_ || !accepted_ || dropped_) return false;
+    flush_due_ = true;
+    return true;
   }
 
-  // One write in flight; everything queued meanwhile goes out in the next one, as one
-  // writev of each frame's header and its shared payload (serialised once per broadcast).
-  // Plain completion handlers rather than a coroutine: a broadcast starts a write on every
-  // recipient's socket, so a write must cost as little as it can. On the strand.
-  void write_next() {
-    bool closing = false;
-    bool peer_gone = false;
-    {
-      std::lock_guard lock(mutex_);
-      out_control_.clear();
-      out_control_.swap(control_);
-      while (!queue_.empty() && out_frames_.size() < kMaxBatch) {
-        out_frames_.push_back(std::move(queue_.front()));
-        queue_.pop_front();
-      }
-      if (out_frames_.empty() && out_control_.empty()) {
-        if (!closed_ || close_code_ == 0 || close_sent_) {
-          writing_ = false;
+  void kick_locked() {
+    if (claim_flush_locked()) schedule_flush();
+  }
+
+  void schedule_flush() {
+    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->flush(); });
+  }
+
+  // Under mutex_, on any thread. Everything waiting goes out in as few sends as it takes:
+  // the unwritten rest of the last send, control frames, then queued frames as one writev
+  // of each frame's header and its shared payload (serialised once per broadcast). A send
+  // the kernel takes only part of leaves its rest in backlog_ and waits for room; a socket
+  // that is closing sends its close frame once nothing else is left. The writes are plain
+  // non-blocking system calls, not Asio operations: a broadcast writes to every recipient,
+  // so a write must cost as little as it can.
+  void write_locked() {
+    if (!accepted_ || dropped_ || waiting_room_ || close_done_) return;
+    thread_local std::vector<iovec> iov;
+    thread_local std::string headers;
+    for (;;) {
+      if (backlog_.empty() && control_.empty() && queue_empty()) {
+        if (!closed_ || close_code_ == 0) {
+          if (backlog_.capacity() > 4096) backlog_ = {};
+          return;
+        }
+        if (close_sent_) {
+          finish_close_locked();
           return;
         }
         close_sent_ = true;
-        closing = true;
-        peer_gone = peer_closed_;
-        out_control_ = server_frame(Opcode::close, close_payload(close_code_, close_reason_));
+        control_ = server_frame(Opcode::close, close_payload(close_code_, close_reason_));
       }
-    }
-    out_headers_.resize(out_frames_.size() * kMaxHeader);
-    out_buffers_.clear();
-    out_buffers_.emplace_back(out_control_.data(), out_control_.size());
-    for (std::size_t i = 0; i < out_frames_.size(); ++i) {
-      char* h = out_headers_.data() + i * kMaxHeader;
-      const std::size_t n = server_header(Opcode::text, out_frames_[i]->size(), h);
-      out_buffers_.emplace_back(h, n);
-      out_buffers_.emplace_back(out_frames_[i]->data(), out_frames_[i]->size());
-    }
-    asio::async_write(
-        stream_, out_buffers_,
-        [self = shared_from_this(), closing, peer_gone](beast::error_code ec, std::size_t) {
-          self->written(ec, closing, peer_gone);
-        });
-  }
-
-  void written(beast::error_code ec, bool closing, bool peer_gone) {
-    out_frames_.clear();  // the payloads may go
-    if (out_frames_.capacity() > 64) release_write_buffers();
-    if (ec) {
-      std::lock_guard lock(mutex_);
-      closed_ = true;
-      queue_.clear();
-      writing_ = false;
-      return;
-    }
-    if (closing) {
-      // Our close frame is out, and nothing follows it: a FIN tells the peer so (and
-      // ends its wait for the server to close first). Answering theirs ends the
-      // connection; otherwise the peer has a moment to answer before it is dropped.
-      beast::error_code ignored;
-      stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
-      if (!peer_gone) {
-        // Cancelled when their close frame arrives (peer_closed).
-        close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor(), kCloseWait);
-        close_timer_->async_wait([self = shared_from_this()](beast::error_code) {
-          {
-            std::lock_guard lock(self->mutex_);
-            self->drop_connection();
-          }
-          self->write_next();
-        });
+      iov.clear();
+      std::size_t total = 0;
+      auto add = [&](const char* p, std::size_t n) {
+        iov.push_back({const_cast<char*>(p), n});
+        total += n;
+      };
+      if (!backlog_.empty()) add(backlog_.data(), backlog_.size());
+      if (!control_.empty()) add(control_.data(), control_.size());
+      const std::size_t frames = std::min(queue_size(), kMaxBatch);
+      headers.resize(frames * kMaxHeader);
+      for (std::size_t i = 0; i < frames; ++i) {
+        const auto& payload = *queue_[queue_head_ + i];
+        char* h = headers.data() + i * kMaxHeader;
+        add(h, server_header(Opcode::text, payload.size(), h));
+        add(payload.data(), payload.size());
+      }
+      msghdr msg{};
+      msg.msg_iov = iov.data();
+      msg.msg_iovlen = iov.size();
+      const ssize_t sent =
+          ::sendmsg(stream_.socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (sent < 0 && errno == EINTR) continue;
+      if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        // The peer is gone: the read loop ends the session.
+        closed_ = true;
+        clear_queue();
+        backlog_.clear();
+        control_.clear();
+        drop_connection();
         return;
       }
-      std::lock_guard lock(mutex_);
-      drop_connection();
+      const auto written = static_cast<std::size_t>(std::max<ssize_t>(sent, 0));
+      if (written < total) {
+        // What the kernel did not take goes first next time, ahead of anything newer.
+        std::string rest;
+        rest.reserve(total - written);
+        std::size_t skip = written;
+        for (const auto& v : iov) {
+          if (skip >= v.iov_len) {
+            skip -= v.iov_len;
+            continue;
+          }
+          rest.append(static_cast<const char*>(v.iov_base) + skip, v.iov_len - skip);
+          skip = 0;
+        }
+        backlog_ = std::move(rest);
+      } else {
+        backlog_.clear();
+      }
+      control_.clear();
+      pop_frames(frames);
+      if (written < total) {
+        wait_for_room_locked();
+        return;
+      }
     }
-    write_next();
   }
 
-  // After a burst: an idle socket keeps no large write buffers.
-  void release_write_buffers() {
-    out_frames_ = {};
-    out_buffers_ = {};
-    out_headers_ = {};
+  // The kernel's send buffer is full: write again once it has room (the wait is started
+  // on the strand, where the socket's other operations start).
+  void wait_for_room_locked() {
+    waiting_room_ = true;
+    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+      self->stream_.socket().async_wait(asio::socket_base::wait_write,
+                                        [self](beast::error_code ec) {
+                                          std::lock_guard lock(self->mutex_);
+                                          self->waiting_room_ = false;
+                                          if (ec) {
+                                            self->closed_ = true;
+                                            self->clear_queue();
+                                            return;
+                                          }
+                                          self->write_locked();
+                                        });
+    });
+  }
+
+  // Our close frame is out and nothing follows it: a FIN tells the peer so (and ends its
+  // wait for the server to close first). Answering theirs ends the connection; otherwise
+  // the peer has a moment to answer before it is dropped. Under mutex_.
+  void finish_close_locked() {
+    close_done_ = true;
+    beast::error_code ignored;
+    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    if (peer_closed_) {
+      drop_connection();
+      return;
+    }
+    // Cancelled when their close frame arrives (peer_closed).
+    close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor(), kCloseWait);
+    close_timer_->async_wait([self = shared_from_this()](beast::error_code) {
+      std::lock_guard lock(self->mutex_);
+      self->drop_connection();
+    });
   }
 
   beast::tcp_stream stream_;
   Admission admission_;
   RealtimeContext& context_;
   std::mutex mutex_;
-  std::deque<realtime::Frame> queue_;
-  bool writing_ = false;
-  bool accepted_ = false;  // the handshake is done
-  bool closed_ = false;    // nothing more is queued
-  int close_code_ = 0;     // a close frame to send once the queue is drained
+  // Frames waiting to be written: queue_[queue_head_..] (a vector: no allocation while idle).
+  std::vector<realtime::Frame> queue_;
+  std::size_t queue_head_ = 0;
+  std::string backlog_;        // the unwritten rest of a write the kernel took only part of
+  bool flush_due_ = false;     // a flush is posted, or the hub will call flush()
+  bool waiting_room_ = false;  // for the kernel's send buffer to drain
+  bool dropped_ = false;       // the descriptor is closed: nothing more is written
+  bool accepted_ = false;      // the handshake is done
+  bool closed_ = false;        // nothing more is queued
+  int close_code_ = 0;         // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
   bool peer_closed_ = false;  // the peer's close frame arrived
   bool ended_ = false;        // run() is over
+  bool close_done_ = false;   // the close frame is written and our side shut down
   std::string control_;       // framed pings, pongs (sent before queued frames)
   std::atomic<std::int64_t> last_heard_{0};
   std::unique_ptr<asio::steady_timer> idle_timer_;
   std::unique_ptr<asio::steady_timer> close_timer_;
-  // The write in flight (strand only).
-  std::vector<realtime::Frame> out_frames_;
-  std::string out_headers_;
-  std::string out_control_;
-  std::vector<asio::const_buffer> out_buffers_;
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;
