@@ -53,6 +53,7 @@ struct NewMessage {
 struct SentMessage {
   MessageRecord message;
   bool created = false;  // false: an earlier message with this client_id was returned
+  Watermarks marks;      // of the chat, read in the same transaction (for the status)
 };
 
 struct MemberChange {
@@ -181,7 +182,8 @@ class ChatStore {
       EventsFor<Departure> events) = 0;
 
   // Stores the message (or returns the earlier one with the same sender, chat and
-  // client_id), moves the chat's activity and the sender's watermarks to it.
+  // client_id), moves the chat's activity and the sender's watermarks to it. nullopt when
+  // the chat is gone or the sender is not a member.
   virtual boost::asio::awaitable<std::optional<SentMessage>> send_message(
       NewMessage message, EventsFor<SentMessage> events) = 0;
   virtual boost::asio::awaitable<std::optional<MessageRecord>> edit_message(

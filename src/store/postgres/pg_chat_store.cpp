@@ -355,6 +355,16 @@ asio::awaitable<void> delete_chat_rows(PgConnection& c, std::int64_t chat_id) {
   co_await c.prepared(kDeleteChat, std::move(chat));
 }
 
+// The two lowest read and delivered watermarks (kLowestRead, kLowestDelivered).
+Watermarks watermarks_from(const PgResult& read, const PgResult& delivered) {
+  Watermarks w;
+  for (int i = 0; i < read.rows(); ++i)
+    w.lowest_read.push_back({read.int64(i, 0), read.int64(i, 1)});
+  for (int i = 0; i < delivered.rows(); ++i)
+    w.lowest_delivered.push_back({delivered.int64(i, 0), delivered.int64(i, 1)});
+  return w;
+}
+
 }  // namespace
 
 // ---- the write path ------------------------------------------------------------------------
@@ -457,16 +467,11 @@ asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, st
 }
 
 asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
-  Watermarks w;
   auto read_params = pg_params(chat_id);
   auto read = co_await db_.query(kLowestRead, std::move(read_params));
-  for (int i = 0; i < read.rows(); ++i)
-    w.lowest_read.push_back({read.int64(i, 0), read.int64(i, 1)});
   auto delivered_params = pg_params(chat_id);
   auto delivered = co_await db_.query(kLowestDelivered, std::move(delivered_params));
-  for (int i = 0; i < delivered.rows(); ++i)
-    w.lowest_delivered.push_back({delivered.int64(i, 0), delivered.int64(i, 1)});
-  co_return w;
+  co_return watermarks_from(read, delivered);
 }
 
 asio::awaitable<HistoryPage> PgChatStore::history(std::int64_t chat_id, std::int64_t viewer,
@@ -732,6 +737,11 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
       auto earlier = co_await c.prepared(kMessageByClientId, std::move(find));
       if (earlier.rows() > 0) {
         out = SentMessage{read_message(earlier, 0), false};
+        std::vector<PgStatement> marks;
+        marks.push_back({kLowestRead, pg_params(m.chat_id)});
+        marks.push_back({kLowestDelivered, pg_params(m.chat_id)});
+        auto found = co_await c.pipeline(std::move(marks));
+        out->marks = watermarks_from(found[0], found[1]);
         co_return;
       }
     }
@@ -742,13 +752,17 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
                             ordinal, words);
     auto inserted = co_await c.prepared(kInsertMessage, std::move(insert));
     const std::int64_t id = scalar(inserted);
-    // Three independent statements, one round trip (libpq's pipeline mode).
+    // The statements that follow, one round trip (libpq's pipeline mode); the watermarks
+    // are read after the sender's moved.
     std::vector<PgStatement> follow_up;
     follow_up.push_back({kSetLastMessage, pg_params(m.chat_id, id)});
     follow_up.push_back({kSenderWatermarks, pg_params(m.chat_id, m.sender_id, id)});
     follow_up.push_back({kMessageById, pg_params(id)});
+    follow_up.push_back({kLowestRead, pg_params(m.chat_id)});
+    follow_up.push_back({kLowestDelivered, pg_params(m.chat_id)});
     auto results = co_await c.pipeline(std::move(follow_up));
     out = SentMessage{read_message(results[2], 0), true};
+    out->marks = watermarks_from(results[3], results[4]);
     co_await append_events(c, log, events(*out), m.now);
   };
   WriteBody fn = body;

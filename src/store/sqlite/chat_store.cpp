@@ -204,6 +204,17 @@ std::optional<ChatRecord> chat_by_id(Connection& c, std::int64_t id) {
   return first_row(s, read_chat);
 }
 
+Watermarks watermarks_of(Connection& c, std::int64_t chat_id) {
+  Watermarks w;
+  auto read = c.prepare(kLowestRead);
+  read.bind(1, chat_id);
+  while (read.step()) w.lowest_read.push_back({read.int64(0), read.int64(1)});
+  auto delivered = c.prepare(kLowestDelivered);
+  delivered.bind(1, chat_id);
+  while (delivered.step()) w.lowest_delivered.push_back({delivered.int64(0), delivered.int64(1)});
+  return w;
+}
+
 std::optional<MemberRecord> member_of(Connection& c, std::int64_t chat_id, std::int64_t user_id) {
   auto s = c.prepare(kMember);
   s.bind(1, chat_id).bind(2, user_id);
@@ -375,16 +386,7 @@ boost::asio::awaitable<std::int64_t> SqliteChatStore::unread_count(std::int64_t 
 }
 
 boost::asio::awaitable<Watermarks> SqliteChatStore::watermarks(std::int64_t chat_id) {
-  auto q = [chat_id](Connection& c) {
-    Watermarks w;
-    auto read = c.prepare(kLowestRead);
-    read.bind(1, chat_id);
-    while (read.step()) w.lowest_read.push_back({read.int64(0), read.int64(1)});
-    auto delivered = c.prepare(kLowestDelivered);
-    delivered.bind(1, chat_id);
-    while (delivered.step()) w.lowest_delivered.push_back({delivered.int64(0), delivered.int64(1)});
-    return w;
-  };
+  auto q = [chat_id](Connection& c) { return watermarks_of(c, chat_id); };
   co_return co_await db_.read(std::move(q));
 }
 
@@ -667,7 +669,11 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     if (m.client_id) {
       auto s = c.prepare(kMessageByClientId);
       s.bind(1, m.chat_id).bind(2, m.sender_id).bind(3, *m.client_id);
-      if (s.step()) return std::optional<SentMessage>(SentMessage{read_message(s), false});
+      if (s.step()) {
+        SentMessage earlier{read_message(s), false};
+        earlier.marks = watermarks_of(c, m.chat_id);
+        return std::optional<SentMessage>(std::move(earlier));
+      }
     }
     auto bump = c.prepare(kBumpChat);
     bump.bind(1, m.chat_id).bind(2, m.now);
@@ -688,6 +694,7 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
     c.prepare(kInsertFts).bind(1, id).bind(2, m.text).exec();
     SentMessage sent{*message_by_id(c, id), true};
+    sent.marks = watermarks_of(c, m.chat_id);
     append_events(c, events(sent), m.now);
     tx.commit();
     return std::optional<SentMessage>(std::move(sent));
