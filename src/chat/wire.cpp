@@ -50,8 +50,10 @@ const char* message_status(const MessageRecord& m, const Watermarks& w) {
   return "sent";
 }
 
-json::object message_json(const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
-  json::object o;
+json::object message_json(const MessageRecord& m, std::int64_t viewer, const Watermarks& w,
+                          json::storage_ptr sp) {
+  json::object o(std::move(sp));
+  o.reserve(13);
   o["id"] = m.id;
   o["chat"] = m.chat_id;
   o["sender_id"] = m.sender_id == 0 ? json::value(nullptr) : json::value(m.sender_id);

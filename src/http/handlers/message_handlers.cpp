@@ -1,3 +1,5 @@
+#include <boost/json/monotonic_resource.hpp>
+
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
 #include "http/drf.hpp"
@@ -28,11 +30,17 @@ awaitable<Response> history(Services& s, Request& req, const RouteParams& /*para
   q.chat_id = *chat;
   auto page = co_await s.messages.history(me.id, q);
   if (!page) co_return error_response(page.error());
-  json::array results;
+  // A page is up to 200 objects of 13 fields: one arena for all of them, freed at once.
+  json::monotonic_resource arena;
+  json::storage_ptr sp(&arena);
+  json::array results(sp);
+  results.reserve(page->messages.size());
   for (const auto& m : page->messages)
-    results.push_back(chats::message_json(m, me.id, page->watermarks));
-  co_return json_response(
-      200, json::object{{"results", std::move(results)}, {"has_more", page->has_more}});
+    results.push_back(chats::message_json(m, me.id, page->watermarks, sp));
+  json::object body(sp);
+  body["results"] = std::move(results);
+  body["has_more"] = page->has_more;
+  co_return json_response(200, json::value(std::move(body)));
 }
 
 awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*params*/,

@@ -108,11 +108,16 @@ constexpr const char* kInsertPin =
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
 
 #define EVENT_COLUMNS "e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at"
+// A replay walks the user's own chats through events(chat_id, seq), each cut at the page
+// size, and the events meant for them through events(user_id, seq): its cost follows what
+// they missed, not how busy the rest of the deployment was.
 constexpr const char* kReplay =
-    "SELECT " EVENT_COLUMNS
-    " FROM events e WHERE e.seq > $2 AND (e.user_id = $1 OR (e.user_id IS NULL AND EXISTS "
-    "(SELECT 1 FROM chat_members m WHERE m.chat_id = e.chat_id AND m.user_id = $1 AND "
-    "m.joined_seq < e.seq))) ORDER BY e.seq LIMIT $3";
+    "SELECT * FROM (SELECT " EVENT_COLUMNS
+    " FROM events e WHERE e.user_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3) mine "
+    "UNION ALL SELECT x.* FROM chat_members m CROSS JOIN LATERAL (SELECT " EVENT_COLUMNS
+    " FROM events e WHERE e.chat_id = m.chat_id AND e.user_id IS NULL AND "
+    "e.seq > GREATEST($2, m.joined_seq) ORDER BY e.seq LIMIT $3) x WHERE m.user_id = $1 "
+    "ORDER BY 1 LIMIT $3";
 constexpr const char* kEventsSince =
     "SELECT " EVENT_COLUMNS
     " FROM events e WHERE e.seq > $1 AND (e.chat_id = ANY($2::bigint[]) OR "

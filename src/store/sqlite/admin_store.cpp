@@ -66,7 +66,7 @@ boost::asio::awaitable<ChatOverviewPage> SqliteAdminStore::chats(std::string nam
     while (s.step()) page.chats.push_back(read_overview(s));
     return page;
   };
-  co_return co_await db_.read(std::move(q));
+  co_return co_await db_.scan(std::move(q));
 }
 
 boost::asio::awaitable<std::optional<ChatOverview>> SqliteAdminStore::chat(std::int64_t chat_id) {
@@ -75,7 +75,7 @@ boost::asio::awaitable<std::optional<ChatOverview>> SqliteAdminStore::chat(std::
     s.bind(1, chat_id);
     return first_row(s, read_overview);
   };
-  co_return co_await db_.read(std::move(q));
+  co_return co_await db_.scan(std::move(q));
 }
 
 boost::asio::awaitable<HistoryPage> SqliteAdminStore::messages(MessageFilter filter) {
@@ -93,7 +93,7 @@ boost::asio::awaitable<HistoryPage> SqliteAdminStore::messages(MessageFilter fil
     }
     return page;
   };
-  co_return co_await db_.read(std::move(q));
+  co_return co_await db_.scan(std::move(q));
 }
 
 boost::asio::awaitable<SiteCounts> SqliteAdminStore::counts(Micros since) {
@@ -107,7 +107,7 @@ boost::asio::awaitable<SiteCounts> SqliteAdminStore::counts(Micros since) {
     if (s.step()) n.messages_since = s.int64(0);
     return n;
   };
-  co_return co_await db_.read(std::move(q));
+  co_return co_await db_.scan(std::move(q));
 }
 
 }  // namespace chat::store::sqlite

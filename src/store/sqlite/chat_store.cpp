@@ -88,11 +88,17 @@ constexpr const char* kInsertPin =
     "INSERT OR IGNORE INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES (?1, ?2, ?3, ?4)";
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = ?1";
 
-constexpr const char* kReplay =
+// A replay walks the user's own chats through events(chat_id, seq), and the events meant
+// for them through events(user_id, seq): its cost follows what they missed, not how busy
+// the rest of the server was. Each part is cut at the page size; the caller merges them.
+constexpr const char* kReplayChats =
+    "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1";
+constexpr const char* kReplayChatEvents =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
-    "WHERE e.seq > ?2 AND (e.user_id = ?1 OR (e.user_id IS NULL AND EXISTS (SELECT 1 FROM "
-    "chat_members m WHERE m.chat_id = e.chat_id AND m.user_id = ?1 AND m.joined_seq < e.seq))) "
-    "ORDER BY e.seq LIMIT ?3";
+    "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL ORDER BY e.seq LIMIT ?3";
+constexpr const char* kReplayUserEvents =
+    "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
+    "WHERE e.user_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3";
 constexpr const char* kEventsSince =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
     "WHERE e.seq > ?1 AND (e.chat_id IN (SELECT value FROM json_each(?2)) OR e.user_id IN "
@@ -438,7 +444,7 @@ boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
     while (s.step()) out.push_back(read_message(s));
     return out;
   };
-  co_return co_await db_.read(std::move(q));
+  co_return co_await db_.scan(std::move(q));
 }
 
 boost::asio::awaitable<std::vector<PinRecord>> SqliteChatStore::pins(std::int64_t chat_id) {
@@ -465,30 +471,38 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
                                                        int limit) {
   auto q = [=](Connection& c) {
     Replay r;
-    // One read transaction, so the newest seq and the rows agree. SQLite has one writer,
-    // so seq order is commit order and no event can later appear below a seq read here.
-    c.exec_script("BEGIN");
-    try {
-      const std::int64_t pruned = scalar(c.prepare(kPrunedThrough));
-      const std::int64_t newest = scalar(c.prepare(kMaxSeq));
-      if (since < pruned) {
-        r.resync_required = true;
-        r.last_seq = newest;
-      } else {
-        auto s = c.prepare(kReplay);
-        s.bind(1, user_id).bind(2, since).bind(3, limit + 1);
+    // One read transaction (as every read), so the newest seq and the rows agree. SQLite
+    // has one writer, so seq order is commit order and no event can later appear below a
+    // seq read here.
+    const std::int64_t pruned = scalar(c.prepare(kPrunedThrough));
+    const std::int64_t newest = scalar(c.prepare(kMaxSeq));
+    if (since < pruned) {
+      r.resync_required = true;
+      r.last_seq = newest;
+    } else {
+      // Each part in seq order and at most a page past `since`: the page is the first
+      // `limit` of their union.
+      std::vector<std::pair<std::int64_t, std::int64_t>> chats;  // (chat, joined_seq)
+      auto member = c.prepare(kReplayChats);
+      member.bind(1, user_id);
+      while (member.step()) chats.emplace_back(member.int64(0), member.int64(1));
+      auto mine = c.prepare(kReplayUserEvents);
+      mine.bind(1, user_id).bind(2, since).bind(3, limit + 1);
+      while (mine.step()) r.events.push_back(read_event(mine));
+      for (const auto& [chat_id, joined_seq] : chats) {
+        auto s = c.prepare(kReplayChatEvents);
+        s.bind(1, chat_id).bind(2, std::max(since, joined_seq)).bind(3, limit + 1);
         while (s.step()) r.events.push_back(read_event(s));
-        if (static_cast<int>(r.events.size()) > limit) {
-          r.has_more = true;
-          r.events.pop_back();
-        }
-        r.last_seq = r.has_more ? r.events.back().seq : std::max(since, newest);
       }
-    } catch (...) {
-      c.exec_script("ROLLBACK");
-      throw;
+      std::sort(r.events.begin(), r.events.end(),
+                [](const EventRecord& a, const EventRecord& b) { return a.seq < b.seq; });
+      if (static_cast<int>(r.events.size()) > limit + 1) r.events.resize(limit + 1);
+      if (static_cast<int>(r.events.size()) > limit) {
+        r.has_more = true;
+        r.events.pop_back();
+      }
+      r.last_seq = r.has_more ? r.events.back().seq : std::max(since, newest);
     }
-    c.exec_script("COMMIT");
     return r;
   };
   co_return co_await db_.read(std::move(q));

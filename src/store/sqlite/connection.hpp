@@ -64,6 +64,8 @@ class Connection {
   Statement prepare(const char* sql);
   // Runs one or more statements without results (migrations, pragmas).
   void exec_script(const std::string& sql);
+  // Ends an open transaction without reporting errors (on the way out of a failed read).
+  void rollback_quietly() noexcept;
   [[nodiscard]] std::int64_t last_insert_rowid() const;
 
   sqlite3* handle() { return db_; }

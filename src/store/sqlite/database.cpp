@@ -85,7 +85,8 @@ void Database::after_commit(std::function<void()> hook) {
 Database::Lease::Lease(Database& d) : db(d) {
   std::lock_guard lock(db.readers_mutex_);
   if (db.idle_readers_.empty()) {
-    // Only reached if a read runs outside the reader pool; open one more connection.
+    // More reads at once than connections so far (reads run on the I/O threads as well as
+    // the reader pool): one more, kept for next time.
     conn = std::make_unique<Connection>(db.path_, true, db.synchronous_);
   } else {
     conn = std::move(db.idle_readers_.back());

@@ -1,7 +1,7 @@
 // The threads that run SQLite: one writer thread with the only write connection (SQLite
 // allows one writer at a time; queuing writes here instead of contending on the file
-// lock keeps commits fast and ordered), and a pool of read-only connections for readers
-// in WAL mode. Coroutines hop to these threads and back, so no I/O thread ever blocks.
+// lock keeps commits fast and ordered), and read-only connections in WAL mode: short
+// reads run on the caller's thread, scans on a pool of reader threads.
 //
 // Group commit: writes that queue up while the writer is busy run in one transaction, each
 // in a savepoint of its own (a failing one undoes only itself), and one COMMIT ends the
@@ -76,12 +76,45 @@ class Database {
   void after_commit(std::function<void()> hook);
 
   // Runs f(Connection&) on a reader thread with a read-only connection.
+  // Runs f(Connection&) on the calling thread with a read-only connection. For reads whose
+  // cost is bounded by what they return (index lookups, a page of history): they are served
+  // from memory (the file is mapped), and a trip to another thread and back costs more
+  // than the read itself. No suspension: the connection is never held across a co_await.
   template <class F>
   auto read(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
+    Lease lease(*this);
+    co_return in_read_transaction(*lease.conn, f);
+  }
+
+  // Runs f(Connection&) on a reader thread with a read-only connection: for reads whose
+  // cost grows with the data (full-text search, administration lists), which must not hold
+  // up the sockets of an I/O thread.
+  template <class F>
+  auto scan(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
     return offload(reader_pool_.get_executor(), [this, f = std::move(f)]() mutable {
       Lease lease(*this);
-      return f(*lease.conn);
+      return in_read_transaction(*lease.conn, f);
     });
+  }
+
+  // Every statement of a read sees one snapshot, and the snapshot's locks are taken once
+  // (each statement on its own would lock and unlock the file and the WAL index again).
+  template <class F>
+  static auto in_read_transaction(Connection& c, F& f) -> std::invoke_result_t<F&, Connection&> {
+    c.exec_script("BEGIN");
+    try {
+      if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
+        f(c);
+        c.exec_script("COMMIT");
+      } else {
+        auto result = f(c);
+        c.exec_script("COMMIT");
+        return result;
+      }
+    } catch (...) {
+      c.rollback_quietly();
+      throw;
+    }
   }
 
   // Blocking: for start-up and commands, never from an I/O thread. Not grouped.
