@@ -34,6 +34,7 @@
 #include "redis/redis_client.hpp"
 #include "users/user_service.hpp"
 #include "ws/gate.hpp"
+#include "ws/keepalive.hpp"
 #include "ws/realtime_context.hpp"
 
 namespace chat::app {
@@ -160,7 +161,9 @@ int serve(const config::Settings& s) {
   limits.burst = s.ws_event_burst;
   limits.max_queued_frames = static_cast<std::size_t>(s.ws_max_queued_frames);
   limits.idle_timeout = std::chrono::seconds(s.ws_idle_timeout);
-  ws::RealtimeContext realtime_context{gate, hub, *presence, client_events, *store, limits};
+  ws::KeepAlive keepalive(limits.idle_timeout);
+  ws::RealtimeContext realtime_context{gate,   hub,       *presence, client_events,
+                                       *store, keepalive, limits};
 
   http::Router router;
   // Deactivated accounts lose their sockets on every node (4003, as a revoked session).
@@ -196,6 +199,7 @@ int serve(const config::Settings& s) {
 
   asio::co_spawn(io, prune(*store, s.event_retention), asio::detached);
   asio::co_spawn(io, delivery.run(std::chrono::milliseconds(200)), asio::detached);
+  asio::co_spawn(io, keepalive.run(), asio::detached);
 
   // SIGTERM: stop accepting, close every socket with 1001, give commits in flight and
   // closing handshakes a moment, then stop.

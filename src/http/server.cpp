@@ -212,12 +212,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         auto admission = co_await realtime->gate.admit(req);
         if (admission) {
           spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
-          // This frame lives as long as the socket: what only the request needed goes now.
-          req = Request{};
-          buffer.clear();
-          buffer.shrink_to_fit();
-          co_await ws::run_socket(std::move(stream), std::move(msg), std::move(*admission),
-                                  *realtime);
+          // The socket lives on by itself; this HTTP session and its buffers end here.
+          ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
           co_return;
         }
         response = error_response(admission.error());

@@ -17,6 +17,7 @@ class ClientEvents;
 namespace chat::ws {
 
 class Gate;
+class KeepAlive;
 
 struct SocketLimits {
   std::size_t max_frame_bytes = std::size_t{64} * 1024;  // larger: close 1009
@@ -32,8 +33,9 @@ struct RealtimeContext {
   realtime::Presence& presence;
   realtime::ClientEvents& events;
   store::Store& store;
+  KeepAlive& keepalive;
   SocketLimits limits;
-  // Sessions whose coroutine has not finished (shutdown waits for them).
+  // Sessions not yet destroyed (shutdown waits for them).
   std::atomic<int> sessions_running{0};
 };
 

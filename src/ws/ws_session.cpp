@@ -7,22 +7,18 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
-#include <boost/beast/core/buffers_to_string.hpp>
-#include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <boost/json/serialize.hpp>
 
-#include <algorithm>
-#include <atomic>
-#include <cstring>
-#include <mutex>
-#include <optional>
-
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <mutex>
+#include <optional>
 
 #include "chat/wire.hpp"
 #include "common/unicode.hpp"
@@ -31,6 +27,7 @@
 #include "realtime/presence.hpp"
 #include "store/store.hpp"
 #include "ws/frame_codec.hpp"
+#include "ws/keepalive.hpp"
 
 namespace chat::ws {
 namespace {
@@ -38,6 +35,8 @@ namespace {
 namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace websocket = boost::beast::websocket;
+using tcp = asio::ip::tcp;
+using Clock = std::chrono::steady_clock;
 constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSubscribeWait = std::chrono::seconds(3);
 // How long a closing socket waits for the peer's close frame before dropping the connection.
@@ -45,18 +44,53 @@ constexpr auto kCloseWait = std::chrono::seconds(5);
 // At most this many frames go into one write (one writev of a header and a payload each,
 // with the backlog and control frames: under IOV_MAX).
 constexpr std::size_t kMaxBatch = 500;
-// A socket's read buffer starts small (idle sockets are most sockets) and grows to fit.
-constexpr std::size_t kReadChunk = 512;
+// Reads land in a buffer of the thread's; a socket keeps bytes of its own only while a
+// frame is incomplete or a message is being answered.
+constexpr std::size_t kReadChunk = 64 * 1024;
+// A socket's leftover bytes are released once this much room is no longer needed.
+constexpr std::size_t kKeepPending = 1024;
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
 }
 
-class Socket final : public realtime::Session, public std::enable_shared_from_this<Socket> {
+// After the last socket closes: presence (which may wait out a grace period) without
+// holding the socket's memory or descriptor meanwhile.
+asio::awaitable<void> goodbye(RealtimeContext& context, std::int64_t user, std::int64_t chat) {
+  try {
+    co_await context.presence.disconnected(user);
+  } catch (const std::exception& e) {
+    spdlog::warn("ws user={} presence not updated: {}", user, e.what());
+  }
+  spdlog::info("ws closed user={} chat={}", user, chat);
+}
+
+// One WebSocket connection. Its life: a setup coroutine reads what the session needs,
+// registers it with the hub, answers the upgrade and replays; then no coroutine is left
+// running while it idles. Reads are a wait for readability and a non-blocking read into
+// the thread's buffer (on the socket's strand); writes are non-blocking writev from any
+// thread under mutex_ (write_locked); pings and the idle timeout come from the node's
+// keep-alive sweep. So an idle socket holds no read buffer, no timer and no coroutine.
+class Socket final : public realtime::Session,
+                     public KeepAlive::Watched,
+                     public std::enable_shared_from_this<Socket> {
  public:
   Socket(beast::tcp_stream stream, Admission admission, RealtimeContext& context)
-      : stream_(std::move(stream)), admission_(std::move(admission)), context_(context) {}
+      : executor_(stream.get_executor()),
+        handshake_(std::move(stream)),
+        socket_(executor_),
+        admission_(std::move(admission)),
+        context_(context),
+        limiter_{context.limits.burst, Clock::now()} {
+    ++context_.sessions_running;
+    // The session needs the account's id and name; its secrets stay out of memory.
+    admission_.user.password_hash = {};
+  }
+  ~Socket() override { --context_.sessions_running; }
+  Socket(const Socket&) = delete;
+  Socket& operator=(const Socket&) = delete;
 
+  [[nodiscard]] const asio::any_io_executor& executor() const { return executor_; }
   std::int64_t user_id() const override { return admission_.user.id; }
   std::int64_t chat_id() const override { return admission_.chat_id; }
 
@@ -90,51 +124,73 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     kick_locked();
   }
 
-  asio::awaitable<void> run(beast::http::request<beast::http::string_body> request) {
+  // A ping after half the idle timeout without a byte from the peer, and the connection
+  // dropped after the whole of it.
+  bool keepalive(Clock::time_point now) override {
+    const auto idle = std::chrono::duration_cast<Clock::duration>(context_.limits.idle_timeout);
+    const Clock::time_point heard_at{Clock::duration{last_heard_.load(std::memory_order_relaxed)}};
+    std::lock_guard lock(mutex_);
+    if (dropped_ || close_done_) return false;
+    if (now - heard_at >= idle) {
+      spdlog::info("ws user={} idle for {} s: dropping", user_id(),
+                   std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+      closed_ = true;
+      clear_queue();
+      drop_connection();
+      return false;
+    }
+    if (now - heard_at >= idle / 2 && pinged_for_ != heard_at && !close_sent_) {
+      pinged_for_ = heard_at;  // one ping per silence
+      control_ += server_frame(Opcode::ping, "");
+      kick_locked();
+    }
+    return true;
+  }
+
+  // Everything up to the first read: what the session needs from the store, the hub, the
+  // upgrade, presence and the replay. Refusals are plain HTTP answers.
+  asio::awaitable<void> start(beast::http::request<beast::http::string_body> request) {
     auto self = shared_from_this();
-    // Counted until the coroutine ends, so shutdown can wait for the last goodbye.
-    struct Running {
-      std::atomic<int>& n;
-      explicit Running(std::atomic<int>& c) : n(c) { ++n; }
-      ~Running() { --n; }
-      Running(const Running&) = delete;
-      Running& operator=(const Running&) = delete;
-    } running(context_.sessions_running);
-    stream_.expires_never();
+    handshake_->expires_never();
+    const std::int64_t user = user_id();
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.
-    const std::int64_t user = user_id();
-    // Where the event log stands before the chats are read: the broker delivers everything
-    // after it, so a chat created meanwhile is not missed.
-    std::unordered_map<std::int64_t, realtime::UnreadState> chats;
-    std::optional<std::int64_t> from_seq;
-    bool unavailable = false;
-    try {
-      from_seq = co_await context_.store.chats().newest_seq();
-      if (is_user_socket()) {
-        auto summaries = co_await context_.store.chats().summaries(user);
-        for (const auto& s : summaries) chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
-      } else {
-        chats[chat_id()] = {};
+    auto subscribed = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
+    {
+      // Where the event log stands before the chats are read: the broker delivers
+      // everything after it, so a chat created meanwhile is not missed.
+      std::unordered_map<std::int64_t, realtime::UnreadState> chats;
+      std::optional<std::int64_t> from_seq;
+      bool unavailable = false;
+      try {
+        from_seq = co_await context_.store.chats().newest_seq();
+        if (is_user_socket()) {
+          auto summaries = co_await context_.store.chats().summaries(user);
+          for (const auto& s : summaries) {
+            chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
+          }
+        } else {
+          chats[chat_id()] = {};
+        }
+      } catch (const store::Unavailable&) {
+        unavailable = true;  // answered below: no co_await in a handler
       }
-    } catch (const store::Unavailable&) {
-      unavailable = true;  // answered below: no co_await in a handler
+      if (unavailable) {
+        co_await refuse(request, beast::http::status::service_unavailable,
+                        R"({"detail":"Service temporarily unavailable."})", "database unavailable");
+        co_return;
+      }
+      buffering_ = true;
+      // Waits (briefly: the log replay covers a slow broker) until this node hears the
+      // chats, so a resume cannot fall between the replay and the live events.
+      auto on_ready = [subscribed] {
+        asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
+      };
+      for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready))
+        evicted->close(1008, "too many sockets");
     }
-    if (unavailable) {
-      co_await refuse(request, beast::http::status::service_unavailable,
-                      R"({"detail":"Service temporarily unavailable."})", "database unavailable");
-      co_return;
-    }
-    buffering_ = true;
-    // Waits (briefly: the log replay covers a slow broker) until this node hears the chats,
-    // so a resume cannot fall between the replay and the live events.
-    auto subscribed = std::make_shared<asio::steady_timer>(stream_.get_executor(), kSubscribeWait);
-    auto on_ready = [subscribed] {
-      asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
-    };
-    for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready))
-      evicted->close(1008, "too many sockets");
     co_await subscribed->async_wait(use_tuple);
+    subscribed.reset();
     // An account deactivated after the gate admitted it: its "end the sessions" message may
     // have gone out before this node listened for the user, so look again now that it does.
     if (!co_await still_active(user)) {
@@ -149,14 +205,16 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       co_return;
     }
     request = {};  // the session outlives the request: its fields go now
+    // From here the socket is framed here; Beast's stream and its timers go.
+    socket_ = handshake_->release_socket();
+    handshake_.reset();
     heard();
     {
       std::lock_guard lock(mutex_);
       accepted_ = true;  // writes may start now
       if (!queue_empty() || close_code_ != 0) kick_locked();
     }
-    idle_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor());
-    asio::co_spawn(stream_.get_executor(), watch_idle(), asio::detached);
+    context_.keepalive.watch(self);
     spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
                  admission_.since ? "yes" : "no");
     // Whatever ends the session (the client, or the database failing under the presence
@@ -165,29 +223,16 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     try {
       co_await context_.presence.connected(user);
       co_await replay(admission_.since);
-      co_await read_loop();
     } catch (const std::exception& e) {
       failed = true;
       spdlog::warn("ws user={} chat={} ended by an error: {}", user, chat_id(), e.what());
     }
-    if (failed) close(1013, "try again later");
-    idle_timer_->cancel();
-
-    context_.hub.detach(this);
-    {
-      std::lock_guard lock(mutex_);
-      closed_ = true;
+    if (failed) {
+      close(1013, "try again later");
+      end_session(false);
+      co_return;
     }
-    try {
-      co_await context_.presence.disconnected(user);
-    } catch (const std::exception& e) {
-      spdlog::warn("ws user={} presence not updated: {}", user, e.what());
-    }
-    {
-      std::lock_guard lock(mutex_);
-      ended_ = true;
-    }
-    spdlog::info("ws closed user={} chat={}", user, chat_id());
+    read_more();
   }
 
  private:
@@ -202,7 +247,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       // long replay is not a slow reader.
       const int page_size =
           static_cast<int>(std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, 500));
-      asio::steady_timer pause(stream_.get_executor());
+      asio::steady_timer pause(executor_);
       for (;;) {
         while (queued() > context_.limits.max_queued_frames / 2) {
           pause.expires_after(std::chrono::milliseconds(5));
@@ -238,11 +283,10 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   }
 
   // Beast does the upgrade only (with a handshake timeout), on a stream that borrows the
-  // socket and is gone once it is done: after it, this class frames, pings and times out
-  // the socket itself (frame_codec), and a socket carries no Beast buffers while it idles.
+  // socket: after it, this class frames, pings and times out the socket itself.
   asio::awaitable<std::tuple<beast::error_code>> upgrade(
       const beast::http::request<beast::http::string_body>& request) {
-    websocket::stream<beast::tcp_stream&> ws(stream_);
+    websocket::stream<beast::tcp_stream&> ws(*handshake_);
     websocket::stream_base::timeout timeouts{std::chrono::seconds(10),
                                              websocket::stream_base::none(), false};
     ws.set_option(timeouts);
@@ -263,7 +307,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     res.body() = body;
     res.prepare_payload();
     res.keep_alive(false);
-    co_await beast::http::async_write(stream_, res, use_tuple);
+    co_await beast::http::async_write(*handshake_, res, use_tuple);
     spdlog::warn("ws user={} refused: {}", user_id(), why);
   }
 
@@ -288,102 +332,135 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     return closed_;
   }
 
-  // Token bucket: 30 events a second, bursts of 60 (settings).
-  struct Limiter {
-    double tokens;
-    std::chrono::steady_clock::time_point last;
-    bool ignoring = false;
-  };
+  // --- Reading (on the strand) ---
 
-  // Reads frames until the connection ends: messages go to the services, pings get pongs,
-  // and a close frame ends the session (answered, unless it answers ours).
-  asio::awaitable<void> read_loop() {
-    auto& stream = stream_;
-    std::string in(kReadChunk, '\0');
-    std::size_t used = 0;
-    std::string message;
-    bool in_message = false;
-    bool text_message = true;
-    Limiter limiter{context_.limits.burst, std::chrono::steady_clock::now()};
-    // After a protocol error the rest of the bytes cannot be trusted: they are read and
-    // dropped until the peer goes, so the close frame is not lost to a reset.
-    bool failed = false;
-    for (;;) {
-      std::size_t pos = 0;
-      while (!failed) {
-        auto parsed =
-            parse_client_frame(in.data() + pos, used - pos, context_.limits.max_frame_bytes);
-        if (parsed.close_code != 0) {
-          fail(parsed.close_code, parsed.close_code == 1009 ? "message too big" : "protocol error");
-          failed = true;
-          break;
-        }
-        if (!parsed.frame) break;
-        const ClientFrame frame = *parsed.frame;
-        pos += frame.size;
-        switch (frame.opcode) {
-          case Opcode::ping:
-            send_control(server_frame(Opcode::pong, frame.payload));
-            continue;
-          case Opcode::pong:
-            continue;
-          case Opcode::close:
-            if (peer_closed(close_code_of(frame.payload))) co_return;
-            continue;
-          case Opcode::text:
-          case Opcode::binary:
-            if (in_message) {
-              fail(1002, "protocol error");
-              failed = true;
-              continue;
-            }
-            in_message = true;
-            text_message = frame.opcode == Opcode::text;
-            message.assign(frame.payload);
-            break;
-          case Opcode::continuation:
-            if (!in_message) {
-              fail(1002, "protocol error");
-              failed = true;
-              continue;
-            }
-            message.append(frame.payload);
-            break;
-        }
-        if (message.size() > context_.limits.max_frame_bytes) {
-          fail(1009, "message too big");
-          failed = true;
-          continue;
-        }
-        if (!frame.fin) continue;
-        in_message = false;
-        if (text_message && !unicode::is_valid_utf8(message)) {
-          fail(1007, "invalid UTF-8");
-          failed = true;
-          continue;
-        }
-        co_await on_message(message, text_message, limiter);
+  void wait_readable() {
+    socket_.async_wait(tcp::socket::wait_read, [self = shared_from_this()](beast::error_code ec) {
+      if (ec) {
+        self->end_session(true);
+        return;
       }
-      if (failed) {
-        used = 0;
-      } else if (pos > 0) {
-        std::memmove(in.data(), in.data() + pos, used - pos);
-        used -= pos;
+      self->read_more();
+    });
+  }
+
+  // Reads what the kernel holds until it has no more (then waits for more: the reactor
+  // reports only new bytes), or until a message goes to the services (reading resumes
+  // once it is answered, so one socket's events are handled in order, one at a time).
+  void read_more() {
+    thread_local std::string chunk(kReadChunk, '\0');
+    while (reading_) {
+      const ssize_t n = ::recv(socket_.native_handle(), chunk.data(), chunk.size(), MSG_DONTWAIT);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        wait_readable();
+        return;
       }
-      // A frame larger than the buffer: room for the whole of it (it is within the limit).
-      if (used == in.size()) in.resize(in.size() * 2);
-      auto [ec, n] = co_await stream.async_read_some(
-          asio::buffer(in.data() + used, in.size() - used), use_tuple);
-      if (ec) co_return;
+      if (n <= 0) {  // the peer is gone (or the descriptor was closed under us)
+        end_session(true);
+        return;
+      }
       heard();
-      used += n;
+      // After a protocol error the rest of the bytes cannot be trusted: they are read and
+      // dropped until the peer goes, so the close frame is not lost to a reset.
+      if (discarding_) continue;
+      pending_.append(chunk.data(), static_cast<std::size_t>(n));
+      if (!consume_pending()) return;
     }
   }
 
-  asio::awaitable<void> on_message(const std::string& text, bool is_text, Limiter& limiter) {
+  // Takes the complete frames off pending_: pings get pongs, a close frame ends the
+  // session (answered, unless it answers ours), a complete message goes to the services.
+  // False when reading must pause (a message is being answered, or the session ended).
+  bool consume_pending() {
+    std::size_t pos = 0;
+    bool go_on = true;
+    while (go_on && !discarding_) {
+      auto parsed = parse_client_frame(pending_.data() + pos, pending_.size() - pos,
+                                       context_.limits.max_frame_bytes);
+      if (parsed.close_code != 0) {
+        fail(parsed.close_code, parsed.close_code == 1009 ? "message too big" : "protocol error");
+        break;
+      }
+      if (!parsed.frame) break;
+      const ClientFrame frame = *parsed.frame;
+      pos += frame.size;
+      switch (frame.opcode) {
+        case Opcode::ping:
+          send_control(server_frame(Opcode::pong, frame.payload));
+          continue;
+        case Opcode::pong:
+          continue;
+        case Opcode::close:
+          peer_closed(close_code_of(frame.payload));
+          pending_ = {};
+          end_session(false);
+          return false;
+        case Opcode::text:
+        case Opcode::binary:
+          if (in_message_) {
+            fail(1002, "protocol error");
+            continue;
+          }
+          in_message_ = true;
+          text_message_ = frame.opcode == Opcode::text;
+          message_.assign(frame.payload);
+          break;
+        case Opcode::continuation:
+          if (!in_message_) {
+            fail(1002, "protocol error");
+            continue;
+          }
+          message_.append(frame.payload);
+          break;
+      }
+      if (message_.size() > context_.limits.max_frame_bytes) {
+        fail(1009, "message too big");
+        continue;
+      }
+      if (!frame.fin) continue;
+      in_message_ = false;
+      if (text_message_ && !unicode::is_valid_utf8(message_)) {
+        fail(1007, "invalid UTF-8");
+        continue;
+      }
+      // Answered after this returns (posted): the answer goes on reading from pending_.
+      std::string message = std::exchange(message_, {});
+      asio::post(executor_, [self = shared_from_this(), message = std::move(message),
+                             is_text = text_message_]() mutable {
+        auto executor = self->executor_;
+        asio::co_spawn(executor, self->answer(std::move(message), is_text), asio::detached);
+      });
+      go_on = false;
+    }
+    if (discarding_) {
+      pending_ = {};
+    } else {
+      pending_.erase(0, pos);
+      if (pending_.empty() && pending_.capacity() > kKeepPending) pending_ = {};
+    }
+    return go_on;
+  }
+
+  // One client message through the services, then the rest of what was read.
+  asio::awaitable<void> answer(std::string message, bool is_text) {
+    auto self = shared_from_this();
+    co_await on_message(message, is_text);
+    if (consume_pending()) read_more();
+  }
+
+  // Token bucket: 30 events a second, bursts of 60 (settings).
+  struct Limiter {
+    double tokens;
+    Clock::time_point last;
+    bool ignoring = false;
+  };
+
+  asio::awaitable<void> on_message(const std::string& text, bool is_text) {
+    Limiter& limiter = limiter_;
     if (limiter.ignoring) co_return;
     // Past the rate limit the socket is abusive and is closed with 1008.
-    const auto now = std::chrono::steady_clock::now();
+    const auto now = Clock::now();
     limiter.tokens =
         std::min(context_.limits.burst,
                  limiter.tokens + std::chrono::duration<double>(now - limiter.last).count() *
@@ -411,9 +488,31 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
     }
   }
 
-  // The peer sent its close frame. True when the session is over: it answered ours, or
-  // ours (the same code) goes out now and ends the connection once written.
-  bool peer_closed(int code) {
+  // The session leaves the hub and presence once its reading is over (strand). When the
+  // peer is gone the descriptor goes at once; otherwise the close exchange ends it.
+  void end_session(bool peer_gone) {
+    if (!reading_) return;
+    reading_ = false;
+    context_.hub.detach(this);
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      if (peer_gone) {
+        // Nothing more can be said to it: a close frame under way ends the connection as
+        // soon as it is out, and without one the connection ends now.
+        peer_closed_ = true;
+        if (close_code_ == 0 || close_done_) {
+          clear_queue();
+          drop_connection();
+        }
+      }
+    }
+    asio::co_spawn(executor_, goodbye(context_, user_id(), chat_id()), asio::detached);
+  }
+
+  // The peer sent its close frame: ours (the same code) goes out now and ends the
+  // connection once written, or the exchange it answers is complete.
+  void peer_closed(int code) {
     std::lock_guard lock(mutex_);
     peer_closed_ = true;
     if (close_sent_) {
@@ -423,7 +522,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
         if (close_timer_) close_timer_->cancel();
         drop_connection();
       }
-      return true;
+      return;
     }
     if (!closed_ || close_code_ == 0) {
       closed_ = true;
@@ -432,13 +531,14 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       close_reason_.clear();
     }
     kick_locked();
-    return true;
   }
 
   // A protocol error, an invalid message or one too big: the close frame goes out at once
-  // (before anything queued) and the connection ends after it.
+  // (before anything queued), the connection ends after it, and what the peer still sends
+  // is dropped.
   void fail(int code, const char* why) {
     spdlog::info("ws user={} {}: closing with {}", user_id(), why, code);
+    discarding_ = true;
     std::lock_guard lock(mutex_);
     clear_queue();
     if (!closed_ || close_code_ == 0) {
@@ -457,61 +557,20 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   }
 
   void heard() {
-    last_heard_.store(std::chrono::steady_clock::now().time_since_epoch().count(),
-                      std::memory_order_relaxed);
-  }
-
-  // Beast's keepalive, done here: a ping after half the idle timeout without a byte from
-  // the peer, and the connection dropped after the whole of it.
-  asio::awaitable<void> watch_idle() {
-    auto self = shared_from_this();
-    using Clock = std::chrono::steady_clock;
-    const auto idle = std::chrono::duration_cast<Clock::duration>(context_.limits.idle_timeout);
-    Clock::duration pinged_for{-1};  // the silence that was already pinged
-    for (;;) {
-      // Deadlines from the last byte heard, re-read after every wake-up: activity moves them.
-      const Clock::duration last{last_heard_.load(std::memory_order_relaxed)};
-      const Clock::time_point heard_at{last};
-      const auto now = Clock::now();
-      Clock::time_point wake = heard_at + idle / 2;
-      if (now >= heard_at + idle) {
-        spdlog::info("ws user={} idle for {} s: dropping", user_id(),
-                     std::chrono::duration_cast<std::chrono::seconds>(idle).count());
-        std::lock_guard lock(mutex_);
-        closed_ = true;
-        clear_queue();
-        drop_connection();
-        co_return;
-      }
-      if (now >= wake) {
-        if (pinged_for != last) {
-          pinged_for = last;
-          send_control(server_frame(Opcode::ping, ""));
-        }
-        wake = heard_at + idle;
-      }
-      idle_timer_->expires_at(wake);
-      auto [ec] = co_await idle_timer_->async_wait(use_tuple);
-      if (ec || is_ended()) co_return;
-    }
+    last_heard_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
   }
 
   // Ends the TCP connection. Posted, so it runs on the strand (where the reads are
   // started), and under mutex_, so no write is in the middle of using the descriptor.
   void drop_connection() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
+    asio::post(executor_, [self = shared_from_this()] {
       std::lock_guard lock(self->mutex_);
       self->dropped_ = true;
       beast::error_code ignored;
-      auto& socket = self->stream_.socket();
+      auto& socket = self->socket_;
       socket.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
       socket.close(ignored);
     });
-  }
-
-  bool is_ended() {
-    std::lock_guard lock(mutex_);
-    return ended_;
   }
 
   [[nodiscard]] bool queue_empty() const { return queue_head_ == queue_.size(); }
@@ -572,7 +631,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   }
 
   void schedule_flush() {
-    asio::post(stream_.get_executor(), [self = shared_from_this()] { self->flush(); });
+    asio::post(executor_, [self = shared_from_this()] { self->flush(); });
   }
 
   // Under mutex_, on any thread. Everything waiting goes out in as few sends as it takes:
@@ -618,8 +677,7 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
       msghdr msg{};
       msg.msg_iov = iov.data();
       msg.msg_iovlen = iov.size();
-      const ssize_t sent =
-          ::sendmsg(stream_.socket().native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t sent = ::sendmsg(socket_.native_handle(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       if (sent < 0 && errno == EINTR) continue;
       if (sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
         // The peer is gone: the read loop ends the session.
@@ -661,18 +719,17 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   // on the strand, where the socket's other operations start).
   void wait_for_room_locked() {
     waiting_room_ = true;
-    asio::post(stream_.get_executor(), [self = shared_from_this()] {
-      self->stream_.socket().async_wait(asio::socket_base::wait_write,
-                                        [self](beast::error_code ec) {
-                                          std::lock_guard lock(self->mutex_);
-                                          self->waiting_room_ = false;
-                                          if (ec) {
-                                            self->closed_ = true;
-                                            self->clear_queue();
-                                            return;
-                                          }
-                                          self->write_locked();
-                                        });
+    asio::post(executor_, [self = shared_from_this()] {
+      self->socket_.async_wait(asio::socket_base::wait_write, [self](beast::error_code ec) {
+        std::lock_guard lock(self->mutex_);
+        self->waiting_room_ = false;
+        if (ec) {
+          self->closed_ = true;
+          self->clear_queue();
+          return;
+        }
+        self->write_locked();
+      });
     });
   }
 
@@ -682,22 +739,34 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   void finish_close_locked() {
     close_done_ = true;
     beast::error_code ignored;
-    stream_.socket().shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_send, ignored);
     if (peer_closed_) {
       drop_connection();
       return;
     }
     // Cancelled when their close frame arrives (peer_closed).
-    close_timer_ = std::make_unique<asio::steady_timer>(stream_.get_executor(), kCloseWait);
+    close_timer_ = std::make_unique<asio::steady_timer>(executor_, kCloseWait);
     close_timer_->async_wait([self = shared_from_this()](beast::error_code) {
       std::lock_guard lock(self->mutex_);
       self->drop_connection();
     });
   }
 
-  beast::tcp_stream stream_;
+  asio::any_io_executor executor_;              // the connection's strand
+  std::optional<beast::tcp_stream> handshake_;  // until the upgrade is answered
+  tcp::socket socket_;                          // after it
   Admission admission_;
   RealtimeContext& context_;
+  // Reading (strand only).
+  std::string pending_;  // bytes of an incomplete frame, or not yet looked at
+  std::string message_;  // a fragmented message so far
+  bool in_message_ = false;
+  bool text_message_ = true;
+  bool discarding_ = false;  // after a protocol error
+  bool reading_ = true;      // until the session ends
+  Limiter limiter_;
+  std::atomic<Clock::rep> last_heard_{0};
+  Clock::time_point pinged_for_{};  // the silence that was already pinged (under mutex_)
   std::mutex mutex_;
   // Frames waiting to be written: queue_[queue_head_..] (a vector: no allocation while idle).
   std::vector<realtime::Frame> queue_;
@@ -711,12 +780,9 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
   int close_code_ = 0;         // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
-  bool peer_closed_ = false;  // the peer's close frame arrived
-  bool ended_ = false;        // run() is over
   bool close_done_ = false;   // the close frame is written and our side shut down
+  bool peer_closed_ = false;  // the peer's close frame arrived (or the peer is gone)
   std::string control_;       // framed pings, pongs (sent before queued frames)
-  std::atomic<std::int64_t> last_heard_{0};
-  std::unique_ptr<asio::steady_timer> idle_timer_;
   std::unique_ptr<asio::steady_timer> close_timer_;
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
@@ -725,11 +791,11 @@ class Socket final : public realtime::Session, public std::enable_shared_from_th
 
 }  // namespace
 
-asio::awaitable<void> run_socket(beast::tcp_stream stream,
-                                 beast::http::request<beast::http::string_body> request,
-                                 Admission admission, RealtimeContext& context) {
+void start_socket(beast::tcp_stream stream, beast::http::request<beast::http::string_body> request,
+                  Admission admission, RealtimeContext& context) {
   auto socket = std::make_shared<Socket>(std::move(stream), std::move(admission), context);
-  co_await socket->run(std::move(request));
+  auto executor = socket->executor();
+  asio::co_spawn(executor, socket->start(std::move(request)), asio::detached);
 }
 
 }  // namespace chat::ws

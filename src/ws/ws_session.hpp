@@ -2,7 +2,6 @@
 // includes Beast, and only http/server.cpp includes it.
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/message.hpp>
 #include <boost/beast/http/string_body.hpp>
@@ -12,10 +11,10 @@
 
 namespace chat::ws {
 
-// Accepts the upgrade and runs the session until it closes.
-boost::asio::awaitable<void> run_socket(
-    boost::beast::tcp_stream stream,
-    boost::beast::http::request<boost::beast::http::string_body> request, Admission admission,
-    RealtimeContext& context);
+// Takes the connection over from the HTTP session (which ends): answers the upgrade and
+// runs the socket until it closes, on the connection's strand.
+void start_socket(boost::beast::tcp_stream stream,
+                  boost::beast::http::request<boost::beast::http::string_body> request,
+                  Admission admission, RealtimeContext& context);
 
 }  // namespace chat::ws

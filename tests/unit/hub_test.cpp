@@ -1,0 +1,146 @@
+// The hub's fan-out: every recipient gets the frames meant for it, in order, and a burst of
+// events costs each socket one write.
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "realtime/broker.hpp"
+#include "realtime/hub.hpp"
+
+namespace {
+
+using chat::realtime::Frame;
+using chat::realtime::Hub;
+using chat::realtime::Session;
+using chat::realtime::UnreadState;
+
+// A socket that records what it was given and how often it was written.
+class FakeSession : public Session {
+ public:
+  FakeSession(std::int64_t user, std::int64_t chat) : user_(user), chat_(chat) {}
+  void deliver(const Frame& frame, std::int64_t seq) override {
+    if (queue(frame, seq)) flush();
+  }
+  bool queue(const Frame& frame, std::int64_t /*seq*/) override {
+    queued.push_back(*frame);
+    const bool first = !due_;
+    due_ = true;
+    return first;
+  }
+  void flush() override {
+    due_ = false;
+    ++flushes;
+    written.insert(written.end(), queued.begin(), queued.end());
+    queued.clear();
+  }
+  void close(int code, const std::string& /*reason*/) override { closed_with = code; }
+  [[nodiscard]] std::int64_t user_id() const override { return user_; }
+  [[nodiscard]] std::int64_t chat_id() const override { return chat_; }
+
+  std::vector<std::string> queued, written;
+  int flushes = 0;
+  int closed_with = 0;
+
+ private:
+  std::int64_t user_, chat_;
+  bool due_ = false;
+};
+
+chat::store::EventRecord message(std::int64_t seq, std::int64_t chat, std::int64_t id,
+                                 std::int64_t sender) {
+  chat::store::EventRecord e;
+  e.seq = seq;
+  e.chat_id = chat;
+  e.type = "message";
+  e.payload = R"({"type":"message","message_id":)" + std::to_string(id) + R"(,"chat_id":)" +
+              std::to_string(chat) + R"(,"text":"hi","sender":"u","sender_id":)" +
+              std::to_string(sender) + R"(,"client_id":null})";
+  return e;
+}
+
+struct Fixture {
+  std::unique_ptr<chat::realtime::Broker> broker = chat::realtime::make_in_process_broker();
+  std::vector<std::function<void()>> jobs;  // posted flush jobs, run by the test
+  std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> delivered;
+  Hub hub{*broker, [](std::int64_t, std::int64_t, const std::function<void(std::int64_t)>&) {},
+          [this](std::int64_t, std::int64_t message, const std::vector<std::int64_t>& users) {
+            delivered.emplace_back(message, users);
+          },
+          [this](std::function<void()> job) { jobs.push_back(std::move(job)); }, 16};
+
+  void run_jobs() {
+    while (!jobs.empty()) {
+      auto now = std::exchange(jobs, {});
+      for (auto& j : now) j();
+    }
+  }
+};
+
+}  // namespace
+
+TEST(Hub, ABurstOfEventsIsOneWritePerSocket) {
+  Fixture f;
+  constexpr std::int64_t kChat = 7;
+  std::vector<std::shared_ptr<FakeSession>> members;
+  for (std::int64_t user = 1; user <= 600; ++user) {
+    auto s = std::make_shared<FakeSession>(user, 0);
+    std::unordered_map<std::int64_t, UnreadState> chats{{kChat, {}}};
+    EXPECT_TRUE(f.hub.attach(s, chats, 0, nullptr).empty());
+    members.push_back(s);
+  }
+  // Three messages committed before the flush job runs.
+  for (std::int64_t i = 1; i <= 3; ++i) f.hub.on_logged(message(i, kChat, 100 + i, 1));
+  for (const auto& s : members) EXPECT_EQ(s->flushes, 0);
+  EXPECT_EQ(f.jobs.size(), 1U);  // one job for the whole burst
+  f.run_jobs();
+  for (const auto& s : members) {
+    EXPECT_EQ(s->flushes, 1) << s->user_id();
+    if (s->user_id() == 1) {
+      ASSERT_EQ(s->written.size(), 3U);  // the sender: its messages, no unread count
+    } else {
+      // Each message, then the member's new unread count, in commit order.
+      ASSERT_EQ(s->written.size(), 6U);
+      EXPECT_NE(s->written[0].find(R"("message_id":101)"), std::string::npos);
+      EXPECT_NE(s->written[0].find(R"("seq":1)"), std::string::npos);
+      EXPECT_EQ(s->written[1], R"({"type":"unread","chat_id":7,"unread_count":1})");
+      EXPECT_NE(s->written[4].find(R"("message_id":103)"), std::string::npos);
+      EXPECT_EQ(s->written[5], R"({"type":"unread","chat_id":7,"unread_count":3})");
+    }
+  }
+  // Delivered receipts: once per message, for everyone but the sender.
+  ASSERT_EQ(f.delivered.size(), 3U);
+  EXPECT_EQ(f.delivered[0].first, 101);
+  EXPECT_EQ(f.delivered[0].second.size(), 599U);
+}
+
+TEST(Hub, DetachedSessionsHearNothingMore) {
+  Fixture f;
+  auto a = std::make_shared<FakeSession>(1, 0);
+  auto b = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {}}, {6, {}}};
+  f.hub.attach(a, chats, 0, nullptr);
+  f.hub.attach(b, chats, 0, nullptr);
+  EXPECT_EQ(f.hub.session_count(), 2U);
+  f.hub.detach(a.get());
+  EXPECT_EQ(f.hub.session_count(), 1U);
+  f.hub.on_logged(message(1, 6, 10, 2));
+  f.run_jobs();
+  EXPECT_TRUE(a->written.empty());
+  EXPECT_EQ(b->written.size(), 1U);
+}
+
+TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
+  Fixture f;
+  std::vector<std::shared_ptr<FakeSession>> mine;
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {}}};
+  std::vector<std::shared_ptr<Session>> evicted;
+  for (int i = 0; i < 17; ++i) {
+    mine.push_back(std::make_shared<FakeSession>(1, 0));
+    for (auto& e : f.hub.attach(mine.back(), chats, 0, nullptr)) evicted.push_back(e);
+  }
+  ASSERT_EQ(evicted.size(), 1U);
+  EXPECT_EQ(evicted[0], mine[0]);
+}
