@@ -43,6 +43,22 @@ if fan:
     rows.append(("  send -> last member, p50 / p99", "ms",
                  f"{spread(lat(fan, 'p50_ms'), '{:.1f}')} / {spread(lat(fan, 'p99_ms'), '{:.1f}')}", ""))
     rows.append(("  every delivery checked", "", "ok" if fan["check"]["ok"] else f"FAILED {fan['check']}", "ok"))
+relay = load("relay-max")
+if relay:
+    rows.append(("Fan-out through a bare relay (the limit)", "deliveries/s",
+                 spread(runs(relay, "deliveries_per_second")), ""))
+    rows.append(("  send -> last member, p50 / p99", "ms",
+                 f"{spread(lat(relay, 'p50_ms'), '{:.1f}')} / {spread(lat(relay, 'p99_ms'), '{:.1f}')}", ""))
+    if fan:
+        share = statistics.median(runs(fan, "deliveries_per_second")) / statistics.median(
+            runs(relay, "deliveries_per_second"))
+        rows.append(("  chatd as a share of the relay", "", f"{share:.0%}", ""))
+relay_paced = load("relay-paced")
+if relay_paced:
+    rows.append(("Bare relay paced at 500,000/s", "deliveries/s",
+                 spread(runs(relay_paced, "deliveries_per_second")), ""))
+    rows.append(("  send -> last member, p50 / p99", "ms",
+                 f"{spread(lat(relay_paced, 'p50_ms'), '{:.1f}')} / {spread(lat(relay_paced, 'p99_ms'), '{:.1f}')}", ""))
 for paced in (load("fanout-paced-100k"), load("fanout-paced")):
     if not paced:
         continue
@@ -87,8 +103,10 @@ if idle:
                  f"{idle['projected_rss_gib_for_1m_sockets']:.1f} / {idle['projected_cores_for_1m_sockets']:.2f}", ""))
     rows.append(("  handshakes while opening", "per second", f"{idle['handshakes_per_second']:,.0f}", ""))
 
-rc = load("reconnect")
-if rc:
+for name in ("reconnect", "reconnect-burst"):
+    rc = load(name)
+    if not rc:
+        continue
     rows.append((f"Reconnect storm: {rc['sockets']:,} clients within {rc['storm_seconds']:g} s, since=", "handshakes/s",
                  f"{rc['handshakes_per_second']:,.0f}", ">= 5,000"))
     rows.append(("  last replay complete after", "s", f"{rc['seconds_to_last_synced']:.1f}", ""))

@@ -3,7 +3,7 @@
 # and chatbench to core 1 (taskset), on loopback only. Writes bench/results/<name>.json,
 # prints a table, and draws the latency distributions (bench/results/latency.svg).
 #   bench/run.sh BUILD_DIR [SCENARIO...]
-#     scenarios: fanout ingest ingest-pg history idle reconnect
+#     scenarios: fanout relay ingest ingest-pg history idle reconnect
 set -euo pipefail
 build=$(cd "${1:?build folder}" && pwd)
 shift || true
@@ -75,6 +75,20 @@ stop_server() {
   fi
 }
 
+# start_relay: chatbench's bare WebSocket relay on core 0, in chatd's place.
+start_relay() {
+  port=$(free_port)
+  mkdir -p "$work/relay"
+  taskset -c 0 "$build/chatbench" relay --port "$port" >"$work/relay/relay.log" 2>&1 &
+  server_pid=$!
+  for _ in $(seq 1 50); do
+    grep -q listening "$work/relay/relay.log" 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "the relay did not start" >&2
+  exit 1
+}
+
 # bench NAME SCENARIO [chatbench options...]
 bench() {
   local name=$1
@@ -90,19 +104,32 @@ bench() {
   fi
 }
 
-scenarios=${*:-fanout ingest ingest-pg history idle reconnect}
+scenarios=${*:-fanout relay ingest ingest-pg history idle reconnect}
+# Fan-out as fast as it goes: ten senders, eight messages in flight each.
+fanout_max="--members 1000 --senders 10 --rate 0 --window 8 --warmup 2 --seconds 5 --runs 3"
 for s in $scenarios; do
   case $s in
     fanout)
       start_server fanout
-      bench fanout-max fanout --members 1000 --senders 10 --rate 0 --window 2 --warmup 2 --seconds 5 --runs 3
+      # shellcheck disable=SC2086
+      bench fanout-max fanout $fanout_max
       stop_server
       # Open loop: at a rate the server keeps up with, and at the target's 500,000/s.
       start_server fanout-paced-100k
       bench fanout-paced-100k fanout --members 1000 --senders 10 --rate 100000 --warmup 2 --seconds 5 --runs 3
       stop_server
       start_server fanout-paced
-      bench fanout-paced fanout --members 1000 --senders 10 --rate 500000 --warmup 0 --seconds 3 --runs 1
+      bench fanout-paced fanout --members 1000 --senders 10 --rate 500000 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      ;;
+    relay)
+      # The same fan-out through a bare relay on the same core: what the transport allows.
+      start_relay
+      # shellcheck disable=SC2086
+      bench relay-max fanout --relay $fanout_max
+      stop_server
+      start_relay
+      bench relay-paced fanout --relay --members 1000 --senders 10 --rate 500000 --warmup 2 --seconds 5 --runs 3
       stop_server
       ;;
     ingest)
@@ -137,6 +164,10 @@ for s in $scenarios; do
       sockets=$(( fds - 500 < 19000 ? fds - 500 : 19000 ))
       start_server reconnect
       bench reconnect reconnect --sockets "$sockets" --storm-seconds 5 --setup-connections 32
+      stop_server
+      # The same clients back twice as fast as the server can take them: its capacity.
+      start_server reconnect-burst
+      bench reconnect-burst reconnect --sockets "$sockets" --storm-seconds 2 --setup-connections 32
       stop_server
       ;;
     idle)
