@@ -166,8 +166,8 @@ std::vector<SessionPtr> Hub::unsubscribe(std::int64_t user_id, std::int64_t chat
   return chat_sockets;
 }
 
-void Hub::queue_locked(Entry& e, const Frame& frame, std::int64_t seq) {
-  if (e.session->queue(frame, seq)) dirty_.push_back(e.session);
+void Hub::queue_locked(Entry& e, const Frame& frame, std::int64_t seq, std::int64_t state) {
+  if (e.session->queue(frame, seq, state)) dirty_.push_back(e.session);
 }
 
 void Hub::schedule_flush_locked() {
@@ -209,7 +209,7 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id) {
       if (st == it->second.unread.end() || st->second.unread == count) return;
       st->second.unread = count;
     }
-    session->deliver(unread_frame(chat_id, count));
+    session->deliver(unread_frame(chat_id, count), 0, chat_id);
   });
 }
 
@@ -320,7 +320,8 @@ void Hub::on_logged(const store::EventRecord& event) {
           if (st == e->unread.end()) continue;
           const std::int64_t me = s.user_id();
           if (is_message && sender != me && message_id > st->second.last_read) {
-            queue_locked(*e, unread_frame_for(++st->second.unread), 0);
+            // A count is a state: under load, a socket gets only the newest one per write.
+            queue_locked(*e, unread_frame_for(++st->second.unread), 0, chat_id);
           } else if (is_message && sender == me) {
             st->second.last_read = std::max(st->second.last_read, message_id);
           } else if (type == "read" && subject == me) {

@@ -84,7 +84,7 @@ class Hub final : public BrokerHandler {
   void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
   void recount_for(const SessionPtr& s, std::int64_t chat_id);
   // Under the lock: queues a frame on a session and remembers it for the next flush job.
-  void queue_locked(Entry& e, const Frame& frame, std::int64_t seq);
+  void queue_locked(Entry& e, const Frame& frame, std::int64_t seq, std::int64_t state = 0);
   // Under the lock: makes sure a flush job will run for what was queued.
   void schedule_flush_locked();
   void flush_dirty();

@@ -15,13 +15,15 @@ class Session {
   virtual ~Session() = default;
 
   // Queues a text frame and sees that it is written; never blocks. A logged event's `seq`
-  // (0 for others) lets a resuming session drop what its replay already sent. A full queue
+  // (0 for others) lets a resuming session drop what its replay already sent. A frame with
+  // a `state` key (not 0) tells a state, not an event (an unread count): a frame with the
+  // same key that is still waiting to be written is dropped in its favour. A full queue
   // closes the session as a slow reader.
-  virtual void deliver(const Frame& frame, std::int64_t seq = 0) = 0;
+  virtual void deliver(const Frame& frame, std::int64_t seq = 0, std::int64_t state = 0) = 0;
   // Queues a frame as deliver() does but leaves the write to the caller, so a broadcast
   // writes each recipient once however many frames it queued: true when the caller must
   // call flush() (once), false when a write is already due. Never blocks; any thread.
-  virtual bool queue(const Frame& frame, std::int64_t seq) = 0;
+  virtual bool queue(const Frame& frame, std::int64_t seq, std::int64_t state = 0) = 0;
   // Writes what is queued without blocking (the rest waits for room). Any thread.
   virtual void flush() = 0;
   // Sends a close frame with this code after what is queued, then ends the session.

@@ -94,11 +94,11 @@ class Socket final : public realtime::Session,
   std::int64_t user_id() const override { return admission_.user.id; }
   std::int64_t chat_id() const override { return admission_.chat_id; }
 
-  void deliver(const realtime::Frame& frame, std::int64_t seq) override {
-    if (queue(frame, seq)) schedule_flush();
+  void deliver(const realtime::Frame& frame, std::int64_t seq, std::int64_t state) override {
+    if (queue(frame, seq, state)) schedule_flush();
   }
 
-  bool queue(const realtime::Frame& frame, std::int64_t seq) override {
+  bool queue(const realtime::Frame& frame, std::int64_t seq, std::int64_t state) override {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
     if (buffering_) {
@@ -106,7 +106,10 @@ class Socket final : public realtime::Session,
       return false;
     }
     if (seq != 0 && seq <= replayed_through_) return false;  // the replay already sent it
-    return enqueue_locked(frame);
+    if (state != 0) supersede_locked(state);
+    const bool kick = enqueue_locked(frame);
+    if (state != 0 && !closed_) states_.emplace_back(state, queue_.size() - 1);
+    return kick;
   }
 
   void flush() override {
@@ -344,6 +347,12 @@ class Socket final : public realtime::Session,
     });
   }
 
+  // A client message taken off the socket.
+  struct Message {
+    std::string text;
+    bool is_text = true;
+  };
+
   // Reads what the kernel holds until it has no more (then waits for more: the reactor
   // reports only new bytes), or until a message goes to the services (reading resumes
   // once it is answered, so one socket's events are handled in order, one at a time).
@@ -365,17 +374,24 @@ class Socket final : public realtime::Session,
       // dropped until the peer goes, so the close frame is not lost to a reset.
       if (discarding_) continue;
       pending_.append(chunk.data(), static_cast<std::size_t>(n));
-      if (!consume_pending()) return;
+      if (auto message = next_message()) {
+        // Started here, so the message reaches the services without a trip through the
+        // scheduler; nothing below touches the read state once it has started.
+        auto executor = executor_;
+        asio::co_spawn(executor, answer(std::move(message->text), message->is_text),
+                       asio::detached);
+        return;
+      }
     }
   }
 
-  // Takes the complete frames off pending_: pings get pongs, a close frame ends the
-  // session (answered, unless it answers ours), a complete message goes to the services.
-  // False when reading must pause (a message is being answered, or the session ended).
-  bool consume_pending() {
+  // Takes frames off pending_ up to the next complete message: pings get pongs, a close
+  // frame ends the session (answered, unless it answers ours). nullopt when there is no
+  // complete message (read more), or reading is over.
+  std::optional<Message> next_message() {
     std::size_t pos = 0;
-    bool go_on = true;
-    while (go_on && !discarding_) {
+    std::optional<Message> out;
+    while (!out && !discarding_) {
       auto parsed = parse_client_frame(pending_.data() + pos, pending_.size() - pos,
                                        context_.limits.max_frame_bytes);
       if (parsed.close_code != 0) {
@@ -395,7 +411,7 @@ class Socket final : public realtime::Session,
           peer_closed(close_code_of(frame.payload));
           pending_ = {};
           end_session(false);
-          return false;
+          return std::nullopt;
         case Opcode::text:
         case Opcode::binary:
           if (in_message_) {
@@ -424,14 +440,7 @@ class Socket final : public realtime::Session,
         fail(1007, "invalid UTF-8");
         continue;
       }
-      // Answered after this returns (posted): the answer goes on reading from pending_.
-      std::string message = std::exchange(message_, {});
-      asio::post(executor_, [self = shared_from_this(), message = std::move(message),
-                             is_text = text_message_]() mutable {
-        auto executor = self->executor_;
-        asio::co_spawn(executor, self->answer(std::move(message), is_text), asio::detached);
-      });
-      go_on = false;
+      out = Message{std::exchange(message_, {}), text_message_};
     }
     if (discarding_) {
       pending_ = {};
@@ -439,14 +448,22 @@ class Socket final : public realtime::Session,
       pending_.erase(0, pos);
       if (pending_.empty() && pending_.capacity() > kKeepPending) pending_ = {};
     }
-    return go_on;
+    return out;
   }
 
-  // One client message through the services, then the rest of what was read.
-  asio::awaitable<void> answer(std::string message, bool is_text) {
+  // Client messages through the services one at a time, as long as complete ones are
+  // buffered; then reading goes on (posted: a flood of messages answered at once does not
+  // nest calls).
+  asio::awaitable<void> answer(std::string text, bool is_text) {
     auto self = shared_from_this();
-    co_await on_message(message, is_text);
-    if (consume_pending()) read_more();
+    for (;;) {
+      co_await on_message(text, is_text);
+      auto next = next_message();
+      if (!next) break;
+      text = std::move(next->text);
+      is_text = next->is_text;
+    }
+    if (reading_) asio::post(executor_, [self] { self->read_more(); });
   }
 
   // Token bucket: 30 events a second, bursts of 60 (settings).
@@ -573,11 +590,22 @@ class Socket final : public realtime::Session,
     });
   }
 
+  // A newer state frame with this key is queued: the one still waiting to be written (if
+  // any) is dropped, and the writer skips its empty place.
+  void supersede_locked(std::int64_t state) {
+    auto it = std::find_if(states_.begin(), states_.end(),
+                           [state](const auto& s) { return s.first == state; });
+    if (it == states_.end()) return;
+    if (it->second >= queue_head_ && it->second < queue_.size()) queue_[it->second].reset();
+    states_.erase(it);
+  }
+
   [[nodiscard]] bool queue_empty() const { return queue_head_ == queue_.size(); }
   [[nodiscard]] std::size_t queue_size() const { return queue_.size() - queue_head_; }
   void clear_queue() {
     queue_.clear();
     queue_head_ = 0;
+    states_.clear();
   }
   // The first `n` queued frames are written: their payloads may go.
   void pop_frames(std::size_t n) {
@@ -591,6 +619,7 @@ class Socket final : public realtime::Session,
         queue_.clear();
       }
       queue_head_ = 0;
+      states_.clear();
     }
   }
 
@@ -669,7 +698,9 @@ class Socket final : public realtime::Session,
       const std::size_t frames = std::min(queue_size(), kMaxBatch);
       headers.resize(frames * kMaxHeader);
       for (std::size_t i = 0; i < frames; ++i) {
-        const auto& payload = *queue_[queue_head_ + i];
+        const auto& frame = queue_[queue_head_ + i];
+        if (!frame) continue;  // superseded
+        const auto& payload = *frame;
         char* h = headers.data() + i * kMaxHeader;
         add(h, server_header(Opcode::text, payload.size(), h));
         add(payload.data(), payload.size());
@@ -771,6 +802,8 @@ class Socket final : public realtime::Session,
   // Frames waiting to be written: queue_[queue_head_..] (a vector: no allocation while idle).
   std::vector<realtime::Frame> queue_;
   std::size_t queue_head_ = 0;
+  // Queued state frames not yet written: (state key, place in queue_).
+  std::vector<std::pair<std::int64_t, std::size_t>> states_;
   std::string backlog_;        // the unwritten rest of a write the kernel took only part of
   bool flush_due_ = false;     // a flush is posted, or the hub will call flush()
   bool waiting_room_ = false;  // for the kernel's send buffer to drain
