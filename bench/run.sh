@@ -163,11 +163,11 @@ for s in $scenarios; do
     reconnect)
       sockets=$(( fds - 500 < 19000 ? fds - 500 : 19000 ))
       start_server reconnect
-      bench reconnect reconnect --sockets "$sockets" --storm-seconds 5 --setup-connections 32
+      bench reconnect reconnect --sockets "$sockets" --storm-seconds 5 --runs 3 --setup-connections 32
       stop_server
       # The same clients back twice as fast as the server can take them: its capacity.
       start_server reconnect-burst
-      bench reconnect-burst reconnect --sockets "$sockets" --storm-seconds 2 --setup-connections 32
+      bench reconnect-burst reconnect --sockets "$sockets" --storm-seconds 2 --runs 3 --setup-connections 32
       stop_server
       ;;
     idle)

@@ -20,7 +20,7 @@ class LocalPresence final : public Presence {
   LocalPresence(PresenceAnnouncer& announcer, std::chrono::milliseconds grace)
       : announcer_(announcer), grace_(grace) {}
 
-  asio::awaitable<void> connected(std::int64_t user_id) override {
+  asio::awaitable<void> connected(std::int64_t user_id, std::optional<Audience> audience) override {
     bool announce = false;
     {
       std::lock_guard lock(mutex_);
@@ -29,7 +29,7 @@ class LocalPresence final : public Presence {
       announce = ++u.sockets == 1 && !u.leaving;
       u.leaving = false;
     }
-    if (announce) co_await announcer_.announce(user_id, true, std::nullopt);
+    if (announce) co_await announcer_.announce(user_id, true, std::move(audience));
   }
 
   void shutting_down() override {

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/time.hpp"
 #include "users/online_users.hpp"
@@ -28,10 +29,20 @@ namespace chat::realtime {
 
 class Broker;
 
+// Who hears that a user's status changed, when the caller knows it already: a user socket
+// has just read the user's chats, and the gate the account, so opening one needs no
+// further reads to announce it.
+struct Audience {
+  std::vector<std::int64_t> chat_ids;
+  std::optional<Micros> last_seen;  // as the account showed it
+};
+
 class Presence : public users::OnlineUsers {
  public:
-  // A socket of the user opened / closed on this node. Thread-safe.
-  virtual boost::asio::awaitable<void> connected(std::int64_t user_id) = 0;
+  // A socket of the user opened / closed on this node (`audience`: see Audience; nullopt:
+  // read from the store if an announcement is due). Thread-safe.
+  virtual boost::asio::awaitable<void> connected(std::int64_t user_id,
+                                                 std::optional<Audience> audience) = 0;
   virtual boost::asio::awaitable<void> disconnected(std::int64_t user_id) = 0;
   // The node is stopping: sockets closing now are not the users leaving (they reconnect,
   // perhaps to another node), so no grace period is waited for and no offline announced
@@ -43,9 +54,10 @@ class Presence : public users::OnlineUsers {
 class PresenceAnnouncer {
  public:
   PresenceAnnouncer(store::Store& store, Broker& broker) : store_(store), broker_(broker) {}
-  // `last_seen` unset: read from the store (an online user shows their previous one).
+  // `known` unset: the user's chats and last_seen are read from the store (an online user
+  // shows their previous last_seen).
   boost::asio::awaitable<void> announce(std::int64_t user_id, bool online,
-                                        std::optional<Micros> last_seen);
+                                        std::optional<Audience> known);
   // Going offline: records last_seen, then announces it.
   boost::asio::awaitable<void> went_offline(std::int64_t user_id);
 

@@ -160,7 +160,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     stopped_ = true;
   }
 
-  asio::awaitable<void> connected(std::int64_t user_id) override {
+  asio::awaitable<void> connected(std::int64_t user_id, std::optional<Audience> audience) override {
     {
       std::lock_guard lock(mutex_);
       auto& u = users_[user_id];
@@ -169,7 +169,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       if (++u.sockets > 1) co_return;
     }
     auto first = co_await script(kConnect, user_id, options_.ttl.count());
-    if (first == 1) co_await announcer_.announce(user_id, true, std::nullopt);
+    if (first == 1) co_await announcer_.announce(user_id, true, std::move(audience));
   }
 
   void shutting_down() override {
@@ -380,8 +380,8 @@ class RedisPresenceHandle final : public Presence {
   ~RedisPresenceHandle() override { p_->stop(); }
   RedisPresenceHandle(const RedisPresenceHandle&) = delete;
   RedisPresenceHandle& operator=(const RedisPresenceHandle&) = delete;
-  asio::awaitable<void> connected(std::int64_t user_id) override {
-    co_await p_->connected(user_id);
+  asio::awaitable<void> connected(std::int64_t user_id, std::optional<Audience> audience) override {
+    co_await p_->connected(user_id, std::move(audience));
   }
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
     co_await p_->disconnected(user_id);

@@ -74,6 +74,18 @@ struct EventRecord {
   Micros created_at = 0;
 };
 
+// What a user socket keeps of each of the user's chats, and where the event log stood
+// when they were read (one snapshot).
+struct ReadState {
+  std::int64_t chat_id = 0;
+  std::int64_t last_read_message_id = 0;
+  std::int64_t unread_count = 0;
+};
+struct ReadStates {
+  std::int64_t seq = 0;
+  std::vector<ReadState> chats;
+};
+
 // A member's own view of a chat: what GET /api/chats/ shows besides the chat row.
 struct ChatSummary {
   ChatRecord chat;

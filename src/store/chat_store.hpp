@@ -122,6 +122,10 @@ class ChatStore {
   virtual boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) = 0;
   virtual boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) = 0;
+  // The user's chats with their read watermarks and unread counts, and the newest seq of
+  // the event log, in one snapshot: what a socket needs to open (no members, messages or
+  // pins, which summaries() also reads).
+  virtual boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
   virtual boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,

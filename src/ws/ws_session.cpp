@@ -159,6 +159,9 @@ class Socket final : public realtime::Session,
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.
     auto subscribed = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
+    // A user socket reads all the user's chats anyway: its presence announcement needs no
+    // reads of its own (a chat socket's does).
+    std::optional<realtime::Audience> audience;
     {
       // Where the event log stands before the chats are read: the broker delivers
       // everything after it, so a chat created meanwhile is not missed.
@@ -166,13 +169,17 @@ class Socket final : public realtime::Session,
       std::optional<std::int64_t> from_seq;
       bool unavailable = false;
       try {
-        from_seq = co_await context_.store.chats().newest_seq();
         if (is_user_socket()) {
-          auto summaries = co_await context_.store.chats().summaries(user);
-          for (const auto& s : summaries) {
-            chats[s.chat.id] = {s.last_read_message_id, s.unread_count};
+          auto states = co_await context_.store.chats().read_states(user);
+          from_seq = states.seq;
+          audience.emplace();
+          audience->last_seen = admission_.user.last_seen;
+          for (const auto& s : states.chats) {
+            chats[s.chat_id] = {s.last_read_message_id, s.unread_count};
+            audience->chat_ids.push_back(s.chat_id);
           }
         } else {
+          from_seq = co_await context_.store.chats().newest_seq();
           chats[chat_id()] = {};
         }
       } catch (const store::Unavailable&) {
@@ -224,7 +231,7 @@ class Socket final : public realtime::Session,
     // announcement or the replay), it leaves the hub and presence behind it.
     bool failed = false;
     try {
-      co_await context_.presence.connected(user);
+      co_await context_.presence.connected(user, std::move(audience));
       co_await replay(admission_.since);
     } catch (const std::exception& e) {
       failed = true;

@@ -11,7 +11,7 @@ import time
 import pytest
 
 import conftest
-from conftest import Server, assert_no_server_errors
+from conftest import Server, assert_no_server_errors, free_port
 
 CHATBENCH = os.path.join(os.path.dirname(conftest.CHATD), "chatbench")
 TIMEOUT = 120  # seconds per chatbench run
@@ -125,6 +125,43 @@ def test_idle_sockets(make_server, tmp_path):
     assert report["sockets"] == 30
     assert report["sockets_closed_by_server"] == 0
     assert report["server_rss_kib_per_socket"] > 0, report
+
+
+def test_reconnect_storm_replays_every_client(make_server, tmp_path):
+    server = make_server(**BENCH_SETTINGS)
+    report = chatbench(server, tmp_path, "reconnect", "--sockets", "40", "--storm-seconds", "0.5",
+                       "--runs", "2")
+    assert report["scenario"] == "reconnect" and report["check"]["ok"] is True, report
+    assert len(report["runs"]) == 2
+    for run in report["runs"]:
+        assert run["check"]["ok"] is True, run
+        assert run["messages_missed_and_replayed"] == 4, run  # one in every tenth chat
+        assert run["handshakes_per_second"] > 0 and run["seconds_to_last_synced"] > 0, run
+
+
+def test_fanout_through_the_bare_relay(tmp_path):
+    """chatbench's relay stands in for the server: the same fan-out and the same checks."""
+    require_chatbench()
+    port = free_port()
+    relay = subprocess.Popen([CHATBENCH, "relay", "--port", str(port)], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        assert "listening" in relay.stdout.readline()
+        out = tmp_path / "relay.json"
+        args = ["fanout", "--relay", "--members", "20", "--senders", "2", "--rate", "0",
+                "--window", "2", "--warmup", "0.5", "--seconds", "1", "--runs", "2"]
+        started = time.monotonic()
+        proc = subprocess.Popen([CHATBENCH, *args, "--port", str(port), "--server-pid",
+                                 str(relay.pid), "--out", str(out)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        code, _, stderr = finish(proc, args, started)
+        assert code == 0, stderr[-4000:]
+        report = json.loads(out.read_text())
+        assert report["scenario"] == "fanout through the bare relay"
+        check_traffic(report, report["scenario"], runs=2, recipients=20)
+    finally:
+        relay.terminate()
+        assert relay.wait(10) == 0
 
 
 def test_fanout_check_fails_when_senders_are_cut_off(flood_run):

@@ -273,6 +273,15 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_TRUE(read.changed);
   EXPECT_EQ(run(chats.unread_count(id, bob.id)), 1);
   EXPECT_FALSE(run(chats.mark_read(id, bob.id, ids[0], none_w)).changed);  // never lowered
+  // What a socket reads to open: the same counts, and the log's newest seq.
+  auto states = run(chats.read_states(bob.id));
+  ASSERT_EQ(states.chats.size(), 1U);
+  EXPECT_EQ(states.chats[0].chat_id, id);
+  EXPECT_EQ(states.chats[0].last_read_message_id, ids[1]);
+  EXPECT_EQ(states.chats[0].unread_count, 1);
+  EXPECT_EQ(states.seq, run(chats.newest_seq()));
+  EXPECT_GT(states.seq, 0);
+  EXPECT_TRUE(run(chats.read_states(make_user("cid").id)).chats.empty());
   auto page = run(chats.history(id, bob.id, std::nullopt, std::nullopt, 10));
   EXPECT_EQ(page.messages.size(), 4U);  // the hidden one is gone for bob
   auto found = run(chats.search(bob.id, {"m1"}, std::nullopt, 10));

@@ -88,6 +88,17 @@ constexpr const char* kUnread =
     "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
     "   NOT x.is_deleted)"
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2";
+// Every chat of a user with its read watermark and unread count (kUnread for each).
+constexpr const char* kReadStates =
+    "SELECT c.id, m.last_read_message_id, c.message_count"
+    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
+    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
+    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted AND "
+    "   d.id > m.last_read_message_id)"
+    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
+    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
+    "   NOT x.is_deleted)"
+    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = $1";
 constexpr const char* kLowestRead =
     "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = $1 "
     "ORDER BY last_read_message_id LIMIT 2";
@@ -568,6 +579,27 @@ asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
   auto params = pg_params(after_seq, int_array(chat_ids), int_array(user_ids), limit);
   auto r = co_await db_.query(kEventsSince, std::move(params));
   co_return all_rows<EventRecord>(r, read_event);
+}
+
+asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id) {
+  ReadStates out;
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    out = ReadStates{};
+    std::vector<PgStatement> reads;
+    reads.push_back({kLogState, {}});
+    reads.push_back({kReadStates, pg_params(user_id)});
+    auto results = co_await c.pipeline(std::move(reads));
+    out.seq = results[0].rows() > 0 ? results[0].int64(0, 1) : 0;
+    const auto& rows = results[1];
+    for (int i = 0; i < rows.rows(); ++i) {
+      out.chats.push_back(
+          {rows.int64(i, 0), rows.int64(i, 1), std::max<std::int64_t>(0, rows.int64(i, 2))});
+    }
+  };
+  // One snapshot: the seq and the counts agree.
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  co_return out;
 }
 
 asio::awaitable<std::int64_t> PgChatStore::newest_seq() {

@@ -70,6 +70,17 @@ constexpr const char* kUnread =
     "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
     "   x.is_deleted = 0)"
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = ?1 AND m.user_id = ?2";
+// Every chat of a user with its read watermark and unread count (kUnread for each).
+constexpr const char* kReadStates =
+    "SELECT c.id, m.last_read_message_id, c.message_count"
+    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
+    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
+    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted = 1 AND "
+    "   d.id > m.last_read_message_id)"
+    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
+    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
+    "   x.is_deleted = 0)"
+    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = ?1";
 constexpr const char* kLowestRead =
     "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = ?1 "
     "ORDER BY last_read_message_id LIMIT 2";
@@ -517,6 +528,20 @@ boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
     auto s = c.prepare(kEventsSince);
     s.bind(1, after_seq).bind(2, chats).bind(3, users).bind(4, limit);
     while (s.step()) out.push_back(read_event(s));
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
+boost::asio::awaitable<ReadStates> SqliteChatStore::read_states(std::int64_t user_id) {
+  auto q = [user_id](Connection& c) {
+    ReadStates out;
+    out.seq = scalar(c.prepare(kMaxSeq));
+    auto s = c.prepare(kReadStates);
+    s.bind(1, user_id);
+    while (s.step()) {
+      out.chats.push_back({s.int64(0), s.int64(1), std::max<std::int64_t>(0, s.int64(2))});
+    }
     return out;
   };
   co_return co_await db_.read(std::move(q));
