@@ -5,6 +5,10 @@
 #include <utility>
 
 #include <spdlog/spdlog.h>
+#include <boost/asio/associated_executor.hpp>
+#include <boost/asio/async_result.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/use_awaitable.hpp>
 
 #include "common/unicode.hpp"
 #include "store/postgres/pg_database.hpp"
@@ -71,10 +75,6 @@ constexpr const char* kSearch =
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = $2) "
     "AND ($3::bigint = 0 OR m.chat_id = $3::bigint) AND " NOT_HIDDEN(
         "$2") " ORDER BY m.id DESC LIMIT $4";
-constexpr const char* kMessageByClientId =
-    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
-    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE m.chat_id = $1 AND m.sender_id = $2 AND m.client_id = $3";
 
 // unread = messages after the watermark (by ordinal), less the deleted ones and the ones
 // hidden for the member (as in the SQLite store).
@@ -139,13 +139,15 @@ constexpr const char* kLogState =
     "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
 // The event log's lock, held from taking seqs until the broker has the events (see write()).
 constexpr const char* kLockLog = "SELECT pg_advisory_lock(7316002)";
-constexpr const char* kLockTimeout = "SET LOCAL lock_timeout = '10s'";
+constexpr const char* kLockTimeout = "SELECT set_config('lock_timeout', '10s', true)";
 constexpr const char* kUnlockLog = "SELECT pg_advisory_unlock(7316002)";
 constexpr const char* kTakeSeqs =
     "UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq";
-constexpr const char* kInsertEvent =
+// All the events of a transaction in one statement.
+constexpr const char* kInsertEvents =
     "INSERT INTO events(seq, chat_id, user_id, type, payload, created_at) "
-    "VALUES ($1, $2, $3, $4, $5, $6)";
+    "SELECT s, c, u, t, p, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], "
+    "$5::text[]) AS x(s, c, u, t, p)";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= $1";
@@ -175,17 +177,8 @@ constexpr const char* kRemoveMember =
 constexpr const char* kRemoveMemberHidden =
     "DELETE FROM hidden_messages WHERE chat_id = $1 AND user_id = $2";
 
-constexpr const char* kBumpChat =
-    "UPDATE chats SET message_count = message_count + 1, last_activity_at = $2 WHERE id = $1 "
-    "RETURNING message_count";
-constexpr const char* kInsertMessage =
-    "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
-    "ordinal, search) VALUES ($1, $2, $3, $4, $5, $6, $7, to_tsvector('simple', $8)) RETURNING id";
-constexpr const char* kSetLastMessage = "UPDATE chats SET last_message_id = $2 WHERE id = $1";
-constexpr const char* kSenderWatermarks =
-    "UPDATE chat_members SET last_read_message_id = GREATEST(last_read_message_id, $3), "
-    "last_delivered_message_id = GREATEST(last_delivered_message_id, $3) WHERE chat_id = $1 AND "
-    "user_id = $2";
+// The columns of a message (CHAT_SQL_MESSAGE_COLUMNS) and whether it was stored now.
+constexpr const char* kSendMessage = "SELECT * FROM chat_send_message($1, $2, $3, $4, $5, $6, $7)";
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = $2, edited_at = $3, search = to_tsvector('simple', $4) "
     "WHERE id = $1 AND NOT is_deleted";
@@ -261,19 +254,36 @@ std::string int_array(const std::vector<std::int64_t>& ids) {
   return out + "}";
 }
 
+std::string int_array(const std::vector<std::optional<std::int64_t>>& ids) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += ids[i] ? std::to_string(*ids[i]) : std::string("NULL");
+  }
+  return out + "}";
+}
+
+// A text[] literal: every element quoted, with its quotes and backslashes escaped.
+std::string text_array(const std::vector<std::string>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    out += '"';
+    for (const char ch : values[i]) {
+      if (ch == '"' || ch == '\\') out += '\\';
+      out += ch;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
 // ---- reusable steps (inside a transaction or on their own) -----------------------------
 
 asio::awaitable<std::optional<ChatRecord>> chat_by_id(PgConnection& c, std::int64_t id) {
   auto params = pg_params(id);
   auto r = co_await c.prepared(kChatById, std::move(params));
   co_return first_row(r, read_chat);
-}
-
-asio::awaitable<std::optional<MemberRecord>> member_of(PgConnection& c, std::int64_t chat_id,
-                                                       std::int64_t user_id) {
-  auto params = pg_params(chat_id, user_id);
-  auto r = co_await c.prepared(kMember, std::move(params));
-  co_return first_row(r, read_member);
 }
 
 asio::awaitable<std::vector<MemberRecord>> members_of(PgConnection& c, std::int64_t chat_id) {
@@ -320,25 +330,37 @@ asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int
 // are gapless and in commit order (the lock is held until the events have been handed to
 // the broker, see write()). The lock is taken last of all the locks a write takes, so it
 // cannot be part of a deadlock.
+// Takes the event-log lock (once per transaction) and the next seqs in one round trip,
+// then writes the events in one statement.
 asio::awaitable<void> append_events(PgConnection& c, TxLog& log,
                                     const std::vector<NewEvent>& events, Micros now) {
   if (events.empty()) co_return;
+  const auto n = static_cast<std::int64_t>(events.size());
+  std::vector<PgStatement> take;
   if (!log.locked) {
     // A node that died holding the lock is cut off by the server's keepalive; until then
     // writers give up after the timeout (503) instead of queueing for ever.
-    co_await c.query(kLockTimeout);
-    co_await c.query(kLockLog);
-    log.locked = true;
+    take.push_back({kLockTimeout, {}});
+    take.push_back({kLockLog, {}});
   }
-  auto take = pg_params(static_cast<std::int64_t>(events.size()));
-  auto taken = co_await c.prepared(kTakeSeqs, std::move(take));
-  std::int64_t seq = scalar(taken) - static_cast<std::int64_t>(events.size());
+  take.push_back({kTakeSeqs, pg_params(n)});
+  auto taken = co_await c.pipeline(std::move(take));
+  log.locked = true;
+  std::int64_t seq = scalar(taken.back()) - n;
+  std::vector<std::int64_t> seqs, chats;
+  std::vector<std::optional<std::int64_t>> users;
+  std::vector<std::string> types, payloads;
   for (const auto& e : events) {
-    ++seq;
-    auto params = pg_params(seq, e.chat_id, e.user_id, e.type, e.payload, now);
-    co_await c.prepared(kInsertEvent, std::move(params));
+    seqs.push_back(++seq);
+    chats.push_back(e.chat_id);
+    users.push_back(e.user_id);
+    types.push_back(e.type);
+    payloads.push_back(e.payload);
     log.events.push_back({seq, e.chat_id, e.user_id, e.type, e.payload, now});
   }
+  auto rows = pg_params(int_array(seqs), int_array(chats), int_array(users), text_array(types),
+                        text_array(payloads), now);
+  co_await c.prepared(kInsertEvents, std::move(rows));
 }
 
 asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t chat_id,
@@ -756,55 +778,176 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
   co_return out;
 }
 
+// ---- sends: group commit ------------------------------------------------------------
+//
+// Every send used to be a transaction of its own: a dozen round trips, then COMMIT (a WAL
+// flush) and the publish barrier under the event-log lock, which the deployment's writes
+// take in turn, so sends were as many per second as that sequence fits in (about 500
+// here). Now the sends that arrive while a batch is being written wait for the next one,
+// and a batch is one transaction: one round trip carrying every send (chat_send_message,
+// a server-side function, and the chat's watermarks), one for the event-log lock and
+// seqs, one statement for all events, one COMMIT and one barrier. A batch is written by
+// one of its own sends; the others are woken when it is done.
+
+struct PgChatStore::PendingSend {
+  NewMessage message;
+  EventsFor<SentMessage> events;
+  std::string words;
+  std::optional<SentMessage> result;
+  std::exception_ptr error;
+  // Under sends_mutex_:
+  bool written = false;  // result or error is set
+  bool leads = false;    // it is to write the next batch
+  // Resumes the sender, while it waits for one of them to be true.
+  struct Waiting {
+    virtual ~Waiting() = default;
+    virtual void resume() = 0;
+  };
+  std::unique_ptr<Waiting> waiting;
+};
+
+namespace {
+
+constexpr std::size_t kMaxSendBatch = 256;
+// Batches written at once by a node: while one waits for its COMMIT and barrier (under the
+// event-log lock), others run their sends, which take only their chats' row locks.
+constexpr int kMaxBatchesInFlight = 4;
+
+// A coroutine's completion handler, posted to the coroutine's executor when resumed.
+template <class Handler>
+struct WaitingHandler final : PgChatStore::PendingSend::Waiting {
+  explicit WaitingHandler(Handler h) : handler(std::move(h)) {}
+  void resume() override {
+    auto ex = asio::get_associated_executor(handler);
+    asio::post(ex, std::move(handler));
+  }
+  Handler handler;
+};
+
+// Completes (on the sender's executor) once the send is written or is to write the next
+// batch.
+auto until_turn(PgChatStore::PendingSend& p, std::mutex& mutex) {
+  return asio::async_initiate<const asio::use_awaitable_t<>&, void()>(
+      [&p, &mutex](auto handler) {
+        std::unique_lock lock(mutex);
+        auto waiting = std::make_unique<WaitingHandler<decltype(handler)>>(std::move(handler));
+        if (p.written || p.leads) {
+          lock.unlock();
+          waiting->resume();
+          return;
+        }
+        p.waiting = std::move(waiting);
+      },
+      asio::use_awaitable);
+}
+
+// Resumes a waiting sender (sends_mutex_ held: the handler is taken under it).
+void resume(PgChatStore::PendingSend& p) {
+  if (p.waiting) std::exchange(p.waiting, nullptr)->resume();
+}
+
+}  // namespace
+
 asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
     NewMessage m, EventsFor<SentMessage> events) {
-  std::optional<SentMessage> out;
-  const std::string words = search_words(m.text);
-  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    out.reset();
-    // The chat row first: sends to one chat take turns from here to COMMIT, so ids follow
-    // commit order and a retried client_id finds the first send committed.
-    auto lock = pg_params(m.chat_id);
-    auto locked = co_await c.prepared(kLockChat, std::move(lock));
-    if (locked.rows() == 0) co_return;
-    auto member = co_await member_of(c, m.chat_id, m.sender_id);
-    if (!member) co_return;
-    if (m.client_id) {
-      auto find = pg_params(m.chat_id, m.sender_id, *m.client_id);
-      auto earlier = co_await c.prepared(kMessageByClientId, std::move(find));
-      if (earlier.rows() > 0) {
-        out = SentMessage{read_message(earlier, 0), false};
-        std::vector<PgStatement> marks;
-        marks.push_back({kLowestRead, pg_params(m.chat_id)});
-        marks.push_back({kLowestDelivered, pg_params(m.chat_id)});
-        auto found = co_await c.pipeline(std::move(marks));
-        out->marks = watermarks_from(found[0], found[1]);
-        co_return;
-      }
+  auto pending = std::make_shared<PendingSend>();
+  pending->words = search_words(m.text);
+  pending->message = std::move(m);
+  pending->events = std::move(events);
+  {
+    std::lock_guard lock(sends_mutex_);
+    queued_sends_.push_back(pending);
+    if (batches_in_flight_ < kMaxBatchesInFlight) {
+      ++batches_in_flight_;
+      pending->leads = true;
     }
-    auto bump = pg_params(m.chat_id, m.now);
-    auto bumped = co_await c.prepared(kBumpChat, std::move(bump));
-    const std::int64_t ordinal = scalar(bumped);
-    auto insert = pg_params(m.chat_id, m.sender_id, m.text, m.now, m.forwarded_from, m.client_id,
-                            ordinal, words);
-    auto inserted = co_await c.prepared(kInsertMessage, std::move(insert));
-    const std::int64_t id = scalar(inserted);
-    // The statements that follow, one round trip (libpq's pipeline mode); the watermarks
-    // are read after the sender's moved.
-    std::vector<PgStatement> follow_up;
-    follow_up.push_back({kSetLastMessage, pg_params(m.chat_id, id)});
-    follow_up.push_back({kSenderWatermarks, pg_params(m.chat_id, m.sender_id, id)});
-    follow_up.push_back({kMessageById, pg_params(id)});
-    follow_up.push_back({kLowestRead, pg_params(m.chat_id)});
-    follow_up.push_back({kLowestDelivered, pg_params(m.chat_id)});
-    auto results = co_await c.pipeline(std::move(follow_up));
-    out = SentMessage{read_message(results[2], 0), true};
-    out->marks = watermarks_from(results[3], results[4]);
-    co_await append_events(c, log, events(*out), m.now);
+  }
+  for (;;) {
+    co_await until_turn(*pending, sends_mutex_);
+    {
+      std::lock_guard lock(sends_mutex_);
+      if (pending->written) break;
+    }
+    // This send writes the next batch: the sends first in the queue (its own among them,
+    // unless more than a batch were waiting before it).
+    std::vector<std::shared_ptr<PendingSend>> batch;
+    {
+      std::lock_guard lock(sends_mutex_);
+      const auto n = std::min(queued_sends_.size(), kMaxSendBatch);
+      batch.assign(queued_sends_.begin(), queued_sends_.begin() + static_cast<std::ptrdiff_t>(n));
+      queued_sends_.erase(queued_sends_.begin(),
+                          queued_sends_.begin() + static_cast<std::ptrdiff_t>(n));
+    }
+    std::exception_ptr failed;
+    try {
+      co_await write_sends(batch);
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    for (auto& p : batch) {
+      if (failed) p->error = failed;
+    }
+    finish_batch(*pending, batch);
+  }
+  if (pending->error) std::rethrow_exception(pending->error);
+  co_return std::move(pending->result);
+}
+
+void PgChatStore::finish_batch(PendingSend& writer,
+                               const std::vector<std::shared_ptr<PendingSend>>& written) {
+  std::lock_guard lock(sends_mutex_);
+  writer.leads = false;
+  for (const auto& p : written) {
+    p->written = true;
+    resume(*p);
+  }
+  // The first send still waiting writes the next batch (it is not writing one: leaders
+  // take their batch off the queue).
+  if (queued_sends_.empty()) {
+    --batches_in_flight_;
+  } else {
+    queued_sends_.front()->leads = true;
+    resume(*queued_sends_.front());
+  }
+}
+
+asio::awaitable<void> PgChatStore::write_sends(
+    const std::vector<std::shared_ptr<PendingSend>>& batch) {
+  // Chats in id order (a stable sort keeps each chat's sends in arrival order): batches of
+  // different nodes lock chat rows in the same order and do not deadlock.
+  std::vector<PendingSend*> order;
+  order.reserve(batch.size());
+  for (const auto& p : batch) order.push_back(p.get());
+  std::stable_sort(order.begin(), order.end(), [](const PendingSend* a, const PendingSend* b) {
+    return a->message.chat_id < b->message.chat_id;
+  });
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    std::vector<PgStatement> statements;
+    statements.reserve(order.size() * 3);
+    for (PendingSend* p : order) {
+      const auto& m = p->message;
+      p->result.reset();
+      statements.push_back({kSendMessage, pg_params(m.chat_id, m.sender_id, m.text, m.now,
+                                                    m.forwarded_from, m.client_id, p->words)});
+      // Read after the send in the same pipeline: they see the sender's watermark moved.
+      statements.push_back({kLowestRead, pg_params(m.chat_id)});
+      statements.push_back({kLowestDelivered, pg_params(m.chat_id)});
+    }
+    auto results = co_await c.pipeline(std::move(statements));
+    std::vector<NewEvent> events;
+    for (std::size_t i = 0; i < order.size(); ++i) {
+      const PgResult& sent = results[3 * i];
+      if (sent.rows() == 0) continue;  // the chat is gone, or the sender is not a member
+      PendingSend& p = *order[i];
+      p.result = SentMessage{read_message(sent, 0), sent.boolean(0, 10)};
+      p.result->marks = watermarks_from(results[3 * i + 1], results[3 * i + 2]);
+      if (!p.result->created) continue;  // a retry logs nothing
+      for (auto& e : p.events(*p.result)) events.push_back(std::move(e));
+    }
+    co_await append_events(c, log, events, now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
-  co_return out;
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(

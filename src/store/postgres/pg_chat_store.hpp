@@ -1,6 +1,9 @@
 #pragma once
 
 #include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
 
 #include "store/chat_store.hpp"
 
@@ -93,12 +96,29 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
 
  private:
+  // A send waiting for its batch (the .cpp's group commit); named here for its helpers.
+ public:
+  struct PendingSend;
+
+ private:
+  // Sends are written in batches (group commit): a send that finds fewer than four
+  // batches being written writes the queued sends in one transaction, with one round trip
+  // for all their statements and one event-log lock, COMMIT and barrier, then hands the
+  // next batch to the first send still waiting.
+  boost::asio::awaitable<void> write_sends(const std::vector<std::shared_ptr<PendingSend>>& batch);
+  // Wakes the sends of the batch `writer` just wrote and the first one still waiting,
+  // which writes the next batch (or there is one batch fewer in flight).
+  void finish_batch(PendingSend& writer, const std::vector<std::shared_ptr<PendingSend>>& written);
+
   using WriteBody = std::function<boost::asio::awaitable<void>(PgConnection&, TxLog&)>;
   // Runs a write transaction; after it commits, tells the listener what it logged and
   // waits for the barrier while still holding the event-log lock (see the .cpp).
   boost::asio::awaitable<void> write(WriteBody body);
 
   PgDatabase& db_;
+  std::mutex sends_mutex_;
+  std::vector<std::shared_ptr<PendingSend>> queued_sends_;
+  int batches_in_flight_ = 0;
   CommitListener listener_;
   PublishBarrier barrier_;
   std::function<void(std::int64_t)> uncertain_;

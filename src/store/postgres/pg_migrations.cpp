@@ -121,9 +121,65 @@ CREATE TABLE event_log_state (
 INSERT INTO event_log_state(id, pruned_through) VALUES (1, 0);
 )sql";
 
+// One send, done by the server: the store writes sends in batches, and a batch of these
+// calls goes out in one round trip (PgChatStore::send_message). The same steps as a send
+// always took: the chat row locked first (sends to one chat take turns until COMMIT, so
+// ids follow commit order and a repeated client_id finds the first send), the membership
+// checked, an earlier message with the same client_id returned as it is, else the message
+// stored with its ordinal, the chat's activity and last message and the sender's
+// watermarks moved. No row: the chat is gone or the sender is not a member.
+constexpr const char* k0003_send_function = R"sql(
+CREATE FUNCTION chat_send_message(p_chat BIGINT, p_sender BIGINT, p_text TEXT, p_now BIGINT,
+                                  p_forwarded_from BIGINT, p_client_id TEXT, p_words TEXT)
+RETURNS TABLE (r_id BIGINT, r_chat BIGINT, r_sender BIGINT, r_username TEXT, r_text TEXT,
+               r_created_at BIGINT, r_edited_at BIGINT, r_is_deleted BOOLEAN,
+               r_forwarded_from BIGINT, r_client_id TEXT, r_created BOOLEAN)
+LANGUAGE plpgsql AS $$
+DECLARE
+  v_ordinal BIGINT;
+  v_id      BIGINT;
+  v_created BOOLEAN := TRUE;
+BEGIN
+  SELECT c.message_count + 1 INTO v_ordinal FROM chats c WHERE c.id = p_chat FOR UPDATE;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  PERFORM 1 FROM chat_members cm WHERE cm.chat_id = p_chat AND cm.user_id = p_sender;
+  IF NOT FOUND THEN
+    RETURN;
+  END IF;
+  IF p_client_id IS NOT NULL THEN
+    SELECT m.id INTO v_id FROM messages m
+     WHERE m.chat_id = p_chat AND m.sender_id = p_sender AND m.client_id = p_client_id;
+    IF FOUND THEN
+      v_created := FALSE;
+    END IF;
+  END IF;
+  IF v_created THEN
+    INSERT INTO messages AS m (chat_id, sender_id, text, created_at, forwarded_from, client_id,
+                               ordinal, search)
+    VALUES (p_chat, p_sender, p_text, p_now, p_forwarded_from, p_client_id, v_ordinal,
+            to_tsvector('simple', p_words))
+    RETURNING m.id INTO v_id;
+    UPDATE chats c SET message_count = v_ordinal, last_activity_at = p_now, last_message_id = v_id
+     WHERE c.id = p_chat;
+    UPDATE chat_members cm
+       SET last_read_message_id = GREATEST(cm.last_read_message_id, v_id),
+           last_delivered_message_id = GREATEST(cm.last_delivered_message_id, v_id)
+     WHERE cm.chat_id = p_chat AND cm.user_id = p_sender;
+  END IF;
+  RETURN QUERY
+    SELECT m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text,
+           m.created_at, m.edited_at, m.is_deleted, m.forwarded_from, m.client_id, v_created
+      FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = v_id;
+END
+$$;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
+    {3, "send_function", k0003_send_function},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

@@ -123,8 +123,8 @@ Connection::Connection(const std::string& path, bool read_only, const std::strin
         pragmas;
   }
   // Readers map the file instead of copying pages out of it with a system call each: the
-  // kernel's page cache is the cache (256 MiB of address space, not of memory).
-  if (read_only) pragmas += " PRAGMA mmap_size=268435456;";
+  // kernel's page cache is the cache (up to 1 GiB of the file: address space, not memory).
+  if (read_only) pragmas += " PRAGMA mmap_size=1073741824;";
   exec_script(pragmas);
 }
 
