@@ -46,7 +46,7 @@ constexpr auto kCloseWait = std::chrono::seconds(5);
 constexpr std::size_t kMaxBatch = 500;
 // Reads land in a buffer of the thread's; a socket keeps bytes of its own only while a
 // frame is incomplete or a message is being answered.
-constexpr std::size_t kReadChunk = 64 * 1024;
+constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 // A socket's leftover bytes are released once this much room is no longer needed.
 constexpr std::size_t kKeepPending = 1024;
 
@@ -573,7 +573,7 @@ class Socket final : public realtime::Session,
     kick_locked();
   }
 
-  void send_control(std::string frame) {
+  void send_control(const std::string& frame) {
     std::lock_guard lock(mutex_);
     if (close_sent_) return;
     control_ += frame;
@@ -727,30 +727,57 @@ class Socket final : public realtime::Session,
         return;
       }
       const auto written = static_cast<std::size_t>(std::max<ssize_t>(sent, 0));
-      if (written < total) {
-        // What the kernel did not take goes first next time, ahead of anything newer.
-        std::string rest;
-        rest.reserve(total - written);
-        std::size_t skip = written;
-        for (const auto& v : iov) {
-          if (skip >= v.iov_len) {
-            skip -= v.iov_len;
-            continue;
-          }
-          rest.append(static_cast<const char*>(v.iov_base) + skip, v.iov_len - skip);
-          skip = 0;
-        }
-        backlog_ = std::move(rest);
-      } else {
+      if (written == total) {
         backlog_.clear();
+        control_.clear();
+        pop_frames(frames);
+        continue;
       }
-      control_.clear();
-      pop_frames(frames);
-      if (written < total) {
-        wait_for_room_locked();
-        return;
-      }
+      consume_partial_locked(written, frames);
+      wait_for_room_locked();
+      return;
     }
+  }
+
+  // The kernel took `written` bytes of a send of the backlog, control_ and the first
+  // `frames` queued frames: what is fully written goes, the one unit it stopped in keeps
+  // its rest in backlog_ (it must be finished before anything else goes out), and frames
+  // it did not reach stay queued, so they still count against the slow-reader limit.
+  void consume_partial_locked(std::size_t written, std::size_t frames) {
+    if (written < backlog_.size()) {
+      backlog_.erase(0, written);
+      return;
+    }
+    written -= backlog_.size();
+    backlog_.clear();
+    if (written < control_.size()) {
+      backlog_ = control_.substr(written);
+      control_.clear();
+      return;
+    }
+    written -= control_.size();
+    control_.clear();
+    std::size_t done = 0;
+    for (; done < frames; ++done) {
+      const auto& frame = queue_[queue_head_ + done];
+      if (!frame) continue;  // superseded: nothing of it was sent
+      char header[kMaxHeader];
+      const std::size_t header_size = server_header(Opcode::text, frame->size(), header);
+      const std::size_t unit = header_size + frame->size();
+      if (written >= unit) {
+        written -= unit;
+        continue;
+      }
+      if (written > 0) {
+        // Cut inside this frame: its rest goes first next time.
+        if (written < header_size) backlog_.append(header + written, header_size - written);
+        const std::size_t from = written > header_size ? written - header_size : 0;
+        backlog_.append(frame->data() + from, frame->size() - from);
+        ++done;
+      }
+      break;
+    }
+    pop_frames(done);
   }
 
   // The kernel's send buffer is full: write again once it has room (the wait is started
