@@ -28,6 +28,7 @@ struct File {
   std::string* gathered;  // bytes not yet written (WAL only)
   sqlite3_int64 gathered_at;
   sqlite3_int64 commit_page_at;  // where the commit frame's page goes; -1: none pending
+  sqlite3_int64 end;             // the end of what this log holds (written or gathered)
 };
 
 File* file(sqlite3_file* f) {
@@ -76,13 +77,26 @@ int x_write(sqlite3_file* f, const void* data, int n, sqlite3_int64 at) {
   File* w = file(f);
   if (!w->wal) return w->real->pMethods->xWrite(w->real, data, n, at);
   auto& g = *w->gathered;
-  // Only appends that follow on from what is gathered join it.
-  if (!g.empty() && at != w->gathered_at + static_cast<sqlite3_int64>(g.size())) {
-    if (const int rc = write_gathered(w); rc != SQLITE_OK) return rc;
-  }
-  if (g.empty()) w->gathered_at = at;
-  g.append(static_cast<const char*>(data), static_cast<std::size_t>(n));
   const auto* bytes = static_cast<const unsigned char*>(data);
+  if (at == 0 && n == 32) {
+    // The log's header: SQLite starts the log again from the top.
+    if (const int rc = write_gathered(w); rc != SQLITE_OK) return rc;
+    w->end = 0;
+    w->commit_page_at = -1;
+  }
+  const bool follows = !g.empty() && at == w->gathered_at + static_cast<sqlite3_int64>(g.size());
+  if (!follows) {
+    if (const int rc = write_gathered(w); rc != SQLITE_OK) return rc;
+    if (at < w->end) {
+      // Rewriting what the log already holds (a page written again by the same
+      // transaction, or the frame headers re-checksummed after it): written through at
+      // once, so nothing is left gathered behind a commit SQLite has published.
+      return w->real->pMethods->xWrite(w->real, data, n, at);
+    }
+    w->gathered_at = at;
+  }
+  g.append(static_cast<const char*>(data), static_cast<std::size_t>(n));
+  w->end = std::max(w->end, at + n);
   if (n == kFrameHeaderSize && at >= 32) {
     // A frame header: its second word is non-zero only on the frame that commits.
     if (big_endian32(bytes + 4) != 0) w->commit_page_at = at + kFrameHeaderSize;
@@ -100,6 +114,7 @@ int x_write(sqlite3_file* f, const void* data, int n, sqlite3_int64 at) {
 int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
   File* w = file(f);
   if (const int rc = write_gathered(w); rc != SQLITE_OK) return rc;
+  w->end = std::min(w->end, size);
   return w->real->pMethods->xTruncate(w->real, size);
 }
 
@@ -184,6 +199,7 @@ int x_open(sqlite3_vfs* /*vfs*/, sqlite3_filename name, sqlite3_file* f, int fla
   w->gathered = nullptr;
   w->gathered_at = 0;
   w->commit_page_at = -1;
+  w->end = 0;
   f->pMethods = nullptr;
   const int rc = base_vfs->xOpen(base_vfs, name, w->real, flags, out_flags);
   if (rc != SQLITE_OK || w->real->pMethods == nullptr) return rc;
