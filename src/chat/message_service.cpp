@@ -43,20 +43,22 @@ MessageService::visible_message(std::int64_t me, std::int64_t message_id) {
 
 boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t me,
                                                                     HistoryQuery q) {
-  auto m = co_await chats_.membership(me, q.chat_id);
-  if (!m) co_return std::move(m).error();
+  // Membership, page and watermarks in one read.
   auto page = co_await store_.chats().history(q.chat_id, me, q.before, q.after, q.limit);
+  if (!page) co_return Error::not_found("No Chat matches the given query.");
   std::int64_t newest = 0;
-  for (const auto& msg : page.messages) newest = std::max(newest, msg.id);
-  if (newest > m->second.last_delivered_message_id) {
+  for (const auto& msg : page->messages) newest = std::max(newest, msg.id);
+  Watermarks marks = std::move(page->marks);
+  if (newest > page->viewer.last_delivered_message_id) {
+    // Reading is delivery: the reader's watermark moves, and the statuses with it.
     auto events = [](const WatermarkChange& c) {
       return std::vector<NewEvent>{
           to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
     };
     co_await store_.chats().mark_delivered(q.chat_id, me, newest, std::move(events));
+    marks = co_await store_.chats().watermarks(q.chat_id);
   }
-  auto marks = co_await store_.chats().watermarks(q.chat_id);
-  MessagePage out{std::move(page.messages), std::move(marks), page.has_more};
+  MessagePage out{std::move(page->messages), std::move(marks), page->has_more};
   co_return out;
 }
 

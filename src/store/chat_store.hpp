@@ -92,6 +92,8 @@ struct DeliveredBatch {
 struct HistoryPage {
   std::vector<MessageRecord> messages;  // in the order asked for
   bool has_more = false;
+  MemberRecord viewer;  // the reader's membership, and the chat's watermarks, as the
+  Watermarks marks;     // messages were read (one snapshot)
 };
 
 struct Replay {
@@ -133,11 +135,11 @@ class ChatStore {
   virtual boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) = 0;
 
   // Messages not hidden for the viewer. Without `after`: newest first, older than
-  // `before` when given. With `after`: oldest first, newer than `after`.
-  virtual boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
-                                                      std::optional<std::int64_t> before,
-                                                      std::optional<std::int64_t> after,
-                                                      int limit) = 0;
+  // `before` when given. With `after`: oldest first, newer than `after`. nullopt when the
+  // viewer is not a member (or the chat is gone): a page is one read, membership included.
+  virtual boost::asio::awaitable<std::optional<HistoryPage>> history(
+      std::int64_t chat_id, std::int64_t viewer_id, std::optional<std::int64_t> before,
+      std::optional<std::int64_t> after, int limit) = 0;
   virtual boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) = 0;
   // True when the user deleted the message for themself (?for=me).
   virtual boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,

@@ -283,7 +283,12 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_GT(states.seq, 0);
   EXPECT_TRUE(run(chats.read_states(make_user("cid").id)).chats.empty());
   auto page = run(chats.history(id, bob.id, std::nullopt, std::nullopt, 10));
-  EXPECT_EQ(page.messages.size(), 4U);  // the hidden one is gone for bob
+  ASSERT_TRUE(page);
+  EXPECT_EQ(page->messages.size(), 4U);  // the hidden one is gone for bob
+  EXPECT_EQ(page->viewer.user_id, bob.id);
+  EXPECT_EQ(page->viewer.last_read_message_id, ids[1]);
+  ASSERT_FALSE(page->marks.lowest_read.empty());
+  EXPECT_FALSE(run(chats.history(id, make_user("eve").id, std::nullopt, std::nullopt, 10)));
   auto found = run(chats.search(bob.id, {"m1"}, std::nullopt, 10));
   ASSERT_EQ(found.size(), 1U);
   EXPECT_EQ(found[0].id, ids[1]);

@@ -512,24 +512,38 @@ asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
   co_return watermarks_from(read, delivered);
 }
 
-asio::awaitable<HistoryPage> PgChatStore::history(std::int64_t chat_id, std::int64_t viewer,
-                                                  std::optional<std::int64_t> before,
-                                                  std::optional<std::int64_t> after, int limit) {
-  HistoryPage page;
+asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t chat_id,
+                                                                 std::int64_t viewer,
+                                                                 std::optional<std::int64_t> before,
+                                                                 std::optional<std::int64_t> after,
+                                                                 int limit) {
+  std::optional<HistoryPage> page;
   const std::int64_t upper = before.value_or(INT64_MAX);
-  PgResult r;
-  if (after) {
-    auto params = pg_params(chat_id, viewer, *after, upper, limit + 1);
-    r = co_await db_.query(kHistoryOldestFirst, std::move(params));
-  } else {
-    auto params = pg_params(chat_id, viewer, upper, limit + 1);
-    r = co_await db_.query(kHistoryNewestFirst, std::move(params));
-  }
-  page.messages = all_rows<MessageRecord>(r, read_message);
-  if (static_cast<int>(page.messages.size()) > limit) {
-    page.has_more = true;
-    page.messages.pop_back();
-  }
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    page.reset();
+    // The membership, the page and the watermarks: one round trip, one snapshot.
+    std::vector<PgStatement> reads;
+    reads.push_back({kMember, pg_params(chat_id, viewer)});
+    if (after) {
+      reads.push_back({kHistoryOldestFirst, pg_params(chat_id, viewer, *after, upper, limit + 1)});
+    } else {
+      reads.push_back({kHistoryNewestFirst, pg_params(chat_id, viewer, upper, limit + 1)});
+    }
+    reads.push_back({kLowestRead, pg_params(chat_id)});
+    reads.push_back({kLowestDelivered, pg_params(chat_id)});
+    auto results = co_await c.pipeline(std::move(reads));
+    if (results[0].rows() == 0) co_return;
+    page.emplace();
+    page->viewer = read_member(results[0], 0);
+    page->messages = all_rows<MessageRecord>(results[1], read_message);
+    if (static_cast<int>(page->messages.size()) > limit) {
+      page->has_more = true;
+      page->messages.pop_back();
+    }
+    page->marks = watermarks_from(results[2], results[3]);
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
   co_return page;
 }
 
@@ -797,7 +811,9 @@ struct PgChatStore::PendingSend {
   std::exception_ptr error;
   // Under sends_mutex_:
   bool written = false;  // result or error is set
-  bool leads = false;    // it is to write the next batch
+  // The batch it is to write (taken off the queue when it was chosen, so no other writer
+  // can take these sends; its own send is always among them).
+  std::vector<std::shared_ptr<PendingSend>> to_write;
   // Resumes the sender, while it waits for one of them to be true.
   struct Waiting {
     virtual ~Waiting() = default;
@@ -831,7 +847,7 @@ auto until_turn(PgChatStore::PendingSend& p, std::mutex& mutex) {
       [&p, &mutex](auto handler) {
         std::unique_lock lock(mutex);
         auto waiting = std::make_unique<WaitingHandler<decltype(handler)>>(std::move(handler));
-        if (p.written || p.leads) {
+        if (p.written || !p.to_write.empty()) {
           lock.unlock();
           waiting->resume();
           return;
@@ -846,6 +862,15 @@ void resume(PgChatStore::PendingSend& p) {
   if (p.waiting) std::exchange(p.waiting, nullptr)->resume();
 }
 
+// The next batch: the first sends of the queue (sends_mutex_ held).
+std::vector<std::shared_ptr<PgChatStore::PendingSend>> take_batch(
+    std::vector<std::shared_ptr<PgChatStore::PendingSend>>& queue) {
+  const auto n = static_cast<std::ptrdiff_t>(std::min(queue.size(), kMaxSendBatch));
+  std::vector<std::shared_ptr<PgChatStore::PendingSend>> batch(queue.begin(), queue.begin() + n);
+  queue.erase(queue.begin(), queue.begin() + n);
+  return batch;
+}
+
 }  // namespace
 
 asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
@@ -857,57 +882,65 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
   {
     std::lock_guard lock(sends_mutex_);
     queued_sends_.push_back(pending);
+    // Fewer batches than the most in flight: this send writes one now. (Sends queue only
+    // while the most are in flight, so the queue holds just this one.)
     if (batches_in_flight_ < kMaxBatchesInFlight) {
       ++batches_in_flight_;
-      pending->leads = true;
+      pending->to_write = take_batch(queued_sends_);
     }
   }
   for (;;) {
     co_await until_turn(*pending, sends_mutex_);
-    {
-      std::lock_guard lock(sends_mutex_);
-      if (pending->written) break;
-    }
-    // This send writes the next batch: the sends first in the queue (its own among them,
-    // unless more than a batch were waiting before it).
     std::vector<std::shared_ptr<PendingSend>> batch;
     {
       std::lock_guard lock(sends_mutex_);
-      const auto n = std::min(queued_sends_.size(), kMaxSendBatch);
-      batch.assign(queued_sends_.begin(), queued_sends_.begin() + static_cast<std::ptrdiff_t>(n));
-      queued_sends_.erase(queued_sends_.begin(),
-                          queued_sends_.begin() + static_cast<std::ptrdiff_t>(n));
+      batch = std::exchange(pending->to_write, {});
     }
-    std::exception_ptr failed;
-    try {
-      co_await write_sends(batch);
-    } catch (...) {
-      failed = std::current_exception();
-    }
-    for (auto& p : batch) {
-      if (failed) p->error = failed;
-    }
-    finish_batch(*pending, batch);
+    if (batch.empty()) break;  // written by another send's batch
+    co_await write_batch(std::move(batch));
   }
   if (pending->error) std::rethrow_exception(pending->error);
   co_return std::move(pending->result);
 }
 
-void PgChatStore::finish_batch(PendingSend& writer,
-                               const std::vector<std::shared_ptr<PendingSend>>& written) {
+asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<PendingSend>> batch) {
+  std::exception_ptr failed;
+  bool database_away = false;
+  try {
+    co_await write_sends(batch);
+  } catch (const Unavailable&) {
+    failed = std::current_exception();  // none of them can be written now
+    database_away = true;
+  } catch (...) {
+    failed = std::current_exception();
+  }
+  if (failed && !database_away && batch.size() > 1) {
+    // One bad send fails the transaction of all: each is written on its own again, so
+    // only the bad one fails.
+    failed = nullptr;
+    for (auto& p : batch) {
+      try {
+        const std::vector<std::shared_ptr<PendingSend>> one{p};
+        co_await write_sends(one);
+      } catch (...) {
+        p->error = std::current_exception();
+      }
+    }
+  }
   std::lock_guard lock(sends_mutex_);
-  writer.leads = false;
-  for (const auto& p : written) {
+  for (const auto& p : batch) {
+    if (failed) p->error = failed;
     p->written = true;
     resume(*p);
   }
-  // The first send still waiting writes the next batch (it is not writing one: leaders
-  // take their batch off the queue).
+  // The first send still waiting writes the next batch (taken for it now), or there is one
+  // batch fewer in flight.
   if (queued_sends_.empty()) {
     --batches_in_flight_;
   } else {
-    queued_sends_.front()->leads = true;
-    resume(*queued_sends_.front());
+    auto next = queued_sends_.front();
+    next->to_write = take_batch(queued_sends_);
+    resume(*next);
   }
 }
 

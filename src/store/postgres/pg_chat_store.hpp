@@ -35,10 +35,11 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,
                                                     std::int64_t viewer_id) override;
   boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;
-  boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
-                                              std::optional<std::int64_t> before,
-                                              std::optional<std::int64_t> after,
-                                              int limit) override;
+  boost::asio::awaitable<std::optional<HistoryPage>> history(std::int64_t chat_id,
+                                                             std::int64_t viewer_id,
+                                                             std::optional<std::int64_t> before,
+                                                             std::optional<std::int64_t> after,
+                                                             int limit) override;
   boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
   boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
                                          std::int64_t message_id) override;
@@ -103,12 +104,11 @@ class PgChatStore final : public ChatStore {
  private:
   // Sends are written in batches (group commit): a send that finds fewer than four
   // batches being written writes the queued sends in one transaction, with one round trip
-  // for all their statements and one event-log lock, COMMIT and barrier, then hands the
-  // next batch to the first send still waiting.
+  // for all their statements and one event-log lock, COMMIT and barrier. When a batch is
+  // written, the first send still waiting is given the next batch to write.
   boost::asio::awaitable<void> write_sends(const std::vector<std::shared_ptr<PendingSend>>& batch);
-  // Wakes the sends of the batch `writer` just wrote and the first one still waiting,
-  // which writes the next batch (or there is one batch fewer in flight).
-  void finish_batch(PendingSend& writer, const std::vector<std::shared_ptr<PendingSend>>& written);
+  // write_sends, then tells the batch's sends and hands the next batch on.
+  boost::asio::awaitable<void> write_batch(std::vector<std::shared_ptr<PendingSend>> batch);
 
   using WriteBody = std::function<boost::asio::awaitable<void>(PgConnection&, TxLog&)>;
   // Runs a write transaction; after it commits, tells the listener what it logged and

@@ -407,13 +407,14 @@ boost::asio::awaitable<Watermarks> SqliteChatStore::watermarks(std::int64_t chat
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_id,
-                                                             std::int64_t viewer,
-                                                             std::optional<std::int64_t> before,
-                                                             std::optional<std::int64_t> after,
-                                                             int limit) {
-  auto q = [=](Connection& c) {
+boost::asio::awaitable<std::optional<HistoryPage>> SqliteChatStore::history(
+    std::int64_t chat_id, std::int64_t viewer, std::optional<std::int64_t> before,
+    std::optional<std::int64_t> after, int limit) {
+  auto q = [=](Connection& c) -> std::optional<HistoryPage> {
+    auto member = member_of(c, chat_id, viewer);
+    if (!member) return std::nullopt;
     HistoryPage page;
+    page.viewer = std::move(*member);
     const std::int64_t upper = before.value_or(INT64_MAX);
     auto s = after ? c.prepare(kHistoryOldestFirst) : c.prepare(kHistoryNewestFirst);
     if (after) {
@@ -426,6 +427,7 @@ boost::asio::awaitable<HistoryPage> SqliteChatStore::history(std::int64_t chat_i
       page.has_more = true;
       page.messages.pop_back();
     }
+    page.marks = watermarks_of(c, chat_id);
     return page;
   };
   co_return co_await db_.read(std::move(q));
@@ -516,7 +518,8 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
     }
     return r;
   };
-  co_return co_await db_.read(std::move(q));
+  // Its cost grows with the user's chats: on a reader thread, not the I/O thread.
+  co_return co_await db_.scan(std::move(q));
 }
 
 boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(

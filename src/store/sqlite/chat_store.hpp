@@ -24,10 +24,11 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,
                                                     std::int64_t viewer_id) override;
   boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;
-  boost::asio::awaitable<HistoryPage> history(std::int64_t chat_id, std::int64_t viewer_id,
-                                              std::optional<std::int64_t> before,
-                                              std::optional<std::int64_t> after,
-                                              int limit) override;
+  boost::asio::awaitable<std::optional<HistoryPage>> history(std::int64_t chat_id,
+                                                             std::int64_t viewer_id,
+                                                             std::optional<std::int64_t> before,
+                                                             std::optional<std::int64_t> after,
+                                                             int limit) override;
   boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
   boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
                                          std::int64_t message_id) override;

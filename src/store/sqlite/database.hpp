@@ -88,7 +88,7 @@ class Database {
 
   // Runs f(Connection&) on a reader thread with a read-only connection: for reads whose
   // cost grows with the data (full-text search, administration lists), which must not hold
-  // up the sockets of an I/O thread.
+  // up the sockets of an I/O thread. Replays too (their cost grows with the user's chats).
   template <class F>
   auto scan(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
     return offload(reader_pool_.get_executor(), [this, f = std::move(f)]() mutable {
