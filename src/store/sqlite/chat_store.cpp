@@ -102,6 +102,9 @@ constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = ?1";
 // A replay walks the user's own chats through events(chat_id, seq), and the events meant
 // for them through events(user_id, seq): its cost follows what they missed, not how busy
 // the rest of the server was. Each part is cut at the page size; the caller merges them.
+constexpr const char* kCountUserChats = "SELECT count(*) FROM chat_members WHERE user_id = ?1";
+// Users in at most this many chats are replayed on the calling thread (see replay()).
+constexpr std::int64_t kInlineReplayChats = 64;
 constexpr const char* kReplayChats =
     "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1";
 constexpr const char* kReplayChatEvents =
@@ -518,7 +521,15 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
     }
     return r;
   };
-  // Its cost grows with the user's chats: on a reader thread, not the I/O thread.
+  // A page costs a few index lookups per chat of the user's. For most users that is less
+  // than a trip to a reader thread and back (in a reconnect storm, thousands of them a
+  // second); a user in many chats is replayed on a reader thread, off the I/O thread.
+  const std::int64_t chats = co_await db_.read([user_id](Connection& c) {
+    auto s = c.prepare(kCountUserChats);
+    s.bind(1, user_id);
+    return scalar(std::move(s));
+  });
+  if (chats <= kInlineReplayChats) co_return co_await db_.read(std::move(q));
   co_return co_await db_.scan(std::move(q));
 }
 
