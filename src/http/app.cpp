@@ -29,12 +29,17 @@ bool exempt_from_host_check(std::string_view path) {
 
 }  // namespace
 
-boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& route) const {
-  if (!exempt_from_host_check(req.path) && !host_allowed(req.header("host"), allowed_hosts_)) {
-    std::string host(req.header("host").substr(0, 100));
-    co_return error_response(Error::bad_request("Invalid HTTP_HOST header: '" + host +
-                                                "'. You may need to add it to ALLOWED_HOSTS."));
+std::optional<Response> HttpApp::host_refusal(const Request& req) const {
+  if (exempt_from_host_check(req.path) || host_allowed(req.header("host"), allowed_hosts_)) {
+    return std::nullopt;
   }
+  std::string host(req.header("host").substr(0, 100));
+  return error_response(Error::bad_request("Invalid HTTP_HOST header: '" + host +
+                                           "'. You may need to add it to ALLOWED_HOSTS."));
+}
+
+boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& route) const {
+  if (auto refused = host_refusal(req)) co_return std::move(*refused);
   if (static_files_ != nullptr) {
     if (auto file = static_files_->serve(req)) {
       route = "static";

@@ -5,6 +5,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +24,11 @@ class HttpApp {
 
   // Never throws; `route` is set to the matched pattern (for logs).
   boost::asio::awaitable<Response> handle(Request& req, std::string& route) const;
+
+  // Django's ALLOWED_HOSTS check: the 400 to answer when the Host header does not name
+  // this server, else nothing. WebSocket handshakes pass it too, before the gate (whose
+  // Origin check compares against this Host).
+  [[nodiscard]] std::optional<Response> host_refusal(const Request& req) const;
 
  private:
   const Router& router_;

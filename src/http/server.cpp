@@ -209,14 +209,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (target_ok && realtime != nullptr && ws::Gate::is_socket_path(req.path) &&
           beast::websocket::is_upgrade(msg)) {
         // Refusals are answered before the upgrade, as plain HTTP.
-        auto admission = co_await realtime->gate.admit(req);
-        if (admission) {
-          spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
-          // The socket lives on by itself; this HTTP session and its buffers end here.
-          ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
-          co_return;
+        if (auto refused = app.host_refusal(req)) {
+          response = std::move(*refused);
+        } else {
+          auto admission = co_await realtime->gate.admit(req);
+          if (admission) {
+            spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
+            // The socket lives on by itself; this HTTP session and its buffers end here.
+            ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
+            co_return;
+          }
+          response = error_response(admission.error());
         }
-        response = error_response(admission.error());
       } else if (!target_ok) {
         response = error_response(Error::bad_request("Malformed request target."));
       } else {
