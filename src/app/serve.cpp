@@ -118,6 +118,10 @@ int serve(const config::Settings& s) {
   } else {
     broker = realtime::make_in_process_broker();
   }
+  // A logged-out session loses its sockets on every node (4003, as a deactivated account).
+  auth.on_session_ended([&broker](std::int64_t user_id, const std::string& session) {
+    broker->publish_session_end({user_id, 4003, "logged out", session});
+  });
   realtime::PresenceAnnouncer announcer(*store, *broker);
   const std::chrono::milliseconds presence_grace = std::chrono::seconds(s.presence.grace_seconds);
   std::unique_ptr<realtime::Presence> presence;

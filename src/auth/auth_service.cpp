@@ -27,24 +27,33 @@ std::string login_address_key(const std::string& address) {
   return "login:addr:" + address;
 }
 
+// Refresh tokens from before sessions were tracked carry no sid: each is its own session.
+std::string session_of(const TokenClaims& refresh) {
+  return refresh.session.empty() ? refresh.jti : refresh.session;
+}
+
 }  // namespace
 
 AuthService::AuthService(store::Store& store, PasswordHasher& hasher, RateLimiter& limiter,
                          const JwtCodec& jwt, AuthSettings settings)
     : store_(store), hasher_(hasher), limiter_(limiter), jwt_(jwt), settings_(settings) {}
 
-std::string AuthService::issue_access(std::int64_t user_id, std::int64_t now) const {
-  return jwt_.encode(
-      {TokenType::access, user_id, now, now + settings_.access_lifetime, JwtCodec::new_jti()});
+std::string AuthService::issue_access(std::int64_t user_id, std::int64_t now,
+                                      const std::string& session) const {
+  return jwt_.encode({TokenType::access, user_id, now, now + settings_.access_lifetime,
+                      JwtCodec::new_jti(), session});
 }
 
+// A login starts a session, named by the jti of its first refresh token; every token
+// refreshed or rotated from it carries the same name.
 boost::asio::awaitable<TokenPair> AuthService::issue_tokens(std::int64_t user_id) {
   const std::int64_t now = now_seconds();
   TokenClaims refresh{TokenType::refresh, user_id, now, now + settings_.refresh_lifetime,
                       JwtCodec::new_jti()};
+  refresh.session = refresh.jti;
   store::RefreshTokenRecord row{refresh.jti, user_id, now, refresh.expires_at};
   co_await store_.refresh_tokens().record(std::move(row));
-  co_return TokenPair{issue_access(user_id, now), jwt_.encode(refresh)};
+  co_return TokenPair{issue_access(user_id, now, refresh.session), jwt_.encode(refresh)};
 }
 
 boost::asio::awaitable<Result<Registration>> AuthService::register_user(
@@ -143,10 +152,11 @@ boost::asio::awaitable<Result<RefreshedTokens>> AuthService::refresh(std::string
     co_return Error::unauthenticated("No active account found for the given token.");
   }
   const std::int64_t now = now_seconds();
-  RefreshedTokens out{issue_access(user->id, now), std::nullopt};
+  const std::string session = session_of(*claims);
+  RefreshedTokens out{issue_access(user->id, now, session), std::nullopt};
   if (settings_.rotate_refresh_tokens) {
-    TokenClaims next{TokenType::refresh, user->id, now, now + settings_.refresh_lifetime,
-                     JwtCodec::new_jti()};
+    TokenClaims next{TokenType::refresh,  user->id, now, now + settings_.refresh_lifetime,
+                     JwtCodec::new_jti(), session};
     // Revoking the old token and recording the new one is one transaction: of two
     // concurrent uses of one refresh token, only one gets a successor.
     store::RefreshTokenRecord row{next.jti, user->id, now, next.expires_at};
@@ -161,25 +171,43 @@ boost::asio::awaitable<Result<RefreshedTokens>> AuthService::refresh(std::string
 boost::asio::awaitable<Result<Ok>> AuthService::logout(std::string refresh_token) {
   auto decoded = jwt_.decode(refresh_token, TokenType::refresh, now_seconds());
   if (!decoded.claims) co_return invalid_token(decoded.problem);
-  if (co_await store_.refresh_tokens().revoke(decoded.claims->jti, now_micros()) !=
+  const auto& claims = *decoded.claims;
+  const std::string session = session_of(claims);
+  // Access tokens of the session may be issued until the refresh token expires, and live
+  // one access lifetime past that.
+  const std::int64_t keep_until = claims.expires_at + settings_.access_lifetime;
+  if (co_await store_.refresh_tokens().revoke(claims.jti, session, keep_until, now_micros()) !=
       store::TokenState::active) {
     co_return blacklisted();
   }
+  if (session_ended_) session_ended_(claims.user_id, session);
   co_return Ok{};
 }
 
 boost::asio::awaitable<Result<store::UserRecord>> AuthService::authenticate(
     std::string access_token) {
+  auto who = co_await authenticate_session(std::move(access_token));
+  if (!who) co_return std::move(who).error();
+  co_return std::move(who->user);
+}
+
+boost::asio::awaitable<Result<Authenticated>> AuthService::authenticate_session(
+    std::string access_token) {
   auto decoded = jwt_.decode(access_token, TokenType::access, now_seconds());
-  if (!decoded.claims) {
+  auto refused = [](const std::string& why) {
     Error e = Error::unauthenticated("Given token not valid for any token type", "token_not_valid");
-    e.token_message = invalid_token(decoded.problem).detail;
-    co_return e;
+    e.token_message = why;
+    return e;
+  };
+  if (!decoded.claims) co_return refused(invalid_token(decoded.problem).detail);
+  auto& claims = *decoded.claims;
+  if (!claims.session.empty() && co_await store_.refresh_tokens().session_ended(claims.session)) {
+    co_return refused("Token is blacklisted");
   }
-  auto user = co_await store_.users().find_by_id(decoded.claims->user_id);
+  auto user = co_await store_.users().find_by_id(claims.user_id);
   if (!user) co_return Error::unauthenticated("User not found", "user_not_found");
   if (!user->is_active) co_return Error::unauthenticated("User is inactive", "user_inactive");
-  co_return std::move(*user);
+  co_return Authenticated{std::move(*user), std::move(claims.session)};
 }
 
 boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::UserRecord& user,

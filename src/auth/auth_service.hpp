@@ -4,6 +4,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 
@@ -37,6 +38,15 @@ struct Registration {
   TokenPair tokens;
 };
 
+// Who an access token speaks for, and in which login session.
+struct Authenticated {
+  store::UserRecord user;
+  std::string session;  // the token's "sid"; empty for tokens that carry none
+};
+
+// Told when a logout ends a session, so that the session's sockets close on every node.
+using SessionEndedHook = std::function<void(std::int64_t user_id, const std::string& session)>;
+
 struct RefreshedTokens {
   std::string access;
   std::optional<std::string> refresh;  // set when rotation is on
@@ -63,8 +73,11 @@ class AuthService {
   boost::asio::awaitable<Result<RefreshedTokens>> refresh(std::string refresh_token);
   boost::asio::awaitable<Result<Ok>> logout(std::string refresh_token);
 
-  // The active user an access token belongs to.
+  // The active user an access token belongs to; refused once its session was logged out.
   boost::asio::awaitable<Result<store::UserRecord>> authenticate(std::string access_token);
+  boost::asio::awaitable<Result<Authenticated>> authenticate_session(std::string access_token);
+
+  void on_session_ended(SessionEndedHook hook) { session_ended_ = std::move(hook); }
 
   // Checks `password` for `user` with the same throttling as login, so a stolen access
   // token cannot be used to guess the password through PATCH /users/me/.
@@ -80,7 +93,8 @@ class AuthService {
 
  private:
   boost::asio::awaitable<TokenPair> issue_tokens(std::int64_t user_id);
-  [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now) const;
+  [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now,
+                                         const std::string& session) const;
   boost::asio::awaitable<std::int64_t> login_wait(const std::string& key,
                                                   const std::string& address);
   boost::asio::awaitable<void> login_failed(const std::string& key, const std::string& address);
@@ -91,6 +105,7 @@ class AuthService {
   RateLimiter& limiter_;
   const JwtCodec& jwt_;
   AuthSettings settings_;
+  SessionEndedHook session_ended_;
 };
 
 }  // namespace chat::auth

@@ -89,6 +89,7 @@ std::string JwtCodec::encode(const TokenClaims& c) const {
   jwt_add_grant_int(raw, "iat", static_cast<long>(c.issued_at));
   jwt_add_grant(raw, "jti", c.jti.c_str());
   jwt_add_grant_int(raw, "user_id", static_cast<long>(c.user_id));
+  if (!c.session.empty()) jwt_add_grant(raw, "sid", c.session.c_str());
   if (jwt_set_alg(raw, JWT_ALG_HS256, reinterpret_cast<const unsigned char*>(key_.data()),
                   static_cast<int>(key_.size())) != 0) {
     throw std::runtime_error("jwt_set_alg failed");
@@ -153,6 +154,7 @@ DecodedToken JwtCodec::decode(std::string_view token, TokenType expected,
   c.expires_at = *exp;
   c.issued_at = iat.value_or(0);
   c.jti = jti;
+  if (const char* sid = jwt_get_grant(raw, "sid")) c.session = sid;
   result.claims = std::move(c);
   return result;
 }

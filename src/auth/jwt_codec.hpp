@@ -1,7 +1,7 @@
 // HS256 JSON Web Tokens in SimpleJWT's format: header {"alg":"HS256","typ":"JWT"}, claims
-// token_type, exp, iat, jti, user_id. Signing and verification are libjwt's; this class
-// pins the algorithm (a token whose header names anything but HS256 is refused before
-// its signature is looked at) and checks expiry and type.
+// token_type, exp, iat, jti, user_id (plus our sid). Signing and verification are libjwt's; this
+// class pins the algorithm (a token whose header names anything but HS256 is refused before its
+// signature is looked at) and checks expiry and type.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +19,10 @@ struct TokenClaims {
   std::int64_t issued_at = 0;   // seconds
   std::int64_t expires_at = 0;  // seconds
   std::string jti;              // 32 hex characters, like uuid4().hex
+  // "sid": the login session the token belongs to (the jti of its first refresh token),
+  // so that logging out can end the session's access tokens and sockets too. Empty in
+  // tokens issued before sessions were tracked.
+  std::string session;
 };
 
 enum class TokenProblem {

@@ -23,12 +23,14 @@ struct Ephemeral {
   std::string payload;                 // the event's JSON
 };
 
-// Every session of a user, on every node, is to close with this code: the account was
-// deactivated. Idempotent, so hearing it twice does no harm.
+// Sockets of a user, on every node, are to close with this code: all of them (the account
+// was deactivated), or those opened in one login session (it was logged out).
+// Idempotent, so hearing it twice does no harm.
 struct SessionEnd {
   std::int64_t user_id = 0;
   int code = 0;
   std::string reason;
+  std::string session;  // empty: every socket of the user
 };
 
 class BrokerHandler {

@@ -62,6 +62,10 @@ std::string encode_session_end(const SessionEnd& end) {
   out += std::to_string(end.user_id);
   out += ' ';
   out += std::to_string(end.code);
+  if (!end.session.empty()) {
+    out += ' ';
+    out += end.session;
+  }
   out += '\n';
   out += end.reason;
   return out;
@@ -107,11 +111,23 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
     return w;
   }
   if (kind == 'K') {
+    // "K<user> <code>\n<reason>", or "K<user> <code> <session>\n<reason>".
     SessionEnd end;
-    std::int64_t code = 0;
-    if (!take_int(s, end.user_id, ' ') || !take_int(s, code, '\n') || end.user_id <= 0 ||
-        code < 1000 || code > 4999) {
+    std::string_view head;
+    if (!take_int(s, end.user_id, ' ') || !take_word(s, head, '\n') || end.user_id <= 0) {
       return std::nullopt;
+    }
+    const auto space = head.find(' ');
+    const std::string_view code_text = head.substr(0, space);
+    std::int64_t code = 0;
+    auto [p, ec] = std::from_chars(code_text.data(), code_text.data() + code_text.size(), code);
+    if (ec != std::errc() || p != code_text.data() + code_text.size() || code < 1000 ||
+        code > 4999) {
+      return std::nullopt;
+    }
+    if (space != std::string_view::npos) {
+      end.session = head.substr(space + 1);
+      if (end.session.empty()) return std::nullopt;
     }
     end.code = static_cast<int>(code);
     end.reason = s;

@@ -365,7 +365,11 @@ void Hub::on_session_end(const SessionEnd& end) {
   {
     std::lock_guard lock(mutex_);
     if (auto u = by_user_.find(end.user_id); u != by_user_.end()) {
-      for (const Entry* e : u->second) targets.push_back(e->session);
+      for (const Entry* e : u->second) {
+        if (end.session.empty() || e->session->login_session() == end.session) {
+          targets.push_back(e->session);
+        }
+      }
     }
   }
   // Closing detaches them (the session calls detach() as it ends).

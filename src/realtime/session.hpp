@@ -33,6 +33,8 @@ class Session {
   // The chat of a /ws/chat/{id}/ socket; 0 for a user socket (/ws/).
   [[nodiscard]] virtual std::int64_t chat_id() const = 0;
   [[nodiscard]] bool is_user_socket() const { return chat_id() == 0; }
+  // The login session of the token the socket was opened with ("sid"; may be empty).
+  [[nodiscard]] virtual const std::string& login_session() const = 0;
 };
 
 using SessionPtr = std::shared_ptr<Session>;

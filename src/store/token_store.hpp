@@ -27,9 +27,14 @@ class RefreshTokenStore {
   virtual boost::asio::awaitable<void> record(RefreshTokenRecord token) = 0;
   virtual boost::asio::awaitable<TokenState> state(std::string jti) = 0;
 
-  // Marks the token revoked; returns its state before the call. Atomic: of two concurrent
-  // calls for one token, one sees `active`.
-  virtual boost::asio::awaitable<TokenState> revoke(std::string jti, Micros now) = 0;
+  // Logout: marks the token revoked and, if it was active, records its session as ended
+  // (kept until `keep_until`, seconds: past it no token of the session is valid anyway).
+  // Returns the token's state before the call. Atomic: of two concurrent calls for one
+  // token, one sees `active`.
+  virtual boost::asio::awaitable<TokenState> revoke(std::string jti, std::string session,
+                                                    std::int64_t keep_until, Micros now) = 0;
+  // Whether a session was ended by logging out.
+  virtual boost::asio::awaitable<bool> session_ended(std::string session) = 0;
 
   // Rotation in one transaction: revokes `old_jti` if it is active and records the new
   // token. Returns false (and records nothing) when the old token was not active.
@@ -38,7 +43,8 @@ class RefreshTokenStore {
 
   virtual boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) = 0;
 
-  // Deletes tokens that expired before `now_seconds`; returns how many.
+  // Deletes tokens (and ended sessions) that expired before `now_seconds`; returns how
+  // many tokens.
   virtual boost::asio::awaitable<std::int64_t> prune_expired(std::int64_t now_seconds) = 0;
 };
 

@@ -76,9 +76,10 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   }
   if (token.empty())
     co_return Error::unauthenticated("Authentication credentials were not provided.");
-  auto user = co_await auth_.authenticate(token);
-  if (!user) co_return std::move(user).error();
-  a.user = std::move(*user);
+  auto who = co_await auth_.authenticate_session(token);
+  if (!who) co_return std::move(who).error();
+  a.user = std::move(who->user);
+  a.session = std::move(who->session);
 
   if (!origin_allowed(req.header("origin"), req.header("host"))) {
     co_return Error::forbidden("Origin not allowed.");

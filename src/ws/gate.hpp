@@ -25,6 +25,7 @@ namespace chat::ws {
 
 struct Admission {
   store::UserRecord user;
+  std::string session;                // the token's login session (see auth::Authenticated)
   std::int64_t chat_id = 0;           // 0: the user socket /ws/
   std::optional<std::int64_t> since;  // resume cursor (user socket)
   std::string subprotocol;            // echoed when the token came as a subprotocol

@@ -93,6 +93,7 @@ class Socket final : public realtime::Session,
   [[nodiscard]] const asio::any_io_executor& executor() const { return executor_; }
   std::int64_t user_id() const override { return admission_.user.id; }
   std::int64_t chat_id() const override { return admission_.chat_id; }
+  const std::string& login_session() const override { return admission_.session; }
 
   void deliver(const realtime::Frame& frame, std::int64_t seq, std::int64_t state) override {
     if (queue(frame, seq, state)) schedule_flush();

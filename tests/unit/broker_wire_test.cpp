@@ -45,12 +45,25 @@ TEST(BrokerWire, SessionEndsRoundTrip) {
   EXPECT_EQ(back.user_id, 77);
   EXPECT_EQ(back.code, 4003);
   EXPECT_EQ(back.reason, "account deactivated");
+  EXPECT_EQ(back.session, "");
+}
+
+TEST(BrokerWire, ALoggedOutSessionRoundTrips) {
+  SessionEnd end{77, 4003, "logged out", "0123456789abcdef0123456789abcdef"};
+  auto decoded = decode_broker_message(encode_session_end(end));
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<SessionEnd>(*decoded);
+  EXPECT_EQ(back.user_id, 77);
+  EXPECT_EQ(back.code, 4003);
+  EXPECT_EQ(back.session, end.session);
+  EXPECT_EQ(back.reason, "logged out");
 }
 
 TEST(BrokerWire, MalformedMessagesAreRefused) {
-  for (const char* bad : {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}",
-                          "L1 2 3\n{}", "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n",
-                          "K0 4003\nx", "Kx 4003\nx", "K7 99\nx", "K7 4003"}) {
+  for (const char* bad :
+       {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}", "L1 2 3\n{}",
+        "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n", "K0 4003\nx", "Kx 4003\nx",
+        "K7 99\nx", "K7 4003", "K7 4003 \nx", "K7 40x3 s\nx"}) {
     EXPECT_FALSE(decode_broker_message(bad)) << bad;
   }
 }

@@ -46,8 +46,10 @@ class FakeSession : public Session {
   void close(int code, const std::string& /*reason*/) override { closed_with = code; }
   [[nodiscard]] std::int64_t user_id() const override { return user_; }
   [[nodiscard]] std::int64_t chat_id() const override { return chat_; }
+  [[nodiscard]] const std::string& login_session() const override { return session; }
 
   std::vector<std::string> queued, written;
+  std::string session;
   int flushes = 0;
   int closed_with = 0;
 
@@ -150,4 +152,25 @@ TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
   }
   ASSERT_EQ(evicted.size(), 1U);
   EXPECT_EQ(evicted[0], mine[0]);
+}
+
+TEST(Hub, ALoggedOutSessionClosesOnlyItsOwnSockets) {
+  Fixture f;
+  std::unordered_map<std::int64_t, UnreadState> chats{{3, {}}};
+  auto phone = std::make_shared<FakeSession>(1, 0);
+  auto laptop = std::make_shared<FakeSession>(1, 0);
+  auto other = std::make_shared<FakeSession>(2, 0);
+  phone->session = "phone";
+  laptop->session = "laptop";
+  other->session = "phone";  // another user's session of the same name is not touched
+  for (const auto& s : {phone, laptop, other}) f.hub.attach(s, chats, 0, nullptr);
+
+  f.hub.on_session_end({1, 4003, "logged out", "phone"});
+  EXPECT_EQ(phone->closed_with, 4003);
+  EXPECT_EQ(laptop->closed_with, 0);
+  EXPECT_EQ(other->closed_with, 0);
+
+  f.hub.on_session_end({1, 4003, "account deactivated", ""});
+  EXPECT_EQ(laptop->closed_with, 4003);
+  EXPECT_EQ(other->closed_with, 0);
 }

@@ -210,8 +210,14 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   run(tokens.record({"t1", ann.id, 100, 200}));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::active);
   EXPECT_EQ(run(tokens.state("nope")), TokenState::unknown);
-  EXPECT_EQ(run(tokens.revoke("t1", 150)), TokenState::active);
-  EXPECT_EQ(run(tokens.revoke("t1", 151)), TokenState::revoked);
+  EXPECT_FALSE(run(tokens.session_ended("s1")));
+  EXPECT_EQ(run(tokens.revoke("t1", "s1", 300, 150)), TokenState::active);
+  EXPECT_TRUE(run(tokens.session_ended("s1")));
+  // A token revoked already ends nothing more.
+  EXPECT_EQ(run(tokens.revoke("t1", "s9", 300, 151)), TokenState::revoked);
+  EXPECT_FALSE(run(tokens.session_ended("s9")));
+  EXPECT_EQ(run(tokens.revoke("nope", "s8", 300, 151)), TokenState::unknown);
+  EXPECT_FALSE(run(tokens.session_ended("s8")));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::revoked);
 
   run(tokens.record({"t2", ann.id, 100, 200}));
@@ -225,6 +231,9 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_EQ(run(tokens.prune_expired(205)), 2);  // t1 and t2 expired at 200
   EXPECT_EQ(run(tokens.state("t1")), TokenState::unknown);
   EXPECT_EQ(run(tokens.state("t3")), TokenState::revoked);
+  EXPECT_TRUE(run(tokens.session_ended("s1")));  // kept until 300
+  run(tokens.prune_expired(301));
+  EXPECT_FALSE(run(tokens.session_ended("s1")));
 }
 
 namespace {

@@ -176,10 +176,20 @@ END
 $$;
 )sql";
 
+// Sessions ended by logging out: their access tokens stop working and their sockets close.
+constexpr const char* k0004_ended_sessions = R"sql(
+CREATE TABLE ended_sessions (
+  session            TEXT   PRIMARY KEY,
+  ended_at           BIGINT NOT NULL,
+  keep_until_seconds BIGINT NOT NULL
+);
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
     {3, "send_function", k0003_send_function},
+    {4, "ended_sessions", k0004_ended_sessions},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

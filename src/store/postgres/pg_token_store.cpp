@@ -11,11 +11,16 @@ constexpr const char* kInsertToken =
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = $1";
 // The state before the call, in one statement: the row lock of the UPDATE makes two
 // concurrent revocations see `active` once.
+// The session is recorded as ended only when this call revoked the token.
 constexpr const char* kRevokeToken =
     "WITH before AS (SELECT jti, revoked_at FROM refresh_tokens WHERE jti = $1 FOR UPDATE), "
     "changed AS (UPDATE refresh_tokens t SET revoked_at = $2 FROM before b "
-    "WHERE t.jti = b.jti AND b.revoked_at IS NULL RETURNING t.jti) "
+    "WHERE t.jti = b.jti AND b.revoked_at IS NULL RETURNING t.jti), "
+    "ended AS (INSERT INTO ended_sessions(session, ended_at, keep_until_seconds) "
+    "SELECT $3, $2, $4 FROM changed ON CONFLICT DO NOTHING) "
     "SELECT (SELECT count(*) FROM before), (SELECT count(*) FROM changed)";
+constexpr const char* kSessionEnded = "SELECT 1 FROM ended_sessions WHERE session = $1";
+constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < $1";
 constexpr const char* kRevokeIfActive =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
 constexpr const char* kRevokeUserTokens =
@@ -40,11 +45,19 @@ boost::asio::awaitable<TokenState> PgRefreshTokenStore::state(std::string jti) {
   co_return r.is_null(0, 0) ? TokenState::active : TokenState::revoked;
 }
 
-boost::asio::awaitable<TokenState> PgRefreshTokenStore::revoke(std::string jti, Micros now) {
-  auto params = pg_params(std::move(jti), now);
+boost::asio::awaitable<TokenState> PgRefreshTokenStore::revoke(std::string jti, std::string session,
+                                                               std::int64_t keep_until,
+                                                               Micros now) {
+  auto params = pg_params(std::move(jti), now, std::move(session), keep_until);
   auto r = co_await db_.query(kRevokeToken, std::move(params));
   if (r.int64(0, 0) == 0) co_return TokenState::unknown;
   co_return r.int64(0, 1) == 1 ? TokenState::active : TokenState::revoked;
+}
+
+boost::asio::awaitable<bool> PgRefreshTokenStore::session_ended(std::string session) {
+  auto params = pg_params(std::move(session));
+  auto r = co_await db_.query(kSessionEnded, std::move(params));
+  co_return r.rows() > 0;
 }
 
 boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
@@ -73,6 +86,8 @@ boost::asio::awaitable<void> PgRefreshTokenStore::revoke_all_for_user(std::int64
 boost::asio::awaitable<std::int64_t> PgRefreshTokenStore::prune_expired(std::int64_t now_seconds) {
   auto params = pg_params(now_seconds);
   auto r = co_await db_.query(kPruneTokens, std::move(params));
+  auto sessions = pg_params(now_seconds);
+  co_await db_.query(kPruneSessions, std::move(sessions));
   co_return r.affected();
 }
 

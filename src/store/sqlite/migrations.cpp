@@ -118,9 +118,19 @@ CREATE TABLE event_log_state (
 INSERT INTO event_log_state(id, pruned_through) VALUES (1, 0);
 )sql";
 
+// Sessions ended by logging out: their access tokens stop working and their sockets close.
+constexpr const char* k0003_ended_sessions = R"sql(
+CREATE TABLE ended_sessions (
+  session            TEXT    PRIMARY KEY,
+  ended_at           INTEGER NOT NULL,
+  keep_until_seconds INTEGER NOT NULL
+);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
+    {3, "ended_sessions", k0003_ended_sessions},
 };
 
 }  // namespace

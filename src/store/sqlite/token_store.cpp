@@ -14,6 +14,11 @@ constexpr const char* kRevokeToken =
 constexpr const char* kRevokeUserTokens =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
 constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < ?1";
+constexpr const char* kEndSession =
+    "INSERT OR IGNORE INTO ended_sessions(session, ended_at, keep_until_seconds) "
+    "VALUES (?1, ?2, ?3)";
+constexpr const char* kSessionEnded = "SELECT 1 FROM ended_sessions WHERE session = ?1";
+constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < ?1";
 
 TokenState token_state(Connection& conn, const std::string& jti) {
   auto stmt = conn.prepare(kTokenState);
@@ -47,15 +52,31 @@ boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::state(std::string jt
   co_return co_await db_.read(std::move(query));
 }
 
-boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::revoke(std::string jti, Micros now) {
-  auto query = [jti = std::move(jti), now](Connection& conn) {
+boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::revoke(std::string jti,
+                                                                   std::string session,
+                                                                   std::int64_t keep_until,
+                                                                   Micros now) {
+  auto query = [jti = std::move(jti), session = std::move(session), keep_until,
+                now](Connection& conn) {
     Transaction tx(conn);
     const TokenState before = token_state(conn, jti);
-    if (before == TokenState::active) conn.prepare(kRevokeToken).bind(1, jti).bind(2, now).exec();
+    if (before == TokenState::active) {
+      conn.prepare(kRevokeToken).bind(1, jti).bind(2, now).exec();
+      conn.prepare(kEndSession).bind(1, session).bind(2, now).bind(3, keep_until).exec();
+    }
     tx.commit();
     return before;
   };
   co_return co_await db_.write(std::move(query));
+}
+
+boost::asio::awaitable<bool> SqliteRefreshTokenStore::session_ended(std::string session) {
+  auto query = [session = std::move(session)](Connection& conn) {
+    auto s = conn.prepare(kSessionEnded);
+    s.bind(1, session);
+    return s.step();
+  };
+  co_return co_await db_.read(std::move(query));
 }
 
 boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti,
@@ -85,6 +106,7 @@ boost::asio::awaitable<std::int64_t> SqliteRefreshTokenStore::prune_expired(
   auto query = [now_seconds](Connection& conn) {
     Transaction tx(conn);
     const int n = conn.prepare(kPruneTokens).bind(1, now_seconds).exec();
+    conn.prepare(kPruneSessions).bind(1, now_seconds).exec();
     tx.commit();
     return static_cast<std::int64_t>(n);
   };
