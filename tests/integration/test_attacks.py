@@ -1,0 +1,739 @@
+"""Attacks, on REST and on the WebSocket handshake, in one place.
+
+What other files already prove is referenced, not repeated:
+- test_auth.py::test_forged_tokens_are_refused: alg none, wrong key, HS512, stripped
+  signature, tampered payload, expired, no user_id, garbage, on REST;
+  test_refresh_rejects_access_tokens_and_the_reverse, test_token_of_a_deleted_user,
+  test_inactive_user_cannot_log_in_or_refresh, test_expired_access_token: REST.
+- test_websocket.py::test_handshake_refusals: garbage, expired, wrong-key and refresh tokens,
+  and a foreign Origin, on the handshake; test_allowed_origins_setting.
+- test_throttle.py: login throttling per account and per address with configured limits
+  behind a trusted proxy, X-Forwarded-For ignored from untrusted peers.
+- test_permissions.py: the REST permission matrix, outsiders' 404 equal to a missing id's,
+  global search and lists.
+- test_admin.py::test_deactivation_locks_the_user_out_and_closes_their_sockets (sockets
+  closed with 4003 within 3.5 s, tokens refused, handshakes refused) and
+  test_deactivation_closes_sockets_on_every_node.
+
+Added here:
+1. every forgery (those of test_auth plus RS256/ES256 with a public key as the HMAC secret,
+   HS384, alg none/None/NONE/nOnE, alg missing or not a string, kid/jku/jwk/x5u headers
+   pointing at attacker keys, a signature lifted from another token, extra segments) on
+   REST and on both handshakes with the token in the query, the Authorization header and
+   the subprotocol; a token of a deleted user on the handshake;
+2. cross-site WebSocket hijacking: Origin variants (null, other ports and schemes, userinfo
+   and path tricks, look-alike hosts) with every token carrier, and DNS rebinding (a
+   foreign Host with a matching Origin);
+3. login brute force with the default limits from real peer addresses (127.0.0.x): the
+   attacker's address is throttled, the real user from elsewhere is not locked out;
+4. the permission matrix on the WebSocket side: an outsider's events naming another's chat
+   or message get the same error as a missing id, and nothing of that chat reaches the
+   outsider's sockets, replay or event feed;
+5. sockets of a deactivated user and of a logged-out session closed within 1 s;
+6. tokens and passwords never in the log, at trace level;
+7. a flood of 1,000 connections (idle TCP and half-open handshakes), oversized frames and
+   oversized bodies: chatd's RSS stays bounded and a normal user logs in and chats."""
+import asyncio
+import json
+import os
+import resource
+import socket
+import struct
+import time
+import uuid
+
+import pytest
+import requests
+
+import figures
+from conftest import Client, b64url, jwt_parts, sign_jwt, unique_name
+from test_admin import CLOSE_DEACTIVATED, make_staff, set_flags
+from test_auth import forged_tokens
+from test_bad_input import client_frame, raw_ws, read_until_close
+from test_websocket import (chat_ws, connect, group_chat, is_, private_chat, refused, rest_send, run, uid,
+                            uname, user_ws)
+
+RSA_PUBLIC_PEM = (  # a public key an attacker could fetch and try as an HMAC secret
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
+    "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0/IzW7yWR7QkrmBL7jTKEn5u\n"
+    "+qKhbwKfBstIs+bMY2Zkp18gnTxKLxoS2tFczGkPLPgizskuemMghRniWaoLcyeh\n"
+    "kd3qqGElvW/VDL5AaWTg0nLVkjRo9z+40RQzuVaE8AkAFmxZzow3x+VJYKdjykkJ\n"
+    "0iT9wCS0DRTXu269V264Vf/3jvredZiKRkgwlL9xNAwxXFg0x/XFw005UWVRIkdg\n"
+    "cKWTjpBP2dPwVZ4WWC+9aGVd+Gyn1o0CLelf4rEjGoXbAAEgAqeGUxrcIlbjXfbc\n"
+    "mwIDAQAB\n"
+    "-----END PUBLIC KEY-----\n")
+EC_PUBLIC_PEM = (
+    "-----BEGIN PUBLIC KEY-----\n"
+    "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEEVs/o5+uQbTjL3chynL4wXgUg2R9\n"
+    "q9UU8I5mEovUf86QZ7kOBIjJwqnzD1omageEHWwHdBO6B+dFabmdT9POxg==\n"
+    "-----END PUBLIC KEY-----\n")
+ATTACKER_KEY = "attacker-controlled-key-" * 3
+INVALID_TOKEN_CODES = {"token_not_valid", "user_not_found", "user_inactive"}
+
+
+def unsigned(header, payload, signature=""):
+    return b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode()) + "." + signature
+
+
+def claims(user_id, **over):
+    now = int(time.time())
+    return {"token_type": "access", "exp": now + 300, "iat": now, "jti": uuid.uuid4().hex,
+            "user_id": user_id, **over}
+
+
+def new_forgeries(user_id, other_token):
+    """Forgeries test_auth does not try. `other_token`: a genuine token of another user,
+    whose signature is lifted."""
+    good = claims(user_id)
+    hs256 = {"alg": "HS256", "typ": "JWT"}
+    genuine = sign_jwt(hs256, good)
+    genuine_sig = genuine.split(".")[2]
+    out = {
+        "rs256_public_key_as_hmac_secret": sign_jwt({"alg": "RS256", "typ": "JWT"}, good, key=RSA_PUBLIC_PEM),
+        "es256_public_key_as_hmac_secret": sign_jwt({"alg": "ES256", "typ": "JWT"}, good, key=EC_PUBLIC_PEM),
+        "rs256_header_hmac_with_the_secret": sign_jwt({"alg": "RS256", "typ": "JWT"}, good),
+        "ps256_header_hmac_with_the_secret": sign_jwt({"alg": "PS256", "typ": "JWT"}, good),
+        "hs384_with_the_secret": sign_jwt({"alg": "HS384", "typ": "JWT"}, good, alg="sha384"),
+        "hs256_with_an_empty_key": sign_jwt(hs256, good, key=""),
+        "alg_missing": sign_jwt({"typ": "JWT"}, good),
+        "alg_list": sign_jwt({"alg": ["HS256"], "typ": "JWT"}, good),
+        "alg_null": sign_jwt({"alg": None, "typ": "JWT"}, good),
+        "header_not_an_object": b64url(b'"HS256"') + "." + genuine.split(".", 1)[1],
+        "kid_path_traversal_empty_key": sign_jwt({**hs256, "kid": "../../../../../../dev/null"}, good, key=""),
+        "kid_sql_injection": sign_jwt({**hs256, "kid": "x' UNION SELECT 'attacker' --"}, good, key="attacker"),
+        "jku_attacker_keys": sign_jwt({**hs256, "jku": "http://127.0.0.1:1/jwks.json", "kid": "k1"}, good,
+                                      key=ATTACKER_KEY),
+        "x5u_attacker_cert": sign_jwt({**hs256, "x5u": "http://127.0.0.1:1/cert.pem"}, good, key=ATTACKER_KEY),
+        "embedded_jwk": sign_jwt({**hs256, "jwk": {"kty": "oct", "k": b64url(ATTACKER_KEY.encode())}}, good,
+                                 key=ATTACKER_KEY),
+        "signature_of_another_token": genuine.rsplit(".", 1)[0] + "." + other_token.split(".")[2],
+        "extra_segment": genuine + "." + genuine_sig,
+        "trailing_dot": genuine + ".",
+        "user_id_as_string_wrong_key": sign_jwt(hs256, {**good, "user_id": str(user_id)}, key=ATTACKER_KEY),
+        "empty": "",
+        "dots_only": "..",
+    }
+    for alg in ("none", "None", "NONE", "nOnE"):
+        out[f"alg_{alg}_unsigned"] = unsigned({"alg": alg, "typ": "JWT"}, good)
+        out[f"alg_{alg}_with_a_genuine_signature"] = unsigned({"alg": alg, "typ": "JWT"}, good, genuine_sig)
+    return out
+
+
+def rest_status(c, token):
+    r = c.request("GET", "/api/users/me/", headers={"Authorization": f"Bearer {token}"})
+    return r
+
+
+# ---- 1. forged tokens ---------------------------------------------------------------------------
+
+def test_forgeries_are_refused_on_rest_and_on_both_handshakes(make_server):
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+    user_id = uid(a)
+    # Controls: tokens made by hand with the server's key work, also with kid/jku headers
+    # (ignored, never used to pick a key), so every refusal below is the forgery's doing.
+    genuine = sign_jwt({"alg": "HS256", "typ": "JWT"}, claims(user_id))
+    with_kid = sign_jwt({"alg": "HS256", "typ": "JWT", "kid": "../../dev/null", "jku": "http://127.0.0.1:1/k"},
+                        claims(user_id))
+    for token in (genuine, with_kid):
+        r = rest_status(c, token)
+        assert r.status_code == 200 and r.json()["id"] == user_id, r.text
+
+    new = new_forgeries(user_id, b["access"])
+    for name, token in new.items():
+        r = rest_status(c, token) if token else c.get("/api/users/me/", headers={"Authorization": "Bearer "})
+        assert r.status_code == 401, (name, r.status_code, r.text)
+        assert r.json().get("code") in INVALID_TOKEN_CODES | {"bad_authorization_header"}, (name, r.text)
+
+    every = {**{f"auth:{k}": v for k, v in forged_tokens(user_id).items() if k != "garbage"}, **new,
+             "refresh_as_access": a["refresh"]}
+
+    async def main():
+        for path in ("/ws/", f"/ws/chat/{chat}/"):
+            ok = await connect(s, genuine, path)
+            await ok.close()
+            ok = await connect(s, with_kid, path)
+            await ok.close()
+            for name, token in every.items():
+                if token:
+                    assert await refused(s, path, token) == 401, (path, "query", name)
+                    assert await refused(s, path, headers={"Authorization": f"Bearer {token}"}) == 401, \
+                        (path, "header", name)
+                    if "," not in token and " " not in token:
+                        assert await refused(s, path, subprotocols=["access_token", token]) == 401, \
+                            (path, "subprotocol", name)
+                else:
+                    assert await refused(s, path, "") == 401, (path, name)
+
+    run(main(), timeout=120)
+    print(f"\nforgeries: {len(new)} new on REST; {len(every)} on 2 handshakes x 3 carriers")
+    figures.record("Forged tokens", rest=len(new), handshake=len(every) * 2 * 3, accepted=0)
+
+
+def test_token_of_a_deleted_user_is_refused_on_the_handshake(make_server):
+    s = make_server()
+    c = Client(s)
+    a = c.register()
+    s.db.execute("DELETE FROM users WHERE id = ?", uid(a))
+
+    async def main():
+        assert await refused(s, "/ws/", a["access"]) == 401
+        assert await refused(s, "/ws/", headers={"Authorization": f"Bearer {a['access']}"}) == 401
+        assert await refused(s, "/ws/", subprotocols=["access_token", a["access"]]) == 401
+
+    run(main())
+
+
+# ---- 2. cross-site WebSocket hijacking -----------------------------------------------------------
+
+def foreign_origins(port):
+    return ["null", "http://127.0.0.1", f"http://127.0.0.1:{port + 1}", f"http://localhost:{port}",
+            f"http://127.0.0.1:{port}@evil.example", f"http://evil.example/127.0.0.1:{port}",
+            f"http://evil.example#127.0.0.1:{port}", "file://",
+            "chrome-extension://abcdefghijklmnop", f"http://evil.example:{port}", "http://127.0.0.1.evil.example",
+            f"http://xn--127-0-0-1-evil.example:{port}"]
+
+
+def test_cross_site_websocket_hijacking_is_refused(server, client):
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    tok = a["access"]
+
+    async def main():
+        n = 0
+        for path in ("/ws/", f"/ws/chat/{chat}/"):
+            for origin in foreign_origins(server.port):
+                for carrier in ("query", "header", "subprotocol"):
+                    kw = {"origin": origin}
+                    if carrier == "query":
+                        kw["token"] = tok
+                    elif carrier == "header":
+                        kw["headers"] = {"Authorization": f"Bearer {tok}"}
+                    else:
+                        kw["subprotocols"] = ["access_token", tok]
+                    assert await refused(server, path, **kw) == 403, (path, origin, carrier)
+                    n += 1
+            # The page's own origin is accepted (case-insensitive host).
+            ws = await connect(server, tok, path, origin=f"HTTP://127.0.0.1:{server.port}")
+            await ws.close()
+        return n
+
+    n = run(main(), timeout=120)
+    print(f"\ncross-site handshakes refused: {n}")
+
+
+def raw_handshake_status(server, host, origin, token):
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall((f"GET /ws/?token={token} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else None
+
+
+def test_dns_rebinding_is_refused_by_the_host_check(server, client):
+    """A page of evil.example whose name resolves to the server: its Origin matches the Host
+    the browser sends, so only ALLOWED_HOSTS stands in the way."""
+    a = client.register()
+    port = server.port
+    assert raw_handshake_status(server, f"127.0.0.1:{port}", f"http://127.0.0.1:{port}", a["access"]) == 101
+    for host in (f"evil.example:{port}", "evil.example", f"127.0.0.1.evil.example:{port}"):
+        status = raw_handshake_status(server, host, f"http://{host}", a["access"])
+        assert status is not None and 400 <= status < 500, (host, status)
+
+
+def test_allowed_origins_are_matched_exactly(make_server):
+    s = make_server(ALLOWED_ORIGINS="http://app.example")
+    c = Client(s)
+    a = c.register()
+
+    async def main():
+        for origin in ("http://app.example.evil.com", "http://evil.com?http://app.example", "https://app.example",
+                       "http://app.example:8080", "http://sub.app.example", "null", "http://app.examplee"):
+            assert await refused(s, "/ws/", a["access"], origin=origin) == 403, origin
+            assert await refused(s, "/ws/", subprotocols=["access_token", a["access"]], origin=origin) == 403, origin
+        ws = await connect(s, a["access"], "/ws/", origin="HTTP://APP.EXAMPLE")
+        await ws.close()
+
+    run(main())
+
+
+# ---- 3. login brute force --------------------------------------------------------------------------
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connects from another loopback address: a real peer address, no proxy header."""
+
+    def __init__(self, address, **kw):
+        self.address = address
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kw):
+        kw["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kw)
+
+
+def client_from(server, address):
+    c = Client(server)
+    c.http.mount("http://", FromAddress(address))
+    return c
+
+
+def test_login_brute_force_is_throttled_without_locking_out_the_real_user(make_server):
+    s = make_server()  # the default limits: 10 failures per account and address, 100 per address
+    attacker, victim_device, other = (client_from(s, f"127.0.0.{i}") for i in (1, 2, 3))
+    victim = attacker.register()
+    name, password = uname(victim), victim["password"]
+    variants = [name, name.upper(), f"  {name}  ", name.lower()]
+
+    def login(c, username, pw):
+        return c.post("/api/auth/login/", json={"username": username, "password": pw})
+
+    for i in range(10):  # spread over spellings of the name: one account all the same
+        r = login(attacker, variants[i % len(variants)], f"guess-{i}")
+        assert r.status_code == 401, (i, r.text)
+    r = login(attacker, name, "guess-10")
+    assert r.status_code == 429, r.text
+    retry = int(r.headers["Retry-After"])
+    assert 0 < retry <= 15 * 60, retry
+    # No oracle: the right password from the attacker's address is throttled too.
+    assert login(attacker, name, password).status_code == 429
+    # The real user, from their own address, logs in and is served.
+    r = login(victim_device, name, password)
+    assert r.status_code == 200, r.text
+    assert victim_device.get("/api/users/me/", token=r.json()["access"]).json()["id"] == uid(victim)
+    # Their success does not lift the attacker's block.
+    assert login(attacker, name, "guess-11").status_code == 429
+    # Another address still has its own allowance for the account.
+    assert login(other, name, "guess-12").status_code == 401
+
+    # Spraying over many accounts from one address: 100 failures, then that address is
+    # throttled for every name; the victim elsewhere is not.
+    sprayer = client_from(s, "127.0.0.4")
+    for i in range(100):
+        r = login(sprayer, unique_name("spray"), "guess-password")
+        assert r.status_code == 401, (i, r.text)
+    r = login(sprayer, name, password)
+    assert r.status_code == 429, r.text
+    assert int(r.headers["Retry-After"]) > 0
+    assert login(victim_device, name, password).status_code == 200
+    figures.record("Login brute force", attempts=10 + 3 + 100 + 1, throttled_after_account=10,
+                   throttled_after_address=100, victim_locked_out=0)
+
+
+# ---- 4. the permission matrix on the WebSocket side -----------------------------------------------
+
+def test_outsider_events_look_like_missing_ids_and_nothing_leaks(make_server):
+    # ~130 frames on one socket: past the default burst of 60 (test_frame_size_and_rate_limits).
+    server = make_server(WS_EVENTS_PER_SECOND=1000, WS_EVENT_BURST=1000)
+    client = Client(server)
+    ann, bob, eve = client.register(), client.register(), client.register()
+    secret = "sx" + uuid.uuid4().hex[:14]
+    target = group_chat(client, ann, bob, name=f"group {secret}")
+    own = private_chat(client, eve, bob)  # eve's own chat with bob
+    target_msg = rest_send(client, ann, target, f"hello {secret}")["id"]
+    own_msg = rest_send(client, eve, own, "eve's message")["id"]
+    BOGUS_CHAT, BOGUS_MSG = 987_654_321_987, 987_654_321_988
+
+    def events(chat_id, message_id):
+        return [
+            {"type": "message", "chat_id": chat_id, "text": "let me in"},
+            {"type": "typing", "chat_id": chat_id, "is_typing": True},
+            {"type": "read", "chat_id": chat_id, "last_read_message_id": message_id},
+            {"type": "edit", "chat_id": chat_id, "message_id": message_id, "text": "mine"},
+            {"type": "delete", "chat_id": chat_id, "message_id": message_id},
+            {"type": "delete", "chat_id": chat_id, "message_id": message_id, "for_me": True},
+            {"type": "pin", "chat_id": chat_id, "message_id": message_id},
+            {"type": "unpin", "chat_id": chat_id, "message_id": message_id},
+            {"type": "forward", "chat_id": chat_id, "message_id": message_id, "target_chat_id": own},
+        ]
+
+    def in_own_chat(message_id):
+        # Naming one's own chat and someone else's message (or a missing one).
+        return [
+            {"type": "edit", "chat_id": own, "message_id": message_id, "text": "mine"},
+            {"type": "delete", "chat_id": own, "message_id": message_id},
+            {"type": "pin", "chat_id": own, "message_id": message_id},
+            {"type": "unpin", "chat_id": own, "message_id": message_id},
+            {"type": "forward", "chat_id": own, "message_id": message_id, "target_chat_id": own},
+            # A watermark past one's own chat is accepted as "read everything" (no error
+            # either way), so it must not matter whose message the id names.
+            {"type": "read", "chat_id": own, "last_read_message_id": message_id},
+            # Forwarding one's own message into someone else's chat (or a missing one).
+            {"type": "forward", "chat_id": own, "message_id": own_msg,
+             "target_chat_id": target if message_id == target_msg else BOGUS_CHAT},
+        ]
+
+    async def answer(ws, event):
+        """The error event the event gets (or the pong of the ping after it, if none)."""
+        await ws.send(event)
+        await ws.send({"type": "ping"})
+        f = await ws.until(lambda f: f["type"] in ("error", "pong"))
+        if f["type"] == "error":
+            await ws.until(is_("pong"))
+        return f
+
+    async def main():
+        eve_ws = await user_ws(server, eve)
+        compared = 0
+        for real, missing in zip(events(target, target_msg) + in_own_chat(target_msg),
+                                 events(BOGUS_CHAT, BOGUS_MSG) + in_own_chat(BOGUS_MSG)):
+            got_real = await answer(eve_ws, real)
+            got_missing = await answer(eve_ws, missing)
+            if real["chat_id"] != own or real["type"] != "read":
+                assert got_real["type"] == "error", (real, got_real)
+            # Byte for byte the answer for an id that does not exist: nothing learnt.
+            assert got_real == got_missing, (real, got_real, got_missing)
+            compared += 1
+        # Meanwhile the chat lives on; none of it reaches eve's socket.
+        ann_ws = await chat_ws(server, ann, target)
+        await ann_ws.send({"type": "message", "text": f"more {secret}"})
+        m = await ann_ws.until(is_("message"))
+        await ann_ws.send({"type": "typing", "is_typing": True})
+        await ann_ws.send({"type": "edit", "message_id": m["message_id"], "text": f"edited {secret}"})
+        await ann_ws.send({"type": "pin", "message_id": m["message_id"]})
+        await ann_ws.until(is_("pin", message_id=m["message_id"]))
+        r = client.post(f"/api/chats/{target}/read/", token=bob["access"], json={"last_read_message_id": m["message_id"]})
+        assert r.status_code == 200, r.text
+        await eve_ws.drain(1.0)
+        await eve_ws.ping()
+        assert secret not in json.dumps(eve_ws.seen), eve_ws.seen
+        assert all(f.get("chat_id") != target for f in eve_ws.seen), eve_ws.seen
+        # The replay from the start of time and the event feed show none of it either.
+        replay = await connect(server, eve["access"], "/ws/", since=0)
+        await replay.until(is_("synced"))
+        assert secret not in json.dumps(replay.seen) and all(f.get("chat_id") != target for f in replay.seen), \
+            replay.seen
+        feed = client.get("/api/events/?since=0&limit=500", token=eve["access"]).json()
+        assert secret not in json.dumps(feed) and all(e.get("chat_id") != target for e in feed["results"]), feed
+        # Neither the chat list nor the (global) search.
+        r = client.get("/api/chats/", token=eve["access"])
+        assert secret not in r.text and target not in [ch["id"] for ch in r.json()], r.text
+        r = client.get(f"/api/messages/search/?q={secret}", token=eve["access"])
+        assert r.status_code == 200 and r.json()["results"] == [], r.text
+        # And the chat is untouched by eve's attempts.
+        hist = client.get(f"/api/messages/?chat={target}", token=ann["access"]).json()["results"]
+        texts = {x["id"]: x["text"] for x in hist}
+        assert texts[target_msg] == f"hello {secret}" and "let me in" not in texts.values()
+        for ws in (eve_ws, ann_ws, replay):
+            await ws.close()
+        return compared
+
+    compared = run(main())
+    print(f"\nWebSocket events compared with missing ids: {compared}")
+    figures.record("WebSocket permission matrix", events=compared * 2, leaks=0)
+
+
+# ---- 5. sockets of a deactivated user and of a revoked session -----------------------------------
+
+def test_sockets_of_a_deactivated_user_close_within_one_second(server, client):
+    staff = make_staff(server, client)
+    bob, carol = client.register(), client.register()
+    second = client.login(uname(bob), bob["password"])
+    chat = private_chat(client, bob, carol)
+
+    async def main():
+        sockets = [
+            await user_ws(server, bob),
+            await connect(server, path=f"/ws/chat/{chat}/", headers={"Authorization": f"Bearer {bob['access']}"}),
+            await connect(server, path="/ws/", subprotocols=["access_token", second["access"]]),
+            await chat_ws(server, {**bob, "access": second["access"]}, chat),
+        ]
+        carol_ws = await user_ws(server, carol)
+        started = time.monotonic()
+
+        async def closed_at(ws):
+            code = await ws.closed(timeout=3)
+            return code, time.monotonic() - started
+
+        waits = [asyncio.create_task(closed_at(ws)) for ws in sockets]
+        await asyncio.to_thread(set_flags, client, staff, uid(bob), is_active=False)
+        results = await asyncio.gather(*waits)
+        for code, elapsed in results:
+            assert code == CLOSE_DEACTIVATED, results
+            assert elapsed < 1.0, results
+        await carol_ws.ping()
+        await carol_ws.close()
+        return max(e for _, e in results)
+
+    slowest = run(main())
+    print(f"\nslowest close after deactivation: {slowest * 1000:.0f} ms")
+    figures.record("Deactivated user's sockets", sockets=4, slowest_close_ms=round(slowest * 1000))
+
+
+def test_sockets_of_a_logged_out_session_close_within_one_second(server, client):
+    """Logout revokes one session (its refresh token, API.md). The sockets opened with that
+    session's access tokens end with it, within 1 s, with 4003 as for a deactivated
+    account; the user's other session keeps its sockets."""
+    ann, bob = client.register(), client.register()
+    other = client.login(uname(ann), ann["password"])  # a second device
+    chat = private_chat(client, ann, bob)
+    # The first session's access token, refreshed once: it belongs to the session too.
+    r = client.post("/api/auth/refresh/", json={"refresh": ann["refresh"]})
+    assert r.status_code == 200, r.text
+    refreshed = r.json()["access"]
+
+    async def main():
+        ending = [await user_ws(server, ann), await chat_ws(server, ann, chat),
+                  await user_ws(server, {**ann, "access": refreshed})]
+        staying = [await user_ws(server, {**ann, "access": other["access"]}),
+                   await chat_ws(server, {**ann, "access": other["access"]}, chat)]
+        started = time.monotonic()
+
+        async def closed_at(ws):
+            try:
+                code = await ws.closed(timeout=3)
+            except AssertionError:
+                return None, None
+            return code, time.monotonic() - started
+
+        waits = [asyncio.create_task(closed_at(ws)) for ws in ending]
+        r = await asyncio.to_thread(client.post, "/api/auth/logout/", json={"refresh": ann["refresh"]})
+        assert r.status_code == 205, r.text
+        results = await asyncio.gather(*waits)
+        assert all(code is not None for code, _ in results), \
+            f"sockets of the logged-out session still open 3 s after logout: {results}"
+        for code, elapsed in results:
+            assert code == CLOSE_DEACTIVATED and elapsed < 1.0, results
+        # The session's access tokens do not open new sockets either.
+        for token in (ann["access"], refreshed):
+            assert await refused(server, "/ws/", token) == 401
+        # The other device is unaffected.
+        for ws in staying:
+            await ws.ping()
+        m = await asyncio.to_thread(rest_send, client, bob, chat, "still there?")
+        for ws in staying:
+            await ws.until(is_("message", message_id=m["id"]))
+            await ws.close()
+
+    run(main())
+
+
+# ---- 6. no secrets in the log ---------------------------------------------------------------------
+
+def test_tokens_and_passwords_never_reach_the_log(make_server):
+    s = make_server(LOG_LEVEL="trace", MAX_BODY_BYTES=4096)
+    c = Client(s)
+    password, wrong, new_password = "pw-" + uuid.uuid4().hex, "wrong-" + uuid.uuid4().hex, "np-" + uuid.uuid4().hex
+    a = c.register(password=password)
+    b = c.register()
+    chat = private_chat(c, a, b)
+    login = c.login(uname(a), password)
+    assert c.post("/api/auth/login/", json={"username": uname(a), "password": wrong}).status_code == 401
+    assert c.post("/api/auth/login/", json={"username": "nobody-" + wrong[:8], "password": wrong}).status_code == 401
+    refreshed = c.post("/api/auth/refresh/", json={"refresh": login["refresh"]}).json()["access"]
+    header, payload = jwt_parts(a["access"])
+    expired = sign_jwt(header, {**payload, "exp": int(time.time()) - 60})
+    forged = sign_jwt(header, payload, key="not-the-key-" * 6)
+    tokens = [a["access"], a["refresh"], login["access"], login["refresh"], refreshed, b["access"], expired, forged]
+
+    for tok in tokens:
+        # REST: the header, and (wrongly, but clients do it) the query string.
+        c.get("/api/users/me/", token=tok)
+        r = c.get(f"/api/users/me/?token={tok}")
+        assert r.status_code == 401, r.text  # a query token authenticates nothing on REST
+        c.get(f"/api/messages/?chat={chat}&access_token={tok}", token=tok)
+        c.get(f"/api/nope/?token={tok}", headers={"Authorization": f"Bearer {tok}"})
+        c.post("/api/messages/", token=tok, data=b'{"chat": ' + tok.encode() + b"}",
+               headers={"Content-Type": "application/json"})
+        r = c.post("/api/messages/", token=tok, json={"chat": chat, "text": "x", "padding": tok * 200})
+        assert r.status_code == 413, r.text
+    c.post("/api/auth/refresh/", json={"refresh": login["refresh"] + "x"})
+    r = c.patch("/api/users/me/", token=a["access"], json={"password": new_password, "current_password": password})
+    assert r.status_code == 200, r.text
+    c.patch("/api/users/me/", token=a["access"], json={"email": "x@example.com", "current_password": wrong})
+    assert c.post("/api/auth/logout/", json={"refresh": a["refresh"]}).status_code in (205, 401)
+
+    async def main():
+        for tok in (a["access"], login["access"], refreshed):
+            ws = await user_ws(s, {**a, "access": tok})
+            await ws.close()
+            ws = await chat_ws(s, {**a, "access": tok}, chat)
+            await ws.close()
+            ws = await connect(s, path="/ws/", subprotocols=["access_token", tok])
+            await ws.close()
+            ws = await connect(s, path="/ws/", headers={"Authorization": f"Bearer {tok}"})
+            await ws.close()
+            assert await refused(s, "/ws/", tok, since="bad") == 400
+            assert await refused(s, "/ws/chat/0/", tok) == 404
+            assert await refused(s, "/ws/", tok, origin="http://evil.example") == 403
+        for tok in (expired, forged, a["refresh"]):
+            assert await refused(s, "/ws/", tok) == 401
+            assert await refused(s, "/ws/", subprotocols=["access_token", tok]) == 401
+
+    run(main())
+    s.stop()
+    log = s.read_log()
+    # The log is there and detailed: the requests above are in it.
+    assert "/api/users/me/" in log and "/api/nope/" in log and " 101 " in log and " 401 " in log, log[-2000:]
+    leaks = []
+    for tok in tokens:
+        for part in (tok, tok.split(".")[2]):
+            if part and part in log:
+                leaks.append(part)
+    for secret in (password, wrong, new_password):
+        if secret in log:
+            leaks.append(secret)
+    assert not leaks, [log[max(0, log.find(x) - 200):log.find(x) + 100] for x in leaks[:3]]
+    figures.record("Secrets in the log", tokens_checked=len(tokens), passwords_checked=3, log_lines=log.count("\n"),
+                   leaks=0)
+
+
+# ---- 7. floods -----------------------------------------------------------------------------------
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError("no VmRSS")
+
+
+def open_fds(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_connection_and_oversized_frame_flood_leaves_memory_bounded_and_users_served(make_server):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 4096
+    if soft < want:
+        if hard != resource.RLIM_INFINITY and hard < want:
+            pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {want}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # chatd inherits it
+    s = make_server()
+    pid = s.proc.pid
+    c = Client(s)
+    ann, bob = c.register(), c.register()
+    chat = private_chat(c, ann, bob)
+    flooders = [c.register() for _ in range(8)]
+    bound_mb = 100
+    n_idle, n_half = 500, 500
+
+    async def exchange(label):
+        """bob logs in afresh and receives ann's message on his user socket."""
+        t0 = time.monotonic()
+        tokens = await asyncio.to_thread(Client(s).login, uname(bob), bob["password"])
+        bob_ws = await user_ws(s, {**bob, "access": tokens["access"]})
+        ann_ws = await chat_ws(s, ann, chat)
+        text = f"{label} {uuid.uuid4().hex[:8]}"
+        await ann_ws.send({"type": "message", "text": text})
+        f = await bob_ws.until(is_("message", text=text), timeout=10)
+        assert f["chat_id"] == chat
+        elapsed = time.monotonic() - t0
+        await bob_ws.close()
+        await ann_ws.close()
+        return elapsed
+
+    async def main():
+        await exchange("warm-up")
+        await asyncio.sleep(0.5)
+        baseline = rss_kib(pid)
+        peak = baseline
+        peak_fds = 0
+        held = []
+
+        def sample():
+            nonlocal peak, peak_fds
+            peak = max(peak, rss_kib(pid))
+            peak_fds = max(peak_fds, open_fds(pid))
+
+        def open_flood():
+            for i in range(n_idle + n_half):
+                sock = socket.create_connection(("127.0.0.1", s.port), timeout=10)
+                if i >= n_idle:  # a handshake that never ends
+                    sock.sendall((f"GET /ws/?token={ann['access']} HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                                  "Upgrade: websocket\r\nConnection: Upgrade\r\n").encode())
+                held.append(sock)
+                if i % 100 == 99:
+                    sample()
+
+        await asyncio.to_thread(open_flood)
+        sample()
+
+        # Oversized frames: announced far past the limit, and sent whole (1 MiB each).
+        async def oversized(user, whole):
+            reader, writer = await raw_ws(s, "/ws/", user["access"])
+            try:
+                if whole:
+                    writer.write(client_frame(1, b'{"type":"message","text":"' + b"x" * (1 << 20) + b'"}'))
+                else:
+                    writer.write(bytes([0x81, 0x80 | 127]) + struct.pack(">Q", 1 << 62) + os.urandom(4)
+                                 + b"x" * 65536)
+                try:
+                    await asyncio.wait_for(writer.drain(), 10)
+                except (ConnectionError, asyncio.TimeoutError):
+                    pass
+                _, code, eof = await read_until_close(reader, timeout=10)
+                return code if code is not None else ("eof" if eof else "open")
+            finally:
+                writer.close()
+
+        frame_jobs = [oversized(u, whole=(k % 2 == 0)) for u in flooders for k in range(12)]
+        # Oversized bodies: a declared gigabyte, 64 KiB of it sent.
+        def oversized_body():
+            try:
+                with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+                    sock.sendall((f"POST /api/messages/ HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                                  f"Authorization: Bearer {ann['access']}\r\nContent-Type: application/json\r\n"
+                                  "Content-Length: 1073741824\r\n\r\n").encode())
+                    try:
+                        sock.sendall(b"x" * 65536)
+                    except OSError:
+                        pass
+                    head = sock.recv(64)
+                    return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else head
+            except OSError as e:
+                return repr(e)
+
+        body_jobs = [asyncio.to_thread(oversized_body) for _ in range(50)]
+        during = asyncio.create_task(exchange("during the flood"))
+        codes = await asyncio.gather(*frame_jobs)
+        statuses = await asyncio.gather(*body_jobs)
+        sample()
+        latency = await during
+        sample()
+        # Still held: the flood is really on while the user is served.
+        still = 0
+        for sock in held:
+            sock.setblocking(False)
+            try:
+                still += sock.recv(1, socket.MSG_PEEK) != b""
+            except BlockingIOError:
+                still += 1
+            except OSError:
+                pass
+        sample()
+        for sock in held:
+            sock.close()
+        await asyncio.sleep(1.5)
+        after = rss_kib(pid)
+        again = await exchange("after the flood")
+        return baseline, peak, after, peak_fds, latency, again, codes, statuses, still
+
+    baseline, peak, after, peak_fds, latency, again, codes, statuses, still = run(main(), timeout=240)
+    growth_mb = (peak - baseline) / 1024
+    print(f"\nflood: {n_idle} idle TCP + {n_half} half-open handshakes (held {still}, chatd fds peak {peak_fds}), "
+          f"{len(codes)} oversized frames -> closes {sorted(set(map(str, codes)))}, "
+          f"{len(statuses)} oversized bodies -> {sorted(set(map(str, statuses)))}")
+    print(f"chatd RSS: baseline {baseline / 1024:.1f} MB, peak {peak / 1024:.1f} MB (+{growth_mb:.1f} MB, "
+          f"bound {bound_mb} MB), after {after / 1024:.1f} MB; a login and a message took "
+          f"{latency * 1000:.0f} ms during the flood, {again * 1000:.0f} ms after")
+    figures.record("Connection flood", connections=n_idle + n_half, oversized_frames=len(codes),
+                   oversized_bodies=len(statuses), rss_baseline_mb=round(baseline / 1024, 1),
+                   rss_peak_mb=round(peak / 1024, 1), rss_growth_mb=round(growth_mb, 1),
+                   exchange_during_ms=round(latency * 1000))
+    assert s.proc.poll() is None, s.read_log()[-3000:]
+    assert peak_fds >= n_idle + n_half, f"the flood did not reach chatd: {peak_fds} descriptors at most"
+    assert still >= 0.95 * (n_idle + n_half), f"only {still} flood connections were still open"
+    assert all(code == 1009 for code in codes), codes
+    assert all(st == 413 for st in statuses), statuses
+    assert growth_mb < bound_mb, f"RSS grew {growth_mb:.1f} MB"
+    assert latency < 5, latency
+    assert requests.get(s.url + "/healthz", timeout=5).status_code == 200
