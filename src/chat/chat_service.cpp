@@ -1,6 +1,7 @@
 #include "chat/chat_service.hpp"
 
 #include <algorithm>
+#include <unordered_set>
 
 #include "chat/permissions.hpp"
 #include "chat/wire.hpp"
@@ -60,8 +61,12 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   }
   std::vector<std::int64_t> ids;
   if (in.member_ids) {
+    // Distinct ids in the order given, found in linear time (a list may be huge), and no
+    // further than one past the limit: the request fails beyond it anyway.
+    std::unordered_set<std::int64_t> seen;
     for (auto id : *in.member_ids) {
-      if (id != me && std::find(ids.begin(), ids.end(), id) == ids.end()) ids.push_back(id);
+      if (id != me && seen.insert(id).second) ids.push_back(id);
+      if (ids.size() > kMaxGroupMembers) break;
     }
   }
   if (in.type && *in.type == "group") {
