@@ -6,6 +6,7 @@
 #include <cctype>
 #include <charconv>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -33,6 +34,12 @@ std::optional<std::int64_t> parse_duration(const std::string& v) {
   } else if (unit == "d") {
     mult = 86400;
   } else {
+    return std::nullopt;
+  }
+  // "106751991167301d" overflowed here (undefined; a larger count can wrap into the
+  // accepted range, "144115188075855873d" read as one day): too large is not a duration.
+  if (n > std::numeric_limits<std::int64_t>::max() / mult ||
+      n < std::numeric_limits<std::int64_t>::min() / mult) {
     return std::nullopt;
   }
   return n * mult;
