@@ -33,7 +33,7 @@ std::optional<Response> HttpApp::host_refusal(const Request& req) const {
   if (exempt_from_host_check(req.path) || host_allowed(req.header("host"), allowed_hosts_)) {
     return std::nullopt;
   }
-  std::string host(req.header("host").substr(0, 100));
+  const std::string host = header_text(req.header("host").substr(0, 100));
   return error_response(Error::bad_request("Invalid HTTP_HOST header: '" + host +
                                            "'. You may need to add it to ALLOWED_HOSTS."));
 }

@@ -57,9 +57,12 @@ Result<json::object> parse_form(const std::string& body) {
   auto params = boost::urls::parse_query(body);
   if (!params) return Error::bad_request("Form parse error - malformed body");
   json::object out;
+  // parse_query() leaves keys and values percent-encoded: decode them, '+' as a space as
+  // HTML forms write it (without this, "email=a%40b.example" was read as "a%40b.example").
+  const boost::urls::encoding_opts form(true);
   for (auto p : *params) {
-    std::string key(p.key);
-    std::string value(p.value);
+    std::string key = p.key.decode(form);
+    std::string value = p.value.decode(form);
     if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) {
       return Error::bad_request("Form parse error - body is not valid UTF-8");
     }
@@ -88,7 +91,7 @@ Result<json::object> parse_body(const Request& req) {
     if (req.body.front() != '{') return parse_form(req.body);
   } else if (!type.empty() && !iequals(type, "application/json")) {
     Error e =
-        Error::bad_request("Unsupported media type \"" + std::string(type) + "\" in request.");
+        Error::bad_request("Unsupported media type \"" + header_text(type) + "\" in request.");
     e.code = "unsupported_media_type";
     return e;
   }
@@ -260,6 +263,13 @@ std::int64_t query_int(const Request& req, const char* name, std::int64_t fallba
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
   if (s->empty() || ec != std::errc{} || p != s->data() + s->size() || v < min) return fallback;
   return std::min(v, max);
+}
+
+std::string header_text(std::string_view value) {
+  std::string out;
+  out.reserve(value.size());
+  for (unsigned char c : value) unicode::append_utf8(out, c);
+  return out;
 }
 
 std::string to_json(const json::value& v) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
@@ -67,6 +68,10 @@ struct PageRequest {
 };
 boost::json::object limit_offset_page(const Request& req, const PageRequest& page,
                                       std::int64_t count, boost::json::array results);
+
+// A header value quoted in a message, read as ISO-8859-1 as WSGI (and so Django) reads
+// headers: a byte that is not UTF-8 must not make the JSON answer invalid.
+std::string header_text(std::string_view value);
 
 std::string to_json(const boost::json::value& v);
 Response json_response(int status, const boost::json::value& v);
