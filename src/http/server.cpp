@@ -16,14 +16,13 @@
 #include <boost/beast/http/string_body.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/rfc6455.hpp>
-#include <boost/url/parse.hpp>
 
 #include <atomic>
 #include <chrono>
 
-#include "common/unicode.hpp"
 #include "http/app.hpp"
 #include "http/drf.hpp"
+#include "http/request_reader.hpp"
 #include "ws/gate.hpp"
 #include "ws/ws_session.hpp"
 
@@ -45,28 +44,6 @@ std::string next_request_id() {
                 static_cast<unsigned long long>(boot & 0xffffffffULL),
                 static_cast<unsigned long long>(++counter));
   return buf;
-}
-
-// Text that can be stored and compared: valid UTF-8 without NUL (which PostgreSQL cannot
-// hold in text and would otherwise cut a value short).
-bool acceptable_text(const std::string& s) {
-  return unicode::is_valid_utf8(s) && s.find('\0') == std::string::npos;
-}
-
-// Splits the target into a decoded path and decoded query pairs; false when the target is
-// not a valid origin-form URL or decodes to invalid UTF-8 or NUL.
-bool parse_target(std::string_view target, Request& req) {
-  auto url = boost::urls::parse_origin_form(target);
-  if (!url) return false;
-  req.path = url->path();
-  if (!acceptable_text(req.path)) return false;
-  for (auto p : url->params()) {
-    std::string key = p.key;
-    std::string value = p.value;
-    if (!acceptable_text(key) || !acceptable_text(value)) return false;
-    req.query.emplace_back(std::move(key), std::move(value));
-  }
-  return true;
 }
 
 // With a trusted proxy in front, the client is the last address it appended.
@@ -190,22 +167,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto& msg = parser.get();
       Request req;
       req.request_id = next_request_id();
-      req.method_text = std::string(msg.method_string());
-      req.method = parse_method(req.method_text);
-      for (const auto& field : msg) {
-        std::string name(field.name_string());
-        std::transform(name.begin(), name.end(), name.begin(),
-                       [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-        req.headers.emplace_back(std::move(name), std::string(field.value()));
-      }
       req.client_address = client_address(peer, msg["X-Forwarded-For"], options.trusted_proxies);
-      req.body = std::move(msg.body());
+      const bool target_ok = read_request(msg, req);
       const bool keep_alive = msg.keep_alive();
       const unsigned version = msg.version();
 
       Response response;
       std::string route;
-      const bool target_ok = parse_target(msg.target(), req);
       if (target_ok && realtime != nullptr && ws::Gate::is_socket_path(req.path) &&
           beast::websocket::is_upgrade(msg)) {
         // Refusals are answered before the upgrade, as plain HTTP.
