@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages chatd needs, and only those that are missing, so a
-# second run costs one dpkg query. Usage: install-deps.sh run|test
+# second run costs one dpkg query. Usage: install-deps.sh run|test|fuzz
 set -euo pipefail
 
 build_packages=(
@@ -15,9 +15,16 @@ test_packages=(
   sqlite3 postgresql redis-server nginx
 )
 
+# `make fuzz`: clang with libFuzzer and the sanitizer runtimes.
+fuzz_packages=(
+  clang libclang-rt-14-dev
+)
+
 packages=("${build_packages[@]}")
 if [[ "${1:-run}" == "test" ]]; then
   packages+=("${test_packages[@]}")
+elif [[ "${1:-run}" == "fuzz" ]]; then
+  packages+=("${fuzz_packages[@]}")
 fi
 
 missing=()
