@@ -85,7 +85,7 @@ struct Settings {
   int hasher_threads = 2;
   // Argon2id cost of new hashes (verification reads the cost from each hash). Lower only
   // for load tests that register thousands of users.
-  std::int64_t password_hash_memory_kib = 19 * 1024;
+  std::int64_t password_hash_memory_kib = std::int64_t{19} * 1024;
   std::int64_t password_hash_ops = 2;
   std::string log_level = "info";
   std::string log_format = "text";
