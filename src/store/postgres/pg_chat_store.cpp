@@ -76,29 +76,26 @@ constexpr const char* kSearch =
     "AND ($3::bigint = 0 OR m.chat_id = $3::bigint) AND " NOT_HIDDEN(
         "$2") " ORDER BY m.id DESC LIMIT $4";
 
-// unread = messages after the watermark (by ordinal), less the deleted ones and the ones
-// hidden for the member (as in the SQLite store).
+// UNREAD_COUNT, over chats c joined with the member's row m: messages after the watermark
+// (by ordinal), less the deleted ones and the ones hidden for the member (as in the SQLite
+// store).
+#define UNREAD_COUNT                                                                             \
+  "c.message_count"                                                                              \
+  " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "                    \
+  "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"                            \
+  " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted AND "             \
+  "   d.id > m.last_read_message_id)"                                                            \
+  " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "     \
+  "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND " \
+  "   NOT x.is_deleted)"
 constexpr const char* kUnread =
-    "SELECT c.message_count"
-    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
-    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
-    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted AND "
-    "   d.id > m.last_read_message_id)"
-    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
-    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
-    "   NOT x.is_deleted)"
+    "SELECT " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
 constexpr const char* kReadStates =
-    "SELECT c.id, m.last_read_message_id, c.message_count"
-    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
-    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
-    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted AND "
-    "   d.id > m.last_read_message_id)"
-    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
-    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
-    "   NOT x.is_deleted)"
+    "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = $1";
+#undef UNREAD_COUNT
 constexpr const char* kLowestRead =
     "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = $1 "
     "ORDER BY last_read_message_id LIMIT 2";

@@ -57,30 +57,27 @@ constexpr const char* kMessageByClientId =
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND m.sender_id = ?2 AND m.client_id = ?3";
 
-// unread = messages after the watermark (by ordinal), less the deleted ones and the ones
-// hidden for the member. The member's own messages are never after their watermark:
-// sending moves it. Each part is an index lookup or a range over deleted/hidden rows only.
+// UNREAD_COUNT, over chats c joined with the member's row m: messages after the watermark
+// (by ordinal), less the deleted ones and the ones hidden for the member. The member's own
+// messages are never after their watermark: sending moves it. Each part is an index lookup
+// or a range over deleted/hidden rows only.
+#define UNREAD_COUNT                                                                             \
+  "c.message_count"                                                                              \
+  " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "                    \
+  "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"                            \
+  " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted = 1 AND "         \
+  "   d.id > m.last_read_message_id)"                                                            \
+  " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "     \
+  "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND " \
+  "   x.is_deleted = 0)"
 constexpr const char* kUnread =
-    "SELECT c.message_count"
-    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
-    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
-    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted = 1 AND "
-    "   d.id > m.last_read_message_id)"
-    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
-    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
-    "   x.is_deleted = 0)"
+    "SELECT " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = ?1 AND m.user_id = ?2";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
 constexpr const char* kReadStates =
-    "SELECT c.id, m.last_read_message_id, c.message_count"
-    " - COALESCE((SELECT x.ordinal FROM messages x WHERE x.chat_id = c.id AND "
-    "   x.id <= m.last_read_message_id ORDER BY x.id DESC LIMIT 1), 0)"
-    " - (SELECT count(*) FROM messages d WHERE d.chat_id = c.id AND d.is_deleted = 1 AND "
-    "   d.id > m.last_read_message_id)"
-    " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "
-    "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND "
-    "   x.is_deleted = 0)"
+    "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = ?1";
+#undef UNREAD_COUNT
 constexpr const char* kLowestRead =
     "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = ?1 "
     "ORDER BY last_read_message_id LIMIT 2";
