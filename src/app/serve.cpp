@@ -7,6 +7,8 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <thread>
 
@@ -24,6 +26,7 @@
 #include "http/router.hpp"
 #include "http/server.hpp"
 #include "http/static_files.hpp"
+#include "metrics/metrics.hpp"
 #include "realtime/broker.hpp"
 #include "realtime/client_events.hpp"
 #include "realtime/delivery_tracker.hpp"
@@ -79,6 +82,12 @@ std::string executable_folder() {
   std::error_code ec;
   auto exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(".") : exe.parent_path().string();
+}
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "localhost";
+  return name;
 }
 
 }  // namespace
@@ -198,6 +207,7 @@ int serve(const config::Settings& s) {
   options.trusted_proxies = s.trusted_proxies;
   http::Server server(io, options, app, &realtime_context);
   server.start();
+  metrics::set_node_name(host_name() + ":" + std::to_string(server.port()));
   spdlog::info("chatd {} serving on {}:{} with {} ({} threads, DEBUG={})", CHATD_VERSION, s.bind,
                server.port(), store->describe(), s.threads, s.debug ? 1 : 0);
 

@@ -3,6 +3,7 @@
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "metrics/metrics.hpp"
 
 namespace chat::auth {
 namespace {
@@ -62,7 +63,10 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
     const std::string key = "register:" + client_address;
     const auto wait = co_await limiter_.wait_seconds(key, settings_.register_count,
                                                      settings_.register_window, now_micros());
-    if (wait > 0) co_return Error::throttled(static_cast<int>(wait));
+    if (wait > 0) {
+      metrics::metrics().throttled.with({"register"}).inc();
+      co_return Error::throttled(static_cast<int>(wait));
+    }
     co_await limiter_.add(key, settings_.register_window, now_micros());
   }
 
@@ -121,6 +125,7 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
                                                              std::string client_address) {
   const std::string key = username_key(username);
   if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+    metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(wait));
   }
   auto user = co_await store_.users().find_by_username_key(key);
@@ -216,6 +221,7 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
                                                                  const char* field_name) {
   const std::string key = username_key(user.username);
   if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+    metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(wait));
   }
   if (!co_await hasher_.verify(user.password_hash, std::move(password))) {

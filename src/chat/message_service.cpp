@@ -8,6 +8,7 @@
 #include "chat/search_query.hpp"
 #include "chat/wire.hpp"
 #include "common/unicode.hpp"
+#include "metrics/metrics.hpp"
 
 namespace chat::chats {
 namespace {
@@ -69,6 +70,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
   };
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
+  if (sent->created) metrics::metrics().messages_sent.inc();  // a repeated client_id is not
   MessageView view{std::move(sent->message), std::move(sent->marks), sent->created};
   co_return view;
 }

@@ -22,9 +22,11 @@ std::string allow_header(const std::vector<Method>& methods) {
   return out + ", OPTIONS";
 }
 
-// Probes from load balancers and orchestrators often name the node by address.
+// Probes from load balancers and orchestrators, and Prometheus, often name the node by
+// address.
 bool exempt_from_host_check(std::string_view path) {
-  return path == "/healthz" || path == "/readyz" || path == "/healthz/" || path == "/readyz/";
+  return path == "/healthz" || path == "/readyz" || path == "/metrics" || path == "/healthz/" ||
+         path == "/readyz/" || path == "/metrics/";
 }
 
 }  // namespace

@@ -20,9 +20,11 @@
 #include <atomic>
 #include <chrono>
 
+#include "common/log_event.hpp"
 #include "http/app.hpp"
 #include "http/drf.hpp"
 #include "http/request_reader.hpp"
+#include "metrics/metrics.hpp"
 #include "ws/gate.hpp"
 #include "ws/ws_session.hpp"
 
@@ -73,6 +75,58 @@ bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, boo
   return res;
 }
 
+// Counts an open connection until it ends, or until a WebSocket takes it over (which
+// counts it from there on).
+class OpenConnection {
+ public:
+  OpenConnection() {
+    metrics::metrics().connections_accepted.inc();
+    metrics::metrics().connections_open.add(1);
+  }
+  ~OpenConnection() {
+    if (open_) metrics::metrics().connections_open.add(-1);
+  }
+  OpenConnection(const OpenConnection&) = delete;
+  OpenConnection& operator=(const OpenConnection&) = delete;
+  void hand_over() { open_ = false; }
+
+ private:
+  bool open_ = true;
+};
+
+// The request's route pattern for metrics: never the raw path, whose ids would make a
+// series per chat.
+std::string route_label(const std::string& route, int status) {
+  if (!route.empty()) return route;
+  return status == 404 ? "unmatched" : "none";
+}
+
+void record_request(const Request& req, const std::string& route, int status, std::size_t bytes,
+                    std::int64_t micros) {
+  auto& m = metrics::metrics();
+  const std::string method(method_name(req.method));
+  const std::string label = route_label(route, status);
+  m.request_seconds.with({method, label}).observe_micros(micros);
+  m.requests.with({method, label, std::to_string(status)}).inc();
+  // One line per request. The query string is never logged: it may carry a token.
+  if (logs::json()) {
+    logs::Event("request")
+        .field("request_id", req.request_id)
+        .field("client", req.client_address)
+        .field("method", req.method_text)
+        .field("path", req.path)
+        .field("route", label)
+        .field("status", status)
+        .field("bytes", static_cast<std::uint64_t>(bytes))
+        .field("duration_us", micros)
+        .info();
+  } else {
+    spdlog::info("{} {} {} {} {}B {}us id={}", req.client_address,
+                 logs::text_value(req.method_text), logs::text_value(req.path), status, bytes,
+                 micros, req.request_id);
+  }
+}
+
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
@@ -111,6 +165,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
   asio::awaitable<void> session(tcp::socket socket) {
     auto self = shared_from_this();
+    OpenConnection counted;
     beast::error_code ec;
     const auto endpoint = socket.remote_endpoint(ec);
     const std::string peer = ec ? std::string("unknown") : endpoint.address().to_string();
@@ -182,13 +237,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         } else {
           auto admission = co_await realtime->gate.admit(req);
           if (admission) {
-            spdlog::info("{} GET {} 101 id={}", req.client_address, req.path, req.request_id);
-            // The socket lives on by itself; this HTTP session and its buffers end here.
+            admission->request_id = req.request_id;
+            admission->client_address = req.client_address;
+            counted.hand_over();
+            // The socket lives on by itself; this HTTP session and its buffers end here. It
+            // logs its own lifecycle (socket.open, socket.close) with this request's id.
             ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
             co_return;
           }
           response = error_response(admission.error());
         }
+        route = req.path.starts_with("/ws/chat") ? "/ws/chat/{chat_id}/" : "/ws/";
       } else if (!target_ok) {
         response = error_response(Error::bad_request("Malformed request target."));
       } else {
@@ -203,9 +262,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
                               std::chrono::steady_clock::now() - started)
                               .count();
-      // The query string is never logged: it may carry a token.
-      spdlog::info("{} {} {} {} {}B {}us id={}", req.client_address, req.method_text, req.path,
-                   status, bytes, micros, req.request_id);
+      record_request(req, route, status, bytes, micros);
       if (wec || !keep_alive || res.need_eof()) break;
     }
     beast::error_code ignored;

@@ -7,6 +7,9 @@
 #include <iterator>
 #include <unordered_set>
 
+#include "common/time.hpp"
+#include "metrics/metrics.hpp"
+
 namespace chat::realtime {
 namespace {
 
@@ -214,6 +217,9 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id) {
 }
 
 void Hub::on_logged(const store::EventRecord& event) {
+  auto& m = metrics::metrics();
+  if (event.created_at > 0) m.event_log_lag.observe_micros(now_micros() - event.created_at);
+  m.event_log_seq.raise_to(event.seq);
   boost::json::value parsed = boost::json::parse(event.payload);
   const auto& o = parsed.as_object();
   const std::string& type = event.type;
@@ -252,9 +258,11 @@ void Hub::on_logged(const store::EventRecord& event) {
     return unread_frames.emplace_back(count, unread_frame(chat_id, count)).second;
   };
   Interest interest;
+  std::uint64_t queued = 0;
   {
     std::lock_guard lock(mutex_);
     auto deliver_to = [&](Entry& e) {
+      ++queued;
       const Session& s = *e.session;
       const bool own = sender != 0 && s.user_id() == sender;
       const Frame& frame = s.is_user_socket() ? (own ? user_frame : user_frame_others)
@@ -335,6 +343,7 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
     schedule_flush_locked();
   }
+  m.deliveries.inc(queued);
   if (!delivered_to.empty()) delivered_(chat_id, message_id, delivered_to);
   for (const auto& s : recount) recount_for(s, chat_id);
   for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
@@ -348,6 +357,7 @@ void Hub::on_ephemeral(const Ephemeral& event) {
   // A user's status goes to all their chats: members they share several with hear it once.
   std::unordered_set<const Entry*> seen;
   const bool several = event.chat_ids.size() > 1;
+  std::uint64_t queued = 0;
   for (auto chat_id : event.chat_ids) {
     auto c = by_chat_.find(chat_id);
     if (c == by_chat_.end()) continue;
@@ -355,9 +365,11 @@ void Hub::on_ephemeral(const Ephemeral& event) {
       if (e->session->user_id() == event.exclude_user_id) continue;
       if (several && !seen.insert(e).second) continue;
       queue_locked(*e, frame, 0);
+      ++queued;
     }
   }
   schedule_flush_locked();
+  metrics::metrics().deliveries.inc(queued);
 }
 
 void Hub::on_session_end(const SessionEnd& end) {

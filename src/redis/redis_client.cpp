@@ -10,9 +10,11 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <exception>
 #include <stdexcept>
 
+#include "metrics/metrics.hpp"
 #include "redis/argv.hpp"
 #include "redis/link.hpp"
 
@@ -166,8 +168,14 @@ class RedisClient::Impl final : public detail::Link {
   }
 
  private:
-  void on_connected() override { notify(on_state_, true); }
-  void on_lost() override { notify(on_state_, false); }
+  void on_connected() override {
+    metrics::metrics().redis_connected.set(1);
+    notify(on_state_, true);
+  }
+  void on_lost() override {
+    metrics::metrics().redis_connected.set(0);
+    notify(on_state_, false);
+  }
 
   std::function<void(bool)> on_state_;
 };
@@ -208,10 +216,30 @@ asio::awaitable<Reply> RedisClient::command(std::vector<std::string> args) {
   if (!acceptable(args)) {
     throw std::invalid_argument("redis: empty command, or a pub/sub or monitor command");
   }
-  if (!impl_->connected()) throw Unavailable("redis: not connected");
+  auto& m = metrics::metrics();
+  if (!impl_->connected()) {
+    m.redis_errors.with({"unavailable"}).inc();
+    throw Unavailable("redis: not connected");
+  }
+  const auto started = std::chrono::steady_clock::now();
+  auto waited = [started] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  };
   Impl::Initiate initiate{impl_};
-  return asio::async_initiate<const asio::use_awaitable_t<>&, void(std::exception_ptr, Reply)>(
-      std::move(initiate), asio::use_awaitable, std::move(args));
+  try {
+    auto reply = co_await asio::async_initiate<const asio::use_awaitable_t<>&,
+                                               void(std::exception_ptr, Reply)>(
+        std::move(initiate), asio::use_awaitable, std::move(args));
+    m.redis_seconds.observe(waited());
+    co_return reply;
+  } catch (const ReplyError&) {
+    m.redis_seconds.observe(waited());
+    m.redis_errors.with({"reply"}).inc();
+    throw;
+  } catch (const Unavailable&) {
+    m.redis_errors.with({"unavailable"}).inc();
+    throw;
+  }
 }
 
 void RedisClient::send(std::vector<std::string> args) {

@@ -29,6 +29,8 @@ struct Admission {
   std::int64_t chat_id = 0;           // 0: the user socket /ws/
   std::optional<std::int64_t> since;  // resume cursor (user socket)
   std::string subprotocol;            // echoed when the token came as a subprotocol
+  std::string request_id;             // of the upgrade request, for the socket's log lines
+  std::string client_address;
 };
 
 class Gate {

@@ -21,7 +21,9 @@
 #include <optional>
 
 #include "chat/wire.hpp"
+#include "common/log_event.hpp"
 #include "common/unicode.hpp"
+#include "metrics/metrics.hpp"
 #include "realtime/client_events.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
@@ -54,15 +56,28 @@ realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
 }
 
+const char* kind_of(std::int64_t chat) {
+  return chat == 0 ? "user" : "chat";
+}
+
+// A socket's line of the log: its event, who, and the upgrade request that opened it.
+logs::Event socket_event(const char* name, const Admission& a) {
+  logs::Event e(name);
+  e.field("request_id", a.request_id)
+      .field("user", a.user.id)
+      .field("kind", kind_of(a.chat_id))
+      .field("chat", a.chat_id);
+  return e;
+}
+
 // After the last socket closes: presence (which may wait out a grace period) without
 // holding the socket's memory or descriptor meanwhile.
-asio::awaitable<void> goodbye(RealtimeContext& context, std::int64_t user, std::int64_t chat) {
+asio::awaitable<void> goodbye(RealtimeContext& context, std::int64_t user) {
   try {
     co_await context.presence.disconnected(user);
   } catch (const std::exception& e) {
     spdlog::warn("ws user={} presence not updated: {}", user, e.what());
   }
-  spdlog::info("ws closed user={} chat={}", user, chat);
 }
 
 // One WebSocket connection. Its life: a setup coroutine reads what the session needs,
@@ -86,7 +101,11 @@ class Socket final : public realtime::Session,
     // The session needs the account's id and name; its secrets stay out of memory.
     admission_.user.password_hash = {};
   }
-  ~Socket() override { --context_.sessions_running; }
+  // The connection was counted open by the HTTP session that handed it over.
+  ~Socket() override {
+    --context_.sessions_running;
+    metrics::metrics().connections_open.add(-1);
+  }
   Socket(const Socket&) = delete;
   Socket& operator=(const Socket&) = delete;
 
@@ -136,8 +155,11 @@ class Socket final : public realtime::Session,
     std::lock_guard lock(mutex_);
     if (dropped_ || close_done_) return false;
     if (now - heard_at >= idle) {
-      spdlog::info("ws user={} idle for {} s: dropping", user_id(),
-                   std::chrono::duration_cast<std::chrono::seconds>(idle).count());
+      socket_event("socket.drop", admission_)
+          .field("reason", "idle")
+          .field("idle_s", static_cast<std::int64_t>(
+                               std::chrono::duration_cast<std::chrono::seconds>(idle).count()))
+          .info();
       closed_ = true;
       clear_queue();
       drop_connection();
@@ -197,8 +219,10 @@ class Socket final : public realtime::Session,
       auto on_ready = [subscribed] {
         asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
       };
-      for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready))
+      for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready)) {
+        metrics::metrics().throttled.with({"ws_sockets"}).inc();
         evicted->close(1008, "too many sockets");
+      }
     }
     co_await subscribed->async_wait(use_tuple);
     subscribed.reset();
@@ -226,8 +250,14 @@ class Socket final : public realtime::Session,
       if (!queue_empty() || close_code_ != 0) kick_locked();
     }
     context_.keepalive.watch(self);
-    spdlog::info("ws open user={} chat={} resume={}", user, chat_id(),
-                 admission_.since ? "yes" : "no");
+    opened_at_ = Clock::now();
+    auto& m = metrics::metrics();
+    m.sockets.with({kind_of(chat_id())}).add(1);
+    m.sockets_opened.with({kind_of(chat_id())}).inc();
+    socket_event("socket.open", admission_)
+        .field("client", admission_.client_address)
+        .field("resume", admission_.since.has_value())
+        .info();
     // Whatever ends the session (the client, or the database failing under the presence
     // announcement or the replay), it leaves the hub and presence behind it.
     bool failed = false;
@@ -236,7 +266,7 @@ class Socket final : public realtime::Session,
       co_await replay(admission_.since);
     } catch (const std::exception& e) {
       failed = true;
-      spdlog::warn("ws user={} chat={} ended by an error: {}", user, chat_id(), e.what());
+      socket_event("socket.error", admission_).field("error", e.what()).warn();
     }
     if (failed) {
       close(1013, "try again later");
@@ -319,7 +349,10 @@ class Socket final : public realtime::Session,
     res.prepare_payload();
     res.keep_alive(false);
     co_await beast::http::async_write(*handshake_, res, use_tuple);
-    spdlog::warn("ws user={} refused: {}", user_id(), why);
+    socket_event("socket.refused", admission_)
+        .field("status", static_cast<int>(status))
+        .field("reason", why)
+        .warn();
   }
 
   // False when the account is gone or inactive; true when the database cannot tell (the
@@ -482,6 +515,7 @@ class Socket final : public realtime::Session,
   };
 
   asio::awaitable<void> on_message(const std::string& text, bool is_text) {
+    metrics::metrics().socket_frames_received.inc();
     Limiter& limiter = limiter_;
     if (limiter.ignoring) co_return;
     // Past the rate limit the socket is abusive and is closed with 1008.
@@ -492,6 +526,7 @@ class Socket final : public realtime::Session,
                                       context_.limits.events_per_second);
     limiter.last = now;
     if (limiter.tokens < 1) {
+      metrics::metrics().throttled.with({"ws_events"}).inc();
       close(1008, "rate limit exceeded");
       limiter.ignoring = true;
       co_return;
@@ -507,7 +542,7 @@ class Socket final : public realtime::Session,
       auto replies = co_await context_.events.handle(ctx, text);
       for (auto& reply : replies) enqueue(frame_of(std::move(reply)));
     } catch (const std::exception& e) {
-      spdlog::error("ws event failed for user {}: {}", user_id(), e.what());
+      socket_event("socket.event_failed", admission_).field("error", e.what()).warn();
       enqueue(frame_of(
           R"({"type":"error","code":"unavailable","detail":"Service temporarily unavailable.","request_type":null})"));
     }
@@ -519,8 +554,10 @@ class Socket final : public realtime::Session,
     if (!reading_) return;
     reading_ = false;
     context_.hub.detach(this);
+    int code = 0;  // the close code exchanged, 0 when the connection just ended
     {
       std::lock_guard lock(mutex_);
+      code = close_code_;
       closed_ = true;
       if (peer_gone) {
         // Nothing more can be said to it: a close frame under way ends the connection as
@@ -532,7 +569,17 @@ class Socket final : public realtime::Session,
         }
       }
     }
-    asio::co_spawn(executor_, goodbye(context_, user_id(), chat_id()), asio::detached);
+    auto& m = metrics::metrics();
+    m.sockets.with({kind_of(chat_id())}).add(-1);
+    m.sockets_closed.with({kind_of(chat_id()), std::to_string(code)}).inc();
+    socket_event("socket.close", admission_)
+        .field("code", code)
+        .field("duration_ms",
+               static_cast<std::int64_t>(
+                   std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened_at_)
+                       .count()))
+        .info();
+    asio::co_spawn(executor_, goodbye(context_, user_id()), asio::detached);
   }
 
   // The peer sent its close frame: ours (the same code) goes out now and ends the
@@ -562,7 +609,7 @@ class Socket final : public realtime::Session,
   // (before anything queued), the connection ends after it, and what the peer still sends
   // is dropped.
   void fail(int code, const char* why) {
-    spdlog::info("ws user={} {}: closing with {}", user_id(), why, code);
+    socket_event("socket.fail", admission_).field("reason", why).field("code", code).info();
     discarding_ = true;
     std::lock_guard lock(mutex_);
     clear_queue();
@@ -647,8 +694,10 @@ class Socket final : public realtime::Session,
       // A slow reader must not hold memory or anyone else: it is cut off.
       closed_ = true;
       clear_queue();
-      spdlog::warn("ws user={} too slow: {} frames queued, closing", user_id(),
-                   context_.limits.max_queued_frames);
+      socket_event("socket.drop", admission_)
+          .field("reason", "too slow")
+          .field("queued", static_cast<std::uint64_t>(context_.limits.max_queued_frames))
+          .warn();
       drop_connection();
       return false;
     }
@@ -830,6 +879,7 @@ class Socket final : public realtime::Session,
   bool text_message_ = true;
   bool discarding_ = false;  // after a protocol error
   bool reading_ = true;      // until the session ends
+  Clock::time_point opened_at_{};
   Limiter limiter_;
   std::atomic<Clock::rep> last_heard_{0};
   Clock::time_point pinged_for_{};  // the silence that was already pinged (under mutex_)

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstdlib>
 
+#include "metrics/metrics.hpp"
 #include "store/postgres/pg_migrations.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/store.hpp"
@@ -68,6 +69,9 @@ TEST(PgConnection, QueriesWithParametersAndNulls) {
 
 TEST(PgConnection, ServerErrorsCarryTheirSqlState) {
   REQUIRE_POSTGRES();
+  const auto timed = chat::metrics::DbCallMetrics::of("postgres", "query");
+  const auto calls_before = timed.seconds.snapshot().count;
+  const auto errors_before = timed.errors.value();
   auto states = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
     auto conn = co_await PgConnection::connect(ex, conninfo());
     std::vector<std::string> out;
@@ -89,6 +93,9 @@ TEST(PgConnection, ServerErrorsCarryTheirSqlState) {
     co_return out;
   });
   EXPECT_EQ(states, (std::vector<std::string>{"23505", "42601", "1", "healthy"}));
+  // /metrics counts both failures, and times the three queries.
+  EXPECT_EQ(timed.errors.value() - errors_before, 2U);
+  EXPECT_EQ(timed.seconds.snapshot().count - calls_before, 3U);
 }
 
 constexpr const char* kPipeInsert = "INSERT INTO p VALUES ($1) RETURNING k * 10";

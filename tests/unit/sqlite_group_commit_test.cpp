@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "metrics/metrics.hpp"
 #include "store/sqlite/database.hpp"
 
 using namespace chat::store::sqlite;
@@ -59,6 +60,9 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
     Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
     db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x INTEGER)"); });
     const auto before = db.groups_committed();
+    const auto timed = chat::metrics::DbCallMetrics::of("sqlite", "write");
+    const auto timed_before = timed.seconds.snapshot().count;
+    const auto errors_before = timed.errors.value();
 
     boost::asio::io_context io;
     constexpr int kWrites = 200;
@@ -75,6 +79,9 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
     const auto commits = db.groups_committed() - before;
     EXPECT_GE(commits, 1U);
     EXPECT_LT(commits, static_cast<std::uint64_t>(kWrites));
+    // /metrics times every write to its commit, and counts the ones that failed.
+    EXPECT_EQ(timed.seconds.snapshot().count - timed_before, static_cast<std::uint64_t>(kWrites));
+    EXPECT_EQ(timed.errors.value() - errors_before, static_cast<std::uint64_t>(tally.failed));
   }
   std::filesystem::remove_all(dir);
 }

@@ -1,6 +1,7 @@
 #include "http/drf.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
+#include "metrics/metrics.hpp"
 #include "store/store.hpp"
 
 namespace chat::http {
@@ -22,11 +23,22 @@ awaitable<Response> readyz(Services& s) {
                                               {"broker", broker ? "ok" : "unavailable"}});
 }
 
+// This node's counters for Prometheus (each node is scraped on its own address).
+awaitable<Response> metrics_text() {
+  Response r;
+  r.status = 200;
+  r.content_type = "text/plain; version=0.0.4; charset=utf-8";
+  r.body = metrics::render();
+  r.headers.emplace_back("Cache-Control", "no-store");
+  co_return r;
+}
+
 }  // namespace
 
 void add_health_routes(Router& r, Services& s) {
   r.add(Method::get, "/healthz", [](Request&, const RouteParams&) { return healthz(); });
   r.add(Method::get, "/readyz", [&s](Request&, const RouteParams&) { return readyz(s); });
+  r.add(Method::get, "/metrics", [](Request&, const RouteParams&) { return metrics_text(); });
 }
 
 void add_all_routes(Router& r, Services& s) {

@@ -9,6 +9,7 @@
 
 #include <charconv>
 
+#include "metrics/metrics.hpp"
 #include "store/store.hpp"
 
 namespace chat::store::postgres {
@@ -192,16 +193,44 @@ struct Encoded {
   }
 };
 
+// Times one round trip for /metrics; a failure is counted unless it finished well.
+class Timed {
+ public:
+  explicit Timed(const metrics::DbCallMetrics& m) : m_(m) {}
+  ~Timed() { m_.record(started_, ok_); }
+  Timed(const Timed&) = delete;
+  Timed& operator=(const Timed&) = delete;
+  void ok() { ok_ = true; }
+
+ private:
+  const metrics::DbCallMetrics& m_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool ok_ = false;
+};
+
+const metrics::DbCallMetrics& query_metrics() {
+  static const auto m = metrics::DbCallMetrics::of("postgres", "query");
+  return m;
+}
+
+const metrics::DbCallMetrics& pipeline_metrics() {
+  static const auto m = metrics::DbCallMetrics::of("postgres", "pipeline");
+  return m;
+}
+
 }  // namespace
 
 asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) {
+  Timed timed(query_metrics());
   Encoded enc(params);
   if (PQsendQueryParams(conn_, sql, static_cast<int>(enc.values.size()), nullptr, enc.values.data(),
                         nullptr, nullptr, 0) == 0) {
     throw Unavailable(connection_error(conn_));
   }
   co_await flush();
-  co_return co_await collect();
+  auto result = co_await collect();
+  timed.ok();
+  co_return result;
 }
 
 // The name of `sql`'s prepared statement on this connection, preparing it the first time.
@@ -219,6 +248,7 @@ asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
 }
 
 asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams params) {
+  Timed timed(query_metrics());
   const std::string* name = co_await prepare(sql);
   Encoded enc(params);
   if (PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(enc.values.size()),
@@ -226,7 +256,9 @@ asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams param
     throw Unavailable(connection_error(conn_));
   }
   co_await flush();
-  co_return co_await collect();
+  auto result = co_await collect();
+  timed.ok();
+  co_return result;
 }
 
 // The next result once it has arrived (null between the statements of a pipeline).
@@ -241,6 +273,7 @@ asio::awaitable<pg_result*> PgConnection::next_result() {
 }
 
 asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStatement> statements) {
+  Timed timed(pipeline_metrics());
   std::vector<const std::string*> names;
   for (const auto& s : statements) names.push_back(co_await prepare(s.sql));
   if (PQenterPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
@@ -275,6 +308,7 @@ asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStat
   if (!synced || PQexitPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
   if (!healthy()) throw Unavailable(connection_error(conn_));
   if (failure) throw *failure;
+  timed.ok();
   co_return results;
 }
 

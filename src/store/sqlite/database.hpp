@@ -31,6 +31,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "metrics/metrics.hpp"
 #include "store/sqlite/connection.hpp"
 
 namespace chat::store::sqlite {
@@ -63,9 +64,10 @@ class Database {
         [this](auto handler, F fn) {
           pending_writes_.fetch_add(1);
           auto work = asio::make_work_guard(asio::get_associated_executor(handler));
+          const auto queued_at = std::chrono::steady_clock::now();
           asio::post(writer_pool_, [this, handler = std::move(handler), fn = std::move(fn),
-                                    work = std::move(work)]() mutable {
-            run_grouped(std::move(fn), std::move(handler), std::move(work));
+                                    work = std::move(work), queued_at]() mutable {
+            run_grouped(std::move(fn), std::move(handler), std::move(work), queued_at);
           });
         },
         asio::use_awaitable, std::move(f));
@@ -82,8 +84,24 @@ class Database {
   // than the read itself. No suspension: the connection is never held across a co_await.
   template <class F>
   auto read(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
+    const auto started = std::chrono::steady_clock::now();
+    bool ok = false;
+    struct Record {
+      const metrics::DbCallMetrics& m;
+      const std::chrono::steady_clock::time_point& started;
+      const bool& ok;
+      ~Record() { m.record(started, ok); }
+    } record{reads_metrics_, started, ok};
     Lease lease(*this);
-    co_return in_read_transaction(*lease.conn, f);
+    if constexpr (std::is_void_v<std::invoke_result_t<F, Connection&>>) {
+      in_read_transaction(*lease.conn, f);
+      ok = true;
+      co_return;
+    } else {
+      auto result = in_read_transaction(*lease.conn, f);
+      ok = true;
+      co_return result;
+    }
   }
 
   // Runs f(Connection&) on a reader thread with a read-only connection: for reads whose
@@ -92,8 +110,23 @@ class Database {
   template <class F>
   auto scan(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
     return offload(reader_pool_.get_executor(), [this, f = std::move(f)]() mutable {
+      const auto started = std::chrono::steady_clock::now();
+      bool ok = false;
+      struct Record {
+        const metrics::DbCallMetrics& m;
+        const std::chrono::steady_clock::time_point& started;
+        const bool& ok;
+        ~Record() { m.record(started, ok); }
+      } record{scans_metrics_, started, ok};
       Lease lease(*this);
-      return in_read_transaction(*lease.conn, f);
+      if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
+        in_read_transaction(*lease.conn, f);
+        ok = true;
+      } else {
+        auto result = in_read_transaction(*lease.conn, f);
+        ok = true;
+        return result;
+      }
     });
   }
 
@@ -140,7 +173,8 @@ class Database {
   };
 
   template <class F, class Handler, class Work>
-  void run_grouped(F fn, Handler handler, Work work) {
+  void run_grouped(F fn, Handler handler, Work work,
+                   std::chrono::steady_clock::time_point queued_at) {
     using R = std::invoke_result_t<F&, Connection&>;
     namespace asio = boost::asio;
     std::exception_ptr error;
@@ -161,11 +195,21 @@ class Database {
       Work work;
       std::exception_ptr error;
       decltype(result) value;
-      Completion(Handler h, Work w, std::exception_ptr e, decltype(result) v)
-          : handler(std::move(h)), work(std::move(w)), error(std::move(e)), value(std::move(v)) {}
+      const metrics::DbCallMetrics& timing;
+      std::chrono::steady_clock::time_point queued_at;
+      Completion(Handler h, Work w, std::exception_ptr e, decltype(result) v,
+                 const metrics::DbCallMetrics& m, std::chrono::steady_clock::time_point q)
+          : handler(std::move(h)),
+            work(std::move(w)),
+            error(std::move(e)),
+            value(std::move(v)),
+            timing(m),
+            queued_at(q) {}
       void complete(std::exception_ptr commit_error) override {
         auto ex = asio::get_associated_executor(handler);
         auto e = commit_error ? commit_error : error;
+        // From the call to its group's commit: what the caller waits.
+        timing.record(queued_at, e == nullptr);
         asio::dispatch(ex, [h = std::move(handler), e, v = std::move(value)]() mutable {
           if constexpr (std::is_void_v<R>) {
             std::move(h)(e);
@@ -176,7 +220,8 @@ class Database {
       }
     };
     deferred_.push_back(std::make_unique<Completion>(std::move(handler), std::move(work),
-                                                     std::move(error), std::move(result)));
+                                                     std::move(error), std::move(result),
+                                                     writes_metrics_, queued_at));
     finish_write();
   }
 
@@ -196,6 +241,9 @@ class Database {
 
   std::string path_;
   std::string synchronous_;
+  const metrics::DbCallMetrics writes_metrics_ = metrics::DbCallMetrics::of("sqlite", "write");
+  const metrics::DbCallMetrics reads_metrics_ = metrics::DbCallMetrics::of("sqlite", "read");
+  const metrics::DbCallMetrics scans_metrics_ = metrics::DbCallMetrics::of("sqlite", "scan");
   std::unique_ptr<Connection> writer_;
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;
