@@ -11,7 +11,7 @@ build_packages=(
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-pytest python3-requests python3-websockets python3-jsonschema
+  python3 python3-pytest python3-requests python3-websockets python3-jsonschema python3-yaml
   sqlite3 postgresql redis-server nginx
 )
 

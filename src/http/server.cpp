@@ -101,6 +101,16 @@ std::string route_label(const std::string& route, int status) {
   return status == 404 ? "unmatched" : "none";
 }
 
+const char* socket_route(std::string_view path) {
+  return path.starts_with("/ws/chat") ? "/ws/chat/{chat_id}/" : "/ws/";
+}
+
+std::int64_t elapsed_micros(std::chrono::steady_clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
+                                                               since)
+      .count();
+}
+
 void record_request(const Request& req, const std::string& route, int status, std::size_t bytes,
                     std::int64_t micros) {
   auto& m = metrics::metrics();
@@ -240,6 +250,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             admission->request_id = req.request_id;
             admission->client_address = req.client_address;
             counted.hand_over();
+            record_request(req, socket_route(req.path), 101, 0, elapsed_micros(started));
             // The socket lives on by itself; this HTTP session and its buffers end here. It
             // logs its own lifecycle (socket.open, socket.close) with this request's id.
             ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
@@ -247,7 +258,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           }
           response = error_response(admission.error());
         }
-        route = req.path.starts_with("/ws/chat") ? "/ws/chat/{chat_id}/" : "/ws/";
+        route = socket_route(req.path);
       } else if (!target_ok) {
         response = error_response(Error::bad_request("Malformed request target."));
       } else {
@@ -259,10 +270,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                           req.request_id);
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
-      const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(
-                              std::chrono::steady_clock::now() - started)
-                              .count();
-      record_request(req, route, status, bytes, micros);
+      record_request(req, route, status, bytes, elapsed_micros(started));
       if (wec || !keep_alive || res.need_eof()) break;
     }
     beast::error_code ignored;

@@ -156,6 +156,9 @@ def test_rest_and_websocket_through_nginx(proxied):
     c = Client(front)
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").status_code == 200
+    # Metrics are not public: Prometheus scrapes each node on its own address.
+    assert c.get("/metrics").status_code == 403
+    assert Client(cluster[0]).get("/metrics").status_code == 200
     a, b = c.register(), c.register()
     a_login = c.login(a["user"]["username"], a["password"])
     b_login = c.login(b["user"]["username"], b["password"])

@@ -245,12 +245,14 @@ def test_json_logs_one_line_per_request_and_socket_event(own_server):
     assert len(logged_ids) == len(set(logged_ids)), "one line per request, ids unique"
     for rid in ids:
         assert logged_ids.count(rid) == 1, f"request {rid} logged {logged_ids.count(rid)} times"
-    # The socket's lifecycle: opened and closed, both with the upgrade request's id (which
-    # has no request line of its own: the socket's lines are its record).
+    # The socket's lifecycle: its upgrade request (101), then opened and closed, all three
+    # with the upgrade request's id.
     opened = [line for line in lines if line.get("event") == "socket.open" and line["user"] == alice_id]
     closed = [line for line in lines if line.get("event") == "socket.close" and line["user"] == alice_id]
     assert len(opened) == 1 and len(closed) == 1, (opened, closed)
     assert opened[0]["request_id"] == closed[0]["request_id"] and opened[0]["request_id"]
+    upgrade = [r for r in requests if r["request_id"] == opened[0]["request_id"]]
+    assert len(upgrade) == 1 and (upgrade[0]["status"], upgrade[0]["route"]) == (101, "/ws/"), upgrade
     assert opened[0]["kind"] == "user" and closed[0]["code"] == 1000
     _no_secrets(log, secrets)
 
