@@ -31,6 +31,7 @@ TEST(Histogram, CountsIntoCumulativeBuckets) {
 TEST(Histogram, ConcurrentObservationsAreAllCounted) {
   metrics::Histogram h;
   std::vector<std::thread> threads;
+  threads.reserve(4);
   for (int t = 0; t < 4; ++t) {
     threads.emplace_back([&h] {
       for (int i = 0; i < 10000; ++i) h.observe(0.002);

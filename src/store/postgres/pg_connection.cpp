@@ -275,6 +275,7 @@ asio::awaitable<pg_result*> PgConnection::next_result() {
 asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStatement> statements) {
   Timed timed(pipeline_metrics());
   std::vector<const std::string*> names;
+  names.reserve(statements.size());
   for (const auto& s : statements) names.push_back(co_await prepare(s.sql));
   if (PQenterPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
   for (std::size_t i = 0; i < statements.size(); ++i) {
