@@ -24,7 +24,7 @@ import requests
 import yaml
 
 import conftest
-from conftest import CHATD, ROOT, Client, Database, Server, free_port, unique_name
+from conftest import CHATD, ROOT, Client, Server, free_port, unique_name
 
 ENTRYPOINT = os.path.join(ROOT, "deploy", "docker", "entrypoint.sh")
 SETTINGS_CPP = os.path.join(ROOT, "src", "config", "settings.cpp")

@@ -227,7 +227,7 @@ def _no_secrets(log, secrets):
         assert secret not in log, f"a secret was logged: {secret[:12]}..."
         if secret.count(".") == 2:  # a JWT: not even its signature or payload alone
             header, payload, signature = secret.split(".")
-            assert signature not in log and payload not in log, f"part of a token was logged"
+            assert signature not in log and payload not in log, "part of a token was logged"
 
 
 def test_json_logs_one_line_per_request_and_socket_event(own_server):
