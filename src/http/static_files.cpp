@@ -93,6 +93,8 @@ std::vector<std::string> StaticFiles::pages() const {
 }
 
 void mount_web_pages(StaticFiles& files, const std::string& web_root) {
+  // The chat client at the root: its files are named so that none is an API path.
+  files.mount("/", web_root + "/app");
   files.mount("/admin/", web_root + "/admin");
   files.mount("/api/docs/", web_root + "/docs");
   // Swagger UI's own index.html (the Petstore demo) is not served.

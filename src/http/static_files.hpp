@@ -1,6 +1,6 @@
-// Files served as they are: the admin panel (web/admin) and Swagger UI (web/docs and the
-// npm package swagger-ui-dist). Read into memory at start-up, so a request never waits on
-// the disk and a file cannot change under a running server.
+// Files served as they are: the chat client (web/app), the admin panel (web/admin) and
+// Swagger UI (web/docs and the npm package swagger-ui-dist). Read into memory at start-up,
+// so a request never waits on the disk and a file cannot change under a running server.
 #pragma once
 
 #include <map>
@@ -34,8 +34,9 @@ class StaticFiles {
   std::map<std::string, File, std::less<>> files_;  // by URL path
 };
 
-// The web pages chatd serves from `web_root`: /admin/ (web/admin), /api/docs/ (web/docs)
-// and Swagger UI's files (node_modules/swagger-ui-dist beside web/) under /api/docs/static/.
+// The web pages chatd serves from `web_root`: / (web/app, the chat client), /admin/
+// (web/admin), /api/docs/ (web/docs) and Swagger UI's files (node_modules/swagger-ui-dist
+// beside web/) under /api/docs/static/.
 void mount_web_pages(StaticFiles& files, const std::string& web_root);
 
 // The first folder of `candidates` that exists, or the first one.

@@ -108,3 +108,30 @@ export async function login(base, username, password) {
 export function check(cond, message) {
   if (!cond) throw new Error(message);
 }
+
+// One headless chromium for several contexts (each context is a separate user: its own
+// cookies, localStorage and network state). close() ends the browser.
+export async function launchChromium(executablePath) {
+  const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS, timeout: T.navigation });
+  return {
+    browser,
+    async newContext() {
+      const context = await browser.newContext({ viewport: { width: 1280, height: 820 }, acceptDownloads: false });
+      context.setDefaultTimeout(T.action);
+      context.setDefaultNavigationTimeout(T.navigation);
+      return context;
+    },
+    async close() {
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+// Registers a user through the API; answers {id, username, password, access}.
+export async function register(base, username, password) {
+  const r = await call(base, 'POST', '/api/auth/register/', {
+    body: { username, password, email: `${username}@example.com` },
+  });
+  if (r.status !== 201) throw new Error(`registering ${username} answered ${r.status} ${JSON.stringify(r.body)}`);
+  return { id: r.body.user.id, username, password, access: r.body.access };
+}

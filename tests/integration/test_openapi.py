@@ -183,7 +183,7 @@ def test_the_documents_own_rules():
     ids = [op["operationId"] for _, _, op in operations()]
     assert len(ids) == len(set(ids)), "operationIds must be unique"
     public = {"/api/auth/register/", "/api/auth/login/", "/api/auth/refresh/", "/api/auth/logout/",
-              "/healthz", "/readyz", "/metrics", "/api/schema/", "/api/asyncapi/", "/api/docs/", "/admin/"}
+              "/healthz", "/readyz", "/metrics", "/api/schema/", "/api/asyncapi/", "/api/docs/", "/admin/", "/"}
     assert SPEC["security"] == [{"bearerAuth": []}]
     scheme = SPEC["components"]["securitySchemes"]["bearerAuth"]
     assert (scheme["type"], scheme["scheme"], scheme["bearerFormat"]) == ("http", "bearer", "JWT")

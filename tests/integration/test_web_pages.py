@@ -45,3 +45,52 @@ def test_nothing_outside_the_web_folders_is_served(client):
         r = client.get(path)
         assert r.status_code == 404, (path, r.status_code)
         assert r.headers["Content-Type"].startswith("application/json"), path
+
+
+# ---- the chat client at / (web/app) ------------------------------------------------------
+
+APP_FILES = {"app.js": "text/javascript", "api.js": "text/javascript", "socket.js": "text/javascript",
+             "dom.js": "text/javascript", "app.css": "text/css", "favicon.svg": "image/svg+xml"}
+
+
+def test_the_chat_client_is_served_at_the_root(client):
+    for method in ("GET", "HEAD"):
+        r = client.request(method, "/")
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html"), method
+        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        assert r.headers["X-Content-Type-Options"] == "nosniff"
+    page = client.get("/").text
+    assert '<script type="module" src="/app.js">' in page
+    # Everything it loads comes from this server, and no script is inline.
+    refs = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert refs and all(ref.startswith("/") and not ref.startswith("//") for ref in refs), refs
+    assert not re.search(r"<script(?![^>]*\bsrc=)[^>]*>", page), "inline script"
+    assert " style=" not in page and "<style" not in page, "inline style (blocked by the policy)"
+    for name, kind in APP_FILES.items():
+        r = client.get("/" + name)
+        assert r.status_code == 200 and r.headers["Content-Type"].startswith(kind), name
+        with open(f"{ROOT}/web/app/{name}", "rb") as f:
+            assert r.content == f.read(), name
+    # Every module the client imports is served (a missing one would break the page).
+    for name in ("app.js", "api.js", "socket.js", "dom.js"):
+        for imported in re.findall(r"from '\./([\w.-]+)'", client.get("/" + name).text):
+            assert client.get("/" + imported).status_code == 200, (name, imported)
+
+
+def test_the_client_shadows_no_api_path(client):
+    # The API, the probes, the other pages and the sockets answer as before.
+    r = client.get("/api/users/")
+    assert r.status_code == 401 and r.headers["Content-Type"].startswith("application/json")
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/api/schema/").headers["Content-Type"].startswith("application/json")
+    admin = client.get("/admin/")
+    assert admin.status_code == 200 and "/admin/admin.js" in admin.text
+    assert "/api/docs/static/" in client.get("/api/docs/").text
+    r = client.get("/ws/", headers={"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+                                    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
+    assert r.status_code == 401, r.status_code
+    # Only GET and HEAD reach the files; anything else at / is the API's 404 or 405.
+    assert client.post("/", json={}).status_code in (404, 405)
+    for path in ("/missing.js", "/app/app.js", "/web/app/index.html", "/../README.md"):
+        r = client.get(path)
+        assert r.status_code == 404 and r.headers["Content-Type"].startswith("application/json"), path
