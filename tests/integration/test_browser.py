@@ -70,14 +70,15 @@ def _createsuperuser(db, username, password):
     assert r.returncode == 0, f"chatd createsuperuser failed ({r.returncode}):\n{r.stdout}\n{r.stderr}"
 
 
-def _run_node(env):
-    """Runs run.mjs in a process group of its own (node and the chromium it starts), so a
-    timeout ends all of it. Answers (exit code, combined output, seconds)."""
+def run_node(script, env, timeout):
+    """Runs a node script in a process group of its own (node and the chromium it starts),
+    so a timeout ends all of it. Answers (exit code or None after the timeout, combined
+    output, seconds)."""
     started = time.monotonic()
-    proc = subprocess.Popen(["node", RUN_MJS], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+    proc = subprocess.Popen(["node", script], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
-        out, _ = proc.communicate(timeout=RUN_TIMEOUT)
+        out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         out, _ = proc.communicate()
@@ -134,7 +135,7 @@ def test_admin_panel_and_swagger_ui_in_a_browser(make_server):
                VICTIM_CHAT_ID=str(chat_id),
                VICTIM_PASSWORD=victim["password"],
                CHROMIUM_PATH=_chromium())
-    code, out, seconds = _run_node(env)
+    code, out, seconds = run_node(RUN_MJS, env, RUN_TIMEOUT)
     print(f"node tests/browser/run.mjs: exit {code} after {seconds:.1f} s; screenshots in {ARTIFACTS}\n{out}")
     assert code is not None, f"node tests/browser/run.mjs did not finish within {RUN_TIMEOUT} s:\n{out}"
     assert code == 0, f"node tests/browser/run.mjs exited with {code} after {seconds:.1f} s:\n{out}"

@@ -1,35 +1,17 @@
 // chatd admin panel: plain DOM, no framework, no inline code (the page runs under
 // Content-Security-Policy default-src 'self'). Data is always inserted as text, never as HTML.
+// The DOM helpers and the reading of DRF error bodies are the chat client's (web/app).
+
+import { ApiError, describeError } from '/api.js';
+import { byTestId, h, showText } from '/dom.js';
 
 const PAGE_SIZE = 50;
 const STATS_EVERY_MS = 5000;
 const STORE = { access: 'chatd.admin.access', refresh: 'chatd.admin.refresh', user: 'chatd.admin.user' };
 
 const $ = (sel, root = document) => root.querySelector(sel);
-const byTestId = (id, root = document) => root.querySelector(`[data-testid="${id}"]`);
 
 // ---------------------------------------------------------------- DOM helpers
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (v === null || v === undefined || v === false) continue;
-    if (k === 'class') el.className = v;
-    else if (k === 'testid') el.dataset.testid = v;
-    else if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else el.setAttribute(k, v === true ? '' : String(v));
-  }
-  for (const c of children.flat()) {
-    if (c === null || c === undefined || c === false) continue;
-    el.append(c instanceof Node ? c : document.createTextNode(String(c)));
-  }
-  return el;
-}
-
-function showText(el, text) {
-  el.textContent = text || '';
-  el.hidden = !text;
-}
 
 const dateFmt = new Intl.DateTimeFormat(undefined, {
   year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit',
@@ -45,30 +27,6 @@ function when(iso) {
 const numberFmt = new Intl.NumberFormat();
 
 // ---------------------------------------------------------------- API
-
-class ApiError extends Error {
-  constructor(status, message) {
-    super(message);
-    this.status = status;
-  }
-}
-
-// DRF error bodies: {"detail": "..."} or {"field": ["...", ...], ...}.
-function describeError(status, body) {
-  if (body && typeof body === 'object' && !Array.isArray(body)) {
-    if (typeof body.detail === 'string') return body.detail;
-    const parts = [];
-    for (const [field, msgs] of Object.entries(body)) {
-      const text = Array.isArray(msgs) ? msgs.join(' ') : typeof msgs === 'string' ? msgs : '';
-      if (text) parts.push(field === 'non_field_errors' ? text : `${field}: ${text}`);
-    }
-    if (parts.length) return parts.join(' · ');
-  }
-  if (Array.isArray(body) && body.every((m) => typeof m === 'string')) return body.join(' ');
-  if (status === 429) return 'Too many requests, try again later.';
-  if (status >= 500) return `The server failed (HTTP ${status}).`;
-  return `Request failed (HTTP ${status}).`;
-}
 
 const tokens = {
   get access() { return sessionStorage.getItem(STORE.access); },
