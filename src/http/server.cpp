@@ -20,9 +20,9 @@
 #include <atomic>
 #include <chrono>
 
-#include "common/log_event.hpp"
 #include "http/app.hpp"
 #include "http/drf.hpp"
+#include "http/request_log.hpp"
 #include "http/request_reader.hpp"
 #include "metrics/metrics.hpp"
 #include "ws/gate.hpp"
@@ -94,49 +94,6 @@ class OpenConnection {
   bool open_ = true;
 };
 
-// The request's route pattern for metrics: never the raw path, whose ids would make a
-// series per chat.
-std::string route_label(const std::string& route, int status) {
-  if (!route.empty()) return route;
-  return status == 404 ? "unmatched" : "none";
-}
-
-const char* socket_route(std::string_view path) {
-  return path.starts_with("/ws/chat") ? "/ws/chat/{chat_id}/" : "/ws/";
-}
-
-std::int64_t elapsed_micros(std::chrono::steady_clock::time_point since) {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() -
-                                                               since)
-      .count();
-}
-
-void record_request(const Request& req, const std::string& route, int status, std::size_t bytes,
-                    std::int64_t micros) {
-  auto& m = metrics::metrics();
-  const std::string method(method_name(req.method));
-  const std::string label = route_label(route, status);
-  m.request_seconds.with({method, label}).observe_micros(micros);
-  m.requests.with({method, label, std::to_string(status)}).inc();
-  // One line per request. The query string is never logged: it may carry a token.
-  if (logs::json()) {
-    logs::Event("request")
-        .field("request_id", req.request_id)
-        .field("client", req.client_address)
-        .field("method", req.method_text)
-        .field("path", req.path)
-        .field("route", label)
-        .field("status", status)
-        .field("bytes", static_cast<std::uint64_t>(bytes))
-        .field("duration_us", micros)
-        .info();
-  } else {
-    spdlog::info("{} {} {} {} {}B {}us id={}", req.client_address,
-                 logs::text_value(req.method_text), logs::text_value(req.path), status, bytes,
-                 micros, req.request_id);
-  }
-}
-
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
@@ -166,11 +123,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
   }
 
-  // Answers an error the parser found and tells the caller to close the connection.
-  asio::awaitable<void> reply_and_close(beast::tcp_stream& stream, int status, const char* detail) {
+  // Answers an error the parser found (the request's line may be unreadable: it is logged
+  // as "-") and tells the caller to close the connection.
+  asio::awaitable<void> reply_and_close(beast::tcp_stream& stream, int status, const char* detail,
+                                        const std::string& peer) {
+    const auto started = std::chrono::steady_clock::now();
     Response r = json_response(status, boost::json::object{{"detail", detail}});
-    auto res = to_beast(std::move(r), 11, false, false, next_request_id());
+    const auto bytes = r.body.size();
+    const std::string request_id = next_request_id();
+    auto res = to_beast(std::move(r), 11, false, false, request_id);
     co_await bhttp::async_write(stream, res, use_tuple);
+    const RequestOutcome outcome{request_id, peer, "-", "-", "", status, bytes, started};
+    record_request(outcome);
   }
 
   asio::awaitable<void> session(tcp::socket socket) {
@@ -191,20 +155,20 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
       if (rec) {
         if (rec == bhttp::error::header_limit) {
-          co_await reply_and_close(stream, 431, "Request header fields too large.");
+          co_await reply_and_close(stream, 431, "Request header fields too large.", peer);
         } else if (rec == bhttp::error::body_limit) {
           // Beast refuses a declared Content-Length over the limit while reading the header.
-          co_await reply_and_close(stream, 413, "Request body too large.");
+          co_await reply_and_close(stream, 413, "Request body too large.", peer);
         } else if (rec != bhttp::error::end_of_stream && rec != beast::error::timeout &&
                    rec != asio::error::connection_reset && rec != asio::error::eof &&
                    rec != asio::error::operation_aborted && buffer.size() > 0) {
-          co_await reply_and_close(stream, 400, "Malformed request.");
+          co_await reply_and_close(stream, 400, "Malformed request.", peer);
         }
         break;
       }
       const auto& header = parser.get();
       if (auto len = parser.content_length(); len && *len > options.max_body_bytes) {
-        co_await reply_and_close(stream, 413, "Request body too large.");
+        co_await reply_and_close(stream, 413, "Request body too large.", peer);
         break;
       }
       if (beast::iequals(header[bhttp::field::expect], "100-continue")) {
@@ -215,13 +179,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (!parser.is_done()) {
         auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, use_tuple);
         if (bec == bhttp::error::body_limit) {
-          co_await reply_and_close(stream, 413, "Request body too large.");
+          co_await reply_and_close(stream, 413, "Request body too large.", peer);
           break;
         }
         if (bec) {
           if (bec != beast::error::timeout && bec != asio::error::eof &&
               bec != asio::error::connection_reset && bec != bhttp::error::partial_message) {
-            co_await reply_and_close(stream, 400, "Malformed request.");
+            co_await reply_and_close(stream, 400, "Malformed request.", peer);
           }
           break;
         }
@@ -249,16 +213,18 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           if (admission) {
             admission->request_id = req.request_id;
             admission->client_address = req.client_address;
+            admission->path = req.path;
+            admission->received_at = started;
             counted.hand_over();
-            record_request(req, socket_route(req.path), 101, 0, elapsed_micros(started));
             // The socket lives on by itself; this HTTP session and its buffers end here. It
-            // logs its own lifecycle (socket.open, socket.close) with this request's id.
+            // records the request once it has answered it (101, or a refusal), then logs its
+            // own lifecycle (socket.open, socket.close) with this request's id.
             ws::start_socket(std::move(stream), std::move(msg), std::move(*admission), *realtime);
             co_return;
           }
           response = error_response(admission.error());
         }
-        route = socket_route(req.path);
+        route = socket_route(req.path);  // refused before the upgrade
       } else if (!target_ok) {
         response = error_response(Error::bad_request("Malformed request target."));
       } else {
@@ -270,7 +236,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                           req.request_id);
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
       auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
-      record_request(req, route, status, bytes, elapsed_micros(started));
+      const RequestOutcome outcome{
+          req.request_id, req.client_address, req.method_text, req.path, route, status, bytes,
+          started};
+      record_request(outcome);
       if (wec || !keep_alive || res.need_eof()) break;
     }
     beast::error_code ignored;

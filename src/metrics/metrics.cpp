@@ -26,6 +26,13 @@ std::string number(double v) {
   return {buf, r.ptr};
 }
 
+// A bucket bound as people write it in queries: 0.0005, not 5e-04.
+std::string bound(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.6g", v);
+  return buf;
+}
+
 // `name{a="x",b="y"}` (or just `name` without labels); `extra` is appended inside the braces.
 std::string series(std::string_view name, const std::vector<std::string>& names,
                    const std::vector<std::string>& values, std::string_view extra = {}) {
@@ -89,7 +96,7 @@ class Writer {
     const auto s = h.snapshot();
     const std::string bucket = std::string(name) + "_bucket";
     for (std::size_t i = 0; i <= s.bounds.size(); ++i) {
-      const std::string le = i < s.bounds.size() ? number(s.bounds[i]) : std::string("+Inf");
+      const std::string le = i < s.bounds.size() ? bound(s.bounds[i]) : std::string("+Inf");
       sample(series(bucket, names, values, "le=\"" + le + '"'), std::to_string(s.cumulative[i]));
     }
     sample(series(std::string(name) + "_sum", names, values), number(s.sum));
@@ -248,7 +255,10 @@ std::string render() {
             m.socket_frames_received);
   w.counter("chatd_messages_sent_total", "Messages committed by this node (sent or forwarded).",
             m.messages_sent);
-  w.counter("chatd_deliveries_total", "Event frames queued on this node's sockets.", m.deliveries);
+  w.counter("chatd_deliveries_total",
+            "Event frames handed to this node's sockets (one a socket already closing drops is "
+            "counted too).",
+            m.deliveries);
   w.histogram("chatd_event_log_lag_seconds",
               "Time from an event's commit to this node's hub (through the broker).",
               m.event_log_lag);
@@ -272,8 +282,8 @@ std::string render() {
   w.gauge("chatd_redis_connected", "1 while the Redis command connection is up.",
           m.redis_connected.value());
   w.counters("chatd_throttled_total",
-             "Requests and sockets refused for going too fast, by limit "
-             "(login, register, ws_events, ws_sockets).",
+             "Requests and sockets refused for going too fast, by limit (login: logins and "
+             "password confirmations; register; ws_events; ws_sockets).",
              m.throttled);
   process_metrics(w);
   return w.take();

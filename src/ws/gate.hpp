@@ -6,6 +6,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -29,8 +30,11 @@ struct Admission {
   std::int64_t chat_id = 0;           // 0: the user socket /ws/
   std::optional<std::int64_t> since;  // resume cursor (user socket)
   std::string subprotocol;            // echoed when the token came as a subprotocol
-  std::string request_id;             // of the upgrade request, for the socket's log lines
+  // The upgrade request, for its record and the socket's log lines.
+  std::string request_id;
   std::string client_address;
+  std::string path;
+  std::chrono::steady_clock::time_point received_at{};
 };
 
 class Gate {

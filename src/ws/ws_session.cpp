@@ -17,12 +17,14 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 #include <mutex>
 #include <optional>
 
 #include "chat/wire.hpp"
 #include "common/log_event.hpp"
 #include "common/unicode.hpp"
+#include "http/request_log.hpp"
 #include "metrics/metrics.hpp"
 #include "realtime/client_events.hpp"
 #include "realtime/hub.hpp"
@@ -236,9 +238,12 @@ class Socket final : public realtime::Session,
     }
     auto [ec] = co_await upgrade(request);
     if (ec) {
+      // The client went away (or broke the handshake) before the answer: nginx's 499.
+      record_upgrade(499, 0);
       context_.hub.detach(this);
       co_return;
     }
+    record_upgrade(101, 0);
     request = {};  // the session outlives the request: its fields go now
     // From here the socket is framed here; Beast's stream and its timers go.
     socket_ = handshake_->release_socket();
@@ -349,10 +354,24 @@ class Socket final : public realtime::Session,
     res.prepare_payload();
     res.keep_alive(false);
     co_await beast::http::async_write(*handshake_, res, use_tuple);
+    record_upgrade(static_cast<int>(status), std::strlen(body));
     socket_event("socket.refused", admission_)
         .field("status", static_cast<int>(status))
         .field("reason", why)
         .warn();
+  }
+
+  // The upgrade request's line and metrics, once it is answered.
+  void record_upgrade(int status, std::size_t bytes) const {
+    const http::RequestOutcome outcome{admission_.request_id,
+                                       admission_.client_address,
+                                       "GET",
+                                       admission_.path,
+                                       http::socket_route(admission_.path),
+                                       status,
+                                       bytes,
+                                       admission_.received_at};
+    http::record_request(outcome);
   }
 
   // False when the account is gone or inactive; true when the database cannot tell (the

@@ -285,3 +285,33 @@ def test_log_lines_stay_whole_with_hostile_paths(own_server, log_format):
     else:
         assert sum("forged" in line for line in lines) == 1
         assert any('"/api/\\"x\\\\y\\u00ff\\n2026' in line for line in lines), lines
+
+
+def test_every_answer_is_logged_once_with_its_real_status(own_server):
+    """Answers the parser gives (431 for huge headers) and refused upgrades get their line
+    with the status the client saw; an accepted upgrade gets 101."""
+    s = own_server(LOG_FORMAT="json")
+    import socket
+    with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:60]
+    c = Client(s)
+    alice = c.register()
+
+    async def sockets():
+        from test_websocket import refused
+        assert await refused(s, "/ws/", token="not-a-token") == 401
+        ws = await user_ws(s, alice)
+        await ws.close()
+
+    run(sockets())
+    s.stop()
+    lines = [json.loads(line) for line in s.read_log().splitlines() if line.strip()]
+    requests = [line for line in lines if line.get("event") == "request"]
+    big = [r for r in requests if r["status"] == 431]
+    assert len(big) == 1 and big[0]["method"] == "-" and big[0]["request_id"], big
+    upgrades = [(r["route"], r["status"]) for r in requests if r["route"] == "/ws/"]
+    assert sorted(upgrades) == [("/ws/", 101), ("/ws/", 401)], upgrades

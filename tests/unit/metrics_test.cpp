@@ -75,6 +75,13 @@ TEST(Metrics, RenderShowsWhatWasCounted) {
           R"(chatd_http_request_duration_seconds_bucket{method="GET",route="/api/x/{id}/",le="0.005"} )"),
       std::string::npos);
   EXPECT_NE(text.find(R"(le="+Inf"})"), std::string::npos);
+  // Bounds as people write them in queries, not in exponent form.
+  EXPECT_NE(text.find(R"(le="0.0005"})"), std::string::npos);
+  for (auto at = text.find("le=\""); at != std::string::npos; at = text.find("le=\"", at + 1)) {
+    const auto end = text.find('"', at + 4);
+    EXPECT_EQ(text.substr(at + 4, end - at - 4).find('e'), std::string::npos)
+        << text.substr(at, 20);
+  }
   // Labels every node has are there before anything happened to them.
   EXPECT_NE(text.find(R"(chatd_throttled_total{kind="ws_sockets"} )"), std::string::npos);
   EXPECT_NE(text.find("process_resident_memory_bytes "), std::string::npos);
