@@ -25,7 +25,8 @@ RUN deploy/build.sh /tmp/build /opt/chatd \
 FROM debian:12-slim
 COPY --from=build /opt/chatd/runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
- && xargs -a /tmp/runtime-packages.txt apt-get install -y --no-install-recommends \
+ && xargs -a /tmp/runtime-packages.txt env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y --no-install-recommends \
  && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt \
  && useradd --system --user-group --home-dir /var/lib/chatd --create-home --shell /usr/sbin/nologin chatd
 COPY --from=build /opt/chatd/bin/chatd /usr/local/bin/chatd

@@ -14,17 +14,6 @@ WAIT_TIMEOUT=${WAIT_TIMEOUT:-60}
 
 log() { echo "entrypoint: $*" >&2; }
 
-# chatd reads settings from the environment and from ./.env; the waits need DB_HOST and
-# REDIS_HOST from either, the environment winning as it does for chatd.
-env_or_dotenv() {
-  local name=$1 value=${!1:-}
-  if [[ -z "$value" && -f .env ]]; then
-    value=$(sed -n "s/^[[:space:]]*$name[[:space:]]*=[[:space:]]*//p" .env | tail -n 1)
-    value=${value%\"} value=${value#\"} value=${value%\'} value=${value#\'}
-  fi
-  echo "$value"
-}
-
 # Until HOST:PORT accepts a TCP connection (bash's /dev/tcp: no client tools needed).
 wait_for_port() {
   local what=$1 host=$2 port=$3 deadline=$((SECONDS + WAIT_TIMEOUT))
@@ -61,13 +50,14 @@ case "$command" in
 esac
 [[ $# -eq 0 ]] && set -- serve
 
-db_host=$(env_or_dotenv DB_HOST)
-redis_host=$(env_or_dotenv REDIS_HOST)
-if [[ -n "$db_host" ]]; then
-  wait_for_port PostgreSQL "$db_host" "$(env_or_dotenv DB_PORT | grep . || echo 5432)"
+# The waits read the environment (compose's env_file and environment). A .env file in the
+# working folder is chatd's alone: without DB_HOST here, migrate's retries still cover a
+# database that is starting, and chatd reconnects to Redis by itself.
+if [[ -n "${DB_HOST:-}" ]]; then
+  wait_for_port PostgreSQL "$DB_HOST" "${DB_PORT:-5432}"
 fi
-if [[ -n "$redis_host" ]]; then
-  wait_for_port Redis "$redis_host" "$(env_or_dotenv REDIS_PORT | grep . || echo 6379)"
+if [[ -n "${REDIS_HOST:-}" ]]; then
+  wait_for_port Redis "$REDIS_HOST" "${REDIS_PORT:-6379}"
 fi
 if [[ "$1" == "serve" ]]; then
   migrate

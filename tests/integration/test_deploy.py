@@ -133,11 +133,14 @@ def compose():
     return yaml.safe_load(read("docker-compose.yml"))
 
 
-def healthcheck_command(port):
-    """The backend's compose healthcheck, as a command line for this machine's port."""
+def run_healthcheck(port):
+    """The backend's compose healthcheck, run as Docker runs it (compose turns `$$` into
+    `$`) in a container whose PORT is `port`. Answers its exit status."""
     test = compose()["x-backend"]["healthcheck"]["test"]
     assert test[0] == "CMD"
-    return [arg.replace("127.0.0.1/8000", f"127.0.0.1/{port}") for arg in test[1:]]
+    command = [arg.replace("$$", "$") for arg in test[1:]]
+    env = {"PATH": os.environ["PATH"], "PORT": str(port)}
+    return subprocess.run(command, env=env, timeout=10, stderr=subprocess.DEVNULL).returncode
 
 
 def test_entrypoint_migrates_serves_and_stops_on_sigterm():
@@ -148,7 +151,7 @@ def test_entrypoint_migrates_serves_and_stops_on_sigterm():
     try:
         assert s.db.scalar("SELECT count(*) FROM users") == 0  # migrated
         # The compose healthcheck, run as Docker would run it, passes against it.
-        assert subprocess.run(healthcheck_command(s.port), timeout=10).returncode == 0
+        assert run_healthcheck(s.port) == 0
         log = s.read_log()
         if "DB_HOST" in s.env:
             assert "PostgreSQL at" in log and "is up" in log and "Redis at" in log, log
@@ -160,7 +163,7 @@ def test_entrypoint_migrates_serves_and_stops_on_sigterm():
         s.stop()
     assert "signal 15: stopping" in s.read_log()
     # The healthcheck fails once nothing serves.
-    assert subprocess.run(healthcheck_command(s.port), timeout=10, stderr=subprocess.DEVNULL).returncode != 0
+    assert run_healthcheck(s.port) != 0
 
 
 def test_entrypoint_waits_for_redis_then_serves_and_createsuperuser_works():
@@ -209,6 +212,22 @@ def test_entrypoint_gives_up_after_wait_timeout():
                        capture_output=True, text=True, timeout=30, cwd=tempfile.mkdtemp())
     assert r.returncode == 1
     assert f"PostgreSQL at 127.0.0.1:{closed} did not answer within 2s" in r.stderr, r.stderr
+
+
+def test_env_example_secret_key_is_refused_in_production():
+    """The placeholder key must be replaced: with DEBUG=0 chatd does not start with it."""
+    once()
+    key = re.search(r"^SECRET_KEY=(.*)$", read(".env.example"), re.M).group(1)
+    env = {"PATH": os.environ["PATH"], "DEBUG": "0", "SECRET_KEY": key, "BIND": "127.0.0.1",
+           "PORT": str(free_port())}
+    with subprocess.Popen([CHATD, "serve"], env=env, cwd=tempfile.mkdtemp(), stderr=subprocess.PIPE,
+                          text=True) as proc:
+        try:
+            _, err = proc.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise AssertionError("chatd served with the placeholder SECRET_KEY and DEBUG=0")
+    assert proc.returncode != 0 and "SECRET_KEY: too weak" in err, err
 
 
 def test_entrypoint_runs_other_commands_as_given():

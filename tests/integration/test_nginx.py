@@ -157,7 +157,8 @@ def test_rest_and_websocket_through_nginx(proxied):
     assert c.get("/healthz").status_code == 200
     assert c.get("/readyz").status_code == 200
     # Metrics are not public: Prometheus scrapes each node on its own address.
-    assert c.get("/metrics").status_code == 403
+    for path in ("/metrics", "/metrics/", "/metrics%2F", "//metrics", "/./metrics"):
+        assert c.get(path).status_code == 403, path
     assert Client(cluster[0]).get("/metrics").status_code == 200
     a, b = c.register(), c.register()
     a_login = c.login(a["user"]["username"], a["password"])
