@@ -315,3 +315,15 @@ def test_every_answer_is_logged_once_with_its_real_status(own_server):
     assert len(big) == 1 and big[0]["method"] == "-" and big[0]["request_id"], big
     upgrades = [(r["route"], r["status"]) for r in requests if r["route"] == "/ws/"]
     assert sorted(upgrades) == [("/ws/", 101), ("/ws/", 401)], upgrades
+
+
+def test_log_level_warn_keeps_counting_but_writes_no_request_lines(own_server):
+    s = own_server(LOG_LEVEL="warn")
+    c = Client(s)
+    before = scrape(c)
+    c.get("/healthz")
+    after = scrape(c)
+    assert value(after, "chatd_http_requests_total", route="/healthz", status="200") == \
+        value(before, "chatd_http_requests_total", route="/healthz", status="200") + 1
+    s.stop()
+    assert "/healthz" not in s.read_log() and "/metrics" not in s.read_log()
