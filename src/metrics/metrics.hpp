@@ -140,6 +140,22 @@ struct DbCallMetrics {
   }
 };
 
+// Times one database call from construction to destruction; counts it as failed unless
+// ok() was called (an exception leaves it failed).
+class DbCallTimer {
+ public:
+  explicit DbCallTimer(const DbCallMetrics& m) : m_(m) {}
+  ~DbCallTimer() { m_.record(started_, ok_); }
+  DbCallTimer(const DbCallTimer&) = delete;
+  DbCallTimer& operator=(const DbCallTimer&) = delete;
+  void ok() { ok_ = true; }
+
+ private:
+  const DbCallMetrics& m_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  bool ok_ = false;
+};
+
 // The node's name in the `node` label of the socket gauges (host:port), set once at start.
 void set_node_name(std::string name);
 

@@ -12,7 +12,7 @@ import re
 import pytest
 
 import conftest
-from conftest import Client, Server, assert_no_server_errors, unique_name
+from conftest import Client, unique_name
 from test_websocket import is_, private_chat, rest_send, run, uid, user_ws
 
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$')
@@ -67,23 +67,8 @@ def scrape(c):
     return parse_metrics(r.text)[0]
 
 
-@pytest.fixture
-def own_server():
-    started = []
-
-    def make(**env):
-        s = Server(**env).start()
-        started.append(s)
-        return s
-
-    yield make
-    for s in started:
-        s.stop()
-        assert_no_server_errors(s)
-
-
-def test_metrics_text_format_and_names(own_server):
-    s = own_server()
+def test_metrics_text_format_and_names(make_server):
+    s = make_server()
     c = Client(s)
     samples, types = parse_metrics(c.get("/metrics").text)
     for name, kind in {
@@ -106,8 +91,8 @@ def test_metrics_text_format_and_names(own_server):
     assert c.get("/api/users/me/", headers={"Host": "10.1.2.3:8000"}).status_code == 400
 
 
-def test_counters_move(own_server):
-    s = own_server()
+def test_counters_move(make_server):
+    s = make_server()
     c = Client(s)
     before = scrape(c)
     alice, bob = c.register(), c.register()
@@ -169,8 +154,8 @@ def test_counters_move(own_server):
     assert all(r is None or not re.search(r"/\d+", r) for r in routes), routes
 
 
-def test_socket_rate_limit_is_counted_as_throttled(own_server):
-    s = own_server(WS_EVENTS_PER_SECOND="1", WS_EVENT_BURST="2")
+def test_socket_rate_limit_is_counted_as_throttled(make_server):
+    s = make_server(WS_EVENTS_PER_SECOND="1", WS_EVENT_BURST="2")
     c = Client(s)
     alice = c.register()
     before = scrape(c)
@@ -230,8 +215,8 @@ def _no_secrets(log, secrets):
             assert signature not in log and payload not in log, "part of a token was logged"
 
 
-def test_json_logs_one_line_per_request_and_socket_event(own_server):
-    s = own_server(LOG_FORMAT="json")
+def test_json_logs_one_line_per_request_and_socket_event(make_server):
+    s = make_server(LOG_FORMAT="json")
     secrets, ids, alice_id = _exercise(s)
     s.stop()
     log = s.read_log()
@@ -257,8 +242,8 @@ def test_json_logs_one_line_per_request_and_socket_event(own_server):
     _no_secrets(log, secrets)
 
 
-def test_text_logs_never_carry_secrets(own_server):
-    s = own_server()
+def test_text_logs_never_carry_secrets(make_server):
+    s = make_server()
     secrets, ids, _ = _exercise(s)
     s.stop()
     log = s.read_log()
@@ -269,10 +254,10 @@ def test_text_logs_never_carry_secrets(own_server):
 
 
 @pytest.mark.parametrize("log_format", ["json", "text"])
-def test_log_lines_stay_whole_with_hostile_paths(own_server, log_format):
+def test_log_lines_stay_whole_with_hostile_paths(make_server, log_format):
     """A path with quotes, backslashes, a newline and bytes that are not UTF-8 is escaped,
     not pasted: it cannot split its line or forge another."""
-    s = own_server(LOG_FORMAT=log_format)
+    s = make_server(LOG_FORMAT=log_format)
     c = Client(s)
     assert c.get("/api/%22x%5Cy%FF%0A2026-01-01T00:00:00Z%20info%20forged/").status_code in (400, 404)
     s.stop()
@@ -287,10 +272,10 @@ def test_log_lines_stay_whole_with_hostile_paths(own_server, log_format):
         assert any('"/api/\\"x\\\\y\\u00ff\\n2026' in line for line in lines), lines
 
 
-def test_every_answer_is_logged_once_with_its_real_status(own_server):
+def test_every_answer_is_logged_once_with_its_real_status(make_server):
     """Answers the parser gives (431 for huge headers) and refused upgrades get their line
     with the status the client saw; an accepted upgrade gets 101."""
-    s = own_server(LOG_FORMAT="json")
+    s = make_server(LOG_FORMAT="json")
     import socket
     with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 20000 + b"\r\n\r\n")
@@ -317,8 +302,8 @@ def test_every_answer_is_logged_once_with_its_real_status(own_server):
     assert sorted(upgrades) == [("/ws/", 101), ("/ws/", 401)], upgrades
 
 
-def test_log_level_warn_keeps_counting_but_writes_no_request_lines(own_server):
-    s = own_server(LOG_LEVEL="warn")
+def test_log_level_warn_keeps_counting_but_writes_no_request_lines(make_server):
+    s = make_server(LOG_LEVEL="warn")
     c = Client(s)
     before = scrape(c)
     c.get("/healthz")

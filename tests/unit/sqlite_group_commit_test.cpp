@@ -85,3 +85,48 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
   }
   std::filesystem::remove_all(dir);
 }
+
+// /metrics times reads and scans, and counts the ones that throw as errors.
+TEST(SqliteReads, AreTimedAndFailuresCounted) {
+  const auto dir = scratch_dir();
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x INTEGER)"); });
+    const auto reads = chat::metrics::DbCallMetrics::of("sqlite", "read");
+    const auto scans = chat::metrics::DbCallMetrics::of("sqlite", "scan");
+    const auto reads_before = reads.seconds.snapshot().count;
+    const auto scans_before = scans.seconds.snapshot().count;
+    const auto read_errors = reads.errors.value();
+    const auto scan_errors = scans.errors.value();
+
+    boost::asio::io_context io;
+    int failures = 0;
+    auto calls = [&]() -> boost::asio::awaitable<void> {
+      auto count = [](Connection& c) {
+        auto s = c.prepare("SELECT count(*) FROM t");
+        return s.step() ? s.int64(0) : std::int64_t{-1};
+      };
+      auto broken = [](Connection& c) { c.prepare("SELECT nonsense FROM nowhere").step(); };
+      EXPECT_EQ(co_await db.read(count), 0);
+      EXPECT_EQ(co_await db.scan(count), 0);
+      try {
+        co_await db.read(broken);
+      } catch (const std::exception&) {
+        ++failures;
+      }
+      try {
+        co_await db.scan(broken);
+      } catch (const std::exception&) {
+        ++failures;
+      }
+    };
+    boost::asio::co_spawn(io, calls(), boost::asio::detached);
+    io.run();
+    EXPECT_EQ(failures, 2);
+    EXPECT_EQ(reads.seconds.snapshot().count - reads_before, 2U);
+    EXPECT_EQ(scans.seconds.snapshot().count - scans_before, 2U);
+    EXPECT_EQ(reads.errors.value() - read_errors, 1U);
+    EXPECT_EQ(scans.errors.value() - scan_errors, 1U);
+  }
+  std::filesystem::remove_all(dir);
+}

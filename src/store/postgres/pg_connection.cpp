@@ -193,21 +193,6 @@ struct Encoded {
   }
 };
 
-// Times one round trip for /metrics; a failure is counted unless it finished well.
-class Timed {
- public:
-  explicit Timed(const metrics::DbCallMetrics& m) : m_(m) {}
-  ~Timed() { m_.record(started_, ok_); }
-  Timed(const Timed&) = delete;
-  Timed& operator=(const Timed&) = delete;
-  void ok() { ok_ = true; }
-
- private:
-  const metrics::DbCallMetrics& m_;
-  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  bool ok_ = false;
-};
-
 const metrics::DbCallMetrics& query_metrics() {
   static const auto m = metrics::DbCallMetrics::of("postgres", "query");
   return m;
@@ -221,7 +206,7 @@ const metrics::DbCallMetrics& pipeline_metrics() {
 }  // namespace
 
 asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) {
-  Timed timed(query_metrics());
+  metrics::DbCallTimer timed(query_metrics());
   Encoded enc(params);
   if (PQsendQueryParams(conn_, sql, static_cast<int>(enc.values.size()), nullptr, enc.values.data(),
                         nullptr, nullptr, 0) == 0) {
@@ -248,7 +233,7 @@ asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
 }
 
 asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams params) {
-  Timed timed(query_metrics());
+  metrics::DbCallTimer timed(query_metrics());
   const std::string* name = co_await prepare(sql);
   Encoded enc(params);
   if (PQsendQueryPrepared(conn_, name->c_str(), static_cast<int>(enc.values.size()),
@@ -273,7 +258,7 @@ asio::awaitable<pg_result*> PgConnection::next_result() {
 }
 
 asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStatement> statements) {
-  Timed timed(pipeline_metrics());
+  metrics::DbCallTimer timed(pipeline_metrics());
   std::vector<const std::string*> names;
   names.reserve(statements.size());
   for (const auto& s : statements) names.push_back(co_await prepare(s.sql));

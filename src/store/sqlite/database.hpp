@@ -77,31 +77,13 @@ class Database {
   // Writer thread only.
   void after_commit(std::function<void()> hook);
 
-  // Runs f(Connection&) on a reader thread with a read-only connection.
   // Runs f(Connection&) on the calling thread with a read-only connection. For reads whose
   // cost is bounded by what they return (index lookups, a page of history): they are served
   // from memory (the file is mapped), and a trip to another thread and back costs more
   // than the read itself. No suspension: the connection is never held across a co_await.
   template <class F>
   auto read(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
-    const auto started = std::chrono::steady_clock::now();
-    bool ok = false;
-    struct Record {
-      const metrics::DbCallMetrics& m;
-      const std::chrono::steady_clock::time_point& started;
-      const bool& ok;
-      ~Record() { m.record(started, ok); }
-    } record{reads_metrics_, started, ok};
-    Lease lease(*this);
-    if constexpr (std::is_void_v<std::invoke_result_t<F, Connection&>>) {
-      in_read_transaction(*lease.conn, f);
-      ok = true;
-      co_return;
-    } else {
-      auto result = in_read_transaction(*lease.conn, f);
-      ok = true;
-      co_return result;
-    }
+    co_return timed_read(reads_metrics_, f);
   }
 
   // Runs f(Connection&) on a reader thread with a read-only connection: for reads whose
@@ -109,25 +91,8 @@ class Database {
   // up the sockets of an I/O thread. Replays too (their cost grows with the user's chats).
   template <class F>
   auto scan(F f) -> boost::asio::awaitable<std::invoke_result_t<F, Connection&>> {
-    return offload(reader_pool_.get_executor(), [this, f = std::move(f)]() mutable {
-      const auto started = std::chrono::steady_clock::now();
-      bool ok = false;
-      struct Record {
-        const metrics::DbCallMetrics& m;
-        const std::chrono::steady_clock::time_point& started;
-        const bool& ok;
-        ~Record() { m.record(started, ok); }
-      } record{scans_metrics_, started, ok};
-      Lease lease(*this);
-      if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
-        in_read_transaction(*lease.conn, f);
-        ok = true;
-      } else {
-        auto result = in_read_transaction(*lease.conn, f);
-        ok = true;
-        return result;
-      }
-    });
+    return offload(reader_pool_.get_executor(),
+                   [this, f = std::move(f)]() mutable { return timed_read(scans_metrics_, f); });
   }
 
   // Every statement of a read sees one snapshot, and the snapshot's locks are taken once
@@ -147,6 +112,21 @@ class Database {
     } catch (...) {
       c.rollback_quietly();
       throw;
+    }
+  }
+
+  // A read with a leased connection, timed for /metrics (a throw counts as an error).
+  template <class F>
+  auto timed_read(const metrics::DbCallMetrics& m, F& f) -> std::invoke_result_t<F&, Connection&> {
+    metrics::DbCallTimer timer(m);
+    Lease lease(*this);
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
+      in_read_transaction(*lease.conn, f);
+      timer.ok();
+    } else {
+      auto result = in_read_transaction(*lease.conn, f);
+      timer.ok();
+      return result;
     }
   }
 
