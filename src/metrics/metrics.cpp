@@ -197,6 +197,7 @@ Metrics::Metrics() {
   }
   for (const char* kind : {"login", "register", "ws_events", "ws_sockets"}) throttled.with({kind});
   for (const char* kind : {"reply", "unavailable"}) redis_errors.with({kind});
+  for (const char* by : {"background", "writer"}) sqlite_checkpoints.with({by});
 }
 
 Metrics& metrics() {
@@ -274,6 +275,13 @@ std::string render() {
                "Database calls as the caller waits for them, by backend and kind.", m.db_seconds);
   w.counters("chatd_db_errors_total", "Database calls that failed, by backend and kind.",
              m.db_errors);
+  w.counter("chatd_sqlite_commits_total",
+            "Transactions the SQLite writer committed (each a group of one or more writes).",
+            m.sqlite_commits);
+  w.counters("chatd_sqlite_checkpoints_total",
+             "SQLite WAL checkpoints, by who ran them (background: the checkpoint thread; "
+             "writer: the writer itself, when the WAL outgrew the background ones).",
+             m.sqlite_checkpoints);
   w.histogram("chatd_redis_command_duration_seconds",
               "Redis commands as the caller waits for them.", m.redis_seconds);
   w.counters("chatd_redis_errors_total",

@@ -118,6 +118,11 @@ struct Metrics {
   // Database calls as the caller waits for them (queueing and group commit included).
   Family<Histogram> db_seconds{{"backend", "kind"}};
   Family<Counter> db_errors{{"backend", "kind"}};
+  // SQLite: transactions the writer committed (a group of one or more writes), and WAL
+  // checkpoints by who ran them (background: the checkpoint thread; writer: the writer,
+  // when the WAL outgrew the background ones).
+  Counter sqlite_commits;
+  Family<Counter> sqlite_checkpoints{{"by"}};
   // Redis commands, as the caller waits for them.
   Histogram redis_seconds;
   Family<Counter> redis_errors{{"kind"}};

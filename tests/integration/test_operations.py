@@ -79,6 +79,7 @@ def test_metrics_text_format_and_names(make_server):
         "chatd_db_errors_total": "counter", "chatd_redis_command_duration_seconds": "histogram",
         "chatd_redis_errors_total": "counter", "chatd_throttled_total": "counter",
         "process_resident_memory_bytes": "gauge", "process_cpu_seconds_total": "counter",
+        "chatd_sqlite_commits_total": "counter", "chatd_sqlite_checkpoints_total": "counter",
     }.items():
         assert types.get(name) == kind, f"{name}: {types.get(name)}"
     # Sockets per node: the gauge names the node (host:port) that answers.
@@ -145,6 +146,9 @@ def test_counters_move(make_server):
     grew("chatd_throttled_total", 1, kind="login")
     backend = "postgres" if conftest.BACKEND == "postgres" else "sqlite"
     grew("chatd_db_query_duration_seconds_count", 10, backend=backend)
+    if backend == "sqlite":
+        # Registrations, the chat and both messages are writes: each in a committed group.
+        grew("chatd_sqlite_commits_total", 1)
     if backend == "postgres":
         # Login throttling, presence and the broker go through Redis.
         grew("chatd_redis_command_duration_seconds_count", 5)

@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <stdexcept>
+#include <vector>
 
 #include "metrics/metrics.hpp"
 #include "store/sqlite/database.hpp"
@@ -35,12 +36,24 @@ struct Tally {
   int failed = 0;
 };
 
-// Each write inserts, then every seventh changes its mind after the insert. A free
-// function, not a lambda: the coroutine outlives the loop that starts it.
-boost::asio::awaitable<void> insert_or_undo(Database& db, int i, Tally& tally) {
-  auto job = [i](Connection& c) {
+// Each write inserts, then every seventh changes its mind after the insert. With `index`,
+// write i also queues (Connection::defer) an index entry "word" under rowid i, and every
+// tenth takes back the entry of the write before it, which may still be queued in the
+// same group. A free function, not a lambda: the coroutine outlives the loop that starts it.
+boost::asio::awaitable<void> insert_or_undo(Database& db, int i, Tally& tally, bool index = false) {
+  auto job = [i, index](Connection& c) {
     Transaction tx(c);
     c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, i).exec();
+    if (index) {
+      c.defer([i](Connection& conn) {
+        conn.prepare("INSERT INTO f(rowid, text) VALUES (?1, 'word')").bind(1, i).exec();
+      });
+    }
+    if (index && i % 10 == 0 && i > 0) {
+      c.defer([i](Connection& conn) {
+        conn.prepare("DELETE FROM f WHERE rowid = ?1").bind(1, i - 1).exec();
+      });
+    }
     if (i % 7 == 0) throw std::runtime_error("undone");
     tx.commit();
   };
@@ -127,6 +140,107 @@ TEST(SqliteReads, AreTimedAndFailuresCounted) {
     EXPECT_EQ(scans.seconds.snapshot().count - scans_before, 2U);
     EXPECT_EQ(reads.errors.value() - read_errors, 1U);
     EXPECT_EQ(scans.errors.value() - scan_errors, 1U);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+std::vector<std::int64_t> indexed_rowids(Database& db, const char* match) {
+  return db.write_blocking([match](Connection& c) {
+    std::vector<std::int64_t> out;
+    auto s = c.prepare("SELECT rowid FROM f WHERE f MATCH ?1 ORDER BY rowid");
+    s.bind(1, match);
+    while (s.step()) out.push_back(s.int64(0));
+    return out;
+  });
+}
+
+}  // namespace
+
+// Deferred writes (the full-text index) run at their group's COMMIT in the order they were
+// queued, and go with a write that fails.
+TEST(SqliteGroupCommit, DeferredWritesRunInOrderAtCommitAndGoWithAFailedWrite) {
+  const auto dir = scratch_dir();
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    db.write_blocking([](Connection& c) {
+      c.exec_script("CREATE TABLE t(x INTEGER); CREATE VIRTUAL TABLE f USING fts5(text)");
+    });
+    const auto before = db.groups_committed();
+    boost::asio::io_context io;
+    constexpr int kWrites = 200;
+    Tally tally;
+    for (int i = 0; i < kWrites; ++i) {
+      boost::asio::co_spawn(io, insert_or_undo(db, i, tally, true), boost::asio::detached);
+    }
+    io.run();
+    EXPECT_LT(db.groups_committed() - before, static_cast<std::uint64_t>(kWrites));
+    std::vector<std::int64_t> expected;
+    for (int i = 0; i < kWrites; ++i) {
+      const bool committed = i % 7 != 0;
+      const bool taken_back = (i + 1) % 10 == 0 && (i + 1) % 7 != 0 && i + 1 < kWrites;
+      if (committed && !taken_back) expected.push_back(i);
+    }
+    EXPECT_EQ(indexed_rowids(db, "word"), expected);
+
+    // Outside a group, a Transaction runs what it deferred before its own COMMIT, and
+    // drops it when it rolls back.
+    db.write_blocking([](Connection& c) {
+      {
+        Transaction tx(c);
+        c.defer([](Connection& conn) {
+          conn.prepare("INSERT INTO f(rowid, text) VALUES (1000, 'alone')").exec();
+        });
+        tx.commit();
+      }
+      {
+        Transaction tx(c);
+        c.defer([](Connection& conn) {
+          conn.prepare("INSERT INTO f(rowid, text) VALUES (1001, 'alone')").exec();
+        });
+      }
+      EXPECT_EQ(c.deferred_count(), 0U);
+    });
+    EXPECT_EQ(indexed_rowids(db, "alone"), std::vector<std::int64_t>{1000});
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The WAL is copied back by the checkpoint thread, and restarts instead of growing: the
+// writer copies only what the background left (or everything past 4x the threshold).
+TEST(SqliteCheckpointer, CopiesTheWalInTheBackgroundAndKeepsItBounded) {
+  const auto dir = scratch_dir();
+  const auto path = (dir / "db.sqlite3").string();
+  constexpr int kPages = 64;
+  {
+    Database db(path, "NORMAL", 1, kPages);
+    db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x BLOB)"); });
+    boost::asio::io_context io;
+    // 1,500 writes of 16 KiB each, one after another: about 6,000 pages through a WAL
+    // checkpointed from 64 pages on.
+    constexpr int kWrites = 1500;
+    int done = 0;
+    auto writes = [&]() -> boost::asio::awaitable<void> {
+      for (int i = 0; i < kWrites; ++i) {
+        co_await db.write([](Connection& c) {
+          Transaction tx(c);
+          c.prepare("INSERT INTO t(x) VALUES (randomblob(16384))").exec();
+          tx.commit();
+        });
+        ++done;
+      }
+    };
+    boost::asio::co_spawn(io, writes(), boost::asio::detached);
+    io.run();
+    ASSERT_EQ(done, kWrites);
+    EXPECT_GT(db.checkpointer().background_runs(), 0U);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), kWrites);
+    // Every page is in the database file by now but what the last cycle left in the WAL,
+    // and the WAL never grew far past the writer's own limit (4 x 64 pages).
+    const auto wal = std::filesystem::file_size(path + "-wal");
+    EXPECT_LT(wal, static_cast<std::uintmax_t>(6 * kPages) * 4200U);
+    EXPECT_GT(std::filesystem::file_size(path), static_cast<std::uintmax_t>(kWrites) * 16384U / 2);
   }
   std::filesystem::remove_all(dir);
 }

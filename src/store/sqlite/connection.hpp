@@ -4,16 +4,25 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 struct sqlite3;
 struct sqlite3_stmt;
 
 namespace chat::store::sqlite {
+
+// Transaction control, run through Connection::prepare's cache (keyed by these pointers).
+inline constexpr const char* kBegin = "BEGIN";
+inline constexpr const char* kBeginImmediate = "BEGIN IMMEDIATE";
+inline constexpr const char* kCommit = "COMMIT";
+inline constexpr const char* kSavepoint = "SAVEPOINT tx";
+inline constexpr const char* kRelease = "RELEASE tx";
 
 class Statement {
  public:
@@ -74,9 +83,19 @@ class Connection {
   void set_in_group(bool on) { in_group_ = on; }
   [[nodiscard]] bool in_group() const { return in_group_; }
 
+  // Writes that belong to the transaction but cost less done together at its end (the
+  // full-text index: see SqliteChatStore::send_message). Queued here, dropped with a
+  // savepoint that rolls back, and run in order just before the transaction's COMMIT.
+  void defer(std::function<void(Connection&)> step) { deferred_.push_back(std::move(step)); }
+  // Runs (and empties) the queue; a throw leaves the transaction to be rolled back.
+  void run_deferred();
+  [[nodiscard]] std::size_t deferred_count() const { return deferred_.size(); }
+  void drop_deferred_from(std::size_t mark);
+
  private:
   sqlite3* db_ = nullptr;
   bool in_group_ = false;
+  std::vector<std::function<void(Connection&)>> deferred_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
 
@@ -88,7 +107,8 @@ auto first_row(Statement& s, Reader reader) -> std::optional<decltype(reader(s))
 }
 
 // BEGIN IMMEDIATE ... COMMIT, or inside a group transaction SAVEPOINT ... RELEASE; rolls
-// back (to the savepoint) when destroyed without commit().
+// back (to the savepoint) when destroyed without commit(), with the deferred writes it
+// queued.
 class Transaction {
  public:
   explicit Transaction(Connection& conn);
@@ -101,6 +121,7 @@ class Transaction {
   Connection& conn_;
   bool savepoint_ = false;
   bool done_ = false;
+  std::size_t deferred_mark_ = 0;
 };
 
 // True when the last failure was a UNIQUE constraint (callers turn it into a value).

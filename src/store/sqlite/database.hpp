@@ -5,7 +5,8 @@
 //
 // Group commit: writes that queue up while the writer is busy run in one transaction, each
 // in a savepoint of its own (a failing one undoes only itself), and one COMMIT ends the
-// group once the queue is empty (or 256 writes in). Every write's caller resumes only
+// group once the queue is empty (or 256 writes in), but no sooner than a millisecond after
+// the previous COMMIT. Every write's caller resumes only
 // after that COMMIT, and after-commit hooks (the event listener) run right after it, in
 // order: nothing is acknowledged or published before it is committed.
 // Private to store/sqlite: it is the only place that includes Asio's thread pool.
@@ -16,6 +17,7 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/use_future.hpp>
 #include "common/offload.hpp"
@@ -32,6 +34,7 @@
 #include <vector>
 
 #include "metrics/metrics.hpp"
+#include "store/sqlite/checkpointer.hpp"
 #include "store/sqlite/connection.hpp"
 
 namespace chat::store::sqlite {
@@ -48,7 +51,9 @@ struct CompletionOf<void> {
 
 class Database {
  public:
-  Database(const std::string& path, const std::string& synchronous, int readers);
+  // Checkpoints start once the WAL holds `checkpoint_pages` pages (see Checkpointer).
+  Database(const std::string& path, const std::string& synchronous, int readers,
+           int checkpoint_pages = 10000);
   Database(const Database&) = delete;
   Database& operator=(const Database&) = delete;
   ~Database();
@@ -99,14 +104,14 @@ class Database {
   // (each statement on its own would lock and unlock the file and the WAL index again).
   template <class F>
   static auto in_read_transaction(Connection& c, F& f) -> std::invoke_result_t<F&, Connection&> {
-    c.exec_script("BEGIN");
+    c.prepare(kBegin).exec();
     try {
       if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
         f(c);
-        c.exec_script("COMMIT");
+        c.prepare(kCommit).exec();
       } else {
         auto result = f(c);
-        c.exec_script("COMMIT");
+        c.prepare(kCommit).exec();
         return result;
       }
     } catch (...) {
@@ -144,6 +149,7 @@ class Database {
   [[nodiscard]] const std::string& path() const { return path_; }
   // Group transactions committed so far (each holds one or more writes).
   [[nodiscard]] std::uint64_t groups_committed() const { return groups_committed_.load(); }
+  [[nodiscard]] const Checkpointer& checkpointer() const { return checkpointer_; }
 
  private:
   // A write's completion, held until its group commits.
@@ -224,7 +230,9 @@ class Database {
   const metrics::DbCallMetrics writes_metrics_ = metrics::DbCallMetrics::of("sqlite", "write");
   const metrics::DbCallMetrics reads_metrics_ = metrics::DbCallMetrics::of("sqlite", "read");
   const metrics::DbCallMetrics scans_metrics_ = metrics::DbCallMetrics::of("sqlite", "scan");
+  metrics::Counter& commits_metric_ = metrics::metrics().sqlite_commits;
   std::unique_ptr<Connection> writer_;
+  Checkpointer checkpointer_;
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;
   // Writer thread only, but for pending_writes_.
@@ -235,6 +243,10 @@ class Database {
   std::vector<std::function<void()>> hooks_;
   boost::asio::thread_pool writer_pool_{1};
   boost::asio::thread_pool reader_pool_;
+  // Writer thread only: the group commit window (finish_write).
+  std::chrono::steady_clock::time_point last_commit_{};
+  bool window_armed_ = false;
+  boost::asio::steady_timer window_{writer_pool_};
 };
 
 }  // namespace chat::store::sqlite
