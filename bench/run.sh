@@ -136,6 +136,13 @@ for s in $scenarios; do
       start_server ingest
       bench ingest-sqlite ingest --senders 1000 --rate 0 --window 1 --warmup 2 --seconds 5 --runs 3
       stop_server
+      # Open loop: commit latency at fixed rates below what the server sustains (a closed
+      # loop of 1,000 senders measures only 1,000 / throughput, by Little's law).
+      for rate in 3000 5000; do
+        start_server "ingest-paced-$rate"
+        bench "ingest-sqlite-paced-$((rate / 1000))k" ingest --senders 1000 --rate "$rate" --warmup 2 --seconds 5 --runs 3
+        stop_server
+      done
       ;;
     ingest-pg)
       services=$(mktemp -d /tmp/chatd-bench-services.XXXXXX)
@@ -150,6 +157,13 @@ for s in $scenarios; do
       start_server ingest-pg DB_HOST=127.0.0.1 DB_PORT="$CHATD_TEST_PG_PORT" DB_NAME=bench DB_USER=chat \
         DB_PASSWORD=chat REDIS_HOST=127.0.0.1 REDIS_PORT="$CHATD_TEST_REDIS_PORT" REDIS_PREFIX=bench:
       bench ingest-postgres ingest --senders 1000 --rate 0 --window 1 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      runuser -u postgres -- "$CHATD_TEST_PG_BIN/psql" -h 127.0.0.1 -p "$CHATD_TEST_PG_PORT" -U postgres \
+        -qc "CREATE DATABASE bench_paced OWNER chat" >/dev/null
+      start_server ingest-pg-paced DB_HOST=127.0.0.1 DB_PORT="$CHATD_TEST_PG_PORT" DB_NAME=bench_paced \
+        DB_USER=chat DB_PASSWORD=chat REDIS_HOST=127.0.0.1 REDIS_PORT="$CHATD_TEST_REDIS_PORT" \
+        REDIS_PREFIX=bench_paced:
+      bench ingest-postgres-paced-3k ingest --senders 1000 --rate 3000 --warmup 2 --seconds 5 --runs 3
       stop_server
       "$root/scripts/test-services.sh" stop "$services" >/dev/null
       services=""
