@@ -118,6 +118,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         co_await t.async_wait(use_tuple);
         continue;
       }
+      // No Nagle: a frame written while the previous one is unacknowledged would otherwise
+      // wait for the client's ACK, which delayed ACKs hold back up to 40 ms. Every write
+      // here is already a whole answer or every frame queued for the socket.
+      boost::system::error_code ignored;
+      socket.set_option(asio::ip::tcp::no_delay(true), ignored);
       auto executor = socket.get_executor();
       asio::co_spawn(executor, session(std::move(socket)), asio::detached);
     }

@@ -7,6 +7,7 @@ client frames only once the socket is registered with the hub (and presence and 
 replay are done), so a pong proves that live events reach it from then on."""
 import asyncio
 import base64
+import ctypes
 import json
 import os
 import re
@@ -1437,3 +1438,56 @@ def test_sigterm_closes_sockets_with_1001(make_server):
         assert s.proc.returncode == 0, s.read_log()[-2000:]
 
     run(main())
+
+
+def server_socket_option(pid, peer, level, option):
+    """getsockopt on chatd's end of the TCP connection from `peer` (the client's address),
+    through a copy of chatd's descriptor (pidfd_getfd): what chatd set, not what a client
+    can infer from timing."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    sys_pidfd_getfd = 438
+    pidfd = os.pidfd_open(pid)
+    try:
+        for name in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                if not os.readlink(f"/proc/{pid}/fd/{name}").startswith("socket:"):
+                    continue
+            except OSError:
+                continue
+            fd = libc.syscall(sys_pidfd_getfd, pidfd, int(name), 0)
+            if fd < 0:
+                err = ctypes.get_errno()
+                assert err != 1, "pidfd_getfd: not permitted (the tests run as chatd's user or root)"
+                continue
+            s = socket.socket(fileno=fd)
+            try:
+                if s.type == socket.SOCK_STREAM and s.family == socket.AF_INET and s.getpeername() == peer:
+                    return s.getsockopt(level, option)
+            except OSError:
+                pass
+            finally:
+                s.close()  # the copy only: chatd's descriptor stays open
+    finally:
+        os.close(pidfd)
+    raise AssertionError(f"no socket of chatd has the peer {peer}")
+
+
+def test_sockets_send_without_nagle_delay(server):
+    """Every accepted socket has TCP_NODELAY: with Nagle's algorithm a frame written while the
+    previous one is unacknowledged waits for the client's (delayed, up to 40 ms) ACK."""
+    c = Client(server)
+    alice = c.register()
+
+    async def go():
+        ws = await user_ws(server, alice)
+        peer = ws.conn.transport.get_extra_info("sockname")[:2]
+        nodelay = server_socket_option(server.proc.pid, peer, socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        await ws.close()
+        return nodelay
+
+    assert run(go()) != 0
+    with socket.create_connection(("127.0.0.1", server.port)) as plain:
+        plain.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert plain.recv(100).startswith(b"HTTP/1.1 200")
+        peer = plain.getsockname()[:2]
+        assert server_socket_option(server.proc.pid, peer, socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
