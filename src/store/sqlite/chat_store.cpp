@@ -311,9 +311,9 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
 // The full-text index changes of a write, deferred to the end of its transaction (for a
 // group commit, the group's): once messages_fts has changed in a transaction, FTS5 writes
 // the terms it holds in memory to a new index segment at every savepoint, so indexing
-// inside each write's savepoint made one segment per message, and merging them took a
-// third of the writer's time. Queued in order, so an edit or a deletion of a message
-// sent earlier in the same group applies after its insertion.
+// inside each write's savepoint made one segment per message, and writing and merging
+// them took a fifth of the writer's time. Queued in order, so an edit or a deletion of a
+// message sent earlier in the same group applies after its insertion.
 void index_text(Connection& c, std::int64_t id, const std::string& text) {
   c.defer(
       [id, text](Connection& conn) { conn.prepare(kInsertFts).bind(1, id).bind(2, text).exec(); });
