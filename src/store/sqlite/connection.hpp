@@ -84,7 +84,7 @@ class Connection {
   [[nodiscard]] bool in_group() const { return in_group_; }
 
   // Writes that belong to the transaction but cost less done together at its end (the
-  // full-text index: see SqliteChatStore::send_message). Queued here, dropped with a
+  // full-text index: see index_text in chat_store.cpp). Queued here, dropped with a
   // savepoint that rolls back, and run in order just before the transaction's COMMIT.
   void defer(std::function<void(Connection&)> step) { deferred_.push_back(std::move(step)); }
   // Runs (and empties) the queue; a throw leaves the transaction to be rolled back.
