@@ -29,6 +29,8 @@ Checkpointer::Checkpointer(const std::string& path, const std::string& synchrono
     : pages_(pages),
       writer_limit_(writer_limit),
       conn_(std::make_unique<Connection>(path, false, synchronous)),
+      background_runs_(metrics::metrics().sqlite_checkpoints.with({"background"})),
+      writer_runs_(metrics::metrics().sqlite_checkpoints.with({"writer"})),
       thread_(std::make_unique<Thread>()) {}
 
 Checkpointer::~Checkpointer() {
@@ -59,8 +61,7 @@ void Checkpointer::writer_turn(bool idle_now) {
   sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
   frames_ = 0;
   postponed_ = 0;
-  ++writer_runs_;
-  metrics::metrics().sqlite_checkpoints.with({"writer"}).inc();
+  writer_runs_.inc();
   // A background checkpoint still under way ends in `copied`, and the writer's next turn
   // finds little or nothing left.
   int expected = copied;
@@ -74,8 +75,7 @@ void Checkpointer::checkpoint_in_background() {
     int backfilled = 0;  // every frame copied so far, this pass's and earlier ones'
     const int rc = sqlite3_wal_checkpoint_v2(conn_->handle(), nullptr, SQLITE_CHECKPOINT_PASSIVE,
                                              &log, &backfilled);
-    ++background_runs_;
-    metrics::metrics().sqlite_checkpoints.with({"background"}).inc();
+    background_runs_.inc();
     // Anything but BUSY (another checkpoint running) is worth a line, not a stop: the WAL
     // keeps every commit until a later checkpoint copies it.
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {

@@ -15,11 +15,14 @@
 #pragma once
 
 #include <atomic>
-#include <cstdint>
 #include <memory>
 #include <string>
 
 struct sqlite3;
+
+namespace chat::metrics {
+class Counter;
+}
 
 namespace chat::store::sqlite {
 
@@ -39,11 +42,6 @@ class Checkpointer {
   // background left, or the whole WAL past writer_limit. `idle_now`: no write is waiting.
   void writer_turn(bool idle_now);
 
-  // Checkpoints run on this thread, and by the writer (the remainder after one of them, or
-  // the whole WAL past writer_limit).
-  [[nodiscard]] std::uint64_t background_runs() const { return background_runs_.load(); }
-  [[nodiscard]] std::uint64_t writer_runs() const { return writer_runs_.load(); }
-
  private:
   static int on_commit(void* self, sqlite3* db, const char* schema, int frames);
   void checkpoint_in_background();
@@ -59,8 +57,9 @@ class Checkpointer {
   // idle -> running (this thread) -> copied (the writer's turn) -> idle.
   enum State : int { idle, running, copied };
   std::atomic<int> state_{idle};
-  std::atomic<std::uint64_t> background_runs_{0};
-  std::atomic<std::uint64_t> writer_runs_{0};
+  // Counted in chatd_sqlite_checkpoints_total{by}.
+  metrics::Counter& background_runs_;
+  metrics::Counter& writer_runs_;
   std::unique_ptr<Thread> thread_;
 };
 

@@ -149,7 +149,6 @@ class Database {
   [[nodiscard]] const std::string& path() const { return path_; }
   // Group transactions committed so far (each holds one or more writes).
   [[nodiscard]] std::uint64_t groups_committed() const { return groups_committed_.load(); }
-  [[nodiscard]] const Checkpointer& checkpointer() const { return checkpointer_; }
 
  private:
   // A write's completion, held until its group commits.
