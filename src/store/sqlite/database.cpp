@@ -81,8 +81,7 @@ void Database::commit_group() {
     try {
       writer_->run_deferred();
       writer_->prepare(kCommit).exec();
-      ++groups_committed_;
-      commits_metric_.inc();
+      commits_.inc();
     } catch (...) {
       failed = std::current_exception();
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);

@@ -147,8 +147,6 @@ class Database {
   }
 
   [[nodiscard]] const std::string& path() const { return path_; }
-  // Group transactions committed so far (each holds one or more writes).
-  [[nodiscard]] std::uint64_t groups_committed() const { return groups_committed_.load(); }
 
  private:
   // A write's completion, held until its group commits.
@@ -229,14 +227,14 @@ class Database {
   const metrics::DbCallMetrics writes_metrics_ = metrics::DbCallMetrics::of("sqlite", "write");
   const metrics::DbCallMetrics reads_metrics_ = metrics::DbCallMetrics::of("sqlite", "read");
   const metrics::DbCallMetrics scans_metrics_ = metrics::DbCallMetrics::of("sqlite", "scan");
-  metrics::Counter& commits_metric_ = metrics::metrics().sqlite_commits;
+  // Group transactions committed (each holds one or more writes).
+  metrics::Counter& commits_ = metrics::metrics().sqlite_commits;
   std::unique_ptr<Connection> writer_;
   Checkpointer checkpointer_;
   std::mutex readers_mutex_;
   std::vector<std::unique_ptr<Connection>> idle_readers_;
   // Writer thread only, but for pending_writes_.
   std::atomic<int> pending_writes_{0};
-  std::atomic<std::uint64_t> groups_committed_{0};
   int group_size_ = 0;
   std::vector<std::unique_ptr<Deferred>> deferred_;
   std::vector<std::function<void()>> hooks_;
