@@ -215,8 +215,8 @@ int serve(const config::Settings& s) {
   asio::co_spawn(io, delivery.run(std::chrono::milliseconds(200)), asio::detached);
   asio::co_spawn(io, keepalive.run(), asio::detached);
 
-  // SIGTERM: stop accepting, close every socket with 1001, give commits in flight and
-  // closing handshakes a moment, then stop.
+  // SIGTERM: stop accepting, close every socket with 1001, give requests and commits in
+  // flight and closing handshakes a moment, then stop.
   asio::signal_set signals(io, SIGINT, SIGTERM);
   asio::steady_timer grace(io);
   signals.async_wait([&](const boost::system::error_code& ec, int sig) {
@@ -230,7 +230,8 @@ int serve(const config::Settings& s) {
         [&]() -> asio::awaitable<void> {
           const auto deadline =
               std::chrono::steady_clock::now() + std::chrono::seconds(s.shutdown_grace_seconds);
-          while ((hub.session_count() > 0 || realtime_context.sessions_running > 0) &&
+          while ((hub.session_count() > 0 || realtime_context.sessions_running > 0 ||
+                  server.requests_in_progress() > 0) &&
                  std::chrono::steady_clock::now() < deadline) {
             grace.expires_after(std::chrono::milliseconds(20));
             co_await grace.async_wait(asio::use_awaitable);

@@ -94,6 +94,19 @@ class OpenConnection {
   bool open_ = true;
 };
 
+// Counts a request from its header's arrival to its record (answered and logged), or to
+// the WebSocket that takes it over.
+class InProgress {
+ public:
+  explicit InProgress(std::atomic<int>& n) : n_(n) { ++n_; }
+  ~InProgress() { --n_; }
+  InProgress(const InProgress&) = delete;
+  InProgress& operator=(const InProgress&) = delete;
+
+ private:
+  std::atomic<int>& n_;
+};
+
 }  // namespace
 
 struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
@@ -105,6 +118,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   const HttpApp& app;
   ws::RealtimeContext* realtime;
   tcp::acceptor acceptor;
+  std::atomic<int> in_progress{0};  // requests being answered (InProgress)
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -158,6 +172,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       stream.expires_after(std::chrono::seconds(
           buffer.size() > 0 ? options.request_timeout_seconds : options.keepalive_timeout_seconds));
       auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+      const InProgress busy(in_progress);
       if (rec) {
         if (rec == bhttp::error::header_limit) {
           co_await reply_and_close(stream, 431, "Request header fields too large.", peer);
@@ -278,6 +293,10 @@ void Server::start() {
 void Server::stop() {
   beast::error_code ec;
   impl_->acceptor.close(ec);
+}
+
+int Server::requests_in_progress() const {
+  return impl_->in_progress.load();
 }
 
 unsigned short Server::port() const {

@@ -41,6 +41,9 @@ class Server {
   void start();
   // Stops accepting; connections finish the request they are on.
   void stop();
+  // Requests read and not yet answered and recorded (a shutdown waits for them; idle
+  // keep-alive connections do not count).
+  [[nodiscard]] int requests_in_progress() const;
   [[nodiscard]] unsigned short port() const;
 
  private:

@@ -3,7 +3,9 @@ request parsing (JSON, forms, bad bytes), the Host check, service endpoints, and
 on the socket. No input may produce a 5xx."""
 import http.client
 import json
+import signal
 import socket
+import time
 
 import pytest
 import requests
@@ -424,3 +426,26 @@ def test_nul_characters_are_refused_everywhere(client, server):
     run(ws())
     history = client.get(f"/api/messages/?chat={chat}", token=a["access"]).json()["results"]
     assert history == [], history  # nothing cut short was stored
+
+
+def test_sigterm_lets_a_request_in_progress_finish(make_server):
+    """A request whose header has arrived is answered (and logged) before chatd stops, even
+    when its body is still on the way at SIGTERM; idle keep-alive connections do not hold
+    the shutdown up."""
+    s = make_server()
+    idle = socket.create_connection(("127.0.0.1", s.port))  # never sends anything
+    body = json.dumps({"username": "nobody-here", "password": "wrong-password-1"}).encode()
+    head = (f"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
+        conn.sendall(head + body[:5])
+        time.sleep(0.3)  # the header is read: the request is in progress
+        s.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        assert s.proc.poll() is None, "chatd stopped with a request in progress"
+        conn.sendall(body[5:])
+        answer = conn.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert s.proc.wait(timeout=10) == 0
+    idle.close()
+    assert "POST /api/auth/login/ 401" in s.read_log()
