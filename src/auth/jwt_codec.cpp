@@ -7,9 +7,12 @@
 #include <boost/json/value.hpp>
 
 #include <algorithm>
+#include <array>
+#include <atomic>
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 
@@ -66,7 +69,40 @@ std::optional<std::int64_t> int_claim(jwt_t* jwt, const char* name, bool allow_s
   return parsed;
 }
 
+// Tokens this thread verified: a client sends the same access token with every request
+// for the token's lifetime (5 minutes by default), and verifying it (base64, two JSON
+// parses and an HMAC) costs as much as the rest of a small request's work. An entry is
+// found only by the same codec and the same bytes of token, so a token altered in any way
+// misses and is verified; expiry and type are checked on every use, and whatever else
+// decides whether a token may still be used (its session, its user) is the caller's check
+// on every request. Direct-mapped: a collision just verifies again.
+struct VerifiedToken {
+  std::uint64_t codec = 0;  // 0: empty
+  std::string token;
+  TokenClaims claims;
+};
+constexpr std::size_t kVerifiedTokens = 512;
+thread_local std::array<VerifiedToken, kVerifiedTokens> verified_tokens;
+
+std::atomic<std::uint64_t> next_codec_id{1};
+
+// Expiry, then type, as SimpleJWT checks them.
+DecodedToken usable(const TokenClaims& c, TokenType expected, std::int64_t now_seconds) {
+  DecodedToken result;
+  if (c.expires_at <= now_seconds) {
+    result.problem = TokenProblem::expired;
+  } else if (c.type != expected) {
+    result.problem = TokenProblem::wrong_type;
+  } else {
+    result.claims = c;
+  }
+  return result;
+}
+
 }  // namespace
+
+JwtCodec::JwtCodec(std::string secret_key)
+    : key_(std::move(secret_key)), id_(next_codec_id.fetch_add(1)) {}
 
 const char* token_type_name(TokenType t) {
   return t == TokenType::access ? "access" : "refresh";
@@ -103,12 +139,22 @@ std::string JwtCodec::encode(const TokenClaims& c) const {
 
 DecodedToken JwtCodec::decode(std::string_view token, TokenType expected,
                               std::int64_t now_seconds) const {
-  DecodedToken result;
   // A JWT is three base64url parts; anything else (or something huge) is not worth parsing.
   if (token.size() > 4096 || std::count(token.begin(), token.end(), '.') != 2) {
-    result.problem = TokenProblem::malformed;
-    return result;
+    return DecodedToken{std::nullopt, TokenProblem::malformed};
   }
+  auto& slot = verified_tokens[std::hash<std::string_view>{}(token) % kVerifiedTokens];
+  if (slot.codec == id_ && slot.token == token) return usable(slot.claims, expected, now_seconds);
+  auto verified = verify(token);
+  if (!verified.claims) return verified;
+  slot.codec = id_;
+  slot.token.assign(token);
+  slot.claims = *verified.claims;
+  return usable(slot.claims, expected, now_seconds);
+}
+
+DecodedToken JwtCodec::verify(std::string_view token) const {
+  DecodedToken result;
   if (auto p = check_header(token); p != TokenProblem::none) {
     result.problem = p;
     return result;
@@ -132,24 +178,13 @@ DecodedToken JwtCodec::decode(std::string_view token, TokenType expected,
   auto user_id = int_claim(raw, "user_id", true);
   auto exp = int_claim(raw, "exp", false);
   auto iat = int_claim(raw, "iat", false);
-  if (type == nullptr || jti == nullptr || !user_id || !exp || *user_id <= 0) {
-    result.problem = TokenProblem::malformed;
-    return result;
-  }
-  if (*exp <= now_seconds) {
-    result.problem = TokenProblem::expired;
-    return result;
-  }
-  const std::string_view type_sv(type);
-  if (type_sv != "access" && type_sv != "refresh") {
+  const std::string_view type_sv(type == nullptr ? "" : type);
+  if (jti == nullptr || !user_id || !exp || *user_id <= 0 ||
+      (type_sv != "access" && type_sv != "refresh")) {
     result.problem = TokenProblem::malformed;
     return result;
   }
   c.type = type_sv == "access" ? TokenType::access : TokenType::refresh;
-  if (c.type != expected) {
-    result.problem = TokenProblem::wrong_type;
-    return result;
-  }
   c.user_id = *user_id;
   c.expires_at = *exp;
   c.issued_at = iat.value_or(0);

@@ -41,11 +41,13 @@ struct DecodedToken {
 
 class JwtCodec {
  public:
-  explicit JwtCodec(std::string secret_key) : key_(std::move(secret_key)) {}
+  explicit JwtCodec(std::string secret_key);
 
   [[nodiscard]] std::string encode(const TokenClaims& claims) const;
 
-  // Verifies algorithm, signature, expiry (against `now_seconds`) and token type.
+  // Verifies algorithm, signature, expiry (against `now_seconds`) and token type. A token
+  // this thread has verified recently is not verified again (see jwt_codec.cpp): its
+  // expiry and type are still checked on every call.
   [[nodiscard]] DecodedToken decode(std::string_view token, TokenType expected,
                                     std::int64_t now_seconds) const;
 
@@ -53,7 +55,13 @@ class JwtCodec {
   static std::string new_jti();
 
  private:
+  // Signature and claims, without the checks that depend on the time or the caller.
+  [[nodiscard]] DecodedToken verify(std::string_view token) const;
+
   std::string key_;
+  // Which codec an entry of the verified-token cache belongs to: codecs with different
+  // keys never share entries, even one built where another was destroyed.
+  std::uint64_t id_;
 };
 
 const char* token_type_name(TokenType t);

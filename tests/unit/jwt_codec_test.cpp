@@ -97,3 +97,44 @@ TEST(JwtCodec, TamperedPayloadFailsSignature) {
       token.substr(second);
   EXPECT_EQ(codec.decode(forged, TokenType::access, kNow).problem, TokenProblem::bad_signature);
 }
+
+// A token verified once is remembered by its thread; what it remembers must never let
+// through a token the full check would refuse.
+TEST(JwtCodec, ARememberedTokenIsStillCheckedForExpiryAndType) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  ASSERT_EQ(codec.decode(token, TokenType::access, kNow).problem, TokenProblem::none);
+  EXPECT_EQ(codec.decode(token, TokenType::access, kNow + 299).problem, TokenProblem::none);
+  EXPECT_EQ(codec.decode(token, TokenType::access, kNow + 300).problem, TokenProblem::expired);
+  EXPECT_EQ(codec.decode(token, TokenType::refresh, kNow).problem, TokenProblem::wrong_type);
+  auto again = codec.decode(token, TokenType::access, kNow);
+  ASSERT_EQ(again.problem, TokenProblem::none);
+  EXPECT_EQ(again.claims->user_id, 42);
+}
+
+TEST(JwtCodec, ARememberedTokenIsNotTrustedByAnotherKey) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  ASSERT_EQ(codec.decode(token, TokenType::access, kNow).problem, TokenProblem::none);
+  // Codecs built one after another in the same place, with other keys.
+  for (int i = 0; i < 3; ++i) {
+    const JwtCodec other("another key " + std::to_string(i));
+    EXPECT_EQ(other.decode(token, TokenType::access, kNow).problem, TokenProblem::bad_signature);
+  }
+  // A codec with the same key verifies it for itself.
+  EXPECT_EQ(JwtCodec(kKey).decode(token, TokenType::access, kNow).problem, TokenProblem::none);
+}
+
+TEST(JwtCodec, AlteringARememberedTokenFailsItsSignature) {
+  JwtCodec codec(kKey);
+  auto token = codec.encode(claims());
+  ASSERT_EQ(codec.decode(token, TokenType::access, kNow).problem, TokenProblem::none);
+  // Every byte of the signature, changed one at a time.
+  const auto signature = token.rfind('.') + 1;
+  for (auto i = signature; i < token.size(); ++i) {
+    auto altered = token;
+    altered[i] = altered[i] == 'A' ? 'B' : 'A';
+    EXPECT_NE(codec.decode(altered, TokenType::access, kNow).problem, TokenProblem::none) << i;
+  }
+  EXPECT_EQ(codec.decode(token, TokenType::access, kNow).problem, TokenProblem::none);
+}
