@@ -206,10 +206,9 @@ boost::asio::awaitable<Result<Authenticated>> AuthService::authenticate_session(
   };
   if (!decoded.claims) co_return refused(invalid_token(decoded.problem).detail);
   auto& claims = *decoded.claims;
-  if (!claims.session.empty() && co_await store_.refresh_tokens().session_ended(claims.session)) {
-    co_return refused("Token is blacklisted");
-  }
-  auto user = co_await store_.users().find_by_id(claims.user_id);
+  auto holder = co_await store_.users().find_token_holder(claims.user_id, claims.session);
+  if (holder.session_ended) co_return refused("Token is blacklisted");
+  auto& user = holder.user;
   if (!user) co_return Error::unauthenticated("User not found", "user_not_found");
   if (!user->is_active) co_return Error::unauthenticated("User is inactive", "user_inactive");
   co_return Authenticated{std::move(*user), std::move(claims.session)};

@@ -33,8 +33,8 @@ class RefreshTokenStore {
   // token, one sees `active`.
   virtual boost::asio::awaitable<TokenState> revoke(std::string jti, std::string session,
                                                     std::int64_t keep_until, Micros now) = 0;
-  // Whether a session was ended by logging out.
-  virtual boost::asio::awaitable<bool> session_ended(std::string session) = 0;
+  // Whether a session was ended: UserStore::find_token_holder (every request asks it
+  // together with the user).
 
   // Rotation in one transaction: revokes `old_jti` if it is active and records the new
   // token. Returns false (and records nothing) when the old token was not active.

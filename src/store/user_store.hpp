@@ -36,6 +36,13 @@ struct NewUser {
   Micros date_joined = 0;
 };
 
+// The user an access token names, and whether the token's login session was ended by
+// logging out.
+struct TokenHolder {
+  std::optional<UserRecord> user;  // nullopt: no such user
+  bool session_ended = false;
+};
+
 struct UserPage {
   std::int64_t count = 0;  // all matches, not just this page
   std::vector<UserRecord> users;
@@ -61,6 +68,10 @@ class UserStore {
   virtual boost::asio::awaitable<std::optional<UserRecord>> find_by_id(std::int64_t id) = 0;
   virtual boost::asio::awaitable<std::optional<UserRecord>> find_by_username_key(
       std::string username_key) = 0;
+  // Both things every authenticated request asks, in one read. An empty `session` (a
+  // token from before sessions were tracked) is never ended.
+  virtual boost::asio::awaitable<TokenHolder> find_token_holder(std::int64_t user_id,
+                                                                std::string session) = 0;
 
   // Inserts the user; nullopt when `username_key` is taken (the unique index decides, so
   // two concurrent registrations of one name cannot both succeed).

@@ -207,17 +207,20 @@ TEST_P(StoreContract, ListsActiveUsersByPrefixWithPaging) {
 TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   auto ann = make_user("ann");
   auto& tokens = store_->refresh_tokens();
+  auto ended = [&](const char* session) {
+    return run(store_->users().find_token_holder(ann.id, session)).session_ended;
+  };
   run(tokens.record({"t1", ann.id, 100, 200}));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::active);
   EXPECT_EQ(run(tokens.state("nope")), TokenState::unknown);
-  EXPECT_FALSE(run(tokens.session_ended("s1")));
+  EXPECT_FALSE(ended("s1"));
   EXPECT_EQ(run(tokens.revoke("t1", "s1", 300, 150)), TokenState::active);
-  EXPECT_TRUE(run(tokens.session_ended("s1")));
+  EXPECT_TRUE(ended("s1"));
   // A token revoked already ends nothing more.
   EXPECT_EQ(run(tokens.revoke("t1", "s9", 300, 151)), TokenState::revoked);
-  EXPECT_FALSE(run(tokens.session_ended("s9")));
+  EXPECT_FALSE(ended("s9"));
   EXPECT_EQ(run(tokens.revoke("nope", "s8", 300, 151)), TokenState::unknown);
-  EXPECT_FALSE(run(tokens.session_ended("s8")));
+  EXPECT_FALSE(ended("s8"));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::revoked);
 
   run(tokens.record({"t2", ann.id, 100, 200}));
@@ -231,9 +234,37 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_EQ(run(tokens.prune_expired(205)), 2);  // t1 and t2 expired at 200
   EXPECT_EQ(run(tokens.state("t1")), TokenState::unknown);
   EXPECT_EQ(run(tokens.state("t3")), TokenState::revoked);
-  EXPECT_TRUE(run(tokens.session_ended("s1")));  // kept until 300
+  EXPECT_TRUE(ended("s1"));  // kept until 300
   run(tokens.prune_expired(301));
-  EXPECT_FALSE(run(tokens.session_ended("s1")));
+  EXPECT_FALSE(ended("s1"));
+}
+
+TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {
+  auto ann = make_user("ann");
+  auto holder = run(store_->users().find_token_holder(ann.id, "s1"));
+  ASSERT_TRUE(holder.user);
+  EXPECT_EQ(holder.user->username, "ann");
+  EXPECT_TRUE(holder.user->is_active);
+  EXPECT_FALSE(holder.session_ended);
+
+  run(store_->refresh_tokens().record({"t1", ann.id, 100, 200}));
+  run(store_->refresh_tokens().revoke("t1", "s1", 300, 150));
+  EXPECT_TRUE(run(store_->users().find_token_holder(ann.id, "s1")).session_ended);
+  EXPECT_FALSE(run(store_->users().find_token_holder(ann.id, "s2")).session_ended);
+  EXPECT_FALSE(run(store_->users().find_token_holder(ann.id, "")).session_ended);
+
+  UserChanges off;
+  off.is_active = false;
+  run(store_->users().update(ann.id, off));
+  holder = run(store_->users().find_token_holder(ann.id, "s2"));
+  ASSERT_TRUE(holder.user);
+  EXPECT_FALSE(holder.user->is_active);
+
+  // No such user: no record, and the session is still answered.
+  holder = run(store_->users().find_token_holder(ann.id + 1000, "s1"));
+  EXPECT_FALSE(holder.user);
+  EXPECT_TRUE(holder.session_ended);
+  EXPECT_FALSE(run(store_->users().find_token_holder(ann.id + 1000, "s2")).session_ended);
 }
 
 namespace {

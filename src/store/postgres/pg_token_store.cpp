@@ -19,7 +19,6 @@ constexpr const char* kRevokeToken =
     "ended AS (INSERT INTO ended_sessions(session, ended_at, keep_until_seconds) "
     "SELECT $3, $2, $4 FROM changed ON CONFLICT DO NOTHING) "
     "SELECT (SELECT count(*) FROM before), (SELECT count(*) FROM changed)";
-constexpr const char* kSessionEnded = "SELECT 1 FROM ended_sessions WHERE session = $1";
 constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < $1";
 constexpr const char* kRevokeIfActive =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
@@ -52,12 +51,6 @@ boost::asio::awaitable<TokenState> PgRefreshTokenStore::revoke(std::string jti, 
   auto r = co_await db_.query(kRevokeToken, std::move(params));
   if (r.int64(0, 0) == 0) co_return TokenState::unknown;
   co_return r.int64(0, 1) == 1 ? TokenState::active : TokenState::revoked;
-}
-
-boost::asio::awaitable<bool> PgRefreshTokenStore::session_ended(std::string session) {
-  auto params = pg_params(std::move(session));
-  auto r = co_await db_.query(kSessionEnded, std::move(params));
-  co_return r.rows() > 0;
 }
 
 boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,

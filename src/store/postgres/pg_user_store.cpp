@@ -8,6 +8,12 @@ namespace chat::store::postgres {
 namespace {
 
 constexpr const char* kUserById = "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE id = $1";
+// One round trip: the user's columns (NULL when there is no such user), then whether the
+// session was ended.
+constexpr const char* kTokenHolder =
+    "SELECT " CHAT_SQL_USER_COLUMNS
+    ", $2 <> '' AND EXISTS (SELECT 1 FROM ended_sessions WHERE session = $2) "
+    "FROM (SELECT 1) AS one LEFT JOIN users ON users.id = $1";
 constexpr const char* kUserByKey =
     "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE username_key = $1";
 // ON CONFLICT DO NOTHING: a taken name returns no row instead of aborting with an error.
@@ -49,6 +55,16 @@ boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::find_by_username_
   auto params = pg_params(std::move(username_key));
   auto r = co_await db_.query(kUserByKey, std::move(params));
   co_return first_user(r);
+}
+
+boost::asio::awaitable<TokenHolder> PgUserStore::find_token_holder(std::int64_t user_id,
+                                                                   std::string session) {
+  auto params = pg_params(user_id, std::move(session));
+  auto r = co_await db_.query(kTokenHolder, std::move(params));
+  TokenHolder h;
+  if (!r.is_null(0, 0)) h.user = read_user(r, 0);
+  h.session_ended = r.boolean(0, 9);
+  co_return h;
 }
 
 boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::create(NewUser u) {

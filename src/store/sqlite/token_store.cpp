@@ -17,7 +17,6 @@ constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_a
 constexpr const char* kEndSession =
     "INSERT OR IGNORE INTO ended_sessions(session, ended_at, keep_until_seconds) "
     "VALUES (?1, ?2, ?3)";
-constexpr const char* kSessionEnded = "SELECT 1 FROM ended_sessions WHERE session = ?1";
 constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < ?1";
 
 TokenState token_state(Connection& conn, const std::string& jti) {
@@ -68,15 +67,6 @@ boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::revoke(std::string j
     return before;
   };
   co_return co_await db_.write(std::move(query));
-}
-
-boost::asio::awaitable<bool> SqliteRefreshTokenStore::session_ended(std::string session) {
-  auto query = [session = std::move(session)](Connection& conn) {
-    auto s = conn.prepare(kSessionEnded);
-    s.bind(1, session);
-    return s.step();
-  };
-  co_return co_await db_.read(std::move(query));
 }
 
 boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti,

@@ -14,7 +14,6 @@ class SqliteRefreshTokenStore final : public RefreshTokenStore {
   boost::asio::awaitable<TokenState> state(std::string jti) override;
   boost::asio::awaitable<TokenState> revoke(std::string jti, std::string session,
                                             std::int64_t keep_until, Micros now) override;
-  boost::asio::awaitable<bool> session_ended(std::string session) override;
   boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                       Micros now) override;
   boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) override;

@@ -8,6 +8,7 @@ namespace chat::store::sqlite {
 namespace {
 
 constexpr const char* kUserById = "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE id = ?1";
+constexpr const char* kSessionEnded = "SELECT 1 FROM ended_sessions WHERE session = ?1";
 constexpr const char* kUserByKey =
     "SELECT " CHAT_SQL_USER_COLUMNS " FROM users WHERE username_key = ?1";
 constexpr const char* kInsertUser =
@@ -48,6 +49,17 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::find_by_usern
     auto stmt = conn.prepare(kUserByKey);
     stmt.bind(1, key);
     return first_row(stmt, read_user);
+  };
+  co_return co_await db_.read(std::move(query));
+}
+
+boost::asio::awaitable<TokenHolder> SqliteUserStore::find_token_holder(std::int64_t user_id,
+                                                                       std::string session) {
+  auto query = [user_id, session = std::move(session)](Connection& conn) {
+    TokenHolder h;
+    h.session_ended = !session.empty() && conn.prepare(kSessionEnded).bind(1, session).step();
+    h.user = user_by_id(conn, user_id);
+    return h;
   };
   co_return co_await db_.read(std::move(query));
 }

@@ -13,6 +13,8 @@ class SqliteUserStore final : public UserStore {
   boost::asio::awaitable<std::optional<UserRecord>> find_by_id(std::int64_t id) override;
   boost::asio::awaitable<std::optional<UserRecord>> find_by_username_key(
       std::string username_key) override;
+  boost::asio::awaitable<TokenHolder> find_token_holder(std::int64_t user_id,
+                                                        std::string session) override;
   boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) override;
   boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                            UserChanges changes) override;
