@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "app/commands.hpp"
+#include "common/json_text.hpp"
 #include "common/log_event.hpp"
 
 namespace chat::app {
@@ -37,7 +38,7 @@ class JsonFormatter final : public spdlog::formatter {
       line += payload;  // already the escaped fields of an object
     } else {
       line += "\"msg\":";
-      logs::append_json_string(line, payload);
+      json_text::append_string(line, payload);
     }
     line += "}\n";
     dest.append(line.data(), line.data() + line.size());

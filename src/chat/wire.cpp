@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "common/json_text.hpp"
+
 namespace chat::chats {
 namespace json = boost::json;
 using namespace store;
@@ -23,6 +25,53 @@ std::optional<std::int64_t> others_lowest(const std::vector<Watermarks::Entry>& 
     if (e.user_id != sender) return e.value;
   }
   return std::nullopt;
+}
+
+// Builds a json::object, for message_fields.
+class ObjectSink {
+ public:
+  explicit ObjectSink(json::object& o) : o_(o) {}
+  void number(std::string_view k, std::int64_t v) { o_.emplace(k, v); }
+  void string(std::string_view k, std::string_view v) { o_.emplace(k, v); }
+  void boolean(std::string_view k, bool v) { o_.emplace(k, v); }
+  void null(std::string_view k) { o_.emplace(k, nullptr); }
+
+ private:
+  json::object& o_;
+};
+
+// API.md's message object, field by field in its order, into either sink: a json::object
+// or JSON text (json_text::ObjectWriter).
+template <class Sink>
+void message_fields(Sink& out, const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
+  out.number("id", m.id);
+  out.number("chat", m.chat_id);
+  if (m.sender_id == 0) {
+    out.null("sender_id");  // the sender's account is gone
+  } else {
+    out.number("sender_id", m.sender_id);
+  }
+  out.string("sender", m.sender_username);
+  out.string("text", m.text);
+  out.string("created_at", format_iso8601(m.created_at));
+  if (m.edited_at) {
+    out.string("edited_at", format_iso8601(*m.edited_at));
+  } else {
+    out.null("edited_at");
+  }
+  out.boolean("is_edited", m.edited_at.has_value());
+  out.boolean("is_deleted", m.is_deleted);
+  if (m.forwarded_from) {
+    out.number("forwarded_from", *m.forwarded_from);
+  } else {
+    out.null("forwarded_from");
+  }
+  if (m.client_id && m.sender_id == viewer) {
+    out.string("client_id", *m.client_id);
+  } else {
+    out.null("client_id");
+  }
+  out.string("status", message_status(m, w));
 }
 
 }  // namespace
@@ -50,24 +99,31 @@ const char* message_status(const MessageRecord& m, const Watermarks& w) {
   return "sent";
 }
 
-json::object message_json(const MessageRecord& m, std::int64_t viewer, const Watermarks& w,
-                          json::storage_ptr sp) {
-  json::object o(std::move(sp));
+json::object message_json(const MessageRecord& m, std::int64_t viewer, const Watermarks& w) {
+  json::object o;
   o.reserve(13);
-  o["id"] = m.id;
-  o["chat"] = m.chat_id;
-  o["sender_id"] = m.sender_id == 0 ? json::value(nullptr) : json::value(m.sender_id);
-  o["sender"] = m.sender_username;
-  o["text"] = m.text;
-  o["created_at"] = format_iso8601(m.created_at);
-  o["edited_at"] = optional_time(m.edited_at);
-  o["is_edited"] = m.edited_at.has_value();
-  o["is_deleted"] = m.is_deleted;
-  o["forwarded_from"] = m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr);
-  o["client_id"] =
-      (m.client_id && m.sender_id == viewer) ? json::value(*m.client_id) : json::value(nullptr);
-  o["status"] = message_status(m, w);
+  ObjectSink sink(o);
+  message_fields(sink, m, viewer, w);
   return o;
+}
+
+std::string message_page_json(const std::vector<MessageRecord>& messages, std::int64_t viewer,
+                              const Watermarks& w, bool has_more) {
+  std::string out;
+  // About 150 bytes of names and punctuation per message, plus its text.
+  std::size_t size = 40;
+  for (const auto& m : messages) size += 200 + m.text.size() + m.sender_username.size();
+  out.reserve(size);
+  out += R"({"results":[)";
+  for (std::size_t i = 0; i < messages.size(); ++i) {
+    if (i > 0) out += ',';
+    json_text::ObjectWriter writer(out);
+    message_fields(writer, messages[i], viewer, w);
+    writer.close();
+  }
+  out += R"(],"has_more":)";
+  out += has_more ? "true}" : "false}";
+  return out;
 }
 
 json::object member_json(const MemberRecord& m) {

@@ -17,10 +17,14 @@ store::Watermarks watermarks_of(const std::vector<store::MemberRecord>& members)
 // sent / delivered / read: the least advanced of the *other* members decides.
 const char* message_status(const store::MessageRecord& m, const store::Watermarks& w);
 
-// `viewer` sees client_id only on their own messages. `sp`: where the object's memory
-// comes from (a page of messages builds them all in one arena).
+// `viewer` sees client_id only on their own messages.
 boost::json::object message_json(const store::MessageRecord& m, std::int64_t viewer,
-                                 const store::Watermarks& w, boost::json::storage_ptr sp = {});
+                                 const store::Watermarks& w);
+
+// {"results": [message...], "has_more": bool}, the history page `viewer` asked for, as
+// JSON text: the same objects as message_json, without building them.
+std::string message_page_json(const std::vector<store::MessageRecord>& messages,
+                              std::int64_t viewer, const store::Watermarks& w, bool has_more);
 
 // {"id", "username", "role"}, as chats list their members.
 boost::json::object member_json(const store::MemberRecord& m);

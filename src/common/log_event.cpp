@@ -3,9 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <atomic>
-#include <cstdio>
 
-#include "common/unicode.hpp"
+#include "common/json_text.hpp"
 
 namespace chat::logs {
 namespace {
@@ -36,36 +35,10 @@ bool json() {
   return json_lines.load(std::memory_order_relaxed);
 }
 
-void append_json_string(std::string& out, std::string_view s) {
-  const bool utf8 = unicode::is_valid_utf8(s);
-  out += '"';
-  for (char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    if (c == '"') {
-      out += "\\\"";
-    } else if (c == '\\') {
-      out += "\\\\";
-    } else if (c == '\n') {
-      out += "\\n";
-    } else if (c == '\r') {
-      out += "\\r";
-    } else if (c == '\t') {
-      out += "\\t";
-    } else if (c < 0x20 || c == 0x7f || (c >= 0x80 && !utf8)) {
-      char buf[8];
-      std::snprintf(buf, sizeof buf, "\\u%04x", c);
-      out += buf;
-    } else {
-      out += ch;
-    }
-  }
-  out += '"';
-}
-
 std::string text_value(std::string_view s) {
   std::string out;
   if (needs_quotes(s)) {
-    append_json_string(out, s);
+    json_text::append_string(out, s);
   } else {
     out = s;
   }
@@ -75,7 +48,7 @@ std::string text_value(std::string_view s) {
 Event::Event(std::string_view name) {
   if (json()) {
     line_ = "\"event\":";
-    append_json_string(line_, name);
+    json_text::append_string(line_, name);
   } else {
     line_ = name;
   }
@@ -84,7 +57,7 @@ Event::Event(std::string_view name) {
 void Event::raw(std::string_view key, std::string_view literal) {
   if (json()) {
     line_ += ',';
-    append_json_string(line_, key);
+    json_text::append_string(line_, key);
     line_ += ':';
   } else {
     line_ += ' ';
@@ -97,7 +70,7 @@ void Event::raw(std::string_view key, std::string_view literal) {
 Event& Event::field(std::string_view key, std::string_view value) {
   if (json()) {
     std::string literal;
-    append_json_string(literal, value);
+    json_text::append_string(literal, value);
     raw(key, literal);
   } else {
     // The text form quotes as JSON does, so a value with spaces or quotes stays one field.

@@ -47,8 +47,4 @@ class Event {
 // literal: a value pasted into a text line that cannot split the line or forge a field.
 std::string text_value(std::string_view s);
 
-// `s` as a JSON string literal (quotes included), appended to `out`. Bytes that are not
-// UTF-8 come out as \u00XX.
-void append_json_string(std::string& out, std::string_view s);
-
 }  // namespace chat::logs

@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include "chat/permissions.hpp"
 #include "chat/search_query.hpp"
 #include "chat/wire.hpp"
@@ -76,4 +79,59 @@ TEST(MessageStatus, TheLeastAdvancedOtherMemberDecides) {
   EXPECT_STREQ(message_status(m, watermarks_of(pair)), "read");
   // Alone in a group: nobody else to wait for.
   EXPECT_STREQ(message_status(m, watermarks_of({pair[0]})), "read");
+}
+
+// A page of history is written as text, every other message as a json::object: both
+// must be the same objects, whatever the fields hold.
+TEST(MessageJson, APageAsTextHasTheSameObjectsAsTheTree) {
+  std::vector<store::MessageRecord> page(5);
+  for (std::size_t i = 0; i < page.size(); ++i) {
+    page[i].id = 100 - static_cast<std::int64_t>(i);
+    page[i].chat_id = 7;
+    page[i].sender_id = 1;
+    page[i].sender_username = "ann";
+    page[i].created_at = 1'700'000'000'123'456 + static_cast<Micros>(i);
+  }
+  page[0].text = "quotes \" and \\ backslashes, a\nnew line, a\ttab, \x01 and \x7f";
+  page[0].client_id = "c-1";
+  page[1].text = "caf\xc3\xa9 \xf0\x9f\x98\x80 \u2028";
+  page[1].sender_id = 2;
+  page[1].sender_username = "b\"ob";
+  page[1].client_id = "not-yours";
+  page[1].edited_at = 1'700'000'100'000'000;
+  page[2].is_deleted = true;
+  page[3].forwarded_from = 42;
+  page[3].text = "</script><script>";
+  page[4].sender_id = 0;  // the sender's account is gone
+  page[4].sender_username = "";
+  store::Watermarks w;
+  w.lowest_read = {{2, 98}, {1, 100}};
+  w.lowest_delivered = {{2, 100}, {1, 100}};
+
+  for (bool has_more : {false, true}) {
+    const auto text = message_page_json(page, 1, w, has_more);
+    const auto parsed = boost::json::parse(text).as_object();
+    ASSERT_EQ(parsed.size(), 2U);
+    EXPECT_EQ(parsed.at("has_more").as_bool(), has_more);
+    const auto& results = parsed.at("results").as_array();
+    ASSERT_EQ(results.size(), page.size());
+    for (std::size_t i = 0; i < page.size(); ++i) {
+      const auto tree = message_json(page[i], 1, w);
+      EXPECT_EQ(results[i].as_object(), tree) << i << ": " << boost::json::serialize(tree);
+      // The same members in the same order, not only equal as a set.
+      std::vector<std::string> a;
+      std::vector<std::string> b;
+      for (const auto& kv : results[i].as_object()) a.emplace_back(kv.key());
+      for (const auto& kv : tree) b.emplace_back(kv.key());
+      EXPECT_EQ(a, b);
+    }
+  }
+  // The fields that depend on the viewer and the watermarks.
+  const auto first =
+      boost::json::parse(message_page_json(page, 1, w, false)).as_object().at("results").as_array();
+  EXPECT_EQ(first[0].as_object().at("client_id").as_string(), "c-1");
+  EXPECT_TRUE(first[1].as_object().at("client_id").is_null());
+  EXPECT_EQ(first[0].as_object().at("status").as_string(), "delivered");
+  EXPECT_TRUE(first[4].as_object().at("sender_id").is_null());
+  EXPECT_EQ(message_page_json({}, 1, w, false), R"({"results":[],"has_more":false})");
 }

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/json_text.hpp"
 #include "common/log_event.hpp"
 #include "metrics/metrics.hpp"
 
@@ -90,13 +91,13 @@ TEST(Metrics, RenderShowsWhatWasCounted) {
 
 TEST(LogEvent, JsonStringsEscapeEverythingThatWouldBreakALine) {
   std::string out;
-  logs::append_json_string(out, "a\"b\\c\nd\te\x01");
+  json_text::append_string(out, "a\"b\\c\nd\te\x01");
   EXPECT_EQ(out, R"("a\"b\\c\nd\te\u0001")");
   out.clear();
-  logs::append_json_string(out, "caf\xc3\xa9");  // UTF-8 stays as it is
+  json_text::append_string(out, "caf\xc3\xa9");  // UTF-8 stays as it is
   EXPECT_EQ(out, "\"caf\xc3\xa9\"");
   out.clear();
-  logs::append_json_string(out, "bad\xff");  // not UTF-8: escaped byte by byte
+  json_text::append_string(out, "bad\xff");  // not UTF-8: escaped byte by byte
   EXPECT_EQ(out, R"("bad\u00ff")");
   EXPECT_EQ(boost::json::parse(out).as_string(), "bad\xc3\xbf");
 }
