@@ -6,8 +6,12 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
+#include <thread>
+#include <tuple>
 #include <vector>
 
 #include "metrics/metrics.hpp"
@@ -247,6 +251,59 @@ TEST(SqliteCheckpointer, CopiesTheWalInTheBackgroundAndKeepsItBounded) {
     const auto wal = std::filesystem::file_size(path + "-wal");
     EXPECT_LT(wal, static_cast<std::uintmax_t>(6 * kPages) * 4200U);
     EXPECT_GT(std::filesystem::file_size(path), static_cast<std::uintmax_t>(kWrites) * 16384U / 2);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// mxFrame and nBackfill from the WAL index (the -shm file, SQLite's documented layout:
+// a 48-byte header, its copy, then the checkpoint information), in native byte order.
+std::pair<std::uint32_t, std::uint32_t> wal_frames_and_copied(const std::string& db_path) {
+  std::ifstream shm(db_path + "-shm", std::ios::binary);
+  char header[136] = {};
+  shm.read(header, sizeof header);
+  std::uint32_t frames = 0;
+  std::uint32_t copied = 0;
+  std::memcpy(&frames, header + 16, sizeof frames);
+  std::memcpy(&copied, header + 96, sizeof copied);
+  return {frames, copied};
+}
+
+}  // namespace
+
+// Below the checkpoint threshold nothing copies the WAL while writes come; once they stop
+// for a second, the writer copies all of it, so that readers can leave the WAL alone.
+TEST(SqliteCheckpointer, CopiesTheWalOnceWritesStop) {
+  const auto dir = scratch_dir();
+  const auto path = (dir / "db.sqlite3").string();
+  {
+    Database db(path, "NORMAL", 1, 10'000);
+    db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x BLOB)"); });
+    const auto& by_writer = chat::metrics::metrics().sqlite_checkpoints.with({"writer"});
+    const auto before = by_writer.value();
+    boost::asio::io_context io;
+    auto writes = [&]() -> boost::asio::awaitable<void> {
+      for (int i = 0; i < 20; ++i) {
+        co_await db.write([](Connection& c) {
+          Transaction tx(c);
+          c.prepare("INSERT INTO t(x) VALUES (randomblob(4000))").exec();
+          tx.commit();
+        });
+      }
+    };
+    boost::asio::co_spawn(io, writes(), boost::asio::detached);
+    io.run();
+    auto [frames, copied] = wal_frames_and_copied(path);
+    EXPECT_GT(frames, 20U);
+    EXPECT_LT(copied, frames);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (copied < frames && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      std::tie(frames, copied) = wal_frames_and_copied(path);
+    }
+    EXPECT_EQ(copied, frames);
+    EXPECT_EQ(by_writer.value(), before + 1);
   }
   std::filesystem::remove_all(dir);
 }

@@ -68,6 +68,18 @@ void Checkpointer::writer_turn(bool idle_now) {
   state_.compare_exchange_strong(expected, idle);
 }
 
+bool Checkpointer::writer_quiet() {
+  if (state_.load() == running) return false;
+  if (frames_ == 0 && state_.load() == idle) return true;  // copied already
+  sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+  frames_ = 0;
+  postponed_ = 0;
+  writer_runs_.inc();
+  int expected = copied;
+  state_.compare_exchange_strong(expected, idle);
+  return true;
+}
+
 void Checkpointer::checkpoint_in_background() {
   int copied_before = 0;
   for (int pass = 0; pass < kMaxPasses; ++pass) {

@@ -24,6 +24,8 @@ Database::Database(const std::string& path, const std::string& synchronous, int 
 }
 
 Database::~Database() {
+  // The quiet timer would hold the writer's pool up to kQuiet.
+  boost::asio::post(writer_pool_, [this] { quiet_.cancel(); });
   writer_pool_.join();
   reader_pool_.join();
 }
@@ -31,6 +33,9 @@ Database::~Database() {
 namespace {
 constexpr int kMaxGroup = 256;
 constexpr std::chrono::microseconds kGroupWindow{1000};
+// Writes stopped this long ago: the WAL is copied back (Checkpointer::writer_quiet). At most
+// one such checkpoint (and its fsync) a second, however the writes trickle in.
+constexpr std::chrono::seconds kQuiet{1};
 }  // namespace
 
 void Database::begin_group() {
@@ -98,6 +103,23 @@ void Database::commit_group() {
   }
   for (auto& d : deferred) d->complete(failed);
   checkpointer_.writer_turn(pending_writes_.load() == 0);
+  if (!quiet_armed_) arm_quiet();
+}
+
+// One timer for all commits: when it fires early (writes kept coming), it waits again
+// from the last commit.
+void Database::arm_quiet() {
+  quiet_armed_ = true;
+  quiet_.expires_at(last_commit_ + kQuiet);
+  quiet_.async_wait([this](boost::system::error_code ec) {
+    quiet_armed_ = false;
+    if (ec) return;  // the database is closing
+    const bool writing = writer_->in_group() || pending_writes_.load() > 0;
+    if (writing || std::chrono::steady_clock::now() < last_commit_ + kQuiet ||
+        !checkpointer_.writer_quiet()) {
+      arm_quiet();
+    }
+  });
 }
 
 void Database::after_commit(std::function<void()> hook) {

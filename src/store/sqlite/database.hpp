@@ -212,6 +212,7 @@ class Database {
   // Commits the group when no write is waiting (or the group is full).
   void finish_write();
   void commit_group();
+  void arm_quiet();
 
   struct Lease {
     explicit Lease(Database& db);
@@ -244,6 +245,9 @@ class Database {
   std::chrono::steady_clock::time_point last_commit_{};
   bool window_armed_ = false;
   boost::asio::steady_timer window_{writer_pool_};
+  // Writer thread only: copying the WAL back once writes stop (arm_quiet).
+  bool quiet_armed_ = false;
+  boost::asio::steady_timer quiet_{writer_pool_};
 };
 
 }  // namespace chat::store::sqlite
