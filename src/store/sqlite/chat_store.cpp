@@ -145,14 +145,15 @@ constexpr const char* kRemoveMember =
 constexpr const char* kRemoveMemberHidden =
     "DELETE FROM hidden_messages WHERE chat_id = ?1 AND user_id = ?2";
 
-constexpr const char* kBumpChat =
-    "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2 WHERE id = ?1 "
-    "RETURNING message_count";
+// A message's ordinal is the chat's count of messages so far plus one; after the insert,
+// the count, the activity time and the last message move in one update of the chat row.
 constexpr const char* kInsertMessage =
     "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
     "ordinal) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
-constexpr const char* kSetLastMessage = "UPDATE chats SET last_message_id = ?2 WHERE id = ?1";
+    "SELECT ?1, ?2, ?3, ?4, ?5, ?6, message_count + 1 FROM chats WHERE id = ?1";
+constexpr const char* kBumpChat =
+    "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2, "
+    "last_message_id = ?3 WHERE id = ?1";
 constexpr const char* kSenderWatermarks =
     "UPDATE chat_members SET last_read_message_id = max(last_read_message_id, ?3), "
     "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id "
@@ -731,7 +732,8 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     NewMessage m, EventsFor<SentMessage> events) {
   auto q = [m = std::move(m), events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (!member_of(c, m.chat_id, m.sender_id)) return std::optional<SentMessage>();
+    auto sender = member_of(c, m.chat_id, m.sender_id);
+    if (!sender) return std::optional<SentMessage>();
     if (m.client_id) {
       auto s = c.prepare(kMessageByClientId);
       s.bind(1, m.chat_id).bind(2, m.sender_id).bind(3, *m.client_id);
@@ -741,25 +743,30 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
         return std::optional<SentMessage>(std::move(earlier));
       }
     }
-    auto bump = c.prepare(kBumpChat);
-    bump.bind(1, m.chat_id).bind(2, m.now);
-    if (!bump.step()) return std::optional<SentMessage>();
-    const std::int64_t ordinal = bump.int64(0);
-    bump.exec();  // finish the statement before the next one
-    c.prepare(kInsertMessage)
-        .bind(1, m.chat_id)
-        .bind(2, m.sender_id)
-        .bind(3, m.text)
-        .bind(4, m.now)
-        .bind(5, m.forwarded_from)
-        .bind(6, m.client_id)
-        .bind(7, ordinal)
-        .exec();
+    const auto inserted = c.prepare(kInsertMessage)
+                              .bind(1, m.chat_id)
+                              .bind(2, m.sender_id)
+                              .bind(3, m.text)
+                              .bind(4, m.now)
+                              .bind(5, m.forwarded_from)
+                              .bind(6, m.client_id)
+                              .exec();
+    if (inserted != 1) return std::optional<SentMessage>();
     const std::int64_t id = c.last_insert_rowid();
-    c.prepare(kSetLastMessage).bind(1, m.chat_id).bind(2, id).exec();
+    c.prepare(kBumpChat).bind(1, m.chat_id).bind(2, m.now).bind(3, id).exec();
     c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
     index_text(c, id, m.text);
-    SentMessage sent{*message_by_id(c, id), true};
+    // The row as just written (reading it back cost a statement per send).
+    MessageRecord message;
+    message.id = id;
+    message.chat_id = m.chat_id;
+    message.sender_id = m.sender_id;
+    message.sender_username = std::move(sender->username);
+    message.text = m.text;
+    message.created_at = m.now;
+    message.forwarded_from = m.forwarded_from;
+    message.client_id = m.client_id;
+    SentMessage sent{std::move(message), true};
     sent.marks = watermarks_of(c, m.chat_id);
     append_events(c, events(sent), m.now);
     tx.commit();
