@@ -69,15 +69,19 @@ void Checkpointer::writer_turn(bool idle_now) {
 }
 
 bool Checkpointer::writer_quiet() {
-  if (state_.load() == running) return false;
-  if (frames_ == 0 && state_.load() == idle) return true;  // copied already
-  sqlite3_wal_checkpoint_v2(writer_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
-  frames_ = 0;
-  postponed_ = 0;
-  writer_runs_.inc();
-  int expected = copied;
-  state_.compare_exchange_strong(expected, idle);
-  return true;
+  switch (state_.load()) {
+    case running:
+      return false;
+    case idle:
+      if (frames_ == 0) return true;  // copied already
+      // The bulk on the checkpoint thread, as ever: a write arriving meanwhile goes on.
+      state_.store(running);
+      boost::asio::post(thread_->pool, [this] { checkpoint_in_background(); });
+      return false;
+    default:  // copied: the few frames left, as after a commit
+      writer_turn(true);
+      return true;
+  }
 }
 
 void Checkpointer::checkpoint_in_background() {

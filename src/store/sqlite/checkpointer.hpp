@@ -11,9 +11,10 @@
 // itself, after a commit, once its callers are answered and while no write waits (or after
 // 64 busy commits), and its next write starts the WAL over. Should the WAL still reach
 // `writer_limit` pages (readers holding old snapshots, say), the writer checkpoints
-// everything itself, as SQLite would. And once writes stop for a while, the writer copies
-// whatever is left: a reader looks every page up in the WAL's index first unless all of
-// the WAL is copied, and then reads the database file alone.
+// everything itself, as SQLite would. And once writes stop for a while, whatever is left
+// is copied the same way (this thread, then the writer's few frames): a reader looks every
+// page up in the WAL's index first unless all of the WAL is copied, and then reads the
+// database file alone.
 #pragma once
 
 #include <atomic>
@@ -43,8 +44,9 @@ class Checkpointer {
   // On the writer's thread after each commit's callers are answered: copies what the
   // background left, or the whole WAL past writer_limit. `idle_now`: no write is waiting.
   void writer_turn(bool idle_now);
-  // On the writer's thread when no write has come for a while: copies every frame not yet
-  // copied. False when a background checkpoint is under way: call again later.
+  // On the writer's thread when no write has come for a while: starts a background
+  // checkpoint of the frames not yet copied, and copies what one left. True once nothing
+  // is left to copy; false: call again later.
   bool writer_quiet();
 
  private:

@@ -4,6 +4,7 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <future>
 #include <utility>
 
@@ -36,6 +37,8 @@ constexpr std::chrono::microseconds kGroupWindow{1000};
 // Writes stopped this long ago: the WAL is copied back (Checkpointer::writer_quiet). At most
 // one such checkpoint (and its fsync) a second, however the writes trickle in.
 constexpr std::chrono::seconds kQuiet{1};
+// How soon to look again while a checkpoint of the quiet WAL is under way.
+constexpr std::chrono::milliseconds kQuietRetry{50};
 }  // namespace
 
 void Database::begin_group() {
@@ -103,21 +106,22 @@ void Database::commit_group() {
   }
   for (auto& d : deferred) d->complete(failed);
   checkpointer_.writer_turn(pending_writes_.load() == 0);
-  if (!quiet_armed_) arm_quiet();
+  if (!quiet_armed_) arm_quiet(last_commit_ + kQuiet);
 }
 
 // One timer for all commits: when it fires early (writes kept coming), it waits again
-// from the last commit.
-void Database::arm_quiet() {
+// from the last commit; while the quiet WAL is being copied, it looks again shortly.
+void Database::arm_quiet(std::chrono::steady_clock::time_point at) {
   quiet_armed_ = true;
-  quiet_.expires_at(last_commit_ + kQuiet);
+  quiet_.expires_at(at);
   quiet_.async_wait([this](boost::system::error_code ec) {
     quiet_armed_ = false;
     if (ec) return;  // the database is closing
+    const auto now = std::chrono::steady_clock::now();
     const bool writing = writer_->in_group() || pending_writes_.load() > 0;
-    if (writing || std::chrono::steady_clock::now() < last_commit_ + kQuiet ||
-        !checkpointer_.writer_quiet()) {
-      arm_quiet();
+    const bool quiet = !writing && now >= last_commit_ + kQuiet;
+    if (!quiet || !checkpointer_.writer_quiet()) {
+      arm_quiet(std::max(last_commit_ + kQuiet, now + kQuietRetry));
     }
   });
 }

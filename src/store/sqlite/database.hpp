@@ -212,7 +212,7 @@ class Database {
   // Commits the group when no write is waiting (or the group is full).
   void finish_write();
   void commit_group();
-  void arm_quiet();
+  void arm_quiet(std::chrono::steady_clock::time_point at);
 
   struct Lease {
     explicit Lease(Database& db);
