@@ -215,6 +215,30 @@ TEST(SqliteGroupCommit, DeferredWritesRunInOrderAtCommitAndGoWithAFailedWrite) {
   std::filesystem::remove_all(dir);
 }
 
+namespace {
+
+// `n` writes into t(x), one after another, each a random blob of `bytes`; returns how many
+// completed.
+int write_blobs(Database& db, int n, int bytes) {
+  boost::asio::io_context io;
+  int done = 0;
+  auto writes = [&]() -> boost::asio::awaitable<void> {
+    for (int i = 0; i < n; ++i) {
+      co_await db.write([bytes](Connection& c) {
+        Transaction tx(c);
+        c.prepare("INSERT INTO t(x) VALUES (randomblob(?1))").bind(1, bytes).exec();
+        tx.commit();
+      });
+      ++done;
+    }
+  };
+  boost::asio::co_spawn(io, writes(), boost::asio::detached);
+  io.run();
+  return done;
+}
+
+}  // namespace
+
 // The WAL is copied back by the checkpoint thread, and restarts instead of growing: the
 // writer copies only what the background left (or everything past 4x the threshold).
 TEST(SqliteCheckpointer, CopiesTheWalInTheBackgroundAndKeepsItBounded) {
@@ -226,24 +250,10 @@ TEST(SqliteCheckpointer, CopiesTheWalInTheBackgroundAndKeepsItBounded) {
     db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x BLOB)"); });
     const auto& background = chat::metrics::metrics().sqlite_checkpoints.with({"background"});
     const auto background_before = background.value();
-    boost::asio::io_context io;
     // 1,500 writes of 16 KiB each, one after another: about 6,000 pages through a WAL
     // checkpointed from 64 pages on.
     constexpr int kWrites = 1500;
-    int done = 0;
-    auto writes = [&]() -> boost::asio::awaitable<void> {
-      for (int i = 0; i < kWrites; ++i) {
-        co_await db.write([](Connection& c) {
-          Transaction tx(c);
-          c.prepare("INSERT INTO t(x) VALUES (randomblob(16384))").exec();
-          tx.commit();
-        });
-        ++done;
-      }
-    };
-    boost::asio::co_spawn(io, writes(), boost::asio::detached);
-    io.run();
-    ASSERT_EQ(done, kWrites);
+    ASSERT_EQ(write_blobs(db, kWrites, 16384), kWrites);
     EXPECT_GT(background.value(), background_before);
     EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), kWrites);
     // Every page is in the database file by now but what the last cycle left in the WAL,
@@ -283,21 +293,7 @@ TEST(SqliteCheckpointer, CopiesTheWalOnceWritesStop) {
     db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x BLOB)"); });
     const auto& background = chat::metrics::metrics().sqlite_checkpoints.with({"background"});
     const auto background_before = background.value();
-    auto write = [&](int n) {
-      boost::asio::io_context io;
-      auto writes = [&]() -> boost::asio::awaitable<void> {
-        for (int i = 0; i < n; ++i) {
-          co_await db.write([](Connection& c) {
-            Transaction tx(c);
-            c.prepare("INSERT INTO t(x) VALUES (randomblob(4000))").exec();
-            tx.commit();
-          });
-        }
-      };
-      boost::asio::co_spawn(io, writes(), boost::asio::detached);
-      io.run();
-    };
-    write(20);
+    ASSERT_EQ(write_blobs(db, 20, 4000), 20);
     auto [frames, copied] = wal_frames_and_copied(path);
     EXPECT_GT(frames, 20U);
     EXPECT_LT(copied, frames);
@@ -309,7 +305,7 @@ TEST(SqliteCheckpointer, CopiesTheWalOnceWritesStop) {
     EXPECT_EQ(copied, frames);
     EXPECT_GT(background.value(), background_before);
     // A few more writes: the WAL starts over instead of growing.
-    write(3);
+    ASSERT_EQ(write_blobs(db, 3, 4000), 3);
     const auto after = wal_frames_and_copied(path).first;
     EXPECT_LT(after, frames);
     EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), 23);
