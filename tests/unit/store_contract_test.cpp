@@ -485,6 +485,72 @@ TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {
   EXPECT_TRUE(run(chats.events_since({ab.chat_id, bc.chat_id}, {}, by_user[0].seq, 10)).empty());
 }
 
+// PostgreSQL only: a COMMIT whose answer never comes may have committed events that no node
+// heard. The store names a seq at or below the first one it could have taken, so that
+// every node reads the log from there, and never one past it (that event would be lost).
+TEST_P(StoreContract, UnansweredCommitNamesItsFirstPossibleSeq) {
+  if (GetParam().name != "postgres") GTEST_SKIP() << "SQLite commits in-process";
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  std::vector<std::int64_t> uncertain;
+  chats.set_uncertain_commit_listener([&](std::int64_t seq) { uncertain.push_back(seq); });
+  NewChat chat{ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10};
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  const std::int64_t newest = run(chats.newest_seq());
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  const std::string conninfo =
+      "host=127.0.0.1 port=" + std::string(std::getenv("CHATD_TEST_PG_PORT")) +
+      " dbname=" + db_name(scratch_.string()) + " user=chat password=chat";
+  // The event-log lock (the store's key) held here keeps the send's COMMIT waiting; its
+  // connection is then cut, so the store never learns whether it committed.
+  bool failed = false;
+  auto task = [&]() -> boost::asio::awaitable<void> {
+    auto ex = co_await boost::asio::this_coro::executor;
+    auto holder = co_await postgres::PgConnection::connect(ex, conninfo);
+    co_await holder->query("SELECT pg_advisory_lock(7316002)");
+    auto send = [&]() -> boost::asio::awaitable<void> {
+      try {
+        NewMessage m{created.chat_id, ann.id, "lost?", std::nullopt, std::nullopt, 100};
+        co_await chats.send_message(std::move(m), on_send);
+      } catch (const Unavailable&) {
+        failed = true;
+      }
+    };
+    boost::asio::co_spawn(ex, send(), boost::asio::detached);
+    boost::asio::steady_timer t(ex);
+    for (int i = 0; i < 500; ++i) {
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(boost::asio::use_awaitable);
+      auto cut = co_await holder->query(
+          "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
+          "current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'");
+      if (cut.rows() > 0) break;
+    }
+    for (int i = 0; i < 500 && !failed; ++i) {
+      t.expires_after(std::chrono::milliseconds(10));
+      co_await t.async_wait(boost::asio::use_awaitable);
+    }
+    co_await holder->query("SELECT pg_advisory_unlock(7316002)");
+  };
+  run(task());
+  ASSERT_TRUE(failed);
+  ASSERT_EQ(uncertain.size(), 1U);
+  EXPECT_EQ(uncertain[0], newest + 1);
+  // It did not commit; the next send takes exactly the seq that was named.
+  EXPECT_EQ(run(chats.newest_seq()), newest);
+  std::vector<EventRecord> heard;
+  chats.set_commit_listener([&](const std::vector<EventRecord>& events) {
+    heard.insert(heard.end(), events.begin(), events.end());
+  });
+  auto sent = run(chats.send_message(
+      {created.chat_id, ann.id, "kept", std::nullopt, std::nullopt, 200}, on_send));
+  ASSERT_TRUE(sent);
+  ASSERT_EQ(heard.size(), 1U);
+  EXPECT_EQ(heard[0].seq, uncertain[0]);
+}
+
 // What staff read: every chat with its sizes, any chat's messages with the deleted ones,
 // and site-wide counts.
 TEST_P(StoreContract, AdminReadsSeeEveryChatAndMessage) {

@@ -19,10 +19,14 @@
 
 namespace chat::store::postgres {
 
-// What one write transaction logged, and whether it holds the event-log lock.
+// What one write transaction logs. The body only lists its events (append_events); they
+// are written, with their seqs, in the round trip that commits (write()).
 struct TxLog {
-  std::vector<EventRecord> events;
-  bool locked = false;
+  std::vector<NewEvent> pending;
+  std::vector<Micros> pending_at;
+  std::int64_t seq_floor = 0;       // the newest seq when the transaction began
+  bool locked = false;              // the event-log lock may be held
+  std::vector<EventRecord> events;  // what was committed
 };
 
 namespace {
@@ -134,17 +138,20 @@ constexpr const char* kEventsSince =
 #undef EVENT_COLUMNS
 constexpr const char* kLogState =
     "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
+constexpr const char* kLastSeq = "SELECT last_seq FROM event_log_state WHERE id = 1";
 // The event log's lock, held from taking seqs until the broker has the events (see write()).
 constexpr const char* kLockLog = "SELECT pg_advisory_lock(7316002)";
 constexpr const char* kLockTimeout = "SELECT set_config('lock_timeout', '10s', true)";
 constexpr const char* kUnlockLog = "SELECT pg_advisory_unlock(7316002)";
-constexpr const char* kTakeSeqs =
-    "UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 RETURNING last_seq";
-// All the events of a transaction in one statement.
-constexpr const char* kInsertEvents =
-    "INSERT INTO events(seq, chat_id, user_id, type, payload, created_at) "
-    "SELECT s, c, u, t, p, $6 FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], "
-    "$5::text[]) AS x(s, c, u, t, p)";
+// Takes the next $1 seqs and writes all the events of a transaction with them, in the
+// order of the arrays; answers the newest seq taken.
+constexpr const char* kAppendEvents =
+    "WITH taken AS (UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 "
+    "RETURNING last_seq), written AS (INSERT INTO events(seq, chat_id, user_id, type, payload, "
+    "created_at) SELECT taken.last_seq - $1 + x.n, x.c, x.u, x.t, x.p, x.at FROM taken, "
+    "unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY "
+    "AS x(c, u, t, p, at, n)) SELECT last_seq FROM taken";
+constexpr const char* kCommit = "COMMIT";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= $1";
@@ -323,41 +330,65 @@ asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int
   co_return out;
 }
 
-// Appends the events under the event-log lock: seqs are taken from one counter, so they
-// are gapless and in commit order (the lock is held until the events have been handed to
-// the broker, see write()). The lock is taken last of all the locks a write takes, so it
-// cannot be part of a deadlock.
-// Takes the event-log lock (once per transaction) and the next seqs in one round trip,
-// then writes the events in one statement.
-asio::awaitable<void> append_events(PgConnection& c, TxLog& log,
+// Lists events for the transaction to log; write() writes them when it commits. Kept an
+// awaitable like the other steps of a write body.
+asio::awaitable<void> append_events(PgConnection& /*c*/, TxLog& log,
                                     const std::vector<NewEvent>& events, Micros now) {
-  if (events.empty()) co_return;
-  const auto n = static_cast<std::int64_t>(events.size());
-  std::vector<PgStatement> take;
-  if (!log.locked) {
-    // A node that died holding the lock is cut off by the server's keepalive; until then
-    // writers give up after the timeout (503) instead of queueing for ever.
-    take.push_back({kLockTimeout, {}});
-    take.push_back({kLockLog, {}});
+  for (const auto& e : events) {
+    log.pending.push_back(e);
+    log.pending_at.push_back(now);
   }
-  take.push_back({kTakeSeqs, pg_params(n)});
-  auto taken = co_await c.pipeline(std::move(take));
-  log.locked = true;
-  std::int64_t seq = scalar(taken.back()) - n;
-  std::vector<std::int64_t> seqs, chats;
+  co_return;
+}
+
+// BEGIN, and the newest seq in the same round trip: every seq this transaction takes is
+// above it (see uncertain_ in write()).
+asio::awaitable<void> begin_logged(PgConnection& c, TxLog& log) {
+  std::vector<PgStatement> begin;
+  begin.push_back({"BEGIN", {}});
+  begin.push_back({kLastSeq, {}});
+  auto r = co_await c.pipeline(std::move(begin));
+  log.seq_floor = scalar(r.back());
+}
+
+// COMMIT, preceded in the same round trip by the event-log lock, the seqs and the events
+// when there are any. Seqs come from one counter whose row stays locked until COMMIT, so
+// they are gapless and in commit order; the advisory lock is held on until the broker has
+// the events (write()). Taking both locks last of all the locks a write takes, and only
+// here, keeps them out of any deadlock and as short as a COMMIT and a publish: no round
+// trip to chatd runs while they are held before COMMIT.
+asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
+  if (log.pending.empty()) {
+    co_await c.query(kCommit);
+    co_return;
+  }
+  const auto n = static_cast<std::int64_t>(log.pending.size());
+  std::vector<std::int64_t> chats;
   std::vector<std::optional<std::int64_t>> users;
   std::vector<std::string> types, payloads;
-  for (const auto& e : events) {
-    seqs.push_back(++seq);
+  for (const auto& e : log.pending) {
     chats.push_back(e.chat_id);
     users.push_back(e.user_id);
     types.push_back(e.type);
     payloads.push_back(e.payload);
-    log.events.push_back({seq, e.chat_id, e.user_id, e.type, e.payload, now});
   }
-  auto rows = pg_params(int_array(seqs), int_array(chats), int_array(users), text_array(types),
-                        text_array(payloads), now);
-  co_await c.prepared(kInsertEvents, std::move(rows));
+  std::vector<PgStatement> commit;
+  // A node that died holding the lock is cut off by the server's keepalive; until then
+  // writers give up after the timeout (503) instead of queueing for ever.
+  commit.push_back({kLockTimeout, {}});
+  commit.push_back({kLockLog, {}});
+  commit.push_back(
+      {kAppendEvents, pg_params(n, int_array(chats), int_array(users), text_array(types),
+                                text_array(payloads), int_array(log.pending_at))});
+  commit.push_back({kCommit, {}});
+  log.locked = true;  // from here on it may be held, even if a statement fails
+  auto r = co_await c.pipeline(std::move(commit));
+  std::int64_t seq = scalar(r[2]) - n;
+  for (std::size_t i = 0; i < log.pending.size(); ++i) {
+    auto& e = log.pending[i];
+    log.events.push_back(
+        {++seq, e.chat_id, e.user_id, std::move(e.type), std::move(e.payload), log.pending_at[i]});
+  }
 }
 
 asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t chat_id,
@@ -404,20 +435,24 @@ Watermarks watermarks_from(const PgResult& read, const PgResult& delivered) {
 
 // ---- the write path ------------------------------------------------------------------------
 
-// BEGIN, the body, COMMIT; then, still holding the event-log lock, the listener hears the
-// committed events and the barrier waits until the broker has passed them on. Only then may
-// the next transaction take seqs: every node hears events in commit order, so a reader's
-// `since` cursor never passes an event it has not been sent.
+// BEGIN, the body, then the event-log lock, the events and COMMIT in one round trip; then,
+// still holding the event-log lock, the listener hears the committed events and the barrier
+// waits until the broker has passed them on. Only then may the next transaction take seqs:
+// every node hears events in commit order, so a reader's `since` cursor never passes an
+// event it has not been sent.
 asio::awaitable<void> PgChatStore::write(WriteBody body) {
   for (int attempt = 1;; ++attempt) {
     auto lease = co_await db_.pool().acquire();
     TxLog log;
-    PgDatabase::Body with_log = [&body, &log](PgConnection& c) { return body(c, log); };
-    auto result = co_await attempt_transaction(*lease, "BEGIN", with_log);
+    const PgDatabase::Body open = [&log](PgConnection& c) { return begin_logged(c, log); };
+    const PgDatabase::Body with_log = [&body, &log](PgConnection& c) { return body(c, log); };
+    const PgDatabase::Body close = [&log](PgConnection& c) { return commit_logged(c, log); };
+    auto result = co_await attempt_transaction(*lease, open, with_log, close);
     const bool committed = result.committed;
-    if (!committed && result.commit_sent && !lease->healthy() && !log.events.empty() &&
+    // No answer to the COMMIT: its events, if it committed, have seqs above the floor.
+    if (!committed && result.commit_sent && !lease->healthy() && !log.pending.empty() &&
         uncertain_) {
-      uncertain_(log.events.front().seq);
+      uncertain_(log.seq_floor + 1);
     }
     if (committed && !log.events.empty()) {
       // Whatever happens here, the lock below is released.
@@ -796,9 +831,9 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
 // take in turn, so sends were as many per second as that sequence fits in (about 500
 // here). Now the sends that arrive while a batch is being written wait for the next one,
 // and a batch is one transaction: one round trip carrying every send (chat_send_message,
-// a server-side function, and the chat's watermarks), one for the event-log lock and
-// seqs, one statement for all events, one COMMIT and one barrier. A batch is written by
-// one of its own sends; the others are woken when it is done.
+// a server-side function, and the chat's watermarks), one for the event-log lock, all
+// events and COMMIT, and one barrier. A batch is written by one of its own sends; the
+// others are woken when it is done.
 
 struct PgChatStore::PendingSend {
   NewMessage message;

@@ -37,12 +37,25 @@ asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
 
 asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn, const char* begin,
                                                         const PgDatabase::Body& body) {
+  const PgDatabase::Body open = [begin](PgConnection& c) -> asio::awaitable<void> {
+    co_await c.query(begin);
+  };
+  const PgDatabase::Body close = [](PgConnection& c) -> asio::awaitable<void> {
+    co_await c.query("COMMIT");
+  };
+  co_return co_await attempt_transaction(conn, open, body, close);
+}
+
+asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
+                                                        const PgDatabase::Body& open,
+                                                        const PgDatabase::Body& body,
+                                                        const PgDatabase::Body& close) {
   TransactionAttempt out;
   try {
-    co_await conn.query(begin);
+    co_await open(conn);
     co_await body(conn);
     out.commit_sent = true;
-    co_await conn.query("COMMIT");
+    co_await close(conn);
     out.committed = true;
     co_return out;
   } catch (const PgError& e) {

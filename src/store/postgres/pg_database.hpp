@@ -83,6 +83,13 @@ struct TransactionAttempt {
 boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
                                                                const char* begin,
                                                                const PgDatabase::Body& body);
+// The same with the caller's own first and last steps: `open` must start the transaction
+// (it may read something in the same round trip) and `close` must end it with COMMIT (it
+// may write something first, in the same round trip).
+boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
+                                                               const PgDatabase::Body& open,
+                                                               const PgDatabase::Body& body,
+                                                               const PgDatabase::Body& close);
 
 // True for errors that mean "the server is not there right now" rather than a bad query:
 // connection failures, shutdown in progress, too many connections.
