@@ -19,9 +19,16 @@
 
 namespace chat::store::postgres {
 
-// What one write transaction logs. The body only lists its events (append_events); they
-// are written, with their seqs, in the round trip that commits (write()).
+// What one write transaction logs. The body only lists its events (append); they are
+// written, with their seqs, in the round trip that commits (commit_logged).
 struct TxLog {
+  void append(const std::vector<NewEvent>& logged, Micros now) {
+    for (const auto& e : logged) {
+      pending.push_back(e);
+      pending_at.push_back(now);
+    }
+  }
+
   std::vector<NewEvent> pending;
   std::vector<Micros> pending_at;
   std::int64_t seq_floor = 0;       // the newest seq when the transaction began
@@ -138,7 +145,6 @@ constexpr const char* kEventsSince =
 #undef EVENT_COLUMNS
 constexpr const char* kLogState =
     "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
-constexpr const char* kLastSeq = "SELECT last_seq FROM event_log_state WHERE id = 1";
 // The event log's lock, held from taking seqs until the broker has the events (see write()).
 constexpr const char* kLockLog = "SELECT pg_advisory_lock(7316002)";
 constexpr const char* kLockTimeout = "SELECT set_config('lock_timeout', '10s', true)";
@@ -236,6 +242,11 @@ std::int64_t scalar(const PgResult& r) {
   return r.rows() > 0 && !r.is_null(0, 0) ? r.int64(0, 0) : 0;
 }
 
+// The newest seq, from kLogState.
+std::int64_t last_seq_of(const PgResult& state) {
+  return state.rows() > 0 ? state.int64(0, 1) : 0;
+}
+
 // The words of a message as the search index holds them: runs of letters and digits,
 // lower-cased by the server's own Unicode tables (chat/search_query cuts the user's query
 // the same way) and without accents ("crème" -> "creme"), like SQLite's unicode61, so
@@ -330,25 +341,14 @@ asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int
   co_return out;
 }
 
-// Lists events for the transaction to log; write() writes them when it commits. Kept an
-// awaitable like the other steps of a write body.
-asio::awaitable<void> append_events(PgConnection& /*c*/, TxLog& log,
-                                    const std::vector<NewEvent>& events, Micros now) {
-  for (const auto& e : events) {
-    log.pending.push_back(e);
-    log.pending_at.push_back(now);
-  }
-  co_return;
-}
-
 // BEGIN, and the newest seq in the same round trip: every seq this transaction takes is
 // above it (see uncertain_ in write()).
 asio::awaitable<void> begin_logged(PgConnection& c, TxLog& log) {
   std::vector<PgStatement> begin;
   begin.push_back({"BEGIN", {}});
-  begin.push_back({kLastSeq, {}});
+  begin.push_back({kLogState, {}});
   auto r = co_await c.pipeline(std::move(begin));
-  log.seq_floor = scalar(r.back());
+  log.seq_floor = last_seq_of(r.back());
 }
 
 // COMMIT, preceded in the same round trip by the event-log lock, the seqs and the events
@@ -410,7 +410,7 @@ asio::awaitable<WatermarkChange> raise_watermark(PgConnection& c, TxLog& log, co
   auto read = pg_params(chat_id, user_id);
   auto current = co_await c.prepared(read_sql, std::move(read));
   change.value = scalar(current);
-  if (change.changed) co_await append_events(c, log, events(change), now_micros());
+  if (change.changed) log.append(events(change), now_micros());
   co_return change;
 }
 
@@ -621,7 +621,7 @@ asio::awaitable<Replay> PgChatStore::replay(std::int64_t user_id, std::int64_t s
     out = Replay{};
     auto state = co_await c.prepared(kLogState);
     const std::int64_t pruned = state.rows() > 0 ? state.int64(0, 0) : 0;
-    const std::int64_t newest = state.rows() > 0 ? state.int64(0, 1) : 0;
+    const std::int64_t newest = last_seq_of(state);
     if (since < pruned) {
       out.resync_required = true;
       out.last_seq = newest;
@@ -657,7 +657,7 @@ asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id) {
     reads.push_back({kLogState, {}});
     reads.push_back({kReadStates, pg_params(user_id)});
     auto results = co_await c.pipeline(std::move(reads));
-    out.seq = results[0].rows() > 0 ? results[0].int64(0, 1) : 0;
+    out.seq = last_seq_of(results[0]);
     const auto& rows = results[1];
     for (int i = 0; i < rows.rows(); ++i) {
       out.chats.push_back(
@@ -672,7 +672,7 @@ asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id) {
 
 asio::awaitable<std::int64_t> PgChatStore::newest_seq() {
   auto r = co_await db_.query(kLogState);
-  co_return r.rows() > 0 ? r.int64(0, 1) : 0;
+  co_return last_seq_of(r);
 }
 
 // ---- writes ------------------------------------------------------------------------------
@@ -704,7 +704,7 @@ asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<Cr
       co_await c.prepared(kInsertMember, std::move(member));
       out.member_ids.push_back(user_id);
     }
-    co_await append_events(c, log, events(out), chat.now);
+    log.append(events(out), chat.now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -721,7 +721,7 @@ asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t
     auto renamed = co_await c.prepared(kRenameChat, std::move(params));
     if (renamed.affected() != 1) co_return;
     out = co_await chat_by_id(c, chat_id);
-    co_await append_events(c, log, events(*out), now_micros());
+    log.append(events(*out), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -737,10 +737,10 @@ asio::awaitable<bool> PgChatStore::delete_chat(std::int64_t chat_id,
     auto locked = co_await c.prepared(kLockChat, std::move(lock));
     if (locked.rows() == 0) co_return;
     auto members = co_await members_of(c, chat_id);
-    // Rows first: the event-log lock must be the last lock taken (see append_events).
+    // Rows first: the event-log lock must be the last lock taken (see commit_logged).
     co_await delete_chat_rows(c, chat_id);
     auto logged = events(members);
-    co_await append_events(c, log, logged, now_micros());
+    log.append(logged, now_micros());
     deleted = true;
   };
   WriteBody fn = body;
@@ -758,7 +758,7 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
     auto inserted = co_await c.prepared(kInsertMember, std::move(params));
     if (inserted.affected() != 1) co_return;  // a member already, or no such chat
     out = MemberChange{chat_id, user_id, role, std::nullopt};
-    co_await append_events(c, log, events(*out), now);
+    log.append(events(*out), now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -775,7 +775,7 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(std::int64_t 
     auto updated = co_await c.prepared(kSetRole, std::move(params));
     if (updated.affected() != 1) co_return;
     out = MemberChange{chat_id, user_id, role, std::nullopt};
-    co_await append_events(c, log, events(*out), now_micros());
+    log.append(events(*out), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -804,7 +804,7 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
     if (d.chat_deleted) {
       co_await delete_chat_rows(c, chat_id);
       auto logged = events(d);
-      co_await append_events(c, log, logged, now_micros());
+      log.append(logged, now_micros());
     } else {
       auto remove = pg_params(chat_id, user_id);
       co_await c.prepared(kRemoveMember, std::move(remove));
@@ -815,7 +815,7 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
         auto promote = pg_params(chat_id, *d.change.promoted_user_id, role_name(Role::owner));
         co_await c.prepared(kSetRole, std::move(promote));
       }
-      co_await append_events(c, log, events(d), now_micros());
+      log.append(events(d), now_micros());
     }
     out = d;
   };
@@ -1009,7 +1009,7 @@ asio::awaitable<void> PgChatStore::write_sends(
       if (!p.result->created) continue;  // a retry logs nothing
       for (auto& e : p.events(*p.result)) events.push_back(std::move(e));
     }
-    co_await append_events(c, log, events, now_micros());
+    log.append(events, now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1025,7 +1025,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
     auto edited = co_await c.prepared(kEditMessage, std::move(params));
     if (edited.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
-    co_await append_events(c, log, events(*out), now);
+    log.append(events(*out), now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1041,7 +1041,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
     auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
     if (deleted.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
-    co_await append_events(c, log, events(*out), now_micros());
+    log.append(events(*out), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1055,7 +1055,7 @@ asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const Mess
     auto params = pg_params(user_id, message.chat_id, message.id);
     auto inserted = co_await c.prepared(kHideMessage, std::move(params));
     hidden = inserted.affected() == 1;
-    if (hidden) co_await append_events(c, log, events(message), now_micros());
+    if (hidden) log.append(events(message), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1114,7 +1114,7 @@ asio::awaitable<DeliveredBatch> PgChatStore::mark_delivered_many(
     auto after_params = pg_params(chat_id);
     auto after = co_await c.prepared(kLowestDeliveredValue, std::move(after_params));
     out.lowest_after = scalar(after);
-    if (!out.changes.empty()) co_await append_events(c, log, events(out), now_micros());
+    if (!out.changes.empty()) log.append(events(out), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1133,7 +1133,7 @@ asio::awaitable<std::pair<PinRecord, bool>> PgChatStore::pin(std::int64_t chat_i
     auto find = pg_params(chat_id, message_id);
     auto found = co_await c.prepared(kPinByMessage, std::move(find));
     out = {found.rows() > 0 ? read_pin(found, 0) : PinRecord{}, created};
-    if (created) co_await append_events(c, log, events(out.first), now);
+    if (created) log.append(events(out.first), now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
@@ -1151,7 +1151,7 @@ asio::awaitable<bool> PgChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecor
     auto del = pg_params(pin_id);
     auto deleted = co_await c.prepared(kDeletePin, std::move(del));
     if (deleted.affected() != 1) co_return;  // a concurrent unpin won
-    co_await append_events(c, log, events(pin), now_micros());
+    log.append(events(pin), now_micros());
     removed = true;
   };
   WriteBody fn = body;
