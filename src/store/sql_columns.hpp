@@ -12,10 +12,13 @@
   "m.user_id, u.username, m.role, m.joined_at, m.last_read_message_id, " \
   "m.last_delivered_message_id"
 
-// With `m` the messages table and `u` its sender (LEFT JOIN users u ON u.id = m.sender_id).
-#define CHAT_SQL_MESSAGE_COLUMNS                                                                \
-  "m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text, m.created_at, " \
+// With `m` the messages table and `username` the SQL of its sender's name.
+#define CHAT_SQL_MESSAGE_COLUMNS_NAMED(username)         \
+  "m.id, m.chat_id, COALESCE(m.sender_id, 0), " username \
+  ", m.text, m.created_at, "                             \
   "m.edited_at, m.is_deleted, m.forwarded_from, m.client_id"
+// With `u` the sender (LEFT JOIN users u ON u.id = m.sender_id).
+#define CHAT_SQL_MESSAGE_COLUMNS CHAT_SQL_MESSAGE_COLUMNS_NAMED("COALESCE(u.username, '')")
 
 // A chat (`c`) with its member and message counts, as staff list chats.
 #define CHAT_SQL_OVERVIEW_COLUMNS                                  \

@@ -335,6 +335,63 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_TRUE(run(chats.search(bob.id, {"m4"}, std::nullopt, 10)).empty());  // deleted
 }
 
+// Pages skip exactly the viewer's hidden messages (not another member's), in both
+// directions, with hidden runs at and across page edges, and name each message's sender.
+TEST_P(StoreContract, HistoryPagesSkipTheViewersHiddenMessages) {
+  auto ann = make_user("pann");
+  auto bob = make_user("pbob");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "p", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
+  const auto id = run(chats.create_chat(chat, [](const CreatedChat& c) {
+                    return one_event(c.chat_id, "chat_created");
+                  })).chat_id;
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  std::vector<MessageRecord> sent;
+  for (int i = 0; i < 12; ++i) {
+    const auto sender = i % 2 == 0 ? ann.id : bob.id;
+    auto s = run(chats.send_message(
+        {id, sender, "t" + std::to_string(i), "h" + std::to_string(i), std::nullopt, 30 + i},
+        on_send));
+    ASSERT_TRUE(s && s->created);
+    sent.push_back(s->message);
+  }
+  for (int i : {0, 4, 5, 6, 11}) ASSERT_TRUE(run(chats.hide_message(bob.id, sent[i], none)));
+  ASSERT_TRUE(run(chats.hide_message(ann.id, sent[3], none)));  // not hidden for bob
+
+  auto page_of = [&](std::int64_t viewer, std::optional<std::int64_t> before,
+                     std::optional<std::int64_t> after) {
+    auto page = run(chats.history(id, viewer, before, after, 3));
+    EXPECT_TRUE(page);
+    std::vector<int> indexes;
+    for (const auto& m : page->messages) {
+      const auto at = std::find_if(sent.begin(), sent.end(),
+                                   [&](const MessageRecord& s) { return s.id == m.id; });
+      if (at == sent.end()) {
+        ADD_FAILURE() << "a message that was not sent: " << m.id;
+        continue;
+      }
+      const int i = static_cast<int>(at - sent.begin());
+      EXPECT_EQ(m.sender_username, i % 2 == 0 ? "pann" : "pbob");
+      EXPECT_EQ(m.text, at->text);
+      indexes.push_back(i);
+    }
+    return std::pair{indexes, page->has_more};
+  };
+  using Page = std::pair<std::vector<int>, bool>;
+  // Newest first, each page before the last one's oldest message.
+  EXPECT_EQ(page_of(bob.id, std::nullopt, std::nullopt), (Page{{10, 9, 8}, true}));
+  EXPECT_EQ(page_of(bob.id, sent[8].id, std::nullopt), (Page{{7, 3, 2}, true}));
+  EXPECT_EQ(page_of(bob.id, sent[2].id, std::nullopt), (Page{{1}, false}));
+  // Oldest first, after a message.
+  EXPECT_EQ(page_of(bob.id, std::nullopt, sent[0].id), (Page{{1, 2, 3}, true}));
+  EXPECT_EQ(page_of(bob.id, std::nullopt, sent[3].id), (Page{{7, 8, 9}, true}));
+  EXPECT_EQ(page_of(bob.id, std::nullopt, sent[9].id), (Page{{10}, false}));
+  EXPECT_EQ(page_of(bob.id, sent[7].id, sent[2].id), (Page{{3}, false}));
+  // The other member sees everything but their own hidden one.
+  EXPECT_EQ(page_of(ann.id, sent[6].id, std::nullopt), (Page{{5, 4, 2}, true}));
+}
+
 TEST_P(StoreContract, ReplayAndPruning) {
   auto ann = make_user("ann");
   auto bob = make_user("bob");
