@@ -66,7 +66,7 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
 boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
                                                                           NewMessage m) {
   auto events = [](const SentMessage& sent) {
-    return std::vector<NewEvent>{to_event(sent.message.chat_id, message_event(sent.message))};
+    return std::vector<NewEvent>{to_event(sent.message.chat_id, sent.message)};
   };
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");

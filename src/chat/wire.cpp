@@ -174,17 +174,31 @@ json::object pin_json(const PinRecord& p, const MessageRecord& m, std::int64_t v
           {"pinned_at", format_iso8601(p.pinned_at)}};
 }
 
-json::object message_event(const MessageRecord& m) {
-  return {
-      {"type", "message"},
-      {"message_id", m.id},
-      {"chat_id", m.chat_id},
-      {"text", m.text},
-      {"sender", m.sender_username},
-      {"sender_id", m.sender_id},
-      {"created_at", format_iso8601(m.created_at)},
-      {"forwarded_from", m.forwarded_from ? json::value(*m.forwarded_from) : json::value(nullptr)},
-      {"client_id", m.client_id ? json::value(*m.client_id) : json::value(nullptr)}};
+std::string message_event(const MessageRecord& m) {
+  // Written as text (the send path's hottest JSON): a tree of nine members cost a dozen
+  // allocations per message on the writer's thread.
+  std::string out;
+  out.reserve(200 + m.text.size() + m.sender_username.size());
+  json_text::ObjectWriter o(out);
+  o.string("type", "message");
+  o.number("message_id", m.id);
+  o.number("chat_id", m.chat_id);
+  o.string("text", m.text);
+  o.string("sender", m.sender_username);
+  o.number("sender_id", m.sender_id);
+  o.string("created_at", format_iso8601(m.created_at));
+  if (m.forwarded_from) {
+    o.number("forwarded_from", *m.forwarded_from);
+  } else {
+    o.null("forwarded_from");
+  }
+  if (m.client_id) {
+    o.string("client_id", *m.client_id);
+  } else {
+    o.null("client_id");
+  }
+  o.close();
+  return out;
 }
 
 json::object edit_event(const MessageRecord& m) {
@@ -234,6 +248,10 @@ json::object chat_event(const char* type, std::int64_t chat_id, const ChatSummar
 
 json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id, Role role) {
   return {{"type", type}, {"chat_id", chat_id}, {"user_id", user_id}, {"role", role_name(role)}};
+}
+
+NewEvent to_event(std::int64_t chat_id, const MessageRecord& m) {
+  return {chat_id, std::nullopt, "message", message_event(m)};
 }
 
 NewEvent to_event(std::int64_t chat_id, const json::object& payload,

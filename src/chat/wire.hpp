@@ -37,8 +37,9 @@ boost::json::object shared_chat_json(const store::ChatSummary& s);
 boost::json::object pin_json(const store::PinRecord& p, const store::MessageRecord& m,
                              std::int64_t viewer, const store::Watermarks& w);
 
-// Server events (API.md "Server → client"), as stored in the event log.
-boost::json::object message_event(const store::MessageRecord& m);
+// Server events (API.md "Server → client"), as stored in the event log. A new message's
+// event is JSON text.
+std::string message_event(const store::MessageRecord& m);
 boost::json::object edit_event(const store::MessageRecord& m);
 boost::json::object delete_event(const store::MessageRecord& m, bool for_me);
 boost::json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value);
@@ -52,6 +53,8 @@ boost::json::object member_event(const char* type, std::int64_t chat_id, std::in
 
 store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payload,
                          std::optional<std::int64_t> only_user = std::nullopt);
+// The message event of a new message, for every member.
+store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
 
 // A logged event as `viewer` receives it: with its seq, and client_id blanked on other
 // people's messages.

@@ -165,8 +165,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     auto sent = co_await messages_.send(me, std::move(in));
     if (!sent) co_return fail(sent.error());
     // A retry commits nothing new, so nothing is broadcast: acknowledge it here.
-    if (!sent->created)
-      co_return std::vector<std::string>{json::serialize(chats::message_event(sent->message))};
+    if (!sent->created) co_return std::vector<std::string>{chats::message_event(sent->message)};
     co_return std::vector<std::string>{};
   }
   if (type == "typing") {

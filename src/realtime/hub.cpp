@@ -1,5 +1,6 @@
 #include "realtime/hub.hpp"
 
+#include <boost/json/monotonic_resource.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -220,7 +221,11 @@ void Hub::on_logged(const store::EventRecord& event) {
   auto& m = metrics::metrics();
   if (event.created_at > 0) m.event_log_lag.observe_micros(now_micros() - event.created_at);
   m.event_log_seq.raise_to(event.seq);
-  boost::json::value parsed = boost::json::parse(event.payload);
+  // Parsed into a buffer on the stack (the heap only past it): this runs once per event,
+  // and each member and string of a parsed tree was an allocation.
+  unsigned char scratch[2048];
+  boost::json::monotonic_resource arena(scratch, sizeof scratch);
+  boost::json::value parsed = boost::json::parse(event.payload, &arena);
   const auto& o = parsed.as_object();
   const std::string& type = event.type;
   const bool is_message = type == "message";
