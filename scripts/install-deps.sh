@@ -6,7 +6,7 @@ set -euo pipefail
 build_packages=(
   g++ cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-  libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev libssl-dev libjwt-dev
+  libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev libssl-dev libjwt-dev libjemalloc-dev
   libspdlog-dev libcli11-dev
 )
 test_packages=(
