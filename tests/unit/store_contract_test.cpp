@@ -362,8 +362,11 @@ TEST_P(StoreContract, HistoryPagesSkipTheViewersHiddenMessages) {
   auto page_of = [&](std::int64_t viewer, std::optional<std::int64_t> before,
                      std::optional<std::int64_t> after) {
     auto page = run(chats.history(id, viewer, before, after, 3));
-    EXPECT_TRUE(page);
     std::vector<int> indexes;
+    if (!page) {
+      ADD_FAILURE() << "no page for a member";
+      return std::pair{indexes, false};
+    }
     for (const auto& m : page->messages) {
       const auto at = std::find_if(sent.begin(), sent.end(),
                                    [&](const MessageRecord& s) { return s.id == m.id; });

@@ -38,7 +38,7 @@ constexpr const char* kLastVisibleMessage =
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = ?1 AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT 1";
 // A page of history reads only the messages table: the viewer's hidden ids in the page's
-// range come from one range read merged in order (see next_visible), and each sender's
+// range come from one range read merged in order (see visible_rows), and each sender's
 // name is read once per page. Probing hidden_messages and users for every row (as the
 // single-message reads above do) cost a third of a page's reading.
 constexpr const char* kPageNewestFirst = "SELECT " CHAT_SQL_MESSAGE_COLUMNS_NAMED(
