@@ -149,6 +149,21 @@ def test_delete_chat(client, people):
     assert g["id"] not in [c["id"] for c in client.get("/api/chats/", token=bob["access"]).json()]
 
 
+def test_delete_chat_with_many_messages(client, people):
+    # Deleting the rows takes more undo space than a write's savepoint keeps in memory.
+    ann, bob = people["ann"], people["bob"]
+    g = new_group(client, ann, bob, name="long history")
+    tag = unique_name("h")
+    for i in range(1500):
+        send(client, ann, g["id"], f"{i} {tag} " + "many words of history " * 20)
+    r = client.request("DELETE", f"/api/chats/{g['id']}/", token=ann["access"])
+    assert r.status_code == 204, r.text
+    assert client.get(f"/api/chats/{g['id']}/", token=ann["access"]).status_code == 404
+    r = client.get(f"/api/messages/search/?q={tag}", token=bob["access"])
+    assert r.status_code == 200, r.text
+    assert r.json()["results"] == []
+
+
 def test_join_starts_with_nothing_unread(client):
     a, b, c = client.register(), client.register(), client.register()
     g = new_group(client, a, b)

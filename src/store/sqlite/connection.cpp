@@ -91,11 +91,11 @@ std::optional<std::int64_t> Statement::optional_int64(int col) const {
 
 Connection::Connection(const std::string& path, bool read_only, const std::string& synchronous) {
   // Once, before the first connection: SQLite's allocation statistics take a global mutex
-  // on every malloc and free, and nothing here reads them. A savepoint's undo copies of the
-  // pages it changes stay in one memory block of up to 1 MiB before spilling to a file
+  // on every malloc and free, and nothing here reads them. Savepoint and statement journals
+  // (undo copies of the pages a write changes) stay in memory, never spilling to a file
   // (see the writer's pragmas below). (After sqlite3_initialize this is refused, harmlessly.)
-  static const int configured = sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) |
-                                sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, 1 << 20);
+  static const int configured =
+      sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0) | sqlite3_config(SQLITE_CONFIG_STMTJRNL_SPILL, -1);
   (void)configured;
   const int flags =
       (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) |
@@ -120,13 +120,16 @@ Connection::Connection(const std::string& path, bool read_only, const std::strin
                              unicode_lower, nullptr, nullptr, nullptr);
   std::string pragmas = "PRAGMA foreign_keys=ON; PRAGMA synchronous=" + synchronous + ";";
   // The writer runs each write of a group commit in a savepoint, whose undo copies of the pages it
-  // changes would spill to a temporary file past 64 KiB: a pwrite per page and savepoint. They stay
-  // in memory, in one block (SQLITE_CONFIG_STMTJRNL_SPILL above): temp_store=MEMORY would keep them
-  // in 1 KiB pieces, a malloc and a free for each, and Debian's SQLite has no lookaside allocator
-  // to absorb them. Checkpoints copy every page the WAL holds into the database file (and sync it):
-  // at 10,000 pages instead of SQLite's 1,000, a page rewritten by many commits is copied once, and
+  // changes would spill to a temporary file past 64 KiB, a pwrite per page (a send's often do),
+  // so they stay in memory, in 1 KiB pieces. Not in one larger block: with a spill threshold of
+  // about 128 KiB or more, SQLite 3.40 fails every statement whose journal outgrows the threshold
+  // with SQLITE_FULL (deleting a chat of 1,500 messages did; so did pruning events).
+  //
+  // Checkpoints copy every page the WAL holds into the database file (and sync it): at 10,000
+  // pages instead of SQLite's 1,000, a page rewritten by many commits is copied once, and
   // checkpoints are a tenth as frequent (Database moves them off the writer's thread:
   // checkpointer.hpp).
+  //
   // The writer keeps up to 64 MiB of pages (SQLite's default is 2 MiB): its cache stays valid from
   // one transaction to the next, as no other connection writes, and the index pages that messages
   // to a thousand chats touch were read again with a pread each.
