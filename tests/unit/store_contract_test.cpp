@@ -17,6 +17,7 @@
 #include <functional>
 #include <mutex>
 #include <set>
+#include <thread>
 
 #include "config/settings.hpp"
 #include "store/postgres/pg_connection.hpp"
@@ -413,6 +414,49 @@ TEST_P(StoreContract, ReplayAndPruning) {
   EXPECT_EQ(run(chats.prune_events(now_micros() + 1'000'000)), 1);
   EXPECT_TRUE(run(chats.replay(bob.id, 0, 10)).resync_required);
   EXPECT_FALSE(run(chats.replay(bob.id, replay.last_seq, 10)).resync_required);
+}
+
+// Pruning a backlog larger than one of SQLite's prune slices (2,000 seqs): everything past
+// the window goes, nothing inside it, and a replay from before the cut asks for a resync.
+TEST_P(StoreContract, PruningABacklogKeepsTheEventsInsideTheWindow) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  const auto chat_id = run(chats.create_chat(chat, [](const CreatedChat& c) {
+                         return one_event(c.chat_id, "chat_created");
+                       })).chat_id;
+  const auto first_seq = run(chats.newest_seq());
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  // Sent together (a few round trips), at the time of sending, as the service does.
+  auto send_all = [&](int n) {
+    io_.restart();
+    for (int i = 0; i < n; ++i) {
+      boost::asio::co_spawn(
+          io_,
+          [&]() -> boost::asio::awaitable<void> {
+            NewMessage m{chat_id, ann.id, "x", std::nullopt, std::nullopt, now_micros()};
+            co_await chats.send_message(m, on_send);
+          },
+          boost::asio::detached);
+    }
+    io_.run();
+  };
+  constexpr int kOld = 4500;
+  constexpr int kNew = 300;
+  send_all(kOld);
+  const auto last_old = run(chats.newest_seq());
+  ASSERT_EQ(last_old - first_seq, kOld);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  const auto cut = now_micros();
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  send_all(kNew);
+  // Every event up to the newest one past the window: the chat's, then the old sends.
+  EXPECT_EQ(run(chats.prune_events(cut)), last_old);
+  EXPECT_EQ(run(chats.prune_events(cut)), 0);  // nothing left past the window
+  EXPECT_TRUE(run(chats.replay(ann.id, first_seq, 10)).resync_required);
+  auto rest = run(chats.replay(ann.id, last_old, kNew + 10));
+  EXPECT_FALSE(rest.resync_required);
+  EXPECT_EQ(rest.events.size(), static_cast<std::size_t>(kNew));
 }
 
 TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <iterator>
+#include <optional>
 #include <utility>
 
 #include "store/sql_columns.hpp"
@@ -129,6 +130,10 @@ constexpr const char* kInsertEvent =
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= ?1";
+constexpr const char* kOldestEvent = "SELECT COALESCE(min(seq), 0) FROM events";
+// Pruning deletes this many seqs per write: a write holds the writer, and every send queued
+// behind it, for one slice only, and its undo copies (kept in memory) stay small.
+constexpr std::int64_t kPruneSlice = 2000;
 constexpr const char* kSetPrunedThrough =
     "UPDATE event_log_state SET pruned_through = max(pruned_through, ?1) WHERE id = 1";
 
@@ -955,20 +960,31 @@ boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id,
 }
 
 boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before) {
-  auto q = [before](Connection& c) {
-    Transaction tx(c);
+  // The newest seq past the window, from a range of the time index (a reader's job), then
+  // the events up to it, oldest first, a slice per write.
+  const std::int64_t through = co_await db_.scan([before](Connection& c) {
     auto upto = c.prepare(kPruneEventsUpTo);
     upto.bind(1, before);
-    const std::int64_t through = upto.step() ? upto.int64(0) : 0;
-    int n = 0;
-    if (through > 0) {
-      n = c.prepare(kDeleteEventsUpTo).bind(1, through).exec();
-      c.prepare(kSetPrunedThrough).bind(1, through).exec();
-    }
-    tx.commit();
-    return static_cast<std::int64_t>(n);
-  };
-  co_return co_await write(std::move(q));
+    return upto.step() ? upto.int64(0) : std::int64_t{0};
+  });
+  std::int64_t pruned = 0;
+  for (;;) {
+    auto slice = [through](Connection& c) {
+      Transaction tx(c);
+      auto oldest = c.prepare(kOldestEvent);
+      const std::int64_t first = oldest.step() ? oldest.int64(0) : 0;
+      if (first == 0 || first > through) return std::optional<std::int64_t>();
+      const std::int64_t upto = std::min(through, first + kPruneSlice - 1);
+      const int n = c.prepare(kDeleteEventsUpTo).bind(1, upto).exec();
+      c.prepare(kSetPrunedThrough).bind(1, upto).exec();
+      tx.commit();
+      return std::optional<std::int64_t>(n);
+    };
+    const auto n = co_await write(std::move(slice));
+    if (!n) break;
+    pruned += *n;
+  }
+  co_return pruned;
 }
 
 }  // namespace chat::store::sqlite
