@@ -19,6 +19,8 @@
 #include <set>
 #include <thread>
 
+#include <sqlite3.h>
+
 #include "config/settings.hpp"
 #include "store/postgres/pg_connection.hpp"
 #include "store/postgres/pg_store.hpp"
@@ -496,6 +498,206 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   EXPECT_EQ(run(chats.search(ann.id, {"moon"}, std::nullopt, 10)).size(), 1U);
   auto bob = make_user("bob");
   EXPECT_TRUE(run(chats.search(bob.id, {"moon"}, std::nullopt, 10)).empty());  // not his chat
+}
+
+namespace {
+
+// On SQLite: the full-text index holds exactly the terms of the live messages' current
+// texts, compared, term by term and position by position, with a new index made from them.
+// A removal made with the wrong text leaves terms behind that search may never show.
+void expect_index_matches_texts(const std::filesystem::path& file) {
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  auto count = [&](const char* sql) {
+    sqlite3_stmt* st = nullptr;
+    EXPECT_EQ(sqlite3_prepare_v2(db, sql, -1, &st, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    const std::int64_t n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+  };
+  ASSERT_EQ(sqlite3_exec(db,
+                         "CREATE VIRTUAL TABLE temp.actual USING fts5vocab(main, messages_fts, "
+                         "'instance');"
+                         "CREATE VIRTUAL TABLE temp.fresh USING fts5(text, tokenize = "
+                         "'unicode61 remove_diacritics 2');"
+                         "INSERT INTO temp.fresh(rowid, text) "
+                         "SELECT id, text FROM messages WHERE is_deleted = 0;"
+                         "CREATE VIRTUAL TABLE temp.expected USING fts5vocab(temp, fresh, "
+                         "'instance');",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  EXPECT_GT(count("SELECT count(*) FROM temp.expected"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, offset FROM temp.actual EXCEPT "
+                  "SELECT term, doc, offset FROM temp.expected)"),
+            0);
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, offset FROM temp.expected EXCEPT "
+                  "SELECT term, doc, offset FROM temp.actual)"),
+            0);
+  sqlite3_close(db);
+}
+
+// Runs the writes together, so that on SQLite they share group commits: each write's
+// index changes wait for its group's COMMIT, after the writes queued before it.
+void run_together(boost::asio::io_context& io,
+                  const std::vector<std::function<boost::asio::awaitable<void>()>>& writes) {
+  io.restart();
+  for (const auto& w : writes) boost::asio::co_spawn(io, w(), boost::asio::detached);
+  io.run();
+}
+
+}  // namespace
+
+// Search answers from each message's current text, whatever order its sending, edits and
+// deletion reached the store in, several of them in one group commit.
+TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  auto chat_id = [&](const char* name) {
+    NewChat chat{ChatType::group, name, {{ann.id, Role::owner}}, 10};
+    return run(chats.create_chat(
+                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
+        .chat_id;
+  };
+  const auto kept = chat_id("kept");
+  const auto doomed = chat_id("doomed");
+  constexpr int kMessages = 24;
+  // Search matches prefixes: "third1z" must not find "third10z".
+  auto word = [](int i) { return std::to_string(i) + "z"; };
+  std::vector<std::int64_t> ids;
+  std::vector<std::int64_t> doomed_ids;
+  for (int i = 0; i < kMessages; ++i) {
+    const auto text = "first" + word(i) + " common";
+    ids.push_back(
+        run(chats.send_message({kept, ann.id, text, std::nullopt, std::nullopt, 20}, on_send))
+            ->message.id);
+    doomed_ids.push_back(
+        run(chats.send_message({doomed, ann.id, text, std::nullopt, std::nullopt, 20}, on_send))
+            ->message.id);
+  }
+  // Each message edited twice; every third then deleted; new messages sent and edited in
+  // between; the other chat's messages edited, then the chat deleted.
+  std::vector<std::function<boost::asio::awaitable<void>()>> writes;
+  std::vector<std::int64_t> late;
+  for (int i = 0; i < kMessages; ++i) {
+    const auto id = ids[static_cast<std::size_t>(i)];
+    const auto n = word(i);
+    // Arguments are named locals: g++ 12 mishandles some temporaries in a co_await.
+    writes.emplace_back([&, id, i, n]() -> boost::asio::awaitable<void> {
+      std::string second = "second" + n + " common";
+      co_await chats.edit_message(id, second, 30, none);
+      std::string third = "third" + n + " common";
+      co_await chats.edit_message(id, third, 31, none);
+      if (i % 3 == 0) co_await chats.delete_message(id, none);
+    });
+    writes.emplace_back([&, n]() -> boost::asio::awaitable<void> {
+      NewMessage message{kept, ann.id, "late" + n + " common", std::nullopt, std::nullopt, 40};
+      auto sent = co_await chats.send_message(message, on_send);
+      std::string later = "later" + n + " common";
+      co_await chats.edit_message(sent->message.id, later, 41, none);
+      late.push_back(sent->message.id);
+    });
+    const auto other = doomed_ids[static_cast<std::size_t>(i)];
+    writes.emplace_back([&, other, n]() -> boost::asio::awaitable<void> {
+      std::string gone = "gone" + n;
+      co_await chats.edit_message(other, gone, 30, none);
+    });
+  }
+  EventsFor<std::vector<MemberRecord>> no_events = [](const auto&) {
+    return std::vector<NewEvent>{};
+  };
+  writes.emplace_back(
+      [&]() -> boost::asio::awaitable<void> { co_await chats.delete_chat(doomed, no_events); });
+  run_together(io_, writes);
+  ASSERT_EQ(late.size(), static_cast<std::size_t>(kMessages));
+
+  auto found = [&](const std::string& term) {
+    std::vector<std::int64_t> out;
+    for (const auto& m : run(chats.search(ann.id, {term}, std::nullopt, 100))) out.push_back(m.id);
+    return out;
+  };
+  for (int i = 0; i < kMessages; ++i) {
+    const auto n = word(i);
+    const auto id = ids[static_cast<std::size_t>(i)];
+    EXPECT_TRUE(found("first" + n).empty()) << i;
+    EXPECT_TRUE(found("second" + n).empty()) << i;
+    EXPECT_TRUE(found("gone" + n).empty()) << i;
+    EXPECT_TRUE(found("late" + n).empty()) << i;
+    EXPECT_EQ(found("third" + n),
+              i % 3 == 0 ? std::vector<std::int64_t>{} : std::vector<std::int64_t>{id})
+        << i;
+  }
+  std::vector<std::int64_t> live;
+  for (int i = 0; i < kMessages; ++i) {
+    if (i % 3 != 0) live.push_back(ids[static_cast<std::size_t>(i)]);
+  }
+  live.insert(live.end(), late.begin(), late.end());
+  std::sort(live.rbegin(), live.rend());
+  EXPECT_EQ(found("common"), live);  // newest first, nothing deleted, nothing twice
+  if (GetParam().name == "sqlite") expect_index_matches_texts(scratch_ / "db.sqlite3");
+}
+
+// A database made before the text index read from the messages rows (migration 4): its
+// index, a copy of every live text, is made again from the rows, and edits after the
+// migration remove the terms the rows held.
+TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
+  if (GetParam().name != "sqlite") GTEST_SKIP() << "SQLite's full-text index";
+  auto ann = make_user("ann");
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  const auto chat_id = run(store_->chats().create_chat(chat, [](const CreatedChat& c) {
+                         return one_event(c.chat_id, "chat_created");
+                       })).chat_id;
+  auto send = [&](const char* text) {
+    return run(store_->chats().send_message({chat_id, ann.id, text, std::nullopt, std::nullopt, 20},
+                                            on_send))
+        ->message.id;
+  };
+  const auto edited = send("alpha first");
+  const auto deleted = send("bravo first");
+  const auto plain = send("charlie first");
+  ASSERT_TRUE(run(store_->chats().edit_message(edited, "alpha second", 30, none)));
+  ASSERT_TRUE(run(store_->chats().delete_message(deleted, none)));
+  store_.reset();
+
+  // What the index was before: its own copy of each live message's text.
+  const auto file = scratch_ / "db.sqlite3";
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "DROP TABLE messages_fts;"
+                         "CREATE VIRTUAL TABLE messages_fts USING fts5(text, tokenize = "
+                         "'unicode61 remove_diacritics 2');"
+                         "INSERT INTO messages_fts(rowid, text) "
+                         "SELECT id, text FROM messages WHERE is_deleted = 0;"
+                         "DELETE FROM schema_migrations WHERE version = 4;",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
+  sqlite3_close(db);
+
+  store_ = GetParam().open(scratch_.string(), io_.get_executor());
+  const auto applied = store_->migrate();
+  ASSERT_EQ(applied.size(), 1U);
+  EXPECT_EQ(applied[0].version, 4);
+  expect_index_matches_texts(file);
+  auto found = [&](const char* term) {
+    std::vector<std::int64_t> out;
+    for (const auto& m : run(store_->chats().search(ann.id, {term}, std::nullopt, 10))) {
+      out.push_back(m.id);
+    }
+    return out;
+  };
+  EXPECT_EQ(found("first"), std::vector<std::int64_t>{plain});
+  EXPECT_EQ(found("alpha"), std::vector<std::int64_t>{edited});
+  EXPECT_TRUE(found("bravo").empty());
+  ASSERT_TRUE(run(store_->chats().edit_message(plain, "charlie third", 40, none)));
+  EXPECT_TRUE(found("first").empty());
+  EXPECT_EQ(found("third"), std::vector<std::int64_t>{plain});
+  expect_index_matches_texts(file);
 }
 
 // Many sends at once, several with the same client_id: one message per client_id, ids in

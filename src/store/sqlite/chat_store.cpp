@@ -146,8 +146,12 @@ constexpr const char* kInsertMember =
     "last_delivered_message_id) SELECT ?1, ?2, ?3, ?4, (SELECT COALESCE(max(seq), 0) FROM events), "
     "c.last_message_id, c.last_message_id FROM chats c WHERE c.id = ?1";
 constexpr const char* kRenameChat = "UPDATE chats SET name = ?2 WHERE id = ?1";
+// The index reads each entry's text from the messages row (external content): run after
+// the queued index changes (run_deferred), while the rows still hold what was indexed.
+// Deleted messages have no entry.
 constexpr const char* kDeleteChatFts =
-    "DELETE FROM messages_fts WHERE rowid IN (SELECT id FROM messages WHERE chat_id = ?1)";
+    "DELETE FROM messages_fts WHERE rowid IN "
+    "(SELECT id FROM messages WHERE chat_id = ?1 AND is_deleted = 0)";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = ?1";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
 constexpr const char* kSetRole =
@@ -171,7 +175,10 @@ constexpr const char* kSenderWatermarks =
     "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id "
     "= ?2";
 constexpr const char* kInsertFts = "INSERT INTO messages_fts(rowid, text) VALUES (?1, ?2)";
-constexpr const char* kDeleteFts = "DELETE FROM messages_fts WHERE rowid = ?1";
+// An external-content index removes an entry's terms by the text it was made from.
+constexpr const char* kDeleteFts =
+    "INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', ?1, ?2)";
+constexpr const char* kLiveText = "SELECT text FROM messages WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kDeleteMessage =
@@ -366,8 +373,19 @@ void index_text(Connection& c, std::int64_t id, const std::string& text) {
   c.defer(
       [id, text](Connection& conn) { conn.prepare(kInsertFts).bind(1, id).bind(2, text).exec(); });
 }
-void unindex_text(Connection& c, std::int64_t id) {
-  c.defer([id](Connection& conn) { conn.prepare(kDeleteFts).bind(1, id).exec(); });
+// `text` is the message's text before this write changed it: what the queued changes
+// before this one leave indexed for it.
+void unindex_text(Connection& c, std::int64_t id, const std::string& text) {
+  c.defer(
+      [id, text](Connection& conn) { conn.prepare(kDeleteFts).bind(1, id).bind(2, text).exec(); });
+}
+
+// The text of a message not deleted, before a write changes it.
+std::optional<std::string> live_text(Connection& c, std::int64_t id) {
+  auto s = c.prepare(kLiveText);
+  s.bind(1, id);
+  if (!s.step()) return std::nullopt;
+  return s.text(0);
 }
 
 WatermarkChange raise_watermark(Connection& c, const char* raise_sql, const char* read_sql,
@@ -832,10 +850,11 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
     std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
   auto q = [id, text = std::move(text), now, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kEditMessage).bind(1, id).bind(2, text).bind(3, now).exec() != 1) {
+    auto before = live_text(c, id);
+    if (!before || c.prepare(kEditMessage).bind(1, id).bind(2, text).bind(3, now).exec() != 1) {
       return std::optional<MessageRecord>();
     }
-    unindex_text(c, id);
+    unindex_text(c, id, *before);
     index_text(c, id, text);
     auto message = message_by_id(c, id);
     append_events(c, events(*message), now);
@@ -849,8 +868,11 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
     std::int64_t id, EventsFor<MessageRecord> events) {
   auto q = [id, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kDeleteMessage).bind(1, id).exec() != 1) return std::optional<MessageRecord>();
-    unindex_text(c, id);
+    auto before = live_text(c, id);
+    if (!before || c.prepare(kDeleteMessage).bind(1, id).exec() != 1) {
+      return std::optional<MessageRecord>();
+    }
+    unindex_text(c, id, *before);
     auto message = message_by_id(c, id);
     append_events(c, events(*message), now_micros());
     tx.commit();

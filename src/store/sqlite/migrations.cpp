@@ -127,10 +127,22 @@ CREATE TABLE ended_sessions (
 );
 )sql";
 
+// The full-text index reads message text from `messages` (external content) instead of
+// keeping a copy of every text, a fifth of the file, and keeps no per-row token counts
+// (`columnsize=0`: nothing ranks by them). An entry is removed with the text it was made
+// from (chat_store.cpp: unindex_text). Deleted messages have no entry, as before.
+constexpr const char* k0004_external_text_index = R"sql(
+DROP TABLE messages_fts;
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, content = 'messages', content_rowid = 'id',
+  columnsize = 0, tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages WHERE is_deleted = 0;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
     {3, "ended_sessions", k0003_ended_sessions},
+    {4, "external_text_index", k0004_external_text_index},
 };
 
 }  // namespace
