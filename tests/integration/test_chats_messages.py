@@ -150,7 +150,7 @@ def test_delete_chat(client, people):
 
 
 def test_delete_chat_with_many_messages(client, people):
-    # Deleting the rows takes more undo space than a write's savepoint keeps in memory.
+    # Deleting the rows needs megabytes of undo copies in the write's savepoint.
     ann, bob = people["ann"], people["bob"]
     g = new_group(client, ann, bob, name="long history")
     tag = unique_name("h")

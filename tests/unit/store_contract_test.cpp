@@ -461,6 +461,17 @@ TEST_P(StoreContract, PruningABacklogKeepsTheEventsInsideTheWindow) {
   EXPECT_EQ(rest.events.size(), static_cast<std::size_t>(kNew));
 }
 
+namespace {
+
+std::vector<std::int64_t> ids_of(const std::vector<MessageRecord>& found) {
+  std::vector<std::int64_t> out;
+  out.reserve(found.size());
+  for (const auto& m : found) out.push_back(m.id);
+  return out;
+}
+
+}  // namespace
+
 TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   auto ann = make_user("ann");
   auto& chats = store_->chats();
@@ -475,11 +486,6 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
         {created.chat_id, ann.id, text, std::nullopt, std::nullopt, 20}, on_send));
     ids.push_back(sent->message.id);
   }
-  auto ids_of = [](const std::vector<MessageRecord>& found) {
-    std::vector<std::int64_t> out;
-    for (const auto& m : found) out.push_back(m.id);
-    return out;
-  };
   // Terms come lower-cased from chat/search_query; the text's case must not matter.
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"мир"}, std::nullopt, 10))),
             std::vector<std::int64_t>{ids[0]});
@@ -614,9 +620,7 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
   ASSERT_EQ(late.size(), static_cast<std::size_t>(kMessages));
 
   auto found = [&](const std::string& term) {
-    std::vector<std::int64_t> out;
-    for (const auto& m : run(chats.search(ann.id, {term}, std::nullopt, 100))) out.push_back(m.id);
-    return out;
+    return ids_of(run(chats.search(ann.id, {term}, std::nullopt, 100)));
   };
   for (int i = 0; i < kMessages; ++i) {
     const auto n = word(i);
@@ -685,11 +689,7 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   EXPECT_EQ(applied[0].version, 4);
   expect_index_matches_texts(file);
   auto found = [&](const char* term) {
-    std::vector<std::int64_t> out;
-    for (const auto& m : run(store_->chats().search(ann.id, {term}, std::nullopt, 10))) {
-      out.push_back(m.id);
-    }
-    return out;
+    return ids_of(run(store_->chats().search(ann.id, {term}, std::nullopt, 10)));
   };
   EXPECT_EQ(found("first"), std::vector<std::int64_t>{plain});
   EXPECT_EQ(found("alpha"), std::vector<std::int64_t>{edited});

@@ -368,16 +368,19 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
 // the terms it holds in memory to a new index segment at every savepoint, so indexing
 // inside each write's savepoint made one segment per message, and writing and merging
 // them took a fifth of the writer's time. Queued in order, so an edit or a deletion of a
-// message sent earlier in the same group applies after its insertion.
-void index_text(Connection& c, std::int64_t id, const std::string& text) {
+// message sent earlier in the same group applies after its insertion. `sql` binds the
+// message's id and text.
+void queue_index_change(Connection& c, const char* sql, std::int64_t id, const std::string& text) {
   c.defer(
-      [id, text](Connection& conn) { conn.prepare(kInsertFts).bind(1, id).bind(2, text).exec(); });
+      [sql, id, text](Connection& conn) { conn.prepare(sql).bind(1, id).bind(2, text).exec(); });
+}
+void index_text(Connection& c, std::int64_t id, const std::string& text) {
+  queue_index_change(c, kInsertFts, id, text);
 }
 // `text` is the message's text before this write changed it: what the queued changes
 // before this one leave indexed for it.
 void unindex_text(Connection& c, std::int64_t id, const std::string& text) {
-  c.defer(
-      [id, text](Connection& conn) { conn.prepare(kDeleteFts).bind(1, id).bind(2, text).exec(); });
+  queue_index_change(c, kDeleteFts, id, text);
 }
 
 // The text of a message not deleted, before a write changes it.
