@@ -32,7 +32,11 @@ Database::~Database() {
 }
 
 namespace {
-constexpr int kMaxGroup = 256;
+// Up to 1,024 writes per COMMIT. At 256, 1,000 senders each waiting for its acknowledgement
+// queued behind up to three full groups; alternating closed-loop runs gave a p99 of
+// 105-145 ms against 125-252 ms, and no less throughput. A group's pages and its COMMIT
+// cost about the same either way: most pages are each chat's own index leaves.
+constexpr int kMaxGroup = 1024;
 constexpr std::chrono::microseconds kGroupWindow{1000};
 // Writes stopped this long ago: the WAL is copied back (Checkpointer::writer_quiet). At most
 // one such checkpoint (and its fsync) a second, however the writes trickle in.

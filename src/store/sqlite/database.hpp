@@ -5,7 +5,7 @@
 //
 // Group commit: writes that queue up while the writer is busy run in one transaction, each
 // in a savepoint of its own (a failing one undoes only itself), and one COMMIT ends the
-// group once the queue is empty (or 256 writes in), but no sooner than a millisecond after
+// group once the queue is empty (or 1,024 writes in), but no sooner than a millisecond after
 // the previous COMMIT. Every write's caller resumes only after that COMMIT, and
 // after-commit hooks (the event listener) run right after it, in order: nothing is
 // acknowledged or published before it is committed.
