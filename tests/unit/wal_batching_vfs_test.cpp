@@ -84,6 +84,37 @@ TEST(WalBatchingVfs, EveryCommitIsVisibleToReadersAtOnce) {
   std::filesystem::remove_all(dir);
 }
 
+// A group commit larger than the gathering buffer (2 MiB) and held entirely in the page
+// cache: its frames go out in pieces before the commit frame, and readers see all of it
+// at once, never a part.
+TEST(WalBatchingVfs, ACommitLargerThanTheBufferIsSeenWhole) {
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("chatd-wal-big-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  const std::string path = (dir / "db.sqlite3").string();
+  {
+    Db writer(path, chat::store::sqlite::wal_batching_vfs(),
+              SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    writer.exec(
+        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;"
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    Db reader(path, nullptr, SQLITE_OPEN_READONLY);
+    const std::string big(3000, 'x');
+    for (int round = 1; round <= 3; ++round) {
+      writer.exec("BEGIN");
+      for (int r = 0; r < 2000; ++r) writer.exec("INSERT INTO t(v) VALUES ('" + big + "')");
+      EXPECT_EQ(reader.scalar("SELECT count(*) FROM t"), (round - 1) * 2000);
+      writer.exec("COMMIT");
+      ASSERT_EQ(reader.scalar("SELECT count(*) FROM t"), round * 2000);
+    }
+  }
+  Db again(path, nullptr, SQLITE_OPEN_READONLY);
+  EXPECT_EQ(again.scalar("SELECT count(*) FROM t"), 6000);
+  EXPECT_EQ(again.text("PRAGMA integrity_check"), "ok");
+  std::filesystem::remove_all(dir);
+}
+
 // A commit is on file when COMMIT returns, even if the process then ends without closing
 // anything: nothing may be left gathered. The transaction spills pages before its commit
 // and changes them again afterwards, so SQLite rewrites frames in place and re-checksums
