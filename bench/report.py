@@ -34,6 +34,15 @@ def lat(doc, q):
 
 
 rows = []
+
+
+def add_usage(doc, who="chatd"):
+    """The server's CPU seconds and peak resident memory over the whole scenario."""
+    if doc and "server_cpu_seconds_total" in doc:
+        rows.append((f"  {who}: CPU over the scenario / peak RSS", "s / MiB",
+                     f"{doc['server_cpu_seconds_total']:,.1f} / {doc['server_peak_rss_kib'] / 1024:,.1f}", ""))
+
+
 fan = load("fanout-max")
 if fan:
     rows.append(("Fan-out, 1,000 members, as fast as it goes", "deliveries/s",
@@ -43,6 +52,7 @@ if fan:
     rows.append(("  send -> last member, p50 / p99", "ms",
                  f"{spread(lat(fan, 'p50_ms'), '{:.1f}')} / {spread(lat(fan, 'p99_ms'), '{:.1f}')}", ""))
     rows.append(("  every delivery checked", "", "ok" if fan["check"]["ok"] else f"FAILED {fan['check']}", "ok"))
+    add_usage(fan)
 relay = load("relay-max")
 if relay:
     rows.append(("Fan-out through a bare relay (the limit)", "deliveries/s",
@@ -53,12 +63,14 @@ if relay:
         share = statistics.median(runs(fan, "deliveries_per_second")) / statistics.median(
             runs(relay, "deliveries_per_second"))
         rows.append(("  chatd as a share of the relay", "", f"{share:.0%}", ""))
+    add_usage(relay, "the relay")
 relay_paced = load("relay-paced")
 if relay_paced:
     rows.append(("Bare relay paced at 500,000/s", "deliveries/s",
                  spread(runs(relay_paced, "deliveries_per_second")), ""))
     rows.append(("  send -> last member, p50 / p99", "ms",
                  f"{spread(lat(relay_paced, 'p50_ms'), '{:.1f}')} / {spread(lat(relay_paced, 'p99_ms'), '{:.1f}')}", ""))
+    add_usage(relay_paced, "the relay")
 for paced in (load("fanout-paced-100k"), load("fanout-paced")):
     if not paced:
         continue
@@ -78,6 +90,7 @@ for paced in (load("fanout-paced-100k"), load("fanout-paced")):
     else:
         verdict = f"FAILED {check}"
     rows.append(("  every delivery checked", "", verdict, "ok"))
+    add_usage(paced)
 for name, label, target in (("ingest-sqlite", "Ingest, SQLite", ">= 30,000"),
                             ("ingest-sqlite-paced-3k", "Ingest, SQLite", ""),
                             ("ingest-sqlite-paced-5k", "Ingest, SQLite", ""),
@@ -95,6 +108,7 @@ for name, label, target in (("ingest-sqlite", "Ingest, SQLite", ">= 30,000"),
                  "p99 <= 10"))
     rows.append(("  per server core-second", "messages",
                  spread(runs(doc, "messages_per_server_core_second")), ""))
+    add_usage(doc)
 hist = load("history")
 if hist:
     rows.append((f"History pages of {hist['page_size']} over {hist['messages_in_chat']:,} messages", "requests/s",
@@ -102,6 +116,7 @@ if hist:
     rows.append(("  request latency p99", "ms", spread(lat(hist, "p99_ms"), "{:.1f}"), "<= 10"))
     bad = sum(r["bad_pages"] for r in hist["runs"])
     rows.append(("  every page checked", "", "ok" if bad == 0 else f"{bad} bad pages", "ok"))
+    add_usage(hist)
 idle = load("idle")
 if idle:
     rows.append((f"Idle sockets ({idle['sockets']:,}, two chats each)", "KiB RSS/socket",
@@ -110,6 +125,7 @@ if idle:
     rows.append(("  for 1,000,000 sockets", "GiB / cores",
                  f"{idle['projected_rss_gib_for_1m_sockets']:.1f} / {idle['projected_cores_for_1m_sockets']:.2f}", ""))
     rows.append(("  handshakes while opening", "per second", f"{idle['handshakes_per_second']:,.0f}", ""))
+    add_usage(idle)
 
 for name in ("reconnect", "reconnect-burst"):
     rc = load(name)
@@ -124,6 +140,7 @@ for name in ("reconnect", "reconnect-burst"):
         f"{ck.get('failed_connects', 0):,} connects failed, {ck['not_synced']:,} not replayed, "
         f"{ck['clients_with_wrong_replay']:,} wrong, {ck['duplicates']:,} twice" for ck in bad)
     rows.append(("  every replay checked (missed messages, once each)", "", verdict, "ok"))
+    add_usage(rc)
 
 width = [max(len(r[i]) for r in rows + [("Scenario", "Unit", "Measured: median (min-max)", "Target")]) for i in range(4)]
 header = ("Scenario", "Unit", "Measured: median (min-max)", "Target")

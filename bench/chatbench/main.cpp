@@ -12,6 +12,7 @@
 #include <iostream>
 #include <random>
 
+#include "proc_stats.hpp"
 #include "relay.hpp"
 #include "scenario.hpp"
 
@@ -82,6 +83,12 @@ int main(int argc, char** argv) {
   while (result.wait_for(std::chrono::seconds(0)) != std::future_status::ready) io.run_one();
   try {
     Report report = result.get();
+    // The server's use over the whole scenario, set-up included (each scenario gets a
+    // fresh server): CPU seconds and the most memory it ever had resident.
+    if (const auto server = sample_process(o.server_pid); o.server_pid > 0 && server.ok) {
+      report["server_cpu_seconds_total"] = server.cpu_seconds;
+      report["server_peak_rss_kib"] = server.peak_rss_kib;
+    }
     const std::string text = boost::json::serialize(report);
     std::cout << text << "\n";
     if (!out.empty()) std::ofstream(out) << text << "\n";

@@ -99,6 +99,9 @@ def check_traffic(report, scenario, runs, recipients):
         assert latency["count"] == run["messages"], run
         assert 0 < latency["p50_ms"] <= latency["p99_ms"] <= latency["max_ms"], latency
         assert run["server_cpu_seconds"] > 0, run
+    # The whole scenario's use of the server covers its measured runs.
+    assert report["server_cpu_seconds_total"] >= sum(r["server_cpu_seconds"] for r in report["runs"])
+    assert report["server_peak_rss_kib"] > 0, report
 
 
 def test_fanout_closed_loop(make_server, tmp_path):
