@@ -15,14 +15,13 @@ namespace {
 constexpr const char* kName = "chatd-wal-batching";
 // A transaction larger than this (a spill in the middle of a huge write, or a group commit
 // of a thousand sends) is written in pieces of about this size. Gathering more would save
-// no system calls (the unix VFS writes 64 KiB per call), and the buffer must stay below
-// jemalloc's 8 MiB "oversize" threshold: such allocations are handed back to the kernel as
-// soon as they are freed, so a buffer freed and grown again for every large group commit
-// was faulted in page by page each time (about 17,000 page faults a second at 14,000
-// sends a second).
+// no system calls: the unix VFS writes 64 KiB per call.
 constexpr std::size_t kMaxGathered = std::size_t{2} << 20;
-// The buffer keeps its capacity between commits up to this much (growing past kMaxGathered
-// by doubling stays under it).
+// The buffer keeps its memory between commits up to this capacity, which growing past
+// kMaxGathered by doubling stays under. It used to be freed after every commit that grew
+// it past 8 MiB, and jemalloc hands allocations of 8 MiB or more back to the kernel as soon
+// as they are freed, so each large group commit faulted a new buffer in page by page
+// (about 18,000 page faults a second at 14,000 sends a second).
 constexpr std::size_t kKeptCapacity = 2 * kMaxGathered;
 constexpr int kFrameHeaderSize = 24;
 
