@@ -151,9 +151,11 @@ for s in $scenarios; do
       source "$services/services.env"
       runuser -u postgres -- "$CHATD_TEST_PG_BIN/psql" -h 127.0.0.1 -p "$CHATD_TEST_PG_PORT" -U postgres \
         -qc "CREATE DATABASE bench OWNER chat" >/dev/null
-      # The test cluster runs with fsync off; a benchmark of commits must not.
+      # The test cluster runs with fsync and full-page writes off; a benchmark of commits
+      # runs with a production server's durability (chatd itself asks for synchronous_commit).
       runuser -u postgres -- "$CHATD_TEST_PG_BIN/psql" -h 127.0.0.1 -p "$CHATD_TEST_PG_PORT" -U postgres \
-        -qc "ALTER SYSTEM SET fsync = on" -c "SELECT pg_reload_conf()" >/dev/null
+        -qc "ALTER SYSTEM SET fsync = on" -c "ALTER SYSTEM SET full_page_writes = on" \
+        -c "SELECT pg_reload_conf()" >/dev/null
       start_server ingest-pg DB_HOST=127.0.0.1 DB_PORT="$CHATD_TEST_PG_PORT" DB_NAME=bench DB_USER=chat \
         DB_PASSWORD=chat REDIS_HOST=127.0.0.1 REDIS_PORT="$CHATD_TEST_REDIS_PORT" REDIS_PREFIX=bench:
       bench ingest-postgres ingest --senders 1000 --rate 0 --window 1 --warmup 2 --seconds 5 --runs 3
