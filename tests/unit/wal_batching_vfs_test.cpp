@@ -43,20 +43,31 @@ struct Db {
   }
 };
 
+// An empty folder for one test's database, named after the test and this process.
+std::filesystem::path fresh_dir(const std::string& name) {
+  auto dir =
+      std::filesystem::temp_directory_path() / ("chatd-" + name + "-" + std::to_string(getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  return dir;
+}
+
+// The log every test writes through: WAL with the gathering VFS's sync mode, a page cache of
+// `cache_size` (SQLite's PRAGMA value) and one table.
+std::string log_setup(int cache_size) {
+  return "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=" +
+         std::to_string(cache_size) + "; CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT);";
+}
+
 }  // namespace
 
 TEST(WalBatchingVfs, EveryCommitIsVisibleToReadersAtOnce) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("chatd-wal-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = fresh_dir("wal");
   const std::string path = (dir / "db.sqlite3").string();
   {
     Db writer(path, chat::store::sqlite::wal_batching_vfs(),
               SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    writer.exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=50;"
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    writer.exec(log_setup(50));
     Db reader(path, nullptr, SQLITE_OPEN_READONLY);
     const std::string big(3000, 'x');
     for (int i = 1; i <= 300; ++i) {
@@ -88,17 +99,12 @@ TEST(WalBatchingVfs, EveryCommitIsVisibleToReadersAtOnce) {
 // cache: its frames go out in pieces before the commit frame, and readers see all of it
 // at once, never a part.
 TEST(WalBatchingVfs, ACommitLargerThanTheBufferIsSeenWhole) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("chatd-wal-big-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = fresh_dir("wal-big");
   const std::string path = (dir / "db.sqlite3").string();
   {
     Db writer(path, chat::store::sqlite::wal_batching_vfs(),
               SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
-    writer.exec(
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;"
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT)");
+    writer.exec(log_setup(-65536));
     Db reader(path, nullptr, SQLITE_OPEN_READONLY);
     const std::string big(3000, 'x');
     for (int round = 1; round <= 3; ++round) {
@@ -120,10 +126,7 @@ TEST(WalBatchingVfs, ACommitLargerThanTheBufferIsSeenWhole) {
 // and changes them again afterwards, so SQLite rewrites frames in place and re-checksums
 // their headers after the commit frame.
 TEST(WalBatchingVfs, ACommitSurvivesTheProcessEndingAtOnce) {
-  const auto dir =
-      std::filesystem::temp_directory_path() / ("chatd-wal-exit-" + std::to_string(getpid()));
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  const auto dir = fresh_dir("wal-exit");
   const std::string path = (dir / "db.sqlite3").string();
   const pid_t child = fork();
   ASSERT_GE(child, 0);
@@ -134,9 +137,7 @@ TEST(WalBatchingVfs, ACommitSurvivesTheProcessEndingAtOnce) {
       _exit(2);
     }
     const std::string big(2000, 'y');
-    std::string sql =
-        "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=20;"
-        "CREATE TABLE t(id INTEGER PRIMARY KEY, v TEXT); BEGIN;";
+    std::string sql = log_setup(20) + " BEGIN;";
     for (int i = 0; i < 300; ++i) sql += "INSERT INTO t(v) VALUES ('" + big + "');";
     sql += "UPDATE t SET v = v || 'z'; UPDATE t SET v = v || 'w' WHERE id % 3 = 0; COMMIT;";
     const int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, nullptr);
