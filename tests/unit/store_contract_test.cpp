@@ -15,6 +15,7 @@
 #include <atomic>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -130,6 +131,37 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     auto created = run(store_->users().create(u));
     EXPECT_TRUE(created);
     return *created;
+  }
+
+  // Starts every send at once (the store batches those that queue) and waits for all. Each
+  // stored message logs one event whose payload is {"id":<message id>}.
+  std::vector<std::optional<SentMessage>> send_at_once(std::vector<NewMessage> sends) {
+    std::vector<std::optional<SentMessage>> results(sends.size());
+    // Parameters, unlike a lambda's captures, live in the coroutine frame.
+    auto send_one = [](ChatStore& store, NewMessage m, std::optional<SentMessage>& slot,
+                       std::atomic<std::size_t>& done) -> boost::asio::awaitable<void> {
+      EventsFor<SentMessage> events = [](const SentMessage& s) {
+        return std::vector<NewEvent>{NewEvent{s.message.chat_id, std::nullopt, "message",
+                                              "{\"id\":" + std::to_string(s.message.id) + "}"}};
+      };
+      slot = co_await store.send_message(std::move(m), std::move(events));
+      ++done;
+    };
+    std::atomic<std::size_t> done = 0;
+    auto task = [&]() -> boost::asio::awaitable<void> {
+      auto ex = co_await boost::asio::this_coro::executor;
+      for (std::size_t i = 0; i < sends.size(); ++i) {
+        boost::asio::co_spawn(ex, send_one(store_->chats(), std::move(sends[i]), results[i], done),
+                              boost::asio::detached);
+      }
+      boost::asio::steady_timer t(ex);
+      while (done < results.size()) {
+        t.expires_after(std::chrono::milliseconds(5));
+        co_await t.async_wait(boost::asio::use_awaitable);
+      }
+    };
+    run(task());
+    return results;
   }
 
   static inline int counter_ = 0;
@@ -716,37 +748,13 @@ TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
   auto created = run(chats.create_chat(
       chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
   constexpr int kSends = 40;
-  std::vector<std::optional<SentMessage>> results(kSends);
-  // Parameters, unlike a lambda's captures, live in the coroutine frame.
-  auto send_one = [](ChatStore& store, NewMessage m, std::optional<SentMessage>& slot,
-                     std::atomic<int>& done) -> boost::asio::awaitable<void> {
-    EventsFor<SentMessage> events = [](const SentMessage& s) {
-      return std::vector<NewEvent>{NewEvent{s.message.chat_id, std::nullopt, "message",
-                                            "{\"id\":" + std::to_string(s.message.id) + "}"}};
-    };
-    slot = co_await store.send_message(std::move(m), std::move(events));
-    ++done;
-  };
-  std::atomic<int> done = 0;
-  auto task = [&]() -> boost::asio::awaitable<void> {
-    auto ex = co_await boost::asio::this_coro::executor;
-    for (int i = 0; i < kSends; ++i) {
-      NewMessage m{created.chat_id,
-                   i % 2 == 0 ? ann.id : bob.id,
-                   "text " + std::to_string(i),
-                   "cid-" + std::to_string(i % 10),
-                   std::nullopt,
-                   100 + i};
-      boost::asio::co_spawn(ex, send_one(chats, std::move(m), results[i], done),
-                            boost::asio::detached);
-    }
-    boost::asio::steady_timer t(ex);
-    while (done < kSends) {
-      t.expires_after(std::chrono::milliseconds(5));
-      co_await t.async_wait(boost::asio::use_awaitable);
-    }
-  };
-  run(task());
+  std::vector<NewMessage> sends;
+  sends.reserve(kSends);
+  for (int i = 0; i < kSends; ++i) {
+    sends.push_back({created.chat_id, i % 2 == 0 ? ann.id : bob.id, "text " + std::to_string(i),
+                     "cid-" + std::to_string(i % 10), std::nullopt, 100 + i});
+  }
+  const auto results = send_at_once(std::move(sends));
   std::set<std::int64_t> distinct;
   for (int i = 0; i < kSends; ++i) {
     ASSERT_TRUE(results[i]) << i;
@@ -766,6 +774,85 @@ TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
   auto replay = run(chats.replay(bob.id, 0, 100));
   EXPECT_EQ(replay.events.size(), 11U);
   EXPECT_EQ(run(chats.newest_seq()), heard.back().seq);
+}
+
+// Sends to several chats at once, one of them by a non-member and one to a chat that is
+// gone: each send gets its own answer (its text, chat and sender), each chat holds just
+// its messages, and each chat's last message and each sender's watermarks end at the
+// newest. (Sends in flight together have no order among them.)
+TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto dan = make_user("dan");
+  auto& chats = store_->chats();
+  auto make = [&](ChatType type, std::vector<std::pair<std::int64_t, Role>> members) {
+    NewChat chat{type, "", std::move(members), 10};
+    return run(chats.create_chat(
+                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
+        .chat_id;
+  };
+  const auto ab = make(ChatType::private_chat, {{ann.id, Role::member}, {bob.id, Role::member}});
+  const auto bc = make(ChatType::private_chat, {{bob.id, Role::member}, {cat.id, Role::member}});
+  const auto group = make(ChatType::group, {{ann.id, Role::owner}, {cat.id, Role::member}});
+  const auto gone = make(ChatType::group, {{ann.id, Role::owner}});
+  EventsFor<std::vector<MemberRecord>> no_events = [](const auto&) {
+    return std::vector<NewEvent>{};
+  };
+  ASSERT_TRUE(run(chats.delete_chat(gone, no_events)));
+
+  constexpr int kSends = 30;
+  constexpr int kNotMember = 10;
+  constexpr int kToGone = 17;
+  std::vector<NewMessage> sends;
+  sends.reserve(kSends);
+  for (int i = 0; i < kSends; ++i) {
+    const std::int64_t chat = i % 3 == 0 ? ab : i % 3 == 1 ? bc : group;
+    std::int64_t sender = chat == ab ? ann.id : chat == bc ? bob.id : (i % 2 ? ann.id : cat.id);
+    if (i == kNotMember) sender = dan.id;
+    sends.push_back({i == kToGone ? gone : chat, sender, "text " + std::to_string(i),
+                     "c" + std::to_string(i), std::nullopt, 100 + i});
+  }
+  const auto expected = sends;
+  const auto results = send_at_once(std::move(sends));
+
+  std::map<std::int64_t, std::vector<std::int64_t>> ids_of_chat;
+  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> newest_of_sender;
+  for (int i = 0; i < kSends; ++i) {
+    if (i == kNotMember || i == kToGone) {
+      EXPECT_FALSE(results[i]) << i;
+      continue;
+    }
+    ASSERT_TRUE(results[i]) << i;
+    const auto& m = results[i]->message;
+    EXPECT_TRUE(results[i]->created) << i;
+    EXPECT_EQ(m.text, expected[i].text);
+    EXPECT_EQ(m.chat_id, expected[i].chat_id) << i;
+    EXPECT_EQ(m.sender_id, expected[i].sender_id) << i;
+    EXPECT_EQ(m.client_id, expected[i].client_id) << i;
+    EXPECT_EQ(m.created_at, expected[i].now) << i;
+    ids_of_chat[m.chat_id].push_back(m.id);
+    auto& newest = newest_of_sender[{m.chat_id, m.sender_id}];
+    newest = std::max(newest, m.id);
+  }
+  for (auto& [chat, ids] : ids_of_chat) {
+    std::sort(ids.begin(), ids.end());
+    const std::int64_t viewer = chat == ab ? ann.id : cat.id;
+    const auto seen = run(chats.history(chat, viewer, std::nullopt, std::nullopt, 50));
+    ASSERT_TRUE(seen) << chat;
+    std::vector<std::int64_t> stored;
+    for (const auto& m : seen->messages) stored.push_back(m.id);
+    std::reverse(stored.begin(), stored.end());  // newest first
+    EXPECT_EQ(stored, ids) << chat;
+    EXPECT_EQ(run(chats.find_chat(chat))->last_message_id, ids.back());
+  }
+  for (const auto& [key, newest] : newest_of_sender) {
+    const auto member = run(chats.find_member(key.first, key.second));
+    ASSERT_TRUE(member);
+    EXPECT_EQ(member->last_read_message_id, newest);
+    EXPECT_EQ(member->last_delivered_message_id, newest);
+  }
+  EXPECT_FALSE(run(chats.find_member(ab, dan.id)));
 }
 
 TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {

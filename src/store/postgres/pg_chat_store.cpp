@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <exception>
+#include <map>
+#include <string_view>
+#include <tuple>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -113,6 +116,15 @@ constexpr const char* kLowestRead =
 constexpr const char* kLowestDelivered =
     "SELECT user_id, last_delivered_message_id FROM chat_members WHERE chat_id = $1 "
     "ORDER BY last_delivered_message_id LIMIT 2";
+// kLowestRead and kLowestDelivered of each chat of an array, with the chat's id first.
+constexpr const char* kLowestReadOfChats =
+    "SELECT c.id, w.user_id, w.value FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL "
+    "(SELECT user_id, last_read_message_id AS value FROM chat_members WHERE chat_id = c.id "
+    "ORDER BY last_read_message_id LIMIT 2) w ORDER BY c.id, w.value";
+constexpr const char* kLowestDeliveredOfChats =
+    "SELECT c.id, w.user_id, w.value FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL "
+    "(SELECT user_id, last_delivered_message_id AS value FROM chat_members WHERE chat_id = c.id "
+    "ORDER BY last_delivered_message_id LIMIT 2) w ORDER BY c.id, w.value";
 
 constexpr const char* kPinsOfChat =
     "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = $1 ORDER BY id";
@@ -187,8 +199,11 @@ constexpr const char* kRemoveMember =
 constexpr const char* kRemoveMemberHidden =
     "DELETE FROM hidden_messages WHERE chat_id = $1 AND user_id = $2";
 
-// The columns of a message (CHAT_SQL_MESSAGE_COLUMNS) and whether it was stored now.
-constexpr const char* kSendMessage = "SELECT * FROM chat_send_message($1, $2, $3, $4, $5, $6, $7)";
+// A batch of sends (arrays, one element per send): the columns of each message
+// (CHAT_SQL_MESSAGE_COLUMNS), whether it was stored now, and its element's index from 1.
+constexpr const char* kSendMessages =
+    "SELECT * FROM chat_send_messages($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], "
+    "$5::bigint[], $6::text[], $7::text[])";
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = $2, edited_at = $3, search = to_tsvector('simple', $4) "
     "WHERE id = $1 AND NOT is_deleted";
@@ -278,17 +293,34 @@ std::string int_array(const std::vector<std::optional<std::int64_t>>& ids) {
   return out + "}";
 }
 
-// A text[] literal: every element quoted, with its quotes and backslashes escaped.
+// An element of a text[] literal: quoted, with its quotes and backslashes escaped.
+void append_array_text(std::string& out, std::string_view value) {
+  out += '"';
+  for (const char ch : value) {
+    if (ch == '"' || ch == '\\') out += '\\';
+    out += ch;
+  }
+  out += '"';
+}
+
 std::string text_array(const std::vector<std::string>& values) {
   std::string out = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += ',';
-    out += '"';
-    for (const char ch : values[i]) {
-      if (ch == '"' || ch == '\\') out += '\\';
-      out += ch;
+    append_array_text(out, values[i]);
+  }
+  return out + "}";
+}
+
+std::string text_array(const std::vector<std::optional<std::string>>& values) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) out += ',';
+    if (values[i]) {
+      append_array_text(out, *values[i]);
+    } else {
+      out += "NULL";
     }
-    out += '"';
   }
   return out + "}";
 }
@@ -429,6 +461,19 @@ Watermarks watermarks_from(const PgResult& read, const PgResult& delivered) {
   for (int i = 0; i < delivered.rows(); ++i)
     w.lowest_delivered.push_back({delivered.int64(i, 0), delivered.int64(i, 1)});
   return w;
+}
+
+// Each chat's two lowest read and delivered watermarks (kLowestReadOfChats,
+// kLowestDeliveredOfChats).
+std::map<std::int64_t, Watermarks> watermarks_of_chats(const PgResult& read,
+                                                       const PgResult& delivered) {
+  std::map<std::int64_t, Watermarks> out;
+  for (int i = 0; i < read.rows(); ++i)
+    out[read.int64(i, 0)].lowest_read.push_back({read.int64(i, 1), read.int64(i, 2)});
+  for (int i = 0; i < delivered.rows(); ++i)
+    out[delivered.int64(i, 0)].lowest_delivered.push_back(
+        {delivered.int64(i, 1), delivered.int64(i, 2)});
+  return out;
 }
 
 }  // namespace
@@ -830,10 +875,10 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
 // flush) and the publish barrier under the event-log lock, which the deployment's writes
 // take in turn, so sends were as many per second as that sequence fits in (about 500
 // here). Now the sends that arrive while a batch is being written wait for the next one,
-// and a batch is one transaction: one round trip carrying every send (chat_send_message,
-// a server-side function, and the chat's watermarks), one for the event-log lock, all
-// events and COMMIT, and one barrier. A batch is written by one of its own sends; the
-// others are woken when it is done.
+// and a batch is one transaction: one round trip carrying every send (one call of
+// chat_send_messages, a server-side function, and the chats' watermarks), one for the
+// event-log lock, all events and COMMIT, and one barrier. A batch is written by one of its own
+// sends; the others are woken when it is done.
 
 struct PgChatStore::PendingSend {
   NewMessage message;
@@ -978,34 +1023,67 @@ asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<Pendi
 
 asio::awaitable<void> PgChatStore::write_sends(
     const std::vector<std::shared_ptr<PendingSend>>& batch) {
-  // Chats in id order (a stable sort keeps each chat's sends in arrival order): batches of
-  // different nodes lock chat rows in the same order and do not deadlock.
-  std::vector<PendingSend*> order;
-  order.reserve(batch.size());
-  for (const auto& p : batch) order.push_back(p.get());
-  std::stable_sort(order.begin(), order.end(), [](const PendingSend* a, const PendingSend* b) {
-    return a->message.chat_id < b->message.chat_id;
-  });
+  // What chat_send_messages stores: each send, except that a client_id repeated within the
+  // batch is left out and answered as its first send is, created false, as a retry would
+  // be (`answered_by`: the index in `unique` whose answer a send takes).
+  std::vector<const PendingSend*> unique;
+  std::vector<std::size_t> answered_by(batch.size());
+  std::map<std::tuple<std::int64_t, std::int64_t, std::string_view>, std::size_t> first_of;
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    const NewMessage& m = batch[i]->message;
+    if (m.client_id) {
+      auto [at, fresh] =
+          first_of.try_emplace({m.chat_id, m.sender_id, *m.client_id}, unique.size());
+      if (!fresh) {
+        answered_by[i] = at->second;
+        continue;
+      }
+    }
+    answered_by[i] = unique.size();
+    unique.push_back(batch[i].get());
+  }
+  std::vector<std::int64_t> chats, senders, nows;
+  std::vector<std::optional<std::int64_t>> forwarded;
+  std::vector<std::string> texts, words;
+  std::vector<std::optional<std::string>> client_ids;
+  for (const PendingSend* p : unique) {
+    const NewMessage& m = p->message;
+    chats.push_back(m.chat_id);
+    senders.push_back(m.sender_id);
+    texts.push_back(m.text);
+    nows.push_back(m.now);
+    forwarded.push_back(m.forwarded_from);
+    client_ids.push_back(m.client_id);
+    words.push_back(p->words);
+  }
+  std::vector<std::int64_t> chat_ids = chats;
+  std::sort(chat_ids.begin(), chat_ids.end());
+  chat_ids.erase(std::unique(chat_ids.begin(), chat_ids.end()), chat_ids.end());
+
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     std::vector<PgStatement> statements;
-    statements.reserve(order.size() * 3);
-    for (PendingSend* p : order) {
-      const auto& m = p->message;
-      p->result.reset();
-      statements.push_back({kSendMessage, pg_params(m.chat_id, m.sender_id, m.text, m.now,
-                                                    m.forwarded_from, m.client_id, p->words)});
-      // Read after the send in the same pipeline: they see the sender's watermark moved.
-      statements.push_back({kLowestRead, pg_params(m.chat_id)});
-      statements.push_back({kLowestDelivered, pg_params(m.chat_id)});
-    }
+    statements.push_back(
+        {kSendMessages,
+         pg_params(int_array(chats), int_array(senders), text_array(texts), int_array(nows),
+                   int_array(forwarded), text_array(client_ids), text_array(words))});
+    // Read after the sends in the same pipeline: they see the senders' watermarks moved.
+    statements.push_back({kLowestReadOfChats, pg_params(int_array(chat_ids))});
+    statements.push_back({kLowestDeliveredOfChats, pg_params(int_array(chat_ids))});
     auto results = co_await c.pipeline(std::move(statements));
+    const PgResult& sent = results[0];
+    std::vector<std::optional<SentMessage>> stored(unique.size());
+    for (int r = 0; r < sent.rows(); ++r) {
+      const auto n = static_cast<std::size_t>(sent.int64(r, 11) - 1);
+      if (n < stored.size()) stored[n] = SentMessage{read_message(sent, r), sent.boolean(r, 10)};
+    }
+    const auto marks = watermarks_of_chats(results[1], results[2]);
     std::vector<NewEvent> events;
-    for (std::size_t i = 0; i < order.size(); ++i) {
-      const PgResult& sent = results[3 * i];
-      if (sent.rows() == 0) continue;  // the chat is gone, or the sender is not a member
-      PendingSend& p = *order[i];
-      p.result = SentMessage{read_message(sent, 0), sent.boolean(0, 10)};
-      p.result->marks = watermarks_from(results[3 * i + 1], results[3 * i + 2]);
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+      PendingSend& p = *batch[i];
+      p.result = stored[answered_by[i]];
+      if (!p.result) continue;  // the chat is gone, or the sender is not a member
+      if (unique[answered_by[i]] != &p) p.result->created = false;
+      if (auto w = marks.find(p.message.chat_id); w != marks.end()) p.result->marks = w->second;
       if (!p.result->created) continue;  // a retry logs nothing
       for (auto& e : p.events(*p.result)) events.push_back(std::move(e));
     }

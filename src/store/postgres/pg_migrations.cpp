@@ -185,11 +185,79 @@ CREATE TABLE ended_sessions (
 );
 )sql";
 
+// A batch of sends in one call: the statements of chat_send_message run once per batch
+// instead of once per send, which halves the database's CPU per message. The same steps
+// and answers as a send each: every chat of the batch locked first, in id order (so two
+// batches cannot deadlock), a send to a chat that is gone or by a non-member answers no
+// row, a client_id already stored answers that message (created false), the others are
+// stored with the next ordinals and ids of their chat in the order of the arrays, and each
+// chat's last message and each sender's watermarks move once. (Ids are taken before the
+// INSERT, so the answers need not be matched back to its rows.) The caller keeps a batch
+// free of repeated client_ids (PgChatStore::write_sends). Each row says, last, which
+// element of the arrays it answers (r_n, from 1). chat_send_message stays for nodes of
+// the previous version during a rolling upgrade.
+constexpr const char* k0005_send_batch_function = R"sql(
+CREATE FUNCTION chat_send_messages(p_chats BIGINT[], p_senders BIGINT[], p_texts TEXT[],
+                                   p_nows BIGINT[], p_forwarded BIGINT[], p_client_ids TEXT[],
+                                   p_words TEXT[])
+RETURNS TABLE (r_id BIGINT, r_chat BIGINT, r_sender BIGINT, r_username TEXT, r_text TEXT,
+               r_created_at BIGINT, r_edited_at BIGINT, r_is_deleted BOOLEAN,
+               r_forwarded_from BIGINT, r_client_id TEXT, r_created BOOLEAN, r_n BIGINT)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM chats c WHERE c.id = ANY(p_chats) ORDER BY c.id FOR UPDATE;
+  -- A new statement: its snapshot sees every chat as the lock left it (message_count).
+  RETURN QUERY
+  WITH s AS (
+    SELECT x.n, x.chat, x.sender, x.txt, x.at, x.fwd, x.cid, x.words
+      FROM unnest(p_chats, p_senders, p_texts, p_nows, p_forwarded, p_client_ids, p_words)
+           WITH ORDINALITY AS x(chat, sender, txt, at, fwd, cid, words, n)
+  ), ok AS (
+    SELECT s.*, c.message_count AS base, m.id AS known_id
+      FROM s JOIN chats c ON c.id = s.chat
+      JOIN chat_members cm ON cm.chat_id = s.chat AND cm.user_id = s.sender
+      LEFT JOIN messages m ON s.cid IS NOT NULL AND m.chat_id = s.chat AND m.sender_id = s.sender
+                          AND m.client_id = s.cid
+  ), fresh AS (
+    SELECT ok.*, ok.base + row_number() OVER (PARTITION BY ok.chat ORDER BY ok.n) AS ordinal,
+           -- Taken in the window's order: each chat's ids rise with its ordinals.
+           nextval('messages_id_seq') AS id
+      FROM ok WHERE ok.known_id IS NULL
+  ), inserted AS (
+    INSERT INTO messages (id, chat_id, sender_id, text, created_at, forwarded_from, client_id,
+                          ordinal, search)
+    SELECT f.id, f.chat, f.sender, f.txt, f.at, f.fwd, f.cid, f.ordinal,
+           to_tsvector('simple', f.words)
+      FROM fresh f
+  ), chat_moves AS (
+    UPDATE chats c SET message_count = x.ordinal, last_activity_at = x.at, last_message_id = x.id
+      FROM (SELECT DISTINCT ON (f.chat) f.chat, f.ordinal, f.at, f.id
+              FROM fresh f ORDER BY f.chat, f.ordinal DESC) x
+     WHERE c.id = x.chat
+  ), member_moves AS (
+    UPDATE chat_members cm
+       SET last_read_message_id = GREATEST(cm.last_read_message_id, x.id),
+           last_delivered_message_id = GREATEST(cm.last_delivered_message_id, x.id)
+      FROM (SELECT f.chat, f.sender, max(f.id) AS id FROM fresh f GROUP BY f.chat, f.sender) x
+     WHERE cm.chat_id = x.chat AND cm.user_id = x.sender
+  )
+  SELECT f.id, f.chat, f.sender, u.username, f.txt, f.at, NULL::BIGINT, FALSE, f.fwd, f.cid,
+         TRUE, f.n
+    FROM fresh f JOIN users u ON u.id = f.sender
+  UNION ALL
+  SELECT m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text,
+         m.created_at, m.edited_at, m.is_deleted, m.forwarded_from, m.client_id, FALSE, ok.n
+    FROM ok JOIN messages m ON m.id = ok.known_id LEFT JOIN users u ON u.id = m.sender_id;
+END
+$$;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
     {3, "send_function", k0003_send_function},
     {4, "ended_sessions", k0004_ended_sessions},
+    {5, "send_batch_function", k0005_send_batch_function},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.
