@@ -245,3 +245,36 @@ TEST(PgMigrations, ApplyOnceEvenFromTwoNodesAtOnce) {
     EXPECT_NE(std::find(tables.begin(), tables.end(), t), tables.end()) << t;
   }
 }
+
+// A member's watermarks move with each of their sends and delivery acknowledgements: the
+// schema keeps those updates HOT (no index holds the watermarks, and the pages keep room
+// for the new versions), so they add no index entries and leave no dead rows for vacuum.
+TEST(PgMigrations, WatermarkUpdatesAreHot) {
+  REQUIRE_POSTGRES();
+  const std::string schema = fresh_schema();
+  std::int64_t updated = 0;
+  std::int64_t hot = 0;
+  run([&](asio::any_io_executor ex) -> asio::awaitable<void> {
+    auto conn = co_await connect_in(ex, schema);
+    co_await migrate(*conn);
+    co_await conn->script(
+        "INSERT INTO users(id, username, username_key, password_hash, date_joined) "
+        "VALUES (1, 'ann', 'ann', 'x', 0), (2, 'bob', 'bob', 'x', 0);"
+        "INSERT INTO chats(id, type, created_at, last_activity_at) VALUES (1, 'private', 0, 0);"
+        "INSERT INTO chat_members(chat_id, user_id, role, joined_at) "
+        "VALUES (1, 1, 'member', 0), (1, 2, 'member', 0);"
+        "BEGIN;"
+        "UPDATE chat_members SET last_read_message_id = 7, last_delivered_message_id = 7 "
+        "WHERE chat_id = 1 AND user_id = 1;"
+        "UPDATE chat_members SET last_delivered_message_id = 7 WHERE chat_id = 1;");
+    // This transaction's own counts, before any statistics are flushed.
+    auto counts = co_await conn->query(
+        "SELECT pg_stat_get_xact_tuples_updated('chat_members'::regclass), "
+        "pg_stat_get_xact_tuples_hot_updated('chat_members'::regclass)");
+    updated = counts.int64(0, 0);
+    hot = counts.int64(0, 1);
+    co_await conn->script("ROLLBACK; DROP SCHEMA " + schema + " CASCADE");
+  });
+  EXPECT_EQ(updated, 3);
+  EXPECT_EQ(hot, 3);
+}
