@@ -903,8 +903,20 @@ namespace {
 
 constexpr std::size_t kMaxSendBatch = 256;
 // Batches written at once by a node: while one waits for its COMMIT and barrier (under the
-// event-log lock), others run their sends, which take only their chats' row locks.
+// event-log lock), others run their sends, which take only their chats' row locks. Two,
+// unless sends pile up: every batch takes the event-log lock once, so under a moderate
+// load more and smaller batches only queue for it (paced at 3,000/s, the commit p50 was
+// 5.5-13.5 ms with four always allowed, 3.7-5.8 ms this way). A queue of kDeepQueue sends
+// lets up to four run, as a node needs when sends come as fast as they can.
+constexpr int kBatchesInFlight = 2;
 constexpr int kMaxBatchesInFlight = 4;
+constexpr std::size_t kDeepQueue = 64;
+
+// Whether another batch should start now (sends_mutex_ held).
+bool another_batch(int in_flight, std::size_t queued) {
+  if (queued == 0) return false;
+  return in_flight < kBatchesInFlight || (in_flight < kMaxBatchesInFlight && queued >= kDeepQueue);
+}
 
 // A coroutine's completion handler, posted to the coroutine's executor when resumed.
 template <class Handler>
@@ -959,11 +971,12 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
   {
     std::lock_guard lock(sends_mutex_);
     queued_sends_.push_back(pending);
-    // Fewer batches than the most in flight: this send writes one now. (Sends queue only
-    // while the most are in flight, so the queue holds just this one.)
-    if (batches_in_flight_ < kMaxBatchesInFlight) {
+    // The first send of the queue writes the next batch now (often this one, alone).
+    if (another_batch(batches_in_flight_, queued_sends_.size())) {
       ++batches_in_flight_;
-      pending->to_write = take_batch(queued_sends_);
+      auto first = queued_sends_.front();
+      first->to_write = take_batch(queued_sends_);
+      resume(*first);
     }
   }
   for (;;) {
@@ -1010,9 +1023,9 @@ asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<Pendi
     p->written = true;
     resume(*p);
   }
-  // The first send still waiting writes the next batch (taken for it now), or there is one
-  // batch fewer in flight.
-  if (queued_sends_.empty()) {
+  // The first send still waiting writes the next batch (taken for it now), unless the other
+  // batches in flight are enough for the queue: then there is one batch fewer in flight.
+  if (!another_batch(batches_in_flight_ - 1, queued_sends_.size())) {
     --batches_in_flight_;
   } else {
     auto next = queued_sends_.front();
