@@ -115,6 +115,7 @@ TEST(PgConnection, PipelinesIndependentStatements) {
     batch.push_back({kPipeInsert, {std::string("2")}});
     batch.push_back({kPipeCount, {}});
     auto results = co_await conn->pipeline(std::move(batch));
+    seen.reserve(results.size());
     for (const auto& r : results) seen.push_back(std::string(r.text(0, 0)));
     std::vector<PgStatement> failing;
     failing.push_back({kPipeInsert, {std::string("3")}});
@@ -161,7 +162,7 @@ TEST(PgPool, BoundsConnectionsAndQueuesWaiters) {
           --busy;
           ++done;
         },
-        [](std::exception_ptr e) {
+        [](const std::exception_ptr& e) {
           if (e) std::rethrow_exception(e);
         });
   }
@@ -207,7 +208,7 @@ TEST(PgMigrations, ApplyOnceEvenFromTwoNodesAtOnce) {
         std::vector<MigrationStatus> rb;
         int finished = 0;
         std::exception_ptr error;
-        auto done = [&](std::exception_ptr e) {
+        auto done = [&](const std::exception_ptr& e) {
           if (e) error = e;
           ++finished;
         };
@@ -232,7 +233,7 @@ TEST(PgMigrations, ApplyOnceEvenFromTwoNodesAtOnce) {
         second_run = (co_await migrate(*a)).size();
         co_await a->script("DROP SCHEMA " + schema + " CASCADE");
       },
-      [](std::exception_ptr e) {
+      [](const std::exception_ptr& e) {
         if (e) std::rethrow_exception(e);
       });
   io.run();

@@ -73,7 +73,7 @@ void PrintTo(const Backend& b, std::ostream* os) {
 std::vector<Backend> backends() {
   std::vector<Backend> out;
   out.push_back({"sqlite",
-                 [](const std::string& scratch, boost::asio::any_io_executor) {
+                 [](const std::string& scratch, const boost::asio::any_io_executor& /*executor*/) {
                    config::DatabaseSettings s;
                    s.sqlite_path = scratch + "/db.sqlite3";
                    s.read_connections = 2;
