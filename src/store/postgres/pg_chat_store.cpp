@@ -110,21 +110,15 @@ constexpr const char* kReadStates =
     "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = $1";
 #undef UNREAD_COUNT
-constexpr const char* kLowestRead =
-    "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = $1 "
-    "ORDER BY last_read_message_id LIMIT 2";
-constexpr const char* kLowestDelivered =
-    "SELECT user_id, last_delivered_message_id FROM chat_members WHERE chat_id = $1 "
-    "ORDER BY last_delivered_message_id LIMIT 2";
-// kLowestRead and kLowestDelivered of each chat of an array, with the chat's id first.
-constexpr const char* kLowestReadOfChats =
-    "SELECT c.id, w.user_id, w.value FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL "
-    "(SELECT user_id, last_read_message_id AS value FROM chat_members WHERE chat_id = c.id "
-    "ORDER BY last_read_message_id LIMIT 2) w ORDER BY c.id, w.value";
-constexpr const char* kLowestDeliveredOfChats =
-    "SELECT c.id, w.user_id, w.value FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL "
-    "(SELECT user_id, last_delivered_message_id AS value FROM chat_members WHERE chat_id = c.id "
-    "ORDER BY last_delivered_message_id LIMIT 2) w ORDER BY c.id, w.value";
+// The two lowest of a watermark in each chat of an array (one chat, or a batch's): rows of
+// (chat id, user id, value), each chat's in order.
+#define LOWEST_OF_CHATS(column)                                                                  \
+  "SELECT c.id, w.user_id, w.value FROM unnest($1::bigint[]) AS c(id) CROSS JOIN LATERAL "       \
+  "(SELECT user_id, " column " AS value FROM chat_members WHERE chat_id = c.id ORDER BY " column \
+  " LIMIT 2) w ORDER BY c.id, w.value"
+constexpr const char* kLowestRead = LOWEST_OF_CHATS("last_read_message_id");
+constexpr const char* kLowestDelivered = LOWEST_OF_CHATS("last_delivered_message_id");
+#undef LOWEST_OF_CHATS
 
 constexpr const char* kPinsOfChat =
     "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = $1 ORDER BY id";
@@ -453,18 +447,8 @@ asio::awaitable<void> delete_chat_rows(PgConnection& c, std::int64_t chat_id) {
   co_await c.prepared(kDeleteChat, std::move(chat));
 }
 
-// The two lowest read and delivered watermarks (kLowestRead, kLowestDelivered).
-Watermarks watermarks_from(const PgResult& read, const PgResult& delivered) {
-  Watermarks w;
-  for (int i = 0; i < read.rows(); ++i)
-    w.lowest_read.push_back({read.int64(i, 0), read.int64(i, 1)});
-  for (int i = 0; i < delivered.rows(); ++i)
-    w.lowest_delivered.push_back({delivered.int64(i, 0), delivered.int64(i, 1)});
-  return w;
-}
-
-// Each chat's two lowest read and delivered watermarks (kLowestReadOfChats,
-// kLowestDeliveredOfChats).
+// Each chat's two lowest read and delivered watermarks (kLowestRead, kLowestDelivered); a
+// chat without members has none.
 std::map<std::int64_t, Watermarks> watermarks_of_chats(const PgResult& read,
                                                        const PgResult& delivered) {
   std::map<std::int64_t, Watermarks> out;
@@ -582,11 +566,12 @@ asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, st
 }
 
 asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
-  auto read_params = pg_params(chat_id);
+  const std::string chats = int_array(std::vector<std::int64_t>{chat_id});
+  auto read_params = pg_params(chats);
   auto read = co_await db_.query(kLowestRead, std::move(read_params));
-  auto delivered_params = pg_params(chat_id);
+  auto delivered_params = pg_params(chats);
   auto delivered = co_await db_.query(kLowestDelivered, std::move(delivered_params));
-  co_return watermarks_from(read, delivered);
+  co_return watermarks_of_chats(read, delivered)[chat_id];
 }
 
 asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t chat_id,
@@ -596,6 +581,7 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
                                                                  int limit) {
   std::optional<HistoryPage> page;
   const std::int64_t upper = before.value_or(INT64_MAX);
+  const std::string chats = int_array(std::vector<std::int64_t>{chat_id});
   auto body = [&](PgConnection& c) -> asio::awaitable<void> {
     page.reset();
     // The membership, the page and the watermarks: one round trip, one snapshot.
@@ -606,8 +592,8 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
     } else {
       reads.push_back({kHistoryNewestFirst, pg_params(chat_id, viewer, upper, limit + 1)});
     }
-    reads.push_back({kLowestRead, pg_params(chat_id)});
-    reads.push_back({kLowestDelivered, pg_params(chat_id)});
+    reads.push_back({kLowestRead, pg_params(chats)});
+    reads.push_back({kLowestDelivered, pg_params(chats)});
     auto results = co_await c.pipeline(std::move(reads));
     if (results[0].rows() == 0) co_return;
     page.emplace();
@@ -617,7 +603,7 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
       page->has_more = true;
       page->messages.pop_back();
     }
-    page->marks = watermarks_from(results[2], results[3]);
+    page->marks = watermarks_of_chats(results[2], results[3])[chat_id];
   };
   PgDatabase::Body fn = body;
   co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
@@ -1080,8 +1066,8 @@ asio::awaitable<void> PgChatStore::write_sends(
          pg_params(int_array(chats), int_array(senders), text_array(texts), int_array(nows),
                    int_array(forwarded), text_array(client_ids), text_array(words))});
     // Read after the sends in the same pipeline: they see the senders' watermarks moved.
-    statements.push_back({kLowestReadOfChats, pg_params(int_array(chat_ids))});
-    statements.push_back({kLowestDeliveredOfChats, pg_params(int_array(chat_ids))});
+    statements.push_back({kLowestRead, pg_params(int_array(chat_ids))});
+    statements.push_back({kLowestDelivered, pg_params(int_array(chat_ids))});
     auto results = co_await c.pipeline(std::move(statements));
     const PgResult& sent = results[0];
     std::vector<std::optional<SentMessage>> stored(unique.size());
