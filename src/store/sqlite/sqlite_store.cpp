@@ -1,6 +1,7 @@
 #include "store/sqlite/sqlite_store.hpp"
 
 #include <set>
+#include <utility>
 
 #include "store/sqlite/admin_store.hpp"
 #include "store/sqlite/chat_store.hpp"
@@ -79,7 +80,8 @@ class SqliteStore final : public Store {
 
   boost::asio::awaitable<bool> ping() override {
     try {
-      co_return co_await db_.read([](Connection& conn) { return conn.prepare(kPing).step(); });
+      auto query = [](Connection& conn) { return conn.prepare(kPing).step(); };  // named: README
+      co_return co_await db_.read(std::move(query));
     } catch (const Unavailable&) {
       co_return false;
     }
