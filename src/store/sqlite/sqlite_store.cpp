@@ -80,7 +80,8 @@ class SqliteStore final : public Store {
 
   boost::asio::awaitable<bool> ping() override {
     try {
-      auto query = [](Connection& conn) { return conn.prepare(kPing).step(); };  // named: README
+      // Named before co_await: README, "Coroutine rule".
+      auto query = [](Connection& conn) { return conn.prepare(kPing).step(); };
       co_return co_await db_.read(std::move(query));
     } catch (const Unavailable&) {
       co_return false;
