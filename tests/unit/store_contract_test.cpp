@@ -804,14 +804,19 @@ TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
   constexpr int kSends = 30;
   constexpr int kNotMember = 10;
   constexpr int kToGone = 17;
+  constexpr int kNoClientId = 5;
   std::vector<NewMessage> sends;
   sends.reserve(kSends);
   for (int i = 0; i < kSends; ++i) {
     const std::int64_t chat = i % 3 == 0 ? ab : i % 3 == 1 ? bc : group;
     std::int64_t sender = chat == ab ? ann.id : chat == bc ? bob.id : (i % 2 ? ann.id : cat.id);
     if (i == kNotMember) sender = dan.id;
-    sends.push_back({i == kToGone ? gone : chat, sender, "text " + std::to_string(i),
-                     "c" + std::to_string(i), std::nullopt, 100 + i});
+    // Quotes, backslashes, commas and braces in text and client_id, and a send without a
+    // client_id: the batch travels as array literals.
+    std::optional<std::string> client_id = R"(c"\{,})" + std::to_string(i);
+    if (i == kNoClientId) client_id.reset();
+    sends.push_back({i == kToGone ? gone : chat, sender, R"(text "q" \ {a,b} )" + std::to_string(i),
+                     std::move(client_id), std::nullopt, 100 + i});
   }
   const auto expected = sends;
   const auto results = send_at_once(std::move(sends));

@@ -269,26 +269,13 @@ std::string search_words(std::string_view text) {
   return out;
 }
 
-std::string int_array(const std::vector<std::int64_t>& ids) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(ids[i]);
-  }
-  return out + "}";
+// Elements of an array literal: numbers as they are, text quoted with its quotes and
+// backslashes escaped, nullopt as NULL.
+void append_element(std::string& out, std::int64_t value) {
+  out += std::to_string(value);
 }
 
-std::string int_array(const std::vector<std::optional<std::int64_t>>& ids) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < ids.size(); ++i) {
-    if (i > 0) out += ',';
-    out += ids[i] ? std::to_string(*ids[i]) : std::string("NULL");
-  }
-  return out + "}";
-}
-
-// An element of a text[] literal: quoted, with its quotes and backslashes escaped.
-void append_array_text(std::string& out, std::string_view value) {
+void append_element(std::string& out, const std::string& value) {
   out += '"';
   for (const char ch : value) {
     if (ch == '"' || ch == '\\') out += '\\';
@@ -297,24 +284,22 @@ void append_array_text(std::string& out, std::string_view value) {
   out += '"';
 }
 
-std::string text_array(const std::vector<std::string>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    append_array_text(out, values[i]);
+template <class T>
+void append_element(std::string& out, const std::optional<T>& value) {
+  if (value) {
+    append_element(out, *value);
+  } else {
+    out += "NULL";
   }
-  return out + "}";
 }
 
-std::string text_array(const std::vector<std::optional<std::string>>& values) {
+// An array literal ({a,b,...}), sent as one text parameter and cast by the statement.
+template <class T>
+std::string array_literal(const std::vector<T>& values) {
   std::string out = "{";
   for (std::size_t i = 0; i < values.size(); ++i) {
     if (i > 0) out += ',';
-    if (values[i]) {
-      append_array_text(out, *values[i]);
-    } else {
-      out += "NULL";
-    }
+    append_element(out, values[i]);
   }
   return out + "}";
 }
@@ -404,8 +389,8 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   commit.push_back({kLockTimeout, {}});
   commit.push_back({kLockLog, {}});
   commit.push_back(
-      {kAppendEvents, pg_params(n, int_array(chats), int_array(users), text_array(types),
-                                text_array(payloads), int_array(log.pending_at))});
+      {kAppendEvents, pg_params(n, array_literal(chats), array_literal(users), array_literal(types),
+                                array_literal(payloads), array_literal(log.pending_at))});
   commit.push_back({kCommit, {}});
   log.locked = true;  // from here on it may be held, even if a statement fails
   auto r = co_await c.pipeline(std::move(commit));
@@ -566,7 +551,7 @@ asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, st
 }
 
 asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
-  const std::string chats = int_array(std::vector<std::int64_t>{chat_id});
+  const std::string chats = array_literal(std::vector<std::int64_t>{chat_id});
   auto read_params = pg_params(chats);
   auto read = co_await db_.query(kLowestRead, std::move(read_params));
   auto delivered_params = pg_params(chats);
@@ -581,7 +566,7 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
                                                                  int limit) {
   std::optional<HistoryPage> page;
   const std::int64_t upper = before.value_or(INT64_MAX);
-  const std::string chats = int_array(std::vector<std::int64_t>{chat_id});
+  const std::string chats = array_literal(std::vector<std::int64_t>{chat_id});
   auto body = [&](PgConnection& c) -> asio::awaitable<void> {
     page.reset();
     // The membership, the page and the watermarks: one round trip, one snapshot.
@@ -675,7 +660,7 @@ asio::awaitable<Replay> PgChatStore::replay(std::int64_t user_id, std::int64_t s
 asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
     std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids, std::int64_t after_seq,
     int limit) {
-  auto params = pg_params(after_seq, int_array(chat_ids), int_array(user_ids), limit);
+  auto params = pg_params(after_seq, array_literal(chat_ids), array_literal(user_ids), limit);
   auto r = co_await db_.query(kEventsSince, std::move(params));
   co_return all_rows<EventRecord>(r, read_event);
 }
@@ -1063,11 +1048,12 @@ asio::awaitable<void> PgChatStore::write_sends(
     std::vector<PgStatement> statements;
     statements.push_back(
         {kSendMessages,
-         pg_params(int_array(chats), int_array(senders), text_array(texts), int_array(nows),
-                   int_array(forwarded), text_array(client_ids), text_array(words))});
+         pg_params(array_literal(chats), array_literal(senders), array_literal(texts),
+                   array_literal(nows), array_literal(forwarded), array_literal(client_ids),
+                   array_literal(words))});
     // Read after the sends in the same pipeline: they see the senders' watermarks moved.
-    statements.push_back({kLowestRead, pg_params(int_array(chat_ids))});
-    statements.push_back({kLowestDelivered, pg_params(int_array(chat_ids))});
+    statements.push_back({kLowestRead, pg_params(array_literal(chat_ids))});
+    statements.push_back({kLowestDelivered, pg_params(array_literal(chat_ids))});
     auto results = co_await c.pipeline(std::move(statements));
     const PgResult& sent = results[0];
     std::vector<std::optional<SentMessage>> stored(unique.size());
