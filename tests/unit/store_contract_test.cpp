@@ -370,6 +370,52 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_TRUE(run(chats.search(bob.id, {"m4"}, std::nullopt, 10)).empty());  // deleted
 }
 
+// A chat's two lowest read and delivered watermarks (what a receipt event carries), the
+// same whether asked for alone or with a page of history.
+TEST_P(StoreContract, WatermarksAreEachChatsTwoLowest) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cid = make_user("cid");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group,
+               "g",
+               {{ann.id, Role::owner}, {bob.id, Role::member}, {cid.id, Role::member}},
+               10};
+  auto created = run(chats.create_chat(
+      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
+  ASSERT_TRUE(created.created);
+  const auto id = created.chat_id;
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 4; ++i) {
+    auto sent = run(chats.send_message(
+        {id, ann.id, "m" + std::to_string(i), std::nullopt, std::nullopt, 20 + i}, on_send));
+    ASSERT_TRUE(sent && sent->created);
+    ids.push_back(sent->message.id);
+  }
+  auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
+  EventsFor<WatermarkChange> none = no_events;
+  ASSERT_TRUE(run(chats.mark_delivered(id, bob.id, ids[2], none)).changed);
+  ASSERT_TRUE(run(chats.mark_delivered(id, cid.id, ids[1], none)).changed);
+  ASSERT_TRUE(run(chats.mark_read(id, bob.id, ids[1], none)).changed);
+  ASSERT_TRUE(run(chats.mark_read(id, cid.id, ids[0], none)).changed);
+
+  auto entries = [](const std::vector<Watermarks::Entry>& v) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> out;
+    for (const auto& e : v) out.emplace_back(e.user_id, e.value);
+    return out;
+  };
+  using Pairs = std::vector<std::pair<std::int64_t, std::int64_t>>;
+  auto marks = run(chats.watermarks(id));
+  EXPECT_EQ(entries(marks.lowest_read), (Pairs{{cid.id, ids[0]}, {bob.id, ids[1]}}));
+  EXPECT_EQ(entries(marks.lowest_delivered), (Pairs{{cid.id, ids[1]}, {bob.id, ids[2]}}));
+  auto page = run(chats.history(id, bob.id, std::nullopt, std::nullopt, 10));
+  ASSERT_TRUE(page);
+  EXPECT_EQ(entries(page->marks.lowest_read), entries(marks.lowest_read));
+  EXPECT_EQ(entries(page->marks.lowest_delivered), entries(marks.lowest_delivered));
+  EXPECT_TRUE(run(chats.watermarks(id + 1000)).lowest_read.empty());  // no such chat
+}
+
 // Pages skip exactly the viewer's hidden messages (not another member's), in both
 // directions, with hidden runs at and across page edges, and name each message's sender.
 TEST_P(StoreContract, HistoryPagesSkipTheViewersHiddenMessages) {

@@ -552,11 +552,11 @@ asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, st
 
 asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {
   const std::string chats = array_literal(std::vector<std::int64_t>{chat_id});
-  auto read_params = pg_params(chats);
-  auto read = co_await db_.query(kLowestRead, std::move(read_params));
-  auto delivered_params = pg_params(chats);
-  auto delivered = co_await db_.query(kLowestDelivered, std::move(delivered_params));
-  co_return watermarks_of_chats(read, delivered)[chat_id];
+  std::vector<PgStatement> reads;
+  reads.push_back({kLowestRead, pg_params(chats)});
+  reads.push_back({kLowestDelivered, pg_params(chats)});
+  auto results = co_await db_.pipeline(std::move(reads));
+  co_return watermarks_of_chats(results[0], results[1])[chat_id];
 }
 
 asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t chat_id,

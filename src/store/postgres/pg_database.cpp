@@ -35,6 +35,16 @@ asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
   throw Unavailable("postgres: the database is not available");
 }
 
+asio::awaitable<std::vector<PgResult>> PgDatabase::pipeline(std::vector<PgStatement> statements) {
+  auto lease = co_await pool_->acquire();
+  try {
+    co_return co_await lease->pipeline(std::move(statements));
+  } catch (const PgError& e) {
+    if (!is_unavailability(e)) throw;
+  }
+  throw Unavailable("postgres: the database is not available");
+}
+
 asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn, const char* begin,
                                                         const PgDatabase::Body& body) {
   const PgDatabase::Body open = [begin](PgConnection& c) -> asio::awaitable<void> {

@@ -60,6 +60,10 @@ class PgDatabase {
   // One prepared statement in its own implicit transaction.
   boost::asio::awaitable<PgResult> query(const char* sql, PgParams params = {});
 
+  // Independent statements in one round trip on one connection, with no BEGIN of ours
+  // (PostgreSQL runs what comes before the pipeline's one Sync as an implicit transaction).
+  boost::asio::awaitable<std::vector<PgResult>> pipeline(std::vector<PgStatement> statements);
+
   // Runs `body` between BEGIN (or `begin`) and COMMIT on one connection; rolls back when it
   // throws. Retried up to three times on deadlock or serialization failure, so `body`
   // must start from scratch each time (reset what it fills in).
