@@ -117,9 +117,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be edited.");
-  auto events = [](const MessageRecord& m) {
-    return std::vector<NewEvent>{to_event(m.chat_id, edit_event(m))};
-  };
+  auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_edit_event(m)}; };
   auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
                                                      std::move(events));
   if (!edited) co_return Error::bad_request("A deleted message cannot be edited.");

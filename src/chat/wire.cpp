@@ -251,7 +251,11 @@ json::object member_event(const char* type, std::int64_t chat_id, std::int64_t u
 }
 
 NewEvent to_event(std::int64_t chat_id, const MessageRecord& m) {
-  return {chat_id, std::nullopt, "message", message_event(m)};
+  return {chat_id, std::nullopt, "message", message_event(m), m.id};
+}
+
+NewEvent to_edit_event(const MessageRecord& m) {
+  return {m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
 }
 
 NewEvent to_event(std::int64_t chat_id, const json::object& payload,

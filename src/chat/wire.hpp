@@ -55,6 +55,8 @@ store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payloa
                          std::optional<std::int64_t> only_user = std::nullopt);
 // The message event of a new message, for every member.
 store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
+// The edit event of an edited message, for every member.
+store::NewEvent to_edit_event(const store::MessageRecord& m);
 
 // A logged event as `viewer` receives it: with its seq, and client_id blanked on other
 // people's messages.

@@ -58,11 +58,15 @@ struct PinRecord {
 
 // One entry of the event log. `user_id` set: only that user sees it (delete for me, or a
 // member told of their own removal); unset: every member of the chat at replay time.
+// `message_id` set: the payload carries that message's text in its top-level "text", and
+// the store keeps it equal to the message's text when the message is edited or deleted,
+// so the log never replays words the message no longer has.
 struct NewEvent {
   std::int64_t chat_id = 0;
   std::optional<std::int64_t> user_id;
   std::string type;
   std::string payload;  // the event's JSON, as sockets carry it (without seq)
+  std::optional<std::int64_t> message_id = std::nullopt;
 };
 
 struct EventRecord {

@@ -387,6 +387,9 @@ def test_event_log_replay(client):
     g = new_group(client, a, b)
     m = send(client, a, g["id"], "logged", client_id="a-1")
     client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": "logged twice"})
+    # The log replays no words a message no longer has: the edit rewrote its message event.
+    edited = client.get(f"/api/events/?since={since}", token=b["access"]).json()["results"]
+    assert [e["text"] for e in edited if "text" in e] == ["logged twice", "logged twice"], edited
     client.post(f"/api/chats/{g['id']}/read/", token=b["access"], json={"last_read_message_id": m["id"]})
     client.post("/api/pinned/", token=a["access"], json={"message_id": m["id"]})
     client.post(f"/api/chats/{g['id']}/members/", token=a["access"], json={"user_id": uid(c)})
@@ -400,6 +403,8 @@ def test_event_log_replay(client):
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs) and feed["seq"] == seqs[-1]
     msg = feed["results"][1]
     assert msg["client_id"] is None and msg["message_id"] == m["id"] and msg["chat_id"] == g["id"]
+    # Deleted for everyone: its message and edit events now carry the empty text it has.
+    assert msg["text"] == "" and feed["results"][2]["text"] == "", feed["results"][:3]
     mine = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
     assert next(e for e in mine if e["type"] == "message")["client_id"] == "a-1"
     assert not any(e.get("for_me") for e in mine)  # b's hiding reached b alone

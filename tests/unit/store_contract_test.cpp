@@ -22,6 +22,9 @@
 
 #include <sqlite3.h>
 
+#include <boost/json/parse.hpp>
+
+#include "chat/wire.hpp"
 #include "config/settings.hpp"
 #include "store/postgres/pg_connection.hpp"
 #include "store/postgres/pg_store.hpp"
@@ -927,6 +930,84 @@ TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {
   EXPECT_EQ(by_user[0].chat_id, bc.chat_id);
   EXPECT_EQ(run(chats.events_since({ab.chat_id}, {cat.id}, start, 10)).size(), 2U);
   EXPECT_TRUE(run(chats.events_since({ab.chat_id, bc.chat_id}, {}, by_user[0].seq, 10)).empty());
+}
+
+// The log replays no words a message no longer has: editing a message rewrites the text of
+// its earlier message and edit events, deleting it empties them, and nothing else changes
+// (other members, other messages, the events' order and seqs).
+TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10};
+  const auto id = run(chats.create_chat(chat, [](const CreatedChat& c) {
+                    return one_event(c.chat_id, "chat_created");
+                  })).chat_id;
+  const auto start = run(chats.newest_seq());
+  auto on_send = [](const SentMessage& s) {
+    return std::vector<NewEvent>{chats::to_event(s.message.chat_id, s.message)};
+  };
+  auto send = [&](const std::string& text, const char* client_id) {
+    auto sent = run(chats.send_message({id, ann.id, text, client_id, std::nullopt, 20}, on_send));
+    EXPECT_TRUE(sent && sent->created);
+    return sent->message.id;
+  };
+  const auto secret = send("the password is \"hunter2\" ✓", "c1");
+  const auto kept = send("kept as it is", "c2");
+  EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_edit_event(m)};
+  };
+  ASSERT_TRUE(run(chats.edit_message(secret, "the password is ***", 30, on_edit)));
+
+  // What the log holds, oldest first: each event's type, message id and text.
+  struct Logged {
+    std::int64_t seq;
+    std::string type;
+    std::int64_t message_id;
+    std::string text;
+    std::string client_id;
+  };
+  auto logged = [&] {
+    std::vector<Logged> out;
+    for (const auto& e : run(chats.events_since({id}, {}, start, 100))) {
+      auto o = boost::json::parse(e.payload).as_object();
+      const auto* cid = o.if_contains("client_id");
+      out.push_back({e.seq, e.type, o.at("message_id").as_int64(),
+                     std::string(o.at("text").as_string()),
+                     cid != nullptr && cid->is_string() ? std::string(cid->as_string()) : ""});
+    }
+    return out;
+  };
+  auto edited = logged();
+  ASSERT_EQ(edited.size(), 3U);
+  EXPECT_EQ(edited[0].type, "message");
+  EXPECT_EQ(edited[0].message_id, secret);
+  EXPECT_EQ(edited[0].text, "the password is ***");
+  EXPECT_EQ(edited[0].client_id, "c1");  // the other members are untouched
+  EXPECT_EQ(edited[1].message_id, kept);
+  EXPECT_EQ(edited[1].text, "kept as it is");
+  EXPECT_EQ(edited[2].type, "edit");
+  EXPECT_EQ(edited[2].text, "the password is ***");
+  for (const auto& e : run(chats.events_since({id}, {}, start, 100))) {
+    EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
+  }
+
+  EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
+  };
+  ASSERT_TRUE(run(chats.delete_message(secret, on_delete)));
+  auto deleted = run(chats.events_since({id}, {}, start, 100));
+  ASSERT_EQ(deleted.size(), 4U);
+  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(deleted[i].seq, edited[i].seq);
+  EXPECT_EQ(deleted[3].type, "delete");
+  for (const auto& e : deleted) {
+    auto o = boost::json::parse(e.payload).as_object();
+    if (o.at("message_id").as_int64() != secret) continue;
+    const auto* text = o.if_contains("text");
+    EXPECT_TRUE(text == nullptr || text->as_string().empty()) << e.payload;
+    EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
+  }
+  EXPECT_NE(deleted[1].payload.find("kept as it is"), std::string::npos);
 }
 
 // PostgreSQL only: a COMMIT whose answer never comes may have committed events that no node

@@ -14,6 +14,7 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include "common/unicode.hpp"
+#include "store/logged_text.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/postgres/pg_rows.hpp"
@@ -160,9 +161,13 @@ constexpr const char* kUnlockLog = "SELECT pg_advisory_unlock(7316002)";
 constexpr const char* kAppendEvents =
     "WITH taken AS (UPDATE event_log_state SET last_seq = last_seq + $1 WHERE id = 1 "
     "RETURNING last_seq), written AS (INSERT INTO events(seq, chat_id, user_id, type, payload, "
-    "created_at) SELECT taken.last_seq - $1 + x.n, x.c, x.u, x.t, x.p, x.at FROM taken, "
-    "unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[]) WITH ORDINALITY "
-    "AS x(c, u, t, p, at, n)) SELECT last_seq FROM taken";
+    "created_at, message_id) SELECT taken.last_seq - $1 + x.n, x.c, x.u, x.t, x.p, x.at, x.m "
+    "FROM taken, unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
+    "$7::bigint[]) WITH ORDINALITY AS x(c, u, t, p, at, m, n)) SELECT last_seq FROM taken";
+constexpr const char* kLoggedForMessage = "SELECT seq, payload FROM events WHERE message_id = $1";
+constexpr const char* kRelogPayloads =
+    "UPDATE events e SET payload = x.p FROM unnest($1::bigint[], $2::text[]) AS x(s, p) "
+    "WHERE e.seq = x.s";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
@@ -375,13 +380,14 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   }
   const auto n = static_cast<std::int64_t>(log.pending.size());
   std::vector<std::int64_t> chats;
-  std::vector<std::optional<std::int64_t>> users;
+  std::vector<std::optional<std::int64_t>> users, messages;
   std::vector<std::string> types, payloads;
   for (const auto& e : log.pending) {
     chats.push_back(e.chat_id);
     users.push_back(e.user_id);
     types.push_back(e.type);
     payloads.push_back(e.payload);
+    messages.push_back(e.message_id);
   }
   std::vector<PgStatement> commit;
   // A node that died holding the lock is cut off by the server's keepalive; until then
@@ -389,8 +395,9 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   commit.push_back({kLockTimeout, {}});
   commit.push_back({kLockLog, {}});
   commit.push_back(
-      {kAppendEvents, pg_params(n, array_literal(chats), array_literal(users), array_literal(types),
-                                array_literal(payloads), array_literal(log.pending_at))});
+      {kAppendEvents,
+       pg_params(n, array_literal(chats), array_literal(users), array_literal(types),
+                 array_literal(payloads), array_literal(log.pending_at), array_literal(messages))});
   commit.push_back({kCommit, {}});
   log.locked = true;  // from here on it may be held, even if a statement fails
   auto r = co_await c.pipeline(std::move(commit));
@@ -400,6 +407,22 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
     log.events.push_back(
         {++seq, e.chat_id, e.user_id, std::move(e.type), std::move(e.payload), log.pending_at[i]});
   }
+}
+
+// The payloads logged for message `id` before now, rewritten with its text as it now is
+// (NewEvent::message_id).
+asio::awaitable<void> relog_text(PgConnection& c, std::int64_t id, const std::string& text) {
+  auto params = pg_params(id);
+  auto logged = co_await c.prepared(kLoggedForMessage, std::move(params));
+  if (logged.rows() == 0) co_return;
+  std::vector<std::int64_t> seqs;
+  std::vector<std::string> payloads;
+  for (int i = 0; i < logged.rows(); ++i) {
+    seqs.push_back(logged.int64(i, 0));
+    payloads.push_back(with_logged_text(logged.text(i, 1), text));
+  }
+  auto update = pg_params(array_literal(seqs), array_literal(payloads));
+  co_await c.prepared(kRelogPayloads, std::move(update));
 }
 
 asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t chat_id,
@@ -1088,6 +1111,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
     auto edited = co_await c.prepared(kEditMessage, std::move(params));
     if (edited.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
+    co_await relog_text(c, id, out->text);
     log.append(events(*out), now);
   };
   WriteBody fn = body;
@@ -1104,6 +1128,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
     auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
     if (deleted.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
+    co_await relog_text(c, id, out->text);
     log.append(events(*out), now_micros());
   };
   WriteBody fn = body;

@@ -266,6 +266,21 @@ DROP INDEX chat_members_delivered;
 ALTER TABLE chat_members SET (fillfactor = 50);
 )sql";
 
+// Each message's and edit's event names its message, so that editing or deleting the
+// message rewrites the text those events carry (NewEvent::message_id); events logged
+// before this migration get the same: their message named, their text brought in step
+// (rewritten through jsonb here, so their members may change order; chatd's own rewrites
+// keep it).
+constexpr const char* k0007_logged_message_text = R"sql(
+ALTER TABLE events ADD COLUMN message_id BIGINT;
+UPDATE events SET message_id = (payload::json ->> 'message_id')::bigint
+  WHERE type IN ('message', 'edit');
+CREATE INDEX events_message ON events(message_id) WHERE message_id IS NOT NULL;
+UPDATE events e SET payload = jsonb_set(e.payload::jsonb, '{text}', to_jsonb(m.text))::text
+  FROM messages m
+  WHERE m.id = e.message_id AND (e.payload::json ->> 'text') IS DISTINCT FROM m.text;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -273,6 +288,7 @@ constexpr PgMigration kMigrations[] = {
     {4, "ended_sessions", k0004_ended_sessions},
     {5, "send_batch_function", k0005_send_batch_function},
     {6, "hot_watermarks", k0006_hot_watermarks},
+    {7, "logged_message_text", k0007_logged_message_text},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

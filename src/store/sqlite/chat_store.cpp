@@ -5,6 +5,7 @@
 #include <optional>
 #include <utility>
 
+#include "store/logged_text.hpp"
 #include "store/sql_columns.hpp"
 #include "store/sqlite/database.hpp"
 #include "store/sqlite/rows.hpp"
@@ -126,7 +127,10 @@ constexpr const char* kEventsSince =
 constexpr const char* kMaxSeq = "SELECT COALESCE(max(seq), 0) FROM events";
 constexpr const char* kPrunedThrough = "SELECT pruned_through FROM event_log_state WHERE id = 1";
 constexpr const char* kInsertEvent =
-    "INSERT INTO events(chat_id, user_id, type, payload, created_at) VALUES (?1, ?2, ?3, ?4, ?5)";
+    "INSERT INTO events(chat_id, user_id, type, payload, created_at, message_id) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+constexpr const char* kLoggedForMessage = "SELECT seq, payload FROM events WHERE message_id = ?1";
+constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= ?1";
@@ -349,6 +353,18 @@ std::vector<EventRecord>& pending_events() {
   return pending;
 }
 
+// The payloads logged for message `id` before now, rewritten with its text as it now is
+// (NewEvent::message_id).
+void relog_text(Connection& c, std::int64_t id, const std::string& text) {
+  std::vector<std::pair<std::int64_t, std::string>> logged;
+  auto rows = c.prepare(kLoggedForMessage);
+  rows.bind(1, id);
+  while (rows.step()) logged.emplace_back(rows.int64(0), rows.text(1));
+  for (const auto& [seq, payload] : logged) {
+    c.prepare(kRelogPayload).bind(1, seq).bind(2, with_logged_text(payload, text)).exec();
+  }
+}
+
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
   for (const auto& e : events) {
     c.prepare(kInsertEvent)
@@ -357,6 +373,7 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
         .bind(3, e.type)
         .bind(4, e.payload)
         .bind(5, now)
+        .bind(6, e.message_id)
         .exec();
     pending_events().push_back(
         {c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now});
@@ -860,6 +877,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
     unindex_text(c, id, *before);
     index_text(c, id, text);
     auto message = message_by_id(c, id);
+    relog_text(c, id, message->text);
     append_events(c, events(*message), now);
     tx.commit();
     return message;
@@ -877,6 +895,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
     }
     unindex_text(c, id, *before);
     auto message = message_by_id(c, id);
+    relog_text(c, id, message->text);
     append_events(c, events(*message), now_micros());
     tx.commit();
     return message;

@@ -138,11 +138,27 @@ CREATE VIRTUAL TABLE messages_fts USING fts5(text, content = 'messages', content
 INSERT INTO messages_fts(rowid, text) SELECT id, text FROM messages WHERE is_deleted = 0;
 )sql";
 
+// Each message's and edit's event names its message, so that editing or deleting the
+// message rewrites the text those events carry (NewEvent::message_id); events logged
+// before this migration get the same: their message named, their text brought in step.
+constexpr const char* k0005_logged_message_text = R"sql(
+ALTER TABLE events ADD COLUMN message_id INTEGER;
+UPDATE events SET message_id = json_extract(payload, '$.message_id')
+  WHERE type IN ('message', 'edit') AND json_valid(payload);
+CREATE INDEX events_message ON events(message_id) WHERE message_id IS NOT NULL;
+UPDATE events SET payload = json_set(payload, '$.text',
+    (SELECT m.text FROM messages m WHERE m.id = events.message_id))
+  WHERE message_id IS NOT NULL AND json_type(payload, '$.text') = 'text' AND EXISTS
+    (SELECT 1 FROM messages m WHERE m.id = events.message_id
+       AND m.text IS NOT json_extract(events.payload, '$.text'));
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
     {3, "ended_sessions", k0003_ended_sessions},
     {4, "external_text_index", k0004_external_text_index},
+    {5, "logged_message_text", k0005_logged_message_text},
 };
 
 }  // namespace
