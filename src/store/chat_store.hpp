@@ -100,7 +100,8 @@ struct Replay {
   std::vector<EventRecord> events;
   bool has_more = false;
   bool resync_required = false;  // `since` is older than the log keeps
-  std::int64_t last_seq = 0;     // the newest seq the reader may move to
+  std::int64_t last_seq = 0;     // where the reader moves to: the last event sent, or the
+                                 // newest seq (even below a `since` ahead of the log)
 };
 
 class ChatStore {

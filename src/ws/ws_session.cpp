@@ -309,7 +309,7 @@ class Socket final : public realtime::Session,
         for (const auto& e : page.events) {
           enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
         }
-        cursor = std::max(cursor, page.last_seq);
+        cursor = page.last_seq;  // below `since` when that was ahead of the log
         if (!page.has_more) break;
       }
     }

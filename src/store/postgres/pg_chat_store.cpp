@@ -673,7 +673,9 @@ asio::awaitable<Replay> PgChatStore::replay(std::int64_t user_id, std::int64_t s
       out.has_more = true;
       out.events.pop_back();
     }
-    out.last_seq = out.has_more ? out.events.back().seq : std::max(since, newest);
+    // Past the newest event, the reader moves back to it (a cursor from a database since
+    // restored from a backup): ahead of the log, it would skip the events to come.
+    out.last_seq = out.has_more ? out.events.back().seq : newest;
   };
   PgDatabase::Body fn = body;
   co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");

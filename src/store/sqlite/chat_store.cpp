@@ -124,7 +124,11 @@ constexpr const char* kEventsSince =
     "WHERE e.seq > ?1 AND (e.chat_id IN (SELECT value FROM json_each(?2)) OR e.user_id IN "
     "(SELECT value FROM json_each(?3)) OR e.chat_id IN (SELECT chat_id FROM chat_members WHERE "
     "user_id IN (SELECT value FROM json_each(?3)))) ORDER BY e.seq LIMIT ?4";
-constexpr const char* kMaxSeq = "SELECT COALESCE(max(seq), 0) FROM events";
+// The newest seq ever taken: the log's newest event, or, once pruning emptied the log, the
+// last seq it pruned.
+constexpr const char* kMaxSeq =
+    "SELECT max(COALESCE((SELECT max(seq) FROM events), 0), "
+    "COALESCE((SELECT pruned_through FROM event_log_state WHERE id = 1), 0))";
 constexpr const char* kPrunedThrough = "SELECT pruned_through FROM event_log_state WHERE id = 1";
 constexpr const char* kInsertEvent =
     "INSERT INTO events(chat_id, user_id, type, payload, created_at, message_id) "
@@ -620,7 +624,9 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
         r.has_more = true;
         r.events.pop_back();
       }
-      r.last_seq = r.has_more ? r.events.back().seq : std::max(since, newest);
+      // Past the newest event, the reader moves back to it (a cursor from a database
+      // since restored from a backup): ahead of the log, it would skip the events to come.
+      r.last_seq = r.has_more ? r.events.back().seq : newest;
     }
     return r;
   };
