@@ -52,15 +52,20 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   Watermarks marks = std::move(page->marks);
   if (newest > page->viewer.last_delivered_message_id) {
     // Reading is delivery: the reader's watermark moves, and the statuses with it.
-    auto events = [](const WatermarkChange& c) {
-      return std::vector<NewEvent>{
-          to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
-    };
-    co_await store_.chats().mark_delivered(q.chat_id, me, newest, std::move(events));
+    co_await mark_delivered(q.chat_id, me, newest);
     marks = co_await store_.chats().watermarks(q.chat_id);
   }
   MessagePage out{std::move(page->messages), std::move(marks), page->has_more};
   co_return out;
+}
+
+boost::asio::awaitable<void> MessageService::mark_delivered(std::int64_t chat_id, std::int64_t me,
+                                                            std::int64_t message_id) {
+  auto events = [](const WatermarkChange& c) {
+    return std::vector<NewEvent>{
+        to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
+  };
+  co_await store_.chats().mark_delivered(chat_id, me, message_id, std::move(events));
 }
 
 boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
@@ -258,7 +263,12 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me
 
 boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since,
                                                               int limit) {
-  co_return co_await store_.chats().replay(me, since, limit);
+  auto replay = co_await store_.chats().replay(me, since, limit);
+  // Fetching is delivery, as for a page of history.
+  for (const auto& [chat, message] : delivered_by_replay(replay.events, me)) {
+    co_await mark_delivered(chat, me, message);
+  }
+  co_return replay;
 }
 
 }  // namespace chat::chats

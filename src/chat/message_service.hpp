@@ -92,6 +92,10 @@ class MessageService {
   visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
   boost::asio::awaitable<void> delete_for_everyone(std::int64_t message_id);
+  // Moves the caller's delivered watermark up to `message_id` (a fetch delivers), logging
+  // `delivered` when it moved.
+  boost::asio::awaitable<void> mark_delivered(std::int64_t chat_id, std::int64_t me,
+                                              std::int64_t message_id);
 
   store::Store& store_;
   ChatService& chats_;

@@ -264,6 +264,28 @@ NewEvent to_event(std::int64_t chat_id, const json::object& payload,
           json::serialize(payload)};
 }
 
+std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
+    const std::vector<EventRecord>& events, std::int64_t viewer) {
+  std::vector<std::pair<std::int64_t, std::int64_t>> newest;  // (chat, message), few chats
+  for (const auto& e : events) {
+    if (e.type != "message") continue;
+    const json::value v = json::parse(e.payload);
+    const auto& o = v.as_object();
+    const auto* sender = o.if_contains("sender_id");
+    const auto* id = o.if_contains("message_id");
+    if (id == nullptr || !id->is_int64()) continue;
+    if (sender != nullptr && sender->is_int64() && sender->get_int64() == viewer) continue;
+    auto at = std::find_if(newest.begin(), newest.end(),
+                           [&](const auto& n) { return n.first == e.chat_id; });
+    if (at == newest.end()) {
+      newest.emplace_back(e.chat_id, id->get_int64());
+    } else {
+      at->second = std::max(at->second, id->get_int64());
+    }
+  }
+  return newest;
+}
+
 json::object event_for_viewer(const EventRecord& e, std::int64_t viewer) {
   json::value v = json::parse(e.payload);
   json::object& o = v.as_object();

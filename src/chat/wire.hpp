@@ -6,6 +6,8 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "store/chat_records.hpp"
 
@@ -57,6 +59,12 @@ store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payloa
 store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
 // The edit event of an edited message, for every member.
 store::NewEvent to_edit_event(const store::MessageRecord& m);
+
+// What a replay of `events` to `viewer` delivers to them: per chat, the newest message
+// someone else sent (API.md: delivered once received on a socket or fetched). Both doors
+// that replay (the user socket's resume, GET /api/events/) move the watermark with it.
+std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
+    const std::vector<store::EventRecord>& events, std::int64_t viewer);
 
 // A logged event as `viewer` receives it: with its seq, and client_id blanked on other
 // people's messages.

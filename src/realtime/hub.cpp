@@ -83,6 +83,10 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
   return evicted;
 }
 
+void Hub::note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id) {
+  delivered_(chat_id, message_id, {user_id});
+}
+
 void Hub::detach(const Session* s) {
   Interest interest;
   {

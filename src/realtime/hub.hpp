@@ -54,6 +54,9 @@ class Hub final : public BrokerHandler {
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
                                  std::optional<std::int64_t> from_seq, std::function<void()> ready);
   void detach(const Session* session);
+  // A message reached `user_id` outside the live fan-out (a resume's replay): told to
+  // `delivered` like a message queued live.
+  void note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id);
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
   void close_all(int code, const std::string& reason);

@@ -309,6 +309,9 @@ class Socket final : public realtime::Session,
         for (const auto& e : page.events) {
           enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
         }
+        for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
+          context_.hub.note_delivered(chat, message, user_id());
+        }
         cursor = page.last_seq;  // below `since` when that was ahead of the log
         if (!page.has_more) break;
       }

@@ -1201,6 +1201,46 @@ def test_resume_at_or_past_the_newest_just_syncs(server, client):
     run(main())
 
 
+def test_a_replay_delivers_what_it_carries(server, client):
+    """Messages a member gets by resuming (on the user socket, or fetched from
+    GET /api/events/) are delivered, as if they had arrived live."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+    m1 = rest_send(client, a, chat, "sent while b was away")["id"]
+    assert history(client, a, chat)[m1]["status"] == "sent"
+
+    async def main():
+        a_user = await user_ws(server, a)
+        b_user = await user_ws(server, b, sync=False, since=since)
+        await b_user.until(is_("synced"))
+        f = await a_user.until(is_("delivered", user_id=uid(b)), timeout=3)
+        assert f["last_delivered_message_id"] == m1 and f["chat_id"] == chat, f
+        await b_user.close()
+        await asyncio.sleep(0.3)
+        # Fetched over HTTP: delivered as well.
+        after = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+        m2 = rest_send(client, a, chat, "fetched over HTTP")["id"]
+        assert history(client, a, chat)[m2]["status"] == "sent"
+        feed = client.get(f"/api/events/?since={after}", token=b["access"]).json()["results"]
+        assert [e["message_id"] for e in feed if e["type"] == "message"] == [m2], feed
+        f = await a_user.until(is_("delivered", user_id=uid(b), last_delivered_message_id=m2),
+                               timeout=3)
+        assert history(client, a, chat)[m2]["status"] == "delivered"
+        # One's own messages in a replay deliver nothing to anyone (a is offline now).
+        await a_user.close()
+        await asyncio.sleep(0.3)
+        mine = rest_send(client, b, chat, "from b")["id"]
+        client.get(f"/api/events/?since={after}", token=b["access"])
+        b_again = await user_ws(server, b, sync=False, since=after)
+        await b_again.until(is_("synced"))
+        await asyncio.sleep(0.5)
+        assert history(client, b, chat)[mine]["status"] == "sent"
+        await b_again.close()
+
+    run(main())
+
+
 def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
     """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES must
     still get the whole replay: otherwise it is cut off on every reconnect and never resumes."""
