@@ -95,7 +95,11 @@ boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me
     }
   }
   if (in.client_id) {
-    if (in.client_id->empty()) errors.add("client_id", "This field may not be blank.");
+    // Kept as sent (the client matches its pending copy by it), but whitespace alone is
+    // as blank as DRF's trimming would make it.
+    if (unicode::trim(*in.client_id).empty()) {
+      errors.add("client_id", "This field may not be blank.");
+    }
     if (unicode::length(*in.client_id) > kMaxClientIdLength) {
       errors.add("client_id", "Ensure this field has no more than 64 characters.");
     }

@@ -129,26 +129,36 @@ bool is_space(char32_t cp) {
   return iswspace_l(static_cast<wint_t>(cp), utf8_locale()) != 0;
 }
 
+namespace {
+
+// Python's str.isspace().
+bool is_strip_space(char32_t cp) {
+  return (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x20) || cp == 0x85 || cp == 0xA0 ||
+         cp == 0x1680 || (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 ||
+         cp == 0x202F || cp == 0x205F || cp == 0x3000;
+}
+
+}  // namespace
+
 std::string_view trim(std::string_view utf8) {
-  auto cps = decode(utf8);
-  if (!cps) return utf8;
-  std::size_t begin_bytes = 0;
-  std::size_t first = 0;
-  while (first < cps->size() && is_space((*cps)[first])) {
-    std::string tmp;
-    append_utf8(tmp, (*cps)[first]);
-    begin_bytes += tmp.size();
-    ++first;
+  if (!is_valid_utf8(utf8)) return utf8;
+  std::size_t begin = 0;
+  while (begin < utf8.size()) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(utf8, begin, cp);
+    if (!is_strip_space(cp)) break;
+    begin += n;
   }
-  std::size_t end_bytes = utf8.size();
-  std::size_t last = cps->size();
-  while (last > first && is_space((*cps)[last - 1])) {
-    std::string tmp;
-    append_utf8(tmp, (*cps)[last - 1]);
-    end_bytes -= tmp.size();
-    --last;
+  std::size_t end = utf8.size();
+  while (end > begin) {
+    std::size_t start = end - 1;  // back to the first byte of the last code point
+    while (start > begin && (static_cast<unsigned char>(utf8[start]) & 0xC0) == 0x80) --start;
+    char32_t cp = 0;
+    decode_one(utf8, start, cp);
+    if (!is_strip_space(cp)) break;
+    end = start;
   }
-  return utf8.substr(begin_bytes, end_bytes - begin_bytes);
+  return utf8.substr(begin, end - begin);
 }
 
 // Base letters of U+00C0..U+017F, one character each; '.' keeps the letter (Æ, Ø, ß, Œ...:

@@ -34,7 +34,9 @@ bool is_space(char32_t cp);
 char32_t without_diacritic(char32_t cp);
 std::string without_diacritics(std::string_view utf8);
 
-// Python's str.strip(): removes Unicode whitespace at both ends.
+// Python's str.strip(), which DRF's CharField trims with: removes at both ends what
+// str.isspace() calls whitespace (ASCII whitespace, U+001C-U+001F, U+0085 and every
+// Unicode space separator, no-break ones too). Invalid UTF-8 comes back as it is.
 std::string_view trim(std::string_view utf8);
 
 }  // namespace chat::unicode

@@ -187,9 +187,18 @@ def test_message_shape_trimming_and_limits(client, people):
     assert m["sender"] == ann["user"]["username"] and m["status"] == "sent"
     assert m["created_at"].endswith("Z") and m["edited_at"] is None and not m["is_edited"]
     assert send(client, ann, g["id"], "я" * 4096)["text"] == "я" * 4096
-    for text, msg in (("   ", "This field may not be blank."), ("x" * 4097, "Ensure this field has no more than 4096 characters.")):
+    # Trimmed as Python's str.strip() trims (DRF's CharField): no-break spaces, C0/C1
+    # separators and every Unicode space separator.
+    assert send(client, ann, g["id"], "\u00a0\u3000hi there\u202f\u2007\x85")["text"] == "hi there"
+    blank = "This field may not be blank."
+    for text, msg in (("   ", blank), ("\u00a0", blank), ("\u2007\u202f\x85\x1f\u2028", blank),
+                      ("x" * 4097, "Ensure this field has no more than 4096 characters.")):
         r = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": text})
         assert (r.status_code, r.json()) == (400, {"text": [msg]})
+    # A client_id is kept exactly as sent, but whitespace alone is blank.
+    r = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": "x", "client_id": "  \u00a0"})
+    assert (r.status_code, r.json()) == (400, {"client_id": [blank]})
+    assert send(client, ann, g["id"], "x", client_id=" padded ")["client_id"] == " padded "
     r = client.post("/api/messages/", token=ann["access"], json={})
     assert r.status_code == 400 and set(r.json()) == {"chat", "text"}
     r = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": "x", "client_id": "c" * 65})

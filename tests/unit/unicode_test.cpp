@@ -30,6 +30,16 @@ TEST(Unicode, TrimsUnicodeWhitespace) {
   EXPECT_EQ(unicode::trim("  x y \t\n"), "x y");
   EXPECT_EQ(unicode::trim("\u3000name\u2003"), "name");
   EXPECT_EQ(unicode::trim("   "), "");
+  EXPECT_EQ(unicode::trim(""), "");
+  // Python's str.strip() (DRF trims with it): no-break spaces and the C0/C1 separators too.
+  EXPECT_EQ(unicode::trim("\u00a0hi\u00a0"), "hi");
+  EXPECT_EQ(unicode::trim("\u2007\u202f\u0085\x1f\x1c"), "");
+  EXPECT_EQ(unicode::trim("\u205f\u2028x\u2029\u1680"), "x");
+  EXPECT_EQ(unicode::trim("\u00a0\u00e9t\u00e9 \u4e2d\u3000"), "\u00e9t\u00e9 \u4e2d");
+  // Not whitespace to Python: zero-width space, BOM, U+180E.
+  EXPECT_EQ(unicode::trim("\u200bx\ufeff"), "\u200bx\ufeff");
+  EXPECT_EQ(unicode::trim("\u180e"), "\u180e");
+  EXPECT_EQ(unicode::trim("\xff  "), "\xff  ");  // not UTF-8: left as it is
 }
 
 TEST(Unicode, DiacriticsAreFoldedLikeTheSearchIndex) {
