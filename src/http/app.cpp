@@ -52,6 +52,9 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
   route = match.pattern;
   if (!match.path_found) co_return error_response(Error::not_found());
   if (match.handler == nullptr) {
+    if (match.guard != nullptr) {
+      if (auto refused = co_await (*match.guard)(req)) co_return std::move(*refused);
+    }
     const std::string allow = allow_header(match.allowed);
     Response r;
     if (req.method == Method::options) {

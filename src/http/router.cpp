@@ -29,8 +29,13 @@ bool parse_id(std::string_view s, std::int64_t& out) {
 
 }  // namespace
 
+void Router::add(Method method, std::string pattern, GuardedHandler guarded) {
+  add(method, std::move(pattern), std::move(guarded.handler));
+  routes_.back().guard = std::move(guarded.guard);
+}
+
 void Router::add(Method method, std::string pattern, Handler handler) {
-  Route r{method, std::move(pattern), {}, std::move(handler)};
+  Route r{method, std::move(pattern), {}, std::move(handler), {}};
   for (auto seg : split_path(r.pattern)) {
     r.segments.emplace_back(seg.front() == '{' ? "{}" : std::string(seg));
   }
@@ -60,6 +65,7 @@ Router::Match Router::match(Method method, std::string_view path) const {
     m.path_found = true;
     m.pattern = route.pattern;
     m.allowed.push_back(route.method);
+    if (route.guard && m.guard == nullptr) m.guard = &route.guard;
     if (route.method == wanted && m.handler == nullptr) {
       m.handler = &route.handler;
       m.params = std::move(params);

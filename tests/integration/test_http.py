@@ -213,6 +213,29 @@ def test_options_answers_with_allow(client):
     assert "GET" not in allowed
 
 
+@pytest.mark.parametrize("method,path", [
+    ("PUT", "/api/messages/"),
+    ("DELETE", "/api/users/me/"),
+    ("PATCH", "/api/pinned/1/"),
+    ("OPTIONS", "/api/chats/"),
+])
+def test_protected_paths_authenticate_before_the_method(client, method, path):
+    """DRF authenticates before it dispatches on the method: without credentials a protected
+    path answers 401 whatever the method; with them, 405 (or the OPTIONS answer)."""
+    r = ok(client.request(method, path))
+    assert (r.status_code, r.json()) == (401, {"detail": "Authentication credentials were not provided."}), r.text
+    r = ok(client.request(method, path, headers={"Authorization": "Bearer not-a-token"}))
+    assert r.status_code == 401 and r.json()["code"] == "token_not_valid", r.text
+    me = client.register()
+    r = ok(client.request(method, path, token=me["access"]))
+    if method == "OPTIONS":
+        assert r.status_code == 200 and "GET" in r.headers["Allow"], r.text
+    else:
+        assert r.status_code == 405, r.text
+        assert r.json() == {"detail": f'Method "{method}" not allowed.'}
+        assert method not in [m.strip() for m in r.headers["Allow"].split(",")]
+
+
 # --- request parsing -------------------------------------------------------------------
 
 def post_raw(client, path, data, content_type="application/json"):

@@ -7,22 +7,36 @@ namespace chat::http {
 
 using boost::asio::awaitable;
 
-Handler authed(Services& s, AuthedFn fn) {
-  return [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
+namespace {
+
+Guard guard_of(Services& s) {
+  return [&s](Request& req) -> awaitable<std::optional<Response>> {
+    auto me = co_await authenticate(s.auth, req);
+    if (!me) co_return error_response(me.error());
+    co_return std::nullopt;
+  };
+}
+
+}  // namespace
+
+GuardedHandler authed(Services& s, AuthedFn fn) {
+  Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
     auto me = co_await authenticate(s.auth, req);
     if (!me) co_return error_response(me.error());
     co_return co_await fn(s, req, p, *me);
   };
+  return {std::move(handler), guard_of(s)};
 }
 
-Handler authed_body(Services& s, AuthedBodyFn fn) {
-  return [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
+GuardedHandler authed_body(Services& s, AuthedBodyFn fn) {
+  Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
     auto me = co_await authenticate(s.auth, req);
     if (!me) co_return error_response(me.error());
     auto body = parse_body(req);
     if (!body) co_return error_response(body.error());
     co_return co_await fn(s, req, p, *me, *body);
   };
+  return {std::move(handler), guard_of(s)};
 }
 
 }  // namespace chat::http

@@ -18,9 +18,10 @@ using AuthedBodyFn = boost::asio::awaitable<Response> (*)(Services&, Request&, c
                                                           const store::UserRecord& me,
                                                           const boost::json::object& body);
 
-// 401 unless the request carries a valid access token of an active user.
-Handler authed(Services& s, AuthedFn fn);
+// 401 unless the request carries a valid access token of an active user; the same check
+// guards the path's other methods (GuardedHandler).
+GuardedHandler authed(Services& s, AuthedFn fn);
 // As authed(), then the body parsed the DRF way (400/415 when it cannot be).
-Handler authed_body(Services& s, AuthedBodyFn fn);
+GuardedHandler authed_body(Services& s, AuthedBodyFn fn);
 
 }  // namespace chat::http
