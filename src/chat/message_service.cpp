@@ -216,6 +216,8 @@ boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::i
   std::vector<PinView> out;
   auto pins = co_await store_.chats().pins(chat_id);
   for (auto& pin : pins) {
+    // A message the caller hid for themselves is gone for them, pinned or not.
+    if (co_await store_.chats().is_hidden(me, chat_id, pin.message_id)) continue;
     auto message = co_await store_.chats().find_message(pin.message_id);
     if (message) out.push_back({pin, std::move(*message), marks, true});
   }

@@ -386,6 +386,27 @@ def test_pins(client):
     assert client.request("DELETE", f"/api/pinned/{pin['id']}/", token=a["access"]).status_code == 404
 
 
+def test_a_pinned_message_hidden_for_me_is_gone_from_my_pins(client):
+    """Hidden with ?for=me, a message is gone for that member everywhere, pins included;
+    the other members still see it pinned."""
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    m = send(client, a, g["id"], "secret pinned")
+    kept = send(client, a, g["id"], "pinned too")
+    for x in (m, kept):
+        assert client.post("/api/pinned/", token=a["access"], json={"message_id": x["id"]}).status_code == 201
+    assert client.request("DELETE", f"/api/messages/{m['id']}/?for=me", token=b["access"]).status_code == 204
+    mine = client.get(f"/api/pinned/?chat={g['id']}", token=b["access"]).json()
+    assert [p["message"]["id"] for p in mine] == [kept["id"]], mine
+    assert "secret" not in str(mine)
+    assert client.get(f"/api/chats/{g['id']}/", token=b["access"]).json()["pinned_message_ids"] == [kept["id"]]
+    listed = next(c for c in client.get("/api/chats/", token=b["access"]).json() if c["id"] == g["id"])
+    assert listed["pinned_message_ids"] == [kept["id"]]
+    theirs = client.get(f"/api/pinned/?chat={g['id']}", token=a["access"]).json()
+    assert [p["message"]["id"] for p in theirs] == [m["id"], kept["id"]]
+    assert client.get(f"/api/chats/{g['id']}/", token=a["access"]).json()["pinned_message_ids"] == [m["id"], kept["id"]]
+
+
 # ---- events ------------------------------------------------------------------------------------
 
 def test_event_log_replay(client):

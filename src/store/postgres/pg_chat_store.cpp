@@ -121,6 +121,11 @@ constexpr const char* kLowestRead = LOWEST_OF_CHATS("last_read_message_id");
 constexpr const char* kLowestDelivered = LOWEST_OF_CHATS("last_delivered_message_id");
 #undef LOWEST_OF_CHATS
 
+// The pinned messages a member sees: not those they hid for themselves.
+constexpr const char* kPinnedForViewer =
+    "SELECT p.message_id FROM pins p WHERE p.chat_id = $1 AND NOT EXISTS (SELECT 1 FROM "
+    "hidden_messages h WHERE h.user_id = $2 AND h.chat_id = p.chat_id AND "
+    "h.message_id = p.message_id) ORDER BY p.id";
 constexpr const char* kPinsOfChat =
     "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = $1 ORDER BY id";
 constexpr const char* kPinById =
@@ -351,9 +356,9 @@ asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int
   auto last = co_await c.prepared(kLastVisibleMessage, std::move(last_params));
   out.last_message = first_row(last, read_message);
   out.unread_count = co_await unread_of(c, chat_id, viewer);
-  auto pin_params = pg_params(chat_id);
-  auto pins = co_await c.prepared(kPinsOfChat, std::move(pin_params));
-  for (int i = 0; i < pins.rows(); ++i) out.pinned_message_ids.push_back(pins.int64(i, 2));
+  auto pin_params = pg_params(chat_id, viewer);
+  auto pins = co_await c.prepared(kPinnedForViewer, std::move(pin_params));
+  for (int i = 0; i < pins.rows(); ++i) out.pinned_message_ids.push_back(pins.int64(i, 0));
   co_return out;
 }
 

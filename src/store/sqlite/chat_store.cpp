@@ -94,6 +94,11 @@ constexpr const char* kLowestDelivered =
     "SELECT user_id, last_delivered_message_id FROM chat_members WHERE chat_id = ?1 "
     "ORDER BY last_delivered_message_id LIMIT 2";
 
+// The pinned messages a member sees: not those they hid for themselves.
+constexpr const char* kPinnedForViewer =
+    "SELECT p.message_id FROM pins p WHERE p.chat_id = ?1 AND NOT EXISTS (SELECT 1 FROM "
+    "hidden_messages h WHERE h.user_id = ?2 AND h.chat_id = p.chat_id AND "
+    "h.message_id = p.message_id) ORDER BY p.id";
 constexpr const char* kPinsOfChat =
     "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = ?1 ORDER BY id";
 constexpr const char* kPinById =
@@ -344,9 +349,9 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
     if (s.step()) out.last_message = read_message(s);
   }
   out.unread_count = unread_of(c, chat_id, viewer);
-  auto s = c.prepare(kPinsOfChat);
-  s.bind(1, chat_id);
-  while (s.step()) out.pinned_message_ids.push_back(s.int64(2));
+  auto s = c.prepare(kPinnedForViewer);
+  s.bind(1, chat_id).bind(2, viewer);
+  while (s.step()) out.pinned_message_ids.push_back(s.int64(0));
   return out;
 }
 
