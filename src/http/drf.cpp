@@ -255,14 +255,51 @@ std::optional<std::int64_t> query_integer(const Request& req, const char* name, 
   return v;
 }
 
+namespace {
+
+// Python's int() on a query parameter, as DRF's pagination reads limit and offset
+// (_positive_int): whitespace around it, a sign, digits with single underscores between
+// them, any size (past int64 it saturates). Nothing when it is not an integer.
+std::optional<std::int64_t> python_int(std::string_view text) {
+  std::string_view s = unicode::trim(text);
+  bool negative = false;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty()) return std::nullopt;
+  std::int64_t v = 0;
+  bool saturated = false;
+  bool after_digit = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '_') {  // only between two digits
+      if (!after_digit || i + 1 == s.size()) return std::nullopt;
+      after_digit = false;
+      continue;
+    }
+    if (c < '0' || c > '9') return std::nullopt;
+    after_digit = true;
+    const int d = c - '0';
+    if (v > (INT64_MAX - d) / 10) {
+      saturated = true;
+    } else {
+      v = v * 10 + d;
+    }
+  }
+  if (saturated) return negative ? INT64_MIN : INT64_MAX;
+  return negative ? -v : v;
+}
+
+}  // namespace
+
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
                        std::int64_t min, std::int64_t max) {
   const std::string* s = req.query_param(name);
   if (s == nullptr) return fallback;
-  std::int64_t v = 0;
-  auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
-  if (s->empty() || ec != std::errc{} || p != s->data() + s->size() || v < min) return fallback;
-  return std::min(v, max);
+  const auto v = python_int(*s);
+  if (!v || *v < min) return fallback;
+  return std::min(*v, max);
 }
 
 std::string header_text(std::string_view value) {

@@ -55,7 +55,8 @@ class FieldReader {
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
                                           std::int64_t min = 1, std::int64_t max = INT64_MAX);
 
-// Query parameter as a non-negative integer (DRF's pagination: a bad value means default).
+// Query parameter as DRF's pagination reads it (Python's int(), then at least `min`, at
+// most `max`): a bad value means `fallback`, a larger one `max`.
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
                        std::int64_t min, std::int64_t max);
 

@@ -277,6 +277,27 @@ def test_search_with_a_bad_limit_or_offset_falls_back_to_defaults(client):
         assert [u["id"] for u in body["results"]] == ids, params
 
 
+def test_limit_and_offset_are_read_as_python_int_reads_them(client):
+    """DRF's LimitOffsetPagination reads both with int(): whitespace around, a sign and
+    underscores between digits are fine; anything else means the default."""
+    tag = hexpart()
+    users = register_many(client, [f"pyint{tag}_{i}" for i in range(3)])
+    token = users[0]["access"]
+    ids = sorted(u["user"]["id"] for u in users)
+
+    def got(**params):
+        r = client.get("/api/users/", token=token, params={"search": f"pyint{tag}", **params})
+        assert r.status_code == 200, (params, r.text)
+        return [u["id"] for u in r.json()["results"]]
+
+    for limit in (" 2 ", "+2", "\u00a02\t", "0_2"):
+        assert got(limit=limit) == ids[:2], limit
+    for limit in ("1_0", "2_", "_2", "2__0", "2.0", "- 2"):
+        assert got(limit=limit) == ids, limit  # ten, or not an integer: the default
+    assert got(limit="1", offset=" +1") == ids[1:2]
+    assert got(limit="1", offset="1_000_000_000_000_000_000_000") == []
+
+
 def test_search_finds_cyrillic_usernames_regardless_of_case(client):
     tag = hexpart()
     users = register_many(client, [f"Аня{tag}", f"аНЯ{tag}x"])
