@@ -1180,7 +1180,8 @@ def test_resume_at_or_past_the_newest_just_syncs(server, client):
     time.sleep(0.3)
 
     async def main():
-        newest = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+        # Read as the sender: b's fetching would deliver the message, a new event.
+        newest = client.get("/api/events/?since=0", token=a["access"]).json()["seq"]
         ws = await user_ws(server, b, sync=False, since=newest)
         assert await ws.next() == {"type": "synced", "seq": newest}
         await ws.ping()
