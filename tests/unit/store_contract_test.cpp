@@ -136,6 +136,37 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     return *created;
   }
 
+  // A new chat; its id.
+  std::int64_t make_chat(const NewChat& chat) {
+    auto created = run(store_->chats().create_chat(chat, [](const CreatedChat& c) {
+      return std::vector<NewEvent>{
+          NewEvent{c.chat_id, std::nullopt, "chat_created", R"({"type":"chat_created"})"}};
+    }));
+    EXPECT_TRUE(created.created);
+    return created.chat_id;
+  }
+
+  // Messages "m0", "m1"... from `sender` (with client_ids "c0", "c1"... when asked), sent
+  // at times 20, 21...; their ids.
+  std::vector<std::int64_t> send_numbered(std::int64_t chat_id, std::int64_t sender, int count,
+                                          bool client_ids) {
+    EventsFor<SentMessage> events = [](const SentMessage& s) {
+      return std::vector<NewEvent>{
+          NewEvent{s.message.chat_id, std::nullopt, "message", R"({"type":"message"})"}};
+    };
+    std::vector<std::int64_t> ids;
+    for (int i = 0; i < count; ++i) {
+      const std::string n = std::to_string(i);
+      std::optional<std::string> client_id;
+      if (client_ids) client_id = std::string("c").append(n);
+      auto sent = run(store_->chats().send_message(
+          {chat_id, sender, std::string("m").append(n), client_id, std::nullopt, 20 + i}, events));
+      EXPECT_TRUE(sent && sent->created);
+      if (sent) ids.push_back(sent->message.id);
+    }
+    return ids;
+  }
+
   // Starts every send at once (the store batches those that queue) and waits for all. Each
   // stored message logs one event whose payload is {"id":<message id>}.
   std::vector<std::optional<SentMessage>> send_at_once(std::vector<NewMessage> sends) {
@@ -315,20 +346,11 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   auto ann = make_user("ann");
   auto bob = make_user("bob");
   auto& chats = store_->chats();
-  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
-  auto created = run(chats.create_chat(
-      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
-  ASSERT_TRUE(created.created);
-  const auto id = created.chat_id;
+  const auto id =
+      make_chat({ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
   auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
-  std::vector<std::int64_t> ids;
-  for (int i = 0; i < 5; ++i) {
-    auto sent = run(chats.send_message(
-        {id, ann.id, "m" + std::to_string(i), "c" + std::to_string(i), std::nullopt, 20 + i},
-        on_send));
-    ASSERT_TRUE(sent && sent->created);
-    ids.push_back(sent->message.id);
-  }
+  const auto ids = send_numbered(id, ann.id, 5, true);
+  ASSERT_EQ(ids.size(), 5U);
   EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end()));
   auto retry = run(chats.send_message({id, ann.id, "other text", "c2", std::nullopt, 99}, on_send));
   ASSERT_TRUE(retry);
@@ -380,22 +402,13 @@ TEST_P(StoreContract, WatermarksAreEachChatsTwoLowest) {
   auto bob = make_user("bob");
   auto cid = make_user("cid");
   auto& chats = store_->chats();
-  NewChat chat{ChatType::group,
-               "g",
-               {{ann.id, Role::owner}, {bob.id, Role::member}, {cid.id, Role::member}},
-               10};
-  auto created = run(chats.create_chat(
-      chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
-  ASSERT_TRUE(created.created);
-  const auto id = created.chat_id;
-  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
-  std::vector<std::int64_t> ids;
-  for (int i = 0; i < 4; ++i) {
-    auto sent = run(chats.send_message(
-        {id, ann.id, "m" + std::to_string(i), std::nullopt, std::nullopt, 20 + i}, on_send));
-    ASSERT_TRUE(sent && sent->created);
-    ids.push_back(sent->message.id);
-  }
+  const auto id =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cid.id, Role::member}},
+                 10});
+  const auto ids = send_numbered(id, ann.id, 4, false);
+  ASSERT_EQ(ids.size(), 4U);
   auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
   EventsFor<WatermarkChange> none = no_events;
   ASSERT_TRUE(run(chats.mark_delivered(id, bob.id, ids[2], none)).changed);
