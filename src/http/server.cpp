@@ -164,13 +164,23 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     const std::string peer = ec ? std::string("unknown") : endpoint.address().to_string();
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
-    for (;;) {
+    for (bool first = true;; first = false) {
       bhttp::request_parser<bhttp::string_body> parser;
       parser.header_limit(static_cast<std::uint32_t>(options.max_header_bytes));
       parser.body_limit(options.max_body_bytes);
 
-      stream.expires_after(std::chrono::seconds(
-          buffer.size() > 0 ? options.request_timeout_seconds : options.keepalive_timeout_seconds));
+      // Idle between requests of a kept-alive connection: up to the keep-alive timeout for
+      // the next request's first bytes. A new connection gets the request timeout for them,
+      // and every request, once begun, the request timeout for its whole header: a client
+      // that trickles its header in does not hold the connection any longer than that.
+      if (buffer.size() == 0) {
+        stream.expires_after(std::chrono::seconds(first ? options.request_timeout_seconds
+                                                        : options.keepalive_timeout_seconds));
+        auto [iec, in] = co_await stream.async_read_some(buffer.prepare(4096), use_tuple);
+        buffer.commit(in);
+        if (iec) break;
+      }
+      stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
       auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
       const InProgress busy(in_progress);
       if (rec) {
@@ -187,6 +197,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         break;
       }
       const auto& header = parser.get();
+      // RFC 9112 6.3: a request whose last transfer coding is not chunked has no length the
+      // server can know, and more than one Host names no host: 400, and the connection
+      // closes (what follows could not be told from the body).
+      if ((header.count(bhttp::field::transfer_encoding) > 0 && !parser.chunked()) ||
+          header.count(bhttp::field::host) > 1) {
+        co_await reply_and_close(stream, 400, "Malformed request.", peer);
+        break;
+      }
       if (auto len = parser.content_length(); len && *len > options.max_body_bytes) {
         co_await reply_and_close(stream, 413, "Request body too large.", peer);
         break;

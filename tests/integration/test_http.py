@@ -391,6 +391,65 @@ def test_garbage_gets_400_or_a_closed_connection(server, garbage):
     assert ok(c.get("/healthz")).status_code == 200
 
 
+@pytest.mark.parametrize("coding", ["gzip", "identity", "xchunked", "chunked, gzip"])
+def test_a_body_of_unknown_length_is_refused_and_nothing_after_it_runs(server, client, coding):
+    """RFC 9112 6.3: a request whose last transfer coding is not chunked has a body of
+    unknown length. Answered 400 and closed: its bytes are never read as a request."""
+    me = client.register()
+    smuggled = (f"GET /api/users/me/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Authorization: Bearer {me['access']}\r\n\r\n")
+    raw = raw_exchange(server, (
+        f"POST /api/auth/logout/ HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+        f"Content-Type: application/json\r\nTransfer-Encoding: {coding}\r\n\r\n{smuggled}").encode())
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+    assert raw.count(b"HTTP/1.1 ") == 1 and me["user"]["username"].encode() not in raw, raw
+
+
+def test_two_host_headers_are_refused(server):
+    raw = raw_exchange(server, (f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                                f"Host: evil.example\r\n\r\n").encode())
+    assert raw.startswith(b"HTTP/1.1 400"), raw[:200]
+
+
+def test_a_header_sent_slowly_gets_the_request_timeout_not_the_keepalive_one(make_server):
+    """Idle connections wait up to the keep-alive timeout between requests, but a request's
+    header, once begun, and a new connection's first bytes get the request timeout."""
+    s = make_server(REQUEST_TIMEOUT=2, KEEPALIVE_TIMEOUT=20)
+
+    def closed_after(conn, trickle):
+        start = time.monotonic()
+        conn.settimeout(0.5)
+        while time.monotonic() - start < 15:
+            if trickle:
+                try:
+                    conn.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    return time.monotonic() - start
+            try:
+                if conn.recv(4096) == b"":
+                    return time.monotonic() - start
+            except socket.timeout:
+                pass
+            except OSError:
+                return time.monotonic() - start
+        return None
+
+    with socket.create_connection(("127.0.0.1", s.port)) as conn:  # sends nothing at all
+        took = closed_after(conn, trickle=False)
+    assert took is not None and took < 5, took
+    with socket.create_connection(("127.0.0.1", s.port)) as conn:
+        conn.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+        took = closed_after(conn, trickle=True)
+    assert took is not None and took < 5, took
+    # Between requests of a kept-alive connection, the keep-alive timeout.
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
+        conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n\r\n".encode())
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+        time.sleep(4)
+        conn.sendall(f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n\r\n".encode())
+        assert conn.recv(4096).startswith(b"HTTP/1.1 200")
+
+
 def test_oversized_header_is_431(server):
     request = (f"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
                f"X-Big: {'a' * (17 * 1024)}\r\n\r\n").encode()
