@@ -25,6 +25,7 @@
 #include "http/request_log.hpp"
 #include "http/request_reader.hpp"
 #include "metrics/metrics.hpp"
+#include "store/store.hpp"
 #include "ws/gate.hpp"
 #include "ws/ws_session.hpp"
 
@@ -247,7 +248,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (auto refused = app.host_refusal(req)) {
           response = std::move(*refused);
         } else {
-          auto admission = co_await realtime->gate.admit(req);
+          // The gate reads the user (and, on a chat socket, the membership): an outage is
+          // a 503 as on REST, not a connection dropped without an answer.
+          Result<ws::Admission> admission = Error::unavailable();
+          try {
+            admission = co_await realtime->gate.admit(req);
+          } catch (const store::Unavailable& e) {
+            spdlog::error("database unavailable during a socket handshake: {}", e.what());
+          }
           if (admission) {
             admission->request_id = req.request_id;
             admission->client_address = req.client_address;

@@ -566,6 +566,15 @@ def status_and_body(client, method, path, who, **kw):
     return r.status_code, (r.json() if r.content else None)
 
 
+def handshake_answer(node, path, token):
+    """The first bytes a WebSocket handshake gets back."""
+    with socket.create_connection(("127.0.0.1", node.port), timeout=15) as s:
+        s.sendall((f"GET {path}?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{node.port}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        return s.recv(4096)
+
+
 def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
     if not (PG_BIN and PG_DATA):
         pytest.skip("CHATD_TEST_PG_BIN and CHATD_TEST_PG_DATA name the test cluster (scripts/test-services.sh)")
@@ -597,6 +606,10 @@ def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
                 assert r.status_code == 503 and "detail" in r.json(), r.text
                 assert await rest(ready, node) == 503
                 assert (await rest(requests.get, node.url + "/healthz", timeout=3)).status_code == 200
+                # A socket handshake: 503 too, not a connection dropped without an answer.
+                for path in ("/ws/", f"/ws/chat/{p}/"):
+                    raw = await rest(handshake_answer, node, path, a["access"])
+                    assert raw.startswith(b"HTTP/1.1 503") and b'"detail"' in raw, (i, path, raw[:300])
             # WebSocket: an `error` event for the message, and the socket stays open.
             await a_ws.send({"type": "message", "chat_id": p, "text": "not now", "client_id": "outage-1"})
             f = await a_ws.until(is_("error", request_type="message"), timeout=20)
