@@ -340,7 +340,13 @@ void Hub::on_logged(const store::EventRecord& event) {
             // A count is a state: under load, a socket gets only the newest one per write.
             queue_locked(*e, unread_frame_for(++st->second.unread), 0, chat_id);
           } else if (is_message && sender == me) {
+            // Sending reads the chat up to one's own message, the newest of the chat when
+            // it committed: nothing is unread any more, on every device of the sender.
             st->second.last_read = std::max(st->second.last_read, message_id);
+            if (st->second.unread != 0) {
+              st->second.unread = 0;
+              queue_locked(*e, unread_frame_for(0), 0, chat_id);
+            }
           } else if (type == "read" && subject == me) {
             st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));
             recount.push_back(e->session);

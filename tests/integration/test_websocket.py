@@ -1242,6 +1242,37 @@ def test_a_replay_delivers_what_it_carries(server, client):
     run(main())
 
 
+def test_sending_reads_the_chat_on_every_device(server, client):
+    """Sending moves the sender's read watermark to their message, the newest of the chat:
+    their unread count for it drops to 0, and every user socket of theirs is told."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        phone = await user_ws(server, b)
+        laptop = await user_ws(server, b)
+        for i in range(2):
+            rest_send(client, a, chat, f"unanswered {i}")
+        for ws in (phone, laptop):
+            for n in (1, 2):
+                f = await ws.until(is_("unread", chat_id=chat))
+                assert f["unread_count"] == n, f
+        await phone.send({"type": "message", "chat_id": chat, "text": "a reply", "client_id": "r1"})
+        for ws in (phone, laptop):
+            f = await ws.until(is_("unread", chat_id=chat))
+            assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
+        listed = next(c for c in client.get("/api/chats/", token=b["access"]).json() if c["id"] == chat)
+        assert listed["unread_count"] == 0, listed
+        # Already at 0, a further reply sends no count.
+        rest_send(client, b, chat, "and another")
+        await phone.drain(0.5)
+        assert [x["unread_count"] for x in phone.seen if x["type"] == "unread"] == [1, 2, 0], phone.seen
+        for ws in (phone, laptop):
+            await ws.close()
+
+    run(main())
+
+
 def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
     """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES must
     still get the whole replay: otherwise it is cut off on every reconnect and never resumes."""
