@@ -221,6 +221,7 @@ class Socket final : public realtime::Session,
       auto on_ready = [subscribed] {
         asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
       };
+      opened_at_seq_ = from_seq.value_or(0);
       for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready)) {
         metrics::metrics().throttled.with({"ws_sockets"}).inc();
         evicted->close(1008, "too many sockets");
@@ -286,7 +287,10 @@ class Socket final : public realtime::Session,
   // the replay did not already carry: no gap and no duplicate at the seam. Without
   // `since`, only releases what arrived during the handshake.
   asio::awaitable<void> replay(std::optional<std::int64_t> since) {
-    std::int64_t cursor = 0;
+    // Without `since`, the client loads its state through REST, which holds everything up
+    // to where the log stood when this socket read its chats: an event at or below that
+    // seq reaching it later (a node catching up after a broker outage) is old news.
+    std::int64_t cursor = opened_at_seq_;
     if (since) {
       cursor = *since;
       // Pages no bigger than half the send queue, each sent once the queue has room: a
@@ -927,6 +931,7 @@ class Socket final : public realtime::Session,
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;
+  std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
 };
 
 }  // namespace

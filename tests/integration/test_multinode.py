@@ -534,6 +534,42 @@ def test_redis_restart_mid_conversation(own_redis, make_cluster):  # nodes stop 
     run(main(), timeout=120)
 
 
+def test_a_broker_catch_up_brings_no_old_events_to_a_new_socket(own_redis, make_cluster):
+    """A node that lost Redis reads the log from where it stood to catch up. A socket that
+    opened without since= loads its state through REST as of its opening: an event from
+    before then is old news to it, even when the catch-up brings it along."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port)
+    api = [Client(n) for n in cluster]
+    owner, u = api[0].register(), api[0].register()
+    # u's history, all through node 0 (node 1 hears none of it): removed from one group,
+    # a member of another that is deleted, and a member of a third that stays.
+    left = group_chat(api[0], owner, u, name="left")
+    assert api[0].request("DELETE", f"/api/chats/{left}/members/{uid(u)}/", token=owner["access"]).status_code == 204
+    gone = group_chat(api[0], owner, u, name="gone")
+    assert api[0].request("DELETE", f"/api/chats/{gone}/", token=owner["access"]).status_code == 204
+    stays = group_chat(api[0], owner, u, name="stays")
+    rest_send(api[0], owner, stays, "before the socket")
+    opened_at = api[0].get("/api/events/?since=0", token=owner["access"]).json()["seq"]
+
+    async def main():
+        ws = await user_ws(cluster[1], u)
+        own_redis.kill()
+        await asyncio.sleep(1)
+        own_redis.start()
+        for node in cluster:
+            await rest(wait_for, f"node {node.port} ready again", lambda: ready(node) == 200, 30)
+        await asyncio.sleep(1)
+        after = (await rest(rest_send, api[0], owner, stays, "after the restart"))["id"]
+        await ws.until(is_("message", message_id=after), timeout=20)
+        await ws.drain(0.5)
+        old = [f for f in ws.seen if isinstance(f.get("seq"), int) and f["seq"] <= opened_at]
+        assert not old, old
+        check_seq_order(ws)
+        await ws.close()
+
+    run(main(), timeout=120)
+
+
 # ---- (e) PostgreSQL goes away and comes back ----------------------------------------------------
 
 PG_BIN = os.environ.get("CHATD_TEST_PG_BIN")
