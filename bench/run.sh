@@ -41,7 +41,7 @@ start_server() {
     env SECRET_KEY="bench-$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')" \
       BIND=127.0.0.1 PORT="$port" THREADS=1 LOG_LEVEL=warn \
       PASSWORD_HASH_MEMORY_KIB=8 PASSWORD_HASH_OPS=1 ACCESS_TOKEN_LIFETIME=3600 \
-      WS_EVENTS_PER_SECOND=100000 WS_EVENT_BURST=1000000 WS_MAX_QUEUED_FRAMES=1000000 \
+      WS_EVENTS_PER_SECOND=100000 WS_EVENT_BURST=1000000 WS_MAX_QUEUED_FRAMES=1000000 WS_MAX_QUEUED_BYTES=1073741824 \
       WS_MAX_SOCKETS_PER_USER=10000 "$@" \
       taskset -c 0 "$build/chatd" serve >"$work/$name/chatd.log" 2>&1 &
     echo $! >"$work/$name/pid"

@@ -173,6 +173,7 @@ int serve(const config::Settings& s) {
   limits.events_per_second = s.ws_events_per_second;
   limits.burst = s.ws_event_burst;
   limits.max_queued_frames = static_cast<std::size_t>(s.ws_max_queued_frames);
+  limits.max_queued_bytes = static_cast<std::size_t>(s.ws_max_queued_bytes);
   limits.idle_timeout = std::chrono::seconds(s.ws_idle_timeout);
   ws::KeepAlive keepalive(limits.idle_timeout);
   ws::RealtimeContext realtime_context{gate,   hub,       *presence, client_events,

@@ -269,6 +269,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.integer("WS_EVENT_BURST", s.ws_event_burst, 1, 1'000'000);
   r.integer("WS_MAX_SOCKETS_PER_USER", s.ws_max_sockets_per_user, 1, 10'000);
   r.integer("WS_MAX_QUEUED_FRAMES", s.ws_max_queued_frames, 16, 10'000'000);
+  r.integer("WS_MAX_QUEUED_BYTES", s.ws_max_queued_bytes, 64LL * 1024, 1LL << 30);
   r.duration("WS_IDLE_TIMEOUT", s.ws_idle_timeout, 2, 86400);
   r.integer("SHUTDOWN_GRACE", s.shutdown_grace_seconds, 0, 60);
   r.integer("HASHER_THREADS", s.hasher_threads, 1, 64);

@@ -79,6 +79,7 @@ struct Settings {
   int ws_event_burst = 60;
   int ws_max_sockets_per_user = 16;
   int ws_max_queued_frames = 4096;
+  std::int64_t ws_max_queued_bytes = 8LL * 1024 * 1024;
   std::int64_t ws_idle_timeout = 60;  // seconds
   int shutdown_grace_seconds = 8;
 

@@ -23,7 +23,8 @@ struct SocketLimits {
   std::size_t max_frame_bytes = std::size_t{64} * 1024;  // larger: close 1009
   double events_per_second = 30;                         // sustained...
   double burst = 60;                                     // ...with bursts; past that: close 1008
-  std::size_t max_queued_frames = 4096;   // a reader this far behind is closed as slow
+  std::size_t max_queued_frames = 4096;  // a reader this far behind is closed as slow...
+  std::size_t max_queued_bytes = std::size_t{8} * 1024 * 1024;  // ...or with this much queued
   std::chrono::seconds idle_timeout{60};  // pings at half of it; silence past it closes
 };
 

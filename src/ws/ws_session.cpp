@@ -299,7 +299,7 @@ class Socket final : public realtime::Session,
           static_cast<int>(std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, 500));
       asio::steady_timer pause(executor_);
       for (;;) {
-        while (queued() > context_.limits.max_queued_frames / 2) {
+        while (replay_must_wait()) {
           pause.expires_after(std::chrono::milliseconds(5));
           co_await pause.async_wait(use_tuple);
           if (is_closed()) co_return;
@@ -392,9 +392,12 @@ class Socket final : public realtime::Session,
     }
   }
 
-  std::size_t queued() {
+  // Whether the queue holds more than half of what a socket may have queued (in frames or
+  // bytes): a replay's next page waits for the reader to catch up.
+  bool replay_must_wait() {
     std::lock_guard lock(mutex_);
-    return queue_size();
+    return queue_size() > context_.limits.max_queued_frames / 2 ||
+           queued_bytes_ > context_.limits.max_queued_bytes / 2;
   }
 
   bool is_closed() {
@@ -677,7 +680,10 @@ class Socket final : public realtime::Session,
     auto it = std::find_if(states_.begin(), states_.end(),
                            [state](const auto& s) { return s.first == state; });
     if (it == states_.end()) return;
-    if (it->second >= queue_head_ && it->second < queue_.size()) queue_[it->second].reset();
+    if (it->second >= queue_head_ && it->second < queue_.size() && queue_[it->second]) {
+      queued_bytes_ -= queue_[it->second]->size();
+      queue_[it->second].reset();
+    }
     states_.erase(it);
   }
 
@@ -686,11 +692,16 @@ class Socket final : public realtime::Session,
   void clear_queue() {
     queue_.clear();
     queue_head_ = 0;
+    queued_bytes_ = 0;
     states_.clear();
   }
   // The first `n` queued frames are written: their payloads may go.
   void pop_frames(std::size_t n) {
-    for (std::size_t i = 0; i < n; ++i) queue_[queue_head_ + i].reset();
+    for (std::size_t i = 0; i < n; ++i) {
+      auto& frame = queue_[queue_head_ + i];
+      if (frame) queued_bytes_ -= frame->size();
+      frame.reset();
+    }
     queue_head_ += n;
     if (queue_empty()) {
       // After a burst an idle socket keeps no large queue.
@@ -716,17 +727,24 @@ class Socket final : public realtime::Session,
   // True when the caller must see to a flush (schedule_flush, or the hub's batch).
   bool enqueue_locked(const realtime::Frame& frame) {
     if (closed_) return false;
-    if (queue_size() >= context_.limits.max_queued_frames) {
+    // Frames or bytes: many small events, or fewer large ones (a text of control
+    // characters is six bytes of JSON each), pin as much memory.
+    if (queue_size() >= context_.limits.max_queued_frames ||
+        queued_bytes_ + frame->size() > context_.limits.max_queued_bytes) {
       // A slow reader must not hold memory or anyone else: it is cut off.
+      const auto frames = static_cast<std::uint64_t>(queue_size());
+      const auto bytes = static_cast<std::uint64_t>(queued_bytes_);
       closed_ = true;
       clear_queue();
       socket_event("socket.drop", admission_)
           .field("reason", "too slow")
-          .field("queued", static_cast<std::uint64_t>(context_.limits.max_queued_frames))
+          .field("queued", frames)
+          .field("queued_bytes", bytes)
           .warn();
       drop_connection();
       return false;
     }
+    queued_bytes_ += frame->size();
     queue_.push_back(frame);
     return claim_flush_locked();
   }
@@ -932,6 +950,7 @@ class Socket final : public realtime::Session,
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
+  std::size_t queued_bytes_ = 0;    // payload bytes of the frames queued (under mutex_)
 };
 
 }  // namespace

@@ -30,7 +30,7 @@ KILLS = 10
 # The load is far past the per-socket rate limit on purpose, and Python clients of a
 # 25-member group are slow readers: neither limit is what these tests are about.
 LOAD_ENV = {"WS_EVENTS_PER_SECOND": "100000", "WS_EVENT_BURST": "100000",
-            "WS_MAX_QUEUED_FRAMES": "1000000", "PASSWORD_HASH_MEMORY_KIB": "1024",
+            "WS_MAX_QUEUED_FRAMES": "1000000", "WS_MAX_QUEUED_BYTES": "1073741824", "PASSWORD_HASH_MEMORY_KIB": "1024",
             "PASSWORD_HASH_OPS": "1"}
 
 

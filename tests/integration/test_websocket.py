@@ -1435,8 +1435,10 @@ def read_to_eof(s, timeout):
     return data, False
 
 
-def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server):
-    s = make_server(WS_MAX_QUEUED_FRAMES=32)
+@pytest.mark.parametrize("limit_env", [{"WS_MAX_QUEUED_FRAMES": 32}, {"WS_MAX_QUEUED_BYTES": 65536}],
+                         ids=["frames", "bytes"])
+def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server, limit_env):
+    s = make_server(**limit_env)
     c = Client(s)
     a, b, slow = c.register(), c.register(), c.register()
     group = group_chat(c, a, b, slow, name="slow")
@@ -1475,7 +1477,12 @@ def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server):
         await b_user.close()
 
     run(main(), timeout=80)
-    assert "too slow" in s.read_log()
+    drops = [line for line in s.read_log().splitlines() if "too slow" in line]
+    assert drops, s.read_log()[-2000:]
+    if "WS_MAX_QUEUED_BYTES" in limit_env:
+        # Cut off by its bytes (64 KiB), long before its 4,096 frames.
+        queued = int(re.search(r"queued=(\d+)", drops[0]).group(1))
+        assert queued < 32, drops[0]
 
 
 def test_idle_timeout(make_server):
