@@ -52,7 +52,7 @@ boost::asio::awaitable<TokenPair> AuthService::issue_tokens(std::int64_t user_id
   TokenClaims refresh{TokenType::refresh, user_id, now, now + settings_.refresh_lifetime,
                       JwtCodec::new_jti()};
   refresh.session = refresh.jti;
-  store::RefreshTokenRecord row{refresh.jti, user_id, now, refresh.expires_at};
+  store::RefreshTokenRecord row{refresh.jti, user_id, now, refresh.expires_at, refresh.session};
   co_await store_.refresh_tokens().record(std::move(row));
   co_return TokenPair{issue_access(user_id, now, refresh.session), jwt_.encode(refresh)};
 }
@@ -164,7 +164,7 @@ boost::asio::awaitable<Result<RefreshedTokens>> AuthService::refresh(std::string
                      JwtCodec::new_jti(), session};
     // Revoking the old token and recording the new one is one transaction: of two
     // concurrent uses of one refresh token, only one gets a successor.
-    store::RefreshTokenRecord row{next.jti, user->id, now, next.expires_at};
+    store::RefreshTokenRecord row{next.jti, user->id, now, next.expires_at, session};
     if (!co_await store_.refresh_tokens().rotate(claims->jti, std::move(row), now_micros())) {
       co_return blacklisted();
     }
@@ -231,7 +231,17 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
 }
 
 boost::asio::awaitable<void> AuthService::revoke_sessions(std::int64_t user_id) {
-  co_await store_.refresh_tokens().revoke_all_for_user(user_id, now_micros());
+  co_await store_.refresh_tokens().end_other_sessions(user_id, "", settings_.access_lifetime,
+                                                      now_micros());
+}
+
+boost::asio::awaitable<void> AuthService::end_other_sessions(std::int64_t user_id,
+                                                             std::string keep_session) {
+  const auto ended = co_await store_.refresh_tokens().end_other_sessions(
+      user_id, std::move(keep_session), settings_.access_lifetime, now_micros());
+  if (session_ended_) {
+    for (const auto& session : ended) session_ended_(user_id, session);
+  }
 }
 
 }  // namespace chat::auth

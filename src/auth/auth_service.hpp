@@ -86,7 +86,11 @@ class AuthService {
                                                       std::string client_address,
                                                       const char* field_name);
 
-  // After a password change or deactivation: every refresh token of the user stops working.
+  // After a password change, as Django keeps only the session that changed it: every other
+  // login session of the user ends (refresh and access tokens refused, its sockets closed
+  // through on_session_ended); `keep_session` goes on.
+  boost::asio::awaitable<void> end_other_sessions(std::int64_t user_id, std::string keep_session);
+  // Deactivation: every session of the user ends (the caller closes the sockets).
   boost::asio::awaitable<void> revoke_sessions(std::int64_t user_id);
 
   [[nodiscard]] const AuthSettings& settings() const { return settings_; }

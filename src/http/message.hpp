@@ -25,6 +25,7 @@ struct Request {
   std::string body;
   std::string client_address;  // after trusted-proxy resolution
   std::string request_id;
+  std::string session;  // the caller's login session, once authenticated (authed())
 
   // First header with this lower-case name, or empty.
   [[nodiscard]] std::string_view header(std::string_view name) const;

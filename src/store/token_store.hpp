@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "common/time.hpp"
 
@@ -16,6 +17,7 @@ struct RefreshTokenRecord {
   std::int64_t user_id = 0;
   std::int64_t issued_at = 0;   // seconds
   std::int64_t expires_at = 0;  // seconds
+  std::string session;          // the login session it belongs to (its sid)
 };
 
 enum class TokenState { active, revoked, unknown };
@@ -41,7 +43,12 @@ class RefreshTokenStore {
   virtual boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                               Micros now) = 0;
 
-  virtual boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) = 0;
+  // A password change: revokes every refresh token of the user except those of
+  // `keep_session` (the caller's), and records each other session that had an active
+  // token as ended (kept until its newest token's expiry plus `access_lifetime` seconds:
+  // past that no token of it is valid anyway). Returns the sessions it ended.
+  virtual boost::asio::awaitable<std::vector<std::string>> end_other_sessions(
+      std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) = 0;
 
   // Deletes tokens (and ended sessions) that expired before `now_seconds`; returns how
   // many tokens.

@@ -10,7 +10,8 @@ UserService::UserService(store::Store& store, auth::AuthService& auth, auth::Pas
     : store_(store), auth_(auth), hasher_(hasher) {}
 
 boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
-    const store::UserRecord& me, ProfileChanges in, std::string client_address) {
+    const store::UserRecord& me, std::string session, ProfileChanges in,
+    std::string client_address) {
   FieldErrors errors = std::move(in.errors);
   if (in.email) {
     for (auto& p : auth::email_problems(*in.email)) errors.add("email", std::move(p));
@@ -35,8 +36,8 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
   if (in.password) changes.password_hash = co_await hasher_.hash(*in.password);
   auto updated = co_await store_.users().update(me.id, std::move(changes));
   if (!updated) co_return Error::not_found();
-  // A new password ends every other session: their refresh tokens stop working.
-  if (in.password) co_await auth_.revoke_sessions(me.id);
+  // A new password ends every other session of the user; the caller's goes on.
+  if (in.password) co_await auth_.end_other_sessions(me.id, std::move(session));
   co_return std::move(*updated);
 }
 

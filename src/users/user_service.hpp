@@ -37,7 +37,9 @@ class UserService {
 
   UserService(store::Store& store, auth::AuthService& auth, auth::PasswordHasher& hasher);
 
+  // `session`: the caller's login session, which a password change leaves going.
   boost::asio::awaitable<Result<store::UserRecord>> update_profile(const store::UserRecord& me,
+                                                                   std::string session,
                                                                    ProfileChanges changes,
                                                                    std::string client_address);
   boost::asio::awaitable<Result<store::UserPage>> list(UserListQuery query);

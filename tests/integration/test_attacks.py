@@ -516,6 +516,35 @@ def test_sockets_of_a_logged_out_session_close_within_one_second(server, client)
     run(main())
 
 
+def test_a_password_change_closes_the_other_sessions_sockets(server, client):
+    """A stolen session must not outlive the password change meant to end it: the other
+    sessions' sockets close with 4003 and their tokens open no new ones; the session that
+    changed the password keeps its sockets."""
+    ann, bob = client.register(), client.register()
+    thief = client.login(uname(ann), ann["password"])
+    chat = private_chat(client, ann, bob)
+
+    async def main():
+        ending = [await user_ws(server, {**ann, "access": thief["access"]}),
+                  await chat_ws(server, {**ann, "access": thief["access"]}, chat)]
+        staying = [await user_ws(server, ann), await chat_ws(server, ann, chat)]
+        waits = [asyncio.create_task(ws.closed(timeout=3)) for ws in ending]
+        r = await asyncio.to_thread(client.patch, "/api/users/me/", token=ann["access"],
+                                    json={"password": "changed-after-theft-7",
+                                          "current_password": ann["password"]})
+        assert r.status_code == 200, r.text
+        assert await asyncio.gather(*waits) == [CLOSE_DEACTIVATED, CLOSE_DEACTIVATED]
+        assert await refused(server, "/ws/", thief["access"]) == 401
+        for ws in staying:
+            await ws.ping()
+        m = await asyncio.to_thread(rest_send, client, bob, chat, "still yours")
+        for ws in staying:
+            await ws.until(is_("message", message_id=m["id"]))
+            await ws.close()
+
+    run(main())
+
+
 # ---- 6. no secrets in the log ---------------------------------------------------------------------
 
 def test_tokens_and_passwords_never_reach_the_log(make_server):

@@ -149,10 +149,13 @@ def test_put_behaves_like_patch(client):
     assert client.get("/api/users/me/", token=token).json()["email"] == new_email
 
 
-def test_password_change_revokes_older_refresh_tokens(client):
+def test_password_change_ends_every_other_session(client):
+    """As Django keeps only the session that changed the password: every other login of
+    the user ends at once (its refresh and access tokens are refused), the caller's goes on."""
     user = client.register()
     name, old_password = user["user"]["username"], user["password"]
     second = client.login(name, old_password)
+    assert client.get("/api/users/me/", token=second["access"]).status_code == 200
     new_password = "brand-new-secret-9"
     r = client.patch("/api/users/me/", token=user["access"],
                      json={"password": new_password, "current_password": old_password})
@@ -165,15 +168,17 @@ def test_password_change_revokes_older_refresh_tokens(client):
     assert r.status_code == 401, r.text
     assert r.json() == BAD_LOGIN
     fresh = client.login(name, new_password)
-    # Every refresh token issued before the change is refused...
-    for refresh in (user["refresh"], second["refresh"]):
+    # The other session is over: its refresh token and its access token are refused...
+    r = client.post("/api/auth/refresh/", json={"refresh": second["refresh"]})
+    assert (r.status_code, r.json()) == (401, BLACKLISTED), r.text
+    r = client.get("/api/users/me/", token=second["access"])
+    assert r.status_code == 401 and r.json()["code"] == "token_not_valid", r.text
+    # ...while the caller's session, and one started after the change, go on.
+    assert client.get("/api/users/me/", token=user["access"]).status_code == 200
+    for refresh in (user["refresh"], fresh["refresh"]):
         r = client.post("/api/auth/refresh/", json={"refresh": refresh})
-        assert r.status_code == 401, r.text
-        assert r.json() == BLACKLISTED
-    # ...while one issued after it works.
-    r = client.post("/api/auth/refresh/", json={"refresh": fresh["refresh"]})
-    assert r.status_code == 200, r.text
-    assert set(r.json()) == {"access"}
+        assert r.status_code == 200, r.text
+        assert set(r.json()) == {"access"}
 
 
 # --- GET /api/users/?search= -----------------------------------------------------------

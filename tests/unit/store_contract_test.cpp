@@ -298,14 +298,33 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_EQ(run(tokens.state("t3")), TokenState::active);
   EXPECT_EQ(run(tokens.state("t4")), TokenState::unknown);
 
-  run(tokens.revoke_all_for_user(ann.id, 7));
+  // A password change in session s6: the other sessions end, tokens without a session
+  // (t3) are revoked with them, and s6 goes on.
+  run(tokens.record({"t5", ann.id, 100, 400, "s5"}));
+  run(tokens.record({"t6", ann.id, 100, 500, "s6"}));
+  run(tokens.record({"t7", ann.id, 100, 450, "s5"}));
+  EXPECT_EQ(run(tokens.end_other_sessions(ann.id, "s6", 60, 7)), std::vector<std::string>{"s5"});
   EXPECT_EQ(run(tokens.state("t3")), TokenState::revoked);
+  EXPECT_EQ(run(tokens.state("t5")), TokenState::revoked);
+  EXPECT_EQ(run(tokens.state("t7")), TokenState::revoked);
+  EXPECT_EQ(run(tokens.state("t6")), TokenState::active);
+  EXPECT_TRUE(ended("s5"));
+  EXPECT_FALSE(ended("s6"));
+  EXPECT_TRUE(run(tokens.end_other_sessions(ann.id, "s6", 60, 8)).empty());  // nothing left
   EXPECT_EQ(run(tokens.prune_expired(205)), 2);  // t1 and t2 expired at 200
   EXPECT_EQ(run(tokens.state("t1")), TokenState::unknown);
   EXPECT_EQ(run(tokens.state("t3")), TokenState::revoked);
   EXPECT_TRUE(ended("s1"));  // kept until 300
   run(tokens.prune_expired(301));
   EXPECT_FALSE(ended("s1"));
+  EXPECT_TRUE(ended("s5"));  // kept until its newest token's expiry (450) + 60
+  run(tokens.prune_expired(511));
+  EXPECT_FALSE(ended("s5"));
+  // Deactivation (no session kept): every session ends.
+  run(tokens.record({"t8", ann.id, 1000, 2000, "s8b"}));
+  EXPECT_EQ(run(tokens.end_other_sessions(ann.id, "", 60, 9)), std::vector<std::string>{"s8b"});
+  EXPECT_EQ(run(tokens.state("t8")), TokenState::revoked);
+  EXPECT_TRUE(ended("s8b"));
 }
 
 TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {

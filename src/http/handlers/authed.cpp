@@ -21,20 +21,22 @@ Guard guard_of(Services& s) {
 
 GuardedHandler authed(Services& s, AuthedFn fn) {
   Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
-    auto me = co_await authenticate(s.auth, req);
-    if (!me) co_return error_response(me.error());
-    co_return co_await fn(s, req, p, *me);
+    auto who = co_await authenticate(s.auth, req);
+    if (!who) co_return error_response(who.error());
+    req.session = who->session;
+    co_return co_await fn(s, req, p, who->user);
   };
   return {std::move(handler), guard_of(s)};
 }
 
 GuardedHandler authed_body(Services& s, AuthedBodyFn fn) {
   Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
-    auto me = co_await authenticate(s.auth, req);
-    if (!me) co_return error_response(me.error());
+    auto who = co_await authenticate(s.auth, req);
+    if (!who) co_return error_response(who.error());
+    req.session = who->session;
     auto body = parse_body(req);
     if (!body) co_return error_response(body.error());
-    co_return co_await fn(s, req, p, *me, *body);
+    co_return co_await fn(s, req, p, who->user, *body);
   };
   return {std::move(handler), guard_of(s)};
 }

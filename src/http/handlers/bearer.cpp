@@ -4,8 +4,8 @@
 
 namespace chat::http {
 
-boost::asio::awaitable<Result<store::UserRecord>> authenticate(auth::AuthService& auth,
-                                                               const Request& req) {
+boost::asio::awaitable<Result<auth::Authenticated>> authenticate(auth::AuthService& auth,
+                                                                 const Request& req) {
   std::string_view header = req.header("authorization");
   // Another scheme (Basic, ...) is not ours: as if no credentials were given.
   if (header.empty() || !(header.substr(0, 7) == "Bearer " || header == "Bearer")) {
@@ -16,7 +16,7 @@ boost::asio::awaitable<Result<store::UserRecord>> authenticate(auth::AuthService
     co_return Error::unauthenticated("Authorization header must contain two space-delimited values",
                                      "bad_authorization_header");
   }
-  co_return co_await auth.authenticate(std::string(token));
+  co_return co_await auth.authenticate_session(std::string(token));
 }
 
 }  // namespace chat::http

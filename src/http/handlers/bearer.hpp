@@ -7,13 +7,11 @@
 #include "http/message.hpp"
 #include "store/user_store.hpp"
 
-namespace chat::auth {
-class AuthService;
-}
+#include "auth/auth_service.hpp"
 
 namespace chat::http {
 
-boost::asio::awaitable<Result<store::UserRecord>> authenticate(auth::AuthService& auth,
-                                                               const Request& req);
+boost::asio::awaitable<Result<auth::Authenticated>> authenticate(auth::AuthService& auth,
+                                                                 const Request& req);
 
 }  // namespace chat::http

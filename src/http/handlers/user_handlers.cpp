@@ -33,7 +33,8 @@ awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*pa
   in.password = f.string("password", {.required = false, .trim = false, .max_length = 4096});
   in.current_password =
       f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
-  auto updated = co_await s.users.update_profile(me, std::move(in), req.client_address);
+  auto updated =
+      co_await s.users.update_profile(me, req.session, std::move(in), req.client_address);
   if (!updated) co_return error_response(updated.error());
   const bool online = co_await is_online(s, updated->id);
   co_return json_response(200, own_user_json(*updated, online));

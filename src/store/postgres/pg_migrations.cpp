@@ -281,6 +281,13 @@ UPDATE events e SET payload = jsonb_set(e.payload::jsonb, '{text}', to_jsonb(m.t
   WHERE m.id = e.message_id AND (e.payload::json ->> 'text') IS DISTINCT FROM m.text;
 )sql";
 
+// Each refresh token names its login session, so that a password change can end the
+// user's other sessions (their access tokens refused, their sockets closed) and keep the
+// caller's. Tokens issued before stay without one; they are revoked as before.
+constexpr const char* k0008_refresh_token_sessions = R"sql(
+ALTER TABLE refresh_tokens ADD COLUMN session TEXT;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -289,6 +296,7 @@ constexpr PgMigration kMigrations[] = {
     {5, "send_batch_function", k0005_send_batch_function},
     {6, "hot_watermarks", k0006_hot_watermarks},
     {7, "logged_message_text", k0007_logged_message_text},
+    {8, "refresh_token_sessions", k0008_refresh_token_sessions},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

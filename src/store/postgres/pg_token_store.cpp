@@ -6,8 +6,8 @@ namespace chat::store::postgres {
 namespace {
 
 constexpr const char* kInsertToken =
-    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds) "
-    "VALUES ($1, $2, $3, $4)";
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
+    "VALUES ($1, $2, $3, $4, $5)";
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = $1";
 // The state before the call, in one statement: the row lock of the UPDATE makes two
 // concurrent revocations see `active` once.
@@ -22,12 +22,23 @@ constexpr const char* kRevokeToken =
 constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < $1";
 constexpr const char* kRevokeIfActive =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
-constexpr const char* kRevokeUserTokens =
-    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
+// One statement: the other sessions with an active token, their tokens revoked (those
+// from before sessions were recorded too), the sessions recorded as ended.
+constexpr const char* kEndOtherSessions =
+    "WITH others AS (SELECT session, max(expires_at_seconds) AS expires FROM refresh_tokens "
+    "WHERE user_id = $1 AND revoked_at IS NULL AND session IS NOT NULL AND session <> $2 "
+    "GROUP BY session), "
+    "revoked AS (UPDATE refresh_tokens SET revoked_at = $3 WHERE user_id = $1 AND "
+    "revoked_at IS NULL AND (session IS NULL OR session <> $2)), "
+    "ended AS (INSERT INTO ended_sessions(session, ended_at, keep_until_seconds) "
+    "SELECT session, $3, expires + $4 FROM others ON CONFLICT DO NOTHING) "
+    "SELECT session FROM others";
 constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < $1";
 
 PgParams token_params(const RefreshTokenRecord& t) {
-  return pg_params(t.jti, t.user_id, t.issued_at, t.expires_at);
+  std::optional<std::string> session;  // none: a token from before sessions were recorded
+  if (!t.session.empty()) session = t.session;
+  return pg_params(t.jti, t.user_id, t.issued_at, t.expires_at, std::move(session));
 }
 
 }  // namespace
@@ -70,10 +81,13 @@ boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
   co_return rotated;
 }
 
-boost::asio::awaitable<void> PgRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
-                                                                      Micros now) {
-  auto params = pg_params(user_id, now);
-  co_await db_.query(kRevokeUserTokens, std::move(params));
+boost::asio::awaitable<std::vector<std::string>> PgRefreshTokenStore::end_other_sessions(
+    std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) {
+  auto params = pg_params(user_id, keep_session, now, access_lifetime);
+  auto r = co_await db_.query(kEndOtherSessions, std::move(params));
+  std::vector<std::string> ended;
+  for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
+  co_return ended;
 }
 
 boost::asio::awaitable<std::int64_t> PgRefreshTokenStore::prune_expired(std::int64_t now_seconds) {

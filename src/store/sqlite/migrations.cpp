@@ -153,12 +153,20 @@ UPDATE events SET payload = json_set(payload, '$.text',
        AND m.text IS NOT json_extract(events.payload, '$.text'));
 )sql";
 
+// Each refresh token names its login session, so that a password change can end the
+// user's other sessions (their access tokens refused, their sockets closed) and keep the
+// caller's. Tokens issued before stay without one; they are revoked as before.
+constexpr const char* k0006_refresh_token_sessions = R"sql(
+ALTER TABLE refresh_tokens ADD COLUMN session TEXT;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
     {3, "ended_sessions", k0003_ended_sessions},
     {4, "external_text_index", k0004_external_text_index},
     {5, "logged_message_text", k0005_logged_message_text},
+    {6, "refresh_token_sessions", k0006_refresh_token_sessions},
 };
 
 }  // namespace

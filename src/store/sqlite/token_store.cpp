@@ -6,13 +6,18 @@ namespace chat::store::sqlite {
 namespace {
 
 constexpr const char* kInsertToken =
-    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds) "
-    "VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
+    "VALUES (?1, ?2, ?3, ?4, ?5)";
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = ?1";
 constexpr const char* kRevokeToken =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at IS NULL";
-constexpr const char* kRevokeUserTokens =
-    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
+// Tokens from before sessions were recorded (no session) are revoked with the others.
+constexpr const char* kOtherSessions =
+    "SELECT session, max(expires_at_seconds) FROM refresh_tokens WHERE user_id = ?1 AND "
+    "revoked_at IS NULL AND session IS NOT NULL AND session <> ?2 GROUP BY session";
+constexpr const char* kRevokeOtherTokens =
+    "UPDATE refresh_tokens SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND "
+    "(session IS NULL OR session <> ?2)";
 constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < ?1";
 constexpr const char* kEndSession =
     "INSERT OR IGNORE INTO ended_sessions(session, ended_at, keep_until_seconds) "
@@ -32,6 +37,7 @@ void insert_token(Connection& conn, const RefreshTokenRecord& t) {
       .bind(2, t.user_id)
       .bind(3, t.issued_at)
       .bind(4, t.expires_at)
+      .bind(5, t.session.empty() ? std::nullopt : std::optional<std::string>(t.session))
       .exec();
 }
 
@@ -81,14 +87,28 @@ boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti
   co_return co_await db_.write(std::move(query));
 }
 
-boost::asio::awaitable<void> SqliteRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
-                                                                          Micros now) {
-  auto query = [user_id, now](Connection& conn) {
+boost::asio::awaitable<std::vector<std::string>> SqliteRefreshTokenStore::end_other_sessions(
+    std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) {
+  auto query = [user_id, keep = std::move(keep_session), access_lifetime, now](Connection& conn) {
     Transaction tx(conn);
-    conn.prepare(kRevokeUserTokens).bind(1, user_id).bind(2, now).exec();
+    std::vector<std::pair<std::string, std::int64_t>> others;  // (session, newest expiry)
+    auto rows = conn.prepare(kOtherSessions);
+    rows.bind(1, user_id).bind(2, keep);
+    while (rows.step()) others.emplace_back(rows.text(0), rows.int64(1));
+    conn.prepare(kRevokeOtherTokens).bind(1, user_id).bind(2, keep).bind(3, now).exec();
+    std::vector<std::string> ended;
+    for (auto& [session, expires] : others) {
+      conn.prepare(kEndSession)
+          .bind(1, session)
+          .bind(2, now)
+          .bind(3, expires + access_lifetime)
+          .exec();
+      ended.push_back(std::move(session));
+    }
     tx.commit();
+    return ended;
   };
-  co_await db_.write(std::move(query));
+  co_return co_await db_.write(std::move(query));
 }
 
 boost::asio::awaitable<std::int64_t> SqliteRefreshTokenStore::prune_expired(
