@@ -231,8 +231,7 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
 }
 
 boost::asio::awaitable<void> AuthService::revoke_sessions(std::int64_t user_id) {
-  co_await store_.refresh_tokens().end_other_sessions(user_id, "", settings_.access_lifetime,
-                                                      now_micros());
+  co_await store_.refresh_tokens().revoke_all_for_user(user_id, now_micros());
 }
 
 boost::asio::awaitable<void> AuthService::end_other_sessions(std::int64_t user_id,

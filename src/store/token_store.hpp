@@ -43,6 +43,9 @@ class RefreshTokenStore {
   virtual boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                               Micros now) = 0;
 
+  // Deactivation: every refresh token of the user stops working (the inactive user's
+  // access tokens are refused as such).
+  virtual boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) = 0;
   // A password change: revokes every refresh token of the user except those of
   // `keep_session` (the caller's), and records each other session that had an active
   // token as ended (kept until its newest token's expiry plus `access_lifetime` seconds:

@@ -575,10 +575,6 @@ def test_tokens_and_passwords_never_reach_the_log(make_server):
         r = c.post("/api/messages/", token=tok, json={"chat": chat, "text": "x", "padding": tok * 200})
         assert r.status_code == 413, r.text
     c.post("/api/auth/refresh/", json={"refresh": login["refresh"] + "x"})
-    r = c.patch("/api/users/me/", token=a["access"], json={"password": new_password, "current_password": password})
-    assert r.status_code == 200, r.text
-    c.patch("/api/users/me/", token=a["access"], json={"email": "x@example.com", "current_password": wrong})
-    assert c.post("/api/auth/logout/", json={"refresh": a["refresh"]}).status_code in (205, 401)
 
     async def main():
         for tok in (a["access"], login["access"], refreshed):
@@ -598,6 +594,11 @@ def test_tokens_and_passwords_never_reach_the_log(make_server):
             assert await refused(s, "/ws/", subprotocols=["access_token", tok]) == 401
 
     run(main())
+    # Last, as they end sessions whose tokens the sockets above used.
+    r = c.patch("/api/users/me/", token=a["access"], json={"password": new_password, "current_password": password})
+    assert r.status_code == 200, r.text
+    c.patch("/api/users/me/", token=a["access"], json={"email": "x@example.com", "current_password": wrong})
+    assert c.post("/api/auth/logout/", json={"refresh": a["refresh"]}).status_code in (205, 401)
     s.stop()
     log = s.read_log()
     # The log is there and detailed: the requests above are in it.
