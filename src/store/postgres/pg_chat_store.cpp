@@ -141,13 +141,16 @@ constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
 #define EVENT_COLUMNS "e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at"
 // A replay walks the user's own chats through events(chat_id, seq), each cut at the page
 // size, and the events meant for them through events(user_id, seq): its cost follows what
-// they missed, not how busy the rest of the deployment was.
+// they missed, not how busy the rest of the deployment was. The message and edit events
+// of messages the user hid for themselves are left out: gone for them everywhere.
 constexpr const char* kReplay =
     "SELECT * FROM (SELECT " EVENT_COLUMNS
     " FROM events e WHERE e.user_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3) mine "
     "UNION ALL SELECT x.* FROM chat_members m CROSS JOIN LATERAL (SELECT " EVENT_COLUMNS
     " FROM events e WHERE e.chat_id = m.chat_id AND e.user_id IS NULL AND "
-    "e.seq > GREATEST($2, m.joined_seq) ORDER BY e.seq LIMIT $3) x WHERE m.user_id = $1 "
+    "e.seq > GREATEST($2, m.joined_seq) AND (e.message_id IS NULL OR NOT EXISTS (SELECT 1 FROM "
+    "hidden_messages h WHERE h.user_id = $1 AND h.chat_id = e.chat_id AND "
+    "h.message_id = e.message_id)) ORDER BY e.seq LIMIT $3) x WHERE m.user_id = $1 "
     "ORDER BY 1 LIMIT $3";
 constexpr const char* kEventsSince =
     "SELECT " EVENT_COLUMNS

@@ -118,9 +118,13 @@ constexpr const char* kCountUserChats = "SELECT count(*) FROM chat_members WHERE
 constexpr std::int64_t kInlineReplayChats = 64;
 constexpr const char* kReplayChats =
     "SELECT chat_id, joined_seq FROM chat_members WHERE user_id = ?1";
+// A chat's events for member ?4, but for the message and edit events of messages they
+// hid for themselves: gone for them everywhere, the log's replay included.
 constexpr const char* kReplayChatEvents =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
-    "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL ORDER BY e.seq LIMIT ?3";
+    "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL AND (e.message_id IS NULL OR "
+    "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = ?4 AND h.chat_id = e.chat_id "
+    "AND h.message_id = e.message_id)) ORDER BY e.seq LIMIT ?3";
 constexpr const char* kReplayUserEvents =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
     "WHERE e.user_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3";
@@ -619,7 +623,7 @@ boost::asio::awaitable<Replay> SqliteChatStore::replay(std::int64_t user_id, std
       while (mine.step()) r.events.push_back(read_event(mine));
       for (const auto& [chat_id, joined_seq] : chats) {
         auto s = c.prepare(kReplayChatEvents);
-        s.bind(1, chat_id).bind(2, std::max(since, joined_seq)).bind(3, limit + 1);
+        s.bind(1, chat_id).bind(2, std::max(since, joined_seq)).bind(3, limit + 1).bind(4, user_id);
         while (s.step()) r.events.push_back(read_event(s));
       }
       std::sort(r.events.begin(), r.events.end(),
