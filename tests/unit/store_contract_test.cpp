@@ -971,10 +971,8 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   auto ann = make_user("ann");
   auto bob = make_user("bob");
   auto& chats = store_->chats();
-  NewChat chat{ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10};
-  const auto id = run(chats.create_chat(chat, [](const CreatedChat& c) {
-                    return one_event(c.chat_id, "chat_created");
-                  })).chat_id;
+  const auto id =
+      make_chat({ChatType::private_chat, "", {{ann.id, Role::member}, {bob.id, Role::member}}, 10});
   const auto start = run(chats.newest_seq());
   auto on_send = [](const SentMessage& s) {
     return std::vector<NewEvent>{chats::to_event(s.message.chat_id, s.message)};

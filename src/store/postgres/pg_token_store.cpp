@@ -94,6 +94,7 @@ boost::asio::awaitable<std::vector<std::string>> PgRefreshTokenStore::end_other_
   auto params = pg_params(user_id, keep_session, now, access_lifetime);
   auto r = co_await db_.query(kEndOtherSessions, std::move(params));
   std::vector<std::string> ended;
+  ended.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
   co_return ended;
 }
