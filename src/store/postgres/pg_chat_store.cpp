@@ -172,7 +172,15 @@ constexpr const char* kAppendEvents =
     "created_at, message_id) SELECT taken.last_seq - $1 + x.n, x.c, x.u, x.t, x.p, x.at, x.m "
     "FROM taken, unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
     "$7::bigint[]) WITH ORDINALITY AS x(c, u, t, p, at, m, n)) SELECT last_seq FROM taken";
-constexpr const char* kLoggedForMessage = "SELECT seq, payload FROM events WHERE message_id = $1";
+// A message's logged events (NewEvent::message_id) are found among its chat's events from
+// its time on, through events(chat_id, seq), starting at the first event logged an hour
+// before it (a margin for clocks): no index of their own, which every send would write,
+// while this scan runs only for an edit or a deletion and reads the chat's events since
+// the message.
+constexpr const char* kLoggedForMessage =
+    "SELECT seq, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND seq >= "
+    "COALESCE((SELECT seq FROM events WHERE created_at >= $3 ORDER BY created_at LIMIT 1), "
+    "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayloads =
     "UPDATE events e SET payload = x.p FROM unnest($1::bigint[], $2::text[]) AS x(s, p) "
     "WHERE e.seq = x.s";
@@ -417,17 +425,18 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   }
 }
 
-// The payloads logged for message `id` before now, rewritten with its text as it now is
+// The payloads logged for message `m` before now, rewritten with its text as it now is
 // (NewEvent::message_id).
-asio::awaitable<void> relog_text(PgConnection& c, std::int64_t id, const std::string& text) {
-  auto params = pg_params(id);
+asio::awaitable<void> relog_text(PgConnection& c, const MessageRecord& m) {
+  constexpr Micros kClockMargin = 3'600'000'000;  // an hour
+  auto params = pg_params(m.chat_id, m.id, m.created_at - kClockMargin);
   auto logged = co_await c.prepared(kLoggedForMessage, std::move(params));
   if (logged.rows() == 0) co_return;
   std::vector<std::int64_t> seqs;
   std::vector<std::string> payloads;
   for (int i = 0; i < logged.rows(); ++i) {
     seqs.push_back(logged.int64(i, 0));
-    payloads.push_back(with_logged_text(logged.text(i, 1), text));
+    payloads.push_back(with_logged_text(logged.text(i, 1), m.text));
   }
   auto update = pg_params(array_literal(seqs), array_literal(payloads));
   co_await c.prepared(kRelogPayloads, std::move(update));
@@ -1121,7 +1130,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
     auto edited = co_await c.prepared(kEditMessage, std::move(params));
     if (edited.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
-    co_await relog_text(c, id, out->text);
+    co_await relog_text(c, *out);
     log.append(events(*out), now);
   };
   WriteBody fn = body;
@@ -1138,7 +1147,7 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
     auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
     if (deleted.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
-    co_await relog_text(c, id, out->text);
+    co_await relog_text(c, *out);
     log.append(events(*out), now_micros());
   };
   WriteBody fn = body;

@@ -288,6 +288,13 @@ constexpr const char* k0008_refresh_token_sessions = R"sql(
 ALTER TABLE refresh_tokens ADD COLUMN session TEXT;
 )sql";
 
+// The index migration 7 gave events.message_id was one more B-tree written by every send;
+// a message's events are now found through its chat's events from the message's time on
+// (pg_chat_store.cpp: kLoggedForMessage).
+constexpr const char* k0009_no_message_event_index = R"sql(
+DROP INDEX IF EXISTS events_message;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -297,6 +304,7 @@ constexpr PgMigration kMigrations[] = {
     {6, "hot_watermarks", k0006_hot_watermarks},
     {7, "logged_message_text", k0007_logged_message_text},
     {8, "refresh_token_sessions", k0008_refresh_token_sessions},
+    {9, "no_message_event_index", k0009_no_message_event_index},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

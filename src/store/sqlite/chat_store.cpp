@@ -142,7 +142,15 @@ constexpr const char* kPrunedThrough = "SELECT pruned_through FROM event_log_sta
 constexpr const char* kInsertEvent =
     "INSERT INTO events(chat_id, user_id, type, payload, created_at, message_id) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
-constexpr const char* kLoggedForMessage = "SELECT seq, payload FROM events WHERE message_id = ?1";
+// A message's logged events (NewEvent::message_id) are found among its chat's events from
+// its time on, through events(chat_id, seq), starting at the first event logged an hour
+// before it (a margin for clocks): no index of their own, which every send would write
+// (5-10 % of SQLite's ingest), while this scan runs only for an edit or a deletion and
+// reads the chat's events since the message.
+constexpr const char* kLoggedForMessage =
+    "SELECT seq, payload FROM events WHERE chat_id = ?1 AND message_id = ?2 AND seq >= "
+    "COALESCE((SELECT seq FROM events WHERE created_at >= ?3 ORDER BY created_at LIMIT 1), "
+    "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
@@ -366,15 +374,16 @@ std::vector<EventRecord>& pending_events() {
   return pending;
 }
 
-// The payloads logged for message `id` before now, rewritten with its text as it now is
+// The payloads logged for message `m` before now, rewritten with its text as it now is
 // (NewEvent::message_id).
-void relog_text(Connection& c, std::int64_t id, const std::string& text) {
+void relog_text(Connection& c, const MessageRecord& m) {
+  constexpr Micros kClockMargin = 3'600'000'000;  // an hour
   std::vector<std::pair<std::int64_t, std::string>> logged;
   auto rows = c.prepare(kLoggedForMessage);
-  rows.bind(1, id);
+  rows.bind(1, m.chat_id).bind(2, m.id).bind(3, m.created_at - kClockMargin);
   while (rows.step()) logged.emplace_back(rows.int64(0), rows.text(1));
   for (const auto& [seq, payload] : logged) {
-    c.prepare(kRelogPayload).bind(1, seq).bind(2, with_logged_text(payload, text)).exec();
+    c.prepare(kRelogPayload).bind(1, seq).bind(2, with_logged_text(payload, m.text)).exec();
   }
 }
 
@@ -892,7 +901,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
     unindex_text(c, id, *before);
     index_text(c, id, text);
     auto message = message_by_id(c, id);
-    relog_text(c, id, message->text);
+    relog_text(c, *message);
     append_events(c, events(*message), now);
     tx.commit();
     return message;
@@ -910,7 +919,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
     }
     unindex_text(c, id, *before);
     auto message = message_by_id(c, id);
-    relog_text(c, id, message->text);
+    relog_text(c, *message);
     append_events(c, events(*message), now_micros());
     tx.commit();
     return message;
