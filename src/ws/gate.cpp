@@ -37,6 +37,20 @@ std::optional<std::int64_t> socket_chat(std::string_view path) {
   return value;
 }
 
+// RFC 6455 4.2.1: the key is 16 random bytes in base64, so 24 characters: 21 of the
+// alphabet, one whose low bits are zero (A, Q, g or w), then "==".
+bool valid_websocket_key(std::string_view key) {
+  auto base64 = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
+  };
+  if (key.size() != 24 || !key.ends_with("==")) return false;
+  for (std::size_t i = 0; i < 21; ++i) {
+    if (!base64(key[i])) return false;
+  }
+  return std::string_view("AQgw").find(key[21]) != std::string_view::npos;
+}
+
 }  // namespace
 
 bool Gate::is_socket_path(std::string_view path) {
@@ -60,6 +74,9 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   const auto chat = socket_chat(req.path);
   if (!chat) co_return Error::not_found();
   a.chat_id = *chat;
+  if (!valid_websocket_key(req.header("sec-websocket-key"))) {
+    co_return Error::bad_request("Invalid or missing Sec-WebSocket-Key header.");
+  }
 
   // The token: query, then header, then the subprotocol pair "access_token, <token>".
   std::string token;

@@ -239,6 +239,21 @@ def raw_handshake_status(server, host, origin, token):
     return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else None
 
 
+@pytest.mark.parametrize("key_line", ["Sec-WebSocket-Key: short\r\n", "Sec-WebSocket-Key: \r\n", "",
+                                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR==\r\n",
+                                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=\r\n"])
+def test_a_handshake_without_a_proper_key_is_a_400(server, client, key_line):
+    """RFC 6455 4.2.1: the key is 16 bytes in base64; anything else is a 400 with a DRF body."""
+    a = client.register()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall((f"GET /ws/?token={a['access']} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                      f"Upgrade: websocket\r\nConnection: Upgrade\r\n{key_line}"
+                      "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        answer = sock.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert b'"detail"' in answer, answer
+
+
 def test_dns_rebinding_is_refused_by_the_host_check(server, client):
     """A page of evil.example whose name resolves to the server: its Origin matches the Host
     the browser sends, so only ALLOWED_HOSTS stands in the way."""
