@@ -28,9 +28,11 @@ constexpr const char* kMyChatsByActivity =
     "SELECT c.id FROM chat_members m JOIN chats c ON c.id = m.chat_id WHERE m.user_id = ?1 "
     "ORDER BY c.last_activity_at DESC, c.id DESC";
 
-#define NOT_HIDDEN(viewer)                                                \
-  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer \
-  " AND h.chat_id = m.chat_id AND h.message_id = m.id)"
+// The message `message` of chat `chat` is not hidden for `viewer` (SQL expressions).
+#define NOT_HIDDEN_FOR(viewer, chat, message)                                                      \
+  "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = " viewer " AND h.chat_id = " chat \
+  " AND h.message_id = " message ")"
+#define NOT_HIDDEN(viewer) NOT_HIDDEN_FOR(viewer, "m.chat_id", "m.id")
 
 constexpr const char* kMessageById =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
@@ -96,9 +98,8 @@ constexpr const char* kLowestDelivered =
 
 // The pinned messages a member sees: not those they hid for themselves.
 constexpr const char* kPinnedForViewer =
-    "SELECT p.message_id FROM pins p WHERE p.chat_id = ?1 AND NOT EXISTS (SELECT 1 FROM "
-    "hidden_messages h WHERE h.user_id = ?2 AND h.chat_id = p.chat_id AND "
-    "h.message_id = p.message_id) ORDER BY p.id";
+    "SELECT p.message_id FROM pins p WHERE p.chat_id = ?1 AND " NOT_HIDDEN_FOR(
+        "?2", "p.chat_id", "p.message_id") " ORDER BY p.id";
 constexpr const char* kPinsOfChat =
     "SELECT id, chat_id, message_id, pinned_by, pinned_at FROM pins WHERE chat_id = ?1 ORDER BY id";
 constexpr const char* kPinById =
@@ -122,9 +123,8 @@ constexpr const char* kReplayChats =
 // hid for themselves: gone for them everywhere, the log's replay included.
 constexpr const char* kReplayChatEvents =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
-    "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL AND (e.message_id IS NULL OR "
-    "NOT EXISTS (SELECT 1 FROM hidden_messages h WHERE h.user_id = ?4 AND h.chat_id = e.chat_id "
-    "AND h.message_id = e.message_id)) ORDER BY e.seq LIMIT ?3";
+    "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL AND (e.message_id IS NULL "
+    "OR " NOT_HIDDEN_FOR("?4", "e.chat_id", "e.message_id") ") ORDER BY e.seq LIMIT ?3";
 constexpr const char* kReplayUserEvents =
     "SELECT e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at FROM events e "
     "WHERE e.user_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3";
@@ -233,6 +233,7 @@ constexpr const char* kLowestDeliveredValue =
     "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = ?1";
 
 #undef NOT_HIDDEN
+#undef NOT_HIDDEN_FOR
 
 // ---- row readers -------------------------------------------------------------------------
 
