@@ -63,7 +63,7 @@ std::unique_ptr<store::Store> open_scratch_store() {
 
 // Wired as serve() wires them (src/app/serve.cpp), minus the sockets, Redis and the hub.
 struct World::Parts {
-  explicit Parts(boost::asio::io_context& io)
+  explicit Parts(boost::asio::io_context& /*io*/)
       : store(open_scratch_store()),
         // The cheapest Argon2id libsodium allows: registrations and logins are inputs too.
         hasher(1, auth::HashCost{1, 8192}),
@@ -83,7 +83,7 @@ struct World::Parts {
         services{auth, users, *presence, chats, messages, *store, admin, [] { return true; }},
         app(router, {"localhost", "testserver", "[::1]"}, &static_files),
         app_any_host(router, {"*"}, &static_files),
-        typing(*broker, io.get_executor()),
+        typing(*broker),
         events(chats, messages, typing, *store) {
     http::add_all_routes(router, services);
     http::mount_web_pages(static_files, CHATD_SOURCE_DIR "/web");

@@ -34,6 +34,7 @@
 #include "realtime/presence.hpp"
 #include "realtime/redis_broker.hpp"
 #include "realtime/typing.hpp"
+#include "realtime/typing_relay.hpp"
 #include "redis/redis_client.hpp"
 #include "users/user_service.hpp"
 #include "ws/gate.hpp"
@@ -158,14 +159,15 @@ int serve(const config::Settings& s) {
   auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
   realtime::Hub hub(*broker, recount, delivered, post,
                     static_cast<std::size_t>(s.ws_max_sockets_per_user));
-  broker->set_handler(&hub);
+  realtime::TypingRelay typing_relay(hub, io.get_executor());
+  broker->set_handler(&typing_relay);
   store->chats().set_commit_listener([&broker](const std::vector<store::EventRecord>& events) {
     for (const auto& e : events) broker->publish_logged(e);
   });
   store->chats().set_publish_barrier([&broker]() { return broker->flush(); });
   store->chats().set_uncertain_commit_listener(
       [&broker](std::int64_t first_seq) { broker->resync_from(first_seq); });
-  realtime::Typing typing(*broker, io.get_executor());
+  realtime::Typing typing(*broker);
   realtime::ClientEvents client_events(chat_service, message_service, typing, *store);
   ws::Gate gate(auth, chat_service, s.allowed_origins);
   ws::SocketLimits limits;

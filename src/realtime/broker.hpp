@@ -16,11 +16,22 @@
 
 namespace chat::realtime {
 
+// A typing indicator as the typer's node heard it. Every node that hears it decides what
+// its own sockets see (TypingRelay): when each node ends an indicator by itself, it ends
+// even when the typer's node is gone, and a stop from any node ends it everywhere.
+struct TypingUpdate {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  std::string username;
+  bool is_typing = false;
+};
+
 // An event that is not logged: typing and user_status.
 struct Ephemeral {
   std::vector<std::int64_t> chat_ids;  // sent to the members of these chats...
   std::int64_t exclude_user_id = 0;    // ...except this user's own sockets
-  std::string payload;                 // the event's JSON
+  std::string payload;                 // the event's JSON; for typing, written by TypingRelay
+  std::optional<TypingUpdate> typing;  // set for typing (chat_ids: its chat; excluded: typer)
 };
 
 // Sockets of a user, on every node, are to close with this code: all of them (the account

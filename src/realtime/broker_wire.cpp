@@ -42,7 +42,43 @@ std::string encode_logged(const store::EventRecord& e) {
   return out;
 }
 
+namespace {
+
+std::string encode_typing(const std::string& origin, const TypingUpdate& t) {
+  std::string out = "T";
+  out += origin;
+  out += ' ';
+  out += std::to_string(t.chat_id);
+  out += ' ';
+  out += std::to_string(t.user_id);
+  out += t.is_typing ? " 1\n" : " 0\n";
+  out += t.username;
+  return out;
+}
+
+std::optional<BrokerMessage> decode_typing(std::string_view s) {
+  WireEphemeral w;
+  TypingUpdate t;
+  std::string_view origin;
+  std::string_view flag;
+  if (!take_word(s, origin, ' ') || origin.empty() || !take_int(s, t.chat_id, ' ') ||
+      !take_int(s, t.user_id, ' ') || !take_word(s, flag, '\n') || (flag != "0" && flag != "1") ||
+      s.empty() || t.chat_id <= 0 || t.user_id <= 0) {
+    return std::nullopt;
+  }
+  t.is_typing = flag == "1";
+  t.username = s;
+  w.origin = origin;
+  w.event.chat_ids = {t.chat_id};
+  w.event.exclude_user_id = t.user_id;
+  w.event.typing = std::move(t);
+  return w;
+}
+
+}  // namespace
+
 std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
+  if (e.typing) return encode_typing(origin, *e.typing);
   std::string out = "E";
   out += origin;
   out += ' ';
@@ -110,6 +146,7 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
     w.event.payload = s;
     return w;
   }
+  if (kind == 'T') return decode_typing(s);
   if (kind == 'K') {
     // "K<user> <code>\n<reason>", or "K<user> <code> <session>\n<reason>".
     SessionEnd end;

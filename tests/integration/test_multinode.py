@@ -341,6 +341,57 @@ def test_presence_and_typing_cross_nodes(make_cluster):
     run(main(), timeout=90)
 
 
+def test_typing_ends_whichever_node_stops_it(make_cluster):
+    """Each node ends what its own sockets see: a stop from the typer's socket on another
+    node ends the indicator at once, and when the typer's node dies, the others still end
+    it about five seconds after the last refresh they heard."""
+    cluster = make_cluster(3)
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[1].register()
+    chat = private_chat(api[0], a, b)
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        b0 = await user_ws(cluster[0], b)
+        b1 = await chat_ws(cluster[1], b, chat)
+        a1 = await user_ws(cluster[1], a)
+        a2 = await user_ws(cluster[2], a)
+        typing = lambda on: is_("typing", user_id=uid(a), is_typing=on)  # noqa: E731
+
+        # Started on node 2, stopped from a's socket on node 1: over at once on both of b's.
+        await a2.send({"type": "typing", "chat_id": chat, "is_typing": True})
+        for ws in (b0, b1):
+            await ws.until(typing(True), timeout=5)
+        t_stop = loop.time()
+        await a1.send({"type": "typing", "chat_id": chat, "is_typing": False})
+        for ws in (b0, b1):
+            f = await ws.until(typing(False), timeout=2)
+            assert f["chat_id"] == chat, f
+        assert loop.time() - t_stop < 2
+        # ...and said once: no second stop when the start would have expired.
+        await b0.drain(6)
+        await b1.drain(0.1)
+        for ws in (b0, b1):
+            flags = [f["is_typing"] for f in ws.seen if f["type"] == "typing"]
+            assert flags == [True, False], (ws.name, ws.seen)
+
+        # Started on node 2, which is then killed: b's nodes end it by themselves.
+        await a2.send({"type": "typing", "chat_id": chat, "is_typing": True})
+        t_typed = loop.time()
+        for ws in (b0, b1):
+            await ws.until(typing(True), timeout=5)
+        cluster[2].kill()
+        for ws in (b0, b1):
+            f = await ws.until(typing(False), timeout=10)
+            assert f == {"type": "typing", "chat_id": chat, "user_id": uid(a),
+                         "username": a["user"]["username"], "is_typing": False}, f
+        assert 4.3 <= loop.time() - t_typed <= 8, loop.time() - t_typed
+        for ws in (b0, b1, a1):
+            await ws.close()
+
+    run(main(), timeout=90)
+
+
 # ---- (c) a node dies ----------------------------------------------------------------------------
 
 PRESENCE_TTL = 3

@@ -37,6 +37,31 @@ TEST(BrokerWire, EphemeralEventsRoundTrip) {
   EXPECT_EQ(back.event.payload, e.payload);
 }
 
+TEST(BrokerWire, TypingUpdatesRoundTrip) {
+  for (const bool is_typing : {true, false}) {
+    Ephemeral e;
+    e.chat_ids = {7};
+    e.exclude_user_id = 3;
+    e.typing = TypingUpdate{7, 3, "ann.o'neil+x@y", is_typing};
+    auto decoded = decode_broker_message(encode_ephemeral("node:9", e));
+    ASSERT_TRUE(decoded);
+    const auto& back = std::get<WireEphemeral>(*decoded);
+    EXPECT_EQ(back.origin, "node:9");
+    EXPECT_EQ(back.event.chat_ids, (std::vector<std::int64_t>{7}));
+    EXPECT_EQ(back.event.exclude_user_id, 3);
+    EXPECT_EQ(back.event.payload, "");
+    ASSERT_TRUE(back.event.typing);
+    EXPECT_EQ(back.event.typing->chat_id, 7);
+    EXPECT_EQ(back.event.typing->user_id, 3);
+    EXPECT_EQ(back.event.typing->username, "ann.o'neil+x@y");
+    EXPECT_EQ(back.event.typing->is_typing, is_typing);
+  }
+  // An ordinary ephemeral carries no typing update.
+  auto plain = decode_broker_message(encode_ephemeral("n:1", Ephemeral{{1}, 2, "{}"}));
+  ASSERT_TRUE(plain);
+  EXPECT_FALSE(std::get<WireEphemeral>(*plain).event.typing);
+}
+
 TEST(BrokerWire, SessionEndsRoundTrip) {
   SessionEnd end{77, 4003, "account deactivated"};
   auto decoded = decode_broker_message(encode_session_end(end));
@@ -60,10 +85,29 @@ TEST(BrokerWire, ALoggedOutSessionRoundTrips) {
 }
 
 TEST(BrokerWire, MalformedMessagesAreRefused) {
-  for (const char* bad :
-       {"", "X1 2 3 4 t\n{}", "L1 2 3 4 t", "L1 2 3 4 \n{}", "Lx 2 3 4 t\n{}", "L1 2 3\n{}",
-        "L1 2 3 4 t\n", "Enode 5 1,x\n{}", "Enode 5\n{}", "E 5 1\n", "K0 4003\nx", "Kx 4003\nx",
-        "K7 99\nx", "K7 4003", "K7 4003 \nx", "K7 40x3 s\nx"}) {
+  for (const char* bad : {"",
+                          "X1 2 3 4 t\n{}",
+                          "L1 2 3 4 t",
+                          "L1 2 3 4 \n{}",
+                          "Lx 2 3 4 t\n{}",
+                          "L1 2 3\n{}",
+                          "L1 2 3 4 t\n",
+                          "Enode 5 1,x\n{}",
+                          "Enode 5\n{}",
+                          "E 5 1\n",
+                          "K0 4003\nx",
+                          "Kx 4003\nx",
+                          "K7 99\nx",
+                          "K7 4003",
+                          "K7 4003 \nx",
+                          "K7 40x3 s\nx",
+                          "Tn:1 7 3 1\n",
+                          "Tn:1 7 3 2\nann",
+                          "Tn:1 7 3\nann",
+                          "Tn:1 0 3 1\nann",
+                          "Tn:1 7 -3 1\nann",
+                          "T 7 3 1\nann",
+                          "Tn:1 x 3 1\nann"}) {
     EXPECT_FALSE(decode_broker_message(bad)) << bad;
   }
 }

@@ -1,0 +1,85 @@
+#include "realtime/typing_relay.hpp"
+
+#include <boost/asio/steady_timer.hpp>
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace chat::realtime {
+
+struct TypingRelay::State {
+  explicit State(const boost::asio::any_io_executor& ex) : expiry(ex) {}
+  boost::asio::steady_timer expiry;
+  std::chrono::steady_clock::time_point last_sent{};
+  std::uint64_t generation = 0;
+};
+
+std::string typing_event_json(const TypingUpdate& t, bool is_typing) {
+  return boost::json::serialize(boost::json::object{{"type", "typing"},
+                                                    {"chat_id", t.chat_id},
+                                                    {"user_id", t.user_id},
+                                                    {"username", t.username},
+                                                    {"is_typing", is_typing}});
+}
+
+TypingRelay::~TypingRelay() {
+  std::lock_guard lock(mutex_);
+  for (auto& [key, state] : states_) state->expiry.cancel();
+}
+
+void TypingRelay::on_ephemeral(const Ephemeral& event) {
+  if (event.typing) {
+    typing(*event.typing);
+  } else {
+    next_.on_ephemeral(event);
+  }
+}
+
+void TypingRelay::send(const TypingUpdate& t, bool is_typing) {
+  Ephemeral e;
+  e.chat_ids = {t.chat_id};
+  e.exclude_user_id = t.user_id;
+  e.payload = typing_event_json(t, is_typing);
+  next_.on_ephemeral(e);
+}
+
+void TypingRelay::typing(const TypingUpdate& t) {
+  const Key key{t.chat_id, t.user_id};
+  const auto now = std::chrono::steady_clock::now();
+  bool forward = false;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = states_.find(key);
+    if (!t.is_typing) {
+      if (it == states_.end()) return;  // not typing here (or already ended): nothing to say
+      it->second->expiry.cancel();
+      states_.erase(it);
+      forward = true;
+    } else {
+      if (it == states_.end()) it = states_.emplace(key, std::make_shared<State>(executor_)).first;
+      auto state = it->second;
+      forward = now - state->last_sent >= refresh_;
+      if (forward) state->last_sent = now;
+      const auto generation = ++state->generation;
+      state->expiry.expires_after(expiry_);
+      // Captures the relay: the timer is cancelled in the destructor, and a cancelled wait
+      // returns before touching it.
+      state->expiry.async_wait(
+          [this, key, state, generation, t](const boost::system::error_code& ec) {
+            if (ec) return;
+            {
+              std::lock_guard lock(mutex_);
+              auto current = states_.find(key);
+              if (current == states_.end() || current->second != state ||
+                  state->generation != generation) {
+                return;
+              }
+              states_.erase(current);
+            }
+            send(t, false);
+          });
+    }
+  }
+  if (forward) send(t, t.is_typing);
+}
+
+}  // namespace chat::realtime
