@@ -76,7 +76,7 @@ struct RedisPresenceOptions {
 };
 
 // Starts refreshing this node's users and sweeping dead nodes' users at once.
-std::unique_ptr<Presence> make_redis_presence(boost::asio::any_io_executor executor,
+std::unique_ptr<Presence> make_redis_presence(const boost::asio::any_io_executor& executor,
                                               PresenceAnnouncer& announcer,
                                               std::shared_ptr<redis::RedisClient> client,
                                               RedisPresenceOptions options);

@@ -1,9 +1,13 @@
 // Presence across nodes, in Redis (Centrifuge's presence_redis). For each user a sorted set
 // holds the nodes that have a socket of theirs, scored by when that entry expires; each node
 // refreshes its entries every third of the TTL, so a node that dies stops counting within
-// the TTL. A "state" key remembers that the user was announced online: whoever sets it
-// announces "online", whoever deletes it announces "offline", so each happens once however
-// many nodes race. A global sorted set of deadlines lets any node find a dead node's users.
+// the TTL. A "state" key remembers what was announced: "1" online, "0" offline. Whoever
+// turns it to "1" announces "online", whoever turns it to "0" announces "offline", so each
+// happens once however many nodes race. A missing state means Redis lost its data (the
+// key outlives the entries and is refreshed with them): a user found with no sockets is
+// then announced offline (they may have been announced online), and a node restoring its
+// own users' entries does so silently (they were announced online, and still are).
+// A global sorted set of deadlines lets any node find a dead node's users.
 // For the admin pages' counts, a sorted set of the users announced online (scored by when
 // their state expires) and each node's socket count (with an expiry of its own).
 #include <spdlog/spdlog.h>
@@ -17,6 +21,7 @@
 #include <mutex>
 #include <random>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "realtime/presence.hpp"
 #include "redis/redis_client.hpp"
@@ -28,10 +33,13 @@ namespace asio = boost::asio;
 
 constexpr std::size_t kSweepBatch = 500;
 
-// KEYS: entries, state, deadlines, online users. ARGV: node, user, ttl ms, state ttl ms.
-// Adds (or extends) this node's entry; returns 1 when the user was not announced online.
+// KEYS: entries, state, deadlines, online users.
+// ARGV: node, user, ttl ms, state ttl ms, "open" or "restore".
+// Adds (or extends) this node's entry; returns 1 when the user is to be announced online:
+// announced offline before, or ("open") nothing known. "restore": the node's user was
+// announced online before, so a missing state is Redis's lost data, put back silently.
 // The state key outlives the entries (state ttl > ttl), so the node that finds them expired
-// still finds the state to clear and announces "offline".
+// still finds the state and announces "offline".
 constexpr const char* kConnect = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -40,10 +48,11 @@ redis.call('ZADD', KEYS[1], expiry, ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[4])
 redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
 redis.call('ZADD', KEYS[4], now + tonumber(ARGV[4]), ARGV[2])
-local first = redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4])
-if first then return 1 end
-redis.call('PEXPIRE', KEYS[2], ARGV[4])
-return 0
+local state = redis.call('GET', KEYS[2])
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[4])
+if state == '1' then return 0 end
+if state == false and ARGV[5] == 'restore' then return 0 end
+return 1
 )lua";
 
 // KEYS: entries, state, deadlines, online users. ARGV: node, user, linger ms.
@@ -57,9 +66,9 @@ redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
 return 1
 )lua";
 
-// KEYS: entries, state, deadlines, online users. ARGV: node, user.
+// KEYS: entries, state, deadlines, online users. ARGV: node, user, (unused), state ttl ms.
 // Drops the node's entry if it has expired, and any other expired one; returns 1 when that
-// left nobody and this call is the one to announce "offline".
+// left nobody and this call is the one to announce "offline" (not already announced).
 constexpr const char* kRelease = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -69,15 +78,16 @@ for _, node in ipairs(expired) do
   redis.call('ZREM', KEYS[3], ARGV[2] .. ':' .. node)
 end
 if redis.call('ZCARD', KEYS[1]) == 0 then
-  if redis.call('DEL', KEYS[2]) == 1 then
-    redis.call('ZREM', KEYS[4], ARGV[2])
+  redis.call('ZREM', KEYS[4], ARGV[2])
+  if redis.call('GET', KEYS[2]) ~= '0' then
+    redis.call('SET', KEYS[2], '0', 'PX', ARGV[4])
     return 1
   end
 end
 return 0
 )lua";
 
-// KEYS: deadlines. ARGV: prefix, max.
+// KEYS: deadlines. ARGV: prefix, max, state ttl ms.
 // Finds entries past their deadline (a dead node's, or a lingering one nobody released) and
 // releases them; returns how many were due, then the users now to be announced offline.
 constexpr const char* kSweep = R"lua(
@@ -95,7 +105,11 @@ for _, member in ipairs(due) do
   if score and tonumber(score) <= now then redis.call('ZREM', entries, node) end
   if redis.call('ZCOUNT', entries, '(' .. now, '+inf') == 0 then
     redis.call('DEL', entries)
-    if redis.call('DEL', ARGV[1] .. 'ps:' .. user) == 1 then table.insert(gone, user) end
+    local state = ARGV[1] .. 'ps:' .. user
+    if redis.call('GET', state) ~= '0' then
+      redis.call('SET', state, '0', 'PX', ARGV[3])
+      table.insert(gone, user)
+    end
     redis.call('ZREM', ARGV[1] .. 'po', user)
   end
 end
@@ -168,7 +182,8 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       report_sockets(1, "add");
       if (++u.sockets > 1) co_return;
     }
-    auto first = co_await script(kConnect, user_id, options_.ttl.count());
+    auto first = co_await script(kConnect, user_id, options_.ttl.count(), "open");
+    if (first) confirm(user_id);
     if (first == 1) co_await announcer_.announce(user_id, true, std::move(audience));
   }
 
@@ -189,7 +204,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       ticket = ++it->second.ticket;
       stopping = stopping_;
     }
-    co_await script(kLinger, user_id, options_.grace.count());
+    co_await script(kLinger, user_id, options_.grace.count(), "");
     // A socket that opened while the linger was on its way: its entry must be live again.
     bool reconnected = false;
     {
@@ -198,7 +213,11 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       reconnected = it != users_.end() && it->second.sockets > 0;
     }
     if (reconnected) {
-      co_await script(kConnect, user_id, options_.ttl.count());
+      // Announced offline meanwhile (another node's sweep found the linger expired): online
+      // again.
+      if (co_await script(kConnect, user_id, options_.ttl.count(), "restore") == 1) {
+        co_await announce_online(user_id);
+      }
       co_return;
     }
     // Stopping: the users reconnect elsewhere; if they do not, another node's sweep
@@ -215,7 +234,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       if (it == users_.end() || it->second.ticket != ticket || it->second.sockets > 0) co_return;
       users_.erase(it);
     }
-    if (co_await script(kRelease, user_id, 0) == 1) co_await announcer_.went_offline(user_id);
+    co_await release(user_id);
   }
 
   asio::awaitable<users::OnlineCounts> counts() override {
@@ -254,7 +273,17 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   struct User {
     int sockets = 0;
     std::uint64_t ticket = 0;
+    // Redis has held this user as online since a socket of theirs opened here (a connect
+    // went through), so the user was announced online.
+    bool confirmed = false;
   };
+
+  void confirm(std::int64_t user_id) {
+    std::lock_guard lock(mutex_);
+    if (auto it = users_.find(user_id); it != users_.end() && it->second.sockets > 0) {
+      it->second.confirmed = true;
+    }
+  }
 
   std::string entries_key(std::int64_t user) const {
     return options_.prefix + "p:" + std::to_string(user);
@@ -262,6 +291,9 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   std::string state_key(std::int64_t user) const {
     return options_.prefix + "ps:" + std::to_string(user);
   }
+  // How long the state key outlives the last refresh: past the entries' TTL and a
+  // keep-alive missed, so whoever finds the entries expired still finds the state.
+  std::chrono::milliseconds state_ttl() const { return 2 * options_.ttl + options_.grace; }
   std::string deadlines_key() const { return options_.prefix + "pd"; }
   std::string online_key() const { return options_.prefix + "po"; }
   std::string socket_counts_key() const { return options_.prefix + "pn"; }
@@ -275,10 +307,10 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
                    std::to_string(value), std::to_string(options_.ttl.count()), mode});
   }
 
-  // Runs one of the per-user scripts; 0 when Redis cannot be reached (presence is
-  // best-effort: the TTL repairs it).
-  asio::awaitable<long long> script(const char* lua, std::int64_t user, long long ms) {
-    const auto state_ttl = 2 * options_.ttl + options_.grace;
+  // Runs one of the per-user scripts; nullopt when Redis cannot be reached (presence is
+  // best-effort: the TTL and the keep-alive repair it).
+  asio::awaitable<std::optional<long long>> script(const char* lua, std::int64_t user, long long ms,
+                                                   const char* mode) {
     std::vector<std::string> command{"EVAL",
                                      lua,
                                      "4",
@@ -289,8 +321,9 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
                                      node_,
                                      std::to_string(user),
                                      std::to_string(ms),
-                                     std::to_string(state_ttl.count())};
-    long long result = 0;
+                                     std::to_string(state_ttl().count()),
+                                     mode};
+    std::optional<long long> result;
     try {
       auto reply = co_await client_->command(std::move(command));
       result = reply.integer;
@@ -309,24 +342,56 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       timer.expires_after(options_.ttl / 3);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      std::vector<std::int64_t> mine;
+      std::vector<std::pair<std::int64_t, bool>> mine;  // (user, confirmed)
       {
         std::lock_guard lock(mutex_);
         if (stopped_) co_return;
         std::int64_t sockets = 0;
         for (const auto& [id, u] : users_) {
-          if (u.sockets > 0) mine.push_back(id);
+          if (u.sockets > 0) mine.emplace_back(id, u.confirmed);
           sockets += u.sockets;
         }
         report_sockets(sockets, "set");
       }
-      for (auto id : mine) {
-        // 1: the user's state was gone (a Redis restart, a long outage): say it again.
-        if (co_await script(kConnect, id, options_.ttl.count()) == 1) {
-          co_await announce_online(id);
-        }
+      for (auto [id, confirmed] : mine) {
+        // 1: the user was announced offline meanwhile (this node looked dead during an
+        // outage), or was never announced (their connect failed): say it now. A confirmed
+        // user whose state Redis lost is put back without a word.
+        auto again =
+            co_await script(kConnect, id, options_.ttl.count(), confirmed ? "restore" : "open");
+        if (again) confirm(id);
+        if (again == 1) co_await announce_online(id);
       }
+      std::vector<std::int64_t> retry;
+      {
+        std::lock_guard lock(mutex_);
+        retry.assign(unreleased_.begin(), unreleased_.end());
+        unreleased_.clear();
+      }
+      for (auto id : retry) co_await release(id);
       while (co_await sweep() == kSweepBatch) {
+      }
+    }
+  }
+
+  // The user's last socket here closed a grace period ago: drops the expired entry and,
+  // when nobody else has a socket of theirs, announces them offline. Tried again by the
+  // keep-alive while Redis cannot be reached (else nobody would ever say it: the entries
+  // may be lost with Redis's data), unless a socket of theirs opened here meanwhile.
+  asio::awaitable<void> release(std::int64_t user) {
+    {
+      std::lock_guard lock(mutex_);
+      if (auto it = users_.find(user); it != users_.end() && it->second.sockets > 0) co_return;
+    }
+    auto gone = co_await script(kRelease, user, 0, "");
+    if (!gone) {
+      std::lock_guard lock(mutex_);
+      unreleased_.insert(user);
+    } else if (*gone == 1) {
+      try {
+        co_await announcer_.went_offline(user);
+      } catch (const std::exception& e) {
+        spdlog::warn("presence: announcing user {} offline failed: {}", user, e.what());
       }
     }
   }
@@ -341,8 +406,13 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
 
   // Releases up to kSweepBatch due entries; returns how many users it found due.
   asio::awaitable<std::size_t> sweep() {
-    std::vector<std::string> command{"EVAL",          kSweep,          "1",
-                                     deadlines_key(), options_.prefix, std::to_string(kSweepBatch)};
+    std::vector<std::string> command{"EVAL",
+                                     kSweep,
+                                     "1",
+                                     deadlines_key(),
+                                     options_.prefix,
+                                     std::to_string(kSweepBatch),
+                                     std::to_string(state_ttl().count())};
     std::size_t due = 0;
     std::vector<std::int64_t> gone;
     try {
@@ -371,6 +441,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   bool stopped_ = false;
   bool stopping_ = false;
   std::unordered_map<std::int64_t, User> users_;
+  std::unordered_set<std::int64_t> unreleased_;  // releases that could not reach Redis
 };
 
 // The presence lives as long as its keep-alive loop may run; the handle stops the loop.
@@ -398,12 +469,12 @@ class RedisPresenceHandle final : public Presence {
 
 }  // namespace
 
-std::unique_ptr<Presence> make_redis_presence(asio::any_io_executor executor,
+std::unique_ptr<Presence> make_redis_presence(const asio::any_io_executor& executor,
                                               PresenceAnnouncer& announcer,
                                               std::shared_ptr<redis::RedisClient> client,
                                               RedisPresenceOptions options) {
   auto p = std::make_shared<RedisPresence>(announcer, std::move(client), std::move(options));
-  p->start(std::move(executor));
+  p->start(executor);
   return std::make_unique<RedisPresenceHandle>(std::move(p));
 }
 

@@ -585,6 +585,51 @@ def test_redis_restart_mid_conversation(own_redis, make_cluster):  # nodes stop 
     run(main(), timeout=120)
 
 
+def test_presence_survives_redis_losing_its_data(own_redis, make_cluster):
+    """Redis restarts empty (no persistence). A user still connected is not announced online
+    a second time; one whose last socket closed while Redis was down is announced offline
+    once it is back; one who leaves afterwards is announced offline as usual."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port, PRESENCE_TTL=3, PRESENCE_GRACE=1)
+    api = [Client(n) for n in cluster]
+    watcher, stays, leaves = api[0].register(), api[1].register(), api[1].register()
+    g = group_chat(api[0], watcher, stays, leaves, name="presence-restart")
+
+    def statuses(ws, who):
+        return [f["is_online"] for f in ws.seen if f["type"] == "user_status" and f["user_id"] == uid(who)]
+
+    async def main():
+        w = await user_ws(cluster[0], watcher)
+        s_ws = await user_ws(cluster[1], stays)
+        l_ws = await user_ws(cluster[1], leaves)
+        for who in (stays, leaves):
+            await saw(w, is_("user_status", user_id=uid(who), is_online=True), timeout=10)
+
+        own_redis.kill()
+        await l_ws.close()  # the last socket of `leaves` closes while Redis is down
+        await asyncio.sleep(2)  # past PRESENCE_GRACE: its release cannot reach Redis
+        own_redis.start()
+        for node in cluster:
+            await rest(wait_for, f"node {node.port} ready again", lambda: ready(node) == 200, 30)
+        f = await w.until(is_("user_status", user_id=uid(leaves), is_online=False), timeout=15)
+        assert isinstance(f["last_seen"], str), f
+        await rest(wait_for, "leaves offline over REST", lambda: is_online(api[0], watcher, leaves) is False, 10)
+        # Several keep-alive rounds (PRESENCE_TTL / 3 apart) have restored `stays`: online
+        # over REST, and not announced again.
+        await w.drain(3)
+        assert is_online(api[0], watcher, stays) is True
+        assert statuses(w, stays) == [True], w.seen
+        assert statuses(w, leaves) == [True, False], w.seen
+
+        await s_ws.close()
+        await w.until(is_("user_status", user_id=uid(stays), is_online=False), timeout=15)
+        await w.drain(1)
+        assert statuses(w, stays) == [True, False], w.seen
+        assert statuses(w, leaves) == [True, False], w.seen
+        await w.close()
+
+    run(main(), timeout=120)
+
+
 def test_a_broker_catch_up_brings_no_old_events_to_a_new_socket(own_redis, make_cluster):
     """A node that lost Redis reads the log from where it stood to catch up. A socket that
     opened without since= loads its state through REST as of its opening: an event from
