@@ -473,7 +473,7 @@ class Socket final : public realtime::Session,
       pos += frame.size;
       switch (frame.opcode) {
         case Opcode::ping:
-          send_control(server_frame(Opcode::pong, frame.payload));
+          send_pong(frame.payload);
           continue;
         case Opcode::pong:
           continue;
@@ -650,10 +650,13 @@ class Socket final : public realtime::Session,
     kick_locked();
   }
 
-  void send_control(const std::string& frame) {
+  // One pong waits at a time, for the newest ping (RFC 6455 5.5.3 allows it): a client
+  // that sends pings and reads nothing would otherwise have its pongs pile up here without
+  // bound, as pings are not events and are not rate-limited.
+  void send_pong(std::string_view payload) {
     std::lock_guard lock(mutex_);
     if (close_sent_) return;
-    control_ += frame;
+    pong_ = server_frame(Opcode::pong, payload);
     kick_locked();
   }
 
@@ -776,6 +779,7 @@ class Socket final : public realtime::Session,
     thread_local std::vector<iovec> iov;
     thread_local std::string headers;
     for (;;) {
+      if (!pong_.empty()) control_ += std::exchange(pong_, {});
       if (backlog_.empty() && control_.empty() && queue_empty()) {
         if (!closed_ || close_code_ == 0) {
           if (backlog_.capacity() > 4096) backlog_ = {};
@@ -945,6 +949,7 @@ class Socket final : public realtime::Session,
   bool close_done_ = false;   // the close frame is written and our side shut down
   bool peer_closed_ = false;  // the peer's close frame arrived (or the peer is gone)
   std::string control_;       // framed pings, pongs (sent before queued frames)
+  std::string pong_;          // the pong for the newest ping, until a send takes it
   std::unique_ptr<asio::steady_timer> close_timer_;
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;

@@ -50,8 +50,8 @@ from conftest import Client, b64url, jwt_parts, sign_jwt, unique_name
 from test_admin import CLOSE_DEACTIVATED, make_staff, set_flags
 from test_auth import forged_tokens
 from test_bad_input import client_frame, raw_ws, read_until_close
-from test_websocket import (chat_ws, connect, group_chat, is_, private_chat, refused, rest_send, run, uid,
-                            uname, user_ws)
+from test_websocket import (chat_ws, connect, group_chat, is_, private_chat, read_raw_frames, refused, rest_send,
+                            run, uid, uname, user_ws)
 
 RSA_PUBLIC_PEM = (  # a public key an attacker could fetch and try as an HMAC secret
     "-----BEGIN PUBLIC KEY-----\n"
@@ -782,3 +782,55 @@ def test_connection_and_oversized_frame_flood_leaves_memory_bounded_and_users_se
     assert growth_mb < bound_mb, f"RSS grew {growth_mb:.1f} MB"
     assert latency < 5, latency
     assert requests.get(s.url + "/healthz", timeout=5).status_code == 200
+
+
+def test_a_ping_flood_from_a_client_that_never_reads_costs_one_pong(make_server):
+    """A client sends WebSocket pings as fast as it can and reads nothing back. The server
+    keeps one pong waiting, for the newest ping (RFC 6455 5.5.3), instead of one per ping:
+    its memory stays flat, and the socket still works once the client reads."""
+    s = make_server()
+    pid = s.proc.pid
+    ann = Client(s).register()
+    n = 300_000  # 125-byte payloads: about 38 MB of pongs if each were kept
+    payloads = [f"{k:0125d}".encode() for k in range(n)]
+    mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as it is
+    flood = b"".join(bytes([0x89, 0x80 | 125]) + mask + p for p in payloads)
+
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: stays small
+    sock.settimeout(60)
+    sock.connect(("127.0.0.1", s.port))
+    try:
+        sock.sendall((f"GET /ws/?token={ann['access']} HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(1)
+        assert head.startswith(b"HTTP/1.1 101"), head
+        time.sleep(0.3)
+        baseline = rss_kib(pid)
+        sock.sendall(flood)  # the server reads it all: it never stops reading for pings
+        time.sleep(1.0)
+        peak = rss_kib(pid)
+        assert s.proc.poll() is None, s.read_log()[-3000:]
+
+        # Now the client reads: far fewer pongs than pings, the last for the last ping.
+        sock.sendall(client_frame(1, b'{"type":"ping"}'))
+        data, frames = b"", []
+        deadline = time.time() + 30
+        while not any(op == 1 for op, _ in frames) and time.time() < deadline:
+            chunk = sock.recv(65536)
+            assert chunk, "connection closed"
+            data += chunk
+            frames = read_raw_frames(data)
+        pongs = [p for op, p in frames if op == 10]
+        texts = [json.loads(p) for op, p in frames if op == 1]
+    finally:
+        sock.close()
+    growth_mb = (peak - baseline) / 1024
+    print(f"\nping flood: {n} pings, {len(pongs)} pongs back, chatd RSS +{growth_mb:.1f} MB")
+    assert texts == [{"type": "pong"}], texts
+    assert pongs and pongs[-1] == payloads[-1], pongs[-1:]
+    assert len(pongs) < n // 10, len(pongs)
+    assert growth_mb < 10, f"RSS grew {growth_mb:.1f} MB"
