@@ -53,6 +53,49 @@ bool iequals(std::string_view a, std::string_view b) {
          });
 }
 
+// Python's int() on a query parameter, as DRF's pagination reads limit and offset
+// (_positive_int): whitespace around it, a sign, digits with single underscores between
+// them, any size (past int64 it saturates). Nothing when it is not an integer.
+std::optional<std::int64_t> python_int(std::string_view text) {
+  std::string_view s = unicode::trim(text);
+  bool negative = false;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty()) return std::nullopt;
+  std::int64_t v = 0;
+  bool saturated = false;
+  bool after_digit = false;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    const char c = s[i];
+    if (c == '_') {  // only between two digits
+      if (!after_digit || i + 1 == s.size()) return std::nullopt;
+      after_digit = false;
+      continue;
+    }
+    if (c < '0' || c > '9') return std::nullopt;
+    after_digit = true;
+    const int d = c - '0';
+    if (v > (INT64_MAX - d) / 10) {
+      saturated = true;
+    } else {
+      v = v * 10 + d;
+    }
+  }
+  if (saturated) return negative ? INT64_MIN : INT64_MAX;
+  return negative ? -v : v;
+}
+
+// Every value a form gave a field (QueryDict.getlist) is kept beside the last one (what
+// QueryDict[] reads) under this prefix, for the fields that take lists: no parsed key can
+// start with it, as both parsers refuse text that is not UTF-8.
+std::string form_values_key(std::string_view name) {
+  std::string key = "\xff";
+  key += name;
+  return key;
+}
+
 Result<json::object> parse_form(const std::string& body) {
   auto params = boost::urls::parse_query(body);
   if (!params) return Error::bad_request("Form parse error - malformed body");
@@ -66,6 +109,9 @@ Result<json::object> parse_form(const std::string& body) {
     if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) {
       return Error::bad_request("Form parse error - body is not valid UTF-8");
     }
+    json::value& all = out[form_values_key(key)];
+    if (!all.is_array()) all = json::array();
+    all.as_array().emplace_back(value);
     out[key] = value;  // the last value wins, like QueryDict's [] access
   }
   return out;
@@ -208,7 +254,9 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
 }
 
 std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, bool required) {
-  const json::value* v = body_.if_contains(name);
+  // From a form: every value the key was given, as DRF's ManyRelatedField reads HTML input.
+  const json::value* v = body_.if_contains(form_values_key(name));
+  if (v == nullptr) v = body_.if_contains(name);
   if (v == nullptr) {
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
@@ -220,16 +268,28 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   }
   std::vector<std::int64_t> out;
   for (const auto& item : v->get_array()) {
-    if (item.is_int64() && item.get_int64() > 0) {
-      out.push_back(item.get_int64());
-    } else if (item.is_int64() || item.is_uint64()) {
-      errors_.add(name, "Invalid pk \"" + json::serialize(item) + "\" - object does not exist.");
-      return std::nullopt;
-    } else {
+    // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
+    // as "5" into an id as well; an id that cannot exist is reported as not found.
+    std::optional<std::int64_t> id;
+    if (item.is_int64()) {
+      id = item.get_int64();
+    } else if (item.is_uint64()) {
+      id = 0;
+    } else if (item.is_string()) {
+      id = python_int(item.get_string());
+    }
+    if (!id) {
       errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
                             python_type(item) + ".");
       return std::nullopt;
     }
+    if (*id <= 0 || *id == INT64_MAX) {
+      const std::string shown =
+          item.is_string() ? std::string(item.get_string()) : json::serialize(item);
+      errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
+      return std::nullopt;
+    }
+    out.push_back(*id);
   }
   return out;
 }
@@ -254,44 +314,6 @@ std::optional<std::int64_t> query_integer(const Request& req, const char* name, 
   }
   return v;
 }
-
-namespace {
-
-// Python's int() on a query parameter, as DRF's pagination reads limit and offset
-// (_positive_int): whitespace around it, a sign, digits with single underscores between
-// them, any size (past int64 it saturates). Nothing when it is not an integer.
-std::optional<std::int64_t> python_int(std::string_view text) {
-  std::string_view s = unicode::trim(text);
-  bool negative = false;
-  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
-    negative = s.front() == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return std::nullopt;
-  std::int64_t v = 0;
-  bool saturated = false;
-  bool after_digit = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '_') {  // only between two digits
-      if (!after_digit || i + 1 == s.size()) return std::nullopt;
-      after_digit = false;
-      continue;
-    }
-    if (c < '0' || c > '9') return std::nullopt;
-    after_digit = true;
-    const int d = c - '0';
-    if (v > (INT64_MAX - d) / 10) {
-      saturated = true;
-    } else {
-      v = v * 10 + d;
-    }
-  }
-  if (saturated) return negative ? INT64_MIN : INT64_MAX;
-  return negative ? -v : v;
-}
-
-}  // namespace
 
 std::int64_t query_int(const Request& req, const char* name, std::int64_t fallback,
                        std::int64_t min, std::int64_t max) {

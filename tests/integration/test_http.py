@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from conftest import Client, unique_name
+from test_websocket import uid
 
 
 def ok(r):
@@ -296,6 +297,41 @@ def test_json_sent_with_curls_default_form_type_is_read_as_json(client):
     r = post_raw(client, "/api/auth/login/", data.encode(), "application/x-www-form-urlencoded")
     assert r.status_code == 200, r.text
     assert set(r.json()) == {"access", "refresh"}
+
+
+def test_form_bodies_give_list_fields_every_value(client):
+    """As DRF reads an HTML form (QueryDict): a list field gets every value of its key, a
+    single one included; other fields get the last. Ids may be written as text, as Django
+    turns "5" into a pk in JSON too."""
+    ann, bob, cat = client.register(), client.register(), client.register()
+    form = "application/x-www-form-urlencoded"
+
+    def create(body, content_type=form):
+        return ok(client.post("/api/chats/", data=body, token=ann["access"],
+                              headers={"Content-Type": content_type}))
+
+    r = create(f"type=group&name=first&name=form+group&member_ids={uid(bob)}&member_ids={uid(cat)}")
+    assert r.status_code == 201, r.text
+    assert r.json()["name"] == "form group"
+    assert sorted(m["id"] for m in r.json()["members"]) == sorted(map(uid, (ann, bob, cat)))
+    r = create(f"type=private&member_ids={uid(bob)}")
+    assert r.status_code == 201, r.text
+    assert sorted(m["id"] for m in r.json()["members"]) == sorted(map(uid, (ann, bob)))
+    # Text ids in JSON.
+    r = create(json.dumps({"type": "private", "member_ids": [f" {uid(cat)} "]}).encode(), "application/json")
+    assert r.status_code == 201, r.text
+    assert sorted(m["id"] for m in r.json()["members"]) == sorted(map(uid, (ann, cat)))
+    # What is not an id.
+    for body, message in ((f"type=group&name=g&member_ids={uid(bob)}&member_ids=abc",
+                           "Incorrect type. Expected pk value, received str."),
+                          ("type=group&name=g&member_ids=", "Incorrect type. Expected pk value, received str."),
+                          ("type=group&name=g&member_ids=0", 'Invalid pk "0" - object does not exist.'),
+                          ("type=private", "This field is required.")):
+        r = create(body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json() == {"member_ids": [message]}, (body, r.text)
+    r = create(json.dumps({"type": "group", "name": "g", "member_ids": [True]}).encode(), "application/json")
+    assert r.json() == {"member_ids": ["Incorrect type. Expected pk value, received bool."]}, r.text
 
 
 @pytest.mark.parametrize("value,message", [
