@@ -240,6 +240,14 @@ int serve(const config::Settings& s) {
             co_await grace.async_wait(asio::use_awaitable);
           }
           co_await delivery.flush();
+          // A command still waiting for Redis is held by the client's connection, and holds
+          // its coroutine, which holds the client: a cycle nothing frees once the loop
+          // stops. Closed here while the loop runs, each such command ends (Unavailable).
+          if (redis_client) {
+            redis_client->stop();
+            grace.expires_after(std::chrono::milliseconds(50));
+            co_await grace.async_wait(asio::use_awaitable);
+          }
           io.stop();
         },
         asio::detached);
