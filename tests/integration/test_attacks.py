@@ -832,5 +832,8 @@ def test_a_ping_flood_from_a_client_that_never_reads_costs_one_pong(make_server)
     print(f"\nping flood: {n} pings, {len(pongs)} pongs back, chatd RSS +{growth_mb:.1f} MB")
     assert texts == [{"type": "pong"}], texts
     assert pongs and pongs[-1] == payloads[-1], pongs[-1:]
-    assert len(pongs) < n // 10, len(pongs)
-    assert growth_mb < 10, f"RSS grew {growth_mb:.1f} MB"
+    assert len(pongs) < n // 10, len(pongs)  # each pong kept would have come back
+    # ASan keeps freed memory in quarantine, so RSS says nothing about a sanitizer build.
+    with open(f"/proc/{pid}/maps") as f:
+        sanitized = "libasan" in f.read()
+    assert sanitized or growth_mb < 10, f"RSS grew {growth_mb:.1f} MB"
