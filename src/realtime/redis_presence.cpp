@@ -3,10 +3,11 @@
 // refreshes its entries every third of the TTL, so a node that dies stops counting within
 // the TTL. A "state" key remembers what was announced: "1" online, "0" offline. Whoever
 // turns it to "1" announces "online", whoever turns it to "0" announces "offline", so each
-// happens once however many nodes race. A missing state means Redis lost its data (the
-// key outlives the entries and is refreshed with them): a user found with no sockets is
-// then announced offline (they may have been announced online), and a node restoring its
-// own users' entries does so silently (they were announced online, and still are).
+// happens once however many nodes race. "1" outlives the entries and is refreshed with
+// them, "0" is kept for a day, so a missing state means Redis lost its data: a user found
+// with no sockets is then announced offline (they may have been announced online), and a
+// node restoring entries it refreshed within the TTL does so silently (no sweep can have
+// announced that user offline, so they were announced online, and still are).
 // A global sorted set of deadlines lets any node find a dead node's users.
 // For the admin pages' counts, a sorted set of the users announced online (scored by when
 // their state expires) and each node's socket count (with an expiry of its own).
@@ -32,6 +33,14 @@ namespace {
 namespace asio = boost::asio;
 
 constexpr std::size_t kSweepBatch = 500;
+// How long "announced offline" is remembered (see above).
+constexpr std::chrono::milliseconds kOfflineStateTtl = std::chrono::hours(24);
+// After Redis comes back, how long a node waits before announcing the offlines it could
+// not announce meanwhile: the other nodes resubscribe with a backoff of up to 2 s, and
+// what is published before they do never reaches their sockets.
+constexpr std::chrono::seconds kResubscribeWindow{3};
+
+using Clock = std::chrono::steady_clock;
 
 // KEYS: entries, state, deadlines, online users.
 // ARGV: node, user, ttl ms, state ttl ms, "open" or "restore".
@@ -66,7 +75,7 @@ redis.call('ZADD', KEYS[3], expiry, ARGV[2] .. ':' .. ARGV[1])
 return 1
 )lua";
 
-// KEYS: entries, state, deadlines, online users. ARGV: node, user, (unused), state ttl ms.
+// KEYS: entries, state, deadlines, online users. ARGV: node, user, offline state ttl ms.
 // Drops the node's entry if it has expired, and any other expired one; returns 1 when that
 // left nobody and this call is the one to announce "offline" (not already announced).
 constexpr const char* kRelease = R"lua(
@@ -80,14 +89,14 @@ end
 if redis.call('ZCARD', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[4], ARGV[2])
   if redis.call('GET', KEYS[2]) ~= '0' then
-    redis.call('SET', KEYS[2], '0', 'PX', ARGV[4])
+    redis.call('SET', KEYS[2], '0', 'PX', ARGV[3])
     return 1
   end
 end
 return 0
 )lua";
 
-// KEYS: deadlines. ARGV: prefix, max, state ttl ms.
+// KEYS: deadlines. ARGV: prefix, max, offline state ttl ms.
 // Finds entries past their deadline (a dead node's, or a lingering one nobody released) and
 // releases them; returns how many were due, then the users now to be announced offline.
 constexpr const char* kSweep = R"lua(
@@ -182,8 +191,9 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       report_sockets(1, "add");
       if (++u.sockets > 1) co_return;
     }
+    const auto sent = Clock::now();
     auto first = co_await script(kConnect, user_id, options_.ttl.count(), "open");
-    if (first) confirm(user_id);
+    if (first) refreshed(user_id, sent);
     if (first == 1) co_await announcer_.announce(user_id, true, std::move(audience));
   }
 
@@ -215,9 +225,10 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     if (reconnected) {
       // Announced offline meanwhile (another node's sweep found the linger expired): online
       // again.
-      if (co_await script(kConnect, user_id, options_.ttl.count(), "restore") == 1) {
-        co_await announce_online(user_id);
-      }
+      const auto sent = Clock::now();
+      auto again = co_await script(kConnect, user_id, options_.ttl.count(), mode_for(user_id));
+      if (again) refreshed(user_id, sent);
+      if (again == 1) co_await announce_online(user_id);
       co_return;
     }
     // Stopping: the users reconnect elsewhere; if they do not, another node's sweep
@@ -273,16 +284,27 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   struct User {
     int sockets = 0;
     std::uint64_t ticket = 0;
-    // Redis has held this user as online since a socket of theirs opened here (a connect
-    // went through), so the user was announced online.
-    bool confirmed = false;
+    // When the last connect for this user that went through was sent: Redis held this
+    // node's entry, and the user as announced online, until at least a TTL after it.
+    std::optional<Clock::time_point> refreshed;
   };
 
-  void confirm(std::int64_t user_id) {
+  void refreshed(std::int64_t user_id, Clock::time_point sent) {
     std::lock_guard lock(mutex_);
     if (auto it = users_.find(user_id); it != users_.end() && it->second.sockets > 0) {
-      it->second.confirmed = true;
+      it->second.refreshed = sent;
     }
+  }
+
+  // "restore" while this node's entry for the user cannot have expired (so nobody can have
+  // announced them offline): a missing state is then lost data, put back silently.
+  const char* mode_for(const User& u) const {
+    return u.refreshed && Clock::now() - *u.refreshed < options_.ttl ? "restore" : "open";
+  }
+  const char* mode_for(std::int64_t user_id) {
+    std::lock_guard lock(mutex_);
+    auto it = users_.find(user_id);
+    return it == users_.end() ? "open" : mode_for(it->second);
   }
 
   std::string entries_key(std::int64_t user) const {
@@ -330,6 +352,12 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     } catch (const std::exception& e) {
       spdlog::warn("presence: Redis call failed: {}", e.what());
     }
+    std::lock_guard lock(mutex_);
+    if (!result) {
+      reachable_since_.reset();
+    } else if (!reachable_since_) {
+      reachable_since_ = Clock::now();
+    }
     co_return result;
   }
 
@@ -342,31 +370,32 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       timer.expires_after(options_.ttl / 3);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      std::vector<std::pair<std::int64_t, bool>> mine;  // (user, confirmed)
+      std::vector<std::pair<std::int64_t, const char*>> mine;  // (user, mode)
       {
         std::lock_guard lock(mutex_);
         if (stopped_) co_return;
         std::int64_t sockets = 0;
         for (const auto& [id, u] : users_) {
-          if (u.sockets > 0) mine.emplace_back(id, u.confirmed);
+          if (u.sockets > 0) mine.emplace_back(id, mode_for(u));
           sockets += u.sockets;
         }
         report_sockets(sockets, "set");
       }
-      for (auto [id, confirmed] : mine) {
+      for (auto [id, mode] : mine) {
         // 1: the user was announced offline meanwhile (this node looked dead during an
-        // outage), or was never announced (their connect failed): say it now. A confirmed
-        // user whose state Redis lost is put back without a word.
-        auto again =
-            co_await script(kConnect, id, options_.ttl.count(), confirmed ? "restore" : "open");
-        if (again) confirm(id);
+        // outage), or was never announced (their connect failed): say it now.
+        const auto sent = Clock::now();
+        auto again = co_await script(kConnect, id, options_.ttl.count(), mode);
+        if (again) refreshed(id, sent);
         if (again == 1) co_await announce_online(id);
       }
       std::vector<std::int64_t> retry;
       {
         std::lock_guard lock(mutex_);
-        retry.assign(unreleased_.begin(), unreleased_.end());
-        unreleased_.clear();
+        if (reachable_since_ && Clock::now() - *reachable_since_ >= kResubscribeWindow) {
+          retry.assign(unreleased_.begin(), unreleased_.end());
+          unreleased_.clear();
+        }
       }
       for (auto id : retry) co_await release(id);
       while (co_await sweep() == kSweepBatch) {
@@ -383,7 +412,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       std::lock_guard lock(mutex_);
       if (auto it = users_.find(user); it != users_.end() && it->second.sockets > 0) co_return;
     }
-    auto gone = co_await script(kRelease, user, 0, "");
+    auto gone = co_await script(kRelease, user, kOfflineStateTtl.count(), "");
     if (!gone) {
       std::lock_guard lock(mutex_);
       unreleased_.insert(user);
@@ -412,7 +441,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
                                      deadlines_key(),
                                      options_.prefix,
                                      std::to_string(kSweepBatch),
-                                     std::to_string(state_ttl().count())};
+                                     std::to_string(kOfflineStateTtl.count())};
     std::size_t due = 0;
     std::vector<std::int64_t> gone;
     try {
@@ -441,7 +470,8 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   bool stopped_ = false;
   bool stopping_ = false;
   std::unordered_map<std::int64_t, User> users_;
-  std::unordered_set<std::int64_t> unreleased_;  // releases that could not reach Redis
+  std::unordered_set<std::int64_t> unreleased_;       // releases that could not reach Redis
+  std::optional<Clock::time_point> reachable_since_;  // Redis has answered every call since
 };
 
 // The presence lives as long as its keep-alive loop may run; the handle stops the loop.
