@@ -42,44 +42,40 @@ void TypingRelay::send(const TypingUpdate& t, bool is_typing) {
   next_.on_ephemeral(e);
 }
 
+// Passed on under the lock, as the expiry does: a refresh and an expiry racing on two
+// threads reach the sockets in the order they changed the state. (The Hub takes a lock of
+// its own and never calls back.)
 void TypingRelay::typing(const TypingUpdate& t) {
   const Key key{t.chat_id, t.user_id};
   const auto now = std::chrono::steady_clock::now();
-  bool forward = false;
-  {
-    std::lock_guard lock(mutex_);
-    auto it = states_.find(key);
-    if (!t.is_typing) {
-      if (it == states_.end()) return;  // not typing here (or already ended): nothing to say
-      it->second->expiry.cancel();
-      states_.erase(it);
-      forward = true;
-    } else {
-      if (it == states_.end()) it = states_.emplace(key, std::make_shared<State>(executor_)).first;
-      auto state = it->second;
-      forward = now - state->last_sent >= refresh_;
-      if (forward) state->last_sent = now;
-      const auto generation = ++state->generation;
-      state->expiry.expires_after(expiry_);
-      // Captures the relay: the timer is cancelled in the destructor, and a cancelled wait
-      // returns before touching it.
-      state->expiry.async_wait(
-          [this, key, state, generation, t](const boost::system::error_code& ec) {
-            if (ec) return;
-            {
-              std::lock_guard lock(mutex_);
-              auto current = states_.find(key);
-              if (current == states_.end() || current->second != state ||
-                  state->generation != generation) {
-                return;
-              }
-              states_.erase(current);
-            }
-            send(t, false);
-          });
-    }
+  std::lock_guard lock(mutex_);
+  auto it = states_.find(key);
+  if (!t.is_typing) {
+    if (it == states_.end()) return;  // not typing here (or already ended): nothing to say
+    it->second->expiry.cancel();
+    states_.erase(it);
+    send(t, false);
+    return;
   }
-  if (forward) send(t, t.is_typing);
+  if (it == states_.end()) it = states_.emplace(key, std::make_shared<State>(executor_)).first;
+  auto state = it->second;
+  const bool forward = now - state->last_sent >= refresh_;
+  if (forward) state->last_sent = now;
+  const auto generation = ++state->generation;
+  state->expiry.expires_after(expiry_);
+  // Captures the relay: the timer is cancelled in the destructor, and a cancelled wait
+  // returns before touching it.
+  state->expiry.async_wait([this, key, state, generation, t](const boost::system::error_code& ec) {
+    if (ec) return;
+    std::lock_guard lock(mutex_);
+    auto current = states_.find(key);
+    if (current == states_.end() || current->second != state || state->generation != generation) {
+      return;
+    }
+    states_.erase(current);
+    send(t, false);
+  });
+  if (forward) send(t, true);
 }
 
 }  // namespace chat::realtime
