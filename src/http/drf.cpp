@@ -100,6 +100,7 @@ Result<json::object> parse_form(const std::string& body) {
   auto params = boost::urls::parse_query(body);
   if (!params) return Error::bad_request("Form parse error - malformed body");
   json::object out;
+  out[form_values_key("")] = true;  // marks the body as a form's
   // parse_query() leaves keys and values percent-encoded: decode them, '+' as a space as
   // HTML forms write it (without this, "email=a%40b.example" was read as "a%40b.example").
   const boost::urls::encoding_opts form(true);
@@ -117,11 +118,39 @@ Result<json::object> parse_form(const std::string& body) {
   return out;
 }
 
+// str() of a Python float (its repr): the shortest digits that read back as the same
+// number, written out in full while the exponent is from -4 to 15 ("5.0", "0.0001",
+// "123.5"), else as "1e-05", "1.5e+16".
 std::string python_float(double d) {
-  if (std::isfinite(d) && d == std::floor(d) && std::fabs(d) < 1e16) {
-    return std::to_string(static_cast<long long>(d)) + ".0";
+  if (!std::isfinite(d)) return std::isnan(d) ? "nan" : (d < 0 ? "-inf" : "inf");
+  char buf[40];
+  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
+  if (ec != std::errc{}) return json::serialize(json::value(d));
+  const std::string_view text(buf, static_cast<std::size_t>(end - buf));
+  const auto e = text.find('e');
+  std::string_view mantissa = text.substr(0, e);
+  std::string out;
+  if (mantissa.front() == '-') {
+    out = "-";
+    mantissa.remove_prefix(1);
   }
-  return json::serialize(json::value(d));
+  std::string digits;
+  for (char c : mantissa) {
+    if (c != '.') digits += c;
+  }
+  const int exp = std::stoi(std::string(text.substr(e + 1)));
+  if (exp < -4 || exp >= 16) {
+    out += digits.substr(0, 1);
+    if (digits.size() > 1) out += "." + digits.substr(1);
+    out += exp < 0 ? "e-" : "e+";
+    const std::string mag = std::to_string(std::abs(exp));
+    if (mag.size() < 2) out += '0';
+    return out + mag;
+  }
+  if (exp < 0) return out + "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
+  const auto whole = static_cast<std::size_t>(exp) + 1;
+  if (digits.size() <= whole) return out + digits + std::string(whole - digits.size(), '0') + ".0";
+  return out + digits.substr(0, whole) + "." + digits.substr(whole);
 }
 
 }  // namespace
@@ -254,8 +283,10 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
 }
 
 std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, bool required) {
-  // From a form: every value the key was given, as DRF's ManyRelatedField reads HTML input.
+  // From a form: every value the key was given, as DRF's ManyRelatedField reads HTML input
+  // (QueryDict.getlist: no key at all is an empty list there, never a missing field).
   const json::value* v = body_.if_contains(form_values_key(name));
+  if (v == nullptr && body_.contains(form_values_key(""))) return std::vector<std::int64_t>{};
   if (v == nullptr) v = body_.if_contains(name);
   if (v == nullptr) {
     if (required) errors_.add(name, "This field is required.");
@@ -269,14 +300,18 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   std::vector<std::int64_t> out;
   for (const auto& item : v->get_array()) {
     // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
-    // as "5" into an id as well; an id that cannot exist is reported as not found.
+    // as "5" (and a number such as 5.0, or 5.5) into an id as well; an id that cannot
+    // exist, null included, is reported as not found.
     std::optional<std::int64_t> id;
     if (item.is_int64()) {
       id = item.get_int64();
-    } else if (item.is_uint64()) {
+    } else if (item.is_uint64() || item.is_null()) {
       id = 0;
     } else if (item.is_string()) {
       id = python_int(item.get_string());
+    } else if (item.is_double() && std::isfinite(item.get_double())) {
+      const double d = std::trunc(item.get_double());
+      id = std::fabs(d) < 9e18 ? static_cast<std::int64_t>(d) : 0;
     }
     if (!id) {
       errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
@@ -284,8 +319,10 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
       return std::nullopt;
     }
     if (*id <= 0 || *id == INT64_MAX) {
-      const std::string shown =
-          item.is_string() ? std::string(item.get_string()) : json::serialize(item);
+      const std::string shown = item.is_string()   ? std::string(item.get_string())
+                                : item.is_null()   ? std::string("None")
+                                : item.is_double() ? python_float(item.get_double())
+                                                   : json::serialize(item);
       errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
       return std::nullopt;
     }

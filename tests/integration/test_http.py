@@ -326,12 +326,20 @@ def test_form_bodies_give_list_fields_every_value(client):
                            "Incorrect type. Expected pk value, received str."),
                           ("type=group&name=g&member_ids=", "Incorrect type. Expected pk value, received str."),
                           ("type=group&name=g&member_ids=0", 'Invalid pk "0" - object does not exist.'),
-                          ("type=private", "This field is required.")):
+                          # No key in a form is an empty list (getlist), not a missing field.
+                          ("type=private", "A private chat needs exactly one other member.")):
         r = create(body)
         assert r.status_code == 400, (body, r.text)
         assert r.json() == {"member_ids": [message]}, (body, r.text)
-    r = create(json.dumps({"type": "group", "name": "g", "member_ids": [True]}).encode(), "application/json")
-    assert r.json() == {"member_ids": ["Incorrect type. Expected pk value, received bool."]}, r.text
+    # JSON: what Django's int() makes of a number, and null.
+    r = create(json.dumps({"type": "private", "member_ids": [float(uid(bob))]}).encode(), "application/json")
+    assert r.status_code == 200 and r.json()["type"] == "private", r.text  # the existing chat with bob
+    for item, message in ((True, "Incorrect type. Expected pk value, received bool."),
+                          (None, 'Invalid pk "None" - object does not exist.'),
+                          (0.5, 'Invalid pk "0.5" - object does not exist.'),
+                          (-2.0, 'Invalid pk "-2.0" - object does not exist.')):
+        r = create(json.dumps({"type": "group", "name": "g", "member_ids": [item]}).encode(), "application/json")
+        assert r.status_code == 400 and r.json() == {"member_ids": [message]}, (item, r.text)
 
 
 @pytest.mark.parametrize("value,message", [
@@ -354,6 +362,15 @@ def test_register_reports_missing_fields(client):
     r = ok(client.post("/api/auth/register/", json={"password": "pa55word!"}))
     assert r.status_code == 400, r.text
     assert r.json() == {"username": ["This field is required."], "email": ["This field is required."]}
+
+
+def test_register_reads_a_float_as_python_writes_it(client):
+    for exponent in ("e-20", "e-2", "e+3", "e+20"):
+        value = float(f"{int(unique_name('')[:8], 16) % 10**7 + 10**7}{exponent}")
+        r = ok(client.post("/api/auth/register/",
+                           json={"username": value, "email": "f@example.com", "password": "pa55word!"}))
+        assert r.status_code == 201, r.text
+        assert r.json()["user"]["username"] == str(value), (value, r.text)
 
 
 def test_register_accepts_numbers_as_strings(client):
