@@ -300,8 +300,9 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   std::vector<std::int64_t> out;
   for (const auto& item : v->get_array()) {
     // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
-    // as "5" (and a number such as 5.0, or 5.5) into an id as well; an id that cannot
-    // exist, null included, is reported as not found.
+    // as "5" into an id as well; an id that cannot exist, null included, is reported as
+    // not found. A JSON number that is not an integer is refused: Django would cut 1.5
+    // down to 1 and take a member nobody named.
     std::optional<std::int64_t> id;
     if (item.is_int64()) {
       id = item.get_int64();
@@ -309,9 +310,6 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
       id = 0;
     } else if (item.is_string()) {
       id = python_int(item.get_string());
-    } else if (item.is_double() && std::isfinite(item.get_double())) {
-      const double d = std::trunc(item.get_double());
-      id = std::fabs(d) < 9e18 ? static_cast<std::int64_t>(d) : 0;
     }
     if (!id) {
       errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
@@ -319,10 +317,9 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
       return std::nullopt;
     }
     if (*id <= 0 || *id == INT64_MAX) {
-      const std::string shown = item.is_string()   ? std::string(item.get_string())
-                                : item.is_null()   ? std::string("None")
-                                : item.is_double() ? python_float(item.get_double())
-                                                   : json::serialize(item);
+      const std::string shown = item.is_string() ? std::string(item.get_string())
+                                : item.is_null() ? std::string("None")
+                                                 : json::serialize(item);
       errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
       return std::nullopt;
     }
