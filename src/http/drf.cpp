@@ -9,6 +9,7 @@
 #include <array>
 #include <charconv>
 #include <cmath>
+#include <map>
 
 #include "common/unicode.hpp"
 
@@ -417,14 +418,54 @@ Response error_response(const Error& e) {
 
 namespace {
 
-json::value page_link(const Request& req, const PageRequest& page, std::int64_t offset) {
+// Python's urllib.parse.quote_plus: letters, digits and "_.-~" as they are, a space as
+// "+", every other byte as %XX.
+std::string quote_plus(std::string_view s) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(s.size());
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (std::isalnum(c) != 0 || c == '_' || c == '.' || c == '-' || c == '~') {
+      out += ch;
+    } else if (c == ' ') {
+      out += '+';
+    } else {
+      out += '%';
+      out += kHex[c >> 4];
+      out += kHex[c & 0xf];
+    }
+  }
+  return out;
+}
+
+// This request's URL with limit and offset set (no offset: removed), as DRF's
+// replace_query_param and remove_query_param write it: every other parameter kept, the
+// parameters sorted by name, each value quote_plus'ed.
+json::value page_link(const Request& req, const PageRequest& page,
+                      std::optional<std::int64_t> offset) {
+  std::map<std::string, std::vector<std::string>> params;
+  for (const auto& [key, value] : req.query) params[key].push_back(value);
+  params["limit"] = {std::to_string(page.limit)};
+  if (offset) {
+    params["offset"] = {std::to_string(*offset)};
+  } else {
+    params.erase("offset");
+  }
+  std::string query;
+  for (const auto& [key, values] : params) {
+    for (const auto& value : values) {
+      if (!query.empty()) query += '&';
+      query += quote_plus(key);
+      query += '=';
+      query += quote_plus(value);
+    }
+  }
   boost::urls::url url;
   url.set_scheme("http");
   url.set_encoded_authority(req.header("host"));
   url.set_path(req.path);
-  if (!page.search.empty()) url.params().append({"search", page.search});
-  url.params().append({"limit", std::to_string(page.limit)});
-  if (offset > 0) url.params().append({"offset", std::to_string(offset)});
+  url.set_encoded_query(query);
   return json::value(url.buffer());
 }
 
@@ -436,7 +477,8 @@ json::object limit_offset_page(const Request& req, const PageRequest& page, std:
   json::value previous = nullptr;
   if (page.offset + page.limit < count) next = page_link(req, page, page.offset + page.limit);
   if (page.offset > 0) {
-    previous = page_link(req, page, std::max<std::int64_t>(0, page.offset - page.limit));
+    const std::int64_t back = page.offset - page.limit;
+    previous = page_link(req, page, back > 0 ? std::optional<std::int64_t>(back) : std::nullopt);
   }
   return json::object{{"count", count},
                       {"next", std::move(next)},

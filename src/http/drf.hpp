@@ -63,7 +63,7 @@ std::int64_t query_int(const Request& req, const char* name, std::int64_t fallba
 // DRF's LimitOffsetPagination: {"count", "next", "previous", "results"}, the links being
 // this URL with another offset (or null).
 struct PageRequest {
-  std::string search;  // kept in the links when not empty
+  std::string search;  // the search term, if any (the links keep every parameter)
   int limit = 50;
   std::int64_t offset = 0;
 };

@@ -268,6 +268,32 @@ def test_search_paging(client):
     assert r.json() == middle
 
 
+def test_page_links_are_drfs(client, server):
+    """next/previous as DRF's replace_query_param writes them: every parameter of the
+    request kept, sorted by name, values quote_plus'ed ("+" as %2B, a space as "+"); the
+    previous link of the second page has no offset. Following them gives the pages."""
+    tag = hexpart()
+    users = register_many(client, [f"pl{tag}+{i}" for i in range(3)])
+    token = users[0]["access"]
+    base = f"http://127.0.0.1:{server.port}/api/users/"
+
+    def get(url):
+        r = requests.get(url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        assert r.status_code == 200, (url, r.text)
+        return r.json()
+
+    first = get(f"{base}?search=pl{tag}%2B&limit=1&zeta=a%20b&alpha=1&alpha=2")
+    assert first["count"] == 3
+    assert first["next"] == f"{base}?alpha=1&alpha=2&limit=1&offset=1&search=pl{tag}%2B&zeta=a+b"
+    second = get(first["next"])
+    assert second["count"] == 3 and second["results"][0]["username"] == f"pl{tag}+1"
+    assert second["previous"] == f"{base}?alpha=1&alpha=2&limit=1&search=pl{tag}%2B&zeta=a+b"
+    assert get(second["previous"]) == first
+    third = get(second["next"])
+    assert third["results"][0]["username"] == f"pl{tag}+2" and third["next"] is None
+    assert third["previous"] == f"{base}?alpha=1&alpha=2&limit=1&offset=1&search=pl{tag}%2B&zeta=a+b"
+
+
 def test_search_with_a_bad_limit_or_offset_falls_back_to_defaults(client):
     tag = hexpart()
     users = register_many(client, [f"bad{tag}_{i}" for i in range(3)])
