@@ -58,12 +58,12 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
     const std::string allow = allow_header(match.allowed);
     Response r;
     if (req.method == Method::options) {
-      r = json_response(
-          200,
-          boost::json::object{{"name", match.pattern},
-                              {"renders", boost::json::array{"application/json"}},
-                              {"parses", boost::json::array{"application/json",
-                                                            "application/x-www-form-urlencoded"}}});
+      r = json_response(200, boost::json::object{
+                                 {"name", match.pattern},
+                                 {"renders", boost::json::array{"application/json"}},
+                                 {"parses", boost::json::array{"application/json",
+                                                               "application/x-www-form-urlencoded",
+                                                               "multipart/form-data"}}});
     } else {
       r = json_response(
           405, boost::json::object{{"detail", "Method \"" + req.method_text + "\" not allowed."}});

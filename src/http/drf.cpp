@@ -2,7 +2,6 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/url/parse_query.hpp>
 #include <boost/url/url.hpp>
 
 #include <algorithm>
@@ -12,6 +11,7 @@
 #include <map>
 
 #include "common/unicode.hpp"
+#include "http/form_body.hpp"
 
 namespace chat::http {
 namespace {
@@ -88,37 +88,6 @@ std::optional<std::int64_t> python_int(std::string_view text) {
   return negative ? -v : v;
 }
 
-// Every value a form gave a field (QueryDict.getlist) is kept beside the last one (what
-// QueryDict[] reads) under this prefix, for the fields that take lists: no parsed key can
-// start with it, as both parsers refuse text that is not UTF-8.
-std::string form_values_key(std::string_view name) {
-  std::string key = "\xff";
-  key += name;
-  return key;
-}
-
-Result<json::object> parse_form(const std::string& body) {
-  auto params = boost::urls::parse_query(body);
-  if (!params) return Error::bad_request("Form parse error - malformed body");
-  json::object out;
-  out[form_values_key("")] = true;  // marks the body as a form's
-  // parse_query() leaves keys and values percent-encoded: decode them, '+' as a space as
-  // HTML forms write it (without this, "email=a%40b.example" was read as "a%40b.example").
-  const boost::urls::encoding_opts form(true);
-  for (auto p : *params) {
-    std::string key = p.key.decode(form);
-    std::string value = p.value.decode(form);
-    if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) {
-      return Error::bad_request("Form parse error - body is not valid UTF-8");
-    }
-    json::value& all = out[form_values_key(key)];
-    if (!all.is_array()) all = json::array();
-    all.as_array().emplace_back(value);
-    out[key] = value;  // the last value wins, like QueryDict's [] access
-  }
-  return out;
-}
-
 // str() of a Python float (its repr): the shortest digits that read back as the same
 // number, written out in full while the exponent is from -4 to 15 ("5.0", "0.0001",
 // "123.5"), else as "1e-05", "1.5e+16".
@@ -158,13 +127,15 @@ std::string python_float(double d) {
 
 Result<json::object> parse_body(const Request& req) {
   const auto type = media_type(req.header("content-type"));
-  if (req.body.empty() && (type.empty() || iequals(type, "application/json") ||
-                           iequals(type, "application/x-www-form-urlencoded"))) {
+  if (req.body.empty() && (type.empty() || iequals(type, "application/json"))) {
     return json::object{};
+  }
+  if (iequals(type, "multipart/form-data")) {
+    return parse_multipart_form(req.body, req.header("content-type"));
   }
   if (iequals(type, "application/x-www-form-urlencoded")) {
     // `curl -d '{...}'` sends JSON labelled as a form; read it as the JSON it is.
-    if (req.body.front() != '{') return parse_form(req.body);
+    if (req.body.empty() || req.body.front() != '{') return parse_urlencoded_form(req.body);
   } else if (!type.empty() && !iequals(type, "application/json")) {
     Error e =
         Error::bad_request("Unsupported media type \"" + header_text(type) + "\" in request.");
@@ -286,8 +257,8 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
 std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, bool required) {
   // From a form: every value the key was given, as DRF's ManyRelatedField reads HTML input
   // (QueryDict.getlist: no key at all is an empty list there, never a missing field).
-  const json::value* v = body_.if_contains(form_values_key(name));
-  if (v == nullptr && body_.contains(form_values_key(""))) return std::vector<std::int64_t>{};
+  const json::value* v = body_.if_contains(FormValues::key(name));
+  if (v == nullptr && FormValues::is_form(body_)) return std::vector<std::int64_t>{};
   if (v == nullptr) v = body_.if_contains(name);
   if (v == nullptr) {
     if (required) errors_.add(name, "This field is required.");

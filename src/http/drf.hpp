@@ -18,8 +18,9 @@
 
 namespace chat::http {
 
-// The body as a JSON object: application/json, application/x-www-form-urlencoded, or an
-// empty body. Errors are DRF's: a parse error, 415, or "Expected a dictionary".
+// The body as a JSON object: application/json, a form (application/x-www-form-urlencoded
+// or multipart/form-data: http/form_body.hpp), or an empty body, as DRF's default parsers
+// take them. Errors are DRF's: a parse error, 415, or "Expected a dictionary".
 Result<boost::json::object> parse_body(const Request& req);
 
 struct CharFieldOptions {

@@ -363,6 +363,44 @@ def test_register_reports_missing_fields(client):
     assert r.json() == {"username": ["This field is required."], "email": ["This field is required."]}
 
 
+def test_multipart_form_bodies_are_read_as_drf_reads_them(client):
+    """multipart/form-data, DRF's third default parser (a browser's FormData): fields as in
+    a url-encoded form, every value of a repeated key for a list, a file part refused as a
+    value, and a body without a boundary a parse error."""
+    ann, bob, cat = client.register(), client.register(), client.register()
+
+    def post(path, fields, files=None, **kw):
+        return ok(client.post(path, token=ann["access"], data=fields, files=files or {}, **kw))
+
+    r = post("/api/chats/", [("type", "group"), ("name", "multi part \u2713"),
+                             ("member_ids", str(uid(bob))), ("member_ids", str(uid(cat)))],
+             files=[("x", (None, "no file name: a field"))])
+    assert r.status_code == 201, r.text
+    assert r.request.headers["Content-Type"].startswith("multipart/form-data; boundary="), r.request.headers
+    assert r.json()["name"] == "multi part \u2713"
+    assert sorted(m["id"] for m in r.json()["members"]) == sorted(map(uid, (ann, bob, cat)))
+    chat = r.json()["id"]
+    # Only fields (a part with no file name) also go as multipart with `files`.
+    r = post("/api/messages/", None, files=[("chat", (None, str(chat))), ("text", (None, "line one\r\nline two"))])
+    assert r.status_code == 201, r.text
+    assert r.json()["text"] == "line one\r\nline two"
+    # A file where text is expected.
+    r = post("/api/messages/", None, files=[("chat", (None, str(chat))), ("text", ("note.txt", b"hi", "text/plain"))])
+    assert r.status_code == 400 and r.json() == {"text": ["Not a valid string."]}, r.text
+    # No boundary, and a body that never ends its part.
+    for content_type, body in (("multipart/form-data", b"--x\r\n\r\nhello\r\n--x--"),
+                               ("multipart/form-data; boundary=x", b"--x\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nhello")):
+        r = post_raw(client, "/api/auth/login/", body, content_type)
+        assert r.status_code == 400, (content_type, r.text)
+        assert r.json()["detail"].startswith("Multipart form parse error - "), r.text
+    r = post_raw(client, "/api/auth/login/", b"--x\r\n\r\nhello\r\n--x--", "multipart/form-data")
+    assert r.json() == {"detail": "Multipart form parse error - Invalid boundary in multipart: None"}
+    # Login by multipart, as a FormData would send it.
+    r = ok(client.post("/api/auth/login/", files=[("username", (None, ann["user"]["username"])),
+                                                  ("password", (None, ann["password"]))]))
+    assert r.status_code == 200 and set(r.json()) == {"access", "refresh"}, r.text
+
+
 def test_register_reads_a_float_as_python_writes_it(client):
     for exponent in ("e-20", "e-2", "e+3", "e+20"):
         value = float(f"{int(unique_name('')[:8], 16) % 10**7 + 10**7}{exponent}")
