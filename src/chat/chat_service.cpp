@@ -123,12 +123,13 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
 boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
                                                                 std::int64_t chat_id,
                                                                 std::optional<std::string> name,
-                                                                FieldErrors errors) {
+                                                                FieldErrors errors, bool partial) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
   const auto& mine = *std::find_if(summary->members.begin(), summary->members.end(),
                                    [&](const MemberRecord& m) { return m.user_id == me; });
   if (!allowed(Action::rename_chat, {summary->chat.type, mine.role})) co_return Error::forbidden();
+  if (!name && partial && errors.empty()) co_return std::move(*summary);  // nothing to change
   if (!name && !errors.has("name")) errors.add("name", "This field is required.");
   if (name) {
     if (auto p = chat_name_problem(*name)) errors.add("name", *p);
@@ -221,6 +222,11 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
     role = parse_role(*in.role);
     if (!role || *role == Role::owner)
       errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
+  } else if (in.partial && errors.empty()) {
+    // Nothing to change: the member as they are.
+    auto target = co_await store_.chats().find_member(chat_id, user_id);
+    if (!target) co_return Error::not_found();
+    co_return std::move(*target);
   } else if (!errors.has("role")) {
     errors.add("role", "This field is required.");
   }

@@ -30,6 +30,7 @@ struct MemberInput {
   std::optional<std::int64_t> user_id;
   std::optional<std::string> role;
   FieldErrors errors;
+  bool partial = false;  // a PATCH: a missing role changes nothing
 };
 
 class ChatService {
@@ -39,9 +40,11 @@ class ChatService {
   boost::asio::awaitable<Result<std::vector<store::ChatSummary>>> list(std::int64_t me);
   boost::asio::awaitable<Result<store::ChatSummary>> get(std::int64_t me, std::int64_t chat_id);
   boost::asio::awaitable<Result<CreatedChatView>> create(std::int64_t me, CreateChatInput in);
+  // `partial` (a PATCH, as DRF's partial update): a missing name changes nothing.
   boost::asio::awaitable<Result<store::ChatSummary>> rename(std::int64_t me, std::int64_t chat_id,
                                                             std::optional<std::string> name,
-                                                            FieldErrors errors);
+                                                            FieldErrors errors,
+                                                            bool partial = false);
   boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t chat_id);
 
   boost::asio::awaitable<Result<store::MemberRecord>> add_member(std::int64_t me,

@@ -115,7 +115,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me
 boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me,
                                                                  std::int64_t message_id,
                                                                  std::optional<std::string> text,
-                                                                 FieldErrors errors) {
+                                                                 FieldErrors errors, bool partial) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -123,6 +123,11 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
     co_return Error::forbidden();
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
+  if (!text && partial) {  // nothing to change: the message as it is
+    auto marks = co_await store_.chats().watermarks(chat.id);
+    MessageView view{std::move(message), std::move(marks), false};
+    co_return view;
+  }
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be edited.");

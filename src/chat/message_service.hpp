@@ -63,9 +63,10 @@ class MessageService {
   // Reading a page counts as delivery of what it shows (the delivered watermark moves).
   boost::asio::awaitable<Result<MessagePage>> history(std::int64_t me, HistoryQuery q);
   boost::asio::awaitable<Result<MessageView>> send(std::int64_t me, SendInput in);
+  // `partial` (a PATCH, as DRF's partial update): a missing text changes nothing.
   boost::asio::awaitable<Result<MessageView>> edit(std::int64_t me, std::int64_t message_id,
                                                    std::optional<std::string> text,
-                                                   FieldErrors errors);
+                                                   FieldErrors errors, bool partial = false);
   boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t message_id, bool for_me);
   // Deletes for everyone whoever sent it; the caller (admin::AdminService) checked that a
   // staff user asks. Members hear it as the sender's own delete.

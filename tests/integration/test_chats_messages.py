@@ -482,3 +482,30 @@ def test_resync_required_past_retention(make_server):
     r = c.get("/api/events/?since=0", token=b["access"]).json()
     assert r["resync_required"] is True and r["results"] == []
     assert c.get(f"/api/events/?since={top}", token=b["access"]).json()["resync_required"] is False
+
+
+def test_patch_is_a_partial_update_and_put_is_not(client):
+    """DRF's partial update: PATCH with a field left out keeps it (an empty body changes
+    nothing and logs nothing); PUT still requires every field."""
+    ann, bob = client.register(), client.register()
+    g = client.post("/api/chats/", token=ann["access"],
+                    json={"type": "group", "name": "partial", "member_ids": [uid(bob)]}).json()
+    m = client.post("/api/messages/", token=ann["access"], json={"chat": g["id"], "text": "as sent"}).json()
+    seq = client.get("/api/events/?since=0", token=ann["access"]).json()["seq"]
+
+    r = client.patch(f"/api/chats/{g['id']}/", token=ann["access"], json={"id": 999, "type": "private"})
+    assert r.status_code == 200 and r.json()["name"] == "partial" and r.json()["type"] == "group", r.text
+    r = client.patch(f"/api/messages/{m['id']}/", token=ann["access"], json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["text"] == "as sent" and r.json()["is_edited"] is False and r.json()["edited_at"] is None
+    r = client.patch(f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"], json={})
+    assert r.status_code == 200 and r.json() == {"id": uid(bob), "username": bob["user"]["username"],
+                                                 "role": "member"}, r.text
+    assert client.get(f"/api/events/?since={seq}", token=ann["access"]).json()["results"] == []
+    # Permissions still come first: bob may not rename, nor edit ann's message.
+    assert client.patch(f"/api/chats/{g['id']}/", token=bob["access"], json={}).status_code == 403
+    assert client.patch(f"/api/messages/{m['id']}/", token=bob["access"], json={}).status_code == 403
+    # PUT is a full update.
+    for path, field in ((f"/api/chats/{g['id']}/", "name"), (f"/api/messages/{m['id']}/", "text")):
+        r = client.request("PUT", path, token=ann["access"], json={})
+        assert r.status_code == 400 and r.json() == {field: ["This field is required."]}, (path, r.text)

@@ -44,12 +44,13 @@ awaitable<Response> get_chat(Services& s, Request& /*req*/, const RouteParams& p
   co_return json_response(200, chats::chat_json(*chat, me.id));
 }
 
-awaitable<Response> rename_chat(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> rename_chat(Services& s, Request& req, const RouteParams& p,
                                 const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
   FieldErrors errors;
   auto name = FieldReader(body, errors).string("name", {.required = false, .allow_blank = true});
-  auto chat = co_await s.chats.rename(me.id, id, std::move(name), std::move(errors));
+  const bool partial = req.method == Method::patch;
+  auto chat = co_await s.chats.rename(me.id, id, std::move(name), std::move(errors), partial);
   if (!chat) co_return error_response(chat.error());
   co_return json_response(200, chats::chat_json(*chat, me.id));
 }
@@ -74,11 +75,12 @@ awaitable<Response> add_member(Services& s, Request& /*req*/, const RouteParams&
   co_return json_response(201, member_json(*member));
 }
 
-awaitable<Response> change_role(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> change_role(Services& s, Request& req, const RouteParams& p,
                                 const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
   const std::int64_t user_id = p.ids[1];
   chats::MemberInput in;
+  in.partial = req.method == Method::patch;
   in.role = FieldReader(body, in.errors).string("role", {.required = false});
   auto member = co_await s.chats.change_role(me.id, id, user_id, std::move(in));
   if (!member) co_return error_response(member.error());

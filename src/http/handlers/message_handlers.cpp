@@ -46,13 +46,14 @@ awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*par
                           chats::message_json(sent->message, me.id, sent->watermarks));
 }
 
-awaitable<Response> edit(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> edit(Services& s, Request& req, const RouteParams& p,
                          const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
   FieldErrors errors;
   auto text = FieldReader(body, errors)
                   .string("text", {.required = false, .allow_blank = true, .trim = false});
-  auto edited = co_await s.messages.edit(me.id, id, std::move(text), std::move(errors));
+  const bool partial = req.method == Method::patch;
+  auto edited = co_await s.messages.edit(me.id, id, std::move(text), std::move(errors), partial);
   if (!edited) co_return error_response(edited.error());
   co_return json_response(200, chats::message_json(edited->message, me.id, edited->watermarks));
 }
