@@ -10,6 +10,7 @@
 #include <cmath>
 #include <map>
 
+#include "common/python_number.hpp"
 #include "common/unicode.hpp"
 #include "http/form_body.hpp"
 
@@ -52,75 +53,6 @@ bool iequals(std::string_view a, std::string_view b) {
            return std::tolower(static_cast<unsigned char>(x)) ==
                   std::tolower(static_cast<unsigned char>(y));
          });
-}
-
-// Python's int() on a query parameter, as DRF's pagination reads limit and offset
-// (_positive_int): whitespace around it, a sign, digits with single underscores between
-// them, any size (past int64 it saturates). Nothing when it is not an integer.
-std::optional<std::int64_t> python_int(std::string_view text) {
-  std::string_view s = unicode::trim(text);
-  bool negative = false;
-  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
-    negative = s.front() == '-';
-    s.remove_prefix(1);
-  }
-  if (s.empty()) return std::nullopt;
-  std::int64_t v = 0;
-  bool saturated = false;
-  bool after_digit = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
-    if (c == '_') {  // only between two digits
-      if (!after_digit || i + 1 == s.size()) return std::nullopt;
-      after_digit = false;
-      continue;
-    }
-    if (c < '0' || c > '9') return std::nullopt;
-    after_digit = true;
-    const int d = c - '0';
-    if (v > (INT64_MAX - d) / 10) {
-      saturated = true;
-    } else {
-      v = v * 10 + d;
-    }
-  }
-  if (saturated) return negative ? INT64_MIN : INT64_MAX;
-  return negative ? -v : v;
-}
-
-// str() of a Python float (its repr): the shortest digits that read back as the same
-// number, written out in full while the exponent is from -4 to 15 ("5.0", "0.0001",
-// "123.5"), else as "1e-05", "1.5e+16".
-std::string python_float(double d) {
-  if (!std::isfinite(d)) return std::isnan(d) ? "nan" : (d < 0 ? "-inf" : "inf");
-  char buf[40];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof buf, d, std::chars_format::scientific);
-  if (ec != std::errc{}) return json::serialize(json::value(d));
-  const std::string_view text(buf, static_cast<std::size_t>(end - buf));
-  const auto e = text.find('e');
-  std::string_view mantissa = text.substr(0, e);
-  std::string out;
-  if (mantissa.front() == '-') {
-    out = "-";
-    mantissa.remove_prefix(1);
-  }
-  std::string digits;
-  for (char c : mantissa) {
-    if (c != '.') digits += c;
-  }
-  const int exp = std::stoi(std::string(text.substr(e + 1)));
-  if (exp < -4 || exp >= 16) {
-    out += digits.substr(0, 1);
-    if (digits.size() > 1) out += "." + digits.substr(1);
-    out += exp < 0 ? "e-" : "e+";
-    const std::string mag = std::to_string(std::abs(exp));
-    if (mag.size() < 2) out += '0';
-    return out + mag;
-  }
-  if (exp < 0) return out + "0." + std::string(static_cast<std::size_t>(-exp - 1), '0') + digits;
-  const auto whole = static_cast<std::size_t>(exp) + 1;
-  if (digits.size() <= whole) return out + digits + std::string(whole - digits.size(), '0') + ".0";
-  return out + digits.substr(0, whole) + "." + digits.substr(whole);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include "chat/chat_service.hpp"
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
+#include "common/python_number.hpp"
 #include "common/unicode.hpp"
 #include "realtime/typing.hpp"
 #include "store/store.hpp"
@@ -64,6 +65,11 @@ struct Fields {
       return std::nullopt;
     }
     if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
+    // Text such as "42" too: the original consumer looked ids up through Django's ORM,
+    // which turns it into a number (a client may send ids read from the page as text).
+    if (v->is_string()) {
+      if (auto id = python_int(v->get_string()); id && *id > 0) return *id;
+    }
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
   }

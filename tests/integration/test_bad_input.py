@@ -372,13 +372,14 @@ def string_expect(sch, v, strict):
 
 def value_mutations(sch, required, ref, foreign, strict=False):
     """[(label, value, expectation)] for one field. `strict`: the WebSocket door, which
-    takes JSON types as they are (no DRF-style coercion of "7" or 1)."""
+    takes JSON types as they are (no DRF-style coercion of 7.0 or 1), except ids written
+    as text ("7"), which the original consumer's ORM lookups took as well."""
     kind, nullable = kind_of(sch)
     lenient = "reject" if strict else "either"
     out = [("null", None, "either" if (nullable or not required) else "reject")]
     if kind == "integer":
         minimum = sch.get("minimum", 1)
-        out += [("string", "abc", "reject"), ("numeric string", "7", lenient), ("float", 1.5, "reject"),
+        out += [("string", "abc", "reject"), ("numeric string", "7", "either"), ("float", 1.5, "reject"),
                 ("integral float", 7.0, lenient), ("bool", True, "reject"), ("list", [1], "reject"),
                 ("object", {"id": 1}, "reject"), ("zero", 0, "either" if minimum <= 0 else "reject"),
                 ("negative", -1, "reject"),

@@ -468,6 +468,26 @@ def test_client_events(server, client, kind):
     run(main())
 
 
+def test_ids_written_as_text_are_ids(server, client):
+    """As the original consumer's ORM lookups took them: "42" is id 42 in an event; text
+    that is not an integer is still a validation error."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    m = rest_send(client, a, chat, "to be edited")["id"]
+
+    async def main():
+        ws = await user_ws(server, a)
+        await ws.send({"type": "edit", "chat_id": str(chat), "message_id": f" {m} ", "text": "edited"})
+        f = await ws.until(is_("edit", message_id=m))
+        assert f["chat_id"] == chat and f["text"] == "edited", f
+        await ws.send({"type": "edit", "chat_id": chat, "message_id": "4x2", "text": "no"})
+        e = await ws.until(is_("error"))
+        assert e["code"] == "validation" and "message_id: A valid integer is required." in e["detail"], e
+        await ws.close()
+
+    run(main())
+
+
 def test_typing(server, client):
     a, b = client.register(), client.register()
     chat1 = private_chat(client, a, b)

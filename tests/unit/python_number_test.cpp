@@ -1,0 +1,42 @@
+// Numbers as Python reads and writes them (checked against CPython 3.11).
+#include <gtest/gtest.h>
+
+#include <limits>
+
+#include "common/python_number.hpp"
+
+TEST(PythonNumber, FloatTextMatchesPythonStr) {
+  const std::pair<double, const char*> cases[] = {{5.0, "5.0"},
+                                                  {0.5, "0.5"},
+                                                  {0.0001, "0.0001"},
+                                                  {0.00001, "1e-05"},
+                                                  {1.5e-7, "1.5e-07"},
+                                                  {123.5, "123.5"},
+                                                  {1e16, "1e+16"},
+                                                  {1.5e16, "1.5e+16"},
+                                                  {9999999999999998.0, "9999999999999998.0"},
+                                                  {-3.25, "-3.25"},
+                                                  {-0.0, "-0.0"},
+                                                  {0.0, "0.0"},
+                                                  {1e22, "1e+22"},
+                                                  {2.5e-5, "2.5e-05"},
+                                                  {100.0, "100.0"},
+                                                  {1e15, "1000000000000000.0"},
+                                                  {123456789.125, "123456789.125"},
+                                                  {0.1 + 0.2, "0.30000000000000004"},
+                                                  {1e308, "1e+308"},
+                                                  {5e-324, "5e-324"}};
+  for (const auto& [value, text] : cases) EXPECT_EQ(chat::python_float(value), text) << text;
+  EXPECT_EQ(chat::python_float(std::numeric_limits<double>::infinity()), "inf");
+  EXPECT_EQ(chat::python_float(-std::numeric_limits<double>::infinity()), "-inf");
+}
+
+TEST(PythonNumber, IntFromTextAsPythonInt) {
+  EXPECT_EQ(chat::python_int(" 42 "), 42);
+  EXPECT_EQ(chat::python_int("+7"), 7);
+  EXPECT_EQ(chat::python_int("-1_000"), -1000);
+  EXPECT_EQ(chat::python_int("99999999999999999999999"), INT64_MAX);  // saturates
+  for (const char* bad : {"", " ", "4x2", "1__0", "_1", "1_", "1.0", "0x10", "+", "--1"}) {
+    EXPECT_FALSE(chat::python_int(bad)) << bad;
+  }
+}
