@@ -21,8 +21,13 @@ Error blacklisted() {
   return Error::unauthenticated("Token is blacklisted", "token_not_valid");
 }
 
+// A login's username can be as long as a request body, and every failure keeps its key
+// for the window: past the longest username an account can have (150), only the start
+// counts, so failures cost bounded memory (here and in Redis) however long the names.
+// Such names belong to no account; sharing a key among them throttles nobody real.
 std::string login_user_key(const std::string& username_key, const std::string& address) {
-  return "login:user:" + username_key + "|" + address;
+  constexpr std::size_t kLongest = 160;
+  return "login:user:" + username_key.substr(0, kLongest) + "|" + address;
 }
 std::string login_address_key(const std::string& address) {
   return "login:addr:" + address;

@@ -50,7 +50,11 @@ class MemoryRateLimiter final : public RateLimiter {
 
   void add_now(std::string key, Micros window, Micros now) {
     std::lock_guard lock(mutex_);
-    if (windows_.size() >= max_keys_ && !windows_.contains(key)) sweep(now);
+    // Keys whose window has passed go now and then, not only when the map is full: else
+    // the memory of a burst of failures stayed until 200,000 keys came together.
+    if (++adds_ % kSweepEvery == 0 || (windows_.size() >= max_keys_ && !windows_.contains(key))) {
+      sweep(now);
+    }
     auto& w = windows_[std::move(key)];
     w.window = window;
     expire(w, now);
@@ -77,9 +81,12 @@ class MemoryRateLimiter final : public RateLimiter {
     }
   }
 
+  static constexpr std::uint64_t kSweepEvery = 1024;
+
   std::mutex mutex_;
   std::unordered_map<std::string, Window> windows_;
   std::size_t max_keys_;
+  std::uint64_t adds_ = 0;
 };
 
 }  // namespace

@@ -837,3 +837,31 @@ def test_a_ping_flood_from_a_client_that_never_reads_costs_one_pong(make_server)
     with open(f"/proc/{pid}/maps") as f:
         sanitized = "libasan" in f.read()
     assert sanitized or growth_mb < 10, f"RSS grew {growth_mb:.1f} MB"
+
+
+def test_failed_logins_with_huge_usernames_cost_bounded_memory(make_server):
+    """Each failed login keeps a throttle key for its window. A username can be as long as
+    a request body; keys now keep only its start (no account has a longer name), so 60
+    failures with distinct 1 MB names cost kilobytes, not 60 MB."""
+    s = make_server(MAX_BODY_BYTES=2 << 20)
+    pid = s.proc.pid
+    c = Client(s)
+    c.post("/api/auth/login/", json={"username": "warm-up", "password": "x"})
+    time.sleep(0.3)
+    baseline = rss_kib(pid)
+    statuses = set()
+    for k in range(60):
+        name = f"{k:04d}" + "n" * (1 << 20)
+        r = c.post("/api/auth/login/", json={"username": name, "password": "wrong-password"})
+        statuses.add(r.status_code)
+    time.sleep(0.5)
+    growth_mb = (rss_kib(pid) - baseline) / 1024
+    print(f"\n60 failed logins with 1 MB usernames: chatd RSS +{growth_mb:.1f} MB")
+    assert statuses <= {401, 429} and 401 in statuses, statuses
+    with open(f"/proc/{pid}/maps") as f:
+        sanitized = "libasan" in f.read()
+    assert sanitized or growth_mb < 25, f"RSS grew {growth_mb:.1f} MB"
+    # The real user is not locked out by any of it.
+    ann = c.register()
+    r = c.post("/api/auth/login/", json={"username": ann["user"]["username"], "password": ann["password"]})
+    assert r.status_code == 200, r.text
