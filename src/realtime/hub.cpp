@@ -67,7 +67,10 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
     e.session = session;
     e.order = ++next_order_;
     if (session->is_user_socket()) e.unread = chats;
-    for (const auto& [chat_id, state] : chats) subscribe(e, chat_id, interest);
+    // The chats are distinct (map keys) and the entry new: no search for each (a user in
+    // 80,000 chats took 0.65 s under the hub's lock to open a socket when each looked).
+    e.chats.reserve(chats.size());
+    for (const auto& [chat_id, state] : chats) add_chat(e, chat_id, interest);
     auto& mine = by_user_[session->user_id()];
     if (mine.empty()) interest.users_on.push_back(session->user_id());
     mine.push_back(&e);
@@ -148,6 +151,11 @@ void Hub::close_all(int code, const std::string& reason) {
 // Called with the lock held.
 void Hub::subscribe(Entry& e, std::int64_t chat_id, Interest& interest) {
   if (std::find(e.chats.begin(), e.chats.end(), chat_id) != e.chats.end()) return;
+  add_chat(e, chat_id, interest);
+}
+
+// Called with the lock held; `e` does not have the chat yet.
+void Hub::add_chat(Entry& e, std::int64_t chat_id, Interest& interest) {
   auto& list = by_chat_[chat_id];
   if (list.empty()) interest.chats_on.push_back(chat_id);
   list.push_back(&e);

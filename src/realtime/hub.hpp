@@ -81,6 +81,7 @@ class Hub final : public BrokerHandler {
   };
 
   void subscribe(Entry& e, std::int64_t chat_id, Interest& interest);
+  void add_chat(Entry& e, std::int64_t chat_id, Interest& interest);
   // Returns the user's sockets of that chat (/ws/chat/{id}/), which must close.
   std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id,
                                       Interest& interest);
