@@ -156,6 +156,23 @@ class Socket final : public realtime::Session,
     const Clock::time_point heard_at{Clock::duration{last_heard_.load(std::memory_order_relaxed)}};
     std::lock_guard lock(mutex_);
     if (dropped_ || close_done_) return false;
+    // A close frame that cannot go out (the peer reads nothing, and its queue is ahead of
+    // the frame) would keep the socket, its queue and its descriptor for as long as the
+    // peer keeps sending: an evicted socket no longer counts against the per-user limit.
+    // Whatever is still unsent kCloseWait after the close began, the connection ends.
+    if (closed_ && close_code_ != 0) {
+      if (!closing_seen_at_) {
+        closing_seen_at_ = now;
+      } else if (now - *closing_seen_at_ >= kCloseWait) {
+        socket_event("socket.drop", admission_)
+            .field("reason", "close not taken")
+            .field("code", close_code_)
+            .info();
+        clear_queue();
+        drop_connection();
+        return false;
+      }
+    }
     if (now - heard_at >= idle) {
       socket_event("socket.drop", admission_)
           .field("reason", "idle")
@@ -951,6 +968,7 @@ class Socket final : public realtime::Session,
   std::string control_;       // framed pings, pongs (sent before queued frames)
   std::string pong_;          // the pong for the newest ping, until a send takes it
   std::unique_ptr<asio::steady_timer> close_timer_;
+  std::optional<Clock::time_point> closing_seen_at_;  // the first sweep that saw it closing
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
   std::int64_t replayed_through_ = 0;

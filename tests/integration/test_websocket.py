@@ -1455,6 +1455,38 @@ def read_to_eof(s, timeout):
     return data, False
 
 
+def test_a_close_the_peer_never_reads_ends_the_connection_anyway(make_server):
+    """The server closes a socket (here for flooding) whose queue the peer is not reading:
+    the close frame waits behind the queue. The peer keeps sending pings, so it never goes
+    idle; still the connection ends a few seconds after the close began."""
+    s = make_server(WS_MAX_QUEUED_BYTES=64 << 20, WS_MAX_QUEUED_FRAMES=100000)
+    c = Client(s)
+    a, slow = c.register(), c.register()
+    group = group_chat(c, a, slow, name="unread close")
+    text = "\U0001F600" * 4000  # 16 KB a frame
+    raw = raw_handshake(s, slow["access"])
+    for _ in range(500):  # 8 MB: far more than the kernel's buffers hold
+        rest_send(c, a, group, text)
+    # Past the event rate limit: the server closes with 1008, behind 8 MB unread.
+    def frame(opcode, payload):  # masked with a zero key: the payload as it is
+        return bytes([0x80 | opcode, 0x80 | len(payload)]) + b"\0\0\0\0" + payload
+
+    raw.sendall(b"".join(frame(1, b'{"type":"ping"}') for _ in range(100)))
+    t0 = time.time()
+    ended = None
+    while time.time() - t0 < 20:
+        try:
+            raw.sendall(frame(9, b"still here"))
+        except OSError:
+            ended = time.time() - t0
+            break
+        time.sleep(0.25)
+    raw.close()
+    assert ended is not None, "the connection was still open 20 s after the close"
+    assert ended < 12, ended
+    assert "close not taken" in s.read_log()
+
+
 @pytest.mark.parametrize("limit_env", [{"WS_MAX_QUEUED_FRAMES": 32}, {"WS_MAX_QUEUED_BYTES": 65536}],
                          ids=["frames", "bytes"])
 def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server, limit_env):
