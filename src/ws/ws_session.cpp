@@ -124,6 +124,23 @@ class Socket final : public realtime::Session,
     std::lock_guard lock(mutex_);
     if (closed_) return false;
     if (buffering_) {
+      // Held while the replay runs, and a replay waits for a peer that reads: live events
+      // held for one that reads nothing count against the same limits as the queue.
+      if (buffered_.size() >= context_.limits.max_queued_frames ||
+          buffered_bytes_ + frame->size() > context_.limits.max_queued_bytes) {
+        closed_ = true;
+        clear_queue();
+        socket_event("socket.drop", admission_)
+            .field("reason", "too slow")
+            .field("held", static_cast<std::uint64_t>(buffered_.size()))
+            .field("held_bytes", static_cast<std::uint64_t>(buffered_bytes_))
+            .warn();
+        buffered_ = {};
+        buffered_bytes_ = 0;
+        drop_connection();
+        return false;
+      }
+      buffered_bytes_ += frame->size();
       buffered_.emplace_back(seq, frame);
       return false;
     }
@@ -349,6 +366,7 @@ class Socket final : public realtime::Session,
       if (seq == 0 || seq > cursor) kick |= enqueue_locked(frame);
     }
     buffered_ = {};
+    buffered_bytes_ = 0;
     if (kick) schedule_flush();
   }
 
@@ -971,6 +989,7 @@ class Socket final : public realtime::Session,
   std::optional<Clock::time_point> closing_seen_at_;  // the first sweep that saw it closing
   bool buffering_ = false;
   std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
+  std::size_t buffered_bytes_ = 0;
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
   std::size_t queued_bytes_ = 0;    // payload bytes of the frames queued (under mutex_)

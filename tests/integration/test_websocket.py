@@ -1455,6 +1455,39 @@ def read_to_eof(s, timeout):
     return data, False
 
 
+def test_live_events_held_during_a_stalled_replay_are_bounded(make_server):
+    """A socket resumes with since= and reads nothing: its replay waits for room, and the
+    live events held meanwhile count against the queue limits like the queue itself, so
+    the socket is cut off as a slow reader instead of holding memory until it goes idle."""
+    s = make_server(WS_MAX_QUEUED_FRAMES=64)
+    c = Client(s)
+    a, slow = c.register(), c.register()
+    group = group_chat(c, a, slow, name="stalled replay")
+    for _ in range(400):  # 6.4 MB of replay, more than the kernel's buffers take
+        rest_send(c, a, group, "\U0001F600" * 4000)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", s.port))
+    sock.sendall((f"GET /ws/?token={slow['access']}&since=0 HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    time.sleep(1)  # the replay fills what the kernel takes, then waits
+    for k in range(100):  # more live events than the queue may hold
+        rest_send(c, a, group, f"live {k}")
+
+    def held_drop():
+        return [line for line in s.read_log().splitlines() if "too slow" in line and "held" in line]
+    deadline = time.time() + 10
+    while not held_drop() and time.time() < deadline:  # still reading nothing
+        time.sleep(0.2)
+    assert held_drop(), s.read_log()[-3000:]
+    data, eof = read_to_eof(sock, 20)
+    sock.close()
+    assert eof, ("the stalled socket is still open", len(data))
+    assert b'"type":"synced"' not in data, "the replay finished"
+
+
 def test_a_close_the_peer_never_reads_ends_the_connection_anyway(make_server):
     """The server closes a socket (here for flooding) whose queue the peer is not reading:
     the close frame waits behind the queue. The peer keeps sending pings, so it never goes
