@@ -965,8 +965,10 @@ TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {
 }
 
 // The log replays no words a message no longer has: editing a message rewrites the text of
-// its earlier message and edit events, deleting it empties them, and nothing else changes
-// (other members, other messages, the events' order and seqs).
+// its message event and drops its earlier edit events (the new one supersedes them, so an
+// edit costs the same however many came before), deleting it empties the message event
+// and drops the edits, and nothing else changes (other members, other messages, the
+// events' order and the seqs that stay).
 TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   auto ann = make_user("ann");
   auto bob = make_user("bob");
@@ -987,6 +989,7 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_edit_event(m)};
   };
+  ASSERT_TRUE(run(chats.edit_message(secret, "the password is \"hunter2\" ...", 25, on_edit)));
   ASSERT_TRUE(run(chats.edit_message(secret, "the password is ***", 30, on_edit)));
 
   // What the log holds, oldest first: each event's type, message id and text.
@@ -1016,8 +1019,9 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EXPECT_EQ(edited[0].client_id, "c1");  // the other members are untouched
   EXPECT_EQ(edited[1].message_id, kept);
   EXPECT_EQ(edited[1].text, "kept as it is");
-  EXPECT_EQ(edited[2].type, "edit");
+  EXPECT_EQ(edited[2].type, "edit");  // the second edit only
   EXPECT_EQ(edited[2].text, "the password is ***");
+  EXPECT_GT(edited[2].seq, edited[1].seq + 1);  // the first edit's seq is gone
   for (const auto& e : run(chats.events_since({id}, {}, start, 100))) {
     EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
   }
@@ -1027,9 +1031,9 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   };
   ASSERT_TRUE(run(chats.delete_message(secret, on_delete)));
   auto deleted = run(chats.events_since({id}, {}, start, 100));
-  ASSERT_EQ(deleted.size(), 4U);
-  for (std::size_t i = 0; i < 3; ++i) EXPECT_EQ(deleted[i].seq, edited[i].seq);
-  EXPECT_EQ(deleted[3].type, "delete");
+  ASSERT_EQ(deleted.size(), 3U);
+  for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(deleted[i].seq, edited[i].seq);
+  EXPECT_EQ(deleted[2].type, "delete");
   for (const auto& e : deleted) {
     auto o = boost::json::parse(e.payload).as_object();
     if (o.at("message_id").as_int64() != secret) continue;

@@ -178,12 +178,13 @@ constexpr const char* kAppendEvents =
 // while this scan runs only for an edit or a deletion and reads the chat's events since
 // the message.
 constexpr const char* kLoggedForMessage =
-    "SELECT seq, payload FROM events WHERE chat_id = $1 AND message_id = $2 AND seq >= "
+    "SELECT seq, payload, type FROM events WHERE chat_id = $1 AND message_id = $2 AND seq >= "
     "COALESCE((SELECT seq FROM events WHERE created_at >= $3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayloads =
     "UPDATE events e SET payload = x.p FROM unnest($1::bigint[], $2::text[]) AS x(s, p) "
     "WHERE e.seq = x.s";
+constexpr const char* kDropLoggedEvents = "DELETE FROM events WHERE seq = ANY($1::bigint[])";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
@@ -426,21 +427,33 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   }
 }
 
-// The payloads logged for message `m` before now, rewritten with its text as it now is
-// (NewEvent::message_id).
+// What the log holds of message `m`, brought in line with its text as it now is, before
+// the edit or delete event that is about to follow (NewEvent::message_id): its message
+// event rewritten, its earlier edit events dropped (the new event supersedes them, and a
+// rewrite of every one of them made each edit cost more than the last). Seqs may skip.
 asio::awaitable<void> relog_text(PgConnection& c, const MessageRecord& m) {
   constexpr Micros kClockMargin = 3'600'000'000;  // an hour
   auto params = pg_params(m.chat_id, m.id, m.created_at - kClockMargin);
   auto logged = co_await c.prepared(kLoggedForMessage, std::move(params));
-  if (logged.rows() == 0) co_return;
   std::vector<std::int64_t> seqs;
   std::vector<std::string> payloads;
+  std::vector<std::int64_t> superseded;
   for (int i = 0; i < logged.rows(); ++i) {
-    seqs.push_back(logged.int64(i, 0));
-    payloads.push_back(with_logged_text(logged.text(i, 1), m.text));
+    if (logged.text(i, 2) == "edit") {
+      superseded.push_back(logged.int64(i, 0));
+    } else {
+      seqs.push_back(logged.int64(i, 0));
+      payloads.push_back(with_logged_text(logged.text(i, 1), m.text));
+    }
   }
-  auto update = pg_params(array_literal(seqs), array_literal(payloads));
-  co_await c.prepared(kRelogPayloads, std::move(update));
+  if (!seqs.empty()) {
+    auto update = pg_params(array_literal(seqs), array_literal(payloads));
+    co_await c.prepared(kRelogPayloads, std::move(update));
+  }
+  if (!superseded.empty()) {
+    auto drop = pg_params(array_literal(superseded));
+    co_await c.prepared(kDropLoggedEvents, std::move(drop));
+  }
 }
 
 asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t chat_id,

@@ -148,10 +148,11 @@ constexpr const char* kInsertEvent =
 // (5-10 % of SQLite's ingest), while this scan runs only for an edit or a deletion and
 // reads the chat's events since the message.
 constexpr const char* kLoggedForMessage =
-    "SELECT seq, payload FROM events WHERE chat_id = ?1 AND message_id = ?2 AND seq >= "
+    "SELECT seq, payload, type FROM events WHERE chat_id = ?1 AND message_id = ?2 AND seq >= "
     "COALESCE((SELECT seq FROM events WHERE created_at >= ?3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
+constexpr const char* kDropLoggedEvent = "DELETE FROM events WHERE seq = ?1";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= ?1";
@@ -375,17 +376,27 @@ std::vector<EventRecord>& pending_events() {
   return pending;
 }
 
-// The payloads logged for message `m` before now, rewritten with its text as it now is
-// (NewEvent::message_id).
+// What the log holds of message `m`, brought in line with its text as it now is, before
+// the edit or delete event that is about to follow (NewEvent::message_id): its message
+// event rewritten, its earlier edit events dropped (the new event supersedes them, and a
+// rewrite of every one of them made each edit cost more than the last). Seqs may skip.
 void relog_text(Connection& c, const MessageRecord& m) {
   constexpr Micros kClockMargin = 3'600'000'000;  // an hour
   std::vector<std::pair<std::int64_t, std::string>> logged;
+  std::vector<std::int64_t> superseded;
   auto rows = c.prepare(kLoggedForMessage);
   rows.bind(1, m.chat_id).bind(2, m.id).bind(3, m.created_at - kClockMargin);
-  while (rows.step()) logged.emplace_back(rows.int64(0), rows.text(1));
+  while (rows.step()) {
+    if (rows.text(2) == "edit") {
+      superseded.push_back(rows.int64(0));
+    } else {
+      logged.emplace_back(rows.int64(0), rows.text(1));
+    }
+  }
   for (const auto& [seq, payload] : logged) {
     c.prepare(kRelogPayload).bind(1, seq).bind(2, with_logged_text(payload, m.text)).exec();
   }
+  for (auto seq : superseded) c.prepare(kDropLoggedEvent).bind(1, seq).exec();
 }
 
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
