@@ -53,6 +53,9 @@ constexpr std::size_t kMaxBatch = 500;
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
 // A socket's leftover bytes are released once this much room is no longer needed.
 constexpr std::size_t kKeepPending = 1024;
+// Written frames' slots are dropped from the front of a queue that has not emptied once
+// there are this many (and they are at least half of it).
+constexpr std::size_t kCompactAfter = 256;
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
@@ -750,6 +753,14 @@ class Socket final : public realtime::Session,
       }
       queue_head_ = 0;
       states_.clear();
+    } else if (queue_head_ >= kCompactAfter && queue_head_ >= queue_size()) {
+      // A queue that never quite empties (a busy socket always a frame or two behind)
+      // would keep a slot for every frame it ever wrote: the written ones go once they
+      // are at least half of it, and the state frames' places move with the rest.
+      queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(queue_head_));
+      std::erase_if(states_, [this](const auto& s) { return s.second < queue_head_; });
+      for (auto& s : states_) s.second -= queue_head_;
+      queue_head_ = 0;
     }
   }
 

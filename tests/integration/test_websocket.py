@@ -1455,6 +1455,52 @@ def read_to_eof(s, timeout):
     return data, False
 
 
+def test_a_lagging_reader_gets_every_message_and_the_last_unread_count(make_server):
+    """A user socket that reads, but slower than messages come, so its queue rarely empties:
+    written frames are dropped from the queue's front as it goes on (the unread state
+    frames' places moving with it), and still every message arrives once, in order, and the
+    last unread count is the true one."""
+    s = make_server(WS_MAX_QUEUED_BYTES=64 << 20, WS_MAX_QUEUED_FRAMES=100000)
+    c = Client(s)
+    a, reader = c.register(), c.register()
+    group = group_chat(c, a, reader, name="lagging")
+    n = 600
+    raw = raw_handshake(s, reader["access"])
+    got = bytearray()
+    done = threading.Event()
+
+    def read_slowly():
+        raw.settimeout(0.5)
+        while not done.is_set():
+            try:
+                chunk = raw.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                return
+            got.extend(chunk)
+            time.sleep(0.002)  # slower than the messages come
+
+    t = threading.Thread(target=read_slowly)
+    t.start()
+    # 16 KB each: far more than the kernel's buffers, so the server's queue holds the rest.
+    sent = [rest_send(c, a, group, f"m{k} " + "\U0001F600" * 4000)["id"] for k in range(n)]
+    last = f'"text":"m{n - 1} '.encode()
+    deadline = time.time() + 60
+    while time.time() < deadline and last not in got[-100_000:]:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the last unread count follows the last message
+    done.set()
+    t.join()
+    raw.close()
+    frames = [json.loads(p) for op, p in read_raw_frames(bytes(got)) if op == 1]
+    ids = [f["message_id"] for f in frames if f["type"] == "message" and f["chat_id"] == group]
+    assert ids == sent, (len(ids), len(sent))
+    unread = [f["unread_count"] for f in frames if f["type"] == "unread" and f["chat_id"] == group]
+    assert unread and unread[-1] == n, unread[-5:]
+    assert unread == sorted(unread), "an older count came after a newer one"
+
+
 def test_live_events_held_during_a_stalled_replay_are_bounded(make_server):
     """A socket resumes with since= and reads nothing: its replay waits for room, and the
     live events held meanwhile count against the queue limits like the queue itself, so
