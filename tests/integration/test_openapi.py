@@ -619,6 +619,11 @@ def test_messages_pins_and_events(api):
     api.post("/api/chats/{id}/members/", 201, token=A, params={"id": G}, json={"user_id": bid})
     api.delete("/api/chats/{id}/", 204, token=A, params={"id": G})
 
+    # An edit that stays in the log: `hello`'s edits go when it is deleted above (the delete
+    # supersedes them).
+    kept = api.post("/api/messages/", 201, token=A, json={"chat": P, "text": "to be edited"})
+    assert api.patch(one, 200, token=A, params={"id": kept["id"]}, json={"text": "edited, kept"})["is_edited"]
+
     # The event log, paged.
     events, since, pages = [], start, 0
     while True:
