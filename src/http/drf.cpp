@@ -329,7 +329,8 @@ std::string quote_plus(std::string_view s) {
   out.reserve(s.size());
   for (const char ch : s) {
     const auto c = static_cast<unsigned char>(ch);
-    if (std::isalnum(c) != 0 || c == '_' || c == '.' || c == '-' || c == '~') {
+    const bool alnum = (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+    if (alnum || c == '_' || c == '.' || c == '-' || c == '~') {  // ASCII, whatever the locale
       out += ch;
     } else if (c == ' ') {
       out += '+';
