@@ -4,10 +4,8 @@
 #include <boost/url/encoding_opts.hpp>
 #include <boost/url/parse_query.hpp>
 
-#include <algorithm>
-#include <cctype>
-
 #include "common/unicode.hpp"
+#include "http/message.hpp"
 
 namespace chat::http {
 namespace json = boost::json;
@@ -41,13 +39,6 @@ class FormBuilder {
  private:
   json::object out_;
 };
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-           return std::tolower(static_cast<unsigned char>(x)) ==
-                  std::tolower(static_cast<unsigned char>(y));
-         });
-}
 
 std::string_view trim_spaces(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);

@@ -1,5 +1,8 @@
 #include "http/message.hpp"
 
+#include <algorithm>
+#include <cctype>
+
 namespace chat::http {
 
 Method parse_method(std::string_view name) {
@@ -33,6 +36,13 @@ const char* method_name(Method m) {
       break;
   }
   return "OTHER";
+}
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+           return std::tolower(static_cast<unsigned char>(x)) ==
+                  std::tolower(static_cast<unsigned char>(y));
+         });
 }
 
 std::string_view Request::header(std::string_view name) const {

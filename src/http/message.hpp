@@ -16,6 +16,9 @@ enum class Method { get, head, post, put, patch, del, options, other };
 Method parse_method(std::string_view name);
 const char* method_name(Method m);
 
+// ASCII case-insensitive equality, for header names, media types and their parameters.
+bool iequals(std::string_view a, std::string_view b);
+
 struct Request {
   Method method = Method::get;
   std::string method_text;  // as sent, for "Method \"X\" not allowed."

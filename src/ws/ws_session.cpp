@@ -129,18 +129,10 @@ class Socket final : public realtime::Session,
     if (buffering_) {
       // Held while the replay runs, and a replay waits for a peer that reads: live events
       // held for one that reads nothing count against the same limits as the queue.
-      if (buffered_.size() >= context_.limits.max_queued_frames ||
-          buffered_bytes_ + frame->size() > context_.limits.max_queued_bytes) {
-        closed_ = true;
-        clear_queue();
-        socket_event("socket.drop", admission_)
-            .field("reason", "too slow")
-            .field("held", static_cast<std::uint64_t>(buffered_.size()))
-            .field("held_bytes", static_cast<std::uint64_t>(buffered_bytes_))
-            .warn();
+      if (past_limits_locked(buffered_.size(), buffered_bytes_, *frame)) {
+        cut_off_locked("held", buffered_.size(), buffered_bytes_);
         buffered_ = {};
         buffered_bytes_ = 0;
-        drop_connection();
         return false;
       }
       buffered_bytes_ += frame->size();
@@ -773,24 +765,33 @@ class Socket final : public realtime::Session,
     if (kick) schedule_flush();
   }
 
+  // Whether one more frame would take `frames` frames of `bytes` past the slow-reader limits.
+  [[nodiscard]] bool past_limits_locked(std::size_t frames, std::size_t bytes,
+                                        const std::string& frame) const {
+    return frames >= context_.limits.max_queued_frames ||
+           bytes + frame.size() > context_.limits.max_queued_bytes;
+  }
+
+  // A slow reader must not hold memory or anyone else: it is cut off and its queue dropped.
+  // `what` names the frames that reached the limit ("queued" or "held").
+  void cut_off_locked(const std::string& what, std::size_t frames, std::size_t bytes) {
+    socket_event("socket.drop", admission_)
+        .field("reason", "too slow")
+        .field(what, static_cast<std::uint64_t>(frames))
+        .field(what + "_bytes", static_cast<std::uint64_t>(bytes))
+        .warn();
+    closed_ = true;
+    clear_queue();
+    drop_connection();
+  }
+
   // True when the caller must see to a flush (schedule_flush, or the hub's batch).
   bool enqueue_locked(const realtime::Frame& frame) {
     if (closed_) return false;
     // Frames or bytes: many small events, or fewer large ones (a text of control
     // characters is six bytes of JSON each), pin as much memory.
-    if (queue_size() >= context_.limits.max_queued_frames ||
-        queued_bytes_ + frame->size() > context_.limits.max_queued_bytes) {
-      // A slow reader must not hold memory or anyone else: it is cut off.
-      const auto frames = static_cast<std::uint64_t>(queue_size());
-      const auto bytes = static_cast<std::uint64_t>(queued_bytes_);
-      closed_ = true;
-      clear_queue();
-      socket_event("socket.drop", admission_)
-          .field("reason", "too slow")
-          .field("queued", frames)
-          .field("queued_bytes", bytes)
-          .warn();
-      drop_connection();
+    if (past_limits_locked(queue_size(), queued_bytes_, *frame)) {
+      cut_off_locked("queued", queue_size(), queued_bytes_);
       return false;
     }
     queued_bytes_ += frame->size();
