@@ -50,8 +50,8 @@ from conftest import Client, b64url, jwt_parts, sign_jwt, unique_name
 from test_admin import CLOSE_DEACTIVATED, make_staff, set_flags
 from test_auth import forged_tokens
 from test_bad_input import client_frame, raw_ws, read_until_close
-from test_websocket import (chat_ws, connect, group_chat, is_, private_chat, read_raw_frames, refused, rest_send,
-                            run, uid, uname, user_ws)
+from test_websocket import (chat_ws, connect, group_chat, is_, private_chat, raw_handshake, read_raw_frames,
+                            refused, rest_send, run, uid, uname, user_ws)
 
 RSA_PUBLIC_PEM = (  # a public key an attacker could fetch and try as an HMAC secret
     "-----BEGIN PUBLIC KEY-----\n"
@@ -483,6 +483,17 @@ def test_sockets_of_a_deactivated_user_close_within_one_second(server, client):
     figures.record("Deactivated user's sockets", sockets=4, slowest_close_ms=round(slowest * 1000))
 
 
+async def still_served(client, sender, chat, sockets, text):
+    """The sockets that should stay open answer a ping and receive a new message of the
+    chat; then they are closed."""
+    for ws in sockets:
+        await ws.ping()
+    m = await asyncio.to_thread(rest_send, client, sender, chat, text)
+    for ws in sockets:
+        await ws.until(is_("message", message_id=m["id"]))
+        await ws.close()
+
+
 def test_sockets_of_a_logged_out_session_close_within_one_second(server, client):
     """Logout revokes one session (its refresh token, API.md). The sockets opened with that
     session's access tokens end with it, within 1 s, with 4003 as for a deactivated
@@ -521,12 +532,7 @@ def test_sockets_of_a_logged_out_session_close_within_one_second(server, client)
         for token in (ann["access"], refreshed):
             assert await refused(server, "/ws/", token) == 401
         # The other device is unaffected.
-        for ws in staying:
-            await ws.ping()
-        m = await asyncio.to_thread(rest_send, client, bob, chat, "still there?")
-        for ws in staying:
-            await ws.until(is_("message", message_id=m["id"]))
-            await ws.close()
+        await still_served(client, bob, chat, staying, "still there?")
 
     run(main())
 
@@ -550,12 +556,7 @@ def test_a_password_change_closes_the_other_sessions_sockets(server, client):
         assert r.status_code == 200, r.text
         assert await asyncio.gather(*waits) == [CLOSE_DEACTIVATED, CLOSE_DEACTIVATED]
         assert await refused(server, "/ws/", thief["access"]) == 401
-        for ws in staying:
-            await ws.ping()
-        m = await asyncio.to_thread(rest_send, client, bob, chat, "still yours")
-        for ws in staying:
-            await ws.until(is_("message", message_id=m["id"]))
-            await ws.close()
+        await still_served(client, bob, chat, staying, "still yours")
 
     run(main())
 
@@ -796,18 +797,9 @@ def test_a_ping_flood_from_a_client_that_never_reads_costs_one_pong(make_server)
     mask = b"\x00\x00\x00\x00"  # a zero mask leaves the payload as it is
     flood = b"".join(bytes([0x89, 0x80 | 125]) + mask + p for p in payloads)
 
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: stays small
+    sock = raw_handshake(s, ann["access"])  # a 4 KiB receive buffer, set before connecting
     sock.settimeout(60)
-    sock.connect(("127.0.0.1", s.port))
     try:
-        sock.sendall((f"GET /ws/?token={ann['access']} HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n\r\n" not in head:
-            head += sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
         time.sleep(0.3)
         baseline = rss_kib(pid)
         sock.sendall(flood)  # the server reads it all: it never stops reading for pings

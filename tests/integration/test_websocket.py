@@ -1417,14 +1417,15 @@ def read_raw_frames(data):
     return out
 
 
-def raw_handshake(server, token, rcvbuf=4096):
+def raw_handshake(server, token, rcvbuf=4096, query=""):
     """A WebSocket client that does the handshake and then reads nothing: a tiny receive
-    buffer, so the server's queue for it grows."""
+    buffer, so the server's queue for it grows. `query` is added to the user socket's URL
+    (e.g. "&since=0")."""
     s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     s.settimeout(10)
     s.connect(("127.0.0.1", server.port))
-    req = (f"GET /ws/?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+    req = (f"GET /ws/?token={token}{query} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
            "Upgrade: websocket\r\nConnection: Upgrade\r\n"
            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
            "Sec-WebSocket-Version: 13\r\n\r\n")
@@ -1511,13 +1512,7 @@ def test_live_events_held_during_a_stalled_replay_are_bounded(make_server):
     group = group_chat(c, a, slow, name="stalled replay")
     for _ in range(400):  # 6.4 MB of replay, more than the kernel's buffers take
         rest_send(c, a, group, "\U0001F600" * 4000)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.settimeout(10)
-    sock.connect(("127.0.0.1", s.port))
-    sock.sendall((f"GET /ws/?token={slow['access']}&since=0 HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
-                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                  "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+    sock = raw_handshake(s, slow["access"], query="&since=0")
     time.sleep(1)  # the replay fills what the kernel takes, then waits
     for k in range(100):  # more live events than the queue may hold
         rest_send(c, a, group, f"live {k}")
