@@ -53,7 +53,8 @@ sanitize: deps-test
 sanitize-thread: deps-test
 	@test -f build/tsan/build.ninja || cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DCHATD_TSAN=ON -DCHATD_TESTS=OFF
 	@cmake --build build/tsan -j $(JOBS)
-	CHATD_BIN=$(abspath build/tsan)/chatd $(PYTEST) -q tests/integration $(SANITIZE_PYTEST_ARGS)
+	TSAN_OPTIONS="suppressions=$(abspath tests/tsan.supp)" CHATD_BIN=$(abspath build/tsan)/chatd \
+	  $(PYTEST) -q tests/integration $(SANITIZE_PYTEST_ARGS)
 
 # Both sanitizer runs (README, "Sturdiness").
 test-sanitize: sanitize sanitize-thread

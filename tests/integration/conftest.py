@@ -212,6 +212,9 @@ class Server:
         }
         if self.db.backend == "postgres":
             self.env.update(redis_env())
+        # A sanitizer build's options (make sanitize-thread passes its suppressions).
+        self.env.update({k: v for k, v in os.environ.items()
+                         if k in ("ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS", "TSAN_OPTIONS")})
         self.env.update({k: str(v) for k, v in env.items()})
         self.proc = None
         self.log = None
