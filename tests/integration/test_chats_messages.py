@@ -356,13 +356,18 @@ def test_search(client):
 
 @pytest.mark.sqlite_only
 def test_search_uses_the_full_text_index(make_server):
+    """The shape of the store's search (kSearch): matches come from the FTS5 index newest
+    first, so LIMIT stops the walk; a sort would read every match in the file first."""
     s = make_server()
     Client(s).register()
     with sqlite3.connect(s.db_path) as db:
         plan = " ".join(row[-1] for row in db.execute(
             "EXPLAIN QUERY PLAN SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
-            "WHERE messages_fts MATCH '\"x\"*' ORDER BY m.id DESC"))
+            "WHERE messages_fts MATCH '\"x\"*' AND m.is_deleted = 0 "
+            "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = 1) "
+            "ORDER BY f.rowid DESC LIMIT 20"))
     assert "VIRTUAL TABLE INDEX" in plan, plan
+    assert "TEMP B-TREE" not in plan, plan
 
 
 # ---- pins ------------------------------------------------------------------------------------

@@ -57,13 +57,15 @@ constexpr const char* kHiddenOldestFirst =
     "SELECT message_id FROM hidden_messages WHERE user_id = ?1 AND chat_id = ?2 "
     "AND message_id > ?3 AND message_id < ?4 ORDER BY message_id";
 constexpr const char* kUsernameById = "SELECT username FROM users WHERE id = ?1";
+// Newest first by the index's own rowid (= m.id): FTS5 then walks its matches downwards and
+// the LIMIT stops it, where ORDER BY m.id collected and sorted every match in the file.
 constexpr const char* kSearch =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
-    "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY m.id DESC LIMIT ?4";
+    "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC LIMIT ?4";
 constexpr const char* kMessageByClientId =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
