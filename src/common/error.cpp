@@ -6,6 +6,7 @@
 namespace chat {
 
 void FieldErrors::add(std::string field, std::string message) {
+  if (sealed_) return;
   auto it = std::find_if(items_.begin(), items_.end(),
                          [&](const auto& item) { return item.first == field; });
   if (it == items_.end()) {
@@ -15,12 +16,23 @@ void FieldErrors::add(std::string field, std::string message) {
   }
 }
 
+void FieldErrors::set_unreadable_body(std::string detail, std::string code) {
+  unreadable_detail_ = std::move(detail);
+  unreadable_code_ = std::move(code);
+  sealed_ = true;
+}
+
 bool FieldErrors::has(std::string_view field) const {
   return std::any_of(items_.begin(), items_.end(),
                      [&](const auto& item) { return item.first == field; });
 }
 
 Error Error::validation(FieldErrors fields) {
+  if (!fields.unreadable_body().empty()) {
+    Error e = bad_request(fields.unreadable_body());
+    e.code = fields.unreadable_body_code();
+    return e;
+  }
   Error e;
   e.kind = ErrorKind::validation;
   e.fields = std::move(fields);

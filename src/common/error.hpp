@@ -22,7 +22,16 @@ enum class ErrorKind {
 class FieldErrors {
  public:
   void add(std::string field, std::string message);
-  [[nodiscard]] bool empty() const { return items_.empty(); }
+  // A body that could not be read at all (not JSON, a media type no parser takes). DRF
+  // raises it where a view first reads request.data, after its object and permission
+  // checks; carried here, it answers in place of the fields (Error::validation).
+  void set_unreadable_body(std::string detail, std::string code);
+  // From here on add() changes nothing: the errors so far (a body that is JSON but not an
+  // object) are all DRF reports, as it reads no field of such a body.
+  void seal() { sealed_ = true; }
+  [[nodiscard]] const std::string& unreadable_body() const { return unreadable_detail_; }
+  [[nodiscard]] const std::string& unreadable_body_code() const { return unreadable_code_; }
+  [[nodiscard]] bool empty() const { return items_.empty() && unreadable_detail_.empty(); }
   [[nodiscard]] bool has(std::string_view field) const;
   [[nodiscard]] const std::vector<std::pair<std::string, std::vector<std::string>>>& items() const {
     return items_;
@@ -30,6 +39,9 @@ class FieldErrors {
 
  private:
   std::vector<std::pair<std::string, std::vector<std::string>>> items_;
+  std::string unreadable_detail_;
+  std::string unreadable_code_;
+  bool sealed_ = false;
 };
 
 struct Error {

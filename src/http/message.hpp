@@ -9,6 +9,8 @@
 #include <utility>
 #include <vector>
 
+#include "common/error.hpp"
+
 namespace chat::http {
 
 enum class Method { get, head, post, put, patch, del, options, other };
@@ -29,6 +31,9 @@ struct Request {
   std::string client_address;  // after trusted-proxy resolution
   std::string request_id;
   std::string session;  // the caller's login session, once authenticated (authed())
+  // What reading the body found wrong, for a handler that reports it after its object
+  // checks (authed_body_after_lookup); empty otherwise.
+  FieldErrors body_errors;
 
   // First header with this lower-case name, or empty.
   [[nodiscard]] std::string_view header(std::string_view name) const;

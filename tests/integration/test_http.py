@@ -272,6 +272,53 @@ def test_unsupported_content_type(client):
     assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
 
 
+def test_an_unreadable_body_answers_after_the_object_checks(client):
+    """DRF's detail views look the object up and check permissions before they first read
+    request.data: a bad body on a chat or message the caller cannot see is a 404, on one
+    they may not change a 403, and only on their own the 400 (or 415) of the body."""
+    from test_chats_messages import new_group, send
+
+    owner, member, outsider = client.register(), client.register(), client.register()
+    g = new_group(client, owner, member)
+    m = send(client, owner, g["id"], "mine")
+    targets = [  # (method, path, who may not see it, who may not change it)
+        ("PUT", f"/api/chats/{g['id']}/", outsider, member),
+        ("PATCH", f"/api/chats/{g['id']}/", outsider, member),
+        ("POST", f"/api/chats/{g['id']}/members/", outsider, member),
+        ("PATCH", f"/api/chats/{g['id']}/members/{uid(member)}/", outsider, member),
+        ("PUT", f"/api/messages/{m['id']}/", outsider, member),
+        ("PATCH", f"/api/messages/{m['id']}/", outsider, member),
+    ]
+    bodies = [  # (body, content type, status on the caller's own object)
+        (b'{"name": ', "application/json", 400),
+        (b'["a"]', "application/json", 400),
+        (b"name=x", "text/plain", 415),
+    ]
+    for method, path, hidden_from, denied_to in targets:
+        for body, kind, status in bodies:
+            def call(who):
+                return ok(client.request(method, path, token=who["access"], data=body,
+                                         headers={"Content-Type": kind}))
+            r = call(hidden_from)
+            assert r.status_code == 404 and list(r.json()) == ["detail"], (method, path, body, r.text)
+            r = call(denied_to)
+            assert r.status_code == 403, (method, path, body, r.text)
+            r = call(owner)
+            assert r.status_code == status, (method, path, body, r.text)
+            if status == 415:
+                assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+            elif body.startswith(b"["):
+                assert r.json() == {
+                    "non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
+            else:
+                assert r.json()["detail"].startswith("JSON parse error"), r.text
+    # Nothing was changed on the way.
+    r = client.get(f"/api/chats/{g['id']}/", token=owner["access"]).json()
+    assert r["name"] == g["name"] and len(r["members"]) == 2
+    assert client.get(f"/api/messages/?chat={g['id']}", token=owner["access"]).json()[
+        "results"][0]["text"] == "mine"
+
+
 def test_deeply_nested_json(client):
     for data in (b"[" * 10000, b"[" * 10000 + b"]" * 10000, b'{"a":' * 10000 + b"1" + b"}" * 10000):
         r = post_raw(client, "/api/auth/login/", data)

@@ -41,4 +41,23 @@ GuardedHandler authed_body(Services& s, AuthedBodyFn fn) {
   return {std::move(handler), guard_of(s)};
 }
 
+GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn) {
+  Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
+    auto who = co_await authenticate(s.auth, req);
+    if (!who) co_return error_response(who.error());
+    req.session = who->session;
+    auto body = parse_body(req);
+    if (body) co_return co_await fn(s, req, p, who->user, *body);
+    Error e = std::move(body.error());
+    req.body_errors = std::move(e.fields);  // a body that is JSON but not an object
+    if (e.kind != ErrorKind::validation) {
+      req.body_errors.set_unreadable_body(std::move(e.detail), std::move(e.code));
+    }
+    req.body_errors.seal();
+    const boost::json::object nothing;
+    co_return co_await fn(s, req, p, who->user, nothing);
+  };
+  return {std::move(handler), guard_of(s)};
+}
+
 }  // namespace chat::http

@@ -23,5 +23,10 @@ using AuthedBodyFn = boost::asio::awaitable<Response> (*)(Services&, Request&, c
 GuardedHandler authed(Services& s, AuthedFn fn);
 // As authed(), then the body parsed the DRF way (400/415 when it cannot be).
 GuardedHandler authed_body(Services& s, AuthedBodyFn fn);
+// As authed_body() for endpoints on an existing object, whose handlers pass their field
+// errors to the service: a body that cannot be read comes to the handler as an empty one
+// with the problem in req.body_errors, so that, as in DRF's detail views, a missing object
+// (404) or a denied permission (403) answers before it.
+GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn);
 
 }  // namespace chat::http

@@ -47,7 +47,7 @@ awaitable<Response> get_chat(Services& s, Request& /*req*/, const RouteParams& p
 awaitable<Response> rename_chat(Services& s, Request& req, const RouteParams& p,
                                 const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
-  FieldErrors errors;
+  FieldErrors errors = std::move(req.body_errors);
   auto name = FieldReader(body, errors).string("name", {.required = false, .allow_blank = true});
   const bool partial = req.method == Method::patch;
   auto chat = co_await s.chats.rename(me.id, id, std::move(name), std::move(errors), partial);
@@ -63,10 +63,11 @@ awaitable<Response> delete_chat(Services& s, Request& /*req*/, const RouteParams
   co_return Response::empty(204);
 }
 
-awaitable<Response> add_member(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> add_member(Services& s, Request& req, const RouteParams& p,
                                const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
   chats::MemberInput in;
+  in.errors = std::move(req.body_errors);
   FieldReader f(body, in.errors);
   in.user_id = f.integer("user_id");
   in.role = f.string("role", {.required = false});
@@ -80,6 +81,7 @@ awaitable<Response> change_role(Services& s, Request& req, const RouteParams& p,
   const std::int64_t id = p.ids[0];
   const std::int64_t user_id = p.ids[1];
   chats::MemberInput in;
+  in.errors = std::move(req.body_errors);
   in.partial = req.method == Method::patch;
   in.role = FieldReader(body, in.errors).string("role", {.required = false});
   auto member = co_await s.chats.change_role(me.id, id, user_id, std::move(in));
@@ -115,11 +117,12 @@ void add_chat_routes(Router& r, Services& s) {
   r.add(Method::get, "/api/chats/", authed(s, list_chats));
   r.add(Method::post, "/api/chats/", authed_body(s, create_chat));
   r.add(Method::get, "/api/chats/{id}/", authed(s, get_chat));
-  r.add(Method::put, "/api/chats/{id}/", authed_body(s, rename_chat));
-  r.add(Method::patch, "/api/chats/{id}/", authed_body(s, rename_chat));
+  r.add(Method::put, "/api/chats/{id}/", authed_body_after_lookup(s, rename_chat));
+  r.add(Method::patch, "/api/chats/{id}/", authed_body_after_lookup(s, rename_chat));
   r.add(Method::del, "/api/chats/{id}/", authed(s, delete_chat));
-  r.add(Method::post, "/api/chats/{id}/members/", authed_body(s, add_member));
-  r.add(Method::patch, "/api/chats/{id}/members/{user_id}/", authed_body(s, change_role));
+  r.add(Method::post, "/api/chats/{id}/members/", authed_body_after_lookup(s, add_member));
+  r.add(Method::patch, "/api/chats/{id}/members/{user_id}/",
+        authed_body_after_lookup(s, change_role));
   r.add(Method::del, "/api/chats/{id}/members/{user_id}/", authed(s, remove_member));
   r.add(Method::post, "/api/chats/{id}/read/", authed_body(s, mark_read));
 }

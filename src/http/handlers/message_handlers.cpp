@@ -49,7 +49,7 @@ awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*par
 awaitable<Response> edit(Services& s, Request& req, const RouteParams& p,
                          const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
-  FieldErrors errors;
+  FieldErrors errors = std::move(req.body_errors);
   auto text = FieldReader(body, errors)
                   .string("text", {.required = false, .allow_blank = true, .trim = false});
   const bool partial = req.method == Method::patch;
@@ -152,8 +152,8 @@ void add_message_routes(Router& r, Services& s) {
   r.add(Method::get, "/api/messages/", authed(s, history));
   r.add(Method::post, "/api/messages/", authed_body(s, send));
   r.add(Method::get, "/api/messages/search/", authed(s, search));
-  r.add(Method::put, "/api/messages/{id}/", authed_body(s, edit));
-  r.add(Method::patch, "/api/messages/{id}/", authed_body(s, edit));
+  r.add(Method::put, "/api/messages/{id}/", authed_body_after_lookup(s, edit));
+  r.add(Method::patch, "/api/messages/{id}/", authed_body_after_lookup(s, edit));
   r.add(Method::del, "/api/messages/{id}/", authed(s, remove));
   r.add(Method::post, "/api/messages/{id}/forward/", authed_body(s, forward));
   r.add(Method::get, "/api/pinned/", authed(s, list_pins));
