@@ -29,25 +29,18 @@ GuardedHandler authed(Services& s, AuthedFn fn) {
   return {std::move(handler), guard_of(s)};
 }
 
-GuardedHandler authed_body(Services& s, AuthedBodyFn fn) {
-  Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
-    auto who = co_await authenticate(s.auth, req);
-    if (!who) co_return error_response(who.error());
-    req.session = who->session;
-    auto body = parse_body(req);
-    if (!body) co_return error_response(body.error());
-    co_return co_await fn(s, req, p, who->user, *body);
-  };
-  return {std::move(handler), guard_of(s)};
-}
+namespace {
 
-GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn) {
-  Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
+// authed_body() or, with `after_lookup`, authed_body_after_lookup().
+GuardedHandler with_body(Services& s, AuthedBodyFn fn, bool after_lookup) {
+  Handler handler = [&s, fn, after_lookup](Request& req,
+                                           const RouteParams& p) -> awaitable<Response> {
     auto who = co_await authenticate(s.auth, req);
     if (!who) co_return error_response(who.error());
     req.session = who->session;
     auto body = parse_body(req);
     if (body) co_return co_await fn(s, req, p, who->user, *body);
+    if (!after_lookup) co_return error_response(body.error());
     Error e = std::move(body.error());
     req.body_errors = std::move(e.fields);  // a body that is JSON but not an object
     if (e.kind != ErrorKind::validation) {
@@ -58,6 +51,16 @@ GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn) {
     co_return co_await fn(s, req, p, who->user, nothing);
   };
   return {std::move(handler), guard_of(s)};
+}
+
+}  // namespace
+
+GuardedHandler authed_body(Services& s, AuthedBodyFn fn) {
+  return with_body(s, fn, false);
+}
+
+GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn) {
+  return with_body(s, fn, true);
 }
 
 }  // namespace chat::http
