@@ -1,10 +1,12 @@
 """Chats, messages, pins, search, receipts and the event log over REST (API.md)."""
+import os
+import re
 import sqlite3
 import time
 
 import pytest
 
-from conftest import Client, unique_name
+from conftest import ROOT, Client, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -354,20 +356,45 @@ def test_search(client):
         assert r.status_code == 400, bad
 
 
+# The stores' full-text queries as written in src/store/sqlite (chat_store.cpp's kSearch,
+# admin_store.cpp's kSearchMessages), with the message columns shortened to m.id.
+SEARCH_SQL = (
+    "SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+    "LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
+    "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
+    "AND (?3 = 0 OR m.chat_id = ?3) AND NOT EXISTS (SELECT 1 FROM hidden_messages h "
+    "WHERE h.user_id = ?2 AND h.chat_id = m.chat_id AND h.message_id = m.id) "
+    "ORDER BY f.rowid DESC LIMIT ?4")
+ADMIN_SEARCH_SQL = (
+    "SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
+    "LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND f.rowid < ?2 "
+    "ORDER BY f.rowid DESC LIMIT ?3")
+
+
+def store_source(name):
+    with open(os.path.join(ROOT, "src", "store", "sqlite", name)) as f:
+        # The C++ literals joined and their spacing collapsed.
+        return re.sub(r"\s+", " ", re.sub(r'"\s*"', " ", f.read()))
+
+
 @pytest.mark.sqlite_only
 def test_search_uses_the_full_text_index(make_server):
-    """The shape of the store's search (kSearch): matches come from the FTS5 index newest
-    first, so LIMIT stops the walk; a sort would read every match in the file first."""
+    """Matches come from the FTS5 index newest first, so LIMIT stops the walk; a sort
+    would read every match in the file first. The queries are checked against the stores'
+    source, so neither can drift from what is planned here."""
+    for sql, source, tail in ((SEARCH_SQL, "chat_store.cpp", "ORDER BY f.rowid DESC LIMIT ?4"),
+                              (ADMIN_SEARCH_SQL, "admin_store.cpp",
+                               "AND f.rowid < ?2 ORDER BY f.rowid DESC LIMIT ?3")):
+        assert tail in store_source(source), source
     s = make_server()
     Client(s).register()
     with sqlite3.connect(s.db_path) as db:
-        plan = " ".join(row[-1] for row in db.execute(
-            "EXPLAIN QUERY PLAN SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
-            "WHERE messages_fts MATCH '\"x\"*' AND m.is_deleted = 0 "
-            "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = 1) "
-            "ORDER BY f.rowid DESC LIMIT 20"))
-    assert "VIRTUAL TABLE INDEX" in plan, plan
-    assert "TEMP B-TREE" not in plan, plan
+        for sql, args in ((SEARCH_SQL, ('"x"*', 1, 0, 20)), (ADMIN_SEARCH_SQL, (0, 10**9, 20, '"x"*'))):
+            plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
+            assert "VIRTUAL TABLE INDEX" in plan, plan
+            assert "TEMP B-TREE" not in plan, plan
 
 
 # ---- pins ------------------------------------------------------------------------------------

@@ -22,12 +22,14 @@ constexpr const char* kMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
+// Bounded and ordered by the index's own rowid (= m.id), so FTS5 walks its matches
+// downwards from the cursor and LIMIT stops it (chat_store.cpp's kSearch).
 constexpr const char* kSearchMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 "
-    "ORDER BY m.id DESC LIMIT ?3";
+    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND f.rowid < ?2 "
+    "ORDER BY f.rowid DESC LIMIT ?3";
 
 constexpr const char* kCountUsers = "SELECT count(*) FROM users";
 constexpr const char* kCountAllChats = "SELECT count(*) FROM chats";
