@@ -71,9 +71,9 @@ awaitable<Result<UserView>> AdminService::user(const store::UserRecord& me, std:
 awaitable<Result<UserView>> AdminService::update_user(const store::UserRecord& me, std::int64_t id,
                                                       UserChanges in) {
   if (auto ok = require_staff(me); !ok) co_return std::move(ok).error();
-  if (!in.errors.empty()) co_return Error::validation(std::move(in.errors));
   auto target = co_await store_.users().find_by_id(id);
   if (!target) co_return no_user();
+  if (!in.errors.empty()) co_return Error::validation(std::move(in.errors));
   // Nobody locks themself out of the panel by accident.
   if (id == me.id && in.is_active == false) {
     co_return Error::bad_request("You cannot deactivate yourself.");

@@ -216,6 +216,10 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   if (!allowed(Action::change_role, {m->first.type, m->second.role})) co_return Error::forbidden();
+  // The member is the object of this request: as DRF's get_object(), a missing one is a
+  // 404 before anything in the body is looked at.
+  auto target = co_await store_.chats().find_member(chat_id, user_id);
+  if (!target) co_return Error::not_found();
   FieldErrors errors = std::move(in.errors);
   std::optional<Role> role;
   if (in.role) {
@@ -223,16 +227,11 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
     if (!role || *role == Role::owner)
       errors.add("role", "\"" + *in.role + "\" is not a valid choice.");
   } else if (in.partial && errors.empty()) {
-    // Nothing to change: the member as they are.
-    auto target = co_await store_.chats().find_member(chat_id, user_id);
-    if (!target) co_return Error::not_found();
-    co_return std::move(*target);
+    co_return std::move(*target);  // nothing to change: the member as they are
   } else if (!errors.has("role")) {
     errors.add("role", "This field is required.");
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
-  auto target = co_await store_.chats().find_member(chat_id, user_id);
-  if (!target) co_return Error::not_found();
   if (target->role == Role::owner)
     co_return Error::bad_request("The owner's role cannot be changed.");
   auto events = [](const MemberChange& c) {
@@ -299,11 +298,15 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(std::int64_t me,
-                                                                    std::int64_t chat_id,
-                                                                    std::int64_t value) {
+boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(
+    std::int64_t me, std::int64_t chat_id, std::optional<std::int64_t> last_read_message_id,
+    FieldErrors errors) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
+  if (!last_read_message_id && !errors.has("last_read_message_id"))
+    errors.add("last_read_message_id", "This field is required.");
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  const std::int64_t value = *last_read_message_id;
   auto events = [](const WatermarkChange& c) {
     return std::vector<NewEvent>{to_event(c.chat_id, read_event(c.chat_id, c.user_id, c.value))};
   };

@@ -57,9 +57,11 @@ class ChatService {
   boost::asio::awaitable<Result<Ok>> remove_member(std::int64_t me, std::int64_t chat_id,
                                                    std::int64_t user_id);
 
-  // Moves the caller's read watermark (never down); returns their unread count.
-  boost::asio::awaitable<Result<std::int64_t>> mark_read(std::int64_t me, std::int64_t chat_id,
-                                                         std::int64_t last_read_message_id);
+  // Moves the caller's read watermark (never down); returns their unread count. `errors`
+  // (a REST body's) answer after the membership check, as DRF's get_object() comes first.
+  boost::asio::awaitable<Result<std::int64_t>> mark_read(
+      std::int64_t me, std::int64_t chat_id, std::optional<std::int64_t> last_read_message_id,
+      FieldErrors errors = {});
 
   boost::asio::awaitable<bool> exists(std::int64_t chat_id);
 

@@ -175,18 +175,21 @@ boost::asio::awaitable<void> MessageService::delete_for_everyone(std::int64_t me
   co_await store_.chats().delete_message(message_id, std::move(events));  // already deleted: no-op
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me,
-                                                                    std::int64_t message_id,
-                                                                    std::int64_t target_chat_id) {
+boost::asio::awaitable<Result<MessageView>> MessageService::forward(
+    std::int64_t me, std::int64_t message_id, std::optional<std::int64_t> target_chat_id,
+    FieldErrors errors) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
+  if (!target_chat_id && !errors.has("target_chat_id"))
+    errors.add("target_chat_id", "This field is required.");
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
   const auto& message = found->first;
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be forwarded.");
-  auto target = co_await chats_.membership(me, target_chat_id);
+  auto target = co_await chats_.membership(me, *target_chat_id);
   if (!target) co_return std::move(target).error();
   // A forward of a forward points at the first original.
   NewMessage copy{
-      target_chat_id, me, message.text, std::nullopt, message.forwarded_from.value_or(message.id),
+      *target_chat_id, me, message.text, std::nullopt, message.forwarded_from.value_or(message.id),
       now_micros()};
   co_return co_await store_message(me, std::move(copy));
 }

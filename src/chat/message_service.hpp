@@ -71,8 +71,10 @@ class MessageService {
   // Deletes for everyone whoever sent it; the caller (admin::AdminService) checked that a
   // staff user asks. Members hear it as the sender's own delete.
   boost::asio::awaitable<Result<Ok>> remove_as_staff(std::int64_t message_id);
+  // `errors` (a REST body's) answer once the message is found visible (DRF's get_object()).
   boost::asio::awaitable<Result<MessageView>> forward(std::int64_t me, std::int64_t message_id,
-                                                      std::int64_t target_chat_id);
+                                                      std::optional<std::int64_t> target_chat_id,
+                                                      FieldErrors errors = {});
   boost::asio::awaitable<Result<std::vector<SearchHit>>> search(std::int64_t me, std::string query,
                                                                 std::optional<std::int64_t> chat_id,
                                                                 int limit);

@@ -27,7 +27,7 @@ class FieldErrors {
   // checks; carried here, it answers in place of the fields (Error::validation).
   void set_unreadable_body(std::string detail, std::string code);
   // From here on add() changes nothing: the errors so far (a body that is JSON but not an
-  // object) are all DRF reports, as it reads no field of such a body.
+  // object: non-empty) are all DRF reports, as it reads no field of such a body.
   void seal() { sealed_ = true; }
   [[nodiscard]] const std::string& unreadable_body() const { return unreadable_detail_; }
   [[nodiscard]] const std::string& unreadable_body_code() const { return unreadable_code_; }

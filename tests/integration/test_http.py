@@ -11,6 +11,8 @@ import pytest
 import requests
 
 from conftest import Client, unique_name
+from test_admin import make_staff
+from test_chats_messages import new_group, send
 from test_websocket import uid
 
 
@@ -276,34 +278,42 @@ def test_an_unreadable_body_answers_after_the_object_checks(client):
     """DRF's detail views look the object up and check permissions before they first read
     request.data: a bad body on a chat or message the caller cannot see is a 404, on one
     they may not change a 403, and only on their own the 400 (or 415) of the body."""
-    from test_chats_messages import new_group, send
-
     owner, member, outsider = client.register(), client.register(), client.register()
     g = new_group(client, owner, member)
     m = send(client, owner, g["id"], "mine")
-    targets = [  # (method, path, who may not see it, who may not change it)
-        ("PUT", f"/api/chats/{g['id']}/", outsider, member),
-        ("PATCH", f"/api/chats/{g['id']}/", outsider, member),
-        ("POST", f"/api/chats/{g['id']}/members/", outsider, member),
-        ("PATCH", f"/api/chats/{g['id']}/members/{uid(member)}/", outsider, member),
-        ("PUT", f"/api/messages/{m['id']}/", outsider, member),
-        ("PATCH", f"/api/messages/{m['id']}/", outsider, member),
+    staff = make_staff(client.server, client)
+    targets = [  # (method, path, who may not see it, who may not change it, who may)
+        ("PUT", f"/api/chats/{g['id']}/", outsider, member, owner),
+        ("PATCH", f"/api/chats/{g['id']}/", outsider, member, owner),
+        ("POST", f"/api/chats/{g['id']}/members/", outsider, member, owner),
+        ("PATCH", f"/api/chats/{g['id']}/members/{uid(member)}/", outsider, member, owner),
+        ("PATCH", f"/api/chats/{g['id']}/members/{uid(outsider)}/", owner, None, None),
+        ("POST", f"/api/chats/{g['id']}/read/", outsider, None, member),
+        ("PUT", f"/api/messages/{m['id']}/", outsider, member, owner),
+        ("PATCH", f"/api/messages/{m['id']}/", outsider, member, owner),
+        ("POST", f"/api/messages/{m['id']}/forward/", outsider, None, member),
+        ("PATCH", f"/api/admin/users/{uid(outsider)}/", None, member, staff),
+        ("PATCH", "/api/admin/users/999999999/", staff, None, None),
     ]
     bodies = [  # (body, content type, status on the caller's own object)
         (b'{"name": ', "application/json", 400),
         (b'["a"]', "application/json", 400),
         (b"name=x", "text/plain", 415),
     ]
-    for method, path, hidden_from, denied_to in targets:
+    for method, path, hidden_from, denied_to, allowed in targets:
         for body, kind, status in bodies:
             def call(who):
                 return ok(client.request(method, path, token=who["access"], data=body,
                                          headers={"Content-Type": kind}))
-            r = call(hidden_from)
-            assert r.status_code == 404 and list(r.json()) == ["detail"], (method, path, body, r.text)
-            r = call(denied_to)
-            assert r.status_code == 403, (method, path, body, r.text)
-            r = call(owner)
+            if hidden_from:
+                r = call(hidden_from)
+                assert r.status_code == 404 and list(r.json()) == ["detail"], (method, path, body, r.text)
+            if denied_to:
+                r = call(denied_to)
+                assert r.status_code == 403, (method, path, body, r.text)
+            if not allowed:
+                continue
+            r = call(allowed)
             assert r.status_code == status, (method, path, body, r.text)
             if status == 415:
                 assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
@@ -312,11 +322,19 @@ def test_an_unreadable_body_answers_after_the_object_checks(client):
                     "non_field_errors": ["Invalid data. Expected a dictionary, but got list."]}
             else:
                 assert r.json()["detail"].startswith("JSON parse error"), r.text
+    # A valid body with a bad field, too, waits for the object's checks.
+    for method, path, who, body in (
+            ("POST", f"/api/chats/{g['id']}/read/", outsider, {}),
+            ("POST", f"/api/messages/{m['id']}/forward/", outsider, {"target_chat_id": "x"}),
+            ("PATCH", f"/api/chats/{g['id']}/members/999999999/", owner, {"role": "boss"})):
+        r = ok(client.request(method, path, token=who["access"], json=body))
+        assert r.status_code == 404, (method, path, r.text)
     # Nothing was changed on the way.
     r = client.get(f"/api/chats/{g['id']}/", token=owner["access"]).json()
     assert r["name"] == g["name"] and len(r["members"]) == 2
     assert client.get(f"/api/messages/?chat={g['id']}", token=owner["access"]).json()[
         "results"][0]["text"] == "mine"
+    assert client.get(f"/api/chats/{g['id']}/", token=member["access"]).json()["unread_count"] == 1
 
 
 def test_deeply_nested_json(client):

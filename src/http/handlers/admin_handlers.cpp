@@ -53,9 +53,10 @@ awaitable<Response> get_user(Services& s, Request& /*req*/, const RouteParams& p
   co_return json_response(200, admin_user_json(user->user, user->online));
 }
 
-awaitable<Response> update_user(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> update_user(Services& s, Request& req, const RouteParams& p,
                                 const store::UserRecord& me, const json::object& body) {
   admin::UserChanges in;
+  in.errors = std::move(req.body_errors);
   FieldReader f(body, in.errors);
   in.is_active = f.boolean("is_active", false);
   in.is_staff = f.boolean("is_staff", false);
@@ -129,7 +130,7 @@ awaitable<Response> stats(Services& s, Request& /*req*/, const RouteParams& /*pa
 void add_admin_routes(Router& r, Services& s) {
   r.add(Method::get, "/api/admin/users/", authed(s, list_users));
   r.add(Method::get, "/api/admin/users/{id}/", authed(s, get_user));
-  r.add(Method::patch, "/api/admin/users/{id}/", authed_body(s, update_user));
+  r.add(Method::patch, "/api/admin/users/{id}/", authed_body_after_lookup(s, update_user));
   r.add(Method::get, "/api/admin/chats/", authed(s, list_chats));
   r.add(Method::get, "/api/admin/chats/{id}/", authed(s, get_chat));
   r.add(Method::get, "/api/admin/messages/", authed(s, list_messages));

@@ -42,11 +42,12 @@ GuardedHandler with_body(Services& s, AuthedBodyFn fn, bool after_lookup) {
     if (body) co_return co_await fn(s, req, p, who->user, *body);
     if (!after_lookup) co_return error_response(body.error());
     Error e = std::move(body.error());
-    req.body_errors = std::move(e.fields);  // a body that is JSON but not an object
-    if (e.kind != ErrorKind::validation) {
+    if (e.kind == ErrorKind::validation) {  // JSON, but not an object
+      req.body_errors = std::move(e.fields);
+      req.body_errors.seal();
+    } else {  // not JSON, or a media type no parser takes
       req.body_errors.set_unreadable_body(std::move(e.detail), std::move(e.code));
     }
-    req.body_errors.seal();
     const boost::json::object nothing;
     co_return co_await fn(s, req, p, who->user, nothing);
   };

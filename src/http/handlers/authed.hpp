@@ -26,7 +26,8 @@ GuardedHandler authed_body(Services& s, AuthedBodyFn fn);
 // As authed_body() for endpoints on an existing object, whose handlers pass their field
 // errors to the service: a body that cannot be read comes to the handler as an empty one
 // with the problem in req.body_errors, so that, as in DRF's detail views, a missing object
-// (404) or a denied permission (403) answers before it.
+// (404) or a denied permission (403) answers before it. Such a handler starts its
+// FieldErrors from req.body_errors (test_http's unreadable-body test covers each route).
 GuardedHandler authed_body_after_lookup(Services& s, AuthedBodyFn fn);
 
 }  // namespace chat::http

@@ -98,15 +98,14 @@ awaitable<Response> remove_member(Services& s, Request& /*req*/, const RoutePara
   co_return Response::empty(204);
 }
 
-awaitable<Response> mark_read(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> mark_read(Services& s, Request& req, const RouteParams& p,
                               const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
-  FieldErrors errors;
+  FieldErrors errors = std::move(req.body_errors);
   auto value = FieldReader(body, errors).integer("last_read_message_id");
   if (value && *value < 0)
     errors.add("last_read_message_id", "Ensure this value is greater than or equal to 0.");
-  if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto unread = co_await s.chats.mark_read(me.id, id, *value);
+  auto unread = co_await s.chats.mark_read(me.id, id, value, std::move(errors));
   if (!unread) co_return error_response(unread.error());
   co_return json_response(200, json::object{{"unread_count", *unread}});
 }
@@ -124,7 +123,7 @@ void add_chat_routes(Router& r, Services& s) {
   r.add(Method::patch, "/api/chats/{id}/members/{user_id}/",
         authed_body_after_lookup(s, change_role));
   r.add(Method::del, "/api/chats/{id}/members/{user_id}/", authed(s, remove_member));
-  r.add(Method::post, "/api/chats/{id}/read/", authed_body(s, mark_read));
+  r.add(Method::post, "/api/chats/{id}/read/", authed_body_after_lookup(s, mark_read));
 }
 
 }  // namespace chat::http

@@ -70,13 +70,12 @@ awaitable<Response> remove(Services& s, Request& req, const RouteParams& p,
   co_return Response::empty(204);
 }
 
-awaitable<Response> forward(Services& s, Request& /*req*/, const RouteParams& p,
+awaitable<Response> forward(Services& s, Request& req, const RouteParams& p,
                             const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
-  FieldErrors errors;
+  FieldErrors errors = std::move(req.body_errors);
   auto target = FieldReader(body, errors).integer("target_chat_id");
-  if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
-  auto sent = co_await s.messages.forward(me.id, id, *target);
+  auto sent = co_await s.messages.forward(me.id, id, target, std::move(errors));
   if (!sent) co_return error_response(sent.error());
   co_return json_response(201, chats::message_json(sent->message, me.id, sent->watermarks));
 }
@@ -155,7 +154,7 @@ void add_message_routes(Router& r, Services& s) {
   r.add(Method::put, "/api/messages/{id}/", authed_body_after_lookup(s, edit));
   r.add(Method::patch, "/api/messages/{id}/", authed_body_after_lookup(s, edit));
   r.add(Method::del, "/api/messages/{id}/", authed(s, remove));
-  r.add(Method::post, "/api/messages/{id}/forward/", authed_body(s, forward));
+  r.add(Method::post, "/api/messages/{id}/forward/", authed_body_after_lookup(s, forward));
   r.add(Method::get, "/api/pinned/", authed(s, list_pins));
   r.add(Method::post, "/api/pinned/", authed_body(s, pin));
   r.add(Method::del, "/api/pinned/{id}/", authed(s, unpin));
