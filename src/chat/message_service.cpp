@@ -71,7 +71,13 @@ boost::asio::awaitable<void> MessageService::mark_delivered(std::int64_t chat_id
 boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
                                                                           NewMessage m) {
   auto events = [](const SentMessage& sent) {
-    return std::vector<NewEvent>{to_event(sent.message.chat_id, sent.message)};
+    const auto& m = sent.message;
+    std::vector<NewEvent> out{to_event(m.chat_id, m)};
+    // API.md: a send moves its sender's watermark; when that reads others' messages, they
+    // hear it as they hear any read.
+    if (sent.read_moved)
+      out.push_back(to_event(m.chat_id, read_event(m.chat_id, m.sender_id, m.id)));
+    return out;
   };
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");

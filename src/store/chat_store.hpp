@@ -54,6 +54,9 @@ struct SentMessage {
   MessageRecord message;
   bool created = false;  // false: an earlier message with this client_id was returned
   Watermarks marks;      // of the chat, read in the same transaction (for the status)
+  // The send moved its sender's read watermark past messages of others (a reply to what
+  // they had not marked read): the other members learn it as a `read` event.
+  bool read_moved = false;
 };
 
 struct MemberChange {

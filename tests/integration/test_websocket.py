@@ -435,7 +435,9 @@ def test_client_events(server, client, kind):
             await ws.drain(0.3)
 
         # Each socket saw exactly its events, in commit order.
-        common = [("message", m1, False), ("message", m2, False), ("message", m3, False), ("read", m3, False)]
+        # m3 is b's reply over a's two unread messages: b's read of them, then a's read.
+        common = [("message", m1, False), ("message", m2, False), ("message", m3, False), ("read", m3, False),
+                  ("read", m3, False)]
         tail = [("edit", m1, False), ("pin", m1, False), ("unpin", m1, False)]
 
         def seq_of(ws):
@@ -1062,7 +1064,8 @@ def test_resume_replays_exactly_the_missed_events(server, client):
         await b1.close()
         await asyncio.sleep(0.3)
 
-        # Missed while away: a's messages, b's own message (with its client_id), an edit, a pin.
+        # Missed while away: a's messages, b's own message (with its client_id, and the read of
+        # a's messages that it makes), an edit, a pin.
         missed = [rest_send(client, a, chat, f"missed {i}")["id"] for i in range(4)]
         bcid = "resume-" + uuid.uuid4().hex
         mine = rest_send(client, b, chat, "b from another device", client_id=bcid)["id"]
@@ -1081,8 +1084,8 @@ def test_resume_replays_exactly_the_missed_events(server, client):
             replay.append(f)
         assert set(synced) == {"type", "seq"}, synced
         assert [key(f) for f in replay] == (
-            [("message", m, False) for m in missed] + [("message", mine, False), ("edit", missed[0], False),
-                                                        ("pin", missed[1], False)]), replay
+            [("message", m, False) for m in missed] + [("message", mine, False), ("read", mine, False),
+                                                        ("edit", missed[0], False), ("pin", missed[1], False)]), replay
         seqs = [f["seq"] for f in replay]
         assert seqs == sorted(set(seqs)) and seqs[0] > since and synced["seq"] >= seqs[-1], (since, seqs, synced)
         for f in replay[:4]:
@@ -1093,9 +1096,11 @@ def test_resume_replays_exactly_the_missed_events(server, client):
             assert f["text"] == ("missed 0 edited" if i == 0 else f"missed {i}"), f
         check_message(replay[4], user_socket=True, message_id=mine, chat_id=chat, sender=b,
                       text="b from another device", client_id=bcid)
-        assert without_seq(replay[5]) == {"type": "edit", "chat_id": chat, "message_id": missed[0],
+        assert without_seq(replay[5]) == {"type": "read", "chat_id": chat, "user_id": uid(b),
+                                          "last_read_message_id": mine}
+        assert without_seq(replay[6]) == {"type": "edit", "chat_id": chat, "message_id": missed[0],
                                           "text": "missed 0 edited", "edited_at": edit.json()["edited_at"]}
-        assert without_seq(replay[6]) == {"type": "pin", "chat_id": chat, "message_id": missed[1],
+        assert without_seq(replay[7]) == {"type": "pin", "chat_id": chat, "message_id": missed[1],
                                           "pinned_by": uid(a)}
         # The same replay over HTTP.
         h = client.get(f"/api/events/?since={since}", token=b["access"]).json()
@@ -1291,6 +1296,48 @@ def test_sending_reads_the_chat_on_every_device(server, client):
             await ws.close()
 
     run(main())
+
+
+def test_a_reply_over_unread_messages_is_a_read(server, client):
+    """A send moves its sender's read watermark (API.md); when that passes messages of
+    others, they hear a `read` as for any read, live and in a replay, and the status in
+    REST agrees. A send with nothing unread before it logs no `read`."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    since = client.get("/api/events/?since=0", token=a["access"]).json()["seq"]
+
+    async def main():
+        a_user = await user_ws(server, a)
+        a_chat = await chat_ws(server, a, chat)
+        x = rest_send(client, a, chat, "unread by b")["id"]
+        y = rest_send(client, b, chat, "a reply, no read first")["id"]
+        want = {"type": "read", "chat_id": chat, "user_id": uid(b), "last_read_message_id": y}
+        f = await a_user.until(is_("read", user_id=uid(b)))
+        assert without_seq(f) == want and isinstance(f["seq"], int), f
+        assert await a_chat.until(is_("read", user_id=uid(b))) == want
+        assert history(client, a, chat)[x]["status"] == "read"
+        # Over the socket the same; then a second reply, with nothing unread, is no read.
+        x2 = rest_send(client, a, chat, "again")["id"]
+        b_user = await user_ws(server, b)
+        await b_user.send({"type": "message", "chat_id": chat, "text": "second reply"})
+        y2 = (await a_user.until(lambda f: f["type"] == "message" and f["text"] == "second reply"))[
+            "message_id"]
+        f = await a_user.until(is_("read", user_id=uid(b)))
+        assert f["last_read_message_id"] == y2 and y2 > x2, f
+        rest_send(client, b, chat, "nothing unread before this one")
+        await a_user.drain(0.5)
+        reads = [f["last_read_message_id"] for f in a_user.seen
+                 if f["type"] == "read" and f["user_id"] == uid(b)]
+        assert reads == [y, y2], a_user.seen
+        for ws in (a_user, a_chat, b_user):
+            await ws.close()
+
+    run(main())
+    replayed = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
+    assert [e["last_read_message_id"] for e in replayed
+            if e["type"] == "read" and e["user_id"] == uid(b)] == [
+        e["message_id"] for e in replayed
+        if e["type"] == "message" and e["sender_id"] == uid(b)][:2], replayed
 
 
 def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):

@@ -979,6 +979,26 @@ TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
     EXPECT_EQ(member->last_delivered_message_id, newest);
   }
   EXPECT_FALSE(run(chats.find_member(ab, dan.id)));
+  // read_moved, replayed in commit (id) order: a send reads the chat's newest message when
+  // that was above its sender's watermark (ann and cat take turns in the group, so most of
+  // theirs do; the private chats have one sender each, so none there does).
+  std::map<std::int64_t, std::pair<std::int64_t, bool>> by_id;  // id -> (index, read_moved)
+  for (int i = 0; i < kSends; ++i) {
+    if (results[i]) by_id[results[i]->message.id] = {i, results[i]->read_moved};
+  }
+  std::map<std::int64_t, std::int64_t> last_of_chat;
+  std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> watermark;
+  int moved = 0;
+  for (const auto& [id, entry] : by_id) {
+    const auto& m = results[entry.first]->message;
+    auto& mine = watermark[{m.chat_id, m.sender_id}];
+    const bool expect_moved = mine < last_of_chat[m.chat_id];
+    EXPECT_EQ(entry.second, expect_moved) << "send " << entry.first;
+    moved += expect_moved ? 1 : 0;
+    mine = id;
+    last_of_chat[m.chat_id] = id;
+  }
+  EXPECT_GT(moved, 0);
 }
 
 TEST_P(StoreContract, EventsSinceCoversChatsAndUsers) {

@@ -1115,7 +1115,10 @@ asio::awaitable<void> PgChatStore::write_sends(
     std::vector<std::optional<SentMessage>> stored(unique.size());
     for (int r = 0; r < sent.rows(); ++r) {
       const auto n = static_cast<std::size_t>(sent.int64(r, 11) - 1);
-      if (n < stored.size()) stored[n] = SentMessage{read_message(sent, r), sent.boolean(r, 10)};
+      if (n < stored.size()) {
+        stored[n] = SentMessage{read_message(sent, r), sent.boolean(r, 10)};
+        stored[n]->read_moved = sent.boolean(r, 12);
+      }
     }
     const auto marks = watermarks_of_chats(results[1], results[2]);
     std::vector<NewEvent> events;

@@ -295,6 +295,80 @@ constexpr const char* k0009_no_message_event_index = R"sql(
 DROP INDEX IF EXISTS events_message;
 )sql";
 
+// A send that moves its sender's read watermark past others' messages says so (r_read_moved),
+// so the other members hear a `read` event (SentMessage::read_moved). The function is
+// migration 5's with that column added; a new return type needs DROP and CREATE.
+constexpr const char* k0010_send_reports_read = R"sql(
+DROP FUNCTION chat_send_messages(BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], TEXT[], TEXT[]);
+CREATE FUNCTION chat_send_messages(p_chats BIGINT[], p_senders BIGINT[], p_texts TEXT[],
+                                   p_nows BIGINT[], p_forwarded BIGINT[], p_client_ids TEXT[],
+                                   p_words TEXT[])
+RETURNS TABLE (r_id BIGINT, r_chat BIGINT, r_sender BIGINT, r_username TEXT, r_text TEXT,
+               r_created_at BIGINT, r_edited_at BIGINT, r_is_deleted BOOLEAN,
+               r_forwarded_from BIGINT, r_client_id TEXT, r_created BOOLEAN, r_n BIGINT,
+               r_read_moved BOOLEAN)
+LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM 1 FROM chats c WHERE c.id = ANY(p_chats) ORDER BY c.id FOR UPDATE;
+  -- A new statement: its snapshot sees every chat as the lock left it (message_count).
+  RETURN QUERY
+  WITH s AS (
+    SELECT x.n, x.chat, x.sender, x.txt, x.at, x.fwd, x.cid, x.words
+      FROM unnest(p_chats, p_senders, p_texts, p_nows, p_forwarded, p_client_ids, p_words)
+           WITH ORDINALITY AS x(chat, sender, txt, at, fwd, cid, words, n)
+  ), ok AS (
+    SELECT s.*, c.message_count AS base, m.id AS known_id,
+           cm.last_read_message_id AS prev_read, c.last_message_id AS prev_last
+      FROM s JOIN chats c ON c.id = s.chat
+      JOIN chat_members cm ON cm.chat_id = s.chat AND cm.user_id = s.sender
+      LEFT JOIN messages m ON s.cid IS NOT NULL AND m.chat_id = s.chat AND m.sender_id = s.sender
+                          AND m.client_id = s.cid
+  ), fresh AS (
+    SELECT ok.*, ok.base + row_number() OVER (PARTITION BY ok.chat ORDER BY ok.n) AS ordinal,
+           -- Taken in the window's order: each chat's ids rise with its ordinals.
+           nextval('messages_id_seq') AS id
+      FROM ok WHERE ok.known_id IS NULL
+  ), inserted AS (
+    INSERT INTO messages (id, chat_id, sender_id, text, created_at, forwarded_from, client_id,
+                          ordinal, search)
+    SELECT f.id, f.chat, f.sender, f.txt, f.at, f.fwd, f.cid, f.ordinal,
+           to_tsvector('simple', f.words)
+      FROM fresh f
+  ), chat_moves AS (
+    UPDATE chats c SET message_count = x.ordinal, last_activity_at = x.at, last_message_id = x.id
+      FROM (SELECT DISTINCT ON (f.chat) f.chat, f.ordinal, f.at, f.id
+              FROM fresh f ORDER BY f.chat, f.ordinal DESC) x
+     WHERE c.id = x.chat
+  ), moved AS (
+    -- Whether a send carries its sender's read watermark past someone else's message: the
+    -- newest message before it (the chat's, or the batch's before it) above the sender's
+    -- watermark (as it was, or as the sender's earlier sends in the batch left it).
+    SELECT f.n,
+           GREATEST(f.prev_read, max(f.id) OVER (PARTITION BY f.chat, f.sender ORDER BY f.n
+                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+             < GREATEST(f.prev_last, max(f.id) OVER (PARTITION BY f.chat ORDER BY f.n
+                                                     ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))
+             AS read_moved
+      FROM fresh f
+  ), member_moves AS (
+    UPDATE chat_members cm
+       SET last_read_message_id = GREATEST(cm.last_read_message_id, x.id),
+           last_delivered_message_id = GREATEST(cm.last_delivered_message_id, x.id)
+      FROM (SELECT f.chat, f.sender, max(f.id) AS id FROM fresh f GROUP BY f.chat, f.sender) x
+     WHERE cm.chat_id = x.chat AND cm.user_id = x.sender
+  )
+  SELECT f.id, f.chat, f.sender, u.username, f.txt, f.at, NULL::BIGINT, FALSE, f.fwd, f.cid,
+         TRUE, f.n, mv.read_moved
+    FROM fresh f JOIN users u ON u.id = f.sender JOIN moved mv ON mv.n = f.n
+  UNION ALL
+  SELECT m.id, m.chat_id, COALESCE(m.sender_id, 0), COALESCE(u.username, ''), m.text,
+         m.created_at, m.edited_at, m.is_deleted, m.forwarded_from, m.client_id, FALSE, ok.n,
+         FALSE
+    FROM ok JOIN messages m ON m.id = ok.known_id LEFT JOIN users u ON u.id = m.sender_id;
+END
+$$;
+)sql";
+
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -305,6 +379,7 @@ constexpr PgMigration kMigrations[] = {
     {7, "logged_message_text", k0007_logged_message_text},
     {8, "refresh_token_sessions", k0008_refresh_token_sessions},
     {9, "no_message_event_index", k0009_no_message_event_index},
+    {10, "send_reports_read", k0010_send_reports_read},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

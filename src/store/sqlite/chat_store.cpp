@@ -198,6 +198,7 @@ constexpr const char* kInsertMessage =
     "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
     "ordinal) "
     "SELECT ?1, ?2, ?3, ?4, ?5, ?6, message_count + 1 FROM chats WHERE id = ?1";
+constexpr const char* kChatLastMessage = "SELECT last_message_id FROM chats WHERE id = ?1";
 constexpr const char* kBumpChat =
     "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2, "
     "last_message_id = ?3 WHERE id = ?1";
@@ -908,6 +909,10 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
                               .exec();
     if (inserted != 1) return std::optional<SentMessage>();
     const std::int64_t id = c.last_insert_rowid();
+    // Before the bump: a message after the sender's read watermark is someone else's (a
+    // send moves its sender's watermark), and this send reads it.
+    const bool read_moved =
+        sender->last_read_message_id < scalar(c.prepare(kChatLastMessage).bind(1, m.chat_id));
     c.prepare(kBumpChat).bind(1, m.chat_id).bind(2, m.now).bind(3, id).exec();
     c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
     index_text(c, id, m.text);
@@ -923,6 +928,7 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     message.client_id = m.client_id;
     SentMessage sent{std::move(message), true};
     sent.marks = watermarks_of(c, m.chat_id);
+    sent.read_moved = read_moved;
     append_events(c, events(sent), m.now);
     tx.commit();
     return std::optional<SentMessage>(std::move(sent));
