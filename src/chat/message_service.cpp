@@ -137,7 +137,12 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be edited.");
-  auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_edit_event(m)}; };
+  auto hidden_from = co_await store_.chats().hidden_by(chat.id, message_id);
+  auto events = [hidden_from = std::move(hidden_from)](const MessageRecord& m) {
+    NewEvent e = to_edit_event(m);
+    e.hidden_from = hidden_from;
+    return std::vector<NewEvent>{std::move(e)};
+  };
   auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
                                                      std::move(events));
   if (!edited) co_return Error::bad_request("A deleted message cannot be edited.");
@@ -247,8 +252,9 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   if (!member) co_return no_message();
   if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
   if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be pinned.");
-  auto events = [](const PinRecord& p) {
-    return std::vector<NewEvent>{to_event(p.chat_id, pin_event(p))};
+  auto hidden_from = co_await store_.chats().hidden_by(chat.id, message.id);
+  auto events = [hidden_from = std::move(hidden_from)](const PinRecord& p) {
+    return std::vector<NewEvent>{to_pin_event(pin_event(p), p, hidden_from)};
   };
   auto [pin, created] =
       co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
@@ -263,8 +269,9 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::i
   auto m = co_await chats_.membership(me, pin->chat_id);
   if (!m) co_return Error::not_found();
   if (!allowed(Action::pin, {m->first.type, m->second.role})) co_return Error::forbidden();
-  auto events = [](const PinRecord& p) {
-    return std::vector<NewEvent>{to_event(p.chat_id, unpin_event(p))};
+  auto hidden_from = co_await store_.chats().hidden_by(pin->chat_id, pin->message_id);
+  auto events = [hidden_from = std::move(hidden_from)](const PinRecord& p) {
+    return std::vector<NewEvent>{to_pin_event(unpin_event(p), p, hidden_from)};
   };
   co_await store_.chats().unpin(pin_id, std::move(events));
   co_return Ok{};

@@ -258,6 +258,14 @@ NewEvent to_edit_event(const MessageRecord& m) {
   return {m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
 }
 
+NewEvent to_pin_event(const json::object& payload, const PinRecord& p,
+                      std::vector<std::int64_t> hidden_from) {
+  NewEvent e = to_event(p.chat_id, payload);
+  e.message_id = p.message_id;
+  e.hidden_from = std::move(hidden_from);
+  return e;
+}
+
 NewEvent to_event(std::int64_t chat_id, const json::object& payload,
                   std::optional<std::int64_t> only_user) {
   return {chat_id, only_user, std::string(payload.at("type").as_string()),

@@ -59,6 +59,10 @@ store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payloa
 store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
 // The edit event of an edited message, for every member.
 store::NewEvent to_edit_event(const store::MessageRecord& m);
+// A pin or unpin event: about its message, kept from the members who hid it (live and in
+// replays).
+store::NewEvent to_pin_event(const boost::json::object& payload, const store::PinRecord& p,
+                             std::vector<std::int64_t> hidden_from);
 
 // What a replay of `events` to `viewer` delivers to them: per chat, the newest message
 // someone else sent (API.md: delivered once received on a socket or fetched). Both doors

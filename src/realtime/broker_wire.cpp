@@ -23,6 +23,28 @@ bool take_word(std::string_view& s, std::string_view& out, char end) {
   return true;
 }
 
+void append_ids(std::string& out, const std::vector<std::int64_t>& ids) {
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    out += std::to_string(ids[i]);
+  }
+}
+
+// "1,2,3" into `ids`; false when anything in it is not an integer.
+bool parse_ids(std::string_view list, std::vector<std::int64_t>& ids) {
+  while (!list.empty()) {
+    std::int64_t id = 0;
+    const auto comma = list.find(',');
+    const std::string_view part = list.substr(0, comma);
+    auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
+    if (ec != std::errc() || p != part.data() + part.size()) return false;
+    ids.push_back(id);
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string encode_logged(const store::EventRecord& e) {
@@ -37,6 +59,10 @@ std::string encode_logged(const store::EventRecord& e) {
   out += std::to_string(e.created_at);
   out += ' ';
   out += e.type;
+  if (!e.hidden_from.empty()) {
+    out += ' ';
+    append_ids(out, e.hidden_from);
+  }
   out += '\n';
   out += e.payload;
   return out;
@@ -84,10 +110,7 @@ std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
   out += ' ';
   out += std::to_string(e.exclude_user_id);
   out += ' ';
-  for (std::size_t i = 0; i < e.chat_ids.size(); ++i) {
-    if (i > 0) out += ',';
-    out += std::to_string(e.chat_ids[i]);
-  }
+  append_ids(out, e.chat_ids);
   out += "\n";
   out += e.payload;
   return out;
@@ -120,6 +143,11 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
       return std::nullopt;
     }
     if (user != 0) e.user_id = user;
+    if (const auto space = type.find(' '); space != std::string_view::npos) {
+      if (!parse_ids(type.substr(space + 1), e.hidden_from)) return std::nullopt;
+      type = type.substr(0, space);
+      if (type.empty()) return std::nullopt;
+    }
     e.type = type;
     e.payload = s;
     return e;
@@ -133,16 +161,7 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
       return std::nullopt;
     }
     w.origin = origin;
-    while (!chats.empty()) {
-      std::int64_t id = 0;
-      const auto comma = chats.find(',');
-      std::string_view part = chats.substr(0, comma);
-      auto [p, ec] = std::from_chars(part.data(), part.data() + part.size(), id);
-      if (ec != std::errc() || p != part.data() + part.size()) return std::nullopt;
-      w.event.chat_ids.push_back(id);
-      if (comma == std::string_view::npos) break;
-      chats.remove_prefix(comma + 1);
-    }
+    if (!parse_ids(chats, w.event.chat_ids)) return std::nullopt;
     w.event.payload = s;
     return w;
   }

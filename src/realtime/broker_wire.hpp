@@ -1,6 +1,6 @@
 // How events travel between nodes: one Redis message each, a short text header line and
 // the event's JSON as the socket carries it, so a node forwards it without re-serialising.
-//   L<seq> <chat_id> <user_id or 0> <created_at> <type>\n<payload>
+//   L<seq> <chat_id> <user_id or 0> <created_at> <type>[ <hidden_from>,...]\n<payload>
 //   E<origin> <exclude_user_id> <chat_id>,<chat_id>...\n<payload>
 //   T<origin> <chat_id> <user_id> <1 or 0>\n<username>          (typing; no payload)
 //   K<user_id> <close code>\n<reason>

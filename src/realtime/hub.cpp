@@ -337,7 +337,12 @@ void Hub::on_logged(const store::EventRecord& event) {
       }
       if (auto c = by_chat_.find(chat_id); c != by_chat_.end()) {
         delivered_to.reserve(c->second.size());
+        const auto& hidden = event.hidden_from;  // about a message these members hid
         for (Entry* e : c->second) {
+          if (!hidden.empty() &&
+              std::find(hidden.begin(), hidden.end(), e->session->user_id()) != hidden.end()) {
+            continue;
+          }
           deliver_to(*e);
           const Session& s = *e->session;
           if (!s.is_user_socket()) continue;

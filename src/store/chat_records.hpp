@@ -58,15 +58,19 @@ struct PinRecord {
 
 // One entry of the event log. `user_id` set: only that user sees it (delete for me, or a
 // member told of their own removal); unset: every member of the chat at replay time.
-// `message_id` set: the payload carries that message's text in its top-level "text", and
-// the store keeps it equal to the message's text when the message is edited or deleted,
-// so the log never replays words the message no longer has.
+// `message_id`: the message the event is about, which members who hid it do not replay.
+// For a `message` or `edit` event the payload carries that message's text in its top-level
+// "text", and the store keeps it equal to the message's text when the message is edited
+// or deleted, so the log never replays words the message no longer has.
 struct NewEvent {
   std::int64_t chat_id = 0;
   std::optional<std::int64_t> user_id;
   std::string type;
   std::string payload;  // the event's JSON, as sockets carry it (without seq)
   std::optional<std::int64_t> message_id = std::nullopt;
+  // Members who hid the message for themselves: live delivery skips them as their
+  // replays do (not stored; the replay tells from hidden_messages).
+  std::vector<std::int64_t> hidden_from = {};
 };
 
 struct EventRecord {
@@ -76,6 +80,7 @@ struct EventRecord {
   std::string type;
   std::string payload;
   Micros created_at = 0;
+  std::vector<std::int64_t> hidden_from = {};  // as logged (NewEvent); live delivery only
 };
 
 // What a user socket keeps of each of the user's chats, and where the event log stood

@@ -1340,6 +1340,50 @@ def test_a_reply_over_unread_messages_is_a_read(server, client):
         if e["type"] == "message" and e["sender_id"] == uid(b)][:2], replayed
 
 
+def test_a_message_hidden_for_me_stays_hidden_live(server, client):
+    """A message hidden with for_me is gone for that member everywhere: a later edit, pin
+    or unpin of it reaches the other members' sockets but neither of the hider's, live or
+    in a replay (as their history and pins leave it out)."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    x = rest_send(client, a, chat, "soon hidden by b")["id"]
+    kept = rest_send(client, a, chat, "not hidden")["id"]
+    r = client.request("DELETE", f"/api/messages/{x}/?for=me", token=b["access"])
+    assert r.status_code == 204, r.text
+    since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+
+    async def main():
+        a_user, b_user = await user_ws(server, a), await user_ws(server, b)
+        a_chat, b_chat = await chat_ws(server, a, chat), await chat_ws(server, b, chat)
+        assert client.patch(f"/api/messages/{x}/", token=a["access"],
+                            json={"text": "edited after the hide"}).status_code == 200
+        pin = client.post("/api/pinned/", token=a["access"], json={"message_id": x})
+        assert pin.status_code == 201, pin.text
+        assert client.request("DELETE", f"/api/pinned/{pin.json()['id']}/",
+                              token=a["access"]).status_code == 204
+        # A change to a message b still sees, as a marker that b's sockets are up to date.
+        assert client.patch(f"/api/messages/{kept}/", token=a["access"],
+                            json={"text": "edited too"}).status_code == 200
+        for ws in (a_user, a_chat):
+            for kind in ("edit", "pin", "unpin"):
+                await ws.until(is_(kind, message_id=x))
+        for ws in (a_user, a_chat, b_user, b_chat):
+            await ws.until(is_("edit", message_id=kept))
+        for ws in (b_user, b_chat):
+            about_x = [f for f in ws.seen if f.get("message_id") == x]
+            assert about_x == [], (ws.name, about_x)
+        for ws in (a_user, a_chat, b_user, b_chat):
+            await ws.close()
+
+    run(main())
+    def about_messages(who):
+        events = client.get(f"/api/events/?since={since}", token=who["access"]).json()["results"]
+        return [(e["type"], e["message_id"]) for e in events if e["type"] in ("edit", "pin", "unpin")]
+
+    assert about_messages(b) == [("edit", kept)]
+    assert about_messages(a) == [("edit", x), ("pin", x), ("unpin", x), ("edit", kept)]
+
+
 def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
     """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES must
     still get the whole replay: otherwise it is cut off on every reconnect and never resumes."""

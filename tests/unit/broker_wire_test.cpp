@@ -24,6 +24,19 @@ TEST(BrokerWire, LoggedEventsRoundTrip) {
   ASSERT_TRUE(again);
   EXPECT_FALSE(std::get<store::EventRecord>(*again).user_id);
   EXPECT_EQ(std::get<store::EventRecord>(*again).payload, e.payload);
+  EXPECT_TRUE(std::get<store::EventRecord>(*again).hidden_from.empty());
+}
+
+TEST(BrokerWire, LoggedEventsKeepWhoHidTheirMessage) {
+  store::EventRecord e{43, 7, std::nullopt, "edit", R"({"type":"edit","text":"a b"})", 99, {5, 12}};
+  auto decoded = decode_broker_message(encode_logged(e));
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<store::EventRecord>(*decoded);
+  EXPECT_EQ(back.type, "edit");
+  EXPECT_EQ(back.hidden_from, (std::vector<std::int64_t>{5, 12}));
+  EXPECT_EQ(back.payload, e.payload);
+  EXPECT_FALSE(decode_broker_message("L1 2 0 3 edit 5,x\n{}"));
+  EXPECT_FALSE(decode_broker_message("L1 2 0 3  5\n{}"));
 }
 
 TEST(BrokerWire, EphemeralEventsRoundTrip) {

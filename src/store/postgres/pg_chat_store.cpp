@@ -231,6 +231,10 @@ constexpr const char* kIsHidden =
 constexpr const char* kHideMessage =
     "INSERT INTO hidden_messages(user_id, chat_id, message_id) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING";
+// Through the members (the key starts with the user): one lookup each.
+constexpr const char* kHiddenBy =
+    "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
+    "AND h.chat_id = m.chat_id AND h.message_id = $2 WHERE m.chat_id = $1";
 
 // The newest message of the chat at or below a value: watermarks only ever name messages.
 constexpr const char* kClampToMessage =
@@ -422,8 +426,8 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   std::int64_t seq = scalar(r[2]) - n;
   for (std::size_t i = 0; i < log.pending.size(); ++i) {
     auto& e = log.pending[i];
-    log.events.push_back(
-        {++seq, e.chat_id, e.user_id, std::move(e.type), std::move(e.payload), log.pending_at[i]});
+    log.events.push_back({++seq, e.chat_id, e.user_id, std::move(e.type), std::move(e.payload),
+                          log.pending_at[i], std::move(e.hidden_from)});
   }
 }
 
@@ -439,9 +443,10 @@ asio::awaitable<void> relog_text(PgConnection& c, const MessageRecord& m) {
   std::vector<std::string> payloads;
   std::vector<std::int64_t> superseded;
   for (int i = 0; i < logged.rows(); ++i) {
-    if (logged.text(i, 2) == "edit") {
+    const std::string_view type = logged.text(i, 2);
+    if (type == "edit") {
       superseded.push_back(logged.int64(i, 0));
-    } else {
+    } else if (type == "message") {  // pins name the message too, without its text
       seqs.push_back(logged.int64(i, 0));
       payloads.push_back(with_logged_text(logged.text(i, 1), m.text));
     }
@@ -1184,6 +1189,16 @@ asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const Mess
   WriteBody fn = body;
   co_await write(std::move(fn));
   co_return hidden;
+}
+
+asio::awaitable<std::vector<std::int64_t>> PgChatStore::hidden_by(std::int64_t chat_id,
+                                                                  std::int64_t message_id) {
+  auto params = pg_params(chat_id, message_id);
+  auto r = co_await db_.query(kHiddenBy, std::move(params));
+  std::vector<std::int64_t> users;
+  users.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) users.push_back(r.int64(i, 0));
+  co_return users;
 }
 
 asio::awaitable<WatermarkChange> PgChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,

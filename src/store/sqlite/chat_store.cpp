@@ -219,6 +219,10 @@ constexpr const char* kIsHidden =
     "SELECT 1 FROM hidden_messages WHERE user_id = ?1 AND chat_id = ?2 AND message_id = ?3";
 constexpr const char* kHideMessage =
     "INSERT OR IGNORE INTO hidden_messages(user_id, chat_id, message_id) VALUES (?1, ?2, ?3)";
+// Through the members (the key starts with the user): one lookup each.
+constexpr const char* kHiddenBy =
+    "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
+    "AND h.chat_id = m.chat_id AND h.message_id = ?2 WHERE m.chat_id = ?1";
 
 // The newest message of the chat at or below a value: watermarks only ever name messages.
 constexpr const char* kClampToMessage =
@@ -393,9 +397,10 @@ void relog_text(Connection& c, const MessageRecord& m) {
   auto rows = c.prepare(kLoggedForMessage);
   rows.bind(1, m.chat_id).bind(2, m.id).bind(3, m.created_at - kClockMargin);
   while (rows.step()) {
-    if (rows.text(2) == "edit") {
+    const std::string type = rows.text(2);
+    if (type == "edit") {
       superseded.push_back(rows.int64(0));
-    } else {
+    } else if (type == "message") {  // pins name the message too, without its text
       logged.emplace_back(rows.int64(0), rows.text(1));
     }
   }
@@ -416,7 +421,7 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
         .bind(6, e.message_id)
         .exec();
     pending_events().push_back(
-        {c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now});
+        {c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now, e.hidden_from});
   }
 }
 
@@ -988,6 +993,18 @@ boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
     return hidden;
   };
   co_return co_await write(std::move(q));
+}
+
+boost::asio::awaitable<std::vector<std::int64_t>> SqliteChatStore::hidden_by(
+    std::int64_t chat_id, std::int64_t message_id) {
+  auto q = [chat_id, message_id](Connection& c) {
+    std::vector<std::int64_t> users;
+    auto s = c.prepare(kHiddenBy);
+    s.bind(1, chat_id).bind(2, message_id);
+    while (s.step()) users.push_back(s.int64(0));
+    return users;
+  };
+  co_return co_await db_.read(std::move(q));
 }
 
 boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(
