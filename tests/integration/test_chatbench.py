@@ -127,7 +127,12 @@ def test_idle_sockets(make_server, tmp_path):
     assert report["scenario"] == "idle"
     assert report["sockets"] == 30
     assert report["sockets_closed_by_server"] == 0
-    assert report["server_rss_kib_per_socket"] > 0, report
+    # Thirty sockets take about 90 KiB, less than the allocator may hand back to the kernel
+    # meanwhile, so the sign says nothing here (make bench opens 19,000): the figure must
+    # be what the two RSS readings give.
+    before, opened = report["server_rss_kib_before"], report["server_rss_kib_open"]
+    assert before > 0 and opened > 0 and report["server_peak_rss_kib"] >= opened, report
+    assert report["server_rss_kib_per_socket"] == pytest.approx((opened - before) / 30), report
 
 
 def test_reconnect_storm_replays_every_client(make_server, tmp_path):
