@@ -80,7 +80,7 @@ asio::awaitable<Report> run_idle(const Options& o) {
   r["server_rss_kib_before"] = before.rss_kib;
   r["server_rss_kib_open"] = open.rss_kib;
   r["server_rss_kib_per_socket"] = per_socket_kib;
-  r["server_peak_rss_kib"] = idle.peak_rss_kib;
+  r["server_peak_rss_kib"] = highest_rss({before, open, idle});
   r["idle_seconds"] = o.idle_seconds;
   r["server_cores_while_idle"] = idle_cores;
   // The arithmetic for a million sockets, from what was measured.

@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -31,8 +32,15 @@ ProcSample sample_process(pid_t pid) {
     if (line.rfind("VmRSS:", 0) == 0) out.rss_kib = std::stol(line.substr(6));
     if (line.rfind("VmHWM:", 0) == 0) out.peak_rss_kib = std::stol(line.substr(6));
   }
+  out.peak_rss_kib = std::max(out.peak_rss_kib, out.rss_kib);
   out.ok = true;
   return out;
+}
+
+long highest_rss(std::initializer_list<ProcSample> samples) {
+  long most = 0;
+  for (const auto& s : samples) most = std::max({most, s.rss_kib, s.peak_rss_kib});
+  return most;
 }
 
 }  // namespace chatbench

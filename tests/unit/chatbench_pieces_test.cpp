@@ -1,12 +1,15 @@
-// chatbench's own pieces: the histogram its percentiles come from, and the frames it
-// reads and writes. A wrong percentile or a misread frame would make every figure of
-// make bench wrong.
+// chatbench's own pieces: the histogram its percentiles come from, the frames it reads
+// and writes, and the /proc readings behind its CPU and memory figures. A wrong percentile,
+// a misread frame or a peak below what was seen would make the figures of make bench wrong.
 #include <gtest/gtest.h>
+
+#include <unistd.h>
 
 #include <random>
 
 #include "frames.hpp"
 #include "histogram.hpp"
+#include "proc_stats.hpp"
 
 using namespace chatbench;
 
@@ -59,4 +62,26 @@ TEST(ChatbenchFrames, ReadsWhatItWritesManyToARead) {
   // Incomplete: no frame yet.
   std::string part = server_frame(Opcode::text, std::string(300, 'x')).substr(0, 100);
   EXPECT_FALSE(next_frame(part.data(), part.size(), 1024));
+}
+
+TEST(ChatbenchProcStats, ReadsThisProcessAndNoOther) {
+  const ProcSample self = sample_process(getpid());
+  ASSERT_TRUE(self.ok);
+  EXPECT_GT(self.rss_kib, 0);
+  EXPECT_GE(self.peak_rss_kib, self.rss_kib);
+  EXPECT_GE(self.cpu_seconds, 0.0);
+  EXPECT_FALSE(sample_process(0).ok);  // /proc/0 does not exist
+}
+
+TEST(ChatbenchProcStats, APeakIsTheMostAnySampleSaw) {
+  // The kernel raises VmHWM lazily, so a later VmHWM may be below an earlier VmRSS.
+  ProcSample earlier;
+  earlier.rss_kib = 29256;
+  earlier.peak_rss_kib = 29256;
+  ProcSample later;
+  later.rss_kib = 28900;
+  later.peak_rss_kib = 29000;
+  EXPECT_EQ(highest_rss({earlier, later}), 29256);
+  later.peak_rss_kib = 31000;
+  EXPECT_EQ(highest_rss({earlier, later}), 31000);
 }
