@@ -305,6 +305,8 @@ boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(
   if (!m) co_return std::move(m).error();
   if (!last_read_message_id && !errors.has("last_read_message_id"))
     errors.add("last_read_message_id", "This field is required.");
+  if (last_read_message_id && *last_read_message_id < 0)
+    errors.add("last_read_message_id", "Ensure this value is greater than or equal to 0.");
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   const std::int64_t value = *last_read_message_id;
   auto events = [](const WatermarkChange& c) {

@@ -59,16 +59,23 @@ struct Fields {
   FieldErrors errors;
 
   std::optional<std::int64_t> id(const char* name, bool required = true) {
+    auto value = integer(name, required);
+    if (!value || *value > 0) return value;
+    errors.add(name, "A valid integer is required.");
+    return std::nullopt;
+  }
+  // Any integer; the service checks its range (a watermark may be 0).
+  std::optional<std::int64_t> integer(const char* name, bool required = true) {
     const auto* v = o.if_contains(name);
     if (v == nullptr || v->is_null()) {
       if (required) errors.add(name, "This field is required.");
       return std::nullopt;
     }
-    if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
+    if (v->is_int64()) return v->get_int64();
     // Text such as "42" too: the original consumer looked ids up through Django's ORM,
     // which turns it into a number (a client may send ids read from the page as text).
     if (v->is_string()) {
-      if (auto id = python_int(v->get_string()); id && *id > 0) return *id;
+      if (auto id = python_int(v->get_string())) return *id;
     }
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
@@ -183,9 +190,9 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     co_return std::vector<std::string>{};
   }
   if (type == "read") {
-    auto value = f.id("last_read_message_id");
-    if (!value) co_return fail(Error::validation(std::move(f.errors)));
-    auto unread = co_await chats_.mark_read(me, chat_id, *value);
+    // As over REST, 0 is a valid watermark (nothing read); the service checks the range.
+    auto value = f.integer("last_read_message_id", false);
+    auto unread = co_await chats_.mark_read(me, chat_id, value, std::move(f.errors));
     if (!unread) co_return fail(unread.error());
     co_return std::vector<std::string>{};
   }
@@ -221,6 +228,10 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   if (type == "pin") {
     auto pinned = co_await messages_.pin(me, *message_id);
     if (!pinned) co_return fail(pinned.error());
+    // Already pinned: nothing new is committed or broadcast, so the pin as it stands is the
+    // answer (REST answers it with 200), as a message retry is acknowledged above.
+    if (!pinned->created)
+      co_return std::vector<std::string>{json::serialize(chats::pin_event(pinned->pin))};
   } else {
     auto done = co_await messages_.unpin_message(me, *message_id);
     if (!done) co_return fail(done.error());

@@ -708,8 +708,9 @@ def ws_events(world):
         "message": (lambda: {"text": "hello " + uuid.uuid4().hex[:6]},
                     {"text": (text, True, None), "client_id": (cid, False, None)}),
         "typing": (lambda: {"is_typing": True}, {"is_typing": (flag, True, None)}),
+        # A watermark, 0 included (nothing read), as over REST.
         "read": (lambda: {"last_read_message_id": world.m_bob},
-                 {"last_read_message_id": (msg_id, True, "message_loose")}),
+                 {"last_read_message_id": ({"type": "integer", "minimum": 0}, True, "message_loose")}),
         "forward": (lambda: {"message_id": world.m_bob, "target_chat_id": world.grp},
                     {"message_id": (msg_id, True, "message"), "target_chat_id": (msg_id, True, "chat")}),
         "edit": (lambda: {"message_id": world.m_own, "text": "edited " + uuid.uuid4().hex[:6]},

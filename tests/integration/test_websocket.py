@@ -415,6 +415,11 @@ def test_client_events(server, client, kind):
         for ws in everyone:
             f = await ws.until(is_("pin", message_id=m1))
             assert without_seq(f) == {"type": "pin", "chat_id": chat, "message_id": m1, "pinned_by": uid(a)}, f
+        # Pinning it again commits nothing: the pin as it stands answers the sending socket
+        # alone, without seq (REST answers 200 with it), and nothing is broadcast.
+        await act.send(ev(type="pin", message_id=m1))
+        repin = await act.until(is_("pin", message_id=m1))
+        assert repin == {"type": "pin", "chat_id": chat, "message_id": m1, "pinned_by": uid(a)}, repin
         await act.send(ev(type="unpin", message_id=m1))
         for ws in everyone:
             f = await ws.until(is_("unpin", message_id=m1))
@@ -447,9 +452,11 @@ def test_client_events(server, client, kind):
         assert len(fwd) == 1
         for ws in everyone:
             got = seq_of(ws)
-            if ws is act:  # the retry acknowledgement
+            if ws is act:  # the retry acknowledgement and the answer to the second pin
                 assert got.count(("message", m1, False)) == 2, (ws.name, got)
                 got.remove(("message", m1, False))
+                assert got.count(("pin", m1, False)) == 2, (ws.name, got)
+                got.remove(("pin", m1, False))
             expected = list(common)
             if ws.name.endswith("/ws"):
                 expected += fwd
@@ -459,7 +466,7 @@ def test_client_events(server, client, kind):
             expected.append(("delete", m2, False))
             assert got == expected, (ws.name, got, expected)
         for ws in (a_user, b_user):
-            check_seq_order(ws, skip=[ack])
+            check_seq_order(ws, skip=[ack, repin])
             assert not [f for f in ws.seen if f["type"] == "error"], ws.seen
         for ws in (a_chat, b_chat):
             check_no_seq(ws)
@@ -577,6 +584,8 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             (ev(type="edit", message_id="abc", text="x"), "validation", "edit", "message_id"),
             (ev(type="typing", is_typing="yes"), "validation", "typing", "is_typing"),
             (ev(type="read", last_read_message_id=-5), "validation", "read", "last_read_message_id"),
+            (ev(type="read"), "validation", "read", "last_read_message_id"),
+            (ev(type="read", last_read_message_id=1.5), "validation", "read", "last_read_message_id"),
             (ev(type="forward", message_id=b_msg), "validation", "forward", "target_chat_id"),
             (ev(type="delete"), "validation", "delete", "message_id"),
             (ev(type="pin", message_id=987654321), "not_found", "pin", None),
@@ -618,6 +627,10 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             # Still open and in order: the next answer is the pong.
             await act.send({"type": "ping"})
             assert await act.until(reply) == {"type": "pong"}, sent
+        # As over REST, a watermark of 0 (nothing read yet) is valid: no error, only the pong.
+        await act.send(ev(type="read", last_read_message_id=0))
+        await act.send({"type": "ping"})
+        assert await act.until(reply) == {"type": "pong"}
         # A binary frame.
         await act.send(b"\x00\x01binary")
         f = await act.until(reply)

@@ -103,8 +103,6 @@ awaitable<Response> mark_read(Services& s, Request& req, const RouteParams& p,
   const std::int64_t id = p.ids[0];
   FieldErrors errors = std::move(req.body_errors);
   auto value = FieldReader(body, errors).integer("last_read_message_id");
-  if (value && *value < 0)
-    errors.add("last_read_message_id", "Ensure this value is greater than or equal to 0.");
   auto unread = co_await s.chats.mark_read(me.id, id, value, std::move(errors));
   if (!unread) co_return error_response(unread.error());
   co_return json_response(200, json::object{{"unread_count", *unread}});
