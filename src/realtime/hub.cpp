@@ -90,6 +90,19 @@ void Hub::note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int
   delivered_(chat_id, message_id, {user_id});
 }
 
+void Hub::announce_unread(const Session* session, const std::vector<std::int64_t>& chat_ids) {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return;
+  Entry& e = it->second;
+  for (const std::int64_t chat_id : chat_ids) {
+    auto st = e.unread.find(chat_id);
+    if (st == e.unread.end()) continue;  // no longer a member
+    queue_locked(e, unread_frame(chat_id, st->second.unread), 0, chat_id);
+  }
+  schedule_flush_locked();
+}
+
 void Hub::detach(const Session* s) {
   Interest interest;
   {

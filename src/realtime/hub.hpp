@@ -57,6 +57,10 @@ class Hub final : public BrokerHandler {
   // A message reached `user_id` outside the live fan-out (a resume's replay): told to
   // `delivered` like a message queued live.
   void note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id);
+  // After a resume's replay: the session's unread counts of these chats as they stand
+  // (its count at opening plus what arrived live since), queued like a live change, so a
+  // client back from being away has the counts the replayed events changed.
+  void announce_unread(const Session* session, const std::vector<std::int64_t>& chat_ids);
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
   void close_all(int code, const std::string& reason);

@@ -320,6 +320,7 @@ class Socket final : public realtime::Session,
     // to where the log stood when this socket read its chats: an event at or below that
     // seq reaching it later (a node catching up after a broker outage) is old news.
     std::int64_t cursor = opened_at_seq_;
+    std::vector<std::int64_t> recounted;  // chats whose replayed events change an unread count
     if (since) {
       cursor = *since;
       // Pages no bigger than half the send queue, each sent once the queue has room: a
@@ -341,6 +342,7 @@ class Socket final : public realtime::Session,
         }
         for (const auto& e : page.events) {
           enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
+          if (changes_unread(e.type)) recounted.push_back(e.chat_id);
         }
         for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
           context_.hub.note_delivered(chat, message, user_id());
@@ -349,20 +351,34 @@ class Socket final : public realtime::Session,
         if (!page.has_more) break;
       }
     }
-    std::lock_guard lock(mutex_);
-    bool kick = false;
-    if (since) {
-      kick |=
-          enqueue_locked(frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+    {
+      std::lock_guard lock(mutex_);
+      bool kick = false;
+      if (since) {
+        kick |= enqueue_locked(
+            frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+      }
+      replayed_through_ = cursor;
+      buffering_ = false;
+      for (auto& [seq, frame] : buffered_) {
+        if (seq == 0 || seq > cursor) kick |= enqueue_locked(frame);
+      }
+      buffered_ = {};
+      buffered_bytes_ = 0;
+      if (kick) schedule_flush();
     }
-    replayed_through_ = cursor;
-    buffering_ = false;
-    for (auto& [seq, frame] : buffered_) {
-      if (seq == 0 || seq > cursor) kick |= enqueue_locked(frame);
+    // Live `unread` frames went out only for what arrived while connected: the counts the
+    // replay changed follow it, after anything live they might otherwise overtake. Outside
+    // this session's lock: the hub queues them through it, under its own.
+    if (!recounted.empty()) {
+      std::sort(recounted.begin(), recounted.end());
+      recounted.erase(std::unique(recounted.begin(), recounted.end()), recounted.end());
+      context_.hub.announce_unread(this, recounted);
     }
-    buffered_ = {};
-    buffered_bytes_ = 0;
-    if (kick) schedule_flush();
+  }
+
+  static bool changes_unread(const std::string& type) {
+    return type == "message" || type == "read" || type == "delete";
   }
 
   // Beast does the upgrade only (with a handshake timeout), on a stream that borrows the

@@ -1062,6 +1062,47 @@ def max_seq(ws):
     return max((f["seq"] for f in ws.seen if isinstance(f.get("seq"), int)), default=0)
 
 
+def test_resume_ends_with_the_unread_counts_it_changed(server, client):
+    """Live `unread` frames only cover what arrives while connected: after a resume's replay
+    come the counts of the chats whose replayed events changed them, and only those."""
+    a, b, c = client.register(), client.register(), client.register()
+    busy = private_chat(client, a, b)
+    quiet = private_chat(client, c, b)
+    kept = rest_send(client, c, quiet, "read before leaving")["id"]
+    r = client.post(f"/api/chats/{quiet}/read/", token=b["access"], json={"last_read_message_id": kept})
+    assert r.status_code == 200 and r.json() == {"unread_count": 0}, r.text
+
+    async def main():
+        since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+        assert since > 0
+        for i in range(3):
+            rest_send(client, a, busy, f"missed {i}")
+        # Only an edit in the quiet chat: its count did not change.
+        r = client.patch(f"/api/messages/{kept}/", token=c["access"], json={"text": "edited"})
+        assert r.status_code == 200, r.text
+
+        b2 = await user_ws(server, b, sync=False, since=since)
+        while (await b2.next())["type"] != "synced":
+            pass
+        f = await b2.next()
+        assert f == {"type": "unread", "chat_id": busy, "unread_count": 3}, f
+        # Still live afterwards, from that count on.
+        rest_send(client, a, busy, "live")
+        assert await b2.until(is_("unread", chat_id=busy)) == {"type": "unread", "chat_id": busy,
+                                                               "unread_count": 4}
+        await b2.drain(0.4)
+        assert not [x for x in b2.seen if x["type"] == "unread" and x["chat_id"] == quiet], b2.seen
+        # A socket opened without since= replays nothing and announces no counts: it loads them
+        # through REST.
+        b3 = await user_ws(server, b)
+        await b3.drain(0.4)
+        assert not [x for x in b3.seen if x["type"] == "unread"], b3.seen
+        for ws in (b2, b3):
+            await ws.close()
+
+    run(main())
+
+
 def test_resume_replays_exactly_the_missed_events(server, client):
     a, b = client.register(), client.register()
     chat = private_chat(client, a, b)
@@ -1115,6 +1156,9 @@ def test_resume_replays_exactly_the_missed_events(server, client):
                                           "text": "missed 0 edited", "edited_at": edit.json()["edited_at"]}
         assert without_seq(replay[7]) == {"type": "pin", "chat_id": chat, "message_id": missed[1],
                                           "pinned_by": uid(a)}
+        # Then the count the replay changed: b's own message read a's, so nothing is unread.
+        f = await b2.next()
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
         # The same replay over HTTP.
         h = client.get(f"/api/events/?since={since}", token=b["access"]).json()
         assert [e["seq"] for e in h["results"]] == seqs, h

@@ -141,6 +141,28 @@ TEST(Hub, DetachedSessionsHearNothingMore) {
   EXPECT_EQ(b->written.size(), 1U);
 }
 
+TEST(Hub, AnnouncedUnreadCountsAreTheSessionsOwnAsTheyStand) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  // Opened with 4 unread in chat 5 and none in chat 6; chat 9 is not one of its chats.
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {0, 4}}, {6, {10, 0}}};
+  f.hub.attach(me, chats, 0, nullptr);
+  f.hub.on_logged(message(1, 5, 11, 1));  // one more from someone else, live
+  f.hub.announce_unread(me.get(), {5, 6, 9});
+  f.run_jobs();
+  ASSERT_EQ(me->written.size(), 3U) << ::testing::PrintToString(me->written);
+  EXPECT_NE(me->written[0].find(R"("message_id":11)"), std::string::npos);
+  // The live count gave way to the announced one, which is the same state: 5.
+  EXPECT_EQ(me->written[1], R"({"type":"unread","chat_id":5,"unread_count":5})");
+  EXPECT_EQ(me->written[2], R"({"type":"unread","chat_id":6,"unread_count":0})");
+  // Another session of the same user hears nothing of it.
+  auto other = std::make_shared<FakeSession>(2, 0);
+  f.hub.attach(other, chats, 0, nullptr);
+  f.hub.announce_unread(me.get(), {6});
+  f.run_jobs();
+  EXPECT_TRUE(other->written.empty());
+}
+
 TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
   Fixture f;
   std::vector<std::shared_ptr<FakeSession>> mine;
