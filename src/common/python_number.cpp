@@ -1,5 +1,6 @@
 #include "common/python_number.hpp"
 
+#include <boost/json/value.hpp>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -7,6 +8,21 @@
 #include "common/unicode.hpp"
 
 namespace chat {
+
+std::optional<std::int64_t> integer_field(const boost::json::value& v) {
+  if (v.is_int64()) return v.get_int64();
+  if (v.is_double()) {
+    const double d = v.get_double();
+    if (d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<std::int64_t>(d);
+  }
+  if (v.is_string()) {
+    auto s = unicode::trim(v.get_string());
+    std::int64_t out = 0;
+    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+    if (!s.empty() && ec == std::errc{} && p == s.data() + s.size()) return out;
+  }
+  return std::nullopt;  // uint64 past int64 too
+}
 
 std::optional<std::int64_t> python_int(std::string_view text) {
   std::string_view s = unicode::trim(text);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
-#include <cmath>
 #include <map>
 
 #include "common/python_number.hpp"
@@ -156,21 +155,7 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
   }
-  if (v->is_int64()) return v->get_int64();
-  if (v->is_uint64()) {
-    errors_.add(name, "A valid integer is required.");
-    return std::nullopt;
-  }
-  if (v->is_double()) {
-    const double d = v->get_double();
-    if (d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<std::int64_t>(d);
-  }
-  if (v->is_string()) {
-    auto s = unicode::trim(v->get_string());
-    std::int64_t out = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (!s.empty() && ec == std::errc{} && p == s.data() + s.size()) return out;
-  }
+  if (auto value = integer_field(*v)) return value;
   if (v->is_null()) {
     errors_.add(name, "This field may not be null.");
     return std::nullopt;

@@ -59,24 +59,29 @@ struct Fields {
   FieldErrors errors;
 
   std::optional<std::int64_t> id(const char* name, bool required = true) {
-    auto value = integer(name, required);
-    if (!value || *value > 0) return value;
+    const auto* v = o.if_contains(name);
+    if (v == nullptr || v->is_null()) {
+      if (required) errors.add(name, "This field is required.");
+      return std::nullopt;
+    }
+    if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
+    // Text such as "42" too: the original consumer looked ids up through Django's ORM,
+    // which turns it into a number (a client may send ids read from the page as text).
+    if (v->is_string()) {
+      if (auto id = python_int(v->get_string()); id && *id > 0) return *id;
+    }
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
   }
-  // Any integer; the service checks its range (a watermark may be 0).
+  // An integer read as a REST body's is (integer_field); the service checks its range (a
+  // watermark may be 0).
   std::optional<std::int64_t> integer(const char* name, bool required = true) {
     const auto* v = o.if_contains(name);
     if (v == nullptr || v->is_null()) {
       if (required) errors.add(name, "This field is required.");
       return std::nullopt;
     }
-    if (v->is_int64()) return v->get_int64();
-    // Text such as "42" too: the original consumer looked ids up through Django's ORM,
-    // which turns it into a number (a client may send ids read from the page as text).
-    if (v->is_string()) {
-      if (auto id = python_int(v->get_string())) return *id;
-    }
+    if (auto value = integer_field(*v)) return value;
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
   }

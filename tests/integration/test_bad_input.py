@@ -373,9 +373,10 @@ def string_expect(sch, v, strict):
 def value_mutations(sch, required, ref, foreign, strict=False):
     """[(label, value, expectation)] for one field. `strict`: the WebSocket door, which
     takes JSON types as they are (no DRF-style coercion of 7.0 or 1), except ids written
-    as text ("7"), which the original consumer's ORM lookups took as well."""
+    as text ("7"), which the original consumer's ORM lookups took as well, and fields
+    marked "x-as-rest" (read's watermark), which it reads as a REST body's."""
     kind, nullable = kind_of(sch)
-    lenient = "reject" if strict else "either"
+    lenient = "reject" if strict and not sch.get("x-as-rest") else "either"
     out = [("null", None, "either" if (nullable or not required) else "reject")]
     if kind == "integer":
         minimum = sch.get("minimum", 1)
@@ -708,9 +709,10 @@ def ws_events(world):
         "message": (lambda: {"text": "hello " + uuid.uuid4().hex[:6]},
                     {"text": (text, True, None), "client_id": (cid, False, None)}),
         "typing": (lambda: {"is_typing": True}, {"is_typing": (flag, True, None)}),
-        # A watermark, 0 included (nothing read), as over REST.
+        # A watermark, 0 included (nothing read), read as over REST.
         "read": (lambda: {"last_read_message_id": world.m_bob},
-                 {"last_read_message_id": ({"type": "integer", "minimum": 0}, True, "message_loose")}),
+                 {"last_read_message_id": ({"type": "integer", "minimum": 0, "x-as-rest": True}, True,
+                                           "message_loose")}),
         "forward": (lambda: {"message_id": world.m_bob, "target_chat_id": world.grp},
                     {"message_id": (msg_id, True, "message"), "target_chat_id": (msg_id, True, "chat")}),
         "edit": (lambda: {"message_id": world.m_own, "text": "edited " + uuid.uuid4().hex[:6]},

@@ -1,6 +1,9 @@
 // Numbers as Python reads and writes them (checked against CPython 3.11).
 #include <gtest/gtest.h>
 
+#include <boost/json/parse.hpp>
+#include <boost/json/value.hpp>
+
 #include <limits>
 
 #include "common/python_number.hpp"
@@ -39,4 +42,21 @@ TEST(PythonNumber, IntFromTextAsPythonInt) {
   for (const char* bad : {"", " ", "4x2", "1__0", "_1", "1_", "1.0", "0x10", "+", "--1"}) {
     EXPECT_FALSE(chat::python_int(bad)) << bad;
   }
+}
+
+TEST(PythonNumber, AnIntegerFieldReadsAsInBothDoors) {
+  auto read = [](const char* json) { return chat::integer_field(boost::json::parse(json)); };
+  EXPECT_EQ(read("42"), 42);
+  EXPECT_EQ(read("0"), 0);
+  EXPECT_EQ(read("-3"), -3);  // the range is the caller's rule
+  EXPECT_EQ(read("5.0"), 5);
+  EXPECT_EQ(read(R"(" 7 ")"), 7);
+  EXPECT_FALSE(read("1.5"));
+  EXPECT_FALSE(read("18446744073709551615"));  // past int64
+  EXPECT_FALSE(read(R"("99999999999999999999")"));
+  EXPECT_FALSE(read(R"("abc")"));
+  EXPECT_FALSE(read(R"("")"));
+  EXPECT_FALSE(read("true"));
+  EXPECT_FALSE(read("null"));
+  EXPECT_FALSE(read("[1]"));
 }
