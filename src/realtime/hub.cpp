@@ -91,16 +91,18 @@ void Hub::note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int
 }
 
 void Hub::announce_unread(const Session* session, const std::vector<std::int64_t>& chat_ids) {
-  std::lock_guard lock(mutex_);
-  auto it = sessions_.find(session);
-  if (it == sessions_.end()) return;
-  Entry& e = it->second;
-  for (const std::int64_t chat_id : chat_ids) {
-    auto st = e.unread.find(chat_id);
-    if (st == e.unread.end()) continue;  // no longer a member
-    queue_locked(e, unread_frame(chat_id, st->second.unread), 0, chat_id);
+  SessionPtr s;
+  std::vector<std::int64_t> mine;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(session);
+    if (it == sessions_.end()) return;
+    s = it->second.session;
+    for (const std::int64_t chat_id : chat_ids) {
+      if (it->second.unread.contains(chat_id)) mine.push_back(chat_id);  // still a member
+    }
   }
-  schedule_flush_locked();
+  for (const std::int64_t chat_id : mine) recount_for(s, chat_id, true);
 }
 
 void Hub::detach(const Session* s) {
@@ -225,20 +227,21 @@ void Hub::flush_dirty() {
   for (const auto& s : batch) s->flush();
 }
 
-void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id) {
+void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always) {
   std::weak_ptr<Session> weak = s;
-  recount_(chat_id, s->user_id(), [this, weak, chat_id](std::int64_t count) {
+  recount_(chat_id, s->user_id(), [this, weak, chat_id, always](std::int64_t count) {
     auto session = weak.lock();
     if (!session) return;
-    {
-      std::lock_guard lock(mutex_);
-      auto it = sessions_.find(session.get());
-      if (it == sessions_.end()) return;
-      auto st = it->second.unread.find(chat_id);
-      if (st == it->second.unread.end() || st->second.unread == count) return;
-      st->second.unread = count;
-    }
-    session->deliver(unread_frame(chat_id, count), 0, chat_id);
+    // Queued under the lock, as live counts are: a newer count queued meanwhile is never
+    // overtaken by this one.
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(session.get());
+    if (it == sessions_.end()) return;
+    auto st = it->second.unread.find(chat_id);
+    if (st == it->second.unread.end() || (!always && st->second.unread == count)) return;
+    st->second.unread = count;
+    queue_locked(it->second, unread_frame(chat_id, count), 0, chat_id);
+    schedule_flush_locked();
   });
 }
 

@@ -57,9 +57,10 @@ class Hub final : public BrokerHandler {
   // A message reached `user_id` outside the live fan-out (a resume's replay): told to
   // `delivered` like a message queued live.
   void note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id);
-  // After a resume's replay: the session's unread counts of these chats as they stand
-  // (its count at opening plus what arrived live since), queued like a live change, so a
-  // client back from being away has the counts the replayed events changed.
+  // After a resume's replay: the session's unread counts of these chats, read from the
+  // store (which also mends a count that missed a message committed while the socket was
+  // opening) and queued like a live change, so a client back from being away has the counts
+  // the replayed events changed.
   void announce_unread(const Session* session, const std::vector<std::int64_t>& chat_ids);
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
@@ -90,7 +91,9 @@ class Hub final : public BrokerHandler {
   std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id,
                                       Interest& interest);
   void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
-  void recount_for(const SessionPtr& s, std::int64_t chat_id);
+  // Asks the store for the exact count; sends it when it differs from the session's, or
+  // `always`.
+  void recount_for(const SessionPtr& s, std::int64_t chat_id, bool always = false);
   // Under the lock: queues a frame on a session and remembers it for the next flush job.
   void queue_locked(Entry& e, const Frame& frame, std::int64_t seq, std::int64_t state = 0);
   // Under the lock: makes sure a flush job will run for what was queued.

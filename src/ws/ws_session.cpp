@@ -20,6 +20,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <set>
 
 #include "chat/wire.hpp"
 #include "common/log_event.hpp"
@@ -136,14 +137,11 @@ class Socket final : public realtime::Session,
         return false;
       }
       buffered_bytes_ += frame->size();
-      buffered_.emplace_back(seq, frame);
+      buffered_.push_back({seq, state, frame});
       return false;
     }
     if (seq != 0 && seq <= replayed_through_) return false;  // the replay already sent it
-    if (state != 0) supersede_locked(state);
-    const bool kick = enqueue_locked(frame);
-    if (state != 0 && !closed_) states_.emplace_back(state, queue_.size() - 1);
-    return kick;
+    return enqueue_state_locked(frame, state);
   }
 
   void flush() override {
@@ -320,7 +318,7 @@ class Socket final : public realtime::Session,
     // to where the log stood when this socket read its chats: an event at or below that
     // seq reaching it later (a node catching up after a broker outage) is old news.
     std::int64_t cursor = opened_at_seq_;
-    std::vector<std::int64_t> recounted;  // chats whose replayed events change an unread count
+    std::set<std::int64_t> recounted;  // chats whose replayed events may change my unread count
     if (since) {
       cursor = *since;
       // Pages no bigger than half the send queue, each sent once the queue has room: a
@@ -341,8 +339,9 @@ class Socket final : public realtime::Session,
           break;
         }
         for (const auto& e : page.events) {
-          enqueue(frame_of(boost::json::serialize(chats::event_for_viewer(e, user_id()))));
-          if (changes_unread(e.type)) recounted.push_back(e.chat_id);
+          const auto view = chats::event_for_viewer(e, user_id());
+          if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
+          enqueue(frame_of(boost::json::serialize(view)));
         }
         for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
           context_.hub.note_delivered(chat, message, user_id());
@@ -360,8 +359,9 @@ class Socket final : public realtime::Session,
       }
       replayed_through_ = cursor;
       buffering_ = false;
-      for (auto& [seq, frame] : buffered_) {
-        if (seq == 0 || seq > cursor) kick |= enqueue_locked(frame);
+      for (const auto& held : buffered_) {
+        if (held.seq == 0 || held.seq > cursor)
+          kick |= enqueue_state_locked(held.frame, held.state);
       }
       buffered_ = {};
       buffered_bytes_ = 0;
@@ -371,14 +371,17 @@ class Socket final : public realtime::Session,
     // replay changed follow it, after anything live they might otherwise overtake. Outside
     // this session's lock: the hub queues them through it, under its own.
     if (!recounted.empty()) {
-      std::sort(recounted.begin(), recounted.end());
-      recounted.erase(std::unique(recounted.begin(), recounted.end()), recounted.end());
-      context_.hub.announce_unread(this, recounted);
+      context_.hub.announce_unread(this, {recounted.begin(), recounted.end()});
     }
   }
 
-  static bool changes_unread(const std::string& type) {
-    return type == "message" || type == "read" || type == "delete";
+  // A message (someone else's raises the count, one's own clears it), one's own read, a
+  // deletion (for everyone, or for oneself).
+  bool changes_my_unread(const std::string& type, const boost::json::object& view) const {
+    if (type == "message" || type == "delete") return true;
+    if (type != "read") return false;
+    const auto* reader = view.if_contains("user_id");
+    return reader != nullptr && reader->is_int64() && reader->get_int64() == user_id();
   }
 
   // Beast does the upgrade only (with a handshake timeout), on a stream that borrows the
@@ -815,6 +818,15 @@ class Socket final : public realtime::Session,
     return claim_flush_locked();
   }
 
+  // enqueue_locked for a frame that may be a state (`state` != 0): it replaces the one with
+  // the same key still waiting to be written.
+  bool enqueue_state_locked(const realtime::Frame& frame, std::int64_t state) {
+    if (state != 0) supersede_locked(state);
+    const bool kick = enqueue_locked(frame);
+    if (state != 0 && !closed_) states_.emplace_back(state, queue_.size() - 1);
+    return kick;
+  }
+
   // True when nobody is due to write yet: the caller takes it on.
   bool claim_flush_locked() {
     if (flush_due_ || waiting_room_ || !accepted_ || dropped_) return false;
@@ -1016,7 +1028,12 @@ class Socket final : public realtime::Session,
   std::unique_ptr<asio::steady_timer> close_timer_;
   std::optional<Clock::time_point> closing_seen_at_;  // the first sweep that saw it closing
   bool buffering_ = false;
-  std::vector<std::pair<std::int64_t, realtime::Frame>> buffered_;
+  struct Held {
+    std::int64_t seq;    // 0: not logged
+    std::int64_t state;  // 0: not a state (see queue())
+    realtime::Frame frame;
+  };
+  std::vector<Held> buffered_;
   std::size_t buffered_bytes_ = 0;
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats

@@ -1064,26 +1064,30 @@ def max_seq(ws):
 
 def test_resume_ends_with_the_unread_counts_it_changed(server, client):
     """Live `unread` frames only cover what arrives while connected: after a resume's replay
-    come the counts of the chats whose replayed events changed them, and only those."""
+    come the counts of the chats whose replayed events may have changed them (messages, the
+    user's own reads, deletions), and only those."""
     a, b, c = client.register(), client.register(), client.register()
     busy = private_chat(client, a, b)
     quiet = private_chat(client, c, b)
     kept = rest_send(client, c, quiet, "read before leaving")["id"]
-    r = client.post(f"/api/chats/{quiet}/read/", token=b["access"], json={"last_read_message_id": kept})
-    assert r.status_code == 200 and r.json() == {"unread_count": 0}, r.text
+    reply = rest_send(client, b, quiet, "a reply, which reads it")["id"]
 
     async def main():
         since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
         assert since > 0
         for i in range(3):
             rest_send(client, a, busy, f"missed {i}")
-        # Only an edit in the quiet chat: its count did not change.
+        # In the quiet chat only an edit and the other member's read: b's count did not change.
         r = client.patch(f"/api/messages/{kept}/", token=c["access"], json={"text": "edited"})
+        assert r.status_code == 200, r.text
+        r = client.post(f"/api/chats/{quiet}/read/", token=c["access"], json={"last_read_message_id": reply})
         assert r.status_code == 200, r.text
 
         b2 = await user_ws(server, b, sync=False, since=since)
-        while (await b2.next())["type"] != "synced":
-            pass
+        replayed = []
+        while (f := await b2.next())["type"] != "synced":
+            replayed.append(key(f))
+        assert ("edit", kept, False) in replayed and ("read", reply, False) in replayed, replayed
         f = await b2.next()
         assert f == {"type": "unread", "chat_id": busy, "unread_count": 3}, f
         # Still live afterwards, from that count on.

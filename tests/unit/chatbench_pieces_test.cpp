@@ -68,7 +68,6 @@ TEST(ChatbenchProcStats, ReadsThisProcessAndNoOther) {
   const ProcSample self = sample_process(getpid());
   ASSERT_TRUE(self.ok);
   EXPECT_GT(self.rss_kib, 0);
-  EXPECT_GE(self.peak_rss_kib, self.rss_kib);
   EXPECT_GE(self.cpu_seconds, 0.0);
   EXPECT_FALSE(sample_process(0).ok);  // /proc/0 does not exist
 }

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "realtime/broker.hpp"
@@ -74,7 +75,12 @@ struct Fixture {
   std::unique_ptr<chat::realtime::Broker> broker = chat::realtime::make_in_process_broker();
   std::vector<std::function<void()>> jobs;  // posted flush jobs, run by the test
   std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> delivered;
-  Hub hub{*broker, [](std::int64_t, std::int64_t, const std::function<void(std::int64_t)>&) {},
+  // Recounts asked of the store, answered by the test.
+  std::vector<std::pair<std::int64_t, std::function<void(std::int64_t)>>> recounts;
+  Hub hub{*broker,
+          [this](std::int64_t chat, std::int64_t, std::function<void(std::int64_t)> done) {
+            recounts.emplace_back(chat, std::move(done));
+          },
           [this](std::int64_t, std::int64_t message, const std::vector<std::int64_t>& users) {
             delivered.emplace_back(message, users);
           },
@@ -141,26 +147,41 @@ TEST(Hub, DetachedSessionsHearNothingMore) {
   EXPECT_EQ(b->written.size(), 1U);
 }
 
-TEST(Hub, AnnouncedUnreadCountsAreTheSessionsOwnAsTheyStand) {
+TEST(Hub, AnnouncedUnreadCountsComeFromTheStoreAndAlwaysGoOut) {
   Fixture f;
   auto me = std::make_shared<FakeSession>(2, 0);
+  auto other = std::make_shared<FakeSession>(2, 0);  // the same user's other socket
   // Opened with 4 unread in chat 5 and none in chat 6; chat 9 is not one of its chats.
   std::unordered_map<std::int64_t, UnreadState> chats{{5, {0, 4}}, {6, {10, 0}}};
   f.hub.attach(me, chats, 0, nullptr);
-  f.hub.on_logged(message(1, 5, 11, 1));  // one more from someone else, live
-  f.hub.announce_unread(me.get(), {5, 6, 9});
-  f.run_jobs();
-  ASSERT_EQ(me->written.size(), 3U) << ::testing::PrintToString(me->written);
-  EXPECT_NE(me->written[0].find(R"("message_id":11)"), std::string::npos);
-  // The live count gave way to the announced one, which is the same state: 5.
-  EXPECT_EQ(me->written[1], R"({"type":"unread","chat_id":5,"unread_count":5})");
-  EXPECT_EQ(me->written[2], R"({"type":"unread","chat_id":6,"unread_count":0})");
-  // Another session of the same user hears nothing of it.
-  auto other = std::make_shared<FakeSession>(2, 0);
   f.hub.attach(other, chats, 0, nullptr);
-  f.hub.announce_unread(me.get(), {6});
+  f.hub.announce_unread(me.get(), {5, 6, 9});
+  ASSERT_EQ(f.recounts.size(), 2U);  // not for chat 9
+  EXPECT_EQ(f.recounts[0].first, 5);
+  EXPECT_EQ(f.recounts[1].first, 6);
+  // The store says 6 (a message the hub's count missed) and 0 (unchanged: sent anyway).
+  f.recounts[0].second(6);
+  f.recounts[1].second(0);
   f.run_jobs();
+  ASSERT_EQ(me->written.size(), 2U) << ::testing::PrintToString(me->written);
+  EXPECT_EQ(me->written[0], R"({"type":"unread","chat_id":5,"unread_count":6})");
+  EXPECT_EQ(me->written[1], R"({"type":"unread","chat_id":6,"unread_count":0})");
   EXPECT_TRUE(other->written.empty());
+  // The count it keeps is the store's now: the next message from someone else makes it 7.
+  f.hub.on_logged(message(1, 5, 11, 1));
+  f.run_jobs();
+  ASSERT_EQ(me->written.size(), 4U);
+  EXPECT_EQ(me->written[3], R"({"type":"unread","chat_id":5,"unread_count":7})");
+  // A recount answered after a newer count was queued does not overtake it: both are
+  // queued in order, under the hub's lock, and the newer one replaces the older.
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 3U);
+  f.recounts[2].second(7);
+  f.hub.on_logged(message(2, 5, 12, 1));
+  f.run_jobs();
+  ASSERT_EQ(me->written.size(), 6U) << ::testing::PrintToString(me->written);
+  EXPECT_NE(me->written[4].find(R"("message_id":12)"), std::string::npos);
+  EXPECT_EQ(me->written[5], R"({"type":"unread","chat_id":5,"unread_count":8})");
 }
 
 TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
