@@ -144,11 +144,17 @@ int serve(const config::Settings& s) {
   }
   realtime::DeliveryTracker delivery(*store);
   auto recount = [&io, &store](std::int64_t chat, std::int64_t user,
-                               std::function<void(std::int64_t)> done) {
+                               std::function<void(std::optional<std::int64_t>)> done) {
     asio::co_spawn(
         io,
         [&store, chat, user, done = std::move(done)]() -> asio::awaitable<void> {
-          done(co_await store->chats().unread_count(chat, user));
+          std::optional<std::int64_t> count;
+          try {
+            count = co_await store->chats().unread_count(chat, user);
+          } catch (const std::exception& e) {
+            spdlog::warn("unread recount of chat {} for user {} failed: {}", chat, user, e.what());
+          }
+          done(count);
         },
         asio::detached);
   };

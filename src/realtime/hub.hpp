@@ -28,16 +28,19 @@ namespace chat::realtime {
 struct UnreadState {
   std::int64_t last_read = 0;
   std::int64_t unread = 0;
+  // Raised at every change of `unread`: a store recount asked before a change answers with
+  // a count that may not include it, and is asked again rather than applied.
+  std::uint64_t version = 0;
 };
 
 class Hub final : public BrokerHandler {
  public:
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
-  // `done` with it, asynchronously. `delivered(chat, message, users)` is told whenever a
-  // message event is queued on sockets of these users. `post(job)` runs a job on an I/O
-  // thread (the flushes).
-  using Recount =
-      std::function<void(std::int64_t, std::int64_t, std::function<void(std::int64_t)>)>;
+  // `done` with it, asynchronously (nothing when the store failed). `delivered(chat, message,
+  // users)` is told whenever a message event is queued on sockets of these users. `post(job)` runs
+  // a job on an I/O thread (the flushes).
+  using Recount = std::function<void(std::int64_t, std::int64_t,
+                                     std::function<void(std::optional<std::int64_t>)>)>;
   using Delivered =
       std::function<void(std::int64_t, std::int64_t, const std::vector<std::int64_t>&)>;
   using Post = std::function<void(std::function<void()>)>;
@@ -92,8 +95,10 @@ class Hub final : public BrokerHandler {
                                       Interest& interest);
   void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
   // Asks the store for the exact count; sends it when it differs from the session's, or
-  // `always`.
-  void recount_for(const SessionPtr& s, std::int64_t chat_id, bool always = false);
+  // `always`. A count that changed live meanwhile is asked for again, up to `attempts`
+  // times; then (or when the store fails) `always` sends the count the session has.
+  void recount_for(const SessionPtr& s, std::int64_t chat_id, bool always = false,
+                   int attempts = 3);
   // Under the lock: queues a frame on a session and remembers it for the next flush job.
   void queue_locked(Entry& e, const Frame& frame, std::int64_t seq, std::int64_t state = 0);
   // Under the lock: makes sure a flush job will run for what was queued.

@@ -4,6 +4,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -76,9 +77,10 @@ struct Fixture {
   std::vector<std::function<void()>> jobs;  // posted flush jobs, run by the test
   std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> delivered;
   // Recounts asked of the store, answered by the test.
-  std::vector<std::pair<std::int64_t, std::function<void(std::int64_t)>>> recounts;
+  std::vector<std::pair<std::int64_t, std::function<void(std::optional<std::int64_t>)>>> recounts;
   Hub hub{*broker,
-          [this](std::int64_t chat, std::int64_t, std::function<void(std::int64_t)> done) {
+          [this](std::int64_t chat, std::int64_t,
+                 std::function<void(std::optional<std::int64_t>)> done) {
             recounts.emplace_back(chat, std::move(done));
           },
           [this](std::int64_t, std::int64_t message, const std::vector<std::int64_t>& users) {
@@ -172,8 +174,8 @@ TEST(Hub, AnnouncedUnreadCountsComeFromTheStoreAndAlwaysGoOut) {
   f.run_jobs();
   ASSERT_EQ(me->written.size(), 4U);
   EXPECT_EQ(me->written[3], R"({"type":"unread","chat_id":5,"unread_count":7})");
-  // A recount answered after a newer count was queued does not overtake it: both are
-  // queued in order, under the hub's lock, and the newer one replaces the older.
+  // A recount answered, then a newer live count: queued in order under the hub's lock,
+  // the newer one replaces the older.
   f.hub.announce_unread(me.get(), {5});
   ASSERT_EQ(f.recounts.size(), 3U);
   f.recounts[2].second(7);
@@ -182,6 +184,42 @@ TEST(Hub, AnnouncedUnreadCountsComeFromTheStoreAndAlwaysGoOut) {
   ASSERT_EQ(me->written.size(), 6U) << ::testing::PrintToString(me->written);
   EXPECT_NE(me->written[4].find(R"("message_id":12)"), std::string::npos);
   EXPECT_EQ(me->written[5], R"({"type":"unread","chat_id":5,"unread_count":8})");
+}
+
+TEST(Hub, ARecountThatALiveCountOvertookIsAskedAgain) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {0, 3}}};
+  f.hub.attach(me, chats, 0, nullptr);
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 1U);
+  // A message commits after the store's read: the live count (4) goes out first...
+  f.hub.on_logged(message(1, 5, 11, 1));
+  f.run_jobs();
+  ASSERT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
+  // ...and the store's answer (3, read before it) must not replace it: the store is asked
+  // again.
+  f.recounts[0].second(3);
+  ASSERT_EQ(f.recounts.size(), 2U);
+  f.run_jobs();
+  EXPECT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
+  f.recounts[1].second(4);
+  f.run_jobs();
+  EXPECT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
+  EXPECT_EQ(me->written.size(), 3U) << ::testing::PrintToString(me->written);
+  // When the store fails, the announced count is the session's own.
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 3U);
+  f.recounts[2].second(std::nullopt);
+  f.run_jobs();
+  ASSERT_EQ(me->written.size(), 4U);
+  EXPECT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
+  // A session gone before the answer hears nothing, and nothing breaks.
+  f.hub.announce_unread(me.get(), {5});
+  f.hub.detach(me.get());
+  f.recounts[3].second(9);
+  f.run_jobs();
+  EXPECT_EQ(me->written.size(), 4U);
 }
 
 TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
