@@ -144,11 +144,11 @@ int serve(const config::Settings& s) {
   }
   realtime::DeliveryTracker delivery(*store);
   auto recount = [&io, &store](std::int64_t chat, std::int64_t user,
-                               std::function<void(std::optional<std::int64_t>)> done) {
+                               std::function<void(std::optional<store::UnreadCount>)> done) {
     asio::co_spawn(
         io,
         [&store, chat, user, done = std::move(done)]() -> asio::awaitable<void> {
-          std::optional<std::int64_t> count;
+          std::optional<store::UnreadCount> count;
           try {
             count = co_await store->chats().unread_count(chat, user);
           } catch (const std::exception& e) {

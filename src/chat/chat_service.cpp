@@ -313,7 +313,7 @@ boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(
     return std::vector<NewEvent>{to_event(c.chat_id, read_event(c.chat_id, c.user_id, c.value))};
   };
   co_await store_.chats().mark_read(chat_id, me, value, std::move(events));
-  co_return co_await store_.chats().unread_count(chat_id, me);
+  co_return (co_await store_.chats().unread_count(chat_id, me)).count;
 }
 
 }  // namespace chat::chats

@@ -238,37 +238,39 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
     asked_at = st->second.version;
   }
   std::weak_ptr<Session> weak = s;
-  recount_(chat_id, s->user_id(),
-           [this, weak, chat_id, always, attempts, asked_at](std::optional<std::int64_t> count) {
-             auto session = weak.lock();
-             if (!session) return;
-             bool ask_again = false;
-             {
-               // Queued under the lock, as live counts are: a newer count queued meanwhile
-               // is never overtaken by this one.
-               std::lock_guard lock(mutex_);
-               auto it = sessions_.find(session.get());
-               if (it == sessions_.end()) return;
-               auto st = it->second.unread.find(chat_id);
-               if (st == it->second.unread.end()) return;
-               UnreadState& state = st->second;
-               const bool moved = state.version != asked_at;
-               if (count && moved && attempts > 1) {
-                 ask_again = true;  // changed live meanwhile: this count may miss that change
-               } else {
-                 if (count && !moved) {
-                   if (!always && state.unread == *count) return;
-                   state.unread = *count;
-                   ++state.version;
-                 } else if (!always) {
-                   return;  // the store failed, or the count kept changing: it stands
-                 }
-                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
-                 schedule_flush_locked();
-               }
-             }
-             if (ask_again) recount_for(session, chat_id, always, attempts - 1);
-           });
+  recount_(
+      chat_id, s->user_id(),
+      [this, weak, chat_id, always, attempts, asked_at](std::optional<store::UnreadCount> count) {
+        auto session = weak.lock();
+        if (!session) return;
+        bool ask_again = false;
+        {
+          // Queued under the lock, as live counts are: a newer count queued meanwhile
+          // is never overtaken by this one.
+          std::lock_guard lock(mutex_);
+          auto it = sessions_.find(session.get());
+          if (it == sessions_.end()) return;
+          auto st = it->second.unread.find(chat_id);
+          if (st == it->second.unread.end()) return;
+          UnreadState& state = st->second;
+          const bool moved = state.version != asked_at;
+          if (count && moved && attempts > 1) {
+            ask_again = true;  // changed live meanwhile: this count may miss that change
+          } else {
+            if (count && !moved) {
+              state.as_of = std::max(state.as_of, count->seq);
+              if (!always && state.unread == count->count) return;
+              state.unread = count->count;
+              ++state.version;
+            } else if (!always) {
+              return;  // the store failed, or the count kept changing: it stands
+            }
+            queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
+            schedule_flush_locked();
+          }
+        }
+        if (ask_again) recount_for(session, chat_id, always, attempts - 1);
+      });
 }
 
 void Hub::on_logged(const store::EventRecord& event) {
@@ -391,7 +393,10 @@ void Hub::on_logged(const store::EventRecord& event) {
           auto st = e->unread.find(chat_id);
           if (st == e->unread.end()) continue;
           const std::int64_t me = s.user_id();
-          if (is_message && sender != me && message_id > st->second.last_read) {
+          if (is_message && event.seq <= st->second.as_of) {
+            // Committed before the store read the count, heard after: counted already.
+            if (sender == me) st->second.last_read = std::max(st->second.last_read, message_id);
+          } else if (is_message && sender != me && message_id > st->second.last_read) {
             // A count is a state: under load, a socket gets only the newest one per write.
             ++st->second.version;
             queue_locked(*e, unread_frame_for(++st->second.unread), 0, chat_id);

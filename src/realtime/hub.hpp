@@ -31,16 +31,20 @@ struct UnreadState {
   // Raised at every change of `unread`: a store recount asked before a change answers with
   // a count that may not include it, and is asked again rather than applied.
   std::uint64_t version = 0;
+  // The event-log seq `unread` was read from the store at: a message event at or below it
+  // is in the count already (committed before the read, but heard after its answer).
+  std::int64_t as_of = 0;
 };
 
 class Hub final : public BrokerHandler {
  public:
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
-  // `done` with it, asynchronously (nothing when the store failed). `delivered(chat, message,
+  // `done` with it and the seq it was read at, asynchronously (nothing when the store
+  // failed). `delivered(chat, message,
   // users)` is told whenever a message event is queued on sockets of these users. `post(job)` runs
   // a job on an I/O thread (the flushes).
   using Recount = std::function<void(std::int64_t, std::int64_t,
-                                     std::function<void(std::optional<std::int64_t>)>)>;
+                                     std::function<void(std::optional<store::UnreadCount>)>)>;
   using Delivered =
       std::function<void(std::int64_t, std::int64_t, const std::vector<std::int64_t>&)>;
   using Post = std::function<void(std::function<void()>)>;

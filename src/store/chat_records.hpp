@@ -95,6 +95,13 @@ struct ReadStates {
   std::vector<ReadState> chats;
 };
 
+// A member's unread count of one chat and the newest seq of the event log, in one
+// snapshot: every event at or below `seq` is in the count, none above it.
+struct UnreadCount {
+  std::int64_t count = 0;
+  std::int64_t seq = 0;
+};
+
 // A member's own view of a chat: what GET /api/chats/ shows besides the chat row.
 struct ChatSummary {
   ChatRecord chat;

@@ -134,8 +134,9 @@ class ChatStore {
   virtual boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
-  virtual boost::asio::awaitable<std::int64_t> unread_count(std::int64_t chat_id,
-                                                            std::int64_t viewer_id) = 0;
+  // 0 when the viewer is not a member.
+  virtual boost::asio::awaitable<UnreadCount> unread_count(std::int64_t chat_id,
+                                                           std::int64_t viewer_id) = 0;
   virtual boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) = 0;
 
   // Messages not hidden for the viewer. Without `after`: newest first, older than

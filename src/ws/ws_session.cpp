@@ -227,7 +227,8 @@ class Socket final : public realtime::Session,
           audience.emplace();
           audience->last_seen = admission_.user.last_seen;
           for (const auto& s : states.chats) {
-            chats[s.chat_id] = {s.last_read_message_id, s.unread_count};
+            chats[s.chat_id] = {
+                .last_read = s.last_read_message_id, .unread = s.unread_count, .as_of = states.seq};
             audience->chat_ids.push_back(s.chat_id);
           }
         } else {

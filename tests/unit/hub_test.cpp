@@ -2,6 +2,7 @@
 // events costs each socket one write.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -18,6 +19,7 @@ using chat::realtime::Frame;
 using chat::realtime::Hub;
 using chat::realtime::Session;
 using chat::realtime::UnreadState;
+using chat::store::UnreadCount;
 
 // A socket that records what it was given and how often it was written.
 class FakeSession : public Session {
@@ -72,15 +74,25 @@ chat::store::EventRecord message(std::int64_t seq, std::int64_t chat, std::int64
   return e;
 }
 
+bool is_unread(const std::string& frame) {
+  return frame.starts_with(R"({"type":"unread")");
+}
+
+// The newest unread count written to a socket ("" for none).
+std::string last_unread(const std::vector<std::string>& written) {
+  auto it = std::find_if(written.rbegin(), written.rend(), is_unread);
+  return it == written.rend() ? "" : *it;
+}
+
 struct Fixture {
   std::unique_ptr<chat::realtime::Broker> broker = chat::realtime::make_in_process_broker();
   std::vector<std::function<void()>> jobs;  // posted flush jobs, run by the test
   std::vector<std::pair<std::int64_t, std::vector<std::int64_t>>> delivered;
   // Recounts asked of the store, answered by the test.
-  std::vector<std::pair<std::int64_t, std::function<void(std::optional<std::int64_t>)>>> recounts;
+  std::vector<std::pair<std::int64_t, std::function<void(std::optional<UnreadCount>)>>> recounts;
   Hub hub{*broker,
           [this](std::int64_t chat, std::int64_t,
-                 std::function<void(std::optional<std::int64_t>)> done) {
+                 std::function<void(std::optional<UnreadCount>)> done) {
             recounts.emplace_back(chat, std::move(done));
           },
           [this](std::int64_t, std::int64_t message, const std::vector<std::int64_t>& users) {
@@ -162,8 +174,8 @@ TEST(Hub, AnnouncedUnreadCountsComeFromTheStoreAndAlwaysGoOut) {
   EXPECT_EQ(f.recounts[0].first, 5);
   EXPECT_EQ(f.recounts[1].first, 6);
   // The store says 6 (a message the hub's count missed) and 0 (unchanged: sent anyway).
-  f.recounts[0].second(6);
-  f.recounts[1].second(0);
+  f.recounts[0].second(UnreadCount{6, 0});
+  f.recounts[1].second(UnreadCount{0, 0});
   f.run_jobs();
   ASSERT_EQ(me->written.size(), 2U) << ::testing::PrintToString(me->written);
   EXPECT_EQ(me->written[0], R"({"type":"unread","chat_id":5,"unread_count":6})");
@@ -178,7 +190,7 @@ TEST(Hub, AnnouncedUnreadCountsComeFromTheStoreAndAlwaysGoOut) {
   // the newer one replaces the older.
   f.hub.announce_unread(me.get(), {5});
   ASSERT_EQ(f.recounts.size(), 3U);
-  f.recounts[2].second(7);
+  f.recounts[2].second(UnreadCount{7, 0});
   f.hub.on_logged(message(2, 5, 12, 1));
   f.run_jobs();
   ASSERT_EQ(me->written.size(), 6U) << ::testing::PrintToString(me->written);
@@ -199,11 +211,11 @@ TEST(Hub, ARecountThatALiveCountOvertookIsAskedAgain) {
   ASSERT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
   // ...and the store's answer (3, read before it) must not replace it: the store is asked
   // again.
-  f.recounts[0].second(3);
+  f.recounts[0].second(UnreadCount{3, 0});
   ASSERT_EQ(f.recounts.size(), 2U);
   f.run_jobs();
   EXPECT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
-  f.recounts[1].second(4);
+  f.recounts[1].second(UnreadCount{4, 0});
   f.run_jobs();
   EXPECT_EQ(me->written.back(), R"({"type":"unread","chat_id":5,"unread_count":4})");
   EXPECT_EQ(me->written.size(), 3U) << ::testing::PrintToString(me->written);
@@ -217,9 +229,51 @@ TEST(Hub, ARecountThatALiveCountOvertookIsAskedAgain) {
   // A session gone before the answer hears nothing, and nothing breaks.
   f.hub.announce_unread(me.get(), {5});
   f.hub.detach(me.get());
-  f.recounts[3].second(9);
+  f.recounts[3].second(UnreadCount{9, 0});
   f.run_jobs();
   EXPECT_EQ(me->written.size(), 4U);
+}
+
+TEST(Hub, AMessageTheStoreCountedIsNotCountedAgainWhenHeardLate) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  // Opened with 1 unread, read when the log stood at seq 10.
+  std::unordered_map<std::int64_t, UnreadState> chats{
+      {5, {.last_read = 0, .unread = 1, .as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  // A message at seq 10 still on its way when the socket opened: in its count already.
+  f.hub.on_logged(message(10, 5, 100, 1));
+  f.run_jobs();
+  ASSERT_EQ(me->written.size(), 1U) << ::testing::PrintToString(me->written);
+  EXPECT_NE(me->written[0].find(R"("message_id":100)"), std::string::npos);
+  // A recount reads 3 at seq 13: messages 12 and 13 committed before the read but are
+  // heard after its answer, message 14 after the read.
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 1U);
+  f.recounts[0].second(UnreadCount{3, 13});
+  f.hub.on_logged(message(12, 5, 102, 1));
+  f.hub.on_logged(message(13, 5, 103, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":3})")
+      << ::testing::PrintToString(me->written);
+  f.hub.on_logged(message(14, 5, 104, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":4})");
+  // One's own message past the count's seq reads the chat: nothing is unread.
+  f.hub.on_logged(message(15, 5, 105, 2));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":0})");
+  // The store counts 1 at seq 17: one's own message (16), then someone else's (17), both
+  // heard late. Neither changes the count: the own one does not clear what came after it.
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 2U);
+  f.recounts[1].second(UnreadCount{1, 17});
+  f.hub.on_logged(message(16, 5, 106, 2));
+  f.hub.on_logged(message(17, 5, 107, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":1})")
+      << ::testing::PrintToString(me->written);
+  EXPECT_EQ(std::count_if(me->written.begin(), me->written.end(), is_unread), 4);
 }
 
 TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {

@@ -376,21 +376,21 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_FALSE(retry->created);
   EXPECT_EQ(retry->message.id, ids[2]);
   EXPECT_EQ(retry->message.text, "m2");
-  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 5);
-  EXPECT_EQ(run(chats.unread_count(id, ann.id)), 0);  // one's own messages never count
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 5);
+  EXPECT_EQ(run(chats.unread_count(id, ann.id)).count, 0);  // one's own messages never count
 
   auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
   EventsFor<MessageRecord> none = no_events;
   ASSERT_TRUE(run(chats.delete_message(ids[4], none)));
-  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 4);
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 4);
   auto m3 = run(chats.find_message(ids[3]));
   EXPECT_TRUE(run(chats.hide_message(bob.id, *m3, none)));
-  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 3);
-  EXPECT_EQ(run(chats.unread_count(id, ann.id)), 0);
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 3);
+  EXPECT_EQ(run(chats.unread_count(id, ann.id)).count, 0);
   EventsFor<WatermarkChange> none_w = no_events;
   auto read = run(chats.mark_read(id, bob.id, ids[1], none_w));
   EXPECT_TRUE(read.changed);
-  EXPECT_EQ(run(chats.unread_count(id, bob.id)), 1);
+  EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 1);
   EXPECT_FALSE(run(chats.mark_read(id, bob.id, ids[0], none_w)).changed);  // never lowered
   // What a socket reads to open: the same counts, and the log's newest seq.
   auto states = run(chats.read_states(bob.id));
@@ -412,6 +412,15 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   ASSERT_EQ(found.size(), 1U);
   EXPECT_EQ(found[0].id, ids[1]);
   EXPECT_TRUE(run(chats.search(bob.id, {"m4"}, std::nullopt, 10)).empty());  // deleted
+  // A recount says where the log stood when it was read: the next event is above it.
+  const auto before = run(chats.unread_count(id, bob.id));
+  EXPECT_EQ(before.seq, states.seq);
+  ASSERT_TRUE(run(chats.send_message({id, ann.id, "later", "c9", std::nullopt, 30}, on_send)));
+  const auto after = run(chats.unread_count(id, bob.id));
+  EXPECT_EQ(after.count, 2);
+  EXPECT_GT(after.seq, before.seq);
+  EXPECT_EQ(after.seq, run(chats.newest_seq()));
+  EXPECT_EQ(run(chats.unread_count(id, make_user("dee").id)).count, 0);  // not a member
 }
 
 // A chat's two lowest read and delivered watermarks (what a receipt event carries), the

@@ -108,6 +108,13 @@ constexpr const char* kSearch =
 constexpr const char* kUnread =
     "SELECT " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2";
+// kUnread (NULL for a non-member) and the newest seq of the event log. One statement, one
+// snapshot: seqs are taken under a row lock held through COMMIT, so the events this snapshot
+// sees are exactly those up to the seq it reads.
+constexpr const char* kUnreadAt =
+    "SELECT (SELECT " UNREAD_COUNT
+    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2), "
+    "(SELECT last_seq FROM event_log_state WHERE id = 1)";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
 constexpr const char* kReadStates =
     "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
@@ -603,10 +610,13 @@ asio::awaitable<std::optional<ChatSummary>> PgChatStore::summary(std::int64_t ch
   co_return out;
 }
 
-asio::awaitable<std::int64_t> PgChatStore::unread_count(std::int64_t chat_id, std::int64_t viewer) {
+asio::awaitable<UnreadCount> PgChatStore::unread_count(std::int64_t chat_id, std::int64_t viewer) {
   auto params = pg_params(chat_id, viewer);
-  auto r = co_await db_.query(kUnread, std::move(params));
-  co_return std::max<std::int64_t>(0, scalar(r));
+  auto r = co_await db_.query(kUnreadAt, std::move(params));
+  UnreadCount out;
+  out.count = std::max<std::int64_t>(0, scalar(r));
+  out.seq = r.rows() > 0 && !r.is_null(0, 1) ? r.int64(0, 1) : 0;
+  co_return out;
 }
 
 asio::awaitable<Watermarks> PgChatStore::watermarks(std::int64_t chat_id) {

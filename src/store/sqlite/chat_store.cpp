@@ -541,9 +541,16 @@ boost::asio::awaitable<std::optional<ChatSummary>> SqliteChatStore::summary(std:
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<std::int64_t> SqliteChatStore::unread_count(std::int64_t chat_id,
-                                                                   std::int64_t viewer) {
-  auto q = [chat_id, viewer](Connection& c) { return unread_of(c, chat_id, viewer); };
+boost::asio::awaitable<UnreadCount> SqliteChatStore::unread_count(std::int64_t chat_id,
+                                                                  std::int64_t viewer) {
+  // One read transaction, and one writer: the events it sees are exactly those up to the
+  // newest seq it reads.
+  auto q = [chat_id, viewer](Connection& c) {
+    UnreadCount out;
+    out.seq = scalar(c.prepare(kMaxSeq));
+    out.count = unread_of(c, chat_id, viewer);
+    return out;
+  };
   co_return co_await db_.read(std::move(q));
 }
 
