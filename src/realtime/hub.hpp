@@ -7,6 +7,7 @@
 // socket's write. Thread-safe.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -40,9 +41,8 @@ class Hub final : public BrokerHandler {
  public:
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
   // `done` with it and the seq it was read at, asynchronously (nothing when the store
-  // failed). `delivered(chat, message,
-  // users)` is told whenever a message event is queued on sockets of these users. `post(job)` runs
-  // a job on an I/O thread (the flushes).
+  // failed). `delivered(chat, message, users)` is told whenever a message event is queued
+  // on sockets of these users. `post(job)` runs a job on an I/O thread (the flushes).
   using Recount = std::function<void(std::int64_t, std::int64_t,
                                      std::function<void(std::optional<store::UnreadCount>)>)>;
   using Delivered =
@@ -53,10 +53,11 @@ class Hub final : public BrokerHandler {
       std::size_t max_sockets_per_user);
 
   // Registers a session for these chats (a user socket: all of the user's chats, with their
-  // unread state, read after the event log stood at `from_seq`), subscribing this node to
+  // unread state, read when the event log stood at `from_seq`), subscribing this node to
   // what it did not hear yet; `ready` runs once the broker delivers their events from
-  // `from_seq` on (see Broker::subscribe). Returns the user's oldest sessions past the
-  // per-user limit: the caller closes them.
+  // `from_seq` on (see Broker::subscribe). The counts of chats whose events this node heard
+  // after `from_seq` but before the session was here are asked of the store again. Returns
+  // the user's oldest sessions past the per-user limit: the caller closes them.
   std::vector<SessionPtr> attach(const SessionPtr& session,
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
                                  std::optional<std::int64_t> from_seq, std::function<void()> ready);
@@ -103,6 +104,9 @@ class Hub final : public BrokerHandler {
   // times; then (or when the store fails) `always` sends the count the session has.
   void recount_for(const SessionPtr& s, std::int64_t chat_id, bool always = false,
                    int attempts = 3);
+  // Under the lock: which of these chats had events heard after `seq`.
+  std::vector<std::int64_t> heard_since_locked(
+      std::int64_t seq, const std::unordered_map<std::int64_t, UnreadState>& chats) const;
   // Under the lock: queues a frame on a session and remembers it for the next flush job.
   void queue_locked(Entry& e, const Frame& frame, std::int64_t seq, std::int64_t state = 0);
   // Under the lock: makes sure a flush job will run for what was queued.
@@ -123,6 +127,15 @@ class Hub final : public BrokerHandler {
   // Sessions with queued frames that the next flush job writes.
   std::vector<SessionPtr> dirty_;
   bool flush_posted_ = false;
+  // The chats of the last events heard, in a ring: a socket's counts are read before it is
+  // attached, and an event heard in between reached none of its frames or counts.
+  struct Heard {
+    std::int64_t seq = 0;
+    std::int64_t chat_id = 0;
+  };
+  static constexpr std::size_t kHeard = 1024;
+  std::array<Heard, kHeard> heard_{};
+  std::size_t heard_count_ = 0;  // ever; the ring holds the last kHeard
 };
 
 }  // namespace chat::realtime

@@ -20,7 +20,8 @@ import requests
 
 from conftest import Client, free_port
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
-                            max_seq, private_chat, rest_send, run, uid, user_ws)
+                            max_seq, private_chat, rest_send, run, uid, unread_stays_exact_under_sends,
+                            user_ws)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -800,3 +801,9 @@ def test_login_failures_are_counted_across_nodes(make_cluster):
     # The right password from another address still works on every node.
     for node in range(3):
         assert login(node, password, "198.51.100.3").status_code == 200
+
+
+def test_unread_counts_stay_exact_with_senders_on_another_node(make_cluster):
+    """The reader's node hears the messages through Redis, later than the store has them."""
+    cluster = make_cluster(2)
+    unread_stays_exact_under_sends([cluster[0]], cluster[1], Client(cluster[0]))

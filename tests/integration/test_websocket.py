@@ -1236,17 +1236,19 @@ def test_resume_with_messages_sent_during_the_replay(server, client):
     run(main())
 
 
-def test_unread_counts_stay_exact_when_resuming_during_sends(server, client):
-    """A count read from the store while messages commit holds the ones committed before
-    the read, which the socket may hear only after the answer: they must not be counted
-    twice, nor the later ones missed. After each resume under load, once the sends stop,
-    the socket's last count is the store's."""
+def unread_stays_exact_under_sends(senders_at, reader_at, client):
+    """Three members send to a group while the reader's socket opens: in turn a resume
+    (since=) and a fresh socket. A count read from the store while messages commit holds
+    the ones committed before the read, which the hub may hear only after the answer, or
+    before the socket joined it: none may be counted twice or missed. Once the sends stop,
+    the socket's last count is the store's. Senders post through `senders_at` (servers, in
+    turn); the reader's socket is on `reader_at`."""
     a, b, c, d = (client.register() for _ in range(4))
     chat = group_chat(client, a, b, c, d)
-    rounds, per_sender = 4, 15
+    rounds, per_sender = 6, 15
 
-    def blast(who, tag, started):
-        me = Client(server)
+    def blast(who, at, tag, started):
+        me = Client(at)
         for i in range(per_sender):
             rest_send(me, who, chat, f"{tag} {i}")
             if i == 3:
@@ -1257,21 +1259,29 @@ def test_unread_counts_stay_exact_when_resuming_during_sends(server, client):
         since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
         for r in range(rounds):
             started = threading.Event()
-            workers = [asyncio.create_task(asyncio.to_thread(blast, who, f"round {r}", started))
-                       for who in (a, c, d)]
+            workers = [asyncio.create_task(asyncio.to_thread(blast, who, senders_at[i % len(senders_at)],
+                                                             f"round {r}", started))
+                       for i, who in enumerate((a, c, d))]
             await asyncio.to_thread(started.wait, 10)
-            ws = await user_ws(server, b, sync=False, since=since)
-            await ws.until(is_("synced"), timeout=10)
+            if r % 2 == 0:
+                ws = await user_ws(reader_at, b, sync=False, since=since)
+                await ws.until(is_("synced"), timeout=10)
+            else:
+                ws = await user_ws(reader_at, b, sync=False)
             await asyncio.gather(*workers)
             await ws.drain(1.0)
             counts = [f["unread_count"] for f in ws.seen if f["type"] == "unread" and f["chat_id"] == chat]
             want = client.get(f"/api/chats/{chat}/", token=b["access"]).json()["unread_count"]
             assert want == 3 * per_sender * (r + 1)
             assert counts and counts[-1] == want, (r, counts[-12:], want)
-            since = max_seq(ws)
+            since = max(since, max_seq(ws))
             await ws.close()
 
     run(main())
+
+
+def test_unread_counts_stay_exact_when_opening_during_sends(server, client):
+    unread_stays_exact_under_sends([server], server, client)
 
 
 def test_since_on_a_chat_socket_does_not_leak_other_chats(server, client):

@@ -276,6 +276,76 @@ TEST(Hub, AMessageTheStoreCountedIsNotCountedAgainWhenHeardLate) {
   EXPECT_EQ(std::count_if(me->written.begin(), me->written.end(), is_unread), 4);
 }
 
+TEST(Hub, ChatsHeardWhileASocketOpenedAreCountedAgain) {
+  Fixture f;
+  // Heard after the socket read its counts at seq 10, before it was attached: nothing
+  // reached it, so those chats' counts are asked of the store again, the others' not.
+  f.hub.on_logged(message(11, 5, 100, 1));
+  f.hub.on_logged(message(12, 9, 101, 1));
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.unread = 1, .as_of = 10}},
+                                                      {6, {.as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  ASSERT_EQ(f.recounts.size(), 1U);
+  EXPECT_EQ(f.recounts[0].first, 5);
+  f.recounts[0].second(UnreadCount{2, 12});
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  // Read at seq 12: nothing missed.
+  auto other = std::make_shared<FakeSession>(3, 0);
+  f.hub.attach(other, chats, 12, nullptr);
+  EXPECT_EQ(f.recounts.size(), 1U);
+  // More events than the hub remembers went by: every chat is counted again.
+  for (std::int64_t seq = 20; seq < 20 + 1100; ++seq) f.hub.on_logged(message(seq, 9, seq, 1));
+  auto late = std::make_shared<FakeSession>(4, 0);
+  f.hub.attach(late, chats, 15, nullptr);
+  EXPECT_EQ(f.recounts.size(), 3U);
+}
+
+TEST(Hub, AChatCreatedHeardLateKeepsTheStateTheSocketOpenedWith) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.unread = 2, .as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  chat::store::EventRecord created;
+  created.seq = 9;
+  created.chat_id = 5;
+  created.user_id = 2;
+  created.type = "chat_created";
+  created.payload = R"({"type":"chat_created","chat_id":5})";
+  f.hub.on_logged(created);
+  // Message 8 of the chat was counted when the socket opened; message 11 was not.
+  f.hub.on_logged(message(8, 5, 100, 1));
+  f.hub.on_logged(message(11, 5, 101, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":3})")
+      << ::testing::PrintToString(me->written);
+}
+
+TEST(Hub, AnAnswerReadBeforeTheCountTheSocketHasIsIgnored) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.unread = 5, .as_of = 80}}};
+  f.hub.attach(me, chats, 80, nullptr);
+  // Two questions in flight; the newer answer (seq 100) comes back first and equals the
+  // count, the older one (seq 90) after it.
+  f.hub.announce_unread(me.get(), {5});
+  f.hub.announce_unread(me.get(), {5});
+  ASSERT_EQ(f.recounts.size(), 2U);
+  f.recounts[1].second(UnreadCount{5, 100});
+  f.recounts[0].second(UnreadCount{4, 90});
+  // Message 95 was in the count read at 100.
+  f.hub.on_logged(message(95, 5, 195, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":5})")
+      << ::testing::PrintToString(me->written);
+  EXPECT_EQ(std::count_if(me->written.begin(), me->written.end(),
+                          [](const std::string& w) {
+                            return w.find("\"unread_count\":4") != std::string::npos;
+                          }),
+            0);
+}
+
 TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
   Fixture f;
   std::vector<std::shared_ptr<FakeSession>> mine;
