@@ -342,6 +342,7 @@ void Hub::on_logged(const store::EventRecord& event) {
 
   std::vector<std::int64_t> delivered_to;  // users who got a message from someone else
   std::vector<SessionPtr> recount;
+  std::vector<SessionPtr> announce;  // recounts sent even when unchanged
   std::vector<SessionPtr> to_close;  // after they have been told why
   // Members mostly share a count (everyone had read up to the same message): one frame
   // per distinct count, not one per member.
@@ -378,7 +379,8 @@ void Hub::on_logged(const store::EventRecord& event) {
               subscribe(*e, chat_id, interest);
               // A socket opened after the chat was made has its state already.
               e->unread.try_emplace(chat_id);
-              recount.push_back(e->session);
+              // The client may still show the count it had before it left the chat.
+              announce.push_back(e->session);
             } else if (type == "delete") {  // hidden for them
               recount.push_back(e->session);
             }
@@ -459,6 +461,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   m.deliveries.inc(queued);
   if (!delivered_to.empty()) delivered_(chat_id, message_id, delivered_to);
   for (const auto& s : recount) recount_for(s, chat_id);
+  for (const auto& s : announce) recount_for(s, chat_id, true);
   for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
   // A chat new to this node is heard from this event on.
   apply(interest, event.seq, nullptr);

@@ -377,9 +377,10 @@ class Socket final : public realtime::Session,
   }
 
   // A message (someone else's raises the count, one's own clears it), one's own read, a
-  // deletion (for everyone, or for oneself).
+  // deletion (for everyone, or for oneself), joining a chat (new, or again: the client may
+  // still show the count from before it left).
   bool changes_my_unread(const std::string& type, const boost::json::object& view) const {
-    if (type == "message" || type == "delete") return true;
+    if (type == "message" || type == "delete" || type == "chat_created") return true;
     if (type != "read") return false;
     const auto* reader = view.if_contains("user_id");
     return reader != nullptr && reader->is_int64() && reader->get_int64() == user_id();

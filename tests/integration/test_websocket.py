@@ -678,6 +678,33 @@ def test_removed_member_gets_member_removed_and_chat_socket_closes(server, clien
     run(main())
 
 
+def test_a_member_added_again_gets_the_count_afresh(server, client):
+    """Removed with unread messages and added again: the socket's chat_created is followed by
+    the count as it is now, which replaces the one the client showed before."""
+    a, b = client.register(), client.register()
+    group = group_chat(client, a, b, name="again")
+
+    async def main():
+        b_user = await user_ws(server, b)
+        for i in range(3):
+            rest_send(client, a, group, f"unread {i}")
+        while (await b_user.until(is_("unread", chat_id=group)))["unread_count"] != 3:
+            pass
+        r = client.request("DELETE", f"/api/chats/{group}/members/{uid(b)}/", token=a["access"])
+        assert r.status_code == 204, r.text
+        await b_user.until(is_("member_removed", chat_id=group))
+        r = client.post(f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(b)})
+        assert r.status_code == 201, r.text
+        await b_user.until(is_("chat_created", chat_id=group))
+        want = client.get(f"/api/chats/{group}/", token=b["access"]).json()["unread_count"]
+        assert want != 3
+        f = await b_user.until(is_("unread", chat_id=group))
+        assert f == {"type": "unread", "chat_id": group, "unread_count": want}, f
+        await b_user.close()
+
+    run(main())
+
+
 def test_chat_created_reaches_connected_members(server, client):
     a, b = client.register(), client.register()
 
@@ -724,7 +751,10 @@ def test_membership_and_chat_changes_reach_sockets(server, client):
         f = await c_user.until(is_("chat_created", chat_id=group))
         assert set(f) == {"type", "chat_id", "chat", "seq"}, f
         assert sorted(m["id"] for m in f["chat"]["members"]) == sorted([uid(a), uid(b), uid(c)]), f
-        # The new member now hears the chat, with unread counts.
+        # The new member's count of the chat follows (chat_created carries none), then it
+        # hears the chat, with unread counts.
+        assert await c_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
+                                                                    "unread_count": 0}
         m2 = rest_send(client, b, group, "welcome")["id"]
         await c_user.until(is_("message", message_id=m2))
         assert await c_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
