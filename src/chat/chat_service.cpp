@@ -196,10 +196,12 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
   ChatSummary shape = *summary;
   shape.members.push_back({user->id, user->username, role, now_micros(), 0, 0});
   auto events = [shape](const MemberChange& c) {
+    // The new member learns of the chat first: a node that hears the chat for no one
+    // starts hearing it at this event (from its seq on), and so still delivers the
+    // member_added after it to the new member's sockets.
     return std::vector<NewEvent>{
-        to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role)),
-        // The new member learns of the chat itself.
-        to_event(c.chat_id, chat_event("chat_created", c.chat_id, &shape), c.user_id)};
+        to_event(c.chat_id, chat_event("chat_created", c.chat_id, &shape), c.user_id),
+        to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role))};
   };
   auto change =
       co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));

@@ -479,7 +479,7 @@ def test_event_log_replay(client):
         feed["results"][-2].items()
     # The newcomer sees the chat from their joining on, not its earlier history.
     newcomer = [e["type"] for e in client.get(f"/api/events/?since={since}", token=c["access"]).json()["results"]]
-    assert newcomer == ["member_added", "chat_created", "delete"], newcomer
+    assert newcomer == ["chat_created", "member_added", "delete"], newcomer
     # Paging with limit and has_more covers the same events.
     page = client.get(f"/api/events/?since={since}&limit=3", token=b["access"]).json()
     assert page["has_more"] and [e["seq"] for e in page["results"]] == seqs[:3] and page["seq"] == seqs[2]

@@ -807,3 +807,28 @@ def test_unread_counts_stay_exact_with_senders_on_another_node(make_cluster):
     """The reader's node hears the messages through Redis, later than the store has them."""
     cluster = make_cluster(2)
     unread_stays_exact_under_sends([cluster[0]], cluster[1], Client(cluster[0]))
+
+
+def test_a_member_added_on_a_node_that_hears_the_chat_for_no_one_gets_member_added(make_cluster):
+    """The new member's node starts hearing the chat at its chat_created: the member_added
+    of the same change still reaches the new member's socket there, as on one node."""
+    cluster = make_cluster(2)
+    api = Client(cluster[0])
+    a, b, c = api.register(), api.register(), api.register()
+    group = group_chat(api, a, b, name="elsewhere")
+
+    async def main():
+        a_user = await user_ws(cluster[0], a)
+        c_user = await user_ws(cluster[1], c)
+        r = api.post(f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(c)})
+        assert r.status_code == 201, r.text
+        want = {"type": "member_added", "chat_id": group, "user_id": uid(c), "role": "member"}
+        created = await c_user.until(is_("chat_created", chat_id=group))
+        added = await c_user.until(is_("member_added", chat_id=group))
+        assert {k: v for k, v in added.items() if k != "seq"} == want, added
+        assert created["seq"] < added["seq"], (created, added)
+        await a_user.until(is_("member_added", chat_id=group))
+        for ws in (a_user, c_user):
+            await ws.close()
+
+    run(main())
