@@ -105,16 +105,16 @@ constexpr const char* kSearch =
   " - (SELECT count(*) FROM hidden_messages h JOIN messages x ON x.id = h.message_id WHERE "     \
   "   h.user_id = m.user_id AND h.chat_id = c.id AND h.message_id > m.last_read_message_id AND " \
   "   NOT x.is_deleted)"
-constexpr const char* kUnread =
-    "SELECT " UNREAD_COUNT
-    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2";
+#define UNREAD_OF_MEMBER \
+  "SELECT " UNREAD_COUNT \
+  " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2"
+constexpr const char* kUnread = UNREAD_OF_MEMBER;
 // kUnread (NULL for a non-member) and the newest seq of the event log. One statement, one
 // snapshot: seqs are taken under a row lock held through COMMIT, so the events this snapshot
 // sees are exactly those up to the seq it reads.
 constexpr const char* kUnreadAt =
-    "SELECT (SELECT " UNREAD_COUNT
-    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2), "
-    "(SELECT last_seq FROM event_log_state WHERE id = 1)";
+    "SELECT (" UNREAD_OF_MEMBER "), (SELECT last_seq FROM event_log_state WHERE id = 1)";
+#undef UNREAD_OF_MEMBER
 // Every chat of a user with its read watermark and unread count (kUnread for each).
 constexpr const char* kReadStates =
     "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
