@@ -75,11 +75,11 @@ awaitable<Result<UserView>> AdminService::update_user(const store::UserRecord& m
   if (!target) co_return no_user();
   if (!in.errors.empty()) co_return Error::validation(std::move(in.errors));
   // Nobody locks themself out of the panel by accident.
-  if (id == me.id && in.is_active == false) {
-    co_return Error::bad_request("You cannot deactivate yourself.");
-  }
-  if (id == me.id && in.is_staff == false) {
-    co_return Error::bad_request("You cannot remove your own staff status.");
+  if (id == me.id) {
+    FieldErrors self;
+    if (in.is_active == false) self.add("is_active", "You cannot deactivate yourself.");
+    if (in.is_staff == false) self.add("is_staff", "You cannot remove your own staff status.");
+    if (!self.empty()) co_return Error::validation(std::move(self));
   }
   // As in Django, only a superuser may change a superuser's account.
   if (target->is_superuser && !me.is_superuser) co_return Error::forbidden();

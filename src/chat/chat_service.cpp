@@ -235,7 +235,7 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   if (target->role == Role::owner)
-    co_return Error::bad_request("The owner's role cannot be changed.");
+    co_return Error::field("role", "The owner's role cannot be changed.");
   auto events = [](const MemberChange& c) {
     return std::vector<NewEvent>{
         to_event(c.chat_id, member_event("member_updated", c.chat_id, c.user_id, c.role))};

@@ -136,7 +136,8 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   }
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
-  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be edited.");
+  if (message.is_deleted)
+    co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
   auto hidden_from = co_await store_.chats().hidden_by(chat.id, message_id);
   auto events = [hidden_from = std::move(hidden_from)](const MessageRecord& m) {
     NewEvent e = to_edit_event(m);
@@ -145,7 +146,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   };
   auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
                                                      std::move(events));
-  if (!edited) co_return Error::bad_request("A deleted message cannot be edited.");
+  if (!edited) co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
   auto marks = co_await store_.chats().watermarks(chat.id);
   MessageView view{std::move(*edited), std::move(marks), true};
   co_return view;
@@ -195,7 +196,8 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(
     errors.add("target_chat_id", "This field is required.");
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   const auto& message = found->first;
-  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be forwarded.");
+  if (message.is_deleted)
+    co_return Error::field("non_field_errors", "A deleted message cannot be forwarded.");
   auto target = co_await chats_.membership(me, *target_chat_id);
   if (!target) co_return std::move(target).error();
   // A forward of a forward points at the first original.
@@ -251,7 +253,8 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   auto member = co_await store_.chats().find_member(chat.id, me);
   if (!member) co_return no_message();
   if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
-  if (message.is_deleted) co_return Error::bad_request("A deleted message cannot be pinned.");
+  if (message.is_deleted)
+    co_return Error::field("message_id", "A deleted message cannot be pinned.");
   auto hidden_from = co_await store_.chats().hidden_by(chat.id, message.id);
   auto events = [hidden_from = std::move(hidden_from)](const PinRecord& p) {
     return std::vector<NewEvent>{to_pin_event(pin_event(p), p, hidden_from)};

@@ -44,7 +44,9 @@ std::string error_frame(const Error& e, std::string_view request_type) {
     for (const auto& [field, messages] : e.fields.items()) {
       for (const auto& m : messages) {
         if (!detail.empty()) detail += "; ";
-        detail.append(field).append(": ").append(m);
+        // A rule about the event as a whole names no field.
+        if (field != "non_field_errors") detail.append(field).append(": ");
+        detail.append(m);
       }
     }
   }
@@ -58,12 +60,25 @@ struct Fields {
   const json::object& o;
   FieldErrors errors;
 
-  std::optional<std::int64_t> id(const char* name, bool required = true) {
+  // The field's value, or nullptr when it is missing or null. As over REST, a required
+  // field missing is "required" and a required or non-nullable one given null "may not be
+  // null"; an optional field given null reads as absent unless `allow_null` is false.
+  const json::value* given(const char* name, bool required, bool allow_null = true) {
     const auto* v = o.if_contains(name);
-    if (v == nullptr || v->is_null()) {
+    if (v == nullptr) {
       if (required) errors.add(name, "This field is required.");
-      return std::nullopt;
+      return nullptr;
     }
+    if (v->is_null()) {
+      if (required || !allow_null) errors.add(name, "This field may not be null.");
+      return nullptr;
+    }
+    return v;
+  }
+
+  std::optional<std::int64_t> id(const char* name, bool required = true) {
+    const auto* v = given(name, required);
+    if (v == nullptr) return std::nullopt;
     if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
     // Text such as "42" too: the original consumer looked ids up through Django's ORM,
     // which turns it into a number (a client may send ids read from the page as text).
@@ -76,21 +91,15 @@ struct Fields {
   // An integer read as a REST body's is (integer_field); the service checks its range (a
   // watermark may be 0).
   std::optional<std::int64_t> integer(const char* name, bool required = true) {
-    const auto* v = o.if_contains(name);
-    if (v == nullptr || v->is_null()) {
-      if (required) errors.add(name, "This field is required.");
-      return std::nullopt;
-    }
+    const auto* v = given(name, required);
+    if (v == nullptr) return std::nullopt;
     if (auto value = integer_field(*v)) return value;
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
   }
-  std::optional<std::string> text(const char* name, bool required = true) {
-    const auto* v = o.if_contains(name);
-    if (v == nullptr || v->is_null()) {
-      if (required) errors.add(name, "This field is required.");
-      return std::nullopt;
-    }
+  std::optional<std::string> text(const char* name, bool required = true, bool allow_null = true) {
+    const auto* v = given(name, required, allow_null);
+    if (v == nullptr) return std::nullopt;
     if (!v->is_string()) {
       errors.add(name, "Not a valid string.");
       return std::nullopt;
@@ -103,11 +112,8 @@ struct Fields {
     return s;
   }
   std::optional<bool> flag(const char* name, bool required) {
-    const auto* v = o.if_contains(name);
-    if (v == nullptr || v->is_null()) {
-      if (required) errors.add(name, "This field is required.");
-      return std::nullopt;
-    }
+    const auto* v = given(name, required);
+    if (v == nullptr) return std::nullopt;
     if (v->is_bool()) return v->get_bool();
     errors.add(name, "Must be a valid boolean.");
     return std::nullopt;
@@ -160,7 +166,8 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     auto named = f.id("chat_id");
     if (!named) co_return fail(Error::validation(std::move(f.errors)));
     chat_id = *named;
-  } else if (o.contains("chat_id")) {
+  } else if (const auto* v = o.if_contains("chat_id"); v != nullptr && !v->is_null()) {
+    // A chat socket's events need not name the chat; one that does must name this one.
     auto named = f.id("chat_id");
     if (named && *named != chat_id)
       co_return fail(Error::bad_request("This socket belongs to another chat."));
@@ -177,7 +184,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   if (type == "message") {
     chats::SendInput in;
     in.chat_id = chat_id;
-    in.text = f.text("text", false);
+    in.text = f.text("text", false, false);  // REST's `text` is not nullable either
     in.client_id = f.text("client_id", false);
     in.errors = std::move(f.errors);
     auto sent = co_await messages_.send(me, std::move(in));

@@ -430,10 +430,15 @@ def test_patch_validates_the_body(client, staff):
 def test_staff_cannot_deactivate_or_demote_themself(client, staff):
     me = {"id": staff["user"]["id"]}
     token = staff["access"]
-    for body in ({"is_active": False}, {"is_staff": False}, {"is_active": False, "is_staff": False},
-                 {"is_active": False, "is_staff": True}, {"is_active": True, "is_staff": False}):
+    # DRF's validation shape, under each field that would lock the caller out.
+    deactivate = {"is_active": ["You cannot deactivate yourself."]}
+    demote = {"is_staff": ["You cannot remove your own staff status."]}
+    for body, expected in (({"is_active": False}, deactivate), ({"is_staff": False}, demote),
+                           ({"is_active": False, "is_staff": False}, {**deactivate, **demote}),
+                           ({"is_active": False, "is_staff": True}, deactivate),
+                           ({"is_active": True, "is_staff": False}, demote)):
         answer = call(client, "PATCH", "/api/admin/users/{id}/", 400, token=token, ids=me, json=body)
-        assert "detail" in answer and isinstance(answer["detail"], str) and answer["detail"], (body, answer)
+        assert answer == expected, (body, answer)
     own = admin_user(client, staff, me["id"])
     assert (own["is_active"], own["is_staff"], own["is_superuser"]) == (True, True, True)
     # Setting what is already true is allowed; the account keeps working.

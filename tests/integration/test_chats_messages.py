@@ -99,6 +99,8 @@ def test_group_roles_rename_and_members(client, people):
     assert r.status_code == 400 and "role" in r.json()
     r = client.patch(f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"], json={"role": "admin"})
     assert r.status_code == 200 and r.json()["role"] == "admin"
+    r = client.patch(f"/api/chats/{g['id']}/members/{uid(ann)}/", token=ann["access"], json={"role": "member"})
+    assert r.status_code == 400 and r.json() == {"role": ["The owner's role cannot be changed."]}
     r = client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"])
     assert r.status_code == 204
     assert client.get(f"/api/chats/{g['id']}/", token=bob["access"]).status_code == 404
@@ -291,7 +293,13 @@ def test_edit_delete_and_delete_for_me(client):
     gone = next(x for x in history(client, b, g["id"])["results"] if x["id"] == m["id"])
     assert gone["is_deleted"] and gone["text"] == ""
     assert chat_of(client, b, g["id"])["unread_count"] == 1
-    assert client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": "again"}).status_code == 400
+    # A deleted message is not edited, forwarded or pinned: a 400 in DRF's validation shape.
+    r = client.patch(f"/api/messages/{m['id']}/", token=a["access"], json={"text": "again"})
+    assert r.status_code == 400 and r.json() == {"non_field_errors": ["A deleted message cannot be edited."]}
+    r = client.post(f"/api/messages/{m['id']}/forward/", token=a["access"], json={"target_chat_id": g["id"]})
+    assert r.status_code == 400 and r.json() == {"non_field_errors": ["A deleted message cannot be forwarded."]}
+    r = client.post("/api/pinned/", token=a["access"], json={"message_id": m["id"]})
+    assert r.status_code == 400 and r.json() == {"message_id": ["A deleted message cannot be pinned."]}
     assert client.request("DELETE", f"/api/messages/{keep['id']}/?for=me", token=b["access"]).status_code == 204
     assert chat_of(client, b, g["id"])["unread_count"] == 0
     assert keep["id"] not in [x["id"] for x in history(client, b, g["id"])["results"]]
