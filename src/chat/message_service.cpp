@@ -138,12 +138,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   if (!cleaned) co_return std::move(cleaned).error();
   if (message.is_deleted)
     co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
-  auto hidden_from = co_await store_.chats().hidden_by(chat.id, message_id);
-  auto events = [hidden_from = std::move(hidden_from)](const MessageRecord& m) {
-    NewEvent e = to_edit_event(m);
-    e.hidden_from = hidden_from;
-    return std::vector<NewEvent>{std::move(e)};
-  };
+  auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_edit_event(m)}; };
   auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
                                                      std::move(events));
   if (!edited) co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
@@ -255,9 +250,8 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
   if (message.is_deleted)
     co_return Error::field("message_id", "A deleted message cannot be pinned.");
-  auto hidden_from = co_await store_.chats().hidden_by(chat.id, message.id);
-  auto events = [hidden_from = std::move(hidden_from)](const PinRecord& p) {
-    return std::vector<NewEvent>{to_pin_event(pin_event(p), p, hidden_from)};
+  auto events = [](const PinRecord& p) {
+    return std::vector<NewEvent>{to_pin_event(pin_event(p), p)};
   };
   auto [pin, created] =
       co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
@@ -272,9 +266,8 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::i
   auto m = co_await chats_.membership(me, pin->chat_id);
   if (!m) co_return Error::not_found();
   if (!allowed(Action::pin, {m->first.type, m->second.role})) co_return Error::forbidden();
-  auto hidden_from = co_await store_.chats().hidden_by(pin->chat_id, pin->message_id);
-  auto events = [hidden_from = std::move(hidden_from)](const PinRecord& p) {
-    return std::vector<NewEvent>{to_pin_event(unpin_event(p), p, hidden_from)};
+  auto events = [](const PinRecord& p) {
+    return std::vector<NewEvent>{to_pin_event(unpin_event(p), p)};
   };
   co_await store_.chats().unpin(pin_id, std::move(events));
   co_return Ok{};

@@ -255,14 +255,15 @@ NewEvent to_event(std::int64_t chat_id, const MessageRecord& m) {
 }
 
 NewEvent to_edit_event(const MessageRecord& m) {
-  return {m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
+  NewEvent e{m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
+  e.skip_hiders = true;
+  return e;
 }
 
-NewEvent to_pin_event(const json::object& payload, const PinRecord& p,
-                      std::vector<std::int64_t> hidden_from) {
+NewEvent to_pin_event(const json::object& payload, const PinRecord& p) {
   NewEvent e = to_event(p.chat_id, payload);
   e.message_id = p.message_id;
-  e.hidden_from = std::move(hidden_from);
+  e.skip_hiders = true;
   return e;
 }
 

@@ -61,8 +61,7 @@ store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
 store::NewEvent to_edit_event(const store::MessageRecord& m);
 // A pin or unpin event: about its message, kept from the members who hid it (live and in
 // replays).
-store::NewEvent to_pin_event(const boost::json::object& payload, const store::PinRecord& p,
-                             std::vector<std::int64_t> hidden_from);
+store::NewEvent to_pin_event(const boost::json::object& payload, const store::PinRecord& p);
 
 // What a replay of `events` to `viewer` delivers to them: per chat, the newest message
 // someone else sent (API.md: delivered once received on a socket or fetched). Both doors

@@ -68,9 +68,11 @@ struct NewEvent {
   std::string type;
   std::string payload;  // the event's JSON, as sockets carry it (without seq)
   std::optional<std::int64_t> message_id = std::nullopt;
-  // Members who hid the message for themselves: live delivery skips them as their
-  // replays do (not stored; the replay tells from hidden_messages).
-  std::vector<std::int64_t> hidden_from = {};
+  // Keep the event from the members who hid message_id for themselves, live as their
+  // replays do (the replay tells from hidden_messages). The store reads them in the
+  // write's own transaction, after every write logged before it, so a hide committed just
+  // before this event is never missed (EventRecord::hidden_from).
+  bool skip_hiders = false;
 };
 
 struct EventRecord {
@@ -80,7 +82,8 @@ struct EventRecord {
   std::string type;
   std::string payload;
   Micros created_at = 0;
-  std::vector<std::int64_t> hidden_from = {};  // as logged (NewEvent); live delivery only
+  // The members who hid the message (NewEvent::skip_hiders); live delivery only.
+  std::vector<std::int64_t> hidden_from = {};
 };
 
 // What a user socket keeps of each of the user's chats, and where the event log stood

@@ -204,10 +204,6 @@ class ChatStore {
   virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id,
                                                     const MessageRecord& message,
                                                     EventsFor<MessageRecord> events) = 0;
-  // The members of the chat who hid the message for themselves.
-  virtual boost::asio::awaitable<std::vector<std::int64_t>> hidden_by(std::int64_t chat_id,
-                                                                      std::int64_t message_id) = 0;
-
   // Moves a watermark up to `value` (clamped to the chat's newest message).
   virtual boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id,
                                                             std::int64_t user_id,

@@ -676,6 +676,103 @@ void run_together(boost::asio::io_context& io,
 
 }  // namespace
 
+// An event about a message (skip_hiders) names the members who hid it, as the log stood
+// at its own commit: a hide committed just before, even in the same group commit, is
+// seen, and one committed after is not.
+TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto& chats = store_->chats();
+  std::mutex mutex;
+  std::vector<EventRecord> heard;
+  chats.set_commit_listener([&](const std::vector<EventRecord>& events) {
+    std::lock_guard lock(mutex);
+    heard.insert(heard.end(), events.begin(), events.end());
+  });
+  const auto chat =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cat.id, Role::member}},
+                 10});
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  auto about = [](const char* type) {
+    return [type](const auto& record) {
+      NewEvent e = one_event(record.chat_id, type)[0];
+      if constexpr (std::is_same_v<std::decay_t<decltype(record)>, PinRecord>) {
+        e.message_id = record.message_id;
+      } else {
+        e.message_id = record.id;
+      }
+      e.skip_hiders = std::string_view(type) != "plain";
+      return std::vector<NewEvent>{e};
+    };
+  };
+  auto last_heard = [&](const char* type) {
+    std::lock_guard lock(mutex);
+    auto it = std::find_if(heard.rbegin(), heard.rend(),
+                           [&](const EventRecord& e) { return e.type == type; });
+    return it == heard.rend() ? EventRecord{} : *it;
+  };
+
+  // One after the other: bob hid the message, cat did not.
+  auto m = run(chats.send_message({chat, ann.id, "hello", "h1", std::nullopt, 20}, on_send));
+  ASSERT_TRUE(m && m->created);
+  EventsFor<MessageRecord> hide = about("hide");
+  ASSERT_TRUE(run(chats.hide_message(bob.id, m->message, hide)));
+  EventsFor<MessageRecord> edit = about("edit");
+  ASSERT_TRUE(run(chats.edit_message(m->message.id, "hello again", 30, edit)));
+  EXPECT_EQ(last_heard("edit").hidden_from, std::vector<std::int64_t>{bob.id});
+  EventsFor<PinRecord> pin = about("pin");
+  auto pinned = run(chats.pin(chat, m->message.id, ann.id, 40, pin));
+  ASSERT_TRUE(pinned.second);
+  EXPECT_EQ(last_heard("pin").hidden_from, std::vector<std::int64_t>{bob.id});
+  EventsFor<PinRecord> unpin = about("unpin");
+  ASSERT_TRUE(run(chats.unpin(pinned.first.id, unpin)));
+  EXPECT_EQ(last_heard("unpin").hidden_from, std::vector<std::int64_t>{bob.id});
+  EventsFor<MessageRecord> plain = about("plain");  // not asked for: nobody left out
+  ASSERT_TRUE(run(chats.edit_message(m->message.id, "hello once more", 50, plain)));
+  EXPECT_TRUE(last_heard("plain").hidden_from.empty());
+
+  // Together (on SQLite, one group commit): cat's hide and edits of the message race, and
+  // each edit leaves cat out exactly when it committed after the hide.
+  std::vector<std::function<boost::asio::awaitable<void>()>> writes;
+  const auto id = m->message.id;
+  const auto message = m->message;
+  for (int i = 0; i < 6; ++i) {
+    if (i == 3) {
+      writes.emplace_back([&chats, &cat, message, hide]() -> boost::asio::awaitable<void> {
+        co_await chats.hide_message(cat.id, message, hide);
+      });
+    }
+    writes.emplace_back([&chats, id, i, edit]() -> boost::asio::awaitable<void> {
+      co_await chats.edit_message(id, "edit " + std::to_string(i), 60 + i, edit);
+    });
+  }
+  run_together(io_, writes);
+  std::lock_guard lock(mutex);
+  std::int64_t cat_seq = 0;
+  int hides = 0;
+  for (const auto& e : heard) {
+    if (e.type != "hide") continue;
+    cat_seq = std::max(cat_seq, e.seq);  // bob's came first
+    ++hides;
+  }
+  ASSERT_EQ(hides, 2);
+  int edits = 0;
+  for (auto it = heard.rbegin(); it != heard.rend() && edits < 6; ++it) {
+    if (it->type != "edit") continue;
+    ++edits;
+    auto expected = it->seq > cat_seq ? std::vector<std::int64_t>{bob.id, cat.id}
+                                      : std::vector<std::int64_t>{bob.id};
+    auto got = it->hidden_from;
+    std::sort(got.begin(), got.end());
+    std::sort(expected.begin(), expected.end());
+    EXPECT_EQ(got, expected) << "edit at seq " << it->seq << ", cat's hide at " << cat_seq;
+  }
+  EXPECT_EQ(edits, 6);
+}
+
 // Search answers from each message's current text, whatever order its sending, edits and
 // deletion reached the store in, several of them in one group commit.
 TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {

@@ -427,14 +427,29 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
       {kAppendEvents,
        pg_params(n, array_literal(chats), array_literal(users), array_literal(types),
                  array_literal(payloads), array_literal(log.pending_at), array_literal(messages))});
+  // The members who hid an event's message, read under the log's lock: every write logged
+  // before this one has committed, so a hide just before the event is seen (READ
+  // COMMITTED: each statement sees what committed before it began).
+  std::vector<std::size_t> hiders_at(log.pending.size(), 0);
+  for (std::size_t i = 0; i < log.pending.size(); ++i) {
+    const auto& e = log.pending[i];
+    if (!e.skip_hiders || !e.message_id) continue;
+    hiders_at[i] = commit.size();
+    commit.push_back({kHiddenBy, pg_params(e.chat_id, *e.message_id)});
+  }
   commit.push_back({kCommit, {}});
   log.locked = true;  // from here on it may be held, even if a statement fails
   auto r = co_await c.pipeline(std::move(commit));
   std::int64_t seq = scalar(r[2]) - n;
   for (std::size_t i = 0; i < log.pending.size(); ++i) {
     auto& e = log.pending[i];
+    std::vector<std::int64_t> hidden_from;
+    if (hiders_at[i] != 0) {
+      const auto& hiders = r[hiders_at[i]];
+      for (int row = 0; row < hiders.rows(); ++row) hidden_from.push_back(hiders.int64(row, 0));
+    }
     log.events.push_back({++seq, e.chat_id, e.user_id, std::move(e.type), std::move(e.payload),
-                          log.pending_at[i], std::move(e.hidden_from)});
+                          log.pending_at[i], std::move(hidden_from)});
   }
 }
 
@@ -1199,16 +1214,6 @@ asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const Mess
   WriteBody fn = body;
   co_await write(std::move(fn));
   co_return hidden;
-}
-
-asio::awaitable<std::vector<std::int64_t>> PgChatStore::hidden_by(std::int64_t chat_id,
-                                                                  std::int64_t message_id) {
-  auto params = pg_params(chat_id, message_id);
-  auto r = co_await db_.query(kHiddenBy, std::move(params));
-  std::vector<std::int64_t> users;
-  users.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) users.push_back(r.int64(i, 0));
-  co_return users;
 }
 
 asio::awaitable<WatermarkChange> PgChatStore::mark_read(std::int64_t chat_id, std::int64_t user_id,

@@ -80,8 +80,6 @@ class PgChatStore final : public ChatStore {
       std::int64_t id, EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
                                             EventsFor<MessageRecord> events) override;
-  boost::asio::awaitable<std::vector<std::int64_t>> hidden_by(std::int64_t chat_id,
-                                                              std::int64_t message_id) override;
   boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
                                                     std::int64_t value,
                                                     EventsFor<WatermarkChange> events) override;

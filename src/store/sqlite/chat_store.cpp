@@ -410,8 +410,21 @@ void relog_text(Connection& c, const MessageRecord& m) {
   for (auto seq : superseded) c.prepare(kDropLoggedEvent).bind(1, seq).exec();
 }
 
+// The members of the chat who hid the message for themselves.
+std::vector<std::int64_t> hiders_of(Connection& c, std::int64_t chat_id, std::int64_t message_id) {
+  std::vector<std::int64_t> users;
+  auto s = c.prepare(kHiddenBy);
+  s.bind(1, chat_id).bind(2, message_id);
+  while (s.step()) users.push_back(s.int64(0));
+  return users;
+}
+
+// Read in the write's transaction: the only writer's, so every hide committed before it
+// (or earlier in its group) is seen.
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
   for (const auto& e : events) {
+    std::vector<std::int64_t> hidden_from;
+    if (e.skip_hiders && e.message_id) hidden_from = hiders_of(c, e.chat_id, *e.message_id);
     c.prepare(kInsertEvent)
         .bind(1, e.chat_id)
         .bind(2, e.user_id)
@@ -420,8 +433,8 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
         .bind(5, now)
         .bind(6, e.message_id)
         .exec();
-    pending_events().push_back(
-        {c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now, e.hidden_from});
+    pending_events().push_back({c.last_insert_rowid(), e.chat_id, e.user_id, e.type, e.payload, now,
+                                std::move(hidden_from)});
   }
 }
 
@@ -1000,18 +1013,6 @@ boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
     return hidden;
   };
   co_return co_await write(std::move(q));
-}
-
-boost::asio::awaitable<std::vector<std::int64_t>> SqliteChatStore::hidden_by(
-    std::int64_t chat_id, std::int64_t message_id) {
-  auto q = [chat_id, message_id](Connection& c) {
-    std::vector<std::int64_t> users;
-    auto s = c.prepare(kHiddenBy);
-    s.bind(1, chat_id).bind(2, message_id);
-    while (s.step()) users.push_back(s.int64(0));
-    return users;
-  };
-  co_return co_await db_.read(std::move(q));
 }
 
 boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(
