@@ -356,6 +356,25 @@ TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {
 }
 
 namespace {
+// The events a store hands its commit listener (from any thread), in the order heard.
+class HeardEvents {
+ public:
+  explicit HeardEvents(ChatStore& chats) {
+    chats.set_commit_listener([this](const std::vector<EventRecord>& events) {
+      std::lock_guard lock(mutex_);
+      heard_.insert(heard_.end(), events.begin(), events.end());
+    });
+  }
+  std::vector<EventRecord> all() {
+    std::lock_guard lock(mutex_);
+    return heard_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<EventRecord> heard_;
+};
+
 std::vector<NewEvent> one_event(std::int64_t chat_id, const char* type) {
   return {NewEvent{chat_id, std::nullopt, type, std::string("{\"type\":\"") + type + "\"}"}};
 }
@@ -684,12 +703,7 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
   auto bob = make_user("bob");
   auto cat = make_user("cat");
   auto& chats = store_->chats();
-  std::mutex mutex;
-  std::vector<EventRecord> heard;
-  chats.set_commit_listener([&](const std::vector<EventRecord>& events) {
-    std::lock_guard lock(mutex);
-    heard.insert(heard.end(), events.begin(), events.end());
-  });
+  HeardEvents log(chats);
   const auto chat =
       make_chat({ChatType::group,
                  "g",
@@ -709,7 +723,7 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
     };
   };
   auto last_heard = [&](const char* type) {
-    std::lock_guard lock(mutex);
+    const auto heard = log.all();
     auto it = std::find_if(heard.rbegin(), heard.rend(),
                            [&](const EventRecord& e) { return e.type == type; });
     return it == heard.rend() ? EventRecord{} : *it;
@@ -750,7 +764,7 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
     });
   }
   run_together(io_, writes);
-  std::lock_guard lock(mutex);
+  const auto heard = log.all();
   std::int64_t cat_seq = 0;
   int hides = 0;
   for (const auto& e : heard) {
@@ -925,12 +939,7 @@ TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
   auto ann = make_user("ann");
   auto bob = make_user("bob");
   auto& chats = store_->chats();
-  std::mutex mutex;
-  std::vector<EventRecord> heard;
-  chats.set_commit_listener([&](const std::vector<EventRecord>& events) {
-    std::lock_guard lock(mutex);
-    heard.insert(heard.end(), events.begin(), events.end());
-  });
+  HeardEvents log(chats);
   NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10};
   auto created = run(chats.create_chat(
       chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
@@ -950,7 +959,7 @@ TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
     EXPECT_EQ(results[i]->message.id, results[i % 10]->message.id) << i;
   }
   EXPECT_EQ(distinct.size(), 10U);  // one per (sender, client_id)
-  std::lock_guard lock(mutex);
+  const auto heard = log.all();
   ASSERT_EQ(heard.size(), 11U);  // chat_created + one per stored message
   std::vector<std::int64_t> message_ids;
   for (std::size_t i = 1; i < heard.size(); ++i) {
