@@ -644,7 +644,7 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             # Still open and in order: the next answer is the pong.
             await act.send({"type": "ping"})
             assert await act.until(reply) == {"type": "pong"}, sent
-            await asyncio.sleep(0.05)  # two frames a case: under the 30/s limit's refill
+            await asyncio.sleep(0.07)  # two frames a case: under the limit of 30 events/s
         # As over REST, a watermark of 0 (nothing read yet) is valid, and read as a REST body's
         # integer (an integral float, digits as text): no error, only the pong.
         for watermark in (0, 0.0, "0", " 0 "):
