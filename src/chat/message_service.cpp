@@ -136,12 +136,15 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   }
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
-  if (message.is_deleted)
-    co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
+  // Checked before the write, and again by the write itself: a deletion may commit between.
+  auto deleted = [] {
+    return Error::field("non_field_errors", "A deleted message cannot be edited.");
+  };
+  if (message.is_deleted) co_return deleted();
   auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_edit_event(m)}; };
   auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
                                                      std::move(events));
-  if (!edited) co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
+  if (!edited) co_return deleted();
   auto marks = co_await store_.chats().watermarks(chat.id);
   MessageView view{std::move(*edited), std::move(marks), true};
   co_return view;
