@@ -32,6 +32,7 @@
 #include "realtime/delivery_tracker.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
+#include "realtime/recount_batcher.hpp"
 #include "realtime/redis_broker.hpp"
 #include "realtime/typing.hpp"
 #include "realtime/typing_relay.hpp"
@@ -143,26 +144,34 @@ int serve(const config::Settings& s) {
     presence = realtime::make_local_presence(announcer, presence_grace);
   }
   realtime::DeliveryTracker delivery(*store);
-  auto recount = [&io, &store](std::int64_t chat, std::int64_t user,
-                               std::function<void(std::optional<store::UnreadCount>)> done) {
+  auto read_counts = [&io, &store](std::int64_t user, std::vector<std::int64_t> chats,
+                                   std::function<void(std::optional<store::UnreadCounts>)> done) {
     asio::co_spawn(
         io,
-        [&store, chat, user, done = std::move(done)]() -> asio::awaitable<void> {
-          std::optional<store::UnreadCount> count;
+        [&store, user, chats = std::move(chats),
+         done = std::move(done)]() mutable -> asio::awaitable<void> {
+          std::optional<store::UnreadCounts> counts;
+          const std::size_t asked = chats.size();
           try {
-            count = co_await store->chats().unread_count(chat, user);
+            counts = co_await store->chats().unread_counts(user, std::move(chats));
           } catch (const std::exception& e) {
-            spdlog::warn("unread recount of chat {} for user {} failed: {}", chat, user, e.what());
+            spdlog::warn("unread recount of {} chats for user {} failed: {}", asked, user,
+                         e.what());
           }
-          done(count);
+          done(counts);
         },
         asio::detached);
+  };
+  auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
+  realtime::RecountBatcher recounts(read_counts, post);
+  auto recount = [&recounts](std::int64_t chat, std::int64_t user,
+                             std::function<void(std::optional<store::UnreadCount>)> done) {
+    recounts.ask(chat, user, std::move(done));
   };
   auto delivered = [&delivery](std::int64_t chat, std::int64_t message,
                                const std::vector<std::int64_t>& users) {
     delivery.note(chat, message, users);
   };
-  auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
   realtime::Hub hub(*broker, recount, delivered, post,
                     static_cast<std::size_t>(s.ws_max_sockets_per_user));
   realtime::TypingRelay typing_relay(hub, io.get_executor());

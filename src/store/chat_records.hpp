@@ -104,6 +104,12 @@ struct UnreadCount {
   std::int64_t count = 0;
   std::int64_t seq = 0;
 };
+// A member's unread counts of several chats (`counts[i]` of the i-th chat asked about) and
+// the newest seq of the event log, in one snapshot.
+struct UnreadCounts {
+  std::vector<std::int64_t> counts;
+  std::int64_t seq = 0;
+};
 
 // A member's own view of a chat: what GET /api/chats/ shows besides the chat row.
 struct ChatSummary {

@@ -134,9 +134,12 @@ class ChatStore {
   virtual boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
-  // 0 when the viewer is not a member.
-  virtual boost::asio::awaitable<UnreadCount> unread_count(std::int64_t chat_id,
-                                                           std::int64_t viewer_id) = 0;
+  // Each chat's count, 0 for a chat the viewer is not a member of. One read for them all:
+  // a socket's resume recounts every chat its replay touched.
+  virtual boost::asio::awaitable<UnreadCounts> unread_counts(
+      std::int64_t viewer_id, std::vector<std::int64_t> chat_ids) = 0;
+  // One chat's: unread_counts() of it alone.
+  boost::asio::awaitable<UnreadCount> unread_count(std::int64_t chat_id, std::int64_t viewer_id);
   virtual boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) = 0;
 
   // Messages not hidden for the viewer. Without `after`: newest first, older than

@@ -442,6 +442,29 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_EQ(run(chats.unread_count(id, make_user("dee").id)).count, 0);  // not a member
 }
 
+// Several chats' counts in one read, in the order asked, 0 where the viewer is no member.
+TEST_P(StoreContract, UnreadCountsOfSeveralChatsInOneRead) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  const auto two =
+      make_chat({ChatType::group, "two", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  const auto three =
+      make_chat({ChatType::group, "three", {{ann.id, Role::owner}, {bob.id, Role::member}}, 11});
+  const auto annes = make_chat({ChatType::group, "ann's", {{ann.id, Role::owner}}, 12});
+  ASSERT_EQ(send_numbered(two, ann.id, 2, false).size(), 2U);
+  ASSERT_EQ(send_numbered(three, ann.id, 3, false).size(), 3U);
+  ASSERT_EQ(send_numbered(annes, ann.id, 1, false).size(), 1U);
+
+  const auto counts = run(chats.unread_counts(bob.id, {three, annes, two, three}));
+  EXPECT_EQ(counts.counts, (std::vector<std::int64_t>{3, 0, 2, 3}));
+  EXPECT_EQ(counts.seq, run(chats.newest_seq()));
+  EXPECT_TRUE(run(chats.unread_counts(bob.id, {})).counts.empty());
+  EXPECT_EQ(run(chats.unread_counts(bob.id, {})).seq, counts.seq);
+  EXPECT_EQ(run(chats.unread_counts(ann.id, {two, three})).counts,
+            (std::vector<std::int64_t>{0, 0}));  // one's own messages never count
+}
+
 // A chat's two lowest read and delivered watermarks (what a receipt event carries), the
 // same whether asked for alone or with a page of history.
 TEST_P(StoreContract, WatermarksAreEachChatsTwoLowest) {

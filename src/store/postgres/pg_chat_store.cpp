@@ -5,6 +5,7 @@
 #include <map>
 #include <string_view>
 #include <tuple>
+#include <unordered_map>
 #include <utility>
 
 #include <spdlog/spdlog.h>
@@ -109,12 +110,16 @@ constexpr const char* kSearch =
   "SELECT " UNREAD_COUNT \
   " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = $1 AND m.user_id = $2"
 constexpr const char* kUnread = UNREAD_OF_MEMBER;
-// kUnread (NULL for a non-member) and the newest seq of the event log. One statement, one
-// snapshot: seqs are taken under a row lock held through COMMIT, so the events this snapshot
-// sees are exactly those up to the seq it reads.
-constexpr const char* kUnreadAt =
-    "SELECT (" UNREAD_OF_MEMBER "), (SELECT last_seq FROM event_log_state WHERE id = 1)";
 #undef UNREAD_OF_MEMBER
+// The newest seq of the event log, then (chat id, count) for each chat of an array that
+// user $1 is a member of (the seq's row alone when none). One statement, one snapshot: seqs
+// are taken under a row lock held through COMMIT, so the events this snapshot sees are
+// exactly those up to the seq it reads.
+constexpr const char* kUnreadsAt =
+    "SELECT s.last_seq, u.id, u.count FROM event_log_state s LEFT JOIN LATERAL (SELECT "
+    "c.id, " UNREAD_COUNT
+    " AS count FROM chats c JOIN chat_members m ON m.chat_id = c.id "
+    "WHERE m.user_id = $1 AND c.id = ANY($2::bigint[])) u ON true WHERE s.id = 1";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
 constexpr const char* kReadStates =
     "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
@@ -625,12 +630,20 @@ asio::awaitable<std::optional<ChatSummary>> PgChatStore::summary(std::int64_t ch
   co_return out;
 }
 
-asio::awaitable<UnreadCount> PgChatStore::unread_count(std::int64_t chat_id, std::int64_t viewer) {
-  auto params = pg_params(chat_id, viewer);
-  auto r = co_await db_.query(kUnreadAt, std::move(params));
-  UnreadCount out;
-  out.count = std::max<std::int64_t>(0, scalar(r));
-  out.seq = r.rows() > 0 && !r.is_null(0, 1) ? r.int64(0, 1) : 0;
+asio::awaitable<UnreadCounts> PgChatStore::unread_counts(std::int64_t viewer,
+                                                         std::vector<std::int64_t> chat_ids) {
+  auto r = co_await db_.query(kUnreadsAt, pg_params(viewer, array_literal(chat_ids)));
+  std::unordered_map<std::int64_t, std::int64_t> found;
+  for (int row = 0; row < r.rows(); ++row) {
+    if (!r.is_null(row, 1)) found[r.int64(row, 1)] = std::max<std::int64_t>(0, r.int64(row, 2));
+  }
+  UnreadCounts out;
+  out.seq = r.rows() > 0 ? r.int64(0, 0) : 0;
+  out.counts.reserve(chat_ids.size());
+  for (const std::int64_t chat_id : chat_ids) {
+    auto it = found.find(chat_id);
+    out.counts.push_back(it == found.end() ? 0 : it->second);
+  }
   co_return out;
 }
 

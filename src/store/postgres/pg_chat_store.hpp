@@ -32,8 +32,8 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) override;
   boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                              std::int64_t viewer_id) override;
-  boost::asio::awaitable<UnreadCount> unread_count(std::int64_t chat_id,
-                                                   std::int64_t viewer_id) override;
+  boost::asio::awaitable<UnreadCounts> unread_counts(std::int64_t viewer_id,
+                                                     std::vector<std::int64_t> chat_ids) override;
   boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;
   boost::asio::awaitable<std::optional<HistoryPage>> history(std::int64_t chat_id,
                                                              std::int64_t viewer_id,

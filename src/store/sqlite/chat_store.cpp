@@ -554,14 +554,15 @@ boost::asio::awaitable<std::optional<ChatSummary>> SqliteChatStore::summary(std:
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<UnreadCount> SqliteChatStore::unread_count(std::int64_t chat_id,
-                                                                  std::int64_t viewer) {
+boost::asio::awaitable<UnreadCounts> SqliteChatStore::unread_counts(
+    std::int64_t viewer, std::vector<std::int64_t> chat_ids) {
   // One read transaction, and one writer: the events it sees are exactly those up to the
   // newest seq it reads.
-  auto q = [chat_id, viewer](Connection& c) {
-    UnreadCount out;
+  auto q = [viewer, chat_ids = std::move(chat_ids)](Connection& c) {
+    UnreadCounts out;
     out.seq = scalar(c.prepare(kMaxSeq));
-    out.count = unread_of(c, chat_id, viewer);
+    out.counts.reserve(chat_ids.size());
+    for (const std::int64_t chat_id : chat_ids) out.counts.push_back(unread_of(c, chat_id, viewer));
     return out;
   };
   co_return co_await db_.read(std::move(q));

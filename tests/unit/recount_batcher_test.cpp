@@ -1,0 +1,102 @@
+// The recounts asked in one turn become one store read per user, each chat read once, and
+// every asker gets its chat's count with the read's seq (or nothing when the read failed).
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <vector>
+
+#include "realtime/recount_batcher.hpp"
+
+namespace {
+
+using chat::realtime::RecountBatcher;
+using chat::store::UnreadCount;
+using chat::store::UnreadCounts;
+
+struct Fixture {
+  struct Read {
+    std::int64_t user = 0;
+    std::vector<std::int64_t> chats;
+    std::function<void(std::optional<UnreadCounts>)> done;
+  };
+  std::vector<Read> reads;
+  std::vector<std::function<void()>> posted;
+  RecountBatcher batcher{[this](std::int64_t user, std::vector<std::int64_t> chats,
+                                std::function<void(std::optional<UnreadCounts>)> done) {
+                           reads.push_back({user, std::move(chats), std::move(done)});
+                         },
+                         [this](std::function<void()> job) { posted.push_back(std::move(job)); }};
+
+  void run_posted() {
+    auto jobs = std::move(posted);
+    posted.clear();
+    for (auto& job : jobs) job();
+  }
+};
+
+// Collects what one asker was told.
+struct Answer {
+  bool told = false;
+  std::optional<UnreadCount> count;
+  RecountBatcher::Done done() {
+    return [this](std::optional<UnreadCount> c) {
+      told = true;
+      count = c;
+    };
+  }
+};
+
+TEST(RecountBatcher, RecountsOfOneTurnAreOneReadPerUserWithEachChatOnce) {
+  Fixture f;
+  Answer a5, a6, again5, b5;
+  f.batcher.ask(5, 1, a5.done());
+  f.batcher.ask(6, 1, a6.done());
+  f.batcher.ask(5, 1, again5.done());  // another socket of the same user
+  f.batcher.ask(5, 2, b5.done());
+  EXPECT_EQ(f.posted.size(), 1U);  // one job for the turn
+  EXPECT_TRUE(f.reads.empty());    // nothing read before the turn ends
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 2U);
+  const auto& first = f.reads[0].user == 1 ? f.reads[0] : f.reads[1];
+  const auto& second = f.reads[0].user == 1 ? f.reads[1] : f.reads[0];
+  EXPECT_EQ(first.chats, (std::vector<std::int64_t>{5, 6}));
+  EXPECT_EQ(second.chats, (std::vector<std::int64_t>{5}));
+
+  first.done(UnreadCounts{{4, 9}, 77});
+  ASSERT_TRUE(a5.count && a6.count && again5.count);
+  EXPECT_EQ(a5.count->count, 4);
+  EXPECT_EQ(a6.count->count, 9);
+  EXPECT_EQ(again5.count->count, 4);
+  EXPECT_EQ(a5.count->seq, 77);
+  EXPECT_EQ(a6.count->seq, 77);
+  EXPECT_FALSE(b5.told);  // the other user's read has not answered yet
+
+  second.done(std::nullopt);  // the store failed: told so
+  EXPECT_TRUE(b5.told);
+  EXPECT_FALSE(b5.count);
+}
+
+TEST(RecountBatcher, AskingFromAnAnswerStartsTheNextBatch) {
+  Fixture f;
+  Answer later;
+  bool asked_again = false;
+  f.batcher.ask(3, 1, [&](std::optional<UnreadCount>) {
+    asked_again = true;
+    f.batcher.ask(3, 1, later.done());  // as the hub does when the count moved meanwhile
+  });
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 1U);
+  f.reads[0].done(UnreadCounts{{1}, 10});
+  EXPECT_TRUE(asked_again);
+  EXPECT_EQ(f.posted.size(), 1U);
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 2U);
+  f.reads[1].done(UnreadCounts{{2}, 11});
+  ASSERT_TRUE(later.count);
+  EXPECT_EQ(later.count->count, 2);
+  EXPECT_EQ(later.count->seq, 11);
+}
+
+}  // namespace
