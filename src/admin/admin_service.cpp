@@ -92,7 +92,7 @@ awaitable<Result<UserView>> AdminService::update_user(const store::UserRecord& m
   // After the commit, so a socket that opens from now on is refused at the handshake, and
   // one that opened just before is closed here (or checks the account after attaching).
   if (in.is_active == false) {
-    co_await auth_.revoke_sessions(id);
+    co_await auth_.end_all_sessions(id);
     if (end_sessions_) end_sessions_(id);
   }
   co_return co_await view(std::move(*updated));

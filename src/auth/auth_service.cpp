@@ -212,10 +212,12 @@ boost::asio::awaitable<Result<Authenticated>> AuthService::authenticate_session(
   if (!decoded.claims) co_return refused(invalid_token(decoded.problem).detail);
   auto& claims = *decoded.claims;
   auto holder = co_await store_.users().find_token_holder(claims.user_id, claims.session);
-  if (holder.session_ended) co_return refused("Token is blacklisted");
+  // The account first, as SimpleJWT checks it: a deactivated user's tokens say so, though
+  // deactivation ended their sessions too.
   auto& user = holder.user;
   if (!user) co_return Error::unauthenticated("User not found", "user_not_found");
   if (!user->is_active) co_return Error::unauthenticated("User is inactive", "user_inactive");
+  if (holder.session_ended) co_return refused("Token is blacklisted");
   co_return Authenticated{std::move(*user), std::move(claims.session)};
 }
 
@@ -235,8 +237,9 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
   co_return Ok{};
 }
 
-boost::asio::awaitable<void> AuthService::revoke_sessions(std::int64_t user_id) {
-  co_await store_.refresh_tokens().revoke_all_for_user(user_id, now_micros());
+boost::asio::awaitable<void> AuthService::end_all_sessions(std::int64_t user_id) {
+  co_await store_.refresh_tokens().end_other_sessions(user_id, std::string(),
+                                                      settings_.access_lifetime, now_micros());
 }
 
 boost::asio::awaitable<void> AuthService::end_other_sessions(std::int64_t user_id,

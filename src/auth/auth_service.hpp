@@ -90,9 +90,9 @@ class AuthService {
   // login session of the user ends (refresh and access tokens refused, its sockets closed
   // through on_session_ended); `keep_session` goes on.
   boost::asio::awaitable<void> end_other_sessions(std::int64_t user_id, std::string keep_session);
-  // Deactivation: every refresh token of the user stops working (the caller closes the
-  // sockets; the inactive user's access tokens are refused as such).
-  boost::asio::awaitable<void> revoke_sessions(std::int64_t user_id);
+  // Deactivation: every login session of the user ends, so that its tokens stay refused
+  // if the account is activated again (the caller closes the sockets).
+  boost::asio::awaitable<void> end_all_sessions(std::int64_t user_id);
 
   [[nodiscard]] const AuthSettings& settings() const { return settings_; }
 

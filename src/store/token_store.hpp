@@ -43,13 +43,11 @@ class RefreshTokenStore {
   virtual boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                               Micros now) = 0;
 
-  // Deactivation: every refresh token of the user stops working (the inactive user's
-  // access tokens are refused as such).
-  virtual boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) = 0;
   // A password change: revokes every refresh token of the user except those of
   // `keep_session` (the caller's), and records each other session that had an active
   // token as ended (kept until its newest token's expiry plus `access_lifetime` seconds:
-  // past that no token of it is valid anyway). Returns the sessions it ended.
+  // past that no token of it is valid anyway). Returns the sessions it ended. An empty
+  // `keep_session` keeps none (deactivation).
   virtual boost::asio::awaitable<std::vector<std::string>> end_other_sessions(
       std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) = 0;
 

@@ -514,6 +514,14 @@ def test_deactivation_locks_the_user_out_and_closes_their_sockets(server, client
         for refresh in (bob["refresh"], second["refresh"]):
             r = client.post("/api/auth/refresh/", json={"refresh": refresh})
             assert r.status_code == 401, r.text
+        # The access tokens from before the deactivation do not come back with the account:
+        # deactivation ended their sessions.
+        for token in (bob["access"], second["access"]):
+            r = client.get("/api/users/me/", token=token)
+            assert r.status_code == 401, r.text
+            assert r.json()["code"] == "token_not_valid", r.text
+            for path in ("/ws/", f"/ws/chat/{chat}/"):
+                assert await refused(server, path, token) == 401, path
         back = await user_ws(server, {**bob, "access": fresh["access"]})
         m2 = await asyncio.to_thread(rest_send, client, carol, chat, "welcome back")
         await back.until(is_("message", message_id=m2["id"]))

@@ -320,11 +320,17 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_TRUE(ended("s5"));  // kept until its newest token's expiry (450) + 60
   run(tokens.prune_expired(511));
   EXPECT_FALSE(ended("s5"));
-  // Deactivation: every refresh token stops working; no session is recorded as ended.
+  // Deactivation keeps no session: every one with an active token ends, so its access
+  // tokens stay refused if the account is activated again.
   run(tokens.record({"t8", ann.id, 1000, 2000, "s8b"}));
-  run(tokens.revoke_all_for_user(ann.id, 9));
+  run(tokens.record({"t9", ann.id, 1000, 2100, "s9"}));
+  auto all = run(tokens.end_other_sessions(ann.id, "", 60, 9));
+  std::sort(all.begin(), all.end());
+  EXPECT_EQ(all, (std::vector<std::string>{"s8b", "s9"}));
   EXPECT_EQ(run(tokens.state("t8")), TokenState::revoked);
-  EXPECT_FALSE(ended("s8b"));
+  EXPECT_EQ(run(tokens.state("t9")), TokenState::revoked);
+  EXPECT_TRUE(ended("s8b"));
+  EXPECT_TRUE(ended("s9"));
 }
 
 TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {

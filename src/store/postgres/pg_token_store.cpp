@@ -22,8 +22,6 @@ constexpr const char* kRevokeToken =
 constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < $1";
 constexpr const char* kRevokeIfActive =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
-constexpr const char* kRevokeUserTokens =
-    "UPDATE refresh_tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL";
 // One statement: the other sessions with an active token, their tokens revoked (those
 // from before sessions were recorded too), the sessions recorded as ended.
 constexpr const char* kEndOtherSessions =
@@ -81,12 +79,6 @@ boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
   PgDatabase::Body fn = body;
   co_await db_.transaction(std::move(fn));
   co_return rotated;
-}
-
-boost::asio::awaitable<void> PgRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
-                                                                      Micros now) {
-  auto params = pg_params(user_id, now);
-  co_await db_.query(kRevokeUserTokens, std::move(params));
 }
 
 boost::asio::awaitable<std::vector<std::string>> PgRefreshTokenStore::end_other_sessions(

@@ -16,7 +16,6 @@ class PgRefreshTokenStore final : public RefreshTokenStore {
                                             std::int64_t keep_until, Micros now) override;
   boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                       Micros now) override;
-  boost::asio::awaitable<void> revoke_all_for_user(std::int64_t user_id, Micros now) override;
   boost::asio::awaitable<std::vector<std::string>> end_other_sessions(std::int64_t user_id,
                                                                       std::string keep_session,
                                                                       std::int64_t access_lifetime,

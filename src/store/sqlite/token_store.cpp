@@ -11,8 +11,6 @@ constexpr const char* kInsertToken =
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = ?1";
 constexpr const char* kRevokeToken =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at IS NULL";
-constexpr const char* kRevokeUserTokens =
-    "UPDATE refresh_tokens SET revoked_at = ?2 WHERE user_id = ?1 AND revoked_at IS NULL";
 // Tokens from before sessions were recorded (no session) are revoked with the others.
 constexpr const char* kOtherSessions =
     "SELECT session, max(expires_at_seconds) FROM refresh_tokens WHERE user_id = ?1 AND "
@@ -87,14 +85,6 @@ boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti
     return true;
   };
   co_return co_await db_.write(std::move(query));
-}
-
-boost::asio::awaitable<void> SqliteRefreshTokenStore::revoke_all_for_user(std::int64_t user_id,
-                                                                          Micros now) {
-  auto query = [user_id, now](Connection& conn) {
-    conn.prepare(kRevokeUserTokens).bind(1, user_id).bind(2, now).exec();
-  };
-  co_await db_.write(std::move(query));
 }
 
 boost::asio::awaitable<std::vector<std::string>> SqliteRefreshTokenStore::end_other_sessions(
