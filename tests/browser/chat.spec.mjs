@@ -232,6 +232,8 @@ export const steps = [
     await b.page.context().setOffline(false);
     await eventually('B is connected again', async () => (await b.conn()) === 'open', T.navigation);
     check(sockets.some((u) => /[?&]since=\d+/.test(u)), `B did not resume with since= (${sockets.join(', ')})`);
+    // The token travels as the subprotocol, never in a URL a log would keep.
+    check(sockets.every((u) => !u.includes('token=')), `a socket URL carries the token (${sockets.join(', ')})`);
     for (let i = 1; i <= 3; i++) await b.exactlyOnce(`While you were away ${i}`);
     await a.exactlyOnce('Sent while offline');
     // A message sent after the reconnect arrives after everything before it: counts are final.

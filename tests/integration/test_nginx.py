@@ -72,7 +72,7 @@ class Nginx:
         os.chmod(self.dir, 0o755)  # the worker (nobody) reads and writes its temp folders here
         self.port = free_port()
         with open(CONF) as f:
-            site = render(f.read(), self.port, node_ports)
+            site = render(f.read(), self.port, node_ports).replace("/var/log/nginx/", self.dir + "/")
         with open(os.path.join(self.dir, "chatd.conf"), "w") as f:
             f.write(site)
         d = self.dir
@@ -206,6 +206,10 @@ def test_rest_and_websocket_through_nginx(proxied):
     run(main())
     served = nodes_that_served(cluster, "GET /ws/")
     assert len(served) >= 2, f"the user sockets all went to one node: {served}"
+    # The sockets went in with ?token=...: nginx logged them by path, without the token.
+    log = front.read("access.log")
+    assert '"GET /ws/ HTTP/1.1" 101' in log and '"GET /ws/chat/' in log, log[-2000:]
+    assert "token=" not in log and b["access"] not in log and a["access"] not in log
     history = c.get(f"/api/messages/?chat={chat}", token=b["access"]).json()["results"]
     assert [x["text"] for x in history] == ["over the socket", "through nginx"], history
 

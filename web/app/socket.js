@@ -1,8 +1,8 @@
-// The user socket (/ws/?token=...): one connection for all of the user's chats. It keeps
-// the newest `seq` it has seen and, after a dropped connection, comes back by itself with
-// `since=` that seq, so the server replays exactly what was missed. Without a seq yet (a
-// fresh page that has seen no logged event) it reconnects without `since` and the app
-// reloads through REST instead.
+// The user socket (/ws/, the access token sent as its subprotocol): one connection for all
+// of the user's chats. It keeps the newest `seq` it has seen and, after a dropped
+// connection, comes back by itself with `since=` that seq, so the server replays exactly
+// what was missed. Without a seq yet (a fresh page that has seen no logged event) it
+// reconnects without `since` and the app reloads through REST instead.
 import { ApiError, freshAccess } from './api.js';
 
 const PING_EVERY_MS = 25_000;   // our own keep-alive, to notice a dead connection
@@ -124,12 +124,14 @@ export class UserSocket {
     }
     if (this.state !== 'connecting') return;
     const proto = location.protocol === 'https:' ? 'wss' : 'ws';
-    let url = `${proto}://${location.host}/ws/?token=${encodeURIComponent(token)}`;
+    let url = `${proto}://${location.host}/ws/`;
     const resumed = this.cursor !== null;
-    if (resumed) url += `&since=${this.cursor}`;
+    if (resumed) url += `?since=${this.cursor}`;
     let ws;
     try {
-      ws = new WebSocket(url);
+      // The token goes as the subprotocol pair, not in the URL (?token=, which the server
+      // also takes), so that no proxy or server log records it.
+      ws = new WebSocket(url, ['access_token', token]);
     } catch {
       this.retryLater();
       return;
