@@ -68,6 +68,8 @@ bhttp::response<bhttp::string_body> to_beast(Response&& r, unsigned version, boo
   res.set(bhttp::field::server, "chatd");
   if (!r.content_type.empty()) res.set(bhttp::field::content_type, r.content_type);
   res.set("X-Request-Id", request_id);
+  // Every answer is what its Content-Type says (JSON, text, a page): never sniffed as more.
+  res.set("X-Content-Type-Options", "nosniff");
   for (auto& [name, value] : r.headers) res.set(name, value);
   res.keep_alive(keep_alive);
   const auto length = r.body.size();

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -37,7 +38,8 @@ std::string etag_of(const std::string& body) {
 
 }  // namespace
 
-void StaticFiles::mount(std::string prefix, const std::string& dir, std::string index) {
+void StaticFiles::mount(std::string prefix, const std::string& dir, std::string index,
+                        const std::vector<std::string>& only) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {
     spdlog::warn("static files: {} not found; {} serves nothing", dir, prefix);
@@ -49,6 +51,7 @@ void StaticFiles::mount(std::string prefix, const std::string& dir, std::string 
     // Source maps are not needed; a folder's own index.html only as the mount's index.
     if (name.ends_with(".map") || name.starts_with('.')) continue;
     if (name == "index.html" && index != name) continue;
+    if (!only.empty() && std::find(only.begin(), only.end(), name) == only.end()) continue;
     std::ifstream in(entry.path(), std::ios::binary);
     std::ostringstream body;
     body << in.rdbuf();
@@ -72,10 +75,12 @@ std::optional<Response> StaticFiles::serve(const Request& req) const {
   r.content_type = f.content_type;
   r.headers.emplace_back("ETag", f.etag);
   r.headers.emplace_back("Cache-Control", "no-cache");
-  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
-  // Pages load only what this server serves; no inline script can run.
+  // Pages load only what this server serves; no inline script can run, no <base> can
+  // move their relative URLs and no form can post elsewhere.
   r.headers.emplace_back("Content-Security-Policy",
-                         "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'");
+                         "default-src 'self'; img-src 'self' data:; object-src 'none'; "
+                         "base-uri 'none'; form-action 'self'; frame-ancestors 'none'");
+  r.headers.emplace_back("Referrer-Policy", "no-referrer");
   if (req.header("if-none-match") == f.etag) {
     r.status = 304;
     return r;
@@ -97,8 +102,11 @@ void mount_web_pages(StaticFiles& files, const std::string& web_root) {
   files.mount("/", web_root + "/app");
   files.mount("/admin/", web_root + "/admin");
   files.mount("/api/docs/", web_root + "/docs");
-  // Swagger UI's own index.html (the Petstore demo) is not served.
-  files.mount("/api/docs/static/", web_root + "/../node_modules/swagger-ui-dist", "");
+  // Of Swagger UI's package, only what web/docs/index.html loads: not its demo page (the
+  // Petstore), its OAuth2 redirect page or its package metadata.
+  files.mount("/api/docs/static/", web_root + "/../node_modules/swagger-ui-dist", "",
+              {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
+               "favicon-32x32.png", "favicon-16x16.png"});
 }
 
 std::string first_existing_folder(const std::vector<std::string>& candidates) {

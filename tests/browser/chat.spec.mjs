@@ -169,6 +169,15 @@ export const steps = [
     await b.exactlyOnce('Hi A');
     await eventually('B’s “Hi A” is read by A', async () => (await b.status('Hi A')) === 'read');
     await both(ctx, '06-read');
+
+    // A link ends at a bidi control and is isolated from the text around it, so that what
+    // it shows is where it goes (U+202E would show "…/exe.png" for "…/gnp.exe").
+    await a.send('see https://evil.example/\u202Egnp.exe');
+    const link = b.page.locator('[data-testid="message"] a[href^="https://evil.example/"]').last();
+    await link.waitFor();
+    const href = await link.getAttribute('href');
+    check(href === 'https://evil.example/', `the link goes to ${JSON.stringify(href)}`);
+    check(await link.getAttribute('dir') === 'ltr', 'the link is not isolated from the text around it');
   }],
 
   ['edit (Esc cancels), delete for everyone, delete for me, pin and unpin', async (ctx) => {

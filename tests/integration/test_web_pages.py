@@ -20,16 +20,25 @@ def test_swagger_ui_is_served_without_a_cdn(server, client):
         assert len(a.content) > 10_000, asset
     init = client.get("/api/docs/init.js")
     assert init.status_code == 200 and "/api/schema/" in init.text
-    # The package's own demo page (the Petstore) and source maps are not served.
-    assert client.get("/api/docs/static/index.html").status_code == 404
+    # A token pasted into Authorize is not kept in localStorage after the tab closes.
+    assert "persistAuthorization: false" in init.text
+    # Only what the page loads: not the package's demo page (the Petstore), its OAuth2
+    # redirect page, its metadata or source maps.
+    for name in ("index.html", "oauth2-redirect.html", "oauth2-redirect.js", "package.json",
+                 "swagger-initializer.js", "index.js", "swagger-ui-bundle.js.map"):
+        assert client.get("/api/docs/static/" + name).status_code == 404, name
 
 
 def test_admin_panel_files_are_served_with_a_strict_policy(client):
     for path in ("/admin/", "/admin"):
         r = client.get(path)
         assert r.status_code == 200 and r.headers["Content-Type"].startswith("text/html"), path
-        assert "default-src 'self'" in r.headers["Content-Security-Policy"]
+        policy = r.headers["Content-Security-Policy"]
+        for rule in ("default-src 'self'", "object-src 'none'", "base-uri 'none'",
+                     "form-action 'self'", "frame-ancestors 'none'"):
+            assert rule in policy, (rule, policy)
         assert r.headers["X-Content-Type-Options"] == "nosniff"
+        assert r.headers["Referrer-Policy"] == "no-referrer"
     js = client.get("/admin/admin.js")
     assert js.status_code == 200 and js.headers["Content-Type"].startswith("text/javascript")
     with open(f"{ROOT}/web/admin/admin.js", encoding="utf-8") as f:
@@ -37,6 +46,12 @@ def test_admin_panel_files_are_served_with_a_strict_policy(client):
     # A client that has the file gets 304.
     again = client.get("/admin/admin.js", headers={"If-None-Match": js.headers["ETag"]})
     assert again.status_code == 304 and again.content == b""
+
+
+def test_api_answers_are_never_sniffed(client):
+    for path in ("/api/users/me/", "/healthz", "/api/schema/", "/api/nothing-here/"):
+        r = client.get(path)
+        assert r.headers["X-Content-Type-Options"] == "nosniff", (path, r.status_code)
 
 
 def test_nothing_outside_the_web_folders_is_served(client):

@@ -24,14 +24,17 @@ export function showText(el, text) {
   el.hidden = !text;
 }
 
-// Text with its http(s) links as links (everything else stays text).
+// Text with its http(s) links as links (everything else stays text). A link ends at a
+// bidi control and is isolated from the text around it (dir), so that an override cannot
+// make it show another address than the one it opens.
+const BIDI = '\\u200e\\u200f\\u202a-\\u202e\\u2066-\\u2069';
+const LINK = new RegExp(`\\bhttps?://[^\\s<>"'${BIDI}]+[^\\s<>"'.,;:!?)\\]${BIDI}]`, 'gi');
 export function linkified(text) {
   const out = [];
-  const re = /\bhttps?:\/\/[^\s<>"']+[^\s<>"'.,;:!?)\]]/gi;
   let last = 0;
-  for (const m of text.matchAll(re)) {
+  for (const m of text.matchAll(LINK)) {
     if (m.index > last) out.push(text.slice(last, m.index));
-    out.push(h('a', { href: m[0], target: '_blank', rel: 'noopener noreferrer' }, m[0]));
+    out.push(h('a', { href: m[0], target: '_blank', rel: 'noopener noreferrer', dir: 'ltr' }, m[0]));
     last = m.index + m[0].length;
   }
   if (last < text.length) out.push(text.slice(last));

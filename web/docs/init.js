@@ -6,7 +6,9 @@ window.ui = SwaggerUIBundle({
   url: '/api/schema/',
   dom_id: '#swagger-ui',
   deepLinking: true,
-  persistAuthorization: true,
+  // A token pasted into Authorize is forgotten with the page: this origin is the chat
+  // client's too, and a token kept in localStorage would outlive the tab.
+  persistAuthorization: false,
   docExpansion: 'list',
   defaultModelsExpandDepth: 0,
   displayRequestDuration: true,
