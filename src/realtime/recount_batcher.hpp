@@ -1,9 +1,10 @@
-// Gathers the unread recounts the hub asks for and reads them from the store once per
-// user: the recounts of one turn of the event loop (a resume's, for every chat its replay
-// touched; a socket's that opened during traffic) become one read of all of them, where
-// each was a read of its own.
+// Gathers the unread recounts the hub asks for and reads them from the store together per
+// user: the recounts asked before the gathering job runs (a resume's, for every chat its
+// replay touched; a socket's that opened during traffic) become one read of up to
+// kChatsPerRead chats, where each was a read of its own.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <mutex>
@@ -18,6 +19,10 @@ namespace chat::realtime {
 
 class RecountBatcher {
  public:
+  // Chats per read at most: on SQLite a read runs on the I/O thread, which must not stop
+  // for long (a resume may ask about hundreds).
+  static constexpr std::size_t kChatsPerRead = 64;
+
   using Done = std::function<void(std::optional<store::UnreadCount>)>;
   // `read(user, chats, done)` reads the user's counts of these chats in one snapshot and
   // calls `done` with them, asynchronously (nullopt when the store failed).

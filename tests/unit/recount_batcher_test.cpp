@@ -78,6 +78,30 @@ TEST(RecountBatcher, RecountsOfOneTurnAreOneReadPerUserWithEachChatOnce) {
   EXPECT_FALSE(b5.count);
 }
 
+TEST(RecountBatcher, ManyChatsAreReadInPartsOfBoundedSize) {
+  Fixture f;
+  const std::size_t n = 2 * RecountBatcher::kChatsPerRead + 2;
+  std::vector<Answer> answers(n);
+  for (std::size_t i = 0; i < n; ++i)
+    f.batcher.ask(static_cast<std::int64_t>(n - i), 1, answers[i].done());
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 3U);
+  std::vector<std::int64_t> all;
+  for (const auto& read : f.reads) {
+    EXPECT_LE(read.chats.size(), RecountBatcher::kChatsPerRead);
+    all.insert(all.end(), read.chats.begin(), read.chats.end());
+    UnreadCounts counts;
+    for (const std::int64_t chat : read.chats) counts.counts.push_back(chat * 10);
+    counts.seq = 5;
+    read.done(counts);
+  }
+  ASSERT_EQ(all.size(), n);  // each chat in one part
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_TRUE(answers[i].count) << i;
+    EXPECT_EQ(answers[i].count->count, static_cast<std::int64_t>(n - i) * 10);
+  }
+}
+
 TEST(RecountBatcher, AskingFromAnAnswerStartsTheNextBatch) {
   Fixture f;
   Answer later;
