@@ -22,14 +22,16 @@ constexpr const char* kRevokeToken =
 constexpr const char* kPruneSessions = "DELETE FROM ended_sessions WHERE keep_until_seconds < $1";
 constexpr const char* kRevokeIfActive =
     "UPDATE refresh_tokens SET revoked_at = $2 WHERE jti = $1 AND revoked_at IS NULL";
-// One statement: the other sessions with an active token, their tokens revoked (those
-// from before sessions were recorded too), the sessions recorded as ended.
+// One statement: the other sessions with an active token, their tokens revoked, the
+// sessions recorded as ended. A token from before sessions were recorded (no session) is a
+// session of its own, named by its jti, as the access tokens refreshed from it are
+// (auth_service.cpp: session_of).
 constexpr const char* kEndOtherSessions =
-    "WITH others AS (SELECT session, max(expires_at_seconds) AS expires FROM refresh_tokens "
-    "WHERE user_id = $1 AND revoked_at IS NULL AND session IS NOT NULL AND session <> $2 "
-    "GROUP BY session), "
+    "WITH others AS (SELECT COALESCE(session, jti) AS session, max(expires_at_seconds) AS "
+    "expires FROM refresh_tokens WHERE user_id = $1 AND revoked_at IS NULL AND "
+    "COALESCE(session, jti) <> $2 GROUP BY 1), "
     "revoked AS (UPDATE refresh_tokens SET revoked_at = $3 WHERE user_id = $1 AND "
-    "revoked_at IS NULL AND (session IS NULL OR session <> $2)), "
+    "revoked_at IS NULL AND COALESCE(session, jti) <> $2), "
     "ended AS (INSERT INTO ended_sessions(session, ended_at, keep_until_seconds) "
     "SELECT session, $3, expires + $4 FROM others ON CONFLICT DO NOTHING) "
     "SELECT session FROM others";

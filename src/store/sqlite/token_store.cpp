@@ -11,13 +11,14 @@ constexpr const char* kInsertToken =
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = ?1";
 constexpr const char* kRevokeToken =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at IS NULL";
-// Tokens from before sessions were recorded (no session) are revoked with the others.
+// A token from before sessions were recorded (no session) is a session of its own, named
+// by its jti, as the access tokens refreshed from it are (auth_service.cpp: session_of).
 constexpr const char* kOtherSessions =
-    "SELECT session, max(expires_at_seconds) FROM refresh_tokens WHERE user_id = ?1 AND "
-    "revoked_at IS NULL AND session IS NOT NULL AND session <> ?2 GROUP BY session";
+    "SELECT COALESCE(session, jti), max(expires_at_seconds) FROM refresh_tokens WHERE "
+    "user_id = ?1 AND revoked_at IS NULL AND COALESCE(session, jti) <> ?2 GROUP BY 1";
 constexpr const char* kRevokeOtherTokens =
     "UPDATE refresh_tokens SET revoked_at = ?3 WHERE user_id = ?1 AND revoked_at IS NULL AND "
-    "(session IS NULL OR session <> ?2)";
+    "COALESCE(session, jti) <> ?2";
 constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < ?1";
 constexpr const char* kEndSession =
     "INSERT OR IGNORE INTO ended_sessions(session, ended_at, keep_until_seconds) "
