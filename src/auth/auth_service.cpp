@@ -201,24 +201,42 @@ boost::asio::awaitable<Result<store::UserRecord>> AuthService::authenticate(
   co_return std::move(who->user);
 }
 
+namespace {
+
+Error refused_access(const std::string& why) {
+  Error e = Error::unauthenticated("Given token not valid for any token type", "token_not_valid");
+  e.token_message = why;
+  return e;
+}
+
+// What is wrong with a valid access token's holder, if anything. The account comes first:
+// a deactivated user's tokens answer user_inactive, as the original's do (SimpleJWT's
+// get_user), though deactivation ended their sessions too; an ended session of an active
+// account is refused as blacklisted.
+std::optional<Error> holder_problem(const store::TokenHolder& holder) {
+  if (!holder.user) return Error::unauthenticated("User not found", "user_not_found");
+  if (!holder.user->is_active) return Error::unauthenticated("User is inactive", "user_inactive");
+  if (holder.session_ended) return refused_access("Token is blacklisted");
+  return std::nullopt;
+}
+
+}  // namespace
+
 boost::asio::awaitable<Result<Authenticated>> AuthService::authenticate_session(
     std::string access_token) {
   auto decoded = jwt_.decode(access_token, TokenType::access, now_seconds());
-  auto refused = [](const std::string& why) {
-    Error e = Error::unauthenticated("Given token not valid for any token type", "token_not_valid");
-    e.token_message = why;
-    return e;
-  };
-  if (!decoded.claims) co_return refused(invalid_token(decoded.problem).detail);
+  if (!decoded.claims) co_return refused_access(invalid_token(decoded.problem).detail);
   auto& claims = *decoded.claims;
   auto holder = co_await store_.users().find_token_holder(claims.user_id, claims.session);
-  // The account first, as SimpleJWT checks it: a deactivated user's tokens say so, though
-  // deactivation ended their sessions too.
-  auto& user = holder.user;
-  if (!user) co_return Error::unauthenticated("User not found", "user_not_found");
-  if (!user->is_active) co_return Error::unauthenticated("User is inactive", "user_inactive");
-  if (holder.session_ended) co_return refused("Token is blacklisted");
-  co_return Authenticated{std::move(*user), std::move(claims.session)};
+  if (auto problem = holder_problem(holder)) co_return std::move(*problem);
+  co_return Authenticated{std::move(*holder.user), std::move(claims.session)};
+}
+
+boost::asio::awaitable<Result<Ok>> AuthService::still_valid(std::int64_t user_id,
+                                                            std::string session) {
+  auto holder = co_await store_.users().find_token_holder(user_id, std::move(session));
+  if (auto problem = holder_problem(holder)) co_return std::move(*problem);
+  co_return Ok{};
 }
 
 boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::UserRecord& user,

@@ -76,6 +76,10 @@ class AuthService {
   // The active user an access token belongs to; refused once its session was logged out.
   boost::asio::awaitable<Result<store::UserRecord>> authenticate(std::string access_token);
   boost::asio::awaitable<Result<Authenticated>> authenticate_session(std::string access_token);
+  // authenticate_session's checks of the account and the login session, again, for a token
+  // it admitted a moment ago (a socket whose node may not have heard a deactivation or a
+  // logout that came meanwhile).
+  boost::asio::awaitable<Result<Ok>> still_valid(std::int64_t user_id, std::string session);
 
   void on_session_ended(SessionEndedHook hook) { session_ended_ = std::move(hook); }
 

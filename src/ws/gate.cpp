@@ -122,4 +122,8 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   co_return a;
 }
 
+boost::asio::awaitable<Result<Ok>> Gate::still_admitted(const Admission& a) const {
+  co_return co_await auth_.still_valid(a.user.id, a.session);
+}
+
 }  // namespace chat::ws

@@ -45,6 +45,10 @@ class Gate {
   // True for /ws/ and /ws/chat/{id}/ (with or without the trailing slash).
   [[nodiscard]] static bool is_socket_path(std::string_view path);
   boost::asio::awaitable<Result<Admission>> admit(const http::Request& req) const;
+  // The admitted token's account and login session checked again, once the socket's node
+  // listens for the user: a deactivation or logout between admit() and then may have sent
+  // its "close" before that. Throws store::Unavailable when the database cannot tell.
+  boost::asio::awaitable<Result<Ok>> still_admitted(const Admission& a) const;
   [[nodiscard]] bool origin_allowed(std::string_view origin, std::string_view host) const;
 
  private:

@@ -25,6 +25,7 @@
 #include "chat/wire.hpp"
 #include "common/log_event.hpp"
 #include "common/unicode.hpp"
+#include "http/drf.hpp"
 #include "http/request_log.hpp"
 #include "metrics/metrics.hpp"
 #include "realtime/client_events.hpp"
@@ -257,12 +258,14 @@ class Socket final : public realtime::Session,
     }
     co_await subscribed->async_wait(use_tuple);
     subscribed.reset();
-    // An account deactivated after the gate admitted it: its "end the sessions" message may
-    // have gone out before this node listened for the user, so look again now that it does.
-    if (!co_await still_active(user)) {
+    // An account deactivated, or a session logged out, after the gate admitted the token:
+    // its "close the sockets" message may have gone out before this node listened for the
+    // user, so look again now that it does.
+    if (auto problem = co_await still_admitted()) {
       context_.hub.detach(this);
-      co_await refuse(request, beast::http::status::unauthorized,
-                      R"({"detail":"User is inactive","code":"user_inactive"})", "user inactive");
+      const http::Response answer = http::error_response(*problem);
+      co_await refuse(request, static_cast<beast::http::status>(answer.status), answer.body,
+                      problem->code.c_str(), answer.headers);
       co_return;
     }
     auto [ec] = co_await upgrade(request);
@@ -403,16 +406,21 @@ class Socket final : public realtime::Session,
   }
 
   // Refused before the socket is open: a plain HTTP answer, as REST would give.
-  asio::awaitable<void> refuse(const beast::http::request<beast::http::string_body>& req,
-                               beast::http::status status, const char* body, const char* why) {
+  asio::awaitable<void> refuse(
+      const beast::http::request<beast::http::string_body>& req, beast::http::status status,
+      std::string body, const char* why,
+      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
     beast::http::response<beast::http::string_body> res{status, req.version()};
     res.set(beast::http::field::content_type, "application/json");
     res.set(beast::http::field::server, "chatd");
-    res.body() = body;
+    res.set("X-Content-Type-Options", "nosniff");
+    for (const auto& [name, value] : headers) res.set(name, value);
+    const std::size_t bytes = body.size();
+    res.body() = std::move(body);
     res.prepare_payload();
     res.keep_alive(false);
     co_await beast::http::async_write(*handshake_, res, use_tuple);
-    record_upgrade(static_cast<int>(status), std::strlen(body));
+    record_upgrade(static_cast<int>(status), bytes);
     socket_event("socket.refused", admission_)
         .field("status", static_cast<int>(status))
         .field("reason", why)
@@ -432,15 +440,16 @@ class Socket final : public realtime::Session,
     http::record_request(outcome);
   }
 
-  // False when the account is gone or inactive; true when the database cannot tell (the
-  // session goes on, as it would have without the check).
-  asio::awaitable<bool> still_active(std::int64_t user) {
+  // Why the token admitted at the gate no longer holds (the account gone or inactive, the
+  // session ended), or nullopt; nullopt too when the database cannot tell (the session goes
+  // on, as it would have without the check).
+  asio::awaitable<std::optional<Error>> still_admitted() {
     try {
-      auto account = co_await context_.store.users().find_by_id(user);
-      co_return account && account->is_active;
+      auto admitted = co_await context_.gate.still_admitted(admission_);
+      if (!admitted) co_return std::move(admitted).error();
     } catch (const store::Unavailable&) {
-      co_return true;
     }
+    co_return std::nullopt;
   }
 
   // Whether the queue holds more than half of what a socket may have queued (in frames or
