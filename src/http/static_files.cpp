@@ -21,6 +21,7 @@ std::string content_type_of(const fs::path& p) {
   if (ext == ".svg") return "image/svg+xml";
   if (ext == ".png") return "image/png";
   if (ext == ".ico") return "image/x-icon";
+  if (ext == ".txt" || ext.empty()) return "text/plain; charset=utf-8";  // LICENSE, NOTICE
   return "application/octet-stream";
 }
 
@@ -102,11 +103,13 @@ void mount_web_pages(StaticFiles& files, const std::string& web_root) {
   files.mount("/", web_root + "/app");
   files.mount("/admin/", web_root + "/admin");
   files.mount("/api/docs/", web_root + "/docs");
-  // Of Swagger UI's package, only what web/docs/index.html loads: not its demo page (the
-  // Petstore), its OAuth2 redirect page or its package metadata.
+  // Of Swagger UI's package, only what web/docs/index.html loads and its licences (which
+  // the bundles name): not its demo page (the Petstore), its OAuth2 redirect page or its
+  // package metadata.
   files.mount("/api/docs/static/", web_root + "/../node_modules/swagger-ui-dist", "",
               {"swagger-ui.css", "swagger-ui-bundle.js", "swagger-ui-standalone-preset.js",
-               "favicon-32x32.png", "favicon-16x16.png"});
+               "favicon-32x32.png", "favicon-16x16.png", "LICENSE", "NOTICE",
+               "swagger-ui-bundle.js.LICENSE.txt", "swagger-ui-standalone-preset.js.LICENSE.txt"});
 }
 
 std::string first_existing_folder(const std::vector<std::string>& candidates) {

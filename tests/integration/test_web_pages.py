@@ -20,6 +20,10 @@ def test_swagger_ui_is_served_without_a_cdn(server, client):
         assert len(a.content) > 10_000, asset
     init = client.get("/api/docs/init.js")
     assert init.status_code == 200 and "/api/schema/" in init.text
+    # The package's licences are served beside the bundles that name them.
+    for name in ("LICENSE", "swagger-ui-bundle.js.LICENSE.txt"):
+        lic = client.get("/api/docs/static/" + name)
+        assert lic.status_code == 200 and lic.headers["Content-Type"].startswith("text/plain"), name
     # A token pasted into Authorize is not kept in localStorage after the tab closes.
     assert "persistAuthorization: false" in init.text
     # Only what the page loads: not the package's demo page (the Petstore), its OAuth2
