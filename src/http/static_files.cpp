@@ -39,7 +39,7 @@ std::string etag_of(const std::string& body) {
 
 }  // namespace
 
-void StaticFiles::mount(std::string prefix, const std::string& dir, std::string index,
+void StaticFiles::mount(std::string prefix, const std::string& dir, const std::string& index,
                         const std::vector<std::string>& only) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) {

@@ -17,7 +17,7 @@ class StaticFiles {
   // Serves the files of `dir` (not its subfolders) under `prefix` ("/admin/"); `index` is
   // what the prefix itself serves. With `only`, just those of its files. A missing folder
   // serves nothing (logged).
-  void mount(std::string prefix, const std::string& dir, std::string index = "index.html",
+  void mount(std::string prefix, const std::string& dir, const std::string& index = "index.html",
              const std::vector<std::string>& only = {});
 
   // The file for this GET or HEAD, or nullopt when no mount has it.
