@@ -130,7 +130,7 @@ export class UserSocket {
     let ws;
     try {
       // The token goes as the subprotocol pair, not in the URL (?token=, which the server
-      // also takes), so that no proxy or server log records it.
+      // also takes): proxies and servers log URLs.
       ws = new WebSocket(url, ['access_token', token]);
     } catch {
       this.retryLater();
