@@ -25,6 +25,11 @@ class MemoryRateLimiter final : public RateLimiter {
     co_return;
   }
 
+  boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
+                                            Micros now) override {
+    co_return take_now(std::move(key), burst, window_seconds * 1'000'000, now);
+  }
+
  private:
   struct Window {
     std::deque<Micros> events;  // oldest first
@@ -81,12 +86,46 @@ class MemoryRateLimiter final : public RateLimiter {
     }
   }
 
+  // GCRA: a bucket is remembered as the time at which it is full again (`full_at`); each
+  // event taken moves that time one interval later, and an event is refused while it lies
+  // more than burst - 1 intervals ahead.
+  std::int64_t take_now(std::string key, int burst, Micros window, Micros now) {
+    const Micros interval = std::max<Micros>(1, window / std::max(burst, 1));
+    const Micros tolerance = interval * (std::max(burst, 1) - 1);
+    std::lock_guard lock(bucket_mutex_);
+    if (++takes_ % kSweepEvery == 0 || (buckets_.size() >= max_keys_ && !buckets_.contains(key))) {
+      sweep_buckets(now);
+    }
+    Micros& full_at = buckets_.try_emplace(std::move(key), now).first->second;
+    const Micros at = std::max(full_at, now);
+    if (at - tolerance > now) return (at - tolerance - now + 999'999) / 1'000'000;
+    full_at = at + interval;
+    return 0;
+  }
+
+  // Drops full buckets (a missing key is one); when all are in use, the half nearest full.
+  void sweep_buckets(Micros now) {
+    std::erase_if(buckets_, [now](const auto& b) { return b.second <= now; });
+    if (buckets_.size() < max_keys_) return;
+    std::vector<Micros> times;
+    times.reserve(buckets_.size());
+    for (const auto& [k, t] : buckets_) times.push_back(t);
+    std::nth_element(times.begin(), times.begin() + static_cast<std::ptrdiff_t>(times.size() / 2),
+                     times.end());
+    const Micros cutoff = times[times.size() / 2];
+    std::erase_if(buckets_, [cutoff](const auto& b) { return b.second <= cutoff; });
+  }
+
   static constexpr std::uint64_t kSweepEvery = 1024;
 
   std::mutex mutex_;
   std::unordered_map<std::string, Window> windows_;
   std::size_t max_keys_;
   std::uint64_t adds_ = 0;
+
+  std::mutex bucket_mutex_;
+  std::unordered_map<std::string, Micros> buckets_;
+  std::uint64_t takes_ = 0;
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
-// Sliding-window event counters keyed by string ("login:addr:10.0.0.1"). The in-process
-// implementation serves one node; a shared one (Redis) lets several nodes count together.
+// Rate limits keyed by string ("login:addr:10.0.0.1"): sliding windows that remember each
+// event (exact, for rare events such as failed logins) and token buckets that remember one
+// time per key (for every request of a user). The in-process implementation serves one
+// node; a shared one (Redis) lets several nodes count together.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -28,9 +30,16 @@ class RateLimiter {
   // Counts one event for `key`.
   virtual boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
                                            Micros now) = 0;
+
+  // A bucket of `burst` events for `key` that refills at `burst` per `window_seconds`
+  // (GCRA: one time per key, whatever the rate). Takes one event and returns 0, or returns
+  // the seconds until one can be taken, taking nothing.
+  virtual boost::asio::awaitable<std::int64_t> take(std::string key, int burst,
+                                                    std::int64_t window_seconds, Micros now) = 0;
 };
 
-// Thread-safe; memory is bounded by `max_keys` (the stalest keys are dropped first).
+// Thread-safe; memory is bounded by `max_keys` windows and as many buckets (the stalest
+// keys are dropped first).
 std::unique_ptr<RateLimiter> make_memory_rate_limiter(std::size_t max_keys = 200'000);
 
 // Shared by every node through Redis (one sorted set of event times per key, expiring with

@@ -1,5 +1,6 @@
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <atomic>
 #include <optional>
 #include <random>
@@ -30,6 +31,21 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000))
 return 1
 )lua";
 
+// KEYS: the bucket. ARGV: interval (µs), tolerance (µs), now (µs).
+// GCRA, as the in-process limiter: the key holds the time the bucket is full again. Returns
+// 0 when an event was taken, else the µs until one can be.
+constexpr const char* kTake = R"lua(
+local interval = tonumber(ARGV[1])
+local tolerance = tonumber(ARGV[2])
+local now = tonumber(ARGV[3])
+local full_at = tonumber(redis.call('GET', KEYS[1]) or now)
+if full_at < now then full_at = now end
+if full_at - tolerance > now then return full_at - tolerance - now end
+full_at = full_at + interval
+redis.call('SET', KEYS[1], string.format('%d', full_at), 'PX', math.ceil((full_at - now) / 1000))
+return 0
+)lua";
+
 class RedisRateLimiter final : public RateLimiter {
  public:
   RedisRateLimiter(std::shared_ptr<redis::RedisClient> client, std::string prefix)
@@ -55,7 +71,7 @@ class RedisRateLimiter final : public RateLimiter {
       auto reply = co_await client_->command(std::move(command));
       micros = reply.integer;
     } catch (const std::exception& e) {
-      spdlog::warn("rate limiter: Redis unavailable ({}); counting on this node", e.what());
+      warn_unavailable(e, now);
     }
     if (!micros)
       co_return co_await fallback_->wait_seconds(std::move(key), limit, window_seconds, now);
@@ -76,17 +92,50 @@ class RedisRateLimiter final : public RateLimiter {
       co_await client_->command(std::move(command));
       stored = true;
     } catch (const std::exception& e) {
-      spdlog::warn("rate limiter: Redis unavailable ({}); counting on this node", e.what());
+      warn_unavailable(e, now);
     }
     if (!stored) co_await fallback_->add(std::move(key), window_seconds, now);
   }
 
+  boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
+                                            Micros now) override {
+    burst = std::max(burst, 1);
+    const std::int64_t interval = std::max<std::int64_t>(1, window_seconds * 1'000'000 / burst);
+    std::vector<std::string> command{"EVAL",
+                                     kTake,
+                                     "1",
+                                     prefix_ + "rb:" + key,
+                                     std::to_string(interval),
+                                     std::to_string(interval * (burst - 1)),
+                                     std::to_string(now)};
+    std::optional<std::int64_t> micros;
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      micros = reply.integer;
+    } catch (const std::exception& e) {
+      warn_unavailable(e, now);
+    }
+    if (!micros) co_return co_await fallback_->take(std::move(key), burst, window_seconds, now);
+    co_return (*micros + 999'999) / 1'000'000;
+  }
+
  private:
+  // Once every 10 s at most: a limiter asked on every request must not flood the log.
+  void warn_unavailable(const std::exception& e, Micros now) {
+    auto last = last_warning_.load(std::memory_order_relaxed);
+    if (now - last < 10'000'000 ||
+        !last_warning_.compare_exchange_strong(last, now, std::memory_order_relaxed)) {
+      return;
+    }
+    spdlog::warn("rate limiter: Redis unavailable ({}); counting on this node", e.what());
+  }
+
   std::shared_ptr<redis::RedisClient> client_;
   std::string prefix_;
   std::unique_ptr<RateLimiter> fallback_;
   std::string node_;  // events of different nodes are different members
   std::atomic<std::uint64_t> counter_ = 0;
+  std::atomic<Micros> last_warning_ = -10'000'000;
 };
 
 }  // namespace

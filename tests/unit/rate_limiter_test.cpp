@@ -1,10 +1,17 @@
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/use_future.hpp>
 
+#include <chrono>
+#include <cstdlib>
+#include <random>
+#include <thread>
+
 #include "auth/rate_limiter.hpp"
+#include "redis/redis_client.hpp"
 
 using namespace chat;
 
@@ -42,4 +49,102 @@ TEST(MemoryRateLimiter, MemoryStaysBounded) {
   // The newest keys survive the sweeps; the limiter keeps working.
   run(limiter->add("key999", 60, t0 + 2000));
   EXPECT_GT(run(limiter->wait_seconds("key999", 2, 60, t0 + 2001)), 0);
+}
+
+// The token buckets, against both implementations: in process, and in the Redis the test
+// services run (CHATD_TEST_REDIS_PORT; skipped without it).
+class TokenBucket : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    thread_ = std::thread([this] { io_.run(); });
+    if (std::string(GetParam()) == "memory") {
+      limiter_ = auth::make_memory_rate_limiter();
+      return;
+    }
+    const char* port = std::getenv("CHATD_TEST_REDIS_PORT");
+    if (port == nullptr) GTEST_SKIP() << "CHATD_TEST_REDIS_PORT is not set";
+    client_ = redis::RedisClient::create(io_.get_executor(), "127.0.0.1", std::atoi(port));
+    client_->start();
+    for (int i = 0; i < 500 && !client_->connected(); ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // Not connected, the limiter would count in process: that is not what is under test.
+    ASSERT_TRUE(client_->connected()) << "no Redis on port " << port;
+    std::random_device rd;
+    prefix_ = "limiter-test-" + std::to_string(rd()) + ":";
+    limiter_ = auth::make_redis_rate_limiter(client_, prefix_);
+  }
+
+  void TearDown() override {
+    limiter_.reset();
+    if (client_) client_->stop();
+    work_.reset();
+    io_.stop();
+    thread_.join();
+  }
+
+  std::int64_t take(const std::string& key, int burst, std::int64_t window, Micros now) {
+    auto f = boost::asio::co_spawn(io_, limiter_->take(key, burst, window, now),
+                                   boost::asio::use_future);
+    if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "take() did not complete";
+      return -1;
+    }
+    return f.get();
+  }
+
+  // Whether Redis holds `key`'s bucket (true for the in-process limiter): a Redis limiter
+  // that quietly counted in process would pass every other check.
+  bool stored(const std::string& key) {
+    if (!client_) return true;
+    auto f = boost::asio::co_spawn(io_, client_->command({"EXISTS", prefix_ + "rb:" + key}),
+                                   boost::asio::use_future);
+    return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready &&
+           f.get().integer == 1;
+  }
+
+  boost::asio::io_context io_;
+  std::string prefix_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_{
+      io_.get_executor()};
+  std::thread thread_;
+  std::shared_ptr<redis::RedisClient> client_;
+  std::unique_ptr<auth::RateLimiter> limiter_;
+};
+
+TEST_P(TokenBucket, AFullBucketThenOneEventPerInterval) {
+  const Micros t0 = 1'000 * kSecond;
+  // 5 a minute: five at once, then one every 12 s.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(take("u", 5, 60, t0), 0) << i;
+  EXPECT_EQ(take("u", 5, 60, t0), 12);
+  EXPECT_EQ(take("u", 5, 60, t0 + 11 * kSecond + 1), 1);
+  EXPECT_EQ(take("u", 5, 60, t0 + 12 * kSecond), 0);
+  EXPECT_EQ(take("u", 5, 60, t0 + 12 * kSecond), 12);
+  EXPECT_TRUE(stored("u"));
+  // Another key has its own bucket.
+  EXPECT_EQ(take("v", 5, 60, t0 + 12 * kSecond), 0);
+  // Left alone for a minute, the bucket is full again.
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(take("u", 5, 60, t0 + 72 * kSecond), 0) << i;
+  EXPECT_EQ(take("u", 5, 60, t0 + 72 * kSecond), 12);
+}
+
+TEST_P(TokenBucket, RefusedEventsTakeNothing) {
+  const Micros t0 = 2'000 * kSecond;
+  EXPECT_EQ(take("r", 1, 1, t0), 0);
+  // However often a refused client asks, the next event is due a second after the first.
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(take("r", 1, 1, t0 + i * 1'000), 1) << i;
+  EXPECT_EQ(take("r", 1, 1, t0 + kSecond), 0);
+}
+
+INSTANTIATE_TEST_SUITE_P(Limiters, TokenBucket, ::testing::Values("memory", "redis"),
+                         [](const auto& info) { return std::string(info.param); });
+
+TEST(MemoryRateLimiter, BucketsStayBounded) {
+  auto limiter = auth::make_memory_rate_limiter(100);
+  const Micros t0 = 1'000 * kSecond;
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(run(limiter->take("key" + std::to_string(i), 1, 60, t0 + i)), 0);
+  }
+  // The newest keys survive the sweeps: the last one is still empty.
+  EXPECT_EQ(run(limiter->take("key999", 1, 60, t0 + 1000)), 60);
 }
