@@ -13,6 +13,7 @@
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "auth/request_throttle.hpp"
 #include "chat/chat_service.hpp"
 #include "chat/message_service.hpp"
 #include "common/time.hpp"
@@ -80,7 +81,9 @@ struct World::Parts {
               [this](std::int64_t user_id) {
                 broker->publish_session_end({user_id, 4003, "account deactivated"});
               }),
-        services{auth, users, *presence, chats, messages, *store, admin, [] { return true; }},
+        throttle(*limiter, 0, 0),
+        services{auth,  users,    *presence,          chats, messages, *store,
+                 admin, throttle, [] { return true; }},
         app(router, {"localhost", "testserver", "[::1]"}, &static_files),
         app_any_host(router, {"*"}, &static_files),
         typing(*broker),
@@ -101,6 +104,7 @@ struct World::Parts {
   realtime::PresenceAnnouncer announcer;
   std::unique_ptr<realtime::Presence> presence;
   admin::AdminService admin;
+  auth::RequestThrottle throttle;
   http::Services services;
   http::Router router;
   http::StaticFiles static_files;

@@ -19,6 +19,7 @@
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "auth/request_throttle.hpp"
 #include "chat/chat_service.hpp"
 #include "chat/message_service.hpp"
 #include "http/app.hpp"
@@ -117,6 +118,11 @@ int serve(const config::Settings& s) {
                               : auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);
   auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
+  // A limiter of its own: every request asks it, and its keys must not crowd out login
+  // failures' in the in-process limiter's bounded map.
+  auto request_limiter = redis_client ? auth::make_redis_rate_limiter(redis_client, s.redis.prefix)
+                                      : auth::make_memory_rate_limiter();
+  auth::RequestThrottle request_throttle(*request_limiter, s.user_rate.count, s.user_rate.seconds);
   users::UserService users(*store, auth, hasher);
   chats::ChatService chat_service(*store);
   chats::MessageService message_service(*store, chat_service);
@@ -202,10 +208,15 @@ int serve(const config::Settings& s) {
       *store, auth, *presence, message_service, [&broker](std::int64_t user_id) {
         broker->publish_session_end({user_id, 4003, "account deactivated"});
       });
-  http::Services services{
-      auth, users, *presence, chat_service, message_service, *store, admin_service, [&broker] {
-        return broker->healthy();
-      }};
+  http::Services services{auth,
+                          users,
+                          *presence,
+                          chat_service,
+                          message_service,
+                          *store,
+                          admin_service,
+                          request_throttle,
+                          [&broker] { return broker->healthy(); }};
   http::add_all_routes(router, services);
   // The admin panel and Swagger UI, from the source tree (or WEB_ROOT).
   const std::string web_root =

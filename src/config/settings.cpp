@@ -261,6 +261,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.integer("LOGIN_FAILURES_PER_ADDRESS", s.login_failures_per_address, 1, 1'000'000);
   r.duration("LOGIN_FAILURE_WINDOW", s.login_failure_window, 1, 30LL * 86400);
   r.rate("REGISTER_THROTTLE_RATE", s.register_rate);
+  r.rate("USER_THROTTLE_RATE", s.user_rate);
 
   r.duration("EVENT_RETENTION", s.event_retention, 60, 3650LL * 86400);
   r.list("ALLOWED_ORIGINS", s.allowed_origins);

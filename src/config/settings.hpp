@@ -70,6 +70,7 @@ struct Settings {
   int login_failures_per_address = 100;     // per address
   std::int64_t login_failure_window = 900;  // seconds
   ThrottleRate register_rate;               // off unless REGISTER_THROTTLE_RATE is set
+  ThrottleRate user_rate;                   // off unless USER_THROTTLE_RATE is set
 
   std::int64_t event_retention = std::int64_t{7} * 86400;  // seconds of event log kept for resume
 

@@ -195,7 +195,8 @@ Metrics::Metrics() {
     sockets.with({kind});
     sockets_opened.with({kind});
   }
-  for (const char* kind : {"login", "register", "ws_events", "ws_sockets"}) throttled.with({kind});
+  for (const char* kind : {"login", "register", "user", "ws_events", "ws_sockets"})
+    throttled.with({kind});
   for (const char* kind : {"reply", "unavailable"}) redis_errors.with({kind});
   for (const char* by : {"background", "writer"}) sqlite_checkpoints.with({by});
 }

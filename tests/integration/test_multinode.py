@@ -803,6 +803,21 @@ def test_login_failures_are_counted_across_nodes(make_cluster):
         assert login(node, password, "198.51.100.3").status_code == 200
 
 
+def test_a_users_requests_are_counted_across_nodes(make_cluster):
+    cluster = make_cluster(2, USER_THROTTLE_RATE="4/min")
+    api = [Client(n) for n in cluster]
+    user = api[0].register()
+    for i in range(4):  # two on each node: four in all, the limit
+        assert api[i % 2].get("/api/users/me/", token=user["access"]).status_code == 200
+    for node in range(2):
+        r = api[node].get("/api/chats/", token=user["access"])
+        assert r.status_code == 429, (node, r.text)
+        assert 0 < int(r.headers["Retry-After"]) <= 60
+    # Another user is counted apart.
+    other = api[1].register()
+    assert api[0].get("/api/users/me/", token=other["access"]).status_code == 200
+
+
 def test_unread_counts_stay_exact_with_senders_on_another_node(make_cluster):
     """The reader's node hears the messages through Redis, later than the store has them."""
     cluster = make_cluster(2)

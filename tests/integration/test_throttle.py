@@ -1,5 +1,8 @@
 """Login throttling per account+address and per address; 429 with Retry-After, while the
-real user logging in from elsewhere is never locked out."""
+real user logging in from elsewhere is never locked out. Then USER_THROTTLE_RATE, DRF's
+per-user throttle of authenticated REST requests."""
+import time
+
 from conftest import Client, unique_name
 
 
@@ -74,3 +77,72 @@ def test_profile_password_check_is_throttled_too(make_server):
     r = c.patch("/api/users/me/", token=token, json={"email": "n@example.com", "current_password": user["password"]},
                 headers={"X-Forwarded-For": "203.0.113.77"})
     assert r.status_code == 429
+
+
+def throttled_count(c, kind):
+    for line in c.get("/metrics").text.splitlines():
+        if line.startswith(f'chatd_throttled_total{{kind="{kind}"}} '):
+            return float(line.split()[-1])
+    raise AssertionError(f"no chatd_throttled_total for {kind}")
+
+
+def test_user_rate_counts_every_authenticated_request_of_one_user(make_server):
+    c = Client(make_server(USER_THROTTLE_RATE="5/min"))
+    a, b = c.register(), c.register()  # registration is not an authenticated request
+    before = throttled_count(c, "user")
+    r = c.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [b["user"]["id"]]})
+    assert r.status_code == 201, r.text
+    chat = r.json()["id"]
+    for i in range(3):
+        r = c.post("/api/messages/", token=a["access"], json={"chat": chat, "text": f"m{i}"})
+        assert r.status_code == 201, r.text
+    assert c.get("/api/users/me/", token=a["access"]).status_code == 200  # the fifth
+    # The sixth, whatever it asks: refused before its body is read or its object looked up.
+    for method, path, body in (("POST", "/api/messages/", {"chat": chat, "text": "one too many"}),
+                               ("GET", "/api/chats/999999999/", None),
+                               ("POST", "/api/messages/", "not json")):
+        r = c.request(method, path, token=a["access"], json=body) if not isinstance(body, str) \
+            else c.request(method, path, token=a["access"], data=body,
+                           headers={"Content-Type": "application/json"})
+        assert r.status_code == 429, (method, path, r.text)
+        retry = int(r.headers["Retry-After"])
+        assert 0 < retry <= 60
+        assert r.json() == {"detail": f"Request was throttled. Expected available in {retry} seconds."}
+    assert throttled_count(c, "user") == before + 3
+    # Another user is not held back, and the refused send stored nothing.
+    r = c.get(f"/api/messages/?chat={chat}", token=b["access"])
+    assert r.status_code == 200
+    assert sorted(m["text"] for m in r.json()["results"]) == ["m0", "m1", "m2"]
+    # The user's other login session shares the user's count.
+    other = c.login(a["user"]["username"], a["password"])
+    assert c.get("/api/chats/", token=other["access"]).status_code == 429
+
+
+def test_refused_and_unauthenticated_requests_are_not_counted(make_server):
+    c = Client(make_server(USER_THROTTLE_RATE="1/sec"))
+    a = c.register()
+    assert c.get("/api/users/me/", token=a["access"]).status_code == 200
+    for _ in range(10):
+        r = c.get("/api/users/me/", token=a["access"])
+        assert r.status_code == 429
+    retry = int(r.headers["Retry-After"])
+    assert retry == 1
+    # Ten refusals later, the wait it was told is still enough.
+    time.sleep(retry + 0.05)
+    assert c.get("/api/users/me/", token=a["access"]).status_code == 200
+
+    # A token whose session was logged out is 401 and counts for no one.
+    b = c.register()
+    session = c.login(b["user"]["username"], b["password"])
+    assert c.post("/api/auth/logout/", json={"refresh": session["refresh"]}).status_code == 205
+    for _ in range(5):
+        assert c.get("/api/users/me/", token=session["access"]).status_code == 401
+    assert c.get("/api/users/me/", token=b["access"]).status_code == 200
+    assert c.get("/api/users/me/", token=b["access"]).status_code == 429
+
+
+def test_without_user_rate_requests_are_not_throttled(make_server):
+    c = Client(make_server())
+    a = c.register()
+    for _ in range(120):
+        assert c.get("/api/users/me/", token=a["access"]).status_code == 200

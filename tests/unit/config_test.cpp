@@ -1,5 +1,8 @@
 #include <gtest/gtest.h>
 
+#include <tuple>
+#include <vector>
+
 #include "config/dotenv.hpp"
 #include "config/settings.hpp"
 
@@ -52,6 +55,7 @@ TEST(Settings, DefaultsFollowSimpleJwtAndDjango) {
   EXPECT_EQ(s.login_failures_per_address, 100);
   EXPECT_EQ(s.login_failure_window, 900);
   EXPECT_EQ(s.register_rate.count, 0);
+  EXPECT_EQ(s.user_rate.count, 0);
   EXPECT_TRUE(s.db.host.empty());
   EXPECT_TRUE(s.redis.host.empty());
 }
@@ -65,6 +69,7 @@ TEST(Settings, ReadsEveryKindOfValue) {
                           {"REFRESH_TOKEN_LIFETIME", "7d"},
                           {"ROTATE_REFRESH_TOKENS", "yes"},
                           {"REGISTER_THROTTLE_RATE", "20/hour"},
+                          {"USER_THROTTLE_RATE", "600/min"},
                           {"DB_HOST", "db"},
                           {"DB_PORT", "6432"},
                           {"REDIS_HOST", "redis"}});
@@ -78,9 +83,33 @@ TEST(Settings, ReadsEveryKindOfValue) {
   EXPECT_TRUE(s.rotate_refresh_tokens);
   EXPECT_EQ(s.register_rate.count, 20);
   EXPECT_EQ(s.register_rate.seconds, 3600);
+  EXPECT_EQ(s.user_rate.count, 600);
+  EXPECT_EQ(s.user_rate.seconds, 60);
   EXPECT_EQ(s.db.host, "db");
   EXPECT_EQ(s.db.port, 6432);
   EXPECT_EQ(s.redis.host, "redis");
+}
+
+TEST(Settings, ThrottleRatesReadAsDrfWritesThem) {
+  for (const auto& [text, count, seconds] :
+       std::vector<std::tuple<std::string, int, std::int64_t>>{{"1/sec", 1, 1},
+                                                               {"30/s", 30, 1},
+                                                               {"600/min", 600, 60},
+                                                               {"5/m", 5, 60},
+                                                               {"20/hour", 20, 3600},
+                                                               {"100/day", 100, 86400},
+                                                               {"off", 0, 0},
+                                                               {"", 0, 0}}) {
+    auto r = load_settings({{"SECRET_KEY", strong_key()}, {"USER_THROTTLE_RATE", text}});
+    ASSERT_TRUE(r.errors.empty()) << text << ": " << r.errors[0];
+    EXPECT_EQ(r.settings.user_rate.count, count) << text;
+    if (count > 0) EXPECT_EQ(r.settings.user_rate.seconds, seconds) << text;
+  }
+  for (const char* bad : {"lots", "5", "5/fortnight", "-1/min", "x/min", "5/"}) {
+    auto r = load_settings({{"SECRET_KEY", strong_key()}, {"USER_THROTTLE_RATE", bad}});
+    ASSERT_EQ(r.errors.size(), 1U) << bad;
+    EXPECT_EQ(r.errors[0].rfind("USER_THROTTLE_RATE:", 0), 0U) << r.errors[0];
+  }
 }
 
 TEST(Settings, NamesEveryBadValue) {

@@ -13,6 +13,7 @@
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "auth/request_throttle.hpp"
 #include "chat/chat_service.hpp"
 #include "chat/message_service.hpp"
 #include "config/settings.hpp"
@@ -53,7 +54,9 @@ std::set<std::string> server_routes() {
   realtime::PresenceAnnouncer announcer(*store, *broker);
   auto presence = realtime::make_local_presence(announcer, std::chrono::milliseconds(0));
   admin::AdminService admin(*store, auth, *presence, messages, nullptr);
-  http::Services services{auth, users, *presence, chat_service, messages, *store, admin, nullptr};
+  auth::RequestThrottle throttle(*limiter, 0, 0);
+  http::Services services{auth,   users, *presence, chat_service, messages,
+                          *store, admin, throttle,  nullptr};
   http::Router router;
   http::add_all_routes(router, services);
   std::set<std::string> out;

@@ -1,5 +1,6 @@
 #include "http/handlers/authed.hpp"
 
+#include "auth/request_throttle.hpp"
 #include "http/drf.hpp"
 #include "http/handlers/bearer.hpp"
 
@@ -17,13 +18,25 @@ Guard guard_of(Services& s) {
   };
 }
 
+// The caller, authenticated and then throttled as DRF's view does (authentication,
+// permission, throttle, then the body and the handler). The guard does not count: it only
+// decides between 401 and 405.
+awaitable<Result<auth::Authenticated>> caller(Services& s, Request& req) {
+  auto who = co_await authenticate(s.auth, req);
+  if (!who) co_return std::move(who.error());
+  if (auto admitted = co_await s.throttle.admit(who->user.id); !admitted) {
+    co_return std::move(admitted.error());
+  }
+  req.session = who->session;
+  co_return std::move(*who);
+}
+
 }  // namespace
 
 GuardedHandler authed(Services& s, AuthedFn fn) {
   Handler handler = [&s, fn](Request& req, const RouteParams& p) -> awaitable<Response> {
-    auto who = co_await authenticate(s.auth, req);
+    auto who = co_await caller(s, req);
     if (!who) co_return error_response(who.error());
-    req.session = who->session;
     co_return co_await fn(s, req, p, who->user);
   };
   return {std::move(handler), guard_of(s)};
@@ -35,9 +48,8 @@ namespace {
 GuardedHandler with_body(Services& s, AuthedBodyFn fn, bool after_lookup) {
   Handler handler = [&s, fn, after_lookup](Request& req,
                                            const RouteParams& p) -> awaitable<Response> {
-    auto who = co_await authenticate(s.auth, req);
+    auto who = co_await caller(s, req);
     if (!who) co_return error_response(who.error());
-    req.session = who->session;
     auto body = parse_body(req);
     if (body) co_return co_await fn(s, req, p, who->user, *body);
     if (!after_lookup) co_return error_response(body.error());

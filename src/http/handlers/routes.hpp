@@ -6,7 +6,8 @@
 
 namespace chat::auth {
 class AuthService;
-}
+class RequestThrottle;
+}  // namespace chat::auth
 namespace chat::users {
 class UserService;
 class OnlineUsers;
@@ -34,6 +35,7 @@ struct Services {
   chats::MessageService& messages;
   store::Store& store;
   admin::AdminService& admin;
+  auth::RequestThrottle& throttle;  // USER_THROTTLE_RATE, after authentication
   // True while the broker carries events (always, on one node); /readyz reports it.
   std::function<bool()> broker_ready;
 };
