@@ -39,14 +39,17 @@ import os
 import resource
 import socket
 import struct
+import subprocess
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
+import conftest
 import figures
-from conftest import Client, b64url, jwt_parts, sign_jwt, unique_name
+from conftest import Client, b64url, jwt_parts, psql, sign_jwt, unique_name
 from test_admin import CLOSE_DEACTIVATED, make_staff, set_flags
 from test_auth import forged_tokens
 from test_bad_input import client_frame, raw_ws, read_until_close
@@ -535,6 +538,68 @@ def test_sockets_of_a_logged_out_session_close_within_one_second(server, client)
         await still_served(client, bob, chat, staying, "still there?")
 
     run(main())
+
+
+def handshake_answer(server, token):
+    """What a user-socket handshake gets back: the head of a 101, or a whole refusal."""
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        s.sendall((f"GET /ws/?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                   "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
+        answer = b""
+        while not (answer.startswith(b"HTTP/1.1 101") and b"\r\n\r\n" in answer):
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            answer += chunk
+        return answer
+
+
+def test_a_logout_during_the_handshake_refuses_the_socket(make_server):
+    """The gate admits a token; the handshake then reads the user's chats before this node
+    listens for the user's "close the sockets" messages. A logout in between publishes its
+    message to no one here, so once it listens the handshake looks at the session again
+    and answers 401, as a new handshake with that token would. PostgreSQL only: a lock on
+    chat_members holds the handshake in that window there."""
+    if conftest.BACKEND != "postgres":
+        pytest.skip("holds the handshake's read with a PostgreSQL table lock")
+    s = make_server()
+    c = Client(s)
+    ann = c.register()
+    device = c.login(uname(ann), ann["password"])
+    info = conftest._conninfo()
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", info["host"], "-p", str(info["port"]),
+         "-U", info["user"], "-d", s.db.name],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PGPASSWORD=info["password"], PGCONNECT_TIMEOUT="10"))
+    try:
+        holder.stdin.write("BEGIN;\nLOCK TABLE chat_members IN ACCESS EXCLUSIVE MODE;\nSELECT 'locked';\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "locked"
+        with ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(handshake_answer, s, device["access"])
+            # chatd's read of the chats waits for the lock: the gate has admitted the token.
+            waiting = "0"
+            deadline = time.monotonic() + 15
+            while waiting == "0" and time.monotonic() < deadline:
+                time.sleep(0.05)
+                waiting = psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()", s.db.name)[0][0]
+            assert waiting != "0", "the handshake never reached its read of the chats"
+            r = c.post("/api/auth/logout/", json={"refresh": device["refresh"]})
+            assert r.status_code == 205, r.text
+            holder.stdin.write("COMMIT;\n")
+            holder.stdin.close()
+            refusal = answer.result(timeout=30)
+        assert refusal.startswith(b"HTTP/1.1 401"), refusal[:300]
+        assert b'"code":"token_not_valid"' in refusal.replace(b" ", b""), refusal
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+        holder.wait(timeout=10)
+    # The user's first session goes on.
+    assert handshake_answer(s, ann["access"]).startswith(b"HTTP/1.1 101")
 
 
 def test_a_password_change_closes_the_other_sessions_sockets(server, client):
