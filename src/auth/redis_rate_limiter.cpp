@@ -66,13 +66,7 @@ class RedisRateLimiter final : public RateLimiter {
                                      std::to_string(limit),
                                      std::to_string(window_seconds * 1'000'000),
                                      std::to_string(now)};
-    std::optional<std::int64_t> micros;
-    try {
-      auto reply = co_await client_->command(std::move(command));
-      micros = reply.integer;
-    } catch (const std::exception& e) {
-      warn_unavailable(e, now);
-    }
+    const auto micros = co_await run(std::move(command), now);
     if (!micros)
       co_return co_await fallback_->wait_seconds(std::move(key), limit, window_seconds, now);
     co_return (*micros + 999'999) / 1'000'000;
@@ -87,14 +81,9 @@ class RedisRateLimiter final : public RateLimiter {
                                      std::to_string(window_seconds * 1'000'000),
                                      std::to_string(now),
                                      node_ + ":" + std::to_string(++counter_)};
-    bool stored = false;
-    try {
-      co_await client_->command(std::move(command));
-      stored = true;
-    } catch (const std::exception& e) {
-      warn_unavailable(e, now);
+    if (!co_await run(std::move(command), now)) {
+      co_await fallback_->add(std::move(key), window_seconds, now);
     }
-    if (!stored) co_await fallback_->add(std::move(key), window_seconds, now);
   }
 
   boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
@@ -108,18 +97,26 @@ class RedisRateLimiter final : public RateLimiter {
                                      std::to_string(interval),
                                      std::to_string(interval * (burst - 1)),
                                      std::to_string(now)};
-    std::optional<std::int64_t> micros;
-    try {
-      auto reply = co_await client_->command(std::move(command));
-      micros = reply.integer;
-    } catch (const std::exception& e) {
-      warn_unavailable(e, now);
-    }
+    const auto micros = co_await run(std::move(command), now);
     if (!micros) co_return co_await fallback_->take(std::move(key), burst, window_seconds, now);
     co_return (*micros + 999'999) / 1'000'000;
   }
 
  private:
+  // The script's integer reply, or nullopt (and a warning) when Redis cannot answer: the
+  // caller then counts on this node.
+  boost::asio::awaitable<std::optional<std::int64_t>> run(std::vector<std::string> command,
+                                                          Micros now) {
+    std::optional<std::int64_t> out;
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      out = reply.integer;
+    } catch (const std::exception& e) {
+      warn_unavailable(e, now);
+    }
+    co_return out;
+  }
+
   // Once every 10 s at most: a limiter asked on every request must not flood the log.
   void warn_unavailable(const std::exception& e, Micros now) {
     auto last = last_warning_.load(std::memory_order_relaxed);
