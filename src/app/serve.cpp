@@ -104,7 +104,7 @@ int serve(const config::Settings& s) {
     spdlog::info("applied migration {:04d}_{}", m.version, m.name);
   }
 
-  // With REDIS_HOST, login throttling, the broker and presence are shared by every node.
+  // With REDIS_HOST, throttling, the broker and presence are shared by every node.
   std::shared_ptr<redis::RedisClient> redis_client;
   if (!s.redis.host.empty()) {
     redis_client = redis::RedisClient::create(io.get_executor(), s.redis.host, s.redis.port);
@@ -118,11 +118,8 @@ int serve(const config::Settings& s) {
                               : auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);
   auth::AuthService auth(*store, hasher, *limiter, jwt, auth_settings(s));
-  // A limiter of its own: every request asks it, and its keys must not crowd out login
-  // failures' in the in-process limiter's bounded map.
-  auto request_limiter = redis_client ? auth::make_redis_rate_limiter(redis_client, s.redis.prefix)
-                                      : auth::make_memory_rate_limiter();
-  auth::RequestThrottle request_throttle(*request_limiter, s.user_rate.count, s.user_rate.seconds);
+  // Its token buckets are kept apart from login failures' windows inside the limiter.
+  auth::RequestThrottle request_throttle(*limiter, s.user_rate.count, s.user_rate.seconds);
   users::UserService users(*store, auth, hasher);
   chats::ChatService chat_service(*store);
   chats::MessageService message_service(*store, chat_service);

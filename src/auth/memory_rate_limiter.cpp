@@ -27,7 +27,7 @@ class MemoryRateLimiter final : public RateLimiter {
 
   boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
                                             Micros now) override {
-    co_return take_now(std::move(key), burst, window_seconds * 1'000'000, now);
+    co_return take_now(std::move(key), bucket_shape(burst, window_seconds), now);
   }
 
  private:
@@ -89,9 +89,8 @@ class MemoryRateLimiter final : public RateLimiter {
   // GCRA: a bucket is remembered as the time at which it is full again (`full_at`); each
   // event taken moves that time one interval later, and an event is refused while it lies
   // more than burst - 1 intervals ahead.
-  std::int64_t take_now(std::string key, int burst, Micros window, Micros now) {
-    const Micros interval = std::max<Micros>(1, window / std::max(burst, 1));
-    const Micros tolerance = interval * (std::max(burst, 1) - 1);
+  std::int64_t take_now(std::string key, BucketShape shape, Micros now) {
+    const auto [interval, tolerance] = shape;
     std::lock_guard lock(bucket_mutex_);
     if (++takes_ % kSweepEvery == 0 || (buckets_.size() >= max_keys_ && !buckets_.contains(key))) {
       sweep_buckets(now);

@@ -6,6 +6,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <algorithm>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -37,6 +38,19 @@ class RateLimiter {
   virtual boost::asio::awaitable<std::int64_t> take(std::string key, int burst,
                                                     std::int64_t window_seconds, Micros now) = 0;
 };
+
+// A token bucket as GCRA keeps it: each event's share of the window (µs), and how far past
+// now the time at which the bucket is full again may lie before an event is refused
+// (burst - 1 shares). Both implementations of take() use it.
+struct BucketShape {
+  Micros interval = 1;
+  Micros tolerance = 0;
+};
+inline BucketShape bucket_shape(int burst, std::int64_t window_seconds) {
+  const int events = std::max(burst, 1);
+  const Micros interval = std::max<Micros>(1, window_seconds * 1'000'000 / events);
+  return {interval, interval * (events - 1)};
+}
 
 // Thread-safe; memory is bounded by `max_keys` windows and as many buckets (the stalest
 // keys are dropped first).

@@ -88,14 +88,13 @@ class RedisRateLimiter final : public RateLimiter {
 
   boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
                                             Micros now) override {
-    burst = std::max(burst, 1);
-    const std::int64_t interval = std::max<std::int64_t>(1, window_seconds * 1'000'000 / burst);
+    const auto shape = bucket_shape(burst, window_seconds);
     std::vector<std::string> command{"EVAL",
                                      kTake,
                                      "1",
                                      prefix_ + "rb:" + key,
-                                     std::to_string(interval),
-                                     std::to_string(interval * (burst - 1)),
+                                     std::to_string(shape.interval),
+                                     std::to_string(shape.tolerance),
                                      std::to_string(now)};
     const auto micros = co_await run(std::move(command), now);
     if (!micros) co_return co_await fallback_->take(std::move(key), burst, window_seconds, now);

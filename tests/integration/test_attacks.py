@@ -585,7 +585,8 @@ def test_a_logout_during_the_handshake_refuses_the_socket(make_server):
             while waiting == "0" and time.monotonic() < deadline:
                 time.sleep(0.05)
                 waiting = psql("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()", s.db.name)[0][0]
+                               "AND wait_event_type = 'Lock' AND query ILIKE '%chat_members%' "
+                               "AND pid <> pg_backend_pid()", s.db.name)[0][0]
             assert waiting != "0", "the handshake never reached its read of the chats"
             r = c.post("/api/auth/logout/", json={"refresh": device["refresh"]})
             assert r.status_code == 205, r.text

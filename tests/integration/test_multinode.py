@@ -804,7 +804,7 @@ def test_login_failures_are_counted_across_nodes(make_cluster):
 
 
 def test_a_users_requests_are_counted_across_nodes(make_cluster):
-    cluster = make_cluster(2, USER_THROTTLE_RATE="4/min")
+    cluster = make_cluster(2, USER_THROTTLE_RATE="4/hour")
     api = [Client(n) for n in cluster]
     user = api[0].register()
     for i in range(4):  # two on each node: four in all, the limit
@@ -812,7 +812,7 @@ def test_a_users_requests_are_counted_across_nodes(make_cluster):
     for node in range(2):
         r = api[node].get("/api/chats/", token=user["access"])
         assert r.status_code == 429, (node, r.text)
-        assert 0 < int(r.headers["Retry-After"]) <= 60
+        assert 0 < int(r.headers["Retry-After"]) <= 900
     # Another user is counted apart.
     other = api[1].register()
     assert api[0].get("/api/users/me/", token=other["access"]).status_code == 200
