@@ -210,11 +210,12 @@ def config_seeds():
           "PORT=9000\nTHREADS=2\nMAX_BODY_BYTES=2048\nDB_HOST=\nSQLITE_PATH=/tmp/db.sqlite3\n"
           "SQLITE_SYNCHRONOUS=full\nREDIS_PREFIX='chat:'\nACCESS_TOKEN_LIFETIME=5m\n"
           "REFRESH_TOKEN_LIFETIME=1d\nLOGIN_FAILURE_WINDOW=15m\nREGISTER_THROTTLE_RATE=20/hour\n"
+          "USER_THROTTLE_RATE=600/min\n"
           "EVENT_RETENTION=7d\nWS_IDLE_TIMEOUT=60s\nLOG_LEVEL=WARN\nLOG_FORMAT=json\n")
     write(t, "quotes", 'SECRET_KEY="multi\nline \\"quoted\\" \\t value"\n'
           "DB_PASSWORD='single # not a comment'\nBIND=0.0.0.0 # a comment\n")
     write(t, "bad_values", "PORT=70000\nDEBUG=maybe\nACCESS_TOKEN_LIFETIME=5w\n"
-          "REGISTER_THROTTLE_RATE=ten/hour\nSQLITE_PATH=\nLOG_LEVEL=loud\n")
+          "REGISTER_THROTTLE_RATE=ten/hour\nUSER_THROTTLE_RATE=5/fortnight\nSQLITE_PATH=\nLOG_LEVEL=loud\n")
     write(t, "bad_lines", "JUST A LINE\n1KEY=x\nKEY WITH SPACE=y\n=z\n")
     write(t, "unterminated", 'SECRET_KEY="never closed\nPORT=1\n')
     write(t, "crlf", "DEBUG=1\r\nPORT=8001\r\n")
