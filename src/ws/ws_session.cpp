@@ -25,6 +25,7 @@
 #include "chat/wire.hpp"
 #include "common/log_event.hpp"
 #include "common/unicode.hpp"
+#include "http/beast_response.hpp"
 #include "http/drf.hpp"
 #include "http/request_log.hpp"
 #include "metrics/metrics.hpp"
@@ -240,8 +241,8 @@ class Socket final : public realtime::Session,
         unavailable = true;  // answered below: no co_await in a handler
       }
       if (unavailable) {
-        co_await refuse(request, beast::http::status::service_unavailable,
-                        R"({"detail":"Service temporarily unavailable."})", "database unavailable");
+        co_await refuse(request, http::error_response(Error::unavailable()),
+                        "database unavailable");
         co_return;
       }
       buffering_ = true;
@@ -263,9 +264,7 @@ class Socket final : public realtime::Session,
     // user, so look again now that it does.
     if (auto problem = co_await still_admitted()) {
       context_.hub.detach(this);
-      const http::Response answer = http::error_response(*problem);
-      co_await refuse(request, static_cast<beast::http::status>(answer.status), answer.body,
-                      problem->code.c_str(), answer.headers);
+      co_await refuse(request, http::error_response(*problem), problem->code.c_str());
       co_return;
     }
     auto [ec] = co_await upgrade(request);
@@ -405,26 +404,16 @@ class Socket final : public realtime::Session,
     co_return co_await ws.async_accept(request, use_tuple);
   }
 
-  // Refused before the socket is open: a plain HTTP answer, as REST would give.
-  asio::awaitable<void> refuse(
-      const beast::http::request<beast::http::string_body>& req, beast::http::status status,
-      std::string body, const char* why,
-      const std::vector<std::pair<std::string, std::string>>& headers = {}) {
-    beast::http::response<beast::http::string_body> res{status, req.version()};
-    res.set(beast::http::field::content_type, "application/json");
-    res.set(beast::http::field::server, "chatd");
-    res.set("X-Content-Type-Options", "nosniff");
-    for (const auto& [name, value] : headers) res.set(name, value);
-    const std::size_t bytes = body.size();
-    res.body() = std::move(body);
-    res.prepare_payload();
-    res.keep_alive(false);
+  // Refused before the socket is open: a plain HTTP answer, written as REST's are.
+  asio::awaitable<void> refuse(const beast::http::request<beast::http::string_body>& req,
+                               http::Response answer, const char* why) {
+    const int status = answer.status;
+    const std::size_t bytes = answer.body.size();
+    auto res =
+        http::to_beast(std::move(answer), req.version(), false, false, admission_.request_id);
     co_await beast::http::async_write(*handshake_, res, use_tuple);
-    record_upgrade(static_cast<int>(status), bytes);
-    socket_event("socket.refused", admission_)
-        .field("status", static_cast<int>(status))
-        .field("reason", why)
-        .warn();
+    record_upgrade(status, bytes);
+    socket_event("socket.refused", admission_).field("status", status).field("reason", why).warn();
   }
 
   // The upgrade request's line and metrics, once it is answered.
