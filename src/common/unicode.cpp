@@ -72,6 +72,59 @@ bool is_valid_utf8(std::string_view utf8) {
   return true;
 }
 
+namespace {
+
+// The bytes of the longest start of a well-formed sequence at s[i] (at least 1): a lead
+// byte and the continuation bytes that could still follow it (Unicode's "maximal subpart",
+// which Python's decoder replaces as one character).
+std::size_t invalid_span(std::string_view s, std::size_t i) {
+  const auto b0 = static_cast<unsigned char>(s[i]);
+  std::size_t len = 0;
+  if (b0 >= 0xC2 && b0 <= 0xDF) {
+    len = 2;
+  } else if (b0 >= 0xE0 && b0 <= 0xEF) {
+    len = 3;
+  } else if (b0 >= 0xF0 && b0 <= 0xF4) {
+    len = 4;
+  } else {
+    return 1;
+  }
+  std::size_t n = 1;
+  while (n < len && i + n < s.size()) {
+    const auto b = static_cast<unsigned char>(s[i + n]);
+    unsigned char lo = 0x80;
+    unsigned char hi = 0xBF;
+    if (n == 1) {  // the second byte rules out overlongs, surrogates and values past U+10FFFF
+      if (b0 == 0xE0) lo = 0xA0;
+      if (b0 == 0xED) hi = 0x9F;
+      if (b0 == 0xF0) lo = 0x90;
+      if (b0 == 0xF4) hi = 0x8F;
+    }
+    if (b < lo || b > hi) break;
+    ++n;
+  }
+  return n;
+}
+
+}  // namespace
+
+std::string replace_invalid(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (std::size_t i = 0; i < bytes.size();) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(bytes, i, cp);
+    if (n == 0) {
+      append_utf8(out, 0xFFFD);
+      i += invalid_span(bytes, i);
+    } else {
+      out.append(bytes.substr(i, n));
+      i += n;
+    }
+  }
+  return out;
+}
+
 void append_utf8(std::string& out, char32_t cp) {
   if (cp < 0x80) {
     out += static_cast<char>(cp);

@@ -16,6 +16,9 @@ std::optional<std::vector<char32_t>> decode(std::string_view utf8);
 bool is_valid_utf8(std::string_view utf8);
 std::string encode(const std::vector<char32_t>& code_points);
 void append_utf8(std::string& out, char32_t cp);
+// Bytes decoded as Python's bytes.decode("utf-8", "replace") does: each maximal invalid
+// subpart (a stray byte, or the valid start of a sequence cut short) becomes one U+FFFD.
+std::string replace_invalid(std::string_view bytes);
 
 // Number of code points (the length Python's len() gives). Input must be valid UTF-8.
 std::size_t length(std::string_view utf8);

@@ -210,6 +210,14 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   return out;
 }
 
+std::optional<std::string> query_text(const Request& req, const char* name) {
+  const std::string* s = req.query_param(name);
+  if (s == nullptr) return std::nullopt;
+  std::string text = *s;
+  std::erase(text, '\0');
+  return text;
+}
+
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
                                           std::int64_t min, std::int64_t max) {
   const std::string* s = req.query_param(name);

@@ -51,6 +51,10 @@ class FieldReader {
   FieldErrors& errors_;
 };
 
+// A text query parameter as DRF's SearchFilter reads `search`: the value given (the last of a
+// repeated one), NUL characters removed; nullopt when absent.
+std::optional<std::string> query_text(const Request& req, const char* name);
+
 // An integer query parameter as DRF filters read it: nullopt when absent; a bad value is
 // added to `errors`.
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,

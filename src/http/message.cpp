@@ -53,10 +53,11 @@ std::string_view Request::header(std::string_view name) const {
 }
 
 const std::string* Request::query_param(std::string_view name) const {
+  const std::string* last = nullptr;
   for (const auto& [k, v] : query) {
-    if (k == name) return &v;
+    if (k == name) last = &v;
   }
-  return nullptr;
+  return last;
 }
 
 Response Response::json(int status, std::string body) {

@@ -37,7 +37,8 @@ struct Request {
 
   // First header with this lower-case name, or empty.
   [[nodiscard]] std::string_view header(std::string_view name) const;
-  // First query parameter with this name.
+  // The query parameter with this name; of a repeated one, the last value, as Django's
+  // QueryDict.get() answers.
   [[nodiscard]] const std::string* query_param(std::string_view name) const;
 };
 

@@ -622,10 +622,13 @@ def test_oversized_header_is_431(server):
 def test_invalid_percent_encoding(client):
     user = client.register()
     token = user["access"]
-    for path in ("/api/users/?search=%FF", "/api/users/?search=%C3%28", "/api/users/%FF/",
-                 "/api/users/me/%FF", "/api/%ZZ/"):
+    for path in ("/api/users/%FF/", "/api/users/me/%FF", "/api/%ZZ/"):
         r = ok(client.get(path, token=token))
         assert 400 <= r.status_code < 500, (path, r.status_code, r.text)
+    # A query is decoded as Django's QueryDict decodes it: what is not UTF-8 becomes U+FFFD.
+    for path in ("/api/users/?search=%FF", "/api/users/?search=%C3%28"):
+        r = ok(client.get(path, token=token))
+        assert r.status_code == 200 and r.json()["count"] == 0, (path, r.status_code, r.text)
     # A lone "%" is not an escape: Django reads it literally.
     r = ok(client.get("/api/users/?search=%", token=token))
     assert r.status_code == 200, r.text
@@ -635,7 +638,8 @@ def test_invalid_percent_encoding(client):
 
 def test_nul_characters_are_refused_everywhere(client, server):
     """NUL cannot be stored as text (PostgreSQL refuses it, C strings cut at it): every door
-    answers 400 / an error event instead of storing a cut-short value."""
+    answers 400 / an error event instead of storing a cut-short value. A search term stores
+    nothing: its NULs are dropped, as DRF's SearchFilter drops them."""
     import asyncio
     from test_websocket import is_, private_chat, run, user_ws
     a, b = client.register(), client.register()
@@ -646,10 +650,13 @@ def test_nul_characters_are_refused_everywhere(client, server):
     r = client.post("/api/messages/", token=a["access"],
                     json={"chat": chat, "text": "ok", "client_id": "\u0000x"})
     assert r.status_code == 400 and "client_id" in r.json(), r.text
-    r = client.get("/api/users/?search=a%00b", token=a["access"])
-    assert r.status_code == 400, r.text
-    r = client.get("/api/messages/search/?q=x%00", token=a["access"])
-    assert r.status_code == 400, r.text
+    send(client, a, chat, "findable words")
+    r = client.get(f"/api/users/?search={a['user']['username'][:-1]}%00{a['user']['username'][-1]}", token=a["access"])
+    assert r.status_code == 200 and [u["id"] for u in r.json()["results"]] == [uid(a)], r.text
+    r = client.get("/api/messages/search/?q=finda%00ble", token=a["access"])
+    assert r.status_code == 200 and [m["text"] for m in r.json()["results"]] == ["findable words"], r.text
+    r = client.get(f"/api/messages/?chat={chat}%00", token=a["access"])
+    assert r.status_code == 400 and r.json() == {"chat": ["A valid integer is required."]}, r.text
 
     async def ws():
         s = await user_ws(server, a)
@@ -662,7 +669,7 @@ def test_nul_characters_are_refused_everywhere(client, server):
 
     run(ws())
     history = client.get(f"/api/messages/?chat={chat}", token=a["access"]).json()["results"]
-    assert history == [], history  # nothing cut short was stored
+    assert [m["text"] for m in history] == ["findable words"], history  # nothing cut short
 
 
 def test_sigterm_lets_a_request_in_progress_finish(make_server):
@@ -686,3 +693,44 @@ def test_sigterm_lets_a_request_in_progress_finish(make_server):
     assert s.proc.wait(timeout=10) == 0
     idle.close()
     assert "POST /api/auth/login/ 401" in s.read_log()
+
+
+def test_query_parameters_are_read_as_djangos_querydict(client):
+    """A repeated parameter is read by its last value (QueryDict.get), and bytes that are not
+    UTF-8 are replaced, not refused (QueryDict decodes with errors="replace")."""
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    other = new_group(client, b)
+    send(client, a, g["id"], "zebra crossing")
+    token = a["access"]
+
+    def texts(r):
+        assert r.status_code == 200, r.text
+        return [m["text"] for m in r.json()["results"]]
+
+    assert texts(client.get("/api/messages/search/?q=nomatch&q=zebra", token=token)) == ["zebra crossing"]
+    assert texts(client.get("/api/messages/search/?q=zebra&q=nomatch", token=token)) == []
+    # The last chat named is the one read: a member's chat last, then a chat they are not in.
+    assert texts(client.get(f"/api/messages/?chat={other['id']}&chat={g['id']}", token=token)) == \
+        ["zebra crossing"]
+    r = client.get(f"/api/messages/?chat={g['id']}&chat={other['id']}", token=token)
+    assert r.status_code == 404, r.text
+    r = client.get(f"/api/messages/?chat={g['id']}&limit=1&limit=300", token=token)
+    assert r.status_code == 400 and "limit" in r.json(), r.text
+    r = client.get(f"/api/users/?search=nomatch&search={b['user']['username']}", token=token)
+    assert [u["id"] for u in r.json()["results"]] == [uid(b)], r.text
+    # Not UTF-8: U+FFFD in place of each invalid part, which is not part of a word.
+    assert texts(client.get("/api/messages/search/?q=zebra%e2%82", token=token)) == ["zebra crossing"]
+    for raw in ("%ff", "%C3%28"):
+        r = client.get(f"/api/messages/search/?q={raw}", token=token)
+        assert (r.status_code, r.json()) == (400, {"q": ["Enter at least one word to search for."]}), raw
+    r = client.get("/api/users/?search=%ff", token=token)
+    assert r.status_code == 200 and r.json()["count"] == 0, r.text
+    # A link keeps the parameters as read: the repeated limit by its last value.
+    prefix = unique_name("p")
+    for suffix in "abc":
+        client.register(username=prefix + suffix)
+    r = client.get(f"/api/users/?search={prefix}&limit=1&limit=2", token=token)
+    assert r.status_code == 200 and [u["username"] for u in r.json()["results"]] == \
+        [prefix + "a", prefix + "b"], r.text
+    assert "limit=2" in r.json()["next"] and "offset=2" in r.json()["next"], r.json()

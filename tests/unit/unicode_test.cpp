@@ -16,6 +16,21 @@ TEST(Unicode, DecodesAndRejectsInvalidUtf8) {
   EXPECT_EQ(unicode::encode(*cps), "aЖ😀");
 }
 
+TEST(Unicode, ReplacesInvalidBytesAsPythonDoes) {
+  // bytes.decode("utf-8", "replace"): one U+FFFD per maximal invalid subpart.
+  EXPECT_EQ(unicode::replace_invalid("aЖ😀"), "aЖ😀");
+  EXPECT_EQ(unicode::replace_invalid("\xff"), "\uFFFD");
+  EXPECT_EQ(unicode::replace_invalid("\xff\xfe"), "\uFFFD\uFFFD");
+  EXPECT_EQ(unicode::replace_invalid("x\xe2\x82"), "x\uFFFD");  // cut short: one
+  EXPECT_EQ(unicode::replace_invalid("\xe2\x82y"), "\uFFFDy");
+  EXPECT_EQ(unicode::replace_invalid("\xc3\x28"), "\uFFFD(");
+  EXPECT_EQ(unicode::replace_invalid("\xe0\x80\x80"), "\uFFFD\uFFFD\uFFFD");  // overlong
+  EXPECT_EQ(unicode::replace_invalid("\xed\xa0\x80"), "\uFFFD\uFFFD\uFFFD");  // surrogate
+  EXPECT_EQ(unicode::replace_invalid("\xf4\x90\x80\x80"), "\uFFFD\uFFFD\uFFFD\uFFFD");
+  EXPECT_EQ(unicode::replace_invalid("\xf0\x9f\x98"), "\uFFFD");  // an emoji cut short
+  EXPECT_EQ(unicode::replace_invalid(std::string("a\0b", 3)), std::string("a\0b", 3));
+}
+
 TEST(Unicode, LengthCountsCodePoints) {
   EXPECT_EQ(unicode::length("пароль12"), 8U);
   EXPECT_EQ(unicode::length(""), 0U);

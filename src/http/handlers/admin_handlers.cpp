@@ -18,7 +18,7 @@ constexpr int kMaxPage = 200;
 
 PageRequest page_request(const Request& req) {
   PageRequest page;
-  if (const auto* search = req.query_param("search")) page.search = *search;
+  page.search = query_text(req, "search").value_or("");
   page.limit = static_cast<int>(query_int(req, "limit", kDefaultPage, 1, kMaxPage));
   page.offset = query_int(req, "offset", 0, 0, INT64_MAX / 2);
   return page;
@@ -95,7 +95,7 @@ awaitable<Response> list_messages(Services& s, Request& req, const RouteParams& 
   q.before = query_integer(req, "before", q.errors, 0);
   q.limit =
       static_cast<int>(query_integer(req, "limit", q.errors, 1, kMaxPage).value_or(kDefaultPage));
-  if (const auto* text = req.query_param("q")) q.q = *text;
+  q.q = query_text(req, "q").value_or("");
   auto page = co_await s.admin.messages(me, std::move(q));
   if (!page) co_return error_response(page.error());
   json::array results;
