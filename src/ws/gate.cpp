@@ -6,6 +6,7 @@
 
 #include "auth/auth_service.hpp"
 #include "chat/chat_service.hpp"
+#include "http/bearer_header.hpp"
 
 namespace chat::ws {
 namespace {
@@ -78,12 +79,16 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
     co_return Error::bad_request("Invalid or missing Sec-WebSocket-Key header.");
   }
 
-  // The token: query, then header, then the subprotocol pair "access_token, <token>".
+  // The token: query, then header (read as REST reads it), then the subprotocol pair
+  // "access_token, <token>".
   std::string token;
+  const http::BearerHeader bearer = http::read_bearer_header(req.header("authorization"));
   if (const auto* q = req.query_param("token")) {
     token = *q;
-  } else if (auto h = req.header("authorization"); h.starts_with("Bearer ")) {
-    token = std::string(trim(h.substr(7)));
+  } else if (bearer.kind == http::BearerHeader::Kind::malformed) {
+    co_return http::malformed_bearer_header();
+  } else if (bearer.kind == http::BearerHeader::Kind::token) {
+    token = std::string(bearer.token);
   } else if (auto p = req.header("sec-websocket-protocol"); !p.empty()) {
     auto comma = p.find(',');
     if (comma != std::string_view::npos && trim(p.substr(0, comma)) == "access_token") {

@@ -325,6 +325,15 @@ def test_authorization_header_forms(client):
     r = client.get("/api/users/me/", headers={"Authorization": f"Bearer {user['access']} extra"})
     assert r.status_code == 401
     assert r.json()["code"] == "bad_authorization_header"
+    # SimpleJWT splits the header on any run of whitespace (bytes.split()).
+    for sep in ("  ", "\t", " \t "):
+        r = client.get("/api/users/me/", headers={"Authorization": f"Bearer{sep}{user['access']}"})
+        assert r.status_code == 200 and r.json()["id"] == user["user"]["id"], (repr(sep), r.text)
+    r = client.get("/api/users/me/", headers={"Authorization": f"Bearer\t{user['access']}\textra"})
+    assert r.status_code == 401 and r.json()["code"] == "bad_authorization_header", r.text
+    # The scheme is matched as written: another spelling is another scheme.
+    r = client.get("/api/users/me/", headers={"Authorization": f"bearer {user['access']}"})
+    assert (r.status_code, r.json()) == (401, {"detail": "Authentication credentials were not provided."})
 
 
 def test_token_of_a_deleted_user(make_server):

@@ -271,6 +271,8 @@ def test_handshake_token_in_query_header_and_subprotocol(server, client):
         for path in ("/ws/", f"/ws/chat/{chat}/"):
             ws = await connect(server, path=path, headers={"Authorization": f"Bearer {tok}"})
             opened.append(ws)
+        # ...split on any whitespace, as REST (SimpleJWT) splits it.
+        opened.append(await connect(server, path="/ws/", headers={"Authorization": f"Bearer\t {tok}"}))
         # Subprotocol pair; the response selects "access_token".
         for path in ("/ws/", f"/ws/chat/{chat}/"):
             ws = await connect(server, path=path, subprotocols=["access_token", tok])
@@ -309,6 +311,7 @@ def test_handshake_refusals(server, client):
                 assert await refused(server, path, bad) == 401, (path, bad)
             assert await refused(server, path, headers={"Authorization": f"Bearer {garbage}"}) == 401
             assert await refused(server, path, headers={"Authorization": f"Bearer {expired}"}) == 401
+            assert await refused(server, path, headers={"Authorization": f"Bearer {a['access']} x"}) == 401
             assert await refused(server, path, subprotocols=["access_token", garbage]) == 401
             assert await refused(server, path, subprotocols=["access_token", a["refresh"]]) == 401
             # A foreign Origin while the Host is 127.0.0.1:port.

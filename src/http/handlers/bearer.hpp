@@ -1,4 +1,4 @@
-// The Authorization: Bearer header, as SimpleJWT's JWTAuthentication reads it.
+// Authentication of a REST request by its Authorization: Bearer header.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
