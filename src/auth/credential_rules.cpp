@@ -93,8 +93,12 @@ std::vector<std::string> username_problems(std::string_view username) {
 
 std::vector<std::string> email_problems(std::string_view email) {
   const auto at = email.rfind('@');
+  // Django's EmailValidator lets its domain_allowlist (["localhost"], as written) through
+  // without the domain check.
+  const auto domain = at == std::string_view::npos ? std::string_view() : email.substr(at + 1);
   const bool valid = email.size() <= 254 && at != std::string_view::npos &&
-                     valid_local_part(email.substr(0, at)) && valid_domain(email.substr(at + 1));
+                     valid_local_part(email.substr(0, at)) &&
+                     (domain == "localhost" || valid_domain(domain));
   if (valid) return {};
   return {"Enter a valid email address."};
 }
