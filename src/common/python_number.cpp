@@ -11,20 +11,32 @@ namespace chat {
 
 std::optional<std::int64_t> integer_field(const boost::json::value& v) {
   if (v.is_int64()) return v.get_int64();
+  // DRF's IntegerField: int(re.sub(r"\.0*\s*$", "", str(data))).
+  std::string text;
   if (v.is_double()) {
-    const double d = v.get_double();
-    if (d == std::floor(d) && std::fabs(d) < 9e15) return static_cast<std::int64_t>(d);
+    text = python_float(v.get_double());
+  } else if (v.is_string()) {
+    text = v.get_string();
+  } else {
+    return std::nullopt;  // uint64 past int64, bool, null, list, object
   }
-  if (v.is_string()) {
-    auto s = unicode::trim(v.get_string());
-    std::int64_t out = 0;
-    auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-    if (!s.empty() && ec == std::errc{} && p == s.data() + s.size()) return out;
+  if (const auto dot = text.rfind('.'); dot != std::string::npos) {
+    const std::string_view rest = std::string_view(text).substr(dot + 1);
+    const auto zeros = std::min(rest.find_first_not_of('0'), rest.size());
+    if (unicode::trim(rest.substr(zeros)).empty()) text.resize(dot);
   }
-  return std::nullopt;  // uint64 past int64 too
+  bool saturated = false;
+  auto n = python_int(text, saturated);
+  if (saturated) return std::nullopt;  // past int64: not a value any field here holds
+  return n;
 }
 
 std::optional<std::int64_t> python_int(std::string_view text) {
+  bool saturated = false;
+  return python_int(text, saturated);
+}
+
+std::optional<std::int64_t> python_int(std::string_view text, bool& saturated) {
   std::string_view s = unicode::trim(text);
   bool negative = false;
   if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
@@ -33,7 +45,7 @@ std::optional<std::int64_t> python_int(std::string_view text) {
   }
   if (s.empty()) return std::nullopt;
   std::int64_t v = 0;
-  bool saturated = false;
+  saturated = false;
   bool after_digit = false;
   for (std::size_t i = 0; i < s.size(); ++i) {
     const char c = s[i];

@@ -278,6 +278,26 @@ def test_read_watermark_never_goes_down(client):
     assert r.status_code == 400
 
 
+def test_read_watermark_is_read_as_drfs_integer_field(client):
+    r"""DRF's IntegerField: int(re.sub(r"\.0*\s*$", "", str(data)))."""
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    ids = [send(client, a, g["id"], f"n{i}")["id"] for i in range(5)]
+
+    def read(value):
+        return client.post(f"/api/chats/{g['id']}/read/", token=b["access"],
+                           json={"last_read_message_id": value})
+
+    for value, unread in ((f"{ids[0]}.0", 4), (f"+{ids[1]}", 3), (f" {ids[2]}.00 ", 2), (float(ids[3]), 1)):
+        r = read(value)
+        assert (r.status_code, r.json()) == (200, {"unread_count": unread}), (value, r.text)
+    for value in (f"{ids[4]}.5", f"{ids[4]}.0.0", f"0x{ids[4]:x}", float(ids[4]) + 0.5):
+        r = read(value)
+        assert (r.status_code, r.json()) == (400, {"last_read_message_id": ["A valid integer is required."]}), \
+            (value, r.text)
+    assert chat_of(client, b, g["id"])["last_read_message_id"] == ids[3]
+
+
 def test_edit_delete_and_delete_for_me(client):
     a, b = client.register(), client.register()
     g = new_group(client, a, b)

@@ -51,6 +51,19 @@ TEST(PythonNumber, AnIntegerFieldReadsAsInBothDoors) {
   EXPECT_EQ(read("-3"), -3);  // the range is the caller's rule
   EXPECT_EQ(read("5.0"), 5);
   EXPECT_EQ(read(R"(" 7 ")"), 7);
+  // DRF cuts a trailing ".0..." from str(data), then Python's int() reads the rest.
+  EXPECT_EQ(read(R"("7.0")"), 7);
+  EXPECT_EQ(read(R"("7.")"), 7);
+  EXPECT_EQ(read(R"(" 7.000 ")"), 7);
+  EXPECT_EQ(read(R"("+7")"), 7);
+  EXPECT_EQ(read(R"("1_000")"), 1000);
+  EXPECT_EQ(read("1e3"), 1000);  // str(1000.0) is "1000.0"
+  EXPECT_EQ(read("-0.0"), 0);
+  EXPECT_FALSE(read(R"("7.5")"));
+  EXPECT_FALSE(read(R"("7.0.0")"));
+  EXPECT_FALSE(read(R"("7.0x")"));
+  EXPECT_FALSE(read(R"(".")"));
+  EXPECT_FALSE(read("1e16"));  // str() gives "1e+16"
   EXPECT_FALSE(read("1.5"));
   EXPECT_FALSE(read("18446744073709551615"));  // past int64
   EXPECT_FALSE(read(R"("99999999999999999999")"));
