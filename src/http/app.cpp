@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "http/drf.hpp"
 #include "http/host_check.hpp"
 #include "http/static_files.hpp"
@@ -10,7 +12,11 @@
 namespace chat::http {
 namespace {
 
-std::string allow_header(const std::vector<Method>& methods) {
+// In the order of Django's http_method_names (get, post, put, patch, delete), which the
+// Method enum follows, whatever order the routes were added in; then HEAD and OPTIONS.
+std::string allow_header(std::vector<Method> methods) {
+  std::sort(methods.begin(), methods.end());
+  methods.erase(std::unique(methods.begin(), methods.end()), methods.end());
   std::string out;
   bool get = false;
   for (Method m : methods) {

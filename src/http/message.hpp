@@ -13,7 +13,8 @@
 
 namespace chat::http {
 
-enum class Method { get, head, post, put, patch, del, options, other };
+// In the order of Django's View.http_method_names, which Allow headers follow.
+enum class Method { get, post, put, patch, del, head, options, other };
 
 Method parse_method(std::string_view name);
 const char* method_name(Method m);

@@ -216,6 +216,21 @@ def test_options_answers_with_allow(client):
     assert "GET" not in allowed
 
 
+@pytest.mark.parametrize("path,allow", [
+    ("/api/users/me/", "GET, PUT, PATCH, HEAD, OPTIONS"),
+    ("/api/chats/1/", "GET, PUT, PATCH, DELETE, HEAD, OPTIONS"),
+    ("/api/messages/1/", "PUT, PATCH, DELETE, OPTIONS"),
+    ("/api/chats/", "GET, POST, HEAD, OPTIONS"),
+])
+def test_allow_lists_methods_in_djangos_order(client, path, allow):
+    """DRF's Allow follows View.http_method_names (get, post, put, patch, delete, head,
+    options), whatever order the view defines its handlers in."""
+    me = client.register()
+    for method in ("OPTIONS", "TRACE"):
+        r = ok(client.request(method, path, token=me["access"]))
+        assert r.headers["Allow"] == allow, (method, r.status_code, r.headers["Allow"])
+
+
 @pytest.mark.parametrize("method,path", [
     ("PUT", "/api/messages/"),
     ("DELETE", "/api/users/me/"),
