@@ -40,6 +40,92 @@ const char* python_type(const json::value& v) {
   return "object";
 }
 
+// Python's repr() of a str: single quotes unless it holds one and no double quote, and
+// escapes for what str.isprintable() refuses (controls, and the separators and format
+// characters a message would otherwise carry invisibly).
+void append_python_repr(std::string& out, std::string_view text) {
+  const bool dq =
+      text.find('\'') != std::string_view::npos && text.find('"') == std::string_view::npos;
+  const char quote = dq ? '"' : '\'';
+  out += quote;
+  for (char32_t cp : unicode::decode(text).value_or(std::vector<char32_t>{})) {
+    if (cp == static_cast<char32_t>(quote) || cp == '\\') {
+      out += '\\';
+      out += static_cast<char>(cp);
+    } else if (cp == '\n') {
+      out += "\\n";
+    } else if (cp == '\r') {
+      out += "\\r";
+    } else if (cp == '\t') {
+      out += "\\t";
+    } else if (cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD || cp == 0x1680 ||
+               (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
+               (cp >= 0x205F && cp <= 0x2064) || cp == 0x3000 || cp == 0xFEFF) {
+      char buf[12];
+      const int n = cp <= 0xFF
+                        ? std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(cp))
+                        : std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      out.append(buf, static_cast<std::size_t>(n));
+    } else {
+      unicode::append_utf8(out, cp);
+    }
+  }
+  out += quote;
+}
+
+// Python's str() of the value json.loads gives for `v` (repr() inside lists and dicts):
+// how DRF's ChoiceField quotes a value it cannot find among its choices.
+void append_python_str(std::string& out, const json::value& v, bool nested) {
+  switch (v.kind()) {
+    case json::kind::string:
+      if (nested) {
+        append_python_repr(out, v.get_string());
+      } else {
+        out += v.get_string();
+      }
+      return;
+    case json::kind::int64:
+      out += std::to_string(v.get_int64());
+      return;
+    case json::kind::uint64:
+      out += std::to_string(v.get_uint64());
+      return;
+    case json::kind::double_:
+      out += python_float(v.get_double());
+      return;
+    case json::kind::bool_:
+      out += v.get_bool() ? "True" : "False";
+      return;
+    case json::kind::null:
+      out += "None";
+      return;
+    case json::kind::array: {
+      out += '[';
+      bool first = true;
+      for (const auto& item : v.get_array()) {
+        if (!first) out += ", ";
+        first = false;
+        append_python_str(out, item, true);
+      }
+      out += ']';
+      return;
+    }
+    case json::kind::object: {
+      out += '{';
+      bool first = true;
+      for (const auto& [key, item] : v.get_object()) {
+        if (!first) out += ", ";
+        first = false;
+        append_python_repr(out, key);
+        out += ": ";
+        append_python_str(out, item, true);
+      }
+      out += '}';
+      return;
+    }
+  }
+}
+
 std::string_view media_type(std::string_view content_type) {
   auto semi = content_type.find(';');
   auto t = content_type.substr(0, semi);
@@ -121,6 +207,21 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
     return std::nullopt;
   }
   return s;
+}
+
+std::optional<std::string> FieldReader::choice(const char* name, bool required) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  if (v->is_null()) {
+    errors_.add(name, "This field may not be null.");
+    return std::nullopt;
+  }
+  std::string text;
+  append_python_str(text, *v, false);
+  return text;
 }
 
 std::optional<bool> FieldReader::boolean(const char* name, bool required) {

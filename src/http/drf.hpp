@@ -39,6 +39,10 @@ class FieldReader {
 
   // DRF CharField: strings, and numbers written as text; nullopt when missing or refused.
   std::optional<std::string> string(const char* name, CharFieldOptions options = {});
+  // DRF ChoiceField: the value as it looks it up among the choices, Python's str() of it
+  // (untrimmed; "" and ['group'] too), for the caller to find or refuse with
+  // "\"<value>\" is not a valid choice."; nullopt when missing or null.
+  std::optional<std::string> choice(const char* name, bool required = true);
   // DRF IntegerField.
   std::optional<std::int64_t> integer(const char* name, bool required = true);
   // DRF BooleanField: true/false, 1/0 and their usual spellings as text.

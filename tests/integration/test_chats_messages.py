@@ -83,6 +83,30 @@ def test_chat_validation(client, people):
         assert set(r.json()) == fields, (body, r.text)
 
 
+def test_choices_are_read_as_drfs_choicefield(client, people):
+    """type and role are DRF ChoiceFields: a value not among the choices is quoted as Python's
+    str() shows it, untrimmed, and null "may not be null"."""
+    ann, bob = people["ann"], people["bob"]
+    for value, shown in (("channel", "channel"), (" group ", " group "), ("", ""), (1, "1"),
+                         (True, "True"), (1.5, "1.5"), (["group"], "['group']"),
+                         ({"a": "it's", "b": None}, "{'a': \"it's\", 'b': None}"),
+                         (["tab\there", "\u00a0"], "['tab\\there', '\\xa0']")):
+        r = client.post("/api/chats/", token=ann["access"],
+                        json={"type": value, "name": "x", "member_ids": []})
+        assert (r.status_code, r.json()) == (400, {"type": [f'"{shown}" is not a valid choice.']}), (value, r.text)
+    r = client.post("/api/chats/", token=ann["access"], json={"type": None, "name": "x", "member_ids": []})
+    assert (r.status_code, r.json()) == (400, {"type": ["This field may not be null."]}), r.text
+    g = new_group(client, ann)
+    r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(bob), "role": ["admin"]})
+    assert (r.status_code, r.json()) == (400, {"role": ['"[\'admin\']" is not a valid choice.']}), r.text
+    r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(bob), "role": "admin"})
+    assert r.status_code == 201, r.text
+    r = client.patch(f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"], json={"role": ""})
+    assert (r.status_code, r.json()) == (400, {"role": ['"" is not a valid choice.']}), r.text
+    r = client.patch(f"/api/chats/{g['id']}/members/{uid(bob)}/", token=ann["access"], json={"role": None})
+    assert (r.status_code, r.json()) == (400, {"role": ["This field may not be null."]}), r.text
+
+
 def test_group_roles_rename_and_members(client, people):
     ann, bob, cat, dan = (people[n] for n in ("ann", "bob", "cat", "dan"))
     g = new_group(client, ann, bob)

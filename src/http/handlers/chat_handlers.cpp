@@ -28,7 +28,7 @@ awaitable<Response> create_chat(Services& s, Request& /*req*/, const RouteParams
                                 const store::UserRecord& me, const json::object& body) {
   chats::CreateChatInput in;
   FieldReader f(body, in.errors);
-  in.type = f.string("type");
+  in.type = f.choice("type");
   in.name = f.string("name", {.required = false, .allow_blank = true});
   in.member_ids = f.id_list("member_ids", false);
   auto created = co_await s.chats.create(me.id, std::move(in));
@@ -70,7 +70,7 @@ awaitable<Response> add_member(Services& s, Request& req, const RouteParams& p,
   in.errors = std::move(req.body_errors);
   FieldReader f(body, in.errors);
   in.user_id = f.integer("user_id");
-  in.role = f.string("role", {.required = false});
+  in.role = f.choice("role", false);
   auto member = co_await s.chats.add_member(me.id, id, std::move(in));
   if (!member) co_return error_response(member.error());
   co_return json_response(201, member_json(*member));
@@ -83,7 +83,7 @@ awaitable<Response> change_role(Services& s, Request& req, const RouteParams& p,
   chats::MemberInput in;
   in.errors = std::move(req.body_errors);
   in.partial = req.method == Method::patch;
-  in.role = FieldReader(body, in.errors).string("role", {.required = false});
+  in.role = FieldReader(body, in.errors).choice("role", false);
   auto member = co_await s.chats.change_role(me.id, id, user_id, std::move(in));
   if (!member) co_return error_response(member.error());
   co_return json_response(200, member_json(*member));
