@@ -300,7 +300,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   co_return Ok{};
 }
 
-boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(
+boost::asio::awaitable<Result<ReadOutcome>> ChatService::mark_read(
     std::int64_t me, std::int64_t chat_id, std::optional<std::int64_t> last_read_message_id,
     FieldErrors errors) {
   auto m = co_await membership(me, chat_id);
@@ -314,8 +314,10 @@ boost::asio::awaitable<Result<std::int64_t>> ChatService::mark_read(
   auto events = [](const WatermarkChange& c) {
     return std::vector<NewEvent>{to_event(c.chat_id, read_event(c.chat_id, c.user_id, c.value))};
   };
-  co_await store_.chats().mark_read(chat_id, me, value, std::move(events));
-  co_return (co_await store_.chats().unread_count(chat_id, me)).count;
+  ReadOutcome out;
+  out.watermark = co_await store_.chats().mark_read(chat_id, me, value, std::move(events));
+  out.unread_count = (co_await store_.chats().unread_count(chat_id, me)).count;
+  co_return out;
 }
 
 }  // namespace chat::chats

@@ -26,6 +26,13 @@ struct CreatedChatView {
   bool created = false;
 };
 
+// What a read did: the caller's unread count after it, and their read watermark (whether
+// it moved, and where it stands).
+struct ReadOutcome {
+  std::int64_t unread_count = 0;
+  store::WatermarkChange watermark;
+};
+
 struct MemberInput {
   std::optional<std::int64_t> user_id;
   std::optional<std::string> role;
@@ -57,9 +64,10 @@ class ChatService {
   boost::asio::awaitable<Result<Ok>> remove_member(std::int64_t me, std::int64_t chat_id,
                                                    std::int64_t user_id);
 
-  // Moves the caller's read watermark (never down); returns their unread count. `errors`
-  // (a REST body's) answer after the membership check, as DRF's get_object() comes first.
-  boost::asio::awaitable<Result<std::int64_t>> mark_read(
+  // Moves the caller's read watermark (never down); returns it and their unread count.
+  // `errors` (a REST body's) answer after the membership check, as DRF's get_object() comes
+  // first.
+  boost::asio::awaitable<Result<ReadOutcome>> mark_read(
       std::int64_t me, std::int64_t chat_id, std::optional<std::int64_t> last_read_message_id,
       FieldErrors errors = {});
 

@@ -204,8 +204,14 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   if (type == "read") {
     // As over REST, 0 is a valid watermark (nothing read); the service checks the range.
     auto value = f.integer("last_read_message_id", false);
-    auto unread = co_await chats_.mark_read(me, chat_id, value, std::move(f.errors));
-    if (!unread) co_return fail(unread.error());
+    auto read = co_await chats_.mark_read(me, chat_id, value, std::move(f.errors));
+    if (!read) co_return fail(read.error());
+    // A watermark that did not move commits and broadcasts nothing: the sending socket alone
+    // gets it as it stands (REST answers 200), as a retried message or pin is acknowledged.
+    if (!read->watermark.changed) {
+      co_return std::vector<std::string>{
+          json::serialize(chats::read_event(chat_id, me, read->watermark.value))};
+    }
     co_return std::vector<std::string>{};
   }
   auto message_id = f.id("message_id");

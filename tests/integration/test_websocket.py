@@ -1109,6 +1109,50 @@ def test_delivered_read_and_unread(server, client):
     run(main())
 
 
+def test_a_read_that_moves_nothing_is_answered_to_its_socket_alone(server, client):
+    """A `read` at or below the watermark commits nothing: the sending socket gets the read
+    state as it stands, without seq, and no other socket hears of it (REST answers 200)."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        m1 = rest_send(client, a, chat, "first")["id"]
+        m2 = rest_send(client, a, chat, "second")["id"]
+        a_user = await user_ws(server, a)
+        b_user = await user_ws(server, b)
+        b_chat = await chat_ws(server, b, chat)
+        await b_chat.send({"type": "read", "last_read_message_id": m2})
+        moved = {"type": "read", "chat_id": chat, "user_id": uid(b), "last_read_message_id": m2}
+        f = await a_user.until(is_("read", user_id=uid(b)))
+        assert without_seq(f) == moved and isinstance(f["seq"], int), f
+        assert await b_chat.until(is_("read", user_id=uid(b))) == moved
+        # b replies, then marks the earlier message read (the order a client may well use).
+        reply = rest_send(client, b, chat, "reply")["id"]
+        await a_user.until(is_("message", message_id=reply))
+        for ws in (a_user, b_user, b_chat):
+            await ws.drain(0.3)
+            ws.seen.clear()
+            ws.buffer.clear()
+        at_reply = {"type": "read", "chat_id": chat, "user_id": uid(b), "last_read_message_id": reply}
+        for value in (m1, m2, 10 ** 12):
+            await b_chat.send({"type": "read", "last_read_message_id": value})
+            f = await b_chat.until(is_("read", user_id=uid(b)))
+            assert f == at_reply, (value, f)  # no seq: nothing was logged
+        await b_user.send({"type": "read", "chat_id": chat, "last_read_message_id": m1})
+        assert await b_user.until(is_("read", user_id=uid(b))) == at_reply
+        for ws in (a_user, b_user, b_chat):
+            await ws.drain(0.5)
+        assert not [x for x in a_user.seen if x["type"] == "read"], a_user.seen
+        assert [x for x in b_user.seen if x["type"] == "read"] == [at_reply], b_user.seen
+        assert [x for x in b_chat.seen if x["type"] == "read"] == [at_reply] * 3, b_chat.seen
+        r = client.get("/api/events/?since=0", token=a["access"])
+        assert [e["last_read_message_id"] for e in r.json()["results"] if e["type"] == "read"] == [m2], r.text
+        for ws in (a_user, b_user, b_chat):
+            await ws.close()
+
+    run(main())
+
+
 # ---- 7. resume ---------------------------------------------------------------------------------
 
 def max_seq(ws):

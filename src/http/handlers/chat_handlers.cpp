@@ -105,7 +105,7 @@ awaitable<Response> mark_read(Services& s, Request& req, const RouteParams& p,
   auto value = FieldReader(body, errors).integer("last_read_message_id");
   auto unread = co_await s.chats.mark_read(me.id, id, value, std::move(errors));
   if (!unread) co_return error_response(unread.error());
-  co_return json_response(200, json::object{{"unread_count", *unread}});
+  co_return json_response(200, json::object{{"unread_count", unread->unread_count}});
 }
 
 }  // namespace
