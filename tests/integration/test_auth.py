@@ -268,9 +268,24 @@ def test_logout_and_refresh_validation(client):
     for path in ("/api/auth/logout/", "/api/auth/refresh/"):
         r = client.post(path, json={})
         assert (r.status_code, r.json()) == (400, {"refresh": ["This field is required."]})
+        # SimpleJWT's `refresh` is a CharField: trimmed, and blank refused.
+        r = client.post(path, json={"refresh": " \n "})
+        assert (r.status_code, r.json()) == (400, {"refresh": ["This field may not be blank."]})
         r = client.post(path, json={"refresh": "not-a-token"})
         assert (r.status_code, r.json()) == (401, {"detail": "Token is invalid or expired",
                                                    "code": "token_not_valid"})
+
+
+def test_a_refresh_token_is_trimmed_as_simplejwt_trims_it(client):
+    """A token read from a file or the clipboard with a newline still refreshes and logs out."""
+    user = client.register()
+    r = client.post("/api/auth/refresh/", json={"refresh": f" {user['refresh']}\n"})
+    assert r.status_code == 200 and set(r.json()) == {"access"}, r.text
+    assert client.get("/api/users/me/", token=r.json()["access"]).status_code == 200
+    r = client.post("/api/auth/logout/", json={"refresh": f"\t{user['refresh']} "})
+    assert r.status_code == 205, r.text
+    r = client.post("/api/auth/refresh/", json={"refresh": user["refresh"]})
+    assert r.status_code == 401, r.text
 
 
 def forged_tokens(user_id):

@@ -54,7 +54,9 @@ std::optional<std::string> refresh_field(const Request& req, Response& error) {
     return std::nullopt;
   }
   FieldErrors errors;
-  auto token = FieldReader(*body, errors).string("refresh", {.trim = false});
+  // SimpleJWT's TokenRefreshSerializer (and the blacklist's) `refresh` is a plain CharField:
+  // trimmed, and blank refused.
+  auto token = FieldReader(*body, errors).string("refresh");
   if (!errors.empty()) error = error_response(Error::validation(std::move(errors)));
   return token;
 }
