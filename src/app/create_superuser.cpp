@@ -123,7 +123,7 @@ int create_superuser(const config::Settings& s, SuperuserOptions o) {
   store::NewUser user;
   user.username = *o.username;
   user.username_key = auth::username_key(*o.username);
-  user.email = *o.email;
+  user.email = auth::normalize_email(*o.email);
   user.password_hash = hasher.hash_now(*o.password);
   user.is_staff = true;
   user.is_superuser = true;

@@ -97,7 +97,7 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   store::NewUser user;
   user.username = *in.username;
   user.username_key = key;
-  user.email = *in.email;
+  user.email = normalize_email(*in.email);
   user.password_hash = co_await hasher_.hash(*in.password);
   user.date_joined = now_micros();
   auto created = co_await store_.users().create(std::move(user));

@@ -119,4 +119,10 @@ std::vector<std::string> password_problems(std::string_view password, std::strin
   return problems;
 }
 
+std::string normalize_email(std::string_view email) {
+  const auto at = email.rfind('@');
+  if (at == std::string_view::npos) return std::string(email);
+  return std::string(email.substr(0, at + 1)) + unicode::to_lower(email.substr(at + 1));
+}
+
 }  // namespace chat::auth

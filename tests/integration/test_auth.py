@@ -288,6 +288,20 @@ def test_a_refresh_token_is_trimmed_as_simplejwt_trims_it(client):
     assert r.status_code == 401, r.text
 
 
+def test_registration_lowercases_the_email_domain(client):
+    """Django's create_user applies normalize_email: the domain lower-cased, the local part
+    kept; a later change of e-mail is stored as given, as Django's serializers store it."""
+    name = unique_name()
+    r = client.post("/api/auth/register/",
+                    json={"username": name, "email": "Foo.Bar@EXAMPLE.Com", "password": "pa55word!x"})
+    assert r.status_code == 201 and r.json()["user"]["email"] == "Foo.Bar@example.com", r.text
+    token = r.json()["access"]
+    assert client.get("/api/users/me/", token=token).json()["email"] == "Foo.Bar@example.com"
+    r = client.patch("/api/users/me/", token=token,
+                     json={"email": "New@EXAMPLE.COM", "current_password": "pa55word!x"})
+    assert r.status_code == 200 and r.json()["email"] == "New@EXAMPLE.COM", r.text
+
+
 def forged_tokens(user_id):
     now = int(time.time())
     good = {"token_type": "access", "exp": now + 300, "iat": now, "jti": "a" * 32, "user_id": user_id}

@@ -36,6 +36,12 @@ TEST(CredentialRules, Emails) {
   EXPECT_FALSE(email_problems(std::string(250, 'a') + "@example.com").empty());
 }
 
+TEST(CredentialRules, EmailsAreNormalisedAsDjangosCreateUser) {
+  EXPECT_EQ(normalize_email("Foo.Bar@EXAMPLE.Com"), "Foo.Bar@example.com");
+  EXPECT_EQ(normalize_email("X@ПРИМЕР.РФ"), "X@пример.рф");
+  EXPECT_EQ(normalize_email("a\"@\"B@C.D"), "a\"@\"B@c.d");  // the last @ splits
+}
+
 TEST(CredentialRules, Passwords) {
   EXPECT_TRUE(password_problems("correct horse", "ann").empty());
   EXPECT_EQ(password_problems("short", "ann").size(), 1U);
