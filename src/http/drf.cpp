@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <charconv>
+#include <cmath>
 #include <map>
 
 #include "common/python_number.hpp"
@@ -165,10 +166,21 @@ Result<json::object> parse_body(const Request& req) {
   return std::move(v.as_object());
 }
 
+bool FieldReader::blank_form_value_left_out(const json::value& v, bool required,
+                                            bool allow_null) const {
+  // DRF's Field.get_value for HTML input: an empty value of a field that may be null or left
+  // out is taken as null or as left out (a blank-allowing field keeps its "" instead).
+  return v.is_string() && v.get_string().empty() && (allow_null || !required) &&
+         FormValues::is_form(body_);
+}
+
 std::optional<std::string> FieldReader::string(const char* name, CharFieldOptions o) {
   const json::value* v = body_.if_contains(name);
   if (v == nullptr) {
     if (o.required) errors_.add(name, "This field is required.");
+    return std::nullopt;
+  }
+  if (!o.allow_blank && blank_form_value_left_out(*v, o.required, o.allow_null)) {
     return std::nullopt;
   }
   std::string s;
@@ -215,6 +227,7 @@ std::optional<std::string> FieldReader::choice(const char* name, bool required) 
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
   }
+  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
   if (v->is_null()) {
     errors_.add(name, "This field may not be null.");
     return std::nullopt;
@@ -230,14 +243,19 @@ std::optional<bool> FieldReader::boolean(const char* name, bool required) {
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
   }
+  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
   if (v->is_bool()) return v->get_bool();
+  // 1 and 0 are in DRF's sets, and so are 1.0 and 0.0 (equal to them in Python).
   if (v->is_int64() && (v->get_int64() == 0 || v->get_int64() == 1)) return v->get_int64() == 1;
+  if (v->is_double() && (v->get_double() == 0.0 || v->get_double() == 1.0)) {
+    return v->get_double() == 1.0;
+  }
   if (v->is_string()) {
-    // DRF's TRUE_VALUES and FALSE_VALUES.
-    static constexpr std::array<std::string_view, 7> kTrue{"true", "True", "TRUE", "1",
-                                                           "yes",  "on",   "y"};
-    static constexpr std::array<std::string_view, 7> kFalse{"false", "False", "FALSE", "0",
-                                                            "no",    "off",   "n"};
+    // DRF's BooleanField.TRUE_VALUES and FALSE_VALUES.
+    static constexpr std::array<std::string_view, 14> kTrue{
+        "t", "T", "y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON", "1"};
+    static constexpr std::array<std::string_view, 14> kFalse{
+        "f", "F", "n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF", "0"};
     const std::string_view s = v->get_string();
     if (std::find(kTrue.begin(), kTrue.end(), s) != kTrue.end()) return true;
     if (std::find(kFalse.begin(), kFalse.end(), s) != kFalse.end()) return false;
@@ -256,6 +274,7 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
   }
+  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
   if (auto value = integer_field(*v)) return value;
   if (v->is_null()) {
     errors_.add(name, "This field may not be null.");
@@ -275,6 +294,10 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
     if (required) errors_.add(name, "This field is required.");
     return std::nullopt;
   }
+  if (v->is_null()) {  // refused before the list is looked at
+    errors_.add(name, "This field may not be null.");
+    return std::nullopt;
+  }
   if (!v->is_array()) {
     errors_.add(name,
                 std::string("Expected a list of items but got type \"") + python_type(*v) + "\".");
@@ -283,12 +306,15 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   std::vector<std::int64_t> out;
   for (const auto& item : v->get_array()) {
     // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
-    // as "5" into an id as well; an id that cannot exist, null included, is reported as
-    // not found. A JSON number that is not an integer is refused: Django would cut 1.5
-    // down to 1 and take a member nobody named.
+    // as "5" (and a float such as 5.0) into an id as well; an id that cannot exist, null
+    // included, is reported as not found. A JSON number with a fraction is refused: Django
+    // would cut 1.5 down to 1 and take a member nobody named.
     std::optional<std::int64_t> id;
     if (item.is_int64()) {
       id = item.get_int64();
+    } else if (item.is_double() && item.get_double() == std::floor(item.get_double()) &&
+               std::fabs(item.get_double()) < 9e15) {
+      id = static_cast<std::int64_t>(item.get_double());
     } else if (item.is_uint64() || item.is_null()) {
       id = 0;
     } else if (item.is_string()) {
@@ -300,9 +326,10 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
       return std::nullopt;
     }
     if (*id <= 0 || *id == INT64_MAX) {
-      const std::string shown = item.is_string() ? std::string(item.get_string())
-                                : item.is_null() ? std::string("None")
-                                                 : json::serialize(item);
+      const std::string shown = item.is_string()   ? std::string(item.get_string())
+                                : item.is_null()   ? std::string("None")
+                                : item.is_double() ? python_float(item.get_double())
+                                                   : json::serialize(item);
       errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
       return std::nullopt;
     }

@@ -51,6 +51,9 @@ class FieldReader {
   std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
 
  private:
+  [[nodiscard]] bool blank_form_value_left_out(const boost::json::value& v, bool required,
+                                               bool allow_null) const;
+
   const boost::json::object& body_;
   FieldErrors& errors_;
 };

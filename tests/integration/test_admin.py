@@ -399,6 +399,11 @@ def test_patch_validates_the_body(client, staff):
     assert call(client, *path, 400, token=token, ids=target,
                 json={"is_active": "maybe", "is_staff": [True]}) == {
         "is_active": NOT_BOOLEAN, "is_staff": NOT_BOOLEAN}
+    # DRF's BooleanField spellings (TRUE_VALUES / FALSE_VALUES), 1.0 and 0.0 among them.
+    for spelling, value in (("t", True), ("Yes", True), ("ON", True), (1.0, True),
+                            ("F", False), ("No", False), ("OFF", False), (0.0, False)):
+        body = call(client, *path, 200, token=token, ids=target, json={"is_staff": spelling})
+        assert body["is_staff"] is value, (spelling, body)
     # One invalid field: the valid one is not applied either.
     errors = call(client, *path, 400, token=token, ids=target, json={"is_active": False, "is_staff": "x"})
     assert errors == {"is_staff": NOT_BOOLEAN}

@@ -412,11 +412,12 @@ def test_form_bodies_give_list_fields_every_value(client):
         assert r.status_code == 400, (body, r.text)
         assert r.json() == {"member_ids": [message]}, (body, r.text)
     # JSON: null is a pk that does not exist; a number that is not an integer is refused
-    # (Django would truncate it to someone else's id).
+    # (Django would truncate it to someone else's id), an integral one read as the id.
     for item, message in ((True, "Incorrect type. Expected pk value, received bool."),
                           (None, 'Invalid pk "None" - object does not exist.'),
                           (float(uid(bob)) + 0.5, "Incorrect type. Expected pk value, received float."),
-                          (-2, 'Invalid pk "-2" - object does not exist.')):
+                          (-2, 'Invalid pk "-2" - object does not exist.'),
+                          (0.0, 'Invalid pk "0.0" - object does not exist.')):
         r = create(json.dumps({"type": "group", "name": "g", "member_ids": [item]}).encode(), "application/json")
         assert r.status_code == 400 and r.json() == {"member_ids": [message]}, (item, r.text)
 
@@ -749,3 +750,39 @@ def test_query_parameters_are_read_as_djangos_querydict(client):
     assert r.status_code == 200 and [u["username"] for u in r.json()["results"]] == \
         [prefix + "a", prefix + "b"], r.text
     assert "limit=2" in r.json()["next"] and "offset=2" in r.json()["next"], r.json()
+
+
+def test_form_blanks_of_optional_fields_are_left_out(client):
+    """DRF's Field.get_value for HTML input: an empty value of a field that may be null or
+    left out reads as null or left out, as a browser's FormData sends an empty input."""
+    ann, bob = client.register(), client.register()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    g = new_group(client, ann)
+    r = ok(client.post("/api/messages/", token=ann["access"], headers=form,
+                       data=f"chat={g['id']}&text=hi&client_id="))
+    assert r.status_code == 201 and r.json()["client_id"] is None, r.text
+    r = ok(client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], headers=form,
+                       data=f"user_id={uid(bob)}&role="))
+    assert r.status_code == 201 and r.json()["role"] == "member", r.text
+    r = ok(client.request("PATCH", "/api/users/me/", token=ann["access"], headers=form,
+                          data=f"email=&password=&current_password={ann['password']}"))
+    assert r.status_code == 200 and r.json()["email"] == ann["user"]["email"], r.text
+    assert client.login(ann["user"]["username"], ann["password"])  # the password is unchanged
+    # A required field's blank is still an error, and JSON's "" is a value, not a blank form.
+    r = ok(client.post("/api/messages/", token=ann["access"], headers=form, data="chat=&text=hi"))
+    assert (r.status_code, r.json()) == (400, {"chat": ["A valid integer is required."]}), r.text
+    r = ok(client.post("/api/messages/", token=ann["access"],
+                       json={"chat": g["id"], "text": "hi", "client_id": ""}))
+    assert (r.status_code, r.json()) == (400, {"client_id": ["This field may not be blank."]}), r.text
+    r = ok(client.request("PATCH", "/api/users/me/", token=ann["access"],
+                          json={"email": "", "current_password": ann["password"]}))
+    assert (r.status_code, r.json()) == (400, {"email": ["This field may not be blank."]}), r.text
+
+
+def test_member_ids_null_is_not_a_list(client):
+    """Null is refused before the list is looked at (Field.validate_empty_values)."""
+    ann = client.register()
+    r = ok(client.post("/api/chats/", token=ann["access"],
+                       json={"type": "group", "name": "g", "member_ids": None}))
+    assert (r.status_code, r.json()) == (400, {"member_ids": ["This field may not be null."]}), r.text
+

@@ -36,10 +36,10 @@ awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*par
                          const store::UserRecord& me, const json::object& body) {
   chats::SendInput in;
   FieldReader f(body, in.errors);
-  in.chat_id = f.integer("chat", false);
+  in.chat_id = f.integer("chat");
+  // The service judges the text (and a client_id of whitespace alone) for both doors.
   in.text = f.string("text", {.required = false, .allow_blank = true, .trim = false});
-  in.client_id = f.string(
-      "client_id", {.required = false, .allow_blank = true, .trim = false, .allow_null = true});
+  in.client_id = f.string("client_id", {.required = false, .trim = false, .allow_null = true});
   auto sent = co_await s.messages.send(me.id, std::move(in));
   if (!sent) co_return error_response(sent.error());
   co_return json_response(sent->created ? 201 : 200,
