@@ -266,4 +266,26 @@ std::vector<std::vector<char32_t>> words(std::string_view utf8) {
   return out;
 }
 
+std::vector<std::string_view> split(std::string_view utf8) {
+  std::vector<std::string_view> parts;
+  if (!is_valid_utf8(utf8)) {
+    if (!utf8.empty()) parts.push_back(utf8);
+    return parts;
+  }
+  std::size_t start = std::string_view::npos;  // of the part being read
+  for (std::size_t i = 0; i < utf8.size();) {
+    char32_t cp = 0;
+    const std::size_t n = decode_one(utf8, i, cp);
+    if (is_strip_space(cp)) {
+      if (start != std::string_view::npos) parts.push_back(utf8.substr(start, i - start));
+      start = std::string_view::npos;
+    } else if (start == std::string_view::npos) {
+      start = i;
+    }
+    i += n;
+  }
+  if (start != std::string_view::npos) parts.push_back(utf8.substr(start));
+  return parts;
+}
+
 }  // namespace chat::unicode

@@ -41,5 +41,8 @@ std::string without_diacritics(std::string_view utf8);
 // str.isspace() calls whitespace (ASCII whitespace, U+001C-U+001F, U+0085 and every
 // Unicode space separator, no-break ones too). Invalid UTF-8 comes back as it is.
 std::string_view trim(std::string_view utf8);
+// Python's str.split() with no separator: the runs between str.isspace() characters.
+// Invalid UTF-8 comes back as one part.
+std::vector<std::string_view> split(std::string_view utf8);
 
 }  // namespace chat::unicode

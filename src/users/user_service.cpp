@@ -1,8 +1,11 @@
 #include "users/user_service.hpp"
 
+#include <algorithm>
+
 #include "auth/auth_service.hpp"
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
+#include "common/unicode.hpp"
 
 namespace chat::users {
 
@@ -42,7 +45,21 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
 }
 
 boost::asio::awaitable<Result<store::UserPage>> UserService::list(UserListQuery q) {
-  store::UserFilter filter{auth::username_key(q.search)};
+  // DRF's SearchFilter over "^username": commas read as spaces, the text split on
+  // whitespace, and every term a prefix of the username, case-insensitively. Terms that
+  // are all prefixes of one username are prefixes of the longest of them, so that is the
+  // one prefix to look for; terms that are not match no one.
+  std::replace(q.search.begin(), q.search.end(), ',', ' ');
+  std::vector<std::string> keys;
+  for (const auto term : unicode::split(q.search)) keys.push_back(auth::username_key(term));
+  std::string longest;
+  for (const auto& key : keys) {
+    if (key.size() > longest.size()) longest = key;
+  }
+  for (const auto& key : keys) {
+    if (!longest.starts_with(key)) co_return store::UserPage{};
+  }
+  store::UserFilter filter{std::move(longest)};
   co_return co_await store_.users().list(std::move(filter), q.limit, q.offset);
 }
 

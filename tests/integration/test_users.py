@@ -412,3 +412,26 @@ def test_search_wildcards_are_literal(client):
         assert user["user"]["id"] not in [u["id"] for u in r.json()["results"]], query
     r = client.get("/api/users/", token=token, params={"search": f"lk{tag}x"})
     assert [u["id"] for u in r.json()["results"]] == [user["user"]["id"]]
+
+
+def test_search_reads_terms_as_drfs_search_filter(client):
+    """SearchFilter over "^username": commas are spaces, the text is split on whitespace,
+    and every term must begin the username (case-insensitively)."""
+    prefix = unique_name("s")
+    ann = client.register(username=prefix + "annie")
+    client.register(username=prefix + "bob")
+    token = ann["access"]
+
+    def found(search):
+        r = client.get("/api/users/", token=token, params={"search": search})
+        assert r.status_code == 200, r.text
+        return sorted(u["username"] for u in r.json()["results"])
+
+    assert found(f" {prefix}ann ") == [prefix + "annie"]
+    assert found(f"{prefix}ANN {prefix}an") == [prefix + "annie"]
+    assert found(f"{prefix}ann,") == [prefix + "annie"]
+    assert found(f"{prefix}ann {prefix}bob") == []
+    assert found(f"{prefix}") == [prefix + "annie", prefix + "bob"]
+    r = client.get("/api/users/", token=token, params={"search": f"{prefix}ann {prefix}bob"})
+    assert r.json() == {"count": 0, "next": None, "previous": None, "results": []}, r.text
+

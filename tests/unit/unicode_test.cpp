@@ -31,6 +31,17 @@ TEST(Unicode, ReplacesInvalidBytesAsPythonDoes) {
   EXPECT_EQ(unicode::replace_invalid(std::string("a\0b", 3)), std::string("a\0b", 3));
 }
 
+TEST(Unicode, SplitsOnWhitespaceAsPythonDoes) {
+  using Parts = std::vector<std::string_view>;
+  EXPECT_EQ(unicode::split(""), Parts{});
+  EXPECT_EQ(unicode::split(" \t\n "), Parts{});
+  EXPECT_EQ(unicode::split("a"), Parts{"a"});
+  EXPECT_EQ(unicode::split("  ann  bob\tcat "), (Parts{"ann", "bob", "cat"}));
+  EXPECT_EQ(unicode::split("аня\u00a0боб\u3000x"),
+            (Parts{"аня", "боб", "x"}));                     // no-break, ideographic
+  EXPECT_EQ(unicode::split("a\u200bb"), Parts{"a\u200bb"});  // zero-width space is not whitespace
+}
+
 TEST(Unicode, LengthCountsCodePoints) {
   EXPECT_EQ(unicode::length("пароль12"), 8U);
   EXPECT_EQ(unicode::length(""), 0U);
