@@ -166,23 +166,25 @@ Result<json::object> parse_body(const Request& req) {
   return std::move(v.as_object());
 }
 
-bool FieldReader::blank_form_value_left_out(const json::value& v, bool required,
-                                            bool allow_null) const {
+const json::value* FieldReader::given(const char* name, bool required, bool allow_null,
+                                      bool allow_blank) {
+  const json::value* v = body_.if_contains(name);
+  if (v == nullptr) {
+    if (required) errors_.add(name, "This field is required.");
+    return nullptr;
+  }
   // DRF's Field.get_value for HTML input: an empty value of a field that may be null or left
   // out is taken as null or as left out (a blank-allowing field keeps its "" instead).
-  return v.is_string() && v.get_string().empty() && (allow_null || !required) &&
-         FormValues::is_form(body_);
+  if (!allow_blank && v->is_string() && v->get_string().empty() && (allow_null || !required) &&
+      FormValues::is_form(body_)) {
+    return nullptr;
+  }
+  return v;
 }
 
 std::optional<std::string> FieldReader::string(const char* name, CharFieldOptions o) {
-  const json::value* v = body_.if_contains(name);
-  if (v == nullptr) {
-    if (o.required) errors_.add(name, "This field is required.");
-    return std::nullopt;
-  }
-  if (!o.allow_blank && blank_form_value_left_out(*v, o.required, o.allow_null)) {
-    return std::nullopt;
-  }
+  const json::value* v = given(name, o.required, o.allow_null, o.allow_blank);
+  if (v == nullptr) return std::nullopt;
   std::string s;
   switch (v->kind()) {
     case json::kind::string:
@@ -222,12 +224,8 @@ std::optional<std::string> FieldReader::string(const char* name, CharFieldOption
 }
 
 std::optional<std::string> FieldReader::choice(const char* name, bool required) {
-  const json::value* v = body_.if_contains(name);
-  if (v == nullptr) {
-    if (required) errors_.add(name, "This field is required.");
-    return std::nullopt;
-  }
-  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
+  const json::value* v = given(name, required);
+  if (v == nullptr) return std::nullopt;
   if (v->is_null()) {
     errors_.add(name, "This field may not be null.");
     return std::nullopt;
@@ -238,12 +236,8 @@ std::optional<std::string> FieldReader::choice(const char* name, bool required) 
 }
 
 std::optional<bool> FieldReader::boolean(const char* name, bool required) {
-  const json::value* v = body_.if_contains(name);
-  if (v == nullptr) {
-    if (required) errors_.add(name, "This field is required.");
-    return std::nullopt;
-  }
-  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
+  const json::value* v = given(name, required);
+  if (v == nullptr) return std::nullopt;
   if (v->is_bool()) return v->get_bool();
   // 1 and 0 are in DRF's sets, and so are 1.0 and 0.0 (equal to them in Python).
   if (v->is_int64() && (v->get_int64() == 0 || v->get_int64() == 1)) return v->get_int64() == 1;
@@ -269,12 +263,8 @@ std::optional<bool> FieldReader::boolean(const char* name, bool required) {
 }
 
 std::optional<std::int64_t> FieldReader::integer(const char* name, bool required) {
-  const json::value* v = body_.if_contains(name);
-  if (v == nullptr) {
-    if (required) errors_.add(name, "This field is required.");
-    return std::nullopt;
-  }
-  if (blank_form_value_left_out(*v, required, false)) return std::nullopt;
+  const json::value* v = given(name, required);
+  if (v == nullptr) return std::nullopt;
   if (auto value = integer_field(*v)) return value;
   if (v->is_null()) {
     errors_.add(name, "This field may not be null.");

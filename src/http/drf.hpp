@@ -51,8 +51,10 @@ class FieldReader {
   std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
 
  private:
-  [[nodiscard]] bool blank_form_value_left_out(const boost::json::value& v, bool required,
-                                               bool allow_null) const;
+  // The field's value; nullptr when it is missing (an error when required) or a form's
+  // blank that reads as left out.
+  const boost::json::value* given(const char* name, bool required, bool allow_null = false,
+                                  bool allow_blank = false);
 
   const boost::json::object& body_;
   FieldErrors& errors_;
