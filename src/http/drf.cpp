@@ -339,7 +339,9 @@ std::optional<std::string> query_text(const Request& req, const char* name) {
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
                                           std::int64_t min, std::int64_t max) {
   const std::string* s = req.query_param(name);
-  if (s == nullptr) return std::nullopt;
+  // An empty value filters nothing, as django-filter (EMPTY_VALUES) and a view's
+  // `if before:` read it: a client may send `before=` on its first page.
+  if (s == nullptr || s->empty()) return std::nullopt;
   std::int64_t v = 0;
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
   if (s->empty() || ec != std::errc{} || p != s->data() + s->size()) {

@@ -64,8 +64,8 @@ class FieldReader {
 // repeated one), NUL characters removed; nullopt when absent.
 std::optional<std::string> query_text(const Request& req, const char* name);
 
-// An integer query parameter as DRF filters read it: nullopt when absent; a bad value is
-// added to `errors`.
+// An integer query parameter as DRF filters read it: nullopt when absent or empty; a bad
+// value is added to `errors`.
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,
                                           std::int64_t min = 1, std::int64_t max = INT64_MAX);
 

@@ -786,3 +786,21 @@ def test_member_ids_null_is_not_a_list(client):
                        json={"type": "group", "name": "g", "member_ids": None}))
     assert (r.status_code, r.json()) == (400, {"member_ids": ["This field may not be null."]}), r.text
 
+
+def test_empty_query_integers_filter_nothing(client):
+    """An empty `before=`, `after=`, `limit=` or `since=` reads as left out (django-filter's
+    EMPTY_VALUES, a view's `if before:`); an empty required `chat=` is a missing one."""
+    a = client.register()
+    g = new_group(client, a)
+    ids = [send(client, a, g["id"], f"m{i}")["id"] for i in range(3)]
+    r = client.get(f"/api/messages/?chat={g['id']}&before=&after=&limit=", token=a["access"])
+    assert r.status_code == 200 and [m["id"] for m in r.json()["results"]] == ids[::-1], r.text
+    r = client.get(f"/api/messages/search/?q=m1&chat={g['id']}&limit=", token=a["access"])
+    assert r.status_code == 200 and [m["id"] for m in r.json()["results"]] == [ids[1]], r.text
+    r = client.get("/api/events/?since=&limit=", token=a["access"])
+    assert r.status_code == 200 and r.json()["results"], r.text
+    r = client.get("/api/messages/?chat=&limit=5", token=a["access"])
+    assert (r.status_code, r.json()) == (400, {"chat": ["This field is required."]}), r.text
+    r = client.get(f"/api/messages/?chat={g['id']}&before=x", token=a["access"])
+    assert (r.status_code, r.json()) == (400, {"before": ["A valid integer is required."]}), r.text
+
