@@ -47,6 +47,7 @@ awaitable<UserView> AdminService::view(store::UserRecord user) {
 
 awaitable<Result<UserPage>> AdminService::users(const store::UserRecord& me, UserQuery q) {
   if (auto ok = require_staff(me); !ok) co_return std::move(ok).error();
+  if (!q.errors.empty()) co_return Error::validation(std::move(q.errors));
   store::UserFilter filter{auth::username_key(q.search), false};
   auto page = co_await store_.users().list(std::move(filter), q.limit, q.offset);
   std::vector<std::int64_t> ids;
@@ -101,6 +102,7 @@ awaitable<Result<UserView>> AdminService::update_user(const store::UserRecord& m
 awaitable<Result<store::ChatOverviewPage>> AdminService::chats(const store::UserRecord& me,
                                                                ChatQuery q) {
   if (auto ok = require_staff(me); !ok) co_return std::move(ok).error();
+  if (!q.errors.empty()) co_return Error::validation(std::move(q.errors));
   auto name = unicode::to_lower(unicode::trim(q.search));
   co_return co_await store_.admin().chats(std::move(name), q.limit, q.offset);
 }

@@ -31,6 +31,7 @@ struct UserQuery {
   std::string search;  // username prefix, case-insensitive
   int limit = 50;
   std::int64_t offset = 0;
+  FieldErrors errors;  // from parsing: reported only to staff
 };
 
 struct UserView {
@@ -53,6 +54,7 @@ struct ChatQuery {
   std::string search;  // part of the name, case-insensitive
   int limit = 50;
   std::int64_t offset = 0;
+  FieldErrors errors;  // from parsing: reported only to staff
 };
 
 struct ChatDetail {

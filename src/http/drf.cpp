@@ -328,12 +328,14 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   return out;
 }
 
-std::optional<std::string> query_text(const Request& req, const char* name) {
+std::optional<std::string> query_text(const Request& req, const char* name, FieldErrors& errors) {
   const std::string* s = req.query_param(name);
   if (s == nullptr) return std::nullopt;
-  std::string text = *s;
-  std::erase(text, '\0');
-  return text;
+  if (s->find('\0') != std::string::npos) {
+    errors.add(name, "Null characters are not allowed.");
+    return std::nullopt;
+  }
+  return *s;
 }
 
 std::optional<std::int64_t> query_integer(const Request& req, const char* name, FieldErrors& errors,

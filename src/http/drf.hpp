@@ -60,9 +60,10 @@ class FieldReader {
   FieldErrors& errors_;
 };
 
-// A text query parameter as DRF's SearchFilter reads `search`: the value given (the last of a
-// repeated one), NUL characters removed; nullopt when absent.
-std::optional<std::string> query_text(const Request& req, const char* name);
+// A text query parameter as DRF's SearchFilter (3.15 and later) reads `search`, through a
+// CharField: the value given (the last of a repeated one), untrimmed; one holding a NUL is
+// added to `errors` ("Null characters are not allowed."). nullopt when absent or refused.
+std::optional<std::string> query_text(const Request& req, const char* name, FieldErrors& errors);
 
 // An integer query parameter as DRF filters read it: nullopt when absent or empty; a bad
 // value is added to `errors`.

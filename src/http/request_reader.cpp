@@ -22,8 +22,8 @@ bool parse_target(std::string_view target, Request& req) {
   req.path = url->path();
   if (!acceptable_text(req.path)) return false;
   // The query as Django's QueryDict decodes it: bytes that are not UTF-8 are replaced, and
-  // a NUL stays in its value (the readers of text parameters drop it, as DRF's SearchFilter
-  // does; a number with one in it is not a number).
+  // a NUL stays in its value (the readers of text parameters refuse it, as DRF's
+  // SearchFilter does; a number with one in it is not a number).
   for (auto p : url->params()) {
     req.query.emplace_back(unicode::replace_invalid(p.key), unicode::replace_invalid(p.value));
   }

@@ -44,14 +44,50 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
   co_return std::move(*updated);
 }
 
+namespace {
+
+// Python's str.replace(from, to), for unescaping a quoted term.
+std::string replaced(std::string text, std::string_view from, std::string_view to) {
+  for (auto at = text.find(from); at != std::string::npos; at = text.find(from, at + to.size())) {
+    text.replace(at, from.size(), to);
+  }
+  return text;
+}
+
+// DRF's search_smart_split (3.15): terms apart at whitespace, commas trimmed from their
+// ends; a term in matching quotes is taken without them (unescape_string_literal), any
+// other is split again at commas. (Django's smart_split keeps a quoted phrase with spaces
+// whole; split here, its halves keep a quote each, and either way no username holds a
+// space or a quote, so it matches no one.)
+std::vector<std::string> search_terms(std::string_view text) {
+  std::vector<std::string> terms;
+  for (std::string_view part : unicode::split(text)) {
+    while (!part.empty() && part.front() == ',') part.remove_prefix(1);
+    while (!part.empty() && part.back() == ',') part.remove_suffix(1);
+    if (!part.empty() && (part.front() == '"' || part.front() == '\'') &&
+        part.front() == part.back()) {
+      const std::string quote(1, part.front());
+      std::string inner(part.substr(1, part.size() >= 2 ? part.size() - 2 : 0));
+      terms.push_back(replaced(replaced(std::move(inner), "\\" + quote, quote), "\\\\", "\\"));
+      continue;
+    }
+    for (std::size_t start = 0; start <= part.size();) {
+      const auto comma = std::min(part.find(',', start), part.size());
+      if (comma > start) terms.emplace_back(part.substr(start, comma - start));
+      start = comma + 1;
+    }
+  }
+  return terms;
+}
+
+}  // namespace
+
 boost::asio::awaitable<Result<store::UserPage>> UserService::list(UserListQuery q) {
-  // DRF's SearchFilter over "^username": commas read as spaces, the text split on
-  // whitespace, and every term a prefix of the username, case-insensitively. Terms that
-  // are all prefixes of one username are prefixes of the longest of them, so that is the
-  // one prefix to look for; terms that are not match no one.
-  std::replace(q.search.begin(), q.search.end(), ',', ' ');
+  // DRF's SearchFilter over "^username": every term a prefix of the username,
+  // case-insensitively. Terms that are all prefixes of one username are prefixes of the
+  // longest of them, so that is the one prefix to look for; terms that are not match no one.
   std::vector<std::string> keys;
-  for (const auto term : unicode::split(q.search)) keys.push_back(auth::username_key(term));
+  for (const auto& term : search_terms(q.search)) keys.push_back(auth::username_key(term));
   std::string longest;
   for (const auto& key : keys) {
     if (key.size() > longest.size()) longest = key;

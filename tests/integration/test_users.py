@@ -430,7 +430,9 @@ def test_search_reads_terms_as_drfs_search_filter(client):
     assert found(f" {prefix}ann ") == [prefix + "annie"]
     assert found(f"{prefix}ANN {prefix}an") == [prefix + "annie"]
     assert found(f"{prefix}ann,") == [prefix + "annie"]
-    assert found(f"{prefix}ann {prefix}bob") == []
+    assert found(f"{prefix}bob,{prefix}b") == [prefix + "bob"]
+    assert found(f'"{prefix}ann"') == [prefix + "annie"]  # a quoted term, without its quotes
+    assert found(f'"{prefix}ann {prefix}"') == []  # a phrase: no username holds a space
     assert found(f"{prefix}") == [prefix + "annie", prefix + "bob"]
     r = client.get("/api/users/", token=token, params={"search": f"{prefix}ann {prefix}bob"})
     assert r.json() == {"count": 0, "next": None, "previous": None, "results": []}, r.text

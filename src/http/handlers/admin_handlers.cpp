@@ -16,9 +16,9 @@ using boost::asio::awaitable;
 constexpr int kDefaultPage = 50;
 constexpr int kMaxPage = 200;
 
-PageRequest page_request(const Request& req) {
+PageRequest page_request(const Request& req, FieldErrors& errors) {
   PageRequest page;
-  page.search = query_text(req, "search").value_or("");
+  page.search = query_text(req, "search", errors).value_or("");
   page.limit = static_cast<int>(query_int(req, "limit", kDefaultPage, 1, kMaxPage));
   page.offset = query_int(req, "offset", 0, 0, INT64_MAX / 2);
   return page;
@@ -37,8 +37,9 @@ json::object chat_overview_json(const store::ChatOverview& o) {
 
 awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*params*/,
                                const store::UserRecord& me) {
-  const PageRequest page = page_request(req);
-  admin::UserQuery q{page.search, page.limit, page.offset};
+  FieldErrors errors;  // reported only to staff, after the service's check
+  const PageRequest page = page_request(req, errors);
+  admin::UserQuery q{page.search, page.limit, page.offset, std::move(errors)};
   auto users = co_await s.admin.users(me, std::move(q));
   if (!users) co_return error_response(users.error());
   json::array results;
@@ -67,8 +68,9 @@ awaitable<Response> update_user(Services& s, Request& req, const RouteParams& p,
 
 awaitable<Response> list_chats(Services& s, Request& req, const RouteParams& /*params*/,
                                const store::UserRecord& me) {
-  const PageRequest page = page_request(req);
-  admin::ChatQuery q{page.search, page.limit, page.offset};
+  FieldErrors errors;  // reported only to staff, after the service's check
+  const PageRequest page = page_request(req, errors);
+  admin::ChatQuery q{page.search, page.limit, page.offset, std::move(errors)};
   auto chats = co_await s.admin.chats(me, std::move(q));
   if (!chats) co_return error_response(chats.error());
   json::array results;
@@ -95,7 +97,7 @@ awaitable<Response> list_messages(Services& s, Request& req, const RouteParams& 
   q.before = query_integer(req, "before", q.errors, 0);
   q.limit =
       static_cast<int>(query_integer(req, "limit", q.errors, 1, kMaxPage).value_or(kDefaultPage));
-  q.q = query_text(req, "q").value_or("");
+  q.q = query_text(req, "q", q.errors).value_or("");
   auto page = co_await s.admin.messages(me, std::move(q));
   if (!page) co_return error_response(page.error());
   json::array results;

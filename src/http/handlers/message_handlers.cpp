@@ -83,8 +83,8 @@ awaitable<Response> forward(Services& s, Request& req, const RouteParams& p,
 awaitable<Response> search(Services& s, Request& req, const RouteParams& /*params*/,
                            const store::UserRecord& me) {
   FieldErrors errors;
-  const auto q = query_text(req, "q");
-  if (!q) errors.add("q", "This field is required.");
+  const auto q = query_text(req, "q", errors);
+  if (!q && !errors.has("q")) errors.add("q", "This field is required.");
   auto chat = query_integer(req, "chat", errors);
   const int limit =
       static_cast<int>(query_integer(req, "limit", errors, 1, kMaxLimit).value_or(kDefaultLimit));

@@ -43,7 +43,9 @@ awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*pa
 awaitable<Response> list_users(Services& s, Request& req, const RouteParams& /*params*/,
                                const store::UserRecord& /*me*/) {
   users::UserListQuery q;
-  q.search = query_text(req, "search").value_or("");
+  FieldErrors errors;
+  q.search = query_text(req, "search", errors).value_or("");
+  if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   q.limit = static_cast<int>(query_int(req, "limit", users::UserService::kDefaultPageSize, 1,
                                        users::UserService::kMaxPageSize));
   q.offset = query_int(req, "offset", 0, 0, INT64_MAX / 2);
