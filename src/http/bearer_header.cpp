@@ -1,7 +1,5 @@
 #include "http/bearer_header.hpp"
 
-#include <vector>
-
 namespace chat::http {
 namespace {
 
@@ -12,17 +10,24 @@ bool is_ascii_space(char c) {
 }  // namespace
 
 BearerHeader read_bearer_header(std::string_view header) {
-  std::vector<std::string_view> parts;
+  // Every authenticated request comes through here: the first two parts are kept and the
+  // rest only counted, with no allocation.
+  std::string_view first;
+  std::string_view second;
+  std::size_t parts = 0;
   for (std::size_t i = 0; i < header.size();) {
     while (i < header.size() && is_ascii_space(header[i])) ++i;
     const std::size_t start = i;
     while (i < header.size() && !is_ascii_space(header[i])) ++i;
-    if (i > start) parts.push_back(header.substr(start, i - start));
+    if (i == start) continue;
+    const std::string_view part = header.substr(start, i - start);
+    if (++parts == 1) first = part;
+    if (parts == 2) second = part;
   }
   // Another scheme (Basic, ...) is not ours: as if no credentials were given.
-  if (parts.empty() || parts.front() != "Bearer") return {};
-  if (parts.size() != 2) return {BearerHeader::Kind::malformed, {}};
-  return {BearerHeader::Kind::token, parts[1]};
+  if (parts == 0 || first != "Bearer") return {};
+  if (parts != 2) return {BearerHeader::Kind::malformed, {}};
+  return {BearerHeader::Kind::token, second};
 }
 
 Error malformed_bearer_header() {
