@@ -1,6 +1,6 @@
-// Django REST Framework's wire conventions, in one place: how request bodies are parsed,
-// how a serializer field accepts or refuses a value (with DRF's messages), and how an
-// Error becomes a response ({"detail": ...} or {"field": [...]}).
+// Django REST Framework's wire conventions for HTTP, in one place: how request bodies and
+// query parameters are read, and how an Error becomes a response ({"detail": ...} or
+// {"field": [...]}). Body fields are read by FieldReader (common/serializer_fields.hpp).
 #pragma once
 
 #include <boost/json/array.hpp>
@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/serializer_fields.hpp"
 #include "http/message.hpp"
 
 namespace chat::http {
@@ -22,43 +23,6 @@ namespace chat::http {
 // or multipart/form-data: http/form_body.hpp), or an empty body, as DRF's default parsers
 // take them. Errors are DRF's: a parse error, 415, or "Expected a dictionary".
 Result<boost::json::object> parse_body(const Request& req);
-
-struct CharFieldOptions {
-  bool required = true;
-  bool allow_blank = false;
-  bool trim = true;            // DRF's trim_whitespace
-  std::size_t max_length = 0;  // in characters; 0 = no limit
-  bool allow_null = false;     // null reads as absent
-};
-
-// Reads fields of a parsed body the way DRF serializer fields do, collecting messages.
-class FieldReader {
- public:
-  FieldReader(const boost::json::object& body, FieldErrors& errors)
-      : body_(body), errors_(errors) {}
-
-  // DRF CharField: strings, and numbers written as text; nullopt when missing or refused.
-  std::optional<std::string> string(const char* name, CharFieldOptions options = {});
-  // DRF ChoiceField: the value as it looks it up among the choices, Python's str() of it
-  // (untrimmed; "" and ['group'] too), for the caller to find or refuse with
-  // "\"<value>\" is not a valid choice."; nullopt when missing or null.
-  std::optional<std::string> choice(const char* name, bool required = true);
-  // DRF IntegerField.
-  std::optional<std::int64_t> integer(const char* name, bool required = true);
-  // DRF BooleanField: true/false, 1/0 and their usual spellings as text.
-  std::optional<bool> boolean(const char* name, bool required = true);
-  // DRF PrimaryKeyRelatedField(many=True): a list of ids.
-  std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
-
- private:
-  // The field's value; nullptr when it is missing (an error when required) or a form's
-  // blank that reads as left out.
-  const boost::json::value* given(const char* name, bool required, bool allow_null = false,
-                                  bool allow_blank = false);
-
-  const boost::json::object& body_;
-  FieldErrors& errors_;
-};
 
 // A text query parameter as DRF's SearchFilter (3.15 and later) reads `search`, through a
 // CharField: the value given (the last of a repeated one), untrimmed; one holding a NUL is

@@ -10,16 +10,6 @@
 namespace chat::http {
 namespace json = boost::json;
 
-std::string FormValues::key(std::string_view name) {
-  std::string key = "\xff";
-  key += name;
-  return key;
-}
-
-bool FormValues::is_form(const json::object& body) {
-  return body.contains(key(""));
-}
-
 namespace {
 
 // A QueryDict being filled: the last value under the key, every value beside it.

@@ -1,7 +1,8 @@
 // Form bodies read as Django reads them into a QueryDict: application/x-www-form-urlencoded
 // and multipart/form-data. The result is a JSON object that serializer fields read like a
 // JSON body: each key holds its last value (QueryDict[]), and every value of each key is
-// kept beside it for the fields that take lists (QueryDict.getlist; FormValues below).
+// kept beside it for the fields that take lists (QueryDict.getlist; FormValues in
+// common/serializer_fields.hpp).
 #pragma once
 
 #include <boost/json/object.hpp>
@@ -10,6 +11,7 @@
 #include <string_view>
 
 #include "common/result.hpp"
+#include "common/serializer_fields.hpp"
 
 namespace chat::http {
 
@@ -19,14 +21,5 @@ Result<boost::json::object> parse_urlencoded_form(std::string_view body);
 // file name is a file: it reads as an object, which no field of this API accepts.
 Result<boost::json::object> parse_multipart_form(std::string_view body,
                                                  std::string_view content_type);
-
-// Where a form's values are kept. The keys start with a byte that no parsed key can start
-// with, as both body parsers refuse text that is not UTF-8.
-struct FormValues {
-  // Every value of `name` (an array), when the body was a form.
-  static std::string key(std::string_view name);
-  // Whether the body was a form: a list field then reads a missing key as an empty list.
-  static bool is_form(const boost::json::object& body);
-};
 
 }  // namespace chat::http

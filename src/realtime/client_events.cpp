@@ -6,10 +6,10 @@
 #include <algorithm>
 
 #include "chat/chat_service.hpp"
+#include "chat/message_fields.hpp"
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
-#include "common/python_number.hpp"
-#include "common/unicode.hpp"
+#include "common/serializer_fields.hpp"
 #include "realtime/typing.hpp"
 #include "store/store.hpp"
 
@@ -55,68 +55,22 @@ std::string error_frame(const Error& e, std::string_view request_type) {
   return json::serialize(o);
 }
 
-// Field readers with the REST door's messages.
-struct Fields {
-  const json::object& o;
+// An event's fields, read as REST reads a body's (common/serializer_fields.hpp).
+struct EventFields {
   FieldErrors errors;
+  FieldReader read;
 
-  // The field's value, or nullptr when it is missing or null. As over REST, a required
-  // field missing is "required" and a required or non-nullable one given null "may not be
-  // null"; an optional field given null reads as absent unless `allow_null` is false.
-  const json::value* given(const char* name, bool required, bool allow_null = true) {
-    const auto* v = o.if_contains(name);
-    if (v == nullptr) {
-      if (required) errors.add(name, "This field is required.");
-      return nullptr;
-    }
-    if (v->is_null()) {
-      if (required || !allow_null) errors.add(name, "This field may not be null.");
-      return nullptr;
-    }
-    return v;
-  }
+  explicit EventFields(const json::object& o) : read(o, errors) {}
 
-  std::optional<std::int64_t> id(const char* name, bool required = true) {
-    const auto* v = given(name, required);
-    if (v == nullptr) return std::nullopt;
-    if (v->is_int64() && v->get_int64() > 0) return v->get_int64();
-    // Text such as "42" too: the original consumer looked ids up through Django's ORM,
-    // which turns it into a number (a client may send ids read from the page as text).
-    if (v->is_string()) {
-      if (auto id = python_int(v->get_string()); id && *id > 0) return *id;
-    }
-    errors.add(name, "A valid integer is required.");
-    return std::nullopt;
-  }
-  // An integer read as a REST body's is (integer_field); the service checks its range (a
-  // watermark may be 0).
-  std::optional<std::int64_t> integer(const char* name, bool required = true) {
-    const auto* v = given(name, required);
-    if (v == nullptr) return std::nullopt;
-    if (auto value = integer_field(*v)) return value;
-    errors.add(name, "A valid integer is required.");
-    return std::nullopt;
-  }
-  std::optional<std::string> text(const char* name, bool required = true, bool allow_null = true) {
-    const auto* v = given(name, required, allow_null);
-    if (v == nullptr) return std::nullopt;
-    if (!v->is_string()) {
-      errors.add(name, "Not a valid string.");
+  // An id the event names: an integer as REST reads one (text such as "42" too, as a client
+  // may send ids read from the page), and positive, as the URL REST takes it from has it.
+  std::optional<std::int64_t> id(const char* name) {
+    auto value = read.integer(name);
+    if (value && *value <= 0) {
+      errors.add(name, "A valid integer is required.");
       return std::nullopt;
     }
-    std::string s(v->get_string());
-    if (s.find('\0') != std::string::npos) {
-      errors.add(name, "Null characters are not allowed.");
-      return std::nullopt;
-    }
-    return s;
-  }
-  std::optional<bool> flag(const char* name, bool required) {
-    const auto* v = given(name, required);
-    if (v == nullptr) return std::nullopt;
-    if (v->is_bool()) return v->get_bool();
-    errors.add(name, "Must be a valid boolean.");
-    return std::nullopt;
+    return value;
   }
 };
 
@@ -159,7 +113,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
 boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     const ClientContext& ctx, const json::object& o, const std::string& type) {
   auto fail = [&](const Error& e) { return std::vector<std::string>{error_frame(e, type)}; };
-  Fields f{o, {}};
+  EventFields f(o);
   // On the user socket every chat event names its chat; a chat socket has one.
   std::int64_t chat_id = ctx.chat_id;
   if (chat_id == 0) {
@@ -184,8 +138,8 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   if (type == "message") {
     chats::SendInput in;
     in.chat_id = chat_id;
-    in.text = f.text("text", false, false);  // REST's `text` is not nullable either
-    in.client_id = f.text("client_id", false);
+    in.text = f.read.string("text", chats::kMessageTextField);
+    in.client_id = f.read.string("client_id", chats::kClientIdField);
     in.errors = std::move(f.errors);
     auto sent = co_await messages_.send(me, std::move(in));
     if (!sent) co_return fail(sent.error());
@@ -194,7 +148,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     co_return std::vector<std::string>{};
   }
   if (type == "typing") {
-    auto is_typing = f.flag("is_typing", true);
+    auto is_typing = f.read.boolean("is_typing");
     if (!is_typing) co_return fail(Error::validation(std::move(f.errors)));
     auto m = co_await chats_.membership(me, chat_id);
     if (!m) co_return fail(m.error());
@@ -203,7 +157,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   }
   if (type == "read") {
     // As over REST, 0 is a valid watermark (nothing read); the service checks the range.
-    auto value = f.integer("last_read_message_id", false);
+    auto value = f.read.integer("last_read_message_id", false);
     auto read = co_await chats_.mark_read(me, chat_id, value, std::move(f.errors));
     if (!read) co_return fail(read.error());
     // A watermark that did not move commits and broadcasts nothing: the sending socket alone
@@ -224,7 +178,8 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     co_return std::vector<std::string>{};
   }
   if (type == "edit") {
-    auto new_text = f.text("text");
+    // A missing text is the service's to refuse, as for REST's PUT.
+    auto new_text = f.read.string("text", chats::kMessageTextField);
     if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
     FieldErrors none;
@@ -233,7 +188,7 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     co_return std::vector<std::string>{};
   }
   if (type == "delete") {
-    auto for_me = f.flag("for_me", false);
+    auto for_me = f.read.boolean("for_me", false);
     if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
     auto done = co_await messages_.remove(me, *message_id, for_me.value_or(false));

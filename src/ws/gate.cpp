@@ -7,6 +7,7 @@
 #include "auth/auth_service.hpp"
 #include "chat/chat_service.hpp"
 #include "http/bearer_header.hpp"
+#include "http/drf.hpp"
 
 namespace chat::ws {
 namespace {
@@ -106,15 +107,14 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   if (!origin_allowed(req.header("origin"), req.header("host"))) {
     co_return Error::forbidden("Origin not allowed.");
   }
-  if (const auto* since = req.query_param("since")) {
-    std::int64_t v = 0;
-    auto [p, ec] = std::from_chars(since->data(), since->data() + since->size(), v);
-    if (since->empty() || ec != std::errc{} || p != since->data() + since->size() || v < 0) {
-      co_return Error::field("since", "A valid integer is required.");
-    }
+  // Read as GET /api/events/ reads it: an empty `since=` is left out (no replay).
+  FieldErrors errors;
+  auto since = http::query_integer(req, "since", errors, 0);
+  if (!errors.empty()) co_return Error::validation(std::move(errors));
+  if (since) {
     if (a.chat_id != 0)
       co_return Error::field("since", "Resuming is for the user socket /ws/ only.");
-    a.since = v;
+    a.since = since;
   }
   if (a.chat_id != 0) {
     auto m = co_await chats_.membership(a.user.id, a.chat_id);

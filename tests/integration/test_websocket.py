@@ -322,8 +322,9 @@ def test_handshake_refusals(server, client):
         assert await refused(server, "/ws/chat/987654321/", a["access"]) == 404
         assert await refused(server, f"/ws/chat/{chat}/", outsider["access"]) == 403
         assert await refused(server, f"/ws/chat/{chat}", outsider["access"]) == 403
-        # A bad `since`.
+        # A bad `since`, and a negative one (as GET /api/events/ answers them).
         assert await refused(server, "/ws/", a["access"], since="abc") == 400
+        assert await refused(server, "/ws/", a["access"], since="-1") == 400
 
     run(main())
     log = server.read_log()
@@ -500,6 +501,44 @@ def test_ids_written_as_text_are_ids(server, client):
     run(main())
 
 
+def test_event_fields_read_as_rest_reads_a_body(server, client):
+    """An event's fields mean what the same fields of a REST body mean (DRF's IntegerField,
+    CharField and BooleanField): "7.0", 7.0 and "+7" are id 7, a number is text, and "yes"
+    and "true" are true. The same values over REST get the same answers."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+    m1 = rest_send(client, a, chat, "first")["id"]
+    m2 = rest_send(client, a, chat, "second")["id"]
+
+    async def main():
+        ws = await user_ws(server, a)
+        b_ws = await user_ws(server, b)
+        await ws.send({"type": "edit", "chat_id": f"{chat}.0", "message_id": float(m1), "text": "edited"})
+        f = await ws.until(is_("edit", message_id=m1))
+        assert f["chat_id"] == chat and f["text"] == "edited", f
+        await ws.send({"type": "message", "chat_id": f"+{chat}", "text": 123, "client_id": 77})
+        f = await ws.until(is_("message", text="123"))
+        assert f["chat_id"] == chat and f["client_id"] == "77", f
+        await ws.send({"type": "typing", "chat_id": chat, "is_typing": "yes"})
+        t = await b_ws.until(is_("typing", chat_id=chat))
+        assert t["is_typing"] is True, t
+        await ws.send({"type": "delete", "chat_id": chat, "message_id": f"{m2}.0", "for_me": "true"})
+        await ws.send({"type": "ping"})
+        await ws.until(is_("pong"))
+        assert not [f for f in ws.seen if f["type"] == "error"], ws.seen
+        await ws.close()
+        await b_ws.close()
+
+    run(main())
+    # Deleted for a alone: b still sees it, a does not.
+    seen_by = [[x["id"] for x in client.get(f"/api/messages/?chat={chat}", token=who["access"]).json()["results"]]
+               for who in (a, b)]
+    assert m2 not in seen_by[0] and m2 in seen_by[1], seen_by
+    # REST reads the same values the same way.
+    r = client.post("/api/messages/", json={"chat": f"{chat}.0", "text": 456}, token=b["access"])
+    assert r.status_code == 201 and r.json()["text"] == "456", r.text
+
+
 def test_typing(server, client):
     a, b = client.register(), client.register()
     chat1 = private_chat(client, a, b)
@@ -585,9 +624,10 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             ({"text": "no type"}, "validation", None, "type"),
             (ev(type="message"), "validation", "message", "text"),
             (ev(type="message", text="   "), "validation", "message", "text"),
-            (ev(type="message", text=123), "validation", "message", "text"),
+            (ev(type="message", text=["a list"]), "validation", "message", "text: Not a valid string."),
             (ev(type="edit", message_id="abc", text="x"), "validation", "edit", "message_id"),
-            (ev(type="typing", is_typing="yes"), "validation", "typing", "is_typing"),
+            (ev(type="typing", is_typing="maybe"), "validation", "typing", "is_typing: Must be a valid boolean."),
+            (ev(type="pin", message_id=0), "validation", "pin", "message_id: A valid integer is required."),
             (ev(type="read", last_read_message_id=-5), "validation", "read", "last_read_message_id"),
             (ev(type="read"), "validation", "read", "last_read_message_id"),
             (ev(type="read", last_read_message_id=1.5), "validation", "read", "last_read_message_id"),
@@ -1198,7 +1238,11 @@ def test_resume_ends_with_the_unread_counts_it_changed(server, client):
         b3 = await user_ws(server, b)
         await b3.drain(0.4)
         assert not [x for x in b3.seen if x["type"] == "unread"], b3.seen
-        for ws in (b2, b3):
+        # An empty since= is left out, as GET /api/events/ reads it: the same as none.
+        b4 = await user_ws(server, b, since="")
+        await b4.drain(0.4)
+        assert not [x for x in b4.seen if x["type"] in ("unread", "synced") or "seq" in x], b4.seen
+        for ws in (b2, b3, b4):
             await ws.close()
 
     run(main())

@@ -9,7 +9,7 @@
 namespace {
 
 namespace json = boost::json;
-using chat::http::FormValues;
+using chat::FormValues;
 using chat::http::parse_multipart_form;
 using chat::http::parse_urlencoded_form;
 

@@ -1,3 +1,4 @@
+#include "chat/message_fields.hpp"
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
 #include "http/drf.hpp"
@@ -37,9 +38,8 @@ awaitable<Response> send(Services& s, Request& /*req*/, const RouteParams& /*par
   chats::SendInput in;
   FieldReader f(body, in.errors);
   in.chat_id = f.integer("chat");
-  // The service judges the text (and a client_id of whitespace alone) for both doors.
-  in.text = f.string("text", {.required = false, .allow_blank = true, .trim = false});
-  in.client_id = f.string("client_id", {.required = false, .trim = false, .allow_null = true});
+  in.text = f.string("text", chats::kMessageTextField);
+  in.client_id = f.string("client_id", chats::kClientIdField);
   auto sent = co_await s.messages.send(me.id, std::move(in));
   if (!sent) co_return error_response(sent.error());
   co_return json_response(sent->created ? 201 : 200,
@@ -50,8 +50,7 @@ awaitable<Response> edit(Services& s, Request& req, const RouteParams& p,
                          const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
   FieldErrors errors = std::move(req.body_errors);
-  auto text = FieldReader(body, errors)
-                  .string("text", {.required = false, .allow_blank = true, .trim = false});
+  auto text = FieldReader(body, errors).string("text", chats::kMessageTextField);
   const bool partial = req.method == Method::patch;
   auto edited = co_await s.messages.edit(me.id, id, std::move(text), std::move(errors), partial);
   if (!edited) co_return error_response(edited.error());
