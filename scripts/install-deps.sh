@@ -7,7 +7,7 @@ build_packages=(
   g++ cmake ninja-build pkg-config ccache
   libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
   libsqlite3-dev libpq-dev libhiredis-dev libsodium-dev libssl-dev libjwt-dev libjemalloc-dev
-  libspdlog-dev libcli11-dev
+  libspdlog-dev libcli11-dev libicu-dev
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev

@@ -75,14 +75,17 @@ int create_superuser(const config::Settings& s, SuperuserOptions o) {
         if (o.no_input) throw std::runtime_error("--username is required with --noinput");
         o.username = std::string(unicode::trim(prompt("Username: ", false)));
       }
-      auto problems = unicode::is_valid_utf8(*o.username)
-                          ? auth::username_problems(*o.username)
-                          : std::vector<std::string>{"Not valid UTF-8."};
+      auto name = unicode::is_valid_utf8(*o.username) ? auth::new_username(*o.username)
+                                                      : auth::NewUsername{{}, {"Not valid UTF-8."}};
+      auto& problems = name.problems;
       if (problems.empty() &&
-          run(store->users().find_by_username_key(auth::username_key(*o.username)))) {
+          run(store->users().find_by_username_key(auth::username_key(name.name)))) {
         problems.emplace_back("That username is already taken.");
       }
-      if (problems.empty()) break;
+      if (problems.empty()) {
+        o.username = std::move(name.name);
+        break;
+      }
       print_problems("username", problems);
       if (o.no_input) return 1;
       o.username.reset();

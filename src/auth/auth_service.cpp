@@ -76,8 +76,10 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   }
 
   FieldErrors errors = std::move(in.errors);
+  NewUsername name;
   if (in.username) {
-    for (auto& p : username_problems(*in.username)) errors.add("username", std::move(p));
+    name = new_username(*in.username);
+    for (auto& p : name.problems) errors.add("username", std::move(p));
   }
   if (in.email) {
     for (auto& p : email_problems(*in.email)) errors.add("email", std::move(p));
@@ -90,12 +92,12 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   if (!errors.empty()) co_return Error::validation(std::move(errors));
 
   // Cheap check first so a taken name does not cost a hash; the unique index decides.
-  const std::string key = username_key(*in.username);
+  const std::string key = username_key(name.name);
   const Error taken = Error::field("username", "A user with that username already exists.");
   if (co_await store_.users().find_by_username_key(key)) co_return taken;
 
   store::NewUser user;
-  user.username = *in.username;
+  user.username = std::move(name.name);
   user.username_key = key;
   user.email = normalize_email(*in.email);
   user.password_hash = co_await hasher_.hash(*in.password);

@@ -1,12 +1,33 @@
 #include "auth/credential_rules.hpp"
 
+#include <unicode/normalizer2.h>
+#include <unicode/unistr.h>
+
 #include <algorithm>
 #include <cctype>
+#include <stdexcept>
 
 #include "common/unicode.hpp"
 
 namespace chat::auth {
 namespace {
+
+constexpr std::size_t kUsernameMaxLength = 150;
+
+// Python's unicodedata.normalize("NFKC", ...), by ICU. Input must be valid UTF-8.
+std::string nfkc(std::string_view utf8) {
+  UErrorCode status = U_ZERO_ERROR;
+  const icu::Normalizer2* nfkc = icu::Normalizer2::getNFKCInstance(status);
+  // ICU's data is linked into its library: failing here is a broken installation.
+  if (U_FAILURE(status)) throw std::runtime_error("ICU has no NFKC data");
+  const auto text = icu::UnicodeString::fromUTF8(
+      icu::StringPiece(utf8.data(), static_cast<std::int32_t>(utf8.size())));
+  const icu::UnicodeString normal = nfkc->normalize(text, status);
+  if (U_FAILURE(status)) throw std::runtime_error("ICU could not normalise a username");
+  std::string out;
+  normal.toUTF8String(out);
+  return out;
+}
 
 bool is_atext(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
@@ -89,6 +110,20 @@ std::vector<std::string> username_problems(std::string_view username) {
         "characters.");
   }
   return problems;
+}
+
+NewUsername new_username(std::string_view username) {
+  NewUsername out;
+  out.problems = username_problems(username);
+  if (!out.problems.empty()) return out;
+  out.name = nfkc(username);
+  if (out.name != username) {
+    out.problems = username_problems(out.name);
+    if (out.problems.empty() && unicode::length(out.name) > kUsernameMaxLength) {
+      out.problems.emplace_back("Ensure this field has no more than 150 characters.");
+    }
+  }
+  return out;
 }
 
 std::vector<std::string> email_problems(std::string_view email) {

@@ -14,6 +14,17 @@ std::string username_key(std::string_view username);
 
 // Each returns the messages for a bad value, empty when the value is fine.
 std::vector<std::string> username_problems(std::string_view username);
+
+// A new user's name as Django creates it: checked as given (UnicodeUsernameValidator), then
+// normalised to NFKC (AbstractBaseUser.normalize_username), so a look-alike written in
+// compatibility characters, such as the fullwidth "ｒｏｏｔ", is the "root" it looks like
+// and meets that name's uniqueness. A normal form that breaks the rules or outgrows 150
+// characters is refused too (Django would store it, or fail in the database).
+struct NewUsername {
+  std::string name;  // the normal form, when `problems` is empty
+  std::vector<std::string> problems;
+};
+NewUsername new_username(std::string_view username);
 std::vector<std::string> email_problems(std::string_view email);
 // Django's BaseUserManager.normalize_email, which creating a user applies: the domain part
 // lower-cased, the local part kept as written.

@@ -68,6 +68,39 @@ def test_cyrillic_usernames_are_unique_regardless_of_case(client):
     assert r.json() == {"username": ["A user with that username already exists."]}
 
 
+def fullwidth(text):
+    """The fullwidth look-alike of ASCII letters and digits (U+FF01 onwards)."""
+    return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)
+
+
+def test_usernames_are_normalised_to_nfkc_as_django_creates_users(client):
+    """Django's create_user stores NFKC of the name: a fullwidth look-alike of a name is that
+    name (taken, here: 400, where Django's database would fail), a new one is stored in its
+    normal form, and login takes the stored name, as Django's ModelBackend does."""
+    taken = unique_name("nf")
+    client.register(taken)
+    r = client.post("/api/auth/register/",
+                    json={"username": fullwidth(taken), "email": "x@example.com", "password": "pa55word!"})
+    assert (r.status_code, r.json()) == (400, {"username": ["A user with that username already exists."]}), r.text
+
+    name = unique_name("nf")
+    r = client.post("/api/auth/register/",
+                    json={"username": fullwidth(name) + "ﬁ", "email": "x@example.com", "password": "pa55word!"})
+    assert r.status_code == 201, r.text
+    assert r.json()["user"]["username"] == name + "fi", r.text
+    assert client.post("/api/auth/login/", json={"username": name + "fi", "password": "pa55word!"}).status_code == 200
+    r = client.post("/api/auth/login/", json={"username": fullwidth(name) + "ﬁ", "password": "pa55word!"})
+    assert r.status_code == 401, r.text
+    # A name whose normal form breaks the rules: refused, with the rule's message.
+    r = client.post("/api/auth/register/",
+                    json={"username": unique_name("")[:8] + "\ufdfa", "email": "x@example.com",
+                          "password": "pa55word!"})
+    assert r.status_code == 400 and list(r.json()) == ["username"], r.text
+    r = client.post("/api/auth/register/",
+                    json={"username": "ﬃ" * 75, "email": "x@example.com", "password": "pa55word!"})
+    assert (r.status_code, r.json()) == (400, {"username": ["Ensure this field has no more than 150 characters."]})
+
+
 @pytest.mark.parametrize("make,ok", [
     (lambda t: "a", True),
     (lambda t: t + "x" * (150 - len(t)), True),

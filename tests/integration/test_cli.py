@@ -130,6 +130,16 @@ def test_createsuperuser_from_flags_and_login():
                   "--password", "admin-pass-1", "--noinput", env=env)
     assert again.returncode == 1
     assert "already taken" in again.stderr
+    # A fullwidth look-alike is the same name once normalised (NFKC, as Django creates users).
+    lookalike = "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in name)
+    again = chatd("createsuperuser", "--username", lookalike, "--email", "a@example.com",
+                  "--password", "admin-pass-1", "--noinput", env=env)
+    assert again.returncode == 1 and "already taken" in again.stderr, again.stderr
+    other = unique_name("admin")
+    r = chatd("createsuperuser", "--username", "ﬁ" + other, "--email", "b@example.com",
+              "--password", "admin-pass-1", "--noinput", env=env)
+    assert r.returncode == 0, r.stderr
+    assert_superuser(db, "fi" + other)
     s = Server(workdir=workdir, database=db).start()
     try:
         Client(s).login(name, "admin-pass-1")

@@ -22,6 +22,32 @@ TEST(CredentialRules, UsernameKeyFoldsCase) {
   EXPECT_NE(username_key("ann"), username_key("anne"));
 }
 
+TEST(CredentialRules, NewUsernamesAreNfkcAsDjangoCreatesThem) {
+  auto normal = [](const char* raw) {
+    auto n = new_username(raw);
+    EXPECT_TRUE(n.problems.empty()) << raw;
+    return n.name;
+  };
+  EXPECT_EQ(normal("ann"), "ann");
+  EXPECT_EQ(normal("Ёжик"), "Ёжик");
+  EXPECT_EQ(normal("ｒｏｏｔ"), "root");  // fullwidth letters
+  EXPECT_EQ(normal("ﬁle"), "file");       // a ligature
+  EXPECT_EQ(normal("\u212B"), "\u00C5");  // ANGSTROM SIGN -> A WITH RING
+  EXPECT_EQ(normal("ａｎｎ２"), "ann2");  // fullwidth digits too
+  EXPECT_EQ(username_key(normal("ＲＯＯＴ")), username_key("root"));
+  // Refused as given, as Django's validator sees the name before normalising it.
+  EXPECT_FALSE(new_username("＠bob").problems.empty());  // a fullwidth @ is not \w
+  EXPECT_FALSE(new_username("").problems.empty());
+  // A normal form outside the rules: a ligature that expands to words with spaces, and one
+  // past 150 characters (75 "ﬃ" are 225).
+  EXPECT_FALSE(new_username("\uFDFA").problems.empty());
+  std::string ligatures;
+  for (int i = 0; i < 75; ++i) ligatures += "ﬃ";
+  auto long_one = new_username(ligatures);
+  ASSERT_EQ(long_one.problems.size(), 1U);
+  EXPECT_EQ(long_one.problems[0], "Ensure this field has no more than 150 characters.");
+}
+
 TEST(CredentialRules, Emails) {
   for (const char* good : {"a@example.com", "first.last+tag@sub.example.co.uk", "x@пример.рф",
                            "\"quoted local\"@example.com", "a@[127.0.0.1]", "o'brien@example.ie",
