@@ -1,6 +1,7 @@
 #include "auth/credential_rules.hpp"
 
 #include <unicode/normalizer2.h>
+#include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
 #include <algorithm>
@@ -27,6 +28,20 @@ std::string nfkc(std::string_view utf8) {
   std::string out;
   normal.toUTF8String(out);
   return out;
+}
+
+// Python's str.isalnum() of one character, which `\w` in Django's UnicodeUsernameValidator
+// is (with `_`): a letter (general category L) or a character with a numeric value.
+bool python_alnum(char32_t cp) {
+  const auto c = static_cast<UChar32>(cp);
+  return u_isalpha(c) != 0 || u_getIntPropertyValue(c, UCHAR_NUMERIC_TYPE) != U_NT_NONE;
+}
+
+// Python's str.isdigit() of one character, which Django's NumericPasswordValidator asks of
+// the whole password: a decimal digit of any script, or a digit such as "²".
+bool python_digit(char32_t cp) {
+  const auto type = u_getIntPropertyValue(static_cast<UChar32>(cp), UCHAR_NUMERIC_TYPE);
+  return type == U_NT_DECIMAL || type == U_NT_DIGIT;
 }
 
 bool is_atext(char c) {
@@ -101,7 +116,7 @@ std::vector<std::string> username_problems(std::string_view username) {
   bool valid = cps.has_value() && !cps->empty();
   if (valid) {
     valid = std::all_of(cps->begin(), cps->end(), [](char32_t cp) {
-      return unicode::is_alnum(cp) || cp == '_' || cp == '@' || cp == '.' || cp == '+' || cp == '-';
+      return python_alnum(cp) || cp == '_' || cp == '@' || cp == '.' || cp == '+' || cp == '-';
     });
   }
   if (!valid) {
@@ -143,9 +158,8 @@ std::vector<std::string> password_problems(std::string_view password, std::strin
   if (unicode::length(password) < 8) {
     problems.emplace_back("This password is too short. It must contain at least 8 characters.");
   }
-  if (!password.empty() && std::all_of(password.begin(), password.end(), [](char c) {
-        return std::isdigit(static_cast<unsigned char>(c)) != 0;
-      })) {
+  const auto cps = unicode::decode(password);
+  if (cps && !cps->empty() && std::all_of(cps->begin(), cps->end(), python_digit)) {
     problems.emplace_back("This password is entirely numeric.");
   }
   if (!username.empty() && unicode::to_lower(password) == unicode::to_lower(username)) {

@@ -111,6 +111,10 @@ def test_usernames_are_normalised_to_nfkc_as_django_creates_users(client):
     (lambda t: "Ёжик" + t, True),
     (lambda t: t + "😀", False),
     (lambda t: t + "/", False),
+    # Django's \w: letters and anything with a numeric value (Tamil number ten, Bengali
+    # currency numerator one), not combining marks.
+    (lambda t: t + "\u0bf0\u09f4", True),
+    (lambda t: t + "a\u0301", False),
 ])
 def test_username_rules(client, make, ok):
     name = make(unique_name("")[:8])
@@ -163,6 +167,10 @@ def test_password_rules(client):
                                      "This password is entirely numeric."]}
     r = attempt(name.upper())
     assert r.json() == {"password": ["The password is too similar to the username."]}
+    # Digits as Python's str.isdigit() sees them: of any script, superscripts too.
+    for digits in ("١٢٣٤٥٦٧٨", "²²²²²²²²"):
+        r = attempt(digits)
+        assert r.json() == {"password": ["This password is entirely numeric."]}, digits
     # Eight characters, counted as characters rather than bytes.
     assert attempt("пароль12").status_code == 201
 

@@ -9,6 +9,12 @@ TEST(CredentialRules, Usernames) {
   EXPECT_TRUE(username_problems("a.b+c@d-e_f").empty());
   EXPECT_TRUE(username_problems("Ёжик").empty());
   EXPECT_TRUE(username_problems("١٢٣").empty());  // Arabic-Indic digits are digits
+  // Python's \w: letters (category L) and anything with a numeric value.
+  EXPECT_TRUE(username_problems("x²").empty());
+  EXPECT_TRUE(username_problems("Ⅻ½\u0BF0\u09F4").empty());
+  EXPECT_TRUE(username_problems("ʰ").empty());          // a modifier letter (Lm)
+  EXPECT_FALSE(username_problems("a\u0301").empty());   // a combining accent (Mn) is not \w
+  EXPECT_FALSE(username_problems("a\u00A0b").empty());  // nor a no-break space
   EXPECT_FALSE(username_problems("").empty());
   EXPECT_FALSE(username_problems("with space").empty());
   EXPECT_FALSE(username_problems("emoji😀").empty());
@@ -73,6 +79,13 @@ TEST(CredentialRules, Passwords) {
   EXPECT_EQ(password_problems("short", "ann").size(), 1U);
   EXPECT_EQ(password_problems("12345678", "ann"),
             std::vector<std::string>{"This password is entirely numeric."});
+  // Python's str.isdigit(): digits of any script, and digits such as superscripts.
+  EXPECT_EQ(password_problems("١٢٣٤٥٦٧٨", "ann"),
+            std::vector<std::string>{"This password is entirely numeric."});
+  EXPECT_EQ(password_problems("²²²²²²²²", "ann"),
+            std::vector<std::string>{"This password is entirely numeric."});
+  EXPECT_TRUE(password_problems("ⅫⅫⅫⅫⅫⅫⅫⅫ", "ann").empty());  // numeric, not digits
+  EXPECT_TRUE(password_problems("1234567x", "ann").empty());
   EXPECT_EQ(password_problems("123", "ann").size(), 2U);
   EXPECT_EQ(password_problems("AnnaKarenina", "annakarenina"),
             std::vector<std::string>{"The password is too similar to the username."});
