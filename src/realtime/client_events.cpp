@@ -55,23 +55,15 @@ std::string error_frame(const Error& e, std::string_view request_type) {
   return json::serialize(o);
 }
 
-// An event's fields, read as REST reads a body's (common/serializer_fields.hpp).
+// An event's fields, read as REST reads a body's (common/serializer_fields.hpp). An id
+// that names nothing (0, or negative) is not found, as over REST.
 struct EventFields {
   FieldErrors errors;
   FieldReader read;
 
   explicit EventFields(const json::object& o) : read(o, errors) {}
-
-  // An id the event names: an integer as REST reads one (text such as "42" too, as a client
-  // may send ids read from the page), and positive, as the URL REST takes it from has it.
-  std::optional<std::int64_t> id(const char* name) {
-    auto value = read.integer(name);
-    if (value && *value <= 0) {
-      errors.add(name, "A valid integer is required.");
-      return std::nullopt;
-    }
-    return value;
-  }
+  EventFields(const EventFields&) = delete;  // `read` refers to this one's `errors`
+  EventFields& operator=(const EventFields&) = delete;
 };
 
 }  // namespace
@@ -117,13 +109,14 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   // On the user socket every chat event names its chat; a chat socket has one.
   std::int64_t chat_id = ctx.chat_id;
   if (chat_id == 0) {
-    auto named = f.id("chat_id");
+    auto named = f.read.integer("chat_id");
     if (!named) co_return fail(Error::validation(std::move(f.errors)));
     chat_id = *named;
   } else if (const auto* v = o.if_contains("chat_id"); v != nullptr && !v->is_null()) {
     // A chat socket's events need not name the chat; one that does must name this one.
-    auto named = f.id("chat_id");
-    if (named && *named != chat_id)
+    auto named = f.read.integer("chat_id");
+    if (!named) co_return fail(Error::validation(std::move(f.errors)));
+    if (*named != chat_id)
       co_return fail(Error::bad_request("This socket belongs to another chat."));
   }
   const std::int64_t me = ctx.user.id;
@@ -168,35 +161,38 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     }
     co_return std::vector<std::string>{};
   }
-  auto message_id = f.id("message_id");
+  // The message is looked up first, then the event's other fields are judged, as REST
+  // finds the message of its URL before it reads the body (404, then 403, then 400).
+  auto message_id = f.read.integer("message_id");
   if (type == "forward") {
-    auto target = f.id("target_chat_id");
-    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    auto target = f.read.integer("target_chat_id");
+    if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
-    auto sent = co_await messages_.forward(me, *message_id, *target);
+    auto sent = co_await messages_.forward(me, *message_id, target, std::move(f.errors));
     if (!sent) co_return fail(sent.error());
     co_return std::vector<std::string>{};
   }
   if (type == "edit") {
     // A missing text is the service's to refuse, as for REST's PUT.
     auto new_text = f.read.string("text", chats::kMessageTextField);
-    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
-    FieldErrors none;
-    auto edited = co_await messages_.edit(me, *message_id, std::move(new_text), std::move(none));
+    auto edited =
+        co_await messages_.edit(me, *message_id, std::move(new_text), std::move(f.errors));
     if (!edited) co_return fail(edited.error());
     co_return std::vector<std::string>{};
   }
   if (type == "delete") {
     auto for_me = f.read.boolean("for_me", false);
-    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+    if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
+    if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
     auto done = co_await messages_.remove(me, *message_id, for_me.value_or(false));
     if (!done) co_return fail(done.error());
     co_return std::vector<std::string>{};
   }
   // pin / unpin
-  if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
+  if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
   if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
   if (type == "pin") {
     auto pinned = co_await messages_.pin(me, *message_id);

@@ -627,7 +627,13 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             (ev(type="message", text=["a list"]), "validation", "message", "text: Not a valid string."),
             (ev(type="edit", message_id="abc", text="x"), "validation", "edit", "message_id"),
             (ev(type="typing", is_typing="maybe"), "validation", "typing", "is_typing: Must be a valid boolean."),
-            (ev(type="pin", message_id=0), "validation", "pin", "message_id: A valid integer is required."),
+            # An id that names nothing is not found, as over REST (a body's id, or a URL's).
+            (ev(type="pin", message_id=0), "not_found", "pin", None),
+            (ev(type="forward", message_id=-3, target_chat_id=chat), "not_found", "forward", None),
+            # The message first, then the other fields, as REST finds its URL's message first.
+            (ev(type="edit", message_id=987654321, text=None), "not_found", "edit", None),
+            (ev(type="forward", message_id=987654321, target_chat_id="x"), "not_found", "forward", None),
+            (ev(type="edit", message_id=b_msg, text=None), "forbidden", "edit", None),
             (ev(type="read", last_read_message_id=-5), "validation", "read", "last_read_message_id"),
             (ev(type="read"), "validation", "read", "last_read_message_id"),
             (ev(type="read", last_read_message_id=1.5), "validation", "read", "last_read_message_id"),
@@ -667,6 +673,9 @@ def test_bad_client_events_get_errors_and_the_socket_stays_open(server, client, 
             cases += [
                 # A message naming another chat than the socket's.
                 ({"type": "message", "chat_id": foreign, "text": "let me in"}, "bad_request", "message", None),
+                # A chat_id that is not an id, on any event.
+                ({"type": "typing", "chat_id": "abc", "is_typing": True}, "validation", "typing",
+                 "chat_id: A valid integer is required."),
                 # A null chat_id on a chat socket is as good as none: only the bad id is named.
                 ({"type": "edit", "chat_id": None, "message_id": "abc", "text": "x"}, "validation", "edit",
                  "message_id: A valid integer is required."),
