@@ -1,5 +1,7 @@
 #include "auth/auth_service.hpp"
 
+#include <algorithm>
+
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
@@ -85,9 +87,16 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
     for (auto& p : email_problems(*in.email)) errors.add("email", std::move(p));
   }
   if (in.password) {
-    for (auto& p : password_problems(*in.password, in.username.value_or(""))) {
-      errors.add("password", std::move(p));
+    // Compared with the username as typed and as it is stored (its normal form).
+    auto problems = password_problems(*in.password, in.username.value_or(""));
+    if (!name.name.empty() && name.name != *in.username) {
+      for (auto& p : password_problems(*in.password, name.name)) {
+        if (std::find(problems.begin(), problems.end(), p) == problems.end()) {
+          problems.push_back(std::move(p));
+        }
+      }
     }
+    for (auto& p : problems) errors.add("password", std::move(p));
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
 

@@ -129,12 +129,18 @@ std::vector<std::string> username_problems(std::string_view username) {
 
 NewUsername new_username(std::string_view username) {
   NewUsername out;
+  const auto too_long = [](std::string_view name) {
+    return unicode::length(name) > kUsernameMaxLength;
+  };
   out.problems = username_problems(username);
+  if (out.problems.empty() && too_long(username)) {
+    out.problems.emplace_back("Ensure this field has no more than 150 characters.");
+  }
   if (!out.problems.empty()) return out;
   out.name = nfkc(username);
   if (out.name != username) {
     out.problems = username_problems(out.name);
-    if (out.problems.empty() && unicode::length(out.name) > kUsernameMaxLength) {
+    if (out.problems.empty() && too_long(out.name)) {
       out.problems.emplace_back("Ensure this field has no more than 150 characters.");
     }
   }

@@ -18,8 +18,9 @@ std::vector<std::string> username_problems(std::string_view username);
 // A new user's name as Django creates it: checked as given (UnicodeUsernameValidator), then
 // normalised to NFKC (AbstractBaseUser.normalize_username), so a look-alike written in
 // compatibility characters, such as the fullwidth "ｒｏｏｔ", is the "root" it looks like
-// and meets that name's uniqueness. A normal form that breaks the rules or outgrows 150
-// characters is refused too (Django would store it, or fail in the database).
+// and meets that name's uniqueness. A name of more than 150 characters, as given or in its
+// normal form, is refused, and so is a normal form that breaks the rules (Django would
+// store it, or fail in the database).
 struct NewUsername {
   std::string name;  // the normal form, when `problems` is empty
   std::vector<std::string> problems;

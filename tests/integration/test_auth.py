@@ -91,6 +91,11 @@ def test_usernames_are_normalised_to_nfkc_as_django_creates_users(client):
     assert client.post("/api/auth/login/", json={"username": name + "fi", "password": "pa55word!"}).status_code == 200
     r = client.post("/api/auth/login/", json={"username": fullwidth(name) + "ﬁ", "password": "pa55word!"})
     assert r.status_code == 401, r.text
+    # The password may equal neither the name as typed nor the name as stored.
+    plain = unique_name("nf")
+    r = client.post("/api/auth/register/",
+                    json={"username": fullwidth(plain), "email": "x@example.com", "password": plain})
+    assert (r.status_code, r.json()) == (400, {"password": ["The password is too similar to the username."]})
     # A name whose normal form breaks the rules: refused, with the rule's message.
     r = client.post("/api/auth/register/",
                     json={"username": unique_name("")[:8] + "\ufdfa", "email": "x@example.com",

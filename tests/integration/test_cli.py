@@ -140,6 +140,11 @@ def test_createsuperuser_from_flags_and_login():
               "--password", "admin-pass-1", "--noinput", env=env)
     assert r.returncode == 0, r.stderr
     assert_superuser(db, "fi" + other)
+    # More than 150 characters, as typed or once normalised.
+    for too_long in ("a" * 151, "ﬃ" * 60):
+        r = chatd("createsuperuser", "--username", too_long, "--email", "c@example.com",
+                  "--password", "admin-pass-1", "--noinput", env=env)
+        assert r.returncode == 1 and "no more than 150 characters" in r.stderr, r.stderr
     s = Server(workdir=workdir, database=db).start()
     try:
         Client(s).login(name, "admin-pass-1")
