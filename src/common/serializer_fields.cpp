@@ -1,5 +1,6 @@
 #include "common/serializer_fields.hpp"
 
+#include <unicode/uchar.h>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -15,9 +16,27 @@ namespace {
 
 namespace json = boost::json;
 
+// Python's str.isprintable() of one character: neither a control, format, surrogate,
+// private-use or unassigned character, nor a separator other than the space.
+bool python_printable(char32_t cp) {
+  if (cp == ' ') return true;
+  switch (u_charType(static_cast<UChar32>(cp))) {
+    case U_CONTROL_CHAR:
+    case U_FORMAT_CHAR:
+    case U_SURROGATE:
+    case U_PRIVATE_USE_CHAR:
+    case U_UNASSIGNED:
+    case U_LINE_SEPARATOR:
+    case U_PARAGRAPH_SEPARATOR:
+    case U_SPACE_SEPARATOR:
+      return false;
+    default:
+      return true;
+  }
+}
+
 // Python's repr() of a str: single quotes unless it holds one and no double quote, and
-// escapes for what str.isprintable() refuses (controls, and the separators and format
-// characters a message would otherwise carry invisibly).
+// escapes for what str.isprintable() refuses (\xNN, \uNNNN or \UNNNNNNNN by size).
 void append_python_repr(std::string& out, std::string_view text) {
   const bool dq =
       text.find('\'') != std::string_view::npos && text.find('"') == std::string_view::npos;
@@ -33,13 +52,12 @@ void append_python_repr(std::string& out, std::string_view text) {
       out += "\\r";
     } else if (cp == '\t') {
       out += "\\t";
-    } else if (cp < 0x20 || (cp >= 0x7F && cp <= 0xA0) || cp == 0xAD || cp == 0x1680 ||
-               (cp >= 0x2000 && cp <= 0x200F) || (cp >= 0x2028 && cp <= 0x202F) ||
-               (cp >= 0x205F && cp <= 0x2064) || cp == 0x3000 || cp == 0xFEFF) {
+    } else if (!python_printable(cp)) {
       char buf[12];
-      const int n = cp <= 0xFF
-                        ? std::snprintf(buf, sizeof buf, "\\x%02x", static_cast<unsigned>(cp))
-                        : std::snprintf(buf, sizeof buf, "\\u%04x", static_cast<unsigned>(cp));
+      const auto code = static_cast<unsigned>(cp);
+      const int n = cp <= 0xFF     ? std::snprintf(buf, sizeof buf, "\\x%02x", code)
+                    : cp <= 0xFFFF ? std::snprintf(buf, sizeof buf, "\\u%04x", code)
+                                   : std::snprintf(buf, sizeof buf, "\\U%08x", code);
       out.append(buf, static_cast<std::size_t>(n));
     } else {
       unicode::append_utf8(out, cp);
