@@ -1,7 +1,5 @@
 #include "auth/auth_service.hpp"
 
-#include <algorithm>
-
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
@@ -88,15 +86,10 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   }
   if (in.password) {
     // Compared with the username as typed and as it is stored (its normal form).
-    auto problems = password_problems(*in.password, in.username.value_or(""));
-    if (!name.name.empty() && name.name != *in.username) {
-      for (auto& p : password_problems(*in.password, name.name)) {
-        if (std::find(problems.begin(), problems.end(), p) == problems.end()) {
-          problems.push_back(std::move(p));
-        }
-      }
+    const std::string typed = in.username.value_or("");
+    for (auto& p : password_problems(*in.password, {typed, name.name})) {
+      errors.add("password", std::move(p));
     }
-    for (auto& p : problems) errors.add("password", std::move(p));
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
 

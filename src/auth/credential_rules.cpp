@@ -160,6 +160,11 @@ std::vector<std::string> email_problems(std::string_view email) {
 }
 
 std::vector<std::string> password_problems(std::string_view password, std::string_view username) {
+  return password_problems(password, {username});
+}
+
+std::vector<std::string> password_problems(std::string_view password,
+                                           std::initializer_list<std::string_view> usernames) {
   std::vector<std::string> problems;
   if (unicode::length(password) < 8) {
     problems.emplace_back("This password is too short. It must contain at least 8 characters.");
@@ -168,7 +173,10 @@ std::vector<std::string> password_problems(std::string_view password, std::strin
   if (cps && !cps->empty() && std::all_of(cps->begin(), cps->end(), python_digit)) {
     problems.emplace_back("This password is entirely numeric.");
   }
-  if (!username.empty() && unicode::to_lower(password) == unicode::to_lower(username)) {
+  const std::string lowered = unicode::to_lower(password);
+  if (std::any_of(usernames.begin(), usernames.end(), [&](std::string_view username) {
+        return !username.empty() && lowered == unicode::to_lower(username);
+      })) {
     problems.emplace_back("The password is too similar to the username.");
   }
   return problems;

@@ -2,6 +2,7 @@
 // messages (UnicodeUsernameValidator, EmailValidator and the password validators).
 #pragma once
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -31,5 +32,9 @@ std::vector<std::string> email_problems(std::string_view email);
 // lower-cased, the local part kept as written.
 std::string normalize_email(std::string_view email);
 std::vector<std::string> password_problems(std::string_view password, std::string_view username);
+// The same, the password being too similar when it equals any of `usernames` (a new name as
+// typed and as stored).
+std::vector<std::string> password_problems(std::string_view password,
+                                           std::initializer_list<std::string_view> usernames);
 
 }  // namespace chat::auth

@@ -90,4 +90,10 @@ TEST(CredentialRules, Passwords) {
   EXPECT_EQ(password_problems("AnnaKarenina", "annakarenina"),
             std::vector<std::string>{"The password is too similar to the username."});
   EXPECT_TRUE(password_problems("пароль12", "ann").empty());  // 8 characters, 14 bytes
+  // A new name as typed and as stored: equal to either is too similar, reported once.
+  EXPECT_EQ(password_problems("rootroot", {"ｒｏｏｔｒｏｏｔ", "rootroot"}),
+            std::vector<std::string>{"The password is too similar to the username."});
+  EXPECT_EQ(password_problems("ｒｏｏｔｒｏｏｔ", {"ｒｏｏｔｒｏｏｔ", "rootroot"}),
+            std::vector<std::string>{"The password is too similar to the username."});
+  EXPECT_TRUE(password_problems("rootroot", {"ann", ""}).empty());
 }
