@@ -74,7 +74,7 @@ std::optional<std::int64_t> query_integer(const Request& req, const char* name, 
   if (s == nullptr || s->empty()) return std::nullopt;
   std::int64_t v = 0;
   auto [p, ec] = std::from_chars(s->data(), s->data() + s->size(), v);
-  if (s->empty() || ec != std::errc{} || p != s->data() + s->size()) {
+  if (ec != std::errc{} || p != s->data() + s->size()) {
     errors.add(name, "A valid integer is required.");
     return std::nullopt;
   }
