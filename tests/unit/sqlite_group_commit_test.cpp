@@ -292,9 +292,12 @@ TEST(SqliteCheckpointer, CopiesTheWalInTheBackgroundAndKeepsItBounded) {
     EXPECT_GT(background.value(), background_before);
     EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), kWrites);
     // Every page is in the database file by now but what the last cycle left in the WAL,
-    // and the WAL never grew far past the writer's own limit (4 x 64 pages).
+    // and the WAL started over instead of holding all ~6,000 pages. How far past the
+    // writer's own limit (4 x 64 pages) it grows depends on how long a background
+    // checkpoint's sync takes while writes go on (the writer's own attempt is BUSY
+    // meanwhile), so the bound leaves room for a slow disk or a sanitizer build.
     const auto wal = std::filesystem::file_size(path + "-wal");
-    EXPECT_LT(wal, static_cast<std::uintmax_t>(6 * kPages) * 4200U);
+    EXPECT_LT(wal, static_cast<std::uintmax_t>(16 * kPages) * 4200U);
     EXPECT_GT(std::filesystem::file_size(path), static_cast<std::uintmax_t>(kWrites) * 16384U / 2);
   }
   std::filesystem::remove_all(dir);
