@@ -140,22 +140,19 @@ std::vector<std::string> username_problems(std::string_view username) {
 }
 
 NewUsername new_username(std::string_view username) {
-  NewUsername out;
-  const auto too_long = [](std::string_view name) {
-    return unicode::length(name) > kUsernameMaxLength;
+  // The validator's message, else max_length's, for one spelling of the name.
+  const auto problems_of = [](std::string_view name) {
+    auto problems = username_problems(name);
+    if (problems.empty() && unicode::length(name) > kUsernameMaxLength) {
+      problems.emplace_back("Ensure this field has no more than 150 characters.");
+    }
+    return problems;
   };
-  out.problems = username_problems(username);
-  if (out.problems.empty() && too_long(username)) {
-    out.problems.emplace_back("Ensure this field has no more than 150 characters.");
-  }
+  NewUsername out;
+  out.problems = problems_of(username);
   if (!out.problems.empty()) return out;
   out.name = nfkc(username);
-  if (out.name != username) {
-    out.problems = username_problems(out.name);
-    if (out.problems.empty() && too_long(out.name)) {
-      out.problems.emplace_back("Ensure this field has no more than 150 characters.");
-    }
-  }
+  if (out.name != username) out.problems = problems_of(out.name);
   return out;
 }
 
