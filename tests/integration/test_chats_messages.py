@@ -352,6 +352,29 @@ def test_edit_delete_and_delete_for_me(client):
     assert client.request("DELETE", f"/api/messages/{keep['id']}/?for=me", token=b["access"]).status_code == 404
 
 
+def test_a_message_hidden_for_me_stays_hidden_after_leaving_and_coming_back(client):
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    tag = unique_name("unicorn")
+    seen = send(client, a, g["id"], f"{tag} seen")
+    hidden = send(client, a, g["id"], f"{tag} hidden")
+    assert client.request("DELETE", f"/api/messages/{hidden['id']}/?for=me", token=b["access"]).status_code == 204
+    assert client.request("DELETE", f"/api/chats/{g['id']}/members/{uid(b)}/", token=b["access"]).status_code == 204
+    r = client.post(f"/api/chats/{g['id']}/members/", token=a["access"], json={"user_id": uid(b)})
+    assert r.status_code == 201, r.text
+    assert [m["id"] for m in history(client, b, g["id"])["results"]] == [seen["id"]]
+    r = client.get(f"/api/messages/search/?q={tag}", token=b["access"])
+    assert [m["id"] for m in r.json()["results"]] == [seen["id"]]
+    assert chat_of(client, b, g["id"])["last_message"]["id"] == seen["id"]
+    r = client.post(f"/api/messages/{hidden['id']}/forward/", token=b["access"], json={"target_chat_id": g["id"]})
+    assert r.status_code == 404, r.text
+    # The other member still has both.
+    assert [m["id"] for m in history(client, a, g["id"])["results"]] == [hidden["id"], seen["id"]]
+    # A new message counts as unread beside it; the hidden one never does.
+    send(client, a, g["id"], "after")
+    assert chat_of(client, b, g["id"])["unread_count"] == 1
+
+
 def test_forward(client):
     a, b, c = client.register(), client.register(), client.register()
     g1 = new_group(client, a, b)

@@ -224,8 +224,6 @@ constexpr const char* kSetRole =
     "UPDATE chat_members SET role = $3 WHERE chat_id = $1 AND user_id = $2";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2";
-constexpr const char* kRemoveMemberHidden =
-    "DELETE FROM hidden_messages WHERE chat_id = $1 AND user_id = $2";
 
 // A batch of sends (arrays, one element per send): the columns of each message
 // (CHAT_SQL_MESSAGE_COLUMNS), whether it was stored now, and its element's index from 1.
@@ -921,10 +919,9 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
       auto logged = events(d);
       log.append(logged, now_micros());
     } else {
+      // The messages the member hid stay hidden, as on SQLite (chat_store.cpp).
       auto remove = pg_params(chat_id, user_id);
       co_await c.prepared(kRemoveMember, std::move(remove));
-      auto unhide = pg_params(chat_id, user_id);
-      co_await c.prepared(kRemoveMemberHidden, std::move(unhide));
       d.change.promoted_user_id = choose_owner(gone, members);
       if (d.change.promoted_user_id) {
         auto promote = pg_params(chat_id, *d.change.promoted_user_id, role_name(Role::owner));

@@ -189,8 +189,6 @@ constexpr const char* kSetRole =
     "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
-constexpr const char* kRemoveMemberHidden =
-    "DELETE FROM hidden_messages WHERE chat_id = ?1 AND user_id = ?2";
 
 // A message's ordinal is the chat's count of messages so far plus one; after the insert,
 // the count, the activity time and the last message move in one update of the chat row.
@@ -892,8 +890,9 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
       c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
       c.prepare(kDeleteChat).bind(1, chat_id).exec();
     } else {
+      // The messages the member hid stay hidden (hidden_messages keeps their rows): added
+      // back, they do not see again what they deleted for themselves.
       c.prepare(kRemoveMember).bind(1, chat_id).bind(2, user_id).exec();
-      c.prepare(kRemoveMemberHidden).bind(1, chat_id).bind(2, user_id).exec();
       d.change.promoted_user_id = choose_owner(gone, members);
       if (d.change.promoted_user_id) {
         c.prepare(kSetRole)
