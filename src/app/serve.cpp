@@ -263,6 +263,11 @@ int serve(const config::Settings& s) {
             co_await grace.async_wait(asio::use_awaitable);
           }
           co_await delivery.flush();
+          try {
+            co_await presence->stopped();
+          } catch (const std::exception& e) {
+            spdlog::warn("presence: recording who was online at shutdown failed: {}", e.what());
+          }
           // A command still waiting for Redis is held by the client's connection, and holds
           // its coroutine, which holds the client: a cycle nothing frees once the loop
           // stops. Closed here while the loop runs, each such command ends (Unavailable).

@@ -37,6 +37,17 @@ class LocalPresence final : public Presence {
     stopping_ = true;
   }
 
+  // One node is the whole server: no one else will record that these users left.
+  asio::awaitable<void> stopped() override {
+    std::vector<std::int64_t> ids;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& [id, u] : users_) ids.push_back(id);
+      users_.clear();
+    }
+    co_await announcer_.went_offline_silently(std::move(ids));
+  }
+
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
     std::uint64_t ticket = 0;
     {

@@ -10,10 +10,17 @@ namespace chat::realtime {
 
 boost::asio::awaitable<void> PresenceAnnouncer::went_offline(std::int64_t user_id) {
   const Micros now = now_micros();
-  co_await store_.users().set_last_seen(user_id, now);
+  std::vector<std::int64_t> ids{user_id};
+  co_await store_.users().set_last_seen(std::move(ids), now);
   auto chat_ids = co_await store_.chats().chat_ids_of(user_id);
   Audience audience{std::move(chat_ids), now};
   co_await announce(user_id, false, std::move(audience));
+}
+
+boost::asio::awaitable<void> PresenceAnnouncer::went_offline_silently(
+    std::vector<std::int64_t> user_ids) {
+  if (user_ids.empty()) co_return;
+  co_await store_.users().set_last_seen(std::move(user_ids), now_micros());
 }
 
 boost::asio::awaitable<void> PresenceAnnouncer::announce(std::int64_t user_id, bool online,

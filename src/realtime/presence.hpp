@@ -48,6 +48,10 @@ class Presence : public users::OnlineUsers {
   // perhaps to another node), so no grace period is waited for and no offline announced
   // from here. Thread-safe.
   virtual void shutting_down() = 0;
+  // The node's sockets have closed after shutting_down(): the users still counted here
+  // (online, or in their grace period) are recorded as last seen now where no other node
+  // will do it, so that their last_seen outlives the restart.
+  virtual boost::asio::awaitable<void> stopped() = 0;
 };
 
 // Sends user_status for a user to the members of their chats.
@@ -60,6 +64,9 @@ class PresenceAnnouncer {
                                         std::optional<Audience> known);
   // Going offline: records last_seen, then announces it.
   boost::asio::awaitable<void> went_offline(std::int64_t user_id);
+  // Records last_seen for users whose sockets closed as the server stopped, announcing
+  // nothing: their chats' members were connected to the same stopping server.
+  boost::asio::awaitable<void> went_offline_silently(std::vector<std::int64_t> user_ids);
 
  private:
   store::Store& store_;

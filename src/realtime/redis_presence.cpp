@@ -202,6 +202,10 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     stopping_ = true;
   }
 
+  // This node's entries linger for the grace period; the node that sweeps them records
+  // and announces each user's going offline (the next node to start, when none is left).
+  asio::awaitable<void> stopped() override { co_return; }
+
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
     std::uint64_t ticket = 0;
     bool stopping = false;
@@ -492,6 +496,7 @@ class RedisPresenceHandle final : public Presence {
   }
   asio::awaitable<users::OnlineCounts> counts() override { co_return co_await p_->counts(); }
   void shutting_down() override { p_->shutting_down(); }
+  asio::awaitable<void> stopped() override { return p_->stopped(); }
 
  private:
   std::shared_ptr<RedisPresence> p_;

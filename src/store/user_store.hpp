@@ -81,7 +81,9 @@ class UserStore {
   virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                                    UserChanges changes) = 0;
 
-  virtual boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) = 0;
+  // Records `when` as the last time these users were online (one write for them all).
+  virtual boost::asio::awaitable<void> set_last_seen(std::vector<std::int64_t> ids,
+                                                     Micros when) = 0;
 
   // The users `filter` lets through, by id.
   virtual boost::asio::awaitable<UserPage> list(UserFilter filter, int limit,

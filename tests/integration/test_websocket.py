@@ -8,6 +8,7 @@ replay are done), so a pong proves that live events reach it from then on."""
 import asyncio
 import base64
 import ctypes
+import datetime
 import json
 import os
 import re
@@ -1023,6 +1024,40 @@ def test_presence(server, client):
         await b_chat.close()
 
     run(main())
+
+
+def test_users_online_when_the_server_stops_keep_a_last_seen(make_server):
+    """SIGTERM closes every socket with 1001: the users online then were last seen then,
+    and say so after the restart (one node records it as it stops; with Redis, the node
+    that sweeps the stopped node's entries does, here the restarted one, which sweeps
+    every PRESENCE_TTL / 3)."""
+    server = make_server(PRESENCE_TTL=3)
+    client = Client(server)
+    a, b = client.register(), client.register()
+    private_chat(client, a, b)
+
+    def me(who):
+        r = client.get("/api/users/me/", token=who["access"])
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def main():
+        ws = await user_ws(server, a)
+        assert me(a)["is_online"] is True and me(a)["last_seen"] is None
+        stopping = time.time()
+        await asyncio.to_thread(server.stop)
+        assert await ws.closed(timeout=5) == 1001, ws.name
+        await asyncio.to_thread(server.start)
+        return stopping
+
+    stopping = run(main())
+    deadline = time.time() + 15
+    while (p := me(a))["last_seen"] is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert p["is_online"] is False and p["last_seen"] is not None, p
+    seen = datetime.datetime.fromisoformat(p["last_seen"].replace("Z", "+00:00")).timestamp()
+    assert stopping - 1 <= seen <= time.time(), (stopping, p)
+    assert me(b)["last_seen"] is None  # b had no socket: never seen
 
 
 # ---- 5. several sockets of one user -------------------------------------------------------------

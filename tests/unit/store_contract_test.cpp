@@ -229,6 +229,18 @@ TEST_P(StoreContract, CreatesAndFindsUsers) {
   EXPECT_FALSE(run(store_->users().find_by_id(ann.id + 100)));
 }
 
+TEST_P(StoreContract, RecordsWhenSeveralUsersWereLastSeen) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  run(store_->users().set_last_seen({ann.id, cat.id}, 5'000));
+  run(store_->users().set_last_seen({bob.id}, 6'000));
+  run(store_->users().set_last_seen({}, 7'000));
+  EXPECT_EQ(run(store_->users().find_by_id(ann.id))->last_seen, 5'000);
+  EXPECT_EQ(run(store_->users().find_by_id(bob.id))->last_seen, 6'000);
+  EXPECT_EQ(run(store_->users().find_by_id(cat.id))->last_seen, 5'000);
+}
+
 TEST_P(StoreContract, UsernameKeysAreUnique) {
   make_user("ann");
   NewUser dup{"ANN", "ann", "x@example.com", "hash", false, false, 1};

@@ -16,6 +16,7 @@
 
 #include "common/unicode.hpp"
 #include "store/logged_text.hpp"
+#include "store/postgres/pg_arrays.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/postgres/pg_rows.hpp"
@@ -304,41 +305,6 @@ std::string search_words(std::string_view text) {
     out += unicode::without_diacritics(unicode::to_lower(unicode::encode(word)));
   }
   return out;
-}
-
-// Elements of an array literal: numbers as they are, text quoted with its quotes and
-// backslashes escaped, nullopt as NULL.
-void append_element(std::string& out, std::int64_t value) {
-  out += std::to_string(value);
-}
-
-void append_element(std::string& out, const std::string& value) {
-  out += '"';
-  for (const char ch : value) {
-    if (ch == '"' || ch == '\\') out += '\\';
-    out += ch;
-  }
-  out += '"';
-}
-
-template <class T>
-void append_element(std::string& out, const std::optional<T>& value) {
-  if (value) {
-    append_element(out, *value);
-  } else {
-    out += "NULL";
-  }
-}
-
-// An array literal ({a,b,...}), sent as one text parameter and cast by the statement.
-template <class T>
-std::string array_literal(const std::vector<T>& values) {
-  std::string out = "{";
-  for (std::size_t i = 0; i < values.size(); ++i) {
-    if (i > 0) out += ',';
-    append_element(out, values[i]);
-  }
-  return out + "}";
 }
 
 // ---- reusable steps (inside a transaction or on their own) -----------------------------

@@ -1,5 +1,6 @@
 #include "store/postgres/pg_user_store.hpp"
 
+#include "store/postgres/pg_arrays.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_rows.hpp"
 #include "store/sql_columns.hpp"
@@ -35,7 +36,7 @@ constexpr const char* kListUsers =
     "SELECT " CHAT_SQL_USER_COLUMNS
     " FROM users WHERE (NOT $5::boolean OR is_active) AND ($1 = '' OR (username_key >= $1 "
     "AND username_key < $2)) ORDER BY id LIMIT $3 OFFSET $4";
-constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = $2 WHERE id = $1";
+constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = $2 WHERE id = ANY($1::bigint[])";
 
 std::optional<UserRecord> first_user(const PgResult& r) {
   if (r.rows() == 0) return std::nullopt;
@@ -81,8 +82,9 @@ boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::update(std::int64
   co_return first_user(r);
 }
 
-boost::asio::awaitable<void> PgUserStore::set_last_seen(std::int64_t id, Micros when) {
-  auto params = pg_params(id, when);
+boost::asio::awaitable<void> PgUserStore::set_last_seen(std::vector<std::int64_t> ids,
+                                                        Micros when) {
+  auto params = pg_params(array_literal(ids), when);
   co_await db_.query(kSetLastSeen, std::move(params));
 }
 

@@ -106,10 +106,11 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::i
   co_return co_await db_.write(std::move(query));
 }
 
-boost::asio::awaitable<void> SqliteUserStore::set_last_seen(std::int64_t id, Micros when) {
-  auto query = [id, when](Connection& conn) {
+boost::asio::awaitable<void> SqliteUserStore::set_last_seen(std::vector<std::int64_t> ids,
+                                                            Micros when) {
+  auto query = [ids = std::move(ids), when](Connection& conn) {
     Transaction tx(conn);
-    conn.prepare(kSetLastSeen).bind(1, id).bind(2, when).exec();
+    for (const auto id : ids) conn.prepare(kSetLastSeen).bind(1, id).bind(2, when).exec();
     tx.commit();
   };
   co_await db_.write(std::move(query));

@@ -18,7 +18,7 @@ class SqliteUserStore final : public UserStore {
   boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) override;
   boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                            UserChanges changes) override;
-  boost::asio::awaitable<void> set_last_seen(std::int64_t id, Micros when) override;
+  boost::asio::awaitable<void> set_last_seen(std::vector<std::int64_t> ids, Micros when) override;
   boost::asio::awaitable<UserPage> list(UserFilter filter, int limit, std::int64_t offset) override;
 
  private:
