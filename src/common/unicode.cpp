@@ -158,6 +158,16 @@ std::size_t length(std::string_view utf8) {
   return n;
 }
 
+std::string_view prefix(std::string_view utf8, std::size_t code_points) {
+  std::size_t n = 0;
+  for (std::size_t i = 0; i < utf8.size(); ++i) {
+    if ((static_cast<unsigned char>(utf8[i]) & 0xC0) != 0x80 && n++ == code_points) {
+      return utf8.substr(0, i);
+    }
+  }
+  return utf8;
+}
+
 std::string to_lower(std::string_view utf8) {
   std::string out;
   out.reserve(utf8.size());

@@ -22,6 +22,9 @@ std::string replace_invalid(std::string_view bytes);
 
 // Number of code points (the length Python's len() gives). Input must be valid UTF-8.
 std::size_t length(std::string_view utf8);
+// The first `code_points` code points (Python's s[:n]), never a sequence cut in two.
+// Input must be valid UTF-8.
+std::string_view prefix(std::string_view utf8, std::size_t code_points);
 
 // Lower-cased copy, code point by code point. Input must be valid UTF-8.
 std::string to_lower(std::string_view utf8);

@@ -10,6 +10,7 @@
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
 #include "common/serializer_fields.hpp"
+#include "common/unicode.hpp"
 #include "realtime/typing.hpp"
 #include "store/store.hpp"
 
@@ -89,8 +90,10 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
   static const std::vector<std::string> known{"message", "typing", "read", "forward",
                                               "edit",    "delete", "pin",  "unpin"};
   if (std::find(known.begin(), known.end(), type) == known.end()) {
-    co_return std::vector<std::string>{error_frame(
-        Error::bad_request("Unknown event type \"" + type.substr(0, 64) + "\"."), type)};
+    co_return std::vector<std::string>{
+        error_frame(Error::bad_request("Unknown event type \"" +
+                                       std::string(unicode::prefix(type, 64)) + "\"."),
+                    type)};
   }
   bool unavailable = false;
   try {

@@ -47,6 +47,15 @@ TEST(Unicode, LengthCountsCodePoints) {
   EXPECT_EQ(unicode::length(""), 0U);
 }
 
+TEST(Unicode, PrefixCountsCodePoints) {
+  EXPECT_EQ(unicode::prefix("aжжж", 2), "aж");
+  EXPECT_EQ(unicode::prefix("aжжж", 0), "");
+  EXPECT_EQ(unicode::prefix("aжжж", 4), "aжжж");
+  EXPECT_EQ(unicode::prefix("aжжж", 10), "aжжж");
+  EXPECT_EQ(unicode::prefix("😀😀", 1), "😀");
+  EXPECT_EQ(unicode::prefix("", 3), "");
+}
+
 TEST(Unicode, LowerCasesBeyondAscii) {
   EXPECT_EQ(unicode::to_lower("AnnЁЖИКΣ"), "annёжикσ");
   EXPECT_EQ(unicode::to_lower("already"), "already");
