@@ -180,7 +180,7 @@ int serve(const config::Settings& s) {
   realtime::TypingRelay typing_relay(hub, io.get_executor());
   broker->set_handler(&typing_relay);
   store->chats().set_commit_listener([&broker](const std::vector<store::EventRecord>& events) {
-    for (const auto& e : events) broker->publish_logged(e);
+    broker->publish_committed(events);
   });
   store->chats().set_publish_barrier([&broker]() { return broker->flush(); });
   store->chats().set_uncertain_commit_listener(

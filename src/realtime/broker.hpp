@@ -59,9 +59,10 @@ class Broker {
   // Set once before publishing.
   virtual void set_handler(BrokerHandler* handler) = 0;
 
-  // Hands a committed event to every node that is subscribed to its chat (and, for
-  // chat_created, to the nodes of the users who join). Called in commit order. Non-blocking.
-  virtual void publish_logged(const store::EventRecord& event) = 0;
+  // Hands one transaction's committed events, in seq order, to every node that is
+  // subscribed to their chats (and, for chat_created, to the nodes of the users who join).
+  // Called in commit order. Non-blocking.
+  virtual void publish_committed(const std::vector<store::EventRecord>& events) = 0;
   // At-most-once, to the nodes subscribed to any of its chats. Non-blocking.
   virtual void publish_ephemeral(const Ephemeral& event) = 0;
   // To every node with a session of the user (those subscribed to the user). At most once,

@@ -8,8 +8,9 @@ namespace {
 class InProcessBroker final : public Broker {
  public:
   void set_handler(BrokerHandler* handler) override { handler_ = handler; }
-  void publish_logged(const store::EventRecord& event) override {
-    if (handler_ != nullptr) handler_->on_logged(event);
+  void publish_committed(const std::vector<store::EventRecord>& events) override {
+    if (handler_ == nullptr) return;
+    for (const auto& e : events) handler_->on_logged(e);
   }
   void publish_ephemeral(const Ephemeral& event) override {
     if (handler_ != nullptr) handler_->on_ephemeral(event);

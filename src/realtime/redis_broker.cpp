@@ -33,6 +33,27 @@ constexpr std::size_t kRecentSeqs = 16384;
 constexpr std::size_t kRecentEphemerals = 4096;
 constexpr auto kFlushTimeout = std::chrono::seconds(1);
 
+// Publishes one transaction's events (ARGV[4..]: channel, message pairs) and keeps the
+// newest seq handed to Redis in KEYS[1]. Seqs are gapless, so a transaction whose first
+// seq (ARGV[2] + 1) is not the next one has found events that were committed and never
+// published (their node was killed between its COMMIT and this script): every node is
+// asked, on the resync channel (ARGV[1]) and before these events, to read them from the
+// log. A missing key (a new or emptied Redis) proves nothing. One script, so Redis runs
+// all of it or none of it: a node killed while sending it leaves no half-published
+// transaction behind.
+constexpr const char* kPublishCommitted = R"lua(
+local published = tonumber(redis.call('GET', KEYS[1]))
+if published and published < tonumber(ARGV[2]) then
+  redis.call('PUBLISH', ARGV[1], tostring(published + 1))
+end
+for i = 4, #ARGV, 2 do
+  redis.call('PUBLISH', ARGV[i], ARGV[i + 1])
+end
+if not published or published < tonumber(ARGV[3]) then
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+)lua";
+
 // Remembers the last N keys it was shown, to drop what arrives twice (an event on both a
 // chat and a user channel, or found by a catch-up after it arrived live).
 template <class Key>
@@ -117,21 +138,35 @@ class RedisBroker final : public Broker {
 
   void set_handler(BrokerHandler* handler) override { handler_ = handler; }
 
-  void publish_logged(const store::EventRecord& event) override {
+  void publish_committed(const std::vector<store::EventRecord>& events) override {
+    if (events.empty()) return;
     {
       std::lock_guard lock(unsure_mutex_);
-      if (first_unflushed_ == 0) first_unflushed_ = event.seq;
+      if (first_unflushed_ == 0) first_unflushed_ = events.front().seq;
     }
-    const std::string message = encode_logged(event);
-    client_->send({"PUBLISH", chat_channel(event.chat_id), message});
-    // Meant for one user, or a chat new to its members: their nodes may not hear the chat.
-    if (event.user_id) {
-      client_->send({"PUBLISH", user_channel(*event.user_id), message});
-    } else if (event.type == "chat_created") {
-      for (auto user : created_for(event)) {
-        client_->send({"PUBLISH", user_channel(user), message});
+    std::vector<std::string> command{"EVAL",
+                                     kPublishCommitted,
+                                     "1",
+                                     published_key(),
+                                     resync_channel(),
+                                     std::to_string(events.front().seq - 1),
+                                     std::to_string(events.back().seq)};
+    for (const auto& e : events) {
+      std::string message = encode_logged(e);
+      command.push_back(chat_channel(e.chat_id));
+      command.push_back(message);
+      // Meant for one user, or a chat new to its members: their nodes may not hear the chat.
+      if (e.user_id) {
+        command.push_back(user_channel(*e.user_id));
+        command.push_back(message);
+      } else if (e.type == "chat_created") {
+        for (auto user : created_for(e)) {
+          command.push_back(user_channel(user));
+          command.push_back(message);
+        }
       }
     }
+    client_->send(std::move(command));
   }
 
   void publish_ephemeral(const Ephemeral& event) override {
@@ -203,6 +238,7 @@ class RedisBroker final : public Broker {
   std::string chat_channel(std::int64_t id) const { return prefix_ + "c:" + std::to_string(id); }
   std::string user_channel(std::int64_t id) const { return prefix_ + "u:" + std::to_string(id); }
   std::string resync_channel() const { return prefix_ + "resync"; }
+  std::string published_key() const { return prefix_ + "published"; }
 
   // ---- publishing side, on flush_strand_ ----
 
@@ -485,11 +521,16 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // Another node could not be sure its events reached Redis: read them from the log.
+  // Events after `after` may have been committed without reaching this node (another node
+  // could not be sure its events reached Redis, or was killed before publishing them):
+  // read them from the log. Live events of the chats wait meanwhile, so that the missing
+  // ones come first (a request that arrives before the newer events keeps commit order).
   void resync(std::int64_t after) {
     std::vector<ChatRef> chats;
-    for (const auto& [id, st] : chats_) {
-      if (!st.starting) chats.emplace_back(id, st.gen);
+    for (auto& [id, st] : chats_) {
+      if (st.starting) continue;
+      st.live = false;
+      chats.emplace_back(id, st.gen);
     }
     std::vector<std::int64_t> users;
     for (const auto& [id, n] : users_) users.push_back(id);

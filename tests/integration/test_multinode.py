@@ -847,3 +847,51 @@ def test_a_member_added_on_a_node_that_hears_the_chat_for_no_one_gets_member_add
             await ws.close()
 
     run(main())
+
+
+def test_events_a_killed_node_committed_but_never_published_still_arrive_in_order(make_cluster):
+    """A node killed between its COMMIT and its PUBLISH leaves events in the log that no
+    node was told of. Seqs are gapless, so the next commit (on any node) finds the gap when
+    it publishes, and every node reads the missing events from the log before the newer
+    ones: the sockets get them late, but in commit order and before what follows."""
+    cluster = make_cluster(2)
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[0].register()
+    g = group_chat(api[0], a, b, name="gap")
+
+    async def main():
+        b_user = await user_ws(cluster[1], b)
+        b_chat = await chat_ws(cluster[1], b, g)
+        first = (await rest(rest_send, api[0], a, g, "before the crash"))["id"]
+        await b_user.until(is_("message", message_id=first))
+        await b_chat.until(is_("message", message_id=first))
+        # b's delivery receipt is the last commit before the crash.
+        await b_user.until(is_("delivered", user_id=uid(b), last_delivered_message_id=first))
+        # What the killed node left: its event taken with the next seq under the event-log
+        # lock and committed (a copy of the first message's event), and nothing published.
+        cluster.db.execute(
+            "DO $$ BEGIN PERFORM pg_advisory_xact_lock(7316002); "
+            "UPDATE event_log_state SET last_seq = last_seq + 1 WHERE id = 1; "
+            "INSERT INTO events(seq, chat_id, user_id, type, payload, created_at, message_id) "
+            "SELECT s.last_seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at, e.message_id "
+            f"FROM events e, event_log_state s WHERE s.id = 1 AND e.message_id = {first} "
+            "AND e.type = 'message'; END $$")
+        lost = cluster.db.scalar(
+            f"SELECT max(seq) FROM events WHERE message_id = {first} AND type = 'message'")
+        await b_user.drain(0.5)
+        assert not [f for f in b_user.seen if f.get("seq") == lost], "published by no one"
+        # The next commit (b's sockets are on node 1; this goes through node 0).
+        second = (await rest(rest_send, api[0], a, g, "after the crash"))["id"]
+        again = await b_user.until(lambda f: f.get("seq") == lost, timeout=10)
+        assert again["type"] == "message" and again["message_id"] == first, again
+        after = await b_user.until(is_("message", message_id=second))
+        assert after["seq"] > lost, (after, lost)
+        check_seq_order(b_user)
+        # The chat socket (no seqs) got both, the lost one first.
+        await b_chat.until(is_("message", message_id=second))
+        copies = [f["message_id"] for f in messages_in(b_chat.seen, g)]
+        assert copies == [first, first, second], copies
+        for ws in (b_user, b_chat):
+            await ws.close()
+
+    run(main())
