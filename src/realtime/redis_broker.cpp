@@ -192,7 +192,7 @@ class RedisBroker final : public Broker {
                  std::optional<std::int64_t> from_seq, std::function<void()> ready) override {
     asio::post(strand_, [this, chat_ids = std::move(chat_ids), user_ids = std::move(user_ids),
                          from_seq, ready = std::move(ready)]() mutable {
-      start_hearing(std::move(chat_ids), std::move(user_ids), from_seq, std::move(ready));
+      start_hearing(chat_ids, user_ids, from_seq, std::move(ready));
     });
   }
 
@@ -597,11 +597,10 @@ class RedisBroker final : public Broker {
 
 }  // namespace
 
-std::unique_ptr<Broker> make_redis_broker(asio::any_io_executor executor,
+std::unique_ptr<Broker> make_redis_broker(const asio::any_io_executor& executor,
                                           std::shared_ptr<redis::RedisClient> client,
                                           RedisBrokerOptions options, store::ChatStore& log) {
-  return std::make_unique<RedisBroker>(std::move(executor), std::move(client), std::move(options),
-                                       log);
+  return std::make_unique<RedisBroker>(executor, std::move(client), std::move(options), log);
 }
 
 }  // namespace chat::realtime

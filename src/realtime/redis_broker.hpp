@@ -27,7 +27,7 @@ struct RedisBrokerOptions {
 };
 
 // `client` publishes (shared with presence); the broker opens its own subscriber connection.
-std::unique_ptr<Broker> make_redis_broker(boost::asio::any_io_executor executor,
+std::unique_ptr<Broker> make_redis_broker(const boost::asio::any_io_executor& executor,
                                           std::shared_ptr<redis::RedisClient> client,
                                           RedisBrokerOptions options, store::ChatStore& log);
 
