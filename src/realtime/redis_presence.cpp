@@ -1,7 +1,8 @@
 // Presence across nodes, in Redis (Centrifuge's presence_redis). For each user a sorted set
 // holds the nodes that have a socket of theirs, scored by when that entry expires; each node
-// refreshes its entries every third of the TTL, so a node that dies stops counting within
-// the TTL. A "state" key remembers what was announced: "1" online, "0" offline. Whoever
+// refreshes its entries every third of the TTL and sweeps the expired ones every sixth, and
+// an entry lives five sixths of the TTL, so a node that dies has its users found offline
+// within the TTL. A "state" key remembers what was announced: "1" online, "0" offline. Whoever
 // turns it to "1" announces "online", whoever turns it to "0" announces "offline", so each
 // happens once however many nodes race. "1" outlives the entries and is refreshed with
 // them, "0" is kept for a day, so a missing state means Redis lost its data: a user found
@@ -192,7 +193,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       if (++u.sockets > 1) co_return;
     }
     const auto sent = Clock::now();
-    auto first = co_await script(kConnect, user_id, options_.ttl.count(), "open");
+    auto first = co_await script(kConnect, user_id, entry_ttl().count(), "open");
     if (first) refreshed(user_id, sent);
     if (first == 1) co_await announcer_.announce(user_id, true, std::move(audience));
   }
@@ -230,7 +231,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       // Announced offline meanwhile (another node's sweep found the linger expired): online
       // again.
       const auto sent = Clock::now();
-      auto again = co_await script(kConnect, user_id, options_.ttl.count(), mode_for(user_id));
+      auto again = co_await script(kConnect, user_id, entry_ttl().count(), mode_for(user_id));
       if (again) refreshed(user_id, sent);
       if (again == 1) co_await announce_online(user_id);
       co_return;
@@ -303,7 +304,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   // "restore" while this node's entry for the user cannot have expired (so nobody can have
   // announced them offline): a missing state is then lost data, put back silently.
   const char* mode_for(const User& u) const {
-    return u.refreshed && Clock::now() - *u.refreshed < options_.ttl ? "restore" : "open";
+    return u.refreshed && Clock::now() - *u.refreshed < entry_ttl() ? "restore" : "open";
   }
   const char* mode_for(std::int64_t user_id) {
     std::lock_guard lock(mutex_);
@@ -317,6 +318,12 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   std::string state_key(std::int64_t user) const {
     return options_.prefix + "ps:" + std::to_string(user);
   }
+  // How often the keep-alive sweeps; refreshes come every other sweep.
+  std::chrono::milliseconds sweep_period() const { return options_.ttl / 6; }
+  // How long an entry lives after a refresh: a dead node's entries expire within this,
+  // and the next sweep finds them, so its users are offline within PRESENCE_TTL. A live
+  // node refreshes twice within it, with a sixth of the TTL to spare.
+  std::chrono::milliseconds entry_ttl() const { return options_.ttl - sweep_period(); }
   // How long the state key outlives the last refresh: past the entries' TTL and a
   // keep-alive missed, so whoever finds the entries expired still finds the state.
   std::chrono::milliseconds state_ttl() const { return 2 * options_.ttl + options_.grace; }
@@ -365,46 +372,55 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     co_return result;
   }
 
-  // Every third of the TTL: extends this node's entries, then releases the users of nodes
-  // that stopped extending theirs.
+  // Every third of the TTL extends this node's entries; every sixth releases the users of
+  // nodes that stopped extending theirs.
   asio::awaitable<void> keep_alive() {
     auto self = shared_from_this();
     asio::steady_timer timer(co_await asio::this_coro::executor);
-    for (;;) {
-      timer.expires_after(options_.ttl / 3);
+    for (std::uint64_t tick = 0;; ++tick) {
+      timer.expires_after(sweep_period());
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-      std::vector<std::pair<std::int64_t, const char*>> mine;  // (user, mode)
       {
         std::lock_guard lock(mutex_);
         if (stopped_) co_return;
-        std::int64_t sockets = 0;
-        for (const auto& [id, u] : users_) {
-          if (u.sockets > 0) mine.emplace_back(id, mode_for(u));
-          sockets += u.sockets;
-        }
-        report_sockets(sockets, "set");
       }
-      for (auto [id, mode] : mine) {
-        // 1: the user was announced offline meanwhile (this node looked dead during an
-        // outage), or was never announced (their connect failed): say it now.
-        const auto sent = Clock::now();
-        auto again = co_await script(kConnect, id, options_.ttl.count(), mode);
-        if (again) refreshed(id, sent);
-        if (again == 1) co_await announce_online(id);
-      }
-      std::vector<std::int64_t> retry;
-      {
-        std::lock_guard lock(mutex_);
-        if (reachable_since_ && Clock::now() - *reachable_since_ >= kResubscribeWindow) {
-          retry.assign(unreleased_.begin(), unreleased_.end());
-          unreleased_.clear();
-        }
-      }
-      for (auto id : retry) co_await release(id);
+      if (tick % 2 == 1) co_await refresh();
       while (co_await sweep() == kSweepBatch) {
       }
     }
+  }
+
+  // Extends this node's entries (and announces again whom an outage let expire), and
+  // retries the releases an outage held back.
+  asio::awaitable<void> refresh() {
+    std::vector<std::pair<std::int64_t, const char*>> mine;  // (user, mode)
+    {
+      std::lock_guard lock(mutex_);
+      std::int64_t sockets = 0;
+      for (const auto& [id, u] : users_) {
+        if (u.sockets > 0) mine.emplace_back(id, mode_for(u));
+        sockets += u.sockets;
+      }
+      report_sockets(sockets, "set");
+    }
+    for (auto [id, mode] : mine) {
+      // 1: the user was announced offline meanwhile (this node looked dead during an
+      // outage), or was never announced (their connect failed): say it now.
+      const auto sent = Clock::now();
+      auto again = co_await script(kConnect, id, entry_ttl().count(), mode);
+      if (again) refreshed(id, sent);
+      if (again == 1) co_await announce_online(id);
+    }
+    std::vector<std::int64_t> retry;
+    {
+      std::lock_guard lock(mutex_);
+      if (reachable_since_ && Clock::now() - *reachable_since_ >= kResubscribeWindow) {
+        retry.assign(unreleased_.begin(), unreleased_.end());
+        unreleased_.clear();
+      }
+    }
+    for (auto id : retry) co_await release(id);
   }
 
   // The user's last socket here closed a grace period ago: drops the expired entry and,

@@ -895,3 +895,43 @@ def test_events_a_killed_node_committed_but_never_published_still_arrive_in_orde
             await ws.close()
 
     run(main())
+
+
+def redis_cli(port, *args):
+    r = subprocess.run(["redis-cli", "-p", str(port), *args], capture_output=True, text=True, timeout=10)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.split()
+
+
+def test_a_killed_nodes_users_are_offline_within_presence_ttl(make_cluster):
+    """A node's presence entries live five sixths of PRESENCE_TTL past each refresh and the
+    nodes sweep every sixth of it, so a killed node's users are offline within the TTL."""
+    ttl = 6
+    cluster = make_cluster(2, PRESENCE_TTL=ttl, PRESENCE_GRACE=1)
+    api = Client(cluster[0])
+    b, d = api.register(), api.register()
+    private_chat(api, b, d)
+    port = cluster[0].env["REDIS_PORT"]
+    entries = f"{cluster[0].redis_prefix}p:{uid(d)}"
+
+    async def main():
+        b_ws = await user_ws(cluster[0], b)
+        await user_ws(cluster[1], d)
+        await rest(wait_for, "d online", lambda: is_online(api, b, d) is True, timeout=5)
+        # Through two refreshes (one every third of the TTL), no entry outlives 5/6 of it.
+        for _ in range(12):
+            now_s, now_us = redis_cli(port, "TIME")
+            now = int(now_s) * 1000 + int(now_us) // 1000
+            scores = [float(x) for x in redis_cli(port, "ZRANGE", entries, "0", "-1", "WITHSCORES")[1::2]]
+            assert scores and all(s - now <= ttl * 1000 * 5 / 6 + 50 for s in scores), (scores, now)
+            await asyncio.sleep(0.4)
+        cluster[1].kill()
+        killed = time.time()
+        await rest(wait_for, "d offline", lambda: is_online(api, b, d) is False, timeout=ttl + 10,
+                   interval=0.1)
+        # Polling REST and a loaded machine's timers get a second on top.
+        assert time.time() - killed <= ttl + 1.0, time.time() - killed
+        await saw(b_ws, is_("user_status", user_id=uid(d), is_online=False), timeout=5)
+        await b_ws.close()
+
+    run(main(), timeout=60)
