@@ -4,6 +4,8 @@
 #include <unicode/uchar.h>
 #include <unicode/unistr.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <stdexcept>
@@ -56,40 +58,79 @@ bool python_digit(char32_t cp) {
   return type == U_NT_DECIMAL || type == U_NT_DIGIT;
 }
 
-bool is_atext(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
-         std::string_view("!#$%&'*+/=?^_`{|}~-").find(c) != std::string_view::npos;
+// A character of a dot-atom in Django's EmailValidator: [-!#$%&'*+/=?^_`{}|~0-9A-Z] under
+// re.IGNORECASE, which in Python also matches the four non-ASCII letters that case-fold
+// into A-Z (U+0130, U+0131, U+017F, U+212A).
+bool is_atext(char32_t cp) {
+  if (cp < 0x80) {
+    const auto c = static_cast<char>(cp);
+    return std::isalnum(static_cast<unsigned char>(c)) != 0 ||
+           std::string_view("!#$%&'*+/=?^_`{|}~-").find(c) != std::string_view::npos;
+  }
+  return cp == 0x130 || cp == 0x131 || cp == 0x17F || cp == 0x212A;
 }
 
-bool valid_local_part(std::string_view local) {
-  if (local.empty() || local.size() > 64) return false;
-  if (local.front() == '"' && local.back() == '"' && local.size() >= 2) {
-    for (std::size_t i = 1; i + 1 < local.size(); ++i) {
-      const auto c = static_cast<unsigned char>(local[i]);
-      if (c < 0x20 || c == 0x7F) return false;
-    }
-    return true;
-  }
-  // dot-atom: atext runs separated by single dots
-  if (local.front() == '.' || local.back() == '.') return false;
-  for (std::size_t i = 0; i < local.size(); ++i) {
-    if (local[i] == '.') {
-      if (local[i + 1] == '.') return false;
-    } else if (!is_atext(local[i])) {
+// Django's quoted-string: ASCII but for NUL, tab, LF, CR, space, '"' and '\' as they are,
+// or any of them but NUL, LF and CR after a backslash.
+bool valid_quoted_local_part(const std::vector<char32_t>& cps) {
+  const auto plain = [](char32_t c) {
+    return c >= 0x01 && c <= 0x7F && c != '\t' && c != '\n' && c != '\r' && c != ' ' && c != '"' &&
+           c != '\\';
+  };
+  const auto escapable = [](char32_t c) {
+    return c >= 0x01 && c <= 0x7F && c != '\n' && c != '\r';
+  };
+  for (std::size_t i = 1; i + 1 < cps.size(); ++i) {
+    if (cps[i] == '\\') {
+      if (i + 2 >= cps.size() || !escapable(cps[i + 1])) return false;
+      ++i;
+    } else if (!plain(cps[i])) {
       return false;
     }
   }
   return true;
 }
 
+// Django's user_regex: a dot-atom or a quoted-string, of any length (the address as a
+// whole is bounded).
+bool valid_local_part(std::string_view local) {
+  const auto cps = unicode::decode(local);
+  if (!cps || cps->empty()) return false;
+  if (cps->size() >= 2 && cps->front() == '"' && cps->back() == '"') {
+    return valid_quoted_local_part(*cps);
+  }
+  if (cps->front() == '.' || cps->back() == '.') return false;
+  for (std::size_t i = 0; i < cps->size(); ++i) {
+    if ((*cps)[i] == '.') {
+      if ((*cps)[i + 1] == '.') return false;
+    } else if (!is_atext((*cps)[i])) {
+      return false;
+    }
+  }
+  return true;
+}
+
+// Django's literal_regex, \[([A-F0-9:.]+)\], whose address validate_ipv46_address must
+// take: an IPv4 address as Python's ipaddress reads it (four decimal parts of 0-255, no
+// leading zeros, as inet_pton reads them), or an IPv6 address of at most 39 characters.
+bool valid_address_literal(std::string_view literal) {
+  if (literal.empty() || !std::all_of(literal.begin(), literal.end(), [](char c) {
+        return std::isxdigit(static_cast<unsigned char>(c)) != 0 || c == '.' || c == ':';
+      })) {
+    return false;
+  }
+  const std::string text(literal);
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, text.c_str(), buf) == 1 ||
+         (text.size() <= 39 && inet_pton(AF_INET6, text.c_str(), buf) == 1);
+}
+
 // Labels of letters, digits and inner hyphens (Unicode letters allowed, as IDNA domains),
 // at least two labels, and a top-level label that is not all digits.
 bool valid_domain(std::string_view domain) {
   if (domain.empty() || domain.size() > 253) return false;
-  if (domain.front() == '[' && domain.back() == ']') {  // address literal
-    return domain.size() > 2 && std::all_of(domain.begin() + 1, domain.end() - 1, [](char c) {
-             return std::isxdigit(static_cast<unsigned char>(c)) != 0 || c == '.' || c == ':';
-           });
+  if (domain.front() == '[' && domain.back() == ']') {
+    return valid_address_literal(domain.substr(1, domain.size() - 2));
   }
   std::vector<std::string_view> labels;
   std::size_t start = 0;

@@ -142,6 +142,11 @@ def test_username_rules(client, make, ok):
     ("user@пример.рф", True), ("no-at-sign", False), ("two@@example.com", False),
     ("user@localhost", True), ("user@LOCALHOST", False), ("user@example", False), ("user@.com", False),
     ("user@example.c", False), ("", False), (" spaced@example.com ", True),
+    # Django's grammar: no limit on the local part, a space in quotes only escaped, and an
+    # address literal that Python's ipaddress reads.
+    ("x" * 65 + "@example.com", True), ('"a\\ b"@example.com', True), ('"a b"@example.com', False),
+    ("user@[10.0.0.1]", True), ("user@[::1]", True), ("user@[1.2.3.999]", False),
+    ("user@[01.2.3.4]", False),
 ])
 def test_email_rules(client, email, ok):
     r = client.post("/api/auth/register/",

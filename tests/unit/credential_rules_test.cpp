@@ -55,14 +55,43 @@ TEST(CredentialRules, NewUsernamesAreNfkcAsDjangoCreatesThem) {
 }
 
 TEST(CredentialRules, Emails) {
-  for (const char* good : {"a@example.com", "first.last+tag@sub.example.co.uk", "x@пример.рф",
-                           "\"quoted local\"@example.com", "a@[127.0.0.1]", "o'brien@example.ie",
-                           "a@localhost"}) {  // Django's domain_allowlist
+  const std::string long_local = std::string(65, 'a') + "@example.com";  // no local limit
+  for (const std::string good :
+       {"a@example.com", "first.last+tag@sub.example.co.uk", "x@пример.рф",
+        "\"quoted\\ local\"@example.com", "\"\"@example.com", "\"a\\\"b\"@example.com",
+        "a@[127.0.0.1]", "a@[::1]", "a@[::ffff:1.2.3.4]", "o'brien@example.ie",
+        "ſ@example.com",  // [A-Z] under Python's re.IGNORECASE
+        "a@localhost",    // Django's domain_allowlist
+        long_local.c_str()}) {
     EXPECT_TRUE(email_problems(good).empty()) << good;
   }
-  for (const char* bad : {"", "plain", "@example.com", "a@", "a@@example.com", "a..b@example.com",
-                          ".a@example.com", "a@LOCALHOST", "a@localhost.", "a@local", "a@example.c",
-                          "a@-example.com", "a@example..com", "a@example.123", "a b@example.com"}) {
+  for (const char* bad :
+       {"",
+        "plain",
+        "@example.com",
+        "a@",
+        "a@@example.com",
+        "a..b@example.com",
+        ".a@example.com",
+        "a@LOCALHOST",
+        "a@localhost.",
+        "a@local",
+        "a@example.c",
+        "a@-example.com",
+        "a@example..com",
+        "a@example.123",
+        "a b@example.com",
+        "\"quoted local\"@example.com",  // a space only after a backslash
+        "\"a\"b\"@example.com",
+        "\"a\\\"@example.com",
+        "\"é\"@example.com",
+        "é@example.com",
+        "a@[1.2.3.999]",
+        "a@[1.2.3]",
+        "a@[01.2.3.4]",
+        "a@[]",
+        "a@[1.2.3.4",
+        "a@[0000:0000:0000:0000:0000:ffff:255.255.255.255]"}) {  // IPv6 over 39 characters
     EXPECT_FALSE(email_problems(bad).empty()) << bad;
   }
   EXPECT_FALSE(email_problems(std::string(250, 'a') + "@example.com").empty());
