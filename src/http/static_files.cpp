@@ -86,7 +86,8 @@ std::optional<Response> StaticFiles::serve(const Request& req) const {
     r.status = 304;
     return r;
   }
-  r.body = req.method == Method::head ? std::string() : f.body;
+  // HEAD too: the writer drops the body but keeps its length (RFC 9110, 9.3.2).
+  r.body = f.body;
   return r;
 }
 

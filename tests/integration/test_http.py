@@ -542,6 +542,21 @@ def test_head_sends_no_body_on_the_wire(server):
     assert body == b""
 
 
+def test_head_on_a_page_or_asset_gives_the_length_of_its_get(server):
+    # The pages and their assets come from the static files, not the router.
+    for path in ("/", "/admin/", "/api/docs/", "/api/docs/init.js", "/app.css"):
+        get = raw_exchange(server, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                                   "Connection: close\r\n\r\n".encode())
+        head = raw_exchange(server, f"HEAD {path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                                    "Connection: close\r\n\r\n".encode())
+        get_status, get_headers, get_body = parse_raw(get)
+        head_status, head_headers, head_body = parse_raw(head)
+        assert get_status == head_status == 200, path
+        assert int(get_headers["content-length"]) == len(get_body) > 0, path
+        assert head_headers["content-length"] == get_headers["content-length"], path
+        assert head_body == b"", path
+
+
 # --- garbage on the socket -------------------------------------------------------------
 
 @pytest.mark.parametrize("garbage", [
