@@ -35,6 +35,7 @@
 #include "realtime/presence.hpp"
 #include "realtime/recount_batcher.hpp"
 #include "realtime/redis_broker.hpp"
+#include "realtime/socket_limit.hpp"
 #include "realtime/typing.hpp"
 #include "realtime/typing_relay.hpp"
 #include "redis/redis_client.hpp"
@@ -139,9 +140,11 @@ int serve(const config::Settings& s) {
   realtime::PresenceAnnouncer announcer(*store, *broker);
   const std::chrono::milliseconds presence_grace = std::chrono::seconds(s.presence.grace_seconds);
   std::unique_ptr<realtime::Presence> presence;
+  // This node's name in Redis, for presence and for the socket limit.
+  const std::string node = realtime::new_node_id();
   if (redis_client) {
     realtime::RedisPresenceOptions options{
-        s.redis.prefix, std::chrono::seconds(s.presence.ttl_seconds), presence_grace};
+        s.redis.prefix, std::chrono::seconds(s.presence.ttl_seconds), presence_grace, node};
     presence = realtime::make_redis_presence(io.get_executor(), announcer, redis_client, options);
   } else {
     presence = realtime::make_local_presence(announcer, presence_grace);
@@ -198,6 +201,18 @@ int serve(const config::Settings& s) {
   ws::KeepAlive keepalive(limits.idle_timeout);
   ws::RealtimeContext realtime_context{gate,   hub,       *presence, client_events,
                                        *store, keepalive, limits};
+  // Several nodes: the per-user socket limit holds for the deployment.
+  std::unique_ptr<realtime::SocketLimit> socket_limit;
+  if (redis_client) {
+    realtime::RedisSocketLimitOptions options{s.redis.prefix, node,
+                                              static_cast<std::size_t>(s.ws_max_sockets_per_user)};
+    socket_limit = realtime::make_redis_socket_limit(
+        redis_client, options, [&hub, &broker](const realtime::SessionEnd& end) {
+          hub.on_session_end(end);  // here at once, and on the nodes that hear the user
+          broker->publish_session_end(end);
+        });
+    realtime_context.socket_limit = socket_limit.get();
+  }
 
   http::Router router;
   // Deactivated accounts lose their sockets on every node (4003, as a revoked session).

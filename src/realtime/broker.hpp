@@ -35,13 +35,15 @@ struct Ephemeral {
 };
 
 // Sockets of a user, on every node, are to close with this code: all of them (the account
-// was deactivated), or those opened in one login session (it was logged out).
+// was deactivated), those opened in one login session (it was logged out), or the ones
+// numbered in `sockets` (the oldest past the per-user limit, see SocketLimit).
 // Idempotent, so hearing it twice does no harm.
 struct SessionEnd {
   std::int64_t user_id = 0;
   int code = 0;
   std::string reason;
-  std::string session;  // empty: every socket of the user
+  std::string session;                // empty: every socket of the user (unless `sockets`)
+  std::vector<std::int64_t> sockets;  // Session::socket_serial() of each; none: by `session`
 };
 
 class BrokerHandler {

@@ -1,5 +1,6 @@
 #include "realtime/broker_wire.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace chat::realtime {
@@ -117,11 +118,16 @@ std::string encode_ephemeral(const std::string& origin, const Ephemeral& e) {
 }
 
 std::string encode_session_end(const SessionEnd& end) {
-  std::string out = "K";
+  // Numbered sockets travel as a kind of their own: a node of a version before them drops
+  // it, where a "K" without a session would close every socket of the user.
+  std::string out = end.sockets.empty() ? "K" : "S";
   out += std::to_string(end.user_id);
   out += ' ';
   out += std::to_string(end.code);
-  if (!end.session.empty()) {
+  if (!end.sockets.empty()) {
+    out += ' ';
+    append_ids(out, end.sockets);
+  } else if (!end.session.empty()) {
     out += ' ';
     out += end.session;
   }
@@ -129,6 +135,41 @@ std::string encode_session_end(const SessionEnd& end) {
   out += end.reason;
   return out;
 }
+
+namespace {
+
+// "K<user> <code>\n<reason>", "K<user> <code> <session>\n<reason>", or (`numbered`)
+// "S<user> <code> <socket>,<socket>...\n<reason>", without the kind.
+std::optional<BrokerMessage> decode_session_end(std::string_view s, bool numbered) {
+  SessionEnd end;
+  std::string_view head;
+  if (!take_int(s, end.user_id, ' ') || !take_word(s, head, '\n') || end.user_id <= 0) {
+    return std::nullopt;
+  }
+  const auto space = head.find(' ');
+  const std::string_view code_text = head.substr(0, space);
+  std::int64_t code = 0;
+  auto [p, ec] = std::from_chars(code_text.data(), code_text.data() + code_text.size(), code);
+  if (ec != std::errc() || p != code_text.data() + code_text.size() || code < 1000 || code > 4999) {
+    return std::nullopt;
+  }
+  const std::string_view rest =
+      space == std::string_view::npos ? std::string_view() : head.substr(space + 1);
+  if (numbered) {
+    if (rest.empty() || !parse_ids(rest, end.sockets)) return std::nullopt;
+    if (std::any_of(end.sockets.begin(), end.sockets.end(), [](auto id) { return id <= 0; })) {
+      return std::nullopt;
+    }
+  } else if (space != std::string_view::npos) {
+    if (rest.empty()) return std::nullopt;
+    end.session = rest;
+  }
+  end.code = static_cast<int>(code);
+  end.reason = s;
+  return end;
+}
+
+}  // namespace
 
 std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
   if (s.empty()) return std::nullopt;
@@ -166,29 +207,8 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
     return w;
   }
   if (kind == 'T') return decode_typing(s);
-  if (kind == 'K') {
-    // "K<user> <code>\n<reason>", or "K<user> <code> <session>\n<reason>".
-    SessionEnd end;
-    std::string_view head;
-    if (!take_int(s, end.user_id, ' ') || !take_word(s, head, '\n') || end.user_id <= 0) {
-      return std::nullopt;
-    }
-    const auto space = head.find(' ');
-    const std::string_view code_text = head.substr(0, space);
-    std::int64_t code = 0;
-    auto [p, ec] = std::from_chars(code_text.data(), code_text.data() + code_text.size(), code);
-    if (ec != std::errc() || p != code_text.data() + code_text.size() || code < 1000 ||
-        code > 4999) {
-      return std::nullopt;
-    }
-    if (space != std::string_view::npos) {
-      end.session = head.substr(space + 1);
-      if (end.session.empty()) return std::nullopt;
-    }
-    end.code = static_cast<int>(code);
-    end.reason = s;
-    return end;
-  }
+  if (kind == 'K') return decode_session_end(s, false);
+  if (kind == 'S') return decode_session_end(s, true);
   return std::nullopt;
 }
 

@@ -3,7 +3,8 @@
 //   L<seq> <chat_id> <user_id or 0> <created_at> <type>[ <hidden_from>,...]\n<payload>
 //   E<origin> <exclude_user_id> <chat_id>,<chat_id>...\n<payload>
 //   T<origin> <chat_id> <user_id> <1 or 0>\n<username>          (typing; no payload)
-//   K<user_id> <close code>\n<reason>
+//   K<user_id> <close code>[ <login session>]\n<reason>
+//   S<user_id> <close code> <socket serial>,<socket serial>...\n<reason>
 #pragma once
 
 #include <optional>

@@ -62,7 +62,7 @@ Hub::Hub(Broker& broker, Recount recount, Delivered delivered, Post post,
 std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
                                     const std::unordered_map<std::int64_t, UnreadState>& chats,
                                     std::optional<std::int64_t> from_seq,
-                                    std::function<void()> ready) {
+                                    std::function<void()> ready, bool node_limit) {
   std::vector<SessionPtr> evicted;
   std::vector<std::int64_t> missed;  // chats to count again
   Interest interest;
@@ -82,7 +82,7 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
     auto& mine = by_user_[session->user_id()];
     if (mine.empty()) interest.users_on.push_back(session->user_id());
     mine.push_back(&e);
-    while (mine.size() > max_sockets_per_user_) {
+    while (node_limit && mine.size() > max_sockets_per_user_) {
       auto oldest = std::min_element(mine.begin(), mine.end(), [](const Entry* a, const Entry* b) {
         return a->order < b->order;
       });
@@ -494,9 +494,12 @@ void Hub::on_session_end(const SessionEnd& end) {
     std::lock_guard lock(mutex_);
     if (auto u = by_user_.find(end.user_id); u != by_user_.end()) {
       for (const Entry* e : u->second) {
-        if (end.session.empty() || e->session->login_session() == end.session) {
-          targets.push_back(e->session);
-        }
+        const Session& s = *e->session;
+        const bool named = end.sockets.empty()
+                               ? end.session.empty() || s.login_session() == end.session
+                               : std::find(end.sockets.begin(), end.sockets.end(),
+                                           s.socket_serial()) != end.sockets.end();
+        if (named) targets.push_back(e->session);
       }
     }
   }

@@ -57,10 +57,12 @@ class Hub final : public BrokerHandler {
   // what it did not hear yet; `ready` runs once the broker delivers their events from
   // `from_seq` on (see Broker::subscribe). The counts of chats whose events this node heard
   // after `from_seq` but before the session was here are asked of the store again. Returns
-  // the user's oldest sessions past the per-user limit: the caller closes them.
+  // the user's oldest sessions on this node past the per-user limit, which the caller
+  // closes; none with `node_limit` false (the deployment counts the user's sockets).
   std::vector<SessionPtr> attach(const SessionPtr& session,
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
-                                 std::optional<std::int64_t> from_seq, std::function<void()> ready);
+                                 std::optional<std::int64_t> from_seq, std::function<void()> ready,
+                                 bool node_limit = true);
   void detach(const Session* session);
   // A message reached `user_id` outside the live fan-out (a resume's replay): told to
   // `delivered` like a message queued live.
@@ -76,7 +78,7 @@ class Hub final : public BrokerHandler {
 
   void on_logged(const store::EventRecord& event) override;
   void on_ephemeral(const Ephemeral& event) override;
-  // Closes every local session of the user (sockets of one chat included).
+  // Closes the local sessions of the user that `end` names (sockets of one chat included).
   void on_session_end(const SessionEnd& end) override;
 
  private:

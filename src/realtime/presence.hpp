@@ -76,10 +76,14 @@ class PresenceAnnouncer {
 std::unique_ptr<Presence> make_local_presence(PresenceAnnouncer& announcer,
                                               std::chrono::milliseconds grace);
 
+// A name for this node in Redis, unique in the deployment (random).
+std::string new_node_id();
+
 struct RedisPresenceOptions {
   std::string prefix = "chat:";
   std::chrono::milliseconds ttl{60'000};
   std::chrono::milliseconds grace{5'000};
+  std::string node;  // empty: new_node_id()
 };
 
 // Starts refreshing this node's users and sweeping dead nodes' users at once.

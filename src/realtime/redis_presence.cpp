@@ -26,6 +26,7 @@
 #include <unordered_set>
 
 #include "realtime/presence.hpp"
+#include "realtime/redis_keys.hpp"
 #include "redis/redis_client.hpp"
 
 namespace chat::realtime {
@@ -171,11 +172,16 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   RedisPresence(PresenceAnnouncer& announcer, std::shared_ptr<redis::RedisClient> client,
                 RedisPresenceOptions options)
       : announcer_(announcer), client_(std::move(client)), options_(std::move(options)) {
-    std::random_device rd;
-    node_ = std::to_string(rd()) + std::to_string(rd());
+    node_ = options_.node.empty() ? new_node_id() : options_.node;
   }
 
   void start(const asio::any_io_executor& executor) {
+    {
+      // Alive from the start, not from the first refresh: the socket limit counts this
+      // node's sockets only while it is.
+      std::lock_guard lock(mutex_);
+      report_sockets(0, "add");
+    }
     asio::co_spawn(executor, keep_alive(), asio::detached);
   }
 
@@ -330,7 +336,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   std::string deadlines_key() const { return options_.prefix + "pd"; }
   std::string online_key() const { return options_.prefix + "po"; }
   std::string socket_counts_key() const { return options_.prefix + "pn"; }
-  std::string socket_expiries_key() const { return options_.prefix + "pne"; }
+  std::string socket_expiries_key() const { return node_expiries_key(options_.prefix); }
 
   // This node's socket count in Redis, moved by `value` ("add") or set to it ("set");
   // fire and forget, called under mutex_ so the moves reach Redis in order. The
@@ -519,6 +525,11 @@ class RedisPresenceHandle final : public Presence {
 };
 
 }  // namespace
+
+std::string new_node_id() {
+  std::random_device rd;
+  return std::to_string(rd()) + std::to_string(rd());
+}
 
 std::unique_ptr<Presence> make_redis_presence(const asio::any_io_executor& executor,
                                               PresenceAnnouncer& announcer,

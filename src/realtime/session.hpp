@@ -35,6 +35,9 @@ class Session {
   [[nodiscard]] bool is_user_socket() const { return chat_id() == 0; }
   // The login session of the token the socket was opened with ("sid"; may be empty).
   [[nodiscard]] virtual const std::string& login_session() const = 0;
+  // The socket's number in the deployment's count of the user's sockets (SocketLimit), or
+  // 0 where the node alone counts them.
+  [[nodiscard]] virtual std::int64_t socket_serial() const { return 0; }
 };
 
 using SessionPtr = std::shared_ptr<Session>;

@@ -12,6 +12,7 @@ namespace chat::realtime {
 class Hub;
 class Presence;
 class ClientEvents;
+class SocketLimit;
 }  // namespace chat::realtime
 
 namespace chat::ws {
@@ -36,6 +37,8 @@ struct RealtimeContext {
   store::Store& store;
   KeepAlive& keepalive;
   SocketLimits limits;
+  // The deployment's count of each user's sockets; null on one node (the hub counts).
+  realtime::SocketLimit* socket_limit = nullptr;
   // Sessions not yet destroyed (shutdown waits for them).
   std::atomic<int> sessions_running{0};
 };

@@ -32,6 +32,7 @@
 #include "realtime/client_events.hpp"
 #include "realtime/hub.hpp"
 #include "realtime/presence.hpp"
+#include "realtime/socket_limit.hpp"
 #include "store/store.hpp"
 #include "ws/frame_codec.hpp"
 #include "ws/keepalive.hpp"
@@ -121,6 +122,7 @@ class Socket final : public realtime::Session,
   std::int64_t user_id() const override { return admission_.user.id; }
   std::int64_t chat_id() const override { return admission_.chat_id; }
   const std::string& login_session() const override { return admission_.session; }
+  std::int64_t socket_serial() const override { return socket_serial_; }
 
   void deliver(const realtime::Frame& frame, std::int64_t seq, std::int64_t state) override {
     if (queue(frame, seq, state)) schedule_flush();
@@ -245,6 +247,16 @@ class Socket final : public realtime::Session,
                         "database unavailable");
         co_return;
       }
+      // Counted among the user's sockets of the whole deployment, whose oldest past the
+      // limit close; when that count cannot be reached, among this node's only.
+      bool node_limit = true;
+      if (context_.socket_limit != nullptr) {
+        auto serial = co_await context_.socket_limit->opened(user);
+        if (serial) {
+          socket_serial_ = *serial;
+          node_limit = false;
+        }
+      }
       buffering_ = true;
       // Waits (briefly: the log replay covers a slow broker) until this node hears the
       // chats, so a resume cannot fall between the replay and the live events.
@@ -252,7 +264,7 @@ class Socket final : public realtime::Session,
         asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
       };
       opened_at_seq_ = from_seq.value_or(0);
-      for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready)) {
+      for (const auto& evicted : context_.hub.attach(self, chats, from_seq, on_ready, node_limit)) {
         metrics::metrics().throttled.with({"ws_sockets"}).inc();
         evicted->close(1008, "too many sockets");
       }
@@ -263,7 +275,7 @@ class Socket final : public realtime::Session,
     // its "close the sockets" message may have gone out before this node listened for the
     // user, so look again now that it does.
     if (auto problem = co_await still_admitted()) {
-      context_.hub.detach(this);
+      leave_hub();
       co_await refuse(request, http::error_response(*problem), problem->code.c_str());
       co_return;
     }
@@ -271,7 +283,7 @@ class Socket final : public realtime::Session,
     if (ec) {
       // The client went away (or broke the handshake) before the answer: nginx's 499.
       record_upgrade(499, 0);
-      context_.hub.detach(this);
+      leave_hub();
       co_return;
     }
     record_upgrade(101, 0);
@@ -626,12 +638,19 @@ class Socket final : public realtime::Session,
     }
   }
 
+  // Leaves the hub, and the deployment's count of the user's sockets.
+  void leave_hub() {
+    context_.hub.detach(this);
+    if (socket_serial_ != 0)
+      context_.socket_limit->closed(user_id(), std::exchange(socket_serial_, 0));
+  }
+
   // The session leaves the hub and presence once its reading is over (strand). When the
   // peer is gone the descriptor goes at once; otherwise the close exchange ends it.
   void end_session(bool peer_gone) {
     if (!reading_) return;
     reading_ = false;
-    context_.hub.detach(this);
+    leave_hub();
     int code = 0;  // the close code exchanged, 0 when the connection just ended
     {
       std::lock_guard lock(mutex_);
@@ -1037,7 +1056,9 @@ class Socket final : public realtime::Session,
   std::size_t buffered_bytes_ = 0;
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
-  std::size_t queued_bytes_ = 0;    // payload bytes of the frames queued (under mutex_)
+  // Its number in the deployment's count of the user's sockets (0: not counted there).
+  std::int64_t socket_serial_ = 0;
+  std::size_t queued_bytes_ = 0;  // payload bytes of the frames queued (under mutex_)
 };
 
 }  // namespace

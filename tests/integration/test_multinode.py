@@ -935,3 +935,53 @@ def test_a_killed_nodes_users_are_offline_within_presence_ttl(make_cluster):
         await b_ws.close()
 
     run(main(), timeout=60)
+
+
+def test_the_socket_limit_holds_for_the_deployment(make_cluster):
+    """WS_MAX_SOCKETS_PER_USER counts a user's sockets on every node together: the socket past
+    the limit closes the user's oldest, whichever node holds it. A killed node's sockets stop
+    counting once its presence has expired, so they push none of the living ones out."""
+    ttl = 3
+    cluster = make_cluster(2, WS_MAX_SOCKETS_PER_USER=4, PRESENCE_TTL=ttl, PRESENCE_GRACE=1)
+    api = Client(cluster[0])
+    a, b = api.register(), api.register()
+    chat = private_chat(api, a, b)
+
+    async def all_open(sockets):
+        for ws in sockets:
+            await ws.ping()
+
+    async def main():
+        # Four, on alternating nodes: within the limit.
+        s = [await user_ws(cluster[i % 2], a) for i in range(4)]
+        await all_open(s)
+        # A fifth on node 1 closes the oldest, on node 0; a sixth on node 0 (a chat socket)
+        # the next oldest, on node 1.
+        s.append(await user_ws(cluster[1], a))
+        assert await s[0].closed() == 1008
+        s.append(await chat_ws(cluster[0], a, chat))
+        assert await s[1].closed() == 1008
+        await all_open(s[2:])
+        m = rest_send(api, b, chat, "to the four left")["id"]
+        for ws in s[2:]:
+            await ws.until(is_("message", message_id=m), timeout=10)
+        # Another user is not counted with a.
+        b_sockets = [await user_ws(cluster[i % 2], b) for i in range(4)]
+        await all_open(b_sockets + s[2:])
+
+        # Node 1 dies with s[3] and s[4]; once its presence has expired, two more sockets on
+        # node 0 make four there, and s[2] and s[5] stay open.
+        cluster[1].kill()
+        await asyncio.sleep(ttl + 1)
+        s += [await user_ws(cluster[0], a) for _ in range(2)]
+        await asyncio.sleep(0.5)
+        for ws in (s[2], s[5], s[6], s[7]):
+            await ws.ping()
+        # And the limit still holds on what is left.
+        s.append(await user_ws(cluster[0], a))
+        assert await s[2].closed() == 1008
+        await all_open(s[5:])
+        for ws in s[5:] + b_sockets[::2]:
+            await ws.close()
+
+    run(main(), timeout=60)

@@ -97,6 +97,22 @@ TEST(BrokerWire, ALoggedOutSessionRoundTrips) {
   EXPECT_EQ(back.reason, "logged out");
 }
 
+TEST(BrokerWire, SocketsPastTheLimitRoundTrip) {
+  SessionEnd end{77, 1008, "too many sockets", "", {5, 900000000001}};
+  const std::string wire = encode_session_end(end);
+  // Not a "K": a node that does not know numbered sockets drops it rather than closing
+  // every socket of the user.
+  EXPECT_EQ(wire.front(), 'S');
+  auto decoded = decode_broker_message(wire);
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<SessionEnd>(*decoded);
+  EXPECT_EQ(back.user_id, 77);
+  EXPECT_EQ(back.code, 1008);
+  EXPECT_EQ(back.reason, "too many sockets");
+  EXPECT_EQ(back.session, "");
+  EXPECT_EQ(back.sockets, end.sockets);
+}
+
 TEST(BrokerWire, MalformedMessagesAreRefused) {
   for (const char* bad : {"",
                           "X1 2 3 4 t\n{}",
@@ -114,6 +130,13 @@ TEST(BrokerWire, MalformedMessagesAreRefused) {
                           "K7 4003",
                           "K7 4003 \nx",
                           "K7 40x3 s\nx",
+                          "S7 1008\nx",
+                          "S7 1008 \nx",
+                          "S7 1008 1,x\nx",
+                          "S7 1008 0\nx",
+                          "S7 1008 -4\nx",
+                          "S0 1008 4\nx",
+                          "S7 10 4\nx",
                           "Tn:1 7 3 1\n",
                           "Tn:1 7 3 2\nann",
                           "Tn:1 7 3\nann",

@@ -51,9 +51,11 @@ class FakeSession : public Session {
   [[nodiscard]] std::int64_t user_id() const override { return user_; }
   [[nodiscard]] std::int64_t chat_id() const override { return chat_; }
   [[nodiscard]] const std::string& login_session() const override { return session; }
+  [[nodiscard]] std::int64_t socket_serial() const override { return serial; }
 
   std::vector<std::string> queued, written;
   std::string session;
+  std::int64_t serial = 0;
   int flushes = 0;
   int closed_with = 0;
 
@@ -357,6 +359,40 @@ TEST(Hub, OldestSocketsPastThePerUserLimitAreReturned) {
   }
   ASSERT_EQ(evicted.size(), 1U);
   EXPECT_EQ(evicted[0], mine[0]);
+}
+
+TEST(Hub, NoLimitOnTheNodeWhenTheDeploymentCounts) {
+  Fixture f;
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {}}};
+  std::vector<std::shared_ptr<FakeSession>> mine;
+  for (int i = 0; i < 20; ++i) {
+    mine.push_back(std::make_shared<FakeSession>(1, 0));
+    EXPECT_TRUE(f.hub.attach(mine.back(), chats, 0, nullptr, false).empty());
+  }
+  EXPECT_EQ(f.hub.session_count(), 20U);
+}
+
+TEST(Hub, SocketsPastTheDeploymentsLimitCloseByTheirSerials) {
+  Fixture f;
+  std::unordered_map<std::int64_t, UnreadState> chats{{3, {}}};
+  auto first = std::make_shared<FakeSession>(1, 0);
+  auto second = std::make_shared<FakeSession>(1, 3);
+  auto third = std::make_shared<FakeSession>(1, 0);
+  auto uncounted = std::make_shared<FakeSession>(1, 0);
+  auto other = std::make_shared<FakeSession>(2, 0);
+  first->serial = 10;
+  second->serial = 11;
+  third->serial = 12;
+  other->serial = 11;  // serials are the deployment's, but a user's end names only theirs
+  for (const auto& s : {first, second, third, uncounted, other}) {
+    f.hub.attach(s, chats, 0, nullptr, false);
+  }
+  f.hub.on_session_end({1, 1008, "too many sockets", "", {10, 11, 99}});
+  EXPECT_EQ(first->closed_with, 1008);
+  EXPECT_EQ(second->closed_with, 1008);
+  EXPECT_EQ(third->closed_with, 0);
+  EXPECT_EQ(uncounted->closed_with, 0);
+  EXPECT_EQ(other->closed_with, 0);
 }
 
 TEST(Hub, ALoggedOutSessionClosesOnlyItsOwnSockets) {
