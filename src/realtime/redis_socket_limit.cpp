@@ -8,6 +8,7 @@
 
 #include <chrono>
 
+#include "metrics/metrics.hpp"
 #include "realtime/redis_keys.hpp"
 #include "realtime/socket_limit.hpp"
 #include "redis/redis_client.hpp"
@@ -76,7 +77,10 @@ class RedisSocketLimit final : public SocketLimit {
     for (std::size_t i = 1; i < reply.elements.size(); ++i) {
       end.sockets.push_back(reply.elements[i].integer);
     }
-    if (!end.sockets.empty()) evict_(end);
+    if (!end.sockets.empty()) {
+      metrics::metrics().throttled.with({"ws_sockets"}).inc(end.sockets.size());
+      evict_(end);
+    }
     co_return reply.elements[0].integer;
   }
 

@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from conftest import Client, free_port
+from test_throttle import throttled_count
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
                             max_seq, private_chat, rest_send, run, uid, unread_stays_exact_under_sends,
                             user_ws)
@@ -959,6 +960,7 @@ def test_the_socket_limit_holds_for_the_deployment(make_cluster):
         # the next oldest, on node 1.
         s.append(await user_ws(cluster[1], a))
         assert await s[0].closed() == 1008
+        assert throttled_count(Client(cluster[1]), "ws_sockets") == 1  # counted where decided
         s.append(await chat_ws(cluster[0], a, chat))
         assert await s[1].closed() == 1008
         await all_open(s[2:])
