@@ -26,6 +26,17 @@ std::optional<std::string> chat_name_problem(const std::string& name) {
   return std::nullopt;
 }
 
+// A chat's latest activity as the viewer sees it: a chat whose newest messages the viewer
+// hid (`?for=me`) ranks by the newest one they still see, or by its creation, as its
+// `last_message` shows; ranking it by a hidden one would tell them it exists.
+Micros activity_seen(const ChatSummary& s) {
+  const ChatRecord& c = s.chat;
+  if (c.last_message_id == 0 || (s.last_message && s.last_message->id == c.last_message_id)) {
+    return c.last_activity_at;
+  }
+  return std::max(c.created_at, s.last_message ? s.last_message->created_at : Micros{0});
+}
+
 }  // namespace
 
 boost::asio::awaitable<Result<std::pair<ChatRecord, MemberRecord>>> ChatService::membership(
@@ -42,7 +53,14 @@ boost::asio::awaitable<bool> ChatService::exists(std::int64_t chat_id) {
 }
 
 boost::asio::awaitable<Result<std::vector<ChatSummary>>> ChatService::list(std::int64_t me) {
-  co_return co_await store_.chats().summaries(me);
+  // The store lists by the chats' own activity; hidden messages move a few back.
+  auto chats = co_await store_.chats().summaries(me);
+  std::stable_sort(chats.begin(), chats.end(), [](const ChatSummary& a, const ChatSummary& b) {
+    const Micros x = activity_seen(a);
+    const Micros y = activity_seen(b);
+    return x != y ? x > y : a.chat.id > b.chat.id;
+  });
+  co_return chats;
 }
 
 boost::asio::awaitable<Result<ChatSummary>> ChatService::get(std::int64_t me,

@@ -168,6 +168,36 @@ def test_chat_list_order_last_message_unread_and_pins(client):
     assert chat_of(client, b, g2["id"])["pinned_message_ids"] == [m2["id"]]
 
 
+def test_chat_list_ranks_by_what_the_viewer_still_sees(client):
+    a, b = client.register(), client.register()
+    g1 = new_group(client, a, b, name="quiet")
+    g2 = new_group(client, a, b, name="busy")
+    old = send(client, a, g1["id"], "old in the quiet one")
+    newer = send(client, a, g2["id"], "newer in the busy one")
+    newest = send(client, a, g1["id"], "newest in the quiet one")
+
+    def order(who):
+        listed = client.get("/api/chats/", token=who["access"]).json()
+        return [c["id"] for c in listed if c["id"] in (g1["id"], g2["id"])], listed
+
+    assert order(b)[0] == [g1["id"], g2["id"]]
+    # b hides the quiet chat's newest message: for b it ranks by the one before, as its
+    # last_message says; for a nothing moves.
+    assert client.request("DELETE", f"/api/messages/{newest['id']}/?for=me",
+                          token=b["access"]).status_code == 204
+    ids, listed = order(b)
+    assert ids == [g2["id"], g1["id"]]
+    assert next(c for c in listed if c["id"] == g1["id"])["last_message"]["id"] == old["id"]
+    assert next(c for c in listed if c["id"] == g2["id"])["last_message"]["id"] == newer["id"]
+    assert order(a)[0] == [g1["id"], g2["id"]]
+    # Hiding everything in it ranks it by its creation, before the busy chat was made.
+    assert client.request("DELETE", f"/api/messages/{old['id']}/?for=me",
+                          token=b["access"]).status_code == 204
+    ids, listed = order(b)
+    assert ids == [g2["id"], g1["id"]]
+    assert next(c for c in listed if c["id"] == g1["id"])["last_message"] is None
+
+
 def test_delete_chat(client, people):
     ann, bob = people["ann"], people["bob"]
     g = new_group(client, ann, bob)
