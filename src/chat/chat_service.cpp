@@ -109,6 +109,15 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   members.push_back({me, creator->username, is_private ? Role::member : Role::owner, 0, 0, 0});
   for (auto id : ids) {
     auto user = co_await store_.users().find_by_id(id);
+    if (user && !user->is_active && is_private) {
+      // A pair that has a chat gets it back (API.md: 200), the other side deactivated
+      // since or not; only a new chat needs an active user.
+      if (auto existing = co_await store_.chats().find_private_chat(me, id)) {
+        if (auto summary = co_await store_.chats().summary(*existing, me)) {
+          co_return CreatedChatView{std::move(*summary), false};
+        }
+      }
+    }
     if (!user || !user->is_active) {
       co_return Error::field("member_ids",
                              "Invalid pk \"" + std::to_string(id) + "\" - object does not exist.");

@@ -1,6 +1,7 @@
 // The rows of chats, members, messages, pins and events as the services see them.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -131,5 +132,10 @@ struct Watermarks {
   std::vector<Entry> lowest_read;       // at most two, ascending
   std::vector<Entry> lowest_delivered;  // at most two, ascending
 };
+
+// What makes a private chat unique: its pair of users, in either order ("2:7").
+inline std::string private_chat_key(std::int64_t a, std::int64_t b) {
+  return std::to_string(std::min(a, b)) + ":" + std::to_string(std::max(a, b));
+}
 
 }  // namespace chat::store

@@ -126,6 +126,9 @@ class ChatStore {
   virtual boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
                                                                           std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) = 0;
+  // The private chat of these two users, when they have one.
+  virtual boost::asio::awaitable<std::optional<std::int64_t>> find_private_chat(std::int64_t a,
+                                                                                std::int64_t b) = 0;
   virtual boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) = 0;
   virtual boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) = 0;
   // The user's chats with their read watermarks and unread counts, and the newest seq of

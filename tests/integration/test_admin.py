@@ -538,6 +538,24 @@ def test_deactivation_locks_the_user_out_and_closes_their_sockets(server, client
 
 # ---- chats ------------------------------------------------------------------------------------------
 
+def test_a_private_chat_with_a_since_deactivated_user_is_still_found(client, staff):
+    ann, bob, cat = client.register(), client.register(), client.register()
+    chat = private_chat(client, ann, bob)
+    for who in (bob, cat):
+        set_flags(client, staff, uid(who), is_active=False)
+    # API.md: a pair that has a chat gets it back with 200, the other side deactivated since.
+    r = client.post("/api/chats/", token=ann["access"], json={"type": "private", "member_ids": [uid(bob)]})
+    assert r.status_code == 200, r.text
+    assert r.json()["id"] == chat
+    # A new chat needs an active user.
+    r = client.post("/api/chats/", token=ann["access"], json={"type": "private", "member_ids": [uid(cat)]})
+    assert r.status_code == 400, r.text
+    assert r.json() == {"member_ids": [f'Invalid pk "{uid(cat)}" - object does not exist.']}
+    r = client.post("/api/chats/", token=ann["access"],
+                    json={"type": "group", "name": "g", "member_ids": [uid(bob)]})
+    assert r.status_code == 400, r.text
+
+
 def test_chat_list_and_detail(client, staff):
     ann, bob, cat = client.register(), client.register(), client.register()
     tag = uuid.uuid4().hex[:10]

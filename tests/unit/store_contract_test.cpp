@@ -594,6 +594,11 @@ TEST_P(StoreContract, ReplayAndPruning) {
       chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }));
   EXPECT_FALSE(again.created);
   EXPECT_EQ(again.chat_id, created.chat_id);
+  // Found by its pair, in either order; another pair has none.
+  auto cat = make_user("cat");
+  EXPECT_EQ(run(chats.find_private_chat(bob.id, ann.id)), created.chat_id);
+  EXPECT_EQ(run(chats.find_private_chat(ann.id, bob.id)), created.chat_id);
+  EXPECT_EQ(run(chats.find_private_chat(ann.id, cat.id)), std::nullopt);
   auto replay = run(chats.replay(bob.id, 0, 10));
   ASSERT_EQ(replay.events.size(), 1U);  // the second create wrote nothing
   EXPECT_EQ(replay.events[0].type, "chat_created");

@@ -541,6 +541,14 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
 
 // ---- reads -------------------------------------------------------------------------------
 
+asio::awaitable<std::optional<std::int64_t>> PgChatStore::find_private_chat(std::int64_t a,
+                                                                            std::int64_t b) {
+  auto params = pg_params(private_chat_key(a, b));
+  auto r = co_await db_.query(kFindPrivate, std::move(params));
+  if (r.rows() == 0) co_return std::nullopt;
+  co_return r.int64(0, 0);
+}
+
 asio::awaitable<std::optional<ChatRecord>> PgChatStore::find_chat(std::int64_t chat_id) {
   auto params = pg_params(chat_id);
   auto r = co_await db_.query(kChatById, std::move(params));
@@ -762,9 +770,7 @@ asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<Cr
     out = CreatedChat{};
     std::optional<std::string> private_key;
     if (chat.type == ChatType::private_chat && chat.members.size() == 2) {
-      const auto a = std::min(chat.members[0].first, chat.members[1].first);
-      const auto b = std::max(chat.members[0].first, chat.members[1].first);
-      private_key = std::to_string(a) + ":" + std::to_string(b);
+      private_key = private_chat_key(chat.members[0].first, chat.members[1].first);
     }
     auto insert = pg_params(chat_type_name(chat.type), chat.name, private_key, chat.now);
     auto inserted = co_await c.prepared(kInsertChat, std::move(insert));

@@ -501,6 +501,16 @@ auto SqliteChatStore::write(F f) {
 
 // ---- reads -------------------------------------------------------------------------------
 
+boost::asio::awaitable<std::optional<std::int64_t>> SqliteChatStore::find_private_chat(
+    std::int64_t a, std::int64_t b) {
+  auto q = [key = private_chat_key(a, b)](Connection& c) {
+    auto s = c.prepare(kFindPrivate);
+    s.bind(1, key);
+    return first_row(s, [](Statement& row) { return row.int64(0); });
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
 boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::find_chat(std::int64_t chat_id) {
   auto q = [chat_id](Connection& c) { return chat_by_id(c, chat_id); };
   co_return co_await db_.read(std::move(q));
@@ -767,9 +777,7 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat,
     CreatedChat out;
     std::optional<std::string> private_key;
     if (chat.type == ChatType::private_chat && chat.members.size() == 2) {
-      const auto a = std::min(chat.members[0].first, chat.members[1].first);
-      const auto b = std::max(chat.members[0].first, chat.members[1].first);
-      private_key = std::to_string(a) + ":" + std::to_string(b);
+      private_key = private_chat_key(chat.members[0].first, chat.members[1].first);
       auto existing = c.prepare(kFindPrivate);
       existing.bind(1, *private_key);
       if (existing.step()) {

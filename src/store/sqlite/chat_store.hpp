@@ -13,6 +13,8 @@ class SqliteChatStore final : public ChatStore {
   void set_commit_listener(CommitListener listener) override { listener_ = std::move(listener); }
 
   boost::asio::awaitable<std::optional<ChatRecord>> find_chat(std::int64_t chat_id) override;
+  boost::asio::awaitable<std::optional<std::int64_t>> find_private_chat(std::int64_t a,
+                                                                        std::int64_t b) override;
   boost::asio::awaitable<std::optional<MemberRecord>> find_member(std::int64_t chat_id,
                                                                   std::int64_t user_id) override;
   boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) override;
