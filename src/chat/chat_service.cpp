@@ -282,7 +282,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   if (!m) co_return std::move(m).error();
   const auto& [chat, mine] = *m;
   if (chat.type == ChatType::private_chat) {
-    co_return Error::forbidden("A private chat has no members to remove; delete the chat instead.");
+    co_return Error::forbidden();  // one deletes a private chat instead
   }
   auto members = co_await store_.chats().members(chat_id);
   auto target =
