@@ -260,6 +260,48 @@ std::optional<std::int64_t> FieldReader::integer(const char* name, bool required
   return std::nullopt;
 }
 
+std::optional<std::int64_t> FieldReader::pk_value(const char* name, const json::value& item) {
+  // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
+  // as "5" (and a float such as 5.0) into an id as well; an id that cannot exist, null
+  // included, is reported as not found. A JSON number with a fraction is refused: Django
+  // would cut 1.5 down to 1 and take a user nobody named.
+  std::optional<std::int64_t> id;
+  if (item.is_int64()) {
+    id = item.get_int64();
+  } else if (item.is_double() && item.get_double() == std::floor(item.get_double()) &&
+             std::fabs(item.get_double()) < 9e15) {
+    id = static_cast<std::int64_t>(item.get_double());
+  } else if (item.is_uint64() || item.is_null()) {
+    id = 0;
+  } else if (item.is_string()) {
+    id = python_int(item.get_string());
+  }
+  if (!id) {
+    errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
+                          python_type(item) + ".");
+    return std::nullopt;
+  }
+  if (*id <= 0 || *id == INT64_MAX) {
+    const std::string shown = item.is_string()   ? std::string(item.get_string())
+                              : item.is_null()   ? std::string("None")
+                              : item.is_double() ? python_float(item.get_double())
+                                                 : json::serialize(item);
+    errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
+    return std::nullopt;
+  }
+  return id;
+}
+
+std::optional<std::int64_t> FieldReader::pk(const char* name, bool required) {
+  const json::value* v = given(name, required);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_null()) {  // allow_null=False: refused before any lookup
+    errors_.add(name, "This field may not be null.");
+    return std::nullopt;
+  }
+  return pk_value(name, *v);
+}
+
 std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, bool required) {
   // From a form: every value the key was given, as DRF's ManyRelatedField reads HTML input
   // (QueryDict.getlist: no key at all is an empty list there, never a missing field).
@@ -281,34 +323,8 @@ std::optional<std::vector<std::int64_t>> FieldReader::id_list(const char* name, 
   }
   std::vector<std::int64_t> out;
   for (const auto& item : v->get_array()) {
-    // PrimaryKeyRelatedField looks the pk up as given, and Django's int() turns text such
-    // as "5" (and a float such as 5.0) into an id as well; an id that cannot exist, null
-    // included, is reported as not found. A JSON number with a fraction is refused: Django
-    // would cut 1.5 down to 1 and take a member nobody named.
-    std::optional<std::int64_t> id;
-    if (item.is_int64()) {
-      id = item.get_int64();
-    } else if (item.is_double() && item.get_double() == std::floor(item.get_double()) &&
-               std::fabs(item.get_double()) < 9e15) {
-      id = static_cast<std::int64_t>(item.get_double());
-    } else if (item.is_uint64() || item.is_null()) {
-      id = 0;
-    } else if (item.is_string()) {
-      id = python_int(item.get_string());
-    }
-    if (!id) {
-      errors_.add(name, std::string("Incorrect type. Expected pk value, received ") +
-                            python_type(item) + ".");
-      return std::nullopt;
-    }
-    if (*id <= 0 || *id == INT64_MAX) {
-      const std::string shown = item.is_string()   ? std::string(item.get_string())
-                                : item.is_null()   ? std::string("None")
-                                : item.is_double() ? python_float(item.get_double())
-                                                   : json::serialize(item);
-      errors_.add(name, "Invalid pk \"" + shown + "\" - object does not exist.");
-      return std::nullopt;
-    }
+    auto id = pk_value(name, item);
+    if (!id) return std::nullopt;
     out.push_back(*id);
   }
   return out;

@@ -54,6 +54,9 @@ class FieldReader {
   std::optional<std::int64_t> integer(const char* name, bool required = true);
   // DRF BooleanField: true/false, 1/0 and their usual spellings as text.
   std::optional<bool> boolean(const char* name, bool required = true);
+  // DRF PrimaryKeyRelatedField: an id, whose object the caller looks up (and reports as
+  // "Invalid pk" when missing).
+  std::optional<std::int64_t> pk(const char* name, bool required = true);
   // DRF PrimaryKeyRelatedField(many=True): a list of ids.
   std::optional<std::vector<std::int64_t>> id_list(const char* name, bool required = true);
 
@@ -62,6 +65,8 @@ class FieldReader {
   // blank that reads as left out.
   const boost::json::value* given(const char* name, bool required, bool allow_null = false,
                                   bool allow_blank = false);
+  // One id of a PrimaryKeyRelatedField; nullopt (and an error) when it is not one.
+  std::optional<std::int64_t> pk_value(const char* name, const boost::json::value& item);
 
   const boost::json::object& body_;
   FieldErrors& errors_;

@@ -421,6 +421,19 @@ def test_form_bodies_give_list_fields_every_value(client):
         r = create(json.dumps({"type": "group", "name": "g", "member_ids": [item]}).encode(), "application/json")
         assert r.status_code == 400 and r.json() == {"member_ids": [message]}, (item, r.text)
 
+    # A new member's user_id is the same field, one id.
+    group = create(json.dumps({"type": "group", "name": "g"}).encode(), "application/json").json()["id"]
+    for item, message in ((True, "Incorrect type. Expected pk value, received bool."),
+                          ("abc", "Incorrect type. Expected pk value, received str."),
+                          ([uid(bob)], "Incorrect type. Expected pk value, received list."),
+                          (None, "This field may not be null."),
+                          (-2, 'Invalid pk "-2" - object does not exist.'),
+                          (9_000_000_000_000, 'Invalid pk "9000000000000" - object does not exist.')):
+        r = client.post(f"/api/chats/{group}/members/", token=ann["access"], json={"user_id": item})
+        assert r.status_code == 400 and r.json() == {"user_id": [message]}, (item, r.text)
+    r = client.post(f"/api/chats/{group}/members/", token=ann["access"], json={"user_id": f" {uid(cat)} "})
+    assert r.status_code == 201 and r.json()["id"] == uid(cat), r.text
+
 
 @pytest.mark.parametrize("value,message", [
     (["a", "b"], "Not a valid string."),

@@ -69,7 +69,7 @@ awaitable<Response> add_member(Services& s, Request& req, const RouteParams& p,
   chats::MemberInput in;
   in.errors = std::move(req.body_errors);
   FieldReader f(body, in.errors);
-  in.user_id = f.integer("user_id");
+  in.user_id = f.pk("user_id");
   in.role = f.choice("role", false);
   auto member = co_await s.chats.add_member(me.id, id, std::move(in));
   if (!member) co_return error_response(member.error());
