@@ -18,13 +18,15 @@ std::vector<std::string_view> split_path(std::string_view path) {
   return out;
 }
 
+// Django's <int:pk>: digits only, 0 and leading zeros included (an id 0 names nothing, so
+// the view answers 404 after authentication, not the router before it).
 bool parse_id(std::string_view s, std::int64_t& out) {
   if (s.empty() || s.size() > 19 ||
       !std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; })) {
     return false;
   }
   auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc{} && out > 0;
+  return ec == std::errc{};
 }
 
 }  // namespace

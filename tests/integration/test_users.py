@@ -371,6 +371,18 @@ def test_user_detail_not_found(client):
         assert isinstance(body["detail"], str) and body["detail"]
 
 
+def test_an_id_of_zero_is_a_route_of_its_own_as_djangos_int_converter_takes_it(client):
+    me = client.register()
+    assert client.get("/api/users/0/").status_code == 401  # authentication comes first
+    assert client.get("/api/chats/0/").status_code == 401
+    r = client.get("/api/users/0/", token=me["access"])
+    assert r.status_code == 404 and r.json() == {"detail": "No User matches the given query."}, r.text
+    r = client.get("/api/chats/0/", token=me["access"])
+    assert r.status_code == 404 and r.json() == {"detail": "No Chat matches the given query."}, r.text
+    r = client.get(f"/api/users/{me['user']['id']:08d}/", token=me["access"])
+    assert r.status_code == 200 and r.json()["id"] == me["user"]["id"], r.text
+
+
 def test_user_detail_without_a_token(client):
     me = client.register()
     r = client.get(f"/api/users/{me['user']['id']}/")

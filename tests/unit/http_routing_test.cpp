@@ -34,11 +34,18 @@ TEST(Router, MatchesWithAndWithoutTrailingSlash) {
 TEST(Router, RefusesBadIdsAndPaths) {
   Router r;
   r.add(Method::get, "/api/users/{id}/", noop());
-  for (const char* bad : {"/api/users/0/", "/api/users/-1/", "/api/users/abc/", "/api/users/1.5/",
+  for (const char* bad : {"/api/users/-1/", "/api/users/+1/", "/api/users/abc/", "/api/users/1.5/",
                           "/api/users/99999999999999999999/", "/api/users//", "//api/users/1/",
                           "/api/users/1/x/", ""}) {
     EXPECT_FALSE(r.match(Method::get, bad).path_found) << bad;
   }
+}
+
+TEST(Router, TakesIdsAsDjangosIntConverterDoes) {
+  Router r;
+  r.add(Method::get, "/api/users/{id}/", noop());
+  EXPECT_EQ(r.match(Method::get, "/api/users/0/").params.ids, std::vector<std::int64_t>{0});
+  EXPECT_EQ(r.match(Method::get, "/api/users/007/").params.ids, std::vector<std::int64_t>{7});
 }
 
 TEST(Router, ReportsAllowedMethods) {
