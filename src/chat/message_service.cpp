@@ -150,8 +150,9 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   co_return view;
 }
 
-boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::int64_t message_id,
-                                                          bool for_me) {
+boost::asio::awaitable<Result<Removal>> MessageService::remove(std::int64_t me,
+                                                               std::int64_t message_id,
+                                                               bool for_me) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -159,16 +160,20 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove(std::int64_t me, std::
     auto events = [me](const MessageRecord& m) {
       return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, true), me)};
     };
-    co_await store_.chats().hide_message(me, message, std::move(events));
-    co_return Ok{};
+    const bool hidden = co_await store_.chats().hide_message(me, message, std::move(events));
+    co_return Removal{message, hidden};
   }
   auto member = co_await store_.chats().find_member(chat.id, me);
   if (!member) co_return no_message();
   if (!allowed(Action::delete_for_everyone, {chat.type, member->role, message.sender_id == me})) {
     co_return Error::forbidden();
   }
-  co_await delete_for_everyone(message_id);
-  co_return Ok{};
+  const bool changed = co_await delete_for_everyone(message_id);
+  if (changed) {
+    message.is_deleted = true;
+    message.text.clear();
+  }
+  co_return Removal{message, changed};
 }
 
 boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t message_id) {
@@ -178,11 +183,12 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t 
   co_return Ok{};
 }
 
-boost::asio::awaitable<void> MessageService::delete_for_everyone(std::int64_t message_id) {
+boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::int64_t message_id) {
   auto events = [](const MessageRecord& m) {
     return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, false))};
   };
-  co_await store_.chats().delete_message(message_id, std::move(events));  // already deleted: no-op
+  auto deleted = co_await store_.chats().delete_message(message_id, std::move(events));
+  co_return deleted.has_value();  // already deleted: a no-op
 }
 
 boost::asio::awaitable<Result<MessageView>> MessageService::forward(

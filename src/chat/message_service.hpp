@@ -35,6 +35,13 @@ struct SearchHit {
   store::Watermarks watermarks;
 };
 
+// A delete: the message as it stands after it, and whether it changed anything (a message
+// already deleted for everyone commits and broadcasts nothing).
+struct Removal {
+  store::MessageRecord message;
+  bool changed = true;
+};
+
 struct PinView {
   store::PinRecord pin;
   store::MessageRecord message;
@@ -67,7 +74,8 @@ class MessageService {
   boost::asio::awaitable<Result<MessageView>> edit(std::int64_t me, std::int64_t message_id,
                                                    std::optional<std::string> text,
                                                    FieldErrors errors, bool partial = false);
-  boost::asio::awaitable<Result<Ok>> remove(std::int64_t me, std::int64_t message_id, bool for_me);
+  boost::asio::awaitable<Result<Removal>> remove(std::int64_t me, std::int64_t message_id,
+                                                 bool for_me);
   // Deletes for everyone whoever sent it; the caller (admin::AdminService) checked that a
   // staff user asks. Members hear it as the sender's own delete.
   boost::asio::awaitable<Result<Ok>> remove_as_staff(std::int64_t message_id);
@@ -94,7 +102,8 @@ class MessageService {
   boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
   visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
-  boost::asio::awaitable<void> delete_for_everyone(std::int64_t message_id);
+  // False when there was nothing to delete (already deleted, or gone).
+  boost::asio::awaitable<bool> delete_for_everyone(std::int64_t message_id);
   // Moves the caller's delivered watermark up to `message_id` (a fetch delivers), logging
   // `delivered` when it moved.
   boost::asio::awaitable<void> mark_delivered(std::int64_t chat_id, std::int64_t me,

@@ -190,8 +190,15 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
     if (!f.errors.empty()) co_return fail(Error::validation(std::move(f.errors)));
-    auto done = co_await messages_.remove(me, *message_id, for_me.value_or(false));
+    const bool mine_only = for_me.value_or(false);
+    auto done = co_await messages_.remove(me, *message_id, mine_only);
     if (!done) co_return fail(done.error());
+    // Deleted already: nothing is committed or broadcast, so the deletion as it stands is
+    // the answer (REST answers 204), as a retried message or pin is acknowledged.
+    if (!done->changed) {
+      co_return std::vector<std::string>{
+          json::serialize(chats::delete_event(done->message, mine_only))};
+    }
     co_return std::vector<std::string>{};
   }
   // pin / unpin

@@ -439,6 +439,11 @@ def test_client_events(server, client, kind):
         for ws in everyone:
             f = await ws.until(is_("delete", message_id=m2))
             assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m2}, f
+        # Deleting it again commits nothing (REST answers 204): the deletion as it stands
+        # answers the sending socket alone, without seq.
+        await act.send(ev(type="delete", message_id=m2))
+        redelete = await act.until(is_("delete", message_id=m2))
+        assert redelete == {"type": "delete", "chat_id": chat, "message_id": m2}, redelete
         # ping -> pong
         await act.ping()
         for ws in everyone:
@@ -462,6 +467,8 @@ def test_client_events(server, client, kind):
                 got.remove(("message", m1, False))
                 assert got.count(("pin", m1, False)) == 2, (ws.name, got)
                 got.remove(("pin", m1, False))
+                assert got.count(("delete", m2, False)) == 2, (ws.name, got)
+                got.remove(("delete", m2, False))
             expected = list(common)
             if ws.name.endswith("/ws"):
                 expected += fwd
@@ -471,7 +478,7 @@ def test_client_events(server, client, kind):
             expected.append(("delete", m2, False))
             assert got == expected, (ws.name, got, expected)
         for ws in (a_user, b_user):
-            check_seq_order(ws, skip=[ack, repin])
+            check_seq_order(ws, skip=[ack, repin, redelete])
             assert not [f for f in ws.seen if f["type"] == "error"], ws.seen
         for ws in (a_chat, b_chat):
             check_no_seq(ws)
