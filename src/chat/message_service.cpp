@@ -184,9 +184,7 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t 
 }
 
 boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::int64_t message_id) {
-  auto events = [](const MessageRecord& m) {
-    return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, false))};
-  };
+  auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_delete_event(m)}; };
   auto deleted = co_await store_.chats().delete_message(message_id, std::move(events));
   co_return deleted.has_value();  // already deleted: a no-op
 }

@@ -59,6 +59,8 @@ store::NewEvent to_event(std::int64_t chat_id, const boost::json::object& payloa
 store::NewEvent to_event(std::int64_t chat_id, const store::MessageRecord& m);
 // The edit event of an edited message, for every member.
 store::NewEvent to_edit_event(const store::MessageRecord& m);
+// A delete for everyone, passing over the members who hid the message, as an edit does.
+store::NewEvent to_delete_event(const store::MessageRecord& m);
 // A pin or unpin event: about its message, kept from the members who hid it (live and in
 // replays).
 store::NewEvent to_pin_event(const boost::json::object& payload, const store::PinRecord& p);

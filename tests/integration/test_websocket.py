@@ -1645,9 +1645,9 @@ def test_a_reply_over_unread_messages_is_a_read(server, client):
 
 
 def test_a_message_hidden_for_me_stays_hidden_live(server, client):
-    """A message hidden with for_me is gone for that member everywhere: a later edit, pin
-    or unpin of it reaches the other members' sockets but neither of the hider's, live or
-    in a replay (as their history and pins leave it out)."""
+    """A message hidden with for_me is gone for that member everywhere: a later edit, pin,
+    unpin or delete for everyone of it reaches the other members' sockets but neither of the
+    hider's, live or in a replay (as their history and pins leave it out)."""
     a, b = client.register(), client.register()
     chat = private_chat(client, a, b)
     x = rest_send(client, a, chat, "soon hidden by b")["id"]
@@ -1665,11 +1665,12 @@ def test_a_message_hidden_for_me_stays_hidden_live(server, client):
         assert pin.status_code == 201, pin.text
         assert client.request("DELETE", f"/api/pinned/{pin.json()['id']}/",
                               token=a["access"]).status_code == 204
+        assert client.request("DELETE", f"/api/messages/{x}/", token=a["access"]).status_code == 204
         # A change to a message b still sees, as a marker that b's sockets are up to date.
         assert client.patch(f"/api/messages/{kept}/", token=a["access"],
                             json={"text": "edited too"}).status_code == 200
         for ws in (a_user, a_chat):
-            for kind in ("edit", "pin", "unpin"):
+            for kind in ("edit", "pin", "unpin", "delete"):
                 await ws.until(is_(kind, message_id=x))
         for ws in (a_user, a_chat, b_user, b_chat):
             await ws.until(is_("edit", message_id=kept))
@@ -1682,10 +1683,12 @@ def test_a_message_hidden_for_me_stays_hidden_live(server, client):
     run(main())
     def about_messages(who):
         events = client.get(f"/api/events/?since={since}", token=who["access"]).json()["results"]
-        return [(e["type"], e["message_id"]) for e in events if e["type"] in ("edit", "pin", "unpin")]
+        return [(e["type"], e["message_id"]) for e in events
+                if e["type"] in ("edit", "pin", "unpin", "delete")]
 
     assert about_messages(b) == [("edit", kept)]
-    assert about_messages(a) == [("edit", x), ("pin", x), ("unpin", x), ("edit", kept)]
+    # The delete superseded the edit of x in the log (see relog), so a replays it alone.
+    assert about_messages(a) == [("pin", x), ("unpin", x), ("delete", x), ("edit", kept)]
 
 
 def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
