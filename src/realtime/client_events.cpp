@@ -81,8 +81,11 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const Clie
   const json::object& o = parsed.as_object();
   const auto* type_value = o.if_contains("type");
   if (type_value == nullptr || !type_value->is_string()) {
-    co_return std::vector<std::string>{
-        error_frame(Error::field("type", "This field is required."), "")};
+    // As a required CharField words it.
+    const char* problem = type_value == nullptr   ? "This field is required."
+                          : type_value->is_null() ? "This field may not be null."
+                                                  : "Not a valid string.";
+    co_return std::vector<std::string>{error_frame(Error::field("type", problem), "")};
   }
   const std::string type(type_value->get_string());
   if (type == "ping") co_return std::vector<std::string>{R"({"type":"pong"})"};
