@@ -2,13 +2,18 @@
 
 #include <boost/asio/steady_timer.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
+#include <climits>
 
 namespace chat::realtime {
 
 struct TypingRelay::State {
-  explicit State(const boost::asio::any_io_executor& ex) : expiry(ex) {}
+  State(const boost::asio::any_io_executor& ex, TypingUpdate t)
+      : expiry(ex), update(std::move(t)) {}
   boost::asio::steady_timer expiry;
+  TypingUpdate update;  // the typer, as the stop names them
   std::chrono::steady_clock::time_point last_sent{};
   std::uint64_t generation = 0;
 };
@@ -24,6 +29,29 @@ std::string typing_event_json(const TypingUpdate& t, bool is_typing) {
 TypingRelay::~TypingRelay() {
   std::lock_guard lock(mutex_);
   for (auto& [key, state] : states_) state->expiry.cancel();
+}
+
+void TypingRelay::on_logged(const store::EventRecord& event) {
+  next_.on_logged(event);
+  if (event.type != "message") return;
+  std::lock_guard lock(mutex_);
+  // Most messages come from chats where nobody is typing: no need to read the sender then.
+  auto it = states_.lower_bound(Key{event.chat_id, INT64_MIN});
+  if (it == states_.end() || it->first.first != event.chat_id) return;
+  boost::system::error_code ec;
+  const auto payload = boost::json::parse(event.payload, ec);
+  const auto* o = ec ? nullptr : payload.if_object();
+  const auto* sender = o == nullptr ? nullptr : o->if_contains("sender_id");
+  if (sender != nullptr && sender->is_int64()) end_locked({event.chat_id, sender->get_int64()});
+}
+
+void TypingRelay::end_locked(const Key& key) {
+  auto it = states_.find(key);
+  if (it == states_.end()) return;
+  it->second->expiry.cancel();
+  const TypingUpdate t = it->second->update;
+  states_.erase(it);
+  send(t, false);
 }
 
 void TypingRelay::on_ephemeral(const Ephemeral& event) {
@@ -51,13 +79,10 @@ void TypingRelay::typing(const TypingUpdate& t) {
   std::lock_guard lock(mutex_);
   auto it = states_.find(key);
   if (!t.is_typing) {
-    if (it == states_.end()) return;  // not typing here (or already ended): nothing to say
-    it->second->expiry.cancel();
-    states_.erase(it);
-    send(t, false);
+    end_locked(key);  // not typing here (or already ended): nothing to say
     return;
   }
-  if (it == states_.end()) it = states_.emplace(key, std::make_shared<State>(executor_)).first;
+  if (it == states_.end()) it = states_.emplace(key, std::make_shared<State>(executor_, t)).first;
   auto state = it->second;
   const bool forward = now - state->last_sent >= refresh_;
   if (forward) state->last_sent = now;

@@ -1,6 +1,7 @@
 // What this node's sockets see of typing indicators, from the updates every node hears
 // (Typing): a start, a refresh at most once a second, and a stop, sent by this node itself
-// when no refresh has come for five seconds. Each node keeps its own state, so an indicator
+// when no refresh has come for five seconds, or right after a message of the typer's in
+// that chat (what they typed has arrived). Each node keeps its own state, so an indicator
 // ends on time even when the typer's node died or the stop came from another node.
 // Stands between the broker and the Hub; everything but typing passes straight through.
 #pragma once
@@ -32,7 +33,7 @@ class TypingRelay final : public BrokerHandler {
   TypingRelay(const TypingRelay&) = delete;
   TypingRelay& operator=(const TypingRelay&) = delete;
 
-  void on_logged(const store::EventRecord& event) override { next_.on_logged(event); }
+  void on_logged(const store::EventRecord& event) override;
   void on_ephemeral(const Ephemeral& event) override;
   void on_session_end(const SessionEnd& end) override { next_.on_session_end(end); }
 
@@ -41,6 +42,8 @@ class TypingRelay final : public BrokerHandler {
   using Key = std::pair<std::int64_t, std::int64_t>;  // (chat, user)
 
   void typing(const TypingUpdate& t);
+  // Under the lock: ends the indicator of `key`, if any, telling the sockets.
+  void end_locked(const Key& key);
   void send(const TypingUpdate& t, bool is_typing);
 
   BrokerHandler& next_;

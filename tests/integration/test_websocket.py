@@ -589,6 +589,19 @@ def test_typing(server, client):
         await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": False})
         f = await b_chat1.until(is_("typing", is_typing=False), timeout=1.5)
         assert f == dict(want1, is_typing=False)
+        # The typer's message ends it too, right after the message: what they typed arrived.
+        await a_chat2.send({"type": "typing", "is_typing": True})
+        await b_chat2.until(is_("typing", is_typing=True))
+        t_typed = loop.time()
+        await a_chat2.send({"type": "message", "text": "typed"})
+        m = await b_chat2.until(is_("message"))
+        f = await b_chat2.until(is_("typing", is_typing=False), timeout=3)
+        assert f == dict(want2, is_typing=False)
+        assert loop.time() - t_typed < 3, "ended by the message, not by the expiry"
+        arrived = [x["type"] for x in b_chat2.seen if x["type"] in ("message", "typing")]
+        assert arrived[-2:] == ["message", "typing"], arrived
+        await b_user.until(is_("message", message_id=m["message_id"]))
+        await b_user.until(is_("typing", chat_id=chat2, is_typing=False), timeout=3)
         for ws in (a_user, a_chat2, b_user, b_chat1, b_chat2):
             await ws.drain(0.3)
         # Never to the sender; the refresh within a second was not re-sent.
@@ -598,7 +611,7 @@ def test_typing(server, client):
         assert typing1 == [True, False, True, False], typing1
         typing_user = [(f["chat_id"], f["is_typing"]) for f in b_user.seen if f["type"] == "typing"]
         assert sorted(typing_user[:4]) == sorted([(chat1, True), (chat2, True), (chat1, False), (chat2, False)])
-        assert typing_user[4:] == [(chat1, True), (chat1, False)], typing_user
+        assert typing_user[4:] == [(chat1, True), (chat1, False), (chat2, True), (chat2, False)], typing_user
         for ws in (b_user, b_chat1):  # typing is not logged: no seq
             assert all("seq" not in f for f in ws.seen if f["type"] == "typing")
         for ws in (a_user, a_chat2, b_user, b_chat1, b_chat2):

@@ -120,3 +120,40 @@ TEST(TypingRelay, EverythingElsePassesThrough) {
 }
 
 }  // namespace
+
+namespace {
+
+chat::store::EventRecord message_from(std::int64_t seq, std::int64_t chat, std::int64_t sender) {
+  chat::store::EventRecord e;
+  e.seq = seq;
+  e.chat_id = chat;
+  e.type = "message";
+  e.payload = R"({"type":"message","message_id":)" + std::to_string(seq) + R"(,"chat_id":)" +
+              std::to_string(chat) + R"(,"text":"hi","sender":"ann","sender_id":)" +
+              std::to_string(sender) + "}";
+  return e;
+}
+
+}  // namespace
+
+TEST(TypingRelay, TheTypersMessageEndsTheirIndicatorAfterIt) {
+  boost::asio::io_context io;
+  Recorder out;
+  TypingRelay relay(out, io.get_executor(), 300ms, 10s);
+  relay.on_ephemeral(typing(7, 3, true));
+  relay.on_ephemeral(typing(7, 4, true));
+  relay.on_logged(message_from(1, 8, 3));  // another chat
+  relay.on_logged(message_from(2, 7, 5));  // someone else
+  EXPECT_EQ(out.flags(), (std::vector<bool>{true, true}));
+  relay.on_logged(message_from(3, 7, 3));
+  EXPECT_EQ(out.logged, (std::vector<std::int64_t>{1, 2, 3}));  // the message went first
+  ASSERT_EQ(out.flags(), (std::vector<bool>{true, true, false}));
+  EXPECT_EQ(boost::json::parse(out.ephemerals.back().payload),
+            boost::json::parse(
+                R"({"type":"typing","chat_id":7,"user_id":3,"username":"ann","is_typing":false})"));
+  // Ended once: neither its expiry nor a stop says it again; user 4's still expires.
+  relay.on_ephemeral(typing(7, 3, false));
+  io.run_for(1s);
+  EXPECT_EQ(out.flags(), (std::vector<bool>{true, true, false, false}));
+  EXPECT_EQ(out.ephemerals.back().exclude_user_id, 4);
+}
