@@ -205,7 +205,8 @@ int serve(const config::Settings& s) {
   std::unique_ptr<realtime::SocketLimit> socket_limit;
   if (redis_client) {
     realtime::RedisSocketLimitOptions options{s.redis.prefix, node,
-                                              static_cast<std::size_t>(s.ws_max_sockets_per_user)};
+                                              static_cast<std::size_t>(s.ws_max_sockets_per_user),
+                                              std::chrono::seconds(s.presence.ttl_seconds)};
     socket_limit = realtime::make_redis_socket_limit(
         redis_client, options, [&hub, &broker](const realtime::SessionEnd& end) {
           hub.on_session_end(end);  // here at once, and on the nodes that hear the user

@@ -295,7 +295,8 @@ std::optional<std::int64_t> FieldReader::pk_value(const char* name, const json::
 std::optional<std::int64_t> FieldReader::pk(const char* name, bool required) {
   const json::value* v = given(name, required);
   if (v == nullptr) return std::nullopt;
-  if (v->is_null()) {  // allow_null=False: refused before any lookup
+  // DRF's RelatedField reads "" as None, which allow_null=False refuses before any lookup.
+  if (v->is_null() || (v->is_string() && v->get_string().empty())) {
     errors_.add(name, "This field may not be null.");
     return std::nullopt;
   }

@@ -1,5 +1,6 @@
 // Maps (method, path) to a handler. Patterns are written as API.md writes them
-// ("/api/users/{id}/"); `{name}` matches a positive 64-bit integer, as Django's <int:pk>.
+// ("/api/users/{id}/"); `{name}` matches digits (0 too) up to a 64-bit integer, as Django's
+// <int:pk> does.
 // A path is matched with or without its trailing slash.
 #pragma once
 

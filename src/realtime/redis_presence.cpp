@@ -176,12 +176,6 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   }
 
   void start(const asio::any_io_executor& executor) {
-    {
-      // Alive from the start, not from the first refresh: the socket limit counts this
-      // node's sockets only while it is.
-      std::lock_guard lock(mutex_);
-      report_sockets(0, "add");
-    }
     asio::co_spawn(executor, keep_alive(), asio::detached);
   }
 

@@ -23,11 +23,16 @@ namespace asio = boost::asio;
 constexpr std::chrono::hours kSetTtl{24 * 7};
 
 // KEYS: the user's sockets, the serial counter, the nodes' presence expiries.
-// ARGV: this node, the limit, the set's ttl ms.
-// Returns the new socket's serial, then the serials of the sockets to close.
+// ARGV: this node, the limit, the set's ttl ms, the presence ttl ms.
+// Returns the new socket's serial, then the serials of the sockets to close. The node that
+// opens a socket is alive, whatever its presence has written yet. A counter that is gone
+// (Redis lost its data) starts past every serial handed out before, from the clock, so a
+// socket still open from then is never taken for a new one.
 constexpr const char* kOpen = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZADD', KEYS[3], now + tonumber(ARGV[4]), ARGV[1])
+if redis.call('EXISTS', KEYS[2]) == 0 then redis.call('SET', KEYS[2], now * 1000) end
 for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   local node = string.sub(member, 1, string.find(member, ':', 1, true) - 1)
   if node ~= ARGV[1] then
@@ -36,7 +41,8 @@ for _, member in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   end
 end
 local serial = redis.call('INCR', KEYS[2])
-redis.call('ZADD', KEYS[1], serial, ARGV[1] .. ':' .. serial)
+-- Lua keeps numbers as doubles and writes large ones as 1.7e+15: the member spells it out.
+redis.call('ZADD', KEYS[1], serial, ARGV[1] .. ':' .. string.format('%d', serial))
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 local out = {serial}
 local excess = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[2])
@@ -64,7 +70,8 @@ class RedisSocketLimit final : public SocketLimit {
                                      node_expiries_key(options_.prefix),
                                      options_.node,
                                      std::to_string(options_.max_sockets_per_user),
-                                     std::to_string(kSetTtl.count() * 3'600'000)};
+                                     std::to_string(kSetTtl.count() * 3'600'000),
+                                     std::to_string(options_.presence_ttl.count())};
     redis::Reply reply;
     try {
       reply = co_await client_->command(std::move(command));
@@ -84,11 +91,26 @@ class RedisSocketLimit final : public SocketLimit {
     co_return reply.elements[0].integer;
   }
 
+  asio::awaitable<bool> counted(std::int64_t user_id, std::int64_t serial) override {
+    std::vector<std::string> command{"ZSCORE", sockets_key(user_id), member(serial)};
+    bool counted = true;  // when Redis cannot tell, it stays
+    try {
+      auto reply = co_await client_->command(std::move(command));
+      counted = reply.type != redis::Reply::Type::nil;
+    } catch (const std::exception& e) {
+      spdlog::warn("socket limit: Redis call failed: {}", e.what());
+    }
+    co_return counted;
+  }
+
   void closed(std::int64_t user_id, std::int64_t serial) override {
-    client_->send({"ZREM", sockets_key(user_id), options_.node + ":" + std::to_string(serial)});
+    client_->send({"ZREM", sockets_key(user_id), member(serial)});
   }
 
  private:
+  std::string member(std::int64_t serial) const {
+    return options_.node + ":" + std::to_string(serial);
+  }
   std::string sockets_key(std::int64_t user_id) const {
     return options_.prefix + "sk:" + std::to_string(user_id);
   }

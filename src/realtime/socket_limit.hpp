@@ -6,6 +6,7 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -29,6 +30,10 @@ class SocketLimit {
   // sockets past the limit closed, on every node. nullopt when the count cannot be
   // reached: the node's own limit applies to the socket instead.
   virtual boost::asio::awaitable<std::optional<std::int64_t>> opened(std::int64_t user_id) = 0;
+  // Whether the socket is still counted: false once it was closed past the limit. The
+  // close is sent to the nodes that hear the user, which a socket still opening may not
+  // yet be; it asks once it is attached and heard. True when Redis cannot tell.
+  virtual boost::asio::awaitable<bool> counted(std::int64_t user_id, std::int64_t serial) = 0;
   // The socket with this serial closed (or never opened). Non-blocking.
   virtual void closed(std::int64_t user_id, std::int64_t serial) = 0;
 };
@@ -39,6 +44,7 @@ struct RedisSocketLimitOptions {
   // while its node keeps its presence alive, so a dead node's sockets stop counting.
   std::string node;
   std::size_t max_sockets_per_user = 16;
+  std::chrono::milliseconds presence_ttl{60'000};
 };
 
 // `evict` closes the sockets past the limit: on this node (Hub::on_session_end) and on the

@@ -279,6 +279,11 @@ class Socket final : public realtime::Session,
       co_await refuse(request, http::error_response(*problem), problem->code.c_str());
       co_return;
     }
+    // Closed past the limit before this node heard the user (or while it was opening on
+    // this node): no one else will tell it, so it goes as the limit says.
+    if (socket_serial_ != 0 && !co_await context_.socket_limit->counted(user, socket_serial_)) {
+      close(1008, "too many sockets");
+    }
     auto [ec] = co_await upgrade(request);
     if (ec) {
       // The client went away (or broke the handshake) before the answer: nginx's 499.

@@ -427,6 +427,7 @@ def test_form_bodies_give_list_fields_every_value(client):
                           ("abc", "Incorrect type. Expected pk value, received str."),
                           ([uid(bob)], "Incorrect type. Expected pk value, received list."),
                           (None, "This field may not be null."),
+                          ("", "This field may not be null."),
                           (-2, 'Invalid pk "-2" - object does not exist.'),
                           (9_000_000_000_000, 'Invalid pk "9000000000000" - object does not exist.')):
         r = client.post(f"/api/chats/{group}/members/", token=ann["access"], json={"user_id": item})

@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 import requests
+from websockets.exceptions import ConnectionClosed
 
 from conftest import Client, free_port
 from test_throttle import throttled_count
@@ -985,5 +986,37 @@ def test_the_socket_limit_holds_for_the_deployment(make_cluster):
         await all_open(s[5:])
         for ws in s[5:] + b_sockets[::2]:
             await ws.close()
+
+    run(main(), timeout=60)
+
+
+def test_sockets_opening_at_once_on_fresh_nodes_keep_the_limit(make_cluster):
+    """Sockets that open together, on nodes that have just started, are counted as the
+    others are: one the limit closes while it is still opening (its node not yet hearing the
+    user) closes once it is open, and a node's own sockets count from its first socket on,
+    before its presence has written anything. Rounds of a few sockets at once, limit 2."""
+    cluster = make_cluster(2, WS_MAX_SOCKETS_PER_USER=2)
+    api = Client(cluster[0])
+    a = api.register()
+
+    async def state(ws):
+        """'open' or the close code, once the socket has settled."""
+        try:
+            await ws.ping(timeout=3)
+        except (AssertionError, ConnectionClosed):
+            return ws.conn.close_code
+        return "open"
+
+    async def main():
+        for round_ in range(4):
+            sockets = await asyncio.gather(*(connect(cluster[i % 2], a["access"], "/ws/", sync=False,
+                                                     name=f"r{round_}s{i}") for i in range(5)))
+            await asyncio.sleep(1.0)
+            states = [await state(ws) for ws in sockets]
+            assert states.count("open") == 2, (round_, states)
+            assert all(s in ("open", 1008) for s in states), (round_, states)
+            for ws in sockets:
+                await ws.close()
+            await asyncio.sleep(0.3)
 
     run(main(), timeout=60)
