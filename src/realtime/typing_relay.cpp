@@ -90,15 +90,14 @@ void TypingRelay::typing(const TypingUpdate& t) {
   state->expiry.expires_after(expiry_);
   // Captures the relay: the timer is cancelled in the destructor, and a cancelled wait
   // returns before touching it.
-  state->expiry.async_wait([this, key, state, generation, t](const boost::system::error_code& ec) {
+  state->expiry.async_wait([this, key, state, generation](const boost::system::error_code& ec) {
     if (ec) return;
     std::lock_guard lock(mutex_);
     auto current = states_.find(key);
     if (current == states_.end() || current->second != state || state->generation != generation) {
       return;
     }
-    states_.erase(current);
-    send(t, false);
+    end_locked(key);
   });
   if (forward) send(t, true);
 }
