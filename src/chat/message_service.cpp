@@ -169,10 +169,6 @@ boost::asio::awaitable<Result<Removal>> MessageService::remove(std::int64_t me,
     co_return Error::forbidden();
   }
   const bool changed = co_await delete_for_everyone(message_id);
-  if (changed) {
-    message.is_deleted = true;
-    message.text.clear();
-  }
   co_return Removal{message, changed};
 }
 

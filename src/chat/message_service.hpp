@@ -35,8 +35,9 @@ struct SearchHit {
   store::Watermarks watermarks;
 };
 
-// A delete: the message as it stands after it, and whether it changed anything (a message
-// already deleted for everyone commits and broadcasts nothing).
+// A delete: the message as it was found (its ids name it in a delete event), and whether
+// the delete changed anything (a message already deleted for everyone commits and
+// broadcasts nothing).
 struct Removal {
   store::MessageRecord message;
   bool changed = true;
