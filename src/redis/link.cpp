@@ -25,13 +25,16 @@ constexpr std::chrono::milliseconds kConnectTimeout = 3s;
 
 }  // namespace
 
-Link::Link(const asio::any_io_executor& executor, std::string host, int port)
+Link::Link(const asio::any_io_executor& executor, std::string host, int port,
+           std::chrono::milliseconds reply_timeout)
     : strand_(asio::make_strand(executor)),
       host_(std::move(host)),
       port_(port),
       resolver_(strand_),
       retry_timer_(strand_),
       connect_timer_(strand_),
+      reply_timeout_(reply_timeout),
+      reply_timer_(strand_),
       backoff_(kFirstBackoff) {}
 
 // Normally stop() has run on the strand and there is no context left. If the I/O context was
@@ -67,6 +70,8 @@ void Link::close() {
   resolver_.cancel();
   retry_timer_.cancel();
   connect_timer_.cancel();
+  reply_timer_.cancel();
+  awaited_.clear();
   if (ac_ == nullptr) return;
   redisAsyncContext* ac = std::exchange(ac_, nullptr);
   // Cleared first: freeing runs the connect/disconnect callbacks of a deliberate close,
@@ -118,6 +123,8 @@ void Link::connect_to(const boost::system::error_code& ec,
     schedule_retry();
     return;
   }
+  // Lets the kernel find a peer that vanished while nothing was awaited (about 30 s).
+  redisEnableKeepAlive(&ac->c);
   ac->data = this;
   ac_ = ac;
   redisAsyncSetDisconnectCallback(ac, &Link::handle_disconnect);
@@ -136,7 +143,7 @@ void Link::connect_timed_out(unsigned attempt) {
   redisAsyncContext* ac = std::exchange(ac_, nullptr);
   ac->data = nullptr;
   auto keep = adapter_;
-  redisAsyncFree(ac);  // never connected: no callback runs
+  redisAsyncFree(ac);  // never reported connected: the callbacks find no link
   schedule_retry();
 }
 
@@ -166,19 +173,79 @@ void Link::callback_failed(const char* what) const {
 void Link::handle_connect(const redisAsyncContext* ac, int status) {
   auto* self = static_cast<Link*>(ac->data);
   if (self == nullptr) return;
-  self->connect_timer_.cancel();
   if (status != REDIS_OK) {
+    self->connect_timer_.cancel();
     // hiredis frees the context right after this returns.
     self->note_failure("cannot connect", ac->c.errstr);
     self->ac_ = nullptr;
     self->schedule_retry();
     return;
   }
+  // The kernel completes a TCP handshake for a server that is not running its loop: only an
+  // answer shows it is. The connect timer keeps running until then.
+  auto* context = const_cast<redisAsyncContext*>(ac);  // hiredis's callback type is const
+  if (redisAsyncCommand(context, &Link::handle_hello, nullptr, "PING") != REDIS_OK) {
+    self->note_failure("cannot connect", "PING not sent");
+  }
+}
+
+// Any reply will do, an error too (a server still loading its data answers PING with one):
+// the server is running. Without a reply (the context being freed) nothing happens here.
+void Link::handle_hello(redisAsyncContext* ac, void* reply, void* /*privdata*/) {
+  auto* self = static_cast<Link*>(ac->data);
+  if (self == nullptr || reply == nullptr) return;
+  self->connect_timer_.cancel();
   if (self->failing_) spdlog::info("redis {}: connected", self->endpoint());
   self->failing_ = false;
   self->backoff_ = kFirstBackoff;
   self->connected_ = true;
   self->on_connected();
+}
+
+void Link::awaiting_replies(std::size_t count) {
+  const auto now = std::chrono::steady_clock::now();
+  awaited_.insert(awaited_.end(), count, now);
+  watch_replies();
+}
+
+void Link::replies_arrived(std::size_t count) {
+  awaited_.erase(awaited_.begin(),
+                 awaited_.begin() + static_cast<std::ptrdiff_t>(std::min(count, awaited_.size())));
+}
+
+// One timer for every awaited reply: it wakes when the oldest would be overdue and, if that
+// one has come meanwhile, sleeps again until the next oldest would be.
+void Link::watch_replies() {
+  if (reply_timer_armed_ || awaited_.empty()) return;
+  reply_timer_armed_ = true;
+  reply_timer_.expires_at(awaited_.front() + reply_timeout_);
+  reply_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    self->reply_timer_armed_ = false;
+    if (!ec) self->replies_overdue();
+  });
+}
+
+void Link::replies_overdue() {
+  if (stopped() || ac_ == nullptr || !connected() || awaited_.empty()) return;
+  if (std::chrono::steady_clock::now() - awaited_.front() >= reply_timeout_) {
+    const auto ms = std::to_string(reply_timeout_.count());
+    drop(("no reply within " + ms + " ms").c_str());
+    return;
+  }
+  watch_replies();
+}
+
+void Link::drop(const char* why) {
+  redisAsyncContext* ac = std::exchange(ac_, nullptr);
+  connected_ = false;
+  awaited_.clear();
+  note_failure("connection given up", why);
+  // As in close(): the link is told below, once, rather than from hiredis's callbacks.
+  ac->data = nullptr;
+  auto keep = adapter_;
+  redisAsyncFree(ac);  // every pending reply fails now
+  on_lost();
+  schedule_retry();
 }
 
 // Runs while hiredis frees the context after a connection was established, whether the
@@ -187,6 +254,14 @@ void Link::handle_disconnect(const redisAsyncContext* ac, int /*status*/) {
   auto* self = static_cast<Link*>(ac->data);
   if (self == nullptr) return;
   self->ac_ = nullptr;
+  self->awaited_.clear();
+  if (!self->connected()) {
+    // Lost before the server answered the first PING: an attempt that failed.
+    self->connect_timer_.cancel();
+    self->note_failure("cannot connect", ac->c.err != 0 ? ac->c.errstr : "closed");
+    self->schedule_retry();
+    return;
+  }
   self->connected_ = false;
   self->note_failure("connection lost", ac->c.err != 0 ? ac->c.errstr : "closed");
   self->on_lost();

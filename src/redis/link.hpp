@@ -3,6 +3,14 @@
 // or a lost connection tries again after a backoff (100 ms doubling to 2 s) until stop().
 // RedisClient and RedisSubscriber build on it. Private to src/redis.
 //
+// A server that hangs (a frozen host, a stopped process, a network that drops packets)
+// closes nothing, and hiredis has no timeouts of its own, so the link keeps two: a new
+// connection counts as connected only once the server has answered a PING, within the
+// connect timeout; and once connected, a reply the subclass awaits (awaiting_replies) that
+// has not come within the reply timeout drops the connection, which fails every pending
+// reply and starts the reconnect loop. TCP keepalive covers a connection with nothing
+// awaited.
+//
 // Every call into hiredis, and every virtual below, runs on the strand. The Link lives in a
 // shared_ptr held by everything in flight (timers, socket waits), so it outlives them; the
 // public objects call stop() when destroyed, which ends the reconnect loop and lets it go.
@@ -15,6 +23,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstddef>
+#include <deque>
 #include <exception>
 #include <memory>
 #include <string>
@@ -28,7 +38,9 @@ class AsioAdapter;
 
 class Link : public std::enable_shared_from_this<Link> {
  public:
-  Link(const boost::asio::any_io_executor& executor, std::string host, int port);
+  // `reply_timeout`: see awaiting_replies().
+  Link(const boost::asio::any_io_executor& executor, std::string host, int port,
+       std::chrono::milliseconds reply_timeout = std::chrono::seconds(2));
   virtual ~Link();
   Link(const Link&) = delete;
   Link& operator=(const Link&) = delete;
@@ -56,6 +68,12 @@ class Link : public std::enable_shared_from_this<Link> {
   // For log lines.
   [[nodiscard]] std::string endpoint() const;
 
+  // On the strand, connected: `count` replies were just asked for, or have come. Replies
+  // come in the order they were asked for. One awaited longer than the reply timeout drops
+  // the connection.
+  void awaiting_replies(std::size_t count);
+  void replies_arrived(std::size_t count);
+
   // Calls a user callback unless stop() was called. An exception must not unwind through
   // hiredis's C frames: it is logged and dropped.
   template <class F, class... Args>
@@ -72,6 +90,7 @@ class Link : public std::enable_shared_from_this<Link> {
 
  private:
   static void handle_connect(const redisAsyncContext* ac, int status);
+  static void handle_hello(redisAsyncContext* ac, void* reply, void* privdata);
   static void handle_disconnect(const redisAsyncContext* ac, int status);
 
   void connect();
@@ -79,6 +98,10 @@ class Link : public std::enable_shared_from_this<Link> {
                   const boost::asio::ip::tcp::resolver::results_type& addresses);
   void connect_timed_out(unsigned attempt);
   void schedule_retry();
+  void watch_replies();
+  void replies_overdue();
+  // Gives up on a connected server that stopped answering.
+  void drop(const char* why);
   void close();
   void note_failure(const char* what, const char* detail);
   void callback_failed(const char* what) const;
@@ -90,6 +113,11 @@ class Link : public std::enable_shared_from_this<Link> {
   std::size_t next_address_ = 0;  // attempts go round the addresses a name has
   boost::asio::steady_timer retry_timer_;
   boost::asio::steady_timer connect_timer_;
+  std::chrono::milliseconds reply_timeout_;
+  boost::asio::steady_timer reply_timer_;
+  // When each awaited reply was asked for, oldest first.
+  std::deque<std::chrono::steady_clock::time_point> awaited_;
+  bool reply_timer_armed_ = false;
   redisAsyncContext* ac_ = nullptr;  // the context being connected or connected
   std::shared_ptr<AsioAdapter> adapter_;
   std::chrono::milliseconds backoff_;

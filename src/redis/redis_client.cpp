@@ -88,7 +88,8 @@ std::exception_ptr unavailable(const char* why) {
   return std::make_exception_ptr(Unavailable(std::string("redis: ") + why));
 }
 
-void on_reply(redisAsyncContext* /*ac*/, void* r, void* privdata) {
+// What hiredis calls back with a command's reply.
+void complete_pending(void* r, void* privdata) {
   std::unique_ptr<Pending> op(static_cast<Pending*>(privdata));
   if (!op) return;  // send(): nobody waits
   try {
@@ -152,22 +153,36 @@ class RedisClient::Impl final : public detail::Link {
       return;
     }
     detail::Argv argv(args);
-    if (redisAsyncCommandArgv(ac, &on_reply, op.get(), argv.argc(), argv.argv(), argv.lens()) !=
-        REDIS_OK) {
+    if (redisAsyncCommandArgv(ac, &Impl::on_reply, op.get(), argv.argc(), argv.argv(),
+                              argv.lens()) != REDIS_OK) {
       op->complete(unavailable("connection closing"), {});
       return;
     }
     static_cast<void>(op.release());  // hiredis owns it until on_reply
+    awaiting_replies(1);
   }
 
+  // Its reply is awaited all the same: a server that takes PUBLISHes and never answers
+  // them has stopped.
   void send_now(const std::vector<std::string>& args) {
     redisAsyncContext* ac = context();
     if (ac == nullptr) return;
     detail::Argv argv(args);
-    redisAsyncCommandArgv(ac, nullptr, nullptr, argv.argc(), argv.argv(), argv.lens());
+    if (redisAsyncCommandArgv(ac, &Impl::on_reply, nullptr, argv.argc(), argv.argv(),
+                              argv.lens()) == REDIS_OK) {
+      awaiting_replies(1);
+    }
   }
 
  private:
+  // Called once per command: with its reply, or with none while the context is freed
+  // (then the link has already forgotten what it awaited).
+  static void on_reply(redisAsyncContext* ac, void* r, void* privdata) {
+    auto* self = static_cast<Impl*>(static_cast<Link*>(ac->data));
+    if (self != nullptr && r != nullptr) self->replies_arrived(1);
+    complete_pending(r, privdata);
+  }
+
   void on_connected() override {
     metrics::metrics().redis_connected.set(1);
     notify(on_state_, true);
@@ -183,8 +198,9 @@ class RedisClient::Impl final : public detail::Link {
 // By value, as the interface takes executors (like Asio).
 // NOLINTNEXTLINE(performance-unnecessary-value-param)
 std::shared_ptr<RedisClient> RedisClient::create(asio::any_io_executor executor, std::string host,
-                                                 int port) {
-  auto impl = std::make_shared<Impl>(executor, std::move(host), port);
+                                                 int port,
+                                                 std::chrono::milliseconds reply_timeout) {
+  auto impl = std::make_shared<Impl>(executor, std::move(host), port, reply_timeout);
   return std::shared_ptr<RedisClient>(new RedisClient(std::move(impl)));
 }
 

@@ -2,13 +2,15 @@
 //
 // Thread-safe: every public method may be called from any thread; internally all hiredis
 // calls run on one strand of the given executor. The connection comes back by itself after
-// a loss (backoff 100 ms doubling to 2 s, forever, until stop()). Commands are pipelined:
+// a loss (backoff 100 ms doubling to 2 s, forever, until stop()), and counts as connected
+// once the server has answered a PING. Commands are pipelined:
 // many may be in flight on the one connection, and replies come back in order.
 #pragma once
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -20,8 +22,14 @@ namespace chat::redis {
 
 class RedisClient : public std::enable_shared_from_this<RedisClient> {
  public:
-  static std::shared_ptr<RedisClient> create(boost::asio::any_io_executor executor,
-                                             std::string host, int port);
+  // A reply not received within `reply_timeout` (Redis answers in well under a
+  // millisecond, so a late one means a server that hangs) fails every command in flight
+  // with Unavailable and reconnects: nothing that waits on Redis, such as a login's
+  // throttle count or a socket handshake, waits longer. Blocking commands (BLPOP and kin)
+  // need a timeout longer than theirs.
+  static std::shared_ptr<RedisClient> create(
+      boost::asio::any_io_executor executor, std::string host, int port,
+      std::chrono::milliseconds reply_timeout = std::chrono::seconds(2));
   // Stops the connection (as stop()).
   ~RedisClient();
   RedisClient(const RedisClient&) = delete;

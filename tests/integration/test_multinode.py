@@ -22,8 +22,8 @@ from websockets.exceptions import ConnectionClosed
 from conftest import Client, free_port
 from test_throttle import throttled_count
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
-                            max_seq, private_chat, rest_send, run, uid, unread_stays_exact_under_sends,
-                            user_ws)
+                            max_seq, private_chat, rest_send, run, uid, uname,
+                            unread_stays_exact_under_sends, user_ws)
 
 pytestmark = pytest.mark.postgres_only
 
@@ -524,8 +524,17 @@ class RedisServer:
 
     def kill(self):
         if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)  # a paused one too
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(timeout=10)
+
+    def pause(self):
+        """SIGSTOP: the server hangs with its connections open (an overloaded or frozen
+        host), so nothing tells the nodes it went away."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
 
 
 @pytest.fixture
@@ -670,6 +679,54 @@ def test_a_broker_catch_up_brings_no_old_events_to_a_new_socket(own_redis, make_
         await ws.close()
 
     run(main(), timeout=120)
+
+
+def test_a_hung_redis_holds_up_no_request_and_loses_nothing(own_redis, make_cluster):
+    """Redis stops answering without closing anything. Logins, sends and handshakes still
+    answer (each node gives up on Redis after a short wait and carries on as when Redis is
+    down), readiness says the broker is missing, and once Redis answers again the messages
+    committed meanwhile reach the other node's sockets, once each and in order."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port)
+    api = [Client(n) for n in cluster]
+    a, b, c = api[0].register(), api[1].register(), api[1].register()
+    g = group_chat(api[0], a, b, c, name="redis-hangs")
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        sent = [rest_send(api[0], a, g, "before")["id"]]
+        await wait_seen(b_ws, g, sent, timeout=10)
+
+        own_redis.pause()
+        try:
+            # Each of these used to wait for Redis for ever. Bounded by the clients' timeouts.
+            fresh = await rest(api[0].login, uname(a), a["password"], timeout=15)
+            assert fresh["access"]
+            for k in range(5):
+                r = await rest(api[0].post, "/api/messages/", token=a["access"],
+                               json={"chat": g, "text": f"during {k}"}, timeout=15)
+                assert r.status_code == 201, r.text
+                sent.append(r.json()["id"])
+            c_ws = await user_ws(cluster[1], c)
+            await c_ws.ping()
+            await rest(wait_for, "node 0 not ready while Redis hangs",
+                       lambda: ready(cluster[0]) == 503, 20)
+        finally:
+            own_redis.resume()
+
+        for node in cluster:
+            await rest(wait_for, f"node {node.port} ready again", lambda: ready(node) == 200, 30)
+        sent.append(rest_send(api[0], a, g, "after")["id"])
+        # b's socket was open all along; c's opened after the sends during the hang.
+        await wait_seen(b_ws, g, sent[1:], timeout=30)
+        await wait_seen(c_ws, g, sent[-1:], timeout=30)
+        await b_ws.drain(0.5)
+        assert message_ids_seen(b_ws, g) == sorted(sent), message_ids_seen(b_ws, g)
+        check_seq_order(b_ws)
+        for ws in (b_ws, c_ws):
+            await ws.ping()
+            await ws.close()
+
+    run(main(), timeout=150)
 
 
 # ---- (e) PostgreSQL goes away and comes back ----------------------------------------------------

@@ -128,9 +128,15 @@ class RedisServer {
     return false;
   }
 
+  // SIGSTOP and SIGCONT: the server hangs with every connection open, as a frozen host
+  // would, and comes back.
+  void pause() const { ::kill(pid_, SIGSTOP); }
+  void resume() const { ::kill(pid_, SIGCONT); }
+
   // SIGKILL: the server gets no chance to say goodbye.
   void kill() {
     if (pid_ <= 0) return;
+    ::kill(pid_, SIGCONT);
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;
@@ -247,9 +253,10 @@ class Redis : public ::testing::Test {
     for (auto& t : threads_) t.join();
   }
 
-  std::shared_ptr<RedisClient> make_client(int port = 0) {
-    auto c =
-        RedisClient::create(io_.get_executor(), "127.0.0.1", port != 0 ? port : server_->port());
+  // Tests that hold the connection with a BLPOP pass a reply timeout longer than it.
+  std::shared_ptr<RedisClient> make_client(int port = 0, std::chrono::milliseconds timeout = 2s) {
+    auto c = RedisClient::create(io_.get_executor(), "127.0.0.1",
+                                 port != 0 ? port : server_->port(), timeout);
     clients_.push_back(c);
     return c;
   }
@@ -518,7 +525,7 @@ TEST_F(Redis, UnsubscribeIsReferenceCounted) {
 }
 
 TEST_F(Redis, ClientAndSubscriberRecoverAfterServerRestart) {
-  auto c = make_client();
+  auto c = make_client(0, 60s);
   c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
   c->start();
 
@@ -563,8 +570,83 @@ TEST_F(Redis, ClientAndSubscriberRecoverAfterServerRestart) {
   EXPECT_EQ(sub_states_.items(), (std::vector<std::string>{"ready", "lost", "ready"}));
 }
 
-TEST_F(Redis, StopWithCommandsInFlightFailsThemCleanly) {
+TEST_F(Redis, ACommandToAServerThatHangsFailsAndTheClientComesBackWithIt) {
+  auto c = make_client(0, 300ms);
+  c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
+  c->start();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 1));
+
+  server_->pause();
+  const auto asked = Clock::now();
+  EXPECT_EQ(run(outcome(c, {"PING"})), "unavailable");
+  EXPECT_LT(Clock::now() - asked, 3s);
+  ASSERT_TRUE(client_states_.wait_for_count("down", 1));
+  // Reconnecting finds the port open but nobody answering: not connected, so commands fail
+  // at once instead of waiting again.
+  std::this_thread::sleep_for(500ms);
+  EXPECT_FALSE(c->connected());
+  EXPECT_EQ(client_states_.count("up"), 1U);
+  const auto again = Clock::now();
+  EXPECT_EQ(run(outcome(c, {"PING"})), "unavailable");
+  EXPECT_LT(Clock::now() - again, 100ms);
+
+  server_->resume();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 2));
+  EXPECT_EQ(command(c, {"PING"}).str, "PONG");
+}
+
+TEST_F(Redis, APublishThatGetsNoReplyDropsTheConnectionToo) {
+  auto c = make_client(0, 300ms);
+  c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
+  c->start();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 1));
+  server_->pause();
+  c->send({"PUBLISH", "news", "nobody hears this"});
+  ASSERT_TRUE(client_states_.wait_for_count("down", 1));
+  EXPECT_FALSE(c->connected());
+  server_->resume();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 2));
+}
+
+TEST_F(Redis, RepliesThatKeepComingKeepTheConnection) {
+  auto c = make_client(0, 300ms);
+  c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
+  c->start();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 1));
+  // Commands one after another for three times the timeout: each answered in time.
+  const auto until = Clock::now() + 900ms;
+  int answered = 0;
+  while (Clock::now() < until) {
+    ASSERT_EQ(run(outcome(c, {"INCR", "n"})), "ok");
+    ++answered;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_GT(answered, 10);
+  EXPECT_EQ(client_states_.items(), std::vector<std::string>{"up"});
+}
+
+TEST_F(Redis, SubscriberDoesNotCountAServerThatHangsAsReady) {
+  server_->pause();
+  auto s = make_subscriber(record_messages());
+  s->on_state([this](bool ready) { sub_states_.add(ready ? "ready" : "lost"); });
+  s->start();
+  auto confirmed = std::make_shared<std::promise<void>>();
+  auto done = confirmed->get_future();
+  s->subscribe({"news"}, [confirmed] { confirmed->set_value(); });
+  std::this_thread::sleep_for(500ms);
+  EXPECT_TRUE(sub_states_.items().empty());
+  server_->resume();
+  ASSERT_EQ(done.wait_for(kWait), std::future_status::ready);
+  ASSERT_TRUE(sub_states_.wait_for_count("ready", 1));
   auto c = make_client();
+  c->start();
+  ASSERT_TRUE(eventually([&] { return c->connected(); }));
+  EXPECT_EQ(command(c, {"PUBLISH", "news", "now"}).integer, 1);
+  ASSERT_TRUE(received_.wait_for_count("news/now", 1));
+}
+
+TEST_F(Redis, StopWithCommandsInFlightFailsThemCleanly) {
+  auto c = make_client(0, 60s);
   c->start();
   ASSERT_TRUE(eventually([&] { return c->connected(); }));
 
@@ -592,7 +674,7 @@ TEST_F(Redis, StopWithCommandsInFlightFailsThemCleanly) {
 TEST_F(Redis, DestroyingClientsMidFlightIsSafe) {
   // Not kept by the fixture: the last reference goes while commands and messages are in
   // flight, and nothing may touch the freed objects afterwards.
-  auto c = RedisClient::create(io_.get_executor(), "127.0.0.1", server_->port());
+  auto c = RedisClient::create(io_.get_executor(), "127.0.0.1", server_->port(), 60s);
   c->start();
   ASSERT_TRUE(eventually([&] { return c->connected(); }));
   std::vector<std::future<std::string>> pending;
