@@ -3,14 +3,15 @@
 #include <jwt.h>
 #include <sodium.h>
 
+#include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
 #include <boost/json/value.hpp>
 
 #include <algorithm>
 #include <array>
 #include <atomic>
-#include <cerrno>
 #include <charconv>
+#include <cmath>
 #include <cstdlib>
 #include <functional>
 #include <memory>
@@ -54,18 +55,41 @@ TokenProblem check_header(std::string_view token) {
   return TokenProblem::none;
 }
 
-// An integer claim; SimpleJWT versions differ on whether user_id is a number or a string.
-std::optional<std::int64_t> int_claim(jwt_t* jwt, const char* name, bool allow_string) {
-  errno = 0;
-  const long v = jwt_get_grant_int(jwt, name);
-  if (errno == 0) return v;
-  if (!allow_string) return std::nullopt;
-  const char* s = jwt_get_grant(jwt, name);
-  if (s == nullptr) return std::nullopt;
+// The payload's claims as JSON: libjwt 1.10 reads a claim that is not an integer (a
+// string, a float) as 0 without saying so, so numbers are read here.
+std::optional<boost::json::object> payload_claims(std::string_view token) {
+  const auto first = token.find('.');
+  const auto second = token.find('.', first + 1);
+  auto payload = base64url_decode(token.substr(first + 1, second - first - 1));
+  if (!payload) return std::nullopt;
+  boost::system::error_code ec;
+  auto value = boost::json::parse(*payload, ec);
+  if (ec || !value.is_object()) return std::nullopt;
+  return std::move(value.as_object());
+}
+
+// exp and iat as PyJWT reads them, int(value): a float counts by its whole part.
+std::optional<std::int64_t> time_claim(const boost::json::object& claims, std::string_view name) {
+  const auto* v = claims.if_contains(name);
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (v->is_double() && std::isfinite(v->get_double()) && std::abs(v->get_double()) < 9e18) {
+    return static_cast<std::int64_t>(v->get_double());
+  }
+  return std::nullopt;
+}
+
+// user_id as SimpleJWT writes it: a number, or its decimal digits in a string (as SimpleJWT
+// 5.5 writes every id, and earlier versions ids that are not ints).
+std::optional<std::int64_t> user_id_claim(const boost::json::object& claims) {
+  const auto* v = claims.if_contains("user_id");
+  if (v == nullptr) return std::nullopt;
+  if (v->is_int64()) return v->get_int64();
+  if (!v->is_string()) return std::nullopt;
+  const auto& s = v->get_string();
   std::int64_t parsed = 0;
-  std::string_view sv(s);
-  auto [p, ec] = std::from_chars(sv.data(), sv.data() + sv.size(), parsed);
-  if (ec != std::errc{} || p != sv.data() + sv.size()) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), parsed);
+  if (s.empty() || ec != std::errc{} || p != s.data() + s.size()) return std::nullopt;
   return parsed;
 }
 
@@ -172,12 +196,17 @@ DecodedToken JwtCodec::verify(std::string_view token) const {
     result.problem = TokenProblem::bad_algorithm;
     return result;
   }
+  const auto claims = payload_claims(token);
+  if (!claims) {
+    result.problem = TokenProblem::malformed;
+    return result;
+  }
   TokenClaims c;
   const char* type = jwt_get_grant(raw, "token_type");
   const char* jti = jwt_get_grant(raw, "jti");
-  auto user_id = int_claim(raw, "user_id", true);
-  auto exp = int_claim(raw, "exp", false);
-  auto iat = int_claim(raw, "iat", false);
+  auto user_id = user_id_claim(*claims);
+  auto exp = time_claim(*claims, "exp");
+  auto iat = time_claim(*claims, "iat");
   const std::string_view type_sv(type == nullptr ? "" : type);
   if (jti == nullptr || !user_id || !exp || *user_id <= 0 ||
       (type_sv != "access" && type_sv != "refresh")) {

@@ -138,3 +138,52 @@ TEST(JwtCodec, AlteringARememberedTokenFailsItsSignature) {
   }
   EXPECT_EQ(codec.decode(token, TokenType::access, kNow).problem, TokenProblem::none);
 }
+
+namespace {
+
+// Tokens signed elsewhere with the same key (SimpleJWT's): the HMAC of header.payload.
+std::string sign(const std::string& header, const std::string& payload) {
+  const std::string body = b64(header) + "." + b64(payload);
+  unsigned char mac[crypto_auth_hmacsha256_BYTES];
+  crypto_auth_hmacsha256_state st;
+  crypto_auth_hmacsha256_init(&st, reinterpret_cast<const unsigned char*>(kKey.data()),
+                              kKey.size());
+  crypto_auth_hmacsha256_update(&st, reinterpret_cast<const unsigned char*>(body.data()),
+                                body.size());
+  crypto_auth_hmacsha256_final(&st, mac);
+  return body + "." + b64(std::string(reinterpret_cast<const char*>(mac), sizeof mac));
+}
+
+}  // namespace
+
+TEST(JwtCodec, ReadsClaimsAsSimpleJwtWritesThem) {
+  JwtCodec codec(kKey);
+  const std::string header = R"({"alg":"HS256","typ":"JWT"})";
+  auto payload = [](const std::string& user_id, const std::string& exp) {
+    return R"({"token_type":"access","exp":)" + exp +
+           R"(,"iat":1700000000,"jti":"abc","user_id":)" + user_id + "}";
+  };
+  const std::string exp = std::to_string(kNow + 300);
+  // user_id as a number, or as a string of digits (SimpleJWT 5.5).
+  for (const char* id : {"7", R"("7")"}) {
+    auto d = codec.decode(sign(header, payload(id, exp)), TokenType::access, kNow);
+    ASSERT_EQ(d.problem, TokenProblem::none) << id;
+    EXPECT_EQ(d.claims->user_id, 7) << id;
+    EXPECT_EQ(d.claims->expires_at, kNow + 300) << id;
+  }
+  // exp as a float counts by its whole part, as PyJWT's int() reads it.
+  auto f = codec.decode(sign(header, payload("7", exp + ".9")), TokenType::access, kNow);
+  ASSERT_EQ(f.problem, TokenProblem::none);
+  EXPECT_EQ(f.claims->expires_at, kNow + 300);
+  // Anything else is no user id, or no expiry.
+  for (const char* id : {R"("7x")", R"("")", R"(" 7")", "7.5", "true", "null", R"(["7"])", "0"}) {
+    EXPECT_EQ(codec.decode(sign(header, payload(id, exp)), TokenType::access, kNow).problem,
+              TokenProblem::malformed)
+        << id;
+  }
+  for (const std::string& bad : {std::string(R"("1800000000")"), std::string("true")}) {
+    EXPECT_EQ(codec.decode(sign(header, payload("7", bad)), TokenType::access, kNow).problem,
+              TokenProblem::malformed)
+        << bad;
+  }
+}
