@@ -48,6 +48,8 @@ Result<json::object> parse_body(const Request& req) {
   boost::system::error_code ec;
   json::value v = json::parse(req.body, ec, {}, opts);
   if (ec) return Error::bad_request("JSON parse error - " + ec.message());
+  // DRF's Serializer.errors words a null body so ("may not be null" would name no field).
+  if (v.is_null()) return Error::field("non_field_errors", "No data provided");
   if (!v.is_object()) {
     return Error::field(
         "non_field_errors",

@@ -275,6 +275,11 @@ def test_non_object_json(client):
     r = post_raw(client, "/api/auth/register/", b'"text"')
     assert r.status_code == 400, r.text
     assert r.json() == {"non_field_errors": ["Invalid data. Expected a dictionary, but got str."]}
+    # A null body: DRF's Serializer.errors says so rather than "may not be null".
+    for path in ("/api/auth/login/", "/api/auth/register/", "/api/auth/refresh/"):
+        r = post_raw(client, path, b"null")
+        assert r.status_code == 400, (path, r.text)
+        assert r.json() == {"non_field_errors": ["No data provided"]}, (path, r.text)
 
 
 def test_invalid_utf8_body(client):
