@@ -215,19 +215,21 @@ std::vector<std::string> password_problems(std::string_view password, std::strin
 
 std::vector<std::string> password_problems(std::string_view password,
                                            std::initializer_list<std::string_view> usernames) {
+  // In the order of Django's default AUTH_PASSWORD_VALIDATORS, whose messages these are:
+  // similarity, length, then numeric.
   std::vector<std::string> problems;
+  const std::string lowered = unicode::to_lower(password);
+  if (std::any_of(usernames.begin(), usernames.end(), [&](std::string_view username) {
+        return !username.empty() && lowered == unicode::to_lower(username);
+      })) {
+    problems.emplace_back("The password is too similar to the username.");
+  }
   if (unicode::length(password) < 8) {
     problems.emplace_back("This password is too short. It must contain at least 8 characters.");
   }
   const auto cps = unicode::decode(password);
   if (cps && !cps->empty() && std::all_of(cps->begin(), cps->end(), python_digit)) {
     problems.emplace_back("This password is entirely numeric.");
-  }
-  const std::string lowered = unicode::to_lower(password);
-  if (std::any_of(usernames.begin(), usernames.end(), [&](std::string_view username) {
-        return !username.empty() && lowered == unicode::to_lower(username);
-      })) {
-    problems.emplace_back("The password is too similar to the username.");
   }
   return problems;
 }

@@ -1,6 +1,7 @@
 """Authentication exactly as API.md: register, login, refresh, logout, JWT claims, and
 forged tokens refused."""
 import time
+import uuid
 
 import pytest
 
@@ -177,6 +178,13 @@ def test_password_rules(client):
                                      "This password is entirely numeric."]}
     r = attempt(name.upper())
     assert r.json() == {"password": ["The password is too similar to the username."]}
+    # Several at once, in the order of Django's default validators.
+    digits = str(uuid.uuid4().int)[:7]
+    r = client.post("/api/auth/register/", json={"username": digits, "email": "p@example.com",
+                                                 "password": digits})
+    assert r.json() == {"password": ["The password is too similar to the username.",
+                                     "This password is too short. It must contain at least 8 characters.",
+                                     "This password is entirely numeric."]}
     # Digits as Python's str.isdigit() sees them: of any script, superscripts too.
     for digits in ("١٢٣٤٥٦٧٨", "²²²²²²²²"):
         r = attempt(digits)
