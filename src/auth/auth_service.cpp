@@ -3,6 +3,7 @@
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
+#include "common/unicode.hpp"
 #include "metrics/metrics.hpp"
 
 namespace chat::auth {
@@ -129,8 +130,20 @@ boost::asio::awaitable<void> AuthService::login_failed(const std::string& key,
   co_await limiter_.add(login_address_key(address), settings_.login_failure_window, now);
 }
 
+boost::asio::awaitable<bool> AuthService::matches(std::string hash, PasswordAttempt password) {
+  // One longer than any password chatd sets cannot match: no hash is computed for it.
+  bool ok = false;
+  if (unicode::length(password.text) <= kMaxPasswordLength) {
+    ok = co_await hasher_.verify(hash, std::move(password.text));
+  }
+  if (!ok && !password.as_sent.empty() && unicode::length(password.as_sent) <= kMaxPasswordLength) {
+    ok = co_await hasher_.verify(std::move(hash), std::move(password.as_sent));
+  }
+  co_return ok;
+}
+
 boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string username,
-                                                             std::string password,
+                                                             PasswordAttempt password,
                                                              std::string client_address) {
   const std::string key = username_key(username);
   if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
@@ -140,7 +153,7 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
   auto user = co_await store_.users().find_by_username_key(key);
   // An unknown name costs a hash too, so timing does not tell which names exist.
   std::string hash = user ? user->password_hash : hasher_.decoy_hash();
-  const bool password_ok = co_await hasher_.verify(std::move(hash), std::move(password));
+  const bool password_ok = co_await matches(std::move(hash), std::move(password));
   if (!user || !password_ok || !user->is_active) {
     co_await login_failed(key, client_address);
     co_return Error::unauthenticated(kNoActiveAccount);
@@ -244,7 +257,7 @@ boost::asio::awaitable<Result<Ok>> AuthService::still_valid(std::int64_t user_id
 }
 
 boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::UserRecord& user,
-                                                                 std::string password,
+                                                                 PasswordAttempt password,
                                                                  std::string client_address,
                                                                  const char* field_name) {
   const std::string key = username_key(user.username);
@@ -252,7 +265,7 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
     metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(wait));
   }
-  if (!co_await hasher_.verify(user.password_hash, std::move(password))) {
+  if (!co_await matches(user.password_hash, std::move(password))) {
     co_await login_failed(key, client_address);
     co_return Error::field(field_name, "Wrong password.");
   }

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "auth/jwt_codec.hpp"
+#include "auth/password_attempt.hpp"
 #include "common/result.hpp"
 #include "store/store.hpp"
 
@@ -68,7 +69,7 @@ class AuthService {
 
   boost::asio::awaitable<Result<Registration>> register_user(RegistrationInput input,
                                                              std::string client_address);
-  boost::asio::awaitable<Result<TokenPair>> login(std::string username, std::string password,
+  boost::asio::awaitable<Result<TokenPair>> login(std::string username, PasswordAttempt password,
                                                   std::string client_address);
   boost::asio::awaitable<Result<RefreshedTokens>> refresh(std::string refresh_token);
   boost::asio::awaitable<Result<Ok>> logout(std::string refresh_token);
@@ -86,7 +87,7 @@ class AuthService {
   // Checks `password` for `user` with the same throttling as login, so a stolen access
   // token cannot be used to guess the password through PATCH /users/me/.
   boost::asio::awaitable<Result<Ok>> confirm_password(const store::UserRecord& user,
-                                                      std::string password,
+                                                      PasswordAttempt password,
                                                       std::string client_address,
                                                       const char* field_name);
 
@@ -107,6 +108,8 @@ class AuthService {
   boost::asio::awaitable<std::int64_t> login_wait(const std::string& key,
                                                   const std::string& address);
   boost::asio::awaitable<void> login_failed(const std::string& key, const std::string& address);
+  // Whether the attempt matches `hash`: its trimmed text, or else the text as sent.
+  boost::asio::awaitable<bool> matches(std::string hash, PasswordAttempt password);
   boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);
 
   store::Store& store_;

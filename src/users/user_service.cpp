@@ -30,8 +30,8 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   if (!changes_something) co_return me;
 
-  auto confirmed =
-      co_await auth_.confirm_password(me, *in.current_password, client_address, "current_password");
+  auto confirmed = co_await auth_.confirm_password(me, std::move(*in.current_password),
+                                                   client_address, "current_password");
   if (!confirmed) co_return std::move(confirmed).error();
 
   store::UserChanges changes;

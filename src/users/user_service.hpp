@@ -7,6 +7,7 @@
 #include <optional>
 #include <string>
 
+#include "auth/password_attempt.hpp"
 #include "common/result.hpp"
 #include "store/store.hpp"
 
@@ -20,7 +21,7 @@ namespace chat::users {
 struct ProfileChanges {
   std::optional<std::string> email;
   std::optional<std::string> password;
-  std::optional<std::string> current_password;
+  std::optional<auth::PasswordAttempt> current_password;
   FieldErrors errors;  // from parsing, as in auth::RegistrationInput
 };
 

@@ -6,6 +6,7 @@ import uuid
 import pytest
 
 from conftest import (SECRET_KEY, Client, b64url, jwt_parts, sign_jwt, unique_name)
+from test_openapi import create_superuser
 
 
 def test_register_returns_user_and_tokens(client):
@@ -191,6 +192,42 @@ def test_password_rules(client):
         assert r.json() == {"password": ["This password is entirely numeric."]}, digits
     # Eight characters, counted as characters rather than bytes.
     assert attempt("пароль12").status_code == 201
+
+
+def test_passwords_are_trimmed_as_drf_and_simplejwt_trim_them(client, server):
+    """DRF's and SimpleJWT's password fields are CharFields: what is stored, and what a login
+    or a current password is checked with, is the text without its outer whitespace."""
+    name = unique_name()
+    r = client.post("/api/auth/register/",
+                    json={"username": name, "email": "t@example.com", "password": "  Secret pw 1\n"})
+    assert r.status_code == 201, r.text
+    for typed in ("Secret pw 1", " Secret pw 1 ", "\tSecret pw 1\r\n"):
+        client.login(name, typed)
+    client.login(name, "Secretpw1", expect=401)
+    # Blank once trimmed, as SimpleJWT's field says.
+    r = client.post("/api/auth/login/", json={"username": name, "password": "   "})
+    assert (r.status_code, r.json()) == (400, {"password": ["This field may not be blank."]})
+    # Longer than any password that can be set: simply not the password (no length error).
+    r = client.post("/api/auth/login/", json={"username": name, "password": "x" * 5000})
+    assert r.status_code == 401, r.text
+    # The current password of a change is read the same way; the new one is trimmed too.
+    tokens = client.login(name, "Secret pw 1")
+    r = client.patch("/api/users/me/", token=tokens["access"],
+                     json={"password": " New secret 2 ", "current_password": " Secret pw 1 "})
+    assert r.status_code == 200, r.text
+    client.login(name, "New secret 2")
+
+
+def test_a_password_set_with_outer_spaces_still_logs_in_as_typed(client, server):
+    """createsuperuser keeps a password as typed (as Django's does), and passwords set
+    before chatd trimmed them may have outer spaces: typed exactly, they still match."""
+    name = unique_name("staff")
+    create_superuser(server, name, " spaced secret ")
+    tokens = client.login(name, " spaced secret ")
+    client.login(name, "spaced secret", expect=401)
+    r = client.patch("/api/users/me/", token=tokens["access"],
+                     json={"email": "s@example.com", "current_password": " spaced secret "})
+    assert r.status_code == 200, r.text
 
 
 def test_register_reports_every_field(client):

@@ -1,5 +1,6 @@
 #include "auth/auth_service.hpp"
 #include "http/drf.hpp"
+#include "http/handlers/password_field.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
 
@@ -9,10 +10,6 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-// Passwords keep their spaces: they are compared exactly.
-constexpr CharFieldOptions kPassword{
-    .required = true, .allow_blank = false, .trim = false, .max_length = 4096};
-
 awaitable<Response> register_user(Services& s, Request& req) {
   auto body = parse_body(req);
   if (!body) co_return error_response(body.error());
@@ -20,7 +17,7 @@ awaitable<Response> register_user(Services& s, Request& req) {
   FieldReader f(*body, in.errors);
   in.username = f.string("username", {.max_length = 150});
   in.email = f.string("email", {.max_length = 254});
-  in.password = f.string("password", kPassword);
+  in.password = f.string("password", {.max_length = auth::kMaxPasswordLength});
   auto result = co_await s.auth.register_user(std::move(in), req.client_address);
   if (!result) co_return error_response(result.error());
   const auto& user = result->user;
@@ -37,7 +34,7 @@ awaitable<Response> login(Services& s, Request& req) {
   FieldErrors errors;
   FieldReader f(*body, errors);
   auto username = f.string("username");
-  auto password = f.string("password", kPassword);
+  auto password = password_field(f, *body, "password", true);
   if (!errors.empty()) co_return error_response(Error::validation(std::move(errors)));
   auto result =
       co_await s.auth.login(std::move(*username), std::move(*password), req.client_address);

@@ -1,6 +1,7 @@
 #include "auth/auth_service.hpp"
 #include "http/drf.hpp"
 #include "http/handlers/authed.hpp"
+#include "http/handlers/password_field.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/handlers/user_json.hpp"
 #include "http/router.hpp"
@@ -30,9 +31,8 @@ awaitable<Response> update_me(Services& s, Request& req, const RouteParams& /*pa
   users::ProfileChanges in;
   FieldReader f(body, in.errors);
   in.email = f.string("email", {.required = false, .max_length = 254});
-  in.password = f.string("password", {.required = false, .trim = false, .max_length = 4096});
-  in.current_password =
-      f.string("current_password", {.required = false, .trim = false, .max_length = 4096});
+  in.password = f.string("password", {.required = false, .max_length = auth::kMaxPasswordLength});
+  in.current_password = password_field(f, body, "current_password", false);
   auto updated =
       co_await s.users.update_profile(me, req.session, std::move(in), req.client_address);
   if (!updated) co_return error_response(updated.error());
