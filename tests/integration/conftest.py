@@ -17,6 +17,7 @@ import hmac
 import io
 import json
 import os
+import shutil
 import signal
 import socket
 import sqlite3
@@ -42,8 +43,18 @@ def pytest_addoption(parser):
                           "(default: $CHATD_TEST_BACKEND, else sqlite)")
 
 
+# Every temporary file of a test session (servers' folders and logs, SQLite files, tools'
+# profiles) goes into one folder, which a session that passes removes; a failing session
+# keeps it for its logs and says where.
+SESSION_TMP = None
+
+
 def pytest_configure(config):
-    global BACKEND
+    global BACKEND, SESSION_TMP
+    SESSION_TMP = tempfile.mkdtemp(prefix="chatd-tests-")
+    os.chmod(SESSION_TMP, 0o755)  # nginx's worker (nobody) reaches its folders inside
+    tempfile.tempdir = SESSION_TMP
+    os.environ["TMPDIR"] = SESSION_TMP  # for the programs the tests start
     BACKEND = config.getoption("--backend") or os.environ.get("CHATD_TEST_BACKEND") or "sqlite"
     if BACKEND not in BACKENDS:
         raise pytest.UsageError(f"CHATD_TEST_BACKEND must be one of {BACKENDS}, not {BACKEND!r}")
@@ -55,6 +66,15 @@ def pytest_configure(config):
                 "scripts/test-services.sh start DIR and source DIR/services.env")
     config.addinivalue_line("markers", "sqlite_only: about the SQLite file itself; skipped on PostgreSQL")
     config.addinivalue_line("markers", "postgres_only: needs PostgreSQL and Redis (several nodes)")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    if SESSION_TMP is None:
+        return
+    if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
+    else:
+        print(f"\nchatd test files (servers' logs) kept in {SESSION_TMP}")
 
 
 def pytest_report_header(config):
