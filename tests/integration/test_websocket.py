@@ -1390,6 +1390,39 @@ def test_resume_replays_exactly_the_missed_events(server, client):
     run(main())
 
 
+def test_a_chat_left_replays_only_as_the_event_that_ended_it(server, client):
+    """What a member saw of a chat they have since left (its chat_created, their own hides)
+    is not replayed: only their member_removed. Added back, they get that, then the chat
+    from the new chat_created on."""
+    a, c, d = client.register(), client.register(), client.register()
+    g = group_chat(client, a, c, name="left")
+
+    def replay(since):
+        r = client.get(f"/api/events/?since={since}&limit=1000", token=d["access"])
+        assert r.status_code == 200, r.text
+        return [(e["type"], e.get("message_id"), e.get("user_id")) for e in r.json()["results"]
+                if e.get("chat_id") == g]
+
+    since = client.get("/api/events/?since=0", token=d["access"]).json()["seq"]
+    m1 = rest_send(client, a, g, "before d")["id"]
+    r = client.post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(d)})
+    assert r.status_code == 201, r.text
+    r = client.request("DELETE", f"/api/messages/{m1}/?for=me", token=d["access"])
+    assert r.status_code == 204, r.text
+    m2 = rest_send(client, a, g, "while d is in")["id"]
+    r = client.request("DELETE", f"/api/chats/{g}/members/{uid(d)}/", token=a["access"])
+    assert r.status_code == 204, r.text
+    assert replay(since) == [("member_removed", None, uid(d))]
+
+    r = client.post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(d)})
+    assert r.status_code == 201, r.text
+    m3 = rest_send(client, a, g, "d is back")["id"]
+    types = replay(since)
+    assert types[0] == ("member_removed", None, uid(d)), types
+    assert [t for t, _, _ in types[1:3]] == ["chat_created", "member_added"], types
+    assert ("message", m3, None) in types and ("message", m2, None) not in types, types
+
+
 def test_resume_with_messages_sent_during_the_replay(server, client):
     a, b = client.register(), client.register()
     chat = private_chat(client, a, b)

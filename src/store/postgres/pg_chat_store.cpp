@@ -156,10 +156,14 @@ constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
 // A replay walks the user's own chats through events(chat_id, seq), each cut at the page
 // size, and the events meant for them through events(user_id, seq): its cost follows what
 // they missed, not how busy the rest of the deployment was. The message and edit events
-// of messages the user hid for themselves are left out: gone for them everywhere.
+// of messages the user hid for themselves are left out: gone for them everywhere. Of the
+// events meant for the user alone, those of a chat they are no longer in are left out but
+// for the one that ended it, and those of a chat they are in start when they joined.
 constexpr const char* kReplay =
     "SELECT * FROM (SELECT " EVENT_COLUMNS
-    " FROM events e WHERE e.user_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3) mine "
+    " FROM events e WHERE e.user_id = $1 AND e.seq > $2 AND (e.type IN ('member_removed', "
+    "'chat_deleted') OR EXISTS (SELECT 1 FROM chat_members m WHERE m.chat_id = e.chat_id AND "
+    "m.user_id = $1 AND m.joined_seq < e.seq)) ORDER BY e.seq LIMIT $3) mine "
     "UNION ALL SELECT x.* FROM chat_members m CROSS JOIN LATERAL (SELECT " EVENT_COLUMNS
     " FROM events e WHERE e.chat_id = m.chat_id AND e.user_id IS NULL AND "
     "e.seq > GREATEST($2, m.joined_seq) AND (e.message_id IS NULL OR " NOT_HIDDEN_FOR(

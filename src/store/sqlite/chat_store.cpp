@@ -129,8 +129,13 @@ constexpr const char* kReplayChatSeqs =
     "SELECT e.seq FROM events e "
     "WHERE e.chat_id = ?1 AND e.seq > ?2 AND e.user_id IS NULL AND (e.message_id IS NULL "
     "OR " NOT_HIDDEN_FOR("?4", "e.chat_id", "e.message_id") ") ORDER BY e.seq LIMIT ?3";
+// The events meant for the user alone: those of the chats they are in, from when they
+// joined, and the event that ended each chat they are no longer in (what they saw of a
+// chat they left is not replayed; a client loads a chat it is told of through REST).
 constexpr const char* kReplayUserSeqs =
-    "SELECT e.seq FROM events e WHERE e.user_id = ?1 AND e.seq > ?2 ORDER BY e.seq LIMIT ?3";
+    "SELECT e.seq FROM events e WHERE e.user_id = ?1 AND e.seq > ?2 AND (e.type IN "
+    "('member_removed', 'chat_deleted') OR EXISTS (SELECT 1 FROM chat_members m WHERE "
+    "m.chat_id = e.chat_id AND m.user_id = ?1 AND m.joined_seq < e.seq)) ORDER BY e.seq LIMIT ?3";
 constexpr const char* kEventBySeq =
     "SELECT seq, chat_id, user_id, type, payload, created_at FROM events WHERE seq = ?1";
 constexpr const char* kEventsSince =
