@@ -707,3 +707,20 @@ TEST_F(Redis, DestroyingClientsMidFlightIsSafe) {
   EXPECT_EQ(messages_.load(), seen);
   EXPECT_EQ(command(publisher, {"PING"}).str, "PONG");
 }
+
+TEST_F(Redis, AChannelDroppedAndTakenAgainAtOnceStaysSubscribed) {
+  auto s = make_subscriber(record_messages());
+  s->start();
+  ASSERT_TRUE(subscribe_and_wait(*s, {"a"}));
+  auto c = make_client();
+  c->start();
+  ASSERT_TRUE(eventually([&] { return c->connected(); }));
+  for (int round = 0; round < 20; ++round) {
+    // The UNSUBSCRIBE and the SUBSCRIBE are on the wire together.
+    s->unsubscribe({"a"});
+    ASSERT_TRUE(subscribe_and_wait(*s, {"a"})) << round;
+    const std::string payload = "round" + std::to_string(round);
+    EXPECT_EQ(command(c, {"PUBLISH", "a", payload}).integer, 1) << round;
+    ASSERT_TRUE(received_.wait_for_count("a/" + payload, 1)) << round;
+  }
+}
