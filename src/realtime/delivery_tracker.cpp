@@ -24,7 +24,17 @@ void DeliveryTracker::note(std::int64_t chat_id, std::int64_t message_id,
   }
 }
 
-boost::asio::awaitable<void> DeliveryTracker::flush() {
+void DeliveryTracker::requeue(std::int64_t chat_id,
+                              const std::vector<std::pair<std::int64_t, std::int64_t>>& values) {
+  std::lock_guard lock(mutex_);
+  auto& chat = pending_[chat_id];
+  for (const auto& [user, message_id] : values) {
+    auto& v = chat[user];
+    v = std::max(v, message_id);
+  }
+}
+
+boost::asio::awaitable<std::size_t> DeliveryTracker::flush() {
   std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> batch;
   {
     std::lock_guard lock(mutex_);
@@ -37,6 +47,7 @@ boost::asio::awaitable<void> DeliveryTracker::flush() {
     values.assign(users.begin(), users.end());
     std::sort(values.begin(), values.end());
   }
+  std::size_t unwritten = 0;
   for (auto& [chat_id, values] : by_chat) {
     auto events = [](const store::DeliveredBatch& b) {
       std::vector<store::NewEvent> out;
@@ -54,17 +65,36 @@ boost::asio::awaitable<void> DeliveryTracker::flush() {
       }
       return out;
     };
-    co_await store_.chats().mark_delivered_many(chat_id, std::move(values), std::move(events));
+    auto attempt = values;
+    bool written = false;
+    try {
+      co_await store_.chats().mark_delivered_many(chat_id, std::move(attempt), std::move(events));
+      written = true;
+    } catch (const store::Unavailable& e) {
+      // The database is away: the receipts wait for the next flush rather than being lost
+      // (a watermark only rises, so writing one again, or late, is harmless).
+      if (unwritten++ == 0) last_failure_ = e.what();
+    }
+    if (!written) requeue(chat_id, values);
   }
+  co_return unwritten;
 }
 
 boost::asio::awaitable<void> DeliveryTracker::run(std::chrono::milliseconds interval) {
   boost::asio::steady_timer timer(co_await boost::asio::this_coro::executor);
+  bool failing = false;  // one warning per outage, not one per flush
   for (;;) {
     timer.expires_after(interval);
     co_await timer.async_wait(boost::asio::use_awaitable);
     try {
-      co_await flush();
+      const std::size_t unwritten = co_await flush();
+      if (unwritten > 0 && !failing) {
+        spdlog::warn("delivered watermarks of {} chat(s) not written yet, retrying: {}", unwritten,
+                     last_failure_);
+      } else if (unwritten == 0 && failing) {
+        spdlog::info("delivered watermarks written again");
+      }
+      failing = unwritten > 0;
     } catch (const std::exception& e) {
       spdlog::warn("delivered watermarks not written: {}", e.what());
     }

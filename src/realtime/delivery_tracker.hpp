@@ -6,8 +6,10 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -30,10 +32,16 @@ class DeliveryTracker {
   void note(std::int64_t chat_id, std::int64_t message_id, const std::vector<std::int64_t>& users);
   // Writes what has been noted; run forever by the server.
   boost::asio::awaitable<void> run(std::chrono::milliseconds interval);
-  boost::asio::awaitable<void> flush();
+  // Returns how many chats' watermarks could not be written for want of the database;
+  // they are kept for the next flush.
+  boost::asio::awaitable<std::size_t> flush();
 
  private:
+  void requeue(std::int64_t chat_id,
+               const std::vector<std::pair<std::int64_t, std::int64_t>>& values);
+
   store::Store& store_;
+  std::string last_failure_;  // run()'s and flush()'s, one at a time
   std::mutex mutex_;
   // chat -> user -> the newest message id queued to them
   std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> pending_;

@@ -837,6 +837,35 @@ def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
         ensure_pg_running()
 
 
+def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_cluster):
+    """A message reaches b's socket just before PostgreSQL stops: the delivered receipt,
+    noted then, waits for the database instead of being dropped with its batch."""
+    if not (PG_BIN and PG_DATA):
+        pytest.skip("CHATD_TEST_PG_BIN and CHATD_TEST_PG_DATA name the test cluster (scripts/test-services.sh)")
+    cluster = make_cluster(2)
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[1].register()
+    p = private_chat(api[0], a, b)
+
+    async def main():
+        a_ws = await user_ws(cluster[0], a)
+        b_ws = await user_ws(cluster[1], b)
+        m = rest_send(api[0], a, p, "delivered in the nick of time")["id"]
+        await b_ws.until(is_("message", message_id=m), timeout=10)
+        try:
+            await rest(pg_ctl, "stop", "-m", "immediate", "-w", "-t", "60")
+            await asyncio.sleep(1.5)
+        finally:
+            await rest(ensure_pg_running)
+        await a_ws.until(is_("delivered", user_id=uid(b), last_delivered_message_id=m), timeout=20)
+        r = await rest(api[0].get, f"/api/messages/?chat={p}&limit=1", token=a["access"])
+        assert r.status_code == 200 and r.json()["results"][0]["status"] == "delivered", r.text
+        for ws in (a_ws, b_ws):
+            await ws.close()
+
+    run(main(), timeout=90)
+
+
 # ---- login throttling is counted by all nodes together ------------------------------------------
 
 def test_login_failures_are_counted_across_nodes(make_cluster):
