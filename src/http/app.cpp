@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <chrono>
 
+#include "common/log_throttle.hpp"
 #include "http/drf.hpp"
 #include "http/host_check.hpp"
 #include "http/static_files.hpp"
@@ -80,11 +82,23 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
   try {
     co_return co_await (*match.handler)(req, match.params);
   } catch (const store::Unavailable& e) {
-    spdlog::error("database unavailable during {} {}: {}", req.method_text, route, e.what());
+    log_unavailable(req.method_text + " " + route, e);
     co_return error_response(Error::unavailable());
   } catch (const std::exception& e) {
     spdlog::error("unhandled error during {} {}: {}", req.method_text, route, e.what());
     co_return json_response(500, boost::json::object{{"detail", "A server error occurred."}});
+  }
+}
+
+void HttpApp::log_unavailable(std::string_view during, const std::exception& e) {
+  static LogThrottle throttle(std::chrono::seconds(10));
+  const auto skipped = throttle.admit();
+  if (!skipped) return;
+  if (*skipped == 0) {
+    spdlog::error("database unavailable during {}: {}", during, e.what());
+  } else {
+    spdlog::error("database unavailable during {}: {} ({} more requests answered 503 since)",
+                  during, e.what(), *skipped);
   }
 }
 

@@ -5,8 +5,10 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <exception>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "http/message.hpp"
@@ -29,6 +31,11 @@ class HttpApp {
   // this server, else nothing. WebSocket handshakes pass it too, before the gate (whose
   // Origin check compares against this Host).
   [[nodiscard]] std::optional<Response> host_refusal(const Request& req) const;
+
+  // Logs a request answered 503 because the database is away: the first of an outage, then
+  // at most one line every 10 s saying how many more there were (every request fails while
+  // it lasts, and each already has its access line).
+  static void log_unavailable(std::string_view during, const std::exception& e);
 
  private:
   const Router& router_;

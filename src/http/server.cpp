@@ -259,7 +259,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
           try {
             admission = co_await realtime->gate.admit(req);
           } catch (const store::Unavailable& e) {
-            spdlog::error("database unavailable during a socket handshake: {}", e.what());
+            HttpApp::log_unavailable("a socket handshake", e);
           }
           if (admission) {
             admission->request_id = req.request_id;

@@ -17,10 +17,25 @@ namespace {
 
 namespace asio = boost::asio;
 
-std::string connection_error(pg_conn* conn) {
-  std::string msg = conn != nullptr ? PQerrorMessage(conn) : "out of memory";
+// libpq's messages span lines ("...failed: Connection refused\n\tIs the server running
+// ..."): one log line each, their lines joined with "; ".
+std::string one_line(std::string msg) {
   while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-  return "postgres: " + msg;
+  std::string out;
+  out.reserve(msg.size());
+  for (std::size_t i = 0; i < msg.size(); ++i) {
+    if (msg[i] != '\n') {
+      out += msg[i];
+      continue;
+    }
+    out += "; ";
+    while (i + 1 < msg.size() && (msg[i + 1] == '\t' || msg[i + 1] == ' ')) ++i;
+  }
+  return out;
+}
+
+std::string connection_error(pg_conn* conn) {
+  return "postgres: " + one_line(conn != nullptr ? PQerrorMessage(conn) : "out of memory");
 }
 
 // Server notices (and a restart's farewell) go to the log, not to stderr.
@@ -169,9 +184,8 @@ asio::awaitable<PgResult> PgConnection::collect() {
         status == PGRES_BAD_RESPONSE) {
       if (!failure) {
         const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        std::string msg = PQresultErrorMessage(r);
-        while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-        failure.emplace("postgres: " + msg, state != nullptr ? state : "");
+        failure.emplace("postgres: " + one_line(PQresultErrorMessage(r)),
+                        state != nullptr ? state : "");
       }
       PQclear(r);
     } else {
@@ -280,9 +294,8 @@ asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStat
       const auto status = PQresultStatus(r);
       if (status == PGRES_FATAL_ERROR && !failure) {
         const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        std::string msg = PQresultErrorMessage(r);
-        while (!msg.empty() && msg.back() == '\n') msg.pop_back();
-        failure.emplace("postgres: " + msg, state != nullptr ? state : "");
+        failure.emplace("postgres: " + one_line(PQresultErrorMessage(r)),
+                        state != nullptr ? state : "");
       }
       results[i] = PgResult(r);
     }
