@@ -373,27 +373,43 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   }
 
   // Every third of the TTL extends this node's entries; every sixth releases the users of
-  // nodes that stopped extending theirs.
+  // nodes that stopped extending theirs. In between it looks at least once a second for
+  // Redis coming back, which may have lost its data: the entries then go back at once
+  // instead of at the next refresh, and releases an outage held back go out once Redis has
+  // answered for kResubscribeWindow.
   asio::awaitable<void> keep_alive() {
     auto self = shared_from_this();
     asio::steady_timer timer(co_await asio::this_coro::executor);
-    for (std::uint64_t tick = 0;; ++tick) {
-      timer.expires_after(sweep_period());
+    const auto step = std::min(sweep_period(), std::chrono::milliseconds(1000));
+    auto next_sweep = Clock::now() + sweep_period();
+    std::uint64_t connections = client_->connections();
+    for (std::uint64_t tick = 0;;) {
+      timer.expires_after(step);
       boost::system::error_code ec;
       co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       {
         std::lock_guard lock(mutex_);
         if (stopped_) co_return;
       }
-      if (tick % 2 == 1) co_await refresh();
+      if (const auto now_connections = client_->connections(); now_connections != connections) {
+        connections = now_connections;
+        {
+          std::lock_guard lock(mutex_);
+          if (!reachable_since_) reachable_since_ = Clock::now();  // it answered a PING
+        }
+        co_await refresh_entries();
+      }
+      co_await retry_releases();
+      if (Clock::now() < next_sweep) continue;
+      next_sweep = Clock::now() + sweep_period();
+      if (tick++ % 2 == 1) co_await refresh_entries();
       while (co_await sweep() == kSweepBatch) {
       }
     }
   }
 
-  // Extends this node's entries (and announces again whom an outage let expire), and
-  // retries the releases an outage held back.
-  asio::awaitable<void> refresh() {
+  // Extends this node's entries (and announces again whom an outage let expire).
+  asio::awaitable<void> refresh_entries() {
     std::vector<std::pair<std::int64_t, const char*>> mine;  // (user, mode)
     {
       std::lock_guard lock(mutex_);
@@ -412,10 +428,16 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       if (again) refreshed(id, sent);
       if (again == 1) co_await announce_online(id);
     }
+  }
+
+  // The releases an outage held back, once Redis has answered long enough for the other
+  // nodes to have resubscribed (so that they hear the announcement).
+  asio::awaitable<void> retry_releases() {
     std::vector<std::int64_t> retry;
     {
       std::lock_guard lock(mutex_);
-      if (reachable_since_ && Clock::now() - *reachable_since_ >= kResubscribeWindow) {
+      if (!unreleased_.empty() && reachable_since_ &&
+          Clock::now() - *reachable_since_ >= kResubscribeWindow) {
         retry.assign(unreleased_.begin(), unreleased_.end());
         unreleased_.clear();
       }

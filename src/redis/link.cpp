@@ -199,6 +199,7 @@ void Link::handle_hello(redisAsyncContext* ac, void* reply, void* /*privdata*/) 
   self->failing_ = false;
   self->backoff_ = kFirstBackoff;
   self->connected_ = true;
+  ++self->connections_;
   self->on_connected();
 }
 

@@ -24,6 +24,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <deque>
 #include <exception>
 #include <memory>
@@ -49,6 +50,7 @@ class Link : public std::enable_shared_from_this<Link> {
   void start();
   void stop();
   [[nodiscard]] bool connected() const { return connected_.load(); }
+  [[nodiscard]] std::uint64_t connections() const { return connections_.load(); }
   [[nodiscard]] bool stopped() const { return stopped_.load(); }
 
   [[nodiscard]] const boost::asio::strand<boost::asio::any_io_executor>& strand() const {
@@ -125,6 +127,7 @@ class Link : public std::enable_shared_from_this<Link> {
   bool started_ = false;
   bool failing_ = false;  // a failure was logged and no connection succeeded since
   std::atomic<bool> connected_{false};
+  std::atomic<std::uint64_t> connections_{0};
   std::atomic<bool> stopped_{false};
 };
 

@@ -222,6 +222,10 @@ bool RedisClient::connected() const {
   return impl_->connected();
 }
 
+std::uint64_t RedisClient::connections() const {
+  return impl_->connections();
+}
+
 void RedisClient::on_state(std::function<void(bool)> callback) {
   impl_->set_on_state(std::move(callback));
 }

@@ -11,6 +11,7 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -41,6 +42,9 @@ class RedisClient : public std::enable_shared_from_this<RedisClient> {
   // this returns (one already running may finish).
   void stop();
   [[nodiscard]] bool connected() const;
+  // How many times a connection came up so far: a change tells of a reconnect (after which
+  // Redis may have lost its data).
+  [[nodiscard]] std::uint64_t connections() const;
 
   // Sends one command (binary-safe arguments, e.g. {"SET", "k", "v"}). Throws Unavailable at
   // once when not connected (commands are not queued while disconnected) or when the

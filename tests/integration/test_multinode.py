@@ -645,6 +645,38 @@ def test_presence_survives_redis_losing_its_data(own_redis, make_cluster):
     run(main(), timeout=120)
 
 
+def test_presence_is_put_back_as_soon_as_redis_is(own_redis, make_cluster):
+    """With refreshes 40 s apart, a Redis that restarts empty does not wait for the next one:
+    a node puts its users' entries back when it reconnects, and announces offline whoever
+    left meanwhile a few seconds later (once the other nodes hear again)."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port, PRESENCE_TTL=120, PRESENCE_GRACE=1)
+    api = [Client(n) for n in cluster]
+    watcher, stays, leaves = api[0].register(), api[1].register(), api[1].register()
+    g = group_chat(api[0], watcher, stays, leaves, name="presence-back")
+    assert g
+
+    async def main():
+        w = await user_ws(cluster[0], watcher)
+        s_ws = await user_ws(cluster[1], stays)
+        l_ws = await user_ws(cluster[1], leaves)
+        for who in (stays, leaves):
+            await saw(w, is_("user_status", user_id=uid(who), is_online=True), timeout=10)
+        own_redis.kill()
+        await l_ws.close()
+        await asyncio.sleep(2)  # past PRESENCE_GRACE: the release cannot reach Redis
+        own_redis.start()
+        for node in cluster:
+            await rest(wait_for, f"node {node.port} ready again", lambda: ready(node) == 200, 30)
+        await rest(wait_for, "stays online over REST again",
+                   lambda: is_online(api[0], watcher, stays) is True, 8)
+        await w.until(is_("user_status", user_id=uid(leaves), is_online=False), timeout=12)
+        assert is_online(api[0], watcher, leaves) is False
+        for ws in (w, s_ws):
+            await ws.close()
+
+    run(main(), timeout=90)
+
+
 def test_a_broker_catch_up_brings_no_old_events_to_a_new_socket(own_redis, make_cluster):
     """A node that lost Redis reads the log from where it stood to catch up. A socket that
     opened without since= loads its state through REST as of its opening: an event from
