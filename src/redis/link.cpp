@@ -71,7 +71,7 @@ void Link::close() {
   retry_timer_.cancel();
   connect_timer_.cancel();
   reply_timer_.cancel();
-  awaited_.clear();
+  awaited_ = 0;
   if (ac_ == nullptr) return;
   redisAsyncContext* ac = std::exchange(ac_, nullptr);
   // Cleared first: freeing runs the connect/disconnect callbacks of a deliberate close,
@@ -189,11 +189,19 @@ void Link::handle_connect(const redisAsyncContext* ac, int status) {
   }
 }
 
-// Any reply will do, an error too (a server still loading its data answers PING with one):
-// the server is running. Without a reply (the context being freed) nothing happens here.
-void Link::handle_hello(redisAsyncContext* ac, void* reply, void* /*privdata*/) {
+// A PONG: the server is up. An error (a server still loading its data, one that wants a
+// password or refuses this address) fails the attempt, which is tried again after the
+// backoff: disconnecting here ends in handle_disconnect, as for an attempt that failed.
+// Without a reply (the context being freed) nothing happens here.
+void Link::handle_hello(redisAsyncContext* ac, void* r, void* /*privdata*/) {
   auto* self = static_cast<Link*>(ac->data);
-  if (self == nullptr || reply == nullptr) return;
+  const auto* reply = static_cast<const redisReply*>(r);
+  if (self == nullptr || reply == nullptr || self->stopped()) return;
+  if (reply->type == REDIS_REPLY_ERROR) {
+    self->note_failure("cannot connect", std::string(reply->str, reply->len).c_str());
+    redisAsyncDisconnect(ac);
+    return;
+  }
   self->connect_timer_.cancel();
   if (self->failing_) spdlog::info("redis {}: connected", self->endpoint());
   self->failing_ = false;
@@ -204,22 +212,24 @@ void Link::handle_hello(redisAsyncContext* ac, void* reply, void* /*privdata*/) 
 }
 
 void Link::awaiting_replies(std::size_t count) {
-  const auto now = std::chrono::steady_clock::now();
-  awaited_.insert(awaited_.end(), count, now);
+  if (count == 0) return;
+  if (awaited_ == 0) quiet_since_ = std::chrono::steady_clock::now();
+  awaited_ += count;
   watch_replies();
 }
 
 void Link::replies_arrived(std::size_t count) {
-  awaited_.erase(awaited_.begin(),
-                 awaited_.begin() + static_cast<std::ptrdiff_t>(std::min(count, awaited_.size())));
+  awaited_ -= std::min(count, awaited_);
+  quiet_since_ = std::chrono::steady_clock::now();
 }
 
-// One timer for every awaited reply: it wakes when the oldest would be overdue and, if that
-// one has come meanwhile, sleeps again until the next oldest would be.
+// The server is given up when it has been silent for the reply timeout while replies were
+// awaited: not when a reply is merely that old, as a deep pipeline's last one may be while
+// the server answers all the way. One timer, which sleeps again while replies come.
 void Link::watch_replies() {
-  if (reply_timer_armed_ || awaited_.empty()) return;
+  if (reply_timer_armed_ || awaited_ == 0) return;
   reply_timer_armed_ = true;
-  reply_timer_.expires_at(awaited_.front() + reply_timeout_);
+  reply_timer_.expires_at(quiet_since_ + reply_timeout_);
   reply_timer_.async_wait([self = shared_from_this()](boost::system::error_code ec) {
     self->reply_timer_armed_ = false;
     if (!ec) self->replies_overdue();
@@ -227,8 +237,8 @@ void Link::watch_replies() {
 }
 
 void Link::replies_overdue() {
-  if (stopped() || ac_ == nullptr || !connected() || awaited_.empty()) return;
-  if (std::chrono::steady_clock::now() - awaited_.front() >= reply_timeout_) {
+  if (stopped() || ac_ == nullptr || !connected() || awaited_ == 0) return;
+  if (std::chrono::steady_clock::now() - quiet_since_ >= reply_timeout_) {
     const auto ms = std::to_string(reply_timeout_.count());
     drop(("no reply within " + ms + " ms").c_str());
     return;
@@ -239,7 +249,7 @@ void Link::replies_overdue() {
 void Link::drop(const char* why) {
   redisAsyncContext* ac = std::exchange(ac_, nullptr);
   connected_ = false;
-  awaited_.clear();
+  awaited_ = 0;
   note_failure("connection given up", why);
   // As in close(): the link is told below, once, rather than from hiredis's callbacks.
   ac->data = nullptr;
@@ -255,7 +265,7 @@ void Link::handle_disconnect(const redisAsyncContext* ac, int /*status*/) {
   auto* self = static_cast<Link*>(ac->data);
   if (self == nullptr) return;
   self->ac_ = nullptr;
-  self->awaited_.clear();
+  self->awaited_ = 0;
   if (!self->connected()) {
     // Lost before the server answered the first PING: an attempt that failed.
     self->connect_timer_.cancel();

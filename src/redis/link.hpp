@@ -6,10 +6,11 @@
 // A server that hangs (a frozen host, a stopped process, a network that drops packets)
 // closes nothing, and hiredis has no timeouts of its own, so the link keeps two: a new
 // connection counts as connected only once the server has answered a PING, within the
-// connect timeout; and once connected, a reply the subclass awaits (awaiting_replies) that
-// has not come within the reply timeout drops the connection, which fails every pending
-// reply and starts the reconnect loop. TCP keepalive covers a connection with nothing
-// awaited.
+// connect timeout; and once connected, a server that stays silent for the reply timeout
+// while the subclass awaits replies (awaiting_replies) is given up: the connection drops,
+// which fails every pending reply and starts the reconnect loop. TCP keepalive finds a
+// host or network that vanished while nothing was awaited (not a stopped process, whose
+// kernel still answers).
 //
 // Every call into hiredis, and every virtual below, runs on the strand. The Link lives in a
 // shared_ptr held by everything in flight (timers, socket waits), so it outlives them; the
@@ -25,7 +26,6 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
-#include <deque>
 #include <exception>
 #include <memory>
 #include <string>
@@ -70,9 +70,8 @@ class Link : public std::enable_shared_from_this<Link> {
   // For log lines.
   [[nodiscard]] std::string endpoint() const;
 
-  // On the strand, connected: `count` replies were just asked for, or have come. Replies
-  // come in the order they were asked for. One awaited longer than the reply timeout drops
-  // the connection.
+  // On the strand, connected: `count` replies were just asked for, or have come. Silence
+  // for the reply timeout while any is awaited drops the connection.
   void awaiting_replies(std::size_t count);
   void replies_arrived(std::size_t count);
 
@@ -117,8 +116,9 @@ class Link : public std::enable_shared_from_this<Link> {
   boost::asio::steady_timer connect_timer_;
   std::chrono::milliseconds reply_timeout_;
   boost::asio::steady_timer reply_timer_;
-  // When each awaited reply was asked for, oldest first.
-  std::deque<std::chrono::steady_clock::time_point> awaited_;
+  std::size_t awaited_ = 0;  // replies asked for and not come yet
+  // The last reply, or the first ask while none was awaited: silence is counted from it.
+  std::chrono::steady_clock::time_point quiet_since_;
   bool reply_timer_armed_ = false;
   redisAsyncContext* ac_ = nullptr;  // the context being connected or connected
   std::shared_ptr<AsioAdapter> adapter_;

@@ -116,6 +116,8 @@ class RedisSubscriber::Impl final : public detail::Link {
       return;  // the connection is going away; on_connected() will resend
     }
     for (const auto& c : channels) ++inflight_[c];
+    // One confirmation per channel; a server that sends none in time is given up (Link).
+    awaiting_replies(channels.size());
   }
 
   void on_connected() override {
@@ -154,6 +156,7 @@ class RedisSubscriber::Impl final : public detail::Link {
           self->notify(self->on_message_, name, std::string(payload->str, payload->len));
         }
       } else if (k == "subscribe") {
+        self->replies_arrived(1);
         self->confirm(name);
       }
     } catch (...) {

@@ -88,7 +88,8 @@ bool accepts_connections(int port) {
 // A redis-server child process on 127.0.0.1:port, without persistence.
 class RedisServer {
  public:
-  explicit RedisServer(int port) : port_(port) {}
+  explicit RedisServer(int port, std::vector<std::string> extra = {})
+      : port_(port), extra_(std::move(extra)) {}
   ~RedisServer() { kill(); }
   RedisServer(const RedisServer&) = delete;
   RedisServer& operator=(const RedisServer&) = delete;
@@ -102,7 +103,9 @@ class RedisServer {
     const std::string port = std::to_string(port_);
     std::vector<const char*> argv{"redis-server", "--bind",      "127.0.0.1", "--port",
                                   port.c_str(),   "--save",      "",          "--appendonly",
-                                  "no",           "--daemonize", "no",        nullptr};
+                                  "no",           "--daemonize", "no"};
+    for (const auto& arg : extra_) argv.push_back(arg.c_str());
+    argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
       const int null = ::open("/dev/null", O_RDWR);
@@ -144,6 +147,7 @@ class RedisServer {
 
  private:
   int port_;
+  std::vector<std::string> extra_;
   pid_t pid_ = -1;
 };
 
@@ -623,6 +627,66 @@ TEST_F(Redis, RepliesThatKeepComingKeepTheConnection) {
   }
   EXPECT_GT(answered, 10);
   EXPECT_EQ(client_states_.items(), std::vector<std::string>{"up"});
+}
+
+TEST_F(Redis, ASlowServerThatKeepsAnsweringKeepsTheConnection) {
+  auto c = make_client(0, 300ms);
+  c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
+  c->start();
+  ASSERT_TRUE(client_states_.wait_for_count("up", 1));
+  // Twenty commands at once, each answered 60 ms after the one before: the last waits
+  // 1.2 s, four times the timeout, while the server is never silent that long. (Each is
+  // padded to the 16 KiB Redis reads at a time, so that it answers each before reading
+  // the next, as it does a busy client's stream.)
+  const std::string busy = R"lua(
+local t0 = redis.call('TIME')
+repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + t[2] - t0[2] >= 60000
+return 1
+)lua";
+  std::vector<std::future<std::string>> replies;
+  for (int i = 0; i < 20; ++i) {
+    replies.push_back(spawn(outcome(c, {"EVAL", busy, "0", std::string(16 * 1024, 'x')})));
+  }
+  for (auto& r : replies) {
+    ASSERT_EQ(r.wait_for(kWait), std::future_status::ready);
+    EXPECT_EQ(r.get(), "ok");
+  }
+  EXPECT_EQ(client_states_.items(), std::vector<std::string>{"up"});
+}
+
+TEST_F(Redis, AServerThatRefusesThePingIsNotConnected) {
+  // It answers, with an error (NOAUTH): not a server this client can use.
+  RedisServer locked(free_port(), {"--requirepass", "not-given"});
+  ASSERT_TRUE(locked.start());
+  auto c = make_client(locked.port());
+  c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
+  c->start();
+  std::this_thread::sleep_for(700ms);  // several attempts
+  EXPECT_FALSE(c->connected());
+  EXPECT_TRUE(client_states_.items().empty());
+  EXPECT_EQ(run(outcome(c, {"PING"})), "unavailable");
+  c->stop();
+}
+
+TEST_F(Redis, SubscriberGivesUpAServerThatConfirmsNothing) {
+  auto s = make_subscriber(record_messages());
+  s->on_state([this](bool ready) { sub_states_.add(ready ? "ready" : "lost"); });
+  s->start();
+  ASSERT_TRUE(subscribe_and_wait(*s, {"news"}));
+  ASSERT_TRUE(sub_states_.wait_for_count("ready", 1));
+  server_->pause();
+  auto confirmed = std::make_shared<std::promise<void>>();
+  auto done = confirmed->get_future();
+  s->subscribe({"late"}, [confirmed] { confirmed->set_value(); });
+  ASSERT_TRUE(sub_states_.wait_for_count("lost", 1));  // after 2 s of silence
+  server_->resume();
+  ASSERT_TRUE(sub_states_.wait_for_count("ready", 2));
+  ASSERT_EQ(done.wait_for(kWait), std::future_status::ready);
+  auto c = make_client();
+  c->start();
+  ASSERT_TRUE(eventually([&] { return c->connected(); }));
+  EXPECT_EQ(command(c, {"PUBLISH", "late", "now"}).integer, 1);
+  ASSERT_TRUE(received_.wait_for_count("late/now", 1));
 }
 
 TEST_F(Redis, SubscriberDoesNotCountAServerThatHangsAsReady) {
