@@ -79,7 +79,8 @@ return 1
 
 // KEYS: entries, state, deadlines, online users. ARGV: node, user, offline state ttl ms.
 // Drops the node's entry if it has expired, and any other expired one; returns 1 when that
-// left nobody and this call is the one to announce "offline" (not already announced).
+// left nobody and this call is the one to announce "offline" (not already announced), 2
+// when nobody is left and "offline" was already said.
 constexpr const char* kRelease = R"lua(
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
@@ -94,6 +95,7 @@ if redis.call('ZCARD', KEYS[1]) == 0 then
     redis.call('SET', KEYS[2], '0', 'PX', ARGV[3])
     return 1
   end
+  return 2
 end
 return 0
 )lua";
@@ -191,10 +193,17 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       ++u.ticket;  // a grace period running for this user ends without a word
       report_sockets(1, "add");
       if (++u.sockets > 1) co_return;
+      unsure_offline_.erase(user_id);
+      unsure_online_.erase(user_id);
     }
     const auto sent = Clock::now();
-    auto first = co_await script(kConnect, user_id, entry_ttl().count(), "open");
+    bool unanswered = false;
+    auto first = co_await script(kConnect, user_id, entry_ttl().count(), "open", &unanswered);
     if (first) refreshed(user_id, sent);
+    if (!first && unanswered) {
+      std::lock_guard lock(mutex_);
+      unsure_online_.insert(user_id);
+    }
     if (first == 1) co_await announcer_.announce(user_id, true, std::move(audience));
   }
 
@@ -341,9 +350,10 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   }
 
   // Runs one of the per-user scripts; nullopt when Redis cannot be reached (presence is
-  // best-effort: the TTL and the keep-alive repair it).
+  // best-effort: the TTL and the keep-alive repair it). `unanswered` is set when the script
+  // had gone to Redis and may still run there, its answer lost.
   asio::awaitable<std::optional<long long>> script(const char* lua, std::int64_t user, long long ms,
-                                                   const char* mode) {
+                                                   const char* mode, bool* unanswered = nullptr) {
     std::vector<std::string> command{"EVAL",
                                      lua,
                                      "4",
@@ -360,6 +370,9 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     try {
       auto reply = co_await client_->command(std::move(command));
       result = reply.integer;
+    } catch (const redis::Unanswered& e) {
+      spdlog::warn("presence: Redis call failed: {}", e.what());
+      if (unanswered != nullptr) *unanswered = true;
     } catch (const std::exception& e) {
       spdlog::warn("presence: Redis call failed: {}", e.what());
     }
@@ -422,11 +435,23 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     }
     for (auto [id, mode] : mine) {
       // 1: the user was announced offline meanwhile (this node looked dead during an
-      // outage), or was never announced (their connect failed): say it now.
+      // outage), or was never announced (their connect failed): say it now. So too when
+      // their connect went unanswered: it may have run later, its "announce" lost (a
+      // repeated "online" is harmless, a missing one is not).
       const auto sent = Clock::now();
-      auto again = co_await script(kConnect, id, entry_ttl().count(), mode);
+      bool unanswered = false;
+      auto again = co_await script(kConnect, id, entry_ttl().count(), mode, &unanswered);
       if (again) refreshed(id, sent);
-      if (again == 1) co_await announce_online(id);
+      bool was_unsure = false;
+      {
+        std::lock_guard lock(mutex_);
+        if (again) {
+          was_unsure = unsure_online_.erase(id) > 0;
+        } else if (unanswered) {
+          unsure_online_.insert(id);
+        }
+      }
+      if (again == 1 || (again == 0 && was_unsure)) co_await announce_online(id);
     }
   }
 
@@ -454,11 +479,21 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       std::lock_guard lock(mutex_);
       if (auto it = users_.find(user); it != users_.end() && it->second.sockets > 0) co_return;
     }
-    auto gone = co_await script(kRelease, user, kOfflineStateTtl.count(), "");
-    if (!gone) {
+    bool unanswered = false;
+    auto gone = co_await script(kRelease, user, kOfflineStateTtl.count(), "", &unanswered);
+    bool was_unsure = false;
+    {
       std::lock_guard lock(mutex_);
-      unreleased_.insert(user);
-    } else if (*gone == 1) {
+      if (!gone) {
+        unreleased_.insert(user);
+        if (unanswered) unsure_offline_.insert(user);
+      } else {
+        was_unsure = unsure_offline_.erase(user) > 0;
+      }
+    }
+    // 2: "offline" was already said, perhaps by this very release, run late with its answer
+    // lost: say it (again) then.
+    if (gone == 1 || (gone == 2 && was_unsure)) {
       try {
         co_await announcer_.went_offline(user);
       } catch (const std::exception& e) {
@@ -512,7 +547,11 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
   bool stopped_ = false;
   bool stopping_ = false;
   std::unordered_map<std::int64_t, User> users_;
-  std::unordered_set<std::int64_t> unreleased_;       // releases that could not reach Redis
+  std::unordered_set<std::int64_t> unreleased_;  // releases that could not reach Redis
+  // Users whose connect or release went to Redis unanswered (Redis may run it later, and
+  // then nobody announces what it decided).
+  std::unordered_set<std::int64_t> unsure_online_;
+  std::unordered_set<std::int64_t> unsure_offline_;
   std::optional<Clock::time_point> reachable_since_;  // Redis has answered every call since
 };
 

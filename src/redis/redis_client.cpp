@@ -95,7 +95,7 @@ void complete_pending(void* r, void* privdata) {
   try {
     const auto* reply = static_cast<const redisReply*>(r);
     if (reply == nullptr) {
-      op->complete(unavailable("connection lost"), {});
+      op->complete(std::make_exception_ptr(Unanswered("redis: connection lost")), {});
     } else if (reply->type == REDIS_REPLY_ERROR) {
       op->complete(std::make_exception_ptr(ReplyError(std::string(reply->str, reply->len))), {});
     } else {

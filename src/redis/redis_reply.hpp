@@ -23,6 +23,13 @@ class Unavailable : public std::runtime_error {
   using runtime_error::runtime_error;
 };
 
+// The command had gone to the server when the connection was lost or given up, so it may
+// have run there, or may yet (a server that hung reads what it was sent when it resumes).
+class Unanswered : public Unavailable {
+ public:
+  using Unavailable::Unavailable;
+};
+
 // The server answered with an error reply (wrong type, unknown command...).
 class ReplyError : public std::runtime_error {
  public:

@@ -677,6 +677,33 @@ def test_presence_is_put_back_as_soon_as_redis_is(own_redis, make_cluster):
     run(main(), timeout=90)
 
 
+def test_an_offline_decided_by_a_release_redis_ran_late_is_still_announced(own_redis, make_cluster):
+    """The release of a user who left goes to a Redis that hangs: chatd gives up on it, but
+    Redis runs it when it resumes, recording "offline" with its answer lost. The node, not
+    knowing whether it ran, says "offline" when its retry finds it already recorded."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port, PRESENCE_TTL=60, PRESENCE_GRACE=1)
+    api = [Client(n) for n in cluster]
+    watcher, leaves = api[0].register(), api[1].register()
+    assert group_chat(api[0], watcher, leaves, name="late-release")
+
+    async def main():
+        w = await user_ws(cluster[0], watcher)
+        l_ws = await user_ws(cluster[1], leaves)
+        await saw(w, is_("user_status", user_id=uid(leaves), is_online=True), timeout=10)
+        await l_ws.close()
+        await asyncio.sleep(0.4)  # the linger is answered; the release follows the grace
+        own_redis.pause()
+        try:
+            await asyncio.sleep(4)  # the release is sent, then given up after 2 s of silence
+        finally:
+            own_redis.resume()
+        await w.until(is_("user_status", user_id=uid(leaves), is_online=False), timeout=20)
+        assert is_online(api[0], watcher, leaves) is False
+        await w.close()
+
+    run(main(), timeout=90)
+
+
 def test_a_broker_catch_up_brings_no_old_events_to_a_new_socket(own_redis, make_cluster):
     """A node that lost Redis reads the log from where it stood to catch up. A socket that
     opened without since= loads its state through REST as of its opening: an event from
