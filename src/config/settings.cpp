@@ -239,6 +239,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   }
   r.integer("DB_READ_CONNECTIONS", s.db.read_connections, 1, 64);
   r.integer("DB_POOL_SIZE", s.db.pool_size, 1, 1000);
+  r.integer("DB_TIMEOUT", s.db.timeout_seconds, 1, 86400);
   r.string("DB_SYNCHRONOUS_COMMIT", s.db.synchronous_commit);
   s.db.synchronous_commit = Reader::lower(s.db.synchronous_commit);
   if (s.db.synchronous_commit != "on" && s.db.synchronous_commit != "off" &&

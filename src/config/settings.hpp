@@ -21,6 +21,7 @@ struct DatabaseSettings {
   std::string sqlite_synchronous = "NORMAL";  // NORMAL or FULL (see README, durability)
   int read_connections = 4;
   int pool_size = 16;                     // PostgreSQL connections per node
+  int timeout_seconds = 30;               // PostgreSQL silent this long: the call fails
   std::string synchronous_commit = "on";  // PostgreSQL's, per connection (README, durability)
 };
 

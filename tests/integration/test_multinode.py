@@ -896,6 +896,57 @@ def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
         ensure_pg_running()
 
 
+def pg_processes():
+    """The test cluster's postmaster and its children (backends, checkpointer...)."""
+    with open(os.path.join(PG_DATA, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True).stdout
+    return [postmaster] + [int(p) for p in children.split()]
+
+
+def test_a_hung_postgres_gets_503_within_db_timeout(make_cluster):
+    """PostgreSQL stops answering without closing anything (a frozen host, stalled storage):
+    requests get their 503 and socket events their `unavailable` error after DB_TIMEOUT,
+    the sockets stay open, and everything works again once it answers."""
+    if not PG_DATA:
+        pytest.skip("CHATD_TEST_PG_DATA names the test cluster (scripts/test-services.sh)")
+    cluster = make_cluster(1, DB_TIMEOUT=3)
+    api = Client(cluster[0])
+    a, b = api.register(), api.register()
+    p = private_chat(api, a, b)
+
+    async def main():
+        a_ws = await user_ws(cluster[0], a)
+        first = rest_send(api, a, p, "before the hang")["id"]
+        await a_ws.until(is_("message", message_id=first), timeout=10)
+        frozen = pg_processes()
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.monotonic()
+            status, body = await rest(status_and_body, api, "GET", "/api/chats/", a)
+            assert status == 503 and isinstance(body.get("detail"), str), (status, body)
+            status, _ = await rest(status_and_body, api, "POST", "/api/messages/", a,
+                                   json={"chat": p, "text": "not now"})
+            assert status == 503
+            await a_ws.send({"type": "message", "chat_id": p, "text": "not now either",
+                             "client_id": "hang-1"})
+            f = await a_ws.until(is_("error", request_type="message"), timeout=20)
+            assert set(f) >= ERROR_KEYS, f
+            assert time.monotonic() - started < 25  # each within DB_TIMEOUT, not the hang's length
+            await a_ws.ping()
+        finally:
+            for pid in reversed(frozen):
+                os.kill(pid, signal.SIGCONT)
+        await rest(wait_for, "answers 200 again",
+                   lambda: status_and_body(api, "GET", "/api/chats/", a)[0] == 200, 30)
+        after = rest_send(api, a, p, "after the hang")["id"]
+        await a_ws.until(is_("message", message_id=after), timeout=10)
+        await a_ws.close()
+
+    run(main(), timeout=120)
+
+
 def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_cluster):
     """A message reaches b's socket just before PostgreSQL stops: the delivered receipt,
     noted then, waits for the database instead of being dropped with its batch."""

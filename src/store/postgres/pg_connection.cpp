@@ -3,11 +3,15 @@
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
 
+#include <boost/asio/experimental/awaitable_operators.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/redirect_error.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
 #include <charconv>
+#include <chrono>
 
 #include "metrics/metrics.hpp"
 #include "store/store.hpp"
@@ -36,6 +40,25 @@ std::string one_line(std::string msg) {
 
 std::string connection_error(pg_conn* conn) {
   return "postgres: " + one_line(conn != nullptr ? PQerrorMessage(conn) : "out of memory");
+}
+
+// libpq ignores connect_timeout in nonblocking mode: the whole connect is bounded here.
+constexpr std::chrono::seconds kConnectTimeout{5};
+
+// Waits until `descriptor` is ready for `type` or `timeout` has passed; false on timeout. A
+// PostgreSQL that hangs (a frozen host, stalled storage) closes nothing and keeps TCP
+// alive, so without this a request would wait for as long as it hangs.
+asio::awaitable<bool> ready_within(asio::posix::stream_descriptor& descriptor,
+                                   asio::posix::stream_descriptor::wait_type type,
+                                   std::chrono::steady_clock::duration timeout) {
+  using namespace asio::experimental::awaitable_operators;
+  boost::system::error_code ec;  // an error on the socket is libpq's to find
+  auto ready = descriptor.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
+  asio::steady_timer timer(co_await asio::this_coro::executor, timeout);
+  auto late = timer.async_wait(asio::use_awaitable);
+  auto either = std::move(ready) || std::move(late);
+  const auto first = co_await std::move(either);
+  co_return first.index() == 0;
 }
 
 // Server notices (and a restart's farewell) go to the log, not to stderr.
@@ -103,7 +126,8 @@ PgConnection::~PgConnection() {
 
 bool PgConnection::healthy() const {
   // A connection left in pipeline mode by a failure is not reused either.
-  return PQstatus(conn_) == CONNECTION_OK && PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
+  return !given_up_ && PQstatus(conn_) == CONNECTION_OK &&
+         PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
 }
 
 bool PgConnection::still_alive() {
@@ -127,6 +151,7 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
   }
   std::unique_ptr<Socket> socket;
   int fd = -1;
+  const auto deadline = std::chrono::steady_clock::now() + kConnectTimeout;
   // PQconnectPoll says which way to wait; the descriptor can change between attempts
   // (one per address), so it is re-read each round.
   for (PostgresPollingStatusType state = PGRES_POLLING_WRITING;;) {
@@ -142,11 +167,16 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
       PQfinish(conn);
       throw Unavailable(msg);
     }
-    boost::system::error_code ec;
-    co_await socket->descriptor.async_wait(state == PGRES_POLLING_READING
-                                               ? asio::posix::stream_descriptor::wait_read
-                                               : asio::posix::stream_descriptor::wait_write,
-                                           asio::redirect_error(asio::use_awaitable, ec));
+    const auto type = state == PGRES_POLLING_READING ? asio::posix::stream_descriptor::wait_read
+                                                     : asio::posix::stream_descriptor::wait_write;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero() ||
+        !co_await ready_within(socket->descriptor, type, left)) {
+      socket.reset();
+      PQfinish(conn);
+      throw Unavailable("postgres: no connection within " +
+                        std::to_string(kConnectTimeout.count()) + " s");
+    }
     state = PQconnectPoll(conn);
   }
   PQsetnonblocking(conn, 1);
@@ -154,14 +184,26 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
   co_return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(socket)));
 }
 
+asio::awaitable<void> PgConnection::wait(asio::posix::stream_descriptor::wait_type type) {
+  if (reply_timeout_.count() <= 0) {
+    boost::system::error_code ec;
+    co_await socket_->descriptor.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
+    co_return;
+  }
+  if (!co_await ready_within(socket_->descriptor, type, reply_timeout_)) {
+    // Whatever the server does with the statement now, this connection's state is unknown.
+    given_up_ = true;
+    throw Unavailable("postgres: no answer within " + std::to_string(reply_timeout_.count()) +
+                      " s");
+  }
+}
+
 asio::awaitable<void> PgConnection::flush() {
   for (;;) {
     const int r = PQflush(conn_);
     if (r == 0) co_return;
     if (r < 0) throw Unavailable(connection_error(conn_));
-    boost::system::error_code ec;
-    co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_write,
-                                            asio::redirect_error(asio::use_awaitable, ec));
+    co_await wait(asio::posix::stream_descriptor::wait_write);
     if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
   }
 }
@@ -172,9 +214,7 @@ asio::awaitable<PgResult> PgConnection::collect() {
   std::optional<PgError> failure;
   for (;;) {
     while (PQisBusy(conn_) != 0) {
-      boost::system::error_code ec;
-      co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
-                                              asio::redirect_error(asio::use_awaitable, ec));
+      co_await wait(asio::posix::stream_descriptor::wait_read);
       if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
     }
     pg_result* r = PQgetResult(conn_);
@@ -263,9 +303,7 @@ asio::awaitable<PgResult> PgConnection::prepared(const char* sql, PgParams param
 // The next result once it has arrived (null between the statements of a pipeline).
 asio::awaitable<pg_result*> PgConnection::next_result() {
   while (PQisBusy(conn_) != 0) {
-    boost::system::error_code ec;
-    co_await socket_->descriptor.async_wait(asio::posix::stream_descriptor::wait_read,
-                                            asio::redirect_error(asio::use_awaitable, ec));
+    co_await wait(asio::posix::stream_descriptor::wait_read);
     if (PQconsumeInput(conn_) == 0) throw Unavailable(connection_error(conn_));
   }
   co_return PQgetResult(conn_);

@@ -6,7 +6,9 @@
 
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
+#include <boost/asio/posix/descriptor_base.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -84,6 +86,11 @@ class PgConnection {
   // Runs several statements without parameters (migrations).
   boost::asio::awaitable<void> script(const std::string& sql);
 
+  // How long a statement may go unanswered (no byte from the server) before the call
+  // throws store::Unavailable and the connection counts as broken; zero waits for ever
+  // (migrations, whose index builds may take long).
+  void set_reply_timeout(std::chrono::seconds timeout) { reply_timeout_ = timeout; }
+
   // False once the connection is broken; the pool then drops it.
   [[nodiscard]] bool healthy() const;
   // Reads whatever the server sent while the connection sat idle (a restart's goodbye), so
@@ -93,6 +100,7 @@ class PgConnection {
  private:
   struct Socket;
   PgConnection(pg_conn* conn, std::unique_ptr<Socket> socket);
+  boost::asio::awaitable<void> wait(boost::asio::posix::descriptor_base::wait_type type);
   boost::asio::awaitable<void> flush();
   boost::asio::awaitable<PgResult> collect();
   boost::asio::awaitable<pg_result*> next_result();
@@ -101,6 +109,10 @@ class PgConnection {
   pg_conn* conn_;
   std::unique_ptr<Socket> socket_;
   std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
+  // Past the 10 s lock timeout of writes and well within a socket's 60 s idle limit, so a
+  // request gets its 503 and a socket its `unavailable` error.
+  std::chrono::seconds reply_timeout_{30};
+  bool given_up_ = false;
 };
 
 }  // namespace chat::store::postgres

@@ -25,12 +25,17 @@ struct PgPool::Waiter {
 };
 
 std::shared_ptr<PgPool> PgPool::create(asio::any_io_executor executor, std::string conninfo,
-                                       std::size_t max) {
-  return std::shared_ptr<PgPool>(new PgPool(std::move(executor), std::move(conninfo), max));
+                                       std::size_t max, std::chrono::seconds reply_timeout) {
+  return std::shared_ptr<PgPool>(
+      new PgPool(std::move(executor), std::move(conninfo), max, reply_timeout));
 }
 
-PgPool::PgPool(asio::any_io_executor executor, std::string conninfo, std::size_t max)
-    : executor_(std::move(executor)), conninfo_(std::move(conninfo)), max_(max) {}
+PgPool::PgPool(asio::any_io_executor executor, std::string conninfo, std::size_t max,
+               std::chrono::seconds reply_timeout)
+    : executor_(std::move(executor)),
+      conninfo_(std::move(conninfo)),
+      max_(max),
+      reply_timeout_(reply_timeout) {}
 
 std::size_t PgPool::open_connections() const {
   std::lock_guard lock(mutex_);
@@ -112,6 +117,7 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
   if (!open_new) throw Unavailable("postgres: no connection available");
   try {
     auto conn = co_await PgConnection::connect(executor_, conninfo_);
+    conn->set_reply_timeout(reply_timeout_);
     co_return Lease(self, std::move(conn));
   } catch (...) {
     std::lock_guard lock(mutex_);

@@ -6,6 +6,7 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <chrono>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -33,20 +34,24 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
     std::unique_ptr<PgConnection> conn_;
   };
 
-  static std::shared_ptr<PgPool> create(boost::asio::any_io_executor executor, std::string conninfo,
-                                        std::size_t max_connections);
+  // `reply_timeout`: see PgConnection::set_reply_timeout.
+  static std::shared_ptr<PgPool> create(
+      boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections,
+      std::chrono::seconds reply_timeout = std::chrono::seconds(30));
 
   boost::asio::awaitable<Lease> acquire();
   [[nodiscard]] std::size_t open_connections() const;
 
  private:
   struct Waiter;
-  PgPool(boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections);
+  PgPool(boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections,
+         std::chrono::seconds reply_timeout);
   void give_back(std::unique_ptr<PgConnection> conn);
 
   boost::asio::any_io_executor executor_;
   std::string conninfo_;
   std::size_t max_;
+  std::chrono::seconds reply_timeout_;
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<PgConnection>> idle_;
   std::size_t open_ = 0;  // idle + lent + being opened

@@ -50,7 +50,8 @@ class PgStore final : public Store {
       : conninfo_(conninfo(s)),
         description_("postgresql://" + s.user + "@" + s.host + ":" + std::to_string(s.port) + "/" +
                      s.name),
-        db_(PgPool::create(std::move(executor), conninfo_, static_cast<std::size_t>(s.pool_size))),
+        db_(PgPool::create(std::move(executor), conninfo_, static_cast<std::size_t>(s.pool_size),
+                           std::chrono::seconds(s.timeout_seconds))),
         users_(db_),
         tokens_(db_),
         chats_(db_),
@@ -66,6 +67,7 @@ class PgStore final : public Store {
     return run_blocking<std::vector<MigrationStatus>>(
         [info](asio::any_io_executor ex) -> asio::awaitable<std::vector<MigrationStatus>> {
           auto conn = co_await PgConnection::connect(ex, info);
+          conn->set_reply_timeout(std::chrono::seconds(0));  // index builds take their time
           co_return co_await postgres::migrate(*conn);
         });
   }
