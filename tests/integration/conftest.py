@@ -10,6 +10,7 @@ The same tests run on both storage configurations, chosen by CHATD_TEST_BACKEND 
             scripts/test-services.sh starts (CHATD_TEST_PG_PORT, CHATD_TEST_REDIS_PORT).
 Tests marked `sqlite_only` are about the SQLite file itself; tests marked
 `postgres_only` (several nodes, nginx) need PostgreSQL and Redis."""
+import atexit
 import base64
 import csv
 import hashlib
@@ -47,6 +48,14 @@ def pytest_addoption(parser):
 # profiles) goes into one folder, which a session that passes removes; a failing session
 # keeps it for its logs and says where.
 SESSION_TMP = None
+_session_passed = False
+
+
+def _remove_session_tmp():
+    # At exit, after pytest's own clean-up of its tmp_path folders inside (atexit runs the
+    # handlers registered later first, and pytest registers its one during the tests).
+    if _session_passed:
+        shutil.rmtree(SESSION_TMP, ignore_errors=True)
 
 
 def pytest_configure(config):
@@ -55,6 +64,7 @@ def pytest_configure(config):
     os.chmod(SESSION_TMP, 0o755)  # nginx's worker (nobody) reaches its folders inside
     tempfile.tempdir = SESSION_TMP
     os.environ["TMPDIR"] = SESSION_TMP  # for the programs the tests start
+    atexit.register(_remove_session_tmp)
     BACKEND = config.getoption("--backend") or os.environ.get("CHATD_TEST_BACKEND") or "sqlite"
     if BACKEND not in BACKENDS:
         raise pytest.UsageError(f"CHATD_TEST_BACKEND must be one of {BACKENDS}, not {BACKEND!r}")
@@ -69,10 +79,11 @@ def pytest_configure(config):
 
 
 def pytest_sessionfinish(session, exitstatus):
+    global _session_passed
     if SESSION_TMP is None:
         return
     if exitstatus in (pytest.ExitCode.OK, pytest.ExitCode.NO_TESTS_COLLECTED):
-        shutil.rmtree(SESSION_TMP, ignore_errors=True)
+        _session_passed = True
     else:
         print(f"\nchatd test files (servers' logs) kept in {SESSION_TMP}")
 
