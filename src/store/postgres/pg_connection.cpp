@@ -120,13 +120,14 @@ PgConnection::PgConnection(pg_conn* conn, std::unique_ptr<Socket> socket)
     : conn_(conn), socket_(std::move(socket)) {}
 
 PgConnection::~PgConnection() {
-  socket_.reset();  // release the descriptor before libpq closes it
+  if (watchdog_) watchdog_->remove(&clock_);  // before the descriptor closes
+  socket_.reset();                            // release the descriptor before libpq closes it
   PQfinish(conn_);
 }
 
 bool PgConnection::healthy() const {
   // A connection left in pipeline mode by a failure is not reused either.
-  return !given_up_ && PQstatus(conn_) == CONNECTION_OK &&
+  return !clock_.given_up.load() && PQstatus(conn_) == CONNECTION_OK &&
          PQpipelineStatus(conn_) == PQ_PIPELINE_OFF;
 }
 
@@ -185,17 +186,24 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
 }
 
 asio::awaitable<void> PgConnection::wait(asio::posix::stream_descriptor::wait_type type) {
-  if (reply_timeout_.count() <= 0) {
-    boost::system::error_code ec;
-    co_await socket_->descriptor.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
-    co_return;
-  }
-  if (!co_await ready_within(socket_->descriptor, type, reply_timeout_)) {
-    // Whatever the server does with the statement now, this connection's state is unknown.
-    given_up_ = true;
-    throw Unavailable("postgres: no answer within " + std::to_string(reply_timeout_.count()) +
+  if (watchdog_) clock_.waiting_since.store(PgWatchdog::now_ns(), std::memory_order_relaxed);
+  boost::system::error_code ec;  // an error on the socket is libpq's to find
+  co_await socket_->descriptor.async_wait(type, asio::redirect_error(asio::use_awaitable, ec));
+  if (!watchdog_) co_return;
+  clock_.waiting_since.store(0, std::memory_order_relaxed);
+  if (clock_.given_up.load()) {
+    // The watchdog shut the socket: whatever the server does with the statement now, this
+    // connection is done.
+    throw Unavailable("postgres: no answer within " + std::to_string(watchdog_->timeout().count()) +
                       " s");
   }
+}
+
+void PgConnection::watch(std::shared_ptr<PgWatchdog> watchdog) {
+  if (!watchdog) return;
+  clock_.fd = PQsocket(conn_);
+  watchdog_ = std::move(watchdog);
+  watchdog_->add(&clock_);
 }
 
 asio::awaitable<void> PgConnection::flush() {

@@ -18,6 +18,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "store/postgres/pg_watchdog.hpp"
+
 struct pg_conn;
 struct pg_result;
 
@@ -86,10 +88,11 @@ class PgConnection {
   // Runs several statements without parameters (migrations).
   boost::asio::awaitable<void> script(const std::string& sql);
 
-  // How long a statement may go unanswered (no byte from the server) before the call
-  // throws store::Unavailable and the connection counts as broken; zero waits for ever
-  // (migrations, whose index builds may take long).
-  void set_reply_timeout(std::chrono::seconds timeout) { reply_timeout_ = timeout; }
+  // Registers with `watchdog`, which gives up on the connection (the waiting call throws
+  // store::Unavailable, and the connection counts as broken) when the server leaves a wait
+  // unanswered past its timeout. Without one a wait has no limit (migrations, whose index
+  // builds may take long).
+  void watch(std::shared_ptr<PgWatchdog> watchdog);
 
   // False once the connection is broken; the pool then drops it.
   [[nodiscard]] bool healthy() const;
@@ -109,10 +112,8 @@ class PgConnection {
   pg_conn* conn_;
   std::unique_ptr<Socket> socket_;
   std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
-  // Past the 10 s lock timeout of writes and well within a socket's 60 s idle limit, so a
-  // request gets its 503 and a socket its `unavailable` error.
-  std::chrono::seconds reply_timeout_{30};
-  bool given_up_ = false;
+  PgWatchdog::Clock clock_;
+  std::shared_ptr<PgWatchdog> watchdog_;
 };
 
 }  // namespace chat::store::postgres

@@ -35,7 +35,8 @@ PgPool::PgPool(asio::any_io_executor executor, std::string conninfo, std::size_t
     : executor_(std::move(executor)),
       conninfo_(std::move(conninfo)),
       max_(max),
-      reply_timeout_(reply_timeout) {}
+      watchdog_(reply_timeout.count() > 0 ? std::make_shared<PgWatchdog>(reply_timeout) : nullptr) {
+}
 
 std::size_t PgPool::open_connections() const {
   std::lock_guard lock(mutex_);
@@ -117,7 +118,7 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
   if (!open_new) throw Unavailable("postgres: no connection available");
   try {
     auto conn = co_await PgConnection::connect(executor_, conninfo_);
-    conn->set_reply_timeout(reply_timeout_);
+    conn->watch(watchdog_);
     co_return Lease(self, std::move(conn));
   } catch (...) {
     std::lock_guard lock(mutex_);

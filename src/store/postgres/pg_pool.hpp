@@ -34,7 +34,8 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
     std::unique_ptr<PgConnection> conn_;
   };
 
-  // `reply_timeout`: see PgConnection::set_reply_timeout.
+  // A statement the server leaves unanswered for `reply_timeout` fails (PgWatchdog);
+  // zero: no limit.
   static std::shared_ptr<PgPool> create(
       boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections,
       std::chrono::seconds reply_timeout = std::chrono::seconds(30));
@@ -51,7 +52,7 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
   boost::asio::any_io_executor executor_;
   std::string conninfo_;
   std::size_t max_;
-  std::chrono::seconds reply_timeout_;
+  std::shared_ptr<PgWatchdog> watchdog_;  // shared with the connections it watches
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<PgConnection>> idle_;
   std::size_t open_ = 0;  // idle + lent + being opened

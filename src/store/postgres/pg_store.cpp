@@ -67,7 +67,6 @@ class PgStore final : public Store {
     return run_blocking<std::vector<MigrationStatus>>(
         [info](asio::any_io_executor ex) -> asio::awaitable<std::vector<MigrationStatus>> {
           auto conn = co_await PgConnection::connect(ex, info);
-          conn->set_reply_timeout(std::chrono::seconds(0));  // index builds take their time
           co_return co_await postgres::migrate(*conn);
         });
   }
