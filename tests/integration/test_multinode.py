@@ -829,13 +829,18 @@ def handshake_answer(node, path, token):
         return s.recv(4096)
 
 
-def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
+def pair_on_two_nodes(make_cluster):
+    """Two nodes able to stop the test cluster, and a private chat between a user of each."""
     if not (PG_BIN and PG_DATA):
         pytest.skip("CHATD_TEST_PG_BIN and CHATD_TEST_PG_DATA name the test cluster (scripts/test-services.sh)")
     cluster = make_cluster(2)
     api = [Client(n) for n in cluster]
     a, b = api[0].register(), api[1].register()
-    p = private_chat(api[0], a, b)
+    return cluster, api, a, b, private_chat(api[0], a, b)
+
+
+def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
+    cluster, api, a, b, p = pair_on_two_nodes(make_cluster)
 
     async def main():
         a_ws = await user_ws(cluster[0], a)
@@ -950,12 +955,7 @@ def test_a_hung_postgres_gets_503_within_db_timeout(make_cluster):
 def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_cluster):
     """A message reaches b's socket just before PostgreSQL stops: the delivered receipt,
     noted then, waits for the database instead of being dropped with its batch."""
-    if not (PG_BIN and PG_DATA):
-        pytest.skip("CHATD_TEST_PG_BIN and CHATD_TEST_PG_DATA name the test cluster (scripts/test-services.sh)")
-    cluster = make_cluster(2)
-    api = [Client(n) for n in cluster]
-    a, b = api[0].register(), api[1].register()
-    p = private_chat(api[0], a, b)
+    cluster, api, a, b, p = pair_on_two_nodes(make_cluster)
 
     async def main():
         a_ws = await user_ws(cluster[0], a)
