@@ -8,7 +8,6 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/descriptor_base.hpp>
 
-#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
