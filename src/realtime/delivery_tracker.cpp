@@ -24,18 +24,17 @@ void DeliveryTracker::note(std::int64_t chat_id, std::int64_t message_id,
   }
 }
 
-void DeliveryTracker::requeue(std::int64_t chat_id,
-                              const std::vector<std::pair<std::int64_t, std::int64_t>>& values) {
+void DeliveryTracker::requeue(std::int64_t chat_id, const Watermarks& users) {
   std::lock_guard lock(mutex_);
   auto& chat = pending_[chat_id];
-  for (const auto& [user, message_id] : values) {
+  for (const auto& [user, message_id] : users) {
     auto& v = chat[user];
     v = std::max(v, message_id);
   }
 }
 
 boost::asio::awaitable<std::size_t> DeliveryTracker::flush() {
-  std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> batch;
+  std::unordered_map<std::int64_t, Watermarks> batch;
   {
     std::lock_guard lock(mutex_);
     batch.swap(pending_);
@@ -65,17 +64,16 @@ boost::asio::awaitable<std::size_t> DeliveryTracker::flush() {
       }
       return out;
     };
-    auto attempt = values;
     bool written = false;
     try {
-      co_await store_.chats().mark_delivered_many(chat_id, std::move(attempt), std::move(events));
+      co_await store_.chats().mark_delivered_many(chat_id, std::move(values), std::move(events));
       written = true;
     } catch (const store::Unavailable& e) {
       // The database is away: the receipts wait for the next flush rather than being lost
       // (a watermark only rises, so writing one again, or late, is harmless).
       if (unwritten++ == 0) last_failure_ = e.what();
     }
-    if (!written) requeue(chat_id, values);
+    if (!written) requeue(chat_id, batch[chat_id]);  // the batch still holds them
   }
   co_return unwritten;
 }

@@ -37,14 +37,14 @@ class DeliveryTracker {
   boost::asio::awaitable<std::size_t> flush();
 
  private:
-  void requeue(std::int64_t chat_id,
-               const std::vector<std::pair<std::int64_t, std::int64_t>>& values);
+  using Watermarks = std::unordered_map<std::int64_t, std::int64_t>;  // user -> message
+  void requeue(std::int64_t chat_id, const Watermarks& users);
 
   store::Store& store_;
   std::string last_failure_;  // run()'s and flush()'s, one at a time
   std::mutex mutex_;
   // chat -> user -> the newest message id queued to them
-  std::unordered_map<std::int64_t, std::unordered_map<std::int64_t, std::int64_t>> pending_;
+  std::unordered_map<std::int64_t, Watermarks> pending_;
 };
 
 }  // namespace chat::realtime
