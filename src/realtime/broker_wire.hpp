@@ -5,6 +5,10 @@
 //   T<origin> <chat_id> <user_id> <1 or 0>\n<username>          (typing; no payload)
 //   K<user_id> <close code>[ <login session>]\n<reason>
 //   S<user_id> <close code> <socket serial>,<socket serial>...\n<reason>
+// A node drops a kind it does not read, so during a rolling upgrade a new kind reaches only
+// the nodes already upgraded. A new kind is therefore for what older nodes may miss (as
+// `S`, or `T`, whose typing shows only on upgraded nodes until every node runs it); an
+// event they must see keeps a layout they read.
 #pragma once
 
 #include <optional>

@@ -14,6 +14,7 @@
 #include <cstdlib>
 
 #include "metrics/metrics.hpp"
+#include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_migrations.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/store.hpp"
@@ -133,6 +134,64 @@ TEST(PgConnection, PipelinesIndependentStatements) {
     co_return seen;
   });
   EXPECT_EQ(out, (std::vector<std::string>{"10", "20", "2", "23505", "healthy", "2"}));
+}
+
+constexpr const char* kStaleRead = "SELECT * FROM stale_plan ORDER BY a";
+
+// A migration a newer node runs while this one serves may change what a prepared statement
+// returns (a function's result, a table's columns). PostgreSQL then refuses the statement
+// ("cached plan must not change result type") for as long as it stays prepared. The
+// connection forgets its statements and the call runs again, prepared anew: a single
+// statement, a pipeline and a transaction alike. (The pool has one connection, so the
+// temporary table and the statements are on it.)
+TEST(PgDatabase, RunsAStatementAgainWhenAMigrationChangedItsResult) {
+  REQUIRE_POSTGRES();
+  auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+    PgDatabase db(PgPool::create(ex, conninfo(), 1));
+    const auto alter = [&db](const char* sql) -> asio::awaitable<void> {
+      auto lease = co_await db.pool().acquire();
+      co_await lease->script(sql);
+    };
+    co_await alter("CREATE TEMP TABLE stale_plan (a int); INSERT INTO stale_plan VALUES (1)");
+    std::vector<std::string> seen;
+    auto before = co_await db.query(kStaleRead);
+    seen.emplace_back(before.text(0, 0));
+
+    co_await alter("ALTER TABLE stale_plan ADD COLUMN b int DEFAULT 7");
+    {
+      // The connection alone reports it, and prepares the statement anew next time.
+      auto lease = co_await db.pool().acquire();
+      try {
+        co_await lease->prepared(kStaleRead);
+        seen.emplace_back("no error");
+      } catch (const PgError& e) {
+        seen.push_back(e.stale_plan() ? "stale" : e.sqlstate());
+      }
+      auto again = co_await lease->prepared(kStaleRead);
+      seen.emplace_back(again.text(0, 1));
+    }
+
+    co_await alter("ALTER TABLE stale_plan ADD COLUMN c int DEFAULT 8");
+    auto single = co_await db.query(kStaleRead);
+    seen.emplace_back(single.text(0, 2));
+
+    co_await alter("ALTER TABLE stale_plan ADD COLUMN d int DEFAULT 9");
+    std::vector<PgStatement> reads;
+    reads.push_back({kStaleRead, {}});
+    auto piped = co_await db.pipeline(std::move(reads));
+    seen.emplace_back(piped[0].text(0, 3));
+
+    co_await alter("ALTER TABLE stale_plan ADD COLUMN e int DEFAULT 10");
+    std::string in_transaction;
+    const PgDatabase::Body body = [&in_transaction](PgConnection& c) -> asio::awaitable<void> {
+      auto r = co_await c.prepared(kStaleRead);
+      in_transaction = r.text(0, 4);
+    };
+    co_await db.transaction(body);
+    seen.push_back(in_transaction);
+    co_return seen;
+  });
+  EXPECT_EQ(out, (std::vector<std::string>{"1", "stale", "7", "8", "9", "10"}));
 }
 
 TEST(PgConnection, UnreachableServerIsUnavailable) {

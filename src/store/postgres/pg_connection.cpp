@@ -241,7 +241,7 @@ asio::awaitable<PgResult> PgConnection::collect() {
     }
   }
   if (!healthy()) throw Unavailable(connection_error(conn_));
-  if (failure) throw *failure;
+  if (failure) fail(*failure);
   co_return last;
 }
 
@@ -280,8 +280,19 @@ asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) 
   co_return result;
 }
 
+void PgConnection::fail(const PgError& failure) {
+  if (failure.stale_plan()) statements_stale_ = true;
+  throw failure;
+}
+
 // The name of `sql`'s prepared statement on this connection, preparing it the first time.
 asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
+  if (statements_stale_) {
+    // Not transactional, so allowed in the transaction a retry has begun.
+    co_await query("DEALLOCATE ALL");
+    statements_.clear();
+    statements_stale_ = false;
+  }
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
     std::string name = "s" + std::to_string(statements_.size() + 1);
@@ -352,7 +363,7 @@ asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStat
   PQclear(sync);
   if (!synced || PQexitPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
   if (!healthy()) throw Unavailable(connection_error(conn_));
-  if (failure) throw *failure;
+  if (failure) fail(*failure);
   timed.ok();
   co_return results;
 }

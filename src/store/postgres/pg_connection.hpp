@@ -31,6 +31,11 @@ class PgError : public std::runtime_error {
       : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
   [[nodiscard]] const std::string& sqlstate() const { return sqlstate_; }
   [[nodiscard]] bool unique_violation() const { return sqlstate_ == "23505"; }
+  // "cached plan must not change result type" (feature_not_supported): a migration run by
+  // a newer node changed what a statement this connection prepared returns (a function's
+  // result, a table's columns). The connection forgets its prepared statements, so running
+  // the statement again prepares it anew (PgConnection::prepare).
+  [[nodiscard]] bool stale_plan() const { return sqlstate_ == "0A000"; }
 
  private:
   std::string sqlstate_;
@@ -107,10 +112,12 @@ class PgConnection {
   boost::asio::awaitable<PgResult> collect();
   boost::asio::awaitable<pg_result*> next_result();
   boost::asio::awaitable<const std::string*> prepare(const char* sql);
+  [[noreturn]] void fail(const PgError& failure);
 
   pg_conn* conn_;
   std::unique_ptr<Socket> socket_;
   std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
+  bool statements_stale_ = false;  // a plan went stale: DEALLOCATE ALL before the next prepare
   PgWatchdog::Clock clock_;
   std::shared_ptr<PgWatchdog> watchdog_;
 };

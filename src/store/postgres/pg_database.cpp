@@ -22,25 +22,33 @@ bool is_unavailability(const PgError& e) {
 }
 
 bool is_retryable(const PgError& e) {
-  return e.sqlstate() == "40P01" || e.sqlstate() == "40001";
+  return e.sqlstate() == "40P01" || e.sqlstate() == "40001" || e.stale_plan();
 }
 
+// A statement whose plan went stale runs once more, prepared anew; the parameters are
+// kept for that second run.
 asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
   auto lease = co_await pool_->acquire();
-  try {
-    co_return co_await lease->prepared(sql, std::move(params));
-  } catch (const PgError& e) {
-    if (!is_unavailability(e)) throw;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      co_return co_await lease->prepared(sql, params);
+    } catch (const PgError& e) {
+      if (is_unavailability(e)) break;
+      if (!e.stale_plan() || attempt >= 2) throw;
+    }
   }
   throw Unavailable("postgres: the database is not available");
 }
 
 asio::awaitable<std::vector<PgResult>> PgDatabase::pipeline(std::vector<PgStatement> statements) {
   auto lease = co_await pool_->acquire();
-  try {
-    co_return co_await lease->pipeline(std::move(statements));
-  } catch (const PgError& e) {
-    if (!is_unavailability(e)) throw;
+  for (int attempt = 1;; ++attempt) {
+    try {
+      co_return co_await lease->pipeline(statements);
+    } catch (const PgError& e) {
+      if (is_unavailability(e)) break;
+      if (!e.stale_plan() || attempt >= 2) throw;
+    }
   }
   throw Unavailable("postgres: the database is not available");
 }

@@ -57,7 +57,8 @@ class PgDatabase {
  public:
   explicit PgDatabase(std::shared_ptr<PgPool> pool) : pool_(std::move(pool)) {}
 
-  // One prepared statement in its own implicit transaction.
+  // One prepared statement in its own implicit transaction (run again, prepared anew, when
+  // a migration changed what it returns).
   boost::asio::awaitable<PgResult> query(const char* sql, PgParams params = {});
 
   // Independent statements in one round trip on one connection, with no BEGIN of ours
@@ -65,8 +66,8 @@ class PgDatabase {
   boost::asio::awaitable<std::vector<PgResult>> pipeline(std::vector<PgStatement> statements);
 
   // Runs `body` between BEGIN (or `begin`) and COMMIT on one connection; rolls back when it
-  // throws. Retried up to three times on deadlock or serialization failure, so `body`
-  // must start from scratch each time (reset what it fills in).
+  // throws. Run up to three times more when is_retryable(), so `body` must start from
+  // scratch each time (reset what it fills in).
   using Body = std::function<boost::asio::awaitable<void>(PgConnection&)>;
   boost::asio::awaitable<void> transaction(Body body, const char* begin = "BEGIN");
 
@@ -81,7 +82,7 @@ class PgDatabase {
 struct TransactionAttempt {
   bool committed = false;
   bool commit_sent = false;  // a failure after this may have committed (no answer came)
-  bool retryable = false;    // deadlock or serialization failure
+  bool retryable = false;    // deadlock, serialization failure or a stale plan
   std::exception_ptr failure;
 };
 boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
@@ -98,7 +99,8 @@ boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& con
 // True for errors that mean "the server is not there right now" rather than a bad query:
 // connection failures, shutdown in progress, too many connections.
 bool is_unavailability(const PgError& e);
-// Deadlock or serialization failure: the transaction may simply be run again.
+// Deadlock, serialization failure or a stale plan (PgError::stale_plan): the transaction
+// may simply be run again.
 bool is_retryable(const PgError& e);
 
 }  // namespace chat::store::postgres

@@ -414,6 +414,13 @@ constexpr char kSendResultWindowed[] =
 constexpr auto k0011_send_windows_once =
     joined(kSendFunctionHead, kSendMemberMoves, kSendResultWindowed, kSendRetries);
 
+// Nodes of the previous version keep serving while a migration runs and until each is
+// restarted (README: Upgrades), so a migration must leave them working: it adds tables,
+// columns, indexes and functions, and never renames or drops what that version uses or
+// changes a column's meaning. A function's result may gain columns at its end only: a node
+// whose prepared statement it invalidates prepares it again (PgError::stale_plan) and
+// reads the columns it knows by position. Anything else is a new function under a new
+// name, the old one dropped a version later. (Migration 10 predates this rule.)
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
