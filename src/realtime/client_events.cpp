@@ -197,8 +197,10 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
     auto done = co_await messages_.remove(me, *message_id, mine_only);
     if (!done) co_return fail(done.error());
     // Deleted already: nothing is committed or broadcast, so the deletion as it stands is
-    // the answer (REST answers 204), as a retried message or pin is acknowledged.
-    if (!done->changed) {
+    // the answer (REST answers 204), as a retried message or pin is acknowledged. A hide
+    // reaches only the caller's user sockets (API.md), so a per-chat socket that asked for
+    // one gets it as its answer too: it hears back from this request as from any other.
+    if (!done->changed || (mine_only && ctx.chat_id != 0)) {
       co_return std::vector<std::string>{
           json::serialize(chats::delete_event(done->message, mine_only))};
     }

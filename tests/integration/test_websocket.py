@@ -429,11 +429,15 @@ def test_client_events(server, client, kind):
         for ws in everyone:
             f = await ws.until(is_("unpin", message_id=m1))
             assert without_seq(f) == {"type": "unpin", "chat_id": chat, "message_id": m1}, f
-        # delete for_me (b's message, hidden for a only): only a's user socket hears it.
+        # delete for_me (b's message, hidden for a only): only a's user socket hears it, and
+        # a per-chat socket that asked for it gets it as its answer (without seq).
         await act.send(ev(type="delete", message_id=m3, for_me=True))
         f = await a_user.until(is_("delete", message_id=m3))
         assert without_seq(f) == {"type": "delete", "chat_id": chat, "message_id": m3, "for_me": True}, f
         assert isinstance(f["seq"], int)
+        if act is a_chat:
+            answer = await a_chat.until(is_("delete", message_id=m3))
+            assert answer == {"type": "delete", "chat_id": chat, "message_id": m3, "for_me": True}, answer
         # delete for everyone.
         await act.send(ev(type="delete", message_id=m2))
         for ws in everyone:
@@ -473,7 +477,7 @@ def test_client_events(server, client, kind):
             if ws.name.endswith("/ws"):
                 expected += fwd
             expected += tail
-            if ws is a_user:
+            if ws in (a_user, act):  # a's user socket, and a per-chat socket's answer
                 expected.append(("delete", m3, True))
             expected.append(("delete", m2, False))
             assert got == expected, (ws.name, got, expected)
