@@ -2,6 +2,7 @@
 servers: a node keeps serving while a newer version's migration changes what a statement
 it prepared returns (a rolling upgrade), and an SQLite backup taken while messages are
 sent holds every message acknowledged before it began."""
+import concurrent.futures
 import os
 import shutil
 import sqlite3
@@ -39,12 +40,16 @@ $do$;
 def test_a_node_keeps_sending_after_a_newer_migration_changes_the_send_functions_result(make_server):
     if conftest.BACKEND != "postgres":
         pytest.skip("statements prepared across a schema change are PostgreSQL's")
-    # Two connections, both used before the change, so each meets the stale plan.
+    # A pool of two connections, both kept busy before the change (sends at once from two
+    # clients), so both hold the statement prepared.
     server = make_server(DB_POOL_SIZE="2")
     c = Client(server)
     ann, bob = c.register(), c.register()
     chat = private_chat(c, ann, bob)
-    first = [rest_send(c, ann, chat, f"before {i}") for i in range(6)]
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        first = list(pool.map(lambda i: rest_send(Client(server), (ann, bob)[i % 2], chat, f"before {i}"),
+                              range(20)))
+    first.sort(key=lambda m: m["id"])
 
     server.db.execute(WIDEN_SEND_FUNCTION)
     assert server.db.scalar("SELECT count(*) FROM pg_proc WHERE proname = 'chat_send_messages_before'") == 1
@@ -70,6 +75,8 @@ def test_a_node_keeps_sending_after_a_newer_migration_changes_the_send_functions
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
     stored = c.get(f"/api/messages/?chat={chat}&limit=200", token=ann["access"]).json()["results"]
     assert sorted(m["id"] for m in stored) == ids
+    # The change was met (and the statements prepared again), not missed.
+    assert "preparing again" in server.read_log()
     # The make_server fixture then checks the log for 500s and unhandled errors.
 
 

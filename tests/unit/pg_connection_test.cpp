@@ -194,6 +194,41 @@ TEST(PgDatabase, RunsAStatementAgainWhenAMigrationChangedItsResult) {
   EXPECT_EQ(out, (std::vector<std::string>{"1", "stale", "7", "8", "9", "10"}));
 }
 
+// A stale plan met on one of a pool's connections means the schema changed for all of
+// them: the others prepare their statements anew before their next use instead of
+// meeting the error too (where a retry of a transaction would land on them).
+TEST(PgPool, AStalePlanOnOneConnectionRefreshesTheOthers) {
+  REQUIRE_POSTGRES();
+  static const std::string table = "stale_epoch_" + std::to_string(::getpid());
+  static const std::string read = "SELECT * FROM " + table + " ORDER BY a";
+  auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+    auto pool = PgPool::create(ex, conninfo(), 2);
+    auto first = co_await pool->acquire();
+    auto second = co_await pool->acquire();
+    co_await first->script("CREATE TABLE " + table + " (a int); INSERT INTO " + table +
+                           " VALUES (1)");
+    co_await first->prepared(read.c_str());
+    co_await second->prepared(read.c_str());
+    co_await first->script("ALTER TABLE " + table + " ADD COLUMN b int DEFAULT 7");
+    std::vector<std::string> seen;
+    try {
+      co_await first->prepared(read.c_str());
+      seen.emplace_back("no error");
+    } catch (const PgError& e) {
+      seen.push_back(e.stale_plan() ? "stale" : e.sqlstate());
+    }
+    try {
+      auto r = co_await second->prepared(read.c_str());
+      seen.emplace_back(r.text(0, 1));
+    } catch (const PgError& e) {
+      seen.push_back(e.stale_plan() ? "stale" : e.sqlstate());
+    }
+    co_await first->script("DROP TABLE " + table);
+    co_return seen;
+  });
+  EXPECT_EQ(out, (std::vector<std::string>{"stale", "7"}));
+}
+
 TEST(PgConnection, UnreachableServerIsUnavailable) {
   EXPECT_THROW(run([](asio::any_io_executor ex) -> asio::awaitable<int> {
                  auto conn =

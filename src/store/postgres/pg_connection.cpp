@@ -38,6 +38,14 @@ std::string one_line(std::string msg) {
   return out;
 }
 
+// The error a failed result reports.
+PgError error_of(const pg_result* r) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* function = PQresultErrorField(r, PG_DIAG_SOURCE_FUNCTION);
+  return {"postgres: " + one_line(PQresultErrorMessage(r)), state != nullptr ? state : "",
+          function != nullptr ? function : ""};
+}
+
 std::string connection_error(pg_conn* conn) {
   return "postgres: " + one_line(conn != nullptr ? PQerrorMessage(conn) : "out of memory");
 }
@@ -230,11 +238,7 @@ asio::awaitable<PgResult> PgConnection::collect() {
     const auto status = PQresultStatus(r);
     if (status == PGRES_FATAL_ERROR || status == PGRES_NONFATAL_ERROR ||
         status == PGRES_BAD_RESPONSE) {
-      if (!failure) {
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        failure.emplace("postgres: " + one_line(PQresultErrorMessage(r)),
-                        state != nullptr ? state : "");
-      }
+      if (!failure) failure.emplace(error_of(r));
       PQclear(r);
     } else {
       last = PgResult(r);
@@ -280,18 +284,29 @@ asio::awaitable<PgResult> PgConnection::query(const char* sql, PgParams params) 
   co_return result;
 }
 
+void PgConnection::share_plan_epoch(std::shared_ptr<std::atomic<std::uint64_t>> epoch) {
+  plan_epoch_ = std::move(epoch);
+  if (plan_epoch_) statements_epoch_ = plan_epoch_->load(std::memory_order_relaxed);
+}
+
 void PgConnection::fail(const PgError& failure) {
-  if (failure.stale_plan()) statements_stale_ = true;
+  if (failure.stale_plan()) {
+    spdlog::info("postgres: the schema changed under a prepared statement; preparing again");
+    statements_stale_ = true;
+    if (plan_epoch_) plan_epoch_->fetch_add(1, std::memory_order_relaxed);
+  }
   throw failure;
 }
 
 // The name of `sql`'s prepared statement on this connection, preparing it the first time.
 asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
-  if (statements_stale_) {
+  const std::uint64_t epoch = plan_epoch_ ? plan_epoch_->load(std::memory_order_relaxed) : 0;
+  if (statements_stale_ || epoch != statements_epoch_) {
     // Not transactional, so allowed in the transaction a retry has begun.
     co_await query("DEALLOCATE ALL");
     statements_.clear();
     statements_stale_ = false;
+    statements_epoch_ = epoch;
   }
   auto it = statements_.find(sql);
   if (it == statements_.end()) {
@@ -349,11 +364,7 @@ asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStat
     // Each statement's results end with a null.
     while (pg_result* r = co_await next_result()) {
       const auto status = PQresultStatus(r);
-      if (status == PGRES_FATAL_ERROR && !failure) {
-        const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-        failure.emplace("postgres: " + one_line(PQresultErrorMessage(r)),
-                        state != nullptr ? state : "");
-      }
+      if (status == PGRES_FATAL_ERROR && !failure) failure.emplace(error_of(r));
       results[i] = PgResult(r);
     }
   }

@@ -8,6 +8,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/posix/descriptor_base.hpp>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -27,18 +28,24 @@ namespace chat::store::postgres {
 // A query failed on the server (constraint, syntax...): `sqlstate` says which.
 class PgError : public std::runtime_error {
  public:
-  PgError(const std::string& message, std::string sqlstate)
-      : std::runtime_error(message), sqlstate_(std::move(sqlstate)) {}
+  PgError(const std::string& message, std::string sqlstate, std::string source_function = {})
+      : std::runtime_error(message),
+        sqlstate_(std::move(sqlstate)),
+        source_function_(std::move(source_function)) {}
   [[nodiscard]] const std::string& sqlstate() const { return sqlstate_; }
   [[nodiscard]] bool unique_violation() const { return sqlstate_ == "23505"; }
-  // "cached plan must not change result type" (feature_not_supported): a migration run by
-  // a newer node changed what a statement this connection prepared returns (a function's
-  // result, a table's columns). The connection forgets its prepared statements, so running
-  // the statement again prepares it anew (PgConnection::prepare).
-  [[nodiscard]] bool stale_plan() const { return sqlstate_ == "0A000"; }
+  // "cached plan must not change result type": a migration (run by a newer node) changed
+  // what a statement prepared earlier returns (a function's result, a table's columns).
+  // Known by the server function that raises it, as the message may be translated and
+  // its SQLSTATE (feature_not_supported) is shared. The statements are then prepared anew
+  // (PgConnection::prepare), so the call may simply run again.
+  [[nodiscard]] bool stale_plan() const {
+    return sqlstate_ == "0A000" && source_function_ == "RevalidateCachedQuery";
+  }
 
  private:
   std::string sqlstate_;
+  std::string source_function_;  // PG_DIAG_SOURCE_FUNCTION: the server's C function
 };
 
 // Parameters are sent as text, like psql would; nullopt is NULL.
@@ -97,6 +104,10 @@ class PgConnection {
   // unanswered past its timeout. Without one a wait has no limit (migrations, whose index
   // builds may take long).
   void watch(std::shared_ptr<PgWatchdog> watchdog);
+  // A counter the pool's connections share: a stale plan met on one of them means the
+  // schema changed for all, so each prepares its statements anew before its next use
+  // instead of meeting the same error (and a retry landing on it failing again).
+  void share_plan_epoch(std::shared_ptr<std::atomic<std::uint64_t>> epoch);
 
   // False once the connection is broken; the pool then drops it.
   [[nodiscard]] bool healthy() const;
@@ -118,6 +129,8 @@ class PgConnection {
   std::unique_ptr<Socket> socket_;
   std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
   bool statements_stale_ = false;  // a plan went stale: DEALLOCATE ALL before the next prepare
+  std::shared_ptr<std::atomic<std::uint64_t>> plan_epoch_;
+  std::uint64_t statements_epoch_ = 0;  // plan_epoch_ when statements_ were last cleared
   PgWatchdog::Clock clock_;
   std::shared_ptr<PgWatchdog> watchdog_;
 };

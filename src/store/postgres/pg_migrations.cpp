@@ -419,8 +419,10 @@ constexpr auto k0011_send_windows_once =
 // columns, indexes and functions, and never renames or drops what that version uses or
 // changes a column's meaning. A function's result may gain columns at its end only: a node
 // whose prepared statement it invalidates prepares it again (PgError::stale_plan) and
-// reads the columns it knows by position. Anything else is a new function under a new
-// name, the old one dropped a version later. (Migration 10 predates this rule.)
+// reads the columns it knows by position; so a migration that widens a result ships only
+// once the version it upgrades from prepares again (PgConnection::prepare, from the
+// version this rule came with). Anything else is a new function under a new name, the old
+// one dropped a version later. (Migration 10 predates this rule.)
 constexpr PgMigration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},

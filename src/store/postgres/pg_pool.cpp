@@ -119,6 +119,7 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
   try {
     auto conn = co_await PgConnection::connect(executor_, conninfo_);
     conn->watch(watchdog_);
+    conn->share_plan_epoch(plan_epoch_);
     co_return Lease(self, std::move(conn));
   } catch (...) {
     std::lock_guard lock(mutex_);

@@ -6,7 +6,9 @@
 #include <boost/asio/any_io_executor.hpp>
 #include <boost/asio/awaitable.hpp>
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -53,6 +55,8 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
   std::string conninfo_;
   std::size_t max_;
   std::shared_ptr<PgWatchdog> watchdog_;  // shared with the connections it watches
+  std::shared_ptr<std::atomic<std::uint64_t>> plan_epoch_ =
+      std::make_shared<std::atomic<std::uint64_t>>(0);  // PgConnection::share_plan_epoch
   mutable std::mutex mutex_;
   std::vector<std::unique_ptr<PgConnection>> idle_;
   std::size_t open_ = 0;  // idle + lent + being opened
