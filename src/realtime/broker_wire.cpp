@@ -171,6 +171,15 @@ std::optional<BrokerMessage> decode_session_end(std::string_view s, bool numbere
 
 }  // namespace
 
+std::string encode_chat_notice(const ChatNotice& notice) {
+  std::string out = "N";
+  out += std::to_string(notice.seq);
+  out += ' ';
+  out += std::to_string(notice.chat_id);
+  out += '\n';
+  return out;
+}
+
 std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
   if (s.empty()) return std::nullopt;
   const char kind = s.front();
@@ -209,6 +218,14 @@ std::optional<BrokerMessage> decode_broker_message(std::string_view s) {
   if (kind == 'T') return decode_typing(s);
   if (kind == 'K') return decode_session_end(s, false);
   if (kind == 'S') return decode_session_end(s, true);
+  if (kind == 'N') {
+    ChatNotice n;
+    if (!take_int(s, n.seq, ' ') || !take_int(s, n.chat_id, '\n') || !s.empty() || n.seq <= 0 ||
+        n.chat_id <= 0) {
+      return std::nullopt;
+    }
+    return n;
+  }
   return std::nullopt;
 }
 

@@ -29,6 +29,8 @@ namespace {
 namespace asio = boost::asio;
 
 constexpr int kCatchUpPage = 500;
+// A new chat naming more members than this reaches their channels as notices, not copies.
+constexpr std::size_t kCreatedCopiesUpTo = 32;
 constexpr std::size_t kRecentSeqs = 16384;
 constexpr std::size_t kRecentEphemerals = 4096;
 constexpr auto kFlushTimeout = std::chrono::seconds(1);
@@ -160,9 +162,17 @@ class RedisBroker final : public Broker {
         command.push_back(user_channel(*e.user_id));
         command.push_back(message);
       } else if (e.type == "chat_created") {
-        for (auto user : created_for(e)) {
+        // Each copy names every member, so copies for a large group would cost members²
+        // bytes (a 10,000-member group: gigabytes in this one command). Past a few members
+        // each gets a notice, and its node reads the event from the log (on_chat_notice).
+        // Nodes of a version before notices drop them (README: Upgrades).
+        const auto members = created_for(e);
+        const std::string notice = members.size() > kCreatedCopiesUpTo
+                                       ? encode_chat_notice({e.seq, e.chat_id})
+                                       : std::string();
+        for (auto user : members) {
           command.push_back(user_channel(user));
-          command.push_back(message);
+          command.push_back(notice.empty() ? message : notice);
         }
       }
     }
@@ -333,6 +343,9 @@ class RedisBroker final : public Broker {
       receive_live(std::move(*e));
     } else if (auto* end = std::get_if<SessionEnd>(&*decoded)) {
       if (handler_ != nullptr) handler_->on_session_end(*end);
+    } else if (auto* notice = std::get_if<ChatNotice>(&*decoded)) {
+      max_heard_ = std::max(max_heard_, notice->seq);
+      on_chat_notice(*notice);
     } else {
       auto& w = std::get<WireEphemeral>(*decoded);
       if (recent_ephemerals_.insert(w.origin) && handler_ != nullptr) {
@@ -372,6 +385,57 @@ class RedisBroker final : public Broker {
     } catch (const std::exception& ex) {
       spdlog::warn("redis broker: dropped event {}: {}", e.seq, ex.what());
     }
+  }
+
+  // A new chat's event, named by a notice on a local member's channel: read from the log
+  // once, however many local members are told. Until it is delivered, events of chats this
+  // node does not hear wait, as in a catch-up of users, so none overtakes it (a member
+  // removed from the new chat right away). A chat heard already gets it on its channel.
+  void on_chat_notice(const ChatNotice& n) {
+    if (recent_.contains(n.seq) || chats_.contains(n.chat_id)) return;
+    if (!noticed_.insert(n.seq).second) return;  // being read
+    ++users_catching_up_;
+    asio::co_spawn(strand_, read_noticed(n), asio::detached);
+  }
+
+  asio::awaitable<void> read_noticed(ChatNotice n) {
+    const std::uint64_t epoch = epoch_;
+    asio::steady_timer pause(strand_);
+    // A lost subscription connection ends the wait: its catch-up of users reads it.
+    for (int failures = 0; !stopped_ && epoch == epoch_;) {
+      std::vector<store::EventRecord> page;
+      bool failed = false;
+      try {
+        const std::vector<std::int64_t> chat{n.chat_id};
+        const std::vector<std::int64_t> no_users;
+        page = co_await log_.events_since(chat, no_users, n.seq - 1, 1);
+      } catch (const std::exception& e) {
+        if (failures == 0)
+          spdlog::warn("redis broker: reading a new chat's event failed: {}", e.what());
+        failed = true;
+      }
+      if (!failed) {
+        for (const auto& e : page) {
+          if (e.seq == n.seq) deliver(e);
+        }
+        break;
+      }
+      ++failures;
+      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
+      boost::system::error_code ec;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    noticed_.erase(n.seq);
+    users_caught_up();
+  }
+
+  // One catch-up of users (or a notice's read) is over: when none is left, the events
+  // held for chats this node does not hear go on, in commit order.
+  void users_caught_up() {
+    if (--users_catching_up_ > 0) return;
+    auto held = std::exchange(held_untracked_, {});
+    std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
+    for (const auto& e : held) receive_live(e);
   }
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
@@ -501,12 +565,7 @@ class RedisBroker final : public Broker {
         after = page.back().seq;
       }
     }
-    if (!users.empty() && --users_catching_up_ == 0) {
-      auto held = std::exchange(held_untracked_, {});
-      std::sort(held.begin(), held.end(),
-                [](const auto& a, const auto& b) { return a.seq < b.seq; });
-      for (const auto& e : held) receive_live(e);
-    }
+    if (!users.empty()) users_caught_up();
     if (epoch != epoch_ || !ready_) co_return;  // the connection was lost meanwhile
     for (const auto& [id, gen] : chats) {
       auto it = chats_.find(id);
@@ -589,6 +648,7 @@ class RedisBroker final : public Broker {
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
+  std::unordered_set<std::int64_t> noticed_;  // seqs of new chats' events being read
   RecentSet<std::int64_t> recent_{kRecentSeqs};
   RecentSet<std::string> recent_ephemerals_{kRecentEphemerals};
   std::int64_t max_heard_ = 0;  // the newest seq the subscription connection brought

@@ -1047,6 +1047,57 @@ def test_a_member_added_on_a_node_that_hears_the_chat_for_no_one_gets_member_add
     run(main())
 
 
+def redis_input_bytes(port):
+    stats = redis_cli(port, "INFO", "stats")
+    return int(next(s for s in stats if s.startswith("total_net_input_bytes:")).split(":")[1])
+
+
+def test_a_large_new_group_reaches_other_nodes_at_a_cost_linear_in_its_size(own_redis, make_cluster):
+    """A new chat's event names every member, and each member's node must start hearing the
+    chat. Past a few members their channels get a notice, not a copy each (members² bytes:
+    a 10,000-member group once took gigabytes and a node with it), and the node reads the
+    event from the log: once, in order with what follows it."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port, PASSWORD_HASH_MEMORY_KIB=1024,
+                           PASSWORD_HASH_OPS=1)
+    api = Client(cluster[0])
+    owner = api.register()
+    others = [api.register() for _ in range(199)]
+    far, leaver, near = others[0], others[1], others[2]
+
+    async def main():
+        far_ws = await user_ws(cluster[1], far)
+        leaver_ws = await user_ws(cluster[1], leaver)
+        near_ws = await user_ws(cluster[0], near)
+        before = redis_input_bytes(own_redis.port)
+        r = api.post("/api/chats/", token=owner["access"],
+                     json={"type": "group", "name": "everyone", "member_ids": [uid(o) for o in others]})
+        assert r.status_code == 201, r.text
+        group = r.json()["id"]
+        # Removed at once: its node must not deliver the removal before the creation.
+        r = api.request("DELETE", f"/api/chats/{group}/members/{uid(leaver)}/", token=owner["access"])
+        assert r.status_code == 204, r.text
+        sent = rest_send(api, owner, group, "welcome")
+        for ws in (far_ws, near_ws):
+            created = await ws.until(is_("chat_created", chat_id=group))
+            assert len(created["chat"]["members"]) == 200, len(created["chat"]["members"])
+            await ws.until(is_("message", message_id=sent["id"]))
+        created = await leaver_ws.until(is_("chat_created", chat_id=group))
+        removed = await leaver_ws.until(is_("member_removed", chat_id=group, user_id=uid(leaver)))
+        assert created["seq"] < removed["seq"], (created, removed)
+        # A copy per member would be 199 x ~11 KB (the chat and its 200 members) = 2 MB.
+        spent = redis_input_bytes(own_redis.port) - before
+        assert spent < 300_000, spent
+        for ws in (far_ws, leaver_ws, near_ws):
+            await ws.drain(0.5)
+            assert len([f for f in ws.seen if f.get("type") == "chat_created"]) == 1, (ws.name, ws.seen)
+            check_seq_order(ws)
+        assert not [f for f in leaver_ws.seen if f.get("type") == "message" and f["chat_id"] == group]
+        for ws in (far_ws, leaver_ws, near_ws):
+            await ws.close()
+
+    run(main(), timeout=90)
+
+
 def test_events_a_killed_node_committed_but_never_published_still_arrive_in_order(make_cluster):
     """A node killed between its COMMIT and its PUBLISH leaves events in the log that no
     node was told of. Seqs are gapless, so the next commit (on any node) finds the gap when

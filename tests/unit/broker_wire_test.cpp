@@ -113,6 +113,17 @@ TEST(BrokerWire, SocketsPastTheLimitRoundTrip) {
   EXPECT_EQ(back.sockets, end.sockets);
 }
 
+TEST(BrokerWire, ChatNoticesRoundTrip) {
+  const std::string wire = encode_chat_notice({900000000123, 42});
+  // A kind of its own: a node of a version before it drops it.
+  EXPECT_EQ(wire, "N900000000123 42\n");
+  auto decoded = decode_broker_message(wire);
+  ASSERT_TRUE(decoded);
+  const auto& back = std::get<ChatNotice>(*decoded);
+  EXPECT_EQ(back.seq, 900000000123);
+  EXPECT_EQ(back.chat_id, 42);
+}
+
 TEST(BrokerWire, MalformedMessagesAreRefused) {
   for (const char* bad : {"",
                           "X1 2 3 4 t\n{}",
@@ -143,7 +154,13 @@ TEST(BrokerWire, MalformedMessagesAreRefused) {
                           "Tn:1 0 3 1\nann",
                           "Tn:1 7 -3 1\nann",
                           "T 7 3 1\nann",
-                          "Tn:1 x 3 1\nann"}) {
+                          "Tn:1 x 3 1\nann",
+                          "N5 7",
+                          "N5 7\nx",
+                          "N5\n",
+                          "N0 7\n",
+                          "N5 -7\n",
+                          "N5 x\n"}) {
     EXPECT_FALSE(decode_broker_message(bad)) << bad;
   }
 }
