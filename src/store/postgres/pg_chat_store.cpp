@@ -222,6 +222,14 @@ constexpr const char* kInsertMember =
     "FROM event_log_state "
     "WHERE id = 1), c.last_message_id, c.last_message_id FROM chats c WHERE c.id = $1 "
     "ON CONFLICT DO NOTHING";
+// A new chat's members (arrays of ids and roles) in one statement: a group of 10,000 was
+// 10,000 round trips.
+constexpr const char* kInsertMembers =
+    "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
+    "last_delivered_message_id) SELECT $1::bigint, m.user_id, m.role, $4::bigint, (SELECT "
+    "last_seq FROM event_log_state WHERE id = 1), c.last_message_id, c.last_message_id "
+    "FROM chats c, unnest($2::bigint[], $3::text[]) AS m(user_id, role) WHERE c.id = $1 "
+    "ON CONFLICT DO NOTHING";
 constexpr const char* kRenameChat = "UPDATE chats SET name = $2 WHERE id = $1";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = $1";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
@@ -788,11 +796,14 @@ asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<Cr
     }
     out.chat_id = inserted.int64(0, 0);
     out.created = true;
+    std::vector<std::string> roles;
     for (const auto& [user_id, role] : chat.members) {
-      auto member = pg_params(out.chat_id, user_id, role_name(role), chat.now);
-      co_await c.prepared(kInsertMember, std::move(member));
       out.member_ids.push_back(user_id);
+      roles.emplace_back(role_name(role));
     }
+    auto members =
+        pg_params(out.chat_id, array_literal(out.member_ids), array_literal(roles), chat.now);
+    co_await c.prepared(kInsertMembers, std::move(members));
     log.append(events(out), chat.now);
   };
   WriteBody fn = body;
