@@ -1,12 +1,16 @@
 #include "chat/message_service.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
+#include <chrono>
 #include <map>
 
 #include "chat/chat_service.hpp"
 #include "chat/permissions.hpp"
 #include "chat/search_query.hpp"
 #include "chat/wire.hpp"
+#include "common/log_throttle.hpp"
 #include "common/unicode.hpp"
 #include "metrics/metrics.hpp"
 
@@ -52,20 +56,31 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   Watermarks marks = std::move(page->marks);
   if (newest > page->viewer.last_delivered_message_id) {
     // Reading is delivery: the reader's watermark moves, and the statuses with it.
-    co_await mark_delivered(q.chat_id, me, newest);
-    marks = co_await store_.chats().watermarks(q.chat_id);
+    if (co_await mark_delivered(q.chat_id, me, newest)) {
+      marks = co_await store_.chats().watermarks(q.chat_id);
+    }
   }
   MessagePage out{std::move(page->messages), std::move(marks), page->has_more};
   co_return out;
 }
 
-boost::asio::awaitable<void> MessageService::mark_delivered(std::int64_t chat_id, std::int64_t me,
+boost::asio::awaitable<bool> MessageService::mark_delivered(std::int64_t chat_id, std::int64_t me,
                                                             std::int64_t message_id) {
   auto events = [](const WatermarkChange& c) {
     return std::vector<NewEvent>{
         to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
   };
-  co_await store_.chats().mark_delivered(chat_id, me, message_id, std::move(events));
+  try {
+    co_await store_.chats().mark_delivered(chat_id, me, message_id, std::move(events));
+  } catch (const Unavailable& e) {
+    static LogThrottle throttle(std::chrono::seconds(10));
+    if (auto skipped = throttle.admit()) {
+      spdlog::warn("delivered receipt of a read not written ({} more since): {}", *skipped,
+                   e.what());
+    }
+    co_return false;
+  }
+  co_return true;
 }
 
 boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
@@ -292,7 +307,7 @@ boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, s
   auto replay = co_await store_.chats().replay(me, since, limit);
   // Fetching is delivery, as for a page of history.
   for (const auto& [chat, message] : delivered_by_replay(replay.events, me)) {
-    co_await mark_delivered(chat, me, message);
+    if (!co_await mark_delivered(chat, me, message)) break;  // the database takes no writes
   }
   co_return replay;
 }

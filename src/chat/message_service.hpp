@@ -106,8 +106,10 @@ class MessageService {
   // False when there was nothing to delete (already deleted, or gone).
   boost::asio::awaitable<bool> delete_for_everyone(std::int64_t message_id);
   // Moves the caller's delivered watermark up to `message_id` (a fetch delivers), logging
-  // `delivered` when it moved.
-  boost::asio::awaitable<void> mark_delivered(std::int64_t chat_id, std::int64_t me,
+  // `delivered` when it moved. False when the database could not take the write (a full
+  // disk, an outage): the read it comes with is answered all the same, and a later fetch
+  // or socket delivers it.
+  boost::asio::awaitable<bool> mark_delivered(std::int64_t chat_id, std::int64_t me,
                                               std::int64_t message_id);
 
   store::Store& store_;

@@ -316,6 +316,37 @@ def test_status_moves_from_sent_to_delivered_to_read(client):
     assert history(client, a, g["id"])["results"][0]["status"] == "read"
 
 
+def test_reads_are_answered_while_the_database_takes_no_writes(make_server):
+    """A fetch delivers what it returns, which is a write. When the database takes none (a
+    full disk; here another process holds SQLite's write lock past chatd's 5 s wait), the
+    history and the event log are still answered, and the receipt is written by a later
+    fetch."""
+    import conftest
+    if conftest.BACKEND != "sqlite":
+        pytest.skip("holds SQLite's write lock")
+    server = make_server()
+    c = Client(server)
+    a, b = c.register(), c.register()
+    chat = c.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [uid(b)]}).json()
+    sent = [send(c, a, chat["id"], f"n{i}")["id"] for i in range(3)]
+    holder = sqlite3.connect(server.db_path, isolation_level=None, timeout=10)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        page = c.get(f"/api/messages/?chat={chat['id']}", token=b["access"], timeout=30)
+        assert page.status_code == 200, page.text
+        assert [m["id"] for m in page.json()["results"]] == sent[::-1]
+        events = c.get("/api/events/?since=0", token=b["access"], timeout=30)
+        assert events.status_code == 200, events.text
+        assert [e["message_id"] for e in events.json()["results"] if e["type"] == "message"] == sent
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert "delivered receipt of a read not written" in server.read_log()
+    assert history(c, a, chat["id"])["results"][0]["status"] == "sent"
+    history(c, b, chat["id"])
+    assert history(c, a, chat["id"])["results"][0]["status"] == "delivered"
+
+
 def test_read_watermark_never_goes_down(client):
     a, b = client.register(), client.register()
     g = new_group(client, a, b)
