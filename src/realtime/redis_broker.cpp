@@ -344,8 +344,7 @@ class RedisBroker final : public Broker {
     } else if (auto* end = std::get_if<SessionEnd>(&*decoded)) {
       if (handler_ != nullptr) handler_->on_session_end(*end);
     } else if (auto* notice = std::get_if<ChatNotice>(&*decoded)) {
-      max_heard_ = std::max(max_heard_, notice->seq);
-      on_chat_notice(*notice);
+      on_chat_notice(*notice);  // not in max_heard_: the event itself was not heard
     } else {
       auto& w = std::get<WireEphemeral>(*decoded);
       if (recent_ephemerals_.insert(w.origin) && handler_ != nullptr) {
@@ -387,55 +386,22 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // A new chat's event, named by a notice on a local member's channel: read from the log
-  // once, however many local members are told. Until it is delivered, events of chats this
-  // node does not hear wait, as in a catch-up of users, so none overtakes it (a member
-  // removed from the new chat right away). A chat heard already gets it on its channel.
+  // A new chat's event, named by a notice on a local member's channel: the node reads the
+  // log from just before it, as for a resync request (once per notice, however many local
+  // members are told). Every chat's live events wait meanwhile, so what follows the new
+  // chat, in it or elsewhere, comes after it and in seq order.
   void on_chat_notice(const ChatNotice& n) {
-    if (recent_.contains(n.seq) || chats_.contains(n.chat_id)) return;
-    if (!noticed_.insert(n.seq).second) return;  // being read
-    ++users_catching_up_;
-    asio::co_spawn(strand_, read_noticed(n), asio::detached);
+    if (recent_.contains(n.seq) || !noticed_.insert(n.seq)) return;
+    notice_floor_ = notice_floor_ == 0 ? n.seq : std::min(notice_floor_, n.seq);
+    ++notices_reading_;
+    asio::co_spawn(strand_, read_noticed(n.seq - 1), asio::detached);
   }
 
-  asio::awaitable<void> read_noticed(ChatNotice n) {
-    const std::uint64_t epoch = epoch_;
-    asio::steady_timer pause(strand_);
-    // A lost subscription connection ends the wait: its catch-up of users reads it.
-    for (int failures = 0; !stopped_ && epoch == epoch_;) {
-      std::vector<store::EventRecord> page;
-      bool failed = false;
-      try {
-        const std::vector<std::int64_t> chat{n.chat_id};
-        const std::vector<std::int64_t> no_users;
-        page = co_await log_.events_since(chat, no_users, n.seq - 1, 1);
-      } catch (const std::exception& e) {
-        if (failures == 0)
-          spdlog::warn("redis broker: reading a new chat's event failed: {}", e.what());
-        failed = true;
-      }
-      if (!failed) {
-        for (const auto& e : page) {
-          if (e.seq == n.seq) deliver(e);
-        }
-        break;
-      }
-      ++failures;
-      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
-      boost::system::error_code ec;
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
-    noticed_.erase(n.seq);
-    users_caught_up();
-  }
-
-  // One catch-up of users (or a notice's read) is over: when none is left, the events
-  // held for chats this node does not hear go on, in commit order.
-  void users_caught_up() {
-    if (--users_catching_up_ > 0) return;
-    auto held = std::exchange(held_untracked_, {});
-    std::sort(held.begin(), held.end(), [](const auto& a, const auto& b) { return a.seq < b.seq; });
-    for (const auto& e : held) receive_live(e);
+  asio::awaitable<void> read_noticed(std::int64_t after) {
+    co_await resync_catch_up(after);
+    // Once none is being read, nothing below the floor is owed (a lost connection's
+    // catch-up took the floor over: on_subscriber_state).
+    if (--notices_reading_ == 0) notice_floor_ = 0;
   }
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
@@ -565,7 +531,12 @@ class RedisBroker final : public Broker {
         after = page.back().seq;
       }
     }
-    if (!users.empty()) users_caught_up();
+    if (!users.empty() && --users_catching_up_ == 0) {
+      auto held = std::exchange(held_untracked_, {});
+      std::sort(held.begin(), held.end(),
+                [](const auto& a, const auto& b) { return a.seq < b.seq; });
+      for (const auto& e : held) receive_live(e);
+    }
     if (epoch != epoch_ || !ready_) co_return;  // the connection was lost meanwhile
     for (const auto& [id, gen] : chats) {
       auto it = chats_.find(id);
@@ -585,6 +556,10 @@ class RedisBroker final : public Broker {
   // read them from the log. Live events of the chats wait meanwhile, so that the missing
   // ones come first (a request that arrives before the newer events keeps commit order).
   void resync(std::int64_t after) {
+    asio::co_spawn(strand_, resync_catch_up(after), asio::detached);
+  }
+
+  asio::awaitable<void> resync_catch_up(std::int64_t after) {
     std::vector<ChatRef> chats;
     for (auto& [id, st] : chats_) {
       if (st.starting) continue;
@@ -593,8 +568,7 @@ class RedisBroker final : public Broker {
     }
     std::vector<std::int64_t> users;
     for (const auto& [id, n] : users_) users.push_back(id);
-    asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), after, true),
-                   asio::detached);
+    co_await catch_up(std::move(chats), std::move(users), after, true);
   }
 
   void on_subscriber_state(bool ready) {
@@ -608,7 +582,8 @@ class RedisBroker final : public Broker {
         if (st.live) st.delivered = std::max(st.delivered, max_heard_);
         st.live = false;
       }
-      lost_at_ = max_heard_;
+      // A notice still being read names an event no catch-up has brought yet.
+      lost_at_ = notice_floor_ == 0 ? max_heard_ : std::min(max_heard_, notice_floor_ - 1);
       return;
     }
     ready_ = true;
@@ -648,7 +623,9 @@ class RedisBroker final : public Broker {
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
-  std::unordered_set<std::int64_t> noticed_;  // seqs of new chats' events being read
+  RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
+  std::int64_t notice_floor_ = 0;                 // the lowest seq of a notice being read
+  int notices_reading_ = 0;
   RecentSet<std::int64_t> recent_{kRecentSeqs};
   RecentSet<std::string> recent_ephemerals_{kRecentEphemerals};
   std::int64_t max_heard_ = 0;  // the newest seq the subscription connection brought

@@ -754,6 +754,10 @@ def test_a_hung_redis_holds_up_no_request_and_loses_nothing(own_redis, make_clus
         b_ws = await user_ws(cluster[1], b)
         sent = [rest_send(api[0], a, g, "before")["id"]]
         await wait_seen(b_ws, g, sent, timeout=10)
+        # b's receipt of it, written within 200 ms, must not be published into the hang: an
+        # event a node is unsure reached Redis comes back by a resync, possibly after newer
+        # ones (README: Broker), and the seq order is checked below.
+        await b_ws.until(is_("delivered", user_id=uid(b)), timeout=10)
 
         own_redis.pause()
         try:
@@ -1063,27 +1067,36 @@ def test_a_large_new_group_reaches_other_nodes_at_a_cost_linear_in_its_size(own_
     owner = api.register()
     others = [api.register() for _ in range(199)]
     far, leaver, near = others[0], others[1], others[2]
+    # A chat the far member's node hears, busy while the group is made: its events must not
+    # overtake the new chat's on the far member's socket (seqs only grow).
+    busy = private_chat(api, far, near)
 
     async def main():
         far_ws = await user_ws(cluster[1], far)
         leaver_ws = await user_ws(cluster[1], leaver)
         near_ws = await user_ws(cluster[0], near)
         before = redis_input_bytes(own_redis.port)
+        chatter = asyncio.get_running_loop().run_in_executor(
+            None, lambda: [rest_send(Client(cluster[0]), near, busy, f"busy {i}") for i in range(40)])
         r = api.post("/api/chats/", token=owner["access"],
                      json={"type": "group", "name": "everyone", "member_ids": [uid(o) for o in others]})
         assert r.status_code == 201, r.text
         group = r.json()["id"]
-        # Removed at once: its node must not deliver the removal before the creation.
+        # A message, then a removal at once: the leaver's node must bring the message (sent
+        # while they were a member) and the removal after the creation, in that order.
+        first = rest_send(api, owner, group, "welcome")
         r = api.request("DELETE", f"/api/chats/{group}/members/{uid(leaver)}/", token=owner["access"])
         assert r.status_code == 204, r.text
-        sent = rest_send(api, owner, group, "welcome")
+        second = rest_send(api, owner, group, "after the leaver")
+        await chatter
         for ws in (far_ws, near_ws):
             created = await ws.until(is_("chat_created", chat_id=group))
             assert len(created["chat"]["members"]) == 200, len(created["chat"]["members"])
-            await ws.until(is_("message", message_id=sent["id"]))
-        created = await leaver_ws.until(is_("chat_created", chat_id=group))
-        removed = await leaver_ws.until(is_("member_removed", chat_id=group, user_id=uid(leaver)))
-        assert created["seq"] < removed["seq"], (created, removed)
+            await ws.until(is_("message", message_id=second["id"]))
+        got = [await leaver_ws.until(p) for p in (
+            is_("chat_created", chat_id=group), is_("message", message_id=first["id"]),
+            is_("member_removed", chat_id=group, user_id=uid(leaver)))]
+        assert [f["seq"] for f in got] == sorted(f["seq"] for f in got), got
         # A copy per member would be 199 x ~11 KB (the chat and its 200 members) = 2 MB.
         spent = redis_input_bytes(own_redis.port) - before
         assert spent < 300_000, spent
@@ -1091,7 +1104,9 @@ def test_a_large_new_group_reaches_other_nodes_at_a_cost_linear_in_its_size(own_
             await ws.drain(0.5)
             assert len([f for f in ws.seen if f.get("type") == "chat_created"]) == 1, (ws.name, ws.seen)
             check_seq_order(ws)
-        assert not [f for f in leaver_ws.seen if f.get("type") == "message" and f["chat_id"] == group]
+        for ws in (far_ws, near_ws):
+            assert len([f for f in ws.seen if f.get("type") == "message" and f["chat_id"] == busy]) == 40
+        assert not [f for f in leaver_ws.seen if f.get("type") == "message" and f["message_id"] == second["id"]]
         for ws in (far_ws, leaver_ws, near_ws):
             await ws.close()
 
