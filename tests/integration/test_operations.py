@@ -8,6 +8,7 @@ the real engines."""
 import asyncio
 import json
 import re
+import time
 
 import pytest
 
@@ -316,3 +317,28 @@ def test_log_level_warn_keeps_counting_but_writes_no_request_lines(make_server):
         value(before, "chatd_http_requests_total", route="/healthz", status="200") + 1
     s.stop()
     assert "/healthz" not in s.read_log() and "/metrics" not in s.read_log()
+
+
+def test_a_steady_trickle_of_sends_is_checkpointed(make_server):
+    """SQLite copies the WAL back once it reaches 10,000 pages or writes pause for a second.
+    A steady trickle never does either for long, and its WAL grew to about 40 MB before its
+    first copy (a disk with less free filled up with WAL alone), so a checkpoint also starts
+    10 s after the last one started."""
+    if conftest.BACKEND != "sqlite":
+        pytest.skip("SQLite's WAL")
+    server = make_server()
+    c = Client(server)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    def checkpoints():
+        return value(scrape(c), "chatd_sqlite_checkpoints_total", by="background")
+
+    time.sleep(1.5)  # a quiet second: whatever the set-up left is copied now, not below
+    before = checkpoints()
+    started = time.monotonic()
+    while time.monotonic() - started < 12:  # about 25 sends a second, never a pause of 1 s
+        rest_send(c, a, chat, "trickle")
+        time.sleep(0.04)
+    # Read straight after the last send: the quiet-second copy has not come yet.
+    assert checkpoints() > before

@@ -5,6 +5,8 @@
 
 #include <sqlite3.h>
 
+#include <chrono>
+
 #include <spdlog/spdlog.h>
 
 #include "metrics/metrics.hpp"
@@ -18,6 +20,10 @@ constexpr int kLeftForWriter = 128;
 constexpr int kMaxPasses = 8;
 // Commits the writer lets pass, busy, before it copies the remainder anyway.
 constexpr int kMaxPostponed = 64;
+// A steady trickle of writes (never a quiet second) took the WAL to `pages` before its
+// first copy, about 40 MB, so a disk with less free filled up with WAL alone. A checkpoint
+// also starts when the last one started this long ago.
+constexpr std::chrono::seconds kAtLeastEvery{10};
 }  // namespace
 
 struct Checkpointer::Thread {
@@ -46,7 +52,10 @@ void Checkpointer::watch(sqlite3* writer) {
 int Checkpointer::on_commit(void* self, sqlite3* /*db*/, const char* /*schema*/, int frames) {
   auto& c = *static_cast<Checkpointer*>(self);
   c.frames_ = frames;
-  if (frames >= c.pages_ && c.state_.load() == idle) {
+  if (c.state_.load() != idle) return SQLITE_OK;
+  const auto now = std::chrono::steady_clock::now();
+  if (frames >= c.pages_ || now - c.last_start_ >= kAtLeastEvery) {
+    c.last_start_ = now;
     c.state_.store(running);
     boost::asio::post(c.thread_->pool, [&c] { c.checkpoint_in_background(); });
   }
@@ -75,6 +84,7 @@ bool Checkpointer::writer_quiet() {
     case idle:
       if (frames_ == 0) return true;  // copied already
       // The bulk on the checkpoint thread, as ever: a write arriving meanwhile goes on.
+      last_start_ = std::chrono::steady_clock::now();
       state_.store(running);
       boost::asio::post(thread_->pool, [this] { checkpoint_in_background(); });
       return false;

@@ -4,10 +4,11 @@
 // SQLite checkpoints in the connection whose commit took the WAL past its limit: here the
 // writer, which then copied 10,000 pages and synced the file before its group's callers
 // heard back (the 50-100 ms stalls that made a send's p99). Instead the writer reports the
-// WAL's size at each commit (sqlite3_wal_hook), and past `pages` this thread runs PASSIVE
-// checkpoints with a connection of its own, beside the writer and the readers, until all
-// but a few frames are copied. The WAL starts over only once every frame is copied, which a
-// checkpoint running beside the writer rarely sees: so the writer copies the few left
+// WAL's size at each commit (sqlite3_wal_hook), and past `pages` (or 10 s after the last
+// start, under a steady trickle) this thread runs PASSIVE checkpoints with a connection of
+// its own, beside the writer and the readers, until all but a few frames are copied. The
+// WAL starts over only once every frame is copied, which a checkpoint running beside the
+// writer rarely sees: so the writer copies the few left
 // itself, after a commit, once its callers are answered and while no write waits (or after
 // 64 busy commits), and its next write starts the WAL over. Should the WAL still reach
 // `writer_limit` pages (readers holding old snapshots, say), the writer checkpoints
@@ -18,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -61,6 +63,7 @@ class Checkpointer {
   sqlite3* writer_ = nullptr;
   int frames_ = 0;
   int postponed_ = 0;
+  std::chrono::steady_clock::time_point last_start_ = std::chrono::steady_clock::now();
   // idle -> running (this thread) -> copied (the writer's turn) -> idle.
   enum State : int { idle, running, copied };
   std::atomic<int> state_{idle};
