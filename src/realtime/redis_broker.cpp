@@ -359,6 +359,10 @@ class RedisBroker final : public Broker {
 
   void receive_live(store::EventRecord e) {
     if (recent_.contains(e.seq)) return;
+    if (gate_ > 0) {  // a new chat's event is being read (on_chat_notice)
+      gated_.push_back(std::move(e));
+      return;
+    }
     auto it = chats_.find(e.chat_id);
     if (it != chats_.end() && !it->second.live) {
       it->second.held.push_back(std::move(e));
@@ -386,22 +390,49 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // A new chat's event, named by a notice on a local member's channel: the node reads the
-  // log from just before it, as for a resync request (once per notice, however many local
-  // members are told). Every chat's live events wait meanwhile, so what follows the new
-  // chat, in it or elsewhere, comes after it and in seq order.
+  // A new chat's event, named by a notice on a local member's channel (publish_committed):
+  // read from the log by the chat's id, once however many local members are told. Until it
+  // is delivered every live event waits behind a gate, so that nothing heard after the
+  // notice (a busy chat's message, a removal from the new chat) reaches a socket before
+  // the new chat does. The chat's later events come with it, or through the catch-up of
+  // the subscription its delivery makes the hub ask for.
   void on_chat_notice(const ChatNotice& n) {
     if (recent_.contains(n.seq) || !noticed_.insert(n.seq)) return;
-    notice_floor_ = notice_floor_ == 0 ? n.seq : std::min(notice_floor_, n.seq);
-    ++notices_reading_;
-    asio::co_spawn(strand_, read_noticed(n.seq - 1), asio::detached);
+    notice_floor_ = gate_ == 0 ? n.seq : std::min(notice_floor_, n.seq);
+    ++gate_;
+    asio::co_spawn(strand_, read_noticed(n), asio::detached);
   }
 
-  asio::awaitable<void> read_noticed(std::int64_t after) {
-    co_await resync_catch_up(after);
-    // Once none is being read, nothing below the floor is owed (a lost connection's
-    // catch-up took the floor over: on_subscriber_state).
-    if (--notices_reading_ == 0) notice_floor_ = 0;
+  asio::awaitable<void> read_noticed(ChatNotice n) {
+    asio::steady_timer pause(strand_);
+    // The log does not depend on Redis: the read goes on until it succeeds.
+    for (int failures = 0; !stopped_;) {
+      std::vector<store::EventRecord> page;
+      bool failed = false;
+      try {
+        const std::vector<std::int64_t> chat{n.chat_id};
+        const std::vector<std::int64_t> no_users;
+        page = co_await log_.events_since(chat, no_users, n.seq - 1, kCatchUpPage);
+      } catch (const std::exception& e) {
+        if (failures == 0)
+          spdlog::warn("redis broker: reading a new chat's events failed: {}", e.what());
+        failed = true;
+      }
+      if (!failed) {
+        for (auto& e : page) gated_.push_back(std::move(e));
+        break;
+      }
+      ++failures;
+      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
+      boost::system::error_code ec;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (--gate_ > 0) co_return;
+    notice_floor_ = 0;
+    auto held = std::exchange(gated_, {});
+    std::stable_sort(held.begin(), held.end(),
+                     [](const auto& a, const auto& b) { return a.seq < b.seq; });
+    for (auto& e : held) receive_live(std::move(e));
   }
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
@@ -556,10 +587,6 @@ class RedisBroker final : public Broker {
   // read them from the log. Live events of the chats wait meanwhile, so that the missing
   // ones come first (a request that arrives before the newer events keeps commit order).
   void resync(std::int64_t after) {
-    asio::co_spawn(strand_, resync_catch_up(after), asio::detached);
-  }
-
-  asio::awaitable<void> resync_catch_up(std::int64_t after) {
     std::vector<ChatRef> chats;
     for (auto& [id, st] : chats_) {
       if (st.starting) continue;
@@ -568,7 +595,8 @@ class RedisBroker final : public Broker {
     }
     std::vector<std::int64_t> users;
     for (const auto& [id, n] : users_) users.push_back(id);
-    co_await catch_up(std::move(chats), std::move(users), after, true);
+    asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), after, true),
+                   asio::detached);
   }
 
   void on_subscriber_state(bool ready) {
@@ -577,13 +605,16 @@ class RedisBroker final : public Broker {
       ++epoch_;
       spdlog::warn("redis broker: lost the subscription connection; will catch up from the log");
       // Events arrive in commit order, so a chat that was live missed nothing before the
-      // newest event this connection brought.
+      // newest event this connection brought, but for what waits behind a notice's gate
+      // (from the new chat's event on): the catch-up starts below that.
+      std::int64_t heard = max_heard_;
+      if (gate_ > 0) heard = std::min(heard, notice_floor_ - 1);
+      for (const auto& e : gated_) heard = std::min(heard, e.seq - 1);
       for (auto& [id, st] : chats_) {
-        if (st.live) st.delivered = std::max(st.delivered, max_heard_);
+        if (st.live) st.delivered = std::max(st.delivered, heard);
         st.live = false;
       }
-      // A notice still being read names an event no catch-up has brought yet.
-      lost_at_ = notice_floor_ == 0 ? max_heard_ : std::min(max_heard_, notice_floor_ - 1);
+      lost_at_ = heard;
       return;
     }
     ready_ = true;
@@ -624,8 +655,9 @@ class RedisBroker final : public Broker {
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
-  std::int64_t notice_floor_ = 0;                 // the lowest seq of a notice being read
-  int notices_reading_ = 0;
+  int gate_ = 0;                                  // notices being read (on_chat_notice)
+  std::int64_t notice_floor_ = 0;                 // the lowest seq of those
+  std::vector<store::EventRecord> gated_;         // live events waiting for them
   RecentSet<std::int64_t> recent_{kRecentSeqs};
   RecentSet<std::string> recent_ephemerals_{kRecentEphemerals};
   std::int64_t max_heard_ = 0;  // the newest seq the subscription connection brought
