@@ -31,6 +31,8 @@ namespace asio = boost::asio;
 constexpr int kCatchUpPage = 500;
 // A new chat naming more members than this reaches their channels as notices, not copies.
 constexpr std::size_t kCreatedCopiesUpTo = 32;
+// Tries at reading a noticed chat (100, 200 ms apart) before it is left to a resync.
+constexpr int kNoticeReadTries = 3;
 constexpr std::size_t kRecentSeqs = 16384;
 constexpr std::size_t kRecentEphemerals = 4096;
 constexpr auto kFlushTimeout = std::chrono::seconds(1);
@@ -359,10 +361,6 @@ class RedisBroker final : public Broker {
 
   void receive_live(store::EventRecord e) {
     if (recent_.contains(e.seq)) return;
-    if (gate_ > 0) {  // a new chat's event is being read (on_chat_notice)
-      gated_.push_back(std::move(e));
-      return;
-    }
     auto it = chats_.find(e.chat_id);
     if (it != chats_.end() && !it->second.live) {
       it->second.held.push_back(std::move(e));
@@ -378,6 +376,12 @@ class RedisBroker final : public Broker {
   }
 
   void deliver(const store::EventRecord& e) {
+    // While a notice is read, what comes from its seq on waits, however it came (live, a
+    // catch-up, a resync), so that nothing overtakes the new chat (on_chat_notice).
+    if (gate_ > 0 && e.seq >= notice_floor_) {
+      if (!recent_.contains(e.seq)) gated_.push_back(e);
+      return;
+    }
     if (!recent_.insert(e.seq)) return;
     if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
       it->second.delivered = std::max(it->second.delivered, e.seq);
@@ -392,10 +396,12 @@ class RedisBroker final : public Broker {
 
   // A new chat's event, named by a notice on a local member's channel (publish_committed):
   // read from the log by the chat's id, once however many local members are told. Until it
-  // is delivered every live event waits behind a gate, so that nothing heard after the
-  // notice (a busy chat's message, a removal from the new chat) reaches a socket before
-  // the new chat does. The chat's later events come with it, or through the catch-up of
-  // the subscription its delivery makes the hub ask for.
+  // is delivered every event from its seq on waits behind a gate (deliver), so that nothing
+  // the node hears or reads meanwhile (a busy chat's message, a removal from the new chat)
+  // reaches a socket before the new chat does. The chat's later events come with it, or
+  // through the catch-up of the subscription its delivery makes the hub ask for. A read the
+  // database does not answer opens the gate after a few tries and leaves the chat to a
+  // resync from just before it (through its members' chats).
   void on_chat_notice(const ChatNotice& n) {
     if (recent_.contains(n.seq) || !noticed_.insert(n.seq)) return;
     notice_floor_ = gate_ == 0 ? n.seq : std::min(notice_floor_, n.seq);
@@ -405,8 +411,8 @@ class RedisBroker final : public Broker {
 
   asio::awaitable<void> read_noticed(ChatNotice n) {
     asio::steady_timer pause(strand_);
-    // The log does not depend on Redis: the read goes on until it succeeds.
-    for (int failures = 0; !stopped_;) {
+    bool read = false;
+    for (int failures = 0; !stopped_ && failures < kNoticeReadTries;) {
       std::vector<store::EventRecord> page;
       bool failed = false;
       try {
@@ -420,19 +426,22 @@ class RedisBroker final : public Broker {
       }
       if (!failed) {
         for (auto& e : page) gated_.push_back(std::move(e));
+        read = true;
         break;
       }
       ++failures;
-      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
+      pause.expires_after(std::chrono::milliseconds(100 * failures));
       boost::system::error_code ec;
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (--gate_ > 0) co_return;
-    notice_floor_ = 0;
-    auto held = std::exchange(gated_, {});
-    std::stable_sort(held.begin(), held.end(),
-                     [](const auto& a, const auto& b) { return a.seq < b.seq; });
-    for (auto& e : held) receive_live(std::move(e));
+    if (--gate_ == 0) {
+      notice_floor_ = 0;
+      auto held = std::exchange(gated_, {});
+      std::stable_sort(held.begin(), held.end(),
+                       [](const auto& a, const auto& b) { return a.seq < b.seq; });
+      for (const auto& e : held) deliver(e);
+    }
+    if (!read && !stopped_) resync(n.seq - 1);
   }
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
