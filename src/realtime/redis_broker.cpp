@@ -13,8 +13,10 @@
 #include <atomic>
 #include <charconv>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -31,8 +33,8 @@ namespace asio = boost::asio;
 constexpr int kCatchUpPage = 500;
 // A new chat naming more members than this reaches their channels as notices, not copies.
 constexpr std::size_t kCreatedCopiesUpTo = 32;
-// Tries at reading a noticed chat (100, 200 ms apart) before it is left to a resync.
-constexpr int kNoticeReadTries = 3;
+// How long a notice's read may hold back every event from its seq on (on_chat_notice).
+constexpr auto kNoticeGate = std::chrono::seconds(1);
 constexpr std::size_t kRecentSeqs = 16384;
 constexpr std::size_t kRecentEphemerals = 4096;
 constexpr auto kFlushTimeout = std::chrono::seconds(1);
@@ -376,10 +378,8 @@ class RedisBroker final : public Broker {
   }
 
   void deliver(const store::EventRecord& e) {
-    // While a notice is read, what comes from its seq on waits, however it came (live, a
-    // catch-up, a resync), so that nothing overtakes the new chat (on_chat_notice).
-    if (gate_ > 0 && e.seq >= notice_floor_) {
-      if (!recent_.contains(e.seq)) gated_.push_back(e);
+    if (held_for_notice(e)) {
+      if (!recent_.contains(e.seq)) gated_.try_emplace(e.seq, e);
       return;
     }
     if (!recent_.insert(e.seq)) return;
@@ -395,24 +395,37 @@ class RedisBroker final : public Broker {
   }
 
   // A new chat's event, named by a notice on a local member's channel (publish_committed):
-  // read from the log by the chat's id, once however many local members are told. Until it
-  // is delivered every event from its seq on waits behind a gate (deliver), so that nothing
-  // the node hears or reads meanwhile (a busy chat's message, a removal from the new chat)
-  // reaches a socket before the new chat does. The chat's later events come with it, or
-  // through the catch-up of the subscription its delivery makes the hub ask for. A read the
-  // database does not answer opens the gate after a few tries and leaves the chat to a
-  // resync from just before it (through its members' chats).
+  // read from the log by the chat's id, once however many local members are told. While
+  // it is read, what comes from its seq on waits, however it came (live, a catch-up, a
+  // resync): so nothing the node hears or reads meanwhile (a busy chat's message, a removal
+  // from the new chat) reaches a socket before the new chat does. That gate stays shut for
+  // at most kNoticeGate; a read the database leaves that long unanswered holds back only
+  // the new chat's own events until it succeeds. The chat's later events come with it, or
+  // through the catch-up of the subscription its delivery makes the hub ask for.
   void on_chat_notice(const ChatNotice& n) {
     if (recent_.contains(n.seq) || !noticed_.insert(n.seq)) return;
-    notice_floor_ = gate_ == 0 ? n.seq : std::min(notice_floor_, n.seq);
-    ++gate_;
+    gates_.insert(n.seq);
+    pending_chats_.try_emplace(n.chat_id, n.seq);
+    asio::co_spawn(strand_, open_gate_after(n.seq), asio::detached);
     asio::co_spawn(strand_, read_noticed(n), asio::detached);
+  }
+
+  bool held_for_notice(const store::EventRecord& e) const {
+    if (!gates_.empty() && e.seq >= *gates_.begin()) return true;
+    auto it = pending_chats_.find(e.chat_id);
+    return it != pending_chats_.end() && e.seq >= it->second;
+  }
+
+  asio::awaitable<void> open_gate_after(std::int64_t seq) {
+    asio::steady_timer timer(strand_, kNoticeGate);
+    boost::system::error_code ec;
+    co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (gates_.erase(seq) > 0) release_gated();
   }
 
   asio::awaitable<void> read_noticed(ChatNotice n) {
     asio::steady_timer pause(strand_);
-    bool read = false;
-    for (int failures = 0; !stopped_ && failures < kNoticeReadTries;) {
+    for (int failures = 0; !stopped_;) {
       std::vector<store::EventRecord> page;
       bool failed = false;
       try {
@@ -425,23 +438,36 @@ class RedisBroker final : public Broker {
         failed = true;
       }
       if (!failed) {
-        for (auto& e : page) gated_.push_back(std::move(e));
-        read = true;
+        for (auto& e : page) {
+          if (!recent_.contains(e.seq)) gated_.try_emplace(e.seq, std::move(e));
+        }
         break;
       }
       ++failures;
-      pause.expires_after(std::chrono::milliseconds(100 * failures));
+      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
       boost::system::error_code ec;
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (--gate_ == 0) {
-      notice_floor_ = 0;
-      auto held = std::exchange(gated_, {});
-      std::stable_sort(held.begin(), held.end(),
-                       [](const auto& a, const auto& b) { return a.seq < b.seq; });
-      for (const auto& e : held) deliver(e);
+    gates_.erase(n.seq);
+    if (auto it = pending_chats_.find(n.chat_id);
+        it != pending_chats_.end() && it->second == n.seq) {
+      pending_chats_.erase(it);
     }
-    if (!read && !stopped_) resync(n.seq - 1);
+    release_gated();
+  }
+
+  // What no gate or unread new chat holds back any more goes on, in seq order.
+  void release_gated() {
+    std::vector<store::EventRecord> ready;
+    for (auto it = gated_.begin(); it != gated_.end();) {
+      if (held_for_notice(it->second)) {
+        ++it;
+        continue;
+      }
+      ready.push_back(std::move(it->second));
+      it = gated_.erase(it);
+    }
+    for (const auto& e : ready) deliver(e);
   }
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
@@ -617,8 +643,9 @@ class RedisBroker final : public Broker {
       // newest event this connection brought, but for what waits behind a notice's gate
       // (from the new chat's event on): the catch-up starts below that.
       std::int64_t heard = max_heard_;
-      if (gate_ > 0) heard = std::min(heard, notice_floor_ - 1);
-      for (const auto& e : gated_) heard = std::min(heard, e.seq - 1);
+      if (!gates_.empty()) heard = std::min(heard, *gates_.begin() - 1);
+      for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
+      if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
         st.live = false;
@@ -664,9 +691,11 @@ class RedisBroker final : public Broker {
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
-  int gate_ = 0;                                  // notices being read (on_chat_notice)
-  std::int64_t notice_floor_ = 0;                 // the lowest seq of those
-  std::vector<store::EventRecord> gated_;         // live events waiting for them
+  // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
+  // (with their seq), and the events waiting for them, by seq.
+  std::set<std::int64_t> gates_;
+  std::unordered_map<std::int64_t, std::int64_t> pending_chats_;
+  std::map<std::int64_t, store::EventRecord> gated_;
   RecentSet<std::int64_t> recent_{kRecentSeqs};
   RecentSet<std::string> recent_ephemerals_{kRecentEphemerals};
   std::int64_t max_heard_ = 0;  // the newest seq the subscription connection brought
