@@ -227,6 +227,13 @@ def test_forwarded_for_reaches_chatd_and_cannot_be_forged(proxied):
     finally:
         conn.close()
     assert r.status == 404
-    lines = [line for n in cluster for line in n.read_log().splitlines() if probe in line]
+    # The request's line is written once the answer has gone out: it may come a moment
+    # after the client has the answer.
+    deadline = time.time() + 5
+    while True:
+        lines = [line for n in cluster for line in n.read_log().splitlines() if probe in line]
+        if lines or time.time() > deadline:
+            break
+        time.sleep(0.05)
     assert len(lines) == 1, lines
     assert " 127.0.0.5 " in lines[0] and "10.9.9.9" not in lines[0], lines[0]
