@@ -25,13 +25,15 @@ bool is_retryable(const PgError& e) {
   return e.sqlstate() == "40P01" || e.sqlstate() == "40001" || e.stale_plan();
 }
 
-// A statement whose plan went stale runs once more, prepared anew; the parameters are
-// kept for that second run.
-asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
-  auto lease = co_await pool_->acquire();
+namespace {
+
+// Runs `run` (a statement or a pipeline on `conn`) once more when its plan went stale, the
+// statements prepared anew (PgConnection::prepare); a server not there is Unavailable.
+template <class Run>
+auto once_more_if_stale(PgConnection& conn, Run run) -> decltype(run(conn)) {
   for (int attempt = 1;; ++attempt) {
     try {
-      co_return co_await lease->prepared(sql, params);
+      co_return co_await run(conn);
     } catch (const PgError& e) {
       if (is_unavailability(e)) break;
       if (!e.stale_plan() || attempt >= 2) throw;
@@ -40,17 +42,19 @@ asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
   throw Unavailable("postgres: the database is not available");
 }
 
+}  // namespace
+
+// The parameters are kept for a second run.
+asio::awaitable<PgResult> PgDatabase::query(const char* sql, PgParams params) {
+  auto lease = co_await pool_->acquire();
+  const auto run = [&](PgConnection& c) { return c.prepared(sql, params); };
+  co_return co_await once_more_if_stale(*lease, run);
+}
+
 asio::awaitable<std::vector<PgResult>> PgDatabase::pipeline(std::vector<PgStatement> statements) {
   auto lease = co_await pool_->acquire();
-  for (int attempt = 1;; ++attempt) {
-    try {
-      co_return co_await lease->pipeline(statements);
-    } catch (const PgError& e) {
-      if (is_unavailability(e)) break;
-      if (!e.stale_plan() || attempt >= 2) throw;
-    }
-  }
-  throw Unavailable("postgres: the database is not available");
+  const auto run = [&](PgConnection& c) { return c.pipeline(statements); };
+  co_return co_await once_more_if_stale(*lease, run);
 }
 
 asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn, const char* begin,
