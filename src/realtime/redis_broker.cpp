@@ -15,6 +15,7 @@
 #include <deque>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <random>
 #include <set>
 #include <unordered_map>
@@ -425,28 +426,16 @@ class RedisBroker final : public Broker {
 
   asio::awaitable<void> read_noticed(ChatNotice n) {
     asio::steady_timer pause(strand_);
+    const std::vector<std::int64_t> chat{n.chat_id};
+    const std::vector<std::int64_t> no_users;
     for (int failures = 0; !stopped_;) {
-      std::vector<store::EventRecord> page;
-      bool failed = false;
-      try {
-        const std::vector<std::int64_t> chat{n.chat_id};
-        const std::vector<std::int64_t> no_users;
-        page = co_await log_.events_since(chat, no_users, n.seq - 1, kCatchUpPage);
-      } catch (const std::exception& e) {
-        if (failures == 0)
-          spdlog::warn("redis broker: reading a new chat's events failed: {}", e.what());
-        failed = true;
+      auto page = co_await read_log(pause, failures, "reading a new chat's events", chat, no_users,
+                                    n.seq - 1);
+      if (!page) continue;
+      for (auto& e : *page) {
+        if (!recent_.contains(e.seq)) gated_.try_emplace(e.seq, std::move(e));
       }
-      if (!failed) {
-        for (auto& e : page) {
-          if (!recent_.contains(e.seq)) gated_.try_emplace(e.seq, std::move(e));
-        }
-        break;
-      }
-      ++failures;
-      pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
-      boost::system::error_code ec;
-      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      break;
     }
     gates_.erase(n.seq);
     if (auto it = pending_chats_.find(n.chat_id);
@@ -545,6 +534,29 @@ class RedisBroker final : public Broker {
     co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
 
+  // A page of the log's events after `after` of these chats and users (ChatStore::
+  // events_since), or nullopt when the read failed: the first failure of a run (`failures`)
+  // is logged, and each waits a little longer (100 ms more, up to 2 s) before the caller
+  // tries again.
+  asio::awaitable<std::optional<std::vector<store::EventRecord>>> read_log(
+      asio::steady_timer& pause, int& failures, const char* what, std::vector<std::int64_t> chats,
+      std::vector<std::int64_t> users, std::int64_t after) {
+    std::vector<store::EventRecord> page;
+    bool failed = false;
+    try {
+      page = co_await log_.events_since(std::move(chats), std::move(users), after, kCatchUpPage);
+    } catch (const std::exception& e) {
+      if (failures == 0) spdlog::warn("redis broker: {} failed: {}", what, e.what());
+      failed = true;
+    }
+    if (!failed) co_return std::move(page);
+    ++failures;
+    pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
+    boost::system::error_code ec;
+    co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_return std::nullopt;
+  }
+
   // Delivers what the log holds after each chat's `delivered` (and, for `users`, events of
   // chats they belong to after `users_after`), then releases the held live events. With
   // `fill_gaps`, anything not delivered recently is delivered, even below `delivered`
@@ -566,22 +578,10 @@ class RedisBroker final : public Broker {
     if (after != INT64_MAX) {
       asio::steady_timer pause(strand_);
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
-        std::vector<store::EventRecord> page;
-        bool failed = false;
-        try {
-          page = co_await log_.events_since(ids, users, after, kCatchUpPage);
-        } catch (const std::exception& e) {
-          if (failures == 0)
-            spdlog::warn("redis broker: catching up from the event log failed: {}", e.what());
-          failed = true;
-        }
-        if (failed) {
-          ++failures;
-          pause.expires_after(std::chrono::milliseconds(std::min(100 * failures, 2000)));
-          boost::system::error_code ec;
-          co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-          continue;
-        }
+        auto read =
+            co_await read_log(pause, failures, "catching up from the event log", ids, users, after);
+        if (!read) continue;
+        const auto& page = *read;
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
           // Filling gaps, an event the dedupe set no longer remembers counts as delivered
