@@ -56,7 +56,8 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   Watermarks marks = std::move(page->marks);
   if (newest > page->viewer.last_delivered_message_id) {
     // Reading is delivery: the reader's watermark moves, and the statuses with it.
-    if (co_await mark_delivered(q.chat_id, me, newest)) {
+    const DeliveredUpTo delivered{{q.chat_id, newest}};
+    if (co_await mark_delivered(me, delivered)) {
       marks = co_await store_.chats().watermarks(q.chat_id);
     }
   }
@@ -64,14 +65,14 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   co_return out;
 }
 
-boost::asio::awaitable<bool> MessageService::mark_delivered(std::int64_t chat_id, std::int64_t me,
-                                                            std::int64_t message_id) {
-  auto events = [](const WatermarkChange& c) {
-    return std::vector<NewEvent>{
-        to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value))};
-  };
+boost::asio::awaitable<bool> MessageService::mark_delivered(std::int64_t me,
+                                                            const DeliveredUpTo& newest) {
+  if (newest.empty()) co_return true;
+  store::DeliveredNotes notes;
+  for (const auto& [chat_id, message_id] : newest) notes[chat_id].emplace_back(me, message_id);
   try {
-    co_await store_.chats().mark_delivered(chat_id, me, message_id, std::move(events));
+    EventsFor<DeliveredBatch> events = delivered_events;
+    co_await store_.chats().mark_delivered_many(std::move(notes), std::move(events));
   } catch (const Unavailable& e) {
     static LogThrottle throttle(std::chrono::seconds(10));
     if (auto skipped = throttle.admit()) {
@@ -305,10 +306,9 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me
 boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, std::int64_t since,
                                                               int limit) {
   auto replay = co_await store_.chats().replay(me, since, limit);
-  // Fetching is delivery, as for a page of history.
-  for (const auto& [chat, message] : delivered_by_replay(replay.events, me)) {
-    if (!co_await mark_delivered(chat, me, message)) break;  // the database takes no writes
-  }
+  // Fetching is delivery, as for a page of history: every chat of the page in one write.
+  const DeliveredUpTo delivered = delivered_by_replay(replay.events, me);
+  co_await mark_delivered(me, delivered);
   co_return replay;
 }
 

@@ -105,12 +105,13 @@ class MessageService {
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
   // False when there was nothing to delete (already deleted, or gone).
   boost::asio::awaitable<bool> delete_for_everyone(std::int64_t message_id);
-  // Moves the caller's delivered watermark up to `message_id` (a fetch delivers), logging
-  // `delivered` when it moved. False when the database could not take the write (a full
-  // disk, an outage): the read it comes with is answered all the same, and a later fetch
-  // or socket delivers it.
-  boost::asio::awaitable<bool> mark_delivered(std::int64_t chat_id, std::int64_t me,
-                                              std::int64_t message_id);
+  // (chat, the newest message id of it a fetch showed the caller)
+  using DeliveredUpTo = std::vector<std::pair<std::int64_t, std::int64_t>>;
+  // Moves the caller's delivered watermarks up (a fetch delivers) in one write, logging
+  // `delivered` as a socket's delivery does. False when the database could not take the
+  // write (a full disk, an outage): the read it comes with is answered all the same, and a
+  // later fetch or socket delivers it.
+  boost::asio::awaitable<bool> mark_delivered(std::int64_t me, const DeliveredUpTo& newest);
 
   store::Store& store_;
   ChatService& chats_;

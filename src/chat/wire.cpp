@@ -280,6 +280,21 @@ NewEvent to_event(std::int64_t chat_id, const json::object& payload,
           json::serialize(payload)};
 }
 
+std::vector<NewEvent> delivered_events(const DeliveredBatch& b) {
+  std::vector<NewEvent> out;
+  if (b.member_count <= kDeliveredEachMemberUpTo) {
+    for (const auto& c : b.changes) {
+      out.push_back(to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value)));
+    }
+  } else if (b.lowest_after > b.lowest_before && !b.changes.empty()) {
+    const auto& last =
+        *std::min_element(b.changes.begin(), b.changes.end(),
+                          [](const auto& x, const auto& y) { return x.value < y.value; });
+    out.push_back(to_event(b.chat_id, delivered_event(b.chat_id, last.user_id, last.value)));
+  }
+  return out;
+}
+
 std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
     const std::vector<EventRecord>& events, std::int64_t viewer) {
   std::vector<std::pair<std::int64_t, std::int64_t>> newest;  // (chat, message), few chats

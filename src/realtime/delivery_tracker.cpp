@@ -6,7 +6,6 @@
 #include <boost/asio/use_awaitable.hpp>
 
 #include <algorithm>
-#include <map>
 #include <vector>
 
 #include "chat/wire.hpp"
@@ -39,41 +38,25 @@ boost::asio::awaitable<std::size_t> DeliveryTracker::flush() {
     std::lock_guard lock(mutex_);
     batch.swap(pending_);
   }
-  // One transaction per chat for all its members noted since the last flush.
-  std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::int64_t>>> by_chat;
+  // One transaction for every member of every chat noted since the last flush.
+  store::DeliveredNotes notes;
   for (const auto& [chat_id, users] : batch) {
-    auto& values = by_chat[chat_id];
+    auto& values = notes[chat_id];
     values.assign(users.begin(), users.end());
     std::sort(values.begin(), values.end());
   }
   std::size_t unwritten = 0;
-  for (auto& [chat_id, values] : by_chat) {
-    auto events = [](const store::DeliveredBatch& b) {
-      std::vector<store::NewEvent> out;
-      if (b.member_count <= kEachMemberUpTo) {
-        for (const auto& c : b.changes) {
-          out.push_back(
-              chats::to_event(c.chat_id, chats::delivered_event(c.chat_id, c.user_id, c.value)));
-        }
-      } else if (b.lowest_after > b.lowest_before) {
-        const auto& last =
-            *std::min_element(b.changes.begin(), b.changes.end(),
-                              [](const auto& x, const auto& y) { return x.value < y.value; });
-        out.push_back(chats::to_event(b.chat_id,
-                                      chats::delivered_event(b.chat_id, last.user_id, last.value)));
-      }
-      return out;
-    };
-    bool written = false;
+  if (!notes.empty()) {
     try {
-      co_await store_.chats().mark_delivered_many(chat_id, std::move(values), std::move(events));
-      written = true;
+      store::EventsFor<store::DeliveredBatch> events = chats::delivered_events;
+      co_await store_.chats().mark_delivered_many(std::move(notes), std::move(events));
     } catch (const store::Unavailable& e) {
       // The database is away: the receipts wait for the next flush rather than being lost
       // (a watermark only rises, so writing one again, or late, is harmless).
-      if (unwritten++ == 0) last_failure_ = e.what();
+      last_failure_ = e.what();
+      unwritten = batch.size();
+      for (const auto& [chat_id, users] : batch) requeue(chat_id, users);
     }
-    if (!written) requeue(chat_id, batch[chat_id]);  // the batch still holds them
   }
   co_return unwritten;
 }

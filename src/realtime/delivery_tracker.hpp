@@ -1,6 +1,6 @@
 // Moves members' delivered watermarks when message events reach their sockets, coalesced:
-// notes are gathered and written every `interval`, one watermark write per member and
-// chat however many messages arrived meanwhile.
+// notes are gathered and written every `interval` in one transaction, one watermark write
+// per member and chat however many messages arrived meanwhile.
 #pragma once
 
 #include <boost/asio/awaitable.hpp>
@@ -21,11 +21,6 @@ namespace chat::realtime {
 
 class DeliveryTracker {
  public:
-  // Chats up to this size log a `delivered` event per member. In larger ones only a change
-  // of the chat's lowest watermark is logged (the moment a message becomes delivered to
-  // everyone), so one message to a 1,000-member group is not 1,000 events to each member.
-  static constexpr std::int64_t kEachMemberUpTo = 32;
-
   explicit DeliveryTracker(store::Store& store) : store_(store) {}
 
   // Thread-safe, cheap: called for every message queued on sockets, with their users.

@@ -3,8 +3,10 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "common/time.hpp"
@@ -134,6 +136,25 @@ struct Watermarks {
 };
 
 // What makes a private chat unique: its pair of users, in either order ("2:7").
+struct WatermarkChange {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  std::int64_t value = 0;  // after the call (never lowered)
+  bool changed = false;
+};
+
+// Chat -> (member, the newest message id delivered to them).
+using DeliveredNotes = std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::int64_t>>>;
+
+// Delivered watermarks of several members of one chat, moved in one transaction.
+struct DeliveredBatch {
+  std::int64_t chat_id = 0;
+  std::vector<WatermarkChange> changes;  // only the members whose watermark moved, by user
+  std::int64_t member_count = 0;
+  std::int64_t lowest_before = 0;  // the chat's lowest delivered watermark
+  std::int64_t lowest_after = 0;
+};
+
 inline std::string private_chat_key(std::int64_t a, std::int64_t b) {
   return std::to_string(std::min(a, b)) + ":" + std::to_string(std::max(a, b));
 }

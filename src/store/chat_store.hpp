@@ -76,22 +76,6 @@ struct Departure {
   bool chat_deleted = false;  // the last member left: the chat is gone
 };
 
-struct WatermarkChange {
-  std::int64_t chat_id = 0;
-  std::int64_t user_id = 0;
-  std::int64_t value = 0;  // after the call (never lowered)
-  bool changed = false;
-};
-
-// Delivered watermarks of several members of one chat, moved in one transaction.
-struct DeliveredBatch {
-  std::int64_t chat_id = 0;
-  std::vector<WatermarkChange> changes;  // only the members whose watermark moved
-  std::int64_t member_count = 0;
-  std::int64_t lowest_before = 0;  // the chat's lowest delivered watermark
-  std::int64_t lowest_after = 0;
-};
-
 struct HistoryPage {
   std::vector<MessageRecord> messages;  // in the order asked for
   bool has_more = false;
@@ -215,14 +199,11 @@ class ChatStore {
                                                             std::int64_t user_id,
                                                             std::int64_t value,
                                                             EventsFor<WatermarkChange> events) = 0;
-  virtual boost::asio::awaitable<WatermarkChange> mark_delivered(
-      std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
-      EventsFor<WatermarkChange> events) = 0;
-
-  // Moves several members' delivered watermarks up (each clamped like mark_delivered).
-  virtual boost::asio::awaitable<DeliveredBatch> mark_delivered_many(
-      std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
-      EventsFor<DeliveredBatch> events) = 0;
+  // Moves members' delivered watermarks up, each clamped to its chat's newest message, in
+  // one transaction: one batch per chat, in chat order, with `events` asked of each batch
+  // in which a watermark moved.
+  virtual boost::asio::awaitable<std::vector<DeliveredBatch>> mark_delivered_many(
+      DeliveredNotes notes, EventsFor<DeliveredBatch> events) = 0;
 
   // The pin of this message, created when new (`second` true).
   virtual boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,

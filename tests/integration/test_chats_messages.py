@@ -316,6 +316,43 @@ def test_status_moves_from_sent_to_delivered_to_read(client):
     assert history(client, a, g["id"])["results"][0]["status"] == "read"
 
 
+def test_fetching_events_delivers_every_chat_and_logs_as_a_socket_does(client):
+    """GET /api/events/ delivers the newest message of each chat of its page, as a socket's
+    delivery does: every sender of a small chat hears a `delivered`, while a group of more
+    than 32 members logs one only when its lowest watermark rises, whoever's fetch (or
+    page of history) raised it last."""
+    b = client.register()
+    partners = [client.register() for _ in range(4)]
+    chats = [client.post("/api/chats/", token=p["access"], json={"type": "private", "member_ids": [uid(b)]}).json()["id"]
+             for p in partners]
+    owner = client.register()
+    others = [client.register() for _ in range(33)]
+    big = new_group(client, owner, b, *others, name="big")["id"]
+    start = client.get("/api/events/", token=owner["access"]).json()["seq"]
+    sent = [send(client, p, chat, f"to b {i}")["id"] for i, (p, chat) in enumerate(zip(partners, chats))]
+    in_big = send(client, owner, big, "to all")["id"]
+
+    fetched = client.get(f"/api/events/?since={start}", token=b["access"]).json()["results"]
+    assert sorted(e["message_id"] for e in fetched if e["type"] == "message") == sorted(sent + [in_big])
+    for p, chat, m in zip(partners, chats, sent):
+        assert history(client, p, chat)["results"][0]["status"] == "delivered"
+        feed = client.get(f"/api/events/?since={start}", token=p["access"]).json()["results"]
+        assert [(e["user_id"], e["last_delivered_message_id"]) for e in feed if e["type"] == "delivered"] == [(uid(b), m)], feed
+
+    def delivered_in_big():
+        feed = client.get(f"/api/events/?since={start}", token=owner["access"]).json()["results"]
+        return [e for e in feed if e["type"] == "delivered" and e["chat_id"] == big]
+
+    assert delivered_in_big() == []  # 33 members have not had it yet
+    for other in others[:-1]:
+        client.get(f"/api/events/?since={start}", token=other["access"])
+    assert delivered_in_big() == []
+    assert history(client, owner, big)["results"][0]["status"] == "sent"
+    history(client, others[-1], big)  # the last one reads a page instead
+    assert [(e["user_id"], e["last_delivered_message_id"]) for e in delivered_in_big()] == [(uid(others[-1]), in_big)]
+    assert history(client, owner, big)["results"][0]["status"] == "delivered"
+
+
 def test_reads_are_answered_while_the_database_takes_no_writes(make_server):
     """A fetch delivers what it returns, which is a write. When the database takes none (a
     full disk; here another process holds SQLite's write lock past chatd's 5 s wait), the

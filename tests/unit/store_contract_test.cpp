@@ -502,8 +502,8 @@ TEST_P(StoreContract, WatermarksAreEachChatsTwoLowest) {
   ASSERT_EQ(ids.size(), 4U);
   auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
   EventsFor<WatermarkChange> none = no_events;
-  ASSERT_TRUE(run(chats.mark_delivered(id, bob.id, ids[2], none)).changed);
-  ASSERT_TRUE(run(chats.mark_delivered(id, cid.id, ids[1], none)).changed);
+  const DeliveredNotes delivered{{id, {{bob.id, ids[2]}, {cid.id, ids[1]}}}};
+  ASSERT_EQ(run(chats.mark_delivered_many(delivered, no_events)).at(0).changes.size(), 2U);
   ASSERT_TRUE(run(chats.mark_read(id, bob.id, ids[1], none)).changed);
   ASSERT_TRUE(run(chats.mark_read(id, cid.id, ids[0], none)).changed);
 
@@ -521,6 +521,85 @@ TEST_P(StoreContract, WatermarksAreEachChatsTwoLowest) {
   EXPECT_EQ(entries(page->marks.lowest_read), entries(marks.lowest_read));
   EXPECT_EQ(entries(page->marks.lowest_delivered), entries(marks.lowest_delivered));
   EXPECT_TRUE(run(chats.watermarks(id + 1000)).lowest_read.empty());  // no such chat
+}
+
+// Delivered watermarks of several members of several chats in one write: each clamped to
+// its chat's newest message at or below the value, never lowered, outsiders ignored, one
+// batch per chat (in chat order) with its size and lowest watermark before and after, and
+// events asked only of the batches in which a watermark moved.
+TEST_P(StoreContract, DeliveredWatermarksOfManyChatsMoveInOneWrite) {
+  auto ann = make_user("dann");
+  auto bob = make_user("dbob");
+  auto cid = make_user("dcid");
+  auto& chats = store_->chats();
+  const auto group =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cid.id, Role::member}},
+                 10});
+  const auto pair =
+      make_chat({ChatType::group, "p", {{ann.id, Role::owner}, {bob.id, Role::member}}, 11});
+  const auto quiet =
+      make_chat({ChatType::group, "q", {{ann.id, Role::owner}, {bob.id, Role::member}}, 12});
+  const auto in_group = send_numbered(group, ann.id, 3, false);
+  const auto in_pair = send_numbered(pair, ann.id, 2, false);
+  ASSERT_EQ(in_group.size(), 3U);
+  ASSERT_EQ(in_pair.size(), 2U);
+  const std::int64_t since = run(chats.newest_seq());
+
+  std::vector<std::int64_t> asked;  // the chats whose batch was asked for events
+  EventsFor<DeliveredBatch> log_each = [&](const DeliveredBatch& b) {
+    asked.push_back(b.chat_id);
+    return one_event(b.chat_id, "delivered");
+  };
+  // bob's value in the pair lies past its newest message (clamped down to it); the quiet
+  // chat has no message at all; the outsider is no member of the group.
+  DeliveredNotes notes{{pair, {{bob.id, in_pair[1] + 1000}}},
+                       {group, {{cid.id, in_group[0]}, {bob.id, in_group[1]}}},
+                       {quiet, {{bob.id, 5}}}};
+  notes[group].emplace_back(make_user("doutsider").id, in_group[2]);
+  const auto batches = run(chats.mark_delivered_many(notes, log_each));
+  ASSERT_EQ(batches.size(), 3U);
+  std::vector<std::int64_t> order{batches[0].chat_id, batches[1].chat_id, batches[2].chat_id};
+  std::vector<std::int64_t> expected{group, pair, quiet};
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(order, expected);
+  for (const auto& b : batches) {
+    if (b.chat_id == group) {
+      EXPECT_EQ(b.member_count, 3);
+      ASSERT_EQ(b.changes.size(), 2U);  // by user: bob before cid
+      EXPECT_EQ(b.changes[0].user_id, bob.id);
+      EXPECT_EQ(b.changes[0].value, in_group[1]);
+      EXPECT_EQ(b.changes[1].user_id, cid.id);
+      EXPECT_EQ(b.changes[1].value, in_group[0]);
+      EXPECT_EQ(b.lowest_before, 0);  // bob and cid had none
+      EXPECT_EQ(b.lowest_after, in_group[0]);
+    } else if (b.chat_id == pair) {
+      EXPECT_EQ(b.member_count, 2);
+      ASSERT_EQ(b.changes.size(), 1U);
+      EXPECT_EQ(b.changes[0].value, in_pair[1]);
+      EXPECT_EQ(b.lowest_after, in_pair[1]);
+    } else {
+      EXPECT_EQ(b.member_count, 2);
+      EXPECT_TRUE(b.changes.empty());
+      EXPECT_EQ(b.lowest_after, 0);
+    }
+  }
+  std::sort(asked.begin(), asked.end());
+  std::vector<std::int64_t> moved{group, pair};
+  std::sort(moved.begin(), moved.end());
+  EXPECT_EQ(asked, moved);
+  const auto logged = run(chats.replay(bob.id, since, 10));
+  EXPECT_EQ(logged.events.size(), 2U);  // one per batch that moved, as asked
+
+  // Again, and lower: nothing moves, nothing is logged.
+  asked.clear();
+  notes[group] = {{bob.id, in_group[0]}, {cid.id, in_group[0]}};
+  const auto again = run(chats.mark_delivered_many(notes, log_each));
+  for (const auto& b : again) EXPECT_TRUE(b.changes.empty()) << b.chat_id;
+  EXPECT_TRUE(asked.empty());
+  EXPECT_EQ(run(chats.watermarks(group)).lowest_delivered.front().value, in_group[0]);
+  EXPECT_TRUE(run(chats.mark_delivered_many({}, log_each)).empty());
 }
 
 // Pages skip exactly the viewer's hidden messages (not another member's), in both

@@ -266,16 +266,26 @@ constexpr const char* kRaiseRead =
     "UPDATE chat_members SET last_read_message_id = $3, "
     "last_delivered_message_id = GREATEST(last_delivered_message_id, $3) "
     "WHERE chat_id = $1 AND user_id = $2 AND last_read_message_id < $3";
-constexpr const char* kRaiseDelivered =
-    "UPDATE chat_members SET last_delivered_message_id = $3 "
-    "WHERE chat_id = $1 AND user_id = $2 AND last_delivered_message_id < $3";
 constexpr const char* kReadWatermark =
     "SELECT last_read_message_id FROM chat_members WHERE chat_id = $1 AND user_id = $2";
-constexpr const char* kDeliveredWatermark =
-    "SELECT last_delivered_message_id FROM chat_members WHERE chat_id = $1 AND user_id = $2";
-constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE chat_id = $1";
-constexpr const char* kLowestDeliveredValue =
-    "SELECT COALESCE(min(last_delivered_message_id), 0) FROM chat_members WHERE chat_id = $1";
+// Delivered watermarks of many members of many chats ($1 chats, $2 users, $3 values), set
+// by set. The rows are locked first, in one order on every node, so two batches that share
+// rows cannot deadlock; then the chats' sizes and lowest watermarks, the raise (each value
+// clamped to its chat's newest message at or below it), and the lowest watermarks again.
+constexpr const char* kLockDeliveredRows =
+    "SELECT m.user_id FROM chat_members m JOIN unnest($1::bigint[], $2::bigint[]) AS "
+    "x(chat_id, user_id) ON m.chat_id = x.chat_id AND m.user_id = x.user_id "
+    "ORDER BY m.chat_id, m.user_id FOR UPDATE OF m";
+constexpr const char* kDeliveredTotals =
+    "SELECT chat_id, count(*), COALESCE(min(last_delivered_message_id), 0) FROM chat_members "
+    "WHERE chat_id = ANY($1::bigint[]) GROUP BY chat_id";
+constexpr const char* kRaiseDeliveredMany =
+    "UPDATE chat_members m SET last_delivered_message_id = t.target FROM (SELECT x.chat_id, "
+    "x.user_id, (SELECT COALESCE(max(g.id), 0) FROM messages g WHERE g.chat_id = x.chat_id "
+    "AND g.id <= x.value) AS target FROM unnest($1::bigint[], $2::bigint[], $3::bigint[]) AS "
+    "x(chat_id, user_id, value)) t WHERE m.chat_id = t.chat_id AND m.user_id = t.user_id AND "
+    "m.last_delivered_message_id < t.target "
+    "RETURNING m.chat_id, m.user_id, m.last_delivered_message_id";
 
 #undef NOT_HIDDEN
 #undef NOT_HIDDEN_FOR
@@ -1226,46 +1236,60 @@ asio::awaitable<WatermarkChange> PgChatStore::mark_read(std::int64_t chat_id, st
   co_return out;
 }
 
-asio::awaitable<WatermarkChange> PgChatStore::mark_delivered(std::int64_t chat_id,
-                                                             std::int64_t user_id,
-                                                             std::int64_t value,
-                                                             EventsFor<WatermarkChange> events) {
-  WatermarkChange out;
-  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    out = co_await raise_watermark(c, log, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id,
-                                   value, events);
-  };
-  WriteBody fn = body;
-  co_await write(std::move(fn));
-  co_return out;
-}
-
-asio::awaitable<DeliveredBatch> PgChatStore::mark_delivered_many(
-    std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> values,
-    EventsFor<DeliveredBatch> events) {
-  DeliveredBatch out;
-  // Rows in one order (by user) on every node, so two batches cannot deadlock.
-  auto sorted = std::move(values);
-  std::sort(sorted.begin(), sorted.end());
-  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    out = DeliveredBatch{};
-    out.chat_id = chat_id;
-    auto count_params = pg_params(chat_id);
-    auto count = co_await c.prepared(kMemberCount, std::move(count_params));
-    out.member_count = scalar(count);
-    auto before_params = pg_params(chat_id);
-    auto before = co_await c.prepared(kLowestDeliveredValue, std::move(before_params));
-    out.lowest_before = scalar(before);
-    for (const auto& [user_id, value] : sorted) {
-      const std::int64_t target = co_await clamp_to_message(c, chat_id, value);
-      auto raise = pg_params(chat_id, user_id, target);
-      auto raised = co_await c.prepared(kRaiseDelivered, std::move(raise));
-      if (raised.affected() == 1) out.changes.push_back({chat_id, user_id, target, true});
+asio::awaitable<std::vector<DeliveredBatch>> PgChatStore::mark_delivered_many(
+    DeliveredNotes notes, EventsFor<DeliveredBatch> events) {
+  std::vector<std::int64_t> chat_ids;
+  std::vector<std::int64_t> chats;  // one per note, with its user and value
+  std::vector<std::int64_t> users;
+  std::vector<std::int64_t> values;
+  for (const auto& [chat_id, notes_of_chat] : notes) {
+    chat_ids.push_back(chat_id);
+    for (const auto& [user_id, value] : notes_of_chat) {
+      chats.push_back(chat_id);
+      users.push_back(user_id);
+      values.push_back(value);
     }
-    auto after_params = pg_params(chat_id);
-    auto after = co_await c.prepared(kLowestDeliveredValue, std::move(after_params));
-    out.lowest_after = scalar(after);
-    if (!out.changes.empty()) log.append(events(out), now_micros());
+  }
+  const std::string chat_list = array_literal(chat_ids);
+  const std::string note_chats = array_literal(chats);
+  const std::string note_users = array_literal(users);
+  const std::string note_values = array_literal(values);
+  std::vector<DeliveredBatch> out;
+  auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    // The four statements in one round trip: each sees the ones before it.
+    std::vector<PgStatement> steps;
+    steps.push_back({kLockDeliveredRows, pg_params(note_chats, note_users)});
+    steps.push_back({kDeliveredTotals, pg_params(chat_list)});
+    steps.push_back({kRaiseDeliveredMany, pg_params(note_chats, note_users, note_values)});
+    steps.push_back({kDeliveredTotals, pg_params(chat_list)});
+    auto results = co_await c.pipeline(std::move(steps));
+    std::map<std::int64_t, DeliveredBatch> batches;
+    for (const std::int64_t chat_id : chat_ids) batches[chat_id].chat_id = chat_id;
+    const PgResult& before = results[1];
+    for (int row = 0; row < before.rows(); ++row) {
+      auto& b = batches[before.int64(row, 0)];
+      b.member_count = before.int64(row, 1);
+      b.lowest_before = before.int64(row, 2);
+    }
+    const PgResult& raised = results[2];
+    for (int row = 0; row < raised.rows(); ++row) {
+      const std::int64_t chat_id = raised.int64(row, 0);
+      batches[chat_id].changes.push_back(
+          {chat_id, raised.int64(row, 1), raised.int64(row, 2), true});
+    }
+    const PgResult& after = results[3];
+    for (int row = 0; row < after.rows(); ++row) {
+      batches[after.int64(row, 0)].lowest_after = after.int64(row, 2);
+    }
+    out.clear();
+    const Micros now = now_micros();
+    for (auto& [chat_id, b] : batches) {
+      // By user, as the SQLite store reports them.
+      std::sort(b.changes.begin(), b.changes.end(),
+                [](const auto& x, const auto& y) { return x.user_id < y.user_id; });
+      if (!b.changes.empty()) log.append(events(b), now);
+      out.push_back(std::move(b));
+    }
   };
   WriteBody fn = body;
   co_await write(std::move(fn));

@@ -239,8 +239,6 @@ constexpr const char* kRaiseDelivered =
     "WHERE chat_id = ?1 AND user_id = ?2 AND last_delivered_message_id < ?3";
 constexpr const char* kReadWatermark =
     "SELECT last_read_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
-constexpr const char* kDeliveredWatermark =
-    "SELECT last_delivered_message_id FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
 
 constexpr const char* kMemberCount = "SELECT count(*) FROM chat_members WHERE chat_id = ?1";
 constexpr const char* kLowestDeliveredValue =
@@ -1037,38 +1035,34 @@ boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_delivered(
-    std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
-    EventsFor<WatermarkChange> events) {
-  auto q = [=, events = std::move(events)](Connection& c) {
-    return raise_watermark(c, kRaiseDelivered, kDeliveredWatermark, chat_id, user_id, value,
-                           events);
-  };
-  co_return co_await write(std::move(q));
-}
-
-boost::asio::awaitable<DeliveredBatch> SqliteChatStore::mark_delivered_many(
-    std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
-    EventsFor<DeliveredBatch> events) {
-  auto q = [chat_id, values = std::move(user_values), events = std::move(events)](Connection& c) {
+boost::asio::awaitable<std::vector<DeliveredBatch>> SqliteChatStore::mark_delivered_many(
+    DeliveredNotes notes, EventsFor<DeliveredBatch> events) {
+  auto q = [notes = std::move(notes), events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    DeliveredBatch b;
-    b.chat_id = chat_id;
-    b.member_count = scalar(c.prepare(kMemberCount).bind(1, chat_id));
-    b.lowest_before = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
-    for (const auto& [user_id, value] : values) {
-      auto clamp = c.prepare(kClampToMessage);
-      clamp.bind(1, chat_id).bind(2, value);
-      const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
-      if (c.prepare(kRaiseDelivered).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() ==
-          1) {
-        b.changes.push_back({chat_id, user_id, target, true});
+    std::vector<DeliveredBatch> out;
+    out.reserve(notes.size());
+    const Micros now = now_micros();
+    for (const auto& [chat_id, values] : notes) {
+      DeliveredBatch& b = out.emplace_back();
+      b.chat_id = chat_id;
+      b.member_count = scalar(c.prepare(kMemberCount).bind(1, chat_id));
+      b.lowest_before = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
+      for (const auto& [user_id, value] : values) {
+        auto clamp = c.prepare(kClampToMessage);
+        clamp.bind(1, chat_id).bind(2, value);
+        const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
+        if (c.prepare(kRaiseDelivered).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() ==
+            1) {
+          b.changes.push_back({chat_id, user_id, target, true});
+        }
       }
+      b.lowest_after = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
+      std::sort(b.changes.begin(), b.changes.end(),
+                [](const auto& x, const auto& y) { return x.user_id < y.user_id; });
+      if (!b.changes.empty()) append_events(c, events(b), now);
     }
-    b.lowest_after = scalar(c.prepare(kLowestDeliveredValue).bind(1, chat_id));
-    if (!b.changes.empty()) append_events(c, events(b), now_micros());
     tx.commit();
-    return b;
+    return out;
   };
   co_return co_await write(std::move(q));
 }

@@ -74,12 +74,8 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
                                                     std::int64_t value,
                                                     EventsFor<WatermarkChange> events) override;
-  boost::asio::awaitable<WatermarkChange> mark_delivered(
-      std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
-      EventsFor<WatermarkChange> events) override;
-  boost::asio::awaitable<DeliveredBatch> mark_delivered_many(
-      std::int64_t chat_id, std::vector<std::pair<std::int64_t, std::int64_t>> user_values,
-      EventsFor<DeliveredBatch> events) override;
+  boost::asio::awaitable<std::vector<DeliveredBatch>> mark_delivered_many(
+      DeliveredNotes notes, EventsFor<DeliveredBatch> events) override;
   boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
                                                          std::int64_t message_id,
                                                          std::int64_t user_id, Micros now,
