@@ -117,6 +117,83 @@ std::vector<std::int64_t> Hub::heard_since_locked(
   return out;
 }
 
+std::int64_t Hub::member_of(const std::string& type, const store::EventRecord& event,
+                            std::int64_t subject) {
+  if (type == "member_added" || type == "member_removed") return event.user_id.value_or(subject);
+  if (type == "chat_created" || type == "chat_deleted") return event.user_id.value_or(0);
+  return kNoMember;
+}
+
+std::optional<std::vector<std::int64_t>> Hub::membership_heard_since(std::int64_t user,
+                                                                     std::int64_t seq) const {
+  std::vector<std::int64_t> out;
+  std::lock_guard lock(mutex_);
+  const std::size_t held = std::min(heard_count_, kHeard);
+  std::int64_t oldest = INT64_MAX;
+  for (std::size_t i = 0; i < held; ++i) {
+    const Heard& h = heard_[i];
+    oldest = std::min(oldest, h.seq);
+    if (h.seq > seq && (h.member == user || h.member == 0) &&
+        std::find(out.begin(), out.end(), h.chat_id) == out.end()) {
+      out.push_back(h.chat_id);
+    }
+  }
+  if (heard_count_ > kHeard && oldest > seq) return std::nullopt;
+  return out;
+}
+
+bool Hub::membership_changed_after_locked(std::int64_t chat_id, std::int64_t seq) const {
+  const std::size_t held = std::min(heard_count_, kHeard);
+  for (std::size_t i = 0; i < held; ++i) {
+    const Heard& h = heard_[i];
+    if (h.chat_id == chat_id && h.member != kNoMember && h.seq > seq) return true;
+  }
+  return false;
+}
+
+void Hub::settle(const SessionPtr& session,
+                 const std::unordered_map<std::int64_t, UnreadState>& chats, std::int64_t as_of,
+                 const std::optional<std::vector<std::int64_t>>& which) {
+  Interest interest;
+  std::vector<std::int64_t> joined;
+  {
+    std::lock_guard lock(mutex_);
+    auto it = sessions_.find(session.get());
+    if (it == sessions_.end() || !session->is_user_socket()) return;
+    Entry& e = it->second;
+    std::vector<std::int64_t> candidates;
+    if (which) {
+      candidates = *which;
+    } else {
+      candidates = e.chats;
+      for (const auto& [chat_id, state] : chats) candidates.push_back(chat_id);
+    }
+    for (const std::int64_t chat_id : candidates) {
+      if (membership_changed_after_locked(chat_id, as_of)) continue;  // heard live, newer
+      const auto now = chats.find(chat_id);
+      const bool hearing = std::find(e.chats.begin(), e.chats.end(), chat_id) != e.chats.end();
+      if (now != chats.end() && !hearing) {
+        add_chat(e, chat_id, interest);
+        e.unread.try_emplace(chat_id, now->second);
+        joined.push_back(chat_id);
+      } else if (now == chats.end() && hearing) {
+        erase_from(e.chats, chat_id);
+        e.unread.erase(chat_id);
+        if (auto c = by_chat_.find(chat_id); c != by_chat_.end()) {
+          erase_from(c->second, &e);
+          if (c->second.empty()) {
+            by_chat_.erase(c);
+            interest.chats_off.push_back(chat_id);
+          }
+        }
+      }
+    }
+  }
+  apply(interest, as_of, nullptr);
+  // The client may show a count from before it left the chat, or none.
+  for (const std::int64_t chat_id : joined) recount_for(session, chat_id, true);
+}
+
 void Hub::note_delivered(std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id) {
   delivered_(chat_id, message_id, {user_id});
 }
@@ -357,7 +434,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   std::uint64_t queued = 0;
   {
     std::lock_guard lock(mutex_);
-    heard_[heard_count_++ % kHeard] = {event.seq, chat_id};
+    heard_[heard_count_++ % kHeard] = {event.seq, chat_id, member_of(type, event, subject)};
     auto deliver_to = [&](Entry& e) {
       ++queued;
       const Session& s = *e.session;

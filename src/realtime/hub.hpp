@@ -13,6 +13,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -63,6 +64,18 @@ class Hub final : public BrokerHandler {
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
                                  std::optional<std::int64_t> from_seq, std::function<void()> ready,
                                  bool node_limit = true);
+  // The chats whose membership of `user` may have changed by events this node heard after
+  // `seq` (their member events; chats made or deleted), or nullopt when the events heard
+  // no longer reach back to `seq`. A socket's chats are read before it is attached: such
+  // an event heard in between changed none of its subscriptions.
+  [[nodiscard]] std::optional<std::vector<std::int64_t>> membership_heard_since(
+      std::int64_t user, std::int64_t seq) const;
+  // Sets which of these chats (all, with nullopt) a user socket hears from `chats`, the
+  // user's chats read again from the store when the log stood at `as_of`: a chat left
+  // meanwhile is no longer heard, a chat joined is, with its count sent. A chat whose
+  // membership event newer than `as_of` was heard already is left as that event set it.
+  void settle(const SessionPtr& session, const std::unordered_map<std::int64_t, UnreadState>& chats,
+              std::int64_t as_of, const std::optional<std::vector<std::int64_t>>& which);
   void detach(const Session* session);
   // A message reached `user_id` outside the live fan-out (a resume's replay): told to
   // `delivered` like a message queued live.
@@ -129,12 +142,22 @@ class Hub final : public BrokerHandler {
   // Sessions with queued frames that the next flush job writes.
   std::vector<SessionPtr> dirty_;
   bool flush_posted_ = false;
-  // The chats of the last events heard, in a ring: a socket's counts are read before it is
-  // attached, and an event heard in between reached none of its frames or counts.
+  // The chats of the last events heard, in a ring: a socket's counts and chats are read
+  // before it is attached, and an event heard in between reached none of its frames,
+  // counts or subscriptions.
   struct Heard {
     std::int64_t seq = 0;
     std::int64_t chat_id = 0;
+    // Whose membership of the chat the event changed: kNoMember for other events, 0 for
+    // any member (a chat made or deleted, told to all).
+    std::int64_t member = kNoMember;
   };
+  static constexpr std::int64_t kNoMember = -1;
+  // Heard::member of an event (`subject`: its payload's user_id).
+  static std::int64_t member_of(const std::string& type, const store::EventRecord& event,
+                                std::int64_t subject);
+  // Under the lock: whether a membership event of the chat newer than `seq` was heard.
+  [[nodiscard]] bool membership_changed_after_locked(std::int64_t chat_id, std::int64_t seq) const;
   static constexpr std::size_t kHeard = 1024;
   std::array<Heard, kHeard> heard_{};
   std::size_t heard_count_ = 0;  // ever; the ring holds the last kHeard

@@ -117,18 +117,29 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
     a.since = since;
   }
   if (a.chat_id != 0) {
-    auto m = co_await chats_.membership(a.user.id, a.chat_id);
-    if (!m) {
-      // API.md: a missing chat is 404 and a chat one is not in 403, for the handshake.
-      if (!co_await chats_.exists(a.chat_id)) co_return Error::not_found();
-      co_return Error::forbidden("You are not a member of this chat.");
-    }
+    auto outsider = co_await not_a_member(a.user.id, a.chat_id);
+    if (outsider) co_return std::move(*outsider);
   }
   co_return a;
 }
 
+boost::asio::awaitable<std::optional<Error>> Gate::not_a_member(std::int64_t user_id,
+                                                                std::int64_t chat_id) const {
+  auto m = co_await chats_.membership(user_id, chat_id);  // named: g++ 12 and temporaries
+  if (m) co_return std::nullopt;
+  // API.md: a missing chat is 404 and a chat one is not in 403, for the handshake.
+  if (!co_await chats_.exists(chat_id)) co_return Error::not_found();
+  co_return Error::forbidden("You are not a member of this chat.");
+}
+
 boost::asio::awaitable<Result<Ok>> Gate::still_admitted(const Admission& a) const {
-  co_return co_await auth_.still_valid(a.user.id, a.session);
+  auto valid = co_await auth_.still_valid(a.user.id, a.session);
+  if (!valid || a.chat_id == 0) co_return valid;
+  // Removed from the chat (or the chat deleted) after admit(): the news may have gone out
+  // before the node listened for the chat, so the socket would hear a chat it left.
+  auto outsider = co_await not_a_member(a.user.id, a.chat_id);
+  if (outsider) co_return std::move(*outsider);
+  co_return valid;
 }
 
 }  // namespace chat::ws

@@ -47,11 +47,16 @@ class Gate {
   boost::asio::awaitable<Result<Admission>> admit(const http::Request& req) const;
   // The admitted token's account and login session checked again, once the socket's node
   // listens for the user: a deactivation or logout between admit() and then may have sent
-  // its "close" before that. Throws store::Unavailable when the database cannot tell.
+  // its "close" before that. A chat socket's membership too, for the same reason. Throws
+  // store::Unavailable when the database cannot tell.
   boost::asio::awaitable<Result<Ok>> still_admitted(const Admission& a) const;
   [[nodiscard]] bool origin_allowed(std::string_view origin, std::string_view host) const;
 
  private:
+  // Why the user may not open a socket of the chat (404: no such chat; 403: not in it).
+  boost::asio::awaitable<std::optional<Error>> not_a_member(std::int64_t user_id,
+                                                            std::int64_t chat_id) const;
+
   auth::AuthService& auth_;
   chats::ChatService& chats_;
   std::vector<std::string> allowed_origins_;

@@ -230,11 +230,8 @@ class Socket final : public realtime::Session,
           from_seq = states.seq;
           audience.emplace();
           audience->last_seen = admission_.user.last_seen;
-          for (const auto& s : states.chats) {
-            chats[s.chat_id] = {
-                .last_read = s.last_read_message_id, .unread = s.unread_count, .as_of = states.seq};
-            audience->chat_ids.push_back(s.chat_id);
-          }
+          chats = unread_states(states);
+          for (const auto& s : states.chats) audience->chat_ids.push_back(s.chat_id);
         } else {
           from_seq = co_await context_.store.chats().newest_seq();
           chats[chat_id()] = {};
@@ -278,6 +275,19 @@ class Socket final : public realtime::Session,
       leave_hub();
       co_await refuse(request, http::error_response(*problem), problem->code.c_str());
       co_return;
+    }
+    // Likewise a membership change heard between the read of the user's chats and the
+    // attach: it moved none of this socket's subscriptions (a chat left would go on being
+    // heard), so the chats it may concern are read again. (A chat socket's membership is
+    // looked at again above.)
+    if (is_user_socket()) {
+      auto unsure = context_.hub.membership_heard_since(user, opened_at_seq_);
+      if ((!unsure || !unsure->empty()) && !co_await settle_chats(unsure)) {
+        leave_hub();
+        co_await refuse(request, http::error_response(Error::unavailable()),
+                        "database unavailable");
+        co_return;
+      }
     }
     // Closed past the limit before this node heard the user (or while it was opening on
     // this node): no one else will tell it, so it goes as the limit says.
@@ -456,6 +466,29 @@ class Socket final : public realtime::Session,
     } catch (const store::Unavailable&) {
     }
     co_return std::nullopt;
+  }
+
+  static std::unordered_map<std::int64_t, realtime::UnreadState> unread_states(
+      const store::ReadStates& states) {
+    std::unordered_map<std::int64_t, realtime::UnreadState> out;
+    for (const auto& s : states.chats) {
+      out[s.chat_id] = {
+          .last_read = s.last_read_message_id, .unread = s.unread_count, .as_of = states.seq};
+    }
+    return out;
+  }
+
+  // Reads the user's chats again and sets the socket's subscriptions of `which` (all, with
+  // nullopt) from them. False when the database cannot tell.
+  asio::awaitable<bool> settle_chats(const std::optional<std::vector<std::int64_t>>& which) {
+    std::optional<store::ReadStates> states;
+    try {
+      states = co_await context_.store.chats().read_states(user_id());
+    } catch (const store::Unavailable&) {
+      co_return false;
+    }
+    context_.hub.settle(shared_from_this(), unread_states(*states), states->seq, which);
+    co_return true;
   }
 
   // Whether the queue holds more than half of what a socket may have queued (in frames or

@@ -415,3 +415,92 @@ TEST(Hub, ALoggedOutSessionClosesOnlyItsOwnSockets) {
   EXPECT_EQ(laptop->closed_with, 4003);
   EXPECT_EQ(other->closed_with, 0);
 }
+
+namespace {
+
+chat::store::EventRecord member_event(std::int64_t seq, const char* type, std::int64_t chat,
+                                      std::int64_t user, std::optional<std::int64_t> only) {
+  chat::store::EventRecord e;
+  e.seq = seq;
+  e.chat_id = chat;
+  e.user_id = only;
+  e.type = type;
+  e.payload = std::string(R"({"type":")") + type + R"(","chat_id":)" + std::to_string(chat) +
+              R"(,"user_id":)" + std::to_string(user) + "}";
+  return e;
+}
+
+bool mentions(const std::vector<std::string>& frames, const std::string& what) {
+  return std::any_of(frames.begin(), frames.end(),
+                     [&](const std::string& f) { return f.find(what) != std::string::npos; });
+}
+
+}  // namespace
+
+TEST(Hub, AMemberRemovedWhileTheirSocketOpenedStopsHearingTheChatOnceSettled) {
+  Fixture f;
+  // The socket read its chats (5 and 6) at seq 10; the removal from 5 (the chat's copy and
+  // the removed member's own) was heard before it was attached, and reached none of it.
+  f.hub.on_logged(member_event(11, "member_removed", 5, 2, std::nullopt));
+  f.hub.on_logged(member_event(12, "member_removed", 5, 2, 2));
+  f.hub.on_logged(message(13, 9, 99, 1));  // another chat, other people
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.as_of = 10}}, {6, {.as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  const auto unsure = f.hub.membership_heard_since(2, 10);
+  ASSERT_TRUE(unsure);
+  EXPECT_EQ(*unsure, std::vector<std::int64_t>{5});
+  EXPECT_EQ(f.hub.membership_heard_since(2, 12), std::vector<std::int64_t>{});
+  EXPECT_EQ(f.hub.membership_heard_since(3, 10), std::vector<std::int64_t>{});
+  // Read again at seq 13: only chat 6 is theirs.
+  f.hub.settle(me, {{6, {.as_of = 13}}}, 13, unsure);
+  f.hub.on_logged(message(14, 5, 100, 1));
+  f.hub.on_logged(message(15, 6, 101, 1));
+  f.run_jobs();
+  EXPECT_FALSE(mentions(me->written, R"("message_id":100)"))
+      << ::testing::PrintToString(me->written);
+  EXPECT_TRUE(mentions(me->written, R"("message_id":101)"));
+}
+
+TEST(Hub, AChatJoinedWhileASocketOpenedIsHeardOnceSettled) {
+  Fixture f;
+  f.hub.on_logged(member_event(11, "member_added", 7, 2, std::nullopt));
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> none;
+  f.hub.attach(me, none, 10, nullptr);
+  const auto unsure = f.hub.membership_heard_since(2, 10);
+  ASSERT_TRUE(unsure);
+  EXPECT_EQ(*unsure, std::vector<std::int64_t>{7});
+  f.hub.settle(me, {{7, {.as_of = 11}}}, 11, unsure);
+  ASSERT_EQ(f.recounts.size(), 1U);  // its count is sent, whatever it is
+  EXPECT_EQ(f.recounts[0].first, 7);
+  f.recounts[0].second(UnreadCount{0, 11});
+  f.hub.on_logged(message(12, 7, 100, 1));
+  f.run_jobs();
+  EXPECT_TRUE(mentions(me->written, R"("message_id":100)"))
+      << ::testing::PrintToString(me->written);
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":7,"unread_count":1})");
+}
+
+TEST(Hub, SettlingLeavesAChatAsANewerMembershipEventHeardLiveSetIt) {
+  Fixture f;
+  f.hub.on_logged(member_event(11, "member_removed", 5, 2, std::nullopt));
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  const auto unsure = f.hub.membership_heard_since(2, 10);
+  // Added back (seq 13) and heard live, after a read at seq 12 that found them outside.
+  f.hub.on_logged(member_event(13, "member_added", 5, 2, std::nullopt));
+  f.hub.settle(me, {}, 12, unsure);
+  f.hub.on_logged(message(14, 5, 100, 1));
+  f.run_jobs();
+  EXPECT_TRUE(mentions(me->written, R"("message_id":100)"))
+      << ::testing::PrintToString(me->written);
+}
+
+TEST(Hub, MembershipHeardSinceASeqTheRingNoLongerReachesIsUnknown) {
+  Fixture f;
+  for (std::int64_t seq = 11; seq <= 11 + 1100; ++seq) f.hub.on_logged(message(seq, 9, seq, 1));
+  EXPECT_FALSE(f.hub.membership_heard_since(2, 10));
+  EXPECT_TRUE(f.hub.membership_heard_since(2, 1100));
+}
