@@ -644,6 +644,10 @@ class Socket final : public realtime::Session,
 
   asio::awaitable<void> on_message(const std::string& text, bool is_text) {
     metrics::metrics().socket_frames_received.inc();
+    // Closing (a shutdown, an eviction, a removal): what the client still sends is not
+    // acted on. Its answer could not go out after the close frame, and a message stored
+    // without one would be sent again, by client_id, once the client is back.
+    if (is_closed()) co_return;
     Limiter& limiter = limiter_;
     if (limiter.ignoring) co_return;
     // Past the rate limit the socket is abusive and is closed with 1008.

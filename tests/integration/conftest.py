@@ -22,6 +22,7 @@ import shutil
 import signal
 import socket
 import sqlite3
+import struct
 import subprocess
 import tempfile
 import time
@@ -421,6 +422,23 @@ def sign_jwt(header: dict, payload: dict, key: str = SECRET_KEY, alg="sha256") -
     signing_input = b64url(json.dumps(header).encode()) + "." + b64url(json.dumps(payload).encode())
     sig = hmac.new(key.encode(), signing_input.encode(), getattr(hashlib, alg)).digest()
     return signing_input + "." + b64url(sig)
+
+
+def client_frame(opcode, payload, fin=True):
+    """A masked WebSocket frame, as a client sends it (for tests that write bare sockets)."""
+    mask = os.urandom(4)
+    n = len(payload)
+    head = bytes([(0x80 if fin else 0) | opcode])
+    if n < 126:
+        head += bytes([0x80 | n])
+    elif n < 65536:
+        head += bytes([0x80 | 126]) + struct.pack(">H", n)
+    else:
+        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+    if not n:
+        return head + mask
+    key = (mask * (n // 4 + 1))[:n]
+    return head + mask + (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 def assert_no_server_errors(server):

@@ -48,7 +48,7 @@ import requests
 import websockets
 
 import figures
-from conftest import Client, Server, assert_no_server_errors, unique_name
+from conftest import Client, Server, client_frame, assert_no_server_errors, unique_name
 from test_openapi import create_superuser
 from test_websocket import (ERROR_KEYS, connect, group_chat, private_chat, read_raw_frames, rest_send, run,
                             uid, uname)
@@ -849,22 +849,6 @@ async def raw_ws(server, path, token):
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
     assert head.startswith(b"HTTP/1.1 101"), head
     return reader, writer
-
-
-def client_frame(opcode, payload, fin=True):
-    mask = os.urandom(4)
-    n = len(payload)
-    head = bytes([(0x80 if fin else 0) | opcode])
-    if n < 126:
-        head += bytes([0x80 | n])
-    elif n < 65536:
-        head += bytes([0x80 | 126]) + struct.pack(">H", n)
-    else:
-        head += bytes([0x80 | 127]) + struct.pack(">Q", n)
-    if not n:
-        return head + mask
-    key = (mask * (n // 4 + 1))[:n]
-    return head + mask + (int.from_bytes(payload, "big") ^ int.from_bytes(key, "big")).to_bytes(n, "big")
 
 
 async def read_until_close(reader, timeout=5):

@@ -23,7 +23,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from conftest import Client, jwt_parts, sign_jwt
+from conftest import Client, client_frame, jwt_parts, sign_jwt
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 MESSAGE_KEYS = {"type", "message_id", "chat_id", "text", "sender", "sender_id", "created_at",
@@ -1147,6 +1147,33 @@ def test_socket_limit_per_user_closes_the_oldest(make_server):
             await ws.close()
 
     run(main())
+
+
+def test_a_closing_socket_acts_on_nothing_more(make_server):
+    """Once the server has closed a socket (here: the user's oldest, past the limit), what
+    the client still sends on it before reading the close is not acted on: no message is
+    stored without the acknowledgement that could no longer reach it."""
+    s = make_server(WS_MAX_SOCKETS_PER_USER=1)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+    old = raw_handshake(s, a["access"], rcvbuf=65536)
+
+    async def main():
+        newer = await user_ws(s, a)  # closes `old` with 1008 before its own 101
+        old.sendall(client_frame(1, json.dumps(
+            {"type": "message", "chat_id": chat, "text": "after the close", "client_id": "late-1"}).encode()))
+        await asyncio.sleep(0.5)
+        await newer.close()
+
+    run(main())
+    data, _ = read_to_eof(old, 3)
+    old.close()
+    frames = read_raw_frames(data)
+    closes = [struct.unpack(">H", p[:2])[0] for op, p in frames if op == 8]
+    assert closes == [1008], frames
+    assert not [p for op, p in frames if op == 1 and b'"message"' in p], frames
+    assert history(c, b, chat) == {}
 
 
 # ---- 6. delivered, read status and unread --------------------------------------------------------
