@@ -10,11 +10,13 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "admin/admin_service.hpp"
 #include "app/commands.hpp"
 #include "app/open_store.hpp"
+#include "app/serve_lock.hpp"
 #include "auth/auth_service.hpp"
 #include "auth/jwt_codec.hpp"
 #include "auth/password_hasher.hpp"
@@ -100,6 +102,8 @@ int serve(const config::Settings& s) {
   // The I/O context outlives the store: the store's threads finish their last operations
   // (posting completions into it) before it is destroyed.
   asio::io_context io(s.threads);
+  std::optional<ServeLock> sqlite_lock;
+  if (s.db.host.empty()) sqlite_lock.emplace(s.db.sqlite_path);
   auto store = open_store(s, io.get_executor());
   for (const auto& m : store->migrate()) {
     spdlog::info("applied migration {:04d}_{}", m.version, m.name);

@@ -342,3 +342,30 @@ def test_a_steady_trickle_of_sends_is_checkpointed(make_server):
         time.sleep(0.04)
     # Read straight after the last send: the quiet-second copy has not come yet.
     assert checkpoints() > before
+
+
+def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(make_server):
+    """Without Redis a node fans events out in its own process: a second `chatd serve` on
+    the same SQLite file would share the data but none of the live events, so it refuses
+    to start. `migrate` beside a running server still works."""
+    if conftest.BACKEND != "sqlite":
+        pytest.skip("the SQLite file")
+    import subprocess
+    s = make_server()
+    env = dict(s.env, PORT=str(conftest.free_port()))
+    second = subprocess.run([conftest.CHATD, "serve"], env=env, cwd=s.workdir,
+                            capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1, second
+    assert f"another chatd is serving {s.db_path}" in second.stderr, second.stderr
+    migrate = subprocess.run([conftest.CHATD, "migrate"], env=env, cwd=s.workdir,
+                             capture_output=True, text=True, timeout=30)
+    assert migrate.returncode == 0, migrate
+    # The first one serves on.
+    assert Client(s).get("/healthz").status_code == 200
+    s.stop()
+    # Once it has stopped, the file is free again.
+    again = conftest.Server(database=s.db).start()
+    try:
+        assert Client(again).get("/healthz").status_code == 200
+    finally:
+        again.stop()
