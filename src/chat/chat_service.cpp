@@ -232,7 +232,12 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
   };
   auto change =
       co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));
-  if (!change) co_return Error::field("user_id", "This user is already a member of the chat.");
+  if (!change) {
+    // Added meanwhile, or the chat deleted meanwhile (its delete answered first).
+    const bool chat_exists = co_await exists(chat_id);
+    if (!chat_exists) co_return Error::not_found();
+    co_return Error::field("user_id", "This user is already a member of the chat.");
+  }
   auto member = co_await store_.chats().find_member(chat_id, user->id);
   if (!member) co_return not_a_member();
   co_return std::move(*member);
@@ -242,6 +247,17 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
                                                                       std::int64_t chat_id,
                                                                       std::int64_t user_id,
                                                                       MemberInput in) {
+  // The change is made only if the roles it was checked against still hold; when a
+  // departure or another change came between, it is checked again against the new ones.
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    auto done = co_await try_change_role(me, chat_id, user_id, in);
+    if (done) co_return std::move(*done);
+  }
+  co_return Error::unavailable();  // the chat kept changing: the client may try again
+}
+
+boost::asio::awaitable<std::optional<Result<MemberRecord>>> ChatService::try_change_role(
+    std::int64_t me, std::int64_t chat_id, std::int64_t user_id, const MemberInput& in) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   if (!allowed(Action::change_role, {m->first.type, m->second.role})) co_return Error::forbidden();
@@ -249,7 +265,7 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
   // 404 before anything in the body is looked at.
   auto target = co_await store_.chats().find_member(chat_id, user_id);
   if (!target) co_return Error::not_found();
-  FieldErrors errors = std::move(in.errors);
+  FieldErrors errors = in.errors;
   std::optional<Role> role;
   if (in.role) {
     role = parse_role(*in.role);
@@ -268,8 +284,9 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
         to_event(c.chat_id, member_event("member_updated", c.chat_id, c.user_id, c.role))};
   };
   if (target->role != *role) {
-    if (!co_await store_.chats().set_role(chat_id, user_id, *role, std::move(events)))
-      co_return Error::not_found();
+    const RoleChange change{chat_id, user_id, target->role, *role, me, m->second.role};
+    auto changed = co_await store_.chats().set_role(change, std::move(events));
+    if (!changed) co_return std::nullopt;  // not as checked any more
   }
   auto member = co_await store_.chats().find_member(chat_id, user_id);
   if (!member) co_return Error::not_found();

@@ -78,6 +78,10 @@ class ChatService {
       std::int64_t me, std::int64_t chat_id);
 
  private:
+  // One check-and-change; nullopt when the roles it checked changed before the write.
+  boost::asio::awaitable<std::optional<Result<store::MemberRecord>>> try_change_role(
+      std::int64_t me, std::int64_t chat_id, std::int64_t user_id, const MemberInput& in);
+
   store::Store& store_;
 };
 

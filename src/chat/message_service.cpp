@@ -272,8 +272,11 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   auto events = [](const PinRecord& p) {
     return std::vector<NewEvent>{to_pin_event(pin_event(p), p)};
   };
-  auto [pin, created] =
+  auto pinned =
       co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
+  // Deleted since it was read above: refused as if it had been deleted before.
+  if (!pinned) co_return Error::field("message_id", "A deleted message cannot be pinned.");
+  auto [pin, created] = std::move(*pinned);
   auto marks = co_await store_.chats().watermarks(chat.id);
   PinView view{pin, std::move(message), std::move(marks), created};
   co_return view;

@@ -59,6 +59,18 @@ struct SentMessage {
   bool read_moved = false;
 };
 
+// A role change as its caller checked it: made only while the member still has `from`
+// and the one changing it still has `actor_role`, so it cannot land on a chat that changed
+// under the caller's checks (an owner who has left, a member who has become owner).
+struct RoleChange {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  Role from = Role::member;
+  Role to = Role::member;
+  std::int64_t actor_id = 0;
+  Role actor_role = Role::owner;
+};
+
 struct MemberChange {
   std::int64_t chat_id = 0;
   std::int64_t user_id = 0;
@@ -174,8 +186,10 @@ class ChatStore {
   virtual boost::asio::awaitable<std::optional<MemberChange>> add_member(
       std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
       EventsFor<MemberChange> events) = 0;
+  // nullopt when the member or the actor no longer holds the role the change expects (or
+  // the chat is gone).
   virtual boost::asio::awaitable<std::optional<MemberChange>> set_role(
-      std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) = 0;
+      RoleChange change, EventsFor<MemberChange> events) = 0;
   // Removes the member in one transaction with what follows from it: `choose_owner`
   // names a new owner, and when nobody remains the chat is deleted.
   virtual boost::asio::awaitable<std::optional<Departure>> remove_member(
@@ -205,11 +219,11 @@ class ChatStore {
   virtual boost::asio::awaitable<std::vector<DeliveredBatch>> mark_delivered_many(
       DeliveredNotes notes, EventsFor<DeliveredBatch> events) = 0;
 
-  // The pin of this message, created when new (`second` true).
-  virtual boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
-                                                                 std::int64_t message_id,
-                                                                 std::int64_t user_id, Micros now,
-                                                                 EventsFor<PinRecord> events) = 0;
+  // The pin of this message, created when new (`second` true); nullopt when the message is
+  // deleted (or gone), however recently: a pin cannot follow the message's deletion.
+  virtual boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> pin(
+      std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
+      EventsFor<PinRecord> events) = 0;
   virtual boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) = 0;
 
   // Drops events older than `before`; replays from before the cut answer resync_required.

@@ -602,6 +602,52 @@ TEST_P(StoreContract, DeliveredWatermarksOfManyChatsMoveInOneWrite) {
   EXPECT_TRUE(run(chats.mark_delivered_many({}, log_each)).empty());
 }
 
+// Writes that a service checks first are made only while what it checked still holds:
+// a deleted message takes no pin, and a role changes only while the member and the one
+// changing it still have the roles the change was checked against.
+TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
+  auto ann = make_user("gann");
+  auto bob = make_user("gbob");
+  auto cat = make_user("gcat");
+  auto& chats = store_->chats();
+  const auto id =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cat.id, Role::member}},
+                 10});
+  const auto ids = send_numbered(id, ann.id, 2, false);
+  ASSERT_EQ(ids.size(), 2U);
+  std::vector<std::string> logged;
+  auto log = [&](const char* what) {
+    return [&logged, what](const auto&) {
+      logged.emplace_back(what);
+      return std::vector<NewEvent>{};
+    };
+  };
+  EventsFor<MessageRecord> deleted = log("delete");
+  ASSERT_TRUE(run(chats.delete_message(ids[0], deleted)));
+  EventsFor<PinRecord> pin = log("pin");
+  EXPECT_FALSE(run(chats.pin(id, ids[0], ann.id, 20, pin)));
+  EXPECT_FALSE(run(chats.pin(id + 1000, ids[1], ann.id, 20, pin)));  // not that chat's
+  auto pinned = run(chats.pin(id, ids[1], ann.id, 20, pin));
+  ASSERT_TRUE(pinned && pinned->second);
+  EXPECT_EQ(logged, (std::vector<std::string>{"delete", "pin"}));
+
+  EventsFor<MemberChange> changed = log("role");
+  // bob is no admin: a change expecting one is refused.
+  EXPECT_FALSE(
+      run(chats.set_role({id, bob.id, Role::admin, Role::member, ann.id, Role::owner}, changed)));
+  // cat is no owner: a change made as one is refused.
+  EXPECT_FALSE(
+      run(chats.set_role({id, bob.id, Role::member, Role::admin, cat.id, Role::owner}, changed)));
+  const auto made =
+      run(chats.set_role({id, bob.id, Role::member, Role::admin, ann.id, Role::owner}, changed));
+  ASSERT_TRUE(made);
+  EXPECT_EQ(made->role, Role::admin);
+  EXPECT_EQ(run(chats.find_member(id, bob.id))->role, Role::admin);
+  EXPECT_EQ(std::count(logged.begin(), logged.end(), "role"), 1);
+}
+
 // Pages skip exactly the viewer's hidden messages (not another member's), in both
 // directions, with hidden runs at and across page edges, and name each message's sender.
 TEST_P(StoreContract, HistoryPagesSkipTheViewersHiddenMessages) {
@@ -867,10 +913,10 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
   EXPECT_EQ(last_heard("edit").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<PinRecord> pin = about("pin");
   auto pinned = run(chats.pin(chat, m->message.id, ann.id, 40, pin));
-  ASSERT_TRUE(pinned.second);
+  ASSERT_TRUE(pinned && pinned->second);
   EXPECT_EQ(last_heard("pin").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<PinRecord> unpin = about("unpin");
-  ASSERT_TRUE(run(chats.unpin(pinned.first.id, unpin)));
+  ASSERT_TRUE(run(chats.unpin(pinned->first.id, unpin)));
   EXPECT_EQ(last_heard("unpin").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<MessageRecord> plain = about("plain");  // not asked for: nobody left out
   ASSERT_TRUE(run(chats.edit_message(m->message.id, "hello once more", 50, plain)));

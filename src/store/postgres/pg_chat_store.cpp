@@ -151,6 +151,9 @@ constexpr const char* kInsertPin =
     "INSERT INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING";
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
+// Locked, so a deletion in progress is waited for and then seen.
+constexpr const char* kLockLiveMessage =
+    "SELECT 1 FROM messages WHERE id = $1 AND chat_id = $2 AND NOT is_deleted FOR SHARE";
 
 #define EVENT_COLUMNS "e.seq, e.chat_id, e.user_id, e.type, e.payload, e.created_at"
 // A replay walks the user's own chats through events(chat_id, seq), each cut at the page
@@ -215,13 +218,15 @@ constexpr const char* kFindPrivate = "SELECT id FROM chats WHERE private_key = $
 constexpr const char* kInsertChat =
     "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES ($1, $2, $3, "
     "$4, $4) ON CONFLICT DO NOTHING RETURNING id";
+// The chat row is key-share locked: a deletion of the chat in progress is waited for, and
+// the chat is then found gone (nothing inserted) instead of failing the foreign key.
 constexpr const char* kInsertMember =
     "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
     "last_delivered_message_id) SELECT $1::bigint, $2::bigint, $3::text, $4::bigint, (SELECT "
     "last_seq "
     "FROM event_log_state "
     "WHERE id = 1), c.last_message_id, c.last_message_id FROM chats c WHERE c.id = $1 "
-    "ON CONFLICT DO NOTHING";
+    "FOR KEY SHARE OF c ON CONFLICT DO NOTHING";
 // A new chat's members (arrays of ids and roles) in one statement: a group of 10,000 was
 // 10,000 round trips.
 constexpr const char* kInsertMembers =
@@ -235,6 +240,14 @@ constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE cha
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
 constexpr const char* kSetRole =
     "UPDATE chat_members SET role = $3 WHERE chat_id = $1 AND user_id = $2";
+// $1 chat, $2 member, $3 their role now, $4 the new one, $5 actor, $6 the actor's role.
+constexpr const char* kSetRoleIfUnchanged =
+    "UPDATE chat_members SET role = $4 WHERE chat_id = $1 AND user_id = $2 AND role = $3 "
+    "AND EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = $1 AND a.user_id = $5 "
+    "AND a.role = $6)";
+// Taken by a role change: it waits for a departure of the chat (kLockChat) in progress, so
+// its statement sees the roles that departure left.
+constexpr const char* kShareChat = "SELECT id FROM chats WHERE id = $1 FOR SHARE";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2";
 
@@ -875,16 +888,19 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
   co_return out;
 }
 
-asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(std::int64_t chat_id,
-                                                                   std::int64_t user_id, Role role,
+asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(RoleChange r,
                                                                    EventsFor<MemberChange> events) {
   std::optional<MemberChange> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    auto params = pg_params(chat_id, user_id, role_name(role));
-    auto updated = co_await c.prepared(kSetRole, std::move(params));
+    auto share = pg_params(r.chat_id);
+    auto shared = co_await c.prepared(kShareChat, std::move(share));
+    if (shared.rows() == 0) co_return;
+    auto params = pg_params(r.chat_id, r.user_id, role_name(r.from), role_name(r.to), r.actor_id,
+                            role_name(r.actor_role));
+    auto updated = co_await c.prepared(kSetRoleIfUnchanged, std::move(params));
     if (updated.affected() != 1) co_return;
-    out = MemberChange{chat_id, user_id, role, std::nullopt};
+    out = MemberChange{r.chat_id, r.user_id, r.to, std::nullopt};
     log.append(events(*out), now_micros());
   };
   WriteBody fn = body;
@@ -1296,19 +1312,22 @@ asio::awaitable<std::vector<DeliveredBatch>> PgChatStore::mark_delivered_many(
   co_return out;
 }
 
-asio::awaitable<std::pair<PinRecord, bool>> PgChatStore::pin(std::int64_t chat_id,
-                                                             std::int64_t message_id,
-                                                             std::int64_t user_id, Micros now,
-                                                             EventsFor<PinRecord> events) {
-  std::pair<PinRecord, bool> out;
+asio::awaitable<std::optional<std::pair<PinRecord, bool>>> PgChatStore::pin(
+    std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
+    EventsFor<PinRecord> events) {
+  std::optional<std::pair<PinRecord, bool>> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    out.reset();
+    auto lock = pg_params(message_id, chat_id);
+    auto live = co_await c.prepared(kLockLiveMessage, std::move(lock));
+    if (live.rows() == 0) co_return;
     auto insert = pg_params(chat_id, message_id, user_id, now);
     auto inserted = co_await c.prepared(kInsertPin, std::move(insert));
     const bool created = inserted.affected() == 1;
     auto find = pg_params(chat_id, message_id);
     auto found = co_await c.prepared(kPinByMessage, std::move(find));
-    out = {found.rows() > 0 ? read_pin(found, 0) : PinRecord{}, created};
-    if (created) log.append(events(out.first), now);
+    out.emplace(found.rows() > 0 ? read_pin(found, 0) : PinRecord{}, created);
+    if (created) log.append(events(out->first), now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));

@@ -69,8 +69,7 @@ class PgChatStore final : public ChatStore {
       std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
       EventsFor<MemberChange> events) override;
   boost::asio::awaitable<std::optional<MemberChange>> set_role(
-      std::int64_t chat_id, std::int64_t user_id, Role role,
-      EventsFor<MemberChange> events) override;
+      RoleChange change, EventsFor<MemberChange> events) override;
   boost::asio::awaitable<std::optional<Departure>> remove_member(
       std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
       EventsFor<Departure> events) override;
@@ -87,10 +86,9 @@ class PgChatStore final : public ChatStore {
                                                     EventsFor<WatermarkChange> events) override;
   boost::asio::awaitable<std::vector<DeliveredBatch>> mark_delivered_many(
       DeliveredNotes notes, EventsFor<DeliveredBatch> events) override;
-  boost::asio::awaitable<std::pair<PinRecord, bool>> pin(std::int64_t chat_id,
-                                                         std::int64_t message_id,
-                                                         std::int64_t user_id, Micros now,
-                                                         EventsFor<PinRecord> events) override;
+  boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> pin(
+      std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
+      EventsFor<PinRecord> events) override;
   boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) override;
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
 

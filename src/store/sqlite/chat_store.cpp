@@ -113,6 +113,8 @@ constexpr const char* kPinByMessage =
 constexpr const char* kInsertPin =
     "INSERT OR IGNORE INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES (?1, ?2, ?3, ?4)";
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = ?1";
+constexpr const char* kLiveMessage =
+    "SELECT 1 FROM messages WHERE id = ?1 AND chat_id = ?2 AND is_deleted = 0";
 
 // A replay walks the user's own chats through events(chat_id, seq), and the events meant
 // for them through events(user_id, seq): its cost follows what they missed, not how busy
@@ -192,6 +194,11 @@ constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE cha
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
 constexpr const char* kSetRole =
     "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
+// ?1 chat, ?2 member, ?3 their role now, ?4 the new one, ?5 actor, ?6 the actor's role.
+constexpr const char* kSetRoleIfUnchanged =
+    "UPDATE chat_members SET role = ?4 WHERE chat_id = ?1 AND user_id = ?2 AND role = ?3 "
+    "AND EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = ?1 AND a.user_id = ?5 "
+    "AND a.role = ?6)";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
 
@@ -867,14 +874,20 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(
-    std::int64_t chat_id, std::int64_t user_id, Role role, EventsFor<MemberChange> events) {
+    RoleChange r, EventsFor<MemberChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kSetRole).bind(1, chat_id).bind(2, user_id).bind(3, role_name(role)).exec() !=
-        1) {
+    if (c.prepare(kSetRoleIfUnchanged)
+            .bind(1, r.chat_id)
+            .bind(2, r.user_id)
+            .bind(3, role_name(r.from))
+            .bind(4, role_name(r.to))
+            .bind(5, r.actor_id)
+            .bind(6, role_name(r.actor_role))
+            .exec() != 1) {
       return std::optional<MemberChange>();
     }
-    MemberChange change{chat_id, user_id, role, std::nullopt};
+    MemberChange change{r.chat_id, r.user_id, r.to, std::nullopt};
     append_events(c, events(change), now_micros());
     tx.commit();
     return std::optional<MemberChange>(change);
@@ -1067,11 +1080,15 @@ boost::asio::awaitable<std::vector<DeliveredBatch>> SqliteChatStore::mark_delive
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(
+boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> SqliteChatStore::pin(
     std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
     EventsFor<PinRecord> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
+    using Out = std::optional<std::pair<PinRecord, bool>>;
     Transaction tx(c);
+    auto live = c.prepare(kLiveMessage);
+    live.bind(1, message_id).bind(2, chat_id);
+    if (!live.step()) return Out();
     const bool created = c.prepare(kInsertPin)
                              .bind(1, chat_id)
                              .bind(2, message_id)
@@ -1084,7 +1101,7 @@ boost::asio::awaitable<std::pair<PinRecord, bool>> SqliteChatStore::pin(
     PinRecord pin = read_pin(s);
     if (created) append_events(c, events(pin), now);
     tx.commit();
-    return std::make_pair(pin, created);
+    return Out(std::make_pair(pin, created));
   };
   co_return co_await write(std::move(q));
 }
