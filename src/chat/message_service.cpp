@@ -23,6 +23,10 @@ Error no_message() {
   return Error::not_found("No Message matches the given query.");
 }
 
+Error deleted_original() {
+  return Error::field("non_field_errors", "A deleted message cannot be forwarded.");
+}
+
 }  // namespace
 
 Result<std::string> clean_message_text(const std::optional<std::string>& text, const char* field) {
@@ -97,6 +101,8 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
   };
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
+  // A forward whose original was deleted after forward() looked at it.
+  if (sent->original_gone) co_return deleted_original();
   if (sent->created) metrics::metrics().messages_sent.inc();  // a repeated client_id is not
   MessageView view{std::move(sent->message), std::move(sent->marks), sent->created};
   co_return view;
@@ -210,14 +216,18 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(
     errors.add("target_chat_id", "This field is required.");
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   const auto& message = found->first;
-  if (message.is_deleted)
-    co_return Error::field("non_field_errors", "A deleted message cannot be forwarded.");
+  if (message.is_deleted) co_return deleted_original();
   auto target = co_await chats_.membership(me, *target_chat_id);
   if (!target) co_return std::move(target).error();
-  // A forward of a forward points at the first original.
-  NewMessage copy{
-      *target_chat_id, me, message.text, std::nullopt, message.forwarded_from.value_or(message.id),
-      now_micros()};
+  // A forward of a forward points at the first original. The store copies the text as it
+  // is when the copy is written (an edit or a deletion meanwhile is seen).
+  NewMessage copy{*target_chat_id,
+                  me,
+                  message.text,
+                  std::nullopt,
+                  message.forwarded_from.value_or(message.id),
+                  now_micros(),
+                  message.id};
   co_return co_await store_message(me, std::move(copy));
 }
 

@@ -48,12 +48,17 @@ struct NewMessage {
   std::optional<std::string> client_id;
   std::optional<std::int64_t> forwarded_from;
   Micros now = 0;
+  // A forward: the message it copies. Stored only while that message is live, with its
+  // text as it is then (a deletion or an edit committed first is seen).
+  std::optional<std::int64_t> copy_of = std::nullopt;
 };
 
 struct SentMessage {
   MessageRecord message;
   bool created = false;  // false: an earlier message with this client_id was returned
-  Watermarks marks;      // of the chat, read in the same transaction (for the status)
+  // A forward whose original was deleted first: nothing was stored (`message` is empty).
+  bool original_gone = false;
+  Watermarks marks;  // of the chat, read in the same transaction (for the status)
   // The send moved its sender's read watermark past messages of others (a reply to what
   // they had not marked read): the other members learn it as a `read` event.
   bool read_moved = false;

@@ -603,8 +603,8 @@ TEST_P(StoreContract, DeliveredWatermarksOfManyChatsMoveInOneWrite) {
 }
 
 // Writes that a service checks first are made only while what it checked still holds:
-// a deleted message takes no pin, and a role changes only while the member and the one
-// changing it still have the roles the change was checked against.
+// a deleted message takes no pin and no forward, and a role changes only while the member
+// and the one changing it still have the roles the change was checked against.
 TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
   auto ann = make_user("gann");
   auto bob = make_user("gbob");
@@ -632,6 +632,23 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
   auto pinned = run(chats.pin(id, ids[1], ann.id, 20, pin));
   ASSERT_TRUE(pinned && pinned->second);
   EXPECT_EQ(logged, (std::vector<std::string>{"delete", "pin"}));
+
+  // A forward copies its original as it is when written: not at all once it is deleted,
+  // its newest text once edited.
+  EventsFor<SentMessage> forwarded = log("forward");
+  const NewMessage of_deleted{id, bob.id, "stale", std::nullopt, ids[0], 30, ids[0]};
+  const auto refused = run(chats.send_message(of_deleted, forwarded));
+  ASSERT_TRUE(refused);
+  EXPECT_TRUE(refused->original_gone);
+  EventsFor<MessageRecord> edited = log("edit");
+  ASSERT_TRUE(run(chats.edit_message(ids[1], "newer words", 31, edited)));
+  const NewMessage of_edited{id, bob.id, "older words", std::nullopt, ids[1], 32, ids[1]};
+  const auto copy = run(chats.send_message(of_edited, forwarded));
+  ASSERT_TRUE(copy && copy->created && !copy->original_gone);
+  EXPECT_EQ(copy->message.text, "newer words");
+  EXPECT_EQ(copy->message.forwarded_from, ids[1]);
+  EXPECT_EQ(run(chats.find_message(copy->message.id))->text, "newer words");
+  EXPECT_EQ(logged, (std::vector<std::string>{"delete", "pin", "edit", "forward"}));
 
   EventsFor<MemberChange> changed = log("role");
   // bob is no admin: a change expecting one is refused.

@@ -256,6 +256,11 @@ constexpr const char* kRemoveMember =
 constexpr const char* kSendMessages =
     "SELECT * FROM chat_send_messages($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], "
     "$5::bigint[], $6::text[], $7::text[])";
+// The originals of forwards, locked: a deletion or an edit in progress is waited for, and
+// the forward then copies what it left.
+constexpr const char* kLockOriginals =
+    "SELECT id, text FROM messages WHERE id = ANY($1::bigint[]) AND NOT is_deleted "
+    "ORDER BY id FOR SHARE";
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = $2, edited_at = $3, search = to_tsvector('simple', $4) "
     "WHERE id = $1 AND NOT is_deleted";
@@ -1135,50 +1140,87 @@ asio::awaitable<void> PgChatStore::write_sends(
     answered_by[i] = unique.size();
     unique.push_back(batch[i].get());
   }
-  std::vector<std::int64_t> chats, senders, nows;
-  std::vector<std::optional<std::int64_t>> forwarded;
-  std::vector<std::string> texts, words;
-  std::vector<std::optional<std::string>> client_ids;
+  std::vector<std::int64_t> copied;  // the originals of the forwards
   for (const PendingSend* p : unique) {
-    const NewMessage& m = p->message;
-    chats.push_back(m.chat_id);
-    senders.push_back(m.sender_id);
-    texts.push_back(m.text);
-    nows.push_back(m.now);
-    forwarded.push_back(m.forwarded_from);
-    client_ids.push_back(m.client_id);
-    words.push_back(p->words);
+    if (p->message.copy_of) copied.push_back(*p->message.copy_of);
   }
-  std::vector<std::int64_t> chat_ids = chats;
-  std::sort(chat_ids.begin(), chat_ids.end());
-  chat_ids.erase(std::unique(chat_ids.begin(), chat_ids.end()), chat_ids.end());
 
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    std::vector<PgStatement> statements;
-    statements.push_back(
-        {kSendMessages,
-         pg_params(array_literal(chats), array_literal(senders), array_literal(texts),
-                   array_literal(nows), array_literal(forwarded), array_literal(client_ids),
-                   array_literal(words))});
-    // Read after the sends in the same pipeline: they see the senders' watermarks moved.
-    statements.push_back({kLowestRead, pg_params(array_literal(chat_ids))});
-    statements.push_back({kLowestDelivered, pg_params(array_literal(chat_ids))});
-    auto results = co_await c.pipeline(std::move(statements));
-    const PgResult& sent = results[0];
-    std::vector<std::optional<SentMessage>> stored(unique.size());
-    for (int r = 0; r < sent.rows(); ++r) {
-      const auto n = static_cast<std::size_t>(sent.int64(r, 11) - 1);
-      if (n < stored.size()) {
-        stored[n] = SentMessage{read_message(sent, r), sent.boolean(r, 10)};
-        stored[n]->read_moved = sent.boolean(r, 12);
+    std::unordered_map<std::int64_t, std::string> originals;  // the live ones, by id
+    if (!copied.empty()) {
+      auto lock = pg_params(array_literal(copied));
+      auto live = co_await c.prepared(kLockOriginals, std::move(lock));
+      for (int r = 0; r < live.rows(); ++r) {
+        originals.emplace(live.int64(r, 0), std::string(live.text(r, 1)));
       }
     }
-    const auto marks = watermarks_of_chats(results[1], results[2]);
+    // The sends written (indexes in `unique`): all but forwards of deleted originals.
+    std::vector<std::size_t> written;
+    std::vector<bool> original_gone(unique.size(), false);
+    std::vector<std::int64_t> chats, senders, nows;
+    std::vector<std::optional<std::int64_t>> forwarded;
+    std::vector<std::string> texts, words;
+    std::vector<std::optional<std::string>> client_ids;
+    for (std::size_t u = 0; u < unique.size(); ++u) {
+      const NewMessage& m = unique[u]->message;
+      std::string text = m.text;
+      std::string search = unique[u]->words;
+      if (m.copy_of) {
+        auto original = originals.find(*m.copy_of);
+        if (original == originals.end()) {
+          original_gone[u] = true;
+          continue;
+        }
+        if (original->second != text) {
+          text = original->second;
+          search = search_words(text);
+        }
+      }
+      written.push_back(u);
+      chats.push_back(m.chat_id);
+      senders.push_back(m.sender_id);
+      texts.push_back(std::move(text));
+      nows.push_back(m.now);
+      forwarded.push_back(m.forwarded_from);
+      client_ids.push_back(m.client_id);
+      words.push_back(std::move(search));
+    }
+    std::vector<std::int64_t> chat_ids = chats;
+    std::sort(chat_ids.begin(), chat_ids.end());
+    chat_ids.erase(std::unique(chat_ids.begin(), chat_ids.end()), chat_ids.end());
+    std::vector<std::optional<SentMessage>> stored(unique.size());
+    for (std::size_t u = 0; u < unique.size(); ++u) {
+      if (original_gone[u]) stored[u] = SentMessage{.original_gone = true};
+    }
+    std::map<std::int64_t, Watermarks> marks;
+    if (!written.empty()) {
+      std::vector<PgStatement> statements;
+      statements.push_back(
+          {kSendMessages,
+           pg_params(array_literal(chats), array_literal(senders), array_literal(texts),
+                     array_literal(nows), array_literal(forwarded), array_literal(client_ids),
+                     array_literal(words))});
+      // Read after the sends in the same pipeline: they see the senders' watermarks moved.
+      statements.push_back({kLowestRead, pg_params(array_literal(chat_ids))});
+      statements.push_back({kLowestDelivered, pg_params(array_literal(chat_ids))});
+      auto results = co_await c.pipeline(std::move(statements));
+      const PgResult& sent = results[0];
+      for (int r = 0; r < sent.rows(); ++r) {
+        const auto n = static_cast<std::size_t>(sent.int64(r, 11) - 1);
+        if (n < written.size()) {
+          auto& one = stored[written[n]];
+          one = SentMessage{read_message(sent, r), sent.boolean(r, 10)};
+          one->read_moved = sent.boolean(r, 12);
+        }
+      }
+      marks = watermarks_of_chats(results[1], results[2]);
+    }
     std::vector<NewEvent> events;
     for (std::size_t i = 0; i < batch.size(); ++i) {
       PendingSend& p = *batch[i];
       p.result = stored[answered_by[i]];
       if (!p.result) continue;  // the chat is gone, or the sender is not a member
+      if (p.result->original_gone) continue;
       if (unique[answered_by[i]] != &p) p.result->created = false;
       if (auto w = marks.find(p.message.chat_id); w != marks.end()) p.result->marks = w->second;
       if (!p.result->created) continue;  // a retry logs nothing

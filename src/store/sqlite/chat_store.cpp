@@ -935,10 +935,20 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
 
 boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(
     NewMessage m, EventsFor<SentMessage> events) {
-  auto q = [m = std::move(m), events = std::move(events)](Connection& c) {
+  auto q = [m = std::move(m), events = std::move(events)](Connection& c) mutable {
     Transaction tx(c);
     auto sender = member_of(c, m.chat_id, m.sender_id);
     if (!sender) return std::optional<SentMessage>();
+    if (m.copy_of) {
+      auto original = c.prepare(kLiveText);
+      original.bind(1, *m.copy_of);
+      if (!original.step()) {
+        SentMessage gone;
+        gone.original_gone = true;
+        return std::optional<SentMessage>(std::move(gone));
+      }
+      m.text = original.text(0);
+    }
     if (m.client_id) {
       auto s = c.prepare(kMessageByClientId);
       s.bind(1, m.chat_id).bind(2, m.sender_id).bind(3, *m.client_id);
