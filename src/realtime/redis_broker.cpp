@@ -563,6 +563,12 @@ class RedisBroker final : public Broker {
   // (a resync: an event may have been lost while later ones arrived). Retries while the
   // database is away. A chat is marked live only if neither it nor the subscription
   // connection changed meanwhile; otherwise the newer catch-up owns it.
+  //
+  // Only this catch-up's own chats (and chats the node does not hear) are delivered from
+  // the log. A users' catch-up (a user's first socket here) also reads the users' other
+  // chats; those are live, or owned by another catch-up, and their events come from there:
+  // delivered from this read, newer events of one chat would overtake older events of
+  // another still on their way through Redis, and a socket's seq would go back.
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
                                  std::int64_t users_after, bool fill_gaps) {
     const std::uint64_t epoch = epoch_;
@@ -575,6 +581,7 @@ class RedisBroker final : public Broker {
       ids.push_back(id);
       after = std::min(after, fill_gaps ? users_after : it->second.delivered);
     }
+    const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     if (after != INT64_MAX) {
       asio::steady_timer pause(strand_);
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
@@ -587,33 +594,43 @@ class RedisBroker final : public Broker {
           // Filling gaps, an event the dedupe set no longer remembers counts as delivered
           // when its chat has gone past it.
           const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
-          const bool wanted =
-              fill_gaps ? (remembered || it == chats_.end() || e.seq > it->second.delivered)
-              : it != chats_.end() ? e.seq > it->second.delivered
-                                   : e.seq > users_after;
+          const bool wanted = it == chats_.end()         ? (fill_gaps || e.seq > users_after)
+                              : !own.contains(e.chat_id) ? false
+                              : fill_gaps ? (remembered || e.seq > it->second.delivered)
+                                          : e.seq > it->second.delivered;
           if (wanted) deliver(e);  // deliver() drops what was delivered recently
         }
         if (static_cast<int>(page.size()) < kCatchUpPage) break;
         after = page.back().seq;
       }
     }
+    // What waited meanwhile goes out in one seq order across chats: released chat by chat,
+    // a chat's held events would overtake another's older ones.
+    struct Waiting {
+      store::EventRecord event;
+      bool of_chat;  // held by its chat, made live now (else held as untracked)
+    };
+    std::vector<Waiting> waiting;
     if (!users.empty() && --users_catching_up_ == 0) {
-      auto held = std::exchange(held_untracked_, {});
-      std::sort(held.begin(), held.end(),
-                [](const auto& a, const auto& b) { return a.seq < b.seq; });
-      for (const auto& e : held) receive_live(e);
+      for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
-    if (epoch != epoch_ || !ready_) co_return;  // the connection was lost meanwhile
-    for (const auto& [id, gen] : chats) {
-      auto it = chats_.find(id);
-      if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
-      it->second.live = true;
-      auto held = std::exchange(it->second.held, {});
-      std::sort(held.begin(), held.end(),
-                [](const auto& a, const auto& b) { return a.seq < b.seq; });
-      for (const auto& e : held) {
-        if (e.seq > it->second.delivered) deliver(e);
+    if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
+      for (const auto& [id, gen] : chats) {
+        auto it = chats_.find(id);
+        if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
+        it->second.live = true;
+        for (auto& e : std::exchange(it->second.held, {})) waiting.push_back({std::move(e), true});
       }
+    }
+    std::stable_sort(waiting.begin(), waiting.end(),
+                     [](const auto& a, const auto& b) { return a.event.seq < b.event.seq; });
+    for (const auto& w : waiting) {
+      if (!w.of_chat) {
+        receive_live(w.event);
+        continue;
+      }
+      auto it = chats_.find(w.event.chat_id);
+      if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
     }
   }
 
