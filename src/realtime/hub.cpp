@@ -117,38 +117,53 @@ std::vector<std::int64_t> Hub::heard_since_locked(
   return out;
 }
 
-std::int64_t Hub::member_of(const std::string& type, const store::EventRecord& event,
-                            std::int64_t subject) {
-  if (type == "member_added" || type == "member_removed") return event.user_id.value_or(subject);
-  if (type == "chat_created" || type == "chat_deleted") return event.user_id.value_or(0);
-  return kNoMember;
+void Hub::note_membership_locked(const store::EventRecord& event, const boost::json::object& o,
+                                 std::int64_t subject) {
+  auto note = [&](std::int64_t member) {
+    membership_heard_[membership_count_++ % kMembershipHeard] = {event.seq, event.chat_id, member};
+  };
+  const std::string& type = event.type;
+  if (type == "member_added" || type == "member_removed") {
+    note(event.user_id.value_or(subject));
+  } else if (type == "chat_deleted" || (type == "chat_created" && event.user_id)) {
+    note(event.user_id.value_or(0));
+  } else if (type == "chat_created") {
+    // Told to all: each member, as far as the ring can spare; past that, anyone.
+    constexpr std::size_t kEachMemberUpTo = 16;
+    const auto* chat = o.if_contains("chat");
+    const auto* members =
+        chat != nullptr && chat->is_object() ? chat->as_object().if_contains("members") : nullptr;
+    if (members == nullptr || !members->is_array() ||
+        members->as_array().size() > kEachMemberUpTo) {
+      note(0);
+      return;
+    }
+    for (const auto& m : members->as_array()) {
+      if (m.is_object()) note(field(m.as_object(), "id"));
+    }
+  }
+}
+
+std::unordered_set<std::int64_t> Hub::membership_changed_after_locked(std::int64_t user,
+                                                                      std::int64_t seq) const {
+  std::unordered_set<std::int64_t> out;
+  const std::size_t held = std::min(membership_count_, kMembershipHeard);
+  for (std::size_t i = 0; i < held; ++i) {
+    const MembershipHeard& h = membership_heard_[i];
+    if (h.seq > seq && (h.member == user || h.member == 0)) out.insert(h.chat_id);
+  }
+  return out;
 }
 
 std::optional<std::vector<std::int64_t>> Hub::membership_heard_since(std::int64_t user,
                                                                      std::int64_t seq) const {
-  std::vector<std::int64_t> out;
   std::lock_guard lock(mutex_);
-  const std::size_t held = std::min(heard_count_, kHeard);
+  const std::size_t held = std::min(membership_count_, kMembershipHeard);
   std::int64_t oldest = INT64_MAX;
-  for (std::size_t i = 0; i < held; ++i) {
-    const Heard& h = heard_[i];
-    oldest = std::min(oldest, h.seq);
-    if (h.seq > seq && (h.member == user || h.member == 0) &&
-        std::find(out.begin(), out.end(), h.chat_id) == out.end()) {
-      out.push_back(h.chat_id);
-    }
-  }
-  if (heard_count_ > kHeard && oldest > seq) return std::nullopt;
-  return out;
-}
-
-bool Hub::membership_changed_after_locked(std::int64_t chat_id, std::int64_t seq) const {
-  const std::size_t held = std::min(heard_count_, kHeard);
-  for (std::size_t i = 0; i < held; ++i) {
-    const Heard& h = heard_[i];
-    if (h.chat_id == chat_id && h.member != kNoMember && h.seq > seq) return true;
-  }
-  return false;
+  for (std::size_t i = 0; i < held; ++i) oldest = std::min(oldest, membership_heard_[i].seq);
+  if (membership_count_ > kMembershipHeard && oldest > seq) return std::nullopt;
+  const auto changed = membership_changed_after_locked(user, seq);
+  return std::vector<std::int64_t>(changed.begin(), changed.end());
 }
 
 void Hub::settle(const SessionPtr& session,
@@ -161,22 +176,28 @@ void Hub::settle(const SessionPtr& session,
     auto it = sessions_.find(session.get());
     if (it == sessions_.end() || !session->is_user_socket()) return;
     Entry& e = it->second;
+    std::unordered_set<std::int64_t> hearing(e.chats.begin(), e.chats.end());
     std::vector<std::int64_t> candidates;
     if (which) {
       candidates = *which;
     } else {
       candidates = e.chats;
-      for (const auto& [chat_id, state] : chats) candidates.push_back(chat_id);
+      for (const auto& [chat_id, state] : chats) {
+        if (!hearing.contains(chat_id)) candidates.push_back(chat_id);
+      }
     }
+    // Those changed again by events heard since the read (live, so already applied to the
+    // socket) stay as those events left them.
+    const auto newer = membership_changed_after_locked(session->user_id(), as_of);
     for (const std::int64_t chat_id : candidates) {
-      if (membership_changed_after_locked(chat_id, as_of)) continue;  // heard live, newer
+      if (newer.contains(chat_id)) continue;
       const auto now = chats.find(chat_id);
-      const bool hearing = std::find(e.chats.begin(), e.chats.end(), chat_id) != e.chats.end();
-      if (now != chats.end() && !hearing) {
+      if (now != chats.end() && !hearing.contains(chat_id)) {
+        hearing.insert(chat_id);
         add_chat(e, chat_id, interest);
         e.unread.try_emplace(chat_id, now->second);
         joined.push_back(chat_id);
-      } else if (now == chats.end() && hearing) {
+      } else if (now == chats.end() && hearing.erase(chat_id) > 0) {
         erase_from(e.chats, chat_id);
         e.unread.erase(chat_id);
         if (auto c = by_chat_.find(chat_id); c != by_chat_.end()) {
@@ -434,7 +455,8 @@ void Hub::on_logged(const store::EventRecord& event) {
   std::uint64_t queued = 0;
   {
     std::lock_guard lock(mutex_);
-    heard_[heard_count_++ % kHeard] = {event.seq, chat_id, member_of(type, event, subject)};
+    heard_[heard_count_++ % kHeard] = {event.seq, chat_id};
+    note_membership_locked(event, o, subject);
     auto deliver_to = [&](Entry& e) {
       ++queued;
       const Session& s = *e.session;

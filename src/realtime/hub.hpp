@@ -15,10 +15,15 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "realtime/broker.hpp"
 #include "realtime/session.hpp"
+
+namespace boost::json {
+class object;
+}
 
 namespace chat::store {
 class ChatStore;
@@ -142,25 +147,32 @@ class Hub final : public BrokerHandler {
   // Sessions with queued frames that the next flush job writes.
   std::vector<SessionPtr> dirty_;
   bool flush_posted_ = false;
-  // The chats of the last events heard, in a ring: a socket's counts and chats are read
-  // before it is attached, and an event heard in between reached none of its frames,
-  // counts or subscriptions.
+  // The chats of the last events heard, in a ring: a socket's counts are read before it is
+  // attached, and an event heard in between reached none of its frames or counts.
   struct Heard {
     std::int64_t seq = 0;
     std::int64_t chat_id = 0;
-    // Whose membership of the chat the event changed: kNoMember for other events, 0 for
-    // any member (a chat made or deleted, told to all).
-    std::int64_t member = kNoMember;
   };
-  static constexpr std::int64_t kNoMember = -1;
-  // Heard::member of an event (`subject`: its payload's user_id).
-  static std::int64_t member_of(const std::string& type, const store::EventRecord& event,
-                                std::int64_t subject);
-  // Under the lock: whether a membership event of the chat newer than `seq` was heard.
-  [[nodiscard]] bool membership_changed_after_locked(std::int64_t chat_id, std::int64_t seq) const;
   static constexpr std::size_t kHeard = 1024;
   std::array<Heard, kHeard> heard_{};
   std::size_t heard_count_ = 0;  // ever; the ring holds the last kHeard
+
+  // The membership changes among the events heard, in a ring of their own: rarer than
+  // events, they reach back further. A socket's chats are read before it is attached too.
+  struct MembershipHeard {
+    std::int64_t seq = 0;
+    std::int64_t chat_id = 0;
+    std::int64_t member = 0;  // whose membership changed; 0: anyone's (a large new chat)
+  };
+  // Under the lock: notes the membership changes an event makes (`o`: its payload).
+  void note_membership_locked(const store::EventRecord& event, const boost::json::object& o,
+                              std::int64_t subject);
+  // Under the lock: the chats of `user` whose membership events heard are newer than `seq`.
+  [[nodiscard]] std::unordered_set<std::int64_t> membership_changed_after_locked(
+      std::int64_t user, std::int64_t seq) const;
+  static constexpr std::size_t kMembershipHeard = 1024;
+  std::array<MembershipHeard, kMembershipHeard> membership_heard_{};
+  std::size_t membership_count_ = 0;  // ever
 };
 
 }  // namespace chat::realtime

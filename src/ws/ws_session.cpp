@@ -282,10 +282,12 @@ class Socket final : public realtime::Session,
     // looked at again above.)
     if (is_user_socket()) {
       auto unsure = context_.hub.membership_heard_since(user, opened_at_seq_);
-      if ((!unsure || !unsure->empty()) && !co_await settle_chats(unsure)) {
+      bool settled = true;
+      if (!unsure || !unsure->empty()) settled = co_await settle_chats(unsure);
+      if (!settled) {
         leave_hub();
-        co_await refuse(request, http::error_response(Error::unavailable()),
-                        "database unavailable");
+        auto answer = http::error_response(Error::unavailable());
+        co_await refuse(request, std::move(answer), "database unavailable");
         co_return;
       }
     }

@@ -500,7 +500,51 @@ TEST(Hub, SettlingLeavesAChatAsANewerMembershipEventHeardLiveSetIt) {
 
 TEST(Hub, MembershipHeardSinceASeqTheRingNoLongerReachesIsUnknown) {
   Fixture f;
+  // Messages do not turn the ring over: only membership changes are kept in it.
   for (std::int64_t seq = 11; seq <= 11 + 1100; ++seq) f.hub.on_logged(message(seq, 9, seq, 1));
-  EXPECT_FALSE(f.hub.membership_heard_since(2, 10));
-  EXPECT_TRUE(f.hub.membership_heard_since(2, 1100));
+  EXPECT_EQ(f.hub.membership_heard_since(2, 10), std::vector<std::int64_t>{});
+  for (std::int64_t seq = 2000; seq < 2000 + 1100; ++seq) {
+    f.hub.on_logged(member_event(seq, "member_added", 9, seq, std::nullopt));
+  }
+  EXPECT_FALSE(f.hub.membership_heard_since(2, 1500));
+  EXPECT_TRUE(f.hub.membership_heard_since(2, 2200));
+}
+
+TEST(Hub, AnotherMembersNewerChangeDoesNotKeepAChatTheSocketLeft) {
+  Fixture f;
+  f.hub.on_logged(member_event(11, "member_removed", 5, 2, std::nullopt));
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {.as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  const auto unsure = f.hub.membership_heard_since(2, 10);
+  // Someone else joins (seq 14), heard live after the read at seq 13 that found user 2
+  // outside: it says nothing of user 2's membership.
+  f.hub.on_logged(member_event(14, "member_added", 5, 3, std::nullopt));
+  f.hub.settle(me, {}, 13, unsure);
+  f.hub.on_logged(message(15, 5, 100, 1));
+  f.run_jobs();
+  EXPECT_FALSE(mentions(me->written, R"("message_id":100)"))
+      << ::testing::PrintToString(me->written);
+}
+
+TEST(Hub, ANewChatConcernsTheMembershipOfItsMembersOnly) {
+  Fixture f;
+  chat::store::EventRecord small;
+  small.seq = 11;
+  small.chat_id = 7;
+  small.type = "chat_created";
+  small.payload = R"({"type":"chat_created","chat_id":7,"chat":{"members":[{"id":3},{"id":4}]}})";
+  f.hub.on_logged(small);
+  EXPECT_EQ(f.hub.membership_heard_since(2, 10), std::vector<std::int64_t>{});
+  EXPECT_EQ(f.hub.membership_heard_since(3, 10), std::vector<std::int64_t>{7});
+  // A group too large to name each member concerns anyone.
+  chat::store::EventRecord large = small;
+  large.seq = 12;
+  large.chat_id = 8;
+  std::string members;
+  for (int id = 100; id < 140; ++id)
+    members += (members.empty() ? "" : ",") + std::string(R"({"id":)") + std::to_string(id) + "}";
+  large.payload = R"({"type":"chat_created","chat_id":8,"chat":{"members":[)" + members + "]}}";
+  f.hub.on_logged(large);
+  EXPECT_EQ(f.hub.membership_heard_since(2, 10), std::vector<std::int64_t>{8});
 }
