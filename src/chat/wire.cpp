@@ -282,7 +282,7 @@ NewEvent to_event(std::int64_t chat_id, const json::object& payload,
 
 std::vector<NewEvent> delivered_events(const DeliveredBatch& b) {
   std::vector<NewEvent> out;
-  if (b.member_count <= kDeliveredEachMemberUpTo) {
+  if (b.member_count <= store::kDeliveredEachMemberUpTo) {
     for (const auto& c : b.changes) {
       out.push_back(to_event(c.chat_id, delivered_event(c.chat_id, c.user_id, c.value)));
     }

@@ -65,13 +65,11 @@ store::NewEvent to_delete_event(const store::MessageRecord& m);
 // replays).
 store::NewEvent to_pin_event(const boost::json::object& payload, const store::PinRecord& p);
 
-// Chats up to this size log a `delivered` event per member whose watermark moved. In larger
-// ones only a rise of the chat's lowest watermark is logged (the moment a message has
-// reached everyone), so one message to a 1,000-member group is not 1,000 events to each
-// member.
-constexpr std::int64_t kDeliveredEachMemberUpTo = 32;
-// The events of a batch of delivered watermarks, by that rule. Every door that delivers
-// (sockets, history pages, GET /api/events/) logs through it.
+// The events of a batch of delivered watermarks: in chats up to kDeliveredEachMemberUpTo
+// members a `delivered` event per member whose watermark moved; in larger ones only a rise
+// of the chat's lowest watermark (the moment a message has reached everyone), so one
+// message to a 1,000-member group is not 1,000 events to each member. Every door that
+// delivers (sockets, history pages, GET /api/events/) logs through it.
 std::vector<store::NewEvent> delivered_events(const store::DeliveredBatch& b);
 
 // What a replay of `events` to `viewer` delivers to them: per chat, the newest message

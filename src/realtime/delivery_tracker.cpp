@@ -50,9 +50,10 @@ boost::asio::awaitable<std::size_t> DeliveryTracker::flush() {
     try {
       store::EventsFor<store::DeliveredBatch> events = chats::delivered_events;
       co_await store_.chats().mark_delivered_many(std::move(notes), std::move(events));
-    } catch (const store::Unavailable& e) {
-      // The database is away: the receipts wait for the next flush rather than being lost
-      // (a watermark only rises, so writing one again, or late, is harmless).
+    } catch (const std::exception& e) {
+      // The database is away (or refused the batch): the receipts wait for the next flush
+      // rather than being lost (a watermark only rises, so writing one again, or late, is
+      // harmless).
       last_failure_ = e.what();
       unwritten = batch.size();
       for (const auto& [chat_id, users] : batch) requeue(chat_id, users);

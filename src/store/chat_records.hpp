@@ -143,6 +143,12 @@ struct WatermarkChange {
   bool changed = false;
 };
 
+// Chats up to this size log a `delivered` event per member whose watermark moved; larger
+// ones only on a rise of the chat's lowest watermark (chats::delivered_events). The stores
+// move a larger chat's watermarks one batch at a time, so that no rise goes unseen by both
+// of two batches that together made it.
+constexpr std::int64_t kDeliveredEachMemberUpTo = 32;
+
 // Chat -> (member, the newest message id delivered to them).
 using DeliveredNotes = std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::int64_t>>>;
 

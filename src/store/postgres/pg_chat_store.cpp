@@ -287,9 +287,15 @@ constexpr const char* kRaiseRead =
 constexpr const char* kReadWatermark =
     "SELECT last_read_message_id FROM chat_members WHERE chat_id = $1 AND user_id = $2";
 // Delivered watermarks of many members of many chats ($1 chats, $2 users, $3 values), set
-// by set. The rows are locked first, in one order on every node, so two batches that share
-// rows cannot deadlock; then the chats' sizes and lowest watermarks, the raise (each value
-// clamped to its chat's newest message at or below it), and the lowest watermarks again.
+// by set. Batches of a large chat take turns (its lowest watermark before and after must
+// not interleave with another batch's, or a rise both made goes unseen). The rows are
+// locked next, in one order on every node, so two batches that share rows cannot deadlock;
+// then the chats' sizes and lowest watermarks, the raise (each value clamped to its chat's
+// newest message at or below it), and the lowest watermarks again.
+constexpr const char* kTakeTurnsInLargeChats =
+    "SELECT pg_advisory_xact_lock(7316003, (c.chat_id % 2147483647)::int) FROM (SELECT chat_id "
+    "FROM chat_members WHERE chat_id = ANY($1::bigint[]) GROUP BY chat_id HAVING count(*) > $2 "
+    "ORDER BY chat_id) c";
 constexpr const char* kLockDeliveredRows =
     "SELECT m.user_id FROM chat_members m JOIN unnest($1::bigint[], $2::bigint[]) AS "
     "x(chat_id, user_id) ON m.chat_id = x.chat_id AND m.user_id = x.user_id "
@@ -1314,8 +1320,9 @@ asio::awaitable<std::vector<DeliveredBatch>> PgChatStore::mark_delivered_many(
   const std::string note_values = array_literal(values);
   std::vector<DeliveredBatch> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    // The four statements in one round trip: each sees the ones before it.
+    // The five statements in one round trip: each sees the ones before it.
     std::vector<PgStatement> steps;
+    steps.push_back({kTakeTurnsInLargeChats, pg_params(chat_list, kDeliveredEachMemberUpTo)});
     steps.push_back({kLockDeliveredRows, pg_params(note_chats, note_users)});
     steps.push_back({kDeliveredTotals, pg_params(chat_list)});
     steps.push_back({kRaiseDeliveredMany, pg_params(note_chats, note_users, note_values)});
@@ -1323,19 +1330,19 @@ asio::awaitable<std::vector<DeliveredBatch>> PgChatStore::mark_delivered_many(
     auto results = co_await c.pipeline(std::move(steps));
     std::map<std::int64_t, DeliveredBatch> batches;
     for (const std::int64_t chat_id : chat_ids) batches[chat_id].chat_id = chat_id;
-    const PgResult& before = results[1];
+    const PgResult& before = results[2];
     for (int row = 0; row < before.rows(); ++row) {
       auto& b = batches[before.int64(row, 0)];
       b.member_count = before.int64(row, 1);
       b.lowest_before = before.int64(row, 2);
     }
-    const PgResult& raised = results[2];
+    const PgResult& raised = results[3];
     for (int row = 0; row < raised.rows(); ++row) {
       const std::int64_t chat_id = raised.int64(row, 0);
       batches[chat_id].changes.push_back(
           {chat_id, raised.int64(row, 1), raised.int64(row, 2), true});
     }
-    const PgResult& after = results[3];
+    const PgResult& after = results[4];
     for (int row = 0; row < after.rows(); ++row) {
       batches[after.int64(row, 0)].lowest_after = after.int64(row, 2);
     }
