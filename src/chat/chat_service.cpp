@@ -249,11 +249,13 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
                                                                       MemberInput in) {
   // The change is made only if the roles it was checked against still hold; when a
   // departure or another change came between, it is checked again against the new ones.
-  for (int attempt = 0; attempt < 3; ++attempt) {
+  // Each attempt that fails lost to a change committed meanwhile; ten in a row means the
+  // chat's roles change faster than they can be read, and the client may try again.
+  for (int attempt = 0; attempt < 10; ++attempt) {
     auto done = co_await try_change_role(me, chat_id, user_id, in);
     if (done) co_return std::move(*done);
   }
-  co_return Error::unavailable();  // the chat kept changing: the client may try again
+  co_return Error::unavailable();
 }
 
 boost::asio::awaitable<std::optional<Result<MemberRecord>>> ChatService::try_change_role(

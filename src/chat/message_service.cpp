@@ -99,10 +99,16 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
       out.push_back(to_event(m.chat_id, read_event(m.chat_id, m.sender_id, m.id)));
     return out;
   };
+  const std::optional<std::int64_t> original = m.copy_of;
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
-  // A forward whose original was deleted after forward() looked at it.
-  if (sent->original_gone) co_return deleted_original();
+  if (sent->original_gone) {
+    // A forward whose original was deleted after forward() looked at it (or went with its
+    // chat: not found).
+    auto still = co_await store_.chats().find_message(*original);
+    if (!still) co_return no_message();
+    co_return deleted_original();
+  }
   if (sent->created) metrics::metrics().messages_sent.inc();  // a repeated client_id is not
   MessageView view{std::move(sent->message), std::move(sent->marks), sent->created};
   co_return view;
@@ -284,8 +290,13 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   };
   auto pinned =
       co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
-  // Deleted since it was read above: refused as if it had been deleted before.
-  if (!pinned) co_return Error::field("message_id", "A deleted message cannot be pinned.");
+  if (!pinned) {
+    // Deleted since it was read above: refused as if it had been deleted before. (Gone
+    // with its chat: not found.)
+    auto still = co_await store_.chats().find_message(message.id);
+    if (!still) co_return no_message();
+    co_return Error::field("message_id", "A deleted message cannot be pinned.");
+  }
   auto [pin, created] = std::move(*pinned);
   auto marks = co_await store_.chats().watermarks(chat.id);
   PinView view{pin, std::move(message), std::move(marks), created};

@@ -353,8 +353,11 @@ def test_a_second_server_on_the_same_sqlite_file_refuses_to_start(make_server):
     import subprocess
     s = make_server()
     env = dict(s.env, PORT=str(conftest.free_port()))
-    second = subprocess.run([conftest.CHATD, "serve"], env=env, cwd=s.workdir,
-                            capture_output=True, text=True, timeout=30)
+    try:
+        second = subprocess.run([conftest.CHATD, "serve"], env=env, cwd=s.workdir,
+                                capture_output=True, text=True, timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second chatd serve on the same SQLite file started serving")
     assert second.returncode == 1, second
     assert f"another chatd is serving {s.db_path}" in second.stderr, second.stderr
     migrate = subprocess.run([conftest.CHATD, "migrate"], env=env, cwd=s.workdir,
