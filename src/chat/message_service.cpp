@@ -88,6 +88,13 @@ boost::asio::awaitable<bool> MessageService::mark_delivered(std::int64_t me,
   co_return true;
 }
 
+boost::asio::awaitable<Error> MessageService::deleted_meanwhile(std::int64_t message_id,
+                                                                Error deleted) {
+  auto still = co_await store_.chats().find_message(message_id);
+  if (!still) co_return no_message();  // gone with its chat
+  co_return deleted;
+}
+
 boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
                                                                           NewMessage m) {
   auto events = [](const SentMessage& sent) {
@@ -102,12 +109,10 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
   const std::optional<std::int64_t> original = m.copy_of;
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
-  if (sent->original_gone) {
-    // A forward whose original was deleted after forward() looked at it (or went with its
-    // chat: not found).
-    auto still = co_await store_.chats().find_message(*original);
-    if (!still) co_return no_message();
-    co_return deleted_original();
+  if (sent->original_gone) {  // a forward whose original was deleted after forward() read it
+    auto deleted = deleted_original();
+    auto refused = co_await deleted_meanwhile(*original, std::move(deleted));
+    co_return refused;
   }
   if (sent->created) metrics::metrics().messages_sent.inc();  // a repeated client_id is not
   MessageView view{std::move(sent->message), std::move(sent->marks), sent->created};
@@ -291,11 +296,10 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   auto pinned =
       co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
   if (!pinned) {
-    // Deleted since it was read above: refused as if it had been deleted before. (Gone
-    // with its chat: not found.)
-    auto still = co_await store_.chats().find_message(message.id);
-    if (!still) co_return no_message();
-    co_return Error::field("message_id", "A deleted message cannot be pinned.");
+    // Deleted since it was read above: refused as if it had been deleted before.
+    auto deleted = Error::field("message_id", "A deleted message cannot be pinned.");
+    auto refused = co_await deleted_meanwhile(message.id, std::move(deleted));
+    co_return refused;
   }
   auto [pin, created] = std::move(*pinned);
   auto marks = co_await store_.chats().watermarks(chat.id);

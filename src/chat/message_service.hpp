@@ -103,6 +103,9 @@ class MessageService {
   boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
   visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
+  // The answer to a write its store refused because the message was deleted after the
+  // service read it: `deleted`, or a 404 when the message went with its chat.
+  boost::asio::awaitable<Error> deleted_meanwhile(std::int64_t message_id, Error deleted);
   // False when there was nothing to delete (already deleted, or gone).
   boost::asio::awaitable<bool> delete_for_everyone(std::int64_t message_id);
   // (chat, the newest message id of it a fetch showed the caller)
