@@ -218,23 +218,16 @@ constexpr const char* kFindPrivate = "SELECT id FROM chats WHERE private_key = $
 constexpr const char* kInsertChat =
     "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES ($1, $2, $3, "
     "$4, $4) ON CONFLICT DO NOTHING RETURNING id";
-// The chat row is key-share locked: a deletion of the chat in progress is waited for, and
-// the chat is then found gone (nothing inserted) instead of failing the foreign key.
-constexpr const char* kInsertMember =
-    "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
-    "last_delivered_message_id) SELECT $1::bigint, $2::bigint, $3::text, $4::bigint, (SELECT "
-    "last_seq "
-    "FROM event_log_state "
-    "WHERE id = 1), c.last_message_id, c.last_message_id FROM chats c WHERE c.id = $1 "
-    "FOR KEY SHARE OF c ON CONFLICT DO NOTHING";
-// A new chat's members (arrays of ids and roles) in one statement: a group of 10,000 was
-// 10,000 round trips.
+// Members (arrays of ids and roles) in one statement: a group of 10,000 was 10,000 round
+// trips. The chat row is key-share locked: a deletion of the chat in progress is waited
+// for, and the chat is then found gone (nothing inserted) instead of failing the foreign
+// key.
 constexpr const char* kInsertMembers =
     "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
     "last_delivered_message_id) SELECT $1::bigint, m.user_id, m.role, $4::bigint, (SELECT "
     "last_seq FROM event_log_state WHERE id = 1), c.last_message_id, c.last_message_id "
     "FROM chats c, unnest($2::bigint[], $3::text[]) AS m(user_id, role) WHERE c.id = $1 "
-    "ON CONFLICT DO NOTHING";
+    "FOR KEY SHARE OF c ON CONFLICT DO NOTHING";
 constexpr const char* kRenameChat = "UPDATE chats SET name = $2 WHERE id = $1";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = $1";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
@@ -505,17 +498,18 @@ asio::awaitable<std::int64_t> clamp_to_message(PgConnection& c, std::int64_t cha
   co_return scalar(r);
 }
 
-asio::awaitable<WatermarkChange> raise_watermark(PgConnection& c, TxLog& log, const char* raise_sql,
-                                                 const char* read_sql, std::int64_t chat_id,
-                                                 std::int64_t user_id, std::int64_t value,
-                                                 const EventsFor<WatermarkChange>& events) {
+// Moves a read watermark up (delivered watermarks move by mark_delivered_many).
+asio::awaitable<WatermarkChange> raise_read_watermark(PgConnection& c, TxLog& log,
+                                                      std::int64_t chat_id, std::int64_t user_id,
+                                                      std::int64_t value,
+                                                      const EventsFor<WatermarkChange>& events) {
   WatermarkChange change{chat_id, user_id, 0, false};
   const std::int64_t target = co_await clamp_to_message(c, chat_id, value);
   auto raise = pg_params(chat_id, user_id, target);
-  auto raised = co_await c.prepared(raise_sql, std::move(raise));
+  auto raised = co_await c.prepared(kRaiseRead, std::move(raise));
   change.changed = raised.affected() == 1;
   auto read = pg_params(chat_id, user_id);
-  auto current = co_await c.prepared(read_sql, std::move(read));
+  auto current = co_await c.prepared(kReadWatermark, std::move(read));
   change.value = scalar(current);
   if (change.changed) log.append(events(change), now_micros());
   co_return change;
@@ -888,8 +882,9 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
   std::optional<MemberChange> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    auto params = pg_params(chat_id, user_id, role_name(role), now);
-    auto inserted = co_await c.prepared(kInsertMember, std::move(params));
+    auto params = pg_params(chat_id, array_literal(std::vector<std::int64_t>{user_id}),
+                            array_literal(std::vector<std::string>{role_name(role)}), now);
+    auto inserted = co_await c.prepared(kInsertMembers, std::move(params));
     if (inserted.affected() != 1) co_return;  // a member already, or no such chat
     out = MemberChange{chat_id, user_id, role, std::nullopt};
     log.append(events(*out), now);
@@ -1160,9 +1155,10 @@ asio::awaitable<void> PgChatStore::write_sends(
         originals.emplace(live.int64(r, 0), std::string(live.text(r, 1)));
       }
     }
-    // The sends written (indexes in `unique`): all but forwards of deleted originals.
+    // The sends written (indexes in `unique`): all but forwards of deleted originals, which
+    // are answered as such.
     std::vector<std::size_t> written;
-    std::vector<bool> original_gone(unique.size(), false);
+    std::vector<std::optional<SentMessage>> stored(unique.size());
     std::vector<std::int64_t> chats, senders, nows;
     std::vector<std::optional<std::int64_t>> forwarded;
     std::vector<std::string> texts, words;
@@ -1174,7 +1170,7 @@ asio::awaitable<void> PgChatStore::write_sends(
       if (m.copy_of) {
         auto original = originals.find(*m.copy_of);
         if (original == originals.end()) {
-          original_gone[u] = true;
+          stored[u] = SentMessage{.original_gone = true};
           continue;
         }
         if (original->second != text) {
@@ -1194,10 +1190,6 @@ asio::awaitable<void> PgChatStore::write_sends(
     std::vector<std::int64_t> chat_ids = chats;
     std::sort(chat_ids.begin(), chat_ids.end());
     chat_ids.erase(std::unique(chat_ids.begin(), chat_ids.end()), chat_ids.end());
-    std::vector<std::optional<SentMessage>> stored(unique.size());
-    for (std::size_t u = 0; u < unique.size(); ++u) {
-      if (original_gone[u]) stored[u] = SentMessage{.original_gone = true};
-    }
     std::map<std::int64_t, Watermarks> marks;
     if (!written.empty()) {
       std::vector<PgStatement> statements;
@@ -1292,8 +1284,7 @@ asio::awaitable<WatermarkChange> PgChatStore::mark_read(std::int64_t chat_id, st
                                                         EventsFor<WatermarkChange> events) {
   WatermarkChange out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
-    out = co_await raise_watermark(c, log, kRaiseRead, kReadWatermark, chat_id, user_id, value,
-                                   events);
+    out = co_await raise_read_watermark(c, log, chat_id, user_id, value, events);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));

@@ -474,17 +474,17 @@ std::optional<std::string> live_text(Connection& c, std::int64_t id) {
   return s.text(0);
 }
 
-WatermarkChange raise_watermark(Connection& c, const char* raise_sql, const char* read_sql,
-                                std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
-                                const EventsFor<WatermarkChange>& events) {
+// Moves a read watermark up (delivered watermarks move by mark_delivered_many).
+WatermarkChange raise_read_watermark(Connection& c, std::int64_t chat_id, std::int64_t user_id,
+                                     std::int64_t value, const EventsFor<WatermarkChange>& events) {
   Transaction tx(c);
   WatermarkChange change{chat_id, user_id, 0, false};
   auto clamp = c.prepare(kClampToMessage);
   clamp.bind(1, chat_id).bind(2, value);
   const std::int64_t target = clamp.step() ? clamp.int64(0) : 0;
   change.changed =
-      c.prepare(raise_sql).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() == 1;
-  auto current = c.prepare(read_sql);
+      c.prepare(kRaiseRead).bind(1, chat_id).bind(2, user_id).bind(3, target).exec() == 1;
+  auto current = c.prepare(kReadWatermark);
   current.bind(1, chat_id).bind(2, user_id);
   change.value = current.step() ? current.int64(0) : 0;
   if (change.changed) append_events(c, events(change), now_micros());
@@ -1053,7 +1053,7 @@ boost::asio::awaitable<WatermarkChange> SqliteChatStore::mark_read(
     std::int64_t chat_id, std::int64_t user_id, std::int64_t value,
     EventsFor<WatermarkChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
-    return raise_watermark(c, kRaiseRead, kReadWatermark, chat_id, user_id, value, events);
+    return raise_read_watermark(c, chat_id, user_id, value, events);
   };
   co_return co_await write(std::move(q));
 }
