@@ -530,8 +530,10 @@ class RedisServer:
 
     def pause(self):
         """SIGSTOP: the server hangs with its connections open (an overloaded or frozen
-        host), so nothing tells the nodes it went away."""
+        host), so nothing tells the nodes it went away. Returns once it has stopped: the
+        signal is only queued, and a server still running could answer one more command."""
         self.proc.send_signal(signal.SIGSTOP)
+        os.waitpid(self.proc.pid, os.WUNTRACED)
 
     def resume(self):
         self.proc.send_signal(signal.SIGCONT)

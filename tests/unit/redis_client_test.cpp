@@ -132,8 +132,14 @@ class RedisServer {
   }
 
   // SIGSTOP and SIGCONT: the server hangs with every connection open, as a frozen host
-  // would, and comes back.
-  void pause() const { ::kill(pid_, SIGSTOP); }
+  // would, and comes back. pause() returns once the server has stopped: kill() only queues
+  // the signal, and a server still running could answer a command sent right after it
+  // (a test expecting silence then waited for a timeout that never came).
+  void pause() const {
+    ::kill(pid_, SIGSTOP);
+    int status = 0;
+    ::waitpid(pid_, &status, WUNTRACED);
+  }
   void resume() const { ::kill(pid_, SIGCONT); }
 
   // SIGKILL: the server gets no chance to say goodbye.
