@@ -89,8 +89,8 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
       evicted.push_back((*oldest)->session);
       mine.erase(oldest);  // detach() later removes the rest
     }
+    apply_locked(interest, from_seq, std::move(ready));
   }
-  apply(interest, from_seq, std::move(ready));
   for (const std::int64_t chat_id : missed) recount_for(session, chat_id);
   return evicted;
 }
@@ -209,8 +209,8 @@ void Hub::settle(const SessionPtr& session,
         }
       }
     }
+    apply_locked(interest, as_of, nullptr);
   }
-  apply(interest, as_of, nullptr);
   // The client may show a count from before it left the chat, or none.
   for (const std::int64_t chat_id : joined) recount_for(session, chat_id, true);
 }
@@ -260,12 +260,12 @@ void Hub::detach(const Session* s) {
       }
     }
     sessions_.erase(it);
+    apply_locked(interest, std::nullopt, nullptr);
   }
-  apply(interest, std::nullopt, nullptr);
 }
 
-void Hub::apply(Interest& interest, std::optional<std::int64_t> from_seq,
-                std::function<void()> ready) {
+void Hub::apply_locked(Interest& interest, std::optional<std::int64_t> from_seq,
+                       std::function<void()> ready) {
   if (!interest.chats_off.empty() || !interest.users_off.empty()) {
     broker_.unsubscribe(std::move(interest.chats_off), std::move(interest.users_off));
   }
@@ -556,14 +556,14 @@ void Hub::on_logged(const store::EventRecord& event) {
       }
     }
     schedule_flush_locked();
+    // A chat new to this node is heard from this event on.
+    apply_locked(interest, event.seq, nullptr);
   }
   m.deliveries.inc(queued);
   if (!delivered_to.empty()) delivered_(chat_id, message_id, delivered_to);
   for (const auto& s : recount) recount_for(s, chat_id);
   for (const auto& s : announce) recount_for(s, chat_id, true);
   for (const auto& s : to_close) s->close(1000, "no longer a member of this chat");
-  // A chat new to this node is heard from this event on.
-  apply(interest, event.seq, nullptr);
 }
 
 void Hub::on_ephemeral(const Ephemeral& event) {

@@ -108,7 +108,7 @@ class Hub final : public BrokerHandler {
   };
 
   // Chats and users that got their first local session or lost their last one: the broker
-  // subscriptions to change once the lock is released.
+  // subscriptions to change (apply_locked).
   struct Interest {
     std::vector<std::int64_t> chats_on, chats_off, users_on, users_off;
   };
@@ -118,7 +118,14 @@ class Hub final : public BrokerHandler {
   // Returns the user's sockets of that chat (/ws/chat/{id}/), which must close.
   std::vector<SessionPtr> unsubscribe(std::int64_t user_id, std::int64_t chat_id,
                                       Interest& interest);
-  void apply(Interest& interest, std::optional<std::int64_t> from_seq, std::function<void()> ready);
+  // Hands the changes to the broker with the lock still held, so that it hears them in the
+  // order they were decided: applied after the unlock, a socket's last "unsubscribe" could
+  // overtake a new chat's "subscribe" decided just before it on another thread, and the
+  // broker, which counts its subscriptions, would keep hearing the chat for good. The
+  // broker's calls only queue work (Broker: `ready` may run at once, so it must not call
+  // the hub; the sessions' own only post).
+  void apply_locked(Interest& interest, std::optional<std::int64_t> from_seq,
+                    std::function<void()> ready);
   // Asks the store for the exact count; sends it when it differs from the session's, or
   // `always`. A count that changed live meanwhile is asked for again, up to `attempts`
   // times; then (or when the store fails) `always` sends the count the session has.

@@ -4,7 +4,9 @@
 
 #include <algorithm>
 #include <functional>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <utility>
@@ -542,4 +544,88 @@ TEST(Hub, ANewChatConcernsTheMembershipOfItsMembersOnly) {
   large.payload = R"({"type":"chat_created","chat_id":8,"chat":{"members":[)" + members + "]}}";
   f.hub.on_logged(large);
   EXPECT_EQ(f.hub.membership_heard_since(2, 10), std::vector<std::int64_t>{8});
+}
+
+namespace {
+
+// Counts subscriptions as the Redis broker does: an unsubscribe from what it does not hear
+// is ignored, and a subscribe adds one however late it comes.
+class CountingBroker : public chat::realtime::Broker {
+ public:
+  void set_handler(chat::realtime::BrokerHandler* /*handler*/) override {}
+  void publish_committed(const std::vector<chat::store::EventRecord>& /*events*/) override {}
+  void publish_ephemeral(const chat::realtime::Ephemeral& /*event*/) override {}
+  void publish_session_end(const chat::realtime::SessionEnd& /*end*/) override {}
+  boost::asio::awaitable<void> flush() override { co_return; }
+  void subscribe(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
+                 std::optional<std::int64_t> /*from_seq*/, std::function<void()> ready) override {
+    {
+      std::lock_guard lock(mutex);
+      for (auto id : chat_ids) ++chats[id];
+      for (auto id : user_ids) ++users[id];
+    }
+    if (ready) ready();
+  }
+  void unsubscribe(std::vector<std::int64_t> chat_ids,
+                   std::vector<std::int64_t> user_ids) override {
+    std::lock_guard lock(mutex);
+    auto drop = [this](std::map<std::int64_t, int>& refs, std::int64_t id) {
+      auto it = refs.find(id);
+      if (it == refs.end()) {
+        ++ignored;
+      } else if (--it->second == 0) {
+        refs.erase(it);
+      }
+    };
+    for (auto id : chat_ids) drop(chats, id);
+    for (auto id : user_ids) drop(users, id);
+  }
+  void resync_from(std::int64_t /*first_seq*/) override {}
+  [[nodiscard]] bool healthy() const override { return true; }
+
+  std::mutex mutex;
+  std::map<std::int64_t, int> chats, users;
+  int ignored = 0;
+};
+
+// The chat as a member added to it is told of it (meant for them alone).
+chat::store::EventRecord chat_created_for(std::int64_t seq, std::int64_t chat,
+                                          std::int64_t member) {
+  chat::store::EventRecord e;
+  e.seq = seq;
+  e.chat_id = chat;
+  e.user_id = member;
+  e.type = "chat_created";
+  e.payload = R"({"type":"chat_created","chat":{"id":)" + std::to_string(chat) +
+              R"(,"members":[{"id":)" + std::to_string(member) + "}]}}";
+  return e;
+}
+
+}  // namespace
+
+TEST(Hub, TheBrokerHearsSubscriptionChangesInTheOrderTheHubMadeThem) {
+  // A user is added to a group while their only socket here closes. The hub subscribes to
+  // the chat for the socket, then (closing it) unsubscribes; the broker must hear the two
+  // in that order, or it goes on hearing the chat for good. The socket closes at the moment
+  // that used to let the two cross: after the hub released its lock for the chat's event,
+  // as it asks for the chat's unread count.
+  CountingBroker broker;
+  constexpr std::int64_t kUser = 5;
+  constexpr std::int64_t kChat = 77;
+  auto socket = std::make_shared<FakeSession>(kUser, 0);
+  Hub* hub_of_test = nullptr;
+  auto ask_count = [&](std::int64_t, std::int64_t,
+                       std::function<void(std::optional<UnreadCount>)>) {
+    if (socket) hub_of_test->detach(std::exchange(socket, nullptr).get());
+  };
+  Hub hub{broker, ask_count, [](std::int64_t, std::int64_t, const std::vector<std::int64_t>&) {},
+          [](std::function<void()> /*job*/) {}, 16};
+  hub_of_test = &hub;
+  hub.attach(socket, {}, std::nullopt, nullptr);
+  hub.on_logged(chat_created_for(1, kChat, kUser));
+  EXPECT_EQ(socket, nullptr);  // it closed meanwhile
+  EXPECT_EQ(hub.session_count(), 0U);
+  EXPECT_EQ(broker.ignored, 0);
+  EXPECT_TRUE(broker.chats.empty()) << "the new chat is still heard";
+  EXPECT_TRUE(broker.users.empty());
 }
