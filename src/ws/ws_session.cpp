@@ -309,10 +309,26 @@ class Socket final : public realtime::Session,
     socket_ = handshake_->release_socket();
     handshake_.reset();
     heard();
+    bool cut_off = false;
     {
       std::lock_guard lock(mutex_);
-      accepted_ = true;  // writes may start now
-      if (!queue_empty() || close_code_ != 0) kick_locked();
+      // Cut off as a slow reader while opening (closed without a close code): its drop may
+      // have run before the connection was the session's, closing nothing, and a dropped
+      // session is never written to or swept, so it would hold its place in the hub for as
+      // long as the peer kept the connection open.
+      cut_off = closed_ && close_code_ == 0;
+      if (cut_off) {
+        beast::error_code ignored;
+        socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+        socket_.close(ignored);
+      } else {
+        accepted_ = true;  // writes may start now
+        if (!queue_empty() || close_code_ != 0) kick_locked();
+      }
+    }
+    if (cut_off) {
+      leave_hub();
+      co_return;
     }
     context_.keepalive.watch(self);
     opened_at_ = Clock::now();

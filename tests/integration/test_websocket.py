@@ -2089,6 +2089,75 @@ def test_slow_reader_is_cut_off_and_others_keep_receiving(make_server, limit_env
         assert queued < 32, drops[0]
 
 
+def test_a_socket_cut_off_as_it_opens_is_closed(make_server):
+    """Events held for a socket while it opens count against the slow-reader limits (64 KiB
+    of frames here). A socket cut off before its upgrade was answered kept its connection:
+    the cut-off's drop ran before the session owned the connection, closing nothing, and a
+    dropped session is never written to or swept, so the client got its 101 and then
+    nothing, for as long as it kept the connection open (and its session stayed in the
+    hub). Every socket cut off must end."""
+    s = make_server(WS_MAX_QUEUED_BYTES=65536, PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    c = Client(s)
+    a = c.register()
+    slow = [c.register() for _ in range(6)]
+    # In many chats, and changing membership while they open, so that opening takes a while:
+    # a socket reads its chats, and again when one of its membership changes is heard.
+    others = [c.register() for _ in range(120)]
+    for u in slow:
+        for o in others:
+            private_chat(c, u, o)
+    group = group_chat(c, a, *slow, name="flood")
+    spare = group_chat(c, a, others[0], name="spare")
+    text = "\x01" * 4096  # 24 KiB of JSON a frame: three pass the limit
+    stop = threading.Event()
+    opened = []
+
+    def drops(held_only):
+        return sum(1 for line in s.read_log().splitlines()
+                   if "too slow" in line and (not held_only or "held" in line))
+
+    def opener():
+        # Until a few were cut off while their events were held (at most 15 sockets a user,
+        # so the per-user limit evicts none), then until every socket was cut off.
+        for k in range(90):
+            opened.append(raw_handshake(s, slow[k % len(slow)]["access"]))
+            if k % 10 == 9 and drops(held_only=True) >= 3:
+                break
+        deadline = time.time() + 30
+        while drops(held_only=False) < len(opened) and time.time() < deadline:
+            time.sleep(0.2)
+
+    def churn():
+        me = Client(s)
+        while not stop.is_set():
+            for u in slow:
+                me.post(f"/api/chats/{spare}/members/", token=a["access"], json={"user_id": uid(u)})
+                me.request("DELETE", f"/api/chats/{spare}/members/{uid(u)}/", token=a["access"])
+
+    def blast():
+        me = Client(s)
+        while not stop.is_set():
+            rest_send(me, a, group, text)
+
+    async def main():
+        work = [asyncio.create_task(asyncio.to_thread(f)) for f in (blast, blast, blast, blast, churn)]
+        try:
+            await asyncio.to_thread(opener)
+        finally:
+            stop.set()
+            await asyncio.gather(*work)
+
+    run(main(), timeout=150)
+    assert drops(held_only=False) >= len(opened), (drops(held_only=False), len(opened))
+    still_open = []
+    for i, sock in enumerate(opened):
+        data, eof = read_to_eof(sock, 3)
+        sock.close()
+        if not eof:
+            still_open.append((i, len(data)))
+    assert not still_open, f"{len(still_open)} of {len(opened)} sockets, each (index, bytes read): {still_open}"
+
+
 def test_idle_timeout(make_server):
     s = make_server(WS_IDLE_TIMEOUT=2)
     c = Client(s)
