@@ -357,6 +357,31 @@ class Socket final : public realtime::Session,
     read_more();
   }
 
+  // start() ended with an exception it did not expect (a store error other than the
+  // database being away, say): the session leaves the hub and presence's count, and its
+  // connection ends, instead of staying attached, and counted, with nobody to close it.
+  void abandon(const std::exception_ptr& error) {
+    std::string what = "unknown error";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    socket_event("socket.error", admission_).field("error", what).warn();
+    if (accepted_) {  // after the upgrade: the session ends as when its peer goes
+      end_session(true);
+      return;
+    }
+    leave_hub();
+    std::lock_guard lock(mutex_);
+    closed_ = true;
+    clear_queue();
+    beast::error_code ignored;
+    if (handshake_) handshake_->socket().close(ignored);
+    socket_.close(ignored);
+  }
+
  private:
   // Sends the log after `since`, then `synced`, then whatever arrived live meanwhile that
   // the replay did not already carry: no gap and no duplicate at the seam. Without
@@ -1127,7 +1152,10 @@ void start_socket(beast::tcp_stream stream, beast::http::request<beast::http::st
                   Admission admission, RealtimeContext& context) {
   auto socket = std::make_shared<Socket>(std::move(stream), std::move(admission), context);
   auto executor = socket->executor();
-  asio::co_spawn(executor, socket->start(std::move(request)), asio::detached);
+  asio::co_spawn(executor, socket->start(std::move(request)),
+                 [socket](const std::exception_ptr& error) {
+                   if (error) socket->abandon(error);
+                 });
 }
 
 }  // namespace chat::ws
