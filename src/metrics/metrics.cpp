@@ -251,7 +251,8 @@ std::string render() {
            "WebSockets open on this node, by kind (user: /ws/, chat: /ws/chat/).", m.sockets, node);
   w.counters("chatd_ws_sockets_opened_total", "WebSockets opened, by kind.", m.sockets_opened);
   w.counters("chatd_ws_sockets_closed_total",
-             "WebSockets closed, by kind and close code (0: the connection ended without one).",
+             "WebSockets closed, by kind and close code (0: the connection ended without one; "
+             "other: a client's own code from 3000-4999).",
              m.sockets_closed);
   w.counter("chatd_ws_frames_received_total", "Data frames received from clients.",
             m.socket_frames_received);

@@ -69,6 +69,13 @@ const char* kind_of(std::int64_t chat) {
   return chat == 0 ? "user" : "chat";
 }
 
+// The close code as a metric label. The codes RFC 6455 defines are few, and the server
+// sends only those and 4003; a client may pick any of 3000-4999, and each as a label of its
+// own would be a series that never goes away (two thousand a client could make at will).
+std::string close_code_label(int code) {
+  return code < 3000 || code == 4003 ? std::to_string(code) : "other";
+}
+
 // A socket's line of the log: its event, who, and the upgrade request that opened it.
 logs::Event socket_event(const char* name, const Admission& a) {
   logs::Event e(name);
@@ -753,7 +760,7 @@ class Socket final : public realtime::Session,
     }
     auto& m = metrics::metrics();
     m.sockets.with({kind_of(chat_id())}).add(-1);
-    m.sockets_closed.with({kind_of(chat_id()), std::to_string(code)}).inc();
+    m.sockets_closed.with({kind_of(chat_id()), close_code_label(code)}).inc();
     socket_event("socket.close", admission_)
         .field("code", code)
         .field("duration_ms",
