@@ -371,6 +371,28 @@ export const steps = [
     await a.openChat(c.username);
     await a.exactlyOnce(`history ${HISTORY}`);
     await eventually('A has read C’s messages', async () => (await cItem.getByTestId('unread-badge').count()) === 0);
+    // Taken to the top (Home, the scrollbar), the view keeps the message that was at the
+    // top in place while the older page lands above it. It used to keep the day's
+    // separator in place, which stays first, so the view jumped a page up, and at the very
+    // top no further scroll event came to load the next one.
+    const toTop = () => a.page.evaluate(() => {
+      const box = document.querySelector('[data-testid="messages"]');
+      box.scrollTop = 0;
+      const first = box.querySelector('[data-testid="message"][data-id]');
+      return { n: box.querySelectorAll('[data-testid="message"][data-id]').length, number: Number(first.querySelector('[data-testid="message-text"]').textContent.slice(-3)) };
+    });
+    const topOfView = () => a.page.evaluate(() => {
+      const box = document.querySelector('[data-testid="messages"]');
+      const top = box.getBoundingClientRect().top;
+      const shown = [...box.querySelectorAll('[data-testid="message"][data-id]')];
+      const first = shown.find((m) => m.getBoundingClientRect().bottom > top + 2);
+      return { n: shown.length, number: Number(first.querySelector('[data-testid="message-text"]').textContent.slice(-3)) };
+    });
+    const atTop = await toTop();
+    await eventually('an older page loads at the top', async () => (await topOfView()).n > atTop.n);
+    const landed = await topOfView();
+    check(Math.abs(landed.number - atTop.number) <= 2,
+      `the view jumped from message ${atTop.number} to ${landed.number} as ${landed.n - atTop.n} older ones loaded`);
     await a.id('search-toggle').click();
     await a.id('search-all').uncheck();
     await a.id('search-input').fill('history 007');

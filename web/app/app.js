@@ -307,13 +307,19 @@ function renderMessages() {
   const v = viewOf(chatId);
   const box = el.messages;
   const atBottom = box.scrollHeight - box.scrollTop - box.clientHeight < 80;
+  // The message at the top of the view stays where it is while older pages come in above
+  // it. A message, not a day's separator: prepending that day's older messages keeps the
+  // separator first, so anchored on it the view would jump down a whole page.
   let anchor = null;
   let anchorTop = 0;
   if (!atBottom && !v.stickBottom) {
+    const top = box.getBoundingClientRect().top;
     for (const li of el['message-list'].children) {
-      if (li.offsetTop + li.offsetHeight > box.scrollTop) {
+      if (!li.dataset.key?.startsWith('m')) continue;
+      const rect = li.getBoundingClientRect();
+      if (rect.bottom > top) {
         anchor = li;
-        anchorTop = li.getBoundingClientRect().top;
+        anchorTop = rect.top;
         break;
       }
     }
@@ -363,6 +369,8 @@ function renderMessages() {
     hs.textContent = 'Loading…';
   } else if (v.loaded && !v.hasMore && ids.length) {
     hs.textContent = 'This is the beginning of the conversation.';
+  } else if (v.loaded && v.hasMore) {
+    hs.replaceChildren(h('button', { type: 'button', class: 'link', onclick: () => loadOlder(chatId) }, 'Load older messages'));
   } else {
     hs.textContent = '';
   }
@@ -371,11 +379,15 @@ function renderMessages() {
   if (v.stickBottom || atBottom) {
     box.scrollTop = box.scrollHeight;
     v.stickBottom = false;
-  } else if (anchor && anchor.isConnected) {
-    box.scrollTop += anchor.getBoundingClientRect().top - anchorTop;
+  } else if (anchor) {
+    // By its key: a message whose content changed was rendered anew.
+    const now = el['message-list'].querySelector(`[data-key="${anchor.dataset.key}"]`);
+    if (now) box.scrollTop += now.getBoundingClientRect().top - anchorTop;
   }
-  // A short history does not fill the view: older pages come without a scroll.
-  if (v.loaded && v.hasMore && !v.loading && !v.error && box.scrollHeight <= box.clientHeight + 40) loadOlder(chatId);
+  // Still at the top (a short history that does not fill the view, or a jump to the top
+  // with Home or the scrollbar): older pages come without waiting for a scroll event, which
+  // a wheel turned at the very top does not fire.
+  if (v.loaded && v.hasMore && !v.loading && !v.error && box.scrollTop < 150) loadOlder(chatId);
   markRead(chatId);
 }
 
