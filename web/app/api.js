@@ -23,7 +23,9 @@ export class ApiError extends Error {
 }
 
 // DRF error bodies: {"detail": "..."} or {"field": ["...", ...], ...}.
-export function describeError(status, body) {
+// `retryAfter`: a 429's Retry-After, in seconds, for when the body does not say it (DRF's
+// throttle detail does: "Expected available in N seconds.").
+export function describeError(status, body, retryAfter) {
   if (body && typeof body === 'object' && !Array.isArray(body)) {
     if (typeof body.detail === 'string') return body.detail;
     const parts = [];
@@ -35,7 +37,7 @@ export function describeError(status, body) {
   }
   if (Array.isArray(body) && body.every((m) => typeof m === 'string')) return body.join(' ');
   if (status === 0) return 'Cannot reach the server.';
-  if (status === 429) return 'Too many requests, try again later.';
+  if (status === 429) return retryAfter ? `Too many requests, try again in ${retryAfter} s.` : 'Too many requests, try again later.';
   if (status >= 500) return `The server failed (HTTP ${status}).`;
   return `Request failed (HTTP ${status}).`;
 }
@@ -104,16 +106,34 @@ export function whenSessionEnds(callback) {
 
 // A new access token from the refresh token. True when it worked; false when the session is
 // over (the refresh token is refused); throws ApiError(0) when the server cannot be reached.
+// Tabs share the tokens. With rotation (ROTATE_REFRESH_TOKENS) a refresh token works once, so
+// two tabs refreshing with the same one at once would see one of them refused and end the
+// session: they take turns (a Web Lock, where the browser has them), and a tab whose turn
+// comes after another tab's refresh takes that one's tokens.
 export function refreshAccess() {
   refreshing ??= (async () => {
-    const used = tokens.refresh;
-    if (!used) return false;
-    const r = await rawRequest('POST', '/api/auth/refresh/', { refresh: used });
-    if (r.ok && r.data?.access) {
-      tokens.set(r.data.access, r.data.refresh);
-      return true;
-    }
-    // Another tab may have rotated the refresh token meanwhile: try once with the new one.
+    const seen = tokens.refresh;
+    const turn = () => refreshOnce(seen);
+    return navigator.locks ? navigator.locks.request('chatd-token-refresh', turn) : turn();
+  })().finally(() => { refreshing = null; });
+  return refreshing;
+}
+
+const sleep = (ms) => new Promise((resolve) => { setTimeout(resolve, ms); });
+
+async function refreshOnce(seen) {
+  const used = tokens.refresh;
+  if (!used) return false;
+  if (used !== seen) return true;  // another tab refreshed while this one waited its turn
+  const r = await rawRequest('POST', '/api/auth/refresh/', { refresh: used });
+  if (r.ok && r.data?.access) {
+    tokens.set(r.data.access, r.data.refresh);
+    return true;
+  }
+  if (r.status === 401 || r.status === 400) {
+    // Refused: another tab (one without the lock) may have rotated the token and not yet
+    // stored the new one. Wait a little for it, then try once with it.
+    for (let i = 0; i < 20 && tokens.refresh === used; i++) await sleep(100);
     const now = tokens.refresh;
     if (now && now !== used) {
       const again = await rawRequest('POST', '/api/auth/refresh/', { refresh: now });
@@ -121,11 +141,12 @@ export function refreshAccess() {
         tokens.set(again.data.access, again.data.refresh);
         return true;
       }
+      // That one may have been used by the other tab too, which then stored its result.
+      return Boolean(tokens.refresh && tokens.refresh !== now);
     }
-    if (r.status === 401 || r.status === 400) return false;
-    throw new ApiError(r.status, describeError(r.status, r.data), r.data);
-  })().finally(() => { refreshing = null; });
-  return refreshing;
+    return false;
+  }
+  throw new ApiError(r.status, describeError(r.status, r.data), r.data);
 }
 
 // An access token good for at least `margin` more seconds (refreshed when needed).
@@ -161,9 +182,7 @@ export async function api(method, path, body) {
     }
   }
   if (!r.ok) {
-    let message = describeError(r.status, r.data);
-    if (r.status === 429 && r.retryAfter) message += ` Try again in ${r.retryAfter} s.`;
-    throw new ApiError(r.status, message, r.data);
+    throw new ApiError(r.status, describeError(r.status, r.data, r.retryAfter), r.data);
   }
   return r.data;
 }

@@ -400,7 +400,7 @@ function messageItem(chat, m, { mine, status, showSender, pinned, flash }) {
   if (showSender) bubble.append(h('div', { class: 'sender', testid: 'message-sender' }, m.sender || 'deleted user'));
   if (m.forwarded_from && !m.is_deleted) bubble.append(h('div', { class: 'fwd small', testid: 'message-forwarded' }, icon('forward'), ' Forwarded message'));
   if (m.is_deleted) bubble.append(h('div', { class: 'text muted', testid: 'message-text' }, 'This message was deleted'));
-  else bubble.append(h('div', { class: 'text', testid: 'message-text' }, linkified(m.text)));
+  else bubble.append(h('div', { class: 'text', testid: 'message-text', dir: 'auto' }, linkified(m.text)));
   bubble.append(h('div', { class: 'meta small' },
     pinned ? h('span', { class: 'pin-flag', title: 'Pinned', testid: 'message-pinned' }, icon('pin')) : null,
     m.is_edited && !m.is_deleted ? h('span', { class: 'edited', testid: 'message-edited', title: fullDate(m.edited_at) }, 'edited') : null,
@@ -419,7 +419,7 @@ function messageItem(chat, m, { mine, status, showSender, pinned, flash }) {
 function pendingItem(o) {
   const li = h('li', { class: `msg mine pending${o.state === 'failed' ? ' failed' : ''}`, testid: 'message', 'data-client-id': o.client_id, 'data-pending': o.state });
   const bubble = h('div', { class: 'bubble' },
-    h('div', { class: 'text', testid: 'message-text' }, linkified(o.text)),
+    h('div', { class: 'text', testid: 'message-text', dir: 'auto' }, linkified(o.text)),
     h('div', { class: 'meta small' }, h('time', { datetime: o.created_at }, clock(o.created_at)), ticks(o.state)));
   li.append(bubble);
   if (o.state === 'failed') {
@@ -710,7 +710,11 @@ async function onComposerSubmit(ev) {
   const input = el['composer-input'];
   const text = input.value;
   const n = textLength(text);
-  if (!n) return;
+  if (!n) {
+    // Sending nothing does nothing; an edit cannot leave a message empty.
+    if (state.editing) showText(el['composer-error'], 'A message cannot be empty: delete it instead.');
+    return;
+  }
   if (n > MAX_TEXT) {
     showText(el['composer-error'], `A message has at most ${MAX_TEXT} characters (this one has ${n}).`);
     return;
@@ -1686,9 +1690,7 @@ async function onLogin(ev) {
   try {
     const r = await rawRequest('POST', '/api/auth/login/', { username, password });
     if (!r.ok || !r.data?.access) {
-      let msg = describeError(r.status, r.data);
-      if (r.status === 429 && r.retryAfter) msg += ` Try again in ${r.retryAfter} s.`;
-      showText(error, msg);
+      showText(error, describeError(r.status, r.data, r.retryAfter));
       form.password.select();
       return;
     }
