@@ -241,7 +241,14 @@ int serve(const config::Settings& s) {
                                    executable_folder() + "/../share/chatd/web", "web"});
   http::StaticFiles static_files;
   http::mount_web_pages(static_files, web_root);
-  spdlog::info("web pages from {} ({} files)", web_root, static_files.file_count());
+  if (static_files.file_count() == 0) {
+    // The API works without them, but / and /admin/ answer 404: say where they were sought.
+    spdlog::warn(
+        "no web pages found (WEB_ROOT, or web/ beside the binary, its source tree or the "
+        "current folder): / and /admin/ will answer 404");
+  } else {
+    spdlog::info("web pages from {} ({} files)", web_root, static_files.file_count());
+  }
   const http::HttpApp app(router, s.allowed_hosts, &static_files);
 
   http::ServerOptions options;
