@@ -19,6 +19,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -77,12 +78,32 @@ int free_port() {
   return port;
 }
 
-bool accepts_connections(int port) {
+// The pid of the Redis server listening on 127.0.0.1:port (from INFO), 0 when it answers
+// without one (an error such as NOAUTH), -1 when nothing accepts connections there.
+pid_t listener_pid(int port) {
   const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr = loopback(port);
-  const bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  timeval wait{1, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  const std::string ask = "INFO server\r\n";
+  ::send(fd, ask.data(), ask.size(), MSG_NOSIGNAL);
+  std::string got;
+  char buf[4096];
+  for (;;) {
+    const auto at = got.find("process_id:");
+    if (at != std::string::npos && got.find("\r\n", at) != std::string::npos) break;
+    if (!got.empty() && got[0] == '-' && got.find("\r\n") != std::string::npos) break;
+    const ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) break;
+    got.append(buf, static_cast<std::size_t>(n));
+  }
   ::close(fd);
-  return ok;
+  const auto at = got.find("process_id:");
+  return at == std::string::npos ? 0 : static_cast<pid_t>(std::atol(got.c_str() + at + 11));
 }
 
 // A redis-server child process on 127.0.0.1:port, without persistence.
@@ -120,11 +141,20 @@ class RedisServer {
     if (pid_ < 0) return false;
     const auto deadline = Clock::now() + kWait;
     while (Clock::now() < deadline) {
-      if (accepts_connections(port_)) return true;
+      // The server there must be this child: with tests running in parallel, another
+      // test's server may have taken the port, and this one then exits; a test pausing it
+      // would pause nothing while the other answered.
+      const pid_t listener = listener_pid(port_);
+      if (listener == pid_) return true;
       if (::waitpid(pid_, nullptr, WNOHANG) == pid_) {  // died: port taken?
         pid_ = -1;
         return false;
       }
+      if (listener > 0) {  // another server answers there
+        kill();
+        return false;
+      }
+      if (listener == 0) return true;  // this child runs, and a server answers (with auth)
       std::this_thread::sleep_for(20ms);
     }
     kill();
@@ -135,10 +165,14 @@ class RedisServer {
   // would, and comes back. pause() returns once the server has stopped: kill() only queues
   // the signal, and a server still running could answer a command sent right after it
   // (a test expecting silence then waited for a timeout that never came).
-  void pause() const {
+  void pause() {
     ::kill(pid_, SIGSTOP);
     int status = 0;
-    ::waitpid(pid_, &status, WUNTRACED);
+    pid_t got = -1;
+    do {
+      got = ::waitpid(pid_, &status, WUNTRACED);
+    } while (got < 0 && errno == EINTR);
+    if (got == pid_ && !WIFSTOPPED(status)) pid_ = -1;  // it had exited: reaped now
   }
   void resume() const { ::kill(pid_, SIGCONT); }
 
@@ -578,6 +612,17 @@ TEST_F(Redis, ClientAndSubscriberRecoverAfterServerRestart) {
   EXPECT_EQ(received_.count("news/after"), 1U);
   EXPECT_EQ(client_states_.items(), (std::vector<std::string>{"up", "down", "up"}));
   EXPECT_EQ(sub_states_.items(), (std::vector<std::string>{"ready", "lost", "ready"}));
+}
+
+// The harness itself: a server started on a port another server took (tests run in
+// parallel) is not mistaken for the one answering there, which a test would then pause or
+// stop in vain.
+TEST(RedisHarness, AServerWhosePortIsTakenDoesNotCountAsStarted) {
+  if (!on_path("redis-server")) GTEST_SKIP() << "redis-server is not on PATH";
+  RedisServer first(free_port());
+  ASSERT_TRUE(first.start());
+  RedisServer second(first.port());
+  EXPECT_FALSE(second.start());
 }
 
 TEST_F(Redis, ACommandToAServerThatHangsFailsAndTheClientComesBackWithIt) {
