@@ -342,6 +342,7 @@ class Socket final : public realtime::Session,
     auto& m = metrics::metrics();
     m.sockets.with({kind_of(chat_id())}).add(1);
     m.sockets_opened.with({kind_of(chat_id())}).inc();
+    counted_open_ = true;
     socket_event("socket.open", admission_)
         .field("client", admission_.client_address)
         .field("resume", admission_.since.has_value())
@@ -350,6 +351,7 @@ class Socket final : public realtime::Session,
     // announcement or the replay), it leaves the hub and presence behind it.
     bool failed = false;
     try {
+      presence_joined_ = true;  // from here its end tells presence it left
       co_await context_.presence.connected(user, std::move(audience));
       co_await replay(admission_.since);
     } catch (const std::exception& e) {
@@ -381,11 +383,16 @@ class Socket final : public realtime::Session,
       return;
     }
     leave_hub();
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    clear_queue();
+    {
+      std::lock_guard lock(mutex_);
+      closed_ = true;
+      clear_queue();
+    }
+    if (handshake_) {  // not upgraded: answered (and logged) as REST's unexpected errors are
+      asio::co_spawn(executor_, answer_failure(shared_from_this()), asio::detached);
+      return;
+    }
     beast::error_code ignored;
-    if (handshake_) handshake_->socket().close(ignored);
     socket_.close(ignored);
   }
 
@@ -479,6 +486,20 @@ class Socket final : public realtime::Session,
       if (!subprotocol.empty()) res.set(beast::http::field::sec_websocket_protocol, subprotocol);
     }));
     co_return co_await ws.async_accept(request, use_tuple);
+  }
+
+  // The upgrade request's answer when opening failed unexpectedly (abandon): 500, as REST
+  // answers an unexpected error, then the connection ends. (The parameter keeps the
+  // session alive while the answer is written.)
+  static asio::awaitable<void> answer_failure(std::shared_ptr<Socket> self) {
+    beast::http::request<beast::http::string_body> upgrade;  // only its version is used
+    upgrade.version(11);
+    co_await self->refuse(upgrade,
+                          http::Response::json(500, R"({"detail":"A server error occurred."})"),
+                          "server error");
+    beast::error_code ignored;
+    self->handshake_->socket().shutdown(asio::ip::tcp::socket::shutdown_both, ignored);
+    self->handshake_->socket().close(ignored);
   }
 
   // Refused before the socket is open: a plain HTTP answer, written as REST's are.
@@ -758,9 +779,13 @@ class Socket final : public realtime::Session,
         }
       }
     }
-    auto& m = metrics::metrics();
-    m.sockets.with({kind_of(chat_id())}).add(-1);
-    m.sockets_closed.with({kind_of(chat_id()), close_code_label(code)}).inc();
+    // Undone only what was done: a session that ended between the upgrade and its
+    // counting (abandon) was neither counted open nor told to presence.
+    if (std::exchange(counted_open_, false)) {
+      auto& m = metrics::metrics();
+      m.sockets.with({kind_of(chat_id())}).add(-1);
+      m.sockets_closed.with({kind_of(chat_id()), close_code_label(code)}).inc();
+    }
     socket_event("socket.close", admission_)
         .field("code", code)
         .field("duration_ms",
@@ -768,7 +793,9 @@ class Socket final : public realtime::Session,
                    std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - opened_at_)
                        .count()))
         .info();
-    asio::co_spawn(executor_, goodbye(context_, user_id()), asio::detached);
+    if (std::exchange(presence_joined_, false)) {
+      asio::co_spawn(executor_, goodbye(context_, user_id()), asio::detached);
+    }
   }
 
   // The peer sent its close frame: ours (the same code) goes out now and ends the
@@ -1123,13 +1150,15 @@ class Socket final : public realtime::Session,
   std::size_t queue_head_ = 0;
   // Queued state frames not yet written: (state key, place in queue_).
   std::vector<std::pair<std::int64_t, std::size_t>> states_;
-  std::string backlog_;        // the unwritten rest of a write the kernel took only part of
-  bool flush_due_ = false;     // a flush is posted, or the hub will call flush()
-  bool waiting_room_ = false;  // for the kernel's send buffer to drain
-  bool dropped_ = false;       // the descriptor is closed: nothing more is written
-  bool accepted_ = false;      // the handshake is done
-  bool closed_ = false;        // nothing more is queued
-  int close_code_ = 0;         // a close frame to send once the queue is drained
+  std::string backlog_;           // the unwritten rest of a write the kernel took only part of
+  bool flush_due_ = false;        // a flush is posted, or the hub will call flush()
+  bool waiting_room_ = false;     // for the kernel's send buffer to drain
+  bool dropped_ = false;          // the descriptor is closed: nothing more is written
+  bool accepted_ = false;         // the handshake is done
+  bool counted_open_ = false;     // in the sockets gauge (strand)
+  bool presence_joined_ = false;  // presence was told it connected (strand)
+  bool closed_ = false;           // nothing more is queued
+  int close_code_ = 0;            // a close frame to send once the queue is drained
   std::string close_reason_;
   bool close_sent_ = false;
   bool close_done_ = false;   // the close frame is written and our side shut down
