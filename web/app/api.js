@@ -74,7 +74,8 @@ export function accessExpiresIn() {
   return typeof exp === 'number' ? exp - (Date.now() / 1000 + tokens.skew) : null;
 }
 
-export async function rawRequest(method, path, body, access) {
+// `timeoutMs`: given up after that long (as when the server cannot be reached).
+export async function rawRequest(method, path, body, access, timeoutMs) {
   const headers = { Accept: 'application/json' };
   if (body !== undefined) headers['Content-Type'] = 'application/json';
   if (access) headers.Authorization = `Bearer ${access}`;
@@ -83,13 +84,19 @@ export async function rawRequest(method, path, body, access) {
     res = await fetch(path, {
       method, headers, credentials: 'omit', cache: 'no-store',
       body: body === undefined ? undefined : JSON.stringify(body),
+      signal: timeoutMs && AbortSignal.timeout ? AbortSignal.timeout(timeoutMs) : undefined,
     });
   } catch {
     throw new ApiError(0, describeError(0, null));
   }
   let data = null;
   if (res.status !== 204 && res.status !== 205) {
-    const text = await res.text();
+    let text = '';
+    try {
+      text = await res.text();
+    } catch {
+      throw new ApiError(0, describeError(0, null));  // cut off (or timed out) mid-answer
+    }
     if (text) {
       try { data = JSON.parse(text); } catch { data = null; }
     }
@@ -125,26 +132,18 @@ async function refreshOnce(seen) {
   const used = tokens.refresh;
   if (!used) return false;
   if (used !== seen) return true;  // another tab refreshed while this one waited its turn
-  const r = await rawRequest('POST', '/api/auth/refresh/', { refresh: used });
+  // Bounded: every tab's refresh waits for this one.
+  const r = await rawRequest('POST', '/api/auth/refresh/', { refresh: used }, undefined, 15000);
   if (r.ok && r.data?.access) {
     tokens.set(r.data.access, r.data.refresh);
     return true;
   }
   if (r.status === 401 || r.status === 400) {
-    // Refused: another tab (one without the lock) may have rotated the token and not yet
-    // stored the new one. Wait a little for it, then try once with it.
+    // Refused: another tab (one without the lock, or whose tokens reached this one late)
+    // may have rotated the token. Its new tokens are stored, the access token first, by
+    // the time the new refresh token shows: wait a little for that, and take them.
     for (let i = 0; i < 20 && tokens.refresh === used; i++) await sleep(100);
-    const now = tokens.refresh;
-    if (now && now !== used) {
-      const again = await rawRequest('POST', '/api/auth/refresh/', { refresh: now });
-      if (again.ok && again.data?.access) {
-        tokens.set(again.data.access, again.data.refresh);
-        return true;
-      }
-      // That one may have been used by the other tab too, which then stored its result.
-      return Boolean(tokens.refresh && tokens.refresh !== now);
-    }
-    return false;
+    return Boolean(tokens.refresh && tokens.refresh !== used);
   }
   throw new ApiError(r.status, describeError(r.status, r.data), r.data);
 }
