@@ -236,16 +236,23 @@ int serve(const config::Settings& s) {
                           [&broker] { return broker->healthy(); }};
   http::add_all_routes(router, services);
   // The admin panel and Swagger UI, from the source tree (or WEB_ROOT).
-  const std::string web_root =
-      http::first_existing_folder({s.web_root, executable_folder() + "/../../web",
-                                   executable_folder() + "/../share/chatd/web", "web"});
+  const std::vector<std::string> web_places{s.web_root, executable_folder() + "/../../web",
+                                            executable_folder() + "/../share/chatd/web", "web"};
+  const std::string web_root = http::first_existing_folder(web_places);
   http::StaticFiles static_files;
   http::mount_web_pages(static_files, web_root);
   if (static_files.file_count() == 0) {
     // The API works without them, but / and /admin/ answer 404: say where they were sought.
+    std::string sought;
+    for (const auto& place : web_places) {
+      if (place.empty()) continue;
+      if (!sought.empty()) sought += ", ";
+      sought += place;
+    }
     spdlog::warn(
-        "no web pages found (WEB_ROOT, or web/ beside the binary, its source tree or the "
-        "current folder): / and /admin/ will answer 404");
+        "no web pages found (looked in {}; WEB_ROOT names the folder): / and /admin/ "
+        "will answer 404",
+        web_root.empty() ? sought : web_root);
   } else {
     spdlog::info("web pages from {} ({} files)", web_root, static_files.file_count());
   }

@@ -61,7 +61,8 @@ class Hub final : public BrokerHandler {
   // Registers a session for these chats (a user socket: all of the user's chats, with their
   // unread state, read when the event log stood at `from_seq`), subscribing this node to
   // what it did not hear yet; `ready` runs once the broker delivers their events from
-  // `from_seq` on (see Broker::subscribe). The counts of chats whose events this node heard
+  // `from_seq` on (see Broker::subscribe), possibly at once and under the hub's lock, so it
+  // must not call the hub (a socket's only posts). The counts of chats whose events this node heard
   // after `from_seq` but before the session was here are asked of the store again. Returns
   // the user's oldest sessions on this node past the per-user limit, which the caller
   // closes; none with `node_limit` false (the deployment counts the user's sockets).
