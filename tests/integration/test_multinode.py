@@ -509,7 +509,11 @@ class RedisServer:
         self.proc = subprocess.Popen(
             ["redis-server", "--bind", "127.0.0.1", "--port", str(self.port), "--save", "",
              "--appendonly", "no", "--dir", self.dir, "--logfile", os.path.join(self.dir, "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+            # A process group of its own: paused in the tests' group, when that group is
+            # orphaned (a suite run from a background job whose shell has gone), the kernel
+            # would resume it with SIGCONT as soon as any process of the group exited.
+            process_group=0)
         wait_for("redis-server answers PING", self.ping, timeout=15, interval=0.05)
         return self
 

@@ -23,6 +23,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
+#include <fstream>
 #include <functional>
 #include <future>
 #include <mutex>
@@ -117,6 +118,16 @@ class RedisServer {
 
   [[nodiscard]] int port() const { return port_; }
 
+  // The child's scheduling state from /proc ("T": stopped), for failure messages.
+  [[nodiscard]] std::string state() const {
+    std::ifstream stat("/proc/" + std::to_string(pid_) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    const auto paren = line.rfind(')');
+    return paren == std::string::npos || paren + 2 >= line.size() ? "gone"
+                                                                  : line.substr(paren + 2, 1);
+  }
+
   // Starts it and waits until it accepts connections.
   bool start() {
     // Everything the child needs is prepared before fork(): only async-signal-safe calls
@@ -129,6 +140,11 @@ class RedisServer {
     argv.push_back(nullptr);
     pid_ = ::fork();
     if (pid_ == 0) {
+      // A process group of its own: paused (pause()) in the tests' group, when that group is
+      // orphaned (ctest run from a background job whose shell has gone), the kernel would
+      // resume it with SIGCONT (and a SIGHUP Redis ignores) whenever a process of the group
+      // exited, and a test waiting for its silence would get answers.
+      ::setpgid(0, 0);
       const int null = ::open("/dev/null", O_RDWR);
       ::dup2(null, STDOUT_FILENO);
       ::dup2(null, STDERR_FILENO);
@@ -729,7 +745,9 @@ TEST_F(Redis, SubscriberGivesUpAServerThatConfirmsNothing) {
   auto confirmed = std::make_shared<std::promise<void>>();
   auto done = confirmed->get_future();
   s->subscribe({"late"}, [confirmed] { confirmed->set_value(); });
-  ASSERT_TRUE(sub_states_.wait_for_count("lost", 1));  // after 2 s of silence
+  ASSERT_TRUE(sub_states_.wait_for_count("lost", 1))  // after 2 s of silence
+      << "redis-server state " << server_->state() << ", subscriber states "
+      << ::testing::PrintToString(sub_states_.items());
   server_->resume();
   ASSERT_TRUE(sub_states_.wait_for_count("ready", 2));
   ASSERT_EQ(done.wait_for(kWait), std::future_status::ready);
