@@ -78,7 +78,9 @@ class Broker {
   // user gets its first local session and unsubscribes after the last one. `ready` runs once
   // every event committed after `from_seq` (when given; otherwise after the call) reaches
   // the handler. Thread-safe; `ready` may run on any thread, possibly before the call
-  // returns.
+  // returns. Called from the handler's on_logged with `from_seq` and no `ready` (chats the
+  // event just handed over made local), the broker hands on no later event of another chat
+  // before those chats' events up to it (for up to a second), so a user socket's seqs grow.
   virtual void subscribe(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
                          std::optional<std::int64_t> from_seq, std::function<void()> ready) = 0;
   virtual void unsubscribe(std::vector<std::int64_t> chat_ids,

@@ -17,7 +17,6 @@
 #include <mutex>
 #include <optional>
 #include <random>
-#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -205,9 +204,16 @@ class RedisBroker final : public Broker {
 
   void subscribe(std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
                  std::optional<std::int64_t> from_seq, std::function<void()> ready) override {
+    // Chats joined through the event deliver() is handing to the hub right now: the events
+    // that follow it wait until those chats' own are read (hear), so that a user socket's
+    // seqs keep growing. The gate is shut at once, before deliver() goes on to them.
+    std::optional<std::uint64_t> gate;
+    if (from_seq && !ready && !chat_ids.empty() && strand_.running_in_this_thread()) {
+      gate = shut_gate(*from_seq + 1);
+    }
     asio::post(strand_, [this, chat_ids = std::move(chat_ids), user_ids = std::move(user_ids),
-                         from_seq, ready = std::move(ready)]() mutable {
-      start_hearing(chat_ids, user_ids, from_seq, std::move(ready));
+                         from_seq, ready = std::move(ready), gate]() mutable {
+      start_hearing(chat_ids, user_ids, from_seq, std::move(ready), gate);
     });
   }
 
@@ -405,26 +411,44 @@ class RedisBroker final : public Broker {
   // through the catch-up of the subscription its delivery makes the hub ask for.
   void on_chat_notice(const ChatNotice& n) {
     if (recent_.contains(n.seq) || !noticed_.insert(n.seq)) return;
-    gates_.insert(n.seq);
+    const std::uint64_t gate = shut_gate(n.seq);
     pending_chats_.try_emplace(n.chat_id, n.seq);
-    asio::co_spawn(strand_, open_gate_after(n.seq), asio::detached);
-    asio::co_spawn(strand_, read_noticed(n), asio::detached);
+    asio::co_spawn(strand_, read_noticed(n, gate), asio::detached);
   }
 
   bool held_for_notice(const store::EventRecord& e) const {
-    if (!gates_.empty() && e.seq >= *gates_.begin()) return true;
+    if (auto gate = lowest_gate(); gate && e.seq >= *gate) return true;
     auto it = pending_chats_.find(e.chat_id);
     return it != pending_chats_.end() && e.seq >= it->second;
   }
 
-  asio::awaitable<void> open_gate_after(std::int64_t seq) {
+  // Holds back what comes from `seq` on (held_for_notice) until open_gate, for at most
+  // kNoticeGate.
+  std::uint64_t shut_gate(std::int64_t seq) {
+    const std::uint64_t id = ++next_gate_;
+    gates_.emplace(id, seq);
+    asio::co_spawn(strand_, open_gate_after(id), asio::detached);
+    return id;
+  }
+
+  void open_gate(std::uint64_t id) {
+    if (gates_.erase(id) > 0) release_gated();
+  }
+
+  [[nodiscard]] std::optional<std::int64_t> lowest_gate() const {
+    std::optional<std::int64_t> lowest;
+    for (const auto& [id, seq] : gates_) lowest = std::min(lowest.value_or(seq), seq);
+    return lowest;
+  }
+
+  asio::awaitable<void> open_gate_after(std::uint64_t id) {
     asio::steady_timer timer(strand_, kNoticeGate);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (gates_.erase(seq) > 0) release_gated();
+    open_gate(id);
   }
 
-  asio::awaitable<void> read_noticed(ChatNotice n) {
+  asio::awaitable<void> read_noticed(ChatNotice n, std::uint64_t gate) {
     asio::steady_timer pause(strand_);
     const std::vector<std::int64_t> chat{n.chat_id};
     const std::vector<std::int64_t> no_users;
@@ -437,7 +461,7 @@ class RedisBroker final : public Broker {
       }
       break;
     }
-    gates_.erase(n.seq);
+    gates_.erase(gate);
     if (auto it = pending_chats_.find(n.chat_id);
         it != pending_chats_.end() && it->second == n.seq) {
       pending_chats_.erase(it);
@@ -461,7 +485,8 @@ class RedisBroker final : public Broker {
 
   void start_hearing(const std::vector<std::int64_t>& chat_ids,
                      const std::vector<std::int64_t>& user_ids,
-                     std::optional<std::int64_t> from_seq, std::function<void()> ready) {
+                     std::optional<std::int64_t> from_seq, std::function<void()> ready,
+                     std::optional<std::uint64_t> gate) {
     std::vector<ChatRef> fresh;
     std::vector<std::int64_t> fresh_users;
     std::vector<std::string> channels;
@@ -480,13 +505,17 @@ class RedisBroker final : public Broker {
         channels.push_back(user_channel(id));
       }
     }
+    if (fresh.empty() && gate) {  // heard already: nothing to read
+      open_gate(*gate);
+      gate.reset();
+    }
     if (channels.empty()) {
       if (ready) ready();
       return;
     }
     asio::co_spawn(strand_,
                    hear(std::move(fresh), std::move(fresh_users), std::move(channels), from_seq,
-                        std::move(ready)),
+                        std::move(ready), gate),
                    asio::detached);
   }
 
@@ -495,7 +524,8 @@ class RedisBroker final : public Broker {
   // and the channel.
   asio::awaitable<void> hear(std::vector<ChatRef> fresh, std::vector<std::int64_t> users,
                              std::vector<std::string> channels,
-                             std::optional<std::int64_t> from_seq, std::function<void()> ready) {
+                             std::optional<std::int64_t> from_seq, std::function<void()> ready,
+                             std::optional<std::uint64_t> gate) {
     std::int64_t start = from_seq.value_or(0);
     if (!from_seq) {
       asio::steady_timer pause(strand_);
@@ -522,6 +552,7 @@ class RedisBroker final : public Broker {
     }
     co_await subscribed(std::move(channels));
     co_await catch_up(std::move(fresh), std::move(users), start, false);
+    if (gate) open_gate(*gate);
     if (ready) ready();
   }
 
@@ -660,7 +691,7 @@ class RedisBroker final : public Broker {
       // newest event this connection brought, but for what waits behind a notice's gate
       // (from the new chat's event on): the catch-up starts below that.
       std::int64_t heard = max_heard_;
-      if (!gates_.empty()) heard = std::min(heard, *gates_.begin() - 1);
+      if (auto gate = lowest_gate()) heard = std::min(heard, *gate - 1);
       for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
       for (auto& [id, st] : chats_) {
@@ -710,7 +741,8 @@ class RedisBroker final : public Broker {
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
   // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
   // (with their seq), and the events waiting for them, by seq.
-  std::set<std::int64_t> gates_;
+  std::map<std::uint64_t, std::int64_t> gates_;  // by id (shut_gate): the first seq held back
+  std::uint64_t next_gate_ = 0;
   std::unordered_map<std::int64_t, std::int64_t> pending_chats_;
   std::map<std::int64_t, store::EventRecord> gated_;
   RecentSet<std::int64_t> recent_{kRecentSeqs};

@@ -329,14 +329,16 @@ class Server:
 
 class Cluster:
     """Several chatd nodes on their own ports sharing one database and one Redis prefix:
-    one deployment behind a load balancer. `env` goes to every node."""
+    one deployment behind a load balancer. `env` goes to every node, `node_env[i]` (a list
+    of dicts, as long as wanted) to node i on top of it."""
 
-    def __init__(self, nodes=3, database=None, **env):
+    def __init__(self, nodes=3, database=None, node_env=(), **env):
         assert BACKEND == "postgres", "several nodes need PostgreSQL and Redis"
         self.db = database or Database()
         env.setdefault("REDIS_PREFIX", f"t{uuid.uuid4().hex[:12]}:")
         self.env = env
-        self.nodes = [Server(database=self.db, **env) for _ in range(nodes)]
+        own = list(node_env) + [{}] * nodes
+        self.nodes = [Server(database=self.db, **{**env, **own[i]}) for i in range(nodes)]
 
     def __getitem__(self, i):
         return self.nodes[i]

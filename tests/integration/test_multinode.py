@@ -7,11 +7,13 @@ Every wait is bounded. Frames are read with the helpers of test_websocket (a soc
 "synced" by a ping/pong round trip once connected)."""
 import asyncio
 import os
+import queue
 import random
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import uuid
 
@@ -19,7 +21,7 @@ import pytest
 import requests
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Client, free_port
+from conftest import Client, Database, free_port
 from test_throttle import throttled_count
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
                             max_seq, private_chat, rest_send, run, uid, uname,
@@ -984,6 +986,120 @@ def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_
             await ws.close()
 
     run(main(), timeout=90)
+
+
+class SlowLink:
+    """A TCP relay to a local port that can hold everything it carries, each way, for
+    `delay` seconds: a database that still answers, only late (a congested link)."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.delay = 0.0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            far = socket.create_connection(("127.0.0.1", self.target_port))
+            self.sockets += [near, far]
+            for src, dst in ((near, far), (far, near)):
+                q = queue.Queue()
+                threading.Thread(target=self._read, args=(src, q), daemon=True).start()
+                threading.Thread(target=self._write, args=(dst, q), daemon=True).start()
+
+    def _read(self, src, q):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            q.put((time.monotonic() + self.delay, data))
+            if not data:
+                return
+
+    @staticmethod
+    def _write(dst, q):
+        while True:
+            due, data = q.get()
+            time.sleep(max(0.0, due - time.monotonic()))
+            try:
+                if not data:
+                    dst.shutdown(socket.SHUT_WR)
+                    return
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def close(self):
+        self.listener.close()
+        for s in self.sockets:
+            try:
+                s.close()
+            except OSError:
+                pass
+
+
+@pytest.fixture
+def slow_link():
+    """Makes SlowLinks; closes them after the test's nodes have stopped (set up before
+    make_cluster, it is torn down after it)."""
+    links = []
+
+    def make(target_port):
+        links.append(SlowLink(target_port))
+        return links[-1]
+    yield make
+    for link in links:
+        link.close()
+
+
+def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats(
+        slow_link, make_cluster):
+    """A new chat reaches a node as an event on its members' channels; the node starts
+    hearing the chat then, and reads from the log what the chat had meanwhile. A busy
+    chat's newer events wait for that read (a database answering in 0.2 s here), so the
+    socket's seqs still only grow."""
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[0].register()
+    p = private_chat(api[0], a, b)
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        link.delay = 0.1
+        stop = threading.Event()
+
+        def chatter():
+            sent = []
+            while not stop.is_set() and len(sent) < 300:
+                sent.append(rest_send(Client(cluster[0]), a, p, "busy")["id"])
+                time.sleep(0.01)
+            return sent
+        busy = asyncio.get_running_loop().run_in_executor(None, chatter)
+        await asyncio.sleep(0.5)
+        g = await rest(group_chat, api[0], a, b, name="new while busy")
+        new = [(await rest(rest_send, api[0], a, g, f"new {k}"))["id"] for k in range(3)]
+        await asyncio.sleep(0.5)
+        stop.set()
+        busy = await busy
+        link.delay = 0
+        await wait_seen(b_ws, g, new, timeout=20)
+        await wait_seen(b_ws, p, busy, timeout=20)
+        check_seq_order(b_ws)
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        link.delay = 0
 
 
 # ---- login throttling is counted by all nodes together ------------------------------------------
