@@ -132,7 +132,8 @@ int serve(const config::Settings& s) {
   // Real time: committed events go store -> broker -> hub -> sockets, in commit order.
   std::unique_ptr<realtime::Broker> broker;
   if (redis_client) {
-    realtime::RedisBrokerOptions options{s.redis.host, s.redis.port, s.redis.prefix};
+    realtime::RedisBrokerOptions options{s.redis.host, s.redis.port, s.redis.prefix,
+                                         static_cast<std::size_t>(s.redis.max_held_events)};
     broker = realtime::make_redis_broker(io.get_executor(), redis_client, options, store->chats());
   } else {
     broker = realtime::make_in_process_broker();

@@ -251,6 +251,7 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.string("REDIS_HOST", s.redis.host);
   r.integer("REDIS_PORT", s.redis.port, 1, 65535);
   r.string("REDIS_PREFIX", s.redis.prefix);
+  r.integer("REDIS_MAX_HELD_EVENTS", s.redis.max_held_events, 1, 10'000'000);
   r.integer("PRESENCE_TTL", s.presence.ttl_seconds, 2, 86400);
   r.integer("PRESENCE_GRACE", s.presence.grace_seconds, 0, 3600);
 

@@ -29,6 +29,9 @@ struct RedisSettings {
   std::string host;  // empty: the in-process broker
   int port = 6379;
   std::string prefix = "chat:";  // of every key and channel, so deployments can share a server
+  // Live events a node keeps while it catches up from the log; past it they are dropped and
+  // read from the log again (RedisBroker), so a database that stays away costs no memory.
+  int max_held_events = 10000;
 };
 
 struct PresenceSettings {

@@ -291,6 +291,12 @@ std::string render() {
              m.redis_errors);
   w.gauge("chatd_redis_connected", "1 while the Redis command connection is up.",
           m.redis_connected.value());
+  w.gauge("chatd_broker_held_events",
+          "Live events the Redis broker holds back while it catches up from the event log.",
+          m.broker_held_events.value());
+  w.counter("chatd_broker_held_dropped_total",
+            "Held events dropped past REDIS_MAX_HELD_EVENTS, to be read from the log again.",
+            m.broker_held_dropped);
   w.counters("chatd_throttled_total",
              "Requests and sockets refused for going too fast, by limit (login: logins and "
              "password confirmations; register; ws_events; ws_sockets).",

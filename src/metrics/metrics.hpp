@@ -127,6 +127,10 @@ struct Metrics {
   Histogram redis_seconds;
   Family<Counter> redis_errors{{"kind"}};
   Gauge redis_connected;
+  // The Redis broker: live events held while a catch-up reads the log, and those dropped
+  // past REDIS_MAX_HELD_EVENTS (read from the log again instead).
+  Gauge broker_held_events;
+  Counter broker_held_dropped;
   // Requests and sockets refused for going too fast, by what limited them.
   Family<Counter> throttled{{"kind"}};
 };

@@ -20,6 +20,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "metrics/metrics.hpp"
 #include "realtime/broker_wire.hpp"
 #include "redis/redis_client.hpp"
 #include "redis/redis_subscriber.hpp"
@@ -119,6 +120,7 @@ class RedisBroker final : public Broker {
         flush_strand_(asio::make_strand(executor)),
         client_(std::move(client)),
         prefix_(std::move(options.prefix)),
+        max_held_(std::max<std::size_t>(options.max_held_events, 1)),
         log_(log) {
     std::random_device rd;
     node_ = std::to_string(rd()) + std::to_string(rd());
@@ -224,6 +226,7 @@ class RedisBroker final : public Broker {
       for (auto id : chat_ids) {
         auto it = chats_.find(id);
         if (it == chats_.end() || --it->second.refs > 0) continue;
+        unhold(it->second.held.size());
         chats_.erase(it);
         channels.push_back(chat_channel(id));
       }
@@ -253,6 +256,8 @@ class RedisBroker final : public Broker {
     bool live = false;           // false: catching up; live events wait in `held`
     std::int64_t delivered = 0;  // the newest seq of this chat handed to the hub
     std::vector<store::EventRecord> held;
+    // Held events were dropped (hold): its catch-up reads the log again after this seq.
+    std::optional<std::int64_t> refill_after;
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
@@ -372,16 +377,54 @@ class RedisBroker final : public Broker {
     if (recent_.contains(e.seq)) return;
     auto it = chats_.find(e.chat_id);
     if (it != chats_.end() && !it->second.live) {
-      it->second.held.push_back(std::move(e));
+      hold(it->second.held, std::move(e));
       return;
     }
     // A chat this node does not hear (an event meant for a local user): while a catch-up
     // of users runs it waits, so it cannot overtake older events of that catch-up.
     if (it == chats_.end() && users_catching_up_ > 0) {
-      held_untracked_.push_back(std::move(e));
+      hold(held_untracked_, std::move(e));
       return;
     }
     deliver(e);
+  }
+
+  // Keeps a live event until the catch-up it waits for is done. Everything held is in the
+  // log, so past max_held_ what is held is dropped instead of growing for as long as the
+  // database stays away: each catch-up concerned reads the log again from the first event
+  // dropped (catch_up's refill), and what it reads goes out before what is held after.
+  void hold(std::vector<store::EventRecord>& into, store::EventRecord e) {
+    if (held_count_ >= max_held_) drop_held();
+    into.push_back(std::move(e));
+    ++held_count_;
+    metrics::metrics().broker_held_events.add(1);
+  }
+
+  void unhold(std::size_t n) {
+    held_count_ -= n;
+    metrics::metrics().broker_held_events.add(-static_cast<std::int64_t>(n));
+  }
+
+  static void note_dropped(std::vector<store::EventRecord>& held,
+                           std::optional<std::int64_t>& refill_after) {
+    if (held.empty()) return;
+    std::int64_t first = held.front().seq;
+    for (const auto& e : held) first = std::min(first, e.seq);
+    refill_after = std::min(refill_after.value_or(first - 1), first - 1);
+    held = {};  // its memory too
+  }
+
+  void drop_held() {
+    const std::size_t dropped = held_count_;
+    for (auto& [id, st] : chats_) note_dropped(st.held, st.refill_after);
+    note_dropped(held_untracked_, untracked_refill_after_);
+    unhold(dropped);
+    ++drops_;
+    metrics::metrics().broker_held_dropped.inc(dropped);
+    spdlog::warn(
+        "redis broker: dropped {} live events held while catching up from the event log "
+        "(REDIS_MAX_HELD_EVENTS); they will be read from the log",
+        dropped);
   }
 
   void deliver(const store::EventRecord& e) {
@@ -593,7 +636,9 @@ class RedisBroker final : public Broker {
   // `fill_gaps`, anything not delivered recently is delivered, even below `delivered`
   // (a resync: an event may have been lost while later ones arrived). Retries while the
   // database is away. A chat is marked live only if neither it nor the subscription
-  // connection changed meanwhile; otherwise the newer catch-up owns it.
+  // connection changed meanwhile; otherwise the newer catch-up owns it. When held events
+  // it would release were dropped meanwhile (hold), it reads again from the first of them
+  // (refill_point). `counted`: already counted in users_catching_up_ (handed over).
   //
   // Only this catch-up's own chats (and chats the node does not hear) are delivered from
   // the log. A users' catch-up (a user's first socket here) also reads the users' other
@@ -601,9 +646,9 @@ class RedisBroker final : public Broker {
   // delivered from this read, newer events of one chat would overtake older events of
   // another still on their way through Redis, and a socket's seq would go back.
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
-                                 std::int64_t users_after, bool fill_gaps) {
+                                 std::int64_t users_after, bool fill_gaps, bool counted = false) {
     const std::uint64_t epoch = epoch_;
-    if (!users.empty()) ++users_catching_up_;
+    if (!users.empty() && !counted) ++users_catching_up_;
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& [id, gen] : chats) {
@@ -613,27 +658,39 @@ class RedisBroker final : public Broker {
       after = std::min(after, fill_gaps ? users_after : it->second.delivered);
     }
     const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
-    if (after != INT64_MAX) {
-      asio::steady_timer pause(strand_);
+    std::vector<std::int64_t> readers = users;  // whose chats' events are read
+    asio::steady_timer pause(strand_);
+    for (bool refill = false; after != INT64_MAX; refill = true) {
+      const std::uint64_t drops = drops_;
+      bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
-        auto read =
-            co_await read_log(pause, failures, "catching up from the event log", ids, users, after);
+        auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
+                                      readers, after);
         if (!read) continue;
         const auto& page = *read;
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
-          // Filling gaps, an event the dedupe set no longer remembers counts as delivered
-          // when its chat has gone past it.
+          // Filling gaps (or what was dropped), an event the dedupe set no longer remembers
+          // counts as delivered when its chat has gone past it.
           const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
-          const bool wanted = it == chats_.end()         ? (fill_gaps || e.seq > users_after)
-                              : !own.contains(e.chat_id) ? false
-                              : fill_gaps ? (remembered || e.seq > it->second.delivered)
-                                          : e.seq > it->second.delivered;
+          bool wanted = false;  // only this catch-up's own chats, and chats not heard
+          if (it == chats_.end()) {
+            wanted = fill_gaps || e.seq > users_after || (refill && remembered);
+          } else if (own.contains(e.chat_id)) {
+            wanted = e.seq > it->second.delivered || ((fill_gaps || refill) && remembered);
+          }
           if (wanted) deliver(e);  // deliver() drops what was delivered recently
         }
-        if (static_cast<int>(page.size()) < kCatchUpPage) break;
+        if (static_cast<int>(page.size()) < kCatchUpPage) {
+          done = true;
+          break;
+        }
         after = page.back().seq;
       }
+      if (!done) break;
+      // A round started after a drop read everything dropped before it from the log.
+      if (refill && drops == drops_) refilled(chats, ids, !readers.empty());
+      after = refill_point(chats, users.size(), ids, readers);
     }
     // What waited meanwhile goes out in one seq order across chats: released chat by chat,
     // a chat's held events would overtake another's older ones.
@@ -642,7 +699,24 @@ class RedisBroker final : public Broker {
       bool of_chat;  // held by its chat, made live now (else held as untracked)
     };
     std::vector<Waiting> waiting;
-    if (!users.empty() && --users_catching_up_ == 0) {
+    bool handed_over = false;
+    if (!users.empty() && users_catching_up_ == 1 && untracked_refill_after_) {
+      // Cut short (by a lost connection) after held events of chats the node does not hear
+      // were dropped, and the last catch-up of users: one of every local user takes over
+      // its count, reads them, and holds back what comes until then.
+      std::vector<std::int64_t> local_users;
+      for (const auto& [id, n] : users_) local_users.push_back(id);
+      const std::int64_t from = *std::exchange(untracked_refill_after_, std::nullopt);
+      handed_over = !local_users.empty();
+      if (handed_over) {
+        std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
+        asio::co_spawn(strand_,
+                       catch_up(std::move(no_chats), std::move(local_users), from, false, true),
+                       asio::detached);
+      }
+    }
+    if (!users.empty() && !handed_over && --users_catching_up_ == 0) {
+      unhold(held_untracked_.size());
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
     if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
@@ -650,6 +724,7 @@ class RedisBroker final : public Broker {
         auto it = chats_.find(id);
         if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
         it->second.live = true;
+        unhold(it->second.held.size());
         for (auto& e : std::exchange(it->second.held, {})) waiting.push_back({std::move(e), true});
       }
     }
@@ -663,6 +738,40 @@ class RedisBroker final : public Broker {
       auto it = chats_.find(w.event.chat_id);
       if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
     }
+  }
+
+  // Where a catch-up reads the log again, when held events it would release were dropped
+  // (hold): its chats marked since, and, for the last catch-up of users (`users` > 0), the
+  // events of every local user in chats the node does not hear. Sets what to read in `ids`
+  // and `readers`; INT64_MAX: nothing. The marks stay until a round that started after the
+  // drop is done (refilled), so that no other catch-up of a chat makes it live before then.
+  std::int64_t refill_point(const std::vector<ChatRef>& chats, std::size_t users,
+                            std::vector<std::int64_t>& ids, std::vector<std::int64_t>& readers) {
+    std::int64_t after = INT64_MAX;
+    ids.clear();
+    readers.clear();
+    for (const auto& [id, gen] : chats) {
+      auto it = chats_.find(id);
+      if (it == chats_.end() || it->second.gen != gen || !it->second.refill_after) continue;
+      ids.push_back(id);
+      after = std::min(after, *it->second.refill_after);
+    }
+    if (users > 0 && users_catching_up_ == 1 && untracked_refill_after_) {
+      after = std::min(after, *untracked_refill_after_);
+      for (const auto& [id, n] : users_) readers.push_back(id);
+    }
+    return after;
+  }
+
+  void refilled(const std::vector<ChatRef>& chats, const std::vector<std::int64_t>& ids,
+                bool untracked) {
+    const std::unordered_set<std::int64_t> read(ids.begin(), ids.end());
+    for (const auto& [id, gen] : chats) {
+      auto it = chats_.find(id);
+      if (it != chats_.end() && it->second.gen == gen && read.contains(id))
+        it->second.refill_after.reset();
+    }
+    if (untracked) untracked_refill_after_.reset();
   }
 
   // Events after `after` may have been committed without reaching this node (another node
@@ -694,9 +803,13 @@ class RedisBroker final : public Broker {
       if (auto gate = lowest_gate()) heard = std::min(heard, *gate - 1);
       for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
+      // Dropped events of chats the node does not hear were heard, but not delivered.
+      if (untracked_refill_after_) heard = std::min(heard, *untracked_refill_after_);
+      untracked_refill_after_.reset();
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
         st.live = false;
+        st.refill_after.reset();  // the catch-up below reads from `delivered`, before them
       }
       lost_at_ = heard;
       return;
@@ -721,6 +834,7 @@ class RedisBroker final : public Broker {
   std::shared_ptr<redis::RedisClient> client_;
   std::shared_ptr<redis::RedisSubscriber> subscriber_;
   std::string prefix_;
+  std::size_t max_held_;  // events held at once (hold)
   store::ChatStore& log_;
   BrokerHandler* handler_ = nullptr;
   std::string node_;
@@ -738,6 +852,9 @@ class RedisBroker final : public Broker {
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
+  std::optional<std::int64_t> untracked_refill_after_;  // as ChatState::refill_after
+  std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_
+  std::uint64_t drops_ = 0;                       // times held events were dropped (hold)
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
   // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
   // (with their seq), and the events waiting for them, by seq.

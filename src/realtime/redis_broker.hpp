@@ -6,6 +6,7 @@
 
 #include <boost/asio/any_io_executor.hpp>
 
+#include <cstddef>
 #include <memory>
 #include <string>
 
@@ -23,7 +24,8 @@ namespace chat::realtime {
 struct RedisBrokerOptions {
   std::string host;
   int port = 6379;
-  std::string prefix = "chat:";  // of every channel
+  std::string prefix = "chat:";         // of every channel
+  std::size_t max_held_events = 10000;  // REDIS_MAX_HELD_EVENTS
 };
 
 // `client` publishes (shared with presence); the broker opens its own subscriber connection.

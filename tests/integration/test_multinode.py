@@ -22,6 +22,7 @@ import requests
 from websockets.exceptions import ConnectionClosed
 
 from conftest import Client, Database, free_port
+from test_operations import scrape, value
 from test_throttle import throttled_count
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
                             max_seq, private_chat, rest_send, run, uid, uname,
@@ -1057,6 +1058,60 @@ def slow_link():
     yield make
     for link in links:
         link.close()
+
+
+def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_events(
+        own_redis, slow_link, make_cluster):
+    """A node catching up from the event log (here after Redis cut its subscription) holds
+    the live events of its chats until its reads are done. With a database that answers
+    slowly, a busy chat's events would pile up for as long as that takes: past
+    REDIS_MAX_HELD_EVENTS the node drops them and reads the log again from the first one
+    dropped, also when its read was already on its way. The socket still gets every message
+    once and in each chat's order. (Across chats, seqs may go back here: a chat joined
+    meanwhile holds back the others' events for only a second while it is read, and this
+    database takes longer.)"""
+    limit = 20
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
+                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port,
+                                          "REDIS_MAX_HELD_EVENTS": limit}])
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[0].register()
+    p = private_chat(api[0], a, b)
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        sent = {p: [(await rest(rest_send, api[0], a, p, "before"))["id"]]}
+        await b_ws.until(is_("message", message_id=sent[p][0]), timeout=10)
+        link.delay = 0.25
+        redis_cli(own_redis.port, "CLIENT", "KILL", "TYPE", "pubsub")
+        held = []
+        for k in range(160):
+            if k == 40:  # a chat node 1 does not hear yet: its events come on b's channel
+                g = await rest(group_chat, api[0], a, b, name="made while catching up")
+                sent[g] = []
+            chat = g if k > 40 and k % 2 else p
+            sent[chat].append((await rest(rest_send, api[0], a, chat, f"during {k}"))["id"])
+            if k % 8 == 0:
+                held.append(value(await rest(scrape, api[1]), "chatd_broker_held_events"))
+            await asyncio.sleep(0.02)
+        link.delay = 0
+        for chat, ids in sent.items():
+            await wait_seen(b_ws, chat, ids, timeout=30)
+        await b_ws.drain(0.5)
+        for chat, ids in sent.items():
+            assert message_ids_seen(b_ws, chat) == sorted(ids), (chat, message_ids_seen(b_ws, chat))
+        assert len([f for f in b_ws.seen if f["type"] == "chat_created"]) == 1
+        m = await rest(scrape, api[1])
+        assert value(m, "chatd_broker_held_dropped_total") > 0, held
+        assert max(held) <= limit and value(m, "chatd_broker_held_events") == 0, held
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        link.delay = 0
 
 
 def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats(

@@ -58,6 +58,7 @@ TEST(Settings, DefaultsFollowSimpleJwtAndDjango) {
   EXPECT_EQ(s.user_rate.count, 0);
   EXPECT_TRUE(s.db.host.empty());
   EXPECT_TRUE(s.redis.host.empty());
+  EXPECT_EQ(s.redis.max_held_events, 10000);
 }
 
 TEST(Settings, ReadsEveryKindOfValue) {
@@ -72,7 +73,8 @@ TEST(Settings, ReadsEveryKindOfValue) {
                           {"USER_THROTTLE_RATE", "600/min"},
                           {"DB_HOST", "db"},
                           {"DB_PORT", "6432"},
-                          {"REDIS_HOST", "redis"}});
+                          {"REDIS_HOST", "redis"},
+                          {"REDIS_MAX_HELD_EVENTS", "500"}});
   ASSERT_TRUE(r.errors.empty()) << r.errors[0];
   const auto& s = r.settings;
   EXPECT_TRUE(s.debug);
@@ -88,6 +90,7 @@ TEST(Settings, ReadsEveryKindOfValue) {
   EXPECT_EQ(s.db.host, "db");
   EXPECT_EQ(s.db.port, 6432);
   EXPECT_EQ(s.redis.host, "redis");
+  EXPECT_EQ(s.redis.max_held_events, 500);
 }
 
 TEST(Settings, ThrottleRatesReadAsDrfWritesThem) {
@@ -119,10 +122,11 @@ TEST(Settings, NamesEveryBadValue) {
                           {"ACCESS_TOKEN_LIFETIME", "5 minutes"},
                           {"REGISTER_THROTTLE_RATE", "lots"},
                           {"DB_PORT", "70000"},
+                          {"REDIS_MAX_HELD_EVENTS", "0"},
                           {"LOG_LEVEL", "loud"}});
-  ASSERT_EQ(r.errors.size(), 6U);
+  ASSERT_EQ(r.errors.size(), 7U);
   for (const char* name : {"PORT:", "DEBUG:", "ACCESS_TOKEN_LIFETIME:", "REGISTER_THROTTLE_RATE:",
-                           "DB_PORT:", "LOG_LEVEL:"}) {
+                           "DB_PORT:", "REDIS_MAX_HELD_EVENTS:", "LOG_LEVEL:"}) {
     bool found = false;
     for (const auto& e : r.errors) found = found || e.rfind(name, 0) == 0;
     EXPECT_TRUE(found) << name;
