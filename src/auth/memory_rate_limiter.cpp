@@ -1,5 +1,4 @@
 #include <algorithm>
-#include <deque>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -31,13 +30,20 @@ class MemoryRateLimiter final : public RateLimiter {
   }
 
  private:
+  // A vector, not a deque: a key usually holds a few events, and a deque's first block
+  // made each key cost about 850 bytes (170 MB at max_keys); now about 220 with a key of
+  // 36 characters (44 MB).
   struct Window {
-    std::deque<Micros> events;  // oldest first
+    std::vector<Micros> events;  // oldest first
     Micros window = 0;
   };
 
   static void expire(Window& w, Micros now) {
-    while (!w.events.empty() && w.events.front() <= now - w.window) w.events.pop_front();
+    auto& ev = w.events;
+    const auto live =
+        std::find_if(ev.begin(), ev.end(), [&](Micros t) { return t > now - w.window; });
+    ev.erase(ev.begin(), live);
+    if (ev.capacity() > 2 * ev.size() + 8) ev.shrink_to_fit();
   }
 
   std::int64_t wait_now(const std::string& key, int limit, Micros window, Micros now) {
@@ -65,7 +71,7 @@ class MemoryRateLimiter final : public RateLimiter {
     expire(w, now);
     w.events.push_back(now);
     // A key never needs more events than any limit could ask for.
-    if (w.events.size() > 100'000) w.events.pop_front();
+    if (w.events.size() > 100'000) w.events.erase(w.events.begin());
   }
 
   // Drops expired keys; when all are live, drops the half whose newest event is oldest.
