@@ -152,7 +152,9 @@ int serve(const config::Settings& s) {
         s.redis.prefix, std::chrono::seconds(s.presence.ttl_seconds), presence_grace, node};
     presence = realtime::make_redis_presence(io.get_executor(), announcer, redis_client, options);
   } else {
-    presence = realtime::make_local_presence(announcer, presence_grace);
+    presence = realtime::make_local_presence(
+        announcer, presence_grace,
+        realtime::SeenRefresh{io.get_executor(), std::chrono::seconds(s.presence.ttl_seconds)});
   }
   realtime::DeliveryTracker delivery(*store);
   auto read_counts = [&io, &store](std::int64_t user, std::vector<std::int64_t> chats,

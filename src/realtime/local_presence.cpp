@@ -1,10 +1,13 @@
 // Presence of a single node: socket counts in memory.
 #include <spdlog/spdlog.h>
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/redirect_error.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/this_coro.hpp>
 #include <boost/asio/use_awaitable.hpp>
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 
@@ -19,6 +22,12 @@ class LocalPresence final : public Presence {
  public:
   LocalPresence(PresenceAnnouncer& announcer, std::chrono::milliseconds grace)
       : announcer_(announcer), grace_(grace) {}
+
+  // The loop holds `this`: the presence must outlive the executor's running (serve destroys
+  // it after its io_context has stopped). It ends at its first wake after shutting_down().
+  void start_recording_seen(const SeenRefresh& seen) {
+    asio::co_spawn(seen.executor, record_seen_every(seen.every), asio::detached);
+  }
 
   asio::awaitable<void> connected(std::int64_t user_id, std::optional<Audience> audience) override {
     bool announce = false;
@@ -45,7 +54,7 @@ class LocalPresence final : public Presence {
       for (const auto& [id, u] : users_) ids.push_back(id);
       users_.clear();
     }
-    co_await announcer_.went_offline_silently(std::move(ids));
+    co_await announcer_.record_seen(std::move(ids));
   }
 
   asio::awaitable<void> disconnected(std::int64_t user_id) override {
@@ -89,6 +98,37 @@ class LocalPresence final : public Presence {
   }
 
  private:
+  static constexpr std::size_t kSeenBatch = 1000;  // users per write: the writer is shared
+
+  asio::awaitable<void> record_seen_every(std::chrono::milliseconds every) {
+    asio::steady_timer timer(co_await asio::this_coro::executor);
+    for (;;) {
+      timer.expires_after(every);
+      boost::system::error_code ec;
+      co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      std::vector<std::int64_t> ids;
+      Micros seen = 0;  // when the list was taken: a later offline's time stays (set_last_seen)
+      {
+        std::lock_guard lock(mutex_);
+        if (stopping_) co_return;
+        seen = now_micros();
+        ids.reserve(users_.size());
+        for (const auto& [id, u] : users_) ids.push_back(id);  // leaving ones were just seen
+      }
+      for (std::size_t i = 0; i < ids.size(); i += kSeenBatch) {
+        const auto end =
+            ids.begin() + static_cast<std::ptrdiff_t>(std::min(ids.size(), i + kSeenBatch));
+        std::vector<std::int64_t> batch(ids.begin() + static_cast<std::ptrdiff_t>(i), end);
+        try {
+          co_await announcer_.record_seen(std::move(batch), seen);
+        } catch (const std::exception& e) {
+          spdlog::warn("presence: recording who is online failed: {}", e.what());
+          break;  // the next round tries again
+        }
+      }
+    }
+  }
+
   struct User {
     int sockets = 0;
     bool leaving = false;      // the last socket closed; the grace period runs
@@ -105,8 +145,11 @@ class LocalPresence final : public Presence {
 }  // namespace
 
 std::unique_ptr<Presence> make_local_presence(PresenceAnnouncer& announcer,
-                                              std::chrono::milliseconds grace) {
-  return std::make_unique<LocalPresence>(announcer, grace);
+                                              std::chrono::milliseconds grace,
+                                              std::optional<SeenRefresh> seen) {
+  auto presence = std::make_unique<LocalPresence>(announcer, grace);
+  if (seen) presence->start_recording_seen(*seen);
+  return presence;
 }
 
 }  // namespace chat::realtime

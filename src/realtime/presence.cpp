@@ -17,10 +17,10 @@ boost::asio::awaitable<void> PresenceAnnouncer::went_offline(std::int64_t user_i
   co_await announce(user_id, false, std::move(audience));
 }
 
-boost::asio::awaitable<void> PresenceAnnouncer::went_offline_silently(
-    std::vector<std::int64_t> user_ids) {
+boost::asio::awaitable<void> PresenceAnnouncer::record_seen(std::vector<std::int64_t> user_ids,
+                                                            Micros when) {
   if (user_ids.empty()) co_return;
-  co_await store_.users().set_last_seen(std::move(user_ids), now_micros());
+  co_await store_.users().set_last_seen(std::move(user_ids), when);
 }
 
 boost::asio::awaitable<void> PresenceAnnouncer::announce(std::int64_t user_id, bool online,

@@ -64,17 +64,27 @@ class PresenceAnnouncer {
                                         std::optional<Audience> known);
   // Going offline: records last_seen, then announces it.
   boost::asio::awaitable<void> went_offline(std::int64_t user_id);
-  // Records last_seen for users whose sockets closed as the server stopped, announcing
-  // nothing: their chats' members were connected to the same stopping server.
-  boost::asio::awaitable<void> went_offline_silently(std::vector<std::int64_t> user_ids);
+  // Records the users as last seen now, announcing nothing: users whose sockets closed as
+  // the server stopped (their chats' members were connected to the same stopping server),
+  // or users still online (so that a node killed leaves them a recent last_seen).
+  boost::asio::awaitable<void> record_seen(std::vector<std::int64_t> user_ids,
+                                           Micros when = now_micros());
 
  private:
   store::Store& store_;
   Broker& broker_;
 };
 
+// `seen_every`, with an executor to run on: how often the users online are recorded as
+// last seen (record_seen). One node is the whole server, and no other node would record
+// when its users were last seen if it were killed.
+struct SeenRefresh {
+  boost::asio::any_io_executor executor;
+  std::chrono::milliseconds every{60'000};
+};
 std::unique_ptr<Presence> make_local_presence(PresenceAnnouncer& announcer,
-                                              std::chrono::milliseconds grace);
+                                              std::chrono::milliseconds grace,
+                                              std::optional<SeenRefresh> seen = std::nullopt);
 
 // A name for this node in Redis, unique in the deployment (random).
 std::string new_node_id();

@@ -81,7 +81,8 @@ class UserStore {
   virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                                    UserChanges changes) = 0;
 
-  // Records `when` as the last time these users were online (one write for them all).
+  // Records `when` as the last time these users were online, unless a later time is
+  // recorded already (one write for them all).
   virtual boost::asio::awaitable<void> set_last_seen(std::vector<std::int64_t> ids,
                                                      Micros when) = 0;
 

@@ -1090,6 +1090,40 @@ def test_users_online_when_the_server_stops_keep_a_last_seen(make_server):
     assert me(b)["last_seen"] is None  # b had no socket: never seen
 
 
+def test_users_online_when_the_server_is_killed_keep_a_recent_last_seen(make_server):
+    """SIGKILL leaves no chance to record anything. A single node records the users online
+    as last seen every PRESENCE_TTL; with Redis, the node that sweeps the dead node's
+    entries records them. Either way a user online at the kill has a last_seen from
+    around then afterwards: not none, and not one from before they came online."""
+    ttl = 2
+    server = make_server(PRESENCE_TTL=ttl)
+    client = Client(server)
+    a, b = client.register(), client.register()
+    private_chat(client, a, b)
+
+    def me(who):
+        r = client.get("/api/users/me/", token=who["access"])
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def main():
+        ws = await user_ws(server, a)
+        await asyncio.sleep(ttl * 2 + 0.5)  # past two records
+        killed = time.time()
+        await asyncio.to_thread(server.kill)
+        await ws.closed(timeout=5)
+        await asyncio.to_thread(server.start)
+        return killed
+
+    killed = run(main())
+    deadline = time.time() + 15
+    while (p := me(a))["last_seen"] is None and time.time() < deadline:
+        time.sleep(0.2)
+    assert p["is_online"] is False and p["last_seen"] is not None, p
+    seen = datetime.datetime.fromisoformat(p["last_seen"].replace("Z", "+00:00")).timestamp()
+    assert killed - ttl - 1 <= seen <= time.time(), (killed, p)
+    assert me(b)["last_seen"] is None
+
 # ---- 5. several sockets of one user -------------------------------------------------------------
 
 def test_two_sockets_of_one_user(server, client):

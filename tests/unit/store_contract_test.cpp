@@ -239,6 +239,11 @@ TEST_P(StoreContract, RecordsWhenSeveralUsersWereLastSeen) {
   EXPECT_EQ(run(store_->users().find_by_id(ann.id))->last_seen, 5'000);
   EXPECT_EQ(run(store_->users().find_by_id(bob.id))->last_seen, 6'000);
   EXPECT_EQ(run(store_->users().find_by_id(cat.id))->last_seen, 5'000);
+  // Never moved back: a record made earlier that lands later (a refresh of the users
+  // online, taken before one of them went offline) leaves the later time.
+  run(store_->users().set_last_seen({ann.id, bob.id}, 5'500));
+  EXPECT_EQ(run(store_->users().find_by_id(ann.id))->last_seen, 5'500);
+  EXPECT_EQ(run(store_->users().find_by_id(bob.id))->last_seen, 6'000);
 }
 
 TEST_P(StoreContract, UsernameKeysAreUnique) {

@@ -36,7 +36,8 @@ constexpr const char* kListUsers =
     "SELECT " CHAT_SQL_USER_COLUMNS
     " FROM users WHERE (NOT $5::boolean OR is_active) AND ($1 = '' OR (username_key >= $1 "
     "AND username_key < $2)) ORDER BY id LIMIT $3 OFFSET $4";
-constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = $2 WHERE id = ANY($1::bigint[])";
+constexpr const char* kSetLastSeen =
+    "UPDATE users SET last_seen = GREATEST(last_seen, $2) WHERE id = ANY($1::bigint[])";
 
 std::optional<UserRecord> first_user(const PgResult& r) {
   if (r.rows() == 0) return std::nullopt;

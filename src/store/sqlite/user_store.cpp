@@ -28,7 +28,8 @@ constexpr const char* kListUsers =
     " FROM users WHERE (?5 = 0 OR is_active = 1) AND (?1 = '' OR (username_key >= ?1 "
     "AND username_key < ?2)) ORDER BY id LIMIT ?3 OFFSET ?4";
 
-constexpr const char* kSetLastSeen = "UPDATE users SET last_seen = ?2 WHERE id = ?1";
+constexpr const char* kSetLastSeen =
+    "UPDATE users SET last_seen = max(coalesce(last_seen, ?2), ?2) WHERE id = ?1";
 
 std::optional<UserRecord> user_by_id(Connection& conn, std::int64_t id) {
   auto stmt = conn.prepare(kUserById);
