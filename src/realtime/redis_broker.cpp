@@ -248,6 +248,14 @@ class RedisBroker final : public Broker {
   [[nodiscard]] bool healthy() const override { return client_->connected() && ready_; }
 
  private:
+  // Held events were dropped (hold): a catch-up reads the log again after `after`. `drop`
+  // numbers the last such drop (drops_), to tell one during a catch-up's round from one
+  // before it.
+  struct Refill {
+    std::int64_t after = 0;
+    std::uint64_t drop = 0;
+  };
+
   // What the node knows of a chat it hears.
   struct ChatState {
     int refs = 0;
@@ -256,8 +264,7 @@ class RedisBroker final : public Broker {
     bool live = false;           // false: catching up; live events wait in `held`
     std::int64_t delivered = 0;  // the newest seq of this chat handed to the hub
     std::vector<store::EventRecord> held;
-    // Held events were dropped (hold): its catch-up reads the log again after this seq.
-    std::optional<std::int64_t> refill_after;
+    std::optional<Refill> refill;  // its held events were dropped (hold)
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
@@ -405,21 +412,20 @@ class RedisBroker final : public Broker {
     metrics::metrics().broker_held_events.add(-static_cast<std::int64_t>(n));
   }
 
-  static void note_dropped(std::vector<store::EventRecord>& held,
-                           std::optional<std::int64_t>& refill_after) {
+  void note_dropped(std::vector<store::EventRecord>& held, std::optional<Refill>& refill) const {
     if (held.empty()) return;
     std::int64_t first = held.front().seq;
     for (const auto& e : held) first = std::min(first, e.seq);
-    refill_after = std::min(refill_after.value_or(first - 1), first - 1);
+    refill = Refill{std::min(refill ? refill->after : first - 1, first - 1), drops_};
     held = {};  // its memory too
   }
 
   void drop_held() {
     const std::size_t dropped = held_count_;
-    for (auto& [id, st] : chats_) note_dropped(st.held, st.refill_after);
-    note_dropped(held_untracked_, untracked_refill_after_);
-    unhold(dropped);
     ++drops_;
+    for (auto& [id, st] : chats_) note_dropped(st.held, st.refill);
+    note_dropped(held_untracked_, untracked_refill_);
+    unhold(dropped);
     metrics::metrics().broker_held_dropped.inc(dropped);
     spdlog::warn(
         "redis broker: dropped {} live events held while catching up from the event log "
@@ -659,9 +665,10 @@ class RedisBroker final : public Broker {
     }
     const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     std::vector<std::int64_t> readers = users;  // whose chats' events are read
+    bool all_users = false;                     // readers are every local user
     asio::steady_timer pause(strand_);
     for (bool refill = false; after != INT64_MAX; refill = true) {
-      const std::uint64_t drops = drops_;
+      const std::uint64_t round = drops_;  // the drops before this round
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
@@ -675,22 +682,22 @@ class RedisBroker final : public Broker {
           const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
           bool wanted = false;  // only this catch-up's own chats, and chats not heard
           if (it == chats_.end()) {
-            wanted = fill_gaps || e.seq > users_after || (refill && remembered);
+            wanted = fill_gaps || refill || e.seq > users_after;
           } else if (own.contains(e.chat_id)) {
             wanted = e.seq > it->second.delivered || ((fill_gaps || refill) && remembered);
           }
           if (wanted) deliver(e);  // deliver() drops what was delivered recently
         }
+        if (!page.empty()) after = page.back().seq;
         if (static_cast<int>(page.size()) < kCatchUpPage) {
           done = true;
           break;
         }
-        after = page.back().seq;
       }
       if (!done) break;
-      // A round started after a drop read everything dropped before it from the log.
-      if (refill && drops == drops_) refilled(chats, ids, !readers.empty());
+      refilled(chats, ids, all_users, round, after);
       after = refill_point(chats, users.size(), ids, readers);
+      all_users = !readers.empty();
     }
     // What waited meanwhile goes out in one seq order across chats: released chat by chat,
     // a chat's held events would overtake another's older ones.
@@ -700,13 +707,13 @@ class RedisBroker final : public Broker {
     };
     std::vector<Waiting> waiting;
     bool handed_over = false;
-    if (!users.empty() && users_catching_up_ == 1 && untracked_refill_after_) {
+    if (!users.empty() && users_catching_up_ == 1 && untracked_refill_) {
       // Cut short (by a lost connection) after held events of chats the node does not hear
       // were dropped, and the last catch-up of users: one of every local user takes over
       // its count, reads them, and holds back what comes until then.
       std::vector<std::int64_t> local_users;
       for (const auto& [id, n] : users_) local_users.push_back(id);
-      const std::int64_t from = *std::exchange(untracked_refill_after_, std::nullopt);
+      const std::int64_t from = std::exchange(untracked_refill_, std::nullopt)->after;
       handed_over = !local_users.empty();
       if (handed_over) {
         std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
@@ -740,38 +747,53 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // Where a catch-up reads the log again, when held events it would release were dropped
-  // (hold): its chats marked since, and, for the last catch-up of users (`users` > 0), the
-  // events of every local user in chats the node does not hear. Sets what to read in `ids`
-  // and `readers`; INT64_MAX: nothing. The marks stay until a round that started after the
-  // drop is done (refilled), so that no other catch-up of a chat makes it live before then.
-  std::int64_t refill_point(const std::vector<ChatRef>& chats, std::size_t users,
-                            std::vector<std::int64_t>& ids, std::vector<std::int64_t>& readers) {
-    std::int64_t after = INT64_MAX;
-    ids.clear();
-    readers.clear();
-    for (const auto& [id, gen] : chats) {
-      auto it = chats_.find(id);
-      if (it == chats_.end() || it->second.gen != gen || !it->second.refill_after) continue;
-      ids.push_back(id);
-      after = std::min(after, *it->second.refill_after);
-    }
-    if (users > 0 && users_catching_up_ == 1 && untracked_refill_after_) {
-      after = std::min(after, *untracked_refill_after_);
-      for (const auto& [id, n] : users_) readers.push_back(id);
-    }
-    return after;
-  }
-
+  // What a round of a catch-up (catch_up) has read from the log, through seq
+  // `read_through`: every event dropped before the round began, and, as seqs commit in
+  // order, every one dropped during it up to there. A chat (or the chats not heard, when
+  // the round read every local user's) whose events were dropped during the round is read
+  // again from there, not from its first drop: a busy chat would make each round longer.
   void refilled(const std::vector<ChatRef>& chats, const std::vector<std::int64_t>& ids,
-                bool untracked) {
+                bool all_users, std::uint64_t round, std::int64_t read_through) {
+    auto done = [&](std::optional<Refill>& refill) {
+      if (!refill) return;
+      if (refill->drop <= round) {
+        refill.reset();
+      } else {
+        refill->after = std::max(refill->after, read_through);
+      }
+    };
     const std::unordered_set<std::int64_t> read(ids.begin(), ids.end());
     for (const auto& [id, gen] : chats) {
       auto it = chats_.find(id);
-      if (it != chats_.end() && it->second.gen == gen && read.contains(id))
-        it->second.refill_after.reset();
+      if (it != chats_.end() && it->second.gen == gen && read.contains(id)) done(it->second.refill);
     }
-    if (untracked) untracked_refill_after_.reset();
+    if (all_users) done(untracked_refill_);
+  }
+
+  // Where a catch-up reads the log again, when held events it would release were dropped
+  // (hold): from the first of its chats' marks, and, for the last catch-up of users
+  // (`users` > 0), from the mark of the chats the node does not hear, reading every local
+  // user's events. Every chat of the catch-up still waiting is read in such a round, so
+  // that what it delivers goes out in one seq order across them. Sets what to read in
+  // `ids` and `readers`; INT64_MAX: nothing. A mark stays until a round has read past it
+  // (refilled), so no other catch-up of the chat makes it live before then.
+  std::int64_t refill_point(const std::vector<ChatRef>& chats, std::size_t users,
+                            std::vector<std::int64_t>& ids, std::vector<std::int64_t>& readers) {
+    std::int64_t after = INT64_MAX;
+    std::vector<std::int64_t> waiting;
+    readers.clear();
+    for (const auto& [id, gen] : chats) {
+      auto it = chats_.find(id);
+      if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
+      waiting.push_back(id);
+      if (it->second.refill) after = std::min(after, it->second.refill->after);
+    }
+    if (users > 0 && users_catching_up_ == 1 && untracked_refill_) {
+      after = std::min(after, untracked_refill_->after);
+      for (const auto& [id, n] : users_) readers.push_back(id);
+    }
+    ids = after == INT64_MAX ? std::vector<std::int64_t>{} : std::move(waiting);
+    return after;
   }
 
   // Events after `after` may have been committed without reaching this node (another node
@@ -803,13 +825,20 @@ class RedisBroker final : public Broker {
       if (auto gate = lowest_gate()) heard = std::min(heard, *gate - 1);
       for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
-      // Dropped events of chats the node does not hear were heard, but not delivered.
-      if (untracked_refill_after_) heard = std::min(heard, *untracked_refill_after_);
-      untracked_refill_after_.reset();
+      // Dropped events of chats the node does not hear were heard, but not delivered: the
+      // catch-up below reads them, and those held since (a stale catch-up of users could
+      // release them first).
+      if (untracked_refill_) {
+        heard = std::min(heard, untracked_refill_->after);
+        for (const auto& e : held_untracked_) heard = std::min(heard, e.seq - 1);
+        unhold(held_untracked_.size());
+        held_untracked_ = {};
+        untracked_refill_.reset();
+      }
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
         st.live = false;
-        st.refill_after.reset();  // the catch-up below reads from `delivered`, before them
+        st.refill.reset();  // the catch-up below reads from `delivered`, before them
       }
       lost_at_ = heard;
       return;
@@ -852,7 +881,7 @@ class RedisBroker final : public Broker {
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
   std::vector<store::EventRecord> held_untracked_;
-  std::optional<std::int64_t> untracked_refill_after_;  // as ChatState::refill_after
+  std::optional<Refill> untracked_refill_;        // as ChatState::refill
   std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_
   std::uint64_t drops_ = 0;                       // times held events were dropped (hold)
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
