@@ -550,6 +550,7 @@ class RedisBroker final : public Broker {
     }
     for (auto id : user_ids) {
       if (users_[id]++ == 0) {
+        ++users_added_;
         fresh_users.push_back(id);
         channels.push_back(user_channel(id));
       }
@@ -662,13 +663,16 @@ class RedisBroker final : public Broker {
       if (it == chats_.end() || it->second.gen != gen) continue;
       ids.push_back(id);
       after = std::min(after, fill_gaps ? users_after : it->second.delivered);
+      if (it->second.refill) after = std::min(after, it->second.refill->after);
     }
     const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     std::vector<std::int64_t> readers = users;  // whose chats' events are read
-    bool all_users = false;                     // readers are every local user
+    bool all_users = false;                     // readers are every local user...
+    std::int64_t unheard_after = INT64_MAX;     // ...for chats not heard dropped after this
     asio::steady_timer pause(strand_);
     for (bool refill = false; after != INT64_MAX; refill = true) {
       const std::uint64_t round = drops_;  // the drops before this round
+      const std::uint64_t added = users_added_;
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
@@ -682,7 +686,7 @@ class RedisBroker final : public Broker {
           const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
           bool wanted = false;  // only this catch-up's own chats, and chats not heard
           if (it == chats_.end()) {
-            wanted = fill_gaps || refill || e.seq > users_after;
+            wanted = fill_gaps || e.seq > users_after || (all_users && e.seq > unheard_after);
           } else if (own.contains(e.chat_id)) {
             wanted = e.seq > it->second.delivered || ((fill_gaps || refill) && remembered);
           }
@@ -695,8 +699,9 @@ class RedisBroker final : public Broker {
         }
       }
       if (!done) break;
-      refilled(chats, ids, all_users, round, after);
-      after = refill_point(chats, users.size(), ids, readers);
+      // A user new here since the round began was not among its readers.
+      refilled(chats, ids, all_users && added == users_added_, round, after);
+      after = refill_point(chats, users.size(), ids, readers, unheard_after);
       all_users = !readers.empty();
     }
     // What waited meanwhile goes out in one seq order across chats: released chat by chat,
@@ -775,13 +780,16 @@ class RedisBroker final : public Broker {
   // (`users` > 0), from the mark of the chats the node does not hear, reading every local
   // user's events. Every chat of the catch-up still waiting is read in such a round, so
   // that what it delivers goes out in one seq order across them. Sets what to read in
-  // `ids` and `readers`; INT64_MAX: nothing. A mark stays until a round has read past it
-  // (refilled), so no other catch-up of the chat makes it live before then.
+  // `ids` and `readers`, and in `unheard_after` where the chats not heard are read from;
+  // INT64_MAX: nothing. A mark stays until a round has read past it (refilled), so no
+  // other catch-up of the chat makes it live before then.
   std::int64_t refill_point(const std::vector<ChatRef>& chats, std::size_t users,
-                            std::vector<std::int64_t>& ids, std::vector<std::int64_t>& readers) {
+                            std::vector<std::int64_t>& ids, std::vector<std::int64_t>& readers,
+                            std::int64_t& unheard_after) {
     std::int64_t after = INT64_MAX;
     std::vector<std::int64_t> waiting;
     readers.clear();
+    unheard_after = INT64_MAX;
     for (const auto& [id, gen] : chats) {
       auto it = chats_.find(id);
       if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
@@ -789,7 +797,8 @@ class RedisBroker final : public Broker {
       if (it->second.refill) after = std::min(after, it->second.refill->after);
     }
     if (users > 0 && users_catching_up_ == 1 && untracked_refill_) {
-      after = std::min(after, untracked_refill_->after);
+      unheard_after = untracked_refill_->after;
+      after = std::min(after, unheard_after);
       for (const auto& [id, n] : users_) readers.push_back(id);
     }
     ids = after == INT64_MAX ? std::vector<std::int64_t>{} : std::move(waiting);
@@ -804,6 +813,10 @@ class RedisBroker final : public Broker {
     std::vector<ChatRef> chats;
     for (auto& [id, st] : chats_) {
       if (st.starting) continue;
+      // A chat still catching up has delivered only up to `delivered`; its own catch-up
+      // skips what this one delivers past that, so this one reads from there too.
+      if (!st.live) after = std::min(after, st.delivered);
+      if (st.refill) after = std::min(after, st.refill->after);
       st.live = false;
       chats.emplace_back(id, st.gen);
     }
@@ -831,6 +844,7 @@ class RedisBroker final : public Broker {
       if (untracked_refill_) {
         heard = std::min(heard, untracked_refill_->after);
         for (const auto& e : held_untracked_) heard = std::min(heard, e.seq - 1);
+        metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
         unhold(held_untracked_.size());
         held_untracked_ = {};
         untracked_refill_.reset();
@@ -884,6 +898,7 @@ class RedisBroker final : public Broker {
   std::optional<Refill> untracked_refill_;        // as ChatState::refill
   std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_
   std::uint64_t drops_ = 0;                       // times held events were dropped (hold)
+  std::uint64_t users_added_ = 0;                 // users that became local (start_hearing)
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
   // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
   // (with their seq), and the events waiting for them, by seq.
