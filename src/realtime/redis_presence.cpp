@@ -258,6 +258,8 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
       auto it = users_.find(user_id);
       if (it == users_.end() || it->second.ticket != ticket || it->second.sockets > 0) co_return;
       users_.erase(it);
+      // Only refreshes of users with sockets here read it: the release below decides now.
+      unsure_online_.erase(user_id);
     }
     co_await release(user_id);
   }
