@@ -220,6 +220,14 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
     co_return Error::field(
         "user_id", "Invalid pk \"" + std::to_string(*in.user_id) + "\" - object does not exist.");
   }
+  // A group's cap at creation holds for additions too. Adds racing each other may pass it
+  // by a few: it bounds growth, it is not an exact count.
+  const bool already = std::any_of(summary->members.begin(), summary->members.end(),
+                                   [&](const MemberRecord& m) { return m.user_id == user->id; });
+  if (!already && summary->members.size() >= kMaxGroupMembers) {
+    co_return Error::field("non_field_errors",
+                           "A group has at most " + std::to_string(kMaxGroupMembers) + " members.");
+  }
   ChatSummary shape = *summary;
   shape.members.push_back({user->id, user->username, role, now_micros(), 0, 0});
   auto events = [shape](const MemberChange& c) {

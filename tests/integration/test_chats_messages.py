@@ -145,6 +145,38 @@ def test_owner_leaving_hands_over_and_last_member_deletes(client, people):
     assert client.get(f"/api/chats/{g['id']}/", token=bob["access"]).status_code == 404
 
 
+def test_a_group_has_at_most_ten_thousand_members(make_server):
+    """The cap holds at creation and for members added later; a place freed can be
+    taken again. The 10,000 users are written straight into the database (registering
+    them would take minutes), of a server of their own."""
+    server = make_server()
+    client = Client(server)
+    owner = client.register()
+    prefix = "cap" + unique_name()[:8]
+    server.db.execute(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10000) "
+        "INSERT INTO users(username, username_key, email, password_hash, date_joined) "
+        "SELECT ? || i, ? || i, '', 'x', 0 FROM n", prefix, prefix)
+    ids = [row[0] for row in server.db.query(
+        "SELECT id FROM users WHERE username_key LIKE ? ORDER BY id", prefix + "%")]
+    assert len(ids) == 10000
+    r = client.post("/api/chats/", token=owner["access"],
+                    json={"type": "group", "name": "too many", "member_ids": ids})
+    assert (r.status_code, r.json()) == (400, {"member_ids": ["Too many members."]}), r.text[:300]
+    r = client.post("/api/chats/", token=owner["access"],
+                    json={"type": "group", "name": "full", "member_ids": ids[:9999]})
+    assert r.status_code == 201 and len(r.json()["members"]) == 10000, r.text[:300]
+    g = r.json()["id"]
+    r = client.post(f"/api/chats/{g}/members/", token=owner["access"], json={"user_id": ids[9999]})
+    assert (r.status_code, r.json()) == (400, {"non_field_errors": ["A group has at most 10000 members."]}), r.text
+    # Adding someone already there still says so.
+    r = client.post(f"/api/chats/{g}/members/", token=owner["access"], json={"user_id": ids[0]})
+    assert (r.status_code, r.json()) == (400, {"user_id": ["This user is already a member of the chat."]}), r.text
+    r = client.request("DELETE", f"/api/chats/{g}/members/{ids[0]}/", token=owner["access"])
+    assert r.status_code == 204, r.text
+    r = client.post(f"/api/chats/{g}/members/", token=owner["access"], json={"user_id": ids[9999]})
+    assert r.status_code == 201, r.text
+
 def test_chat_list_order_last_message_unread_and_pins(client):
     a, b = client.register(), client.register()
     g1 = new_group(client, a, b, name="first")
