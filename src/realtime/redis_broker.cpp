@@ -17,6 +17,7 @@
 #include <mutex>
 #include <optional>
 #include <random>
+#include <set>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -476,18 +477,28 @@ class RedisBroker final : public Broker {
   std::uint64_t shut_gate(std::int64_t seq) {
     const std::uint64_t id = ++next_gate_;
     gates_.emplace(id, seq);
+    gate_seqs_.insert(seq);
     asio::co_spawn(strand_, open_gate_after(id), asio::detached);
     return id;
   }
 
-  void open_gate(std::uint64_t id) {
-    if (gates_.erase(id) > 0) release_gated();
+  // False when it was open already.
+  bool close_gate_entry(std::uint64_t id) {
+    auto it = gates_.find(id);
+    if (it == gates_.end()) return false;
+    gate_seqs_.erase(gate_seqs_.find(it->second));
+    gates_.erase(it);
+    return true;
   }
 
+  void open_gate(std::uint64_t id) {
+    if (close_gate_entry(id)) release_gated();
+  }
+
+  // Every delivery asks: many chats joined at once must not make each one scan them all.
   [[nodiscard]] std::optional<std::int64_t> lowest_gate() const {
-    std::optional<std::int64_t> lowest;
-    for (const auto& [id, seq] : gates_) lowest = std::min(lowest.value_or(seq), seq);
-    return lowest;
+    if (gate_seqs_.empty()) return std::nullopt;
+    return *gate_seqs_.begin();
   }
 
   asio::awaitable<void> open_gate_after(std::uint64_t id) {
@@ -510,7 +521,7 @@ class RedisBroker final : public Broker {
       }
       break;
     }
-    gates_.erase(gate);
+    close_gate_entry(gate);
     if (auto it = pending_chats_.find(n.chat_id);
         it != pending_chats_.end() && it->second == n.seq) {
       pending_chats_.erase(it);
@@ -521,7 +532,8 @@ class RedisBroker final : public Broker {
   // What no gate or unread new chat holds back any more goes on, in seq order.
   void release_gated() {
     std::vector<store::EventRecord> ready;
-    for (auto it = gated_.begin(); it != gated_.end();) {
+    const auto gate = lowest_gate();  // from there on everything waits
+    for (auto it = gated_.begin(); it != gated_.end() && (!gate || it->first < *gate);) {
       if (held_for_notice(it->second)) {
         ++it;
         continue;
@@ -903,6 +915,7 @@ class RedisBroker final : public Broker {
   // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
   // (with their seq), and the events waiting for them, by seq.
   std::map<std::uint64_t, std::int64_t> gates_;  // by id (shut_gate): the first seq held back
+  std::multiset<std::int64_t> gate_seqs_;        // the same seqs, in order
   std::uint64_t next_gate_ = 0;
   std::unordered_map<std::int64_t, std::int64_t> pending_chats_;
   std::map<std::int64_t, store::EventRecord> gated_;
