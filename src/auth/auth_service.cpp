@@ -53,13 +53,16 @@ std::string AuthService::issue_access(std::int64_t user_id, std::int64_t now,
 
 // A login starts a session, named by the jti of its first refresh token; every token
 // refreshed or rotated from it carries the same name.
-boost::asio::awaitable<TokenPair> AuthService::issue_tokens(std::int64_t user_id) {
+boost::asio::awaitable<std::optional<TokenPair>> AuthService::issue_tokens(
+    std::int64_t user_id, std::string password_hash) {
   const std::int64_t now = now_seconds();
   TokenClaims refresh{TokenType::refresh, user_id, now, now + settings_.refresh_lifetime,
                       JwtCodec::new_jti()};
   refresh.session = refresh.jti;
   store::RefreshTokenRecord row{refresh.jti, user_id, now, refresh.expires_at, refresh.session};
-  co_await store_.refresh_tokens().record(std::move(row));
+  const bool recorded =
+      co_await store_.refresh_tokens().record(std::move(row), std::move(password_hash));
+  if (!recorded) co_return std::nullopt;
   co_return TokenPair{issue_access(user_id, now, refresh.session), jwt_.encode(refresh)};
 }
 
@@ -107,8 +110,10 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   user.date_joined = now_micros();
   auto created = co_await store_.users().create(std::move(user));
   if (!created) co_return taken;
-  auto tokens = co_await issue_tokens(created->id);
-  co_return Registration{std::move(*created), std::move(tokens)};
+  auto tokens = co_await issue_tokens(created->id, created->password_hash);
+  // Deactivated, or its password changed, in the moment since it was made.
+  if (!tokens) co_return Error::unauthenticated(kNoActiveAccount);
+  co_return Registration{std::move(*created), std::move(*tokens)};
 }
 
 boost::asio::awaitable<std::int64_t> AuthService::login_wait(const std::string& key,
@@ -158,7 +163,11 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
     co_await login_failed(key, client_address);
     co_return Error::unauthenticated(kNoActiveAccount);
   }
-  co_return co_await issue_tokens(user->id);
+  // The password may have changed (or the account been deactivated) while it was checked:
+  // then the attempt was against a password that no longer opens the account.
+  auto tokens = co_await issue_tokens(user->id, user->password_hash);
+  if (!tokens) co_return Error::unauthenticated(kNoActiveAccount);
+  co_return std::move(*tokens);
 }
 
 boost::asio::awaitable<Result<TokenClaims>> AuthService::active_refresh_claims(

@@ -102,7 +102,10 @@ class AuthService {
   [[nodiscard]] const AuthSettings& settings() const { return settings_; }
 
  private:
-  boost::asio::awaitable<TokenPair> issue_tokens(std::int64_t user_id);
+  // A new login session, if the user is still active with the password hash checked
+  // (RefreshTokenStore::record); nullopt otherwise.
+  boost::asio::awaitable<std::optional<TokenPair>> issue_tokens(std::int64_t user_id,
+                                                                std::string password_hash);
   [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now,
                                          const std::string& session) const;
   boost::asio::awaitable<std::int64_t> login_wait(const std::string& key,

@@ -26,7 +26,12 @@ class RefreshTokenStore {
  public:
   virtual ~RefreshTokenStore() = default;
 
-  virtual boost::asio::awaitable<void> record(RefreshTokenRecord token) = 0;
+  // Records the token of a new login session, only while its user is active with the
+  // password hash `password_hash` (the one the login just checked): a login that checked a
+  // password changed meanwhile gets no session, else it would outlive the change's end of
+  // the other sessions. False when not recorded.
+  virtual boost::asio::awaitable<bool> record(RefreshTokenRecord token,
+                                              std::string password_hash) = 0;
   virtual boost::asio::awaitable<TokenState> state(std::string jti) = 0;
 
   // Logout: marks the token revoked and, if it was active, records its session as ended

@@ -627,6 +627,47 @@ def test_a_password_change_closes_the_other_sessions_sockets(server, client):
     run(main())
 
 
+def test_logins_racing_a_password_change_get_no_session_that_outlives_it(make_server):
+    """Logins with the old password while it is changed: a login that checked it just
+    before the change may still be answered after it, and must not get a session the
+    change's end of the other sessions missed. Every session such a login got is refused
+    afterwards (refresh and access token), however the race fell."""
+    server = make_server(LOGIN_FAILURES_PER_USER=100000, LOGIN_FAILURES_PER_ADDRESS=100000,
+                         PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    client = Client(server)
+    got, logins = [], 0
+    for k in range(25):
+        ann = client.register()
+        old, stop = ann["password"], [False]
+
+        def login(_):
+            s = Client(server)
+            won = []
+            while not stop[0] and len(won) < 200:
+                r = s.post("/api/auth/login/", json={"username": uname(ann), "password": old})
+                if r.status_code != 200:
+                    break
+                won.append(r.json())
+            return won
+        with ThreadPoolExecutor(4) as pool:
+            tries = [pool.submit(login, i) for i in range(4)]
+            time.sleep(0.03)
+            r = client.patch("/api/users/me/", token=ann["access"],
+                             json={"password": f"changed-{k}-{uuid.uuid4().hex}", "current_password": old})
+            assert r.status_code == 200, r.text
+            stop[0] = True
+            won = [pair for t in tries for pair in t.result()]
+        logins += len(won)
+        got += won
+    assert logins > 0  # the race was run
+    alive = []
+    for pair in got:
+        r = client.post("/api/auth/refresh/", json={"refresh": pair["refresh"]})
+        me = client.get("/api/users/me/", token=pair["access"])
+        if r.status_code != 401 or me.status_code != 401:
+            alive.append((r.status_code, me.status_code))
+    assert not alive, f"{len(alive)} of {logins} sessions outlived the change: {alive[:5]}"
+
 # ---- 6. no secrets in the log ---------------------------------------------------------------------
 
 def test_tokens_and_passwords_never_reach_the_log(make_server):

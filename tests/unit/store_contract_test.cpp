@@ -296,7 +296,7 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   auto ended = [&](const char* session) {
     return run(store_->users().find_token_holder(ann.id, session)).session_ended;
   };
-  run(tokens.record({"t1", ann.id, 100, 200}));
+  EXPECT_TRUE(run(tokens.record({"t1", ann.id, 100, 200}, "hash")));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::active);
   EXPECT_EQ(run(tokens.state("nope")), TokenState::unknown);
   EXPECT_FALSE(ended("s1"));
@@ -309,7 +309,7 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_FALSE(ended("s8"));
   EXPECT_EQ(run(tokens.state("t1")), TokenState::revoked);
 
-  run(tokens.record({"t2", ann.id, 100, 200}));
+  EXPECT_TRUE(run(tokens.record({"t2", ann.id, 100, 200}, "hash")));
   EXPECT_TRUE(run(tokens.rotate("t2", {"t3", ann.id, 110, 210}, 5)));
   EXPECT_FALSE(run(tokens.rotate("t2", {"t4", ann.id, 110, 210}, 6)));  // reuse
   EXPECT_EQ(run(tokens.state("t3")), TokenState::active);
@@ -318,9 +318,9 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   // A password change in session s6: the other sessions end, and s6 goes on. A token
   // without a session (t3, from before sessions were recorded) is a session of its own,
   // named by its jti as the access tokens refreshed from it are: it ends too.
-  run(tokens.record({"t5", ann.id, 100, 400, "s5"}));
-  run(tokens.record({"t6", ann.id, 100, 500, "s6"}));
-  run(tokens.record({"t7", ann.id, 100, 450, "s5"}));
+  EXPECT_TRUE(run(tokens.record({"t5", ann.id, 100, 400, "s5"}, "hash")));
+  EXPECT_TRUE(run(tokens.record({"t6", ann.id, 100, 500, "s6"}, "hash")));
+  EXPECT_TRUE(run(tokens.record({"t7", ann.id, 100, 450, "s5"}, "hash")));
   auto others = run(tokens.end_other_sessions(ann.id, "s6", 60, 7));
   std::sort(others.begin(), others.end());
   EXPECT_EQ(others, (std::vector<std::string>{"s5", "t3"}));
@@ -343,14 +343,31 @@ TEST_P(StoreContract, RefreshTokensRevokeAndRotateOnce) {
   EXPECT_FALSE(ended("s5"));
   // Deactivation keeps no session: every one with an active token ends, so its access
   // tokens stay refused if the account is activated again.
-  run(tokens.record({"t8", ann.id, 1000, 2000, "s8b"}));
-  run(tokens.record({"t9", ann.id, 1000, 2100, "s9"}));
-  run(tokens.record({"t10", ann.id, 1000, 2100}));  // from before sessions were recorded
+  EXPECT_TRUE(run(tokens.record({"t8", ann.id, 1000, 2000, "s8b"}, "hash")));
+  EXPECT_TRUE(run(tokens.record({"t9", ann.id, 1000, 2100, "s9"}, "hash")));
+  EXPECT_TRUE(run(
+      tokens.record({"t10", ann.id, 1000, 2100}, "hash")));  // from before sessions were recorded
   auto all = run(tokens.end_other_sessions(ann.id, "", 60, 9));
   std::sort(all.begin(), all.end());
   EXPECT_EQ(all, (std::vector<std::string>{"s8b", "s9", "t10"}));
   for (const char* t : {"t8", "t9", "t10"}) EXPECT_EQ(run(tokens.state(t)), TokenState::revoked);
   for (const char* s : {"s8b", "s9", "t10"}) EXPECT_TRUE(ended(s)) << s;
+}
+
+TEST_P(StoreContract, ALoginSessionIsRecordedOnlyForThePasswordItChecked) {
+  auto ann = make_user("ann");
+  auto& tokens = store_->refresh_tokens();
+  // A password changed since the login checked it: no session.
+  EXPECT_FALSE(run(tokens.record({"t1", ann.id, 100, 200, "s1"}, "an older hash")));
+  EXPECT_EQ(run(tokens.state("t1")), TokenState::unknown);
+  EXPECT_TRUE(run(tokens.record({"t2", ann.id, 100, 200, "s2"}, "hash")));
+  EXPECT_EQ(run(tokens.state("t2")), TokenState::active);
+  // Nor for an account deactivated meanwhile, or one that does not exist.
+  UserChanges off;
+  off.is_active = false;
+  ASSERT_TRUE(run(store_->users().update(ann.id, off)));
+  EXPECT_FALSE(run(tokens.record({"t3", ann.id, 100, 200, "s3"}, "hash")));
+  EXPECT_FALSE(run(tokens.record({"t4", ann.id + 100, 100, 200, "s4"}, "hash")));
 }
 
 TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {
@@ -361,7 +378,7 @@ TEST_P(StoreContract, TokenHolderIsTheUserAndTheirSession) {
   EXPECT_TRUE(holder.user->is_active);
   EXPECT_FALSE(holder.session_ended);
 
-  run(store_->refresh_tokens().record({"t1", ann.id, 100, 200}));
+  EXPECT_TRUE(run(store_->refresh_tokens().record({"t1", ann.id, 100, 200}, "hash")));
   run(store_->refresh_tokens().revoke("t1", "s1", 300, 150));
   EXPECT_TRUE(run(store_->users().find_token_holder(ann.id, "s1")).session_ended);
   EXPECT_FALSE(run(store_->users().find_token_holder(ann.id, "s2")).session_ended);

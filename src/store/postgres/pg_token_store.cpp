@@ -8,6 +8,13 @@ namespace {
 constexpr const char* kInsertToken =
     "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
     "VALUES ($1, $2, $3, $4, $5)";
+// FOR SHARE: a password change's UPDATE in progress is waited for, and the row checked
+// again after it; one that comes later waits for this insert, so the end of the other
+// sessions that follows it sees the new token.
+constexpr const char* kInsertSessionToken =
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
+    "SELECT $1, $2, $3, $4, $5 FROM users WHERE id = $2 AND password_hash = $6 AND is_active "
+    "FOR SHARE";
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = $1";
 // The state before the call, in one statement: the row lock of the UPDATE makes two
 // concurrent revocations see `active` once.
@@ -45,9 +52,12 @@ PgParams token_params(const RefreshTokenRecord& t) {
 
 }  // namespace
 
-boost::asio::awaitable<void> PgRefreshTokenStore::record(RefreshTokenRecord token) {
+boost::asio::awaitable<bool> PgRefreshTokenStore::record(RefreshTokenRecord token,
+                                                         std::string password_hash) {
   auto params = token_params(token);
-  co_await db_.query(kInsertToken, std::move(params));
+  params.push_back(std::move(password_hash));
+  auto result = co_await db_.query(kInsertSessionToken, std::move(params));
+  co_return result.affected() == 1;
 }
 
 boost::asio::awaitable<TokenState> PgRefreshTokenStore::state(std::string jti) {

@@ -10,7 +10,7 @@ class PgRefreshTokenStore final : public RefreshTokenStore {
  public:
   explicit PgRefreshTokenStore(PgDatabase& db) : db_(db) {}
 
-  boost::asio::awaitable<void> record(RefreshTokenRecord token) override;
+  boost::asio::awaitable<bool> record(RefreshTokenRecord token, std::string password_hash) override;
   boost::asio::awaitable<TokenState> state(std::string jti) override;
   boost::asio::awaitable<TokenState> revoke(std::string jti, std::string session,
                                             std::int64_t keep_until, Micros now) override;

@@ -8,6 +8,10 @@ namespace {
 constexpr const char* kInsertToken =
     "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
     "VALUES (?1, ?2, ?3, ?4, ?5)";
+// One writer: the check and the insert are one step against a password change's UPDATE.
+constexpr const char* kInsertSessionToken =
+    "INSERT INTO refresh_tokens(jti, user_id, issued_at_seconds, expires_at_seconds, session) "
+    "SELECT ?1, ?2, ?3, ?4, ?5 FROM users WHERE id = ?2 AND password_hash = ?6 AND is_active";
 constexpr const char* kTokenState = "SELECT revoked_at FROM refresh_tokens WHERE jti = ?1";
 constexpr const char* kRevokeToken =
     "UPDATE refresh_tokens SET revoked_at = ?2 WHERE jti = ?1 AND revoked_at IS NULL";
@@ -32,25 +36,31 @@ TokenState token_state(Connection& conn, const std::string& jti) {
   return stmt.is_null(0) ? TokenState::active : TokenState::revoked;
 }
 
-void insert_token(Connection& conn, const RefreshTokenRecord& t) {
-  conn.prepare(kInsertToken)
-      .bind(1, t.jti)
+// With `password_hash`, only while the user is active with that hash (record). Returns
+// whether the row went in.
+bool insert_token(Connection& conn, const RefreshTokenRecord& t,
+                  const std::string* password_hash = nullptr) {
+  auto stmt = conn.prepare(password_hash != nullptr ? kInsertSessionToken : kInsertToken);
+  stmt.bind(1, t.jti)
       .bind(2, t.user_id)
       .bind(3, t.issued_at)
       .bind(4, t.expires_at)
-      .bind(5, t.session.empty() ? std::nullopt : std::optional<std::string>(t.session))
-      .exec();
+      .bind(5, t.session.empty() ? std::nullopt : std::optional<std::string>(t.session));
+  if (password_hash != nullptr) stmt.bind(6, *password_hash);
+  return stmt.exec() == 1;
 }
 
 }  // namespace
 
-boost::asio::awaitable<void> SqliteRefreshTokenStore::record(RefreshTokenRecord token) {
-  auto query = [t = std::move(token)](Connection& conn) {
+boost::asio::awaitable<bool> SqliteRefreshTokenStore::record(RefreshTokenRecord token,
+                                                             std::string password_hash) {
+  auto query = [t = std::move(token), hash = std::move(password_hash)](Connection& conn) {
     Transaction tx(conn);
-    insert_token(conn, t);
+    const bool recorded = insert_token(conn, t, &hash);
     tx.commit();
+    return recorded;
   };
-  co_await db_.write(std::move(query));
+  co_return co_await db_.write(std::move(query));
 }
 
 boost::asio::awaitable<TokenState> SqliteRefreshTokenStore::state(std::string jti) {
