@@ -60,6 +60,12 @@ constexpr std::size_t kKeepPending = 1024;
 // Written frames' slots are dropped from the front of a queue that has not emptied once
 // there are this many (and they are at least half of it).
 constexpr std::size_t kCompactAfter = 256;
+// A replay reads the log in pages of at most kReplayPage events, starting with
+// kReplayFirstPage, and then of about kReplayPageBytes of frames (a page is held in
+// memory while it is sent).
+constexpr std::size_t kReplayPage = 500;
+constexpr int kReplayFirstPage = 100;
+constexpr std::size_t kReplayPageBytes = std::size_t{1} << 20;
 
 realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
@@ -408,27 +414,38 @@ class Socket final : public realtime::Session,
     std::set<std::int64_t> recounted;  // chats whose replayed events may change my unread count
     if (since) {
       cursor = *since;
-      // Pages no bigger than half the send queue, each sent once the queue has room: a
-      // long replay is not a slow reader.
-      const int page_size =
-          static_cast<int>(std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, 500));
+      // Each frame goes once the send queue is below half of what a socket may hold, in
+      // frames and in bytes: a long replay is not a slow reader, whatever its events' size.
+      // Pages hold about kReplayPageBytes: events naming a chat's thousands of members
+      // (chat_updated) come fewer at a time than messages do.
+      const int most = static_cast<int>(
+          std::clamp<std::size_t>(context_.limits.max_queued_frames / 2, 1, kReplayPage));
+      int page_size = std::min(most, kReplayFirstPage);
       asio::steady_timer pause(executor_);
       for (;;) {
-        while (replay_must_wait()) {
-          pause.expires_after(std::chrono::milliseconds(5));
-          co_await pause.async_wait(use_tuple);
-          if (is_closed()) co_return;
-        }
         auto page = co_await context_.store.chats().replay(user_id(), cursor, page_size);
         if (page.resync_required) {
           enqueue(frame_of(R"({"type":"resync_required"})"));
           cursor = page.last_seq;
           break;
         }
+        std::size_t bytes = 0;
         for (const auto& e : page.events) {
+          while (replay_must_wait()) {
+            pause.expires_after(std::chrono::milliseconds(5));
+            co_await pause.async_wait(use_tuple);
+            if (is_closed()) co_return;
+          }
           const auto view = chats::event_for_viewer(e, user_id());
           if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
-          enqueue(frame_of(boost::json::serialize(view)));
+          std::string text = boost::json::serialize(view);
+          bytes += text.size();
+          enqueue(frame_of(std::move(text)));
+        }
+        if (!page.events.empty()) {
+          const std::size_t each = std::max<std::size_t>(1, bytes / page.events.size());
+          page_size = static_cast<int>(
+              std::clamp<std::size_t>(kReplayPageBytes / each, 1, static_cast<std::size_t>(most)));
         }
         for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
           context_.hub.note_delivered(chat, message, user_id());

@@ -1779,15 +1779,19 @@ def test_a_message_hidden_for_me_stays_hidden_live(server, client):
     assert about_messages(a) == [("pin", x), ("unpin", x), ("delete", x), ("edit", kept)]
 
 
-def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server):
-    """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES must
-    still get the whole replay: otherwise it is cut off on every reconnect and never resumes."""
-    s = make_server(WS_MAX_QUEUED_FRAMES=32)
+@pytest.mark.parametrize("limit", ["frames", "bytes"])
+def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server, limit):
+    """A client that reads promptly but missed more events than WS_MAX_QUEUED_FRAMES, or
+    more bytes of them than WS_MAX_QUEUED_BYTES, must still get the whole replay: otherwise
+    it is cut off on every reconnect and never resumes. (Bytes: 60 messages of 4,096
+    control characters, about 24 KB each once escaped, against 64 KiB.)"""
+    s = make_server(WS_MAX_QUEUED_FRAMES=32) if limit == "frames" else make_server(WS_MAX_QUEUED_BYTES=65536)
     c = Client(s)
     a, b = c.register(), c.register()
     chat = private_chat(c, a, b)
     since = c.get("/api/events/?since=0", token=b["access"]).json()["seq"]
-    ids = [rest_send(c, a, chat, f"missed {i}")["id"] for i in range(60)]
+    text = (lambda i: f"missed {i}") if limit == "frames" else (lambda i: f"{i}" + "\x01" * 4090)
+    ids = [rest_send(c, a, chat, text(i))["id"] for i in range(60)]
 
     async def main():
         ws = await user_ws(s, b, sync=False, since=since)
