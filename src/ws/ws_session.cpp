@@ -64,7 +64,7 @@ constexpr std::size_t kCompactAfter = 256;
 // kReplayFirstPage, and then of about kReplayPageBytes of frames (a page is held in
 // memory while it is sent).
 constexpr std::size_t kReplayPage = 500;
-constexpr int kReplayFirstPage = 100;
+constexpr int kReplayFirstPage = 20;
 constexpr std::size_t kReplayPageBytes = std::size_t{1} << 20;
 
 realtime::Frame frame_of(std::string s) {

@@ -348,6 +348,28 @@ def test_status_moves_from_sent_to_delivered_to_read(client):
     assert history(client, a, g["id"])["results"][0]["status"] == "read"
 
 
+def test_a_page_of_events_holds_about_four_megabytes(client):
+    """GET /api/events/ stops a page at about 4 MiB of events, before `limit`, and says
+    has_more: the next page goes on from its seq, and every event comes once, in order.
+    (200 messages of 4,096 control characters: about 24 KB each once escaped.)"""
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+    ids = [send(client, a, g["id"], f"{i}" + "\x01" * 4090)["id"] for i in range(200)]
+    seen, cursor, pages = [], since, []
+    while True:
+        r = client.get(f"/api/events/?since={cursor}&limit=1000", token=b["access"])
+        assert r.status_code == 200, r.text[:300]
+        page = r.json()
+        pages.append((len(r.content), len(page["results"]), page["has_more"]))
+        seen += [e["message_id"] for e in page["results"] if e["type"] == "message"]
+        cursor = page["seq"]
+        if not page["has_more"]:
+            break
+        assert len(pages) < 10, pages
+    assert seen == ids, pages
+    assert len(pages) >= 2 and all(size < 5_000_000 for size, _, _ in pages), pages
+
 def test_fetching_events_delivers_every_chat_and_logs_as_a_socket_does(client):
     """GET /api/events/ delivers the newest message of each chat of its page, as a socket's
     delivery does: every sender of a small chat hears a `delivered`, while a group of more
