@@ -162,6 +162,9 @@ boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
     if (auto p = chat_name_problem(*name)) errors.add("name", *p);
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
+  // The same name again changes nothing: no event (each names every member; repeated, they
+  // would fill the log and the members' sockets for nothing).
+  if (*name == summary->chat.name) co_return std::move(*summary);
 
   ChatSummary shape = *summary;
   auto events = [shape](const ChatRecord& chat) mutable {

@@ -114,6 +114,11 @@ def test_group_roles_rename_and_members(client, people):
     assert roles == {uid(ann): "owner", uid(bob): "member"}
     r = client.patch(f"/api/chats/{g['id']}/", token=ann["access"], json={"name": "renamed"})
     assert r.status_code == 200 and r.json()["name"] == "renamed"
+    # The same name again: the same answer, and nothing logged for the members.
+    seq = client.get("/api/events/?since=0", token=bob["access"]).json()["seq"]
+    again = client.patch(f"/api/chats/{g['id']}/", token=ann["access"], json={"name": "renamed"})
+    assert again.status_code == 200 and again.json() == r.json(), (again.text, r.text)
+    assert client.get(f"/api/events/?since={seq}", token=bob["access"]).json()["results"] == []
     r = client.post(f"/api/chats/{g['id']}/members/", token=ann["access"], json={"user_id": uid(cat), "role": "admin"})
     assert r.status_code == 201
     assert r.json() == {"id": uid(cat), "username": cat["user"]["username"], "role": "admin"}
