@@ -668,6 +668,45 @@ def test_logins_racing_a_password_change_get_no_session_that_outlives_it(make_se
             alive.append((r.status_code, me.status_code))
     assert not alive, f"{len(alive)} of {logins} sessions outlived the change: {alive[:5]}"
 
+def test_refreshes_racing_a_password_change_keep_no_session_alive(make_server):
+    """With rotation on, other sessions keep refreshing (each refresh revokes the token it
+    used and records a new one) while the password is changed: the token a rotation made
+    as the change ended the sessions must end with them. Afterwards every session's newest
+    refresh token is refused, and its newest access token too."""
+    server = make_server(ROTATE_REFRESH_TOKENS=1, PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    client = Client(server)
+    alive, sessions = [], 0
+    for k in range(25):
+        ann = client.register()
+        others = [client.login(uname(ann), ann["password"]) for _ in range(4)]
+        stop = [False]
+
+        def keep_refreshing(pair):
+            s = Client(server)
+            while not stop[0]:
+                r = s.post("/api/auth/refresh/", json={"refresh": pair["refresh"]})
+                if r.status_code != 200:
+                    break
+                pair = {**pair, **r.json()}
+            return pair
+        with ThreadPoolExecutor(4) as pool:
+            chains = [pool.submit(keep_refreshing, pair) for pair in others]
+            time.sleep(0.03)
+            r = client.patch("/api/users/me/", token=ann["access"],
+                             json={"password": f"changed-{k}-{uuid.uuid4().hex}",
+                                   "current_password": ann["password"]})
+            assert r.status_code == 200, r.text
+            time.sleep(0.05)
+            stop[0] = True
+            newest = [c.result() for c in chains]
+        sessions += len(newest)
+        for pair in newest:
+            r = client.post("/api/auth/refresh/", json={"refresh": pair["refresh"]})
+            me = client.get("/api/users/me/", token=pair["access"])
+            if r.status_code != 401 or me.status_code != 401:
+                alive.append((k, r.status_code, me.status_code))
+    assert not alive, f"{len(alive)} of {sessions} sessions outlived the change: {alive[:5]}"
+
 # ---- 6. no secrets in the log ---------------------------------------------------------------------
 
 def test_tokens_and_passwords_never_reach_the_log(make_server):

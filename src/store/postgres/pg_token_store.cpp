@@ -43,6 +43,13 @@ constexpr const char* kEndOtherSessions =
     "SELECT session, $3, expires + $4 FROM others ON CONFLICT DO NOTHING) "
     "SELECT session FROM others";
 constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_at_seconds < $1";
+// A rotation and the end of the other sessions take turns on the user's row: else a
+// rotation's new token, committed after the end read the active tokens, would go on
+// (the end's UPDATE waits for the old token's row, then finds it revoked, and misses the
+// new one). The end takes the row FOR UPDATE before its statement, so that statement's
+// snapshot has every rotation that went first.
+constexpr const char* kShareUser = "SELECT 1 FROM users WHERE id = $1 FOR SHARE";
+constexpr const char* kLockUser = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
 
 PgParams token_params(const RefreshTokenRecord& t) {
   std::optional<std::string> session;  // none: a token from before sessions were recorded
@@ -81,6 +88,8 @@ boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
   bool rotated = false;
   auto body = [&](PgConnection& c) -> boost::asio::awaitable<void> {
     rotated = false;
+    auto user = pg_params(next.user_id);
+    co_await c.prepared(kShareUser, std::move(user));
     auto revoke = pg_params(old_jti, now);
     auto revoked = co_await c.prepared(kRevokeIfActive, std::move(revoke));
     if (revoked.affected() != 1) co_return;
@@ -95,11 +104,18 @@ boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
 
 boost::asio::awaitable<std::vector<std::string>> PgRefreshTokenStore::end_other_sessions(
     std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) {
-  auto params = pg_params(user_id, keep_session, now, access_lifetime);
-  auto r = co_await db_.query(kEndOtherSessions, std::move(params));
   std::vector<std::string> ended;
-  ended.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
+  auto body = [&](PgConnection& c) -> boost::asio::awaitable<void> {
+    ended.clear();
+    auto user = pg_params(user_id);
+    co_await c.prepared(kLockUser, std::move(user));
+    auto params = pg_params(user_id, keep_session, now, access_lifetime);
+    auto r = co_await c.prepared(kEndOtherSessions, std::move(params));
+    ended.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn));
   co_return ended;
 }
 
