@@ -423,6 +423,7 @@ class Socket final : public realtime::Session,
       int page_size = std::min(most, kReplayFirstPage);
       asio::steady_timer pause(executor_);
       for (;;) {
+        if (is_closed()) co_return;  // cut off, or evicted: nothing more to read for it
         auto page = co_await context_.store.chats().replay(user_id(), cursor, page_size);
         if (page.resync_required) {
           enqueue(frame_of(R"({"type":"resync_required"})"));
@@ -431,10 +432,15 @@ class Socket final : public realtime::Session,
         }
         std::size_t bytes = 0;
         for (const auto& e : page.events) {
-          while (replay_must_wait()) {
+          for (std::size_t before = queued_bytes(); replay_must_wait();) {
             pause.expires_after(std::chrono::milliseconds(5));
             co_await pause.async_wait(use_tuple);
             if (is_closed()) co_return;
+            // Its pongs are read once the replay is done; a client that takes in the
+            // replay is not idle, however long that takes on a slow link.
+            const std::size_t now = queued_bytes();
+            if (now < before) heard();
+            before = now;
           }
           const auto view = chats::event_for_viewer(e, user_id());
           if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
@@ -447,6 +453,7 @@ class Socket final : public realtime::Session,
           page_size = static_cast<int>(
               std::clamp<std::size_t>(kReplayPageBytes / each, 1, static_cast<std::size_t>(most)));
         }
+        if (is_closed()) co_return;  // its frames were dropped: nothing was delivered
         for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
           context_.hub.note_delivered(chat, message, user_id());
         }
@@ -585,6 +592,11 @@ class Socket final : public realtime::Session,
     std::lock_guard lock(mutex_);
     return queue_size() > context_.limits.max_queued_frames / 2 ||
            queued_bytes_ > context_.limits.max_queued_bytes / 2;
+  }
+
+  std::size_t queued_bytes() {
+    std::lock_guard lock(mutex_);
+    return queued_bytes_;
   }
 
   bool is_closed() {
