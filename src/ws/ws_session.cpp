@@ -432,16 +432,8 @@ class Socket final : public realtime::Session,
         }
         std::size_t bytes = 0;
         for (const auto& e : page.events) {
-          for (std::size_t before = queued_bytes(); replay_must_wait();) {
-            pause.expires_after(std::chrono::milliseconds(5));
-            co_await pause.async_wait(use_tuple);
-            if (is_closed()) co_return;
-            // Its pongs are read once the replay is done; a client that takes in the
-            // replay is not idle, however long that takes on a slow link.
-            const std::size_t now = queued_bytes();
-            if (now < before) heard();
-            before = now;
-          }
+          const bool open = co_await wait_for_room(pause, false);
+          if (!open) co_return;
           const auto view = chats::event_for_viewer(e, user_id());
           if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
           std::string text = boost::json::serialize(view);
@@ -460,6 +452,10 @@ class Socket final : public realtime::Session,
         cursor = page.last_seq;  // below `since` when that was ahead of the log
         if (!page.has_more) break;
       }
+      // What was held meanwhile (up to the socket's limits) goes out once the replay's
+      // frames are written: on top of them, it could pass the limits.
+      const bool open = co_await wait_for_room(pause, true);
+      if (!open) co_return;
     }
     {
       std::lock_guard lock(mutex_);
@@ -583,6 +579,22 @@ class Socket final : public realtime::Session,
       co_return false;
     }
     context_.hub.settle(shared_from_this(), unread_states(*states), states->seq, which);
+    co_return true;
+  }
+
+  // Waits while the queue holds more than half of its limits (replay_must_wait), or with
+  // `empty` anything at all. A client's pongs are read once the replay is done: one that
+  // takes in the replay is not idle, however long that takes on a slow link. False when
+  // the socket closed meanwhile.
+  asio::awaitable<bool> wait_for_room(asio::steady_timer& pause, bool empty) {
+    for (std::size_t before = queued_bytes(); empty ? queued_bytes() > 0 : replay_must_wait();) {
+      pause.expires_after(std::chrono::milliseconds(5));
+      co_await pause.async_wait(use_tuple);
+      if (is_closed()) co_return false;
+      const std::size_t now = queued_bytes();
+      if (now < before) heard();
+      before = now;
+    }
     co_return true;
   }
 
