@@ -269,6 +269,20 @@ class RedisBroker final : public Broker {
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
+  // The chat's state while it is still the generation `ref` names; else null (it was
+  // dropped, or heard again after a pause).
+  ChatState* current(const ChatRef& ref) {
+    auto it = chats_.find(ref.first);
+    return it == chats_.end() || it->second.gen != ref.second ? nullptr : &it->second;
+  }
+
+  std::vector<std::int64_t> local_users() const {
+    std::vector<std::int64_t> ids;
+    ids.reserve(users_.size());
+    for (const auto& [id, n] : users_) ids.push_back(id);
+    return ids;
+  }
+
   std::string chat_channel(std::int64_t id) const { return prefix_ + "c:" + std::to_string(id); }
   std::string user_channel(std::int64_t id) const { return prefix_ + "u:" + std::to_string(id); }
   std::string resync_channel() const { return prefix_ + "resync"; }
@@ -605,11 +619,11 @@ class RedisBroker final : public Broker {
         boost::system::error_code ec;
         co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       }
-      for (const auto& [id, gen] : fresh) {
-        auto it = chats_.find(id);
-        if (it == chats_.end() || it->second.gen != gen) continue;
-        it->second.delivered = std::max(it->second.delivered, start);
-        it->second.starting = false;
+      for (const auto& ref : fresh) {
+        ChatState* st = current(ref);
+        if (st == nullptr) continue;
+        st->delivered = std::max(st->delivered, start);
+        st->starting = false;
       }
     }
     co_await subscribed(std::move(channels));
@@ -670,12 +684,12 @@ class RedisBroker final : public Broker {
     if (!users.empty() && !counted) ++users_catching_up_;
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
-    for (const auto& [id, gen] : chats) {
-      auto it = chats_.find(id);
-      if (it == chats_.end() || it->second.gen != gen) continue;
-      ids.push_back(id);
-      after = std::min(after, fill_gaps ? users_after : it->second.delivered);
-      if (it->second.refill) after = std::min(after, it->second.refill->after);
+    for (const auto& ref : chats) {
+      const ChatState* st = current(ref);
+      if (st == nullptr) continue;
+      ids.push_back(ref.first);
+      after = std::min(after, fill_gaps ? users_after : st->delivered);
+      if (st->refill) after = std::min(after, st->refill->after);
     }
     const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     std::vector<std::int64_t> readers = users;  // whose chats' events are read
@@ -728,14 +742,13 @@ class RedisBroker final : public Broker {
       // Cut short (by a lost connection) after held events of chats the node does not hear
       // were dropped, and the last catch-up of users: one of every local user takes over
       // its count, reads them, and holds back what comes until then.
-      std::vector<std::int64_t> local_users;
-      for (const auto& [id, n] : users_) local_users.push_back(id);
+      std::vector<std::int64_t> everyone = local_users();
       const std::int64_t from = std::exchange(untracked_refill_, std::nullopt)->after;
-      handed_over = !local_users.empty();
+      handed_over = !everyone.empty();
       if (handed_over) {
         std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
         asio::co_spawn(strand_,
-                       catch_up(std::move(no_chats), std::move(local_users), from, false, true),
+                       catch_up(std::move(no_chats), std::move(everyone), from, false, true),
                        asio::detached);
       }
     }
@@ -744,12 +757,12 @@ class RedisBroker final : public Broker {
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
     if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
-      for (const auto& [id, gen] : chats) {
-        auto it = chats_.find(id);
-        if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
-        it->second.live = true;
-        unhold(it->second.held.size());
-        for (auto& e : std::exchange(it->second.held, {})) waiting.push_back({std::move(e), true});
+      for (const auto& ref : chats) {
+        ChatState* st = current(ref);
+        if (st == nullptr || st->live) continue;
+        st->live = true;
+        unhold(st->held.size());
+        for (auto& e : std::exchange(st->held, {})) waiting.push_back({std::move(e), true});
       }
     }
     std::stable_sort(waiting.begin(), waiting.end(),
@@ -780,9 +793,8 @@ class RedisBroker final : public Broker {
       }
     };
     const std::unordered_set<std::int64_t> read(ids.begin(), ids.end());
-    for (const auto& [id, gen] : chats) {
-      auto it = chats_.find(id);
-      if (it != chats_.end() && it->second.gen == gen && read.contains(id)) done(it->second.refill);
+    for (const auto& ref : chats) {
+      if (ChatState* st = current(ref); st != nullptr && read.contains(ref.first)) done(st->refill);
     }
     if (all_users) done(untracked_refill_);
   }
@@ -802,16 +814,16 @@ class RedisBroker final : public Broker {
     std::vector<std::int64_t> waiting;
     readers.clear();
     unheard_after = INT64_MAX;
-    for (const auto& [id, gen] : chats) {
-      auto it = chats_.find(id);
-      if (it == chats_.end() || it->second.gen != gen || it->second.live) continue;
-      waiting.push_back(id);
-      if (it->second.refill) after = std::min(after, it->second.refill->after);
+    for (const auto& ref : chats) {
+      const ChatState* st = current(ref);
+      if (st == nullptr || st->live) continue;
+      waiting.push_back(ref.first);
+      if (st->refill) after = std::min(after, st->refill->after);
     }
     if (users > 0 && users_catching_up_ == 1 && untracked_refill_) {
       unheard_after = untracked_refill_->after;
       after = std::min(after, unheard_after);
-      for (const auto& [id, n] : users_) readers.push_back(id);
+      readers = local_users();
     }
     ids = after == INT64_MAX ? std::vector<std::int64_t>{} : std::move(waiting);
     return after;
@@ -832,8 +844,7 @@ class RedisBroker final : public Broker {
       st.live = false;
       chats.emplace_back(id, st.gen);
     }
-    std::vector<std::int64_t> users;
-    for (const auto& [id, n] : users_) users.push_back(id);
+    std::vector<std::int64_t> users = local_users();
     asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), after, true),
                    asio::detached);
   }
@@ -876,8 +887,7 @@ class RedisBroker final : public Broker {
     for (const auto& [id, st] : chats_) {
       if (!st.starting) chats.emplace_back(id, st.gen);  // a starting chat catches up itself
     }
-    std::vector<std::int64_t> users;
-    for (const auto& [id, n] : users_) users.push_back(id);
+    std::vector<std::int64_t> users = local_users();
     const std::int64_t users_after = *lost_at_;
     lost_at_.reset();
     asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), users_after, false),
@@ -912,8 +922,8 @@ class RedisBroker final : public Broker {
   std::uint64_t drops_ = 0;                       // times held events were dropped (hold)
   std::uint64_t users_added_ = 0;                 // users that became local (start_hearing)
   RecentSet<std::int64_t> noticed_{kRecentSeqs};  // notices read already (by seq)
-  // Notices being read (on_chat_notice): the seqs whose gate is shut, the new chats by id
-  // (with their seq), and the events waiting for them, by seq.
+  // Gates shut (shut_gate: a notice being read, a chat joined through an event), the new
+  // chats of notices by id (with their seq), and the events waiting for them, by seq.
   std::map<std::uint64_t, std::int64_t> gates_;  // by id (shut_gate): the first seq held back
   std::multiset<std::int64_t> gate_seqs_;        // the same seqs, in order
   std::uint64_t next_gate_ = 0;
