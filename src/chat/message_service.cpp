@@ -356,9 +356,8 @@ boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, s
       break;
     }
     since = part.last_seq;
-    const std::size_t each = std::max<std::size_t>(1, bytes / held);
-    want = static_cast<int>(std::clamp<std::size_t>((kEventsPageBytes - bytes) / each, 1,
-                                                    static_cast<std::size_t>(limit) - held));
+    want = replay_read_size(bytes, held, kEventsPageBytes - bytes,
+                            static_cast<std::size_t>(limit) - held);
   }
   // Fetching is delivery, as for a page of history: every chat of the page in one write.
   const DeliveredUpTo delivered = delivered_by_replay(replay.events, me);

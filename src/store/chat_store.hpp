@@ -7,6 +7,8 @@
 
 #include <boost/asio/awaitable.hpp>
 
+#include <algorithm>
+#include <cstddef>
 #include <functional>
 #include <optional>
 #include <string>
@@ -107,6 +109,16 @@ struct Replay {
   std::int64_t last_seq = 0;     // where the reader moves to: the last event sent, or the
                                  // newest seq (even below a `since` ahead of the log)
 };
+
+// How many events the next read of a replay (a socket's, or GET /api/events/'s) asks for
+// to hold about `room` bytes, judged from the `bytes` of the `events` read so far (at
+// least one); between 1 and `most`. Events range from a short message to a chat object
+// naming thousands of members.
+inline int replay_read_size(std::size_t bytes, std::size_t events, std::size_t room,
+                            std::size_t most) {
+  const std::size_t each = std::max<std::size_t>(1, bytes / std::max<std::size_t>(1, events));
+  return static_cast<int>(std::clamp<std::size_t>(room / each, 1, std::max<std::size_t>(1, most)));
+}
 
 class ChatStore {
  public:

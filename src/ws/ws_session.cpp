@@ -441,9 +441,8 @@ class Socket final : public realtime::Session,
           enqueue(frame_of(std::move(text)));
         }
         if (!page.events.empty()) {
-          const std::size_t each = std::max<std::size_t>(1, bytes / page.events.size());
-          page_size = static_cast<int>(
-              std::clamp<std::size_t>(kReplayPageBytes / each, 1, static_cast<std::size_t>(most)));
+          page_size = store::replay_read_size(bytes, page.events.size(), kReplayPageBytes,
+                                              static_cast<std::size_t>(most));
         }
         if (is_closed()) co_return;  // its frames were dropped: nothing was delivered
         for (const auto& [chat, message] : chats::delivered_by_replay(page.events, user_id())) {
