@@ -660,13 +660,20 @@ def test_logins_racing_a_password_change_get_no_session_that_outlives_it(make_se
         logins += len(won)
         got += won
     assert logins > 0  # the race was run
+    alive = still_working(client, got)
+    assert not alive, f"{len(alive)} of {logins} sessions outlived the change: {alive[:5]}"
+
+
+def still_working(client, pairs):
+    """(refresh status, access status) of each session whose refresh or access token still
+    works."""
     alive = []
-    for pair in got:
+    for pair in pairs:
         r = client.post("/api/auth/refresh/", json={"refresh": pair["refresh"]})
         me = client.get("/api/users/me/", token=pair["access"])
         if r.status_code != 401 or me.status_code != 401:
             alive.append((r.status_code, me.status_code))
-    assert not alive, f"{len(alive)} of {logins} sessions outlived the change: {alive[:5]}"
+    return alive
 
 def test_refreshes_racing_a_password_change_keep_no_session_alive(make_server):
     """With rotation on, other sessions keep refreshing (each refresh revokes the token it
@@ -700,11 +707,7 @@ def test_refreshes_racing_a_password_change_keep_no_session_alive(make_server):
             stop[0] = True
             newest = [c.result() for c in chains]
         sessions += len(newest)
-        for pair in newest:
-            r = client.post("/api/auth/refresh/", json={"refresh": pair["refresh"]})
-            me = client.get("/api/users/me/", token=pair["access"])
-            if r.status_code != 401 or me.status_code != 401:
-                alive.append((k, r.status_code, me.status_code))
+        alive += [(k, *statuses) for statuses in still_working(client, newest)]
     assert not alive, f"{len(alive)} of {sessions} sessions outlived the change: {alive[:5]}"
 
 # ---- 6. no secrets in the log ---------------------------------------------------------------------
