@@ -117,6 +117,17 @@ if hist:
     bad = sum(r["bad_pages"] for r in hist["runs"])
     rows.append(("  every page checked", "", "ok" if bad == 0 else f"{bad} bad pages", "ok"))
     add_usage(hist)
+search = load("search")
+if search:
+    rows.append((f"Search over {search['fill_messages']:,} messages of others "
+                 f"({search['words_per_message']} words each), one match", "", "", ""))
+    for q in search["queries"]:
+        rows.append((f"  q={q['q']}: requests/s, p99 ms", "requests/s, ms",
+                     f"{spread([r['requests_per_second'] for r in q['runs']])} / "
+                     f"{spread([r['latency']['p99_ms'] for r in q['runs']], '{:.1f}')}", ""))
+    bad = sum(r["bad_answers"] for q in search["queries"] for r in q["runs"])
+    rows.append(("  every answer checked (the one match)", "", "ok" if bad == 0 else f"{bad} bad answers", "ok"))
+    add_usage(search)
 idle = load("idle")
 if idle:
     rows.append((f"Idle sockets ({idle['sockets']:,}, two chats each)", "KiB RSS/socket",

@@ -3,7 +3,7 @@
 # and chatbench to core 1 (taskset), on loopback only. Writes bench/results/<name>.json,
 # prints a table, and draws the latency distributions (bench/results/latency.svg).
 #   bench/run.sh BUILD_DIR [SCENARIO...]
-#     scenarios: fanout relay ingest ingest-pg history idle reconnect
+#     scenarios: fanout relay ingest ingest-pg history search idle reconnect
 set -euo pipefail
 build=$(cd "${1:?build folder}" && pwd)
 shift || true
@@ -104,7 +104,7 @@ bench() {
   fi
 }
 
-scenarios=${*:-fanout relay ingest ingest-pg history idle reconnect}
+scenarios=${*:-fanout relay ingest ingest-pg history search idle reconnect}
 # Fan-out as fast as it goes: ten senders, eight messages in flight each.
 fanout_max="--members 1000 --senders 10 --rate 0 --window 8 --warmup 2 --seconds 5 --runs 3"
 for s in $scenarios; do
@@ -179,6 +179,13 @@ for s in $scenarios; do
       # A chat of a million messages, filled through the API first (a few minutes).
       start_server history
       bench history history --history-messages 1000000 --http-connections 32 --warmup 2 --seconds 5 --runs 3
+      stop_server
+      ;;
+    search)
+      # 10,000 messages of 200 words each, every word an "a" and six random letters, in a
+      # chat the searcher is not in; then prefixes of 1, 2 and 3 letters and a whole word.
+      start_server search
+      bench search search --search-messages 10000 --search-words 200 --http-connections 8 --warmup 1 --seconds 3 --runs 3
       stop_server
       ;;
     reconnect)

@@ -39,7 +39,8 @@ int main(int argc, char** argv) {
   Options o;
   std::string scenario;
   std::string out;
-  app.add_option("scenario", scenario, "fanout | ingest | idle | history | reconnect | relay")
+  app.add_option("scenario", scenario,
+                 "fanout | ingest | idle | history | search | reconnect | relay")
       ->required();
   app.add_option("--host", o.target.host, "server address (loopback)");
   app.add_option("--port", o.target.port, "server port");
@@ -61,6 +62,8 @@ int main(int argc, char** argv) {
   app.add_option("--storm-seconds", o.storm_seconds, "reconnect: everyone back within this");
   app.add_option("--history-messages", o.history_messages, "history: messages in the chat");
   app.add_option("--page-size", o.page_size);
+  app.add_option("--search-messages", o.search_messages, "search: messages of others");
+  app.add_option("--search-words", o.search_words, "search: words in each of them");
   app.add_option("--http-connections", o.http_connections);
   app.add_option("--out", out, "write the report here as well");
   CLI11_PARSE(app, argc, argv);
@@ -78,6 +81,7 @@ int main(int argc, char** argv) {
     if (scenario == "idle") co_return co_await run_idle(o);
     if (scenario == "history") co_return co_await run_history(o);
     if (scenario == "reconnect") co_return co_await run_reconnect(o);
+    if (scenario == "search") co_return co_await run_search(o);
     throw std::invalid_argument("unknown scenario: " + scenario);
   };
   auto result = boost::asio::co_spawn(io, run(), boost::asio::use_future);

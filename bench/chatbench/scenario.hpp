@@ -36,6 +36,9 @@ struct Options {
   long long history_messages = 1'000'000;
   int page_size = 50;
   int http_connections = 32;
+  // search
+  int search_messages = 10'000;
+  int search_words = 200;  // per message of the fill
 };
 
 using Report = boost::json::object;
@@ -47,5 +50,6 @@ asio::awaitable<Report> run_ingest(const Options& o);
 asio::awaitable<Report> run_idle(const Options& o);
 asio::awaitable<Report> run_history(const Options& o);
 asio::awaitable<Report> run_reconnect(const Options& o);
+asio::awaitable<Report> run_search(const Options& o);
 
 }  // namespace chatbench

@@ -1,4 +1,4 @@
-"""chatbench, the load generator (bench/chatbench), against a real chatd: its three
+"""chatbench, the load generator (bench/chatbench), against a real chatd: its
 scenarios run end to end in miniature and report numbers that add up, and its delivery
 check fails when the server drops messages. Keeps `make bench` from rotting between runs.
 
@@ -145,6 +145,20 @@ def test_reconnect_storm_replays_every_client(make_server, tmp_path):
         assert run["check"]["ok"] is True, run
         assert run["messages_missed_and_replayed"] == 4, run  # one in every tenth chat
         assert run["handshakes_per_second"] > 0 and run["seconds_to_last_synced"] > 0, run
+
+
+def test_search_answers_every_query_with_the_one_match(make_server, tmp_path):
+    server = make_server(**BENCH_SETTINGS)
+    report = chatbench(server, tmp_path, "search", "--search-messages", "200", "--search-words", "20",
+                       "--http-connections", "2", "--warmup", "0.2", "--seconds", "0.5", "--runs", "2")
+    assert report["scenario"] == "search" and report["fill_messages"] == 200, report
+    assert [q["q"] for q in report["queries"]] == ["a", "ab", "abc", "abcdefg"]
+    for q in report["queries"]:
+        assert len(q["runs"]) == 2, q
+        for run in q["runs"]:
+            assert run["requests"] > 0 and run["bad_answers"] == 0, (q["q"], run)
+            assert run["latency"]["count"] == run["requests"], run
+        assert q["latency_all_runs"]["count"] == sum(r["requests"] for r in q["runs"])
 
 
 def test_fanout_through_the_bare_relay(tmp_path):
