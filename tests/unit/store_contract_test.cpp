@@ -852,10 +852,22 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"hel"}, created.chat_id, 10))),
             std::vector<std::int64_t>{ids[1]});
   EXPECT_TRUE(run(chats.search(ann.id, {"orld"}, std::nullopt, 10)).empty());  // not infix
+  // Prefixes of one and two characters (SQLite answers them from indexes of their own).
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"п"}, std::nullopt, 10))),
+            (std::vector<std::int64_t>{ids[3], ids[0]}));
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"w", "пр"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[3]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"h"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[1]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ё"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[2]});
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
   ASSERT_TRUE(run(chats.edit_message(ids[1], "Goodbye moon", 30, none)));
   EXPECT_TRUE(run(chats.search(ann.id, {"hello"}, std::nullopt, 10)).empty());
   EXPECT_EQ(run(chats.search(ann.id, {"moon"}, std::nullopt, 10)).size(), 1U);
+  EXPECT_TRUE(run(chats.search(ann.id, {"h"}, std::nullopt, 10)).empty());  // the old text's
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"m"}, std::nullopt, 10))),
+            (std::vector<std::int64_t>{ids[3], ids[1]}));
   auto bob = make_user("bob");
   EXPECT_TRUE(run(chats.search(bob.id, {"moon"}, std::nullopt, 10)).empty());  // not his chat
 }
@@ -1089,9 +1101,9 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
   if (GetParam().name == "sqlite") expect_index_matches_texts(scratch_ / "db.sqlite3");
 }
 
-// A database made before the text index read from the messages rows (migration 4): its
-// index, a copy of every live text, is made again from the rows, and edits after the
-// migration remove the terms the rows held.
+// A database made before the text index read from the messages rows (migration 4) and had
+// prefix indexes (migration 8): its index, a copy of every live text, is made again from the
+// rows, and edits after the migration remove the terms the rows held.
 TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   if (GetParam().name != "sqlite") GTEST_SKIP() << "SQLite's full-text index";
   auto ann = make_user("ann");
@@ -1123,7 +1135,7 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
                          "'unicode61 remove_diacritics 2');"
                          "INSERT INTO messages_fts(rowid, text) "
                          "SELECT id, text FROM messages WHERE is_deleted = 0;"
-                         "DELETE FROM schema_migrations WHERE version = 4;",
+                         "DELETE FROM schema_migrations WHERE version IN (4, 8);",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
@@ -1131,8 +1143,9 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
 
   store_ = GetParam().open(scratch_.string(), io_.get_executor());
   const auto applied = store_->migrate();
-  ASSERT_EQ(applied.size(), 1U);
+  ASSERT_EQ(applied.size(), 2U);
   EXPECT_EQ(applied[0].version, 4);
+  EXPECT_EQ(applied[1].version, 8);  // and the index of short prefixes made from the rows
   expect_index_matches_texts(file);
   auto found = [&](const char* term) {
     return ids_of(run(store_->chats().search(ann.id, {term}, std::nullopt, 10)));
@@ -1140,6 +1153,8 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   EXPECT_EQ(found("first"), std::vector<std::int64_t>{plain});
   EXPECT_EQ(found("alpha"), std::vector<std::int64_t>{edited});
   EXPECT_TRUE(found("bravo").empty());
+  EXPECT_EQ(found("c"), std::vector<std::int64_t>{plain});
+  EXPECT_TRUE(found("b").empty());
   ASSERT_TRUE(run(store_->chats().edit_message(plain, "charlie third", 40, none)));
   EXPECT_TRUE(found("first").empty());
   EXPECT_EQ(found("third"), std::vector<std::int64_t>{plain});
