@@ -35,6 +35,9 @@ boost::json::object member_json(const store::MemberRecord& m);
 boost::json::object chat_json(const store::ChatSummary& s, std::int64_t viewer);
 // The same without the per-member fields, as events carry it to every member.
 boost::json::object shared_chat_json(const store::ChatSummary& s);
+// [chat...], the chats as their member `viewer` sees them, as JSON text: the same objects
+// as chat_json, without building them.
+std::string chat_list_json(const std::vector<store::ChatSummary>& chats, std::int64_t viewer);
 
 boost::json::object pin_json(const store::PinRecord& p, const store::MessageRecord& m,
                              std::int64_t viewer, const store::Watermarks& w);

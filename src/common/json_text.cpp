@@ -123,4 +123,9 @@ void ObjectWriter::null(std::string_view k) {
   out_ += "null";
 }
 
+std::string& ObjectWriter::value_of(std::string_view k) {
+  key(k);
+  return out_;
+}
+
 }  // namespace chat::json_text

@@ -135,3 +135,80 @@ TEST(MessageJson, APageAsTextHasTheSameObjectsAsTheTree) {
   EXPECT_TRUE(first[4].as_object().at("sender_id").is_null());
   EXPECT_EQ(message_page_json({}, 1, w, false), R"({"results":[],"has_more":false})");
 }
+
+namespace {
+
+std::vector<std::string> keys_of(const boost::json::object& o) {
+  std::vector<std::string> out;
+  for (const auto& kv : o) out.emplace_back(kv.key());
+  return out;
+}
+
+}  // namespace
+
+// The chat list is written as text: each chat must hold API.md's fields, in order, with
+// what the summary holds, and the single chat and the events' chat the same.
+TEST(ChatJson, TheListAsTextHoldsEveryFieldOfEachChat) {
+  std::vector<store::ChatSummary> chats(2);
+  auto& group = chats[0];
+  group.chat.id = 7;
+  group.chat.type = store::ChatType::group;
+  group.chat.name = "the \"team\"\n";
+  group.chat.created_at = 1'700'000'000'000'001;
+  group.members = {{1, "ann", store::Role::owner, 0, 90, 90},
+                   {2, "b\\ob", store::Role::admin, 0, 80, 95}};
+  group.last_message.emplace();
+  group.last_message->id = 90;
+  group.last_message->chat_id = 7;
+  group.last_message->sender_id = 1;
+  group.last_message->sender_username = "ann";
+  group.last_message->text = "hi";
+  group.unread_count = 3;
+  group.last_read_message_id = 87;
+  group.pinned_message_ids = {85, 90};
+  auto& pair = chats[1];
+  pair.chat.id = 8;
+  pair.chat.type = store::ChatType::private_chat;
+  pair.members = {{1, "ann", store::Role::member, 0, 0, 0},
+                  {3, "cat", store::Role::member, 0, 0, 0}};
+
+  const auto list = boost::json::parse(chat_list_json(chats, 1)).as_array();
+  ASSERT_EQ(list.size(), 2U);
+  const std::vector<std::string> fields{"id",
+                                        "type",
+                                        "name",
+                                        "members",
+                                        "created_at",
+                                        "last_message",
+                                        "unread_count",
+                                        "last_read_message_id",
+                                        "pinned_message_ids"};
+  const auto& g = list[0].as_object();
+  EXPECT_EQ(keys_of(g), fields);
+  EXPECT_EQ(g.at("id").as_int64(), 7);
+  EXPECT_EQ(g.at("type").as_string(), "group");
+  EXPECT_EQ(g.at("name").as_string(), "the \"team\"\n");
+  EXPECT_EQ(g.at("members"), boost::json::parse(R"([{"id":1,"username":"ann","role":"owner"},)"
+                                                R"({"id":2,"username":"b\\ob","role":"admin"}])"));
+  EXPECT_EQ(g.at("created_at").as_string(), "2023-11-14T22:13:20.000001Z");
+  EXPECT_EQ(g.at("last_message").as_object(),
+            message_json(*group.last_message, 1, watermarks_of(group.members)));
+  EXPECT_EQ(g.at("last_message").as_object().at("status").as_string(), "delivered");
+  EXPECT_EQ(g.at("unread_count").as_int64(), 3);
+  EXPECT_EQ(g.at("last_read_message_id").as_int64(), 87);
+  EXPECT_EQ(g.at("pinned_message_ids"), boost::json::parse("[85,90]"));
+  const auto& p = list[1].as_object();
+  EXPECT_EQ(keys_of(p), fields);
+  EXPECT_EQ(p.at("type").as_string(), "private");
+  EXPECT_EQ(p.at("name").as_string(), "");
+  EXPECT_TRUE(p.at("last_message").is_null());
+  EXPECT_EQ(p.at("pinned_message_ids"), boost::json::array());
+
+  EXPECT_EQ(chat_json(group, 1), g);
+  const auto shared = shared_chat_json(group);
+  EXPECT_EQ(keys_of(shared), (std::vector<std::string>{"id", "type", "name", "members",
+                                                       "created_at", "pinned_message_ids"}));
+  EXPECT_EQ(shared.at("members"), g.at("members"));
+  EXPECT_EQ(member_json(group.members[1]), g.at("members").as_array()[1]);
+  EXPECT_EQ(chat_list_json({}, 1), "[]");
+}

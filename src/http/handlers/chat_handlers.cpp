@@ -11,17 +11,11 @@ namespace {
 namespace json = boost::json;
 using boost::asio::awaitable;
 
-json::object member_json(const store::MemberRecord& m) {
-  return {{"id", m.user_id}, {"username", m.username}, {"role", store::role_name(m.role)}};
-}
-
 awaitable<Response> list_chats(Services& s, Request& /*req*/, const RouteParams& /*params*/,
                                const store::UserRecord& me) {
   auto chats = co_await s.chats.list(me.id);
   if (!chats) co_return error_response(chats.error());
-  json::array out;
-  for (const auto& c : *chats) out.push_back(chats::chat_json(c, me.id));
-  co_return json_response(200, out);
+  co_return Response::json(200, chats::chat_list_json(*chats, me.id));
 }
 
 awaitable<Response> create_chat(Services& s, Request& /*req*/, const RouteParams& /*params*/,
@@ -73,7 +67,7 @@ awaitable<Response> add_member(Services& s, Request& req, const RouteParams& p,
   in.role = f.choice("role", false);
   auto member = co_await s.chats.add_member(me.id, id, std::move(in));
   if (!member) co_return error_response(member.error());
-  co_return json_response(201, member_json(*member));
+  co_return json_response(201, chats::member_json(*member));
 }
 
 awaitable<Response> change_role(Services& s, Request& req, const RouteParams& p,
@@ -86,7 +80,7 @@ awaitable<Response> change_role(Services& s, Request& req, const RouteParams& p,
   in.role = FieldReader(body, in.errors).choice("role", false);
   auto member = co_await s.chats.change_role(me.id, id, user_id, std::move(in));
   if (!member) co_return error_response(member.error());
-  co_return json_response(200, member_json(*member));
+  co_return json_response(200, chats::member_json(*member));
 }
 
 awaitable<Response> remove_member(Services& s, Request& /*req*/, const RouteParams& p,
