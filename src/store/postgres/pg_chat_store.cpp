@@ -366,32 +366,43 @@ asio::awaitable<std::optional<MessageRecord>> message_by_id(PgConnection& c, std
   co_return first_row(r, read_message);
 }
 
-asio::awaitable<std::int64_t> unread_of(PgConnection& c, std::int64_t chat_id,
-                                        std::int64_t user_id) {
-  auto params = pg_params(chat_id, user_id);
-  auto r = co_await c.prepared(kUnread, std::move(params));
-  co_return std::max<std::int64_t>(0, scalar(r));
+// A chat's summary takes five reads. They go out in one pipeline (one round trip, where
+// five took about 0.5 ms a chat on loopback), and a list's chats in pipelines of
+// kSummariesPerTrip.
+constexpr std::size_t kSummaryReads = 5;
+constexpr std::size_t kSummariesPerTrip = 64;
+
+void add_summary_reads(std::vector<PgStatement>& out, std::int64_t chat_id, std::int64_t viewer) {
+  out.push_back({kChatById, pg_params(chat_id)});
+  out.push_back({kMembers, pg_params(chat_id)});
+  out.push_back({kLastVisibleMessage, pg_params(chat_id, viewer)});
+  out.push_back({kUnread, pg_params(chat_id, viewer)});
+  out.push_back({kPinnedForViewer, pg_params(chat_id, viewer)});
+}
+
+// The summary from the results of add_summary_reads, which start at `r`.
+std::optional<ChatSummary> summary_from(const PgResult* r, std::int64_t viewer) {
+  auto chat = first_row(r[0], read_chat);
+  if (!chat) return std::nullopt;
+  ChatSummary out;
+  out.chat = std::move(*chat);
+  out.members = all_rows<MemberRecord>(r[1], read_member);
+  auto me = std::find_if(out.members.begin(), out.members.end(),
+                         [&](const MemberRecord& m) { return m.user_id == viewer; });
+  if (me == out.members.end()) return std::nullopt;
+  out.last_read_message_id = me->last_read_message_id;
+  out.last_message = first_row(r[2], read_message);
+  out.unread_count = std::max<std::int64_t>(0, scalar(r[3]));
+  for (int i = 0; i < r[4].rows(); ++i) out.pinned_message_ids.push_back(r[4].int64(i, 0));
+  return out;
 }
 
 asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int64_t chat_id,
                                                        std::int64_t viewer) {
-  auto chat = co_await chat_by_id(c, chat_id);
-  if (!chat) co_return std::nullopt;
-  ChatSummary out;
-  out.chat = std::move(*chat);
-  out.members = co_await members_of(c, chat_id);
-  auto me = std::find_if(out.members.begin(), out.members.end(),
-                         [&](const MemberRecord& m) { return m.user_id == viewer; });
-  if (me == out.members.end()) co_return std::nullopt;
-  out.last_read_message_id = me->last_read_message_id;
-  auto last_params = pg_params(chat_id, viewer);
-  auto last = co_await c.prepared(kLastVisibleMessage, std::move(last_params));
-  out.last_message = first_row(last, read_message);
-  out.unread_count = co_await unread_of(c, chat_id, viewer);
-  auto pin_params = pg_params(chat_id, viewer);
-  auto pins = co_await c.prepared(kPinnedForViewer, std::move(pin_params));
-  for (int i = 0; i < pins.rows(); ++i) out.pinned_message_ids.push_back(pins.int64(i, 0));
-  co_return out;
+  std::vector<PgStatement> reads;
+  add_summary_reads(reads, chat_id, viewer);
+  auto r = co_await c.pipeline(std::move(reads));
+  co_return summary_from(r.data(), viewer);
 }
 
 // BEGIN, and the newest seq in the same round trip: every seq this transaction takes is
@@ -620,9 +631,19 @@ asio::awaitable<std::vector<ChatSummary>> PgChatStore::summaries(std::int64_t vi
     out.clear();
     auto params = pg_params(viewer);
     auto ids = co_await c.prepared(kMyChatsByActivity, std::move(params));
-    for (int i = 0; i < ids.rows(); ++i) {
-      auto summary = co_await summary_of(c, ids.int64(i, 0), viewer);
-      if (summary) out.push_back(std::move(*summary));
+    const auto count = static_cast<std::size_t>(ids.rows());
+    for (std::size_t first = 0; first < count; first += kSummariesPerTrip) {
+      const std::size_t end = std::min(count, first + kSummariesPerTrip);
+      std::vector<PgStatement> reads;
+      reads.reserve((end - first) * kSummaryReads);
+      for (std::size_t i = first; i < end; ++i) {
+        add_summary_reads(reads, ids.int64(static_cast<int>(i), 0), viewer);
+      }
+      auto r = co_await c.pipeline(std::move(reads));
+      for (std::size_t k = 0; k + kSummaryReads <= r.size(); k += kSummaryReads) {
+        auto summary = summary_from(r.data() + k, viewer);
+        if (summary) out.push_back(std::move(*summary));
+      }
     }
   };
   // One snapshot for the whole list, so counts and last messages agree with each other.
