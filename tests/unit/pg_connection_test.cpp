@@ -4,6 +4,7 @@
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/use_future.hpp>
@@ -134,6 +135,33 @@ TEST(PgConnection, PipelinesIndependentStatements) {
     co_return seen;
   });
   EXPECT_EQ(out, (std::vector<std::string>{"10", "20", "2", "23505", "healthy", "2"}));
+}
+
+constexpr const char* kPipeFirst = "SELECT 'first'";
+constexpr const char* kPipeSecond = "SELECT 'second'";
+
+// A pipeline prepares its statements one by one. When the pool's plan epoch moves while it
+// does (a stale plan met on another connection), the next prepare deallocates every
+// statement, those this pipeline prepared already included: they are prepared again
+// before the pipeline is sent, under names that still stand.
+TEST(PgConnection, APipelinePreparesAgainWhenThePlanEpochMovesMeanwhile) {
+  REQUIRE_POSTGRES();
+  auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+    auto conn = co_await PgConnection::connect(ex, conninfo());
+    auto epoch = std::make_shared<std::atomic<std::uint64_t>>(0);
+    conn->share_plan_epoch(epoch);
+    // Runs once the pipeline waits for the server the first time: while it prepares its
+    // first statement.
+    asio::post(ex, [epoch] { epoch->fetch_add(1); });
+    std::vector<PgStatement> reads;
+    reads.push_back({kPipeFirst, {}});
+    reads.push_back({kPipeSecond, {}});
+    auto results = co_await conn->pipeline(std::move(reads));
+    std::vector<std::string> seen;
+    for (const auto& r : results) seen.emplace_back(r.text(0, 0));
+    co_return seen;
+  });
+  EXPECT_EQ(out, (std::vector<std::string>{"first", "second"}));
 }
 
 constexpr const char* kStaleRead = "SELECT * FROM stale_plan ORDER BY a";

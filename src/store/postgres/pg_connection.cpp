@@ -305,6 +305,7 @@ asio::awaitable<const std::string*> PgConnection::prepare(const char* sql) {
     // Not transactional, so allowed in the transaction a retry has begun.
     co_await query("DEALLOCATE ALL");
     statements_.clear();
+    ++statements_cleared_;
     statements_stale_ = false;
     statements_epoch_ = epoch;
   }
@@ -345,13 +346,21 @@ asio::awaitable<pg_result*> PgConnection::next_result() {
 
 asio::awaitable<std::vector<PgResult>> PgConnection::pipeline(std::vector<PgStatement> statements) {
   metrics::DbCallTimer timed(pipeline_metrics());
-  std::vector<const std::string*> names;
+  // Every statement prepared, by names that all still stand: a prepare() that meets a new
+  // plan epoch deallocates the ones before it (and frees their names), so the round starts
+  // over when that happened.
+  std::vector<std::string> names;
   names.reserve(statements.size());
-  for (const auto& s : statements) names.push_back(co_await prepare(s.sql));
+  for (;;) {
+    const std::uint64_t cleared = statements_cleared_;
+    names.clear();
+    for (const auto& s : statements) names.push_back(*co_await prepare(s.sql));
+    if (statements_cleared_ == cleared) break;
+  }
   if (PQenterPipelineMode(conn_) == 0) throw Unavailable(connection_error(conn_));
   for (std::size_t i = 0; i < statements.size(); ++i) {
     Encoded enc(statements[i].params);
-    if (PQsendQueryPrepared(conn_, names[i]->c_str(), static_cast<int>(enc.values.size()),
+    if (PQsendQueryPrepared(conn_, names[i].c_str(), static_cast<int>(enc.values.size()),
                             enc.values.data(), nullptr, nullptr, 0) == 0) {
       throw Unavailable(connection_error(conn_));  // the pool drops the broken connection
     }

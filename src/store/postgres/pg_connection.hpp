@@ -130,7 +130,8 @@ class PgConnection {
   std::unordered_map<const char*, std::string> statements_;  // sql -> prepared name
   bool statements_stale_ = false;  // a plan went stale: DEALLOCATE ALL before the next prepare
   std::shared_ptr<std::atomic<std::uint64_t>> plan_epoch_;
-  std::uint64_t statements_epoch_ = 0;  // plan_epoch_ when statements_ were last cleared
+  std::uint64_t statements_epoch_ = 0;    // plan_epoch_ when statements_ were last cleared
+  std::uint64_t statements_cleared_ = 0;  // how many times they were (pipeline)
   PgWatchdog::Clock clock_;
   std::shared_ptr<PgWatchdog> watchdog_;
 };
