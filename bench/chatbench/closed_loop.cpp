@@ -8,6 +8,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <exception>
 
 #include "proc_stats.hpp"
 
@@ -54,17 +55,22 @@ asio::awaitable<MeasuredReads> measure_reads(const Options& o, const std::string
     const auto until =
         start + std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(seconds));
     int running = o.http_connections;
+    std::exception_ptr failure;  // the first connection's that failed
     asio::steady_timer finished(executor, asio::steady_timer::time_point::max());
     for (int c = 0; c < o.http_connections; ++c) {
       // Connections 0 and 1 are the set-up's.
       const auto n = static_cast<std::uint64_t>(c) + 2;
       asio::co_spawn(executor, read_until(o, token, path, check, tally, n, until),
-                     [&](const std::exception_ptr&) {
+                     [&](const std::exception_ptr& e) {
+                       if (e && !failure) failure = e;
                        if (--running == 0) finished.cancel();
                      });
     }
     boost::system::error_code ec;
     co_await finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    // A connection that failed (refused, cut off, an answer its check could not read) makes
+    // the scenario fail: its requests would otherwise just stop, uncounted.
+    if (failure) std::rethrow_exception(failure);
     const double wall = std::chrono::duration<double>(Clock::now() - start).count();
     const double cpu = sample_process(o.server_pid).cpu_seconds - before.cpu_seconds;
     if (run < 0) continue;

@@ -28,7 +28,8 @@ struct MeasuredReads {
 
 // A warm-up of o.warmup_seconds, then o.runs runs of o.run_seconds, each on
 // o.http_connections connections sending `token`'s GETs of `path`. Each run's JSON counts
-// the answers `check` refuses under `bad_key`.
+// the answers `check` refuses under `bad_key`. Throws what a connection threw (it could not
+// connect, the server cut it off, `check` could not read an answer).
 asio::awaitable<MeasuredReads> measure_reads(const Options& o, const std::string& token,
                                              const PathFor& path, const Check& check,
                                              const std::string& bad_key);

@@ -161,6 +161,23 @@ def test_search_answers_every_query_with_the_one_match(make_server, tmp_path):
         assert q["latency_all_runs"]["count"] == sum(r["requests"] for r in q["runs"])
 
 
+def test_reads_fail_the_run_when_the_server_goes_away(make_server, tmp_path):
+    """A connection of a closed loop of reads that fails (refused, cut off) fails the
+    scenario, rather than stopping uncounted while the others report a clean run."""
+    server = make_server(**BENCH_SETTINGS)
+    args = ["search", "--search-messages", "100", "--search-words", "10", "--http-connections", "2",
+            "--warmup", "0", "--seconds", "2", "--runs", "3"]
+    started = time.monotonic()
+    proc = subprocess.Popen(command(server, tmp_path / "report.json", args), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(3)  # set up and measuring: 4 queries of 3 runs of 2 s
+    assert proc.poll() is None, proc.communicate()
+    server.kill()
+    code, stdout, stderr = finish(proc, args, started)
+    assert code == 1 and "chatbench search:" in stderr, (code, stdout[-500:], stderr[-2000:])
+    assert stdout == ""
+
+
 def test_fanout_through_the_bare_relay(tmp_path):
     """chatbench's relay stands in for the server: the same fan-out and the same checks."""
     require_chatbench()
