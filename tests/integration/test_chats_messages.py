@@ -625,8 +625,9 @@ def test_search_uses_the_full_text_index(make_server):
     with sqlite3.connect(s.db_path) as db:
         # Prefixes of one and two characters have indexes of their own: without one, FTS5
         # merges the entries of every word starting with the prefix (chatbench's search).
+        # Each message's chat is indexed too, so that a search names the caller's chats.
         table = db.execute("SELECT sql FROM sqlite_master WHERE name = 'messages_fts'").fetchone()
-        assert "prefix = '1 2'" in table[0], table
+        assert "prefix = '1 2'" in table[0] and "fts5(text, chat_id," in table[0], table
         for sql, args in ((SEARCH_SQL, ('"x"*', 1, 0, 20)), (ADMIN_SEARCH_SQL, (0, 10**9, 20, '"x"*'))):
             plan = " ".join(row[-1] for row in db.execute("EXPLAIN QUERY PLAN " + sql, args))
             assert "VIRTUAL TABLE INDEX" in plan, plan

@@ -872,10 +872,59 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   EXPECT_TRUE(run(chats.search(bob.id, {"moon"}, std::nullopt, 10)).empty());  // not his chat
 }
 
+// Search in one chat, or in every chat of a user in few or many chats (SQLite names up to
+// 64 chats in its index query and walks everyone's matches past that): the same answers.
+TEST_P(StoreContract, SearchFindsTheCallersChatsWhetherFewOrMany) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto& chats = store_->chats();
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  auto group = [&](std::vector<std::pair<std::int64_t, Role>> members) {
+    NewChat chat{ChatType::group, "g", std::move(members), 10};
+    return run(chats.create_chat(
+                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
+        .chat_id;
+  };
+  auto send = [&](std::int64_t chat_id, std::int64_t sender, const std::string& text) {
+    return run(chats.send_message({chat_id, sender, text, std::nullopt, std::nullopt, 20}, on_send))
+        ->message.id;
+  };
+  const auto theirs = group({{bob.id, Role::owner}});
+  send(theirs, bob.id, "needle of bob");
+  std::vector<std::int64_t> mine;  // ann's needles, newest first at the end
+  std::vector<std::int64_t> chat_ids;
+  for (int i = 0; i < 70; ++i) {
+    chat_ids.push_back(group({{ann.id, Role::owner}, {bob.id, Role::member}}));
+    mine.push_back(
+        send(chat_ids.back(), i % 2 == 0 ? ann.id : bob.id, "needle k" + std::to_string(i)));
+    if (i == 2) {
+      // Three chats: named in the query.
+      EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ne"}, std::nullopt, 100))),
+                (std::vector<std::int64_t>{mine[2], mine[1], mine[0]}));
+    }
+  }
+  const std::vector<std::int64_t> newest_first(mine.rbegin(), mine.rend());
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"needle"}, std::nullopt, 100))), newest_first);
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"n"}, std::nullopt, 5))),
+            std::vector<std::int64_t>(newest_first.begin(), newest_first.begin() + 5));
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"needle", "k7"}, std::nullopt, 100))),
+            std::vector<std::int64_t>{mine[7]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"needle"}, chat_ids[40], 100))),
+            std::vector<std::int64_t>{mine[40]});
+  EXPECT_TRUE(run(chats.search(ann.id, {"needle"}, theirs, 100)).empty());  // not her chat
+  // Terms match the text, not the chat a message is in.
+  EXPECT_TRUE(run(chats.search(ann.id, {std::to_string(chat_ids[40])}, std::nullopt, 100)).empty());
+  // Bob is in 71 chats: everyone's matches are walked, his alone are found.
+  auto bobs = ids_of(run(chats.search(bob.id, {"needle"}, std::nullopt, 100)));
+  ASSERT_EQ(bobs.size(), 71U);
+  EXPECT_EQ(std::vector<std::int64_t>(bobs.begin(), bobs.end() - 1), newest_first);
+}
+
 namespace {
 
 // On SQLite: the full-text index holds exactly the terms of the live messages' current
-// texts, compared, term by term and position by position, with a new index made from them.
+// texts and their chats, compared, term by term and position by position, with a new index
+// made from them.
 // A removal made with the wrong text leaves terms behind that search may never show.
 void expect_index_matches_texts(const std::filesystem::path& file) {
   sqlite3* db = nullptr;
@@ -890,21 +939,21 @@ void expect_index_matches_texts(const std::filesystem::path& file) {
   ASSERT_EQ(sqlite3_exec(db,
                          "CREATE VIRTUAL TABLE temp.actual USING fts5vocab(main, messages_fts, "
                          "'instance');"
-                         "CREATE VIRTUAL TABLE temp.fresh USING fts5(text, tokenize = "
+                         "CREATE VIRTUAL TABLE temp.fresh USING fts5(text, chat_id, tokenize = "
                          "'unicode61 remove_diacritics 2');"
-                         "INSERT INTO temp.fresh(rowid, text) "
-                         "SELECT id, text FROM messages WHERE is_deleted = 0;"
+                         "INSERT INTO temp.fresh(rowid, text, chat_id) "
+                         "SELECT id, text, chat_id FROM messages WHERE is_deleted = 0;"
                          "CREATE VIRTUAL TABLE temp.expected USING fts5vocab(temp, fresh, "
                          "'instance');",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
   EXPECT_GT(count("SELECT count(*) FROM temp.expected"), 0);
-  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, offset FROM temp.actual EXCEPT "
-                  "SELECT term, doc, offset FROM temp.expected)"),
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, col, offset FROM temp.actual EXCEPT "
+                  "SELECT term, doc, col, offset FROM temp.expected)"),
             0);
-  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, offset FROM temp.expected EXCEPT "
-                  "SELECT term, doc, offset FROM temp.actual)"),
+  EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, col, offset FROM temp.expected EXCEPT "
+                  "SELECT term, doc, col, offset FROM temp.actual)"),
             0);
   sqlite3_close(db);
 }
@@ -1101,9 +1150,10 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
   if (GetParam().name == "sqlite") expect_index_matches_texts(scratch_ / "db.sqlite3");
 }
 
-// A database made before the text index read from the messages rows (migration 4) and had
-// prefix indexes (migration 8): its index, a copy of every live text, is made again from the
-// rows, and edits after the migration remove the terms the rows held.
+// A database made before the text index read from the messages rows (migration 4), had
+// prefix indexes (migration 8) and held each message's chat (migration 9): its index, a
+// copy of every live text, is made again from the rows, and edits after the migration
+// remove the terms the rows held.
 TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   if (GetParam().name != "sqlite") GTEST_SKIP() << "SQLite's full-text index";
   auto ann = make_user("ann");
@@ -1135,7 +1185,7 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
                          "'unicode61 remove_diacritics 2');"
                          "INSERT INTO messages_fts(rowid, text) "
                          "SELECT id, text FROM messages WHERE is_deleted = 0;"
-                         "DELETE FROM schema_migrations WHERE version IN (4, 8);",
+                         "DELETE FROM schema_migrations WHERE version IN (4, 8, 9);",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
@@ -1143,9 +1193,10 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
 
   store_ = GetParam().open(scratch_.string(), io_.get_executor());
   const auto applied = store_->migrate();
-  ASSERT_EQ(applied.size(), 2U);
+  ASSERT_EQ(applied.size(), 3U);
   EXPECT_EQ(applied[0].version, 4);
-  EXPECT_EQ(applied[1].version, 8);  // and the index of short prefixes made from the rows
+  EXPECT_EQ(applied[1].version, 8);  // the index of short prefixes, made from the rows
+  EXPECT_EQ(applied[2].version, 9);  // and of each message's chat
   expect_index_matches_texts(file);
   auto found = [&](const char* term) {
     return ids_of(run(store_->chats().search(ann.id, {term}, std::nullopt, 10)));

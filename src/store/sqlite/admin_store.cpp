@@ -86,7 +86,11 @@ boost::asio::awaitable<HistoryPage> SqliteAdminStore::messages(MessageFilter fil
     auto s = c.prepare(search ? kSearchMessages : kMessages);
     // One more than asked for tells whether an older page exists.
     s.bind(1, f.chat_id.value_or(0)).bind(2, f.before.value_or(INT64_MAX)).bind(3, f.limit + 1);
-    if (search) s.bind(4, fts_match(f.terms));
+    if (search) {
+      std::vector<std::int64_t> chats;  // one chat: its matches alone
+      if (f.chat_id.value_or(0) != 0) chats.push_back(*f.chat_id);
+      s.bind(4, fts_match(f.terms, chats));
+    }
     HistoryPage page;
     while (s.step()) page.messages.push_back(read_message(s));
     if (page.messages.size() > static_cast<std::size_t>(f.limit)) {

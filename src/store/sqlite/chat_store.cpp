@@ -66,6 +66,9 @@ constexpr const char* kSearch =
     "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
     "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
     "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC LIMIT ?4";
+// A search names at most this many chats in its index query (search below).
+constexpr std::size_t kMaxSearchChatsNamed = 64;
+constexpr const char* kMyChatIds = "SELECT chat_id FROM chat_members WHERE user_id = ?1 LIMIT ?2";
 constexpr const char* kMessageByClientId =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -216,11 +219,13 @@ constexpr const char* kSenderWatermarks =
     "UPDATE chat_members SET last_read_message_id = max(last_read_message_id, ?3), "
     "last_delivered_message_id = max(last_delivered_message_id, ?3) WHERE chat_id = ?1 AND user_id "
     "= ?2";
-constexpr const char* kInsertFts = "INSERT INTO messages_fts(rowid, text) VALUES (?1, ?2)";
-// An external-content index removes an entry's terms by the text it was made from.
+constexpr const char* kInsertFts =
+    "INSERT INTO messages_fts(rowid, text, chat_id) VALUES (?1, ?2, ?3)";
+// An external-content index removes an entry's terms by the values it was made from.
 constexpr const char* kDeleteFts =
-    "INSERT INTO messages_fts(messages_fts, rowid, text) VALUES ('delete', ?1, ?2)";
-constexpr const char* kLiveText = "SELECT text FROM messages WHERE id = ?1 AND is_deleted = 0";
+    "INSERT INTO messages_fts(messages_fts, rowid, text, chat_id) VALUES ('delete', ?1, ?2, ?3)";
+constexpr const char* kLiveText =
+    "SELECT text, chat_id FROM messages WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kDeleteMessage =
@@ -452,26 +457,33 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
 // inside each write's savepoint made one segment per message, and writing and merging
 // them took a fifth of the writer's time. Queued in order, so an edit or a deletion of a
 // message sent earlier in the same group applies after its insertion. `sql` binds the
-// message's id and text.
-void queue_index_change(Connection& c, const char* sql, std::int64_t id, const std::string& text) {
-  c.defer(
-      [sql, id, text](Connection& conn) { conn.prepare(sql).bind(1, id).bind(2, text).exec(); });
+// message's id, text and chat.
+void queue_index_change(Connection& c, const char* sql, std::int64_t id, const std::string& text,
+                        std::int64_t chat_id) {
+  c.defer([sql, id, text, chat_id](Connection& conn) {
+    conn.prepare(sql).bind(1, id).bind(2, text).bind(3, chat_id).exec();
+  });
 }
-void index_text(Connection& c, std::int64_t id, const std::string& text) {
-  queue_index_change(c, kInsertFts, id, text);
-}
-// `text` is the message's text before this write changed it: what the queued changes
-// before this one leave indexed for it.
-void unindex_text(Connection& c, std::int64_t id, const std::string& text) {
-  queue_index_change(c, kDeleteFts, id, text);
+void index_text(Connection& c, std::int64_t id, const std::string& text, std::int64_t chat_id) {
+  queue_index_change(c, kInsertFts, id, text, chat_id);
 }
 
-// The text of a message not deleted, before a write changes it.
-std::optional<std::string> live_text(Connection& c, std::int64_t id) {
+// A message not deleted, as the index holds it, before a write changes it.
+struct LiveText {
+  std::string text;
+  std::int64_t chat_id = 0;
+};
+std::optional<LiveText> live_text(Connection& c, std::int64_t id) {
   auto s = c.prepare(kLiveText);
   s.bind(1, id);
   if (!s.step()) return std::nullopt;
-  return s.text(0);
+  return LiveText{s.text(0), s.int64(1)};
+}
+
+// `before` is the message before this write changed it: what the queued changes before
+// this one leave indexed for it.
+void unindex_text(Connection& c, std::int64_t id, const LiveText& before) {
+  queue_index_change(c, kDeleteFts, id, before.text, before.chat_id);
 }
 
 // Moves a read watermark up (delivered watermarks move by mark_delivered_many).
@@ -640,10 +652,23 @@ boost::asio::awaitable<bool> SqliteChatStore::is_hidden(std::int64_t user_id, st
 boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
     std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id,
     int limit) {
-  auto q = [match = fts_match(terms), viewer, chat_id, limit](Connection& c) {
+  auto q = [terms = std::move(terms), viewer, chat_id, limit](Connection& c) {
     std::vector<MessageRecord> out;
+    // The chats to search, named in the index query when they are few: the index then
+    // walks their matches alone. A user in more chats has everyone's matches walked, newest
+    // first, until `limit` of theirs (an OR of many chats costs the index more than that).
+    std::vector<std::int64_t> chats;
+    if (chat_id.value_or(0) != 0) {  // (0: every chat, as kSearch's ?3)
+      chats.push_back(*chat_id);
+    } else {
+      auto mine = c.prepare(kMyChatIds);
+      mine.bind(1, viewer).bind(2, static_cast<std::int64_t>(kMaxSearchChatsNamed) + 1);
+      while (mine.step()) chats.push_back(mine.int64(0));
+      if (chats.empty()) return out;
+      if (chats.size() > kMaxSearchChatsNamed) chats.clear();
+    }
     auto s = c.prepare(kSearch);
-    s.bind(1, match).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);
+    s.bind(1, fts_match(terms, chats)).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);
     while (s.step()) out.push_back(read_message(s));
     return out;
   };
@@ -974,7 +999,7 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
         sender->last_read_message_id < scalar(c.prepare(kChatLastMessage).bind(1, m.chat_id));
     c.prepare(kBumpChat).bind(1, m.chat_id).bind(2, m.now).bind(3, id).exec();
     c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
-    index_text(c, id, m.text);
+    index_text(c, id, m.text, m.chat_id);
     // The row as just written (reading it back cost a statement per send).
     MessageRecord message;
     message.id = id;
@@ -1004,7 +1029,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
       return std::optional<MessageRecord>();
     }
     unindex_text(c, id, *before);
-    index_text(c, id, text);
+    index_text(c, id, text, before->chat_id);
     auto message = message_by_id(c, id);
     relog_text(c, *message);
     append_events(c, events(*message), now);

@@ -53,11 +53,21 @@ MessageRecord read_message(const Statement& s) {
   return m;
 }
 
-std::string fts_match(const std::vector<std::string>& terms) {
-  std::string match;
-  for (const auto& t : terms) {
-    if (!match.empty()) match += " AND ";
-    match += "\"" + t + "\"*";
+std::string fts_match(const std::vector<std::string>& terms,
+                      const std::vector<std::int64_t>& chats) {
+  std::string match = "text : (";
+  for (std::size_t i = 0; i < terms.size(); ++i) {
+    if (i > 0) match += " AND ";
+    match += "\"" + terms[i] + "\"*";
+  }
+  match += ')';
+  if (!chats.empty()) {
+    match += " AND chat_id : (";
+    for (std::size_t i = 0; i < chats.size(); ++i) {
+      if (i > 0) match += " OR ";
+      match += std::to_string(chats[i]);
+    }
+    match += ')';
   }
   return match;
 }

@@ -1,6 +1,7 @@
 // Reading the rows that several SQLite stores select (columns as in store/sql_columns.hpp).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -15,9 +16,11 @@ ChatRecord read_chat(const Statement& s);
 MemberRecord read_member(const Statement& s);
 MessageRecord read_message(const Statement& s);
 
-// An FTS5 query where every term must match, as a whole word or a prefix:
-// "term1"* AND "term2"*. Terms are letters and digits only (chat/search_query), so the
-// quoting cannot be escaped.
-std::string fts_match(const std::vector<std::string>& terms);
+// An FTS5 query where every term must match the text, as a whole word or a prefix:
+// text : ("term1"* AND "term2"*). Terms are letters and digits only (chat/search_query), so
+// the quoting cannot be escaped. With `chats`, only messages of those chats match
+// (chat_id : (1 OR 2)): the index then walks the matches of those chats alone.
+std::string fts_match(const std::vector<std::string>& terms,
+                      const std::vector<std::int64_t>& chats = {});
 
 }  // namespace chat::store::sqlite
