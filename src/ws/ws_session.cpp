@@ -414,8 +414,9 @@ class Socket final : public realtime::Session,
     std::set<std::int64_t> recounted;  // chats whose replayed events may change my unread count
     if (since) {
       cursor = *since;
-      // Each frame goes once the send queue is below half of what a socket may hold, in
-      // frames and in bytes: a long replay is not a slow reader, whatever its events' size.
+      // Each frame goes once the send queue has room for it within half of what a socket
+      // may hold, in frames and in bytes (a larger frame, once the queue is empty): a long
+      // replay is not a slow reader, whatever its events' size.
       // Pages hold about kReplayPageBytes: events naming a chat's thousands of members
       // (chat_updated) come fewer at a time than messages do.
       const int most = static_cast<int>(
@@ -432,11 +433,11 @@ class Socket final : public realtime::Session,
         }
         std::size_t bytes = 0;
         for (const auto& e : page.events) {
-          const bool open = co_await wait_for_room(pause, false);
-          if (!open) co_return;
           const auto view = chats::event_for_viewer(e, user_id());
-          if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
           std::string text = boost::json::serialize(view);
+          const bool open = co_await wait_for_room(pause, false, text.size());
+          if (!open) co_return;
+          if (changes_my_unread(e.type, view)) recounted.insert(e.chat_id);
           bytes += text.size();
           enqueue(frame_of(std::move(text)));
         }
@@ -581,12 +582,13 @@ class Socket final : public realtime::Session,
     co_return true;
   }
 
-  // Waits while the queue holds more than half of its limits (replay_must_wait), or with
-  // `empty` anything at all. A client's pongs are read once the replay is done: one that
-  // takes in the replay is not idle, however long that takes on a slow link. False when
-  // the socket closed meanwhile.
-  asio::awaitable<bool> wait_for_room(asio::steady_timer& pause, bool empty) {
-    for (std::size_t before = queued_bytes(); empty ? queued_bytes() > 0 : replay_must_wait();) {
+  // Waits while the queue has no room for a frame of `next` bytes within half of its limits
+  // (replay_must_wait), or with `empty` while it holds anything at all. A client's pongs are read
+  // once the replay is done: one that takes in the replay is not idle, however long that takes on a
+  // slow link. False when the socket closed meanwhile.
+  asio::awaitable<bool> wait_for_room(asio::steady_timer& pause, bool empty, std::size_t next = 0) {
+    for (std::size_t before = queued_bytes();
+         empty ? queued_bytes() > 0 : replay_must_wait(next);) {
       pause.expires_after(std::chrono::milliseconds(5));
       co_await pause.async_wait(use_tuple);
       if (is_closed()) co_return false;
@@ -597,12 +599,14 @@ class Socket final : public realtime::Session,
     co_return true;
   }
 
-  // Whether the queue holds more than half of what a socket may have queued (in frames or
-  // bytes): a replay's next page waits for the reader to catch up.
-  bool replay_must_wait() {
+  // Whether a replay's next frame, of `next` bytes, must wait for the reader to catch up:
+  // the queue holds half of what a socket may have queued in frames, or has no room for it
+  // within half of the bytes. A frame larger than that half waits for an empty queue (on top
+  // of a queue up to half full, it could pass the limit and cut the socket off).
+  bool replay_must_wait(std::size_t next) {
     std::lock_guard lock(mutex_);
     return queue_size() > context_.limits.max_queued_frames / 2 ||
-           queued_bytes_ > context_.limits.max_queued_bytes / 2;
+           (queued_bytes_ > 0 && queued_bytes_ + next > context_.limits.max_queued_bytes / 2);
   }
 
   std::size_t queued_bytes() {

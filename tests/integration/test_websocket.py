@@ -23,7 +23,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from conftest import Client, client_frame, jwt_parts, sign_jwt
+from conftest import Client, client_frame, jwt_parts, sign_jwt, unique_name
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 MESSAGE_KEYS = {"type", "message_id", "chat_id", "text", "sender", "sender_id", "created_at",
@@ -1805,6 +1805,44 @@ def test_replay_longer_than_the_send_queue_is_not_a_slow_reader(make_server, lim
                 break
             got.append(f)
         assert [f["message_id"] for f in got if f["type"] == "message"] == ids
+        await ws.ping()
+        await ws.close()
+
+    run(main())
+
+
+def test_a_replayed_frame_larger_than_half_the_byte_limit_waits_for_an_empty_queue(make_server):
+    """A replay sends each frame once the queue has room for it within half of
+    WS_MAX_QUEUED_BYTES. A frame larger than that half (a chat_updated naming 250 members
+    of long names: about 48 KB, against 64 KiB) went out on top of a queue up to half full
+    (a 24 KB message just before it), passed the limit, and cut the socket off on every
+    reconnect. It now waits for the queue to empty."""
+    s = make_server(WS_MAX_QUEUED_BYTES=65536, PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    members = [c.register(username=unique_name("m") + "x" * 130, email=unique_name() + "@example.com")
+               for _ in range(250)]
+    group = group_chat(c, a, b, *members, name="big")
+    since = c.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+    sent = rest_send(c, a, group, "\x01" * 4096)["id"]  # about 24 KB of JSON
+    for name in ("bigger", "biggest"):
+        r = c.patch(f"/api/chats/{group}/", token=a["access"], json={"name": name})
+        assert r.status_code == 200, r.text
+
+    async def main():
+        ws = await user_ws(s, b, sync=False, since=since)
+        got = []
+        while True:
+            try:
+                f = await ws.next(timeout=5)
+            except AssertionError as e:
+                raise AssertionError(f"{e}; close code {ws.conn.close_code}; got {got}") from None
+            if f["type"] == "synced":
+                break
+            got.append((f["type"], f.get("message_id") or f["chat"]["name"], len(json.dumps(f))))
+        assert [g[:2] for g in got] == [("message", sent), ("chat_updated", "bigger"),
+                                        ("chat_updated", "biggest")], got
+        assert got[1][2] > 32768, got  # larger than half the limit
         await ws.ping()
         await ws.close()
 
