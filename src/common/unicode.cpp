@@ -259,6 +259,30 @@ std::string without_diacritics(std::string_view utf8) {
   return out;
 }
 
+std::string search_folded_cyrillic(std::string_view utf8) {
+  // Byte pairs, each a letter (a UTF-8 lead byte never appears inside another character),
+  // replaced by pairs of the same length: what SQLite's replace() does to the same text.
+  std::string out(utf8);
+  for (std::size_t i = 0; i + 1 < out.size(); ++i) {
+    const auto lead = static_cast<unsigned char>(out[i]);
+    const auto next = static_cast<unsigned char>(out[i + 1]);
+    if (lead == 0xD1 && next == 0x91) {  // ё -> е
+      out[i] = static_cast<char>(0xD0);
+      out[i + 1] = static_cast<char>(0xB5);
+    } else if (lead == 0xD0 && next == 0x81) {  // Ё -> Е
+      out[i + 1] = static_cast<char>(0x95);
+    } else if (lead == 0xD0 && next == 0xB9) {  // й -> и
+      out[i + 1] = static_cast<char>(0xB8);
+    } else if (lead == 0xD0 && next == 0x99) {  // Й -> И
+      out[i + 1] = static_cast<char>(0x98);
+    } else {
+      continue;
+    }
+    ++i;
+  }
+  return out;
+}
+
 std::vector<std::vector<char32_t>> words(std::string_view utf8) {
   std::vector<std::vector<char32_t>> out;
   auto cps = decode(utf8);

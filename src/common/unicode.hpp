@@ -35,10 +35,15 @@ bool is_alnum(char32_t cp);
 std::vector<std::vector<char32_t>> words(std::string_view utf8);
 bool is_space(char32_t cp);
 
-// The letter without its accent, as SQLite's unicode61 tokenizer folds it for search: Latin
-// letters of U+00C0..U+017F ("é" -> "e"), and Cyrillic "ё"/"й" -> "е"/"и". Others unchanged.
+// The letter without its accent, as search folds it: Latin letters of U+00C0..U+017F
+// ("é" -> "e", as SQLite's unicode61 tokenizer does), and Cyrillic "ё"/"й" -> "е"/"и"
+// (which unicode61 keeps: SQLite's store folds them itself, search_folded_cyrillic).
+// Others unchanged.
 char32_t without_diacritic(char32_t cp);
 std::string without_diacritics(std::string_view utf8);
+// `utf8` with "ё", "Ё", "й", "Й" as "е", "Е", "и", "И": the Cyrillic folds of
+// without_diacritics that SQLite's tokenizer does not make.
+std::string search_folded_cyrillic(std::string_view utf8);
 
 // Python's str.strip(), which DRF's CharField trims with: removes at both ends what
 // str.isspace() calls whitespace (ASCII whitespace, U+001C-U+001F, U+0085 and every

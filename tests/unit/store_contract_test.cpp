@@ -868,6 +868,27 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   EXPECT_TRUE(run(chats.search(ann.id, {"h"}, std::nullopt, 10)).empty());  // the old text's
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"m"}, std::nullopt, 10))),
             (std::vector<std::int64_t>{ids[3], ids[1]}));
+  // "ё" is "е" and "й" is "и" to search, whichever was written or asked for (terms come
+  // lower-cased).
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"еж"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[2]});
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"елк"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[2]});
+  const auto tea = run(chats.send_message({created.chat_id, ann.id, "Йод и ЧАЙ, ежевика",
+                                           std::nullopt, std::nullopt, 40},
+                                          on_send))
+                       ->message.id;
+  for (const char* term : {"иод", "йод", "чаи", "чай", "ёжевика"}) {
+    EXPECT_EQ(ids_of(run(chats.search(ann.id, {term}, std::nullopt, 10))),
+              std::vector<std::int64_t>{tea})
+        << term;
+  }
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ё"}, std::nullopt, 10))),
+            (std::vector<std::int64_t>{tea, ids[2]}));
+  ASSERT_TRUE(run(chats.edit_message(ids[2], "ёжик", 50, none)));
+  EXPECT_TRUE(run(chats.search(ann.id, {"елка"}, std::nullopt, 10)).empty());
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ежик"}, std::nullopt, 10))),
+            std::vector<std::int64_t>{ids[2]});
   auto bob = make_user("bob");
   EXPECT_TRUE(run(chats.search(bob.id, {"moon"}, std::nullopt, 10)).empty());  // not his chat
 }
@@ -923,8 +944,8 @@ TEST_P(StoreContract, SearchFindsTheCallersChatsWhetherFewOrMany) {
 namespace {
 
 // On SQLite: the full-text index holds exactly the terms of the live messages' current
-// texts and their chats, compared, term by term and position by position, with a new index
-// made from them.
+// texts (folded, as the index's view shows them) and their chats, compared, term by term
+// and position by position, with a new index made from them.
 // A removal made with the wrong text leaves terms behind that search may never show.
 void expect_index_matches_texts(const std::filesystem::path& file) {
   sqlite3* db = nullptr;
@@ -942,7 +963,8 @@ void expect_index_matches_texts(const std::filesystem::path& file) {
                          "CREATE VIRTUAL TABLE temp.fresh USING fts5(text, chat_id, tokenize = "
                          "'unicode61 remove_diacritics 2');"
                          "INSERT INTO temp.fresh(rowid, text, chat_id) "
-                         "SELECT id, text, chat_id FROM messages WHERE is_deleted = 0;"
+                         "SELECT v.id, v.text, v.chat_id FROM messages_search_text v "
+                         "JOIN messages m ON m.id = v.id WHERE m.is_deleted = 0;"
                          "CREATE VIRTUAL TABLE temp.expected USING fts5vocab(temp, fresh, "
                          "'instance');",
                          nullptr, nullptr, nullptr),
@@ -1151,9 +1173,9 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
 }
 
 // A database made before the text index read from the messages rows (migration 4), had
-// prefix indexes (migration 8) and held each message's chat (migration 9): its index, a
-// copy of every live text, is made again from the rows, and edits after the migration
-// remove the terms the rows held.
+// prefix indexes (migration 8), held each message's chat (migration 9) and folded "ё" and
+// "й" (migration 10): its index, a copy of every live text, is made again from the rows,
+// and edits after the migration remove the terms the rows held.
 TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   if (GetParam().name != "sqlite") GTEST_SKIP() << "SQLite's full-text index";
   auto ann = make_user("ann");
@@ -1185,7 +1207,8 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
                          "'unicode61 remove_diacritics 2');"
                          "INSERT INTO messages_fts(rowid, text) "
                          "SELECT id, text FROM messages WHERE is_deleted = 0;"
-                         "DELETE FROM schema_migrations WHERE version IN (4, 8, 9);",
+                         "DROP VIEW messages_search_text;"
+                         "DELETE FROM schema_migrations WHERE version IN (4, 8, 9, 10);",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
@@ -1193,10 +1216,11 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
 
   store_ = GetParam().open(scratch_.string(), io_.get_executor());
   const auto applied = store_->migrate();
-  ASSERT_EQ(applied.size(), 3U);
+  ASSERT_EQ(applied.size(), 4U);
   EXPECT_EQ(applied[0].version, 4);
-  EXPECT_EQ(applied[1].version, 8);  // the index of short prefixes, made from the rows
-  EXPECT_EQ(applied[2].version, 9);  // and of each message's chat
+  EXPECT_EQ(applied[1].version, 8);   // the index of short prefixes, made from the rows
+  EXPECT_EQ(applied[2].version, 9);   // and of each message's chat
+  EXPECT_EQ(applied[3].version, 10);  // and of folded Cyrillic letters
   expect_index_matches_texts(file);
   auto found = [&](const char* term) {
     return ids_of(run(store_->chats().search(ann.id, {term}, std::nullopt, 10)));

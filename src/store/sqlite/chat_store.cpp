@@ -6,6 +6,7 @@
 #include <queue>
 #include <utility>
 
+#include "common/unicode.hpp"
 #include "store/logged_text.hpp"
 #include "store/sql_columns.hpp"
 #include "store/sqlite/database.hpp"
@@ -458,9 +459,10 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
 // them took a fifth of the writer's time. Queued in order, so an edit or a deletion of a
 // message sent earlier in the same group applies after its insertion. `sql` binds the
 // message's id, text and chat.
+// The text goes in as the index's view of the messages (migration 10) shows it.
 void queue_index_change(Connection& c, const char* sql, std::int64_t id, const std::string& text,
                         std::int64_t chat_id) {
-  c.defer([sql, id, text, chat_id](Connection& conn) {
+  c.defer([sql, id, text = unicode::search_folded_cyrillic(text), chat_id](Connection& conn) {
     conn.prepare(sql).bind(1, id).bind(2, text).bind(3, chat_id).exec();
   });
 }

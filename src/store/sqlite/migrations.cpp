@@ -193,6 +193,25 @@ INSERT INTO messages_fts(rowid, text, chat_id)
   SELECT id, text, chat_id FROM messages WHERE is_deleted = 0;
 )sql";
 
+// Search folds "ё" into "е" and "й" into "и" (unicode::without_diacritics), as PostgreSQL's
+// store does, so "елка" finds "ёлка"; unicode61 keeps both letters. The index reads a
+// message through this view (FTS5 external content may be a view): deleting an entry, or
+// remaking the index, tokenizes what was indexed, and the store indexes the same folded
+// text (chat_store.cpp: index_text, via unicode::search_folded_cyrillic).
+constexpr const char* k0010_text_index_folds = R"sql(
+CREATE VIEW messages_search_text AS
+  SELECT id, replace(replace(replace(replace(text, 'ё', 'е'), 'Ё', 'Е'), 'й', 'и'), 'Й', 'И')
+    AS text, chat_id
+  FROM messages;
+DROP TABLE messages_fts;
+CREATE VIRTUAL TABLE messages_fts USING fts5(text, chat_id, content = 'messages_search_text',
+  content_rowid = 'id', columnsize = 0, prefix = '1 2',
+  tokenize = 'unicode61 remove_diacritics 2');
+INSERT INTO messages_fts(rowid, text, chat_id)
+  SELECT v.id, v.text, v.chat_id FROM messages_search_text v JOIN messages m ON m.id = v.id
+  WHERE m.is_deleted = 0;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -203,6 +222,7 @@ constexpr Migration kMigrations[] = {
     {7, "no_message_event_index", k0007_no_message_event_index},
     {8, "text_index_prefixes", k0008_text_index_prefixes},
     {9, "text_index_chats", k0009_text_index_chats},
+    {10, "text_index_folds", k0010_text_index_folds},
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "store/sqlite/rows.hpp"
 
+#include "common/unicode.hpp"
+
 namespace chat::store::sqlite {
 
 UserRecord read_user(const Statement& s) {
@@ -58,7 +60,7 @@ std::string fts_match(const std::vector<std::string>& terms,
   std::string match = "text : (";
   for (std::size_t i = 0; i < terms.size(); ++i) {
     if (i > 0) match += " AND ";
-    match += "\"" + terms[i] + "\"*";
+    match += "\"" + unicode::search_folded_cyrillic(terms[i]) + "\"*";
   }
   match += ')';
   if (!chats.empty()) {
