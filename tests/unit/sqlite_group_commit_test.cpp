@@ -6,6 +6,7 @@
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -136,6 +137,39 @@ TEST(SqliteGroupCommit, WritesLargerThanTheJournalInMemoryCommit) {
     boost::asio::co_spawn(io, rewrite(), boost::asio::detached);
     io.run();
     EXPECT_EQ(changed, 20000);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The WAL file is cut back once a write starts it over after a complete checkpoint: a
+// WAL grown large (one big write, or readers holding checkpoints back) kept its largest
+// size on disk for good.
+TEST(SqliteGroupCommit, AWalGrownLargeIsCutBack) {
+  const auto dir = scratch_dir();
+  const auto wal = dir / "db.sqlite3-wal";
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    // 96 MiB in one transaction: the WAL holds all of it until a checkpoint copies it.
+    db.write_blocking([](Connection& c) {
+      c.exec_script(
+          "CREATE TABLE t(x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM "
+          "n WHERE i < 96) INSERT INTO t(x) SELECT zeroblob(1048576) FROM n");
+    });
+    const auto grown = std::filesystem::file_size(wal);
+    EXPECT_GT(grown, 96U << 20);
+    // Once every frame is copied (the background checkpoint may be at it too), the next
+    // write starts the WAL over.
+    bool copied = false;
+    for (int attempt = 0; attempt < 200 && !copied; ++attempt) {
+      copied = db.write_blocking([](Connection& c) {
+        auto s = c.prepare("PRAGMA wal_checkpoint(PASSIVE)");  // busy, frames, copied
+        return s.step() && s.int64(0) == 0 && s.int64(1) == s.int64(2);
+      });
+      if (!copied) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    ASSERT_TRUE(copied);
+    db.write_blocking([](Connection& c) { c.exec_script("INSERT INTO t(x) VALUES (1)"); });
+    EXPECT_LE(std::filesystem::file_size(wal), 64U << 20) << "grown to " << grown;
   }
   std::filesystem::remove_all(dir);
 }

@@ -133,10 +133,14 @@ Connection::Connection(const std::string& path, bool read_only, const std::strin
   // The writer keeps up to 64 MiB of pages (SQLite's default is 2 MiB): its cache stays valid from
   // one transaction to the next, as no other connection writes, and the index pages that messages
   // to a thousand chats touch were read again with a pread each.
+  //
+  // A WAL that grew past 64 MiB (one large write, or readers holding checkpoints back) is cut
+  // back to that when a write starts it over after a complete checkpoint; it kept its largest
+  // size on disk for good. Below that it is reused as it is, as SQLite does by default.
   if (!read_only) {
     pragmas =
         "PRAGMA journal_mode=WAL; PRAGMA wal_autocheckpoint=10000; "
-        "PRAGMA cache_size=-65536; " +
+        "PRAGMA cache_size=-65536; PRAGMA journal_size_limit=67108864; " +
         pragmas;
   }
   // Readers map the file instead of copying pages out of it with a system call each: the
