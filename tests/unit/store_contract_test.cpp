@@ -971,6 +971,13 @@ void expect_index_matches_texts(const std::filesystem::path& file) {
             SQLITE_OK)
       << sqlite3_errmsg(db);
   EXPECT_GT(count("SELECT count(*) FROM temp.expected"), 0);
+  // And FTS5's own check of the index against its content (the view).
+  EXPECT_EQ(sqlite3_exec(db,
+                         "INSERT INTO messages_fts(messages_fts, rank) "
+                         "VALUES ('integrity-check', 1)",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK)
+      << sqlite3_errmsg(db);
   EXPECT_EQ(count("SELECT count(*) FROM (SELECT term, doc, col, offset FROM temp.actual EXCEPT "
                   "SELECT term, doc, col, offset FROM temp.expected)"),
             0);
@@ -1208,7 +1215,7 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
                          "INSERT INTO messages_fts(rowid, text) "
                          "SELECT id, text FROM messages WHERE is_deleted = 0;"
                          "DROP VIEW messages_search_text;"
-                         "DELETE FROM schema_migrations WHERE version IN (4, 8, 9, 10);",
+                         "DELETE FROM schema_migrations WHERE version IN (4, 8, 9, 10, 11);",
                          nullptr, nullptr, nullptr),
             SQLITE_OK)
       << sqlite3_errmsg(db);
@@ -1216,11 +1223,12 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
 
   store_ = GetParam().open(scratch_.string(), io_.get_executor());
   const auto applied = store_->migrate();
-  ASSERT_EQ(applied.size(), 4U);
+  ASSERT_EQ(applied.size(), 5U);
   EXPECT_EQ(applied[0].version, 4);
   EXPECT_EQ(applied[1].version, 8);   // the index of short prefixes, made from the rows
   EXPECT_EQ(applied[2].version, 9);   // and of each message's chat
   EXPECT_EQ(applied[3].version, 10);  // and of folded Cyrillic letters
+  EXPECT_EQ(applied[4].version, 11);
   expect_index_matches_texts(file);
   auto found = [&](const char* term) {
     return ids_of(run(store_->chats().search(ann.id, {term}, std::nullopt, 10)));

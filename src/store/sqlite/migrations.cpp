@@ -212,6 +212,17 @@ INSERT INTO messages_fts(rowid, text, chat_id)
   WHERE m.is_deleted = 0;
 )sql";
 
+// A deleted message keeps its row (text "", its chat) but has no index entry, so the view
+// shows it without a chat as well: what the index holds then matches its content exactly
+// (FTS5's integrity-check with content, or a 'rebuild', found the deleted rows' chats).
+constexpr const char* k0011_text_index_deleted = R"sql(
+DROP VIEW messages_search_text;
+CREATE VIEW messages_search_text AS
+  SELECT id, replace(replace(replace(replace(text, 'ё', 'е'), 'Ё', 'Е'), 'й', 'и'), 'Й', 'И')
+    AS text, CASE WHEN is_deleted = 0 THEN chat_id END AS chat_id
+  FROM messages;
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -223,6 +234,7 @@ constexpr Migration kMigrations[] = {
     {8, "text_index_prefixes", k0008_text_index_prefixes},
     {9, "text_index_chats", k0009_text_index_chats},
     {10, "text_index_folds", k0010_text_index_folds},
+    {11, "text_index_deleted", k0011_text_index_deleted},
 };
 
 }  // namespace
