@@ -967,10 +967,15 @@ class Socket final : public realtime::Session,
   }
 
   // Whether one more frame would take `frames` frames of `bytes` past the slow-reader limits.
+  // Whether one more frame takes the queue (or the frames held while opening) past the
+  // socket's limits. An empty one takes any single frame: one event larger than
+  // WS_MAX_QUEUED_BYTES (a chat naming thousands of members, under a small setting) is not
+  // a slow reader, and refusing it cut the socket off each time, its replay on every
+  // reconnect.
   [[nodiscard]] bool past_limits_locked(std::size_t frames, std::size_t bytes,
                                         const std::string& frame) const {
     return frames >= context_.limits.max_queued_frames ||
-           bytes + frame.size() > context_.limits.max_queued_bytes;
+           (frames > 0 && bytes + frame.size() > context_.limits.max_queued_bytes);
   }
 
   // A slow reader must not hold memory or anyone else: it is cut off and its queue dropped.
