@@ -168,13 +168,17 @@ std::optional<std::vector<std::int64_t>> Hub::membership_heard_since(std::int64_
 
 void Hub::settle(const SessionPtr& session,
                  const std::unordered_map<std::int64_t, UnreadState>& chats, std::int64_t as_of,
-                 const std::optional<std::vector<std::int64_t>>& which) {
+                 const std::optional<std::vector<std::int64_t>>& which,
+                 std::function<void()> ready) {
   Interest interest;
   std::vector<std::int64_t> joined;
   {
     std::lock_guard lock(mutex_);
     auto it = sessions_.find(session.get());
-    if (it == sessions_.end() || !session->is_user_socket()) return;
+    if (it == sessions_.end() || !session->is_user_socket()) {
+      if (ready) ready();
+      return;
+    }
     Entry& e = it->second;
     std::unordered_set<std::int64_t> hearing(e.chats.begin(), e.chats.end());
     std::vector<std::int64_t> candidates;
@@ -209,7 +213,7 @@ void Hub::settle(const SessionPtr& session,
         }
       }
     }
-    apply_locked(interest, as_of, nullptr);
+    apply_locked(interest, as_of, std::move(ready));
   }
   // The client may show a count from before it left the chat, or none.
   for (const std::int64_t chat_id : joined) recount_for(session, chat_id, true);

@@ -81,7 +81,8 @@ class Hub final : public BrokerHandler {
   // meanwhile is no longer heard, a chat joined is, with its count sent. A chat whose
   // membership event newer than `as_of` was heard already is left as that event set it.
   void settle(const SessionPtr& session, const std::unordered_map<std::int64_t, UnreadState>& chats,
-              std::int64_t as_of, const std::optional<std::vector<std::int64_t>>& which);
+              std::int64_t as_of, const std::optional<std::vector<std::int64_t>>& which,
+              std::function<void()> ready);
   void detach(const Session* session);
   // A message reached `user_id` outside the live fan-out (a resume's replay): told to
   // `delivered` like a message queued live.

@@ -466,6 +466,7 @@ class Socket final : public realtime::Session,
       }
       replayed_through_ = cursor;
       buffering_ = false;
+      in_seq_order(buffered_);
       for (const auto& held : buffered_) {
         if (held.seq == 0 || held.seq > cursor)
           kick |= enqueue_state_locked(held.frame, held.state);
@@ -570,7 +571,10 @@ class Socket final : public realtime::Session,
   }
 
   // Reads the user's chats again and sets the socket's subscriptions of `which` (all, with
-  // nullopt) from them. False when the database cannot tell.
+  // nullopt) from them, then waits (as the first subscription did, at most kSubscribeWait)
+  // until the node hears the chats joined and has what they had since the read: held with
+  // the live events, they go out in one seq order (replay). False when the database cannot
+  // tell.
   asio::awaitable<bool> settle_chats(const std::optional<std::vector<std::int64_t>>& which) {
     std::optional<store::ReadStates> states;
     try {
@@ -578,7 +582,10 @@ class Socket final : public realtime::Session,
     } catch (const store::Unavailable&) {
       co_return false;
     }
-    context_.hub.settle(shared_from_this(), unread_states(*states), states->seq, which);
+    auto heard = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
+    auto on_ready = [heard] { asio::post(heard->get_executor(), [heard] { heard->cancel(); }); };
+    context_.hub.settle(shared_from_this(), unread_states(*states), states->seq, which, on_ready);
+    co_await heard->async_wait(use_tuple);
     co_return true;
   }
 
@@ -1224,6 +1231,23 @@ class Socket final : public realtime::Session,
   };
   std::vector<Held> buffered_;
   std::size_t buffered_bytes_ = 0;
+
+  // Puts the logged frames of `held` in seq order, in the places logged frames hold, the
+  // others where they are. A socket's chats the node heard already go on live while those
+  // it starts hearing for the socket are read from the log (Hub::attach, settle_chats):
+  // their older events were held after newer ones of the others.
+  static void in_seq_order(std::vector<Held>& held) {
+    std::vector<std::size_t> places;
+    std::vector<Held> logged;
+    for (std::size_t i = 0; i < held.size(); ++i) {
+      if (held[i].seq == 0) continue;
+      places.push_back(i);
+      logged.push_back(std::move(held[i]));
+    }
+    std::stable_sort(logged.begin(), logged.end(),
+                     [](const Held& a, const Held& b) { return a.seq < b.seq; });
+    for (std::size_t k = 0; k < places.size(); ++k) held[places[k]] = std::move(logged[k]);
+  }
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
   // Its number in the deployment's count of the user's sockets (0: not counted there).

@@ -1163,6 +1163,62 @@ def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats
         link.delay = 0
 
 
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "since"])
+def test_a_first_socket_gets_its_new_chats_in_seq_order_with_busy_ones(slow_link, make_cluster, resume):
+    """A user's first socket on a node makes the node hear the user's chats it did not yet
+    hear, and read from the log what they had since the socket read its chats, while the
+    chats it heard already go on live. With a database answering in 0.05 s, a busy chat's
+    newer events came before a quiet one's older, caught-up ones: the socket's seqs went
+    back. Fresh, or resuming with since=, its seqs only grow, and nothing is missing."""
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    api = [Client(n) for n in cluster]
+    a, b, c = api[0].register(), api[0].register(), api[0].register()
+    busy_chat = group_chat(api[0], a, b, c, name="busy")
+    quiet = private_chat(api[0], a, b)
+
+    async def main():
+        c_ws = await user_ws(cluster[1], c)  # node 1 hears the busy chat, not the quiet one
+        since = (await rest(api[0].get, "/api/events/?since=0", token=b["access"])).json()["seq"]
+        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=b["access"])
+                               for _ in range(6)))
+        link.delay = 0.05
+        stop = threading.Event()
+
+        def chatter():
+            sent = {busy_chat: [], quiet: []}
+            me = Client(cluster[0])
+            for k in range(400):
+                if stop.is_set():
+                    break
+                chat = quiet if k % 4 == 0 else busy_chat
+                sent[chat].append(rest_send(me, a, chat, f"k{k}")["id"])
+                time.sleep(0.005)
+            return sent
+        work = asyncio.get_running_loop().run_in_executor(None, chatter)
+        await asyncio.sleep(0.5)
+        b_ws = await (user_ws(cluster[1], b, sync=False, since=since) if resume else user_ws(cluster[1], b))
+        await asyncio.sleep(0.5)
+        stop.set()
+        sent = await work
+        link.delay = 0
+        last = max(max(ids) for ids in sent.values())
+        await b_ws.until(lambda f: f.get("type") == "message" and f["message_id"] == last, timeout=20)
+        await b_ws.drain(0.3)
+        if resume:  # everything since the cursor, once
+            for chat, ids in sent.items():
+                assert message_ids_seen(b_ws, chat) == ids, chat
+        check_seq_order(b_ws)
+        await b_ws.close()
+        await c_ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        link.delay = 0
+
+
 # ---- login throttling is counted by all nodes together ------------------------------------------
 
 def test_login_failures_are_counted_across_nodes(make_cluster):

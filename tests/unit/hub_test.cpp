@@ -454,8 +454,10 @@ TEST(Hub, AMemberRemovedWhileTheirSocketOpenedStopsHearingTheChatOnceSettled) {
   EXPECT_EQ(*unsure, std::vector<std::int64_t>{5});
   EXPECT_EQ(f.hub.membership_heard_since(2, 12), std::vector<std::int64_t>{});
   EXPECT_EQ(f.hub.membership_heard_since(3, 10), std::vector<std::int64_t>{});
-  // Read again at seq 13: only chat 6 is theirs.
-  f.hub.settle(me, {{6, {.as_of = 13}}}, 13, unsure);
+  // Read again at seq 13: only chat 6 is theirs. Settling subscribes nothing new: ready at once.
+  int ready = 0;
+  f.hub.settle(me, {{6, {.as_of = 13}}}, 13, unsure, [&ready] { ++ready; });
+  EXPECT_EQ(ready, 1);
   f.hub.on_logged(message(14, 5, 100, 1));
   f.hub.on_logged(message(15, 6, 101, 1));
   f.run_jobs();
@@ -473,7 +475,9 @@ TEST(Hub, AChatJoinedWhileASocketOpenedIsHeardOnceSettled) {
   const auto unsure = f.hub.membership_heard_since(2, 10);
   ASSERT_TRUE(unsure);
   EXPECT_EQ(*unsure, std::vector<std::int64_t>{7});
-  f.hub.settle(me, {{7, {.as_of = 11}}}, 11, unsure);
+  int ready = 0;  // once the broker hears chat 7
+  f.hub.settle(me, {{7, {.as_of = 11}}}, 11, unsure, [&ready] { ++ready; });
+  EXPECT_EQ(ready, 1);
   ASSERT_EQ(f.recounts.size(), 1U);  // its count is sent, whatever it is
   EXPECT_EQ(f.recounts[0].first, 7);
   f.recounts[0].second(UnreadCount{0, 11});
@@ -497,7 +501,7 @@ bool hears_the_chat_after_a_removal_and_a_join(std::int64_t joiner) {
   f.hub.attach(me, chats, 10, nullptr);
   const auto unsure = f.hub.membership_heard_since(2, 10);
   f.hub.on_logged(member_event(14, "member_added", 5, joiner, std::nullopt));
-  f.hub.settle(me, {}, 13, unsure);
+  f.hub.settle(me, {}, 13, unsure, nullptr);
   f.hub.on_logged(message(15, 5, 100, 1));
   f.run_jobs();
   return mentions(me->written, R"("message_id":100)");
