@@ -147,13 +147,13 @@ class Socket final : public realtime::Session,
     if (buffering_) {
       // Held while the replay runs, and a replay waits for a peer that reads: live events
       // held for one that reads nothing count against the same limits as the queue.
-      if (past_limits_locked(buffered_.size(), buffered_bytes_, *frame)) {
-        cut_off_locked("held", buffered_.size(), buffered_bytes_);
+      if (past_limits_locked(buffered_.size(), buffered_weight_, *frame)) {
+        cut_off_locked("held", buffered_.size(), buffered_weight_);
         buffered_ = {};
-        buffered_bytes_ = 0;
+        buffered_weight_ = 0;
         return false;
       }
-      buffered_bytes_ += frame->size();
+      buffered_weight_ += weight_of(*frame);
       buffered_.push_back({seq, state, frame});
       return false;
     }
@@ -469,10 +469,10 @@ class Socket final : public realtime::Session,
       in_seq_order(buffered_);
       for (const auto& held : buffered_) {
         if (held.seq == 0 || held.seq > cursor)
-          kick |= enqueue_state_locked(held.frame, held.state);
+          kick |= enqueue_state_locked(held.frame, held.state, true);
       }
       buffered_ = {};
-      buffered_bytes_ = 0;
+      buffered_weight_ = 0;
       if (kick) schedule_flush();
     }
     // Live `unread` frames went out only for what arrived while connected: the counts the
@@ -923,6 +923,7 @@ class Socket final : public realtime::Session,
     if (it == states_.end()) return;
     if (it->second >= queue_head_ && it->second < queue_.size() && queue_[it->second]) {
       queued_bytes_ -= queue_[it->second]->size();
+      queued_weight_ -= weight_of(*queue_[it->second]);
       queue_[it->second].reset();
     }
     states_.erase(it);
@@ -934,13 +935,17 @@ class Socket final : public realtime::Session,
     queue_.clear();
     queue_head_ = 0;
     queued_bytes_ = 0;
+    queued_weight_ = 0;
     states_.clear();
   }
   // The first `n` queued frames are written: their payloads may go.
   void pop_frames(std::size_t n) {
     for (std::size_t i = 0; i < n; ++i) {
       auto& frame = queue_[queue_head_ + i];
-      if (frame) queued_bytes_ -= frame->size();
+      if (frame) {
+        queued_bytes_ -= frame->size();
+        queued_weight_ -= weight_of(*frame);
+      }
       frame.reset();
     }
     queue_head_ += n;
@@ -973,16 +978,21 @@ class Socket final : public realtime::Session,
     if (kick) schedule_flush();
   }
 
-  // Whether one more frame would take `frames` frames of `bytes` past the slow-reader limits.
-  // Whether one more frame takes the queue (or the frames held while opening) past the
-  // socket's limits. An empty one takes any single frame: one event larger than
-  // WS_MAX_QUEUED_BYTES (a chat naming thousands of members, under a small setting) is not
-  // a slow reader, and refusing it cut the socket off each time, its replay on every
-  // reconnect.
-  [[nodiscard]] bool past_limits_locked(std::size_t frames, std::size_t bytes,
+  // What a frame counts toward WS_MAX_QUEUED_BYTES: its size, but at most half of it. One
+  // event larger than the limit (a chat naming thousands of members, under a small setting)
+  // is not a slow reader: counted whole it cut the socket off each time, a replay holding
+  // it on every reconnect, and so did any frame queued behind it before it was written. A
+  // reader falling behind still reaches the limit, with at most two such frames waiting.
+  [[nodiscard]] std::size_t weight_of(const std::string& frame) const {
+    return std::min(frame.size(), context_.limits.max_queued_bytes / 2);
+  }
+
+  // Whether one more frame takes `frames` frames of `weight` waiting (queued, or held while
+  // the socket opens) past the slow-reader limits.
+  [[nodiscard]] bool past_limits_locked(std::size_t frames, std::size_t weight,
                                         const std::string& frame) const {
     return frames >= context_.limits.max_queued_frames ||
-           (frames > 0 && bytes + frame.size() > context_.limits.max_queued_bytes);
+           weight + weight_of(frame) > context_.limits.max_queued_bytes;
   }
 
   // A slow reader must not hold memory or anyone else: it is cut off and its queue dropped.
@@ -999,24 +1009,27 @@ class Socket final : public realtime::Session,
   }
 
   // True when the caller must see to a flush (schedule_flush, or the hub's batch).
-  bool enqueue_locked(const realtime::Frame& frame) {
+  // `admitted`: frames held while the socket opened, which passed the same limits then.
+  bool enqueue_locked(const realtime::Frame& frame, bool admitted = false) {
     if (closed_) return false;
     // Frames or bytes: many small events, or fewer large ones (a text of control
     // characters is six bytes of JSON each), pin as much memory.
-    if (past_limits_locked(queue_size(), queued_bytes_, *frame)) {
+    if (!admitted && past_limits_locked(queue_size(), queued_weight_, *frame)) {
       cut_off_locked("queued", queue_size(), queued_bytes_);
       return false;
     }
     queued_bytes_ += frame->size();
+    queued_weight_ += weight_of(*frame);
     queue_.push_back(frame);
     return claim_flush_locked();
   }
 
   // enqueue_locked for a frame that may be a state (`state` != 0): it replaces the one with
   // the same key still waiting to be written.
-  bool enqueue_state_locked(const realtime::Frame& frame, std::int64_t state) {
+  bool enqueue_state_locked(const realtime::Frame& frame, std::int64_t state,
+                            bool admitted = false) {
     if (state != 0) supersede_locked(state);
-    const bool kick = enqueue_locked(frame);
+    const bool kick = enqueue_locked(frame, admitted);
     if (state != 0 && !closed_) states_.emplace_back(state, queue_.size() - 1);
     return kick;
   }
@@ -1230,7 +1243,7 @@ class Socket final : public realtime::Session,
     realtime::Frame frame;
   };
   std::vector<Held> buffered_;
-  std::size_t buffered_bytes_ = 0;
+  std::size_t buffered_weight_ = 0;  // of the frames held (weight_of)
 
   // Puts the logged frames of `held` in seq order, in the places logged frames hold, the
   // others where they are. A socket's chats the node heard already go on live while those
@@ -1252,7 +1265,8 @@ class Socket final : public realtime::Session,
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
   // Its number in the deployment's count of the user's sockets (0: not counted there).
   std::int64_t socket_serial_ = 0;
-  std::size_t queued_bytes_ = 0;  // payload bytes of the frames queued (under mutex_)
+  std::size_t queued_bytes_ = 0;   // payload bytes of the frames queued (under mutex_)
+  std::size_t queued_weight_ = 0;  // what they count toward the limit (weight_of; under mutex_)
 };
 
 }  // namespace

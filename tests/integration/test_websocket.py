@@ -1851,6 +1851,38 @@ def test_a_replayed_frame_larger_than_half_the_byte_limit_waits_for_an_empty_que
     run(main())
 
 
+def test_a_large_event_held_while_a_resume_replays_goes_out_after_it(make_server):
+    """Live events wait while a resume replays. One larger than WS_MAX_QUEUED_BYTES (a
+    chat_updated naming 400 members of long names, about 77 KB against 64 KiB), held while
+    the client had yet to read a replay of 140 messages, went out after `synced` and cut
+    the socket off, though the queue held nothing else: every reconnect ended the same
+    way until the event was old enough to be replayed."""
+    s = make_server(WS_MAX_QUEUED_BYTES=65536, PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    members = [c.register(username=unique_name("m") + "x" * 130, email=unique_name() + "@example.com")
+               for _ in range(400)]
+    group = group_chat(c, a, b, *members, name="big")
+    chat = private_chat(c, a, b)
+    since = c.get("/api/events/?since=0", token=b["access"]).json()["seq"]
+    sent = [rest_send(c, b, chat, f"{i}" + "\x01" * 4090)["id"] for i in range(140)]
+    raw = raw_handshake(s, b["access"], query=f"&since={since}")  # reads nothing for now
+    try:
+        time.sleep(1.5)  # the replay waits for the reader
+        r = c.patch(f"/api/chats/{group}/", token=a["access"], json={"name": "bigger"})
+        assert r.status_code == 200, r.text
+        time.sleep(0.5)
+        data, eof = read_to_eof(raw, 5)
+    finally:
+        raw.close()
+    frames = [json.loads(p) for op, p in read_raw_frames(data) if op == 1]
+    assert not eof, [f["type"] for f in frames][-5:]
+    assert [f["message_id"] for f in frames if f["type"] == "message"] == sent
+    types = [f["type"] for f in frames if f["type"] not in ("message", "unread")]
+    assert types == ["synced", "chat_updated"], types
+    updated = [f for f in frames if f["type"] == "chat_updated"][0]
+    assert updated["chat"]["name"] == "bigger" and len(json.dumps(updated)) > 65536
+
 def test_resume_from_a_pruned_log_requires_resync(make_server):
     s = make_server()
     c = Client(s)
