@@ -18,8 +18,9 @@ MessageRecord read_message(const Statement& s);
 
 // An FTS5 query where every term must match the text, as a whole word or a prefix:
 // text : ("term1"* AND "term2"*), folded as the index's text is (migration 10). Terms are
-// letters and digits only (chat/search_query), so the quoting cannot be escaped. With `chats`, only messages of those chats match
-// (chat_id : (1 OR 2)): the index then walks the matches of those chats alone.
+// letters and digits only (chat/search_query), so the quoting cannot be escaped. With
+// `chats`, only messages of those chats match (chat_id : (1 OR 2)): the index then walks
+// the matches of those chats alone.
 std::string fts_match(const std::vector<std::string>& terms,
                       const std::vector<std::int64_t>& chats = {});
 
