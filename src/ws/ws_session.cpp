@@ -582,10 +582,12 @@ class Socket final : public realtime::Session,
     } catch (const store::Unavailable&) {
       co_return false;
     }
-    auto heard = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
-    auto on_ready = [heard] { asio::post(heard->get_executor(), [heard] { heard->cancel(); }); };
+    auto caught_up = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
+    auto on_ready = [caught_up] {
+      asio::post(caught_up->get_executor(), [caught_up] { caught_up->cancel(); });
+    };
     context_.hub.settle(shared_from_this(), unread_states(*states), states->seq, which, on_ready);
-    co_await heard->async_wait(use_tuple);
+    co_await caught_up->async_wait(use_tuple);
     co_return true;
   }
 
