@@ -138,8 +138,7 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   shape.members = members;
   auto events = [shape](const CreatedChat& created) mutable {
     shape.chat.id = created.chat_id;
-    return std::vector<NewEvent>{
-        to_event(created.chat_id, chat_event("chat_created", created.chat_id, &shape))};
+    return std::vector<NewEvent>{chat_event("chat_created", created.chat_id, &shape)};
   };
   auto created = co_await store_.chats().create_chat(std::move(chat), std::move(events));
   auto summary = co_await store_.chats().summary(created.chat_id, me);
@@ -169,7 +168,7 @@ boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
   ChatSummary shape = *summary;
   auto events = [shape](const ChatRecord& chat) mutable {
     shape.chat = chat;
-    return std::vector<NewEvent>{to_event(chat.id, chat_event("chat_updated", chat.id, &shape))};
+    return std::vector<NewEvent>{chat_event("chat_updated", chat.id, &shape)};
   };
   if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events)))
     co_return not_a_member();
@@ -185,8 +184,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int
     std::vector<NewEvent> out;
     out.reserve(members.size());
     for (const auto& member : members) {
-      out.push_back(
-          to_event(chat_id, chat_event("chat_deleted", chat_id, nullptr), member.user_id));
+      out.push_back(chat_event("chat_deleted", chat_id, nullptr, member.user_id));
     }
     return out;
   };
@@ -238,7 +236,7 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
     // starts hearing it at this event (from its seq on), and so still delivers the
     // member_added after it to the new member's sockets.
     return std::vector<NewEvent>{
-        to_event(c.chat_id, chat_event("chat_created", c.chat_id, &shape), c.user_id),
+        chat_event("chat_created", c.chat_id, &shape, c.user_id),
         to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role))};
   };
   auto change =
@@ -337,8 +335,7 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
   auto events = [](const Departure& d) {
     const auto& c = d.change;
     if (d.chat_deleted) {
-      return std::vector<NewEvent>{
-          to_event(c.chat_id, chat_event("chat_deleted", c.chat_id, nullptr), c.user_id)};
+      return std::vector<NewEvent>{chat_event("chat_deleted", c.chat_id, nullptr, c.user_id)};
     }
     std::vector<NewEvent> out{
         to_event(c.chat_id, member_event("member_removed", c.chat_id, c.user_id, c.role)),

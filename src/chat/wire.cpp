@@ -183,13 +183,6 @@ std::size_t chat_text_size(const ChatSummary& s) {
   return size;
 }
 
-json::object chat_object(const ChatSummary& s, std::optional<std::int64_t> viewer) {
-  std::string text;
-  text.reserve(chat_text_size(s));
-  append_chat(text, s, viewer);
-  return json::parse(text).as_object();
-}
-
 }  // namespace
 
 json::object member_json(const MemberRecord& m) {
@@ -199,12 +192,11 @@ json::object member_json(const MemberRecord& m) {
   return o;
 }
 
-json::object shared_chat_json(const ChatSummary& s) {
-  return chat_object(s, std::nullopt);
-}
-
-json::object chat_json(const ChatSummary& s, std::int64_t viewer) {
-  return chat_object(s, viewer);
+std::string chat_json(const ChatSummary& s, std::int64_t viewer) {
+  std::string out;
+  out.reserve(chat_text_size(s));
+  append_chat(out, s, viewer);
+  return out;
 }
 
 std::string chat_list_json(const std::vector<ChatSummary>& chats, std::int64_t viewer) {
@@ -296,10 +288,16 @@ json::object unpin_event(const PinRecord& p) {
   return {{"type", "unpin"}, {"chat_id", p.chat_id}, {"message_id", p.message_id}};
 }
 
-json::object chat_event(const char* type, std::int64_t chat_id, const ChatSummary* chat) {
-  json::object o{{"type", type}, {"chat_id", chat_id}};
-  if (chat != nullptr) o["chat"] = shared_chat_json(*chat);
-  return o;
+NewEvent chat_event(const char* type, std::int64_t chat_id, const ChatSummary* chat,
+                    std::optional<std::int64_t> only_user) {
+  std::string out;
+  out.reserve(60 + (chat != nullptr ? chat_text_size(*chat) : 0));
+  json_text::ObjectWriter o(out);
+  o.string("type", type);
+  o.number("chat_id", chat_id);
+  if (chat != nullptr) append_chat(o.value_of("chat"), *chat, std::nullopt);
+  o.close();
+  return {chat_id, only_user, type, std::move(out)};
 }
 
 json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id, Role role) {

@@ -31,12 +31,9 @@ std::string message_page_json(const std::vector<store::MessageRecord>& messages,
 // {"id", "username", "role"}, as chats list their members.
 boost::json::object member_json(const store::MemberRecord& m);
 
-// The chat as its member `viewer` sees it (unread count, read watermark).
-boost::json::object chat_json(const store::ChatSummary& s, std::int64_t viewer);
-// The same without the per-member fields, as events carry it to every member.
-boost::json::object shared_chat_json(const store::ChatSummary& s);
-// [chat...], the chats as their member `viewer` sees them, as JSON text: the same objects
-// as chat_json, without building them.
+// The chat as its member `viewer` sees it (unread count, read watermark), as JSON text.
+std::string chat_json(const store::ChatSummary& s, std::int64_t viewer);
+// [chat...], the chats as their member `viewer` sees them, as JSON text.
 std::string chat_list_json(const std::vector<store::ChatSummary>& chats, std::int64_t viewer);
 
 boost::json::object pin_json(const store::PinRecord& p, const store::MessageRecord& m,
@@ -51,8 +48,10 @@ boost::json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::
 boost::json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value);
 boost::json::object pin_event(const store::PinRecord& p);
 boost::json::object unpin_event(const store::PinRecord& p);
-boost::json::object chat_event(const char* type, std::int64_t chat_id,
-                               const store::ChatSummary* chat);
+// A chat's creation, change or deletion (`chat`: null), for every member or `only_user`;
+// the chat without the per-member fields, the same for every member. Written as text.
+store::NewEvent chat_event(const char* type, std::int64_t chat_id, const store::ChatSummary* chat,
+                           std::optional<std::int64_t> only_user = std::nullopt);
 boost::json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id,
                                  store::Role role);
 

@@ -146,8 +146,8 @@ std::vector<std::string> keys_of(const boost::json::object& o) {
 
 }  // namespace
 
-// The chat list is written as text: each chat must hold API.md's fields, in order, with
-// what the summary holds, and the single chat and the events' chat the same.
+// Chats are written as text: each chat of the list must hold API.md's fields, in order,
+// with what the summary holds, and the single chat and the events' chat the same.
 TEST(ChatJson, TheListAsTextHoldsEveryFieldOfEachChat) {
   std::vector<store::ChatSummary> chats(2);
   auto& group = chats[0];
@@ -204,11 +204,23 @@ TEST(ChatJson, TheListAsTextHoldsEveryFieldOfEachChat) {
   EXPECT_TRUE(p.at("last_message").is_null());
   EXPECT_EQ(p.at("pinned_message_ids"), boost::json::array());
 
-  EXPECT_EQ(chat_json(group, 1), g);
-  const auto shared = shared_chat_json(group);
+  EXPECT_EQ(boost::json::parse(chat_json(group, 1)).as_object(), g);
+  const auto event = chat_event("chat_updated", 7, &group, 2);
+  EXPECT_EQ(event.chat_id, 7);
+  EXPECT_EQ(event.user_id, 2);
+  EXPECT_EQ(event.type, "chat_updated");
+  const auto payload = boost::json::parse(event.payload).as_object();
+  EXPECT_EQ(keys_of(payload), (std::vector<std::string>{"type", "chat_id", "chat"}));
+  EXPECT_EQ(payload.at("type").as_string(), "chat_updated");
+  EXPECT_EQ(payload.at("chat_id").as_int64(), 7);
+  const auto& shared = payload.at("chat").as_object();
   EXPECT_EQ(keys_of(shared), (std::vector<std::string>{"id", "type", "name", "members",
                                                        "created_at", "pinned_message_ids"}));
   EXPECT_EQ(shared.at("members"), g.at("members"));
+  EXPECT_EQ(shared.at("name"), g.at("name"));
+  const auto gone = chat_event("chat_deleted", 7, nullptr);
+  EXPECT_EQ(gone.payload, R"({"type":"chat_deleted","chat_id":7})");
+  EXPECT_FALSE(gone.user_id.has_value());
   EXPECT_EQ(member_json(group.members[1]), g.at("members").as_array()[1]);
   EXPECT_EQ(chat_list_json({}, 1), "[]");
 }

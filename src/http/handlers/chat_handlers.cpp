@@ -27,7 +27,7 @@ awaitable<Response> create_chat(Services& s, Request& /*req*/, const RouteParams
   in.member_ids = f.id_list("member_ids", false);
   auto created = co_await s.chats.create(me.id, std::move(in));
   if (!created) co_return error_response(created.error());
-  co_return json_response(created->created ? 201 : 200, chats::chat_json(created->chat, me.id));
+  co_return Response::json(created->created ? 201 : 200, chats::chat_json(created->chat, me.id));
 }
 
 awaitable<Response> get_chat(Services& s, Request& /*req*/, const RouteParams& p,
@@ -35,7 +35,7 @@ awaitable<Response> get_chat(Services& s, Request& /*req*/, const RouteParams& p
   const std::int64_t id = p.ids[0];
   auto chat = co_await s.chats.get(me.id, id);
   if (!chat) co_return error_response(chat.error());
-  co_return json_response(200, chats::chat_json(*chat, me.id));
+  co_return Response::json(200, chats::chat_json(*chat, me.id));
 }
 
 awaitable<Response> rename_chat(Services& s, Request& req, const RouteParams& p,
@@ -46,7 +46,7 @@ awaitable<Response> rename_chat(Services& s, Request& req, const RouteParams& p,
   const bool partial = req.method == Method::patch;
   auto chat = co_await s.chats.rename(me.id, id, std::move(name), std::move(errors), partial);
   if (!chat) co_return error_response(chat.error());
-  co_return json_response(200, chats::chat_json(*chat, me.id));
+  co_return Response::json(200, chats::chat_json(*chat, me.id));
 }
 
 awaitable<Response> delete_chat(Services& s, Request& /*req*/, const RouteParams& p,
