@@ -35,6 +35,7 @@
 #include "realtime/socket_limit.hpp"
 #include "store/store.hpp"
 #include "ws/frame_codec.hpp"
+#include "ws/held_order.hpp"
 #include "ws/keepalive.hpp"
 
 namespace chat::ws {
@@ -1247,22 +1248,6 @@ class Socket final : public realtime::Session,
   std::vector<Held> buffered_;
   std::size_t buffered_weight_ = 0;  // of the frames held (weight_of)
 
-  // Puts the logged frames of `held` in seq order, in the places logged frames hold, the
-  // others where they are. A socket's chats the node heard already go on live while those
-  // it starts hearing for the socket are read from the log (Hub::attach, settle_chats):
-  // their older events were held after newer ones of the others.
-  static void in_seq_order(std::vector<Held>& held) {
-    std::vector<std::size_t> places;
-    std::vector<Held> logged;
-    for (std::size_t i = 0; i < held.size(); ++i) {
-      if (held[i].seq == 0) continue;
-      places.push_back(i);
-      logged.push_back(std::move(held[i]));
-    }
-    std::stable_sort(logged.begin(), logged.end(),
-                     [](const Held& a, const Held& b) { return a.seq < b.seq; });
-    for (std::size_t k = 0; k < places.size(); ++k) held[places[k]] = std::move(logged[k]);
-  }
   std::int64_t replayed_through_ = 0;
   std::int64_t opened_at_seq_ = 0;  // where the log stood when the socket read its chats
   // Its number in the deployment's count of the user's sockets (0: not counted there).
