@@ -14,6 +14,7 @@ struct Held {
 
 std::vector<std::string> names(const std::vector<Held>& held) {
   std::vector<std::string> out;
+  out.reserve(held.size());
   for (const auto& h : held) out.push_back(h.name);
   return out;
 }
