@@ -70,13 +70,13 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
     RegistrationInput in, std::string client_address) {
   if (settings_.register_count > 0) {
     const std::string key = "register:" + client_address;
-    const auto wait = co_await limiter_.wait_seconds(key, settings_.register_count,
-                                                     settings_.register_window, now_micros());
-    if (wait > 0) {
+    // Every attempt counts, as DRF's throttle records each request it lets through.
+    const auto counted = co_await limiter_.reserve(key, settings_.register_count,
+                                                   settings_.register_window, now_micros());
+    if (counted.wait_seconds > 0) {
       metrics::metrics().throttled.with({"register"}).inc();
-      co_return Error::throttled(static_cast<int>(wait));
+      co_return Error::throttled(static_cast<int>(counted.wait_seconds));
     }
-    co_await limiter_.add(key, settings_.register_window, now_micros());
   }
 
   FieldErrors errors = std::move(in.errors);
@@ -116,23 +116,28 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   co_return Registration{std::move(*created), std::move(*tokens)};
 }
 
-boost::asio::awaitable<std::int64_t> AuthService::login_wait(const std::string& key,
-                                                             const std::string& address) {
+boost::asio::awaitable<AuthService::LoginAttempt> AuthService::start_login_attempt(
+    const std::string& key, const std::string& address) {
   const Micros now = now_micros();
-  const auto by_user = co_await limiter_.wait_seconds(login_user_key(key, address),
-                                                      settings_.login_failures_per_user,
-                                                      settings_.login_failure_window, now);
-  const auto by_address = co_await limiter_.wait_seconds(login_address_key(address),
-                                                         settings_.login_failures_per_address,
-                                                         settings_.login_failure_window, now);
-  co_return std::max(by_user, by_address);
+  LoginAttempt attempt{0, login_user_key(key, address), {}, login_address_key(address), {}};
+  auto by_user = co_await limiter_.reserve(attempt.user_key, settings_.login_failures_per_user,
+                                           settings_.login_failure_window, now);
+  if (by_user.wait_seconds > 0) co_return LoginAttempt{by_user.wait_seconds, {}, {}, {}, {}};
+  auto by_address =
+      co_await limiter_.reserve(attempt.address_key, settings_.login_failures_per_address,
+                                settings_.login_failure_window, now);
+  if (by_address.wait_seconds > 0) {
+    co_await limiter_.release(attempt.user_key, std::move(by_user.id));
+    co_return LoginAttempt{by_address.wait_seconds, {}, {}, {}, {}};
+  }
+  attempt.user_event = std::move(by_user.id);
+  attempt.address_event = std::move(by_address.id);
+  co_return attempt;
 }
 
-boost::asio::awaitable<void> AuthService::login_failed(const std::string& key,
-                                                       const std::string& address) {
-  const Micros now = now_micros();
-  co_await limiter_.add(login_user_key(key, address), settings_.login_failure_window, now);
-  co_await limiter_.add(login_address_key(address), settings_.login_failure_window, now);
+boost::asio::awaitable<void> AuthService::login_passed(LoginAttempt attempt) {
+  co_await limiter_.release(std::move(attempt.user_key), std::move(attempt.user_event));
+  co_await limiter_.release(std::move(attempt.address_key), std::move(attempt.address_event));
 }
 
 boost::asio::awaitable<bool> AuthService::matches(std::string hash, PasswordAttempt password) {
@@ -151,18 +156,19 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
                                                              PasswordAttempt password,
                                                              std::string client_address) {
   const std::string key = username_key(username);
-  if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+  auto attempt = co_await start_login_attempt(key, client_address);
+  if (attempt.wait_seconds > 0) {
     metrics::metrics().throttled.with({"login"}).inc();
-    co_return Error::throttled(static_cast<int>(wait));
+    co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
   auto user = co_await store_.users().find_by_username_key(key);
   // An unknown name costs a hash too, so timing does not tell which names exist.
   std::string hash = user ? user->password_hash : hasher_.decoy_hash();
   const bool password_ok = co_await matches(std::move(hash), std::move(password));
   if (!user || !password_ok || !user->is_active) {
-    co_await login_failed(key, client_address);
-    co_return Error::unauthenticated(kNoActiveAccount);
+    co_return Error::unauthenticated(kNoActiveAccount);  // the attempt stays counted
   }
+  co_await login_passed(std::move(attempt));
   // The password may have changed (or the account been deactivated) while it was checked:
   // then the attempt was against a password that no longer opens the account.
   auto tokens = co_await issue_tokens(user->id, user->password_hash);
@@ -270,14 +276,14 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
                                                                  std::string client_address,
                                                                  const char* field_name) {
   const std::string key = username_key(user.username);
-  if (const auto wait = co_await login_wait(key, client_address); wait > 0) {
+  auto attempt = co_await start_login_attempt(key, client_address);
+  if (attempt.wait_seconds > 0) {
     metrics::metrics().throttled.with({"login"}).inc();
-    co_return Error::throttled(static_cast<int>(wait));
+    co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
-  if (!co_await matches(user.password_hash, std::move(password))) {
-    co_await login_failed(key, client_address);
-    co_return Error::field(field_name, "Wrong password.");
-  }
+  const bool password_ok = co_await matches(user.password_hash, std::move(password));
+  if (!password_ok) co_return Error::field(field_name, "Wrong password.");  // stays counted
+  co_await login_passed(std::move(attempt));
   co_return Ok{};
 }
 

@@ -108,9 +108,17 @@ class AuthService {
                                                                 std::string password_hash);
   [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now,
                                          const std::string& session) const;
-  boost::asio::awaitable<std::int64_t> login_wait(const std::string& key,
-                                                  const std::string& address);
-  boost::asio::awaitable<void> login_failed(const std::string& key, const std::string& address);
+  // A password check's place in the login throttle: an event reserved in the username's
+  // window and in the address's, kept when the check fails and given back when it passes.
+  // Reserved before the hash: a check first and a count after it let every attempt in
+  // flight through (150 at once were all checked against a limit of 10).
+  struct LoginAttempt {
+    std::int64_t wait_seconds = 0;  // > 0: throttled, nothing reserved
+    std::string user_key, user_event, address_key, address_event;
+  };
+  boost::asio::awaitable<LoginAttempt> start_login_attempt(const std::string& key,
+                                                           const std::string& address);
+  boost::asio::awaitable<void> login_passed(LoginAttempt attempt);
   // Whether the attempt matches `hash`: its trimmed text, or else the text as sent.
   boost::asio::awaitable<bool> matches(std::string hash, PasswordAttempt password);
   boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);

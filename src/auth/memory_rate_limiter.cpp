@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <charconv>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
@@ -12,15 +13,13 @@ class MemoryRateLimiter final : public RateLimiter {
  public:
   explicit MemoryRateLimiter(std::size_t max_keys) : max_keys_(max_keys) {}
 
-  boost::asio::awaitable<std::int64_t> wait_seconds(std::string key, int limit,
-                                                    std::int64_t window_seconds,
-                                                    Micros now) override {
-    co_return wait_now(key, limit, window_seconds * 1'000'000, now);
+  boost::asio::awaitable<Reservation> reserve(std::string key, int limit,
+                                              std::int64_t window_seconds, Micros now) override {
+    co_return reserve_now(std::move(key), limit, window_seconds * 1'000'000, now);
   }
 
-  boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
-                                   Micros now) override {
-    add_now(std::move(key), window_seconds * 1'000'000, now);
+  boost::asio::awaitable<void> release(std::string key, std::string id) override {
+    release_now(key, id);
     co_return;
   }
 
@@ -46,21 +45,19 @@ class MemoryRateLimiter final : public RateLimiter {
     if (ev.capacity() > 2 * ev.size() + 8) ev.shrink_to_fit();
   }
 
-  std::int64_t wait_now(const std::string& key, int limit, Micros window, Micros now) {
+  Reservation reserve_now(std::string key, int limit, Micros window, Micros now) {
     std::lock_guard lock(mutex_);
-    auto it = windows_.find(key);
-    if (it == windows_.end()) return 0;
-    it->second.window = window;
-    expire(it->second, now);
-    const auto& events = it->second.events;
-    if (static_cast<int>(events.size()) < limit) return 0;
-    // Blocked until enough of the oldest events leave the window.
-    const Micros frees_at = events[events.size() - static_cast<std::size_t>(limit)] + window;
-    return (frees_at - now + 999'999) / 1'000'000;
-  }
-
-  void add_now(std::string key, Micros window, Micros now) {
-    std::lock_guard lock(mutex_);
+    if (auto it = windows_.find(key); it != windows_.end()) {
+      it->second.window = window;
+      expire(it->second, now);
+      const auto& events = it->second.events;
+      if (static_cast<int>(events.size()) >= limit) {
+        // Blocked until enough of the oldest events leave the window.
+        const auto n = static_cast<std::size_t>(std::max(limit, 0));
+        const Micros frees_at = (n == 0 ? now : events[events.size() - n] + window);
+        return {std::max<std::int64_t>(1, (frees_at - now + 999'999) / 1'000'000), {}};
+      }
+    }
     // Keys whose window has passed go now and then, not only when the map is full: else
     // the memory of a burst of failures stayed until 200,000 keys came together.
     if (++adds_ % kSweepEvery == 0 || (windows_.size() >= max_keys_ && !windows_.contains(key))) {
@@ -68,10 +65,22 @@ class MemoryRateLimiter final : public RateLimiter {
     }
     auto& w = windows_[std::move(key)];
     w.window = window;
-    expire(w, now);
-    w.events.push_back(now);
+    // In time order, as expire() expects, though callers' clocks were read in another.
+    w.events.insert(std::upper_bound(w.events.begin(), w.events.end(), now), now);
     // A key never needs more events than any limit could ask for.
     if (w.events.size() > 100'000) w.events.erase(w.events.begin());
+    return {0, std::to_string(now)};
+  }
+
+  // Events of one key at the same time are alike: any of them goes.
+  void release_now(const std::string& key, const std::string& id) {
+    Micros at = 0;
+    if (std::from_chars(id.data(), id.data() + id.size(), at).ec != std::errc()) return;
+    std::lock_guard lock(mutex_);
+    auto it = windows_.find(key);
+    if (it == windows_.end()) return;
+    auto& events = it->second.events;
+    if (auto e = std::find(events.begin(), events.end(), at); e != events.end()) events.erase(e);
   }
 
   // Drops expired keys; when all are live, drops the half whose newest event is oldest.

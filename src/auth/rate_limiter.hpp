@@ -19,18 +19,24 @@ class RedisClient;
 
 namespace chat::auth {
 
+// An event reserve() counted (wait_seconds 0), or the seconds until one can be.
+struct Reservation {
+  std::int64_t wait_seconds = 0;
+  std::string id;  // for release()
+};
+
 class RateLimiter {
  public:
   virtual ~RateLimiter() = default;
 
-  // Seconds until `key` drops below `limit` events in the last `window_seconds`, or 0
-  // when it is below already.
-  virtual boost::asio::awaitable<std::int64_t> wait_seconds(std::string key, int limit,
-                                                            std::int64_t window_seconds,
-                                                            Micros now) = 0;
-  // Counts one event for `key`.
-  virtual boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
-                                           Micros now) = 0;
+  // Counts one event for `key` when fewer than `limit` are in the last `window_seconds`;
+  // else counts nothing and returns the seconds until one can be counted. One step, so
+  // that of many callers at once no more than `limit` pass: a check first and a count
+  // later (after a password hash, say) let every caller in flight through.
+  virtual boost::asio::awaitable<Reservation> reserve(std::string key, int limit,
+                                                      std::int64_t window_seconds, Micros now) = 0;
+  // Takes back an event reserve() counted for `key` (a login that succeeded).
+  virtual boost::asio::awaitable<void> release(std::string key, std::string id) = 0;
 
   // A bucket of `burst` events for `key` that refills at `burst` per `window_seconds`
   // (GCRA: one time per key, whatever the rate). Takes one event and returns 0, or returns

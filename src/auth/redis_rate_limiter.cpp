@@ -4,6 +4,7 @@
 #include <atomic>
 #include <optional>
 #include <random>
+#include <string_view>
 
 #include "auth/rate_limiter.hpp"
 #include "redis/redis_client.hpp"
@@ -11,24 +12,22 @@
 namespace chat::auth {
 namespace {
 
-// KEYS: the counter. ARGV: limit, window (µs), now (µs).
-// Drops events older than the window; returns the µs until fewer than `limit` remain.
-constexpr const char* kWait = R"lua(
+// KEYS: the counter. ARGV: limit, window (µs), now (µs), a unique member.
+// Drops events older than the window; counts the member and returns 0 when fewer than
+// `limit` remain, else returns the µs (at least 1) until that is so.
+constexpr const char* kReserve = R"lua(
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local now = tonumber(ARGV[3])
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local count = redis.call('ZCARD', KEYS[1])
-if count < limit then return 0 end
-local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
-return math.max(0, tonumber(oldest[2]) + window - now)
-)lua";
-
-// KEYS: the counter. ARGV: window (µs), now (µs), a unique member.
-constexpr const char* kAdd = R"lua(
-redis.call('ZADD', KEYS[1], tonumber(ARGV[2]), ARGV[3])
-redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[1]) / 1000))
-return 1
+if count >= limit then
+  local oldest = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  return math.max(1, tonumber(oldest[2]) + window - now)
+end
+redis.call('ZADD', KEYS[1], now, ARGV[4])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000))
+return 0
 )lua";
 
 // KEYS: the bucket. ARGV: interval (µs), tolerance (µs), now (µs).
@@ -56,34 +55,36 @@ class RedisRateLimiter final : public RateLimiter {
     node_ = std::to_string(rd()) + std::to_string(rd());
   }
 
-  boost::asio::awaitable<std::int64_t> wait_seconds(std::string key, int limit,
-                                                    std::int64_t window_seconds,
-                                                    Micros now) override {
+  // A reservation counted in Redis has the member's name for id; one counted on this node
+  // (Redis away) has "local:" and the in-process limiter's id, and is released there.
+  boost::asio::awaitable<Reservation> reserve(std::string key, int limit,
+                                              std::int64_t window_seconds, Micros now) override {
+    std::string member = node_ + ":" + std::to_string(++counter_);
     std::vector<std::string> command{"EVAL",
-                                     kWait,
+                                     kReserve,
                                      "1",
                                      prefix_ + "rl:" + key,
                                      std::to_string(limit),
                                      std::to_string(window_seconds * 1'000'000),
-                                     std::to_string(now)};
+                                     std::to_string(now),
+                                     member};
     const auto micros = co_await run(std::move(command), now);
-    if (!micros)
-      co_return co_await fallback_->wait_seconds(std::move(key), limit, window_seconds, now);
-    co_return (*micros + 999'999) / 1'000'000;
+    if (!micros) {
+      auto local = co_await fallback_->reserve(std::move(key), limit, window_seconds, now);
+      if (local.wait_seconds == 0) local.id = std::string(kLocal) + local.id;
+      co_return local;
+    }
+    if (*micros > 0) co_return Reservation{(*micros + 999'999) / 1'000'000, {}};
+    co_return Reservation{0, std::move(member)};
   }
 
-  boost::asio::awaitable<void> add(std::string key, std::int64_t window_seconds,
-                                   Micros now) override {
-    std::vector<std::string> command{"EVAL",
-                                     kAdd,
-                                     "1",
-                                     prefix_ + "rl:" + key,
-                                     std::to_string(window_seconds * 1'000'000),
-                                     std::to_string(now),
-                                     node_ + ":" + std::to_string(++counter_)};
-    if (!co_await run(std::move(command), now)) {
-      co_await fallback_->add(std::move(key), window_seconds, now);
+  boost::asio::awaitable<void> release(std::string key, std::string id) override {
+    if (id.starts_with(kLocal)) {
+      co_await fallback_->release(std::move(key), id.substr(kLocal.size()));
+      co_return;
     }
+    std::vector<std::string> command{"ZREM", prefix_ + "rl:" + key, std::move(id)};
+    co_await run(std::move(command), now_micros());
   }
 
   boost::asio::awaitable<std::int64_t> take(std::string key, int burst, std::int64_t window_seconds,
@@ -125,6 +126,8 @@ class RedisRateLimiter final : public RateLimiter {
     }
     spdlog::warn("rate limiter: Redis unavailable ({}); counting on this node", e.what());
   }
+
+  static constexpr std::string_view kLocal = "local:";
 
   std::shared_ptr<redis::RedisClient> client_;
   std::string prefix_;

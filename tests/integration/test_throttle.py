@@ -1,6 +1,9 @@
 """Login throttling per account+address and per address; 429 with Retry-After, while the
 real user logging in from elsewhere is never locked out. Then USER_THROTTLE_RATE, DRF's
 per-user throttle of authenticated REST requests."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 from conftest import Client, unique_name
 
 
@@ -75,6 +78,41 @@ def test_profile_password_check_is_throttled_too(make_server):
     r = c.patch("/api/users/me/", token=token, json={"email": "n@example.com", "current_password": user["password"]},
                 headers={"X-Forwarded-For": "203.0.113.77"})
     assert r.status_code == 429
+
+
+def at_once(count, job):
+    """`job(i)` for i < count on as many threads, started together."""
+    barrier = threading.Barrier(count)
+
+    def run(i):
+        barrier.wait(timeout=30)
+        return job(i)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(run, range(count)))
+
+
+def test_guesses_at_once_are_checked_no_more_than_the_limit(make_server):
+    """Each attempt holds its place in the count while its password is checked: counted only
+    after the hash, every guess in flight was checked (150 at once against a limit of 10)."""
+    server = throttled_server(make_server)
+    c = Client(server)
+    user = c.register()
+    name = user["user"]["username"]
+    codes = at_once(30, lambda i: login(Client(server), name, f"wrong-{i}", "203.0.113.50").status_code)
+    assert sorted(codes) == [401] * 3 + [429] * 27, codes
+    # The same for the current password of a profile change, from another address.
+    token = user["access"]
+
+    def change(i):
+        return Client(server).patch("/api/users/me/", token=token,
+                                    json={"email": "n@example.com", "current_password": f"bad-{i}"},
+                                    headers={"X-Forwarded-For": "203.0.113.51"}).status_code
+    codes = at_once(30, change)
+    assert sorted(codes) == [400] * 3 + [429] * 27, codes
+    # A login that passes gives its place back: the owner, elsewhere, is not locked out.
+    for _ in range(5):
+        assert login(c, name, user["password"], "198.51.100.9").status_code == 200
 
 
 def throttled_count(c, kind):

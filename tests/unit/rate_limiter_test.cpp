@@ -7,8 +7,11 @@
 
 #include <chrono>
 #include <cstdlib>
+#include <future>
 #include <random>
+#include <string>
 #include <thread>
+#include <vector>
 
 #include "auth/rate_limiter.hpp"
 #include "redis/redis_client.hpp"
@@ -29,26 +32,15 @@ constexpr Micros kSecond = 1'000'000;
 
 }  // namespace
 
-TEST(MemoryRateLimiter, BlocksAtTheLimitUntilTheWindowMoves) {
-  auto limiter = auth::make_memory_rate_limiter();
-  const Micros t0 = 1'000 * kSecond;
-  EXPECT_EQ(run(limiter->wait_seconds("k", 3, 60, t0)), 0);
-  for (int i = 0; i < 3; ++i) run(limiter->add("k", 60, t0 + i * kSecond));
-  // Three events at t0, t0+1, t0+2: blocked until the first leaves the 60 s window.
-  EXPECT_EQ(run(limiter->wait_seconds("k", 3, 60, t0 + 2 * kSecond)), 58);
-  EXPECT_EQ(run(limiter->wait_seconds("k", 3, 60, t0 + 59 * kSecond)), 1);
-  EXPECT_EQ(run(limiter->wait_seconds("k", 3, 60, t0 + 60 * kSecond)), 0);
-  // Other keys are independent.
-  EXPECT_EQ(run(limiter->wait_seconds("other", 1, 60, t0)), 0);
-}
-
 TEST(MemoryRateLimiter, MemoryStaysBounded) {
   auto limiter = auth::make_memory_rate_limiter(100);
   const Micros t0 = 1'000 * kSecond;
-  for (int i = 0; i < 1000; ++i) run(limiter->add("key" + std::to_string(i), 60, t0 + i));
+  for (int i = 0; i < 1000; ++i) {
+    EXPECT_EQ(run(limiter->reserve("key" + std::to_string(i), 2, 60, t0 + i)).wait_seconds, 0);
+  }
   // The newest keys survive the sweeps; the limiter keeps working.
-  run(limiter->add("key999", 60, t0 + 2000));
-  EXPECT_GT(run(limiter->wait_seconds("key999", 2, 60, t0 + 2001)), 0);
+  EXPECT_EQ(run(limiter->reserve("key999", 2, 60, t0 + 2000)).wait_seconds, 0);
+  EXPECT_GT(run(limiter->reserve("key999", 2, 60, t0 + 2001)).wait_seconds, 0);
 }
 
 // The token buckets, against both implementations: in process, and in the Redis the test
@@ -93,11 +85,28 @@ class TokenBucket : public ::testing::TestWithParam<const char*> {
     return f.get();
   }
 
-  // Whether Redis holds `key`'s bucket (true for the in-process limiter): a Redis limiter
-  // that quietly counted in process would pass every other check.
-  bool stored(const std::string& key) {
+  auth::Reservation reserve(const std::string& key, int limit, std::int64_t window, Micros now) {
+    auto f = boost::asio::co_spawn(io_, limiter_->reserve(key, limit, window, now),
+                                   boost::asio::use_future);
+    if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "reserve() did not complete";
+      return {-1, {}};
+    }
+    return f.get();
+  }
+
+  void release(const std::string& key, const std::string& id) {
+    auto f = boost::asio::co_spawn(io_, limiter_->release(key, id), boost::asio::use_future);
+    if (f.wait_for(std::chrono::seconds(10)) != std::future_status::ready) {
+      ADD_FAILURE() << "release() did not complete";
+    }
+  }
+
+  // Whether Redis holds `key`'s bucket ("rb:") or window ("rl:"), true for the in-process
+  // limiter: a Redis limiter that quietly counted in process would pass every other check.
+  bool stored(const std::string& key, const char* kind = "rb:") {
     if (!client_) return true;
-    auto f = boost::asio::co_spawn(io_, client_->command({"EXISTS", prefix_ + "rb:" + key}),
+    auto f = boost::asio::co_spawn(io_, client_->command({"EXISTS", prefix_ + kind + key}),
                                    boost::asio::use_future);
     return f.wait_for(std::chrono::seconds(10)) == std::future_status::ready &&
            f.get().integer == 1;
@@ -139,6 +148,63 @@ TEST_P(TokenBucket, RefusedEventsTakeNothing) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Limiters, TokenBucket, ::testing::Values("memory", "redis"),
+                         [](const auto& info) { return std::string(info.param); });
+
+// The sliding windows (failed logins, registrations), against both implementations.
+using SlidingWindow = TokenBucket;
+
+TEST_P(SlidingWindow, BlocksAtTheLimitUntilTheWindowMoves) {
+  const Micros t0 = 1'000 * kSecond;
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(reserve("k", 3, 60, t0 + i * kSecond).wait_seconds, 0);
+  EXPECT_TRUE(stored("k", "rl:"));
+  // Three events at t0, t0+1, t0+2: refused, counting nothing, until the first leaves the
+  // 60 s window.
+  EXPECT_EQ(reserve("k", 3, 60, t0 + 2 * kSecond).wait_seconds, 58);
+  EXPECT_EQ(reserve("k", 3, 60, t0 + 59 * kSecond).wait_seconds, 1);
+  EXPECT_EQ(reserve("k", 3, 60, t0 + 60 * kSecond).wait_seconds, 0);
+  // Now t0+1, t0+2 and t0+60: the next is due when t0+1 leaves.
+  EXPECT_EQ(reserve("k", 3, 60, t0 + 60 * kSecond).wait_seconds, 1);
+  // Other keys are independent.
+  EXPECT_EQ(reserve("other", 1, 60, t0).wait_seconds, 0);
+}
+
+TEST_P(SlidingWindow, AReleasedEventNoLongerCounts) {
+  const Micros t0 = 3'000 * kSecond;
+  const auto first = reserve("r", 2, 60, t0);
+  const auto second = reserve("r", 2, 60, t0);  // the same time: released one at a time
+  ASSERT_EQ(first.wait_seconds, 0);
+  ASSERT_EQ(second.wait_seconds, 0);
+  EXPECT_GT(reserve("r", 2, 60, t0 + kSecond).wait_seconds, 0);
+  release("r", second.id);
+  const auto third = reserve("r", 2, 60, t0 + kSecond);
+  EXPECT_EQ(third.wait_seconds, 0);
+  EXPECT_GT(reserve("r", 2, 60, t0 + kSecond).wait_seconds, 0);
+  release("r", first.id);
+  release("r", third.id);
+  EXPECT_EQ(reserve("r", 2, 60, t0 + 2 * kSecond).wait_seconds, 0);
+  EXPECT_EQ(reserve("r", 2, 60, t0 + 2 * kSecond).wait_seconds, 0);
+  EXPECT_GT(reserve("r", 2, 60, t0 + 2 * kSecond).wait_seconds, 0);
+}
+
+// Many callers at once: no more than the limit get through (a check and a later count let
+// every one in flight through).
+TEST_P(SlidingWindow, ConcurrentCallersPassNoMoreThanTheLimit) {
+  const Micros t0 = 4'000 * kSecond;
+  std::vector<std::future<auth::Reservation>> calls;
+  calls.reserve(50);
+  for (int i = 0; i < 50; ++i) {
+    calls.push_back(boost::asio::co_spawn(io_, limiter_->reserve("c", 10, 60, t0 + i),
+                                          boost::asio::use_future));
+  }
+  int passed = 0;
+  for (auto& call : calls) {
+    ASSERT_EQ(call.wait_for(std::chrono::seconds(10)), std::future_status::ready);
+    if (call.get().wait_seconds == 0) ++passed;
+  }
+  EXPECT_EQ(passed, 10);
+}
+
+INSTANTIATE_TEST_SUITE_P(Limiters, SlidingWindow, ::testing::Values("memory", "redis"),
                          [](const auto& info) { return std::string(info.param); });
 
 TEST(MemoryRateLimiter, BucketsStayBounded) {
