@@ -59,6 +59,9 @@ struct UserChanges {
   std::optional<bool> is_active;
   std::optional<bool> is_staff;
   std::optional<bool> is_superuser;
+  // Only if the password hash is still this one: the one a current password was checked
+  // against, so that of two changes confirmed with the same password only the first applies.
+  std::optional<std::string> unless_password_changed_from;
 };
 
 class UserStore {
@@ -77,7 +80,8 @@ class UserStore {
   // two concurrent registrations of one name cannot both succeed).
   virtual boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) = 0;
 
-  // Applies the set fields; returns the updated user, or nullopt when there is no such user.
+  // Applies the set fields; returns the updated user, or nullopt when there is no such user
+  // (or its password hash is no longer `unless_password_changed_from`).
   virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
                                                                    UserChanges changes) = 0;
 

@@ -37,8 +37,16 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
   store::UserChanges changes;
   changes.email = std::move(in.email);
   if (in.password) changes.password_hash = co_await hasher_.hash(*in.password);
+  changes.unless_password_changed_from = me.password_hash;
   auto updated = co_await store_.users().update(me.id, std::move(changes));
-  if (!updated) co_return Error::not_found();
+  if (!updated) {
+    // The password was changed since it was checked (another change confirmed with the
+    // same one came first): the current password given is no longer the current one.
+    if (co_await store_.users().find_by_id(me.id)) {
+      co_return Error::field("current_password", "Wrong password.");
+    }
+    co_return Error::not_found();
+  }
   // A new password ends every other session of the user; the caller's goes on.
   if (in.password) co_await auth_.end_other_sessions(me.id, std::move(session));
   co_return std::move(*updated);

@@ -3,7 +3,9 @@ email/password with the current password), public user search with limit/offset 
 public user detail, and deactivated users."""
 import datetime
 import re
+import threading
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
@@ -179,6 +181,39 @@ def test_password_change_ends_every_other_session(client):
         r = client.post("/api/auth/refresh/", json={"refresh": refresh})
         assert r.status_code == 200, r.text
         assert set(r.json()) == {"access"}
+
+
+def test_password_changes_at_once_with_the_same_password_apply_once(client):
+    """Changes confirmed with the same current password race: the first applies and its
+    session goes on; the others find that password replaced ("Wrong password.") and change
+    nothing. All of them answered 200, and every session ended, the winner's too."""
+    user = client.register()
+    name, old_password = user["user"]["username"], user["password"]
+    sessions = [user] + [client.login(name, old_password) for _ in range(3)]
+    barrier = threading.Barrier(len(sessions))
+
+    def change(i):
+        barrier.wait(timeout=30)
+        return requests.patch(client.server.url + "/api/users/me/", timeout=30,
+                              headers={"Authorization": f"Bearer {sessions[i]['access']}"},
+                              json={"password": f"brand-new-secret-{i}",
+                                    "current_password": old_password})
+
+    with ThreadPoolExecutor(len(sessions)) as pool:
+        answers = list(pool.map(change, range(len(sessions))))
+    won = [i for i, r in enumerate(answers) if r.status_code == 200]
+    assert len(won) == 1, [(r.status_code, r.text) for r in answers]
+    for i, r in enumerate(answers):
+        if i != won[0]:
+            assert (r.status_code, r.json()) == (400, {"current_password": ["Wrong password."]}), r.text
+    winner = won[0]
+    client.login(name, f"brand-new-secret-{winner}")
+    for i in range(len(sessions)):
+        if i != winner:
+            client.login(name, f"brand-new-secret-{i}", expect=401)
+    assert client.get("/api/users/me/", token=sessions[winner]["access"]).status_code == 200
+    r = client.post("/api/auth/refresh/", json={"refresh": sessions[winner]["refresh"]})
+    assert r.status_code == 200, r.text
 
 
 # --- GET /api/users/?search= -----------------------------------------------------------

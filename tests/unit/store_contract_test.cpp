@@ -266,6 +266,29 @@ TEST_P(StoreContract, UpdatesOnlyTheGivenFields) {
   EXPECT_FALSE(run(store_->users().update(ann.id + 100, c)));
 }
 
+// Two password changes confirmed against the same password: the first applies, the second
+// finds the password changed and changes nothing (not even its email).
+TEST_P(StoreContract, AChangeConfirmedAgainstAReplacedPasswordChangesNothing) {
+  auto ann = make_user("ann");  // password hash "hash"
+  UserChanges first;
+  first.password_hash = "first";
+  first.unless_password_changed_from = "hash";
+  auto updated = run(store_->users().update(ann.id, first));
+  ASSERT_TRUE(updated);
+  EXPECT_EQ(updated->password_hash, "first");
+  UserChanges second;
+  second.password_hash = "second";
+  second.email = "second@example.com";
+  second.unless_password_changed_from = "hash";
+  EXPECT_FALSE(run(store_->users().update(ann.id, second)));
+  auto now = run(store_->users().find_by_id(ann.id));
+  ASSERT_TRUE(now);
+  EXPECT_EQ(now->password_hash, "first");
+  EXPECT_EQ(now->email, ann.email);
+  second.unless_password_changed_from = "first";
+  EXPECT_EQ(run(store_->users().update(ann.id, second))->password_hash, "second");
+}
+
 TEST_P(StoreContract, ListsActiveUsersByPrefixWithPaging) {
   for (const char* n : {"alice", "alex", "bob", "alfred"}) make_user(n);
   auto bob = run(store_->users().find_by_username_key("bob"));

@@ -26,7 +26,8 @@ constexpr const char* kInsertUser =
 constexpr const char* kUpdateUser =
     "UPDATE users SET email = COALESCE($2, email), password_hash = COALESCE($3, password_hash), "
     "is_active = COALESCE($4, is_active), is_staff = COALESCE($5, is_staff), "
-    "is_superuser = COALESCE($6, is_superuser) WHERE id = $1 RETURNING " CHAT_SQL_USER_COLUMNS;
+    "is_superuser = COALESCE($6, is_superuser) "
+    "WHERE id = $1 AND ($7::text IS NULL OR password_hash = $7) RETURNING " CHAT_SQL_USER_COLUMNS;
 // Prefix search is a range scan on the username_key index (byte order, COLLATE "C"):
 // [prefix, prefix + U+10FFFF), whatever the database's locale.
 constexpr const char* kCountUsers =
@@ -78,7 +79,8 @@ boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::create(NewUser u)
 
 boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::update(std::int64_t id,
                                                                       UserChanges c) {
-  auto params = pg_params(id, c.email, c.password_hash, c.is_active, c.is_staff, c.is_superuser);
+  auto params = pg_params(id, c.email, c.password_hash, c.is_active, c.is_staff, c.is_superuser,
+                          c.unless_password_changed_from);
   auto r = co_await db_.query(kUpdateUser, std::move(params));
   co_return first_user(r);
 }

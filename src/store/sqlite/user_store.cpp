@@ -18,7 +18,8 @@ constexpr const char* kInsertUser =
 constexpr const char* kUpdateUser =
     "UPDATE users SET email = COALESCE(?2, email), password_hash = COALESCE(?3, password_hash), "
     "is_active = COALESCE(?4, is_active), is_staff = COALESCE(?5, is_staff), "
-    "is_superuser = COALESCE(?6, is_superuser) WHERE id = ?1";
+    "is_superuser = COALESCE(?6, is_superuser) WHERE id = ?1 AND (?7 IS NULL OR password_hash = "
+    "?7)";
 // Prefix search is a range scan on the unique username_key index: [prefix, prefix + U+10FFFF).
 constexpr const char* kCountUsers =
     "SELECT count(*) FROM users WHERE (?3 = 0 OR is_active = 1) AND (?1 = '' OR "
@@ -92,14 +93,16 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::i
                                                                           UserChanges changes) {
   auto query = [id, c = std::move(changes)](Connection& conn) {
     Transaction tx(conn);
-    conn.prepare(kUpdateUser)
-        .bind(1, id)
-        .bind(2, c.email)
-        .bind(3, c.password_hash)
-        .bind(4, c.is_active)
-        .bind(5, c.is_staff)
-        .bind(6, c.is_superuser)
-        .exec();
+    const int changed = conn.prepare(kUpdateUser)
+                            .bind(1, id)
+                            .bind(2, c.email)
+                            .bind(3, c.password_hash)
+                            .bind(4, c.is_active)
+                            .bind(5, c.is_staff)
+                            .bind(6, c.is_superuser)
+                            .bind(7, c.unless_password_changed_from)
+                            .exec();
+    if (changed == 0) return std::optional<UserRecord>();
     auto updated = user_by_id(conn, id);
     tx.commit();
     return updated;
