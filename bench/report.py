@@ -117,10 +117,14 @@ if hist:
     bad = sum(r["bad_pages"] for r in hist["runs"])
     rows.append(("  every page checked", "", "ok" if bad == 0 else f"{bad} bad pages", "ok"))
     add_usage(hist)
-search = load("search")
-if search:
+for name in ("search", "search-100-chats"):
+    search = load(name)
+    if not search:
+        continue
+    chats = search.get("searcher_chats", 1)
     rows.append((f"Search over {search['fill_messages']:,} messages of others "
-                 f"({search['words_per_message']} words each), one match", "", "", ""))
+                 f"({search['words_per_message']} words each), one match"
+                 + (f", searcher in {chats} chats" if chats > 1 else ""), "", "", ""))
     for q in search["queries"]:
         rows.append((f"  q={q['q']}: requests/s, p99 ms", "requests/s, ms",
                      f"{spread([r['requests_per_second'] for r in q['runs']])} / "

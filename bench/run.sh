@@ -187,6 +187,10 @@ for s in $scenarios; do
       start_server search
       bench search search --search-messages 10000 --search-words 200 --http-connections 8 --warmup 1 --seconds 3 --runs 3
       stop_server
+      # The same by a searcher in 100 groups of its own, the match in the first.
+      start_server search-100-chats
+      bench search-100-chats search --search-chats 100 --search-messages 10000 --search-words 200 --http-connections 8 --warmup 1 --seconds 3 --runs 3
+      stop_server
       ;;
     reconnect)
       sockets=$(( fds - 500 < 19000 ? fds - 500 : 19000 ))

@@ -64,6 +64,8 @@ int main(int argc, char** argv) {
   app.add_option("--page-size", o.page_size);
   app.add_option("--search-messages", o.search_messages, "search: messages of others");
   app.add_option("--search-words", o.search_words, "search: words in each of them");
+  app.add_option("--search-chats", o.search_chats, "search: groups the searcher is in")
+      ->check(CLI::PositiveNumber);
   app.add_option("--http-connections", o.http_connections);
   app.add_option("--out", out, "write the report here as well");
   CLI11_PARSE(app, argc, argv);

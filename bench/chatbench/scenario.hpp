@@ -39,6 +39,7 @@ struct Options {
   // search
   int search_messages = 10'000;
   int search_words = 200;  // per message of the fill
+  int search_chats = 1;    // the searcher's groups (its message in the first)
 };
 
 using Report = boost::json::object;

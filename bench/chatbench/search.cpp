@@ -4,7 +4,8 @@
 // pays for everyone's messages on each request; one that keeps such prefixes pays for
 // the caller's. Each query (prefixes of one, two and three characters, and a whole word)
 // is measured in a closed loop of its own, and every answer is checked: exactly the
-// caller's message.
+// caller's message. With --search-chats N the caller is in N groups of its own, its message
+// in the first: a search then looks through all of them.
 #include <boost/json.hpp>
 
 #include <array>
@@ -53,6 +54,10 @@ asio::awaitable<Report> run_search(const Options& o) {
   const std::vector<std::int64_t> searcher{users[1].id};
   const std::int64_t fill_chat = co_await create_group(http, users[0], writers, "search-fill");
   const std::int64_t own_chat = co_await create_group(http, users[1], searcher, "mine");
+  auto more_chats = [&](HttpConnection& conn, int) -> asio::awaitable<void> {
+    co_await create_group(conn, users[1], searcher, "more");
+  };
+  co_await for_each_parallel(o.target, o.search_chats - 1, o.setup_connections, more_chats);
   const std::string own_message =
       json::serialize(json::object{{"chat", own_chat}, {"text", kMine}});
   const auto mine = co_await http.request("POST", "/api/messages/", users[1].access, own_message);
@@ -93,6 +98,7 @@ asio::awaitable<Report> run_search(const Options& o) {
   r["scenario"] = "search";
   r["fill_messages"] = acked;
   r["words_per_message"] = o.search_words;
+  r["searcher_chats"] = o.search_chats;
   r["fill_seconds"] = fill_seconds;
   r["connections"] = o.http_connections;
   r["queries"] = std::move(queries);

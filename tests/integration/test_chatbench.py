@@ -147,11 +147,16 @@ def test_reconnect_storm_replays_every_client(make_server, tmp_path):
         assert run["handshakes_per_second"] > 0 and run["seconds_to_last_synced"] > 0, run
 
 
-def test_search_answers_every_query_with_the_one_match(make_server, tmp_path):
+@pytest.mark.parametrize("chats", [1, 70])
+def test_search_answers_every_query_with_the_one_match(make_server, tmp_path, chats):
+    """The searcher alone in one group, or in 70 (more chats than SQLite names in one index
+    query): either way each answer is exactly its one message."""
     server = make_server(**BENCH_SETTINGS)
     report = chatbench(server, tmp_path, "search", "--search-messages", "200", "--search-words", "20",
-                       "--http-connections", "2", "--warmup", "0.2", "--seconds", "0.5", "--runs", "2")
+                       "--search-chats", str(chats), "--http-connections", "2", "--warmup", "0.2",
+                       "--seconds", "0.5", "--runs", "2")
     assert report["scenario"] == "search" and report["fill_messages"] == 200, report
+    assert report["searcher_chats"] == chats, report
     assert [q["q"] for q in report["queries"]] == ["a", "ab", "abc", "abcdefg"]
     for q in report["queries"]:
         assert len(q["runs"]) == 2, q

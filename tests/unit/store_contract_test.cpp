@@ -962,6 +962,22 @@ TEST_P(StoreContract, SearchFindsTheCallersChatsWhetherFewOrMany) {
   auto bobs = ids_of(run(chats.search(bob.id, {"needle"}, std::nullopt, 100)));
   ASSERT_EQ(bobs.size(), 71U);
   EXPECT_EQ(std::vector<std::int64_t>(bobs.begin(), bobs.end() - 1), newest_first);
+
+  // The newest matches spread over her first chats and her last: the limit takes the
+  // newest of all, in order.
+  const auto late0 = send(chat_ids[0], ann.id, "needle late");
+  const auto late1 = send(chat_ids[69], ann.id, "needle late");
+  const auto late2 = send(chat_ids[1], ann.id, "needle late");
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"needle"}, std::nullopt, 2))),
+            (std::vector<std::int64_t>{late2, late1}));
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"n"}, std::nullopt, 4))),
+            (std::vector<std::int64_t>{late2, late1, late0, newest_first[0]}));
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"late"}, std::nullopt, 100))),
+            (std::vector<std::int64_t>{late2, late1, late0}));
+  std::vector<std::int64_t> everything{late2, late1, late0};
+  everything.insert(everything.end(), newest_first.begin(), newest_first.end());
+  EXPECT_EQ(ids_of(run(chats.search(ann.id, {"needle"}, std::nullopt, 100))), everything);
+  EXPECT_TRUE(run(chats.search(ann.id, {"needle"}, std::nullopt, 0)).empty());
 }
 
 namespace {
