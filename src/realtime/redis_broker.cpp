@@ -530,9 +530,12 @@ class RedisBroker final : public Broker {
       auto page = co_await read_log(pause, failures, "reading a new chat's events", chat, no_users,
                                     n.seq - 1);
       if (!page) continue;
+      std::int64_t read_through = 0;
       for (auto& e : *page) {
+        read_through = std::max(read_through, e.seq);
         if (!recent_.contains(e.seq)) gated_.try_emplace(e.seq, std::move(e));
       }
+      if (read_through > 0) co_await heard_through(read_through);
       break;
     }
     close_gate_entry(gate);
@@ -632,6 +635,51 @@ class RedisBroker final : public Broker {
     if (ready) ready();
   }
 
+  // Every event up to `seq` has come in from Redis, for the channels this node hears:
+  // seq's transaction was handed to Redis (the `published` key has reached it; seqs are
+  // published in commit order), and then a SUBSCRIBE was confirmed, which Redis answers
+  // after everything it sent this connection before. What a catch-up read from the log
+  // waits for this before it goes on: an older event of another chat (committed just
+  // before, or in the same transaction) could still be on its way into this node when the
+  // newer ones from the log went out, and a user socket's seq went back. At most
+  // kNoticeGate; gives up at once when Redis does not answer.
+  asio::awaitable<void> heard_through(std::int64_t seq) {
+    const auto deadline = std::chrono::steady_clock::now() + kNoticeGate;
+    asio::steady_timer pause(strand_);
+    for (;;) {
+      std::optional<std::int64_t> published;  // nullopt: no key (an emptied Redis)
+      bool answered = false;
+      try {
+        std::vector<std::string> command{"GET", published_key()};
+        auto reply = co_await client_->command(std::move(command));
+        answered = true;
+        std::int64_t value = 0;
+        const char* end = reply.str.data() + reply.str.size();
+        if (reply.type == redis::Reply::Type::string &&
+            std::from_chars(reply.str.data(), end, value).ec == std::errc()) {
+          published = value;
+        }
+      } catch (const std::exception&) {
+        answered = false;
+      }
+      if (!answered) co_return;
+      if (!published || *published >= seq) break;
+      if (std::chrono::steady_clock::now() >= deadline) co_return;
+      pause.expires_after(std::chrono::milliseconds(2));
+      boost::system::error_code ec;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    std::vector<std::string> barrier{prefix_ + "barrier:" + node_ + ":" +
+                                     std::to_string(++barriers_)};
+    const std::vector<std::string> drop = barrier;
+    auto timer = std::make_shared<asio::steady_timer>(strand_, deadline);
+    subscriber_->subscribe(std::move(barrier),
+                           [this, timer] { asio::post(strand_, [timer] { timer->cancel(); }); });
+    boost::system::error_code ec;
+    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    subscriber_->unsubscribe(drop);
+  }
+
   asio::awaitable<void> subscribed(std::vector<std::string> channels) {
     auto timer =
         std::make_shared<asio::steady_timer>(strand_, asio::steady_timer::time_point::max());
@@ -696,6 +744,7 @@ class RedisBroker final : public Broker {
     bool all_users = false;                     // readers are every local user...
     std::int64_t unheard_after = INT64_MAX;     // ...for chats not heard dropped after this
     asio::steady_timer pause(strand_);
+    std::int64_t delivered_through = 0;  // the newest seq delivered from the log
     for (bool refill = false; after != INT64_MAX; refill = true) {
       const std::uint64_t round = drops_;  // the drops before this round
       const std::uint64_t added = users_added_;
@@ -716,7 +765,10 @@ class RedisBroker final : public Broker {
           } else if (own.contains(e.chat_id)) {
             wanted = e.seq > it->second.delivered || ((fill_gaps || refill) && remembered);
           }
-          if (wanted) deliver(e);  // deliver() drops what was delivered recently
+          if (wanted) {
+            deliver(e);  // deliver() drops what was delivered recently
+            delivered_through = std::max(delivered_through, e.seq);
+          }
         }
         if (!page.empty()) after = page.back().seq;
         if (static_cast<int>(page.size()) < kCatchUpPage) {
@@ -730,6 +782,7 @@ class RedisBroker final : public Broker {
       after = refill_point(chats, users.size(), ids, readers, unheard_after);
       all_users = !readers.empty();
     }
+    if (delivered_through > 0 && epoch == epoch_) co_await heard_through(delivered_through);
     // What waited meanwhile goes out in one seq order across chats: released chat by chat,
     // a chat's held events would overtake another's older ones.
     struct Waiting {
@@ -904,6 +957,7 @@ class RedisBroker final : public Broker {
   BrokerHandler* handler_ = nullptr;
   std::string node_;
   std::atomic<std::uint64_t> ephemeral_counter_ = 0;
+  std::uint64_t barriers_ = 0;  // heard_through's channels (strand)
   std::atomic<bool> ready_ = false;
   std::atomic<bool> stopped_ = false;
 

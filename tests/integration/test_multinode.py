@@ -1085,7 +1085,10 @@ def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_event
         b_ws = await user_ws(cluster[1], b)
         sent = {p: [(await rest(rest_send, api[0], a, p, "before"))["id"]], q: []}
         await b_ws.until(is_("message", message_id=sent[p][0]), timeout=10)
-        link.delay = 0.25
+        # A catch-up read takes 1.2 s a round trip: more than `limit` events come meanwhile
+        # whether or not a connection must be opened first (at 0.25 s, the drop happened
+        # only when one had to be).
+        link.delay = 0.6
         redis_cli(own_redis.port, "CLIENT", "KILL", "TYPE", "pubsub")
         held = []
         for k in range(160):
@@ -1154,6 +1157,61 @@ def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats
         link.delay = 0
         await wait_seen(b_ws, g, new, timeout=20)
         await wait_seen(b_ws, p, busy, timeout=20)
+        check_seq_order(b_ws)
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        link.delay = 0
+
+
+def test_a_chat_joined_through_an_event_waits_for_older_events_still_coming_from_redis(
+        slow_link, make_cluster):
+    """The node reads a chat joined through an event from the log, fast, while the other
+    chats' events reach it through Redis, here 0.05 s late, and the new chat keeps busy.
+    Events of other chats committed just before the new chat's newest were still on their
+    way when the log's newer ones went out: the socket's seqs went back (every run). The
+    read now waits until Redis has brought everything up to the newest seq it read."""
+    link = slow_link(int(os.environ["CHATD_TEST_REDIS_PORT"]))
+    cluster = make_cluster(2, node_env=[{}, {"REDIS_PORT": link.port}])
+    api = [Client(n) for n in cluster]
+    a, b, c = api[0].register(), api[0].register(), api[0].register()
+    busy_chats = [group_chat(api[0], c, b, name=f"busy {k}") for k in range(3)]
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        link.delay = 0.05
+        stop = threading.Event()
+        newest = []  # the chats joined so far, the newest last
+
+        def chatter(sender, chats_of):
+            sent = {}
+            me = Client(cluster[0])
+            for k in range(1000):
+                chats = chats_of()
+                if stop.is_set():
+                    break
+                if not chats:
+                    time.sleep(0.01)
+                    continue
+                chat = chats[k % len(chats)]
+                sent.setdefault(chat, []).append(rest_send(me, sender, chat, f"k{k}")["id"])
+                time.sleep(0.003)
+            return sent
+        loop = asyncio.get_running_loop()
+        # Other chats' events all along, and the chat just joined busy as it is read.
+        busy = loop.run_in_executor(None, chatter, c, lambda: busy_chats)
+        joining = loop.run_in_executor(None, chatter, a, lambda: newest[-1:])
+        await asyncio.sleep(0.3)
+        for k in range(6):
+            newest.append(await rest(group_chat, api[0], a, b, name=f"joined {k}"))
+            await asyncio.sleep(0.3)
+        stop.set()
+        busy, joining = await busy, await joining
+        link.delay = 0
+        for chat, ids in list(busy.items()) + list(joining.items()):
+            await wait_seen(b_ws, chat, ids, timeout=20)
         check_seq_order(b_ws)
         await b_ws.close()
 
