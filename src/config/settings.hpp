@@ -20,6 +20,10 @@ struct DatabaseSettings {
   std::string sqlite_path = "db.sqlite3";
   std::string sqlite_synchronous = "NORMAL";  // NORMAL or FULL (see README, durability)
   int read_connections = 4;
+  // How long SQLite search walks everyone's matches for a caller in many chats before it
+  // names them, per index query naming them would take (SqliteChatStore::search); 0: names
+  // them at once. Not a setting: tests set 0 to take that way.
+  int sqlite_search_walk_micros = 1000;
   int pool_size = 16;                     // PostgreSQL connections per node
   int timeout_seconds = 30;               // PostgreSQL silent this long: the call fails
   std::string synchronous_commit = "on";  // PostgreSQL's, per connection (README, durability)

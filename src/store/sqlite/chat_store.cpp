@@ -1,6 +1,7 @@
 #include "store/sqlite/chat_store.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <iterator>
 #include <optional>
 #include <queue>
@@ -60,16 +61,22 @@ constexpr const char* kHiddenOldestFirst =
 constexpr const char* kUsernameById = "SELECT username FROM users WHERE id = ?1";
 // Newest first by the index's own rowid (= m.id): FTS5 then walks its matches downwards and
 // the LIMIT stops it, where ORDER BY m.id collected and sorted every match in the file.
-constexpr const char* kSearch =
-    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
-    " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
-    "LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE messages_fts MATCH ?1 AND m.is_deleted = 0 "
-    "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "
-    "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC LIMIT ?4";
-// A search names at most this many chats in its index query (search below).
+#define CHAT_SQL_SEARCH(NEWER_THAN) \
+  "SELECT " CHAT_SQL_MESSAGE_COLUMNS                                               \
+  " FROM messages_fts f JOIN messages m ON m.id = f.rowid "                        \
+  "LEFT JOIN users u ON u.id = m.sender_id "                                       \
+  "WHERE messages_fts MATCH ?1 " NEWER_THAN " AND m.is_deleted = 0 "               \
+  "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "        \
+  "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC " \
+  "LIMIT ?4"
+constexpr const char* kSearch = CHAT_SQL_SEARCH("");
+// Only ids above ?5: what the search of the caller's other chats left to beat.
+constexpr const char* kSearchNewerThan = CHAT_SQL_SEARCH("AND f.rowid > ?5");
+#undef CHAT_SQL_SEARCH
+// A search names at most this many chats in each index query (search below), after
+// walking everyone's matches for a moment when the caller is in more.
 constexpr std::size_t kMaxSearchChatsNamed = 64;
-constexpr const char* kMyChatIds = "SELECT chat_id FROM chat_members WHERE user_id = ?1 LIMIT ?2";
+constexpr const char* kMyChatIds = "SELECT chat_id FROM chat_members WHERE user_id = ?1";
 constexpr const char* kMessageByClientId =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -654,24 +661,60 @@ boost::asio::awaitable<bool> SqliteChatStore::is_hidden(std::int64_t user_id, st
 boost::asio::awaitable<std::vector<MessageRecord>> SqliteChatStore::search(
     std::int64_t viewer, std::vector<std::string> terms, std::optional<std::int64_t> chat_id,
     int limit) {
-  auto q = [terms = std::move(terms), viewer, chat_id, limit](Connection& c) {
+  auto q = [terms = std::move(terms), viewer, chat_id, limit, walk = search_walk_](Connection& c) {
     std::vector<MessageRecord> out;
-    // The chats to search, named in the index query when they are few: the index then
-    // walks their matches alone. A user in more chats has everyone's matches walked, newest
-    // first, until `limit` of theirs (an OR of many chats costs the index more than that).
+    // The chats searched are named in the index query, which then walks their matches
+    // alone: the one asked for, or all of the caller's, 64 at a time (an OR of many more
+    // costs the index more than it saves).
     std::vector<std::int64_t> chats;
     if (chat_id.value_or(0) != 0) {  // (0: every chat, as kSearch's ?3)
       chats.push_back(*chat_id);
     } else {
       auto mine = c.prepare(kMyChatIds);
-      mine.bind(1, viewer).bind(2, static_cast<std::int64_t>(kMaxSearchChatsNamed) + 1);
+      mine.bind(1, viewer);
       while (mine.step()) chats.push_back(mine.int64(0));
-      if (chats.empty()) return out;
-      if (chats.size() > kMaxSearchChatsNamed) chats.clear();
     }
-    auto s = c.prepare(kSearch);
-    s.bind(1, fts_match(terms, chats)).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);
-    while (s.step()) out.push_back(read_message(s));
+    // Each such query costs a millisecond or so (about 10 µs a chat named, found or not,
+    // and a prefix's merge): for a caller in more than 64 chats, everyone's matches are
+    // walked first, newest first until `limit` of the caller's, which is quicker when few
+    // messages match or the caller's are among the newest. Past `walk` (1 ms) for each
+    // query the chats would take, the chats are named after all, so a search costs at most
+    // about twice what naming them costs. Walking to the end, a short prefix visited every
+    // match in the file: seconds of a reader thread in a large one (and anyone can make 65
+    // groups).
+    const std::size_t queries = (chats.size() + kMaxSearchChatsNamed - 1) / kMaxSearchChatsNamed;
+    if (queries > 1 && walk.count() > 0) {
+      const auto budget = walk * static_cast<std::int64_t>(queries);
+      const bool walked = c.within(budget, [&] {
+        auto s = c.prepare(kSearch);
+        s.bind(1, fts_match(terms)).bind(2, viewer).bind(3, 0).bind(4, limit);
+        while (s.step()) out.push_back(read_message(s));
+      });
+      if (walked) return out;
+      out.clear();
+    }
+    const auto newest_first = [](const MessageRecord& a, const MessageRecord& b) {
+      return a.id > b.id;
+    };
+    const auto wanted = static_cast<std::size_t>(std::max(limit, 0));
+    for (std::size_t from = 0; from < chats.size(); from += kMaxSearchChatsNamed) {
+      const auto first = chats.begin() + static_cast<std::ptrdiff_t>(from);
+      const std::vector<std::int64_t> part(
+          first,
+          first + static_cast<std::ptrdiff_t>(std::min(kMaxSearchChatsNamed, chats.size() - from)));
+      // Once `limit` are found, a part need only find newer ones than the oldest of them.
+      const std::int64_t above = out.size() >= wanted && !out.empty() ? out.back().id : 0;
+      auto s = c.prepare(above > 0 ? kSearchNewerThan : kSearch);
+      s.bind(1, fts_match(terms, part)).bind(2, viewer).bind(3, chat_id.value_or(0)).bind(4, limit);
+      if (above > 0) s.bind(5, above);
+      const std::size_t before = out.size();
+      while (s.step()) out.push_back(read_message(s));
+      if (before > 0 && out.size() > before) {
+        std::inplace_merge(out.begin(), out.begin() + static_cast<std::ptrdiff_t>(before),
+                           out.end(), newest_first);
+        if (out.size() > wanted) out.resize(wanted);
+      }
+    }
     return out;
   };
   co_return co_await db_.scan(std::move(q));

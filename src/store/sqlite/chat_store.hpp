@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+
 #include "store/chat_store.hpp"
 
 namespace chat::store::sqlite {
@@ -8,7 +10,9 @@ class Database;
 
 class SqliteChatStore final : public ChatStore {
  public:
-  explicit SqliteChatStore(Database& db) : db_(db) {}
+  // `search_walk`: see search().
+  SqliteChatStore(Database& db, std::chrono::microseconds search_walk)
+      : db_(db), search_walk_(search_walk) {}
 
   void set_commit_listener(CommitListener listener) override { listener_ = std::move(listener); }
 
@@ -87,6 +91,7 @@ class SqliteChatStore final : public ChatStore {
   auto write(F f);
 
   Database& db_;
+  std::chrono::microseconds search_walk_;
   CommitListener listener_;
 };
 

@@ -3,6 +3,7 @@
 // A Connection is used by one thread at a time (the store's executors guarantee it).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -76,6 +77,11 @@ class Connection {
   // Ends an open transaction without reporting errors (on the way out of a failed read).
   void rollback_quietly() noexcept;
   [[nodiscard]] std::int64_t last_insert_rowid() const;
+  // Runs the reads of `f` for at most about `budget` of this thread's CPU time: true when
+  // they finished; false when a statement was stopped there (SQLite's progress handler; the
+  // transaction goes on). For a read that may end early or cost a great deal, beside a
+  // dearer way that is sure.
+  bool within(std::chrono::microseconds budget, const std::function<void()>& f);
 
   sqlite3* handle() { return db_; }
 
@@ -128,6 +134,12 @@ class Transaction {
 class ConstraintViolation : public std::exception {
  public:
   [[nodiscard]] const char* what() const noexcept override { return "constraint violation"; }
+};
+
+// A statement stopped by Connection::within's deadline.
+class Interrupted : public std::exception {
+ public:
+  [[nodiscard]] const char* what() const noexcept override { return "interrupted"; }
 };
 
 }  // namespace chat::store::sqlite

@@ -37,7 +37,7 @@ class SqliteStore final : public Store {
       : db_(s.sqlite_path, s.sqlite_synchronous, s.read_connections),
         users_(db_),
         tokens_(db_),
-        chats_(db_),
+        chats_(db_, std::chrono::microseconds(s.sqlite_search_walk_micros)),
         admin_(db_) {}
 
   UserStore& users() override { return users_; }
