@@ -745,6 +745,7 @@ class RedisBroker final : public Broker {
     std::int64_t unheard_after = INT64_MAX;     // ...for chats not heard dropped after this
     asio::steady_timer pause(strand_);
     std::int64_t delivered_through = 0;  // the newest seq delivered from the log
+    std::int64_t heard = 0;              // ...that heard_through has waited for
     for (bool refill = false; after != INT64_MAX; refill = true) {
       const std::uint64_t round = drops_;  // the drops before this round
       const std::uint64_t added = users_added_;
@@ -777,12 +778,17 @@ class RedisBroker final : public Broker {
         }
       }
       if (!done) break;
+      // Before the round is judged: held events dropped while it waits (past
+      // REDIS_MAX_HELD_EVENTS) are read again by the next round like any others.
+      if (delivered_through > heard && epoch == epoch_) {
+        co_await heard_through(delivered_through);
+        heard = delivered_through;
+      }
       // A user new here since the round began was not among its readers.
       refilled(chats, ids, all_users && added == users_added_, round, after);
       after = refill_point(chats, users.size(), ids, readers, unheard_after);
       all_users = !readers.empty();
     }
-    if (delivered_through > 0 && epoch == epoch_) co_await heard_through(delivered_through);
     // What waited meanwhile goes out in one seq order across chats: released chat by chat,
     // a chat's held events would overtake another's older ones.
     struct Waiting {
