@@ -1,5 +1,12 @@
 #include "auth/auth_service.hpp"
 
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/this_coro.hpp>
+#include <boost/asio/use_awaitable.hpp>
+
+#include <chrono>
+#include <exception>
+
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "auth/rate_limiter.hpp"
@@ -116,7 +123,25 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
   co_return Registration{std::move(*created), std::move(*tokens)};
 }
 
+// A refusal by an event counted in the last two seconds may be a check still under way (a
+// login that will pass and give its place back): it is asked again every 200 ms for up to
+// 2 s before it stands. Logins at once past the limit (a user's devices, users behind one
+// NAT) then wait their turn instead of getting 429 for the whole window; guesses past it
+// wait too, and are refused.
 boost::asio::awaitable<AuthService::LoginAttempt> AuthService::start_login_attempt(
+    const std::string& key, const std::string& address) {
+  auto executor = co_await boost::asio::this_coro::executor;
+  boost::asio::steady_timer pause(executor);
+  for (int tries = 1;; ++tries) {
+    auto attempt = co_await try_login_attempt(key, address);
+    const bool recent = attempt.wait_seconds > settings_.login_failure_window - 2;
+    if (attempt.wait_seconds == 0 || !recent || tries >= 10) co_return attempt;
+    pause.expires_after(std::chrono::milliseconds(200));
+    co_await pause.async_wait(boost::asio::use_awaitable);
+  }
+}
+
+boost::asio::awaitable<AuthService::LoginAttempt> AuthService::try_login_attempt(
     const std::string& key, const std::string& address) {
   const Micros now = now_micros();
   LoginAttempt attempt{0, login_user_key(key, address), {}, login_address_key(address), {}};
@@ -135,7 +160,7 @@ boost::asio::awaitable<AuthService::LoginAttempt> AuthService::start_login_attem
   co_return attempt;
 }
 
-boost::asio::awaitable<void> AuthService::login_passed(LoginAttempt attempt) {
+boost::asio::awaitable<void> AuthService::give_back(LoginAttempt attempt) {
   co_await limiter_.release(std::move(attempt.user_key), std::move(attempt.user_event));
   co_await limiter_.release(std::move(attempt.address_key), std::move(attempt.address_event));
 }
@@ -161,14 +186,25 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
     metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
-  auto user = co_await store_.users().find_by_username_key(key);
-  // An unknown name costs a hash too, so timing does not tell which names exist.
-  std::string hash = user ? user->password_hash : hasher_.decoy_hash();
-  const bool password_ok = co_await matches(std::move(hash), std::move(password));
+  std::optional<store::UserRecord> user;
+  bool password_ok = false;
+  std::exception_ptr failure;  // the store away (503): a check that did not happen
+  try {
+    user = co_await store_.users().find_by_username_key(key);
+    // An unknown name costs a hash too, so timing does not tell which names exist.
+    std::string hash = user ? user->password_hash : hasher_.decoy_hash();
+    password_ok = co_await matches(std::move(hash), std::move(password));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    co_await give_back(std::move(attempt));
+    std::rethrow_exception(failure);
+  }
   if (!user || !password_ok || !user->is_active) {
     co_return Error::unauthenticated(kNoActiveAccount);  // the attempt stays counted
   }
-  co_await login_passed(std::move(attempt));
+  co_await give_back(std::move(attempt));
   // The password may have changed (or the account been deactivated) while it was checked:
   // then the attempt was against a password that no longer opens the account.
   auto tokens = co_await issue_tokens(user->id, user->password_hash);
@@ -281,9 +317,19 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
     metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
-  const bool password_ok = co_await matches(user.password_hash, std::move(password));
+  bool password_ok = false;
+  std::exception_ptr failure;  // the hasher failed: a check that did not happen
+  try {
+    password_ok = co_await matches(user.password_hash, std::move(password));
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    co_await give_back(std::move(attempt));
+    std::rethrow_exception(failure);
+  }
   if (!password_ok) co_return Error::field(field_name, "Wrong password.");  // stays counted
-  co_await login_passed(std::move(attempt));
+  co_await give_back(std::move(attempt));
   co_return Ok{};
 }
 

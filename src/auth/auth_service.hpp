@@ -109,7 +109,8 @@ class AuthService {
   [[nodiscard]] std::string issue_access(std::int64_t user_id, std::int64_t now,
                                          const std::string& session) const;
   // A password check's place in the login throttle: an event reserved in the username's
-  // window and in the address's, kept when the check fails and given back when it passes.
+  // window and in the address's, kept when the check fails and given back (give_back) when
+  // it passes or could not be made (the store away).
   // Reserved before the hash: a check first and a count after it let every attempt in
   // flight through (150 at once were all checked against a limit of 10).
   struct LoginAttempt {
@@ -118,7 +119,9 @@ class AuthService {
   };
   boost::asio::awaitable<LoginAttempt> start_login_attempt(const std::string& key,
                                                            const std::string& address);
-  boost::asio::awaitable<void> login_passed(LoginAttempt attempt);
+  boost::asio::awaitable<LoginAttempt> try_login_attempt(const std::string& key,
+                                                         const std::string& address);
+  boost::asio::awaitable<void> give_back(LoginAttempt attempt);
   // Whether the attempt matches `hash`: its trimmed text, or else the text as sent.
   boost::asio::awaitable<bool> matches(std::string hash, PasswordAttempt password);
   boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);
