@@ -61,14 +61,14 @@ constexpr const char* kHiddenOldestFirst =
 constexpr const char* kUsernameById = "SELECT username FROM users WHERE id = ?1";
 // Newest first by the index's own rowid (= m.id): FTS5 then walks its matches downwards and
 // the LIMIT stops it, where ORDER BY m.id collected and sorted every match in the file.
-#define CHAT_SQL_SEARCH(NEWER_THAN) \
-  "SELECT " CHAT_SQL_MESSAGE_COLUMNS                                               \
-  " FROM messages_fts f JOIN messages m ON m.id = f.rowid "                        \
-  "LEFT JOIN users u ON u.id = m.sender_id "                                       \
-  "WHERE messages_fts MATCH ?1 " NEWER_THAN " AND m.is_deleted = 0 "               \
-  "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) "        \
-  "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC " \
-  "LIMIT ?4"
+#define CHAT_SQL_SEARCH(NEWER_THAN)                                         \
+  "SELECT " CHAT_SQL_MESSAGE_COLUMNS                                        \
+  " FROM messages_fts f JOIN messages m ON m.id = f.rowid "                 \
+  "LEFT JOIN users u ON u.id = m.sender_id "                                \
+  "WHERE messages_fts MATCH ?1 " NEWER_THAN                                 \
+  " AND m.is_deleted = 0 "                                                  \
+  "AND m.chat_id IN (SELECT chat_id FROM chat_members WHERE user_id = ?2) " \
+  "AND (?3 = 0 OR m.chat_id = ?3) AND " NOT_HIDDEN("?2") " ORDER BY f.rowid DESC LIMIT ?4"
 constexpr const char* kSearch = CHAT_SQL_SEARCH("");
 // Only ids above ?5: what the search of the caller's other chats left to beat.
 constexpr const char* kSearchNewerThan = CHAT_SQL_SEARCH("AND f.rowid > ?5");

@@ -77,10 +77,10 @@ class Connection {
   // Ends an open transaction without reporting errors (on the way out of a failed read).
   void rollback_quietly() noexcept;
   [[nodiscard]] std::int64_t last_insert_rowid() const;
-  // Runs the reads of `f` for at most about `budget` of this thread's CPU time: true when
-  // they finished; false when a statement was stopped there (SQLite's progress handler; the
-  // transaction goes on). For a read that may end early or cost a great deal, beside a
-  // dearer way that is sure.
+  // Runs the reads of `f` for at most about `budget` of this thread's CPU time (and eight
+  // times that of the wall clock's): true when they finished; false when a statement was
+  // stopped there (SQLite's progress handler; the transaction goes on). For a read that may
+  // end early or cost a great deal, beside a dearer way that is sure.
   bool within(std::chrono::microseconds budget, const std::function<void()>& f);
 
   sqlite3* handle() { return db_; }
