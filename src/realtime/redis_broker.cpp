@@ -672,17 +672,15 @@ class RedisBroker final : public Broker {
     std::vector<std::string> barrier{prefix_ + "barrier:" + node_ + ":" +
                                      std::to_string(++barriers_)};
     const std::vector<std::string> drop = barrier;
-    auto timer = std::make_shared<asio::steady_timer>(strand_, deadline);
-    subscriber_->subscribe(std::move(barrier),
-                           [this, timer] { asio::post(strand_, [timer] { timer->cancel(); }); });
-    boost::system::error_code ec;
-    co_await timer->async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    co_await subscribed(std::move(barrier), deadline);
     subscriber_->unsubscribe(drop);
   }
 
-  asio::awaitable<void> subscribed(std::vector<std::string> channels) {
-    auto timer =
-        std::make_shared<asio::steady_timer>(strand_, asio::steady_timer::time_point::max());
+  // Subscribes and waits until the server has confirmed `channels` (or `until`).
+  asio::awaitable<void> subscribed(
+      std::vector<std::string> channels,
+      asio::steady_timer::time_point until = asio::steady_timer::time_point::max()) {
+    auto timer = std::make_shared<asio::steady_timer>(strand_, until);
     subscriber_->subscribe(std::move(channels),
                            [this, timer] { asio::post(strand_, [timer] { timer->cancel(); }); });
     boost::system::error_code ec;
