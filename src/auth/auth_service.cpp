@@ -165,6 +165,33 @@ boost::asio::awaitable<void> AuthService::give_back(LoginAttempt attempt) {
   co_await limiter_.release(std::move(attempt.address_key), std::move(attempt.address_event));
 }
 
+template <class T>
+boost::asio::awaitable<T> AuthService::checked(LoginAttempt& attempt,
+                                               boost::asio::awaitable<T> check) {
+  std::optional<T> out;
+  std::exception_ptr failure;
+  try {
+    out = co_await std::move(check);
+  } catch (...) {
+    failure = std::current_exception();
+  }
+  if (failure) {
+    co_await give_back(std::move(attempt));
+    std::rethrow_exception(failure);
+  }
+  co_return std::move(*out);
+}
+
+boost::asio::awaitable<AuthService::LoginCheck> AuthService::check_login(std::string key,
+                                                                         PasswordAttempt password) {
+  LoginCheck out;
+  out.user = co_await store_.users().find_by_username_key(key);
+  // An unknown name costs a hash too, so timing does not tell which names exist.
+  std::string hash = out.user ? out.user->password_hash : hasher_.decoy_hash();
+  out.password_ok = co_await matches(std::move(hash), std::move(password));
+  co_return out;
+}
+
 boost::asio::awaitable<bool> AuthService::matches(std::string hash, PasswordAttempt password) {
   // One longer than any password chatd sets cannot match: no hash is computed for it.
   bool ok = false;
@@ -186,21 +213,8 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
     metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
-  std::optional<store::UserRecord> user;
-  bool password_ok = false;
-  std::exception_ptr failure;  // the store away (503): a check that did not happen
-  try {
-    user = co_await store_.users().find_by_username_key(key);
-    // An unknown name costs a hash too, so timing does not tell which names exist.
-    std::string hash = user ? user->password_hash : hasher_.decoy_hash();
-    password_ok = co_await matches(std::move(hash), std::move(password));
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  if (failure) {
-    co_await give_back(std::move(attempt));
-    std::rethrow_exception(failure);
-  }
+  auto check = check_login(key, std::move(password));
+  auto [user, password_ok] = co_await checked(attempt, std::move(check));
   if (!user || !password_ok || !user->is_active) {
     co_return Error::unauthenticated(kNoActiveAccount);  // the attempt stays counted
   }
@@ -317,17 +331,8 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
     metrics::metrics().throttled.with({"login"}).inc();
     co_return Error::throttled(static_cast<int>(attempt.wait_seconds));
   }
-  bool password_ok = false;
-  std::exception_ptr failure;  // the hasher failed: a check that did not happen
-  try {
-    password_ok = co_await matches(user.password_hash, std::move(password));
-  } catch (...) {
-    failure = std::current_exception();
-  }
-  if (failure) {
-    co_await give_back(std::move(attempt));
-    std::rethrow_exception(failure);
-  }
+  auto check = matches(user.password_hash, std::move(password));
+  const bool password_ok = co_await checked(attempt, std::move(check));
   if (!password_ok) co_return Error::field(field_name, "Wrong password.");  // stays counted
   co_await give_back(std::move(attempt));
   co_return Ok{};

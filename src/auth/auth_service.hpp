@@ -122,6 +122,17 @@ class AuthService {
   boost::asio::awaitable<LoginAttempt> try_login_attempt(const std::string& key,
                                                          const std::string& address);
   boost::asio::awaitable<void> give_back(LoginAttempt attempt);
+  // Runs the password check `check` of `attempt`. One that could not be made (it threw:
+  // the store away, the hasher failing) gives the attempt's places back before the error
+  // goes on: counted as failures, retries through an outage locked a correct login out.
+  template <class T>
+  boost::asio::awaitable<T> checked(LoginAttempt& attempt, boost::asio::awaitable<T> check);
+  // The account named by `key` (if any), and whether `password` opens it.
+  struct LoginCheck {
+    std::optional<store::UserRecord> user;
+    bool password_ok = false;
+  };
+  boost::asio::awaitable<LoginCheck> check_login(std::string key, PasswordAttempt password);
   // Whether the attempt matches `hash`: its trimmed text, or else the text as sent.
   boost::asio::awaitable<bool> matches(std::string hash, PasswordAttempt password);
   boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);
