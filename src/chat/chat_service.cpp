@@ -136,9 +136,11 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
   shape.chat.name = chat.name;
   shape.chat.created_at = chat.now;
   shape.members = members;
-  auto events = [shape](const CreatedChat& created) mutable {
+  auto events = [shape, me](const CreatedChat& created) mutable {
     shape.chat.id = created.chat_id;
-    return std::vector<NewEvent>{chat_event("chat_created", created.chat_id, &shape)};
+    // A new chat looks the same to every member: nothing read, no message yet.
+    return std::vector<NewEvent>{
+        chat_event("chat_created", created.chat_id, &shape, std::nullopt, me)};
   };
   auto created = co_await store_.chats().create_chat(std::move(chat), std::move(events));
   auto summary = co_await store_.chats().summary(created.chat_id, me);
@@ -235,8 +237,9 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
     // The new member learns of the chat first: a node that hears the chat for no one
     // starts hearing it at this event (from its seq on), and so still delivers the
     // member_added after it to the new member's sockets.
+    const ChatSummary* seen = c.seen_by_member ? &*c.seen_by_member : &shape;
     return std::vector<NewEvent>{
-        chat_event("chat_created", c.chat_id, &shape, c.user_id),
+        chat_event("chat_created", c.chat_id, seen, c.user_id, c.user_id),
         to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role))};
   };
   auto change =

@@ -289,13 +289,13 @@ json::object unpin_event(const PinRecord& p) {
 }
 
 NewEvent chat_event(const char* type, std::int64_t chat_id, const ChatSummary* chat,
-                    std::optional<std::int64_t> only_user) {
+                    std::optional<std::int64_t> only_user, std::optional<std::int64_t> seen_by) {
   std::string out;
   out.reserve(60 + (chat != nullptr ? chat_text_size(*chat) : 0));
   json_text::ObjectWriter o(out);
   o.string("type", type);
   o.number("chat_id", chat_id);
-  if (chat != nullptr) append_chat(o.value_of("chat"), *chat, std::nullopt);
+  if (chat != nullptr) append_chat(o.value_of("chat"), *chat, seen_by);
   o.close();
   return {chat_id, only_user, type, std::move(out)};
 }

@@ -48,10 +48,14 @@ boost::json::object read_event(std::int64_t chat_id, std::int64_t user_id, std::
 boost::json::object delivered_event(std::int64_t chat_id, std::int64_t user_id, std::int64_t value);
 boost::json::object pin_event(const store::PinRecord& p);
 boost::json::object unpin_event(const store::PinRecord& p);
-// A chat's creation, change or deletion (`chat`: null), for every member or `only_user`;
-// the chat without the per-member fields, the same for every member. Written as text.
+// A chat's creation, change or deletion (`chat`: null), for every member or `only_user`.
+// With `seen_by`, the chat object is the one that member sees, its per-member fields
+// (`last_message`, `unread_count`, `last_read_message_id`) included: for a new chat (the
+// same for every member) or an event of that member's own. Without it, it carries none of
+// them. Written as text.
 store::NewEvent chat_event(const char* type, std::int64_t chat_id, const store::ChatSummary* chat,
-                           std::optional<std::int64_t> only_user = std::nullopt);
+                           std::optional<std::int64_t> only_user = std::nullopt,
+                           std::optional<std::int64_t> seen_by = std::nullopt);
 boost::json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id,
                                  store::Role role);
 

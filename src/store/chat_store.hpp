@@ -83,6 +83,9 @@ struct MemberChange {
   std::int64_t user_id = 0;
   Role role = Role::member;
   std::optional<std::int64_t> promoted_user_id;  // a new owner, when the owner left
+  // add_member: the chat as the new member sees it, read in the addition's transaction
+  // (their watermark, the messages they hid before if they are back), for their event.
+  std::optional<ChatSummary> seen_by_member;
 };
 
 // Who takes over when a member leaves: given the leaving member and those who remain

@@ -806,6 +806,46 @@ def test_a_member_added_again_gets_the_count_afresh(server, client):
     run(main())
 
 
+def test_an_added_members_chat_created_shows_the_chat_as_they_see_it(server, client):
+    """A member added back to a group gets, in their chat_created, the chat as they see it:
+    their new watermark, nothing unread, the newest message they did not hide (without its
+    sender's client_id) and the pins they did not hide. Live, in a replay and over REST."""
+    a, b, c = client.register(), client.register(), client.register()
+    group = group_chat(client, a, b, c, name="back again")
+    m1 = rest_send(client, a, group, "pinned, then hidden by c", client_id="cid-1")["id"]
+    m2 = rest_send(client, a, group, "the newest c still sees", client_id="cid-2")["id"]
+    m3 = rest_send(client, b, group, "hidden by c too")["id"]
+    r = client.post("/api/pinned/", token=a["access"], json={"message_id": m1})
+    assert r.status_code == 201, r.text
+    for m in (m1, m3):
+        r = client.request("DELETE", f"/api/messages/{m}/?for=me", token=c["access"])
+        assert r.status_code == 204, r.text
+    r = client.request("DELETE", f"/api/chats/{group}/members/{uid(c)}/", token=a["access"])
+    assert r.status_code == 204, r.text
+    since = client.get("/api/events/?since=0", token=c["access"]).json()["seq"]
+
+    async def main():
+        c_user = await user_ws(server, c)
+        r = client.post(f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(c)})
+        assert r.status_code == 201, r.text
+        live = (await c_user.until(is_("chat_created", chat_id=group)))["chat"]
+        assert live == client.get(f"/api/chats/{group}/", token=c["access"]).json(), live
+        assert live["last_message"]["id"] == m2 and live["last_message"]["client_id"] is None, live
+        assert (live["unread_count"], live["last_read_message_id"], live["pinned_message_ids"]) == (0, m3, []), live
+        # The adder sees the chat otherwise: what c hid is not theirs to lose.
+        mine = client.get(f"/api/chats/{group}/", token=a["access"]).json()
+        assert (mine["last_message"]["id"], mine["pinned_message_ids"]) == (m3, [m1]), mine
+        replay = await user_ws(server, c, since=since)
+        replayed = (await replay.until(is_("chat_created", chat_id=group)))["chat"]
+        assert replayed == live, replayed
+        feed = client.get(f"/api/events/?since={since}", token=c["access"]).json()["results"]
+        assert [e["chat"] for e in feed if e["type"] == "chat_created"] == [live], feed
+        for ws in (c_user, replay):
+            await ws.close()
+
+    run(main())
+
+
 def test_chat_created_reaches_connected_members(server, client):
     a, b = client.register(), client.register()
 
@@ -816,12 +856,17 @@ def test_chat_created_reaches_connected_members(server, client):
                         json={"type": "group", "name": "live", "member_ids": [uid(b)]})
         assert r.status_code == 201, r.text
         group = r.json()["id"]
-        m1 = rest_send(client, a, group, "first in the new chat")["id"]
-        for ws in (a_user, b_user):
+        # The chat object is the one each member sees: nothing read, nothing unread, no
+        # message yet (API.md's chat object, per-member fields included).
+        for who, ws in ((a, a_user), (b, b_user)):
             f = await ws.until(is_("chat_created", chat_id=group))
             assert set(f) == {"type", "chat_id", "chat", "seq"}, f
             assert f["chat"]["id"] == group and f["chat"]["name"] == "live" and f["chat"]["type"] == "group", f
             assert sorted(m["id"] for m in f["chat"]["members"]) == sorted([uid(a), uid(b)]), f
+            assert f["chat"] == client.get(f"/api/chats/{group}/", token=who["access"]).json(), f
+            assert (f["chat"]["last_message"], f["chat"]["unread_count"], f["chat"]["last_read_message_id"]) == (
+                None, 0, 0), f
+        m1 = rest_send(client, a, group, "first in the new chat")["id"]
         # ...and the new chat is live on their user sockets at once.
         for ws in (a_user, b_user):
             f = await ws.until(is_("message", message_id=m1))
@@ -852,8 +897,8 @@ def test_membership_and_chat_changes_reach_sockets(server, client):
         f = await c_user.until(is_("chat_created", chat_id=group))
         assert set(f) == {"type", "chat_id", "chat", "seq"}, f
         assert sorted(m["id"] for m in f["chat"]["members"]) == sorted([uid(a), uid(b), uid(c)]), f
-        # The new member's count of the chat follows (chat_created carries none), then it
-        # hears the chat, with unread counts.
+        # The new member's count of the chat follows (as the store has it), then it hears
+        # the chat, with unread counts.
         assert await c_user.until(is_("unread", chat_id=group)) == {"type": "unread", "chat_id": group,
                                                                     "unread_count": 0}
         m2 = rest_send(client, b, group, "welcome")["id"]

@@ -908,6 +908,7 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
     auto inserted = co_await c.prepared(kInsertMembers, std::move(params));
     if (inserted.affected() != 1) co_return;  // a member already, or no such chat
     out = MemberChange{chat_id, user_id, role, std::nullopt};
+    out->seen_by_member = co_await summary_of(c, chat_id, user_id);
     log.append(events(*out), now);
   };
   WriteBody fn = body;

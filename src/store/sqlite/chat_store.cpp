@@ -936,6 +936,7 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
       return std::optional<MemberChange>();
     }
     MemberChange change{chat_id, user_id, role, std::nullopt};
+    change.seen_by_member = summary_of(c, chat_id, user_id);
     append_events(c, events(change), now);
     tx.commit();
     return std::optional<MemberChange>(change);
