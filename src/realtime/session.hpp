@@ -24,6 +24,12 @@ class Session {
   // writes each recipient once however many frames it queued: true when the caller must
   // call flush() (once), false when a write is already due. Never blocks; any thread.
   virtual bool queue(const Frame& frame, std::int64_t seq, std::int64_t state = 0) = 0;
+  // Queues, as queue() does, a frame made of a part shared by many recipients (`head`)
+  // followed by this recipient's own (`tail`): one event whose copies differ in a few
+  // fields (a chat_updated's read state) need not be copied whole for each socket.
+  virtual bool queue_split(const Frame& head, const Frame& tail, std::int64_t seq) {
+    return queue(std::make_shared<const std::string>(*head + *tail), seq);
+  }
   // Writes what is queued without blocking (the rest waits for room). Any thread.
   virtual void flush() = 0;
   // Sends a close frame with this code after what is queued, then ends the session.

@@ -72,6 +72,20 @@ realtime::Frame frame_of(std::string s) {
   return std::make_shared<const std::string>(std::move(s));
 }
 
+// A frame waiting to be written: its text and, for a frame made for this recipient out of
+// a shared part (Session::queue_split), the recipient's own part that follows it.
+struct Queued {
+  realtime::Frame text;
+  realtime::Frame tail;  // may be null
+
+  [[nodiscard]] std::size_t size() const { return text->size() + (tail ? tail->size() : 0); }
+  explicit operator bool() const { return text != nullptr; }
+  void reset() {
+    text.reset();
+    tail.reset();
+  }
+};
+
 const char* kind_of(std::int64_t chat) {
   return chat == 0 ? "user" : "chat";
 }
@@ -143,18 +157,27 @@ class Socket final : public realtime::Session,
   }
 
   bool queue(const realtime::Frame& frame, std::int64_t seq, std::int64_t state) override {
+    return queue_frame({frame, nullptr}, seq, state);
+  }
+
+  bool queue_split(const realtime::Frame& head, const realtime::Frame& tail,
+                   std::int64_t seq) override {
+    return queue_frame({head, tail}, seq, 0);
+  }
+
+  bool queue_frame(const Queued& frame, std::int64_t seq, std::int64_t state) {
     std::lock_guard lock(mutex_);
     if (closed_) return false;
     if (buffering_) {
       // Held while the replay runs, and a replay waits for a peer that reads: live events
       // held for one that reads nothing count against the same limits as the queue.
-      if (past_limits_locked(buffered_.size(), buffered_weight_, *frame)) {
+      if (past_limits_locked(buffered_.size(), buffered_weight_, frame)) {
         cut_off_locked("held", buffered_.size(), buffered_weight_);
         buffered_ = {};
         buffered_weight_ = 0;
         return false;
       }
-      buffered_weight_ += weight_of(*frame);
+      buffered_weight_ += weight_of(frame);
       buffered_.push_back({seq, state, frame});
       return false;
     }
@@ -463,7 +486,7 @@ class Socket final : public realtime::Session,
       bool kick = false;
       if (since) {
         kick |= enqueue_locked(
-            frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"));
+            {frame_of("{\"type\":\"synced\",\"seq\":" + std::to_string(cursor) + "}"), nullptr});
       }
       replayed_through_ = cursor;
       buffering_ = false;
@@ -925,8 +948,8 @@ class Socket final : public realtime::Session,
                            [state](const auto& s) { return s.first == state; });
     if (it == states_.end()) return;
     if (it->second >= queue_head_ && it->second < queue_.size() && queue_[it->second]) {
-      queued_bytes_ -= queue_[it->second]->size();
-      queued_weight_ -= weight_of(*queue_[it->second]);
+      queued_bytes_ -= queue_[it->second].size();
+      queued_weight_ -= weight_of(queue_[it->second]);
       queue_[it->second].reset();
     }
     states_.erase(it);
@@ -946,8 +969,8 @@ class Socket final : public realtime::Session,
     for (std::size_t i = 0; i < n; ++i) {
       auto& frame = queue_[queue_head_ + i];
       if (frame) {
-        queued_bytes_ -= frame->size();
-        queued_weight_ -= weight_of(*frame);
+        queued_bytes_ -= frame.size();
+        queued_weight_ -= weight_of(frame);
       }
       frame.reset();
     }
@@ -976,7 +999,7 @@ class Socket final : public realtime::Session,
     bool kick = false;
     {
       std::lock_guard lock(mutex_);
-      kick = enqueue_locked(frame);
+      kick = enqueue_locked({frame, nullptr});
     }
     if (kick) schedule_flush();
   }
@@ -986,14 +1009,14 @@ class Socket final : public realtime::Session,
   // is not a slow reader: counted whole it cut the socket off each time, a replay holding
   // it on every reconnect, and so did any frame queued behind it before it was written. A
   // reader falling behind still reaches the limit, with at most two such frames waiting.
-  [[nodiscard]] std::size_t weight_of(const std::string& frame) const {
+  [[nodiscard]] std::size_t weight_of(const Queued& frame) const {
     return std::min(frame.size(), context_.limits.max_queued_bytes / 2);
   }
 
   // Whether one more frame takes `frames` frames of `weight` waiting (queued, or held while
   // the socket opens) past the slow-reader limits.
   [[nodiscard]] bool past_limits_locked(std::size_t frames, std::size_t weight,
-                                        const std::string& frame) const {
+                                        const Queued& frame) const {
     return frames >= context_.limits.max_queued_frames ||
            weight + weight_of(frame) > context_.limits.max_queued_bytes;
   }
@@ -1013,24 +1036,23 @@ class Socket final : public realtime::Session,
 
   // True when the caller must see to a flush (schedule_flush, or the hub's batch).
   // `admitted`: frames held while the socket opened, which passed the same limits then.
-  bool enqueue_locked(const realtime::Frame& frame, bool admitted = false) {
+  bool enqueue_locked(const Queued& frame, bool admitted = false) {
     if (closed_) return false;
     // Frames or bytes: many small events, or fewer large ones (a text of control
     // characters is six bytes of JSON each), pin as much memory.
-    if (!admitted && past_limits_locked(queue_size(), queued_weight_, *frame)) {
+    if (!admitted && past_limits_locked(queue_size(), queued_weight_, frame)) {
       cut_off_locked("queued", queue_size(), queued_bytes_);
       return false;
     }
-    queued_bytes_ += frame->size();
-    queued_weight_ += weight_of(*frame);
+    queued_bytes_ += frame.size();
+    queued_weight_ += weight_of(frame);
     queue_.push_back(frame);
     return claim_flush_locked();
   }
 
   // enqueue_locked for a frame that may be a state (`state` != 0): it replaces the one with
   // the same key still waiting to be written.
-  bool enqueue_state_locked(const realtime::Frame& frame, std::int64_t state,
-                            bool admitted = false) {
+  bool enqueue_state_locked(const Queued& frame, std::int64_t state, bool admitted = false) {
     if (state != 0) supersede_locked(state);
     const bool kick = enqueue_locked(frame, admitted);
     if (state != 0 && !closed_) states_.emplace_back(state, queue_.size() - 1);
@@ -1090,10 +1112,10 @@ class Socket final : public realtime::Session,
       for (std::size_t i = 0; i < frames; ++i) {
         const auto& frame = queue_[queue_head_ + i];
         if (!frame) continue;  // superseded
-        const auto& payload = *frame;
         char* h = headers.data() + i * kMaxHeader;
-        add(h, server_header(Opcode::text, payload.size(), h));
-        add(payload.data(), payload.size());
+        add(h, server_header(Opcode::text, frame.size(), h));
+        add(frame.text->data(), frame.text->size());
+        if (frame.tail) add(frame.tail->data(), frame.tail->size());
       }
       msghdr msg{};
       msg.msg_iov = iov.data();
@@ -1145,8 +1167,8 @@ class Socket final : public realtime::Session,
       const auto& frame = queue_[queue_head_ + done];
       if (!frame) continue;  // superseded: nothing of it was sent
       char header[kMaxHeader];
-      const std::size_t header_size = server_header(Opcode::text, frame->size(), header);
-      const std::size_t unit = header_size + frame->size();
+      const std::size_t header_size = server_header(Opcode::text, frame.size(), header);
+      const std::size_t unit = header_size + frame.size();
       if (written >= unit) {
         written -= unit;
         continue;
@@ -1154,8 +1176,11 @@ class Socket final : public realtime::Session,
       if (written > 0) {
         // Cut inside this frame: its rest goes first next time.
         if (written < header_size) backlog_.append(header + written, header_size - written);
-        const std::size_t from = written > header_size ? written - header_size : 0;
-        backlog_.append(frame->data() + from, frame->size() - from);
+        std::size_t from = written > header_size ? written - header_size : 0;
+        const std::string& text = *frame.text;
+        if (from < text.size()) backlog_.append(text, from);
+        from = from > text.size() ? from - text.size() : 0;
+        if (frame.tail) backlog_.append(*frame.tail, from);
         ++done;
       }
       break;
@@ -1218,7 +1243,7 @@ class Socket final : public realtime::Session,
   Clock::time_point pinged_for_{};  // the silence that was already pinged (under mutex_)
   std::mutex mutex_;
   // Frames waiting to be written: queue_[queue_head_..] (a vector: no allocation while idle).
-  std::vector<realtime::Frame> queue_;
+  std::vector<Queued> queue_;
   std::size_t queue_head_ = 0;
   // Queued state frames not yet written: (state key, place in queue_).
   std::vector<std::pair<std::int64_t, std::size_t>> states_;
@@ -1243,7 +1268,7 @@ class Socket final : public realtime::Session,
   struct Held {
     std::int64_t seq;    // 0: not logged
     std::int64_t state;  // 0: not a state (see queue())
-    realtime::Frame frame;
+    Queued frame;
   };
   std::vector<Held> buffered_;
   std::size_t buffered_weight_ = 0;  // of the frames held (weight_of)
