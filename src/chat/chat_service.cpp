@@ -167,10 +167,8 @@ boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
   // would fill the log and the members' sockets for nothing).
   if (*name == summary->chat.name) co_return std::move(*summary);
 
-  ChatSummary shape = *summary;
-  auto events = [shape](const ChatRecord& chat) mutable {
-    shape.chat = chat;
-    return std::vector<NewEvent>{chat_event("chat_updated", chat.id, &shape)};
+  auto events = [](const RenamedChat& renamed) {
+    return std::vector<NewEvent>{chat_update_event(renamed)};
   };
   if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events)))
     co_return not_a_member();

@@ -4,6 +4,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <charconv>
 
 #include "common/json_text.hpp"
 
@@ -300,6 +301,86 @@ NewEvent chat_event(const char* type, std::int64_t chat_id, const ChatSummary* c
   return {chat_id, only_user, type, std::move(out)};
 }
 
+NewEvent chat_update_event(const RenamedChat& r) {
+  const ChatSummary& shared = r.shared;
+  std::string out;
+  out.reserve(120 + chat_text_size(shared));
+  json_text::ObjectWriter o(out);
+  o.string("type", "chat_updated");
+  o.number("chat_id", shared.chat.id);
+  append_chat(o.value_of("chat"), shared, std::nullopt);
+  const Watermarks marks = watermarks_of(shared.members);
+  auto message = [&](const std::optional<MessageRecord>& m, std::int64_t viewer) {
+    if (!m) {
+      out += "null";
+      return;
+    }
+    json_text::ObjectWriter w(out);
+    message_fields(w, *m, viewer, marks);
+    w.close();
+  };
+  o.value_of("last_message");
+  message(shared.last_message, shared.last_message ? shared.last_message->sender_id : 0);
+  o.value_of("hiders_last_message") += '{';
+  bool first = true;
+  for (const auto& [hider, seen] : r.seen_by_hiders) {
+    if (!first) out += ',';
+    first = false;
+    out += '"';
+    json_text::append_int(out, hider);
+    out += "\":";
+    message(seen, hider);
+  }
+  out += '}';
+  o.close();
+  return {shared.chat.id, std::nullopt, "chat_updated", std::move(out)};
+}
+
+std::string ChatUpdateView::member_fields(std::int64_t viewer, std::int64_t unread,
+                                          std::int64_t last_read) const {
+  const std::string* last = viewer == sender ? &last_message_sender : &last_message_others;
+  for (const auto& [hider, seen] : hiders) {
+    if (hider == viewer) last = &seen;
+  }
+  std::string out;
+  out.reserve(80 + last->size());
+  out += R"(,"last_message":)";
+  out += *last;
+  out += R"(,"unread_count":)";
+  json_text::append_int(out, unread);
+  out += R"(,"last_read_message_id":)";
+  json_text::append_int(out, last_read);
+  out += '}';
+  return out;
+}
+
+ChatUpdateView chat_update_view(const json::object& logged) {
+  ChatUpdateView v;
+  v.head = R"({"type":"chat_updated","chat_id":)";
+  json_text::append_int(v.head, logged.at("chat_id").to_number<std::int64_t>());
+  v.head += R"(,"chat":)";
+  v.head += json::serialize(logged.at("chat"));
+  v.head.pop_back();  // the chat object's closing brace: the member's fields come first
+  v.last_message_sender = v.last_message_others = "null";
+  if (const auto* m = logged.if_contains("last_message"); m != nullptr && m->is_object()) {
+    if (const auto* id = m->as_object().if_contains("sender_id"); id != nullptr && id->is_int64())
+      v.sender = id->get_int64();
+    v.last_message_sender = json::serialize(*m);
+    json::object others = m->as_object();
+    others["client_id"] = nullptr;
+    v.last_message_others = json::serialize(others);
+  }
+  if (const auto* h = logged.if_contains("hiders_last_message"); h != nullptr && h->is_object()) {
+    for (const auto& [key, seen] : h->as_object()) {
+      std::int64_t hider = 0;
+      const std::string_view k = key;
+      if (std::from_chars(k.data(), k.data() + k.size(), hider).ec != std::errc()) continue;
+      v.hiders.emplace_back(hider, json::serialize(seen));
+    }
+  }
+  return v;
+}
+
 json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id, Role role) {
   return {{"type", type}, {"chat_id", chat_id}, {"user_id", user_id}, {"role", role_name(role)}};
 }
@@ -371,9 +452,30 @@ std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
   return newest;
 }
 
-json::object event_for_viewer(const EventRecord& e, std::int64_t viewer) {
+bool needs_read_states(const std::vector<EventRecord>& events) {
+  return std::any_of(events.begin(), events.end(),
+                     [](const EventRecord& e) { return e.type == "chat_updated"; });
+}
+
+json::object event_for_viewer(const EventRecord& e, std::int64_t viewer, const ReadStates* states) {
   json::value v = json::parse(e.payload);
   json::object& o = v.as_object();
+  if (e.type == "chat_updated") {
+    const ReadState* read = nullptr;
+    if (states != nullptr) {
+      for (const auto& s : states->chats) {
+        if (s.chat_id == e.chat_id) read = &s;
+      }
+    }
+    const ChatUpdateView view = chat_update_view(o);
+    std::string text = view.head;
+    text += view.member_fields(viewer, read != nullptr ? read->unread_count : 0,
+                               read != nullptr ? read->last_read_message_id : 0);
+    text += '}';
+    json::value sent = json::parse(text);
+    sent.as_object()["seq"] = e.seq;
+    return std::move(sent.as_object());
+  }
   if (e.type == "message") {
     const auto* sender = o.if_contains("sender_id");
     if (sender == nullptr || !sender->is_int64() || sender->get_int64() != viewer)

@@ -56,6 +56,30 @@ boost::json::object unpin_event(const store::PinRecord& p);
 store::NewEvent chat_event(const char* type, std::int64_t chat_id, const store::ChatSummary* chat,
                            std::optional<std::int64_t> only_user = std::nullopt,
                            std::optional<std::int64_t> seen_by = std::nullopt);
+// A rename's event (chat_updated), for every member: the chat object they share (as
+// chat_event without `seen_by`) and, beside it, what each recipient's own fields are made
+// of where the event is sent (ChatUpdateView): "last_message", the chat's newest message
+// (its client_id kept, for its sender's copies), and "hiders_last_message", the newest
+// message each member who hid that one still sees. Those two keys are the log's, never
+// sent as they are.
+store::NewEvent chat_update_event(const store::RenamedChat& r);
+
+// A logged chat_updated taken apart for its recipients: `head` is the event up to the
+// chat object's closing brace, the same for every recipient; member_fields() is what
+// follows it for one of them: `,"last_message":...,"unread_count":N,
+// "last_read_message_id":M}` (the event's own closing brace, or a seq, is the caller's).
+struct ChatUpdateView {
+  std::string head;
+  std::int64_t sender = 0;          // of the chat's newest message
+  std::string last_message_sender;  // that message as its sender sees it (or null)
+  std::string last_message_others;  // as the other members see it (or null)
+  std::vector<std::pair<std::int64_t, std::string>> hiders;  // (member, what they see)
+
+  [[nodiscard]] std::string member_fields(std::int64_t viewer, std::int64_t unread,
+                                          std::int64_t last_read) const;
+};
+ChatUpdateView chat_update_view(const boost::json::object& logged);
+
 boost::json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id,
                                  store::Role role);
 
@@ -84,8 +108,14 @@ std::vector<store::NewEvent> delivered_events(const store::DeliveredBatch& b);
 std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
     const std::vector<store::EventRecord>& events, std::int64_t viewer);
 
+// Whether any of `events` carries its recipient's read state (chat_updated): a replay
+// reads the reader's states for them, as they are when it is read.
+bool needs_read_states(const std::vector<store::EventRecord>& events);
+
 // A logged event as `viewer` receives it: with its seq, and client_id blanked on other
-// people's messages.
-boost::json::object event_for_viewer(const store::EventRecord& e, std::int64_t viewer);
+// people's messages. A chat_updated gets the viewer's own fields, from their read state
+// of the chat in `states` (0 and 0 when it holds none).
+boost::json::object event_for_viewer(const store::EventRecord& e, std::int64_t viewer,
+                                     const store::ReadStates* states = nullptr);
 
 }  // namespace chat::chats

@@ -8,6 +8,7 @@
 #include <iterator>
 #include <unordered_set>
 
+#include "chat/wire.hpp"
 #include "common/time.hpp"
 #include "metrics/metrics.hpp"
 
@@ -71,10 +72,9 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
     Entry& e = sessions_[session.get()];
     e.session = session;
     e.order = ++next_order_;
-    if (session->is_user_socket()) {
-      e.unread = chats;
-      if (from_seq) missed = heard_since_locked(*from_seq, e.unread);
-    }
+    // A chat socket keeps the state of its chat too: its chat_updated frames carry it.
+    e.unread = chats;
+    if (from_seq) missed = heard_since_locked(*from_seq, e.unread);
     // The chats are distinct (map keys) and the entry new: no search for each (a user in
     // 80,000 chats took 0.65 s under the hub's lock to open a socket when each looked).
     e.chats.reserve(chats.size());
@@ -401,6 +401,7 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
             } else if (!always) {
               return;  // the store failed, the count kept changing, or older news
             }
+            if (!session->is_user_socket()) return;  // kept, not told (see attach)
             queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
             schedule_flush_locked();
           }
@@ -426,10 +427,18 @@ void Hub::on_logged(const store::EventRecord& event) {
   const std::int64_t sender = is_message ? field(o, "sender_id") : 0;
   const std::int64_t message_id = field(o, "message_id");
 
+  // A chat_updated's copies differ in each recipient's read state: the chat object they
+  // share is serialised once, and each copy's own fields follow it (Session::queue_split).
+  std::optional<chats::ChatUpdateView> update;
+  Frame update_head;
+  if (type == "chat_updated") {
+    update = chats::chat_update_view(o);
+    update_head = make_frame(update->head);
+  }
   // Variants, each serialised once: chat sockets carry no seq; user sockets do; only the
   // sender's own sockets see the message's client_id.
-  const Frame chat_frame = make_frame(event.payload);
-  const Frame user_frame = make_frame(with_seq(event.payload, event.seq));
+  const Frame chat_frame = update ? nullptr : make_frame(event.payload);
+  const Frame user_frame = update ? nullptr : make_frame(with_seq(event.payload, event.seq));
   Frame chat_frame_others = chat_frame;
   Frame user_frame_others = user_frame;
   if (is_message) {
@@ -464,6 +473,20 @@ void Hub::on_logged(const store::EventRecord& event) {
     auto deliver_to = [&](Entry& e) {
       ++queued;
       const Session& s = *e.session;
+      if (update) {
+        const auto st = e.unread.find(chat_id);
+        const UnreadState state = st != e.unread.end() ? st->second : UnreadState{};
+        std::string tail = update->member_fields(s.user_id(), state.unread, state.last_read);
+        if (s.is_user_socket()) {
+          tail += R"(,"seq":)";
+          tail += std::to_string(event.seq);
+        }
+        tail += '}';
+        if (e.session->queue_split(update_head, make_frame(std::move(tail)), event.seq)) {
+          dirty_.push_back(e.session);
+        }
+        return;
+      }
       const bool own = sender != 0 && s.user_id() == sender;
       const Frame& frame = s.is_user_socket() ? (own ? user_frame : user_frame_others)
                                               : (own ? chat_frame : chat_frame_others);
@@ -530,9 +553,10 @@ void Hub::on_logged(const store::EventRecord& event) {
           }
           deliver_to(*e);
           const Session& s = *e->session;
-          if (!s.is_user_socket()) continue;
           auto st = e->unread.find(chat_id);
           if (st == e->unread.end()) continue;
+          // A chat socket keeps its state (its chat_updated frames carry it) untold.
+          const bool tell = s.is_user_socket();
           const std::int64_t me = s.user_id();
           if (is_message && event.seq <= st->second.as_of) {
             // Committed before the store read the count, heard after: counted already.
@@ -540,7 +564,8 @@ void Hub::on_logged(const store::EventRecord& event) {
           } else if (is_message && sender != me && message_id > st->second.last_read) {
             // A count is a state: under load, a socket gets only the newest one per write.
             ++st->second.version;
-            queue_locked(*e, unread_frame_for(++st->second.unread), 0, chat_id);
+            ++st->second.unread;
+            if (tell) queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
           } else if (is_message && sender == me) {
             // Sending reads the chat up to one's own message, the newest of the chat when
             // it committed: nothing is unread any more, on every device of the sender.
@@ -548,7 +573,7 @@ void Hub::on_logged(const store::EventRecord& event) {
             if (st->second.unread != 0) {
               st->second.unread = 0;
               ++st->second.version;
-              queue_locked(*e, unread_frame_for(0), 0, chat_id);
+              if (tell) queue_locked(*e, unread_frame_for(0), 0, chat_id);
             }
           } else if (type == "read" && subject == me) {
             st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));

@@ -58,8 +58,9 @@ class Hub final : public BrokerHandler {
   Hub(Broker& broker, Recount recount, Delivered delivered, Post post,
       std::size_t max_sockets_per_user);
 
-  // Registers a session for these chats (a user socket: all of the user's chats, with their
-  // unread state, read when the event log stood at `from_seq`), subscribing this node to
+  // Registers a session for these chats (a user socket: all of the user's chats; a chat
+  // socket: its chat; with their unread state, read when the event log stood at
+  // `from_seq`), subscribing this node to
   // what it did not hear yet; `ready` runs once the broker delivers their events from
   // `from_seq` on (see Broker::subscribe), possibly at once and under the hub's lock, so it
   // must not call the hub (a socket's only posts). The counts of chats whose events this node heard
@@ -104,7 +105,7 @@ class Hub final : public BrokerHandler {
  private:
   struct Entry {
     SessionPtr session;
-    std::unordered_map<std::int64_t, UnreadState> unread;  // user sockets only
+    std::unordered_map<std::int64_t, UnreadState> unread;  // a chat socket's: its chat's
     std::vector<std::int64_t> chats;                       // the chats it hears
     std::uint64_t order = 0;                               // attach order, for the limit
   };

@@ -124,6 +124,15 @@ struct ChatSummary {
   std::vector<std::int64_t> pinned_message_ids;
 };
 
+// A renamed chat as its event shows it, read in the rename's transaction: the chat as a
+// member who hid nothing sees it (its newest message, every pin; the per-member counts
+// left at 0, each recipient's own are filled in where the event is sent), and, for the
+// members who hid that newest message, the newest each of them still sees.
+struct RenamedChat {
+  ChatSummary shared;
+  std::vector<std::pair<std::int64_t, std::optional<MessageRecord>>> seen_by_hiders;
+};
+
 // The lowest read and delivered watermarks among a chat's members, two of each, so the
 // status of any sender's message (the minimum over the *other* members) needs no more.
 struct Watermarks {

@@ -111,6 +111,8 @@ struct Replay {
   bool resync_required = false;  // `since` is older than the log keeps
   std::int64_t last_seq = 0;     // where the reader moves to: the last event sent, or the
                                  // newest seq (even below a `since` ahead of the log)
+  // The reader's read states, when an event carries them (chat::needs_read_states).
+  ReadStates reader_states;
 };
 
 // How many events the next read of a replay (a socket's, or GET /api/events/'s) asks for
@@ -196,7 +198,7 @@ class ChatStore {
   virtual boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
                                                           EventsFor<CreatedChat> events) = 0;
   virtual boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
-      std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) = 0;
+      std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) = 0;
   // Deletes the chat with its members, messages and pins; the events (one per former
   // member, the chat being gone) are written first.
   virtual boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,

@@ -270,8 +270,14 @@ class Socket final : public realtime::Session,
           chats = unread_states(states);
           for (const auto& s : states.chats) audience->chat_ids.push_back(s.chat_id);
         } else {
-          from_seq = co_await context_.store.chats().newest_seq();
-          chats[chat_id()] = {};
+          // Its chat's read state too: its chat_updated frames carry it.
+          std::vector<std::int64_t> mine{chat_id()};
+          auto counts = co_await context_.store.chats().unread_counts(user, std::move(mine));
+          auto member = co_await context_.store.chats().find_member(chat_id(), user);
+          from_seq = counts.seq;
+          chats[chat_id()] = {.last_read = member ? member->last_read_message_id : 0,
+                              .unread = counts.counts.empty() ? 0 : counts.counts.front(),
+                              .as_of = counts.seq};
         }
       } catch (const store::Unavailable&) {
         unavailable = true;  // answered below: no co_await in a handler
@@ -455,9 +461,13 @@ class Socket final : public realtime::Session,
           cursor = page.last_seq;
           break;
         }
+        store::ReadStates states;
+        if (chats::needs_read_states(page.events)) {
+          states = co_await context_.store.chats().read_states(user_id());
+        }
         std::size_t bytes = 0;
         for (const auto& e : page.events) {
-          const auto view = chats::event_for_viewer(e, user_id());
+          const auto view = chats::event_for_viewer(e, user_id(), &states);
           std::string text = boost::json::serialize(view);
           const bool open = co_await wait_for_room(pause, false, text.size());
           if (!open) co_return;

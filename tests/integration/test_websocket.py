@@ -846,6 +846,71 @@ def test_an_added_members_chat_created_shows_the_chat_as_they_see_it(server, cli
     run(main())
 
 
+def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client):
+    """A rename reaches each member with the chat as they see it: their unread count and
+    read watermark, the newest message they did not hide, its client_id only on its
+    sender's copy. On user and chat sockets, live, in a replay and over REST."""
+    a, b, c = client.register(), client.register(), client.register()
+    group = group_chat(client, a, b, c, name="before")
+    m1 = rest_send(client, a, group, "one", client_id="cid-1")["id"]
+    m2 = rest_send(client, a, group, "two", client_id="cid-2")["id"]
+    r = client.post(f"/api/chats/{group}/read/", token=b["access"], json={"last_read_message_id": m1})
+    assert r.status_code == 200, r.text
+    r = client.request("DELETE", f"/api/messages/{m2}/?for=me", token=c["access"])
+    assert r.status_code == 204, r.text
+    since = client.get("/api/events/?since=0", token=c["access"]).json()["seq"]
+
+    def seen_by(who):
+        return client.get(f"/api/chats/{group}/", token=who["access"]).json()
+
+    async def renamed(sockets, name):
+        r = client.patch(f"/api/chats/{group}/", token=a["access"], json={"name": name})
+        assert r.status_code == 200, r.text
+        return [(await ws.until(is_("chat_updated", chat_id=group))) for ws in sockets]
+
+    async def main():
+        a_user, b_user, c_user = await user_ws(server, a), await user_ws(server, b), await user_ws(server, c)
+        b_chat = await chat_ws(server, b, group)
+        got = await renamed((a_user, b_user, c_user, b_chat), "after")
+        for who, f in zip((a, b, c, b), got):
+            assert f["chat"] == seen_by(who), (uname(who), f)
+        views = {uname(who): f["chat"] for who, f in zip((a, b, c), got)}
+        last = {k: (v["last_message"]["id"], v["last_message"]["client_id"], v["unread_count"],
+                    v["last_read_message_id"]) for k, v in views.items()}
+        assert last == {uname(a): (m2, "cid-2", 0, m2), uname(b): (m2, None, 1, m1),
+                        uname(c): (m1, None, 1, 0)}, last
+        assert "seq" in got[1] and "seq" not in got[3], got
+        # The chat socket keeps its state as the user reads: the next rename shows it.
+        r = client.post(f"/api/chats/{group}/read/", token=b["access"], json={"last_read_message_id": m2})
+        assert r.status_code == 200, r.text
+        await b_user.until(lambda f: f.get("type") == "unread" and f.get("unread_count") == 0)
+        await b_chat.until(is_("read", chat_id=group, user_id=uid(b)))
+        m3 = rest_send(client, c, group, "three")["id"]
+        await b_chat.until(is_("message", message_id=m3))
+        got = await renamed((b_user, b_chat), "again")
+        for f in got:
+            assert f["chat"] == seen_by(b), f
+            assert (f["chat"]["unread_count"], f["chat"]["last_read_message_id"]) == (1, m2), f
+        # A replay and the REST feed show each rename with its last message as it was then
+        # (later ones follow it), and the reader's read state as it is now.
+        replay = await user_ws(server, c, since=since)
+        for want in (m1, m3):
+            f = await replay.until(is_("chat_updated", chat_id=group))
+            assert f["chat"]["last_message"]["id"] == want, f
+            assert (f["chat"]["unread_count"], f["chat"]["last_read_message_id"]) == (0, m3), f
+        feed = client.get(f"/api/events/?since={since}", token=b["access"]).json()["results"]
+        updates = [e["chat"] for e in feed if e["type"] == "chat_updated"]
+        assert len(updates) == 2 and all(u["name"] in ("after", "again") for u in updates), feed
+        assert all("hiders_last_message" not in e and "last_message" not in e for e in feed), feed
+        for u in updates:
+            assert (u["unread_count"], u["last_read_message_id"], u["last_message"]["client_id"]) == (
+                1, m2, None), u
+        for ws in (a_user, b_user, c_user, b_chat, replay):
+            await ws.close()
+
+    run(main())
+
+
 def test_chat_created_reaches_connected_members(server, client):
     a, b = client.register(), client.register()
 

@@ -224,3 +224,78 @@ TEST(ChatJson, TheListAsTextHoldsEveryFieldOfEachChat) {
   EXPECT_EQ(member_json(group.members[1]), g.at("members").as_array()[1]);
   EXPECT_EQ(chat_list_json({}, 1), "[]");
 }
+
+// A rename's event holds what each recipient's copy is made of; the copies (as the hub
+// sends them, head and member_fields, and as replays do, event_for_viewer) are the chat as
+// that recipient sees it: the sender's client_id only on the sender's, a hider's own last
+// message, each one's read state; the log's own keys never go out.
+TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
+  store::RenamedChat renamed;
+  auto& shared = renamed.shared;
+  shared.chat.id = 7;
+  shared.chat.type = store::ChatType::group;
+  shared.chat.name = "renamed";
+  shared.members = {{1, "ann", store::Role::owner, 0, 90, 90},
+                    {2, "bob", store::Role::member, 0, 80, 95},
+                    {3, "cat", store::Role::member, 0, 60, 60}};
+  shared.pinned_message_ids = {85};
+  shared.last_message.emplace();
+  shared.last_message->id = 90;
+  shared.last_message->chat_id = 7;
+  shared.last_message->sender_id = 1;
+  shared.last_message->sender_username = "ann";
+  shared.last_message->text = "newest";
+  shared.last_message->client_id = "cid-90";
+  store::MessageRecord older = *shared.last_message;
+  older.id = 60;
+  older.text = "what cat still sees";
+  older.client_id = std::nullopt;
+  renamed.seen_by_hiders = {{3, older}};
+
+  const auto event = chat_update_event(renamed);
+  EXPECT_EQ(event.type, "chat_updated");
+  EXPECT_EQ(event.chat_id, 7);
+  EXPECT_FALSE(event.user_id.has_value());
+  const auto logged = boost::json::parse(event.payload).as_object();
+  const auto view = chat_update_view(logged);
+  const auto marks = watermarks_of(shared.members);
+  auto copy_for = [&](std::int64_t viewer, std::int64_t unread, std::int64_t last_read) {
+    return boost::json::parse(view.head + view.member_fields(viewer, unread, last_read) + "}")
+        .as_object();
+  };
+  auto expected = [&](std::int64_t viewer, const store::MessageRecord& last, std::int64_t unread,
+                      std::int64_t last_read) {
+    store::ChatSummary s = shared;
+    s.last_message = last;
+    s.unread_count = unread;
+    s.last_read_message_id = last_read;
+    return boost::json::object{{"type", "chat_updated"},
+                               {"chat_id", 7},
+                               {"chat", boost::json::parse(chat_json(s, viewer))}};
+  };
+  EXPECT_EQ(copy_for(1, 0, 90), expected(1, *shared.last_message, 0, 90));
+  EXPECT_EQ(copy_for(2, 1, 80), expected(2, *shared.last_message, 1, 80));
+  EXPECT_EQ(copy_for(3, 2, 60), expected(3, older, 2, 60));
+  EXPECT_EQ(copy_for(1, 0, 90).at("chat").at("last_message").at("client_id"), "cid-90");
+  EXPECT_TRUE(copy_for(2, 1, 80).at("chat").at("last_message").at("client_id").is_null());
+  EXPECT_EQ(copy_for(2, 1, 80).at("chat").at("last_message").at("status"),
+            message_json(*shared.last_message, 2, marks).at("status"));
+
+  store::EventRecord record{41, 7, std::nullopt, "chat_updated", event.payload};
+  store::ReadStates states{40, {{5, 1, 1}, {7, 80, 1}}};
+  auto replayed = event_for_viewer(record, 2, &states);
+  EXPECT_EQ(replayed.at("seq").as_int64(), 41);
+  replayed.erase("seq");
+  EXPECT_EQ(replayed, expected(2, *shared.last_message, 1, 80));
+  auto unknown = event_for_viewer(record, 2);
+  EXPECT_EQ(unknown.at("chat").at("unread_count").as_int64(), 0);
+
+  // No message at all: null for everyone.
+  store::RenamedChat empty;
+  empty.shared = shared;
+  empty.shared.last_message.reset();
+  const auto bare =
+      chat_update_view(boost::json::parse(chat_update_event(empty).payload).as_object());
+  const auto copy = boost::json::parse(bare.head + bare.member_fields(1, 0, 0) + "}").as_object();
+  EXPECT_TRUE(copy.at("chat").at("last_message").is_null());
+}

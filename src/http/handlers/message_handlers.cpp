@@ -137,7 +137,9 @@ awaitable<Response> events(Services& s, Request& req, const RouteParams& /*param
   auto replay = co_await s.messages.events(me.id, since, limit);
   if (!replay) co_return error_response(replay.error());
   json::array results;
-  for (const auto& e : replay->events) results.push_back(chats::event_for_viewer(e, me.id));
+  for (const auto& e : replay->events) {
+    results.push_back(chats::event_for_viewer(e, me.id, &replay->reader_states));
+  }
   co_return json_response(200, json::object{{"results", std::move(results)},
                                             {"seq", replay->last_seq},
                                             {"resync_required", replay->resync_required},

@@ -405,6 +405,39 @@ asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int
   co_return summary_from(r.data(), viewer);
 }
 
+// The renamed chat as its event shows it (RenamedChat), in the rename's transaction: the
+// chat, its members, its newest message and pins in one round trip; the members who hid
+// that message, and the newest each still sees, only when there is such a message.
+asio::awaitable<RenamedChat> renamed_view(PgConnection& c, ChatRecord chat) {
+  RenamedChat out;
+  ChatSummary& shared = out.shared;
+  const std::int64_t chat_id = chat.id;
+  shared.chat = std::move(chat);
+  std::vector<PgStatement> reads;
+  reads.push_back({kMembers, pg_params(chat_id)});
+  reads.push_back({kLastVisibleMessage, pg_params(chat_id, std::int64_t{0})});
+  reads.push_back({kPinnedForViewer, pg_params(chat_id, std::int64_t{0})});
+  auto r = co_await c.pipeline(std::move(reads));
+  shared.members = all_rows<MemberRecord>(r[0], read_member);
+  shared.last_message = first_row(r[1], read_message);
+  for (int i = 0; i < r[2].rows(); ++i) shared.pinned_message_ids.push_back(r[2].int64(i, 0));
+  if (!shared.last_message) co_return out;
+  auto params = pg_params(chat_id, shared.last_message->id);
+  auto hiders = co_await c.prepared(kHiddenBy, std::move(params));
+  if (hiders.rows() == 0) co_return out;
+  std::vector<PgStatement> seen;
+  seen.reserve(static_cast<std::size_t>(hiders.rows()));
+  for (int i = 0; i < hiders.rows(); ++i) {
+    seen.push_back({kLastVisibleMessage, pg_params(chat_id, hiders.int64(i, 0))});
+  }
+  auto last = co_await c.pipeline(std::move(seen));
+  for (int i = 0; i < hiders.rows(); ++i) {
+    out.seen_by_hiders.emplace_back(hiders.int64(i, 0),
+                                    first_row(last[static_cast<std::size_t>(i)], read_message));
+  }
+  co_return out;
+}
+
 // BEGIN, and the newest seq in the same round trip: every seq this transaction takes is
 // above it (see uncertain_ in write()).
 asio::awaitable<void> begin_logged(PgConnection& c, TxLog& log) {
@@ -862,7 +895,7 @@ asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<Cr
 
 asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t chat_id,
                                                                     std::string name,
-                                                                    EventsFor<ChatRecord> events) {
+                                                                    EventsFor<RenamedChat> events) {
   std::optional<ChatRecord> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
@@ -870,7 +903,8 @@ asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t
     auto renamed = co_await c.prepared(kRenameChat, std::move(params));
     if (renamed.affected() != 1) co_return;
     out = co_await chat_by_id(c, chat_id);
-    log.append(events(*out), now_micros());
+    auto view = co_await renamed_view(c, *out);
+    log.append(events(view), now_micros());
   };
   WriteBody fn = body;
   co_await write(std::move(fn));

@@ -62,7 +62,7 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
                                                   EventsFor<CreatedChat> events) override;
   boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
-      std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) override;
+      std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) override;
   boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
                                            EventsFor<std::vector<MemberRecord>> events) override;
   boost::asio::awaitable<std::optional<MemberChange>> add_member(

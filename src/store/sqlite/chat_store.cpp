@@ -440,6 +440,36 @@ std::vector<std::int64_t> hiders_of(Connection& c, std::int64_t chat_id, std::in
   return users;
 }
 
+// The newest message of the chat that `viewer` did not hide (0: anyone's newest).
+std::optional<MessageRecord> last_visible(Connection& c, std::int64_t chat_id,
+                                          std::int64_t viewer) {
+  auto s = c.prepare(kLastVisibleMessage);
+  s.bind(1, chat_id).bind(2, viewer);
+  if (!s.step()) return std::nullopt;
+  return read_message(s);
+}
+
+// The renamed chat as its event shows it (RenamedChat), in the rename's transaction.
+RenamedChat renamed_view(Connection& c, ChatRecord chat) {
+  RenamedChat out;
+  ChatSummary& shared = out.shared;
+  const std::int64_t chat_id = chat.id;
+  shared.chat = std::move(chat);
+  shared.members = members_of(c, chat_id);
+  shared.last_message = last_visible(c, chat_id, 0);
+  {
+    auto s = c.prepare(kPinnedForViewer);
+    s.bind(1, chat_id).bind(2, std::int64_t{0});
+    while (s.step()) shared.pinned_message_ids.push_back(s.int64(0));
+  }
+  if (shared.last_message) {
+    for (const std::int64_t hider : hiders_of(c, chat_id, shared.last_message->id)) {
+      out.seen_by_hiders.emplace_back(hider, last_visible(c, chat_id, hider));
+    }
+  }
+  return out;
+}
+
 // Read in the write's transaction: the only writer's, so every hide committed before it
 // (or earlier in its group) is seen.
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
@@ -891,13 +921,13 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat,
 }
 
 boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(
-    std::int64_t chat_id, std::string name, EventsFor<ChatRecord> events) {
+    std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) {
   auto q = [chat_id, name = std::move(name), events = std::move(events)](Connection& c) {
     Transaction tx(c);
     if (c.prepare(kRenameChat).bind(1, chat_id).bind(2, name).exec() != 1)
       return std::optional<ChatRecord>();
     auto chat = chat_by_id(c, chat_id);
-    append_events(c, events(*chat), now_micros());
+    append_events(c, events(renamed_view(c, *chat)), now_micros());
     tx.commit();
     return chat;
   };
