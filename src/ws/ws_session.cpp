@@ -14,6 +14,8 @@
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include <climits>
+
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
@@ -50,9 +52,14 @@ constexpr auto use_tuple = asio::as_tuple(asio::use_awaitable);
 constexpr auto kSubscribeWait = std::chrono::seconds(3);
 // How long a closing socket waits for the peer's close frame before dropping the connection.
 constexpr auto kCloseWait = std::chrono::seconds(5);
-// At most this many frames go into one write (one writev of a header and a payload each,
-// with the backlog and control frames: under IOV_MAX).
+// At most this many frames go into one write, and at most kMaxBuffers buffers: a header
+// and a payload each (a split frame's payload is two), with the backlog and control
+// frames. Past IOV_MAX (1024 on Linux) sendmsg fails outright.
 constexpr std::size_t kMaxBatch = 500;
+constexpr std::size_t kMaxBuffers = 1024;
+#ifdef IOV_MAX
+static_assert(kMaxBuffers <= IOV_MAX);
+#endif
 // Reads land in a buffer of the thread's; a socket keeps bytes of its own only while a
 // frame is incomplete or a message is being answered.
 constexpr std::size_t kReadChunk = std::size_t{64} * 1024;
@@ -1117,12 +1124,15 @@ class Socket final : public realtime::Session,
       };
       if (!backlog_.empty()) add(backlog_.data(), backlog_.size());
       if (!control_.empty()) add(control_.data(), control_.size());
-      const std::size_t frames = std::min(queue_size(), kMaxBatch);
-      headers.resize(frames * kMaxHeader);
-      for (std::size_t i = 0; i < frames; ++i) {
-        const auto& frame = queue_[queue_head_ + i];
+      // A frame takes up to three buffers (header, text, tail); a send takes at most
+      // kMaxBuffers, and the frames that do not fit wait for the next.
+      std::size_t frames = 0;
+      const std::size_t most = std::min(queue_size(), kMaxBatch);
+      headers.resize(most * kMaxHeader);
+      for (; frames < most && iov.size() + 3 <= kMaxBuffers; ++frames) {
+        const auto& frame = queue_[queue_head_ + frames];
         if (!frame) continue;  // superseded
-        char* h = headers.data() + i * kMaxHeader;
+        char* h = headers.data() + frames * kMaxHeader;
         add(h, server_header(Opcode::text, frame.size(), h));
         add(frame.text->data(), frame.text->size());
         if (frame.tail) add(frame.tail->data(), frame.tail->size());

@@ -1992,6 +1992,40 @@ def test_a_large_event_held_while_a_resume_replays_goes_out_after_it(make_server
     updated = [f for f in frames if f["type"] == "chat_updated"][0]
     assert updated["chat"]["name"] == "bigger" and len(json.dumps(updated)) > 65536
 
+def test_hundreds_of_split_frames_queued_for_a_slow_reader_all_go_out(make_server):
+    """A chat_updated goes out as a shared part and the socket's own fields (three buffers
+    with its header). 400 of them queued behind a full send buffer once took one sendmsg
+    past IOV_MAX (1,024 buffers): it failed, and the socket was dropped as if the peer had
+    gone."""
+    s = make_server(PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+    group = group_chat(c, a, b, name="n0")
+    raw = raw_handshake(s, b["access"])  # reads nothing for now
+    try:
+        # About 5 MB of messages fill the kernel's buffers; what follows waits in the queue.
+        sent = [rest_send(c, a, chat, f"{i}" + "\x01" * 4090)["id"] for i in range(200)]
+        names = [f"n{i}" for i in range(1, 401)]
+        for name in names:
+            r = c.patch(f"/api/chats/{group}/", token=a["access"], json={"name": name})
+            assert r.status_code == 200, r.text
+        data, eof = b"", False
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            more, eof = read_to_eof(raw, 1)
+            data += more
+            frames = [json.loads(p) for op, p in read_raw_frames(data) if op == 1]
+            got = [f["chat"]["name"] for f in frames if f.get("type") == "chat_updated"]
+            if eof or len(got) >= len(names):
+                break
+    finally:
+        raw.close()
+    assert not eof, "the socket was dropped"
+    assert [f["message_id"] for f in frames if f.get("type") == "message"] == sent
+    assert got == names, (len(got), got[-3:])
+
+
 def test_resume_from_a_pruned_log_requires_resync(make_server):
     s = make_server()
     c = Client(s)
