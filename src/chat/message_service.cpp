@@ -8,6 +8,7 @@
 
 #include "chat/chat_service.hpp"
 #include "chat/permissions.hpp"
+#include "chat/replay_views.hpp"
 #include "chat/search_query.hpp"
 #include "chat/wire.hpp"
 #include "common/log_throttle.hpp"
@@ -359,8 +360,7 @@ boost::asio::awaitable<Result<Replay>> MessageService::events(std::int64_t me, s
     want = replay_read_size(bytes, held, kEventsPageBytes - bytes,
                             static_cast<std::size_t>(limit) - held);
   }
-  if (needs_read_states(replay.events))
-    replay.reader_states = co_await store_.chats().read_states(me);
+  replay.reader_views = co_await replay_views(store_.chats(), me, replay.events);
   // Fetching is delivery, as for a page of history: every chat of the page in one write.
   const DeliveredUpTo delivered = delivered_by_replay(replay.events, me);
   co_await mark_delivered(me, delivered);

@@ -2,6 +2,7 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/value_from.hpp>
 
 #include <algorithm>
 #include <charconv>
@@ -319,17 +320,30 @@ NewEvent chat_update_event(const RenamedChat& r) {
     message_fields(w, *m, viewer, marks);
     w.close();
   };
+  auto ids = [&](const std::vector<std::int64_t>& list) {
+    out += '[';
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      if (i > 0) out += ',';
+      json_text::append_int(out, list[i]);
+    }
+    out += ']';
+  };
   o.value_of("last_message");
   message(shared.last_message, shared.last_message ? shared.last_message->sender_id : 0);
-  o.value_of("hiders_last_message") += '{';
+  o.value_of("seen_by_hiders") += '{';
   bool first = true;
-  for (const auto& [hider, seen] : r.seen_by_hiders) {
+  for (const auto& h : r.seen_by_hiders) {
     if (!first) out += ',';
     first = false;
     out += '"';
-    json_text::append_int(out, hider);
+    json_text::append_int(out, h.user_id);
     out += "\":";
-    message(seen, hider);
+    json_text::ObjectWriter seen(out);
+    seen.value_of("pinned_message_ids");
+    ids(h.pinned_message_ids);
+    seen.value_of("last_message");
+    message(h.last_message, h.user_id);
+    seen.close();
   }
   out += '}';
   o.close();
@@ -338,14 +352,19 @@ NewEvent chat_update_event(const RenamedChat& r) {
 
 std::string ChatUpdateView::member_fields(std::int64_t viewer, std::int64_t unread,
                                           std::int64_t last_read) const {
-  const std::string* last = viewer == sender ? &last_message_sender : &last_message_others;
-  for (const auto& [hider, seen] : hiders) {
-    if (hider == viewer) last = &seen;
-  }
   std::string out;
-  out.reserve(80 + last->size());
-  out += R"(,"last_message":)";
-  out += *last;
+  out.reserve(120 + last_message_others.size() + pins.size());
+  const auto hider = std::lower_bound(hiders.begin(), hiders.end(), viewer,
+                                      [](const auto& h, std::int64_t id) { return h.first < id; });
+  if (hider != hiders.end() && hider->first == viewer) {
+    out += ',';
+    out += hider->second;
+  } else {
+    out += R"(,"pinned_message_ids":)";
+    out += pins;
+    out += R"(,"last_message":)";
+    out += viewer == sender ? last_message_sender : last_message_others;
+  }
   out += R"(,"unread_count":)";
   json_text::append_int(out, unread);
   out += R"(,"last_read_message_id":)";
@@ -356,10 +375,13 @@ std::string ChatUpdateView::member_fields(std::int64_t viewer, std::int64_t unre
 
 ChatUpdateView chat_update_view(const json::object& logged) {
   ChatUpdateView v;
+  json::object chat = logged.at("chat").as_object();
+  if (auto* p = chat.if_contains("pinned_message_ids")) v.pins = json::serialize(*p);
+  chat.erase("pinned_message_ids");
   v.head = R"({"type":"chat_updated","chat_id":)";
   json_text::append_int(v.head, logged.at("chat_id").to_number<std::int64_t>());
   v.head += R"(,"chat":)";
-  v.head += json::serialize(logged.at("chat"));
+  v.head += json::serialize(chat);
   v.head.pop_back();  // the chat object's closing brace: the member's fields come first
   v.last_message_sender = v.last_message_others = "null";
   if (const auto* m = logged.if_contains("last_message"); m != nullptr && m->is_object()) {
@@ -370,13 +392,16 @@ ChatUpdateView chat_update_view(const json::object& logged) {
     others["client_id"] = nullptr;
     v.last_message_others = json::serialize(others);
   }
-  if (const auto* h = logged.if_contains("hiders_last_message"); h != nullptr && h->is_object()) {
+  if (const auto* h = logged.if_contains("seen_by_hiders"); h != nullptr && h->is_object()) {
     for (const auto& [key, seen] : h->as_object()) {
       std::int64_t hider = 0;
       const std::string_view k = key;
       if (std::from_chars(k.data(), k.data() + k.size(), hider).ec != std::errc()) continue;
-      v.hiders.emplace_back(hider, json::serialize(seen));
+      if (!seen.is_object()) continue;
+      std::string text = json::serialize(seen);  // {"pinned_message_ids":...,"last_message":...}
+      v.hiders.emplace_back(hider, text.substr(1, text.size() - 2));
     }
+    std::sort(v.hiders.begin(), v.hiders.end());
   }
   return v;
 }
@@ -452,29 +477,31 @@ std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
   return newest;
 }
 
-bool needs_read_states(const std::vector<EventRecord>& events) {
-  return std::any_of(events.begin(), events.end(),
-                     [](const EventRecord& e) { return e.type == "chat_updated"; });
-}
-
-json::object event_for_viewer(const EventRecord& e, std::int64_t viewer, const ReadStates* states) {
+json::object event_for_viewer(const EventRecord& e, std::int64_t viewer,
+                              const std::vector<ChatSummary>* views) {
   json::value v = json::parse(e.payload);
   json::object& o = v.as_object();
-  if (e.type == "chat_updated") {
-    const ReadState* read = nullptr;
-    if (states != nullptr) {
-      for (const auto& s : states->chats) {
-        if (s.chat_id == e.chat_id) read = &s;
+  if (e.type == "chat_created" || e.type == "chat_updated") {
+    const ChatSummary* view = nullptr;
+    if (views != nullptr) {
+      for (const auto& s : *views) {
+        if (s.chat.id == e.chat_id) view = &s;
       }
     }
-    const ChatUpdateView view = chat_update_view(o);
-    std::string text = view.head;
-    text += view.member_fields(viewer, read != nullptr ? read->unread_count : 0,
-                               read != nullptr ? read->last_read_message_id : 0);
-    text += '}';
-    json::value sent = json::parse(text);
-    sent.as_object()["seq"] = e.seq;
-    return std::move(sent.as_object());
+    // The log's own keys go; the viewer's fields are theirs as they are now (none when the
+    // viewer has no view of the chat any more: what the log holds may be out of date).
+    o.erase("last_message");
+    o.erase("seen_by_hiders");
+    json::object& chat = o["chat"].as_object();
+    if (view != nullptr && view->last_message) {
+      chat["last_message"] =
+          message_json(*view->last_message, viewer, watermarks_of(view->members));
+    } else {
+      chat["last_message"] = nullptr;
+    }
+    if (view != nullptr) chat["pinned_message_ids"] = json::value_from(view->pinned_message_ids);
+    chat["unread_count"] = view != nullptr ? view->unread_count : 0;
+    chat["last_read_message_id"] = view != nullptr ? view->last_read_message_id : 0;
   }
   if (e.type == "message") {
     const auto* sender = o.if_contains("sender_id");

@@ -59,21 +59,24 @@ store::NewEvent chat_event(const char* type, std::int64_t chat_id, const store::
 // A rename's event (chat_updated), for every member: the chat object they share (as
 // chat_event without `seen_by`) and, beside it, what each recipient's own fields are made
 // of where the event is sent (ChatUpdateView): "last_message", the chat's newest message
-// (its client_id kept, for its sender's copies), and "hiders_last_message", the newest
-// message each member who hid that one still sees. Those two keys are the log's, never
-// sent as they are.
+// (its client_id kept, for its sender's copies), and "seen_by_hiders", the newest message
+// and the pins of each member who hid that message or a pinned one. Those two keys are
+// the log's, never sent as they are.
 store::NewEvent chat_update_event(const store::RenamedChat& r);
 
 // A logged chat_updated taken apart for its recipients: `head` is the event up to the
-// chat object's closing brace, the same for every recipient; member_fields() is what
-// follows it for one of them: `,"last_message":...,"unread_count":N,
+// chat object's own fields, the same for every recipient; member_fields() is what follows
+// it for one of them: `,"pinned_message_ids":[...],"last_message":...,"unread_count":N,
 // "last_read_message_id":M}` (the event's own closing brace, or a seq, is the caller's).
 struct ChatUpdateView {
   std::string head;
+  std::string pins = "[]";          // as most members see them
   std::int64_t sender = 0;          // of the chat's newest message
   std::string last_message_sender;  // that message as its sender sees it (or null)
   std::string last_message_others;  // as the other members see it (or null)
-  std::vector<std::pair<std::int64_t, std::string>> hiders;  // (member, what they see)
+  // (member, their own pins and last message as JSON members), by member: a rename's
+  // hiders may be many (a spam message).
+  std::vector<std::pair<std::int64_t, std::string>> hiders;
 
   [[nodiscard]] std::string member_fields(std::int64_t viewer, std::int64_t unread,
                                           std::int64_t last_read) const;
@@ -108,14 +111,11 @@ std::vector<store::NewEvent> delivered_events(const store::DeliveredBatch& b);
 std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
     const std::vector<store::EventRecord>& events, std::int64_t viewer);
 
-// Whether any of `events` carries its recipient's read state (chat_updated): a replay
-// reads the reader's states for them, as they are when it is read.
-bool needs_read_states(const std::vector<store::EventRecord>& events);
-
 // A logged event as `viewer` receives it: with its seq, and client_id blanked on other
-// people's messages. A chat_updated gets the viewer's own fields, from their read state
-// of the chat in `states` (0 and 0 when it holds none).
+// people's messages. The chat object of a chat_created or chat_updated gets the viewer's
+// own fields from their view of the chat in `views` (replay_views): no message and a
+// read state of 0 without one.
 boost::json::object event_for_viewer(const store::EventRecord& e, std::int64_t viewer,
-                                     const store::ReadStates* states = nullptr);
+                                     const std::vector<store::ChatSummary>* views = nullptr);
 
 }  // namespace chat::chats

@@ -451,6 +451,16 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
   }
 
+  // The read state a chat_created's recipients start with, as its chat object tells it
+  // (nothing read in a new chat; a member added has read up to the newest message). The
+  // count is asked of the store again after it (`announce`).
+  UnreadState joined;
+  if (type == "chat_created") {
+    if (const auto* chat = o.if_contains("chat"); chat != nullptr && chat->is_object()) {
+      joined.last_read = field(chat->as_object(), "last_read_message_id");
+      joined.unread = field(chat->as_object(), "unread_count");
+    }
+  }
   std::vector<std::int64_t> delivered_to;  // users who got a message from someone else
   std::vector<SessionPtr> recount;
   std::vector<SessionPtr> announce;  // recounts sent even when unchanged
@@ -504,7 +514,7 @@ void Hub::on_logged(const store::EventRecord& event) {
             if (type == "chat_created") {
               subscribe(*e, chat_id, interest);
               // A socket opened after the chat was made has its state already.
-              e->unread.try_emplace(chat_id);
+              e->unread.try_emplace(chat_id, joined);
               // The client may still show the count it had before it left the chat.
               announce.push_back(e->session);
             } else if (type == "delete") {  // hidden for them
@@ -531,7 +541,7 @@ void Hub::on_logged(const store::EventRecord& event) {
             for (Entry* e : u->second) {
               if (!e->session->is_user_socket()) continue;
               subscribe(*e, chat_id, interest);
-              e->unread.try_emplace(chat_id);
+              e->unread.try_emplace(chat_id, joined);
             }
           }
         }

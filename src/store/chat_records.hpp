@@ -127,10 +127,15 @@ struct ChatSummary {
 // A renamed chat as its event shows it, read in the rename's transaction: the chat as a
 // member who hid nothing sees it (its newest message, every pin; the per-member counts
 // left at 0, each recipient's own are filled in where the event is sent), and, for the
-// members who hid that newest message, the newest each of them still sees.
+// members who hid that newest message or a pinned one, what each of them sees instead.
+struct HiderView {
+  std::int64_t user_id = 0;
+  std::optional<MessageRecord> last_message;  // the newest they did not hide
+  std::vector<std::int64_t> pinned_message_ids;
+};
 struct RenamedChat {
   ChatSummary shared;
-  std::vector<std::pair<std::int64_t, std::optional<MessageRecord>>> seen_by_hiders;
+  std::vector<HiderView> seen_by_hiders;  // by user id
 };
 
 // The lowest read and delivered watermarks among a chat's members, two of each, so the

@@ -111,8 +111,8 @@ struct Replay {
   bool resync_required = false;  // `since` is older than the log keeps
   std::int64_t last_seq = 0;     // where the reader moves to: the last event sent, or the
                                  // newest seq (even below a `since` ahead of the log)
-  // The reader's read states, when an event carries them (chat::needs_read_states).
-  ReadStates reader_states;
+  // The reader's own view of the chats whose chat objects `events` carry (replay_views).
+  std::vector<ChatSummary> reader_views;
 };
 
 // How many events the next read of a replay (a socket's, or GET /api/events/'s) asks for

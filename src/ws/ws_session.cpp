@@ -24,6 +24,7 @@
 #include <optional>
 #include <set>
 
+#include "chat/replay_views.hpp"
 #include "chat/wire.hpp"
 #include "common/log_event.hpp"
 #include "common/unicode.hpp"
@@ -468,13 +469,11 @@ class Socket final : public realtime::Session,
           cursor = page.last_seq;
           break;
         }
-        store::ReadStates states;
-        if (chats::needs_read_states(page.events)) {
-          states = co_await context_.store.chats().read_states(user_id());
-        }
+        const auto views =
+            co_await chats::replay_views(context_.store.chats(), user_id(), page.events);
         std::size_t bytes = 0;
         for (const auto& e : page.events) {
-          const auto view = chats::event_for_viewer(e, user_id(), &states);
+          const auto view = chats::event_for_viewer(e, user_id(), &views);
           std::string text = boost::json::serialize(view);
           const bool open = co_await wait_for_room(pause, false, text.size());
           if (!open) co_return;

@@ -840,6 +840,12 @@ def test_an_added_members_chat_created_shows_the_chat_as_they_see_it(server, cli
         assert replayed == live, replayed
         feed = client.get(f"/api/events/?since={since}", token=c["access"]).json()["results"]
         assert [e["chat"] for e in feed if e["type"] == "chat_created"] == [live], feed
+        # The socket starts from the state the event told: a rename shows c's watermark.
+        r = client.patch(f"/api/chats/{group}/", token=a["access"], json={"name": "renamed"})
+        assert r.status_code == 200, r.text
+        renamed = (await c_user.until(is_("chat_updated", chat_id=group)))["chat"]
+        assert renamed == client.get(f"/api/chats/{group}/", token=c["access"]).json(), renamed
+        assert renamed["last_read_message_id"] == m3, renamed
         for ws in (c_user, replay):
             await ws.close()
 
@@ -891,22 +897,85 @@ def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client
         for f in got:
             assert f["chat"] == seen_by(b), f
             assert (f["chat"]["unread_count"], f["chat"]["last_read_message_id"]) == (1, m2), f
-        # A replay and the REST feed show each rename with its last message as it was then
-        # (later ones follow it), and the reader's read state as it is now.
+        # A replay and the REST feed show each rename with the reader's own fields as they
+        # are when it is read: m3, deleted since, has no words left in either.
+        r = client.request("DELETE", f"/api/messages/{m3}/", token=a["access"])
+        assert r.status_code == 204, r.text
+        own = ("last_message", "unread_count", "last_read_message_id")
         replay = await user_ws(server, c, since=since)
-        for want in (m1, m3):
+        for name in ("after", "again"):
             f = await replay.until(is_("chat_updated", chat_id=group))
-            assert f["chat"]["last_message"]["id"] == want, f
-            assert (f["chat"]["unread_count"], f["chat"]["last_read_message_id"]) == (0, m3), f
+            assert f["chat"]["name"] == name, f
+            assert {k: f["chat"][k] for k in own} == {k: seen_by(c)[k] for k in own}, f
+            assert f["chat"]["last_message"]["id"] == m3 and f["chat"]["last_message"]["text"] == "", f
         feed = client.get(f"/api/events/?since={since}", token=b["access"]).json()["results"]
         updates = [e["chat"] for e in feed if e["type"] == "chat_updated"]
-        assert len(updates) == 2 and all(u["name"] in ("after", "again") for u in updates), feed
-        assert all("hiders_last_message" not in e and "last_message" not in e for e in feed), feed
+        assert [u["name"] for u in updates] == ["after", "again"], feed
+        assert all("seen_by_hiders" not in e and "last_message" not in e for e in feed), feed
+        assert "three" not in json.dumps(feed), feed
         for u in updates:
-            assert (u["unread_count"], u["last_read_message_id"], u["last_message"]["client_id"]) == (
-                1, m2, None), u
+            assert {k: u[k] for k in own} == {k: seen_by(b)[k] for k in own}, u
         for ws in (a_user, b_user, c_user, b_chat, replay):
             await ws.close()
+
+    run(main())
+
+
+def test_a_rename_racing_edits_and_additions_never_shows_an_older_chat_than_events_before_it(
+        server, client):
+    """Edits of the chat's newest message and additions of members race renames. Each
+    chat_updated names the newest message and the members as the rename read them; its
+    event must not come after an edit or an addition it did not see (on PostgreSQL the
+    rename reads the message FOR SHARE, and additions share-lock the chat row)."""
+    a, b = client.register(), client.register()
+    newcomers = [client.register() for _ in range(20)]
+    group = group_chat(client, a, b, name="r0")
+    m = rest_send(client, a, group, "v0")["id"]
+
+    def additions():
+        c = Client(server)
+        for n in newcomers:
+            r = c.request("POST", f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(n)})
+            assert r.status_code == 201, r.text
+
+    def edits():
+        c = Client(server)
+        for i in range(1, 41):
+            r = c.request("PATCH", f"/api/messages/{m}/", token=a["access"], json={"text": f"v{i}"})
+            assert r.status_code == 200, r.text
+
+    def renames():
+        c = Client(server)
+        for i in range(1, 41):
+            r = c.request("PATCH", f"/api/chats/{group}/", token=a["access"], json={"name": f"r{i}"})
+            assert r.status_code == 200, r.text
+
+    async def main():
+        b_user = await user_ws(server, b)
+        threads = [threading.Thread(target=f) for f in (edits, renames, additions)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        while not any(f.get("type") == "chat_updated" and f["chat"]["name"] == "r40" for f in b_user.seen):
+            await b_user.next(timeout=10)
+        while not any(f.get("type") == "edit" and f["text"] == "v40" for f in b_user.seen):
+            await b_user.next(timeout=10)
+        while sum(f.get("type") == "member_added" for f in b_user.seen) < len(newcomers):
+            await b_user.next(timeout=10)
+        text, updates, members = "v0", 0, {uid(a), uid(b)}
+        for f in b_user.seen:
+            if f.get("type") == "edit":
+                text = f["text"]
+            elif f.get("type") == "member_added":
+                members.add(f["user_id"])
+            elif f.get("type") == "chat_updated":
+                updates += 1
+                assert f["chat"]["last_message"]["text"] == text, (f["seq"], text, f["chat"]["last_message"])
+                assert {x["id"] for x in f["chat"]["members"]} == members, f["seq"]
+        assert updates == 40
+        check_seq_order(b_user)
+        await b_user.close()
 
     run(main())
 

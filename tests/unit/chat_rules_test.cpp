@@ -250,7 +250,7 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   older.id = 60;
   older.text = "what cat still sees";
   older.client_id = std::nullopt;
-  renamed.seen_by_hiders = {{3, older}};
+  renamed.seen_by_hiders = {{3, older, {}}};  // cat hid the newest message and the pinned one
 
   const auto event = chat_update_event(renamed);
   EXPECT_EQ(event.type, "chat_updated");
@@ -266,6 +266,7 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   auto expected = [&](std::int64_t viewer, const store::MessageRecord& last, std::int64_t unread,
                       std::int64_t last_read) {
     store::ChatSummary s = shared;
+    if (viewer == 3) s.pinned_message_ids.clear();
     s.last_message = last;
     s.unread_count = unread;
     s.last_read_message_id = last_read;
@@ -281,14 +282,24 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   EXPECT_EQ(copy_for(2, 1, 80).at("chat").at("last_message").at("status"),
             message_json(*shared.last_message, 2, marks).at("status"));
 
+  // A replay fills in the reader's view as it is now: here bob's, with the newest message
+  // since deleted; without a view, nothing of what the log held.
   store::EventRecord record{41, 7, std::nullopt, "chat_updated", event.payload};
-  store::ReadStates states{40, {{5, 1, 1}, {7, 80, 1}}};
-  auto replayed = event_for_viewer(record, 2, &states);
+  store::ChatSummary bobs = shared;
+  bobs.last_message->is_deleted = true;
+  bobs.last_message->text.clear();
+  bobs.unread_count = 1;
+  bobs.last_read_message_id = 80;
+  const std::vector<store::ChatSummary> views{bobs};
+  auto replayed = event_for_viewer(record, 2, &views);
   EXPECT_EQ(replayed.at("seq").as_int64(), 41);
   replayed.erase("seq");
-  EXPECT_EQ(replayed, expected(2, *shared.last_message, 1, 80));
-  auto unknown = event_for_viewer(record, 2);
+  EXPECT_EQ(replayed, expected(2, *bobs.last_message, 1, 80));
+  const auto unknown = event_for_viewer(record, 2);
+  EXPECT_TRUE(unknown.at("chat").at("last_message").is_null());
   EXPECT_EQ(unknown.at("chat").at("unread_count").as_int64(), 0);
+  EXPECT_FALSE(unknown.contains("seen_by_hiders"));
+  EXPECT_FALSE(unknown.contains("last_message"));
 
   // No message at all: null for everyone.
   store::RenamedChat empty;

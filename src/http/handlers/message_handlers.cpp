@@ -138,7 +138,7 @@ awaitable<Response> events(Services& s, Request& req, const RouteParams& /*param
   if (!replay) co_return error_response(replay.error());
   json::array results;
   for (const auto& e : replay->events) {
-    results.push_back(chats::event_for_viewer(e, me.id, &replay->reader_states));
+    results.push_back(chats::event_for_viewer(e, me.id, &replay->reader_views));
   }
   co_return json_response(200, json::object{{"results", std::move(results)},
                                             {"seq", replay->last_seq},

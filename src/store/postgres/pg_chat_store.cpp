@@ -77,6 +77,12 @@ constexpr const char* kLastVisibleMessage =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT 1";
+// A rename's read of the newest message: locked, so an edit or deletion of it in progress
+// commits first and is seen (its event then comes before the rename's), or waits.
+constexpr const char* kNewestMessageShared =
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 ORDER BY m.id DESC LIMIT 1 FOR SHARE OF m";
 constexpr const char* kHistoryNewestFirst =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -219,15 +225,15 @@ constexpr const char* kInsertChat =
     "INSERT INTO chats(type, name, private_key, created_at, last_activity_at) VALUES ($1, $2, $3, "
     "$4, $4) ON CONFLICT DO NOTHING RETURNING id";
 // Members (arrays of ids and roles) in one statement: a group of 10,000 was 10,000 round
-// trips. The chat row is key-share locked: a deletion of the chat in progress is waited
-// for, and the chat is then found gone (nothing inserted) instead of failing the foreign
-// key.
+// trips. The chat row is share locked: a deletion of the chat in progress is waited for,
+// and the chat is then found gone (nothing inserted) instead of failing the foreign key;
+// so is a rename in progress, whose event names the members (renamed_view).
 constexpr const char* kInsertMembers =
     "INSERT INTO chat_members(chat_id, user_id, role, joined_at, joined_seq, last_read_message_id, "
     "last_delivered_message_id) SELECT $1::bigint, m.user_id, m.role, $4::bigint, (SELECT "
     "last_seq FROM event_log_state WHERE id = 1), c.last_message_id, c.last_message_id "
     "FROM chats c, unnest($2::bigint[], $3::text[]) AS m(user_id, role) WHERE c.id = $1 "
-    "FOR KEY SHARE OF c ON CONFLICT DO NOTHING";
+    "FOR SHARE OF c ON CONFLICT DO NOTHING";
 constexpr const char* kRenameChat = "UPDATE chats SET name = $2 WHERE id = $1";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = $1";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
@@ -266,6 +272,11 @@ constexpr const char* kHideMessage =
     "INSERT INTO hidden_messages(user_id, chat_id, message_id) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING";
 // Through the members (the key starts with the user): one lookup each.
+// The members who hid the chat's message $2 or one of its pinned messages, by id.
+constexpr const char* kHidersOfShown =
+    "SELECT DISTINCT m.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = "
+    "m.user_id AND h.chat_id = m.chat_id WHERE m.chat_id = $1 AND (h.message_id = $2 OR "
+    "h.message_id IN (SELECT p.message_id FROM pins p WHERE p.chat_id = $1)) ORDER BY m.user_id";
 constexpr const char* kHiddenBy =
     "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
     "AND h.chat_id = m.chat_id AND h.message_id = $2 WHERE m.chat_id = $1";
@@ -415,25 +426,30 @@ asio::awaitable<RenamedChat> renamed_view(PgConnection& c, ChatRecord chat) {
   shared.chat = std::move(chat);
   std::vector<PgStatement> reads;
   reads.push_back({kMembers, pg_params(chat_id)});
-  reads.push_back({kLastVisibleMessage, pg_params(chat_id, std::int64_t{0})});
+  reads.push_back({kNewestMessageShared, pg_params(chat_id)});
   reads.push_back({kPinnedForViewer, pg_params(chat_id, std::int64_t{0})});
   auto r = co_await c.pipeline(std::move(reads));
   shared.members = all_rows<MemberRecord>(r[0], read_member);
   shared.last_message = first_row(r[1], read_message);
   for (int i = 0; i < r[2].rows(); ++i) shared.pinned_message_ids.push_back(r[2].int64(i, 0));
-  if (!shared.last_message) co_return out;
-  auto params = pg_params(chat_id, shared.last_message->id);
-  auto hiders = co_await c.prepared(kHiddenBy, std::move(params));
+  const std::int64_t newest = shared.last_message ? shared.last_message->id : 0;
+  auto params = pg_params(chat_id, newest);
+  auto hiders = co_await c.prepared(kHidersOfShown, std::move(params));
   if (hiders.rows() == 0) co_return out;
+  // What each of them sees instead: two reads each, in one round trip.
   std::vector<PgStatement> seen;
-  seen.reserve(static_cast<std::size_t>(hiders.rows()));
+  seen.reserve(2 * static_cast<std::size_t>(hiders.rows()));
   for (int i = 0; i < hiders.rows(); ++i) {
     seen.push_back({kLastVisibleMessage, pg_params(chat_id, hiders.int64(i, 0))});
+    seen.push_back({kPinnedForViewer, pg_params(chat_id, hiders.int64(i, 0))});
   }
-  auto last = co_await c.pipeline(std::move(seen));
+  auto r2 = co_await c.pipeline(std::move(seen));
   for (int i = 0; i < hiders.rows(); ++i) {
-    out.seen_by_hiders.emplace_back(hiders.int64(i, 0),
-                                    first_row(last[static_cast<std::size_t>(i)], read_message));
+    const auto k = 2 * static_cast<std::size_t>(i);
+    HiderView view{hiders.int64(i, 0), first_row(r2[k], read_message), {}};
+    for (int j = 0; j < r2[k + 1].rows(); ++j)
+      view.pinned_message_ids.push_back(r2[k + 1].int64(j, 0));
+    out.seen_by_hiders.push_back(std::move(view));
   }
   co_return out;
 }
@@ -1414,6 +1430,9 @@ asio::awaitable<std::optional<std::pair<PinRecord, bool>>> PgChatStore::pin(
   std::optional<std::pair<PinRecord, bool>> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
+    // After a rename in progress, or before it: its event names the pins (renamed_view).
+    auto share = pg_params(chat_id);
+    co_await c.prepared(kShareChat, std::move(share));
     auto lock = pg_params(message_id, chat_id);
     auto live = co_await c.prepared(kLockLiveMessage, std::move(lock));
     if (live.rows() == 0) co_return;
@@ -1438,6 +1457,8 @@ asio::awaitable<bool> PgChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecor
     auto found = co_await c.prepared(kPinById, std::move(find));
     if (found.rows() == 0) co_return;
     const PinRecord pin = read_pin(found, 0);
+    auto share = pg_params(pin.chat_id);
+    co_await c.prepared(kShareChat, std::move(share));  // see pin()
     auto del = pg_params(pin_id);
     auto deleted = co_await c.prepared(kDeletePin, std::move(del));
     if (deleted.affected() != 1) co_return;  // a concurrent unpin won

@@ -243,6 +243,11 @@ constexpr const char* kIsHidden =
 constexpr const char* kHideMessage =
     "INSERT OR IGNORE INTO hidden_messages(user_id, chat_id, message_id) VALUES (?1, ?2, ?3)";
 // Through the members (the key starts with the user): one lookup each.
+// The members who hid the chat's message ?2 or one of its pinned messages, by id.
+constexpr const char* kHidersOfShown =
+    "SELECT DISTINCT m.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = "
+    "m.user_id AND h.chat_id = m.chat_id WHERE m.chat_id = ?1 AND (h.message_id = ?2 OR "
+    "h.message_id IN (SELECT p.message_id FROM pins p WHERE p.chat_id = ?1)) ORDER BY m.user_id";
 constexpr const char* kHiddenBy =
     "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
     "AND h.chat_id = m.chat_id AND h.message_id = ?2 WHERE m.chat_id = ?1";
@@ -457,15 +462,22 @@ RenamedChat renamed_view(Connection& c, ChatRecord chat) {
   shared.chat = std::move(chat);
   shared.members = members_of(c, chat_id);
   shared.last_message = last_visible(c, chat_id, 0);
-  {
+  auto pinned = [&](std::int64_t viewer) {
+    std::vector<std::int64_t> ids;
     auto s = c.prepare(kPinnedForViewer);
-    s.bind(1, chat_id).bind(2, std::int64_t{0});
-    while (s.step()) shared.pinned_message_ids.push_back(s.int64(0));
+    s.bind(1, chat_id).bind(2, viewer);
+    while (s.step()) ids.push_back(s.int64(0));
+    return ids;
+  };
+  shared.pinned_message_ids = pinned(0);
+  std::vector<std::int64_t> hiders;
+  {
+    auto s = c.prepare(kHidersOfShown);
+    s.bind(1, chat_id).bind(2, shared.last_message ? shared.last_message->id : 0);
+    while (s.step()) hiders.push_back(s.int64(0));
   }
-  if (shared.last_message) {
-    for (const std::int64_t hider : hiders_of(c, chat_id, shared.last_message->id)) {
-      out.seen_by_hiders.emplace_back(hider, last_visible(c, chat_id, hider));
-    }
+  for (const std::int64_t hider : hiders) {
+    out.seen_by_hiders.push_back({hider, last_visible(c, chat_id, hider), pinned(hider)});
   }
   return out;
 }
