@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <iterator>
 
 #include "common/json_text.hpp"
 
@@ -304,68 +305,79 @@ NewEvent chat_event(const char* type, std::int64_t chat_id, const ChatSummary* c
 
 NewEvent chat_update_event(const RenamedChat& r) {
   const ChatSummary& shared = r.shared;
+  const Watermarks marks = watermarks_of(shared.members);
+  // A member's own fields as JSON members: `"pinned_message_ids":[...],"last_message":...`.
+  auto own_fields = [&](const std::vector<std::int64_t>& pins,
+                        const std::optional<MessageRecord>& last, std::int64_t viewer) {
+    std::string text = R"("pinned_message_ids":[)";
+    for (std::size_t i = 0; i < pins.size(); ++i) {
+      if (i > 0) text += ',';
+      json_text::append_int(text, pins[i]);
+    }
+    text += R"(],"last_message":)";
+    if (last) {
+      json_text::ObjectWriter w(text);
+      message_fields(w, *last, viewer, marks);
+      w.close();
+    } else {
+      text += "null";
+    }
+    return text;
+  };
+  // Members who hid the same things see the same (a spam message hidden by thousands):
+  // one entry for each distinct view, naming its members.
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> groups;
+  for (const auto& h : r.seen_by_hiders) {
+    std::string fields = own_fields(h.pinned_message_ids, h.last_message, h.user_id);
+    auto g = std::find_if(groups.begin(), groups.end(),
+                          [&](const auto& x) { return x.first == fields; });
+    if (g == groups.end()) {
+      groups.emplace_back(std::move(fields), std::vector<std::int64_t>{});
+      g = std::prev(groups.end());
+    }
+    g->second.push_back(h.user_id);
+  }
   std::string out;
-  out.reserve(120 + chat_text_size(shared));
+  out.reserve(200 + chat_text_size(shared));
   json_text::ObjectWriter o(out);
   o.string("type", "chat_updated");
   o.number("chat_id", shared.chat.id);
   append_chat(o.value_of("chat"), shared, std::nullopt);
-  const Watermarks marks = watermarks_of(shared.members);
-  auto message = [&](const std::optional<MessageRecord>& m, std::int64_t viewer) {
-    if (!m) {
-      out += "null";
-      return;
-    }
-    json_text::ObjectWriter w(out);
-    message_fields(w, *m, viewer, marks);
-    w.close();
-  };
-  auto ids = [&](const std::vector<std::int64_t>& list) {
-    out += '[';
-    for (std::size_t i = 0; i < list.size(); ++i) {
-      if (i > 0) out += ',';
-      json_text::append_int(out, list[i]);
-    }
-    out += ']';
-  };
   o.value_of("last_message");
-  message(shared.last_message, shared.last_message ? shared.last_message->sender_id : 0);
-  o.value_of("seen_by_hiders") += '{';
-  bool first = true;
-  for (const auto& h : r.seen_by_hiders) {
-    if (!first) out += ',';
-    first = false;
-    out += '"';
-    json_text::append_int(out, h.user_id);
-    out += "\":";
-    json_text::ObjectWriter seen(out);
-    seen.value_of("pinned_message_ids");
-    ids(h.pinned_message_ids);
-    seen.value_of("last_message");
-    message(h.last_message, h.user_id);
-    seen.close();
+  if (shared.last_message) {
+    json_text::ObjectWriter w(out);
+    message_fields(w, *shared.last_message, shared.last_message->sender_id, marks);
+    w.close();
+  } else {
+    out += "null";
   }
-  out += '}';
+  o.value_of("seen_by_hiders") += '[';
+  for (std::size_t i = 0; i < groups.size(); ++i) {
+    if (i > 0) out += ',';
+    out += R"({"users":[)";
+    const auto& users = groups[i].second;
+    for (std::size_t k = 0; k < users.size(); ++k) {
+      if (k > 0) out += ',';
+      json_text::append_int(out, users[k]);
+    }
+    out += "],";
+    out += groups[i].first;
+    out += '}';
+  }
+  out += ']';
   o.close();
   return {shared.chat.id, std::nullopt, "chat_updated", std::move(out)};
 }
 
-std::string ChatUpdateView::member_fields(std::int64_t viewer, std::int64_t unread,
-                                          std::int64_t last_read) const {
-  std::string out;
-  out.reserve(120 + last_message_others.size() + pins.size());
+std::size_t ChatUpdateView::variant_of(std::int64_t viewer) const {
   const auto hider = std::lower_bound(hiders.begin(), hiders.end(), viewer,
                                       [](const auto& h, std::int64_t id) { return h.first < id; });
-  if (hider != hiders.end() && hider->first == viewer) {
-    out += ',';
-    out += hider->second;
-  } else {
-    out += R"(,"pinned_message_ids":)";
-    out += pins;
-    out += R"(,"last_message":)";
-    out += viewer == sender ? last_message_sender : last_message_others;
-  }
-  out += R"(,"unread_count":)";
+  if (hider != hiders.end() && hider->first == viewer) return hider->second;
+  return viewer == sender ? 1 : 0;
+}
+
+std::string ChatUpdateView::read_state(std::int64_t unread, std::int64_t last_read) {
+  std::string out = R"(,"unread_count":)";
   json_text::append_int(out, unread);
   out += R"(,"last_read_message_id":)";
   json_text::append_int(out, last_read);
@@ -373,33 +385,54 @@ std::string ChatUpdateView::member_fields(std::int64_t viewer, std::int64_t unre
   return out;
 }
 
-ChatUpdateView chat_update_view(const json::object& logged) {
+std::optional<ChatUpdateView> chat_update_view(const json::object& logged) {
+  const auto* last = logged.if_contains("last_message");
+  const auto* chat_value = logged.if_contains("chat");
+  const auto* chat_id = logged.if_contains("chat_id");
+  if (last == nullptr || chat_value == nullptr || !chat_value->is_object() || chat_id == nullptr ||
+      !chat_id->is_int64()) {
+    return std::nullopt;
+  }
   ChatUpdateView v;
-  json::object chat = logged.at("chat").as_object();
-  if (auto* p = chat.if_contains("pinned_message_ids")) v.pins = json::serialize(*p);
+  json::object chat = chat_value->as_object();
+  json::value pins = json::array();
+  if (auto* p = chat.if_contains("pinned_message_ids")) pins = *p;
   chat.erase("pinned_message_ids");
   v.head = R"({"type":"chat_updated","chat_id":)";
-  json_text::append_int(v.head, logged.at("chat_id").to_number<std::int64_t>());
+  json_text::append_int(v.head, chat_id->get_int64());
   v.head += R"(,"chat":)";
   v.head += json::serialize(chat);
   v.head.pop_back();  // the chat object's closing brace: the member's fields come first
-  v.last_message_sender = v.last_message_others = "null";
-  if (const auto* m = logged.if_contains("last_message"); m != nullptr && m->is_object()) {
-    if (const auto* id = m->as_object().if_contains("sender_id"); id != nullptr && id->is_int64())
+  auto fields = [](const json::value& pin_ids, const json::value& message) {
+    std::string text = R"(,"pinned_message_ids":)";
+    text += json::serialize(pin_ids);
+    text += R"(,"last_message":)";
+    text += json::serialize(message);
+    return text;
+  };
+  json::value others = *last;
+  if (last->is_object()) {
+    if (const auto* id = last->as_object().if_contains("sender_id");
+        id != nullptr && id->is_int64())
       v.sender = id->get_int64();
-    v.last_message_sender = json::serialize(*m);
-    json::object others = m->as_object();
-    others["client_id"] = nullptr;
-    v.last_message_others = json::serialize(others);
+    others.as_object()["client_id"] = nullptr;
   }
-  if (const auto* h = logged.if_contains("seen_by_hiders"); h != nullptr && h->is_object()) {
-    for (const auto& [key, seen] : h->as_object()) {
-      std::int64_t hider = 0;
-      const std::string_view k = key;
-      if (std::from_chars(k.data(), k.data() + k.size(), hider).ec != std::errc()) continue;
-      if (!seen.is_object()) continue;
-      std::string text = json::serialize(seen);  // {"pinned_message_ids":...,"last_message":...}
-      v.hiders.emplace_back(hider, text.substr(1, text.size() - 2));
+  v.variants.push_back(fields(pins, others));
+  v.variants.push_back(fields(pins, *last));
+  if (const auto* h = logged.if_contains("seen_by_hiders"); h != nullptr && h->is_array()) {
+    for (const auto& group : h->as_array()) {
+      if (!group.is_object()) continue;
+      const auto& g = group.as_object();
+      const auto* users = g.if_contains("users");
+      if (users == nullptr || !users->is_array()) continue;
+      const json::value none;
+      const auto* own_pins = g.if_contains("pinned_message_ids");
+      const auto* own_last = g.if_contains("last_message");
+      v.variants.push_back(
+          fields(own_pins != nullptr ? *own_pins : pins, own_last != nullptr ? *own_last : none));
+      for (const auto& u : users->as_array()) {
+        if (u.is_int64()) v.hiders.emplace_back(u.get_int64(), v.variants.size() - 1);
+      }
     }
     std::sort(v.hiders.begin(), v.hiders.end());
   }
@@ -493,6 +526,7 @@ json::object event_for_viewer(const EventRecord& e, std::int64_t viewer,
     o.erase("last_message");
     o.erase("seen_by_hiders");
     json::object& chat = o["chat"].as_object();
+    chat["pinned_message_ids"] = json::array();
     if (view != nullptr && view->last_message) {
       chat["last_message"] =
           message_json(*view->last_message, viewer, watermarks_of(view->members));

@@ -5,6 +5,7 @@
 #include <boost/json/object.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -60,28 +61,30 @@ store::NewEvent chat_event(const char* type, std::int64_t chat_id, const store::
 // chat_event without `seen_by`) and, beside it, what each recipient's own fields are made
 // of where the event is sent (ChatUpdateView): "last_message", the chat's newest message
 // (its client_id kept, for its sender's copies), and "seen_by_hiders", the newest message
-// and the pins of each member who hid that message or a pinned one. Those two keys are
-// the log's, never sent as they are.
+// and the pins that the members who hid that message or a pinned one see instead, one
+// entry for each distinct view with its "users". Those two keys are the log's, never
+// sent as they are.
 store::NewEvent chat_update_event(const store::RenamedChat& r);
 
-// A logged chat_updated taken apart for its recipients: `head` is the event up to the
-// chat object's own fields, the same for every recipient; member_fields() is what follows
-// it for one of them: `,"pinned_message_ids":[...],"last_message":...,"unread_count":N,
-// "last_read_message_id":M}` (the event's own closing brace, or a seq, is the caller's).
+// A logged chat_updated taken apart for its recipients. A copy is `head` (the event up to
+// the chat object's own fields, the same for every recipient), then the variant of
+// `variant_of(viewer)` (`,"pinned_message_ids":[...],"last_message":...`: one for most
+// members, one for the sender of the newest message, with its client_id, one for each
+// group of members who hid something), then read_state() of the recipient (closing the
+// chat object), then the event's own closing brace, or a seq, the caller's.
 struct ChatUpdateView {
   std::string head;
-  std::string pins = "[]";          // as most members see them
-  std::int64_t sender = 0;          // of the chat's newest message
-  std::string last_message_sender;  // that message as its sender sees it (or null)
-  std::string last_message_others;  // as the other members see it (or null)
-  // (member, their own pins and last message as JSON members), by member: a rename's
-  // hiders may be many (a spam message).
-  std::vector<std::pair<std::int64_t, std::string>> hiders;
+  std::vector<std::string> variants;  // [0]: most members; [1]: the newest message's sender
+  std::int64_t sender = 0;
+  std::vector<std::pair<std::int64_t, std::size_t>> hiders;  // (member, variant), by member
 
-  [[nodiscard]] std::string member_fields(std::int64_t viewer, std::int64_t unread,
-                                          std::int64_t last_read) const;
+  [[nodiscard]] std::size_t variant_of(std::int64_t viewer) const;
+  // `,"unread_count":N,"last_read_message_id":M}`
+  static std::string read_state(std::int64_t unread, std::int64_t last_read);
 };
-ChatUpdateView chat_update_view(const boost::json::object& logged);
+// nullopt for an event logged without the members' own parts (by an older release): it
+// goes out as it was logged.
+std::optional<ChatUpdateView> chat_update_view(const boost::json::object& logged);
 
 boost::json::object member_event(const char* type, std::int64_t chat_id, std::int64_t user_id,
                                  store::Role role);

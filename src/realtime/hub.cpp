@@ -427,13 +427,15 @@ void Hub::on_logged(const store::EventRecord& event) {
   const std::int64_t sender = is_message ? field(o, "sender_id") : 0;
   const std::int64_t message_id = field(o, "message_id");
 
-  // A chat_updated's copies differ in each recipient's read state: the chat object they
-  // share is serialised once, and each copy's own fields follow it (Session::queue_split).
+  // A chat_updated's copies differ in each recipient's read state (and, for a few, in
+  // the last message and pins they see): the chat object with the pins and message most
+  // members see is serialised once, and each copy's read state follows it in the same
+  // frame (Session::queue_split).
   std::optional<chats::ChatUpdateView> update;
-  Frame update_head;
+  std::vector<Frame> update_heads;  // by variant, made when a recipient needs it
   if (type == "chat_updated") {
     update = chats::chat_update_view(o);
-    update_head = make_frame(update->head);
+    if (update) update_heads.resize(update->variants.size());
   }
   // Variants, each serialised once: chat sockets carry no seq; user sockets do; only the
   // sender's own sockets see the message's client_id.
@@ -486,13 +488,15 @@ void Hub::on_logged(const store::EventRecord& event) {
       if (update) {
         const auto st = e.unread.find(chat_id);
         const UnreadState state = st != e.unread.end() ? st->second : UnreadState{};
-        std::string tail = update->member_fields(s.user_id(), state.unread, state.last_read);
+        const std::size_t k = update->variant_of(s.user_id());
+        if (!update_heads[k]) update_heads[k] = make_frame(update->head + update->variants[k]);
+        std::string tail = chats::ChatUpdateView::read_state(state.unread, state.last_read);
         if (s.is_user_socket()) {
           tail += R"(,"seq":)";
           tail += std::to_string(event.seq);
         }
         tail += '}';
-        if (e.session->queue_split(update_head, make_frame(std::move(tail)), event.seq)) {
+        if (e.session->queue_split(update_heads[k], make_frame(std::move(tail)), event.seq)) {
           dirty_.push_back(e.session);
         }
         return;
@@ -520,6 +524,8 @@ void Hub::on_logged(const store::EventRecord& event) {
             } else if (type == "delete") {  // hidden for them
               recount.push_back(e->session);
             }
+          } else if (s.chat_id() == chat_id && type == "delete") {
+            recount.push_back(e->session);  // hidden for them: the state it keeps (attach)
           } else if (s.chat_id() == chat_id &&
                      (type == "member_removed" || type == "chat_deleted")) {
             deliver_to(*e);

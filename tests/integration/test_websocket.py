@@ -891,6 +891,7 @@ def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client
         assert r.status_code == 200, r.text
         await b_user.until(lambda f: f.get("type") == "unread" and f.get("unread_count") == 0)
         await b_chat.until(is_("read", chat_id=group, user_id=uid(b)))
+        await asyncio.sleep(0.3)  # the chat socket's own count of it, read from the store
         m3 = rest_send(client, c, group, "three")["id"]
         await b_chat.until(is_("message", message_id=m3))
         got = await renamed((b_user, b_chat), "again")
@@ -901,12 +902,16 @@ def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client
         # are when it is read: m3, deleted since, has no words left in either.
         r = client.request("DELETE", f"/api/messages/{m3}/", token=a["access"])
         assert r.status_code == 204, r.text
-        own = ("last_message", "unread_count", "last_read_message_id")
+        # (A message's status may move meanwhile: a replay counts as delivery.)
+        def own(chat):
+            last = {k: v for k, v in chat["last_message"].items() if k != "status"}
+            return last, chat["unread_count"], chat["last_read_message_id"], chat["pinned_message_ids"]
+
         replay = await user_ws(server, c, since=since)
         for name in ("after", "again"):
             f = await replay.until(is_("chat_updated", chat_id=group))
             assert f["chat"]["name"] == name, f
-            assert {k: f["chat"][k] for k in own} == {k: seen_by(c)[k] for k in own}, f
+            assert own(f["chat"]) == own(seen_by(c)), f
             assert f["chat"]["last_message"]["id"] == m3 and f["chat"]["last_message"]["text"] == "", f
         feed = client.get(f"/api/events/?since={since}", token=b["access"]).json()["results"]
         updates = [e["chat"] for e in feed if e["type"] == "chat_updated"]
@@ -914,7 +919,7 @@ def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client
         assert all("seen_by_hiders" not in e and "last_message" not in e for e in feed), feed
         assert "three" not in json.dumps(feed), feed
         for u in updates:
-            assert {k: u[k] for k in own} == {k: seen_by(b)[k] for k in own}, u
+            assert own(u) == own(seen_by(b)), u
         for ws in (a_user, b_user, c_user, b_chat, replay):
             await ws.close()
 
@@ -936,19 +941,24 @@ def test_a_rename_racing_edits_and_additions_never_shows_an_older_chat_than_even
         c = Client(server)
         for n in newcomers:
             r = c.request("POST", f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(n)})
-            assert r.status_code == 201, r.text
+            if r.status_code != 201:
+                failures.append(r.text)
+
+    failures = []
 
     def edits():
         c = Client(server)
         for i in range(1, 41):
             r = c.request("PATCH", f"/api/messages/{m}/", token=a["access"], json={"text": f"v{i}"})
-            assert r.status_code == 200, r.text
+            if r.status_code != 200:
+                failures.append(r.text)
 
     def renames():
         c = Client(server)
         for i in range(1, 41):
             r = c.request("PATCH", f"/api/chats/{group}/", token=a["access"], json={"name": f"r{i}"})
-            assert r.status_code == 200, r.text
+            if r.status_code != 200:
+                failures.append(r.text)
 
     async def main():
         b_user = await user_ws(server, b)
@@ -956,7 +966,8 @@ def test_a_rename_racing_edits_and_additions_never_shows_an_older_chat_than_even
         for t in threads:
             t.start()
         for t in threads:
-            t.join(60)
+            await asyncio.to_thread(t.join, 60)
+        assert not failures, failures
         while not any(f.get("type") == "chat_updated" and f["chat"]["name"] == "r40" for f in b_user.seen):
             await b_user.next(timeout=10)
         while not any(f.get("type") == "edit" and f["text"] == "v40" for f in b_user.seen):
@@ -1513,7 +1524,10 @@ def test_resume_ends_with_the_unread_counts_it_changed(server, client):
         while (f := await b2.next())["type"] != "synced":
             replayed.append(key(f))
         assert ("edit", kept, False) in replayed and ("read", reply, False) in replayed, replayed
-        f = await b2.next()
+        # The replay's delivery of the missed messages is logged too, and its `delivered`
+        # may come live before the count, which is read from the store.
+        while (f := await b2.next())["type"] == "delivered":
+            pass
         assert f == {"type": "unread", "chat_id": busy, "unread_count": 3}, f
         # Still live afterwards, from that count on.
         rest_send(client, a, busy, "live")
@@ -2066,7 +2080,8 @@ def test_hundreds_of_split_frames_queued_for_a_slow_reader_all_go_out(make_serve
     with its header). 400 of them queued behind a full send buffer once took one sendmsg
     past IOV_MAX (1,024 buffers): it failed, and the socket was dropped as if the peer had
     gone."""
-    s = make_server(PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1)
+    # The reader sends nothing for as long as the test takes: no idle cut-off meanwhile.
+    s = make_server(PASSWORD_HASH_MEMORY_KIB=8, PASSWORD_HASH_OPS=1, WS_IDLE_TIMEOUT=600)
     c = Client(s)
     a, b = c.register(), c.register()
     chat = private_chat(c, a, b)

@@ -226,7 +226,7 @@ TEST(ChatJson, TheListAsTextHoldsEveryFieldOfEachChat) {
 }
 
 // A rename's event holds what each recipient's copy is made of; the copies (as the hub
-// sends them, head and member_fields, and as replays do, event_for_viewer) are the chat as
+// sends them: head, variant, read state; as replays do, event_for_viewer) are the chat as
 // that recipient sees it: the sender's client_id only on the sender's, a hider's own last
 // message, each one's read state; the log's own keys never go out.
 TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
@@ -237,7 +237,8 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   shared.chat.name = "renamed";
   shared.members = {{1, "ann", store::Role::owner, 0, 90, 90},
                     {2, "bob", store::Role::member, 0, 80, 95},
-                    {3, "cat", store::Role::member, 0, 60, 60}};
+                    {3, "cat", store::Role::member, 0, 60, 60},
+                    {4, "dan", store::Role::member, 0, 60, 60}};
   shared.pinned_message_ids = {85};
   shared.last_message.emplace();
   shared.last_message->id = 90;
@@ -250,23 +251,27 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   older.id = 60;
   older.text = "what cat still sees";
   older.client_id = std::nullopt;
-  renamed.seen_by_hiders = {{3, older, {}}};  // cat hid the newest message and the pinned one
+  // cat and dan hid the newest message and the pinned one: one entry for both.
+  renamed.seen_by_hiders = {{3, older, {}}, {4, older, {}}};
 
   const auto event = chat_update_event(renamed);
   EXPECT_EQ(event.type, "chat_updated");
   EXPECT_EQ(event.chat_id, 7);
   EXPECT_FALSE(event.user_id.has_value());
   const auto logged = boost::json::parse(event.payload).as_object();
-  const auto view = chat_update_view(logged);
+  ASSERT_EQ(logged.at("seen_by_hiders").as_array().size(), 1U);
+  EXPECT_EQ(logged.at("seen_by_hiders").at(0).at("users"), boost::json::parse("[3,4]"));
+  const auto view = *chat_update_view(logged);
   const auto marks = watermarks_of(shared.members);
   auto copy_for = [&](std::int64_t viewer, std::int64_t unread, std::int64_t last_read) {
-    return boost::json::parse(view.head + view.member_fields(viewer, unread, last_read) + "}")
+    return boost::json::parse(view.head + view.variants.at(view.variant_of(viewer)) +
+                              ChatUpdateView::read_state(unread, last_read) + "}")
         .as_object();
   };
   auto expected = [&](std::int64_t viewer, const store::MessageRecord& last, std::int64_t unread,
                       std::int64_t last_read) {
     store::ChatSummary s = shared;
-    if (viewer == 3) s.pinned_message_ids.clear();
+    if (viewer >= 3) s.pinned_message_ids.clear();
     s.last_message = last;
     s.unread_count = unread;
     s.last_read_message_id = last_read;
@@ -277,6 +282,8 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   EXPECT_EQ(copy_for(1, 0, 90), expected(1, *shared.last_message, 0, 90));
   EXPECT_EQ(copy_for(2, 1, 80), expected(2, *shared.last_message, 1, 80));
   EXPECT_EQ(copy_for(3, 2, 60), expected(3, older, 2, 60));
+  EXPECT_EQ(copy_for(4, 0, 60), expected(4, older, 0, 60));
+  EXPECT_EQ(view.variants.size(), 3U);  // most members, the sender, the hiders
   EXPECT_EQ(copy_for(1, 0, 90).at("chat").at("last_message").at("client_id"), "cid-90");
   EXPECT_TRUE(copy_for(2, 1, 80).at("chat").at("last_message").at("client_id").is_null());
   EXPECT_EQ(copy_for(2, 1, 80).at("chat").at("last_message").at("status"),
@@ -306,7 +313,12 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   empty.shared = shared;
   empty.shared.last_message.reset();
   const auto bare =
-      chat_update_view(boost::json::parse(chat_update_event(empty).payload).as_object());
-  const auto copy = boost::json::parse(bare.head + bare.member_fields(1, 0, 0) + "}").as_object();
+      *chat_update_view(boost::json::parse(chat_update_event(empty).payload).as_object());
+  const auto copy = boost::json::parse(bare.head + bare.variants.at(bare.variant_of(1)) +
+                                       ChatUpdateView::read_state(0, 0) + "}")
+                        .as_object();
   EXPECT_TRUE(copy.at("chat").at("last_message").is_null());
+  // An event logged by an older release (no members' parts) goes out as it was logged.
+  const auto old = chat_event("chat_updated", 7, &shared);
+  EXPECT_FALSE(chat_update_view(boost::json::parse(old.payload).as_object()).has_value());
 }

@@ -12,6 +12,9 @@
 #include <utility>
 #include <vector>
 
+#include <boost/json/parse.hpp>
+
+#include "chat/wire.hpp"
 #include "realtime/broker.hpp"
 #include "realtime/hub.hpp"
 
@@ -632,4 +635,69 @@ TEST(Hub, TheBrokerHearsSubscriptionChangesInTheOrderTheHubMadeThem) {
   EXPECT_EQ(broker.ignored, 0);
   EXPECT_TRUE(broker.chats.empty()) << "the new chat is still heard";
   EXPECT_TRUE(broker.users.empty());
+}
+
+// A rename reaches each socket with its own read state after the chat object they share:
+// user and chat sockets alike, the chat socket's state kept by the hub as messages come
+// but never sent to it as `unread` frames.
+TEST(Hub, AChatUpdatedCarriesEachSocketsOwnView) {
+  Fixture f;
+  constexpr std::int64_t kChat = 7;
+  chat::store::RenamedChat renamed;
+  auto& shared = renamed.shared;
+  shared.chat.id = kChat;
+  shared.chat.type = chat::store::ChatType::group;
+  shared.chat.name = "renamed";
+  for (std::int64_t u = 1; u <= 4; ++u) {
+    shared.members.push_back({u, "u" + std::to_string(u), chat::store::Role::member, 0, 0, 0});
+  }
+  shared.last_message.emplace();
+  shared.last_message->id = 120;
+  shared.last_message->chat_id = kChat;
+  shared.last_message->sender_id = 1;
+  shared.last_message->client_id = "mine";
+  renamed.seen_by_hiders = {{4, std::nullopt, {}}};  // user 4 hid it, and it was the only one
+  chat::store::EventRecord rename;
+  rename.seq = 10;
+  rename.chat_id = kChat;
+  rename.type = "chat_updated";
+  rename.payload = chat::chats::chat_update_event(renamed).payload;
+
+  auto sender = std::make_shared<FakeSession>(1, 0);
+  auto reader = std::make_shared<FakeSession>(2, 0);
+  auto chat_socket = std::make_shared<FakeSession>(3, kChat);
+  auto hider = std::make_shared<FakeSession>(4, 0);
+  f.hub.attach(sender, {{kChat, {120, 0}}}, 9, nullptr);
+  f.hub.attach(reader, {{kChat, {100, 3}}}, 9, nullptr);
+  f.hub.attach(chat_socket, {{kChat, {50, 0}}}, 9, nullptr);
+  f.hub.attach(hider, {{kChat, {0, 1}}}, 9, nullptr);
+  f.hub.on_logged(rename);
+  f.run_jobs();
+  auto chat_of = [](const std::shared_ptr<FakeSession>& s) {
+    return boost::json::parse(s->written.back()).as_object();
+  };
+  const auto mine = chat_of(sender);
+  EXPECT_EQ(mine.at("seq").as_int64(), 10);
+  EXPECT_EQ(mine.at("chat").at("last_message").at("client_id").as_string(), "mine");
+  EXPECT_EQ(mine.at("chat").at("last_read_message_id").as_int64(), 120);
+  const auto theirs = chat_of(reader);
+  EXPECT_TRUE(theirs.at("chat").at("last_message").at("client_id").is_null());
+  EXPECT_EQ(theirs.at("chat").at("unread_count").as_int64(), 3);
+  EXPECT_EQ(theirs.at("chat").at("last_read_message_id").as_int64(), 100);
+  const auto on_chat_socket = chat_of(chat_socket);
+  EXPECT_FALSE(on_chat_socket.contains("seq"));
+  EXPECT_EQ(on_chat_socket.at("chat").at("last_read_message_id").as_int64(), 50);
+  EXPECT_TRUE(chat_of(hider).at("chat").at("last_message").is_null());
+  EXPECT_EQ(chat_of(hider).at("chat").at("unread_count").as_int64(), 1);
+
+  // Two messages from user 1: the chat socket counts them without being told.
+  f.hub.on_logged(message(11, kChat, 121, 1));
+  f.hub.on_logged(message(12, kChat, 122, 1));
+  rename.seq = 13;
+  f.hub.on_logged(rename);
+  f.run_jobs();
+  EXPECT_TRUE(std::none_of(chat_socket->written.begin(), chat_socket->written.end(), is_unread));
+  EXPECT_EQ(chat_of(chat_socket).at("chat").at("unread_count").as_int64(), 2);
+  EXPECT_EQ(chat_of(reader).at("chat").at("unread_count").as_int64(), 5);
+  EXPECT_EQ(chat_of(sender).at("chat").at("unread_count").as_int64(), 0);
 }

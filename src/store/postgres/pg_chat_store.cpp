@@ -83,6 +83,11 @@ constexpr const char* kNewestMessageShared =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
     "WHERE m.chat_id = $1 ORDER BY m.id DESC LIMIT 1 FOR SHARE OF m";
+// The same for a member who hid it (a rename's hiders), locked likewise.
+constexpr const char* kLastVisibleMessageShared =
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND " NOT_HIDDEN("$2") " ORDER BY m.id DESC LIMIT 1 FOR SHARE OF m";
 constexpr const char* kHistoryNewestFirst =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -440,7 +445,7 @@ asio::awaitable<RenamedChat> renamed_view(PgConnection& c, ChatRecord chat) {
   std::vector<PgStatement> seen;
   seen.reserve(2 * static_cast<std::size_t>(hiders.rows()));
   for (int i = 0; i < hiders.rows(); ++i) {
-    seen.push_back({kLastVisibleMessage, pg_params(chat_id, hiders.int64(i, 0))});
+    seen.push_back({kLastVisibleMessageShared, pg_params(chat_id, hiders.int64(i, 0))});
     seen.push_back({kPinnedForViewer, pg_params(chat_id, hiders.int64(i, 0))});
   }
   auto r2 = co_await c.pipeline(std::move(seen));
