@@ -937,32 +937,27 @@ def test_a_rename_racing_edits_and_additions_never_shows_an_older_chat_than_even
     group = group_chat(client, a, b, name="r0")
     m = rest_send(client, a, group, "v0")["id"]
 
-    def additions():
-        c = Client(server)
-        for n in newcomers:
-            r = c.request("POST", f"/api/chats/{group}/members/", token=a["access"], json={"user_id": uid(n)})
-            if r.status_code != 201:
-                failures.append(r.text)
-
     failures = []
 
-    def edits():
-        c = Client(server)
-        for i in range(1, 41):
-            r = c.request("PATCH", f"/api/messages/{m}/", token=a["access"], json={"text": f"v{i}"})
-            if r.status_code != 200:
-                failures.append(r.text)
+    def one_after_another(method, path, bodies, expect):
+        """A worker: these requests in turn, on a connection of its own."""
+        def work():
+            c = Client(server)
+            for body in bodies:
+                r = c.request(method, path, token=a["access"], json=body)
+                if r.status_code != expect:
+                    failures.append(r.text)
+        return work
 
-    def renames():
-        c = Client(server)
-        for i in range(1, 41):
-            r = c.request("PATCH", f"/api/chats/{group}/", token=a["access"], json={"name": f"r{i}"})
-            if r.status_code != 200:
-                failures.append(r.text)
+    workers = [
+        one_after_another("PATCH", f"/api/messages/{m}/", [{"text": f"v{i}"} for i in range(1, 41)], 200),
+        one_after_another("PATCH", f"/api/chats/{group}/", [{"name": f"r{i}"} for i in range(1, 41)], 200),
+        one_after_another("POST", f"/api/chats/{group}/members/", [{"user_id": uid(n)} for n in newcomers], 201),
+    ]
 
     async def main():
         b_user = await user_ws(server, b)
-        threads = [threading.Thread(target=f) for f in (edits, renames, additions)]
+        threads = [threading.Thread(target=f) for f in workers]
         for t in threads:
             t.start()
         for t in threads:
