@@ -60,13 +60,13 @@ class Hub final : public BrokerHandler {
 
   // Registers a session for these chats (a user socket: all of the user's chats; a chat
   // socket: its chat; with their unread state, read when the event log stood at
-  // `from_seq`), subscribing this node to
-  // what it did not hear yet; `ready` runs once the broker delivers their events from
-  // `from_seq` on (see Broker::subscribe), possibly at once and under the hub's lock, so it
-  // must not call the hub (a socket's only posts). The counts of chats whose events this node heard
-  // after `from_seq` but before the session was here are asked of the store again. Returns
-  // the user's oldest sessions on this node past the per-user limit, which the caller
-  // closes; none with `node_limit` false (the deployment counts the user's sockets).
+  // `from_seq`), subscribing this node to what it did not hear yet; `ready` runs once the
+  // broker delivers their events from `from_seq` on (see Broker::subscribe), possibly at
+  // once and under the hub's lock, so it must not call the hub (a socket's only posts).
+  // The counts of chats whose events this node heard after `from_seq` but before the
+  // session was here are asked of the store again. Returns the user's oldest sessions on
+  // this node past the per-user limit, which the caller closes; none with `node_limit`
+  // false (the deployment counts the user's sockets).
   std::vector<SessionPtr> attach(const SessionPtr& session,
                                  const std::unordered_map<std::int64_t, UnreadState>& chats,
                                  std::optional<std::int64_t> from_seq, std::function<void()> ready,
@@ -105,7 +105,7 @@ class Hub final : public BrokerHandler {
  private:
   struct Entry {
     SessionPtr session;
-    std::unordered_map<std::int64_t, UnreadState> unread;  // a chat socket's: its chat's
+    std::unordered_map<std::int64_t, UnreadState> unread;  // of the chats it hears
     std::vector<std::int64_t> chats;                       // the chats it hears
     std::uint64_t order = 0;                               // attach order, for the limit
   };

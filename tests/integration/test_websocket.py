@@ -986,6 +986,57 @@ def test_a_rename_racing_edits_and_additions_never_shows_an_older_chat_than_even
     run(main())
 
 
+def test_a_rename_racing_hides_never_shows_the_hider_what_they_hid(server, client):
+    """A member hides each new message as it comes while the chat is renamed: no rename
+    after their hide's event shows them the message they hid (on PostgreSQL a hide
+    share-locks the chat row the rename updates, so one waits for the other)."""
+    a, b = client.register(), client.register()
+    group = group_chat(client, a, b, name="h0")
+    failures = []
+
+    def renames():
+        c = Client(server)
+        for i in range(1, 41):
+            r = c.request("PATCH", f"/api/chats/{group}/", token=a["access"], json={"name": f"h{i}"})
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    def sends_and_hides():
+        c = Client(server)
+        for i in range(40):
+            m = c.request("POST", "/api/messages/", token=a["access"], json={"chat": group, "text": f"t{i}"})
+            if m.status_code != 201:
+                failures.append(m.text)
+                continue
+            r = c.request("DELETE", f"/api/messages/{m.json()['id']}/?for=me", token=b["access"])
+            if r.status_code != 204:
+                failures.append(r.text)
+
+    async def main():
+        b_user = await user_ws(server, b)
+        threads = [threading.Thread(target=f) for f in (renames, sends_and_hides)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            await asyncio.to_thread(t.join, 60)
+        assert not failures, failures
+        while not any(f.get("type") == "chat_updated" and f["chat"]["name"] == "h40" for f in b_user.seen):
+            await b_user.next(timeout=10)
+        while sum(f.get("for_me", False) for f in b_user.seen) < 40:
+            await b_user.next(timeout=10)
+        hidden = set()
+        for f in b_user.seen:
+            if f.get("type") == "delete" and f.get("for_me"):
+                hidden.add(f["message_id"])
+            elif f.get("type") == "chat_updated":
+                last = f["chat"]["last_message"]
+                assert last is None or last["id"] not in hidden, (f["seq"], last["id"])
+        check_seq_order(b_user)
+        await b_user.close()
+
+    run(main())
+
+
 def test_chat_created_reaches_connected_members(server, client):
     a, b = client.register(), client.register()
 

@@ -276,12 +276,12 @@ constexpr const char* kIsHidden =
 constexpr const char* kHideMessage =
     "INSERT INTO hidden_messages(user_id, chat_id, message_id) VALUES ($1, $2, $3) "
     "ON CONFLICT DO NOTHING";
-// Through the members (the key starts with the user): one lookup each.
 // The members who hid the chat's message $2 or one of its pinned messages, by id.
 constexpr const char* kHidersOfShown =
     "SELECT DISTINCT m.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = "
     "m.user_id AND h.chat_id = m.chat_id WHERE m.chat_id = $1 AND (h.message_id = $2 OR "
     "h.message_id IN (SELECT p.message_id FROM pins p WHERE p.chat_id = $1)) ORDER BY m.user_id";
+// Through the members (the key starts with the user): one lookup each.
 constexpr const char* kHiddenBy =
     "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
     "AND h.chat_id = m.chat_id AND h.message_id = $2 WHERE m.chat_id = $1";
@@ -1346,6 +1346,9 @@ asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const Mess
                                                 EventsFor<MessageRecord> events) {
   bool hidden = false;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    // After a rename in progress, or before it: its event shows the hider what they see.
+    auto share = pg_params(message.chat_id);
+    co_await c.prepared(kShareChat, std::move(share));
     auto params = pg_params(user_id, message.chat_id, message.id);
     auto inserted = co_await c.prepared(kHideMessage, std::move(params));
     hidden = inserted.affected() == 1;

@@ -242,12 +242,12 @@ constexpr const char* kIsHidden =
     "SELECT 1 FROM hidden_messages WHERE user_id = ?1 AND chat_id = ?2 AND message_id = ?3";
 constexpr const char* kHideMessage =
     "INSERT OR IGNORE INTO hidden_messages(user_id, chat_id, message_id) VALUES (?1, ?2, ?3)";
-// Through the members (the key starts with the user): one lookup each.
 // The members who hid the chat's message ?2 or one of its pinned messages, by id.
 constexpr const char* kHidersOfShown =
     "SELECT DISTINCT m.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = "
     "m.user_id AND h.chat_id = m.chat_id WHERE m.chat_id = ?1 AND (h.message_id = ?2 OR "
     "h.message_id IN (SELECT p.message_id FROM pins p WHERE p.chat_id = ?1)) ORDER BY m.user_id";
+// Through the members (the key starts with the user): one lookup each.
 constexpr const char* kHiddenBy =
     "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
     "AND h.chat_id = m.chat_id AND h.message_id = ?2 WHERE m.chat_id = ?1";
