@@ -131,6 +131,28 @@ std::string message_page_json(const std::vector<MessageRecord>& messages, std::i
 
 namespace {
 
+// `[1,2,3]`, appended to `out`.
+void append_ids(std::string& out, const std::vector<std::int64_t>& ids) {
+  out += '[';
+  for (std::size_t i = 0; i < ids.size(); ++i) {
+    if (i > 0) out += ',';
+    json_text::append_int(out, ids[i]);
+  }
+  out += ']';
+}
+
+// A message as `viewer` sees it, or `null`, appended to `out`.
+void append_message_or_null(std::string& out, const std::optional<MessageRecord>& m,
+                            std::int64_t viewer, const Watermarks& w) {
+  if (!m) {
+    out += "null";
+    return;
+  }
+  json_text::ObjectWriter message(out);
+  message_fields(message, *m, viewer, w);
+  message.close();
+}
+
 // A chat's member as chats list them, into either sink (as message_fields).
 template <class Sink>
 void member_fields(Sink& out, const MemberRecord& m) {
@@ -158,23 +180,12 @@ void append_chat(std::string& out, const ChatSummary& s, std::optional<std::int6
   out += ']';
   o.string("created_at", format_iso8601(s.chat.created_at));
   if (viewer) {
-    if (s.last_message) {
-      o.value_of("last_message");
-      json_text::ObjectWriter message(out);
-      message_fields(message, *s.last_message, *viewer, watermarks_of(s.members));
-      message.close();
-    } else {
-      o.null("last_message");
-    }
+    append_message_or_null(o.value_of("last_message"), s.last_message, *viewer,
+                           watermarks_of(s.members));
     o.number("unread_count", s.unread_count);
     o.number("last_read_message_id", s.last_read_message_id);
   }
-  o.value_of("pinned_message_ids") += '[';
-  for (std::size_t i = 0; i < s.pinned_message_ids.size(); ++i) {
-    if (i > 0) out += ',';
-    json_text::append_int(out, s.pinned_message_ids[i]);
-  }
-  out += ']';
+  append_ids(o.value_of("pinned_message_ids"), s.pinned_message_ids);
   o.close();
 }
 
@@ -309,19 +320,10 @@ NewEvent chat_update_event(const RenamedChat& r) {
   // A member's own fields as JSON members: `"pinned_message_ids":[...],"last_message":...`.
   auto own_fields = [&](const std::vector<std::int64_t>& pins,
                         const std::optional<MessageRecord>& last, std::int64_t viewer) {
-    std::string text = R"("pinned_message_ids":[)";
-    for (std::size_t i = 0; i < pins.size(); ++i) {
-      if (i > 0) text += ',';
-      json_text::append_int(text, pins[i]);
-    }
-    text += R"(],"last_message":)";
-    if (last) {
-      json_text::ObjectWriter w(text);
-      message_fields(w, *last, viewer, marks);
-      w.close();
-    } else {
-      text += "null";
-    }
+    std::string text = R"("pinned_message_ids":)";
+    append_ids(text, pins);
+    text += R"(,"last_message":)";
+    append_message_or_null(text, last, viewer, marks);
     return text;
   };
   // Members who hid the same things see the same (a spam message hidden by thousands):
@@ -343,24 +345,15 @@ NewEvent chat_update_event(const RenamedChat& r) {
   o.string("type", "chat_updated");
   o.number("chat_id", shared.chat.id);
   append_chat(o.value_of("chat"), shared, std::nullopt);
-  o.value_of("last_message");
-  if (shared.last_message) {
-    json_text::ObjectWriter w(out);
-    message_fields(w, *shared.last_message, shared.last_message->sender_id, marks);
-    w.close();
-  } else {
-    out += "null";
-  }
+  // Its client_id kept: the sender's copies show it.
+  append_message_or_null(o.value_of("last_message"), shared.last_message,
+                         shared.last_message ? shared.last_message->sender_id : 0, marks);
   o.value_of("seen_by_hiders") += '[';
   for (std::size_t i = 0; i < groups.size(); ++i) {
     if (i > 0) out += ',';
-    out += R"({"users":[)";
-    const auto& users = groups[i].second;
-    for (std::size_t k = 0; k < users.size(); ++k) {
-      if (k > 0) out += ',';
-      json_text::append_int(out, users[k]);
-    }
-    out += "],";
+    out += R"({"users":)";
+    append_ids(out, groups[i].second);
+    out += ',';
     out += groups[i].first;
     out += '}';
   }

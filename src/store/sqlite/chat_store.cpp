@@ -383,6 +383,24 @@ std::int64_t unread_of(Connection& c, std::int64_t chat_id, std::int64_t user_id
   return s.step() ? std::max<std::int64_t>(0, s.int64(0)) : 0;
 }
 
+// The newest message of the chat that `viewer` did not hide (0: anyone's newest).
+std::optional<MessageRecord> last_visible(Connection& c, std::int64_t chat_id,
+                                          std::int64_t viewer) {
+  auto s = c.prepare(kLastVisibleMessage);
+  s.bind(1, chat_id).bind(2, viewer);
+  if (!s.step()) return std::nullopt;
+  return read_message(s);
+}
+
+// The chat's pinned message ids that `viewer` did not hide (0: all of them), in pin order.
+std::vector<std::int64_t> pinned_for(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
+  std::vector<std::int64_t> ids;
+  auto s = c.prepare(kPinnedForViewer);
+  s.bind(1, chat_id).bind(2, viewer);
+  while (s.step()) ids.push_back(s.int64(0));
+  return ids;
+}
+
 std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
   auto chat = chat_by_id(c, chat_id);
   if (!chat) return std::nullopt;
@@ -393,15 +411,9 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
                          [&](const MemberRecord& m) { return m.user_id == viewer; });
   if (me == out.members.end()) return std::nullopt;
   out.last_read_message_id = me->last_read_message_id;
-  {
-    auto s = c.prepare(kLastVisibleMessage);
-    s.bind(1, chat_id).bind(2, viewer);
-    if (s.step()) out.last_message = read_message(s);
-  }
+  out.last_message = last_visible(c, chat_id, viewer);
   out.unread_count = unread_of(c, chat_id, viewer);
-  auto s = c.prepare(kPinnedForViewer);
-  s.bind(1, chat_id).bind(2, viewer);
-  while (s.step()) out.pinned_message_ids.push_back(s.int64(0));
+  out.pinned_message_ids = pinned_for(c, chat_id, viewer);
   return out;
 }
 
@@ -445,15 +457,6 @@ std::vector<std::int64_t> hiders_of(Connection& c, std::int64_t chat_id, std::in
   return users;
 }
 
-// The newest message of the chat that `viewer` did not hide (0: anyone's newest).
-std::optional<MessageRecord> last_visible(Connection& c, std::int64_t chat_id,
-                                          std::int64_t viewer) {
-  auto s = c.prepare(kLastVisibleMessage);
-  s.bind(1, chat_id).bind(2, viewer);
-  if (!s.step()) return std::nullopt;
-  return read_message(s);
-}
-
 // The renamed chat as its event shows it (RenamedChat), in the rename's transaction.
 RenamedChat renamed_view(Connection& c, ChatRecord chat) {
   RenamedChat out;
@@ -462,14 +465,7 @@ RenamedChat renamed_view(Connection& c, ChatRecord chat) {
   shared.chat = std::move(chat);
   shared.members = members_of(c, chat_id);
   shared.last_message = last_visible(c, chat_id, 0);
-  auto pinned = [&](std::int64_t viewer) {
-    std::vector<std::int64_t> ids;
-    auto s = c.prepare(kPinnedForViewer);
-    s.bind(1, chat_id).bind(2, viewer);
-    while (s.step()) ids.push_back(s.int64(0));
-    return ids;
-  };
-  shared.pinned_message_ids = pinned(0);
+  shared.pinned_message_ids = pinned_for(c, chat_id, 0);
   std::vector<std::int64_t> hiders;
   {
     auto s = c.prepare(kHidersOfShown);
@@ -477,7 +473,8 @@ RenamedChat renamed_view(Connection& c, ChatRecord chat) {
     while (s.step()) hiders.push_back(s.int64(0));
   }
   for (const std::int64_t hider : hiders) {
-    out.seen_by_hiders.push_back({hider, last_visible(c, chat_id, hider), pinned(hider)});
+    out.seen_by_hiders.push_back(
+        {hider, last_visible(c, chat_id, hider), pinned_for(c, chat_id, hider)});
   }
   return out;
 }
