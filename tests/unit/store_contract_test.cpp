@@ -1590,6 +1590,105 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EXPECT_NE(deleted[1].payload.find("kept as it is"), std::string::npos);
 }
 
+// Chat events carry copies of messages (a rename's newest message and what its hiders see
+// instead, an added member's last message): an edit or deletion rewrites those copies too.
+TEST_P(StoreContract, EditsAndDeletionsRewriteTheCopiesChatEventsHold) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto dan = make_user("dan");
+  auto& chats = store_->chats();
+  const auto id =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cat.id, Role::member}},
+                 10});
+  const auto start = run(chats.newest_seq());
+  auto on_send = [](const SentMessage& s) {
+    return std::vector<NewEvent>{chats::to_event(s.message.chat_id, s.message)};
+  };
+  auto send = [&](std::int64_t sender, const std::string& text, Micros at) {
+    auto sent =
+        run(chats.send_message({id, sender, text, std::nullopt, std::nullopt, at}, on_send));
+    EXPECT_TRUE(sent && sent->created);
+    return sent->message;
+  };
+  auto rename = [&](const char* name) {
+    ASSERT_TRUE(run(chats.rename_chat(id, name, [](const RenamedChat& r) {
+      return std::vector<NewEvent>{chats::chat_update_event(r)};
+    })));
+  };
+  send(ann.id, "older words", 20);
+  const auto secret = send(ann.id, "the code is hunter2", 21);
+  rename("g2");  // its newest message: the secret
+  ASSERT_TRUE(run(chats.add_member(id, dan.id, Role::member, 22, [](const MemberChange& c) {
+    return std::vector<NewEvent>{
+        chats::chat_event("chat_created", c.chat_id, &*c.seen_by_member, c.user_id, c.user_id)};
+  })));
+  const auto later = send(bob.id, "later words", 23);
+  EventsFor<MessageRecord> none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.hide_message(cat.id, later, none)));
+  rename("g3");  // cat, who hid the newest, sees the secret instead
+
+  auto chat_events = [&] {
+    std::vector<EventRecord> out;
+    for (auto& e : run(chats.events_since({id}, {}, start, 100))) {
+      if (e.type == "chat_created" || e.type == "chat_updated") out.push_back(std::move(e));
+    }
+    return out;
+  };
+  auto text_of = [](const boost::json::value& message) {
+    return std::string(message.as_object().at("text").as_string());
+  };
+  const auto before = chat_events();
+  ASSERT_EQ(before.size(), 3U);  // g2, dan's, g3
+  for (const auto& e : before) EXPECT_NE(e.payload.find("hunter2"), std::string::npos) << e.payload;
+
+  EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_edit_event(m)};
+  };
+  ASSERT_TRUE(run(chats.edit_message(secret.id, "the code is ***", 30, on_edit)));
+  const auto edited = chat_events();
+  ASSERT_EQ(edited.size(), 3U);
+  for (std::size_t i = 0; i < edited.size(); ++i) EXPECT_EQ(edited[i].seq, before[i].seq);
+  for (const auto& e : run(chats.events_since({id}, {}, start, 100))) {
+    EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
+  }
+  const auto g2 = boost::json::parse(edited[0].payload).as_object();
+  EXPECT_EQ(text_of(g2.at("last_message")), "the code is ***");
+  EXPECT_EQ(g2.at("last_message").as_object().at("id").as_int64(), secret.id);
+  const auto joined = boost::json::parse(edited[1].payload).as_object();
+  EXPECT_EQ(text_of(joined.at("chat").as_object().at("last_message")), "the code is ***");
+  const auto g3 = boost::json::parse(edited[2].payload).as_object();
+  EXPECT_EQ(text_of(g3.at("last_message")), "later words");  // not a copy of the secret
+  const auto& hiders = g3.at("seen_by_hiders").as_array();
+  ASSERT_EQ(hiders.size(), 1U);
+  EXPECT_EQ(text_of(hiders[0].as_object().at("last_message")), "the code is ***");
+  // Everything else is as it was, in its place.
+  auto without_secret_text = [](std::string payload, const std::string& text) {
+    for (auto at = payload.find(text); at != std::string::npos; at = payload.find(text)) {
+      payload.erase(at, text.size());
+    }
+    return payload;
+  };
+  for (std::size_t i = 0; i < edited.size(); ++i) {
+    EXPECT_EQ(without_secret_text(edited[i].payload, "the code is ***"),
+              without_secret_text(before[i].payload, "the code is hunter2"));
+  }
+
+  EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
+  };
+  ASSERT_TRUE(run(chats.delete_message(secret.id, on_delete)));
+  for (const auto& e : run(chats.events_since({id}, {}, start, 100))) {
+    EXPECT_EQ(e.payload.find("the code is"), std::string::npos) << e.payload;
+  }
+  const auto deleted = chat_events();
+  ASSERT_EQ(deleted.size(), 3U);
+  EXPECT_EQ(text_of(boost::json::parse(deleted[0].payload).as_object().at("last_message")), "");
+  EXPECT_NE(deleted[2].payload.find("later words"), std::string::npos);
+}
+
 // PostgreSQL only: a COMMIT whose answer never comes may have committed events that no node
 // heard. The store names a seq at or below the first one it could have taken, so that
 // every node reads the log from there, and never one past it (that event would be lost).
