@@ -19,8 +19,8 @@ class ChatStore;
 
 namespace chat::chats {
 
-// One store read per such chat the reader is still in.
-boost::asio::awaitable<std::vector<store::ChatSummary>> replay_views(
+// One store read for them all; the chats the reader has left are not among the views.
+boost::asio::awaitable<std::vector<store::MemberView>> replay_views(
     store::ChatStore& chats, std::int64_t viewer, const std::vector<store::EventRecord>& events);
 
 }  // namespace chat::chats

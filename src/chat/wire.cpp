@@ -504,14 +504,14 @@ std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
 }
 
 json::object event_for_viewer(const EventRecord& e, std::int64_t viewer,
-                              const std::vector<ChatSummary>* views) {
+                              const std::vector<MemberView>* views) {
   json::value v = json::parse(e.payload);
   json::object& o = v.as_object();
   if (e.type == "chat_created" || e.type == "chat_updated") {
-    const ChatSummary* view = nullptr;
+    const MemberView* view = nullptr;
     if (views != nullptr) {
       for (const auto& s : *views) {
-        if (s.chat.id == e.chat_id) view = &s;
+        if (s.chat_id == e.chat_id) view = &s;
       }
     }
     // The log's own keys go; the viewer's fields are theirs as they are now (none when the
@@ -521,8 +521,7 @@ json::object event_for_viewer(const EventRecord& e, std::int64_t viewer,
     json::object& chat = o["chat"].as_object();
     chat["pinned_message_ids"] = json::array();
     if (view != nullptr && view->last_message) {
-      chat["last_message"] =
-          message_json(*view->last_message, viewer, watermarks_of(view->members));
+      chat["last_message"] = message_json(*view->last_message, viewer, view->marks);
     } else {
       chat["last_message"] = nullptr;
     }

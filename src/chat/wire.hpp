@@ -119,6 +119,6 @@ std::vector<std::pair<std::int64_t, std::int64_t>> delivered_by_replay(
 // own fields from their view of the chat in `views` (replay_views): no message and a
 // read state of 0 without one.
 boost::json::object event_for_viewer(const store::EventRecord& e, std::int64_t viewer,
-                                     const std::vector<store::ChatSummary>* views = nullptr);
+                                     const std::vector<store::MemberView>* views = nullptr);
 
 }  // namespace chat::chats

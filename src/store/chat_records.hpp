@@ -149,6 +149,18 @@ struct Watermarks {
   std::vector<Entry> lowest_delivered;  // at most two, ascending
 };
 
+// A member's own fields of a chat object (ChatSummary's, without the chat row and its
+// members), with the chat's watermarks for its last message's status: what a replay fills
+// into the chat objects it carries (replay_views).
+struct MemberView {
+  std::int64_t chat_id = 0;
+  std::optional<MessageRecord> last_message;  // newest not hidden for the viewer
+  std::int64_t unread_count = 0;
+  std::int64_t last_read_message_id = 0;
+  std::vector<std::int64_t> pinned_message_ids;
+  Watermarks marks;
+};
+
 // What makes a private chat unique: its pair of users, in either order ("2:7").
 struct WatermarkChange {
   std::int64_t chat_id = 0;

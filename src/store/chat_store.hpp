@@ -112,7 +112,7 @@ struct Replay {
   std::int64_t last_seq = 0;     // where the reader moves to: the last event sent, or the
                                  // newest seq (even below a `since` ahead of the log)
   // The reader's own view of the chats whose chat objects `events` carry (replay_views).
-  std::vector<ChatSummary> reader_views;
+  std::vector<MemberView> reader_views;
 };
 
 // How many events the next read of a replay (a socket's, or GET /api/events/'s) asks for
@@ -152,9 +152,17 @@ class ChatStore {
   // The user's chats with their read watermarks and unread counts, and the newest seq of
   // the event log, in one snapshot: what a socket needs to open (no members, messages or
   // pins, which summaries() also reads).
-  virtual boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) = 0;
+  // `only_chat`: that chat's alone (nothing when the user is not in it), for a socket of
+  // one chat.
+  virtual boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id,
+                                                         std::optional<std::int64_t> only_chat) = 0;
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
+  // The viewer's own fields of each of these chats they are a member of (the others left
+  // out), in one snapshot. Neither the chats' rows nor their members are read: a replay
+  // carrying a rename of a 10,000-member group reads two watermarks, not 10,000 members.
+  virtual boost::asio::awaitable<std::vector<MemberView>> member_views(
+      std::int64_t viewer_id, std::vector<std::int64_t> chat_ids) = 0;
   // Each chat's count, 0 for a chat the viewer is not a member of. One read for them all:
   // a socket's resume recounts every chat its replay touched.
   virtual boost::asio::awaitable<UnreadCounts> unread_counts(

@@ -271,7 +271,7 @@ class Socket final : public realtime::Session,
       bool unavailable = false;
       try {
         if (is_user_socket()) {
-          auto states = co_await context_.store.chats().read_states(user);
+          auto states = co_await context_.store.chats().read_states(user, std::nullopt);
           from_seq = states.seq;
           audience.emplace();
           audience->last_seen = admission_.user.last_seen;
@@ -279,13 +279,14 @@ class Socket final : public realtime::Session,
           for (const auto& s : states.chats) audience->chat_ids.push_back(s.chat_id);
         } else {
           // Its chat's read state too: its chat_updated frames carry it.
-          std::vector<std::int64_t> mine{chat_id()};
-          auto counts = co_await context_.store.chats().unread_counts(user, std::move(mine));
-          auto member = co_await context_.store.chats().find_member(chat_id(), user);
-          from_seq = counts.seq;
-          chats[chat_id()] = {.last_read = member ? member->last_read_message_id : 0,
-                              .unread = counts.counts.empty() ? 0 : counts.counts.front(),
-                              .as_of = counts.seq};
+          auto states = co_await context_.store.chats().read_states(user, chat_id());
+          from_seq = states.seq;
+          realtime::UnreadState& state = chats[chat_id()];
+          state.as_of = states.seq;
+          if (!states.chats.empty()) {  // else no longer a member: refused after the attach
+            state.last_read = states.chats.front().last_read_message_id;
+            state.unread = states.chats.front().unread_count;
+          }
         }
       } catch (const store::Unavailable&) {
         unavailable = true;  // answered below: no co_await in a handler
@@ -618,7 +619,7 @@ class Socket final : public realtime::Session,
   asio::awaitable<bool> settle_chats(const std::optional<std::vector<std::int64_t>>& which) {
     std::optional<store::ReadStates> states;
     try {
-      states = co_await context_.store.chats().read_states(user_id());
+      states = co_await context_.store.chats().read_states(user_id(), std::nullopt);
     } catch (const store::Unavailable&) {
       co_return false;
     }

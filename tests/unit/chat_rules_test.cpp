@@ -292,12 +292,16 @@ TEST(ChatJson, ARenameIsSentToEachMemberAsTheySeeTheChat) {
   // A replay fills in the reader's view as it is now: here bob's, with the newest message
   // since deleted; without a view, nothing of what the log held.
   store::EventRecord record{41, 7, std::nullopt, "chat_updated", event.payload};
-  store::ChatSummary bobs = shared;
+  store::MemberView bobs;
+  bobs.chat_id = 7;
+  bobs.last_message = shared.last_message;
   bobs.last_message->is_deleted = true;
   bobs.last_message->text.clear();
   bobs.unread_count = 1;
   bobs.last_read_message_id = 80;
-  const std::vector<store::ChatSummary> views{bobs};
+  bobs.pinned_message_ids = shared.pinned_message_ids;
+  bobs.marks = marks;
+  const std::vector<store::MemberView> views{bobs};
   auto replayed = event_for_viewer(record, 2, &views);
   EXPECT_EQ(replayed.at("seq").as_int64(), 41);
   replayed.erase("seq");

@@ -478,14 +478,14 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 1);
   EXPECT_FALSE(run(chats.mark_read(id, bob.id, ids[0], none_w)).changed);  // never lowered
   // What a socket reads to open: the same counts, and the log's newest seq.
-  auto states = run(chats.read_states(bob.id));
+  auto states = run(chats.read_states(bob.id, std::nullopt));
   ASSERT_EQ(states.chats.size(), 1U);
   EXPECT_EQ(states.chats[0].chat_id, id);
   EXPECT_EQ(states.chats[0].last_read_message_id, ids[1]);
   EXPECT_EQ(states.chats[0].unread_count, 1);
   EXPECT_EQ(states.seq, run(chats.newest_seq()));
   EXPECT_GT(states.seq, 0);
-  EXPECT_TRUE(run(chats.read_states(make_user("cid").id)).chats.empty());
+  EXPECT_TRUE(run(chats.read_states(make_user("cid").id, std::nullopt)).chats.empty());
   auto page = run(chats.history(id, bob.id, std::nullopt, std::nullopt, 10));
   ASSERT_TRUE(page);
   EXPECT_EQ(page->messages.size(), 4U);  // the hidden one is gone for bob
@@ -506,6 +506,73 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
   EXPECT_GT(after.seq, before.seq);
   EXPECT_EQ(after.seq, run(chats.newest_seq()));
   EXPECT_EQ(run(chats.unread_count(id, make_user("dee").id)).count, 0);  // not a member
+  // A socket of one chat reads that chat's alone, in the same snapshot as the seq.
+  const auto other = make_chat({ChatType::group, "o", {{bob.id, Role::owner}}, 10});
+  ASSERT_EQ(run(chats.read_states(bob.id, std::nullopt)).chats.size(), 2U);
+  auto one = run(chats.read_states(bob.id, id));
+  ASSERT_EQ(one.chats.size(), 1U);
+  EXPECT_EQ(one.chats[0].chat_id, id);
+  EXPECT_EQ(one.chats[0].last_read_message_id, ids[1]);
+  EXPECT_EQ(one.chats[0].unread_count, 2);
+  EXPECT_EQ(one.seq, run(chats.newest_seq()));
+  EXPECT_EQ(run(chats.read_states(bob.id, other)).chats.at(0).chat_id, other);
+  EXPECT_TRUE(run(chats.read_states(ann.id, other)).chats.empty());
+}
+
+// What a replay fills into chat objects: each chat's own fields as summary() has them, with
+// the chat's watermarks, for the chats the viewer is in, in the order asked.
+TEST_P(StoreContract, MemberViewsAreTheSummarysOwnFieldsOfTheViewersChats) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto& chats = store_->chats();
+  const auto both =
+      make_chat({ChatType::group, "both", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  const auto not_bobs =
+      make_chat({ChatType::group, "not", {{ann.id, Role::owner}, {cat.id, Role::member}}, 10});
+  const auto quiet =
+      make_chat({ChatType::group, "quiet", {{bob.id, Role::owner}, {cat.id, Role::member}}, 10});
+  const auto ids = send_numbered(both, ann.id, 4, false);
+  send_numbered(not_bobs, ann.id, 2, false);
+  auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
+  EventsFor<MessageRecord> none = no_events;
+  EventsFor<PinRecord> none_p = no_events;
+  EventsFor<WatermarkChange> none_w = no_events;
+  ASSERT_TRUE(run(chats.pin(both, ids[0], ann.id, 30, none_p)));
+  ASSERT_TRUE(run(chats.pin(both, ids[3], ann.id, 30, none_p)));
+  ASSERT_TRUE(run(chats.hide_message(bob.id, *run(chats.find_message(ids[3])), none)));
+  ASSERT_TRUE(run(chats.mark_read(both, bob.id, ids[1], none_w)).changed);
+
+  const auto views = run(chats.member_views(bob.id, {quiet, not_bobs, both, both + 1000}));
+  ASSERT_EQ(views.size(), 2U);  // not the chat bob is not in, nor one that is not
+  EXPECT_EQ(views[0].chat_id, quiet);
+  EXPECT_FALSE(views[0].last_message);
+  EXPECT_EQ(views[0].unread_count, 0);
+  EXPECT_TRUE(views[0].pinned_message_ids.empty());
+  const auto& v = views[1];
+  EXPECT_EQ(v.chat_id, both);
+  const auto summary = run(chats.summary(both, bob.id));
+  ASSERT_TRUE(summary);
+  ASSERT_TRUE(v.last_message && summary->last_message);
+  EXPECT_EQ(v.last_message->id, ids[2]);  // bob hid the newest
+  EXPECT_EQ(v.last_message->id, summary->last_message->id);
+  EXPECT_EQ(v.last_message->text, summary->last_message->text);
+  EXPECT_EQ(v.unread_count, 1);
+  EXPECT_EQ(v.unread_count, summary->unread_count);
+  EXPECT_EQ(v.last_read_message_id, ids[1]);
+  EXPECT_EQ(v.pinned_message_ids, std::vector<std::int64_t>{ids[0]});
+  EXPECT_EQ(v.pinned_message_ids, summary->pinned_message_ids);
+  const auto marks = run(chats.watermarks(both));
+  auto entries = [](const std::vector<Watermarks::Entry>& es) {
+    std::vector<std::pair<std::int64_t, std::int64_t>> out;
+    for (const auto& e : es) out.emplace_back(e.user_id, e.value);
+    return out;
+  };
+  EXPECT_EQ(entries(v.marks.lowest_read), entries(marks.lowest_read));
+  EXPECT_EQ(entries(v.marks.lowest_delivered), entries(marks.lowest_delivered));
+  EXPECT_EQ(entries(v.marks.lowest_read), (std::vector<std::pair<std::int64_t, std::int64_t>>{
+                                              {bob.id, ids[1]}, {ann.id, ids[3]}}));
+  EXPECT_TRUE(run(chats.member_views(bob.id, {})).empty());
 }
 
 // Several chats' counts in one read, in the order asked, 0 where the viewer is no member.

@@ -133,9 +133,12 @@ constexpr const char* kUnreadsAt =
     " AS count FROM chats c JOIN chat_members m ON m.chat_id = c.id "
     "WHERE m.user_id = $1 AND c.id = ANY($2::bigint[])) u ON true WHERE s.id = 1";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
-constexpr const char* kReadStates =
-    "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
-    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = $1";
+#define READ_STATES                                    \
+  "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT \
+  " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = $1"
+constexpr const char* kReadStates = READ_STATES;
+constexpr const char* kReadStateOfChat = READ_STATES " AND c.id = $2";
+#undef READ_STATES
 #undef UNREAD_COUNT
 // The two lowest of a watermark in each chat of an array (one chat, or a batch's): rows of
 // (chat id, user id, value), each chat's in order.
@@ -725,6 +728,46 @@ asio::awaitable<std::optional<ChatSummary>> PgChatStore::summary(std::int64_t ch
   co_return out;
 }
 
+asio::awaitable<std::vector<MemberView>> PgChatStore::member_views(
+    std::int64_t viewer, std::vector<std::int64_t> chat_ids) {
+  std::vector<MemberView> out;
+  if (chat_ids.empty()) co_return out;
+  constexpr std::size_t kReadsPerChat = 4;
+  auto body = [&](PgConnection& c) -> asio::awaitable<void> {
+    out.clear();
+    // Every chat's reads, and the watermarks of them all: one round trip.
+    std::vector<PgStatement> reads;
+    reads.reserve(chat_ids.size() * kReadsPerChat + 2);
+    for (const std::int64_t chat_id : chat_ids) {
+      reads.push_back({kMember, pg_params(chat_id, viewer)});
+      reads.push_back({kLastVisibleMessage, pg_params(chat_id, viewer)});
+      reads.push_back({kUnread, pg_params(chat_id, viewer)});
+      reads.push_back({kPinnedForViewer, pg_params(chat_id, viewer)});
+    }
+    const std::string chats = array_literal(chat_ids);
+    reads.push_back({kLowestRead, pg_params(chats)});
+    reads.push_back({kLowestDelivered, pg_params(chats)});
+    auto r = co_await c.pipeline(std::move(reads));
+    const std::size_t marks_at = chat_ids.size() * kReadsPerChat;
+    auto marks = watermarks_of_chats(r[marks_at], r[marks_at + 1]);
+    for (std::size_t i = 0; i < chat_ids.size(); ++i) {
+      const PgResult* own = r.data() + i * kReadsPerChat;
+      auto me = first_row(own[0], read_member);
+      if (!me) continue;
+      MemberView& v = out.emplace_back();
+      v.chat_id = chat_ids[i];
+      v.last_message = first_row(own[1], read_message);
+      v.unread_count = std::max<std::int64_t>(0, scalar(own[2]));
+      v.last_read_message_id = me->last_read_message_id;
+      for (int k = 0; k < own[3].rows(); ++k) v.pinned_message_ids.push_back(own[3].int64(k, 0));
+      v.marks = std::move(marks[chat_ids[i]]);
+    }
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn), "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+  co_return out;
+}
+
 asio::awaitable<UnreadCounts> PgChatStore::unread_counts(std::int64_t viewer,
                                                          std::vector<std::int64_t> chat_ids) {
   auto r = co_await db_.query(kUnreadsAt, pg_params(viewer, array_literal(chat_ids)));
@@ -859,13 +902,18 @@ asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
   co_return all_rows<EventRecord>(r, read_event);
 }
 
-asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id) {
+asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id,
+                                                     std::optional<std::int64_t> only_chat) {
   ReadStates out;
   auto body = [&](PgConnection& c) -> asio::awaitable<void> {
     out = ReadStates{};
     std::vector<PgStatement> reads;
     reads.push_back({kLogState, {}});
-    reads.push_back({kReadStates, pg_params(user_id)});
+    if (only_chat) {
+      reads.push_back({kReadStateOfChat, pg_params(user_id, *only_chat)});
+    } else {
+      reads.push_back({kReadStates, pg_params(user_id)});
+    }
     auto results = co_await c.pipeline(std::move(reads));
     out.seq = last_seq_of(results[0]);
     const auto& rows = results[1];

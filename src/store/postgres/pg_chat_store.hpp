@@ -31,9 +31,12 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<std::vector<MemberRecord>> members(std::int64_t chat_id) override;
   boost::asio::awaitable<std::vector<std::int64_t>> chat_ids_of(std::int64_t user_id) override;
   boost::asio::awaitable<std::vector<ChatSummary>> summaries(std::int64_t viewer_id) override;
-  boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id) override;
+  boost::asio::awaitable<ReadStates> read_states(std::int64_t user_id,
+                                                 std::optional<std::int64_t> only_chat) override;
   boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                              std::int64_t viewer_id) override;
+  boost::asio::awaitable<std::vector<MemberView>> member_views(
+      std::int64_t viewer_id, std::vector<std::int64_t> chat_ids) override;
   boost::asio::awaitable<UnreadCounts> unread_counts(std::int64_t viewer_id,
                                                      std::vector<std::int64_t> chat_ids) override;
   boost::asio::awaitable<Watermarks> watermarks(std::int64_t chat_id) override;

@@ -99,9 +99,12 @@ constexpr const char* kUnread =
     "SELECT " UNREAD_COUNT
     " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE c.id = ?1 AND m.user_id = ?2";
 // Every chat of a user with its read watermark and unread count (kUnread for each).
-constexpr const char* kReadStates =
-    "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT
-    " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = ?1";
+#define READ_STATES                                    \
+  "SELECT c.id, m.last_read_message_id, " UNREAD_COUNT \
+  " FROM chats c JOIN chat_members m ON m.chat_id = c.id WHERE m.user_id = ?1"
+constexpr const char* kReadStates = READ_STATES;
+constexpr const char* kReadStateOfChat = READ_STATES " AND c.id = ?2";
+#undef READ_STATES
 #undef UNREAD_COUNT
 constexpr const char* kLowestRead =
     "SELECT user_id, last_read_message_id FROM chat_members WHERE chat_id = ?1 "
@@ -640,6 +643,27 @@ boost::asio::awaitable<std::optional<ChatSummary>> SqliteChatStore::summary(std:
   co_return co_await db_.read(std::move(q));
 }
 
+boost::asio::awaitable<std::vector<MemberView>> SqliteChatStore::member_views(
+    std::int64_t viewer, std::vector<std::int64_t> chat_ids) {
+  auto q = [viewer, chat_ids = std::move(chat_ids)](Connection& c) {
+    std::vector<MemberView> out;
+    out.reserve(chat_ids.size());
+    for (const std::int64_t chat_id : chat_ids) {
+      auto me = member_of(c, chat_id, viewer);
+      if (!me) continue;
+      MemberView& v = out.emplace_back();
+      v.chat_id = chat_id;
+      v.last_message = last_visible(c, chat_id, viewer);
+      v.unread_count = unread_of(c, chat_id, viewer);
+      v.last_read_message_id = me->last_read_message_id;
+      v.pinned_message_ids = pinned_for(c, chat_id, viewer);
+      v.marks = watermarks_of(c, chat_id);
+    }
+    return out;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
 boost::asio::awaitable<UnreadCounts> SqliteChatStore::unread_counts(
     std::int64_t viewer, std::vector<std::int64_t> chat_ids) {
   // One read transaction, and one writer: the events it sees are exactly those up to the
@@ -876,12 +900,14 @@ boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
   co_return co_await db_.read(std::move(q));
 }
 
-boost::asio::awaitable<ReadStates> SqliteChatStore::read_states(std::int64_t user_id) {
-  auto q = [user_id](Connection& c) {
+boost::asio::awaitable<ReadStates> SqliteChatStore::read_states(
+    std::int64_t user_id, std::optional<std::int64_t> only_chat) {
+  auto q = [user_id, only_chat](Connection& c) {
     ReadStates out;
     out.seq = scalar(c.prepare(kMaxSeq));
-    auto s = c.prepare(kReadStates);
+    auto s = c.prepare(only_chat ? kReadStateOfChat : kReadStates);
     s.bind(1, user_id);
+    if (only_chat) s.bind(2, *only_chat);
     while (s.step()) {
       out.chats.push_back({s.int64(0), s.int64(1), std::max<std::int64_t>(0, s.int64(2))});
     }
