@@ -210,11 +210,9 @@ constexpr const char* kAppendEvents =
 // its time on, through events(chat_id, seq), starting at the first event logged an hour
 // before it (a margin for clocks): no index of their own, which every send would write,
 // while this scan runs only for an edit or a deletion and reads the chat's events since
-// the message. Chat events carry copies of messages too (with_message_text_in_chat_event):
-// those whose payload holds $4 (message_copy_marker) are read with them.
+// the message.
 constexpr const char* kLoggedForMessage =
-    "SELECT seq, payload, type FROM events WHERE chat_id = $1 AND (message_id = $2 OR (type IN "
-    "('chat_created', 'chat_updated') AND strpos(payload, $4) > 0)) AND seq >= "
+    "SELECT seq, payload, type FROM events WHERE chat_id = $1 AND message_id = $2 AND seq >= "
     "COALESCE((SELECT seq FROM events WHERE created_at >= $3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayloads =
@@ -533,12 +531,11 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
 
 // What the log holds of message `m`, brought in line with its text as it now is, before
 // the edit or delete event that is about to follow (NewEvent::message_id): its message
-// event and the chat events carrying a copy of it rewritten, its earlier edit events
-// dropped (the new event supersedes them, and a rewrite of every one of them made each
-// edit cost more than the last). Seqs may skip.
+// event rewritten, its earlier edit events dropped (the new event supersedes them, and a
+// rewrite of every one of them made each edit cost more than the last). Seqs may skip.
 asio::awaitable<void> relog_text(PgConnection& c, const MessageRecord& m) {
   constexpr Micros kClockMargin = 3'600'000'000;  // an hour
-  auto params = pg_params(m.chat_id, m.id, m.created_at - kClockMargin, message_copy_marker(m.id));
+  auto params = pg_params(m.chat_id, m.id, m.created_at - kClockMargin);
   auto logged = co_await c.prepared(kLoggedForMessage, std::move(params));
   std::vector<std::int64_t> seqs;
   std::vector<std::string> payloads;
@@ -550,11 +547,6 @@ asio::awaitable<void> relog_text(PgConnection& c, const MessageRecord& m) {
     } else if (type == "message") {  // pins name the message too, without its text
       seqs.push_back(logged.int64(i, 0));
       payloads.push_back(with_logged_text(logged.text(i, 1), m.text));
-    } else if (type == "chat_created" || type == "chat_updated") {
-      auto payload = with_message_text_in_chat_event(logged.text(i, 1), m.id, m.text);
-      if (!payload) continue;
-      seqs.push_back(logged.int64(i, 0));
-      payloads.push_back(std::move(*payload));
     }
   }
   if (!seqs.empty()) {

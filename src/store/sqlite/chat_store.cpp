@@ -172,12 +172,9 @@ constexpr const char* kInsertEvent =
 // its time on, through events(chat_id, seq), starting at the first event logged an hour
 // before it (a margin for clocks): no index of their own, which every send would write
 // (5-10 % of SQLite's ingest), while this scan runs only for an edit or a deletion and
-// reads the chat's events since the message. Chat events carry copies of messages too
-// (with_message_text_in_chat_event): those whose payload holds ?4 (message_copy_marker)
-// are read with them.
+// reads the chat's events since the message.
 constexpr const char* kLoggedForMessage =
-    "SELECT seq, payload, type FROM events WHERE chat_id = ?1 AND (message_id = ?2 OR (type IN "
-    "('chat_created', 'chat_updated') AND instr(payload, ?4) > 0)) AND seq >= "
+    "SELECT seq, payload, type FROM events WHERE chat_id = ?1 AND message_id = ?2 AND seq >= "
     "COALESCE((SELECT seq FROM events WHERE created_at >= ?3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
@@ -432,29 +429,24 @@ std::vector<EventRecord>& pending_events() {
 
 // What the log holds of message `m`, brought in line with its text as it now is, before
 // the edit or delete event that is about to follow (NewEvent::message_id): its message
-// event and the chat events carrying a copy of it rewritten, its earlier edit events
-// dropped (the new event supersedes them, and a rewrite of every one of them made each
-// edit cost more than the last). Seqs may skip.
+// event rewritten, its earlier edit events dropped (the new event supersedes them, and a
+// rewrite of every one of them made each edit cost more than the last). Seqs may skip.
 void relog_text(Connection& c, const MessageRecord& m) {
   constexpr Micros kClockMargin = 3'600'000'000;  // an hour
-  std::vector<std::pair<std::int64_t, std::string>> rewritten;
+  std::vector<std::pair<std::int64_t, std::string>> logged;
   std::vector<std::int64_t> superseded;
   auto rows = c.prepare(kLoggedForMessage);
   rows.bind(1, m.chat_id).bind(2, m.id).bind(3, m.created_at - kClockMargin);
-  rows.bind(4, message_copy_marker(m.id));
   while (rows.step()) {
     const std::string type = rows.text(2);
     if (type == "edit") {
       superseded.push_back(rows.int64(0));
     } else if (type == "message") {  // pins name the message too, without its text
-      rewritten.emplace_back(rows.int64(0), with_logged_text(rows.text(1), m.text));
-    } else if (type == "chat_created" || type == "chat_updated") {
-      auto payload = with_message_text_in_chat_event(rows.text(1), m.id, m.text);
-      if (payload) rewritten.emplace_back(rows.int64(0), std::move(*payload));
+      logged.emplace_back(rows.int64(0), rows.text(1));
     }
   }
-  for (const auto& [seq, payload] : rewritten) {
-    c.prepare(kRelogPayload).bind(1, seq).bind(2, payload).exec();
+  for (const auto& [seq, payload] : logged) {
+    c.prepare(kRelogPayload).bind(1, seq).bind(2, with_logged_text(payload, m.text)).exec();
   }
   for (auto seq : superseded) c.prepare(kDropLoggedEvent).bind(1, seq).exec();
 }
