@@ -159,7 +159,7 @@ class ChatStore {
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
   // The viewer's own fields of each of these chats they are a member of (the others left
-  // out), in one snapshot. Neither the chats' rows nor their members are read: a replay
+  // out), in the order asked, in one snapshot. Neither the chats' rows nor their members are read: a replay
   // carrying a rename of a 10,000-member group reads two watermarks, not 10,000 members.
   virtual boost::asio::awaitable<std::vector<MemberView>> member_views(
       std::int64_t viewer_id, std::vector<std::int64_t> chat_ids) = 0;

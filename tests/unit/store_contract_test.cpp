@@ -543,8 +543,8 @@ TEST_P(StoreContract, MemberViewsAreTheSummarysOwnFieldsOfTheViewersChats) {
   ASSERT_TRUE(run(chats.hide_message(bob.id, *run(chats.find_message(ids[3])), none)));
   ASSERT_TRUE(run(chats.mark_read(both, bob.id, ids[1], none_w)).changed);
 
-  const auto views = run(chats.member_views(bob.id, {quiet, not_bobs, both, both + 1000}));
-  ASSERT_EQ(views.size(), 2U);  // not the chat bob is not in, nor one that is not
+  const auto views = run(chats.member_views(bob.id, {quiet, not_bobs, both, both + 1000, both}));
+  ASSERT_EQ(views.size(), 3U);  // not the chat bob is not in, nor one that is not
   EXPECT_EQ(views[0].chat_id, quiet);
   EXPECT_FALSE(views[0].last_message);
   EXPECT_EQ(views[0].unread_count, 0);
@@ -572,6 +572,8 @@ TEST_P(StoreContract, MemberViewsAreTheSummarysOwnFieldsOfTheViewersChats) {
   EXPECT_EQ(entries(v.marks.lowest_delivered), entries(marks.lowest_delivered));
   EXPECT_EQ(entries(v.marks.lowest_read), (std::vector<std::pair<std::int64_t, std::int64_t>>{
                                               {bob.id, ids[1]}, {ann.id, ids[3]}}));
+  EXPECT_EQ(views[2].chat_id, both);  // asked twice, given twice
+  EXPECT_EQ(entries(views[2].marks.lowest_read), entries(v.marks.lowest_read));
   EXPECT_TRUE(run(chats.member_views(bob.id, {})).empty());
 }
 

@@ -736,7 +736,11 @@ asio::awaitable<std::vector<MemberView>> PgChatStore::member_views(
       reads.push_back({kUnread, pg_params(chat_id, viewer)});
       reads.push_back({kPinnedForViewer, pg_params(chat_id, viewer)});
     }
-    const std::string chats = array_literal(chat_ids);
+    // Each chat once: the watermark reads give a row per element of their array.
+    std::vector<std::int64_t> distinct = chat_ids;
+    std::sort(distinct.begin(), distinct.end());
+    distinct.erase(std::unique(distinct.begin(), distinct.end()), distinct.end());
+    const std::string chats = array_literal(distinct);
     reads.push_back({kLowestRead, pg_params(chats)});
     reads.push_back({kLowestDelivered, pg_params(chats)});
     auto r = co_await c.pipeline(std::move(reads));
@@ -752,7 +756,7 @@ asio::awaitable<std::vector<MemberView>> PgChatStore::member_views(
       v.unread_count = std::max<std::int64_t>(0, scalar(own[2]));
       v.last_read_message_id = me->last_read_message_id;
       for (int k = 0; k < own[3].rows(); ++k) v.pinned_message_ids.push_back(own[3].int64(k, 0));
-      v.marks = std::move(marks[chat_ids[i]]);
+      v.marks = marks[chat_ids[i]];  // a copy: a chat asked for twice gets its marks twice
     }
   };
   PgDatabase::Body fn = body;
