@@ -1,10 +1,24 @@
-// The event log keeps no text a message no longer has (NewEvent::message_id): when a
-// message is edited or deleted, the payloads already logged for it are rewritten with its
-// text as it now is. One rewrite for both stores, so their replays are byte for byte alike.
+// The event log keeps no text a message no longer has.
+// - A `message` or `edit` event names its message (NewEvent::message_id): when the message
+//   is edited or deleted, the payloads already logged for it are rewritten with its text as
+//   it now is (with_logged_text).
+// - A chat event (chat_created, chat_updated) carries copies of messages: the chat's
+//   `last_message`, and a rename's newest message and what its hiders see instead. The log
+//   keeps those copies without their text, so an edit or deletion has nothing to rewrite
+//   (an addition's event names every member: a group growing one member at a time logs
+//   members^2 bytes, which no edit should have to walk). Live delivery carries the text as
+//   committed; a read of the log for delivery (events_since) puts each copy's text back as
+//   its message has it then (put_copy_texts). Replays fill in their own copies.
+// One set of rewrites for both stores, so their logs are byte for byte alike.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "store/chat_records.hpp"
 
 namespace chat::store {
 
@@ -12,5 +26,16 @@ namespace chat::store {
 // and in its place. A payload that is not a JSON object with a "text" member comes back
 // unchanged.
 std::string with_logged_text(std::string_view payload, std::string_view text);
+
+// Whether events of this type carry copies of messages.
+bool carries_message_copies(std::string_view type);
+// A chat event's payload as the log keeps it: each copy's "text" empty.
+std::string without_copy_texts(std::string_view payload);
+// The messages whose copies these events carry (each once).
+std::vector<std::int64_t> copied_message_ids(const std::vector<EventRecord>& events);
+// Each copy's text set from `texts` (message id -> its text now). A copy of a message not
+// in it (deleted with its chat) keeps its empty text.
+void put_copy_texts(std::vector<EventRecord>& events,
+                    const std::unordered_map<std::int64_t, std::string>& texts);
 
 }  // namespace chat::store

@@ -1,4 +1,5 @@
 """Chats, messages, pins, search, receipts and the event log over REST (API.md)."""
+import json
 import os
 import re
 import sqlite3
@@ -739,6 +740,49 @@ def test_removed_member_and_deleted_chat_events(client):
     # A chat one has left, or that is gone, replays as the one event that ends it for them;
     # nothing that happened there afterwards is shown.
     assert types == [("member_removed", g["id"]), ("chat_deleted", g2["id"])], types
+
+
+def test_chat_events_log_copies_of_messages_without_their_text(make_server):
+    """Renames and additions carry the chat's last message (and, for members who hid it, the
+    one they see instead): the log keeps those copies without their text, so an edit or a
+    deletion leaves the old words only in what it rewrites (the message's own event)."""
+    s = make_server()
+    c = Client(s)
+    a, b, h, d = c.register(), c.register(), c.register(), c.register()
+    g = new_group(c, a, b, h)
+    secret = send(c, a, g["id"], "the code is hunter2")
+    assert c.patch(f"/api/chats/{g['id']}/", token=a["access"], json={"name": "renamed"}).status_code == 200
+    r = c.post(f"/api/chats/{g['id']}/members/", token=a["access"], json={"user_id": uid(d)})
+    assert r.status_code == 201, r.text
+    later = send(c, b, g["id"], "later words")
+    assert c.request("DELETE", f"/api/messages/{later['id']}/?for=me", token=h["access"]).status_code == 204
+    assert c.patch(f"/api/chats/{g['id']}/", token=a["access"], json={"name": "again"}).status_code == 200
+
+    def logged():
+        return s.db.query("SELECT type, payload FROM events WHERE chat_id = ? ORDER BY seq", g["id"])
+
+    renames = [json.loads(p) for t, p in logged() if t == "chat_updated"]
+    joined = [json.loads(p) for t, p in logged() if t == "chat_created"]
+    joined = [e for e in joined if e["chat"]["last_message"] is not None]
+    assert len(renames) == 2 and len(joined) == 1, (renames, joined)
+    # The two renames and the newcomer's chat_created, each with a copy of the secret (the
+    # second rename's for the member who hid the newer message), without its text.
+    copies = [renames[0]["last_message"], joined[0]["chat"]["last_message"],
+              renames[1]["seen_by_hiders"][0]["last_message"]]
+    assert [m["id"] for m in copies] == [secret["id"]] * 3
+    assert all(m["text"] == "" for m in copies), copies
+    assert renames[1]["last_message"]["id"] == later["id"] and renames[1]["last_message"]["text"] == ""
+    assert [t for t, p in logged() if "hunter2" in p] == ["message"]
+    r = c.patch(f"/api/messages/{secret['id']}/", token=a["access"], json={"text": "the code is ***"})
+    assert r.status_code == 200, r.text
+    assert [t for t, p in logged() if "hunter2" in p] == []
+    assert c.request("DELETE", f"/api/messages/{secret['id']}/", token=a["access"]).status_code == 204
+    assert [t for t, p in logged() if "the code is" in p] == []
+    # Replays fill in each reader's own copy: the newcomer sees the chat as it is now.
+    feed = c.get("/api/events/?since=0", token=d["access"]).json()["results"]
+    joined = next(e for e in feed if e["type"] == "chat_created")
+    assert joined["chat"]["last_message"]["id"] == later["id"]
+    assert joined["chat"]["last_message"]["text"] == "later words"
 
 
 def test_resync_required_past_retention(make_server):

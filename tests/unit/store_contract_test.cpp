@@ -1659,6 +1659,111 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EXPECT_NE(deleted[1].payload.find("kept as it is"), std::string::npos);
 }
 
+// Chat events carry copies of messages (a rename's newest message and what its hiders see
+// instead, an added member's last message): they go out live with their text, the log
+// keeps them without it, and a read of the log for delivery puts back each text as its
+// message has it then. An edit or deletion thus leaves no words in the log, with nothing
+// to rewrite.
+TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto dan = make_user("dan");
+  auto& chats = store_->chats();
+  HeardEvents heard(chats);
+  const auto id =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cat.id, Role::member}},
+                 10});
+  const auto start = run(chats.newest_seq());
+  auto on_send = [](const SentMessage& s) {
+    return std::vector<NewEvent>{chats::to_event(s.message.chat_id, s.message)};
+  };
+  auto send = [&](std::int64_t sender, const std::string& text, Micros at) {
+    auto sent =
+        run(chats.send_message({id, sender, text, std::nullopt, std::nullopt, at}, on_send));
+    EXPECT_TRUE(sent && sent->created);
+    return sent->message;
+  };
+  auto rename = [&](const char* name) {
+    ASSERT_TRUE(run(chats.rename_chat(id, name, [](const RenamedChat& r) {
+      return std::vector<NewEvent>{chats::chat_update_event(r)};
+    })));
+  };
+  send(ann.id, "older words", 20);
+  const auto secret = send(ann.id, "the code is \"hunter2\" ✓", 21);
+  rename("g2");  // its newest message: the secret
+  ASSERT_TRUE(run(chats.add_member(id, dan.id, Role::member, 22, [](const MemberChange& c) {
+    return std::vector<NewEvent>{
+        chats::chat_event("chat_created", c.chat_id, &*c.seen_by_member, c.user_id, c.user_id)};
+  })));
+  const auto later = send(bob.id, "later words", 23);
+  EventsFor<MessageRecord> none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.hide_message(cat.id, later, none)));
+  rename("g3");  // cat, who hid the newest, sees the secret instead
+
+  auto chat_events = [start](const std::vector<EventRecord>& events) {
+    std::vector<EventRecord> out;
+    for (const auto& e : events) {
+      if (e.seq > start && (e.type == "chat_created" || e.type == "chat_updated")) out.push_back(e);
+    }
+    return out;
+  };
+  auto parsed = [](const EventRecord& e) { return boost::json::parse(e.payload).as_object(); };
+  auto text_at = [](const boost::json::value& holder) {
+    return std::string(holder.as_object().at("last_message").as_object().at("text").as_string());
+  };
+  // Live: as committed, with their texts.
+  const auto live = chat_events(heard.all());
+  ASSERT_EQ(live.size(), 3U);  // g2, dan's, g3
+  for (const auto& e : live) EXPECT_NE(e.payload.find("hunter2"), std::string::npos) << e.payload;
+  // The log: no text in any copy (read raw, as replays read it).
+  std::vector<EventRecord> logged;
+  for (const auto reader : {ann.id, cat.id, dan.id}) {
+    for (auto& e : chat_events(run(chats.replay(reader, start, 100)).events)) logged.push_back(e);
+  }
+  // ann's and cat's two renames; dan's addition and the rename after it.
+  ASSERT_EQ(logged.size(), 6U);
+  for (const auto& e : logged) {
+    EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
+    EXPECT_EQ(e.payload.find("later words"), std::string::npos) << e.payload;
+  }
+  // Read for delivery: the texts are back, and the events are what went out live.
+  auto delivered = [&] { return chat_events(run(chats.events_since({id}, {dan.id}, start, 100))); };
+  const auto before = delivered();
+  ASSERT_EQ(before.size(), 3U);
+  for (std::size_t i = 0; i < before.size(); ++i) {
+    EXPECT_EQ(before[i].seq, live[i].seq);
+    EXPECT_EQ(parsed(before[i]), parsed(live[i]));
+  }
+
+  EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_edit_event(m)};
+  };
+  ASSERT_TRUE(run(chats.edit_message(secret.id, "the code is ***", 30, on_edit)));
+  const auto edited = delivered();
+  ASSERT_EQ(edited.size(), 3U);
+  EXPECT_EQ(text_at(parsed(edited[0])), "the code is ***");
+  EXPECT_EQ(text_at(parsed(edited[1]).at("chat")), "the code is ***");
+  const auto g3 = parsed(edited[2]);
+  EXPECT_EQ(text_at(g3), "later words");
+  ASSERT_EQ(g3.at("seen_by_hiders").as_array().size(), 1U);
+  EXPECT_EQ(text_at(g3.at("seen_by_hiders").as_array()[0]), "the code is ***");
+  for (const auto& e : run(chats.events_since({id}, {dan.id}, start, 100))) {
+    EXPECT_EQ(e.payload.find("hunter2"), std::string::npos) << e.payload;
+  }
+
+  EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
+  };
+  ASSERT_TRUE(run(chats.delete_message(secret.id, on_delete)));
+  for (const auto& e : run(chats.events_since({id}, {dan.id}, start, 100))) {
+    EXPECT_EQ(e.payload.find("the code is"), std::string::npos) << e.payload;
+  }
+  EXPECT_EQ(text_at(parsed(delivered()[0])), "");
+}
+
 // PostgreSQL only: a COMMIT whose answer never comes may have committed events that no node
 // heard. The store names a seq at or below the first one it could have taken, so that
 // every node reads the log from there, and never one past it (that event would be lost).

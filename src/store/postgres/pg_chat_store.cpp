@@ -219,6 +219,8 @@ constexpr const char* kRelogPayloads =
     "UPDATE events e SET payload = x.p FROM unnest($1::bigint[], $2::text[]) AS x(s, p) "
     "WHERE e.seq = x.s";
 constexpr const char* kDropLoggedEvents = "DELETE FROM events WHERE seq = ANY($1::bigint[])";
+// The texts of messages whose copies chat events carry (put_copy_texts).
+constexpr const char* kMessageTexts = "SELECT id, text FROM messages WHERE id = ANY($1::bigint[])";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
@@ -491,7 +493,8 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
     chats.push_back(e.chat_id);
     users.push_back(e.user_id);
     types.push_back(e.type);
-    payloads.push_back(e.payload);
+    // Copies of messages are logged without their text (logged_text.hpp); sent with it.
+    payloads.push_back(carries_message_copies(e.type) ? without_copy_texts(e.payload) : e.payload);
     messages.push_back(e.message_id);
   }
   std::vector<PgStatement> commit;
@@ -895,7 +898,16 @@ asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
     int limit) {
   auto params = pg_params(after_seq, array_literal(chat_ids), array_literal(user_ids), limit);
   auto r = co_await db_.query(kEventsSince, std::move(params));
-  co_return all_rows<EventRecord>(r, read_event);
+  auto out = all_rows<EventRecord>(r, read_event);
+  // Read for delivery: the copies of messages get their texts back, as they are now.
+  const auto copied = copied_message_ids(out);
+  if (copied.empty()) co_return out;
+  auto ids = pg_params(array_literal(copied));
+  auto found = co_await db_.query(kMessageTexts, std::move(ids));
+  std::unordered_map<std::int64_t, std::string> texts;
+  for (int i = 0; i < found.rows(); ++i) texts.emplace(found.int64(i, 0), found.text(i, 1));
+  put_copy_texts(out, texts);
+  co_return out;
 }
 
 asio::awaitable<ReadStates> PgChatStore::read_states(std::int64_t user_id,

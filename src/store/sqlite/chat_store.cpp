@@ -178,6 +178,9 @@ constexpr const char* kLoggedForMessage =
     "COALESCE((SELECT seq FROM events WHERE created_at >= ?3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
+// The texts of messages whose copies chat events carry (put_copy_texts); ?1 a JSON array.
+constexpr const char* kMessageTexts =
+    "SELECT id, text FROM messages WHERE id IN (SELECT value FROM json_each(?1))";
 constexpr const char* kDropLoggedEvent = "DELETE FROM events WHERE seq = ?1";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
@@ -488,11 +491,14 @@ void append_events(Connection& c, const std::vector<NewEvent>& events, Micros no
   for (const auto& e : events) {
     std::vector<std::int64_t> hidden_from;
     if (e.skip_hiders && e.message_id) hidden_from = hiders_of(c, e.chat_id, *e.message_id);
+    // Copies of messages are logged without their text (logged_text.hpp); sent with it.
+    const bool copies = carries_message_copies(e.type);
+    const std::string without_texts = copies ? without_copy_texts(e.payload) : std::string();
     c.prepare(kInsertEvent)
         .bind(1, e.chat_id)
         .bind(2, e.user_id)
         .bind(3, e.type)
-        .bind(4, e.payload)
+        .bind(4, copies ? without_texts : e.payload)
         .bind(5, now)
         .bind(6, e.message_id)
         .exec();
@@ -887,6 +893,15 @@ boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
     auto s = c.prepare(kEventsSince);
     s.bind(1, after_seq).bind(2, chats).bind(3, users).bind(4, limit);
     while (s.step()) out.push_back(read_event(s));
+    // Read for delivery: the copies of messages get their texts back, as they are now.
+    const auto copied = copied_message_ids(out);
+    if (!copied.empty()) {
+      std::unordered_map<std::int64_t, std::string> texts;
+      auto t = c.prepare(kMessageTexts);
+      t.bind(1, json_array(copied));
+      while (t.step()) texts.emplace(t.int64(0), t.text(1));
+      put_copy_texts(out, texts);
+    }
     return out;
   };
   co_return co_await db_.read(std::move(q));
