@@ -1047,6 +1047,53 @@ def test_a_rename_racing_hides_never_shows_the_hider_what_they_hid(server, clien
     run(main())
 
 
+def test_an_addition_racing_deletions_never_shows_the_newcomer_a_deleted_message(server, client):
+    """A member is added and removed again while messages are sent and deleted: the
+    newcomer's chat_created must not show a message as it was before a deletion that
+    committed ahead of the event (they joined after it, so no later event corrects it). On
+    PostgreSQL the addition reads the last message FOR SHARE, as a rename does."""
+    a, b, n = client.register(), client.register(), client.register()
+    group = group_chat(client, a, b, name="adds")
+    failures = []
+    rounds = 40
+    additions = one_after_another(server, a, failures, [
+        r for _ in range(rounds) for r in (
+            ("POST", f"/api/chats/{group}/members/", {"user_id": uid(n)}, 201),
+            ("DELETE", f"/api/chats/{group}/members/{uid(n)}/", None, 204))])
+
+    def sends_and_deletions():
+        c = Client(server)
+        for i in range(rounds):
+            m = c.request("POST", "/api/messages/", token=b["access"], json={"chat": group, "text": f"gone {i}"})
+            if m.status_code != 201:
+                failures.append(m.text)
+                continue
+            r = c.request("DELETE", f"/api/messages/{m.json()['id']}/", token=b["access"])
+            if r.status_code != 204:
+                failures.append(r.text)
+
+    async def main():
+        a_user, n_user = await user_ws(server, a), await user_ws(server, n)
+        await asyncio.to_thread(side_by_side, additions, sends_and_deletions)
+        assert not failures, failures
+        await read_until(a_user, lambda seen: sum(f.get("type") == "delete" for f in seen) == rounds)
+        await read_until(n_user, lambda seen: sum(f.get("type") == "chat_created" for f in seen) == rounds)
+        deleted_at = {f["message_id"]: f["seq"] for f in a_user.seen if f.get("type") == "delete"}
+        shown = 0
+        for f in n_user.seen:
+            if f.get("type") != "chat_created" or f["chat"]["last_message"] is None:
+                continue
+            last = f["chat"]["last_message"]
+            if last["id"] in deleted_at and deleted_at[last["id"]] < f["seq"]:
+                shown += 1
+                assert last["text"] == "", (f["seq"], last, deleted_at[last["id"]])
+        check_seq_order(n_user)
+        await a_user.close()
+        await n_user.close()
+
+    run(main())
+
+
 def test_chat_created_reaches_connected_members(server, client):
     a, b = client.register(), client.register()
 

@@ -393,10 +393,13 @@ asio::awaitable<std::optional<MessageRecord>> message_by_id(PgConnection& c, std
 constexpr std::size_t kSummaryReads = 5;
 constexpr std::size_t kSummariesPerTrip = 64;
 
-void add_summary_reads(std::vector<PgStatement>& out, std::int64_t chat_id, std::int64_t viewer) {
+// `locked`: the last message is read FOR SHARE (a write transaction's read, summary_of).
+void add_summary_reads(std::vector<PgStatement>& out, std::int64_t chat_id, std::int64_t viewer,
+                       bool locked = false) {
   out.push_back({kChatById, pg_params(chat_id)});
   out.push_back({kMembers, pg_params(chat_id)});
-  out.push_back({kLastVisibleMessage, pg_params(chat_id, viewer)});
+  out.push_back(
+      {locked ? kLastVisibleMessageShared : kLastVisibleMessage, pg_params(chat_id, viewer)});
   out.push_back({kUnread, pg_params(chat_id, viewer)});
   out.push_back({kPinnedForViewer, pg_params(chat_id, viewer)});
 }
@@ -419,9 +422,9 @@ std::optional<ChatSummary> summary_from(const PgResult* r, std::int64_t viewer) 
 }
 
 asio::awaitable<std::optional<ChatSummary>> summary_of(PgConnection& c, std::int64_t chat_id,
-                                                       std::int64_t viewer) {
+                                                       std::int64_t viewer, bool locked = false) {
   std::vector<PgStatement> reads;
-  add_summary_reads(reads, chat_id, viewer);
+  add_summary_reads(reads, chat_id, viewer, locked);
   auto r = co_await c.pipeline(std::move(reads));
   co_return summary_from(r.data(), viewer);
 }
@@ -1027,7 +1030,11 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
     auto inserted = co_await c.prepared(kInsertMembers, std::move(params));
     if (inserted.affected() != 1) co_return;  // a member already, or no such chat
     out = MemberChange{chat_id, user_id, role, std::nullopt};
-    out->seen_by_member = co_await summary_of(c, chat_id, user_id);
+    // Its last message read FOR SHARE, as a rename reads its newest: an edit or deletion of
+    // it in flight commits first and is seen, or waits for the addition. Otherwise the new
+    // member's event could show a message as it was before an edit or deletion logged
+    // ahead of the event, which they never receive (they joined after it).
+    out->seen_by_member = co_await summary_of(c, chat_id, user_id, true);
     log.append(events(*out), now);
   };
   WriteBody fn = body;
