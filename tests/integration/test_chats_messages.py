@@ -742,6 +742,35 @@ def test_removed_member_and_deleted_chat_events(client):
     assert types == [("member_removed", g["id"]), ("chat_deleted", g2["id"])], types
 
 
+def test_a_deleted_chat_takes_its_events_for_all_members_with_it(make_server):
+    """Deleting a chat deletes the events every member shared (its messages' words among
+    them): nobody replays them any more. What was for one user stays: a removed member's
+    own removal, and each member's chat_deleted."""
+    s = make_server()
+    c = Client(s)
+    a, b, x = c.register(), c.register(), c.register()
+    g = new_group(c, a, b, x)
+    since = c.get("/api/events/", token=x["access"]).json()["seq"]
+    m = send(c, a, g["id"], "words of a chat about to go")
+    assert c.patch(f"/api/chats/{g['id']}/", token=a["access"], json={"name": "doomed"}).status_code == 200
+    assert c.request("DELETE", f"/api/messages/{m['id']}/?for=me", token=b["access"]).status_code == 204
+    assert c.request("DELETE", f"/api/chats/{g['id']}/members/{uid(x)}/", token=a["access"]).status_code == 204
+    removal = [(e["type"], e["chat_id"]) for e in
+               c.get(f"/api/events/?since={since}", token=x["access"]).json()["results"]]
+    assert ("member_removed", g["id"]) in removal, removal
+    assert any("about to go" in p for (p,) in s.db.query("SELECT payload FROM events WHERE chat_id = ?", g["id"]))
+    assert c.request("DELETE", f"/api/chats/{g['id']}/", token=a["access"]).status_code == 204
+    rows = s.db.query("SELECT type, user_id, payload FROM events WHERE chat_id = ?", g["id"])
+    assert rows and all(u is not None for _, u, _ in rows), rows
+    assert not any("about to go" in p for _, _, p in rows), rows
+    assert sorted(u for t, u, _ in rows if t == "chat_deleted") == sorted([uid(a), uid(b)])
+    # Replays read as before the purge: the event that ends the chat for each of them.
+    for who, ending in ((x, removal), (b, [("chat_deleted", g["id"])])):
+        got = [(e["type"], e["chat_id"]) for e in
+               c.get(f"/api/events/?since={since}", token=who["access"]).json()["results"]]
+        assert got == ending, (who["user"]["username"], got)
+
+
 def test_chat_events_log_copies_of_messages_without_their_text(make_server):
     """Renames and additions carry the chat's last message (and, for members who hid it, the
     one they see instead): the log keeps those copies without their text, so an edit or a

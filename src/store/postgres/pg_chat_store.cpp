@@ -246,6 +246,8 @@ constexpr const char* kInsertMembers =
     "FOR SHARE OF c ON CONFLICT DO NOTHING";
 constexpr const char* kRenameChat = "UPDATE chats SET name = $2 WHERE id = $1";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = $1";
+constexpr const char* kDeleteChatEvents =
+    "DELETE FROM events WHERE chat_id = $1 AND user_id IS NULL";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = $1";
 constexpr const char* kSetRole =
     "UPDATE chat_members SET role = $3 WHERE chat_id = $1 AND user_id = $2";
@@ -589,7 +591,13 @@ asio::awaitable<WatermarkChange> raise_read_watermark(PgConnection& c, TxLog& lo
   co_return change;
 }
 
+// A chat with its members, messages and pins, and its events for all its members: nobody
+// replays those any more (they are replayed to the chat's members), and the messages'
+// words go from the log with the messages. Events for one user (their removal, a deletion
+// for them) stay, and so do the chat_deleted events logged at the commit.
 asio::awaitable<void> delete_chat_rows(PgConnection& c, std::int64_t chat_id) {
+  auto events = pg_params(chat_id);
+  co_await c.prepared(kDeleteChatEvents, std::move(events));
   auto hidden = pg_params(chat_id);
   co_await c.prepared(kDeleteChatHidden, std::move(hidden));
   auto chat = pg_params(chat_id);

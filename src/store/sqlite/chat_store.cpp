@@ -208,6 +208,9 @@ constexpr const char* kDeleteChatFts =
     "DELETE FROM messages_fts WHERE rowid IN "
     "(SELECT id FROM messages WHERE chat_id = ?1 AND is_deleted = 0)";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = ?1";
+// A deleted chat's events for all its members go with it (delete_chat_rows).
+constexpr const char* kDeleteChatEvents =
+    "DELETE FROM events WHERE chat_id = ?1 AND user_id IS NULL";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
 constexpr const char* kSetRole =
     "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
@@ -421,6 +424,17 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
   out.unread_count = unread_of(c, chat_id, viewer);
   out.pinned_message_ids = pinned_for(c, chat_id, viewer);
   return out;
+}
+
+// A chat with its members, messages, pins and index entries, and its events for all its
+// members: nobody replays those any more (they are replayed to the chat's members), and
+// the messages' words go from the log with the messages. Events for one user (their
+// removal, a deletion for them) stay, and so do the chat_deleted events logged after.
+void delete_chat_rows(Connection& c, std::int64_t chat_id) {
+  c.prepare(kDeleteChatEvents).bind(1, chat_id).exec();
+  c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
+  c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
+  c.prepare(kDeleteChat).bind(1, chat_id).exec();
 }
 
 // The events the current write transaction has logged. Only the writer thread writes, so
@@ -991,10 +1005,8 @@ boost::asio::awaitable<bool> SqliteChatStore::delete_chat(
     Transaction tx(c);
     auto members = members_of(c, chat_id);
     if (!chat_by_id(c, chat_id)) return false;
+    delete_chat_rows(c, chat_id);
     append_events(c, events(members), now_micros());
-    c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
-    c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
-    c.prepare(kDeleteChat).bind(1, chat_id).exec();
     tx.commit();
     return true;
   };
@@ -1060,10 +1072,8 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
     members.erase(leaving);
     Departure d{{chat_id, user_id, gone.role, std::nullopt}, members.empty()};
     if (d.chat_deleted) {
+      delete_chat_rows(c, chat_id);
       append_events(c, events(d), now_micros());
-      c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
-      c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
-      c.prepare(kDeleteChat).bind(1, chat_id).exec();
     } else {
       // The messages the member hid stay hidden (hidden_messages keeps their rows): added
       // back, they do not see again what they deleted for themselves.
