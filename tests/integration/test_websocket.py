@@ -949,6 +949,22 @@ def one_after_another(server, who, failures, requests):
     return work
 
 
+def sends_each_then_deleted(server, chat, sender, deleter, count, failures, query=""):
+    """A worker for side_by_side: `count` messages ("t0", "t1"...) from `sender`, each
+    deleted by `deleter` once acknowledged (for themselves only with query "?for=me")."""
+    def work():
+        c = Client(server)
+        for i in range(count):
+            m = c.request("POST", "/api/messages/", token=sender["access"], json={"chat": chat, "text": f"t{i}"})
+            if m.status_code != 201:
+                failures.append(m.text)
+                continue
+            r = c.request("DELETE", f"/api/messages/{m.json()['id']}/{query}", token=deleter["access"])
+            if r.status_code != 204:
+                failures.append(r.text)
+    return work
+
+
 def side_by_side(*workers):
     """Runs the workers in threads of their own, all at once, and waits for them."""
     threads = [threading.Thread(target=w) for w in workers]
@@ -1016,16 +1032,7 @@ def test_a_rename_racing_hides_never_shows_the_hider_what_they_hid(server, clien
     renames = one_after_another(server, a, failures,
                                 [("PATCH", f"/api/chats/{group}/", {"name": f"h{i}"}, 200) for i in range(1, 41)])
 
-    def sends_and_hides():
-        c = Client(server)
-        for i in range(40):
-            m = c.request("POST", "/api/messages/", token=a["access"], json={"chat": group, "text": f"t{i}"})
-            if m.status_code != 201:
-                failures.append(m.text)
-                continue
-            r = c.request("DELETE", f"/api/messages/{m.json()['id']}/?for=me", token=b["access"])
-            if r.status_code != 204:
-                failures.append(r.text)
+    sends_and_hides = sends_each_then_deleted(server, group, a, b, 40, failures, "?for=me")
 
     async def main():
         b_user = await user_ws(server, b)
@@ -1061,16 +1068,7 @@ def test_an_addition_racing_deletions_never_shows_the_newcomer_a_deleted_message
             ("POST", f"/api/chats/{group}/members/", {"user_id": uid(n)}, 201),
             ("DELETE", f"/api/chats/{group}/members/{uid(n)}/", None, 204))])
 
-    def sends_and_deletions():
-        c = Client(server)
-        for i in range(rounds):
-            m = c.request("POST", "/api/messages/", token=b["access"], json={"chat": group, "text": f"gone {i}"})
-            if m.status_code != 201:
-                failures.append(m.text)
-                continue
-            r = c.request("DELETE", f"/api/messages/{m.json()['id']}/", token=b["access"])
-            if r.status_code != 204:
-                failures.append(r.text)
+    sends_and_deletions = sends_each_then_deleted(server, group, b, b, rounds, failures)
 
     async def main():
         a_user, n_user = await user_ws(server, a), await user_ws(server, n)
