@@ -2,9 +2,10 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
-#include <boost/json/value.hpp>
 
 #include <algorithm>
+
+#include "common/time.hpp"
 
 namespace chat::store {
 
@@ -43,6 +44,13 @@ void for_each_copy(json::object& event, F f) {
   }
 }
 
+// A message's JSON holds a `"text":` member; a string value cannot (its quotes are
+// escaped): a payload without one has no copy to change and is not parsed. A new chat's
+// event (no last message yet, thousands of members) is the common case.
+bool may_hold_copies(std::string_view payload) {
+  return payload.find("\"text\":") != std::string_view::npos;
+}
+
 }  // namespace
 
 bool carries_message_copies(std::string_view type) {
@@ -50,6 +58,7 @@ bool carries_message_copies(std::string_view type) {
 }
 
 std::string without_copy_texts(std::string_view payload) {
+  if (!may_hold_copies(payload)) return std::string(payload);
   boost::system::error_code ec;
   auto value = json::parse(payload, ec);
   if (ec || !value.is_object()) return std::string(payload);
@@ -63,41 +72,46 @@ std::string without_copy_texts(std::string_view payload) {
   return changed ? json::serialize(value) : std::string(payload);
 }
 
-std::vector<std::int64_t> copied_message_ids(const std::vector<EventRecord>& events) {
-  std::vector<std::int64_t> ids;
-  for (const auto& e : events) {
-    if (!carries_message_copies(e.type)) continue;
+CopiesInLog::CopiesInLog(std::vector<EventRecord>& events) : events_(events) {
+  for (std::size_t i = 0; i < events.size(); ++i) {
+    if (!carries_message_copies(events[i].type) || !may_hold_copies(events[i].payload)) continue;
     boost::system::error_code ec;
-    auto value = json::parse(e.payload, ec);
+    auto value = json::parse(events[i].payload, ec);
     if (ec || !value.is_object()) continue;
+    bool copies = false;
     for_each_copy(value.as_object(), [&](json::object& copy) {
       const auto* id = copy.if_contains("id");
-      if (id != nullptr && id->is_int64()) ids.push_back(id->get_int64());
+      if (id == nullptr || !id->is_int64()) return;
+      ids_.push_back(id->get_int64());
+      copies = true;
     });
+    if (copies) parsed_.emplace_back(i, std::move(value));
   }
-  std::sort(ids.begin(), ids.end());
-  ids.erase(std::unique(ids.begin(), ids.end()), ids.end());
-  return ids;
+  std::sort(ids_.begin(), ids_.end());
+  ids_.erase(std::unique(ids_.begin(), ids_.end()), ids_.end());
 }
 
-void put_copy_texts(std::vector<EventRecord>& events,
-                    const std::unordered_map<std::int64_t, std::string>& texts) {
-  for (auto& e : events) {
-    if (!carries_message_copies(e.type)) continue;
-    boost::system::error_code ec;
-    auto value = json::parse(e.payload, ec);
-    if (ec || !value.is_object()) continue;
-    bool changed = false;
+void CopiesInLog::apply(const std::unordered_map<std::int64_t, MessageRecord>& now) {
+  for (auto& [index, value] : parsed_) {
     for_each_copy(value.as_object(), [&](json::object& copy) {
       const auto* id = copy.if_contains("id");
-      auto* text = copy.if_contains("text");
-      if (id == nullptr || !id->is_int64() || text == nullptr) return;
-      auto found = texts.find(id->get_int64());
-      if (found == texts.end()) return;
-      *text = found->second;
-      changed = true;
+      if (id == nullptr || !id->is_int64()) return;
+      const auto found = now.find(id->get_int64());
+      if (found == now.end()) return;
+      const MessageRecord& m = found->second;
+      // The fields an edit or a deletion changes (wire.cpp: message_fields).
+      if (auto* text = copy.if_contains("text")) *text = m.text;
+      if (auto* edited_at = copy.if_contains("edited_at")) {
+        if (m.edited_at) {
+          *edited_at = format_iso8601(*m.edited_at);
+        } else {
+          *edited_at = nullptr;
+        }
+      }
+      if (auto* is_edited = copy.if_contains("is_edited")) *is_edited = m.edited_at.has_value();
+      if (auto* is_deleted = copy.if_contains("is_deleted")) *is_deleted = m.is_deleted;
     });
-    if (changed) e.payload = json::serialize(value);
+    events_[index].payload = json::serialize(value);
   }
 }
 

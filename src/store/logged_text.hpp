@@ -7,15 +7,19 @@
 //   keeps those copies without their text, so an edit or deletion has nothing to rewrite
 //   (an addition's event names every member: a group growing one member at a time logs
 //   members^2 bytes, which no edit should have to walk). Live delivery carries the text as
-//   committed; a read of the log for delivery (events_since) puts each copy's text back as
-//   its message has it then (put_copy_texts). Replays fill in their own copies.
+//   committed; a read of the log for delivery (events_since) brings each copy up to date
+//   with its message (CopiesInLog). Replays fill in their own copies.
 // One set of rewrites for both stores, so their logs are byte for byte alike.
 #pragma once
 
+#include <boost/json/value.hpp>
+
+#include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "store/chat_records.hpp"
@@ -31,11 +35,22 @@ std::string with_logged_text(std::string_view payload, std::string_view text);
 bool carries_message_copies(std::string_view type);
 // A chat event's payload as the log keeps it: each copy's "text" empty.
 std::string without_copy_texts(std::string_view payload);
-// The messages whose copies these events carry (each once).
-std::vector<std::int64_t> copied_message_ids(const std::vector<EventRecord>& events);
-// Each copy's text set from `texts` (message id -> its text now). A copy of a message not
-// in it (deleted with its chat) keeps its empty text.
-void put_copy_texts(std::vector<EventRecord>& events,
-                    const std::unordered_map<std::int64_t, std::string>& texts);
+
+// Events read from the log for delivery, brought up to date: each copy of a message gets
+// the message's text, edit time and deletion as they are now. Each chat event is parsed
+// once: first the messages to read (ids), then, once they are read, apply.
+class CopiesInLog {
+ public:
+  explicit CopiesInLog(std::vector<EventRecord>& events);
+  // The messages copied (each once; none when no event carries a copy).
+  const std::vector<std::int64_t>& ids() const { return ids_; }
+  // A copy of a message not in `now` (deleted with its chat) keeps its empty text.
+  void apply(const std::unordered_map<std::int64_t, MessageRecord>& now);
+
+ private:
+  std::vector<EventRecord>& events_;
+  std::vector<std::pair<std::size_t, boost::json::value>> parsed_;  // (index, payload)
+  std::vector<std::int64_t> ids_;
+};
 
 }  // namespace chat::store

@@ -1745,6 +1745,12 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
   const auto edited = delivered();
   ASSERT_EQ(edited.size(), 3U);
   EXPECT_EQ(text_at(parsed(edited[0])), "the code is ***");
+  // The copy follows the edit as the message's own JSON does.
+  const auto first = parsed(edited[0]);
+  const auto& copy = first.at("last_message").as_object();
+  EXPECT_TRUE(copy.at("is_edited").as_bool());
+  EXPECT_FALSE(copy.at("edited_at").is_null());
+  EXPECT_FALSE(copy.at("is_deleted").as_bool());
   EXPECT_EQ(text_at(parsed(edited[1]).at("chat")), "the code is ***");
   const auto g3 = parsed(edited[2]);
   EXPECT_EQ(text_at(g3), "later words");
@@ -1761,7 +1767,9 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
   for (const auto& e : run(chats.events_since({id}, {dan.id}, start, 100))) {
     EXPECT_EQ(e.payload.find("the code is"), std::string::npos) << e.payload;
   }
-  EXPECT_EQ(text_at(parsed(delivered()[0])), "");
+  const auto gone = parsed(delivered()[0]);
+  EXPECT_EQ(text_at(gone), "");
+  EXPECT_TRUE(gone.at("last_message").as_object().at("is_deleted").as_bool());
 }
 
 // PostgreSQL only: a COMMIT whose answer never comes may have committed events that no node

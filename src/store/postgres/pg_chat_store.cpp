@@ -219,8 +219,10 @@ constexpr const char* kRelogPayloads =
     "UPDATE events e SET payload = x.p FROM unnest($1::bigint[], $2::text[]) AS x(s, p) "
     "WHERE e.seq = x.s";
 constexpr const char* kDropLoggedEvents = "DELETE FROM events WHERE seq = ANY($1::bigint[])";
-// The texts of messages whose copies chat events carry (put_copy_texts).
-constexpr const char* kMessageTexts = "SELECT id, text FROM messages WHERE id = ANY($1::bigint[])";
+// The messages whose copies chat events carry (CopiesInLog).
+constexpr const char* kCopiedMessages = "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+                                        " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+                                        "WHERE m.id = ANY($1::bigint[])";
 constexpr const char* kCommit = "COMMIT";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < $1";
@@ -910,14 +912,18 @@ asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
   auto params = pg_params(after_seq, array_literal(chat_ids), array_literal(user_ids), limit);
   auto r = co_await db_.query(kEventsSince, std::move(params));
   auto out = all_rows<EventRecord>(r, read_event);
-  // Read for delivery: the copies of messages get their texts back, as they are now.
-  const auto copied = copied_message_ids(out);
-  if (copied.empty()) co_return out;
-  auto ids = pg_params(array_literal(copied));
-  auto found = co_await db_.query(kMessageTexts, std::move(ids));
-  std::unordered_map<std::int64_t, std::string> texts;
-  for (int i = 0; i < found.rows(); ++i) texts.emplace(found.int64(i, 0), found.text(i, 1));
-  put_copy_texts(out, texts);
+  // Read for delivery: the copies of messages brought up to date (a second statement, so
+  // as new as the events or newer: an edit's own event follows in the log either way).
+  CopiesInLog copies(out);
+  if (copies.ids().empty()) co_return out;
+  auto ids = pg_params(array_literal(copies.ids()));
+  auto found = co_await db_.query(kCopiedMessages, std::move(ids));
+  std::unordered_map<std::int64_t, MessageRecord> now;
+  for (int i = 0; i < found.rows(); ++i) {
+    auto message = read_message(found, i);
+    now.emplace(message.id, std::move(message));
+  }
+  copies.apply(now);
   co_return out;
 }
 

@@ -178,9 +178,10 @@ constexpr const char* kLoggedForMessage =
     "COALESCE((SELECT seq FROM events WHERE created_at >= ?3 ORDER BY created_at LIMIT 1), "
     "(SELECT COALESCE(max(seq), 0) + 1 FROM events))";
 constexpr const char* kRelogPayload = "UPDATE events SET payload = ?2 WHERE seq = ?1";
-// The texts of messages whose copies chat events carry (put_copy_texts); ?1 a JSON array.
-constexpr const char* kMessageTexts =
-    "SELECT id, text FROM messages WHERE id IN (SELECT value FROM json_each(?1))";
+// The messages whose copies chat events carry (CopiesInLog); ?1 a JSON array of ids.
+constexpr const char* kCopiedMessages = "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+                                        " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+                                        "WHERE m.id IN (SELECT value FROM json_each(?1))";
 constexpr const char* kDropLoggedEvent = "DELETE FROM events WHERE seq = ?1";
 constexpr const char* kPruneEventsUpTo =
     "SELECT COALESCE(max(seq), 0) FROM events WHERE created_at < ?1";
@@ -907,14 +908,17 @@ boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
     auto s = c.prepare(kEventsSince);
     s.bind(1, after_seq).bind(2, chats).bind(3, users).bind(4, limit);
     while (s.step()) out.push_back(read_event(s));
-    // Read for delivery: the copies of messages get their texts back, as they are now.
-    const auto copied = copied_message_ids(out);
-    if (!copied.empty()) {
-      std::unordered_map<std::int64_t, std::string> texts;
-      auto t = c.prepare(kMessageTexts);
-      t.bind(1, json_array(copied));
-      while (t.step()) texts.emplace(t.int64(0), t.text(1));
-      put_copy_texts(out, texts);
+    // Read for delivery: the copies of messages brought up to date, in the same snapshot.
+    CopiesInLog copies(out);
+    if (!copies.ids().empty()) {
+      std::unordered_map<std::int64_t, MessageRecord> now;
+      auto m = c.prepare(kCopiedMessages);
+      m.bind(1, json_array(copies.ids()));
+      while (m.step()) {
+        auto message = read_message(m);
+        now.emplace(message.id, std::move(message));
+      }
+      copies.apply(now);
     }
     return out;
   };
