@@ -3,11 +3,12 @@ import json
 import os
 import re
 import sqlite3
+import threading
 import time
 
 import pytest
 
-from conftest import ROOT, Client, unique_name
+from conftest import ROOT, Client, assert_no_server_errors, unique_name
 
 
 @pytest.fixture(scope="module")
@@ -769,6 +770,50 @@ def test_a_deleted_chat_takes_its_events_for_all_members_with_it(make_server):
         got = [(e["type"], e["chat_id"]) for e in
                c.get(f"/api/events/?since={since}", token=who["access"]).json()["results"]]
         assert got == ending, (who["user"]["username"], got)
+
+
+@pytest.mark.postgres_only
+def test_deleting_a_chat_while_its_messages_are_edited_deadlocks_nothing(make_server):
+    """A chat's deletion cascades to its messages and then deletes its events; an edit locks
+    its message, then rewrites its events. Taken in opposite orders the two deadlocked
+    (PostgreSQL broke the cycle after its deadlock timeout, 1 s, and the write was
+    retried). PostgreSQL's own log shows any deadlock."""
+    log_path = os.environ["CHATD_TEST_PG_LOG"]
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    before = os.path.getsize(log_path)
+    failures = []
+    for _ in range(10):
+        g = new_group(c, a, b)
+        ids = [send(c, b, g["id"], f"m{i}")["id"] for i in range(3)]
+        gone = threading.Event()
+
+        def edits():
+            own = Client(s)
+            n = 0
+            while not gone.is_set() and n < 500:
+                n += 1
+                r = own.patch(f"/api/messages/{ids[n % 3]}/", token=b["access"], json={"text": f"e{n}"})
+                # Gone with the chat: 404, or 400 for an edit that found its message as the
+                # deletion took it ("A deleted message cannot be edited.").
+                if r.status_code in (400, 404):
+                    return
+                if r.status_code != 200:
+                    failures.append(r.text)
+
+        editor = threading.Thread(target=edits)
+        editor.start()
+        time.sleep(0.02)
+        r = c.request("DELETE", f"/api/chats/{g['id']}/", token=a["access"])
+        gone.set()
+        editor.join(30)
+        assert r.status_code == 204, r.text
+    assert not failures, failures
+    with open(log_path, errors="replace") as f:
+        f.seek(before)
+        assert "deadlock detected" not in f.read()
+    assert_no_server_errors(s)
 
 
 def test_chat_events_log_copies_of_messages_without_their_text(make_server):

@@ -597,13 +597,18 @@ asio::awaitable<WatermarkChange> raise_read_watermark(PgConnection& c, TxLog& lo
 // replays those any more (they are replayed to the chat's members), and the messages'
 // words go from the log with the messages. Events for one user (their removal, a deletion
 // for them) stay, and so do the chat_deleted events logged at the commit.
+//
+// The events go last. The chat's deletion cascades to its messages, so it waits for every
+// edit or deletion in flight, which lock a message and then its events; deleting the
+// events first took the opposite order, and the two deadlocked (until PostgreSQL's
+// deadlock timeout, 1 s). Deleted after, their events, committed by then, go too.
 asio::awaitable<void> delete_chat_rows(PgConnection& c, std::int64_t chat_id) {
-  auto events = pg_params(chat_id);
-  co_await c.prepared(kDeleteChatEvents, std::move(events));
   auto hidden = pg_params(chat_id);
   co_await c.prepared(kDeleteChatHidden, std::move(hidden));
   auto chat = pg_params(chat_id);
   co_await c.prepared(kDeleteChat, std::move(chat));
+  auto events = pg_params(chat_id);
+  co_await c.prepared(kDeleteChatEvents, std::move(events));
 }
 
 // Each chat's two lowest read and delivered watermarks (kLowestRead, kLowestDelivered); a

@@ -431,11 +431,12 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
 // members: nobody replays those any more (they are replayed to the chat's members), and
 // the messages' words go from the log with the messages. Events for one user (their
 // removal, a deletion for them) stay, and so do the chat_deleted events logged after.
+// (In PostgreSQL's order: the events last.)
 void delete_chat_rows(Connection& c, std::int64_t chat_id) {
-  c.prepare(kDeleteChatEvents).bind(1, chat_id).exec();
   c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
   c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
   c.prepare(kDeleteChat).bind(1, chat_id).exec();
+  c.prepare(kDeleteChatEvents).bind(1, chat_id).exec();
 }
 
 // The events the current write transaction has logged. Only the writer thread writes, so
