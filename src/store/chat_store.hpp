@@ -195,7 +195,8 @@ class ChatStore {
                                                 int limit) = 0;
   // What a node's live fan-out may have missed (a broker outage, a subscription that was
   // just made): events after `after_seq` of these chats, of the chats these users are
-  // members of, and those meant for these users; oldest first.
+  // members of, and those meant for these users; oldest first. Chat events' copies of
+  // messages, logged without their text, come back up to date (logged_text.hpp).
   virtual boost::asio::awaitable<std::vector<EventRecord>> events_since(
       std::vector<std::int64_t> chat_ids, std::vector<std::int64_t> user_ids,
       std::int64_t after_seq, int limit) = 0;
