@@ -402,13 +402,19 @@ std::optional<MessageRecord> last_visible(Connection& c, std::int64_t chat_id,
   return read_message(s);
 }
 
-// The chat's pinned message ids that `viewer` did not hide (0: all of them), in pin order.
-std::vector<std::int64_t> pinned_for(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
+// The ids a query of a chat (?1) and one more id (?2) answers, in its order.
+std::vector<std::int64_t> ids_of(Connection& c, const char* sql, std::int64_t chat_id,
+                                 std::int64_t other) {
   std::vector<std::int64_t> ids;
-  auto s = c.prepare(kPinnedForViewer);
-  s.bind(1, chat_id).bind(2, viewer);
+  auto s = c.prepare(sql);
+  s.bind(1, chat_id).bind(2, other);
   while (s.step()) ids.push_back(s.int64(0));
   return ids;
+}
+
+// The chat's pinned message ids that `viewer` did not hide (0: all of them), in pin order.
+std::vector<std::int64_t> pinned_for(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
+  return ids_of(c, kPinnedForViewer, chat_id, viewer);
 }
 
 std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::int64_t viewer) {
@@ -472,11 +478,7 @@ void relog_text(Connection& c, const MessageRecord& m) {
 
 // The members of the chat who hid the message for themselves.
 std::vector<std::int64_t> hiders_of(Connection& c, std::int64_t chat_id, std::int64_t message_id) {
-  std::vector<std::int64_t> users;
-  auto s = c.prepare(kHiddenBy);
-  s.bind(1, chat_id).bind(2, message_id);
-  while (s.step()) users.push_back(s.int64(0));
-  return users;
+  return ids_of(c, kHiddenBy, chat_id, message_id);
 }
 
 // The renamed chat as its event shows it (RenamedChat), in the rename's transaction.
@@ -488,12 +490,8 @@ RenamedChat renamed_view(Connection& c, ChatRecord chat) {
   shared.members = members_of(c, chat_id);
   shared.last_message = last_visible(c, chat_id, 0);
   shared.pinned_message_ids = pinned_for(c, chat_id, 0);
-  std::vector<std::int64_t> hiders;
-  {
-    auto s = c.prepare(kHidersOfShown);
-    s.bind(1, chat_id).bind(2, shared.last_message ? shared.last_message->id : 0);
-    while (s.step()) hiders.push_back(s.int64(0));
-  }
+  const auto hiders =
+      ids_of(c, kHidersOfShown, chat_id, shared.last_message ? shared.last_message->id : 0);
   for (const std::int64_t hider : hiders) {
     out.seen_by_hiders.push_back(
         {hider, last_visible(c, chat_id, hider), pinned_for(c, chat_id, hider)});
