@@ -722,6 +722,22 @@ def test_nul_characters_are_refused_everywhere(client, server):
     assert [m["text"] for m in history] == ["findable words"], history  # nothing cut short
 
 
+def read_by_server(server_port, client_port, timeout=10):
+    """Waits until the server has read everything the client sent on one connection: its
+    end's receive queue in /proc/net/tcp is empty."""
+    local = f"0100007F:{server_port:04X}"
+    remote = f"0100007F:{client_port:04X}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with open("/proc/net/tcp") as f:
+            for line in f.readlines()[1:]:
+                fields = line.split()
+                if fields[1] == local and fields[2] == remote and int(fields[4].split(":")[1], 16) == 0:
+                    return True
+        time.sleep(0.02)
+    return False
+
+
 def test_sigterm_lets_a_request_in_progress_finish(make_server):
     """A request whose header has arrived is answered (and logged) before chatd stops, even
     when its body is still on the way at SIGTERM; idle keep-alive connections do not hold
@@ -733,7 +749,9 @@ def test_sigterm_lets_a_request_in_progress_finish(make_server):
             f"Content-Length: {len(body)}\r\n\r\n").encode()
     with socket.create_connection(("127.0.0.1", s.port), timeout=10) as conn:
         conn.sendall(head + body[:5])
-        time.sleep(0.3)  # the header is read: the request is in progress
+        # The header is read: the request is in progress.
+        assert read_by_server(s.port, conn.getsockname()[1])
+        time.sleep(0.05)
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert s.proc.poll() is None, "chatd stopped with a request in progress"

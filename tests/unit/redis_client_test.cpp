@@ -642,7 +642,7 @@ TEST(RedisHarness, AServerWhosePortIsTakenDoesNotCountAsStarted) {
 }
 
 TEST_F(Redis, ACommandToAServerThatHangsFailsAndTheClientComesBackWithIt) {
-  auto c = make_client(0, 300ms);
+  auto c = make_client(0, 1s);
   c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
   c->start();
   ASSERT_TRUE(client_states_.wait_for_count("up", 1));
@@ -650,16 +650,17 @@ TEST_F(Redis, ACommandToAServerThatHangsFailsAndTheClientComesBackWithIt) {
   server_->pause();
   const auto asked = Clock::now();
   EXPECT_EQ(run(outcome(c, {"PING"})), "unavailable");
-  EXPECT_LT(Clock::now() - asked, 3s);
+  EXPECT_LT(Clock::now() - asked, 10s);
   ASSERT_TRUE(client_states_.wait_for_count("down", 1));
   // Reconnecting finds the port open but nobody answering: not connected, so commands fail
-  // at once instead of waiting again.
+  // at once instead of waiting again (well within the 1 s reply timeout, with room for a
+  // busy machine's scheduling).
   std::this_thread::sleep_for(500ms);
   EXPECT_FALSE(c->connected());
   EXPECT_EQ(client_states_.count("up"), 1U);
   const auto again = Clock::now();
   EXPECT_EQ(run(outcome(c, {"PING"})), "unavailable");
-  EXPECT_LT(Clock::now() - again, 100ms);
+  EXPECT_LT(Clock::now() - again, 500ms);
 
   server_->resume();
   ASSERT_TRUE(client_states_.wait_for_count("up", 2));
@@ -680,12 +681,12 @@ TEST_F(Redis, APublishThatGetsNoReplyDropsTheConnectionToo) {
 }
 
 TEST_F(Redis, RepliesThatKeepComingKeepTheConnection) {
-  auto c = make_client(0, 300ms);
+  auto c = make_client(0, 1s);
   c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
   c->start();
   ASSERT_TRUE(client_states_.wait_for_count("up", 1));
-  // Commands one after another for three times the timeout: each answered in time.
-  const auto until = Clock::now() + 900ms;
+  // Commands one after another for twice the timeout: each answered in time.
+  const auto until = Clock::now() + 2s;
   int answered = 0;
   while (Clock::now() < until) {
     ASSERT_EQ(run(outcome(c, {"INCR", "n"})), "ok");
@@ -697,21 +698,21 @@ TEST_F(Redis, RepliesThatKeepComingKeepTheConnection) {
 }
 
 TEST_F(Redis, ASlowServerThatKeepsAnsweringKeepsTheConnection) {
-  auto c = make_client(0, 300ms);
+  auto c = make_client(0, 1s);
   c->on_state([this](bool up) { client_states_.add(up ? "up" : "down"); });
   c->start();
   ASSERT_TRUE(client_states_.wait_for_count("up", 1));
-  // Twenty commands at once, each answered 60 ms after the one before: the last waits
-  // 1.2 s, four times the timeout, while the server is never silent that long. (Each is
-  // padded to the 16 KiB Redis reads at a time, so that it answers each before reading
-  // the next, as it does a busy client's stream.)
+  // Fourteen commands at once, each answered 150 ms after the one before: the last waits
+  // 2.1 s, twice the timeout, while the server is never silent that long. (Each is padded
+  // to the 16 KiB Redis reads at a time, so that it answers each before reading the next,
+  // as it does a busy client's stream.)
   const std::string busy = R"lua(
 local t0 = redis.call('TIME')
-repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + t[2] - t0[2] >= 60000
+repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1000000 + t[2] - t0[2] >= 150000
 return 1
 )lua";
   std::vector<std::future<std::string>> replies;
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 14; ++i) {
     replies.push_back(spawn(outcome(c, {"EVAL", busy, "0", std::string(16 * 1024, 'x')})));
   }
   for (auto& r : replies) {

@@ -159,9 +159,11 @@ TEST(SqliteGroupCommit, AWalGrownLargeIsCutBack) {
     const auto grown = std::filesystem::file_size(wal);
     EXPECT_GT(grown, 96U << 20);
     // Once every frame is copied (the background checkpoint may be at it too), the next
-    // write starts the WAL over.
+    // write starts the WAL over. The background one holds the checkpoint lock while it
+    // copies and syncs 96 MiB twice, seconds on a slow disk, so the wait is a deadline.
     bool copied = false;
-    for (int attempt = 0; attempt < 200 && !copied; ++attempt) {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (!copied && std::chrono::steady_clock::now() < deadline) {
       copied = db.write_blocking([](Connection& c) {
         auto s = c.prepare("PRAGMA wal_checkpoint(PASSIVE)");  // busy, frames, copied
         return s.step() && s.int64(0) == 0 && s.int64(1) == s.int64(2);
