@@ -30,12 +30,14 @@ Error blacklisted() {
 }
 
 // A login's username can be as long as a request body, and every failure keeps its key
-// for the window: past the longest username an account can have (150), only the start
-// counts, so failures cost bounded memory (here and in Redis) however long the names.
-// Such names belong to no account; sharing a key among them throttles nobody real.
+// for the window: past the longest username an account can have (150 characters), only
+// the start counts, so failures cost bounded memory (here and in Redis) however long the
+// names. Such names belong to no account; sharing a key among them throttles nobody real.
+// Counted in characters: two long names in another script that differ near their end
+// are two accounts' keys.
 std::string login_user_key(const std::string& username_key, const std::string& address) {
   constexpr std::size_t kLongest = 160;
-  return "login:user:" + username_key.substr(0, kLongest) + "|" + address;
+  return "login:user:" + std::string(unicode::prefix(username_key, kLongest)) + "|" + address;
 }
 std::string login_address_key(const std::string& address) {
   return "login:addr:" + address;
@@ -88,9 +90,19 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
 
   FieldErrors errors = std::move(in.errors);
   NewUsername name;
+  const Error taken = Error::field("username", "A user with that username already exists.");
+  std::string key;
   if (in.username) {
     name = new_username(*in.username);
     for (auto& p : name.problems) errors.add("username", std::move(p));
+    // A taken name is reported with the other fields' problems, as DRF's UniqueValidator
+    // is one of the field's validators. Checked before the hash, so that it costs none;
+    // the unique index decides.
+    if (name.problems.empty()) {
+      key = username_key(name.name);
+      const auto holder = co_await store_.users().find_by_username_key(key);
+      if (holder) errors.add("username", "A user with that username already exists.");
+    }
   }
   if (in.email) {
     for (auto& p : email_problems(*in.email)) errors.add("email", std::move(p));
@@ -103,11 +115,6 @@ boost::asio::awaitable<Result<Registration>> AuthService::register_user(
     }
   }
   if (!errors.empty()) co_return Error::validation(std::move(errors));
-
-  // Cheap check first so a taken name does not cost a hash; the unique index decides.
-  const std::string key = username_key(name.name);
-  const Error taken = Error::field("username", "A user with that username already exists.");
-  if (co_await store_.users().find_by_username_key(key)) co_return taken;
 
   store::NewUser user;
   user.username = std::move(name.name);
@@ -226,22 +233,19 @@ boost::asio::awaitable<Result<TokenPair>> AuthService::login(std::string usernam
   co_return std::move(*tokens);
 }
 
-boost::asio::awaitable<Result<TokenClaims>> AuthService::active_refresh_claims(
-    const std::string& token) {
-  auto decoded = jwt_.decode(token, TokenType::refresh, now_seconds());
-  if (!decoded.claims) co_return invalid_token(decoded.problem);
-  if (co_await store_.refresh_tokens().state(decoded.claims->jti) != store::TokenState::active) {
-    co_return blacklisted();
-  }
-  co_return std::move(*decoded.claims);
-}
-
 boost::asio::awaitable<Result<RefreshedTokens>> AuthService::refresh(std::string refresh_token) {
-  auto claims = co_await active_refresh_claims(refresh_token);
-  if (!claims) co_return std::move(claims).error();
+  auto decoded = jwt_.decode(refresh_token, TokenType::refresh, now_seconds());
+  if (!decoded.claims) co_return invalid_token(decoded.problem);
+  auto claims = std::move(decoded.claims);
+  // The account before the token's state: a deactivated user's refresh answers as the
+  // original's does (its deactivation revoked no tokens), though here deactivation ended
+  // their sessions too; as holder_problem() does for access tokens.
   auto user = co_await store_.users().find_by_id(claims->user_id);
   if (!user || !user->is_active) {
     co_return Error::unauthenticated("No active account found for the given token.");
+  }
+  if (co_await store_.refresh_tokens().state(claims->jti) != store::TokenState::active) {
+    co_return blacklisted();
   }
   const std::int64_t now = now_seconds();
   const std::string session = session_of(*claims);

@@ -135,7 +135,6 @@ class AuthService {
   boost::asio::awaitable<LoginCheck> check_login(std::string key, PasswordAttempt password);
   // Whether the attempt matches `hash`: its trimmed text, or else the text as sent.
   boost::asio::awaitable<bool> matches(std::string hash, PasswordAttempt password);
-  boost::asio::awaitable<Result<TokenClaims>> active_refresh_claims(const std::string& token);
 
   store::Store& store_;
   PasswordHasher& hasher_;

@@ -488,10 +488,12 @@ def test_deactivation_locks_the_user_out_and_closes_their_sockets(server, client
                 assert r.json() == INACTIVE, (method, path, r.text)
             for path in ("/ws/", f"/ws/chat/{chat}/"):
                 assert await refused(server, path, token) == 401, path
-        # Every refresh token is revoked, and logging in is refused.
+        # Every refresh token is revoked, and logging in is refused. A refresh is answered
+        # as SimpleJWT answers an inactive account's.
         for refresh in (bob["refresh"], second["refresh"]):
             r = client.post("/api/auth/refresh/", json={"refresh": refresh})
             assert r.status_code == 401, r.text
+            assert r.json() == {"detail": "No active account found for the given token."}, r.text
         r = client.post("/api/auth/login/", json={"username": uname(bob), "password": bob["password"]})
         assert r.status_code == 401, r.text
         assert r.json() == BAD_LOGIN
@@ -519,6 +521,7 @@ def test_deactivation_locks_the_user_out_and_closes_their_sockets(server, client
         for refresh in (bob["refresh"], second["refresh"]):
             r = client.post("/api/auth/refresh/", json={"refresh": refresh})
             assert r.status_code == 401, r.text
+            assert r.json() == {"detail": "Token is blacklisted", "code": "token_not_valid"}, r.text
         # The access tokens from before the deactivation do not come back with the account:
         # deactivation ended their sessions.
         for token in (bob["access"], second["access"]):

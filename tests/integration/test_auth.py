@@ -241,6 +241,15 @@ def test_register_reports_every_field(client):
     assert body["username"] == ["This field may not be blank."]
     assert body["email"] == ["Enter a valid email address."]
     assert "This password is too short. It must contain at least 8 characters." in body["password"]
+    # A taken name is one of the problems reported together (DRF's UniqueValidator is a
+    # validator of the field), in any case of it.
+    taken = client.register()["user"]["username"]
+    r = client.post("/api/auth/register/", json={"username": taken.upper(), "email": "bad", "password": "1"})
+    assert r.status_code == 400
+    body = r.json()
+    assert list(body) == ["username", "email", "password"], body
+    assert body["username"] == ["A user with that username already exists."], body
+    assert body["email"] == ["Enter a valid email address."], body
 
 
 def test_concurrent_registrations_of_one_name_create_one_user(server):
