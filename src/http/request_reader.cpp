@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "common/unicode.hpp"
 
@@ -16,10 +17,25 @@ bool acceptable_text(const std::string& s) {
   return unicode::is_valid_utf8(s) && s.find('\0') == std::string::npos;
 }
 
+// The origin form ("/path?query"), or the absolute form ("http://host/path?query"), which
+// RFC 9112 (3.2.2) has a server accept too: its path and query are read the same way. The
+// host check still reads the Host header, which a client sends with either form.
+std::optional<boost::urls::url_view> parse_request_target(std::string_view target) {
+  auto url = target.starts_with('/') ? boost::urls::parse_origin_form(target)
+                                     : boost::urls::parse_absolute_uri(target);
+  if (!url) return std::nullopt;
+  if (!target.starts_with('/') && url->scheme_id() != boost::urls::scheme::http &&
+      url->scheme_id() != boost::urls::scheme::https) {
+    return std::nullopt;
+  }
+  return *url;
+}
+
 bool parse_target(std::string_view target, Request& req) {
-  auto url = boost::urls::parse_origin_form(target);
+  auto url = parse_request_target(target);
   if (!url) return false;
   req.path = url->path();
+  if (req.path.empty()) req.path.push_back('/');  // "http://host" names the root
   if (!acceptable_text(req.path)) return false;
   // The query as Django's QueryDict decodes it: bytes that are not UTF-8 are replaced, and
   // a NUL stays in its value (the readers of text parameters refuse it, as DRF's

@@ -686,6 +686,28 @@ def test_invalid_percent_encoding(client):
     assert ok(client.get("/healthz")).status_code == 200
 
 
+def test_a_target_in_absolute_form_is_read_as_its_path_and_query(client, server):
+    """RFC 9112 3.2.2: a server accepts "GET http://host/path?query" as it does "/path?query"
+    (what a client configured for a forward proxy sends). Other schemes are refused."""
+    user = client.register()
+    token = user["access"]
+    search = user["user"]["username"]
+    for target in (f"http://127.0.0.1:{server.port}/api/users/?search={search}",
+                   f"HTTPS://127.0.0.1/api/users?search={search}"):
+        raw = raw_exchange(server, (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                    f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n").encode())
+        status, _, body = parse_raw(raw)
+        assert status == 200, raw[:300]
+        assert [u["id"] for u in json.loads(body)["results"]] == [user["user"]["id"]], body
+    raw = raw_exchange(server, f"GET http://127.0.0.1:{server.port} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               f"Connection: close\r\n\r\n".encode())
+    assert parse_raw(raw)[0] == parse_raw(raw_exchange(
+        server, b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"))[0], raw[:300]
+    raw = raw_exchange(server, b"GET ftp://127.0.0.1/healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                               b"Connection: close\r\n\r\n")
+    assert parse_raw(raw)[0] == 400, raw[:300]
+
+
 def test_nul_characters_are_refused_everywhere(client, server):
     """NUL cannot be stored as text (PostgreSQL refuses it, C strings cut at it): every door
     answers 400 / an error event instead of storing a cut-short value. A search term is
