@@ -88,15 +88,14 @@ awaitable<Result<UserView>> AdminService::update_user(const store::UserRecord& m
   store::UserChanges changes;
   changes.is_active = in.is_active;
   changes.is_staff = in.is_staff;
+  // A deactivation ends every session of the user in its own transaction.
+  if (in.is_active == false) changes.end_sessions = auth_.session_end(std::string());
   auto updated = co_await store_.users().update(id, std::move(changes));
   if (!updated) co_return no_user();
   // After the commit, so a socket that opens from now on is refused at the handshake, and
   // one that opened just before is closed here (or checks the account after attaching).
-  if (in.is_active == false) {
-    co_await auth_.end_all_sessions(id);
-    if (end_sessions_) end_sessions_(id);
-  }
-  co_return co_await view(std::move(*updated));
+  if (in.is_active == false && end_sessions_) end_sessions_(id);
+  co_return co_await view(std::move(updated->user));
 }
 
 awaitable<Result<store::ChatOverviewPage>> AdminService::chats(const store::UserRecord& me,

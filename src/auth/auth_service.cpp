@@ -342,18 +342,14 @@ boost::asio::awaitable<Result<Ok>> AuthService::confirm_password(const store::Us
   co_return Ok{};
 }
 
-boost::asio::awaitable<void> AuthService::end_all_sessions(std::int64_t user_id) {
-  co_await store_.refresh_tokens().end_other_sessions(user_id, std::string(),
-                                                      settings_.access_lifetime, now_micros());
+store::SessionEnd AuthService::session_end(std::string keep_session) const {
+  return {std::move(keep_session), settings_.access_lifetime, now_micros()};
 }
 
-boost::asio::awaitable<void> AuthService::end_other_sessions(std::int64_t user_id,
-                                                             std::string keep_session) {
-  const auto ended = co_await store_.refresh_tokens().end_other_sessions(
-      user_id, std::move(keep_session), settings_.access_lifetime, now_micros());
-  if (session_ended_) {
-    for (const auto& session : ended) session_ended_(user_id, session);
-  }
+void AuthService::sessions_ended(std::int64_t user_id,
+                                 const std::vector<std::string>& sessions) const {
+  if (!session_ended_) return;
+  for (const auto& session : sessions) session_ended_(user_id, session);
 }
 
 }  // namespace chat::auth

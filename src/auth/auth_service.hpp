@@ -91,13 +91,15 @@ class AuthService {
                                                       std::string client_address,
                                                       const char* field_name);
 
-  // After a password change, as Django keeps only the session that changed it: every other
-  // login session of the user ends (refresh and access tokens refused, its sockets closed
-  // through on_session_ended); `keep_session` goes on.
-  boost::asio::awaitable<void> end_other_sessions(std::int64_t user_id, std::string keep_session);
-  // Deactivation: every login session of the user ends, so that its tokens stay refused
-  // if the account is activated again (the caller closes the sockets).
-  boost::asio::awaitable<void> end_all_sessions(std::int64_t user_id);
+  // The end of sessions a change of the account commits with it (store::UserChanges):
+  // after a password change, as Django keeps only the session that changed it, every other
+  // login session of the user (`keep_session` goes on); on a deactivation (an empty
+  // `keep_session`), every one, so that its tokens stay refused if the account is
+  // activated again. Their refresh and access tokens are refused from the commit on.
+  [[nodiscard]] store::SessionEnd session_end(std::string keep_session) const;
+  // After a password change has committed: closes the ended sessions' sockets through
+  // on_session_ended. (A deactivation's caller closes all of the user's.)
+  void sessions_ended(std::int64_t user_id, const std::vector<std::string>& sessions) const;
 
   [[nodiscard]] const AuthSettings& settings() const { return settings_; }
 

@@ -48,13 +48,8 @@ class RefreshTokenStore {
   virtual boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                               Micros now) = 0;
 
-  // A password change: revokes every refresh token of the user except those of
-  // `keep_session` (the caller's), and records each other session that had an active
-  // token as ended (kept until its newest token's expiry plus `access_lifetime` seconds:
-  // past that no token of it is valid anyway). Returns the sessions it ended. An empty
-  // `keep_session` keeps none (deactivation).
-  virtual boost::asio::awaitable<std::vector<std::string>> end_other_sessions(
-      std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) = 0;
+  // A password change or a deactivation ends sessions: UserStore::update, in the change's
+  // own transaction (UserChanges::end_sessions).
 
   // Deletes tokens (and ended sessions) that expired before `now_seconds`; returns how
   // many tokens.

@@ -53,6 +53,17 @@ struct UserFilter {
   bool active_only = true;
 };
 
+// The sessions a change of the account ends in its own transaction, so that the change
+// never commits without it: every session of the user with an active refresh token but
+// `keep_session` (the caller's, on a password change; none when empty, on a deactivation).
+// Their tokens are revoked, and each session is recorded as ended until its newest token's
+// expiry plus `access_lifetime` seconds (past that no token of it is valid anyway).
+struct SessionEnd {
+  std::string keep_session;
+  std::int64_t access_lifetime = 0;
+  Micros now = 0;
+};
+
 struct UserChanges {
   std::optional<std::string> email;
   std::optional<std::string> password_hash;
@@ -62,6 +73,12 @@ struct UserChanges {
   // Only if the password hash is still this one: the one a current password was checked
   // against, so that of two changes confirmed with the same password only the first applies.
   std::optional<std::string> unless_password_changed_from;
+  std::optional<SessionEnd> end_sessions;
+};
+
+struct UpdatedUser {
+  UserRecord user;
+  std::vector<std::string> ended_sessions;  // by UserChanges::end_sessions
 };
 
 class UserStore {
@@ -80,10 +97,11 @@ class UserStore {
   // two concurrent registrations of one name cannot both succeed).
   virtual boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) = 0;
 
-  // Applies the set fields; returns the updated user, or nullopt when there is no such user
-  // (or its password hash is no longer `unless_password_changed_from`).
-  virtual boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
-                                                                   UserChanges changes) = 0;
+  // Applies the set fields and ends the sessions asked for, in one transaction; returns the
+  // updated user and the sessions ended, or nullopt (and changes nothing) when there is no
+  // such user or its password hash is no longer `unless_password_changed_from`.
+  virtual boost::asio::awaitable<std::optional<UpdatedUser>> update(std::int64_t id,
+                                                                    UserChanges changes) = 0;
 
   // Records `when` as the last time these users were online, unless a later time is
   // recorded already (one write for them all).

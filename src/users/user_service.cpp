@@ -38,6 +38,9 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
   changes.email = std::move(in.email);
   if (in.password) changes.password_hash = co_await hasher_.hash(*in.password);
   changes.unless_password_changed_from = me.password_hash;
+  // A new password ends every other session of the user, in the change's transaction:
+  // the change never commits without it. The caller's goes on.
+  if (in.password) changes.end_sessions = auth_.session_end(session);
   auto updated = co_await store_.users().update(me.id, std::move(changes));
   if (!updated) {
     // The password was changed since it was checked (another change confirmed with the
@@ -47,9 +50,8 @@ boost::asio::awaitable<Result<store::UserRecord>> UserService::update_profile(
     }
     co_return Error::not_found();
   }
-  // A new password ends every other session of the user; the caller's goes on.
-  if (in.password) co_await auth_.end_other_sessions(me.id, std::move(session));
-  co_return std::move(*updated);
+  auth_.sessions_ended(me.id, updated->ended_sessions);
+  co_return std::move(updated->user);
 }
 
 namespace {

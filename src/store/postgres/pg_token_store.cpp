@@ -46,10 +46,10 @@ constexpr const char* kPruneTokens = "DELETE FROM refresh_tokens WHERE expires_a
 // A rotation and the end of the other sessions take turns on the user's row: else a
 // rotation's new token, committed after the end read the active tokens, would go on
 // (the end's UPDATE waits for the old token's row, then finds it revoked, and misses the
-// new one). The end takes the row FOR UPDATE before its statement, so that statement's
-// snapshot has every rotation that went first.
+// new one). The end comes after the change's UPDATE of that row in the same transaction,
+// which waits for a rotation holding it FOR SHARE, so the end's snapshot has every
+// rotation that went first.
 constexpr const char* kShareUser = "SELECT 1 FROM users WHERE id = $1 FOR SHARE";
-constexpr const char* kLockUser = "SELECT 1 FROM users WHERE id = $1 FOR UPDATE";
 
 PgParams token_params(const RefreshTokenRecord& t) {
   std::optional<std::string> session;  // none: a token from before sessions were recorded
@@ -58,6 +58,16 @@ PgParams token_params(const RefreshTokenRecord& t) {
 }
 
 }  // namespace
+
+boost::asio::awaitable<std::vector<std::string>> end_sessions(PgConnection& c, std::int64_t user_id,
+                                                              const SessionEnd& end) {
+  auto params = pg_params(user_id, end.keep_session, end.now, end.access_lifetime);
+  auto r = co_await c.prepared(kEndOtherSessions, std::move(params));
+  std::vector<std::string> ended;
+  ended.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
+  co_return ended;
+}
 
 boost::asio::awaitable<bool> PgRefreshTokenStore::record(RefreshTokenRecord token,
                                                          std::string password_hash) {
@@ -100,23 +110,6 @@ boost::asio::awaitable<bool> PgRefreshTokenStore::rotate(std::string old_jti,
   PgDatabase::Body fn = body;
   co_await db_.transaction(std::move(fn));
   co_return rotated;
-}
-
-boost::asio::awaitable<std::vector<std::string>> PgRefreshTokenStore::end_other_sessions(
-    std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) {
-  std::vector<std::string> ended;
-  auto body = [&](PgConnection& c) -> boost::asio::awaitable<void> {
-    ended.clear();
-    auto user = pg_params(user_id);
-    co_await c.prepared(kLockUser, std::move(user));
-    auto params = pg_params(user_id, keep_session, now, access_lifetime);
-    auto r = co_await c.prepared(kEndOtherSessions, std::move(params));
-    ended.reserve(static_cast<std::size_t>(r.rows()));
-    for (int i = 0; i < r.rows(); ++i) ended.emplace_back(r.text(i, 0));
-  };
-  PgDatabase::Body fn = body;
-  co_await db_.transaction(std::move(fn));
-  co_return ended;
 }
 
 boost::asio::awaitable<std::int64_t> PgRefreshTokenStore::prune_expired(std::int64_t now_seconds) {

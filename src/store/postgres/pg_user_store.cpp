@@ -3,6 +3,7 @@
 #include "store/postgres/pg_arrays.hpp"
 #include "store/postgres/pg_database.hpp"
 #include "store/postgres/pg_rows.hpp"
+#include "store/postgres/pg_token_store.hpp"
 #include "store/sql_columns.hpp"
 
 namespace chat::store::postgres {
@@ -77,12 +78,31 @@ boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::create(NewUser u)
   co_return first_user(r);
 }
 
-boost::asio::awaitable<std::optional<UserRecord>> PgUserStore::update(std::int64_t id,
-                                                                      UserChanges c) {
+boost::asio::awaitable<std::optional<UpdatedUser>> PgUserStore::update(std::int64_t id,
+                                                                       UserChanges c) {
   auto params = pg_params(id, c.email, c.password_hash, c.is_active, c.is_staff, c.is_superuser,
                           c.unless_password_changed_from);
-  auto r = co_await db_.query(kUpdateUser, std::move(params));
-  co_return first_user(r);
+  if (!c.end_sessions) {
+    auto r = co_await db_.query(kUpdateUser, std::move(params));
+    auto user = first_user(r);
+    if (!user) co_return std::nullopt;
+    co_return UpdatedUser{std::move(*user), {}};
+  }
+  // The change and the end of the sessions in one transaction: the UPDATE locks the row,
+  // which end_sessions() needs.
+  std::optional<UpdatedUser> updated;
+  auto body = [&](PgConnection& conn) -> boost::asio::awaitable<void> {
+    updated.reset();
+    auto again = params;  // the body runs again when the transaction is retried
+    auto r = co_await conn.prepared(kUpdateUser, std::move(again));
+    auto user = first_user(r);
+    if (!user) co_return;
+    auto ended = co_await end_sessions(conn, id, *c.end_sessions);
+    updated = UpdatedUser{std::move(*user), std::move(ended)};
+  };
+  PgDatabase::Body fn = body;
+  co_await db_.transaction(std::move(fn));
+  co_return updated;
 }
 
 boost::asio::awaitable<void> PgUserStore::set_last_seen(std::vector<std::int64_t> ids,

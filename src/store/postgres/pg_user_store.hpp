@@ -16,8 +16,8 @@ class PgUserStore final : public UserStore {
   boost::asio::awaitable<TokenHolder> find_token_holder(std::int64_t user_id,
                                                         std::string session) override;
   boost::asio::awaitable<std::optional<UserRecord>> create(NewUser user) override;
-  boost::asio::awaitable<std::optional<UserRecord>> update(std::int64_t id,
-                                                           UserChanges changes) override;
+  boost::asio::awaitable<std::optional<UpdatedUser>> update(std::int64_t id,
+                                                            UserChanges changes) override;
   boost::asio::awaitable<void> set_last_seen(std::vector<std::int64_t> ids, Micros when) override;
   boost::asio::awaitable<UserPage> list(UserFilter filter, int limit, std::int64_t offset) override;
 

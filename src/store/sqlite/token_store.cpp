@@ -52,6 +52,29 @@ bool insert_token(Connection& conn, const RefreshTokenRecord& t,
 
 }  // namespace
 
+std::vector<std::string> end_sessions(Connection& conn, std::int64_t user_id,
+                                      const SessionEnd& end) {
+  std::vector<std::pair<std::string, std::int64_t>> others;  // (session, newest expiry)
+  auto rows = conn.prepare(kOtherSessions);
+  rows.bind(1, user_id).bind(2, end.keep_session);
+  while (rows.step()) others.emplace_back(rows.text(0), rows.int64(1));
+  conn.prepare(kRevokeOtherTokens)
+      .bind(1, user_id)
+      .bind(2, end.keep_session)
+      .bind(3, end.now)
+      .exec();
+  std::vector<std::string> ended;
+  for (auto& [session, expires] : others) {
+    conn.prepare(kEndSession)
+        .bind(1, session)
+        .bind(2, end.now)
+        .bind(3, expires + end.access_lifetime)
+        .exec();
+    ended.push_back(std::move(session));
+  }
+  return ended;
+}
+
 boost::asio::awaitable<bool> SqliteRefreshTokenStore::record(RefreshTokenRecord token,
                                                              std::string password_hash) {
   auto query = [t = std::move(token), hash = std::move(password_hash)](Connection& conn) {
@@ -94,30 +117,6 @@ boost::asio::awaitable<bool> SqliteRefreshTokenStore::rotate(std::string old_jti
     insert_token(conn, next);
     tx.commit();
     return true;
-  };
-  co_return co_await db_.write(std::move(query));
-}
-
-boost::asio::awaitable<std::vector<std::string>> SqliteRefreshTokenStore::end_other_sessions(
-    std::int64_t user_id, std::string keep_session, std::int64_t access_lifetime, Micros now) {
-  auto query = [user_id, keep = std::move(keep_session), access_lifetime, now](Connection& conn) {
-    Transaction tx(conn);
-    std::vector<std::pair<std::string, std::int64_t>> others;  // (session, newest expiry)
-    auto rows = conn.prepare(kOtherSessions);
-    rows.bind(1, user_id).bind(2, keep);
-    while (rows.step()) others.emplace_back(rows.text(0), rows.int64(1));
-    conn.prepare(kRevokeOtherTokens).bind(1, user_id).bind(2, keep).bind(3, now).exec();
-    std::vector<std::string> ended;
-    for (auto& [session, expires] : others) {
-      conn.prepare(kEndSession)
-          .bind(1, session)
-          .bind(2, now)
-          .bind(3, expires + access_lifetime)
-          .exec();
-      ended.push_back(std::move(session));
-    }
-    tx.commit();
-    return ended;
   };
   co_return co_await db_.write(std::move(query));
 }

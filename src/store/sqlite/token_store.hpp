@@ -1,10 +1,17 @@
 #pragma once
 
 #include "store/token_store.hpp"
+#include "store/user_store.hpp"
 
 namespace chat::store::sqlite {
 
+class Connection;
 class Database;
+
+// Ends the sessions `end` names (UserChanges::end_sessions) inside the caller's
+// transaction; returns them.
+std::vector<std::string> end_sessions(Connection& conn, std::int64_t user_id,
+                                      const SessionEnd& end);
 
 class SqliteRefreshTokenStore final : public RefreshTokenStore {
  public:
@@ -16,10 +23,6 @@ class SqliteRefreshTokenStore final : public RefreshTokenStore {
                                             std::int64_t keep_until, Micros now) override;
   boost::asio::awaitable<bool> rotate(std::string old_jti, RefreshTokenRecord next,
                                       Micros now) override;
-  boost::asio::awaitable<std::vector<std::string>> end_other_sessions(std::int64_t user_id,
-                                                                      std::string keep_session,
-                                                                      std::int64_t access_lifetime,
-                                                                      Micros now) override;
   boost::asio::awaitable<std::int64_t> prune_expired(std::int64_t now_seconds) override;
 
  private:

@@ -3,6 +3,7 @@
 #include "store/sql_columns.hpp"
 #include "store/sqlite/database.hpp"
 #include "store/sqlite/rows.hpp"
+#include "store/sqlite/token_store.hpp"
 
 namespace chat::store::sqlite {
 namespace {
@@ -89,8 +90,8 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::create(NewUse
   co_return co_await db_.write(std::move(query));
 }
 
-boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::int64_t id,
-                                                                          UserChanges changes) {
+boost::asio::awaitable<std::optional<UpdatedUser>> SqliteUserStore::update(std::int64_t id,
+                                                                           UserChanges changes) {
   auto query = [id, c = std::move(changes)](Connection& conn) {
     Transaction tx(conn);
     const int changed = conn.prepare(kUpdateUser)
@@ -102,10 +103,13 @@ boost::asio::awaitable<std::optional<UserRecord>> SqliteUserStore::update(std::i
                             .bind(6, c.is_superuser)
                             .bind(7, c.unless_password_changed_from)
                             .exec();
-    if (changed == 0) return std::optional<UserRecord>();
-    auto updated = user_by_id(conn, id);
+    if (changed == 0) return std::optional<UpdatedUser>();
+    auto user = user_by_id(conn, id);
+    if (!user) return std::optional<UpdatedUser>();
+    UpdatedUser updated{std::move(*user), {}};
+    if (c.end_sessions) updated.ended_sessions = end_sessions(conn, id, *c.end_sessions);
     tx.commit();
-    return updated;
+    return std::optional<UpdatedUser>(std::move(updated));
   };
   co_return co_await db_.write(std::move(query));
 }
