@@ -127,6 +127,20 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
   co_return view;
 }
 
+namespace {
+
+// A client_id is kept as sent (the client matches its pending copy by it), but whitespace
+// alone is as blank as DRF's trimming would make it.
+void check_client_id(const std::optional<std::string>& client_id, FieldErrors& errors) {
+  if (!client_id) return;
+  if (unicode::trim(*client_id).empty()) errors.add("client_id", "This field may not be blank.");
+  if (unicode::length(*client_id) > kMaxClientIdLength) {
+    errors.add("client_id", "Ensure this field has no more than 64 characters.");
+  }
+}
+
+}  // namespace
+
 boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me, SendInput in) {
   FieldErrors errors = std::move(in.errors);
   if (!in.chat_id && !errors.has("chat")) errors.add("chat", "This field is required.");
@@ -141,16 +155,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::send(std::int64_t me
       }
     }
   }
-  if (in.client_id) {
-    // Kept as sent (the client matches its pending copy by it), but whitespace alone is
-    // as blank as DRF's trimming would make it.
-    if (unicode::trim(*in.client_id).empty()) {
-      errors.add("client_id", "This field may not be blank.");
-    }
-    if (unicode::length(*in.client_id) > kMaxClientIdLength) {
-      errors.add("client_id", "Ensure this field has no more than 64 characters.");
-    }
-  }
+  check_client_id(in.client_id, errors);
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   // The store checks membership in the send's own transaction (one trip to the store, not
   // three): a chat that is gone or not the sender's is the same 404 as everywhere.
@@ -226,24 +231,36 @@ boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::int64_t me
   co_return deleted.has_value();  // already deleted: a no-op
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::forward(
-    std::int64_t me, std::int64_t message_id, std::optional<std::int64_t> target_chat_id,
-    FieldErrors errors) {
+boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me,
+                                                                    std::int64_t message_id,
+                                                                    ForwardInput in) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
-  if (!target_chat_id && !errors.has("target_chat_id"))
+  FieldErrors errors = std::move(in.errors);
+  if (!in.target_chat_id && !errors.has("target_chat_id"))
     errors.add("target_chat_id", "This field is required.");
+  check_client_id(in.client_id, errors);
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   const auto& message = found->first;
-  if (message.is_deleted) co_return deleted_original();
-  auto target = co_await chats_.membership(me, *target_chat_id);
+  if (message.is_deleted && !in.client_id) co_return deleted_original();
+  const std::int64_t target_chat_id = *in.target_chat_id;
+  auto target = co_await chats_.membership(me, target_chat_id);
   if (!target) co_return std::move(target).error();
+  // A retry answers the first forward, even once its original is deleted.
+  if (in.client_id) {
+    auto earlier = co_await store_.chats().find_sent(target_chat_id, me, *in.client_id);
+    if (earlier) {
+      auto marks = co_await store_.chats().watermarks(target_chat_id);
+      co_return MessageView{std::move(*earlier), marks, false};
+    }
+  }
+  if (message.is_deleted) co_return deleted_original();
   // A forward of a forward points at the first original. The store copies the text as it
   // is when the copy is written (an edit or a deletion meanwhile is seen).
-  NewMessage copy{*target_chat_id,
+  NewMessage copy{target_chat_id,
                   me,
                   message.text,
-                  std::nullopt,
+                  std::move(in.client_id),
                   message.forwarded_from.value_or(message.id),
                   now_micros(),
                   message.id};

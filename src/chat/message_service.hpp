@@ -57,6 +57,13 @@ struct SendInput {
   FieldErrors errors;
 };
 
+struct ForwardInput {
+  std::optional<std::int64_t> target_chat_id;
+  // As a send's: the same sender, target chat and client_id answer the first message.
+  std::optional<std::string> client_id;
+  FieldErrors errors;  // a REST body's, answered once the message is found visible
+};
+
 struct HistoryQuery {
   std::int64_t chat_id = 0;
   std::optional<std::int64_t> before;
@@ -80,10 +87,9 @@ class MessageService {
   // Deletes for everyone whoever sent it; the caller (admin::AdminService) checked that a
   // staff user asks. Members hear it as the sender's own delete.
   boost::asio::awaitable<Result<Ok>> remove_as_staff(std::int64_t message_id);
-  // `errors` (a REST body's) answer once the message is found visible (DRF's get_object()).
+  // The input's errors answer once the message is found visible (DRF's get_object()).
   boost::asio::awaitable<Result<MessageView>> forward(std::int64_t me, std::int64_t message_id,
-                                                      std::optional<std::int64_t> target_chat_id,
-                                                      FieldErrors errors = {});
+                                                      ForwardInput in);
   boost::asio::awaitable<Result<std::vector<SearchHit>>> search(std::int64_t me, std::string query,
                                                                 std::optional<std::int64_t> chat_id,
                                                                 int limit);

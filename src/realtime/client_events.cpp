@@ -171,11 +171,22 @@ boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle_event(
   // finds the message of its URL before it reads the body (404, then 403, then 400).
   auto message_id = f.read.integer("message_id");
   if (type == "forward") {
-    auto target = f.read.integer("target_chat_id");
+    chats::ForwardInput in;
+    in.target_chat_id = f.read.integer("target_chat_id");
+    in.client_id = f.read.string("client_id", chats::kClientIdField);
     if (!message_id) co_return fail(Error::validation(std::move(f.errors)));
     if (!co_await message_in_chat(*message_id)) co_return fail(no_message);
-    auto sent = co_await messages_.forward(me, *message_id, target, std::move(f.errors));
+    in.errors = std::move(f.errors);
+    auto sent = co_await messages_.forward(me, *message_id, std::move(in));
     if (!sent) co_return fail(sent.error());
+    // The new message goes to the target chat's sockets and the user sockets, the sender's
+    // copies with its client_id. A retry broadcasts nothing, and a chat socket of another
+    // chat hears nothing of the target chat: such a socket gets the message here when the
+    // forward had a client_id (clients that send none, as the original's, see no change).
+    const bool heard = ctx.chat_id == 0 || ctx.chat_id == sent->message.chat_id;
+    if (!sent->created || (!heard && sent->message.client_id)) {
+      co_return std::vector<std::string>{chats::message_event(sent->message)};
+    }
     co_return std::vector<std::string>{};
   }
   if (type == "edit") {

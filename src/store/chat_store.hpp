@@ -159,8 +159,8 @@ class ChatStore {
   virtual boost::asio::awaitable<std::optional<ChatSummary>> summary(std::int64_t chat_id,
                                                                      std::int64_t viewer_id) = 0;
   // The viewer's own fields of each of these chats they are a member of (the others left
-  // out), in the order asked, in one snapshot. Neither the chats' rows nor their members are read: a replay
-  // carrying a rename of a 10,000-member group reads two watermarks, not 10,000 members.
+  // out), in the order asked, in one snapshot. Neither the chats' rows nor their members are read:
+  // a replay carrying a rename of a 10,000-member group reads two watermarks, not 10,000 members.
   virtual boost::asio::awaitable<std::vector<MemberView>> member_views(
       std::int64_t viewer_id, std::vector<std::int64_t> chat_ids) = 0;
   // Each chat's count, 0 for a chat the viewer is not a member of. One read for them all:
@@ -178,6 +178,11 @@ class ChatStore {
       std::int64_t chat_id, std::int64_t viewer_id, std::optional<std::int64_t> before,
       std::optional<std::int64_t> after, int limit) = 0;
   virtual boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) = 0;
+  // The message `sender_id` stored in the chat with `client_id`, if any (what a repeated
+  // client_id answers with; send_message() finds it by itself).
+  virtual boost::asio::awaitable<std::optional<MessageRecord>> find_sent(std::int64_t chat_id,
+                                                                         std::int64_t sender_id,
+                                                                         std::string client_id) = 0;
   // True when the user deleted the message for themself (?for=me).
   virtual boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
                                                  std::int64_t message_id) = 0;

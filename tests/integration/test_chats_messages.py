@@ -554,6 +554,45 @@ def test_forward(client):
                        json={"target_chat_id": g2["id"]}).status_code == 404
 
 
+def test_a_forward_with_a_client_id_is_idempotent(client):
+    """As a send's: the same sender, target chat and client_id answer the first forward
+    (200), even once its original is deleted; the client_id shows on the sender's copy
+    only. A forward without one is a new message each time, as the original's."""
+    a, b = client.register(), client.register()
+    source, target = new_group(client, a, b), new_group(client, a, b)
+    original = send(client, b, source["id"], "share this")
+
+    def forward(body, who=a):
+        return client.post(f"/api/messages/{original['id']}/forward/", token=who["access"],
+                           json={"target_chat_id": target["id"], **body})
+
+    r = forward({"client_id": "fw-1"})
+    assert r.status_code == 201, r.text
+    first = r.json()
+    assert (first["client_id"], first["forwarded_from"], first["chat"]) == ("fw-1", original["id"], target["id"])
+    r = forward({"client_id": "fw-1"})
+    assert (r.status_code, r.json()["id"], r.json()["client_id"]) == (200, first["id"], "fw-1"), r.text
+    # Another member's copy carries no client_id; the same key of another sender is theirs.
+    r = client.get(f"/api/messages/?chat={target['id']}", token=b["access"])
+    assert [(m["id"], m["client_id"]) for m in r.json()["results"]] == [(first["id"], None)]
+    r = forward({"client_id": "fw-1"}, who=b)
+    assert r.status_code == 201 and r.json()["id"] != first["id"], r.text
+    # Without a key, every forward is new.
+    ids = {forward({}).json()["id"] for _ in range(2)}
+    assert len(ids) == 2 and first["id"] not in ids
+    # The original deleted: a retry still answers the first, a new forward is refused.
+    assert client.request("DELETE", f"/api/messages/{original['id']}/", token=b["access"]).status_code == 204
+    r = forward({"client_id": "fw-1"})
+    assert (r.status_code, r.json()["id"], r.json()["text"]) == (200, first["id"], "share this"), r.text
+    r = forward({"client_id": "fw-2"})
+    assert r.status_code == 400, r.text
+    # The key is checked as a send's.
+    for bad, message in (("   ", "This field may not be blank."),
+                         ("x" * 65, "Ensure this field has no more than 64 characters.")):
+        r = forward({"client_id": bad})
+        assert (r.status_code, r.json()) == (400, {"client_id": [message]}), r.text
+
+
 # ---- search --------------------------------------------------------------------------------
 
 def test_search(client):

@@ -872,6 +872,57 @@ def test_an_added_members_chat_created_shows_the_chat_as_they_see_it(server, cli
     run(main())
 
 
+def test_a_forward_with_a_client_id_is_acknowledged_on_the_socket_that_sent_it(server, client):
+    """A forward's new message goes to the target chat's sockets and to user sockets, the
+    sender's copies with its client_id. A chat socket of the source chat hears nothing of
+    the target chat: it gets the message as its acknowledgement only when the forward had a
+    client_id (a client of the original sends none and sees no change). A repeat answers
+    the first forward on the socket that sent it, and broadcasts nothing."""
+    a, b = client.register(), client.register()
+    source, target = group_chat(client, a, b, name="source"), group_chat(client, a, b, name="target")
+    original = rest_send(client, b, source, "pass it on")["id"]
+
+    def forward(**fields):
+        return {"type": "forward", "message_id": original, "target_chat_id": target, **fields}
+
+    def copies(ws, message_id):
+        return [f for f in ws.seen if f.get("type") == "message" and f.get("message_id") == message_id]
+
+    async def main():
+        a_chat, a_user = await chat_ws(server, a, source), await user_ws(server, a)
+        b_target = await chat_ws(server, b, target)
+        # Without a client_id: the chat socket gets nothing, as before.
+        await a_chat.send(forward())
+        plain = (await b_target.until(is_("message", forwarded_from=original)))["message_id"]
+        f = await a_user.until(is_("message", message_id=plain))
+        assert f["client_id"] is None and f["chat_id"] == target, f
+        # With one: the chat socket gets the new message, with its client_id.
+        await a_chat.send(forward(client_id="fw-ws-1"))
+        ack = await a_chat.until(is_("message", client_id="fw-ws-1"))
+        assert (ack["chat_id"], ack["forwarded_from"], ack["sender_id"]) == (target, original, uid(a)), ack
+        keyed = ack["message_id"]
+        assert (await a_user.until(is_("message", message_id=keyed)))["client_id"] == "fw-ws-1"
+        assert (await b_target.until(is_("message", message_id=keyed)))["client_id"] is None
+        # A repeat: answered on the sending socket with the first, broadcast to nobody.
+        await a_chat.send(forward(client_id="fw-ws-1"))
+        again = await a_chat.until(is_("message", client_id="fw-ws-1"))
+        assert again["message_id"] == keyed, again
+        # On the user socket the broadcast is the acknowledgement, once; a repeat answers it.
+        await a_user.send(forward(chat_id=source, client_id="fw-ws-2"))
+        mine = (await a_user.until(is_("message", client_id="fw-ws-2")))["message_id"]
+        await a_user.send(forward(chat_id=source, client_id="fw-ws-2"))
+        assert (await a_user.until(is_("message", client_id="fw-ws-2")))["message_id"] == mine
+        for ws in (a_chat, a_user, b_target):
+            await ws.drain(0.5)
+        assert [f["message_id"] for f in a_chat.seen if f.get("type") == "message"] == [keyed, keyed]
+        assert len(copies(a_user, mine)) == 2 and len(copies(a_user, keyed)) == 1, a_user.seen
+        assert [f["message_id"] for f in b_target.seen if f.get("type") == "message"] == [plain, keyed, mine]
+        for ws in (a_chat, a_user, b_target):
+            await ws.close()
+
+    run(main())
+
+
 def test_a_chat_updated_carries_each_members_own_view_of_the_chat(server, client):
     """A rename reaches each member with the chat as they see it: their unread count and
     read watermark, the newest message they did not hide, its client_id only on its

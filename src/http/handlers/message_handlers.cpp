@@ -72,11 +72,15 @@ awaitable<Response> remove(Services& s, Request& req, const RouteParams& p,
 awaitable<Response> forward(Services& s, Request& req, const RouteParams& p,
                             const store::UserRecord& me, const json::object& body) {
   const std::int64_t id = p.ids[0];
-  FieldErrors errors = std::move(req.body_errors);
-  auto target = FieldReader(body, errors).integer("target_chat_id");
-  auto sent = co_await s.messages.forward(me.id, id, target, std::move(errors));
+  chats::ForwardInput in;
+  in.errors = std::move(req.body_errors);
+  FieldReader f(body, in.errors);
+  in.target_chat_id = f.integer("target_chat_id");
+  in.client_id = f.string("client_id", chats::kClientIdField);
+  auto sent = co_await s.messages.forward(me.id, id, std::move(in));
   if (!sent) co_return error_response(sent.error());
-  co_return json_response(201, chats::message_json(sent->message, me.id, sent->watermarks));
+  co_return json_response(sent->created ? 201 : 200,
+                          chats::message_json(sent->message, me.id, sent->watermarks));
 }
 
 awaitable<Response> search(Services& s, Request& req, const RouteParams& /*params*/,

@@ -73,6 +73,10 @@ constexpr const char* kMyChatsByActivity =
 constexpr const char* kMessageById =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = $1";
+constexpr const char* kMessageByClientId =
+    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+    "WHERE m.chat_id = $1 AND m.sender_id = $2 AND m.client_id = $3";
 constexpr const char* kLastVisibleMessage =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -850,6 +854,14 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::find_message(std::int64_t id) {
   auto params = pg_params(id);
   auto r = co_await db_.query(kMessageById, std::move(params));
+  co_return first_row(r, read_message);
+}
+
+asio::awaitable<std::optional<MessageRecord>> PgChatStore::find_sent(std::int64_t chat_id,
+                                                                     std::int64_t sender_id,
+                                                                     std::string client_id) {
+  auto params = pg_params(chat_id, sender_id, std::move(client_id));
+  auto r = co_await db_.query(kMessageByClientId, std::move(params));
   co_return first_row(r, read_message);
 }
 

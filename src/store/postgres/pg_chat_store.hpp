@@ -46,6 +46,9 @@ class PgChatStore final : public ChatStore {
                                                              std::optional<std::int64_t> after,
                                                              int limit) override;
   boost::asio::awaitable<std::optional<MessageRecord>> find_message(std::int64_t id) override;
+  boost::asio::awaitable<std::optional<MessageRecord>> find_sent(std::int64_t chat_id,
+                                                                 std::int64_t sender_id,
+                                                                 std::string client_id) override;
   boost::asio::awaitable<bool> is_hidden(std::int64_t user_id, std::int64_t chat_id,
                                          std::int64_t message_id) override;
   boost::asio::awaitable<std::vector<MessageRecord>> search(std::int64_t viewer_id,

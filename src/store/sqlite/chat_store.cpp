@@ -733,6 +733,16 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_messa
   co_return co_await db_.read(std::move(q));
 }
 
+boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_sent(
+    std::int64_t chat_id, std::int64_t sender_id, std::string client_id) {
+  auto q = [chat_id, sender_id, client_id = std::move(client_id)](Connection& c) {
+    auto s = c.prepare(kMessageByClientId);
+    s.bind(1, chat_id).bind(2, sender_id).bind(3, client_id);
+    return s.step() ? std::optional<MessageRecord>(read_message(s)) : std::nullopt;
+  };
+  co_return co_await db_.read(std::move(q));
+}
+
 boost::asio::awaitable<bool> SqliteChatStore::is_hidden(std::int64_t user_id, std::int64_t chat_id,
                                                         std::int64_t message_id) {
   auto q = [=](Connection& c) {
