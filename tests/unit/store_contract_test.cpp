@@ -1426,6 +1426,15 @@ TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {
     EXPECT_EQ(results[i]->message.id, results[i % 10]->message.id) << i;
   }
   EXPECT_EQ(distinct.size(), 10U);  // one per (sender, client_id)
+  // find_sent answers what a repeat gets: that sender's message in that chat only.
+  auto found = run(chats.find_sent(created.chat_id, ann.id, "cid-2"));
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->id, results[2]->message.id);
+  EXPECT_EQ(found->client_id, "cid-2");
+  EXPECT_EQ(found->sender_username, "ann");
+  EXPECT_FALSE(run(chats.find_sent(created.chat_id, bob.id, "cid-2")));  // ann's key
+  EXPECT_FALSE(run(chats.find_sent(created.chat_id + 1, ann.id, "cid-2")));
+  EXPECT_FALSE(run(chats.find_sent(created.chat_id, ann.id, "cid-99")));
   const auto heard = log.all();
   ASSERT_EQ(heard.size(), 11U);  // chat_created + one per stored message
   std::vector<std::int64_t> message_ids;
