@@ -103,7 +103,12 @@ boost::asio::awaitable<Error> MessageService::deleted_meanwhile(std::int64_t mes
   co_return deleted;
 }
 
-boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t /*me*/,
+boost::asio::awaitable<Result<MessageView>> MessageService::repeated(store::MessageRecord earlier) {
+  auto marks = co_await store_.chats().watermarks(earlier.chat_id);
+  co_return MessageView{std::move(earlier), marks, false};
+}
+
+boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::int64_t me,
                                                                           NewMessage m) {
   auto events = [](const SentMessage& sent) {
     const auto& m = sent.message;
@@ -115,9 +120,15 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
     return out;
   };
   const std::optional<std::int64_t> original = m.copy_of;
+  const std::int64_t chat_id = m.chat_id;
+  const std::optional<std::string> client_id = m.client_id;
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
-  if (sent->original_gone) {  // a forward whose original was deleted after forward() read it
+  if (sent->original_gone && original) {  // deleted after forward() read it
+    // A repeat of a forward that committed meanwhile answers it, as forward() would have.
+    std::optional<store::MessageRecord> earlier;
+    if (client_id) earlier = co_await store_.chats().find_sent(chat_id, me, *client_id);
+    if (earlier) co_return co_await repeated(std::move(*earlier));
     auto deleted = deleted_original();
     auto refused = co_await deleted_meanwhile(*original, std::move(deleted));
     co_return refused;
@@ -242,19 +253,15 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t
   check_client_id(in.client_id, errors);
   if (!errors.empty()) co_return Error::validation(std::move(errors));
   const auto& message = found->first;
-  if (message.is_deleted && !in.client_id) co_return deleted_original();
   const std::int64_t target_chat_id = *in.target_chat_id;
+  // A repeated key answers the message first sent with it, even once the original is
+  // deleted for everyone; the checks come in the same order with a key as without one.
+  std::optional<store::MessageRecord> earlier;
+  if (in.client_id) earlier = co_await store_.chats().find_sent(target_chat_id, me, *in.client_id);
+  if (message.is_deleted && !earlier) co_return deleted_original();
   auto target = co_await chats_.membership(me, target_chat_id);
   if (!target) co_return std::move(target).error();
-  // A retry answers the first forward, even once its original is deleted.
-  if (in.client_id) {
-    auto earlier = co_await store_.chats().find_sent(target_chat_id, me, *in.client_id);
-    if (earlier) {
-      auto marks = co_await store_.chats().watermarks(target_chat_id);
-      co_return MessageView{std::move(*earlier), marks, false};
-    }
-  }
-  if (message.is_deleted) co_return deleted_original();
+  if (earlier) co_return co_await repeated(std::move(*earlier));
   // A forward of a forward points at the first original. The store copies the text as it
   // is when the copy is written (an edit or a deletion meanwhile is seen).
   NewMessage copy{target_chat_id,

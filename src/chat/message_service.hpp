@@ -109,6 +109,8 @@ class MessageService {
   boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
   visible_message(std::int64_t me, std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
+  // The answer to a repeated client_id: the message first sent with it.
+  boost::asio::awaitable<Result<MessageView>> repeated(store::MessageRecord earlier);
   // The answer to a write its store refused because the message was deleted after the
   // service read it: `deleted`, or a 404 when the message went with its chat.
   boost::asio::awaitable<Error> deleted_meanwhile(std::int64_t message_id, Error deleted);

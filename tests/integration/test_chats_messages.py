@@ -586,6 +586,19 @@ def test_a_forward_with_a_client_id_is_idempotent(client):
     assert (r.status_code, r.json()["id"], r.json()["text"]) == (200, first["id"], "share this"), r.text
     r = forward({"client_id": "fw-2"})
     assert r.status_code == 400, r.text
+    # With a key or without, a deleted original is refused before the target is looked at.
+    elsewhere = new_group(client, b)
+    for body in ({}, {"client_id": "fw-3"}):
+        r = client.post(f"/api/messages/{original['id']}/forward/", token=a["access"],
+                        json={"target_chat_id": elsewhere["id"], **body})
+        assert r.status_code == 400, (body, r.text)
+    # A key is the sender's in the chat, whatever it was sent with: a forward repeating a
+    # plain send's key answers that message.
+    typed = send(client, a, target["id"], "typed", client_id="fw-4")
+    live = send(client, b, source["id"], "still here")
+    r = client.post(f"/api/messages/{live['id']}/forward/", token=a["access"],
+                    json={"target_chat_id": target["id"], "client_id": "fw-4"})
+    assert (r.status_code, r.json()["id"], r.json()["forwarded_from"]) == (200, typed["id"], None), r.text
     # The key is checked as a send's.
     for bad, message in (("   ", "This field may not be blank."),
                          ("x" * 65, "Ensure this field has no more than 64 characters.")):

@@ -1400,6 +1400,51 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   expect_index_matches_texts(file);
 }
 
+// A forward whose original is gone stores nothing, and answers for itself alone: another
+// send with its client_id, at once (in one batch on PostgreSQL), is stored.
+TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  const auto g = run(chats.create_chat(chat, [](const CreatedChat& c) {
+                   return one_event(c.chat_id, "chat_created");
+                 })).chat_id;
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  const auto gone =
+      run(chats.send_message({g, ann.id, "gone", std::nullopt, std::nullopt, 11}, on_send))
+          ->message.id;
+  const auto live =
+      run(chats.send_message({g, ann.id, "live", std::nullopt, std::nullopt, 12}, on_send))
+          ->message.id;
+  auto none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.delete_message(gone, none)));
+  // Pairs with one key each: a forward of the deleted message, then a plain send (keys
+  // "p0".."p7") or a forward of the live one ("f0".."f7").
+  std::vector<NewMessage> sends;
+  for (int i = 0; i < 8; ++i) {
+    const std::string plain = numbered("p", i);
+    const std::string fwd = numbered("f", i);
+    sends.push_back({g, ann.id, "gone", plain, gone, 20 + i, gone});
+    sends.push_back({g, ann.id, "plain", plain, std::nullopt, 20 + i});
+    sends.push_back({g, ann.id, "gone", fwd, gone, 20 + i, gone});
+    sends.push_back({g, ann.id, "live", fwd, live, 20 + i, live});
+  }
+  const auto results = send_at_once(std::move(sends));
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i]) << i;
+    if (i % 2 == 0) {
+      EXPECT_TRUE(results[i]->original_gone) << i;
+      continue;
+    }
+    EXPECT_FALSE(results[i]->original_gone) << i;
+    EXPECT_TRUE(results[i]->created) << i;
+    const bool forward = i % 4 == 3;
+    EXPECT_EQ(results[i]->message.text, forward ? "live" : "plain") << i;
+    EXPECT_EQ(results[i]->message.forwarded_from, forward ? std::optional(live) : std::nullopt)
+        << i;
+  }
+}
+
 // Many sends at once, several with the same client_id: one message per client_id, ids in
 // the order the events were committed, seqs handed to the listener gapless and in order.
 TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {

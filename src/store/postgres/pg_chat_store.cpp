@@ -1304,8 +1304,13 @@ asio::awaitable<void> PgChatStore::write_sends(
   // What chat_send_messages stores: each send, except that a client_id repeated within the
   // batch is left out and answered as its first send is, created false, as a retry would
   // be (`answered_by`: the index in `unique` whose answer a send takes).
+  // A forward's original may turn out gone, which stores nothing: a send repeating the key
+  // of a forward (or a forward repeating another send's) must not take that refusal, so
+  // it is written after this batch commits, as if it had come later (`later`).
+  constexpr std::size_t kLater = SIZE_MAX;
   std::vector<const PendingSend*> unique;
   std::vector<std::size_t> answered_by(batch.size());
+  std::vector<std::shared_ptr<PendingSend>> later;
   std::map<std::tuple<std::int64_t, std::int64_t, std::string_view>, std::size_t> first_of;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const NewMessage& m = batch[i]->message;
@@ -1313,7 +1318,12 @@ asio::awaitable<void> PgChatStore::write_sends(
       auto [at, fresh] =
           first_of.try_emplace({m.chat_id, m.sender_id, *m.client_id}, unique.size());
       if (!fresh) {
-        answered_by[i] = at->second;
+        if (m.copy_of || unique[at->second]->message.copy_of) {
+          answered_by[i] = kLater;
+          later.push_back(batch[i]);
+        } else {
+          answered_by[i] = at->second;
+        }
         continue;
       }
     }
@@ -1394,6 +1404,7 @@ asio::awaitable<void> PgChatStore::write_sends(
     }
     std::vector<NewEvent> events;
     for (std::size_t i = 0; i < batch.size(); ++i) {
+      if (answered_by[i] == kLater) continue;
       PendingSend& p = *batch[i];
       p.result = stored[answered_by[i]];
       if (!p.result) continue;  // the chat is gone, or the sender is not a member
@@ -1407,6 +1418,7 @@ asio::awaitable<void> PgChatStore::write_sends(
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
+  if (!later.empty()) co_await write_sends(later);
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
