@@ -24,8 +24,10 @@ std::optional<boost::urls::url_view> parse_request_target(std::string_view targe
   auto url = target.starts_with('/') ? boost::urls::parse_origin_form(target)
                                      : boost::urls::parse_absolute_uri(target);
   if (!url) return std::nullopt;
-  if (!target.starts_with('/') && url->scheme_id() != boost::urls::scheme::http &&
-      url->scheme_id() != boost::urls::scheme::https) {
+  if (!target.starts_with('/') &&
+      ((url->scheme_id() != boost::urls::scheme::http &&
+        url->scheme_id() != boost::urls::scheme::https) ||
+       url->has_userinfo())) {  // RFC 9110 (4.2.4): user information in it is an error
     return std::nullopt;
   }
   return *url;
