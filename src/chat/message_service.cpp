@@ -124,11 +124,12 @@ boost::asio::awaitable<Result<MessageView>> MessageService::store_message(std::i
   const std::optional<std::string> client_id = m.client_id;
   auto sent = co_await store_.chats().send_message(std::move(m), std::move(events));
   if (!sent) co_return Error::not_found("No Chat matches the given query.");
-  if (sent->original_gone && original) {  // deleted after forward() read it
+  if (sent->original_gone) {  // a forward's original, deleted after forward() read it
     // A repeat of a forward that committed meanwhile answers it, as forward() would have.
     std::optional<store::MessageRecord> earlier;
     if (client_id) earlier = co_await store_.chats().find_sent(chat_id, me, *client_id);
     if (earlier) co_return co_await repeated(std::move(*earlier));
+    if (!original) co_return deleted_original();  // only forwards have one to lose
     auto deleted = deleted_original();
     auto refused = co_await deleted_meanwhile(*original, std::move(deleted));
     co_return refused;
