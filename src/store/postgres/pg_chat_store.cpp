@@ -1258,11 +1258,12 @@ asio::awaitable<std::optional<SentMessage>> PgChatStore::send_message(
   co_return std::move(pending->result);
 }
 
-asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<PendingSend>> batch) {
+asio::awaitable<void> PgChatStore::write_each_if_need_be(const PendingSends& batch) {
   std::exception_ptr failed;
   bool database_away = false;
+  PendingSends later;
   try {
-    co_await write_sends(batch);
+    later = co_await write_sends(batch);
   } catch (const Unavailable&) {
     failed = std::current_exception();  // none of them can be written now
     database_away = true;
@@ -1271,20 +1272,28 @@ asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<Pendi
   }
   if (failed && !database_away && batch.size() > 1) {
     // One bad send fails the transaction of all: each is written on its own again, so
-    // only the bad one fails.
+    // only the bad one fails. (A send alone leaves nothing for later.)
     failed = nullptr;
-    for (auto& p : batch) {
+    for (const auto& p : batch) {
       try {
-        const std::vector<std::shared_ptr<PendingSend>> one{p};
+        const PendingSends one{p};
         co_await write_sends(one);
       } catch (...) {
         p->error = std::current_exception();
       }
     }
   }
+  if (failed) {
+    for (const auto& p : batch) p->error = failed;
+  }
+  // After the batch's commit, in their own transaction: a failure there is theirs alone.
+  if (!later.empty()) co_await write_each_if_need_be(later);
+}
+
+asio::awaitable<void> PgChatStore::write_batch(PendingSends batch) {
+  co_await write_each_if_need_be(batch);
   std::lock_guard lock(sends_mutex_);
   for (const auto& p : batch) {
-    if (failed) p->error = failed;
     p->written = true;
     resume(*p);
   }
@@ -1299,18 +1308,17 @@ asio::awaitable<void> PgChatStore::write_batch(std::vector<std::shared_ptr<Pendi
   }
 }
 
-asio::awaitable<void> PgChatStore::write_sends(
-    const std::vector<std::shared_ptr<PendingSend>>& batch) {
+asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const PendingSends& batch) {
   // What chat_send_messages stores: each send, except that a client_id repeated within the
   // batch is left out and answered as its first send is, created false, as a retry would
   // be (`answered_by`: the index in `unique` whose answer a send takes).
   // A forward's original may turn out gone, which stores nothing: a send repeating the key
   // of a forward (or a forward repeating another send's) must not take that refusal, so
-  // it is written after this batch commits, as if it had come later (`later`).
+  // it is left for after this batch commits, as if it had come later (`later`).
   constexpr std::size_t kLater = SIZE_MAX;
   std::vector<const PendingSend*> unique;
   std::vector<std::size_t> answered_by(batch.size());
-  std::vector<std::shared_ptr<PendingSend>> later;
+  PendingSends later;
   std::map<std::tuple<std::int64_t, std::int64_t, std::string_view>, std::size_t> first_of;
   for (std::size_t i = 0; i < batch.size(); ++i) {
     const NewMessage& m = batch[i]->message;
@@ -1418,7 +1426,7 @@ asio::awaitable<void> PgChatStore::write_sends(
   };
   WriteBody fn = body;
   co_await write(std::move(fn));
-  if (!later.empty()) co_await write_sends(later);
+  co_return later;
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(

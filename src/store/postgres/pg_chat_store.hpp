@@ -108,9 +108,15 @@ class PgChatStore final : public ChatStore {
   // batches being written writes the queued sends in one transaction, with one round trip
   // for all their statements and one event-log lock, COMMIT and barrier. When a batch is
   // written, the first send still waiting is given the next batch to write.
-  boost::asio::awaitable<void> write_sends(const std::vector<std::shared_ptr<PendingSend>>& batch);
-  // write_sends, then tells the batch's sends and hands the next batch on.
-  boost::asio::awaitable<void> write_batch(std::vector<std::shared_ptr<PendingSend>> batch);
+  // Returns the sends it left for after its commit (a key shared with a forward's).
+  using PendingSends = std::vector<std::shared_ptr<PendingSend>>;
+  boost::asio::awaitable<PendingSends> write_sends(const PendingSends& batch);
+  // write_sends; when the transaction fails for another reason than the database being
+  // away, each send on its own, so that only a bad one fails; then the sends it left for
+  // later the same way. A send that could not be written holds its error.
+  boost::asio::awaitable<void> write_each_if_need_be(const PendingSends& batch);
+  // write_each_if_need_be, then tells the batch's sends and hands the next batch on.
+  boost::asio::awaitable<void> write_batch(PendingSends batch);
 
   using WriteBody = std::function<boost::asio::awaitable<void>(PgConnection&, TxLog&)>;
   // Runs a write transaction; after it commits, tells the listener what it logged and
