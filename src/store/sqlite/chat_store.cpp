@@ -345,6 +345,15 @@ std::optional<MessageRecord> message_by_id(Connection& c, std::int64_t id) {
   return first_row(s, read_message);
 }
 
+// What a repeated client_id answers (send_message, find_sent).
+std::optional<MessageRecord> message_by_client_id(Connection& c, std::int64_t chat_id,
+                                                  std::int64_t sender_id,
+                                                  const std::string& client_id) {
+  auto s = c.prepare(kMessageByClientId);
+  s.bind(1, chat_id).bind(2, sender_id).bind(3, client_id);
+  return first_row(s, read_message);
+}
+
 // The first `limit` rows of a page (kPage*) whose ids are not among `hidden` (kHidden*,
 // the same range in the same order), merged rather than looked up row by row.
 std::vector<MessageRecord> visible_rows(Statement& rows, Statement& hidden, bool newest_first,
@@ -736,9 +745,7 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_messa
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::find_sent(
     std::int64_t chat_id, std::int64_t sender_id, std::string client_id) {
   auto q = [chat_id, sender_id, client_id = std::move(client_id)](Connection& c) {
-    auto s = c.prepare(kMessageByClientId);
-    s.bind(1, chat_id).bind(2, sender_id).bind(3, client_id);
-    return s.step() ? std::optional<MessageRecord>(read_message(s)) : std::nullopt;
+    return message_by_client_id(c, chat_id, sender_id, client_id);
   };
   co_return co_await db_.read(std::move(q));
 }
@@ -1124,10 +1131,8 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
       m.text = original.text(0);
     }
     if (m.client_id) {
-      auto s = c.prepare(kMessageByClientId);
-      s.bind(1, m.chat_id).bind(2, m.sender_id).bind(3, *m.client_id);
-      if (s.step()) {
-        SentMessage earlier{read_message(s), false};
+      if (auto first = message_by_client_id(c, m.chat_id, m.sender_id, *m.client_id)) {
+        SentMessage earlier{std::move(*first), false};
         earlier.marks = watermarks_of(c, m.chat_id);
         return std::optional<SentMessage>(std::move(earlier));
       }
