@@ -25,6 +25,7 @@
 #include "http/drf.hpp"
 #include "http/request_log.hpp"
 #include "http/request_reader.hpp"
+#include "http/response_writer.hpp"
 #include "metrics/metrics.hpp"
 #include "store/store.hpp"
 #include "ws/gate.hpp"
@@ -187,7 +188,15 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         if (iec) break;
       }
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
-      auto [rec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+      // A request's header usually arrives whole in one read: parsed here at once, without
+      // a read operation that would find it in the buffer and come back through the
+      // scheduler. A part of one is read on as it comes.
+      beast::error_code rec = bhttp::error::need_more;
+      if (buffer.size() > 0) buffer.consume(parser.put(buffer.data(), rec));
+      if (rec == bhttp::error::need_more) {
+        auto [read_ec, rn] = co_await bhttp::async_read_header(stream, buffer, parser, use_tuple);
+        rec = read_ec;
+      }
       const InProgress busy(in_progress);
       if (rec) {
         if (rec == bhttp::error::header_limit) {
@@ -286,7 +295,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       auto res = to_beast(std::move(response), version, keep_alive, req.method == Method::head,
                           req.request_id);
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
-      auto [wec, wn] = co_await bhttp::async_write(stream, res, use_tuple);
+      const beast::error_code wec = co_await write_response(stream, res);
       const RequestOutcome outcome{
           req.request_id, req.client_address, req.method_text, req.path, route, status, bytes,
           started};
