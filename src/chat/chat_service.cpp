@@ -4,6 +4,7 @@
 #include <unordered_set>
 
 #include "chat/permissions.hpp"
+#include "chat/until_decided.hpp"
 #include "chat/wire.hpp"
 #include "common/unicode.hpp"
 
@@ -142,16 +143,28 @@ boost::asio::awaitable<Result<CreatedChatView>> ChatService::create(std::int64_t
     return std::vector<NewEvent>{
         chat_event("chat_created", created.chat_id, &shape, std::nullopt, me)};
   };
-  auto created = co_await store_.chats().create_chat(std::move(chat), std::move(events));
-  auto summary = co_await store_.chats().summary(created.chat_id, me);
-  if (!summary) co_return not_a_member();  // deleted in between
-  co_return CreatedChatView{std::move(*summary), created.created};
+  for (int attempt = 0; attempt < kDecisionAttempts; ++attempt) {
+    auto created = co_await store_.chats().create_chat(chat, events);
+    auto summary = co_await store_.chats().summary(created.chat_id, me);
+    if (summary) co_return CreatedChatView{std::move(*summary), created.created};
+    // Deleted in between. A pair's chat found, not made, is made anew, as a request after
+    // the deletion would; a new group deleted already (by its creator) is gone.
+    if (created.created) co_return not_a_member();
+  }
+  co_return Error::unavailable();
 }
 
 boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
                                                                 std::int64_t chat_id,
                                                                 std::optional<std::string> name,
                                                                 FieldErrors errors, bool partial) {
+  co_return co_await until_decided<ChatSummary>(
+      [&] { return try_rename(me, chat_id, name, errors, partial); });
+}
+
+boost::asio::awaitable<std::optional<Result<ChatSummary>>> ChatService::try_rename(
+    std::int64_t me, std::int64_t chat_id, const std::optional<std::string>& name,
+    FieldErrors errors, bool partial) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
   const auto& mine = *std::find_if(summary->members.begin(), summary->members.end(),
@@ -170,12 +183,18 @@ boost::asio::awaitable<Result<ChatSummary>> ChatService::rename(std::int64_t me,
   auto events = [](const RenamedChat& renamed) {
     return std::vector<NewEvent>{chat_update_event(renamed)};
   };
-  if (!co_await store_.chats().rename_chat(chat_id, *name, std::move(events)))
-    co_return not_a_member();
+  const Standing by{chat_id, me, mine.role};
+  auto renamed = co_await store_.chats().rename_chat(by, *name, std::move(events));
+  if (!renamed) co_return std::nullopt;
   co_return co_await get(me, chat_id);
 }
 
 boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int64_t chat_id) {
+  co_return co_await until_decided<Ok>([&] { return try_remove(me, chat_id); });
+}
+
+boost::asio::awaitable<std::optional<Result<Ok>>> ChatService::try_remove(std::int64_t me,
+                                                                          std::int64_t chat_id) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   if (!allowed(Action::delete_chat, {m->first.type, m->second.role})) co_return Error::forbidden();
@@ -188,13 +207,19 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove(std::int64_t me, std::int
     }
     return out;
   };
-  co_await store_.chats().delete_chat(chat_id, std::move(events));
+  const Standing by{chat_id, me, m->second.role};
+  if (!co_await store_.chats().delete_chat(by, std::move(events))) co_return std::nullopt;
   co_return Ok{};
 }
 
 boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_t me,
                                                                      std::int64_t chat_id,
                                                                      MemberInput in) {
+  co_return co_await until_decided<MemberRecord>([&] { return try_add_member(me, chat_id, in); });
+}
+
+boost::asio::awaitable<std::optional<Result<MemberRecord>>> ChatService::try_add_member(
+    std::int64_t me, std::int64_t chat_id, const MemberInput& in) {
   auto summary = co_await store_.chats().summary(chat_id, me);
   if (!summary) co_return not_a_member();
   const auto mine = *std::find_if(summary->members.begin(), summary->members.end(),
@@ -202,7 +227,7 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
   const Actor actor{summary->chat.type, mine.role};
   if (!allowed(Action::add_member, actor)) co_return Error::forbidden();
 
-  FieldErrors errors = std::move(in.errors);
+  FieldErrors errors = in.errors;
   Role role = Role::member;
   if (in.role) {
     auto parsed = parse_role(*in.role);
@@ -229,6 +254,7 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
     co_return Error::field("non_field_errors",
                            "A group has at most " + std::to_string(kMaxGroupMembers) + " members.");
   }
+  if (already) co_return Error::field("user_id", "This user is already a member of the chat.");
   ChatSummary shape = *summary;
   shape.members.push_back({user->id, user->username, role, now_micros(), 0, 0});
   auto events = [shape](const MemberChange& c) {
@@ -240,14 +266,11 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::add_member(std::int64_
         chat_event("chat_created", c.chat_id, seen, c.user_id, c.user_id),
         to_event(c.chat_id, member_event("member_added", c.chat_id, c.user_id, c.role))};
   };
+  const Standing by{chat_id, me, mine.role};
   auto change =
-      co_await store_.chats().add_member(chat_id, user->id, role, now_micros(), std::move(events));
-  if (!change) {
-    // Added meanwhile, or the chat deleted meanwhile (its delete answered first).
-    const bool chat_exists = co_await exists(chat_id);
-    if (!chat_exists) co_return Error::not_found();
-    co_return Error::field("user_id", "This user is already a member of the chat.");
-  }
+      co_await store_.chats().add_member(by, user->id, role, now_micros(), std::move(events));
+  // Added meanwhile, the chat deleted meanwhile, or the caller's rights changed: checked again.
+  if (!change) co_return std::nullopt;
   auto member = co_await store_.chats().find_member(chat_id, user->id);
   if (!member) co_return not_a_member();
   co_return std::move(*member);
@@ -257,15 +280,9 @@ boost::asio::awaitable<Result<MemberRecord>> ChatService::change_role(std::int64
                                                                       std::int64_t chat_id,
                                                                       std::int64_t user_id,
                                                                       MemberInput in) {
-  // The change is made only if the roles it was checked against still hold; when a
-  // departure or another change came between, it is checked again against the new ones.
-  // Each attempt that fails lost to a change committed meanwhile; ten in a row means the
-  // chat's roles change faster than they can be read, and the client may try again.
-  for (int attempt = 0; attempt < 10; ++attempt) {
-    auto done = co_await try_change_role(me, chat_id, user_id, in);
-    if (done) co_return std::move(*done);
-  }
-  co_return Error::unavailable();
+  // The change is made only if the roles it was checked against still hold (RoleChange).
+  co_return co_await until_decided<MemberRecord>(
+      [&] { return try_change_role(me, chat_id, user_id, in); });
 }
 
 boost::asio::awaitable<std::optional<Result<MemberRecord>>> ChatService::try_change_role(
@@ -307,6 +324,11 @@ boost::asio::awaitable<std::optional<Result<MemberRecord>>> ChatService::try_cha
 
 boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, std::int64_t chat_id,
                                                               std::int64_t user_id) {
+  co_return co_await until_decided<Ok>([&] { return try_remove_member(me, chat_id, user_id); });
+}
+
+boost::asio::awaitable<std::optional<Result<Ok>>> ChatService::try_remove_member(
+    std::int64_t me, std::int64_t chat_id, std::int64_t user_id) {
   auto m = co_await membership(me, chat_id);
   if (!m) co_return std::move(m).error();
   const auto& [chat, mine] = *m;
@@ -348,10 +370,11 @@ boost::asio::awaitable<Result<Ok>> ChatService::remove_member(std::int64_t me, s
     }
     return out;
   };
-  if (!co_await store_.chats().remove_member(chat_id, user_id, std::move(choose_owner),
-                                             std::move(events))) {
-    co_return Error::not_found();
-  }
+  std::optional<RemovalBy> by;
+  if (!leaving) by = RemovalBy{{chat_id, me, mine.role}, target->role};
+  auto departure = co_await store_.chats().remove_member(
+      chat_id, user_id, by, std::move(choose_owner), std::move(events));
+  if (!departure) co_return std::nullopt;  // gone meanwhile, or not as checked: checked again
   co_return Ok{};
 }
 

@@ -78,9 +78,20 @@ class ChatService {
       std::int64_t me, std::int64_t chat_id);
 
  private:
-  // One check-and-change; nullopt when the roles it checked changed before the write.
+  // One check-and-change each; nullopt when what it checked changed before the write
+  // (until_decided).
+  boost::asio::awaitable<std::optional<Result<store::ChatSummary>>> try_rename(
+      std::int64_t me, std::int64_t chat_id, const std::optional<std::string>& name,
+      FieldErrors errors, bool partial);
+  boost::asio::awaitable<std::optional<Result<Ok>>> try_remove(std::int64_t me,
+                                                               std::int64_t chat_id);
+  boost::asio::awaitable<std::optional<Result<store::MemberRecord>>> try_add_member(
+      std::int64_t me, std::int64_t chat_id, const MemberInput& in);
   boost::asio::awaitable<std::optional<Result<store::MemberRecord>>> try_change_role(
       std::int64_t me, std::int64_t chat_id, std::int64_t user_id, const MemberInput& in);
+  boost::asio::awaitable<std::optional<Result<Ok>>> try_remove_member(std::int64_t me,
+                                                                      std::int64_t chat_id,
+                                                                      std::int64_t user_id);
 
   store::Store& store_;
 };

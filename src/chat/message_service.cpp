@@ -10,6 +10,7 @@
 #include "chat/permissions.hpp"
 #include "chat/replay_views.hpp"
 #include "chat/search_query.hpp"
+#include "chat/until_decided.hpp"
 #include "chat/wire.hpp"
 #include "common/log_throttle.hpp"
 #include "common/unicode.hpp"
@@ -180,6 +181,13 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
                                                                  std::int64_t message_id,
                                                                  std::optional<std::string> text,
                                                                  FieldErrors errors, bool partial) {
+  co_return co_await until_decided<MessageView>(
+      [&] { return try_edit(me, message_id, text, errors, partial); });
+}
+
+boost::asio::awaitable<std::optional<Result<MessageView>>> MessageService::try_edit(
+    std::int64_t me, std::int64_t message_id, const std::optional<std::string>& text,
+    FieldErrors errors, bool partial) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -194,15 +202,16 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
   }
   auto cleaned = clean_message_text(text);
   if (!cleaned) co_return std::move(cleaned).error();
-  // Checked before the write, and again by the write itself: a deletion may commit between.
-  auto deleted = [] {
-    return Error::field("non_field_errors", "A deleted message cannot be edited.");
-  };
-  if (message.is_deleted) co_return deleted();
+  // Checked before the write, and again by the write itself: a deletion may commit between
+  // (and the next attempt refuses it here).
+  if (message.is_deleted) {
+    co_return Error::field("non_field_errors", "A deleted message cannot be edited.");
+  }
   auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_edit_event(m)}; };
-  auto edited = co_await store_.chats().edit_message(message_id, std::move(*cleaned), now_micros(),
-                                                     std::move(events));
-  if (!edited) co_return deleted();
+  const Standing by{chat.id, me, std::nullopt};  // the sender, while a member
+  auto edited = co_await store_.chats().edit_message(by, message_id, std::move(*cleaned),
+                                                     now_micros(), std::move(events));
+  if (!edited) co_return std::nullopt;
   auto marks = co_await store_.chats().watermarks(chat.id);
   MessageView view{std::move(*edited), std::move(marks), true};
   co_return view;
@@ -211,6 +220,11 @@ boost::asio::awaitable<Result<MessageView>> MessageService::edit(std::int64_t me
 boost::asio::awaitable<Result<Removal>> MessageService::remove(std::int64_t me,
                                                                std::int64_t message_id,
                                                                bool for_me) {
+  co_return co_await until_decided<Removal>([&] { return try_remove(me, message_id, for_me); });
+}
+
+boost::asio::awaitable<std::optional<Result<Removal>>> MessageService::try_remove(
+    std::int64_t me, std::int64_t message_id, bool for_me) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -226,21 +240,26 @@ boost::asio::awaitable<Result<Removal>> MessageService::remove(std::int64_t me,
   if (!allowed(Action::delete_for_everyone, {chat.type, member->role, message.sender_id == me})) {
     co_return Error::forbidden();
   }
-  const bool changed = co_await delete_for_everyone(message_id);
-  co_return Removal{message, changed};
+  const Standing by{chat.id, me, member->role};
+  if (co_await delete_for_everyone(by, message_id)) co_return Removal{message, true};
+  // Deleted already (a no-op), or the caller's rights changed meanwhile: checked again.
+  auto now = co_await store_.chats().find_message(message_id);
+  if (now && now->is_deleted) co_return Removal{message, false};
+  co_return std::nullopt;
 }
 
 boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t message_id) {
   auto message = co_await store_.chats().find_message(message_id);
   if (!message) co_return no_message();
-  co_await delete_for_everyone(message_id);
+  co_await delete_for_everyone(std::nullopt, message_id);
   co_return Ok{};
 }
 
-boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::int64_t message_id) {
+boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::optional<Standing> by,
+                                                                 std::int64_t message_id) {
   auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_delete_event(m)}; };
-  auto deleted = co_await store_.chats().delete_message(message_id, std::move(events));
-  co_return deleted.has_value();  // already deleted: a no-op
+  auto deleted = co_await store_.chats().delete_message(by, message_id, std::move(events));
+  co_return deleted.has_value();
 }
 
 boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t me,
@@ -315,6 +334,11 @@ boost::asio::awaitable<Result<std::vector<PinView>>> MessageService::pins(std::i
 
 boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
                                                             std::int64_t message_id) {
+  co_return co_await until_decided<PinView>([&] { return try_pin(me, message_id); });
+}
+
+boost::asio::awaitable<std::optional<Result<PinView>>> MessageService::try_pin(
+    std::int64_t me, std::int64_t message_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
   auto& [message, chat] = *found;
@@ -326,14 +350,11 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
   auto events = [](const PinRecord& p) {
     return std::vector<NewEvent>{to_pin_event(pin_event(p), p)};
   };
-  auto pinned =
-      co_await store_.chats().pin(chat.id, message.id, me, now_micros(), std::move(events));
-  if (!pinned) {
-    // Deleted since it was read above: refused as if it had been deleted before.
-    auto deleted = Error::field("message_id", "A deleted message cannot be pinned.");
-    auto refused = co_await deleted_meanwhile(message.id, std::move(deleted));
-    co_return refused;
-  }
+  const Standing by{chat.id, me, member->role};
+  auto pinned = co_await store_.chats().pin(by, message.id, now_micros(), std::move(events));
+  // Deleted since it was read above (refused by the next attempt as if it had been deleted
+  // before), or the caller's rights changed: checked again.
+  if (!pinned) co_return std::nullopt;
   auto [pin, created] = std::move(*pinned);
   auto marks = co_await store_.chats().watermarks(chat.id);
   PinView view{pin, std::move(message), std::move(marks), created};
@@ -341,15 +362,26 @@ boost::asio::awaitable<Result<PinView>> MessageService::pin(std::int64_t me,
 }
 
 boost::asio::awaitable<Result<Ok>> MessageService::unpin(std::int64_t me, std::int64_t pin_id) {
+  co_return co_await until_decided<Ok>([&] { return try_unpin(me, pin_id); });
+}
+
+boost::asio::awaitable<std::optional<Result<Ok>>> MessageService::try_unpin(std::int64_t me,
+                                                                            std::int64_t pin_id) {
   auto pin = co_await store_.chats().find_pin(pin_id);
   if (!pin) co_return Error::not_found();
   auto m = co_await chats_.membership(me, pin->chat_id);
   if (!m) co_return Error::not_found();
+  // A message the caller hid is gone for them, and so is its pin.
+  if (co_await store_.chats().is_hidden(me, pin->chat_id, pin->message_id)) {
+    co_return Error::not_found();
+  }
   if (!allowed(Action::pin, {m->first.type, m->second.role})) co_return Error::forbidden();
   auto events = [](const PinRecord& p) {
     return std::vector<NewEvent>{to_pin_event(unpin_event(p), p)};
   };
-  co_await store_.chats().unpin(pin_id, std::move(events));
+  const Standing by{pin->chat_id, me, m->second.role};
+  // Unpinned meanwhile (the next attempt answers 404), or the caller's rights changed.
+  if (!co_await store_.chats().unpin(by, pin_id, std::move(events))) co_return std::nullopt;
   co_return Ok{};
 }
 

@@ -114,8 +114,21 @@ class MessageService {
   // The answer to a write its store refused because the message was deleted after the
   // service read it: `deleted`, or a 404 when the message went with its chat.
   boost::asio::awaitable<Error> deleted_meanwhile(std::int64_t message_id, Error deleted);
-  // False when there was nothing to delete (already deleted, or gone).
-  boost::asio::awaitable<bool> delete_for_everyone(std::int64_t message_id);
+  // False when there was nothing to delete (already deleted, or gone), or `by` no longer
+  // holds (store::Standing; nullopt for staff).
+  boost::asio::awaitable<bool> delete_for_everyone(std::optional<store::Standing> by,
+                                                   std::int64_t message_id);
+  // One check-and-write each; nullopt when what it checked changed before the write
+  // (until_decided).
+  boost::asio::awaitable<std::optional<Result<MessageView>>> try_edit(
+      std::int64_t me, std::int64_t message_id, const std::optional<std::string>& text,
+      FieldErrors errors, bool partial);
+  boost::asio::awaitable<std::optional<Result<Removal>>> try_remove(std::int64_t me,
+                                                                    std::int64_t message_id,
+                                                                    bool for_me);
+  boost::asio::awaitable<std::optional<Result<PinView>>> try_pin(std::int64_t me,
+                                                                 std::int64_t message_id);
+  boost::asio::awaitable<std::optional<Result<Ok>>> try_unpin(std::int64_t me, std::int64_t pin_id);
   // (chat, the newest message id of it a fetch showed the caller)
   using DeliveredUpTo = std::vector<std::pair<std::int64_t, std::int64_t>>;
   // Moves the caller's delivered watermarks up (a fetch delivers) in one write, logging

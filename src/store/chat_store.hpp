@@ -66,6 +66,29 @@ struct SentMessage {
   bool read_moved = false;
 };
 
+// The standing in a chat that a permission was checked against. A write given one makes
+// its change only if, inside its own transaction, the user is still a member of the chat
+// with this role; otherwise it changes nothing and answers as refused (nullopt, false), and
+// the service checks again against what changed. So a right cannot be used once it is gone:
+// a demotion, a removal or a departure committed between the check and the write wins.
+struct Standing {
+  std::int64_t chat_id = 0;
+  std::int64_t user_id = 0;
+  std::optional<Role> role;  // nullopt: membership alone (the rule does not look at the role)
+};
+
+// A removal of another member, as its caller checked it: made only while the caller still
+// stands so and the member removed still has `target_role` (the rule depends on both).
+struct RemovalBy {
+  Standing actor;
+  Role target_role = Role::member;
+};
+
+// Whether a removal checked as `by` still holds among `members` (read by the removal's
+// transaction): the remover still stands so, and `user_id` still has the role checked.
+bool still_removable(const std::vector<MemberRecord>& members, std::int64_t user_id,
+                     const RemovalBy& by);
+
 // A role change as its caller checked it: made only while the member still has `from`
 // and the one changing it still has `actor_role`, so it cannot land on a chat that changed
 // under the caller's checks (an owner who has left, a member who has become owner).
@@ -211,36 +234,40 @@ class ChatStore {
   // --- writes --------------------------------------------------------------------------
   virtual boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
                                                           EventsFor<CreatedChat> events) = 0;
+  // The writes that take a Standing (or RemovalBy) make no change when it no longer holds.
   virtual boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
-      std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) = 0;
+      Standing by, std::string name, EventsFor<RenamedChat> events) = 0;
   // Deletes the chat with its members, messages and pins; the events (one per former
-  // member, the chat being gone) are written first.
-  virtual boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
+  // member, the chat being gone) are written first. false when it was gone.
+  virtual boost::asio::awaitable<bool> delete_chat(Standing by,
                                                    EventsFor<std::vector<MemberRecord>> events) = 0;
 
   // nullopt when the user is already a member (or the chat is gone).
   virtual boost::asio::awaitable<std::optional<MemberChange>> add_member(
-      std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
-      EventsFor<MemberChange> events) = 0;
+      Standing by, std::int64_t user_id, Role role, Micros now, EventsFor<MemberChange> events) = 0;
   // nullopt when the member or the actor no longer holds the role the change expects (or
   // the chat is gone).
   virtual boost::asio::awaitable<std::optional<MemberChange>> set_role(
       RoleChange change, EventsFor<MemberChange> events) = 0;
   // Removes the member in one transaction with what follows from it: `choose_owner`
-  // names a new owner, and when nobody remains the chat is deleted.
+  // names a new owner, and when nobody remains the chat is deleted. `by`: nullopt when the
+  // member leaves.
   virtual boost::asio::awaitable<std::optional<Departure>> remove_member(
-      std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
-      EventsFor<Departure> events) = 0;
+      std::int64_t chat_id, std::int64_t user_id, std::optional<RemovalBy> by,
+      ChooseOwner choose_owner, EventsFor<Departure> events) = 0;
 
   // Stores the message (or returns the earlier one with the same sender, chat and
   // client_id), moves the chat's activity and the sender's watermarks to it. nullopt when
   // the chat is gone or the sender is not a member.
   virtual boost::asio::awaitable<std::optional<SentMessage>> send_message(
       NewMessage message, EventsFor<SentMessage> events) = 0;
+  // nullopt when the message is deleted (or gone).
   virtual boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
-      std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) = 0;
+      Standing by, std::int64_t id, std::string text, Micros now,
+      EventsFor<MessageRecord> events) = 0;
+  // nullopt when the message was deleted already (or is gone). `by`: nullopt for staff.
   virtual boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
-      std::int64_t id, EventsFor<MessageRecord> events) = 0;
+      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) = 0;
   virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id,
                                                     const MessageRecord& message,
                                                     EventsFor<MessageRecord> events) = 0;
@@ -257,10 +284,12 @@ class ChatStore {
 
   // The pin of this message, created when new (`second` true); nullopt when the message is
   // deleted (or gone), however recently: a pin cannot follow the message's deletion.
+  // The pin is `by.user_id`'s, in `by.chat_id`.
   virtual boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> pin(
-      std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
-      EventsFor<PinRecord> events) = 0;
-  virtual boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) = 0;
+      Standing by, std::int64_t message_id, Micros now, EventsFor<PinRecord> events) = 0;
+  // false when there is no such pin in `by.chat_id` (a concurrent unpin won).
+  virtual boost::asio::awaitable<bool> unpin(Standing by, std::int64_t pin_id,
+                                             EventsFor<PinRecord> events) = 0;
 
   // Drops events older than `before`; replays from before the cut answer resync_required.
   virtual boost::asio::awaitable<std::int64_t> prune_events(Micros before) = 0;

@@ -447,6 +447,17 @@ def test_deleted_for_me_message_is_gone_for_that_member_only(env):
     assert env.req("sender", "PATCH", f"/api/messages/{world.msg}/", {"text": "still here"}).status_code == 200
 
 
+def test_the_pin_of_a_message_hidden_for_me_is_gone_for_me_too(env):
+    world = make_group(env, pin=True)
+    assert env.req("admin", "DELETE", f"/api/messages/{world.msg}/?for=me").status_code == 204
+    # The admin may unpin, but not a pin of a message gone for them: 404, and it stays.
+    r = env.req("admin", "DELETE", f"/api/pinned/{world.pin}/")
+    assert r.status_code == 404, r.text
+    r = env.req("owner", "GET", f"/api/pinned/?chat={world.chat}")
+    assert [p["id"] for p in r.json()] == [world.pin], r.text
+    assert env.req("admin2", "DELETE", f"/api/pinned/{world.pin}/").status_code == 204
+
+
 # ---- owner succession and the last member -------------------------------------------------
 
 @pytest.fixture(scope="module")
@@ -638,3 +649,94 @@ def all_events_cursor(c, user):
         since = body["seq"]
         if not body["has_more"]:
             return since
+
+
+# ---- rights taken away while a request that used them is on its way -----------------------
+
+def together(server, calls):
+    """Makes every (user, method, path, body) call at the same moment, each on its own
+    connection; their statuses, in order."""
+    barrier = threading.Barrier(len(calls))
+    statuses = [None] * len(calls)
+
+    def go(k):
+        c = Client(server)
+        barrier.wait()
+        statuses[k] = call(c, *calls[k]).status_code
+
+    threads = [threading.Thread(target=go, args=(k,)) for k in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return statuses
+
+
+RIGHTS_ROUNDS = 10
+
+
+def test_a_right_taken_away_meanwhile_is_not_used(server, env, heirs):
+    """A request checked against a role that a concurrent demotion, removal or departure
+    takes away must either commit before that change or be refused: never commit after it.
+    (Each of these committed after the change in 3-11 of 30 tries before the writes checked
+    the caller's standing themselves.)"""
+    c = env.c
+    owner, admin, member, bystander = heirs
+    bad = []
+
+    def group():
+        chat = call(c, owner, "POST", "/api/chats/", {"type": "group", "name": "rights", "member_ids": [
+            member["id"], bystander["id"]]}).json()["id"]
+        r = call(c, owner, "POST", f"/api/chats/{chat}/members/", {"user_id": admin["id"], "role": "admin"})
+        assert r.status_code == 201, r.text
+        return chat
+
+    def order(chat, since):
+        """The chat's member and chat events as the bystander got them: (type, user, role)."""
+        return [(e["type"], e.get("user_id"), e.get("role")) for e in all_events(c, bystander, since)
+                if e.get("chat_id") == chat and e["type"] in ("member_removed", "member_updated", "chat_updated")]
+
+    def after(events, first, then):
+        return first in events and then in events and events.index(first) < events.index(then)
+
+    for _ in range(RIGHTS_ROUNDS):
+        since = all_events_cursor(c, bystander)
+        # The owner leaves while removing the admin: after leaving, they remove nobody.
+        chat = group()
+        together(server, [(owner, "DELETE", f"/api/chats/{chat}/members/{owner['id']}/"),
+                          (owner, "DELETE", f"/api/chats/{chat}/members/{admin['id']}/")])
+        ev = order(chat, since)
+        if after(ev, ("member_removed", owner["id"], "owner"), ("member_removed", admin["id"], "admin")) or \
+                after(ev, ("member_removed", owner["id"], "owner"), ("member_removed", admin["id"], "owner")):
+            bad.append(("removed after leaving", ev))
+        # The admin is demoted while removing a member; then removed while removing one.
+        for change in ("demote", "remove"):
+            since = all_events_cursor(c, bystander)
+            chat = group()
+            if change == "demote":
+                first = (owner, "PATCH", f"/api/chats/{chat}/members/{admin['id']}/", {"role": "member"})
+                lost = ("member_updated", admin["id"], "member")
+            else:
+                first = (owner, "DELETE", f"/api/chats/{chat}/members/{admin['id']}/")
+                lost = ("member_removed", admin["id"], "admin")
+            together(server, [first, (admin, "DELETE", f"/api/chats/{chat}/members/{member['id']}/")])
+            ev = order(chat, since)
+            if after(ev, lost, ("member_removed", member["id"], "member")):
+                bad.append((f"member removed by an admin after the admin's {change}", ev))
+        # The admin is demoted while renaming the group.
+        since = all_events_cursor(c, bystander)
+        chat = group()
+        together(server, [(owner, "PATCH", f"/api/chats/{chat}/members/{admin['id']}/", {"role": "member"}),
+                          (admin, "PATCH", f"/api/chats/{chat}/", {"name": "by a demoted admin"})])
+        ev = order(chat, since)
+        renamed = [e for e in ev if e[0] == "chat_updated"]
+        if renamed and after(ev, ("member_updated", admin["id"], "member"), renamed[0]):
+            bad.append(("renamed after the demotion", ev))
+        # One pin unpinned twice at once: one 204, one 404 (as DRF's destroy answers).
+        message = call(c, member, "POST", "/api/messages/", {"chat": chat, "text": "pin me"}).json()["id"]
+        pin = call(c, owner, "POST", "/api/pinned/", {"message_id": message})
+        assert pin.status_code in (200, 201), pin.text
+        statuses = together(server, [(owner, "DELETE", f"/api/pinned/{pin.json()['id']}/")] * 2)
+        if sorted(statuses) != [204, 404]:
+            bad.append(("two unpins of one pin", statuses))
+    assert not bad, bad

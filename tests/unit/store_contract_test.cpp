@@ -44,6 +44,11 @@ std::string numbered(const char* prefix, Int n) {
   return out;
 }
 
+// A write's standing (store::Standing): `user` as a member of `chat`, whatever their role.
+Standing member_of_chat(std::int64_t chat, std::int64_t user) {
+  return Standing{chat, user, std::nullopt};
+}
+
 template <class T>
 T run_on(boost::asio::io_context& io, boost::asio::awaitable<T> a) {
   io.restart();
@@ -494,7 +499,7 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
 
   auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
   EventsFor<MessageRecord> none = no_events;
-  ASSERT_TRUE(run(chats.delete_message(ids[4], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[4], none)));
   EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 4);
   auto m3 = run(chats.find_message(ids[3]));
   EXPECT_TRUE(run(chats.hide_message(bob.id, *m3, none)));
@@ -566,8 +571,8 @@ TEST_P(StoreContract, MemberViewsAreTheSummarysOwnFieldsOfTheViewersChats) {
   EventsFor<MessageRecord> none = no_events;
   EventsFor<PinRecord> none_p = no_events;
   EventsFor<WatermarkChange> none_w = no_events;
-  ASSERT_TRUE(run(chats.pin(both, ids[0], ann.id, 30, none_p)));
-  ASSERT_TRUE(run(chats.pin(both, ids[3], ann.id, 30, none_p)));
+  ASSERT_TRUE(run(chats.pin(member_of_chat(both, ann.id), ids[0], 30, none_p)));
+  ASSERT_TRUE(run(chats.pin(member_of_chat(both, ann.id), ids[3], 30, none_p)));
   ASSERT_TRUE(run(chats.hide_message(bob.id, *run(chats.find_message(ids[3])), none)));
   ASSERT_TRUE(run(chats.mark_read(both, bob.id, ids[1], none_w)).changed);
 
@@ -767,11 +772,13 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
     };
   };
   EventsFor<MessageRecord> deleted = log("delete");
-  ASSERT_TRUE(run(chats.delete_message(ids[0], deleted)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[0], deleted)));
   EventsFor<PinRecord> pin = log("pin");
-  EXPECT_FALSE(run(chats.pin(id, ids[0], ann.id, 20, pin)));
-  EXPECT_FALSE(run(chats.pin(id + 1000, ids[1], ann.id, 20, pin)));  // not that chat's
-  auto pinned = run(chats.pin(id, ids[1], ann.id, 20, pin));
+  EXPECT_FALSE(run(chats.pin(member_of_chat(id, ann.id), ids[0], 20, pin)));
+  // Not that chat's: ann pins it in another chat of hers.
+  const auto other = make_chat({ChatType::group, "other", {{ann.id, Role::owner}}, 10});
+  EXPECT_FALSE(run(chats.pin(member_of_chat(other, ann.id), ids[1], 20, pin)));
+  auto pinned = run(chats.pin(member_of_chat(id, ann.id), ids[1], 20, pin));
   ASSERT_TRUE(pinned && pinned->second);
   EXPECT_EQ(logged, (std::vector<std::string>{"delete", "pin"}));
 
@@ -783,7 +790,8 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
   ASSERT_TRUE(refused);
   EXPECT_TRUE(refused->original_gone);
   EventsFor<MessageRecord> edited = log("edit");
-  ASSERT_TRUE(run(chats.edit_message(ids[1], "newer words", 31, edited)));
+  ASSERT_TRUE(
+      run(chats.edit_message(member_of_chat(id, ann.id), ids[1], "newer words", 31, edited)));
   const NewMessage of_edited{id, bob.id, "older words", std::nullopt, ids[1], 32, ids[1]};
   const auto copy = run(chats.send_message(of_edited, forwarded));
   ASSERT_TRUE(copy && copy->created && !copy->original_gone);
@@ -805,6 +813,93 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
   EXPECT_EQ(made->role, Role::admin);
   EXPECT_EQ(run(chats.find_member(id, bob.id))->role, Role::admin);
   EXPECT_EQ(std::count(logged.begin(), logged.end(), "role"), 1);
+}
+
+// A write under a standing (store::Standing) changes nothing once the standing is gone: a
+// demoted admin renames, adds, removes, deletes others' messages, pins and unpins nothing,
+// and a member who left edits nothing; the same writes under a standing that holds work.
+TEST_P(StoreContract, WritesUnderAStandingThatNoLongerHoldsChangeNothing) {
+  auto ann = make_user("sann");
+  auto bob = make_user("sbob");
+  auto cat = make_user("scat");
+  auto dan = make_user("sdan");
+  auto& chats = store_->chats();
+  const auto id = make_chat({ChatType::group,
+                             "before",
+                             {{ann.id, Role::owner}, {bob.id, Role::admin}, {cat.id, Role::member}},
+                             10});
+  const auto cats = send_numbered(id, cat.id, 2, false);
+  const auto bobs = send_numbered(id, bob.id, 1, false);
+  int logged = 0;
+  auto count = [&logged](const auto&) {
+    ++logged;
+    return std::vector<NewEvent>{};
+  };
+  EventsFor<PinRecord> on_pin = count;
+  const Standing owner{id, ann.id, Role::owner};
+  const auto pinned = run(chats.pin(owner, cats[1], 20, on_pin));
+  ASSERT_TRUE(pinned && pinned->second);
+
+  // bob is demoted; what he checked as admin no longer holds.
+  EventsFor<MemberChange> on_role = count;
+  ASSERT_TRUE(
+      run(chats.set_role({id, bob.id, Role::admin, Role::member, ann.id, Role::owner}, on_role)));
+  logged = 0;
+  const Standing was_admin{id, bob.id, Role::admin};
+  EventsFor<RenamedChat> on_rename = count;
+  EXPECT_FALSE(run(chats.rename_chat(was_admin, "after", on_rename)));
+  EXPECT_EQ(run(chats.find_chat(id))->name, "before");
+  EventsFor<MemberChange> on_add = count;
+  EXPECT_FALSE(run(chats.add_member(was_admin, dan.id, Role::member, 30, on_add)));
+  EXPECT_FALSE(run(chats.find_member(id, dan.id)));
+  ChooseOwner nobody = [](const MemberRecord&, const std::vector<MemberRecord>&) {
+    return std::optional<std::int64_t>();
+  };
+  EventsFor<Departure> on_remove = count;
+  const RemovalBy removal_as_admin{was_admin, Role::member};
+  EXPECT_FALSE(run(chats.remove_member(id, cat.id, removal_as_admin, nobody, on_remove)));
+  EXPECT_TRUE(run(chats.find_member(id, cat.id)));
+  EventsFor<MessageRecord> on_delete = count;
+  EXPECT_FALSE(run(chats.delete_message(was_admin, cats[0], on_delete)));
+  EXPECT_FALSE(run(chats.find_message(cats[0]))->is_deleted);
+  EXPECT_FALSE(run(chats.pin(was_admin, cats[0], 31, on_pin)));
+  EXPECT_EQ(run(chats.pins(id)).size(), 1U);
+  EXPECT_FALSE(run(chats.unpin(was_admin, pinned->first.id, on_pin)));
+  EXPECT_EQ(run(chats.pins(id)).size(), 1U);
+  EventsFor<std::vector<MemberRecord>> on_delete_chat = count;
+  EXPECT_FALSE(run(chats.delete_chat(Standing{id, bob.id, Role::owner}, on_delete_chat)));
+  EXPECT_TRUE(run(chats.find_chat(id)));
+  // A removal checked against a member's role no longer theirs: cat is made admin first.
+  ASSERT_TRUE(
+      run(chats.set_role({id, cat.id, Role::member, Role::admin, ann.id, Role::owner}, on_role)));
+  const int after_promotion = logged;
+  EXPECT_FALSE(
+      run(chats.remove_member(id, cat.id, RemovalBy{owner, Role::member}, nobody, on_remove)));
+  EXPECT_TRUE(run(chats.find_member(id, cat.id)));
+  EXPECT_EQ(logged, after_promotion);  // nothing refused logged an event
+
+  // bob leaves: as a member he edits nothing of his any more.
+  ASSERT_TRUE(run(chats.remove_member(id, bob.id, std::nullopt, nobody, on_remove)));
+  EventsFor<MessageRecord> on_edit = count;
+  EXPECT_FALSE(run(chats.edit_message(member_of_chat(id, bob.id), bobs[0], "late", 40, on_edit)));
+  EXPECT_EQ(run(chats.find_message(bobs[0]))->text, "m0");
+  // A pin is unpinned only in its own chat.
+  const auto elsewhere = make_chat({ChatType::group, "elsewhere", {{ann.id, Role::owner}}, 10});
+  EXPECT_FALSE(
+      run(chats.unpin(Standing{elsewhere, ann.id, Role::owner}, pinned->first.id, on_pin)));
+  EXPECT_EQ(run(chats.pins(id)).size(), 1U);
+
+  // Under standings that hold, the same writes are made.
+  logged = 0;
+  EXPECT_TRUE(run(chats.rename_chat(owner, "after", on_rename)));
+  EXPECT_TRUE(run(chats.add_member(owner, dan.id, Role::member, 50, on_add)));
+  EXPECT_TRUE(run(chats.delete_message(owner, cats[0], on_delete)));
+  EXPECT_TRUE(run(chats.unpin(owner, pinned->first.id, on_pin)));
+  EXPECT_TRUE(
+      run(chats.remove_member(id, cat.id, RemovalBy{owner, Role::admin}, nobody, on_remove)));
+  EXPECT_EQ(logged, 5);
+  EXPECT_TRUE(run(chats.delete_chat(owner, on_delete_chat)));
+  EXPECT_FALSE(run(chats.find_chat(id)));
 }
 
 // Pages skip exactly the viewer's hidden messages (not another member's), in both
@@ -981,7 +1076,8 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ё"}, std::nullopt, 10))),
             std::vector<std::int64_t>{ids[2]});
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
-  ASSERT_TRUE(run(chats.edit_message(ids[1], "Goodbye moon", 30, none)));
+  ASSERT_TRUE(run(chats.edit_message(member_of_chat(created.chat_id, ann.id), ids[1],
+                                     "Goodbye moon", 30, none)));
   EXPECT_TRUE(run(chats.search(ann.id, {"hello"}, std::nullopt, 10)).empty());
   EXPECT_EQ(run(chats.search(ann.id, {"moon"}, std::nullopt, 10)).size(), 1U);
   EXPECT_TRUE(run(chats.search(ann.id, {"h"}, std::nullopt, 10)).empty());  // the old text's
@@ -1004,7 +1100,8 @@ TEST_P(StoreContract, SearchFindsRussianAndEnglishWordsAndPrefixes) {
   }
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ё"}, std::nullopt, 10))),
             (std::vector<std::int64_t>{tea, ids[2]}));
-  ASSERT_TRUE(run(chats.edit_message(ids[2], "ёжик", 50, none)));
+  ASSERT_TRUE(
+      run(chats.edit_message(member_of_chat(created.chat_id, ann.id), ids[2], "ёжик", 50, none)));
   EXPECT_TRUE(run(chats.search(ann.id, {"елка"}, std::nullopt, 10)).empty());
   EXPECT_EQ(ids_of(run(chats.search(ann.id, {"ежик"}, std::nullopt, 10))),
             std::vector<std::int64_t>{ids[2]});
@@ -1194,17 +1291,19 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
   EventsFor<MessageRecord> hide = about("hide");
   ASSERT_TRUE(run(chats.hide_message(bob.id, m->message, hide)));
   EventsFor<MessageRecord> edit = about("edit");
-  ASSERT_TRUE(run(chats.edit_message(m->message.id, "hello again", 30, edit)));
+  ASSERT_TRUE(run(
+      chats.edit_message(member_of_chat(chat, ann.id), m->message.id, "hello again", 30, edit)));
   EXPECT_EQ(last_heard("edit").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<PinRecord> pin = about("pin");
-  auto pinned = run(chats.pin(chat, m->message.id, ann.id, 40, pin));
+  auto pinned = run(chats.pin(member_of_chat(chat, ann.id), m->message.id, 40, pin));
   ASSERT_TRUE(pinned && pinned->second);
   EXPECT_EQ(last_heard("pin").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<PinRecord> unpin = about("unpin");
-  ASSERT_TRUE(run(chats.unpin(pinned->first.id, unpin)));
+  ASSERT_TRUE(run(chats.unpin(member_of_chat(chat, ann.id), pinned->first.id, unpin)));
   EXPECT_EQ(last_heard("unpin").hidden_from, std::vector<std::int64_t>{bob.id});
   EventsFor<MessageRecord> plain = about("plain");  // not asked for: nobody left out
-  ASSERT_TRUE(run(chats.edit_message(m->message.id, "hello once more", 50, plain)));
+  ASSERT_TRUE(run(chats.edit_message(member_of_chat(chat, ann.id), m->message.id, "hello once more",
+                                     50, plain)));
   EXPECT_TRUE(last_heard("plain").hidden_from.empty());
 
   // Together (on SQLite, one group commit): cat's hide and edits of the message race, and
@@ -1218,9 +1317,10 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
         co_await chats.hide_message(cat.id, message, hide);
       });
     }
-    writes.emplace_back([&chats, id, i, edit]() -> boost::asio::awaitable<void> {
-      co_await chats.edit_message(id, "edit " + std::to_string(i), 60 + i, edit);
-    });
+    writes.emplace_back(
+        [&chats, by = member_of_chat(chat, ann.id), id, i, edit]() -> boost::asio::awaitable<void> {
+          co_await chats.edit_message(by, id, "edit " + std::to_string(i), 60 + i, edit);
+        });
   }
   run_together(io_, writes);
   const auto heard = log.all();
@@ -1285,29 +1385,30 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
     // Arguments are named locals: g++ 12 mishandles some temporaries in a co_await.
     writes.emplace_back([&, id, i, n]() -> boost::asio::awaitable<void> {
       std::string second = "second" + n + " common";
-      co_await chats.edit_message(id, second, 30, none);
+      co_await chats.edit_message(member_of_chat(kept, ann.id), id, second, 30, none);
       std::string third = "third" + n + " common";
-      co_await chats.edit_message(id, third, 31, none);
-      if (i % 3 == 0) co_await chats.delete_message(id, none);
+      co_await chats.edit_message(member_of_chat(kept, ann.id), id, third, 31, none);
+      if (i % 3 == 0) co_await chats.delete_message(std::nullopt, id, none);
     });
     writes.emplace_back([&, n]() -> boost::asio::awaitable<void> {
       NewMessage message{kept, ann.id, "late" + n + " common", std::nullopt, std::nullopt, 40};
       auto sent = co_await chats.send_message(message, on_send);
       std::string later = "later" + n + " common";
-      co_await chats.edit_message(sent->message.id, later, 41, none);
+      co_await chats.edit_message(member_of_chat(kept, ann.id), sent->message.id, later, 41, none);
       late.push_back(sent->message.id);
     });
     const auto other = doomed_ids[static_cast<std::size_t>(i)];
     writes.emplace_back([&, other, n]() -> boost::asio::awaitable<void> {
       std::string gone = "gone" + n;
-      co_await chats.edit_message(other, gone, 30, none);
+      co_await chats.edit_message(member_of_chat(doomed, ann.id), other, gone, 30, none);
     });
   }
   EventsFor<std::vector<MemberRecord>> no_events = [](const auto&) {
     return std::vector<NewEvent>{};
   };
-  writes.emplace_back(
-      [&]() -> boost::asio::awaitable<void> { co_await chats.delete_chat(doomed, no_events); });
+  writes.emplace_back([&]() -> boost::asio::awaitable<void> {
+    co_await chats.delete_chat(member_of_chat(doomed, ann.id), no_events);
+  });
   run_together(io_, writes);
   ASSERT_EQ(late.size(), static_cast<std::size_t>(kMessages));
 
@@ -1356,8 +1457,9 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   const auto edited = send("alpha first");
   const auto deleted = send("bravo first");
   const auto plain = send("charlie first");
-  ASSERT_TRUE(run(store_->chats().edit_message(edited, "alpha second", 30, none)));
-  ASSERT_TRUE(run(store_->chats().delete_message(deleted, none)));
+  ASSERT_TRUE(run(store_->chats().edit_message(member_of_chat(chat_id, ann.id), edited,
+                                               "alpha second", 30, none)));
+  ASSERT_TRUE(run(store_->chats().delete_message(std::nullopt, deleted, none)));
   store_.reset();
 
   // What the index was before: its own copy of each live message's text.
@@ -1394,7 +1496,8 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   EXPECT_TRUE(found("bravo").empty());
   EXPECT_EQ(found("c"), std::vector<std::int64_t>{plain});
   EXPECT_TRUE(found("b").empty());
-  ASSERT_TRUE(run(store_->chats().edit_message(plain, "charlie third", 40, none)));
+  ASSERT_TRUE(run(store_->chats().edit_message(member_of_chat(chat_id, ann.id), plain,
+                                               "charlie third", 40, none)));
   EXPECT_TRUE(found("first").empty());
   EXPECT_EQ(found("third"), std::vector<std::int64_t>{plain});
   expect_index_matches_texts(file);
@@ -1417,7 +1520,7 @@ TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
       run(chats.send_message({g, ann.id, "live", std::nullopt, std::nullopt, 12}, on_send))
           ->message.id;
   auto none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
-  ASSERT_TRUE(run(chats.delete_message(gone, none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, gone, none)));
   // Pairs with one key each: a forward of the deleted message, then a plain send (keys
   // "p0".."p7") or a forward of the live one ("f0".."f7").
   std::vector<NewMessage> sends;
@@ -1556,7 +1659,7 @@ TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
   EventsFor<std::vector<MemberRecord>> no_events = [](const auto&) {
     return std::vector<NewEvent>{};
   };
-  ASSERT_TRUE(run(chats.delete_chat(gone, no_events)));
+  ASSERT_TRUE(run(chats.delete_chat(member_of_chat(gone, ann.id), no_events)));
 
   constexpr int kSends = 30;
   constexpr int kNotMember = 10;
@@ -1685,8 +1788,10 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_edit_event(m)};
   };
-  ASSERT_TRUE(run(chats.edit_message(secret, "the password is \"hunter2\" ...", 25, on_edit)));
-  ASSERT_TRUE(run(chats.edit_message(secret, "the password is ***", 30, on_edit)));
+  ASSERT_TRUE(run(chats.edit_message(member_of_chat(id, ann.id), secret,
+                                     "the password is \"hunter2\" ...", 25, on_edit)));
+  ASSERT_TRUE(run(
+      chats.edit_message(member_of_chat(id, ann.id), secret, "the password is ***", 30, on_edit)));
 
   // What the log holds, oldest first: each event's type, message id and text.
   struct Logged {
@@ -1725,7 +1830,7 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
   };
-  ASSERT_TRUE(run(chats.delete_message(secret, on_delete)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret, on_delete)));
   auto deleted = run(chats.events_since({id}, {}, start, 100));
   ASSERT_EQ(deleted.size(), 3U);
   for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(deleted[i].seq, edited[i].seq);
@@ -1768,17 +1873,18 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
     return sent->message;
   };
   auto rename = [&](const char* name) {
-    ASSERT_TRUE(run(chats.rename_chat(id, name, [](const RenamedChat& r) {
+    ASSERT_TRUE(run(chats.rename_chat(member_of_chat(id, ann.id), name, [](const RenamedChat& r) {
       return std::vector<NewEvent>{chats::chat_update_event(r)};
     })));
   };
   send(ann.id, "older words", 20);
   const auto secret = send(ann.id, "the code is \"hunter2\" ✓", 21);
   rename("g2");  // its newest message: the secret
-  ASSERT_TRUE(run(chats.add_member(id, dan.id, Role::member, 22, [](const MemberChange& c) {
-    return std::vector<NewEvent>{
-        chats::chat_event("chat_created", c.chat_id, &*c.seen_by_member, c.user_id, c.user_id)};
-  })));
+  ASSERT_TRUE(run(chats.add_member(
+      member_of_chat(id, ann.id), dan.id, Role::member, 22, [](const MemberChange& c) {
+        return std::vector<NewEvent>{
+            chats::chat_event("chat_created", c.chat_id, &*c.seen_by_member, c.user_id, c.user_id)};
+      })));
   const auto later = send(bob.id, "later words", 23);
   EventsFor<MessageRecord> none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
   ASSERT_TRUE(run(chats.hide_message(cat.id, later, none)));
@@ -1822,7 +1928,8 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
   EventsFor<MessageRecord> on_edit = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_edit_event(m)};
   };
-  ASSERT_TRUE(run(chats.edit_message(secret.id, "the code is ***", 30, on_edit)));
+  ASSERT_TRUE(run(
+      chats.edit_message(member_of_chat(id, ann.id), secret.id, "the code is ***", 30, on_edit)));
   const auto edited = delivered();
   ASSERT_EQ(edited.size(), 3U);
   EXPECT_EQ(text_at(parsed(edited[0])), "the code is ***");
@@ -1844,7 +1951,7 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
   EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
   };
-  ASSERT_TRUE(run(chats.delete_message(secret.id, on_delete)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret.id, on_delete)));
   for (const auto& e : run(chats.events_since({id}, {dan.id}, start, 100))) {
     EXPECT_EQ(e.payload.find("the code is"), std::string::npos) << e.payload;
   }
@@ -1944,7 +2051,7 @@ TEST_P(StoreContract, AdminReadsSeeEveryChatAndMessage) {
   auto solo_msg = run(chats.send_message(
       {solo, bob.id, "alone", std::nullopt, std::nullopt, now_micros()}, on_send));
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
-  ASSERT_TRUE(run(chats.delete_message(ids[1], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[1], none)));
 
   auto all = run(admin.chats("", 10, 0));
   EXPECT_EQ(all.count, 2);

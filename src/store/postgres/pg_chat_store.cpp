@@ -262,9 +262,20 @@ constexpr const char* kSetRoleIfUnchanged =
     "UPDATE chat_members SET role = $4 WHERE chat_id = $1 AND user_id = $2 AND role = $3 "
     "AND EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = $1 AND a.user_id = $5 "
     "AND a.role = $6)";
-// Taken by a role change: it waits for a departure of the chat (kLockChat) in progress, so
-// its statement sees the roles that departure left.
 constexpr const char* kShareChat = "SELECT id FROM chats WHERE id = $1 FOR SHARE";
+// Standings (store::Standing). Every change of who is a member with which role (a role
+// change, a departure or removal, a deletion) takes the chat row FOR UPDATE (kLockChat),
+// which waits for every other lock on the row and holds off every other. A write under a
+// standing locks the row first, at least FOR KEY SHARE (the weakest, which sends' updates of
+// the row do not wait for), then reads the standing: the statement sees every such change
+// committed before, and none can commit before the write does.
+constexpr const char* kKeyShareChat = "SELECT id FROM chats WHERE id = $1 FOR KEY SHARE";
+// A rename updates the row: taken at that strength at once, as a lock raised later could
+// wait for a role change that waits for this write.
+constexpr const char* kLockChatForRename = "SELECT id FROM chats WHERE id = $1 FOR NO KEY UPDATE";
+constexpr const char* kStands =
+    "SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2 AND role = $3";
+constexpr const char* kIsMember = "SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2";
 
@@ -381,6 +392,22 @@ asio::awaitable<std::optional<ChatRecord>> chat_by_id(PgConnection& c, std::int6
   auto params = pg_params(id);
   auto r = co_await c.prepared(kChatById, std::move(params));
   co_return first_row(r, read_chat);
+}
+
+// Locks the chat row with `lock` (kLockChat and the like), then reads whether `by` holds
+// (see kStands): false when it does not, or the chat is gone.
+asio::awaitable<bool> stands(PgConnection& c, const Standing& by, const char* lock) {
+  auto chat = pg_params(by.chat_id);
+  auto locked = co_await c.prepared(lock, std::move(chat));
+  if (locked.rows() == 0) co_return false;
+  if (!by.role) {
+    auto member = pg_params(by.chat_id, by.user_id);
+    auto found = co_await c.prepared(kIsMember, std::move(member));
+    co_return found.rows() > 0;
+  }
+  auto standing = pg_params(by.chat_id, by.user_id, role_name(*by.role));
+  auto found = co_await c.prepared(kStands, std::move(standing));
+  co_return found.rows() > 0;
 }
 
 asio::awaitable<std::vector<MemberRecord>> members_of(PgConnection& c, std::int64_t chat_id) {
@@ -1012,12 +1039,13 @@ asio::awaitable<CreatedChat> PgChatStore::create_chat(NewChat chat, EventsFor<Cr
   co_return out;
 }
 
-asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t chat_id,
-                                                                    std::string name,
+asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(Standing by, std::string name,
                                                                     EventsFor<RenamedChat> events) {
   std::optional<ChatRecord> out;
+  const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
+    if (!co_await stands(c, by, kLockChatForRename)) co_return;
     auto params = pg_params(chat_id, name);
     auto renamed = co_await c.prepared(kRenameChat, std::move(params));
     if (renamed.affected() != 1) co_return;
@@ -1030,14 +1058,13 @@ asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(std::int64_t
   co_return out;
 }
 
-asio::awaitable<bool> PgChatStore::delete_chat(std::int64_t chat_id,
+asio::awaitable<bool> PgChatStore::delete_chat(Standing by,
                                                EventsFor<std::vector<MemberRecord>> events) {
   bool deleted = false;
+  const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     deleted = false;
-    auto lock = pg_params(chat_id);
-    auto locked = co_await c.prepared(kLockChat, std::move(lock));
-    if (locked.rows() == 0) co_return;
+    if (!co_await stands(c, by, kLockChat)) co_return;
     auto members = co_await members_of(c, chat_id);
     // Rows first: the event-log lock must be the last lock taken (see commit_logged).
     co_await delete_chat_rows(c, chat_id);
@@ -1051,11 +1078,13 @@ asio::awaitable<bool> PgChatStore::delete_chat(std::int64_t chat_id,
 }
 
 asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
-    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
-    EventsFor<MemberChange> events) {
+    Standing by, std::int64_t user_id, Role role, Micros now, EventsFor<MemberChange> events) {
   std::optional<MemberChange> out;
+  const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
+    // FOR SHARE, as kInsertMembers takes it.
+    if (!co_await stands(c, by, kShareChat)) co_return;
     auto params = pg_params(chat_id, array_literal(std::vector<std::int64_t>{user_id}),
                             array_literal(std::vector<std::string>{role_name(role)}), now);
     auto inserted = co_await c.prepared(kInsertMembers, std::move(params));
@@ -1078,9 +1107,11 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(RoleChange r,
   std::optional<MemberChange> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    auto share = pg_params(r.chat_id);
-    auto shared = co_await c.prepared(kShareChat, std::move(share));
-    if (shared.rows() == 0) co_return;
+    // FOR UPDATE: a departure in progress is waited for, so the statement below sees the
+    // roles it left, and so are the writes under a standing (kStands) in progress.
+    auto lock = pg_params(r.chat_id);
+    auto locked = co_await c.prepared(kLockChat, std::move(lock));
+    if (locked.rows() == 0) co_return;
     auto params = pg_params(r.chat_id, r.user_id, role_name(r.from), role_name(r.to), r.actor_id,
                             role_name(r.actor_role));
     auto updated = co_await c.prepared(kSetRoleIfUnchanged, std::move(params));
@@ -1095,6 +1126,7 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::set_role(RoleChange r,
 
 asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_t chat_id,
                                                                      std::int64_t user_id,
+                                                                     std::optional<RemovalBy> by,
                                                                      ChooseOwner choose_owner,
                                                                      EventsFor<Departure> events) {
   std::optional<Departure> out;
@@ -1106,6 +1138,7 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
     auto locked = co_await c.prepared(kLockChat, std::move(lock));
     if (locked.rows() == 0) co_return;
     auto members = co_await members_of(c, chat_id);
+    if (by && !still_removable(members, user_id, *by)) co_return;
     auto leaving =
         std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
     if (leaving == members.end()) co_return;
@@ -1430,11 +1463,12 @@ asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const Pendin
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
-    std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
+    Standing by, std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
   std::optional<MessageRecord> out;
   const std::string words = search_words(text);
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
+    if (!co_await stands(c, by, kKeyShareChat)) co_return;
     auto params = pg_params(id, text, now, words);
     auto edited = co_await c.prepared(kEditMessage, std::move(params));
     if (edited.affected() != 1) co_return;
@@ -1448,10 +1482,11 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
-    std::int64_t id, EventsFor<MessageRecord> events) {
+    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) {
   std::optional<MessageRecord> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
+    if (by && !co_await stands(c, *by, kKeyShareChat)) co_return;
     auto params = pg_params(id);
     auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
     if (deleted.affected() != 1) co_return;
@@ -1555,14 +1590,15 @@ asio::awaitable<std::vector<DeliveredBatch>> PgChatStore::mark_delivered_many(
 }
 
 asio::awaitable<std::optional<std::pair<PinRecord, bool>>> PgChatStore::pin(
-    std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
-    EventsFor<PinRecord> events) {
+    Standing by, std::int64_t message_id, Micros now, EventsFor<PinRecord> events) {
   std::optional<std::pair<PinRecord, bool>> out;
+  const std::int64_t chat_id = by.chat_id;
+  const std::int64_t user_id = by.user_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    // After a rename in progress, or before it: its event names the pins (renamed_view).
-    auto share = pg_params(chat_id);
-    co_await c.prepared(kShareChat, std::move(share));
+    // FOR SHARE: after a rename in progress, or before it, as its event names the pins
+    // (renamed_view).
+    if (!co_await stands(c, by, kShareChat)) co_return;
     auto lock = pg_params(message_id, chat_id);
     auto live = co_await c.prepared(kLockLiveMessage, std::move(lock));
     if (live.rows() == 0) co_return;
@@ -1579,16 +1615,17 @@ asio::awaitable<std::optional<std::pair<PinRecord, bool>>> PgChatStore::pin(
   co_return out;
 }
 
-asio::awaitable<bool> PgChatStore::unpin(std::int64_t pin_id, EventsFor<PinRecord> events) {
+asio::awaitable<bool> PgChatStore::unpin(Standing by, std::int64_t pin_id,
+                                         EventsFor<PinRecord> events) {
   bool removed = false;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     removed = false;
+    if (!co_await stands(c, by, kShareChat)) co_return;  // FOR SHARE: see pin()
     auto find = pg_params(pin_id);
     auto found = co_await c.prepared(kPinById, std::move(find));
     if (found.rows() == 0) co_return;
     const PinRecord pin = read_pin(found, 0);
-    auto share = pg_params(pin.chat_id);
-    co_await c.prepared(kShareChat, std::move(share));  // see pin()
+    if (pin.chat_id != by.chat_id) co_return;
     auto del = pg_params(pin_id);
     auto deleted = co_await c.prepared(kDeletePin, std::move(del));
     if (deleted.affected() != 1) co_return;  // a concurrent unpin won

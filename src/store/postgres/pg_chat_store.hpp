@@ -68,23 +68,24 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<CreatedChat> create_chat(NewChat chat,
                                                   EventsFor<CreatedChat> events) override;
   boost::asio::awaitable<std::optional<ChatRecord>> rename_chat(
-      std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) override;
-  boost::asio::awaitable<bool> delete_chat(std::int64_t chat_id,
+      Standing by, std::string name, EventsFor<RenamedChat> events) override;
+  boost::asio::awaitable<bool> delete_chat(Standing by,
                                            EventsFor<std::vector<MemberRecord>> events) override;
   boost::asio::awaitable<std::optional<MemberChange>> add_member(
-      std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
+      Standing by, std::int64_t user_id, Role role, Micros now,
       EventsFor<MemberChange> events) override;
   boost::asio::awaitable<std::optional<MemberChange>> set_role(
       RoleChange change, EventsFor<MemberChange> events) override;
   boost::asio::awaitable<std::optional<Departure>> remove_member(
-      std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
-      EventsFor<Departure> events) override;
+      std::int64_t chat_id, std::int64_t user_id, std::optional<RemovalBy> by,
+      ChooseOwner choose_owner, EventsFor<Departure> events) override;
   boost::asio::awaitable<std::optional<SentMessage>> send_message(
       NewMessage message, EventsFor<SentMessage> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> edit_message(
-      std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) override;
+      Standing by, std::int64_t id, std::string text, Micros now,
+      EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
-      std::int64_t id, EventsFor<MessageRecord> events) override;
+      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
                                             EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,
@@ -93,9 +94,9 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<std::vector<DeliveredBatch>> mark_delivered_many(
       DeliveredNotes notes, EventsFor<DeliveredBatch> events) override;
   boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> pin(
-      std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
-      EventsFor<PinRecord> events) override;
-  boost::asio::awaitable<bool> unpin(std::int64_t pin_id, EventsFor<PinRecord> events) override;
+      Standing by, std::int64_t message_id, Micros now, EventsFor<PinRecord> events) override;
+  boost::asio::awaitable<bool> unpin(Standing by, std::int64_t pin_id,
+                                     EventsFor<PinRecord> events) override;
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
 
  private:

@@ -222,6 +222,8 @@ constexpr const char* kSetRoleIfUnchanged =
     "AND a.role = ?6)";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = ?1 AND user_id = ?2";
+constexpr const char* kStands =
+    "SELECT 1 FROM chat_members WHERE chat_id = ?1 AND user_id = ?2 AND role = ?3";
 
 // A message's ordinal is the chat's count of messages so far plus one; after the insert,
 // the count, the activity time and the last message move in one update of the chat row.
@@ -329,6 +331,17 @@ std::optional<MemberRecord> member_of(Connection& c, std::int64_t chat_id, std::
   auto s = c.prepare(kMember);
   s.bind(1, chat_id).bind(2, user_id);
   return first_row(s, read_member);
+}
+
+// Whether `by` still holds (Standing), read inside a write's transaction: the writer
+// thread makes writes take turns, so it holds until the commit.
+bool stands(Connection& c, const Standing& by) {
+  if (!by.role) return member_of(c, by.chat_id, by.user_id).has_value();
+  return c.prepare(kStands)
+      .bind(1, by.chat_id)
+      .bind(2, by.user_id)
+      .bind(3, role_name(*by.role))
+      .step();
 }
 
 std::vector<MemberRecord> members_of(Connection& c, std::int64_t chat_id) {
@@ -1005,12 +1018,12 @@ boost::asio::awaitable<CreatedChat> SqliteChatStore::create_chat(NewChat chat,
 }
 
 boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(
-    std::int64_t chat_id, std::string name, EventsFor<RenamedChat> events) {
-  auto q = [chat_id, name = std::move(name), events = std::move(events)](Connection& c) {
+    Standing by, std::string name, EventsFor<RenamedChat> events) {
+  auto q = [by, name = std::move(name), events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (c.prepare(kRenameChat).bind(1, chat_id).bind(2, name).exec() != 1)
+    if (!stands(c, by) || c.prepare(kRenameChat).bind(1, by.chat_id).bind(2, name).exec() != 1)
       return std::optional<ChatRecord>();
-    auto chat = chat_by_id(c, chat_id);
+    auto chat = chat_by_id(c, by.chat_id);
     append_events(c, events(renamed_view(c, *chat)), now_micros());
     tx.commit();
     return chat;
@@ -1019,10 +1032,12 @@ boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(
 }
 
 boost::asio::awaitable<bool> SqliteChatStore::delete_chat(
-    std::int64_t chat_id, EventsFor<std::vector<MemberRecord>> events) {
-  auto q = [chat_id, events = std::move(events)](Connection& c) {
+    Standing by, EventsFor<std::vector<MemberRecord>> events) {
+  auto q = [by, events = std::move(events)](Connection& c) {
     c.run_deferred();  // the index changes queued for this chat's messages, before it goes
     Transaction tx(c);
+    if (!stands(c, by)) return false;
+    const std::int64_t chat_id = by.chat_id;
     auto members = members_of(c, chat_id);
     if (!chat_by_id(c, chat_id)) return false;
     delete_chat_rows(c, chat_id);
@@ -1034,11 +1049,11 @@ boost::asio::awaitable<bool> SqliteChatStore::delete_chat(
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
-    std::int64_t chat_id, std::int64_t user_id, Role role, Micros now,
-    EventsFor<MemberChange> events) {
+    Standing by, std::int64_t user_id, Role role, Micros now, EventsFor<MemberChange> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     Transaction tx(c);
-    if (member_of(c, chat_id, user_id)) return std::optional<MemberChange>();
+    const std::int64_t chat_id = by.chat_id;
+    if (!stands(c, by) || member_of(c, chat_id, user_id)) return std::optional<MemberChange>();
     if (c.prepare(kInsertMember)
             .bind(1, chat_id)
             .bind(2, user_id)
@@ -1079,12 +1094,13 @@ boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::set_role(
 }
 
 boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
-    std::int64_t chat_id, std::int64_t user_id, ChooseOwner choose_owner,
-    EventsFor<Departure> events) {
+    std::int64_t chat_id, std::int64_t user_id, std::optional<RemovalBy> by,
+    ChooseOwner choose_owner, EventsFor<Departure> events) {
   auto q = [=, choose_owner = std::move(choose_owner), events = std::move(events)](Connection& c) {
     c.run_deferred();  // the chat may go: its messages' queued index changes first
     Transaction tx(c);
     auto members = members_of(c, chat_id);
+    if (by && !still_removable(members, user_id, *by)) return std::optional<Departure>();
     auto leaving =
         std::find_if(members.begin(), members.end(), [&](auto& m) { return m.user_id == user_id; });
     if (leaving == members.end()) return std::optional<Departure>();
@@ -1175,9 +1191,10 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
 }
 
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_message(
-    std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
-  auto q = [id, text = std::move(text), now, events = std::move(events)](Connection& c) {
+    Standing by, std::int64_t id, std::string text, Micros now, EventsFor<MessageRecord> events) {
+  auto q = [by, id, text = std::move(text), now, events = std::move(events)](Connection& c) {
     Transaction tx(c);
+    if (!stands(c, by)) return std::optional<MessageRecord>();
     auto before = live_text(c, id);
     if (!before || c.prepare(kEditMessage).bind(1, id).bind(2, text).bind(3, now).exec() != 1) {
       return std::optional<MessageRecord>();
@@ -1194,9 +1211,10 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
 }
 
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_message(
-    std::int64_t id, EventsFor<MessageRecord> events) {
-  auto q = [id, events = std::move(events)](Connection& c) {
+    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) {
+  auto q = [by, id, events = std::move(events)](Connection& c) {
     Transaction tx(c);
+    if (by && !stands(c, *by)) return std::optional<MessageRecord>();
     auto before = live_text(c, id);
     if (!before || c.prepare(kDeleteMessage).bind(1, id).exec() != 1) {
       return std::optional<MessageRecord>();
@@ -1270,11 +1288,13 @@ boost::asio::awaitable<std::vector<DeliveredBatch>> SqliteChatStore::mark_delive
 }
 
 boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> SqliteChatStore::pin(
-    std::int64_t chat_id, std::int64_t message_id, std::int64_t user_id, Micros now,
-    EventsFor<PinRecord> events) {
+    Standing by, std::int64_t message_id, Micros now, EventsFor<PinRecord> events) {
   auto q = [=, events = std::move(events)](Connection& c) {
     using Out = std::optional<std::pair<PinRecord, bool>>;
+    const std::int64_t chat_id = by.chat_id;
+    const std::int64_t user_id = by.user_id;
     Transaction tx(c);
+    if (!stands(c, by)) return Out();
     auto live = c.prepare(kLiveMessage);
     live.bind(1, message_id).bind(2, chat_id);
     if (!live.step()) return Out();
@@ -1295,14 +1315,16 @@ boost::asio::awaitable<std::optional<std::pair<PinRecord, bool>>> SqliteChatStor
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<bool> SqliteChatStore::unpin(std::int64_t pin_id,
+boost::asio::awaitable<bool> SqliteChatStore::unpin(Standing by, std::int64_t pin_id,
                                                     EventsFor<PinRecord> events) {
-  auto q = [pin_id, events = std::move(events)](Connection& c) {
+  auto q = [by, pin_id, events = std::move(events)](Connection& c) {
     Transaction tx(c);
+    if (!stands(c, by)) return false;
     auto s = c.prepare(kPinById);
     s.bind(1, pin_id);
     if (!s.step()) return false;
     const PinRecord pin = read_pin(s);
+    if (pin.chat_id != by.chat_id) return false;
     c.prepare(kDeletePin).bind(1, pin_id).exec();
     append_events(c, events(pin), now_micros());
     tx.commit();
