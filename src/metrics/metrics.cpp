@@ -277,6 +277,10 @@ std::string render() {
                "Database calls as the caller waits for them, by backend and kind.", m.db_seconds);
   w.counters("chatd_db_errors_total", "Database calls that failed, by backend and kind.",
              m.db_errors);
+  w.counters("chatd_db_retries_total",
+             "PostgreSQL transactions rolled back and run again, by reason (deadlock, "
+             "serialization, stale_plan).",
+             m.db_retries);
   w.counter("chatd_sqlite_commits_total",
             "Transactions the SQLite writer committed (each a group of one or more writes).",
             m.sqlite_commits);

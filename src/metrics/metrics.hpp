@@ -118,6 +118,9 @@ struct Metrics {
   // Database calls as the caller waits for them (queueing and group commit included).
   Family<Histogram> db_seconds{{"backend", "kind"}};
   Family<Counter> db_errors{{"backend", "kind"}};
+  // PostgreSQL transactions rolled back and run again, by reason (deadlock: the server
+  // broke a lock cycle after its deadlock_timeout; serialization; stale_plan).
+  Family<Counter> db_retries{{"reason"}};
   // SQLite: transactions the writer committed (a group of one or more writes), and WAL
   // checkpoints by who ran them (background: the checkpoint thread; writer: the writer,
   // when the WAL outgrew the background ones).

@@ -26,6 +26,7 @@
 
 #include "chat/wire.hpp"
 #include "config/settings.hpp"
+#include "metrics/metrics.hpp"
 #include "store/postgres/pg_connection.hpp"
 #include "store/postgres/pg_store.hpp"
 #include "store/sqlite/sqlite_store.hpp"
@@ -1250,6 +1251,67 @@ void run_together(boost::asio::io_context& io,
 }
 
 }  // namespace
+
+// Forwards of messages that their senders edit and delete for everyone at the same time,
+// in batches with sends to the same chat: every write completes, each forward copies its
+// original as it stood (or is refused once it is deleted), and on PostgreSQL no lock cycle
+// was broken by the server (a forward batch locked the originals before the chats, and an
+// edit its chat before the message).
+TEST_P(StoreContract, ForwardsRacingEditsAndDeletionsOfTheirOriginalsTakeNoDeadlock) {
+  auto ann = make_user("fann");
+  auto bob = make_user("fbob");
+  auto& chats = store_->chats();
+  const auto id =
+      make_chat({ChatType::group, "f", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  const auto elsewhere =
+      make_chat({ChatType::group, "e", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  auto& deadlocks = metrics::metrics().db_retries.with({"deadlock"});
+  const auto deadlocks_before = deadlocks.value();
+  EventsFor<SentMessage> on_send = [](const SentMessage&) { return std::vector<NewEvent>{}; };
+  EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
+  // Rounds of a few: each round's first forward is a batch of its own, which the others'
+  // edits can meet between its two lock steps.
+  constexpr int kRounds = 40;
+  constexpr int kOriginals = 6;
+  for (int round = 0; round < kRounds; ++round) {
+    const auto originals = send_numbered(id, ann.id, kOriginals, false);
+    std::vector<std::optional<SentMessage>> forwards(kOriginals);
+    std::vector<std::function<boost::asio::awaitable<void>()>> writes;
+    for (int i = 0; i < kOriginals; ++i) {
+      const auto original = originals[static_cast<std::size_t>(i)];
+      const auto into = i % 2 == 0 ? id : elsewhere;
+      writes.emplace_back([&, i, original, into]() -> boost::asio::awaitable<void> {
+        const NewMessage copy{into, bob.id, "m", std::nullopt, original, 30, original};
+        forwards[static_cast<std::size_t>(i)] = co_await chats.send_message(copy, on_send);
+      });
+      writes.emplace_back([&, i, original]() -> boost::asio::awaitable<void> {
+        if (i % 3 == 0) {
+          co_await chats.delete_message(Standing{id, ann.id, Role::owner}, original, none);
+        } else {
+          std::string text = numbered("edited ", i);
+          co_await chats.edit_message(member_of_chat(id, ann.id), original, text, 31, none);
+        }
+      });
+      writes.emplace_back([&, i]() -> boost::asio::awaitable<void> {
+        const NewMessage plain{id, bob.id, numbered("plain ", i), std::nullopt, std::nullopt, 32};
+        co_await chats.send_message(plain, on_send);
+      });
+    }
+    run_together(io_, writes);
+    for (int i = 0; i < kOriginals; ++i) {
+      const auto& f = forwards[static_cast<std::size_t>(i)];
+      ASSERT_TRUE(f) << i;
+      if (f->original_gone) {
+        EXPECT_EQ(i % 3, 0) << i;  // only the deleted ones
+        continue;
+      }
+      const std::string edited = numbered("edited ", i);
+      EXPECT_TRUE(f->message.text == numbered("m", i) || f->message.text == edited)
+          << i << ": " << f->message.text;
+    }
+  }
+  EXPECT_EQ(deadlocks.value(), deadlocks_before);
+}
 
 // An event about a message (skip_hiders) names the members who hid it, as the log stood
 // at its own commit: a hide committed just before, even in the same group commit, is

@@ -263,12 +263,13 @@ constexpr const char* kSetRoleIfUnchanged =
     "AND EXISTS (SELECT 1 FROM chat_members a WHERE a.chat_id = $1 AND a.user_id = $5 "
     "AND a.role = $6)";
 constexpr const char* kShareChat = "SELECT id FROM chats WHERE id = $1 FOR SHARE";
-// Standings (store::Standing). Every change of who is a member with which role (a role
-// change, a departure or removal, a deletion) takes the chat row FOR UPDATE (kLockChat),
-// which waits for every other lock on the row and holds off every other. A write under a
-// standing locks the row first, at least FOR KEY SHARE (the weakest, which sends' updates of
-// the row do not wait for), then reads the standing: the statement sees every such change
-// committed before, and none can commit before the write does.
+// Standings (store::Standing). Every change that can take a standing away (a role change,
+// a departure or removal, the chat's deletion) takes the chat row FOR UPDATE (kLockChat),
+// which waits for every other lock on the row and holds off every other. (An addition takes
+// FOR SHARE: it takes nobody's standing away.) A write under a standing locks the row first,
+// at least FOR KEY SHARE, then reads the standing: the statement sees every such change
+// committed before, and none can commit before the write does. Send batches lock their
+// chats FOR UPDATE too, so edits and deletions for everyone take turns with them.
 constexpr const char* kKeyShareChat = "SELECT id FROM chats WHERE id = $1 FOR KEY SHARE";
 // A rename updates the row: taken at that strength at once, as a lock raised later could
 // wait for a role change that waits for this write.
@@ -284,6 +285,8 @@ constexpr const char* kRemoveMember =
 constexpr const char* kSendMessages =
     "SELECT * FROM chat_send_messages($1::bigint[], $2::bigint[], $3::text[], $4::bigint[], "
     "$5::bigint[], $6::text[], $7::text[])";
+constexpr const char* kLockBatchChats =
+    "SELECT id FROM chats WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
 // The originals of forwards, locked: a deletion or an edit in progress is waited for, and
 // the forward then copies what it left.
 constexpr const char* kLockOriginals =
@@ -1379,6 +1382,15 @@ asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const Pendin
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     std::unordered_map<std::int64_t, std::string> originals;  // the live ones, by id
     if (!copied.empty()) {
+      // The batch's chats first, as chat_send_messages locks them, then the originals. The
+      // writes that change a message (an edit, a deletion for everyone, the chat's deletion)
+      // lock its chat's row before it: a batch holding an original while waiting for a chat
+      // such a write holds deadlocked with it.
+      std::vector<std::int64_t> targets;
+      targets.reserve(unique.size());
+      for (const PendingSend* p : unique) targets.push_back(p->message.chat_id);
+      auto chats = pg_params(array_literal(targets));
+      co_await c.prepared(kLockBatchChats, std::move(chats));
       auto lock = pg_params(array_literal(copied));
       auto live = co_await c.prepared(kLockOriginals, std::move(lock));
       for (int r = 0; r < live.rows(); ++r) {

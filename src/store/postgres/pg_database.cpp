@@ -2,6 +2,7 @@
 
 #include <exception>
 
+#include "metrics/metrics.hpp"
 #include "store/postgres/pg_pool.hpp"
 #include "store/store.hpp"
 
@@ -26,6 +27,12 @@ bool is_retryable(const PgError& e) {
 }
 
 namespace {
+
+const char* retry_reason(const PgError& e) {
+  if (e.sqlstate() == "40P01") return "deadlock";
+  if (e.sqlstate() == "40001") return "serialization";
+  return "stale_plan";
+}
 
 // Runs `run` (a statement or a pipeline on `conn`) once more when its plan went stale, the
 // statements prepared anew (PgConnection::prepare); a server not there is Unavailable.
@@ -82,6 +89,7 @@ asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
     co_return out;
   } catch (const PgError& e) {
     out.retryable = is_retryable(e);
+    if (out.retryable) metrics::metrics().db_retries.with({retry_reason(e)}).inc();
     out.failure =
         is_unavailability(e)
             ? std::make_exception_ptr(Unavailable("postgres: the database is not available"))
