@@ -9,6 +9,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/http/write.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <sys/socket.h>
@@ -453,6 +454,21 @@ class Socket final : public realtime::Session,
     std::set<std::int64_t> recounted;  // chats whose replayed events may change my unread count
     if (since) {
       cursor = *since;
+      // The `unread` frame that follows an event went out after it, in the same write or
+      // (a count read from the store) later: a connection cut between them lost the count,
+      // and the replay, after `since`, does not carry the event again. Its chat is counted
+      // again after the replay, as a replayed event's is.
+      if (*since > 0) {
+        auto last = co_await context_.store.chats().replay(user_id(), *since - 1, 1);
+        if (!last.resync_required && !last.events.empty() && last.events.front().seq == *since) {
+          const auto& e = last.events.front();
+          boost::system::error_code bad;
+          const auto payload = boost::json::parse(e.payload, bad);
+          if (!bad && payload.is_object() && changes_my_unread(e.type, payload.get_object())) {
+            recounted.insert(e.chat_id);
+          }
+        }
+      }
       // Each frame goes once the send queue has room for it within half of what a socket
       // may hold, in frames and in bytes (a larger frame, once the queue is empty): a long
       // replay is not a slow reader, whatever its events' size.

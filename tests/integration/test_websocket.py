@@ -823,6 +823,40 @@ def test_a_member_added_again_gets_the_count_afresh(server, client):
     run(main())
 
 
+def test_a_resume_from_an_event_sends_its_chats_count_again(server, client):
+    """An `unread` frame goes out after the event that changed the count: a connection cut
+    between the two lost it, and a resume from that event's seq (the last the client got)
+    does not replay the event. The resume counts its chat again: for a message of another
+    member, and for one's own read from another device."""
+    a, b = client.register(), client.register()
+    chat = private_chat(client, a, b)
+
+    async def main():
+        first = await user_ws(server, a)
+        rest_send(client, b, chat, "one")
+        message = await first.until(is_("message", chat_id=chat))
+        assert (await first.until(is_("unread", chat_id=chat)))["unread_count"] == 1
+        await first.close()
+        # The client got the message, not its count: it resumes from the message.
+        again = await user_ws(server, a, since=message["seq"])
+        await again.until(is_("synced"))
+        f = await again.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 1}, f
+        r = client.post(f"/api/chats/{chat}/read/", token=a["access"],
+                        json={"last_read_message_id": message["message_id"]})
+        assert r.status_code == 200, r.text
+        read = await again.until(is_("read", chat_id=chat, user_id=uid(a)))
+        assert (await again.until(is_("unread", chat_id=chat)))["unread_count"] == 0
+        await again.close()
+        third = await user_ws(server, a, since=read["seq"])
+        await third.until(is_("synced"))
+        f = await third.until(is_("unread", chat_id=chat))
+        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
+        await third.close()
+
+    run(main())
+
+
 def test_an_added_members_chat_created_shows_the_chat_as_they_see_it(server, client):
     """A member added back to a group gets, in their chat_created, the chat as they see it:
     their new watermark, nothing unread, the newest message they did not hide (without its
