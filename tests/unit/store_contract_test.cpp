@@ -1313,6 +1313,47 @@ TEST_P(StoreContract, ForwardsRacingEditsAndDeletionsOfTheirOriginalsTakeNoDeadl
   EXPECT_EQ(deadlocks.value(), deadlocks_before);
 }
 
+// An owner leaving (their row removed, their successor's promoted) while deliveries to
+// both move their watermarks: the two lock the same member rows, in one order, so no
+// cycle is broken by the server. The successor has the lower id: removal first, then
+// promotion, is the order deliveries do not take.
+TEST_P(StoreContract, AnOwnerLeavingDuringDeliveriesToTheirSuccessorTakesNoDeadlock) {
+  auto heir = make_user("dheir");
+  auto& chats = store_->chats();
+  auto& deadlocks = metrics::metrics().db_retries.with({"deadlock"});
+  const auto deadlocks_before = deadlocks.value();
+  ChooseOwner oldest = [](const MemberRecord&, const std::vector<MemberRecord>& remaining) {
+    return remaining.empty() ? std::optional<std::int64_t>() : remaining.front().user_id;
+  };
+  EventsFor<Departure> on_leave = [](const auto&) { return std::vector<NewEvent>{}; };
+  EventsFor<DeliveredBatch> on_delivered = [](const auto&) { return std::vector<NewEvent>{}; };
+  constexpr int kRounds = 40;
+  for (int round = 0; round < kRounds; ++round) {
+    auto owner = make_user(numbered("downer", round));
+    ASSERT_LT(heir.id, owner.id);
+    const auto id =
+        make_chat({ChatType::group, "d", {{owner.id, Role::owner}, {heir.id, Role::admin}}, 10});
+    const auto sent = send_numbered(id, owner.id, 2, false);
+    std::vector<std::function<boost::asio::awaitable<void>()>> writes;
+    for (int i = 0; i < 3; ++i) {
+      writes.emplace_back([&, i]() -> boost::asio::awaitable<void> {
+        DeliveredNotes notes;
+        notes[id] = {{heir.id, sent[1] - 1 + i % 2}, {owner.id, sent[1]}};
+        co_await chats.mark_delivered_many(std::move(notes), on_delivered);
+      });
+      if (i == 1) {
+        writes.emplace_back([&]() -> boost::asio::awaitable<void> {
+          co_await chats.remove_member(id, owner.id, std::nullopt, oldest, on_leave);
+        });
+      }
+    }
+    run_together(io_, writes);
+    EXPECT_EQ(run(chats.find_member(id, heir.id))->role, Role::owner) << round;
+    EXPECT_FALSE(run(chats.find_member(id, owner.id))) << round;
+  }
+  EXPECT_EQ(deadlocks.value(), deadlocks_before);
+}
+
 // An event about a message (skip_hiders) names the members who hid it, as the log stood
 // at its own commit: a hide committed just before, even in the same group commit, is
 // seen, and one committed after is not.

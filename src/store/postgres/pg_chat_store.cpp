@@ -279,6 +279,9 @@ constexpr const char* kStands =
 constexpr const char* kIsMember = "SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2";
 constexpr const char* kRemoveMember =
     "DELETE FROM chat_members WHERE chat_id = $1 AND user_id = $2";
+constexpr const char* kLockMemberRows =
+    "SELECT user_id FROM chat_members WHERE chat_id = $1 AND user_id = ANY($2::bigint[]) "
+    "ORDER BY user_id FOR UPDATE";
 
 // A batch of sends (arrays, one element per send): the columns of each message
 // (CHAT_SQL_MESSAGE_COLUMNS), whether it was stored now, and its element's index from 1.
@@ -1154,9 +1157,16 @@ asio::awaitable<std::optional<Departure>> PgChatStore::remove_member(std::int64_
       log.append(logged, now_micros());
     } else {
       // The messages the member hid stay hidden, as on SQLite (chat_store.cpp).
+      d.change.promoted_user_id = choose_owner(gone, members);
+      // The member rows changed, locked in user order first, as deliveries lock theirs
+      // (kLockDeliveredRows): removing a member above its successor, then promoting it,
+      // could wait in a cycle with a delivery to both.
+      std::vector<std::int64_t> changed{user_id};
+      if (d.change.promoted_user_id) changed.push_back(*d.change.promoted_user_id);
+      auto rows = pg_params(chat_id, array_literal(changed));
+      co_await c.prepared(kLockMemberRows, std::move(rows));
       auto remove = pg_params(chat_id, user_id);
       co_await c.prepared(kRemoveMember, std::move(remove));
-      d.change.promoted_user_id = choose_owner(gone, members);
       if (d.change.promoted_user_id) {
         auto promote = pg_params(chat_id, *d.change.promoted_user_id, role_name(Role::owner));
         co_await c.prepared(kSetRole, std::move(promote));
