@@ -578,22 +578,28 @@ def test_sole_owner_leaving_deletes_the_group(env, heirs):
 
 # ---- succession under concurrent leaves ---------------------------------------------------
 
-def leave_together(server, chat, users):
-    """All `users` leave `chat` at the same moment, each on its own connection."""
-    barrier = threading.Barrier(len(users))
-    statuses = [None] * len(users)
+def together(server, calls):
+    """Makes every (user, method, path, body) call at the same moment, each on its own
+    connection; their statuses, in order."""
+    barrier = threading.Barrier(len(calls))
+    statuses = [None] * len(calls)
 
     def go(k):
         c = Client(server)
         barrier.wait()
-        statuses[k] = call(c, users[k], "DELETE", f"/api/chats/{chat}/members/{users[k]['id']}/").status_code
+        statuses[k] = call(c, *calls[k]).status_code
 
-    threads = [threading.Thread(target=go, args=(k,)) for k in range(len(users))]
+    threads = [threading.Thread(target=go, args=(k,)) for k in range(len(calls))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     return statuses
+
+
+def leave_together(server, chat, users):
+    """All `users` leave `chat` at the same moment, each on its own connection."""
+    return together(server, [(u, "DELETE", f"/api/chats/{chat}/members/{u['id']}/") for u in users])
 
 
 ROUNDS = 15
@@ -652,25 +658,6 @@ def all_events_cursor(c, user):
 
 
 # ---- rights taken away while a request that used them is on its way -----------------------
-
-def together(server, calls):
-    """Makes every (user, method, path, body) call at the same moment, each on its own
-    connection; their statuses, in order."""
-    barrier = threading.Barrier(len(calls))
-    statuses = [None] * len(calls)
-
-    def go(k):
-        c = Client(server)
-        barrier.wait()
-        statuses[k] = call(c, *calls[k]).status_code
-
-    threads = [threading.Thread(target=go, args=(k,)) for k in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return statuses
-
 
 RIGHTS_ROUNDS = 10
 

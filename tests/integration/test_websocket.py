@@ -837,22 +837,23 @@ def test_a_resume_from_an_event_sends_its_chats_count_again(server, client):
         message = await first.until(is_("message", chat_id=chat))
         assert (await first.until(is_("unread", chat_id=chat)))["unread_count"] == 1
         await first.close()
+
+        async def resumed_from(event, count):
+            ws = await user_ws(server, a, since=event["seq"])
+            await ws.until(is_("synced"))
+            f = await ws.until(is_("unread", chat_id=chat))
+            assert f == {"type": "unread", "chat_id": chat, "unread_count": count}, f
+            return ws
+
         # The client got the message, not its count: it resumes from the message.
-        again = await user_ws(server, a, since=message["seq"])
-        await again.until(is_("synced"))
-        f = await again.until(is_("unread", chat_id=chat))
-        assert f == {"type": "unread", "chat_id": chat, "unread_count": 1}, f
+        again = await resumed_from(message, 1)
         r = client.post(f"/api/chats/{chat}/read/", token=a["access"],
                         json={"last_read_message_id": message["message_id"]})
         assert r.status_code == 200, r.text
         read = await again.until(is_("read", chat_id=chat, user_id=uid(a)))
         assert (await again.until(is_("unread", chat_id=chat)))["unread_count"] == 0
         await again.close()
-        third = await user_ws(server, a, since=read["seq"])
-        await third.until(is_("synced"))
-        f = await third.until(is_("unread", chat_id=chat))
-        assert f == {"type": "unread", "chat_id": chat, "unread_count": 0}, f
-        await third.close()
+        await (await resumed_from(read, 0)).close()
 
     run(main())
 
@@ -1696,12 +1697,16 @@ def max_seq(ws):
 def test_resume_ends_with_the_unread_counts_it_changed(server, client):
     """Live `unread` frames only cover what arrives while connected: after a resume's replay
     come the counts of the chats whose replayed events may have changed them (messages, the
-    user's own reads, deletions), and only those."""
+    user's own reads, deletions), and only those (with the chat of the event resumed from,
+    when that one changes counts: test_a_resume_from_an_event_sends_its_chats_count_again;
+    here it is an edit)."""
     a, b, c = client.register(), client.register(), client.register()
     busy = private_chat(client, a, b)
     quiet = private_chat(client, c, b)
     kept = rest_send(client, c, quiet, "read before leaving")["id"]
     reply = rest_send(client, b, quiet, "a reply, which reads it")["id"]
+    r = client.patch(f"/api/messages/{kept}/", token=c["access"], json={"text": "edited once"})
+    assert r.status_code == 200, r.text
 
     async def main():
         since = client.get("/api/events/?since=0", token=b["access"]).json()["seq"]
