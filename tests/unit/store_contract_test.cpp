@@ -1354,6 +1354,45 @@ TEST_P(StoreContract, AnOwnerLeavingDuringDeliveriesToTheirSuccessorTakesNoDeadl
   EXPECT_EQ(deadlocks.value(), deadlocks_before);
 }
 
+// Sends by two members in one batch, the higher id first, while deliveries to both move
+// their watermarks: the batch updates the senders' rows in its own order, deliveries lock
+// them in user order, and the batch now locks them in that order first, so no cycle is
+// broken by the server.
+TEST_P(StoreContract, SendsRacingDeliveriesToTheirSendersTakeNoDeadlock) {
+  auto low = make_user("slow");
+  auto& chats = store_->chats();
+  auto& deadlocks = metrics::metrics().db_retries.with({"deadlock"});
+  const auto deadlocks_before = deadlocks.value();
+  EventsFor<SentMessage> on_send = [](const SentMessage&) { return std::vector<NewEvent>{}; };
+  EventsFor<DeliveredBatch> on_delivered = [](const auto&) { return std::vector<NewEvent>{}; };
+  constexpr int kRounds = 200;
+  for (int round = 0; round < kRounds; ++round) {
+    auto high = make_user(numbered("shigh", round));
+    ASSERT_LT(low.id, high.id);
+    const auto id =
+        make_chat({ChatType::group, "s", {{high.id, Role::owner}, {low.id, Role::member}}, 10});
+    const auto first = send_numbered(id, high.id, 1, false);
+    std::vector<std::function<boost::asio::awaitable<void>()>> writes;
+    for (int i = 0; i < 4; ++i) {
+      const auto sender = i % 2 == 0 ? high.id : low.id;
+      writes.emplace_back([&, sender, i]() -> boost::asio::awaitable<void> {
+        const NewMessage m{id, sender, numbered("s", i), std::nullopt, std::nullopt, 40 + i};
+        co_await chats.send_message(m, on_send);
+      });
+      writes.emplace_back([&]() -> boost::asio::awaitable<void> {
+        DeliveredNotes notes;
+        notes[id] = {{low.id, first[0]}, {high.id, first[0]}};
+        co_await chats.mark_delivered_many(std::move(notes), on_delivered);
+      });
+    }
+    run_together(io_, writes);
+    const auto page = run(chats.history(id, high.id, std::nullopt, std::nullopt, 10));
+    ASSERT_TRUE(page);
+    EXPECT_EQ(page->messages.size(), 5U) << round;
+  }
+  EXPECT_EQ(deadlocks.value(), deadlocks_before);
+}
+
 // An event about a message (skip_hiders) names the members who hid it, as the log stood
 // at its own commit: a hide committed just before, even in the same group commit, is
 // seen, and one committed after is not.

@@ -290,6 +290,10 @@ constexpr const char* kSendMessages =
     "$5::bigint[], $6::text[], $7::text[])";
 constexpr const char* kLockBatchChats =
     "SELECT id FROM chats WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE";
+constexpr const char* kLockSenderRows =
+    "SELECT m.user_id FROM chat_members m JOIN (SELECT DISTINCT * FROM unnest($1::bigint[], "
+    "$2::bigint[]) AS x(chat_id, user_id)) x ON m.chat_id = x.chat_id AND m.user_id = x.user_id "
+    "ORDER BY m.chat_id, m.user_id FOR NO KEY UPDATE OF m";
 // The originals of forwards, locked: a deletion or an edit in progress is waited for, and
 // the forward then copies what it left.
 constexpr const char* kLockOriginals =
@@ -1445,6 +1449,13 @@ asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const Pendin
     std::map<std::int64_t, Watermarks> marks;
     if (!written.empty()) {
       std::vector<PgStatement> statements;
+      // The chats, then the senders' member rows in (chat, user) order, then the sends, which
+      // update those rows (their watermarks) in the batch's order: deliveries lock member
+      // rows in that order (kLockDeliveredRows) and waited in a cycle with a batch updating
+      // two of them the other way round. The chats again when forwards locked them above.
+      statements.push_back({kLockBatchChats, pg_params(array_literal(chat_ids))});
+      statements.push_back(
+          {kLockSenderRows, pg_params(array_literal(chats), array_literal(senders))});
       statements.push_back(
           {kSendMessages,
            pg_params(array_literal(chats), array_literal(senders), array_literal(texts),
@@ -1454,7 +1465,7 @@ asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const Pendin
       statements.push_back({kLowestRead, pg_params(array_literal(chat_ids))});
       statements.push_back({kLowestDelivered, pg_params(array_literal(chat_ids))});
       auto results = co_await c.pipeline(std::move(statements));
-      const PgResult& sent = results[0];
+      const PgResult& sent = results[2];
       for (int r = 0; r < sent.rows(); ++r) {
         const auto n = static_cast<std::size_t>(sent.int64(r, 11) - 1);
         if (n < written.size()) {
@@ -1463,7 +1474,7 @@ asio::awaitable<PgChatStore::PendingSends> PgChatStore::write_sends(const Pendin
           one->read_moved = sent.boolean(r, 12);
         }
       }
-      marks = watermarks_of_chats(results[1], results[2]);
+      marks = watermarks_of_chats(results[3], results[4]);
     }
     std::vector<NewEvent> events;
     for (std::size_t i = 0; i < batch.size(); ++i) {
