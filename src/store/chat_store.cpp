@@ -7,14 +7,13 @@ namespace chat::store {
 
 bool still_removable(const std::vector<MemberRecord>& members, std::int64_t user_id,
                      const RemovalBy& by) {
-  auto has = [&](std::int64_t who, Role role) {
-    return std::any_of(members.begin(), members.end(),
-                       [&](const MemberRecord& m) { return m.user_id == who && m.role == role; });
+  // A member with this id and, when given, this role.
+  auto has = [&](std::int64_t who, std::optional<Role> role) {
+    return std::any_of(members.begin(), members.end(), [&](const MemberRecord& m) {
+      return m.user_id == who && (!role || m.role == *role);
+    });
   };
-  const bool actor_stands = std::any_of(members.begin(), members.end(), [&](const MemberRecord& m) {
-    return m.user_id == by.actor.user_id && (!by.actor.role || m.role == *by.actor.role);
-  });
-  return actor_stands && has(user_id, by.target_role);
+  return has(by.actor.user_id, by.actor.role) && has(user_id, by.target_role);
 }
 
 boost::asio::awaitable<UnreadCount> ChatStore::unread_count(std::int64_t chat_id,
