@@ -48,15 +48,15 @@ Result<std::string> clean_message_text(const std::optional<std::string>& text, c
   return trimmed;
 }
 
-boost::asio::awaitable<Result<std::pair<MessageRecord, ChatRecord>>>
-MessageService::visible_message(std::int64_t me, std::int64_t message_id) {
+boost::asio::awaitable<Result<MessageService::VisibleMessage>> MessageService::visible_message(
+    std::int64_t me, std::int64_t message_id) {
   auto message = co_await store_.chats().find_message(message_id);
   if (!message) co_return no_message();
   auto m = co_await chats_.membership(me, message->chat_id);
   if (!m) co_return no_message();
   // A message hidden for the caller is gone for them.
   if (co_await store_.chats().is_hidden(me, message->chat_id, message->id)) co_return no_message();
-  co_return std::make_pair(std::move(*message), std::move(m->first));
+  co_return VisibleMessage{std::move(*message), std::move(m->first), std::move(m->second)};
 }
 
 boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t me,
@@ -190,7 +190,7 @@ boost::asio::awaitable<std::optional<Result<MessageView>>> MessageService::try_e
     FieldErrors errors, bool partial) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
-  auto& [message, chat] = *found;
+  auto& [message, chat, member] = *found;
   if (!allowed(Action::edit_message, {chat.type, Role::member, message.sender_id == me})) {
     co_return Error::forbidden();
   }
@@ -227,7 +227,7 @@ boost::asio::awaitable<std::optional<Result<Removal>>> MessageService::try_remov
     std::int64_t me, std::int64_t message_id, bool for_me) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
-  auto& [message, chat] = *found;
+  auto& [message, chat, member] = *found;
   if (for_me) {
     auto events = [me](const MessageRecord& m) {
       return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, true), me)};
@@ -235,12 +235,10 @@ boost::asio::awaitable<std::optional<Result<Removal>>> MessageService::try_remov
     const bool hidden = co_await store_.chats().hide_message(me, message, std::move(events));
     co_return Removal{message, hidden};
   }
-  auto member = co_await store_.chats().find_member(chat.id, me);
-  if (!member) co_return no_message();
-  if (!allowed(Action::delete_for_everyone, {chat.type, member->role, message.sender_id == me})) {
+  if (!allowed(Action::delete_for_everyone, {chat.type, member.role, message.sender_id == me})) {
     co_return Error::forbidden();
   }
-  const Standing by{chat.id, me, member->role};
+  const Standing by{chat.id, me, member.role};
   if (co_await delete_for_everyone(by, message_id)) co_return Removal{message, true};
   // Deleted already (a no-op), or the caller's rights changed meanwhile: checked again.
   auto now = co_await store_.chats().find_message(message_id);
@@ -272,7 +270,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t
     errors.add("target_chat_id", "This field is required.");
   check_client_id(in.client_id, errors);
   if (!errors.empty()) co_return Error::validation(std::move(errors));
-  const auto& message = found->first;
+  const auto& message = found->message;
   const std::int64_t target_chat_id = *in.target_chat_id;
   // A repeated key answers the message first sent with it, even once the original is
   // deleted for everyone; the checks come in the same order with a key as without one.
@@ -341,16 +339,14 @@ boost::asio::awaitable<std::optional<Result<PinView>>> MessageService::try_pin(
     std::int64_t me, std::int64_t message_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
-  auto& [message, chat] = *found;
-  auto member = co_await store_.chats().find_member(chat.id, me);
-  if (!member) co_return no_message();
-  if (!allowed(Action::pin, {chat.type, member->role})) co_return Error::forbidden();
+  auto& [message, chat, member] = *found;
+  if (!allowed(Action::pin, {chat.type, member.role})) co_return Error::forbidden();
   if (message.is_deleted)
     co_return Error::field("message_id", "A deleted message cannot be pinned.");
   auto events = [](const PinRecord& p) {
     return std::vector<NewEvent>{to_pin_event(pin_event(p), p)};
   };
-  const Standing by{chat.id, me, member->role};
+  const Standing by{chat.id, me, member.role};
   auto pinned = co_await store_.chats().pin(by, message.id, now_micros(), std::move(events));
   // Deleted since it was read above (refused by the next attempt as if it had been deleted
   // before), or the caller's rights changed: checked again.
@@ -389,7 +385,7 @@ boost::asio::awaitable<Result<Ok>> MessageService::unpin_message(std::int64_t me
                                                                  std::int64_t message_id) {
   auto found = co_await visible_message(me, message_id);
   if (!found) co_return std::move(found).error();
-  auto pins = co_await store_.chats().pins(found->second.id);
+  auto pins = co_await store_.chats().pins(found->chat.id);
   for (const auto& p : pins) {
     if (p.message_id == message_id) co_return co_await unpin(me, p.id);
   }

@@ -104,10 +104,15 @@ class MessageService {
                                                        int limit);
 
  private:
-  // The message and the caller's membership of its chat; 404 for outsiders and for
+  // The message, its chat and the caller's membership of it; 404 for outsiders and for
   // messages the caller has hidden.
-  boost::asio::awaitable<Result<std::pair<store::MessageRecord, store::ChatRecord>>>
-  visible_message(std::int64_t me, std::int64_t message_id);
+  struct VisibleMessage {
+    store::MessageRecord message;
+    store::ChatRecord chat;
+    store::MemberRecord member;  // the caller's
+  };
+  boost::asio::awaitable<Result<VisibleMessage>> visible_message(std::int64_t me,
+                                                                 std::int64_t message_id);
   boost::asio::awaitable<Result<MessageView>> store_message(std::int64_t me, store::NewMessage m);
   // The answer to a repeated client_id: the message first sent with it.
   boost::asio::awaitable<Result<MessageView>> repeated(store::MessageRecord earlier);
