@@ -67,8 +67,15 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   std::int64_t newest = 0;
   for (const auto& msg : page->messages) newest = std::max(newest, msg.id);
   Watermarks marks = std::move(page->marks);
-  if (newest > page->viewer.last_delivered_message_id) {
-    // Reading is delivery: the reader's watermark moves, and the statuses with it.
+  const std::int64_t had = page->viewer.last_delivered_message_id;
+  // Reading is delivery: the reader's watermark moves, and the statuses with it. Like the
+  // read watermark, it covers everything below it: the newest page (the chat as opened)
+  // and a catch-up after a message the reader had move it. An older page (`before=` alone:
+  // scrolling back, or a jump to a found message) moves it only when it reaches down to
+  // what the reader already had, so that unfetched messages below it are not called
+  // delivered.
+  const bool joins = !q.before || q.after || page->visible_below <= had;
+  if (newest > had && joins) {
     const DeliveredUpTo delivered{{q.chat_id, newest}};
     if (co_await mark_delivered(me, delivered)) {
       marks = co_await store_.chats().watermarks(q.chat_id);

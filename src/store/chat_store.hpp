@@ -126,6 +126,10 @@ struct HistoryPage {
   bool has_more = false;
   MemberRecord viewer;  // the reader's membership, and the chat's watermarks, as the
   Watermarks marks;     // messages were read (one snapshot)
+  // Newest-first pages: the newest message the reader can see below the page's oldest, 0
+  // when there is none (the page then joins what the reader already had when this is at
+  // or below their delivered watermark).
+  std::int64_t visible_below = 0;
 };
 
 struct Replay {

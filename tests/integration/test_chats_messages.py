@@ -355,6 +355,45 @@ def test_status_moves_from_sent_to_delivered_to_read(client):
     assert history(client, a, g["id"])["results"][0]["status"] == "read"
 
 
+def test_an_older_page_delivers_only_down_to_what_its_reader_had(client):
+    """The delivered watermark covers every message below it. A page fetched with `before=`
+    alone that does not reach down to what the reader already had leaves it where it was
+    (the messages between were never fetched); one that does reach moves it to its newest
+    message; the newest page moves it to the newest message, as opening the chat does."""
+    a, b, c = client.register(), client.register(), client.register()
+    g = new_group(client, a, b, c)
+    history(client, c, g["id"])  # c has every message, so b's watermark alone decides
+    sent = [send(client, a, g["id"], f"m{i}")["id"] for i in range(6)]
+    history(client, c, g["id"])
+    start = client.get("/api/events/", token=a["access"]).json()["seq"]
+
+    def statuses():
+        page = history(client, a, g["id"])["results"]
+        return {m["id"]: m["status"] for m in page if m["id"] in sent}
+
+    def delivered_by_b():
+        feed = client.get(f"/api/events/?since={start}", token=a["access"]).json()["results"]
+        return [e["last_delivered_message_id"] for e in feed
+                if e["type"] == "delivered" and e["user_id"] == uid(b)]
+
+    jump = history(client, b, g["id"], before=sent[4], limit=2)
+    assert [m["id"] for m in jump["results"]] == [sent[3], sent[2]] and jump["has_more"]
+    assert set(statuses().values()) == {"sent"} and delivered_by_b() == []
+
+    down = history(client, b, g["id"], before=sent[2], limit=10)
+    assert [m["id"] for m in down["results"]] == [sent[1], sent[0]] and not down["has_more"]
+    assert statuses() == {m: ("delivered" if m in sent[:2] else "sent") for m in sent}
+    assert delivered_by_b() == [sent[1]]
+
+    joined = history(client, b, g["id"], before=sent[4], limit=2)
+    assert [m["id"] for m in joined["results"]] == [sent[3], sent[2]] and joined["has_more"]
+    assert statuses() == {m: ("delivered" if m in sent[:4] else "sent") for m in sent}
+
+    assert [m["id"] for m in history(client, b, g["id"], limit=1)["results"]] == [sent[5]]
+    assert set(statuses().values()) == {"delivered"}
+    assert delivered_by_b() == [sent[1], sent[3], sent[5]]
+
+
 def test_a_page_of_events_holds_about_four_megabytes(client):
     """GET /api/events/ stops a page at about 4 MiB of events, before `limit`, and says
     has_more: the next page goes on from its seq, and every event comes once, in order.

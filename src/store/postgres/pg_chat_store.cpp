@@ -879,6 +879,7 @@ asio::awaitable<std::optional<HistoryPage>> PgChatStore::history(std::int64_t ch
     page->messages = all_rows<MessageRecord>(results[1], read_message);
     if (static_cast<int>(page->messages.size()) > limit) {
       page->has_more = true;
+      if (!after) page->visible_below = page->messages.back().id;
       page->messages.pop_back();
     }
     page->marks = watermarks_of_chats(results[2], results[3])[chat_id];

@@ -740,6 +740,7 @@ boost::asio::awaitable<std::optional<HistoryPage>> SqliteChatStore::history(
     page.messages = visible_rows(rows, hidden, !after, static_cast<std::size_t>(limit) + 1);
     if (static_cast<int>(page.messages.size()) > limit) {
       page.has_more = true;
+      if (!after) page.visible_below = page.messages.back().id;
       page.messages.pop_back();
     }
     name_senders(c, page.messages);
