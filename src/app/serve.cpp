@@ -65,7 +65,9 @@ auth::AuthSettings auth_settings(const config::Settings& s) {
 }
 
 // Expired refresh tokens are of no use to anyone, and events past the retention window
-// are answered with resync_required anyway: drop both hourly.
+// are answered with resync_required anyway: drop both hourly. This also finishes removing
+// the rows of deleted chats that a stop or a failed write left (SQLite removes them after
+// the deletion, a slice per write).
 asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_seconds) {
   asio::steady_timer timer(co_await asio::this_coro::executor);
   for (;;) {
@@ -75,6 +77,8 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
       const auto e =
           co_await store.chats().prune_events(now_micros() - event_retention_seconds * 1'000'000);
       if (e > 0) spdlog::info("pruned {} events older than the retention window", e);
+      const auto d = co_await store.chats().finish_chat_deletions();
+      if (d > 0) spdlog::info("finished removing the rows of {} deleted chats", d);
     } catch (const std::exception& e) {
       spdlog::warn("pruning failed: {}", e.what());
     }

@@ -297,6 +297,10 @@ class ChatStore {
 
   // Drops events older than `before`; replays from before the cut answer resync_required.
   virtual boost::asio::awaitable<std::int64_t> prune_events(Micros before) = 0;
+  // A store may remove a deleted chat's rows after the chat has gone (SQLite does, a slice
+  // per write, within delete_chat and remove_member): this finishes the removals a stop
+  // cut short, and answers how many chats it finished.
+  virtual boost::asio::awaitable<std::int64_t> finish_chat_deletions() = 0;
 };
 
 }  // namespace chat::store

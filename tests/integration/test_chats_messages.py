@@ -694,7 +694,8 @@ SEARCH_SQL = (
 ADMIN_SEARCH_SQL = (
     "SELECT m.id FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND f.rowid < ?2 "
+    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) "
+    "AND m.chat_id NOT IN (SELECT id FROM chats WHERE purging = 1) AND f.rowid < ?2 "
     "ORDER BY f.rowid DESC LIMIT ?3")
 
 
@@ -861,6 +862,35 @@ def test_a_deleted_chat_takes_its_events_for_all_members_with_it(make_server):
         got = [(e["type"], e["chat_id"]) for e in
                c.get(f"/api/events/?since={since}", token=who["access"]).json()["results"]]
         assert got == ending, (who["user"]["username"], got)
+
+
+def test_a_deleted_chat_leaves_none_of_its_rows(make_server):
+    """A chat deleted by a member, and a group deleted by its last member leaving, leave no
+    row behind: members, messages (deleted ones too), hides, pins, and the events all its
+    members shared. (SQLite removes them in slices after the deletion's own transaction,
+    before it answers.) The pair of a deleted private chat can start a new one."""
+    s = make_server()
+    c = Client(s)
+    a, b = c.register(), c.register()
+    private = c.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [uid(b)]}).json()
+    group = new_group(c, a, b)
+    for chat in (private["id"], group["id"]):
+        ids = [send(c, a, chat, f"words {i}")["id"] for i in range(3)]
+        assert c.request("DELETE", f"/api/messages/{ids[0]}/?for=me", token=b["access"]).status_code == 204
+        assert c.post("/api/pinned/", token=a["access"], json={"message_id": ids[1]}).status_code == 201
+        assert c.request("DELETE", f"/api/messages/{ids[2]}/", token=a["access"]).status_code == 204
+    assert c.request("DELETE", f"/api/chats/{private['id']}/", token=b["access"]).status_code == 204
+    for who in (b, a):
+        r = c.request("DELETE", f"/api/chats/{group['id']}/members/{uid(who)}/", token=who["access"])
+        assert r.status_code == 204, r.text
+    for chat in (private["id"], group["id"]):
+        left = {table: s.db.scalar(f"SELECT count(*) FROM {table} WHERE chat_id = ?", chat)
+                for table in ("chat_members", "messages", "hidden_messages", "pins")}
+        left["chats"] = s.db.scalar("SELECT count(*) FROM chats WHERE id = ?", chat)
+        left["events"] = s.db.scalar("SELECT count(*) FROM events WHERE chat_id = ? AND user_id IS NULL", chat)
+        assert set(left.values()) == {0}, (chat, left)
+    again = c.post("/api/chats/", token=a["access"], json={"type": "private", "member_ids": [uid(b)]})
+    assert again.status_code == 201 and again.json()["id"] != private["id"], again.text
 
 
 @pytest.mark.postgres_only

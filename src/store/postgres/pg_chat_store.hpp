@@ -98,6 +98,9 @@ class PgChatStore final : public ChatStore {
   boost::asio::awaitable<bool> unpin(Standing by, std::int64_t pin_id,
                                      EventsFor<PinRecord> events) override;
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
+  // Nothing is left to finish: a deletion removes the chat's rows in its own transaction,
+  // which takes only the chat's own row locks.
+  boost::asio::awaitable<std::int64_t> finish_chat_deletions() override { co_return 0; }
 
  private:
   // A send waiting for its batch (the .cpp's group commit); named here for its helpers.

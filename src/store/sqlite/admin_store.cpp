@@ -9,35 +9,42 @@ namespace {
 
 // unicode_lower() is registered on every connection (connection.cpp): SQLite's own lower()
 // folds ASCII only, and chat names are often Cyrillic.
+// A chat being purged after its deletion (chat_store.cpp: kRetireChat) is gone here too.
+#define NOT_PURGING_CHAT(chat_id) chat_id " NOT IN (SELECT id FROM chats WHERE purging = 1)"
 constexpr const char* kCountChats =
-    "SELECT count(*) FROM chats c WHERE ?1 = '' OR instr(unicode_lower(c.name), ?1) > 0";
+    "SELECT count(*) FROM chats c WHERE c.purging = 0 AND "
+    "(?1 = '' OR instr(unicode_lower(c.name), ?1) > 0)";
 constexpr const char* kListChats =
     "SELECT " CHAT_SQL_OVERVIEW_COLUMNS
-    " FROM chats c WHERE ?1 = '' OR instr(unicode_lower(c.name), ?1) > 0 "
+    " FROM chats c WHERE c.purging = 0 AND (?1 = '' OR instr(unicode_lower(c.name), ?1) > 0) "
     "ORDER BY c.id DESC LIMIT ?2 OFFSET ?3";
-constexpr const char* kChat = "SELECT " CHAT_SQL_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = ?1";
+constexpr const char* kChat =
+    "SELECT " CHAT_SQL_OVERVIEW_COLUMNS " FROM chats c WHERE c.id = ?1 AND c.purging = 0";
 
 // ?1 = 0: any chat. The primary key (or messages_chat) gives the order without sorting.
 constexpr const char* kMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 ORDER BY m.id DESC LIMIT ?3";
+    "WHERE (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 AND " NOT_PURGING_CHAT(
+        "m.chat_id") " ORDER BY m.id DESC LIMIT ?3";
 // Bounded and ordered by the index's own rowid (= m.id), so FTS5 walks its matches
 // downwards from the cursor and LIMIT stops it (chat_store.cpp's kSearch).
 constexpr const char* kSearchMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND f.rowid < ?2 "
-    "ORDER BY f.rowid DESC LIMIT ?3";
+    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND " NOT_PURGING_CHAT(
+        "m.chat_id") " AND f.rowid < ?2 ORDER BY f.rowid DESC LIMIT ?3";
 
 constexpr const char* kCountUsers = "SELECT count(*) FROM users";
-constexpr const char* kCountAllChats = "SELECT count(*) FROM chats";
-constexpr const char* kCountMessages = "SELECT count(*) FROM messages";
+constexpr const char* kCountAllChats = "SELECT count(*) FROM chats WHERE purging = 0";
+constexpr const char* kCountMessages =
+    "SELECT count(*) FROM messages WHERE " NOT_PURGING_CHAT("chat_id");
 // Every new message logs one `message` event (a retried send logs none); events_time
 // makes this a range scan over the last minute of the log.
 constexpr const char* kCountSentSince =
-    "SELECT count(*) FROM events WHERE created_at >= ?1 AND type = 'message'";
+    "SELECT count(*) FROM events WHERE created_at >= ?1 AND type = 'message' AND " NOT_PURGING_CHAT(
+        "chat_id");
 
 ChatOverview read_overview(const Statement& s) {
   ChatOverview o;

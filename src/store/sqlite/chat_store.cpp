@@ -7,6 +7,8 @@
 #include <queue>
 #include <utility>
 
+#include <spdlog/spdlog.h>
+
 #include "common/unicode.hpp"
 #include "store/logged_text.hpp"
 #include "store/sql_columns.hpp"
@@ -202,16 +204,35 @@ constexpr const char* kInsertMember =
     "last_delivered_message_id) SELECT ?1, ?2, ?3, ?4, (SELECT COALESCE(max(seq), 0) FROM events), "
     "c.last_message_id, c.last_message_id FROM chats c WHERE c.id = ?1";
 constexpr const char* kRenameChat = "UPDATE chats SET name = ?2 WHERE id = ?1";
+// A deleted chat leaves at once: its members, pins and private pair go in the deletion's
+// transaction and the row is marked `purging` (retire_chat). Its messages, their index
+// entries, its events and hides go afterwards, a slice per write (purge_slice): every write
+// waits for the one writer, and a chat of 100,000 messages deleted in one transaction held
+// everyone's sends for 0.8 s.
+constexpr const char* kRetireChat =
+    "UPDATE chats SET purging = 1, private_key = NULL WHERE id = ?1";
+constexpr const char* kDeleteChatMembers = "DELETE FROM chat_members WHERE chat_id = ?1";
+constexpr const char* kDeleteChatPins = "DELETE FROM pins WHERE chat_id = ?1";
+constexpr const char* kPurgingChats = "SELECT id FROM chats WHERE purging = 1";
+constexpr std::int64_t kPurgeSlice = 500;
+// The newest message of the chat's oldest slice (NULL, read as 0, when none is left).
+constexpr const char* kPurgeSliceEnd =
+    "SELECT max(id) FROM (SELECT id FROM messages WHERE chat_id = ?1 ORDER BY id LIMIT ?2)";
 // The index reads each entry's text from the messages row (external content): run after
 // the queued index changes (run_deferred), while the rows still hold what was indexed.
 // Deleted messages have no entry.
-constexpr const char* kDeleteChatFts =
+constexpr const char* kPurgeFts =
     "DELETE FROM messages_fts WHERE rowid IN "
-    "(SELECT id FROM messages WHERE chat_id = ?1 AND is_deleted = 0)";
+    "(SELECT id FROM messages WHERE chat_id = ?1 AND id <= ?2 AND is_deleted = 0)";
+constexpr const char* kPurgeMessages = "DELETE FROM messages WHERE chat_id = ?1 AND id <= ?2";
+// The chat's events for all its members: nobody replays them any more. Events for one user
+// (their removal, the chat_deleted each member was sent) stay.
+constexpr const char* kPurgeEventsEnd =
+    "SELECT max(seq) FROM (SELECT seq FROM events WHERE chat_id = ?1 AND user_id IS NULL "
+    "ORDER BY seq LIMIT ?2)";
+constexpr const char* kPurgeEvents =
+    "DELETE FROM events WHERE chat_id = ?1 AND user_id IS NULL AND seq <= ?2";
 constexpr const char* kDeleteChatHidden = "DELETE FROM hidden_messages WHERE chat_id = ?1";
-// A deleted chat's events for all its members go with it (delete_chat_rows).
-constexpr const char* kDeleteChatEvents =
-    "DELETE FROM events WHERE chat_id = ?1 AND user_id IS NULL";
 constexpr const char* kDeleteChat = "DELETE FROM chats WHERE id = ?1";
 constexpr const char* kSetRole =
     "UPDATE chat_members SET role = ?3 WHERE chat_id = ?1 AND user_id = ?2";
@@ -455,16 +476,35 @@ std::optional<ChatSummary> summary_of(Connection& c, std::int64_t chat_id, std::
   return out;
 }
 
-// A chat with its members, messages, pins and index entries, and its events for all its
-// members: nobody replays those any more (they are replayed to the chat's members), and
-// the messages' words go from the log with the messages. Events for one user (their
-// removal, a deletion for them) stay, and so do the chat_deleted events logged after.
-// (In PostgreSQL's order: the events last.)
-void delete_chat_rows(Connection& c, std::int64_t chat_id) {
-  c.prepare(kDeleteChatFts).bind(1, chat_id).exec();
-  c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
-  c.prepare(kDeleteChat).bind(1, chat_id).exec();
-  c.prepare(kDeleteChatEvents).bind(1, chat_id).exec();
+// The deleted chat leaves the API: members (so no read, write or replay reaches it), pins,
+// and the private pair (which may start a chat anew). The rest goes in slices (kRetireChat).
+void retire_chat(Connection& c, std::int64_t chat_id) {
+  c.prepare(kDeleteChatMembers).bind(1, chat_id).exec();
+  c.prepare(kDeleteChatPins).bind(1, chat_id).exec();
+  c.prepare(kRetireChat).bind(1, chat_id).exec();
+}
+
+// One slice of a retired chat's rows, oldest first: messages with their index entries,
+// then events, then the hides and the chat row. false once the chat row is gone.
+bool purge_slice(Connection& c, std::int64_t chat_id) {
+  c.run_deferred();  // index changes queued for its messages, while they are there to read
+  Transaction tx(c);
+  if (const auto upto = scalar(c.prepare(kPurgeSliceEnd).bind(1, chat_id).bind(2, kPurgeSlice));
+      upto > 0) {
+    c.prepare(kPurgeFts).bind(1, chat_id).bind(2, upto).exec();
+    c.prepare(kPurgeMessages).bind(1, chat_id).bind(2, upto).exec();
+  } else if (const auto seq =
+                 scalar(c.prepare(kPurgeEventsEnd).bind(1, chat_id).bind(2, kPurgeSlice));
+             seq > 0) {
+    c.prepare(kPurgeEvents).bind(1, chat_id).bind(2, seq).exec();
+  } else {
+    c.prepare(kDeleteChatHidden).bind(1, chat_id).exec();
+    c.prepare(kDeleteChat).bind(1, chat_id).exec();
+    tx.commit();
+    return false;
+  }
+  tx.commit();
+  return true;
 }
 
 // The events the current write transaction has logged. Only the writer thread writes, so
@@ -1035,18 +1075,19 @@ boost::asio::awaitable<std::optional<ChatRecord>> SqliteChatStore::rename_chat(
 boost::asio::awaitable<bool> SqliteChatStore::delete_chat(
     Standing by, EventsFor<std::vector<MemberRecord>> events) {
   auto q = [by, events = std::move(events)](Connection& c) {
-    c.run_deferred();  // the index changes queued for this chat's messages, before it goes
     Transaction tx(c);
     if (!stands(c, by)) return false;
     const std::int64_t chat_id = by.chat_id;
     auto members = members_of(c, chat_id);
     if (!chat_by_id(c, chat_id)) return false;
-    delete_chat_rows(c, chat_id);
+    retire_chat(c, chat_id);
     append_events(c, events(members), now_micros());
     tx.commit();
     return true;
   };
-  co_return co_await write(std::move(q));
+  const bool deleted = co_await write(std::move(q));
+  if (deleted) co_await purge(by.chat_id);
+  co_return deleted;
 }
 
 boost::asio::awaitable<std::optional<MemberChange>> SqliteChatStore::add_member(
@@ -1098,7 +1139,6 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
     std::int64_t chat_id, std::int64_t user_id, std::optional<RemovalBy> by,
     ChooseOwner choose_owner, EventsFor<Departure> events) {
   auto q = [=, choose_owner = std::move(choose_owner), events = std::move(events)](Connection& c) {
-    c.run_deferred();  // the chat may go: its messages' queued index changes first
     Transaction tx(c);
     auto members = members_of(c, chat_id);
     if (by && !still_removable(members, user_id, *by)) return std::optional<Departure>();
@@ -1109,7 +1149,7 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
     members.erase(leaving);
     Departure d{{chat_id, user_id, gone.role, std::nullopt}, members.empty()};
     if (d.chat_deleted) {
-      delete_chat_rows(c, chat_id);
+      retire_chat(c, chat_id);
       append_events(c, events(d), now_micros());
     } else {
       // The messages the member hid stay hidden (hidden_messages keeps their rows): added
@@ -1128,7 +1168,9 @@ boost::asio::awaitable<std::optional<Departure>> SqliteChatStore::remove_member(
     tx.commit();
     return std::optional<Departure>(d);
   };
-  co_return co_await write(std::move(q));
+  auto departure = co_await write(std::move(q));
+  if (departure && departure->chat_deleted) co_await purge(chat_id);
+  co_return departure;
 }
 
 boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message(
@@ -1332,6 +1374,32 @@ boost::asio::awaitable<bool> SqliteChatStore::unpin(Standing by, std::int64_t pi
     return true;
   };
   co_return co_await write(std::move(q));
+}
+
+boost::asio::awaitable<void> SqliteChatStore::purge(std::int64_t chat_id) {
+  // The chat has gone already: a write that fails here leaves the rest of its rows to
+  // finish_chat_deletions() (at the next start, or the next hourly pruning) rather than
+  // failing the deletion.
+  try {
+    for (;;) {
+      auto slice = [chat_id](Connection& c) { return purge_slice(c, chat_id); };
+      if (!co_await write(std::move(slice))) co_return;
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("removing the rows of deleted chat {} stopped: {}", chat_id, e.what());
+  }
+}
+
+boost::asio::awaitable<std::int64_t> SqliteChatStore::finish_chat_deletions() {
+  auto q = [](Connection& c) {
+    std::vector<std::int64_t> ids;
+    auto rows = c.prepare(kPurgingChats);
+    while (rows.step()) ids.push_back(rows.int64(0));
+    return ids;
+  };
+  const auto ids = co_await db_.read(std::move(q));
+  for (const auto id : ids) co_await purge(id);
+  co_return static_cast<std::int64_t>(ids.size());
 }
 
 boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before) {

@@ -91,8 +91,12 @@ class SqliteChatStore final : public ChatStore {
   boost::asio::awaitable<bool> unpin(Standing by, std::int64_t pin_id,
                                      EventsFor<PinRecord> events) override;
   boost::asio::awaitable<std::int64_t> prune_events(Micros before) override;
+  boost::asio::awaitable<std::int64_t> finish_chat_deletions() override;
 
  private:
+  // Removes a retired chat's rows, a slice per write (chat_store.cpp: kRetireChat).
+  boost::asio::awaitable<void> purge(std::int64_t chat_id);
+
   // Runs a write on the writer thread and then tells the listener what it logged.
   template <class F>
   auto write(F f);

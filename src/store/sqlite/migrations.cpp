@@ -223,6 +223,15 @@ CREATE VIEW messages_search_text AS
   FROM messages;
 )sql";
 
+// A deleted chat's rows are removed in slices after it has gone (chat_store.cpp:
+// kRetireChat): the chat row says so meanwhile. Pins are found by message when a message's
+// row goes (their foreign key), which read the whole pins table once per message.
+constexpr const char* k0012_chat_purging = R"sql(
+ALTER TABLE chats ADD COLUMN purging INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX chats_purging ON chats(id) WHERE purging = 1;
+CREATE INDEX pins_message ON pins(message_id);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -235,6 +244,7 @@ constexpr Migration kMigrations[] = {
     {9, "text_index_chats", k0009_text_index_chats},
     {10, "text_index_folds", k0010_text_index_folds},
     {11, "text_index_deleted", k0011_text_index_deleted},
+    {12, "chat_purging", k0012_chat_purging},
 };
 
 }  // namespace
