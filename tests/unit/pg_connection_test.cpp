@@ -2,8 +2,11 @@
 // cluster on loopback and names it in CHATD_TEST_PG.
 #include <gtest/gtest.h>
 
+#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
@@ -222,6 +225,46 @@ TEST(PgDatabase, RunsAStatementAgainWhenAMigrationChangedItsResult) {
   EXPECT_EQ(out, (std::vector<std::string>{"1", "stale", "7", "8", "9", "10"}));
 }
 
+// A database hiccup is Unavailable (503), never an unexplained error (500): a statement
+// cancelled (statement_timeout here; pg_cancel_backend alike), and a conflict that lasts
+// every attempt of a transaction (each attempt counted as a retry).
+TEST(PgDatabase, CancelledStatementsAndLastingConflictsAreUnavailable) {
+  REQUIRE_POSTGRES();
+  const auto retries = [] { return chat::metrics::metrics().db_retries.with({"deadlock"}).value(); };
+  const auto before = retries();
+  auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
+    PgDatabase db(PgPool::create(ex, conninfo(), 1));
+    std::vector<std::string> seen;
+    const PgDatabase::Body cancelled = [](PgConnection& c) -> asio::awaitable<void> {
+      co_await c.query("SET LOCAL statement_timeout = '50ms'");
+      co_await c.query("SELECT pg_sleep(2)");
+    };
+    int attempts = 0;
+    const PgDatabase::Body conflicting = [&attempts](PgConnection& c) -> asio::awaitable<void> {
+      ++attempts;
+      co_await c.query("DO $$ BEGIN RAISE EXCEPTION 'cycle' USING ERRCODE = '40P01'; END $$");
+    };
+    for (const auto* body : {&cancelled, &conflicting}) {
+      try {
+        co_await db.transaction(*body);
+        seen.emplace_back("committed");
+      } catch (const Unavailable&) {
+        seen.emplace_back("unavailable");
+      } catch (const std::exception& e) {
+        seen.emplace_back(e.what());
+      }
+    }
+    seen.push_back(std::to_string(attempts));
+    auto lease = co_await db.pool().acquire();
+    auto alive = co_await lease->query("SELECT 1");
+    seen.emplace_back(alive.text(0, 0));
+    co_return seen;
+  });
+  EXPECT_EQ(out, (std::vector<std::string>{"unavailable", "unavailable",
+                                           std::to_string(kTransactionAttempts), "1"}));
+  EXPECT_EQ(retries() - before, kTransactionAttempts);
+}
+
 // A stale plan met on one of a pool's connections means the schema changed for all of
 // them: the others prepare their statements anew before their next use instead of
 // meeting the error too (where a retry of a transaction would land on them).
@@ -293,6 +336,46 @@ TEST(PgPool, BoundsConnectionsAndQueuesWaiters) {
   EXPECT_EQ(done, 12);
   EXPECT_EQ(peak, 3);
   EXPECT_EQ(pool->open_connections(), 3U);
+}
+
+// A connect that fails fails the acquires queued behind it too. Before, they slept until a
+// later request gave back a healthy connection: with the database away, for ever. The
+// "server" takes each connection and closes it, so every connect fails after a round trip.
+TEST(PgPool, QueuedAcquiresFailWhenAConnectFails) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor closing(io, {asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = std::to_string(closing.local_endpoint().port());
+  asio::co_spawn(
+      io,
+      [&]() -> asio::awaitable<void> {
+        for (;;) {
+          auto [ec, peer] = co_await closing.async_accept(asio::as_tuple(asio::use_awaitable));
+          if (ec) co_return;
+        }
+      },
+      asio::detached);
+  auto pool = PgPool::create(
+      io.get_executor(),
+      "host=127.0.0.1 port=" + port + " dbname=chat user=chat sslmode=disable gssencmode=disable",
+      2);
+  constexpr int kAcquires = 6;
+  int failed = 0;
+  for (int i = 0; i < kAcquires; ++i) {
+    asio::co_spawn(
+        io,
+        [&]() -> asio::awaitable<void> {
+          try {
+            auto lease = co_await pool->acquire();
+          } catch (const Unavailable&) {
+            ++failed;
+          }
+          if (failed == kAcquires) closing.close();
+        },
+        asio::detached);
+  }
+  io.run_for(std::chrono::seconds(20));
+  EXPECT_EQ(failed, kAcquires);
+  EXPECT_EQ(pool->open_connections(), 0U);
 }
 
 namespace {

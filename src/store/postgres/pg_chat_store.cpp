@@ -705,7 +705,7 @@ asio::awaitable<void> PgChatStore::write(WriteBody body) {
       }
     }
     if (committed) co_return;
-    if (!result.retryable || attempt >= 4) std::rethrow_exception(result.failure);
+    if (!result.retryable || attempt >= kTransactionAttempts) give_up(result);
   }
 }
 

@@ -17,9 +17,15 @@ std::optional<std::int64_t> optional_int64(const PgResult& r, int row, int col) 
 
 bool is_unavailability(const PgError& e) {
   const auto& s = e.sqlstate();
-  // 55P03: a lock timeout (the event-log lock held by a node that stopped answering).
-  return s.starts_with("08") || s.starts_with("57P") || s.starts_with("53") || s == "25006" ||
+  // 57: operator intervention (a shutdown, a cancelled statement: 57014). 55P03: a lock
+  // timeout (the event-log lock held by a node that stopped answering).
+  return s.starts_with("08") || s.starts_with("57") || s.starts_with("53") || s == "25006" ||
          s == "55P03";
+}
+
+void give_up(const TransactionAttempt& attempt) {
+  if (attempt.retryable) throw Unavailable("postgres: the write kept conflicting with others");
+  std::rethrow_exception(attempt.failure);
 }
 
 bool is_retryable(const PgError& e) {
@@ -112,7 +118,7 @@ asio::awaitable<void> PgDatabase::transaction(Body body, const char* begin) {
     auto lease = co_await pool_->acquire();
     auto result = co_await attempt_transaction(*lease, begin, body);
     if (result.committed) co_return;
-    if (!result.retryable || attempt >= 4) std::rethrow_exception(result.failure);
+    if (!result.retryable || attempt >= kTransactionAttempts) give_up(result);
   }
 }
 

@@ -85,6 +85,12 @@ struct TransactionAttempt {
   bool retryable = false;    // deadlock, serialization failure or a stale plan
   std::exception_ptr failure;
 };
+// How many times a transaction is tried while it fails retryably.
+constexpr int kTransactionAttempts = 4;
+// After the last attempt (or a failure not worth another): throws what the attempt failed
+// with. A conflict that lasted every attempt is Unavailable: a database too busy to let
+// the write through just now, not a bad request.
+[[noreturn]] void give_up(const TransactionAttempt& attempt);
 boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
                                                                const char* begin,
                                                                const PgDatabase::Body& body);
@@ -97,7 +103,8 @@ boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& con
                                                                const PgDatabase::Body& close);
 
 // True for errors that mean "the server is not there right now" rather than a bad query:
-// connection failures, shutdown in progress, too many connections.
+// connection failures, shutdown in progress, too many connections, a statement cancelled
+// (statement_timeout, pg_cancel_backend).
 bool is_unavailability(const PgError& e);
 // Deadlock, serialization failure or a stale plan (PgError::stale_plan): the transaction
 // may simply be run again.

@@ -20,7 +20,8 @@ namespace asio = boost::asio;
 struct PgPool::Waiter {
   std::unique_ptr<PgConnection> handed;
   bool may_open = false;       // a slot freed up: open a new connection
-  bool signalled = false;      // handed or may_open is set
+  bool failed = false;         // a connect failed meanwhile: the database takes none now
+  bool signalled = false;      // handed, may_open or failed is set
   std::function<void()> wake;  // set while the coroutine sleeps; resumes it on its executor
 };
 
@@ -113,6 +114,7 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
                                                                           asio::use_awaitable);
     std::lock_guard lock(mutex_);
     if (waiter->handed) co_return Lease(self, std::move(waiter->handed));
+    if (waiter->failed) throw Unavailable("postgres: the database takes no connection");
     open_new = waiter->may_open;
   }
   if (!open_new) throw Unavailable("postgres: no connection available");
@@ -122,10 +124,28 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
     conn->share_plan_epoch(plan_epoch_);
     co_return Lease(self, std::move(conn));
   } catch (...) {
-    std::lock_guard lock(mutex_);
-    --open_;
+    fail_waiters();
     throw;
   }
+}
+
+void PgPool::fail_waiters() {
+  // The slot is free again. Those queued now fail too: the database took no connection, and
+  // the connections they wait for are as likely to be broken, each passing its slot on to
+  // the next waiter's connect (which fails in turn) or to nobody. Left queued, they waited
+  // until a later request gave back a healthy connection, however long after the outage.
+  std::vector<std::function<void()>> wakes;
+  {
+    std::lock_guard lock(mutex_);
+    --open_;
+    for (auto& waiter : waiters_) {
+      waiter->failed = true;
+      waiter->signalled = true;
+      if (waiter->wake) wakes.push_back(std::move(waiter->wake));
+    }
+    waiters_.clear();
+  }
+  for (auto& wake : wakes) wake();
 }
 
 }  // namespace chat::store::postgres

@@ -50,6 +50,8 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
   PgPool(boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections,
          std::chrono::seconds reply_timeout);
   void give_back(std::unique_ptr<PgConnection> conn);
+  // After a failed connect: frees its slot and fails every queued acquire.
+  void fail_waiters();
 
   boost::asio::any_io_executor executor_;
   std::string conninfo_;
