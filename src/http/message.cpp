@@ -52,6 +52,18 @@ std::string_view Request::header(std::string_view name) const {
   return {};
 }
 
+std::string Request::header_joined(std::string_view name) const {
+  std::string out;
+  bool first = true;
+  for (const auto& [k, v] : headers) {
+    if (k != name) continue;
+    if (!first) out += ',';
+    out += v;
+    first = false;
+  }
+  return out;
+}
+
 const std::string* Request::query_param(std::string_view name) const {
   const std::string* last = nullptr;
   for (const auto& [k, v] : query) {

@@ -38,6 +38,10 @@ struct Request {
 
   // First header with this lower-case name, or empty.
   [[nodiscard]] std::string_view header(std::string_view name) const;
+  // Every header with this lower-case name, joined with "," as Django's ASGI handler joins
+  // a repeated header (so two Authorization headers are one malformed value there and
+  // here, not the first one's credentials).
+  [[nodiscard]] std::string header_joined(std::string_view name) const;
   // The query parameter with this name; of a repeated one, the last value, as Django's
   // QueryDict.get() answers.
   [[nodiscard]] const std::string* query_param(std::string_view name) const;

@@ -83,7 +83,8 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   // The token: query, then header (read as REST reads it), then the subprotocol pair
   // "access_token, <token>".
   std::string token;
-  const http::BearerHeader bearer = http::read_bearer_header(req.header("authorization"));
+  const std::string authorization = req.header_joined("authorization");
+  const http::BearerHeader bearer = http::read_bearer_header(authorization);
   if (const auto* q = req.query_param("token")) {
     token = *q;
   } else if (bearer.kind == http::BearerHeader::Kind::malformed) {

@@ -1,5 +1,7 @@
 """Authentication exactly as API.md: register, login, refresh, logout, JWT claims, and
 forged tokens refused."""
+import http.client
+import json
 import time
 import uuid
 
@@ -468,6 +470,44 @@ def test_authorization_header_forms(client):
     # The scheme is matched as written: another spelling is another scheme.
     r = client.get("/api/users/me/", headers={"Authorization": f"bearer {user['access']}"})
     assert (r.status_code, r.json()) == (401, {"detail": "Authentication credentials were not provided."})
+
+
+def test_a_repeated_authorization_header_is_one_malformed_value(server, client):
+    """Django's ASGI handler joins a repeated header with "," and SimpleJWT then finds more
+    than two parts: a request with two Authorization headers is refused, whichever comes
+    first, on REST and on the socket handshake alike (not served as the first one's user,
+    which a proxy reading the last one would disagree with)."""
+    user = client.register()
+    other = client.register()
+
+    def status_with(path, *values):
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        try:
+            conn.putrequest("GET", path)
+            for v in values:
+                conn.putheader("Authorization", v)
+            if path.startswith("/ws/"):
+                conn.putheader("Connection", "Upgrade")
+                conn.putheader("Upgrade", "websocket")
+                conn.putheader("Sec-WebSocket-Version", "13")
+                conn.putheader("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+            conn.endheaders()
+            r = conn.getresponse()
+            body = r.read()
+            return r.status, (json.loads(body) if body else None)
+        finally:
+            conn.close()
+
+    mine, theirs = f"Bearer {user['access']}", f"Bearer {other['access']}"
+    assert status_with("/api/users/me/", mine)[0] == 200
+    malformed = {"detail": "Authorization header must contain two space-delimited values",
+                 "code": "bad_authorization_header"}
+    # "Basic ...,Bearer ..." starts with another scheme: no credentials, as for Basic alone.
+    absent = {"detail": "Authentication credentials were not provided."}
+    for values, expected in (((mine, theirs), malformed), ((mine, "Basic dXNlcjpwYXNz"), malformed),
+                             (("Basic dXNlcjpwYXNz", mine), absent)):
+        for path in ("/api/users/me/", "/ws/"):
+            assert status_with(path, *values) == (401, expected), (path, values)
 
 
 def test_token_of_a_deleted_user(make_server):

@@ -7,7 +7,8 @@ namespace chat::http {
 
 boost::asio::awaitable<Result<auth::Authenticated>> authenticate(auth::AuthService& auth,
                                                                  const Request& req) {
-  const BearerHeader bearer = read_bearer_header(req.header("authorization"));
+  const std::string authorization = req.header_joined("authorization");
+  const BearerHeader bearer = read_bearer_header(authorization);
   switch (bearer.kind) {
     case BearerHeader::Kind::none:
       co_return Error::unauthenticated("Authentication credentials were not provided.");
