@@ -78,7 +78,7 @@ class LocalPresence final : public Presence {
       if (it == users_.end() || it->second.ticket != ticket || !it->second.leaving) co_return;
       users_.erase(it);
     }
-    co_await announcer_.went_offline(user_id);
+    co_await announcer_.went_offline(user_id, *this);
   }
 
   asio::awaitable<users::OnlineCounts> counts() override {

@@ -62,8 +62,11 @@ class PresenceAnnouncer {
   // shows their previous last_seen).
   boost::asio::awaitable<void> announce(std::int64_t user_id, bool online,
                                         std::optional<Audience> known);
-  // Going offline: records last_seen, then announces it.
-  boost::asio::awaitable<void> went_offline(std::int64_t user_id);
+  // Going offline: records last_seen, then announces it. When the database fails (an
+  // outage), tries again in the background (after 1 s, then up to every 10 s, for an
+  // hour) while `online` does not show the user back: else their chats' members would see
+  // them online until they reload, and their last_seen would stay unset.
+  boost::asio::awaitable<void> went_offline(std::int64_t user_id, users::OnlineUsers& online);
   // Records the users as last seen now, announcing nothing: users whose sockets closed as
   // the server stopped (their chats' members were connected to the same stopping server),
   // or users still online (so that a node killed leaves them a recent last_seen).
@@ -71,6 +74,9 @@ class PresenceAnnouncer {
                                            Micros when = now_micros());
 
  private:
+  boost::asio::awaitable<void> say_offline(std::int64_t user_id);
+  boost::asio::awaitable<void> say_offline_later(std::int64_t user_id, users::OnlineUsers& online);
+
   store::Store& store_;
   Broker& broker_;
 };

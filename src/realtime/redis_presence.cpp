@@ -497,7 +497,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     // lost: say it (again) then.
     if (gone == 1 || (gone == 2 && was_unsure)) {
       try {
-        co_await announcer_.went_offline(user);
+        co_await announcer_.went_offline(user, *this);
       } catch (const std::exception& e) {
         spdlog::warn("presence: announcing user {} offline failed: {}", user, e.what());
       }
@@ -533,7 +533,7 @@ class RedisPresence final : public Presence, public std::enable_shared_from_this
     }
     for (auto user : gone) {
       try {
-        co_await announcer_.went_offline(user);
+        co_await announcer_.went_offline(user, *this);
       } catch (const std::exception& e) {
         spdlog::warn("presence: announcing user {} offline failed: {}", user, e.what());
       }

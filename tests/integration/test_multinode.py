@@ -920,6 +920,36 @@ def test_postgres_outage_gives_503_and_error_events_then_recovers(make_cluster):
         ensure_pg_running()
 
 
+def test_a_user_who_leaves_during_an_outage_is_announced_offline_when_it_ends(make_cluster):
+    """A user's last socket closes while PostgreSQL is away, and the grace period ends
+    before it is back: recording last_seen and reading who to tell both fail. The
+    announcement is tried again, so the other member hears user_status offline, with a
+    last_seen, once the database answers (before, it was never sent and last_seen stayed
+    unset)."""
+    cluster, api, a, b, p = pair_on_two_nodes(make_cluster)
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        a_ws = await user_ws(cluster[0], a)
+        await b_ws.until(is_("user_status", user_id=uid(a), is_online=True), timeout=10)
+        try:
+            await rest(pg_ctl, "stop", "-m", "fast", "-w", "-t", "60")
+            await a_ws.close()
+            await asyncio.sleep(4)  # the grace period (1 s) ends during the outage
+        finally:
+            await rest(ensure_pg_running)
+        off = await b_ws.until(is_("user_status", user_id=uid(a), is_online=False), timeout=30)
+        assert off["last_seen"] is not None, off
+        view = await rest(api[1].get, f"/api/users/{uid(a)}/", token=b["access"])
+        assert view.status_code == 200 and view.json()["last_seen"] is not None, view.text
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=150)
+    finally:
+        ensure_pg_running()
+
+
 def pg_processes():
     """The test cluster's postmaster and its children (backends, checkpointer...)."""
     with open(os.path.join(PG_DATA, "postmaster.pid")) as f:
