@@ -40,6 +40,10 @@ constexpr auto kNoticeGate = std::chrono::seconds(1);
 constexpr std::size_t kRecentSeqs = 16384;
 constexpr std::size_t kRecentEphemerals = 4096;
 constexpr auto kFlushTimeout = std::chrono::seconds(1);
+// After a COMMIT without an answer, when the nodes are asked to read the log again (past
+// the event log's lock_timeout, then once more for a slow disk).
+constexpr std::chrono::seconds kResyncAgainAfter[] = {std::chrono::seconds(12),
+                                                      std::chrono::seconds(60)};
 
 // Publishes one transaction's events (ARGV[4..]: channel, message pairs) and keeps the
 // newest seq handed to Redis in KEYS[1]. Seqs are gapless, so a transaction whose first
@@ -244,6 +248,11 @@ class RedisBroker final : public Broker {
   void resync_from(std::int64_t first_seq) override {
     std::lock_guard lock(unsure_mutex_);
     unsure_from_ = unsure_from_ == 0 ? first_seq : std::min(unsure_from_, first_seq);
+    // A COMMIT that got no answer may still land after the nodes have read the log: its
+    // backend waiting for the event log's lock (up to lock_timeout, 10 s) or for a stalled
+    // disk. They are asked again later, when it has most likely landed or been undone.
+    const auto now = std::chrono::steady_clock::now();
+    for (const auto after : kResyncAgainAfter) asked_later_.emplace_back(first_seq, now + after);
   }
 
   [[nodiscard]] bool healthy() const override { return client_->connected() && ready_; }
@@ -341,6 +350,12 @@ class RedisBroker final : public Broker {
       std::int64_t from = 0;
       {
         std::lock_guard lock(unsure_mutex_);
+        const auto now = std::chrono::steady_clock::now();
+        std::erase_if(asked_later_, [&](const auto& later) {
+          if (later.second > now) return false;
+          unsure_from_ = unsure_from_ == 0 ? later.first : std::min(unsure_from_, later.first);
+          return true;
+        });
         from = unsure_from_;
       }
       if (from == 0 || !client_->connected()) continue;
@@ -968,6 +983,8 @@ class RedisBroker final : public Broker {
   std::mutex unsure_mutex_;
   std::int64_t first_unflushed_ = 0;  // the first seq published since the last flush
   std::int64_t unsure_from_ = 0;      // the first seq that may not have reached Redis
+  // resync_from()'s seqs, to be asked for again at these times (kResyncAgainAfter).
+  std::vector<std::pair<std::int64_t, std::chrono::steady_clock::time_point>> asked_later_;
 
   std::unordered_map<std::int64_t, ChatState> chats_;
   std::unordered_map<std::int64_t, int> users_;

@@ -21,7 +21,7 @@ import pytest
 import requests
 from websockets.exceptions import ConnectionClosed
 
-from conftest import Client, Database, free_port
+from conftest import Client, Database, _conninfo, free_port
 from test_operations import scrape, value
 from test_throttle import throttled_count
 from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
@@ -999,6 +999,47 @@ def test_a_hung_postgres_gets_503_within_db_timeout(make_cluster):
         await a_ws.close()
 
     run(main(), timeout=120)
+
+
+def test_a_commit_that_lands_after_its_503_still_reaches_the_sockets(make_cluster):
+    """A send's COMMIT round trip outlasts DB_TIMEOUT while its backend waits for the event
+    log's lock (held here by a session standing in for a node that froze holding it): the
+    sender gets 503, the nodes are asked to read the log, and then the backend gets the
+    lock and commits. The nodes are asked again later, so the recipient's socket gets the
+    message without another write in the deployment (before, only the next event did it)."""
+    cluster = make_cluster(1, DB_TIMEOUT=3)
+    api = Client(cluster[0])
+    a, b = api.register(), api.register()
+    p = private_chat(api, a, b)
+    info = _conninfo()
+    holder = subprocess.Popen(
+        ["psql", "-X", "-q", "-At", "-h", info["host"], "-p", str(info["port"]), "-U", info["user"],
+         "-d", cluster[0].db.name],
+        env=dict(os.environ, PGPASSWORD=info["password"]), stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    async def main():
+        b_ws = await user_ws(cluster[0], b)
+        holder.stdin.write("SELECT pg_advisory_lock(7316002);\nSELECT 'held';\n")
+        holder.stdin.flush()
+        assert (await rest(holder.stdout.readline)).strip() == "", "the lock call's empty line"
+        assert (await rest(holder.stdout.readline)).strip() == "held"
+        r = await rest(api.post, "/api/messages/", token=a["access"], timeout=30,
+                       json={"chat": p, "text": "late", "client_id": "late-1"})
+        assert r.status_code == 503, r.text
+        await asyncio.sleep(1.5)  # the first request to read the log goes out meanwhile
+        holder.communicate("SELECT pg_advisory_unlock(7316002);\n", timeout=10)
+        f = await b_ws.until(is_("message", client_id=None, text="late"), timeout=30)
+        again = await rest(api.post, "/api/messages/", token=a["access"],
+                           json={"chat": p, "text": "late", "client_id": "late-1"})
+        assert again.status_code == 200 and again.json()["id"] == f["message_id"], again.text
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
 
 
 def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_cluster):
