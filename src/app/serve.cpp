@@ -77,10 +77,14 @@ asio::awaitable<void> prune(store::Store& store, std::int64_t event_retention_se
       const auto e =
           co_await store.chats().prune_events(now_micros() - event_retention_seconds * 1'000'000);
       if (e > 0) spdlog::info("pruned {} events older than the retention window", e);
+    } catch (const std::exception& e) {
+      spdlog::warn("pruning failed: {}", e.what());
+    }
+    try {
       const auto d = co_await store.chats().finish_chat_deletions();
       if (d > 0) spdlog::info("finished removing the rows of {} deleted chats", d);
     } catch (const std::exception& e) {
-      spdlog::warn("pruning failed: {}", e.what());
+      spdlog::warn("removing the rows of deleted chats failed: {}", e.what());
     }
     timer.expires_after(std::chrono::hours(1));
     co_await timer.async_wait(asio::use_awaitable);

@@ -9,8 +9,7 @@ namespace {
 
 // unicode_lower() is registered on every connection (connection.cpp): SQLite's own lower()
 // folds ASCII only, and chat names are often Cyrillic.
-// A chat being purged after its deletion (chat_store.cpp: kRetireChat) is gone here too.
-#define NOT_PURGING_CHAT(chat_id) chat_id " NOT IN (SELECT id FROM chats WHERE purging = 1)"
+// A chat being purged after its deletion (CHAT_SQL_NOT_PURGING) is gone here too.
 constexpr const char* kCountChats =
     "SELECT count(*) FROM chats c WHERE c.purging = 0 AND "
     "(?1 = '' OR instr(unicode_lower(c.name), ?1) > 0)";
@@ -25,7 +24,7 @@ constexpr const char* kChat =
 constexpr const char* kMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 AND " NOT_PURGING_CHAT(
+    "WHERE (?1 = 0 OR m.chat_id = ?1) AND m.id < ?2 AND " CHAT_SQL_NOT_PURGING(
         "m.chat_id") " ORDER BY m.id DESC LIMIT ?3";
 // Bounded and ordered by the index's own rowid (= m.id), so FTS5 walks its matches
 // downwards from the cursor and LIMIT stops it (chat_store.cpp's kSearch).
@@ -33,18 +32,21 @@ constexpr const char* kSearchMessages =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages_fts f JOIN messages m ON m.id = f.rowid "
     "LEFT JOIN users u ON u.id = m.sender_id "
-    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND " NOT_PURGING_CHAT(
+    "WHERE messages_fts MATCH ?4 AND (?1 = 0 OR m.chat_id = ?1) AND " CHAT_SQL_NOT_PURGING(
         "m.chat_id") " AND f.rowid < ?2 ORDER BY f.rowid DESC LIMIT ?3";
 
 constexpr const char* kCountUsers = "SELECT count(*) FROM users";
 constexpr const char* kCountAllChats = "SELECT count(*) FROM chats WHERE purging = 0";
+// All messages less those of purging chats (each a range of messages_chat): a count(*) of
+// the whole table keeps its fast path.
 constexpr const char* kCountMessages =
-    "SELECT count(*) FROM messages WHERE " NOT_PURGING_CHAT("chat_id");
+    "SELECT (SELECT count(*) FROM messages) - (SELECT count(*) FROM messages WHERE chat_id IN "
+    "(SELECT id FROM chats WHERE purging = 1))";
 // Every new message logs one `message` event (a retried send logs none); events_time
 // makes this a range scan over the last minute of the log.
 constexpr const char* kCountSentSince =
-    "SELECT count(*) FROM events WHERE created_at >= ?1 AND type = 'message' AND " NOT_PURGING_CHAT(
-        "chat_id");
+    "SELECT count(*) FROM events WHERE created_at >= ?1 AND type = 'message' "
+    "AND " CHAT_SQL_NOT_PURGING("chat_id");
 
 ChatOverview read_overview(const Statement& s) {
   ChatOverview o;

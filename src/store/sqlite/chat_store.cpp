@@ -20,7 +20,10 @@ namespace {
 
 // ---- SQL -------------------------------------------------------------------------------
 
-constexpr const char* kChatById = "SELECT " CHAT_SQL_CHAT_COLUMNS " FROM chats c WHERE c.id = ?1";
+// A chat whose rows are being removed after its deletion (kRetireChat) is not found, nor
+// are its messages (kMessageById, kLiveText).
+constexpr const char* kChatById =
+    "SELECT " CHAT_SQL_CHAT_COLUMNS " FROM chats c WHERE c.id = ?1 AND c.purging = 0";
 constexpr const char* kMember = "SELECT " CHAT_SQL_MEMBER_COLUMNS
                                 " FROM chat_members m JOIN users u ON u.id = m.user_id "
                                 "WHERE m.chat_id = ?1 AND m.user_id = ?2";
@@ -39,9 +42,9 @@ constexpr const char* kMyChatsByActivity =
   " AND h.message_id = " message ")"
 #define NOT_HIDDEN(viewer) NOT_HIDDEN_FOR(viewer, "m.chat_id", "m.id")
 
-constexpr const char* kMessageById =
-    "SELECT " CHAT_SQL_MESSAGE_COLUMNS
-    " FROM messages m LEFT JOIN users u ON u.id = m.sender_id WHERE m.id = ?1";
+constexpr const char* kMessageById = "SELECT " CHAT_SQL_MESSAGE_COLUMNS
+                                     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
+                                     "WHERE m.id = ?1 AND " CHAT_SQL_NOT_PURGING("m.chat_id");
 constexpr const char* kLastVisibleMessage =
     "SELECT " CHAT_SQL_MESSAGE_COLUMNS
     " FROM messages m LEFT JOIN users u ON u.id = m.sender_id "
@@ -266,7 +269,8 @@ constexpr const char* kInsertFts =
 constexpr const char* kDeleteFts =
     "INSERT INTO messages_fts(messages_fts, rowid, text, chat_id) VALUES ('delete', ?1, ?2, ?3)";
 constexpr const char* kLiveText =
-    "SELECT text, chat_id FROM messages WHERE id = ?1 AND is_deleted = 0";
+    "SELECT text, chat_id FROM messages WHERE id = ?1 AND is_deleted = 0 AND " CHAT_SQL_NOT_PURGING(
+        "chat_id");
 constexpr const char* kEditMessage =
     "UPDATE messages SET text = ?2, edited_at = ?3 WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kDeleteMessage =
@@ -1376,18 +1380,19 @@ boost::asio::awaitable<bool> SqliteChatStore::unpin(Standing by, std::int64_t pi
   co_return co_await write(std::move(q));
 }
 
-boost::asio::awaitable<void> SqliteChatStore::purge(std::int64_t chat_id) {
+boost::asio::awaitable<bool> SqliteChatStore::purge(std::int64_t chat_id) {
   // The chat has gone already: a write that fails here leaves the rest of its rows to
   // finish_chat_deletions() (at the next start, or the next hourly pruning) rather than
   // failing the deletion.
   try {
     for (;;) {
       auto slice = [chat_id](Connection& c) { return purge_slice(c, chat_id); };
-      if (!co_await write(std::move(slice))) co_return;
+      if (!co_await write(std::move(slice))) co_return true;
     }
   } catch (const std::exception& e) {
     spdlog::warn("removing the rows of deleted chat {} stopped: {}", chat_id, e.what());
   }
+  co_return false;
 }
 
 boost::asio::awaitable<std::int64_t> SqliteChatStore::finish_chat_deletions() {
@@ -1398,8 +1403,11 @@ boost::asio::awaitable<std::int64_t> SqliteChatStore::finish_chat_deletions() {
     return ids;
   };
   const auto ids = co_await db_.read(std::move(q));
-  for (const auto id : ids) co_await purge(id);
-  co_return static_cast<std::int64_t>(ids.size());
+  std::int64_t finished = 0;
+  for (const auto id : ids) {
+    if (co_await purge(id)) ++finished;
+  }
+  co_return finished;
 }
 
 boost::asio::awaitable<std::int64_t> SqliteChatStore::prune_events(Micros before) {

@@ -95,7 +95,8 @@ class SqliteChatStore final : public ChatStore {
 
  private:
   // Removes a retired chat's rows, a slice per write (chat_store.cpp: kRetireChat).
-  boost::asio::awaitable<void> purge(std::int64_t chat_id);
+  // false when a write failed part-way (logged).
+  boost::asio::awaitable<bool> purge(std::int64_t chat_id);
 
   // Runs a write on the writer thread and then tells the listener what it logged.
   template <class F>

@@ -9,6 +9,10 @@
 #include "store/sqlite/connection.hpp"
 #include "store/user_store.hpp"
 
+// The chat `chat_id` names (an SQL expression) is not a deleted one whose rows are still
+// being removed (chat_store.cpp: kRetireChat): for reads that do not go through its members.
+#define CHAT_SQL_NOT_PURGING(chat_id) chat_id " NOT IN (SELECT id FROM chats WHERE purging = 1)"
+
 namespace chat::store::sqlite {
 
 UserRecord read_user(const Statement& s);
