@@ -1315,6 +1315,8 @@ asio::awaitable<void> PgChatStore::write_each_if_need_be(const PendingSends& bat
   PendingSends later;
   try {
     later = co_await write_sends(batch);
+  } catch (const Contended&) {
+    failed = std::current_exception();  // perhaps one send's locks: each on its own
   } catch (const Unavailable&) {
     failed = std::current_exception();  // none of them can be written now
     database_away = true;

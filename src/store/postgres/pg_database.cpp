@@ -24,7 +24,7 @@ bool is_unavailability(const PgError& e) {
 }
 
 void give_up(const TransactionAttempt& attempt) {
-  if (attempt.retryable) throw Unavailable("postgres: the write kept conflicting with others");
+  if (attempt.retryable) throw Contended("postgres: the write kept conflicting with others");
   std::rethrow_exception(attempt.failure);
 }
 

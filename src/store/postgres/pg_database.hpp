@@ -12,6 +12,7 @@
 #include <string>
 
 #include "store/postgres/pg_connection.hpp"
+#include "store/store.hpp"
 
 namespace chat::store::postgres {
 
@@ -87,9 +88,15 @@ struct TransactionAttempt {
 };
 // How many times a transaction is tried while it fails retryably.
 constexpr int kTransactionAttempts = 4;
+// A conflict (deadlock, serialization failure) that lasted every attempt: a database too
+// busy to let the write through just now, not a bad request (503). A batch of sends that
+// meets it writes each send on its own, as after any failure of the batch's own.
+class Contended : public Unavailable {
+ public:
+  using Unavailable::Unavailable;
+};
 // After the last attempt (or a failure not worth another): throws what the attempt failed
-// with. A conflict that lasted every attempt is Unavailable: a database too busy to let
-// the write through just now, not a bad request.
+// with, or Contended.
 [[noreturn]] void give_up(const TransactionAttempt& attempt);
 boost::asio::awaitable<TransactionAttempt> attempt_transaction(PgConnection& conn,
                                                                const char* begin,
