@@ -22,9 +22,10 @@ namespace asio = boost::asio;
 
 boost::asio::awaitable<void> PresenceAnnouncer::went_offline(std::int64_t user_id,
                                                              users::OnlineUsers& online) {
+  const Micros left_at = now_micros();  // last_seen, however late it is announced
   bool said = false;
   try {
-    co_await say_offline(user_id);
+    co_await say_offline(user_id, left_at);
     said = true;
   } catch (const store::Unavailable& e) {
     spdlog::warn("presence: announcing user {} offline failed, tried again later: {}", user_id,
@@ -32,20 +33,20 @@ boost::asio::awaitable<void> PresenceAnnouncer::went_offline(std::int64_t user_i
   }
   if (said) co_return;
   // Not awaited: the caller's round (a sweep of several users) must not wait for an outage.
-  asio::co_spawn(co_await asio::this_coro::executor, say_offline_later(user_id, online),
-                 asio::detached);
+  const auto executor = co_await asio::this_coro::executor;
+  asio::co_spawn(executor, say_offline_later(user_id, left_at, online), asio::detached);
 }
 
-boost::asio::awaitable<void> PresenceAnnouncer::say_offline(std::int64_t user_id) {
-  const Micros now = now_micros();
+boost::asio::awaitable<void> PresenceAnnouncer::say_offline(std::int64_t user_id, Micros left_at) {
   std::vector<std::int64_t> ids{user_id};
-  co_await store_.users().set_last_seen(std::move(ids), now);
+  co_await store_.users().set_last_seen(std::move(ids), left_at);
   auto chat_ids = co_await store_.chats().chat_ids_of(user_id);
-  Audience audience{std::move(chat_ids), now};
+  Audience audience{std::move(chat_ids), left_at};
   co_await announce(user_id, false, std::move(audience));
 }
 
 boost::asio::awaitable<void> PresenceAnnouncer::say_offline_later(std::int64_t user_id,
+                                                                  Micros left_at,
                                                                   users::OnlineUsers& online) {
   constexpr std::chrono::seconds kLongestPause{10};
   constexpr std::chrono::hours kGiveUpAfter{1};
@@ -56,13 +57,13 @@ boost::asio::awaitable<void> PresenceAnnouncer::say_offline_later(std::int64_t u
     timer.expires_after(pause);
     boost::system::error_code ec;
     co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return;  // stopping
+    if (ec) co_return;
     pause = std::min(pause * 2, kLongestPause);
     std::vector<std::int64_t> ids{user_id};
     const auto back = co_await online.online(std::move(ids));
     if (!back.empty() && back[0]) co_return;  // online again: "offline" would be stale news
     try {
-      co_await say_offline(user_id);
+      co_await say_offline(user_id, left_at);
       co_return;
     } catch (const store::Unavailable&) {
       // Still away: the next pause.

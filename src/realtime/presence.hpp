@@ -62,7 +62,7 @@ class PresenceAnnouncer {
   // shows their previous last_seen).
   boost::asio::awaitable<void> announce(std::int64_t user_id, bool online,
                                         std::optional<Audience> known);
-  // Going offline: records last_seen, then announces it. When the database fails (an
+  // Going offline: records last_seen (now), then announces it. When the database fails (an
   // outage), tries again in the background (after 1 s, then up to every 10 s, for an
   // hour) while `online` does not show the user back: else their chats' members would see
   // them online until they reload, and their last_seen would stay unset.
@@ -74,8 +74,9 @@ class PresenceAnnouncer {
                                            Micros when = now_micros());
 
  private:
-  boost::asio::awaitable<void> say_offline(std::int64_t user_id);
-  boost::asio::awaitable<void> say_offline_later(std::int64_t user_id, users::OnlineUsers& online);
+  boost::asio::awaitable<void> say_offline(std::int64_t user_id, Micros left_at);
+  boost::asio::awaitable<void> say_offline_later(std::int64_t user_id, Micros left_at,
+                                                 users::OnlineUsers& online);
 
   store::Store& store_;
   Broker& broker_;
