@@ -70,7 +70,8 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   const std::int64_t had = page->viewer.last_delivered_message_id;
   // Reading is delivery: the reader's watermark moves, and the statuses with it. Like the
   // read watermark, it covers everything below it: the newest page (the chat as opened)
-  // and a catch-up after a message the reader had move it. An older page (`before=` alone:
+  // and an `after=` page (a catch-up from a message the client says it has) move it. An
+  // older page (`before=` alone:
   // scrolling back, or a jump to a found message) moves it only when it reaches down to
   // what the reader already had, so that unfetched messages below it are not called
   // delivered.
