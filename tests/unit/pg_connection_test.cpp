@@ -230,7 +230,9 @@ TEST(PgDatabase, RunsAStatementAgainWhenAMigrationChangedItsResult) {
 // every attempt of a transaction (each attempt counted as a retry).
 TEST(PgDatabase, CancelledStatementsAndLastingConflictsAreUnavailable) {
   REQUIRE_POSTGRES();
-  const auto retries = [] { return chat::metrics::metrics().db_retries.with({"deadlock"}).value(); };
+  const auto retries = [] {
+    return chat::metrics::metrics().db_retries.with({"deadlock"}).value();
+  };
   const auto before = retries();
   auto out = run([](asio::any_io_executor ex) -> asio::awaitable<std::vector<std::string>> {
     PgDatabase db(PgPool::create(ex, conninfo(), 1));
@@ -376,6 +378,47 @@ TEST(PgPool, QueuedAcquiresFailWhenAConnectFails) {
   io.run_for(std::chrono::seconds(20));
   EXPECT_EQ(failed, kAcquires);
   EXPECT_EQ(pool->open_connections(), 0U);
+}
+
+// While another connection is lent out, a failed connect fails only its own acquire: the
+// database is there but takes no more connections (a database limited to one here, as at
+// max_connections), and the queued acquires are served as the lent connection comes back.
+TEST(PgPool, QueuedAcquiresWaitForALentConnectionWhenAConnectFails) {
+  REQUIRE_POSTGRES();
+  const std::string db = "pool_limit_" + std::to_string(::getpid());
+  const auto admin = [](const std::string& sql) {
+    run([&sql](asio::any_io_executor ex) -> asio::awaitable<int> {
+      auto conn = co_await PgConnection::connect(ex, conninfo());
+      co_await conn->script(sql);
+      co_return 0;
+    });
+  };
+  admin("DROP DATABASE IF EXISTS " + db);
+  admin("CREATE DATABASE " + db + " CONNECTION LIMIT 1");
+  int served = 0;
+  int failed = 0;
+  {
+    asio::io_context io;
+    auto pool = PgPool::create(io.get_executor(), conninfo() + " dbname=" + db, 2);
+    for (int i = 0; i < 4; ++i) {
+      asio::co_spawn(
+          io,
+          [&]() -> asio::awaitable<void> {
+            try {
+              auto lease = co_await pool->acquire();
+              co_await lease->query("SELECT pg_sleep(0.3)");
+              ++served;
+            } catch (const Unavailable&) {
+              ++failed;
+            }
+          },
+          asio::detached);
+    }
+    io.run_for(std::chrono::seconds(20));
+  }
+  admin("DROP DATABASE " + db + " WITH (FORCE)");
+  EXPECT_EQ(failed, 1);  // the second connect
+  EXPECT_EQ(served, 3);
 }
 
 namespace {

@@ -130,14 +130,17 @@ asio::awaitable<PgPool::Lease> PgPool::acquire() {
 }
 
 void PgPool::fail_waiters() {
-  // The slot is free again. Those queued now fail too: the database took no connection, and
-  // the connections they wait for are as likely to be broken, each passing its slot on to
-  // the next waiter's connect (which fails in turn) or to nobody. Left queued, they waited
-  // until a later request gave back a healthy connection, however long after the outage.
+  // The slot is free again. While other connections are lent out (or opening), those
+  // queued wait for them: one that comes back healthy serves the next waiter, a broken one
+  // passes its slot on. Once none is left, nothing would ever wake them (a connect like
+  // this one failing for each slot passed on): they fail now, as the database takes no
+  // connection. Before, they slept until a later request gave back a healthy connection,
+  // however long after an outage.
   std::vector<std::function<void()>> wakes;
   {
     std::lock_guard lock(mutex_);
     --open_;
+    if (open_ > 0) return;
     for (auto& waiter : waiters_) {
       waiter->failed = true;
       waiter->signalled = true;

@@ -50,7 +50,8 @@ class PgPool : public std::enable_shared_from_this<PgPool> {
   PgPool(boost::asio::any_io_executor executor, std::string conninfo, std::size_t max_connections,
          std::chrono::seconds reply_timeout);
   void give_back(std::unique_ptr<PgConnection> conn);
-  // After a failed connect: frees its slot and fails every queued acquire.
+  // After a failed connect: frees its slot, and fails every queued acquire when no other
+  // connection is lent out or opening.
   void fail_waiters();
 
   boost::asio::any_io_executor executor_;
