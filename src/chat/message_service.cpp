@@ -240,8 +240,12 @@ boost::asio::awaitable<std::optional<Result<Removal>>> MessageService::try_remov
     auto events = [me](const MessageRecord& m) {
       return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, true), me)};
     };
-    const bool hidden = co_await store_.chats().hide_message(me, message, std::move(events));
-    co_return Removal{message, hidden};
+    // Not hidden now: hidden meanwhile, or the caller left (or the chat went). Decided
+    // again, as a request made now would be (404 either way).
+    if (!co_await store_.chats().hide_message(me, message, std::move(events))) {
+      co_return std::nullopt;
+    }
+    co_return Removal{message, true};
   }
   if (!allowed(Action::delete_for_everyone, {chat.type, member.role, message.sender_id == me})) {
     co_return Error::forbidden();

@@ -272,6 +272,7 @@ class ChatStore {
   // nullopt when the message was deleted already (or is gone). `by`: nullopt for staff.
   virtual boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
       std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) = 0;
+  // false when it was hidden already, or `user_id` is no longer a member of its chat.
   virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id,
                                                     const MessageRecord& message,
                                                     EventsFor<MessageRecord> events) = 0;

@@ -2275,6 +2275,14 @@ TEST_P(StoreContract, ADeletedChatIsGoneFromEveryReadAndLeavesNoRows) {
   EXPECT_TRUE(run(chats.search(ann.id, {"m"}, std::nullopt, 10)).size() == 1);
   for (const auto id : ids) EXPECT_FALSE(run(chats.find_message(id))) << id;
   EXPECT_EQ(run(chats.finish_chat_deletions()), 0);
+  // A hide that raced the deletion (its message read before) stores and logs nothing.
+  int logged = 0;
+  EventsFor<MessageRecord> count_hide = [&logged](const MessageRecord& m) {
+    ++logged;
+    return std::vector<NewEvent>{NewEvent{m.chat_id, std::nullopt, "delete", "{}"}};
+  };
+  EXPECT_FALSE(run(chats.hide_message(ann.id, *hidden, count_hide)));
+  EXPECT_EQ(logged, 0);
 }
 
 // SQLite: a chat whose rows a stop left half removed (retired: no members, no pins, marked

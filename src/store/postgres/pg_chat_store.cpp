@@ -1539,9 +1539,12 @@ asio::awaitable<bool> PgChatStore::hide_message(std::int64_t user_id, const Mess
                                                 EventsFor<MessageRecord> events) {
   bool hidden = false;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
+    hidden = false;
     // After a rename in progress, or before it: its event shows the hider what they see.
-    auto share = pg_params(message.chat_id);
-    co_await c.prepared(kShareChat, std::move(share));
+    // Still a member once the chat row is shared: a hide racing the chat's deletion or the
+    // hider's removal stores and logs nothing.
+    const Standing member{message.chat_id, user_id, std::nullopt};
+    if (!co_await stands(c, member, kShareChat)) co_return;
     auto params = pg_params(user_id, message.chat_id, message.id);
     auto inserted = co_await c.prepared(kHideMessage, std::move(params));
     hidden = inserted.affected() == 1;

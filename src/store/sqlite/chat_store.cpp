@@ -1281,6 +1281,8 @@ boost::asio::awaitable<bool> SqliteChatStore::hide_message(std::int64_t user_id,
                                                            EventsFor<MessageRecord> events) {
   auto q = [user_id, message, events = std::move(events)](Connection& c) {
     Transaction tx(c);
+    // A hide racing the chat's deletion or the hider's removal stores and logs nothing.
+    if (!member_of(c, message.chat_id, user_id)) return false;
     const bool hidden = c.prepare(kHideMessage)
                             .bind(1, user_id)
                             .bind(2, message.chat_id)
