@@ -161,6 +161,21 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     return created.chat_id;
   }
 
+  // ann (owner) and bob in the group "team", ann alone in the group "kept".
+  struct TeamAndKept {
+    UserRecord ann;
+    UserRecord bob;
+    std::int64_t team = 0;
+    std::int64_t kept = 0;
+  };
+  TeamAndKept team_and_kept() {
+    TeamAndKept out{make_user("ann"), make_user("bob")};
+    out.team = make_chat(
+        {ChatType::group, "team", {{out.ann.id, Role::owner}, {out.bob.id, Role::member}}, 10});
+    out.kept = make_chat({ChatType::group, "kept", {{out.ann.id, Role::owner}}, 10});
+    return out;
+  }
+
   // Messages "m0", "m1"... from `sender` (with client_ids "c0", "c1"... when asked), sent
   // at times 20, 21...; their ids.
   std::vector<std::int64_t> send_numbered(std::int64_t chat_id, std::int64_t sender, int count,
@@ -2242,13 +2257,9 @@ TEST_P(StoreContract, AdminReadsSeeEveryChatAndMessage) {
 // A deleted chat is gone from every read at once, and leaves none of its rows (SQLite
 // removes them in slices after the deletion's own transaction, before delete_chat returns).
 TEST_P(StoreContract, ADeletedChatIsGoneFromEveryReadAndLeavesNoRows) {
-  auto ann = make_user("ann");
-  auto bob = make_user("bob");
+  const auto [ann, bob, team, kept] = team_and_kept();
   auto& chats = store_->chats();
   auto& admin = store_->admin();
-  const auto team =
-      make_chat({ChatType::group, "team", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
-  const auto kept = make_chat({ChatType::group, "kept", {{ann.id, Role::owner}}, 10});
   const auto ids = send_numbered(team, ann.id, 3, true);
   send_numbered(kept, ann.id, 1, false);
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
@@ -2292,13 +2303,9 @@ TEST_P(StoreContract, AChatDeletionCutShortIsFinishedLater) {
   if (GetParam().name != "sqlite") {
     GTEST_SKIP() << "PostgreSQL removes a chat's rows in its deletion's transaction";
   }
-  auto ann = make_user("ann");
-  auto bob = make_user("bob");
+  const auto [ann, bob, team, kept] = team_and_kept();
   auto& chats = store_->chats();
   auto& admin = store_->admin();
-  const auto team =
-      make_chat({ChatType::group, "team", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
-  const auto kept = make_chat({ChatType::group, "kept", {{ann.id, Role::owner}}, 10});
   const auto ids = send_numbered(team, ann.id, 1100, false);  // more than two slices
   send_numbered(kept, ann.id, 1, false);
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
