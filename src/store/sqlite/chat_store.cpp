@@ -208,10 +208,10 @@ constexpr const char* kInsertMember =
     "c.last_message_id, c.last_message_id FROM chats c WHERE c.id = ?1";
 constexpr const char* kRenameChat = "UPDATE chats SET name = ?2 WHERE id = ?1";
 // A deleted chat leaves at once: its members, pins and private pair go in the deletion's
-// transaction and the row is marked `purging` (retire_chat). Its messages, their index
-// entries, its events and hides go afterwards, a slice per write (purge_slice): every write
-// waits for the one writer, and a chat of 100,000 messages deleted in one transaction held
-// everyone's sends for 0.8 s.
+// transaction and the row is marked `purging` (retire_chat). Its messages with their index
+// entries, then its events, go afterwards a slice per write, and its hides with the chat
+// row in the last (purge_slice): every write waits for the one writer, and a chat of
+// 100,000 messages deleted in one transaction held everyone's sends for up to a second.
 constexpr const char* kRetireChat =
     "UPDATE chats SET purging = 1, private_key = NULL WHERE id = ?1";
 constexpr const char* kDeleteChatMembers = "DELETE FROM chat_members WHERE chat_id = ?1";
@@ -1389,7 +1389,8 @@ boost::asio::awaitable<bool> SqliteChatStore::purge(std::int64_t chat_id) {
   try {
     for (;;) {
       auto slice = [chat_id](Connection& c) { return purge_slice(c, chat_id); };
-      if (!co_await write(std::move(slice))) co_return true;
+      const bool more = co_await write(std::move(slice));
+      if (!more) co_return true;
     }
   } catch (const std::exception& e) {
     spdlog::warn("removing the rows of deleted chat {} stopped: {}", chat_id, e.what());
@@ -1407,7 +1408,8 @@ boost::asio::awaitable<std::int64_t> SqliteChatStore::finish_chat_deletions() {
   const auto ids = co_await db_.read(std::move(q));
   std::int64_t finished = 0;
   for (const auto id : ids) {
-    if (co_await purge(id)) ++finished;
+    const bool done = co_await purge(id);
+    if (done) ++finished;
   }
   co_return finished;
 }
