@@ -71,10 +71,9 @@ boost::asio::awaitable<Result<MessagePage>> MessageService::history(std::int64_t
   // Reading is delivery: the reader's watermark moves, and the statuses with it. Like the
   // read watermark, it covers everything below it: the newest page (the chat as opened)
   // and an `after=` page (a catch-up from a message the client says it has) move it. An
-  // older page (`before=` alone:
-  // scrolling back, or a jump to a found message) moves it only when it reaches down to
-  // what the reader already had, so that unfetched messages below it are not called
-  // delivered.
+  // older page (`before=` alone: scrolling back, or a jump to a found message) moves it
+  // only when it reaches down to what the reader already had, so that unfetched messages
+  // below it are not called delivered.
   const bool joins = !q.before || q.after || page->visible_below <= had;
   if (newest > had && joins) {
     const DeliveredUpTo delivered{{q.chat_id, newest}};
@@ -240,11 +239,10 @@ boost::asio::awaitable<std::optional<Result<Removal>>> MessageService::try_remov
     auto events = [me](const MessageRecord& m) {
       return std::vector<NewEvent>{to_event(m.chat_id, delete_event(m, true), me)};
     };
+    const bool hidden = co_await store_.chats().hide_message(me, message, std::move(events));
     // Not hidden now: hidden meanwhile, or the caller left (or the chat went). Decided
     // again, as a request made now would be (404 either way).
-    if (!co_await store_.chats().hide_message(me, message, std::move(events))) {
-      co_return std::nullopt;
-    }
+    if (!hidden) co_return std::nullopt;
     co_return Removal{message, true};
   }
   if (!allowed(Action::delete_for_everyone, {chat.type, member.role, message.sender_id == me})) {
