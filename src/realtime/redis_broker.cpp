@@ -247,7 +247,7 @@ class RedisBroker final : public Broker {
 
   void resync_from(std::int64_t first_seq) override {
     std::lock_guard lock(unsure_mutex_);
-    unsure_from_ = unsure_from_ == 0 ? first_seq : std::min(unsure_from_, first_seq);
+    unsure_from_locked(first_seq);
     // A COMMIT that got no answer may still land after the nodes have read the log: its
     // backend waiting for the event log's lock (up to lock_timeout). They are asked again
     // once it has landed or been undone. (In a busy deployment the next transaction's
@@ -258,6 +258,12 @@ class RedisBroker final : public Broker {
   [[nodiscard]] bool healthy() const override { return client_->connected() && ready_; }
 
  private:
+  // Events from `seq` on may not have reached the other nodes: the resync request (sent by
+  // watch_unsure) starts at the lowest such seq. Under unsure_mutex_.
+  void unsure_from_locked(std::int64_t seq) {
+    unsure_from_ = unsure_from_ == 0 ? seq : std::min(unsure_from_, seq);
+  }
+
   // Held events were dropped (hold): a catch-up reads the log again after `after`. `drop`
   // numbers the last such drop (drops_), to tell one during a catch-up's round from one
   // before it.
@@ -335,7 +341,7 @@ class RedisBroker final : public Broker {
     }
     if (!wait->answered && covered != 0) {
       std::lock_guard lock(unsure_mutex_);
-      unsure_from_ = unsure_from_ == 0 ? covered : std::min(unsure_from_, covered);
+      unsure_from_locked(covered);
     }
   }
 
@@ -353,7 +359,7 @@ class RedisBroker final : public Broker {
         const auto now = std::chrono::steady_clock::now();
         std::erase_if(asked_later_, [&](const auto& later) {
           if (later.second > now) return false;
-          unsure_from_ = unsure_from_ == 0 ? later.first : std::min(unsure_from_, later.first);
+          unsure_from_locked(later.first);
           return true;
         });
         from = unsure_from_;
