@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
+#include <functional>
 
 #include "metrics/metrics.hpp"
 #include "store/postgres/pg_database.hpp"
@@ -400,20 +401,25 @@ TEST(PgPool, QueuedAcquiresWaitForALentConnectionWhenAConnectFails) {
   {
     asio::io_context io;
     auto pool = PgPool::create(io.get_executor(), conninfo() + " dbname=" + db, 2);
-    for (int i = 0; i < 4; ++i) {
-      asio::co_spawn(
-          io,
-          [&]() -> asio::awaitable<void> {
-            try {
-              auto lease = co_await pool->acquire();
-              co_await lease->query("SELECT pg_sleep(0.3)");
-              ++served;
-            } catch (const Unavailable&) {
-              ++failed;
-            }
-          },
-          asio::detached);
-    }
+    // The other three start once the first holds its connection: two connects at once may
+    // both be refused by the limit, each counting the other.
+    std::function<void()> start_the_rest;
+    const auto acquirer = [&](bool first) {
+      return [&, first]() -> asio::awaitable<void> {
+        try {
+          auto lease = co_await pool->acquire();
+          if (first) start_the_rest();
+          co_await lease->query("SELECT pg_sleep(0.3)");
+          ++served;
+        } catch (const Unavailable&) {
+          ++failed;
+        }
+      };
+    };
+    start_the_rest = [&] {
+      for (int i = 0; i < 3; ++i) asio::co_spawn(io, acquirer(false), asio::detached);
+    };
+    asio::co_spawn(io, acquirer(true), asio::detached);
     io.run_for(std::chrono::seconds(20));
   }
   admin("DROP DATABASE " + db + " WITH (FORCE)");
