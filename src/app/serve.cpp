@@ -9,7 +9,9 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <thread>
 
@@ -184,7 +186,13 @@ int serve(const config::Settings& s) {
         asio::detached);
   };
   auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
-  realtime::RecountBatcher recounts(read_counts, post);
+  auto later = [&io](std::chrono::milliseconds delay, std::function<void()> job) {
+    auto timer = std::make_shared<asio::steady_timer>(io, delay);
+    timer->async_wait([timer, job = std::move(job)](boost::system::error_code ec) {
+      if (!ec) job();
+    });
+  };
+  realtime::RecountBatcher recounts(read_counts, post, later);
   auto recount = [&recounts](std::int64_t chat, std::int64_t user,
                              std::function<void(std::optional<store::UnreadCount>)> done) {
     recounts.ask(chat, user, std::move(done));

@@ -5,10 +5,18 @@
 
 namespace chat::realtime {
 
-void RecountBatcher::ask(std::int64_t chat_id, std::int64_t user_id, Done done) {
+std::chrono::milliseconds RecountBatcher::retry_delay(int failures) {
+  constexpr std::chrono::milliseconds kFirst{1000};
+  constexpr std::chrono::milliseconds kLongest{30000};
+  if (failures <= 1) return kFirst;
+  if (failures > 6) return kLongest;  // 1 s doubled five times is already past it
+  return std::min(kLongest, kFirst * (1 << (failures - 1)));
+}
+
+void RecountBatcher::ask(std::int64_t chat_id, std::int64_t user_id, Done done, int failures) {
   {
     std::lock_guard lock(mutex_);
-    waiting_[user_id].emplace_back(chat_id, std::move(done));
+    waiting_[user_id].push_back(Asker{chat_id, std::move(done), failures});
     if (posted_) return;
     posted_ = true;
   }
@@ -16,7 +24,7 @@ void RecountBatcher::ask(std::int64_t chat_id, std::int64_t user_id, Done done) 
 }
 
 void RecountBatcher::read_waiting() {
-  std::unordered_map<std::int64_t, std::vector<std::pair<std::int64_t, Done>>> batch;
+  std::unordered_map<std::int64_t, std::vector<Asker>> batch;
   {
     std::lock_guard lock(mutex_);
     batch.swap(waiting_);
@@ -25,31 +33,56 @@ void RecountBatcher::read_waiting() {
   for (auto& [user_id, asked] : batch) {
     // By chat, so that each chat is read once however many sockets of the user asked.
     std::stable_sort(asked.begin(), asked.end(),
-                     [](const auto& a, const auto& b) { return a.first < b.first; });
+                     [](const Asker& a, const Asker& b) { return a.chat_id < b.chat_id; });
     std::size_t from = 0;
     while (from < asked.size()) {
       std::vector<std::int64_t> chats;
-      auto waiters = std::make_shared<std::vector<std::pair<std::int64_t, Done>>>();
+      auto askers = std::make_shared<std::vector<Asker>>();
       for (; from < asked.size(); ++from) {
-        const std::int64_t chat_id = asked[from].first;
+        const std::int64_t chat_id = asked[from].chat_id;
         if (chats.empty() || chats.back() != chat_id) {
           if (chats.size() == kChatsPerRead) break;
           chats.push_back(chat_id);
         }
-        waiters->push_back(std::move(asked[from]));
+        askers->push_back(std::move(asked[from]));
       }
-      read_(user_id, chats, [chats, waiters](const std::optional<store::UnreadCounts>& counts) {
-        for (auto& [chat_id, done] : *waiters) {
-          if (!counts || counts->counts.size() != chats.size()) {
-            done(std::nullopt);
-            continue;
-          }
-          const auto at = std::lower_bound(chats.begin(), chats.end(), chat_id) - chats.begin();
-          done(store::UnreadCount{counts->counts[static_cast<std::size_t>(at)], counts->seq});
-        }
-      });
+      read_(user_id, chats,
+            [this, user_id = user_id, chats,
+             askers](const std::optional<store::UnreadCounts>& counts) {
+              answer(user_id, chats, *askers, counts);
+            });
     }
   }
+}
+
+void RecountBatcher::answer(std::int64_t user_id, const std::vector<std::int64_t>& chats,
+                            std::vector<Asker>& askers,
+                            const std::optional<store::UnreadCounts>& counts) {
+  if (counts && counts->counts.size() == chats.size()) {
+    for (auto& asker : askers) {
+      const auto at = std::lower_bound(chats.begin(), chats.end(), asker.chat_id) - chats.begin();
+      asker.done(store::UnreadCount{counts->counts[static_cast<std::size_t>(at)], counts->seq});
+    }
+    return;
+  }
+  // The store failed. The askers that have tries left are asked again together, after the
+  // delay of the one that failed least (a read may join a new asker to one that failed
+  // before); the rest are told.
+  auto again = std::make_shared<std::vector<Asker>>();
+  int fewest = kAttempts;
+  for (auto& asker : askers) {
+    ++asker.failures;
+    if (asker.failures < kAttempts) {
+      fewest = std::min(fewest, asker.failures);
+      again->push_back(std::move(asker));
+    } else {
+      asker.done(std::nullopt);
+    }
+  }
+  if (again->empty()) return;
+  later_(retry_delay(fewest), [this, user_id, again] {
+    for (auto& asker : *again) ask(asker.chat_id, user_id, std::move(asker.done), asker.failures);
+  });
 }
 
 }  // namespace chat::realtime

@@ -1,9 +1,12 @@
 // Gathers the unread recounts the hub asks for and reads them from the store together per
 // user: the recounts asked before the gathering job runs (a resume's, for every chat its
 // replay touched; a socket's that opened during traffic) become one read of up to
-// kChatsPerRead chats, where each was a read of its own.
+// kChatsPerRead chats, where each was a read of its own. A read that fails (the database
+// away for a moment) is asked again later, so that a count is not left stale until its chat
+// next changes.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -30,21 +33,41 @@ class RecountBatcher {
                                   std::function<void(std::optional<store::UnreadCounts>)>)>;
   // `post(job)` runs a job later on an I/O thread.
   using Post = std::function<void(std::function<void()>)>;
+  // `later(delay, job)` runs a job on an I/O thread once the delay has passed.
+  using Later = std::function<void(std::chrono::milliseconds, std::function<void()>)>;
 
-  RecountBatcher(Read read, Post post) : read_(std::move(read)), post_(std::move(post)) {}
+  // A failed read is asked again after 1 s, then after twice as long each time up to 30 s,
+  // for about ten minutes in all; the askers are told nothing (nullopt) only after that.
+  static constexpr int kAttempts = 24;
+  static std::chrono::milliseconds retry_delay(int failures);
+
+  RecountBatcher(Read read, Post post, Later later)
+      : read_(std::move(read)), post_(std::move(post)), later_(std::move(later)) {}
 
   // Thread-safe; has the hub's Recount signature. `done` gets the chat's count and the seq
   // of the read it came from.
-  void ask(std::int64_t chat_id, std::int64_t user_id, Done done);
+  void ask(std::int64_t chat_id, std::int64_t user_id, Done done) {
+    ask(chat_id, user_id, std::move(done), 0);
+  }
 
  private:
+  struct Asker {
+    std::int64_t chat_id = 0;
+    Done done;
+    int failures = 0;  // reads of this asker's count that failed so far
+  };
+
+  void ask(std::int64_t chat_id, std::int64_t user_id, Done done, int failures);
   void read_waiting();
+  void answer(std::int64_t user_id, const std::vector<std::int64_t>& chats,
+              std::vector<Asker>& askers, const std::optional<store::UnreadCounts>& counts);
 
   Read read_;
   Post post_;
+  Later later_;
   std::mutex mutex_;
-  // user -> (chat, done) in the order asked
-  std::unordered_map<std::int64_t, std::vector<std::pair<std::int64_t, Done>>> waiting_;
+  // user -> askers in the order asked
+  std::unordered_map<std::int64_t, std::vector<Asker>> waiting_;
   bool posted_ = false;
 };
 

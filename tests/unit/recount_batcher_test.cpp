@@ -1,7 +1,9 @@
 // The recounts asked in one turn become one store read per user, each chat read once, and
-// every asker gets its chat's count with the read's seq (or nothing when the read failed).
+// every asker gets its chat's count with the read's seq. A failed read is asked again
+// later; only after the last attempt are the askers told nothing.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -23,16 +25,32 @@ struct Fixture {
   };
   std::vector<Read> reads;
   std::vector<std::function<void()>> posted;
+  std::vector<std::pair<std::chrono::milliseconds, std::function<void()>>> delayed;
   RecountBatcher batcher{[this](std::int64_t user, std::vector<std::int64_t> chats,
                                 std::function<void(std::optional<UnreadCounts>)> done) {
                            reads.push_back({user, std::move(chats), std::move(done)});
                          },
-                         [this](std::function<void()> job) { posted.push_back(std::move(job)); }};
+                         [this](std::function<void()> job) { posted.push_back(std::move(job)); },
+                         [this](std::chrono::milliseconds delay, std::function<void()> job) {
+                           delayed.emplace_back(delay, std::move(job));
+                         }};
 
   void run_posted() {
     auto jobs = std::move(posted);
     posted.clear();
     for (auto& job : jobs) job();
+  }
+
+  // Runs the delayed jobs, as if their delays had passed; returns their delays.
+  std::vector<std::chrono::milliseconds> run_delayed() {
+    auto jobs = std::move(delayed);
+    delayed.clear();
+    std::vector<std::chrono::milliseconds> delays;
+    for (auto& [delay, job] : jobs) {
+      delays.push_back(delay);
+      job();
+    }
+    return delays;
   }
 };
 
@@ -73,9 +91,79 @@ TEST(RecountBatcher, RecountsOfOneTurnAreOneReadPerUserWithEachChatOnce) {
   EXPECT_EQ(a6.count->seq, 77);
   EXPECT_FALSE(b5.told);  // the other user's read has not answered yet
 
-  second.done(std::nullopt);  // the store failed: told so
-  EXPECT_TRUE(b5.told);
-  EXPECT_FALSE(b5.count);
+  second.done(std::nullopt);  // the store failed: asked again later, not told yet
+  EXPECT_FALSE(b5.told);
+  EXPECT_EQ(f.delayed.size(), 1U);
+}
+
+TEST(RecountBatcher, AFailedReadIsAskedAgainAfterASecond) {
+  Fixture f;
+  Answer a, b;
+  f.batcher.ask(5, 1, a.done());
+  f.batcher.ask(6, 1, b.done());
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 1U);
+  f.reads[0].done(std::nullopt);
+  EXPECT_FALSE(a.told);
+  EXPECT_FALSE(b.told);
+  EXPECT_TRUE(f.posted.empty());  // nothing read again at once
+
+  EXPECT_EQ(f.run_delayed(), (std::vector<std::chrono::milliseconds>{std::chrono::seconds(1)}));
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 2U);
+  EXPECT_EQ(f.reads[1].user, 1);
+  EXPECT_EQ(f.reads[1].chats, (std::vector<std::int64_t>{5, 6}));
+  f.reads[1].done(UnreadCounts{{3, 8}, 40});
+  ASSERT_TRUE(a.count && b.count);
+  EXPECT_EQ(a.count->count, 3);
+  EXPECT_EQ(b.count->count, 8);
+  EXPECT_EQ(b.count->seq, 40);
+}
+
+TEST(RecountBatcher, ReadsFailingThroughEveryAttemptTellTheAskersNothing) {
+  Fixture f;
+  Answer a;
+  f.batcher.ask(5, 1, a.done());
+  std::vector<std::chrono::milliseconds> delays;
+  for (int attempt = 1; attempt <= RecountBatcher::kAttempts; ++attempt) {
+    f.run_posted();
+    ASSERT_EQ(f.reads.size(), static_cast<std::size_t>(attempt));
+    EXPECT_FALSE(a.told) << attempt;
+    f.reads.back().done(std::nullopt);
+    const auto ran = f.run_delayed();
+    delays.insert(delays.end(), ran.begin(), ran.end());
+  }
+  EXPECT_TRUE(a.told);
+  EXPECT_FALSE(a.count);
+  EXPECT_TRUE(f.posted.empty());
+  // 1 s, doubling up to 30 s: about ten minutes of tries in all.
+  ASSERT_EQ(delays.size(), static_cast<std::size_t>(RecountBatcher::kAttempts - 1));
+  EXPECT_EQ(delays[0], std::chrono::seconds(1));
+  EXPECT_EQ(delays[1], std::chrono::seconds(2));
+  EXPECT_EQ(delays[4], std::chrono::seconds(16));
+  EXPECT_EQ(delays[5], std::chrono::seconds(30));
+  EXPECT_EQ(delays.back(), std::chrono::seconds(30));
+  std::chrono::milliseconds total{0};
+  for (auto d : delays) total += d;
+  EXPECT_GE(total, std::chrono::minutes(9));
+  EXPECT_LE(total, std::chrono::minutes(10));
+}
+
+TEST(RecountBatcher, AnAskerRetriedJoinsTheNewOnesOfItsTurn) {
+  Fixture f;
+  Answer old_one, new_one;
+  f.batcher.ask(5, 1, old_one.done());
+  f.run_posted();
+  f.reads[0].done(std::nullopt);
+  f.batcher.ask(5, 1, new_one.done());  // another socket asks while the first waits
+  f.run_delayed();
+  f.run_posted();  // one turn: both askers, chat 5 read once
+  ASSERT_EQ(f.reads.size(), 2U);
+  EXPECT_EQ(f.reads[1].chats, (std::vector<std::int64_t>{5}));
+  f.reads[1].done(UnreadCounts{{2}, 9});
+  ASSERT_TRUE(old_one.count && new_one.count);
+  EXPECT_EQ(old_one.count->count, 2);
+  EXPECT_EQ(new_one.count->count, 2);
 }
 
 TEST(RecountBatcher, ManyChatsAreReadInPartsOfBoundedSize) {
