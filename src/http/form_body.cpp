@@ -1,11 +1,9 @@
 #include "http/form_body.hpp"
 
 #include <boost/json/array.hpp>
-#include <boost/url/encoding_opts.hpp>
-#include <boost/url/parse_query.hpp>
-
 #include "common/unicode.hpp"
 #include "http/message.hpp"
+#include "http/query_string.hpp"
 
 namespace chat::http {
 namespace json = boost::json;
@@ -74,20 +72,8 @@ Error multipart_error(const std::string& why) {
 }  // namespace
 
 Result<json::object> parse_urlencoded_form(std::string_view body) {
-  auto params = boost::urls::parse_query(body);
-  if (!params) return Error::bad_request("Form parse error - malformed body");
   FormBuilder form;
-  // parse_query() leaves keys and values percent-encoded: decode them, '+' as a space as
-  // HTML forms write it (without this, "email=a%40b.example" was read as "a%40b.example").
-  const boost::urls::encoding_opts opts(true);
-  for (auto p : *params) {
-    std::string key = p.key.decode(opts);
-    std::string value = p.value.decode(opts);
-    if (!unicode::is_valid_utf8(key) || !unicode::is_valid_utf8(value)) {
-      return Error::bad_request("Form parse error - body is not valid UTF-8");
-    }
-    form.add(key, json::value(value));
-  }
+  for (auto& [key, value] : parse_query_pairs(body)) form.add(key, json::value(value));
   return form.take();
 }
 

@@ -7,6 +7,7 @@
 #include <optional>
 
 #include "common/unicode.hpp"
+#include "http/query_string.hpp"
 
 namespace chat::http {
 namespace {
@@ -34,7 +35,8 @@ std::optional<boost::urls::url_view> parse_request_target(std::string_view targe
 }
 
 bool parse_target(std::string_view target, Request& req) {
-  auto url = parse_request_target(target);
+  const std::string escaped = escape_lenient_target(target);
+  auto url = parse_request_target(escaped);
   if (!url) return false;
   req.path = url->path();
   if (req.path.empty()) req.path.push_back('/');  // "http://host" names the root
@@ -42,9 +44,7 @@ bool parse_target(std::string_view target, Request& req) {
   // The query as Django's QueryDict decodes it: bytes that are not UTF-8 are replaced, and
   // a NUL stays in its value (the readers of text parameters refuse it, as DRF's
   // SearchFilter does; a number with one in it is not a number).
-  for (auto p : url->params()) {
-    req.query.emplace_back(unicode::replace_invalid(p.key), unicode::replace_invalid(p.value));
-  }
+  req.query = parse_query_pairs(url->encoded_query());
   return true;
 }
 

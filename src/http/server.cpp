@@ -51,6 +51,27 @@ std::string next_request_id() {
   return buf;
 }
 
+// The address and port a connection reached, as Django writes a host from SERVER_NAME and
+// SERVER_PORT: "127.0.0.1:8000", "[::1]:8000", without the port when it is 80.
+std::string server_host(const tcp::socket& socket) {
+  beast::error_code ec;
+  const auto local = socket.local_endpoint(ec);
+  if (ec) return {};
+  std::string host;
+  if (local.address().is_v6()) {
+    host += '[';
+    host += local.address().to_string();
+    host += ']';
+  } else {
+    host = local.address().to_string();
+  }
+  if (local.port() != 80) {
+    host += ':';
+    host += std::to_string(local.port());
+  }
+  return host;
+}
+
 // With a trusted proxy in front, the client is the last address it appended.
 std::string client_address(const std::string& peer, std::string_view forwarded_for,
                            const std::vector<std::string>& trusted) {
@@ -169,6 +190,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     beast::error_code ec;
     const auto endpoint = socket.remote_endpoint(ec);
     const std::string peer = ec ? std::string("unknown") : endpoint.address().to_string();
+    const std::string server_name = server_host(socket);
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
     for (bool first = true;; first = false) {
@@ -251,6 +273,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       req.request_id = next_request_id();
       req.client_address = client_address(peer, msg["X-Forwarded-For"], options.trusted_proxies);
       const bool target_ok = read_request(msg, req);
+      // HTTP/1.0 lets a client leave Host out; Django then names the server by the address
+      // it was reached at (SERVER_NAME, and the port unless 80), and checks that instead.
+      if (msg.version() < 11 && msg.find(bhttp::field::host) == msg.end()) {
+        req.headers.emplace_back("host", server_name);
+      }
       const bool keep_alive = msg.keep_alive();
       const unsigned version = msg.version();
 

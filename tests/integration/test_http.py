@@ -256,8 +256,8 @@ def test_protected_paths_authenticate_before_the_method(client, method, path):
 
 # --- request parsing -------------------------------------------------------------------
 
-def post_raw(client, path, data, content_type="application/json"):
-    return ok(client.post(path, data=data, headers={"Content-Type": content_type}))
+def post_raw(client, path, data, content_type="application/json", headers=None):
+    return ok(client.post(path, data=data, headers={"Content-Type": content_type, **(headers or {})}))
 
 
 def test_malformed_json(client):
@@ -292,6 +292,25 @@ def test_unsupported_content_type(client):
     r = post_raw(client, "/api/auth/login/", b"username=a&password=b", "text/plain")
     assert r.status_code == 415, r.text
     assert r.json() == {"detail": 'Unsupported media type "text/plain" in request.'}
+    # DRF names the header as sent, parameters and all (what a browser's fetch() sends).
+    r = post_raw(client, "/api/auth/login/", b"username=a", "text/plain;charset=UTF-8")
+    assert r.status_code == 415, r.text
+    assert r.json() == {"detail": 'Unsupported media type "text/plain;charset=UTF-8" in request.'}
+
+
+def test_an_empty_body_is_no_data_whatever_its_type(client):
+    """DRF chooses no parser for an empty body, so its type cannot be unsupported: the
+    request reads as one with no fields."""
+    user = client.register()
+    for kind in ("text/plain", "text/plain;charset=UTF-8", "application/xml", "multipart/form-data"):
+        r = post_raw(client, "/api/auth/login/", b"", kind)
+        assert r.status_code == 400, (kind, r.text)
+        assert r.json() == {"username": ["This field is required."],
+                            "password": ["This field is required."]}, (kind, r.text)
+    group = new_group(client, user)
+    r = ok(client.patch(f"/api/chats/{group['id']}/", token=user["access"], data=b"",
+                        headers={"Content-Type": "text/plain;charset=UTF-8"}))
+    assert r.status_code == 200 and r.json()["name"] == group["name"], r.text
 
 
 def test_an_unreadable_body_answers_after_the_object_checks(client):
@@ -374,6 +393,39 @@ def test_form_encoded_login(client):
     r = ok(client.post("/api/auth/login/",
                        data={"username": user["user"]["username"], "password": "wrong-password"}))
     assert r.status_code == 401, r.text
+
+
+def test_form_bodies_are_read_as_querydict_reads_them(client):
+    """`curl -d` sends a form as typed: spaces, '%' and non-ASCII letters unencoded. Django's
+    QueryDict takes them (parse_qsl): '+' and %20 are spaces, a '%' that starts no escape is
+    itself, escapes that are not UTF-8 are U+FFFD, and a body that is not UTF-8 is Latin-1."""
+    user = client.register()
+    group = new_group(client, user)
+    token = {"Authorization": f"Bearer {user['access']}"}
+    cases = [
+        (b"text=hello world", "hello world"),
+        ("text=Café [1] {x} | 50% off ^`\\".encode(), "Café [1] {x} | 50% off ^`\\"),
+        (b"text=caf\xe9", "café"),
+        (b"text=a+b%20c%2B%e2%82%ac", "a b c+€"),
+        (b"text=%E9t%zz%", "\ufffdt%zz%"),
+        (b"&&text=first&&text=last&", "last"),
+        (b"text=x=y", "x=y"),
+    ]
+    for body, text in cases:
+        r = post_raw(client, "/api/messages/", f"chat={group['id']}&".encode() + body,
+                     "application/x-www-form-urlencoded", headers=token)
+        assert r.status_code == 201, (body, r.text)
+        assert r.json()["text"] == text, (body, r.text)
+    name = user["user"]["username"]
+    r = post_raw(client, "/api/auth/login/", f"username={name}&password=wrong pass".encode(),
+                 "application/x-www-form-urlencoded")
+    assert r.status_code == 401, r.text
+    r = post_raw(client, "/api/auth/login/", f"username={name}&password={user['password']}".encode(),
+                 "application/x-www-form-urlencoded")
+    assert r.status_code == 200, r.text
+    r = ok(client.patch(f"/api/chats/{group['id']}/", token=user["access"], data=b"name=Renamed group",
+                        headers={"Content-Type": "application/x-www-form-urlencoded"}))
+    assert r.status_code == 200 and r.json()["name"] == "Renamed group", r.text
 
 
 def test_json_sent_with_curls_default_form_type_is_read_as_json(client):
@@ -540,6 +592,25 @@ def test_host_header_is_checked(client, server):
     assert r.status_code == 200
 
 
+def test_an_http_1_0_request_without_host_is_checked_by_the_address_it_reached(make_server):
+    """HTTP/1.0 lets a client leave Host out (HAProxy's default check, `OPTIONS /
+    HTTP/1.0`, does). Django then checks the address and port the request reached
+    (SERVER_NAME) against ALLOWED_HOSTS. An HTTP/1.1 request without Host stays a 400."""
+    request = b"GET /api/users/me/ HTTP/1.0\r\n\r\n"
+    server = make_server()
+    status, _, body = parse_raw(raw_exchange(server, request))
+    assert status == 401, body  # the host is allowed: the request goes on to authentication
+    status, _, body = parse_raw(raw_exchange(server, b"OPTIONS /api/auth/login/ HTTP/1.0\r\n\r\n"))
+    assert status == 200, body
+    status, _, body = parse_raw(raw_exchange(server, b"GET /api/users/me/ HTTP/1.1\r\nConnection: close\r\n\r\n"))
+    assert status == 400, body
+    elsewhere = make_server(ALLOWED_HOSTS="chat.example.com")
+    status, _, body = parse_raw(raw_exchange(elsewhere, request))
+    assert status == 400, body
+    assert json.loads(body) == {"detail": f"Invalid HTTP_HOST header: '127.0.0.1:{elsewhere.port}'. "
+                                          "You may need to add it to ALLOWED_HOSTS."}, body
+
+
 # --- service endpoints -----------------------------------------------------------------
 
 def test_health_and_readiness(client):
@@ -684,6 +755,38 @@ def test_invalid_percent_encoding(client):
     assert r.status_code == 200, r.text
     assert r.json() == {"count": 0, "next": None, "previous": None, "results": []}
     assert ok(client.get("/healthz")).status_code == 200
+
+
+def test_a_target_with_characters_rfc_3986_leaves_out_is_read_as_daphne_reads_it(client, server):
+    """A browser's URL parser leaves [ ] { } | ^ \\ ` unencoded in a query, and `requests`
+    sends a literal URL's [ ] as they are; Daphne takes them, and a '%' that starts no
+    escape, and Django reads them literally. Spaces and bytes past ASCII stay refused."""
+    user = client.register()
+    token = user["access"]
+    group = new_group(client, user)
+    send(client, user, group["id"], "the [draft] of {plans} | v2 ^ `x` 50%")
+
+    def get(target):
+        raw = raw_exchange(server, (f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                    f"Authorization: Bearer {token}\r\nConnection: close\r\n\r\n").encode())
+        status, _, body = parse_raw(raw)
+        return status, body
+
+    for q in ("[draft]", "{plans}", "draft|plans", "v2^", "`x`", 'draft"', "<draft>", "dr%zz", "50%"):
+        status, body = get(f"/api/messages/search/?q={q}")
+        assert status == 200, (q, status, body)
+        texts = [m["text"] for m in json.loads(body)["results"]]
+        expected = [] if q == "dr%zz" else ["the [draft] of {plans} | v2 ^ `x` 50%"]
+        assert texts == expected, (q, body)
+    status, body = get(f"/api/users/?search={user['user']['username']}[")
+    assert (status, json.loads(body)["count"]) == (200, 0), body
+    status, body = get(f"/api/messages/?chat={group['id']}&before=[1]")
+    assert status == 400 and json.loads(body) == {"before": ["A valid integer is required."]}, body
+    status, _ = get("/api/users/me/[x]")
+    assert status == 404
+    for target in ("/api/users/?search=a b", "/api/users/?search=\u00e9"):
+        status, body = get(target)
+        assert status == 400, (target, status, body)
 
 
 def test_a_target_in_absolute_form_is_read_as_its_path_and_query(client, server):

@@ -1,5 +1,5 @@
 // Form bodies as Django's QueryDict holds them: the last value of each key, every value
-// beside it, file parts as values no field accepts, and malformed bodies refused.
+// beside it, file parts as values no field accepts, and malformed multipart bodies refused.
 #include <gtest/gtest.h>
 
 #include <boost/json/serialize.hpp>
@@ -26,7 +26,10 @@ TEST(FormBody, UrlencodedKeepsTheLastValueAndEveryValue) {
   EXPECT_EQ(form->at("b"), "x y+");
   EXPECT_EQ(form->at("c"), "");
   EXPECT_EQ(all_of(*form, "a"), (json::array{"1", "2"}));
-  EXPECT_FALSE(parse_urlencoded_form("a=%ff"));  // not UTF-8
+  // As QueryDict reads them: an escape that is not UTF-8 is replaced, a body that is not
+  // UTF-8 is Latin-1.
+  EXPECT_EQ(parse_urlencoded_form("a=%ff")->at("a"), "\xEF\xBF\xBD");
+  EXPECT_EQ(parse_urlencoded_form("a=caf\xE9")->at("a"), "caf\xC3\xA9");
   EXPECT_TRUE(FormValues::is_form(*parse_urlencoded_form("")));
 }
 
