@@ -123,7 +123,9 @@ awaitable<Result<MessagePage>> AdminService::messages(const store::UserRecord& m
   filter.limit = q.limit;
   if (!unicode::trim(q.q).empty()) {
     filter.terms = chats::search_terms(q.q);
-    if (filter.terms.empty()) co_return Error::field("q", "Enter at least one word to search for.");
+    if (auto problem = chats::search_terms_problem(filter.terms)) {
+      co_return Error::field("q", std::move(*problem));
+    }
   }
   auto page = co_await store_.admin().messages(std::move(filter));
   // Each message's status needs its chat's watermarks: one read per chat on the page.

@@ -305,7 +305,7 @@ boost::asio::awaitable<Result<MessageView>> MessageService::forward(std::int64_t
 boost::asio::awaitable<Result<std::vector<SearchHit>>> MessageService::search(
     std::int64_t me, std::string query, std::optional<std::int64_t> chat_id, int limit) {
   auto terms = search_terms(query);
-  if (terms.empty()) co_return Error::field("q", "Enter at least one word to search for.");
+  if (auto problem = search_terms_problem(terms)) co_return Error::field("q", std::move(*problem));
   if (chat_id) {
     auto m = co_await chats_.membership(me, *chat_id);
     if (!m) co_return std::move(m).error();

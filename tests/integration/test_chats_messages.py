@@ -681,6 +681,59 @@ def test_search(client):
         assert r.status_code == 400, bad
 
 
+def test_search_needs_every_word_whole(client):
+    """Every word of the query must be in a message: none is dropped past a count (a query
+    of more words than a search takes is a 400) or cut short past a length."""
+    a = client.register()
+    g = new_group(client, a)
+    tag = unique_name("w")
+    eight = "one two three four five six seven eight"
+    m1 = send(client, a, g["id"], f"{eight} {tag}")
+    long_word = "a" * 64 + "b"
+    m2 = send(client, a, g["id"], f"{long_word} {tag}")
+
+    def search(q):
+        r = client.get(f"/api/messages/search/?q={q}", token=a["access"])
+        assert r.status_code == 200, r.text
+        return [x["id"] for x in r.json()["results"]]
+
+    assert search(f"{eight} {tag}") == [m1["id"]]
+    assert search(f"{eight} {tag} zzzzz") == []       # the tenth word counts too
+    assert search(f"{tag} {long_word}") == [m2["id"]]
+    assert search(f"{tag} {'a' * 64}") == [m2["id"]]  # a prefix
+    assert search(f"{tag} {'a' * 64 + 'c'}") == []    # the 65th character counts
+    assert search(f"{tag} {'a' * 64 + 'b' * 36}") == []
+    assert search(f"{tag} {'a' * 3000}") == []         # longer than any word indexed
+    words = " ".join(f"w{i}" for i in range(32))
+    r = client.get(f"/api/messages/search/?q={words}", token=a["access"])
+    assert r.status_code == 200, r.text
+    r = client.get(f"/api/messages/search/?q={words} w32", token=a["access"])
+    assert (r.status_code, r.json()) == (400, {"q": ["Enter at most 32 words to search for."]}), r.text
+
+
+def test_search_finds_greek_words_in_either_case(client):
+    """Σ lower-cases to σ, and a word written in small letters ends in ς: either spelling
+    finds both, as a case-insensitive search must."""
+    a = client.register()
+    g = new_group(client, a)
+    tag = unique_name("g")
+    capitals = send(client, a, g["id"], f"ΟΔΟΣ {tag}")
+    small = send(client, a, g["id"], f"λόγος {tag}")
+    mixed = send(client, a, g["id"], f"Σοφός {tag}")
+
+    def search(q):
+        r = client.get(f"/api/messages/search/?q={q} {tag}", token=a["access"])
+        assert r.status_code == 200, r.text
+        return [x["id"] for x in r.json()["results"]]
+
+    for q in ("οδος", "ΟΔΟΣ", "οδοσ", "Οδος", "οδο"):
+        assert search(q) == [capitals["id"]], q
+    for q in ("λόγος", "ΛΌΓΟΣ", "λόγοσ", "λόγ"):
+        assert search(q) == [small["id"]], q
+    for q in ("σοφός", "ΣΟΦΌΣ", "σοφ"):
+        assert search(q) == [mixed["id"]], q
+
+
 # The stores' full-text queries as written in src/store/sqlite (chat_store.cpp's kSearch,
 # admin_store.cpp's kSearchMessages), with the message columns shortened to m.id.
 SEARCH_SQL = (

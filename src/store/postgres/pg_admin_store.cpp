@@ -63,10 +63,15 @@ boost::asio::awaitable<std::optional<ChatOverview>> PgAdminStore::chat(std::int6
 
 boost::asio::awaitable<HistoryPage> PgAdminStore::messages(MessageFilter filter) {
   const bool search = !filter.terms.empty();
+  std::optional<std::string> query;
+  if (search) {
+    query = tsquery_prefixes(filter.terms);
+    if (!query) co_return HistoryPage{};  // a word longer than any indexed
+  }
   // One more than asked for tells whether an older page exists.
   auto params =
       pg_params(filter.chat_id.value_or(0), filter.before.value_or(INT64_MAX), filter.limit + 1);
-  if (search) params.push_back(tsquery_prefixes(filter.terms));
+  if (search) params.push_back(std::move(*query));
   auto r = co_await db_.query(search ? kSearchMessages : kMessages, std::move(params));
   HistoryPage page;
   page.messages = all_rows<MessageRecord>(r, read_message);

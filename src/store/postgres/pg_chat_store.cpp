@@ -914,7 +914,9 @@ asio::awaitable<std::vector<MessageRecord>> PgChatStore::search(std::int64_t vie
                                                                 std::vector<std::string> terms,
                                                                 std::optional<std::int64_t> chat_id,
                                                                 int limit) {
-  auto params = pg_params(tsquery_prefixes(terms), viewer, chat_id.value_or(0), limit);
+  auto query = tsquery_prefixes(terms);
+  if (!query) co_return std::vector<MessageRecord>{};
+  auto params = pg_params(std::move(*query), viewer, chat_id.value_or(0), limit);
   auto r = co_await db_.query(kSearch, std::move(params));
   co_return all_rows<MessageRecord>(r, read_message);
 }

@@ -55,11 +55,47 @@ MessageRecord read_message(const PgResult& r, int i) {
   return m;
 }
 
-std::string tsquery_prefixes(const std::vector<std::string>& terms) {
+namespace {
+
+// PostgreSQL's longest lexeme (MAXSTRLEN), in bytes.
+constexpr std::size_t kMaxLexemeBytes = 2047;
+
+constexpr std::string_view kSigma = "\xCF\x83";       // σ
+constexpr std::string_view kFinalSigma = "\xCF\x82";  // ς
+
+// One term of the query. The index lower-cases code point by code point, so a word written
+// in capitals ends in σ ("ΟΔΟΣ" -> "οδοσ") and one written in small letters in ς ("οδος"):
+// a term ending in either is looked up in both spellings (with every other ς as σ), as
+// SQLite's unicode61 folds ς into σ on both sides.
+std::string tsquery_term(std::string term) {
+  for (auto at = term.find(kFinalSigma); at != std::string::npos; at = term.find(kFinalSigma, at)) {
+    term.replace(at, kFinalSigma.size(), kSigma);
+  }
+  std::string out;
+  if (!term.ends_with(kSigma)) {
+    out = std::move(term);
+    out += ":*";
+    return out;
+  }
+  std::string final_form = term.substr(0, term.size() - kSigma.size());
+  final_form += kFinalSigma;
+  out += '(';
+  out += term;
+  out += ":* | ";
+  out += final_form;
+  out += ":*)";
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> tsquery_prefixes(const std::vector<std::string>& terms) {
   std::string query;
   for (const auto& t : terms) {
+    std::string folded = unicode::without_diacritics(t);
+    if (folded.size() > kMaxLexemeBytes) return std::nullopt;
     if (!query.empty()) query += " & ";
-    query += unicode::without_diacritics(t) + ":*";
+    query += tsquery_term(std::move(folded));
   }
   return query;
 }
