@@ -1,6 +1,8 @@
 #include "common/python_number.hpp"
 
+#include <unicode/uchar.h>
 #include <boost/json/value.hpp>
+
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
@@ -36,6 +38,19 @@ std::optional<std::int64_t> python_int(std::string_view text) {
   return python_int(text, saturated);
 }
 
+namespace {
+
+// The value of a digit as int() reads it: 0-9, or a decimal digit of any script (general
+// category Nd: "١" is 1); -1 for anything else.
+int decimal_digit(char32_t cp) {
+  if (cp >= '0' && cp <= '9') return static_cast<int>(cp - '0');
+  if (cp < 0x80) return -1;
+  const auto c = static_cast<UChar32>(cp);
+  return u_charType(c) == U_DECIMAL_DIGIT_NUMBER ? u_charDigitValue(c) : -1;
+}
+
+}  // namespace
+
 std::optional<std::int64_t> python_int(std::string_view text, bool& saturated) {
   std::string_view s = unicode::trim(text);
   bool negative = false;
@@ -44,19 +59,21 @@ std::optional<std::int64_t> python_int(std::string_view text, bool& saturated) {
     s.remove_prefix(1);
   }
   if (s.empty()) return std::nullopt;
+  const auto cps = unicode::decode(s);
+  if (!cps) return std::nullopt;
   std::int64_t v = 0;
   saturated = false;
   bool after_digit = false;
-  for (std::size_t i = 0; i < s.size(); ++i) {
-    const char c = s[i];
+  for (std::size_t i = 0; i < cps->size(); ++i) {
+    const char32_t c = (*cps)[i];
     if (c == '_') {  // only between two digits
-      if (!after_digit || i + 1 == s.size()) return std::nullopt;
+      if (!after_digit || i + 1 == cps->size()) return std::nullopt;
       after_digit = false;
       continue;
     }
-    if (c < '0' || c > '9') return std::nullopt;
+    const int d = decimal_digit(c);
+    if (d < 0) return std::nullopt;
     after_digit = true;
-    const int d = c - '0';
     if (v > (INT64_MAX - d) / 10) {
       saturated = true;
     } else {

@@ -510,7 +510,10 @@ def test_read_watermark_is_read_as_drfs_integer_field(client):
         return client.post(f"/api/chats/{g['id']}/read/", token=b["access"],
                            json={"last_read_message_id": value})
 
-    for value, unread in ((f"{ids[0]}.0", 4), (f"+{ids[1]}", 3), (f" {ids[2]}.00 ", 2), (float(ids[3]), 1)):
+    # int() reads decimal digits of any script: Arabic-Indic ones here.
+    arabic = str(ids[2]).translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+    for value, unread in ((f"{ids[0]}.0", 4), (f"+{ids[1]}", 3), (arabic, 2), (f" {ids[2]}.00 ", 2),
+                          (float(ids[3]), 1)):
         r = read(value)
         assert (r.status_code, r.json()) == (200, {"unread_count": unread}), (value, r.text)
     for value in (f"{ids[4]}.5", f"{ids[4]}.0.0", f"0x{ids[4]:x}", float(ids[4]) + 0.5):

@@ -39,7 +39,14 @@ TEST(PythonNumber, IntFromTextAsPythonInt) {
   EXPECT_EQ(chat::python_int("+7"), 7);
   EXPECT_EQ(chat::python_int("-1_000"), -1000);
   EXPECT_EQ(chat::python_int("99999999999999999999999"), INT64_MAX);  // saturates
-  for (const char* bad : {"", " ", "4x2", "1__0", "_1", "1_", "1.0", "0x10", "+", "--1"}) {
+  // Decimal digits of any script, as int() reads them: "١٢" (Arabic-Indic) is 12, and
+  // scripts may mix.
+  EXPECT_EQ(chat::python_int("\u0661\u0662"), 12);
+  EXPECT_EQ(chat::python_int("\u0967_0\uFF15"), 105);  // Devanagari 1, 0, fullwidth 5
+  // Digits that are not decimal (superscripts, Roman numerals) are not read, as int()
+  // refuses them.
+  for (const char* bad : {"\u00B2", "\u2167", "\u2460"}) EXPECT_FALSE(chat::python_int(bad)) << bad;
+  for (const char* bad : {"", " ", "4x2", "1__0", "_1", "1_", "1.0", "0x10", "+", "--1", "\xff"}) {
     EXPECT_FALSE(chat::python_int(bad)) << bad;
   }
 }
