@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 #include <optional>
+#include <random>
 #include <thread>
 
 #include "admin/admin_service.hpp"
@@ -26,6 +27,7 @@
 #include "auth/request_throttle.hpp"
 #include "chat/chat_service.hpp"
 #include "chat/message_service.hpp"
+#include "common/log_throttle.hpp"
 #include "http/app.hpp"
 #include "http/handlers/routes.hpp"
 #include "http/router.hpp"
@@ -178,15 +180,25 @@ int serve(const config::Settings& s) {
           try {
             counts = co_await store->chats().unread_counts(user, std::move(chats));
           } catch (const std::exception& e) {
-            spdlog::warn("unread recount of {} chats for user {} failed: {}", asked, user,
-                         e.what());
+            // Every user's recounts fail while the database is away, and are read again.
+            static LogThrottle throttle(std::chrono::seconds(10));
+            if (auto skipped = throttle.admit()) {
+              spdlog::warn("unread recount of {} chats for user {} failed ({} more since): {}",
+                           asked, user, *skipped, e.what());
+            }
           }
           done(counts);
         },
         asio::detached);
   };
   auto post = [&io](std::function<void()> job) { asio::post(io, std::move(job)); };
+  // Recounts that failed together (every user's, when the database went away) are spread
+  // over a fifth of their delay either way, so that they do not all come back at once.
   auto later = [&io](std::chrono::milliseconds delay, std::function<void()> job) {
+    thread_local std::minstd_rand spread(std::random_device{}());
+    const auto fifth = std::max<std::int64_t>(1, delay.count() / 5);
+    delay += std::chrono::milliseconds(
+        std::uniform_int_distribution<std::int64_t>(-fifth, fifth)(spread));
     auto timer = std::make_shared<asio::steady_timer>(io, delay);
     timer->async_wait([timer, job = std::move(job)](boost::system::error_code ec) {
       if (!ec) job();
@@ -194,7 +206,7 @@ int serve(const config::Settings& s) {
   };
   realtime::RecountBatcher recounts(read_counts, post, later);
   auto recount = [&recounts](std::int64_t chat, std::int64_t user,
-                             std::function<void(std::optional<store::UnreadCount>)> done) {
+                             std::function<bool(std::optional<store::UnreadCount>)> done) {
     recounts.ask(chat, user, std::move(done));
   };
   auto delivered = [&delivery](std::int64_t chat, std::int64_t message,

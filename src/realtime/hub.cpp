@@ -371,43 +371,57 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
     asked_at = st->second.version;
   }
   std::weak_ptr<Session> weak = s;
-  recount_(
-      chat_id, s->user_id(),
-      [this, weak, chat_id, always, attempts, asked_at](std::optional<store::UnreadCount> count) {
-        auto session = weak.lock();
-        if (!session) return;
-        bool ask_again = false;
-        {
-          // Queued under the lock, as live counts are: a newer count queued meanwhile
-          // is never overtaken by this one.
-          std::lock_guard lock(mutex_);
-          auto it = sessions_.find(session.get());
-          if (it == sessions_.end()) return;
-          auto st = it->second.unread.find(chat_id);
-          if (st == it->second.unread.end()) return;
-          UnreadState& state = st->second;
-          const bool moved = state.version != asked_at;
-          // Answers to two questions can come back in either order: one read before the
-          // count the session has was read is older news.
-          const bool stale = count && count->seq < state.as_of;
-          if (count && moved && !stale && attempts > 1) {
-            ask_again = true;  // changed live meanwhile: this count may miss that change
-          } else {
-            if (count && !moved && !stale) {
-              state.as_of = std::max(state.as_of, count->seq);
-              if (!always && state.unread == count->count) return;
-              state.unread = count->count;
-              ++state.version;
-            } else if (!always) {
-              return;  // the store failed, the count kept changing, or older news
-            }
-            if (!session->is_user_socket()) return;  // kept, not told (see attach)
-            queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
-            schedule_flush_locked();
-          }
-        }
-        if (ask_again) recount_for(session, chat_id, always, attempts - 1);
-      });
+  // Whether the held count was sent for a failed read already: the store may fail this
+  // recount again (it is read again later), and an `always` recount sends it once.
+  auto sent_held = std::make_shared<bool>(false);
+  recount_(chat_id, s->user_id(),
+           [this, weak, chat_id, always, attempts, asked_at,
+            sent_held](std::optional<store::UnreadCount> count) {
+             auto session = weak.lock();
+             if (!session) return false;
+             bool ask_again = false;
+             {
+               // Queued under the lock, as live counts are: a newer count queued meanwhile
+               // is never overtaken by this one.
+               std::lock_guard lock(mutex_);
+               auto it = sessions_.find(session.get());
+               if (it == sessions_.end()) return false;
+               auto st = it->second.unread.find(chat_id);
+               if (st == it->second.unread.end()) return false;
+               UnreadState& state = st->second;
+               if (!count) {
+                 // The store failed; it is asked again later (true). Meanwhile `always`
+                 // sends the count the session has, once.
+                 if (!always || *sent_held) return true;
+                 *sent_held = true;
+                 if (!session->is_user_socket()) return true;  // kept, not told (see attach)
+                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
+                 schedule_flush_locked();
+                 return true;
+               }
+               const bool moved = state.version != asked_at;
+               // Answers to two questions can come back in either order: one read before
+               // the count the session has was read is older news.
+               const bool stale = count->seq < state.as_of;
+               if (moved && !stale && attempts > 1) {
+                 ask_again = true;  // changed live meanwhile: this count may miss that change
+               } else {
+                 if (!moved && !stale) {
+                   state.as_of = std::max(state.as_of, count->seq);
+                   if (!always && state.unread == count->count) return false;
+                   state.unread = count->count;
+                   ++state.version;
+                 } else if (!always) {
+                   return false;  // the count kept changing, or older news
+                 }
+                 if (!session->is_user_socket()) return false;  // kept, not told (see attach)
+                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
+                 schedule_flush_locked();
+               }
+             }
+             if (ask_again) recount_for(session, chat_id, always, attempts - 1);
+             return false;
+           });
 }
 
 void Hub::on_logged(const store::EventRecord& event) {

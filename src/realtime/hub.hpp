@@ -46,11 +46,13 @@ struct UnreadState {
 class Hub final : public BrokerHandler {
  public:
   // `recount(chat_id, user_id, done)` asks the store for an exact unread count and calls
-  // `done` with it and the seq it was read at, asynchronously (nothing when the store
-  // failed). `delivered(chat, message, users)` is told whenever a message event is queued
-  // on sockets of these users. `post(job)` runs a job on an I/O thread (the flushes).
+  // `done` with it and the seq it was read at, asynchronously; or with nothing each time
+  // the store failed to read it, and then `done` answers whether the count is still
+  // wanted (RecountBatcher::Done). `delivered(chat, message, users)` is told whenever a
+  // message event is queued on sockets of these users. `post(job)` runs a job on an I/O
+  // thread (the flushes).
   using Recount = std::function<void(std::int64_t, std::int64_t,
-                                     std::function<void(std::optional<store::UnreadCount>)>)>;
+                                     std::function<bool(std::optional<store::UnreadCount>)>)>;
   using Delivered =
       std::function<void(std::int64_t, std::int64_t, const std::vector<std::int64_t>&)>;
   using Post = std::function<void(std::function<void()>)>;

@@ -1,6 +1,7 @@
 #include "realtime/recount_batcher.hpp"
 
 #include <algorithm>
+#include <map>
 #include <memory>
 
 namespace chat::realtime {
@@ -65,24 +66,25 @@ void RecountBatcher::answer(std::int64_t user_id, const std::vector<std::int64_t
     }
     return;
   }
-  // The store failed. The askers that have tries left are asked again together, after the
-  // delay of the one that failed least (a read may join a new asker to one that failed
-  // before); the rest are told.
-  auto again = std::make_shared<std::vector<Asker>>();
-  int fewest = kAttempts;
+  // The store failed: each asker is told so, and those that still want the count and have
+  // reads left are asked again after their delay, together with the others of the same
+  // number of failures (an asker asked later, joined to this read, does not make them
+  // wait less).
+  std::map<int, std::vector<Asker>> again;
   for (auto& asker : askers) {
     ++asker.failures;
-    if (asker.failures < kAttempts) {
-      fewest = std::min(fewest, asker.failures);
-      again->push_back(std::move(asker));
-    } else {
-      asker.done(std::nullopt);
+    if (asker.done(std::nullopt) && asker.failures < kAttempts) {
+      again[asker.failures].push_back(std::move(asker));
     }
   }
-  if (again->empty()) return;
-  later_(retry_delay(fewest), [this, user_id, again] {
-    for (auto& asker : *again) ask(asker.chat_id, user_id, std::move(asker.done), asker.failures);
-  });
+  for (auto& [failures, group] : again) {
+    auto retried = std::make_shared<std::vector<Asker>>(std::move(group));
+    later_(retry_delay(failures), [this, user_id, retried] {
+      for (auto& asker : *retried) {
+        ask(asker.chat_id, user_id, std::move(asker.done), asker.failures);
+      }
+    });
+  }
 }
 
 }  // namespace chat::realtime

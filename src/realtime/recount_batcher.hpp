@@ -26,7 +26,10 @@ class RecountBatcher {
   // for long (a resume may ask about hundreds).
   static constexpr std::size_t kChatsPerRead = 64;
 
-  using Done = std::function<void(std::optional<store::UnreadCount>)>;
+  // Told the chat's count and the seq of the read it came from; or nullopt each time a
+  // read of it failed, after which the count may still come. Answers whether a later
+  // count is still wanted (false: the asker is gone, and no read is retried for it).
+  using Done = std::function<bool(std::optional<store::UnreadCount>)>;
   // `read(user, chats, done)` reads the user's counts of these chats in one snapshot and
   // calls `done` with them, asynchronously (nullopt when the store failed).
   using Read = std::function<void(std::int64_t, std::vector<std::int64_t>,
@@ -37,15 +40,14 @@ class RecountBatcher {
   using Later = std::function<void(std::chrono::milliseconds, std::function<void()>)>;
 
   // A failed read is asked again after 1 s, then after twice as long each time up to 30 s,
-  // for about ten minutes in all; the askers are told nothing (nullopt) only after that.
+  // for about ten minutes in all (24 reads), while its askers still want the count.
   static constexpr int kAttempts = 24;
   static std::chrono::milliseconds retry_delay(int failures);
 
   RecountBatcher(Read read, Post post, Later later)
       : read_(std::move(read)), post_(std::move(post)), later_(std::move(later)) {}
 
-  // Thread-safe; has the hub's Recount signature. `done` gets the chat's count and the seq
-  // of the read it came from.
+  // Thread-safe; has the hub's Recount signature.
   void ask(std::int64_t chat_id, std::int64_t user_id, Done done) {
     ask(chat_id, user_id, std::move(done), 0);
   }

@@ -1,8 +1,9 @@
 // The recounts asked in one turn become one store read per user, each chat read once, and
-// every asker gets its chat's count with the read's seq. A failed read is asked again
-// later; only after the last attempt are the askers told nothing.
+// every asker gets its chat's count with the read's seq. An asker is told of each failed
+// read, and the read is asked again later while the asker still wants the count.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -54,14 +55,18 @@ struct Fixture {
   }
 };
 
-// Collects what one asker was told.
+// Collects what one asker was told; it wants the count while `wanted`.
 struct Answer {
   bool told = false;
+  int failures = 0;
+  bool wanted = true;
   std::optional<UnreadCount> count;
   RecountBatcher::Done done() {
     return [this](std::optional<UnreadCount> c) {
       told = true;
+      if (!c) ++failures;
       count = c;
+      return wanted;
     };
   }
 };
@@ -91,8 +96,9 @@ TEST(RecountBatcher, RecountsOfOneTurnAreOneReadPerUserWithEachChatOnce) {
   EXPECT_EQ(a6.count->seq, 77);
   EXPECT_FALSE(b5.told);  // the other user's read has not answered yet
 
-  second.done(std::nullopt);  // the store failed: asked again later, not told yet
-  EXPECT_FALSE(b5.told);
+  second.done(std::nullopt);  // the store failed: told so, and asked again later
+  EXPECT_TRUE(b5.told);
+  EXPECT_FALSE(b5.count);
   EXPECT_EQ(f.delayed.size(), 1U);
 }
 
@@ -104,8 +110,8 @@ TEST(RecountBatcher, AFailedReadIsAskedAgainAfterASecond) {
   f.run_posted();
   ASSERT_EQ(f.reads.size(), 1U);
   f.reads[0].done(std::nullopt);
-  EXPECT_FALSE(a.told);
-  EXPECT_FALSE(b.told);
+  EXPECT_EQ(a.failures, 1);
+  EXPECT_EQ(b.failures, 1);
   EXPECT_TRUE(f.posted.empty());  // nothing read again at once
 
   EXPECT_EQ(f.run_delayed(), (std::vector<std::chrono::milliseconds>{std::chrono::seconds(1)}));
@@ -120,7 +126,7 @@ TEST(RecountBatcher, AFailedReadIsAskedAgainAfterASecond) {
   EXPECT_EQ(b.count->seq, 40);
 }
 
-TEST(RecountBatcher, ReadsFailingThroughEveryAttemptTellTheAskersNothing) {
+TEST(RecountBatcher, AReadIsAskedAgainAtMostTwentyFourTimesInAboutTenMinutes) {
   Fixture f;
   Answer a;
   f.batcher.ask(5, 1, a.done());
@@ -128,14 +134,13 @@ TEST(RecountBatcher, ReadsFailingThroughEveryAttemptTellTheAskersNothing) {
   for (int attempt = 1; attempt <= RecountBatcher::kAttempts; ++attempt) {
     f.run_posted();
     ASSERT_EQ(f.reads.size(), static_cast<std::size_t>(attempt));
-    EXPECT_FALSE(a.told) << attempt;
     f.reads.back().done(std::nullopt);
+    EXPECT_EQ(a.failures, attempt);
     const auto ran = f.run_delayed();
     delays.insert(delays.end(), ran.begin(), ran.end());
   }
-  EXPECT_TRUE(a.told);
   EXPECT_FALSE(a.count);
-  EXPECT_TRUE(f.posted.empty());
+  EXPECT_TRUE(f.posted.empty());  // the last failure is not asked again
   // 1 s, doubling up to 30 s: about ten minutes of tries in all.
   ASSERT_EQ(delays.size(), static_cast<std::size_t>(RecountBatcher::kAttempts - 1));
   EXPECT_EQ(delays[0], std::chrono::seconds(1));
@@ -147,6 +152,39 @@ TEST(RecountBatcher, ReadsFailingThroughEveryAttemptTellTheAskersNothing) {
   for (auto d : delays) total += d;
   EXPECT_GE(total, std::chrono::minutes(9));
   EXPECT_LE(total, std::chrono::minutes(10));
+}
+
+TEST(RecountBatcher, AnAskerThatNoLongerWantsTheCountIsNotAskedAgain) {
+  Fixture f;
+  Answer gone, kept;
+  gone.wanted = false;  // its socket closed
+  f.batcher.ask(5, 1, gone.done());
+  f.batcher.ask(6, 1, kept.done());
+  f.run_posted();
+  f.reads[0].done(std::nullopt);
+  EXPECT_EQ(gone.failures, 1);
+  f.run_delayed();
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 2U);
+  EXPECT_EQ(f.reads[1].chats, (std::vector<std::int64_t>{6}));
+}
+
+TEST(RecountBatcher, AskersRetryAfterTheDelayOfTheirOwnFailures) {
+  Fixture f;
+  Answer old_one, new_one;
+  f.batcher.ask(5, 1, old_one.done());
+  f.run_posted();
+  f.reads[0].done(std::nullopt);
+  EXPECT_EQ(f.run_delayed(), (std::vector<std::chrono::milliseconds>{std::chrono::seconds(1)}));
+  f.batcher.ask(6, 1, new_one.done());  // joins the retried read
+  f.run_posted();
+  ASSERT_EQ(f.reads.size(), 2U);
+  f.reads[1].done(std::nullopt);
+  // The first has failed twice, the second once: each waits its own delay.
+  auto delays = f.run_delayed();
+  std::sort(delays.begin(), delays.end());
+  EXPECT_EQ(delays, (std::vector<std::chrono::milliseconds>{std::chrono::seconds(1),
+                                                            std::chrono::seconds(2)}));
 }
 
 TEST(RecountBatcher, AnAskerRetriedJoinsTheNewOnesOfItsTurn) {
@@ -197,6 +235,7 @@ TEST(RecountBatcher, AskingFromAnAnswerStartsTheNextBatch) {
   f.batcher.ask(3, 1, [&](std::optional<UnreadCount>) {
     asked_again = true;
     f.batcher.ask(3, 1, later.done());  // as the hub does when the count moved meanwhile
+    return false;
   });
   f.run_posted();
   ASSERT_EQ(f.reads.size(), 1U);
