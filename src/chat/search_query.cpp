@@ -10,9 +10,12 @@ std::vector<std::string> search_terms(std::string_view query) {
   std::vector<std::string> terms;
   for (auto& word : unicode::words(query)) {
     std::string term = unicode::to_lower(unicode::encode(word));
-    if (std::find(terms.begin(), terms.end(), term) == terms.end()) {
-      terms.push_back(std::move(term));
-    }
+    // Each term is a prefix: one that begins another matches wherever that one does, and
+    // only costs the search a lookup.
+    const auto covers = [&term](const std::string& t) { return t.starts_with(term); };
+    if (std::any_of(terms.begin(), terms.end(), covers)) continue;
+    std::erase_if(terms, [&term](const std::string& t) { return term.starts_with(t); });
+    terms.push_back(std::move(term));
   }
   return terms;
 }

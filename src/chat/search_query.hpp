@@ -1,7 +1,8 @@
 // Turns what a user typed into search terms: runs of letters and digits, lower-cased (the
-// same notion of a word as the full-text index's tokenizer), each once and whole. A
-// message must hold every term, so none may be dropped or cut: a query of more terms than
-// a search may take is refused instead.
+// same notion of a word as the full-text index's tokenizer), each once and whole, less
+// those that begin another (every term matches as a prefix). A message must hold every
+// term, so none may be dropped or cut: a query of more terms than a search may take is
+// refused instead.
 #pragma once
 
 #include <optional>

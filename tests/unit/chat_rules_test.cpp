@@ -52,14 +52,16 @@ TEST(SearchTerms, SplitsFoldsAndBounds) {
   EXPECT_TRUE(search_terms("  ,.;  ").empty());
   EXPECT_TRUE(search_terms("\xff\xfe").empty());
   EXPECT_EQ(search_terms("a a A").size(), 1U);
+  // A term that begins another adds nothing (each matches as a prefix).
+  EXPECT_EQ(search_terms("a ab abc b ba"), (std::vector<std::string>{"abc", "ba"}));
   // Every word, whole: a search needs them all.
-  EXPECT_EQ(search_terms("1 2 3 4 5 6 7 8 9 10").size(), 10U);
+  EXPECT_EQ(search_terms("1 2 3 4 5 6 7 8 9 0").size(), 10U);
   EXPECT_EQ(search_terms(std::string(500, 'x')).front(), std::string(500, 'x'));
   EXPECT_EQ(search_terms_problem(search_terms("")), "Enter at least one word to search for.");
   std::string many;
   for (std::size_t i = 0; i < kMaxSearchTerms; ++i) {
     many += 'w';  // piece by piece: g++ 12 warns falsely (-Wrestrict) about "w" + string
-    many += std::to_string(i);
+    many += std::to_string(100 + i);  // none begins another
     many += ' ';
   }
   EXPECT_FALSE(search_terms_problem(search_terms(many)));

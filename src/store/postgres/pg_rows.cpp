@@ -1,5 +1,7 @@
 #include "store/postgres/pg_rows.hpp"
 
+#include <algorithm>
+
 #include "common/unicode.hpp"
 
 namespace chat::store::postgres {
@@ -57,7 +59,8 @@ MessageRecord read_message(const PgResult& r, int i) {
 
 namespace {
 
-// PostgreSQL's longest lexeme (MAXSTRLEN), in bytes.
+// PostgreSQL indexes no word of this many bytes or more (MAXSTRLEN is 2047, and a word
+// of exactly that length is dropped too).
 constexpr std::size_t kMaxLexemeBytes = 2047;
 
 constexpr std::string_view kSigma = "\xCF\x83";       // σ
@@ -65,25 +68,32 @@ constexpr std::string_view kFinalSigma = "\xCF\x82";  // ς
 
 // One term of the query. The index lower-cases code point by code point, so a word written
 // in capitals ends in σ ("ΟΔΟΣ" -> "οδοσ") and one written in small letters in ς ("οδος"):
-// a term ending in either is looked up in both spellings (with every other ς as σ), as
-// SQLite's unicode61 folds ς into σ on both sides.
-std::string tsquery_term(std::string term) {
-  for (auto at = term.find(kFinalSigma); at != std::string::npos; at = term.find(kFinalSigma, at)) {
-    term.replace(at, kFinalSigma.size(), kSigma);
+// a term ending in either is looked up in both spellings (with every other ς as σ), and a
+// term with a ς inside in its own spelling too, as SQLite's unicode61 folds ς into σ on
+// both sides.
+std::string tsquery_term(const std::string& term) {
+  std::string sigmas = term;
+  for (auto at = sigmas.find(kFinalSigma); at != std::string::npos;
+       at = sigmas.find(kFinalSigma, at)) {
+    sigmas.replace(at, kFinalSigma.size(), kSigma);
+  }
+  std::vector<std::string> spellings{sigmas};
+  if (sigmas.ends_with(kSigma)) {
+    std::string final_form = sigmas.substr(0, sigmas.size() - kSigma.size());
+    final_form += kFinalSigma;
+    spellings.push_back(std::move(final_form));
+  }
+  if (std::find(spellings.begin(), spellings.end(), term) == spellings.end()) {
+    spellings.push_back(term);
   }
   std::string out;
-  if (!term.ends_with(kSigma)) {
-    out = std::move(term);
+  if (spellings.size() > 1) out += '(';
+  for (std::size_t i = 0; i < spellings.size(); ++i) {
+    if (i > 0) out += " | ";
+    out += spellings[i];
     out += ":*";
-    return out;
   }
-  std::string final_form = term.substr(0, term.size() - kSigma.size());
-  final_form += kFinalSigma;
-  out += '(';
-  out += term;
-  out += ":* | ";
-  out += final_form;
-  out += ":*)";
+  if (spellings.size() > 1) out += ')';
   return out;
 }
 
@@ -92,10 +102,10 @@ std::string tsquery_term(std::string term) {
 std::optional<std::string> tsquery_prefixes(const std::vector<std::string>& terms) {
   std::string query;
   for (const auto& t : terms) {
-    std::string folded = unicode::without_diacritics(t);
-    if (folded.size() > kMaxLexemeBytes) return std::nullopt;
+    const std::string folded = unicode::without_diacritics(t);
+    if (folded.size() >= kMaxLexemeBytes) return std::nullopt;
     if (!query.empty()) query += " & ";
-    query += tsquery_term(std::move(folded));
+    query += tsquery_term(folded);
   }
   return query;
 }

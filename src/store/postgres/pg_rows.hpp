@@ -20,8 +20,8 @@ MessageRecord read_message(const PgResult& r, int i);
 // A tsquery where every term must match as a word or a prefix: term1:* & term2:*, accents
 // stripped as the index strips them. Terms are letters and digits only
 // (chat/search_query), so they cannot carry tsquery operators. Nullopt when a term is
-// longer than PostgreSQL indexes a word (2047 bytes): no message can match it, and
-// to_tsquery would drop it and search for the other terms alone.
+// longer than PostgreSQL indexes a word (2047 bytes or more): no message can match it,
+// and to_tsquery would drop it and search for the other terms alone.
 std::optional<std::string> tsquery_prefixes(const std::vector<std::string>& terms);
 
 template <class T, class Read>
