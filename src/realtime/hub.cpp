@@ -238,6 +238,16 @@ void Hub::announce_unread(const Session* session, const std::vector<std::int64_t
   for (const std::int64_t chat_id : mine) recount_for(s, chat_id, true);
 }
 
+std::vector<std::int64_t> Hub::not_counted(const Session* session,
+                                           std::vector<std::int64_t> chat_ids) const {
+  std::lock_guard lock(mutex_);
+  auto it = sessions_.find(session);
+  if (it == sessions_.end()) return chat_ids;
+  std::erase_if(chat_ids,
+                [&](std::int64_t chat_id) { return it->second.unread.contains(chat_id); });
+  return chat_ids;
+}
+
 void Hub::detach(const Session* s) {
   Interest interest;
   {

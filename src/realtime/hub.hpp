@@ -95,6 +95,10 @@ class Hub final : public BrokerHandler {
   // opening) and queued like a live change, so a client back from being away has the counts
   // the replayed events changed.
   void announce_unread(const Session* session, const std::vector<std::int64_t>& chat_ids);
+  // Of these chats, those whose unread count the session no longer keeps (it left them, or
+  // they were deleted): a count queued for one before the hub knew goes unsent.
+  std::vector<std::int64_t> not_counted(const Session* session,
+                                        std::vector<std::int64_t> chat_ids) const;
   [[nodiscard]] std::size_t session_count() const;
   // Closes every session (shutdown).
   void close_all(int code, const std::string& reason);

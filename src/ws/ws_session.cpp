@@ -514,6 +514,20 @@ class Socket final : public realtime::Session,
       const bool open = co_await wait_for_room(pause, true);
       if (!open) co_return;
     }
+    // A count held for a chat the user left meanwhile (queued before the hub knew: the
+    // removal came in the replay, or the hub heard it after the count was read) would
+    // follow the replay's member_removed or chat_deleted, as if the chat were back. The
+    // hub is asked outside this session's lock, as it queues through it under its own;
+    // counts held after the question are queued only for chats the hub still counts.
+    std::vector<std::int64_t> held_counts;
+    {
+      std::lock_guard lock(mutex_);
+      for (const auto& held : buffered_) {
+        if (held.state != 0) held_counts.push_back(held.state);
+      }
+    }
+    std::vector<std::int64_t> left;
+    if (!held_counts.empty()) left = context_.hub.not_counted(this, std::move(held_counts));
     {
       std::lock_guard lock(mutex_);
       bool kick = false;
@@ -525,6 +539,9 @@ class Socket final : public realtime::Session,
       buffering_ = false;
       in_seq_order(buffered_);
       for (const auto& held : buffered_) {
+        if (held.state != 0 && std::find(left.begin(), left.end(), held.state) != left.end()) {
+          continue;
+        }
         if (held.seq == 0 || held.seq > cursor)
           kick |= enqueue_state_locked(held.frame, held.state, true);
       }

@@ -509,6 +509,21 @@ TEST(Hub, AMemberRemovedWhileTheirSocketOpenedStopsHearingTheChatOnceSettled) {
   EXPECT_FALSE(mentions(me->written, R"("message_id":100)"))
       << ::testing::PrintToString(me->written);
   EXPECT_TRUE(mentions(me->written, R"("message_id":101)"));
+  // A count the socket held for chat 5 before it settled goes unsent (ws_session asks).
+  EXPECT_EQ(f.hub.not_counted(me.get(), {5, 6, 9}), (std::vector<std::int64_t>{5, 9}));
+  f.hub.detach(me.get());
+  EXPECT_EQ(f.hub.not_counted(me.get(), {6}), std::vector<std::int64_t>{6});
+}
+
+TEST(Hub, AChatLeftLiveIsNoLongerCounted) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  std::unordered_map<std::int64_t, UnreadState> chats{{5, {0, 3}}, {6, {0, 1}}};
+  f.hub.attach(me, chats, 0, nullptr);
+  EXPECT_TRUE(f.hub.not_counted(me.get(), {5, 6}).empty());
+  f.hub.on_logged(member_event(11, "member_removed", 5, 2, std::nullopt));
+  f.hub.on_logged(member_event(12, "member_removed", 5, 2, 2));
+  EXPECT_EQ(f.hub.not_counted(me.get(), {5, 6}), std::vector<std::int64_t>{5});
 }
 
 TEST(Hub, AChatJoinedWhileASocketOpenedIsHeardOnceSettled) {
