@@ -93,8 +93,9 @@ int close_code_of(std::string_view payload) {
   if (payload.size() == 1) return 0;
   const int code =
       (static_cast<std::uint8_t>(payload[0]) << 8) | static_cast<std::uint8_t>(payload[1]);
-  // RFC 6455 7.4: what an endpoint may put on the wire.
-  const bool allowed = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1011) ||
+  // RFC 6455 7.4: what an endpoint may put on the wire, with 1012-1014 that IANA's
+  // registry added (service restart, try again later, bad gateway; chatd sends 1013).
+  const bool allowed = (code >= 1000 && code <= 1003) || (code >= 1007 && code <= 1014) ||
                        (code >= 3000 && code <= 4999);
   return allowed ? code : 0;
 }

@@ -95,8 +95,12 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
     auto comma = p.find(',');
     if (comma != std::string_view::npos && trim(p.substr(0, comma)) == "access_token") {
       token = std::string(trim(p.substr(comma + 1)));
-      a.subprotocol = "access_token";
     }
+  }
+  // A browser that offered the subprotocol fails a handshake that names none, wherever the
+  // token was read from: it is answered whenever it was offered.
+  if (auto p = req.header("sec-websocket-protocol"); !p.empty()) {
+    if (trim(p.substr(0, p.find(','))) == "access_token") a.subprotocol = "access_token";
   }
   if (token.empty())
     co_return Error::unauthenticated("Authentication credentials were not provided.");

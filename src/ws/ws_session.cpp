@@ -257,6 +257,18 @@ class Socket final : public realtime::Session,
   asio::awaitable<void> start(beast::http::request<beast::http::string_body> request) {
     auto self = shared_from_this();
     handshake_->expires_never();
+    // The upgrade refuses any version but 13 (RFC 6455 4.4): refused here, before the
+    // socket counts among the user's (a handshake bound to fail would close their oldest
+    // socket at the limit) or joins the hub.
+    if (const auto version = request[beast::http::field::sec_websocket_version]; version != "13") {
+      http::Response answer =
+          version.empty()
+              ? http::Response::json(400, R"({"detail":"Missing Sec-WebSocket-Version header."})")
+              : http::Response::json(426, R"({"detail":"Unsupported WebSocket version."})");
+      if (!version.empty()) answer.headers.emplace_back("Sec-WebSocket-Version", "13");
+      co_await refuse(request, std::move(answer), "websocket version");
+      co_return;
+    }
     const std::int64_t user = user_id();
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.

@@ -287,6 +287,11 @@ def test_handshake_token_in_query_header_and_subprotocol(server, client):
             ws = await connect(server, path=path, subprotocols=["access_token", tok])
             assert ws.conn.subprotocol == "access_token"
             opened.append(ws)
+        # Offered with the token in the query too: still selected (a browser that offered a
+        # subprotocol fails a handshake whose answer names none).
+        ws = await connect(server, tok, "/ws/", subprotocols=["access_token", tok])
+        assert ws.conn.subprotocol == "access_token"
+        opened.append(ws)
         # Paths without the trailing slash.
         opened.append(await connect(server, tok, "/ws"))
         opened.append(await connect(server, tok, f"/ws/chat/{chat}"))
@@ -1538,6 +1543,49 @@ def test_socket_limit_per_user_closes_the_oldest(make_server):
         await b1.ping()
         await b2.ping()
         for ws in (s2, s3, b1, b2):
+            await ws.close()
+
+    run(main())
+
+
+def test_a_handshake_bound_to_fail_closes_no_socket_of_the_user(make_server):
+    """A handshake with a WebSocket version other than 13 (or none) is refused (426 naming
+    13, or 400) before the socket counts among the user's: at the limit, it used to close
+    their oldest socket, though it never opened."""
+    s = make_server(WS_MAX_SOCKETS_PER_USER=2)
+    c = Client(s)
+    a, b = c.register(), c.register()
+    chat = private_chat(c, a, b)
+
+    def handshake(version_line):
+        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
+            sock.sendall((f"GET /ws/?token={a['access']} HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
+                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
+                          f"{version_line}\r\n").encode())
+            data = b""
+            while b"\r\n\r\n" not in data:
+                chunk = sock.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+            return data
+
+    async def main():
+        s1, s2 = await user_ws(s, a), await chat_ws(s, a, chat)
+        answer = handshake("Sec-WebSocket-Version: 8\r\n")
+        assert answer.startswith(b"HTTP/1.1 426"), answer
+        assert b"\r\nSec-WebSocket-Version: 13\r\n" in answer, answer
+        answer = handshake("")
+        assert answer.startswith(b"HTTP/1.1 400"), answer
+        m = rest_send(c, b, chat, "both still open")["id"]
+        for ws in (s1, s2):
+            await ws.until(is_("message", message_id=m))
+            await ws.ping()
+        # A handshake that opens still closes the oldest, as the limit says.
+        s3 = await user_ws(s, a)
+        assert await s1.closed() == 1008
+        for ws in (s2, s3):
             await ws.close()
 
     run(main())

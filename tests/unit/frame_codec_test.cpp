@@ -102,4 +102,8 @@ TEST(FrameCodec, ServerHeadersAndClosePayloads) {
   EXPECT_EQ(close_code_of(""), 1005);
   EXPECT_EQ(close_code_of("x"), 0);
   EXPECT_EQ(close_code_of(close_payload(1005, "")), 0);  // never sent on the wire
+  for (int code : {1012, 1013, 1014}) EXPECT_EQ(close_code_of(close_payload(code, "")), code);
+  for (int code : {1004, 1006, 1015, 1016, 2999, 5000}) {
+    EXPECT_EQ(close_code_of(close_payload(code, "")), 0) << code;
+  }
 }
