@@ -65,10 +65,10 @@ bool Gate::origin_allowed(std::string_view origin, std::string_view host) const 
   for (const auto& allowed : allowed_origins_) {
     if (allowed == "*" || lower(allowed) == o) return true;
   }
-  // By default only the server's own pages may connect: the origin's host is the Host.
+  // The server's own pages may always connect (the origin's host is the Host): an origin
+  // listed for another site's client must not cut off the built-in one.
   const auto scheme_end = o.find("://");
-  return allowed_origins_.empty() && scheme_end != std::string::npos &&
-         o.substr(scheme_end + 3) == lower(host);
+  return scheme_end != std::string::npos && o.substr(scheme_end + 3) == lower(host);
 }
 
 boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) const {
