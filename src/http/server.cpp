@@ -132,6 +132,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
   ws::RealtimeContext* realtime;
   tcp::acceptor acceptor;
   std::atomic<int> in_progress{0};  // requests being answered (InProgress)
+  // Set by stop(): a request read after it is refused (503) and every answer closes its
+  // connection, so that the requests a shutdown waits for are the ones already under way.
+  // Clients that kept a connection open would otherwise go on writing through the whole
+  // grace period, and what committed as it ran out was never announced to other nodes.
+  std::atomic<bool> stopping{false};
 
   asio::awaitable<void> accept_loop() {
     auto self = shared_from_this();
@@ -220,6 +225,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         rec = read_ec;
       }
       const InProgress busy(in_progress);
+      // A request whose header came in before the server began to stop is under way: it is
+      // answered in full, its body read after.
+      const bool refused_for_stop = stopping.load();
       if (rec) {
         if (rec == bhttp::error::header_limit) {
           co_await reply_and_close(stream, 431, "Request header fields too large.", peer);
@@ -278,13 +286,17 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       if (msg.version() < 11 && msg.find(bhttp::field::host) == msg.end()) {
         req.headers.emplace_back("host", server_name);
       }
-      const bool keep_alive = msg.keep_alive();
+      const bool keep_alive = msg.keep_alive() && !refused_for_stop;
       const unsigned version = msg.version();
 
       Response response;
       std::string route;
-      if (target_ok && realtime != nullptr && ws::Gate::is_socket_path(req.path) &&
-          beast::websocket::is_upgrade(msg)) {
+      if (refused_for_stop) {
+        // Nothing of it was done: the client may send it again, to another node.
+        response = error_response(Error::unavailable("The server is shutting down."));
+        route = "stopping";
+      } else if (target_ok && realtime != nullptr && ws::Gate::is_socket_path(req.path) &&
+                 beast::websocket::is_upgrade(msg)) {
         // Refusals are answered before the upgrade, as plain HTTP.
         if (auto refused = app.host_refusal(req)) {
           response = std::move(*refused);
@@ -319,8 +331,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
       }
       const int status = response.status;
       const auto bytes = response.body.size();
-      auto res = to_beast(std::move(response), version, keep_alive, req.method == Method::head,
-                          req.request_id);
+      // A request under way when the server began to stop is answered, and its connection
+      // closed after it.
+      auto res = to_beast(std::move(response), version, keep_alive && !stopping.load(),
+                          req.method == Method::head, req.request_id);
       stream.expires_after(std::chrono::seconds(options.request_timeout_seconds));
       const beast::error_code wec = co_await write_response(stream, res);
       const RequestOutcome outcome{
@@ -359,6 +373,7 @@ void Server::start() {
 }
 
 void Server::stop() {
+  impl_->stopping = true;
   beast::error_code ec;
   impl_->acceptor.close(ec);
 }

@@ -39,7 +39,8 @@ class Server {
 
   // Binds and starts accepting; throws with a readable message when the port is taken.
   void start();
-  // Stops accepting; connections finish the request they are on.
+  // Stops accepting; connections finish the request they are on and close. A request
+  // read after this is answered 503 (nothing of it done).
   void stop();
   // Requests read and not yet answered and recorded (a shutdown waits for them; idle
   // keep-alive connections do not count).

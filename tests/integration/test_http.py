@@ -871,6 +871,9 @@ def test_sigterm_lets_a_request_in_progress_finish(make_server):
     the shutdown up."""
     s = make_server()
     idle = socket.create_connection(("127.0.0.1", s.port))  # never sends anything
+    kept = socket.create_connection(("127.0.0.1", s.port), timeout=10)  # kept alive
+    kept.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert kept.recv(4096).startswith(b"HTTP/1.1 200")
     body = json.dumps({"username": "nobody-here", "password": "wrong-password-1"}).encode()
     head = (f"POST /api/auth/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode()
@@ -882,12 +885,26 @@ def test_sigterm_lets_a_request_in_progress_finish(make_server):
         s.proc.send_signal(signal.SIGTERM)
         time.sleep(0.3)
         assert s.proc.poll() is None, "chatd stopped with a request in progress"
+        # A new request on a kept-alive connection is not taken on once stopping: 503,
+        # nothing done, and the connection closed (it is sent again to another node).
+        kept.sendall(json_post_bytes("/api/auth/login/", body))
+        refused = kept.recv(4096)
+        assert refused.startswith(b"HTTP/1.1 503"), refused
+        assert b"\r\nConnection: close\r\n" in refused, refused
+        assert kept.recv(4096) == b""
         conn.sendall(body[5:])
         answer = conn.recv(4096)
     assert answer.startswith(b"HTTP/1.1 401"), answer
+    assert b"\r\nConnection: close\r\n" in answer, answer  # closed after it
     assert s.proc.wait(timeout=10) == 0
     idle.close()
+    kept.close()
     assert "POST /api/auth/login/ 401" in s.read_log()
+
+
+def json_post_bytes(path, body):
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
 def test_query_parameters_are_read_as_djangos_querydict(client):
