@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
+#include <fstream>
 
 #include "app/commands.hpp"
 
@@ -32,9 +33,14 @@ int main(int argc, char** argv) {
       "chatd: a chat server speaking the REST and WebSocket API of the Django chat backend"};
   cli.set_version_flag("--version", CHATD_VERSION);
   std::string env_file = ".env";
-  cli.add_option("--env-file", env_file, "File of KEY=VALUE settings read before the environment")
-      ->capture_default_str();
+  // Named, it must exist: a mistyped name would otherwise be served from the defaults (a
+  // stray db.sqlite3 in place of the PostgreSQL it names). The default may be missing.
+  auto* env_option = cli.add_option("--env-file", env_file,
+                                    "File of KEY=VALUE settings read before the environment")
+                         ->capture_default_str();
   cli.require_subcommand(1);
+  // `chatd migrate --env-file F` as well as `chatd --env-file F migrate`.
+  cli.fallthrough();
 
   auto* serve = cli.add_subcommand("serve", "Apply migrations and serve HTTP and WebSocket");
   auto* migrate = cli.add_subcommand("migrate", "Apply database migrations");
@@ -50,6 +56,11 @@ int main(int argc, char** argv) {
                       "Never prompt; fail when a value is missing");
 
   CLI11_PARSE(cli, argc, argv);
+  if (env_option->count() > 0 && !std::ifstream(env_file)) {
+    std::fprintf(stderr, "chatd: configuration error:\n  --env-file: cannot read '%s'\n",
+                 env_file.c_str());
+    return 2;
+  }
 
   chat::config::Settings settings;
   try {

@@ -2,6 +2,8 @@
 
 #include <sodium.h>
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <cctype>
 #include <charconv>
@@ -216,6 +218,17 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   s.allowed_hosts = {"localhost", "127.0.0.1", "[::1]"};
   r.list("ALLOWED_HOSTS", s.allowed_hosts);
   r.list("TRUSTED_PROXIES", s.trusted_proxies);
+  // Matched against the peer's address as written, so only addresses can ever match: a
+  // range or a host name would trust nobody, and every client would count as the proxy
+  // (one client's failed logins locking a username for all).
+  for (const auto& proxy : s.trusted_proxies) {
+    unsigned char buf[sizeof(in6_addr)];
+    if (inet_pton(AF_INET, proxy.c_str(), buf) != 1 &&
+        inet_pton(AF_INET6, proxy.c_str(), buf) != 1) {
+      r.fail("TRUSTED_PROXIES",
+             "expected IP addresses, comma-separated (ranges and host names are not read)", proxy);
+    }
+  }
 
   r.string("BIND", s.bind);
   r.integer("PORT", s.port, 1, 65535);

@@ -67,6 +67,32 @@ def test_settings_come_from_dotenv_and_the_environment_wins():
         s.stop()
 
 
+def test_a_named_env_file_must_exist_and_may_follow_the_command():
+    """A mistyped --env-file is an error, not a silent run on the defaults (a stray
+    db.sqlite3 in place of the database the file names); it may come after the command."""
+    workdir = tempfile.mkdtemp()
+    r = chatd("--env-file", "chatd.env.typo", "migrate", cwd=workdir)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "chatd.env.typo" in r.stderr
+    assert not os.path.exists(os.path.join(workdir, "db.sqlite3"))
+    with open(os.path.join(workdir, "chatd.env"), "w") as f:
+        f.write("SQLITE_PATH=named.sqlite3\n")
+    r = chatd("migrate", "--env-file", "chatd.env", cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert os.path.exists(os.path.join(workdir, "named.sqlite3"))
+    assert chatd("migrate", cwd=workdir).returncode == 0  # the default .env may be missing
+
+
+def test_trusted_proxies_must_be_addresses():
+    """Proxies are matched by the peer's address as written: a range or a host name would
+    trust nobody, so it is refused at start."""
+    for value in ("127.0.0.0/8", "localhost", "10.0.0.1, proxy.internal"):
+        r = chatd("migrate", env={"TRUSTED_PROXIES": value})
+        assert r.returncode == 2, (value, r.stderr)
+        assert "TRUSTED_PROXIES:" in r.stderr, r.stderr
+    assert chatd("migrate", env={"TRUSTED_PROXIES": "10.0.0.1, ::1"}).returncode == 0
+
+
 def test_a_bad_dotenv_line_is_reported():
     workdir = tempfile.mkdtemp()
     with open(os.path.join(workdir, ".env"), "w") as f:
