@@ -52,7 +52,36 @@ bool read_quoted(std::string_view text, std::size_t& pos, std::string& out) {
 
 }  // namespace
 
+namespace {
+
+// As python-dotenv reads a file: a UTF-8 byte order mark (Notepad writes one) is not part
+// of the first name, and CR LF, LF and a lone CR all end a line.
+std::string normalized(std::string_view text) {
+  if (text.starts_with("\xEF\xBB\xBF")) text.remove_prefix(3);
+  std::string out;
+  out.reserve(text.size());
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] != '\r') {
+      out.push_back(text[i]);
+    } else if (i + 1 == text.size() || text[i + 1] != '\n') {
+      out.push_back('\n');
+    }
+  }
+  return out;
+}
+
+DotenvResult parse_lines(std::string_view text);
+
+}  // namespace
+
 DotenvResult parse_dotenv(std::string_view text) {
+  const std::string lines = normalized(text);
+  return parse_lines(lines);
+}
+
+namespace {
+
+DotenvResult parse_lines(std::string_view text) {
   DotenvResult result;
   std::size_t pos = 0;
   int line_no = 0;
@@ -64,7 +93,9 @@ DotenvResult parse_dotenv(std::string_view text) {
     const std::size_t line_start = pos;
     pos = eol + 1;
     if (line.empty() || line.front() == '#') continue;
-    if (line.substr(0, 7) == "export ") line = trim_ascii(line.substr(7));
+    if (line.size() > 7 && line.substr(0, 6) == "export" && (line[6] == ' ' || line[6] == '\t')) {
+      line = trim_ascii(line.substr(7));
+    }
     const std::size_t eq = line.find('=');
     if (eq == std::string_view::npos) {
       result.errors.push_back("line " + std::to_string(line_no) + ": expected KEY=VALUE");
@@ -100,5 +131,7 @@ DotenvResult parse_dotenv(std::string_view text) {
   }
   return result;
 }
+
+}  // namespace
 
 }  // namespace chat::config

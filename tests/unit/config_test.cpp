@@ -32,6 +32,19 @@ TEST(Dotenv, ParsesTheOriginalProjectsFile) {
   EXPECT_EQ(r.values["EMPTY"], "");
 }
 
+TEST(Dotenv, ReadsFilesAsPythonDotenvDoes) {
+  // A byte order mark (Notepad), lines ended by a lone CR (old Mac editors) or CR LF,
+  // and `export` followed by a tab.
+  auto r = parse_dotenv("\xEF\xBB\xBFSECRET_KEY=abc\rALLOWED_HOSTS=x.example\r\nexport\tPORT=9\r");
+  EXPECT_TRUE(r.errors.empty()) << ::testing::PrintToString(r.errors);
+  EXPECT_EQ(r.values["SECRET_KEY"], "abc");
+  EXPECT_EQ(r.values["ALLOWED_HOSTS"], "x.example");
+  EXPECT_EQ(r.values["PORT"], "9");
+  auto bad = parse_dotenv("A=1\rnot a setting\r");
+  ASSERT_EQ(bad.errors.size(), 1U);
+  EXPECT_EQ(bad.errors[0], "line 2: expected KEY=VALUE");
+}
+
 TEST(Dotenv, ReportsBadLinesByNumber) {
   auto r = parse_dotenv("GOOD=1\nnot a setting\n1BAD=2\nOPEN=\"never closed\n");
   ASSERT_EQ(r.errors.size(), 3U);
@@ -106,7 +119,9 @@ TEST(Settings, ThrottleRatesReadAsDrfWritesThem) {
     auto r = load_settings({{"SECRET_KEY", strong_key()}, {"USER_THROTTLE_RATE", text}});
     ASSERT_TRUE(r.errors.empty()) << text << ": " << r.errors[0];
     EXPECT_EQ(r.settings.user_rate.count, count) << text;
-    if (count > 0) EXPECT_EQ(r.settings.user_rate.seconds, seconds) << text;
+    if (count > 0) {
+      EXPECT_EQ(r.settings.user_rate.seconds, seconds) << text;
+    }
   }
   for (const char* bad : {"lots", "5", "5/fortnight", "-1/min", "x/min", "5/"}) {
     auto r = load_settings({{"SECRET_KEY", strong_key()}, {"USER_THROTTLE_RATE", bad}});
