@@ -217,6 +217,15 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   r.string("SECRET_KEY", s.secret_key);
   s.allowed_hosts = {"localhost", "127.0.0.1", "[::1]"};
   r.list("ALLOWED_HOSTS", s.allowed_hosts);
+  if (s.allowed_hosts.empty()) {
+    // Set, but to nothing. Django then allows the local names under DEBUG, and refuses to
+    // serve without it; here every request but the probes would be a 400, silently.
+    if (s.debug) {
+      s.allowed_hosts = {".localhost", "127.0.0.1", "[::1]"};
+    } else if (for_serving) {
+      r.fail("ALLOWED_HOSTS", "may not be empty when DEBUG is off", "");
+    }
+  }
   r.list("TRUSTED_PROXIES", s.trusted_proxies);
   // Matched against the peer's address as written, so only addresses can ever match: a
   // range or a host name would trust nobody, and every client would count as the proxy

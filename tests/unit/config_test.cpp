@@ -148,6 +148,18 @@ TEST(Settings, NamesEveryBadValue) {
   }
 }
 
+TEST(Settings, AnEmptyAllowedHostsIsLocalUnderDebugAndRefusedWithout) {
+  auto debug = load_settings({{"DEBUG", "1"}, {"SECRET_KEY", strong_key()}, {"ALLOWED_HOSTS", ""}});
+  EXPECT_TRUE(debug.errors.empty());
+  EXPECT_EQ(debug.settings.allowed_hosts,
+            (std::vector<std::string>{".localhost", "127.0.0.1", "[::1]"}));
+  auto live = load_settings({{"SECRET_KEY", strong_key()}, {"ALLOWED_HOSTS", " , "}});
+  ASSERT_EQ(live.errors.size(), 1U);
+  EXPECT_NE(live.errors[0].find("ALLOWED_HOSTS"), std::string::npos);
+  // Commands that do not serve do not need it.
+  EXPECT_TRUE(load_settings({{"ALLOWED_HOSTS", ""}}, false).errors.empty());
+}
+
 TEST(Settings, SecretKeyRules) {
   // DEBUG off: a key is required and must be strong.
   EXPECT_FALSE(load_settings({}).errors.empty());
