@@ -143,6 +143,13 @@ void append_utf8(std::string& out, char32_t cp) {
   }
 }
 
+std::string from_latin1(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (const unsigned char c : bytes) append_utf8(out, c);
+  return out;
+}
+
 std::string encode(const std::vector<char32_t>& code_points) {
   std::string out;
   out.reserve(code_points.size());

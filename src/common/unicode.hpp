@@ -19,6 +19,8 @@ void append_utf8(std::string& out, char32_t cp);
 // Bytes decoded as Python's bytes.decode("utf-8", "replace") does: each maximal invalid
 // subpart (a stray byte, or the valid start of a sequence cut short) becomes one U+FFFD.
 std::string replace_invalid(std::string_view bytes);
+// Bytes read as Latin-1 (bytes.decode("iso-8859-1")): each is the code point of its value.
+std::string from_latin1(std::string_view bytes);
 
 // Number of code points (the length Python's len() gives). Input must be valid UTF-8.
 std::size_t length(std::string_view utf8);

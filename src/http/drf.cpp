@@ -104,10 +104,7 @@ std::int64_t query_int(const Request& req, const char* name, std::int64_t fallba
 }
 
 std::string header_text(std::string_view value) {
-  std::string out;
-  out.reserve(value.size());
-  for (unsigned char c : value) unicode::append_utf8(out, c);
-  return out;
+  return unicode::from_latin1(value);
 }
 
 std::string to_json(const json::value& v) {

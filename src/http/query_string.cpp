@@ -16,22 +16,6 @@ bool starts_escape(std::string_view s, std::size_t i) {
   return i + 2 < s.size() && s[i] == '%' && hex_value(s[i + 1]) >= 0 && hex_value(s[i + 2]) >= 0;
 }
 
-// Latin-1 bytes as UTF-8.
-std::string latin1_to_utf8(std::string_view bytes) {
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (const char c : bytes) {
-    const auto b = static_cast<unsigned char>(c);
-    if (b < 0x80) {
-      out.push_back(c);
-    } else {
-      out.push_back(static_cast<char>(0xC0 | (b >> 6)));
-      out.push_back(static_cast<char>(0x80 | (b & 0x3F)));
-    }
-  }
-  return out;
-}
-
 // unquote_plus(s, errors="replace"). The escapes' bytes and the text around them (valid
 // UTF-8, so an escape can never complete a character of it) are decoded together.
 std::string unquote_plus(std::string_view s) {
@@ -75,7 +59,7 @@ bool lenient_character(char c) {
 QueryPairs parse_query_pairs(std::string_view text) {
   std::string latin1;
   if (!unicode::is_valid_utf8(text)) {
-    latin1 = latin1_to_utf8(text);
+    latin1 = unicode::from_latin1(text);
     text = latin1;
   }
   QueryPairs out;
