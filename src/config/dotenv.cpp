@@ -50,10 +50,6 @@ bool read_quoted(std::string_view text, std::size_t& pos, std::string& out) {
   return false;
 }
 
-}  // namespace
-
-namespace {
-
 // As python-dotenv reads a file: a UTF-8 byte order mark (Notepad writes one) is not part
 // of the first name, and CR LF, LF and a lone CR all end a line.
 std::string normalized(std::string_view text) {
@@ -69,17 +65,6 @@ std::string normalized(std::string_view text) {
   }
   return out;
 }
-
-DotenvResult parse_lines(std::string_view text);
-
-}  // namespace
-
-DotenvResult parse_dotenv(std::string_view text) {
-  const std::string lines = normalized(text);
-  return parse_lines(lines);
-}
-
-namespace {
 
 DotenvResult parse_lines(std::string_view text) {
   DotenvResult result;
@@ -133,5 +118,9 @@ DotenvResult parse_lines(std::string_view text) {
 }
 
 }  // namespace
+
+DotenvResult parse_dotenv(std::string_view text) {
+  return parse_lines(normalized(text));
+}
 
 }  // namespace chat::config

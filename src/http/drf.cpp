@@ -28,17 +28,15 @@ std::string_view media_type(std::string_view content_type) {
 
 Result<json::object> parse_body(const Request& req) {
   const auto type = media_type(req.header("content-type"));
-  const bool form =
-      iequals(type, "multipart/form-data") || iequals(type, "application/x-www-form-urlencoded");
+  const bool multipart = iequals(type, "multipart/form-data");
+  const bool urlencoded = iequals(type, "application/x-www-form-urlencoded");
   // An empty body is no data whatever its type, as DRF reads one (it chooses no parser, so
   // there is no 415): an empty QueryDict for a form, else an empty dict.
-  if (req.body.empty()) return form ? parse_urlencoded_form("") : json::object{};
-  if (iequals(type, "multipart/form-data")) {
-    return parse_multipart_form(req.body, req.header("content-type"));
-  }
-  if (iequals(type, "application/x-www-form-urlencoded")) {
+  if (req.body.empty()) return multipart || urlencoded ? parse_urlencoded_form("") : json::object{};
+  if (multipart) return parse_multipart_form(req.body, req.header("content-type"));
+  if (urlencoded) {
     // `curl -d '{...}'` sends JSON labelled as a form; read it as the JSON it is.
-    if (req.body.empty() || req.body.front() != '{') return parse_urlencoded_form(req.body);
+    if (req.body.front() != '{') return parse_urlencoded_form(req.body);
   } else if (!type.empty() && !iequals(type, "application/json")) {
     // DRF names the header as sent, parameters and all.
     Error e = Error::bad_request("Unsupported media type \"" +
