@@ -399,14 +399,20 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                auto st = it->second.unread.find(chat_id);
                if (st == it->second.unread.end()) return false;
                UnreadState& state = st->second;
+               // The count the session now has, to a user socket (a chat socket keeps it
+               // untold: see attach).
+               const auto tell = [&] {
+                 if (!session->is_user_socket()) return;
+                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
+                 schedule_flush_locked();
+               };
                if (!count) {
                  // The store failed; it is asked again later (true). Meanwhile `always`
                  // sends the count the session has, once.
-                 if (!always || *sent_held) return true;
-                 *sent_held = true;
-                 if (!session->is_user_socket()) return true;  // kept, not told (see attach)
-                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
-                 schedule_flush_locked();
+                 if (always && !*sent_held) {
+                   *sent_held = true;
+                   tell();
+                 }
                  return true;
                }
                const bool moved = state.version != asked_at;
@@ -424,9 +430,7 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                  } else if (!always) {
                    return false;  // the count kept changing, or older news
                  }
-                 if (!session->is_user_socket()) return false;  // kept, not told (see attach)
-                 queue_locked(it->second, unread_frame(chat_id, state.unread), 0, chat_id);
-                 schedule_flush_locked();
+                 tell();
                }
              }
              if (ask_again) recount_for(session, chat_id, always, attempts - 1);
