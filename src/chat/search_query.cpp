@@ -1,21 +1,32 @@
 #include "chat/search_query.hpp"
 
 #include <algorithm>
+#include <set>
 
 #include "common/unicode.hpp"
 
 namespace chat::chats {
 
 std::vector<std::string> search_terms(std::string_view query) {
+  std::vector<std::string> words;
+  for (auto& word : unicode::words(query))
+    words.push_back(unicode::to_lower(unicode::encode(word)));
+  // Each term is a prefix: one that begins another matches wherever that one does, and only
+  // costs the search a lookup. In sorted order a term begins another only if it begins the
+  // next one: found in one pass, however many words a long query holds.
+  std::vector<std::string> sorted = words;
+  std::sort(sorted.begin(), sorted.end());
+  sorted.erase(std::unique(sorted.begin(), sorted.end()), sorted.end());
+  std::set<std::string_view> covered;
+  for (std::size_t i = 0; i + 1 < sorted.size(); ++i) {
+    if (sorted[i + 1].starts_with(sorted[i])) covered.insert(sorted[i]);
+  }
+  // The rest, each once, in the order typed.
   std::vector<std::string> terms;
-  for (auto& word : unicode::words(query)) {
-    std::string term = unicode::to_lower(unicode::encode(word));
-    // Each term is a prefix: one that begins another matches wherever that one does, and
-    // only costs the search a lookup.
-    const auto covers = [&term](const std::string& t) { return t.starts_with(term); };
-    if (std::any_of(terms.begin(), terms.end(), covers)) continue;
-    std::erase_if(terms, [&term](const std::string& t) { return term.starts_with(t); });
-    terms.push_back(std::move(term));
+  std::set<std::string_view> kept;
+  for (const auto& word : words) {  // the views name `words`' strings, which stay put
+    if (covered.contains(word) || !kept.insert(word).second) continue;
+    terms.push_back(word);
   }
   return terms;
 }
