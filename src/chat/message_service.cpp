@@ -266,7 +266,11 @@ boost::asio::awaitable<Result<Ok>> MessageService::remove_as_staff(std::int64_t 
 boost::asio::awaitable<bool> MessageService::delete_for_everyone(std::optional<Standing> by,
                                                                  std::int64_t message_id) {
   auto events = [](const MessageRecord& m) { return std::vector<NewEvent>{to_delete_event(m)}; };
-  auto deleted = co_await store_.chats().delete_message(by, message_id, std::move(events));
+  auto unpinned = [](const PinRecord& p) {
+    return std::vector<NewEvent>{to_pin_event(unpin_event(p), p)};
+  };
+  auto deleted = co_await store_.chats().delete_message(by, message_id, std::move(events),
+                                                        std::move(unpinned));
   co_return deleted.has_value();
 }
 

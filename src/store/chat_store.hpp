@@ -270,8 +270,11 @@ class ChatStore {
       Standing by, std::int64_t id, std::string text, Micros now,
       EventsFor<MessageRecord> events) = 0;
   // nullopt when the message was deleted already (or is gone). `by`: nullopt for staff.
+  // Its pin goes with it, in the same transaction, logged with `unpinned` after `events`:
+  // a deleted message cannot be pinned, so it does not stay pinned either.
   virtual boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
-      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) = 0;
+      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events,
+      EventsFor<PinRecord> unpinned) = 0;
   // false when it was hidden already, or `user_id` is no longer a member of its chat.
   virtual boost::asio::awaitable<bool> hide_message(std::int64_t user_id,
                                                     const MessageRecord& message,

@@ -829,6 +829,37 @@ def test_a_pinned_message_hidden_for_me_is_gone_from_my_pins(client):
     assert client.get(f"/api/chats/{g['id']}/", token=a["access"]).json()["pinned_message_ids"] == [m["id"], kept["id"]]
 
 
+def test_a_message_deleted_for_everyone_is_unpinned(client):
+    """A deleted message cannot be pinned, so deleting a pinned one removes its pin too: the
+    members are told with an `unpin` right after the `delete`, and the chat's other pins
+    stay."""
+    a, b = client.register(), client.register()
+    g = new_group(client, a, b)
+    m = send(client, b, g["id"], "pinned, then deleted")
+    kept = send(client, b, g["id"], "pinned and kept")
+    pins = {}
+    for x in (m, kept):
+        r = client.post("/api/pinned/", token=a["access"], json={"message_id": x["id"]})
+        assert r.status_code == 201
+        pins[x["id"]] = r.json()["id"]
+    since = client.get("/api/events/", token=a["access"]).json()["seq"]
+    assert client.request("DELETE", f"/api/messages/{m['id']}/", token=b["access"]).status_code == 204
+    for who in (a, b):
+        listed = client.get(f"/api/pinned/?chat={g['id']}", token=who["access"]).json()
+        assert [p["message"]["id"] for p in listed] == [kept["id"]], listed
+        chat = client.get(f"/api/chats/{g['id']}/", token=who["access"]).json()
+        assert chat["pinned_message_ids"] == [kept["id"]]
+    assert client.request("DELETE", f"/api/pinned/{pins[m['id']]}/", token=a["access"]).status_code == 404
+    feed = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
+    told = [(e["type"], e.get("message_id")) for e in feed if e["type"] in ("delete", "unpin")]
+    assert told == [("delete", m["id"]), ("unpin", m["id"])], feed
+    assert next(e for e in feed if e["type"] == "unpin")["chat_id"] == g["id"]
+    # Deleting it again changes nothing and tells nothing more.
+    assert client.request("DELETE", f"/api/messages/{m['id']}/", token=b["access"]).status_code == 204
+    again = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
+    assert [e["type"] for e in again if e["type"] in ("delete", "unpin")] == ["delete", "unpin"]
+
+
 # ---- events ------------------------------------------------------------------------------------
 
 def test_event_log_replay(client):
@@ -861,8 +892,9 @@ def test_event_log_replay(client):
     mine = client.get(f"/api/events/?since={since}", token=a["access"]).json()["results"]
     # Deleted for everyone: its message event now carries the empty text it has, and its
     # edit event is gone (the delete supersedes it; seqs may skip).
+    # The deletion took the message's pin with it (an unpin after the delete).
     assert [e["type"] for e in mine] == ["chat_created", "message", "read", "pin", "member_added",
-                                         "delete"], mine
+                                         "delete", "unpin"], mine
     msg = mine[1]
     assert msg["client_id"] == "a-1" and msg["message_id"] == m["id"] and msg["chat_id"] == g["id"]
     assert msg["text"] == "", mine[:2]
@@ -871,7 +903,7 @@ def test_event_log_replay(client):
         feed["results"][-1].items()
     # The newcomer sees the chat from their joining on, not its earlier history.
     newcomer = [e["type"] for e in client.get(f"/api/events/?since={since}", token=c["access"]).json()["results"]]
-    assert newcomer == ["chat_created", "member_added", "delete"], newcomer
+    assert newcomer == ["chat_created", "member_added", "delete", "unpin"], newcomer
     # Paging with limit and has_more covers the same events.
     page = client.get(f"/api/events/?since={since}&limit=3", token=b["access"]).json()
     assert page["has_more"] and [e["seq"] for e in page["results"]] == seqs[:3] and page["seq"] == seqs[2]

@@ -36,6 +36,11 @@ using namespace chat::store;
 
 namespace {
 
+// A message deletion's unpin events, where a test does not look at them.
+std::vector<NewEvent> no_unpins(const PinRecord& /*unpinned*/) {
+  return {};
+}
+
 // "t7": appended, since g++ 12 warns falsely (-Wrestrict) about "t" + std::string where
 // it inlines it.
 template <typename Int>
@@ -515,7 +520,7 @@ TEST_P(StoreContract, ChatsMessagesAndUnreadCounts) {
 
   auto no_events = [](const auto&) { return std::vector<NewEvent>{}; };
   EventsFor<MessageRecord> none = no_events;
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[4], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[4], none, no_unpins)));
   EXPECT_EQ(run(chats.unread_count(id, bob.id)).count, 4);
   auto m3 = run(chats.find_message(ids[3]));
   EXPECT_TRUE(run(chats.hide_message(bob.id, *m3, none)));
@@ -788,7 +793,7 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
     };
   };
   EventsFor<MessageRecord> deleted = log("delete");
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[0], deleted)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[0], deleted, no_unpins)));
   EventsFor<PinRecord> pin = log("pin");
   EXPECT_FALSE(run(chats.pin(member_of_chat(id, ann.id), ids[0], 20, pin)));
   // Not that chat's: ann pins it in another chat of hers.
@@ -829,6 +834,61 @@ TEST_P(StoreContract, PinsAndRoleChangesHoldOnlyWhileTheirChecksDo) {
   EXPECT_EQ(made->role, Role::admin);
   EXPECT_EQ(run(chats.find_member(id, bob.id))->role, Role::admin);
   EXPECT_EQ(std::count(logged.begin(), logged.end(), "role"), 1);
+}
+
+// A message deleted for everyone loses its pin in the deletion's transaction, logged
+// right after the deletion; the chat's other pins stay.
+TEST_P(StoreContract, DeletingAMessageUnpinsIt) {
+  auto ann = make_user("uann");
+  auto bob = make_user("ubob");
+  auto& chats = store_->chats();
+  const auto id =
+      make_chat({ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  const auto ids = send_numbered(id, ann.id, 3, false);
+  ASSERT_EQ(ids.size(), 3U);
+  auto to_event = [](const char* type) {
+    return [type](const auto& r) {
+      NewEvent e;
+      e.chat_id = r.chat_id;
+      e.type = type;
+      e.payload = std::string(R"({"type":")") + type + R"("})";
+      return std::vector<NewEvent>{e};
+    };
+  };
+  EventsFor<PinRecord> pinning = to_event("pin");
+  const auto first = run(chats.pin(member_of_chat(id, ann.id), ids[0], 20, pinning));
+  const auto second = run(chats.pin(member_of_chat(id, ann.id), ids[1], 20, pinning));
+  ASSERT_TRUE(first && second);
+  const std::int64_t since = run(chats.newest_seq());
+
+  std::vector<PinRecord> unpinned;
+  EventsFor<MessageRecord> deleting = to_event("message_deleted");
+  EventsFor<PinRecord> unpinning = [&](const PinRecord& p) {
+    unpinned.push_back(p);
+    return to_event("unpin")(p);
+  };
+  // Standing as an owner bob does not have: nothing is deleted, nothing unpinned.
+  const Standing not_owner{id, bob.id, Role::owner};
+  EXPECT_FALSE(run(chats.delete_message(not_owner, ids[0], deleting, unpinning)));
+  EXPECT_TRUE(unpinned.empty());
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[0], deleting, unpinning)));
+  ASSERT_EQ(unpinned.size(), 1U);
+  EXPECT_EQ(unpinned[0].id, first->first.id);
+  EXPECT_EQ(unpinned[0].message_id, ids[0]);
+  EXPECT_EQ(unpinned[0].pinned_by, ann.id);
+  const auto pins = run(chats.pins(id));
+  ASSERT_EQ(pins.size(), 1U);
+  EXPECT_EQ(pins[0].message_id, ids[1]);
+  EXPECT_FALSE(run(chats.find_pin(first->first.id)));
+  const auto logged = run(chats.replay(bob.id, since, 10));
+  ASSERT_EQ(logged.events.size(), 2U);
+  EXPECT_EQ(logged.events[0].type, "message_deleted");
+  EXPECT_EQ(logged.events[1].type, "unpin");
+
+  // A message without a pin: no unpin.
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[2], deleting, unpinning)));
+  EXPECT_EQ(unpinned.size(), 1U);
+  EXPECT_EQ(run(chats.pins(id)).size(), 1U);
 }
 
 // A write under a standing (store::Standing) changes nothing once the standing is gone: a
@@ -876,7 +936,7 @@ TEST_P(StoreContract, WritesUnderAStandingThatNoLongerHoldsChangeNothing) {
   EXPECT_FALSE(run(chats.remove_member(id, cat.id, removal_as_admin, nobody, on_remove)));
   EXPECT_TRUE(run(chats.find_member(id, cat.id)));
   EventsFor<MessageRecord> on_delete = count;
-  EXPECT_FALSE(run(chats.delete_message(was_admin, cats[0], on_delete)));
+  EXPECT_FALSE(run(chats.delete_message(was_admin, cats[0], on_delete, no_unpins)));
   EXPECT_FALSE(run(chats.find_message(cats[0]))->is_deleted);
   EXPECT_FALSE(run(chats.pin(was_admin, cats[0], 31, on_pin)));
   EXPECT_EQ(run(chats.pins(id)).size(), 1U);
@@ -909,7 +969,7 @@ TEST_P(StoreContract, WritesUnderAStandingThatNoLongerHoldsChangeNothing) {
   logged = 0;
   EXPECT_TRUE(run(chats.rename_chat(owner, "after", on_rename)));
   EXPECT_TRUE(run(chats.add_member(owner, dan.id, Role::member, 50, on_add)));
-  EXPECT_TRUE(run(chats.delete_message(owner, cats[0], on_delete)));
+  EXPECT_TRUE(run(chats.delete_message(owner, cats[0], on_delete, no_unpins)));
   EXPECT_TRUE(run(chats.unpin(owner, pinned->first.id, on_pin)));
   EXPECT_TRUE(
       run(chats.remove_member(id, cat.id, RemovalBy{owner, Role::admin}, nobody, on_remove)));
@@ -1301,7 +1361,8 @@ TEST_P(StoreContract, ForwardsRacingEditsAndDeletionsOfTheirOriginalsTakeNoDeadl
       });
       writes.emplace_back([&, i, original]() -> boost::asio::awaitable<void> {
         if (i % 3 == 0) {
-          co_await chats.delete_message(Standing{id, ann.id, Role::owner}, original, none);
+          co_await chats.delete_message(Standing{id, ann.id, Role::owner}, original, none,
+                                        no_unpins);
         } else {
           std::string text = numbered("edited ", i);
           co_await chats.edit_message(member_of_chat(id, ann.id), original, text, 31, none);
@@ -1545,7 +1606,7 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
       co_await chats.edit_message(member_of_chat(kept, ann.id), id, second, 30, none);
       std::string third = "third" + n + " common";
       co_await chats.edit_message(member_of_chat(kept, ann.id), id, third, 31, none);
-      if (i % 3 == 0) co_await chats.delete_message(std::nullopt, id, none);
+      if (i % 3 == 0) co_await chats.delete_message(std::nullopt, id, none, no_unpins);
     });
     writes.emplace_back([&, n]() -> boost::asio::awaitable<void> {
       NewMessage message{kept, ann.id, "late" + n + " common", std::nullopt, std::nullopt, 40};
@@ -1616,7 +1677,7 @@ TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   const auto plain = send("charlie first");
   ASSERT_TRUE(run(store_->chats().edit_message(member_of_chat(chat_id, ann.id), edited,
                                                "alpha second", 30, none)));
-  ASSERT_TRUE(run(store_->chats().delete_message(std::nullopt, deleted, none)));
+  ASSERT_TRUE(run(store_->chats().delete_message(std::nullopt, deleted, none, no_unpins)));
   store_.reset();
 
   // What the index was before: its own copy of each live message's text.
@@ -1677,7 +1738,7 @@ TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
       run(chats.send_message({g, ann.id, "live", std::nullopt, std::nullopt, 12}, on_send))
           ->message.id;
   auto none = [](const MessageRecord&) { return std::vector<NewEvent>{}; };
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, gone, none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, gone, none, no_unpins)));
   // Pairs with one key each: a forward of the deleted message, then a plain send (keys
   // "p0".."p7") or a forward of the live one ("f0".."f7").
   std::vector<NewMessage> sends;
@@ -1987,7 +2048,7 @@ TEST_P(StoreContract, EditsAndDeletionsRewriteTheTextTheLogHolds) {
   EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
   };
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret, on_delete)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret, on_delete, no_unpins)));
   auto deleted = run(chats.events_since({id}, {}, start, 100));
   ASSERT_EQ(deleted.size(), 3U);
   for (std::size_t i = 0; i < 2; ++i) EXPECT_EQ(deleted[i].seq, edited[i].seq);
@@ -2108,7 +2169,7 @@ TEST_P(StoreContract, ChatEventsLogCopiesOfMessagesWithoutTheirText) {
   EventsFor<MessageRecord> on_delete = [](const MessageRecord& m) {
     return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, false))};
   };
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret.id, on_delete)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, secret.id, on_delete, no_unpins)));
   for (const auto& e : run(chats.events_since({id}, {dan.id}, start, 100))) {
     EXPECT_EQ(e.payload.find("the code is"), std::string::npos) << e.payload;
   }
@@ -2208,7 +2269,7 @@ TEST_P(StoreContract, AdminReadsSeeEveryChatAndMessage) {
   auto solo_msg = run(chats.send_message(
       {solo, bob.id, "alone", std::nullopt, std::nullopt, now_micros()}, on_send));
   EventsFor<MessageRecord> none = [](const auto&) { return std::vector<NewEvent>{}; };
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[1], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[1], none, no_unpins)));
 
   auto all = run(admin.chats("", 10, 0));
   EXPECT_EQ(all.count, 2);
@@ -2268,7 +2329,7 @@ TEST_P(StoreContract, ADeletedChatIsGoneFromEveryReadAndLeavesNoRows) {
   ASSERT_TRUE(hidden);
   ASSERT_TRUE(run(chats.hide_message(bob.id, *hidden, none)));
   ASSERT_TRUE(run(chats.pin(Standing{team, ann.id, Role::owner}, ids[1], 30, no_pin_events)));
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[2], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[2], none, no_unpins)));
 
   EventsFor<std::vector<MemberRecord>> no_events = [](const auto&) {
     return std::vector<NewEvent>{};
@@ -2312,7 +2373,7 @@ TEST_P(StoreContract, AChatDeletionCutShortIsFinishedLater) {
   const auto hidden = run(chats.find_message(ids[5]));
   ASSERT_TRUE(hidden);
   ASSERT_TRUE(run(chats.hide_message(bob.id, *hidden, none)));
-  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[7], none)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[7], none, no_unpins)));
 
   sqlite3* raw = nullptr;
   ASSERT_EQ(sqlite3_open((scratch_ / "db.sqlite3").string().c_str(), &raw), SQLITE_OK);
@@ -2335,7 +2396,7 @@ TEST_P(StoreContract, AChatDeletionCutShortIsFinishedLater) {
   // forward's original), and staff's lists and counts.
   EXPECT_FALSE(run(chats.find_chat(team)));
   EXPECT_FALSE(run(chats.find_message(ids[0])));
-  EXPECT_FALSE(run(chats.delete_message(std::nullopt, ids[1], none)));
+  EXPECT_FALSE(run(chats.delete_message(std::nullopt, ids[1], none, no_unpins)));
   EventsFor<SentMessage> no_send_events = [](const auto&) { return std::vector<NewEvent>{}; };
   const auto forward =
       run(chats.send_message({kept, ann.id, "", std::nullopt, ids[2], 50, ids[2]}, no_send_events));

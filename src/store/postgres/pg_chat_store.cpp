@@ -169,6 +169,9 @@ constexpr const char* kInsertPin =
     "INSERT INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES ($1, $2, $3, $4) "
     "ON CONFLICT DO NOTHING";
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = $1";
+constexpr const char* kUnpinMessage =
+    "DELETE FROM pins WHERE chat_id = $1 AND message_id = $2 "
+    "RETURNING id, chat_id, message_id, pinned_by, pinned_at";
 // Locked, so a deletion in progress is waited for and then seen.
 constexpr const char* kLockLiveMessage =
     "SELECT 1 FROM messages WHERE id = $1 AND chat_id = $2 AND NOT is_deleted FOR SHARE";
@@ -1520,7 +1523,8 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::edit_message(
 }
 
 asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
-    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) {
+    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events,
+    EventsFor<PinRecord> unpinned) {
   std::optional<MessageRecord> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
@@ -1530,7 +1534,12 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
     if (deleted.affected() != 1) co_return;
     out = co_await message_by_id(c, id);
     co_await relog_text(c, *out);
-    log.append(events(*out), now_micros());
+    const Micros now = now_micros();
+    log.append(events(*out), now);
+    // After the message's row: a pin in progress holds it and commits first, and is seen.
+    auto pin_params = pg_params(out->chat_id, id);
+    auto pin = co_await c.prepared(kUnpinMessage, std::move(pin_params));
+    if (pin.rows() != 0) log.append(unpinned(read_pin(pin, 0)), now);
   };
   WriteBody fn = body;
   co_await write(std::move(fn));

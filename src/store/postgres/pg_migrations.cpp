@@ -414,6 +414,12 @@ constexpr char kSendResultWindowed[] =
 constexpr auto k0011_send_windows_once =
     joined(kSendFunctionHead, kSendMemberMoves, kSendResultWindowed, kSendRetries);
 
+// A message deleted for everyone loses its pin (PgChatStore::delete_message); the pins
+// that messages deleted before that rule kept go too.
+constexpr const char* k0012_unpin_deleted_messages = R"sql(
+DELETE FROM pins p USING messages m WHERE m.id = p.message_id AND m.is_deleted;
+)sql";
+
 // Nodes of the previous version keep serving while a migration runs and until each is
 // restarted (README: Upgrades), so a migration must leave them working: it adds tables,
 // columns, indexes and functions, and never renames or drops what that version uses or
@@ -435,6 +441,7 @@ constexpr PgMigration kMigrations[] = {
     {9, "no_message_event_index", k0009_no_message_event_index},
     {10, "send_reports_read", k0010_send_reports_read.data()},
     {11, "send_windows_once", k0011_send_windows_once.data()},
+    {12, "unpin_deleted_messages", k0012_unpin_deleted_messages},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

@@ -132,6 +132,9 @@ constexpr const char* kPinByMessage =
 constexpr const char* kInsertPin =
     "INSERT OR IGNORE INTO pins(chat_id, message_id, pinned_by, pinned_at) VALUES (?1, ?2, ?3, ?4)";
 constexpr const char* kDeletePin = "DELETE FROM pins WHERE id = ?1";
+constexpr const char* kUnpinMessage =
+    "DELETE FROM pins WHERE chat_id = ?1 AND message_id = ?2 "
+    "RETURNING id, chat_id, message_id, pinned_by, pinned_at";
 constexpr const char* kLiveMessage =
     "SELECT 1 FROM messages WHERE id = ?1 AND chat_id = ?2 AND is_deleted = 0";
 
@@ -1258,8 +1261,9 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::edit_messa
 }
 
 boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_message(
-    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) {
-  auto q = [by, id, events = std::move(events)](Connection& c) {
+    std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events,
+    EventsFor<PinRecord> unpinned) {
+  auto q = [by, id, events = std::move(events), unpinned = std::move(unpinned)](Connection& c) {
     Transaction tx(c);
     if (by && !stands(c, *by)) return std::optional<MessageRecord>();
     auto before = live_text(c, id);
@@ -1269,7 +1273,15 @@ boost::asio::awaitable<std::optional<MessageRecord>> SqliteChatStore::delete_mes
     unindex_text(c, id, *before);
     auto message = message_by_id(c, id);
     relog_text(c, *message);
-    append_events(c, events(*message), now_micros());
+    const Micros now = now_micros();
+    append_events(c, events(*message), now);
+    std::optional<PinRecord> unpin;
+    {
+      auto pin = c.prepare(kUnpinMessage);
+      pin.bind(1, message->chat_id).bind(2, id);
+      if (pin.step()) unpin = read_pin(pin);
+    }
+    if (unpin) append_events(c, unpinned(*unpin), now);
     tx.commit();
     return message;
   };

@@ -78,7 +78,8 @@ class SqliteChatStore final : public ChatStore {
       Standing by, std::int64_t id, std::string text, Micros now,
       EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<std::optional<MessageRecord>> delete_message(
-      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events) override;
+      std::optional<Standing> by, std::int64_t id, EventsFor<MessageRecord> events,
+      EventsFor<PinRecord> unpinned) override;
   boost::asio::awaitable<bool> hide_message(std::int64_t user_id, const MessageRecord& message,
                                             EventsFor<MessageRecord> events) override;
   boost::asio::awaitable<WatermarkChange> mark_read(std::int64_t chat_id, std::int64_t user_id,

@@ -232,6 +232,12 @@ CREATE INDEX chats_purging ON chats(id) WHERE purging = 1;
 CREATE INDEX pins_message ON pins(message_id);
 )sql";
 
+// A message deleted for everyone loses its pin (SqliteChatStore::delete_message); the
+// pins that messages deleted before that rule kept go too.
+constexpr const char* k0013_unpin_deleted_messages = R"sql(
+DELETE FROM pins WHERE message_id IN (SELECT id FROM messages WHERE is_deleted = 1);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -245,6 +251,7 @@ constexpr Migration kMigrations[] = {
     {10, "text_index_folds", k0010_text_index_folds},
     {11, "text_index_deleted", k0011_text_index_deleted},
     {12, "chat_purging", k0012_chat_purging},
+    {13, "unpin_deleted_messages", k0013_unpin_deleted_messages},
 };
 
 }  // namespace
