@@ -160,7 +160,7 @@ bool valid_domain(std::string_view domain) {
 }  // namespace
 
 std::string username_key(std::string_view username) {
-  return unicode::to_lower(username);
+  return unicode::caseless_key(username);
 }
 
 std::vector<std::string> username_problems(std::string_view username) {

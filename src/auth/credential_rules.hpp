@@ -9,8 +9,9 @@
 
 namespace chat::auth {
 
-// The form a username is compared in: lower-cased, so usernames are unique regardless of
-// case and "Ann" logs in as "ann".
+// The form a username is compared in: the lower case of its upper case, so usernames are
+// unique regardless of case as Django's `iexact` (UPPER) compares them, "Ann" logs in as
+// "ann", and "ΟΔΟΣ", "οδος" and "οδοσ" are one name.
 std::string username_key(std::string_view username);
 
 // Each returns the messages for a bad value, empty when the value is fine.

@@ -175,7 +175,11 @@ std::string_view prefix(std::string_view utf8, std::size_t code_points) {
   return utf8;
 }
 
-std::string to_lower(std::string_view utf8) {
+namespace {
+
+// `utf8` with each code point mapped by `map`.
+template <class Map>
+std::string map_code_points(std::string_view utf8, Map map) {
   std::string out;
   out.reserve(utf8.size());
   for (std::size_t i = 0; i < utf8.size();) {
@@ -185,10 +189,23 @@ std::string to_lower(std::string_view utf8) {
       out += utf8[i++];
       continue;
     }
-    append_utf8(out, static_cast<char32_t>(towlower_l(static_cast<wint_t>(cp), utf8_locale())));
+    append_utf8(out, map(static_cast<wint_t>(cp)));
     i += n;
   }
   return out;
+}
+
+}  // namespace
+
+std::string to_lower(std::string_view utf8) {
+  return map_code_points(
+      utf8, [](wint_t c) { return static_cast<char32_t>(towlower_l(c, utf8_locale())); });
+}
+
+std::string caseless_key(std::string_view utf8) {
+  return map_code_points(utf8, [](wint_t c) {
+    return static_cast<char32_t>(towlower_l(towupper_l(c, utf8_locale()), utf8_locale()));
+  });
 }
 
 bool is_alnum(char32_t cp) {

@@ -30,6 +30,10 @@ std::string_view prefix(std::string_view utf8, std::size_t code_points);
 
 // Lower-cased copy, code point by code point. Input must be valid UTF-8.
 std::string to_lower(std::string_view utf8);
+// The lower case of each code point's upper case: two texts get the same key exactly when
+// their upper cases are equal (SQL's UPPER(a) = UPPER(b), Django's `iexact` on
+// PostgreSQL), so "ς" and "σ" (both "Σ"), or "ı" and "i", are one; to_lower keeps them apart.
+std::string caseless_key(std::string_view utf8);
 
 bool is_alnum(char32_t cp);
 // The words of a text as search sees them: runs of letters and digits, as written.

@@ -72,6 +72,24 @@ def test_cyrillic_usernames_are_unique_regardless_of_case(client):
     assert r.json() == {"username": ["A user with that username already exists."]}
 
 
+def test_usernames_are_one_when_their_upper_cases_are(client):
+    """Names compare as Django's `iexact` compares them (UPPER on both sides): a Greek
+    word's final sigma is the sigma its capital is, and a dotless i is an i."""
+    tag = unique_name("")
+    for taken, other in (("ΟΔΥΣΣΕΥΣ" + tag, "οδυσσευς" + tag), ("kır" + tag, "KIR" + tag)):
+        client.register(taken, email="a@example.com")
+        r = client.post("/api/auth/register/",
+                        json={"username": other, "email": "x@example.com", "password": "pa55word!"})
+        assert (r.status_code, r.json()) == \
+            (400, {"username": ["A user with that username already exists."]}), other
+        for spelling in (taken, other, taken.lower(), other.upper()):
+            assert "access" in client.login(spelling, "correct-horse-1"), spelling
+    # Found by a search in any of its spellings.
+    me = client.register()
+    found = client.get(f"/api/users/?search=οδυσσευς{tag}", token=me["access"]).json()
+    assert [u["username"] for u in found["results"]] == ["ΟΔΥΣΣΕΥΣ" + tag], found
+
+
 def fullwidth(text):
     """The fullwidth look-alike of ASCII letters and digits (U+FF01 onwards)."""
     return "".join(chr(ord(c) + 0xFEE0) if c.isascii() and c.isalnum() else c for c in text)

@@ -28,6 +28,19 @@ TEST(CredentialRules, UsernameKeyFoldsCase) {
   EXPECT_NE(username_key("ann"), username_key("anne"));
 }
 
+// Two names are one when their upper cases are (Django's `iexact`): a Greek word's final
+// sigma and a dotless i have one upper case with their plain forms, though not one lower.
+TEST(CredentialRules, UsernameKeyComparesUpperCases) {
+  EXPECT_EQ(username_key("\u039f\u0394\u039f\u03a3"), "\u03bf\u03b4\u03bf\u03c3");  // ΟΔΟΣ
+  EXPECT_EQ(username_key("\u03bf\u03b4\u03bf\u03c2"), "\u03bf\u03b4\u03bf\u03c3");  // οδος
+  EXPECT_EQ(username_key("\u03bf\u03b4\u03bf\u03c3"), "\u03bf\u03b4\u03bf\u03c3");  // οδοσ
+  EXPECT_EQ(username_key("k\u0131r"), username_key("KIR"));                         // kır
+  EXPECT_EQ(username_key("\u1c82n"), username_key("\u043en"));  // rounded o is an o
+  // No upper case of its own: stays as it is, and apart from "ss".
+  EXPECT_EQ(username_key("stra\u00dfe"), "stra\u00dfe");
+  EXPECT_NE(username_key("stra\u00dfe"), username_key("STRASSE"));
+}
+
 TEST(CredentialRules, NewUsernamesAreNfkcAsDjangoCreatesThem) {
   auto normal = [](const char* raw) {
     auto n = new_username(raw);

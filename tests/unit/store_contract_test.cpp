@@ -24,6 +24,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include "auth/credential_rules.hpp"
 #include "chat/wire.hpp"
 #include "config/settings.hpp"
 #include "metrics/metrics.hpp"
@@ -78,6 +79,19 @@ void pg_admin(const std::string& sql) {
   auto task = [&]() -> boost::asio::awaitable<void> {
     auto conn =
         co_await postgres::PgConnection::connect(io.get_executor(), std::getenv("CHATD_TEST_PG"));
+    co_await conn->script(sql);
+  };
+  run_on(io, task());
+}
+
+// Runs `sql` on the test server's database `dbname`.
+void pg_exec(const std::string& dbname, const std::string& sql) {
+  boost::asio::io_context io;
+  auto task = [&]() -> boost::asio::awaitable<void> {
+    const std::string port = std::getenv("CHATD_TEST_PG_PORT");
+    auto conn = co_await postgres::PgConnection::connect(
+        io.get_executor(),
+        "host=127.0.0.1 port=" + port + " dbname=" + dbname + " user=chat password=chat");
     co_await conn->script(sql);
   };
   run_on(io, task());
@@ -1658,6 +1672,82 @@ TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {
 // prefix indexes (migration 8), held each message's chat (migration 9) and folded "ё" and
 // "й" (migration 10): its index, a copy of every live text, is made again from the rows,
 // and edits after the migration remove the terms the rows held.
+// Usernames keyed by the lower case of their upper case: the migration rewrites the keys
+// stored as lower case where the two differ, as auth::username_key now makes them; of two
+// users whose keys would become one, the earlier takes it, and a key already held stays.
+TEST_P(StoreContract, MigrationKeysUsernamesByTheirUpperCase) {
+  struct Old {
+    const char* name;
+    const char* old_key;  // the lower case, as stored before
+  };
+  const Old olds[] = {
+      {"\u039d\u03af\u03ba\u03bf\u03c2", "\u03bd\u03af\u03ba\u03bf\u03c2"},  // Νίκος
+      {"ODYS\u03a3", "odys\u03c3"},  // ODYSΣ: its key does not change
+      {"odys\u03c2", "odys\u03c2"},  // odysς: its new key is held already
+      {"k\u0131s", "k\u0131s"},      // kıs and kiſ: both become "kis", the earlier takes it
+      {"ki\u017f", "ki\u017f"},
+      {"\u1c82n", "\u1c82n"},  // ᲂn (Cyrillic rounded o)
+      {"plain", "plain"},
+  };
+  std::vector<std::int64_t> ids;
+  for (const auto& o : olds) {
+    NewUser u{o.name, o.old_key, "x@example.com", "hash", false, false, 1'000};
+    auto created = run(store_->users().create(u));
+    ASSERT_TRUE(created) << o.name;
+    ids.push_back(created->id);
+  }
+  store_.reset();
+
+  const std::string forget =
+      "DELETE FROM schema_migrations WHERE name = 'username_keys_by_upper_case'";
+  if (GetParam().name == "sqlite") {
+    sqlite3* db = nullptr;
+    const auto file = scratch_ / "db.sqlite3";
+    ASSERT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, forget.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  } else {
+    pg_exec(db_name(scratch_.string()), forget);
+  }
+  if (GetParam().name == "sqlite") {
+    store_ = GetParam().open(scratch_.string(), io_.get_executor());
+  } else {  // the database made by open(), opened again
+    config::DatabaseSettings s;
+    s.host = "127.0.0.1";
+    s.port = std::atoi(std::getenv("CHATD_TEST_PG_PORT"));
+    s.name = db_name(scratch_.string());
+    s.user = "chat";
+    s.password = "chat";
+    s.pool_size = 2;
+    store_ = postgres::open_store(s, io_.get_executor());
+  }
+  const auto applied = store_->migrate();
+  ASSERT_EQ(applied.size(), 1U);
+  EXPECT_EQ(applied[0].name, "username_keys_by_upper_case");
+
+  // Who holds a key (0: nobody).
+  auto holder = [&](const std::string& key) {
+    auto u = run(store_->users().find_by_username_key(key));
+    return u ? u->id : 0;
+  };
+  EXPECT_EQ(holder("\u03bd\u03af\u03ba\u03bf\u03c3"), ids[0]);
+  EXPECT_EQ(holder("\u03bd\u03af\u03ba\u03bf\u03c2"), 0);
+  EXPECT_EQ(holder("odys\u03c3"), ids[1]);
+  EXPECT_EQ(holder("odys\u03c2"), ids[2]);  // "odysσ" is held by ODYSΣ
+  EXPECT_EQ(holder("kis"), ids[3]);
+  EXPECT_EQ(holder("k\u0131s"), 0);
+  EXPECT_EQ(holder("ki\u017f"), ids[4]);  // "kis" went to kıs
+  EXPECT_EQ(holder("\u043en"), ids[5]);
+  EXPECT_EQ(holder("plain"), ids[6]);
+  for (const std::size_t i : {0, 1, 3, 5, 6}) {  // as a login keys the name now
+    EXPECT_EQ(holder(auth::username_key(olds[i].name)), ids[i]) << olds[i].name;
+  }
+  // ΝΊΚΟΣ logs in as Νίκος.
+  EXPECT_EQ(holder(auth::username_key("\u039d\u038a\u039a\u039f\u03a3")), ids[0]);
+  EXPECT_TRUE(store_->migrate().empty());
+}
+
 TEST_P(StoreContract, MigrationRemakesAnOlderTextIndexFromTheMessages) {
   if (GetParam().name != "sqlite") GTEST_SKIP() << "SQLite's full-text index";
   auto ann = make_user("ann");

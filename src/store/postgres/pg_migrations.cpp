@@ -1,6 +1,7 @@
 #include "store/postgres/pg_migrations.hpp"
 
 #include "store/postgres/pg_connection.hpp"
+#include "store/username_key_migration.hpp"
 
 #include <array>
 #include <cstddef>
@@ -442,6 +443,7 @@ constexpr PgMigration kMigrations[] = {
     {10, "send_reports_read", k0010_send_reports_read.data()},
     {11, "send_windows_once", k0011_send_windows_once.data()},
     {12, "unpin_deleted_messages", k0012_unpin_deleted_messages},
+    {13, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

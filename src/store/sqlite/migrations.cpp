@@ -1,5 +1,7 @@
 #include "store/sqlite/migrations.hpp"
 
+#include "store/username_key_migration.hpp"
+
 namespace chat::store::sqlite {
 namespace {
 
@@ -252,6 +254,7 @@ constexpr Migration kMigrations[] = {
     {11, "text_index_deleted", k0011_text_index_deleted},
     {12, "chat_purging", k0012_chat_purging},
     {13, "unpin_deleted_messages", k0013_unpin_deleted_messages},
+    {14, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
 };
 
 }  // namespace
