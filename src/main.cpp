@@ -10,9 +10,10 @@
 namespace {
 
 // Reads .env and the environment; prints every bad setting by name and returns false.
-bool load(const std::string& env_file, bool for_serving, chat::config::Settings& out) {
+bool load(const std::string& env_file, bool for_serving, chat::config::Settings& out,
+          chat::config::Environment& env) {
   std::vector<std::string> errors;
-  const auto env = chat::config::read_environment(env_file, errors);
+  env = chat::config::read_environment(env_file, errors);
   auto loaded = chat::config::load_settings(env, for_serving);
   errors.insert(errors.end(), loaded.errors.begin(), loaded.errors.end());
   if (!errors.empty()) {
@@ -63,14 +64,15 @@ int main(int argc, char** argv) {
   }
 
   chat::config::Settings settings;
+  chat::config::Environment env;
   try {
     if (serve->parsed()) {
-      if (!load(env_file, true, settings)) return 2;
+      if (!load(env_file, true, settings, env)) return 2;
       return chat::app::serve(settings);
     }
-    if (!load(env_file, false, settings)) return 2;
+    if (!load(env_file, false, settings, env)) return 2;
     if (migrate->parsed()) return chat::app::migrate(settings, list_only);
-    if (superuser->parsed()) return chat::app::create_superuser(settings, su);
+    if (superuser->parsed()) return chat::app::create_superuser(settings, env, su);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chatd: %s\n", e.what());
     return 1;

@@ -17,7 +17,10 @@ struct SuperuserOptions {
   std::optional<std::string> password;
   bool no_input = false;
 };
-int create_superuser(const config::Settings& settings, SuperuserOptions options);
+// A value not given as a flag comes from Django's DJANGO_SUPERUSER_* variables in `env`
+// (the environment, or the .env file as Docker Compose would pass it on).
+int create_superuser(const config::Settings& settings, const config::Environment& env,
+                     SuperuserOptions options);
 
 void configure_logging(const config::Settings& settings);
 

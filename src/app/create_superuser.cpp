@@ -17,10 +17,10 @@
 namespace chat::app {
 namespace {
 
-std::optional<std::string> from_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0') return std::nullopt;
-  return std::string(v);
+std::optional<std::string> from_env(const config::Environment& env, const char* name) {
+  const auto v = env.find(name);
+  if (v == env.end() || v->second.empty()) return std::nullopt;
+  return v->second;
 }
 
 std::string prompt(const char* label, bool secret) {
@@ -51,11 +51,12 @@ void print_problems(const char* field, const std::vector<std::string>& problems)
 
 }  // namespace
 
-int create_superuser(const config::Settings& s, SuperuserOptions o) {
+int create_superuser(const config::Settings& s, const config::Environment& env,
+                     SuperuserOptions o) {
   // Django's names for non-interactive use.
-  if (!o.username) o.username = from_env("DJANGO_SUPERUSER_USERNAME");
-  if (!o.email) o.email = from_env("DJANGO_SUPERUSER_EMAIL");
-  if (!o.password) o.password = from_env("DJANGO_SUPERUSER_PASSWORD");
+  if (!o.username) o.username = from_env(env, "DJANGO_SUPERUSER_USERNAME");
+  if (!o.email) o.email = from_env(env, "DJANGO_SUPERUSER_EMAIL");
+  if (!o.password) o.password = from_env(env, "DJANGO_SUPERUSER_PASSWORD");
 
   // One I/O context for the command: a PostgreSQL store's connections live on it.
   boost::asio::io_context io;

@@ -189,6 +189,30 @@ def test_createsuperuser_from_django_variables():
     assert_superuser(db, name)
 
 
+def test_createsuperuser_reads_django_variables_from_the_env_file():
+    """Docker Compose passes the .env file's variables to the original's container, so
+    DJANGO_SUPERUSER_* written there reach its createsuperuser: chatd reads them there too,
+    the environment winning as it does for every setting."""
+    workdir = tempfile.mkdtemp()
+    db = Database(workdir)
+    env = superuser_env(db)
+    name = unique_name("dotenv")
+    with open(os.path.join(workdir, ".env"), "w") as f:
+        f.write(f"DJANGO_SUPERUSER_USERNAME={name}\n"
+                "DJANGO_SUPERUSER_EMAIL=dot@example.com\n"
+                "DJANGO_SUPERUSER_PASSWORD=from-the-file-1\n")
+    r = chatd("createsuperuser", "--noinput", env=env, cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert_superuser(db, name)
+    assert db.query("SELECT email FROM users WHERE username = ?", name) == [("dot@example.com",)]
+    # The environment wins over the file.
+    other = unique_name("envwins")
+    r = chatd("createsuperuser", "--noinput", env={**env, "DJANGO_SUPERUSER_USERNAME": other},
+              cwd=workdir)
+    assert r.returncode == 0, r.stderr
+    assert_superuser(db, other)
+
+
 def test_createsuperuser_prompts_and_validates():
     db = Database(tempfile.mkdtemp())
     env = superuser_env(db)
