@@ -73,6 +73,30 @@ TEST(PgConnection, QueriesWithParametersAndNulls) {
   EXPECT_EQ(rows, (std::vector<std::string>{"42", "ПРИВЕТ", "null", "2", "value", "3"}));
 }
 
+// A connection that cannot be made counts in chatd_db_errors_total{kind="connect"}, so an
+// outage shows on the dashboards before any query fails; one that opens does not.
+TEST(PgConnection, RefusedConnectionsAreCountedAsErrors) {
+  auto& errors = chat::metrics::metrics().db_errors.with({"postgres", "connect"});
+  unsigned short port = 0;
+  {  // a port nothing listens on
+    asio::io_context io;
+    asio::ip::tcp::acceptor a(io, {asio::ip::make_address("127.0.0.1"), 0});
+    port = a.local_endpoint().port();
+  }
+  const auto before = errors.value();
+  EXPECT_THROW(run([port](asio::any_io_executor ex) -> asio::awaitable<void> {
+                 co_await PgConnection::connect(
+                     ex, "host=127.0.0.1 port=" + std::to_string(port) + " dbname=x user=x");
+               }),
+               Unavailable);
+  EXPECT_EQ(errors.value(), before + 1);
+  if (conninfo().empty()) return;
+  run([](asio::any_io_executor ex) -> asio::awaitable<void> {
+    co_await PgConnection::connect(ex, conninfo());
+  });
+  EXPECT_EQ(errors.value(), before + 1);
+}
+
 TEST(PgConnection, ServerErrorsCarryTheirSqlState) {
   REQUIRE_POSTGRES();
   const auto timed = chat::metrics::DbCallMetrics::of("postgres", "query");

@@ -76,6 +76,12 @@ void log_notice(void* /*arg*/, const char* message) {
   spdlog::debug("postgres: {}", text);
 }
 
+// A connection refused, timed out or failed counts as an error of kind "connect".
+const metrics::DbCallMetrics& connect_metrics() {
+  static const auto m = metrics::DbCallMetrics::of("postgres", "connect");
+  return m;
+}
+
 }  // namespace
 
 // The libpq socket, watched by Asio. libpq owns the descriptor: it is released, never
@@ -152,6 +158,7 @@ bool PgConnection::still_alive() {
 
 asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_io_executor ex,
                                                                      std::string conninfo) {
+  metrics::DbCallTimer timed(connect_metrics());
   pg_conn* conn = PQconnectStart(conninfo.c_str());
   if (conn == nullptr || PQstatus(conn) == CONNECTION_BAD) {
     std::string msg = connection_error(conn);
@@ -190,6 +197,7 @@ asio::awaitable<std::unique_ptr<PgConnection>> PgConnection::connect(asio::any_i
   }
   PQsetnonblocking(conn, 1);
   PQsetNoticeProcessor(conn, log_notice, nullptr);
+  timed.ok();
   co_return std::unique_ptr<PgConnection>(new PgConnection(conn, std::move(socket)));
 }
 
