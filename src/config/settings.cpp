@@ -174,6 +174,15 @@ class Reader {
   LoadResult& out_;
 };
 
+// An IPv4 or IPv6 address as written (an IPv6 one may name its interface: `fe80::1%eth0`).
+bool is_ip_address(const std::string& text) {
+  unsigned char buf[sizeof(in6_addr)];
+  if (inet_pton(AF_INET, text.c_str(), buf) == 1) return true;
+  const std::string address = text.substr(0, text.find('%'));
+  return inet_pton(AF_INET6, address.c_str(), buf) == 1 &&
+         (address.size() == text.size() || address.size() + 1 < text.size());
+}
+
 std::string random_key() {
   static const char alphabet[] =
       "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789!@#%^&*(-_=+)";
@@ -231,15 +240,16 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   // range or a host name would trust nobody, and every client would count as the proxy
   // (one client's failed logins locking a username for all).
   for (const auto& proxy : s.trusted_proxies) {
-    unsigned char buf[sizeof(in6_addr)];
-    if (inet_pton(AF_INET, proxy.c_str(), buf) != 1 &&
-        inet_pton(AF_INET6, proxy.c_str(), buf) != 1) {
+    if (!is_ip_address(proxy) || proxy.find('%') != std::string::npos) {
       r.fail("TRUSTED_PROXIES",
              "expected IP addresses, comma-separated (ranges and host names are not read)", proxy);
     }
   }
 
   r.string("BIND", s.bind);
+  if (!is_ip_address(s.bind)) {
+    r.fail("BIND", "expected an IP address to listen on (0.0.0.0, ::, 127.0.0.1...)", s.bind);
+  }
   r.integer("PORT", s.port, 1, 65535);
   r.integer("THREADS", s.threads, 0, 256);
   r.integer("MAX_BODY_BYTES", s.max_body_bytes, 1024, 64LL * 1024 * 1024);

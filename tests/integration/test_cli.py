@@ -93,6 +93,17 @@ def test_trusted_proxies_must_be_addresses():
     assert chatd("migrate", env={"TRUSTED_PROXIES": "10.0.0.1, ::1"}).returncode == 0
 
 
+def test_bind_must_be_an_address():
+    """A host name or a typo in BIND is a configuration error (exit 2, named), not a
+    failure to listen found after start-up (exit 1)."""
+    workdir = tempfile.mkdtemp()
+    for value in ("localhost", "999.1.1.1", "0.0.0.0:8000"):
+        r = chatd("serve", env={"BIND": value, "PORT": str(free_port()), "DEBUG": "1"},
+                  cwd=workdir, timeout=30)
+        assert r.returncode == 2, (value, r.returncode, r.stderr)
+        assert "BIND:" in r.stderr, r.stderr
+
+
 def test_a_bad_dotenv_line_is_reported():
     workdir = tempfile.mkdtemp()
     with open(os.path.join(workdir, ".env"), "w") as f:
