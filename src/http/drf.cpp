@@ -1,6 +1,5 @@
 #include "http/drf.hpp"
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/url.hpp>
 
@@ -8,6 +7,7 @@
 #include <charconv>
 #include <map>
 
+#include "common/json_input.hpp"
 #include "common/python_number.hpp"
 #include "common/unicode.hpp"
 #include "http/form_body.hpp"
@@ -44,10 +44,8 @@ Result<json::object> parse_body(const Request& req) {
     e.code = "unsupported_media_type";
     return e;
   }
-  json::parse_options opts;
-  opts.max_depth = 64;
   boost::system::error_code ec;
-  json::value v = json::parse(req.body, ec, {}, opts);
+  json::value v = parse_client_json(req.body, 64, ec);
   if (ec) return Error::bad_request("JSON parse error - " + ec.message());
   // DRF's Serializer.errors words a null body so ("may not be null" would name no field).
   if (v.is_null()) return Error::field("non_field_errors", "No data provided");

@@ -1,6 +1,5 @@
 #include "realtime/client_events.hpp"
 
-#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -9,6 +8,7 @@
 #include "chat/message_fields.hpp"
 #include "chat/message_service.hpp"
 #include "chat/wire.hpp"
+#include "common/json_input.hpp"
 #include "common/serializer_fields.hpp"
 #include "common/unicode.hpp"
 #include "realtime/typing.hpp"
@@ -71,10 +71,8 @@ struct EventFields {
 
 boost::asio::awaitable<std::vector<std::string>> ClientEvents::handle(const ClientContext& ctx,
                                                                       std::string_view text) {
-  json::parse_options opts;
-  opts.max_depth = 32;
   boost::system::error_code ec;
-  json::value parsed = json::parse(text, ec, {}, opts);
+  json::value parsed = parse_client_json(text, 32, ec);
   if (ec || !parsed.is_object()) {
     co_return std::vector<std::string>{error_frame(Error::bad_request("Not a JSON object."), "")};
   }

@@ -547,6 +547,10 @@ def test_event_fields_read_as_rest_reads_a_body(server, client):
         await ws.send({"type": "message", "chat_id": f"+{chat}", "text": 123, "client_id": 77})
         f = await ws.until(is_("message", text="123"))
         assert f["chat_id"] == chat and f["client_id"] == "77", f
+        # Past 64 bits a number keeps its digits, as Python's json reads it.
+        await ws.send({"type": "message", "chat_id": chat, "text": 2**70, "client_id": -2**64})
+        f = await ws.until(is_("message", text=str(2**70)))
+        assert f["client_id"] == str(-2**64), f
         await ws.send({"type": "typing", "chat_id": chat, "is_typing": "yes"})
         t = await b_ws.until(is_("typing", chat_id=chat))
         assert t["is_typing"] is True, t
@@ -565,6 +569,16 @@ def test_event_fields_read_as_rest_reads_a_body(server, client):
     # REST reads the same values the same way.
     r = client.post("/api/messages/", json={"chat": f"{chat}.0", "text": 456}, token=b["access"])
     assert r.status_code == 201 and r.json()["text"] == "456", r.text
+    r = client.post("/api/messages/", json={"chat": chat, "text": 97125579521341690686996891164},
+                    token=b["access"])
+    assert r.status_code == 201 and r.json()["text"] == "97125579521341690686996891164", r.text
+    # An all-digit password is all digits however it is sent.
+    r = client.post("/api/auth/register/", json={"username": 2**80, "email": "n@example.com",
+                                                 "password": 2**90})
+    assert r.status_code == 400 and r.json() == {"password": ["This password is entirely numeric."]}, r.text
+    r = client.post("/api/auth/register/", json={"username": 2**80, "email": "n@example.com",
+                                                 "password": "not-numeric-1"})
+    assert r.status_code == 201 and r.json()["user"]["username"] == str(2**80), r.text
 
 
 def test_typing(server, client):
