@@ -1665,3 +1665,139 @@ def test_sockets_opening_at_once_on_fresh_nodes_keep_the_limit(make_cluster):
             await asyncio.sleep(0.3)
 
     run(main(), timeout=60)
+
+
+# ---- additions racing other chat changes --------------------------------------------------------
+
+def at_once(*calls):
+    """Runs the calls in threads released together; their results, in order."""
+    barrier = threading.Barrier(len(calls))
+    out = [None] * len(calls)
+
+    def one(i, call):
+        barrier.wait(30)
+        out[i] = call()
+
+    threads = [threading.Thread(target=one, args=(i, c)) for i, c in enumerate(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+def members_from_events(api, who, chat, since):
+    """The member list a client builds from its replayed events of `chat`."""
+    members = None
+    for e in api.get(f"/api/events/?since={since}&limit=1000", token=who["access"]).json()["results"]:
+        if e.get("chat_id") != chat:
+            continue
+        if e["type"] == "chat_created":
+            members = {m["id"] for m in e["chat"]["members"]}
+        elif members is not None and e["type"] == "member_added":
+            members.add(e["user_id"])
+        elif members is not None and e["type"] == "member_removed":
+            members.discard(e["user_id"])
+    return members
+
+
+def test_members_added_at_once_through_two_nodes_each_learn_of_the_other(make_cluster):
+    """Two additions at once: the one committed second must name the first in its
+    `chat_created` (the first's `member_added` went out before it joined), and neither
+    member's replay may start before their own joining."""
+    cluster = make_cluster(2)
+    api = [Client(n) for n in cluster]
+    a, b, p, q = (api[0].register() for _ in range(4))
+    g = group_chat(api[0], a, b)
+    for attempt in range(12):
+        since = [api[0].get("/api/events/", token=w["access"]).json()["seq"] for w in (p, q)]
+        added = at_once(
+            lambda: api[0].post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(p)}),
+            lambda: api[1].post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(q)}))
+        assert [r.status_code for r in added] == [201, 201], [r.text for r in added]
+        rest = {m["id"] for m in api[0].get(f"/api/chats/{g}/", token=a["access"]).json()["members"]}
+        for w, s in zip((p, q), since):
+            assert members_from_events(api[1], w, g, s) == rest, (attempt, uname(w))
+        for w in (p, q):
+            assert api[0].request("DELETE", f"/api/chats/{g}/members/{uid(w)}/",
+                                  token=a["access"]).status_code == 204
+
+
+def test_a_pin_racing_an_addition_reaches_the_new_member(make_cluster):
+    """A pin committed while a member is being added is either in the newcomer's
+    `chat_created` or arrives after it on their live socket: never logged before their
+    joining with a `chat_created` that leaves it out."""
+    cluster = make_cluster(3)
+    api = [Client(n) for n in cluster]
+    a, b, p = (api[0].register() for _ in range(3))
+    g = group_chat(api[0], a, b)
+    assert api[0].patch(f"/api/chats/{g}/members/{uid(b)}/", token=a["access"],
+                        json={"role": "admin"}).status_code == 200
+    messages = [rest_send(api[0], a, g, f"m{i}")["id"] for i in range(3)]
+
+    async def main():
+        ws = await user_ws(cluster[2], p)
+        for attempt in range(12):
+            target = messages[attempt % len(messages)]
+            loop = asyncio.get_running_loop()
+            done = await loop.run_in_executor(None, lambda: at_once(
+                lambda: api[0].post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(p)}),
+                lambda: api[1].post("/api/pinned/", token=b["access"], json={"message_id": target})))
+            assert [r.status_code for r in done] == [201, 201], [r.text for r in done]
+            await ws.drain(1.0)
+            pins = None
+            for f in ws.buffer:
+                if f.get("chat_id") != g:
+                    continue
+                if f["type"] == "chat_created":
+                    pins = set(f["chat"]["pinned_message_ids"])
+                elif pins is not None and f["type"] == "pin":
+                    pins.add(f["message_id"])
+                elif pins is not None and f["type"] == "unpin":
+                    pins.discard(f["message_id"])
+            listed = api[0].get(f"/api/pinned/?chat={g}", token=p["access"]).json()
+            assert pins == {x["message"]["id"] for x in listed}, (attempt, ws.buffer)
+            for x in listed:
+                api[0].request("DELETE", f"/api/pinned/{x['id']}/", token=a["access"])
+            api[0].request("DELETE", f"/api/chats/{g}/members/{uid(p)}/", token=a["access"])
+            await ws.until(lambda f: f["type"] == "member_removed" and f["chat_id"] == g)
+            await ws.drain(0.3)
+            ws.buffer.clear()
+        await ws.close()
+
+    run(main(), timeout=120)
+
+
+def test_a_replay_holds_nothing_from_before_the_members_joining(make_cluster):
+    """Receipts and messages committed while a member is being added are logged either
+    before the addition (and not replayed to the newcomer) or after it: the newcomer's
+    replay starts with their own `chat_created`, as their live socket did."""
+    cluster = make_cluster(2)
+    api = [Client(n) for n in cluster]
+    a, b, x = (api[0].register() for _ in range(3))
+    g = group_chat(api[0], a, b)
+    stop = threading.Event()
+
+    def busy():  # b sends and reads in the chat through the other node, all the while
+        n = 0
+        while not stop.is_set() and n < 2000:
+            m = rest_send(api[1], b, g, f"busy {n}")
+            api[1].get(f"/api/messages/?chat={g}&limit=5", token=a["access"])
+            api[1].post(f"/api/chats/{g}/read/", token=a["access"], json={"last_read_message_id": m["id"]})
+            n += 1
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        for attempt in range(25):
+            since = api[0].get("/api/events/", token=x["access"]).json()["seq"]
+            r = api[0].post(f"/api/chats/{g}/members/", token=a["access"], json={"user_id": uid(x)})
+            assert r.status_code == 201, r.text
+            mine = [e for e in api[0].get(f"/api/events/?since={since}&limit=1000",
+                                          token=x["access"]).json()["results"] if e["chat_id"] == g]
+            assert mine and mine[0]["type"] == "chat_created", (attempt, mine[:3])
+            assert api[0].request("DELETE", f"/api/chats/{g}/members/{uid(x)}/",
+                                  token=a["access"]).status_code == 204
+    finally:
+        stop.set()
+        worker.join(60)

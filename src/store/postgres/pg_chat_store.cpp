@@ -37,6 +37,10 @@ struct TxLog {
 
   std::vector<NewEvent> pending;
   std::vector<Micros> pending_at;
+  // Members this transaction adds (chat, user): their joined_seq is set under the log's
+  // lock to the seq before this transaction's first event, so their replays hold exactly
+  // what was logged from their joining on (kStampJoinedSeq).
+  std::vector<std::pair<std::int64_t, std::int64_t>> joined;
   std::int64_t seq_floor = 0;       // the newest seq when the transaction began
   bool locked = false;              // the event-log lock may be held
   std::vector<EventRecord> events;  // what was committed
@@ -213,6 +217,14 @@ constexpr const char* kAppendEvents =
     "created_at, message_id) SELECT taken.last_seq - $1 + x.n, x.c, x.u, x.t, x.p, x.at, x.m "
     "FROM taken, unnest($2::bigint[], $3::bigint[], $4::text[], $5::text[], $6::bigint[], "
     "$7::bigint[]) WITH ORDINALITY AS x(c, u, t, p, at, m, n)) SELECT last_seq FROM taken";
+// After kAppendEvents, under the log's lock, in the same transaction: the seq before the
+// transaction's first event ($3 events). kInsertMembers read the newest seq when the row
+// was written, and writes that committed between that read and this one took seqs above
+// it: the new member's replay gave them events from before their joining (receipts, pins,
+// edits) that their live socket never had.
+constexpr const char* kStampJoinedSeq =
+    "UPDATE chat_members SET joined_seq = (SELECT last_seq FROM event_log_state WHERE id = 1) - "
+    "$3 WHERE chat_id = $1 AND user_id = $2";
 // A message's logged events (NewEvent::message_id) are found among its chat's events from
 // its time on, through events(chat_id, seq), starting at the first event logged an hour
 // before it (a margin for clocks): no index of their own, which every send would write,
@@ -275,8 +287,10 @@ constexpr const char* kShareChat = "SELECT id FROM chats WHERE id = $1 FOR SHARE
 // chats FOR UPDATE too, so edits and deletions for everyone take turns with them.
 constexpr const char* kKeyShareChat = "SELECT id FROM chats WHERE id = $1 FOR KEY SHARE";
 // A rename updates the row: taken at that strength at once, as a lock raised later could
-// wait for a role change that waits for this write.
-constexpr const char* kLockChatForRename = "SELECT id FROM chats WHERE id = $1 FOR NO KEY UPDATE";
+// wait for a role change that waits for this write. An addition takes it too: both write
+// events that name the chat's members and pins, so each waits for the writes that change
+// them (FOR SHARE: additions, pins, unpins, deletions for everyone).
+constexpr const char* kLockChatForChange = "SELECT id FROM chats WHERE id = $1 FOR NO KEY UPDATE";
 constexpr const char* kStands =
     "SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2 AND role = $3";
 constexpr const char* kIsMember = "SELECT 1 FROM chat_members WHERE chat_id = $1 AND user_id = $2";
@@ -566,6 +580,9 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
     if (!e.skip_hiders || !e.message_id) continue;
     hiders_at[i] = commit.size();
     commit.push_back({kHiddenBy, pg_params(e.chat_id, *e.message_id)});
+  }
+  for (const auto& [chat_id, user_id] : log.joined) {
+    commit.push_back({kStampJoinedSeq, pg_params(chat_id, user_id, n)});
   }
   commit.push_back({kCommit, {}});
   log.locked = true;  // from here on it may be held, even if a statement fails
@@ -1061,7 +1078,7 @@ asio::awaitable<std::optional<ChatRecord>> PgChatStore::rename_chat(Standing by,
   const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    if (!co_await stands(c, by, kLockChatForRename)) co_return;
+    if (!co_await stands(c, by, kLockChatForChange)) co_return;
     auto params = pg_params(chat_id, name);
     auto renamed = co_await c.prepared(kRenameChat, std::move(params));
     if (renamed.affected() != 1) co_return;
@@ -1099,12 +1116,17 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
   const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    // FOR SHARE, as kInsertMembers takes it.
-    if (!co_await stands(c, by, kShareChat)) co_return;
+    log.joined.clear();
+    // FOR NO KEY UPDATE, as a rename: the new member's chat object names the members and
+    // the pins, so additions take turns with each other and with pins, unpins and
+    // deletions (FOR SHARE). Two additions at once each named the members without the
+    // other, and the later one never heard of the earlier (its event went out before).
+    if (!co_await stands(c, by, kLockChatForChange)) co_return;
     auto params = pg_params(chat_id, array_literal(std::vector<std::int64_t>{user_id}),
                             array_literal(std::vector<std::string>{role_name(role)}), now);
     auto inserted = co_await c.prepared(kInsertMembers, std::move(params));
     if (inserted.affected() != 1) co_return;  // a member already, or no such chat
+    log.joined.emplace_back(chat_id, user_id);
     out = MemberChange{chat_id, user_id, role, std::nullopt};
     // Its last message read FOR SHARE, as a rename reads its newest: an edit or deletion of
     // it in flight commits first and is seen, or waits for the addition. Otherwise the new
@@ -1528,7 +1550,17 @@ asio::awaitable<std::optional<MessageRecord>> PgChatStore::delete_message(
   std::optional<MessageRecord> out;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    if (by && !co_await stands(c, *by, kKeyShareChat)) co_return;
+    // FOR SHARE, as a pin or unpin: the deletion takes the message's pin with it, so it
+    // takes turns with the writes whose events name the pins (a rename, an addition).
+    if (by) {
+      if (!co_await stands(c, *by, kShareChat)) co_return;
+    } else {  // staff: the chat is the message's
+      const auto found = co_await message_by_id(c, id);
+      if (!found) co_return;
+      auto chat = pg_params(found->chat_id);
+      auto shared = co_await c.prepared(kShareChat, std::move(chat));
+      if (shared.rows() == 0) co_return;
+    }
     auto params = pg_params(id);
     auto deleted = co_await c.prepared(kDeleteMessage, std::move(params));
     if (deleted.affected() != 1) co_return;
