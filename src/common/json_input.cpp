@@ -1,6 +1,7 @@
 #include "common/json_input.hpp"
 
 #include <boost/json/parse.hpp>
+#include <boost/system/errc.hpp>
 
 #include <optional>
 #include <string>
@@ -20,13 +21,23 @@ bool too_wide(std::string_view digits, bool negative) {
   return digits > limit;
 }
 
-// `text` with every too-wide integer inside a container in quotes; nullopt when it has
-// none (nearly always). Only well-formed integers are touched, so a text that is not JSON
-// stays as wrong as it was.
-std::optional<std::string> quote_wide_integers(std::string_view text) {
-  std::optional<std::string> out;
+// Python reads no integer of more digits (int_max_str_digits): json.loads fails, and DRF
+// answers 400 "JSON parse error".
+constexpr std::size_t kMaxIntegerDigits = 4300;
+
+struct Quoted {
+  std::optional<std::string> text;  // nullopt: nothing to quote (nearly always)
+  bool too_long = false;            // an integer Python refuses to read
+};
+
+// `text` with every too-wide integer in a value's place inside an object or array in
+// quotes. Only well-formed integers where a value may stand are touched, so a text that
+// is not JSON (a number as an object's key, say) stays as wrong as it was.
+Quoted quote_wide_integers(std::string_view text) {
+  Quoted out;
   std::size_t copied = 0;
-  int depth = 0;
+  std::string open;  // the containers around, innermost last: '{' or '['
+  char last = 0;     // the last of `{[,:` seen: whether a value may come next
   std::size_t i = 0;
   while (i < text.size()) {
     const char c = text[i];
@@ -35,14 +46,19 @@ std::optional<std::string> quote_wide_integers(std::string_view text) {
         if (text[i] == '\\') ++i;
       }
       ++i;
+      last = 0;
       continue;
     }
-    if (c == '[' || c == '{') ++depth;
-    if (c == ']' || c == '}') --depth;
+    if (c == '[' || c == '{') open.push_back(c);
+    if ((c == ']' || c == '}') && !open.empty()) open.pop_back();
+    if (c == '[' || c == '{' || c == ',' || c == ':') last = c;
     if (c != '-' && !is_digit(c)) {
       ++i;
       continue;
     }
+    const bool value_place =
+        !open.empty() && (last == ':' || last == '[' || (last == ',' && open.back() == '['));
+    last = 0;
     // A number: -? digits (. digits)? ([eE] [+-]? digits)?
     std::size_t end = i + (c == '-' ? 1 : 0);
     const std::size_t first_digit = end;
@@ -59,18 +75,22 @@ std::optional<std::string> quote_wide_integers(std::string_view text) {
       if (end < text.size() && (text[end] == '+' || text[end] == '-')) ++end;
       while (end < text.size() && is_digit(text[end])) ++end;
     }
-    if (integer && depth > 0 && !digits.empty() && digits.front() != '0' &&
+    if (integer && digits.size() > kMaxIntegerDigits) {
+      out.too_long = true;
+      return out;
+    }
+    if (integer && value_place && !digits.empty() && digits.front() != '0' &&
         too_wide(digits, c == '-')) {
-      if (!out) out.emplace();
-      out->append(text.substr(copied, i - copied));
-      out->push_back('"');
-      out->append(text.substr(i, end - i));
-      out->push_back('"');
+      if (!out.text) out.text.emplace();
+      out.text->append(text.substr(copied, i - copied));
+      out.text->push_back('"');
+      out.text->append(text.substr(i, end - i));
+      out.text->push_back('"');
       copied = end;
     }
     i = std::max(end, i + 1);
   }
-  if (out) out->append(text.substr(copied));
+  if (out.text) out.text->append(text.substr(copied));
   return out;
 }
 
@@ -80,7 +100,12 @@ boost::json::value parse_client_json(std::string_view text, int max_depth,
                                      boost::system::error_code& ec) {
   boost::json::parse_options opts;
   opts.max_depth = static_cast<std::size_t>(max_depth);
-  if (auto quoted = quote_wide_integers(text)) return boost::json::parse(*quoted, ec, {}, opts);
+  const auto quoted = quote_wide_integers(text);
+  if (quoted.too_long) {
+    ec = boost::system::errc::make_error_code(boost::system::errc::value_too_large);
+    return nullptr;
+  }
+  if (quoted.text) return boost::json::parse(*quoted.text, ec, {}, opts);
   return boost::json::parse(text, ec, {}, opts);
 }
 

@@ -2,6 +2,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <string>
+
 #include "common/json_input.hpp"
 
 namespace {
@@ -33,6 +35,15 @@ TEST(ClientJson, IntegersPast64BitsAreReadAsTheirDigits) {
   // Not JSON before, not JSON after: a leading zero is not a number.
   EXPECT_EQ(read(R"({"a":0123456789012345678901234})"), "error");
   EXPECT_EQ(read(R"({"a":123456789012345678901234)"), "error");
+  // Only where a value may stand: a number as a key stays the error it is.
+  EXPECT_EQ(read(R"({123456789012345678901234:"x","b":1})"), "error");
+  EXPECT_EQ(read(R"({"a":1,123456789012345678901234:"x"})"), "error");
+  EXPECT_EQ(read(R"({"a":[1,{"b":123456789012345678901234}]})"),
+            R"({"a":[1,{"b":"123456789012345678901234"}]})");
+  // Python reads no integer of more than 4,300 digits; a float of as many is a float.
+  EXPECT_EQ(read(R"({"a":1)" + std::string(4300, '0') + "}"), "error");
+  EXPECT_EQ(read(R"({"a":1)" + std::string(4299, '0') + "}").substr(0, 6), R"({"a":")");
+  EXPECT_EQ(read(R"({"a":1.)" + std::string(5000, '0') + "}"), R"({"a":1E0})");
   // The top level stays a number (no body is one).
   EXPECT_EQ(read("123456789012345678901234").substr(0, 5), "1.234");
 }
