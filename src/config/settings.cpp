@@ -3,6 +3,7 @@
 #include <sodium.h>
 
 #include <arpa/inet.h>
+#include <net/if.h>
 
 #include <algorithm>
 #include <cctype>
@@ -174,13 +175,18 @@ class Reader {
   LoadResult& out_;
 };
 
-// An IPv4 or IPv6 address as written (an IPv6 one may name its interface: `fe80::1%eth0`).
+// An IPv4 or IPv6 address as written (an IPv6 one may name an interface of this host,
+// by name or number: `fe80::1%eth0`).
 bool is_ip_address(const std::string& text) {
   unsigned char buf[sizeof(in6_addr)];
   if (inet_pton(AF_INET, text.c_str(), buf) == 1) return true;
-  const std::string address = text.substr(0, text.find('%'));
-  return inet_pton(AF_INET6, address.c_str(), buf) == 1 &&
-         (address.size() == text.size() || address.size() + 1 < text.size());
+  const auto percent = text.find('%');
+  const std::string address = text.substr(0, percent);
+  if (inet_pton(AF_INET6, address.c_str(), buf) != 1) return false;
+  if (percent == std::string::npos) return true;
+  const std::string scope = text.substr(percent + 1);
+  if (!scope.empty() && scope.find_first_not_of("0123456789") == std::string::npos) return true;
+  return !scope.empty() && if_nametoindex(scope.c_str()) != 0;
 }
 
 std::string random_key() {

@@ -156,7 +156,8 @@ TEST(Settings, BindIsAnIpAddress) {
     EXPECT_TRUE(r.errors.empty()) << good;
     EXPECT_EQ(r.settings.bind, good);
   }
-  for (const char* bad : {"localhost", "999.1.1.1", "", "0.0.0.0:8000", "::1%", "10.0.0.0/8"}) {
+  for (const char* bad : {"localhost", "999.1.1.1", "", "0.0.0.0:8000", "::1%", "10.0.0.0/8",
+                          "fe80::1%no-such-interface", "fe80::1%%"}) {
     auto r = load_settings({{"SECRET_KEY", strong_key()}, {"BIND", bad}});
     ASSERT_EQ(r.errors.size(), 1U) << bad;
     EXPECT_EQ(r.errors[0].rfind("BIND:", 0), 0U) << r.errors[0];
