@@ -3,7 +3,9 @@
 // A migration both stores run: usernames compared by the lower case of their upper case
 // (auth::username_key, unicode::caseless_key) instead of their lower case. Only the code
 // points whose two lower cases differ change a stored key ("ς" -> "σ", "ı" -> "i", the
-// Cyrillic variants U+1C80-U+1C88, and a few that NFKC leaves out of a name already).
+// Cyrillic variants U+1C80-U+1C88, and a few that NFKC leaves out of a name already; not
+// U+0345 and U+1FBE, which no name holds: combining marks are refused, and NFKC makes
+// U+1FBE the plain ι).
 // Two users whose keys would become one (registered before, as "οδυσσευς" and "ΟΔΥΣΣΕΥΣ")
 // cannot both hold it: the earlier of them takes it, unless a user holds it already, and
 // the rest keep their keys (README: Upgrades).
@@ -14,11 +16,11 @@ inline constexpr const char* kUsernameKeysByUpperCase = R"sql(
 WITH folded AS (
   SELECT id, username_key AS old_key,
     replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
-    replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
+    replace(replace(replace(replace(replace(replace(replace(replace(replace(replace(
       username_key, 'µ', 'μ'), 'ı', 'i'), 'ſ', 's'), 'ς', 'σ'), 'ϐ', 'β'), 'ϑ', 'θ'),
       'ϕ', 'φ'), 'ϖ', 'π'), 'ϰ', 'κ'), 'ϱ', 'ρ'), 'ϵ', 'ε'), 'ᲀ', 'в'), 'ᲁ', 'д'),
       'ᲂ', 'о'), 'ᲃ', 'с'), 'ᲄ', 'т'), 'ᲅ', 'т'), 'ᲆ', 'ъ'), 'ᲇ', 'ѣ'), 'ᲈ', 'ꙋ'),
-      'ẛ', 'ṡ'), 'ι', 'ι') AS new_key
+      'ẛ', 'ṡ') AS new_key
   FROM users
 ),
 chosen AS (
