@@ -163,6 +163,33 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     return run_on(io_, std::move(a));
   }
 
+  // Closes the store, runs `sql` on its database and forgets migration `name`, then opens
+  // the store again and migrates: what the migration did to the rows `sql` left.
+  std::vector<MigrationStatus> rerun_migration(const std::string& name, const std::string& sql) {
+    store_.reset();
+    const std::string forget = sql + "DELETE FROM schema_migrations WHERE name = '" + name + "';";
+    if (GetParam().name == "sqlite") {
+      sqlite3* db = nullptr;
+      const auto file = scratch_ / "db.sqlite3";
+      EXPECT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
+      EXPECT_EQ(sqlite3_exec(db, forget.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
+          << sqlite3_errmsg(db);
+      sqlite3_close(db);
+      store_ = GetParam().open(scratch_.string(), io_.get_executor());
+    } else {  // the database made by open(), opened again
+      pg_exec(db_name(scratch_.string()), forget);
+      config::DatabaseSettings s;
+      s.host = "127.0.0.1";
+      s.port = std::atoi(std::getenv("CHATD_TEST_PG_PORT"));
+      s.name = db_name(scratch_.string());
+      s.user = "chat";
+      s.password = "chat";
+      s.pool_size = 2;
+      store_ = postgres::open_store(s, io_.get_executor());
+    }
+    return store_->migrate();
+  }
+
   UserRecord make_user(const std::string& name) {
     NewUser u{name, name, name + "@example.com", "hash", false, false, 1'000};
     auto created = run(store_->users().create(u));
@@ -903,6 +930,28 @@ TEST_P(StoreContract, DeletingAMessageUnpinsIt) {
   ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[2], deleting, unpinning)));
   EXPECT_EQ(unpinned.size(), 1U);
   EXPECT_EQ(run(chats.pins(id)).size(), 1U);
+}
+
+// The pins that earlier versions left on messages deleted for everyone are removed by a
+// migration; the pins of live messages stay.
+TEST_P(StoreContract, MigrationRemovesThePinsOfDeletedMessages) {
+  auto ann = make_user("mann");
+  auto& chats = store_->chats();
+  const auto id = make_chat({ChatType::group, "g", {{ann.id, Role::owner}}, 10});
+  const auto ids = send_numbered(id, ann.id, 2, false);
+  ASSERT_EQ(ids.size(), 2U);
+  EventsFor<PinRecord> none = [](const PinRecord&) { return std::vector<NewEvent>{}; };
+  ASSERT_TRUE(run(chats.pin(member_of_chat(id, ann.id), ids[0], 20, none)));
+  ASSERT_TRUE(run(chats.pin(member_of_chat(id, ann.id), ids[1], 20, none)));
+  // Deleted as an earlier version did: the message only.
+  const std::string truth = GetParam().name == "sqlite" ? "1" : "TRUE";
+  const auto applied = rerun_migration(
+      "unpin_deleted_messages", "UPDATE messages SET is_deleted = " + truth +
+                                    ", text = '' WHERE id = " + std::to_string(ids[0]) + ";");
+  ASSERT_EQ(applied.size(), 1U);
+  const auto pins = run(store_->chats().pins(id));
+  ASSERT_EQ(pins.size(), 1U);
+  EXPECT_EQ(pins[0].message_id, ids[1]);
 }
 
 // A write under a standing (store::Standing) changes nothing once the standing is gone: a
@@ -1696,33 +1745,7 @@ TEST_P(StoreContract, MigrationKeysUsernamesByTheirUpperCase) {
     ASSERT_TRUE(created) << o.name;
     ids.push_back(created->id);
   }
-  store_.reset();
-
-  const std::string forget =
-      "DELETE FROM schema_migrations WHERE name = 'username_keys_by_upper_case'";
-  if (GetParam().name == "sqlite") {
-    sqlite3* db = nullptr;
-    const auto file = scratch_ / "db.sqlite3";
-    ASSERT_EQ(sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READWRITE, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, forget.c_str(), nullptr, nullptr, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
-  } else {
-    pg_exec(db_name(scratch_.string()), forget);
-  }
-  if (GetParam().name == "sqlite") {
-    store_ = GetParam().open(scratch_.string(), io_.get_executor());
-  } else {  // the database made by open(), opened again
-    config::DatabaseSettings s;
-    s.host = "127.0.0.1";
-    s.port = std::atoi(std::getenv("CHATD_TEST_PG_PORT"));
-    s.name = db_name(scratch_.string());
-    s.user = "chat";
-    s.password = "chat";
-    s.pool_size = 2;
-    store_ = postgres::open_store(s, io_.get_executor());
-  }
-  const auto applied = store_->migrate();
+  const auto applied = rerun_migration("username_keys_by_upper_case", "");
   ASSERT_EQ(applied.size(), 1U);
   EXPECT_EQ(applied[0].name, "username_keys_by_upper_case");
 
