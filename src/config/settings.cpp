@@ -175,12 +175,12 @@ class Reader {
   LoadResult& out_;
 };
 
-// An IPv4 or IPv6 address as written (an IPv6 one may name an interface of this host,
-// by name or number: `fe80::1%eth0`).
-bool is_ip_address(const std::string& text) {
+// An IPv4 or IPv6 address as written; with `scoped`, an IPv6 one may name an interface of
+// this host, by name or number (`fe80::1%eth0`).
+bool is_ip_address(const std::string& text, bool scoped) {
   unsigned char buf[sizeof(in6_addr)];
   if (inet_pton(AF_INET, text.c_str(), buf) == 1) return true;
-  const auto percent = text.find('%');
+  const auto percent = scoped ? text.find('%') : std::string::npos;
   const std::string address = text.substr(0, percent);
   if (inet_pton(AF_INET6, address.c_str(), buf) != 1) return false;
   if (percent == std::string::npos) return true;
@@ -246,14 +246,14 @@ LoadResult load_settings(const Environment& env, bool for_serving) {
   // range or a host name would trust nobody, and every client would count as the proxy
   // (one client's failed logins locking a username for all).
   for (const auto& proxy : s.trusted_proxies) {
-    if (!is_ip_address(proxy) || proxy.find('%') != std::string::npos) {
+    if (!is_ip_address(proxy, false)) {
       r.fail("TRUSTED_PROXIES",
              "expected IP addresses, comma-separated (ranges and host names are not read)", proxy);
     }
   }
 
   r.string("BIND", s.bind);
-  if (!is_ip_address(s.bind)) {
+  if (!is_ip_address(s.bind, true)) {
     r.fail("BIND", "expected an IP address to listen on (0.0.0.0, ::, 127.0.0.1...)", s.bind);
   }
   r.integer("PORT", s.port, 1, 65535);
