@@ -485,6 +485,7 @@ void Hub::on_logged(const store::EventRecord& event) {
   // (nothing read in a new chat; a member added has read up to the newest message). The
   // count is asked of the store again after it (`announce`).
   UnreadState joined;
+  joined.joined_at = event.seq;
   if (type == "chat_created") {
     if (const auto* chat = o.if_contains("chat"); chat != nullptr && chat->is_object()) {
       joined.last_read = field(chat->as_object(), "last_read_message_id");
@@ -595,9 +596,10 @@ void Hub::on_logged(const store::EventRecord& event) {
               std::find(hidden.begin(), hidden.end(), e->session->user_id()) != hidden.end()) {
             continue;
           }
+          auto st = e->unread.find(chat_id);
+          if (st != e->unread.end() && event.seq < st->second.joined_at) continue;
           deliver_to(*e);
           const Session& s = *e->session;
-          auto st = e->unread.find(chat_id);
           if (st == e->unread.end()) continue;
           // A chat socket keeps its state (its chat_updated frames carry it) untold.
           const bool tell = s.is_user_socket();

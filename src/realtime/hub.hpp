@@ -41,6 +41,11 @@ struct UnreadState {
   // The event-log seq `unread` was read from the store at: a message event at or below it
   // is in the count already (committed before the read, but heard after its answer).
   std::int64_t as_of = 0;
+  // The seq of the chat_created that made the socket hear the chat (0: heard since it
+  // was attached). An event of the chat logged before it is from before the user joined:
+  // a node catching up from the log for another socket can hear it later, and it is not
+  // this socket's.
+  std::int64_t joined_at = 0;
 };
 
 class Hub final : public BrokerHandler {

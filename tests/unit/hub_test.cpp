@@ -763,3 +763,25 @@ TEST(Hub, AChatUpdatedCarriesEachSocketsOwnView) {
   EXPECT_EQ(chat_of(reader).at("chat").at("unread_count").as_int64(), 5);
   EXPECT_EQ(chat_of(sender).at("chat").at("unread_count").as_int64(), 0);
 }
+
+// A node catching up from the log for another socket hears a chat's events again, back to
+// before a member was added to it again; the member's socket hears the chat from its
+// chat_created on and gets none of those (they are from while the user was not a member).
+TEST(Hub, EventsLoggedBeforeAMembersChatCreatedDoNotReachThem) {
+  Fixture f;
+  constexpr std::int64_t kChat = 9;
+  constexpr std::int64_t kUser = 5;
+  auto socket = std::make_shared<FakeSession>(kUser, 0);
+  f.hub.attach(socket, {}, std::nullopt, nullptr);
+  f.hub.on_logged(chat_created_for(20, kChat, kUser));
+  f.hub.on_logged(message(18, kChat, 100, 2));  // logged before the joining, heard late
+  f.hub.on_logged(message(21, kChat, 101, 2));
+  f.run_jobs();
+  auto has = [&](const char* text) {
+    return std::any_of(socket->written.begin(), socket->written.end(),
+                       [&](const std::string& w) { return w.find(text) != std::string::npos; });
+  };
+  EXPECT_TRUE(has(R"("type":"chat_created")"));
+  EXPECT_FALSE(has(R"("message_id":100)"));
+  EXPECT_TRUE(has(R"("message_id":101)"));
+}
