@@ -85,22 +85,21 @@ boost::asio::awaitable<Result<Admission>> Gate::admit(const http::Request& req) 
   std::string token;
   const std::string authorization = req.header_joined("authorization");
   const http::BearerHeader bearer = http::read_bearer_header(authorization);
+  const auto protocols = req.header("sec-websocket-protocol");
+  const auto comma = protocols.find(',');
+  // A browser that offered the subprotocol fails a handshake that names none, wherever the
+  // token was read from: it is answered whenever it was offered.
+  if (!protocols.empty() && trim(protocols.substr(0, comma)) == "access_token") {
+    a.subprotocol = "access_token";
+  }
   if (const auto* q = req.query_param("token")) {
     token = *q;
   } else if (bearer.kind == http::BearerHeader::Kind::malformed) {
     co_return http::malformed_bearer_header();
   } else if (bearer.kind == http::BearerHeader::Kind::token) {
     token = std::string(bearer.token);
-  } else if (auto p = req.header("sec-websocket-protocol"); !p.empty()) {
-    auto comma = p.find(',');
-    if (comma != std::string_view::npos && trim(p.substr(0, comma)) == "access_token") {
-      token = std::string(trim(p.substr(comma + 1)));
-    }
-  }
-  // A browser that offered the subprotocol fails a handshake that names none, wherever the
-  // token was read from: it is answered whenever it was offered.
-  if (auto p = req.header("sec-websocket-protocol"); !p.empty()) {
-    if (trim(p.substr(0, p.find(','))) == "access_token") a.subprotocol = "access_token";
+  } else if (!a.subprotocol.empty() && comma != std::string_view::npos) {
+    token = std::string(trim(protocols.substr(comma + 1)));
   }
   if (token.empty())
     co_return Error::unauthenticated("Authentication credentials were not provided.");

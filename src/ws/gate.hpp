@@ -29,7 +29,7 @@ struct Admission {
   std::string session;                // the token's login session (see auth::Authenticated)
   std::int64_t chat_id = 0;           // 0: the user socket /ws/
   std::optional<std::int64_t> since;  // resume cursor (user socket)
-  std::string subprotocol;            // echoed when the token came as a subprotocol
+  std::string subprotocol;            // echoed whenever the client offered it
   // The upgrade request, for its record and the socket's log lines.
   std::string request_id;
   std::string client_address;

@@ -1116,7 +1116,6 @@ asio::awaitable<std::optional<MemberChange>> PgChatStore::add_member(
   const std::int64_t chat_id = by.chat_id;
   auto body = [&](PgConnection& c, TxLog& log) -> asio::awaitable<void> {
     out.reset();
-    log.joined.clear();
     // FOR NO KEY UPDATE, as a rename: the new member's chat object names the members and
     // the pins, so additions take turns with each other and with pins, unpins and
     // deletions (FOR SHARE). Two additions at once each named the members without the
