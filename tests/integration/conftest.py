@@ -426,6 +426,22 @@ def sign_jwt(header: dict, payload: dict, key: str = SECRET_KEY, alg="sha256") -
     return signing_input + "." + b64url(sig)
 
 
+def raw_upgrade(port, token, lines, timeout=10):
+    """A socket upgrade written by hand: `GET /ws/?token=...` with Upgrade and Connection,
+    then `lines` (each ended by CRLF: Host, the key, the version...). Returns the answer's
+    head as read (at least up to its blank line, unless the server closed first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall((f"GET /ws/?token={token} HTTP/1.1\r\nUpgrade: websocket\r\n"
+                      f"Connection: Upgrade\r\n{lines}\r\n").encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = sock.recv(4096)
+            if not chunk:
+                break
+            head += chunk
+    return head
+
+
 def client_frame(opcode, payload, fin=True):
     """A masked WebSocket frame, as a client sends it (for tests that write bare sockets)."""
     mask = os.urandom(4)

@@ -49,7 +49,7 @@ import requests
 
 import conftest
 import figures
-from conftest import Client, b64url, jwt_parts, psql, sign_jwt, unique_name
+from conftest import Client, b64url, jwt_parts, psql, raw_upgrade, sign_jwt, unique_name
 from test_admin import CLOSE_DEACTIVATED, make_staff, set_flags
 from test_auth import forged_tokens
 from test_bad_input import client_frame, raw_ws, read_until_close
@@ -229,16 +229,8 @@ def test_cross_site_websocket_hijacking_is_refused(server, client):
 
 
 def raw_handshake_status(server, host, origin, token):
-    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
-        sock.sendall((f"GET /ws/?token={token} HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\n"
-                      "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                      "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").encode())
-        head = b""
-        while b"\r\n" not in head:
-            chunk = sock.recv(4096)
-            if not chunk:
-                break
-            head += chunk
+    head = raw_upgrade(server.port, token, f"Host: {host}\r\nOrigin: {origin}\r\n"
+                       "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n")
     return int(head.split(b" ")[1]) if head.startswith(b"HTTP/1.1 ") else None
 
 

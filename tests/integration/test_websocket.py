@@ -23,7 +23,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatusCode
 
-from conftest import Client, client_frame, jwt_parts, sign_jwt, unique_name
+from conftest import Client, client_frame, jwt_parts, raw_upgrade, sign_jwt, unique_name
 
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 MESSAGE_KEYS = {"type", "message_id", "chat_id", "text", "sender", "sender_id", "created_at",
@@ -1575,18 +1575,9 @@ def test_a_handshake_bound_to_fail_closes_no_socket_of_the_user(make_server):
     chat = private_chat(c, a, b)
 
     def handshake(version_line):
-        with socket.create_connection(("127.0.0.1", s.port), timeout=5) as sock:
-            sock.sendall((f"GET /ws/?token={a['access']} HTTP/1.1\r\nHost: 127.0.0.1:{s.port}\r\n"
-                          "Upgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n"
-                          f"{version_line}\r\n").encode())
-            data = b""
-            while b"\r\n\r\n" not in data:
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                data += chunk
-            return data
+        key = base64.b64encode(os.urandom(16)).decode()
+        return raw_upgrade(s.port, a["access"], f"Host: 127.0.0.1:{s.port}\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\n{version_line}", timeout=5)
 
     async def main():
         s1, s2 = await user_ws(s, a), await chat_ws(s, a, chat)
