@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -323,6 +324,64 @@ TEST(Hub, AMessageTheStoreCountedIsNotCountedAgainWhenHeardLate) {
   EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":1})")
       << ::testing::PrintToString(me->written);
   EXPECT_EQ(std::count_if(me->written.begin(), me->written.end(), is_unread), 4);
+}
+
+// A message deleted for everyone, or hidden by `only` (then the event is that user's).
+chat::store::EventRecord deletion(std::int64_t seq, std::int64_t chat, std::int64_t id,
+                                  std::optional<std::int64_t> only = std::nullopt) {
+  chat::store::EventRecord e;
+  e.seq = seq;
+  e.chat_id = chat;
+  e.type = "delete";
+  e.user_id = only;
+  e.payload = R"({"type":"delete","chat_id":)" + std::to_string(chat) + R"(,"message_id":)" +
+              std::to_string(id) + "}";
+  return e;
+}
+
+std::vector<std::string> unread_frames(const std::vector<std::string>& written) {
+  std::vector<std::string> out;
+  std::copy_if(written.begin(), written.end(), std::back_inserter(out), is_unread);
+  return out;
+}
+
+TEST(Hub, ADeletedUnreadMessageLeavesTheCountBeforeTheRecountAnswers) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  // Read up to 100; 101-103 from someone else are unread, counted at seq 10.
+  std::unordered_map<std::int64_t, UnreadState> chats{
+      {5, {.last_read = 100, .unread = 3, .as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  // 102 is deleted for everyone and a new message follows before the store answers: the
+  // counts go 2 then 3, never 4.
+  f.hub.on_logged(deletion(11, 5, 102));
+  f.run_jobs();
+  f.hub.on_logged(message(12, 5, 104, 1));
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written),
+            (std::vector<std::string>{R"({"type":"unread","chat_id":5,"unread_count":2})",
+                                      R"({"type":"unread","chat_id":5,"unread_count":3})"}));
+  // The recount (asked after the deletion, answered after the message) confirms it:
+  // asked again, nothing more is sent.
+  ASSERT_EQ(f.recounts.size(), 1U);
+  f.recounts[0].second(UnreadCount{3, 12});
+  ASSERT_EQ(f.recounts.size(), 2U);
+  f.recounts[1].second(UnreadCount{3, 12});
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written).size(), 2U);
+  // Hidden by this user alone: the same. A deletion of a read message, or one the count
+  // was read after, changes nothing but asks the store.
+  f.hub.on_logged(deletion(13, 5, 103, 2));
+  f.hub.on_logged(deletion(14, 5, 99));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  f.hub.announce_unread(me.get(), {5});
+  f.recounts.back().second(UnreadCount{1, 20});
+  f.run_jobs();
+  f.hub.on_logged(deletion(19, 5, 104));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":1})")
+      << ::testing::PrintToString(me->written);
 }
 
 TEST(Hub, ChatsHeardWhileASocketOpenedAreCountedAgain) {
