@@ -55,6 +55,11 @@ int main(int argc, char** argv) {
   superuser->add_option("--password", su.password, "Password (or DJANGO_SUPERUSER_PASSWORD)");
   superuser->add_flag("--noinput,--no-input", su.no_input,
                       "Never prompt; fail when a value is missing");
+  auto* change_password = cli.add_subcommand(
+      "changepassword", "Change a user's password and end their sessions (asks for it twice)");
+  std::optional<std::string> password_of;
+  change_password->add_option("username", password_of,
+                              "Whose password (default: the name of this system account)");
 
   CLI11_PARSE(cli, argc, argv);
   if (env_option->count() > 0 && !std::ifstream(env_file)) {
@@ -73,6 +78,7 @@ int main(int argc, char** argv) {
     if (!load(env_file, false, settings, env)) return 2;
     if (migrate->parsed()) return chat::app::migrate(settings, list_only);
     if (superuser->parsed()) return chat::app::create_superuser(settings, env, su);
+    if (change_password->parsed()) return chat::app::change_password(settings, password_of);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "chatd: %s\n", e.what());
     return 1;

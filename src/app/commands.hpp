@@ -22,6 +22,9 @@ struct SuperuserOptions {
 int create_superuser(const config::Settings& settings, const config::Environment& env,
                      SuperuserOptions options);
 
+// Django's changepassword: `username`, else the name of the account running the command.
+int change_password(const config::Settings& settings, std::optional<std::string> username);
+
 void configure_logging(const config::Settings& settings);
 
 }  // namespace chat::app

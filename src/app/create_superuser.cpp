@@ -1,8 +1,4 @@
-#include <termios.h>
-#include <unistd.h>
-#include <boost/asio/co_spawn.hpp>
 #include <boost/asio/io_context.hpp>
-#include <boost/asio/use_future.hpp>
 
 #include <cstdio>
 #include <cstdlib>
@@ -10,6 +6,7 @@
 
 #include "app/commands.hpp"
 #include "app/open_store.hpp"
+#include "app/prompt.hpp"
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "common/unicode.hpp"
@@ -21,28 +18,6 @@ std::optional<std::string> from_env(const config::Environment& env, const char* 
   const auto v = env.find(name);
   if (v == env.end() || v->second.empty()) return std::nullopt;
   return v->second;
-}
-
-std::string prompt(const char* label, bool secret) {
-  std::fprintf(stderr, "%s", label);
-  std::fflush(stderr);
-  termios old{};
-  const bool tty = secret && isatty(STDIN_FILENO) && tcgetattr(STDIN_FILENO, &old) == 0;
-  if (tty) {
-    termios quiet = old;
-    quiet.c_lflag &= ~static_cast<tcflag_t>(ECHO);
-    tcsetattr(STDIN_FILENO, TCSANOW, &quiet);
-  }
-  std::string line;
-  if (!std::getline(std::cin, line)) {
-    if (tty) tcsetattr(STDIN_FILENO, TCSANOW, &old);
-    throw std::runtime_error("no input");
-  }
-  if (tty) {
-    tcsetattr(STDIN_FILENO, TCSANOW, &old);
-    std::fprintf(stderr, "\n");
-  }
-  return line;
 }
 
 void print_problems(const char* field, const std::vector<std::string>& problems) {
@@ -63,12 +38,7 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
   auto store = open_store(s, io.get_executor());
   store->migrate();
 
-  auto run = [&](auto awaitable) {
-    io.restart();
-    auto fut = boost::asio::co_spawn(io, std::move(awaitable), boost::asio::use_future);
-    io.run();
-    return fut.get();
-  };
+  auto run = [&](auto awaitable) { return run_to_end(io, std::move(awaitable)); };
 
   try {
     for (;;) {
@@ -102,9 +72,10 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
       if (o.no_input) return 1;
       o.email.reset();
     }
-    for (;;) {
+    // With --noinput Django neither asks for a password nor checks one: without one the
+    // user gets an unusable password (set later, by another superuser or the shell).
+    while (!o.no_input) {
       if (!o.password) {
-        if (o.no_input) throw std::runtime_error("--password is required with --noinput");
         std::string first = prompt("Password: ", true);
         if (prompt("Password (again): ", true) != first) {
           std::fprintf(stderr, "Error: Your passwords didn't match.\n");
@@ -115,7 +86,6 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
       auto problems = auth::password_problems(*o.password, *o.username);
       if (problems.empty()) break;
       print_problems("password", problems);
-      if (o.no_input) return 1;
       o.password.reset();
     }
   } catch (const std::runtime_error& e) {
@@ -128,7 +98,8 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
   user.username = *o.username;
   user.username_key = auth::username_key(*o.username);
   user.email = auth::normalize_email(*o.email);
-  user.password_hash = hasher.hash_now(*o.password);
+  user.password_hash =
+      o.password ? hasher.hash_now(*o.password) : auth::PasswordHasher::unusable_hash();
   user.is_staff = true;
   user.is_superuser = true;
   user.date_joined = now_micros();

@@ -193,9 +193,12 @@ boost::asio::awaitable<AuthService::LoginCheck> AuthService::check_login(std::st
                                                                          PasswordAttempt password) {
   LoginCheck out;
   out.user = co_await store_.users().find_by_username_key(key);
-  // An unknown name costs a hash too, so timing does not tell which names exist.
-  std::string hash = out.user ? out.user->password_hash : hasher_.decoy_hash();
-  out.password_ok = co_await matches(std::move(hash), std::move(password));
+  // An unknown name, or a user without a usable password, costs a hash too, so timing
+  // does not tell which names exist.
+  const bool usable = out.user && PasswordHasher::is_usable(out.user->password_hash);
+  std::string hash = usable ? out.user->password_hash : hasher_.decoy_hash();
+  const bool matched = co_await matches(std::move(hash), std::move(password));
+  out.password_ok = usable && matched;
   co_return out;
 }
 

@@ -38,6 +38,15 @@ std::string PasswordHasher::hash_now(const std::string& password) const {
   return out;
 }
 
+std::string PasswordHasher::unusable_hash() {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
+  static constexpr char kAlphabet[] =
+      "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+  std::string out = "!";
+  for (int i = 0; i < 40; ++i) out += kAlphabet[randombytes_uniform(sizeof kAlphabet - 1)];
+  return out;
+}
+
 bool PasswordHasher::verify_now(const std::string& encoded_hash, const std::string& password) {
   // Hashes are NUL-terminated strings for libsodium; anything else is not ours.
   if (encoded_hash.empty() || encoded_hash.size() >= crypto_pwhash_STRBYTES) return false;

@@ -32,6 +32,13 @@ class PasswordHasher {
   [[nodiscard]] static bool verify_now(const std::string& encoded_hash,
                                        const std::string& password);
 
+  // What Django stores for a user made without a password (`set_unusable_password`): "!"
+  // and 40 random letters and digits. No password matches it.
+  [[nodiscard]] static std::string unusable_hash();
+  [[nodiscard]] static bool is_usable(const std::string& encoded_hash) {
+    return !encoded_hash.empty() && encoded_hash.front() != '!';
+  }
+
   // A hash of a random password, to spend the same time on unknown usernames as on known
   // ones (a login must not reveal which usernames exist by answering faster).
   [[nodiscard]] const std::string& decoy_hash() const { return decoy_; }

@@ -4,7 +4,8 @@ import os
 import subprocess
 import tempfile
 
-from conftest import CHATD, SECRET_KEY, Client, Database, Server, free_port, unique_name
+from conftest import (CHATD, SECRET_KEY, Client, Database, Server, assert_no_server_errors,
+                      free_port, unique_name)
 
 
 def chatd(*args, env=None, cwd=None, input=None, timeout=30):
@@ -245,3 +246,80 @@ def test_createsuperuser_noinput_requires_values():
     r = chatd("createsuperuser", "--noinput", env=superuser_env(Database(tempfile.mkdtemp())))
     assert r.returncode == 1
     assert "--username" in r.stderr
+
+
+def test_createsuperuser_noinput_without_a_password_makes_an_unusable_one():
+    """As Django's: --noinput neither asks for a password nor checks one. Without one the
+    user gets an unusable password ("!" and 40 random characters), which no login matches."""
+    workdir = tempfile.mkdtemp()
+    db = Database(workdir)
+    env = superuser_env(db)
+    name = unique_name("nopass")
+    r = chatd("createsuperuser", "--username", name, "--email", "n@example.com", "--noinput",
+              env=env)
+    assert r.returncode == 0, r.stderr
+    (stored,) = db.query("SELECT password_hash FROM users WHERE username = ?", name)[0]
+    assert stored.startswith("!") and len(stored) == 41 and stored[1:].isalnum(), stored
+    weak = unique_name("weakpass")
+    r = chatd("createsuperuser", "--username", weak, "--email", "w@example.com",
+              "--password", "123", "--noinput", env=env)
+    assert r.returncode == 0, r.stderr
+    s = Server(workdir=workdir, database=db).start()
+    try:
+        c = Client(s)
+        for attempt in ("", "!", stored, stored[1:]):
+            body = c.login(name, attempt, expect=400 if attempt == "" else 401)
+            assert "detail" in body or "password" in body, body
+        c.login(weak, "123")
+    finally:
+        s.stop()
+
+
+def test_changepassword_asks_twice_checks_and_ends_every_session():
+    workdir = tempfile.mkdtemp()
+    db = Database(workdir)
+    env = superuser_env(db)
+    s = Server(workdir=workdir, database=db).start()
+    try:
+        c = Client(s)
+        user = c.register(password="first-pass-1")
+        name = user["user"]["username"]
+        tokens = c.login(name, "first-pass-1")
+        assert c.get("/api/users/me/", token=tokens["access"]).status_code == 200
+        # Mismatched, then entirely numeric, then good: the third try.
+        answers = "first-try-1\nsecond-try-1\n12345678\n12345678\nnew-pass-12\nnew-pass-12\n"
+        r = chatd("changepassword", name.upper(), env=env, cwd=workdir, input=answers)
+        assert r.returncode == 0, r.stderr
+        assert f"Changing password for user '{name}'" in r.stdout
+        assert "Passwords do not match. Please try again." in r.stdout
+        assert "entirely numeric" in r.stderr
+        assert f"Password changed successfully for user '{name}'" in r.stdout
+        c.login(name, "first-pass-1", expect=401)
+        c.login(name, "new-pass-12")
+        # The sessions open before are over: access and refresh tokens alike.
+        assert c.get("/api/users/me/", token=tokens["access"]).status_code == 401
+        assert c.post("/api/auth/refresh/", json={"refresh": tokens["refresh"]}).status_code == 401
+        # Three failed tries: nothing changes.
+        r = chatd("changepassword", name, env=env, cwd=workdir,
+                  input="a-pass-123\nb-pass-123\n" * 3)
+        assert r.returncode == 1
+        assert f"Aborting password change for user '{name}' after 3 attempts" in r.stderr
+        c.login(name, "new-pass-12")
+        # No such user; input ending early.
+        r = chatd("changepassword", unique_name("ghost"), env=env, cwd=workdir, input="")
+        assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
+        r = chatd("changepassword", name, env=env, cwd=workdir, input="only-one-1\n")
+        assert r.returncode == 1 and "no input" in r.stderr, r.stderr
+        c.login(name, "new-pass-12")
+        # A superuser made without a password gets one this way.
+        admin = unique_name("admin")
+        r = chatd("createsuperuser", "--username", admin, "--email", "a@example.com",
+                  "--noinput", env=env, cwd=workdir)
+        assert r.returncode == 0, r.stderr
+        r = chatd("changepassword", admin, env=env, cwd=workdir,
+                  input="admin-pass-1\nadmin-pass-1\n")
+        assert r.returncode == 0, r.stderr
+        c.login(admin, "admin-pass-1")
+        assert_no_server_errors(s)
+    finally:
+        s.stop()
