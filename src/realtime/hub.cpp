@@ -505,16 +505,6 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
     return unread_frames.emplace_back(count, unread_frame(chat_id, count)).second;
   };
-  // A message deleted for everyone, or hidden by this user, that the socket's count holds
-  // leaves it at once: waiting for the store's recount let a message heard meanwhile add
-  // one to the old count, and the client showed that for a moment. The recount that
-  // follows confirms it. (Own messages are never above `last_read`: sending reads them.)
-  auto uncount = [&](Entry& e, UnreadState& st) {
-    if (event.seq <= st.as_of || message_id <= st.last_read || st.unread == 0) return;
-    --st.unread;
-    ++st.version;
-    if (e.session->is_user_socket()) queue_locked(e, unread_frame_for(st.unread), 0, chat_id);
-  };
   Interest interest;
   std::uint64_t queued = 0;
   {
@@ -561,17 +551,10 @@ void Hub::on_logged(const store::EventRecord& event) {
               // The client may still show the count it had before it left the chat.
               announce.push_back(e->session);
             } else if (type == "delete") {  // hidden for them
-              if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
-                uncount(*e, st->second);
-              }
               recount.push_back(e->session);
             }
           } else if (s.chat_id() == chat_id && type == "delete") {
-            // Hidden for them: the state it keeps (attach).
-            if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
-              uncount(*e, st->second);
-            }
-            recount.push_back(e->session);
+            recount.push_back(e->session);  // hidden for them: the state it keeps (attach)
           } else if (s.chat_id() == chat_id &&
                      (type == "member_removed" || type == "chat_deleted")) {
             deliver_to(*e);
@@ -642,7 +625,17 @@ void Hub::on_logged(const store::EventRecord& event) {
             st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));
             recount.push_back(e->session);
           } else if (type == "delete" && message_id > st->second.last_read) {
-            uncount(*e, st->second);
+            // Deleted for everyone, and held by the count: it leaves the count at once.
+            // Waiting for the store's recount let a message heard meanwhile add one to the
+            // old count, which the client showed for a moment; the recount confirms it.
+            // (Own messages are never above `last_read`: sending reads them. A message
+            // hidden by the user waits for the recount: it may have been deleted, and out
+            // of the count, already.)
+            if (event.seq > st->second.as_of && st->second.unread > 0) {
+              --st->second.unread;
+              ++st->second.version;
+              if (tell) queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
+            }
             recount.push_back(e->session);
           }
         }

@@ -85,7 +85,8 @@ struct EventRecord {
   std::string type;
   std::string payload;
   Micros created_at = 0;
-  // The members who hid the message (NewEvent::skip_hiders); live delivery only.
+  // The members who hid the message (NewEvent::skip_hiders): filled for delivery, live and
+  // read from the log (events_since; store::skips_hiders names the same events).
   std::vector<std::int64_t> hidden_from = {};
 };
 

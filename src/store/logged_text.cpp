@@ -72,6 +72,30 @@ std::string without_copy_texts(std::string_view payload) {
   return changed ? json::serialize(value) : std::string(payload);
 }
 
+bool skips_hiders(const EventRecord& e) {
+  return !e.user_id &&
+         (e.type == "edit" || e.type == "delete" || e.type == "pin" || e.type == "unpin");
+}
+
+std::vector<std::int64_t> seqs_skipping_hiders(const std::vector<EventRecord>& events) {
+  std::vector<std::int64_t> out;
+  for (const auto& e : events) {
+    if (skips_hiders(e)) out.push_back(e.seq);
+  }
+  return out;
+}
+
+void apply_hiders(std::vector<EventRecord>& events,
+                  const std::vector<std::pair<std::int64_t, std::int64_t>>& seq_user) {
+  // Both in seq order: one pass.
+  auto e = events.begin();
+  for (const auto& [seq, user] : seq_user) {
+    while (e != events.end() && e->seq < seq) ++e;
+    if (e == events.end()) break;
+    if (e->seq == seq) e->hidden_from.push_back(user);
+  }
+}
+
 CopiesInLog::CopiesInLog(std::vector<EventRecord>& events) : events_(events) {
   for (std::size_t i = 0; i < events.size(); ++i) {
     if (!carries_message_copies(events[i].type) || !may_hold_copies(events[i].payload)) continue;

@@ -36,6 +36,17 @@ bool carries_message_copies(std::string_view type);
 // A chat event's payload as the log keeps it: each copy's "text" empty.
 std::string without_copy_texts(std::string_view payload);
 
+// Events read from the log for delivery keep from the members who hid a message what its
+// live delivery kept from them (EventRecord::hidden_from): the chat-wide events of these
+// types about it (NewEvent::skip_hiders). Without it, a node catching up from the log sent
+// a deletion to a member who had hidden the message, and took it off their count again.
+bool skips_hiders(const EventRecord& e);
+// Their seqs in `events` (empty: no such event, nothing to read), then their hiders given
+// as (seq, user) rows in seq order.
+std::vector<std::int64_t> seqs_skipping_hiders(const std::vector<EventRecord>& events);
+void apply_hiders(std::vector<EventRecord>& events,
+                  const std::vector<std::pair<std::int64_t, std::int64_t>>& seq_user);
+
 // Events read from the log for delivery, brought up to date: each copy of a message gets
 // the message's text, edit time and deletion as they are now. Each chat event is parsed
 // once: first the messages to read (ids), then, once they are read, apply.

@@ -608,6 +608,45 @@ def test_redis_restart_mid_conversation(own_redis, make_cluster):  # nodes stop 
     run(main(), timeout=120)
 
 
+def test_a_node_catching_up_keeps_from_a_member_what_they_hid(own_redis, make_cluster):
+    """Events about a message leave out the members who hid it, live and in replays; read
+    from the log by a node catching up (here after Redis was away) they did not: a member
+    who had hidden a message got its deletion for everyone, and their unread count lost
+    the message a second time, until a recount."""
+    cluster = make_cluster(2, REDIS_PORT=own_redis.port)
+    api = [Client(n) for n in cluster]
+    a, b = api[1].register(), api[1].register()
+    p = private_chat(api[1], a, b)
+
+    async def main():
+        b_ws = await user_ws(cluster[0], b)
+        ids = [(await rest(rest_send, api[1], a, p, f"m{k}"))["id"] for k in range(3)]
+        await b_ws.until(is_("unread", chat_id=p, unread_count=3), timeout=10)
+        r = await rest(api[1].request, "DELETE", f"/api/messages/{ids[2]}/?for=me", token=b["access"])
+        assert r.status_code == 204, r.text
+        await b_ws.until(is_("unread", chat_id=p, unread_count=2), timeout=10)
+        own_redis.kill()
+        r = await rest(api[1].request, "DELETE", f"/api/messages/{ids[2]}/", token=a["access"])
+        assert r.status_code in (200, 204), r.text
+        r = await rest(api[1].request, "DELETE", f"/api/messages/{ids[1]}/", token=a["access"])
+        assert r.status_code in (200, 204), r.text
+        own_redis.start()
+        # Node 0 reads both deletions from the log: b gets the one of the message they did
+        # not hide, and a count that never went below the store's.
+        await b_ws.until(is_("delete", message_id=ids[1]), timeout=30)
+        await b_ws.until(is_("unread", chat_id=p, unread_count=1), timeout=10)
+        await b_ws.drain(1.0)
+        assert not [f for f in b_ws.seen if f["type"] == "delete" and f["message_id"] == ids[2]
+                    and not f.get("for_me")], b_ws.seen
+        counts = [f["unread_count"] for f in b_ws.seen if f["type"] == "unread"]
+        assert min(counts) == 1 and counts[-1] == 1, counts
+        chat = (await rest(api[0].get, f"/api/chats/{p}/", token=b["access"])).json()
+        assert chat["unread_count"] == 1, chat
+        await b_ws.close()
+
+    run(main(), timeout=120)
+
+
 def test_presence_survives_redis_losing_its_data(own_redis, make_cluster):
     """Redis restarts empty (no persistence). A user still connected is not announced online
     a second time; one whose last socket closed while Redis was down is announced offline
@@ -1801,3 +1840,4 @@ def test_a_replay_holds_nothing_from_before_the_members_joining(make_cluster):
     finally:
         stop.set()
         worker.join(60)
+

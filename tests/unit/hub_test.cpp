@@ -345,7 +345,7 @@ std::vector<std::string> unread_frames(const std::vector<std::string>& written) 
   return out;
 }
 
-TEST(Hub, ADeletedUnreadMessageLeavesTheCountBeforeTheRecountAnswers) {
+TEST(Hub, AMessageDeletedForEveryoneLeavesTheCountBeforeTheRecountAnswers) {
   Fixture f;
   auto me = std::make_shared<FakeSession>(2, 0);
   // Read up to 100; 101-103 from someone else are unread, counted at seq 10.
@@ -369,12 +369,26 @@ TEST(Hub, ADeletedUnreadMessageLeavesTheCountBeforeTheRecountAnswers) {
   f.recounts[1].second(UnreadCount{3, 12});
   f.run_jobs();
   EXPECT_EQ(unread_frames(me->written).size(), 2U);
-  // Hidden by this user alone: the same. A deletion of a read message, or one the count
-  // was read after, changes nothing but asks the store.
-  f.hub.on_logged(deletion(13, 5, 103, 2));
-  f.hub.on_logged(deletion(14, 5, 99));
+  // Hidden by this user: it may have been deleted for everyone already, and out of the
+  // count, so the store decides (101, deleted at 13 and then hidden, counts once). A
+  // deletion of a read message changes nothing.
+  f.hub.on_logged(deletion(13, 5, 101));
+  f.hub.on_logged(deletion(14, 5, 101, 2));
+  f.hub.on_logged(deletion(15, 5, 99));
   f.run_jobs();
   EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  ASSERT_EQ(f.recounts.size(), 4U);
+  f.recounts[2].second(UnreadCount{2, 15});
+  f.recounts[3].second(UnreadCount{2, 15});
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written).size(), 3U) << ::testing::PrintToString(me->written);
+  // Or not deleted: the store's count comes down by one.
+  f.hub.on_logged(deletion(16, 5, 103, 2));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  f.recounts.back().second(UnreadCount{1, 16});
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":1})");
   f.hub.announce_unread(me.get(), {5});
   f.recounts.back().second(UnreadCount{1, 20});
   f.run_jobs();
@@ -382,6 +396,7 @@ TEST(Hub, ADeletedUnreadMessageLeavesTheCountBeforeTheRecountAnswers) {
   f.run_jobs();
   EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":1})")
       << ::testing::PrintToString(me->written);
+  EXPECT_EQ(unread_frames(me->written).size(), 5U) << ::testing::PrintToString(me->written);
 }
 
 TEST(Hub, ChatsHeardWhileASocketOpenedAreCountedAgain) {

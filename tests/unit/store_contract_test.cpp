@@ -1627,6 +1627,72 @@ TEST_P(StoreContract, EventsAboutAMessageNameTheMembersWhoHidItAtTheirCommit) {
   EXPECT_EQ(edits, 6);
 }
 
+// A node catching up from the log delivers what it reads as it would have delivered it live:
+// the chat-wide events about a message leave out the members who hid it (as they are now).
+TEST_P(StoreContract, EventsReadFromTheLogNameTheMembersWhoHidTheirMessage) {
+  auto ann = make_user("ann");
+  auto bob = make_user("bob");
+  auto cat = make_user("cat");
+  auto& chats = store_->chats();
+  const auto chat =
+      make_chat({ChatType::group,
+                 "g",
+                 {{ann.id, Role::owner}, {bob.id, Role::member}, {cat.id, Role::member}},
+                 10});
+  const std::int64_t start = run(chats.newest_seq());
+  auto about = [](const char* type, std::optional<std::int64_t> only = std::nullopt) {
+    return [type, only](const auto& record) {
+      NewEvent e = one_event(record.chat_id, type)[0];
+      e.user_id = only;
+      if constexpr (std::is_same_v<std::decay_t<decltype(record)>, PinRecord>) {
+        e.message_id = record.message_id;
+      } else {
+        e.message_id = record.id;
+      }
+      e.skip_hiders = !only;
+      return std::vector<NewEvent>{e};
+    };
+  };
+  EventsFor<SentMessage> on_send = [&](const SentMessage& sent) {
+    return about("message")(sent.message);
+  };
+  auto m = run(chats.send_message({chat, ann.id, "hello", "h1", std::nullopt, 20}, on_send));
+  auto other = run(chats.send_message({chat, ann.id, "other", "h2", std::nullopt, 21}, on_send));
+  ASSERT_TRUE(m && other);
+  EventsFor<MessageRecord> edit = about("edit");
+  EventsFor<PinRecord> pin = about("pin");
+  EventsFor<PinRecord> unpin = about("unpin");
+  EventsFor<MessageRecord> deletion = about("delete");
+  // Pinned before bob hid it, unpinned and deleted after (the deletion drops its edits
+  // from the log); cat hid the other one, edited after.
+  auto pinned = run(chats.pin(member_of_chat(chat, ann.id), m->message.id, 40, pin));
+  ASSERT_TRUE(pinned && pinned->second);
+  EventsFor<MessageRecord> bob_hides = about("delete", bob.id);
+  ASSERT_TRUE(run(chats.hide_message(bob.id, m->message, bob_hides)));
+  EventsFor<MessageRecord> cat_hides = about("delete", cat.id);
+  ASSERT_TRUE(run(chats.hide_message(cat.id, other->message, cat_hides)));
+  ASSERT_TRUE(run(chats.unpin(member_of_chat(chat, ann.id), pinned->first.id, unpin)));
+  ASSERT_TRUE(run(
+      chats.edit_message(member_of_chat(chat, ann.id), other->message.id, "other too", 50, edit)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, m->message.id, deletion, no_unpins)));
+
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> got;
+  for (const auto& e : run(chats.events_since({chat}, {}, start, 100))) {
+    got.emplace_back(e.type + (e.user_id ? "/" + std::to_string(*e.user_id) : ""), e.hidden_from);
+  }
+  const std::vector<std::int64_t> bob_only{bob.id}, cat_only{cat.id}, nobody;
+  const std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected{
+      {"message", nobody},
+      {"message", nobody},
+      {"pin", bob_only},
+      {"delete/" + std::to_string(bob.id), nobody},
+      {"delete/" + std::to_string(cat.id), nobody},
+      {"unpin", bob_only},
+      {"edit", cat_only},
+      {"delete", bob_only}};
+  EXPECT_EQ(got, expected);
+}
+
 // Search answers from each message's current text, whatever order its sending, edits and
 // deletion reached the store in, several of them in one group commit.
 TEST_P(StoreContract, SearchFollowsEditsAndDeletionsMadeTogether) {

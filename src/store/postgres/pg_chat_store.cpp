@@ -203,6 +203,7 @@ constexpr const char* kEventsSince =
     "e.user_id = ANY($3::bigint[]) OR e.chat_id IN (SELECT chat_id FROM chat_members WHERE "
     "user_id = ANY($3::bigint[]))) ORDER BY e.seq LIMIT $4";
 #undef EVENT_COLUMNS
+constexpr const char* kHidersOfEvents = CHAT_SQL_HIDERS_OF_EVENTS("(SELECT unnest($1::bigint[]))");
 constexpr const char* kLogState =
     "SELECT pruned_through, last_seq FROM event_log_state WHERE id = 1";
 // The event log's lock, held from taking seqs until the broker has the events (see write()).
@@ -989,8 +990,20 @@ asio::awaitable<std::vector<EventRecord>> PgChatStore::events_since(
   auto params = pg_params(after_seq, array_literal(chat_ids), array_literal(user_ids), limit);
   auto r = co_await db_.query(kEventsSince, std::move(params));
   auto out = all_rows<EventRecord>(r, read_event);
-  // Read for delivery: the copies of messages brought up to date (a second statement, so
-  // as new as the events or newer: an edit's own event follows in the log either way).
+  // Read for delivery: hiders kept from what they hid (as they are now: a hide is never
+  // undone, and one since then is on its way too), and the copies of messages brought up to
+  // date (as new as the events or newer: an edit's own event follows in the log either way).
+  const auto seqs = seqs_skipping_hiders(out);
+  if (!seqs.empty()) {
+    auto params = pg_params(array_literal(seqs));
+    auto found = co_await db_.query(kHidersOfEvents, std::move(params));
+    std::vector<std::pair<std::int64_t, std::int64_t>> hiders;
+    hiders.reserve(static_cast<std::size_t>(found.rows()));
+    for (int i = 0; i < found.rows(); ++i) {
+      hiders.emplace_back(found.int64(i, 0), found.int64(i, 1));
+    }
+    apply_hiders(out, hiders);
+  }
   CopiesInLog copies(out);
   if (copies.ids().empty()) co_return out;
   auto ids = pg_params(array_literal(copies.ids()));

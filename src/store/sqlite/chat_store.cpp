@@ -167,6 +167,8 @@ constexpr const char* kEventsSince =
     "WHERE e.seq > ?1 AND (e.chat_id IN (SELECT value FROM json_each(?2)) OR e.user_id IN "
     "(SELECT value FROM json_each(?3)) OR e.chat_id IN (SELECT chat_id FROM chat_members WHERE "
     "user_id IN (SELECT value FROM json_each(?3)))) ORDER BY e.seq LIMIT ?4";
+constexpr const char* kHidersOfEvents =
+    CHAT_SQL_HIDERS_OF_EVENTS("(SELECT value FROM json_each(?1))");
 // The newest seq ever taken: the log's newest event, or, once pruning emptied the log, the
 // last seq it pruned.
 constexpr const char* kMaxSeq =
@@ -985,7 +987,15 @@ boost::asio::awaitable<std::vector<EventRecord>> SqliteChatStore::events_since(
     auto s = c.prepare(kEventsSince);
     s.bind(1, after_seq).bind(2, chats).bind(3, users).bind(4, limit);
     while (s.step()) out.push_back(read_event(s));
-    // Read for delivery: the copies of messages brought up to date, in the same snapshot.
+    // Read for delivery: hiders kept from what they hid, and the copies of messages brought
+    // up to date, in the same snapshot.
+    if (const auto seqs = seqs_skipping_hiders(out); !seqs.empty()) {
+      std::vector<std::pair<std::int64_t, std::int64_t>> hiders;
+      auto h = c.prepare(kHidersOfEvents);
+      h.bind(1, json_array(seqs));
+      while (h.step()) hiders.emplace_back(h.int64(0), h.int64(1));
+      apply_hiders(out, hiders);
+    }
     CopiesInLog copies(out);
     if (!copies.ids().empty()) {
       std::unordered_map<std::int64_t, MessageRecord> now;
