@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <deque>
@@ -416,20 +417,71 @@ class RedisBroker final : public Broker {
     }
   }
 
-  void receive_live(store::EventRecord e) {
+  // `may_wait`: false for an event released from held_untracked_, which waited already.
+  void receive_live(store::EventRecord e, bool may_wait = true) {
     if (recent_.contains(e.seq)) return;
     auto it = chats_.find(e.chat_id);
     if (it != chats_.end() && !it->second.live) {
       hold(it->second.held, std::move(e));
       return;
     }
-    // A chat this node does not hear (an event meant for a local user): while a catch-up
-    // of users runs it waits, so it cannot overtake older events of that catch-up.
-    if (it == chats_.end() && users_catching_up_ > 0) {
-      hold(held_untracked_, std::move(e));
-      return;
+    // A chat this node does not hear (an event meant for local users): while a catch-up
+    // of these users runs it waits, so it cannot overtake older events of that catch-up.
+    if (it == chats_.end() && may_wait && users_catching_up_ > 0) {
+      std::vector<std::int64_t> users = created_for(e);
+      if (waits_for_catch_up(users)) {
+        hold(held_untracked_, std::move(e));
+        note_held_untracked(users);
+        return;
+      }
     }
     deliver(e);
+  }
+
+  // Whether an event of a chat this node does not hear waits while catch-ups of users run:
+  // if it is meant for one of their users, or for someone an event held already is meant
+  // for (it must not overtake that one), or for users it does not name. Meant for others,
+  // it goes on: their sockets are live and hear other chats' newer events meanwhile, so
+  // holding it until every catch-up ended (users kept connecting to a restarted node) sent
+  // it after those, and a socket's seq went back. Once held events were dropped, everything
+  // waits: the last catch-up of users reads every local user's events again.
+  // `users`: whom the event is meant for (created_for).
+  bool waits_for_catch_up(const std::vector<std::int64_t>& users) const {
+    if (untracked_refill_ || users.empty() || held_unnamed_ > 0) return true;
+    return std::any_of(users.begin(), users.end(), [&](std::int64_t u) {
+      return users_in_catch_up_.contains(u) || held_users_.contains(u);
+    });
+  }
+
+  // Keeps count of whom the events in held_untracked_ are meant for.
+  void note_held_untracked(const std::vector<std::int64_t>& users) {
+    if (users.empty()) ++held_unnamed_;
+    for (const auto u : users) ++held_users_[u];
+  }
+  void forget_held_untracked() {
+    held_users_.clear();
+    held_unnamed_ = 0;
+  }
+
+  // Of the events held for chats the node does not hear, those that wait for no catch-up of
+  // users any more (waits_for_catch_up), in seq order into `out`; each stays behind an
+  // earlier one still held for any of the same users.
+  void release_untracked(std::vector<store::EventRecord>& out) {
+    if (untracked_refill_) return;
+    // Whom the events still held are meant for: a later event for any of them stays too.
+    forget_held_untracked();
+    std::vector<store::EventRecord> still;
+    for (auto& e : held_untracked_) {
+      const std::vector<std::int64_t> users = created_for(e);
+      if (waits_for_catch_up(users)) {
+        note_held_untracked(users);
+        still.push_back(std::move(e));
+      } else {
+        out.push_back(std::move(e));
+      }
+    }
+    unhold(held_untracked_.size() - still.size());
+    held_untracked_ = std::move(still);
   }
 
   // Keeps a live event until the catch-up it waits for is done. Everything held is in the
@@ -461,6 +513,7 @@ class RedisBroker final : public Broker {
     ++drops_;
     for (auto& [id, st] : chats_) note_dropped(st.held, st.refill);
     note_dropped(held_untracked_, untracked_refill_);
+    forget_held_untracked();
     unhold(dropped);
     metrics::metrics().broker_held_dropped.inc(dropped);
     spdlog::warn(
@@ -748,7 +801,10 @@ class RedisBroker final : public Broker {
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
                                  std::int64_t users_after, bool fill_gaps, bool counted = false) {
     const std::uint64_t epoch = epoch_;
-    if (!users.empty() && !counted) ++users_catching_up_;
+    if (!users.empty() && !counted) {
+      ++users_catching_up_;
+      for (const auto u : users) ++users_in_catch_up_[u];  // else counted by the caller
+    }
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& ref : chats) {
@@ -824,15 +880,28 @@ class RedisBroker final : public Broker {
       const std::int64_t from = std::exchange(untracked_refill_, std::nullopt)->after;
       handed_over = !everyone.empty();
       if (handed_over) {
+        for (const auto u : everyone) ++users_in_catch_up_[u];
         std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
         asio::co_spawn(strand_,
                        catch_up(std::move(no_chats), std::move(everyone), from, false, true),
                        asio::detached);
       }
     }
-    if (!users.empty() && !handed_over && --users_catching_up_ == 0) {
+    for (const auto u : users) {
+      if (auto it = users_in_catch_up_.find(u);
+          it != users_in_catch_up_.end() && --it->second == 0) {
+        users_in_catch_up_.erase(it);
+      }
+    }
+    const bool last = !users.empty() && !handed_over && --users_catching_up_ == 0;
+    if (last) {
       unhold(held_untracked_.size());
+      forget_held_untracked();
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
+    } else if (!users.empty() && !handed_over) {
+      std::vector<store::EventRecord> released;
+      release_untracked(released);
+      for (auto& e : released) waiting.push_back({std::move(e), false});
     }
     if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
       for (const auto& ref : chats) {
@@ -847,7 +916,7 @@ class RedisBroker final : public Broker {
                      [](const auto& a, const auto& b) { return a.event.seq < b.event.seq; });
     for (const auto& w : waiting) {
       if (!w.of_chat) {
-        receive_live(w.event);
+        receive_live(w.event, false);
         continue;
       }
       auto it = chats_.find(w.event.chat_id);
@@ -948,6 +1017,7 @@ class RedisBroker final : public Broker {
         metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
         unhold(held_untracked_.size());
         held_untracked_ = {};
+        forget_held_untracked();
         untracked_refill_.reset();
       }
       for (auto& [id, st] : chats_) {
@@ -997,7 +1067,13 @@ class RedisBroker final : public Broker {
   std::uint64_t next_gen_ = 0;
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
+  // The users of those catch-ups, each with the number of them reading its events.
+  std::unordered_map<std::int64_t, int> users_in_catch_up_;
   std::vector<store::EventRecord> held_untracked_;
+  // Whom the events in held_untracked_ are meant for (created_for), with their numbers, and
+  // how many name no one.
+  std::unordered_map<std::int64_t, int> held_users_;
+  std::size_t held_unnamed_ = 0;
   std::optional<Refill> untracked_refill_;        // as ChatState::refill
   std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_
   std::uint64_t drops_ = 0;                       // times held events were dropped (hold)

@@ -1841,3 +1841,58 @@ def test_a_replay_holds_nothing_from_before_the_members_joining(make_cluster):
         stop.set()
         worker.join(60)
 
+
+def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_order(
+        slow_link, make_cluster):
+    """A node holds an event of a chat it does not hear (a new chat reaching a member through
+    their channel) while a user's first socket there catches up from the log, so that it
+    cannot overtake what that catch-up delivers. It held it for every user, until the last
+    catch-up of users on the node ended: a member with a socket open long before got the
+    busy chat's newer messages first, and the new chat's `chat_created` after them (its
+    seqs went back), on a node that users kept connecting to (after a restart, say)."""
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    api = [Client(n) for n in cluster]
+    a, b = api[0].register(), api[0].register()
+    newcomers = [api[0].register() for _ in range(12)]
+    busy_chat = group_chat(api[0], a, b, name="busy")
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)  # node 1 hears the busy chat for b
+        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=b["access"])
+                               for _ in range(6)))
+        link.delay = 0.1  # a catch-up from the log takes a few tenths of a second
+        stop = threading.Event()
+
+        def chatter():
+            sent = []
+            me = Client(cluster[0])
+            while not stop.is_set() and len(sent) < 3000:
+                sent.append(rest_send(me, a, busy_chat, "busy")["id"])
+                time.sleep(0.005)
+            return sent
+        work = asyncio.get_running_loop().run_in_executor(None, chatter)
+        joined, opened = [], []
+        for k, who in enumerate(newcomers):
+            # Another user's first socket on node 1 catches up (after its handshake's own
+            # round trips); meanwhile b is added to a new chat, and the busy chat goes on.
+            opening = asyncio.ensure_future(user_ws(cluster[1], who, sync=False))
+            await asyncio.sleep(0.3 + 0.1 * k)  # at different points of its opening
+            joined.append(await rest(group_chat, api[0], a, b, name=f"joined {k}"))
+            opened.append(await opening)
+            await asyncio.sleep(0.5)  # the new chat read and heard
+        stop.set()
+        sent = await work
+        link.delay = 0
+        await wait_seen(b_ws, busy_chat, sent, timeout=20)
+        for g in joined:
+            await b_ws.until(is_("chat_created", chat_id=g), timeout=20)
+        check_seq_order(b_ws)
+        for ws in opened + [b_ws]:
+            await ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        link.delay = 0
