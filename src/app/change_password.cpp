@@ -10,6 +10,7 @@
 #include <stdexcept>
 
 #include "app/commands.hpp"
+#include "app/hash_cost.hpp"
 #include "app/open_store.hpp"
 #include "app/prompt.hpp"
 #include "auth/credential_rules.hpp"
@@ -27,12 +28,21 @@ std::string login_name() {
   return {};
 }
 
+// An empty answer: Django's command gives up at once ("aborted").
+struct Aborted {};
+
+std::string ask(const char* label) {
+  std::string answer = prompt(label, true);
+  if (answer.empty()) throw Aborted{};
+  return answer;
+}
+
 // The new password, or nothing after three failed tries.
 std::optional<std::string> ask_password(const std::string& username) {
   constexpr int kTries = 3;
   for (int tries = 0; tries < kTries; ++tries) {
-    std::string first = prompt("Password: ", true);
-    if (prompt("Password (again): ", true) != first) {
+    std::string first = ask("Password: ");
+    if (ask("Password (again): ") != first) {
       std::printf("Passwords do not match. Please try again.\n");
       std::fflush(stdout);
       continue;
@@ -62,6 +72,9 @@ int change_password(const config::Settings& s, std::optional<std::string> userna
   std::optional<std::string> password;
   try {
     password = ask_password(user->username);
+  } catch (const Aborted&) {
+    std::fprintf(stderr, "CommandError: aborted\n");
+    return 1;
   } catch (const std::runtime_error& e) {
     std::fprintf(stderr, "Error: %s\n", e.what());
     return 1;
@@ -72,7 +85,7 @@ int change_password(const config::Settings& s, std::optional<std::string> userna
     return 1;
   }
 
-  auth::PasswordHasher hasher(1);
+  auth::PasswordHasher hasher(1, hash_cost(s));
   store::UserChanges changes;
   changes.password_hash = hasher.hash_now(*password);
   // Every session: their refresh tokens are revoked and their access tokens refused from

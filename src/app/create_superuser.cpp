@@ -5,6 +5,7 @@
 #include <iostream>
 
 #include "app/commands.hpp"
+#include "app/hash_cost.hpp"
 #include "app/open_store.hpp"
 #include "app/prompt.hpp"
 #include "auth/credential_rules.hpp"
@@ -93,7 +94,7 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
     return 1;
   }
 
-  auth::PasswordHasher hasher(1);
+  auth::PasswordHasher hasher(1, hash_cost(s));
   store::NewUser user;
   user.username = *o.username;
   user.username_key = auth::username_key(*o.username);

@@ -18,6 +18,7 @@
 
 #include "admin/admin_service.hpp"
 #include "app/commands.hpp"
+#include "app/hash_cost.hpp"
 #include "app/open_store.hpp"
 #include "app/serve_lock.hpp"
 #include "auth/auth_service.hpp"
@@ -128,9 +129,7 @@ int serve(const config::Settings& s) {
     redis_client->start();
   }
 
-  const auth::HashCost hash_cost{static_cast<unsigned long long>(s.password_hash_ops),
-                                 static_cast<std::size_t>(s.password_hash_memory_kib) * 1024};
-  auth::PasswordHasher hasher(s.hasher_threads, hash_cost);
+  auth::PasswordHasher hasher(s.hasher_threads, hash_cost(s));
   auto limiter = redis_client ? auth::make_redis_rate_limiter(redis_client, s.redis.prefix)
                               : auth::make_memory_rate_limiter();
   const auth::JwtCodec jwt(s.secret_key);

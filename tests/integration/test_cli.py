@@ -145,13 +145,13 @@ def superuser_env(db):
     return {**db.env, "SECRET_KEY": SECRET_KEY}
 
 
-def assert_superuser(db, username):
+def assert_superuser(db, username, cost="m=19456,t=2,p=1"):
     rows = db.query("SELECT is_staff, is_superuser, is_active, password_hash FROM users "
                     "WHERE username = ?", username)
     assert len(rows) == 1, rows
     row = rows[0]
     assert row[:3] == (1, 1, 1)
-    assert row[3].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert row[3].startswith(f"$argon2id$v=19${cost}$"), row[3]
 
 
 def test_createsuperuser_from_flags_and_login():
@@ -310,6 +310,8 @@ def test_changepassword_asks_twice_checks_and_ends_every_session():
         assert r.returncode == 1 and "does not exist" in r.stderr, r.stderr
         r = chatd("changepassword", name, env=env, cwd=workdir, input="only-one-1\n")
         assert r.returncode == 1 and "no input" in r.stderr, r.stderr
+        r = chatd("changepassword", name, env=env, cwd=workdir, input="\nnew-pass-34\n")
+        assert r.returncode == 1 and "CommandError: aborted" in r.stderr, r.stderr
         c.login(name, "new-pass-12")
         # A superuser made without a password gets one this way.
         admin = unique_name("admin")
@@ -320,6 +322,17 @@ def test_changepassword_asks_twice_checks_and_ends_every_session():
                   input="admin-pass-1\nadmin-pass-1\n")
         assert r.returncode == 0, r.stderr
         c.login(admin, "admin-pass-1")
+        # At the cost new hashes are made at (PASSWORD_HASH_*), as the server makes them.
+        cheap = {**env, "PASSWORD_HASH_MEMORY_KIB": "64", "PASSWORD_HASH_OPS": "1"}
+        r = chatd("changepassword", admin, env=cheap, cwd=workdir,
+                  input="admin-pass-2\nadmin-pass-2\n")
+        assert r.returncode == 0, r.stderr
+        assert_superuser(db, admin, cost="m=64,t=1,p=1")
+        other = unique_name("cheap")
+        r = chatd("createsuperuser", "--username", other, "--email", "c@example.com",
+                  "--password", "cheap-pass-1", "--noinput", env=cheap, cwd=workdir)
+        assert r.returncode == 0, r.stderr
+        assert_superuser(db, other, cost="m=64,t=1,p=1")
         assert_no_server_errors(s)
     finally:
         s.stop()
