@@ -8,6 +8,7 @@
 #include "app/hash_cost.hpp"
 #include "app/open_store.hpp"
 #include "app/prompt.hpp"
+#include "app/run_to_end.hpp"
 #include "auth/credential_rules.hpp"
 #include "auth/password_hasher.hpp"
 #include "common/unicode.hpp"

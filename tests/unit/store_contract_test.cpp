@@ -24,6 +24,7 @@
 
 #include <boost/json/parse.hpp>
 
+#include "app/run_to_end.hpp"
 #include "auth/credential_rules.hpp"
 #include "chat/wire.hpp"
 #include "config/settings.hpp"
@@ -56,13 +57,7 @@ Standing member_of_chat(std::int64_t chat, std::int64_t user) {
   return Standing{chat, user, std::nullopt};
 }
 
-template <class T>
-T run_on(boost::asio::io_context& io, boost::asio::awaitable<T> a) {
-  io.restart();
-  auto f = boost::asio::co_spawn(io, std::move(a), boost::asio::use_future);
-  io.run();
-  return f.get();
-}
+using chat::app::run_to_end;
 
 struct Backend {
   std::string name;
@@ -81,7 +76,7 @@ void pg_admin(const std::string& sql) {
         co_await postgres::PgConnection::connect(io.get_executor(), std::getenv("CHATD_TEST_PG"));
     co_await conn->script(sql);
   };
-  run_on(io, task());
+  run_to_end(io, task());
 }
 
 // Runs `sql` on the test server's database `dbname`.
@@ -94,7 +89,7 @@ void pg_exec(const std::string& dbname, const std::string& sql) {
         "host=127.0.0.1 port=" + port + " dbname=" + dbname + " user=chat password=chat");
     co_await conn->script(sql);
   };
-  run_on(io, task());
+  run_to_end(io, task());
 }
 
 std::string db_name(const std::string& scratch) {
@@ -160,7 +155,7 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
 
   template <class T>
   T run(boost::asio::awaitable<T> a) {
-    return run_on(io_, std::move(a));
+    return run_to_end(io_, std::move(a));
   }
 
   // Closes the store, runs `sql` on its database and forgets migration `name`, then opens
