@@ -408,8 +408,10 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                };
                if (!count) {
                  // The store failed; it is asked again later (true). Meanwhile `always`
-                 // sends the count the session has, once.
-                 if (always && !*sent_held) {
+                 // sends the count the session has, once, and live changes are told again
+                 // (the read may be given up on).
+                 state.awaiting_recount = false;
+                 if ((always && !*sent_held) || std::exchange(state.held_back, false)) {
                    *sent_held = true;
                    tell();
                  }
@@ -422,12 +424,15 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                if (moved && !stale && attempts > 1) {
                  ask_again = true;  // changed live meanwhile: this count may miss that change
                } else {
+                 // Changes held back while the count was out of date go out now, whatever.
+                 state.awaiting_recount = false;
+                 const bool awaited = std::exchange(state.held_back, false);
                  if (!moved && !stale) {
                    state.as_of = std::max(state.as_of, count->seq);
-                   if (!always && state.unread == count->count) return false;
+                   if (!always && !awaited && state.unread == count->count) return false;
                    state.unread = count->count;
                    ++state.version;
-                 } else if (!always) {
+                 } else if (!always && !awaited) {
                    return false;  // the count kept changing, or older news
                  }
                  tell();
@@ -505,6 +510,13 @@ void Hub::on_logged(const store::EventRecord& event) {
     }
     return unread_frames.emplace_back(count, unread_frame(chat_id, count)).second;
   };
+  // The user read the chat or hid a message: the count held is out of date until the store's
+  // recount (asked below) applies, and an answer asked for before is older news.
+  auto await_recount = [&](UnreadState& st) {
+    if (event.seq <= st.as_of) return;  // the count was read after it
+    st.awaiting_recount = true;
+    ++st.version;
+  };
   Interest interest;
   std::uint64_t queued = 0;
   {
@@ -551,10 +563,17 @@ void Hub::on_logged(const store::EventRecord& event) {
               // The client may still show the count it had before it left the chat.
               announce.push_back(e->session);
             } else if (type == "delete") {  // hidden for them
+              if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
+                await_recount(st->second);
+              }
               recount.push_back(e->session);
             }
           } else if (s.chat_id() == chat_id && type == "delete") {
-            recount.push_back(e->session);  // hidden for them: the state it keeps (attach)
+            // Hidden for them: the state it keeps (attach).
+            if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
+              await_recount(st->second);
+            }
+            recount.push_back(e->session);
           } else if (s.chat_id() == chat_id &&
                      (type == "member_removed" || type == "chat_deleted")) {
             deliver_to(*e);
@@ -611,18 +630,25 @@ void Hub::on_logged(const store::EventRecord& event) {
             // A count is a state: under load, a socket gets only the newest one per write.
             ++st->second.version;
             ++st->second.unread;
-            if (tell) queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
+            if (st->second.awaiting_recount) {
+              st->second.held_back = true;
+            } else if (tell) {
+              queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
+            }
           } else if (is_message && sender == me) {
             // Sending reads the chat up to one's own message, the newest of the chat when
             // it committed: nothing is unread any more, on every device of the sender.
             st->second.last_read = std::max(st->second.last_read, message_id);
-            if (st->second.unread != 0) {
+            if (st->second.unread != 0 || st->second.awaiting_recount) {
               st->second.unread = 0;
+              st->second.awaiting_recount = false;
+              st->second.held_back = false;
               ++st->second.version;
               if (tell) queue_locked(*e, unread_frame_for(0), 0, chat_id);
             }
           } else if (type == "read" && subject == me) {
             st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));
+            await_recount(st->second);
             recount.push_back(e->session);
           } else if (type == "delete" && message_id > st->second.last_read) {
             // Deleted for everyone, and held by the count: it leaves the count at once.
@@ -634,7 +660,11 @@ void Hub::on_logged(const store::EventRecord& event) {
             if (event.seq > st->second.as_of && st->second.unread > 0) {
               --st->second.unread;
               ++st->second.version;
-              if (tell) queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
+              if (st->second.awaiting_recount) {
+                st->second.held_back = true;
+              } else if (tell) {
+                queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
+              }
             }
             recount.push_back(e->session);
           }

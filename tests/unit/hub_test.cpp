@@ -399,6 +399,61 @@ TEST(Hub, AMessageDeletedForEveryoneLeavesTheCountBeforeTheRecountAnswers) {
   EXPECT_EQ(unread_frames(me->written).size(), 5U) << ::testing::PrintToString(me->written);
 }
 
+TEST(Hub, ACountMadeOutOfDateByTheUsersReadIsNotMovedUntilTheStoreAnswers) {
+  Fixture f;
+  auto me = std::make_shared<FakeSession>(2, 0);
+  // 7 unread, counted at seq 10.
+  std::unordered_map<std::int64_t, UnreadState> chats{
+      {5, {.last_read = 100, .unread = 7, .as_of = 10}}};
+  f.hub.attach(me, chats, 10, nullptr);
+  // The user reads everything (up to 107), and a message comes before the recount answers:
+  // the count the client sees goes from 7 to 1, never to 8.
+  f.hub.on_logged(read_of(11, 5, 2, 107));
+  f.hub.on_logged(message(12, 5, 108, 1));
+  f.run_jobs();
+  EXPECT_TRUE(unread_frames(me->written).empty()) << ::testing::PrintToString(me->written);
+  ASSERT_EQ(f.recounts.size(), 1U);
+  f.recounts[0].second(UnreadCount{1, 12});  // asked before the message: asked again
+  ASSERT_EQ(f.recounts.size(), 2U);
+  f.run_jobs();
+  EXPECT_TRUE(unread_frames(me->written).empty());
+  f.recounts[1].second(UnreadCount{1, 12});
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written),
+            std::vector<std::string>{R"({"type":"unread","chat_id":5,"unread_count":1})"});
+  // Live again: the next message is told at once.
+  f.hub.on_logged(message(13, 5, 109, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  // A hide waits the same way, and a count the store answers unchanged still goes out
+  // when a change was held back meanwhile (the client shows an older one).
+  f.hub.on_logged(deletion(14, 5, 109, 2));
+  f.hub.on_logged(message(15, 5, 110, 1));
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written).size(), 2U);
+  f.recounts.back().second(UnreadCount{2, 15});  // asked before the message: asked again
+  f.run_jobs();
+  EXPECT_EQ(unread_frames(me->written).size(), 2U);
+  f.recounts.back().second(UnreadCount{2, 15});
+  f.run_jobs();
+  ASSERT_EQ(unread_frames(me->written).size(), 3U);
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":2})");
+  // A read the store cannot count: nothing is sent for it, and live changes are told again
+  // (the read may be given up on); one's own message makes the count exact (0).
+  f.hub.on_logged(read_of(16, 5, 2, 109));
+  f.run_jobs();
+  EXPECT_TRUE(f.recounts.back().second(std::nullopt));
+  f.run_jobs();
+  ASSERT_EQ(unread_frames(me->written).size(), 3U);
+  f.hub.on_logged(message(17, 5, 111, 1));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":3})");
+  f.hub.on_logged(read_of(18, 5, 2, 111));
+  f.hub.on_logged(message(19, 5, 112, 2));
+  f.run_jobs();
+  EXPECT_EQ(last_unread(me->written), R"({"type":"unread","chat_id":5,"unread_count":0})");
+}
+
 TEST(Hub, ChatsHeardWhileASocketOpenedAreCountedAgain) {
   Fixture f;
   // Heard after the socket read its counts at seq 10, before it was attached: nothing
