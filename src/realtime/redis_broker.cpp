@@ -10,7 +10,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
-#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <deque>
@@ -417,8 +416,7 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // `may_wait`: false for an event released from held_untracked_, which waited already.
-  void receive_live(store::EventRecord e, bool may_wait = true) {
+  void receive_live(store::EventRecord e) {
     if (recent_.contains(e.seq)) return;
     auto it = chats_.find(e.chat_id);
     if (it != chats_.end() && !it->second.live) {
@@ -426,62 +424,20 @@ class RedisBroker final : public Broker {
       return;
     }
     // A chat this node does not hear (an event meant for local users): while a catch-up
-    // of these users runs it waits, so it cannot overtake older events of that catch-up.
-    if (it == chats_.end() && may_wait && users_catching_up_ > 0) {
-      std::vector<std::int64_t> users = created_for(e);
-      if (waits_for_catch_up(users)) {
-        hold(held_untracked_, std::move(e));
-        note_held_untracked(users);
-        return;
-      }
+    // of every local user runs (after Redis was lost, a resync), or one reads again what
+    // was dropped, it waits, so it cannot overtake older events of that catch-up; so do the
+    // live events of every chat then. A catch-up for a user's first socket here holds
+    // nothing back: that socket keeps what it gets until the catch-up is done and sends
+    // it in seq order, and the user's other sockets opening meanwhile wait for it too
+    // (start_hearing). Held for it, such an event reached the live sockets of other users
+    // it was meant for (a new chat's members) after newer events of other chats, and
+    // their seq went back.
+    if (it == chats_.end() && users_catching_up_ > 0 &&
+        (every_user_catch_ups_ > 0 || untracked_refill_)) {
+      hold(held_untracked_, std::move(e));
+      return;
     }
     deliver(e);
-  }
-
-  // Whether an event of a chat this node does not hear waits while catch-ups of users run:
-  // if it is meant for one of their users, or for someone an event held already is meant
-  // for (it must not overtake that one), or for users it does not name. Meant for others,
-  // it goes on: their sockets are live and hear other chats' newer events meanwhile, so
-  // holding it until every catch-up ended (users kept connecting to a restarted node) sent
-  // it after those, and a socket's seq went back. Once held events were dropped, everything
-  // waits: the last catch-up of users reads every local user's events again.
-  // `users`: whom the event is meant for (created_for).
-  bool waits_for_catch_up(const std::vector<std::int64_t>& users) const {
-    if (untracked_refill_ || users.empty() || held_unnamed_ > 0) return true;
-    return std::any_of(users.begin(), users.end(), [&](std::int64_t u) {
-      return users_in_catch_up_.contains(u) || held_users_.contains(u);
-    });
-  }
-
-  // Keeps count of whom the events in held_untracked_ are meant for.
-  void note_held_untracked(const std::vector<std::int64_t>& users) {
-    if (users.empty()) ++held_unnamed_;
-    for (const auto u : users) ++held_users_[u];
-  }
-  void forget_held_untracked() {
-    held_users_.clear();
-    held_unnamed_ = 0;
-  }
-
-  // Of the events held for chats the node does not hear, those that wait for no catch-up of
-  // users any more (waits_for_catch_up), in seq order into `out`; each stays behind an
-  // earlier one still held for any of the same users.
-  void release_untracked(std::vector<store::EventRecord>& out) {
-    if (untracked_refill_) return;
-    // Whom the events still held are meant for: a later event for any of them stays too.
-    forget_held_untracked();
-    std::vector<store::EventRecord> still;
-    for (auto& e : held_untracked_) {
-      const std::vector<std::int64_t> users = created_for(e);
-      if (waits_for_catch_up(users)) {
-        note_held_untracked(users);
-        still.push_back(std::move(e));
-      } else {
-        out.push_back(std::move(e));
-      }
-    }
-    unhold(held_untracked_.size() - still.size());
-    held_untracked_ = std::move(still);
   }
 
   // Keeps a live event until the catch-up it waits for is done. Everything held is in the
@@ -513,7 +469,6 @@ class RedisBroker final : public Broker {
     ++drops_;
     for (auto& [id, st] : chats_) note_dropped(st.held, st.refill);
     note_dropped(held_untracked_, untracked_refill_);
-    forget_held_untracked();
     unhold(dropped);
     metrics::metrics().broker_held_dropped.inc(dropped);
     spdlog::warn(
@@ -651,19 +606,33 @@ class RedisBroker final : public Broker {
       fresh.emplace_back(id, st.gen);
       channels.push_back(chat_channel(id));
     }
+    std::vector<std::int64_t> wait_for;  // users whose first socket here is catching up
     for (auto id : user_ids) {
       if (users_[id]++ == 0) {
         ++users_added_;
         fresh_users.push_back(id);
         channels.push_back(user_channel(id));
+        ++opening_users_[id];
+      } else if (opening_users_.contains(id)) {
+        wait_for.push_back(id);
       }
     }
     if (fresh.empty() && gate) {  // heard already: nothing to read
       open_gate(*gate);
       gate.reset();
     }
+    if (ready && !wait_for.empty()) {
+      // Another socket of the user is being caught up from the log: this one is ready when
+      // that catch-up is done (and its own reads, if any), so that nothing it delivers
+      // comes after newer events this socket heard live.
+      auto left = std::make_shared<std::size_t>(wait_for.size() + (channels.empty() ? 0 : 1));
+      ready = [left, done = std::move(ready)] {
+        if (--*left == 0) done();
+      };
+      for (auto id : wait_for) ready_when_caught_up_[id].push_back(ready);
+    }
     if (channels.empty()) {
-      if (ready) ready();
+      if (ready && wait_for.empty()) ready();
       return;
     }
     asio::co_spawn(strand_,
@@ -704,9 +673,18 @@ class RedisBroker final : public Broker {
       }
     }
     co_await subscribed(std::move(channels));
-    co_await catch_up(std::move(fresh), std::move(users), start, false);
+    const std::vector<std::int64_t> opening = users;
+    co_await catch_up(std::move(fresh), std::move(users), start, false, false, true);
     if (gate) open_gate(*gate);
     if (ready) ready();
+    for (const auto id : opening) {
+      auto it = opening_users_.find(id);
+      if (it == opening_users_.end() || --it->second > 0) continue;
+      opening_users_.erase(it);
+      auto waiting = ready_when_caught_up_.extract(id);
+      if (waiting.empty()) continue;
+      for (const auto& r : waiting.mapped()) r();
+    }
   }
 
   // Every event up to `seq` has come in from Redis, for the channels this node hears:
@@ -799,12 +777,12 @@ class RedisBroker final : public Broker {
   // delivered from this read, newer events of one chat would overtake older events of
   // another still on their way through Redis, and a socket's seq would go back.
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
-                                 std::int64_t users_after, bool fill_gaps, bool counted = false) {
+                                 std::int64_t users_after, bool fill_gaps, bool counted = false,
+                                 bool first_sockets = false) {
     const std::uint64_t epoch = epoch_;
-    if (!users.empty() && !counted) {
-      ++users_catching_up_;
-      for (const auto u : users) ++users_in_catch_up_[u];  // else counted by the caller
-    }
+    if (!users.empty() && !counted) ++users_catching_up_;
+    const bool every_user = !users.empty() && !first_sockets;
+    if (every_user && !counted) ++every_user_catch_ups_;  // else counted by the caller
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& ref : chats) {
@@ -880,28 +858,20 @@ class RedisBroker final : public Broker {
       const std::int64_t from = std::exchange(untracked_refill_, std::nullopt)->after;
       handed_over = !everyone.empty();
       if (handed_over) {
-        for (const auto u : everyone) ++users_in_catch_up_[u];
+        ++every_user_catch_ups_;
         std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
         asio::co_spawn(strand_,
                        catch_up(std::move(no_chats), std::move(everyone), from, false, true),
                        asio::detached);
       }
     }
-    for (const auto u : users) {
-      if (auto it = users_in_catch_up_.find(u);
-          it != users_in_catch_up_.end() && --it->second == 0) {
-        users_in_catch_up_.erase(it);
-      }
-    }
+    if (every_user) --every_user_catch_ups_;
     const bool last = !users.empty() && !handed_over && --users_catching_up_ == 0;
-    if (last) {
+    // Held only while a catch-up of every user runs (receive_live): released when the last
+    // of those ends, unless what was dropped is still to be read again.
+    if (last || (every_user && every_user_catch_ups_ == 0 && !untracked_refill_ && !handed_over)) {
       unhold(held_untracked_.size());
-      forget_held_untracked();
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
-    } else if (!users.empty() && !handed_over) {
-      std::vector<store::EventRecord> released;
-      release_untracked(released);
-      for (auto& e : released) waiting.push_back({std::move(e), false});
     }
     if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
       for (const auto& ref : chats) {
@@ -916,7 +886,7 @@ class RedisBroker final : public Broker {
                      [](const auto& a, const auto& b) { return a.event.seq < b.event.seq; });
     for (const auto& w : waiting) {
       if (!w.of_chat) {
-        receive_live(w.event, false);
+        receive_live(w.event);
         continue;
       }
       auto it = chats_.find(w.event.chat_id);
@@ -1017,7 +987,6 @@ class RedisBroker final : public Broker {
         metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
         unhold(held_untracked_.size());
         held_untracked_ = {};
-        forget_held_untracked();
         untracked_refill_.reset();
       }
       for (auto& [id, st] : chats_) {
@@ -1067,13 +1036,13 @@ class RedisBroker final : public Broker {
   std::uint64_t next_gen_ = 0;
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
   int users_catching_up_ = 0;
-  // The users of those catch-ups, each with the number of them reading its events.
-  std::unordered_map<std::int64_t, int> users_in_catch_up_;
+  // Of those, the catch-ups of every local user (not of first sockets: catch_up).
+  int every_user_catch_ups_ = 0;
+  // Users whose first socket here is being caught up (hear), and what waits for that: the
+  // readiness of their other sockets opening meanwhile.
+  std::unordered_map<std::int64_t, int> opening_users_;
+  std::unordered_map<std::int64_t, std::vector<std::function<void()>>> ready_when_caught_up_;
   std::vector<store::EventRecord> held_untracked_;
-  // Whom the events in held_untracked_ are meant for (created_for), with their numbers, and
-  // how many name no one.
-  std::unordered_map<std::int64_t, int> held_users_;
-  std::size_t held_unnamed_ = 0;
   std::optional<Refill> untracked_refill_;        // as ChatState::refill
   std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_
   std::uint64_t drops_ = 0;                       // times held events were dropped (hold)

@@ -1842,14 +1842,16 @@ def test_a_replay_holds_nothing_from_before_the_members_joining(make_cluster):
         worker.join(60)
 
 
+@pytest.mark.parametrize("newcomer_too", [False, True], ids=["others", "with-newcomer"])
 def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_order(
-        slow_link, make_cluster):
+        slow_link, make_cluster, newcomer_too):
     """A node holds an event of a chat it does not hear (a new chat reaching a member through
     their channel) while a user's first socket there catches up from the log, so that it
     cannot overtake what that catch-up delivers. It held it for every user, until the last
     catch-up of users on the node ended: a member with a socket open long before got the
     busy chat's newer messages first, and the new chat's `chat_created` after them (its
-    seqs went back), on a node that users kept connecting to (after a restart, say)."""
+    seqs went back), on a node that users kept connecting to (after a restart, say). With
+    the newcomer a member of the new chat too, it was held for them, and so for b."""
     db = Database()
     link = slow_link(int(db.env["DB_PORT"]))
     cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
@@ -1879,7 +1881,8 @@ def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_
             # round trips); meanwhile b is added to a new chat, and the busy chat goes on.
             opening = asyncio.ensure_future(user_ws(cluster[1], who, sync=False))
             await asyncio.sleep(0.3 + 0.1 * k)  # at different points of its opening
-            joined.append(await rest(group_chat, api[0], a, b, name=f"joined {k}"))
+            members = (b, who) if newcomer_too else (b,)
+            joined.append(await rest(group_chat, api[0], a, *members, name=f"joined {k}"))
             opened.append(await opening)
             await asyncio.sleep(0.5)  # the new chat read and heard
         stop.set()
@@ -1889,6 +1892,9 @@ def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_
         for g in joined:
             await b_ws.until(is_("chat_created", chat_id=g), timeout=20)
         check_seq_order(b_ws)
+        for ws in opened:  # the newcomers' first sockets, in order too
+            await ws.drain(0.2)
+            check_seq_order(ws)
         for ws in opened + [b_ws]:
             await ws.close()
 
