@@ -5,6 +5,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <iterator>
 #include <unordered_set>
 
@@ -80,7 +81,19 @@ std::vector<SessionPtr> Hub::attach(const SessionPtr& session,
     e.chats.reserve(chats.size());
     for (const auto& [chat_id, state] : chats) add_chat(e, chat_id, interest);
     auto& mine = by_user_[session->user_id()];
-    if (mine.empty()) interest.users_on.push_back(session->user_id());
+    if (mine.empty()) {
+      interest.users_on.push_back(session->user_id());
+    } else if (ready) {
+      // Another socket of the user may still be catching up from the log (the broker reads
+      // for the user's first socket here): this one goes live after that too, else what
+      // that read hands on could come after newer events this one heard live.
+      auto left = std::make_shared<std::atomic<int>>(2);
+      auto both = [left, done = std::move(ready)] {
+        if (left->fetch_sub(1) == 1) done();
+      };
+      broker_.when_caught_up(session->user_id(), both);
+      ready = both;
+    }
     mine.push_back(&e);
     while (node_limit && mine.size() > max_sockets_per_user_) {
       auto oldest = std::min_element(mine.begin(), mine.end(), [](const Entry* a, const Entry* b) {
@@ -408,14 +421,34 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                };
                if (!count) {
                  // The store failed; it is asked again later (true). Meanwhile `always`
-                 // sends the count the session has, once, and live changes are told again
-                 // (the read may be given up on).
-                 state.awaiting_recount = false;
-                 if ((always && !*sent_held) || std::exchange(state.held_back, false)) {
+                 // sends the count the session has, once, and a count out of date goes on
+                 // as it is, changes told again (the read may be given up on).
+                 const bool held = !state.held_changes.empty();
+                 state.stale_from = 0;
+                 state.held_changes.clear();
+                 if ((always && !*sent_held) || held) {
                    *sent_held = true;
                    tell();
                  }
                  return true;
+               }
+               if (state.stale_from != 0) {
+                 // Out of date: only a count read after the event that made it so applies,
+                 // with the changes heard since that were logged after its read.
+                 if (count->seq < state.stale_from) return false;
+                 std::int64_t after = count->count;
+                 for (const auto& [seq, delta] : state.held_changes) {
+                   if (seq > count->seq) after = std::max<std::int64_t>(0, after + delta);
+                 }
+                 const bool held = !state.held_changes.empty();
+                 state.stale_from = 0;
+                 state.held_changes.clear();
+                 state.as_of = std::max(state.as_of, count->seq);
+                 ++state.version;
+                 if (!always && !held && state.unread == after) return false;
+                 state.unread = after;
+                 tell();
+                 return false;
                }
                const bool moved = state.version != asked_at;
                // Answers to two questions can come back in either order: one read before
@@ -424,15 +457,12 @@ void Hub::recount_for(const SessionPtr& s, std::int64_t chat_id, bool always, in
                if (moved && !stale && attempts > 1) {
                  ask_again = true;  // changed live meanwhile: this count may miss that change
                } else {
-                 // Changes held back while the count was out of date go out now, whatever.
-                 state.awaiting_recount = false;
-                 const bool awaited = std::exchange(state.held_back, false);
                  if (!moved && !stale) {
                    state.as_of = std::max(state.as_of, count->seq);
-                   if (!always && !awaited && state.unread == count->count) return false;
+                   if (!always && state.unread == count->count) return false;
                    state.unread = count->count;
                    ++state.version;
-                 } else if (!always && !awaited) {
+                 } else if (!always) {
                    return false;  // the count kept changing, or older news
                  }
                  tell();
@@ -513,8 +543,8 @@ void Hub::on_logged(const store::EventRecord& event) {
   // The user read the chat or hid a message: the count held is out of date until the store's
   // recount (asked below) applies, and an answer asked for before is older news.
   auto await_recount = [&](UnreadState& st) {
-    if (event.seq <= st.as_of) return;  // the count was read after it
-    st.awaiting_recount = true;
+    if (event.seq <= st.as_of) return;                   // the count was read after it
+    st.stale_from = std::max(st.stale_from, event.seq);  // a count read after the newest
     ++st.version;
   };
   Interest interest;
@@ -630,8 +660,8 @@ void Hub::on_logged(const store::EventRecord& event) {
             // A count is a state: under load, a socket gets only the newest one per write.
             ++st->second.version;
             ++st->second.unread;
-            if (st->second.awaiting_recount) {
-              st->second.held_back = true;
+            if (st->second.stale_from != 0) {
+              st->second.held_changes.emplace_back(event.seq, 1);
             } else if (tell) {
               queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
             }
@@ -639,10 +669,10 @@ void Hub::on_logged(const store::EventRecord& event) {
             // Sending reads the chat up to one's own message, the newest of the chat when
             // it committed: nothing is unread any more, on every device of the sender.
             st->second.last_read = std::max(st->second.last_read, message_id);
-            if (st->second.unread != 0 || st->second.awaiting_recount) {
+            if (st->second.unread != 0 || st->second.stale_from != 0) {
               st->second.unread = 0;
-              st->second.awaiting_recount = false;
-              st->second.held_back = false;
+              st->second.stale_from = 0;
+              st->second.held_changes.clear();
               ++st->second.version;
               if (tell) queue_locked(*e, unread_frame_for(0), 0, chat_id);
             }
@@ -657,14 +687,13 @@ void Hub::on_logged(const store::EventRecord& event) {
             // (Own messages are never above `last_read`: sending reads them. A message
             // hidden by the user waits for the recount: it may have been deleted, and out
             // of the count, already.)
-            if (event.seq > st->second.as_of && st->second.unread > 0) {
+            if (event.seq > st->second.as_of && st->second.stale_from != 0) {
+              st->second.held_changes.emplace_back(event.seq, -1);
+              ++st->second.version;
+            } else if (event.seq > st->second.as_of && st->second.unread > 0) {
               --st->second.unread;
               ++st->second.version;
-              if (st->second.awaiting_recount) {
-                st->second.held_back = true;
-              } else if (tell) {
-                queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
-              }
+              if (tell) queue_locked(*e, unread_frame_for(st->second.unread), 0, chat_id);
             }
             recount.push_back(e->session);
           }

@@ -16,6 +16,7 @@
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 #include <vector>
 
 #include "realtime/broker.hpp"
@@ -41,12 +42,13 @@ struct UnreadState {
   // The event-log seq `unread` was read from the store at: a message event at or below it
   // is in the count already (committed before the read, but heard after its answer).
   std::int64_t as_of = 0;
-  // The count is known to be out of date (the user read the chat, or hid a message, at a
-  // seq past `as_of`) until a store recount applies. Changes heard meanwhile are counted
-  // but not told: told, they moved the old count, and the client showed a count it never
-  // had (7 unread, read them all, a message came: 8, then 1).
-  bool awaiting_recount = false;
-  bool held_back = false;  // a change was not told meanwhile: the recount's count goes out
+  // The count is out of date from this seq on (the user read the chat, or hid a message,
+  // in the event logged there; 0: it is not) until a store count read at or after it
+  // applies. Changes heard meanwhile are not told: told, they moved the old count, and the
+  // client showed a count it never had (7 unread, all read, a message came: 8, then 1).
+  // They are kept (seq, +1 or -1), and the store's count gets those logged after its read.
+  std::int64_t stale_from = 0;
+  std::vector<std::pair<std::int64_t, std::int64_t>> held_changes;
   // The seq of the chat_created that made the socket hear the chat (0: heard since it
   // was attached). An event of the chat logged before it is from before the user joined:
   // a node catching up from the log for another socket can hear it later, and it is not
