@@ -85,6 +85,10 @@ class Broker {
                          std::optional<std::int64_t> from_seq, std::function<void()> ready) = 0;
   virtual void unsubscribe(std::vector<std::int64_t> chat_ids,
                            std::vector<std::int64_t> user_ids) = 0;
+  // Runs `ready` once what the broker reads from the log for the user's first local session
+  // (a `subscribe` of the user) has been handed on: a later socket of the user, opening
+  // meanwhile, waits for it before it goes live. At once when nothing is being read.
+  virtual void when_caught_up(std::int64_t /*user_id*/, std::function<void()> ready) { ready(); }
 
   // Events from `first_seq` on may be committed without the other nodes having heard them
   // (a COMMIT that got no answer): have every node read them from the log.

@@ -224,6 +224,16 @@ class RedisBroker final : public Broker {
     });
   }
 
+  void when_caught_up(std::int64_t user_id, std::function<void()> ready) override {
+    asio::post(strand_, [this, user_id, ready = std::move(ready)]() mutable {
+      if (opening_users_.contains(user_id)) {
+        ready_when_caught_up_[user_id].push_back(std::move(ready));
+      } else {
+        ready();
+      }
+    });
+  }
+
   void unsubscribe(std::vector<std::int64_t> chat_ids,
                    std::vector<std::int64_t> user_ids) override {
     asio::post(strand_, [this, chat_ids = std::move(chat_ids), user_ids = std::move(user_ids)] {
@@ -606,33 +616,20 @@ class RedisBroker final : public Broker {
       fresh.emplace_back(id, st.gen);
       channels.push_back(chat_channel(id));
     }
-    std::vector<std::int64_t> wait_for;  // users whose first socket here is catching up
     for (auto id : user_ids) {
       if (users_[id]++ == 0) {
         ++users_added_;
         fresh_users.push_back(id);
         channels.push_back(user_channel(id));
         ++opening_users_[id];
-      } else if (opening_users_.contains(id)) {
-        wait_for.push_back(id);
       }
     }
     if (fresh.empty() && gate) {  // heard already: nothing to read
       open_gate(*gate);
       gate.reset();
     }
-    if (ready && !wait_for.empty()) {
-      // Another socket of the user is being caught up from the log: this one is ready when
-      // that catch-up is done (and its own reads, if any), so that nothing it delivers
-      // comes after newer events this socket heard live.
-      auto left = std::make_shared<std::size_t>(wait_for.size() + (channels.empty() ? 0 : 1));
-      ready = [left, done = std::move(ready)] {
-        if (--*left == 0) done();
-      };
-      for (auto id : wait_for) ready_when_caught_up_[id].push_back(ready);
-    }
     if (channels.empty()) {
-      if (ready && wait_for.empty()) ready();
+      if (ready) ready();
       return;
     }
     asio::co_spawn(strand_,

@@ -1902,3 +1902,57 @@ def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_
         run(main(), timeout=120)
     finally:
         link.delay = 0
+
+
+def test_a_second_socket_opening_while_the_first_catches_up_gets_seqs_in_order(
+        slow_link, make_cluster):
+    """A user's first socket on a node makes the node read the chats it did not hear from
+    the log, their live events held meanwhile; that socket keeps what it gets until then.
+    A second socket of the user opening during that read went live at once: it heard the
+    other chats' newer events first, and the held ones after them (its seqs went back)."""
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    api = [Client(n) for n in cluster]
+    a, b, x = api[0].register(), api[0].register(), api[0].register()
+    heard = group_chat(api[0], a, b, x, name="heard")  # node 1 hears it for b
+    fresh = private_chat(api[0], a, x)                  # only x's sockets make node 1 hear it
+
+    async def main():
+        b_ws = await user_ws(cluster[1], b)
+        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=x["access"])
+                               for _ in range(6)))
+        link.delay = 0.1
+        stop = threading.Event()
+
+        def chatter():
+            me = Client(cluster[0])
+            for k in range(3000):
+                if stop.is_set():
+                    break
+                rest_send(me, a, fresh if k % 2 else heard, f"k{k}")
+                time.sleep(0.003)
+        work = asyncio.get_running_loop().run_in_executor(None, chatter)
+        seconds = []
+        for k in range(6):
+            first = asyncio.ensure_future(user_ws(cluster[1], x, sync=False))
+            await asyncio.sleep(0.2 + 0.1 * k)  # at different points of the first's opening
+            second = await user_ws(cluster[1], x, sync=False)
+            first = await first
+            await asyncio.sleep(0.3)
+            await second.drain(0.2)
+            seconds.append(second)
+            await first.close()
+            await second.close()
+            await asyncio.sleep(0.3)  # the node stops hearing the fresh chat
+        stop.set()
+        await work
+        link.delay = 0
+        for ws in seconds:
+            check_seq_order(ws)
+        await b_ws.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        link.delay = 0
