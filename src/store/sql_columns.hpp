@@ -20,13 +20,12 @@
 // With `u` the sender (LEFT JOIN users u ON u.id = m.sender_id).
 #define CHAT_SQL_MESSAGE_COLUMNS CHAT_SQL_MESSAGE_COLUMNS_NAMED("COALESCE(u.username, '')")
 
-// Who hid the message each of the events `seqs` (the dialect's list of seqs) is about,
-// among its chat's members: (seq, user) rows in seq order (store::apply_hiders). Through
-// the members, as hidden_messages' key starts with the user.
-#define CHAT_SQL_HIDERS_OF_EVENTS(seqs)                                                 \
-  "SELECT e.seq, h.user_id FROM events e JOIN chat_members m ON m.chat_id = e.chat_id " \
-  "JOIN hidden_messages h ON h.user_id = m.user_id AND h.chat_id = e.chat_id AND "      \
-  "h.message_id = e.message_id WHERE e.seq IN " seqs " ORDER BY e.seq, h.user_id"
+// Who hid the message each of the events `seqs` (the dialect's list of seqs) is about:
+// (seq, user) rows in seq order (store::apply_hiders), through hidden_messages(chat_id,
+// message_id).
+#define CHAT_SQL_HIDERS_OF_EVENTS(seqs)                                                    \
+  "SELECT e.seq, h.user_id FROM events e JOIN hidden_messages h ON h.chat_id = e.chat_id " \
+  "AND h.message_id = e.message_id WHERE e.seq IN " seqs " ORDER BY e.seq, h.user_id"
 
 // A chat (`c`) with its member and message counts, as staff list chats.
 #define CHAT_SQL_OVERVIEW_COLUMNS                                  \

@@ -333,10 +333,10 @@ constexpr const char* kHidersOfShown =
     "SELECT DISTINCT m.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = "
     "m.user_id AND h.chat_id = m.chat_id WHERE m.chat_id = $1 AND (h.message_id = $2 OR "
     "h.message_id IN (SELECT p.message_id FROM pins p WHERE p.chat_id = $1)) ORDER BY m.user_id";
-// Through the members (the key starts with the user): one lookup each.
+// Through hidden_messages(chat_id, message_id): a lookup for the hiders alone (it went
+// through the chat's members, a lookup each, before that index).
 constexpr const char* kHiddenBy =
-    "SELECT h.user_id FROM chat_members m JOIN hidden_messages h ON h.user_id = m.user_id "
-    "AND h.chat_id = m.chat_id AND h.message_id = $2 WHERE m.chat_id = $1";
+    "SELECT user_id FROM hidden_messages WHERE chat_id = $1 AND message_id = $2";
 
 // The newest message of the chat at or below a value: watermarks only ever name messages.
 constexpr const char* kClampToMessage =

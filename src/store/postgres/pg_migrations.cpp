@@ -421,6 +421,14 @@ constexpr const char* k0012_unpin_deleted_messages = R"sql(
 DELETE FROM pins p USING messages m WHERE m.id = p.message_id AND m.is_deleted;
 )sql";
 
+// Who hid a message, found by the message (the key starts with the user): each edit,
+// deletion or pin reads them, and so does a catch-up's page of such events. Through the
+// chat's members instead, the planner chose, in a 10,000-member group with a million hides
+// elsewhere, a merge join over every member's hides (0.2-1.35 s).
+constexpr const char* k0014_hidden_messages_by_message = R"sql(
+CREATE INDEX hidden_messages_message ON hidden_messages(chat_id, message_id);
+)sql";
+
 // Nodes of the previous version keep serving while a migration runs and until each is
 // restarted (README: Upgrades), so a migration must leave them working: it adds tables,
 // columns, indexes and functions, and never renames or drops what that version uses or
@@ -444,6 +452,7 @@ constexpr PgMigration kMigrations[] = {
     {11, "send_windows_once", k0011_send_windows_once.data()},
     {12, "unpin_deleted_messages", k0012_unpin_deleted_messages},
     {13, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
+    {14, "hidden_messages_by_message", k0014_hidden_messages_by_message},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.
