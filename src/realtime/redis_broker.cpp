@@ -439,7 +439,7 @@ class RedisBroker final : public Broker {
     // live events of every chat then. A catch-up for a user's first socket here holds
     // nothing back: that socket keeps what it gets until the catch-up is done and sends
     // it in seq order, and the user's other sockets opening meanwhile wait for it too
-    // (start_hearing). Held for it, such an event reached the live sockets of other users
+    // (when_caught_up). Held for it, such an event reached the live sockets of other users
     // it was meant for (a new chat's members) after newer events of other chats, and
     // their seq went back.
     if (it == chats_.end() && users_catching_up_ > 0 &&
