@@ -75,7 +75,7 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
       o.email.reset();
     }
     // With --noinput Django neither asks for a password nor checks one: without one the
-    // user gets an unusable password (set later, by another superuser or the shell).
+    // user gets an unusable password (`changepassword` sets one).
     while (!o.no_input) {
       if (!o.password) {
         std::string first = prompt("Password: ", true);

@@ -542,10 +542,14 @@ void Hub::on_logged(const store::EventRecord& event) {
   };
   // The user read the chat or hid a message: the count held is out of date until the store's
   // recount (asked below) applies, and an answer asked for before is older news.
-  auto await_recount = [&](UnreadState& st) {
-    if (event.seq <= st.as_of) return;                   // the count was read after it
-    st.stale_from = std::max(st.stale_from, event.seq);  // a count read after the newest
-    ++st.version;
+  auto await_recount = [&](Entry& e) {
+    auto st = e.unread.find(chat_id);
+    // (Not when the count was read after the event.)
+    if (st != e.unread.end() && event.seq > st->second.as_of) {
+      st->second.stale_from = std::max(st->second.stale_from, event.seq);  // read after the newest
+      ++st->second.version;
+    }
+    recount.push_back(e.session);
   };
   Interest interest;
   std::uint64_t queued = 0;
@@ -593,17 +597,10 @@ void Hub::on_logged(const store::EventRecord& event) {
               // The client may still show the count it had before it left the chat.
               announce.push_back(e->session);
             } else if (type == "delete") {  // hidden for them
-              if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
-                await_recount(st->second);
-              }
-              recount.push_back(e->session);
+              await_recount(*e);
             }
           } else if (s.chat_id() == chat_id && type == "delete") {
-            // Hidden for them: the state it keeps (attach).
-            if (auto st = e->unread.find(chat_id); st != e->unread.end()) {
-              await_recount(st->second);
-            }
-            recount.push_back(e->session);
+            await_recount(*e);  // hidden for them: the state it keeps (attach)
           } else if (s.chat_id() == chat_id &&
                      (type == "member_removed" || type == "chat_deleted")) {
             deliver_to(*e);
@@ -678,8 +675,7 @@ void Hub::on_logged(const store::EventRecord& event) {
             }
           } else if (type == "read" && subject == me) {
             st->second.last_read = std::max(st->second.last_read, field(o, "last_read_message_id"));
-            await_recount(st->second);
-            recount.push_back(e->session);
+            await_recount(*e);
           } else if (type == "delete" && message_id > st->second.last_read) {
             // Deleted for everyone, and held by the count: it leaves the count at once.
             // Waiting for the store's recount let a message heard meanwhile add one to the
