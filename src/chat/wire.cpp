@@ -441,22 +441,18 @@ NewEvent to_event(std::int64_t chat_id, const MessageRecord& m) {
 }
 
 NewEvent to_edit_event(const MessageRecord& m) {
-  NewEvent e{m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
-  e.skip_hiders = true;
-  return e;
+  return {m.chat_id, std::nullopt, "edit", json::serialize(edit_event(m)), m.id};
 }
 
 NewEvent to_delete_event(const MessageRecord& m) {
   NewEvent e = to_event(m.chat_id, delete_event(m, false));
   e.message_id = m.id;
-  e.skip_hiders = true;
   return e;
 }
 
 NewEvent to_pin_event(const json::object& payload, const PinRecord& p) {
   NewEvent e = to_event(p.chat_id, payload);
   e.message_id = p.message_id;
-  e.skip_hiders = true;
   return e;
 }
 

@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -61,7 +62,8 @@ struct PinRecord {
 
 // One entry of the event log. `user_id` set: only that user sees it (delete for me, or a
 // member told of their own removal); unset: every member of the chat at replay time.
-// `message_id`: the message the event is about, which members who hid it do not replay.
+// `message_id`: the message the event is about, which members who hid it do not replay
+// (skips_hiders).
 // For a `message` or `edit` event the payload carries that message's text in its top-level
 // "text", and the store keeps it equal to the message's text when the message is edited
 // or deleted, so the log never replays words the message no longer has.
@@ -71,12 +73,17 @@ struct NewEvent {
   std::string type;
   std::string payload;  // the event's JSON, as sockets carry it (without seq)
   std::optional<std::int64_t> message_id = std::nullopt;
-  // Keep the event from the members who hid message_id for themselves, live as their
-  // replays do (the replay tells from hidden_messages). The store reads them in the
-  // write's own transaction, after every write logged before it, so a hide committed just
-  // before this event is never missed (EventRecord::hidden_from).
-  bool skip_hiders = false;
 };
+
+// The chat-wide events about a message that the members who hid it for themselves do not
+// get, live as in their replays (which tell from hidden_messages): an edit, deletion, pin
+// or unpin would show them the message again, or take it off their count once more. The
+// store reads who hid `message_id` in the write's own transaction, after every write
+// logged before it, so a hide committed just before the event is never missed; and again
+// for the events a node reads from the log (EventRecord::hidden_from).
+inline bool skips_hiders(std::string_view type, const std::optional<std::int64_t>& user_id) {
+  return !user_id && (type == "edit" || type == "delete" || type == "pin" || type == "unpin");
+}
 
 struct EventRecord {
   std::int64_t seq = 0;
@@ -85,8 +92,8 @@ struct EventRecord {
   std::string type;
   std::string payload;
   Micros created_at = 0;
-  // The members who hid the message (NewEvent::skip_hiders): filled for delivery, live and
-  // read from the log (events_since; store::skips_hiders names the same events).
+  // The members who hid the message of an event that skips them (skips_hiders): filled for
+  // delivery, live and read from the log (events_since).
   std::vector<std::int64_t> hidden_from = {};
 };
 

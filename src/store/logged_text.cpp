@@ -72,15 +72,10 @@ std::string without_copy_texts(std::string_view payload) {
   return changed ? json::serialize(value) : std::string(payload);
 }
 
-bool skips_hiders(const EventRecord& e) {
-  return !e.user_id &&
-         (e.type == "edit" || e.type == "delete" || e.type == "pin" || e.type == "unpin");
-}
-
 std::vector<std::int64_t> seqs_skipping_hiders(const std::vector<EventRecord>& events) {
   std::vector<std::int64_t> out;
   for (const auto& e : events) {
-    if (skips_hiders(e)) out.push_back(e.seq);
+    if (skips_hiders(e.type, e.user_id)) out.push_back(e.seq);
   }
   return out;
 }

@@ -37,12 +37,11 @@ bool carries_message_copies(std::string_view type);
 std::string without_copy_texts(std::string_view payload);
 
 // Events read from the log for delivery keep from the members who hid a message what its
-// live delivery kept from them (EventRecord::hidden_from): the chat-wide events of these
-// types about it (NewEvent::skip_hiders). Without it, a node catching up from the log sent
-// a deletion to a member who had hidden the message, and took it off their count again.
-bool skips_hiders(const EventRecord& e);
-// Their seqs in `events` (empty: no such event, nothing to read), then their hiders given
-// as (seq, user) rows in seq order.
+// live delivery kept from them (skips_hiders, EventRecord::hidden_from). Without it, a node
+// catching up from the log sent a deletion to a member who had hidden the message, and
+// took it off their count again.
+// The seqs of such events in `events` (empty: no such event, nothing to read), then their
+// hiders given as (seq, user) rows in seq order.
 std::vector<std::int64_t> seqs_skipping_hiders(const std::vector<EventRecord>& events);
 void apply_hiders(std::vector<EventRecord>& events,
                   const std::vector<std::pair<std::int64_t, std::int64_t>>& seq_user);

@@ -578,7 +578,7 @@ asio::awaitable<void> commit_logged(PgConnection& c, TxLog& log) {
   std::vector<std::size_t> hiders_at(log.pending.size(), 0);
   for (std::size_t i = 0; i < log.pending.size(); ++i) {
     const auto& e = log.pending[i];
-    if (!e.skip_hiders || !e.message_id) continue;
+    if (!skips_hiders(e.type, e.user_id) || !e.message_id) continue;
     hiders_at[i] = commit.size();
     commit.push_back({kHiddenBy, pg_params(e.chat_id, *e.message_id)});
   }

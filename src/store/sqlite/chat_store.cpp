@@ -575,7 +575,8 @@ RenamedChat renamed_view(Connection& c, ChatRecord chat) {
 void append_events(Connection& c, const std::vector<NewEvent>& events, Micros now) {
   for (const auto& e : events) {
     std::vector<std::int64_t> hidden_from;
-    if (e.skip_hiders && e.message_id) hidden_from = hiders_of(c, e.chat_id, *e.message_id);
+    if (skips_hiders(e.type, e.user_id) && e.message_id)
+      hidden_from = hiders_of(c, e.chat_id, *e.message_id);
     // Copies of messages are logged without their text (logged_text.hpp); sent with it.
     const bool copies = carries_message_copies(e.type);
     const std::string without_texts = copies ? without_copy_texts(e.payload) : std::string();
