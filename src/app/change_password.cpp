@@ -86,9 +86,8 @@ int change_password(const config::Settings& s, std::optional<std::string> userna
     return 1;
   }
 
-  auth::PasswordHasher hasher(1, hash_cost(s));
   store::UserChanges changes;
-  changes.password_hash = hasher.hash_now(*password);
+  changes.password_hash = auth::PasswordHasher::hash_now(*password, hash_cost(s));
   // Every session: their refresh tokens are revoked and their access tokens refused from
   // now on. Sockets already open stay open until they reconnect (no node hears this).
   changes.end_sessions = store::SessionEnd{{}, s.access_token_lifetime, now_micros()};

@@ -95,13 +95,12 @@ int create_superuser(const config::Settings& s, const config::Environment& env,
     return 1;
   }
 
-  auth::PasswordHasher hasher(1, hash_cost(s));
   store::NewUser user;
   user.username = *o.username;
   user.username_key = auth::username_key(*o.username);
   user.email = auth::normalize_email(*o.email);
-  user.password_hash =
-      o.password ? hasher.hash_now(*o.password) : auth::PasswordHasher::unusable_hash();
+  user.password_hash = o.password ? auth::PasswordHasher::hash_now(*o.password, hash_cost(s))
+                                  : auth::PasswordHasher::unusable_hash();
   user.is_staff = true;
   user.is_superuser = true;
   user.date_joined = now_micros();

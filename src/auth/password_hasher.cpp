@@ -22,16 +22,17 @@ PasswordHasher::PasswordHasher(int threads, HashCost cost)
   randombytes_buf(random, sizeof random);
   char hex[49];
   sodium_bin2hex(hex, sizeof hex, random, sizeof random);
-  decoy_ = hash_now(hex);
+  decoy_ = hash_now(hex, cost_);
 }
 
 PasswordHasher::~PasswordHasher() {
   pool_->pool.join();
 }
 
-std::string PasswordHasher::hash_now(const std::string& password) const {
+std::string PasswordHasher::hash_now(const std::string& password, HashCost cost) {
+  if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   char out[crypto_pwhash_STRBYTES];
-  if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost_.ops, cost_.memory_bytes,
+  if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.memory_bytes,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
     throw std::runtime_error("out of memory while hashing a password");
   }
@@ -56,7 +57,7 @@ bool PasswordHasher::verify_now(const std::string& encoded_hash, const std::stri
 boost::asio::awaitable<std::string> PasswordHasher::hash(std::string password) {
   // The work is a named variable: g++ 12 miscompiles aggregate and lambda prvalues passed
   // by value inside a co_await expression (README, "Coroutine rule").
-  auto work = [this, p = std::move(password)] { return hash_now(p); };
+  auto work = [cost = cost_, p = std::move(password)] { return hash_now(p, cost); };
   co_return co_await offload(pool_->pool.get_executor(), std::move(work));
 }
 

@@ -27,8 +27,9 @@ class PasswordHasher {
   boost::asio::awaitable<std::string> hash(std::string password);
   boost::asio::awaitable<bool> verify(std::string encoded_hash, std::string password);
 
-  // Blocking forms, for commands and tests.
-  [[nodiscard]] std::string hash_now(const std::string& password) const;
+  // Blocking forms, for commands and tests. A command hashes without a hasher: building one
+  // starts its threads and computes a decoy hash the command never uses.
+  [[nodiscard]] static std::string hash_now(const std::string& password, HashCost cost);
   [[nodiscard]] static bool verify_now(const std::string& encoded_hash,
                                        const std::string& password);
 
