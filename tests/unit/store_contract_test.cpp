@@ -2385,7 +2385,9 @@ TEST_P(StoreContract, UnansweredCommitNamesItsFirstPossibleSeq) {
     };
     boost::asio::co_spawn(ex, send(), boost::asio::detached);
     boost::asio::steady_timer t(ex);
-    for (int i = 0; i < 500; ++i) {
+    // Up to 30 s each (5 s before): the test failed once with both cores busy, and these
+    // two waits are the only timing in it.
+    for (int i = 0; i < 3000; ++i) {
       t.expires_after(std::chrono::milliseconds(10));
       co_await t.async_wait(boost::asio::use_awaitable);
       auto cut = co_await holder->query(
@@ -2393,7 +2395,7 @@ TEST_P(StoreContract, UnansweredCommitNamesItsFirstPossibleSeq) {
           "current_database() AND wait_event_type = 'Lock' AND wait_event = 'advisory'");
       if (cut.rows() > 0) break;
     }
-    for (int i = 0; i < 500 && !failed; ++i) {
+    for (int i = 0; i < 3000 && !failed; ++i) {
       t.expires_after(std::chrono::milliseconds(10));
       co_await t.async_wait(boost::asio::use_awaitable);
     }
