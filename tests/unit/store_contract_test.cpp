@@ -949,6 +949,68 @@ TEST_P(StoreContract, MigrationRemovesThePinsOfDeletedMessages) {
   EXPECT_EQ(pins[0].message_id, ids[1]);
 }
 
+// Chat-wide deletions, pins and unpins that earlier versions logged without naming their
+// message get it from a migration: then the members who hid the message get none of them,
+// in a replay or from a node catching up, as for events logged since.
+TEST_P(StoreContract, MigrationNamesTheMessageOfEarlierDeletionsAndPins) {
+  auto ann = make_user("nann");
+  auto bob = make_user("nbob");
+  auto& chats = store_->chats();
+  const auto id =
+      make_chat({ChatType::group, "g", {{ann.id, Role::owner}, {bob.id, Role::member}}, 10});
+  const auto ids = send_numbered(id, ann.id, 2, false);
+  ASSERT_EQ(ids.size(), 2U);
+  const auto hidden = run(chats.find_message(ids[0]));
+  ASSERT_TRUE(hidden);
+  EventsFor<MessageRecord> hide = [&](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_event(m.chat_id, chats::delete_event(m, true), bob.id)};
+  };
+  ASSERT_TRUE(run(chats.hide_message(bob.id, *hidden, hide)));
+  const std::int64_t since = run(chats.newest_seq());
+  EventsFor<PinRecord> pin = [](const PinRecord& p) {
+    return std::vector<NewEvent>{chats::to_pin_event(chats::pin_event(p), p)};
+  };
+  EventsFor<PinRecord> unpin = [](const PinRecord& p) {
+    return std::vector<NewEvent>{chats::to_pin_event(chats::unpin_event(p), p)};
+  };
+  EventsFor<MessageRecord> deletion = [](const MessageRecord& m) {
+    return std::vector<NewEvent>{chats::to_delete_event(m)};
+  };
+  const auto pinned = run(chats.pin(member_of_chat(id, ann.id), ids[0], 20, pin));
+  ASSERT_TRUE(pinned && pinned->second);
+  ASSERT_TRUE(run(chats.unpin(member_of_chat(id, ann.id), pinned->first.id, unpin)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[0], deletion, no_unpins)));
+  ASSERT_TRUE(run(chats.delete_message(std::nullopt, ids[1], deletion, no_unpins)));
+
+  // Logged as earlier versions did: without their message.
+  const auto applied =
+      rerun_migration("event_message_ids",
+                      "UPDATE events SET message_id = NULL WHERE user_id IS NULL AND type "
+                      "IN ('delete', 'pin', 'unpin');");
+  ASSERT_EQ(applied.size(), 1U);
+  auto& again = store_->chats();
+  auto about = [](const EventRecord& e) {
+    return e.type + " " +
+           std::to_string(boost::json::parse(e.payload).as_object().at("message_id").as_int64());
+  };
+  std::vector<std::string> replayed;
+  for (const auto& e : run(again.replay(bob.id, since, 10)).events) {
+    replayed.push_back(about(e));
+  }
+  EXPECT_EQ(replayed, std::vector<std::string>{"delete " + std::to_string(ids[1])});
+  std::vector<std::pair<std::string, std::vector<std::int64_t>>> read;
+  for (const auto& e : run(again.events_since({id}, {}, since, 10))) {
+    read.emplace_back(about(e), e.hidden_from);
+  }
+  const std::vector<std::int64_t> bob_only{bob.id}, nobody;
+  const std::vector<std::pair<std::string, std::vector<std::int64_t>>> expected{
+      {"pin " + std::to_string(ids[0]), bob_only},
+      {"unpin " + std::to_string(ids[0]), bob_only},
+      {"delete " + std::to_string(ids[0]), bob_only},
+      {"delete " + std::to_string(ids[1]), nobody}};
+  EXPECT_EQ(read, expected);
+}
+
 // A write under a standing (store::Standing) changes nothing once the standing is gone: a
 // demoted admin renames, adds, removes, deletes others' messages, pins and unpins nothing,
 // and a member who left edits nothing; the same writes under a standing that holds work.

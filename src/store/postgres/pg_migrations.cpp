@@ -429,6 +429,14 @@ constexpr const char* k0014_hidden_messages_by_message = R"sql(
 CREATE INDEX hidden_messages_message ON hidden_messages(chat_id, message_id);
 )sql";
 
+// A chat-wide deletion, pin or unpin names its message, so that the members who hid the
+// message do not get it (store::skips_hiders), in replays and from a node catching up. Such
+// events logged before their message was named get it from their payload.
+constexpr const char* k0015_event_message_ids = R"sql(
+UPDATE events SET message_id = (payload::json ->> 'message_id')::bigint
+  WHERE message_id IS NULL AND user_id IS NULL AND type IN ('delete', 'pin', 'unpin');
+)sql";
+
 // Nodes of the previous version keep serving while a migration runs and until each is
 // restarted (README: Upgrades), so a migration must leave them working: it adds tables,
 // columns, indexes and functions, and never renames or drops what that version uses or
@@ -453,6 +461,7 @@ constexpr PgMigration kMigrations[] = {
     {12, "unpin_deleted_messages", k0012_unpin_deleted_messages},
     {13, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
     {14, "hidden_messages_by_message", k0014_hidden_messages_by_message},
+    {15, "event_message_ids", k0015_event_message_ids},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

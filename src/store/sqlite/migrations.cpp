@@ -247,6 +247,15 @@ constexpr const char* k0015_hidden_messages_by_message = R"sql(
 CREATE INDEX hidden_messages_message ON hidden_messages(chat_id, message_id);
 )sql";
 
+// A chat-wide deletion, pin or unpin names its message, so that the members who hid the
+// message do not get it (store::skips_hiders), in replays and from a node catching up. Such
+// events logged before their message was named get it from their payload.
+constexpr const char* k0016_event_message_ids = R"sql(
+UPDATE events SET message_id = json_extract(payload, '$.message_id')
+  WHERE message_id IS NULL AND user_id IS NULL AND type IN ('delete', 'pin', 'unpin')
+    AND json_valid(payload);
+)sql";
+
 constexpr Migration kMigrations[] = {
     {1, "users_and_refresh_tokens", k0001_users},
     {2, "chats_messages_events", k0002_chats},
@@ -263,6 +272,7 @@ constexpr Migration kMigrations[] = {
     {13, "unpin_deleted_messages", k0013_unpin_deleted_messages},
     {14, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
     {15, "hidden_messages_by_message", k0015_hidden_messages_by_message},
+    {16, "event_message_ids", k0016_event_message_ids},
 };
 
 }  // namespace
