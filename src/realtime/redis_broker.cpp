@@ -671,7 +671,7 @@ class RedisBroker final : public Broker {
     }
     co_await subscribed(std::move(channels));
     const std::vector<std::int64_t> opening = users;
-    co_await catch_up(std::move(fresh), std::move(users), start, false, false, true);
+    co_await catch_up(std::move(fresh), std::move(users), start, false, std::nullopt, true);
     if (gate) open_gate(*gate);
     if (ready) ready();
     for (const auto id : opening) {
@@ -766,7 +766,14 @@ class RedisBroker final : public Broker {
   // database is away. A chat is marked live only if neither it nor the subscription
   // connection changed meanwhile; otherwise the newer catch-up owns it. When held events
   // it would release were dropped meanwhile (hold), it reads again from the first of them
-  // (refill_point). `counted`: already counted in users_catching_up_ (handed over).
+  // (refill_point). `counted_in`: already counted in users_catching_up_ (handed over), in
+  // that epoch.
+  //
+  // A catch-up of an earlier epoch (the subscription connection was lost since) is stale:
+  // it delivers nothing more, not even the page it was reading, releases nothing and
+  // counts no more in users_catching_up_, which the loss reset. The catch-up that follows
+  // the loss reads from where the stale one had got to (untracked_read_), so what its
+  // page held comes from there, in seq order with the rest.
   //
   // Only this catch-up's own chats (and chats the node does not hear) are delivered from
   // the log. A users' catch-up (a user's first socket here) also reads the users' other
@@ -774,12 +781,16 @@ class RedisBroker final : public Broker {
   // delivered from this read, newer events of one chat would overtake older events of
   // another still on their way through Redis, and a socket's seq would go back.
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
-                                 std::int64_t users_after, bool fill_gaps, bool counted = false,
+                                 std::int64_t users_after, bool fill_gaps,
+                                 std::optional<std::uint64_t> counted_in = std::nullopt,
                                  bool first_sockets = false) {
-    const std::uint64_t epoch = epoch_;
-    if (!users.empty() && !counted) ++users_catching_up_;
+    const std::uint64_t epoch = counted_in.value_or(epoch_);
+    if (!users.empty() && !counted_in) ++users_catching_up_;
     const bool every_user = !users.empty() && !first_sockets;
-    if (every_user && !counted) ++every_user_catch_ups_;  // else counted by the caller
+    if (every_user && !counted_in) ++every_user_catch_ups_;  // else counted by the caller
+    // How far it has read the events of chats the node does not hear (for a loss).
+    const std::uint64_t reading = ++catch_ups_;
+    if (!users.empty() && epoch == epoch_) untracked_read_.emplace(reading, users_after);
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& ref : chats) {
@@ -803,7 +814,7 @@ class RedisBroker final : public Broker {
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
-        if (!read) continue;
+        if (!read || epoch != epoch_) continue;  // stale: the loop ends
         const auto& page = *read;
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
@@ -822,6 +833,10 @@ class RedisBroker final : public Broker {
           }
         }
         if (!page.empty()) after = page.back().seq;
+        if (auto it = untracked_read_.find(reading);
+            it != untracked_read_.end() && !readers.empty()) {
+          it->second = std::max(it->second, after);
+        }
         if (static_cast<int>(page.size()) < kCatchUpPage) {
           done = true;
           break;
@@ -834,6 +849,7 @@ class RedisBroker final : public Broker {
         co_await heard_through(delivered_through);
         heard = delivered_through;
       }
+      if (epoch != epoch_) break;  // lost meanwhile: stale
       // A user new here since the round began was not among its readers.
       refilled(chats, ids, all_users && added == users_added_, round, after);
       after = refill_point(chats, users.size(), ids, readers, unheard_after);
@@ -845,6 +861,8 @@ class RedisBroker final : public Broker {
       store::EventRecord event;
       bool of_chat;  // held by its chat, made live now (else held as untracked)
     };
+    untracked_read_.erase(reading);
+    if (epoch != epoch_) co_return;  // stale
     std::vector<Waiting> waiting;
     bool handed_over = false;
     if (!users.empty() && users_catching_up_ == 1 && untracked_refill_) {
@@ -858,7 +876,7 @@ class RedisBroker final : public Broker {
         ++every_user_catch_ups_;
         std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
         asio::co_spawn(strand_,
-                       catch_up(std::move(no_chats), std::move(everyone), from, false, true),
+                       catch_up(std::move(no_chats), std::move(everyone), from, false, epoch),
                        asio::detached);
       }
     }
@@ -870,7 +888,7 @@ class RedisBroker final : public Broker {
       unhold(held_untracked_.size());
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
-    if (epoch == epoch_ && ready_) {  // else the connection was lost meanwhile
+    if (ready_) {  // else the connection was lost meanwhile
       for (const auto& ref : chats) {
         ChatState* st = current(ref);
         if (st == nullptr || st->live) continue;
@@ -975,17 +993,26 @@ class RedisBroker final : public Broker {
       if (auto gate = lowest_gate()) heard = std::min(heard, *gate - 1);
       for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
-      // Dropped events of chats the node does not hear were heard, but not delivered: the
-      // catch-up below reads them, and those held since (a stale catch-up of users could
-      // release them first).
-      if (untracked_refill_) {
-        heard = std::min(heard, untracked_refill_->after);
-        for (const auto& e : held_untracked_) heard = std::min(heard, e.seq - 1);
-        metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
-        unhold(held_untracked_.size());
-        held_untracked_ = {};
-        untracked_refill_.reset();
-      }
+      // Chats the node does not hear were heard only where the catch-ups of users still
+      // running had read them to: this connection brought newer events, but the events
+      // of such chats committed while Redis was away (a new chat, a member added) were
+      // still to be read. Started from max_heard_, the next catch-up passed them, and a
+      // chat whose chat_created it passed was never heard (Redis lost twice in a row).
+      for (const auto& [catch_up, read] : untracked_read_) heard = std::min(heard, read);
+      untracked_read_.clear();
+      // Events of such chats held for those catch-ups (receive_live), and dropped ones, were
+      // heard but not delivered: the next catch-up reads them, in seq order with the rest.
+      // Kept, they went out at its end, after its newer events of the same chats (which the
+      // hub, not hearing the chat yet, dropped: lost) and after newer events of others.
+      if (untracked_refill_) heard = std::min(heard, untracked_refill_->after);
+      for (const auto& e : held_untracked_) heard = std::min(heard, e.seq - 1);
+      metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
+      unhold(held_untracked_.size());
+      held_untracked_ = {};
+      untracked_refill_.reset();
+      // The catch-ups running are stale (catch_up): the one after the loss does their work.
+      users_catching_up_ = 0;
+      every_user_catch_ups_ = 0;
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
         st.live = false;
@@ -1032,9 +1059,14 @@ class RedisBroker final : public Broker {
   std::unordered_map<std::int64_t, int> users_;
   std::uint64_t next_gen_ = 0;
   std::uint64_t epoch_ = 0;  // counts lost subscription connections
+  // Catch-ups of users running in this epoch (stale ones no longer count).
   int users_catching_up_ = 0;
   // Of those, the catch-ups of every local user (not of first sockets: catch_up).
   int every_user_catch_ups_ = 0;
+  std::uint64_t catch_ups_ = 0;  // numbers each catch-up
+  // For each catch-up of users of this epoch: the seq up to which it has read the events of
+  // the chats the node does not hear (from its start on).
+  std::map<std::uint64_t, std::int64_t> untracked_read_;
   // Users whose first socket here is being caught up (hear), and what waits for that: the
   // readiness of their other sockets opening meanwhile.
   std::unordered_map<std::int64_t, int> opening_users_;

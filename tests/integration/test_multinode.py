@@ -6,6 +6,7 @@ and PostgreSQL go away and come back while chatd keeps running.
 Every wait is bounded. Frames are read with the helpers of test_websocket (a socket is
 "synced" by a ping/pong round trip once connected)."""
 import asyncio
+import concurrent.futures
 import os
 import queue
 import random
@@ -24,8 +25,8 @@ from websockets.exceptions import ConnectionClosed
 from conftest import Client, Database, _conninfo, free_port
 from test_operations import scrape, value
 from test_throttle import throttled_count
-from test_websocket import (ERROR_KEYS, chat_ws, check_seq_order, connect, group_chat, is_,
-                            max_seq, private_chat, rest_send, run, uid, uname,
+from test_websocket import (ERROR_KEYS, LOGGED, chat_ws, check_seq_order, connect, group_chat,
+                            is_, max_seq, private_chat, rest_send, run, uid, uname,
                             unread_stays_exact_under_sends, user_ws)
 
 pytestmark = pytest.mark.postgres_only
@@ -1234,6 +1235,160 @@ def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_event
         run(main(), timeout=180)
     finally:
         link.delay = 0
+
+
+class CuttableLink:
+    """A TCP relay to a local port for one node's connections: `cut()` closes every
+    connection through it and refuses new ones until `restore()`, so that node alone loses
+    the server (here Redis) while the others keep it."""
+
+    def __init__(self, target_port):
+        self.target_port = target_port
+        self.up = True
+        self.lock = threading.Lock()
+        self.pairs = []
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                near, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            with self.lock:
+                try:
+                    if not self.up:
+                        raise OSError("cut")
+                    far = socket.create_connection(("127.0.0.1", self.target_port))
+                except OSError:
+                    near.close()
+                    continue
+                self.pairs.append((near, far))
+            for src, dst in ((near, far), (far, near)):
+                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        while True:
+            try:
+                data = src.recv(65536)
+                if data:
+                    dst.sendall(data)
+                    continue
+            except OSError:
+                pass
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+            return
+
+    def cut(self):
+        with self.lock:
+            self.up = False
+            pairs, self.pairs = self.pairs, []
+        for pair in pairs:
+            for s in pair:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def restore(self):
+        with self.lock:
+            self.up = True
+
+    def close(self):
+        self.cut()
+        self.listener.close()
+
+
+def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_link, make_cluster):
+    """A node that lost Redis catches every local user up from the event log once it has
+    subscribed again; here its database answers a second late, so that takes a while, and
+    Redis is lost again before it is done. The events it had still to read were lost: the
+    next catch-up started from the newest event the connection had brought, past a chat
+    made while Redis was away (its chat_created and every message after it, for good) and
+    past a chat made between the two losses, whose chat_created then came after newer
+    events and whose message sent meanwhile went to no one. The socket must get every event
+    of its replay, once, in seq order."""
+    db = Database()
+    dblink = slow_link(int(db.env["DB_PORT"]))
+    rlink = CuttableLink(own_redis.port)
+    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
+                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
+                                          "REDIS_PORT": rlink.port}])
+    api = Client(cluster[0])
+    a, u = api.register(), api.register()
+    p = private_chat(api, a, u)
+    lost, back = "lost the subscription connection", "subscribed again; catching up"
+
+    def logged(text, times):
+        return lambda: cluster[1].read_log().count(text) >= times
+
+    def send_many(n, threads=4):  # by u in p, through node 0
+        def worker(k0):
+            c = Client(cluster[0])
+            return [rest_send(c, u, p, f"filler {k}")["id"] for k in range(k0, n, threads)]
+        with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+            return [i for part in ex.map(worker, range(threads)) for i in part]
+
+    async def main():
+        u_ws = await user_ws(cluster[1], u)
+        first = rest_send(api, a, p, "hello")["id"]
+        since = (await u_ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
+        await u_ws.drain(1.0)
+        rlink.cut()
+        await rest(wait_for, "node 1 lost Redis", logged(lost, 1), 10, 0.01)
+        # More than a page of the catch-up (500) for u, then a new chat.
+        await rest(send_many, 520)
+        g1 = await rest(group_chat, api, a, u, name="made while Redis was away")
+        await rest(rest_send, api, a, g1, "in g1")
+        dblink.delay = 1.0
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again", logged(back, 1), 30, 0.01)
+        await rest(rest_send, api, a, p, "between the losses")
+        g2 = await rest(group_chat, api, a, u, name="made between the losses")
+        await asyncio.sleep(0.2)
+        rlink.cut()  # the catch-up's first page is still on its way
+        await rest(wait_for, "node 1 lost Redis again", logged(lost, 2), 10, 0.01)
+        await rest(rest_send, api, a, g2, "in g2 while Redis was away again")
+        await asyncio.sleep(0.3)
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again (2)", logged(back, 2), 30, 0.01)
+        await asyncio.sleep(5)
+        dblink.delay = 0
+        for c in (p, g1, g2):
+            last = (await rest(rest_send, api, a, c, "after"))["id"]
+            try:
+                await u_ws.until(is_("message", message_id=last), timeout=15)
+            except AssertionError:
+                pass  # named below, with the rest of what is missing
+        await u_ws.drain(1.0)
+        replay, after = [], since
+        while True:
+            r = await rest(api.get, f"/api/events/?since={after}&limit=500", token=u["access"])
+            assert r.status_code == 200, r.text
+            replay += r.json()["results"]
+            if not r.json()["has_more"]:
+                break
+            after = replay[-1]["seq"]
+        got = [f["seq"] for f in u_ws.seen if f["type"] in LOGGED and f.get("seq", 0) > since]
+        want = [e["seq"] for e in replay]
+        missing = [(e["seq"], e["type"], e["chat_id"]) for e in replay if e["seq"] not in got]
+        assert not missing, missing
+        assert got == want, [s for k, s in enumerate(got) if k and s <= got[k - 1]]
+        await u_ws.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        dblink.delay = 0
+        rlink.close()
 
 
 def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats(
