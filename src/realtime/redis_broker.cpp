@@ -671,16 +671,29 @@ class RedisBroker final : public Broker {
     }
     co_await subscribed(std::move(channels));
     const std::vector<std::int64_t> opening = users;
-    co_await catch_up(std::move(fresh), std::move(users), start, false, std::nullopt, true);
-    if (gate) open_gate(*gate);
-    if (ready) ready();
-    for (const auto id : opening) {
-      auto it = opening_users_.find(id);
-      if (it == opening_users_.end() || --it->second > 0) continue;
-      opening_users_.erase(it);
-      auto waiting = ready_when_caught_up_.extract(id);
-      if (waiting.empty()) continue;
-      for (const auto& r : waiting.mapped()) r();
+    const std::uint64_t epoch = epoch_;
+    co_await catch_up(std::move(fresh), std::move(users), start, false, true);
+    std::function<void()> finish = [this, gate, ready = std::move(ready), opening] {
+      if (gate) open_gate(*gate);
+      if (ready) ready();
+      for (const auto id : opening) {
+        auto it = opening_users_.find(id);
+        if (it == opening_users_.end() || --it->second > 0) continue;
+        opening_users_.erase(it);
+        auto waiting = ready_when_caught_up_.extract(id);
+        if (waiting.empty()) continue;
+        for (const auto& r : waiting.mapped()) r();
+      }
+    };
+    // Cut short by a lost connection (stale), the catch-up left what it was reading to the
+    // catch-up of every user that follows the loss: the socket, which holds what it gets
+    // until `ready` and then sends it in seq order, waits for that one too (and so do the
+    // user's other sockets opening meanwhile). Made ready at once, it sent newer events it
+    // held before the older ones that catch-up then brought.
+    if (epoch != epoch_ && !(ready_ && every_user_catch_ups_ == 0)) {
+      after_every_user_caught_up_.push_back(std::move(finish));
+    } else {
+      finish();
     }
   }
 
@@ -766,14 +779,13 @@ class RedisBroker final : public Broker {
   // database is away. A chat is marked live only if neither it nor the subscription
   // connection changed meanwhile; otherwise the newer catch-up owns it. When held events
   // it would release were dropped meanwhile (hold), it reads again from the first of them
-  // (refill_point). `counted_in`: already counted in users_catching_up_ (handed over), in
-  // that epoch.
+  // (refill_point).
   //
   // A catch-up of an earlier epoch (the subscription connection was lost since) is stale:
-  // it delivers nothing more, not even the page it was reading, releases nothing and
-  // counts no more in users_catching_up_, which the loss reset. The catch-up that follows
-  // the loss reads from where the stale one had got to (untracked_read_), so what its
-  // page held comes from there, in seq order with the rest.
+  // it delivers nothing more, not even the page it was reading (but for a first socket's
+  // own chats), releases nothing and counts no more in users_catching_up_, which the loss
+  // reset. The catch-up that follows the loss reads from where the stale one had got to
+  // (untracked_read_), so what its page held comes from there, in seq order with the rest.
   //
   // Only this catch-up's own chats (and chats the node does not hear) are delivered from
   // the log. A users' catch-up (a user's first socket here) also reads the users' other
@@ -782,15 +794,14 @@ class RedisBroker final : public Broker {
   // another still on their way through Redis, and a socket's seq would go back.
   asio::awaitable<void> catch_up(std::vector<ChatRef> chats, std::vector<std::int64_t> users,
                                  std::int64_t users_after, bool fill_gaps,
-                                 std::optional<std::uint64_t> counted_in = std::nullopt,
                                  bool first_sockets = false) {
-    const std::uint64_t epoch = counted_in.value_or(epoch_);
-    if (!users.empty() && !counted_in) ++users_catching_up_;
+    const std::uint64_t epoch = epoch_;
+    if (!users.empty()) ++users_catching_up_;
     const bool every_user = !users.empty() && !first_sockets;
-    if (every_user && !counted_in) ++every_user_catch_ups_;  // else counted by the caller
+    if (every_user) ++every_user_catch_ups_;
     // How far it has read the events of chats the node does not hear (for a loss).
     const std::uint64_t reading = ++catch_ups_;
-    if (!users.empty() && epoch == epoch_) untracked_read_.emplace(reading, users_after);
+    if (!users.empty()) untracked_read_.emplace(reading, users_after);
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& ref : chats) {
@@ -814,10 +825,15 @@ class RedisBroker final : public Broker {
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
-        if (!read || epoch != epoch_) continue;  // stale: the loop ends
+        // Stale, a catch-up for a user's first socket still delivers its page's events of
+        // its own chats: only the sockets opening hear those chats, and they hold what they
+        // get until `ready` and send it in seq order. Nothing else: the loop ends.
+        const bool stale = epoch != epoch_;
+        if (!read || (stale && !first_sockets)) continue;
         const auto& page = *read;
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
+          if (stale && !own.contains(e.chat_id)) continue;
           // Filling gaps (or what was dropped), an event the dedupe set no longer remembers
           // counts as delivered when its chat has gone past it.
           const bool remembered = recent_.oldest() && e.seq >= *recent_.oldest();
@@ -864,27 +880,13 @@ class RedisBroker final : public Broker {
     untracked_read_.erase(reading);
     if (epoch != epoch_) co_return;  // stale
     std::vector<Waiting> waiting;
-    bool handed_over = false;
-    if (!users.empty() && users_catching_up_ == 1 && untracked_refill_) {
-      // Cut short (by a lost connection) after held events of chats the node does not hear
-      // were dropped, and the last catch-up of users: one of every local user takes over
-      // its count, reads them, and holds back what comes until then.
-      std::vector<std::int64_t> everyone = local_users();
-      const std::int64_t from = std::exchange(untracked_refill_, std::nullopt)->after;
-      handed_over = !everyone.empty();
-      if (handed_over) {
-        ++every_user_catch_ups_;
-        std::vector<ChatRef> no_chats;  // named: see the README's coroutine rule
-        asio::co_spawn(strand_,
-                       catch_up(std::move(no_chats), std::move(everyone), from, false, epoch),
-                       asio::detached);
-      }
-    }
     if (every_user) --every_user_catch_ups_;
-    const bool last = !users.empty() && !handed_over && --users_catching_up_ == 0;
+    const bool last = !users.empty() && --users_catching_up_ == 0;
     // Held only while a catch-up of every user runs (receive_live): released when the last
-    // of those ends, unless what was dropped is still to be read again.
-    if (last || (every_user && every_user_catch_ups_ == 0 && !untracked_refill_ && !handed_over)) {
+    // of those ends, unless what was dropped is still to be read again. (The last catch-up
+    // of users reads that itself before it ends: refill_point. One cut short by a loss is
+    // stale, and the loss hands the rest to the next.)
+    if (last || (every_user && every_user_catch_ups_ == 0 && !untracked_refill_)) {
       unhold(held_untracked_.size());
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
@@ -906,6 +908,9 @@ class RedisBroker final : public Broker {
       }
       auto it = chats_.find(w.event.chat_id);
       if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
+    }
+    if (every_user && every_user_catch_ups_ == 0) {
+      for (const auto& finish : std::exchange(after_every_user_caught_up_, {})) finish();
     }
   }
 
@@ -1071,6 +1076,9 @@ class RedisBroker final : public Broker {
   // readiness of their other sockets opening meanwhile.
   std::unordered_map<std::int64_t, int> opening_users_;
   std::unordered_map<std::int64_t, std::vector<std::function<void()>>> ready_when_caught_up_;
+  // What waits for the catch-up of every user after a loss: the end of sockets' catch-ups
+  // that the loss cut short (hear).
+  std::vector<std::function<void()>> after_every_user_caught_up_;
   std::vector<store::EventRecord> held_untracked_;
   std::optional<Refill> untracked_refill_;        // as ChatState::refill
   std::size_t held_count_ = 0;                    // in every chat's `held` and in held_untracked_

@@ -1391,6 +1391,59 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
         rlink.close()
 
 
+def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
+        own_redis, slow_link, make_cluster):
+    """A user's first socket on a node makes it hear the user's chats it did not, read from
+    the log while the others go on live; the socket holds both and sends them in seq order
+    once the read is done. Redis lost while that read is out cuts the read short: the
+    catch-up after the loss brings what it held. Made ready when the cut-short one ended,
+    the socket sent a newer message of a chat the node heard before an older one of the
+    chat being read (every run)."""
+    db = Database()
+    dblink = slow_link(int(db.env["DB_PORT"]))
+    rlink = CuttableLink(own_redis.port)
+    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
+                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
+                                          "REDIS_PORT": rlink.port}])
+    api = Client(cluster[0])
+    a, u, v = api.register(), api.register(), api.register()
+    x = group_chat(api, a, u, v, name="heard")  # node 1 hears it through v's socket
+    y = private_chat(api, a, u)                  # ...not this one, until u's socket opens
+
+    def subscribers(chat_id):
+        out = redis_cli(own_redis.port, "PUBSUB", "NUMSUB", f"{cluster[1].redis_prefix}c:{chat_id}")
+        return int(out[1])
+
+    async def main():
+        v_ws = await user_ws(cluster[1], v)
+        first = rest_send(api, a, x, "hello")["id"]
+        await v_ws.until(is_("message", message_id=first), timeout=10)
+        dblink.delay = 0.25
+        opening = asyncio.create_task(user_ws(cluster[1], u))
+        await rest(wait_for, "node 1 hears y", lambda: subscribers(y) > 0, 30, 0.005)
+        older = (await rest(rest_send, api, a, y, "older, in the chat being read"))["id"]
+        newer = (await rest(rest_send, api, a, x, "newer, in a chat heard"))["id"]
+        await v_ws.until(is_("message", message_id=newer), timeout=5)
+        rlink.cut()  # the read that brings `older` is still out
+        u_ws = await asyncio.wait_for(opening, 40)
+        await u_ws.drain(1.5)
+        rlink.restore()
+        dblink.delay = 0
+        for m in (older, newer):
+            await u_ws.until(is_("message", message_id=m), timeout=20)
+        check_seq_order(u_ws)
+        got = [f["message_id"] for f in u_ws.seen if f["type"] == "message"]
+        assert got.index(older) < got.index(newer), got
+        await u_ws.close()
+        await v_ws.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        dblink.delay = 0
+        rlink.close()
+
+
 def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats(
         slow_link, make_cluster):
     """A new chat reaches a node as an event on its members' channels; the node starts
