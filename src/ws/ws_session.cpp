@@ -321,7 +321,11 @@ class Socket final : public realtime::Session,
       }
       buffering_ = true;
       // Waits (briefly: the log replay covers a slow broker) until this node hears the
-      // chats, so a resume cannot fall between the replay and the live events.
+      // chats, so a resume cannot fall between the replay and the live events. Counted
+      // from here: counted from before the reads above, a database answering slowly left
+      // no wait at all, and the socket sent newer live events before the older ones its
+      // node was still reading.
+      subscribed->expires_after(kSubscribeWait);
       auto on_ready = [subscribed] {
         asio::post(subscribed->get_executor(), [subscribed] { subscribed->cancel(); });
       };
