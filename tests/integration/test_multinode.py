@@ -1108,11 +1108,15 @@ def test_a_receipt_noted_while_postgres_is_away_is_written_once_it_is_back(make_
 
 class SlowLink:
     """A TCP relay to a local port that can hold everything it carries, each way, for
-    `delay` seconds: a database that still answers, only late (a congested link)."""
+    `delay` seconds: a database that still answers, only late (a congested link). `cut()`
+    drops every connection through it and refuses new ones until `restore()`: the one node
+    that goes through it loses that server (here Redis) while the others keep it."""
 
     def __init__(self, target_port):
         self.target_port = target_port
         self.delay = 0.0
+        self.up = True
+        self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.sockets = []
@@ -1124,8 +1128,15 @@ class SlowLink:
                 near, _ = self.listener.accept()
             except OSError:
                 return  # closed
-            far = socket.create_connection(("127.0.0.1", self.target_port))
-            self.sockets += [near, far]
+            with self.lock:
+                try:
+                    if not self.up:
+                        raise OSError("cut")
+                    far = socket.create_connection(("127.0.0.1", self.target_port))
+                except OSError:
+                    near.close()
+                    continue
+                self.sockets += [near, far]
             for src, dst in ((near, far), (far, near)):
                 q = queue.Queue()
                 threading.Thread(target=self._read, args=(src, q), daemon=True).start()
@@ -1154,13 +1165,24 @@ class SlowLink:
             except OSError:
                 return
 
-    def close(self):
-        self.listener.close()
-        for s in self.sockets:
+    def cut(self):
+        with self.lock:
+            self.up = False
+            sockets, self.sockets = self.sockets, []
+        for s in sockets:
             try:
+                s.shutdown(socket.SHUT_RDWR)
                 s.close()
             except OSError:
                 pass
+
+    def restore(self):
+        with self.lock:
+            self.up = True
+
+    def close(self):
+        self.listener.close()
+        self.cut()
 
 
 @pytest.fixture
@@ -1237,76 +1259,6 @@ def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_event
         link.delay = 0
 
 
-class CuttableLink:
-    """A TCP relay to a local port for one node's connections: `cut()` closes every
-    connection through it and refuses new ones until `restore()`, so that node alone loses
-    the server (here Redis) while the others keep it."""
-
-    def __init__(self, target_port):
-        self.target_port = target_port
-        self.up = True
-        self.lock = threading.Lock()
-        self.pairs = []
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                near, _ = self.listener.accept()
-            except OSError:
-                return  # closed
-            with self.lock:
-                try:
-                    if not self.up:
-                        raise OSError("cut")
-                    far = socket.create_connection(("127.0.0.1", self.target_port))
-                except OSError:
-                    near.close()
-                    continue
-                self.pairs.append((near, far))
-            for src, dst in ((near, far), (far, near)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    @staticmethod
-    def _pump(src, dst):
-        while True:
-            try:
-                data = src.recv(65536)
-                if data:
-                    dst.sendall(data)
-                    continue
-            except OSError:
-                pass
-            for s in (src, dst):
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-            return
-
-    def cut(self):
-        with self.lock:
-            self.up = False
-            pairs, self.pairs = self.pairs, []
-        for pair in pairs:
-            for s in pair:
-                try:
-                    s.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-                s.close()
-
-    def restore(self):
-        with self.lock:
-            self.up = True
-
-    def close(self):
-        self.cut()
-        self.listener.close()
-
-
 def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_link, make_cluster):
     """A node that lost Redis catches every local user up from the event log once it has
     subscribed again; here its database answers a second late, so that takes a while, and
@@ -1318,7 +1270,7 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
     of its replay, once, in seq order."""
     db = Database()
     dblink = slow_link(int(db.env["DB_PORT"]))
-    rlink = CuttableLink(own_redis.port)
+    rlink = slow_link(own_redis.port)
     cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
                            node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
                                           "REDIS_PORT": rlink.port}])
@@ -1388,7 +1340,6 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
         run(main(), timeout=180)
     finally:
         dblink.delay = 0
-        rlink.close()
 
 
 @pytest.mark.parametrize("cut,delay", [(True, 0.25), (False, 0.5)], ids=["redis-cut", "slow-reads"])
@@ -1403,7 +1354,7 @@ def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
     same: the socket's wait (3 s at most) was counted from before its own reads."""
     db = Database()
     dblink = slow_link(int(db.env["DB_PORT"]))
-    rlink = CuttableLink(own_redis.port)
+    rlink = slow_link(own_redis.port)
     cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
                            node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
                                           "REDIS_PORT": rlink.port}])
@@ -1444,7 +1395,6 @@ def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
         run(main(), timeout=120)
     finally:
         dblink.delay = 0
-        rlink.close()
 
 
 def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats(
