@@ -690,7 +690,7 @@ class RedisBroker final : public Broker {
     // until `ready` and then sends it in seq order, waits for that one too (and so do the
     // user's other sockets opening meanwhile). Made ready at once, it sent newer events it
     // held before the older ones that catch-up then brought.
-    if (epoch != epoch_ && !(ready_ && every_user_catch_ups_ == 0)) {
+    if (epoch != epoch_ && !(ready_ && users_catching_up_ == 0)) {
       after_every_user_caught_up_.push_back(std::move(finish));
     } else {
       finish();
@@ -909,7 +909,8 @@ class RedisBroker final : public Broker {
       auto it = chats_.find(w.event.chat_id);
       if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
     }
-    if (every_user && every_user_catch_ups_ == 0) {
+    // (A node without user sockets catches up no users: its chats' catch-up is the one.)
+    if (users_catching_up_ == 0) {
       for (const auto& finish : std::exchange(after_every_user_caught_up_, {})) finish();
     }
   }
@@ -1076,8 +1077,8 @@ class RedisBroker final : public Broker {
   // readiness of their other sockets opening meanwhile.
   std::unordered_map<std::int64_t, int> opening_users_;
   std::unordered_map<std::int64_t, std::vector<std::function<void()>>> ready_when_caught_up_;
-  // What waits for the catch-up of every user after a loss: the end of sockets' catch-ups
-  // that the loss cut short (hear).
+  // What waits for the catch-up of every user after a loss (for every catch-up of users of
+  // the new epoch to end): the end of sockets' catch-ups that the loss cut short (hear).
   std::vector<std::function<void()>> after_every_user_caught_up_;
   std::vector<store::EventRecord> held_untracked_;
   std::optional<Refill> untracked_refill_;        // as ChatState::refill
