@@ -63,7 +63,7 @@ struct PinRecord {
 // One entry of the event log. `user_id` set: only that user sees it (delete for me, or a
 // member told of their own removal); unset: every member of the chat at replay time.
 // `message_id`: the message the event is about, which members who hid it do not replay
-// (skips_hiders).
+// (nor get live, for the events skips_hiders names).
 // For a `message` or `edit` event the payload carries that message's text in its top-level
 // "text", and the store keeps it equal to the message's text when the message is edited
 // or deleted, so the log never replays words the message no longer has.
