@@ -1199,6 +1199,22 @@ def slow_link():
         link.close()
 
 
+def slow_node_cluster(slow_link, make_cluster, slow_env=None, **env):
+    """Two nodes on one fresh database, node 1 reaching it through a SlowLink; `slow_env`:
+    more settings of node 1. Returns the link and the cluster."""
+    db = Database()
+    link = slow_link(int(db.env["DB_PORT"]))
+    node_1 = {"DB_HOST": "127.0.0.1", "DB_PORT": link.port, **(slow_env or {})}
+    return link, make_cluster(2, database=db, node_env=[{}, node_1], **env)
+
+
+async def open_db_connections(node, who):
+    """Has `node` open its database connections now, before its link is slowed: opening
+    one takes several round trips."""
+    await asyncio.gather(*(rest(Client(node).get, "/api/chats/", token=who["access"])
+                           for _ in range(6)))
+
+
 def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_events(
         own_redis, slow_link, make_cluster):
     """A node catching up from the event log (here after Redis cut its subscription) holds
@@ -1210,11 +1226,8 @@ def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_event
     joined meanwhile holds back the others' events for only a second while it is read,
     and this database takes longer: its events may come after newer ones of the others.)"""
     limit = 20
-    db = Database()
-    link = slow_link(int(db.env["DB_PORT"]))
-    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
-                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port,
-                                          "REDIS_MAX_HELD_EVENTS": limit}])
+    link, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_MAX_HELD_EVENTS": limit},
+                                      REDIS_PORT=own_redis.port)
     api = [Client(n) for n in cluster]
     a, b = api[0].register(), api[0].register()
     p = private_chat(api[0], a, b)
@@ -1268,12 +1281,9 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
     past a chat made between the two losses, whose chat_created then came after newer
     events and whose message sent meanwhile went to no one. The socket must get every event
     of its replay, once, in seq order."""
-    db = Database()
-    dblink = slow_link(int(db.env["DB_PORT"]))
     rlink = slow_link(own_redis.port)
-    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
-                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
-                                          "REDIS_PORT": rlink.port}])
+    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
+                                        REDIS_PORT=own_redis.port)
     api = Client(cluster[0])
     a, u = api.register(), api.register()
     p = private_chat(api, a, u)
@@ -1352,12 +1362,9 @@ def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
     the socket sent a newer message of a chat the node heard before an older one of the
     chat being read (every run). Without a loss, a database answering 0.5 s late did the
     same: the socket's wait (3 s at most) was counted from before its own reads."""
-    db = Database()
-    dblink = slow_link(int(db.env["DB_PORT"]))
     rlink = slow_link(own_redis.port)
-    cluster = make_cluster(2, database=db, REDIS_PORT=own_redis.port,
-                           node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": dblink.port,
-                                          "REDIS_PORT": rlink.port}])
+    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
+                                        REDIS_PORT=own_redis.port)
     api = Client(cluster[0])
     a, u, v = api.register(), api.register(), api.register()
     x = group_chat(api, a, u, v, name="heard")  # node 1 hears it through v's socket
@@ -1403,18 +1410,14 @@ def test_a_chat_joined_through_an_event_comes_before_newer_events_of_other_chats
     hearing the chat then, and reads from the log what the chat had meanwhile. A busy
     chat's newer events wait for that read (a database answering in 0.1 s here), so the
     socket's seqs still only grow."""
-    db = Database()
-    link = slow_link(int(db.env["DB_PORT"]))
-    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    link, cluster = slow_node_cluster(slow_link, make_cluster)
     api = [Client(n) for n in cluster]
     a, b = api[0].register(), api[0].register()
     p = private_chat(api[0], a, b)
 
     async def main():
         b_ws = await user_ws(cluster[1], b)
-        # Connections through the link opened now: opening one takes several round trips.
-        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=b["access"])
-                               for _ in range(6)))
+        await open_db_connections(cluster[1], b)
         link.delay = 0.05
         stop = threading.Event()
 
@@ -1505,9 +1508,7 @@ def test_a_first_socket_gets_its_new_chats_in_seq_order_with_busy_ones(slow_link
     chats it heard already go on live. With a database answering in 0.05 s, a busy chat's
     newer events came before a quiet one's older, caught-up ones: the socket's seqs went
     back. Fresh, or resuming with since=, its seqs only grow, and nothing is missing."""
-    db = Database()
-    link = slow_link(int(db.env["DB_PORT"]))
-    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    link, cluster = slow_node_cluster(slow_link, make_cluster)
     api = [Client(n) for n in cluster]
     a, b, c = api[0].register(), api[0].register(), api[0].register()
     busy_chat = group_chat(api[0], a, b, c, name="busy")
@@ -1516,8 +1517,7 @@ def test_a_first_socket_gets_its_new_chats_in_seq_order_with_busy_ones(slow_link
     async def main():
         c_ws = await user_ws(cluster[1], c)  # node 1 hears the busy chat, not the quiet one
         since = (await rest(api[0].get, "/api/events/?since=0", token=b["access"])).json()["seq"]
-        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=b["access"])
-                               for _ in range(6)))
+        await open_db_connections(cluster[1], b)
         link.delay = 0.05
         stop = threading.Event()
 
@@ -2013,9 +2013,7 @@ def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_
     busy chat's newer messages first, and the new chat's `chat_created` after them (its
     seqs went back), on a node that users kept connecting to (after a restart, say). With
     the newcomer a member of the new chat too, it was held for them, and so for b."""
-    db = Database()
-    link = slow_link(int(db.env["DB_PORT"]))
-    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    link, cluster = slow_node_cluster(slow_link, make_cluster)
     api = [Client(n) for n in cluster]
     a, b = api[0].register(), api[0].register()
     newcomers = [api[0].register() for _ in range(12)]
@@ -2023,8 +2021,7 @@ def test_a_chat_joined_while_another_users_first_socket_catches_up_comes_in_seq_
 
     async def main():
         b_ws = await user_ws(cluster[1], b)  # node 1 hears the busy chat for b
-        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=b["access"])
-                               for _ in range(6)))
+        await open_db_connections(cluster[1], b)
         link.delay = 0.1  # a catch-up from the log takes a few tenths of a second
         stop = threading.Event()
 
@@ -2071,9 +2068,7 @@ def test_a_second_socket_opening_while_the_first_catches_up_gets_seqs_in_order(
     the log, their live events held meanwhile; that socket keeps what it gets until then.
     A second socket of the user opening during that read went live at once: it heard the
     other chats' newer events first, and the held ones after them (its seqs went back)."""
-    db = Database()
-    link = slow_link(int(db.env["DB_PORT"]))
-    cluster = make_cluster(2, database=db, node_env=[{}, {"DB_HOST": "127.0.0.1", "DB_PORT": link.port}])
+    link, cluster = slow_node_cluster(slow_link, make_cluster)
     api = [Client(n) for n in cluster]
     a, b, x = api[0].register(), api[0].register(), api[0].register()
     heard = group_chat(api[0], a, b, x, name="heard")  # node 1 hears it for b
@@ -2081,8 +2076,7 @@ def test_a_second_socket_opening_while_the_first_catches_up_gets_seqs_in_order(
 
     async def main():
         b_ws = await user_ws(cluster[1], b)
-        await asyncio.gather(*(rest(Client(cluster[1]).get, "/api/chats/", token=x["access"])
-                               for _ in range(6)))
+        await open_db_connections(cluster[1], x)
         link.delay = 0.1
         stop = threading.Event()
 
