@@ -213,14 +213,30 @@ class RedisBroker final : public Broker {
                  std::optional<std::int64_t> from_seq, std::function<void()> ready) override {
     // Chats joined through the event deliver() is handing to the hub right now: the events
     // that follow it wait until those chats' own are read (hear), so that a user socket's
-    // seqs keep growing. The gate is shut at once, before deliver() goes on to them.
+    // seqs keep growing. The gate is shut at once, before deliver() goes on to them. But
+    // joined through a page of the one catch-up of every user running, they are that
+    // catch-up's to read (adopted), in seq order with the rest of its pages, and nothing
+    // waits. (Beside another such catch-up, which reads the log from elsewhere and would
+    // pass them over, the gate holds both.)
     std::optional<std::uint64_t> gate;
+    std::uint64_t adopter = 0;
     if (from_seq && !ready && !chat_ids.empty() && strand_.running_in_this_thread()) {
-      gate = shut_gate(*from_seq + 1);
+      if (auto a = adopters_.find(delivering_for_);
+          a != adopters_.end() && adopters_.size() == 1 && user_ids.empty()) {
+        adopter = a->first;
+        ++a->second.unsettled;  // before the page goes on: the catch-up reads again (catch_up)
+        ++a->second.changes;
+      } else {
+        gate = shut_gate(*from_seq + 1);
+      }
     }
     asio::post(strand_, [this, chat_ids = std::move(chat_ids), user_ids = std::move(user_ids),
-                         from_seq, ready = std::move(ready), gate]() mutable {
-      start_hearing(chat_ids, user_ids, from_seq, std::move(ready), gate);
+                         from_seq, ready = std::move(ready), gate, adopter]() mutable {
+      if (adopter != 0) {
+        adopt(chat_ids, *from_seq, adopter);
+      } else {
+        start_hearing(chat_ids, user_ids, from_seq, std::move(ready), gate);
+      }
     });
   }
 
@@ -638,6 +654,76 @@ class RedisBroker final : public Broker {
                    asio::detached);
   }
 
+  // Starts hearing chats joined through an event that a catch-up of every user delivered
+  // from its page (subscribe). That catch-up reads them from the event on with its own
+  // chats and makes them live at its end: made live by a read of their own, their live
+  // events went out before the older events of other chats it had still to read, and a
+  // socket's seq went back. It reads once more after their channels are confirmed
+  // (adoption_unsettled): what was published before is in the log, what after is held.
+  void adopt(const std::vector<std::int64_t>& chat_ids, std::int64_t from_seq,
+             std::uint64_t adopter) {
+    auto a = adopters_.find(adopter);
+    if (a == adopters_.end()) {  // stale meanwhile (Redis lost): a read of their own
+      start_hearing(chat_ids, {}, from_seq, nullptr, shut_gate(from_seq + 1));
+      return;
+    }
+    std::vector<std::string> channels;
+    for (auto id : chat_ids) {
+      auto& st = chats_[id];
+      if (st.refs++ > 0) continue;
+      st.gen = ++next_gen_;
+      st.starting = false;
+      st.delivered = from_seq;
+      a->second.joined.emplace_back(id, st.gen);
+      channels.push_back(chat_channel(id));
+    }
+    if (channels.empty()) {
+      settle(adopter);
+      return;
+    }
+    subscriber_->subscribe(std::move(channels), [this, adopter] {
+      asio::post(strand_, [this, adopter] { settle(adopter); });
+    });
+  }
+
+  void settle(std::uint64_t adopter) {
+    auto a = adopters_.find(adopter);
+    if (a == adopters_.end()) return;
+    --a->second.unsettled;
+    ++a->second.changes;
+  }
+
+  // Takes the chats catch-up `reading` adopted since the last call into its own (`chats`,
+  // `ids`, `own`); returns its count of adoption changes then.
+  std::uint64_t take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
+                             std::vector<std::int64_t>& ids,
+                             std::unordered_set<std::int64_t>& own) {
+    auto a = adopters_.find(reading);
+    if (a == adopters_.end()) return 0;
+    for (const auto& ref : std::exchange(a->second.joined, {})) {
+      if (current(ref) == nullptr) continue;  // left again meanwhile
+      chats.push_back(ref);
+      ids.push_back(ref.first);
+      own.insert(ref.first);
+    }
+    return a->second.changes;
+  }
+
+  // Whether catch-up `reading` must read again before it ends: it adopted a chat, or one's
+  // channel was confirmed, since its last read began (when its count of changes was
+  // `changes`). Waits for every adopted chat's channel first, so that the read begins after.
+  asio::awaitable<bool> adoption_unsettled(std::uint64_t reading, std::uint64_t changes) {
+    asio::steady_timer pause(strand_);
+    for (;;) {
+      auto a = adopters_.find(reading);
+      if (a == adopters_.end() || a->second.changes == changes) co_return false;
+      if (a->second.unsettled == 0) co_return true;
+      pause.expires_after(std::chrono::milliseconds(2));
+      boost::system::error_code ec;
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+  }
+
   // Subscribes, then reads what the log has for the fresh chats (and the fresh users'
   // chats) since the starting point, then lets live events through: no gap between the log
   // and the channel.
@@ -787,6 +873,9 @@ class RedisBroker final : public Broker {
   // reset. The catch-up that follows the loss reads from where the stale one had got to
   // (untracked_read_), so what its page held comes from there, in seq order with the rest.
   //
+  // A catch-up of every user takes the chats joined through its pages' events as its own
+  // (adopt), and reads again before it ends while it adopts more (adoption_unsettled).
+  //
   // Only this catch-up's own chats (and chats the node does not hear) are delivered from
   // the log. A users' catch-up (a user's first socket here) also reads the users' other
   // chats; those are live, or owned by another catch-up, and their events come from there:
@@ -802,6 +891,7 @@ class RedisBroker final : public Broker {
     // How far it has read the events of chats the node does not hear (for a loss).
     const std::uint64_t reading = ++catch_ups_;
     if (!users.empty()) untracked_read_.emplace(reading, users_after);
+    if (every_user) adopters_.try_emplace(reading);
     std::int64_t after = users.empty() ? INT64_MAX : users_after;
     std::vector<std::int64_t> ids;
     for (const auto& ref : chats) {
@@ -811,7 +901,7 @@ class RedisBroker final : public Broker {
       after = std::min(after, fill_gaps ? users_after : st->delivered);
       if (st->refill) after = std::min(after, st->refill->after);
     }
-    const std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
+    std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     std::vector<std::int64_t> readers = users;  // whose chats' events are read
     bool all_users = false;                     // readers are every local user...
     std::int64_t unheard_after = INT64_MAX;     // ...for chats not heard dropped after this
@@ -823,6 +913,7 @@ class RedisBroker final : public Broker {
       const std::uint64_t added = users_added_;
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
+        const std::uint64_t changes = take_adopted(reading, chats, ids, own);
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
         // Stale, a catch-up for a user's first socket still delivers its page's events of
@@ -831,6 +922,7 @@ class RedisBroker final : public Broker {
         const bool stale = epoch != epoch_;
         if (!read || (stale && !first_sockets)) continue;
         const auto& page = *read;
+        delivering_for_ = every_user ? reading : 0;  // a chat joined meanwhile is adopted
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
           if (stale && !own.contains(e.chat_id)) continue;
@@ -848,12 +940,14 @@ class RedisBroker final : public Broker {
             delivered_through = std::max(delivered_through, e.seq);
           }
         }
+        delivering_for_ = 0;
         if (!page.empty()) after = page.back().seq;
         if (auto it = untracked_read_.find(reading);
             it != untracked_read_.end() && !readers.empty()) {
           it->second = std::max(it->second, after);
         }
         if (static_cast<int>(page.size()) < kCatchUpPage) {
+          if (co_await adoption_unsettled(reading, changes)) continue;  // from `after` again
           done = true;
           break;
         }
@@ -878,6 +972,7 @@ class RedisBroker final : public Broker {
       bool of_chat;  // held by its chat, made live now (else held as untracked)
     };
     untracked_read_.erase(reading);
+    adopters_.erase(reading);
     if (epoch != epoch_) co_return;  // stale
     std::vector<Waiting> waiting;
     if (every_user) --every_user_catch_ups_;
@@ -1006,6 +1101,7 @@ class RedisBroker final : public Broker {
       // chat whose chat_created it passed was never heard (Redis lost twice in a row).
       for (const auto& [catch_up, read] : untracked_read_) heard = std::min(heard, read);
       untracked_read_.clear();
+      adopters_.clear();  // the catch-up after the loss reads the adopted chats with the rest
       // Events of such chats held for those catch-ups (receive_live), and dropped ones, were
       // heard but not delivered: the next catch-up reads them, in seq order with the rest.
       // Kept, they went out at its end, after its newer events of the same chats (which the
@@ -1073,6 +1169,15 @@ class RedisBroker final : public Broker {
   // For each catch-up of users of this epoch: the seq up to which it has read the events of
   // the chats the node does not hear (from its start on).
   std::map<std::uint64_t, std::int64_t> untracked_read_;
+  // Chats joined through an event a catch-up of every user delivered (adopt), by that
+  // catch-up's number (its entry lives while it runs in this epoch).
+  struct Adopted {
+    std::vector<ChatRef> joined;  // not yet among the catch-up's own chats (take_adopted)
+    int unsettled = 0;            // adoptions whose channels are not confirmed yet
+    std::uint64_t changes = 0;    // adoptions and confirmations so far
+  };
+  std::map<std::uint64_t, Adopted> adopters_;
+  std::uint64_t delivering_for_ = 0;  // the catch-up whose page deliver() hands out (0: none)
   // Users whose first socket here is being caught up (hear), and what waits for that: the
   // readiness of their other sockets opening meanwhile.
   std::unordered_map<std::int64_t, int> opening_users_;

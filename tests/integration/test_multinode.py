@@ -1215,6 +1215,34 @@ async def open_db_connections(node, who):
                            for _ in range(6)))
 
 
+def send_many(node, who, chat_id, n, threads=4):
+    """`n` messages by `who` in `chat_id` through `node`, from `threads` clients at once;
+    returns their ids."""
+    def worker(k0):
+        c = Client(node)
+        return [rest_send(c, who, chat_id, f"filler {k}")["id"] for k in range(k0, n, threads)]
+    with concurrent.futures.ThreadPoolExecutor(threads) as ex:
+        return [i for part in ex.map(worker, range(threads)) for i in part]
+
+
+async def assert_got_its_replay(api, ws, who, since):
+    """`ws` (a user socket of `who`) got every logged event of its replay after `since`,
+    once each, in seq order."""
+    replay, after = [], since
+    while True:
+        r = await rest(api.get, f"/api/events/?since={after}&limit=500", token=who["access"])
+        assert r.status_code == 200, r.text
+        replay += r.json()["results"]
+        if not r.json()["has_more"]:
+            break
+        after = replay[-1]["seq"]
+    got = [f["seq"] for f in ws.seen if f["type"] in LOGGED and f.get("seq", 0) > since]
+    want = [e["seq"] for e in replay]
+    missing = [(e["seq"], e["type"], e["chat_id"]) for e in replay if e["seq"] not in got]
+    assert not missing, missing
+    assert got == want, [(got[k - 1], s) for k, s in enumerate(got) if k and s <= got[k - 1]]
+
+
 def test_a_node_catching_up_from_a_slow_database_holds_a_bounded_number_of_events(
         own_redis, slow_link, make_cluster):
     """A node catching up from the event log (here after Redis cut its subscription) holds
@@ -1292,13 +1320,6 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
     def logged(text, times):
         return lambda: cluster[1].read_log().count(text) >= times
 
-    def send_many(n, threads=4):  # by u in p, through node 0
-        def worker(k0):
-            c = Client(cluster[0])
-            return [rest_send(c, u, p, f"filler {k}")["id"] for k in range(k0, n, threads)]
-        with concurrent.futures.ThreadPoolExecutor(threads) as ex:
-            return [i for part in ex.map(worker, range(threads)) for i in part]
-
     async def main():
         u_ws = await user_ws(cluster[1], u)
         first = rest_send(api, a, p, "hello")["id"]
@@ -1307,7 +1328,7 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
         rlink.cut()
         await rest(wait_for, "node 1 lost Redis", logged(lost, 1), 10, 0.01)
         # More than a page of the catch-up (500) for u, then a new chat.
-        await rest(send_many, 520)
+        await rest(send_many, cluster[0], u, p, 520)
         g1 = await rest(group_chat, api, a, u, name="made while Redis was away")
         await rest(rest_send, api, a, g1, "in g1")
         dblink.delay = 1.0
@@ -1331,19 +1352,55 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
             except AssertionError:
                 pass  # named below, with the rest of what is missing
         await u_ws.drain(1.0)
-        replay, after = [], since
-        while True:
-            r = await rest(api.get, f"/api/events/?since={after}&limit=500", token=u["access"])
-            assert r.status_code == 200, r.text
-            replay += r.json()["results"]
-            if not r.json()["has_more"]:
-                break
-            after = replay[-1]["seq"]
-        got = [f["seq"] for f in u_ws.seen if f["type"] in LOGGED and f.get("seq", 0) > since]
-        want = [e["seq"] for e in replay]
-        missing = [(e["seq"], e["type"], e["chat_id"]) for e in replay if e["seq"] not in got]
-        assert not missing, missing
-        assert got == want, [s for k, s in enumerate(got) if k and s <= got[k - 1]]
+        await assert_got_its_replay(api, u_ws, u, since)
+        await u_ws.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        dblink.delay = 0
+
+
+def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages(
+        own_redis, slow_link, make_cluster):
+    """A node that lost Redis catches every local user up from the event log, page by page,
+    once it has subscribed again; here its database answers a second late and there are
+    three pages. A group the user joined while Redis was away is heard from its
+    chat_created, in the first page. Read on its own, it went live while the catch-up still
+    had older pages to read, and its live messages reached the socket before older
+    messages of another chat. The socket must get every event of its replay, once, in seq
+    order."""
+    rlink = slow_link(own_redis.port)
+    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
+                                        REDIS_PORT=own_redis.port)
+    api = Client(cluster[0])
+    a, u = api.register(), api.register()
+    p = private_chat(api, a, u)
+    lost, back = "lost the subscription connection", "subscribed again; catching up"
+
+    async def main():
+        u_ws = await user_ws(cluster[1], u)
+        first = rest_send(api, a, p, "hello")["id"]
+        since = (await u_ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
+        await u_ws.drain(1.0)
+        rlink.cut()
+        await rest(wait_for, "node 1 lost Redis",
+                   lambda: lost in cluster[1].read_log(), 10, 0.01)
+        g = await rest(group_chat, api, a, u, name="made while Redis was away")
+        await rest(send_many, cluster[0], u, p, 1100)  # three pages of the catch-up (500)
+        dblink.delay = 1.0
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again",
+                   lambda: back in cluster[1].read_log(), 30, 0.01)
+        for k in range(16):  # while the pages are read
+            await rest(rest_send, api, a, g, f"live {k}")
+            await asyncio.sleep(0.5)
+        dblink.delay = 0
+        for c in (p, g):
+            last = (await rest(rest_send, api, a, c, "after"))["id"]
+            await u_ws.until(is_("message", message_id=last), timeout=20)
+        await u_ws.drain(1.0)
+        await assert_got_its_replay(api, u_ws, u, since)
         await u_ws.close()
 
     try:
