@@ -458,8 +458,13 @@ class RedisBroker final : public Broker {
     // (when_caught_up). Held for it, such an event reached the live sockets of other users
     // it was meant for (a new chat's members) after newer events of other chats, and
     // their seq went back.
-    if (it == chats_.end() && users_catching_up_ > 0 &&
-        (every_user_catch_ups_ > 0 || untracked_refill_)) {
+    // Such an event waits as well between a lost connection and the catch-up that follows
+    // it: a user's channel confirmed early in the reconnect brought a new chat's
+    // chat_created ahead of the older events that catch-up then read.
+    const bool catching_up_every_user =
+        (users_catching_up_ > 0 && (every_user_catch_ups_ > 0 || untracked_refill_)) ||
+        (lost_at_ && !users_.empty());
+    if (it == chats_.end() && catching_up_every_user) {
       hold(held_untracked_, std::move(e));
       return;
     }
