@@ -214,29 +214,23 @@ class RedisBroker final : public Broker {
     // Chats joined through the event deliver() is handing to the hub right now: the events
     // that follow it wait until those chats' own are read (hear), so that a user socket's
     // seqs keep growing. The gate is shut at once, before deliver() goes on to them. But
-    // joined through a page of the one catch-up of every user running, they are that
-    // catch-up's to read (adopted), in seq order with the rest of its pages, and nothing
-    // waits. (Beside another such catch-up, which reads the log from elsewhere and would
-    // pass them over, the gate holds both.)
+    // joined through a page of the one catch-up of every user running, they become that
+    // catch-up's own at once, before it goes on with its page (adopt): it reads them in
+    // seq order with the rest of its pages, and nothing waits. (Beside a second such
+    // catch-up, which reads from elsewhere in the log and would pass their events over,
+    // the gate and a read of their own are kept.)
     std::optional<std::uint64_t> gate;
-    std::uint64_t adopter = 0;
     if (from_seq && !ready && !chat_ids.empty() && strand_.running_in_this_thread()) {
       if (auto a = adopters_.find(delivering_for_);
           a != adopters_.end() && adopters_.size() == 1 && user_ids.empty()) {
-        adopter = a->first;
-        ++a->second.unsettled;  // before the page goes on: the catch-up reads again (catch_up)
-        ++a->second.changes;
-      } else {
-        gate = shut_gate(*from_seq + 1);
+        adopt(a->second, a->first, chat_ids, *from_seq);
+        return;
       }
+      gate = shut_gate(*from_seq + 1);
     }
     asio::post(strand_, [this, chat_ids = std::move(chat_ids), user_ids = std::move(user_ids),
-                         from_seq, ready = std::move(ready), gate, adopter]() mutable {
-      if (adopter != 0) {
-        adopt(chat_ids, *from_seq, adopter);
-      } else {
-        start_hearing(chat_ids, user_ids, from_seq, std::move(ready), gate);
-      }
+                         from_seq, ready = std::move(ready), gate]() mutable {
+      start_hearing(chat_ids, user_ids, from_seq, std::move(ready), gate);
     });
   }
 
@@ -309,6 +303,14 @@ class RedisBroker final : public Broker {
     std::optional<Refill> refill;  // its held events were dropped (hold)
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
+
+  // What a catch-up of every user adopted (adopt): the map adopters_ holds one for each
+  // such catch-up of this epoch while it runs, by its number.
+  struct Adopted {
+    std::vector<ChatRef> joined;  // not yet among the catch-up's own chats (take_adopted)
+    int unsettled = 0;            // adoptions whose channels are not confirmed yet
+    std::uint64_t confirmed = 0;  // adoptions whose channels are
+  };
 
   // The chat's state while it is still the generation `ref` names; else null (it was
   // dropped, or heard again after a pause).
@@ -459,7 +461,8 @@ class RedisBroker final : public Broker {
     // it was meant for (a new chat's members) after newer events of other chats, and
     // their seq went back.
     // Such an event waits as well between a lost connection and the catch-up that follows
-    // it: a user's channel confirmed early in the reconnect brought a new chat's
+    // it (while the node has local users: held for none, it is dropped when that catch-up
+    // starts): a user's channel confirmed early in the reconnect brought a new chat's
     // chat_created ahead of the older events that catch-up then read.
     const bool catching_up_every_user =
         (users_catching_up_ > 0 && (every_user_catch_ups_ > 0 || untracked_refill_)) ||
@@ -659,19 +662,15 @@ class RedisBroker final : public Broker {
                    asio::detached);
   }
 
-  // Starts hearing chats joined through an event that a catch-up of every user delivered
-  // from its page (subscribe). That catch-up reads them from the event on with its own
-  // chats and makes them live at its end: made live by a read of their own, their live
-  // events went out before the older events of other chats it had still to read, and a
-  // socket's seq went back. It reads once more after their channels are confirmed
+  // Starts hearing chats joined through an event that catch-up `reading` of every user is
+  // delivering from its page (subscribe), as its own: it delivers their events after that
+  // one (`from_seq`), in this page and the next, and makes them live at its end with the
+  // others. Read on their own, they went live while that catch-up had still older pages
+  // to read, and their live events reached a socket before older events of other chats.
+  // Before it ends, the catch-up reads once more after their channels are confirmed
   // (adoption_unsettled): what was published before is in the log, what after is held.
-  void adopt(const std::vector<std::int64_t>& chat_ids, std::int64_t from_seq,
-             std::uint64_t adopter) {
-    auto a = adopters_.find(adopter);
-    if (a == adopters_.end()) {  // stale meanwhile (Redis lost): a read of their own
-      start_hearing(chat_ids, {}, from_seq, nullptr, shut_gate(from_seq + 1));
-      return;
-    }
+  void adopt(Adopted& a, std::uint64_t reading, const std::vector<std::int64_t>& chat_ids,
+             std::int64_t from_seq) {
     std::vector<std::string> channels;
     for (auto id : chat_ids) {
       auto& st = chats_[id];
@@ -679,50 +678,50 @@ class RedisBroker final : public Broker {
       st.gen = ++next_gen_;
       st.starting = false;
       st.delivered = from_seq;
-      a->second.joined.emplace_back(id, st.gen);
+      a.joined.emplace_back(id, st.gen);
       channels.push_back(chat_channel(id));
     }
-    if (channels.empty()) {
-      settle(adopter);
-      return;
-    }
-    subscriber_->subscribe(std::move(channels), [this, adopter] {
-      asio::post(strand_, [this, adopter] { settle(adopter); });
+    if (channels.empty()) return;
+    ++a.unsettled;
+    subscriber_->subscribe(std::move(channels), [this, reading] {
+      asio::post(strand_, [this, reading] {
+        auto it = adopters_.find(reading);
+        if (it == adopters_.end()) return;
+        --it->second.unsettled;
+        ++it->second.confirmed;
+      });
     });
   }
 
-  void settle(std::uint64_t adopter) {
-    auto a = adopters_.find(adopter);
-    if (a == adopters_.end()) return;
-    --a->second.unsettled;
-    ++a->second.changes;
-  }
-
   // Takes the chats catch-up `reading` adopted since the last call into its own (`chats`,
-  // `ids`, `own`); returns its count of adoption changes then.
-  std::uint64_t take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
-                             std::vector<std::int64_t>& ids,
-                             std::unordered_set<std::int64_t>& own) {
+  // `ids`, `own`).
+  void take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
+                    std::vector<std::int64_t>& ids, std::unordered_set<std::int64_t>& own) {
     auto a = adopters_.find(reading);
-    if (a == adopters_.end()) return 0;
+    if (a == adopters_.end() || a->second.joined.empty()) return;
     for (const auto& ref : std::exchange(a->second.joined, {})) {
       if (current(ref) == nullptr) continue;  // left again meanwhile
       chats.push_back(ref);
       ids.push_back(ref.first);
       own.insert(ref.first);
     }
-    return a->second.changes;
   }
 
-  // Whether catch-up `reading` must read again before it ends: it adopted a chat, or one's
-  // channel was confirmed, since its last read began (when its count of changes was
-  // `changes`). Waits for every adopted chat's channel first, so that the read begins after.
-  asio::awaitable<bool> adoption_unsettled(std::uint64_t reading, std::uint64_t changes) {
+  // The confirmations of adopted chats' channels catch-up `reading` has had so far.
+  std::uint64_t adoptions_confirmed(std::uint64_t reading) const {
+    auto a = adopters_.find(reading);
+    return a == adopters_.end() ? 0 : a->second.confirmed;
+  }
+
+  // Whether catch-up `reading` must read again before it ends: a chat it adopted has its
+  // channel confirmed since its last read began (when `confirmed` were), or not yet. Waits
+  // for every such channel first, so that the read begins after.
+  asio::awaitable<bool> adoption_unsettled(std::uint64_t reading, std::uint64_t confirmed) {
     asio::steady_timer pause(strand_);
     for (;;) {
       auto a = adopters_.find(reading);
-      if (a == adopters_.end() || a->second.changes == changes) co_return false;
-      if (a->second.unsettled == 0) co_return true;
+      if (a == adopters_.end() || stopped_) co_return false;  // stale: the caller ends
+      if (a->second.unsettled == 0) co_return a->second.confirmed != confirmed;
       pause.expires_after(std::chrono::milliseconds(2));
       boost::system::error_code ec;
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -918,7 +917,8 @@ class RedisBroker final : public Broker {
       const std::uint64_t added = users_added_;
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
-        const std::uint64_t changes = take_adopted(reading, chats, ids, own);
+        take_adopted(reading, chats, ids, own);
+        const std::uint64_t confirmed = adoptions_confirmed(reading);
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
         // Stale, a catch-up for a user's first socket still delivers its page's events of
@@ -927,7 +927,7 @@ class RedisBroker final : public Broker {
         const bool stale = epoch != epoch_;
         if (!read || (stale && !first_sockets)) continue;
         const auto& page = *read;
-        delivering_for_ = every_user ? reading : 0;  // a chat joined meanwhile is adopted
+        delivering_for_ = every_user ? reading : 0;  // a chat joined now is adopted
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
           if (stale && !own.contains(e.chat_id)) continue;
@@ -943,6 +943,7 @@ class RedisBroker final : public Broker {
           if (wanted) {
             deliver(e);  // deliver() drops what was delivered recently
             delivered_through = std::max(delivered_through, e.seq);
+            if (every_user) take_adopted(reading, chats, ids, own);  // the rest of the page
           }
         }
         delivering_for_ = 0;
@@ -952,7 +953,7 @@ class RedisBroker final : public Broker {
           it->second = std::max(it->second, after);
         }
         if (static_cast<int>(page.size()) < kCatchUpPage) {
-          if (co_await adoption_unsettled(reading, changes)) continue;  // from `after` again
+          if (co_await adoption_unsettled(reading, confirmed)) continue;  // from `after` again
           done = true;
           break;
         }
@@ -1136,6 +1137,10 @@ class RedisBroker final : public Broker {
       if (!st.starting) chats.emplace_back(id, st.gen);  // a starting chat catches up itself
     }
     std::vector<std::int64_t> users = local_users();
+    if (users.empty()) {  // held for local users (receive_live) who have all gone since
+      unhold(held_untracked_.size());
+      held_untracked_ = {};
+    }
     const std::int64_t users_after = *lost_at_;
     lost_at_.reset();
     asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), users_after, false),
@@ -1174,13 +1179,6 @@ class RedisBroker final : public Broker {
   // For each catch-up of users of this epoch: the seq up to which it has read the events of
   // the chats the node does not hear (from its start on).
   std::map<std::uint64_t, std::int64_t> untracked_read_;
-  // Chats joined through an event a catch-up of every user delivered (adopt), by that
-  // catch-up's number (its entry lives while it runs in this epoch).
-  struct Adopted {
-    std::vector<ChatRef> joined;  // not yet among the catch-up's own chats (take_adopted)
-    int unsettled = 0;            // adoptions whose channels are not confirmed yet
-    std::uint64_t changes = 0;    // adoptions and confirmations so far
-  };
   std::map<std::uint64_t, Adopted> adopters_;
   std::uint64_t delivering_for_ = 0;  // the catch-up whose page deliver() hands out (0: none)
   // Users whose first socket here is being caught up (hear), and what waits for that: the

@@ -1368,8 +1368,9 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
     three pages. A group the user joined while Redis was away is heard from its
     chat_created, in the first page. Read on its own, it went live while the catch-up still
     had older pages to read, and its live messages reached the socket before older
-    messages of another chat. The socket must get every event of its replay, once, in seq
-    order."""
+    messages of another chat. Adopted by the catch-up only once its next page was being
+    read, its messages in that page were passed over for good. The socket must get every
+    event of its replay, once, in seq order."""
     rlink = slow_link(own_redis.port)
     dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
                                         REDIS_PORT=own_redis.port)
@@ -1387,7 +1388,10 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
         await rest(wait_for, "node 1 lost Redis",
                    lambda: lost in cluster[1].read_log(), 10, 0.01)
         g = await rest(group_chat, api, a, u, name="made while Redis was away")
-        await rest(send_many, cluster[0], u, p, 1100)  # three pages of the catch-up (500)
+        await rest(send_many, cluster[0], u, p, 600)  # past the catch-up's first page (500)
+        for k in range(3):
+            await rest(rest_send, api, a, g, f"in the second page {k}")
+        await rest(send_many, cluster[0], u, p, 500)  # and a third page
         dblink.delay = 1.0
         rlink.restore()
         await rest(wait_for, "node 1 subscribed again",
