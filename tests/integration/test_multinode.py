@@ -1225,6 +1225,33 @@ def send_many(node, who, chat_id, n, threads=4):
         return [i for part in ex.map(worker, range(threads)) for i in part]
 
 
+LOST_REDIS = "lost the subscription connection"
+BACK_ON_REDIS = "subscribed again; catching up"
+
+
+def cuttable_redis_cluster(own_redis, slow_link, make_cluster):
+    """Two nodes on one fresh database; node 1 reaches Redis (`own_redis`) through a
+    SlowLink that can be cut, and the database through one that can be slowed. Returns the
+    Redis link, the database link and the cluster."""
+    rlink = slow_link(own_redis.port)
+    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
+                                        REDIS_PORT=own_redis.port)
+    return rlink, dblink, cluster
+
+
+async def cut_redis_after_a_message(api, node, rlink, sender, who, chat_id):
+    """Opens a user socket of `who` on `node`, has it get a message of `sender` in
+    `chat_id`, then cuts `rlink` (node's Redis) and waits until node says so. Returns the
+    socket and the seq before that message."""
+    ws = await user_ws(node, who)
+    first = rest_send(api, sender, chat_id, "hello")["id"]
+    since = (await ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
+    await ws.drain(1.0)
+    rlink.cut()
+    await rest(wait_for, "the node lost Redis", lambda: LOST_REDIS in node.read_log(), 10, 0.01)
+    return ws, since
+
+
 async def assert_got_its_replay(api, ws, who, since):
     """`ws` (a user socket of `who`) got every logged event of its replay after `since`,
     once each, in seq order."""
@@ -1309,24 +1336,17 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
     past a chat made between the two losses, whose chat_created then came after newer
     events and whose message sent meanwhile went to no one. The socket must get every event
     of its replay, once, in seq order."""
-    rlink = slow_link(own_redis.port)
-    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
-                                        REDIS_PORT=own_redis.port)
+    rlink, dblink, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
     api = Client(cluster[0])
     a, u = api.register(), api.register()
     p = private_chat(api, a, u)
-    lost, back = "lost the subscription connection", "subscribed again; catching up"
+    lost, back = LOST_REDIS, BACK_ON_REDIS
 
     def logged(text, times):
         return lambda: cluster[1].read_log().count(text) >= times
 
     async def main():
-        u_ws = await user_ws(cluster[1], u)
-        first = rest_send(api, a, p, "hello")["id"]
-        since = (await u_ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
-        await u_ws.drain(1.0)
-        rlink.cut()
-        await rest(wait_for, "node 1 lost Redis", logged(lost, 1), 10, 0.01)
+        u_ws, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
         # More than a page of the catch-up (500) for u, then a new chat.
         await rest(send_many, cluster[0], u, p, 520)
         g1 = await rest(group_chat, api, a, u, name="made while Redis was away")
@@ -1371,22 +1391,13 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
     messages of another chat. Adopted by the catch-up only once its next page was being
     read, its messages in that page were passed over for good. The socket must get every
     event of its replay, once, in seq order."""
-    rlink = slow_link(own_redis.port)
-    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
-                                        REDIS_PORT=own_redis.port)
+    rlink, dblink, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
     api = Client(cluster[0])
     a, u = api.register(), api.register()
     p = private_chat(api, a, u)
-    lost, back = "lost the subscription connection", "subscribed again; catching up"
 
     async def main():
-        u_ws = await user_ws(cluster[1], u)
-        first = rest_send(api, a, p, "hello")["id"]
-        since = (await u_ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
-        await u_ws.drain(1.0)
-        rlink.cut()
-        await rest(wait_for, "node 1 lost Redis",
-                   lambda: lost in cluster[1].read_log(), 10, 0.01)
+        u_ws, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
         g = await rest(group_chat, api, a, u, name="made while Redis was away")
         await rest(send_many, cluster[0], u, p, 600)  # past the catch-up's first page (500)
         for k in range(3):
@@ -1395,7 +1406,7 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
         dblink.delay = 1.0
         rlink.restore()
         await rest(wait_for, "node 1 subscribed again",
-                   lambda: back in cluster[1].read_log(), 30, 0.01)
+                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
         for k in range(16):  # while the pages are read
             await rest(rest_send, api, a, g, f"live {k}")
             await asyncio.sleep(0.5)
@@ -1423,9 +1434,7 @@ def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
     the socket sent a newer message of a chat the node heard before an older one of the
     chat being read (every run). Without a loss, a database answering 0.5 s late did the
     same: the socket's wait (3 s at most) was counted from before its own reads."""
-    rlink = slow_link(own_redis.port)
-    dblink, cluster = slow_node_cluster(slow_link, make_cluster, {"REDIS_PORT": rlink.port},
-                                        REDIS_PORT=own_redis.port)
+    rlink, dblink, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
     api = Client(cluster[0])
     a, u, v = api.register(), api.register(), api.register()
     x = group_chat(api, a, u, v, name="heard")  # node 1 hears it through v's socket
