@@ -460,14 +460,8 @@ class RedisBroker final : public Broker {
     // (when_caught_up). Held for it, such an event reached the live sockets of other users
     // it was meant for (a new chat's members) after newer events of other chats, and
     // their seq went back.
-    // Such an event waits as well between a lost connection and the catch-up that follows
-    // it (while the node has local users: held for none, it is dropped when that catch-up
-    // starts): a user's channel confirmed early in the reconnect brought a new chat's
-    // chat_created ahead of the older events that catch-up then read.
-    const bool catching_up_every_user =
-        (users_catching_up_ > 0 && (every_user_catch_ups_ > 0 || untracked_refill_)) ||
-        (lost_at_ && !users_.empty());
-    if (it == chats_.end() && catching_up_every_user) {
+    if (it == chats_.end() && users_catching_up_ > 0 &&
+        (every_user_catch_ups_ > 0 || untracked_refill_)) {
       hold(held_untracked_, std::move(e));
       return;
     }
@@ -1143,11 +1137,6 @@ class RedisBroker final : public Broker {
       if (!st.starting) chats.emplace_back(id, st.gen);  // a starting chat catches up itself
     }
     std::vector<std::int64_t> users = local_users();
-    if (users.empty()) {  // held for local users (receive_live) who have all gone since
-      unhold(held_untracked_.size());
-      held_untracked_ = {};
-      untracked_refill_.reset();  // and what of them was dropped
-    }
     const std::int64_t users_after = *lost_at_;
     lost_at_.reset();
     asio::co_spawn(strand_, catch_up(std::move(chats), std::move(users), users_after, false),
