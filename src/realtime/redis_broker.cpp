@@ -901,14 +901,8 @@ class RedisBroker final : public Broker {
     }
     std::unordered_set<std::int64_t> own(ids.begin(), ids.end());
     std::vector<std::int64_t> readers = users;  // whose chats' events are read
-    bool all_users = every_user;                // readers are every local user...
+    bool all_users = false;                     // readers are every local user...
     std::int64_t unheard_after = INT64_MAX;     // ...for chats not heard dropped after this
-    // Reading every local user's events, its first round reads again what was dropped of
-    // chats not heard too (refilled).
-    if (every_user && untracked_refill_) {
-      unheard_after = untracked_refill_->after;
-      after = std::min(after, unheard_after);
-    }
     asio::steady_timer pause(strand_);
     std::int64_t delivered_through = 0;  // the newest seq delivered from the log
     std::int64_t heard = 0;              // ...that heard_through has waited for
