@@ -618,13 +618,13 @@ class RedisBroker final : public Broker {
     for (const auto& e : ready) deliver(e);
   }
 
-  void start_hearing(const std::vector<std::int64_t>& chat_ids,
-                     const std::vector<std::int64_t>& user_ids,
-                     std::optional<std::int64_t> from_seq, std::function<void()> ready,
-                     std::optional<std::uint64_t> gate) {
+  // Counts one more interest in each chat. Those the node did not hear get a new state (a
+  // new generation, delivered up to `from_seq` when it is known) and their channel in
+  // `channels`; they are returned.
+  std::vector<ChatRef> count_in(const std::vector<std::int64_t>& chat_ids,
+                                std::optional<std::int64_t> from_seq,
+                                std::vector<std::string>& channels) {
     std::vector<ChatRef> fresh;
-    std::vector<std::int64_t> fresh_users;
-    std::vector<std::string> channels;
     for (auto id : chat_ids) {
       auto& st = chats_[id];
       if (st.refs++ > 0) continue;
@@ -634,6 +634,16 @@ class RedisBroker final : public Broker {
       fresh.emplace_back(id, st.gen);
       channels.push_back(chat_channel(id));
     }
+    return fresh;
+  }
+
+  void start_hearing(const std::vector<std::int64_t>& chat_ids,
+                     const std::vector<std::int64_t>& user_ids,
+                     std::optional<std::int64_t> from_seq, std::function<void()> ready,
+                     std::optional<std::uint64_t> gate) {
+    std::vector<std::int64_t> fresh_users;
+    std::vector<std::string> channels;
+    std::vector<ChatRef> fresh = count_in(chat_ids, from_seq, channels);
     for (auto id : user_ids) {
       if (users_[id]++ == 0) {
         ++users_added_;
@@ -666,16 +676,9 @@ class RedisBroker final : public Broker {
   void adopt(Adopted& a, std::uint64_t reading, const std::vector<std::int64_t>& chat_ids,
              std::int64_t from_seq) {
     std::vector<std::string> channels;
-    for (auto id : chat_ids) {
-      auto& st = chats_[id];
-      if (st.refs++ > 0) continue;
-      st.gen = ++next_gen_;
-      st.starting = false;
-      st.delivered = from_seq;
-      a.joined.emplace_back(id, st.gen);
-      channels.push_back(chat_channel(id));
-    }
-    if (channels.empty()) return;
+    const auto fresh = count_in(chat_ids, from_seq, channels);
+    if (fresh.empty()) return;
+    a.joined.insert(a.joined.end(), fresh.begin(), fresh.end());
     ++a.unsettled;
     subscriber_->subscribe(std::move(channels), [this, reading] {
       asio::post(strand_, [this, reading] {

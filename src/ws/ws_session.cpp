@@ -272,7 +272,7 @@ class Socket final : public realtime::Session,
     const std::int64_t user = user_id();
     // Registered before the upgrade completes, with live events held aside, so nothing
     // committed between the handshake and the first read is missed.
-    auto subscribed = std::make_shared<asio::steady_timer>(executor_, kSubscribeWait);
+    auto subscribed = std::make_shared<asio::steady_timer>(executor_);  // set at the attach
     // A user socket reads all the user's chats anyway: its presence announcement needs no
     // reads of its own (a chat socket's does).
     std::optional<realtime::Audience> audience;
