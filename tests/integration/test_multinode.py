@@ -1252,9 +1252,18 @@ async def cut_redis_after_a_message(api, node, rlink, sender, who, chat_id):
     return ws, since
 
 
-async def assert_got_its_replay(api, ws, who, since):
-    """`ws` (a user socket of `who`) got every logged event of its replay after `since`,
-    once each, in seq order."""
+async def assert_got_all_after_a_last_message(api, ws, sender, who, chat_ids, since, timeout):
+    """`sender` sends a last message in each chat; once `ws` (a user socket of `who`) has
+    them (or `timeout` has passed for one: named with the rest of what is missing), it
+    must have got every logged event of its replay after `since`, once each, in seq
+    order."""
+    for c in chat_ids:
+        last = (await rest(rest_send, api, sender, c, "after"))["id"]
+        try:
+            await ws.until(is_("message", message_id=last), timeout=timeout)
+        except AssertionError:
+            pass  # named below, with the rest of what is missing
+    await ws.drain(1.0)
     replay, after = [], since
     while True:
         r = await rest(api.get, f"/api/events/?since={after}&limit=500", token=who["access"])
@@ -1365,14 +1374,7 @@ def test_redis_lost_again_while_a_node_catches_up_loses_nothing(own_redis, slow_
         await rest(wait_for, "node 1 subscribed again (2)", logged(back, 2), 30, 0.01)
         await asyncio.sleep(5)
         dblink.delay = 0
-        for c in (p, g1, g2):
-            last = (await rest(rest_send, api, a, c, "after"))["id"]
-            try:
-                await u_ws.until(is_("message", message_id=last), timeout=15)
-            except AssertionError:
-                pass  # named below, with the rest of what is missing
-        await u_ws.drain(1.0)
-        await assert_got_its_replay(api, u_ws, u, since)
+        await assert_got_all_after_a_last_message(api, u_ws, a, u, (p, g1, g2), since, 15)
         await u_ws.close()
 
     try:
@@ -1411,11 +1413,7 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
             await rest(rest_send, api, a, g, f"live {k}")
             await asyncio.sleep(0.5)
         dblink.delay = 0
-        for c in (p, g):
-            last = (await rest(rest_send, api, a, c, "after"))["id"]
-            await u_ws.until(is_("message", message_id=last), timeout=20)
-        await u_ws.drain(1.0)
-        await assert_got_its_replay(api, u_ws, u, since)
+        await assert_got_all_after_a_last_message(api, u_ws, a, u, (p, g), since, 20)
         await u_ws.close()
 
     try:
