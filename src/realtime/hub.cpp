@@ -211,8 +211,15 @@ void Hub::settle(const SessionPtr& session,
       const auto now = chats.find(chat_id);
       if (now != chats.end() && !hearing.contains(chat_id)) {
         hearing.insert(chat_id);
+        // A chat new to the node is heard from the read at `as_of` on, but a node that has
+        // lost Redis reads it from before (the broker's hand_over): those older events are
+        // not this socket's (some are from before the user joined).
+        UnreadState state = now->second;
+        if (auto c = by_chat_.find(chat_id); c == by_chat_.end() || c->second.empty()) {
+          state.joined_at = std::max(state.joined_at, as_of + 1);
+        }
         add_chat(e, chat_id, interest);
-        e.unread.try_emplace(chat_id, now->second);
+        e.unread.try_emplace(chat_id, state);
         joined.push_back(chat_id);
       } else if (now == chats.end() && hearing.erase(chat_id) > 0) {
         erase_from(e.chats, chat_id);

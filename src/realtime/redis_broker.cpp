@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
 #include <deque>
@@ -301,6 +302,9 @@ class RedisBroker final : public Broker {
     std::int64_t delivered = 0;  // the newest seq of this chat handed to the hub
     std::vector<store::EventRecord> held;
     std::optional<Refill> refill;  // its held events were dropped (hold)
+    // Joined from a known seq, hear() waits for its channel: nothing of it has been
+    // delivered yet, and a loss meanwhile hands it over (hand_over).
+    bool subscribing = false;
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
@@ -652,6 +656,18 @@ class RedisBroker final : public Broker {
         ++opening_users_[id];
       }
     }
+    // Joined while the subscription connection is lost (a socket opening, say): the
+    // catch-up after the loss reads them, and these users' events from their starting
+    // point on (hand_over). A loss noticed while hear() waits for their channels does the
+    // same (on_subscriber_state).
+    const bool after_loss = lost_at_.has_value() && from_seq.has_value();
+    if (after_loss && !fresh_users.empty()) lost_at_ = std::min(*lost_at_, *from_seq);
+    for (const auto& ref : fresh) {
+      if (!from_seq) continue;  // a starting chat: its own catch-up reads it
+      ChatState* st = current(ref);
+      st->subscribing = true;
+      if (after_loss) hand_over(*st, *lost_at_);
+    }
     if (fresh.empty() && gate) {  // heard already: nothing to read
       open_gate(*gate);
       gate.reset();
@@ -662,8 +678,20 @@ class RedisBroker final : public Broker {
     }
     asio::co_spawn(strand_,
                    hear(std::move(fresh), std::move(fresh_users), std::move(channels), from_seq,
-                        std::move(ready), gate),
+                        std::move(ready), gate, after_loss),
                    asio::detached);
+  }
+
+  // A chat joined while the subscription connection is lost, from a seq past `lost_at`
+  // (where the loss began): the catch-up after the loss reads it from there, with every
+  // other chat of the node, and is its one reader (hear). Heard from that seq, past what
+  // the node missed meanwhile, a chat made during the loss was never announced to a socket
+  // open through it when another socket of a member opened meanwhile: its chat_created
+  // was below that seq, and the catch-up passed it. Events below a socket's own starting
+  // point that reach it so are dropped (the socket's cursor), and the hub keeps each
+  // socket's own count of them (UnreadState::as_of).
+  static void hand_over(ChatState& st, std::int64_t lost_at) {
+    st.delivered = std::min(st.delivered, lost_at);
   }
 
   // Starts hearing chats joined through an event that catch-up `reading` of every user is
@@ -672,7 +700,7 @@ class RedisBroker final : public Broker {
   // others. Read on their own, they went live while that catch-up had still older pages
   // to read, and their live events reached a socket before older events of other chats.
   // Before it ends, the catch-up reads once more after their channels are confirmed
-  // (adoption_unsettled): what was published before is in the log, what after is held.
+  // (joins_unsettled): what was published before is in the log, what after is held.
   void adopt(Adopted& a, std::uint64_t reading, const std::vector<std::int64_t>& chat_ids,
              std::int64_t from_seq) {
     std::vector<std::string> channels;
@@ -704,21 +732,33 @@ class RedisBroker final : public Broker {
     }
   }
 
-  // The confirmations of adopted chats' channels catch-up `reading` has had so far.
-  std::uint64_t adoptions_confirmed(std::uint64_t reading) const {
+  // The channels of chats (and users) joined during a catch-up of every user that it
+  // reads (adopt, hand_over) confirmed so far, to tell whether one was confirmed after a
+  // read.
+  struct Settled {
+    std::uint64_t adopted = 0;
+    std::uint64_t handed_over = 0;
+    bool operator==(const Settled&) const = default;
+  };
+  Settled settled(std::uint64_t reading) const {
     auto a = adopters_.find(reading);
-    return a == adopters_.end() ? 0 : a->second.confirmed;
+    return {a == adopters_.end() ? 0 : a->second.confirmed, handovers_confirmed_};
   }
 
-  // Whether catch-up `reading` must read again before it ends: a chat it adopted has its
-  // channel confirmed since its last read began (when `confirmed` were), or not yet. Waits
-  // for every such channel first, so that the read begins after.
-  asio::awaitable<bool> adoption_unsettled(std::uint64_t reading, std::uint64_t confirmed) {
+  // Whether catch-up `reading` of every user must read again before it ends: a chat it
+  // reads for others (adopted, handed over) has its channel confirmed since its last read
+  // began (when `seen` were), or not yet. Waits for every such channel first, so that the
+  // read begins after: what was published before it is in the log, what after is held.
+  // (A hear() handed over may subscribe after the reconnect was confirmed: begun just as
+  // Redis came back, or its SUBSCRIBE handled by the subscriber after that.)
+  asio::awaitable<bool> joins_unsettled(std::uint64_t reading, Settled seen) {
     asio::steady_timer pause(strand_);
     for (;;) {
       auto a = adopters_.find(reading);
-      if (a == adopters_.end() || stopped_) co_return false;  // stale: the caller ends
-      if (a->second.unsettled == 0) co_return a->second.confirmed != confirmed;
+      if (a == adopters_.end() || stopped_) co_return false;  // stale (or not every user's)
+      const bool handing_over = std::any_of(subscribing_.begin(), subscribing_.end(),
+                                            [](const auto& h) { return h.second.handed; });
+      if (a->second.unsettled == 0 && !handing_over) co_return settled(reading) != seen;
       pause.expires_after(std::chrono::milliseconds(2));
       boost::system::error_code ec;
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
@@ -727,11 +767,15 @@ class RedisBroker final : public Broker {
 
   // Subscribes, then reads what the log has for the fresh chats (and the fresh users'
   // chats) since the starting point, then lets live events through: no gap between the log
-  // and the channel.
+  // and the channel. Handed over (hand_over: joined while the subscription connection is
+  // lost, `after_loss`, or lost while hear waits for their channels), they are read by the
+  // catch-up after the loss instead, and `ready` waits for it. (Read here beside it too,
+  // such a chat went live at this read's end, while that catch-up still read older events
+  // of other chats.)
   asio::awaitable<void> hear(std::vector<ChatRef> fresh, std::vector<std::int64_t> users,
                              std::vector<std::string> channels,
                              std::optional<std::int64_t> from_seq, std::function<void()> ready,
-                             std::optional<std::uint64_t> gate) {
+                             std::optional<std::uint64_t> gate, bool after_loss) {
     std::int64_t start = from_seq.value_or(0);
     if (!from_seq) {
       asio::steady_timer pause(strand_);
@@ -756,10 +800,18 @@ class RedisBroker final : public Broker {
         st->starting = false;
       }
     }
+    const std::uint64_t hearing = from_seq ? ++hears_ : 0;
+    if (from_seq) subscribing_.emplace(hearing, Subscribing{*from_seq, !users.empty(), after_loss});
     co_await subscribed(std::move(channels));
+    bool handed = false;  // (a loss while it waited hands it over too: on_subscriber_state)
+    if (auto h = subscribing_.extract(hearing); !h.empty()) handed = h.mapped().handed;
+    if (handed) ++handovers_confirmed_;
+    for (const auto& ref : fresh) {
+      if (ChatState* st = current(ref)) st->subscribing = false;
+    }
     const std::vector<std::int64_t> opening = users;
     const std::uint64_t epoch = epoch_;
-    co_await catch_up(std::move(fresh), std::move(users), start, false, true);
+    if (!handed) co_await catch_up(std::move(fresh), std::move(users), start, false, true);
     std::function<void()> finish = [this, gate, ready = std::move(ready), opening] {
       if (gate) open_gate(*gate);
       if (ready) ready();
@@ -776,8 +828,9 @@ class RedisBroker final : public Broker {
     // catch-up of every user that follows the loss: the socket, which holds what it gets
     // until `ready` and then sends it in seq order, waits for that one too (and so do the
     // user's other sockets opening meanwhile). Made ready at once, it sent newer events it
-    // held before the older ones that catch-up then brought.
-    if (epoch != epoch_ && !(ready_ && users_catching_up_ == 0)) {
+    // held before the older ones that catch-up then brought. So does a socket whose chats
+    // that catch-up reads (`handed`), unless it has ended already.
+    if ((handed || epoch != epoch_) && !(ready_ && users_catching_up_ == 0)) {
       after_every_user_caught_up_.push_back(std::move(finish));
     } else {
       finish();
@@ -875,7 +928,7 @@ class RedisBroker final : public Broker {
   // (untracked_read_), so what its page held comes from there, in seq order with the rest.
   //
   // A catch-up of every user takes the chats joined through its pages' events as its own
-  // (adopt), and reads again before it ends while it adopts more (adoption_unsettled).
+  // (adopt), and reads again before it ends while it adopts more (joins_unsettled).
   //
   // Only this catch-up's own chats (and chats the node does not hear) are delivered from
   // the log. A users' catch-up (a user's first socket here) also reads the users' other
@@ -915,7 +968,7 @@ class RedisBroker final : public Broker {
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
         take_adopted(reading, chats, ids, own);
-        const std::uint64_t confirmed = adoptions_confirmed(reading);
+        const Settled seen = settled(reading);
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
         // Stale, a catch-up for a user's first socket still delivers its page's events of
@@ -950,7 +1003,7 @@ class RedisBroker final : public Broker {
           it->second = std::max(it->second, after);
         }
         if (static_cast<int>(page.size()) < kCatchUpPage) {
-          if (co_await adoption_unsettled(reading, confirmed)) continue;  // from `after` again
+          if (co_await joins_unsettled(reading, seen)) continue;  // from `after` again
           done = true;
           break;
         }
@@ -1008,7 +1061,9 @@ class RedisBroker final : public Broker {
       if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
     }
     // (A node without user sockets catches up no users: its chats' catch-up is the one.)
-    if (users_catching_up_ == 0) {
+    // Not before the catch-up after a loss has begun: a catch-up of users ending while
+    // Redis is still away, or back but not yet confirmed, is not that one.
+    if (users_catching_up_ == 0 && ready_ && !lost_at_) {
       for (const auto& finish : std::exchange(after_every_user_caught_up_, {})) finish();
     }
   }
@@ -1103,6 +1158,12 @@ class RedisBroker final : public Broker {
       // still to be read. Started from max_heard_, the next catch-up passed them, and a
       // chat whose chat_created it passed was never heard (Redis lost twice in a row).
       for (const auto& [catch_up, read] : untracked_read_) heard = std::min(heard, read);
+      // A hear() waiting for its channels is handed over to the catch-up after the loss
+      // (hand_over): its users' events were still to be read from its starting point.
+      for (auto& [hearing, h] : subscribing_) {
+        h.handed = true;
+        if (h.users) heard = std::min(heard, h.from);
+      }
       untracked_read_.clear();
       adopters_.clear();  // the catch-up after the loss reads the adopted chats with the rest
       // Events of such chats held for those catch-ups (receive_live), and dropped ones, were
@@ -1120,6 +1181,7 @@ class RedisBroker final : public Broker {
       every_user_catch_ups_ = 0;
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
+        if (st.subscribing) hand_over(st, heard);
         st.live = false;
         st.refill.reset();  // the catch-up below reads from `delivered`, before them
       }
@@ -1173,6 +1235,18 @@ class RedisBroker final : public Broker {
   // the chats the node does not hear (from its start on).
   std::map<std::uint64_t, std::int64_t> untracked_read_;
   std::map<std::uint64_t, Adopted> adopters_;
+  // The hear()s from a known seq waiting for their channels, by number: where they start,
+  // whether they have users new to the node, and whether the catch-up after a loss reads
+  // for them (hand_over); and how many of those handed over have been confirmed since
+  // (joins_unsettled).
+  struct Subscribing {
+    std::int64_t from = 0;
+    bool users = false;
+    bool handed = false;
+  };
+  std::map<std::uint64_t, Subscribing> subscribing_;
+  std::uint64_t hears_ = 0;
+  std::uint64_t handovers_confirmed_ = 0;
   std::uint64_t delivering_for_ = 0;  // the catch-up whose page deliver() hands out (0: none)
   // Users whose first socket here is being caught up (hear), and what waits for that: the
   // readiness of their other sockets opening meanwhile.

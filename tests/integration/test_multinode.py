@@ -1422,6 +1422,54 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
         dblink.delay = 0
 
 
+@pytest.mark.parametrize("silent", [False, True], ids=["cut", "silent"])
+def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_beside_a_newer_one(
+        own_redis, slow_link, make_cluster, silent):
+    """A user's socket stays open on a node through a Redis outage, during which a group
+    with the user is made (its chat_created, meant for the node, is lost with Redis) and
+    the user opens a second socket on the same node. The second socket makes the node hear
+    the group from where it read its chats, past the chat_created; the node used to go on
+    from there once Redis was back, so the first socket never heard of the group, and none
+    of its messages reached it. Cut: the node knows Redis is away when the second socket
+    opens. Silent: Redis stops answering the node without closing anything, and the node
+    finds out only when the second socket's subscription goes unconfirmed. Both sockets
+    must get every event of their replay, once, in seq order."""
+    rlink, _, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
+    api = Client(cluster[0])
+    a, u = api.register(), api.register()
+    p = private_chat(api, a, u)
+
+    async def main():
+        if silent:
+            first = await user_ws(cluster[1], u)
+            hello = rest_send(api, a, p, "hello")["id"]
+            since = (await first.until(is_("message", message_id=hello), timeout=10))["seq"] - 1
+            await first.drain(1.0)
+            rlink.delay = 6.0  # past the 2 s a node waits for an answer
+        else:
+            first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
+        g = await rest(group_chat, api, a, u, name="made while Redis was away")
+        await rest(rest_send, api, a, g, "before the second socket")
+        second = await user_ws(cluster[1], u)
+        second_since = max((e["seq"] for e in (await rest(
+            api.get, f"/api/events/?since={since}&limit=500", token=u["access"])).json()["results"]))
+        await rest(wait_for, "node 1 lost Redis", lambda: LOST_REDIS in cluster[1].read_log(), 10, 0.01)
+        await rest(rest_send, api, a, g, "after the second socket")
+        rlink.delay = 0
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again",
+                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        await assert_got_all_after_a_last_message(api, first, a, u, (p, g), since, 20)
+        await assert_got_all_after_a_last_message(api, second, a, u, (g,), second_since, 20)
+        await first.close()
+        await second.close()
+
+    try:
+        run(main(), timeout=120)
+    finally:
+        rlink.delay = 0
+
+
 @pytest.mark.parametrize("cut,delay", [(True, 0.25), (False, 0.5)], ids=["redis-cut", "slow-reads"])
 def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
         own_redis, slow_link, make_cluster, cut, delay):
