@@ -811,7 +811,12 @@ class RedisBroker final : public Broker {
     }
     const std::vector<std::int64_t> opening = users;
     const std::uint64_t epoch = epoch_;
-    if (!handed) co_await catch_up(std::move(fresh), std::move(users), start, false, true);
+    // Only sockets opening (`ready`, or users new to the node) hold what they get until they
+    // are ready: a chat joined through an event is heard by sockets already live.
+    const bool for_opening_sockets = ready != nullptr || !opening.empty();
+    if (!handed) {
+      co_await catch_up(std::move(fresh), std::move(users), start, false, for_opening_sockets);
+    }
     std::function<void()> finish = [this, gate, ready = std::move(ready), opening] {
       if (gate) open_gate(*gate);
       if (ready) ready();
@@ -973,7 +978,10 @@ class RedisBroker final : public Broker {
                                       readers, after);
         // Stale, a catch-up for a user's first socket still delivers its page's events of
         // its own chats: only the sockets opening hear those chats, and they hold what they
-        // get until `ready` and send it in seq order. Nothing else: the loop ends.
+        // get until `ready` and send it in seq order. Nothing else: the loop ends. (Not a
+        // catch-up of a chat joined through an event: live sockets hear it, and its page went
+        // out during the loss, ahead of older events of other chats that the catch-up after
+        // it brought.)
         const bool stale = epoch != epoch_;
         if (!read || (stale && !first_sockets)) continue;
         const auto& page = *read;
@@ -1151,7 +1159,11 @@ class RedisBroker final : public Broker {
       std::int64_t heard = max_heard_;
       if (auto gate = lowest_gate()) heard = std::min(heard, *gate - 1);
       for (const auto& [chat, seq] : pending_chats_) heard = std::min(heard, seq - 1);
+      // What waits behind a gate is read again by that catch-up, in seq order with the rest:
+      // released meanwhile by a gate's timer, it went out during the loss, ahead of older
+      // events that catch-up then brought.
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
+      gated_.clear();
       // Chats the node does not hear were heard only where the catch-ups of users still
       // running had read them to: this connection brought newer events, but the events
       // of such chats committed while Redis was away (a new chat, a member added) were
