@@ -587,9 +587,14 @@ class RedisBroker final : public Broker {
     asio::steady_timer pause(strand_);
     const std::vector<std::int64_t> chat{n.chat_id};
     const std::vector<std::int64_t> no_users;
+    const std::uint64_t epoch = epoch_;
     for (int failures = 0; !stopped_;) {
       auto page = co_await read_log(pause, failures, "reading a new chat's events", chat, no_users,
                                     n.seq - 1);
+      // Lost meanwhile: the catch-up after the loss reads the chat's events (it starts below
+      // this notice's seq), in seq order with the rest; released from here, they went out
+      // during the outage.
+      if (epoch != epoch_) break;
       if (!page) continue;
       std::int64_t read_through = 0;
       for (auto& e : *page) {
@@ -1163,6 +1168,11 @@ class RedisBroker final : public Broker {
       // released meanwhile by a gate's timer, it went out during the loss, ahead of older
       // events that catch-up then brought.
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
+      for (const auto& [seq, e] : gated_) {  // (a late event below what its chat delivered)
+        if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
+          it->second.delivered = std::min(it->second.delivered, seq - 1);
+        }
+      }
       gated_.clear();
       // Chats the node does not hear were heard only where the catch-ups of users still
       // running had read them to: this connection brought newer events, but the events
