@@ -302,9 +302,6 @@ class RedisBroker final : public Broker {
     std::int64_t delivered = 0;  // the newest seq of this chat handed to the hub
     std::vector<store::EventRecord> held;
     std::optional<Refill> refill;  // its held events were dropped (hold)
-    // Joined from a known seq, hear() waits for its channel: nothing of it has been
-    // delivered yet, and a loss meanwhile hands it over (hand_over).
-    bool subscribing = false;
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
@@ -667,11 +664,8 @@ class RedisBroker final : public Broker {
     // same (on_subscriber_state).
     const bool after_loss = lost_at_.has_value() && from_seq.has_value();
     if (after_loss && !fresh_users.empty()) lost_at_ = std::min(*lost_at_, *from_seq);
-    for (const auto& ref : fresh) {
-      if (!from_seq) continue;  // a starting chat: its own catch-up reads it
-      ChatState* st = current(ref);
-      st->subscribing = true;
-      if (after_loss) hand_over(*st, *lost_at_);
+    if (after_loss) {
+      for (const auto& ref : fresh) hand_over(*current(ref), *lost_at_);
     }
     if (fresh.empty() && gate) {  // heard already: nothing to read
       open_gate(*gate);
@@ -806,14 +800,13 @@ class RedisBroker final : public Broker {
       }
     }
     const std::uint64_t hearing = from_seq ? ++hears_ : 0;
-    if (from_seq) subscribing_.emplace(hearing, Subscribing{*from_seq, !users.empty(), after_loss});
+    if (from_seq) {
+      subscribing_.emplace(hearing, Subscribing{*from_seq, !users.empty(), after_loss, fresh});
+    }
     co_await subscribed(std::move(channels));
     bool handed = false;  // (a loss while it waited hands it over too: on_subscriber_state)
     if (auto h = subscribing_.extract(hearing); !h.empty()) handed = h.mapped().handed;
     if (handed) ++handovers_confirmed_;
-    for (const auto& ref : fresh) {
-      if (ChatState* st = current(ref)) st->subscribing = false;
-    }
     const std::vector<std::int64_t> opening = users;
     const std::uint64_t epoch = epoch_;
     // Only sockets opening (`ready`, or users new to the node) hold what they get until they
@@ -1203,9 +1196,14 @@ class RedisBroker final : public Broker {
       every_user_catch_ups_ = 0;
       for (auto& [id, st] : chats_) {
         if (st.live) st.delivered = std::max(st.delivered, heard);
-        if (st.subscribing) hand_over(st, heard);
         st.live = false;
         st.refill.reset();  // the catch-up below reads from `delivered`, before them
+      }
+      // (Nothing of a chat whose channel hear() waits for was delivered yet.)
+      for (const auto& [hearing, h] : subscribing_) {
+        for (const auto& ref : h.chats) {
+          if (ChatState* st = current(ref)) hand_over(*st, heard);
+        }
       }
       lost_at_ = heard;
       return;
@@ -1258,13 +1256,14 @@ class RedisBroker final : public Broker {
   std::map<std::uint64_t, std::int64_t> untracked_read_;
   std::map<std::uint64_t, Adopted> adopters_;
   // The hear()s from a known seq waiting for their channels, by number: where they start,
-  // whether they have users new to the node, and whether the catch-up after a loss reads
-  // for them (hand_over); and how many of those handed over have been confirmed since
-  // (joins_unsettled).
+  // whether they have users new to the node, whether the catch-up after a loss reads for
+  // them (hand_over), and their fresh chats; and how many of those handed over have been
+  // confirmed since (joins_unsettled).
   struct Subscribing {
     std::int64_t from = 0;
     bool users = false;
     bool handed = false;
+    std::vector<ChatRef> chats;
   };
   std::map<std::uint64_t, Subscribing> subscribing_;
   std::uint64_t hears_ = 0;

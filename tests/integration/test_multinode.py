@@ -1239,14 +1239,19 @@ def cuttable_redis_cluster(own_redis, slow_link, make_cluster):
     return rlink, dblink, cluster
 
 
-async def cut_redis_after_a_message(api, node, rlink, sender, who, chat_id):
+async def cut_redis_after_a_message(api, node, rlink, sender, who, chat_id, silent=False):
     """Opens a user socket of `who` on `node`, has it get a message of `sender` in
-    `chat_id`, then cuts `rlink` (node's Redis) and waits until node says so. Returns the
-    socket and the seq before that message."""
+    `chat_id`, then cuts `rlink` (node's Redis) and waits until node says so. `silent`:
+    instead, `rlink` holds everything for 6 s (past the 2 s a node waits for an answer)
+    and nothing is closed, so the node finds out only when it next waits for Redis.
+    Returns the socket and the seq before that message."""
     ws = await user_ws(node, who)
     first = rest_send(api, sender, chat_id, "hello")["id"]
     since = (await ws.until(is_("message", message_id=first), timeout=10))["seq"] - 1
     await ws.drain(1.0)
+    if silent:
+        rlink.delay = 6.0
+        return ws, since
     rlink.cut()
     await rest(wait_for, "the node lost Redis", lambda: LOST_REDIS in node.read_log(), 10, 0.01)
     return ws, since
@@ -1440,14 +1445,7 @@ def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_beside_a_
     p = private_chat(api, a, u)
 
     async def main():
-        if silent:
-            first = await user_ws(cluster[1], u)
-            hello = rest_send(api, a, p, "hello")["id"]
-            since = (await first.until(is_("message", message_id=hello), timeout=10))["seq"] - 1
-            await first.drain(1.0)
-            rlink.delay = 6.0  # past the 2 s a node waits for an answer
-        else:
-            first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
+        first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p, silent)
         g = await rest(group_chat, api, a, u, name="made while Redis was away")
         await rest(rest_send, api, a, g, "before the second socket")
         second = await user_ws(cluster[1], u)
