@@ -305,12 +305,20 @@ class RedisBroker final : public Broker {
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
-  // What a catch-up of every user adopted (adopt): the map adopters_ holds one for each
-  // such catch-up of this epoch while it runs, by its number.
+  // What a catch-up of every user adopted (adopt) or was handed over (take_over): the map
+  // adopters_ holds one for each such catch-up of this epoch while it runs, by its number.
   struct Adopted {
     std::vector<ChatRef> joined;  // not yet among the catch-up's own chats (take_adopted)
     int unsettled = 0;            // adoptions whose channels are not confirmed yet
     std::uint64_t confirmed = 0;  // adoptions whose channels are
+    // Handed over (take_over): users new to the node, not yet among its readers, and the
+    // lowest point the sockets read their chats at (set while something waits to be taken);
+    // and the sockets' readiness, for its end.
+    std::vector<std::int64_t> users;
+    std::optional<std::int64_t> handed_from;
+    std::vector<std::function<void()>> finishes;
+    std::int64_t read_from = 0;  // where its read in flight (or last read) began
+    bool behind = true;          // no read of it has reached the end of the log yet
   };
 
   // The chat's state while it is still the generation `ref` names; else null (it was
@@ -667,6 +675,12 @@ class RedisBroker final : public Broker {
     if (after_loss) {
       for (const auto& ref : fresh) hand_over(*current(ref), *lost_at_);
     }
+    // Joined while the catch-up of every user (after a loss, a resync) reads: that one
+    // takes them (take_over). (Not a chat joined through an event: its gate holds the rest.)
+    const std::uint64_t taken_by =
+        !after_loss && from_seq && !gate && (!fresh.empty() || !fresh_users.empty())
+            ? take_over(fresh, fresh_users, *from_seq)
+            : 0;
     if (fresh.empty() && gate) {  // heard already: nothing to read
       open_gate(*gate);
       gate.reset();
@@ -677,7 +691,7 @@ class RedisBroker final : public Broker {
     }
     asio::co_spawn(strand_,
                    hear(std::move(fresh), std::move(fresh_users), std::move(channels), from_seq,
-                        std::move(ready), gate, after_loss),
+                        std::move(ready), gate, after_loss || taken_by != 0, taken_by),
                    asio::detached);
   }
 
@@ -691,6 +705,42 @@ class RedisBroker final : public Broker {
   // socket's own count of them (UnreadState::as_of).
   static void hand_over(ChatState& st, std::int64_t lost_at) {
     st.delivered = std::min(st.delivered, lost_at);
+  }
+
+  // A socket opening while a catch-up of every user runs (after a loss, a resync; of two,
+  // the one furthest behind): that catch-up takes the socket's fresh chats, from where the
+  // read then in flight began if that is lower than where the socket read its chats (that
+  // read's page holds their events for other local members), and its users new to the
+  // node, whose events of chats the node does not hear it then delivers from the socket's
+  // point on (take_adopted); it reads the log again from that point if it has read past
+  // it. Heard from the socket's point beside it, a chat made while Redis was away, whose
+  // chat_created that catch-up had not reached yet, was passed over by it: the members'
+  // sockets open through the outage never heard of the chat. Once a catch-up's read has
+  // reached the end of the log, what was committed before it began (a chat made during the
+  // outage) was read, and it takes no more: each hand-over costs it another read, and a
+  // stream of sockets opening kept it from ending. Returns the catch-up's number, or 0
+  // when none behind runs.
+  std::uint64_t take_over(const std::vector<ChatRef>& fresh, const std::vector<std::int64_t>& users,
+                          std::int64_t from_seq) {
+    auto behind = adopters_.end();
+    for (auto it = adopters_.begin(); it != adopters_.end(); ++it) {
+      if (it->second.behind &&
+          (behind == adopters_.end() || it->second.read_from < behind->second.read_from)) {
+        behind = it;
+      }
+    }
+    if (behind == adopters_.end()) return 0;
+    Adopted& a = behind->second;
+    for (const auto& ref : fresh) hand_over(*current(ref), std::min(from_seq, a.read_from));
+    a.joined.insert(a.joined.end(), fresh.begin(), fresh.end());
+    a.users.insert(a.users.end(), users.begin(), users.end());
+    a.handed_from = std::min(a.handed_from.value_or(from_seq), from_seq);
+    // Lost before it reads them: the catch-up after the loss reads the users from there.
+    if (auto it = untracked_read_.find(behind->first);
+        it != untracked_read_.end() && !users.empty()) {
+      it->second = std::min(it->second, from_seq);
+    }
+    return behind->first;
   }
 
   // Starts hearing chats joined through an event that catch-up `reading` of every user is
@@ -717,18 +767,40 @@ class RedisBroker final : public Broker {
     });
   }
 
-  // Takes the chats catch-up `reading` adopted since the last call into its own (`chats`,
-  // `ids`, `own`).
-  void take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
-                    std::vector<std::int64_t>& ids, std::unordered_set<std::int64_t>& own) {
+  // Takes the chats catch-up `reading` adopted or was handed since the last call into its
+  // own (`chats`, `ids`, `own`), and the users it was handed into its `readers`, whose
+  // events of chats the node does not hear it then delivers from `users_after`, lowered to
+  // where they start. When it was handed some, returns the lowest point their sockets read
+  // their chats at: the log must be read again from there if the catch-up is past it.
+  std::optional<std::int64_t> take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
+                                           std::vector<std::int64_t>& ids,
+                                           std::unordered_set<std::int64_t>& own,
+                                           std::vector<std::int64_t>& readers,
+                                           std::int64_t& users_after) {
     auto a = adopters_.find(reading);
-    if (a == adopters_.end() || a->second.joined.empty()) return;
+    if (a == adopters_.end()) return std::nullopt;
     for (const auto& ref : std::exchange(a->second.joined, {})) {
       if (current(ref) == nullptr) continue;  // left again meanwhile
       chats.push_back(ref);
       ids.push_back(ref.first);
       own.insert(ref.first);
     }
+    const auto from = std::exchange(a->second.handed_from, std::nullopt);
+    for (auto id : std::exchange(a->second.users, {})) {
+      if (std::find(readers.begin(), readers.end(), id) == readers.end()) readers.push_back(id);
+      users_after = std::min(users_after, *from);
+    }
+    return from;
+  }
+
+  // Where catch-up `reading` of every user reads the log from now (take_over).
+  void reads_from(std::uint64_t reading, std::int64_t after) {
+    if (auto a = adopters_.find(reading); a != adopters_.end()) a->second.read_from = after;
+  }
+
+  // Catch-up `reading` of every user has read to the end of the log (take_over).
+  void reached_the_end(std::uint64_t reading) {
+    if (auto a = adopters_.find(reading); a != adopters_.end()) a->second.behind = false;
   }
 
   // The channels of chats (and users) joined during a catch-up of every user that it
@@ -766,15 +838,16 @@ class RedisBroker final : public Broker {
 
   // Subscribes, then reads what the log has for the fresh chats (and the fresh users'
   // chats) since the starting point, then lets live events through: no gap between the log
-  // and the channel. Handed over (hand_over: joined while the subscription connection is
-  // lost, `after_loss`, or lost while hear waits for their channels), they are read by the
-  // catch-up after the loss instead, and `ready` waits for it. (Read here beside it too,
-  // such a chat went live at this read's end, while that catch-up still read older events
-  // of other chats.)
+  // and the channel. Handed over (`handed_over`: joined while the subscription connection
+  // is lost, or while the catch-up of every user reads; or lost while hear waits for their
+  // channels), they are read by that catch-up, or the one after the loss, instead, and
+  // `ready` waits for it. (Read here beside it too, such a chat went live at this read's
+  // end, while that catch-up still read older events of other chats.)
   asio::awaitable<void> hear(std::vector<ChatRef> fresh, std::vector<std::int64_t> users,
                              std::vector<std::string> channels,
                              std::optional<std::int64_t> from_seq, std::function<void()> ready,
-                             std::optional<std::uint64_t> gate, bool after_loss) {
+                             std::optional<std::uint64_t> gate, bool handed_over,
+                             std::uint64_t taken_by) {
     std::int64_t start = from_seq.value_or(0);
     if (!from_seq) {
       asio::steady_timer pause(strand_);
@@ -801,11 +874,15 @@ class RedisBroker final : public Broker {
     }
     const std::uint64_t hearing = from_seq ? ++hears_ : 0;
     if (from_seq) {
-      subscribing_.emplace(hearing, Subscribing{*from_seq, !users.empty(), after_loss, fresh});
+      subscribing_.emplace(hearing,
+                           Subscribing{*from_seq, !users.empty(), handed_over, taken_by, fresh});
     }
     co_await subscribed(std::move(channels));
     bool handed = false;  // (a loss while it waited hands it over too: on_subscriber_state)
-    if (auto h = subscribing_.extract(hearing); !h.empty()) handed = h.mapped().handed;
+    if (auto h = subscribing_.extract(hearing); !h.empty()) {
+      handed = h.mapped().handed;
+      taken_by = h.mapped().taken_by;  // (none after a loss)
+    }
     if (handed) ++handovers_confirmed_;
     const std::vector<std::int64_t> opening = users;
     const std::uint64_t epoch = epoch_;
@@ -832,8 +909,11 @@ class RedisBroker final : public Broker {
     // until `ready` and then sends it in seq order, waits for that one too (and so do the
     // user's other sockets opening meanwhile). Made ready at once, it sent newer events it
     // held before the older ones that catch-up then brought. So does a socket whose chats
-    // that catch-up reads (`handed`), unless it has ended already.
-    if ((handed || epoch != epoch_) && !(ready_ && users_catching_up_ == 0)) {
+    // that catch-up reads (`handed`), unless it has ended already; taken over by a catch-up
+    // of every user that runs (take_over), at that one's end.
+    if (auto a = adopters_.find(taken_by); a != adopters_.end()) {
+      a->second.finishes.push_back(std::move(finish));
+    } else if ((handed || epoch != epoch_) && !(ready_ && users_catching_up_ == 0)) {
       after_every_user_caught_up_.push_back(std::move(finish));
     } else {
       finish();
@@ -970,8 +1050,11 @@ class RedisBroker final : public Broker {
       const std::uint64_t added = users_added_;
       bool done = false;
       for (int failures = 0; !stopped_ && epoch == epoch_;) {
-        take_adopted(reading, chats, ids, own);
+        if (auto back = take_adopted(reading, chats, ids, own, readers, users_after)) {
+          after = std::min(after, *back);
+        }
         const Settled seen = settled(reading);
+        reads_from(reading, after);
         auto read = co_await read_log(pause, failures, "catching up from the event log", ids,
                                       readers, after);
         // Stale, a catch-up for a user's first socket still delivers its page's events of
@@ -983,6 +1066,10 @@ class RedisBroker final : public Broker {
         const bool stale = epoch != epoch_;
         if (!read || (stale && !first_sockets)) continue;
         const auto& page = *read;
+        // Handed over during the read: the page's events of those chats are theirs too (for
+        // their other local members), and the log is read again from where the sockets
+        // start (`back`) if this page went past that.
+        auto back = take_adopted(reading, chats, ids, own, readers, users_after);
         delivering_for_ = every_user ? reading : 0;  // a chat joined now is adopted
         for (const auto& e : page) {
           auto it = chats_.find(e.chat_id);
@@ -999,15 +1086,24 @@ class RedisBroker final : public Broker {
           if (wanted) {
             deliver(e);  // deliver() drops what was delivered recently
             delivered_through = std::max(delivered_through, e.seq);
-            if (every_user) take_adopted(reading, chats, ids, own);  // the rest of the page
+            if (every_user) {  // the rest of the page
+              auto more = take_adopted(reading, chats, ids, own, readers, users_after);
+              if (more) back = std::min(back.value_or(*more), *more);
+            }
           }
         }
         delivering_for_ = 0;
         if (!page.empty()) after = page.back().seq;
+        const bool rewound = back && *back < after;
+        if (rewound) after = *back;
         if (auto it = untracked_read_.find(reading);
             it != untracked_read_.end() && !readers.empty()) {
-          it->second = std::max(it->second, after);
+          it->second = rewound ? std::min(it->second, after) : std::max(it->second, after);
         }
+        // Every chat made before this read began has been read: no more hand-overs (a
+        // rewind to their point still reads what they need).
+        if (static_cast<int>(page.size()) < kCatchUpPage) reached_the_end(reading);
+        if (rewound) continue;  // read again from the sockets' point
         if (static_cast<int>(page.size()) < kCatchUpPage) {
           if (co_await joins_unsettled(reading, seen)) continue;  // from `after` again
           done = true;
@@ -1034,7 +1130,7 @@ class RedisBroker final : public Broker {
       bool of_chat;  // held by its chat, made live now (else held as untracked)
     };
     untracked_read_.erase(reading);
-    adopters_.erase(reading);
+    auto mine = adopters_.extract(reading);
     if (epoch != epoch_) co_return;  // stale
     std::vector<Waiting> waiting;
     if (every_user) --every_user_catch_ups_;
@@ -1059,12 +1155,31 @@ class RedisBroker final : public Broker {
     std::stable_sort(waiting.begin(), waiting.end(),
                      [](const auto& a, const auto& b) { return a.event.seq < b.event.seq; });
     for (const auto& w : waiting) {
+      auto it = chats_.find(w.event.chat_id);
       if (!w.of_chat) {
-        receive_live(w.event);
+        // A chat heard since, by a socket's own catch-up from past this event (a socket
+        // that read its chats after it): that one does not bring it. It came for local
+        // users, on their channels, before the node heard the chat (a new chat's
+        // chat_created for a member's socket already open): it goes out now, in order.
+        if (it != chats_.end() && !it->second.live && w.event.seq <= it->second.delivered) {
+          deliver(w.event);
+        } else {
+          receive_live(w.event);
+        }
         continue;
       }
-      auto it = chats_.find(w.event.chat_id);
       if (it != chats_.end() && w.event.seq > it->second.delivered) deliver(w.event);
+    }
+    // The sockets handed over to it (take_over) are ready, unless another catch-up of every
+    // user still runs (it may bring older events of their other chats yet): then at its end.
+    if (!mine.empty()) {
+      for (auto& f : mine.mapped().finishes) {
+        if (adopters_.empty()) {
+          f();
+        } else {
+          adopters_.begin()->second.finishes.push_back(std::move(f));
+        }
+      }
     }
     // (A node without user sockets catches up no users: its chats' catch-up is the one.)
     // Not before the catch-up after a loss has begun: a catch-up of users ending while
@@ -1177,16 +1292,28 @@ class RedisBroker final : public Broker {
       // (hand_over): its users' events were still to be read from its starting point.
       for (auto& [hearing, h] : subscribing_) {
         h.handed = true;
+        h.taken_by = 0;  // to the catch-up after the loss
         if (h.users) heard = std::min(heard, h.from);
       }
       untracked_read_.clear();
+      for (auto& [reading, a] : adopters_) {  // the sockets handed over wait for it too
+        for (auto& f : a.finishes) after_every_user_caught_up_.push_back(std::move(f));
+      }
       adopters_.clear();  // the catch-up after the loss reads the adopted chats with the rest
       // Events of such chats held for those catch-ups (receive_live), and dropped ones, were
       // heard but not delivered: the next catch-up reads them, in seq order with the rest.
       // Kept, they went out at its end, after its newer events of the same chats (which the
       // hub, not hearing the chat yet, dropped: lost) and after newer events of others.
       if (untracked_refill_) heard = std::min(heard, untracked_refill_->after);
-      for (const auto& e : held_untracked_) heard = std::min(heard, e.seq - 1);
+      for (const auto& e : held_untracked_) {
+        heard = std::min(heard, e.seq - 1);
+        // Of a chat a socket's own read has begun hearing since, from past it (a new chat's
+        // chat_created for members open through the outage): that chat is read from below
+        // it, or it was lost.
+        if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
+          it->second.delivered = std::min(it->second.delivered, e.seq - 1);
+        }
+      }
       metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
       unhold(held_untracked_.size());
       held_untracked_ = {};
@@ -1263,6 +1390,7 @@ class RedisBroker final : public Broker {
     std::int64_t from = 0;
     bool users = false;
     bool handed = false;
+    std::uint64_t taken_by = 0;  // the catch-up of every user it was handed to (take_over)
     std::vector<ChatRef> chats;
   };
   std::map<std::uint64_t, Subscribing> subscribing_;

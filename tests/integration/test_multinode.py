@@ -1468,6 +1468,58 @@ def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_beside_a_
         rlink.delay = 0
 
 
+@pytest.mark.parametrize("opener,resync", [("same-user", False), ("new-user", False),
+                                           ("new-user", True)],
+                         ids=["same-user", "new-user", "new-user-beside-a-resync"])
+def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_when_one_opens_after(
+        own_redis, slow_link, make_cluster, opener, resync):
+    """As above, but the other socket opens once Redis is back, while the node's catch-up of
+    the outage still reads (a slow database, six pages of messages before the group's
+    chat_created): a second socket of the same user, or the first of another member. It
+    made the node hear the group from where it read its chats, past the chat_created,
+    beside that catch-up, which then passed the group over: the socket open through the
+    outage never heard of it. Every socket must get every event of its replay, once, in
+    seq order. Beside a resync: another node (as one that committed while Redis was away
+    does) asks every node to read the log from before the outage, so two catch-ups of every
+    user read at once."""
+    rlink, dblink, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
+    api = Client(cluster[0])
+    a, u, w = api.register(), api.register(), api.register()
+    p = private_chat(api, a, u)
+
+    async def main():
+        await open_db_connections(cluster[1], u)
+        first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
+        await rest(send_many, cluster[0], a, p, 3000, 8)
+        g = await rest(group_chat, api, a, u, w, name="made while Redis was away")
+        await rest(rest_send, api, a, g, "before the other socket")
+        # Each of the catch-up's seven reads takes 0.6 s; the socket's own reads make it
+        # ask for the group after about three of them.
+        dblink.delay = 0.3
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again",
+                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        if resync:
+            redis_cli(own_redis.port, "PUBLISH", f"{cluster[1].redis_prefix}resync", str(since + 1))
+        opener_user = u if opener == "same-user" else w
+        second = await user_ws(cluster[1], opener_user)
+        dblink.delay = 0
+        # At least where the socket read its chats (the first socket's receipts may follow).
+        second_since = max(e["seq"] for e in (await rest(
+            api.get, "/api/events/?since=0&limit=500", token=w["access"])).json()["results"])
+        await assert_got_all_after_a_last_message(api, first, a, u, (p, g), since, 20)
+        await assert_got_all_after_a_last_message(api, second, a, opener_user, (g,),
+                                                  second_since, 20)
+        await first.close()
+        await second.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        dblink.delay = 0
+        rlink.restore()
+
+
 @pytest.mark.parametrize("cut,delay", [(True, 0.25), (False, 0.5)], ids=["redis-cut", "slow-reads"])
 def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
         own_redis, slow_link, make_cluster, cut, delay):
