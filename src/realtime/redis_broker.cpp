@@ -317,6 +317,8 @@ class RedisBroker final : public Broker {
     std::vector<std::int64_t> users;
     std::optional<std::int64_t> handed_from;
     std::vector<std::function<void()>> finishes;
+    // Handed on by another catch-up of every user as it ended, not live yet.
+    std::vector<ChatRef> handed_on;
     std::int64_t read_from = 0;  // where its read in flight (or last read) began
     bool behind = true;          // no read of it has reached the end of the log yet
   };
@@ -790,7 +792,20 @@ class RedisBroker final : public Broker {
       if (std::find(readers.begin(), readers.end(), id) == readers.end()) readers.push_back(id);
       users_after = std::min(users_after, *from);
     }
-    return from;
+    // Handed on: read from where that catch-up delivered them to (what came after, held or
+    // dropped, is read again with the rest), unless already among its own.
+    auto back = from;
+    for (const auto& ref : std::exchange(a->second.handed_on, {})) {
+      const ChatState* st = current(ref);
+      if (st == nullptr || own.contains(ref.first)) continue;
+      chats.push_back(ref);
+      ids.push_back(ref.first);
+      own.insert(ref.first);
+      std::int64_t point = st->delivered;
+      if (st->refill) point = std::min(point, st->refill->after);
+      back = std::min(back.value_or(point), point);
+    }
+    return back;
   }
 
   // Where catch-up `reading` of every user reads the log from now (take_over).
@@ -1120,6 +1135,10 @@ class RedisBroker final : public Broker {
       if (epoch != epoch_) break;  // lost meanwhile: stale
       // A user new here since the round began was not among its readers.
       refilled(chats, ids, all_users && added == users_added_, round, after);
+      // Chats another catch-up handed on meanwhile (as it ended): held events of theirs
+      // dropped are read again by the next round with the rest (nothing waits from here
+      // to this one's end).
+      take_adopted(reading, chats, ids, own, readers, users_after);
       after = refill_point(chats, users.size(), ids, readers, unheard_after);
       all_users = !readers.empty();
     }
@@ -1143,10 +1162,20 @@ class RedisBroker final : public Broker {
       unhold(held_untracked_.size());
       for (auto& e : std::exchange(held_untracked_, {})) waiting.push_back({std::move(e), false});
     }
+    // Beside another catch-up of every user (after a loss and a resync), its chats become
+    // that one's, and go live with everything held at the last one's end, in one seq order.
+    // Made live at the first one's end, a chat's held events went out while older events
+    // of chats the node does not hear (a new chat's chat_created) were still held for the
+    // other one, and a socket's seq went back.
+    const bool hand_on = every_user && !adopters_.empty();
     if (ready_) {  // else the connection was lost meanwhile
       for (const auto& ref : chats) {
         ChatState* st = current(ref);
         if (st == nullptr || st->live) continue;
+        if (hand_on) {
+          adopters_.begin()->second.handed_on.push_back(ref);
+          continue;
+        }
         st->live = true;
         unhold(st->held.size());
         for (auto& e : std::exchange(st->held, {})) waiting.push_back({std::move(e), true});

@@ -1520,6 +1520,53 @@ def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_when_one_
         rlink.restore()
 
 
+def test_two_catch_ups_of_every_user_release_what_they_held_in_one_seq_order(
+        own_redis, slow_link, make_cluster):
+    """After an outage a node catches up from the log, and a resync (asked by a node that
+    committed while Redis was away) starts a second catch-up of every user beside it.
+    Events that come live meanwhile are held: a chat's own with the chat, those of chats
+    the node does not hear (a new group's chat_created) apart. The first catch-up to end
+    made its chats live, and their held messages went out while an older chat_created was
+    still held for the other one: the socket's seq went back. The resync comes while the
+    first catch-up reads its last page from a slow database, and new groups and messages
+    come meanwhile; the socket open through the outage must get every event of its
+    replay, once, in seq order."""
+    rlink, dblink, cluster = cuttable_redis_cluster(own_redis, slow_link, make_cluster)
+    api = Client(cluster[0])
+    a, u = api.register(), api.register()
+    p = private_chat(api, a, u)
+
+    async def main():
+        await open_db_connections(cluster[1], u)
+        first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
+        await rest(send_many, cluster[0], a, p, 600, 8)
+        dblink.delay = 1.0  # a read: 2 s; the catch-up after the loss reads two pages
+        rlink.restore()
+        await rest(wait_for, "node 1 subscribed again",
+                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        groups = []
+        t0 = time.monotonic()
+        resync_sent = False
+        while time.monotonic() - t0 < 7.0:
+            if not resync_sent and time.monotonic() - t0 > 2.5:
+                redis_cli(own_redis.port, "PUBLISH", f"{cluster[1].redis_prefix}resync",
+                          str(since + 1))
+                resync_sent = True
+            k = len(groups)
+            groups.append(await rest(group_chat, api, a, u, name=f"made while catching up {k}"))
+            await rest(rest_send, api, a, p, f"live {k}")
+            await asyncio.sleep(0.05)
+        dblink.delay = 0
+        await assert_got_all_after_a_last_message(api, first, a, u, [p] + groups, since, 20)
+        await first.close()
+
+    try:
+        run(main(), timeout=180)
+    finally:
+        dblink.delay = 0
+        rlink.restore()
+
+
 @pytest.mark.parametrize("cut,delay", [(True, 0.25), (False, 0.5)], ids=["redis-cut", "slow-reads"])
 def test_a_first_socket_whose_catch_up_redis_cut_short_keeps_seq_order(
         own_redis, slow_link, make_cluster, cut, delay):
