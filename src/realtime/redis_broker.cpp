@@ -305,8 +305,9 @@ class RedisBroker final : public Broker {
   };
   using ChatRef = std::pair<std::int64_t, std::uint64_t>;  // id, generation
 
-  // What a catch-up of every user adopted (adopt) or was handed over (take_over): the map
-  // adopters_ holds one for each such catch-up of this epoch while it runs, by its number.
+  // What a catch-up of every user adopted (adopt), was handed over (take_over) or handed on
+  // (by another such catch-up as it ended): the map adopters_ holds one for each such
+  // catch-up of this epoch while it runs, by its number.
   struct Adopted {
     std::vector<ChatRef> joined;  // not yet among the catch-up's own chats (take_adopted)
     int unsettled = 0;            // adoptions whose channels are not confirmed yet
@@ -709,19 +710,19 @@ class RedisBroker final : public Broker {
     st.delivered = std::min(st.delivered, lost_at);
   }
 
-  // A socket opening while a catch-up of every user runs (after a loss, a resync; of two,
-  // the one furthest behind): that catch-up takes the socket's fresh chats, from where the
-  // read then in flight began if that is lower than where the socket read its chats (that
-  // read's page holds their events for other local members), and its users new to the
-  // node, whose events of chats the node does not hear it then delivers from the socket's
-  // point on (take_adopted); it reads the log again from that point if it has read past
-  // it. Heard from the socket's point beside it, a chat made while Redis was away, whose
-  // chat_created that catch-up had not reached yet, was passed over by it: the members'
-  // sockets open through the outage never heard of the chat. Once a catch-up's read has
-  // reached the end of the log, what was committed before it began (a chat made during the
-  // outage) was read, and it takes no more: each hand-over costs it another read, and a
-  // stream of sockets opening kept it from ending. Returns the catch-up's number, or 0
-  // when none behind runs.
+  // A socket opening while a catch-up of every user (after a loss, a resync) has not yet
+  // read to the end of the log (of two, the one furthest behind): that catch-up takes the
+  // socket's fresh chats, from where the read then in flight began if that is lower than
+  // where the socket read its chats (that read's page holds their events for other local
+  // members), and its users new to the node, whose events of chats the node does not hear
+  // it then delivers from the socket's point on (take_adopted); it reads the log again
+  // from that point if it has read past it. Heard from the socket's point beside it, a
+  // chat made while Redis was away, whose chat_created that catch-up had not reached yet,
+  // was passed over by it: the members' sockets open through the outage never heard of the
+  // chat. Once a catch-up's read has reached the end of the log, what was committed before
+  // it began (a chat made during the outage) was read, and it takes no more: each
+  // hand-over costs it another read, and a stream of sockets opening kept it from ending.
+  // Returns the catch-up's number, or 0 when none behind runs.
   std::uint64_t take_over(const std::vector<ChatRef>& fresh, const std::vector<std::int64_t>& users,
                           std::int64_t from_seq) {
     auto behind = adopters_.end();
@@ -772,8 +773,10 @@ class RedisBroker final : public Broker {
   // Takes the chats catch-up `reading` adopted or was handed since the last call into its
   // own (`chats`, `ids`, `own`), and the users it was handed into its `readers`, whose
   // events of chats the node does not hear it then delivers from `users_after`, lowered to
-  // where they start. When it was handed some, returns the lowest point their sockets read
-  // their chats at: the log must be read again from there if the catch-up is past it.
+  // where they start, and the chats another one handed on. When it was handed some,
+  // returns the lowest point their sockets read their chats at, or where the other one
+  // delivered the chats handed on to: the log must be read again from there if the
+  // catch-up is past it.
   std::optional<std::int64_t> take_adopted(std::uint64_t reading, std::vector<ChatRef>& chats,
                                            std::vector<std::int64_t>& ids,
                                            std::unordered_set<std::int64_t>& own,
@@ -1189,7 +1192,8 @@ class RedisBroker final : public Broker {
         // A chat heard since, by a socket's own catch-up from past this event (a socket
         // that read its chats after it): that one does not bring it. It came for local
         // users, on their channels, before the node heard the chat (a new chat's
-        // chat_created for a member's socket already open): it goes out now, in order.
+        // chat_created for a member's socket already open): it goes out now, with what
+        // was held (late, after newer events of the log, but not lost).
         if (it != chats_.end() && !it->second.live && w.event.seq <= it->second.delivered) {
           deliver(w.event);
         } else {
