@@ -710,6 +710,12 @@ class RedisBroker final : public Broker {
     st.delivered = std::min(st.delivered, lost_at);
   }
 
+  // An event dropped at a loss without going out: the catch-up after it reads its chat (if
+  // heard) from below it.
+  void read_again(const store::EventRecord& e) {
+    if (auto it = chats_.find(e.chat_id); it != chats_.end()) hand_over(it->second, e.seq - 1);
+  }
+
   // A socket opening while a catch-up of every user (after a loss, a resync) has not yet
   // read to the end of the log (of two, the one furthest behind): that catch-up takes the
   // socket's fresh chats, from where the read then in flight began if that is lower than
@@ -784,11 +790,13 @@ class RedisBroker final : public Broker {
                                            std::int64_t& users_after) {
     auto a = adopters_.find(reading);
     if (a == adopters_.end()) return std::nullopt;
-    for (const auto& ref : std::exchange(a->second.joined, {})) {
-      if (current(ref) == nullptr) continue;  // left again meanwhile
+    auto take = [&](const ChatRef& ref) {
       chats.push_back(ref);
       ids.push_back(ref.first);
       own.insert(ref.first);
+    };
+    for (const auto& ref : std::exchange(a->second.joined, {})) {
+      if (current(ref) != nullptr) take(ref);  // (else left again meanwhile)
     }
     const auto from = std::exchange(a->second.handed_from, std::nullopt);
     for (auto id : std::exchange(a->second.users, {})) {
@@ -801,9 +809,7 @@ class RedisBroker final : public Broker {
     for (const auto& ref : std::exchange(a->second.handed_on, {})) {
       const ChatState* st = current(ref);
       if (st == nullptr || own.contains(ref.first)) continue;
-      chats.push_back(ref);
-      ids.push_back(ref.first);
-      own.insert(ref.first);
+      take(ref);
       std::int64_t point = st->delivered;
       if (st->refill) point = std::min(point, st->refill->after);
       back = std::min(back.value_or(point), point);
@@ -1309,11 +1315,7 @@ class RedisBroker final : public Broker {
       // released meanwhile by a gate's timer, it went out during the loss, ahead of older
       // events that catch-up then brought.
       if (!gated_.empty()) heard = std::min(heard, gated_.begin()->first - 1);
-      for (const auto& [seq, e] : gated_) {  // (a late event below what its chat delivered)
-        if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
-          it->second.delivered = std::min(it->second.delivered, seq - 1);
-        }
-      }
+      for (const auto& [seq, e] : gated_) read_again(e);  // (one below what its chat delivered)
       gated_.clear();
       // Chats the node does not hear were heard only where the catch-ups of users still
       // running had read them to: this connection brought newer events, but the events
@@ -1343,9 +1345,7 @@ class RedisBroker final : public Broker {
         // Of a chat a socket's own read has begun hearing since, from past it (a new chat's
         // chat_created for members open through the outage): that chat is read from below
         // it, or it was lost.
-        if (auto it = chats_.find(e.chat_id); it != chats_.end()) {
-          it->second.delivered = std::min(it->second.delivered, e.seq - 1);
-        }
+        read_again(e);
       }
       metrics::metrics().broker_held_dropped.inc(held_untracked_.size());
       unhold(held_untracked_.size());

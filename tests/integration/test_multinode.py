@@ -1257,6 +1257,20 @@ async def cut_redis_after_a_message(api, node, rlink, sender, who, chat_id, sile
     return ws, since
 
 
+async def restore_redis(node, rlink):
+    """Lets `node` reach Redis through `rlink` again and waits until it has subscribed
+    again (and begun its catch-up from the log)."""
+    rlink.restore()
+    await rest(wait_for, "the node subscribed again", lambda: BACK_ON_REDIS in node.read_log(),
+               30, 0.01)
+
+
+def ask_every_node_to_resync(own_redis, node, from_seq):
+    """Publishes what a node that may have missed publishing events asks for: every node
+    (sharing `node`'s Redis prefix) reads the log from `from_seq` on."""
+    redis_cli(own_redis.port, "PUBLISH", f"{node.redis_prefix}resync", str(from_seq))
+
+
 async def assert_got_all_after_a_last_message(api, ws, sender, who, chat_ids, since, timeout):
     """`sender` sends a last message in each chat; once `ws` (a user socket of `who`) has
     them (or `timeout` has passed for one: named with the rest of what is missing), it
@@ -1411,9 +1425,7 @@ def test_a_chat_joined_during_a_catch_up_of_every_user_waits_for_its_older_pages
             await rest(rest_send, api, a, g, f"in the second page {k}")
         await rest(send_many, cluster[0], u, p, 500)  # and a third page
         dblink.delay = 1.0
-        rlink.restore()
-        await rest(wait_for, "node 1 subscribed again",
-                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        await restore_redis(cluster[1], rlink)
         for k in range(16):  # while the pages are read
             await rest(rest_send, api, a, g, f"live {k}")
             await asyncio.sleep(0.5)
@@ -1454,9 +1466,7 @@ def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_beside_a_
         await rest(wait_for, "node 1 lost Redis", lambda: LOST_REDIS in cluster[1].read_log(), 10, 0.01)
         await rest(rest_send, api, a, g, "after the second socket")
         rlink.delay = 0
-        rlink.restore()
-        await rest(wait_for, "node 1 subscribed again",
-                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        await restore_redis(cluster[1], rlink)
         await assert_got_all_after_a_last_message(api, first, a, u, (p, g), since, 20)
         await assert_got_all_after_a_last_message(api, second, a, u, (g,), second_since, 20)
         await first.close()
@@ -1496,11 +1506,9 @@ def test_a_chat_made_during_an_outage_reaches_a_socket_open_through_it_when_one_
         # Each of the catch-up's seven reads takes 0.6 s; the socket's own reads make it
         # ask for the group after about three of them.
         dblink.delay = 0.3
-        rlink.restore()
-        await rest(wait_for, "node 1 subscribed again",
-                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        await restore_redis(cluster[1], rlink)
         if resync:
-            redis_cli(own_redis.port, "PUBLISH", f"{cluster[1].redis_prefix}resync", str(since + 1))
+            ask_every_node_to_resync(own_redis, cluster[1], since + 1)
         opener_user = u if opener == "same-user" else w
         second = await user_ws(cluster[1], opener_user)
         dblink.delay = 0
@@ -1541,16 +1549,13 @@ def test_two_catch_ups_of_every_user_release_what_they_held_in_one_seq_order(
         first, since = await cut_redis_after_a_message(api, cluster[1], rlink, a, u, p)
         await rest(send_many, cluster[0], a, p, 600, 8)
         dblink.delay = 1.0  # a read: 2 s; the catch-up after the loss reads two pages
-        rlink.restore()
-        await rest(wait_for, "node 1 subscribed again",
-                   lambda: BACK_ON_REDIS in cluster[1].read_log(), 30, 0.01)
+        await restore_redis(cluster[1], rlink)
         groups = []
         t0 = time.monotonic()
         resync_sent = False
         while time.monotonic() - t0 < 7.0:
             if not resync_sent and time.monotonic() - t0 > 2.5:
-                redis_cli(own_redis.port, "PUBLISH", f"{cluster[1].redis_prefix}resync",
-                          str(since + 1))
+                ask_every_node_to_resync(own_redis, cluster[1], since + 1)
                 resync_sent = True
             k = len(groups)
             groups.append(await rest(group_chat, api, a, u, name=f"made while catching up {k}"))
