@@ -4,12 +4,15 @@ while others send, unread counts, and the event log (GET /api/events/) replayed 
 tailed while it is being written.
 
 One chatd with four I/O threads for the whole module; users are registered once."""
+import asyncio
 import concurrent.futures
+import json
 import threading
 import uuid
 
 import pytest
 import requests
+import websockets
 
 from conftest import Client, Server, assert_no_server_errors, unique_name
 
@@ -527,3 +530,65 @@ def test_event_log_from_zero_lists_each_message_once(srv, users):
     for chat_id, mids in per_chat.items():
         history = [m["id"] for m in history_oldest_first(api, chat_id)]
         assert mids == history, f"chat {chat_id}: events {len(mids)} vs history {len(history)}"
+
+
+
+# ---- (e) edits racing each other ------------------------------------------------------------------
+
+def listen_for_edits(srv, user, message_id, count, ready, timeout=60):
+    """The edit events of `message_id` that `user`'s socket receives, in their order, until
+    `count` (run on a thread of its own; `ready` is set once the socket is open)."""
+    async def listen():
+        url = f"ws://127.0.0.1:{srv.port}/ws/?token={user['token']}"
+        async with websockets.connect(url, ping_interval=None, max_size=2 ** 22) as ws:
+            await ws.send(json.dumps({"type": "ping"}))
+            while json.loads(await ws.recv())["type"] != "pong":
+                pass
+            ready.set()
+            edits = []
+            while len(edits) < count:
+                frame = json.loads(await ws.recv())
+                if frame["type"] == "edit" and frame["message_id"] == message_id:
+                    edits.append(frame)
+            return edits
+
+    return asyncio.run(asyncio.wait_for(listen(), timeout))
+
+
+def test_racing_edits_never_move_edited_at_back(srv, users):
+    """The sender edits one message from eight connections at once. Edits commit one after
+    another, and edited_at never goes back from one to the next, as the other member's
+    socket sees them: of two racing edits the one committed last may have read the clock
+    first, and clients tell the newer version of a message by its edited_at."""
+    owner, other = users[4], users[5]
+    chat = make_group(srv, owner, [other], "edits")
+    message = Api(srv, owner).ok("POST", "/api/messages/", {"chat": chat, "text": "first"}, 201)
+    writers, per_writer = 8, 25
+    barrier = threading.Barrier(writers)
+    ready = threading.Event()
+
+    def edit(i):
+        api = Api(srv, owner)
+        assert ready.wait(30)
+        barrier.wait()
+        answers = []
+        for j in range(per_writer):
+            answers.append(api.ok("PATCH", f"/api/messages/{message['id']}/", {"text": f"edit {i}-{j}"}))
+        return answers
+
+    def listen():
+        return listen_for_edits(srv, other, message["id"], writers * per_writer, ready)
+
+    seen, *mine = run_threads([listen] + [lambda i=i: edit(i) for i in range(writers)])
+    answers = sum(mine, [])
+    assert len(answers) == len(seen) == writers * per_writer
+    for a in answers:
+        assert a["is_edited"] is True and a["edited_at"] >= message["created_at"], a
+    # ISO-8601 of one width: text order is time order. The socket gets the edits in the
+    # order they committed, each as its answer showed it.
+    stamps = [e["edited_at"] for e in seen]
+    assert stamps == sorted(stamps), [(e["text"], e["edited_at"]) for e in seen]
+    assert sorted((e["text"], e["edited_at"]) for e in seen) == sorted((a["text"], a["edited_at"]) for a in answers)
+    stored = next(m for m in Api(srv, other).ok("GET", f"/api/messages/?chat={chat}")["results"]
+                  if m["id"] == message["id"])
+    assert (stored["text"], stored["edited_at"]) == (seen[-1]["text"], seen[-1]["edited_at"])

@@ -317,9 +317,11 @@ constexpr const char* kLockSenderRows =
 constexpr const char* kLockOriginals =
     "SELECT id, text FROM messages WHERE id = ANY($1::bigint[]) AND NOT is_deleted "
     "ORDER BY id FOR SHARE";
+// edited_at never goes back: of two edits racing, the one committed last may have read the
+// clock first, and clients tell a newer version of a message by it.
 constexpr const char* kEditMessage =
-    "UPDATE messages SET text = $2, edited_at = $3, search = to_tsvector('simple', $4) "
-    "WHERE id = $1 AND NOT is_deleted";
+    "UPDATE messages SET text = $2, edited_at = GREATEST($3, COALESCE(edited_at, created_at)), "
+    "search = to_tsvector('simple', $4) WHERE id = $1 AND NOT is_deleted";
 constexpr const char* kDeleteMessage =
     "UPDATE messages SET text = '', is_deleted = TRUE, search = ''::tsvector "
     "WHERE id = $1 AND NOT is_deleted";
