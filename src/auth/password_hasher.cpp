@@ -4,11 +4,37 @@
 
 #include <boost/asio/thread_pool.hpp>
 
+#include <sys/mman.h>
+
+#include <cerrno>
+#include <charconv>
+#include <cstdint>
 #include <stdexcept>
 
 #include "common/offload.hpp"
 
 namespace chat::auth {
+
+namespace {
+
+// Whether the memory an encoded Argon2 hash asks for ("$argon2id$v=19$m=19456,t=2,p=1$...",
+// m in KiB) can be mapped now. A hash without a readable cost is not one libsodium could
+// compute either: nothing to ask for.
+bool memory_available(const std::string& encoded_hash) {
+  const auto at = encoded_hash.find("$m=");
+  if (at == std::string::npos) return true;
+  std::uint64_t kib = 0;
+  const char* first = encoded_hash.data() + at + 3;
+  const auto [end, ec] = std::from_chars(first, encoded_hash.data() + encoded_hash.size(), kib);
+  if (ec != std::errc() || kib == 0 || kib > (std::uint64_t{1} << 32)) return true;
+  const std::size_t bytes = static_cast<std::size_t>(kib) * 1024;
+  void* probe = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (probe == MAP_FAILED) return errno != ENOMEM;
+  munmap(probe, bytes);
+  return true;
+}
+
+}  // namespace
 
 struct PasswordHasher::Pool {
   explicit Pool(int threads) : pool(static_cast<std::size_t>(threads)) {}
@@ -32,9 +58,11 @@ PasswordHasher::~PasswordHasher() {
 std::string PasswordHasher::hash_now(const std::string& password, HashCost cost) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   char out[crypto_pwhash_STRBYTES];
+  errno = 0;
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.memory_bytes,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
-    throw std::runtime_error("out of memory while hashing a password");
+    if (errno == ENOMEM) throw HashMemoryUnavailable("no memory for a password hash");
+    throw std::runtime_error("a password could not be hashed");
   }
   return out;
 }
@@ -51,7 +79,17 @@ std::string PasswordHasher::unusable_hash() {
 bool PasswordHasher::verify_now(const std::string& encoded_hash, const std::string& password) {
   // Hashes are NUL-terminated strings for libsodium; anything else is not ours.
   if (encoded_hash.empty() || encoded_hash.size() >= crypto_pwhash_STRBYTES) return false;
-  return crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0;
+  if (crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0) {
+    return true;
+  }
+  // A hash whose memory could not be had fails as a mismatch does (libsodium 1.0.18 says
+  // EINVAL for both), but leaves the password unjudged: a false would refuse the right
+  // password and count it against the account. So a failure asks whether that memory can
+  // be had now; only wrong passwords pay for the question (a mapping never touched).
+  if (!memory_available(encoded_hash)) {
+    throw HashMemoryUnavailable("no memory to verify a password hash");
+  }
+  return false;
 }
 
 boost::asio::awaitable<std::string> PasswordHasher::hash(std::string password) {

@@ -6,9 +6,18 @@
 #include <boost/asio/awaitable.hpp>
 
 #include <memory>
+#include <stdexcept>
 #include <string>
 
 namespace chat::auth {
+
+// Thrown when the memory a hash asks for cannot be had just now (each costs its own, and an
+// old hash may ask for more than new ones do). It says nothing of the password: the
+// transports answer 503, and a login attempt it cut short is not counted as a failure.
+class HashMemoryUnavailable : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
 
 struct HashCost {
   // OWASP's minimum for Argon2id: 19 MiB of memory, 2 passes, 1 lane.

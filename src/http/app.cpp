@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 
+#include "auth/password_hasher.hpp"
 #include "common/log_throttle.hpp"
 #include "http/drf.hpp"
 #include "http/host_check.hpp"
@@ -83,6 +84,13 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
     co_return co_await (*match.handler)(req, match.params);
   } catch (const store::Unavailable& e) {
     log_unavailable(req.method_text + " " + route, e);
+    co_return error_response(Error::unavailable());
+  } catch (const auth::HashMemoryUnavailable& e) {
+    static LogThrottle throttle(std::chrono::seconds(10));
+    if (auto skipped = throttle.admit()) {
+      spdlog::error("{} {} answered 503: {} ({} more since)", req.method_text, route, e.what(),
+                    *skipped);
+    }
     co_return error_response(Error::unavailable());
   } catch (const std::exception& e) {
     spdlog::error("unhandled error during {} {}: {}", req.method_text, route, e.what());

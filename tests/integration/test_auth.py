@@ -2,6 +2,7 @@
 forged tokens refused."""
 import http.client
 import json
+import resource
 import time
 import uuid
 
@@ -329,6 +330,38 @@ def test_inactive_user_cannot_log_in_or_refresh(make_server):
     r = c.get("/api/users/me/", token=user["access"])
     assert r.status_code == 401
     assert r.json() == {"detail": "User is inactive", "code": "user_inactive"}
+
+
+def vm_size(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmSize:"))
+
+
+def test_no_memory_for_a_password_hash_is_a_503_and_no_failed_login(make_server):
+    """Hashes of 256 MiB, then chatd's address space capped 64 MiB above what it uses:
+    no hash can be computed or verified. Registration and login answer 503 (the request
+    may be sent again), never a 500, and never a 401 for the right password; those logins
+    do not count toward the lockout (10 failures), so once memory is back the user logs
+    in at once."""
+    s = make_server(PASSWORD_HASH_MEMORY_KIB=262144, PASSWORD_HASH_OPS=1)
+    c = Client(s)
+    user = c.register()
+    name = user["user"]["username"]
+    pid = s.proc.pid
+    resource.prlimit(pid, resource.RLIMIT_AS, (vm_size(pid) + 64 * 2 ** 20, resource.RLIM_INFINITY))
+    try:
+        r = c.post("/api/auth/register/", json={"username": unique_name(), "password": "correct-horse-1",
+                                                "email": "x@example.com"})
+        assert r.status_code == 503 and r.json() == {"detail": "Service temporarily unavailable."}, r.text
+        for password in [user["password"]] * 6 + ["wrong-horse-1"] * 6:
+            r = c.post("/api/auth/login/", json={"username": name, "password": password})
+            assert r.status_code == 503 and r.json() == {"detail": "Service temporarily unavailable."}, r.text
+        # What needs no hash goes on.
+        assert c.get("/api/users/me/", token=user["access"]).status_code == 200
+    finally:
+        resource.prlimit(pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+    assert set(c.login(name, user["password"])) == {"access", "refresh"}
+    c.register()
 
 
 def test_refresh_without_rotation(client):
