@@ -317,10 +317,12 @@ constexpr const char* kLockSenderRows =
 constexpr const char* kLockOriginals =
     "SELECT id, text FROM messages WHERE id = ANY($1::bigint[]) AND NOT is_deleted "
     "ORDER BY id FOR SHARE";
-// edited_at never goes back: of two edits racing, the one committed last may have read the
-// clock first, and clients tell a newer version of a message by it.
+// edited_at only grows, by a microsecond at least: of two edits racing, the one committed
+// last may have read the clock first, and clients tell a newer version of a message by it
+// (a tie would leave the older text in place of the newer).
 constexpr const char* kEditMessage =
-    "UPDATE messages SET text = $2, edited_at = GREATEST($3, COALESCE(edited_at, created_at)), "
+    "UPDATE messages SET text = $2, "
+    "edited_at = GREATEST($3, COALESCE(edited_at, created_at) + 1), "
     "search = to_tsvector('simple', $4) WHERE id = $1 AND NOT is_deleted";
 constexpr const char* kDeleteMessage =
     "UPDATE messages SET text = '', is_deleted = TRUE, search = ''::tsvector "

@@ -276,10 +276,11 @@ constexpr const char* kDeleteFts =
 constexpr const char* kLiveText =
     "SELECT text, chat_id FROM messages WHERE id = ?1 AND is_deleted = 0 AND " CHAT_SQL_NOT_PURGING(
         "chat_id");
-// edited_at never goes back: of two edits racing, the one committed last may have read the
-// clock first, and clients tell a newer version of a message by it.
+// edited_at only grows, by a microsecond at least: of two edits racing, the one committed
+// last may have read the clock first, and clients tell a newer version of a message by it
+// (a tie would leave the older text in place of the newer).
 constexpr const char* kEditMessage =
-    "UPDATE messages SET text = ?2, edited_at = max(?3, COALESCE(edited_at, created_at)) "
+    "UPDATE messages SET text = ?2, edited_at = max(?3, COALESCE(edited_at, created_at) + 1) "
     "WHERE id = ?1 AND is_deleted = 0";
 constexpr const char* kDeleteMessage =
     "UPDATE messages SET text = '', is_deleted = 1 WHERE id = ?1 AND is_deleted = 0";
