@@ -4,12 +4,12 @@
 
 #include <boost/asio/thread_pool.hpp>
 
-#include <sys/mman.h>
-
 #include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
+#include <string_view>
 
 #include "common/offload.hpp"
 
@@ -17,21 +17,59 @@ namespace chat::auth {
 
 namespace {
 
-// Whether the memory an encoded Argon2 hash asks for ("$argon2id$v=19$m=19456,t=2,p=1$...",
-// m in KiB) can be mapped now. A hash without a readable cost is not one libsodium could
-// compute either: nothing to ask for.
-bool memory_available(const std::string& encoded_hash) {
-  const auto at = encoded_hash.find("$m=");
-  if (at == std::string::npos) return true;
+// A hash as libsodium writes it, "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>" (salt and
+// hash in unpadded base64), in the parts crypto_pwhash takes: one lane, a salt of its size.
+struct Argon2idHash {
   std::uint64_t kib = 0;
-  const char* first = encoded_hash.data() + at + 3;
-  const auto [end, ec] = std::from_chars(first, encoded_hash.data() + encoded_hash.size(), kib);
-  if (ec != std::errc() || kib == 0 || kib > (std::uint64_t{1} << 32)) return true;
-  const std::size_t bytes = static_cast<std::size_t>(kib) * 1024;
-  void* probe = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (probe == MAP_FAILED) return errno != ENOMEM;
-  munmap(probe, bytes);
-  return true;
+  std::uint64_t ops = 0;
+  std::string salt;
+  std::string hash;
+};
+
+std::optional<std::uint64_t> number_after(std::string_view& s, std::string_view prefix) {
+  if (!s.starts_with(prefix)) return std::nullopt;
+  s.remove_prefix(prefix.size());
+  std::uint64_t n = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
+  if (ec != std::errc() || end == s.data()) return std::nullopt;
+  s.remove_prefix(static_cast<std::size_t>(end - s.data()));
+  return n;
+}
+
+std::optional<std::string> base64_decode(std::string_view in) {
+  std::string out(in.size(), '\0');
+  std::size_t len = 0;
+  const char* end = nullptr;
+  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
+                        in.size(), nullptr, &len, &end,
+                        sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0 ||
+      end != in.data() + in.size()) {
+    return std::nullopt;
+  }
+  out.resize(len);
+  return out;
+}
+
+std::optional<Argon2idHash> parse_argon2id(std::string_view s) {
+  Argon2idHash h;
+  auto kib = number_after(s, "$argon2id$v=19$m=");
+  auto ops = kib ? number_after(s, ",t=") : std::nullopt;
+  if (!ops || !s.starts_with(",p=1$")) return std::nullopt;
+  s.remove_prefix(5);
+  const auto dollar = s.find('$');
+  if (dollar == std::string_view::npos) return std::nullopt;
+  auto salt = base64_decode(s.substr(0, dollar));
+  auto hash = base64_decode(s.substr(dollar + 1));
+  if (!salt || !hash || salt->size() != crypto_pwhash_SALTBYTES ||
+      hash->size() < crypto_pwhash_BYTES_MIN || hash->size() > 64 || *kib > (1ULL << 32) ||
+      *ops < crypto_pwhash_OPSLIMIT_MIN || *ops > crypto_pwhash_OPSLIMIT_MAX) {
+    return std::nullopt;
+  }
+  h.kib = *kib;
+  h.ops = *ops;
+  h.salt = std::move(*salt);
+  h.hash = std::move(*hash);
+  return h;
 }
 
 }  // namespace
@@ -58,7 +96,7 @@ PasswordHasher::~PasswordHasher() {
 std::string PasswordHasher::hash_now(const std::string& password, HashCost cost) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   char out[crypto_pwhash_STRBYTES];
-  errno = 0;
+  errno = 0;  // argon2's mmap leaves ENOMEM when the cost's memory cannot be had
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.memory_bytes,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
     if (errno == ENOMEM) throw HashMemoryUnavailable("no memory for a password hash");
@@ -79,17 +117,25 @@ std::string PasswordHasher::unusable_hash() {
 bool PasswordHasher::verify_now(const std::string& encoded_hash, const std::string& password) {
   // Hashes are NUL-terminated strings for libsodium; anything else is not ours.
   if (encoded_hash.empty() || encoded_hash.size() >= crypto_pwhash_STRBYTES) return false;
-  if (crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0) {
-    return true;
+  // libsodium 1.0.18's own check fails a hash whose memory it could not get as it fails a
+  // wrong password (EINVAL for both), and a false for a password not judged would refuse
+  // the right one and count it against the account. Computed here from the hash's parts,
+  // the same work says why it failed: argon2's mmap leaves ENOMEM, and libsodium and
+  // glibc's free() leave errno as it is.
+  if (auto h = parse_argon2id(encoded_hash)) {
+    std::string computed(h->hash.size(), '\0');
+    errno = 0;
+    if (crypto_pwhash(reinterpret_cast<unsigned char*>(computed.data()), computed.size(),
+                      password.data(), password.size(),
+                      reinterpret_cast<const unsigned char*>(h->salt.data()), h->ops, h->kib * 1024,
+                      crypto_pwhash_ALG_ARGON2ID13) != 0) {
+      if (errno == ENOMEM) throw HashMemoryUnavailable("no memory to verify a password hash");
+      return false;
+    }
+    return sodium_memcmp(computed.data(), h->hash.data(), computed.size()) == 0;
   }
-  // A hash whose memory could not be had fails as a mismatch does (libsodium 1.0.18 says
-  // EINVAL for both), but leaves the password unjudged: a false would refuse the right
-  // password and count it against the account. So a failure asks whether that memory can
-  // be had now; only wrong passwords pay for the question (a mapping never touched).
-  if (!memory_available(encoded_hash)) {
-    throw HashMemoryUnavailable("no memory to verify a password hash");
-  }
-  return false;
+  // Any other form (more lanes, another salt size: chatd writes none) by libsodium's check.
+  return crypto_pwhash_str_verify(encoded_hash.c_str(), password.data(), password.size()) == 0;
 }
 
 boost::asio::awaitable<std::string> PasswordHasher::hash(std::string password) {

@@ -38,6 +38,21 @@ bool exempt_from_host_check(std::string_view path) {
          path == "/readyz/" || path == "/metrics/";
 }
 
+// A request answered 503: the first of a run, then at most one line a period saying how
+// many more there were (every request fails while the cause lasts, and each already has
+// its access line). Each cause has a throttle of its own.
+void log_503(LogThrottle& throttle, std::string_view cause, std::string_view during,
+             const std::exception& e) {
+  const auto skipped = throttle.admit();
+  if (!skipped) return;
+  if (*skipped == 0) {
+    spdlog::error("{} during {}: {}", cause, during, e.what());
+  } else {
+    spdlog::error("{} during {}: {} ({} more requests answered 503 since)", cause, during, e.what(),
+                  *skipped);
+  }
+}
+
 }  // namespace
 
 std::optional<Response> HttpApp::host_refusal(const Request& req) const {
@@ -87,10 +102,7 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
     co_return error_response(Error::unavailable());
   } catch (const auth::HashMemoryUnavailable& e) {
     static LogThrottle throttle(std::chrono::seconds(10));
-    if (auto skipped = throttle.admit()) {
-      spdlog::error("{} {} answered 503: {} ({} more since)", req.method_text, route, e.what(),
-                    *skipped);
-    }
+    log_503(throttle, "no memory for a password hash", req.method_text + " " + route, e);
     co_return error_response(Error::unavailable());
   } catch (const std::exception& e) {
     spdlog::error("unhandled error during {} {}: {}", req.method_text, route, e.what());
@@ -100,14 +112,7 @@ boost::asio::awaitable<Response> HttpApp::handle(Request& req, std::string& rout
 
 void HttpApp::log_unavailable(std::string_view during, const std::exception& e) {
   static LogThrottle throttle(std::chrono::seconds(10));
-  const auto skipped = throttle.admit();
-  if (!skipped) return;
-  if (*skipped == 0) {
-    spdlog::error("database unavailable during {}: {}", during, e.what());
-  } else {
-    spdlog::error("database unavailable during {}: {} ({} more requests answered 503 since)",
-                  during, e.what(), *skipped);
-  }
+  log_503(throttle, "database unavailable", during, e);
 }
 
 }  // namespace chat::http

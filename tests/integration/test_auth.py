@@ -339,10 +339,10 @@ def vm_size(pid):
 
 def test_no_memory_for_a_password_hash_is_a_503_and_no_failed_login(make_server):
     """Hashes of 256 MiB, then chatd's address space capped 64 MiB above what it uses:
-    no hash can be computed or verified. Registration and login answer 503 (the request
-    may be sent again), never a 500, and never a 401 for the right password; those logins
-    do not count toward the lockout (10 failures), so once memory is back the user logs
-    in at once."""
+    no hash can be computed or verified. Registration, login and a password change answer
+    503 (the request may be sent again), never a 500, and never a 401 for the right
+    password; those logins do not count toward the lockout (10 failures), so once memory
+    is back the user logs in at once."""
     s = make_server(PASSWORD_HASH_MEMORY_KIB=262144, PASSWORD_HASH_OPS=1)
     c = Client(s)
     user = c.register()
@@ -356,12 +356,17 @@ def test_no_memory_for_a_password_hash_is_a_503_and_no_failed_login(make_server)
         for password in [user["password"]] * 6 + ["wrong-horse-1"] * 6:
             r = c.post("/api/auth/login/", json={"username": name, "password": password})
             assert r.status_code == 503 and r.json() == {"detail": "Service temporarily unavailable."}, r.text
+        change = {"password": "correct-horse-2", "current_password": user["password"]}
+        r = c.patch("/api/users/me/", token=user["access"], json=change)
+        assert r.status_code == 503 and r.json() == {"detail": "Service temporarily unavailable."}, r.text
         # What needs no hash goes on.
         assert c.get("/api/users/me/", token=user["access"]).status_code == 200
     finally:
         resource.prlimit(pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
     assert set(c.login(name, user["password"])) == {"access", "refresh"}
     c.register()
+    assert c.patch("/api/users/me/", token=user["access"], json=change).status_code == 200
+    assert set(c.login(name, "correct-horse-2")) == {"access", "refresh"}
 
 
 def test_refresh_without_rotation(client):
