@@ -4,7 +4,6 @@
 
 #include <boost/asio/thread_pool.hpp>
 
-#include <cerrno>
 #include <charconv>
 #include <cstdint>
 #include <optional>
@@ -18,7 +17,9 @@ namespace chat::auth {
 namespace {
 
 // A hash as libsodium writes it, "$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>" (salt and
-// hash in unpadded base64), in the parts crypto_pwhash takes: one lane, a salt of its size.
+// hash in unpadded base64), in the parts crypto_pwhash takes: one lane, a salt of its size,
+// and a cost and length within crypto_pwhash's bounds, so that computing it can fail only
+// for want of memory.
 struct Argon2idHash {
   std::uint64_t kib = 0;
   std::uint64_t ops = 0;
@@ -26,9 +27,11 @@ struct Argon2idHash {
   std::string hash;
 };
 
+// The decimal number after `prefix`, written as libsodium writes it (no leading zero).
 std::optional<std::uint64_t> number_after(std::string_view& s, std::string_view prefix) {
   if (!s.starts_with(prefix)) return std::nullopt;
   s.remove_prefix(prefix.size());
+  if (s.size() > 1 && s[0] == '0' && s[1] >= '0' && s[1] <= '9') return std::nullopt;
   std::uint64_t n = 0;
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), n);
   if (ec != std::errc() || end == s.data()) return std::nullopt;
@@ -61,8 +64,10 @@ std::optional<Argon2idHash> parse_argon2id(std::string_view s) {
   auto salt = base64_decode(s.substr(0, dollar));
   auto hash = base64_decode(s.substr(dollar + 1));
   if (!salt || !hash || salt->size() != crypto_pwhash_SALTBYTES ||
-      hash->size() < crypto_pwhash_BYTES_MIN || hash->size() > 64 || *kib > (1ULL << 32) ||
-      *ops < crypto_pwhash_OPSLIMIT_MIN || *ops > crypto_pwhash_OPSLIMIT_MAX) {
+      hash->size() < crypto_pwhash_BYTES_MIN || hash->size() > 64 ||
+      *kib * 1024 < crypto_pwhash_MEMLIMIT_MIN || *kib > UINT32_MAX ||
+      *kib * 1024 > crypto_pwhash_MEMLIMIT_MAX || *ops < crypto_pwhash_OPSLIMIT_MIN ||
+      *ops > crypto_pwhash_OPSLIMIT_MAX) {
     return std::nullopt;
   }
   h.kib = *kib;
@@ -96,11 +101,11 @@ PasswordHasher::~PasswordHasher() {
 std::string PasswordHasher::hash_now(const std::string& password, HashCost cost) {
   if (sodium_init() < 0) throw std::runtime_error("libsodium failed to initialise");
   char out[crypto_pwhash_STRBYTES];
-  errno = 0;  // argon2's mmap leaves ENOMEM when the cost's memory cannot be had
+  // The cost is within libsodium's bounds (the settings' own) and passwords are at most
+  // 4,096 characters: a failure is for want of memory.
   if (crypto_pwhash_str_alg(out, password.data(), password.size(), cost.ops, cost.memory_bytes,
                             crypto_pwhash_ALG_ARGON2ID13) != 0) {
-    if (errno == ENOMEM) throw HashMemoryUnavailable("no memory for a password hash");
-    throw std::runtime_error("a password could not be hashed");
+    throw HashMemoryUnavailable("no memory for a password hash");
   }
   return out;
 }
@@ -116,21 +121,22 @@ std::string PasswordHasher::unusable_hash() {
 
 bool PasswordHasher::verify_now(const std::string& encoded_hash, const std::string& password) {
   // Hashes are NUL-terminated strings for libsodium; anything else is not ours.
-  if (encoded_hash.empty() || encoded_hash.size() >= crypto_pwhash_STRBYTES) return false;
+  if (encoded_hash.empty() || encoded_hash.size() >= crypto_pwhash_STRBYTES ||
+      encoded_hash.find('\0') != std::string::npos || password.size() > crypto_pwhash_PASSWD_MAX) {
+    return false;
+  }
   // libsodium 1.0.18's own check fails a hash whose memory it could not get as it fails a
-  // wrong password (EINVAL for both), and a false for a password not judged would refuse
-  // the right one and count it against the account. Computed here from the hash's parts,
-  // the same work says why it failed: argon2's mmap leaves ENOMEM, and libsodium and
-  // glibc's free() leave errno as it is.
+  // wrong password, and a false for a password not judged would refuse the right one and
+  // count it against the account. Computed here from the hash's parts, all within
+  // crypto_pwhash's bounds, the work can fail only for want of memory (errno is not read:
+  // the allocator's free() after argon2's failed mmap need not keep it).
   if (auto h = parse_argon2id(encoded_hash)) {
     std::string computed(h->hash.size(), '\0');
-    errno = 0;
     if (crypto_pwhash(reinterpret_cast<unsigned char*>(computed.data()), computed.size(),
                       password.data(), password.size(),
                       reinterpret_cast<const unsigned char*>(h->salt.data()), h->ops, h->kib * 1024,
                       crypto_pwhash_ALG_ARGON2ID13) != 0) {
-      if (errno == ENOMEM) throw HashMemoryUnavailable("no memory to verify a password hash");
-      return false;
+      throw HashMemoryUnavailable("no memory to verify a password hash");
     }
     return sodium_memcmp(computed.data(), h->hash.data(), computed.size()) == 0;
   }

@@ -348,7 +348,8 @@ def test_no_memory_for_a_password_hash_is_a_503_and_no_failed_login(make_server)
     user = c.register()
     name = user["user"]["username"]
     pid = s.proc.pid
-    resource.prlimit(pid, resource.RLIMIT_AS, (vm_size(pid) + 64 * 2 ** 20, resource.RLIM_INFINITY))
+    before = resource.prlimit(pid, resource.RLIMIT_AS)
+    resource.prlimit(pid, resource.RLIMIT_AS, (vm_size(pid) + 64 * 2 ** 20, before[1]))
     try:
         r = c.post("/api/auth/register/", json={"username": unique_name(), "password": "correct-horse-1",
                                                 "email": "x@example.com"})
@@ -362,7 +363,7 @@ def test_no_memory_for_a_password_hash_is_a_503_and_no_failed_login(make_server)
         # What needs no hash goes on.
         assert c.get("/api/users/me/", token=user["access"]).status_code == 200
     finally:
-        resource.prlimit(pid, resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        resource.prlimit(pid, resource.RLIMIT_AS, before)
     assert set(c.login(name, user["password"])) == {"access", "refresh"}
     c.register()
     assert c.patch("/api/users/me/", token=user["access"], json=change).status_code == 200
