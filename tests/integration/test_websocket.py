@@ -202,12 +202,12 @@ def ws_url(server, path, **query):
 
 
 async def connect(server, token=None, path="/ws/", sync=True, name=None, headers=None,
-                  subprotocols=None, origin=None, **query):
+                  subprotocols=None, origin=None, open_timeout=10, **query):
     if token is not None:
         query = {"token": token, **query}
     conn = await websockets.connect(ws_url(server, path, **query), extra_headers=headers,
                                     subprotocols=subprotocols, origin=origin, ping_interval=None,
-                                    open_timeout=10, close_timeout=3, max_size=2 ** 22)
+                                    open_timeout=open_timeout, close_timeout=3, max_size=2 ** 22)
     ws = WS(conn, name or path)
     if sync:
         await ws.ping()
