@@ -17,6 +17,8 @@
 #include <memory>
 #include <stdexcept>
 
+#include "auth/base64url.hpp"
+
 namespace chat::auth {
 namespace {
 
@@ -24,20 +26,6 @@ struct JwtDeleter {
   void operator()(jwt_t* j) const { jwt_free(j); }
 };
 using JwtPtr = std::unique_ptr<jwt_t, JwtDeleter>;
-
-std::optional<std::string> base64url_decode(std::string_view in) {
-  std::string out(in.size(), '\0');
-  std::size_t len = 0;
-  const char* end = nullptr;
-  if (sodium_base642bin(reinterpret_cast<unsigned char*>(out.data()), out.size(), in.data(),
-                        in.size(), nullptr, &len, &end,
-                        sodium_base64_VARIANT_URLSAFE_NO_PADDING) != 0 ||
-      end != in.data() + in.size()) {
-    return std::nullopt;
-  }
-  out.resize(len);
-  return out;
-}
 
 // The header must be a JSON object whose alg is exactly HS256.
 TokenProblem check_header(std::string_view token) {
