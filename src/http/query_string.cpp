@@ -1,5 +1,7 @@
 #include "http/query_string.hpp"
 
+#include <array>
+
 #include "common/unicode.hpp"
 
 namespace chat::http {
@@ -21,38 +23,36 @@ bool starts_escape(std::string_view s, std::size_t i) {
 std::string unquote_plus(std::string_view s) {
   std::string bytes;
   bytes.reserve(s.size());
-  for (std::size_t i = 0; i < s.size(); ++i) {
+  // The text between escapes and '+' goes in whole (a token is one run).
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t special = i;
+    while (special < s.size() && s[special] != '+' && s[special] != '%') ++special;
+    bytes.append(s.substr(i, special - i));
+    i = special;
+    if (i == s.size()) break;
     if (s[i] == '+') {
       bytes.push_back(' ');
+      i += 1;
     } else if (starts_escape(s, i)) {
       bytes.push_back(static_cast<char>(hex_value(s[i + 1]) * 16 + hex_value(s[i + 2])));
-      i += 2;
+      i += 3;
     } else {
-      bytes.push_back(s[i]);
+      bytes.push_back('%');
+      i += 1;
     }
   }
+  if (unicode::is_valid_utf8(bytes)) return bytes;
   return unicode::replace_invalid(bytes);
 }
 
-bool lenient_character(char c) {
-  switch (c) {
-    case '"':
-    case '#':
-    case '<':
-    case '>':
-    case '[':
-    case '\\':
-    case ']':
-    case '^':
-    case '`':
-    case '{':
-    case '|':
-    case '}':
-      return true;
-    default:
-      return false;
-  }
+// The characters a lenient client leaves unescaped in a target, and '%' (which may or may
+// not start an escape), as a table: a target is looked through a byte at a time.
+constexpr std::array<bool, 256> escape_candidates() {
+  std::array<bool, 256> t{};
+  for (const char c : std::string_view("\"#<>[\\]^`{|}%")) t[static_cast<unsigned char>(c)] = true;
+  return t;
 }
+constexpr auto kEscapeCandidate = escape_candidates();
 
 }  // namespace
 
@@ -88,17 +88,23 @@ std::string escape_lenient_target(std::string_view target) {
     if (from == std::string_view::npos) return std::string(target);
   }
   static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out(target.substr(0, from));
+  std::size_t first = from;
+  while (first < target.size() && !kEscapeCandidate[static_cast<unsigned char>(target[first])]) {
+    ++first;
+  }
+  std::string out(target.substr(0, first));
+  if (first == target.size()) return out;  // the usual target: nothing to escape
   out.reserve(target.size() + 16);
-  for (std::size_t i = from; i < target.size(); ++i) {
+  for (std::size_t i = first; i < target.size(); ++i) {
     const char c = target[i];
-    if (lenient_character(c) || (c == '%' && !starts_escape(target, i))) {
+    if (!kEscapeCandidate[static_cast<unsigned char>(c)] ||
+        (c == '%' && starts_escape(target, i))) {
+      out.push_back(c);
+    } else {
       const auto b = static_cast<unsigned char>(c);
       out.push_back('%');
       out.push_back(kHex[b >> 4]);
       out.push_back(kHex[b & 0x0F]);
-    } else {
-      out.push_back(c);
     }
   }
   return out;

@@ -39,6 +39,25 @@ TEST(QueryString, ValuesAreUnquotedAsUnquotePlusDoes) {
   EXPECT_EQ(parse_query_pairs("q=%00")[0].second, std::string("\0", 1));
 }
 
+TEST(QueryString, LongValuesAreUnquotedWhereverTheirEscapesSit) {
+  // A long value (a token) is copied in runs between escapes and '+': each kind is found
+  // at any offset, as is a byte that is not UTF-8.
+  const std::string run(30, 't');
+  for (std::size_t at = 0; at <= run.size(); ++at) {
+    const std::string head = run.substr(0, at);
+    const std::string tail = run.substr(at);
+    EXPECT_EQ(parse_query_pairs("token=" + head + "%2B" + tail)[0].second, head + "+" + tail);
+    EXPECT_EQ(parse_query_pairs("token=" + head + "+" + tail)[0].second, head + " " + tail);
+    EXPECT_EQ(parse_query_pairs("token=" + head + "%" + tail)[0].second, head + "%" + tail);
+    EXPECT_EQ(parse_query_pairs("token=" + head + "%FF" + tail)[0].second,
+              head + "\xEF\xBF\xBD" + tail);
+    EXPECT_EQ(escape_lenient_target("/ws/?token=" + head + "|" + tail),
+              "/ws/?token=" + head + "%7C" + tail);
+    EXPECT_EQ(escape_lenient_target("/ws/?token=" + head + "%41" + tail + "%"),
+              "/ws/?token=" + head + "%41" + tail + "%25");
+  }
+}
+
 TEST(QueryString, CharactersDaphneTakesAreEscapedFromThePathOn) {
   EXPECT_EQ(escape_lenient_target("/s/?q=[a]|{b}^`\"<>\\#"),
             "/s/?q=%5Ba%5D%7C%7Bb%7D%5E%60%22%3C%3E%5C%23");

@@ -31,6 +31,28 @@ TEST(Unicode, ReplacesInvalidBytesAsPythonDoes) {
   EXPECT_EQ(unicode::replace_invalid(std::string("a\0b", 3)), std::string("a\0b", 3));
 }
 
+TEST(Unicode, LongAsciiRunsAreCheckedWholeWhereverABadByteSits) {
+  // Runs of ASCII are skipped eight bytes at a time: a byte that is not ASCII is found at
+  // every offset of a word, and what follows it is still checked.
+  for (std::size_t at = 0; at < 40; ++at) {
+    std::string text(40, 'k');
+    text[at] = '\xff';
+    EXPECT_FALSE(unicode::is_valid_utf8(text)) << at;
+    std::string replaced = text.substr(0, at) + "\uFFFD" + text.substr(at + 1);
+    EXPECT_EQ(unicode::replace_invalid(text), replaced) << at;
+    std::string good = text.substr(0, at) + "\xC3\xA9" + text.substr(at + 1);
+    EXPECT_TRUE(unicode::is_valid_utf8(good)) << at;
+    EXPECT_EQ(unicode::replace_invalid(good), good) << at;
+    // A character cut short at the end of a long run, and a bad byte after a good one.
+    EXPECT_FALSE(unicode::is_valid_utf8(good + "\xE2\x82")) << at;
+    EXPECT_EQ(unicode::replace_invalid(good + std::string(9, 'z') + "\xE2\x82"),
+              good + std::string(9, 'z') + "\uFFFD")
+        << at;
+  }
+  EXPECT_TRUE(unicode::is_valid_utf8(std::string(1000, 'a')));
+  EXPECT_EQ(unicode::replace_invalid(std::string(1000, 'a')), std::string(1000, 'a'));
+}
+
 TEST(Unicode, SplitsOnWhitespaceAsPythonDoes) {
   using Parts = std::vector<std::string_view>;
   EXPECT_EQ(unicode::split(""), Parts{});
