@@ -134,6 +134,7 @@ void Hub::note_membership_locked(const store::EventRecord& event, const boost::j
                                  std::int64_t subject) {
   auto note = [&](std::int64_t member) {
     membership_heard_[membership_count_++ % kMembershipHeard] = {event.seq, event.chat_id, member};
+    membership_newest_seq_ = std::max(membership_newest_seq_, event.seq);
   };
   const std::string& type = event.type;
   if (type == "member_added" || type == "member_removed") {
@@ -171,6 +172,9 @@ std::unordered_set<std::int64_t> Hub::membership_changed_after_locked(std::int64
 std::optional<std::vector<std::int64_t>> Hub::membership_heard_since(std::int64_t user,
                                                                      std::int64_t seq) const {
   std::lock_guard lock(mutex_);
+  // Nothing heard after `seq` (as when sockets reopen in a storm, with no chat changing):
+  // no need to look through the ring.
+  if (membership_newest_seq_ <= seq) return std::vector<std::int64_t>{};
   const std::size_t held = std::min(membership_count_, kMembershipHeard);
   std::int64_t oldest = INT64_MAX;
   for (std::size_t i = 0; i < held; ++i) oldest = std::min(oldest, membership_heard_[i].seq);

@@ -201,7 +201,8 @@ class Hub final : public BrokerHandler {
       std::int64_t user, std::int64_t seq) const;
   static constexpr std::size_t kMembershipHeard = 1024;
   std::array<MembershipHeard, kMembershipHeard> membership_heard_{};
-  std::size_t membership_count_ = 0;  // ever
+  std::size_t membership_count_ = 0;        // ever
+  std::int64_t membership_newest_seq_ = 0;  // the newest seq noted in the ring, ever
 };
 
 }  // namespace chat::realtime

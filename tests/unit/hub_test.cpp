@@ -715,6 +715,9 @@ TEST(Hub, MembershipHeardSinceASeqTheRingNoLongerReachesIsUnknown) {
   }
   EXPECT_FALSE(f.hub.membership_heard_since(2, 1500));
   EXPECT_TRUE(f.hub.membership_heard_since(2, 2200));
+  // From the newest noted on, nothing has changed, however far the ring turned over.
+  EXPECT_EQ(f.hub.membership_heard_since(2, 3099), std::vector<std::int64_t>{});
+  EXPECT_EQ(f.hub.membership_heard_since(3099, 3098), std::vector<std::int64_t>{9});
 }
 
 TEST(Hub, ANewChatConcernsTheMembershipOfItsMembersOnly) {
