@@ -473,18 +473,9 @@ class Socket final : public realtime::Session,
       // The `unread` frame that follows an event went out after it, in the same write or
       // (a count read from the store) later: a connection cut between them lost the count,
       // and the replay, after `since`, does not carry the event again. Its chat is counted
-      // again after the replay, as a replayed event's is.
-      if (*since > 0) {
-        auto last = co_await context_.store.chats().replay(user_id(), *since - 1, 1);
-        if (!last.resync_required && !last.events.empty() && last.events.front().seq == *since) {
-          const auto& e = last.events.front();
-          boost::system::error_code bad;
-          const auto payload = boost::json::parse(e.payload, bad);
-          if (!bad && payload.is_object() && changes_my_unread(e.type, payload.get_object())) {
-            recounted.insert(e.chat_id);
-          }
-        }
-      }
+      // again after the replay, as a replayed event's is. The first page is read from one
+      // seq earlier to see that event (a read of its own cost a reconnect a second replay).
+      bool resuming_from_event = *since > 0;
       // Each frame goes once the send queue has room for it within half of what a socket
       // may hold, in frames and in bytes (a larger frame, once the queue is empty): a long
       // replay is not a slow reader, whatever its events' size.
@@ -496,7 +487,8 @@ class Socket final : public realtime::Session,
       asio::steady_timer pause(executor_);
       for (;;) {
         if (is_closed()) co_return;  // cut off, or evicted: nothing more to read for it
-        auto page = co_await context_.store.chats().replay(user_id(), cursor, page_size);
+        auto page = co_await first_replay_page(cursor, page_size, resuming_from_event, recounted);
+        resuming_from_event = false;
         if (page.resync_required) {
           enqueue(frame_of(R"({"type":"resync_required"})"));
           cursor = page.last_seq;
@@ -571,6 +563,30 @@ class Socket final : public realtime::Session,
     if (!recounted.empty()) {
       context_.hub.announce_unread(this, {recounted.begin(), recounted.end()});
     }
+  }
+
+  // A page of the replay from `cursor`; with `resuming_from_event`, read from one seq
+  // earlier, and the event at `cursor` (the one the client resumes from), if it is the
+  // user's, is taken out of the page and its chat counted again when it changes the
+  // user's count. A log pruned through `cursor` is read again from `cursor`, which is
+  // still a valid place to resume from.
+  asio::awaitable<store::Replay> first_replay_page(std::int64_t cursor, int page_size,
+                                                   bool resuming_from_event,
+                                                   std::set<std::int64_t>& recounted) {
+    auto& chats = context_.store.chats();
+    if (!resuming_from_event) co_return co_await chats.replay(user_id(), cursor, page_size);
+    auto page = co_await chats.replay(user_id(), cursor - 1, page_size);
+    if (page.resync_required) co_return co_await chats.replay(user_id(), cursor, page_size);
+    if (!page.events.empty() && page.events.front().seq == cursor) {
+      const auto& e = page.events.front();
+      boost::system::error_code bad;
+      const auto payload = boost::json::parse(e.payload, bad);
+      if (!bad && payload.is_object() && changes_my_unread(e.type, payload.get_object())) {
+        recounted.insert(e.chat_id);
+      }
+      page.events.erase(page.events.begin());
+    }
+    co_return page;
   }
 
   // A message (someone else's raises the count, one's own clears it), one's own read, a
