@@ -306,7 +306,7 @@ std::string search_folded_cyrillic(std::string_view utf8) {
   // Byte pairs, each a letter (a UTF-8 lead byte never appears inside another character),
   // replaced by pairs of the same length: what SQLite's replace() does to the same text.
   std::string out(utf8);
-  for (std::size_t i = 0; i + 1 < out.size(); ++i) {
+  for (std::size_t i = skip_ascii(out, 0); i + 1 < out.size(); i = skip_ascii(out, i + 1)) {
     const auto lead = static_cast<unsigned char>(out[i]);
     const auto next = static_cast<unsigned char>(out[i + 1]);
     if (lead == 0xD1 && next == 0x91) {  // ё -> е

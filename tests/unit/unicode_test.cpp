@@ -107,4 +107,11 @@ TEST(Unicode, DiacriticsAreFoldedLikeTheSearchIndex) {
   // The Cyrillic folds alone, byte for byte as SQLite's replace() makes them.
   EXPECT_EQ(unicode::search_folded_cyrillic("ёлка й Ёж Йод, crème"), "елка и Еж Иод, crème");
   EXPECT_EQ(unicode::search_folded_cyrillic("\xD1\x91\xD1"), "\xD0\xB5\xD1");  // cut short
+  // After a long ASCII run (skipped eight bytes at a time), at any offset.
+  for (std::size_t at = 0; at < 20; ++at) {
+    const std::string ascii(at, 'x');
+    EXPECT_EQ(unicode::search_folded_cyrillic(ascii + "\xD0\xB9" + ascii + "ё"),
+              ascii + "и" + ascii + "е")
+        << at;
+  }
 }
