@@ -487,7 +487,7 @@ class Socket final : public realtime::Session,
       asio::steady_timer pause(executor_);
       for (;;) {
         if (is_closed()) co_return;  // cut off, or evicted: nothing more to read for it
-        auto page = co_await first_replay_page(cursor, page_size, resuming_from_event, recounted);
+        auto page = co_await replay_page(cursor, page_size, resuming_from_event, recounted);
         resuming_from_event = false;
         if (page.resync_required) {
           enqueue(frame_of(R"({"type":"resync_required"})"));
@@ -565,14 +565,14 @@ class Socket final : public realtime::Session,
     }
   }
 
-  // A page of the replay from `cursor`; with `resuming_from_event`, read from one seq
-  // earlier, and the event at `cursor` (the one the client resumes from), if it is the
-  // user's, is taken out of the page and its chat counted again when it changes the
-  // user's count. A log pruned through `cursor` is read again from `cursor`, which is
-  // still a valid place to resume from.
-  asio::awaitable<store::Replay> first_replay_page(std::int64_t cursor, int page_size,
-                                                   bool resuming_from_event,
-                                                   std::set<std::int64_t>& recounted) {
+  // A page of the replay from `cursor`. The first page of a resume (`resuming_from_event`)
+  // is read from one seq earlier: the event at `cursor`, the one the client resumes from,
+  // if it is the user's, is taken out of the page and its chat counted again when it
+  // changes the user's count. A log pruned through `cursor` is read again from `cursor`,
+  // which is still a valid place to resume from.
+  asio::awaitable<store::Replay> replay_page(std::int64_t cursor, int page_size,
+                                             bool resuming_from_event,
+                                             std::set<std::int64_t>& recounted) {
     auto& chats = context_.store.chats();
     if (!resuming_from_event) co_return co_await chats.replay(user_id(), cursor, page_size);
     auto page = co_await chats.replay(user_id(), cursor - 1, page_size);
