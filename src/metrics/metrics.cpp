@@ -284,6 +284,10 @@ std::string render() {
   w.counter("chatd_sqlite_commits_total",
             "Transactions the SQLite writer committed (each a group of one or more writes).",
             m.sqlite_commits);
+  w.counter("chatd_sqlite_group_redos_total",
+            "Group transactions rolled back and run again write by write, each in a savepoint, "
+            "because one write undid rows it had changed.",
+            m.sqlite_group_redos);
   w.counters("chatd_sqlite_checkpoints_total",
              "SQLite WAL checkpoints, by who ran them (background: the checkpoint thread; "
              "writer: the writer itself, when the WAL outgrew the background ones).",

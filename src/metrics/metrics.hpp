@@ -125,6 +125,7 @@ struct Metrics {
   // checkpoints by who ran them (background: the checkpoint thread; writer: the writer,
   // when the WAL outgrew the background ones).
   Counter sqlite_commits;
+  Counter sqlite_group_redos;
   Family<Counter> sqlite_checkpoints{{"by"}};
   // Redis commands, as the caller waits for them.
   Histogram redis_seconds;

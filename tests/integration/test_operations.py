@@ -81,6 +81,7 @@ def test_metrics_text_format_and_names(make_server):
         "chatd_redis_errors_total": "counter", "chatd_throttled_total": "counter",
         "process_resident_memory_bytes": "gauge", "process_cpu_seconds_total": "counter",
         "chatd_sqlite_commits_total": "counter", "chatd_sqlite_checkpoints_total": "counter",
+        "chatd_sqlite_group_redos_total": "counter",
         "chatd_db_retries_total": "counter",
     }.items():
         assert types.get(name) == kind, f"{name}: {types.get(name)}"

@@ -1,11 +1,13 @@
-// SQLite group commit: writes queued together share one COMMIT, each in its own savepoint,
-// so one that fails undoes only itself, and no caller hears back before the COMMIT.
+// SQLite group commit: writes queued together share one COMMIT, one that fails undoes only
+// itself (the group is rolled back and its writes run again, each in a savepoint), and no
+// caller hears back before the COMMIT.
 #include <gtest/gtest.h>
 
 #include <boost/asio/co_spawn.hpp>
 #include <boost/asio/detached.hpp>
 #include <boost/asio/io_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
@@ -91,9 +93,13 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
     for (int i = 0; i < kWrites; ++i) {
       boost::asio::co_spawn(io, insert_or_undo(db, i, tally), boost::asio::detached);
     }
+    const auto& redos = chat::metrics::metrics().sqlite_group_redos;
+    const auto redos_before = redos.value();
     io.run();
     EXPECT_EQ(tally.failed, (kWrites + 6) / 7);
     EXPECT_EQ(tally.ok, kWrites - tally.failed);
+    // Each failure after its insert undid the group that held it, which ran again.
+    EXPECT_GE(redos.value() - redos_before, 1U);
     EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), tally.ok);
     EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x % 7 = 0"), 0);
     // Queued together, they needed fewer commits than writes.
@@ -103,6 +109,101 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
     // /metrics times every write to its commit, and counts the ones that failed.
     EXPECT_EQ(timed.seconds.snapshot().count - timed_before, static_cast<std::uint64_t>(kWrites));
     EXPECT_EQ(timed.errors.value() - errors_before, static_cast<std::uint64_t>(tally.failed));
+  }
+  std::filesystem::remove_all(dir);
+}
+
+namespace {
+
+// Runs `writes(i)` for i in [0, n) queued together (they share groups), then the loop.
+template <class Write>
+void run_together(int n, Write writes) {
+  boost::asio::io_context io;
+  for (int i = 0; i < n; ++i) boost::asio::co_spawn(io, writes(i), boost::asio::detached);
+  io.run();
+}
+
+}  // namespace
+
+// A write that gives up before it changes a row (a check that failed) needs no undoing:
+// the group goes on, and no write runs twice.
+TEST(SqliteGroupCommit, AWriteThatChangedNothingUndoesNothing) {
+  const auto dir = scratch_dir();
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x INTEGER UNIQUE)"); });
+    const auto& redos = chat::metrics::metrics().sqlite_group_redos;
+    const auto& commits = chat::metrics::metrics().sqlite_commits;
+    const auto redos_before = redos.value();
+    const auto commits_before = commits.value();
+    constexpr int kWrites = 200;
+    std::vector<int> runs(kWrites, 0);  // written on the writer thread only
+    int refused = 0;
+    run_together(kWrites, [&](int i) -> boost::asio::awaitable<void> {
+      const bool written = co_await db.write([i, &runs](Connection& c) {
+        ++runs[static_cast<std::size_t>(i)];
+        Transaction tx(c);
+        if (i % 5 == 0) return false;  // refused before any change
+        // Every tenth repeats the value before it: the UNIQUE constraint fails the statement,
+        // which changes nothing.
+        const int x = i % 10 == 9 ? i - 1 : i;
+        try {
+          c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, x).exec();
+        } catch (const ConstraintViolation&) {
+          return false;
+        }
+        tx.commit();
+        return true;
+      });
+      if (!written) ++refused;
+    });
+    EXPECT_EQ(refused, kWrites / 5 + kWrites / 10);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), kWrites - refused);
+    EXPECT_EQ(redos.value() - redos_before, 0U);
+    EXPECT_LT(commits.value() - commits_before, static_cast<std::uint64_t>(kWrites));
+    EXPECT_EQ(std::count(runs.begin(), runs.end(), 1), kWrites);
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// A Transaction inside a write's own that rolls back after changing rows undoes only its
+// rows: the group runs again, each write in a savepoint, and the outer write's rows stay.
+// The writes of an undone group register their after-commit hooks once more as they run
+// again; each hook runs once.
+TEST(SqliteGroupCommit, AnInnerRollbackUndoesOnlyItsOwnRows) {
+  const auto dir = scratch_dir();
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    db.write_blocking([](Connection& c) { c.exec_script("CREATE TABLE t(x INTEGER)"); });
+    const auto& redos = chat::metrics::metrics().sqlite_group_redos;
+    const auto redos_before = redos.value();
+    constexpr int kWrites = 200;
+    std::vector<int> runs(kWrites, 0);   // writer thread only
+    std::vector<int> hooks(kWrites, 0);  // writer thread only
+    int written = 0;
+    run_together(kWrites, [&](int i) -> boost::asio::awaitable<void> {
+      co_await db.write([i, &runs, &hooks, &db](Connection& c) {
+        ++runs[static_cast<std::size_t>(i)];
+        Transaction outer(c);
+        c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, i).exec();
+        if (i % 7 == 0) {
+          Transaction inner(c);
+          c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, -i - 1).exec();
+        }  // rolled back
+        c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, 1000 + i).exec();
+        db.after_commit([i, &hooks] { ++hooks[static_cast<std::size_t>(i)]; });
+        outer.commit();
+      });
+      ++written;
+    });
+    EXPECT_EQ(written, kWrites);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x < 0"), 0);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x >= 0 AND x < 1000"), kWrites);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x >= 1000"), kWrites);
+    EXPECT_GE(redos.value() - redos_before, 1U);
+    // Some ran twice (their group was undone), and every hook ran exactly once.
+    EXPECT_GT(std::count(runs.begin(), runs.end(), 2), 0);
+    EXPECT_EQ(std::count(hooks.begin(), hooks.end(), 1), kWrites);
   }
   std::filesystem::remove_all(dir);
 }

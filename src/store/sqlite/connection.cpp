@@ -224,6 +224,10 @@ void Connection::exec_script(const std::string& sql) {
   }
 }
 
+std::int64_t Connection::total_changes() const {
+  return sqlite3_total_changes64(db_);
+}
+
 std::int64_t Connection::last_insert_rowid() const {
   return sqlite3_last_insert_rowid(db_);
 }
@@ -238,21 +242,43 @@ void Connection::drop_deferred_from(std::size_t mark) {
 
 // Transaction control runs as cached prepared statements: parsing "SAVEPOINT tx" for
 // every write of a group cost more than running it.
+namespace {
+Transaction::Kind kind_in(const Connection& c) {
+  if (!c.in_group()) return Transaction::Kind::own;
+  return c.isolating() ? Transaction::Kind::savepoint : Transaction::Kind::in_group;
+}
+}  // namespace
+
 Transaction::Transaction(Connection& conn)
-    : conn_(conn), savepoint_(conn.in_group()), deferred_mark_(conn.deferred_count()) {
-  conn_.prepare(savepoint_ ? kSavepoint : kBeginImmediate).exec();
+    : conn_(conn),
+      kind_(kind_in(conn)),
+      deferred_mark_(conn.deferred_count()),
+      changes_mark_(conn.total_changes()) {
+  if (kind_ == Kind::own) conn_.prepare(kBeginImmediate).exec();
+  if (kind_ == Kind::savepoint) conn_.prepare(kSavepoint).exec();
 }
 
 Transaction::~Transaction() {
   if (done_) return;
   conn_.drop_deferred_from(deferred_mark_);
-  const char* undo = savepoint_ ? "ROLLBACK TO tx; RELEASE tx" : "ROLLBACK";
-  sqlite3_exec(conn_.handle(), undo, nullptr, nullptr, nullptr);
+  switch (kind_) {
+    case Kind::own:
+      sqlite3_exec(conn_.handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      return;
+    case Kind::savepoint:
+      sqlite3_exec(conn_.handle(), "ROLLBACK TO tx; RELEASE tx", nullptr, nullptr, nullptr);
+      return;
+    case Kind::in_group:
+      // Nothing to undo when its statements changed no row (a check that failed first).
+      if (conn_.total_changes() != changes_mark_) conn_.want_group_undo();
+      return;
+  }
 }
 
 void Transaction::commit() {
-  if (!savepoint_) conn_.run_deferred();
-  conn_.prepare(savepoint_ ? kRelease : kCommit).exec();
+  if (kind_ == Kind::own) conn_.run_deferred();
+  if (kind_ == Kind::own) conn_.prepare(kCommit).exec();
+  if (kind_ == Kind::savepoint) conn_.prepare(kRelease).exec();
   done_ = true;
 }
 

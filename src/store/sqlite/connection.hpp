@@ -11,6 +11,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 struct sqlite3;
@@ -85,9 +86,25 @@ class Connection {
 
   sqlite3* handle() { return db_; }
 
-  // Inside a group transaction (Database's group commit), a Transaction is a savepoint.
-  void set_in_group(bool on) { in_group_ = on; }
+  // Inside a group transaction (Database's group commit) a Transaction opens no savepoint:
+  // a savepoint copies every page a write changes before changing it (a tenth of the
+  // writer's time for sends), to undo what hardly ever needs undoing. One that changed rows
+  // and then rolls back asks for the whole group to be undone instead (group_undo_wanted);
+  // Database rolls the group back and runs its writes again, each in a savepoint
+  // (isolating), until the group commits.
+  void set_in_group(bool on) {
+    in_group_ = on;
+    isolating_ = false;
+  }
   [[nodiscard]] bool in_group() const { return in_group_; }
+  void set_isolating(bool on) { isolating_ = on; }
+  [[nodiscard]] bool isolating() const { return isolating_; }
+  void want_group_undo() { group_undo_wanted_ = true; }
+  // Whether a Transaction asked for the group to be undone since the last call.
+  bool take_group_undo() { return std::exchange(group_undo_wanted_, false); }
+  // Rows inserted, updated or deleted by this connection's statements so far (SQLite's
+  // count, triggers included; a statement that failed changed none).
+  [[nodiscard]] std::int64_t total_changes() const;
 
   // Writes that belong to the transaction but cost less done together at its end (the
   // full-text index: see index_text in chat_store.cpp). Queued here, dropped with a
@@ -101,6 +118,8 @@ class Connection {
  private:
   sqlite3* db_ = nullptr;
   bool in_group_ = false;
+  bool isolating_ = false;
+  bool group_undo_wanted_ = false;
   std::vector<std::function<void(Connection&)>> deferred_;
   std::unordered_map<const char*, sqlite3_stmt*> cache_;
 };
@@ -112,11 +131,16 @@ auto first_row(Statement& s, Reader reader) -> std::optional<decltype(reader(s))
   return reader(s);
 }
 
-// BEGIN IMMEDIATE ... COMMIT, or inside a group transaction SAVEPOINT ... RELEASE; rolls
-// back (to the savepoint) when destroyed without commit(), with the deferred writes it
-// queued.
+// BEGIN IMMEDIATE ... COMMIT, rolled back when destroyed without commit(), with the
+// deferred writes it queued. Inside a group transaction it opens nothing: destroyed without
+// commit() after its statements changed rows, it asks for the group to be undone
+// (Connection::want_group_undo); once the group isolates its writes, it is a SAVEPOINT ...
+// RELEASE rolled back to the savepoint.
 class Transaction {
  public:
+  // Its own BEGIN ... COMMIT; a savepoint of an isolating group; a part of a group.
+  enum class Kind { own, savepoint, in_group };
+
   explicit Transaction(Connection& conn);
   Transaction(const Transaction&) = delete;
   Transaction& operator=(const Transaction&) = delete;
@@ -125,9 +149,10 @@ class Transaction {
 
  private:
   Connection& conn_;
-  bool savepoint_ = false;
+  Kind kind_;
   bool done_ = false;
   std::size_t deferred_mark_ = 0;
+  std::int64_t changes_mark_ = 0;
 };
 
 // True when the last failure was a UNIQUE constraint (callers turn it into a value).

@@ -51,17 +51,48 @@ void Database::begin_group() {
   writer_->set_in_group(true);
 }
 
-void Database::finish_write() {
+bool Database::group_lost() const {
+  // SQLite rolls a whole transaction back on some errors (disk full, I/O).
+  return writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) != 0;
+}
+
+void Database::fail_group(const std::exception_ptr& error) {
+  if (writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) == 0) {
+    sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  writer_->set_in_group(false);
+  writer_->drop_deferred_from(0);
+  group_size_ = 0;
+  hooks_.clear();
+  for (auto& d : std::exchange(deferred_, {})) d->complete(error);
+}
+
+void Database::redo_group() {
+  redos_.inc();
+  sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+  writer_->set_in_group(false);
+  writer_->drop_deferred_from(0);
+  // Each write registers its hooks again as it runs again.
+  hooks_.clear();
+  try {
+    begin_group();
+  } catch (...) {
+    fail_group(std::current_exception());
+    return;
+  }
+  writer_->set_isolating(true);
+  for (auto& d : deferred_) {
+    d->rerun(*writer_);
+    if (group_lost()) return;
+  }
+}
+
+void Database::finish_write(bool undo) {
   ++group_size_;
-  // SQLite rolls a whole transaction back on some errors (disk full, I/O): the group is
-  // lost, and every write in it so far is told so now.
-  if (writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) != 0) {
-    writer_->set_in_group(false);
-    writer_->drop_deferred_from(0);
-    group_size_ = 0;
-    hooks_.clear();
-    auto lost = std::make_exception_ptr(Unavailable("sqlite: the transaction was rolled back"));
-    for (auto& d : std::exchange(deferred_, {})) d->complete(lost);
+  if (undo && !group_lost()) redo_group();
+  // The group is lost: every write in it so far is told so now.
+  if (group_lost()) {
+    fail_group(std::make_exception_ptr(Unavailable("sqlite: the transaction was rolled back")));
     pending_writes_.fetch_sub(1);
     return;
   }

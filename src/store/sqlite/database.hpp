@@ -3,13 +3,14 @@
 // lock keeps commits fast and ordered), and read-only connections in WAL mode: short
 // reads run on the caller's thread, scans on a pool of reader threads.
 //
-// Group commit: writes that queue up while the writer is busy run in one transaction, each
-// in a savepoint of its own (a failing one undoes only itself), and one COMMIT ends the
-// group once the queue is empty (or 1,024 writes in), but no sooner than a millisecond after
-// the previous COMMIT. Every write's caller resumes only after that COMMIT, and
-// after-commit hooks (the event listener) run right after it, in order: nothing is
-// acknowledged or published before it is committed.
-// Private to store/sqlite: it is the only place that includes Asio's thread pool.
+// Group commit: writes that queue up while the writer is busy run in one transaction, and
+// one COMMIT ends the group once the queue is empty (or 1,024 writes in), but no sooner than
+// a millisecond after the previous COMMIT. A write that rolls back rows it changed undoes
+// only itself: the group is rolled back and its writes run again, each in a savepoint of
+// its own (Transaction), which the common case does not pay for. Every write's caller resumes only
+// after that COMMIT, and after-commit hooks (the event listener) run right after it, in order:
+// nothing is acknowledged or published before it is committed. Private to store/sqlite: it is the
+// only place that includes Asio's thread pool.
 #pragma once
 
 #include <boost/asio/associated_executor.hpp>
@@ -149,11 +150,23 @@ class Database {
   [[nodiscard]] const std::string& path() const { return path_; }
 
  private:
-  // A write's completion, held until its group commits.
+  // A write's completion, held until its group commits, with the write itself: it runs
+  // again if the group is undone (redo_group).
   struct Deferred {
     virtual ~Deferred() = default;
     virtual void complete(std::exception_ptr commit_error) = 0;
+    virtual void rerun(Connection& c) = 0;
   };
+
+  template <class F, class Result>
+  static void run_write(F& fn, Connection& c, Result& result) {
+    if constexpr (std::is_void_v<std::invoke_result_t<F&, Connection&>>) {
+      fn(c);
+      result.emplace(true);
+    } else {
+      result.emplace(fn(c));
+    }
+  }
 
   template <class F, class Handler, class Work>
   void run_grouped(F fn, Handler handler, Work work,
@@ -164,30 +177,39 @@ class Database {
     std::optional<std::conditional_t<std::is_void_v<R>, bool, R>> result;
     try {
       begin_group();
-      if constexpr (std::is_void_v<R>) {
-        fn(*writer_);
-        result.emplace(true);
-      } else {
-        result.emplace(fn(*writer_));
-      }
+      run_write(fn, *writer_, result);
     } catch (...) {
       error = std::current_exception();
     }
+    // A Transaction of the write rolled back rows it had changed: only undoing the group
+    // takes them out (a write without one keeps what it did before it threw, as ever).
+    const bool undo = writer_->take_group_undo();
     struct Completion final : Deferred {
+      F fn;
       Handler handler;
       Work work;
       std::exception_ptr error;
       decltype(result) value;
       const metrics::DbCallMetrics& timing;
       std::chrono::steady_clock::time_point queued_at;
-      Completion(Handler h, Work w, std::exception_ptr e, decltype(result) v,
+      Completion(F f, Handler h, Work w, std::exception_ptr e, decltype(result) v,
                  const metrics::DbCallMetrics& m, std::chrono::steady_clock::time_point q)
-          : handler(std::move(h)),
+          : fn(std::move(f)),
+            handler(std::move(h)),
             work(std::move(w)),
             error(std::move(e)),
             value(std::move(v)),
             timing(m),
             queued_at(q) {}
+      void rerun(Connection& c) override {
+        error = nullptr;
+        value.reset();
+        try {
+          run_write(fn, c, value);
+        } catch (...) {
+          error = std::current_exception();
+        }
+      }
       void complete(std::exception_ptr commit_error) override {
         auto ex = asio::get_associated_executor(handler);
         auto e = commit_error ? commit_error : error;
@@ -202,15 +224,21 @@ class Database {
         });
       }
     };
-    deferred_.push_back(std::make_unique<Completion>(std::move(handler), std::move(work),
-                                                     std::move(error), std::move(result),
-                                                     writes_metrics_, queued_at));
-    finish_write();
+    deferred_.push_back(std::make_unique<Completion>(
+        std::move(fn), std::move(handler), std::move(work), std::move(error), std::move(result),
+        writes_metrics_, queued_at));
+    finish_write(undo);
   }
 
   void begin_group();
-  // Commits the group when no write is waiting (or the group is full).
-  void finish_write();
+  // Commits the group when no write is waiting (or the group is full); first undoes and
+  // redoes it when the write just run asked for that (`undo`).
+  void finish_write(bool undo);
+  // Rolls the open group back and runs its writes again, each in a savepoint of its own.
+  void redo_group();
+  // Every write of the open group is told `error`; the group is left rolled back.
+  void fail_group(const std::exception_ptr& error);
+  [[nodiscard]] bool group_lost() const;
   void commit_group();
   void arm_quiet(std::chrono::steady_clock::time_point at);
 
@@ -228,8 +256,9 @@ class Database {
   const metrics::DbCallMetrics writes_metrics_ = metrics::DbCallMetrics::of("sqlite", "write");
   const metrics::DbCallMetrics reads_metrics_ = metrics::DbCallMetrics::of("sqlite", "read");
   const metrics::DbCallMetrics scans_metrics_ = metrics::DbCallMetrics::of("sqlite", "scan");
-  // Group transactions committed (each holds one or more writes).
+  // Group transactions committed (each holds one or more writes), and undone to be redone.
   metrics::Counter& commits_ = metrics::metrics().sqlite_commits;
+  metrics::Counter& redos_ = metrics::metrics().sqlite_group_redos;
   std::unique_ptr<Connection> writer_;
   Checkpointer checkpointer_;
   std::mutex readers_mutex_;
