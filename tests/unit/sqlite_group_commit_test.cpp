@@ -180,20 +180,24 @@ TEST(SqliteGroupCommit, AnInnerRollbackUndoesOnlyItsOwnRows) {
     constexpr int kWrites = 200;
     std::vector<int> runs(kWrites, 0);   // writer thread only
     std::vector<int> hooks(kWrites, 0);  // writer thread only
+    std::vector<int> answers(kWrites, 0);
     int written = 0;
     run_together(kWrites, [&](int i) -> boost::asio::awaitable<void> {
-      co_await db.write([i, &runs, &hooks, &db](Connection& c) {
-        ++runs[static_cast<std::size_t>(i)];
-        Transaction outer(c);
-        c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, i).exec();
-        if (i % 7 == 0) {
-          Transaction inner(c);
-          c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, -i - 1).exec();
-        }  // rolled back
-        c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, 1000 + i).exec();
-        db.after_commit([i, &hooks] { ++hooks[static_cast<std::size_t>(i)]; });
-        outer.commit();
-      });
+      // Each answers the how-manieth run it was: the caller hears the last one.
+      answers[static_cast<std::size_t>(i)] =
+          co_await db.write([i, &runs, &hooks, &db](Connection& c) {
+            const int run = ++runs[static_cast<std::size_t>(i)];
+            Transaction outer(c);
+            c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, i).exec();
+            if (i % 7 == 0) {
+              Transaction inner(c);
+              c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, -i - 1).exec();
+            }  // rolled back
+            c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, 1000 + i).exec();
+            db.after_commit([i, &hooks] { ++hooks[static_cast<std::size_t>(i)]; });
+            outer.commit();
+            return run;
+          });
       ++written;
     });
     EXPECT_EQ(written, kWrites);
@@ -204,6 +208,41 @@ TEST(SqliteGroupCommit, AnInnerRollbackUndoesOnlyItsOwnRows) {
     // Some ran twice (their group was undone), and every hook ran exactly once.
     EXPECT_GT(std::count(runs.begin(), runs.end(), 2), 0);
     EXPECT_EQ(std::count(hooks.begin(), hooks.end(), 1), kWrites);
+    EXPECT_EQ(answers, runs);
+
+    // Later groups start afresh: writes one after another (a group each) run once and
+    // undo nothing, and an inner rollback then redoes its group once more.
+    const auto redos_later = redos.value();
+    std::vector<int> later(21, 0);  // writer thread only
+    boost::asio::io_context io;
+    auto one_by_one = [&]() -> boost::asio::awaitable<void> {
+      for (int k = 0; k < 20; ++k) {
+        co_await db.write([k, &later](Connection& c) {
+          ++later[static_cast<std::size_t>(k)];
+          Transaction tx(c);
+          c.prepare("INSERT INTO t(x) VALUES (?1)").bind(1, 2000 + k).exec();
+          tx.commit();
+        });
+      }
+      co_await db.write([&later](Connection& c) {
+        ++later[20];
+        Transaction outer(c);
+        c.prepare("INSERT INTO t(x) VALUES (3000)").exec();
+        {
+          Transaction inner(c);
+          c.prepare("INSERT INTO t(x) VALUES (-3000)").exec();
+        }
+        outer.commit();
+      });
+    };
+    boost::asio::co_spawn(io, one_by_one(), boost::asio::detached);
+    io.run();
+    EXPECT_EQ(std::count(later.begin(), later.begin() + 20, 1), 20);
+    EXPECT_EQ(later[20], 2);
+    EXPECT_EQ(redos.value() - redos_later, 1U);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x < 0"), 0);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x >= 2000 AND x < 3000"), 20);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x = 3000"), 1);
   }
   std::filesystem::remove_all(dir);
 }
@@ -211,7 +250,8 @@ TEST(SqliteGroupCommit, AnInnerRollbackUndoesOnlyItsOwnRows) {
 // A write whose savepoint journal (the undo copies of the pages it changes) runs to
 // megabytes commits. (With the journal's spill threshold at about 128 KiB or more, SQLite
 // 3.40 failed such a statement with SQLITE_FULL: chats with many messages could not be
-// deleted, nor old events pruned.)
+// deleted, nor old events pruned.) The write first rolls back an inner Transaction that
+// changed a row, so that its group is redone and it runs again in a savepoint.
 TEST(SqliteGroupCommit, WritesLargerThanTheJournalInMemoryCommit) {
   const auto dir = scratch_dir();
   {
@@ -221,6 +261,8 @@ TEST(SqliteGroupCommit, WritesLargerThanTheJournalInMemoryCommit) {
           "CREATE TABLE t(x BLOB); WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM "
           "n WHERE i < 20000) INSERT INTO t(x) SELECT randomblob(200) FROM n");
     });
+    const auto& redos = chat::metrics::metrics().sqlite_group_redos;
+    const auto redos_before = redos.value();
     boost::asio::io_context io;
     std::int64_t changed = 0;
     auto rewrite = [&]() -> boost::asio::awaitable<void> {
@@ -228,6 +270,10 @@ TEST(SqliteGroupCommit, WritesLargerThanTheJournalInMemoryCommit) {
         // About 1,000 pages: 4 MiB of undo copies in the write's savepoint.
         changed = co_await db.write([](Connection& c) {
           Transaction tx(c);
+          {
+            Transaction undone(c);
+            c.prepare("INSERT INTO t(x) VALUES (NULL)").exec();
+          }
           const auto n = c.prepare("UPDATE t SET x = randomblob(200)").exec();
           tx.commit();
           return static_cast<std::int64_t>(n);
@@ -239,6 +285,8 @@ TEST(SqliteGroupCommit, WritesLargerThanTheJournalInMemoryCommit) {
     boost::asio::co_spawn(io, rewrite(), boost::asio::detached);
     io.run();
     EXPECT_EQ(changed, 20000);
+    EXPECT_EQ(redos.value() - redos_before, 1U);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t WHERE x IS NULL"), 0);
   }
   std::filesystem::remove_all(dir);
 }

@@ -198,7 +198,8 @@ constexpr const char* kPruneEventsUpTo =
 constexpr const char* kDeleteEventsUpTo = "DELETE FROM events WHERE seq <= ?1";
 constexpr const char* kOldestEvent = "SELECT COALESCE(min(seq), 0) FROM events";
 // Pruning deletes this many seqs per write: a write holds the writer, and every send queued
-// behind it, for one slice only, and its undo copies (kept in memory) stay small.
+// behind it, for one slice only, and its undo copies (kept in memory when its group is
+// redone in savepoints) stay small.
 constexpr std::int64_t kPruneSlice = 2000;
 constexpr const char* kSetPrunedThrough =
     "UPDATE event_log_state SET pruned_through = max(pruned_through, ?1) WHERE id = 1";

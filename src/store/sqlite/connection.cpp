@@ -121,11 +121,12 @@ Connection::Connection(const std::string& path, bool read_only, const std::strin
                              SQLITE_UTF8 | SQLITE_DETERMINISTIC | SQLITE_INNOCUOUS, nullptr,
                              unicode_lower, nullptr, nullptr, nullptr);
   std::string pragmas = "PRAGMA foreign_keys=ON; PRAGMA synchronous=" + synchronous + ";";
-  // The writer runs each write of a group commit in a savepoint, whose undo copies of the pages it
-  // changes would spill to a temporary file past 64 KiB, a pwrite per page (a send's often do),
-  // so they stay in memory, in 1 KiB pieces. Not in one larger block: with a spill threshold of
-  // about 128 KiB or more, SQLite 3.40 fails every statement whose journal outgrows the threshold
-  // with SQLITE_FULL (deleting a chat of 1,500 messages did; so did pruning events).
+  // Savepoints (the writes of a redone group, Database::redo_group) and statements that may
+  // fail halfway keep undo copies of the pages they change, which would spill to a temporary
+  // file past 64 KiB, a pwrite per page, so they stay in memory, in 1 KiB pieces. Not in one
+  // larger block: with a spill threshold of about 128 KiB or more, SQLite 3.40 fails every
+  // statement whose journal outgrows the threshold with SQLITE_FULL (deleting a chat of 1,500
+  // messages did; so did pruning events).
   //
   // Checkpoints copy every page the WAL holds into the database file (and sync it): at 10,000
   // pages instead of SQLite's 1,000, a page rewritten by many commits is copied once, and

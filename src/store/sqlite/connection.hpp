@@ -135,7 +135,10 @@ auto first_row(Statement& s, Reader reader) -> std::optional<decltype(reader(s))
 // deferred writes it queued. Inside a group transaction it opens nothing: destroyed without
 // commit() after its statements changed rows, it asks for the group to be undone
 // (Connection::want_group_undo); once the group isolates its writes, it is a SAVEPOINT ...
-// RELEASE rolled back to the savepoint.
+// RELEASE rolled back to the savepoint. So a write in a group that goes on after one of its
+// Transactions rolled back still sees that Transaction's rows until the group is redone:
+// what it does then is discarded with the group, and it must not act on it outside the
+// database (every write here only reads and writes through its connection).
 class Transaction {
  public:
   // Its own BEGIN ... COMMIT; a savepoint of an isolating group; a part of a group.

@@ -57,7 +57,7 @@ bool Database::group_lost() const {
 }
 
 void Database::fail_group(const std::exception_ptr& error) {
-  if (writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) == 0) {
+  if (sqlite3_get_autocommit(writer_->handle()) == 0) {
     sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   writer_->set_in_group(false);
