@@ -436,6 +436,78 @@ TEST(SqliteGroupCommit, DeferredWritesRunInOrderAtCommitAndGoWithAFailedWrite) {
   std::filesystem::remove_all(dir);
 }
 
+// A write that runs the group's queued steps early (as a chat's purge does, while the rows
+// its index entries were made from are still there) and meets one that fails fails itself,
+// and the group does not commit without that step: the write that queued it fails too.
+TEST(SqliteGroupCommit, AQueuedStepThatFailsEarlyIsNotLost) {
+  const auto dir = scratch_dir();
+  {
+    Database db((dir / "db.sqlite3").string(), "NORMAL", 1);
+    db.write_blocking([](Connection& c) {
+      c.exec_script(
+          "CREATE TABLE t(x INTEGER); CREATE TABLE u(x INTEGER UNIQUE);"
+          "INSERT INTO u(x) VALUES (1)");
+    });
+    bool queued_failed = false;
+    bool early_failed = false;
+    bool shared_group = false;  // written on the writer thread, read after the loop
+    boost::asio::io_context io;
+    auto queuer = [&]() -> boost::asio::awaitable<void> {
+      try {
+        co_await db.write([](Connection& c) {
+          Transaction tx(c);
+          c.prepare("INSERT INTO t(x) VALUES (1)").exec();
+          // Fails when it runs: u already holds 1.
+          c.defer([](Connection& conn) { conn.prepare("INSERT INTO u(x) VALUES (1)").exec(); });
+          tx.commit();
+          // Time for the next write to queue behind this one (a group holds what queued).
+          std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        });
+      } catch (const std::exception&) {
+        queued_failed = true;
+      }
+    };
+    auto early = [&]() -> boost::asio::awaitable<void> {
+      try {
+        co_await db.write([&shared_group](Connection& c) {
+          shared_group = c.deferred_count() > 0;
+          c.run_deferred();
+          Transaction tx(c);
+          c.prepare("INSERT INTO t(x) VALUES (2)").exec();
+          tx.commit();
+        });
+      } catch (const std::exception&) {
+        early_failed = true;
+      }
+    };
+    boost::asio::co_spawn(io, queuer(), boost::asio::detached);
+    boost::asio::co_spawn(io, early(), boost::asio::detached);
+    io.run();
+    ASSERT_TRUE(shared_group);
+    EXPECT_TRUE(early_failed);
+    EXPECT_TRUE(queued_failed);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), 0);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM u"), 1);
+    // The writer goes on, with nothing left queued.
+    bool written = false;
+    boost::asio::io_context again;
+    auto next = [&]() -> boost::asio::awaitable<void> {
+      written = co_await db.write([](Connection& c) {
+        const bool empty = c.deferred_count() == 0;
+        Transaction tx(c);
+        c.prepare("INSERT INTO t(x) VALUES (3)").exec();
+        tx.commit();
+        return empty;
+      });
+    };
+    boost::asio::co_spawn(again, next(), boost::asio::detached);
+    again.run();
+    EXPECT_TRUE(written);
+    EXPECT_EQ(count_where(db, "SELECT count(*) FROM t"), 1);
+  }
+  std::filesystem::remove_all(dir);
+}
+
 namespace {
 
 // `n` writes into t(x), one after another, each a random blob of `bytes`; returns how many

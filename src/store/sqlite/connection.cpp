@@ -6,6 +6,9 @@
 #include <strings.h>
 #include <time.h>
 
+#include <iterator>
+#include <utility>
+
 #include "common/unicode.hpp"
 #include "store/store.hpp"
 
@@ -234,7 +237,18 @@ std::int64_t Connection::last_insert_rowid() const {
 }
 
 void Connection::run_deferred() {
-  for (auto& step : std::exchange(deferred_, {})) step(*this);
+  auto steps = std::exchange(deferred_, {});
+  for (auto step = steps.begin(); step != steps.end(); ++step) {
+    try {
+      (*step)(*this);
+    } catch (...) {
+      // The step that failed stays queued with those after it: the transaction cannot
+      // commit without them (its COMMIT runs them again, or it is rolled back).
+      deferred_.insert(deferred_.begin(), std::make_move_iterator(step),
+                       std::make_move_iterator(steps.end()));
+      throw;
+    }
+  }
 }
 
 void Connection::drop_deferred_from(std::size_t mark) {

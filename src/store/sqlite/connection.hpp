@@ -108,9 +108,11 @@ class Connection {
 
   // Writes that belong to the transaction but cost less done together at its end (the
   // full-text index: see index_text in chat_store.cpp). Queued here, dropped with a
-  // savepoint that rolls back, and run in order just before the transaction's COMMIT.
+  // Transaction that rolls back, and run in order just before the transaction's COMMIT.
   void defer(std::function<void(Connection&)> step) { deferred_.push_back(std::move(step)); }
-  // Runs (and empties) the queue; a throw leaves the transaction to be rolled back.
+  // Runs (and empties) the queue. A step that throws stays queued with those after it, and
+  // the transaction is to be rolled back: a write that runs the queue early (purge_slice in
+  // chat_store.cpp) fails, and the group's COMMIT runs the rest or fails the group.
   void run_deferred();
   [[nodiscard]] std::size_t deferred_count() const { return deferred_.size(); }
   void drop_deferred_from(std::size_t mark);

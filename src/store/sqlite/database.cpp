@@ -128,6 +128,7 @@ void Database::commit_group() {
     } catch (...) {
       failed = std::current_exception();
       sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
+      writer_->drop_deferred_from(0);
     }
     writer_->set_in_group(false);
   }
