@@ -7,10 +7,10 @@
 // one COMMIT ends the group once the queue is empty (or 1,024 writes in), but no sooner than
 // a millisecond after the previous COMMIT. A write that rolls back rows it changed undoes
 // only itself: the group is rolled back and its writes run again, each in a savepoint of
-// its own (Transaction), which the common case does not pay for. Every write's caller resumes only
-// after that COMMIT, and after-commit hooks (the event listener) run right after it, in order:
-// nothing is acknowledged or published before it is committed. Private to store/sqlite: it is the
-// only place that includes Asio's thread pool.
+// its own (Transaction), which the common case does not pay for. Every write's caller
+// resumes only after that COMMIT, and after-commit hooks (the event listener) run right
+// after it, in order: nothing is acknowledged or published before it is committed.
+// Private to store/sqlite: it is the only place that includes Asio's thread pool.
 #pragma once
 
 #include <boost/asio/associated_executor.hpp>
