@@ -88,7 +88,7 @@ class Connection {
 
   // Inside a group transaction (Database's group commit) a Transaction opens no savepoint:
   // a savepoint copies every page a write changes before changing it (a build without them
-  // sent 9-13 % more messages a second), to undo what hardly ever needs undoing. One that
+  // sent 8-11 % more messages a second), to undo what hardly ever needs undoing. One that
   // changed rows and then rolls back asks for the whole group to be undone instead
   // (want_group_undo); Database rolls the group back and runs its writes again, each in a
   // savepoint (isolating), until the group commits.
