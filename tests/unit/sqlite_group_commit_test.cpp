@@ -39,6 +39,14 @@ std::int64_t count_where(Database& db, const char* sql) {
   });
 }
 
+// Runs `writes(i)` for i in [0, n) queued together (they share groups), then the loop.
+template <class Write>
+void run_together(int n, Write writes) {
+  boost::asio::io_context io;
+  for (int i = 0; i < n; ++i) boost::asio::co_spawn(io, writes(i), boost::asio::detached);
+  io.run();
+}
+
 struct Tally {
   int ok = 0;
   int failed = 0;
@@ -87,15 +95,11 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
     const auto timed_before = timed.seconds.snapshot().count;
     const auto errors_before = timed.errors.value();
 
-    boost::asio::io_context io;
-    constexpr int kWrites = 200;
-    Tally tally;
-    for (int i = 0; i < kWrites; ++i) {
-      boost::asio::co_spawn(io, insert_or_undo(db, i, tally), boost::asio::detached);
-    }
     const auto& redos = chat::metrics::metrics().sqlite_group_redos;
     const auto redos_before = redos.value();
-    io.run();
+    constexpr int kWrites = 200;
+    Tally tally;
+    run_together(kWrites, [&](int i) { return insert_or_undo(db, i, tally); });
     EXPECT_EQ(tally.failed, (kWrites + 6) / 7);
     EXPECT_EQ(tally.ok, kWrites - tally.failed);
     // Each failure after its insert undid the group that held it, which ran again.
@@ -112,18 +116,6 @@ TEST(SqliteGroupCommit, QueuedWritesShareCommitsAndFailAlone) {
   }
   std::filesystem::remove_all(dir);
 }
-
-namespace {
-
-// Runs `writes(i)` for i in [0, n) queued together (they share groups), then the loop.
-template <class Write>
-void run_together(int n, Write writes) {
-  boost::asio::io_context io;
-  for (int i = 0; i < n; ++i) boost::asio::co_spawn(io, writes(i), boost::asio::detached);
-  io.run();
-}
-
-}  // namespace
 
 // A write that gives up before it changes a row (a check that failed) needs no undoing:
 // the group goes on, and no write runs twice.
@@ -397,13 +389,9 @@ TEST(SqliteGroupCommit, DeferredWritesRunInOrderAtCommitAndGoWithAFailedWrite) {
     // Group commits, from /metrics (one test at a time: the change is this database's).
     const auto& commits = chat::metrics::metrics().sqlite_commits;
     const auto before = commits.value();
-    boost::asio::io_context io;
     constexpr int kWrites = 200;
     Tally tally;
-    for (int i = 0; i < kWrites; ++i) {
-      boost::asio::co_spawn(io, insert_or_undo(db, i, tally, true), boost::asio::detached);
-    }
-    io.run();
+    run_together(kWrites, [&](int i) { return insert_or_undo(db, i, tally, true); });
     EXPECT_LT(commits.value() - before, static_cast<std::uint64_t>(kWrites));
     std::vector<std::int64_t> expected;
     for (int i = 0; i < kWrites; ++i) {

@@ -255,8 +255,6 @@ void Connection::drop_deferred_from(std::size_t mark) {
   if (deferred_.size() > mark) deferred_.resize(mark);
 }
 
-// Transaction control runs as cached prepared statements: parsing "SAVEPOINT tx" for
-// every write of a group cost more than running it.
 namespace {
 Transaction::Kind kind_in(const Connection& c) {
   if (!c.in_group()) return Transaction::Kind::own;
@@ -264,6 +262,8 @@ Transaction::Kind kind_in(const Connection& c) {
 }
 }  // namespace
 
+// Transaction control runs as cached prepared statements: parsing "SAVEPOINT tx" for
+// every write of a group cost more than running it.
 Transaction::Transaction(Connection& conn)
     : conn_(conn),
       kind_(kind_in(conn)),
@@ -291,8 +291,10 @@ Transaction::~Transaction() {
 }
 
 void Transaction::commit() {
-  if (kind_ == Kind::own) conn_.run_deferred();
-  if (kind_ == Kind::own) conn_.prepare(kCommit).exec();
+  if (kind_ == Kind::own) {
+    conn_.run_deferred();
+    conn_.prepare(kCommit).exec();
+  }
   if (kind_ == Kind::savepoint) conn_.prepare(kRelease).exec();
   done_ = true;
 }

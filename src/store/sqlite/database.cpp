@@ -56,24 +56,25 @@ bool Database::group_lost() const {
   return writer_->in_group() && sqlite3_get_autocommit(writer_->handle()) != 0;
 }
 
-void Database::fail_group(const std::exception_ptr& error) {
+void Database::roll_back_group() {
   if (sqlite3_get_autocommit(writer_->handle()) == 0) {
     sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   writer_->set_in_group(false);
   writer_->drop_deferred_from(0);
-  group_size_ = 0;
   hooks_.clear();
+}
+
+void Database::fail_group(const std::exception_ptr& error) {
+  roll_back_group();
+  group_size_ = 0;
   for (auto& d : std::exchange(deferred_, {})) d->complete(error);
 }
 
 void Database::redo_group() {
   redos_.inc();
-  sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-  writer_->set_in_group(false);
-  writer_->drop_deferred_from(0);
-  // Each write registers its hooks again as it runs again.
-  hooks_.clear();
+  // Each write registers its hooks and queues its deferred steps again as it runs again.
+  roll_back_group();
   try {
     begin_group();
   } catch (...) {
@@ -127,8 +128,7 @@ void Database::commit_group() {
       commits_.inc();
     } catch (...) {
       failed = std::current_exception();
-      sqlite3_exec(writer_->handle(), "ROLLBACK", nullptr, nullptr, nullptr);
-      writer_->drop_deferred_from(0);
+      roll_back_group();  // its hooks are not run
     }
     writer_->set_in_group(false);
   }

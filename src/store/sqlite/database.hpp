@@ -234,6 +234,9 @@ class Database {
   // Commits the group when no write is waiting (or the group is full); first undoes and
   // redoes it when the write just run asked for that (`undo`).
   void finish_write(bool undo);
+  // Rolls the open transaction back (if SQLite has not) and drops the group's deferred
+  // steps and hooks; the writes stay in deferred_.
+  void roll_back_group();
   // Rolls the open group back and runs its writes again, each in a savepoint of its own.
   void redo_group();
   // Every write of the open group is told `error`; the group is left rolled back.
