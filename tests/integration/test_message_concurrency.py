@@ -592,3 +592,34 @@ def test_racing_edits_never_move_edited_at_back(srv, users):
     stored = next(m for m in Api(srv, other).ok("GET", f"/api/messages/?chat={chat}")["results"]
                   if m["id"] == message["id"])
     assert (stored["text"], stored["edited_at"]) == (seen[-1]["text"], seen[-1]["edited_at"])
+
+
+def test_racing_sends_keep_created_at_in_id_order(srv, users):
+    """Eight members send into one chat at once. Ids order a chat, and its created_at
+    stamps rise with them: a send reads the clock before its write reaches the store, so
+    one queued behind another may hold the earlier time, and clients that sort a chat by
+    created_at would show its messages in another order than the server's."""
+    senders = users[6:14]
+    chat = make_group(srv, senders[0], senders[1:], "times")
+    per_sender = 25
+    barrier = threading.Barrier(len(senders))
+
+    def send(i):
+        api = Api(srv, senders[i])
+        barrier.wait(30)
+        return [api.ok("POST", "/api/messages/", {"chat": chat, "text": f"t {i}-{j}"}, 201)
+                for j in range(per_sender)]
+
+    answers = sum(run_threads([lambda i=i: send(i) for i in range(len(senders))]), [])
+    stored = history_oldest_first(Api(srv, senders[0]), chat)
+    assert len(stored) == len(answers) == len(senders) * per_sender
+    # ISO-8601 of one width: text order is time order. Strictly: a tie would not say which
+    # came first either.
+    stamps = [m["created_at"] for m in stored]
+    assert all(a < b for a, b in zip(stamps, stamps[1:])), [
+        (a["id"], a["created_at"], b["id"], b["created_at"])
+        for a, b in zip(stored, stored[1:]) if a["created_at"] >= b["created_at"]][:5]
+    # Each answer carries the time stored, and the chat's activity time is its last message's.
+    assert sorted((a["id"], a["created_at"]) for a in answers) == [(m["id"], m["created_at"]) for m in stored]
+    state = chat_state(Api(srv, senders[1]), chat)
+    assert state["last_message"]["created_at"] == stamps[-1]

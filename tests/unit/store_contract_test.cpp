@@ -2000,6 +2000,62 @@ TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
   }
 }
 
+// A send's clock is read before its write reaches the store, so a send queued behind
+// another may carry the earlier time: each chat's created_at stamps still rise with its ids,
+// a microsecond apart at least, on their own (one send after another) and in a batch.
+TEST_P(StoreContract, SendTimesRiseWithIdsInEachChat) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  auto create = [&](Micros at) {
+    NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, at};
+    return run(chats.create_chat(
+                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
+        .chat_id;
+  };
+  const auto g = create(1000);
+  const auto other = create(10);
+  auto send = [&](std::int64_t chat, Micros clock, std::optional<std::string> key = {}) {
+    return run(chats.send_message({chat, ann.id, "t", std::move(key), std::nullopt, clock},
+                                  on_send))
+        ->message;
+  };
+  EXPECT_EQ(send(g, 2000).created_at, 2000);
+  EXPECT_EQ(send(g, 1500, "k").created_at, 2001);  // read before the one stored first
+  EXPECT_EQ(send(g, 500).created_at, 2002);        // before the chat's own creation, even
+  EXPECT_EQ(send(g, 3000).created_at, 3000);       // a later clock is taken as it is
+  EXPECT_EQ(send(other, 100).created_at, 100);     // another chat's times are its own
+  EXPECT_EQ(send(g, 9000, "k").created_at, 2001);  // a repeat answers the first send
+  // At once (one batch on PostgreSQL), clocks falling: each past the one before it.
+  std::vector<NewMessage> sends;
+  for (int i = 0; i < 12; ++i) {
+    sends.push_back({i % 3 == 2 ? other : g, ann.id, "t", std::nullopt, std::nullopt, 4000 - i});
+  }
+  const auto results = send_at_once(std::move(sends));
+  std::map<std::int64_t, std::vector<MessageRecord>> by_chat;
+  for (const auto& r : results) {
+    ASSERT_TRUE(r && r->created);
+    by_chat[r->message.chat_id].push_back(r->message);
+  }
+  ASSERT_EQ(by_chat[g].size(), 8U);
+  ASSERT_EQ(by_chat[other].size(), 4U);
+  for (auto& [chat, sent] : by_chat) {
+    std::sort(sent.begin(), sent.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
+    EXPECT_GE(sent.front().created_at, 3989) << chat;  // the earliest clock of the batch
+    for (std::size_t i = 1; i < sent.size(); ++i) {
+      EXPECT_GT(sent[i].created_at, sent[i - 1].created_at) << chat << " " << i;
+    }
+    for (const auto& m : sent) {
+      auto stored = run(chats.find_message(m.id));
+      ASSERT_TRUE(stored);
+      EXPECT_EQ(stored->created_at, m.created_at) << m.id;  // what the answer said is stored
+    }
+  }
+  EXPECT_GT(by_chat[g].front().created_at, 3000);
+  // The next send, with a clock behind the batch, still comes after it.
+  EXPECT_EQ(send(g, 1).created_at, by_chat[g].back().created_at + 1);
+}
+
 // Many sends at once, several with the same client_id: one message per client_id, ids in
 // the order the events were committed, seqs handed to the listener gapless and in order.
 TEST_P(StoreContract, ConcurrentSendsAreIdempotentAndLoggedInCommitOrder) {

@@ -316,11 +316,13 @@ DROP INDEX IF EXISTS events_message;
 // so the other members hear a `read` event (SentMessage::read_moved). The function is
 // migration 5's with that column added; a new return type needs DROP and CREATE.
 //
-// Its text is joined from the parts below, shared with migration 11, which replaces the
-// function again; what migration 10 runs is unchanged.
-constexpr char kSendFunctionHead[] = R"sql(
+// Its text is joined from the parts below, shared with migrations 11 and 16, which replace
+// the function again; what migration 10 runs is unchanged.
+constexpr char kSendFunctionDrop[] = R"sql(
 DROP FUNCTION chat_send_messages(BIGINT[], BIGINT[], TEXT[], BIGINT[], BIGINT[], TEXT[], TEXT[]);
-CREATE FUNCTION chat_send_messages(p_chats BIGINT[], p_senders BIGINT[], p_texts TEXT[],
+CREATE )sql";
+constexpr char kSendFunctionStart[] =
+    R"sql(FUNCTION chat_send_messages(p_chats BIGINT[], p_senders BIGINT[], p_texts TEXT[],
                                    p_nows BIGINT[], p_forwarded BIGINT[], p_client_ids TEXT[],
                                    p_words TEXT[])
 RETURNS TABLE (r_id BIGINT, r_chat BIGINT, r_sender BIGINT, r_username TEXT, r_text TEXT,
@@ -338,17 +340,20 @@ BEGIN
            WITH ORDINALITY AS x(chat, sender, txt, at, fwd, cid, words, n)
   ), ok AS (
     SELECT s.*, c.message_count AS base, m.id AS known_id,
-           cm.last_read_message_id AS prev_read, c.last_message_id AS prev_last
+           cm.last_read_message_id AS prev_read, c.last_message_id AS prev_last)sql";
+constexpr char kSendMembers[] = R"sql(
       FROM s JOIN chats c ON c.id = s.chat
       JOIN chat_members cm ON cm.chat_id = s.chat AND cm.user_id = s.sender
       LEFT JOIN messages m ON s.cid IS NOT NULL AND m.chat_id = s.chat AND m.sender_id = s.sender
                           AND m.client_id = s.cid
-  ), fresh AS (
+)sql";
+constexpr char kSendFresh[] = R"sql(  ), fresh AS (
     SELECT ok.*, ok.base + row_number() OVER (PARTITION BY ok.chat ORDER BY ok.n) AS ordinal,
            -- Taken in the window's order: each chat's ids rise with its ordinals.
            nextval('messages_id_seq') AS id
       FROM ok WHERE ok.known_id IS NULL
-  ), inserted AS (
+)sql";
+constexpr char kSendWrites[] = R"sql(  ), inserted AS (
     INSERT INTO messages (id, chat_id, sender_id, text, created_at, forwarded_from, client_id,
                           ordinal, search)
     SELECT f.id, f.chat, f.sender, f.txt, f.at, f.fwd, f.cid, f.ordinal,
@@ -394,7 +399,8 @@ END
 $$;
 )sql";
 constexpr auto k0010_send_reports_read =
-    joined(kSendFunctionHead, kSendMoved, kSendMemberMoves, kSendResultWithMoved, kSendRetries);
+    joined(kSendFunctionDrop, kSendFunctionStart, kSendMembers, kSendFresh, kSendWrites, kSendMoved,
+           kSendMemberMoves, kSendResultWithMoved, kSendRetries);
 
 // Migration 10's function joined each new message to the `moved` part by its number. The
 // planner inlines a part used once and, expecting one row from every part, ran that join
@@ -413,7 +419,8 @@ constexpr char kSendResultWindowed[] =
     FROM fresh f JOIN users u ON u.id = f.sender
 )sql";
 constexpr auto k0011_send_windows_once =
-    joined(kSendFunctionHead, kSendMemberMoves, kSendResultWindowed, kSendRetries);
+    joined(kSendFunctionDrop, kSendFunctionStart, kSendMembers, kSendFresh, kSendWrites,
+           kSendMemberMoves, kSendResultWindowed, kSendRetries);
 
 // A message deleted for everyone loses its pin (PgChatStore::delete_message); the pins
 // that messages deleted before that rule kept go too.
@@ -436,6 +443,36 @@ constexpr const char* k0015_event_message_ids = R"sql(
 UPDATE events SET message_id = (payload::json ->> 'message_id')::bigint
   WHERE message_id IS NULL AND user_id IS NULL AND type IN ('delete', 'pin', 'unpin');
 )sql";
+
+// A send's created_at is past its chat's previous message's, by a microsecond at least, as
+// on SQLite (chat_store.cpp, send_message): the clock is read before a send joins a batch,
+// so a send in a later batch may carry an earlier time than one in the batch before it, and
+// clients that sort a chat by created_at saw another order than its ids'. Each chat's sends
+// in a batch take the later of their own time and a microsecond past the one before them
+// (the chat's newest message before the batch: its last_activity_at, which every send sets
+// to its created_at). The function is migration 11's with that; its parameters and result
+// are unchanged, so nodes of the version before keep calling it.
+constexpr char kSendFunctionReplace[] = R"sql(
+CREATE OR REPLACE )sql";
+constexpr char kSendPreviousTime[] = R"sql(,
+           c.last_activity_at AS prev_at)sql";
+constexpr char kSendFreshInTimeOrder[] = R"sql(  ), numbered AS (
+    SELECT ok.*, row_number() OVER (PARTITION BY ok.chat ORDER BY ok.n) AS r
+      FROM ok WHERE ok.known_id IS NULL
+  ), fresh AS (
+    -- The r-th send of a chat in the batch: at least r microseconds past the chat's newest
+    -- message, and past each earlier send of the chat by the sends between them.
+    SELECT nb.n, nb.chat, nb.sender, nb.txt, nb.fwd, nb.cid, nb.words, nb.base, nb.known_id,
+           nb.prev_read, nb.prev_last, nb.base + nb.r AS ordinal,
+           GREATEST(max(nb.at - nb.r) OVER w + nb.r, nb.prev_at + nb.r) AS at,
+           -- Taken in the window's order: each chat's ids rise with its ordinals.
+           nextval('messages_id_seq') AS id
+      FROM numbered nb
+    WINDOW w AS (PARTITION BY nb.chat ORDER BY nb.n ROWS UNBOUNDED PRECEDING)
+)sql";
+constexpr auto k0016_send_times_in_order =
+    joined(kSendFunctionReplace, kSendFunctionStart, kSendPreviousTime, kSendMembers,
+           kSendFreshInTimeOrder, kSendWrites, kSendMemberMoves, kSendResultWindowed, kSendRetries);
 
 // Nodes of the previous version keep serving while a migration runs and until each is
 // restarted (README: Upgrades), so a migration must leave them working: it adds tables,
@@ -462,6 +499,7 @@ constexpr PgMigration kMigrations[] = {
     {13, "username_keys_by_upper_case", chat::store::kUsernameKeysByUpperCase},
     {14, "hidden_messages_by_message", k0014_hidden_messages_by_message},
     {15, "event_message_ids", k0015_event_message_ids},
+    {16, "send_times_in_order", k0016_send_times_in_order.data()},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.

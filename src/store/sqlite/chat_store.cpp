@@ -261,7 +261,10 @@ constexpr const char* kInsertMessage =
     "INSERT INTO messages(chat_id, sender_id, text, created_at, forwarded_from, client_id, "
     "ordinal) "
     "SELECT ?1, ?2, ?3, ?4, ?5, ?6, message_count + 1 FROM chats WHERE id = ?1";
-constexpr const char* kChatLastMessage = "SELECT last_message_id FROM chats WHERE id = ?1";
+// A chat's newest message and its activity time (the newest message's created_at, or the
+// chat's own before its first message).
+constexpr const char* kChatLatest =
+    "SELECT last_message_id, last_activity_at FROM chats WHERE id = ?1";
 constexpr const char* kBumpChat =
     "UPDATE chats SET message_count = message_count + 1, last_activity_at = ?2, "
     "last_message_id = ?3 WHERE id = ?1";
@@ -1219,21 +1222,32 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
         return std::optional<SentMessage>(std::move(earlier));
       }
     }
+    // A send's created_at is past the chat's previous message's, by a microsecond at least:
+    // the clock was read before the write reached the writer, so a send queued behind another
+    // may carry the earlier time. Ids order a chat; with this its times agree with them.
+    std::int64_t last_message_id = 0;
+    Micros created_at = m.now;
+    {
+      auto latest = c.prepare(kChatLatest);
+      latest.bind(1, m.chat_id);
+      if (!latest.step()) return std::optional<SentMessage>();
+      last_message_id = latest.int64(0);
+      created_at = std::max(created_at, latest.int64(1) + 1);
+    }
     const auto inserted = c.prepare(kInsertMessage)
                               .bind(1, m.chat_id)
                               .bind(2, m.sender_id)
                               .bind(3, m.text)
-                              .bind(4, m.now)
+                              .bind(4, created_at)
                               .bind(5, m.forwarded_from)
                               .bind(6, m.client_id)
                               .exec();
     if (inserted != 1) return std::optional<SentMessage>();
     const std::int64_t id = c.last_insert_rowid();
-    // Before the bump: a message after the sender's read watermark is someone else's (a
-    // send moves its sender's watermark), and this send reads it.
-    const bool read_moved =
-        sender->last_read_message_id < scalar(c.prepare(kChatLastMessage).bind(1, m.chat_id));
-    c.prepare(kBumpChat).bind(1, m.chat_id).bind(2, m.now).bind(3, id).exec();
+    // The chat's newest message before this one: past the sender's read watermark, it is
+    // someone else's (a send moves its sender's watermark), and this send reads it.
+    const bool read_moved = sender->last_read_message_id < last_message_id;
+    c.prepare(kBumpChat).bind(1, m.chat_id).bind(2, created_at).bind(3, id).exec();
     c.prepare(kSenderWatermarks).bind(1, m.chat_id).bind(2, m.sender_id).bind(3, id).exec();
     index_text(c, id, m.text, m.chat_id);
     // The row as just written (reading it back cost a statement per send).
@@ -1243,13 +1257,13 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
     message.sender_id = m.sender_id;
     message.sender_username = std::move(sender->username);
     message.text = m.text;
-    message.created_at = m.now;
+    message.created_at = created_at;
     message.forwarded_from = m.forwarded_from;
     message.client_id = m.client_id;
     SentMessage sent{std::move(message), true};
     sent.marks = watermarks_of(c, m.chat_id);
     sent.read_moved = read_moved;
-    append_events(c, events(sent), m.now);
+    append_events(c, events(sent), created_at);
     tx.commit();
     return std::optional<SentMessage>(std::move(sent));
   };
