@@ -43,6 +43,17 @@ struct CreatedChat {
   std::vector<std::int64_t> member_ids;
 };
 
+// A send's created_at is the later of its clock (`now`, read before the write reached the
+// store) and a microsecond past its chat's previous message's, so that a chat's times rise
+// with its ids; but never more than this past its own clock. A lead that large comes only
+// from a clock stepped back after running fast: the next message is then stamped this far
+// past its clock, before the messages stamped while the clock ran fast instead of after
+// them, which would have kept the chat's times (and its rank in chat lists) ahead of the
+// clock for as long as it ran fast, and put its messages' events out of reach of the hour
+// before a message's time from which they are looked up (relog_text in both stores).
+// PostgreSQL's send function has the number written out (migration 16).
+inline constexpr Micros kMaxSendTimeLead = 60'000'000;
+
 struct NewMessage {
   std::int64_t chat_id = 0;
   std::int64_t sender_id = 0;

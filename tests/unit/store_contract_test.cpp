@@ -2002,7 +2002,8 @@ TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
 
 // A send's clock is read before its write reaches the store, so a send queued behind
 // another may carry the earlier time: each chat's created_at stamps still rise with its ids,
-// a microsecond apart at least, on their own (one send after another) and in a batch.
+// a microsecond apart at least, on their own (one send after another) and in a batch, and
+// never more than kMaxSendTimeLead past the send's own clock.
 TEST_P(StoreContract, SendTimesRiseWithIdsInEachChat) {
   auto ann = make_user("ann");
   auto& chats = store_->chats();
@@ -2020,40 +2021,55 @@ TEST_P(StoreContract, SendTimesRiseWithIdsInEachChat) {
                                   on_send))
         ->message;
   };
-  EXPECT_EQ(send(g, 2000).created_at, 2000);
+  EXPECT_EQ(send(g, 500).created_at, 1001);        // past the chat's own creation
+  EXPECT_EQ(send(g, 2000).created_at, 2000);       // a later clock is taken as it is
   EXPECT_EQ(send(g, 1500, "k").created_at, 2001);  // read before the one stored first
-  EXPECT_EQ(send(g, 500).created_at, 2002);        // before the chat's own creation, even
-  EXPECT_EQ(send(g, 3000).created_at, 3000);       // a later clock is taken as it is
+  EXPECT_EQ(send(g, 1000).created_at, 2002);       // and again
   EXPECT_EQ(send(other, 100).created_at, 100);     // another chat's times are its own
   EXPECT_EQ(send(g, 9000, "k").created_at, 2001);  // a repeat answers the first send
-  // At once (one batch on PostgreSQL), clocks falling: each past the one before it.
+
+  // At once, clocks rising and falling and behind the chat's newest message (PostgreSQL
+  // takes them in batches): the same times as the rule gives one send after another, in
+  // id order, however the sends were batched.
+  const std::vector<Micros> clocks = {1990, 1995, 1980, 3050, 1985, 2000, 3200, 3201,
+                                      3150, 2003, 50,   3400, 3399, 3398, 4000, 10};
   std::vector<NewMessage> sends;
-  for (int i = 0; i < 12; ++i) {
-    sends.push_back({i % 3 == 2 ? other : g, ann.id, "t", std::nullopt, std::nullopt, 4000 - i});
+  for (std::size_t i = 0; i < clocks.size(); ++i) {
+    sends.push_back({i % 4 == 3 ? other : g, ann.id, "t", std::nullopt, std::nullopt, clocks[i]});
   }
   const auto results = send_at_once(std::move(sends));
-  std::map<std::int64_t, std::vector<MessageRecord>> by_chat;
-  for (const auto& r : results) {
-    ASSERT_TRUE(r && r->created);
-    by_chat[r->message.chat_id].push_back(r->message);
+  std::map<std::int64_t, std::vector<std::pair<std::int64_t, std::size_t>>> by_chat;  // id, i
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    ASSERT_TRUE(results[i] && results[i]->created) << i;
+    by_chat[results[i]->message.chat_id].emplace_back(results[i]->message.id, i);
   }
-  ASSERT_EQ(by_chat[g].size(), 8U);
+  ASSERT_EQ(by_chat[g].size(), 12U);
   ASSERT_EQ(by_chat[other].size(), 4U);
+  std::map<std::int64_t, Micros> newest = {{g, 2002}, {other, 100}};
   for (auto& [chat, sent] : by_chat) {
-    std::sort(sent.begin(), sent.end(), [](const auto& a, const auto& b) { return a.id < b.id; });
-    EXPECT_GE(sent.front().created_at, 3989) << chat;  // the earliest clock of the batch
-    for (std::size_t i = 1; i < sent.size(); ++i) {
-      EXPECT_GT(sent[i].created_at, sent[i - 1].created_at) << chat << " " << i;
-    }
-    for (const auto& m : sent) {
-      auto stored = run(chats.find_message(m.id));
+    std::sort(sent.begin(), sent.end());
+    Micros previous = newest[chat];
+    for (const auto& [id, i] : sent) {
+      const Micros want = std::max(clocks[i], previous + 1);
+      EXPECT_EQ(results[i]->message.created_at, want) << "chat " << chat << " send " << i;
+      auto stored = run(chats.find_message(id));
       ASSERT_TRUE(stored);
-      EXPECT_EQ(stored->created_at, m.created_at) << m.id;  // what the answer said is stored
+      EXPECT_EQ(stored->created_at, want) << id;  // what the answer said is stored
+      previous = want;
     }
+    newest[chat] = previous;
   }
-  EXPECT_GT(by_chat[g].front().created_at, 3000);
-  // The next send, with a clock behind the batch, still comes after it.
-  EXPECT_EQ(send(g, 1).created_at, by_chat[g].back().created_at + 1);
+  // The next send, with a clock behind the batch, comes after it.
+  EXPECT_EQ(send(g, 1).created_at, newest[g] + 1);
+
+  // A chat stamped far ahead (a clock that ran fast, then stepped back): a send is stamped
+  // no more than kMaxSendTimeLead past its clock, and the ones after it rise from there.
+  const Micros fast = 10 * kMaxSendTimeLead;
+  const auto h = create(fast);
+  EXPECT_EQ(send(h, fast + 5).created_at, fast + 5);
+  EXPECT_EQ(send(h, 100).created_at, 100 + kMaxSendTimeLead);
+  EXPECT_EQ(send(h, 200).created_at, 100 + kMaxSendTimeLead + 1);
+  EXPECT_EQ(send(h, 150 + kMaxSendTimeLead).created_at, 150 + kMaxSendTimeLead);
 }
 
 // Many sends at once, several with the same client_id: one message per client_id, ids in
@@ -2190,6 +2206,7 @@ TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
   const auto results = send_at_once(std::move(sends));
 
   std::map<std::int64_t, std::vector<std::int64_t>> ids_of_chat;
+  std::map<std::int64_t, Micros> created_at_of;
   std::map<std::pair<std::int64_t, std::int64_t>, std::int64_t> newest_of_sender;
   for (int i = 0; i < kSends; ++i) {
     if (i == kNotMember || i == kToGone) {
@@ -2203,13 +2220,20 @@ TEST_P(StoreContract, SendsAtOnceEachGetTheirOwnAnswer) {
     EXPECT_EQ(m.chat_id, expected[i].chat_id) << i;
     EXPECT_EQ(m.sender_id, expected[i].sender_id) << i;
     EXPECT_EQ(m.client_id, expected[i].client_id) << i;
-    EXPECT_EQ(m.created_at, expected[i].now) << i;
+    // Sends in flight have no order: one stored after another of its chat with a later
+    // clock is stamped past it (SendTimesRiseWithIdsInEachChat).
+    EXPECT_GE(m.created_at, expected[i].now) << i;
+    EXPECT_LT(m.created_at, 100 + 2 * kSends) << i;  // past the newest clock by the sends
     ids_of_chat[m.chat_id].push_back(m.id);
+    created_at_of[m.id] = m.created_at;
     auto& newest = newest_of_sender[{m.chat_id, m.sender_id}];
     newest = std::max(newest, m.id);
   }
   for (auto& [chat, ids] : ids_of_chat) {
     std::sort(ids.begin(), ids.end());
+    for (std::size_t k = 1; k < ids.size(); ++k) {
+      EXPECT_GT(created_at_of[ids[k]], created_at_of[ids[k - 1]]) << chat << " " << ids[k];
+    }
     const std::int64_t viewer = chat == ab ? ann.id : cat.id;
     const auto seen = run(chats.history(chat, viewer, std::nullopt, std::nullopt, 50));
     ASSERT_TRUE(seen) << chat;

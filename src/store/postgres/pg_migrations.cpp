@@ -1,5 +1,6 @@
 #include "store/postgres/pg_migrations.hpp"
 
+#include "store/chat_store.hpp"
 #include "store/postgres/pg_connection.hpp"
 #include "store/username_key_migration.hpp"
 
@@ -450,8 +451,9 @@ UPDATE events SET message_id = (payload::json ->> 'message_id')::bigint
 // clients that sort a chat by created_at saw another order than its ids'. Each chat's sends
 // in a batch take the later of their own time and a microsecond past the one before them
 // (the chat's newest message before the batch: its last_activity_at, which every send sets
-// to its created_at). The function is migration 11's with that; its parameters and result
-// are unchanged, so nodes of the version before keep calling it.
+// to its created_at), but by no more than a minute past their own (kMaxSendTimeLead, in
+// store/chat_store.hpp). The function is migration 11's with that; its parameters and
+// result are unchanged, so nodes of the version before keep calling it.
 constexpr char kSendFunctionReplace[] = R"sql(
 CREATE OR REPLACE )sql";
 constexpr char kSendPreviousTime[] = R"sql(,
@@ -461,15 +463,18 @@ constexpr char kSendFreshInTimeOrder[] = R"sql(  ), numbered AS (
       FROM ok WHERE ok.known_id IS NULL
   ), fresh AS (
     -- The r-th send of a chat in the batch: at least r microseconds past the chat's newest
-    -- message, and past each earlier send of the chat by the sends between them.
+    -- message, and past each earlier send of the chat by the sends between them; at most a
+    -- minute past its own clock (a send's clock is the least a running maximum gives it).
     SELECT nb.n, nb.chat, nb.sender, nb.txt, nb.fwd, nb.cid, nb.words, nb.base, nb.known_id,
            nb.prev_read, nb.prev_last, nb.base + nb.r AS ordinal,
-           GREATEST(max(nb.at - nb.r) OVER w + nb.r, nb.prev_at + nb.r) AS at,
+           LEAST(GREATEST(max(nb.at - nb.r) OVER w + nb.r, nb.prev_at + nb.r),
+                 nb.at + 60000000) AS at,
            -- Taken in the window's order: each chat's ids rise with its ordinals.
            nextval('messages_id_seq') AS id
       FROM numbered nb
     WINDOW w AS (PARTITION BY nb.chat ORDER BY nb.n ROWS UNBOUNDED PRECEDING)
 )sql";
+static_assert(kMaxSendTimeLead == 60'000'000, "migration 16 has the lead written out");
 constexpr auto k0016_send_times_in_order =
     joined(kSendFunctionReplace, kSendFunctionStart, kSendPreviousTime, kSendMembers,
            kSendFreshInTimeOrder, kSendWrites, kSendMemberMoves, kSendResultWindowed, kSendRetries);

@@ -1222,9 +1222,10 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
         return std::optional<SentMessage>(std::move(earlier));
       }
     }
-    // A send's created_at is past the chat's previous message's, by a microsecond at least:
-    // the clock was read before the write reached the writer, so a send queued behind another
-    // may carry the earlier time. Ids order a chat; with this its times agree with them.
+    // A send's created_at is past the chat's previous message's, by a microsecond at least
+    // (and by no more than kMaxSendTimeLead past its clock): the clock was read before the
+    // write reached the writer, so a send queued behind another may carry the earlier time.
+    // Ids order a chat; with this its times agree with them.
     std::int64_t last_message_id = 0;
     Micros created_at = m.now;
     {
@@ -1232,7 +1233,7 @@ boost::asio::awaitable<std::optional<SentMessage>> SqliteChatStore::send_message
       latest.bind(1, m.chat_id);
       if (!latest.step()) return std::optional<SentMessage>();
       last_message_id = latest.int64(0);
-      created_at = std::max(created_at, latest.int64(1) + 1);
+      created_at = std::max(created_at, std::min(latest.int64(1) + 1, m.now + kMaxSendTimeLead));
     }
     const auto inserted = c.prepare(kInsertMessage)
                               .bind(1, m.chat_id)
