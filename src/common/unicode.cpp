@@ -267,17 +267,41 @@ std::string_view trim(std::string_view utf8) {
   return utf8.substr(begin, end - begin);
 }
 
-// Base letters of U+00C0..U+017F, one character each; '.' keeps the letter (Æ, Ø, ß, Œ...:
-// not a letter with an accent).
+namespace {
+
+// Base letters of U+00C0..U+024F, one character each; '.' keeps the letter (Æ, Ø, ß, Œ, ƀ...:
+// not a letter with an accent). The letters SQLite's unicode61 tokenizer folds
+// (remove_diacritics 2: a Latin letter whose decomposition is an ASCII letter and marks),
+// and a few letters with a stroke or dot it keeps (Đ, Ħ, ı, Ŀ, Ł, ŉ, Ŧ), which
+// PostgreSQL's index folded first and keeps folding, so that what it holds stays found.
 constexpr std::string_view kLatinBase =
     "AAAAAA.CEEEEIIII.NOOOOO..UUUUY..aaaaaa.ceeeeiiii.nooooo..uuuuy.y"
     "AaAaAaCcCcCcCcDdDdEeEeEeEeEeGgGgGgGgHhHhIiIiIiIiIi..JjKk.LlLlLlL"
-    "lLlNnNnNnn..OoOoOo..RrRrRrSsSsSsSsTtTtTtUuUuUuUuUuUuWwYyYZzZzZz.";
+    "lLlNnNnNnn..OoOoOo..RrRrRrSsSsSsSsTtTtTtUuUuUuUuUuUuWwYyYZzZzZzs"
+    "................................Oo.............Uu..............."
+    ".............AaIiOoUuUuUuUuUu.Aa......GgKkOoOo..j...Gg..NnAa...."
+    "AaAaEeEeIiIiOoOoRrRrUuUuSsTt..Hh......AaEeOoOoOoOoYy............"
+    "................";
+
+// Base letters of U+1E00..U+1EFF (Latin Extended Additional: Vietnamese and others), as
+// SQLite's tokenizer folds them.
+constexpr std::string_view kLatinAdditionalBase =
+    "AaBbBbBbCcDdDdDdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIiIiKkKkKkLlLlLlLlMm"
+    "MmMmNnNnNnNnOoOoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTtTtTtUuUuUuUuUuVvVv"
+    "WwWwWwWwWwXxXxYyZzZzZzhtwy.s....AaAaAaAaAaAaAaAaAaAaAaAaEeEeEeEe"
+    "EeEeEeEeIiIiOoOoOoOoOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuYyYyYyYy......";
+
+char32_t base_in(std::string_view table, char32_t first, char32_t cp) {
+  const char base = table[cp - first];
+  return base == '.' ? cp : static_cast<char32_t>(base);
+}
+
+}  // namespace
 
 char32_t without_diacritic(char32_t cp) {
-  if (cp >= 0xC0 && cp < 0xC0 + kLatinBase.size()) {
-    const char base = kLatinBase[cp - 0xC0];
-    return base == '.' ? cp : static_cast<char32_t>(base);
+  if (cp >= 0xC0 && cp < 0xC0 + kLatinBase.size()) return base_in(kLatinBase, 0xC0, cp);
+  if (cp >= 0x1E00 && cp < 0x1E00 + kLatinAdditionalBase.size()) {
+    return base_in(kLatinAdditionalBase, 0x1E00, cp);
   }
   switch (cp) {
     case 0x0401:
@@ -288,6 +312,27 @@ char32_t without_diacritic(char32_t cp) {
       return 0x0418;  // Й -> И
     case 0x0439:
       return 0x0438;  // й -> и
+    // Letters SQLite's tokenizer takes for others (its case folding, which the lower case
+    // of the server's tables does not do): the micro sign is μ, and Greek symbol forms
+    // are their letters. (Final ς is σ there too; PostgreSQL's search asks for both.)
+    case 0x00B5:
+      return 0x03BC;  // µ -> μ
+    case 0x03D0:
+      return 0x03B2;  // ϐ -> β
+    case 0x03D1:
+      return 0x03B8;  // ϑ -> θ
+    case 0x03D5:
+      return 0x03C6;  // ϕ -> φ
+    case 0x03D6:
+      return 0x03C0;  // ϖ -> π
+    case 0x03F0:
+      return 0x03BA;  // ϰ -> κ
+    case 0x03F1:
+      return 0x03C1;  // ϱ -> ρ
+    case 0x03F5:
+      return 0x03B5;  // ϵ -> ε
+    case 0x1FBE:
+      return 0x03B9;  // ι (prosgegrammeni) -> ι
     default:
       return cp;
   }

@@ -41,10 +41,11 @@ bool is_alnum(char32_t cp);
 std::vector<std::vector<char32_t>> words(std::string_view utf8);
 bool is_space(char32_t cp);
 
-// The letter without its accent, as search folds it: Latin letters of U+00C0..U+017F
-// ("é" -> "e", as SQLite's unicode61 tokenizer does), and Cyrillic "ё"/"й" -> "е"/"и"
-// (which unicode61 keeps: SQLite's store folds them itself, search_folded_cyrillic).
-// Others unchanged.
+// The letter without its accent, as search folds it: Latin letters ("é" -> "e", "ệ" -> "e",
+// "ǎ" -> "a": each one SQLite's unicode61 tokenizer folds, and Đ, Ħ, ı, Ŀ, Ł, ŉ, Ŧ, which it
+// keeps), the micro sign and Greek symbol forms as the letters SQLite takes them for, and
+// Cyrillic "ё"/"й" -> "е"/"и" (which unicode61 keeps: SQLite's store folds them itself,
+// search_folded_cyrillic). Others unchanged.
 char32_t without_diacritic(char32_t cp);
 std::string without_diacritics(std::string_view utf8);
 // `utf8` with "ё", "Ё", "й", "Й" as "е", "Е", "и", "И": the Cyrillic folds of

@@ -27,6 +27,7 @@
 #include "app/run_to_end.hpp"
 #include "auth/credential_rules.hpp"
 #include "chat/wire.hpp"
+#include "common/unicode.hpp"
 #include "config/settings.hpp"
 #include "metrics/metrics.hpp"
 #include "store/postgres/pg_connection.hpp"
@@ -90,6 +91,22 @@ void pg_exec(const std::string& dbname, const std::string& sql) {
     co_await conn->script(sql);
   };
   run_to_end(io, task());
+}
+
+// The first column of the first row `sql` answers on the test server's database `dbname`.
+std::string pg_text(const std::string& dbname, const std::string& sql) {
+  boost::asio::io_context io;
+  std::string out;
+  auto task = [&]() -> boost::asio::awaitable<void> {
+    const std::string port = std::getenv("CHATD_TEST_PG_PORT");
+    auto conn = co_await postgres::PgConnection::connect(
+        io.get_executor(),
+        "host=127.0.0.1 port=" + port + " dbname=" + dbname + " user=chat password=chat");
+    auto rows = co_await conn->query(sql.c_str());
+    out = std::string(rows.text(0, 0));
+  };
+  run_to_end(io, task());
+  return out;
 }
 
 std::string db_name(const std::string& scratch) {
@@ -1998,6 +2015,82 @@ TEST_P(StoreContract, AForwardOfAGoneOriginalAnswersOnlyForItself) {
     EXPECT_EQ(results[i]->message.forwarded_from, forward ? std::optional(live) : std::nullopt)
         << i;
   }
+}
+
+// Letters with marks past Latin-1 and Latin Extended-A are found without them, on both
+// stores: SQLite's tokenizer folds them, and PostgreSQL's index the same (search_fold_test).
+TEST_P(StoreContract, SearchFindsLatinLettersWithoutTheirMarks) {
+  auto ann = make_user("ann");
+  auto& chats = store_->chats();
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  const auto g = make_chat(chat);
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  const auto vietnamese =
+      run(chats.send_message({g, ann.id, "Tiếng Việt", std::nullopt, std::nullopt, 20}, on_send))
+          ->message.id;
+  const auto pinyin =
+      run(chats.send_message({g, ann.id, "Běijīng ǍǏ", std::nullopt, std::nullopt, 21}, on_send))
+          ->message.id;
+  const auto plain =
+      run(chats.send_message({g, ann.id, "viet beijing", std::nullopt, std::nullopt, 22}, on_send))
+          ->message.id;
+  auto found = [&](std::vector<std::string> terms) {
+    auto ids = ids_of(run(chats.search(ann.id, terms, std::nullopt, 10)));
+    std::sort(ids.begin(), ids.end());
+    return ids;
+  };
+  EXPECT_EQ(found({"viet"}), (std::vector<std::int64_t>{vietnamese, plain}));
+  EXPECT_EQ(found({"tieng", "viet"}), std::vector<std::int64_t>{vietnamese});
+  EXPECT_EQ(found({"việt"}), (std::vector<std::int64_t>{vietnamese, plain}));
+  EXPECT_EQ(found({"beij"}), (std::vector<std::int64_t>{pinyin, plain}));
+  EXPECT_EQ(found({"ǎǐ"}), std::vector<std::int64_t>{pinyin});
+  EXPECT_EQ(found({"ai"}), std::vector<std::int64_t>{pinyin});
+}
+
+// PostgreSQL's migration 17 folds the index words of messages stored before it as new
+// sends fold theirs: each letter of U+0080..U+1FFF that earlier versions kept, as they
+// wrote it (lower-cased), becomes what unicode::without_diacritics makes of it.
+TEST_P(StoreContract, MigrationFoldsTheSearchWordsOfOlderMessages) {
+  if (GetParam().name != "postgres") GTEST_SKIP() << "SQLite's tokenizer folds as it reads";
+  auto ann = make_user("ann");
+  NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
+  const auto g = make_chat(chat);
+  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
+  const auto id =
+      run(store_->chats().send_message({g, ann.id, "x", std::nullopt, std::nullopt, 20}, on_send))
+          ->message.id;
+  // Words of one letter after "q", of every letter earlier versions did not fold (they folded
+  // U+00C0..U+017E, "ё" and "й").
+  std::set<std::string> before, after;
+  std::string words;
+  for (char32_t cp = 0x80; cp < 0x2000; ++cp) {
+    if ((cp >= 0xC0 && cp < 0x17F) || cp == 0x401 || cp == 0x451 || cp == 0x419 || cp == 0x439 ||
+        !unicode::is_alnum(cp)) {
+      continue;
+    }
+    const std::string letter = unicode::to_lower(unicode::encode({cp}));
+    if (!before.insert(std::string("q").append(letter)).second) continue;
+    after.insert(std::string("q").append(unicode::without_diacritics(letter)));
+    words.append(words.empty() ? "'q" : ",'q").append(letter).append("'");
+  }
+  ASSERT_GT(before.size(), 1000U);
+  ASSERT_LT(after.size(), before.size() - 100);  // the letters folded into others
+  const std::string db = db_name(scratch_.string());
+  rerun_migration("search_folds_like_sqlite",
+                  "UPDATE messages SET search = array_to_tsvector(ARRAY[" + words +
+                      "]) WHERE id = " + std::to_string(id) + ";");
+  // The vector's text: each word quoted, one space between them.
+  const std::string text =
+      pg_text(db, "SELECT search::text FROM messages WHERE id = " + std::to_string(id));
+  std::set<std::string> got;
+  for (std::size_t at = 0; at < text.size();) {
+    ASSERT_EQ(text[at], '\'') << text.substr(at, 40);
+    const std::size_t end = text.find('\'', at + 1);
+    ASSERT_NE(end, std::string::npos);
+    got.insert(text.substr(at + 1, end - at - 1));
+    at = end + 2;
+  }
+  EXPECT_EQ(got, after);
 }
 
 // A send's clock is read before its write reaches the store, so a send queued behind

@@ -479,6 +479,45 @@ constexpr auto k0016_send_times_in_order =
     joined(kSendFunctionReplace, kSendFunctionStart, kSendPreviousTime, kSendMembers,
            kSendFreshInTimeOrder, kSendWrites, kSendMemberMoves, kSendResultWindowed, kSendRetries);
 
+// Search folds the Latin letters SQLite's tokenizer folds past U+017F (Latin Extended-B,
+// and U+1E00..U+1EFF: Vietnamese and others), "ſ", the micro sign and Greek symbol forms, as
+// the SQLite store does (unicode::without_diacritic); before, they were kept. The index's
+// words of the messages stored before are folded the same way, a letter at a time, so that
+// "viet" finds "Việt" stored then too. The vectors rewritten lose their words' positions,
+// which no search reads (words and prefixes that must all be in a message, never a phrase).
+// The letters, and the letter each becomes, in the same order:
+constexpr const char* k0017_search_folds_like_sqlite = R"sql(
+UPDATE messages m
+   SET search = array_to_tsvector(ARRAY(
+       SELECT DISTINCT translate(w.lexeme, f.letters, f.bases) FROM unnest(m.search) AS w))
+  FROM (SELECT
+         'ſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǦǧǨǩǪǫǬǭǰ' ||
+         'ǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘș' ||
+         'ȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍ' ||
+         'ḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭ' ||
+         'ḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍ' ||
+         'ṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭ' ||
+         'ṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍ' ||
+         'ẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲ' ||
+         'ẳẴẵẶặẸẹẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒ' ||
+         'ồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲ' ||
+         'ỳỴỵỶỷỸỹµϐϑϕϖϰϱϵι'
+         AS letters,
+         'sOoUuAaIiOoUuUuUuUuUuAaGgKkOoOoj' ||
+         'GgNnAaAaAaEeEeIiIiOoOoRrRrUuUuSs' ||
+         'TtHhAaEeOoOoOoOoYyAaBbBbBbCcDdDd' ||
+         'DdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIi' ||
+         'IiKkKkKkLlLlLlLlMmMmMmNnNnNnNnOo' ||
+         'OoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTt' ||
+         'TtTtUuUuUuUuUuVvVvWwWwWwWwWwXxXx' ||
+         'YyZzZzZzhtwysAaAaAaAaAaAaAaAaAaA' ||
+         'aAaAaEeEeEeEeEeEeEeEeIiIiOoOoOoO' ||
+         'oOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuY' ||
+         'yYyYyYyμβθφπκρει'
+         AS bases) f
+ WHERE m.search::text ~ ('[' || f.letters || ']');
+)sql";
+
 // Nodes of the previous version keep serving while a migration runs and until each is
 // restarted (README: Upgrades), so a migration must leave them working: it adds tables,
 // columns, indexes and functions, and never renames or drops what that version uses or
@@ -505,6 +544,7 @@ constexpr PgMigration kMigrations[] = {
     {14, "hidden_messages_by_message", k0014_hidden_messages_by_message},
     {15, "event_message_ids", k0015_event_message_ids},
     {16, "send_times_in_order", k0016_send_times_in_order.data()},
+    {17, "search_folds_like_sqlite", k0017_search_folds_like_sqlite},
 };
 
 // Any number of chatd processes may migrate at once; they queue on this lock.
