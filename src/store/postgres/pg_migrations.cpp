@@ -483,37 +483,51 @@ constexpr auto k0016_send_times_in_order =
 // and U+1E00..U+1EFF: Vietnamese and others), "ſ", the micro sign and Greek symbol forms, as
 // the SQLite store does (unicode::without_diacritic); before, they were kept. The index's
 // words of the messages stored before are folded the same way, a letter at a time, so that
-// "viet" finds "Việt" stored then too. The vectors rewritten lose their words' positions,
-// which no search reads (words and prefixes that must all be in a message, never a phrase).
-// The letters, and the letter each becomes, in the same order:
+// "viet" finds "Việt" stored then too; so are the letters folded before (U+00C0..U+017E,
+// "ё", "й"), which the words indexed by versions that folded none still hold. The vectors
+// rewritten lose their words' positions, which no search reads (words and prefixes that
+// must all be in a message, never a phrase). Every letter without_diacritic changes below
+// U+2000, and the letter each becomes, in the same order:
 constexpr const char* k0017_search_folds_like_sqlite = R"sql(
 UPDATE messages m
    SET search = array_to_tsvector(ARRAY(
        SELECT DISTINCT translate(w.lexeme, f.letters, f.bases) FROM unnest(m.search) AS w))
   FROM (SELECT
-         'ſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǦǧǨǩǪǫǬǭǰ' ||
-         'ǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘș' ||
-         'ȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳḀḁḂḃḄḅḆḇḈḉḊḋḌḍ' ||
-         'ḎḏḐḑḒḓḔḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭ' ||
-         'ḮḯḰḱḲḳḴḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍ' ||
-         'ṎṏṐṑṒṓṔṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭ' ||
-         'ṮṯṰṱṲṳṴṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍ' ||
-         'ẎẏẐẑẒẓẔẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲ' ||
-         'ẳẴẵẶặẸẹẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒ' ||
-         'ồỔổỖỗỘộỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲ' ||
-         'ỳỴỵỶỷỸỹµϐϑϕϖϰϱϵι'
+         'µÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãä' ||
+         'åçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉ' ||
+         'ĊċČčĎďĐđĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĦħĨĩ' ||
+         'ĪīĬĭĮįİıĴĵĶķĹĺĻļĽľĿŀŁłŃńŅņŇňŉŌōŎ' ||
+         'ŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŦŧŨũŪūŬŭŮůŰ' ||
+         'űŲųŴŵŶŷŸŹźŻżŽžſƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙ' ||
+         'ǚǛǜǞǟǦǧǨǩǪǫǬǭǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋ' ||
+         'ȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳ' ||
+         'ϐϑϕϖϰϱϵЁЙйёḀḁḂḃḄḅḆḇḈḉḊḋḌḍḎḏḐḑḒḓḔ' ||
+         'ḕḖḗḘḙḚḛḜḝḞḟḠḡḢḣḤḥḦḧḨḩḪḫḬḭḮḯḰḱḲḳḴ' ||
+         'ḵḶḷḸḹḺḻḼḽḾḿṀṁṂṃṄṅṆṇṈṉṊṋṌṍṎṏṐṑṒṓṔ' ||
+         'ṕṖṗṘṙṚṛṜṝṞṟṠṡṢṣṤṥṦṧṨṩṪṫṬṭṮṯṰṱṲṳṴ' ||
+         'ṵṶṷṸṹṺṻṼṽṾṿẀẁẂẃẄẅẆẇẈẉẊẋẌẍẎẏẐẑẒẓẔ' ||
+         'ẕẖẗẘẙẛẠạẢảẤấẦầẨẩẪẫẬậẮắẰằẲẳẴẵẶặẸẹ' ||
+         'ẺẻẼẽẾếỀềỂểỄễỆệỈỉỊịỌọỎỏỐốỒồỔổỖỗỘộ' ||
+         'ỚớỜờỞởỠỡỢợỤụỦủỨứỪừỬửỮữỰựỲỳỴỵỶỷỸỹ' ||
+         'ι'
          AS letters,
-         'sOoUuAaIiOoUuUuUuUuUuAaGgKkOoOoj' ||
-         'GgNnAaAaAaEeEeIiIiOoOoRrRrUuUuSs' ||
-         'TtHhAaEeOoOoOoOoYyAaBbBbBbCcDdDd' ||
-         'DdDdDdEeEeEeEeEeFfGgHhHhHhHhHhIi' ||
-         'IiKkKkKkLlLlLlLlMmMmMmNnNnNnNnOo' ||
-         'OoOoOoPpPpRrRrRrRrSsSsSsSsSsTtTt' ||
-         'TtTtUuUuUuUuUuVvVvWwWwWwWwWwXxXx' ||
-         'YyZzZzZzhtwysAaAaAaAaAaAaAaAaAaA' ||
-         'aAaAaEeEeEeEeEeEeEeEeIiIiOoOoOoO' ||
-         'oOoOoOoOoOoOoOoOoUuUuUuUuUuUuUuY' ||
-         'yYyYyYyμβθφπκρει'
+         'μAAAAAACEEEEIIIINOOOOOUUUUYaaaaa' ||
+         'aceeeeiiiinooooouuuuyyAaAaAaCcCc' ||
+         'CcCcDdDdEeEeEeEeEeGgGgGgGgHhHhIi' ||
+         'IiIiIiIiJjKkLlLlLlLlLlNnNnNnnOoO' ||
+         'oOoRrRrRrSsSsSsSsTtTtTtUuUuUuUuU' ||
+         'uUuWwYyYZzZzZzsOoUuAaIiOoUuUuUuU' ||
+         'uUuAaGgKkOoOojGgNnAaAaAaEeEeIiIi' ||
+         'OoOoRrRrUuUuSsTtHhAaEeOoOoOoOoYy' ||
+         'βθφπκρεЕИиеAaBbBbBbCcDdDdDdDdDdE' ||
+         'eEeEeEeEeFfGgHhHhHhHhHhIiIiKkKkK' ||
+         'kLlLlLlLlMmMmMmNnNnNnNnOoOoOoOoP' ||
+         'pPpRrRrRrRrSsSsSsSsSsTtTtTtTtUuU' ||
+         'uUuUuUuVvVvWwWwWwWwWwXxXxYyZzZzZ' ||
+         'zhtwysAaAaAaAaAaAaAaAaAaAaAaAaEe' ||
+         'EeEeEeEeEeEeEeIiIiOoOoOoOoOoOoOo' ||
+         'OoOoOoOoOoUuUuUuUuUuUuUuYyYyYyYy' ||
+         'ι'
          AS bases) f
  WHERE m.search::text ~ ('[' || f.letters || ']');
 )sql";
