@@ -220,6 +220,16 @@ class StoreContract : public ::testing::TestWithParam<Backend> {
     return created.chat_id;
   }
 
+  // A message `sender` sends to `chat` with its clock at `at`; its id.
+  std::int64_t send_text(std::int64_t chat, std::int64_t sender, std::string text, Micros at) {
+    auto sent = run(store_->chats().send_message(
+        {chat, sender, std::move(text), std::nullopt, std::nullopt, at}, [](const SentMessage& s) {
+          return std::vector<NewEvent>{NewEvent{s.message.chat_id, std::nullopt, "message", "{}"}};
+        }));
+    EXPECT_TRUE(sent && sent->created);
+    return sent ? sent->message.id : 0;
+  }
+
   // ann (owner) and bob in the group "team", ann alone in the group "kept".
   struct TeamAndKept {
     UserRecord ann;
@@ -2025,16 +2035,9 @@ TEST_P(StoreContract, SearchFindsLatinLettersWithoutTheirMarks) {
   auto& chats = store_->chats();
   NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
   const auto g = make_chat(chat);
-  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
-  const auto vietnamese =
-      run(chats.send_message({g, ann.id, "Tiếng Việt", std::nullopt, std::nullopt, 20}, on_send))
-          ->message.id;
-  const auto pinyin =
-      run(chats.send_message({g, ann.id, "Běijīng ǍǏ", std::nullopt, std::nullopt, 21}, on_send))
-          ->message.id;
-  const auto plain =
-      run(chats.send_message({g, ann.id, "viet beijing", std::nullopt, std::nullopt, 22}, on_send))
-          ->message.id;
+  const auto vietnamese = send_text(g, ann.id, "Tiếng Việt", 20);
+  const auto pinyin = send_text(g, ann.id, "Běijīng ǍǏ", 21);
+  const auto plain = send_text(g, ann.id, "viet beijing", 22);
   auto found = [&](std::vector<std::string> terms) {
     auto ids = ids_of(run(chats.search(ann.id, terms, std::nullopt, 10)));
     std::sort(ids.begin(), ids.end());
@@ -2055,11 +2058,7 @@ TEST_P(StoreContract, MigrationFoldsTheSearchWordsOfOlderMessages) {
   if (GetParam().name != "postgres") GTEST_SKIP() << "SQLite's tokenizer folds as it reads";
   auto ann = make_user("ann");
   NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, 10};
-  const auto g = make_chat(chat);
-  auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
-  const auto id =
-      run(store_->chats().send_message({g, ann.id, "x", std::nullopt, std::nullopt, 20}, on_send))
-          ->message.id;
+  const auto id = send_text(make_chat(chat), ann.id, "x", 20);
   // Words of one letter after "q", of every letter.
   std::set<std::string> before, after;
   std::string words;
