@@ -38,6 +38,7 @@ class ObjectSink {
   void string(std::string_view k, std::string_view v) { o_.emplace(k, v); }
   void boolean(std::string_view k, bool v) { o_.emplace(k, v); }
   void null(std::string_view k) { o_.emplace(k, nullptr); }
+  void timestamp(std::string_view k, Micros t) { o_.emplace(k, format_iso8601(t)); }
 
  private:
   json::object& o_;
@@ -56,9 +57,9 @@ void message_fields(Sink& out, const MessageRecord& m, std::int64_t viewer, cons
   }
   out.string("sender", m.sender_username);
   out.string("text", m.text);
-  out.string("created_at", format_iso8601(m.created_at));
+  out.timestamp("created_at", m.created_at);
   if (m.edited_at) {
-    out.string("edited_at", format_iso8601(*m.edited_at));
+    out.timestamp("edited_at", *m.edited_at);
   } else {
     out.null("edited_at");
   }
@@ -178,7 +179,7 @@ void append_chat(std::string& out, const ChatSummary& s, std::optional<std::int6
     member.close();
   }
   out += ']';
-  o.string("created_at", format_iso8601(s.chat.created_at));
+  o.timestamp("created_at", s.chat.created_at);
   if (viewer) {
     append_message_or_null(o.value_of("last_message"), s.last_message, *viewer,
                            watermarks_of(s.members));
@@ -248,7 +249,7 @@ std::string message_event(const MessageRecord& m) {
   o.string("text", m.text);
   o.string("sender", m.sender_username);
   o.number("sender_id", m.sender_id);
-  o.string("created_at", format_iso8601(m.created_at));
+  o.timestamp("created_at", m.created_at);
   if (m.forwarded_from) {
     o.number("forwarded_from", *m.forwarded_from);
   } else {

@@ -3,6 +3,7 @@
 #include <charconv>
 #include <cstring>
 
+#include "common/time.hpp"
 #include "common/unicode.hpp"
 
 namespace chat::json_text {
@@ -95,12 +96,25 @@ void append_int(std::string& out, std::int64_t v) {
   out.append(buf, end);
 }
 
+// One append of `,"key":` (a page of messages writes about 650 keys).
 void ObjectWriter::key(std::string_view k) {
-  if (!first_) out_ += ',';
+  char buf[64];
+  if (k.size() > sizeof buf - 4) {  // no key of the API's is this long
+    if (!first_) out_ += ',';
+    out_ += '"';
+    out_ += k;
+    out_ += "\":";
+  } else {
+    std::size_t n = 0;
+    if (!first_) buf[n++] = ',';
+    buf[n++] = '"';
+    std::memcpy(buf + n, k.data(), k.size());
+    n += k.size();
+    buf[n++] = '"';
+    buf[n++] = ':';
+    out_.append(buf, n);
+  }
   first_ = false;
-  out_ += '"';
-  out_ += k;
-  out_ += "\":";
 }
 
 void ObjectWriter::number(std::string_view k, std::int64_t v) {
@@ -121,6 +135,13 @@ void ObjectWriter::boolean(std::string_view k, bool v) {
 void ObjectWriter::null(std::string_view k) {
   key(k);
   out_ += "null";
+}
+
+void ObjectWriter::timestamp(std::string_view k, std::int64_t micros) {
+  key(k);
+  out_ += '"';
+  append_iso8601(out_, micros);
+  out_ += '"';
 }
 
 std::string& ObjectWriter::value_of(std::string_view k) {

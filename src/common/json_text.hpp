@@ -27,6 +27,8 @@ class ObjectWriter {
   void string(std::string_view key, std::string_view v);
   void boolean(std::string_view key, bool v);
   void null(std::string_view key);
+  // A time as the API prints it (common/time.hpp), written in place.
+  void timestamp(std::string_view key, std::int64_t micros);
   // Writes `key`; the caller then appends its value, as JSON text, to the string returned.
   std::string& value_of(std::string_view key);
   void close() { out_ += '}'; }

@@ -40,7 +40,7 @@ void put_digits(char* out, unsigned value, int width) {
 
 // Every message, event and chat carries timestamps, so this is on the hot path of every
 // answer: digits are written directly rather than through gmtime and printf.
-std::string format_iso8601(Micros t) {
+void append_iso8601(std::string& out, Micros t) {
   std::int64_t seconds = t / 1'000'000;
   std::int64_t micros = t % 1'000'000;
   if (micros < 0) {
@@ -66,10 +66,12 @@ std::string format_iso8601(Micros t) {
     std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%06ldZ", tm.tm_year + 1900,
                   tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
                   static_cast<long>(micros));
-    return buf;
+    out += buf;
+    return;
   }
-  std::string out(27, '\0');  // 2024-01-01T12:00:00.123456Z
-  char* p = out.data();
+  const std::size_t at = out.size();
+  out.resize(at + 27);  // 2024-01-01T12:00:00.123456Z
+  char* p = out.data() + at;
   put_digits(p, static_cast<unsigned>(year), 4);
   p[4] = '-';
   put_digits(p + 5, month, 2);
@@ -84,6 +86,11 @@ std::string format_iso8601(Micros t) {
   p[19] = '.';
   put_digits(p + 20, static_cast<unsigned>(micros), 6);
   p[26] = 'Z';
+}
+
+std::string format_iso8601(Micros t) {
+  std::string out;
+  append_iso8601(out, t);
   return out;
 }
 

@@ -60,8 +60,14 @@ TEST(JsonText, ObjectsHaveTheirMembersInOrder) {
   w.boolean("yes", true);
   w.boolean("no", false);
   w.null("none");
+  w.timestamp("at", 1'704'110'400'123'456);
+  w.timestamp("early", -1);
+  const std::string long_key(70, 'k');  // past the buffer a key is written through
+  w.number(long_key, 1);
   w.close();
-  EXPECT_EQ(out, R"({"id":-9223372036854775808,"name":"a\"b","yes":true,"no":false,"none":null})");
+  EXPECT_EQ(out, R"({"id":-9223372036854775808,"name":"a\"b","yes":true,"no":false,"none":null,)"
+                 R"("at":"2024-01-01T12:00:00.123456Z","early":"1969-12-31T23:59:59.999999Z",")" +
+                     long_key + R"(":1})");
   std::string empty;
   json_text::ObjectWriter(empty).close();
   EXPECT_EQ(empty, "{}");
