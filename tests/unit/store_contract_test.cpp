@@ -2098,10 +2098,7 @@ TEST_P(StoreContract, SendTimesRiseWithIdsInEachChat) {
   auto& chats = store_->chats();
   auto on_send = [](const SentMessage& s) { return one_event(s.message.chat_id, "message"); };
   auto create = [&](Micros at) {
-    NewChat chat{ChatType::group, "g", {{ann.id, Role::owner}}, at};
-    return run(chats.create_chat(
-                   chat, [](const CreatedChat& c) { return one_event(c.chat_id, "chat_created"); }))
-        .chat_id;
+    return make_chat(NewChat{ChatType::group, "g", {{ann.id, Role::owner}}, at});
   };
   const auto g = create(1000);
   const auto other = create(10);
